@@ -1,0 +1,68 @@
+"""Command line interface: ``napari-hemd SUBCOMMAND ...``.
+
+Each subcommand lives in its own module ``napari_hemd.cli._NAME`` exposing ``register(subparsers)``;
+the parser it adds sets ``func`` to a callable taking the parsed namespace and returning an exit code.
+Heavy imports (torch, dask.distributed) happen inside ``func`` so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+#: Subcommand modules, in the order ``--help`` lists them. A missing module (e.g. an optional part
+#: not installed) is skipped.
+_SUBCOMMANDS = ("segment", "evaluate", "compare", "predict", "train", "models", "demo")
+
+#: Exceptions that are the user's input, not our bug: printed as one line, exit code 2.
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, KeyError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (all available subcommands)."""
+    from napari_hemd import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="napari-hemd",
+        description="H-EMD instance segmentation of cells in time-lapses and 3D stacks.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"napari_hemd.cli._{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"napari_hemd.cli._{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 only on success)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"napari-hemd {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"napari-hemd {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

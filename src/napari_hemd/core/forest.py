@@ -1,0 +1,342 @@
+"""Instance candidate forests (H-EMD, Section III-A).
+
+Every connected component of ``{round(p, 2) >= v}`` at every level ``v >= tau`` is an instance
+candidate; its parent is the component one level down that contains it. Components that are the same
+region at several levels are one node.
+
+Storage
+-------
+Nodes are numbered in depth-first pre-order, so the subtree of node ``n`` is the contiguous range
+``n .. end[n] - 1``. The only per-pixel array is ``node_map``: the *deepest* node containing each
+pixel (``-1`` for background). Then
+
+* the mask of node ``n`` is ``(node_map >= n) & (node_map < end[n])`` (evaluated in its bounding box),
+* ``n`` is an ancestor-or-self of ``m`` iff ``n <= m < end[n]``,
+* a cut of the forest at any level is a lookup table applied to ``node_map``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from napari_hemd.core import _forest_kernels as _k
+from napari_hemd.core.validation import check_probability, resolve_connectivity
+
+__all__ = ["CandidateForest", "build_candidate_forest", "quantize"]
+
+#: Number of quantisation steps per unit probability (the paper rounds to 2 decimals).
+LEVELS_PER_UNIT = 100
+
+
+def quantize(prob: np.ndarray) -> np.ndarray:
+    """Round probabilities to two decimals, as integer levels ``0 .. 100`` (int16)."""
+    prob = np.asarray(prob)
+    scale = prob.dtype.type(LEVELS_PER_UNIT) if prob.dtype.kind == "f" else LEVELS_PER_UNIT
+    return np.rint(prob * scale).astype(np.int16)
+
+
+@dataclass(frozen=True, eq=False)
+class CandidateForest:
+    """The instance candidate forest of one 2D frame or one 3D volume.
+
+    Attributes
+    ----------
+    node_map : (M, N[, P]) int32 ndarray
+        Deepest candidate containing each pixel; ``-1`` where ``round(p, 2) < tau``.
+    parent : (K,) int32 ndarray
+        Parent of each node, ``-1`` for roots. Parents precede children (pre-order).
+    level : (K,) float32 ndarray
+        Threshold of each node: its region is a connected component of ``round(p, 2) >= level``
+        (the minimum rounded probability in the region).
+    end : (K,) int32 ndarray
+        One past the last node of each subtree.
+    area : (K,) int64 ndarray
+        Pixels (voxels) in each node.
+    prob_sum : (K,) float64 ndarray
+        Sum of the (unrounded) probabilities over each node; ``prob_sum / area`` is the mean.
+    n_leaves : (K,) int32 ndarray
+        Leaves in each subtree (a root with one leaf is a single-path tree).
+    bbox : (K, 2 * ndim) int32 ndarray
+        ``(min_0, .., min_d, max_0, .., max_d)`` with exclusive maxima.
+    tau : float
+        Lowest threshold used.
+    connectivity : int
+        Neighbourhood used for connected components (1 = faces only, ``ndim`` = full).
+    """
+
+    node_map: np.ndarray
+    parent: np.ndarray
+    level: np.ndarray
+    end: np.ndarray
+    area: np.ndarray
+    prob_sum: np.ndarray
+    n_leaves: np.ndarray
+    bbox: np.ndarray
+    tau: float
+    connectivity: int
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def n_nodes(self) -> int:
+        """Number of candidates."""
+        return int(self.parent.shape[0])
+
+    @property
+    def ndim(self) -> int:
+        """Spatial dimensions of the frame (2 or 3)."""
+        return self.node_map.ndim
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the frame."""
+        return self.node_map.shape
+
+    @property
+    def roots(self) -> np.ndarray:
+        """Ids of the root candidates (components at ``tau``)."""
+        return np.flatnonzero(self.parent < 0)
+
+    @property
+    def leaves(self) -> np.ndarray:
+        """Ids of the leaf candidates."""
+        return np.flatnonzero(self.end == np.arange(1, self.n_nodes + 1))
+
+    @property
+    def mean_prob(self) -> np.ndarray:
+        """Mean probability of each candidate."""
+        return self.prob_sum / np.maximum(self.area, 1)
+
+    def children(self, node: int) -> np.ndarray:
+        """Direct children of ``node``, in increasing id."""
+        sub = np.arange(node + 1, self.end[node])
+        return sub[self.parent[sub] == node]
+
+    def ancestors(self, node: int) -> np.ndarray:
+        """``node`` and its ancestors up to the root (a leaf-to-root path when ``node`` is a leaf)."""
+        path = [int(node)]
+        p = int(self.parent[node])
+        while p >= 0:
+            path.append(p)
+            p = int(self.parent[p])
+        return np.asarray(path, dtype=np.int64)
+
+    def root_of(self, nodes: np.ndarray | int) -> np.ndarray:
+        """Root of the tree holding each node."""
+        roots = self.roots
+        return roots[np.searchsorted(roots, nodes, side="right") - 1]
+
+    def leaf_to_root_paths(self) -> Iterator[np.ndarray]:
+        """Yield every leaf-to-root path (``N^w`` in the paper)."""
+        for leaf in self.leaves:
+            yield self.ancestors(leaf)
+
+    def is_ancestor(self, a: int, b: int) -> bool:
+        """Whether ``a`` is ``b`` or one of its ancestors."""
+        return bool(a <= b < self.end[a])
+
+    # ------------------------------------------------------------------ regions
+    def bbox_slices(self, node: int) -> tuple[slice, ...]:
+        """Bounding box of ``node`` as a tuple of slices."""
+        b = self.bbox[node]
+        d = self.ndim
+        return tuple(slice(int(b[i]), int(b[i + d])) for i in range(d))
+
+    def mask(self, node: int, *, crop: bool = False) -> np.ndarray:
+        """Boolean mask of ``node``: full frame, or cropped to its bounding box with ``crop=True``."""
+        sl = self.bbox_slices(node)
+        sub = self.node_map[sl]
+        m = (sub >= node) & (sub < self.end[node])
+        if crop:
+            return m
+        out = np.zeros(self.shape, dtype=bool)
+        out[sl] = m
+        return out
+
+    def labels_of(self, nodes: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+        """Paint disjoint ``nodes`` into a label image (``values`` default to ``1 .. len(nodes)``).
+
+        Raises
+        ------
+        ValueError
+            If two of ``nodes`` overlap (one is an ancestor of the other).
+        """
+        lut = self.node_lut(nodes, values)
+        out = np.zeros(self.shape, dtype=lut.dtype)
+        fg = self.node_map >= 0
+        out[fg] = lut[self.node_map[fg]]
+        return out
+
+    def node_lut(self, nodes: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+        """Lookup table from deepest node to the label of its ancestor among ``nodes`` (0 if none)."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        if values is None:
+            values = np.arange(1, len(nodes) + 1)
+        values = np.asarray(values)
+        dtype = np.uint32 if values.size == 0 or values.max() < 2**32 else np.uint64
+        lut = np.zeros(self.n_nodes, dtype=dtype)
+        order = np.argsort(nodes)
+        s = nodes[order]
+        if s.size > 1 and np.any(self.end[s[:-1]] > s[1:]):
+            raise ValueError("nodes must be disjoint candidates (no ancestor of another)")
+        for n, v in zip(s, values[order], strict=True):
+            lut[n : self.end[n]] = v
+        return lut
+
+    def cut(self, threshold: float) -> np.ndarray:
+        """Label image of the connected components of ``round(p, 2) >= threshold``.
+
+        Labels are ``1 + node id`` of the component's candidate, so they are stable across calls.
+        """
+        t = round(float(threshold) * LEVELS_PER_UNIT)
+        comp = _k.cut_kernel(self.parent, np.rint(self.level * LEVELS_PER_UNIT).astype(np.int16), t)
+        lut = (comp + 1).astype(np.int32)
+        out = np.zeros(self.shape, dtype=np.int32)
+        fg = self.node_map >= 0
+        out[fg] = lut[self.node_map[fg]]
+        return out
+
+    def node_table(self) -> dict[str, np.ndarray]:
+        """Per-node columns (id, parent, level, area, mean probability, leaves, bbox) for display."""
+        return {
+            "id": np.arange(self.n_nodes),
+            "parent": self.parent,
+            "level": self.level,
+            "area": self.area,
+            "mean_prob": self.mean_prob,
+            "n_leaves": self.n_leaves,
+            "bbox": self.bbox,
+        }
+
+
+def build_candidate_forest(
+    prob: np.ndarray,
+    tau: float = 0.5,
+    connectivity: int | None = None,
+    min_size: int = 0,
+) -> CandidateForest:
+    """Build the instance candidate forest of one probability map.
+
+    Parameters
+    ----------
+    prob : (M, N) or (M, N, P) ndarray
+        Foreground probability of one 2D frame or one 3D volume, floats in ``[0, 1]``.
+    tau : float, optional
+        Lowest threshold; only levels ``>= tau`` make candidates.
+    connectivity : int, optional
+        Maximum number of orthogonal steps to reach a neighbour, as in
+        :func:`scipy.ndimage.generate_binary_structure`. ``None`` (default) means 1: 4-connectivity in
+        2D, 6-connectivity in 3D, which is also the default of :func:`scipy.ndimage.label`.
+    min_size : int, optional
+        Candidates smaller than this many pixels are dropped; their pixels go to the nearest
+        remaining ancestor (or to background).
+
+    Returns
+    -------
+    CandidateForest
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.zeros((5, 9))
+    >>> p[1:4, 1:8] = 0.6
+    >>> p[2, 2] = p[2, 6] = 0.9
+    >>> f = build_candidate_forest(p)
+    >>> f.n_nodes, f.roots.tolist(), f.n_leaves[0]
+    (3, [0], 2)
+    """
+    prob = check_probability(prob, name="prob", ndims=(2, 3))
+    if not 0.0 <= float(tau) <= 1.0:
+        raise ValueError(f"tau must be in [0, 1]; got {tau!r}")
+    if int(min_size) < 0:
+        raise ValueError(f"min_size must be >= 0; got {min_size!r}")
+    conn = resolve_connectivity(connectivity, prob.ndim)
+    q = quantize(prob)
+    tau_q = round(float(tau) * LEVELS_PER_UNIT)
+    qpad = np.pad(q, 1, constant_values=-1)
+    offsets = _neighbour_offsets(qpad.shape, conn)
+    order, pix_node, parent, level_q = _k.build_forest_kernel(qpad.ravel(), tau_q, offsets)
+
+    new_id = _k.preorder_kernel(parent)
+    n = parent.shape[0]
+    parent_pre = np.full(n, -1, dtype=np.int32)
+    has_p = parent >= 0
+    parent_pre[new_id[has_p]] = new_id[parent[has_p]]
+    level_pre = np.empty(n, dtype=np.int16)
+    level_pre[new_id] = level_q
+
+    node_of_pixel = new_id[pix_node]  # aligned with ``order``
+    ppad = np.pad(prob, 1).ravel()
+    own_area, own_prob, own_lo, own_hi = _k.own_stats_kernel(
+        order, node_of_pixel, ppad, np.asarray(qpad.shape, dtype=np.int64), n
+    )
+    end, area, psum, n_leaves, lo, hi = _k.subtree_stats_kernel(
+        parent_pre, own_area, own_prob, own_lo, own_hi
+    )
+    node_map_pad = np.full(qpad.size, -1, dtype=np.int32)
+    node_map_pad[order] = node_of_pixel
+    inner = tuple(slice(1, -1) for _ in range(prob.ndim))
+    node_map = np.ascontiguousarray(node_map_pad.reshape(qpad.shape)[inner])
+
+    forest = CandidateForest(
+        node_map=node_map,
+        parent=parent_pre,
+        level=(level_pre / LEVELS_PER_UNIT).astype(np.float32),
+        end=end,
+        area=area,
+        prob_sum=psum,
+        n_leaves=n_leaves,
+        bbox=np.concatenate([lo, hi], axis=1),
+        tau=float(tau),
+        connectivity=conn,
+    )
+    if min_size > 0 and n and area.min() < min_size:
+        forest = _drop_small(forest, int(min_size))
+    return forest
+
+
+def _neighbour_offsets(padded_shape: tuple[int, ...], connectivity: int) -> np.ndarray:
+    struct = ndi.generate_binary_structure(len(padded_shape), connectivity)
+    centre = np.array(struct.shape) // 2
+    strides = np.array(
+        [int(np.prod(padded_shape[i + 1 :])) for i in range(len(padded_shape))], dtype=np.int64
+    )
+    offs = [int(np.dot(np.array(idx) - centre, strides)) for idx in zip(*np.nonzero(struct))]
+    return np.array([o for o in offs if o != 0], dtype=np.int64)
+
+
+def _drop_small(forest: CandidateForest, min_size: int) -> CandidateForest:
+    """Remove candidates smaller than ``min_size`` (whole subtrees, since area grows rootwards)."""
+    keep = forest.area >= min_size
+    nearest = _k.nearest_marked_ancestor_kernel(forest.parent, keep)
+    new_id = np.cumsum(keep, dtype=np.int32) - 1
+    new_id[~keep] = -1
+    # Pixels move to the nearest kept ancestor-or-self.
+    remap = np.where(nearest >= 0, new_id[np.maximum(nearest, 0)], -1).astype(np.int32)
+    fg = forest.node_map >= 0
+    node_map = np.full(forest.shape, -1, dtype=np.int32)
+    node_map[fg] = remap[forest.node_map[fg]]
+    idx = np.flatnonzero(keep)
+    parent = forest.parent[idx]
+    parent = np.where(parent >= 0, new_id[np.maximum(parent, 0)], -1).astype(np.int32)
+    # Pre-order is preserved when whole subtrees are removed; recompute ends and leaf counts.
+    n = idx.size
+    zeros_box = np.zeros((n, forest.ndim), np.int32)
+    end, _, _, n_leaves, _, _ = _k.subtree_stats_kernel(
+        parent, np.zeros(n, np.int64), np.zeros(n), zeros_box, zeros_box
+    )
+    return CandidateForest(
+        node_map=node_map,
+        parent=parent,
+        level=forest.level[idx],
+        end=end,
+        area=forest.area[idx],
+        prob_sum=forest.prob_sum[idx],
+        n_leaves=n_leaves,
+        bbox=forest.bbox[idx],
+        tau=forest.tau,
+        connectivity=forest.connectivity,
+    )

@@ -1,0 +1,80 @@
+"""Input checks shared by the public functions. Errors name the argument, what was expected and what
+was received."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["check_probability", "resolve_connectivity", "to_probability"]
+
+
+def to_probability(arr: np.ndarray, *, name: str = "prob") -> np.ndarray:
+    """Convert an array to float probabilities: floats are kept, uint8/uint16 are rescaled to [0, 1].
+
+    Raises
+    ------
+    TypeError
+        For other dtypes (bool, signed integers, complex, objects).
+    """
+    arr = np.asarray(arr)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255)
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / np.float32(65535)
+    if arr.dtype.kind == "f":
+        return arr
+    raise TypeError(
+        f"{name} must hold probabilities as floats in [0, 1] (or uint8/uint16, rescaled); "
+        f"got dtype {arr.dtype}"
+    )
+
+
+def check_probability(
+    prob: np.ndarray, *, name: str = "prob", ndims: Sequence[int] = (2, 3)
+) -> np.ndarray:
+    """Validate a probability map and return it as a float array.
+
+    Parameters
+    ----------
+    prob : ndarray
+        Probabilities in ``[0, 1]`` (floats) or uint8/uint16 (rescaled).
+    name : str
+        Argument name used in error messages.
+    ndims : sequence of int
+        Accepted numbers of dimensions.
+    """
+    arr = to_probability(prob, name=name)
+    if arr.ndim not in ndims:
+        want = " or ".join(f"{d}D" for d in ndims)
+        raise ValueError(f"{name} must be {want}; got an array of shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty; got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise ValueError(
+                f"{name} must be finite; got {int(bad.sum())} NaN/inf values "
+                f"(first at index {tuple(int(i) for i in np.argwhere(bad)[0])})"
+            )
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"{name} must hold probabilities in [0, 1]; got values in [{lo:.4g}, {hi:.4g}]. "
+                "If these are logits, apply a sigmoid/softmax first."
+            )
+    return arr
+
+
+def resolve_connectivity(connectivity: int | None, ndim: int) -> int:
+    """Return a valid connectivity for ``ndim`` dimensions (``None`` means 1, face neighbours)."""
+    if connectivity is None:
+        return 1
+    c = int(connectivity)
+    if not 1 <= c <= ndim:
+        raise ValueError(
+            f"connectivity must be between 1 (faces) and {ndim} (full) for {ndim}D frames; "
+            f"got {connectivity!r}"
+        )
+    return c
