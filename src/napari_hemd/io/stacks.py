@@ -1,0 +1,142 @@
+"""Read image/probability stacks and write label stacks: TIFF, ``.npy``, zarr, CTC folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from napari_hemd.io._atomic import atomic_path
+
+__all__ = ["read_stack", "write_labels"]
+
+
+def _is_zarr(path: Path) -> bool:
+    return path.suffix == ".zarr" or (path / ".zarray").exists() or (path / "zarr.json").exists()
+
+
+def read_stack(path: str | os.PathLike, *, lazy: bool = False):
+    """Read an array from a TIFF file, ``.npy`` file, zarr array or a folder of TIFF frames.
+
+    Parameters
+    ----------
+    path : path-like
+        ``*.tif``/``*.tiff``, ``*.npy``, ``*.zarr`` (an array, or a group holding array ``0`` as in
+        OME-Zarr), or a folder of ``*.tif`` frames sorted by name (a CTC sequence).
+    lazy : bool
+        Return zarr arrays (and TIFF frame folders) without loading them into memory.
+
+    Returns
+    -------
+    ndarray or zarr.Array or dask.array.Array
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input {str(path)!r} does not exist")
+    if _is_zarr(path):
+        import zarr
+
+        node = zarr.open(str(path), mode="r")
+        if isinstance(node, zarr.Group):
+            keys = sorted(k for k, _ in node.arrays())
+            if not keys:
+                raise ValueError(f"zarr group {str(path)!r} holds no array")
+            node = node["0"] if "0" in keys else node[keys[0]]
+        return node if lazy else node[...]
+    if path.is_dir():
+        frames = sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+        if not frames:
+            raise ValueError(f"folder {str(path)!r} holds no .tif frames")
+        import tifffile
+
+        if lazy:
+            import dask.array as da
+            from dask import delayed
+
+            first = tifffile.imread(frames[0])
+            parts = [
+                da.from_delayed(delayed(tifffile.imread)(f), first.shape, first.dtype) for f in frames
+            ]
+            return da.stack(parts)
+        return np.stack([tifffile.imread(f) for f in frames])
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        return tifffile.imread(path)
+    if suffix == ".npy":
+        return np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
+    raise ValueError(
+        f"input {str(path)!r}: expected a .tif/.tiff/.npy file, a .zarr array or a folder of "
+        f".tif frames; got suffix {suffix!r}"
+    )
+
+
+def write_labels(
+    labels,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    tracks: np.ndarray | None = None,
+    metadata: dict | None = None,
+) -> Path:
+    """Write a label stack, chosen by extension, atomically.
+
+    Parameters
+    ----------
+    labels : (T, ...) integer array
+        Instance labels, frames along the first axis.
+    path : path-like
+        ``*.tif``/``*.tiff`` (one multi-page TIFF), ``*.zarr`` (zarr array, chunked per frame) or a
+        folder without suffix (Cell Tracking Challenge result: ``maskTTT.tif`` per frame, plus
+        ``res_track.txt`` when ``tracks`` is given).
+    tracks : (K, 4) int array, optional
+        CTC track table ``L B E P`` (label, begin, end, parent).
+    metadata : dict, optional
+        Stored as zarr attributes / TIFF description (JSON) / ``hemd-params.json`` in CTC folders.
+    """
+    import json
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    labels_arr = labels
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            arr = np.asarray(labels_arr)
+            tifffile.imwrite(
+                tmp,
+                arr.astype(_label_dtype(arr)),
+                compression="zlib",
+                description=json.dumps(metadata) if metadata else None,
+                metadata=None,
+            )
+        elif suffix == ".zarr":
+            import zarr
+
+            arr_shape = tuple(labels_arr.shape)
+            chunks = (1, *arr_shape[1:])
+            z = zarr.open_array(str(tmp), mode="w", shape=arr_shape, chunks=chunks, dtype=np.uint32)
+            for t in range(arr_shape[0]):
+                z[t] = np.asarray(labels_arr[t])
+            if metadata:
+                z.attrs.update(metadata)
+        elif suffix == "":
+            from napari_hemd.io.ctc import write_ctc_result
+
+            write_ctc_result(labels_arr, tmp, tracks=tracks)
+            if metadata:
+                (tmp / "hemd-params.json").write_text(json.dumps(metadata, indent=2))
+        else:
+            raise ValueError(
+                f"output {str(path)!r}: expected a .tif/.tiff file, a .zarr store or a folder "
+                f"(CTC result); got suffix {suffix!r}"
+            )
+    return path
+
+
+def _label_dtype(arr: np.ndarray) -> type:
+    m = int(arr.max()) if arr.size else 0
+    return np.uint16 if m < 2**16 else np.uint32
