@@ -17,18 +17,32 @@ def register(subparsers) -> None:
         help="train a U-Net (foreground/boundary/background) or a pixel-embedded affinity network",
         description=(
             "Train on Cell Tracking Challenge sequences (raw frames + SEQ_ST/SEG or SEQ_GT/SEG) or "
-            "folders with images/ and labels/. A contiguous block of frames of every --data is held "
-            "out; the model with the best held-out loss is written to -o."
+            "folders with images/ and labels/. A contiguous block of frames of every --data is "
+            "held out; the model with the best held-out loss is written to -o."
         ),
     )
-    p.add_argument("--data", action="append", required=True, metavar="DIR",
-                   help="training data folder (repeat for several)")
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="training data folder (repeat for several)",
+    )
     p.add_argument("--model", choices=("unet", "affinity"), default="unet")
-    p.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write (.pt)")
-    p.add_argument("--masks", choices=("auto", "st", "gt"), default="auto",
-                   help="CTC masks: silver truth, gold truth, or auto (ST, else GT)")
-    p.add_argument("--val", default="0.2",
-                   help="held out per --data: a fraction (last frames) or START:STOP (default 0.2)")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="MODEL", help="model file to write (.pt)"
+    )
+    p.add_argument(
+        "--masks",
+        choices=("auto", "st", "gt"),
+        default="auto",
+        help="CTC masks: silver truth, gold truth, or auto (ST, else GT)",
+    )
+    p.add_argument(
+        "--val",
+        default="0.2",
+        help="held out per --data: a fraction (last frames) or START:STOP (default 0.2)",
+    )
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time")
     p.add_argument("--batch-size", type=int, default=4)
@@ -74,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         ranges = tuple(int(r) for r in args.ranges.split(","))
     except ValueError:
-        raise ValueError(f"--ranges must be comma-separated integers; got {args.ranges!r}") from None
+        raise ValueError(
+            f"--ranges must be comma-separated integers; got {args.ranges!r}"
+        ) from None
     arch = {"base_channels": args.base_channels}
     if args.depth is not None:
         arch["depth"] = args.depth
@@ -88,13 +104,28 @@ def run(args: argparse.Namespace) -> int:
         val += va
         logger.warning("%s: %d training, %d held-out samples", d, len(tr), len(va))
     cfg = TrainConfig(
-        model=args.model, architecture=arch, steps=args.steps, max_minutes=args.max_minutes,
-        batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, seed=args.seed,
-        val_every=args.val_every, checkpoint_every=args.checkpoint_every, ranges=ranges,
-        neighbourhood=args.neighbourhood, device=args.device, amp=not args.no_amp,
+        model=args.model,
+        architecture=arch,
+        steps=args.steps,
+        max_minutes=args.max_minutes,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        lr=args.lr,
+        seed=args.seed,
+        val_every=args.val_every,
+        checkpoint_every=args.checkpoint_every,
+        ranges=ranges,
+        neighbourhood=args.neighbourhood,
+        device=args.device,
+        amp=not args.no_amp,
     )
     model, history = train_model(
-        train, val, out, cfg, resume=args.resume, progress=not args.no_progress,
+        train,
+        val,
+        out,
+        cfg,
+        resume=args.resume,
+        progress=not args.no_progress,
         data_description=[str(d) for d in args.data],
     )
     if args.half:
@@ -102,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
 
         save_model_file(model, out, half=True)
     last = history[-1] if history else {}
-    print(f"wrote {out} (steps {last.get('step')}, loss {last.get('loss', float('nan')):.4f}, "
-          f"held-out loss {last.get('val_loss', float('nan')):.4f})")
+    print(
+        f"wrote {out} (steps {last.get('step')}, loss {last.get('loss', float('nan')):.4f}, "
+        f"held-out loss {last.get('val_loss', float('nan')):.4f})"
+    )
     return 0

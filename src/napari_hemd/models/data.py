@@ -53,7 +53,10 @@ def _frame_number(path: Path) -> int:
 
 
 def _ctc_mask_dir(seq: Path, masks: str) -> tuple[Path, str]:
-    candidates = {"st": seq.parent / f"{seq.name}_ST" / "SEG", "gt": seq.parent / f"{seq.name}_GT" / "SEG"}
+    candidates = {
+        "st": seq.parent / f"{seq.name}_ST" / "SEG",
+        "gt": seq.parent / f"{seq.name}_GT" / "SEG",
+    }
     order = ["st", "gt"] if masks == "auto" else [masks]
     for key in order:
         if candidates[key].is_dir():

@@ -98,7 +98,7 @@ class TrainConfig:
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """``"auto"``: CUDA if available, then Apple MPS, then CPU; otherwise ``torch.device(device)``."""
+    """Return a device: ``"auto"`` picks CUDA, then Apple MPS, then CPU."""
     if device != "auto":
         return torch.device(device)
     if torch.cuda.is_available():
@@ -165,12 +165,14 @@ class _PatchSampler:
 def _pad_to(arr: np.ndarray, size: int) -> np.ndarray:
     py, px = max(0, size - arr.shape[0]), max(0, size - arr.shape[1])
     if py or px:
-        return np.pad(arr, ((0, py), (0, px)), mode="reflect" if arr.dtype.kind == "f" else "constant")
+        return np.pad(
+            arr, ((0, py), (0, px)), mode="reflect" if arr.dtype.kind == "f" else "constant"
+        )
     return arr
 
 
 def _val_patches(samples: Sequence[Sample], patch: int, per_sample: int = 4) -> tuple:
-    """Fixed held-out patches (deterministic grid), so the validation loss is comparable."""
+    """Cut fixed held-out patches (deterministic grid): comparable validation losses."""
     imgs, labs = [], []
     for s in samples:
         img, lab = _pad_to(s.image, patch), _pad_to(s.labels, patch)
@@ -183,7 +185,9 @@ def _val_patches(samples: Sequence[Sample], patch: int, per_sample: int = 4) -> 
     return np.stack(imgs)[:, None].astype(np.float32), np.stack(labs)
 
 
-def _unet_loss(model: HemdModel, img: torch.Tensor, lab: np.ndarray, cfg: TrainConfig) -> torch.Tensor:
+def _unet_loss(
+    model: HemdModel, img: torch.Tensor, lab: np.ndarray, cfg: TrainConfig
+) -> torch.Tensor:
     target = torch.from_numpy(np.stack([semantic_targets(x) for x in lab])).to(img.device)
     logits = model.network(img)
     weight = torch.tensor(cfg.class_weights, dtype=logits.dtype, device=img.device)
@@ -196,7 +200,7 @@ def _masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -
 
 
 def _random_view(img: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, int, bool]:
-    """Transformed view for the cross-correlation module: rot90 + flip, intensity, cutout."""
+    """Make the transformed view of the cross-correlation module: rot90/flip, intensity, cutout."""
     k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
     view = torch.rot90(img, k, dims=(-2, -1))
     if flip:
@@ -224,7 +228,7 @@ def _affinity_loss(
     cfg: TrainConfig,
     rng: np.random.Generator | None,
 ) -> torch.Tensor:
-    """alpha * L_s + beta * L_c + gamma * L_p + foreground BCE (Eqs. 3, 5, 6, 7)."""
+    """Alpha * L_s + beta * L_c + gamma * L_p + foreground BCE (Eqs. 3, 5, 6, 7)."""
     labels = torch.from_numpy(lab.astype(np.int64)).to(img.device)
     offsets = make_offsets(cfg.ranges, cfg.neighbourhood)
     out = model.network(img, with_pyramid=cfg.gamma > 0)
@@ -342,8 +346,10 @@ def train_model(
         img, lab = sampler(cfg.batch_size)
         img_t = torch.from_numpy(img).to(device)
         with torch.autocast(device.type, enabled=use_amp):
-            loss = loss_fn(model, img_t, lab, cfg, rng) if cfg.model == "affinity" else loss_fn(
-                model, img_t, lab, cfg
+            loss = (
+                loss_fn(model, img_t, lab, cfg, rng)
+                if cfg.model == "affinity"
+                else loss_fn(model, img_t, lab, cfg)
             )
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -354,9 +360,15 @@ def train_model(
         running.append(float(loss.detach()))
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(running[-20:]):.4f}")
-        out_of_time = cfg.max_minutes is not None and (time.perf_counter() - t0) > 60 * cfg.max_minutes
+        out_of_time = (
+            cfg.max_minutes is not None and (time.perf_counter() - t0) > 60 * cfg.max_minutes
+        )
         if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
-            entry = {"step": step, "loss": float(np.mean(running)), "seconds": time.perf_counter() - t0}
+            entry = {
+                "step": step,
+                "loss": float(np.mean(running)),
+                "seconds": time.perf_counter() - t0,
+            }
             running = []
             if val_img is not None:
                 entry["val_loss"] = _evaluate(model, val_img, val_lab, cfg, loss_fn, device)

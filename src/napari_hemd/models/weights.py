@@ -47,9 +47,7 @@ def build_network(architecture: dict) -> nn.Module:
     arch = dict(architecture)
     name = arch.pop("name", None)
     if name not in _NETWORKS:
-        raise ValueError(
-            f"architecture['name'] must be one of {sorted(_NETWORKS)}; got {name!r}"
-        )
+        raise ValueError(f"architecture['name'] must be one of {sorted(_NETWORKS)}; got {name!r}")
     return _NETWORKS[name](**arch)
 
 
@@ -75,7 +73,8 @@ class HemdModel:
     Attributes
     ----------
     network : torch.nn.Module
-        :class:`~napari_hemd.models.unet.UNet2d` or :class:`~napari_hemd.models.affinity.AffinityNet`.
+        A :class:`~napari_hemd.models.unet.UNet2d` or an
+        :class:`~napari_hemd.models.affinity.AffinityNet`.
     metadata : dict
         ``architecture`` (name + constructor kwargs), ``normalization``, ``offsets`` (affinity
         model), ``training`` (data, steps, seed, validation ...), ``version`` and free text.
@@ -103,7 +102,7 @@ class HemdModel:
 
     @classmethod
     def create(cls, kind: str, **architecture) -> HemdModel:
-        """A freshly initialised model of ``kind`` (``"unet"`` or ``"affinity"``)."""
+        """Create a freshly initialised model of ``kind`` (``"unet"`` or ``"affinity"``)."""
         arch = {"name": kind, **architecture}
         meta = {
             "architecture": arch,
@@ -124,9 +123,7 @@ def _package_version() -> str:
     return __version__
 
 
-def save_model_file(
-    model: HemdModel, path: str | os.PathLike, *, half: bool = False
-) -> Path:
+def save_model_file(model: HemdModel, path: str | os.PathLike, *, half: bool = False) -> Path:
     """Write ``model`` to ``path`` (state dict + metadata), atomically.
 
     Parameters
@@ -193,9 +190,7 @@ def load_model_file(path: str | os.PathLike | io.BytesIO, *, device: str = "cpu"
         )
     meta = payload["metadata"]
     network = build_network(meta["architecture"])
-    state = {
-        k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()
-    }
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     network.load_state_dict(state)
     network.to(device).eval()
     logger.debug("loaded %s model from %s", meta["architecture"]["name"], name)
