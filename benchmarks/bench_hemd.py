@@ -44,8 +44,12 @@ def load_sequences(data: Path, n_frames: int):
         if not files:
             continue
         gt = np.stack([tifffile.imread(f) for f in files])
-        prob = np.stack([probability_from_labels(m, rng=i, contact_dip=0.3, noise=0.03)
-                         for i, m in enumerate(gt)])
+        prob = np.stack(
+            [
+                probability_from_labels(m, rng=i, contact_dip=0.3, noise=0.03)
+                for i, m in enumerate(gt)
+            ]
+        )
         out[name] = prob
     if not out:
         v = nuclei_video(n_frames=n_frames, shape=(512, 512), n_cells=60)
@@ -85,12 +89,16 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    print(f"# napari-hemd {nh.__version__} | {platform.processor() or platform.machine()} | "
-          f"{os.cpu_count()} CPUs | python {platform.python_version()}")
+    print(
+        f"# napari-hemd {nh.__version__} | {platform.processor() or platform.machine()} | "
+        f"{os.cpu_count()} CPUs | python {platform.python_version()}"
+    )
     seqs = load_sequences(args.data, args.frames)
     build_candidate_forest(next(iter(seqs.values()))[0])  # JIT warm-up (cached on disk after)
     print("\n## Forest build per frame (median over frames of best-of-repeat)")
-    print("| sequence | frame | nodes | label(p>=tau) ms | forest ms | ratio | naive ms | naive/forest |")
+    print(
+        "| sequence | frame | nodes | label(p>=tau) ms | forest ms | ratio | naive ms | naive/forest |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, prob in seqs.items():
         r_l, r_f, r_n, nodes = [], [], [], []
@@ -100,15 +108,17 @@ def main() -> None:
             r_n.append(best_of(lambda p=p: naive_forest(p), 1))
             nodes.append(build_candidate_forest(p).n_nodes)
         ml, mf, mn = (float(np.median(x)) * 1e3 for x in (r_l, r_f, r_n))
-        print(f"| {name} | {prob.shape[1]}x{prob.shape[2]} | {int(np.median(nodes))} | {ml:.2f} | "
-              f"{mf:.2f} | {mf / ml:.1f}x | {mn:.1f} | {mn / mf:.0f}x |")
+        print(
+            f"| {name} | {prob.shape[1]}x{prob.shape[2]} | {int(np.median(nodes))} | {ml:.2f} | "
+            f"{mf:.2f} | {mf / ml:.1f}x | {mn:.1f} | {mn / mf:.0f}x |"
+        )
     print(f"\n## Whole sequence ({args.frames} frames): H-EMD vs watershed baseline, same maps")
     print("| sequence | frames | watershed s | H-EMD s | ratio | threshold s |")
     print("|---|---|---|---|---|---|")
     for name, prob in seqs.items():
-        tw = best_of(lambda: nh.segment(prob, "watershed"), 1)
-        th = best_of(lambda: nh.segment(prob, "hemd"), 1)
-        tt = best_of(lambda: nh.segment(prob, "threshold"), 1)
+        tw = best_of(lambda prob=prob: nh.segment(prob, "watershed"), 1)
+        th = best_of(lambda prob=prob: nh.segment(prob, "hemd"), 1)
+        tt = best_of(lambda prob=prob: nh.segment(prob, "threshold"), 1)
         print(f"| {name} | {len(prob)} | {tw:.2f} | {th:.2f} | {th / tw:.2f}x | {tt:.2f} |")
 
 

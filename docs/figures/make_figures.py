@@ -1,6 +1,6 @@
 """Generate the algorithm figures of docs/algorithm.md.
 
-    python docs/figures/make_figures.py
+python docs/figures/make_figures.py
 """
 
 from __future__ import annotations
@@ -48,16 +48,23 @@ def forest_figure(prob, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    lines = [f"node {n}: level {f.level[n]:.2f}, area {f.area[n]}, parent {f.parent[n]}"
-             for n in range(f.n_nodes)]
+    lines = [
+        f"node {n}: level {f.level[n]:.2f}, area {f.area[n]}, parent {f.parent[n]}"
+        for n in range(f.n_nodes)
+    ]
     return lines
 
 
 def selection_figure(prob, path):
     res = nh.hemd(prob, variant="paper")
     fig, axes = plt.subplots(2, 3, figsize=(11, 5.6))
-    colours = {"initial": "tab:green", "left": "tab:blue", "right": "tab:orange",
-               "padding": "tab:red", "locked": "k"}
+    colours = {
+        "initial": "tab:green",
+        "left": "tab:blue",
+        "right": "tab:orange",
+        "padding": "tab:red",
+        "locked": "k",
+    }
     for w in range(3):
         th = nh.segment(prob[w : w + 1], "threshold")[0]
         axes[0, w].imshow(prob[w], cmap="gray", vmin=0, vmax=1)
@@ -69,8 +76,16 @@ def selection_figure(prob, path):
             name = HOW_NAMES[int(how)]
             axes[1, w].contour(f.mask(int(n)), [0.5], colors=colours[name], linewidths=1.5)
             cy, cx = np.argwhere(f.mask(int(n))).mean(0)
-            axes[1, w].text(cx, cy, f"{name}\nnode {n}", color=colours[name], ha="center",
-                            va="center", fontsize=8, backgroundcolor="white")
+            axes[1, w].text(
+                cx,
+                cy,
+                f"{name}\nnode {n}",
+                color=colours[name],
+                ha="center",
+                va="center",
+                fontsize=8,
+                backgroundcolor="white",
+            )
         axes[1, w].set_title(f"frame {w}: H-EMD, {len(s.nodes)} object(s)")
     for ax in axes.ravel():
         ax.axis("off")
@@ -82,5 +97,6 @@ def selection_figure(prob, path):
 if __name__ == "__main__":
     lines = forest_figure(two_cells(0.62), HERE / "forest.png")
     print("\n".join(lines))
-    selection_figure(np.stack([two_cells(0.3), two_cells(0.62), two_cells(0.3)]),
-                     HERE / "selection.png")
+    selection_figure(
+        np.stack([two_cells(0.3), two_cells(0.62), two_cells(0.3)]), HERE / "selection.png"
+    )

@@ -37,8 +37,9 @@ def test_segment_baseline_and_uint8_input(tmp_path):
     path = tmp_path / "p.npy"
     np.save(path, (v["prob"] * 255).astype(np.uint8))
     out = tmp_path / "o.tif"
-    assert main(["segment", str(path), "-o", str(out), "--method", "watershed",
-                 "--no-progress"]) == 0
+    assert (
+        main(["segment", str(path), "-o", str(out), "--method", "watershed", "--no-progress"]) == 0
+    )
     assert read_stack(out).max() > 0
 
 

@@ -33,8 +33,9 @@ def test_hemd_on_fluo_sim_masks(shared_data):
     seg = sorted((shared_data / "ctc/Fluo-N2DH-SIM+/02_GT/SEG").glob("man_seg*.tif"))[:12]
     gt = np.stack([tifffile.imread(f) for f in seg])
     # Touching nuclei get a weak contact: thresholding merges some, H-EMD should split them.
-    prob = np.stack([probability_from_labels(m, rng=i, contact_dip=0.3, noise=0.03)
-                     for i, m in enumerate(gt)])
+    prob = np.stack(
+        [probability_from_labels(m, rng=i, contact_dip=0.3, noise=0.03) for i, m in enumerate(gt)]
+    )
     hemd = nh.segment(prob, "hemd")
     th = nh.segment(prob, "threshold")
     assert hemd.shape == gt.shape

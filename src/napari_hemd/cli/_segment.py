@@ -53,8 +53,12 @@ def run(args: argparse.Namespace) -> int:
     bar = _Progress(disabled=args.no_progress)
     t0 = time.perf_counter()
     params = dict(
-        tau=args.tau, delta=args.delta, iterations=args.iterations, axis=args.axis,
-        connectivity=args.connectivity, min_size=args.min_size,
+        tau=args.tau,
+        delta=args.delta,
+        iterations=args.iterations,
+        axis=args.axis,
+        connectivity=args.connectivity,
+        min_size=args.min_size,
     )
     tracks = None
     with warnings.catch_warnings():
