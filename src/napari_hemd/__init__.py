@@ -6,7 +6,21 @@ The public headless API. Importing this package loads neither Qt, napari nor tor
 from __future__ import annotations
 
 from napari_hemd.core.forest import CandidateForest, build_candidate_forest
+from napari_hemd.core.linking import link_labels
+from napari_hemd.core.segment import METHODS, HEMDResult, hemd, segment
+from napari_hemd.core.selection import FrameSelection, select_instances
 
 __version__ = "0.1.0"
 
-__all__ = ["CandidateForest", "__version__", "build_candidate_forest"]
+__all__ = [
+    "METHODS",
+    "CandidateForest",
+    "FrameSelection",
+    "HEMDResult",
+    "__version__",
+    "build_candidate_forest",
+    "hemd",
+    "link_labels",
+    "segment",
+    "select_instances",
+]

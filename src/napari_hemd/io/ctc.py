@@ -10,7 +10,9 @@ import numpy as np
 __all__ = ["write_ctc_result"]
 
 
-def write_ctc_result(labels, folder: str | os.PathLike, *, tracks: np.ndarray | None = None) -> Path:
+def write_ctc_result(
+    labels, folder: str | os.PathLike, *, tracks: np.ndarray | None = None
+) -> Path:
     """Write a CTC result folder (``maskTTT.tif`` per frame, ``res_track.txt``).
 
     This writes into ``folder`` directly; wrap it in :func:`napari_hemd.io.stacks.write_labels` (or

@@ -1,0 +1,275 @@
+"""``segment``: one entry point for H-EMD and the baselines on 2D+t, 3D and 3D+t probability maps."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_hemd.core import baselines
+from napari_hemd.core.forest import CandidateForest, build_candidate_forest
+from napari_hemd.core.linking import link_labels
+from napari_hemd.core.selection import FrameSelection, select_instances
+from napari_hemd.core.validation import check_probability, resolve_connectivity
+
+__all__ = ["METHODS", "HEMDResult", "hemd", "segment"]
+
+log = logging.getLogger(__name__)
+
+METHODS = ("hemd", "threshold", "otsu", "watershed", "maxvalue", "nms")
+VARIANTS = {"paper": "keep", "refined": "absorb"}
+
+#: A forest with more candidates than this per pixel-megapixel is almost surely noise.
+MAX_NODES_PER_PIXEL = 0.05
+
+
+@dataclass
+class HEMDResult:
+    """Everything H-EMD decided, for inspection and proofreading.
+
+    Attributes
+    ----------
+    labels : (T, ...) uint32 ndarray
+        Instance labels, frames along axis 0 (the original axis order is restored by ``segment``).
+    forests : list of CandidateForest
+        The candidate forest of each frame.
+    selections : list of FrameSelection
+        Selected candidates of each frame and how they were chosen.
+    tracks : (K, 4) int64 ndarray or None
+        CTC track table when linking was requested.
+    params : dict
+        Parameters of the run.
+    """
+
+    labels: np.ndarray
+    forests: list[CandidateForest]
+    selections: list[FrameSelection]
+    tracks: np.ndarray | None = None
+    params: dict = field(default_factory=dict)
+
+
+def _frames(prob, axis: int):
+    """Validate shape; return (n_frames, getter of frame t as float ndarray, frame ndim)."""
+    ndim = prob.ndim
+    if ndim == 2:
+        warnings.warn(
+            "prob is a single 2D frame: H-EMD has no neighbouring frames to match, so it reduces "
+            "to initial selection + padding",
+            stacklevel=3,
+        )
+        return 1, (lambda t: np.asarray(prob)), 2
+    if ndim == 3:
+        if not -3 <= axis <= 2:
+            raise ValueError(f"axis must be 0, 1 or 2 for a 3D array; got {axis}")
+        axis %= 3
+
+        def get(t):
+            idx = [slice(None)] * 3
+            idx[axis] = t
+            return np.asarray(prob[tuple(idx)])
+
+        return prob.shape[axis], get, 2
+    if ndim == 4:
+        if axis not in (0, -4):
+            raise ValueError(
+                f"a 4D array is (T, Z, Y, X) with time on axis 0 (3D forests matched across time); "
+                f"got axis={axis}"
+            )
+        return prob.shape[0], (lambda t: np.asarray(prob[t])), 3
+    raise ValueError(
+        f"prob must be 2D (Y, X), 3D (T or Z, Y, X) or 4D (T, Z, Y, X); got shape {prob.shape}"
+    )
+
+
+def hemd(
+    prob,
+    *,
+    tau: float = 0.5,
+    delta: float = 0.35,
+    iterations: int = 10,
+    axis: int = 0,
+    connectivity: int | None = None,
+    min_size: int = 0,
+    variant: str = "refined",
+    link: bool = False,
+    locked: dict[int, list[int]] | None = None,
+    time_limit: float = 10.0,
+    max_candidates: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> HEMDResult:
+    """Run H-EMD and keep everything it decided (see :func:`segment` for the parameters).
+
+    Returns
+    -------
+    HEMDResult
+        ``labels`` has frames on axis 0; use :func:`segment` for labels in the input's axis order.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(VARIANTS)}; got {variant!r}")
+    n, get, fdim = _frames(prob, axis)
+    conn = resolve_connectivity(connectivity, fdim)
+    forests = []
+    for t in range(n):
+        frame = check_probability(get(t), name=f"prob (frame {t})", ndims=(fdim,))
+        f = build_candidate_forest(frame, tau=tau, connectivity=conn, min_size=min_size)
+        limit = max_candidates
+        if limit is None:
+            limit = max(10_000, int(MAX_NODES_PER_PIXEL * frame.size))
+        if f.n_nodes > limit:
+            raise ValueError(
+                f"prob (frame {t}) gives {f.n_nodes} instance candidates (limit {limit}): this "
+                "looks like noise, not cell probabilities. Smooth it, raise tau or min_size, or "
+                "pass max_candidates to allow it"
+            )
+        forests.append(f)
+        if progress:
+            progress("forests", t + 1, n)
+    sels = select_instances(
+        forests,
+        delta=delta,
+        iterations=iterations,
+        leftovers=VARIANTS[variant],
+        locked=locked,
+        time_limit=time_limit,
+        progress=(lambda d, tot: progress("selection", d, tot)) if progress else None,
+    )
+    labels = np.stack([s.labels(f) for s, f in zip(sels, forests, strict=True)]).astype(np.uint32)
+    tracks = None
+    if link:
+        labels, tracks = link_labels(labels, delta=delta)
+    params = dict(
+        method="hemd",
+        tau=tau,
+        delta=delta,
+        iterations=iterations,
+        axis=axis,
+        connectivity=conn,
+        min_size=min_size,
+        variant=variant,
+        link=link,
+    )
+    return HEMDResult(labels, forests, sels, tracks, params)
+
+
+def segment(
+    prob,
+    method: str = "hemd",
+    *,
+    tau: float = 0.5,
+    delta: float = 0.35,
+    iterations: int = 10,
+    axis: int = 0,
+    connectivity: int | None = None,
+    min_size: int = 0,
+    variant: str = "refined",
+    link: bool = False,
+    boundary=None,
+    background=None,
+    progress: Callable[[str, int, int], None] | None = None,
+    **kwargs,
+) -> np.ndarray:
+    """Instance labels from foreground probability maps.
+
+    Parameters
+    ----------
+    prob : (T, Y, X), (Z, Y, X), (T, Z, Y, X) or (Y, X) array-like
+        Foreground probabilities in ``[0, 1]`` (uint8/uint16 are rescaled). numpy, zarr or dask
+        arrays; zarr and dask are read one frame at a time.
+    method : {"hemd", "threshold", "otsu", "watershed", "maxvalue", "nms"}
+        H-EMD or a baseline of the paper's comparison.
+    tau : float
+        Lowest threshold (candidate forests, threshold/watershed/NMS baselines).
+    delta : float
+        Size-change tolerance of the matchings (H-EMD, linking).
+    iterations : int
+        H-EMD matching iterations ``T``.
+    axis : int
+        Axis of a 3D array along which frames (or slices of a 3D stack) run. 4D arrays must be
+        ``(T, Z, Y, X)``: 3D forests matched across time.
+    connectivity : int, optional
+        1 (default) = face neighbours; up to the frame's dimensionality for full connectivity.
+    min_size : int
+        Smallest candidate / object, in pixels.
+    variant : {"refined", "paper"}
+        ``"paper"`` is Section III exactly; ``"refined"`` absorbs the leftover siblings of matched
+        candidates instead of padding them as objects (see ``docs/algorithm.md``).
+    link : bool
+        Give the same id to the same object across frames (any method).
+    boundary, background : array-like, optional
+        Boundary / background probabilities, same shape as ``prob`` (``maxvalue`` needs boundary).
+    progress : callable, optional
+        ``progress(stage, done, total)``.
+    **kwargs
+        Passed to the method (e.g. ``time_limit``, ``locked`` for H-EMD; ``sigma``,
+        ``min_distance`` for watershed).
+
+    Returns
+    -------
+    labels : uint32 ndarray
+        Same shape as ``prob``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_hemd import segment
+    >>> p = np.zeros((3, 32, 32), np.float32)
+    >>> p[:, 8:24, 8:24] = 0.9
+    >>> segment(p).max(axis=(1, 2)).tolist()
+    [1, 1, 1]
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    if not hasattr(prob, "shape") or not hasattr(prob, "ndim"):
+        prob = np.asarray(prob)
+    if method == "hemd":
+        res = hemd(
+            prob,
+            tau=tau,
+            delta=delta,
+            iterations=iterations,
+            axis=axis,
+            connectivity=connectivity,
+            min_size=min_size,
+            variant=variant,
+            link=link,
+            progress=progress,
+            **kwargs,
+        )
+        return _restore_axis(res.labels, prob.ndim, axis)
+    n, get, fdim = _frames(prob, axis)
+    conn = resolve_connectivity(connectivity, fdim)
+    get_b = _frames(boundary, axis)[1] if boundary is not None else None
+    get_g = _frames(background, axis)[1] if background is not None else None
+    out = []
+    for t in range(n):
+        p = check_probability(get(t), name=f"prob (frame {t})", ndims=(fdim,))
+        if method == "threshold":
+            lab = baselines.threshold_labels(p, tau, conn, min_size)
+        elif method == "otsu":
+            lab = baselines.otsu_labels(p, conn, min_size)
+        elif method == "watershed":
+            lab = baselines.watershed_labels(p, tau, conn, min_size, **kwargs)
+        elif method == "maxvalue":
+            b = check_probability(get_b(t), name="boundary", ndims=(fdim,)) if get_b else None
+            g = check_probability(get_g(t), name="background", ndims=(fdim,)) if get_g else None
+            lab = baselines.maxvalue_labels(p, b, g, conn, min_size)
+        else:
+            lab = baselines.nms_labels(p, tau, conn, min_size)
+        out.append(lab)
+        if progress:
+            progress(method, t + 1, n)
+    labels = np.stack(out).astype(np.uint32)
+    if link:
+        labels, _ = link_labels(labels, delta=delta)
+    return _restore_axis(labels, prob.ndim, axis)
+
+
+def _restore_axis(labels: np.ndarray, ndim: int, axis: int) -> np.ndarray:
+    if ndim == 2:
+        return labels[0]
+    if ndim == 3 and axis % 3 != 0:
+        return np.moveaxis(labels, 0, axis % 3)
+    return labels

@@ -1,0 +1,363 @@
+"""Instance candidate selection (H-EMD, Section III-B).
+
+Initial state, iterative EMD / H-EMD matching, left/right competition, padding.
+
+Choices the paper leaves open (see ``docs/algorithm.md``):
+
+* Iterations are *synchronous*: every frame pair is matched from the state at the start of the
+  iteration, then all frames are updated (the paper's eq. 16–18 reading). Iterating stops early when
+  an iteration selects nothing new — later iterations would then repeat it exactly.
+* EMD pairs and H-EMD edges with zero IoU are not matches (they add nothing to eq. 4/11).
+* Ties: the left/right competition keeps the left side on equal sums (eq. 16, "larger than or
+  equal"); among equally good matchings the one found first in node-id order wins.
+* ``leftovers`` (beyond the paper): after a match selects a node below a branch point, its unselected
+  siblings become roots of the remaining forest and the paper's padding selects them as objects.
+  ``"keep"`` is the paper; ``"absorb"`` merges such a leftover into the selected instance of the
+  same original tree that it touches (or drops it if it touches none).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+from scipy import ndimage as ndi
+
+from napari_hemd.core.forest import CandidateForest
+from napari_hemd.core.matching import emd_matching, hemd_matching
+from napari_hemd.core.overlap import PairHistogram, overlap_matrix, pair_histogram
+
+__all__ = ["HOW", "FrameSelection", "select_instances"]
+
+log = logging.getLogger(__name__)
+
+#: How an instance was selected.
+HOW = {"initial": 0, "left": 1, "right": 2, "padding": 3, "locked": 4}
+HOW_NAMES = {v: k for k, v in HOW.items()}
+LEFTOVER_MODES = ("keep", "absorb")
+
+
+@dataclass
+class FrameSelection:
+    """Selected candidates of one frame and how each was chosen.
+
+    Attributes
+    ----------
+    nodes : (K,) int64 ndarray
+        Selected candidate ids (disjoint regions).
+    how : (K,) int8 ndarray
+        :data:`HOW` code of each.
+    iteration : (K,) int16 ndarray
+        Iteration that selected it (0 for initial/locked, ``T + 1`` for padding).
+    partner : (K,) int64 ndarray
+        For matched instances, the reference node in the neighbouring frame (``how`` says which
+        side); ``-1`` otherwise.
+    score : (K,) float64 ndarray
+        IoU of the match that selected it (0 when not matched).
+    absorbed : dict
+        ``node -> array of leftover nodes`` merged into it (``leftovers="absorb"``).
+    """
+
+    nodes: np.ndarray
+    how: np.ndarray
+    iteration: np.ndarray
+    partner: np.ndarray
+    score: np.ndarray
+    absorbed: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> FrameSelection:
+        """No selection."""
+        return cls(
+            np.empty(0, np.int64),
+            np.empty(0, np.int8),
+            np.empty(0, np.int16),
+            np.empty(0, np.int64),
+            np.empty(0),
+        )
+
+    def add(self, nodes, how, iteration, partner=None, score=None) -> None:
+        """Append selections."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        n = nodes.size
+        self.nodes = np.concatenate([self.nodes, nodes])
+        self.how = np.concatenate([self.how, np.broadcast_to(np.int8(how), n)])
+        self.iteration = np.concatenate([self.iteration, np.full(n, iteration, np.int16)])
+        self.partner = np.concatenate(
+            [self.partner, np.full(n, -1) if partner is None else np.asarray(partner)]
+        )
+        self.score = np.concatenate([self.score, np.zeros(n) if score is None else score])
+
+    def labels(self, forest: CandidateForest, values: np.ndarray | None = None) -> np.ndarray:
+        """Label image of this selection (absorbed leftovers take their instance's label)."""
+        if values is None:
+            values = np.arange(1, self.nodes.size + 1)
+        nodes, vals = [self.nodes], [np.asarray(values)]
+        for i, n in enumerate(self.nodes):
+            extra = self.absorbed.get(int(n))
+            if extra is not None and extra.size:
+                nodes.append(extra)
+                vals.append(np.full(extra.size, vals[0][i]))
+        return forest.labels_of(np.concatenate(nodes), np.concatenate(vals))
+
+
+@njit(cache=True, nogil=True)
+def _alive_roots(parent, alive):
+    """Root of each alive node in the remaining forest (``-1`` for removed nodes)."""
+    n = parent.shape[0]
+    out = np.full(n, -1, np.int64)
+    for i in range(n):
+        if not alive[i]:
+            continue
+        p = parent[i]
+        out[i] = out[p] if (p >= 0 and alive[p]) else i
+    return out
+
+
+class _Frame:
+    """Mutable selection state of one frame."""
+
+    def __init__(self, forest: CandidateForest) -> None:
+        self.forest = forest
+        self.alive = np.ones(forest.n_nodes, dtype=bool)
+        self.sel = FrameSelection.empty()
+        self.version = 0
+
+    def select(self, nodes, how, iteration, partner=None, score=None) -> None:
+        nodes = np.asarray(nodes, dtype=np.int64)
+        if nodes.size == 0:
+            return
+        f = self.forest
+        for n in nodes:
+            self.alive[n : f.end[n]] = False
+            p = f.parent[n]
+            while p >= 0 and self.alive[p]:
+                self.alive[p] = False
+                p = f.parent[p]
+        self.sel.add(nodes, how, iteration, partner, score)
+        self.version += 1
+
+    def tree_of(self) -> np.ndarray:
+        return _alive_roots(self.forest.parent, self.alive)
+
+
+def select_instances(
+    forests: Sequence[CandidateForest],
+    *,
+    delta: float = 0.35,
+    iterations: int = 10,
+    leftovers: str = "keep",
+    locked: dict[int, Sequence[int]] | None = None,
+    enum_limit: int = 20_000,
+    time_limit: float = 10.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[FrameSelection]:
+    """Select instances from a sequence of candidate forests (H-EMD Section III-B).
+
+    Parameters
+    ----------
+    forests : sequence of CandidateForest
+        One forest per frame (or slice), all of the same shape, in order.
+    delta : float
+        Size-change tolerance of eq. (7) and (14).
+    iterations : int
+        ``T``, the number of matching-and-selection iterations.
+    leftovers : {"keep", "absorb"}
+        What padding does with the unselected siblings of a matched node (see module docstring).
+        ``"keep"`` is the paper.
+    locked : dict, optional
+        ``frame -> candidate ids`` chosen by the user; they enter the initial state (and propagate).
+    enum_limit, time_limit : see :func:`napari_hemd.core.matching.hemd_matching`.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each iteration (``total = iterations + 1``).
+
+    Returns
+    -------
+    list of FrameSelection
+    """
+    if leftovers not in LEFTOVER_MODES:
+        raise ValueError(f"leftovers must be one of {LEFTOVER_MODES}; got {leftovers!r}")
+    if not 0 < float(delta):
+        raise ValueError(f"delta must be > 0; got {delta!r}")
+    if int(iterations) < 0:
+        raise ValueError(f"iterations must be >= 0; got {iterations!r}")
+    shapes = {f.shape for f in forests}
+    if len(shapes) > 1:
+        raise ValueError(f"all frames must have the same shape; got {sorted(shapes)}")
+    frames = [_Frame(f) for f in forests]
+    n_frames = len(frames)
+
+    # Initial state (eq. 1–3), after the user's locked choices.
+    for w, nodes in (locked or {}).items():
+        if not 0 <= w < n_frames:
+            raise ValueError(f"locked: frame {w} out of range 0..{n_frames - 1}")
+        nodes = np.asarray(sorted(set(int(n) for n in nodes)), dtype=np.int64)
+        f = frames[w].forest
+        if nodes.size and (nodes.min() < 0 or nodes.max() >= f.n_nodes):
+            raise ValueError(f"locked: frame {w} has candidates 0..{f.n_nodes - 1}; got {nodes}")
+        if nodes.size > 1 and np.any(f.end[nodes[:-1]] > nodes[1:]):
+            raise ValueError(f"locked: candidates of frame {w} overlap (one contains another)")
+        frames[w].select(nodes, HOW["locked"], 0)
+    for fr in frames:
+        f = fr.forest
+        roots = f.roots
+        easy = roots[(f.n_leaves[roots] == 1) & fr.alive[roots]]
+        fr.select(easy, HOW["initial"], 0)
+    if progress:
+        progress(1, iterations + 1)
+
+    hists: dict[int, PairHistogram] = {}
+    cache: dict[int, tuple] = {}
+    for t in range(int(iterations)):
+        from_left: list[list] = [[] for _ in range(n_frames)]
+        from_right: list[list] = [[] for _ in range(n_frames)]
+        for w in range(n_frames - 1):
+            key = (frames[w].version, frames[w + 1].version)
+            hit = cache.get(w)
+            if hit is None or hit[0] != key:
+                if w not in hists:
+                    hists[w] = pair_histogram(frames[w].forest, frames[w + 1].forest)
+                res = _match_pair(
+                    frames[w],
+                    frames[w + 1],
+                    hists[w],
+                    delta,
+                    enum_limit,
+                    time_limit,
+                    f"frames {w}->{w + 1}",
+                )
+                cache[w] = (key, res)
+            to_right, to_left = cache[w][1]
+            from_left[w + 1].append(to_right)
+            from_right[w].append(to_left)
+        changed = False
+        for w, fr in enumerate(frames):
+            left = from_left[w][0] if from_left[w] else None
+            right = from_right[w][0] if from_right[w] else None
+            if _apply(fr, left, right, t + 1):
+                changed = True
+        if progress:
+            progress(t + 2, iterations + 1)
+        if not changed:
+            log.debug("H-EMD converged after %d iteration(s)", t + 1)
+            break
+    if progress:
+        progress(iterations + 1, iterations + 1)
+
+    # Padding (eq. 19): every remaining root.
+    for fr in frames:
+        f = fr.forest
+        rest = np.flatnonzero(fr.alive & ((f.parent < 0) | ~fr.alive[np.maximum(f.parent, 0)]))
+        if leftovers == "absorb":
+            rest = _absorb_leftovers(fr, rest)
+        fr.select(rest, HOW["padding"], iterations + 1)
+    return [fr.sel for fr in frames]
+
+
+def _match_pair(a: _Frame, b: _Frame, hist: PairHistogram, delta, enum_limit, time_limit, ctx):
+    """EMD between the two selections, then H-EMD of the unmatched ones into the other forest."""
+    fa, fb = a.forest, b.forest
+    sa, sb = a.sel.nodes, b.sel.nodes
+    matched_a = np.zeros(sa.size, bool)
+    matched_b = np.zeros(sb.size, bool)
+    if sa.size and sb.size:
+        inter = overlap_matrix(hist, fa, sa, fb, sb)
+        i, j, _ = emd_matching(inter, fa.area[sa], fb.area[sb], delta)
+        matched_a[i] = True
+        matched_b[j] = True
+    out = []
+    for src, dst, sel, matched, h in (
+        (a, b, sa, matched_a, hist),
+        (b, a, sb, matched_b, None),
+    ):
+        refs = sel[~matched]
+        if refs.size == 0 or not dst.alive.any():
+            out.append(None)
+            continue
+        if h is None:
+            h = hist.swapped()
+        inter = overlap_matrix(h, src.forest, refs, dst.forest)
+        sol = hemd_matching(
+            inter,
+            src.forest.area[refs],
+            dst.forest.parent,
+            dst.forest.end,
+            dst.forest.area,
+            dst.alive,
+            dst.tree_of(),
+            delta,
+            enum_limit=enum_limit,
+            time_limit=time_limit,
+            context=ctx,
+        )
+        out.append((sol.node, sol.iou, refs[sol.ref]) if sol.node.size else None)
+    return out[0], out[1]
+
+
+def _apply(fr: _Frame, left, right, iteration: int) -> bool:
+    """Left/right competition per remaining tree (eq. 16), then the state update (eq. 17–18)."""
+    if left is None and right is None:
+        return False
+    tree = fr.tree_of()
+    take = []
+    if left is not None and right is not None:
+        ln, ls, lr = left
+        rn, rs, rr = right
+        lt, rt = tree[ln], tree[rn]
+        trees = np.union1d(lt, rt)
+        sum_l = np.array([ls[lt == tr].sum() for tr in trees])
+        sum_r = np.array([rs[rt == tr].sum() for tr in trees])
+        left_wins = set(trees[sum_l >= sum_r].tolist())
+        lm = np.array([x in left_wins for x in lt.tolist()], dtype=bool)
+        rm = ~np.array([x in left_wins for x in rt.tolist()], dtype=bool)
+        take.append((ln[lm], HOW["left"], lr[lm], ls[lm]))
+        take.append((rn[rm], HOW["right"], rr[rm], rs[rm]))
+    elif left is not None:
+        take.append((left[0], HOW["left"], left[2], left[1]))
+    else:
+        take.append((right[0], HOW["right"], right[2], right[1]))
+    added = False
+    for nodes, how, partner, score in take:
+        if nodes.size:
+            order = np.argsort(nodes)
+            fr.select(nodes[order], how, iteration, partner[order], score[order])
+            added = True
+    return added
+
+
+def _absorb_leftovers(fr: _Frame, rest: np.ndarray) -> np.ndarray:
+    """Merge leftover siblings of matched nodes into the touching instance of the same tree.
+
+    A remaining root is a leftover when its parent was removed (so some node of its original tree
+    was selected). It is merged into the selected node of that tree it shares the longest border
+    with; a leftover touching no selected node of its tree stays an instance of its own.
+    """
+    f = fr.forest
+    is_leftover = f.parent[rest] >= 0
+    if not is_leftover.any():
+        return rest
+    sel = fr.sel.nodes
+    sel_root = f.root_of(sel)
+    lut = f.node_lut(sel, np.arange(1, sel.size + 1))
+    keep = list(rest[~is_leftover])
+    struct = ndi.generate_binary_structure(f.ndim, f.connectivity)
+    for n in rest[is_leftover]:
+        root = f.root_of(n)
+        sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in f.bbox_slices(int(n)))
+        sub = f.node_map[sl]
+        m = (sub >= n) & (sub < f.end[n])
+        ring = ndi.binary_dilation(m, struct) & ~m & (sub >= 0)
+        touching = lut[sub[ring]]
+        touching = touching[touching > 0] - 1
+        touching = touching[sel_root[touching] == root]
+        if touching.size == 0:
+            keep.append(n)
+            continue
+        target = int(sel[np.bincount(touching).argmax()])
+        prev = fr.sel.absorbed.get(target, np.empty(0, np.int64))
+        fr.sel.absorbed[target] = np.append(prev, n)
+        fr.alive[n : f.end[n]] = False
+    return np.asarray(sorted(keep), dtype=np.int64)

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+import napari_hemd as nh
+from napari_hemd.core.forest import build_candidate_forest, quantize
+from napari_hemd.core.selection import HOW, select_instances
+from napari_hemd.data.synthetic import nuclei_video, nuclei_volume
+
+
+def two_cells(contact: float, shape=(40, 60)):
+    """Two touching square cells; the contact column has probability ``contact``."""
+    p = np.zeros(shape, np.float32)
+    p[10:30, 10:29] = 0.9
+    p[10:30, 30:49] = 0.9
+    p[10:30, 29] = contact
+    return p
+
+
+def tiny_video():
+    # Frames 0 and 2: the contact is below 0.5 -> two roots. Frame 1: it is 0.6 -> one root at 0.5,
+    # splitting into the two cells at higher thresholds.
+    return np.stack([two_cells(0.3), two_cells(0.6), two_cells(0.3)])
+
+
+def test_merged_frame_is_split_by_hemd_not_by_threshold():
+    prob = tiny_video()
+    th = nh.segment(prob, "threshold")
+    assert [len(np.unique(f)) - 1 for f in th] == [2, 1, 2]
+    for variant in ("paper", "refined"):
+        lab = nh.segment(prob, "hemd", variant=variant)
+        assert [len(np.unique(f)) - 1 for f in lab] == [2, 2, 2]
+        assert lab[1, 20, 20] != lab[1, 20, 40]
+
+
+def test_selection_records_how_each_instance_was_chosen():
+    res = nh.hemd(tiny_video(), variant="paper")
+    s0, s1, _s2 = res.selections
+    assert (s0.how == HOW["initial"]).all() and s0.nodes.size == 2
+    assert sorted(s1.how.tolist()) == [HOW["left"], HOW["left"]]  # ties go left (eq. 16)
+    assert np.allclose(s1.score, 1.0)
+    f1 = res.forests[1]
+    assert (f1.parent[s1.nodes] == f1.roots[0]).all()  # the two children of the merged root
+    assert set(s1.partner.tolist()) == set(s0.nodes.tolist())
+
+
+def test_right_wins_when_it_matches_better():
+    a = two_cells(0.3)
+    b = np.zeros_like(a)
+    b[10:30, 10:49] = 0.9  # one big cell, single path
+    prob = np.stack([b, two_cells(0.6), a])
+    res = nh.hemd(prob, variant="paper")
+    # Left offers the merged root (IoU 1 with the big cell), right offers both halves (IoU 1 each).
+    assert sorted(res.selections[1].how.tolist()) == [HOW["right"], HOW["right"]]
+
+
+def test_padding_and_leftovers():
+    # A cell with a side bump: matched from the neighbours to the main body, the bump is a leftover.
+    def cell(bump):
+        p = np.zeros((40, 60), np.float32)
+        p[10:30, 10:30] = 0.9
+        if bump:
+            p[10:30, 10:30] = 0.8
+            p[12:28, 12:28] = 0.9
+            p[18:21, 30:33] = 0.85
+            p[19, 30] = 0.8
+        return p
+
+    prob = np.stack([cell(False), cell(True), cell(False)])
+    paper = nh.hemd(prob, variant="paper")
+    refined = nh.hemd(prob, variant="refined")
+    assert len(np.unique(paper.labels[1])) - 1 >= 1
+    assert len(np.unique(refined.labels[1])) - 1 == 1
+    assert (HOW["padding"] in paper.selections[1].how) == (len(np.unique(paper.labels[1])) > 2)
+
+
+def test_iterations_propagate_over_several_frames():
+    frames = [two_cells(0.3)] + [two_cells(0.6)] * 4
+    prob = np.stack(frames)
+    one = nh.hemd(prob, iterations=1, variant="paper")
+    many = nh.hemd(prob, iterations=10, variant="paper")
+    n_one = [len(np.unique(f)) - 1 for f in one.labels]
+    n_many = [len(np.unique(f)) - 1 for f in many.labels]
+    assert n_one == [2, 2, 1, 1, 1]  # one frame per iteration, rest padded as the merged root
+    assert n_many == [2] * 5
+
+
+def test_locked_choice_propagates():
+    prob = np.stack([two_cells(0.6)] * 3)
+    free = nh.hemd(prob, variant="paper")
+    assert all(len(np.unique(f)) == 2 for f in free.labels)  # one merged blob everywhere
+    f0 = build_candidate_forest(prob[0])
+    children = f0.children(f0.roots[0])
+    locked = nh.hemd(prob, variant="paper", locked={0: children.tolist()})
+    assert [len(np.unique(f)) - 1 for f in locked.labels] == [2, 2, 2]
+    assert (locked.selections[0].how == HOW["locked"]).all()
+
+
+def test_selection_is_exclusive_and_deterministic():
+    v = nuclei_video(n_frames=6, seed=3)
+    a = nh.hemd(v["prob"])
+    b = nh.hemd(v["prob"])
+    assert np.array_equal(a.labels, b.labels)
+    for f, s in zip(a.forests, a.selections, strict=True):
+        order = np.sort(s.nodes)
+        assert not np.any(f.end[order[:-1]] > order[1:])
+
+
+def test_axis_and_3d_time():
+    vol = nuclei_volume(shape=(20, 48, 48), n_cells=5)
+    p = vol["prob"]
+    lab0 = nh.segment(p, axis=0)
+    lab2 = nh.segment(np.moveaxis(p, 0, 2), axis=2)
+    assert np.array_equal(np.moveaxis(lab2, 2, 0), lab0)
+    lab4 = nh.segment(np.stack([p, p]), variant="paper")
+    assert lab4.shape == (2, *p.shape)
+    # Two identical volumes carry no temporal information: the result is the 3D components at tau.
+    # (Candidates use round(p, 2) >= tau, as in the paper.)
+    th, n = ndi.label(quantize(p) >= 50)
+    assert np.array_equal(lab4[0] > 0, th > 0)
+    assert lab4[0].max() == n >= 1
+
+
+def test_bad_parameters_are_named():
+    p = tiny_video()
+    with pytest.raises(ValueError, match="method"):
+        nh.segment(p, "magic")
+    with pytest.raises(ValueError, match="axis"):
+        nh.segment(p, axis=5)
+    with pytest.raises(ValueError, match="variant"):
+        nh.segment(p, variant="best")
+    with pytest.raises(ValueError, match="boundary"):
+        nh.segment(p, "maxvalue")
+    with pytest.raises(ValueError, match="noise"):
+        rng = np.random.default_rng(0)
+        nh.segment(rng.random((2, 64, 64)).astype(np.float32), max_candidates=100)
+    with pytest.raises(ValueError, match="same shape"):
+        select_instances([build_candidate_forest(p[0]), build_candidate_forest(p[0, :20])])
+
+
+def test_single_frame_warns_and_works():
+    with pytest.warns(UserWarning, match="single 2D frame"):
+        lab = nh.segment(two_cells(0.3))
+    assert lab.shape == (40, 60) and lab.max() == 2
