@@ -74,7 +74,9 @@ def read_labels(path: str | Path, *, name: str, volume: bool = False):
     if volume or arr.ndim == 2:
         arr = arr[None]
     if arr.ndim < 3:
-        raise ValueError(f"{name}: expected a (T, Y, X) or (T, Z, Y, X) stack; got shape {arr.shape}")
+        raise ValueError(
+            f"{name}: expected a (T, Y, X) or (T, Z, Y, X) stack; got shape {arr.shape}"
+        )
     return arr
 
 

@@ -485,12 +485,14 @@ def evaluate_sequence(
         dict per scored frame (``"frame"``, its scores and counts).
     """
     if frames is None:
-        frames = sorted(gt.keys()) if isinstance(gt, Mapping) else range(len(gt))
+        frames = sorted(gt.keys()) if isinstance(gt, Mapping) else range(_n_frames(gt))
     frames = [int(f) for f in frames]
-    if not isinstance(gt, Mapping) and not isinstance(pred, Mapping) and len(gt) != len(pred):
-        raise ValueError(
-            f"gt and pred must have the same number of frames; got {len(gt)} and {len(pred)}"
-        )
+    if not isinstance(gt, Mapping) and not isinstance(pred, Mapping):
+        if _n_frames(gt) != _n_frames(pred):
+            raise ValueError(
+                f"gt and pred must have the same number of frames; got {_n_frames(gt)} and "
+                f"{_n_frames(pred)}"
+            )
     total = FrameStatistics()
     per_frame = []
     for t in frames:
@@ -507,13 +509,18 @@ def evaluate_sequence(
     return {**aggregate_statistics(total), "counts": _counts(total), "frames": per_frame}
 
 
+def _n_frames(stack) -> int:
+    shape = getattr(stack, "shape", None)  # zarr arrays have no len()
+    return int(shape[0]) if shape is not None else len(stack)
+
+
 def _frame(stack, t: int, name: str) -> np.ndarray:
     if isinstance(stack, Mapping):
         if t not in stack:
             raise ValueError(f"{name}: no frame {t}; it has frames {sorted(stack)}")
         return np.asarray(stack[t])
-    if not 0 <= t < len(stack):
-        raise ValueError(f"{name}: frame {t} out of range; it has {len(stack)} frames")
+    if not 0 <= t < _n_frames(stack):
+        raise ValueError(f"{name}: frame {t} out of range; it has {_n_frames(stack)} frames")
     return np.asarray(stack[t])
 
 
