@@ -1,13 +1,187 @@
-"""Cell Tracking Challenge folders: write ``maskTTT.tif`` + ``res_track.txt`` results."""
+"""Cell Tracking Challenge folders: read sequences and references, write ``maskTTT.tif`` results.
+
+Layout (``SEQ`` is e.g. ``01``)::
+
+    SEQ/tTTT.tif                      raw frames
+    SEQ_GT/SEG/man_segTTT.tif         reference masks, on all or some frames
+    SEQ_GT/TRA/man_trackTTT.tif       tracking markers, every frame
+    SEQ_GT/TRA/man_track.txt          tracks ``L B E P`` (label, begin, end, parent)
+    SEQ_ST/SEG/man_segTTT.tif         silver-truth masks
+    SEQ_RES/maskTTT.tif + res_track.txt   a result
+
+The frame index ``TTT`` (3 or 4 digits) is the number in the file name, so sparse references
+(``man_seg012.tif``, ``man_seg020.tif``, ...) keep their frame. 3D references stored as slices
+(``man_seg_TTT_ZZZ.tif``) are not read.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_ctc_result"]
+__all__ = [
+    "CTCSequence",
+    "ctc_label_files",
+    "read_ctc_labels",
+    "read_ctc_sequence",
+    "read_ctc_tracks",
+    "write_ctc_result",
+]
+
+logger = logging.getLogger(__name__)
+
+_FRAME_FILE = re.compile(r"^(?:man_seg|man_track|mask|t)(\d+)\.tiff?$")
+
+
+def ctc_label_files(folder: str | os.PathLike) -> dict[int, Path]:
+    """Map frame index to file in a CTC folder.
+
+    The folder holds ``man_segTTT``, ``man_trackTTT``, ``maskTTT`` or ``tTTT`` TIFFs.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``folder`` does not exist.
+    ValueError
+        It holds no such file, or two files with the same frame index.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"CTC folder {str(folder)!r} does not exist")
+    files: dict[int, Path] = {}
+    for p in sorted(folder.iterdir()):
+        m = _FRAME_FILE.match(p.name)
+        if not m:
+            continue
+        t = int(m.group(1))
+        if t in files:
+            raise ValueError(
+                f"CTC folder {str(folder)!r}: frame {t} appears twice ({files[t].name}, {p.name})"
+            )
+        files[t] = p
+    if not files:
+        raise ValueError(
+            f"CTC folder {str(folder)!r}: expected man_segTTT.tif, man_trackTTT.tif, maskTTT.tif "
+            f"or tTTT.tif files; found none"
+        )
+    return files
+
+
+def read_ctc_labels(folder: str | os.PathLike) -> dict[int, np.ndarray]:
+    """Read a CTC label folder (``SEG``, ``TRA`` or a result folder) by frame index.
+
+    Parameters
+    ----------
+    folder : path-like
+        A folder of ``man_segTTT.tif``, ``man_trackTTT.tif`` or ``maskTTT.tif`` files.
+
+    Returns
+    -------
+    dict of int to (Y, X) or (Z, Y, X) ndarray
+        Labels per frame index, for the frames present (sparse references stay sparse).
+    """
+    import tifffile
+
+    return {t: tifffile.imread(p) for t, p in ctc_label_files(folder).items()}
+
+
+def read_ctc_tracks(path: str | os.PathLike) -> np.ndarray:
+    """Read a ``man_track.txt`` / ``res_track.txt`` table.
+
+    Returns
+    -------
+    (K, 4) int64 ndarray
+        Rows ``L B E P``: label, first frame, last frame, parent label (0 = none).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"track file {str(path)!r} does not exist")
+    text = path.read_text().split()
+    if len(text) % 4:
+        raise ValueError(
+            f"track file {str(path)!r}: expected 4 integers per line (L B E P); "
+            f"got {len(text)} numbers"
+        )
+    try:
+        return np.array(text, dtype=np.int64).reshape(-1, 4)
+    except ValueError as exc:
+        raise ValueError(f"track file {str(path)!r}: expected integers; {exc}") from None
+
+
+@dataclass
+class CTCSequence:
+    """One Cell Tracking Challenge sequence and whatever references it has.
+
+    Attributes
+    ----------
+    raw : (T, Y, X) or (T, Z, Y, X) array or None
+        Raw frames (a dask array when read lazily), ``None`` when the raw folder is absent.
+    gt_seg, gt_tra, st_seg : dict of int to ndarray
+        Gold-truth masks, tracking markers and silver-truth masks by frame index (empty when
+        absent).
+    tracks : (K, 4) int64 ndarray or None
+        ``man_track.txt`` of the gold truth.
+    path : Path
+        The sequence folder.
+    """
+
+    path: Path
+    raw: object = None
+    gt_seg: dict[int, np.ndarray] = field(default_factory=dict)
+    gt_tra: dict[int, np.ndarray] = field(default_factory=dict)
+    st_seg: dict[int, np.ndarray] = field(default_factory=dict)
+    tracks: np.ndarray | None = None
+
+
+def read_ctc_sequence(path: str | os.PathLike, *, lazy: bool = True) -> CTCSequence:
+    """Read a CTC sequence folder ``SEQ`` with its siblings ``SEQ_GT`` and ``SEQ_ST``.
+
+    Parameters
+    ----------
+    path : path-like
+        The raw folder (``.../Fluo-N2DL-HeLa/01``); the references are found next to it. It need
+        not exist when a reference folder does.
+    lazy : bool
+        Read raw frames lazily (dask); references are always read (they are small, compressed).
+
+    Returns
+    -------
+    CTCSequence
+    """
+    from napari_hemd.io.stacks import read_stack
+
+    path = Path(path)
+    gt, st = path.parent / f"{path.name}_GT", path.parent / f"{path.name}_ST"
+    if not path.is_dir() and not gt.is_dir() and not st.is_dir():
+        raise FileNotFoundError(
+            f"CTC sequence {str(path)!r}: expected the folder or its {gt.name}/ or {st.name}/ "
+            f"sibling; found none"
+        )
+    seq = CTCSequence(path=path)
+    if path.is_dir():
+        seq.raw = read_stack(path, lazy=lazy)
+    if (gt / "SEG").is_dir():
+        seq.gt_seg = read_ctc_labels(gt / "SEG")
+    if (gt / "TRA").is_dir():
+        seq.gt_tra = read_ctc_labels(gt / "TRA")
+        if (gt / "TRA" / "man_track.txt").is_file():
+            seq.tracks = read_ctc_tracks(gt / "TRA" / "man_track.txt")
+    if (st / "SEG").is_dir():
+        seq.st_seg = read_ctc_labels(st / "SEG")
+    logger.info(
+        "CTC %s: raw %s, GT/SEG %d frames, GT/TRA %d frames, ST/SEG %d frames",
+        path,
+        None if seq.raw is None else tuple(seq.raw.shape),
+        len(seq.gt_seg),
+        len(seq.gt_tra),
+        len(seq.st_seg),
+    )
+    return seq
 
 
 def write_ctc_result(
@@ -25,29 +199,68 @@ def write_ctc_result(
     folder : path-like
         Output folder (created).
     tracks : (K, 4) int array, optional
-        Rows ``L B E P``. Without it, every label is its own track, present in the frames where it
-        appears, with no parent (valid only when labels are already consistent across frames).
+        Rows ``L B E P``, written as given. Without it, every maximal run of consecutive frames in
+        which a label appears is one track with no parent; a label that comes back after a gap
+        gets a fresh label for each later run, so the folder always passes the CTC validity check
+        (each track's label is present in exactly frames ``B..E``). For segmentation-only results
+        (labels not linked over time) this gives valid SEG/DET files; TRA is then meaningless.
+
+    Returns
+    -------
+    Path
+        ``folder``.
     """
     import tifffile
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     n = labels.shape[0]
     digits = max(3, len(str(n - 1)))
-    first_last: dict[int, list[int]] = {}
-    for t in range(n):
-        frame = np.asarray(labels[t])
-        if frame.size and int(frame.max()) >= 2**16:
-            raise ValueError(f"labels: frame {t} has label {int(frame.max())}; CTC needs < 65536")
-        tifffile.imwrite(folder / f"mask{t:0{digits}d}.tif", frame.astype(np.uint16))
-        if tracks is None:
-            for lab in np.unique(frame):
-                if lab:
-                    fl = first_last.setdefault(int(lab), [t, t])
-                    fl[1] = t
+    present = [np.unique(np.asarray(labels[t])) for t in range(n)]
+    present = [p[p != 0].astype(np.int64) for p in present]
+    remap: dict[int, dict[int, int]] = {}
     if tracks is None:
-        tracks = np.array([[lab, b, e, 0] for lab, (b, e) in sorted(first_last.items())], dtype=int)
-    tracks = np.asarray(tracks, dtype=int).reshape(-1, 4)
+        tracks, remap = _tracks_from_presence(present)
+    tracks = np.asarray(tracks, dtype=np.int64).reshape(-1, 4)
+    top = max([int(p.max()) for p in present if p.size] + [int(tracks[:, 0].max(initial=0))])
+    if top >= 2**16:
+        raise ValueError(f"labels: needs label {top}; CTC result files hold labels < 65536")
+    folder.mkdir(parents=True, exist_ok=True)
+    for t in range(n):
+        frame = np.asarray(labels[t]).astype(np.uint16)
+        if remap.get(t):
+            lut = np.arange(2**16, dtype=np.uint16)
+            lut[list(remap[t])] = list(remap[t].values())
+            frame = lut[frame]
+        # LZW, as the challenge's own files
+        tifffile.imwrite(folder / f"mask{t:0{digits}d}.tif", frame, compression="lzw")
     lines = "".join(f"{a} {b} {c} {d}\n" for a, b, c, d in tracks)
     (folder / "res_track.txt").write_text(lines)
     return folder
+
+
+def _tracks_from_presence(
+    present: list[np.ndarray],
+) -> tuple[np.ndarray, dict[int, dict[int, int]]]:
+    """Tracks ``L B E 0`` from the labels present per frame; later runs of a label are renamed."""
+    top = max([int(p.max()) for p in present if p.size], default=0)
+    open_run: dict[int, list[int]] = {}  # label -> [track label, begin, end]
+    rows: list[list[int]] = []
+    remap: dict[int, dict[int, int]] = {}
+    for t, labs in enumerate(present):
+        for lab in labs.tolist():
+            run = open_run.get(lab)
+            if run is not None and run[2] == t - 1:
+                run[2] = t
+            else:
+                if run is not None:  # a gap: close the old run, start a renamed one
+                    rows.append([run[0], run[1], run[2], 0])
+                    top += 1
+                    new = top
+                else:
+                    new = lab
+                open_run[lab] = run = [new, t, t]
+            if run[0] != lab:
+                remap.setdefault(t, {})[lab] = run[0]
+    rows.extend([r[0], r[1], r[2], 0] for r in open_run.values())
+    rows.sort()
+    return np.array(rows, dtype=np.int64).reshape(-1, 4), remap

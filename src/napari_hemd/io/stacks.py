@@ -111,6 +111,7 @@ def write_labels(
                 tmp,
                 arr.astype(_label_dtype(arr)),
                 compression="zlib",
+                photometric="minisblack",
                 description=json.dumps(metadata) if metadata else None,
                 metadata=None,
             )

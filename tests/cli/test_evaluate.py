@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_hemd.cli import main
+from napari_hemd.core.metrics import METRIC_NAMES, evaluate_sequence
+from napari_hemd.io.ctc import write_ctc_result
+
+
+@pytest.fixture
+def stacks(tmp_path):
+    rng = np.random.default_rng(0)
+    gt = np.zeros((3, 32, 32), np.uint16)
+    for t in range(3):
+        for k in range(1, 6):
+            y, x = rng.integers(2, 26, 2)
+            gt[t, y : y + 5, x : x + 5] = k
+    pred = gt.copy()
+    pred[1][pred[1] == 2] = 0  # a missed object
+    pred[2, :3, :3] = 9  # a false positive
+    tifffile.imwrite(tmp_path / "gt.tif", gt, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "pred.tif", pred, photometric="minisblack")
+    return tmp_path, gt, pred
+
+
+def _run(capsys, *argv):
+    rc = main(["evaluate", *map(str, argv)])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_json_matches_library(stacks, capsys):
+    d, gt, pred = stacks
+    rc, out, _ = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "pred.tif", "--json")
+    assert rc == 0
+    res = json.loads(out)
+    assert set(METRIC_NAMES) | {"frames"} <= set(res)
+    ref = evaluate_sequence(gt, pred)
+    for k in METRIC_NAMES:
+        assert res[k] == pytest.approx(ref[k])
+    assert [f["frame"] for f in res["frames"]] == [0, 1, 2]
+
+
+def test_table_has_a_row_per_frame_and_all(stacks, capsys):
+    d, _, _ = stacks
+    rc, out, _ = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "pred.tif")
+    assert rc == 0
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("| frame | F1 | AJI | SEG | DET |")
+    assert [ln.split("|")[1].strip() for ln in lines[2:]] == ["0", "1", "2", "all"]
+
+
+def test_sparse_ctc_reference_and_result_folder(stacks, capsys):
+    d, gt, pred = stacks
+    seg = d / "01_GT" / "SEG"
+    seg.mkdir(parents=True)
+    tifffile.imwrite(seg / "man_seg001.tif", gt[1], photometric="minisblack")
+    tifffile.imwrite(seg / "man_seg002.tif", gt[2], photometric="minisblack")
+    write_ctc_result(pred, d / "01_RES")
+    for gt_arg in (d / "01_GT", seg):
+        rc, out, _ = _run(capsys, "--gt", gt_arg, "--pred", d / "01_RES", "--json")
+        assert rc == 0
+        res = json.loads(out)
+        assert [f["frame"] for f in res["frames"]] == [1, 2]
+        ref = evaluate_sequence({1: gt[1], 2: gt[2]}, pred)
+        assert res["F1"] == pytest.approx(ref["F1"])
+
+
+def test_zarr_and_volume(stacks, capsys):
+    zarr = pytest.importorskip("zarr")
+    d, _, pred = stacks
+    z = zarr.open_array(str(d / "pred.zarr"), mode="w", shape=pred.shape, dtype=pred.dtype)
+    z[:] = pred
+    rc, out, _ = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "pred.zarr", "--json")
+    assert rc == 0 and len(json.loads(out)["frames"]) == 3
+    rc, out, _ = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "pred.tif", "--json", "--volume")
+    assert rc == 0 and len(json.loads(out)["frames"]) == 1
+
+
+def test_user_errors_are_one_line(stacks, capsys):
+    d, gt, _ = stacks
+    rc, _, err = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "missing.tif")
+    assert rc == 2 and err.count("\n") == 1 and "--pred" in err and "does not exist" in err
+    tifffile.imwrite(d / "short.tif", gt[:2], photometric="minisblack")
+    rc, _, err = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "short.tif")
+    assert rc == 2 and "reference frame(s) [2]" in err and "Traceback" not in err
+    tifffile.imwrite(d / "float.tif", gt.astype(np.float32), photometric="minisblack")
+    rc, _, err = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "float.tif")
+    assert rc == 2 and "integer label array" in err
+
+
+@pytest.mark.shared
+def test_real_gold_vs_silver(shared_data, capsys):
+    seq = shared_data / "ctc" / "Fluo-N2DL-HeLa"
+    rc, out, _ = _run(capsys, "--gt", seq / "01_GT", "--pred", seq / "01_ST", "--json")
+    assert rc == 0
+    res = json.loads(out)
+    assert [f["frame"] for f in res["frames"]] == [12, 13, 14, 15, 20, 21, 22, 23, 25, 29]
+    # gold truth annotates only some cells on most frames: SEG (recall-like) stays high
+    assert res["SEG"] > 0.8
