@@ -25,6 +25,10 @@ __all__ = [
     "self_correlation",
 ]
 
+#: Batch-norm running statistics average over ~100 steps: with small, varied batches the
+#: default 0.1 makes the eval-mode statistics (used for seam-free tiling) jump between steps.
+_BN_MOMENTUM = 0.01
+
 #: Default affinity ranges (pixels) in a 4-neighbourhood, as in the paper.
 DEFAULT_RANGES = (1, 3, 5, 9, 27)
 
@@ -139,9 +143,9 @@ class _ResBlock(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
+        self.bn1 = nn.BatchNorm2d(cout, momentum=_BN_MOMENTUM)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
+        self.bn2 = nn.BatchNorm2d(cout, momentum=_BN_MOMENTUM)
         self.skip = nn.Conv2d(cin, cout, 1, bias=False) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,10 @@ from torch import nn
 
 __all__ = ["CLASS_NAMES", "UNet2d"]
 
+#: Batch-norm running statistics average over ~100 steps: with small, varied batches the
+#: default 0.1 makes the eval-mode statistics (used for seam-free tiling) jump between steps.
+_BN_MOMENTUM = 0.01
+
 #: Output channel order of :class:`UNet2d` (softmax over these three classes).
 CLASS_NAMES = ("foreground", "boundary", "background")
 
@@ -18,10 +22,10 @@ CLASS_NAMES = ("foreground", "boundary", "background")
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
+        nn.BatchNorm2d(cout, momentum=_BN_MOMENTUM),
         nn.ReLU(inplace=True),
         nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
+        nn.BatchNorm2d(cout, momentum=_BN_MOMENTUM),
         nn.ReLU(inplace=True),
     )
 
