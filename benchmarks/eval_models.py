@@ -25,7 +25,7 @@ from napari_hemd.models.evaluation import evaluate_model
 
 
 def held_out_samples(model, data_root: Path) -> dict[str, list]:
-    """Group the model's held-out samples by dataset, with GT masks where the frame has them."""
+    """Group the model's held-out samples by dataset and mask source (GT frames, ST frames)."""
     groups: dict[str, list] = {}
     names = model.metadata["training"]["held_out_samples"]
     by_dataset: dict[str, set] = {}
@@ -33,18 +33,16 @@ def held_out_samples(model, data_root: Path) -> dict[str, list]:
         *ds, frame = name.split("/")
         by_dataset.setdefault("/".join(ds), set()).add(frame)
     for ds, frames in by_dataset.items():
-        if "/" in ds:  # CTC: DATASET/SEQ
+        if "/" in ds:  # CTC: DATASET/SEQ; GT on the frames that have it, ST on all of them
             folder = data_root / "ctc" / ds
-            gt = {s.name.split("/")[-1]: s for s in _try(load_samples, folder, masks="gt")}
-            st = {s.name.split("/")[-1]: s for s in _try(load_samples, folder, masks="st")}
-            chosen = [gt.get(f) or st.get(f) for f in sorted(frames)]
+            for masks in ("gt", "st"):
+                found = {s.name.split("/")[-1]: s for s in _try(load_samples, folder, masks=masks)}
+                chosen = [found[f] for f in sorted(frames) if f in found]
+                if chosen:
+                    groups[f"{ds} ({masks.upper()})"] = chosen
         else:
-            folder = data_root / ds
-            allsamples = {s.name.split("/")[-1]: s for s in load_samples(folder)}
-            chosen = [allsamples[f] for f in sorted(frames)]
-        for s in chosen:
-            if s is not None:
-                groups.setdefault(f"{ds} ({s.source})", []).append(s)
+            found = {s.name.split("/")[-1]: s for s in load_samples(data_root / ds)}
+            groups[f"{ds} (labels)"] = [found[f] for f in sorted(frames)]
     return groups
 
 

@@ -100,3 +100,31 @@ def test_output_errors(blobs):
         predict(model, blobs[0], tile=60)
     with pytest.raises(ValueError, match=r"\(Y, X\) or \(T, Y, X\)"):
         predict(model, np.zeros((1, 2, 8, 8)))
+
+
+def test_instances_from_maps_grow_into_boundary():
+    from napari_hemd.models import instances_from_maps
+
+    fg = np.zeros((20, 30), np.float32)
+    fg[5:15, 5:12], fg[5:15, 16:25] = 0.9, 0.8
+    background = np.ones_like(fg)
+    background[4:16, 4:26] = 0.0  # boundary pixels between and around the two interiors
+    maps = {
+        "foreground": fg,
+        "boundary": 1 - fg - background.clip(0, 1) * 0,
+        "background": background,
+    }
+    lab = instances_from_maps(maps, "threshold", grow=2)
+    assert lab.max() == 2
+    assert (lab[4:16, 4:26] > 0).all() and (lab[background > 0.5] == 0).all()
+    assert instances_from_maps(maps, "threshold", grow=0).sum() < lab.sum()
+
+
+def test_evaluate_model_on_blobs(blobs):
+    from napari_hemd.models import Sample, evaluate_model
+
+    res = evaluate_model(
+        _model("unet"), [Sample(blobs[0], blobs[1], "s/0", "labels")], methods=["threshold"]
+    )
+    assert set(res["threshold"]) >= {"F1", "AJI", "PQ", "SEG", "n_gt", "n_pred"}
+    assert res["threshold"]["n_gt"] == 6

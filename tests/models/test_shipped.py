@@ -1,0 +1,63 @@
+"""Every shipped model loads and gives sane maps on a frame it was not trained on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+tifffile = pytest.importorskip("tifffile")
+
+from napari_hemd.models import SHIPPED_MODELS, load_model, predict  # noqa: E402
+from napari_hemd.models.registry import model_path  # noqa: E402
+
+# A held-out frame per model (see docs/models.md) and its reference mask.
+FRAMES = {
+    "nuclei-fluo": (
+        "ctc/Fluo-N2DH-SIM+/02/t045.tif",
+        "ctc/Fluo-N2DH-SIM+/02_GT/SEG/man_seg045.tif",
+    ),
+    "cells-phc": ("ctc/PhC-C2DL-PSC/01/t045.tif", "ctc/PhC-C2DL-PSC/01_ST/SEG/man_seg045.tif"),
+    "cells-dic": ("ctc/DIC-C2DH-HeLa/01/t034.tif", "ctc/DIC-C2DH-HeLa/01_GT/SEG/man_seg034.tif"),
+}
+
+
+def _frame(shared_data, name):
+    if name == "nuclei-affinity":  # the last image by name is held out
+        img = sorted((shared_data / "bbbc039" / "images").glob("*.tif"))[-1]
+        return tifffile.imread(img), tifffile.imread(shared_data / "bbbc039" / "labels" / img.name)
+    image, mask = FRAMES[name]
+    return tifffile.imread(shared_data / image), tifffile.imread(shared_data / mask)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_MODELS))
+def test_shipped_model_loads_with_metadata(name):
+    if not model_path(name).exists():
+        pytest.skip(f"weights of {name} not installed")
+    model = load_model(name)
+    assert model.kind == SHIPPED_MODELS[name].kind
+    assert model_path(name).stat().st_size < 4 * 2**20
+    training = model.metadata["training"]
+    assert training["train_samples"] and training["held_out_samples"]
+    assert not set(training["train_samples"]) & set(training["held_out_samples"])
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_MODELS))
+def test_shipped_model_gives_sane_maps(shared_data, name):
+    if not model_path(name).exists():
+        pytest.skip(f"weights of {name} not installed")
+    torch.set_num_threads(1)
+    model = load_model(name)
+    image, mask = _frame(shared_data, name)
+    image, mask = image[:256, :256], mask[:256, :256]
+    outputs = ["foreground", "boundary", "background"]
+    res = predict(model, image, outputs=outputs, tile=256, halo=32)
+    for key in outputs:
+        assert res[key].shape == image.shape and res[key].dtype == np.float32
+        assert 0.0 <= res[key].min() and res[key].max() <= 1.0
+    fg = res["foreground"]
+    inside, outside = fg[mask > 0].mean(), fg[mask == 0].mean()
+    assert inside > 0.5 and outside < 0.2, (inside, outside)
+    # The maps agree with the reference: foreground + boundary cover most cells.
+    cover = ((1 - res["background"]) > 0.5) == (mask > 0)
+    assert cover.mean() > 0.85
