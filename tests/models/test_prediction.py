@@ -114,7 +114,7 @@ def test_instances_from_maps_grow_into_boundary():
         "boundary": 1 - fg - background.clip(0, 1) * 0,
         "background": background,
     }
-    lab = instances_from_maps(maps, "threshold", grow=2)
+    lab = instances_from_maps(maps, "threshold", grow=3)
     assert lab.max() == 2
     assert (lab[4:16, 4:26] > 0).all() and (lab[background > 0.5] == 0).all()
     assert instances_from_maps(maps, "threshold", grow=0).sum() < lab.sum()
