@@ -50,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['name']:<16} {r['kind']:<9} {r['size_kb']:>5} kB  {r['description']}")
         print(f"{'':<16} trained on: {r['trained_on']} ({r['steps']} steps, CPU)")
-        if r["held_out"]:
-            scores = ", ".join(f"{k} {v}" for k, v in r["held_out"].items())
-            print(f"{'':<16} held out: {scores}")
+        for i, (k, v) in enumerate(r["held_out"].items()):
+            print(f"{'':<16} {'held out:' if i == 0 else '':<9} {k}: {v}")
     return 0
