@@ -61,3 +61,15 @@ def test_shipped_model_gives_sane_maps(shared_data, name):
     # The maps agree with the reference: foreground + boundary cover most cells.
     cover = ((1 - res["background"]) > 0.5) == (mask > 0)
     assert cover.mean() > 0.85
+
+
+def test_shipped_affinity_model_instances(shared_data):
+    if not model_path("nuclei-affinity").exists():
+        pytest.skip("weights of nuclei-affinity not installed")
+    torch.set_num_threads(1)
+    image, mask = _frame(shared_data, "nuclei-affinity")
+    res = predict(load_model("nuclei-affinity"), image, outputs=["instances", "affinities"])
+    n_ref, n_found = len(np.unique(mask)) - 1, int(res["instances"].max())
+    assert 0.6 * n_ref < n_found < 1.3 * n_ref, (n_ref, n_found)
+    # Unit-range affinities are high inside nuclei and low across the nucleus / background border.
+    assert res["affinities"][0][mask > 0].mean() > 0.8
