@@ -11,6 +11,7 @@ time, so zarr / dask inputs stay lazy.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -91,9 +92,22 @@ def _frames(image) -> tuple[int, Callable[[int], np.ndarray], bool]:
     raise ValueError(f"image must be (Y, X) or (T, Y, X); got shape {shape}")
 
 
+def _resolve_model(model) -> HemdModel:
+    if isinstance(model, HemdModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        from napari_hemd.models.registry import load_model
+
+        return load_model(model)
+    raise TypeError(
+        f"model must be a HemdModel, a shipped model name or a model file path; "
+        f"got {type(model).__name__}"
+    )
+
+
 def iter_predict(
-    model: HemdModel,
     image,
+    model: HemdModel | str | os.PathLike = "nuclei-fluo",
     *,
     outputs: Sequence[str] = ("foreground",),
     tile: int = 512,
@@ -106,6 +120,7 @@ def iter_predict(
     threshold: float = 0.5,
 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Yield ``(t, {output: array})`` frame by frame (see :func:`predict` for the parameters)."""
+    model = _resolve_model(model)
     outputs = _check_outputs(model, outputs)
     n_frames, read, _ = _frames(image)
     divisor = model.network.divisor
@@ -207,8 +222,8 @@ def _boundary_from_embeddings(emb: torch.Tensor) -> np.ndarray:
 
 
 def predict(
-    model: HemdModel,
     image,
+    model: HemdModel | str | os.PathLike = "nuclei-fluo",
     *,
     outputs: Sequence[str] = ("foreground",),
     tile: int = 512,
@@ -224,11 +239,12 @@ def predict(
 
     Parameters
     ----------
-    model : HemdModel
-        From :func:`napari_hemd.models.load_model` or :func:`train_model`.
     image : (Y, X) or (T, Y, X) array-like
         Raw intensities (any dtype; normalised per frame inside). numpy, zarr or dask: frames are
         read one at a time.
+    model : HemdModel, str or path
+        A model (:func:`napari_hemd.models.load_model`, :func:`train_model`), the name of a shipped
+        model or a model file.
     outputs : sequence of str
         Subset of :data:`OUTPUTS`. U-Nets give foreground, boundary, background (softmax);
         affinity models all of them (foreground from the foreground head, boundary = 1 - min of the
@@ -257,14 +273,14 @@ def predict(
 
     Examples
     --------
-    >>> from napari_hemd.models import load_model, predict  # doctest: +SKIP
-    >>> fg = predict(load_model("nuclei-fluo"), frames)["foreground"]  # doctest: +SKIP
+    >>> from napari_hemd.models import predict  # doctest: +SKIP
+    >>> fg = predict(frames, "nuclei-fluo")["foreground"]  # doctest: +SKIP
     """
     _, _, single = _frames(image)
     collected: dict[str, list[np.ndarray]] = {}
     for _, res in iter_predict(
-        model,
         image,
+        model,
         outputs=outputs,
         tile=tile,
         halo=halo,
