@@ -15,8 +15,9 @@ def brute_emd(inter, area_a, area_b, delta):
     inter = inter.toarray()
     n_a, n_b = inter.shape
     iou = inter / (area_a[:, None] + area_b[None, :] - inter)
-    ok = (2 * np.abs(area_a[:, None] - area_b[None, :]) / (area_a[:, None] + area_b[None, :])
-          < delta) & (inter > 0)
+    ok = (
+        2 * np.abs(area_a[:, None] - area_b[None, :]) / (area_a[:, None] + area_b[None, :]) < delta
+    ) & (inter > 0)
     best = 0.0
     for perm in itertools.permutations(range(max(n_a, n_b)), n_a):
         val = sum(iou[i, j] for i, j in enumerate(perm) if j < n_b and ok[i, j])
@@ -97,7 +98,14 @@ def test_hemd_equals_brute_force(seed, solver):
             tree_of[i] = tree_of[parent[i]]
     delta = 0.8
     sol = hemd_matching(
-        sp.csr_matrix(inter), area_ref, parent, end, area_node, alive, tree_of, delta,
+        sp.csr_matrix(inter),
+        area_ref,
+        parent,
+        end,
+        area_node,
+        alive,
+        tree_of,
+        delta,
         enum_limit=0 if solver == "cpsat" else 10**6,
     )
     iou = inter / (area_ref[:, None] + area_node[None, :] - inter)
@@ -115,7 +123,6 @@ def test_hemd_respects_alive_and_size_filter():
     area = np.array([100, 40, 40])
     inter = sp.csr_matrix(np.array([[40, 40, 0]]))
     alive = np.array([True, False, True])
-    sol = hemd_matching(inter, np.array([40]), parent, end, area, alive,
-                        np.array([0, -1, 0]), 0.35)
+    sol = hemd_matching(inter, np.array([40]), parent, end, area, alive, np.array([0, -1, 0]), 0.35)
     # Node 1 is removed; node 0 fails |r - d| / r < delta; node 2 has no overlap.
     assert sol.node.size == 0

@@ -37,7 +37,7 @@ def test_merged_frame_is_split_by_hemd_not_by_threshold():
 
 def test_selection_records_how_each_instance_was_chosen():
     res = nh.hemd(tiny_video(), variant="paper")
-    s0, s1, s2 = res.selections
+    s0, s1, _s2 = res.selections
     assert (s0.how == HOW["initial"]).all() and s0.nodes.size == 2
     assert sorted(s1.how.tolist()) == [HOW["left"], HOW["left"]]  # ties go left (eq. 16)
     assert np.allclose(s1.score, 1.0)

@@ -304,7 +304,10 @@ def _neighbour_offsets(padded_shape: tuple[int, ...], connectivity: int) -> np.n
     strides = np.array(
         [int(np.prod(padded_shape[i + 1 :])) for i in range(len(padded_shape))], dtype=np.int64
     )
-    offs = [int(np.dot(np.array(idx) - centre, strides)) for idx in zip(*np.nonzero(struct))]
+    offs = [
+        int(np.dot(np.array(idx) - centre, strides))
+        for idx in zip(*np.nonzero(struct), strict=False)
+    ]
     return np.array([o for o in offs if o != 0], dtype=np.int64)
 
 

@@ -151,9 +151,7 @@ def hemd_matching(
     # Components: references linked through the remaining trees they reach.
     trees, tree_idx = np.unique(tree_of[d], return_inverse=True)
     n_r = inter.shape[0]
-    graph = sp.coo_matrix(
-        (np.ones(r.size), (r, n_r + tree_idx)), shape=(n_r + trees.size,) * 2
-    )
+    graph = sp.coo_matrix((np.ones(r.size), (r, n_r + tree_idx)), shape=(n_r + trees.size,) * 2)
     _, comp = connected_components(graph, directed=False)
     edge_comp = comp[r]
     order = np.lexsort((d, r, edge_comp))
@@ -178,7 +176,10 @@ def hemd_matching(
                 log.warning(
                     "H-EMD matching %s: CP-SAT time limit (%.1f s) reached on a component of "
                     "%d references and %d candidates; using the best feasible solution found",
-                    context, time_limit, refs.size, np.unique(d[idx]).size,
+                    context,
+                    time_limit,
+                    refs.size,
+                    np.unique(d[idx]).size,
                 )
             chosen.append(sel)
     if not chosen:
@@ -252,7 +253,7 @@ def _solve_cpsat(
             continue
         chain = [m for m in nodes if m <= n < end[m]]
         model.add_at_most_one(x[e] for m in chain for e in edges_of[int(m)])
-    model.maximize(sum(int(round(iou[e] * IOU_SCALE)) * var for e, var in x.items()))
+    model.maximize(sum(round(iou[e] * IOU_SCALE) * var for e, var in x.items()))
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = float(time_limit)
     solver.parameters.num_workers = 1  # deterministic

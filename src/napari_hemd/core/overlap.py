@@ -82,9 +82,7 @@ def overlap_matrix(
     if nodes_b is not None:
         ib = antichain_index(forest_b, nodes_b)[cols]
         k2 = ib >= 0
-        m = sp.coo_matrix(
-            (vals[k2], (rows[k2], ib[k2])), shape=(len(nodes_a), len(nodes_b))
-        )
+        m = sp.coo_matrix((vals[k2], (rows[k2], ib[k2])), shape=(len(nodes_a), len(nodes_b)))
         return m.tocsr()
     # Lift every count to all ancestors of its deepest node (depth <= number of levels).
     parent = forest_b.parent

@@ -57,7 +57,8 @@ def _frames(prob, axis: int):
     if ndim == 2:
         warnings.warn(
             "prob is a single 2D frame: H-EMD has no neighbouring frames to match, so it reduces "
-            "to initial selection + padding", stacklevel=3,
+            "to initial selection + padding",
+            stacklevel=3,
         )
         return 1, (lambda t: np.asarray(prob)), 2
     if ndim == 3:
@@ -140,8 +141,15 @@ def hemd(
     if link:
         labels, tracks = link_labels(labels, delta=delta)
     params = dict(
-        method="hemd", tau=tau, delta=delta, iterations=iterations, axis=axis,
-        connectivity=conn, min_size=min_size, variant=variant, link=link,
+        method="hemd",
+        tau=tau,
+        delta=delta,
+        iterations=iterations,
+        axis=axis,
+        connectivity=conn,
+        min_size=min_size,
+        variant=variant,
+        link=link,
     )
     return HEMDResult(labels, forests, sels, tracks, params)
 
@@ -218,9 +226,17 @@ def segment(
         prob = np.asarray(prob)
     if method == "hemd":
         res = hemd(
-            prob, tau=tau, delta=delta, iterations=iterations, axis=axis,
-            connectivity=connectivity, min_size=min_size, variant=variant, link=link,
-            progress=progress, **kwargs,
+            prob,
+            tau=tau,
+            delta=delta,
+            iterations=iterations,
+            axis=axis,
+            connectivity=connectivity,
+            min_size=min_size,
+            variant=variant,
+            link=link,
+            progress=progress,
+            **kwargs,
         )
         return _restore_axis(res.labels, prob.ndim, axis)
     n, get, fdim = _frames(prob, axis)

@@ -1,5 +1,6 @@
-"""Instance candidate selection (H-EMD, Section III-B): initial state, iterative EMD / H-EMD matching,
-left/right competition, padding.
+"""Instance candidate selection (H-EMD, Section III-B).
+
+Initial state, iterative EMD / H-EMD matching, left/right competition, padding.
 
 Choices the paper leaves open (see ``docs/algorithm.md``):
 
@@ -219,8 +220,15 @@ def select_instances(
             if hit is None or hit[0] != key:
                 if w not in hists:
                     hists[w] = pair_histogram(frames[w].forest, frames[w + 1].forest)
-                res = _match_pair(frames[w], frames[w + 1], hists[w], delta, enum_limit,
-                                  time_limit, f"frames {w}->{w + 1}")
+                res = _match_pair(
+                    frames[w],
+                    frames[w + 1],
+                    hists[w],
+                    delta,
+                    enum_limit,
+                    time_limit,
+                    f"frames {w}->{w + 1}",
+                )
                 cache[w] = (key, res)
             to_right, to_left = cache[w][1]
             from_left[w + 1].append(to_right)
@@ -261,7 +269,7 @@ def _match_pair(a: _Frame, b: _Frame, hist: PairHistogram, delta, enum_limit, ti
         matched_a[i] = True
         matched_b[j] = True
     out = []
-    for (src, dst, sel, matched, h) in (
+    for src, dst, sel, matched, h in (
         (a, b, sa, matched_a, hist),
         (b, a, sb, matched_b, None),
     ):
@@ -273,8 +281,16 @@ def _match_pair(a: _Frame, b: _Frame, hist: PairHistogram, delta, enum_limit, ti
             h = hist.swapped()
         inter = overlap_matrix(h, src.forest, refs, dst.forest)
         sol = hemd_matching(
-            inter, src.forest.area[refs], dst.forest.parent, dst.forest.end, dst.forest.area,
-            dst.alive, dst.tree_of(), delta, enum_limit=enum_limit, time_limit=time_limit,
+            inter,
+            src.forest.area[refs],
+            dst.forest.parent,
+            dst.forest.end,
+            dst.forest.area,
+            dst.alive,
+            dst.tree_of(),
+            delta,
+            enum_limit=enum_limit,
+            time_limit=time_limit,
             context=ctx,
         )
         out.append((sol.node, sol.iou, refs[sol.ref]) if sol.node.size else None)
@@ -330,9 +346,7 @@ def _absorb_leftovers(fr: _Frame, rest: np.ndarray) -> np.ndarray:
     struct = ndi.generate_binary_structure(f.ndim, f.connectivity)
     for n in rest[is_leftover]:
         root = f.root_of(n)
-        sl = tuple(
-            slice(max(s.start - 1, 0), s.stop + 1) for s in f.bbox_slices(int(n))
-        )
+        sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in f.bbox_slices(int(n)))
         sub = f.node_map[sl]
         m = (sub >= n) & (sub < f.end[n])
         ring = ndi.binary_dilation(m, struct) & ~m & (sub >= 0)

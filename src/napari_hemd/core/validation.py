@@ -1,5 +1,7 @@
-"""Input checks shared by the public functions. Errors name the argument, what was expected and what
-was received."""
+"""Input checks shared by the public functions.
+
+Errors name the argument, what was expected and what was received.
+"""
 
 from __future__ import annotations
 

@@ -127,9 +127,7 @@ def nuclei_video(
                     next_id += 1
                 keep = np.arange(len(ids)) != k
                 pos, vel, rad, ecc, ids = pos[keep], vel[keep], rad[keep], ecc[keep], ids[keep]
-                divide_at = {
-                    (kk - (kk > k)): v for kk, v in divide_at.items() if kk != k
-                }
+                divide_at = {(kk - (kk > k)): v for kk, v in divide_at.items() if kk != k}
         pos = np.clip(pos + vel, 10, np.array([h - 10, w - 10]))
         vel = 0.85 * vel + rng.normal(0, 0.4, size=vel.shape)
         lab0 = _disk_labels(shape, pos, rad, ecc)
@@ -145,7 +143,7 @@ def nuclei_video(
         frames.append(np.clip(img, 0, 65535).astype(np.uint16))
     labels = np.stack(labs)
     prob = np.stack(
-        [probability_from_labels(l, rng=rng, contact_dip=rng.uniform(0.2, 0.45)) for l in labs]
+        [probability_from_labels(lab, rng=rng, contact_dip=rng.uniform(0.2, 0.45)) for lab in labs]
     )
     tracks = np.array(
         [[i, begin[i], last_seen[i], parent[i]] for i in sorted(last_seen)], dtype=np.int64

@@ -1,5 +1,7 @@
-"""Atomic writes: a failed run never leaves a half-written file or folder, and never overwrites
-silently."""
+"""Atomic writes.
+
+A failed run never leaves a half-written file or folder, and never overwrites silently.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, name: str = "
     """Refuse an existing output unless ``overwrite``; refuse an unwritable parent folder."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{name} {str(path)!r} already exists; pass overwrite=True (--overwrite)")
+        raise FileExistsError(
+            f"{name} {str(path)!r} already exists; pass overwrite=True (--overwrite)"
+        )
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise FileNotFoundError(f"{name} folder {str(parent)!r} does not exist")

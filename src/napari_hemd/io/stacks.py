@@ -56,7 +56,8 @@ def read_stack(path: str | os.PathLike, *, lazy: bool = False):
 
             first = tifffile.imread(frames[0])
             parts = [
-                da.from_delayed(delayed(tifffile.imread)(f), first.shape, first.dtype) for f in frames
+                da.from_delayed(delayed(tifffile.imread)(f), first.shape, first.dtype)
+                for f in frames
             ]
             return da.stack(parts)
         return np.stack([tifffile.imread(f) for f in frames])
@@ -110,6 +111,7 @@ def write_labels(
                 tmp,
                 arr.astype(_label_dtype(arr)),
                 compression="zlib",
+                photometric="minisblack",
                 description=json.dumps(metadata) if metadata else None,
                 metadata=None,
             )

@@ -1,0 +1,56 @@
+"""``napari-hemd models``: list the shipped models and what they were trained on."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers) -> None:
+    """Add the ``models`` subcommand."""
+    p = subparsers.add_parser("models", help="list the shipped models and their training data")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the shipped models; returns 0."""
+    import json
+
+    try:
+        from napari_hemd.models import list_models, load_model
+        from napari_hemd.models.registry import model_path
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise ModuleNotFoundError(
+            "napari-hemd models needs torch: pip install 'napari-hemd[torch]'"
+        ) from None
+    rows = []
+    for m in list_models():
+        meta = load_model(m.name).metadata
+        rows.append(
+            {
+                "name": m.name,
+                "kind": m.kind,
+                "trained_on": m.trained_on,
+                "description": m.description,
+                "size_kb": round(model_path(m.name).stat().st_size / 1024),
+                "held_out": meta.get("validation", {}),
+                "steps": meta.get("training", {}).get("steps_done"),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no shipped models installed")
+        return 0
+    for r in rows:
+        print(f"{r['name']:<16} {r['kind']:<9} {r['size_kb']:>5} kB  {r['description']}")
+        print(f"{'':<16} trained on: {r['trained_on']} ({r['steps']} steps, CPU)")
+        if r["held_out"]:
+            scores = ", ".join(f"{k} {v}" for k, v in r["held_out"].items())
+            print(f"{'':<16} held out: {scores}")
+    return 0

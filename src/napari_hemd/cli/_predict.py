@@ -1,0 +1,152 @@
+"""``napari-hemd predict``: probability maps (and affinity-model instances) for an image stack."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+__all__ = ["register", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    """Add the ``predict`` subcommand."""
+    p = subparsers.add_parser(
+        "predict",
+        help="predict foreground probability (and more) with a shipped or trained model",
+        description=(
+            "Predict float32 (T, Y, X) foreground probability for IMAGE (a TIFF stack, a folder of "
+            "TIFF frames or a zarr array). OUT is .tif or .zarr; with several --outputs a .zarr "
+            "holds one array per output and a .tif becomes OUT_STEM_NAME.tif per output."
+        ),
+    )
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="NAME_OR_PATH",
+        help="shipped model (see `napari-hemd models`) or a model file",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument(
+        "--outputs",
+        default="foreground",
+        help="comma separated: foreground,boundary,background,affinities,embeddings,"
+        "instances (the last three need an affinity model)",
+    )
+    p.add_argument("--tile", type=int, default=512, help="tile core size (0: untiled)")
+    p.add_argument("--halo", type=int, default=64, help="context around each tile")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda ...")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--ranges", default=None, help="affinity ranges at inference, e.g. 1,3,5,9,27")
+    p.add_argument("--neighbourhood", type=int, choices=(4, 8), default=None)
+    p.add_argument("--min-size", type=int, default=30, help="instances: merge smaller ones")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.set_defaults(func=run)
+
+
+def _out_paths(out, outputs):
+    from pathlib import Path
+
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".tif", ".tiff", ".zarr"):
+        raise ValueError(f"output must end in .tif, .tiff or .zarr; got {str(out)!r}")
+    if suffix == ".zarr" or len(outputs) == 1:
+        return {name: out for name in outputs}
+    return {name: out.with_name(f"{out.stem}_{name}{out.suffix}") for name in outputs}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict and write the outputs; returns 0."""
+    import json
+    from contextlib import ExitStack
+
+    import numpy as np
+
+    try:
+        import torch
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "napari-hemd predict needs torch: pip install 'napari-hemd[torch]'"
+        ) from None
+    from napari_hemd.io import read_stack
+    from napari_hemd.io._atomic import atomic_path, check_output_path
+    from napari_hemd.models import OUTPUTS, iter_predict, load_model, pick_device
+
+    outputs = tuple(o.strip() for o in args.outputs.split(",") if o.strip())
+    bad = [o for o in outputs if o not in OUTPUTS]
+    if bad or not outputs:
+        raise ValueError(f"--outputs must be a subset of {','.join(OUTPUTS)}; got {args.outputs!r}")
+    paths = _out_paths(args.output, outputs)
+    for path in set(paths.values()):
+        check_output_path(path, overwrite=args.overwrite)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ranges = None
+    if args.ranges:
+        try:
+            ranges = [int(r) for r in args.ranges.split(",")]
+        except ValueError:
+            raise ValueError(
+                f"--ranges must be comma-separated integers; got {args.ranges!r}"
+            ) from None
+    model = load_model(args.model)
+    image = read_stack(args.image, lazy=True)
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3:
+        raise ValueError(f"IMAGE must be (T, Y, X) or (Y, X); got shape {tuple(image.shape)}")
+    meta = {"model": str(args.model), "model_metadata_version": model.metadata.get("version")}
+    frames = iter_predict(
+        model,
+        image,
+        outputs=outputs,
+        tile=args.tile,
+        halo=args.halo,
+        batch_size=args.batch_size,
+        device=pick_device(args.device),
+        ranges=ranges,
+        neighbourhood=args.neighbourhood,
+        min_size=args.min_size,
+    )
+    from tqdm.auto import tqdm
+
+    n = image.shape[0]
+    zarr_out = paths[outputs[0]].suffix.lower() == ".zarr"
+    with ExitStack() as stack:
+        if zarr_out:
+            import zarr
+
+            tmp = stack.enter_context(atomic_path(paths[outputs[0]], overwrite=args.overwrite))
+            group = zarr.open_group(str(tmp), mode="w")
+            group.attrs.update(meta)
+            arrays = {}
+            for t, res in tqdm(frames, total=n, desc="predict", disable=n < 2):
+                for name, arr in res.items():
+                    if name not in arrays:
+                        arrays[name] = group.create_array(
+                            name, shape=(n, *arr.shape), chunks=(1, *arr.shape), dtype=arr.dtype
+                        )
+                    arrays[name][t] = arr
+        else:
+            import tifffile
+
+            collected: dict[str, list] = {name: [] for name in outputs}
+            for _, res in tqdm(frames, total=n, desc="predict", disable=n < 2):
+                for name, arr in res.items():
+                    collected[name].append(arr)
+            for name in outputs:
+                with atomic_path(paths[name], overwrite=args.overwrite) as tmp:
+                    tifffile.imwrite(
+                        tmp,
+                        np.stack(collected[name]),
+                        compression="zlib",
+                        description=json.dumps({**meta, "output": name}),
+                        metadata=None,
+                    )
+    for path in dict.fromkeys(paths.values()):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,170 @@
+"""Training data: Cell Tracking Challenge sequences or image/label folders, with a held-out split.
+
+Frames are normalised once at load (the same per-frame percentile normalisation the model wrapper
+applies at prediction time) and kept in memory; datasets here are a few hundred MB at most.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from napari_hemd.models.weights import DEFAULT_NORMALIZATION, normalize_percentile
+
+__all__ = ["Sample", "load_samples", "split_samples"]
+
+logger = logging.getLogger(__name__)
+
+_TIF = (".tif", ".tiff")
+
+
+@dataclass
+class Sample:
+    """One training image.
+
+    Attributes
+    ----------
+    image : (Y, X) float32 ndarray
+        Normalised intensities.
+    labels : (Y, X) int32 ndarray
+        Instance labels, 0 = background.
+    name : str
+        ``DATASET/FRAME`` for provenance and held-out reports.
+    source : str
+        ``"GT"``, ``"ST"`` or ``"labels"``: where the masks come from.
+    """
+
+    image: np.ndarray
+    labels: np.ndarray
+    name: str
+    source: str
+
+
+def _frame_number(path: Path) -> int:
+    digits = re.findall(r"\d+", path.stem)
+    if not digits:
+        raise ValueError(f"cannot read a frame number from {path.name!r}")
+    return int(digits[-1])
+
+
+def _ctc_mask_dir(seq: Path, masks: str) -> tuple[Path, str]:
+    candidates = {
+        "st": seq.parent / f"{seq.name}_ST" / "SEG",
+        "gt": seq.parent / f"{seq.name}_GT" / "SEG",
+    }
+    order = ["st", "gt"] if masks == "auto" else [masks]
+    for key in order:
+        if candidates[key].is_dir():
+            return candidates[key], key.upper()
+    raise FileNotFoundError(
+        f"data {str(seq)!r}: no mask folder {' or '.join(str(candidates[k]) for k in order)}"
+    )
+
+
+def load_samples(
+    path: str | os.PathLike,
+    *,
+    masks: str = "auto",
+    normalization: dict | None = None,
+) -> list[Sample]:
+    """Load image/label pairs from a CTC sequence folder or an ``images/`` + ``labels/`` folder.
+
+    Parameters
+    ----------
+    path : path-like
+        A CTC sequence (``.../01`` with ``01_ST/SEG`` or ``01_GT/SEG`` next to it; frames without a
+        mask are skipped) or a folder with ``images/`` and ``labels/`` holding TIFFs of the same
+        names.
+    masks : {"auto", "st", "gt"}
+        For CTC: silver truth (full frames) or gold truth; ``"auto"`` prefers ST and falls back to
+        GT.
+    normalization : dict, optional
+        ``{"method": "percentile", "low": ..., "high": ...}``.
+
+    Returns
+    -------
+    list of Sample
+        Sorted by frame number / file name.
+    """
+    import tifffile
+
+    if masks not in ("auto", "st", "gt"):
+        raise ValueError(f"masks must be 'auto', 'st' or 'gt'; got {masks!r}")
+    norm = normalization or DEFAULT_NORMALIZATION
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"data {str(path)!r} is not a folder")
+    pairs: list[tuple[Path, Path, str, str]] = []
+    if (path / "images").is_dir() and (path / "labels").is_dir():
+        for img in sorted(p for p in (path / "images").iterdir() if p.suffix.lower() in _TIF):
+            lab = path / "labels" / img.name
+            if lab.exists():
+                pairs.append((img, lab, f"{path.name}/{img.stem}", "labels"))
+    else:
+        mask_dir, source = _ctc_mask_dir(path, masks)
+        by_frame = {_frame_number(p): p for p in mask_dir.iterdir() if p.suffix.lower() in _TIF}
+        for img in sorted(p for p in path.iterdir() if p.suffix.lower() in _TIF):
+            t = _frame_number(img)
+            if t in by_frame:
+                pairs.append((img, by_frame[t], f"{path.parent.name}/{path.name}/t{t:03d}", source))
+    if not pairs:
+        raise ValueError(
+            f"data {str(path)!r}: expected a CTC sequence folder with ST/GT masks or images/ + "
+            "labels/ folders; found no image/mask pairs"
+        )
+    samples = []
+    for img_path, lab_path, name, source in pairs:
+        img = tifffile.imread(img_path)
+        lab = tifffile.imread(lab_path)
+        if img.ndim == 3 and img.shape[-1] in (3, 4):
+            img = img[..., :3].mean(-1)
+        if img.shape != lab.shape:
+            raise ValueError(
+                f"{img_path.name}: image shape {img.shape} differs from mask shape {lab.shape}"
+            )
+        image = normalize_percentile(img, norm["low"], norm["high"])
+        samples.append(Sample(image, lab.astype(np.int32), name, source))
+    logger.info("loaded %d samples from %s", len(samples), path)
+    return samples
+
+
+def split_samples(
+    samples: list[Sample], val: str | float = 0.2
+) -> tuple[list[Sample], list[Sample]]:
+    """Hold out a contiguous block of samples (time-lapse frames are correlated).
+
+    Parameters
+    ----------
+    samples : list of Sample
+        Ordered as loaded.
+    val : float or str
+        A fraction in ``[0, 1)`` (the last ``ceil(val * n)`` samples), or ``"START:STOP"`` (a slice
+        of sample indices).
+
+    Returns
+    -------
+    train, held_out : list of Sample
+    """
+    n = len(samples)
+    if isinstance(val, str) and ":" in val:
+        try:
+            start, stop = (int(v) if v else None for v in val.split(":"))
+        except ValueError:
+            raise ValueError(f"val must be a fraction or 'START:STOP'; got {val!r}") from None
+        idx = set(range(n)[slice(start, stop)])
+    else:
+        frac = float(val)
+        if not 0.0 <= frac < 1.0:
+            raise ValueError(f"val fraction must be in [0, 1); got {val!r}")
+        k = int(np.ceil(frac * n))
+        idx = set(range(n - k, n))
+    train = [s for i, s in enumerate(samples) if i not in idx]
+    held = [s for i, s in enumerate(samples) if i in idx]
+    if not train:
+        raise ValueError(f"val={val!r} leaves no training samples out of {n}")
+    return train, held

@@ -1,0 +1,282 @@
+"""Tiled, batched prediction of probability maps, affinities, embeddings and instances.
+
+Every frame is normalised as a whole (percentiles inside the model wrapper, never per tile), padded
+by reflection with a context margin, cut into equal tiles whose cores tile the frame and whose
+halos overlap their neighbours; only the cores are kept, so tiles agree with the untiled
+prediction up to what the network sees beyond the halo. Tiles of several frames go through the
+network together (batched over time) under ``torch.inference_mode()``. Frames are read one at a
+time, so zarr / dask inputs stay lazy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from napari_hemd.models.affinity import make_offsets, self_correlation
+from napari_hemd.models.weights import HemdModel
+
+__all__ = ["OUTPUTS", "iter_predict", "predict"]
+
+logger = logging.getLogger(__name__)
+
+#: Outputs ``predict`` can produce. Per frame: foreground/boundary/background ``(Y, X)`` float32,
+#: affinities ``(N, Y, X)`` float32, embeddings ``(D, Y, X)`` float32, instances ``(Y, X)`` int32.
+OUTPUTS = ("foreground", "boundary", "background", "affinities", "embeddings", "instances")
+_AFFINITY_ONLY = ("affinities", "embeddings", "instances")
+
+
+def _check_outputs(model: HemdModel, outputs: Sequence[str]) -> tuple[str, ...]:
+    outputs = tuple(outputs)
+    bad = [o for o in outputs if o not in OUTPUTS]
+    if bad or not outputs:
+        raise ValueError(f"outputs must be a non-empty subset of {OUTPUTS}; got {list(outputs)}")
+    if model.kind == "unet":
+        wrong = [o for o in outputs if o in _AFFINITY_ONLY]
+        if wrong:
+            raise ValueError(
+                f"outputs {wrong} need an affinity model; this model is a U-Net (it gives "
+                "foreground, boundary, background)"
+            )
+    return outputs
+
+
+def _pad(frame: np.ndarray, before: tuple[int, int], after: tuple[int, int]) -> np.ndarray:
+    pads = ((before[0], after[0]), (before[1], after[1]))
+    if all(b < s and a < s for (b, a), s in zip(pads, frame.shape, strict=True)):
+        return np.pad(frame, pads, mode="reflect")
+    return np.pad(frame, pads, mode="symmetric" if min(frame.shape) > 1 else "edge")
+
+
+def _tiles(shape: tuple[int, int], core: int, halo: int, divisor: int):
+    """Padded-frame geometry: (padded frame pads, tile input size, list of core origins)."""
+    h, w = shape
+    if core <= 0 or max(h, w) <= core:
+        # One tile: the frame itself with the context margin, rounded up to the divisor.
+        th = -(-(h + 2 * halo) // divisor) * divisor
+        tw = -(-(w + 2 * halo) // divisor) * divisor
+        return (
+            (halo, halo),
+            (th - h - halo, tw - w - halo),
+            (th, tw),
+            (th - 2 * halo, tw - 2 * halo),
+            [(0, 0)],
+        )
+    ny, nx = -(-h // core), -(-w // core)
+    after = (halo + ny * core - h, halo + nx * core - w)
+    origins = [(i * core, j * core) for i in range(ny) for j in range(nx)]
+    return (halo, halo), after, (core + 2 * halo, core + 2 * halo), (core, core), origins
+
+
+def _run_tiles(model: HemdModel, batch: list[np.ndarray], device: torch.device) -> np.ndarray:
+    x = torch.from_numpy(np.stack(batch)[:, None]).to(device)
+    if model.kind == "unet":
+        out = torch.softmax(model.network(x).float(), dim=1)
+    else:
+        res = model.network(x)
+        emb = torch.nn.functional.normalize(res["embedding"].float(), dim=1, eps=1e-6)
+        out = torch.cat([torch.sigmoid(res["foreground"].float()), emb], dim=1)
+    return out.cpu().numpy()
+
+
+def _frames(image) -> tuple[int, Callable[[int], np.ndarray], bool]:
+    shape = tuple(image.shape)
+    if len(shape) == 2:
+        return 1, lambda t: np.asarray(image), True
+    if len(shape) == 3:
+        return shape[0], lambda t: np.asarray(image[t]), False
+    raise ValueError(f"image must be (Y, X) or (T, Y, X); got shape {shape}")
+
+
+def iter_predict(
+    model: HemdModel,
+    image,
+    *,
+    outputs: Sequence[str] = ("foreground",),
+    tile: int = 512,
+    halo: int = 64,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+    ranges: Sequence[int] | None = None,
+    neighbourhood: int | None = None,
+    min_size: int = 30,
+    threshold: float = 0.5,
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Yield ``(t, {output: array})`` frame by frame (see :func:`predict` for the parameters)."""
+    outputs = _check_outputs(model, outputs)
+    n_frames, read, _ = _frames(image)
+    divisor = model.network.divisor
+    if tile > 0 and tile % divisor:
+        raise ValueError(f"tile must be a multiple of {divisor} (or 0: untiled); got {tile}")
+    if halo < 0 or halo % divisor:
+        raise ValueError(f"halo must be a non-negative multiple of {divisor}; got {halo}")
+    dev = torch.device(device) if device is not None else next(model.network.parameters()).device
+    model.network.to(dev).eval()
+    offsets = None
+    if model.kind == "affinity":
+        offsets = make_offsets(
+            ranges or model.metadata.get("ranges", (1, 3, 5, 9, 27)),
+            neighbourhood or model.metadata.get("neighbourhood", 4),
+        )
+    with torch.inference_mode():
+        queue: list[tuple[int, int, int, np.ndarray]] = []  # (frame, y, x, tile input)
+        maps: dict[int, np.ndarray] = {}  # stitched network outputs per frame
+        todo: dict[int, int] = {}  # tiles still missing per frame
+        geometry: dict[int, tuple] = {}
+        next_out = 0
+        for t in range(n_frames):
+            frame = model.normalize(read(t).astype(np.float32, copy=False))
+            if frame.ndim != 2:
+                raise ValueError(f"frame {t} must be 2D (Y, X); got shape {frame.shape}")
+            before, after, tshape, cshape, origins = _tiles(frame.shape, tile, halo, divisor)
+            padded = _pad(frame, before, after)
+            geometry[t] = (frame.shape, cshape)
+            todo[t] = len(origins)
+            for y, x in origins:
+                queue.append((t, y, x, padded[y : y + tshape[0], x : x + tshape[1]]))
+            # Run full batches (the last frame flushes the rest), then emit finished frames.
+            while len(queue) >= batch_size or (t == n_frames - 1 and queue):
+                chunk, queue = queue[:batch_size], queue[batch_size:]
+                out = _run_tiles(model, [c[3] for c in chunk], dev)
+                for (ti, y, x, _), o in zip(chunk, out, strict=True):
+                    shape, (ch, cw) = geometry[ti]
+                    if ti not in maps:
+                        maps[ti] = np.zeros((o.shape[0], *shape), dtype=np.float32)
+                    yy, xx = min(ch, shape[0] - y), min(cw, shape[1] - x)
+                    maps[ti][:, y : y + yy, x : x + xx] = o[:, halo : halo + yy, halo : halo + xx]
+                    todo[ti] -= 1
+            while next_out <= t and todo.get(next_out) == 0:
+                del todo[next_out], geometry[next_out]
+                stitched = maps.pop(next_out)
+                yield (
+                    next_out,
+                    _outputs_from_maps(model, stitched, outputs, offsets, min_size, threshold),
+                )
+                next_out += 1
+
+
+def _outputs_from_maps(
+    model: HemdModel,
+    maps: np.ndarray,
+    outputs: Sequence[str],
+    offsets,
+    min_size: int,
+    threshold: float,
+) -> dict[str, np.ndarray]:
+    res: dict[str, np.ndarray] = {}
+    if model.kind == "unet":
+        for i, name in enumerate(("foreground", "boundary", "background")):
+            if name in outputs:
+                res[name] = maps[i]
+        return res
+    fg, emb = maps[0], maps[1:]
+    if "foreground" in outputs:
+        res["foreground"] = fg
+    if "background" in outputs:
+        res["background"] = 1.0 - fg
+    if "embeddings" in outputs:
+        res["embeddings"] = emb
+    need_affs = {"affinities", "instances"} & set(outputs)
+    if need_affs or "boundary" in outputs:
+        with torch.inference_mode():
+            e = torch.from_numpy(emb)[None]
+            if need_affs:
+                affs = self_correlation(e, offsets)[0][0].clamp_(0, 1).numpy()
+            if "boundary" in outputs:
+                res["boundary"] = _boundary_from_embeddings(e)
+        if "affinities" in outputs:
+            res["affinities"] = affs
+        if "instances" in outputs:
+            from napari_hemd.models.mutex import mutex_watershed_labels
+
+            res["instances"] = mutex_watershed_labels(
+                affs, offsets, foreground=fg, threshold=threshold, min_size=min_size
+            )
+    return res
+
+
+def _boundary_from_embeddings(emb: torch.Tensor) -> np.ndarray:
+    """1 - min cosine affinity to the 4 direct neighbours (both sides of each axis), in [0, 1]."""
+    offs = [(-1, 0), (1, 0), (0, -1), (0, 1)]
+    aff, valid = self_correlation(emb, offs)
+    aff = torch.where(valid[None], aff.clamp(0, 1), torch.ones_like(aff))
+    return (1.0 - aff.min(dim=1).values[0]).numpy().astype(np.float32)
+
+
+def predict(
+    model: HemdModel,
+    image,
+    *,
+    outputs: Sequence[str] = ("foreground",),
+    tile: int = 512,
+    halo: int = 64,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+    ranges: Sequence[int] | None = None,
+    neighbourhood: int | None = None,
+    min_size: int = 30,
+    threshold: float = 0.5,
+) -> dict[str, np.ndarray]:
+    """Predict maps (and, for the affinity model, instances) for a frame or a time-lapse.
+
+    Parameters
+    ----------
+    model : HemdModel
+        From :func:`napari_hemd.models.load_model` or :func:`train_model`.
+    image : (Y, X) or (T, Y, X) array-like
+        Raw intensities (any dtype; normalised per frame inside). numpy, zarr or dask: frames are
+        read one at a time.
+    outputs : sequence of str
+        Subset of :data:`OUTPUTS`. U-Nets give foreground, boundary, background (softmax);
+        affinity models all of them (foreground from the foreground head, boundary = 1 - min of the
+        unit-range affinities, instances from the Mutex watershed).
+    tile : int
+        Core tile side (multiple of the network divisor); 0 or a frame smaller than ``tile``:
+        untiled.
+    halo : int
+        Context added on each side of a tile (overlap of neighbouring tiles is ``2 * halo``).
+    batch_size : int
+        Tiles per forward pass (tiles of consecutive frames are batched together).
+    device : str or torch.device, optional
+        Default: where the model is.
+    ranges, neighbourhood : optional
+        Affinity offsets at inference (default: those the model was trained with).
+    min_size : int
+        Instances smaller than this are merged (affinity model, ``instances``).
+    threshold : float
+        Foreground threshold for ``instances``.
+
+    Returns
+    -------
+    dict
+        ``output -> array`` with a leading T axis when ``image`` is 3D: ``(T, Y, X)`` maps,
+        ``(T, N, Y, X)`` affinities, ``(T, D, Y, X)`` embeddings, ``(T, Y, X)`` int32 instances.
+
+    Examples
+    --------
+    >>> from napari_hemd.models import load_model, predict  # doctest: +SKIP
+    >>> fg = predict(load_model("nuclei-fluo"), frames)["foreground"]  # doctest: +SKIP
+    """
+    _, _, single = _frames(image)
+    collected: dict[str, list[np.ndarray]] = {}
+    for _, res in iter_predict(
+        model,
+        image,
+        outputs=outputs,
+        tile=tile,
+        halo=halo,
+        batch_size=batch_size,
+        device=device,
+        ranges=ranges,
+        neighbourhood=neighbourhood,
+        min_size=min_size,
+        threshold=threshold,
+    ):
+        for k, v in res.items():
+            collected.setdefault(k, []).append(v)
+    if single:
+        return {k: v[0] for k, v in collected.items()}
+    return {k: np.stack(v) for k, v in collected.items()}

@@ -1,0 +1,108 @@
+"""Shipped models: small networks trained on CPU on public data, stored in ``models/weights/``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from napari_hemd.models.weights import HemdModel, load_model_file
+
+__all__ = ["SHIPPED_MODELS", "ShippedModel", "list_models", "load_model", "model_path"]
+
+_WEIGHTS = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """A model that comes with the package.
+
+    Attributes
+    ----------
+    name : str
+    kind : {"unet", "affinity"}
+    filename : str
+        File in ``napari_hemd/models/weights/``.
+    trained_on : str
+        Data and masks it was trained on.
+    description : str
+    """
+
+    name: str
+    kind: str
+    filename: str
+    trained_on: str
+    description: str
+
+
+SHIPPED_MODELS: dict[str, ShippedModel] = {
+    m.name: m
+    for m in (
+        ShippedModel(
+            "nuclei-fluo",
+            "unet",
+            "nuclei-fluo.pt",
+            "Fluo-N2DH-SIM+ 02 (GT, frames 0-39) + Fluo-N2DL-HeLa 01 (ST, frames 0-23)",
+            "fluorescent nuclei: foreground / boundary / background U-Net",
+        ),
+        ShippedModel(
+            "cells-phc",
+            "unet",
+            "cells-phc.pt",
+            "PhC-C2DL-PSC 01 (ST, frames 0-39)",
+            "phase-contrast cells: foreground / boundary / background U-Net",
+        ),
+        ShippedModel(
+            "cells-dic",
+            "unet",
+            "cells-dic.pt",
+            "DIC-C2DH-HeLa 01 (ST, frames 0-29 and 42-83)",
+            "DIC cells: foreground / boundary / background U-Net",
+        ),
+        ShippedModel(
+            "nuclei-affinity",
+            "affinity",
+            "nuclei-affinity.pt",
+            "BBBC039 (24 of 30 images, fully annotated)",
+            "fluorescent nuclei: pixel-embedded affinity network (Mutex watershed instances)",
+        ),
+    )
+}
+
+
+def model_path(name: str) -> Path:
+    """Path of a shipped model's weight file."""
+    if name not in SHIPPED_MODELS:
+        raise KeyError(f"model must be one of {sorted(SHIPPED_MODELS)} or a file; got {name!r}")
+    return _WEIGHTS / SHIPPED_MODELS[name].filename
+
+
+def list_models() -> list[ShippedModel]:
+    """Return the shipped models whose weight files are installed."""
+    return [m for m in SHIPPED_MODELS.values() if (_WEIGHTS / m.filename).exists()]
+
+
+def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu") -> HemdModel:
+    """Load a shipped model by name, or a model file by path (``weights_only=True``).
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither a shipped model name nor an existing file.
+    ValueError
+        The file is not a napari-hemd model or is an unsafe pickle.
+    """
+    key = str(name_or_path)
+    if key in SHIPPED_MODELS:
+        path = model_path(key)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"shipped model {key!r}: weights {str(path)!r} are not installed"
+            )
+        return load_model_file(path, device=device)
+    path = Path(name_or_path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"model must be one of {sorted(SHIPPED_MODELS)} or an existing model file; got {key!r}"
+        )
+    return load_model_file(path, device=device)

@@ -1,0 +1,435 @@
+"""Training loops for the 3-class U-Net and the pixel-embedded affinity network.
+
+``train_model`` is a plain function: samples in, a :class:`HemdModel` out, with a held-out loss
+reported along the way. It seeds everything, samples random patches with flips / 90-degree
+rotations / intensity jitter, checkpoints and resumes, shows a tqdm bar, picks CUDA / MPS / CPU and
+uses mixed precision on CUDA.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_hemd.models.affinity import (
+    affinity_targets,
+    make_offsets,
+    pyramid_ranges,
+    self_correlation,
+)
+from napari_hemd.models.data import Sample
+from napari_hemd.models.weights import HemdModel, load_model_file, save_model_file
+
+__all__ = ["TrainConfig", "pick_device", "semantic_targets", "train_model"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters (all stored in the model file's metadata).
+
+    Attributes
+    ----------
+    model : {"unet", "affinity"}
+    architecture : dict
+        Constructor kwargs of the network (``base_channels``, ``depth``, ...).
+    steps : int
+        Optimiser steps.
+    max_minutes : float or None
+        Stop early after this wall time (the best model so far is kept).
+    batch_size, patch_size : int
+        Random patches per step and their side (a multiple of the network's divisor).
+    lr : float
+        Adam learning rate (cosine-decayed to 5 % of it).
+    seed : int
+    val_every : int
+        Steps between evaluations of the held-out loss (the model with the best one is kept).
+    checkpoint_every : int
+        Steps between checkpoints (``OUTPUT.ckpt``); 0 disables them.
+    class_weights : tuple of float
+        Cross-entropy weights of foreground / boundary / background (U-Net).
+    ranges, neighbourhood : affinity offsets (affinity model).
+    alpha, beta, gamma : float
+        Weights of the self-, cross-correlation and pyramid losses (paper: 1, 1, 1).
+    foreground_weight : float
+        Weight of the foreground BCE loss (affinity model).
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU) or a torch device string.
+    amp : bool
+        Mixed precision (only used on CUDA).
+    """
+
+    model: str = "unet"
+    architecture: dict = field(default_factory=dict)
+    steps: int = 2000
+    max_minutes: float | None = None
+    batch_size: int = 4
+    patch_size: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+    val_every: int = 100
+    checkpoint_every: int = 500
+    class_weights: tuple = (1.0, 2.0, 1.0)
+    ranges: tuple = (1, 3, 5, 9, 27)
+    neighbourhood: int = 4
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 1.0
+    foreground_weight: float = 1.0
+    device: str = "auto"
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model not in ("unet", "affinity"):
+            raise ValueError(f"model must be 'unet' or 'affinity'; got {self.model!r}")
+        for name in ("steps", "batch_size", "patch_size", "val_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)!r}")
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """Return a device: ``"auto"`` picks CUDA, then Apple MPS, then CPU."""
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def semantic_targets(labels: np.ndarray) -> np.ndarray:
+    """Class map for the U-Net: 0 foreground (cell interior), 1 boundary, 2 background.
+
+    Parameters
+    ----------
+    labels : (Y, X) int ndarray
+        Instance labels.
+
+    Returns
+    -------
+    (Y, X) int64 ndarray
+        Boundary = the instance's own outermost pixels (``find_boundaries(mode="inner")``), so
+        touching cells are separated by two boundary pixels.
+    """
+    from skimage.segmentation import find_boundaries
+
+    cls = np.full(labels.shape, 2, dtype=np.int64)
+    cls[labels > 0] = 0
+    cls[find_boundaries(labels, mode="inner") & (labels > 0)] = 1
+    return cls
+
+
+class _PatchSampler:
+    """Random patches with flips, 90-degree rotations and intensity jitter."""
+
+    def __init__(self, samples: Sequence[Sample], patch: int, rng: np.random.Generator) -> None:
+        self.samples = list(samples)
+        self.patch = patch
+        self.rng = rng
+        # Sample images proportional to their area (whole-frame coverage).
+        areas = np.array([s.image.size for s in self.samples], dtype=float)
+        self.p = areas / areas.sum()
+
+    def __call__(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        imgs, labs = [], []
+        p = self.patch
+        for _ in range(n):
+            s = self.samples[self.rng.choice(len(self.samples), p=self.p)]
+            img, lab = _pad_to(s.image, p), _pad_to(s.labels, p)
+            y = self.rng.integers(0, img.shape[0] - p + 1)
+            x = self.rng.integers(0, img.shape[1] - p + 1)
+            img, lab = img[y : y + p, x : x + p], lab[y : y + p, x : x + p]
+            k = int(self.rng.integers(4))
+            img, lab = np.rot90(img, k), np.rot90(lab, k)
+            if self.rng.random() < 0.5:
+                img, lab = img[:, ::-1], lab[:, ::-1]
+            scale = np.exp(self.rng.normal(0, 0.2))
+            img = img * scale + self.rng.normal(0, 0.1)
+            img = img + self.rng.normal(0, 0.02, img.shape)
+            imgs.append(np.ascontiguousarray(img, dtype=np.float32))
+            labs.append(np.ascontiguousarray(lab))
+        return np.stack(imgs)[:, None], np.stack(labs)
+
+
+def _pad_to(arr: np.ndarray, size: int) -> np.ndarray:
+    py, px = max(0, size - arr.shape[0]), max(0, size - arr.shape[1])
+    if py or px:
+        return np.pad(
+            arr, ((0, py), (0, px)), mode="reflect" if arr.dtype.kind == "f" else "constant"
+        )
+    return arr
+
+
+def _val_patches(samples: Sequence[Sample], patch: int, per_sample: int = 4) -> tuple:
+    """Cut fixed held-out patches (deterministic grid): comparable validation losses."""
+    imgs, labs = [], []
+    for s in samples:
+        img, lab = _pad_to(s.image, patch), _pad_to(s.labels, patch)
+        ys = np.linspace(0, img.shape[0] - patch, 2).astype(int)
+        xs = np.linspace(0, img.shape[1] - patch, max(1, per_sample // 2)).astype(int)
+        for y in ys:
+            for x in xs:
+                imgs.append(img[y : y + patch, x : x + patch])
+                labs.append(lab[y : y + patch, x : x + patch])
+    return np.stack(imgs)[:, None].astype(np.float32), np.stack(labs)
+
+
+def _unet_loss(
+    model: HemdModel, img: torch.Tensor, lab: np.ndarray, cfg: TrainConfig
+) -> torch.Tensor:
+    target = torch.from_numpy(np.stack([semantic_targets(x) for x in lab])).to(img.device)
+    logits = model.network(img)
+    weight = torch.tensor(cfg.class_weights, dtype=logits.dtype, device=img.device)
+    return F.cross_entropy(logits.float(), target, weight=weight.float())
+
+
+def _masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    w = valid.to(pred.dtype).expand_as(pred)
+    return ((pred - target) ** 2 * w).sum() / w.sum().clamp_min(1.0)
+
+
+def _random_view(img: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, int, bool]:
+    """Make the transformed view of the cross-correlation module: rot90/flip, intensity, cutout."""
+    k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
+    view = torch.rot90(img, k, dims=(-2, -1))
+    if flip:
+        view = torch.flip(view, dims=(-1,))
+    view = view * float(np.exp(rng.normal(0, 0.3))) + float(rng.normal(0, 0.2))
+    h, w = view.shape[-2:]
+    view = view.clone()
+    for _ in range(int(rng.integers(1, 4))):
+        ch, cw = int(rng.integers(h // 16, h // 4 + 1)), int(rng.integers(w // 16, w // 4 + 1))
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        view[..., y : y + ch, x : x + cw] = 0.0
+    return view, k, flip
+
+
+def _map_back(emb: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    if flip:
+        emb = torch.flip(emb, dims=(-1,))
+    return torch.rot90(emb, -k, dims=(-2, -1))
+
+
+def _affinity_loss(
+    model: HemdModel,
+    img: torch.Tensor,
+    lab: np.ndarray,
+    cfg: TrainConfig,
+    rng: np.random.Generator | None,
+) -> torch.Tensor:
+    """Alpha * L_s + beta * L_c + gamma * L_p + foreground BCE (Eqs. 3, 5, 6, 7)."""
+    labels = torch.from_numpy(lab.astype(np.int64)).to(img.device)
+    offsets = make_offsets(cfg.ranges, cfg.neighbourhood)
+    out = model.network(img, with_pyramid=cfg.gamma > 0)
+    emb = out["embedding"].float()
+    target, valid = affinity_targets(labels, offsets)
+    aff, _ = self_correlation(emb, offsets)
+    loss = cfg.alpha * _masked_mse(aff, target, valid)
+    fg = (labels > 0).float()[:, None]
+    loss = loss + cfg.foreground_weight * F.binary_cross_entropy_with_logits(
+        out["foreground"].float(), fg
+    )
+    if cfg.gamma > 0:
+        lp = 0.0
+        for level, pemb in enumerate(out["pyramid"], start=1):
+            s = 2**level
+            poffs = make_offsets(pyramid_ranges(cfg.ranges, s), cfg.neighbourhood)
+            plab = labels[:, s // 2 :: s, s // 2 :: s]  # nearest down-sampling of the labels
+            pt, pv = affinity_targets(plab, poffs)
+            pa, _ = self_correlation(pemb.float(), poffs)
+            lp = lp + _masked_mse(pa, pt, pv)
+        loss = loss + cfg.gamma * lp
+    if cfg.beta > 0 and rng is not None:
+        view, k, flip = _random_view(img, rng)
+        emb_view = _map_back(model.network(view)["embedding"].float(), k, flip)
+        ac, _ = self_correlation(emb, offsets, other=emb_view)
+        loss = loss + cfg.beta * _masked_mse(ac, target, valid)
+    return loss
+
+
+def _checkpoint_path(output: Path) -> Path:
+    return output.with_name(output.name + ".ckpt")
+
+
+def train_model(
+    train: Sequence[Sample],
+    val: Sequence[Sample],
+    output: str | os.PathLike,
+    config: TrainConfig | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[dict], None] | None = None,
+    data_description: Sequence[str] = (),
+) -> tuple[HemdModel, list[dict]]:
+    """Train a model and write it (best held-out loss) to ``output``.
+
+    Parameters
+    ----------
+    train, val : sequence of Sample
+        Training samples and held-out samples (``val`` may be empty: then the last model is kept).
+    output : path-like
+        Model file to write; checkpoints go to ``OUTPUT.ckpt`` (removed at the end).
+    config : TrainConfig
+    resume : bool
+        Continue from ``OUTPUT.ckpt`` (same config).
+    progress : bool
+        Show a tqdm progress bar.
+    callback : callable, optional
+        Called with ``{"step", "loss", "val_loss"?, "seconds"}`` at each evaluation.
+    data_description : sequence of str
+        Stored in the metadata (what the model was trained on).
+
+    Returns
+    -------
+    model : HemdModel
+    history : list of dict
+        One entry per evaluation: step, mean training loss since the last entry, held-out loss.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = config or TrainConfig()
+    output = Path(output)
+    if not train:
+        raise ValueError("train must hold at least one sample; got none")
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    model = HemdModel.create(cfg.model, **cfg.architecture)
+    if cfg.model == "affinity":
+        model.metadata["ranges"] = list(cfg.ranges)
+        model.metadata["neighbourhood"] = cfg.neighbourhood
+    divisor = model.network.divisor
+    if cfg.patch_size % divisor:
+        raise ValueError(f"patch_size must be a multiple of {divisor}; got {cfg.patch_size}")
+    model.network.to(device)
+    opt = torch.optim.Adam(model.network.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
+    )
+    use_amp = bool(cfg.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    loss_fn = _unet_loss if cfg.model == "unet" else _affinity_loss
+
+    step, history, best = 0, [], (math.inf, None)
+    ckpt = _checkpoint_path(output)
+    if resume:
+        if not ckpt.exists():
+            raise FileNotFoundError(f"resume: no checkpoint {str(ckpt)!r}")
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        model.network.load_state_dict(state["network"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, history = int(state["step"]), list(state["history"])
+        best = (float(state["best_loss"]), state.get("best_state"))
+        rng = np.random.default_rng([cfg.seed, step])
+        torch.manual_seed(cfg.seed + step)
+        logger.info("resumed from %s at step %d", ckpt, step)
+
+    sampler = _PatchSampler(train, cfg.patch_size, rng)
+    val_img, val_lab = _val_patches(val, cfg.patch_size) if val else (None, None)
+    t0, running = time.perf_counter(), []
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.model}")
+    while step < cfg.steps:
+        model.network.train()
+        img, lab = sampler(cfg.batch_size)
+        img_t = torch.from_numpy(img).to(device)
+        with torch.autocast(device.type, enabled=use_amp):
+            loss = (
+                loss_fn(model, img_t, lab, cfg, rng)
+                if cfg.model == "affinity"
+                else loss_fn(model, img_t, lab, cfg)
+            )
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        step += 1
+        running.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(running[-20:]):.4f}")
+        out_of_time = (
+            cfg.max_minutes is not None and (time.perf_counter() - t0) > 60 * cfg.max_minutes
+        )
+        if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
+            entry = {
+                "step": step,
+                "loss": float(np.mean(running)),
+                "seconds": time.perf_counter() - t0,
+            }
+            running = []
+            if val_img is not None:
+                entry["val_loss"] = _evaluate(model, val_img, val_lab, cfg, loss_fn, device)
+                if entry["val_loss"] < best[0]:
+                    best = (entry["val_loss"], _cpu_state(model))
+            history.append(entry)
+            logger.info("step %d: %s", step, entry)
+            if callback is not None:
+                callback(entry)
+        if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or out_of_time):
+            torch.save(
+                {
+                    "network": model.network.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "step": step,
+                    "history": history,
+                    "best_loss": best[0],
+                    "best_state": best[1],
+                },
+                ckpt,
+            )
+        if out_of_time:
+            logger.warning("max_minutes=%s reached at step %d; stopping", cfg.max_minutes, step)
+            break
+    bar.close()
+    if best[1] is not None:
+        model.network.load_state_dict(best[1])
+    model.network.cpu().eval()
+    cfg_dict = asdict(cfg)
+    model.metadata["training"] = {
+        "config": cfg_dict,
+        "steps_done": step,
+        "data": list(data_description),
+        "train_samples": [s.name for s in train],
+        "held_out_samples": [s.name for s in val],
+        "mask_sources": sorted({s.source for s in train}),
+        "history": history,
+        "best_val_loss": None if math.isinf(best[0]) else best[0],
+        "device": str(device),
+        "torch": torch.__version__,
+    }
+    save_model_file(model, output)
+    if ckpt.exists() and step >= cfg.steps:
+        ckpt.unlink()
+    return load_model_file(output), history
+
+
+def _cpu_state(model: HemdModel) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.network.state_dict().items()}
+
+
+def _evaluate(model, val_img, val_lab, cfg, loss_fn, device, batch: int = 8) -> float:
+    model.network.eval()
+    losses = []
+    with torch.inference_mode():
+        for i in range(0, len(val_img), batch):
+            img = torch.from_numpy(val_img[i : i + batch]).to(device)
+            lab = val_lab[i : i + batch]
+            if cfg.model == "affinity":
+                losses.append(float(loss_fn(model, img, lab, cfg, None)) * len(img))
+            else:
+                losses.append(float(loss_fn(model, img, lab, cfg)) * len(img))
+    return sum(losses) / len(val_img)

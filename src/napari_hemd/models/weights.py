@@ -1,0 +1,197 @@
+"""Model files: a state dict plus a metadata dict, loadable with ``torch.load(weights_only=True)``.
+
+A model file never needs pickle of arbitrary objects: it holds tensors, strings, numbers, lists and
+dicts only. Loading goes through ``torch.load(..., weights_only=True)``, which refuses pickles that
+would import or call anything else (a malicious file raises :class:`ValueError` here).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_hemd.models.affinity import AffinityNet
+from napari_hemd.models.unet import UNet2d
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "HemdModel",
+    "build_network",
+    "load_model_file",
+    "normalize_percentile",
+    "save_model_file",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "napari-hemd-model"
+FORMAT_VERSION = 1
+
+_NETWORKS = {"unet": UNet2d, "affinity": AffinityNet}
+
+#: Default intensity normalisation: per frame, percentiles 1 and 99.8 map to 0 and 1.
+DEFAULT_NORMALIZATION = {"method": "percentile", "low": 1.0, "high": 99.8}
+
+
+def build_network(architecture: dict) -> nn.Module:
+    """Instantiate a network from ``{"name": "unet" | "affinity", **constructor kwargs}``."""
+    arch = dict(architecture)
+    name = arch.pop("name", None)
+    if name not in _NETWORKS:
+        raise ValueError(f"architecture['name'] must be one of {sorted(_NETWORKS)}; got {name!r}")
+    return _NETWORKS[name](**arch)
+
+
+def normalize_percentile(
+    image: np.ndarray, low: float = 1.0, high: float = 99.8, eps: float = 1e-6
+) -> np.ndarray:
+    """Map percentile ``low`` to 0 and ``high`` to 1 (no clipping); float32, same shape.
+
+    Parameters
+    ----------
+    image : (..., Y, X) ndarray
+        One frame or a stack; percentiles are taken per frame (over the last two axes).
+    """
+    img = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(img, [low, high], axis=(-2, -1), keepdims=True)
+    return ((img - lo) / np.maximum(hi - lo, eps)).astype(np.float32)
+
+
+@dataclass
+class HemdModel:
+    """A network together with everything needed to use it.
+
+    Attributes
+    ----------
+    network : torch.nn.Module
+        A :class:`~napari_hemd.models.unet.UNet2d` or an
+        :class:`~napari_hemd.models.affinity.AffinityNet`.
+    metadata : dict
+        ``architecture`` (name + constructor kwargs), ``normalization``, ``offsets`` (affinity
+        model), ``training`` (data, steps, seed, validation ...), ``version`` and free text.
+    """
+
+    network: nn.Module
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """``"unet"`` or ``"affinity"``."""
+        return self.metadata["architecture"]["name"]
+
+    @property
+    def normalization(self) -> dict:
+        """Intensity normalisation applied per frame before the network."""
+        return self.metadata.get("normalization", DEFAULT_NORMALIZATION)
+
+    def normalize(self, image: np.ndarray) -> np.ndarray:
+        """Normalise frames ``(..., Y, X)`` as the network was trained."""
+        norm = self.normalization
+        if norm.get("method") != "percentile":
+            raise ValueError(f"normalization method must be 'percentile'; got {norm!r}")
+        return normalize_percentile(image, norm["low"], norm["high"])
+
+    @classmethod
+    def create(cls, kind: str, **architecture) -> HemdModel:
+        """Create a freshly initialised model of ``kind`` (``"unet"`` or ``"affinity"``)."""
+        arch = {"name": kind, **architecture}
+        meta = {
+            "architecture": arch,
+            "normalization": dict(DEFAULT_NORMALIZATION),
+            "version": _package_version(),
+        }
+        if kind == "affinity":
+            from napari_hemd.models.affinity import DEFAULT_RANGES
+
+            meta["ranges"] = list(DEFAULT_RANGES)
+            meta["neighbourhood"] = 4
+        return cls(build_network(arch), meta)
+
+
+def _package_version() -> str:
+    from napari_hemd import __version__
+
+    return __version__
+
+
+def save_model_file(model: HemdModel, path: str | os.PathLike, *, half: bool = False) -> Path:
+    """Write ``model`` to ``path`` (state dict + metadata), atomically.
+
+    Parameters
+    ----------
+    half : bool
+        Store floating-point tensors as float16 (halves the size; loaded back as float32).
+    """
+    path = Path(path)
+    state = {k: v.detach().cpu().clone() for k, v in model.network.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        # A JSON round trip keeps only plain types (str, numbers, lists, dicts), which is what
+        # ``weights_only=True`` accepts and what can be shown to a user.
+        "metadata": json.loads(json.dumps(model.metadata, default=_plain)),
+        "state_dict": state,
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _plain(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (tuple, set)):
+        return list(obj)
+    raise TypeError(f"model metadata must hold plain values; got {type(obj).__name__}")
+
+
+def load_model_file(path: str | os.PathLike | io.BytesIO, *, device: str = "cpu") -> HemdModel:
+    """Load a model file written by :func:`save_model_file` without unpickling code.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a napari-hemd model (including pickles that ``weights_only=True``
+        refuses: they could run code).
+    FileNotFoundError
+        If ``path`` does not exist.
+    """
+    name = path if isinstance(path, io.BytesIO) else Path(path)
+    if not isinstance(name, io.BytesIO) and not name.exists():
+        raise FileNotFoundError(f"model file {str(name)!r} does not exist")
+    try:
+        payload = torch.load(name, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError, zip errors ...
+        raise ValueError(
+            f"model file {str(name)!r} cannot be loaded safely (weights_only=True): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(
+            f"model file {str(name)!r} is not a {FORMAT} file (expected a dict with "
+            f"format={FORMAT!r}); got {type(payload).__name__}"
+        )
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"model file {str(name)!r} has format_version {payload['format_version']}; this "
+            f"napari-hemd reads up to {FORMAT_VERSION}"
+        )
+    meta = payload["metadata"]
+    network = build_network(meta["architecture"])
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    network.load_state_dict(state)
+    network.to(device).eval()
+    logger.debug("loaded %s model from %s", meta["architecture"]["name"], name)
+    return HemdModel(network, meta)

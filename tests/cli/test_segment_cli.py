@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_hemd.cli import main
+from napari_hemd.data.synthetic import nuclei_video
+from napari_hemd.io import read_stack
+
+
+@pytest.fixture(scope="module")
+def prob_file(tmp_path_factory):
+    v = nuclei_video(n_frames=5, shape=(96, 96), n_cells=6, seed=2)
+    path = tmp_path_factory.mktemp("in") / "prob.tif"
+    tifffile.imwrite(path, v["prob"])
+    return path
+
+
+@pytest.mark.parametrize("out_name", ["labels.tif", "labels.zarr", "ctc_res"])
+def test_segment_writes_each_format(prob_file, tmp_path, out_name):
+    out = tmp_path / out_name
+    assert main(["segment", str(prob_file), "-o", str(out), "--no-progress", "--link"]) == 0
+    lab = read_stack(out)
+    assert lab.shape == (5, 96, 96) and lab.max() > 0
+    if out_name == "ctc_res":
+        tracks = np.loadtxt(out / "res_track.txt", dtype=int, ndmin=2)
+        assert set(tracks[:, 0]) == set(np.unique(lab)) - {0}
+        assert json.loads((out / "hemd-params.json").read_text())["method"] == "hemd"
+
+
+def test_segment_baseline_and_uint8_input(tmp_path):
+    v = nuclei_video(n_frames=3, shape=(64, 64), n_cells=4)
+    path = tmp_path / "p.npy"
+    np.save(path, (v["prob"] * 255).astype(np.uint8))
+    out = tmp_path / "o.tif"
+    assert (
+        main(["segment", str(path), "-o", str(out), "--method", "watershed", "--no-progress"]) == 0
+    )
+    assert read_stack(out).max() > 0
+
+
+def test_refuses_existing_output_and_keeps_it(prob_file, tmp_path, capsys):
+    out = tmp_path / "o.tif"
+    out.write_bytes(b"precious")
+    assert main(["segment", str(prob_file), "-o", str(out), "--no-progress"]) == 2
+    assert out.read_bytes() == b"precious"
+    assert "already exists" in capsys.readouterr().err
+    assert main(["segment", str(prob_file), "-o", str(out), "--no-progress", "--overwrite"]) == 0
+    assert read_stack(out).shape == (5, 96, 96)
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.full((3, 8, 8), np.nan, np.float32), "finite"),
+        (np.full((3, 8, 8), 2.0, np.float32), "[0, 1]"),
+        (np.zeros((2, 2, 8, 8, 8), np.float32), "must be 2D"),
+    ],
+)
+def test_bad_input_message_no_output(tmp_path, capsys, array, message):
+    path = tmp_path / "bad.npy"
+    np.save(path, array)
+    out = tmp_path / "o.tif"
+    assert main(["segment", str(path), "-o", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.npy"]  # no half-written temp file
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_folder(prob_file, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    assert main(["segment", str(prob_file), "-o", str(ro / "o.tif"), "--no-progress"]) == 2
+
+
+def test_missing_output_folder(prob_file, tmp_path, capsys):
+    assert main(["segment", str(prob_file), "-o", str(tmp_path / "no" / "o.tif")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out)]) == 0
+    masks = read_stack(out / "masks")
+    assert masks.shape[0] == 12 and masks.max() >= 10
