@@ -57,12 +57,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict(image, model: str):
     try:
-        from napari_hemd.models import predict  # torch-only part, optional
+        from napari_hemd.models import load_model, predict  # torch-only part, optional
     except ImportError as exc:
         log.warning("no model prediction (%s); using the sample probability map", exc)
         return None, None
     try:
-        out = predict(image, model=model)
+        out = predict(load_model(model), image)
     except (FileNotFoundError, KeyError, ValueError) as exc:
         log.warning("model %r unavailable (%s); using the sample probability map", model, exc)
         return None, None
