@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+tifffile = pytest.importorskip("tifffile")
+
+from napari_hemd.cli import main  # noqa: E402
+
+
+@pytest.fixture
+def folder(tmp_path, blobs):
+    image, labels = blobs
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "labels").mkdir()
+    for i in range(3):
+        tifffile.imwrite(
+            tmp_path / "data" / "images" / f"im{i}.tif", np.roll(image, 9 * i, 1).astype(np.uint16)
+        )
+        tifffile.imwrite(tmp_path / "data" / "labels" / f"im{i}.tif", np.roll(labels, 9 * i, 1))
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([image, image[::-1]]).astype(np.uint16))
+    return tmp_path
+
+
+@pytest.mark.parametrize("kind", ["unet", "affinity"])
+def test_train_predict_round_trip(folder, kind, capsys):
+    model = folder / f"{kind}.pt"
+    common = [
+        "--steps",
+        "3",
+        "--batch-size",
+        "1",
+        "--patch-size",
+        "32",
+        "--base-channels",
+        "4",
+        "--depth",
+        "2",
+        "--no-progress",
+        "--val",
+        "0.34",
+        "--threads",
+        "1",
+    ]
+    assert (
+        main(["train", "--data", str(folder / "data"), "--model", kind, "-o", str(model), *common])
+        == 0
+    )
+    assert model.exists()
+    assert (
+        main(["train", "--data", str(folder / "data"), "--model", kind, "-o", str(model), *common])
+        == 2
+    )
+    assert "already exists" in capsys.readouterr().err
+
+    out = folder / f"{kind}.tif"
+    assert (
+        main(
+            [
+                "predict",
+                str(folder / "stack.tif"),
+                "--model",
+                str(model),
+                "-o",
+                str(out),
+                "--tile",
+                "64",
+            ]
+        )
+        == 0
+    )
+    fg = tifffile.imread(out)
+    assert fg.shape == (2, 96, 96) and fg.dtype == np.float32 and 0 <= fg.min() and fg.max() <= 1
+    assert main(["predict", str(folder / "stack.tif"), "--model", str(model), "-o", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "predict",
+                str(folder / "stack.tif"),
+                "--model",
+                str(model),
+                "-o",
+                str(out),
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
+
+    zarr = pytest.importorskip("zarr")
+    outputs = "foreground,boundary" + (",affinities,instances" if kind == "affinity" else "")
+    zout = folder / f"{kind}.zarr"
+    assert (
+        main(
+            [
+                "predict",
+                str(folder / "data" / "images"),
+                "--model",
+                str(model),
+                "-o",
+                str(zout),
+                "--outputs",
+                outputs,
+            ]
+        )
+        == 0
+    )
+    group = zarr.open_group(str(zout), mode="r")
+    assert group["foreground"].shape == (3, 96, 96)
+    if kind == "affinity":
+        assert group["affinities"].shape == (3, 10, 96, 96)
+        assert group["instances"].dtype == np.int32
+    multi = folder / f"{kind}_multi.tif"
+    assert (
+        main(
+            [
+                "predict",
+                str(folder / "stack.tif"),
+                "--model",
+                str(model),
+                "-o",
+                str(multi),
+                "--outputs",
+                "foreground,background",
+            ]
+        )
+        == 0
+    )
+    assert (folder / f"{kind}_multi_background.tif").exists()
+    assert not list(folder.glob(".*.tmp"))  # atomic writes leave nothing behind
+
+
+def test_predict_user_errors(folder, capsys):
+    evil = folder / "evil.pt"
+    evil.write_bytes(b"\x80\x04cos\nsystem\n(S'echo hi'\ntR.")
+    assert (
+        main(
+            [
+                "predict",
+                str(folder / "stack.tif"),
+                "--model",
+                str(evil),
+                "-o",
+                str(folder / "o.tif"),
+            ]
+        )
+        == 2
+    )
+    assert "cannot be loaded safely" in capsys.readouterr().err
+    assert (
+        main(["predict", str(folder / "stack.tif"), "--model", "nope", "-o", str(folder / "o.tif")])
+        == 2
+    )
+    assert "nuclei-fluo" in capsys.readouterr().err
+    assert (
+        main(["predict", str(folder / "stack.tif"), "--model", "nope", "-o", str(folder / "o.png")])
+        == 2
+    )
+    assert ".zarr" in capsys.readouterr().err
+    assert not (folder / "o.tif").exists()
+
+
+def test_models_lists_shipped(capsys):
+    from napari_hemd.models import list_models
+
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == [m.name for m in list_models()]
+    for r in rows:
+        assert r["trained_on"] and r["size_kb"] < 4096
+
+
+def test_importing_napari_hemd_does_not_import_torch():
+    code = "import sys, napari_hemd, napari_hemd.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

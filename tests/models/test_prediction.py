@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_hemd.models import HemdModel, predict  # noqa: E402
+
+
+def _model(kind: str, seed: int = 0) -> HemdModel:
+    torch.manual_seed(seed)
+    if kind == "unet":
+        model = HemdModel.create("unet", base_channels=4, depth=3)
+    else:
+        model = HemdModel.create("affinity", base_channels=4, depth=3, embedding_dim=4)
+    # Non-trivial batch-norm statistics, as after training.
+    for m in model.network.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model.__class__(model.network.eval(), model.metadata)
+
+
+@pytest.mark.parametrize("kind", ["unet", "affinity"])
+def test_tiled_equals_untiled(kind, blobs):
+    image = np.tile(blobs[0], (2, 3))[:170, :250]  # not a multiple of the tile size
+    model = _model(kind)
+    outputs = ["foreground", "boundary", "background"] + (["affinities"] if kind != "unet" else [])
+    whole = predict(model, image, outputs=outputs, tile=0, halo=64)
+    tiled = predict(model, image, outputs=outputs, tile=64, halo=64, batch_size=5)
+    for name in outputs:
+        assert whole[name].shape == tiled[name].shape
+        np.testing.assert_allclose(tiled[name], whole[name], atol=1e-4, err_msg=name)
+
+
+def test_deterministic_and_batched_over_time(blobs):
+    image = blobs[0]
+    stack = np.stack([image, image[::-1], image[:, ::-1]])
+    model = _model("unet")
+    a = predict(model, stack, outputs=["foreground", "boundary"], tile=64, batch_size=3)
+    b = predict(model, stack, outputs=["foreground", "boundary"], tile=64, batch_size=1)
+    assert a["foreground"].shape == (3, 96, 96) and a["foreground"].dtype == np.float32
+    np.testing.assert_array_equal(
+        a["foreground"], predict(model, stack, tile=64, batch_size=3)["foreground"]
+    )
+    np.testing.assert_allclose(a["boundary"], b["boundary"], atol=1e-5)
+    single = predict(model, image, tile=64)["foreground"]
+    np.testing.assert_allclose(single, a["foreground"][0], atol=1e-5)
+
+
+def test_softmax_maps_sum_to_one(blobs):
+    res = predict(_model("unet"), blobs[0], outputs=["foreground", "boundary", "background"])
+    total = res["foreground"] + res["boundary"] + res["background"]
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)
+
+
+def test_normalisation_inside_the_wrapper(blobs):
+    # Intensity scale and offset do not change the prediction (percentile normalisation).
+    model = _model("unet")
+    a = predict(model, blobs[0])["foreground"]
+    b = predict(model, blobs[0] * 7.0 + 300.0)["foreground"]
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_affinity_outputs(blobs):
+    model = _model("affinity")
+    res = predict(
+        model,
+        blobs[0][None],
+        outputs=["foreground", "affinities", "embeddings", "instances"],
+        ranges=[1, 2],
+        neighbourhood=8,
+    )
+    assert res["affinities"].shape == (1, 8, 96, 96)
+    assert res["embeddings"].shape == (1, 4, 96, 96)
+    np.testing.assert_allclose(np.linalg.norm(res["embeddings"], axis=1), 1.0, atol=1e-4)
+    assert res["instances"].dtype == np.int32 and res["instances"].shape == (1, 96, 96)
+    assert 0 <= res["affinities"].min() and res["affinities"].max() <= 1
+
+
+def test_lazy_zarr_input(tmp_path, blobs):
+    zarr = pytest.importorskip("zarr")
+    z = zarr.open_array(
+        str(tmp_path / "in.zarr"), mode="w", shape=(2, 96, 96), chunks=(1, 96, 96), dtype="f4"
+    )
+    z[0], z[1] = blobs[0], blobs[0]
+    model = _model("unet")
+    res = predict(model, z, tile=64)
+    np.testing.assert_allclose(res["foreground"][0], res["foreground"][1])
+
+
+def test_output_errors(blobs):
+    model = _model("unet")
+    with pytest.raises(ValueError, match="need an affinity model"):
+        predict(model, blobs[0], outputs=["instances"])
+    with pytest.raises(ValueError, match="subset of"):
+        predict(model, blobs[0], outputs=["nonsense"])
+    with pytest.raises(ValueError, match="multiple of 8"):
+        predict(model, blobs[0], tile=60)
+    with pytest.raises(ValueError, match=r"\(Y, X\) or \(T, Y, X\)"):
+        predict(model, np.zeros((1, 2, 8, 8)))

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import io
+import pickle
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_hemd.models import HemdModel, load_model, load_model_file, save_model_file  # noqa: E402
+
+
+def test_round_trip_keeps_weights_and_metadata(tmp_path):
+    model = HemdModel.create("affinity", base_channels=4, depth=2, embedding_dim=4)
+    model.metadata["training"] = {"data": ["somewhere"], "steps": (1, 2)}
+    path = save_model_file(model, tmp_path / "m.pt")
+    back = load_model_file(path)
+    assert back.kind == "affinity"
+    assert back.metadata["training"] == {"data": ["somewhere"], "steps": [1, 2]}
+    assert back.metadata["ranges"] == [1, 3, 5, 9, 27]
+    for k, v in model.network.state_dict().items():
+        assert torch.equal(v, back.network.state_dict()[k])
+    # A model file is loadable with plain torch, weights_only=True.
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "napari-hemd-model"
+
+
+def test_half_precision_file_is_smaller(tmp_path):
+    model = HemdModel.create("unet", base_channels=8, depth=2)
+    full = save_model_file(model, tmp_path / "f.pt")
+    half = save_model_file(model, tmp_path / "h.pt", half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    back = load_model_file(half)
+    w = next(iter(back.network.parameters()))
+    assert w.dtype == torch.float32
+
+
+class _Exploit:
+    def __reduce__(self):
+        # Would create a file if unpickled.
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(_Exploit.target),))
+
+
+def test_malicious_pickle_is_refused_and_not_executed(tmp_path):
+    target = tmp_path / "pwned"
+    _Exploit.target = str(target)
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "napari-hemd-model", "state_dict": {}, "metadata": _Exploit()}, path)
+    with pytest.raises(ValueError, match="cannot be loaded safely"):
+        load_model_file(path)
+    with pytest.raises(ValueError, match="cannot be loaded safely"):
+        load_model(path)
+    assert not target.exists()
+    # A bare pickle (not a torch zip file) is refused as well.
+    bare = tmp_path / "bare.pt"
+    bare.write_bytes(pickle.dumps(_Exploit()))
+    with pytest.raises(ValueError, match="cannot be loaded safely"):
+        load_model_file(bare)
+    assert not target.exists()
+
+
+def test_not_a_model_file(tmp_path):
+    path = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(ValueError, match="not a napari-hemd-model"):
+        load_model_file(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model_file(tmp_path / "missing.pt")
+    buf = io.BytesIO()
+    torch.save({"format": "napari-hemd-model", "format_version": 99}, buf)
+    buf.seek(0)
+    with pytest.raises(ValueError, match="format_version 99"):
+        load_model_file(buf)
+
+
+def test_unknown_model_name():
+    with pytest.raises(FileNotFoundError, match="nuclei-fluo"):
+        load_model("no-such-model")
