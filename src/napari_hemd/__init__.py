@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from napari_hemd.core.forest import CandidateForest, build_candidate_forest
 from napari_hemd.core.linking import link_labels
+from napari_hemd.core.metrics import evaluate_sequence
 from napari_hemd.core.segment import METHODS, HEMDResult, hemd, segment
 from napari_hemd.core.selection import FrameSelection, select_instances
 
@@ -19,6 +20,7 @@ __all__ = [
     "HEMDResult",
     "__version__",
     "build_candidate_forest",
+    "evaluate_sequence",
     "hemd",
     "link_labels",
     "segment",

@@ -53,6 +53,7 @@ def compare_methods(
     *,
     boundary=None,
     frames=None,
+    warmup: bool = True,
     **params,
 ) -> list[dict]:
     """Segment ``prob`` with each method and score it against ``gt``.
@@ -69,6 +70,9 @@ def compare_methods(
         Boundary probabilities (``maxvalue``).
     frames : sequence of int, optional
         Frames to score; default all of ``gt``.
+    warmup : bool
+        Run each method once on the first frames, untimed, so that one-off costs (numba
+        compilation, imports) do not count as seconds per frame.
     **params
         Passed to :func:`napari_hemd.segment` (``tau``, ``min_size``, ...).
 
@@ -88,6 +92,11 @@ def compare_methods(
         kw = dict(params)
         if method == "maxvalue":
             kw["boundary"] = boundary
+        if warmup:
+            head = dict(kw, boundary=None if boundary is None else boundary[:2])
+            if method != "maxvalue":
+                head.pop("boundary")
+            segment(prob[:2], method=method, **head)
         t0 = time.perf_counter()
         labels = segment(prob, method=method, **kw)
         elapsed = time.perf_counter() - t0

@@ -57,12 +57,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict(image, model: str):
     try:
-        from napari_hemd.models import predict  # torch-only part, optional
+        from napari_hemd.models import load_model, predict  # torch-only part, optional
     except ImportError as exc:
         log.warning("no model prediction (%s); using the sample probability map", exc)
         return None, None
     try:
-        out = predict(image, model=model)
+        out = predict(load_model(model), image)
     except (FileNotFoundError, KeyError, ValueError) as exc:
         log.warning("model %r unavailable (%s); using the sample probability map", model, exc)
         return None, None
@@ -71,25 +71,6 @@ def _predict(image, model: str):
 
 
 def _f1(gt, pred) -> float:
-    try:
-        from napari_hemd.core.metrics import evaluate_sequence
-    except ImportError:
-        evaluate_sequence = None
-    if evaluate_sequence is not None:
-        return float(evaluate_sequence(gt, pred)["F1"])
-    import numpy as np
-    import scipy.sparse as sp
+    from napari_hemd.core.metrics import evaluate_sequence
 
-    tp = fp = fn = 0
-    for g, p in zip(gt, pred, strict=True):
-        g, p = g.astype(np.int64), p.astype(np.int64)
-        both = (g > 0) & (p > 0)
-        inter = sp.coo_matrix(
-            (np.ones(both.sum()), (g[both], p[both])), shape=(g.max() + 1, p.max() + 1)
-        ).toarray()
-        ag = np.bincount(g.ravel(), minlength=g.max() + 1)
-        ap = np.bincount(p.ravel(), minlength=p.max() + 1)
-        iou = inter / (ag[:, None] + ap[None, :] - inter + 1e-12)
-        m = int((iou[1:, 1:] > 0.5).sum())
-        tp, fp, fn = tp + m, fp + int((ap[1:] > 0).sum()) - m, fn + int((ag[1:] > 0).sum()) - m
-    return 2 * tp / max(2 * tp + fp + fn, 1)
+    return float(evaluate_sequence(gt, pred)["F1"])

@@ -1,0 +1,33 @@
+"""napari sample data: layer-data tuples built by the package itself (no Qt imports)."""
+
+from __future__ import annotations
+
+from napari_hemd.data.synthetic import nuclei_video, nuclei_volume
+
+
+def _layers(sample: dict, name: str) -> list[tuple]:
+    return [
+        (sample["image"], {"name": f"{name} image", "colormap": "gray"}, "image"),
+        (
+            sample["prob"],
+            {
+                "name": f"{name} probability",
+                "colormap": "magma",
+                "opacity": 0.5,
+                "contrast_limits": (0.0, 1.0),
+                "visible": False,
+            },
+            "image",
+        ),
+        (sample["labels"], {"name": f"{name} ground truth", "visible": False}, "labels"),
+    ]
+
+
+def nuclei_video_sample() -> list[tuple]:
+    """Sample 2D+time video: image, foreground probability and exact labels."""
+    return _layers(nuclei_video(), "nuclei video")
+
+
+def nuclei_volume_sample() -> list[tuple]:
+    """Sample 3D stack: image, foreground probability and exact labels."""
+    return _layers(nuclei_volume(), "nuclei volume")
