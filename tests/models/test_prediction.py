@@ -27,8 +27,8 @@ def test_tiled_equals_untiled(kind, blobs):
     image = np.tile(blobs[0], (2, 3))[:170, :250]  # not a multiple of the tile size
     model = _model(kind)
     outputs = ["foreground", "boundary", "background"] + (["affinities"] if kind != "unet" else [])
-    whole = predict(image, model, outputs=outputs, tile=0, halo=64)
-    tiled = predict(image, model, outputs=outputs, tile=64, halo=64, batch_size=5)
+    whole = predict(model, image, outputs=outputs, tile=0, halo=64)
+    tiled = predict(model, image, outputs=outputs, tile=64, halo=64, batch_size=5)
     for name in outputs:
         assert whole[name].shape == tiled[name].shape
         np.testing.assert_allclose(tiled[name], whole[name], atol=1e-4, err_msg=name)
@@ -38,19 +38,19 @@ def test_deterministic_and_batched_over_time(blobs):
     image = blobs[0]
     stack = np.stack([image, image[::-1], image[:, ::-1]])
     model = _model("unet")
-    a = predict(stack, model, outputs=["foreground", "boundary"], tile=64, batch_size=3)
-    b = predict(stack, model, outputs=["foreground", "boundary"], tile=64, batch_size=1)
+    a = predict(model, stack, outputs=["foreground", "boundary"], tile=64, batch_size=3)
+    b = predict(model, stack, outputs=["foreground", "boundary"], tile=64, batch_size=1)
     assert a["foreground"].shape == (3, 96, 96) and a["foreground"].dtype == np.float32
     np.testing.assert_array_equal(
-        a["foreground"], predict(stack, model, tile=64, batch_size=3)["foreground"]
+        a["foreground"], predict(model, stack, tile=64, batch_size=3)["foreground"]
     )
     np.testing.assert_allclose(a["boundary"], b["boundary"], atol=1e-5)
-    single = predict(image, model, tile=64)["foreground"]
+    single = predict(model, image, tile=64)["foreground"]
     np.testing.assert_allclose(single, a["foreground"][0], atol=1e-5)
 
 
 def test_softmax_maps_sum_to_one(blobs):
-    res = predict(blobs[0], _model("unet"), outputs=["foreground", "boundary", "background"])
+    res = predict(_model("unet"), blobs[0], outputs=["foreground", "boundary", "background"])
     total = res["foreground"] + res["boundary"] + res["background"]
     np.testing.assert_allclose(total, 1.0, atol=1e-5)
 
@@ -58,16 +58,16 @@ def test_softmax_maps_sum_to_one(blobs):
 def test_normalisation_inside_the_wrapper(blobs):
     # Intensity scale and offset do not change the prediction (percentile normalisation).
     model = _model("unet")
-    a = predict(blobs[0], model)["foreground"]
-    b = predict(blobs[0] * 7.0 + 300.0, model)["foreground"]
+    a = predict(model, blobs[0])["foreground"]
+    b = predict(model, blobs[0] * 7.0 + 300.0)["foreground"]
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
 def test_affinity_outputs(blobs):
     model = _model("affinity")
     res = predict(
-        blobs[0][None],
         model,
+        blobs[0][None],
         outputs=["foreground", "affinities", "embeddings", "instances"],
         ranges=[1, 2],
         neighbourhood=8,
@@ -86,20 +86,20 @@ def test_lazy_zarr_input(tmp_path, blobs):
     )
     z[0], z[1] = blobs[0], blobs[0]
     model = _model("unet")
-    res = predict(z, model, tile=64)
+    res = predict(model, z, tile=64)
     np.testing.assert_allclose(res["foreground"][0], res["foreground"][1])
 
 
 def test_output_errors(blobs):
     model = _model("unet")
     with pytest.raises(ValueError, match="need an affinity model"):
-        predict(blobs[0], model, outputs=["instances"])
+        predict(model, blobs[0], outputs=["instances"])
     with pytest.raises(ValueError, match="subset of"):
-        predict(blobs[0], model, outputs=["nonsense"])
+        predict(model, blobs[0], outputs=["nonsense"])
     with pytest.raises(ValueError, match="multiple of 8"):
-        predict(blobs[0], model, tile=60)
+        predict(model, blobs[0], tile=60)
     with pytest.raises(ValueError, match=r"\(Y, X\) or \(T, Y, X\)"):
-        predict(np.zeros((1, 2, 8, 8)), model)
+        predict(model, np.zeros((1, 2, 8, 8)))
 
 
 def test_instances_from_maps_grow_into_boundary():

@@ -50,7 +50,7 @@ def test_shipped_model_gives_sane_maps(shared_data, name):
     model = load_model(name)
     image, mask = _frame(shared_data, name)
     outputs = ["foreground", "boundary", "background"]
-    res = predict(image, model, outputs=outputs)  # whole frame: percentiles need cells in view
+    res = predict(model, image, outputs=outputs)  # whole frame: percentiles need cells in view
     for key in outputs:
         assert res[key].shape == image.shape and res[key].dtype == np.float32
         assert 0.0 <= res[key].min() and res[key].max() <= 1.0
@@ -68,7 +68,7 @@ def test_shipped_affinity_model_instances(shared_data):
         pytest.skip("weights of nuclei-affinity not installed")
     torch.set_num_threads(1)
     image, mask = _frame(shared_data, "nuclei-affinity")
-    res = predict(image, "nuclei-affinity", outputs=["instances", "affinities"])
+    res = predict("nuclei-affinity", image, outputs=["instances", "affinities"])
     n_ref, n_found = len(np.unique(mask)) - 1, int(res["instances"].max())
     assert 0.6 * n_ref < n_found < 1.3 * n_ref, (n_ref, n_found)
     # Unit-range affinities are high inside nuclei and low across the nucleus / background border.

@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"IMAGE must be (T, Y, X) or (Y, X); got shape {tuple(image.shape)}")
     meta = {"model": str(args.model), "model_metadata_version": model.metadata.get("version")}
     frames = iter_predict(
-        image,
         model,
+        image,
         outputs=outputs,
         tile=args.tile,
         halo=args.halo,

@@ -94,7 +94,7 @@ def evaluate_model(
     preds: dict[str, dict[int, np.ndarray]] = {m: {} for m in methods}
     gts = {}
     for i, s in enumerate(samples):
-        maps = predict(s.image, model, outputs=outputs, tile=tile, halo=halo, min_size=min_size)
+        maps = predict(model, s.image, outputs=outputs, tile=tile, halo=halo, min_size=min_size)
         gts[i] = s.labels
         for m in methods:
             if m == "mutex":

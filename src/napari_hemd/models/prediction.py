@@ -106,8 +106,8 @@ def _resolve_model(model) -> HemdModel:
 
 
 def iter_predict(
+    model: HemdModel | str | os.PathLike,
     image,
-    model: HemdModel | str | os.PathLike = "nuclei-fluo",
     *,
     outputs: Sequence[str] = ("foreground",),
     tile: int = 512,
@@ -222,8 +222,8 @@ def _boundary_from_embeddings(emb: torch.Tensor) -> np.ndarray:
 
 
 def predict(
+    model: HemdModel | str | os.PathLike,
     image,
-    model: HemdModel | str | os.PathLike = "nuclei-fluo",
     *,
     outputs: Sequence[str] = ("foreground",),
     tile: int = 512,
@@ -239,12 +239,12 @@ def predict(
 
     Parameters
     ----------
-    image : (Y, X) or (T, Y, X) array-like
-        Raw intensities (any dtype; normalised per frame inside). numpy, zarr or dask: frames are
-        read one at a time.
     model : HemdModel, str or path
         A model (:func:`napari_hemd.models.load_model`, :func:`train_model`), the name of a shipped
         model or a model file.
+    image : (Y, X) or (T, Y, X) array-like
+        Raw intensities (any dtype; normalised per frame inside). numpy, zarr or dask: frames are
+        read one at a time.
     outputs : sequence of str
         Subset of :data:`OUTPUTS`. U-Nets give foreground, boundary, background (softmax);
         affinity models all of them (foreground from the foreground head, boundary = 1 - min of the
@@ -274,13 +274,13 @@ def predict(
     Examples
     --------
     >>> from napari_hemd.models import predict  # doctest: +SKIP
-    >>> fg = predict(frames, "nuclei-fluo")["foreground"]  # doctest: +SKIP
+    >>> fg = predict("nuclei-fluo", frames)["foreground"]  # doctest: +SKIP
     """
     _, _, single = _frames(image)
     collected: dict[str, list[np.ndarray]] = {}
     for _, res in iter_predict(
-        image,
         model,
+        image,
         outputs=outputs,
         tile=tile,
         halo=halo,
