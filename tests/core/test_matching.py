@@ -126,3 +126,34 @@ def test_hemd_respects_alive_and_size_filter():
     sol = hemd_matching(inter, np.array([40]), parent, end, area, alive, np.array([0, -1, 0]), 0.35)
     # Node 1 is removed; node 0 fails |r - d| / r < delta; node 2 has no overlap.
     assert sol.node.size == 0
+
+
+def test_time_limit_falls_back_to_a_feasible_solution_with_a_warning(caplog):
+    rng = np.random.default_rng(0)
+    n_k, n_r = 300, 40
+    parent = np.array([-1] + [i - 1 if i % 10 else 0 for i in range(1, n_k)])
+    end = np.arange(1, n_k + 1)
+    for i in range(n_k - 1, -1, -1):
+        if parent[i] >= 0:
+            end[parent[i]] = max(end[parent[i]], end[i])
+    inter = np.minimum(rng.integers(0, 30, (n_r, n_k)), 50)
+    with caplog.at_level("WARNING"):
+        sol = hemd_matching(
+            sp.csr_matrix(inter),
+            np.full(n_r, 50),
+            parent,
+            end,
+            np.full(n_k, 50),
+            np.ones(n_k, bool),
+            np.zeros(n_k, int),
+            0.9,
+            enum_limit=0,
+            time_limit=1e-4,
+            context="frames 3->4",
+        )
+    assert sol.suboptimal
+    assert "frames 3->4" in caplog.text and "time limit" in caplog.text
+    # Feasible and not empty: the greedy solution (CP-SAT's hint) is the floor.
+    assert sol.node.size > 0 and len(set(sol.ref.tolist())) == sol.ref.size
+    for a, b in itertools.combinations(sol.node.tolist(), 2):
+        assert not (a <= b < end[a] or b <= a < end[b])

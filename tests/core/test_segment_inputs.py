@@ -16,8 +16,13 @@ def video():
 
 def test_zarr_and_dask_give_the_numpy_result(video, tmp_path):
     ref = nh.segment(video["prob"])
-    z = zarr.open_array(str(tmp_path / "p.zarr"), mode="w", shape=video["prob"].shape,
-                        chunks=(1, 96, 96), dtype="f4")
+    z = zarr.open_array(
+        str(tmp_path / "p.zarr"),
+        mode="w",
+        shape=video["prob"].shape,
+        chunks=(1, 96, 96),
+        dtype="f4",
+    )
     z[:] = video["prob"]
     assert np.array_equal(nh.segment(z), ref)
     d = da.from_array(video["prob"], chunks=(1, 96, 96))

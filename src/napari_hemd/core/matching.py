@@ -174,7 +174,7 @@ def hemd_matching(
             if not proven:
                 suboptimal = True
                 log.warning(
-                    "H-EMD matching %s: CP-SAT time limit (%.1f s) reached on a component of "
+                    "H-EMD matching %s: CP-SAT time limit (%g s) reached on a component of "
                     "%d references and %d candidates; using the best feasible solution found",
                     context,
                     time_limit,
@@ -254,11 +254,32 @@ def _solve_cpsat(
         chain = [m for m in nodes if m <= n < end[m]]
         model.add_at_most_one(x[e] for m in chain for e in edges_of[int(m)])
     model.maximize(sum(round(iou[e] * IOU_SCALE) * var for e, var in x.items()))
+    greedy = _solve_greedy(idx, r, d, iou, end)
+    chosen = set(greedy.tolist())
+    for e, var in x.items():
+        model.add_hint(var, e in chosen)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = float(time_limit)
     solver.parameters.num_workers = 1  # deterministic
     status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return np.empty(0, np.int64), False
+        return greedy, False
     sel = np.array([e for e, var in x.items() if solver.value(var)], dtype=np.int64)
+    if status != cp_model.OPTIMAL and iou[sel].sum() < iou[greedy].sum():
+        return greedy, False
     return sel, status == cp_model.OPTIMAL
+
+
+def _solve_greedy(
+    idx: np.ndarray, r: np.ndarray, d: np.ndarray, iou: np.ndarray, end: np.ndarray
+) -> np.ndarray:
+    """A feasible solution: edges by decreasing IoU, skipping conflicts (hint and fallback)."""
+    taken: list[int] = []
+    used_refs: set[int] = set()
+    for e in idx[np.argsort(-iou[idx], kind="stable")]:
+        ref, node = int(r[e]), int(d[e])
+        if ref in used_refs or not all(_compatible(node, int(d[c]), end) for c in taken):
+            continue
+        taken.append(int(e))
+        used_refs.add(ref)
+    return np.asarray(taken, dtype=np.int64)
