@@ -12,8 +12,8 @@ Choices the paper leaves open (see ``docs/algorithm.md``):
   equal"); among equally good matchings the one found first in node-id order wins.
 * ``leftovers`` (beyond the paper): after a match selects a node below a branch point, its unselected
   siblings become roots of the remaining forest and the paper's padding selects them as objects.
-  ``"keep"`` is the paper; ``"absorb"`` merges such a leftover into the selected instance of the
-  same original tree that it touches (or drops it if it touches none).
+  ``"keep"`` is the paper; ``"absorb"`` merges a small leftover into the one selected instance
+  that shares its lowest selected-containing ancestor (see :func:`_absorb_leftovers`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
-from scipy import ndimage as ndi
 
 from napari_hemd.core.forest import CandidateForest
 from napari_hemd.core.matching import emd_matching, hemd_matching
@@ -328,35 +327,37 @@ def _apply(fr: _Frame, left, right, iteration: int) -> bool:
     return added
 
 
-def _absorb_leftovers(fr: _Frame, rest: np.ndarray) -> np.ndarray:
-    """Merge leftover siblings of matched nodes into the touching instance of the same tree.
+def _absorb_leftovers(fr: _Frame, rest: np.ndarray, max_fraction: float = 0.5) -> np.ndarray:
+    """Merge small leftover siblings of a matched node into it.
 
-    A remaining root is a leftover when its parent was removed (so some node of its original tree
-    was selected). It is merged into the selected node of that tree it shares the longest border
-    with; a leftover touching no selected node of its tree stays an instance of its own.
+    A remaining root is a leftover when its parent was removed, i.e. some node of its original tree
+    was selected. Let ``A`` be its lowest ancestor that contains a selected node. When ``A`` contains
+    exactly one selected node ``S`` and the leftover is smaller than ``max_fraction`` of ``S``, the
+    leftover is part of the same object (a protrusion or a noise peak split off above ``A``'s level)
+    and joins ``S``. Larger leftovers, or leftovers between several selected nodes, stay objects.
+    (The leftover and ``S`` are separated by ``A``'s lower-level pixels, so a test for touching
+    would almost never fire.)
     """
     f = fr.forest
     is_leftover = f.parent[rest] >= 0
     if not is_leftover.any():
         return rest
-    sel = fr.sel.nodes
-    sel_root = f.root_of(sel)
-    lut = f.node_lut(sel, np.arange(1, sel.size + 1))
+    sel = np.sort(fr.sel.nodes)
     keep = list(rest[~is_leftover])
-    struct = ndi.generate_binary_structure(f.ndim, f.connectivity)
     for n in rest[is_leftover]:
-        root = f.root_of(n)
-        sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in f.bbox_slices(int(n)))
-        sub = f.node_map[sl]
-        m = (sub >= n) & (sub < f.end[n])
-        ring = ndi.binary_dilation(m, struct) & ~m & (sub >= 0)
-        touching = lut[sub[ring]]
-        touching = touching[touching > 0] - 1
-        touching = touching[sel_root[touching] == root]
-        if touching.size == 0:
+        a = int(f.parent[n])
+        while a >= 0:
+            lo, hi = np.searchsorted(sel, [a, f.end[a]])
+            if hi > lo:
+                break
+            a = int(f.parent[a])
+        if a < 0 or hi - lo != 1:
             keep.append(n)
             continue
-        target = int(sel[np.bincount(touching).argmax()])
+        target = int(sel[lo])
+        if f.area[n] >= max_fraction * f.area[target]:
+            keep.append(n)
+            continue
         prev = fr.sel.absorbed.get(target, np.empty(0, np.int64))
         fr.sel.absorbed[target] = np.append(prev, n)
         fr.alive[n : f.end[n]] = False
