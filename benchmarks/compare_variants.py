@@ -34,13 +34,19 @@ METHODS = [
     ("nms", {"method": "nms"}),
     ("hemd paper", {"method": "hemd", "variant": "paper"}),
     ("hemd refined", {"method": "hemd", "variant": "refined"}),
+    ("hemd refined, seeds >= 0.9", {"method": "hemd", "variant": "refined", "seed_min_peak": 0.9}),
+    (
+        "hemd refined, seeds >= 0.95",
+        {"method": "hemd", "variant": "refined", "seed_min_peak": 0.95},
+    ),
 ]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent
-                    / "shared" / "data")
+    ap.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    )
     ap.add_argument("--min-size", type=int, default=20)
     args = ap.parse_args()
     print("| model | held-out frames | method | F1 | AJI | SEG | s/frame |")
@@ -48,18 +54,24 @@ def main() -> None:
     for name, seq, ref, frames in CASES:
         folder = args.data / "ctc" / seq
         raw = np.stack([tifffile.imread(folder / f"t{t:03d}.tif") for t in frames])
-        gt = np.stack([tifffile.imread(folder.parent / ref / f"man_seg{t:03d}.tif")
-                       for t in frames])
+        gt = np.stack(
+            [tifffile.imread(folder.parent / ref / f"man_seg{t:03d}.tif") for t in frames]
+        )
         maps = predict(load_model(name), raw, outputs=("foreground", "boundary", "background"))
         region = maps["background"] < 0.5
         for label, kw in METHODS:
             t0 = time.perf_counter()
             lab = nh.segment(maps["foreground"], min_size=args.min_size, **kw)
             dt = (time.perf_counter() - t0) / len(frames)
-            lab = np.stack([np.where(r, expand_labels(f, 3), 0) for f, r in zip(lab, region)])
+            lab = np.stack(
+                [np.where(r, expand_labels(f, 3), 0) for f, r in zip(lab, region, strict=True)]
+            )
             m = nh.evaluate_sequence(gt, lab)
-            print(f"| {name} | {seq} {frames.start}-{frames.stop - 1} | {label} | {m['F1']:.3f} | "
-                  f"{m['AJI']:.3f} | {m['SEG']:.3f} | {dt:.3f} |", flush=True)
+            print(
+                f"| {name} | {seq} {frames.start}-{frames.stop - 1} | {label} | {m['F1']:.3f} | "
+                f"{m['AJI']:.3f} | {m['SEG']:.3f} | {dt:.3f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

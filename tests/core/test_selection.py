@@ -144,3 +144,18 @@ def test_single_frame_warns_and_works():
     with pytest.warns(UserWarning, match="single 2D frame"):
         lab = nh.segment(two_cells(0.3))
     assert lab.shape == (40, 60) and lab.max() == 2
+
+
+def test_weak_single_path_roots_do_not_seed():
+    # Frame 0: a faint blob (peak 0.6) beside a cell; frame 1: the cell has two peaks.
+    p0 = two_cells(0.3)
+    p0[10:30, 30:49] = 0.0
+    p0[2:6, 2:6] = 0.6
+    strong = nh.hemd(np.stack([p0, p0]), variant="paper")
+    assert HOW["initial"] in strong.selections[0].how
+    weak = nh.hemd(np.stack([p0, p0]), seed_min_peak=0.9)
+    f = weak.forests[0]
+    seeds = weak.selections[0].nodes[weak.selections[0].how == HOW["initial"]]
+    assert all(f.level[f.end[n] - 1] >= 0.9 for n in seeds)
+    # The faint blob is still an object, by padding: nothing is lost.
+    assert len(np.unique(weak.labels[0])) == len(np.unique(strong.labels[0]))

@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--connectivity", type=int, default=None, help="1 = faces (default)")
     p.add_argument("--min-size", type=int, default=0, help="smallest candidate, pixels (0)")
     p.add_argument("--variant", choices=("refined", "paper"), default="refined")
+    p.add_argument(
+        "--seed-min-peak",
+        type=float,
+        default=None,
+        help="peak a single-path root needs to seed the selection (refined 0.9, paper 0)",
+    )
     p.add_argument("--link", action="store_true", help="same id for the same object over time")
     p.add_argument("--boundary", help="boundary probability stack (method maxvalue)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -64,7 +70,14 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         if args.method == "hemd":
-            res = hemd(prob, variant=args.variant, link=args.link, progress=bar, **params)
+            res = hemd(
+                prob,
+                variant=args.variant,
+                link=args.link,
+                progress=bar,
+                seed_min_peak=args.seed_min_peak,
+                **params,
+            )
             labels, tracks = res.labels, res.tracks
             if prob.ndim == 3 and args.axis % 3:
                 import numpy as np

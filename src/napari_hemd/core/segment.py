@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 METHODS = ("hemd", "threshold", "otsu", "watershed", "maxvalue", "nms")
 VARIANTS = {"paper": "keep", "refined": "absorb"}
+#: Default peak a single-path root needs to seed the initial state, per variant (0 = the paper).
+SEED_MIN_PEAK = {"paper": 0.0, "refined": 0.9}
 
 #: A forest with more candidates than this per pixel-megapixel is almost surely noise.
 MAX_NODES_PER_PIXEL = 0.05
@@ -94,6 +96,7 @@ def hemd(
     connectivity: int | None = None,
     min_size: int = 0,
     variant: str = "refined",
+    seed_min_peak: float | None = None,
     link: bool = False,
     locked: dict[int, list[int]] | None = None,
     time_limit: float = 10.0,
@@ -132,6 +135,7 @@ def hemd(
         delta=delta,
         iterations=iterations,
         leftovers=VARIANTS[variant],
+        seed_min_peak=(SEED_MIN_PEAK[variant] if seed_min_peak is None else seed_min_peak),
         locked=locked,
         time_limit=time_limit,
         progress=(lambda d, tot: progress("selection", d, tot)) if progress else None,
@@ -194,8 +198,9 @@ def segment(
     min_size : int
         Smallest candidate / object, in pixels.
     variant : {"refined", "paper"}
-        ``"paper"`` is Section III exactly; ``"refined"`` absorbs the leftover siblings of matched
-        candidates instead of padding them as objects (see ``docs/algorithm.md``).
+        ``"paper"`` is Section III exactly; ``"refined"`` absorbs small leftover siblings of matched
+        candidates instead of padding them as objects, and seeds only from confident single-path
+        roots (see ``docs/algorithm.md``).
     link : bool
         Give the same id to the same object across frames (any method).
     boundary, background : array-like, optional

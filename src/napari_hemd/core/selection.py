@@ -149,6 +149,7 @@ def select_instances(
     delta: float = 0.35,
     iterations: int = 10,
     leftovers: str = "keep",
+    seed_min_peak: float = 0.0,
     locked: dict[int, Sequence[int]] | None = None,
     enum_limit: int = 20_000,
     time_limit: float = 10.0,
@@ -167,6 +168,10 @@ def select_instances(
     leftovers : {"keep", "absorb"}
         What padding does with the unselected siblings of a matched node (see module docstring).
         ``"keep"`` is the paper.
+    seed_min_peak : float
+        Beyond the paper: a single-path root seeds the initial state only if its peak (the level of
+        its leaf) is at least this; weaker ones stay candidates (matched or padded later). 0 is the
+        paper.
     locked : dict, optional
         ``frame -> candidate ids`` chosen by the user; they enter the initial state (and propagate).
     enum_limit, time_limit : see :func:`napari_hemd.core.matching.hemd_matching`.
@@ -204,6 +209,9 @@ def select_instances(
         f = fr.forest
         roots = f.roots
         easy = roots[(f.n_leaves[roots] == 1) & fr.alive[roots]]
+        if seed_min_peak > 0 and easy.size:
+            # In a single-path tree the last node in pre-order is the leaf, the peak level.
+            easy = easy[f.level[f.end[easy] - 1] >= np.float32(seed_min_peak) - 1e-6]
         fr.select(easy, HOW["initial"], 0)
     if progress:
         progress(1, iterations + 1)
