@@ -122,7 +122,7 @@ class _FrameRange:
 def _check(prob, params: dict) -> tuple[int, int]:
     """Validate inputs; return (n_frames, halo)."""
     unknown = set(params) - set(_PARAMS) - {"halo", "locked"}
-    if "link" in params and params["link"]:
+    if params.get("link"):
         raise ValueError(
             "link=True needs the whole video; run napari_hemd.core.linking.link_labels on the output"
         )
@@ -418,6 +418,8 @@ def hemd_online(
         Frame index.
     labels : (Y, X) or (Z, Y, X) uint32 ndarray
     """
+    if params.get("locked"):
+        raise ValueError("locked candidates are not supported in online mode; got locked=...")
     iterations = int(params.get("iterations", 10))
     halo = iterations if halo is None else int(halo)
     if int(chunk) < 1:
