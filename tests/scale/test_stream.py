@@ -1,0 +1,76 @@
+"""Streaming zarr -> zarr: same labels as in memory, atomic publish, resume after a crash."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+from napari_hemd.core.segment import hemd
+from napari_hemd.core.streaming import hemd_stream
+
+
+@pytest.fixture
+def prob_zarr(video, tmp_path):
+    z = zarr.create_array(
+        str(tmp_path / "prob.zarr"), shape=video.shape, chunks=(1, 96, 96), dtype=np.float32
+    )
+    z[:] = video
+    return zarr.open_array(str(tmp_path / "prob.zarr"), mode="r")
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_stream_equals_global(video, prob_zarr, tmp_path):
+    out = hemd_stream(prob_zarr, tmp_path / "lab.zarr", chunk=6, iterations=3)
+    z = zarr.open_array(str(out), mode="r")
+    assert z.chunks == (1, 96, 96)
+    assert z.attrs["windowed"] == {"chunk": 6, "halo": 3}
+    np.testing.assert_array_equal(z[:], hemd(video, iterations=3).labels)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_stream_resumes_after_crash(video, prob_zarr, tmp_path):
+    out = tmp_path / "lab.zarr"
+    calls = []
+
+    def crash_after_two(index):
+        calls.append(index)
+        if len(calls) == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        hemd_stream(prob_zarr, out, chunk=4, iterations=3, on_window=crash_after_two)
+    assert not out.exists()  # nothing published
+    progress = json.loads((tmp_path / ".lab.zarr.partial" / "progress.json").read_text())
+    assert set(progress["done"]) == {-1, 0, 1}
+
+    resumed = []
+    hemd_stream(prob_zarr, out, chunk=4, iterations=3, on_window=resumed.append)
+    assert resumed == [2, 3, 4]  # windows 0 and 1 were not recomputed
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=3).labels)
+
+
+def test_stream_restarts_when_parameters_change(prob_zarr, tmp_path):
+    out = tmp_path / "lab.zarr"
+    with pytest.raises(Crash):
+        hemd_stream(prob_zarr, out, chunk=4, iterations=3, on_window=lambda i: _raise())
+    again = []
+    hemd_stream(prob_zarr, out, chunk=4, iterations=2, on_window=again.append)
+    assert again == [0, 1, 2, 3, 4]
+
+
+def _raise():
+    raise Crash
+
+
+def test_stream_refuses_existing_output(prob_zarr, tmp_path):
+    (tmp_path / "lab.zarr").mkdir()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        hemd_stream(prob_zarr, tmp_path / "lab.zarr", iterations=1)
+    hemd_stream(prob_zarr, tmp_path / "lab.zarr", iterations=1, overwrite=True)
+    assert zarr.open_array(str(tmp_path / "lab.zarr")).shape == prob_zarr.shape
