@@ -1,0 +1,43 @@
+"""Windows as Dask tasks on a 2-worker local cluster (loopback) give the single-process output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from napari_hemd.core.streaming import hemd_stream
+
+pytest.importorskip("dask.distributed")
+
+
+def test_local_cluster_equals_single_process(video, tmp_path):
+    from napari_hemd.distributed import dask_client
+
+    z = zarr.create_array(
+        str(tmp_path / "prob.zarr"), shape=video.shape, chunks=(1, 96, 96), dtype=np.float32
+    )
+    z[:] = video
+    prob = zarr.open_array(str(tmp_path / "prob.zarr"), mode="r")
+    single = hemd_stream(prob, tmp_path / "single.zarr", chunk=5, iterations=3)
+    done = []
+    with dask_client(workers=2) as client:
+        out = hemd_stream(
+            prob,
+            tmp_path / "dask.zarr",
+            chunk=5,
+            iterations=3,
+            client=client,
+            on_window=done.append,
+        )
+    assert sorted(done) == [0, 1, 2, 3]
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], zarr.open_array(str(single))[:])
+
+
+def test_dask_client_arguments():
+    from napari_hemd.distributed import dask_client
+
+    with pytest.raises(ValueError, match="not both"), dask_client(workers=1, scheduler="tcp://x"):
+        pass
+    with dask_client() as client:
+        assert client is None
