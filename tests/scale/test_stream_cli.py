@@ -1,0 +1,24 @@
+"""``napari-hemd stream``: zarr in, zarr out, equal to ``segment``; errors name the argument."""
+
+from __future__ import annotations
+
+import numpy as np
+import zarr
+
+from napari_hemd.cli import main
+from napari_hemd.core.segment import hemd
+
+
+def test_stream_cli(video, tmp_path, capsys):
+    src = tmp_path / "prob.zarr"
+    z = zarr.create_array(str(src), shape=video.shape, chunks=(1, 96, 96), dtype=np.float32)
+    z[:] = video
+    out = tmp_path / "lab.zarr"
+    args = ["stream", str(src), "-o", str(out), "--chunk", "7", "--iterations", "3"]
+    assert main([*args, "--no-progress"]) == 0
+    assert "frames/s" in capsys.readouterr().err
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=3).labels)
+    assert main([*args, "--no-progress"]) == 2  # exists, no --overwrite
+    assert "already exists" in capsys.readouterr().err
+    assert main(["stream", str(src), "-o", str(tmp_path / "x.tif")]) == 2
+    assert "--output must be a .zarr" in capsys.readouterr().err
