@@ -74,3 +74,44 @@ def test_stream_refuses_existing_output(prob_zarr, tmp_path):
         hemd_stream(prob_zarr, tmp_path / "lab.zarr", iterations=1)
     hemd_stream(prob_zarr, tmp_path / "lab.zarr", iterations=1, overwrite=True)
     assert zarr.open_array(str(tmp_path / "lab.zarr")).shape == prob_zarr.shape
+
+
+_KILLED_RUN = """
+import os, signal, sys
+import zarr
+from napari_hemd.core.streaming import hemd_stream
+
+done = []
+
+def kill_after_two(index):
+    done.append(index)
+    if len(done) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no exception handling
+
+hemd_stream(zarr.open_array(sys.argv[1], mode="r"), sys.argv[2], chunk=4, iterations=3,
+            on_window=kill_after_two)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGKILL"), reason="needs SIGKILL")
+def test_stream_resumes_after_sigkill(video, prob_zarr, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "lab.zarr"
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_RUN, str(tmp_path / "prob.zarr"), str(out)],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == -9
+    assert not out.exists()
+    resumed = []
+    hemd_stream(prob_zarr, out, chunk=4, iterations=3, on_window=resumed.append)
+    assert resumed == [2, 3, 4]
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=3).labels)

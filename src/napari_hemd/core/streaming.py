@@ -367,6 +367,9 @@ def hemd_stream(
     else:
         from dask.distributed import as_completed
 
+        if isinstance(prob, np.ndarray):
+            # Send an in-memory array once to every worker, not once per task.
+            prob = client.scatter(prob, broadcast=True)
         futures = [
             client.submit(_write_window, prob, w, str(store), params, pure=False) for w in todo
         ]
