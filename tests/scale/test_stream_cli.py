@@ -22,3 +22,20 @@ def test_stream_cli(video, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["stream", str(src), "-o", str(tmp_path / "x.tif")]) == 2
     assert "--output must be a .zarr" in capsys.readouterr().err
+
+
+def test_stream_cli_tiff_is_read_lazily(video, tmp_path):
+    import pickle
+
+    import tifffile
+
+    from napari_hemd.cli._stream import TiffFrames
+
+    src = tmp_path / "prob.tif"
+    tifffile.imwrite(src, video)
+    frames = pickle.loads(pickle.dumps(TiffFrames(str(src))))
+    assert frames.shape == video.shape
+    np.testing.assert_array_equal(frames[3], video[3])
+    out = tmp_path / "lab.zarr"
+    assert main(["stream", str(src), "-o", str(out), "--iterations", "2", "--no-progress"]) == 0
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)

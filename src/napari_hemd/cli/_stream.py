@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bounded memory; labels equal a whole-video run when --halo >= --iterations. The output "
         "zarr appears only when complete; a killed run rerun with the same arguments resumes.",
     )
-    p.add_argument("prob", help="probability stack (zarr array, TIFF, .npy; time on axis 0)")
+    p.add_argument("prob", help="probability stack (zarr, TIFF, .npy, TIFF folder; time on axis 0)")
     p.add_argument("-o", "--output", required=True, help="output .zarr label store")
     p.add_argument("--chunk", type=int, default=16, help="frames kept per window (16)")
     p.add_argument("--halo", type=int, default=None, help="frames each side (default T)")
@@ -51,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.output).suffix != ".zarr":
         raise ValueError(f"--output must be a .zarr store; got {args.output!r}")
     check_output_path(args.output, overwrite=args.overwrite, name="output")
-    prob = read_stack(args.prob, lazy=True)
+    suffix = Path(args.prob).suffix.lower()
+    prob = (
+        TiffFrames(args.prob) if suffix in (".tif", ".tiff") else read_stack(args.prob, lazy=True)
+    )
     bar = _Progress(disabled=args.no_progress)
     t0 = time.perf_counter()
     with dask_client(workers=args.workers, scheduler=args.scheduler) as client:
@@ -78,3 +81,34 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+class TiffFrames:
+    """A TIFF stack read frame by frame through tifffile's zarr interface; pickles by path.
+
+    Parameters
+    ----------
+    path : str
+        Multi-page TIFF, frames along axis 0.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+        self._arr = None
+        z = self._array()
+        self.shape, self.dtype, self.ndim = tuple(z.shape), z.dtype, z.ndim
+
+    def _array(self):
+        if self._arr is None:
+            import tifffile
+            import zarr
+
+            self._arr = zarr.open(tifffile.imread(self.path, aszarr=True), mode="r")
+        return self._arr
+
+    def __getitem__(self, key):
+        return self._array()[key]
+
+    def __getstate__(self) -> dict:
+        # The open file handle stays behind; a worker reopens the file.
+        return {**self.__dict__, "_arr": None}
