@@ -87,3 +87,21 @@ def test_windowed_equals_global_on_real_masks(shared_data):
     assert sum(int(np.isin(s.how, (1, 2)).sum()) for s in res.selections) > 0
     for chunk in (1, 5):
         np.testing.assert_array_equal(hemd_windowed(prob, chunk=chunk, iterations=4), glob)
+
+
+def test_windowed_equals_global_3d_time(video):
+    """(T, Z, Y, X): 3D forests matched across time."""
+    vol = np.stack([video[t : t + 3] for t in range(10)])
+    glob = hemd(vol, iterations=3).labels
+    np.testing.assert_array_equal(hemd_windowed(vol, chunk=3, iterations=3), glob)
+
+
+def test_windowed_locked_uses_global_frame_indices(video):
+    from napari_hemd.core.forest import build_candidate_forest
+
+    f = build_candidate_forest(video[9], tau=0.5, connectivity=1)
+    # Lock a root that H-EMD would split: the user's choice must reach the neighbours too.
+    locked = {9: [int(f.roots[f.n_leaves[f.roots] > 1][-1])]}
+    glob = hemd(video, iterations=3, locked=locked).labels
+    assert (glob != hemd(video, iterations=3).labels).any()
+    np.testing.assert_array_equal(hemd_windowed(video, chunk=4, iterations=3, locked=locked), glob)
