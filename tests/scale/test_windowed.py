@@ -105,3 +105,29 @@ def test_windowed_locked_uses_global_frame_indices(video):
     glob = hemd(video, iterations=3, locked=locked).labels
     assert (glob != hemd(video, iterations=3).labels).any()
     np.testing.assert_array_equal(hemd_windowed(video, chunk=4, iterations=3, locked=locked), glob)
+
+
+def test_online_following_a_growing_zarr(video, tmp_path):
+    import zarr
+
+    from napari_hemd.core.streaming import follow_zarr
+
+    path = str(tmp_path / "live.zarr")
+    z = zarr.create_array(path, shape=(2, 96, 96), chunks=(1, 96, 96), dtype=np.float32)
+    z[:] = video[:2]
+    written = [2]
+
+    def microscope(_seconds):  # each wait, two more frames arrive
+        n = written[0]
+        if n < len(video):
+            live = zarr.open_array(path, mode="r+")
+            live.resize((n + 2, 96, 96))
+            live[n : n + 2] = video[n : n + 2]
+            written[0] = n + 2
+
+    glob = hemd(video, iterations=2).labels
+    frames = follow_zarr(path, poll=1, idle_timeout=3, sleep=microscope)
+    out = dict(hemd_online(frames, iterations=2))
+    assert sorted(out) == list(range(len(video)))
+    for t, lab in out.items():
+        np.testing.assert_array_equal(lab, glob[t])

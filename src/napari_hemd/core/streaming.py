@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ import numpy as np
 
 __all__ = [
     "Window",
+    "follow_zarr",
     "hemd_online",
     "hemd_stream",
     "hemd_window",
@@ -454,3 +456,51 @@ def hemd_online(
         stop = min(start + chunk, n)
         yield from run(stop, min(n, stop + halo))
         start = stop
+
+
+def follow_zarr(
+    path: str | os.PathLike,
+    *,
+    poll: float = 1.0,
+    idle_timeout: float = 60.0,
+    available: Callable[[object], int] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[np.ndarray]:
+    """Yield the frames of a zarr array that another process grows along axis 0.
+
+    Feed it to :func:`hemd_online` to segment while a microscope writes.
+
+    Parameters
+    ----------
+    path : path-like
+        Zarr array, frames on axis 0.
+    poll : float
+        Seconds between checks for new frames.
+    idle_timeout : float
+        Stop after this many seconds without a new frame.
+    available : callable, optional
+        ``available(array) -> n``: how many frames are complete. Default ``array.shape[0]``; a
+        writer that resizes before writing should publish a count (e.g. in ``array.attrs``).
+    sleep : callable
+        Waits ``poll`` seconds (tests pass a fake).
+
+    Yields
+    ------
+    frame : (Y, X) or (Z, Y, X) ndarray
+    """
+    import zarr
+
+    t, idle = 0, 0.0
+    while True:
+        z = zarr.open_array(str(path), mode="r")
+        n = int(available(z)) if available else int(z.shape[0])
+        if t < n:
+            for k in range(t, n):
+                yield np.asarray(z[k])
+            t, idle = n, 0.0
+            continue
+        if idle >= idle_timeout:
+            log.info("follow_zarr: no new frame for %.0f s after %d frame(s); stopping", idle, t)
+            return
+        sleep(poll)
+        idle += poll
