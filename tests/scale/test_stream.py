@@ -115,3 +115,29 @@ def test_stream_resumes_after_sigkill(video, prob_zarr, tmp_path):
     hemd_stream(prob_zarr, out, chunk=4, iterations=3, on_window=resumed.append)
     assert resumed == [2, 3, 4]
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=3).labels)
+
+
+def test_follow_writes_a_growing_output(video, tmp_path):
+    from napari_hemd.core.streaming import hemd_follow
+
+    src = str(tmp_path / "live.zarr")
+    z = zarr.create_array(src, shape=(3, 96, 96), chunks=(1, 96, 96), dtype=np.float32)
+    z[:] = video[:3]
+    out = tmp_path / "lab.zarr"
+    seen = []
+
+    def microscope(_seconds):
+        n = zarr.open_array(src).shape[0]
+        if n < len(video):
+            m = min(n + 3, len(video))
+            live = zarr.open_array(src, mode="r+")
+            live.resize((m, 96, 96))
+            live[n:m] = video[n:m]
+        if out.exists():  # a viewer polling the output sees only finished frames
+            seen.append(zarr.open_array(str(out)).attrs["frames_written"])
+
+    hemd_follow(src, out, iterations=2, poll=1, idle_timeout=2, sleep=microscope)
+    lab = zarr.open_array(str(out))
+    assert lab.attrs["frames_written"] == len(video)
+    np.testing.assert_array_equal(lab[:], hemd(video, iterations=2).labels)
+    assert seen and seen == sorted(seen) and seen[0] < len(video)

@@ -39,3 +39,15 @@ def test_stream_cli_tiff_is_read_lazily(video, tmp_path):
     out = tmp_path / "lab.zarr"
     assert main(["stream", str(src), "-o", str(out), "--iterations", "2", "--no-progress"]) == 0
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)
+
+
+def test_stream_cli_follow(video, tmp_path):
+    src = tmp_path / "live.zarr"
+    z = zarr.create_array(str(src), shape=video.shape, chunks=(1, 96, 96), dtype=np.float32)
+    z[:] = video
+    out = tmp_path / "lab.zarr"
+    args = ["stream", str(src), "-o", str(out), "--iterations", "2", "--follow", "0"]
+    assert main(args) == 0
+    assert zarr.open_array(str(out)).attrs["frames_written"] == len(video)
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)
+    assert main([*args, "--overwrite", "--workers", "2"]) == 2

@@ -32,6 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--workers", type=int, default=None, help="local Dask cluster of N processes")
     g.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    p.add_argument(
+        "--follow",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="online: PROB is a zarr another process grows; write frames as they are final "
+        "(lag --halo), stop after SECONDS without a new frame",
+    )
     p.add_argument("--no-resume", action="store_true", help="ignore a previous partial run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -51,6 +59,30 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.output).suffix != ".zarr":
         raise ValueError(f"--output must be a .zarr store; got {args.output!r}")
     check_output_path(args.output, overwrite=args.overwrite, name="output")
+    params = dict(
+        tau=args.tau,
+        delta=args.delta,
+        iterations=args.iterations,
+        connectivity=args.connectivity,
+        min_size=args.min_size,
+        variant=args.variant,
+    )
+    if args.follow is not None:
+        from napari_hemd.core.streaming import hemd_follow
+
+        if args.workers is not None or args.scheduler is not None:
+            raise ValueError("--follow runs in one process; drop --workers / --scheduler")
+        hemd_follow(
+            args.prob,
+            args.output,
+            halo=args.halo,
+            idle_timeout=args.follow,
+            poll=min(1.0, args.follow),
+            overwrite=args.overwrite,
+            **params,
+        )
+        print(f"stream --follow: done -> {args.output}", file=sys.stderr)
+        return 0
     suffix = Path(args.prob).suffix.lower()
     prob = (
         TiffFrames(args.prob) if suffix in (".tif", ".tiff") else read_stack(args.prob, lazy=True)
@@ -67,12 +99,7 @@ def run(args: argparse.Namespace) -> int:
             resume=not args.no_resume,
             client=client,
             progress=bar,
-            tau=args.tau,
-            delta=args.delta,
-            iterations=args.iterations,
-            connectivity=args.connectivity,
-            min_size=args.min_size,
-            variant=args.variant,
+            **params,
         )
     bar.close()
     dt = time.perf_counter() - t0

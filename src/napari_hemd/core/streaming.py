@@ -38,6 +38,7 @@ import numpy as np
 __all__ = [
     "Window",
     "follow_zarr",
+    "hemd_follow",
     "hemd_online",
     "hemd_stream",
     "hemd_window",
@@ -504,3 +505,66 @@ def follow_zarr(
             return
         sleep(poll)
         idle += poll
+
+
+def hemd_follow(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    chunk: int = 1,
+    halo: int | None = None,
+    poll: float = 1.0,
+    idle_timeout: float = 60.0,
+    overwrite: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[str, int, int], None] | None = None,
+    **params,
+) -> Path:
+    """Online H-EMD from a growing zarr into a growing zarr (lag ``halo`` frames).
+
+    Unlike :func:`hemd_stream` the output is written in place as frames are final, so viewers can
+    follow it: ``output.attrs["frames_written"]`` counts the finished frames (pass
+    ``available=lambda z: z.attrs.get("frames_written", 0)`` to :func:`follow_zarr` to chain).
+
+    Parameters
+    ----------
+    source : path-like
+        Zarr array that another process grows along axis 0.
+    output : path-like
+        ``*.zarr`` label store to create (uint32, chunks one frame).
+    chunk, halo, **params
+        See :func:`hemd_online`.
+    poll, idle_timeout, sleep
+        See :func:`follow_zarr`.
+    overwrite : bool
+        Replace an existing ``output``.
+    progress : callable, optional
+        ``progress("frames", done, done)`` after each frame.
+
+    Returns
+    -------
+    Path
+    """
+    import zarr
+
+    from napari_hemd.io._atomic import check_output_path
+
+    output = check_output_path(output, overwrite=overwrite)
+    if output.exists():
+        shutil.rmtree(output)
+    frames = follow_zarr(source, poll=poll, idle_timeout=idle_timeout, sleep=sleep)
+    z = None
+    for t, lab in hemd_online(frames, chunk=chunk, halo=halo, **params):
+        if z is None:
+            z = zarr.create_array(
+                str(output), shape=(0, *lab.shape), chunks=(1, *lab.shape), dtype=np.uint32
+            )
+            z.attrs.update({"method": "hemd", "online": {"chunk": chunk}, **_jsonable(params)})
+        z.resize((t + 1, *lab.shape))
+        z[t] = lab
+        z.attrs["frames_written"] = t + 1
+        if progress:
+            progress("frames", t + 1, t + 1)
+    if z is None:
+        raise ValueError(f"source {str(source)!r} gave no frame within {idle_timeout} s")
+    return output
