@@ -76,17 +76,18 @@ def test_windowed_refuses_link(video):
 
 @pytest.mark.shared
 def test_windowed_equals_global_on_real_masks(shared_data):
-    seg = sorted((shared_data / "ctc/Fluo-N2DH-SIM+/02_GT/SEG").glob("man_seg*.tif"))[:12]
+    seg = sorted((shared_data / "ctc/Fluo-N2DH-SIM+/02_GT/SEG").glob("man_seg*.tif"))[:30]
     gt = np.stack([tifffile.imread(f)[::2, ::2] for f in seg])
     prob = np.stack(
         [probability_from_labels(m, rng=i, contact_dip=0.45, noise=0.05) for i, m in enumerate(gt)]
     )
-    res = hemd(prob, iterations=4)
-    glob = res.labels
-    # Not a trivial case: matching (not only initial/padding) selected some instances.
-    assert sum(int(np.isin(s.how, (1, 2)).sum()) for s in res.selections) > 0
-    for chunk in (1, 5):
-        np.testing.assert_array_equal(hemd_windowed(prob, chunk=chunk, iterations=4), glob)
+    for iterations, chunks in ((4, (1, 5)), (10, (4, 8))):
+        res = hemd(prob, iterations=iterations)
+        # Not a trivial case: matching (not only initial/padding) selected some instances.
+        assert sum(int(np.isin(s.how, (1, 2)).sum()) for s in res.selections) > 0
+        for chunk in chunks:
+            win = hemd_windowed(prob, chunk=chunk, iterations=iterations)
+            np.testing.assert_array_equal(win, res.labels)
 
 
 def test_windowed_equals_global_3d_time(video):
