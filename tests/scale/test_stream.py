@@ -141,3 +141,20 @@ def test_follow_writes_a_growing_output(video, tmp_path):
     assert lab.attrs["frames_written"] == len(video)
     np.testing.assert_array_equal(lab[:], hemd(video, iterations=2).labels)
     assert seen and seen == sorted(seen) and seen[0] < len(video)
+
+
+def test_stream_recovers_from_a_crash_after_publishing(video, prob_zarr, tmp_path):
+    out = tmp_path / "lab.zarr"
+    hemd_stream(prob_zarr, out, chunk=8, iterations=2)
+    # Simulate a death between the rename and the clean-up: progress left, no store.
+    partial = tmp_path / ".lab.zarr.partial"
+    partial.mkdir()
+    from napari_hemd.core.streaming import _signature
+
+    sig = _signature(prob_zarr, {"iterations": 2}, 8, 2)
+    (partial / "progress.json").write_text(json.dumps({"signature": sig, "done": [-1, 0, 1, 2]}))
+    again = []
+    hemd_stream(prob_zarr, out, chunk=8, iterations=2, overwrite=True, on_window=again.append)
+    assert again == [0, 1, 2]
+    assert not partial.exists()
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)

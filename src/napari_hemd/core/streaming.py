@@ -341,7 +341,9 @@ def hemd_stream(
     partial = _partial_path(output)
     store = partial / "labels.zarr"
     prog = _Progress(partial / "progress.json", _signature(prob, params, chunk, halo))
-    if not (resume and prog.load()):
+    # A previous run that died after publishing left progress but no store: start over.
+    if not (resume and prog.load() and store.exists()):
+        prog.done = set()
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
         zarr.create_array(
