@@ -209,6 +209,15 @@ def hemd_windowed(
     Returns
     -------
     labels : (T, ...) uint32 ndarray
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_hemd.core.segment import hemd
+    >>> p = np.zeros((6, 32, 32), np.float32)
+    >>> p[:, 8:24, 8:24] = 0.9
+    >>> bool((hemd_windowed(p, chunk=2, iterations=2) == hemd(p, iterations=2).labels).all())
+    True
     """
     n, halo = _check(prob, {**params, "halo": halo})
     windows = plan_windows(n, chunk, halo)
@@ -308,7 +317,9 @@ def hemd_stream(
     Parameters
     ----------
     prob : (T, Y, X) or (T, Z, Y, X) array-like
-        Probabilities, time on axis 0. With a ``client``, it must pickle cheaply (a zarr array).
+        Probabilities, time on axis 0. With a ``client``, a numpy array is scattered to the
+        workers once; anything else must pickle cheaply and be readable there (a zarr array on
+        shared storage, ``napari_hemd.cli._stream.TiffFrames``).
     output : path
         ``*.zarr`` label store to create.
     chunk, halo : int
