@@ -158,3 +158,26 @@ def test_stream_recovers_from_a_crash_after_publishing(video, prob_zarr, tmp_pat
     assert again == [0, 1, 2]
     assert not partial.exists()
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)
+
+
+class _Recording:
+    """An array that records which frames are read (and refuses reads of several frames)."""
+
+    def __init__(self, arr):
+        self.arr, self.shape, self.dtype, self.ndim = arr, arr.shape, arr.dtype, arr.ndim
+        self.reads: list[int] = []
+
+    def __getitem__(self, key):
+        t = key[0] if isinstance(key, tuple) else key
+        assert isinstance(t, (int, np.integer)), f"read of several frames: {key!r}"
+        self.reads.append(int(t))
+        return self.arr[key]
+
+
+def test_stream_reads_one_frame_at_a_time_within_each_window(video, tmp_path):
+    from napari_hemd.core.streaming import plan_windows
+
+    rec = _Recording(video)
+    hemd_stream(rec, tmp_path / "lab.zarr", chunk=5, iterations=3)
+    expected = [t for w in plan_windows(len(video), 5, 3) for t in range(w.lo, w.hi)]
+    assert rec.reads == expected  # each window reads its own frames once, in order
