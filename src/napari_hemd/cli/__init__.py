@@ -17,7 +17,7 @@ __all__ = ["main"]
 
 #: Subcommand modules, in the order ``--help`` lists them. A missing module (e.g. an optional part
 #: not installed) is skipped.
-_SUBCOMMANDS = ("segment", "evaluate", "compare", "predict", "train", "models", "demo")
+_SUBCOMMANDS = ("segment", "evaluate", "compare", "predict", "train", "models", "demo", "stream")
 
 #: Exceptions that are the user's input, not our bug: printed as one line, exit code 2.
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, KeyError)

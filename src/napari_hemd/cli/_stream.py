@@ -1,0 +1,141 @@
+"""``napari-hemd stream PROB.zarr -o OUT.zarr``: out-of-core H-EMD in windows, resumable, on Dask."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``stream`` subcommand."""
+    p = sub.add_parser(
+        "stream",
+        help="H-EMD on long time-lapses: windows of frames, zarr in/out, resume, Dask",
+        description="Segment a (T, Y, X) or (T, Z, Y, X) probability stack window by window with "
+        "bounded memory; labels equal a whole-video run when --halo >= --iterations. The output "
+        "zarr appears only when complete; a killed run rerun with the same arguments resumes.",
+    )
+    p.add_argument("prob", help="probability stack (zarr, TIFF, .npy, TIFF folder; time on axis 0)")
+    p.add_argument("-o", "--output", required=True, help="output .zarr label store")
+    p.add_argument("--chunk", type=int, default=16, help="frames kept per window (16)")
+    p.add_argument("--halo", type=int, default=None, help="frames each side (default T)")
+    p.add_argument("--tau", type=float, default=0.5, help="lowest threshold (0.5)")
+    p.add_argument("--delta", type=float, default=0.35, help="size-change tolerance (0.35)")
+    p.add_argument("--iterations", type=int, default=10, help="H-EMD iterations T (10)")
+    p.add_argument("--connectivity", type=int, default=None, help="1 = faces (default)")
+    p.add_argument("--min-size", type=int, default=0, help="smallest candidate, pixels (0)")
+    p.add_argument("--variant", choices=("refined", "paper"), default="refined")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, default=None, help="local Dask cluster of N processes")
+    g.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    p.add_argument(
+        "--follow",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="online: PROB is a zarr another process grows; write frames as they are final "
+        "(lag --halo), stop after SECONDS without a new frame",
+    )
+    p.add_argument("--no-resume", action="store_true", help="ignore a previous partial run")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``stream``."""
+    from pathlib import Path
+
+    from napari_hemd.cli._segment import _Progress
+    from napari_hemd.core.streaming import hemd_stream
+    from napari_hemd.distributed import dask_client
+    from napari_hemd.io import read_stack
+    from napari_hemd.io._atomic import check_output_path
+
+    if Path(args.output).suffix != ".zarr":
+        raise ValueError(f"--output must be a .zarr store; got {args.output!r}")
+    check_output_path(args.output, overwrite=args.overwrite, name="output")
+    params = dict(
+        tau=args.tau,
+        delta=args.delta,
+        iterations=args.iterations,
+        connectivity=args.connectivity,
+        min_size=args.min_size,
+        variant=args.variant,
+    )
+    if args.follow is not None:
+        from napari_hemd.core.streaming import hemd_follow
+
+        if args.workers is not None or args.scheduler is not None:
+            raise ValueError("--follow runs in one process; drop --workers / --scheduler")
+        hemd_follow(
+            args.prob,
+            args.output,
+            halo=args.halo,
+            idle_timeout=args.follow,
+            poll=min(1.0, args.follow),
+            overwrite=args.overwrite,
+            **params,
+        )
+        print(f"stream --follow: done -> {args.output}", file=sys.stderr)
+        return 0
+    suffix = Path(args.prob).suffix.lower()
+    prob = (
+        TiffFrames(args.prob) if suffix in (".tif", ".tiff") else read_stack(args.prob, lazy=True)
+    )
+    bar = _Progress(disabled=args.no_progress)
+    t0 = time.perf_counter()
+    with dask_client(workers=args.workers, scheduler=args.scheduler) as client:
+        hemd_stream(
+            prob,
+            args.output,
+            chunk=args.chunk,
+            halo=args.halo,
+            overwrite=args.overwrite,
+            resume=not args.no_resume,
+            client=client,
+            progress=bar,
+            **params,
+        )
+    bar.close()
+    dt = time.perf_counter() - t0
+    print(
+        f"stream: {prob.shape[0]} frame(s), {prob.shape[0] / dt:.2f} frames/s -> {args.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+class TiffFrames:
+    """A TIFF stack read frame by frame through tifffile's zarr interface; pickles by path.
+
+    Parameters
+    ----------
+    path : str
+        Multi-page TIFF, frames along axis 0.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+        self._arr = None
+        z = self._array()
+        self.shape, self.dtype, self.ndim = tuple(z.shape), z.dtype, z.ndim
+
+    def _array(self):
+        if self._arr is None:
+            import tifffile
+            import zarr
+
+            self._arr = zarr.open(tifffile.imread(self.path, aszarr=True), mode="r")
+        return self._arr
+
+    def __getitem__(self, key):
+        return self._array()[key]
+
+    def __getstate__(self) -> dict:
+        # The open file handle stays behind; a worker reopens the file.
+        return {**self.__dict__, "_arr": None}

@@ -1,0 +1,583 @@
+"""Out-of-core H-EMD: windowed selection, zarr streaming with resume, online mode.
+
+Why windows reproduce the global run exactly
+---------------------------------------------
+:func:`~napari_hemd.core.selection.select_instances` is synchronous: the state of frame ``w`` after
+iteration ``t`` is a deterministic function of the states of frames ``w - 1, w, w + 1`` after
+iteration ``t - 1`` (the matching of a pair depends only on the two forests and the two states).
+The initial state and the padding of a frame depend on that frame alone. Hence, by induction, the
+state of ``w`` after ``t`` iterations depends only on frames ``w - t .. w + t``.
+
+In a window ``[lo, hi)`` only the edge frames differ from the global run: frame ``lo`` misses its
+left neighbour, so its state may be wrong after iteration 1, frame ``lo + k`` after iteration
+``k + 1``. A frame at distance ``>= T`` from both window edges (or at a true sequence edge) has the
+global state after every iteration ``<= T``, so the same nodes selected in the same order (labels
+``1..k`` follow the selection order), and the same padding. A halo of ``H = T`` frames is enough;
+the issue's ``T + 1`` is one frame of margin.
+
+Early stopping does not break this: a run that stops when an iteration selects nothing equals the
+run with all ``T`` iterations (states are then fixed points), for the window as for the whole video.
+One caveat: a CP-SAT component that hits its wall-clock ``time_limit`` (logged as a warning) is not
+deterministic, in any mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "Window",
+    "follow_zarr",
+    "hemd_follow",
+    "hemd_online",
+    "hemd_stream",
+    "hemd_window",
+    "hemd_windowed",
+    "plan_windows",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``hemd`` parameters a window run accepts (``link`` is global and is refused).
+_PARAMS = (
+    "tau",
+    "delta",
+    "iterations",
+    "connectivity",
+    "min_size",
+    "variant",
+    "time_limit",
+    "max_candidates",
+)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Frames ``lo .. hi - 1`` are segmented; frames ``start .. stop - 1`` are kept."""
+
+    index: int
+    lo: int
+    start: int
+    stop: int
+    hi: int
+
+
+def plan_windows(n_frames: int, chunk: int, halo: int) -> list[Window]:
+    """Split ``n_frames`` into chunks of ``chunk`` frames, each with ``halo`` frames either side.
+
+    Parameters
+    ----------
+    n_frames : int
+        Number of frames.
+    chunk : int
+        Frames kept per window (>= 1).
+    halo : int
+        Extra frames each side (>= 0), clipped at the sequence ends.
+
+    Returns
+    -------
+    list of Window
+
+    Examples
+    --------
+    >>> [(w.lo, w.start, w.stop, w.hi) for w in plan_windows(5, 2, 1)]
+    [(0, 0, 2, 3), (1, 2, 4, 5), (3, 4, 5, 5)]
+    """
+    if int(chunk) < 1:
+        raise ValueError(f"chunk must be >= 1 frame; got {chunk!r}")
+    if int(halo) < 0:
+        raise ValueError(f"halo must be >= 0 frames; got {halo!r}")
+    out = []
+    for i, start in enumerate(range(0, int(n_frames), int(chunk))):
+        stop = min(start + int(chunk), int(n_frames))
+        out.append(Window(i, max(0, start - halo), start, stop, min(int(n_frames), stop + halo)))
+    return out
+
+
+class _FrameRange:
+    """Lazy view of frames ``lo .. hi - 1`` of ``prob`` (axis 0): reads a frame when indexed."""
+
+    def __init__(self, prob, lo: int, hi: int) -> None:
+        self.prob, self.lo, self.hi = prob, lo, hi
+        self.shape = (hi - lo, *tuple(prob.shape[1:]))
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            t, rest = key[0], key[1:]
+        else:
+            t, rest = key, ()
+        if not isinstance(t, (int, np.integer)):
+            raise TypeError(f"_FrameRange reads one frame at a time; got index {key!r}")
+        return np.asarray(self.prob[(self.lo + int(t), *rest)])
+
+
+def _check(prob, params: dict) -> tuple[int, int]:
+    """Validate inputs; return (n_frames, halo)."""
+    unknown = set(params) - set(_PARAMS) - {"halo", "locked"}
+    if params.get("link"):
+        raise ValueError(
+            "link=True needs the whole video; run napari_hemd.core.linking.link_labels on the output"
+        )
+    unknown.discard("link")
+    if unknown:
+        raise TypeError(f"unexpected parameter(s) {sorted(unknown)}; expected some of {_PARAMS}")
+    if not hasattr(prob, "shape") or len(prob.shape) not in (3, 4):
+        raise ValueError(
+            "prob must be a (T, Y, X) or (T, Z, Y, X) array with time on axis 0; got "
+            f"shape {getattr(prob, 'shape', None)}"
+        )
+    iterations = int(params.get("iterations", 10))
+    halo = params.get("halo")
+    halo = iterations if halo is None else int(halo)
+    if halo < iterations:
+        log.warning(
+            "halo %d < iterations %d: windowed labels may differ from the global run",
+            halo,
+            iterations,
+        )
+    return int(prob.shape[0]), halo
+
+
+def hemd_window(prob, window: Window, **params) -> np.ndarray:
+    """H-EMD labels of the kept frames of one window.
+
+    Parameters
+    ----------
+    prob : (T, Y, X) or (T, Z, Y, X) array-like
+        Probabilities, time on axis 0; numpy, zarr or dask (only ``window.lo .. window.hi - 1``
+        are read, one frame at a time).
+    window : Window
+        From :func:`plan_windows`.
+    **params
+        :func:`napari_hemd.core.segment.hemd` parameters (``tau``, ``delta``, ``iterations``,
+        ``connectivity``, ``min_size``, ``variant``, ``time_limit``, ``max_candidates``) and
+        ``locked`` (global frame indices).
+
+    Returns
+    -------
+    labels : (window.stop - window.start, ...) uint32 ndarray
+    """
+    from napari_hemd.core.segment import hemd
+
+    params = {k: v for k, v in params.items() if k not in ("halo", "link")}
+    locked = params.pop("locked", None)
+    if locked:
+        locked = {
+            int(w) - window.lo: list(n) for w, n in locked.items() if window.lo <= w < window.hi
+        }
+    view = _FrameRange(prob, window.lo, window.hi)
+    res = hemd(view, locked=locked or None, **params)
+    a, b = window.start - window.lo, window.stop - window.lo
+    return res.labels[a:b]
+
+
+def hemd_windowed(
+    prob,
+    *,
+    chunk: int = 16,
+    halo: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    **params,
+) -> np.ndarray:
+    """H-EMD in overlapping windows, in memory; equal to ``hemd(prob).labels`` when ``halo >= T``.
+
+    Parameters
+    ----------
+    prob : (T, Y, X) or (T, Z, Y, X) array-like
+        Probabilities, time on axis 0.
+    chunk : int
+        Frames kept per window.
+    halo : int, optional
+        Frames added each side of a chunk; default ``iterations`` (the exact bound, see the module
+        docstring).
+    progress : callable, optional
+        ``progress("windows", done, total)``.
+    **params
+        See :func:`hemd_window`.
+
+    Returns
+    -------
+    labels : (T, ...) uint32 ndarray
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_hemd.core.segment import hemd
+    >>> p = np.zeros((6, 32, 32), np.float32)
+    >>> p[:, 8:24, 8:24] = 0.9
+    >>> bool((hemd_windowed(p, chunk=2, iterations=2) == hemd(p, iterations=2).labels).all())
+    True
+    """
+    n, halo = _check(prob, {**params, "halo": halo})
+    windows = plan_windows(n, chunk, halo)
+    out = np.zeros(tuple(prob.shape), np.uint32)
+    for k, w in enumerate(windows):
+        out[w.start : w.stop] = hemd_window(prob, w, **params)
+        if progress:
+            progress("windows", k + 1, len(windows))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming zarr -> zarr with resume
+
+
+def _partial_path(output: Path) -> Path:
+    return output.with_name(f".{output.name}.partial")
+
+
+def _signature(prob, params: dict, chunk: int, halo: int) -> str:
+    """What a resumed run must share with the run it continues."""
+    src = getattr(getattr(prob, "store", None), "root", None) or getattr(prob, "path", None)
+    blob = json.dumps(
+        {
+            "shape": list(prob.shape),
+            "dtype": str(prob.dtype),
+            "source": str(src),
+            "params": {k: params[k] for k in sorted(params)},
+            "chunk": chunk,
+            "halo": halo,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class _Progress:
+    """Completed windows, recorded in a JSON file next to the partial zarr (atomic replace)."""
+
+    def __init__(self, path: Path, signature: str) -> None:
+        self.path = path
+        self.signature = signature
+        self.done: set[int] = set()
+
+    def load(self) -> bool:
+        """Read a previous run's progress; False when absent or from different inputs."""
+        if not self.path.exists():
+            return False
+        data = json.loads(self.path.read_text())
+        if data.get("signature") != self.signature:
+            log.warning(
+                "%s is from a run with other inputs or parameters: starting over", self.path
+            )
+            return False
+        self.done = set(int(i) for i in data["done"])
+        return True
+
+    def mark(self, index: int) -> None:
+        self.done.add(int(index))
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"signature": self.signature, "done": sorted(self.done)}))
+        os.replace(tmp, self.path)
+
+
+def _write_window(prob, window: Window, store: str, params: dict) -> int:
+    """Segment one window and write its kept frames into the partial zarr (one task)."""
+    import zarr
+
+    labels = hemd_window(prob, window, **params)
+    z = zarr.open_array(store, mode="r+")
+    z[window.start : window.stop] = labels
+    return window.index
+
+
+def hemd_stream(
+    prob,
+    output: str | os.PathLike,
+    *,
+    chunk: int = 16,
+    halo: int | None = None,
+    overwrite: bool = False,
+    resume: bool = True,
+    client=None,
+    progress: Callable[[str, int, int], None] | None = None,
+    on_window: Callable[[int], None] | None = None,
+    **params,
+) -> Path:
+    """H-EMD from an array (zarr, dask, numpy) into a zarr label store, window by window.
+
+    Memory is bounded by one window (``chunk + 2 * halo`` frames of forests), independent of the
+    number of frames. Output frames are written as each window finishes into a hidden sibling
+    ``.NAME.partial`` (chunks ``(1, Y, X)``), together with ``progress.json`` listing completed
+    windows; on success the partial store is renamed onto ``output`` in one step. A killed run
+    restarted with the same inputs continues from the completed windows and writes the same labels.
+
+    Parameters
+    ----------
+    prob : (T, Y, X) or (T, Z, Y, X) array-like
+        Probabilities, time on axis 0. With a ``client``, a numpy array is scattered to the
+        workers once; anything else must pickle cheaply and be readable there (a zarr array on
+        shared storage, ``napari_hemd.cli._stream.TiffFrames``).
+    output : path
+        ``*.zarr`` label store to create.
+    chunk, halo : int
+        See :func:`hemd_windowed`.
+    overwrite : bool
+        Replace an existing ``output``.
+    resume : bool
+        Continue a previous partial run with the same signature (else start over).
+    client : dask.distributed.Client, optional
+        Run windows as Dask tasks on this client (workers write their frames directly).
+    progress : callable, optional
+        ``progress("windows", done, total)``.
+    on_window : callable, optional
+        Called with the window index after it is recorded as complete (tests use it to interrupt).
+    **params
+        See :func:`hemd_window`.
+
+    Returns
+    -------
+    Path
+        ``output``.
+    """
+    import zarr
+
+    from napari_hemd.io._atomic import check_output_path
+
+    output = check_output_path(output, overwrite=overwrite)
+    n, halo = _check(prob, {**params, "halo": halo})
+    windows = plan_windows(n, chunk, halo)
+    partial = _partial_path(output)
+    store = partial / "labels.zarr"
+    prog = _Progress(partial / "progress.json", _signature(prob, params, chunk, halo))
+    # A previous run that died after publishing left progress but no store: start over.
+    if not (resume and prog.load() and store.exists()):
+        prog.done = set()
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        zarr.create_array(
+            str(store),
+            shape=tuple(prob.shape),
+            chunks=(1, *tuple(prob.shape[1:])),
+            dtype=np.uint32,
+            fill_value=0,
+        )
+        prog.mark(-1)  # the store exists
+    todo = [w for w in windows if w.index not in prog.done]
+    if len(todo) < len(windows):
+        log.info("resuming: %d of %d windows already done", len(windows) - len(todo), len(windows))
+    total = len(windows)
+
+    def finished(index: int) -> None:
+        prog.mark(index)
+        if progress:
+            progress("windows", len(prog.done - {-1}), total)
+        if on_window:
+            on_window(index)
+
+    if client is None:
+        for w in todo:
+            finished(_write_window(prob, w, str(store), params))
+    else:
+        from dask.distributed import as_completed
+
+        if isinstance(prob, np.ndarray):
+            # Send an in-memory array once to every worker, not once per task.
+            prob = client.scatter(prob, broadcast=True)
+        futures = [
+            client.submit(_write_window, prob, w, str(store), params, pure=False) for w in todo
+        ]
+        for fut in as_completed(futures):
+            finished(fut.result())
+    z = zarr.open_array(str(store), mode="r+")
+    z.attrs.update(
+        {"method": "hemd", "windowed": {"chunk": chunk, "halo": halo}, **_jsonable(params)}
+    )
+    # Publish: the label store replaces output in one rename; the partial folder goes.
+    if output.exists():
+        old = partial / "old"
+        os.replace(output, old)
+    os.replace(store, output)
+    shutil.rmtree(partial, ignore_errors=True)
+    return output
+
+
+def _jsonable(params: dict) -> dict:
+    return json.loads(json.dumps(params, default=str))
+
+
+# --------------------------------------------------------------------------------------------
+# Online
+
+
+def hemd_online(
+    frames: Iterable[np.ndarray], *, chunk: int = 1, halo: int | None = None, **params
+) -> Iterator[tuple[int, np.ndarray]]:
+    """H-EMD on frames arriving one at a time; yields ``(t, labels_t)`` with a lag of ``halo``.
+
+    Frame ``t`` is emitted once frames up to ``t + halo`` (or the end of the stream) arrived, and
+    equals frame ``t`` of the global run. Only ``chunk + 2 * halo`` frames are held.
+
+    Parameters
+    ----------
+    frames : iterable of (Y, X) or (Z, Y, X) ndarray
+        Probability frames in order (e.g. a generator polling a zarr that a microscope writes).
+    chunk : int
+        Frames emitted together (the lag is ``chunk - 1 + halo`` for the first of them).
+    halo : int, optional
+        Default ``iterations``.
+    **params
+        See :func:`hemd_window`.
+
+    Yields
+    ------
+    t : int
+        Frame index.
+    labels : (Y, X) or (Z, Y, X) uint32 ndarray
+    """
+    if params.get("locked"):
+        raise ValueError("locked candidates are not supported in online mode; got locked=...")
+    iterations = int(params.get("iterations", 10))
+    halo = iterations if halo is None else int(halo)
+    if int(chunk) < 1:
+        raise ValueError(f"chunk must be >= 1 frame; got {chunk!r}")
+    buf: list[np.ndarray] = []  # frames base .. base + len(buf) - 1
+    base = 0
+    start = 0  # next frame to emit
+
+    def run(stop: int, hi: int):
+        lo = max(0, start - halo)
+        stack = np.stack(buf[lo - base : hi - base])
+        w = Window(0, 0, start - lo, stop - lo, hi - lo)
+        labels = hemd_window(stack, w, **params)
+        return [(start + i, labels[i]) for i in range(stop - start)]
+
+    n = 0
+    for frame in frames:
+        buf.append(np.asarray(frame))
+        n += 1
+        while n >= start + chunk + halo:
+            stop = start + chunk
+            yield from run(stop, min(n, stop + halo))
+            start = stop
+            drop = max(0, start - halo) - base
+            if drop > 0:
+                del buf[:drop]
+                base += drop
+    while start < n:
+        stop = min(start + chunk, n)
+        yield from run(stop, min(n, stop + halo))
+        start = stop
+
+
+def follow_zarr(
+    path: str | os.PathLike,
+    *,
+    poll: float = 1.0,
+    idle_timeout: float = 60.0,
+    available: Callable[[object], int] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[np.ndarray]:
+    """Yield the frames of a zarr array that another process grows along axis 0.
+
+    Feed it to :func:`hemd_online` to segment while a microscope writes.
+
+    Parameters
+    ----------
+    path : path-like
+        Zarr array, frames on axis 0.
+    poll : float
+        Seconds between checks for new frames.
+    idle_timeout : float
+        Stop after this many seconds without a new frame.
+    available : callable, optional
+        ``available(array) -> n``: how many frames are complete. Default ``array.shape[0]``; a
+        writer that resizes before writing should publish a count (e.g. in ``array.attrs``).
+    sleep : callable
+        Waits ``poll`` seconds (tests pass a fake).
+
+    Yields
+    ------
+    frame : (Y, X) or (Z, Y, X) ndarray
+    """
+    import zarr
+
+    t, idle = 0, 0.0
+    while True:
+        z = zarr.open_array(str(path), mode="r")
+        n = int(available(z)) if available else int(z.shape[0])
+        if t < n:
+            for k in range(t, n):
+                yield np.asarray(z[k])
+            t, idle = n, 0.0
+            continue
+        if idle >= idle_timeout:
+            log.info("follow_zarr: no new frame for %.0f s after %d frame(s); stopping", idle, t)
+            return
+        sleep(poll)
+        idle += poll
+
+
+def hemd_follow(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    chunk: int = 1,
+    halo: int | None = None,
+    poll: float = 1.0,
+    idle_timeout: float = 60.0,
+    overwrite: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[str, int, int], None] | None = None,
+    **params,
+) -> Path:
+    """Online H-EMD from a growing zarr into a growing zarr (lag ``halo`` frames).
+
+    Unlike :func:`hemd_stream` the output is written in place as frames are final, so viewers can
+    follow it: ``output.attrs["frames_written"]`` counts the finished frames (pass
+    ``available=lambda z: z.attrs.get("frames_written", 0)`` to :func:`follow_zarr` to chain).
+
+    Parameters
+    ----------
+    source : path-like
+        Zarr array that another process grows along axis 0.
+    output : path-like
+        ``*.zarr`` label store to create (uint32, chunks one frame).
+    chunk, halo, **params
+        See :func:`hemd_online`.
+    poll, idle_timeout, sleep
+        See :func:`follow_zarr`.
+    overwrite : bool
+        Replace an existing ``output``.
+    progress : callable, optional
+        ``progress("frames", done, done)`` after each frame.
+
+    Returns
+    -------
+    Path
+    """
+    import zarr
+
+    from napari_hemd.io._atomic import check_output_path
+
+    output = check_output_path(output, overwrite=overwrite)
+    if output.exists():
+        shutil.rmtree(output)
+    frames = follow_zarr(source, poll=poll, idle_timeout=idle_timeout, sleep=sleep)
+    z = None
+    for t, lab in hemd_online(frames, chunk=chunk, halo=halo, **params):
+        if z is None:
+            z = zarr.create_array(
+                str(output), shape=(0, *lab.shape), chunks=(1, *lab.shape), dtype=np.uint32
+            )
+            z.attrs.update({"method": "hemd", "online": {"chunk": chunk}, **_jsonable(params)})
+        z.resize((t + 1, *lab.shape))
+        z[t] = lab
+        z.attrs["frames_written"] = t + 1
+        if progress:
+            progress("frames", t + 1, t + 1)
+    if z is None:
+        raise ValueError(f"source {str(source)!r} gave no frame within {idle_timeout} s")
+    return output

@@ -1,0 +1,64 @@
+"""Dask clusters for streaming H-EMD: a local cluster on loopback or a running scheduler.
+
+Kept out of :mod:`napari_hemd.core` so that the core imports no ``dask.distributed``.
+
+SLURM via ``dask-jobqueue`` (start a scheduler yourself, pass its address)::
+
+    from dask_jobqueue import SLURMCluster
+    cluster = SLURMCluster(cores=4, processes=1, memory="16GB", walltime="02:00:00")
+    cluster.scale(jobs=8)
+    print(cluster.scheduler_address)  # -> napari-hemd stream ... --scheduler tcp://...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+__all__ = ["dask_client"]
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def dask_client(
+    *, workers: int | None = None, scheduler: str | None = None, threads_per_worker: int = 1
+) -> Iterator[object | None]:
+    """Yield a ``dask.distributed.Client`` (or ``None`` for a single process).
+
+    Parameters
+    ----------
+    workers : int, optional
+        Start a ``LocalCluster`` of this many worker processes, listening on 127.0.0.1 only.
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``). Excludes ``workers``.
+    threads_per_worker : int
+        Threads of each local worker (windows are mostly single-threaded numpy/numba).
+    """
+    if workers is not None and scheduler is not None:
+        raise ValueError(f"give workers or scheduler, not both; got {workers=} {scheduler=}")
+    if workers is None and scheduler is None:
+        yield None
+        return
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            log.info("connected to %s", scheduler)
+            yield client
+        return
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1; got {workers!r}")
+    with (
+        LocalCluster(
+            n_workers=int(workers),
+            threads_per_worker=int(threads_per_worker),
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        log.info("local cluster: %d workers at %s", workers, cluster.scheduler_address)
+        yield client

@@ -1,0 +1,50 @@
+"""Windows as Dask tasks on a 2-worker local cluster (loopback) give the single-process output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from napari_hemd.core.segment import hemd
+from napari_hemd.core.streaming import hemd_stream
+
+pytest.importorskip("dask.distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    from napari_hemd.distributed import dask_client
+
+    with dask_client(workers=2) as c:
+        yield c
+
+
+def test_local_cluster_equals_single_process(video, tmp_path, client):
+    z = zarr.create_array(
+        str(tmp_path / "prob.zarr"), shape=video.shape, chunks=(1, 96, 96), dtype=np.float32
+    )
+    z[:] = video
+    prob = zarr.open_array(str(tmp_path / "prob.zarr"), mode="r")
+    single = hemd_stream(prob, tmp_path / "single.zarr", chunk=5, iterations=3)
+    done = []
+    out = hemd_stream(
+        prob, tmp_path / "dask.zarr", chunk=5, iterations=3, client=client, on_window=done.append
+    )
+    assert sorted(done) == [0, 1, 2, 3]
+    assert len(client.scheduler_info()["workers"]) == 2
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], zarr.open_array(str(single))[:])
+
+
+def test_local_cluster_numpy_input(video, tmp_path, client):
+    out = hemd_stream(video, tmp_path / "lab.zarr", chunk=7, iterations=2, client=client)
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)
+
+
+def test_dask_client_arguments():
+    from napari_hemd.distributed import dask_client
+
+    with pytest.raises(ValueError, match="not both"), dask_client(workers=1, scheduler="tcp://x"):
+        pass
+    with dask_client() as c:
+        assert c is None

@@ -1,0 +1,53 @@
+"""``napari-hemd stream``: zarr in, zarr out, equal to ``segment``; errors name the argument."""
+
+from __future__ import annotations
+
+import numpy as np
+import zarr
+
+from napari_hemd.cli import main
+from napari_hemd.core.segment import hemd
+
+
+def test_stream_cli(video, tmp_path, capsys):
+    src = tmp_path / "prob.zarr"
+    z = zarr.create_array(str(src), shape=video.shape, chunks=(1, 96, 96), dtype=np.float32)
+    z[:] = video
+    out = tmp_path / "lab.zarr"
+    args = ["stream", str(src), "-o", str(out), "--chunk", "7", "--iterations", "3"]
+    assert main([*args, "--no-progress"]) == 0
+    assert "frames/s" in capsys.readouterr().err
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=3).labels)
+    assert main([*args, "--no-progress"]) == 2  # exists, no --overwrite
+    assert "already exists" in capsys.readouterr().err
+    assert main(["stream", str(src), "-o", str(tmp_path / "x.tif")]) == 2
+    assert "--output must be a .zarr" in capsys.readouterr().err
+
+
+def test_stream_cli_tiff_is_read_lazily(video, tmp_path):
+    import pickle
+
+    import tifffile
+
+    from napari_hemd.cli._stream import TiffFrames
+
+    src = tmp_path / "prob.tif"
+    tifffile.imwrite(src, video)
+    frames = pickle.loads(pickle.dumps(TiffFrames(str(src))))
+    assert frames.shape == video.shape
+    np.testing.assert_array_equal(frames[3], video[3])
+    out = tmp_path / "lab.zarr"
+    assert main(["stream", str(src), "-o", str(out), "--iterations", "2", "--no-progress"]) == 0
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)
+
+
+def test_stream_cli_follow(video, tmp_path):
+    src = tmp_path / "live.zarr"
+    z = zarr.create_array(str(src), shape=video.shape, chunks=(1, 96, 96), dtype=np.float32)
+    z[:] = video
+    out = tmp_path / "lab.zarr"
+    args = ["stream", str(src), "-o", str(out), "--iterations", "2", "--follow", "0"]
+    assert main(args) == 0
+    assert zarr.open_array(str(out)).attrs["frames_written"] == len(video)
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)
+    assert main([*args, "--overwrite", "--workers", "2"]) == 2
