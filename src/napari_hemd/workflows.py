@@ -1,0 +1,340 @@
+"""Qt-free workflows behind the napari widgets: generators that yield progress, then return results.
+
+Every long-running step is a generator yielding ``(stage, done, total)`` tuples and *returning*
+its result (``StopIteration.value``). :func:`run_workflow` drains one headlessly (tests, CLI);
+the widgets wrap the same generator in ``napari.qt.threading.thread_worker``. Closing a generator
+(``gen.close()``, which ``thread_worker.quit()`` triggers) cancels the work at the next progress
+report.
+
+Editing helpers (:func:`choose_candidate`, :func:`merge_labels`, ...) are pure functions on label
+arrays; :class:`EditHistory` records their sparse differences for undo/redo.
+
+Imports only numpy and the core at module level: torch is imported when a prediction runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_hemd.core.forest import CandidateForest
+from napari_hemd.core.segment import METHODS, HEMDResult, hemd, segment
+from napari_hemd.core.selection import HOW_NAMES, FrameSelection
+
+__all__ = [
+    "Cancelled",
+    "EditHistory",
+    "candidate_path",
+    "choose_candidate",
+    "delete_label",
+    "merge_labels",
+    "next_free_id",
+    "predict_workflow",
+    "relabel",
+    "run_workflow",
+    "segment_workflow",
+]
+
+log = logging.getLogger(__name__)
+
+Progress = tuple[str, int, int]
+
+
+class Cancelled(Exception):
+    """Raised inside a running computation when its workflow was closed."""
+
+
+def run_workflow(gen: Generator[Progress, None, object], progress: Callable | None = None):
+    """Drain a workflow generator; call ``progress(stage, done, total)`` per event; return result."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(*event)
+
+
+def _drive(fn: Callable, *args, **kwargs) -> Generator[Progress, None, object]:
+    """Run ``fn(*args, progress=cb, **kwargs)`` in a thread and yield what ``cb`` reports.
+
+    Closing the generator makes the next ``cb`` call raise :class:`Cancelled` in the thread.
+    """
+    events: queue.Queue = queue.Queue()
+    cancel = threading.Event()
+    box: dict[str, object] = {}
+    done = object()
+
+    def report(stage: str, d: int, total: int) -> None:
+        if cancel.is_set():
+            raise Cancelled(stage)
+        events.put((stage, int(d), int(total)))
+
+    def target() -> None:
+        try:
+            box["result"] = fn(*args, progress=report, **kwargs)
+        except BaseException as e:
+            box["error"] = e
+        finally:
+            events.put(done)
+
+    thread = threading.Thread(target=target, name=f"hemd-{fn.__name__}", daemon=True)
+    thread.start()
+    try:
+        while (event := events.get()) is not done:
+            yield event
+    finally:
+        cancel.set()  # no-op when finished; stops the thread at its next report when closed early
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]
+
+
+# ---------------------------------------------------------------------------------- predict
+def predict_workflow(
+    image,
+    model="nuclei-fluo",
+    *,
+    outputs: Sequence[str] = ("foreground",),
+    tile: int = 512,
+    device: str | None = None,
+) -> Generator[Progress, None, dict[str, np.ndarray]]:
+    """Predict probability maps frame by frame.
+
+    Parameters
+    ----------
+    image : (Y, X) or (T, Y, X) array-like
+        Raw intensities.
+    model : str, path or HemdModel
+        A shipped model name (``napari_hemd.models.SHIPPED_MODELS``), a model file or a model.
+    outputs, tile, device
+        See :func:`napari_hemd.models.predict`.
+
+    Yields
+    ------
+    ("predict", done, total)
+
+    Returns
+    -------
+    dict of str to ndarray
+        Each output stacked like ``image`` (``(T, Y, X)`` or ``(Y, X)``), float32.
+    """
+    from napari_hemd.models import iter_predict, load_model
+
+    shape = tuple(image.shape)
+    if len(shape) not in (2, 3):
+        raise ValueError(f"image must be (Y, X) or (T, Y, X); got shape {shape}")
+    if isinstance(model, str) and not model.endswith((".pt", ".pth")):
+        model = load_model(model)
+    n = 1 if len(shape) == 2 else shape[0]
+    yield ("predict", 0, n)
+    frames: dict[str, list[np.ndarray]] = {}
+    for t, maps in iter_predict(model, image, outputs=outputs, tile=tile, device=device):
+        for k, v in maps.items():
+            frames.setdefault(k, []).append(np.asarray(v, dtype=np.float32))
+        yield ("predict", t + 1, n)
+    out = {k: np.stack(v) for k, v in frames.items()}
+    if len(shape) == 2:
+        out = {k: v[0] for k, v in out.items()}
+    return out
+
+
+# ---------------------------------------------------------------------------------- segment
+def segment_workflow(
+    prob, method: str = "hemd", **params
+) -> Generator[Progress, None, HEMDResult | np.ndarray]:
+    """Segment a probability map with H-EMD or a baseline.
+
+    Parameters
+    ----------
+    prob : (T, Y, X), (Z, Y, X), (T, Z, Y, X) or (Y, X) array-like
+        Foreground probabilities.
+    method : str
+        One of :data:`napari_hemd.core.segment.METHODS`.
+    **params
+        ``tau``, ``delta``, ``iterations``, ``axis``, ``min_size``, ``variant``, ``link``,
+        ``locked`` ... as for :func:`napari_hemd.core.segment.hemd` / ``segment``.
+
+    Yields
+    ------
+    (stage, done, total)
+        Stages ``"forests"`` and ``"selection"`` for H-EMD, the method name for baselines.
+
+    Returns
+    -------
+    HEMDResult or uint32 ndarray
+        The full H-EMD result (labels with frames on axis 0), or the baseline's labels.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    if method == "hemd":
+        return (yield from _drive(hemd, prob, **params))
+    params.pop("variant", None)
+    params.pop("locked", None)
+    return (yield from _drive(segment, prob, method, **params))
+
+
+# ---------------------------------------------------------------------------------- inspect
+@dataclass
+class PathRow:
+    """One candidate of a leaf-to-root path, as the inspector shows it."""
+
+    node: int
+    threshold: float
+    area: int
+    mean_prob: float
+    chosen: bool
+    how: str
+    partner: int
+    score: float
+
+
+def candidate_path(forest: CandidateForest, selection: FrameSelection, pixel) -> list[PathRow]:
+    """Leaf-to-root path of candidates through ``pixel`` (empty below ``tau``).
+
+    Parameters
+    ----------
+    forest, selection
+        One frame of a :class:`HEMDResult`.
+    pixel : tuple of int
+        Spatial index into the frame.
+    """
+    leaf = int(forest.node_map[tuple(int(i) for i in pixel)])
+    if leaf < 0:
+        return []
+    pos = {int(n): i for i, n in enumerate(selection.nodes)}
+    absorbed_by = {int(a): int(n) for n, arr in selection.absorbed.items() for a in arr}
+    rows = []
+    mean = forest.mean_prob
+    for n in forest.ancestors(leaf):
+        n = int(n)
+        i = pos.get(n)
+        how, partner, score = "", -1, 0.0
+        if i is not None:
+            how = HOW_NAMES.get(int(selection.how[i]), "?")
+            partner, score = int(selection.partner[i]), float(selection.score[i])
+        elif n in absorbed_by:
+            how = f"absorbed into {absorbed_by[n]}"
+        rows.append(
+            PathRow(
+                n, float(forest.level[n]), int(forest.area[n]), float(mean[n]), i is not None,
+                how, partner, score,
+            )
+        )  # fmt: skip
+    return rows
+
+
+def next_free_id(labels) -> int:
+    """Smallest id above every label in ``labels``."""
+    return int(np.max(labels)) + 1 if np.size(labels) else 1
+
+
+def choose_candidate(
+    frame: np.ndarray, forest: CandidateForest, node: int, label: int, next_id: int
+) -> np.ndarray:
+    """Replace object ``label`` of ``frame`` by candidate ``node``; pixels stay exclusive.
+
+    A larger candidate (an ancestor) merges: every pixel of ``node`` becomes ``label``, taking
+    them from other objects. A smaller candidate (a descendant) splits: the siblings of the
+    candidates on the path from ``node`` upward each become a new object (ids from ``next_id``)
+    where they cover the old object; the old object's pixels in no candidate become background.
+
+    Returns
+    -------
+    ndarray
+        The new frame (``frame`` is not modified).
+    """
+    out = frame.copy()
+    old = frame == label
+    region = forest.mask(int(node))
+    rest = old & ~region
+    out[rest] = 0
+    out[region] = label
+    if rest.any():
+        path = forest.ancestors(int(node))
+        for a in path[1:]:
+            for s in forest.children(int(a)):
+                if s in path:
+                    continue
+                piece = rest & forest.mask(int(s))
+                if piece.any():
+                    out[piece] = next_id
+                    next_id += 1
+    return out
+
+
+def merge_labels(labels: np.ndarray, ids: Sequence[int], frame: int | None = None) -> np.ndarray:
+    """Give every object in ``ids`` the first id (in one frame, or all frames when ``None``)."""
+    out = labels.copy()
+    view = out if frame is None else out[frame]
+    view[np.isin(view, np.asarray(ids[1:]))] = ids[0]
+    return out
+
+
+def delete_label(labels: np.ndarray, label: int, frame: int | None = None) -> np.ndarray:
+    """Remove object ``label`` (in one frame, or all frames when ``None``)."""
+    out = labels.copy()
+    view = out if frame is None else out[frame]
+    view[view == label] = 0
+    return out
+
+
+def relabel(labels: np.ndarray, old: int, new: int, frame: int | None = None) -> np.ndarray:
+    """Rename object ``old`` to ``new`` (across all frames by default)."""
+    out = labels.copy()
+    view = out if frame is None else out[frame]
+    view[view == old] = new
+    return out
+
+
+# ---------------------------------------------------------------------------------- history
+@dataclass
+class Edit:
+    """Sparse difference between two label arrays of the same shape."""
+
+    name: str
+    index: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+
+
+@dataclass
+class EditHistory:
+    """Undo/redo stacks of sparse label edits."""
+
+    undo_stack: list[Edit] = field(default_factory=list)
+    redo_stack: list[Edit] = field(default_factory=list)
+
+    def record(self, name: str, before: np.ndarray, after: np.ndarray) -> Edit | None:
+        """Store the difference ``before -> after``; clear redo. ``None`` when nothing changed."""
+        idx = np.flatnonzero(before.ravel() != after.ravel())
+        if idx.size == 0:
+            return None
+        edit = Edit(name, idx, before.ravel()[idx].copy(), after.ravel()[idx].copy())
+        self.undo_stack.append(edit)
+        self.redo_stack.clear()
+        log.debug("edit %s: %d pixels", name, idx.size)
+        return edit
+
+    def undo(self, labels: np.ndarray) -> str | None:
+        """Revert the last edit in place on ``labels``; return its name (``None`` if none)."""
+        if not self.undo_stack:
+            return None
+        e = self.undo_stack.pop()
+        labels.flat[e.index] = e.before
+        self.redo_stack.append(e)
+        return e.name
+
+    def redo(self, labels: np.ndarray) -> str | None:
+        """Re-apply the last undone edit in place on ``labels``; return its name."""
+        if not self.redo_stack:
+            return None
+        e = self.redo_stack.pop()
+        labels.flat[e.index] = e.after
+        self.undo_stack.append(e)
+        return e.name
