@@ -310,12 +310,18 @@ class EditHistory:
     undo_stack: list[Edit] = field(default_factory=list)
     redo_stack: list[Edit] = field(default_factory=list)
 
-    def record(self, name: str, before: np.ndarray, after: np.ndarray) -> Edit | None:
-        """Store the difference ``before -> after``; clear redo. ``None`` when nothing changed."""
-        idx = np.flatnonzero(before.ravel() != after.ravel())
-        if idx.size == 0:
+    def record(
+        self, name: str, before: np.ndarray, after: np.ndarray, offset: int = 0
+    ) -> Edit | None:
+        """Store the difference ``before -> after``; clear redo. ``None`` when nothing changed.
+
+        ``offset`` is added to the flat indices: record one frame ``t`` of a stack with
+        ``offset=t * frame.size`` and undo on the whole stack.
+        """
+        local = np.flatnonzero(before.ravel() != after.ravel())
+        if local.size == 0:
             return None
-        edit = Edit(name, idx, before.ravel()[idx].copy(), after.ravel()[idx].copy())
+        edit = Edit(name, local + offset, before.ravel()[local].copy(), after.ravel()[local].copy())
         self.undo_stack.append(edit)
         self.redo_stack.clear()
         log.debug("edit %s: %d pixels", name, idx.size)
