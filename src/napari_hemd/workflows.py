@@ -324,7 +324,7 @@ class EditHistory:
         edit = Edit(name, local + offset, before.ravel()[local].copy(), after.ravel()[local].copy())
         self.undo_stack.append(edit)
         self.redo_stack.clear()
-        log.debug("edit %s: %d pixels", name, idx.size)
+        log.debug("edit %s: %d pixels", name, local.size)
         return edit
 
     def undo(self, labels: np.ndarray) -> str | None:

@@ -1,0 +1,93 @@
+"""Error paths: wrong layer type, a 2D frame where a sequence is needed, cancel, overwrite, read-only."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from napari_hemd._widgets import ExportWidget, InspectorWidget, ProofreadWidget, SegmentWidget
+
+
+def test_only_matching_layers_offered(viewer):
+    seg = SegmentWidget(viewer)
+    names = [c[0] if isinstance(c, tuple) else c for c in seg.prob.choices]
+    assert "nuclei video ground truth" not in [getattr(c, "name", c) for c in seg.prob.choices]
+    assert names  # images are offered
+
+
+def test_wrong_layer_type(viewer, errors):
+    seg = SegmentWidget(viewer)
+    assert seg.run(prob_layer=viewer.layers["nuclei video ground truth"]) is None
+    assert errors and "probability" in errors[-1]
+    insp = InspectorWidget(viewer)
+    assert insp.inspect(0, (5, 5)) == []  # ground truth has no H-EMD result
+    assert "Segment widget" in errors[-1]
+
+
+def test_2d_frame_needs_sequence(viewer, errors):
+    layer = viewer.add_image(np.full((32, 32), 0.9, np.float32), name="one frame")
+    seg = SegmentWidget(viewer)
+    assert seg.run(prob_layer=layer) is None
+    assert "single 2D frame" in errors[-1]
+
+
+def test_cancel_mid_run(viewer, qtbot, errors):
+    big = np.repeat(viewer.layers["nuclei video probability"].data, 4, axis=0)
+    layer = viewer.add_image(big, name="long probability")
+    seg = SegmentWidget(viewer)
+    worker = seg.run(prob_layer=layer)
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        with qtbot.waitSignal(worker.yielded, timeout=60_000):
+            pass
+        seg.cancel()
+    assert "long labels" not in viewer.layers
+    assert seg.run_button.enabled and not errors
+
+
+def test_export_never_overwrites_without_asking(viewer, tmp_path, errors):
+    exp = ExportWidget(viewer)
+    exp.labels.value = viewer.layers["nuclei video ground truth"]
+    exp.format.value = "TIFF stack"
+    out = exp.export(tmp_path / "gt")
+    assert out == tmp_path / "gt.tif" and out.exists()
+    stamp = out.stat().st_mtime_ns
+    exp.confirm_overwrite = lambda p: False
+    assert exp.export(tmp_path / "gt") is None
+    assert out.stat().st_mtime_ns == stamp
+    exp.confirm_overwrite = lambda p: True
+    assert exp.export(tmp_path / "gt") == out
+
+
+@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root ignores permissions")
+def test_export_read_only_folder(viewer, tmp_path, errors):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    exp = ExportWidget(viewer)
+    exp.labels.value = viewer.layers["nuclei video ground truth"]
+    assert exp.export(ro / "out") is None
+    assert "Export failed" in errors[-1]
+
+
+def test_proofread_ops(viewer, errors):
+    lab = np.zeros((2, 8, 8), np.uint32)
+    lab[:, :4] = 1
+    lab[:, 4:] = 2
+    layer = viewer.add_labels(lab, name="toy")
+    pr = ProofreadWidget(viewer)
+    pr.labels.value = layer
+    viewer.dims.current_step = (1, 0, 0)
+    assert pr.merge([1, 2])
+    assert set(np.unique(layer.data[1])) == {1} and set(np.unique(layer.data[0])) == {1, 2}
+    pr.scope.value = "all frames"
+    assert pr.relabel(2, 9) and (layer.data == 9).sum() == 32
+    assert pr.delete([9]) and (layer.data == 9).sum() == 0
+    assert pr.paint_new() == 2 and layer.mode == "paint"
+    assert pr.undo().startswith("delete") and pr.undo().startswith("relabel")
+    assert pr.undo().startswith("merge")
+    np.testing.assert_array_equal(layer.data, lab)
+    assert pr.undo() is None
+    pr.ids.value = "1, x"
+    assert not pr.merge() and "integers" in errors[-1]
