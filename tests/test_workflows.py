@@ -93,3 +93,15 @@ def test_label_edits_and_history():
     assert h.redo(work) == "merge" and np.array_equal(work, m)
     assert h.redo(work) is None
     assert h.record("noop", work, work.copy()) is None
+
+
+def test_workflows_import_no_qt_or_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_hemd.workflows; "
+        "print(sorted({'qtpy', 'napari', 'torch', 'PyQt6'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -33,6 +33,15 @@ def _split_site(res):
     return None
 
 
+def _merge_site(res):
+    """(frame, pixel, parent) for a chosen candidate that has a parent."""
+    for t, (f, s) in enumerate(zip(res.forests, res.selections, strict=True)):
+        for n in s.nodes:
+            if f.parent[n] >= 0:
+                return t, tuple(np.argwhere(f.mask(int(n)))[0]), int(f.parent[n])
+    return None
+
+
 def test_end_to_end(viewer, qtbot, tmp_path, errors):
     pred = PredictWidget(viewer)
     pred.image.value = viewer.layers["nuclei video image"]
@@ -101,12 +110,14 @@ def test_lock_and_rerun(viewer, qtbot, errors):
     res = labels.metadata["hemd_result"]
     insp = InspectorWidget(viewer)
     insp.labels.value = labels
-    t, pix, _, leaf = _split_site(res)
-    insp.inspect(t, pix)
-    insp.use_candidate(0)
+    t, pix, parent = _merge_site(res)
+    rows = insp.inspect(t, pix)
+    row = [r.node for r in rows].index(parent)
+    assert insp.use_candidate(row)  # the parent: merges
     _wait(qtbot, insp.lock_and_rerun())
     res2 = labels.metadata["hemd_result"]
-    assert res2 is not res and leaf in res2.selections[t].nodes
-    insp.level.value = 0.7
-    assert labels.metadata["hemd_locked"][t] == [leaf]
+    assert res2 is not res and parent in res2.selections[t].nodes
+    assert labels.metadata["hemd_locked"][t] == [parent]
+    insp.level.value = 0.7  # previews the cut
+    assert f"{labels.name} preview" in viewer.layers
     assert not errors
