@@ -60,11 +60,18 @@ def test_export_never_overwrites_without_asking(viewer, tmp_path, errors):
     assert exp.export(tmp_path / "gt") == out
 
 
-@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root ignores permissions")
-def test_export_read_only_folder(viewer, tmp_path, errors):
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_export_read_only_folder(viewer, tmp_path, errors, monkeypatch):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
+    if os.geteuid() == 0:  # root ignores permissions: make the write fail as it would
+        from napari_hemd._widgets import export
+
+        def refuse(*args, **kwargs):
+            raise PermissionError(f"[Errno 13] Permission denied: {str(ro)!r}")
+
+        monkeypatch.setattr(export, "write_labels", refuse)
     exp = ExportWidget(viewer)
     exp.labels.value = viewer.layers["nuclei video ground truth"]
     assert exp.export(ro / "out") is None

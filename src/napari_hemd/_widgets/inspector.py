@@ -20,9 +20,24 @@ from napari_hemd._widgets._common import (
     apply_edit,
 )
 from napari_hemd.core.segment import HEMDResult
+from napari_hemd.core.selection import HOW
 from napari_hemd.workflows import PathRow, candidate_path, choose_candidate, next_free_id
 
 log = logging.getLogger(__name__)
+
+#: Matches with an IoU below this are listed as uncertain.
+UNCERTAIN_IOU = 0.5
+
+
+def uncertain_objects(res: HEMDResult, margin: float = UNCERTAIN_IOU) -> list[tuple[int, int]]:
+    """(frame, node) of objects chosen by padding, or matched with an IoU below ``margin``."""
+    out = []
+    for t, s in enumerate(res.selections):
+        for n, how, score in zip(s.nodes, s.how, s.score, strict=True):
+            if how == HOW["padding"] or (how in (HOW["left"], HOW["right"]) and score < margin):
+                out.append((t, int(n)))
+    return out
+
 
 COLUMNS = ("node", "threshold", "area", "mean prob", "chosen", "how", "match", "IoU")
 
@@ -45,14 +60,17 @@ class InspectorWidget(LayerWidget):
         self.use_button = PushButton(text="Use this candidate")
         self.level = FloatSlider(label="preview cut at", value=0.5, min=0.0, max=1.0, step=0.01)
         self.lock_button = PushButton(text="Lock choices and re-run H-EMD")
-        self.extend([self.labels, self.where, table_box, self.use_button, self.level])
-        self.append(self.lock_button)
+        self.next_button = PushButton(text="Next uncertain object")
+        self.extend([self.labels, self.where, self.next_button, table_box, self.use_button])
+        self.extend([self.level, self.lock_button])
+        self._cursor = -1
         self.rows: list[PathRow] = []
         self.frame: int | None = None
         self.pixel: tuple[int, ...] | None = None
         self._hooked: Labels | None = None
         self.use_button.clicked.connect(lambda: self.use_candidate())
         self.lock_button.clicked.connect(lambda: self.lock_and_rerun())
+        self.next_button.clicked.connect(lambda: self.next_uncertain())
         self.level.changed.connect(self.preview_cut)
         self.table.itemSelectionChanged.connect(self._preview_selected)
         self.labels.changed.connect(self._hook)
@@ -172,6 +190,27 @@ class InspectorWidget(LayerWidget):
         locked[self.frame] = [*nodes, node]
         self.inspect(self.frame, self.pixel)
         return changed
+
+    def next_uncertain(self, margin: float = UNCERTAIN_IOU) -> tuple[int, int] | None:
+        """Jump to the next padding-selected or weakly matched object; return (frame, node)."""
+        got = self._result()
+        if got is None:
+            return None
+        _, res = got
+        todo = uncertain_objects(res, margin)
+        if not todo:
+            show_info("Inspector: no uncertain object")
+            return None
+        self._cursor = (self._cursor + 1) % len(todo)
+        frame, node = todo[self._cursor]
+        pix = np.argwhere(res.forests[frame].mask(node))
+        pixel = tuple(int(v) for v in pix[len(pix) // 2])
+        self.viewer.dims.set_current_step(0, frame)
+        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera there
+        (scene.camera if scene is not None else self.viewer.camera).center = pixel
+        self.inspect(frame, pixel)
+        self.select_row([r.node for r in self.rows].index(node))
+        return frame, node
 
     def lock_and_rerun(self):
         """Re-run H-EMD keeping the candidates chosen here, so neighbouring frames follow."""

@@ -15,6 +15,15 @@ log = logging.getLogger(__name__)
 
 CURRENT, ALL = "current frame", "all frames"
 
+#: Shortcuts bound on the edited layer (napari's own Control-Z undoes paint strokes only).
+SHORTCUTS = {
+    "Alt-Z": "undo",
+    "Alt-Shift-Z": "redo",
+    "Alt-M": "merge",
+    "Alt-D": "delete",
+    "Alt-N": "paint_new",
+}
+
 
 def parse_ids(text: str) -> list[int]:
     """``"3, 7 9"`` -> ``[3, 7, 9]``."""
@@ -49,6 +58,16 @@ class ProofreadWidget(LayerWidget):
         self.paint_button.clicked.connect(lambda: self.paint_new())
         self.undo_button.clicked.connect(lambda: self.undo())
         self.redo_button.clicked.connect(lambda: self.redo())
+        self.labels.changed.connect(self.bind_shortcuts)
+        self.bind_shortcuts(self.labels.value)
+
+    def bind_shortcuts(self, layer: Labels | None) -> None:
+        """Bind :data:`SHORTCUTS` on ``layer`` (the edited layer, not every Labels layer)."""
+        if not isinstance(layer, Labels):
+            return
+        for key, method in SHORTCUTS.items():
+            action = getattr(self, method)
+            layer.bind_key(key, lambda _layer, action=action: action(), overwrite=True)
 
     def _target(self) -> tuple[Labels, int | None] | None:
         layer = self.labels.value
