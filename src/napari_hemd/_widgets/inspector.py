@@ -8,7 +8,7 @@ import numpy as np
 from magicgui.widgets import Container, FloatSlider, Label, PushButton
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from napari_hemd._widgets._common import (
     LOCKED_KEY,
@@ -54,7 +54,10 @@ class InspectorWidget(LayerWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setMinimumHeight(180)
+        self.table.setMinimumHeight(220)
+        self.table.setMinimumWidth(480)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         table_box = Container(labels=False)
         table_box.native.layout().addWidget(self.table)
         self.use_button = PushButton(text="Use this candidate")
