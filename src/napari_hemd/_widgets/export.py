@@ -1,4 +1,4 @@
-"""Export dock widget: labels to a CTC result folder, OME-Zarr or TIFF, atomically, never silently over."""
+"""Export dock widget: labels to a CTC result folder, zarr or TIFF, atomically, never silently over."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from napari_hemd.io import write_labels
 log = logging.getLogger(__name__)
 
 #: Format name -> path suffix understood by :func:`napari_hemd.io.write_labels`.
-FORMATS = {"CTC result folder": "", "OME-Zarr": ".zarr", "TIFF stack": ".tif"}
+FORMATS = {"CTC result folder": "", "Zarr": ".zarr", "TIFF stack": ".tif"}
 
 
 def _ask_overwrite(path: Path) -> bool:
