@@ -70,8 +70,11 @@ def test_end_to_end(viewer, qtbot, tmp_path, errors):
     assert insp.table.rowCount() == len(rows)
     before = labels.data.copy()
     obj = int(before[t][pix])
-    insp.select_row(0)  # previews the leaf outline
-    assert f"{labels.name} preview" in viewer.layers
+    insp.table.cellEntered.emit(len(rows) - 1, 0)  # hovering the root row previews it
+    preview = viewer.layers[f"{labels.name} preview"]
+    assert (preview.data[t] > 0).sum() == rows[-1].area
+    insp.select_row(0)  # selecting the leaf previews it
+    assert (preview.data[t] > 0).sum() == rows[0].area
     assert insp.use_candidate(0)  # the child: splits the object
     after = labels.data.copy()
     frame_mask = res.forests[t].mask(leaf)

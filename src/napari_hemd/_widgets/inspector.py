@@ -76,6 +76,8 @@ class InspectorWidget(LayerWidget):
         self.next_button.clicked.connect(lambda: self.next_uncertain())
         self.level.changed.connect(self.preview_cut)
         self.table.itemSelectionChanged.connect(self._preview_selected)
+        self.table.setMouseTracking(True)  # hovering a row previews its candidate
+        self.table.cellEntered.connect(lambda row, _col: self.preview_row(row))
         self.labels.changed.connect(self._hook)
         self._hook(self.labels.value)
 
@@ -146,11 +148,16 @@ class InspectorWidget(LayerWidget):
 
     def _preview_selected(self) -> None:
         rows = self.table.selectionModel().selectedRows()
-        got = self._result() if rows else None
+        if rows:
+            self.preview_row(rows[0].row())
+
+    def preview_row(self, row: int) -> None:
+        """Outline the candidate of table row ``row`` in the preview layer."""
+        got = self._result() if 0 <= row < len(self.rows) else None
         if got is None or self.frame is None:
             return
         layer, res = got
-        node = self.rows[rows[0].row()].node
+        node = self.rows[row].node
         self._preview(res.forests[self.frame].mask(node).astype(np.int32), self.frame, layer)
 
     def preview_cut(self, level: float | None = None) -> None:
