@@ -105,3 +105,37 @@ def test_workflows_import_no_qt_or_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_project_round_trip(tmp_path):
+    from napari_hemd.workflows import load_project, rebuild_workflow, save_project
+
+    prob = _two_blobs()
+    res = run_workflow(segment_workflow(prob, tau=0.5, variant="paper"))
+    hist = EditHistory()
+    edited = delete_label(res.labels, 1)
+    hist.record("merge", res.labels, edited)
+    hist.undo(edited.copy())  # one edit undone: redo stack non-empty
+    hist.record("merge again", res.labels, edited)
+    locked = {1: [int(res.forests[1].roots[0])]}
+    out = save_project(
+        tmp_path / "s.zarr",
+        prob=prob,
+        labels=edited,
+        params=res.params,
+        locked=locked,
+        history=hist,
+    )
+    with pytest.raises(FileExistsError):
+        save_project(out, prob=prob, labels=edited, params=res.params)
+    back = load_project(out)
+    np.testing.assert_array_equal(back["labels"], edited)
+    np.testing.assert_array_equal(back["prob"], prob)
+    assert back["locked"] == locked and back["params"]["tau"] == 0.5
+    assert [e.name for e in back["history"].undo_stack] == ["merge again"]
+    work = back["labels"].copy()
+    assert back["history"].undo(work) == "merge again"
+    np.testing.assert_array_equal(work, res.labels)
+    rebuilt = run_workflow(rebuild_workflow(back["prob"], back["params"], back["locked"]))
+    assert locked[1][0] in rebuilt.selections[1].nodes
+    assert rebuilt.forests[1].n_nodes == res.forests[1].n_nodes

@@ -14,11 +14,14 @@ Imports only numpy and the core at module level: torch is imported when a predic
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -32,11 +35,14 @@ __all__ = [
     "candidate_path",
     "choose_candidate",
     "delete_label",
+    "load_project",
     "merge_labels",
     "next_free_id",
     "predict_workflow",
+    "rebuild_workflow",
     "relabel",
     "run_workflow",
+    "save_project",
     "segment_workflow",
 ]
 
@@ -344,3 +350,113 @@ class EditHistory:
         labels.flat[e.index] = e.after
         self.undo_stack.append(e)
         return e.name
+
+
+# ---------------------------------------------------------------------------------- project
+PROJECT_FORMAT = "napari-hemd project 1"
+
+
+def save_project(
+    folder: str | os.PathLike,
+    *,
+    prob: np.ndarray,
+    labels: np.ndarray,
+    params: dict,
+    locked: dict[int, list[int]] | None = None,
+    history: EditHistory | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Save a proofreading session into a zarr folder, atomically.
+
+    The candidate forests are not stored: they are rebuilt exactly from ``prob`` and ``params``
+    (:func:`rebuild_workflow`), which keeps the folder small.
+
+    Parameters
+    ----------
+    folder : path-like
+        Output ``*.zarr`` folder.
+    prob : (T, ...) float ndarray
+        The probability map that was segmented.
+    labels : (T, ...) integer ndarray
+        The (edited) labels.
+    params : dict
+        Segmentation parameters (JSON-serialisable values are kept).
+    locked : dict, optional
+        Frame -> candidate ids chosen by the user.
+    history : EditHistory, optional
+        Undo/redo stacks, restored by :func:`load_project`.
+    """
+    import zarr
+
+    from napari_hemd.io._atomic import atomic_path
+
+    keep = {k: v for k, v in params.items() if isinstance(v, str | int | float | bool | type(None))}
+    with atomic_path(folder, overwrite=overwrite) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        for name, arr in (("prob", np.asarray(prob)), ("labels", np.asarray(labels))):
+            chunks = (1, *arr.shape[1:]) if arr.ndim > 2 else arr.shape
+            root.create_array(name, data=arr, chunks=chunks)
+        edits = []
+        for stack_name, stack in (
+            ("undo", history.undo_stack if history else []),
+            ("redo", history.redo_stack if history else []),
+        ):
+            for i, e in enumerate(stack):
+                for part in ("index", "before", "after"):
+                    root.create_array(f"{stack_name}_{i}_{part}", data=getattr(e, part))
+                edits.append([stack_name, i, e.name])
+        root.attrs.update(
+            {
+                "format": PROJECT_FORMAT,
+                "params": keep,
+                "locked": {str(k): [int(n) for n in v] for k, v in (locked or {}).items()},
+                "edits": edits,
+            }
+        )
+    return Path(folder)
+
+
+def load_project(folder: str | os.PathLike) -> dict:
+    """Read a folder written by :func:`save_project`.
+
+    Returns
+    -------
+    dict
+        ``prob``, ``labels`` (ndarrays), ``params``, ``locked`` (frame -> list of ids) and
+        ``history`` (:class:`EditHistory`).
+    """
+    import zarr
+
+    root = zarr.open_group(str(folder), mode="r")
+    attrs = dict(root.attrs)
+    if attrs.get("format") != PROJECT_FORMAT:
+        raise ValueError(
+            f"{str(folder)!r} is not a napari-hemd project (format {attrs.get('format')!r})"
+        )
+    history = EditHistory()
+    for stack_name, i, name in attrs.get("edits", []):
+        parts = [
+            np.asarray(root[f"{stack_name}_{i}_{p}"][...]) for p in ("index", "before", "after")
+        ]
+        stack = history.undo_stack if stack_name == "undo" else history.redo_stack
+        stack.append(Edit(name, *parts))
+    return {
+        "prob": np.asarray(root["prob"][...]),
+        "labels": np.asarray(root["labels"][...]),
+        "params": dict(attrs.get("params", {})),
+        "locked": {
+            int(k): list(v) for k, v in json.loads(json.dumps(attrs.get("locked", {}))).items()
+        },
+        "history": history,
+    }
+
+
+_HEMD_KEYS = ("tau", "delta", "iterations", "axis", "connectivity", "min_size", "variant", "link")
+
+
+def rebuild_workflow(
+    prob, params: dict, locked: dict[int, list[int]] | None = None
+) -> Generator[Progress, None, HEMDResult]:
+    """Rebuild the H-EMD result (forests, selections) of a saved session for the inspector."""
+    kwargs = {k: params[k] for k in _HEMD_KEYS if k in params}
+    return (yield from segment_workflow(prob, "hemd", locked=locked or None, **kwargs))
