@@ -53,6 +53,7 @@ def take(out: Path) -> list[Path]:
         ExportWidget,
         InspectorWidget,
         PredictWidget,
+        ProjectWidget,
         ProofreadWidget,
         SegmentWidget,
     )
@@ -126,10 +127,17 @@ def take(out: Path) -> list[Path]:
     viewer.window.remove_dock_widget(d)
 
     exp = ExportWidget(viewer)
-    dock(exp, "Export")
+    d = dock(exp, "Export")
     exp.labels.value = labels
     exp.path.value = Path("~/hemd-result").expanduser()
     shot("export")
+    viewer.window.remove_dock_widget(d)
+
+    proj = ProjectWidget(viewer)
+    dock(proj, "Project")
+    proj.labels.value = labels
+    proj.path.value = Path("~/hemd-session.zarr").expanduser()
+    shot("project")
     viewer.close()
     return saved
 
