@@ -119,6 +119,7 @@ def take(out: Path) -> list[Path]:
     if f"{labels.name} preview" in viewer.layers:
         viewer.layers.remove(f"{labels.name} preview")
 
+    viewer.reset_view()
     pr = ProofreadWidget(viewer)
     d = dock(pr, "Proofread")
     pr.labels.value = labels
