@@ -44,6 +44,7 @@ __all__ = [
     "run_workflow",
     "save_project",
     "segment_workflow",
+    "split_by_seeds",
 ]
 
 log = logging.getLogger(__name__)
@@ -295,6 +296,55 @@ def relabel(labels: np.ndarray, old: int, new: int, frame: int | None = None) ->
     out = labels.copy()
     view = out if frame is None else out[frame]
     view[view == old] = new
+    return out
+
+
+def split_by_seeds(
+    frame: np.ndarray,
+    seeds,
+    next_id: int,
+    prob: np.ndarray | None = None,
+) -> np.ndarray:
+    """Split the object under the first seed into one object per seed (watershed).
+
+    Parameters
+    ----------
+    frame : (Y, X) or (Z, Y, X) integer ndarray
+        Labels of one frame.
+    seeds : (S, frame.ndim) array-like of int
+        Seed pixels; those outside the first seed's object are ignored.
+    next_id : int
+        First id given to the new objects (the first seed keeps the object's id).
+    prob : ndarray, optional
+        Probability of the frame: the split follows its valleys; default: the object's shape
+        (distance to its border).
+
+    Returns
+    -------
+    ndarray
+        The new frame (``frame`` is not modified).
+    """
+    from scipy import ndimage as ndi
+    from skimage.segmentation import watershed
+
+    seeds = np.asarray(seeds, dtype=np.int64).reshape(-1, frame.ndim)
+    if len(seeds) < 2:
+        raise ValueError(f"seeds: need at least 2 seeds to split; got {len(seeds)}")
+    label = int(frame[tuple(seeds[0])])
+    if label == 0:
+        raise ValueError(f"seeds: the first seed {tuple(seeds[0])} is on background")
+    mask = frame == label
+    inside = [tuple(p) for p in seeds if mask[tuple(p)]]
+    if len(inside) < 2:
+        raise ValueError(f"seeds: only {len(inside)} seed(s) lie inside object {label}")
+    markers = np.zeros(frame.shape, np.int32)
+    for i, p in enumerate(inside):
+        markers[p] = i + 1
+    landscape = -ndi.distance_transform_edt(mask) if prob is None else -np.asarray(prob)
+    ws = watershed(landscape, markers, mask=mask)
+    lut = np.array([0, label, *range(next_id, next_id + len(inside) - 1)], dtype=frame.dtype)
+    out = frame.copy()
+    out[mask] = lut[ws[mask]]
     return out
 
 

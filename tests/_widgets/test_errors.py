@@ -98,3 +98,20 @@ def test_proofread_ops(viewer, errors):
     assert pr.undo() is None
     pr.ids.value = "1, x"
     assert not pr.merge() and "integers" in errors[-1]
+
+
+def test_split_by_seeds(viewer, errors):
+    lab = np.zeros((2, 10, 20), np.uint32)
+    lab[:, 2:8, 2:18] = 5
+    layer = viewer.add_labels(lab, name="blob")
+    seeds = viewer.add_points(np.array([[1, 5, 4], [1, 5, 15], [0, 5, 10]]), name="seeds")
+    pr = ProofreadWidget(viewer)
+    pr.labels.value = layer
+    pr.seeds.value = seeds
+    viewer.dims.current_step = (1, 0, 0)
+    assert pr.split()
+    assert set(np.unique(layer.data[1])) == {0, 5, 6} and set(np.unique(layer.data[0])) == {0, 5}
+    assert layer.data[1][5, 4] == 5 and layer.data[1][5, 15] == 6
+    assert pr.undo().startswith("split") and (layer.data == 5).sum() == 2 * 6 * 16
+    viewer.dims.current_step = (0, 0, 0)  # one seed only in frame 0
+    assert not pr.split() and "at least 2" in errors[-1]

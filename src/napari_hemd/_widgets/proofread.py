@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 from magicgui.widgets import ComboBox, LineEdit, PushButton, SpinBox
-from napari.layers import Labels
+from napari.layers import Labels, Points
 from napari.utils.notifications import show_error, show_info
 
 from napari_hemd._widgets._common import LayerWidget, apply_edit, history_of
-from napari_hemd.workflows import merge_labels, next_free_id, relabel
+from napari_hemd.workflows import merge_labels, next_free_id, relabel, split_by_seeds
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ SHORTCUTS = {
     "Alt-M": "merge",
     "Alt-D": "delete",
     "Alt-N": "paint_new",
+    "Alt-S": "split",
 }
 
 
@@ -43,12 +45,15 @@ class ProofreadWidget(LayerWidget):
         self.delete_button = PushButton(text="Delete ids")
         self.relabel_button = PushButton(text="Relabel first id -> new id")
         self.paint_button = PushButton(text="Paint a new object (next free id)")
+        self.seeds = self.layer_combo(Points, "seeds (points)")
+        self.split_button = PushButton(text="Split the object under the seeds")
         self.undo_button = PushButton(text="Undo")
         self.redo_button = PushButton(text="Redo")
         self.extend(
             [
                 self.labels, self.scope, self.ids, self.new_id, self.merge_button,
                 self.delete_button, self.relabel_button, self.paint_button,
+                self.seeds, self.split_button,
                 self.undo_button, self.redo_button,
             ]
         )  # fmt: skip
@@ -56,6 +61,7 @@ class ProofreadWidget(LayerWidget):
         self.delete_button.clicked.connect(lambda: self.delete())
         self.relabel_button.clicked.connect(lambda: self.relabel())
         self.paint_button.clicked.connect(lambda: self.paint_new())
+        self.split_button.clicked.connect(lambda: self.split())
         self.undo_button.clicked.connect(lambda: self.undo())
         self.redo_button.clicked.connect(lambda: self.redo())
         self.labels.changed.connect(self.bind_shortcuts)
@@ -122,6 +128,26 @@ class ProofreadWidget(LayerWidget):
             return False
         new = int(self.new_id.value if new is None else new)
         return self._edit(f"relabel {ids[0]} -> {new}", relabel, ids[0], new)
+
+    def split(self, seeds: Points | None = None) -> bool:
+        """Split the object under the current frame's seed points, one object per seed."""
+        layer = self.labels.value
+        pts = self.seeds.value if seeds is None else seeds
+        if not isinstance(layer, Labels) or not isinstance(pts, Points):
+            show_error("Proofread: choose a labels layer and a points layer with the seeds")
+            return False
+        coords = np.round(np.asarray(pts.data)).astype(np.int64)
+        frame = None
+        if layer.ndim >= 3:
+            frame = int(self.viewer.dims.current_step[0])
+            coords = coords[coords[:, 0] == frame][:, 1:]
+        data = layer.data if frame is None else layer.data[frame]
+        try:
+            new = split_by_seeds(data, coords, next_free_id(layer.data))
+        except (ValueError, IndexError) as e:
+            show_error(f"Proofread: cannot split: {e}")
+            return False
+        return apply_edit(layer, f"split by {len(coords)} seeds", new, frame)
 
     def paint_new(self) -> int | None:
         """Switch the layer to painting with the next free id."""
