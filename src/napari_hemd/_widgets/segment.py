@@ -82,7 +82,7 @@ class SegmentWidget(LayerWidget):
             return None
         method = self.method.value
         params = self.params()
-        ndim = layer.data.ndim
+        ndim = layer.ndim
         if method == "hemd" and ndim < 3:
             show_error(
                 f"Segment: H-EMD matches candidates across frames; {layer.name!r} is a single "
@@ -95,7 +95,9 @@ class SegmentWidget(LayerWidget):
             kwargs = dict(params, locked=locked)
         else:
             kwargs = {k: v for k, v in params.items() if k not in ("variant", "iterations")}
-        gen = segment_workflow(np.asarray(layer.data), method, **kwargs)
+        # zarr / dask data stay lazy: H-EMD reads one frame at a time
+        data = layer.data[0] if layer.multiscale else layer.data
+        gen = segment_workflow(data, method, **kwargs)
         name = f"{base_name(layer.name)} labels"
         saved = dict(params, method=method, **{SOURCE_KEY: layer.name})
         saved[MODEL_KEY] = layer.metadata.get(MODEL_KEY)
