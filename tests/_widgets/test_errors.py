@@ -115,3 +115,42 @@ def test_split_by_seeds(viewer, errors):
     assert pr.undo().startswith("split") and (layer.data == 5).sum() == 2 * 6 * 16
     viewer.dims.current_step = (0, 0, 0)  # one seed only in frame 0
     assert not pr.split() and "at least 2" in errors[-1]
+
+
+def test_failed_run_keeps_previous_labels(viewer, qtbot, errors, monkeypatch):
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    before = labels.data.copy()
+    result = labels.metadata["hemd_result"]
+
+    import napari_hemd.workflows as wf
+
+    def crash(*args, progress=None, **kwargs):
+        progress("forests", 1, 12)
+        raise MemoryError("out of memory in frame 2")
+
+    monkeypatch.setattr(wf, "hemd", crash)
+    with qtbot.waitSignal(seg.run().finished, timeout=60_000):
+        pass
+    assert errors and "out of memory" in errors[-1]
+    np.testing.assert_array_equal(labels.data, before)
+    assert labels.metadata["hemd_result"] is result
+
+
+def test_cancel_predict(viewer, qtbot, errors):
+    from napari_hemd._widgets import PredictWidget
+
+    big = np.repeat(viewer.layers["nuclei video image"].data, 3, axis=0)
+    layer = viewer.add_image(big, name="long")
+    pred = PredictWidget(viewer)
+    pred.image.value = layer
+    worker = pred.run()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        with qtbot.waitSignal(worker.yielded, timeout=60_000):
+            pass
+        pred.cancel()
+    assert "long probability" not in viewer.layers
+    assert not errors

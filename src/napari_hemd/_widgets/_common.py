@@ -90,8 +90,6 @@ class LayerWidget(Container):
         def drain():
             return (yield from gen)
 
-        worker = create_worker(drain, _start_thread=False)
-
         def on_yield(event) -> None:
             stage, done, total = event
             if pbr.total != total:
@@ -110,9 +108,10 @@ class LayerWidget(Container):
             cancel_button.enabled = False
             self._worker = None
 
+        # errors go to a notification, not re-raised in the Qt event loop
+        worker = create_worker(drain, _start_thread=False, _connect={"errored": on_error})
         worker.yielded.connect(on_yield)
         worker.returned.connect(on_result)
-        worker.errored.connect(on_error)
         worker.aborted.connect(gen.close)  # stops the computation at its next progress report
         worker.finished.connect(on_finished)
         run_button.enabled = False
