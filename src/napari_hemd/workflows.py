@@ -129,7 +129,8 @@ def predict_workflow(
     Returns
     -------
     dict of str to ndarray
-        Each output stacked like ``image`` (``(T, Y, X)`` or ``(Y, X)``), float32.
+        Each output stacked like ``image`` (``(T, Y, X)`` or ``(Y, X)``; affinities
+        ``(T, C, Y, X)``), float32 except integer ``instances``.
     """
     from napari_hemd.models import iter_predict, load_model
 
@@ -143,7 +144,8 @@ def predict_workflow(
     frames: dict[str, list[np.ndarray]] = {}
     for t, maps in iter_predict(model, image, outputs=outputs, tile=tile, device=device):
         for k, v in maps.items():
-            frames.setdefault(k, []).append(np.asarray(v, dtype=np.float32))
+            keep = k == "instances"  # labels keep their integer dtype
+            frames.setdefault(k, []).append(np.asarray(v) if keep else np.asarray(v, np.float32))
         yield ("predict", t + 1, n)
     out = {k: np.stack(v) for k, v in frames.items()}
     if len(shape) == 2:

@@ -154,3 +154,22 @@ def test_cancel_predict(viewer, qtbot, errors):
         pred.cancel()
     assert "long probability" not in viewer.layers
     assert not errors
+
+
+def test_predict_affinity_outputs(viewer, qtbot, errors):
+    from napari_hemd._widgets import PredictWidget
+
+    layer = viewer.add_image(viewer.layers["nuclei video image"].data[:2, :96, :96], name="crop")
+    pred = PredictWidget(viewer)
+    pred.image.value = layer
+    pred.affinity.value = True
+    assert pred.run() is None and "not an affinity model" in errors[-1]  # nuclei-fluo is a U-Net
+    errors.clear()
+    pred.model.value = "nuclei-affinity"
+    with qtbot.waitSignal(pred.run().finished, timeout=120_000):
+        pass
+    assert not errors
+    affs = viewer.layers["crop affinities"].data
+    assert affs.ndim == 4 and affs.shape[0] == 2 and affs.shape[2:] == (96, 96)
+    inst = viewer.layers["crop mutex instances"]
+    assert inst.data.shape == (2, 96, 96) and inst.data.dtype == np.uint32

@@ -23,6 +23,12 @@ def _shipped() -> list[str]:
     return list(SHIPPED_MODELS)
 
 
+def _shipped_kinds() -> dict[str, str]:
+    from napari_hemd.models.registry import SHIPPED_MODELS
+
+    return {name: m.kind for name, m in SHIPPED_MODELS.items()}
+
+
 class PredictWidget(LayerWidget):
     """Predict foreground (and optionally boundary) probabilities with a shipped or saved model."""
 
@@ -34,6 +40,9 @@ class PredictWidget(LayerWidget):
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
         self.tile = SpinBox(label="tile", value=512, min=0, max=4096, step=32)
         self.boundary = CheckBox(label="boundary layer too", value=False)
+        self.affinity = CheckBox(
+            label="affinities + Mutex instances (affinity models)", value=False
+        )
         self.run_button = PushButton(text="Predict")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.extend(
@@ -44,6 +53,7 @@ class PredictWidget(LayerWidget):
                 self.device,
                 self.tile,
                 self.boundary,
+                self.affinity,
                 self.run_button,
                 self.cancel_button,
             ]
@@ -68,6 +78,13 @@ class PredictWidget(LayerWidget):
                 show_error(f"Predict: model file {str(model)!r} does not exist")
                 return None
         outputs = ("foreground", "boundary") if self.boundary.value else ("foreground",)
+        if self.affinity.value:
+            shipped = _shipped_kinds()
+            if isinstance(model, str) and shipped.get(model) != "affinity":
+                affinity = [k for k, v in shipped.items() if v == "affinity"]
+                show_error(f"Predict: {model!r} is not an affinity model; use one of {affinity}")
+                return None
+            outputs = (*outputs, "affinities", "instances")
         device = None if self.device.value == "auto" else self.device.value
         gen = predict_workflow(
             layer.data, model, outputs=outputs, tile=int(self.tile.value), device=device
@@ -86,6 +103,25 @@ class PredictWidget(LayerWidget):
                 blending="additive",
                 metadata=dict(meta),
             )
+            if "affinities" in maps:
+                add_or_update(
+                    self.viewer,
+                    maps["affinities"],
+                    f"{name} affinities",
+                    colormap="gray",
+                    contrast_limits=(0.0, 1.0),
+                    visible=False,
+                    metadata=dict(meta),
+                )
+            if "instances" in maps:
+                add_or_update(
+                    self.viewer,
+                    maps["instances"].astype("uint32"),
+                    f"{name} mutex instances",
+                    kind="labels",
+                    visible=False,
+                    metadata=dict(meta),
+                )
             if "boundary" in maps:
                 add_or_update(
                     self.viewer,
