@@ -124,3 +124,21 @@ def test_lock_and_rerun(viewer, qtbot, errors):
     insp.level.value = 0.7  # previews the cut
     assert f"{labels.name} preview" in viewer.layers
     assert not errors
+
+
+def test_rerun_is_undoable(viewer, qtbot, errors):
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["nuclei video labels"]
+    first = labels.data.copy()
+    seg.tau.value = 0.8
+    _wait(qtbot, seg.run())
+    assert viewer.layers["nuclei video labels"] is labels
+    assert labels.metadata["hemd_params"]["tau"] == 0.8
+    assert not np.array_equal(labels.data, first)
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = labels
+    assert proof.undo().startswith("segment")
+    np.testing.assert_array_equal(labels.data, first)
+    assert not errors

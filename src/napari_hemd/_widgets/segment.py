@@ -18,6 +18,7 @@ from napari_hemd._widgets._common import (
     SOURCE_KEY,
     LayerWidget,
     add_or_update,
+    apply_edit,
     base_name,
 )
 from napari_hemd.core.segment import METHODS, HEMDResult, _restore_axis
@@ -107,19 +108,21 @@ class SegmentWidget(LayerWidget):
             labels = res.labels if res is not None else result
             if res is not None:
                 labels = _restore_axis(labels, ndim, params["axis"])
-            meta = {
-                PARAMS_KEY: saved,
-                RESULT_KEY: res,
-                LOCKED_KEY: dict(locked or {}),
-                HISTORY_KEY: None,  # a fresh run starts a fresh undo history
-            }
-            out = add_or_update(
-                self.viewer,
-                np.ascontiguousarray(labels, dtype=np.uint32),
-                name,
-                kind="labels",
-                metadata=meta,
-            )
+            meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
+            labels = np.ascontiguousarray(labels, dtype=np.uint32)
+            old = self.viewer.layers[name] if name in self.viewer.layers else None
+            if (
+                isinstance(old, Labels)
+                and old.data.shape == labels.shape
+                and old.data.dtype == labels.dtype
+            ):
+                # a re-run is one more edit: Undo brings the previous labels back
+                apply_edit(old, f"segment ({method})", labels)
+                old.metadata.update(meta)
+                out = old
+            else:
+                meta[HISTORY_KEY] = None  # a new layer starts a fresh undo history
+                out = add_or_update(self.viewer, labels, name, kind="labels", metadata=meta)
             n = len(np.unique(out.data)) - 1
             show_info(f"Segment: {n} objects in {name!r}")
 
