@@ -191,12 +191,13 @@ class InspectorWidget(LayerWidget):
         )
         changed = apply_edit(layer, f"use candidate {node} (frame {self.frame})", new, self.frame)
         locked = layer.metadata.setdefault(LOCKED_KEY, {})
+        forest = res.forests[self.frame]
+        # a new choice replaces earlier locks it overlaps (its ancestors and descendants)
         nodes = [
-            n
+            int(n)
             for n in locked.get(self.frame, [])
-            if not (node <= n < res.forests[self.frame].end[node])
+            if not (forest.is_ancestor(node, n) or forest.is_ancestor(n, node))
         ]
-        nodes = [n for n in nodes if not res.forests[self.frame].is_ancestor(n, node)]
         locked[self.frame] = [*nodes, node]
         self.inspect(self.frame, self.pixel)
         return changed
