@@ -42,6 +42,14 @@ def uncertain_objects(res: HEMDResult, margin: float = UNCERTAIN_IOU) -> list[tu
 COLUMNS = ("node", "threshold", "area", "mean prob", "chosen", "how", "match", "IoU")
 
 
+def _match_text(row: PathRow, frame: int) -> str:
+    """``"t4 #161"``: the frame and node the candidate was matched to (matched left = t - 1)."""
+    if row.partner < 0:
+        return ""
+    other = frame - 1 if row.how == "left" else frame + 1 if row.how == "right" else None
+    return f"#{row.partner}" if other is None else f"t{other} #{row.partner}"
+
+
 class InspectorWidget(LayerWidget):
     """Click a pixel of an H-EMD labels layer to see, and change, what H-EMD chose there."""
 
@@ -135,7 +143,7 @@ class InspectorWidget(LayerWidget):
         for i, r in enumerate(self.rows):
             cells = (
                 r.node, f"{r.threshold:.2f}", r.area, f"{r.mean_prob:.3f}",
-                "yes" if r.chosen else "", r.how, "" if r.partner < 0 else r.partner,
+                "yes" if r.chosen else "", r.how, _match_text(r, frame),
                 f"{r.score:.2f}" if r.score else "",
             )  # fmt: skip
             for j, c in enumerate(cells):
