@@ -1,0 +1,113 @@
+"""npe2 reader and writer hooks over :mod:`napari_hemd.io` (no Qt).
+
+Readers: TIFF stacks, ``.npy``, zarr / OME-Zarr (lazy), folders of TIFF frames (CTC sequences, with
+their ``_GT``/``_ST`` masks as Labels layers) and CTC result folders (``maskTTT.tif``).
+Writers: a Labels layer to a zarr store, a TIFF stack or a CTC result folder, atomically and never
+over an existing output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+LayerData = tuple  # (data, metadata, layer type)
+
+
+def _stack_frames(frames: dict[int, np.ndarray], n: int | None) -> np.ndarray:
+    """Dict of frame index -> mask to a (T, ...) stack with empty frames where missing."""
+    first = next(iter(frames.values()))
+    n = max(frames) + 1 if n is None else n
+    out = np.zeros((n, *first.shape), dtype=first.dtype)
+    for t, m in frames.items():
+        if t < n:
+            out[t] = m
+    return out
+
+
+def _is_ctc_result(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("mask*.tif"))
+
+
+def _read(path: str | os.PathLike) -> list[LayerData]:
+    from napari_hemd.io import read_ctc_sequence, read_stack
+
+    path = Path(path)
+    name = path.stem if path.suffix else path.name
+    if _is_ctc_result(path):
+        return [(read_stack(path), {"name": f"{name} labels"}, "labels")]
+    if path.is_dir() and not path.suffix:
+        seq = read_ctc_sequence(path, lazy=True)
+        n = None if seq.raw is None else seq.raw.shape[0]
+        layers: list[LayerData] = []
+        if seq.raw is not None:
+            layers.append((seq.raw, {"name": name, "colormap": "gray"}, "image"))
+        for key, frames in (("GT", seq.gt_seg), ("ST", seq.st_seg)):
+            if frames:
+                layers.append((_stack_frames(frames, n), {"name": f"{name} {key}"}, "labels"))
+        return layers
+    data = read_stack(path, lazy=path.suffix.lower() == ".zarr")
+    kind = (
+        "labels" if np.issubdtype(data.dtype, np.integer) and _looks_like_labels(path) else "image"
+    )
+    return [(data, {"name": name}, kind)]
+
+
+def _looks_like_labels(path: Path) -> bool:
+    low = path.name.lower()
+    return any(w in low for w in ("label", "mask", "seg")) or path.suffix.lower() == ".zarr"
+
+
+def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
+    """npe2 reader: a function reading ``path`` into layer data, or ``None`` if not ours."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in (".tif", ".tiff", ".zarr", ".npy"):
+        return lambda q: _read(q[0] if isinstance(q, list) else q)
+    if p.is_dir() and (_is_ctc_result(p) or any(p.glob("*.tif"))):
+        return lambda q: _read(q[0] if isinstance(q, list) else q)
+    if not p.exists() and (p.parent / f"{p.name}_GT").is_dir():
+        return lambda q: _read(q[0] if isinstance(q, list) else q)
+    return None
+
+
+def _write(path: str, data, meta: dict, suffix: str) -> list[str]:
+    from napari_hemd.io import write_labels
+
+    p = Path(path)
+    if suffix == "":
+        p = p.with_suffix("") if p.suffix.lower() in (".ctc", ".tif", ".zarr") else p
+    elif p.suffix.lower() != suffix:
+        p = p.with_name(p.name + suffix)
+    arr = np.asarray(data)
+    if suffix == "" and arr.ndim == 2:
+        arr = arr[None]
+    params = meta.get("metadata", {}).get("hemd_params") or {}
+    keep = {k: v for k, v in params.items() if isinstance(v, str | int | float | bool | type(None))}
+    write_labels(arr, p, overwrite=False, metadata={"napari_hemd": keep} if keep else None)
+    return [str(p)]
+
+
+def write_zarr(path: str, data, meta: dict) -> list[str]:
+    """npe2 writer: Labels layer -> zarr store (chunked per frame)."""
+    return _write(path, data, meta, ".zarr")
+
+
+def write_tiff(path: str, data, meta: dict) -> list[str]:
+    """npe2 writer: Labels layer -> multi-page TIFF."""
+    return _write(path, data, meta, ".tif")
+
+
+def write_ctc(path: str, data, meta: dict) -> list[str]:
+    """npe2 writer: Labels layer -> CTC result folder (``maskTTT.tif`` + ``res_track.txt``)."""
+    return _write(path, data, meta, "")

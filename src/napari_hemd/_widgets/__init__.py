@@ -1,0 +1,19 @@
+"""napari dock widgets (magicgui / Qt): thin layers over :mod:`napari_hemd.workflows`."""
+
+from __future__ import annotations
+
+from napari_hemd._widgets.export import ExportWidget
+from napari_hemd._widgets.inspector import InspectorWidget
+from napari_hemd._widgets.predict import PredictWidget
+from napari_hemd._widgets.project import ProjectWidget
+from napari_hemd._widgets.proofread import ProofreadWidget
+from napari_hemd._widgets.segment import SegmentWidget
+
+__all__ = [
+    "ExportWidget",
+    "InspectorWidget",
+    "PredictWidget",
+    "ProjectWidget",
+    "ProofreadWidget",
+    "SegmentWidget",
+]

@@ -1,0 +1,254 @@
+"""Candidate forest inspector: the leaf-to-root path under a click, candidate swaps, level preview."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from magicgui.widgets import Container, FloatSlider, Label, PushButton
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+
+from napari_hemd._widgets._common import (
+    LOCKED_KEY,
+    PARAMS_KEY,
+    RESULT_KEY,
+    SOURCE_KEY,
+    LayerWidget,
+    add_or_update,
+    apply_edit,
+)
+from napari_hemd.core.segment import HEMDResult
+from napari_hemd.core.selection import HOW
+from napari_hemd.workflows import PathRow, candidate_path, choose_candidate, next_free_id
+
+log = logging.getLogger(__name__)
+
+#: Matches with an IoU below this are listed as uncertain.
+UNCERTAIN_IOU = 0.5
+
+
+def uncertain_objects(res: HEMDResult, margin: float = UNCERTAIN_IOU) -> list[tuple[int, int]]:
+    """(frame, node) of objects chosen by padding, or matched with an IoU below ``margin``."""
+    out = []
+    for t, s in enumerate(res.selections):
+        for n, how, score in zip(s.nodes, s.how, s.score, strict=True):
+            if how == HOW["padding"] or (how in (HOW["left"], HOW["right"]) and score < margin):
+                out.append((t, int(n)))
+    return out
+
+
+COLUMNS = ("node", "threshold", "area", "mean prob", "chosen", "how", "match", "IoU")
+
+
+def _match_text(row: PathRow, frame: int) -> str:
+    """``"t4 #161"``: the frame and node the candidate was matched to (matched left = t - 1)."""
+    if row.partner < 0:
+        return ""
+    other = frame - 1 if row.how == "left" else frame + 1 if row.how == "right" else None
+    return f"#{row.partner}" if other is None else f"t{other} #{row.partner}"
+
+
+class InspectorWidget(LayerWidget):
+    """Click a pixel of an H-EMD labels layer to see, and change, what H-EMD chose there."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__(napari_viewer, labels=True)
+        self.labels = self.layer_combo(Labels, "labels", lambda ly: RESULT_KEY in ly.metadata)
+        self.where = Label(value="click an object (or any pixel) in the labels layer")
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setMinimumHeight(220)
+        self.table.setMinimumWidth(480)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        table_box = Container(labels=False)
+        table_box.native.layout().addWidget(self.table)
+        self.use_button = PushButton(text="Use this candidate")
+        self.level = FloatSlider(label="preview cut at", value=0.5, min=0.0, max=1.0, step=0.01)
+        self.lock_button = PushButton(text="Lock choices and re-run H-EMD")
+        self.next_button = PushButton(text="Next uncertain object")
+        self.extend([self.labels, self.where, self.next_button, table_box, self.use_button])
+        self.extend([self.level, self.lock_button])
+        self._cursor = -1
+        self.rows: list[PathRow] = []
+        self.frame: int | None = None
+        self.pixel: tuple[int, ...] | None = None
+        self._hooked: Labels | None = None
+        self.use_button.clicked.connect(lambda: self.use_candidate())
+        self.lock_button.clicked.connect(lambda: self.lock_and_rerun())
+        self.next_button.clicked.connect(lambda: self.next_uncertain())
+        self.level.changed.connect(self.preview_cut)
+        self.table.itemSelectionChanged.connect(self._preview_selected)
+        self.table.setMouseTracking(True)  # hovering a row previews its candidate
+        self.table.cellEntered.connect(lambda row, _col: self.preview_row(row))
+        self.labels.changed.connect(self._hook)
+        self._hook(self.labels.value)
+
+    # ------------------------------------------------------------------ helpers
+    def _hook(self, layer: Labels | None) -> None:
+        """Follow clicks on the chosen labels layer."""
+        if self._hooked is not None and self._on_click in self._hooked.mouse_drag_callbacks:
+            self._hooked.mouse_drag_callbacks.remove(self._on_click)
+        self._hooked = layer
+        if layer is not None:
+            layer.mouse_drag_callbacks.append(self._on_click)
+
+    def _on_click(self, layer: Labels, event) -> None:
+        if layer.mode != "pan_zoom":
+            return  # painting / picking: not an inspection click
+        coord = np.round(layer.world_to_data(event.position)).astype(int)
+        if layer.ndim >= 3:
+            self.inspect(int(coord[0]), tuple(coord[1:]))
+
+    def _result(self) -> tuple[Labels, HEMDResult] | None:
+        layer = self.labels.value
+        res = getattr(layer, "metadata", {}).get(RESULT_KEY)
+        if not isinstance(res, HEMDResult):
+            show_error("Inspector: choose a labels layer made by the Segment widget with H-EMD")
+            return None
+        if layer.ndim == 3 and res.params.get("axis", 0) % 3 != 0:
+            show_error("Inspector: only frames along axis 0 are supported")
+            return None
+        return layer, res
+
+    def _preview(self, data: np.ndarray, frame: int, layer: Labels) -> None:
+        full = np.zeros(layer.data.shape, dtype=np.int32)
+        full[frame] = data
+        name = f"{layer.name} preview"
+        prev = add_or_update(self.viewer, full, name, kind="labels", opacity=0.9)
+        prev.contour = 1
+        self.viewer.layers.selection.active = layer
+
+    # ------------------------------------------------------------------ actions
+    def inspect(self, frame: int, pixel: tuple[int, ...]) -> list[PathRow]:
+        """Fill the table with the leaf-to-root path through ``pixel`` of ``frame``."""
+        got = self._result()
+        if got is None:
+            return []
+        layer, res = got
+        if not 0 <= frame < len(res.forests) or any(
+            not 0 <= p < s for p, s in zip(pixel, res.forests[frame].shape, strict=True)
+        ):
+            return []
+        self.frame, self.pixel = frame, tuple(int(p) for p in pixel)
+        self.rows = candidate_path(res.forests[frame], res.selections[frame], self.pixel)
+        obj = int(layer.data[frame][self.pixel])
+        self.where.value = f"frame {frame}, pixel {self.pixel}, object {obj or 'none'}"
+        self.table.setRowCount(len(self.rows))
+        for i, r in enumerate(self.rows):
+            cells = (
+                r.node, f"{r.threshold:.2f}", r.area, f"{r.mean_prob:.3f}",
+                "yes" if r.chosen else "", r.how, _match_text(r, frame),
+                f"{r.score:.2f}" if r.score else "",
+            )  # fmt: skip
+            for j, c in enumerate(cells):
+                self.table.setItem(i, j, QTableWidgetItem(str(c)))
+        return self.rows
+
+    def select_row(self, i: int) -> None:
+        """Select (and preview) row ``i`` of the path."""
+        self.table.selectRow(i)
+
+    def _preview_selected(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if rows:
+            self.preview_row(rows[0].row())
+
+    def preview_row(self, row: int) -> None:
+        """Outline the candidate of table row ``row`` in the preview layer."""
+        got = self._result() if 0 <= row < len(self.rows) else None
+        if got is None or self.frame is None:
+            return
+        layer, res = got
+        node = self.rows[row].node
+        self._preview(res.forests[self.frame].mask(node).astype(np.int32), self.frame, layer)
+
+    def preview_cut(self, level: float | None = None) -> None:
+        """Preview the current frame cut at ``level`` (all candidates at that threshold)."""
+        got = self._result()
+        if got is None:
+            return
+        layer, res = got
+        frame = self.frame if self.frame is not None else int(self.viewer.dims.current_step[0])
+        self._preview(
+            res.forests[frame].cut(self.level.value if level is None else level), frame, layer
+        )
+
+    def use_candidate(self, row: int | None = None) -> bool:
+        """Replace the clicked object by the candidate of ``row`` (default: the selected row)."""
+        got = self._result()
+        if got is None or self.frame is None:
+            return False
+        if row is None:
+            sel = self.table.selectionModel().selectedRows()
+            if not sel:
+                show_error("Inspector: select a candidate in the table first")
+                return False
+            row = sel[0].row()
+        layer, res = got
+        node = self.rows[row].node
+        frame = layer.data[self.frame]
+        label = int(frame[self.pixel]) or next_free_id(layer.data)
+        new = choose_candidate(
+            frame, res.forests[self.frame], node, label, next_free_id(layer.data)
+        )
+        changed = apply_edit(layer, f"use candidate {node} (frame {self.frame})", new, self.frame)
+        locked = layer.metadata.setdefault(LOCKED_KEY, {})
+        forest = res.forests[self.frame]
+        # a new choice replaces earlier locks it overlaps (its ancestors and descendants)
+        nodes = [
+            int(n)
+            for n in locked.get(self.frame, [])
+            if not (forest.is_ancestor(node, n) or forest.is_ancestor(n, node))
+        ]
+        locked[self.frame] = [*nodes, node]
+        self.inspect(self.frame, self.pixel)
+        return changed
+
+    def next_uncertain(self, margin: float = UNCERTAIN_IOU) -> tuple[int, int] | None:
+        """Jump to the next padding-selected or weakly matched object; return (frame, node)."""
+        got = self._result()
+        if got is None:
+            return None
+        _, res = got
+        todo = uncertain_objects(res, margin)
+        if not todo:
+            show_info("Inspector: no uncertain object")
+            return None
+        self._cursor = (self._cursor + 1) % len(todo)
+        frame, node = todo[self._cursor]
+        pix = np.argwhere(res.forests[frame].mask(node))
+        pixel = tuple(int(v) for v in pix[len(pix) // 2])
+        self.viewer.dims.set_current_step(0, frame)
+        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera there
+        (scene.camera if scene is not None else self.viewer.camera).center = pixel
+        self.inspect(frame, pixel)
+        self.select_row([r.node for r in self.rows].index(node))
+        return frame, node
+
+    def lock_and_rerun(self):
+        """Re-run H-EMD keeping the candidates chosen here, so neighbouring frames follow."""
+        got = self._result()
+        if got is None:
+            return None
+        layer, _ = got
+        locked = layer.metadata.get(LOCKED_KEY) or {}
+        if not locked:
+            show_info("Inspector: no candidate chosen yet; nothing to lock")
+            return None
+        src = layer.metadata.get(PARAMS_KEY, {}).get(SOURCE_KEY)
+        prob = self.viewer.layers[src] if src in self.viewer.layers else None
+        if not isinstance(prob, Image):
+            show_error(f"Inspector: the probability layer {src!r} is gone")
+            return None
+        from napari_hemd._widgets.segment import SegmentWidget
+
+        seg = getattr(self, "_segment", None) or SegmentWidget(self.viewer)
+        self._segment = seg
+        seg.restore(layer)
+        return seg.run(locked={int(k): list(v) for k, v in locked.items()}, prob_layer=prob)

@@ -1,0 +1,137 @@
+"""Predict dock widget: image layer + model -> ``<name> probability`` layer."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton, SpinBox
+from napari.layers import Image
+from napari.utils.notifications import show_error
+
+from napari_hemd._widgets._common import MODEL_KEY, LayerWidget, add_or_update, base_name
+from napari_hemd.workflows import predict_workflow
+
+log = logging.getLogger(__name__)
+
+FROM_FILE = "model file..."
+
+
+def _shipped() -> list[str]:
+    from napari_hemd.models.registry import SHIPPED_MODELS
+
+    return list(SHIPPED_MODELS)
+
+
+def _shipped_kinds() -> dict[str, str]:
+    from napari_hemd.models.registry import SHIPPED_MODELS
+
+    return {name: m.kind for name, m in SHIPPED_MODELS.items()}
+
+
+class PredictWidget(LayerWidget):
+    """Predict foreground (and optionally boundary) probabilities with a shipped or saved model."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__(napari_viewer, labels=True)
+        self.image = self.layer_combo(Image, "image")
+        self.model = ComboBox(label="model", choices=[*_shipped(), FROM_FILE])
+        self.model_file = FileEdit(label="model file", filter="*.pt", visible=False)
+        self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
+        self.tile = SpinBox(label="tile", value=512, min=0, max=4096, step=32)
+        self.boundary = CheckBox(label="boundary layer too", value=False)
+        self.affinity = CheckBox(
+            label="affinities + Mutex instances (affinity models)", value=False
+        )
+        self.run_button = PushButton(text="Predict")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.extend(
+            [
+                self.image,
+                self.model,
+                self.model_file,
+                self.device,
+                self.tile,
+                self.boundary,
+                self.affinity,
+                self.run_button,
+                self.cancel_button,
+            ]
+        )
+        self.model.changed.connect(lambda v: setattr(self.model_file, "visible", v == FROM_FILE))
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+
+    def run(self):
+        """Start the prediction; returns the worker (``None`` on invalid input)."""
+        layer = self.image.value
+        if not isinstance(layer, Image):
+            show_error("Predict: choose an image layer")
+            return None
+        if layer.rgb or layer.ndim not in (2, 3):
+            show_error(f"Predict: {layer.name!r} must be a 2D image or a 2D+t stack (grayscale)")
+            return None
+        model = self.model.value
+        if model == FROM_FILE:
+            model = Path(self.model_file.value)
+            if not model.is_file():
+                show_error(f"Predict: model file {str(model)!r} does not exist")
+                return None
+        outputs = ("foreground", "boundary") if self.boundary.value else ("foreground",)
+        if self.affinity.value:
+            shipped = _shipped_kinds()
+            if isinstance(model, str) and shipped.get(model) != "affinity":
+                affinity = [k for k, v in shipped.items() if v == "affinity"]
+                show_error(f"Predict: {model!r} is not an affinity model; use one of {affinity}")
+                return None
+            outputs = (*outputs, "affinities", "instances")
+        device = None if self.device.value == "auto" else self.device.value
+        gen = predict_workflow(
+            layer.data, model, outputs=outputs, tile=int(self.tile.value), device=device
+        )
+        name = base_name(layer.name)
+        meta = {MODEL_KEY: str(model), "hemd_source": layer.name}
+
+        def done(maps: dict) -> None:
+            add_or_update(
+                self.viewer,
+                maps["foreground"],
+                f"{name} probability",
+                colormap="magma",
+                contrast_limits=(0.0, 1.0),
+                opacity=0.6,
+                blending="additive",
+                metadata=dict(meta),
+            )
+            if "affinities" in maps:
+                add_or_update(
+                    self.viewer,
+                    maps["affinities"],
+                    f"{name} affinities",
+                    colormap="gray",
+                    contrast_limits=(0.0, 1.0),
+                    visible=False,
+                    metadata=dict(meta),
+                )
+            if "instances" in maps:
+                add_or_update(
+                    self.viewer,
+                    maps["instances"].astype("uint32"),
+                    f"{name} mutex instances",
+                    kind="labels",
+                    visible=False,
+                    metadata=dict(meta),
+                )
+            if "boundary" in maps:
+                add_or_update(
+                    self.viewer,
+                    maps["boundary"],
+                    f"{name} boundary",
+                    colormap="cyan",
+                    contrast_limits=(0.0, 1.0),
+                    blending="additive",
+                    visible=False,
+                    metadata=dict(meta),
+                )
+
+        return self.run_workflow(gen, done, self.run_button, self.cancel_button, "Predict")

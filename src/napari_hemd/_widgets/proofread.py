@@ -1,0 +1,182 @@
+"""Proofread dock widget: merge, delete, relabel, paint with the next free id, undo/redo."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from magicgui.widgets import ComboBox, LineEdit, PushButton, SpinBox
+from napari.layers import Labels, Points
+from napari.utils.notifications import show_error, show_info
+
+from napari_hemd._widgets._common import LayerWidget, apply_edit, history_of
+from napari_hemd.workflows import merge_labels, next_free_id, relabel, split_by_seeds
+
+log = logging.getLogger(__name__)
+
+CURRENT, ALL = "current frame", "all frames"
+
+#: Shortcuts bound on the edited layer (napari's own Control-Z undoes paint strokes only).
+SHORTCUTS = {
+    "Alt-Z": "undo",
+    "Alt-Shift-Z": "redo",
+    "Alt-M": "merge",
+    "Alt-D": "delete",
+    "Alt-N": "paint_new",
+    "Alt-S": "split",
+}
+
+
+def parse_ids(text: str) -> list[int]:
+    """``"3, 7 9"`` -> ``[3, 7, 9]``."""
+    return [int(t) for t in text.replace(",", " ").split()]
+
+
+class ProofreadWidget(LayerWidget):
+    """Fix labels by hand; every operation (also inspector swaps) can be undone and redone."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__(napari_viewer, labels=True)
+        self.labels = self.layer_combo(Labels, "labels")
+        self.scope = ComboBox(label="apply to", choices=[CURRENT, ALL], value=CURRENT)
+        self.ids = LineEdit(label="object ids", value="")
+        self.new_id = SpinBox(label="new id (relabel)", value=1, min=1, max=2**31 - 1)
+        self.merge_button = PushButton(text="Merge ids (into the first)")
+        self.delete_button = PushButton(text="Delete ids")
+        self.relabel_button = PushButton(text="Relabel first id -> new id")
+        self.paint_button = PushButton(text="Paint a new object (next free id)")
+        self.seeds = self.layer_combo(Points, "seeds (points)")
+        self.split_button = PushButton(text="Split the object under the seeds")
+        self.undo_button = PushButton(text="Undo")
+        self.redo_button = PushButton(text="Redo")
+        self.extend(
+            [
+                self.labels, self.scope, self.ids, self.new_id, self.merge_button,
+                self.delete_button, self.relabel_button, self.paint_button,
+                self.seeds, self.split_button,
+                self.undo_button, self.redo_button,
+            ]
+        )  # fmt: skip
+        self.merge_button.clicked.connect(lambda: self.merge())
+        self.delete_button.clicked.connect(lambda: self.delete())
+        self.relabel_button.clicked.connect(lambda: self.relabel())
+        self.paint_button.clicked.connect(lambda: self.paint_new())
+        self.split_button.clicked.connect(lambda: self.split())
+        self.undo_button.clicked.connect(lambda: self.undo())
+        self.redo_button.clicked.connect(lambda: self.redo())
+        self.labels.changed.connect(self.bind_shortcuts)
+        self.bind_shortcuts(self.labels.value)
+
+    def bind_shortcuts(self, layer: Labels | None) -> None:
+        """Bind :data:`SHORTCUTS` on ``layer`` (the edited layer, not every Labels layer)."""
+        if not isinstance(layer, Labels):
+            return
+        for key, method in SHORTCUTS.items():
+            action = getattr(self, method)
+            layer.bind_key(key, lambda _layer, action=action: action(), overwrite=True)
+
+    def _target(self) -> tuple[Labels, int | None] | None:
+        layer = self.labels.value
+        if not isinstance(layer, Labels):
+            show_error("Proofread: choose a labels layer")
+            return None
+        frame = None
+        if self.scope.value == CURRENT and layer.ndim >= 3:
+            frame = int(self.viewer.dims.current_step[0])
+        return layer, frame
+
+    def _ids(self, ids: list[int] | None, need: int) -> list[int] | None:
+        try:
+            ids = parse_ids(self.ids.value) if ids is None else list(ids)
+        except ValueError:
+            show_error(f"Proofread: object ids must be integers; got {self.ids.value!r}")
+            return None
+        if len(ids) < need:
+            show_error(f"Proofread: give at least {need} object id(s)")
+            return None
+        return ids
+
+    def _edit(self, name: str, fn, *args) -> bool:
+        got = self._target()
+        if got is None:
+            return False
+        layer, frame = got
+        data = layer.data if frame is None else layer.data[frame]
+        new = fn(data[None] if frame is not None else data, *args)
+        new = new[0] if frame is not None else new
+        changed = apply_edit(layer, name, new, frame)
+        if not changed:
+            show_info(f"Proofread: {name} changed nothing")
+        return changed
+
+    def merge(self, ids: list[int] | None = None) -> bool:
+        """Give all ``ids`` the first id."""
+        ids = self._ids(ids, 2)
+        return ids is not None and self._edit(f"merge {ids}", merge_labels, ids)
+
+    def delete(self, ids: list[int] | None = None) -> bool:
+        """Remove the objects ``ids``."""
+        ids = self._ids(ids, 1)
+        if ids is None:
+            return False
+        return self._edit(f"delete {ids}", lambda a: merge_labels(a, [0, *ids]))
+
+    def relabel(self, old: int | None = None, new: int | None = None) -> bool:
+        """Rename object ``old`` to ``new``."""
+        ids = self._ids(None if old is None else [old], 1)
+        if ids is None:
+            return False
+        new = int(self.new_id.value if new is None else new)
+        return self._edit(f"relabel {ids[0]} -> {new}", relabel, ids[0], new)
+
+    def split(self, seeds: Points | None = None) -> bool:
+        """Split the object under the current frame's seed points, one object per seed."""
+        layer = self.labels.value
+        pts = self.seeds.value if seeds is None else seeds
+        if not isinstance(layer, Labels) or not isinstance(pts, Points):
+            show_error("Proofread: choose a labels layer and a points layer with the seeds")
+            return False
+        coords = np.round(np.asarray(pts.data)).astype(np.int64)
+        frame = None
+        if layer.ndim >= 3:
+            frame = int(self.viewer.dims.current_step[0])
+            coords = coords[coords[:, 0] == frame][:, 1:]
+        data = layer.data if frame is None else layer.data[frame]
+        try:
+            new = split_by_seeds(data, coords, next_free_id(layer.data))
+        except (ValueError, IndexError) as e:
+            show_error(f"Proofread: cannot split: {e}")
+            return False
+        return apply_edit(layer, f"split by {len(coords)} seeds", new, frame)
+
+    def paint_new(self) -> int | None:
+        """Switch the layer to painting with the next free id."""
+        got = self._target()
+        if got is None:
+            return None
+        layer, _ = got
+        layer.selected_label = next_free_id(layer.data)
+        layer.mode = "paint"
+        self.viewer.layers.selection.active = layer
+        return int(layer.selected_label)
+
+    def _history(self, redo: bool) -> str | None:
+        layer = self.labels.value
+        if not isinstance(layer, Labels):
+            show_error("Proofread: choose a labels layer")
+            return None
+        hist = history_of(layer)
+        name = hist.redo(layer.data) if redo else hist.undo(layer.data)
+        if name is None:
+            show_info(f"Proofread: nothing to {'redo' if redo else 'undo'}")
+        else:
+            layer.refresh()
+        return name
+
+    def undo(self) -> str | None:
+        """Undo the last edit of the layer (returns its name)."""
+        return self._history(redo=False)
+
+    def redo(self) -> str | None:
+        """Redo the last undone edit (returns its name)."""
+        return self._history(redo=True)

@@ -1,0 +1,129 @@
+"""Segment (H-EMD) dock widget: probability layer -> ``<name> labels`` with the H-EMD result kept."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton, SpinBox
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info
+
+from napari_hemd._widgets._common import (
+    HISTORY_KEY,
+    LOCKED_KEY,
+    MODEL_KEY,
+    PARAMS_KEY,
+    RESULT_KEY,
+    SOURCE_KEY,
+    LayerWidget,
+    add_or_update,
+    apply_edit,
+    base_name,
+)
+from napari_hemd.core.segment import METHODS, HEMDResult, _restore_axis
+from napari_hemd.workflows import segment_workflow
+
+log = logging.getLogger(__name__)
+
+#: Widget fields saved in (and restored from) ``layer.metadata["hemd_params"]``.
+FIELDS = ("method", "tau", "delta", "iterations", "axis", "min_size", "link", "variant")
+
+
+class SegmentWidget(LayerWidget):
+    """Run H-EMD (or a baseline, for comparison) on a probability layer."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__(napari_viewer, labels=True)
+        self.prob = self.layer_combo(Image, "probability")
+        self.method = ComboBox(label="method", choices=list(METHODS), value="hemd")
+        self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
+        self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=1.0, step=0.05)
+        self.iterations = SpinBox(label="iterations", value=10, min=1, max=100)
+        self.axis = SpinBox(label="frame axis", value=0, min=0, max=2)
+        self.min_size = SpinBox(label="min size (px)", value=0, min=0, max=100_000)
+        self.link = CheckBox(label="link across frames", value=False)
+        self.variant = ComboBox(label="variant", choices=["refined", "paper"], value="refined")
+        self.run_button = PushButton(text="Segment")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.restore_from = self.layer_combo(
+            Labels, "restore from", lambda ly: PARAMS_KEY in ly.metadata
+        )
+        self.restore_button = PushButton(text="Restore parameters")
+        self.extend(
+            [getattr(self, f) for f in ("prob", *FIELDS)]
+            + [self.run_button, self.cancel_button, self.restore_from, self.restore_button]
+        )
+        self.run_button.clicked.connect(lambda: self.run())
+        self.cancel_button.clicked.connect(self.cancel)
+        self.restore_button.clicked.connect(lambda: self.restore(self.restore_from.value))
+
+    def params(self) -> dict:
+        """Current parameters (without ``method``)."""
+        return {f: getattr(self, f).value for f in FIELDS if f != "method"}
+
+    def restore(self, layer: Labels | None) -> None:
+        """Set the widgets from the parameters stored in ``layer.metadata``."""
+        params = getattr(layer, "metadata", {}).get(PARAMS_KEY)
+        if not params:
+            show_error("Segment: that layer holds no saved parameters")
+            return
+        for f in FIELDS:
+            if f in params:
+                getattr(self, f).value = params[f]
+        src = params.get(SOURCE_KEY)
+        if src in self.viewer.layers:
+            self.prob.value = self.viewer.layers[src]
+
+    def run(self, locked: dict[int, list[int]] | None = None, prob_layer: Image | None = None):
+        """Start segmentation; returns the worker (``None`` on invalid input)."""
+        layer = prob_layer if prob_layer is not None else self.prob.value
+        if not isinstance(layer, Image):
+            show_error("Segment: choose a probability (image) layer")
+            return None
+        method = self.method.value
+        params = self.params()
+        ndim = layer.ndim
+        if method == "hemd" and ndim < 3:
+            show_error(
+                f"Segment: H-EMD matches candidates across frames; {layer.name!r} is a single "
+                "2D frame. Use a (T, Y, X) or (Z, Y, X) stack, or a baseline method"
+            )
+            return None
+        if ndim == 4:
+            params["axis"] = 0
+        if method == "hemd":
+            kwargs = dict(params, locked=locked)
+        else:
+            kwargs = {k: v for k, v in params.items() if k not in ("variant", "iterations")}
+        # zarr / dask data stay lazy: H-EMD reads one frame at a time
+        data = layer.data[0] if layer.multiscale else layer.data
+        gen = segment_workflow(data, method, **kwargs)
+        name = f"{base_name(layer.name)} labels"
+        saved = dict(params, method=method, **{SOURCE_KEY: layer.name})
+        saved[MODEL_KEY] = layer.metadata.get(MODEL_KEY)
+
+        def done(result) -> None:
+            res = result if isinstance(result, HEMDResult) else None
+            labels = res.labels if res is not None else result
+            if res is not None:
+                labels = _restore_axis(labels, ndim, params["axis"])
+            meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
+            labels = np.ascontiguousarray(labels, dtype=np.uint32)
+            old = self.viewer.layers[name] if name in self.viewer.layers else None
+            if (
+                isinstance(old, Labels)
+                and old.data.shape == labels.shape
+                and old.data.dtype == labels.dtype
+            ):
+                # a re-run is one more edit: Undo brings the previous labels back
+                apply_edit(old, f"segment ({method})", labels)
+                old.metadata.update(meta)
+                out = old
+            else:
+                meta[HISTORY_KEY] = None  # a new layer starts a fresh undo history
+                out = add_or_update(self.viewer, labels, name, kind="labels", metadata=meta)
+            n = len(np.unique(out.data)) - 1
+            show_info(f"Segment: {n} objects in {name!r}")
+
+        return self.run_workflow(gen, done, self.run_button, self.cancel_button, "Segment")

@@ -1,0 +1,514 @@
+"""Qt-free workflows behind the napari widgets: generators that yield progress, then return results.
+
+Every long-running step is a generator yielding ``(stage, done, total)`` tuples and *returning*
+its result (``StopIteration.value``). :func:`run_workflow` drains one headlessly (tests, CLI);
+the widgets wrap the same generator in ``napari.qt.threading.thread_worker``. Closing a generator
+(``gen.close()``, which ``thread_worker.quit()`` triggers) cancels the work at the next progress
+report.
+
+Editing helpers (:func:`choose_candidate`, :func:`merge_labels`, ...) are pure functions on label
+arrays; :class:`EditHistory` records their sparse differences for undo/redo.
+
+Imports only numpy and the core at module level: torch is imported when a prediction runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from napari_hemd.core.forest import CandidateForest
+from napari_hemd.core.segment import METHODS, HEMDResult, hemd, segment
+from napari_hemd.core.selection import HOW_NAMES, FrameSelection
+
+__all__ = [
+    "Cancelled",
+    "EditHistory",
+    "candidate_path",
+    "choose_candidate",
+    "delete_label",
+    "load_project",
+    "merge_labels",
+    "next_free_id",
+    "predict_workflow",
+    "rebuild_workflow",
+    "relabel",
+    "run_workflow",
+    "save_project",
+    "segment_workflow",
+    "split_by_seeds",
+]
+
+log = logging.getLogger(__name__)
+
+Progress = tuple[str, int, int]
+
+
+class Cancelled(Exception):
+    """Raised inside a running computation when its workflow was closed."""
+
+
+def run_workflow(gen: Generator[Progress, None, object], progress: Callable | None = None):
+    """Drain a workflow generator; call ``progress(stage, done, total)`` per event; return result."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(*event)
+
+
+def _drive(fn: Callable, *args, **kwargs) -> Generator[Progress, None, object]:
+    """Run ``fn(*args, progress=cb, **kwargs)`` in a thread and yield what ``cb`` reports.
+
+    Closing the generator makes the next ``cb`` call raise :class:`Cancelled` in the thread.
+    """
+    events: queue.Queue = queue.Queue()
+    cancel = threading.Event()
+    box: dict[str, object] = {}
+    done = object()
+
+    def report(stage: str, d: int, total: int) -> None:
+        if cancel.is_set():
+            raise Cancelled(stage)
+        events.put((stage, int(d), int(total)))
+
+    def target() -> None:
+        try:
+            box["result"] = fn(*args, progress=report, **kwargs)
+        except BaseException as e:
+            box["error"] = e
+        finally:
+            events.put(done)
+
+    thread = threading.Thread(target=target, name=f"hemd-{fn.__name__}", daemon=True)
+    thread.start()
+    try:
+        while (event := events.get()) is not done:
+            yield event
+    finally:
+        cancel.set()  # no-op when finished; stops the thread at its next report when closed early
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]
+
+
+# ---------------------------------------------------------------------------------- predict
+def predict_workflow(
+    image,
+    model="nuclei-fluo",
+    *,
+    outputs: Sequence[str] = ("foreground",),
+    tile: int = 512,
+    device: str | None = None,
+) -> Generator[Progress, None, dict[str, np.ndarray]]:
+    """Predict probability maps frame by frame.
+
+    Parameters
+    ----------
+    image : (Y, X) or (T, Y, X) array-like
+        Raw intensities.
+    model : str, path or HemdModel
+        A shipped model name (``napari_hemd.models.SHIPPED_MODELS``), a model file or a model.
+    outputs, tile, device
+        See :func:`napari_hemd.models.predict`.
+
+    Yields
+    ------
+    ("predict", done, total)
+
+    Returns
+    -------
+    dict of str to ndarray
+        Each output stacked like ``image`` (``(T, Y, X)`` or ``(Y, X)``; affinities
+        ``(T, C, Y, X)``), float32 except integer ``instances``.
+    """
+    from napari_hemd.models import iter_predict, load_model
+
+    shape = tuple(image.shape)
+    if len(shape) not in (2, 3):
+        raise ValueError(f"image must be (Y, X) or (T, Y, X); got shape {shape}")
+    if isinstance(model, str) and not model.endswith((".pt", ".pth")):
+        model = load_model(model)
+    n = 1 if len(shape) == 2 else shape[0]
+    yield ("predict", 0, n)
+    frames: dict[str, list[np.ndarray]] = {}
+    for t, maps in iter_predict(model, image, outputs=outputs, tile=tile, device=device):
+        for k, v in maps.items():
+            keep = k == "instances"  # labels keep their integer dtype
+            frames.setdefault(k, []).append(np.asarray(v) if keep else np.asarray(v, np.float32))
+        yield ("predict", t + 1, n)
+    out = {k: np.stack(v) for k, v in frames.items()}
+    if len(shape) == 2:
+        out = {k: v[0] for k, v in out.items()}
+    return out
+
+
+# ---------------------------------------------------------------------------------- segment
+def segment_workflow(
+    prob, method: str = "hemd", **params
+) -> Generator[Progress, None, HEMDResult | np.ndarray]:
+    """Segment a probability map with H-EMD or a baseline.
+
+    Parameters
+    ----------
+    prob : (T, Y, X), (Z, Y, X), (T, Z, Y, X) or (Y, X) array-like
+        Foreground probabilities.
+    method : str
+        One of :data:`napari_hemd.core.segment.METHODS`.
+    **params
+        ``tau``, ``delta``, ``iterations``, ``axis``, ``min_size``, ``variant``, ``link``,
+        ``locked`` ... as for :func:`napari_hemd.core.segment.hemd` / ``segment``.
+
+    Yields
+    ------
+    (stage, done, total)
+        Stages ``"forests"`` and ``"selection"`` for H-EMD, the method name for baselines.
+
+    Returns
+    -------
+    HEMDResult or uint32 ndarray
+        The full H-EMD result (labels with frames on axis 0), or the baseline's labels.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    if method == "hemd":
+        return (yield from _drive(hemd, prob, **params))
+    params.pop("variant", None)
+    params.pop("locked", None)
+    return (yield from _drive(segment, prob, method, **params))
+
+
+# ---------------------------------------------------------------------------------- inspect
+@dataclass
+class PathRow:
+    """One candidate of a leaf-to-root path, as the inspector shows it."""
+
+    node: int
+    threshold: float
+    area: int
+    mean_prob: float
+    chosen: bool
+    how: str
+    partner: int
+    score: float
+
+
+def candidate_path(forest: CandidateForest, selection: FrameSelection, pixel) -> list[PathRow]:
+    """Leaf-to-root path of candidates through ``pixel`` (empty below ``tau``).
+
+    Parameters
+    ----------
+    forest, selection
+        One frame of a :class:`HEMDResult`.
+    pixel : tuple of int
+        Spatial index into the frame.
+    """
+    leaf = int(forest.node_map[tuple(int(i) for i in pixel)])
+    if leaf < 0:
+        return []
+    pos = {int(n): i for i, n in enumerate(selection.nodes)}
+    absorbed_by = {int(a): int(n) for n, arr in selection.absorbed.items() for a in arr}
+    rows = []
+    mean = forest.mean_prob
+    for n in forest.ancestors(leaf):
+        n = int(n)
+        i = pos.get(n)
+        how, partner, score = "", -1, 0.0
+        if i is not None:
+            how = HOW_NAMES.get(int(selection.how[i]), "?")
+            partner, score = int(selection.partner[i]), float(selection.score[i])
+        elif n in absorbed_by:
+            how = f"absorbed into {absorbed_by[n]}"
+        rows.append(
+            PathRow(
+                n, float(forest.level[n]), int(forest.area[n]), float(mean[n]), i is not None,
+                how, partner, score,
+            )
+        )  # fmt: skip
+    return rows
+
+
+def next_free_id(labels) -> int:
+    """Smallest id above every label in ``labels``."""
+    return int(np.max(labels)) + 1 if np.size(labels) else 1
+
+
+def choose_candidate(
+    frame: np.ndarray, forest: CandidateForest, node: int, label: int, next_id: int
+) -> np.ndarray:
+    """Replace object ``label`` of ``frame`` by candidate ``node``; pixels stay exclusive.
+
+    A larger candidate (an ancestor) merges: every pixel of ``node`` becomes ``label``, taking
+    them from other objects. A smaller candidate (a descendant) splits: the siblings of the
+    candidates on the path from ``node`` upward each become a new object (ids from ``next_id``)
+    where they cover the old object; the old object's pixels in no candidate become background.
+
+    Returns
+    -------
+    ndarray
+        The new frame (``frame`` is not modified).
+    """
+    out = frame.copy()
+    old = frame == label
+    region = forest.mask(int(node))
+    rest = old & ~region
+    out[rest] = 0
+    out[region] = label
+    if rest.any():
+        path = forest.ancestors(int(node))
+        for a in path[1:]:
+            for s in forest.children(int(a)):
+                if s in path:
+                    continue
+                piece = rest & forest.mask(int(s))
+                if piece.any():
+                    out[piece] = next_id
+                    next_id += 1
+    return out
+
+
+def merge_labels(labels: np.ndarray, ids: Sequence[int], frame: int | None = None) -> np.ndarray:
+    """Give every object in ``ids`` the first id (in one frame, or all frames when ``None``)."""
+    out = labels.copy()
+    view = out if frame is None else out[frame]
+    view[np.isin(view, np.asarray(ids[1:]))] = ids[0]
+    return out
+
+
+def delete_label(labels: np.ndarray, label: int, frame: int | None = None) -> np.ndarray:
+    """Remove object ``label`` (in one frame, or all frames when ``None``)."""
+    out = labels.copy()
+    view = out if frame is None else out[frame]
+    view[view == label] = 0
+    return out
+
+
+def relabel(labels: np.ndarray, old: int, new: int, frame: int | None = None) -> np.ndarray:
+    """Rename object ``old`` to ``new`` (across all frames by default)."""
+    out = labels.copy()
+    view = out if frame is None else out[frame]
+    view[view == old] = new
+    return out
+
+
+def split_by_seeds(
+    frame: np.ndarray,
+    seeds,
+    next_id: int,
+    prob: np.ndarray | None = None,
+) -> np.ndarray:
+    """Split the object under the first seed into one object per seed (watershed).
+
+    Parameters
+    ----------
+    frame : (Y, X) or (Z, Y, X) integer ndarray
+        Labels of one frame.
+    seeds : (S, frame.ndim) array-like of int
+        Seed pixels; those outside the first seed's object are ignored.
+    next_id : int
+        First id given to the new objects (the first seed keeps the object's id).
+    prob : ndarray, optional
+        Probability of the frame: the split follows its valleys; default: the object's shape
+        (distance to its border).
+
+    Returns
+    -------
+    ndarray
+        The new frame (``frame`` is not modified).
+    """
+    from scipy import ndimage as ndi
+    from skimage.segmentation import watershed
+
+    seeds = np.asarray(seeds, dtype=np.int64).reshape(-1, frame.ndim)
+    if len(seeds) < 2:
+        raise ValueError(f"seeds: need at least 2 seeds to split; got {len(seeds)}")
+    label = int(frame[tuple(seeds[0])])
+    if label == 0:
+        raise ValueError(f"seeds: the first seed {tuple(seeds[0])} is on background")
+    mask = frame == label
+    inside = [tuple(p) for p in seeds if mask[tuple(p)]]
+    if len(inside) < 2:
+        raise ValueError(f"seeds: only {len(inside)} seed(s) lie inside object {label}")
+    markers = np.zeros(frame.shape, np.int32)
+    for i, p in enumerate(inside):
+        markers[p] = i + 1
+    landscape = -ndi.distance_transform_edt(mask) if prob is None else -np.asarray(prob)
+    ws = watershed(landscape, markers, mask=mask)
+    lut = np.array([0, label, *range(next_id, next_id + len(inside) - 1)], dtype=frame.dtype)
+    out = frame.copy()
+    out[mask] = lut[ws[mask]]
+    return out
+
+
+# ---------------------------------------------------------------------------------- history
+@dataclass
+class Edit:
+    """Sparse difference between two label arrays of the same shape."""
+
+    name: str
+    index: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+
+
+@dataclass
+class EditHistory:
+    """Undo/redo stacks of sparse label edits."""
+
+    undo_stack: list[Edit] = field(default_factory=list)
+    redo_stack: list[Edit] = field(default_factory=list)
+
+    def record(
+        self, name: str, before: np.ndarray, after: np.ndarray, offset: int = 0
+    ) -> Edit | None:
+        """Store the difference ``before -> after``; clear redo. ``None`` when nothing changed.
+
+        ``offset`` is added to the flat indices: record one frame ``t`` of a stack with
+        ``offset=t * frame.size`` and undo on the whole stack.
+        """
+        local = np.flatnonzero(before.ravel() != after.ravel())
+        if local.size == 0:
+            return None
+        edit = Edit(name, local + offset, before.ravel()[local].copy(), after.ravel()[local].copy())
+        self.undo_stack.append(edit)
+        self.redo_stack.clear()
+        log.debug("edit %s: %d pixels", name, local.size)
+        return edit
+
+    def undo(self, labels: np.ndarray) -> str | None:
+        """Revert the last edit in place on ``labels``; return its name (``None`` if none)."""
+        if not self.undo_stack:
+            return None
+        e = self.undo_stack.pop()
+        labels.flat[e.index] = e.before
+        self.redo_stack.append(e)
+        return e.name
+
+    def redo(self, labels: np.ndarray) -> str | None:
+        """Re-apply the last undone edit in place on ``labels``; return its name."""
+        if not self.redo_stack:
+            return None
+        e = self.redo_stack.pop()
+        labels.flat[e.index] = e.after
+        self.undo_stack.append(e)
+        return e.name
+
+
+# ---------------------------------------------------------------------------------- project
+PROJECT_FORMAT = "napari-hemd project 1"
+
+
+def save_project(
+    folder: str | os.PathLike,
+    *,
+    prob: np.ndarray,
+    labels: np.ndarray,
+    params: dict,
+    locked: dict[int, list[int]] | None = None,
+    history: EditHistory | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Save a proofreading session into a zarr folder, atomically.
+
+    The candidate forests are not stored: they are rebuilt exactly from ``prob`` and ``params``
+    (:func:`rebuild_workflow`), which keeps the folder small.
+
+    Parameters
+    ----------
+    folder : path-like
+        Output ``*.zarr`` folder.
+    prob : (T, ...) float ndarray
+        The probability map that was segmented.
+    labels : (T, ...) integer ndarray
+        The (edited) labels.
+    params : dict
+        Segmentation parameters (JSON-serialisable values are kept).
+    locked : dict, optional
+        Frame -> candidate ids chosen by the user.
+    history : EditHistory, optional
+        Undo/redo stacks, restored by :func:`load_project`.
+    """
+    import zarr
+
+    from napari_hemd.io._atomic import atomic_path
+
+    keep = {k: v for k, v in params.items() if isinstance(v, str | int | float | bool | type(None))}
+    with atomic_path(folder, overwrite=overwrite) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        for name, arr in (("prob", np.asarray(prob)), ("labels", np.asarray(labels))):
+            chunks = (1, *arr.shape[1:]) if arr.ndim > 2 else arr.shape
+            root.create_array(name, data=arr, chunks=chunks)
+        edits = []
+        for stack_name, stack in (
+            ("undo", history.undo_stack if history else []),
+            ("redo", history.redo_stack if history else []),
+        ):
+            for i, e in enumerate(stack):
+                for part in ("index", "before", "after"):
+                    root.create_array(f"{stack_name}_{i}_{part}", data=getattr(e, part))
+                edits.append([stack_name, i, e.name])
+        root.attrs.update(
+            {
+                "format": PROJECT_FORMAT,
+                "params": keep,
+                "locked": {str(k): [int(n) for n in v] for k, v in (locked or {}).items()},
+                "edits": edits,
+            }
+        )
+    return Path(folder)
+
+
+def load_project(folder: str | os.PathLike) -> dict:
+    """Read a folder written by :func:`save_project`.
+
+    Returns
+    -------
+    dict
+        ``prob``, ``labels`` (ndarrays), ``params``, ``locked`` (frame -> list of ids) and
+        ``history`` (:class:`EditHistory`).
+    """
+    import zarr
+
+    root = zarr.open_group(str(folder), mode="r")
+    attrs = dict(root.attrs)
+    if attrs.get("format") != PROJECT_FORMAT:
+        raise ValueError(
+            f"{str(folder)!r} is not a napari-hemd project (format {attrs.get('format')!r})"
+        )
+    history = EditHistory()
+    for stack_name, i, name in attrs.get("edits", []):
+        parts = [
+            np.asarray(root[f"{stack_name}_{i}_{p}"][...]) for p in ("index", "before", "after")
+        ]
+        stack = history.undo_stack if stack_name == "undo" else history.redo_stack
+        stack.append(Edit(name, *parts))
+    return {
+        "prob": np.asarray(root["prob"][...]),
+        "labels": np.asarray(root["labels"][...]),
+        "params": dict(attrs.get("params", {})),
+        "locked": {
+            int(k): list(v) for k, v in json.loads(json.dumps(attrs.get("locked", {}))).items()
+        },
+        "history": history,
+    }
+
+
+_HEMD_KEYS = ("tau", "delta", "iterations", "axis", "connectivity", "min_size", "variant", "link")
+
+
+def rebuild_workflow(
+    prob, params: dict, locked: dict[int, list[int]] | None = None
+) -> Generator[Progress, None, HEMDResult]:
+    """Rebuild the H-EMD result (forests, selections) of a saved session for the inspector."""
+    kwargs = {k: params[k] for k in _HEMD_KEYS if k in params}
+    return (yield from segment_workflow(prob, "hemd", locked=locked or None, **kwargs))

@@ -1,0 +1,31 @@
+"""Widget-test fixtures: a viewer holding the sample video, errors captured instead of shown."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+
+@pytest.fixture
+def errors(monkeypatch) -> list[str]:
+    """Messages passed to ``show_error`` by any widget module."""
+    got: list[str] = []
+    import napari_hemd._widgets._common as common
+    from napari_hemd._widgets import export, inspector, predict, project, proofread, segment
+
+    for mod in (common, export, inspector, predict, project, proofread, segment):
+        monkeypatch.setattr(mod, "show_error", got.append)
+    return got
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    """A viewer with the sample nuclei video (image, probability, ground truth)."""
+    from napari_hemd._sample_data import nuclei_video_sample
+
+    v = make_napari_viewer()
+    for data, meta, kind in nuclei_video_sample():
+        getattr(v, f"add_{kind}")(data, **meta)
+    return v

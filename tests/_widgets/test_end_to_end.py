@@ -1,0 +1,144 @@
+"""The issue's end-to-end path: sample -> predict -> H-EMD -> inspect -> swap -> undo/redo -> CTC."""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.layers import Image, Labels
+
+from napari_hemd._widgets import (
+    ExportWidget,
+    InspectorWidget,
+    PredictWidget,
+    ProofreadWidget,
+    SegmentWidget,
+)
+from napari_hemd.io import read_stack
+
+
+def _wait(qtbot, worker, timeout=120_000):
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=timeout):
+        pass
+
+
+def _split_site(res):
+    """(frame, pixel, leaf row index) of a chosen candidate that has children."""
+    for t, (f, s) in enumerate(zip(res.forests, res.selections, strict=True)):
+        for n in s.nodes:
+            kids = f.children(int(n))
+            if kids.size >= 2:
+                leaf = int(kids[0])
+                pix = np.argwhere(f.mask(leaf))[0]
+                return t, tuple(pix), int(n), leaf
+    return None
+
+
+def _merge_site(res):
+    """(frame, pixel, parent) for a chosen candidate that has a parent."""
+    for t, (f, s) in enumerate(zip(res.forests, res.selections, strict=True)):
+        for n in s.nodes:
+            if f.parent[n] >= 0:
+                return t, tuple(np.argwhere(f.mask(int(n)))[0]), int(f.parent[n])
+    return None
+
+
+def test_end_to_end(viewer, qtbot, tmp_path, errors):
+    pred = PredictWidget(viewer)
+    pred.image.value = viewer.layers["nuclei video image"]
+    pred.model.value = "nuclei-fluo"
+    _wait(qtbot, pred.run())
+    prob = viewer.layers["nuclei video image probability"]
+    assert isinstance(prob, Image) and prob.data.shape == (12, 192, 192)
+    assert 0.0 <= prob.data.min() and prob.data.max() <= 1.0
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = prob
+    seg.variant.value = "paper"
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["nuclei video image labels"]
+    assert isinstance(labels, Labels) and labels.data.max() > 3
+    assert labels.metadata["hemd_params"]["tau"] == 0.5
+    res = labels.metadata["hemd_result"]
+
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    site = _split_site(res)
+    assert site is not None, "no chosen candidate with children in the sample"
+    t, pix, chosen, leaf = site
+    rows = insp.inspect(t, pix)
+    assert rows[0].node == leaf and any(r.chosen and r.node == chosen for r in rows)
+    assert insp.table.rowCount() == len(rows)
+    before = labels.data.copy()
+    obj = int(before[t][pix])
+    insp.table.cellEntered.emit(len(rows) - 1, 0)  # hovering the root row previews it
+    preview = viewer.layers[f"{labels.name} preview"]
+    assert (preview.data[t] > 0).sum() == rows[-1].area
+    insp.select_row(0)  # selecting the leaf previews it
+    assert (preview.data[t] > 0).sum() == rows[0].area
+    assert insp.use_candidate(0)  # the child: splits the object
+    after = labels.data.copy()
+    frame_mask = res.forests[t].mask(leaf)
+    assert (after[t][frame_mask] == obj).all()
+    assert (after[t] == obj).sum() < (before[t] == obj).sum()
+    assert labels.metadata["hemd_locked"][t] == [leaf]
+
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = labels
+    assert proof.undo() is not None
+    np.testing.assert_array_equal(labels.data, before)
+    assert proof.redo() is not None
+    np.testing.assert_array_equal(labels.data, after)
+
+    exp = ExportWidget(viewer)
+    exp.labels.value = labels
+    exp.format.value = "CTC result folder"
+    out = exp.export(tmp_path / "result")
+    assert out is not None and (out / "mask000.tif").exists()
+    back = read_stack(out)
+    # CTC ids may be renumbered into tracks: compare the partitions, frame by frame
+    for a, b in zip(back, after, strict=True):
+        pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+        assert len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+    assert len(np.unique(back[t][frame_mask])) == 1
+    assert len(np.unique(back[t][before[t] == obj])) > 1  # the split is in the export
+    assert not errors
+
+
+def test_lock_and_rerun(viewer, qtbot, errors):
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.variant.value = "paper"
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["nuclei video labels"]
+    res = labels.metadata["hemd_result"]
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    t, pix, parent = _merge_site(res)
+    rows = insp.inspect(t, pix)
+    row = [r.node for r in rows].index(parent)
+    assert insp.use_candidate(row)  # the parent: merges
+    _wait(qtbot, insp.lock_and_rerun())
+    res2 = labels.metadata["hemd_result"]
+    assert res2 is not res and parent in res2.selections[t].nodes
+    assert labels.metadata["hemd_locked"][t] == [parent]
+    insp.level.value = 0.7  # previews the cut
+    assert f"{labels.name} preview" in viewer.layers
+    assert not errors
+
+
+def test_rerun_is_undoable(viewer, qtbot, errors):
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["nuclei video labels"]
+    first = labels.data.copy()
+    seg.tau.value = 0.8
+    _wait(qtbot, seg.run())
+    assert viewer.layers["nuclei video labels"] is labels
+    assert labels.metadata["hemd_params"]["tau"] == 0.8
+    assert not np.array_equal(labels.data, first)
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = labels
+    assert proof.undo().startswith("segment")
+    np.testing.assert_array_equal(labels.data, first)
+    assert not errors

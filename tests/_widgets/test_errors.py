@@ -1,0 +1,175 @@
+"""Error paths: wrong layer type, a 2D frame where a sequence is needed, cancel, overwrite, read-only."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from napari_hemd._widgets import ExportWidget, InspectorWidget, ProofreadWidget, SegmentWidget
+
+
+def test_only_matching_layers_offered(viewer):
+    seg = SegmentWidget(viewer)
+    names = [c[0] if isinstance(c, tuple) else c for c in seg.prob.choices]
+    assert "nuclei video ground truth" not in [getattr(c, "name", c) for c in seg.prob.choices]
+    assert names  # images are offered
+
+
+def test_wrong_layer_type(viewer, errors):
+    seg = SegmentWidget(viewer)
+    assert seg.run(prob_layer=viewer.layers["nuclei video ground truth"]) is None
+    assert errors and "probability" in errors[-1]
+    insp = InspectorWidget(viewer)
+    assert insp.inspect(0, (5, 5)) == []  # ground truth has no H-EMD result
+    assert "Segment widget" in errors[-1]
+
+
+def test_2d_frame_needs_sequence(viewer, errors):
+    layer = viewer.add_image(np.full((32, 32), 0.9, np.float32), name="one frame")
+    seg = SegmentWidget(viewer)
+    assert seg.run(prob_layer=layer) is None
+    assert "single 2D frame" in errors[-1]
+
+
+def test_cancel_mid_run(viewer, qtbot, errors):
+    big = np.repeat(viewer.layers["nuclei video probability"].data, 4, axis=0)
+    layer = viewer.add_image(big, name="long probability")
+    seg = SegmentWidget(viewer)
+    worker = seg.run(prob_layer=layer)
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        with qtbot.waitSignal(worker.yielded, timeout=60_000):
+            pass
+        seg.cancel()
+    assert "long labels" not in viewer.layers
+    assert seg.run_button.enabled and not errors
+
+
+def test_export_never_overwrites_without_asking(viewer, tmp_path, errors):
+    exp = ExportWidget(viewer)
+    exp.labels.value = viewer.layers["nuclei video ground truth"]
+    exp.format.value = "TIFF stack"
+    out = exp.export(tmp_path / "gt")
+    assert out == tmp_path / "gt.tif" and out.exists()
+    stamp = out.stat().st_mtime_ns
+    exp.confirm_overwrite = lambda p: False
+    assert exp.export(tmp_path / "gt") is None
+    assert out.stat().st_mtime_ns == stamp
+    exp.confirm_overwrite = lambda p: True
+    assert exp.export(tmp_path / "gt") == out
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_export_read_only_folder(viewer, tmp_path, errors, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    if os.geteuid() == 0:  # root ignores permissions: make the write fail as it would
+        from napari_hemd._widgets import export
+
+        def refuse(*args, **kwargs):
+            raise PermissionError(f"[Errno 13] Permission denied: {str(ro)!r}")
+
+        monkeypatch.setattr(export, "write_labels", refuse)
+    exp = ExportWidget(viewer)
+    exp.labels.value = viewer.layers["nuclei video ground truth"]
+    assert exp.export(ro / "out") is None
+    assert "Export failed" in errors[-1]
+
+
+def test_proofread_ops(viewer, errors):
+    lab = np.zeros((2, 8, 8), np.uint32)
+    lab[:, :4] = 1
+    lab[:, 4:] = 2
+    layer = viewer.add_labels(lab, name="toy")
+    pr = ProofreadWidget(viewer)
+    pr.labels.value = layer
+    viewer.dims.current_step = (1, 0, 0)
+    assert pr.merge([1, 2])
+    assert set(np.unique(layer.data[1])) == {1} and set(np.unique(layer.data[0])) == {1, 2}
+    pr.scope.value = "all frames"
+    assert pr.relabel(2, 9) and (layer.data == 9).sum() == 32
+    assert pr.delete([9]) and (layer.data == 9).sum() == 0
+    assert pr.paint_new() == 2 and layer.mode == "paint"
+    assert pr.undo().startswith("delete") and pr.undo().startswith("relabel")
+    assert pr.undo().startswith("merge")
+    np.testing.assert_array_equal(layer.data, lab)
+    assert pr.undo() is None
+    pr.ids.value = "1, x"
+    assert not pr.merge() and "integers" in errors[-1]
+
+
+def test_split_by_seeds(viewer, errors):
+    lab = np.zeros((2, 10, 20), np.uint32)
+    lab[:, 2:8, 2:18] = 5
+    layer = viewer.add_labels(lab, name="blob")
+    seeds = viewer.add_points(np.array([[1, 5, 4], [1, 5, 15], [0, 5, 10]]), name="seeds")
+    pr = ProofreadWidget(viewer)
+    pr.labels.value = layer
+    pr.seeds.value = seeds
+    viewer.dims.current_step = (1, 0, 0)
+    assert pr.split()
+    assert set(np.unique(layer.data[1])) == {0, 5, 6} and set(np.unique(layer.data[0])) == {0, 5}
+    assert layer.data[1][5, 4] == 5 and layer.data[1][5, 15] == 6
+    assert pr.undo().startswith("split") and (layer.data == 5).sum() == 2 * 6 * 16
+    viewer.dims.current_step = (0, 0, 0)  # one seed only in frame 0
+    assert not pr.split() and "at least 2" in errors[-1]
+
+
+def test_failed_run_keeps_previous_labels(viewer, qtbot, errors, monkeypatch):
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    before = labels.data.copy()
+    result = labels.metadata["hemd_result"]
+
+    import napari_hemd.workflows as wf
+
+    def crash(*args, progress=None, **kwargs):
+        progress("forests", 1, 12)
+        raise MemoryError("out of memory in frame 2")
+
+    monkeypatch.setattr(wf, "hemd", crash)
+    with qtbot.waitSignal(seg.run().finished, timeout=60_000):
+        pass
+    assert errors and "out of memory" in errors[-1]
+    np.testing.assert_array_equal(labels.data, before)
+    assert labels.metadata["hemd_result"] is result
+
+
+def test_cancel_predict(viewer, qtbot, errors):
+    from napari_hemd._widgets import PredictWidget
+
+    big = np.repeat(viewer.layers["nuclei video image"].data, 3, axis=0)
+    layer = viewer.add_image(big, name="long")
+    pred = PredictWidget(viewer)
+    pred.image.value = layer
+    worker = pred.run()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        with qtbot.waitSignal(worker.yielded, timeout=60_000):
+            pass
+        pred.cancel()
+    assert "long probability" not in viewer.layers
+    assert not errors
+
+
+def test_predict_affinity_outputs(viewer, qtbot, errors):
+    from napari_hemd._widgets import PredictWidget
+
+    layer = viewer.add_image(viewer.layers["nuclei video image"].data[:2, :96, :96], name="crop")
+    pred = PredictWidget(viewer)
+    pred.image.value = layer
+    pred.affinity.value = True
+    assert pred.run() is None and "not an affinity model" in errors[-1]  # nuclei-fluo is a U-Net
+    errors.clear()
+    pred.model.value = "nuclei-affinity"
+    with qtbot.waitSignal(pred.run().finished, timeout=120_000):
+        pass
+    assert not errors
+    affs = viewer.layers["crop affinities"].data
+    assert affs.ndim == 4 and affs.shape[0] == 2 and affs.shape[2:] == (96, 96)
+    inst = viewer.layers["crop mutex instances"]
+    assert inst.data.shape == (2, 96, 96) and inst.data.dtype == np.uint32

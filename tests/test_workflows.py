@@ -1,0 +1,141 @@
+"""Qt-free workflows: progress events, results, cancel, candidate swaps, undo/redo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_hemd.core.segment import HEMDResult
+from napari_hemd.workflows import (
+    EditHistory,
+    candidate_path,
+    choose_candidate,
+    delete_label,
+    merge_labels,
+    next_free_id,
+    relabel,
+    run_workflow,
+    segment_workflow,
+)
+
+
+def _two_blobs(t: int = 3) -> np.ndarray:
+    """Two touching blobs joined by a lower-probability bridge: one root, two children."""
+    p = np.zeros((t, 32, 48), np.float32)
+    p[:, 8:24, 6:22] = 0.9
+    p[:, 8:24, 26:42] = 0.9
+    p[:, 12:20, 22:26] = 0.6
+    return p
+
+
+def test_segment_workflow_yields_progress_then_result():
+    events = []
+    res = run_workflow(segment_workflow(_two_blobs(), tau=0.5), lambda *e: events.append(e))
+    assert isinstance(res, HEMDResult)
+    assert res.labels.shape == (3, 32, 48)
+    assert {e[0] for e in events} >= {"forests"}
+    assert all(len(e) == 3 and e[1] <= e[2] for e in events)
+
+
+def test_segment_workflow_baseline_returns_labels():
+    lab = run_workflow(segment_workflow(_two_blobs(), "threshold", tau=0.5))
+    assert isinstance(lab, np.ndarray) and lab.shape == (3, 32, 48)
+    assert lab.max() == 1
+
+
+def test_segment_workflow_errors_propagate():
+    with pytest.raises(ValueError, match="method"):
+        run_workflow(segment_workflow(_two_blobs(), "nope"))
+    with pytest.raises(ValueError, match="prob"):
+        run_workflow(segment_workflow(np.zeros((2, 2, 2, 2, 2), np.float32)))
+
+
+def test_segment_workflow_close_cancels():
+    gen = segment_workflow(np.repeat(_two_blobs(), 10, axis=0), tau=0.5)
+    assert next(gen)[0] == "forests"
+    gen.close()  # must not hang; the thread stops at its next report
+
+
+def test_candidate_path_and_split_merge():
+    prob = _two_blobs()
+    res = run_workflow(segment_workflow(prob, tau=0.5, variant="paper"))
+    f, s = res.forests[1], res.selections[1]
+    rows = candidate_path(f, s, (16, 10))
+    assert len(rows) == 2 and rows[0].threshold > rows[1].threshold  # leaf then root
+    assert any(r.chosen for r in rows)
+    assert candidate_path(f, s, (0, 0)) == []
+    frame = res.labels[1]
+    lab = int(frame[16, 10])
+    root = rows[-1].node
+    merged = choose_candidate(frame, f, root, lab, next_free_id(res.labels))
+    assert (merged[f.mask(root)] == lab).all()
+    assert len(np.unique(merged)) == 2  # background + one object
+    leaf = rows[0].node
+    split = choose_candidate(merged, f, leaf, lab, next_free_id(merged))
+    assert len(np.unique(split[split > 0])) == 2  # the sibling became a new object
+    assert (split[f.mask(leaf)] == lab).all()
+
+
+def test_label_edits_and_history():
+    lab = np.zeros((2, 4, 4), np.uint32)
+    lab[:, :2] = 1
+    lab[:, 2:] = 2
+    assert next_free_id(lab) == 3
+    m = merge_labels(lab, [1, 2], frame=0)
+    assert set(np.unique(m[0])) == {1} and set(np.unique(m[1])) == {1, 2}
+    assert (delete_label(lab, 2) == 2).sum() == 0
+    assert (relabel(lab, 2, 7) == 7).sum() == 16
+    h = EditHistory()
+    work = lab.copy()
+    h.record("merge", work, m)
+    work[...] = m
+    assert h.undo(work) == "merge" and np.array_equal(work, lab)
+    assert h.redo(work) == "merge" and np.array_equal(work, m)
+    assert h.redo(work) is None
+    assert h.record("noop", work, work.copy()) is None
+
+
+def test_workflows_import_no_qt_or_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_hemd.workflows; "
+        "print(sorted({'qtpy', 'napari', 'torch', 'PyQt6'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_project_round_trip(tmp_path):
+    from napari_hemd.workflows import load_project, rebuild_workflow, save_project
+
+    prob = _two_blobs()
+    res = run_workflow(segment_workflow(prob, tau=0.5, variant="paper"))
+    hist = EditHistory()
+    edited = delete_label(res.labels, 1)
+    hist.record("merge", res.labels, edited)
+    hist.undo(edited.copy())  # one edit undone: redo stack non-empty
+    hist.record("merge again", res.labels, edited)
+    locked = {1: [int(res.forests[1].roots[0])]}
+    out = save_project(
+        tmp_path / "s.zarr",
+        prob=prob,
+        labels=edited,
+        params=res.params,
+        locked=locked,
+        history=hist,
+    )
+    with pytest.raises(FileExistsError):
+        save_project(out, prob=prob, labels=edited, params=res.params)
+    back = load_project(out)
+    np.testing.assert_array_equal(back["labels"], edited)
+    np.testing.assert_array_equal(back["prob"], prob)
+    assert back["locked"] == locked and back["params"]["tau"] == 0.5
+    assert [e.name for e in back["history"].undo_stack] == ["merge again"]
+    work = back["labels"].copy()
+    assert back["history"].undo(work) == "merge again"
+    np.testing.assert_array_equal(work, res.labels)
+    rebuilt = run_workflow(rebuild_workflow(back["prob"], back["params"], back["locked"]))
+    assert locked[1][0] in rebuilt.selections[1].nodes
+    assert rebuilt.forests[1].n_nodes == res.forests[1].n_nodes
