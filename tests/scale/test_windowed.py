@@ -132,3 +132,14 @@ def test_online_following_a_growing_zarr(video, tmp_path):
     assert sorted(out) == list(range(len(video)))
     for t, lab in out.items():
         np.testing.assert_array_equal(lab, glob[t])
+
+
+def test_windowed_equals_global_with_explicit_seed_threshold():
+    from napari_hemd.core.streaming import hemd_windowed
+    from napari_hemd.data.synthetic import nuclei_video
+
+    prob = nuclei_video(n_frames=10, shape=(96, 96), n_cells=6, seed=4)["prob"]
+    for peak in (0.0, 0.95):
+        ref = hemd(prob, iterations=3, seed_min_peak=peak).labels
+        win = hemd_windowed(prob, chunk=3, iterations=3, seed_min_peak=peak)
+        assert np.array_equal(win, ref)

@@ -25,10 +25,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("prob", help="probability stack")
     p.add_argument("-o", "--output", required=True, help="output .tif, .zarr or CTC folder")
     p.add_argument("--method", choices=METHODS, default="hemd")
+    add_hemd_arguments(p)
+    p.add_argument("--axis", type=int, default=0, help="frame/slice axis of a 3D array (0)")
+    p.add_argument("--link", action="store_true", help="same id for the same object over time")
+    p.add_argument("--boundary", help="boundary probability stack (method maxvalue)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def add_hemd_arguments(p: argparse.ArgumentParser) -> None:
+    """The H-EMD parameters shared by ``segment`` and ``stream``."""
     p.add_argument("--tau", type=float, default=0.5, help="lowest threshold (default 0.5)")
     p.add_argument("--delta", type=float, default=0.35, help="size-change tolerance (0.35)")
     p.add_argument("--iterations", type=int, default=10, help="H-EMD iterations T (10)")
-    p.add_argument("--axis", type=int, default=0, help="frame/slice axis of a 3D array (0)")
     p.add_argument("--connectivity", type=int, default=None, help="1 = faces (default)")
     p.add_argument("--min-size", type=int, default=0, help="smallest candidate, pixels (0)")
     p.add_argument("--variant", choices=("refined", "paper"), default="refined")
@@ -38,11 +48,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="peak a single-path root needs to seed the selection (refined 0.9, paper 0)",
     )
-    p.add_argument("--link", action="store_true", help="same id for the same object over time")
-    p.add_argument("--boundary", help="boundary probability stack (method maxvalue)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+
+
+def hemd_params(args: argparse.Namespace) -> dict:
+    """The H-EMD keyword arguments from parsed ``add_hemd_arguments`` options."""
+    return dict(
+        tau=args.tau,
+        delta=args.delta,
+        iterations=args.iterations,
+        connectivity=args.connectivity,
+        min_size=args.min_size,
+        variant=args.variant,
+        seed_min_peak=args.seed_min_peak,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,24 +76,19 @@ def run(args: argparse.Namespace) -> int:
     boundary = read_stack(args.boundary, lazy=True) if args.boundary else None
     bar = _Progress(disabled=args.no_progress)
     t0 = time.perf_counter()
-    params = dict(
-        tau=args.tau,
-        delta=args.delta,
-        iterations=args.iterations,
-        axis=args.axis,
-        connectivity=args.connectivity,
-        min_size=args.min_size,
-    )
+    hp = hemd_params(args)
+    variant, seed_min_peak = hp.pop("variant"), hp.pop("seed_min_peak")
+    params = {**hp, "axis": args.axis}  # shared by H-EMD and the baselines
     tracks = None
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         if args.method == "hemd":
             res = hemd(
                 prob,
-                variant=args.variant,
+                variant=variant,
                 link=args.link,
                 progress=bar,
-                seed_min_peak=args.seed_min_peak,
+                seed_min_peak=seed_min_peak,
                 **params,
             )
             labels, tracks = res.labels, res.tracks
@@ -90,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     if labels.ndim == 2:
         labels = labels[None]
-    meta = {"method": args.method, "variant": args.variant, "source": str(args.prob), **params}
+    meta = {"method": args.method, "source": str(args.prob), **params}
+    if args.method == "hemd":
+        meta.update(variant=variant, seed_min_peak=seed_min_peak)
     write_labels(labels, args.output, overwrite=args.overwrite, tracks=tracks, metadata=meta)
     n_obj = int(labels.max()) if labels.size else 0
     print(

@@ -12,6 +12,8 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``stream`` subcommand."""
+    from napari_hemd.cli._segment import add_hemd_arguments
+
     p = sub.add_parser(
         "stream",
         help="H-EMD on long time-lapses: windows of frames, zarr in/out, resume, Dask",
@@ -23,12 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output .zarr label store")
     p.add_argument("--chunk", type=int, default=16, help="frames kept per window (16)")
     p.add_argument("--halo", type=int, default=None, help="frames each side (default T)")
-    p.add_argument("--tau", type=float, default=0.5, help="lowest threshold (0.5)")
-    p.add_argument("--delta", type=float, default=0.35, help="size-change tolerance (0.35)")
-    p.add_argument("--iterations", type=int, default=10, help="H-EMD iterations T (10)")
-    p.add_argument("--connectivity", type=int, default=None, help="1 = faces (default)")
-    p.add_argument("--min-size", type=int, default=0, help="smallest candidate, pixels (0)")
-    p.add_argument("--variant", choices=("refined", "paper"), default="refined")
+    add_hemd_arguments(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--workers", type=int, default=None, help="local Dask cluster of N processes")
     g.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
@@ -50,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``stream``."""
     from pathlib import Path
 
-    from napari_hemd.cli._segment import _Progress
+    from napari_hemd.cli._segment import _Progress, hemd_params
     from napari_hemd.core.streaming import hemd_stream
     from napari_hemd.distributed import dask_client
     from napari_hemd.io import read_stack
@@ -59,14 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.output).suffix != ".zarr":
         raise ValueError(f"--output must be a .zarr store; got {args.output!r}")
     check_output_path(args.output, overwrite=args.overwrite, name="output")
-    params = dict(
-        tau=args.tau,
-        delta=args.delta,
-        iterations=args.iterations,
-        connectivity=args.connectivity,
-        min_size=args.min_size,
-        variant=args.variant,
-    )
+    params = hemd_params(args)
     if args.follow is not None:
         from napari_hemd.core.streaming import hemd_follow
 

@@ -56,6 +56,7 @@ _PARAMS = (
     "connectivity",
     "min_size",
     "variant",
+    "seed_min_peak",
     "time_limit",
     "max_candidates",
 )
