@@ -197,8 +197,7 @@ class InspectorWidget(LayerWidget):
         new = choose_candidate(
             frame, res.forests[self.frame], node, label, next_free_id(layer.data)
         )
-        changed = apply_edit(layer, f"use candidate {node} (frame {self.frame})", new, self.frame)
-        locked = layer.metadata.setdefault(LOCKED_KEY, {})
+        locked = {int(k): list(v) for k, v in (layer.metadata.get(LOCKED_KEY) or {}).items()}
         forest = res.forests[self.frame]
         # a new choice replaces earlier locks it overlaps (its ancestors and descendants)
         nodes = [
@@ -207,6 +206,9 @@ class InspectorWidget(LayerWidget):
             if not (forest.is_ancestor(node, n) or forest.is_ancestor(n, node))
         ]
         locked[self.frame] = [*nodes, node]
+        # the lock is part of the edit: undoing the swap also forgets the choice
+        name = f"use candidate {node} (frame {self.frame})"
+        changed = apply_edit(layer, name, new, self.frame, state={LOCKED_KEY: locked})
         self.inspect(self.frame, self.pixel)
         return changed
 
