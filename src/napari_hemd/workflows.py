@@ -32,6 +32,8 @@ from napari_hemd.core.selection import HOW_NAMES, FrameSelection
 __all__ = [
     "Cancelled",
     "EditHistory",
+    "Match",
+    "best_match",
     "candidate_path",
     "choose_candidate",
     "delete_label",
@@ -189,9 +191,23 @@ def segment_workflow(
 
 
 # ---------------------------------------------------------------------------------- inspect
+@dataclass(frozen=True)
+class Match:
+    """The candidate of a neighbouring frame that overlaps one candidate best."""
+
+    node: int
+    iou: float
+    chosen: bool
+
+
 @dataclass
 class PathRow:
-    """One candidate of a leaf-to-root path, as the inspector shows it."""
+    """One candidate of a leaf-to-root path, as the inspector shows it.
+
+    ``partner``/``score`` are the match H-EMD used to choose it (``-1``/0 if none); ``left`` and
+    ``right`` the best-overlapping candidate of the previous and next frame (``None`` at the
+    ends of the sequence or with no overlap).
+    """
 
     node: int
     threshold: float
@@ -201,9 +217,60 @@ class PathRow:
     how: str
     partner: int
     score: float
+    left: Match | None = None
+    right: Match | None = None
 
 
-def candidate_path(forest: CandidateForest, selection: FrameSelection, pixel) -> list[PathRow]:
+def best_match(
+    forest: CandidateForest,
+    node: int,
+    other: CandidateForest,
+    other_selection: FrameSelection | None = None,
+) -> Match | None:
+    """Candidate of ``other`` (a neighbouring frame) with the highest IoU with ``node``.
+
+    Every candidate of a forest covers a contiguous range of deepest nodes, so one histogram of
+    the deepest nodes under ``node``'s pixels gives the overlap with all of ``other``'s
+    candidates at once.
+
+    Parameters
+    ----------
+    forest : CandidateForest
+        The frame holding ``node``.
+    node : int
+        Candidate id in ``forest``.
+    other : CandidateForest
+        A frame of the same shape.
+    other_selection : FrameSelection, optional
+        ``other``'s selection, to tell whether the match was chosen there.
+
+    Returns
+    -------
+    Match or None
+        ``None`` when no candidate of ``other`` overlaps ``node``.
+    """
+    if forest.shape != other.shape:
+        raise ValueError(f"other: expected a frame of shape {forest.shape}; got {other.shape}")
+    sl = forest.bbox_slices(int(node))
+    deepest = other.node_map[sl][forest.mask(int(node), crop=True)]
+    deepest = deepest[deepest >= 0]
+    if deepest.size == 0:
+        return None
+    cum = np.concatenate([[0], np.cumsum(np.bincount(deepest, minlength=other.n_nodes))])
+    inter = cum[other.end] - cum[: other.n_nodes]
+    iou = inter / (int(forest.area[node]) + other.area - inter)
+    best = int(np.argmax(iou))
+    chosen = other_selection is not None and best in set(other_selection.nodes.tolist())
+    return Match(best, float(iou[best]), bool(chosen))
+
+
+def candidate_path(
+    forest: CandidateForest,
+    selection: FrameSelection,
+    pixel,
+    left: tuple[CandidateForest, FrameSelection] | None = None,
+    right: tuple[CandidateForest, FrameSelection] | None = None,
+) -> list[PathRow]:
     """Leaf-to-root path of candidates through ``pixel`` (empty below ``tau``).
 
     Parameters
@@ -212,6 +279,9 @@ def candidate_path(forest: CandidateForest, selection: FrameSelection, pixel) ->
         One frame of a :class:`HEMDResult`.
     pixel : tuple of int
         Spatial index into the frame.
+    left, right : (CandidateForest, FrameSelection), optional
+        The previous and next frame: each row then names its best match there
+        (:func:`best_match`).
     """
     leaf = int(forest.node_map[tuple(int(i) for i in pixel)])
     if leaf < 0:
@@ -233,6 +303,8 @@ def candidate_path(forest: CandidateForest, selection: FrameSelection, pixel) ->
             PathRow(
                 n, float(forest.level[n]), int(forest.area[n]), float(mean[n]), i is not None,
                 how, partner, score,
+                None if left is None else best_match(forest, n, *left),
+                None if right is None else best_match(forest, n, *right),
             )
         )  # fmt: skip
     return rows
