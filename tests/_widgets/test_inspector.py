@@ -70,12 +70,12 @@ def test_best_match_in_both_neighbours_is_shown(viewer, qtbot, errors):
             if t == 0:
                 assert r.left is None and left == ""
             else:
-                assert left.startswith(f"t{t - 1} #{r.left.node} {r.left.iou:.2f}")
+                assert left == f"#{r.left.node} {r.left.iou:.2f}" + (" ✓" if r.left.chosen else "")
                 assert r.left.chosen == (r.left.node in res.selections[t - 1].nodes)
             if t == last:
                 assert r.right is None and right == ""
             else:
-                assert right.startswith(f"t{t + 1} #{r.right.node} {r.right.iou:.2f}")
+                assert right.startswith(f"#{r.right.node} {r.right.iou:.2f}")
     # a candidate matched to the left by H-EMD has its partner among the good overlaps there
     t, node = next(
         (t, int(n))

@@ -51,11 +51,11 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def _best_text(m: Match | None, frame: int) -> str:
-    """``"t4 #161 0.82 chosen"``: a neighbour frame's best-overlapping candidate."""
+def _best_text(m: Match | None) -> str:
+    """``"#161 0.82 ✓"``: a neighbour frame's best-overlapping candidate, IoU, ✓ if chosen there."""
     if m is None:
         return ""
-    return f"t{frame} #{m.node} {m.iou:.2f}" + (" chosen" if m.chosen else "")
+    return f"#{m.node} {m.iou:.2f}" + (" ✓" if m.chosen else "")
 
 
 def _match_text(row: PathRow, frame: int) -> str:
@@ -168,7 +168,7 @@ class InspectorWidget(LayerWidget):
                 r.node, f"{r.threshold:.2f}", r.area, f"{r.mean_prob:.3f}",
                 "yes" if r.chosen else "", r.how, _match_text(r, frame),
                 f"{r.score:.2f}" if r.score else "",
-                _best_text(r.left, frame - 1), _best_text(r.right, frame + 1),
+                _best_text(r.left), _best_text(r.right),
             )  # fmt: skip
             for j, c in enumerate(cells):
                 self.table.setItem(i, j, QTableWidgetItem(str(c)))

@@ -72,7 +72,7 @@ class ProjectWidget(LayerWidget):
         #: The session's folder and labels layer, once saved or opened here.
         self.folder: Path | None = None
         self.session_layer: Labels | None = None
-        self._timer = QTimer()
+        self._timer = QTimer(self.native)  # dies with the widget: no save after it is closed
         self._timer.setSingleShot(True)
         self._timer.setInterval(AUTOSAVE_MS)
         self._timer.timeout.connect(self.autosave_now)
