@@ -79,7 +79,7 @@ class InspectorWidget(LayerWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setMinimumHeight(220)
-        self.table.setMinimumWidth(480)
+        self.table.setMinimumWidth(720)  # all ten columns, best matches included
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         table_box = Container(labels=False)
