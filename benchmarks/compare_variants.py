@@ -33,12 +33,11 @@ METHODS = [
     ("watershed", {"method": "watershed"}),
     ("nms", {"method": "nms"}),
     ("hemd paper", {"method": "hemd", "variant": "paper"}),
-    ("hemd refined", {"method": "hemd", "variant": "refined"}),
-    ("hemd refined, seeds >= 0.9", {"method": "hemd", "variant": "refined", "seed_min_peak": 0.9}),
-    (
-        "hemd refined, seeds >= 0.95",
-        {"method": "hemd", "variant": "refined", "seed_min_peak": 0.95},
-    ),
+    ("hemd refined, seeds off, growth 1", {"method": "hemd", "seed_min_peak": 0, "lone_growth": 1}),
+    ("hemd refined, growth 1", {"method": "hemd", "lone_growth": 1.0}),
+    ("hemd refined, growth 1.5", {"method": "hemd", "lone_growth": 1.5}),
+    ("hemd refined (seeds >= 0.9, growth 2)", {"method": "hemd"}),
+    ("hemd refined, growth 3", {"method": "hemd", "lone_growth": 3.0}),
 ]
 
 

@@ -638,7 +638,18 @@ def _state_from_json(state: list[dict] | None) -> tuple[dict, dict] | None:
     return out[0], out[1]
 
 
-_HEMD_KEYS = ("tau", "delta", "iterations", "axis", "connectivity", "min_size", "variant", "link")
+_HEMD_KEYS = (
+    "tau",
+    "delta",
+    "iterations",
+    "axis",
+    "connectivity",
+    "min_size",
+    "variant",
+    "seed_min_peak",
+    "lone_growth",
+    "link",
+)
 
 
 def rebuild_workflow(

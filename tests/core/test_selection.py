@@ -159,3 +159,46 @@ def test_weak_single_path_roots_do_not_seed():
     assert all(f.level[f.end[n] - 1] >= 0.9 for n in seeds)
     # The faint blob is still an object, by padding: nothing is lost.
     assert len(np.unique(weak.labels[0])) == len(np.unique(strong.labels[0]))
+
+
+def test_lone_match_grows_to_the_ancestor_only_its_reference_overlaps():
+    # Frame 0: one object with two peaks (a tree with two leaves). Frame 1: one small cell over its
+    # left peak, the same size as that peak: eq. 14 lets it select the left peak only.
+    p0 = np.zeros((40, 60), np.float32)
+    p0[10:30, 10:36] = 0.6  # 520 px, at most 1.5 x the reference
+    p0[10:30, 10:28] = 0.95  # 360 px
+    p0[10:30, 30:36] = 0.95  # 120 px
+    p1 = np.zeros_like(p0)
+    p1[10:30, 10:28] = 0.95  # the reference, 360 px
+    prob = np.stack([p0, p1])
+    paper = nh.hemd(prob, variant="paper")
+    f0, s0 = paper.forests[0], paper.selections[0]
+    assert len(np.unique(paper.labels[0])) - 1 == 2  # the matched peak + the other one, padded
+    assert f0.parent[s0.nodes[s0.how == HOW["right"]][0]] >= 0
+    node = nh.hemd(prob, lone_growth=1)
+    s0 = node.selections[0]
+    assert f0.parent[s0.nodes[s0.how == HOW["right"]][0]] >= 0
+    # refined: nothing else in frame 1 overlaps the object -> the whole object is selected
+    tree = nh.hemd(prob)
+    f0, s0 = tree.forests[0], tree.selections[0]
+    assert s0.nodes.tolist() == f0.roots.tolist() and s0.how.tolist() == [HOW["right"]]
+    assert np.isclose(s0.score[0], 360 / 520)  # IoU of the reference with the whole object
+    assert len(np.unique(tree.labels[0])) - 1 == 1
+    # Two references overlapping the tree still split it (the merged frame of the tiny video).
+    assert [len(np.unique(f)) - 1 for f in nh.segment(tiny_video())] == [2, 2, 2]
+
+
+def test_lone_growth_is_bounded_and_validated():
+    p0 = np.zeros((40, 60), np.float32)
+    p0[10:30, 10:50] = 0.6
+    p0[10:30, 10:28] = 0.95
+    p0[10:30, 32:50] = 0.95
+    p1 = np.zeros_like(p0)
+    p1[10:30, 10:28] = 0.95
+    # The whole object (800 px) is more than 2.0 but less than 2.5 times the reference (360 px).
+    small = nh.hemd(np.stack([p0, p1]), lone_growth=2.0)
+    big = nh.hemd(np.stack([p0, p1]), lone_growth=2.5)
+    assert len(np.unique(small.labels[0])) - 1 == 2
+    assert len(np.unique(big.labels[0])) - 1 == 1
+    with pytest.raises(ValueError, match="lone_growth"):
+        nh.hemd(tiny_video(), lone_growth=0.5)

@@ -23,6 +23,8 @@ METHODS = ("hemd", "threshold", "otsu", "watershed", "maxvalue", "nms")
 VARIANTS = {"paper": "keep", "refined": "absorb"}
 #: Default peak a single-path root needs to seed the initial state, per variant (0 = the paper).
 SEED_MIN_PEAK = {"paper": 0.0, "refined": 0.9}
+#: Growth of a match that only its reference overlaps, per variant (1 = the paper).
+LONE_GROWTH = {"paper": 1.0, "refined": 1.5}
 
 #: A forest with more candidates than this per pixel-megapixel is almost surely noise.
 MAX_NODES_PER_PIXEL = 0.05
@@ -97,6 +99,7 @@ def hemd(
     min_size: int = 0,
     variant: str = "refined",
     seed_min_peak: float | None = None,
+    lone_growth: float | None = None,
     link: bool = False,
     locked: dict[int, list[int]] | None = None,
     time_limit: float = 10.0,
@@ -130,12 +133,15 @@ def hemd(
         forests.append(f)
         if progress:
             progress("forests", t + 1, n)
+    seed_min_peak = SEED_MIN_PEAK[variant] if seed_min_peak is None else float(seed_min_peak)
+    lone_growth = LONE_GROWTH[variant] if lone_growth is None else float(lone_growth)
     sels = select_instances(
         forests,
         delta=delta,
         iterations=iterations,
         leftovers=VARIANTS[variant],
-        seed_min_peak=(SEED_MIN_PEAK[variant] if seed_min_peak is None else seed_min_peak),
+        seed_min_peak=seed_min_peak,
+        lone_growth=lone_growth,
         locked=locked,
         time_limit=time_limit,
         progress=(lambda d, tot: progress("selection", d, tot)) if progress else None,
@@ -153,6 +159,8 @@ def hemd(
         connectivity=conn,
         min_size=min_size,
         variant=variant,
+        seed_min_peak=seed_min_peak,
+        lone_growth=lone_growth,
         link=link,
     )
     return HEMDResult(labels, forests, sels, tracks, params)
@@ -199,8 +207,9 @@ def segment(
         Smallest candidate / object, in pixels.
     variant : {"refined", "paper"}
         ``"paper"`` is Section III exactly; ``"refined"`` absorbs small leftover siblings of matched
-        candidates instead of padding them as objects, and seeds only from confident single-path
-        roots (see ``docs/algorithm.md``).
+        candidates instead of padding them as objects, seeds only from confident single-path
+        roots, and grows a match up to 1.5 times its reference's size where only that reference
+        overlaps (see ``docs/algorithm.md``).
     link : bool
         Give the same id to the same object across frames (any method).
     boundary, background : array-like, optional

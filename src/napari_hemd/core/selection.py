@@ -14,6 +14,12 @@ Choices the paper leaves open (see ``docs/algorithm.md``):
   siblings become roots of the remaining forest and the paper's padding selects them as objects.
   ``"keep"`` is the paper; ``"absorb"`` merges a small leftover into the one selected instance
   that shares its lowest selected-containing ancestor (see :func:`_absorb_leftovers`).
+* ``lone_growth`` (beyond the paper): eq. 14 compares a candidate's size with its reference only,
+  so a reference that is itself too small (a core, a daughter cell next to her undivided mother)
+  selects a core of the object in the other frame. With ``lone_growth = g > 1``, a matched
+  candidate is replaced by its highest remaining ancestor of at most ``g`` times the reference's
+  size when no other selected instance of the reference's frame overlaps that ancestor: nothing
+  there supports the split (see :func:`_widen_lone_matches`). 1 is the paper.
 """
 
 from __future__ import annotations
@@ -27,7 +33,12 @@ from numba import njit
 
 from napari_hemd.core.forest import CandidateForest
 from napari_hemd.core.matching import emd_matching, hemd_matching
-from napari_hemd.core.overlap import PairHistogram, overlap_matrix, pair_histogram
+from napari_hemd.core.overlap import (
+    PairHistogram,
+    antichain_index,
+    overlap_matrix,
+    pair_histogram,
+)
 
 __all__ = ["HOW", "FrameSelection", "select_instances"]
 
@@ -150,6 +161,7 @@ def select_instances(
     iterations: int = 10,
     leftovers: str = "keep",
     seed_min_peak: float = 0.0,
+    lone_growth: float = 1.0,
     locked: dict[int, Sequence[int]] | None = None,
     enum_limit: int = 20_000,
     time_limit: float = 10.0,
@@ -172,6 +184,10 @@ def select_instances(
         Beyond the paper: a single-path root seeds the initial state only if its peak (the level of
         its leaf) is at least this; weaker ones stay candidates (matched or padded later). 0 is the
         paper.
+    lone_growth : float
+        Beyond the paper: a matched candidate is replaced by its highest remaining ancestor up to
+        this many times the reference's size, when no other selected instance of the reference's
+        frame overlaps that ancestor (see module docstring). 1 is the paper.
     locked : dict, optional
         ``frame -> candidate ids`` chosen by the user; they enter the initial state (and propagate).
     enum_limit, time_limit : see :func:`napari_hemd.core.matching.hemd_matching`.
@@ -184,6 +200,8 @@ def select_instances(
     """
     if leftovers not in LEFTOVER_MODES:
         raise ValueError(f"leftovers must be one of {LEFTOVER_MODES}; got {leftovers!r}")
+    if not float(lone_growth) >= 1.0:
+        raise ValueError(f"lone_growth must be >= 1 (1 = the paper); got {lone_growth!r}")
     if not 0 < float(delta):
         raise ValueError(f"delta must be > 0; got {delta!r}")
     if int(iterations) < 0:
@@ -235,6 +253,7 @@ def select_instances(
                     enum_limit,
                     time_limit,
                     f"frames {w}->{w + 1}",
+                    lone_growth,
                 )
                 cache[w] = (key, res)
             to_right, to_left = cache[w][1]
@@ -264,7 +283,16 @@ def select_instances(
     return [fr.sel for fr in frames]
 
 
-def _match_pair(a: _Frame, b: _Frame, hist: PairHistogram, delta, enum_limit, time_limit, ctx):
+def _match_pair(
+    a: _Frame,
+    b: _Frame,
+    hist: PairHistogram,
+    delta,
+    enum_limit,
+    time_limit,
+    ctx,
+    lone_growth: float = 1.0,
+):
     """EMD between the two selections, then H-EMD of the unmatched ones into the other forest."""
     fa, fb = a.forest, b.forest
     sa, sb = a.sel.nodes, b.sel.nodes
@@ -300,8 +328,57 @@ def _match_pair(a: _Frame, b: _Frame, hist: PairHistogram, delta, enum_limit, ti
             time_limit=time_limit,
             context=ctx,
         )
-        out.append((sol.node, sol.iou, refs[sol.ref]) if sol.node.size else None)
+        if not sol.node.size:
+            out.append(None)
+            continue
+        node, iou, ref = sol.node, sol.iou, refs[sol.ref]
+        if lone_growth > 1:
+            node, iou = _widen_lone_matches(src, dst, h, node, iou, ref, lone_growth)
+        out.append((node, iou, ref))
     return out[0], out[1]
+
+
+def _widen_lone_matches(
+    src: _Frame, dst: _Frame, hist: PairHistogram, node, iou, ref, max_growth: float
+):
+    """Replace matched candidates by a larger ancestor that only their own reference overlaps.
+
+    ``node`` are candidates of ``dst`` chosen by H-EMD for the instances ``ref`` of ``src``
+    (``hist`` has ``src`` first). For each, take its highest remaining ancestor no larger than
+    ``max_growth`` times the reference; when no selected instance of ``src`` but the reference
+    overlaps that ancestor, nothing in ``src`` supports the split below it, and the ancestor is
+    selected instead, with its IoU against the reference.
+    """
+    f = dst.forest
+    limit = max_growth * src.forest.area[ref]
+    up = node.copy()
+    for i in range(node.size):
+        a = int(node[i])
+        p = int(f.parent[a])
+        while p >= 0 and dst.alive[p] and f.area[p] <= limit[i]:
+            a, p = p, int(f.parent[p])
+        up[i] = a
+    grown = np.flatnonzero(up != node)
+    if not grown.size:
+        return node, iou
+    # Pixels shared by the selected instances of src and the deepest nodes of dst, sorted by the
+    # dst node: a candidate's pixels are the contiguous node range [a, end[a]).
+    sel = src.sel.nodes
+    inst = antichain_index(src.forest, sel)[hist.a]
+    keep = inst >= 0
+    order = np.argsort(hist.b[keep], kind="stable")
+    hb, owner, hc = hist.b[keep][order], inst[keep][order], hist.count[keep][order]
+    row_of = np.argsort(sel)[np.searchsorted(np.sort(sel), ref)]
+    node, iou = node.copy(), iou.copy()
+    for i in grown:
+        a = int(up[i])
+        lo, hi = np.searchsorted(hb, [a, f.end[a]])
+        if np.any(owner[lo:hi] != row_of[i]):
+            continue  # another instance of src overlaps the ancestor: the split has support
+        shared = float(hc[lo:hi].sum())
+        node[i] = a
+        iou[i] = shared / (float(src.forest.area[ref[i]]) + float(f.area[a]) - shared)
+    return node, iou
 
 
 def _apply(fr: _Frame, left, right, iteration: int) -> bool:
