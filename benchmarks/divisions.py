@@ -21,12 +21,11 @@ the mother and daughters in them.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import tifffile
-from skimage.segmentation import expand_labels
+from compare_variants import grown_labels
 
 import napari_hemd as nh
 
@@ -126,14 +125,8 @@ def main() -> None:
         )
         maps = predicted_maps(model, raw, args.cache, seq)
         events = division_events(folder, ref, tra, len(raw))
-        region = maps["background"] < 0.5
         for label, kw in METHODS:
-            t0 = time.perf_counter()
-            lab = nh.segment(maps["foreground"], min_size=args.min_size, **kw)
-            dt = (time.perf_counter() - t0) / len(raw)
-            lab = np.stack(
-                [np.where(r, expand_labels(f, 3), 0) for f, r in zip(lab, region, strict=True)]
-            )
+            lab, dt = grown_labels(maps, args.min_size, **kw)
             mom_ok = sum(best_iou(lab[e], mom) >= 0.5 for e, mom, _ in events)
             mom_split = sum(is_split(lab[e], mom) for e, mom, _ in events)
             kids = [(e, k) for e, _, ks in events for k in ks]
