@@ -12,12 +12,9 @@ from napari_hemd.core.streaming import hemd_stream
 pytest.importorskip("dask.distributed")
 
 
-@pytest.fixture(scope="module")
-def client():
-    from napari_hemd.distributed import dask_client
-
-    with dask_client(workers=2) as c:
-        yield c
+@pytest.fixture
+def client(dask_cluster_client):
+    return dask_cluster_client
 
 
 def test_local_cluster_equals_single_process(video, tmp_path, client):
