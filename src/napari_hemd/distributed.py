@@ -44,7 +44,7 @@ def dask_client(
     from dask.distributed import Client, LocalCluster
 
     if scheduler is not None:
-        with Client(scheduler) as client:
+        with Client(scheduler, set_as_default=False) as client:
             log.info("connected to %s", scheduler)
             yield client
         return
@@ -58,7 +58,7 @@ def dask_client(
             host="127.0.0.1",
             dashboard_address=None,
         ) as cluster,
-        Client(cluster) as client,
+        Client(cluster, set_as_default=False) as client,
     ):
         log.info("local cluster: %d workers at %s", workers, cluster.scheduler_address)
         yield client

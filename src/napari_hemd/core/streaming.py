@@ -434,7 +434,9 @@ def _gather_as_completed(client, futures: list, finished: Callable[[object], Non
     from dask.distributed import as_completed
 
     try:
-        for fut in as_completed(futures):
+        with client.as_current():  # the client need not be the process-wide default
+            completed = as_completed(futures)
+        for fut in completed:
             finished(fut.result())
     except BaseException:
         client.cancel(futures)
