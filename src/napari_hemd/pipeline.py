@@ -41,7 +41,8 @@ def open_input(path: str | os.PathLike):
     """
     from napari_hemd.io import read_stack
 
-    if Path(path).suffix.lower() in (".tif", ".tiff"):
+    path = Path(path).resolve()  # workers elsewhere do not share our working directory
+    if path.suffix.lower() in (".tif", ".tiff"):
         from napari_hemd.cli._stream import TiffFrames
 
         if not Path(path).is_file():

@@ -45,3 +45,13 @@ def test_dask_client_arguments():
         pass
     with dask_client() as c:
         assert c is None
+
+
+def test_local_workers_keep_glibc_dynamic_mmap_threshold(client):
+    """No MALLOC_TRIM_THRESHOLD_ on our local workers (see distributed._worker_environ)."""
+    import os
+
+    env = client.run(
+        lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"))
+    )
+    assert set(env.values()) == {(None, "1")}

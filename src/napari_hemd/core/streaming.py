@@ -245,6 +245,8 @@ def _source_id(arr) -> str:
     its (content-derived) name, a numpy array by a hash of its bytes: two different in-memory
     arrays of one shape must never resume each other's output.
     """
+    if isinstance(arr, np.memmap) and getattr(arr, "filename", None):
+        return f"file:{arr.filename}:{arr.offset}"
     if isinstance(arr, np.ndarray):
         return "sha256:" + hashlib.sha256(np.ascontiguousarray(arr).data).hexdigest()
     root = getattr(getattr(arr, "store", None), "root", None)
@@ -409,7 +411,9 @@ def hemd_stream(
             # Send an in-memory array once to every worker, not once per task.
             prob = client.scatter(prob, broadcast=True)
         futures = [
-            client.submit(_write_window, prob, w, str(store), params, pure=False) for w in todo
+            # absolute: a remote worker's working directory is not ours
+            client.submit(_write_window, prob, w, str(store.resolve()), params, pure=False)
+            for w in todo
         ]
         _gather_as_completed(client, futures, finished)
     z = zarr.open_array(str(store), mode="r+")

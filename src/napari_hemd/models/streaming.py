@@ -292,9 +292,13 @@ def predict_stream(
         from napari_hemd.core.streaming import _gather_as_completed
 
         threads = 1 if threads is None else threads
+        # absolute paths: a remote worker's working directory is not ours
+        args = (str(store.resolve()), outputs, options)
         task_model = model
         if isinstance(model, HemdModel):
             task_model = client.scatter(model, broadcast=True)
+        elif _model_key(model)[0] == "file":
+            task_model = str(Path(model).resolve())
         if isinstance(image, np.ndarray):
             image = client.scatter(image, broadcast=True)
         futures = [
