@@ -134,7 +134,7 @@ def take(out: Path) -> list[Path]:
     shot("export")
     viewer.window.remove_dock_widget(d)
 
-    proj = ProjectWidget(viewer)
+    proj = ProjectWidget(viewer, restore=False)  # never the user's own last session
     dock(proj, "Project")
     proj.labels.value = labels
     proj.path.value = Path("~/hemd-session.zarr").expanduser()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_hemd._napari_io import get_reader, write_ctc, write_tiff, write_zarr
+from napari_hemd._napari_io import get_reader, write_ctc, write_ome_zarr, write_tiff
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def labels() -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("writer", "name", "written"),
-    [(write_tiff, "seg_masks.tif", "seg_masks.tif"), (write_zarr, "x", "x.zarr"),
+    [(write_tiff, "seg_masks.tif", "seg_masks.tif"), (write_ome_zarr, "x", "x.zarr"),
      (write_ctc, "res.ctc", "res")],
 )  # fmt: skip
 def test_write_then_read(tmp_path, labels, writer, name, written):
@@ -51,3 +51,44 @@ def test_reader_ctc_sequence_with_gt(tmp_path, labels):
 def test_reader_declines_other_files(tmp_path):
     assert get_reader(str(tmp_path / "a.png")) is None
     assert get_reader([str(tmp_path / "a.tif"), str(tmp_path / "b.tif")]) is None
+
+
+def test_ome_zarr_image_with_labels_reads_lazily(tmp_path, labels):
+    import zarr
+
+    from napari_hemd.io import add_ome_zarr_labels
+
+    img = tmp_path / "movie.ome.zarr"
+    root = zarr.open_group(str(img), mode="w", zarr_format=2)
+    root.create_array("0", shape=labels.shape, dtype=np.uint16, chunks=(1, 16, 16))
+    root["0"][...] = 9
+    root.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": "t", "type": "time"}, {"name": "y", "type": "space"},
+                     {"name": "x", "type": "space"}],
+            "datasets": [{"path": "0", "coordinateTransformations": [
+                {"type": "scale", "scale": [1.0, 0.5, 0.5]}]}],
+        }
+    ]  # fmt: skip
+    add_ome_zarr_labels(img, labels, "nuclei", metadata={"napari_hemd": {"tau": 0.4}})
+    layers = get_reader(str(img))(str(img))
+    assert [(m["name"], k) for _, m, k in layers] == [("movie", "image"), ("nuclei", "labels")]
+    (image, imeta, _), (lab, lmeta, _) = layers
+    assert imeta["colormap"] == "gray"
+    assert isinstance(image, zarr.Array) and isinstance(lab, zarr.Array)  # stays on disk
+    assert lmeta["axis_labels"] == ("t", "y", "x") and lmeta["scale"] == [1.0, 0.5, 0.5]
+    assert lmeta["metadata"]["hemd_params"] == {"tau": 0.4}
+    np.testing.assert_array_equal(lab[...], labels)
+
+
+def test_ome_zarr_writer_uses_ngff_axis_labels(tmp_path, labels):
+    import json
+
+    out = write_ome_zarr(str(tmp_path / "vol.ome.zarr"), labels, {"axis_labels": ("z", "y", "x")})
+    attrs = json.loads((tmp_path / "vol.ome.zarr" / ".zattrs").read_text())
+    assert out == [str(tmp_path / "vol.ome.zarr")]
+    assert [a["name"] for a in attrs["multiscales"][0]["axes"]] == ["z", "y", "x"]
+    write_ome_zarr(str(tmp_path / "dflt.zarr"), labels, {"axis_labels": ("-3", "-2", "-1")})
+    attrs = json.loads((tmp_path / "dflt.zarr" / ".zattrs").read_text())
+    assert [a["name"] for a in attrs["multiscales"][0]["axes"]] == ["t", "y", "x"]

@@ -8,6 +8,7 @@ import pytest
 from napari_hemd.core.segment import HEMDResult
 from napari_hemd.workflows import (
     EditHistory,
+    best_match,
     candidate_path,
     choose_candidate,
     delete_label,
@@ -74,6 +75,43 @@ def test_candidate_path_and_split_merge():
     split = choose_candidate(merged, f, leaf, lab, next_free_id(merged))
     assert len(np.unique(split[split > 0])) == 2  # the sibling became a new object
     assert (split[f.mask(leaf)] == lab).all()
+
+
+def _brute_best(f, n, g):
+    m = f.mask(n)
+    ious = []
+    for c in range(g.n_nodes):
+        mc = g.mask(c)
+        ious.append((m & mc).sum() / (m | mc).sum())
+    return int(np.argmax(ious)), float(max(ious))
+
+
+def test_best_match_in_both_neighbours():
+    prob = _two_blobs(4)
+    prob[2, 12:20, 22:26] = 0.95  # frame 2: the bridge is bright, the two blobs are one
+    prob[3, :, 20:] = 0  # frame 3: the right blob is gone
+    res = run_workflow(segment_workflow(prob, tau=0.5, variant="paper"))
+    f1 = res.forests[1]
+    for n in range(f1.n_nodes):
+        for g in (res.forests[0], res.forests[2]):
+            m = best_match(f1, n, g)
+            node, iou = _brute_best(f1, n, g)
+            assert m.iou == pytest.approx(iou) and m.node == node
+    rows = candidate_path(
+        f1, res.selections[1], (16, 34),
+        left=(res.forests[0], res.selections[0]), right=(res.forests[2], res.selections[2]),
+    )  # fmt: skip
+    assert all(r.left is not None and r.right is not None for r in rows)
+    assert rows[0].left.iou == pytest.approx(1.0)  # frame 0 is the same picture
+    assert rows[0].right.iou < 1.0  # frame 2 has the blobs joined
+    chosen_right = set(res.selections[2].nodes.tolist())
+    assert all(r.right.chosen == (r.right.node in chosen_right) for r in rows)
+    # nothing of frame 3 lies under the right blob of frame 1
+    assert best_match(res.forests[2], rows[0].right.node, res.forests[3]) is not None
+    assert best_match(f1, rows[0].node, res.forests[3]) is None
+    assert candidate_path(f1, res.selections[1], (16, 34))[0].left is None  # not asked
+    with pytest.raises(ValueError, match="other: expected a frame of shape"):
+        best_match(f1, 0, run_workflow(segment_workflow(prob[:, :16], tau=0.5)).forests[0])
 
 
 def test_label_edits_and_history():

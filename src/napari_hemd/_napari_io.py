@@ -1,9 +1,10 @@
 """npe2 reader and writer hooks over :mod:`napari_hemd.io` (no Qt).
 
-Readers: TIFF stacks, ``.npy``, zarr / OME-Zarr (lazy), folders of TIFF frames (CTC sequences, with
-their ``_GT``/``_ST`` masks as Labels layers) and CTC result folders (``maskTTT.tif``).
-Writers: a Labels layer to a zarr store, a TIFF stack or a CTC result folder, atomically and never
-over an existing output.
+Readers: TIFF stacks, ``.npy``, zarr and OME-Zarr (lazy; an OME-Zarr image opens with the label
+images under its ``labels/``), folders of TIFF frames (CTC sequences, with their ``_GT``/``_ST``
+masks as Labels layers) and CTC result folders (``maskTTT.tif``).
+Writers: a Labels layer to an OME-Zarr label image, a TIFF stack or a CTC result folder
+(``maskTTT.tif`` + ``res_track.txt``), atomically and never over an existing output.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ def _is_ctc_result(path: Path) -> bool:
 
 def _read(path: str | os.PathLike) -> list[LayerData]:
     from napari_hemd.io import read_ctc_sequence, read_stack
+    from napari_hemd.io.ome_zarr import is_ome_zarr
 
     path = Path(path)
     name = path.stem if path.suffix else path.name
+    if is_ome_zarr(path):
+        return _read_ome_zarr(path)
     if _is_ctc_result(path):
         return [(read_stack(path), {"name": f"{name} labels"}, "labels")]
     if path.is_dir() and not path.suffix:
@@ -57,6 +61,24 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         "labels" if np.issubdtype(data.dtype, np.integer) and _looks_like_labels(path) else "image"
     )
     return [(data, {"name": name}, kind)]
+
+
+def _read_ome_zarr(path: Path) -> list[LayerData]:
+    """Layers of an OME-Zarr group, lazily: every resolution level stays on disk."""
+    from napari_hemd.io.ome_zarr import read_ome_zarr
+
+    layers: list[LayerData] = []
+    for node in read_ome_zarr(path):
+        data = node.levels if len(node.levels) > 1 else node.levels[0]
+        meta: dict = {"name": node.name, "scale": node.scale}
+        if node.axes:
+            meta["axis_labels"] = tuple(node.axes)
+        if node.kind == "image":
+            meta["colormap"] = "gray"
+        if "napari_hemd" in node.attrs:
+            meta["metadata"] = {"hemd_params": dict(node.attrs["napari_hemd"])}
+        layers.append((data, meta, node.kind))
+    return layers
 
 
 def _looks_like_labels(path: Path) -> bool:
@@ -82,7 +104,7 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
 
 
 def _write(path: str, data, meta: dict, suffix: str) -> list[str]:
-    from napari_hemd.io import write_labels
+    from napari_hemd.io import write_labels, write_ome_zarr_labels
 
     p = Path(path)
     if suffix == "":
@@ -94,12 +116,19 @@ def _write(path: str, data, meta: dict, suffix: str) -> list[str]:
         arr = arr[None]
     params = meta.get("metadata", {}).get("hemd_params") or {}
     keep = {k: v for k, v in params.items() if isinstance(v, str | int | float | bool | type(None))}
-    write_labels(arr, p, overwrite=False, metadata={"napari_hemd": keep} if keep else None)
+    extra = {"napari_hemd": keep} if keep else None
+    if suffix == ".zarr":
+        from napari_hemd.io.ome_zarr import axes_from_names
+
+        axes = axes_from_names(meta.get("axis_labels"), arr.ndim)
+        write_ome_zarr_labels(arr, p, axes=axes, name=meta.get("name"), metadata=extra)
+    else:
+        write_labels(arr, p, overwrite=False, metadata=extra)
     return [str(p)]
 
 
-def write_zarr(path: str, data, meta: dict) -> list[str]:
-    """npe2 writer: Labels layer -> zarr store (chunked per frame)."""
+def write_ome_zarr(path: str, data, meta: dict) -> list[str]:
+    """npe2 writer: Labels layer -> OME-Zarr (NGFF 0.4) label image (``*.zarr``/``*.ome.zarr``)."""
     return _write(path, data, meta, ".zarr")
 
 

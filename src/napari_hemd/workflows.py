@@ -32,6 +32,8 @@ from napari_hemd.core.selection import HOW_NAMES, FrameSelection
 __all__ = [
     "Cancelled",
     "EditHistory",
+    "Match",
+    "best_match",
     "candidate_path",
     "choose_candidate",
     "delete_label",
@@ -189,9 +191,23 @@ def segment_workflow(
 
 
 # ---------------------------------------------------------------------------------- inspect
+@dataclass(frozen=True)
+class Match:
+    """The candidate of a neighbouring frame that overlaps one candidate best."""
+
+    node: int
+    iou: float
+    chosen: bool
+
+
 @dataclass
 class PathRow:
-    """One candidate of a leaf-to-root path, as the inspector shows it."""
+    """One candidate of a leaf-to-root path, as the inspector shows it.
+
+    ``partner``/``score`` are the match H-EMD used to choose it (``-1``/0 if none); ``left`` and
+    ``right`` the best-overlapping candidate of the previous and next frame (``None`` at the
+    ends of the sequence or with no overlap).
+    """
 
     node: int
     threshold: float
@@ -201,9 +217,60 @@ class PathRow:
     how: str
     partner: int
     score: float
+    left: Match | None = None
+    right: Match | None = None
 
 
-def candidate_path(forest: CandidateForest, selection: FrameSelection, pixel) -> list[PathRow]:
+def best_match(
+    forest: CandidateForest,
+    node: int,
+    other: CandidateForest,
+    other_selection: FrameSelection | None = None,
+) -> Match | None:
+    """Candidate of ``other`` (a neighbouring frame) with the highest IoU with ``node``.
+
+    Every candidate of a forest covers a contiguous range of deepest nodes, so one histogram of
+    the deepest nodes under ``node``'s pixels gives the overlap with all of ``other``'s
+    candidates at once.
+
+    Parameters
+    ----------
+    forest : CandidateForest
+        The frame holding ``node``.
+    node : int
+        Candidate id in ``forest``.
+    other : CandidateForest
+        A frame of the same shape.
+    other_selection : FrameSelection, optional
+        ``other``'s selection, to tell whether the match was chosen there.
+
+    Returns
+    -------
+    Match or None
+        ``None`` when no candidate of ``other`` overlaps ``node``.
+    """
+    if forest.shape != other.shape:
+        raise ValueError(f"other: expected a frame of shape {forest.shape}; got {other.shape}")
+    sl = forest.bbox_slices(int(node))
+    deepest = other.node_map[sl][forest.mask(int(node), crop=True)]
+    deepest = deepest[deepest >= 0]
+    if deepest.size == 0:
+        return None
+    cum = np.concatenate([[0], np.cumsum(np.bincount(deepest, minlength=other.n_nodes))])
+    inter = cum[other.end] - cum[: other.n_nodes]
+    iou = inter / (int(forest.area[node]) + other.area - inter)
+    best = int(np.argmax(iou))
+    chosen = other_selection is not None and best in set(other_selection.nodes.tolist())
+    return Match(best, float(iou[best]), bool(chosen))
+
+
+def candidate_path(
+    forest: CandidateForest,
+    selection: FrameSelection,
+    pixel,
+    left: tuple[CandidateForest, FrameSelection] | None = None,
+    right: tuple[CandidateForest, FrameSelection] | None = None,
+) -> list[PathRow]:
     """Leaf-to-root path of candidates through ``pixel`` (empty below ``tau``).
 
     Parameters
@@ -212,6 +279,9 @@ def candidate_path(forest: CandidateForest, selection: FrameSelection, pixel) ->
         One frame of a :class:`HEMDResult`.
     pixel : tuple of int
         Spatial index into the frame.
+    left, right : (CandidateForest, FrameSelection), optional
+        The previous and next frame: each row then names its best match there
+        (:func:`best_match`).
     """
     leaf = int(forest.node_map[tuple(int(i) for i in pixel)])
     if leaf < 0:
@@ -233,6 +303,8 @@ def candidate_path(forest: CandidateForest, selection: FrameSelection, pixel) ->
             PathRow(
                 n, float(forest.level[n]), int(forest.area[n]), float(mean[n]), i is not None,
                 how, partner, score,
+                None if left is None else best_match(forest, n, *left),
+                None if right is None else best_match(forest, n, *right),
             )
         )  # fmt: skip
     return rows
@@ -353,12 +425,18 @@ def split_by_seeds(
 # ---------------------------------------------------------------------------------- history
 @dataclass
 class Edit:
-    """Sparse difference between two label arrays of the same shape."""
+    """Sparse difference between two label arrays of the same shape.
+
+    ``state`` optionally holds what else the edit changed, as ``(before, after)`` dicts (e.g. the
+    layer's parameters, locked choices and H-EMD result after a re-run); undo restores
+    ``before``, redo ``after``. The history only stores them; the caller applies them.
+    """
 
     name: str
     index: np.ndarray
     before: np.ndarray
     after: np.ndarray
+    state: tuple[dict, dict] | None = None
 
 
 @dataclass
@@ -369,39 +447,57 @@ class EditHistory:
     redo_stack: list[Edit] = field(default_factory=list)
 
     def record(
-        self, name: str, before: np.ndarray, after: np.ndarray, offset: int = 0
+        self,
+        name: str,
+        before: np.ndarray,
+        after: np.ndarray,
+        offset: int = 0,
+        state: tuple[dict, dict] | None = None,
     ) -> Edit | None:
-        """Store the difference ``before -> after``; clear redo. ``None`` when nothing changed.
+        """Store the difference ``before -> after``; clear redo.
 
         ``offset`` is added to the flat indices: record one frame ``t`` of a stack with
-        ``offset=t * frame.size`` and undo on the whole stack.
+        ``offset=t * frame.size`` and undo on the whole stack. ``state`` is kept on the edit (see
+        :class:`Edit`). Returns ``None`` when the labels did not change and no ``state`` is given.
         """
         local = np.flatnonzero(before.ravel() != after.ravel())
-        if local.size == 0:
+        if local.size == 0 and state is None:
             return None
-        edit = Edit(name, local + offset, before.ravel()[local].copy(), after.ravel()[local].copy())
+        edit = Edit(
+            name, local + offset, before.ravel()[local].copy(), after.ravel()[local].copy(), state
+        )
         self.undo_stack.append(edit)
         self.redo_stack.clear()
         log.debug("edit %s: %d pixels", name, local.size)
         return edit
 
-    def undo(self, labels: np.ndarray) -> str | None:
-        """Revert the last edit in place on ``labels``; return its name (``None`` if none)."""
+    def undo_edit(self, labels: np.ndarray) -> Edit | None:
+        """Revert the last edit in place on ``labels``; return it (``None`` if none)."""
         if not self.undo_stack:
             return None
         e = self.undo_stack.pop()
         labels.flat[e.index] = e.before
         self.redo_stack.append(e)
-        return e.name
+        return e
 
-    def redo(self, labels: np.ndarray) -> str | None:
-        """Re-apply the last undone edit in place on ``labels``; return its name."""
+    def redo_edit(self, labels: np.ndarray) -> Edit | None:
+        """Re-apply the last undone edit in place on ``labels``; return it (``None`` if none)."""
         if not self.redo_stack:
             return None
         e = self.redo_stack.pop()
         labels.flat[e.index] = e.after
         self.undo_stack.append(e)
-        return e.name
+        return e
+
+    def undo(self, labels: np.ndarray) -> str | None:
+        """Revert the last edit in place on ``labels``; return its name (``None`` if none)."""
+        e = self.undo_edit(labels)
+        return None if e is None else e.name
+
+    def redo(self, labels: np.ndarray) -> str | None:
+        """Re-apply the last undone edit in place on ``labels``; return its name."""
+        e = self.redo_edit(labels)
+        return None if e is None else e.name
 
 
 # ---------------------------------------------------------------------------------- project
@@ -417,6 +513,7 @@ def save_project(
     locked: dict[int, list[int]] | None = None,
     history: EditHistory | None = None,
     overwrite: bool = False,
+    name: str | None = None,
 ) -> Path:
     """Save a proofreading session into a zarr folder, atomically.
 
@@ -436,7 +533,13 @@ def save_project(
     locked : dict, optional
         Frame -> candidate ids chosen by the user.
     history : EditHistory, optional
-        Undo/redo stacks, restored by :func:`load_project`.
+        Undo/redo stacks, restored by :func:`load_project`. Of an edit's ``state`` the
+        JSON-serialisable entries are kept (parameters, locked choices), not H-EMD results.
+    overwrite : bool
+        Replace an existing ``folder`` (atomically: the old one stays until the new one is
+        complete).
+    name : str, optional
+        Name of the labels layer, given back by :func:`load_project`.
     """
     import zarr
 
@@ -445,9 +548,9 @@ def save_project(
     keep = {k: v for k, v in params.items() if isinstance(v, str | int | float | bool | type(None))}
     with atomic_path(folder, overwrite=overwrite) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
-        for name, arr in (("prob", np.asarray(prob)), ("labels", np.asarray(labels))):
+        for key, arr in (("prob", np.asarray(prob)), ("labels", np.asarray(labels))):
             chunks = (1, *arr.shape[1:]) if arr.ndim > 2 else arr.shape
-            root.create_array(name, data=arr, chunks=chunks)
+            root.create_array(key, data=arr, chunks=chunks)
         edits = []
         for stack_name, stack in (
             ("undo", history.undo_stack if history else []),
@@ -456,13 +559,14 @@ def save_project(
             for i, e in enumerate(stack):
                 for part in ("index", "before", "after"):
                     root.create_array(f"{stack_name}_{i}_{part}", data=getattr(e, part))
-                edits.append([stack_name, i, e.name])
+                edits.append([stack_name, i, e.name, _state_json(e.state)])
         root.attrs.update(
             {
                 "format": PROJECT_FORMAT,
                 "params": keep,
                 "locked": {str(k): [int(n) for n in v] for k, v in (locked or {}).items()},
                 "edits": edits,
+                "name": name,
             }
         )
     return Path(folder)
@@ -474,8 +578,8 @@ def load_project(folder: str | os.PathLike) -> dict:
     Returns
     -------
     dict
-        ``prob``, ``labels`` (ndarrays), ``params``, ``locked`` (frame -> list of ids) and
-        ``history`` (:class:`EditHistory`).
+        ``prob``, ``labels`` (ndarrays), ``params``, ``locked`` (frame -> list of ids),
+        ``history`` (:class:`EditHistory`) and ``name`` (of the labels layer, or ``None``).
     """
     import zarr
 
@@ -486,12 +590,12 @@ def load_project(folder: str | os.PathLike) -> dict:
             f"{str(folder)!r} is not a napari-hemd project (format {attrs.get('format')!r})"
         )
     history = EditHistory()
-    for stack_name, i, name in attrs.get("edits", []):
+    for stack_name, i, name, *state in attrs.get("edits", []):
         parts = [
             np.asarray(root[f"{stack_name}_{i}_{p}"][...]) for p in ("index", "before", "after")
         ]
         stack = history.undo_stack if stack_name == "undo" else history.redo_stack
-        stack.append(Edit(name, *parts))
+        stack.append(Edit(name, *parts, state=_state_from_json(state[0] if state else None)))
     return {
         "prob": np.asarray(root["prob"][...]),
         "labels": np.asarray(root["labels"][...]),
@@ -500,7 +604,38 @@ def load_project(folder: str | os.PathLike) -> dict:
             int(k): list(v) for k, v in json.loads(json.dumps(attrs.get("locked", {}))).items()
         },
         "history": history,
+        "name": attrs.get("name"),
     }
+
+
+def _jsonable_state(d: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        if k.endswith("locked") and isinstance(v, dict):
+            out[k] = {str(f): [int(n) for n in ns] for f, ns in v.items()}
+        elif k.endswith("params") and isinstance(v, dict):
+            out[k] = {
+                a: b for a, b in v.items() if isinstance(b, str | int | float | bool | type(None))
+            }
+    return out
+
+
+def _state_json(state: tuple[dict, dict] | None) -> list[dict] | None:
+    """The JSON part of an edit's state: parameters and locked choices (not results)."""
+    return None if state is None else [_jsonable_state(state[0]), _jsonable_state(state[1])]
+
+
+def _state_from_json(state: list[dict] | None) -> tuple[dict, dict] | None:
+    if state is None:
+        return None
+    out = []
+    for d in state:
+        d = dict(d)
+        for k, v in d.items():
+            if k.endswith("locked"):
+                d[k] = {int(f): list(ns) for f, ns in v.items()}
+        out.append(d)
+    return out[0], out[1]
 
 
 _HEMD_KEYS = ("tau", "delta", "iterations", "axis", "connectivity", "min_size", "variant", "link")

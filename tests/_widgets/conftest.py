@@ -29,3 +29,13 @@ def viewer(make_napari_viewer):
     for data, meta, kind in nuclei_video_sample():
         getattr(v, f"add_{kind}")(data, **meta)
     return v
+
+
+@pytest.fixture(autouse=True)
+def settings_dir(tmp_path, monkeypatch):
+    """Per-test user settings (the last project), never the real config folder."""
+    from napari_hemd._settings import CONFIG_ENV
+
+    folder = tmp_path / "config"
+    monkeypatch.setenv(CONFIG_ENV, str(folder))
+    return folder

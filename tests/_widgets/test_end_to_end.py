@@ -86,8 +86,10 @@ def test_end_to_end(viewer, qtbot, tmp_path, errors):
     proof.labels.value = labels
     assert proof.undo() is not None
     np.testing.assert_array_equal(labels.data, before)
+    assert t not in labels.metadata["hemd_locked"]  # undoing the swap forgets the choice
     assert proof.redo() is not None
     np.testing.assert_array_equal(labels.data, after)
+    assert labels.metadata["hemd_locked"][t] == [leaf]
 
     exp = ExportWidget(viewer)
     exp.labels.value = labels
@@ -132,13 +134,30 @@ def test_rerun_is_undoable(viewer, qtbot, errors):
     _wait(qtbot, seg.run())
     labels = viewer.layers["nuclei video labels"]
     first = labels.data.copy()
+    first_res = labels.metadata["hemd_result"]
     seg.tau.value = 0.8
     _wait(qtbot, seg.run())
     assert viewer.layers["nuclei video labels"] is labels
     assert labels.metadata["hemd_params"]["tau"] == 0.8
     assert not np.array_equal(labels.data, first)
+    second = labels.metadata["hemd_result"]
+    assert second is not first_res
     proof = ProofreadWidget(viewer)
     proof.labels.value = labels
     assert proof.undo().startswith("segment")
     np.testing.assert_array_equal(labels.data, first)
+    # the stored result, parameters and locks follow the labels back
+    assert labels.metadata["hemd_result"] is first_res
+    assert labels.metadata["hemd_params"]["tau"] == 0.5
+    np.testing.assert_array_equal(first_res.labels, labels.data)
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    t, y, x = (int(v) for v in np.argwhere(labels.data > 0)[0])
+    rows = insp.inspect(t, (y, x))
+    chosen = [r.node for r in rows if r.chosen]
+    assert chosen and first_res.forests[t].mask(chosen[0])[y, x]
+    assert proof.redo().startswith("segment")
+    assert labels.metadata["hemd_result"] is second
+    assert labels.metadata["hemd_params"]["tau"] == 0.8
+    np.testing.assert_array_equal(second.labels, labels.data)
     assert not errors

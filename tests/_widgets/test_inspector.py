@@ -8,6 +8,7 @@ import numpy as np
 
 from napari_hemd._widgets import InspectorWidget, ProofreadWidget, SegmentWidget
 from napari_hemd._widgets.inspector import uncertain_objects
+from napari_hemd.core.selection import HOW
 
 
 def _segmented(viewer, qtbot):
@@ -48,4 +49,41 @@ def test_click_next_uncertain_and_shortcuts(viewer, qtbot, errors):
     assert pr.delete([int(labels.data.max())])
     labels.keymap[next(k for k in labels.keymap if str(k) == "Alt+Z")](labels)  # Alt-Z: undo
     np.testing.assert_array_equal(labels.data, before)
+    assert not errors
+
+
+def test_best_match_in_both_neighbours_is_shown(viewer, qtbot, errors):
+    labels = _segmented(viewer, qtbot)
+    res = labels.metadata["hemd_result"]
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    last = len(res.forests) - 1
+    headers = [insp.table.horizontalHeaderItem(j).text() for j in range(insp.table.columnCount())]
+    left_col, right_col = headers.index("best in t-1"), headers.index("best in t+1")
+    for t in (0, 5, last):
+        y, x = np.argwhere(labels.data[t] > 0)[0]
+        rows = insp.inspect(t, (int(y), int(x)))
+        assert rows
+        for i, r in enumerate(rows):
+            left = insp.table.item(i, left_col).text()
+            right = insp.table.item(i, right_col).text()
+            if t == 0:
+                assert r.left is None and left == ""
+            else:
+                assert left == f"#{r.left.node} {r.left.iou:.2f}" + (" ✓" if r.left.chosen else "")
+                assert r.left.chosen == (r.left.node in res.selections[t - 1].nodes)
+            if t == last:
+                assert r.right is None and right == ""
+            else:
+                assert right.startswith(f"#{r.right.node} {r.right.iou:.2f}")
+    # a candidate matched to the left by H-EMD has its partner among the good overlaps there
+    t, node = next(
+        (t, int(n))
+        for t, s in enumerate(res.selections)
+        for n, how in zip(s.nodes, s.how, strict=True)
+        if t > 0 and how == HOW["left"] and res.forests[t].area[n] > 20
+    )
+    pix = np.argwhere(res.forests[t].mask(node))[0]
+    row = next(r for r in insp.inspect(t, tuple(int(v) for v in pix)) if r.node == node)
+    assert row.how == "left" and row.left.iou >= row.score - 1e-9
     assert not errors

@@ -11,6 +11,8 @@ import pytest
 
 import napari_hemd
 
+#: Combo boxes that list layers.
+LAYER_COMBOS = ("image", "probability", "labels", "restore from")
 MANIFEST = npe2.PluginManifest.from_file(Path(napari_hemd.__file__).parent / "napari.yaml")
 
 
@@ -34,3 +36,56 @@ def test_widget_docks(widget, make_napari_viewer):
     combos = [c for c in w if c.widget_type == "ComboBox" and c.label in ("image", "probability")]
     for c in combos:
         assert c.value is viewer.layers["x"]
+
+
+@pytest.mark.parametrize("widget", MANIFEST.contributions.widgets, ids=lambda w: w.display_name)
+def test_widget_opens_from_plugins_menu(widget, make_napari_viewer):
+    """The path a user takes: Plugins ▸ napari-hemd ▸ <display name>, through npe2."""
+    viewer = make_napari_viewer()
+    dock, w = viewer.window.add_plugin_dock_widget("napari-hemd", widget.display_name)
+    command = next(c for c in MANIFEST.contributions.commands if c.id == widget.command)
+    assert type(w) is _resolve(command.python_name)
+    assert widget.display_name in dock.name
+    # napari hands the widget a public-only proxy of this viewer: the combos follow its layers
+    viewer.add_image(np.eye(4, dtype=np.float32), name="x")
+    viewer.add_labels(
+        np.eye(4, dtype=np.uint8), name="y", metadata={"hemd_params": {}, "hemd_result": None}
+    )
+    combos = [c for c in w if c.widget_type == "ComboBox" and c.label in LAYER_COMBOS]
+    assert combos
+    for c in combos:
+        assert {getattr(v, "name", None) for v in c.choices} & {"x", "y"}, c.label
+
+
+def test_menu_widgets_work_on_the_sample(make_napari_viewer, qtbot):
+    """Sample, Segment and Inspector all opened as a user does, then used."""
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-hemd", "nuclei_video")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    seg.prob.value = next(c for c in seg.prob.choices if c.name == "nuclei video probability")
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    assert labels.data.max() > 3 and labels.metadata["hemd_result"] is not None
+    _, insp = viewer.window.add_plugin_dock_widget("napari-hemd", "Candidate forest inspector")
+    insp.labels.value = next(c for c in insp.labels.choices if c.name == labels.name)
+    t, y, x = (int(v) for v in np.argwhere(labels.data > 0)[0])
+    rows = insp.inspect(t, (y, x))
+    assert rows and any(r.chosen for r in rows)
+    assert insp.table.rowCount() == len(rows)
+
+
+@pytest.mark.parametrize("sample", MANIFEST.contributions.sample_data, ids=lambda s: s.key)
+def test_sample_data_opens_from_file_menu(sample, make_napari_viewer):
+    """File ▸ Open Sample ▸ napari-hemd ▸ <sample>: image, probability and labels layers."""
+    from napari.layers import Image, Labels
+
+    viewer = make_napari_viewer()
+    layers = viewer.open_sample("napari-hemd", sample.key)
+    kinds = [type(ly) for ly in layers]
+    assert kinds == [Image, Image, Labels]
+    image, prob, labels = layers
+    assert image.data.ndim == 3 and prob.data.shape == image.data.shape == labels.data.shape
+    assert 0.0 <= float(prob.data.min()) and float(prob.data.max()) <= 1.0
+    assert labels.data.max() >= 3  # several objects to try the widgets on
+    assert prob.name.endswith("probability")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_hemd._widgets import InspectorWidget, ProjectWidget, ProofreadWidget, SegmentWidget
 
@@ -24,13 +25,17 @@ def test_save_close_reopen(viewer, qtbot, tmp_path, errors):
     proj.labels.value = labels
     out = proj.save(tmp_path / "session")
     assert out == tmp_path / "session.zarr" and out.is_dir()
-    proj.confirm_overwrite = lambda p: False
-    assert proj.save(out) is None  # never over an existing project without asking
+    other = ProjectWidget(viewer, restore=False)
+    other.labels.value = labels
+    other.confirm_overwrite = lambda p: False
+    assert other.save(out) is None  # never over an existing project without asking
+    proj.confirm_overwrite = lambda p: pytest.fail("re-saving its own session asks nothing")
+    assert proj.save(out) == out
 
     viewer.layers.clear()
     with qtbot.waitSignal(proj.open(out).finished, timeout=120_000):
         pass
-    back = viewer.layers["session labels"]
+    back = viewer.layers["nuclei video labels"]  # the layer keeps its name
     np.testing.assert_array_equal(back.data, edited)
     assert back.metadata["hemd_locked"] == {2: [0]}
     assert back.metadata["hemd_result"] is not None
@@ -50,3 +55,126 @@ def test_open_not_a_project(viewer, tmp_path, errors):
     proj = ProjectWidget(viewer)
     assert proj.open(tmp_path / "nothing.zarr") is None
     assert "cannot open" in errors[-1]
+
+
+def _session(viewer, qtbot):
+    """Segment, re-run with another tau, delete an object, swap a candidate: a real session."""
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.variant.value = "paper"
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    seg.tau.value = 0.45
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    return viewer.layers["nuclei video labels"]
+
+
+def _snapshot(layer):
+    hist = layer.metadata["hemd_history"]
+    return {
+        "labels": layer.data.copy(),
+        "locked": {int(k): list(v) for k, v in layer.metadata["hemd_locked"].items()},
+        "params": dict(layer.metadata["hemd_params"]),
+        "undo": [e.name for e in hist.undo_stack],
+        "redo": [e.name for e in hist.redo_stack],
+    }
+
+
+def _same(a, b):
+    np.testing.assert_array_equal(a["labels"], b["labels"])
+    assert {k: v for k, v in a.items() if k != "labels"} == {
+        k: v for k, v in b.items() if k != "labels"
+    }
+
+
+def test_autosave_then_new_viewer_restores_session(
+    viewer, make_napari_viewer, qtbot, tmp_path, errors, settings_dir
+):
+    labels = _session(viewer, qtbot)
+    proj = ProjectWidget(viewer)
+    assert proj.restored is None  # nothing remembered yet
+    proj.labels.value = labels
+    folder = proj.save(tmp_path / "work")
+    assert (settings_dir / "settings.json").is_file()
+
+    # edits after the save reach the folder by themselves (after a quiet moment)
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    res = labels.metadata["hemd_result"]
+    t, pix, parent = next(
+        (t, tuple(np.argwhere(f.mask(int(n)))[0]), int(f.parent[n]))
+        for t, (f, s) in enumerate(zip(res.forests, res.selections, strict=True))
+        for n in s.nodes
+        if f.parent[n] >= 0
+    )
+    insp.inspect(t, pix)
+    with qtbot.waitSignal(proj.autosaved, timeout=10_000):
+        assert insp.use_candidate([r.node for r in insp.rows].index(parent))
+    pr = ProofreadWidget(viewer)
+    pr.labels.value = labels
+    pr.scope.value = "all frames"
+    gone = int(np.unique(labels.data)[1])
+    assert pr.delete([gone])
+    with qtbot.waitSignal(proj.autosaved, timeout=10_000):
+        assert pr.undo().startswith("delete")  # leaves one redo step
+    with qtbot.waitSignal(proj.autosaved, timeout=10_000):
+        labels.paint((0, 1, 1), 77)  # napari's own brush: saved too
+    # what undo/redo give in this viewer, step by step (autosave off: the folder stays as is)
+    proj.autosave.value = False
+    steps = [_snapshot(labels)]
+    assert steps[0]["locked"][t] == [parent] and steps[0]["redo"][0].startswith("delete")
+    assert steps[0]["params"]["tau"] == 0.45 and (labels.data == 77).any()
+    assert pr.redo().startswith("delete")
+    steps.append(_snapshot(labels))
+    assert pr.undo().startswith("delete") and pr.undo().startswith("use candidate")
+    steps.append(_snapshot(labels))
+    assert t not in steps[-1]["locked"]
+    assert pr.undo().startswith("segment")
+    steps.append(_snapshot(labels))
+    assert steps[-1]["params"]["tau"] == 0.5
+    first_params = dict(labels.metadata["hemd_result"].params)
+    viewer.close()
+
+    # "reopen napari": a new viewer; the Project widget restores the last session by itself
+    v2 = make_napari_viewer()
+    proj2 = ProjectWidget(v2)
+    assert proj2.restored is not None and proj2.folder == folder
+    back = v2.layers["nuclei video labels"]
+    qtbot.waitUntil(lambda: back.metadata["hemd_result"] is not None, timeout=120_000)
+    proj2.autosave.value = False
+    assert "nuclei video probability" in v2.layers
+    _same(_snapshot(back), steps[0])
+    pr2 = ProofreadWidget(v2)
+    pr2.labels.value = back
+    assert pr2.redo().startswith("delete")
+    _same(_snapshot(back), steps[1])
+    assert pr2.undo().startswith("delete") and pr2.undo().startswith("use candidate")
+    _same(_snapshot(back), steps[2])
+    assert back.metadata["hemd_result"] is not None  # a swap keeps the forest
+    assert pr2.undo().startswith("segment")
+    _same(_snapshot(back), steps[3])
+    # the result of the first run was not saved: it is rebuilt from its parameters
+    qtbot.waitUntil(lambda: back.metadata["hemd_result"] is not None, timeout=120_000)
+    rebuilt = back.metadata["hemd_result"]
+    assert rebuilt.params["tau"] == first_params["tau"] == 0.5
+    brushed = back.data == 77  # the brush stroke is not in our history: it stays
+    np.testing.assert_array_equal(rebuilt.labels[~brushed], back.data[~brushed])
+    assert not errors
+
+
+def test_restore_is_optional(viewer, qtbot, tmp_path, errors, settings_dir):
+    labels = _session(viewer, qtbot)
+    proj = ProjectWidget(viewer)
+    proj.labels.value = labels
+    folder = proj.save(tmp_path / "work")
+    # a viewer that already holds a session is left alone
+    assert ProjectWidget(viewer).restored is None
+    proj.auto_restore.value = False
+    viewer.layers.clear()
+    assert ProjectWidget(viewer).restored is None and not len(viewer.layers)
+    other = ProjectWidget(viewer)
+    with qtbot.waitSignal(other.restore_last().finished, timeout=120_000):
+        pass
+    assert other.folder == folder and "nuclei video labels" in viewer.layers
+    assert not errors

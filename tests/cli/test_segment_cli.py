@@ -20,7 +20,7 @@ def prob_file(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("out_name", ["labels.tif", "labels.zarr", "ctc_res"])
+@pytest.mark.parametrize("out_name", ["labels.tif", "labels.zarr", "labels.ome.zarr", "ctc_res"])
 def test_segment_writes_each_format(prob_file, tmp_path, out_name):
     out = tmp_path / out_name
     assert main(["segment", str(prob_file), "-o", str(out), "--no-progress", "--link"]) == 0
@@ -30,6 +30,10 @@ def test_segment_writes_each_format(prob_file, tmp_path, out_name):
         tracks = np.loadtxt(out / "res_track.txt", dtype=int, ndmin=2)
         assert set(tracks[:, 0]) == set(np.unique(lab)) - {0}
         assert json.loads((out / "hemd-params.json").read_text())["method"] == "hemd"
+    if out_name == "labels.ome.zarr":
+        attrs = json.loads((out / ".zattrs").read_text())
+        assert attrs["image-label"]["version"] == "0.4"
+        assert attrs["multiscales"][0]["datasets"][0]["path"] == "0"
 
 
 def test_segment_baseline_and_uint8_input(tmp_path):

@@ -10,9 +10,10 @@ from magicgui.widgets import ComboBox, Container, PushButton
 from napari.layers import Image, Labels, Layer
 from napari.qt.threading import create_worker
 from napari.utils import progress
+from napari.utils.events import Event
 from napari.utils.notifications import show_error
 
-from napari_hemd.workflows import EditHistory
+from napari_hemd.workflows import Edit, EditHistory, rebuild_workflow
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +42,90 @@ def history_of(layer: Labels) -> EditHistory:
     return hist
 
 
-def apply_edit(layer: Labels, name: str, new: np.ndarray, frame: int | None = None) -> bool:
-    """Write ``new`` into ``layer`` (one frame or all), recording it for undo; True if changed."""
+def edited_event(layer: Labels):
+    """``layer.events.hemd_edited``: emitted after every recorded edit, undo and redo."""
+    if not hasattr(layer.events, "hemd_edited"):
+        layer.events.add(hemd_edited=Event)
+    return layer.events.hemd_edited
+
+
+#: Layer metadata an edit may change besides the labels; undo and redo restore it.
+STATE_KEYS = (PARAMS_KEY, LOCKED_KEY, RESULT_KEY)
+
+
+def layer_state(layer: Labels) -> dict:
+    """Copy of the :data:`STATE_KEYS` entries of ``layer.metadata`` (results by reference)."""
+    out = {}
+    for k in STATE_KEYS:
+        v = layer.metadata.get(k)
+        if k == LOCKED_KEY:
+            v = {int(f): list(ns) for f, ns in (v or {}).items()}
+        elif isinstance(v, dict):
+            v = dict(v)
+        out[k] = v
+    return out
+
+
+def apply_edit(
+    layer: Labels,
+    name: str,
+    new: np.ndarray,
+    frame: int | None = None,
+    state: dict | None = None,
+) -> bool:
+    """Write ``new`` into ``layer`` (one frame or all), recording it for undo; True if recorded.
+
+    ``state`` holds metadata entries (:data:`STATE_KEYS`) the edit sets at the same time; undo
+    puts the previous ones back, so a re-run's H-EMD result or a swap's locks follow the labels.
+    """
     data = layer.data
     old = data if frame is None else data[frame]
     offset = 0 if frame is None else frame * old.size
-    if history_of(layer).record(name, old, new, offset=offset) is None:
+    if state is None:
+        pair = None
+    else:
+        before = layer_state(layer)
+        pair = (before, {**before, **state})
+    if history_of(layer).record(name, old, new, offset=offset, state=pair) is None:
         return False
     old[...] = new
+    if state is not None:
+        layer.metadata.update(state)
     layer.refresh()
+    edited_event(layer)(name=name)
     return True
+
+
+def step_history(layer: Labels, redo: bool = False) -> Edit | None:
+    """Undo (or redo) the last edit of ``layer``, labels and state; return it (``None``: none).
+
+    An edit reopened from a project has no H-EMD result in its state (results are not saved):
+    the layer's result is then dropped (``None``) and must be rebuilt by the caller
+    (:func:`needs_rebuild`).
+    """
+    hist = history_of(layer)
+    e = hist.redo_edit(layer.data) if redo else hist.undo_edit(layer.data)
+    if e is None:
+        return None
+    if e.state is not None:
+        st = e.state[1 if redo else 0]
+        # a state read back from a project lacks the result: it is dropped, to be rebuilt, unless
+        # the parameters are those of the current result (a swap: only the locks change)
+        restored = {k: st.get(k) for k in STATE_KEYS}
+        if RESULT_KEY not in st and st.get(PARAMS_KEY) == layer.metadata.get(PARAMS_KEY):
+            restored[RESULT_KEY] = layer.metadata.get(RESULT_KEY)
+        if LOCKED_KEY in st:
+            restored[LOCKED_KEY] = {int(f): list(ns) for f, ns in (st[LOCKED_KEY] or {}).items()}
+        layer.metadata.update(restored)
+    layer.refresh()
+    edited_event(layer)(name=e.name)
+    return e
+
+
+def needs_rebuild(layer: Labels) -> bool:
+    """The layer was made by H-EMD but holds no result (after reopening or an undo)."""
+    params = layer.metadata.get(PARAMS_KEY) or {}
+    return params.get("method", "hemd") == "hemd" and layer.metadata.get(RESULT_KEY) is None
 
 
 class LayerWidget(Container):
@@ -80,11 +155,15 @@ class LayerWidget(Container):
         self,
         gen: Generator,
         on_result: Callable,
-        run_button: PushButton,
-        cancel_button: PushButton,
+        run_button: PushButton | None,
+        cancel_button: PushButton | None,
         desc: str,
     ):
-        """Run ``gen`` in a thread; drive a napari progress bar; call ``on_result`` in the GUI."""
+        """Run ``gen`` in a thread; drive a napari progress bar; call ``on_result`` in the GUI.
+
+        ``run_button`` is disabled and ``cancel_button`` enabled while it runs (either may be
+        ``None``).
+        """
         pbr = progress(total=0, desc=desc)
 
         def drain():
@@ -104,8 +183,7 @@ class LayerWidget(Container):
 
         def on_finished() -> None:
             pbr.close()
-            run_button.enabled = True
-            cancel_button.enabled = False
+            self._set_running(run_button, cancel_button, False)
             self._worker = None
 
         # errors go to a notification, not re-raised in the Qt event loop
@@ -114,11 +192,46 @@ class LayerWidget(Container):
         worker.returned.connect(on_result)
         worker.aborted.connect(gen.close)  # stops the computation at its next progress report
         worker.finished.connect(on_finished)
-        run_button.enabled = False
-        cancel_button.enabled = True
+        self._set_running(run_button, cancel_button, True)
         self._worker = worker
         worker.start()
         return worker
+
+    @staticmethod
+    def _set_running(run_button, cancel_button, running: bool) -> None:
+        if run_button is not None:
+            run_button.enabled = not running
+        if cancel_button is not None:
+            cancel_button.enabled = running
+
+    def rebuild_result(self, layer: Labels, run_button=None, cancel_button=None):
+        """Rebuild ``layer``'s H-EMD result (forests, selections) in a thread; return the worker.
+
+        Used after reopening a project and after undoing into a state whose result was not saved.
+        The rebuilt result is kept only if the layer's parameters and locks did not change
+        meanwhile.
+        """
+        params = layer.metadata.get(PARAMS_KEY) or {}
+        src = params.get(SOURCE_KEY)
+        prob = self.viewer.layers[src] if src in self.viewer.layers else None
+        if not isinstance(prob, Image):
+            show_error(f"cannot rebuild the candidate forest: probability layer {src!r} is gone")
+            return None
+        locked = {int(k): list(v) for k, v in (layer.metadata.get(LOCKED_KEY) or {}).items()}
+        started = (params, locked)
+
+        def done(res) -> None:
+            now = layer_state(layer)
+            if (now[PARAMS_KEY] or {}, now[LOCKED_KEY]) == started and now[RESULT_KEY] is None:
+                layer.metadata[RESULT_KEY] = res
+                self.reset_choices()
+            else:
+                log.info("discarded a rebuilt result: %s changed meanwhile", layer.name)
+
+        data = prob.data[0] if prob.multiscale else prob.data
+        gen = rebuild_workflow(data, params, locked)
+        desc = "Rebuild the candidate forest"
+        return self.run_workflow(gen, done, run_button, cancel_button, desc)
 
     def cancel(self) -> None:
         """Ask the running workflow to stop."""

@@ -1,7 +1,8 @@
-"""Export dock widget: labels to a CTC result folder, zarr or TIFF, atomically, never silently over."""
+"""Export dock widget: labels to a CTC result folder, OME-Zarr or TIFF, atomically, never silently over."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -19,12 +20,13 @@ from napari_hemd._widgets._common import (
     RESULT_KEY,
     LayerWidget,
 )
-from napari_hemd.io import write_labels
+from napari_hemd.io import add_ome_zarr_labels, is_ome_zarr, write_labels, write_ome_zarr_labels
+from napari_hemd.io.ome_zarr import axes_from_names
 
 log = logging.getLogger(__name__)
 
 #: Format name -> path suffix understood by :func:`napari_hemd.io.write_labels`.
-FORMATS = {"CTC result folder": "", "Zarr": ".zarr", "TIFF stack": ".tif"}
+FORMATS = {"CTC result folder": "", "OME-Zarr": ".ome.zarr", "TIFF stack": ".tif"}
 
 
 def _ask_overwrite(path: Path) -> bool:
@@ -60,9 +62,25 @@ class ExportWidget(LayerWidget):
         """Output path with the suffix of the chosen format."""
         p = Path(self.path.value)
         suffix = FORMATS[self.format.value]
-        if p.suffix.lower() in (".zarr", ".tif", ".tiff", ""):
+        if suffix == ".ome.zarr" and self._into_image(p):
+            return p / "labels" / self._label_name()
+        if p.name.lower().endswith(".ome.zarr"):
+            p = p.with_name(p.name[: -len(".ome.zarr")])
+        elif p.suffix.lower() in (".zarr", ".tif", ".tiff", ""):
             p = p.with_suffix("")
         return p.with_name(p.name + suffix)
+
+    @staticmethod
+    def _into_image(p: Path) -> bool:
+        """An existing OME-Zarr *image* chosen as target: the labels go under its ``labels/``."""
+        if not (p.suffix.lower() == ".zarr" and is_ome_zarr(p)):
+            return False
+        return "image-label" not in json.loads((p / ".zattrs").read_text())
+
+    def _label_name(self) -> str:
+        layer = self.labels.value
+        name = getattr(layer, "name", "labels")
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".")
 
     def export(self, path: str | Path | None = None) -> Path | None:
         """Write the chosen layer; returns the written path (``None`` if refused or failed)."""
@@ -95,10 +113,23 @@ class ExportWidget(LayerWidget):
         if self.format.value == "CTC result folder" and data.ndim == 2:
             data = data[None]
         try:
-            written = write_labels(data, out, overwrite=overwrite, tracks=tracks, metadata=meta)
+            if self.format.value == "OME-Zarr":
+                written = self._write_ome_zarr(data, out, layer, overwrite, meta)
+            else:
+                written = write_labels(data, out, overwrite=overwrite, tracks=tracks, metadata=meta)
         except Exception as e:
             log.exception("export to %s failed", out)
             show_error(f"Export failed: {e}")
             return None
         show_info(f"Export: wrote {written}")
         return written
+
+    def _write_ome_zarr(self, data, out: Path, layer: Labels, overwrite: bool, meta: dict) -> Path:
+        if out.parent.name == "labels" and self._into_image(out.parent.parent):
+            return add_ome_zarr_labels(
+                out.parent.parent, data, out.name, overwrite=overwrite, metadata=meta
+            )
+        axes = axes_from_names(layer.axis_labels, data.ndim)
+        return write_ome_zarr_labels(
+            data, out, axes=axes, scale=list(layer.scale), overwrite=overwrite, metadata=meta
+        )

@@ -21,7 +21,13 @@ from napari_hemd._widgets._common import (
 )
 from napari_hemd.core.segment import HEMDResult
 from napari_hemd.core.selection import HOW
-from napari_hemd.workflows import PathRow, candidate_path, choose_candidate, next_free_id
+from napari_hemd.workflows import (
+    Match,
+    PathRow,
+    candidate_path,
+    choose_candidate,
+    next_free_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +45,17 @@ def uncertain_objects(res: HEMDResult, margin: float = UNCERTAIN_IOU) -> list[tu
     return out
 
 
-COLUMNS = ("node", "threshold", "area", "mean prob", "chosen", "how", "match", "IoU")
+COLUMNS = (
+    "node", "threshold", "area", "mean prob", "chosen", "how", "match", "IoU",
+    "best in t-1", "best in t+1",
+)  # fmt: skip
+
+
+def _best_text(m: Match | None) -> str:
+    """``"#161 0.82 ✓"``: a neighbour frame's best-overlapping candidate, IoU, ✓ if chosen there."""
+    if m is None:
+        return ""
+    return f"#{m.node} {m.iou:.2f}" + (" ✓" if m.chosen else "")
 
 
 def _match_text(row: PathRow, frame: int) -> str:
@@ -63,7 +79,7 @@ class InspectorWidget(LayerWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setMinimumHeight(220)
-        self.table.setMinimumWidth(480)
+        self.table.setMinimumWidth(720)  # all ten columns, best matches included
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         table_box = Container(labels=False)
@@ -136,7 +152,14 @@ class InspectorWidget(LayerWidget):
         ):
             return []
         self.frame, self.pixel = frame, tuple(int(p) for p in pixel)
-        self.rows = candidate_path(res.forests[frame], res.selections[frame], self.pixel)
+        n = len(res.forests)
+        left, right = (
+            (res.forests[f], res.selections[f]) if 0 <= f < n else None
+            for f in (frame - 1, frame + 1)
+        )
+        self.rows = candidate_path(
+            res.forests[frame], res.selections[frame], self.pixel, left=left, right=right
+        )
         obj = int(layer.data[frame][self.pixel])
         self.where.value = f"frame {frame}, pixel {self.pixel}, object {obj or 'none'}"
         self.table.setRowCount(len(self.rows))
@@ -145,6 +168,7 @@ class InspectorWidget(LayerWidget):
                 r.node, f"{r.threshold:.2f}", r.area, f"{r.mean_prob:.3f}",
                 "yes" if r.chosen else "", r.how, _match_text(r, frame),
                 f"{r.score:.2f}" if r.score else "",
+                _best_text(r.left), _best_text(r.right),
             )  # fmt: skip
             for j, c in enumerate(cells):
                 self.table.setItem(i, j, QTableWidgetItem(str(c)))
@@ -197,8 +221,7 @@ class InspectorWidget(LayerWidget):
         new = choose_candidate(
             frame, res.forests[self.frame], node, label, next_free_id(layer.data)
         )
-        changed = apply_edit(layer, f"use candidate {node} (frame {self.frame})", new, self.frame)
-        locked = layer.metadata.setdefault(LOCKED_KEY, {})
+        locked = {int(k): list(v) for k, v in (layer.metadata.get(LOCKED_KEY) or {}).items()}
         forest = res.forests[self.frame]
         # a new choice replaces earlier locks it overlaps (its ancestors and descendants)
         nodes = [
@@ -207,6 +230,9 @@ class InspectorWidget(LayerWidget):
             if not (forest.is_ancestor(node, n) or forest.is_ancestor(n, node))
         ]
         locked[self.frame] = [*nodes, node]
+        # the lock is part of the edit: undoing the swap also forgets the choice
+        name = f"use candidate {node} (frame {self.frame})"
+        changed = apply_edit(layer, name, new, self.frame, state={LOCKED_KEY: locked})
         self.inspect(self.frame, self.pixel)
         return changed
 

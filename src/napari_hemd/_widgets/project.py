@@ -1,4 +1,11 @@
-"""Project dock widget: save a proofreading session to a zarr folder and reopen it exactly."""
+"""Project dock widget: save a proofreading session to a zarr folder, autosave it, reopen it.
+
+Once a session has a folder (saved or opened here), every edit of its labels layer (our
+operations, undo/redo and napari's brush strokes) is saved to that folder again after
+:data:`AUTOSAVE_MS` of quiet, atomically. The folder is remembered in the user settings
+(:mod:`napari_hemd._settings`): when the widget opens in a viewer without that session, it
+restores it (unless *restore last session on start* is off).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import FileEdit, PushButton
+from magicgui.widgets import CheckBox, FileEdit, Label, PushButton
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
+from psygnal import Signal
+from qtpy.QtCore import QTimer
 
+from napari_hemd import _settings
 from napari_hemd._widgets._common import (
     HISTORY_KEY,
     LOCKED_KEY,
@@ -19,51 +29,105 @@ from napari_hemd._widgets._common import (
     SOURCE_KEY,
     LayerWidget,
     add_or_update,
+    edited_event,
     history_of,
 )
 from napari_hemd._widgets.export import _ask_overwrite
-from napari_hemd.workflows import load_project, rebuild_workflow, save_project
+from napari_hemd.workflows import load_project, save_project
 
 log = logging.getLogger(__name__)
+
+#: Quiet time after an edit before the session is saved again (milliseconds).
+AUTOSAVE_MS = 1500
 
 
 class ProjectWidget(LayerWidget):
     """Save labels, locked choices, undo history and parameters; reopen them with the forest."""
 
-    def __init__(self, napari_viewer) -> None:
+    #: Emitted with the folder after each autosave.
+    autosaved = Signal(object)
+
+    def __init__(self, napari_viewer, *, restore: bool | None = None) -> None:
         super().__init__(napari_viewer, labels=True)
         self.labels = self.layer_combo(Labels, "labels", lambda ly: PARAMS_KEY in ly.metadata)
         self.path = FileEdit(label="project (.zarr)", mode="w")
         self.save_button = PushButton(text="Save project")
         self.open_button = PushButton(text="Open project")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.extend(
-            [self.labels, self.path, self.save_button, self.open_button, self.cancel_button]
+        self.autosave = CheckBox(label="autosave edits to the project", value=True)
+        settings = _settings.load_settings()
+        self.auto_restore = CheckBox(
+            label="restore last session on start", value=bool(settings["auto_restore"])
         )
+        self.restore_button = PushButton(text="Restore last session")
+        self.status = Label(value="no project yet: save one to autosave your edits")
+        self.extend(
+            [
+                self.labels, self.path, self.save_button, self.open_button, self.cancel_button,
+                self.autosave, self.auto_restore, self.restore_button, self.status,
+            ]
+        )  # fmt: skip
         #: Asked before replacing an existing project; tests replace it.
         self.confirm_overwrite: Callable[[Path], bool] = _ask_overwrite
+        #: The session's folder and labels layer, once saved or opened here.
+        self.folder: Path | None = None
+        self.session_layer: Labels | None = None
+        self._timer = QTimer(self.native)  # dies with the widget: no save after it is closed
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(AUTOSAVE_MS)
+        self._timer.timeout.connect(self.autosave_now)
         self.save_button.clicked.connect(lambda: self.save())
         self.open_button.clicked.connect(lambda: self.open())
         self.cancel_button.clicked.connect(self.cancel)
+        self.restore_button.clicked.connect(lambda: self.restore_last())
+        self.auto_restore.changed.connect(lambda v: _settings.save_settings(auto_restore=bool(v)))
+        self.restore_button.enabled = _settings.last_project() is not None
+        #: The worker rebuilding the restored session's forest (``None`` if nothing restored).
+        self.restored = None
+        if settings["auto_restore"] if restore is None else restore:
+            self.restored = self._restore_on_start()
 
+    # ------------------------------------------------------------------ session
     def _folder(self, path) -> Path:
         p = Path(self.path.value if path is None else path)
         return p if p.suffix == ".zarr" else p.with_name(p.name + ".zarr")
 
-    def save(self, path: str | Path | None = None) -> Path | None:
-        """Save the chosen labels layer's session; returns the folder (``None`` if not saved)."""
-        layer = self.labels.value
-        if not isinstance(layer, Labels):
-            show_error("Project: choose a labels layer made by the Segment widget")
+    def _follow(self, layer: Labels, folder: Path) -> None:
+        """Make ``folder`` this session's project: autosave ``layer``'s edits there."""
+        if self.session_layer is not None and self.session_layer is not layer:
+            edited_event(self.session_layer).disconnect(self._schedule)
+            self.session_layer.events.paint.disconnect(self._schedule)
+        if self.session_layer is not layer:
+            edited_event(layer).connect(self._schedule)
+            layer.events.paint.connect(self._schedule)  # napari's brush and fill
+        self.session_layer, self.folder = layer, folder
+        self.path.value = folder
+        _settings.remember_project(folder)
+        self.restore_button.enabled = True
+        self.status.value = f"project: {folder.name} (autosaved)"
+
+    def _schedule(self, _event=None) -> None:
+        if self.autosave.value and self.folder is not None:
+            self.status.value = f"project: {self.folder.name} (unsaved edits)"
+            self._timer.start()
+
+    def autosave_now(self) -> Path | None:
+        """Save the session to its folder now (replacing it); ``None`` if there is none."""
+        self._timer.stop()
+        layer, folder = self.session_layer, self.folder
+        if layer is None or folder is None or layer not in self.viewer.layers:
             return None
+        out = self._write(layer, folder, overwrite=folder.exists())
+        if out is not None:
+            self.status.value = f"project: {folder.name} (autosaved)"
+            self.autosaved.emit(out)
+        return out
+
+    def _write(self, layer: Labels, out: Path, overwrite: bool) -> Path | None:
         params = layer.metadata.get(PARAMS_KEY) or {}
         src = params.get(SOURCE_KEY)
         if src not in self.viewer.layers or not isinstance(self.viewer.layers[src], Image):
             show_error(f"Project: the probability layer {src!r} is gone")
-            return None
-        out = self._folder(path)
-        overwrite = out.exists()
-        if overwrite and not self.confirm_overwrite(out):
             return None
         try:
             save_project(
@@ -74,16 +138,37 @@ class ProjectWidget(LayerWidget):
                 locked=layer.metadata.get(LOCKED_KEY),
                 history=history_of(layer),
                 overwrite=overwrite,
+                name=layer.name,
             )
         except Exception as e:
             log.exception("saving %s failed", out)
             show_error(f"Project: saving failed: {e}")
             return None
+        return out
+
+    def save(self, path: str | Path | None = None) -> Path | None:
+        """Save the chosen labels layer's session; returns the folder (``None`` if not saved)."""
+        layer = self.labels.value
+        if not isinstance(layer, Labels):
+            show_error("Project: choose a labels layer made by the Segment widget")
+            return None
+        out = self._folder(path)
+        overwrite = out.exists()
+        own = out == self.folder and layer is self.session_layer  # re-saving this session
+        if overwrite and not own and not self.confirm_overwrite(out):
+            return None
+        if self._write(layer, out, overwrite) is None:
+            return None
+        self._follow(layer, out)
         show_info(f"Project: saved {out}")
         return out
 
     def open(self, path: str | Path | None = None):
-        """Reopen a project: probability and labels layers, then rebuild the forest in a thread."""
+        """Reopen a project: probability and labels layers, then rebuild the forest in a thread.
+
+        Returns the rebuilding worker (``None`` if nothing to rebuild or the folder is not a
+        project).
+        """
         folder = self._folder(path)
         try:
             proj = load_project(folder)
@@ -98,7 +183,6 @@ class ProjectWidget(LayerWidget):
             self.viewer, proj["prob"], prob_name, colormap="magma", contrast_limits=(0.0, 1.0),
             blending="additive", visible=False,
         )  # fmt: skip
-        labels_name = f"{name} labels"
         meta = {
             PARAMS_KEY: params,
             LOCKED_KEY: proj["locked"],
@@ -108,17 +192,32 @@ class ProjectWidget(LayerWidget):
         layer = add_or_update(
             self.viewer,
             np.ascontiguousarray(proj["labels"], dtype=np.uint32),
-            labels_name,
+            proj.get("name") or f"{name} labels",
             kind="labels",
             metadata=meta,
         )
+        self.reset_choices()
+        self.labels.value = layer
+        self._follow(layer, folder)
+        show_info(f"Project: reopened {folder}")
         if params.get("method", "hemd") != "hemd":
             return None
+        # the forest for the inspector, rebuilt from the saved map; the labels stay as saved
+        return self.rebuild_result(layer, self.open_button, self.cancel_button)
 
-        def done(res) -> None:
-            layer.metadata[RESULT_KEY] = res  # the forest for the inspector; labels stay as saved
-            self.reset_choices()
-            show_info(f"Project: reopened {folder}")
+    def restore_last(self):
+        """Reopen the last project saved or opened (see :func:`open`)."""
+        last = _settings.last_project()
+        if last is None:
+            show_info("Project: no last session to restore")
+            return None
+        return self.open(last)
 
-        gen = rebuild_workflow(proj["prob"], params, proj["locked"])
-        return self.run_workflow(gen, done, self.open_button, self.cancel_button, "Open project")
+    def _restore_on_start(self):
+        last = _settings.last_project()
+        if last is None:
+            return None
+        if any(isinstance(ly, Labels) and PARAMS_KEY in ly.metadata for ly in self.viewer.layers):
+            return None  # this viewer already holds a session: leave it alone
+        log.info("restoring the last session %s", last)
+        return self.open(last)

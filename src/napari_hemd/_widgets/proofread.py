@@ -9,7 +9,7 @@ from magicgui.widgets import ComboBox, LineEdit, PushButton, SpinBox
 from napari.layers import Labels, Points
 from napari.utils.notifications import show_error, show_info
 
-from napari_hemd._widgets._common import LayerWidget, apply_edit, history_of
+from napari_hemd._widgets._common import LayerWidget, apply_edit, needs_rebuild, step_history
 from napari_hemd.workflows import merge_labels, next_free_id, relabel, split_by_seeds
 
 log = logging.getLogger(__name__)
@@ -165,13 +165,13 @@ class ProofreadWidget(LayerWidget):
         if not isinstance(layer, Labels):
             show_error("Proofread: choose a labels layer")
             return None
-        hist = history_of(layer)
-        name = hist.redo(layer.data) if redo else hist.undo(layer.data)
-        if name is None:
+        edit = step_history(layer, redo=redo)
+        if edit is None:
             show_info(f"Proofread: nothing to {'redo' if redo else 'undo'}")
-        else:
-            layer.refresh()
-        return name
+            return None
+        if needs_rebuild(layer):  # reopened from a project: the forest of that state is rebuilt
+            self.rebuild_result(layer)
+        return edit.name
 
     def undo(self) -> str | None:
         """Undo the last edit of the layer (returns its name)."""

@@ -116,9 +116,9 @@ class SegmentWidget(LayerWidget):
                 and old.data.shape == labels.shape
                 and old.data.dtype == labels.dtype
             ):
-                # a re-run is one more edit: Undo brings the previous labels back
-                apply_edit(old, f"segment ({method})", labels)
-                old.metadata.update(meta)
+                # a re-run is one more edit: Undo brings the previous labels, parameters, locks
+                # and H-EMD result back together
+                apply_edit(old, f"segment ({method})", labels, state=meta)
                 out = old
             else:
                 meta[HISTORY_KEY] = None  # a new layer starts a fresh undo history

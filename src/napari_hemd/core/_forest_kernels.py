@@ -22,37 +22,81 @@ def _find(uf, x):
 
 
 @njit(cache=True, nogil=True)
-def build_forest_kernel(q, tau_q, offsets):
+def quantize_pad_kernel(prob, tau_q, scale, pad_z):
+    """Quantise, threshold and pad a frame in one pass, checking its values on the way.
+
+    Parameters
+    ----------
+    prob : (Z, Y, X) float ndarray
+        The frame (a 2D frame as ``Z = 1`` with ``pad_z = False``).
+    tau_q : int
+        Lowest quantised level kept; lower pixels become ``-1``.
+    scale : float
+        Levels per unit probability, of ``prob``'s dtype (so rounding matches ``quantize``).
+    pad_z : bool
+        Whether the first axis is padded too (3D frames).
+
+    Returns
+    -------
+    q : (P,) int16 ndarray
+        Flattened levels of the one-pixel-padded frame; ``-1`` on the pad and below ``tau_q``.
+    counts : (102,) int64 ndarray
+        Pixels per kept level.
+    n_bad : int
+        Non-finite values.
+    lo, hi : float
+        Minimum and maximum of the finite values.
+    """
+    nz, ny, nx = prob.shape
+    pz = 1 if pad_z else 0
+    yp = ny + 2
+    xp = nx + 2
+    q = np.full((nz + 2 * pz) * yp * xp, -1, np.int16)
+    counts = np.zeros(102, np.int64)
+    n_bad = 0
+    lo = np.inf
+    hi = -np.inf
+    for z in range(nz):
+        for y in range(ny):
+            base = ((z + pz) * yp + y + 1) * xp + 1
+            for x in range(nx):
+                p = prob[z, y, x]
+                if not np.isfinite(p):
+                    n_bad += 1
+                    continue
+                lo = min(lo, p)
+                hi = max(hi, p)
+                v = np.rint(p * scale)
+                if v >= tau_q and v <= 100:
+                    q[base + x] = np.int16(v)
+                    counts[np.int64(v)] += 1
+    return q, counts, n_bad, lo, hi
+
+
+@njit(cache=True, nogil=True)
+def build_forest_kernel(q, counts, offsets):
     """Union-find sweep.
 
     Parameters
     ----------
     q : (P,) int16 ndarray
-        Padded, flattened quantised levels (``0 .. 100``); the one-pixel pad holds ``-1``.
-    tau_q : int
-        Lowest quantised level that makes candidates.
+        Padded, flattened quantised levels; ``-1`` on the pad and below the lowest level.
+    counts : (102,) int64 ndarray
+        Pixels per level (as returned by :func:`quantize_pad_kernel`).
     offsets : (K,) int64 ndarray
         Flat offsets of the neighbours of a pixel in the padded array.
 
     Returns
     -------
-    order : (M,) int64 ndarray
-        Padded flat indices of the foreground pixels, highest level first (raster order within a
-        level).
-    pix_node : (M,) int32 ndarray
-        Deepest node of each pixel in ``order``.
+    pix_node : (P,) int32 ndarray
+        Deepest node of each padded pixel, ``-1`` for background.
     parent : (N,) int32 ndarray
         Parent node of each node (``-1`` for roots), in creation order (children before parents).
     level : (N,) int16 ndarray
         Quantised level of each node (the minimum level of its pixels).
     """
     n_total = q.shape[0]
-    # Counting sort of the foreground pixels by level, highest first.
-    counts = np.zeros(102, np.int64)
-    for x in range(n_total):
-        v = q[x]
-        if v >= tau_q:
-            counts[v] += 1
+    # Counting sort of the foreground pixels by level, highest first, raster order within a level.
     start = np.zeros(102, np.int64)
     acc = 0
     for v in range(101, -1, -1):
@@ -60,28 +104,25 @@ def build_forest_kernel(q, tau_q, offsets):
         acc += counts[v]
     m = acc
     order = np.empty(m, np.int64)
-    loc = np.full(n_total, -1, np.int32)
     for x in range(n_total):
         v = q[x]
-        if v >= tau_q:
+        if v >= 0:
             k = start[v]
             order[k] = x
-            loc[x] = k
             start[v] = k + 1
-    # Union-find over local indices: a pixel is processed iff its local index is below the end of
-    # the current level, because ``order`` is sorted by level.
-    uf = np.empty(m, np.int32)
-    size = np.empty(m, np.int32)
-    comp_node = np.empty(m, np.int32)
-    stamp = np.empty(m, np.int32)  # level index at which a root was last touched
-    pix_node = np.empty(m, np.int32)
+    # Union-find indexed by padded pixel, so neighbours are close in memory. ``comp_node`` of a
+    # root is its component's node from an earlier level, or -1 once the component has been
+    # touched at the current level (it will get a new node).
+    uf = np.empty(n_total, np.int32)
+    size = np.empty(n_total, np.int32)
+    comp_node = np.empty(n_total, np.int32)
+    pix_node = np.full(n_total, -1, np.int32)
     parent = np.full(m, -1, np.int32)
     level = np.empty(m, np.int16)
     pend_node = np.empty(m, np.int32)
-    pend_pix = np.empty(m, np.int32)
+    pend_pix = np.empty(m, np.int64)
     n_nodes = 0
     i = 0
-    cur = 0
     while i < m:
         v = q[order[i]]
         j = i
@@ -89,32 +130,26 @@ def build_forest_kernel(q, tau_q, offsets):
             j += 1
         n_pend = 0
         for k in range(i, j):
-            uf[k] = k
-            size[k] = 1
-            stamp[k] = cur
-            comp_node[k] = -1
-        # Union with every processed neighbour. The first time an old component is touched at this
-        # level its node is remembered: it becomes a child of the new node.
-        for k in range(i, j):
             p = order[k]
-            rp = _find(uf, k)
+            uf[p] = p
+            size[p] = 1
+            comp_node[p] = -1
+            rp = p
             for o in offsets:
-                kk = loc[p + o]
-                if kk < 0 or kk >= j:
+                nb = p + o
+                qn = q[nb]
+                # Same-level neighbours later in raster order are not processed yet: they link
+                # to this pixel in their turn.
+                if qn < v or (qn == v and nb > p):
                     continue
-                rq = _find(uf, kk)
+                rq = _find(uf, nb)
                 if rp == rq:
                     continue
-                if stamp[rq] != cur:
+                if comp_node[rq] >= 0:
+                    # First touch of an older component at this level: its node becomes a child.
                     pend_node[n_pend] = comp_node[rq]
-                    pend_pix[n_pend] = k
+                    pend_pix[n_pend] = p
                     n_pend += 1
-                    stamp[rq] = cur
-                if stamp[rp] != cur:
-                    pend_node[n_pend] = comp_node[rp]
-                    pend_pix[n_pend] = k
-                    n_pend += 1
-                    stamp[rp] = cur
                 if size[rp] < size[rq]:
                     rp, rq = rq, rp
                 uf[rq] = rp
@@ -122,17 +157,60 @@ def build_forest_kernel(q, tau_q, offsets):
                 comp_node[rp] = -1
         # One new node per component touched at this level.
         for k in range(i, j):
-            r = _find(uf, k)
+            p = order[k]
+            r = _find(uf, p)
             if comp_node[r] == -1:
                 comp_node[r] = n_nodes
                 level[n_nodes] = v
                 n_nodes += 1
-            pix_node[k] = comp_node[r]
+            pix_node[p] = comp_node[r]
         for k in range(n_pend):
             parent[pend_node[k]] = comp_node[_find(uf, pend_pix[k])]
         i = j
-        cur += 1
-    return order, pix_node, parent[:n_nodes].copy(), level[:n_nodes].copy()
+    return pix_node, parent[:n_nodes].copy(), level[:n_nodes].copy()
+
+
+@njit(cache=True, nogil=True)
+def node_map_stats_kernel(pix_node, new_id, prob, pad_z, n_nodes):
+    """Node map and per-node statistics of the deepest pixels, in one raster pass.
+
+    Returns the unpadded node map in pre-order ids, and the pixel count, probability sum and
+    bounding box of the pixels whose deepest node is each node. ``prob`` is the ``(Z, Y, X)`` frame; bounding boxes have three columns (drop the first for 2D).
+    """
+    nz, ny, nx = prob.shape
+    pz = 1 if pad_z else 0
+    yp = ny + 2
+    xp = nx + 2
+    node_map = np.empty((nz, ny, nx), np.int32)
+    area = np.zeros(n_nodes, np.int64)
+    psum = np.zeros(n_nodes, np.float64)
+    lo = np.full((n_nodes, 3), np.iinfo(np.int32).max, np.int32)
+    hi = np.full((n_nodes, 3), -1, np.int32)
+    for z in range(nz):
+        for y in range(ny):
+            base = ((z + pz) * yp + y + 1) * xp + 1
+            for x in range(nx):
+                c = pix_node[base + x]
+                if c < 0:
+                    node_map[z, y, x] = -1
+                    continue
+                nd = new_id[c]
+                node_map[z, y, x] = nd
+                area[nd] += 1
+                psum[nd] += prob[z, y, x]
+                if z < lo[nd, 0]:
+                    lo[nd, 0] = z
+                if z >= hi[nd, 0]:
+                    hi[nd, 0] = z + 1
+                if y < lo[nd, 1]:
+                    lo[nd, 1] = y
+                if y >= hi[nd, 1]:
+                    hi[nd, 1] = y + 1
+                if x < lo[nd, 2]:
+                    lo[nd, 2] = x
+                if x >= hi[nd, 2]:
+                    hi[nd, 2] = x + 1
+    return node_map, area, psum, lo, hi
 
 
 @njit(cache=True, nogil=True)
@@ -215,36 +293,6 @@ def subtree_stats_kernel(parent, own_area, own_prob, own_lo, own_hi):
                 if hi[i, d] > hi[p, d]:
                     hi[p, d] = hi[i, d]
     return end, area, prob, n_leaves, lo, hi
-
-
-@njit(cache=True, nogil=True)
-def own_stats_kernel(flat_idx, node, prob, shape, n_nodes):
-    """Pixel count, probability sum and bounding box of the pixels whose deepest node is each node.
-
-    ``flat_idx`` are flat indices into the one-pixel-padded array of ``shape`` (padded shape);
-    ``prob`` is the padded, flattened probability map. Bounding boxes are in unpadded coordinates.
-    """
-    ndim = shape.shape[0]
-    area = np.zeros(n_nodes, np.int64)
-    psum = np.zeros(n_nodes, np.float64)
-    lo = np.full((n_nodes, ndim), np.iinfo(np.int32).max, np.int32)
-    hi = np.full((n_nodes, ndim), -1, np.int32)
-    coord = np.empty(ndim, np.int64)
-    for k in range(flat_idx.shape[0]):
-        f = flat_idx[k]
-        nd = node[k]
-        area[nd] += 1
-        psum[nd] += prob[f]
-        for d in range(ndim - 1, -1, -1):
-            coord[d] = f % shape[d] - 1
-            f //= shape[d]
-        for d in range(ndim):
-            c = coord[d]
-            if c < lo[nd, d]:
-                lo[nd, d] = c
-            if c + 1 > hi[nd, d]:
-                hi[nd, d] = c + 1
-    return area, psum, lo, hi
 
 
 @njit(cache=True, nogil=True)

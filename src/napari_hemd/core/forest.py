@@ -248,17 +248,24 @@ def build_candidate_forest(
     >>> f.n_nodes, f.roots.tolist(), f.n_leaves[0]
     (3, [0], 2)
     """
-    prob = check_probability(prob, name="prob", ndims=(2, 3))
+    prob = check_probability(prob, name="prob", ndims=(2, 3), values=False)
     if not 0.0 <= float(tau) <= 1.0:
         raise ValueError(f"tau must be in [0, 1]; got {tau!r}")
     if int(min_size) < 0:
         raise ValueError(f"min_size must be >= 0; got {min_size!r}")
     conn = resolve_connectivity(connectivity, prob.ndim)
-    q = quantize(prob)
     tau_q = round(float(tau) * LEVELS_PER_UNIT)
-    qpad = np.pad(q, 1, constant_values=-1)
-    offsets = _neighbour_offsets(qpad.shape, conn)
-    order, pix_node, parent, level_q = _k.build_forest_kernel(qpad.ravel(), tau_q, offsets)
+    pad_z = prob.ndim == 3
+    prob3 = prob if pad_z else prob[np.newaxis]
+    # One pass quantises, pads and checks the values; the precise error comes from the full check.
+    q, counts, n_bad, lo, hi = _k.quantize_pad_kernel(
+        prob3, tau_q, prob.dtype.type(LEVELS_PER_UNIT), pad_z
+    )
+    if n_bad or lo < 0.0 or hi > 1.0:
+        check_probability(prob, name="prob", ndims=(2, 3))
+    padded_shape = tuple(s + 2 for s in prob.shape)
+    offsets = _neighbour_offsets(padded_shape, conn)
+    pix_node, parent, level_q = _k.build_forest_kernel(q, counts, offsets)
 
     new_id = _k.preorder_kernel(parent)
     n = parent.shape[0]
@@ -268,18 +275,18 @@ def build_candidate_forest(
     level_pre = np.empty(n, dtype=np.int16)
     level_pre[new_id] = level_q
 
-    node_of_pixel = new_id[pix_node]  # aligned with ``order``
-    ppad = np.pad(prob, 1).ravel()
-    own_area, own_prob, own_lo, own_hi = _k.own_stats_kernel(
-        order, node_of_pixel, ppad, np.asarray(qpad.shape, dtype=np.int64), n
+    node_map3, own_area, own_prob, own_lo, own_hi = _k.node_map_stats_kernel(
+        pix_node, new_id, prob3, pad_z, n
     )
+    d0 = 3 - prob.ndim
     end, area, psum, n_leaves, lo, hi = _k.subtree_stats_kernel(
-        parent_pre, own_area, own_prob, own_lo, own_hi
+        parent_pre,
+        own_area,
+        own_prob,
+        np.ascontiguousarray(own_lo[:, d0:]),
+        np.ascontiguousarray(own_hi[:, d0:]),
     )
-    node_map_pad = np.full(qpad.size, -1, dtype=np.int32)
-    node_map_pad[order] = node_of_pixel
-    inner = tuple(slice(1, -1) for _ in range(prob.ndim))
-    node_map = np.ascontiguousarray(node_map_pad.reshape(qpad.shape)[inner])
+    node_map = node_map3 if pad_z else node_map3[0]
 
     forest = CandidateForest(
         node_map=node_map,

@@ -34,7 +34,7 @@ def to_probability(arr: np.ndarray, *, name: str = "prob") -> np.ndarray:
 
 
 def check_probability(
-    prob: np.ndarray, *, name: str = "prob", ndims: Sequence[int] = (2, 3)
+    prob: np.ndarray, *, name: str = "prob", ndims: Sequence[int] = (2, 3), values: bool = True
 ) -> np.ndarray:
     """Validate a probability map and return it as a float array.
 
@@ -46,6 +46,9 @@ def check_probability(
         Argument name used in error messages.
     ndims : sequence of int
         Accepted numbers of dimensions.
+    values : bool
+        Whether to check that every value is finite and in ``[0, 1]`` (callers that scan the
+        values anyway pass ``False`` and call again with ``True`` only to raise).
     """
     arr = to_probability(prob, name=name)
     if arr.ndim not in ndims:
@@ -53,7 +56,7 @@ def check_probability(
         raise ValueError(f"{name} must be {want}; got an array of shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty; got shape {arr.shape}")
-    if arr.dtype.kind == "f":
+    if values and arr.dtype.kind == "f":
         bad = ~np.isfinite(arr)
         if bad.any():
             raise ValueError(

@@ -89,18 +89,28 @@ def write_labels(
     labels : (T, ...) integer array
         Instance labels, frames along the first axis.
     path : path-like
-        ``*.tif``/``*.tiff`` (one multi-page TIFF), ``*.zarr`` (zarr array, chunked per frame) or a
-        folder without suffix (Cell Tracking Challenge result: ``maskTTT.tif`` per frame, plus
+        ``*.tif``/``*.tiff`` (one multi-page TIFF), ``*.ome.zarr`` (an OME-Zarr 0.4 label image, see
+        :func:`napari_hemd.io.ome_zarr.write_ome_zarr_labels`), ``*.zarr`` (a plain zarr array,
+        chunked per frame) or a folder without suffix (Cell Tracking Challenge result: ``maskTTT.tif`` per frame, plus
         ``res_track.txt`` when ``tracks`` is given).
     tracks : (K, 4) int array, optional
         CTC track table ``L B E P`` (label, begin, end, parent).
     metadata : dict, optional
         Stored as zarr attributes / TIFF description (JSON) / ``hemd-params.json`` in CTC folders.
+
+    Returns
+    -------
+    Path
+        ``path``.
     """
     import json
 
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.name.lower().endswith(".ome.zarr"):
+        from napari_hemd.io.ome_zarr import write_ome_zarr_labels
+
+        return write_ome_zarr_labels(labels, path, overwrite=overwrite, metadata=metadata)
     labels_arr = labels
     with atomic_path(path, overwrite=overwrite) as tmp:
         if suffix in (".tif", ".tiff"):

@@ -1,0 +1,399 @@
+"""OME-Zarr (OME-NGFF 0.4) label images: write them, read them (and OME-Zarr images) lazily.
+
+The metadata is written by hand after the NGFF 0.4 specification
+(https://ngff.openmicroscopy.org/0.4/), on zarr format 2 with ``/`` chunk keys, as the spec
+requires. The ``ome-zarr`` package was not used: its current release needs Python > 3.11 and pins
+its own pydantic, which the rest of the package depends on.
+
+Two layouts are written:
+
+- a **standalone label image** (:func:`write_ome_zarr_labels`): the group at ``path`` carries both
+  ``multiscales`` and ``image-label``; its array is ``path/0``;
+- **labels of an image** (:func:`add_ome_zarr_labels`): ``image.zarr/labels/<name>`` is such a label
+  image, listed in ``image.zarr/labels/.zattrs`` (``{"labels": [...]}``) and pointing back to the
+  image (``"source": {"image": "../../"}``).
+
+Both keep one resolution level (``0``). The parameters given as ``metadata`` are stored as extra
+attributes of the label group, which NGFF allows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from napari_hemd.io._atomic import atomic_path
+
+__all__ = [
+    "NGFF_VERSION",
+    "OmeZarrNode",
+    "add_ome_zarr_labels",
+    "axes_from_names",
+    "default_axes",
+    "is_ome_zarr",
+    "read_ome_zarr",
+    "write_ome_zarr_labels",
+]
+
+log = logging.getLogger(__name__)
+
+NGFF_VERSION = "0.4"
+_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+_ORDER = "tczyx"
+#: Largest chunk edge along the two last (in-plane) axes.
+_CHUNK_EDGE = 1024
+
+
+def default_axes(ndim: int) -> str:
+    """Axis names for a label stack of ``ndim`` dimensions: ``yx``, ``tyx`` or ``tzyx``."""
+    axes = {2: "yx", 3: "tyx", 4: "tzyx"}.get(ndim)
+    if axes is None:
+        raise ValueError(f"labels: expected 2 to 4 dimensions (yx, tyx, tzyx); got {ndim}")
+    return axes
+
+
+def axes_from_names(names, ndim: int) -> str | None:
+    """NGFF axes from layer axis labels such as ``("t", "y", "x")``; ``None`` if they are not.
+
+    napari's default labels (``"-3"``, ``"axis -2"``, ...) give ``None``: use :func:`default_axes`.
+    """
+    axes = "".join(str(a).lower() for a in names or ())
+    try:
+        return _check_axes(axes, ndim)
+    except ValueError:
+        return None
+
+
+def _check_axes(axes: str, ndim: int) -> str:
+    axes = "".join(axes).lower()
+    if len(axes) != ndim:
+        raise ValueError(
+            f"axes: expected {ndim} axis names for labels of {ndim} dimensions; got {axes!r}"
+        )
+    if set(axes) - set(_ORDER) or len(set(axes)) != len(axes):
+        raise ValueError(f"axes: expected distinct names from {_ORDER!r}; got {axes!r}")
+    if "c" in axes:
+        raise ValueError(f"axes: a label image has no channel axis; got {axes!r}")
+    if [_ORDER.index(a) for a in axes] != sorted(_ORDER.index(a) for a in axes):
+        raise ValueError(f"axes: NGFF orders axes as time, then z, y, x; got {axes!r}")
+    if sum(_AXIS_TYPES[a] == "space" for a in axes) < 2:
+        raise ValueError(f"axes: expected 2 or 3 space axes (z, y, x); got {axes!r}")
+    return axes
+
+
+def _multiscales(axes: str, scale: list[float], name: str) -> list[dict]:
+    return [
+        {
+            "version": NGFF_VERSION,
+            "name": name,
+            "axes": [{"name": a, "type": _AXIS_TYPES[a]} for a in axes],
+            "datasets": [
+                {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+            ],
+        }
+    ]
+
+
+def _write_label_group(
+    folder: Path,
+    labels,
+    axes: str,
+    scale: list[float],
+    name: str,
+    source: str | None,
+    metadata: dict | None,
+) -> None:
+    """Write one label image group (array ``0`` + attributes) into the new ``folder``."""
+    import zarr
+
+    shape = tuple(int(s) for s in labels.shape)
+    lead = (1,) * (len(shape) - 2)
+    chunks = (*lead, *(min(s, _CHUNK_EDGE) for s in shape[-2:]))
+    root = zarr.open_group(str(folder), mode="w", zarr_format=2)
+    arr = root.create_array(
+        "0",
+        shape=shape,
+        chunks=chunks,
+        dtype=np.uint32,
+        fill_value=0,
+        chunk_key_encoding={"name": "v2", "separator": "/"},
+    )
+    # one frame at a time: a dask or zarr input is never loaded whole
+    for t in range(shape[0]):
+        arr[t] = np.asarray(labels[t])
+    label_meta: dict = {"version": NGFF_VERSION}
+    if source is not None:
+        label_meta["source"] = {"image": source}
+    attrs: dict = {"multiscales": _multiscales(axes, scale, name), "image-label": label_meta}
+    if metadata:
+        attrs.update(metadata)
+    root.attrs.update(json.loads(json.dumps(attrs)))
+
+
+def _check_labels(labels) -> None:
+    dtype = np.dtype(labels.dtype)
+    if not (np.issubdtype(dtype, np.integer) or dtype.kind == "b"):
+        raise TypeError(f"labels: expected an integer array; got dtype {dtype}")
+
+
+def write_ome_zarr_labels(
+    labels,
+    path: str | os.PathLike,
+    *,
+    axes: str | None = None,
+    scale: list[float] | None = None,
+    name: str | None = None,
+    overwrite: bool = False,
+    metadata: dict | None = None,
+) -> Path:
+    """Write labels as a standalone OME-Zarr (NGFF 0.4) label image, atomically.
+
+    Parameters
+    ----------
+    labels : (Y, X), (T, Y, X), (Z, Y, X) or (T, Z, Y, X) integer array-like
+        Instance labels (numpy, zarr or dask; written frame by frame as uint32).
+    path : path-like
+        The ``*.zarr`` / ``*.ome.zarr`` group to create.
+    axes : str, optional
+        Axis names, e.g. ``"tyx"`` or ``"zyx"``; default :func:`default_axes`.
+    scale : list of float, optional
+        Pixel size per axis (``coordinateTransformations``); default all 1.
+    name : str, optional
+        ``multiscales`` name; default the folder name.
+    overwrite : bool
+        Replace an existing ``path``; without it an existing output raises
+        :class:`FileExistsError`.
+    metadata : dict, optional
+        Extra JSON attributes of the group (e.g. ``{"napari_hemd": params}``).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "cells.ome.zarr"
+    >>> _ = write_ome_zarr_labels(np.ones((2, 4, 4), np.uint16), out)
+    >>> read_ome_zarr(out)[0].kind
+    'labels'
+    """
+    _check_labels(labels)
+    axes = _check_axes(axes or default_axes(len(labels.shape)), len(labels.shape))
+    scale = _check_scale(scale, len(axes))
+    path = Path(path)
+    name = name or path.name.removesuffix(".zarr").removesuffix(".ome")
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        _write_label_group(tmp, labels, axes, scale, name, None, metadata)
+    log.info("wrote OME-Zarr labels %s %s", path, tuple(labels.shape))
+    return path
+
+
+def _check_scale(scale, n: int) -> list[float]:
+    scale = [1.0] * n if scale is None else [float(s) for s in scale]
+    if len(scale) != n or not all(s > 0 for s in scale):
+        raise ValueError(f"scale: expected {n} positive pixel sizes; got {scale}")
+    return scale
+
+
+def _ngff_attrs(attrs: dict) -> dict:
+    """NGFF attributes: at the top level (0.4) or under ``"ome"`` (0.5)."""
+    return dict(attrs.get("ome", attrs))
+
+
+def is_ome_zarr(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a zarr group with OME-NGFF ``multiscales`` metadata."""
+    path = Path(path)
+    for meta in (path / ".zattrs", path / "zarr.json"):
+        if meta.is_file():
+            try:
+                attrs = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                return False
+            attrs = attrs.get("attributes", attrs) if meta.name == "zarr.json" else attrs
+            return "multiscales" in _ngff_attrs(attrs)
+    return False
+
+
+def add_ome_zarr_labels(
+    image_path: str | os.PathLike,
+    labels,
+    name: str,
+    *,
+    overwrite: bool = False,
+    metadata: dict | None = None,
+) -> Path:
+    """Add labels to an OME-Zarr 0.4 image as ``image_path/labels/<name>``, atomically.
+
+    The label image takes the image's axes and level-0 pixel size. The ``labels`` group's list is
+    updated only after the label image is complete (write to a temporary file, then rename).
+
+    Parameters
+    ----------
+    image_path : path-like
+        An OME-Zarr image group (NGFF 0.4, no channel axis).
+    labels : integer array-like
+        Labels of the image's level-0 shape.
+    name : str
+        Name of the label image (a folder name: no ``/``).
+    overwrite : bool
+        Replace an existing label image of that name.
+    metadata : dict, optional
+        Extra JSON attributes of the label group.
+
+    Returns
+    -------
+    Path
+        ``image_path/labels/<name>``.
+    """
+    import zarr
+
+    image_path = Path(image_path)
+    _check_labels(labels)
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"name: expected a folder name for the label image; got {name!r}")
+    if not is_ome_zarr(image_path):
+        raise ValueError(f"image_path: {str(image_path)!r} is not an OME-Zarr image group")
+    root = zarr.open_group(str(image_path), mode="r")
+    attrs = _ngff_attrs(dict(root.attrs))
+    if "image-label" in attrs:
+        raise ValueError(f"image_path: {str(image_path)!r} is itself a label image")
+    ms = attrs["multiscales"][0]
+    version = ms.get("version", NGFF_VERSION)
+    if version != NGFF_VERSION or root.metadata.zarr_format != 2:
+        raise ValueError(
+            f"image_path: expected an OME-Zarr {NGFF_VERSION} image (zarr format 2); "
+            f"got version {version!r}, zarr format {root.metadata.zarr_format}"
+        )
+    axes = "".join(a["name"] if isinstance(a, dict) else a for a in ms["axes"])
+    level0 = ms["datasets"][0]
+    shape = tuple(root[level0["path"]].shape)
+    if "c" in axes:
+        raise ValueError(
+            f"image_path: the image has a channel axis ({axes!r}); write a standalone label image"
+        )
+    if tuple(labels.shape) != shape:
+        raise ValueError(
+            f"labels: expected the image's shape {shape} (axes {axes!r}); got {tuple(labels.shape)}"
+        )
+    scale = next(
+        (t["scale"] for t in level0.get("coordinateTransformations", []) if t["type"] == "scale"),
+        None,
+    )
+    scale = _check_scale(scale, len(axes))
+    group = image_path / "labels"
+    if not group.exists():
+        zarr.open_group(str(group), mode="w", zarr_format=2).attrs.update({"labels": []})
+    out = group / name
+    with atomic_path(out, overwrite=overwrite) as tmp:
+        _write_label_group(tmp, labels, axes, scale, name, "../../", metadata)
+    listed = json.loads((group / ".zattrs").read_text()) if (group / ".zattrs").exists() else {}
+    names = list(listed.get("labels", []))
+    if name not in names:
+        listed["labels"] = [*names, name]
+        _replace_text(group / ".zattrs", json.dumps(listed, indent=2))
+    log.info("added OME-Zarr labels %s", out)
+    return out
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling and one rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class OmeZarrNode:
+    """One image or label image of an OME-Zarr group, opened lazily.
+
+    Attributes
+    ----------
+    name : str
+        ``multiscales`` name (or the folder name).
+    kind : {"image", "labels"}
+    levels : list of zarr.Array
+        Resolution levels, full resolution first (not loaded).
+    axes : str
+        Axis names, e.g. ``"tyx"``.
+    scale : list of float
+        Level-0 pixel size per axis.
+    attrs : dict
+        The group's attributes.
+    """
+
+    name: str
+    kind: str
+    levels: list
+    axes: str
+    scale: list[float]
+    attrs: dict = field(default_factory=dict)
+
+
+def _node(group, name: str) -> OmeZarrNode:
+    attrs = dict(group.attrs)
+    ngff = _ngff_attrs(attrs)
+    ms = ngff["multiscales"][0]
+    levels = [group[d["path"]] for d in ms["datasets"]]
+    axes = "".join(a["name"] if isinstance(a, dict) else a for a in ms.get("axes", []))
+    if len(axes) != levels[0].ndim:
+        axes = default_axes(levels[0].ndim) if 2 <= levels[0].ndim <= 4 else ""
+    scale = next(
+        (
+            t["scale"]
+            for t in ms["datasets"][0].get("coordinateTransformations", [])
+            if t.get("type") == "scale"
+        ),
+        [1.0] * levels[0].ndim,
+    )
+    kind = "labels" if "image-label" in ngff else "image"
+    return OmeZarrNode(ms.get("name") or name, kind, levels, axes, [float(s) for s in scale], attrs)
+
+
+def read_ome_zarr(path: str | os.PathLike) -> list[OmeZarrNode]:
+    """Open an OME-Zarr image (and the label images under its ``labels/``) without loading it.
+
+    Parameters
+    ----------
+    path : path-like
+        An OME-Zarr group (NGFF 0.4, or 0.5 with the attributes under ``"ome"``): an image, a
+        standalone label image, or an image with ``labels/``.
+
+    Returns
+    -------
+    list of OmeZarrNode
+        The image first, then its label images in the order ``labels/.zattrs`` lists them.
+
+    Raises
+    ------
+    ValueError
+        ``path`` has no ``multiscales`` metadata.
+    """
+    import zarr
+
+    path = Path(path)
+    if not is_ome_zarr(path):
+        raise ValueError(f"path: {str(path)!r} is not an OME-Zarr group (no multiscales metadata)")
+    root = zarr.open_group(str(path), mode="r")
+    base = path.name.removesuffix(".zarr").removesuffix(".ome")
+    nodes = [_node(root, base)]
+    if "labels" in root.group_keys():
+        listed = _ngff_attrs(dict(root["labels"].attrs)).get("labels", [])
+        for lab in listed:
+            if lab in root["labels"].group_keys():
+                nodes.append(_node(root["labels"][lab], lab))
+            else:
+                log.warning("OME-Zarr %s lists label image %r, which is missing", path, lab)
+    return nodes
