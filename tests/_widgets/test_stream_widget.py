@@ -119,3 +119,23 @@ def test_stream_widget_errors_name_the_field(make_napari_viewer, prob_zarr, tmp_
             "and 'tcp://127.0.0.1:1'"
         ),
     ]
+
+
+def test_stream_widget_from_a_lazy_layer(make_napari_viewer, qtbot, prob_zarr, tmp_path, shown):
+    """A zarr opened lazily as a layer (as the reader does) streams without loading it."""
+    viewer = make_napari_viewer()
+    src, prob = prob_zarr
+    viewer.add_image(zarr.open_array(str(src), mode="r"), name="big probability")
+    w = _widget(viewer, "", tmp_path / "lab.zarr")
+    w.input_from.value = "layer"
+    assert not w.image.native.isHidden() and w.source.native.isHidden()
+    w.image.value = viewer.layers["big probability"]
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: "lab labels" in viewer.layers, timeout=120_000)
+    np.testing.assert_array_equal(
+        viewer.layers["lab labels"].data[:], hemd(prob, iterations=2).labels
+    )
+    viewer.add_image(np.zeros((8, 8), np.float32), name="flat")
+    w.image.value = viewer.layers["flat"]
+    assert w.run() is None
+    assert shown == ["Large data: 'flat' must be a (T, Y, X) or (T, Z, Y, X) stack; got 2D"]

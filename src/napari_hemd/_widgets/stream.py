@@ -21,6 +21,7 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
+from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
 from napari_hemd._widgets._common import LayerWidget
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 #: ``Labels.metadata`` key of a layer this widget opened: the run's parameters and zarr path.
 STREAM_KEY = "hemd_stream"
 NO_MODEL = "none: input is probability"
+FROM_FILE, FROM_LAYER = "file", "layer"
 
 
 def _shipped() -> list[str]:
@@ -43,7 +45,11 @@ class StreamWidget(LayerWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__(napari_viewer, labels=True)
+        self.input_from = ComboBox(label="input from", choices=[FROM_FILE, FROM_LAYER])
         self.source = FileEdit(label="input (zarr, TIFF)", mode="d")
+        # a layer opened lazily from a zarr (the reader) streams too; in-memory data works as well
+        self.image = self.layer_combo(Image, "image")
+        self.image.visible = False
         self.output = FileEdit(label="output labels (.zarr)", mode="w", filter="*.zarr")
         self.model = ComboBox(label="predict first with", choices=[NO_MODEL, *_shipped()])
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
@@ -59,7 +65,9 @@ class StreamWidget(LayerWidget):
         self.status = Label(value="")
         self.extend(
             [
+                self.input_from,
                 self.source,
+                self.image,
                 self.output,
                 self.model,
                 self.tau,
@@ -77,16 +85,40 @@ class StreamWidget(LayerWidget):
         )
         #: ``(stage, done, total)`` events of the current run, appended in the worker thread.
         self.events: list[tuple[str, int, int]] = []
+        self.input_from.changed.connect(self._show_input)
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)
 
-    def _arguments(self) -> dict | None:
-        """Validated arguments of :func:`~napari_hemd.pipeline.stream_segment`, or None."""
+    def _show_input(self, kind: str) -> None:
+        self.source.visible = kind == FROM_FILE
+        self.image.visible = kind == FROM_LAYER
+
+    def _input(self):
+        """The input: a path, or the chosen layer's (level 0) data; None after an error."""
+        if self.input_from.value == FROM_LAYER:
+            layer = self.image.value
+            if not isinstance(layer, Image):
+                show_error("Large data: choose an image layer (or input from a file)")
+                return None
+            if layer.rgb or layer.ndim not in (3, 4):
+                show_error(
+                    f"Large data: {layer.name!r} must be a (T, Y, X) or (T, Z, Y, X) stack; got "
+                    f"{layer.ndim}D{' RGB' if layer.rgb else ''}"
+                )
+                return None
+            return layer.data[0] if layer.multiscale else layer.data
         source = Path(str(self.source.value))
-        output = Path(str(self.output.value))
         if not str(self.source.value) or not source.exists():
             show_error(f"Large data: input {str(source)!r} does not exist")
             return None
+        return source
+
+    def _arguments(self) -> dict | None:
+        """Validated arguments of :func:`~napari_hemd.pipeline.stream_segment`, or None."""
+        source = self._input()
+        if source is None:
+            return None
+        output = Path(str(self.output.value))
         if output.suffix != ".zarr":
             show_error(f"Large data: output must be a .zarr store; got {str(output)!r}")
             return None
