@@ -122,3 +122,22 @@ def test_cli_errors_name_the_argument(raw_zarr, tmp_path, capsys):
     assert main(predict) == 2
     assert "--workers / --scheduler write a .zarr OUT" in capsys.readouterr().err
     assert not (tmp_path / "lab.prob.zarr").exists()
+
+
+def test_stream_segment_starts_its_own_local_cluster(tmp_path):
+    """``workers=N`` starts (and closes) a loopback cluster; progress reports it starting."""
+    prob = nuclei_video(n_frames=8, shape=(96, 96), n_cells=6, seed=3)["prob"]
+    path = tmp_path / "prob.zarr"
+    z = zarr.create_array(str(path), shape=prob.shape, chunks=(1, 96, 96), dtype=np.float32)
+    z[:] = prob
+    events = []
+    out = stream_segment(
+        path,
+        tmp_path / "lab.zarr",
+        workers=1,
+        chunk=3,
+        iterations=2,
+        progress=lambda *e: events.append(e),
+    )
+    assert events[0] == ("cluster", 0, 0) and events[-1] == ("windows", 3, 3)
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(prob, iterations=2).labels)
