@@ -14,3 +14,17 @@ def shared_data() -> Path:
     if not DATA.is_dir():
         pytest.skip("../shared/data is not available")
     return DATA
+
+
+@pytest.fixture(scope="session")
+def dask_cluster_client():
+    """One 2-worker local Dask cluster (loopback, processes) shared by every test that needs one.
+
+    Starting a cluster costs seconds; tests that need a cluster reuse this one (tests/scale, the
+    stream widget). Skips without ``dask.distributed``.
+    """
+    pytest.importorskip("dask.distributed")
+    from napari_hemd.distributed import dask_client
+
+    with dask_client(workers=2) as client:
+        yield client

@@ -12,12 +12,9 @@ from napari_hemd.core.streaming import hemd_stream
 pytest.importorskip("dask.distributed")
 
 
-@pytest.fixture(scope="module")
-def client():
-    from napari_hemd.distributed import dask_client
-
-    with dask_client(workers=2) as c:
-        yield c
+@pytest.fixture
+def client(dask_cluster_client):
+    return dask_cluster_client
 
 
 def test_local_cluster_equals_single_process(video, tmp_path, client):
@@ -48,3 +45,13 @@ def test_dask_client_arguments():
         pass
     with dask_client() as c:
         assert c is None
+
+
+def test_local_workers_keep_glibc_dynamic_mmap_threshold(client):
+    """No MALLOC_TRIM_THRESHOLD_ on our local workers (see distributed._worker_environ)."""
+    import os
+
+    env = client.run(
+        lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"))
+    )
+    assert set(env.values()) == {(None, "1")}

@@ -56,17 +56,21 @@ def test_online_equals_global(video):
     assert seen == list(range(len(video)))
 
 
-def test_online_lag(video):
-    """Frame t comes out as soon as frame t + T has arrived."""
+@pytest.mark.parametrize("halo", [None, 4])
+def test_online_lag(video, halo):
+    """Frame t comes out as soon as frame t + halo has arrived (default T; the issue's T + 1)."""
     arrived = []
+    lag = 3 if halo is None else halo
+    glob = hemd(video, iterations=3).labels
 
     def source():
         for t, f in enumerate(video):
             arrived.append(t)
             yield f
 
-    for t, _ in hemd_online(source(), chunk=1, iterations=3):
-        assert arrived[-1] == min(t + 3, len(video) - 1)
+    for t, lab in hemd_online(source(), chunk=1, halo=halo, iterations=3):
+        assert arrived[-1] == min(t + lag, len(video) - 1)
+        np.testing.assert_array_equal(lab, glob[t])
 
 
 def test_windowed_refuses_link(video):
@@ -88,6 +92,9 @@ def test_windowed_equals_global_on_real_masks(shared_data):
         for chunk in chunks:
             win = hemd_windowed(prob, chunk=chunk, iterations=iterations)
             np.testing.assert_array_equal(win, res.labels)
+        # the issue's halo of T + 1 frames (one frame more than the bound needs)
+        win = hemd_windowed(prob, chunk=chunks[0], halo=iterations + 1, iterations=iterations)
+        np.testing.assert_array_equal(win, res.labels)
 
 
 def test_windowed_equals_global_3d_time(video):

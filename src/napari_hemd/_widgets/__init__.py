@@ -8,6 +8,7 @@ from napari_hemd._widgets.predict import PredictWidget
 from napari_hemd._widgets.project import ProjectWidget
 from napari_hemd._widgets.proofread import ProofreadWidget
 from napari_hemd._widgets.segment import SegmentWidget
+from napari_hemd._widgets.stream import StreamWidget
 
 __all__ = [
     "ExportWidget",
@@ -16,4 +17,5 @@ __all__ = [
     "ProjectWidget",
     "ProofreadWidget",
     "SegmentWidget",
+    "StreamWidget",
 ]

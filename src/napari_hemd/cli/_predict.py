@@ -44,6 +44,14 @@ def register(subparsers) -> None:
     p.add_argument("--neighbourhood", type=int, choices=(4, 8), default=None)
     p.add_argument("--min-size", type=int, default=30, help="instances: merge smaller ones")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    d = p.add_argument_group(
+        "large data (.zarr OUT): chunks of frames as tasks, resumable, on Dask"
+    )
+    d.add_argument("--chunk", type=int, default=8, help="frames per task (8)")
+    g = d.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, default=None, help="local Dask cluster of N processes")
+    g.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    d.add_argument("--no-resume", action="store_true", help="ignore a previous partial run")
     p.set_defaults(func=run)
 
 
@@ -100,6 +108,13 @@ def run(args: argparse.Namespace) -> int:
     if image.ndim != 3:
         raise ValueError(f"IMAGE must be (T, Y, X) or (Y, X); got shape {tuple(image.shape)}")
     meta = {"model": str(args.model), "model_metadata_version": model.metadata.get("version")}
+    zarr_out = paths[outputs[0]].suffix.lower() == ".zarr"
+    if not zarr_out and (args.workers is not None or args.scheduler is not None):
+        raise ValueError(
+            f"--workers / --scheduler write a .zarr OUT chunk by chunk; got {args.output!r}"
+        )
+    if zarr_out:
+        return _run_chunked(args, model, image, outputs, ranges, meta, paths[outputs[0]])
     frames = iter_predict(
         model,
         image,
@@ -115,7 +130,6 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     n = image.shape[0]
-    zarr_out = paths[outputs[0]].suffix.lower() == ".zarr"
     with ExitStack() as stack:
         if zarr_out:
             import zarr
@@ -149,4 +163,47 @@ def run(args: argparse.Namespace) -> int:
                     )
     for path in dict.fromkeys(paths.values()):
         print(f"wrote {path}")
+    return 0
+
+
+def _run_chunked(args, model, image, outputs, ranges, meta, out) -> int:
+    """A .zarr OUT: :func:`napari_hemd.models.predict_stream`, in process or on Dask."""
+    from tqdm.auto import tqdm
+
+    from napari_hemd.distributed import dask_client
+    from napari_hemd.models import pick_device, predict_stream
+
+    on_dask = args.workers is not None or args.scheduler is not None
+    if not on_dask:
+        model.network.to(pick_device(args.device))
+    elif args.device not in ("auto", "cpu"):
+        logger.warning("--device %s is ignored on Dask workers (they use their CPU)", args.device)
+    with tqdm(total=-(-image.shape[0] // max(args.chunk, 1)), desc="predict", unit="chunk") as bar:
+
+        def progress(_stage, done, _total):
+            bar.n = done
+            bar.refresh()
+
+        with dask_client(workers=args.workers, scheduler=args.scheduler) as client:
+            predict_stream(
+                # workers load a named model or a file themselves (once each)
+                args.model if on_dask else model,
+                image,
+                out,
+                outputs=outputs,
+                chunk=args.chunk,
+                tile=args.tile,
+                halo=args.halo,
+                batch_size=args.batch_size,
+                ranges=ranges,
+                neighbourhood=args.neighbourhood,
+                min_size=args.min_size,
+                threads=args.threads,
+                client=client,
+                overwrite=args.overwrite,
+                resume=not args.no_resume,
+                progress=progress,
+                metadata=meta,
+            )
+    print(f"wrote {out}")
     return 0

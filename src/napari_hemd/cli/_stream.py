@@ -21,7 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bounded memory; labels equal a whole-video run when --halo >= --iterations. The output "
         "zarr appears only when complete; a killed run rerun with the same arguments resumes.",
     )
-    p.add_argument("prob", help="probability stack (zarr, TIFF, .npy, TIFF folder; time on axis 0)")
+    p.add_argument(
+        "prob",
+        help="probability stack (zarr, TIFF, .npy, TIFF folder; time on axis 0); raw frames with "
+        "--model",
+    )
     p.add_argument("-o", "--output", required=True, help="output .zarr label store")
     p.add_argument("--chunk", type=int, default=16, help="frames kept per window (16)")
     p.add_argument("--halo", type=int, default=None, help="frames each side (default T)")
@@ -37,6 +41,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="online: PROB is a zarr another process grows; write frames as they are final "
         "(lag --halo), stop after SECONDS without a new frame",
     )
+    m = p.add_argument_group("prediction first (--model): chunks of frames as tasks")
+    m.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="predict foreground from raw (T, Y, X) frames first (shipped model or model file)",
+    )
+    m.add_argument(
+        "--prob-output",
+        default=None,
+        metavar="PROB.zarr",
+        help="where predictions go (default OUT.prob.zarr; kept, reused by a rerun)",
+    )
+    m.add_argument("--predict-chunk", type=int, default=8, help="frames per prediction task (8)")
+    m.add_argument("--tile", type=int, default=512, help="prediction tile core size (0: untiled)")
+    m.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per prediction task (default 1 on Dask workers)",
+    )
     p.add_argument("--no-resume", action="store_true", help="ignore a previous partial run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -48,9 +73,6 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from napari_hemd.cli._segment import _Progress, hemd_params
-    from napari_hemd.core.streaming import hemd_stream
-    from napari_hemd.distributed import dask_client
-    from napari_hemd.io import read_stack
     from napari_hemd.io._atomic import check_output_path
 
     if Path(args.output).suffix != ".zarr":
@@ -73,24 +95,32 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"stream --follow: done -> {args.output}", file=sys.stderr)
         return 0
-    suffix = Path(args.prob).suffix.lower()
-    prob = (
-        TiffFrames(args.prob) if suffix in (".tif", ".tiff") else read_stack(args.prob, lazy=True)
-    )
+    if args.model is None:
+        for opt in ("prob_output", "threads"):
+            if getattr(args, opt) is not None:
+                raise ValueError(f"--{opt.replace('_', '-')} needs --model")
+    from napari_hemd.pipeline import open_input, stream_segment
+
+    prob = open_input(args.prob)
     bar = _Progress(disabled=args.no_progress)
     t0 = time.perf_counter()
-    with dask_client(workers=args.workers, scheduler=args.scheduler) as client:
-        hemd_stream(
-            prob,
-            args.output,
-            chunk=args.chunk,
-            halo=args.halo,
-            overwrite=args.overwrite,
-            resume=not args.no_resume,
-            client=client,
-            progress=bar,
-            **params,
-        )
+    stream_segment(
+        prob,
+        args.output,
+        model=args.model,
+        prob_output=args.prob_output,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        chunk=args.chunk,
+        halo=args.halo,
+        predict_chunk=args.predict_chunk,
+        tile=args.tile,
+        threads=args.threads,
+        overwrite=args.overwrite,
+        resume=not args.no_resume,
+        progress=bar,
+        **params,
+    )
     bar.close()
     dt = time.perf_counter() - t0
     print(

@@ -238,14 +238,36 @@ def _partial_path(output: Path) -> Path:
     return output.with_name(f".{output.name}.partial")
 
 
+def _source_id(arr) -> str:
+    """What identifies the input of a resumable run: its location, or its content when in memory.
+
+    A zarr array is named by its store root and path, a TIFF reader by its path, a dask array by
+    its (content-derived) name, a numpy array by a hash of its bytes: two different in-memory
+    arrays of one shape must never resume each other's output.
+    """
+    if isinstance(arr, np.memmap) and getattr(arr, "filename", None):
+        return f"file:{arr.filename}:{arr.offset}"
+    if isinstance(arr, np.ndarray):
+        return "sha256:" + hashlib.sha256(np.ascontiguousarray(arr).data).hexdigest()
+    root = getattr(getattr(arr, "store", None), "root", None)
+    if root is not None:
+        return f"zarr:{root}:{getattr(arr, 'path', '')}"
+    if isinstance(getattr(arr, "path", None), str):
+        return f"file:{arr.path}"
+    name = getattr(arr, "name", None)
+    if isinstance(name, str) and type(arr).__module__.startswith("dask"):
+        return f"dask:{name}"
+    # Unknown array type: nothing proves a rerun sees the same data, so never resume it.
+    return f"{type(arr).__name__}:{os.urandom(8).hex()}"
+
+
 def _signature(prob, params: dict, chunk: int, halo: int) -> str:
     """What a resumed run must share with the run it continues."""
-    src = getattr(getattr(prob, "store", None), "root", None) or getattr(prob, "path", None)
     blob = json.dumps(
         {
             "shape": list(prob.shape),
             "dtype": str(prob.dtype),
-            "source": str(src),
+            "source": _source_id(prob),
             "params": {k: params[k] for k in sorted(params)},
             "chunk": chunk,
             "halo": halo,
@@ -351,8 +373,11 @@ def hemd_stream(
     n, halo = _check(prob, {**params, "halo": halo})
     windows = plan_windows(n, chunk, halo)
     partial = _partial_path(output)
-    store = partial / "labels.zarr"
-    prog = _Progress(partial / "progress.json", _signature(prob, params, chunk, halo))
+    sig = _signature(prob, params, chunk, halo)
+    # Named by the signature: a task of an abandoned run with other parameters (still running on
+    # a cluster) can never write into this run's store.
+    store = partial / f"labels-{sig}.zarr"
+    prog = _Progress(partial / "progress.json", sig)
     # A previous run that died after publishing left progress but no store: start over.
     if not (resume and prog.load() and store.exists()):
         prog.done = set()
@@ -382,16 +407,15 @@ def hemd_stream(
         for w in todo:
             finished(_write_window(prob, w, str(store), params))
     else:
-        from dask.distributed import as_completed
-
         if isinstance(prob, np.ndarray):
             # Send an in-memory array once to every worker, not once per task.
             prob = client.scatter(prob, broadcast=True)
         futures = [
-            client.submit(_write_window, prob, w, str(store), params, pure=False) for w in todo
+            # absolute: a remote worker's working directory is not ours
+            client.submit(_write_window, prob, w, str(store.resolve()), params, pure=False)
+            for w in todo
         ]
-        for fut in as_completed(futures):
-            finished(fut.result())
+        _gather_as_completed(client, futures, finished)
     z = zarr.open_array(str(store), mode="r+")
     z.attrs.update(
         {"method": "hemd", "windowed": {"chunk": chunk, "halo": halo}, **_jsonable(params)}
@@ -403,6 +427,24 @@ def hemd_stream(
     os.replace(store, output)
     shutil.rmtree(partial, ignore_errors=True)
     return output
+
+
+def _gather_as_completed(client, futures: list, finished: Callable[[object], None]) -> None:
+    """Call ``finished(result)`` as each task completes; on any error cancel the others.
+
+    Cancelling stops pending tasks; a task already running finishes (Dask cannot interrupt it) and
+    may still write its own frames, which a resumed run recomputes identically.
+    """
+    from dask.distributed import as_completed
+
+    try:
+        with client.as_current():  # the client need not be the process-wide default
+            completed = as_completed(futures)
+        for fut in completed:
+            finished(fut.result())
+    except BaseException:
+        client.cancel(futures)
+        raise
 
 
 def _jsonable(params: dict) -> dict:

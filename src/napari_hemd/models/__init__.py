@@ -13,6 +13,7 @@ from napari_hemd.models.evaluation import evaluate_model, instances_from_maps
 from napari_hemd.models.mutex import merge_small_instances, mutex_watershed_labels
 from napari_hemd.models.prediction import OUTPUTS, iter_predict, predict
 from napari_hemd.models.registry import SHIPPED_MODELS, list_models, load_model
+from napari_hemd.models.streaming import predict_stream
 from napari_hemd.models.training import TrainConfig, pick_device, train_model
 from napari_hemd.models.unet import CLASS_NAMES, UNet2d
 from napari_hemd.models.weights import (
@@ -46,6 +47,7 @@ __all__ = [
     "normalize_percentile",
     "pick_device",
     "predict",
+    "predict_stream",
     "save_model_file",
     "self_correlation",
     "split_samples",

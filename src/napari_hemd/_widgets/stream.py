@@ -1,0 +1,220 @@
+"""Large data dock widget: streaming H-EMD (optionally after a prediction), zarr in -> zarr out.
+
+A thin layer over :func:`napari_hemd.pipeline.stream_workflow`: the run happens in a
+``thread_worker`` (in this process, on a local Dask cluster or on a running scheduler), per-chunk
+and per-window progress from the cluster drives a napari progress bar and a status line, Cancel
+stops it at the next finished chunk (a rerun resumes), and the labels open lazily from the zarr.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image
+from napari.utils.notifications import show_error, show_info
+
+from napari_hemd._widgets._common import LayerWidget
+
+log = logging.getLogger(__name__)
+
+#: ``Labels.metadata`` key of a layer this widget opened: the run's parameters and zarr path.
+STREAM_KEY = "hemd_stream"
+NO_MODEL = "none: input is probability"
+FROM_FILE, FROM_LAYER = "file", "layer"
+
+
+def _shipped() -> list[str]:
+    from napari_hemd.models.registry import SHIPPED_MODELS
+
+    return [n for n, m in SHIPPED_MODELS.items() if m.kind == "unet"]
+
+
+class StreamWidget(LayerWidget):
+    """Segment a time-lapse too large for memory, window by window, here or on a Dask cluster."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__(napari_viewer, labels=True)
+        self.input_from = ComboBox(label="input from", choices=[FROM_FILE, FROM_LAYER])
+        self.source = FileEdit(label="input (zarr, TIFF)", mode="d")
+        # a layer opened lazily from a zarr (the reader) streams too; in-memory data works as well
+        self.image = self.layer_combo(Image, "image")
+        self.image.visible = False
+        self.output = FileEdit(label="output labels (.zarr)", mode="w", filter="*.zarr")
+        self.model = ComboBox(label="predict first with", choices=[NO_MODEL, *_shipped()])
+        self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
+        self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=1.0, step=0.05)
+        self.iterations = SpinBox(label="iterations T", value=10, min=1, max=100)
+        self.chunk = SpinBox(label="frames per window", value=16, min=1, max=10_000)
+        self.workers = SpinBox(label="local workers (0: here)", value=0, min=0, max=256)
+        self.scheduler = LineEdit(label="or scheduler address", value="")
+        self.resume = CheckBox(label="resume a stopped run", value=True)
+        self.overwrite = CheckBox(label="overwrite output", value=False)
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.input_from,
+                self.source,
+                self.image,
+                self.output,
+                self.model,
+                self.tau,
+                self.delta,
+                self.iterations,
+                self.chunk,
+                self.workers,
+                self.scheduler,
+                self.resume,
+                self.overwrite,
+                self.run_button,
+                self.cancel_button,
+                self.status,
+            ]
+        )
+        #: ``(stage, done, total)`` events of the current run, appended in the worker thread.
+        self.events: list[tuple[str, int, int]] = []
+        self.input_from.changed.connect(self._show_input)
+        self.run_button.clicked.connect(lambda: self.run())
+        self.cancel_button.clicked.connect(self.cancel)
+
+    def _show_input(self, kind: str) -> None:
+        self.source.visible = kind == FROM_FILE
+        self.image.visible = kind == FROM_LAYER
+
+    def _input(self):
+        """The input: a path, or the chosen layer's (level 0) data; None after an error."""
+        if self.input_from.value == FROM_LAYER:
+            layer = self.image.value
+            if not isinstance(layer, Image):
+                show_error("Large data: choose an image layer (or input from a file)")
+                return None
+            if layer.rgb or layer.ndim not in (3, 4):
+                show_error(
+                    f"Large data: {layer.name!r} must be a (T, Y, X) or (T, Z, Y, X) stack; got "
+                    f"{layer.ndim}D{' RGB' if layer.rgb else ''}"
+                )
+                return None
+            return layer.data[0] if layer.multiscale else layer.data
+        source = Path(str(self.source.value))
+        if not str(self.source.value) or not source.exists():
+            show_error(f"Large data: input {str(source)!r} does not exist")
+            return None
+        return source
+
+    def _arguments(self) -> dict | None:
+        """Validated arguments of :func:`~napari_hemd.pipeline.stream_segment`, or None."""
+        source = self._input()
+        if source is None:
+            return None
+        output = Path(str(self.output.value))
+        if output.suffix != ".zarr":
+            show_error(f"Large data: output must be a .zarr store; got {str(output)!r}")
+            return None
+        if output.exists() and not self.overwrite.value:
+            show_error(f"Large data: output {str(output)!r} exists; tick 'overwrite output'")
+            return None
+        scheduler = self.scheduler.value.strip() or None
+        workers = int(self.workers.value) or None
+        if scheduler and workers:
+            show_error(
+                f"Large data: give local workers or a scheduler address, not both; got "
+                f"{workers} workers and {scheduler!r}"
+            )
+            return None
+        return dict(
+            source=source,
+            output=output,
+            model=None if self.model.value == NO_MODEL else self.model.value,
+            workers=workers,
+            scheduler=scheduler,
+            chunk=int(self.chunk.value),
+            tau=float(self.tau.value),
+            delta=float(self.delta.value),
+            iterations=int(self.iterations.value),
+            resume=bool(self.resume.value),
+            overwrite=bool(self.overwrite.value),
+        )
+
+    def _recorded(self, gen):
+        # Record events in the worker thread, before they are yielded: tests and the status line
+        # never miss one to a signal connected too late.
+        result = None
+        try:
+            while True:
+                event = gen.send(None)
+                self.events.append(event)
+                yield event
+        except StopIteration as stop:
+            result = stop.value
+        finally:
+            gen.close()
+        return result
+
+    def run(self):
+        """Start the run; returns the worker (``None`` on invalid input)."""
+        from napari_hemd.pipeline import stream_workflow
+
+        kwargs = self._arguments()
+        if kwargs is None:
+            return None
+        self.events = []
+        source, output = kwargs.pop("source"), kwargs.pop("output")
+        where = kwargs["scheduler"] or (
+            f"{kwargs['workers']} local workers" if kwargs["workers"] else "this process"
+        )
+        self.status.value = f"running in {where}"
+        gen = self._recorded(stream_workflow(source, output, **kwargs))
+
+        def done(path) -> None:
+            self._open(Path(path), kwargs)
+            self.status.value = f"done: {path}"
+
+        worker = self.run_workflow(gen, done, self.run_button, self.cancel_button, "Large data")
+        worker.yielded.connect(self._show_progress)
+        worker.aborted.connect(lambda: setattr(self.status, "value", "cancelled (rerun resumes)"))
+        return worker
+
+    def _show_progress(self, event) -> None:
+        stage, done, total = event
+        self.status.value = f"{stage}: {done}/{total}" if total else f"{stage}: starting"
+
+    def _replace(self, name: str) -> None:
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+
+    def _open(self, path: Path, kwargs: dict) -> None:
+        """Add the labels (and predicted probabilities) as lazy layers backed by the zarr."""
+        import zarr
+
+        from napari_hemd.pipeline import default_prob_output
+
+        if kwargs["model"] is not None:
+            prob = zarr.open_group(str(default_prob_output(path)), mode="r")["foreground"]
+            self._replace(f"{path.stem} probability")
+            self.viewer.add_image(
+                prob,
+                name=f"{path.stem} probability",
+                colormap="magma",
+                blending="additive",
+                contrast_limits=(0.0, 1.0),  # a lazy stack is not scanned for its range
+            )
+        labels = zarr.open_array(str(path), mode="r")
+        name = f"{path.stem} labels"
+        self._replace(name)
+        params = {k: kwargs[k] for k in ("tau", "delta", "iterations", "model", "chunk")}
+        self.viewer.add_labels(
+            labels, name=name, metadata={STREAM_KEY: {**params, "path": str(path)}}
+        )
+        show_info(f"Large data: {labels.shape[0]} frames in {str(path)!r}")

@@ -1,0 +1,212 @@
+"""Large data end to end: (prediction ->) streaming H-EMD, zarr in -> zarr out, on one machine or Dask.
+
+:func:`stream_segment` is the headless function behind ``napari-hemd stream`` and the *Large data*
+dock widget; :func:`stream_workflow` is the same run as a generator of progress events (the widget
+drives it in a ``thread_worker``; closing it cancels the run, which stays resumable).
+
+Both stages are resumable and publish their output atomically: prediction writes
+``prob_output`` (:func:`napari_hemd.models.predict_stream`, chunks of frames as tasks), H-EMD
+reads it and writes ``output`` (:func:`napari_hemd.core.streaming.hemd_stream`, windows as
+tasks). A rerun with the same arguments after a crash or a Cancel skips a finished prediction
+(``prob_output`` exists and records the same model) and the finished windows.
+
+Imports no Qt; torch only when ``model`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Generator
+from pathlib import Path
+
+__all__ = ["default_prob_output", "open_input", "stream_segment", "stream_workflow"]
+
+log = logging.getLogger(__name__)
+
+
+def default_prob_output(output: str | os.PathLike) -> Path:
+    """Where predicted probabilities go by default: ``NAME.prob.zarr`` next to ``NAME.zarr``."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.prob.zarr")
+
+
+def open_input(path: str | os.PathLike):
+    """A lazy, picklable array of a stack on disk (zarr array / OME-Zarr group, TIFF, folder, npy).
+
+    TIFF stacks are read frame by frame through tifffile's zarr interface
+    (:class:`napari_hemd.cli._stream.TiffFrames`), everything else by
+    :func:`napari_hemd.io.read_stack` with ``lazy=True``.
+    """
+    from napari_hemd.io import read_stack
+
+    path = Path(path).resolve()  # workers elsewhere do not share our working directory
+    if path.suffix.lower() in (".tif", ".tiff"):
+        from napari_hemd.cli._stream import TiffFrames
+
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"input {str(path)!r} does not exist")
+        return TiffFrames(str(path))
+    return read_stack(path, lazy=True)
+
+
+def _check_zarr_path(path, name: str) -> Path:
+    path = Path(path)
+    if path.suffix != ".zarr":
+        raise ValueError(f"{name} must be a .zarr store; got {str(path)!r}")
+    return path
+
+
+def _prediction_id(data, model) -> dict:
+    """What a finished prediction must match to be reused: the input and the model file."""
+    from napari_hemd.core.streaming import _source_id
+    from napari_hemd.models.streaming import _model_key
+
+    return {
+        "model": str(model),
+        "model_key": list(_model_key(model)),
+        "source": _source_id(data),
+        "shape": list(data.shape),
+    }
+
+
+def _finished_prediction(prob_output: Path, ident: dict) -> bool:
+    """True when ``prob_output`` is a complete prediction of the same input by the same model."""
+    attrs = prob_output / "zarr.json"
+    if not attrs.is_file():
+        return False
+    try:
+        meta = json.loads(attrs.read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return False
+    return "predicted" in meta and all(meta.get(k) == v for k, v in ident.items())
+
+
+def stream_segment(
+    source,
+    output: str | os.PathLike,
+    *,
+    model: str | os.PathLike | None = None,
+    prob_output: str | os.PathLike | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    chunk: int = 16,
+    halo: int | None = None,
+    predict_chunk: int = 8,
+    tile: int = 512,
+    threads: int | None = None,
+    overwrite: bool = False,
+    resume: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+    **params,
+) -> Path:
+    """Segment a long time-lapse with bounded memory; optionally predict its probabilities first.
+
+    Parameters
+    ----------
+    source : path-like or (T, Y, X) / (T, Z, Y, X) array-like
+        Probabilities (``model=None``) or raw frames (``model`` given), time on axis 0. A path is
+        opened lazily with :func:`open_input`.
+    output : path-like
+        ``*.zarr`` label store (uint32, chunks of one frame).
+    model : str or path-like, optional
+        Shipped model name or model file: predict foreground probabilities first (2D+t only).
+    prob_output : path-like, optional
+        ``*.zarr`` group for the predictions (array ``foreground``); default
+        :func:`default_prob_output`. Kept after the run (a rerun reuses it).
+    workers : int, optional
+        Run on a local Dask cluster of this many processes (127.0.0.1).
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``); excludes ``workers``.
+    chunk, halo : int
+        H-EMD frames kept per window and halo; see :func:`napari_hemd.core.streaming.hemd_stream`.
+    predict_chunk, tile, threads
+        Frames per prediction task, tile side, torch threads per task; see
+        :func:`napari_hemd.models.predict_stream`.
+    overwrite : bool
+        Replace an existing ``output`` (and a ``prob_output`` that is not a finished prediction of
+        this input by this model; such a one is reused).
+    resume : bool
+        Continue partial runs with the same arguments.
+    progress : callable, optional
+        ``progress(stage, done, total)`` with stages ``"cluster"`` (0, 0 while it starts),
+        ``"predict"`` (chunks) and ``"windows"``. Raising from it stops the run.
+    **params
+        H-EMD parameters (``tau``, ``delta``, ``iterations``, ...); see
+        :func:`napari_hemd.core.streaming.hemd_window`.
+
+    Returns
+    -------
+    Path
+        ``output``.
+    """
+    from napari_hemd.core.streaming import hemd_stream
+    from napari_hemd.distributed import dask_client
+    from napari_hemd.io._atomic import check_output_path
+
+    output = _check_zarr_path(output, "output")
+    check_output_path(output, overwrite=overwrite, name="output")
+    if model is not None:
+        prob_output = _check_zarr_path(
+            prob_output if prob_output is not None else default_prob_output(output), "prob_output"
+        )
+        if prob_output.resolve() == output.resolve():
+            raise ValueError(f"prob_output and output must differ; both are {str(output)!r}")
+    elif prob_output is not None:
+        raise ValueError("prob_output is only used with a model; got model=None")
+    data = open_input(source) if isinstance(source, (str, os.PathLike)) else source
+    if model is not None and len(data.shape) != 3:
+        raise ValueError(
+            f"prediction needs (T, Y, X) raw frames; source has shape {tuple(data.shape)}"
+        )
+    if progress and (workers is not None or scheduler is not None):
+        progress("cluster", 0, 0)
+    with dask_client(workers=workers, scheduler=scheduler) as client:
+        if model is not None:
+            ident = json.loads(json.dumps(_prediction_id(data, model)))
+            if _finished_prediction(prob_output, ident):
+                log.info("%s is a finished prediction by %s: reusing it", prob_output, model)
+            else:
+                from napari_hemd.models.streaming import predict_stream
+
+                predict_stream(
+                    model,
+                    data,
+                    prob_output,
+                    outputs=("foreground",),
+                    chunk=predict_chunk,
+                    tile=tile,
+                    threads=threads,
+                    client=client,
+                    overwrite=overwrite,
+                    resume=resume,
+                    progress=progress,
+                    metadata=ident,
+                )
+            import zarr
+
+            data = zarr.open_group(str(prob_output), mode="r")["foreground"]
+        hemd_stream(
+            data,
+            output,
+            chunk=chunk,
+            halo=halo,
+            overwrite=overwrite,
+            resume=resume,
+            client=client,
+            progress=progress,
+            **params,
+        )
+    return output
+
+
+def stream_workflow(source, output, **kwargs) -> Generator[tuple[str, int, int], None, Path]:
+    """:func:`stream_segment` as a workflow: yields ``(stage, done, total)``, returns ``output``.
+
+    Closing the generator stops the run at its next progress report (a finished chunk or window;
+    pending Dask tasks are cancelled, a local cluster is shut down); rerunning resumes.
+    """
+    from napari_hemd.workflows import _drive
+
+    return (yield from _drive(stream_segment, source, output, **kwargs))

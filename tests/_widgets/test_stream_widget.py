@@ -1,0 +1,141 @@
+"""Large data widget: zarr in -> zarr out on a Dask scheduler with progress, Cancel, resume."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import zarr
+
+from napari_hemd.core.segment import hemd
+from napari_hemd.data.synthetic import nuclei_video
+
+
+@pytest.fixture
+def shown(monkeypatch) -> list[str]:
+    from napari_hemd._widgets import stream
+
+    got: list[str] = []
+    monkeypatch.setattr(stream, "show_error", got.append)
+    monkeypatch.setattr("napari_hemd._widgets._common.show_error", got.append)
+    return got
+
+
+@pytest.fixture
+def prob_zarr(tmp_path):
+    prob = nuclei_video(n_frames=12, shape=(96, 96), n_cells=8, seed=1)["prob"]
+    path = tmp_path / "prob.zarr"
+    z = zarr.create_array(str(path), shape=prob.shape, chunks=(1, 96, 96), dtype=np.float32)
+    z[:] = prob
+    return path, prob
+
+
+def _widget(viewer, src, out):
+    from napari_hemd._widgets import StreamWidget
+
+    w = StreamWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.source.value = src
+    w.output.value = out
+    w.iterations.value = 2
+    w.chunk.value = 3
+    return w
+
+
+def _join_background_runs() -> None:
+    # A cancelled run stops in its own thread at the next finished window.
+    for t in threading.enumerate():
+        if t.name == "hemd-stream_segment":
+            t.join(timeout=120)
+
+
+def test_stream_widget_on_a_scheduler(
+    make_napari_viewer, qtbot, dask_cluster_client, prob_zarr, tmp_path, shown
+):
+    viewer = make_napari_viewer()
+    src, prob = prob_zarr
+    out = tmp_path / "lab.zarr"
+    w = _widget(viewer, src, out)
+    w.scheduler.value = dask_cluster_client.scheduler.address
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: "lab labels" in viewer.layers, timeout=120_000)
+    layer = viewer.layers["lab labels"]
+    assert isinstance(layer.data, zarr.Array)  # opened lazily from the store
+    np.testing.assert_array_equal(layer.data[:], hemd(prob, iterations=2).labels)
+    # per-window progress came back from the cluster
+    assert w.events[0] == ("cluster", 0, 0)
+    assert [e for e in w.events if e[0] == "windows"] == [("windows", k, 4) for k in range(1, 5)]
+    qtbot.waitUntil(lambda: w.run_button.enabled)
+    assert w.status.value.startswith("done")
+    assert shown == []
+
+
+def test_stream_widget_cancel_then_resume(make_napari_viewer, qtbot, prob_zarr, tmp_path, shown):
+    viewer = make_napari_viewer()
+    src, prob = prob_zarr
+    out = tmp_path / "lab.zarr"
+    w = _widget(viewer, src, out)
+    w.chunk.value = 1  # 12 windows
+    worker = w.run()
+    qtbot.waitUntil(lambda: len(w.events) >= 1, timeout=60_000)
+    w.cancel_button.clicked()
+    qtbot.waitUntil(lambda: w.run_button.enabled, timeout=60_000)
+    _join_background_runs()
+    assert w.status.value.startswith("cancelled")
+    assert not out.exists() and "lab labels" not in viewer.layers
+    done_before = len(w.events)
+    assert done_before < 12
+    assert worker is not None
+    w.run()  # resumes: only the missing windows run
+    qtbot.waitUntil(lambda: "lab labels" in viewer.layers, timeout=120_000)
+    resumed = [e[1] for e in w.events]
+    assert resumed[-1] == 12 and resumed[0] > 1
+    np.testing.assert_array_equal(
+        viewer.layers["lab labels"].data[:], hemd(prob, iterations=2).labels
+    )
+    assert shown == []
+
+
+def test_stream_widget_errors_name_the_field(make_napari_viewer, prob_zarr, tmp_path, shown):
+    viewer = make_napari_viewer()
+    src, _ = prob_zarr
+    w = _widget(viewer, tmp_path / "missing.zarr", tmp_path / "lab.zarr")
+    assert w.run() is None
+    w.source.value = src
+    w.output.value = tmp_path / "lab.tif"
+    assert w.run() is None
+    w.output.value = src
+    assert w.run() is None
+    w.output.value = tmp_path / "lab.zarr"
+    w.workers.value, w.scheduler.value = 2, "tcp://127.0.0.1:1"
+    assert w.run() is None
+    assert shown == [
+        f"Large data: input {str(tmp_path / 'missing.zarr')!r} does not exist",
+        f"Large data: output must be a .zarr store; got {str(tmp_path / 'lab.tif')!r}",
+        f"Large data: output {str(src)!r} exists; tick 'overwrite output'",
+        (
+            "Large data: give local workers or a scheduler address, not both; got 2 workers "
+            "and 'tcp://127.0.0.1:1'"
+        ),
+    ]
+
+
+def test_stream_widget_from_a_lazy_layer(make_napari_viewer, qtbot, prob_zarr, tmp_path, shown):
+    """A zarr opened lazily as a layer (as the reader does) streams without loading it."""
+    viewer = make_napari_viewer()
+    src, prob = prob_zarr
+    viewer.add_image(zarr.open_array(str(src), mode="r"), name="big probability")
+    w = _widget(viewer, "", tmp_path / "lab.zarr")
+    w.input_from.value = "layer"
+    assert not w.image.native.isHidden() and w.source.native.isHidden()
+    w.image.value = viewer.layers["big probability"]
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: "lab labels" in viewer.layers, timeout=120_000)
+    np.testing.assert_array_equal(
+        viewer.layers["lab labels"].data[:], hemd(prob, iterations=2).labels
+    )
+    viewer.add_image(np.zeros((8, 8), np.float32), name="flat")
+    w.image.value = viewer.layers["flat"]
+    assert w.run() is None
+    assert shown == ["Large data: 'flat' must be a (T, Y, X) or (T, Z, Y, X) stack; got 2D"]

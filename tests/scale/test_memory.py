@@ -1,0 +1,66 @@
+"""Streaming memory does not grow with the number of frames (traced numpy allocations).
+
+Measured in a fresh process: threads of other tests (a Dask client's event loop, napari) would
+allocate while tracemalloc traces this one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+_MEASURE = """
+import json, sys, tracemalloc
+from pathlib import Path
+import numpy as np, zarr
+from napari_hemd.core.segment import hemd
+from napari_hemd.core.streaming import hemd_stream
+from napari_hemd.data.synthetic import nuclei_video
+
+tmp = Path(sys.argv[1])
+video = nuclei_video(n_frames=20, shape=(96, 96), n_cells=8, seed=1)["prob"]
+
+
+def peak(fn):
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+hemd_stream(video[:6], tmp / "warm.zarr", chunk=4, iterations=2)  # imports, caches
+out = {"stream": {}, "memory": {}}
+for n in (12, 48):
+    frames = np.concatenate([video, video[::-1]] * 2)[:n]
+    path = str(tmp / f"p{n}.zarr")
+    z = zarr.create_array(path, shape=frames.shape, chunks=(1, 96, 96), dtype=np.float32)
+    z[:] = frames
+    z = zarr.open_array(path, mode="r")
+    out["stream"][n] = peak(lambda: hemd_stream(z, tmp / f"l{n}.zarr", chunk=4, iterations=2))
+    out["memory"][n] = peak(lambda: hemd(z[:], iterations=2))
+print(json.dumps(out))
+"""
+
+
+def test_stream_peak_memory_is_independent_of_frame_count(tmp_path):
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    peaks = json.loads(proc.stdout.strip().splitlines()[-1])
+    stream, memory = peaks["stream"], peaks["memory"]
+    frame = 96 * 96 * 4
+    # 4x the frames: the in-memory run holds them all, the stream one window's worth
+    assert memory["48"] - memory["12"] > 30 * frame, peaks
+    assert stream["48"] - stream["12"] < 4 * frame, peaks

@@ -1,0 +1,143 @@
+"""Prediction then streaming H-EMD (``stream --model``), in process and on a cluster; CLI errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+torch = pytest.importorskip("torch")
+
+from napari_hemd.cli import main  # noqa: E402
+from napari_hemd.core.segment import hemd  # noqa: E402
+from napari_hemd.data.synthetic import nuclei_video  # noqa: E402
+from napari_hemd.pipeline import stream_segment  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def raw() -> np.ndarray:
+    """(8, 96, 96) uint16 raw frames."""
+    return nuclei_video(n_frames=8, shape=(96, 96), n_cells=6, seed=3)["image"]
+
+
+@pytest.fixture(scope="module")
+def expected(raw) -> tuple[np.ndarray, np.ndarray]:
+    """Single-process, in-memory reference: predict (1 torch thread), then whole-video H-EMD."""
+    from napari_hemd.models import predict
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fg = predict("nuclei-fluo", raw, tile=0)["foreground"]
+    finally:
+        torch.set_num_threads(old)
+    return fg, hemd(fg, iterations=2).labels
+
+
+@pytest.fixture
+def raw_zarr(raw, tmp_path):
+    path = tmp_path / "raw.zarr"
+    z = zarr.create_array(str(path), shape=raw.shape, chunks=(1, 96, 96), dtype=raw.dtype)
+    z[:] = raw
+    return path
+
+
+class Stop(RuntimeError):
+    pass
+
+
+def test_stream_segment_with_model_resumes_after_prediction(raw_zarr, expected, tmp_path):
+    out = tmp_path / "lab.zarr"
+    stages = []
+
+    def stop_at_first_window(stage, done, total):
+        stages.append(stage)
+        if stage == "windows":
+            raise Stop
+
+    kw = dict(model="nuclei-fluo", tile=0, threads=1, chunk=3, iterations=2)
+    with pytest.raises(Stop):
+        stream_segment(raw_zarr, out, progress=stop_at_first_window, **kw)
+    assert not out.exists()
+    prob = tmp_path / "lab.prob.zarr"  # the finished prediction is published and kept
+    np.testing.assert_array_equal(zarr.open_group(str(prob))["foreground"][:], expected[0])
+    stages.clear()
+    stream_segment(raw_zarr, out, progress=lambda s, d, t: stages.append(s), **kw)
+    assert set(stages) == {"windows"}  # prediction reused, not rerun
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], expected[1])
+
+
+def test_stream_segment_does_not_reuse_a_prediction_of_other_frames(raw, expected, tmp_path):
+    out = tmp_path / "lab.zarr"
+    kw = dict(model="nuclei-fluo", tile=0, threads=1, chunk=3, iterations=2)
+    stream_segment(raw[::-1].copy(), out, **kw)
+    stages = []
+    prob = tmp_path / "lab.prob.zarr"
+    other = tmp_path / "other.zarr"
+    with pytest.raises(FileExistsError, match=r"lab\.prob\.zarr"):
+        stream_segment(raw, other, prob_output=prob, **kw)
+    stream_segment(raw, out, overwrite=True, progress=lambda s, d, t: stages.append(s), **kw)
+    assert "predict" in stages
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], expected[1])
+
+
+def test_stream_cli_model_on_scheduler(dask_cluster_client, raw_zarr, expected, tmp_path, capsys):
+    """``stream --model ... --scheduler ADDRESS``: predictions and windows as Dask tasks."""
+    address = dask_cluster_client.scheduler.address
+    out = tmp_path / "lab.zarr"
+    args = ["stream", str(raw_zarr), "-o", str(out), "--model", "nuclei-fluo", "--tile", "0"]
+    args += ["--iterations", "2", "--chunk", "3", "--predict-chunk", "2", "--no-progress"]
+    assert main([*args, "--scheduler", address]) == 0
+    assert "frames/s" in capsys.readouterr().err
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], expected[1])
+    prob = zarr.open_group(str(tmp_path / "lab.prob.zarr"))
+    np.testing.assert_array_equal(prob["foreground"][:], expected[0])
+    assert prob.attrs["model"] == "nuclei-fluo"
+
+
+def test_predict_cli_on_scheduler_equals_one_process(dask_cluster_client, raw_zarr, tmp_path):
+    address = dask_cluster_client.scheduler.address
+    base = ["predict", str(raw_zarr), "--model", "nuclei-fluo", "--tile", "0", "--threads", "1"]
+    base += ["--outputs", "foreground,boundary", "--chunk", "3"]
+    assert main([*base, "-o", str(tmp_path / "one.zarr")]) == 0
+    assert main([*base, "-o", str(tmp_path / "dask.zarr"), "--scheduler", address]) == 0
+    one = zarr.open_group(str(tmp_path / "one.zarr"))
+    dask = zarr.open_group(str(tmp_path / "dask.zarr"))
+    for name in ("foreground", "boundary"):
+        np.testing.assert_array_equal(dask[name][:], one[name][:])
+    assert dask.attrs["model"] == "nuclei-fluo" and dask.attrs["predicted"]["chunk"] == 3
+
+
+def test_cli_errors_name_the_argument(raw_zarr, tmp_path, capsys):
+    out = str(tmp_path / "lab.zarr")
+    assert main(["stream", str(raw_zarr), "-o", out, "--prob-output", "p.zarr"]) == 2
+    assert "--prob-output needs --model" in capsys.readouterr().err
+    args = ["stream", str(raw_zarr), "-o", out, "--model", "nuclei-fluo"]
+    assert main([*args, "--prob-output", str(tmp_path / "p.tif")]) == 2
+    assert "prob_output must be a .zarr store; got" in capsys.readouterr().err
+    assert main([*args, "--prob-output", out]) == 2
+    assert "prob_output and output must differ" in capsys.readouterr().err
+    tif = str(tmp_path / "p.tif")
+    predict = ["predict", str(raw_zarr), "--model", "nuclei-fluo", "-o", tif, "--workers", "2"]
+    assert main(predict) == 2
+    assert "--workers / --scheduler write a .zarr OUT" in capsys.readouterr().err
+    assert not (tmp_path / "lab.prob.zarr").exists()
+
+
+def test_stream_segment_starts_its_own_local_cluster(tmp_path):
+    """``workers=N`` starts (and closes) a loopback cluster; progress reports it starting."""
+    prob = nuclei_video(n_frames=8, shape=(96, 96), n_cells=6, seed=3)["prob"]
+    path = tmp_path / "prob.zarr"
+    z = zarr.create_array(str(path), shape=prob.shape, chunks=(1, 96, 96), dtype=np.float32)
+    z[:] = prob
+    events = []
+    out = stream_segment(
+        path,
+        tmp_path / "lab.zarr",
+        workers=1,
+        chunk=3,
+        iterations=2,
+        progress=lambda *e: events.append(e),
+    )
+    assert events[0] == ("cluster", 0, 0) and events[-1] == ("windows", 3, 3)
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(prob, iterations=2).labels)
