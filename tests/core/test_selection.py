@@ -202,3 +202,5 @@ def test_lone_growth_is_bounded_and_validated():
     assert len(np.unique(big.labels[0])) - 1 == 1
     with pytest.raises(ValueError, match="lone_growth"):
         nh.hemd(tiny_video(), lone_growth=0.5)
+    with pytest.raises(ValueError, match="seed_min_peak"):
+        nh.hemd(tiny_video(), seed_min_peak=1.5)

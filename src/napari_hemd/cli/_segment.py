@@ -48,6 +48,13 @@ def add_hemd_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="peak a single-path root needs to seed the selection (refined 0.9, paper 0)",
     )
+    p.add_argument(
+        "--lone-growth",
+        type=float,
+        default=None,
+        help="a match only its reference overlaps grows up to this many times the reference "
+        "(refined 1.5, paper 1)",
+    )
 
 
 def hemd_params(args: argparse.Namespace) -> dict:
@@ -60,6 +67,7 @@ def hemd_params(args: argparse.Namespace) -> dict:
         min_size=args.min_size,
         variant=args.variant,
         seed_min_peak=args.seed_min_peak,
+        lone_growth=args.lone_growth,
     )
 
 
@@ -77,20 +85,13 @@ def run(args: argparse.Namespace) -> int:
     bar = _Progress(disabled=args.no_progress)
     t0 = time.perf_counter()
     hp = hemd_params(args)
-    variant, seed_min_peak = hp.pop("variant"), hp.pop("seed_min_peak")
+    hemd_only = {k: hp.pop(k) for k in ("variant", "seed_min_peak", "lone_growth")}
     params = {**hp, "axis": args.axis}  # shared by H-EMD and the baselines
     tracks = None
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         if args.method == "hemd":
-            res = hemd(
-                prob,
-                variant=variant,
-                link=args.link,
-                progress=bar,
-                seed_min_peak=seed_min_peak,
-                **params,
-            )
+            res = hemd(prob, link=args.link, progress=bar, **hemd_only, **params)
             labels, tracks = res.labels, res.tracks
             if prob.ndim == 3 and args.axis % 3:
                 import numpy as np
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         labels = labels[None]
     meta = {"method": args.method, "source": str(args.prob), **params}
     if args.method == "hemd":
-        meta.update(variant=variant, seed_min_peak=seed_min_peak)
+        meta.update({k: res.params[k] for k in hemd_only})
     write_labels(labels, args.output, overwrite=args.overwrite, tracks=tracks, metadata=meta)
     n_obj = int(labels.max()) if labels.size else 0
     print(

@@ -115,6 +115,13 @@ def hemd(
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {tuple(VARIANTS)}; got {variant!r}")
+    # Checked before the forests are built, so a bad value fails at once.
+    seed_min_peak = SEED_MIN_PEAK[variant] if seed_min_peak is None else float(seed_min_peak)
+    if not 0.0 <= seed_min_peak <= 1.0:
+        raise ValueError(f"seed_min_peak must be in [0, 1]; got {seed_min_peak!r}")
+    lone_growth = LONE_GROWTH[variant] if lone_growth is None else float(lone_growth)
+    if not lone_growth >= 1.0:
+        raise ValueError(f"lone_growth must be >= 1 (1 = the paper); got {lone_growth!r}")
     n, get, fdim = _frames(prob, axis)
     conn = resolve_connectivity(connectivity, fdim)
     forests = []
@@ -133,8 +140,6 @@ def hemd(
         forests.append(f)
         if progress:
             progress("forests", t + 1, n)
-    seed_min_peak = SEED_MIN_PEAK[variant] if seed_min_peak is None else float(seed_min_peak)
-    lone_growth = LONE_GROWTH[variant] if lone_growth is None else float(lone_growth)
     sels = select_instances(
         forests,
         delta=delta,

@@ -57,6 +57,7 @@ _PARAMS = (
     "min_size",
     "variant",
     "seed_min_peak",
+    "lone_growth",
     "time_limit",
     "max_candidates",
 )
