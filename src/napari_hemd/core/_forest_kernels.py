@@ -22,7 +22,7 @@ def _find(uf, x):
 
 
 @njit(cache=True, nogil=True)
-def quantize_pad_kernel(prob, tau_q, scale, pad_z):
+def quantize_pad_kernel(prob, tau_q, scale, pad_z, q):
     """Quantise, threshold and pad a frame in one pass, checking its values on the way.
 
     Parameters
@@ -35,11 +35,12 @@ def quantize_pad_kernel(prob, tau_q, scale, pad_z):
         Levels per unit probability, of ``prob``'s dtype (so rounding matches ``quantize``).
     pad_z : bool
         Whether the first axis is padded too (3D frames).
+    q : (P,) int16 ndarray
+        Output, overwritten: flattened levels of the one-pixel-padded frame; ``-1`` on the pad and
+        below ``tau_q``.
 
     Returns
     -------
-    q : (P,) int16 ndarray
-        Flattened levels of the one-pixel-padded frame; ``-1`` on the pad and below ``tau_q``.
     counts : (102,) int64 ndarray
         Pixels per kept level.
     n_bad : int
@@ -51,7 +52,7 @@ def quantize_pad_kernel(prob, tau_q, scale, pad_z):
     pz = 1 if pad_z else 0
     yp = ny + 2
     xp = nx + 2
-    q = np.full((nz + 2 * pz) * yp * xp, -1, np.int16)
+    q[:] = -1
     counts = np.zeros(102, np.int64)
     n_bad = 0
     lo = np.inf
@@ -70,11 +71,11 @@ def quantize_pad_kernel(prob, tau_q, scale, pad_z):
                 if v >= tau_q and v <= 100:
                     q[base + x] = np.int16(v)
                     counts[np.int64(v)] += 1
-    return q, counts, n_bad, lo, hi
+    return counts, n_bad, lo, hi
 
 
 @njit(cache=True, nogil=True)
-def build_forest_kernel(q, counts, offsets):
+def build_forest_kernel(q, counts, offsets, uf, size, comp_node, pix_node):
     """Union-find sweep.
 
     Parameters
@@ -85,11 +86,13 @@ def build_forest_kernel(q, counts, offsets):
         Pixels per level (as returned by :func:`quantize_pad_kernel`).
     offsets : (K,) int64 ndarray
         Flat offsets of the neighbours of a pixel in the padded array.
+    uf, size, comp_node : (P,) int32 ndarray
+        Work space (contents ignored).
+    pix_node : (P,) int32 ndarray
+        Output, overwritten: deepest node of each padded pixel, ``-1`` for background.
 
     Returns
     -------
-    pix_node : (P,) int32 ndarray
-        Deepest node of each padded pixel, ``-1`` for background.
     parent : (N,) int32 ndarray
         Parent node of each node (``-1`` for roots), in creation order (children before parents).
     level : (N,) int16 ndarray
@@ -103,7 +106,7 @@ def build_forest_kernel(q, counts, offsets):
         start[v] = acc
         acc += counts[v]
     m = acc
-    order = np.empty(m, np.int64)
+    order = np.empty(m, np.int32)
     for x in range(n_total):
         v = q[x]
         if v >= 0:
@@ -113,14 +116,15 @@ def build_forest_kernel(q, counts, offsets):
     # Union-find indexed by padded pixel, so neighbours are close in memory. ``comp_node`` of a
     # root is its component's node from an earlier level, or -1 once the component has been
     # touched at the current level (it will get a new node).
-    uf = np.empty(n_total, np.int32)
-    size = np.empty(n_total, np.int32)
-    comp_node = np.empty(n_total, np.int32)
-    pix_node = np.full(n_total, -1, np.int32)
+    pix_node[:] = -1
+    # Only neighbours already processed count: those of a higher level, and those of the same
+    # level earlier in raster order (negative offsets); the others link to this pixel in their
+    # turn. So a neighbour counts iff its level exceeds ``v - behind``.
+    behind = (offsets < 0).astype(np.int16)
     parent = np.full(m, -1, np.int32)
     level = np.empty(m, np.int16)
     pend_node = np.empty(m, np.int32)
-    pend_pix = np.empty(m, np.int64)
+    pend_pix = np.empty(m, np.int32)
     n_nodes = 0
     i = 0
     while i < m:
@@ -135,12 +139,9 @@ def build_forest_kernel(q, counts, offsets):
             size[p] = 1
             comp_node[p] = -1
             rp = p
-            for o in offsets:
-                nb = p + o
-                qn = q[nb]
-                # Same-level neighbours later in raster order are not processed yet: they link
-                # to this pixel in their turn.
-                if qn < v or (qn == v and nb > p):
+            for t in range(offsets.shape[0]):
+                nb = p + offsets[t]
+                if q[nb] <= v - behind[t]:
                     continue
                 rq = _find(uf, nb)
                 if rp == rq:
@@ -167,7 +168,7 @@ def build_forest_kernel(q, counts, offsets):
         for k in range(n_pend):
             parent[pend_node[k]] = comp_node[_find(uf, pend_pix[k])]
         i = j
-    return pix_node, parent[:n_nodes].copy(), level[:n_nodes].copy()
+    return parent[:n_nodes].copy(), level[:n_nodes].copy()
 
 
 @njit(cache=True, nogil=True)
