@@ -119,3 +119,19 @@ def test_constant_and_empty_frames():
     f = build_candidate_forest(np.ones((8, 8)))
     assert f.n_nodes == 1 and f.area[0] == 64
     assert build_candidate_forest(np.full((8, 8), 255, np.uint8)).n_nodes == 1
+
+
+def test_forests_from_threads_and_alternating_shapes_equal_serial():
+    # The union-find work space is reused per thread across frames of one shape.
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(3)
+    frames = [ndi.gaussian_filter(rng.random(s), 2).astype(np.float32) for s in [(64, 80)] * 4]
+    frames += [ndi.gaussian_filter(rng.random((50, 30)), 2).astype(np.float32)] * 2
+    frames = [(f - f.min()) / (f.max() - f.min()) for f in frames]
+    serial = [build_candidate_forest(f) for f in frames]
+    with ThreadPoolExecutor(3) as ex:
+        threaded = list(ex.map(build_candidate_forest, frames[::-1] * 3))[::-1][: len(frames)]
+    for a, b in zip(serial, threaded, strict=True):
+        assert (a.node_map == b.node_map).all() and (a.parent == b.parent).all()
+        assert (a.area == b.area).all() and np.allclose(a.prob_sum, b.prob_sum)
