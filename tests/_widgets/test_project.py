@@ -178,3 +178,29 @@ def test_restore_is_optional(viewer, qtbot, tmp_path, errors, settings_dir):
         pass
     assert other.folder == folder and "nuclei video labels" in viewer.layers
     assert not errors
+
+
+def test_any_widget_brings_back_the_last_session(
+    viewer, make_napari_viewer, qtbot, tmp_path, errors, settings_dir
+):
+    from qtpy.QtWidgets import QApplication
+
+    labels = _session(viewer, qtbot)
+    proj = ProjectWidget(viewer)
+    proj.labels.value = labels
+    proj.save(tmp_path / "work")
+    expected = labels.data.copy()
+    viewer.close()
+
+    # reopen napari and go straight to Segment from the Plugins menu: the session comes back
+    v2 = make_napari_viewer()
+    v2.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    qtbot.waitUntil(lambda: "nuclei video labels" in v2.layers, timeout=60_000)
+    back = v2.layers["nuclei video labels"]
+    np.testing.assert_array_equal(back.data, expected)
+    qtbot.waitUntil(lambda: back.metadata["hemd_result"] is not None, timeout=120_000)
+    # one Project widget, however many widgets open afterwards
+    v2.window.add_plugin_dock_widget("napari-hemd", "Proofread")
+    QApplication.processEvents()
+    assert sum("Project" in str(name) for name in v2.window.dock_widgets) == 1
+    assert not errors

@@ -128,8 +128,24 @@ def needs_rebuild(layer: Labels) -> bool:
     return params.get("method", "hemd") == "hemd" and layer.metadata.get(RESULT_KEY) is None
 
 
+#: Display name of the Project widget in the manifest (``napari.yaml``).
+PROJECT_WIDGET = "Project (save / reopen session)"
+
+
+def holds_session(viewer) -> bool:
+    """Whether a labels layer of the viewer carries an H-EMD session (parameters)."""
+    return any(isinstance(ly, Labels) and PARAMS_KEY in ly.metadata for ly in viewer.layers)
+
+
 class LayerWidget(Container):
-    """A container with a viewer and layer combo boxes that follow the layer list."""
+    """A container with a viewer and layer combo boxes that follow the layer list.
+
+    The first napari-hemd widget opened in a viewer without a session brings back the last saved
+    session, if there is one and restoring is on: it docks the Project widget, which reopens it.
+    """
+
+    #: Whether opening this widget may restore the last session (the Project widget does it itself).
+    restores_session = True
 
     def __init__(self, viewer, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -138,6 +154,25 @@ class LayerWidget(Container):
         ev = viewer.layers.events
         for e in (ev.inserted, ev.removed, ev.reordered):
             e.connect(self.reset_choices)
+        if self.restores_session:
+            from qtpy.QtCore import QTimer
+
+            # after the dock that holds this widget exists
+            QTimer.singleShot(0, self._restore_last_session)
+
+    def _restore_last_session(self) -> None:
+        from napari_hemd import _settings
+
+        if not _settings.load_settings()["auto_restore"] or _settings.last_project() is None:
+            return
+        if holds_session(self.viewer):
+            return
+        window = getattr(self.viewer, "window", None)
+        docks = getattr(window, "dock_widgets", None)
+        if docks is None or any(PROJECT_WIDGET in str(name) for name in docks):
+            return
+        log.info("docking the Project widget to restore the last session")
+        window.add_plugin_dock_widget("napari-hemd", PROJECT_WIDGET)
 
     def layer_combo(self, kind: type[Layer], label: str, filt: Callable | None = None) -> ComboBox:
         """A combo box listing the viewer's layers of ``kind`` (newest first)."""

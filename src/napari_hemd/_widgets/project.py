@@ -31,6 +31,7 @@ from napari_hemd._widgets._common import (
     add_or_update,
     edited_event,
     history_of,
+    holds_session,
 )
 from napari_hemd._widgets.export import _ask_overwrite
 from napari_hemd.workflows import load_project, save_project
@@ -46,6 +47,7 @@ class ProjectWidget(LayerWidget):
 
     #: Emitted with the folder after each autosave.
     autosaved = Signal(object)
+    restores_session = False  # it restores the last session itself (``restore``)
 
     def __init__(self, napari_viewer, *, restore: bool | None = None) -> None:
         super().__init__(napari_viewer, labels=True)
@@ -217,7 +219,7 @@ class ProjectWidget(LayerWidget):
         last = _settings.last_project()
         if last is None:
             return None
-        if any(isinstance(ly, Labels) and PARAMS_KEY in ly.metadata for ly in self.viewer.layers):
+        if holds_session(self.viewer):
             return None  # this viewer already holds a session: leave it alone
         log.info("restoring the last session %s", last)
         return self.open(last)
