@@ -8,7 +8,8 @@
 
 Probability maps are derived from real Cell Tracking Challenge reference masks (when ``../shared``
 is present; otherwise from the package's synthetic video at 512x512) with
-``napari_hemd.data.synthetic.probability_from_labels``.
+``napari_hemd.data.synthetic.probability_from_labels``; ``--maps`` adds the shipped models'
+predictions.
 """
 
 from __future__ import annotations
@@ -86,9 +87,11 @@ def naive_forest(prob, tau=0.5):
     for v in levels:
         lab, n = ndi.label(q >= v)
         if prev is not None:
-            # parent of each component: the previous level's label at any of its pixels
-            idx = ndi.minimum_position(prev, lab, np.arange(1, n + 1))
-            _ = [prev[i] for i in idx]
+            # parent of each component: the previous level's label at its first pixel
+            flat = lab.ravel()
+            first = np.zeros(n + 1, np.int64)
+            first[flat[::-1]] = np.arange(flat.size - 1, -1, -1)
+            _ = prev.ravel()[first[1:]]
         prev = lab
         nodes += n
     return nodes
@@ -99,12 +102,22 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--maps",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="also: .npz files of model predictions ('foreground', (T, Y, X)), e.g. the cache "
+        "that benchmarks/divisions.py writes to /tmp/hemd-maps",
+    )
     args = ap.parse_args()
     print(
         f"# napari-hemd {nh.__version__} | {platform.processor() or platform.machine()} | "
         f"{os.cpu_count()} CPUs | python {platform.python_version()}"
     )
     seqs = load_sequences(args.data, args.frames)
+    for f in args.maps:
+        seqs[f"{f.stem} (model prediction)"] = np.load(f)["foreground"][: args.frames]
     build_candidate_forest(next(iter(seqs.values()))[0])  # JIT warm-up (cached on disk after)
     print("\n## Forest build per frame (median over frames of best-of-repeat)")
     print(

@@ -35,8 +35,8 @@ METHODS = [
     ("hemd paper", {"method": "hemd", "variant": "paper"}),
     ("hemd refined, seeds off, growth 1", {"method": "hemd", "seed_min_peak": 0, "lone_growth": 1}),
     ("hemd refined, growth 1", {"method": "hemd", "lone_growth": 1.0}),
-    ("hemd refined, growth 1.5", {"method": "hemd", "lone_growth": 1.5}),
-    ("hemd refined (seeds >= 0.9, growth 2)", {"method": "hemd"}),
+    ("hemd refined (default: seeds >= 0.9, growth 1.5)", {"method": "hemd"}),
+    ("hemd refined, growth 2", {"method": "hemd", "lone_growth": 2.0}),
     ("hemd refined, growth 3", {"method": "hemd", "lone_growth": 3.0}),
 ]
 

@@ -38,8 +38,8 @@ METHODS = [
     ("threshold", {"method": "threshold"}),
     ("hemd paper", {"method": "hemd", "variant": "paper"}),
     ("hemd refined, lone growth 1", {"method": "hemd", "lone_growth": 1.0}),
-    ("hemd refined, lone growth 1.5", {"method": "hemd", "lone_growth": 1.5}),
-    ("hemd refined (lone growth 2)", {"method": "hemd"}),
+    ("hemd refined (default, lone growth 1.5)", {"method": "hemd"}),
+    ("hemd refined, lone growth 2", {"method": "hemd", "lone_growth": 2.0}),
     ("hemd refined, lone growth 3", {"method": "hemd", "lone_growth": 3.0}),
 ]
 

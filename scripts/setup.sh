@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Set up napari-hemd on a fresh machine (Linux, Python >= 3.10, run as root or inside a venv).
 #   bash scripts/setup.sh          runtime + CPU torch
+#   bash scripts/setup.sh --napari also napari and Qt (the plugin)
 #   bash scripts/setup.sh --test   also test dependencies, napari/Qt and a virtual display (Xvfb)
 # torch is pinned to the CPU build that this project's machines keep on disk; any torch >= 2.1 works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 extras="torch"
+if [[ "${1:-}" == "--napari" ]]; then
+  extras="torch,napari,distributed"
+fi
 if [[ "${1:-}" == "--test" ]]; then
   extras="torch,napari,distributed,test,dev"
   if command -v apt-get >/dev/null && ! command -v Xvfb >/dev/null; then
