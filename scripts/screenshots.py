@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def take(out: Path) -> list[Path]:
         ProjectWidget,
         ProofreadWidget,
         SegmentWidget,
+        StreamWidget,
     )
 
     out.mkdir(parents=True, exist_ok=True)
@@ -134,6 +136,17 @@ def take(out: Path) -> list[Path]:
     shot("export")
     viewer.window.remove_dock_widget(d)
 
+    with tempfile.TemporaryDirectory() as tmp:
+        st = StreamWidget(viewer)
+        d = dock(st, "Large data (stream, Dask)")
+        st.input_from.value = "layer"
+        st.image.value = viewer.layers["nuclei video image probability"]
+        st.output.value = Path(tmp) / "labels.zarr"
+        st.chunk.value = 4
+        _wait(st.run())
+        shot("stream")
+        viewer.window.remove_dock_widget(d)
+        viewer.layers.remove("labels labels")  # read from the temporary zarr
     proj = ProjectWidget(viewer, restore=False)  # never the user's own last session
     dock(proj, "Project")
     proj.labels.value = labels
@@ -149,6 +162,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/images"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from napari_hemd._settings import CONFIG_ENV
+
+    # never the user's own settings: no last session restored into the screenshots
+    os.environ[CONFIG_ENV] = tempfile.mkdtemp(prefix="hemd-screenshots-")
     display = None
     if not os.environ.get("DISPLAY"):
         from pyvirtualdisplay import Display
