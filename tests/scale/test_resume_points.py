@@ -15,15 +15,6 @@ class Crash(RuntimeError):
     pass
 
 
-@pytest.fixture
-def prob_zarr(video, tmp_path):
-    z = zarr.create_array(
-        str(tmp_path / "prob.zarr"), shape=video.shape, chunks=(1, 96, 96), dtype=np.float32
-    )
-    z[:] = video
-    return zarr.open_array(str(tmp_path / "prob.zarr"), mode="r")
-
-
 @pytest.fixture(scope="module")
 def expected(video):
     return hemd(video, iterations=2).labels

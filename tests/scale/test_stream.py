@@ -12,15 +12,6 @@ from napari_hemd.core.segment import hemd
 from napari_hemd.core.streaming import hemd_stream
 
 
-@pytest.fixture
-def prob_zarr(video, tmp_path):
-    z = zarr.create_array(
-        str(tmp_path / "prob.zarr"), shape=video.shape, chunks=(1, 96, 96), dtype=np.float32
-    )
-    z[:] = video
-    return zarr.open_array(str(tmp_path / "prob.zarr"), mode="r")
-
-
 class Crash(RuntimeError):
     pass
 
