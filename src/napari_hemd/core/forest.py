@@ -316,8 +316,9 @@ _local = threading.local()
 def _workspace(n: int) -> tuple[np.ndarray, ...]:
     """Per-pixel work arrays of the union-find sweep.
 
-    Levels (int16), then union-find parent, size, component node and deepest node (int32). A sequence has frames of one shape: reusing the arrays of the previous frame saves the page
-    faults of fresh large allocations, which cost more than the sweep itself on big sparse frames.
+    Levels (int16), then union-find parent, size, component node and deepest node (int32). A
+    sequence has frames of one shape: reusing the arrays of the previous frame saves the page faults
+    of fresh large allocations, which cost more than the sweep itself on big sparse frames.
     """
     cached = getattr(_local, "arrays", None)
     if cached is not None and cached[0].size == n:
