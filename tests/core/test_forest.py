@@ -49,6 +49,10 @@ def test_forest_invariants(prob):
         assert (q[m] >= round(float(f.level[n]) * 100)).all()
         assert ndi.label(m)[1] == 1
         assert m.sum() == f.area[n]
+        assert np.isclose(f.prob_sum[n], prob[m].sum(dtype=np.float64), rtol=1e-6)
+        # The bounding box is tight.
+        idx = np.argwhere(m)
+        assert f.bbox[n].tolist() == [*idx.min(0).tolist(), *(idx.max(0) + 1).tolist()]
         p = f.parent[n]
         if p >= 0:
             # Containment, and the parent is one level down.
@@ -70,6 +74,32 @@ def test_three_dimensional_forest_matches_naive():
     f = build_candidate_forest(prob, tau=0.4)
     got = {frozenset(np.flatnonzero(f.mask(n).ravel()).tolist()) for n in range(f.n_nodes)}
     assert got == naive_forest(prob, 0.4)
+
+
+@pytest.mark.parametrize(
+    ("shape", "conn", "sigma"),
+    [
+        ((48, 56), 1, 1.5),
+        ((48, 56), 2, 1.5),
+        ((9, 12, 14), 1, 1),
+        ((9, 12, 14), 2, 1),
+        ((9, 12, 14), 3, 1),
+    ],
+)
+def test_larger_maps_match_naive_with_exact_statistics(shape, conn, sigma):
+    # Smooth blobs plus pixel noise: many merges per level, as in real probability maps.
+    rng = np.random.default_rng(sum(shape) + conn)
+    prob = ndi.gaussian_filter(rng.random(shape), sigma) + 0.02 * rng.standard_normal(shape)
+    prob = ((prob - prob.min()) / (prob.max() - prob.min())).astype(np.float32)
+    f = build_candidate_forest(prob, tau=0.45, connectivity=conn)
+    masks = [f.mask(n) for n in range(f.n_nodes)]
+    got = {frozenset(np.flatnonzero(m.ravel()).tolist()) for m in masks}
+    assert got == naive_forest(prob, 0.45, conn) and len(got) == f.n_nodes
+    for n, m in enumerate(masks):
+        idx = np.argwhere(m)
+        assert f.area[n] == len(idx)
+        assert np.isclose(f.prob_sum[n], prob[m].sum(dtype=np.float64), rtol=1e-6)
+        assert f.bbox[n].tolist() == [*idx.min(0).tolist(), *(idx.max(0) + 1).tolist()]
 
 
 def test_paths_cut_and_labels():

@@ -10,27 +10,48 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _root(uf, x):
+    """Root of ``x``'s set (roots hold minus their size), halving the path on the way."""
+    u = uf[x]
+    if u < 0:
+        return x
+    w = uf[u]
+    if w < 0:
+        return u
+    while True:
+        uf[x] = w
+        x = w
+        u = uf[x]
+        if u < 0:
+            return x
+        w = uf[u]
+        if w < 0:
+            return u
 
 
 @njit(cache=True, nogil=True)
-def _find(uf, x):
-    # Path halving.
-    while uf[x] != x:
-        uf[x] = uf[uf[x]]
-        x = uf[x]
-    return x
+def _grow(a, n, size):
+    """``a[:n]`` in a new array of ``size`` elements."""
+    b = np.empty(size, a.dtype)
+    b[:n] = a[:n]
+    return b
 
 
 @njit(cache=True, nogil=True)
-def quantize_pad_kernel(prob, tau_q, scale, pad_z, q):
-    """Quantise, threshold and pad a frame in one pass, checking its values on the way.
+def quantize_pad_kernel(prob, threshold, scale, pad_z, q):
+    """Quantise, threshold and pad a frame, and count the pixels of each level.
 
     Parameters
     ----------
     prob : (Z, Y, X) float ndarray
-        The frame (a 2D frame as ``Z = 1`` with ``pad_z = False``).
-    tau_q : int
-        Lowest quantised level kept; lower pixels become ``-1``.
+        The frame (a 2D frame as ``Z = 1`` with ``pad_z = False``), finite and in ``[0, 1]``
+        (checked by the caller: any other value is undefined here).
+    threshold : float
+        ``tau_q - 0.5`` in ``prob``'s dtype, where ``tau_q`` is the lowest quantised level kept.
     scale : float
         Levels per unit probability, of ``prob``'s dtype (so rounding matches ``quantize``).
     pad_z : bool
@@ -43,39 +64,44 @@ def quantize_pad_kernel(prob, tau_q, scale, pad_z, q):
     -------
     counts : (102,) int64 ndarray
         Pixels per kept level.
-    n_bad : int
-        Non-finite values.
-    lo, hi : float
-        Minimum and maximum of the finite values.
     """
     nz, ny, nx = prob.shape
     pz = 1 if pad_z else 0
     yp = ny + 2
     xp = nx + 2
     q[:] = -1
-    counts = np.zeros(102, np.int64)
-    n_bad = 0
-    lo = np.inf
-    hi = -np.inf
+    # Branch-free so that it vectorises; the histogram is a separate pass for the same reason.
     for z in range(nz):
         for y in range(ny):
             base = ((z + pz) * yp + y + 1) * xp + 1
+            row = prob[z, y]
+            out = q[base : base + nx]
             for x in range(nx):
-                p = prob[z, y, x]
-                if not np.isfinite(p):
-                    n_bad += 1
-                    continue
-                lo = min(lo, p)
-                hi = max(hi, p)
-                v = np.rint(p * scale)
-                if v >= tau_q and v <= 100:
-                    q[base + x] = np.int16(v)
-                    counts[np.int64(v)] += 1
-    return counts, n_bad, lo, hi
+                f = np.rint(row[x] * scale)
+                out[x] = np.int16(f) if f > threshold else np.int16(-1)
+    # Four interleaved histograms (consecutive pixels of one level do not wait on each other),
+    # skipping blocks of four background pixels.
+    h = np.zeros((4, 102), np.int64)
+    n = q.shape[0]
+    n4 = n - n % 4
+    for i in range(0, n4, 4):
+        a, b, c, d = q[i], q[i + 1], q[i + 2], q[i + 3]
+        if (a & b & c & d) < 0:
+            continue
+        h[0, a + 1] += 1
+        h[1, b + 1] += 1
+        h[2, c + 1] += 1
+        h[3, d + 1] += 1
+    for i in range(n4, n):
+        h[0, q[i] + 1] += 1
+    counts = np.zeros(102, np.int64)
+    for v in range(101):
+        counts[v] = h[0, v + 1] + h[1, v + 1] + h[2, v + 1] + h[3, v + 1]
+    return counts
 
 
 @njit(cache=True, nogil=True)
-def build_forest_kernel(q, counts, offsets, uf, size, comp_node, pix_node):
+def build_forest_kernel(q, counts, offsets, uf, comp_node, touch, pix_node, order):
     """Union-find sweep.
 
     Parameters
@@ -84,12 +110,14 @@ def build_forest_kernel(q, counts, offsets, uf, size, comp_node, pix_node):
         Padded, flattened quantised levels; ``-1`` on the pad and below the lowest level.
     counts : (102,) int64 ndarray
         Pixels per level (as returned by :func:`quantize_pad_kernel`).
-    offsets : (K,) int64 ndarray
-        Flat offsets of the neighbours of a pixel in the padded array.
-    uf, size, comp_node : (P,) int32 ndarray
+    offsets : tuple of int
+        Flat offsets of the neighbours of a pixel in the padded array (a tuple, so the loops over
+        the neighbours are unrolled for each neighbourhood size).
+    uf, comp_node, touch, order : (P,) int32 ndarray
         Work space (contents ignored).
     pix_node : (P,) int32 ndarray
-        Output, overwritten: deepest node of each padded pixel, ``-1`` for background.
+        Output: for each foreground pixel (``q >= 0``), the index into ``touch_node`` of its
+        deepest node; other entries are left as they were.
 
     Returns
     -------
@@ -97,6 +125,10 @@ def build_forest_kernel(q, counts, offsets, uf, size, comp_node, pix_node):
         Parent node of each node (``-1`` for roots), in creation order (children before parents).
     level : (N,) int16 ndarray
         Quantised level of each node (the minimum level of its pixels).
+    area : (N,) int64 ndarray
+        Pixels of each node (its whole region).
+    touch_node : (G,) int32 ndarray
+        Node of each (component, level) touch that ``pix_node`` refers to.
     """
     n_total = q.shape[0]
     # Counting sort of the foreground pixels by level, highest first, raster order within a level.
@@ -106,112 +138,250 @@ def build_forest_kernel(q, counts, offsets, uf, size, comp_node, pix_node):
         start[v] = acc
         acc += counts[v]
     m = acc
-    order = np.empty(m, np.int32)
     for x in range(n_total):
         v = q[x]
         if v >= 0:
             k = start[v]
             order[k] = x
             start[v] = k + 1
-    # Union-find indexed by padded pixel, so neighbours are close in memory. ``comp_node`` of a
-    # root is its component's node from an earlier level, or -1 once the component has been
-    # touched at the current level (it will get a new node).
-    pix_node[:] = -1
-    # Only neighbours already processed count: those of a higher level, and those of the same
-    # level earlier in raster order (negative offsets); the others link to this pixel in their
-    # turn. So a neighbour counts iff its level exceeds ``v - behind``.
-    behind = (offsets < 0).astype(np.int16)
-    parent = np.full(m, -1, np.int32)
-    level = np.empty(m, np.int16)
-    pend_node = np.empty(m, np.int32)
-    pend_pix = np.empty(m, np.int32)
+    n_nb = len(offsets)
+    offs = np.empty(n_nb, np.int64)
+    for t in range(n_nb):
+        offs[t] = offsets[t]
+    # Node and merge tables grow on demand: sized for the worst case (one per pixel) they would be
+    # large short-lived allocations, whose release and page faults cost more than the sweep.
+    cap = 1024
+    parent = np.empty(cap, np.int32)
+    level = np.empty(cap, np.int16)
+    area = np.empty(cap, np.int64)
+    pend_node = np.empty(cap, np.int32)
+    pend_pix = np.empty(cap, np.int32)
+    touch_root = np.empty(cap, np.int32)
+    touch_node = np.empty(cap, np.int32)
+    # Union-find indexed by padded pixel; a root holds minus its size. ``comp_node`` of a root is
+    # its component's latest node, or -1 after a merge at the current level (it needs a new node).
+    # A pixel records which root it joined, as a "touch" (``touch[root]``, numbered from
+    # ``g0`` at each level); after the level each touch gets the node of its root's component.
+    # That spares a second pass over the level's pixels.
     n_nodes = 0
+    n_touch = 0
     i = 0
     while i < m:
         v = q[order[i]]
-        j = i
-        while j < m and q[order[j]] == v:
-            j += 1
+        j = i + counts[v]
         n_pend = 0
+        # Room for this level: at most one new node per pixel, and each current node is made a
+        # child at most once.
+        if n_nodes + (j - i) > parent.shape[0]:
+            new_cap = max(2 * parent.shape[0], n_nodes + (j - i))
+            parent = _grow(parent, n_nodes, new_cap)
+            level = _grow(level, n_nodes, new_cap)
+            area = _grow(area, n_nodes, new_cap)
+        if n_nodes > pend_node.shape[0]:
+            new_cap = max(2 * pend_node.shape[0], n_nodes)
+            pend_node = _grow(pend_node, 0, new_cap)
+            pend_pix = _grow(pend_pix, 0, new_cap)
+        if n_touch + (j - i) > touch_root.shape[0]:
+            new_cap = max(2 * touch_root.shape[0], n_touch + (j - i))
+            touch_root = _grow(touch_root, n_touch, new_cap)
+            touch_node = _grow(touch_node, n_touch, new_cap)
+        g0 = n_touch
         for k in range(i, j):
             p = order[k]
-            uf[p] = p
-            size[p] = 1
-            comp_node[p] = -1
-            rp = p
-            for t in range(offsets.shape[0]):
+            # Neighbours already processed: a higher level, or the same level earlier in raster
+            # order (negative offsets); the others link to this pixel in their turn.
+            mask = np.uint64(0)
+            for t in range(n_nb):
+                ok = q[p + offsets[t]] > v - (offsets[t] < 0)
+                mask |= np.uint64(ok) << np.uint64(t)
+            if mask == 0:
+                uf[p] = -1
+                comp_node[p] = -1
+                touch[p] = n_touch
+                touch_root[n_touch] = p
+                pix_node[p] = n_touch
+                n_touch += 1
+                continue
+            # Join the first processed neighbour's component ...
+            t = trailing_zeros(mask)
+            mask &= mask - np.uint64(1)
+            rp = _root(uf, p + offs[t])
+            uf[p] = rp
+            uf[rp] -= 1
+            g = touch[rp]
+            if g < g0:
+                g = n_touch
+                touch[rp] = g
+                touch_root[g] = rp
+                n_touch += 1
+            pix_node[p] = g
+            # ... and look further only at neighbours not plainly in it (branch-free test: most
+            # pixels have none, and an unpredictable branch per neighbour costs more than the loads).
+            other = np.uint64(0)
+            for t in range(n_nb):
                 nb = p + offsets[t]
-                if q[nb] <= v - behind[t]:
+                same = (uf[nb] == rp) | (nb == rp)
+                other |= np.uint64(not same) << np.uint64(t)
+            mask &= other
+            while mask:
+                t = trailing_zeros(mask)
+                mask &= mask - np.uint64(1)
+                rq = _root(uf, p + offs[t])
+                if rq == rp:
                     continue
-                rq = _find(uf, nb)
-                if rp == rq:
-                    continue
-                if comp_node[rq] >= 0:
-                    # First touch of an older component at this level: its node becomes a child.
-                    pend_node[n_pend] = comp_node[rq]
+                # Two components merge: their nodes from earlier levels become children.
+                cq = comp_node[rq]
+                if cq >= 0:
+                    pend_node[n_pend] = cq
                     pend_pix[n_pend] = p
                     n_pend += 1
-                if size[rp] < size[rq]:
+                cp = comp_node[rp]
+                if cp >= 0:
+                    pend_node[n_pend] = cp
+                    pend_pix[n_pend] = p
+                    n_pend += 1
+                if uf[rp] > uf[rq]:
                     rp, rq = rq, rp
+                uf[rp] += uf[rq]
                 uf[rq] = rp
-                size[rp] += size[rq]
                 comp_node[rp] = -1
-        # One new node per component touched at this level.
-        for k in range(i, j):
-            p = order[k]
-            r = _find(uf, p)
-            if comp_node[r] == -1:
-                comp_node[r] = n_nodes
-                level[n_nodes] = v
+        # One new node per component touched at this level. A component that only grew still
+        # holds its node from a higher level, which becomes the new node's child.
+        for g in range(g0, n_touch):
+            r = _root(uf, touch_root[g])
+            c = comp_node[r]
+            if c < 0 or level[c] != v:
+                nc = n_nodes
                 n_nodes += 1
-            pix_node[p] = comp_node[r]
+                level[nc] = v
+                parent[nc] = -1
+                area[nc] = -uf[r]
+                if c >= 0:
+                    parent[c] = nc
+                comp_node[r] = nc
+                c = nc
+            touch_node[g] = c
         for k in range(n_pend):
-            parent[pend_node[k]] = comp_node[_find(uf, pend_pix[k])]
+            parent[pend_node[k]] = comp_node[_root(uf, pend_pix[k])]
         i = j
-    return parent[:n_nodes].copy(), level[:n_nodes].copy()
+    return (
+        parent[:n_nodes].copy(),
+        level[:n_nodes].copy(),
+        area[:n_nodes].copy(),
+        touch_node[:n_touch].copy(),
+    )
 
 
 @njit(cache=True, nogil=True)
-def node_map_stats_kernel(pix_node, new_id, prob, pad_z, n_nodes):
+def node_map_stats_kernel(q, pix_node, new_id, prob, pad_z, n_nodes):
     """Node map and per-node statistics of the deepest pixels, in one raster pass.
 
-    Returns the unpadded node map in pre-order ids, and the pixel count, probability sum and
-    bounding box of the pixels whose deepest node is each node. ``prob`` is the ``(Z, Y, X)`` frame; bounding boxes have three columns (drop the first for 2D).
+    ``new_id[pix_node[p]]`` is the node of foreground pixel ``p``. Returns the unpadded
+    ``(Z, Y, X)`` node map (``-1`` where ``q < 0``; other
+    entries of ``pix_node`` are not read), and the probability sum and bounding box
+    ``(z0, y0, x0, z1, y1, x1)``, exclusive maxima, of the pixels whose deepest node is each node.
     """
     nz, ny, nx = prob.shape
+    if nz == 1 and not pad_z:
+        node_map, psum, box2 = _node_map_stats_2d(q, pix_node, new_id, prob, n_nodes)
+        box = np.zeros((n_nodes, 6), np.int32)
+        box[:, 3] = 1
+        box[:, 1:3] = box2[:, :2]
+        box[:, 4:] = box2[:, 2:]
+        return node_map, psum, box
     pz = 1 if pad_z else 0
     yp = ny + 2
     xp = nx + 2
     node_map = np.empty((nz, ny, nx), np.int32)
-    area = np.zeros(n_nodes, np.int64)
     psum = np.zeros(n_nodes, np.float64)
-    lo = np.full((n_nodes, 3), np.iinfo(np.int32).max, np.int32)
-    hi = np.full((n_nodes, 3), -1, np.int32)
+    box = np.empty((n_nodes, 6), np.int32)
+    box[:, :3] = np.iinfo(np.int32).max
+    box[:, 3:] = -1
     for z in range(nz):
         for y in range(ny):
             base = ((z + pz) * yp + y + 1) * xp + 1
+            src = pix_node[base : base + nx]
+            lev = q[base : base + nx]
+            out = node_map[z, y]
+            row = prob[z, y]
             for x in range(nx):
-                c = pix_node[base + x]
-                if c < 0:
-                    node_map[z, y, x] = -1
+                if lev[x] < 0:
+                    out[x] = -1
                     continue
-                nd = new_id[c]
-                node_map[z, y, x] = nd
-                area[nd] += 1
-                psum[nd] += prob[z, y, x]
-                if z < lo[nd, 0]:
-                    lo[nd, 0] = z
-                if z >= hi[nd, 0]:
-                    hi[nd, 0] = z + 1
-                if y < lo[nd, 1]:
-                    lo[nd, 1] = y
-                if y >= hi[nd, 1]:
-                    hi[nd, 1] = y + 1
-                if x < lo[nd, 2]:
-                    lo[nd, 2] = x
-                if x >= hi[nd, 2]:
-                    hi[nd, 2] = x + 1
-    return node_map, area, psum, lo, hi
+                nd = new_id[src[x]]
+                out[x] = nd
+                psum[nd] += row[x]
+                # Raster order: z only grows, so its maximum is a plain store.
+                box[nd, 0] = min(box[nd, 0], z)
+                box[nd, 1] = min(box[nd, 1], y)
+                box[nd, 2] = min(box[nd, 2], x)
+                box[nd, 3] = z + 1
+                box[nd, 4] = max(box[nd, 4], y + 1)
+                box[nd, 5] = max(box[nd, 5], x + 1)
+    return node_map, psum, box
+
+
+@njit(cache=True, nogil=True)
+def _node_map_stats_2d(q, pix_node, new_id, prob, n_nodes):
+    # The 2D case of ``node_map_stats_kernel`` (a quarter faster: rows only grow).
+    _, ny, nx = prob.shape
+    xp = nx + 2
+    node_map = np.empty((1, ny, nx), np.int32)
+    psum = np.zeros(n_nodes, np.float64)
+    box = np.empty((n_nodes, 4), np.int32)
+    box[:, :2] = np.iinfo(np.int32).max
+    box[:, 2:] = -1
+    for y in range(ny):
+        base = (y + 1) * xp + 1
+        src = pix_node[base : base + nx]
+        lev = q[base : base + nx]
+        out = node_map[0, y]
+        row = prob[0, y]
+        for x in range(nx):
+            if lev[x] < 0:
+                out[x] = -1
+                continue
+            nd = new_id[src[x]]
+            out[x] = nd
+            psum[nd] += row[x]
+            box[nd, 0] = min(box[nd, 0], y)
+            box[nd, 1] = min(box[nd, 1], x)
+            box[nd, 2] = y + 1
+            box[nd, 3] = max(box[nd, 3], x + 1)
+    return node_map, psum, box
+
+
+@njit(cache=True, nogil=True)
+def finish_kernel(q, pix_node, touch_node, parent_c, level_c, area_c, prob, pad_z, scale):
+    """Everything after the sweep, in one call: pre-order ids, node map, subtree statistics.
+
+    ``pix_node``, ``touch_node``, ``parent_c``, ``level_c``, ``area_c`` come from
+    :func:`build_forest_kernel` (nodes in creation order); ``scale`` is levels per unit probability. Returns node map
+    ``(Z, Y, X)``, parent, level (float32 probability), end, area, probability sum, leaf count and
+    bounding box ``(z0, y0, x0, z1, y1, x1)`` of every node, in pre-order.
+    """
+    n = parent_c.shape[0]
+    new_id = preorder_kernel(parent_c)
+    parent = np.empty(n, np.int32)
+    level = np.empty(n, np.float32)
+    area = np.empty(n, np.int64)
+    for i in range(n):
+        k = new_id[i]
+        pc = parent_c[i]
+        parent[k] = new_id[pc] if pc >= 0 else -1
+        level[k] = np.float32(level_c[i] / scale)
+        area[k] = area_c[i]
+    lut = np.empty(touch_node.shape[0], np.int32)
+    for g in range(touch_node.shape[0]):
+        lut[g] = new_id[touch_node[g]]
+    node_map, own_prob, own_box = node_map_stats_kernel(q, pix_node, lut, prob, pad_z, n)
+    end, psum, n_leaves, lo, hi = subtree_stats_kernel(
+        parent, own_prob, own_box[:, :3].copy(), own_box[:, 3:].copy()
+    )
+    box = np.empty((n, 6), np.int32)
+    box[:, :3] = lo
+    box[:, 3:] = hi
+    return node_map, parent, level, end, area, psum, n_leaves, box
 
 
 @njit(cache=True, nogil=True)
@@ -263,15 +433,14 @@ def preorder_kernel(parent):
 
 
 @njit(cache=True, nogil=True)
-def subtree_stats_kernel(parent, own_area, own_prob, own_lo, own_hi):
+def subtree_stats_kernel(parent, own_prob, own_lo, own_hi):
     """Fold per-node statistics of pre-ordered nodes into their ancestors.
 
     Children follow their parent in pre-order, so one reverse sweep suffices.
-    Returns subtree end, area, probability sum, leaf count and bounding box of every node.
+    Returns subtree end, probability sum, leaf count and bounding box of every node.
     """
     n = parent.shape[0]
     end = np.arange(1, n + 1).astype(np.int32)
-    area = own_area.copy()
     prob = own_prob.copy()
     lo = own_lo.copy()
     hi = own_hi.copy()
@@ -284,7 +453,6 @@ def subtree_stats_kernel(parent, own_area, own_prob, own_lo, own_hi):
         if p >= 0:
             n_child[p] += 1
             n_leaves[p] += n_leaves[i]
-            area[p] += area[i]
             prob[p] += prob[i]
             if end[i] > end[p]:
                 end[p] = end[i]
@@ -293,7 +461,7 @@ def subtree_stats_kernel(parent, own_area, own_prob, own_lo, own_hi):
                     lo[p, d] = lo[i, d]
                 if hi[i, d] > hi[p, d]:
                     hi[p, d] = hi[i, d]
-    return end, area, prob, n_leaves, lo, hi
+    return end, prob, n_leaves, lo, hi
 
 
 @njit(cache=True, nogil=True)

@@ -17,6 +17,7 @@ pixel (``-1`` for background). Then
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -256,58 +257,45 @@ def build_candidate_forest(
         raise ValueError(f"min_size must be >= 0; got {min_size!r}")
     conn = resolve_connectivity(connectivity, prob.ndim)
     tau_q = round(float(tau) * LEVELS_PER_UNIT)
+    # min/max also catch NaN (they propagate it); the precise message comes from the full check.
+    lo, hi = prob.min(), prob.max()
+    if not (lo >= 0.0 and hi <= 1.0):
+        check_probability(prob, name="prob", ndims=(2, 3))
     pad_z = prob.ndim == 3
     prob3 = prob if pad_z else prob[np.newaxis]
-    # One pass quantises, pads and checks the values; the precise error comes from the full check.
     padded_shape = tuple(s + 2 for s in prob.shape)
-    q, uf, size, comp_node, pix_node = _workspace(int(np.prod(padded_shape)))
-    counts, n_bad, lo, hi = _k.quantize_pad_kernel(
-        prob3, tau_q, prob.dtype.type(LEVELS_PER_UNIT), pad_z, q
-    )
-    if n_bad or lo < 0.0 or hi > 1.0:
-        check_probability(prob, name="prob", ndims=(2, 3))
+    q, uf, comp_node, touch, pix_node, order = _workspace(int(np.prod(padded_shape)))
+    dt = prob.dtype.type
+    counts = _k.quantize_pad_kernel(prob3, dt(tau_q - 0.5), dt(LEVELS_PER_UNIT), pad_z, q)
     offsets = _neighbour_offsets(padded_shape, conn)
-    parent, level_q = _k.build_forest_kernel(q, counts, offsets, uf, size, comp_node, pix_node)
-
-    new_id = _k.preorder_kernel(parent)
-    n = parent.shape[0]
-    parent_pre = np.full(n, -1, dtype=np.int32)
-    has_p = parent >= 0
-    parent_pre[new_id[has_p]] = new_id[parent[has_p]]
-    level_pre = np.empty(n, dtype=np.int16)
-    level_pre[new_id] = level_q
-
-    node_map3, own_area, own_prob, own_lo, own_hi = _k.node_map_stats_kernel(
-        pix_node, new_id, prob3, pad_z, n
+    parent, level_q, area_c, touch_node = _k.build_forest_kernel(
+        q, counts, offsets, uf, comp_node, touch, pix_node, order
     )
-    d0 = 3 - prob.ndim
-    end, area, psum, n_leaves, lo, hi = _k.subtree_stats_kernel(
-        parent_pre,
-        own_area,
-        own_prob,
-        np.ascontiguousarray(own_lo[:, d0:]),
-        np.ascontiguousarray(own_hi[:, d0:]),
-    )
-    node_map = node_map3 if pad_z else node_map3[0]
 
+    node_map3, parent, level, end, area, psum, n_leaves, box = _k.finish_kernel(
+        q, pix_node, touch_node, parent, level_q, area_c, prob3, pad_z, float(LEVELS_PER_UNIT)
+    )
+    if not pad_z:
+        node_map3 = node_map3[0]
+        box = box[:, [1, 2, 4, 5]]
     forest = CandidateForest(
-        node_map=node_map,
-        parent=parent_pre,
-        level=(level_pre / LEVELS_PER_UNIT).astype(np.float32),
+        node_map=node_map3,
+        parent=parent,
+        level=level,
         end=end,
         area=area,
         prob_sum=psum,
         n_leaves=n_leaves,
-        bbox=np.concatenate([lo, hi], axis=1),
+        bbox=box,
         tau=float(tau),
         connectivity=conn,
     )
-    if min_size > 0 and n and area.min() < min_size:
+    if min_size > 0 and area.size and area.min() < min_size:
         forest = _drop_small(forest, int(min_size))
     return forest
 
 
-#: Frames up to this many (padded) pixels reuse one work space per thread (18 bytes a pixel).
+#: Frames up to this many (padded) pixels reuse one work space per thread (22 bytes a pixel).
 MAX_CACHED_WORKSPACE = 1 << 22
 
 _local = threading.local()
@@ -316,20 +304,23 @@ _local = threading.local()
 def _workspace(n: int) -> tuple[np.ndarray, ...]:
     """Per-pixel work arrays of the union-find sweep.
 
-    Levels (int16), then union-find parent, size, component node and deepest node (int32). A
+    Levels (int16), then union-find parent, component node, touch, deepest node and sort order
+    (int32). A
     sequence has frames of one shape: reusing the arrays of the previous frame saves the page faults
     of fresh large allocations, which cost more than the sweep itself on big sparse frames.
     """
     cached = getattr(_local, "arrays", None)
     if cached is not None and cached[0].size == n:
         return cached
-    arrays = (np.empty(n, np.int16), *(np.empty(n, np.int32) for _ in range(4)))
+    arrays = (np.empty(n, np.int16), *(np.empty(n, np.int32) for _ in range(5)))
     if n <= MAX_CACHED_WORKSPACE:
         _local.arrays = arrays
     return arrays
 
 
-def _neighbour_offsets(padded_shape: tuple[int, ...], connectivity: int) -> np.ndarray:
+@functools.lru_cache(maxsize=64)
+def _neighbour_offsets(padded_shape: tuple[int, ...], connectivity: int) -> tuple[int, ...]:
+    """Flat offsets of a pixel's neighbours in the padded frame, in raster order (negative first)."""
     struct = ndi.generate_binary_structure(len(padded_shape), connectivity)
     centre = np.array(struct.shape) // 2
     strides = np.array(
@@ -339,7 +330,7 @@ def _neighbour_offsets(padded_shape: tuple[int, ...], connectivity: int) -> np.n
         int(np.dot(np.array(idx) - centre, strides))
         for idx in zip(*np.nonzero(struct), strict=False)
     ]
-    return np.array([o for o in offs if o != 0], dtype=np.int64)
+    return tuple(o for o in offs if o != 0)
 
 
 def _drop_small(forest: CandidateForest, min_size: int) -> CandidateForest:
@@ -359,9 +350,7 @@ def _drop_small(forest: CandidateForest, min_size: int) -> CandidateForest:
     # Pre-order is preserved when whole subtrees are removed; recompute ends and leaf counts.
     n = idx.size
     zeros_box = np.zeros((n, forest.ndim), np.int32)
-    end, _, _, n_leaves, _, _ = _k.subtree_stats_kernel(
-        parent, np.zeros(n, np.int64), np.zeros(n), zeros_box, zeros_box
-    )
+    end, _, n_leaves, _, _ = _k.subtree_stats_kernel(parent, np.zeros(n), zeros_box, zeros_box)
     return CandidateForest(
         node_map=node_map,
         parent=parent,
