@@ -48,8 +48,7 @@ def quantize_pad_kernel(prob, threshold, scale, pad_z, q):
     Parameters
     ----------
     prob : (Z, Y, X) float ndarray
-        The frame (a 2D frame as ``Z = 1`` with ``pad_z = False``), finite and in ``[0, 1]``
-        (checked by the caller: any other value is undefined here).
+        The frame (a 2D frame as ``Z = 1`` with ``pad_z = False``).
     threshold : float
         ``tau_q - 0.5`` in ``prob``'s dtype, where ``tau_q`` is the lowest quantised level kept.
     scale : float
@@ -64,6 +63,8 @@ def quantize_pad_kernel(prob, threshold, scale, pad_z, q):
     -------
     counts : (102,) int64 ndarray
         Pixels per kept level.
+    n_bad : int
+        Rows with values not in ``[0, 1]`` (NaN included); when there are any, ``counts`` is zero.
     """
     nz, ny, nx = prob.shape
     pz = 1 if pad_z else 0
@@ -71,14 +72,22 @@ def quantize_pad_kernel(prob, threshold, scale, pad_z, q):
     xp = nx + 2
     q[:] = -1
     # Branch-free so that it vectorises; the histogram is a separate pass for the same reason.
+    # NaN fails both comparisons, so it counts as out of range.
+    n_bad = 0
     for z in range(nz):
         for y in range(ny):
             base = ((z + pz) * yp + y + 1) * xp + 1
             row = prob[z, y]
             out = q[base : base + nx]
+            bad = False
             for x in range(nx):
-                f = np.rint(row[x] * scale)
+                p = row[x]
+                bad |= not ((p >= 0) & (p <= 1))
+                f = np.rint(p * scale)
                 out[x] = np.int16(f) if f > threshold else np.int16(-1)
+            n_bad += bad
+    if n_bad:
+        return np.zeros(102, np.int64), n_bad
     # Four interleaved histograms (consecutive pixels of one level do not wait on each other),
     # skipping blocks of four background pixels.
     h = np.zeros((4, 102), np.int64)
@@ -97,7 +106,7 @@ def quantize_pad_kernel(prob, threshold, scale, pad_z, q):
     counts = np.zeros(102, np.int64)
     for v in range(101):
         counts[v] = h[0, v + 1] + h[1, v + 1] + h[2, v + 1] + h[3, v + 1]
-    return counts
+    return counts, 0
 
 
 @njit(cache=True, nogil=True)

@@ -257,16 +257,14 @@ def build_candidate_forest(
         raise ValueError(f"min_size must be >= 0; got {min_size!r}")
     conn = resolve_connectivity(connectivity, prob.ndim)
     tau_q = round(float(tau) * LEVELS_PER_UNIT)
-    # min/max also catch NaN (they propagate it); the precise message comes from the full check.
-    lo, hi = prob.min(), prob.max()
-    if not (lo >= 0.0 and hi <= 1.0):
-        check_probability(prob, name="prob", ndims=(2, 3))
     pad_z = prob.ndim == 3
     prob3 = prob if pad_z else prob[np.newaxis]
     padded_shape = tuple(s + 2 for s in prob.shape)
     q, uf, comp_node, touch, pix_node, order = _workspace(int(np.prod(padded_shape)))
     dt = prob.dtype.type
-    counts = _k.quantize_pad_kernel(prob3, dt(tau_q - 0.5), dt(LEVELS_PER_UNIT), pad_z, q)
+    counts, n_bad = _k.quantize_pad_kernel(prob3, dt(tau_q - 0.5), dt(LEVELS_PER_UNIT), pad_z, q)
+    if n_bad:  # the precise message comes from the full check
+        check_probability(prob, name="prob", ndims=(2, 3))
     offsets = _neighbour_offsets(padded_shape, conn)
     parent, level_q, area_c, touch_node = _k.build_forest_kernel(
         q, counts, offsets, uf, comp_node, touch, pix_node, order
