@@ -61,8 +61,8 @@ def quantize_pad_kernel(prob, threshold, scale, pad_z, q):
 
     Returns
     -------
-    counts : (102,) int64 ndarray
-        Pixels per kept level.
+    counts : (2, 102) int64 ndarray
+        Pixels per kept level in the first and the second half of ``q``.
     n_bad : int
         Rows with values not in ``[0, 1]`` (NaN included); when there are any, ``counts`` is zero.
     """
@@ -87,25 +87,35 @@ def quantize_pad_kernel(prob, threshold, scale, pad_z, q):
                 out[x] = np.int16(f) if f > threshold else np.int16(-1)
             n_bad += bad
     if n_bad:
-        return np.zeros(102, np.int64), n_bad
-    # Four interleaved histograms (consecutive pixels of one level do not wait on each other),
-    # skipping blocks of four background pixels.
-    h = np.zeros((4, 102), np.int64)
-    n = q.shape[0]
-    n4 = n - n % 4
-    for i in range(0, n4, 4):
+        return np.zeros((2, 102), np.int64), n_bad
+    # Histograms of the two halves of the padded frame (the sort fills both at once), each as four
+    # interleaved ones so consecutive pixels of one level do not wait on each other; blocks of
+    # four background pixels are skipped.
+    h = np.zeros((8, 102), np.int64)
+    half = q.shape[0] // 2
+    end4 = half - half % 4
+    for i in range(0, end4, 4):
         a, b, c, d = q[i], q[i + 1], q[i + 2], q[i + 3]
-        if (a & b & c & d) < 0:
-            continue
-        h[0, a + 1] += 1
-        h[1, b + 1] += 1
-        h[2, c + 1] += 1
-        h[3, d + 1] += 1
-    for i in range(n4, n):
+        if (a & b & c & d) >= 0:
+            h[0, a + 1] += 1
+            h[1, b + 1] += 1
+            h[2, c + 1] += 1
+            h[3, d + 1] += 1
+        j = half + i
+        a, b, c, d = q[j], q[j + 1], q[j + 2], q[j + 3]
+        if (a & b & c & d) >= 0:
+            h[4, a + 1] += 1
+            h[5, b + 1] += 1
+            h[6, c + 1] += 1
+            h[7, d + 1] += 1
+    for i in range(end4, half):
         h[0, q[i] + 1] += 1
-    counts = np.zeros(102, np.int64)
+    for i in range(half + end4, q.shape[0]):
+        h[4, q[i] + 1] += 1
+    counts = np.zeros((2, 102), np.int64)
     for v in range(101):
-        counts[v] = h[0, v + 1] + h[1, v + 1] + h[2, v + 1] + h[3, v + 1]
+        counts[0, v] = h[0, v + 1] + h[1, v + 1] + h[2, v + 1] + h[3, v + 1]
+        counts[1, v] = h[4, v + 1] + h[5, v + 1] + h[6, v + 1] + h[7, v + 1]
     return counts, 0
 
 
@@ -117,8 +127,8 @@ def build_forest_kernel(q, counts, offsets, uf, comp_node, touch, pix_node, orde
     ----------
     q : (P,) int16 ndarray
         Padded, flattened quantised levels; ``-1`` on the pad and below the lowest level.
-    counts : (102,) int64 ndarray
-        Pixels per level (as returned by :func:`quantize_pad_kernel`).
+    counts : (2, 102) int64 ndarray
+        Pixels per level in each half of ``q`` (as returned by :func:`quantize_pad_kernel`).
     offsets : tuple of int
         Flat offsets of the neighbours of a pixel in the padded array (a tuple, so the loops over
         the neighbours are unrolled for each neighbourhood size).
@@ -141,18 +151,36 @@ def build_forest_kernel(q, counts, offsets, uf, comp_node, touch, pix_node, orde
     """
     n_total = q.shape[0]
     # Counting sort of the foreground pixels by level, highest first, raster order within a level.
-    start = np.zeros(102, np.int64)
+    # The two halves of the frame are sorted together, so the two chains of updates of the level
+    # pointers overlap; within a level, the first half's pixels come first.
+    start_a = np.zeros(102, np.int64)
+    start_b = np.zeros(102, np.int64)
+    level_counts = counts[0] + counts[1]
     acc = 0
     for v in range(101, -1, -1):
-        start[v] = acc
-        acc += counts[v]
+        start_a[v] = acc
+        start_b[v] = acc + counts[0, v]
+        acc += level_counts[v]
     m = acc
-    for x in range(n_total):
+    half = n_total // 2
+    for x in range(half):
         v = q[x]
         if v >= 0:
-            k = start[v]
+            k = start_a[v]
             order[k] = x
-            start[v] = k + 1
+            start_a[v] = k + 1
+        y = x + half
+        w = q[y]
+        if w >= 0:
+            k = start_b[w]
+            order[k] = y
+            start_b[w] = k + 1
+    for y in range(2 * half, n_total):
+        w = q[y]
+        if w >= 0:
+            k = start_b[w]
+            order[k] = y
+            start_b[w] = k + 1
     n_nb = len(offsets)
     offs = np.empty(n_nb, np.int64)
     for t in range(n_nb):
@@ -177,7 +205,7 @@ def build_forest_kernel(q, counts, offsets, uf, comp_node, touch, pix_node, orde
     i = 0
     while i < m:
         v = q[order[i]]
-        j = i + counts[v]
+        j = i + level_counts[v]
         n_pend = 0
         # Room for this level: at most one new node per pixel, and each current node is made a
         # child at most once.
