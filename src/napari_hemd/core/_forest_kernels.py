@@ -4,6 +4,11 @@ The forest is built with one union-find sweep over the foreground pixels sorted 
 highest level first (the component-tree construction of Najman & Couprie, 2006, restricted to the
 levels ``>= tau``). Nodes are created only when a component changes, which makes the forest lossless:
 a region that stays the same over several levels is one node.
+
+Three calls per frame: :func:`quantize_pad_kernel` (vectorised rounding and padding, level
+histograms), :func:`build_forest_kernel` (sort and sweep) and :func:`finish_kernel` (pre-order ids,
+node map, statistics). What made them fast is written next to the code; it was measured with
+``benchmarks/bench_hemd.py`` (see ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -183,8 +188,11 @@ def build_forest_kernel(q, counts, offsets, uf, comp_node, touch, pix_node, orde
             start_b[w] = k + 1
     n_nb = len(offsets)
     offs = np.empty(n_nb, np.int64)
+    left = np.uint64(0)
     for t in range(n_nb):
         offs[t] = offsets[t]
+        if offsets[t] == -1:
+            left = np.uint64(t)
     # Node and merge tables grow on demand: sized for the worst case (one per pixel) they would be
     # large short-lived allocations, whose release and page faults cost more than the sweep.
     cap = 1024
@@ -223,6 +231,9 @@ def build_forest_kernel(q, counts, offsets, uf, comp_node, touch, pix_node, orde
             touch_root = _grow(touch_root, n_touch, new_cap)
             touch_node = _grow(touch_node, n_touch, new_cap)
         g0 = n_touch
+        prev_p = -1
+        prev_root = -1
+        prev_g = -1
         for k in range(i, j):
             p = order[k]
             # Neighbours already processed: a higher level, or the same level earlier in raster
@@ -237,21 +248,35 @@ def build_forest_kernel(q, counts, offsets, uf, comp_node, touch, pix_node, orde
                 touch[p] = n_touch
                 touch_root[n_touch] = p
                 pix_node[p] = n_touch
+                prev_p = p
+                prev_root = p
+                prev_g = n_touch
                 n_touch += 1
                 continue
-            # Join the first processed neighbour's component ...
-            t = trailing_zeros(mask)
-            mask &= mask - np.uint64(1)
-            rp = _root(uf, p + offs[t])
-            uf[p] = rp
-            uf[rp] -= 1
-            g = touch[rp]
-            if g < g0:
-                g = n_touch
-                touch[rp] = g
-                touch_root[g] = rp
-                n_touch += 1
+            # Join a processed neighbour's component: the previous pixel's, when it is the left
+            # neighbour (its root and touch are at hand, which spares two loads that would wait on
+            # the previous pixel's stores), else the first one's.
+            if p - 1 == prev_p and (mask >> left) & np.uint64(1):
+                mask &= ~(np.uint64(1) << left)
+                rp = prev_root
+                uf[p] = rp
+                uf[rp] -= 1
+                g = prev_g
+            else:
+                t = trailing_zeros(mask)
+                mask &= mask - np.uint64(1)
+                rp = _root(uf, p + offs[t])
+                uf[p] = rp
+                uf[rp] -= 1
+                g = touch[rp]
+                if g < g0:
+                    g = n_touch
+                    touch[rp] = g
+                    touch_root[g] = rp
+                    n_touch += 1
             pix_node[p] = g
+            prev_p = p
+            prev_g = g
             # ... and look further only at neighbours not plainly in it (branch-free test: most
             # pixels have none, and an unpredictable branch per neighbour costs more than the loads).
             other = np.uint64(0)
@@ -282,6 +307,7 @@ def build_forest_kernel(q, counts, offsets, uf, comp_node, touch, pix_node, orde
                 uf[rp] += uf[rq]
                 uf[rq] = rp
                 comp_node[rp] = -1
+            prev_root = rp
         # One new node per component touched at this level. A component that only grew still
         # holds its node from a higher level, which becomes the new node's child.
         for g in range(g0, n_touch):
