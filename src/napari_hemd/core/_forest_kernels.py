@@ -339,10 +339,10 @@ def build_forest_kernel(q, counts, offsets, uf, comp_node, touch, pix_node, orde
 def node_map_stats_kernel(q, pix_node, new_id, prob, pad_z, n_nodes):
     """Node map and per-node statistics of the deepest pixels, in one raster pass.
 
-    ``new_id[pix_node[p]]`` is the node of foreground pixel ``p``. Returns the unpadded
-    ``(Z, Y, X)`` node map (``-1`` where ``q < 0``; other
-    entries of ``pix_node`` are not read), and the probability sum and bounding box
-    ``(z0, y0, x0, z1, y1, x1)``, exclusive maxima, of the pixels whose deepest node is each node.
+    ``new_id[pix_node[p]]`` is the node of foreground pixel ``p`` (``pix_node`` is not read where
+    ``q < 0``). Returns the unpadded ``(Z, Y, X)`` node map (``-1`` for background), and the
+    probability sum and bounding box ``(z0, y0, x0, z1, y1, x1)``, exclusive maxima, of the pixels
+    whose deepest node is each node.
     """
     nz, ny, nx = prob.shape
     if nz == 1 and not pad_z:
@@ -386,7 +386,9 @@ def node_map_stats_kernel(q, pix_node, new_id, prob, pad_z, n_nodes):
 
 @njit(cache=True, nogil=True)
 def _node_map_stats_2d(q, pix_node, new_id, prob, n_nodes):
-    # The 2D case of ``node_map_stats_kernel`` (a quarter faster: rows only grow).
+    # The 2D case of ``node_map_stats_kernel``, kept apart because it is a fifth faster (no z
+    # updates; rows only grow, so the row maximum is a plain store): measured 0.42 -> 0.33 ms on a
+    # 512x512 DIC prediction.
     _, ny, nx = prob.shape
     xp = nx + 2
     node_map = np.empty((1, ny, nx), np.int32)
