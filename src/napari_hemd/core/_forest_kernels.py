@@ -75,7 +75,17 @@ def quantize_pad_kernel(prob, threshold, scale, pad_z, q):
     pz = 1 if pad_z else 0
     yp = ny + 2
     xp = nx + 2
-    q[:] = -1
+    # Only the pad is set here; the loop below writes every other entry.
+    plane = yp * xp
+    for zz in range(nz + 2 * pz):
+        if pz and (zz == 0 or zz == nz + 1):
+            q[zz * plane : (zz + 1) * plane] = -1
+            continue
+        q[zz * plane : zz * plane + xp] = -1
+        q[zz * plane + (ny + 1) * xp : (zz + 1) * plane] = -1
+        for y in range(1, ny + 1):
+            q[zz * plane + y * xp] = -1
+            q[zz * plane + y * xp + xp - 1] = -1
     # Branch-free so that it vectorises; the histogram is a separate pass for the same reason.
     # NaN fails both comparisons, so it counts as out of range.
     n_bad = 0
