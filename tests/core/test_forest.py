@@ -144,6 +144,15 @@ def test_bad_input(prob, match):
         build_candidate_forest(prob)
 
 
+def test_half_precision_input_equals_single():
+    rng = np.random.default_rng(5)
+    p16 = ndi.gaussian_filter(rng.random((30, 40)), 2).astype(np.float16)
+    a = build_candidate_forest(p16)
+    b = build_candidate_forest(p16.astype(np.float32))
+    assert a.n_nodes == b.n_nodes > 1
+    assert (a.node_map == b.node_map).all() and (a.parent == b.parent).all()
+
+
 def test_constant_and_empty_frames():
     assert build_candidate_forest(np.zeros((8, 8))).n_nodes == 0
     f = build_candidate_forest(np.ones((8, 8)))

@@ -303,9 +303,9 @@ def _workspace(n: int) -> tuple[np.ndarray, ...]:
     """Per-pixel work arrays of the union-find sweep.
 
     Levels (int16), then union-find parent, component node, touch, deepest node and sort order
-    (int32). A
-    sequence has frames of one shape: reusing the arrays of the previous frame saves the page faults
-    of fresh large allocations, which cost more than the sweep itself on big sparse frames.
+    (int32). A sequence has frames of one shape: reusing the arrays of the previous frame saves the
+    page faults of fresh large allocations, which cost more than the sweep itself on big sparse
+    frames.
     """
     cached = getattr(_local, "arrays", None)
     if cached is not None and cached[0].size == n:

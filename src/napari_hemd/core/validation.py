@@ -13,7 +13,9 @@ __all__ = ["check_probability", "resolve_connectivity", "to_probability"]
 
 
 def to_probability(arr: np.ndarray, *, name: str = "prob") -> np.ndarray:
-    """Convert an array to float probabilities: floats are kept, uint8/uint16 are rescaled to [0, 1].
+    """Convert an array to float probabilities; uint8/uint16 are rescaled to [0, 1].
+
+    Floats are kept as they are, except float16, which becomes float32.
 
     Raises
     ------
@@ -25,6 +27,8 @@ def to_probability(arr: np.ndarray, *, name: str = "prob") -> np.ndarray:
         return arr.astype(np.float32) / np.float32(255)
     if arr.dtype == np.uint16:
         return arr.astype(np.float32) / np.float32(65535)
+    if arr.dtype == np.float16:  # the compiled kernels take float32/float64
+        return arr.astype(np.float32)
     if arr.dtype.kind == "f":
         return arr
     raise TypeError(
