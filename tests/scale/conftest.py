@@ -14,10 +14,21 @@ def video() -> np.ndarray:
 
 
 @pytest.fixture
-def prob_zarr(video, tmp_path):
+def as_zarr(tmp_path):
+    """Write an array to ``tmp_path/<name>.zarr`` (one chunk per frame) and open it read-only."""
+
+    def write(array: np.ndarray, name: str):
+        path = str(tmp_path / f"{name}.zarr")
+        z = zarr.create_array(
+            path, shape=array.shape, chunks=(1, *array.shape[1:]), dtype=array.dtype
+        )
+        z[:] = array
+        return zarr.open_array(path, mode="r")
+
+    return write
+
+
+@pytest.fixture
+def prob_zarr(video, as_zarr):
     """The video as a read-only zarr array, one chunk per frame."""
-    z = zarr.create_array(
-        str(tmp_path / "prob.zarr"), shape=video.shape, chunks=(1, 96, 96), dtype=np.float32
-    )
-    z[:] = video
-    return zarr.open_array(str(tmp_path / "prob.zarr"), mode="r")
+    return as_zarr(video, "prob")

@@ -34,12 +34,8 @@ def reference(image) -> dict:
 
 
 @pytest.fixture
-def image_zarr(image, tmp_path):
-    z = zarr.create_array(
-        str(tmp_path / "image.zarr"), shape=image.shape, chunks=(1, 96, 96), dtype=image.dtype
-    )
-    z[:] = image
-    return zarr.open_array(str(tmp_path / "image.zarr"), mode="r")
+def image_zarr(image, as_zarr):
+    return as_zarr(image, "image")
 
 
 class Crash(RuntimeError):
