@@ -94,7 +94,7 @@ def stream_segment(
     chunk: int = 16,
     halo: int | None = None,
     predict_chunk: int = 8,
-    tile: int = 512,
+    tile: int | None = None,
     threads: int | None = None,
     overwrite: bool = False,
     resume: bool = True,

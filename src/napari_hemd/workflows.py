@@ -110,7 +110,7 @@ def predict_workflow(
     model="nuclei-fluo",
     *,
     outputs: Sequence[str] = ("foreground",),
-    tile: int = 512,
+    tile: int | None = None,
     device: str | None = None,
 ) -> Generator[Progress, None, dict[str, np.ndarray]]:
     """Predict probability maps frame by frame.

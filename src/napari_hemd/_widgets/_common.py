@@ -24,6 +24,10 @@ SOURCE_KEY = "hemd_source"
 LOCKED_KEY = "hemd_locked"
 HISTORY_KEY = "hemd_history"
 MODEL_KEY = "hemd_model"
+#: On a probability layer made by a U-Net: its background probability (ndarray) and the growth
+#: (pixels) that turns instances on it into whole cells (see napari_hemd.core.cells).
+BACKGROUND_KEY = "hemd_background"
+GROW_KEY = "hemd_grow"
 
 
 def base_name(name: str) -> str:

@@ -9,7 +9,14 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_error
 
-from napari_hemd._widgets._common import MODEL_KEY, LayerWidget, add_or_update, base_name
+from napari_hemd._widgets._common import (
+    BACKGROUND_KEY,
+    GROW_KEY,
+    MODEL_KEY,
+    LayerWidget,
+    add_or_update,
+    base_name,
+)
 from napari_hemd.workflows import predict_workflow
 
 log = logging.getLogger(__name__)
@@ -21,6 +28,19 @@ def _shipped() -> list[str]:
     from napari_hemd.models.registry import SHIPPED_MODELS
 
     return list(SHIPPED_MODELS)
+
+
+def _load(model):
+    from napari_hemd.models import load_model
+
+    return load_model(model)
+
+
+def whole_cell_growth(model) -> int:
+    """See :func:`napari_hemd.image_segmentation.whole_cell_growth`."""
+    from napari_hemd.image_segmentation import whole_cell_growth as growth
+
+    return growth(model)
 
 
 def _shipped_kinds() -> dict[str, str]:
@@ -38,7 +58,7 @@ class PredictWidget(LayerWidget):
         self.model = ComboBox(label="model", choices=[*_shipped(), FROM_FILE])
         self.model_file = FileEdit(label="model file", filter="*.pt", visible=False)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
-        self.tile = SpinBox(label="tile", value=512, min=0, max=4096, step=32)
+        self.tile = SpinBox(label="tile (0: auto)", value=0, min=0, max=4096, step=32)
         self.boundary = CheckBox(label="boundary layer too", value=False)
         self.affinity = CheckBox(
             label="affinities + Mutex instances (affinity models)", value=False
@@ -86,13 +106,22 @@ class PredictWidget(LayerWidget):
                 return None
             outputs = (*outputs, "affinities", "instances")
         device = None if self.device.value == "auto" else self.device.value
+        try:
+            loaded = _load(model)
+        except (FileNotFoundError, KeyError, ValueError) as exc:
+            show_error(f"Predict: {exc}")
+            return None
+        grow = whole_cell_growth(loaded)
+        if grow:
+            outputs = (*outputs, "background")  # Segment grows instances into whole cells with it
         gen = predict_workflow(
-            layer.data, model, outputs=outputs, tile=int(self.tile.value), device=device
+            layer.data, loaded, outputs=outputs, tile=int(self.tile.value) or None, device=device
         )
         name = base_name(layer.name)
         meta = {MODEL_KEY: str(model), "hemd_source": layer.name}
 
         def done(maps: dict) -> None:
+            extra = {GROW_KEY: grow, BACKGROUND_KEY: maps["background"]} if grow else {}
             add_or_update(
                 self.viewer,
                 maps["foreground"],
@@ -101,7 +130,7 @@ class PredictWidget(LayerWidget):
                 contrast_limits=(0.0, 1.0),
                 opacity=0.6,
                 blending="additive",
-                metadata=dict(meta),
+                metadata=dict(meta, **extra),
             )
             if "affinities" in maps:
                 add_or_update(

@@ -1,4 +1,11 @@
-"""Segment (H-EMD) dock widget: probability layer -> ``<name> labels`` with the H-EMD result kept."""
+"""Segment (H-EMD) dock widget: probability layer, or raw image + model, -> ``<name> labels``.
+
+With a model chosen the layer is a raw movie and the run is the same implementation as
+``napari-hemd segment IMAGE --model`` (:mod:`napari_hemd.image_segmentation`): prediction, H-EMD,
+whole-cell masks; the predicted probability joins the viewer so the inspector can show the forest.
+Without a model the layer is a probability map; one made by the Predict widget carries its
+background probability, so the labels are grown to whole cells the same way.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,8 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
 from napari_hemd._widgets._common import (
+    BACKGROUND_KEY,
+    GROW_KEY,
     HISTORY_KEY,
     LOCKED_KEY,
     MODEL_KEY,
@@ -26,6 +35,18 @@ from napari_hemd.workflows import segment_workflow
 
 log = logging.getLogger(__name__)
 
+#: Model choice meaning "the layer already is a probability map".
+NO_MODEL = "none (layer is a probability map)"
+
+
+def _model_choices() -> list[str]:
+    try:
+        from napari_hemd.models.registry import SHIPPED_MODELS
+    except ImportError:  # torch missing: probability maps only
+        return [NO_MODEL]
+    return [NO_MODEL, *SHIPPED_MODELS]
+
+
 #: Widget fields saved in (and restored from) ``layer.metadata["hemd_params"]``.
 FIELDS = ("method", "tau", "delta", "iterations", "axis", "min_size", "link", "variant")
 
@@ -35,7 +56,8 @@ class SegmentWidget(LayerWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__(napari_viewer, labels=True)
-        self.prob = self.layer_combo(Image, "probability")
+        self.prob = self.layer_combo(Image, "probability / image")
+        self.model = ComboBox(label="model", choices=_model_choices(), value=NO_MODEL)
         self.method = ComboBox(label="method", choices=list(METHODS), value="hemd")
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
         self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=1.0, step=0.05)
@@ -51,7 +73,7 @@ class SegmentWidget(LayerWidget):
         )
         self.restore_button = PushButton(text="Restore parameters")
         self.extend(
-            [getattr(self, f) for f in ("prob", *FIELDS)]
+            [getattr(self, f) for f in ("prob", "model", *FIELDS)]
             + [self.run_button, self.cancel_button, self.restore_from, self.restore_button]
         )
         self.run_button.clicked.connect(lambda: self.run())
@@ -98,16 +120,58 @@ class SegmentWidget(LayerWidget):
             kwargs = {k: v for k, v in params.items() if k not in ("variant", "iterations")}
         # zarr / dask data stay lazy: H-EMD reads one frame at a time
         data = layer.data[0] if layer.multiscale else layer.data
-        gen = segment_workflow(data, method, **kwargs)
+        model = self.model.value if prob_layer is None else NO_MODEL
         name = f"{base_name(layer.name)} labels"
         saved = dict(params, method=method, **{SOURCE_KEY: layer.name})
         saved[MODEL_KEY] = layer.metadata.get(MODEL_KEY)
+        grow, background = 0, None
+        if model != NO_MODEL:
+            if layer.rgb or ndim not in (2, 3) or params["axis"] != 0:
+                show_error(
+                    f"Segment: with a model, {layer.name!r} must be a grayscale 2D image or a "
+                    "(T, Y, X) / (Z, Y, X) stack with frames on axis 0"
+                )
+                return None
+            from napari_hemd.image_segmentation import segment_image_workflow
+
+            kwargs.pop("locked", None)
+            gen = segment_image_workflow(data, model, method, **kwargs)
+            prob_name = f"{base_name(layer.name)} probability"
+            saved[SOURCE_KEY], saved[MODEL_KEY] = prob_name, model
+        else:
+            gen = segment_workflow(data, method, **kwargs)
+            background = layer.metadata.get(BACKGROUND_KEY)
+            if background is not None and tuple(background.shape) == tuple(layer.data.shape):
+                grow = int(layer.metadata.get(GROW_KEY, 0))
 
         def done(result) -> None:
-            res = result if isinstance(result, HEMDResult) else None
-            labels = res.labels if res is not None else result
-            if res is not None:
-                labels = _restore_axis(labels, ndim, params["axis"])
+            if model != NO_MODEL:
+                add_or_update(
+                    self.viewer,
+                    result.maps["foreground"],
+                    prob_name,
+                    colormap="magma",
+                    contrast_limits=(0.0, 1.0),
+                    opacity=0.6,
+                    blending="additive",
+                    metadata={
+                        MODEL_KEY: model,
+                        SOURCE_KEY: layer.name,
+                        GROW_KEY: result.grow,
+                        BACKGROUND_KEY: result.maps.get("background"),
+                    },
+                )
+                res, labels = result.result, result.labels
+            else:
+                res = result if isinstance(result, HEMDResult) else None
+                labels = res.labels if res is not None else result
+                if res is not None:
+                    labels = _restore_axis(labels, ndim, params["axis"])
+                if grow:
+                    from napari_hemd.core.cells import grow_to_cells
+
+                    labels = grow_to_cells(labels, background, grow, frame_axis=ndim == 3)
+            saved["grow"] = result.grow if model != NO_MODEL else grow
             meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
             labels = np.ascontiguousarray(labels, dtype=np.uint32)
             old = self.viewer.layers[name] if name in self.viewer.layers else None
@@ -124,6 +188,7 @@ class SegmentWidget(LayerWidget):
                 meta[HISTORY_KEY] = None  # a new layer starts a fresh undo history
                 out = add_or_update(self.viewer, labels, name, kind="labels", metadata=meta)
             n = len(np.unique(out.data)) - 1
-            show_info(f"Segment: {n} objects in {name!r}")
+            how = f", whole cells (grown {saved['grow']} px)" if saved["grow"] else ""
+            show_info(f"Segment: {n} objects in {name!r}{how}")
 
         return self.run_workflow(gen, done, self.run_button, self.cancel_button, "Segment")

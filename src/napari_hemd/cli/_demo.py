@@ -1,9 +1,10 @@
 """``napari-hemd demo -o OUT``: the main job on bundled data, end to end.
 
-Generates the package's sample video (moving, touching, dividing nuclei), predicts foreground
-probabilities with the shipped ``nuclei-fluo`` model when torch and the model are available (else
-uses the sample's own probability map and says so), runs H-EMD with linking, writes a CTC result
-folder and prints its accuracy against the sample's exact labels.
+Generates the package's sample video (moving, touching, dividing nuclei) and segments it with the
+shipped ``nuclei-fluo`` model through the same implementation as ``napari-hemd segment IMAGE
+--model`` (prediction, H-EMD with linking, whole-cell masks; :mod:`napari_hemd.image_segmentation`)
+when torch and the model are available (else H-EMD on the sample's own probability map, said so),
+writes a CTC result folder and prints its accuracy against the sample's exact labels.
 """
 
 from __future__ import annotations
@@ -37,37 +38,43 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     sample = nuclei_video()
-    prob, source = _predict(sample["image"], args.model)
-    if prob is None:
-        prob, source = sample["prob"], "the sample's own probability map (no model available)"
-    res = hemd(prob, link=True)
+    res = _segment(sample["image"], args.model)
+    if res is not None:
+        labels, tracks, prob, params = res.labels, res.tracks, res.maps["foreground"], res.params
+        source = f"model {args.model!r} (whole cells, grown {res.grow} px)"
+    else:
+        prob = sample["prob"]
+        source = "the sample's own probability map (no model available)"
+        hres = hemd(prob, link=True)
+        labels, tracks, params = hres.labels, hres.tracks, hres.params
     with atomic_path(out, overwrite=args.overwrite) as tmp:
         tmp.mkdir()
         tifffile.imwrite(tmp / "image.tif", sample["image"])
         tifffile.imwrite(tmp / "probability.tif", np.asarray(prob, np.float32))
-        write_labels(res.labels, tmp / "masks", tracks=res.tracks, metadata=res.params)
-    score = _f1(sample["labels"], res.labels)
+        write_labels(labels, tmp / "masks", tracks=tracks, metadata=params)
+    score = _f1(sample["labels"], labels)
     print(
-        f"demo: {prob.shape[0]} frames, probabilities from {source}; H-EMD found "
-        f"{len(res.tracks)} tracks; F1@0.5 vs exact labels = {score:.3f}; wrote {out}/",
+        f"demo: {prob.shape[0]} frames, H-EMD on {source}; {len(tracks)} tracks; F1@0.5 vs "
+        f"exact labels = {score:.3f}.\nMasks: {out}/masks/ (CTC: maskTTT.tif + res_track.txt). "
+        f"Open them in napari: napari {out}/image.tif {out}/masks",
         file=sys.stderr,
     )
     return 0
 
 
-def _predict(image, model: str):
+def _segment(image, model: str):
     try:
-        from napari_hemd.models import load_model, predict  # torch-only part, optional
+        from napari_hemd.image_segmentation import segment_image
+        from napari_hemd.models import load_model  # torch-only part, optional
     except ImportError as exc:
         log.warning("no model prediction (%s); using the sample probability map", exc)
-        return None, None
+        return None
     try:
-        out = predict(load_model(model), image)
+        loaded = load_model(model)
     except (FileNotFoundError, KeyError, ValueError) as exc:
         log.warning("model %r unavailable (%s); using the sample probability map", model, exc)
-        return None, None
-    prob = out["foreground"] if isinstance(out, dict) else out
-    return prob, f"model {model!r}"
+        return None
+    return segment_image(image, loaded, "hemd", link=True)
 
 
 def _f1(gt, pred) -> float:

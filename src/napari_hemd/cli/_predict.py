@@ -35,8 +35,18 @@ def register(subparsers) -> None:
         help="comma separated: foreground,boundary,background,affinities,embeddings,"
         "instances (the last three need an affinity model)",
     )
-    p.add_argument("--tile", type=int, default=512, help="tile core size (0: untiled)")
-    p.add_argument("--halo", type=int, default=64, help="context around each tile")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile core size (0: untiled; default: one tile up to 4 Mpx frames, else 1024)",
+    )
+    p.add_argument(
+        "--halo",
+        type=int,
+        default=None,
+        help="context around each tile (default 16 px for one tile, else 64)",
+    )
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda ...")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")

@@ -1,4 +1,8 @@
-"""``napari-hemd segment PROB -o OUT``: H-EMD or a baseline on a probability stack."""
+"""``napari-hemd segment INPUT -o OUT``: H-EMD or a baseline; INPUT raw with ``--model``.
+
+With ``--model`` the input is a raw movie: prediction, segmentation and whole-cell masks in one go
+(:mod:`napari_hemd.image_segmentation`); without, it is a probability stack.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import logging
 import sys
 import time
 import warnings
+
+import numpy as np
 
 from napari_hemd.core.segment import METHODS
 
@@ -17,18 +23,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``segment`` subcommand."""
     p = sub.add_parser(
         "segment",
-        help="instance labels from foreground probability maps (H-EMD or a baseline)",
-        description="Segment a probability stack. PROB: TIFF stack, .npy, zarr array or a folder "
-        "of TIFF frames; floats in [0, 1] (uint8/uint16 are rescaled). OUT by extension: .tif "
-        "stack, .zarr, or a folder (CTC result: maskTTT.tif + res_track.txt).",
+        help="instance labels from a raw movie (--model) or from probability maps",
+        description="Segment a raw movie or stack with a model (--model NAME_OR_FILE: predict, "
+        "segment, masks grown to whole cells), or a probability stack (no --model). INPUT: TIFF "
+        "stack, .npy, zarr array or a folder of TIFF frames; probabilities are floats in [0, 1] "
+        "(uint8/uint16 are rescaled). OUT by extension: .tif stack, .zarr, or a folder (CTC "
+        "result: maskTTT.tif + res_track.txt).",
     )
-    p.add_argument("prob", help="probability stack")
+    p.add_argument("prob", metavar="INPUT", help="raw movie (with --model) or probability stack")
     p.add_argument("-o", "--output", required=True, help="output .tif, .zarr or CTC folder")
     p.add_argument("--method", choices=METHODS, default="hemd")
     add_hemd_arguments(p)
     p.add_argument("--axis", type=int, default=0, help="frame/slice axis of a 3D array (0)")
     p.add_argument("--link", action="store_true", help="same id for the same object over time")
     p.add_argument("--boundary", help="boundary probability stack (method maxvalue)")
+    m = p.add_argument_group("model (raw input)")
+    m.add_argument(
+        "--model",
+        metavar="NAME_OR_FILE",
+        help="shipped model (napari-hemd models) or model file: INPUT is a raw movie",
+    )
+    m.add_argument(
+        "--grow",
+        type=int,
+        default=None,
+        help="whole-cell growth of the instances in pixels (default: what the model needs; 0: "
+        "none)",
+    )
+    m.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="prediction tile core size (0: untiled; default: one tile up to 4 Mpx, else 1024)",
+    )
+    m.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (4)")
+    m.add_argument("--device", default=None, help="cpu, cuda, mps (default: cpu)")
+    m.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -80,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
 
     # Fail on the output before doing the work.
     check_output_path(args.output, overwrite=args.overwrite, name="output")
+    if args.model is not None:
+        return _run_with_model(args)
+    for opt in ("grow", "tile", "device", "threads"):
+        if getattr(args, opt) is not None:
+            raise ValueError(f"--{opt} needs --model (INPUT is then a raw movie)")
     prob = read_stack(args.prob, lazy=True)
     boundary = read_stack(args.boundary, lazy=True) if args.boundary else None
     bar = _Progress(disabled=args.no_progress)
@@ -94,8 +129,6 @@ def run(args: argparse.Namespace) -> int:
             res = hemd(prob, link=args.link, progress=bar, **hemd_only, **params)
             labels, tracks = res.labels, res.tracks
             if prob.ndim == 3 and args.axis % 3:
-                import numpy as np
-
                 labels = np.moveaxis(labels, 0, args.axis % 3)
         else:
             labels = segment(prob, args.method, boundary=boundary, progress=bar, **params)
@@ -112,6 +145,55 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{args.method}: {labels.shape[0]} frame(s), max label {n_obj}, "
         f"{time.perf_counter() - t0:.2f} s -> {args.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _run_with_model(args: argparse.Namespace) -> int:
+    """``segment INPUT --model M``: raw movie -> whole-cell masks (one implementation for all)."""
+    from napari_hemd.image_segmentation import segment_image
+    from napari_hemd.io import read_stack, write_labels
+
+    if args.boundary:
+        raise ValueError("--boundary is not used with --model (the model predicts it)")
+    if args.axis != 0:
+        raise ValueError(f"--axis must be 0 with --model (frames first); got {args.axis}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
+    image = read_stack(args.prob, lazy=True)
+    bar = _Progress(disabled=args.no_progress)
+    t0 = time.perf_counter()
+    hp = hemd_params(args)
+    if args.method != "hemd":
+        for k in ("variant", "seed_min_peak", "lone_growth"):
+            hp.pop(k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        res = segment_image(
+            image,
+            args.model,
+            args.method,
+            progress=bar,
+            grow=args.grow,
+            tile=args.tile,
+            batch_size=args.batch_size,
+            device=args.device,
+            threads=args.threads,
+            link=args.link,
+            **hp,
+        )
+    bar.close()
+    labels = res.labels if res.labels.ndim == 3 else res.labels[None]
+    meta = {"source": str(args.prob), **res.params}
+    if res.result is not None:
+        meta.update({k: res.result.params[k] for k in ("variant", "seed_min_peak", "lone_growth")})
+    write_labels(labels, args.output, overwrite=args.overwrite, tracks=res.tracks, metadata=meta)
+    n_obj = len(np.unique(labels)) - 1
+    dt = time.perf_counter() - t0
+    print(
+        f"{args.method} with model {args.model}: {labels.shape[0]} frame(s), {n_obj} labels, "
+        f"whole cells (grown {res.grow} px), {dt:.1f} s -> {args.output}",
         file=sys.stderr,
     )
     return 0

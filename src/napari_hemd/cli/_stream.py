@@ -55,7 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="where predictions go (default OUT.prob.zarr; kept, reused by a rerun)",
     )
     m.add_argument("--predict-chunk", type=int, default=8, help="frames per prediction task (8)")
-    m.add_argument("--tile", type=int, default=512, help="prediction tile core size (0: untiled)")
+    m.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="prediction tile core size (0: untiled; default: one tile up to 4 Mpx, else 1024)",
+    )
     m.add_argument(
         "--threads",
         type=int,

@@ -54,6 +54,35 @@ def register(subparsers) -> None:
     p.add_argument("--embedding-dim", type=int, default=16, help="affinity: embedding dimension D")
     p.add_argument("--ranges", default="1,3,5,9,27", help="affinity: ranges, comma separated")
     p.add_argument("--neighbourhood", type=int, choices=(4, 8), default=4)
+    p.add_argument(
+        "--targets",
+        choices=("cell", "interior"),
+        default="cell",
+        help="U-Net targets: cell (whole cell, dips where cells touch; default) or interior "
+        "(every cell's outer ring is boundary: the old models)",
+    )
+    p.add_argument(
+        "--augment",
+        choices=("full", "basic"),
+        default="full",
+        help="full: rotation, flip, zoom, elastic, contrast, gamma, blur, noise (default); "
+        "basic: 90-degree rotations, flips, gain and weak noise",
+    )
+    p.add_argument(
+        "--no-balance",
+        action="store_true",
+        help="draw frames by area over all --data (default: every --data equally often)",
+    )
+    p.add_argument(
+        "--score-every",
+        type=int,
+        default=0,
+        help="steps between instance scores (F1, AJI) on whole held-out frames; the best-scoring "
+        "model is kept (default 0: the model with the best held-out loss)",
+    )
+    p.add_argument(
+        "--score-frames", type=int, default=8, help="held-out frames scored per --data (default 8)"
+    )
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--resume", action="store_true", help="continue from MODEL.ckpt")
@@ -113,6 +142,11 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         val_every=args.val_every,
+        targets=args.targets,
+        augment=args.augment,
+        balance=not args.no_balance,
+        score_every=args.score_every,
+        score_frames=args.score_frames,
         checkpoint_every=args.checkpoint_every,
         ranges=ranges,
         neighbourhood=args.neighbourhood,

@@ -17,9 +17,15 @@ logger = logging.getLogger(__name__)
 
 
 def instances_from_maps(
-    maps: dict[str, np.ndarray], method: str = "threshold", *, grow: int = 3, **kwargs
+    maps: dict[str, np.ndarray],
+    method: str = "threshold",
+    *,
+    grow: int | None = None,
+    targets: str = "interior",
+    min_size: int = 0,
+    **kwargs,
 ) -> np.ndarray:
-    """Instance labels of one frame from predicted maps.
+    """Whole-cell instance labels of one frame from predicted maps.
 
     Parameters
     ----------
@@ -28,9 +34,14 @@ def instances_from_maps(
     method : str
         ``"threshold"`` (foreground > 0.5, connected components) or any method of
         :func:`napari_hemd.core.segment.segment` (``"hemd"`` ...).
-    grow : int
-        U-Net foreground is the cell *interior*: instances are grown by up to ``grow`` pixels into
-        pixels with background probability below 0.5 (the boundary class); 0 disables this.
+    grow : int, optional
+        Instances are grown by up to ``grow`` pixels into pixels with background probability below
+        0.5 (the boundary class; :func:`napari_hemd.core.cells.grow_to_cells`); default by the
+        model's ``targets`` (:data:`~napari_hemd.core.cells.GROW_BY_TARGETS`); 0 disables it.
+    targets : {"interior", "cell"}
+        What the U-Net's foreground class is (``model.metadata["targets"]``).
+    min_size : int
+        Instances smaller than this (pixels, before growing) are removed.
     **kwargs
         Passed to :func:`~napari_hemd.core.segment.segment`.
 
@@ -38,19 +49,20 @@ def instances_from_maps(
     -------
     (Y, X) int32 ndarray
     """
-    from skimage.measure import label
-    from skimage.segmentation import expand_labels
+    from napari_hemd.core.baselines import threshold_labels
+    from napari_hemd.core.cells import GROW_BY_TARGETS, grow_to_cells
 
     fg = np.asarray(maps["foreground"], dtype=np.float32)
     if method == "threshold":
-        labels = label(fg > 0.5, connectivity=1)
+        labels = threshold_labels(fg, 0.5, connectivity=1, min_size=min_size)
     else:
         from napari_hemd.core.segment import segment
 
-        labels = segment(fg[None], method=method, **kwargs)[0]
+        labels = segment(fg[None], method=method, min_size=min_size, **kwargs)[0]
+    if grow is None:
+        grow = GROW_BY_TARGETS.get(targets, 3)
     if grow and "background" in maps and "boundary" in maps:
-        region = np.asarray(maps["background"]) < 0.5
-        labels = np.where(region, expand_labels(labels, grow), 0)
+        labels = grow_to_cells(labels, maps["background"], grow)
     return labels.astype(np.int32)
 
 
@@ -59,9 +71,9 @@ def evaluate_model(
     samples: Sequence[Sample],
     *,
     methods: Sequence[str] = ("threshold", "hemd"),
-    grow: int = 3,
-    tile: int = 512,
-    halo: int = 64,
+    grow: int | None = None,
+    tile: int | None = None,
+    halo: int | None = None,
     min_size: int = 30,
 ) -> dict[str, dict]:
     """F1, AJI, PQ, SEG of a model's instances on samples it did not see.
@@ -102,7 +114,13 @@ def evaluate_model(
                     raise ValueError("method 'mutex' needs an affinity model; got a U-Net")
                 preds[m][i] = maps["instances"]
             else:
-                preds[m][i] = instances_from_maps(maps, m, grow=grow, min_size=min_size)
+                preds[m][i] = instances_from_maps(
+                    maps,
+                    m,
+                    grow=grow,
+                    targets=model.metadata.get("targets", "interior"),
+                    min_size=min_size,
+                )
     results = {}
     for m in methods:
         r = evaluate_sequence(gts, preds[m])

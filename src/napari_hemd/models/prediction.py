@@ -20,7 +20,7 @@ import torch
 from napari_hemd.models.affinity import make_offsets, self_correlation
 from napari_hemd.models.weights import HemdModel
 
-__all__ = ["OUTPUTS", "iter_predict", "predict"]
+__all__ = ["OUTPUTS", "iter_predict", "predict", "resolve_tiling"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,33 @@ logger = logging.getLogger(__name__)
 #: affinities ``(N, Y, X)`` float32, embeddings ``(D, Y, X)`` float32, instances ``(Y, X)`` int32.
 OUTPUTS = ("foreground", "boundary", "background", "affinities", "embeddings", "instances")
 _AFFINITY_ONLY = ("affinities", "embeddings", "instances")
+
+#: ``tile=None``: frames up to this many pixels run as one tile (the network's activations for a
+#: 4-megapixel frame, depth-4 U-Net with 16 base channels, take ~1.5 GB in float32).
+AUTO_TILE_PIXELS = 4_194_304
+#: ``tile=None`` on larger frames: tile cores of this side, with ``halo=None`` -> 64 px of context.
+AUTO_TILE = 1024
+#: ``halo=None`` on a frame that runs as one tile: reflection margin around the frame (pixels,
+#: rounded up to the network's divisor). Enough that the border pixels see mirrored context, as
+#: training patches near an image border did; the 64 px tile halo would cost 20-50 % more pixels.
+AUTO_EDGE = 16
+
+
+def resolve_tiling(
+    shape: tuple[int, ...], tile: int | None, halo: int | None, divisor: int
+) -> tuple[int, int]:
+    """``(tile, halo)`` for frames of ``shape[-2:]``: ``None`` picks sizes from the frame.
+
+    A frame of at most :data:`AUTO_TILE_PIXELS` runs as one tile with a thin reflected margin
+    (:data:`AUTO_EDGE`); a larger one as :data:`AUTO_TILE` tiles with a 64 px halo.
+    """
+    h, w = (int(v) for v in shape[-2:])
+    one = tile == 0 or (tile is None and h * w <= AUTO_TILE_PIXELS)
+    if tile is None:
+        tile = 0 if one else AUTO_TILE
+    if halo is None:
+        halo = -(-AUTO_EDGE // divisor) * divisor if one else 64
+    return int(tile), int(halo)
 
 
 def _check_outputs(model: HemdModel, outputs: Sequence[str]) -> tuple[str, ...]:
@@ -110,20 +137,22 @@ def iter_predict(
     image,
     *,
     outputs: Sequence[str] = ("foreground",),
-    tile: int = 512,
-    halo: int = 64,
+    tile: int | None = None,
+    halo: int | None = None,
     batch_size: int = 4,
     device: str | torch.device | None = None,
     ranges: Sequence[int] | None = None,
     neighbourhood: int | None = None,
     min_size: int = 30,
     threshold: float = 0.5,
+    cancel: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Yield ``(t, {output: array})`` frame by frame (see :func:`predict` for the parameters)."""
     model = _resolve_model(model)
     outputs = _check_outputs(model, outputs)
     n_frames, read, _ = _frames(image)
     divisor = model.network.divisor
+    tile, halo = resolve_tiling(tuple(image.shape), tile, halo, divisor)
     if tile > 0 and tile % divisor:
         raise ValueError(f"tile must be a multiple of {divisor} (or 0: untiled); got {tile}")
     if halo < 0 or halo % divisor:
@@ -154,6 +183,8 @@ def iter_predict(
                 queue.append((t, y, x, padded[y : y + tshape[0], x : x + tshape[1]]))
             # Run full batches (the last frame flushes the rest), then emit finished frames.
             while len(queue) >= batch_size or (t == n_frames - 1 and queue):
+                if cancel is not None and cancel():
+                    return  # checked between batches of tiles: a Cancel takes effect quickly
                 chunk, queue = queue[:batch_size], queue[batch_size:]
                 out = _run_tiles(model, [c[3] for c in chunk], dev)
                 for (ti, y, x, _), o in zip(chunk, out, strict=True):
@@ -226,8 +257,8 @@ def predict(
     image,
     *,
     outputs: Sequence[str] = ("foreground",),
-    tile: int = 512,
-    halo: int = 64,
+    tile: int | None = None,
+    halo: int | None = None,
     batch_size: int = 4,
     device: str | torch.device | None = None,
     ranges: Sequence[int] | None = None,
@@ -249,11 +280,13 @@ def predict(
         Subset of :data:`OUTPUTS`. U-Nets give foreground, boundary, background (softmax);
         affinity models all of them (foreground from the foreground head, boundary = 1 - min of the
         unit-range affinities, instances from the Mutex watershed).
-    tile : int
+    tile : int, optional
         Core tile side (multiple of the network divisor); 0 or a frame smaller than ``tile``:
-        untiled.
-    halo : int
+        untiled. Default (None): one tile when the frame has at most
+        :data:`AUTO_TILE_PIXELS` pixels, else :data:`AUTO_TILE` (:func:`resolve_tiling`).
+    halo : int, optional
         Context added on each side of a tile (overlap of neighbouring tiles is ``2 * halo``).
+        Default (None): :data:`AUTO_EDGE` for one tile, else 64.
     batch_size : int
         Tiles per forward pass (tiles of consecutive frames are batched together).
     device : str or torch.device, optional

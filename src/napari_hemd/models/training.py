@@ -26,6 +26,7 @@ from napari_hemd.models.affinity import (
     pyramid_ranges,
     self_correlation,
 )
+from napari_hemd.models.augmentation import Augmentation, augment_intensity, warp_patch
 from napari_hemd.models.data import Sample
 from napari_hemd.models.weights import HemdModel, load_model_file, save_model_file
 
@@ -56,8 +57,28 @@ class TrainConfig:
         Steps between evaluations of the held-out loss (the model with the best one is kept).
     checkpoint_every : int
         Steps between checkpoints (``OUTPUT.ckpt``); 0 disables them.
-    class_weights : tuple of float
-        Cross-entropy weights of foreground / boundary / background (U-Net).
+    class_weights : tuple of float or None
+        Cross-entropy weights of foreground / boundary / background (U-Net); None: 1 / 2 / 1 for
+        ``"interior"`` targets, 1 / 3 / 1 for ``"cell"`` targets (contacts are rare pixels).
+    targets : {"cell", "interior"}
+        U-Net targets (see :func:`semantic_targets`). ``"cell"``: foreground is the whole cell
+        except the pixels where it touches another cell, so each cell is one flat-topped hill of
+        the foreground probability and touching cells are separated by a dip (what H-EMD's
+        threshold forest needs). ``"interior"``: the pre-2026-12 targets (every cell's outermost
+        pixels are boundary).
+    augment : {"full", "basic"}
+        ``"full"``: :class:`~napari_hemd.models.augmentation.Augmentation` defaults (any-angle
+        rotation, flip, zoom 0.7-1.4, elastic, contrast, gamma, blur, noise); ``"basic"``: 90-degree
+        rotations, flips, gain/offset and weak noise (the old recipe).
+    balance : bool
+        Draw each ``--data`` folder equally often (frames within one by area), so a small dataset
+        is not drowned by a large one; else every frame by its area.
+    score_every : int
+        Steps between instance scores on whole held-out frames (threshold instances grown to whole
+        cells, mean of F1 and AJI over the data folders); the model with the best score is kept.
+        0: choose by the held-out loss instead.
+    score_frames : int
+        At most this many held-out frames per data folder are scored (evenly spaced in the block).
     ranges, neighbourhood : affinity offsets (affinity model).
     alpha, beta, gamma : float
         Weights of the self-, cross-correlation and pyramid losses (paper: 1, 1, 1).
@@ -79,7 +100,12 @@ class TrainConfig:
     seed: int = 0
     val_every: int = 100
     checkpoint_every: int = 500
-    class_weights: tuple = (1.0, 2.0, 1.0)
+    class_weights: tuple | None = None
+    targets: str = "cell"
+    augment: str = "full"
+    balance: bool = True
+    score_every: int = 0
+    score_frames: int = 8
     ranges: tuple = (1, 3, 5, 9, 27)
     neighbourhood: int = 4
     alpha: float = 1.0
@@ -95,6 +121,20 @@ class TrainConfig:
         for name in ("steps", "batch_size", "patch_size", "val_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)!r}")
+        if self.targets not in ("cell", "interior"):
+            raise ValueError(f"targets must be 'cell' or 'interior'; got {self.targets!r}")
+        if self.augment not in ("full", "basic"):
+            raise ValueError(f"augment must be 'full' or 'basic'; got {self.augment!r}")
+        if int(self.score_every) < 0:
+            raise ValueError(f"score_every must be >= 0; got {self.score_every!r}")
+        if self.class_weights is None:
+            self.class_weights = (1.0, 3.0, 1.0) if self.targets == "cell" else (1.0, 2.0, 1.0)
+        self.class_weights = tuple(float(w) for w in self.class_weights)
+
+    @property
+    def augmentation(self) -> Augmentation:
+        """The :class:`Augmentation` that ``augment`` names."""
+        return Augmentation() if self.augment == "full" else Augmentation.off()
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -108,58 +148,92 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def semantic_targets(labels: np.ndarray) -> np.ndarray:
-    """Class map for the U-Net: 0 foreground (cell interior), 1 boundary, 2 background.
+def contact_pixels(labels: np.ndarray) -> np.ndarray:
+    """Pixels of a cell that touch another cell (8-neighbourhood), ``(Y, X)`` bool.
+
+    Two touching cells give a band two pixels wide (one on each side of the contact).
+    """
+    from scipy import ndimage as ndi
+
+    lab = np.asarray(labels)
+    big = np.iinfo(np.int64).max
+    fg = lab > 0
+    higher = ndi.maximum_filter(lab, size=3, mode="nearest") != lab
+    lower = ndi.minimum_filter(np.where(fg, lab.astype(np.int64), big), size=3, mode="nearest")
+    return fg & (higher | (lower != lab))
+
+
+def semantic_targets(labels: np.ndarray, targets: str = "interior") -> np.ndarray:
+    """Class map for the U-Net: 0 foreground, 1 boundary, 2 background.
 
     Parameters
     ----------
     labels : (Y, X) int ndarray
         Instance labels.
+    targets : {"interior", "cell"}
+        ``"interior"``: boundary = every instance's own outermost pixels
+        (``find_boundaries(mode="inner")``), foreground = the rest of the cell (its interior).
+        ``"cell"``: boundary = only the pixels where a cell touches another one
+        (:func:`contact_pixels`); foreground = the rest of the cell (the whole cell where it borders
+        background).
 
     Returns
     -------
     (Y, X) int64 ndarray
-        Boundary = the instance's own outermost pixels (``find_boundaries(mode="inner")``), so
-        touching cells are separated by two boundary pixels.
     """
-    from skimage.segmentation import find_boundaries
-
     cls = np.full(labels.shape, 2, dtype=np.int64)
     cls[labels > 0] = 0
+    if targets == "cell":
+        cls[contact_pixels(labels)] = 1
+        return cls
+    if targets != "interior":
+        raise ValueError(f"targets must be 'interior' or 'cell'; got {targets!r}")
+    from skimage.segmentation import find_boundaries
+
     cls[find_boundaries(labels, mode="inner") & (labels > 0)] = 1
     return cls
 
 
 class _PatchSampler:
-    """Random patches with flips, 90-degree rotations and intensity jitter."""
+    """Random training patches: geometric warp of image and labels, then intensity changes.
 
-    def __init__(self, samples: Sequence[Sample], patch: int, rng: np.random.Generator) -> None:
+    Data folders (the ``DATASET/SEQ`` part of a sample's name) are drawn equally often when
+    ``balance``; frames within one in proportion to their area.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        patch: int,
+        rng: np.random.Generator,
+        aug: Augmentation | None = None,
+        balance: bool = True,
+    ) -> None:
         self.samples = list(samples)
         self.patch = patch
         self.rng = rng
-        # Sample images proportional to their area (whole-frame coverage).
+        self.aug = aug or Augmentation.off()
         areas = np.array([s.image.size for s in self.samples], dtype=float)
+        if balance:
+            groups = [_dataset_of(s) for s in self.samples]
+            totals: dict[str, float] = {}
+            for g, a in zip(groups, areas, strict=True):
+                totals[g] = totals.get(g, 0.0) + a
+            areas = np.array([a / totals[g] for g, a in zip(groups, areas, strict=True)])
         self.p = areas / areas.sum()
 
     def __call__(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         imgs, labs = [], []
-        p = self.patch
         for _ in range(n):
             s = self.samples[self.rng.choice(len(self.samples), p=self.p)]
-            img, lab = _pad_to(s.image, p), _pad_to(s.labels, p)
-            y = self.rng.integers(0, img.shape[0] - p + 1)
-            x = self.rng.integers(0, img.shape[1] - p + 1)
-            img, lab = img[y : y + p, x : x + p], lab[y : y + p, x : x + p]
-            k = int(self.rng.integers(4))
-            img, lab = np.rot90(img, k), np.rot90(lab, k)
-            if self.rng.random() < 0.5:
-                img, lab = img[:, ::-1], lab[:, ::-1]
-            scale = np.exp(self.rng.normal(0, 0.2))
-            img = img * scale + self.rng.normal(0, 0.1)
-            img = img + self.rng.normal(0, 0.02, img.shape)
-            imgs.append(np.ascontiguousarray(img, dtype=np.float32))
-            labs.append(np.ascontiguousarray(lab))
+            img, lab = warp_patch(s.image, s.labels, self.patch, self.rng, self.aug)
+            imgs.append(augment_intensity(img, self.rng, self.aug))
+            labs.append(lab)
         return np.stack(imgs)[:, None], np.stack(labs)
+
+
+def _dataset_of(sample: Sample) -> str:
+    return sample.name.rsplit("/", 1)[0] if "/" in sample.name else sample.name
 
 
 def _pad_to(arr: np.ndarray, size: int) -> np.ndarray:
@@ -188,7 +262,8 @@ def _val_patches(samples: Sequence[Sample], patch: int, per_sample: int = 4) -> 
 def _unet_loss(
     model: HemdModel, img: torch.Tensor, lab: np.ndarray, cfg: TrainConfig
 ) -> torch.Tensor:
-    target = torch.from_numpy(np.stack([semantic_targets(x) for x in lab])).to(img.device)
+    target = torch.from_numpy(np.stack([semantic_targets(x, cfg.targets) for x in lab]))
+    target = target.to(img.device)
     logits = model.network(img)
     weight = torch.tensor(cfg.class_weights, dtype=logits.dtype, device=img.device)
     return F.cross_entropy(logits.float(), target, weight=weight.float())
@@ -310,6 +385,8 @@ def train_model(
     if cfg.model == "affinity":
         model.metadata["ranges"] = list(cfg.ranges)
         model.metadata["neighbourhood"] = cfg.neighbourhood
+    else:
+        model.metadata["targets"] = cfg.targets
     divisor = model.network.divisor
     if cfg.patch_size % divisor:
         raise ValueError(f"patch_size must be a multiple of {divisor}; got {cfg.patch_size}")
@@ -333,12 +410,15 @@ def train_model(
         sched.load_state_dict(state["scheduler"])
         step, history = int(state["step"]), list(state["history"])
         best = (float(state["best_loss"]), state.get("best_state"))
+        if state.get("selection", "loss") != ("score" if cfg.score_every else "loss"):
+            best = (math.inf, None)  # the criterion changed: the stored best is not comparable
         rng = np.random.default_rng([cfg.seed, step])
         torch.manual_seed(cfg.seed + step)
         logger.info("resumed from %s at step %d", ckpt, step)
 
-    sampler = _PatchSampler(train, cfg.patch_size, rng)
+    sampler = _PatchSampler(train, cfg.patch_size, rng, cfg.augmentation, cfg.balance)
     val_img, val_lab = _val_patches(val, cfg.patch_size) if val else (None, None)
+    score_samples = _score_subset(val, cfg.score_frames) if cfg.score_every else []
     t0, running = time.perf_counter(), []
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.model}")
     while step < cfg.steps:
@@ -372,8 +452,12 @@ def train_model(
             running = []
             if val_img is not None:
                 entry["val_loss"] = _evaluate(model, val_img, val_lab, cfg, loss_fn, device)
-                if entry["val_loss"] < best[0]:
+                if not score_samples and entry["val_loss"] < best[0]:
                     best = (entry["val_loss"], _cpu_state(model))
+            if score_samples and (step % cfg.score_every == 0 or step == cfg.steps or out_of_time):
+                entry.update(_score(model, score_samples))
+                if -entry["val_score"] < best[0]:
+                    best = (-entry["val_score"], _cpu_state(model))
             history.append(entry)
             logger.info("step %d: %s", step, entry)
             if callback is not None:
@@ -388,6 +472,7 @@ def train_model(
                     "history": history,
                     "best_loss": best[0],
                     "best_state": best[1],
+                    "selection": "score" if score_samples else "loss",
                 },
                 ckpt,
             )
@@ -407,7 +492,9 @@ def train_model(
         "held_out_samples": [s.name for s in val],
         "mask_sources": sorted({s.source for s in train}),
         "history": history,
-        "best_val_loss": None if math.isinf(best[0]) else best[0],
+        "best_val_loss": None if math.isinf(best[0]) or score_samples else best[0],
+        "best_val_score": -best[0] if score_samples and not math.isinf(best[0]) else None,
+        "augmentation": cfg.augmentation.to_dict(),
         "device": str(device),
         "torch": torch.__version__,
     }
@@ -415,6 +502,38 @@ def train_model(
     if ckpt.exists() and step >= cfg.steps:
         ckpt.unlink()
     return load_model_file(output), history
+
+
+def _score_subset(val: Sequence[Sample], per_dataset: int) -> list[Sample]:
+    """At most ``per_dataset`` held-out frames of every data folder, evenly spaced."""
+    groups: dict[str, list[Sample]] = {}
+    for s in val:
+        groups.setdefault(_dataset_of(s), []).append(s)
+    out = []
+    for g in groups.values():
+        idx = np.unique(np.linspace(0, len(g) - 1, min(per_dataset, len(g))).round().astype(int))
+        out += [g[i] for i in idx]
+    return out
+
+
+def _score(model: HemdModel, samples: Sequence[Sample]) -> dict:
+    """Held-out instance score: threshold instances as whole cells, mean of F1 and AJI per folder.
+
+    Returns ``{"val_score": mean over folders, "val_scores": {folder: {"F1", "AJI"}}}``.
+    """
+    from napari_hemd.models.evaluation import evaluate_model
+
+    model.network.eval()
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(_dataset_of(s), []).append(s)
+    per = {}
+    for name, g in groups.items():
+        r = evaluate_model(model, g, methods=("threshold",), min_size=20)["threshold"]
+        per[name] = {"F1": r["F1"], "AJI": r["AJI"]}
+    score = float(np.mean([(v["F1"] + v["AJI"]) / 2 for v in per.values()]))
+    logger.info("held-out score %.4f %s", score, per)
+    return {"val_score": round(score, 4), "val_scores": per}
 
 
 def _cpu_state(model: HemdModel) -> dict:

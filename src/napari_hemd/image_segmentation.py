@@ -1,0 +1,228 @@
+"""Raw image -> whole-cell instance labels: model prediction, then H-EMD (or a baseline).
+
+One implementation behind every path a user can take from a raw movie to masks: ``napari-hemd
+segment IMAGE --model NAME``, the Segment widget with a model chosen, ``napari-hemd demo`` and the
+API :func:`segment_image`. Steps:
+
+1. predict the maps the method needs with the model (:func:`napari_hemd.models.iter_predict`,
+   frames read one at a time, tiles sized to the frame);
+2. segment the ``foreground`` probability with H-EMD or a baseline
+   (:func:`napari_hemd.workflows.segment_workflow`);
+3. grow the instances to **whole cells** (:func:`napari_hemd.core.cells.grow_to_cells`): a U-Net's
+   foreground class stops short of the cell outline (its ``boundary`` class), so instances are
+   grown into pixels that are not background by the width of that class, which the model file
+   records (``metadata["targets"]``). The affinity network's foreground head is the whole nucleus
+   already (no growth).
+
+Imports torch only when it runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_hemd.core.segment import METHODS, HEMDResult
+from napari_hemd.workflows import Progress, run_workflow, segment_workflow
+
+__all__ = ["ImageSegmentation", "segment_image", "segment_image_workflow", "whole_cell_growth"]
+
+
+@dataclass
+class ImageSegmentation:
+    """What :func:`segment_image` produced.
+
+    Attributes
+    ----------
+    labels : uint32 ndarray
+        Whole-cell instance labels, shaped like the image.
+    maps : dict of str to float32 ndarray
+        The predicted ``foreground`` (and ``boundary``, ``background`` for U-Nets), shaped like the
+        image.
+    result : HEMDResult or None
+        H-EMD's forests and selections (candidate regions are on the foreground map, i.e. before
+        the whole-cell growth) when ``method="hemd"``.
+    grow : int
+        Pixels the instances were grown by.
+    tracks : (K, 4) int64 ndarray or None
+        CTC track table (``L B E P``) when ``link=True``.
+    params : dict
+        Method, model and parameters of the run.
+    """
+
+    labels: np.ndarray
+    maps: dict[str, np.ndarray]
+    result: HEMDResult | None = None
+    grow: int = 0
+    tracks: np.ndarray | None = None
+    params: dict = field(default_factory=dict)
+
+
+def whole_cell_growth(model) -> int:
+    """Pixels a model's foreground instances are grown by to become whole cells.
+
+    U-Nets: :data:`napari_hemd.core.cells.GROW_BY_TARGETS` of ``metadata["targets"]`` (models
+    from before the field existed have ``"interior"`` targets); affinity networks: 0.
+    """
+    from napari_hemd.core.cells import GROW_BY_TARGETS
+
+    if model.kind != "unet":
+        return 0
+    return GROW_BY_TARGETS[model.metadata.get("targets", "interior")]
+
+
+def segment_image_workflow(
+    image,
+    model,
+    method: str = "hemd",
+    *,
+    grow: int | None = None,
+    tile: int | None = None,
+    halo: int | None = None,
+    batch_size: int = 4,
+    device: str | None = None,
+    threads: int | None = None,
+    **params,
+) -> Generator[Progress, None, ImageSegmentation]:
+    """Predict maps with ``model``, segment them, grow instances to whole cells.
+
+    Parameters
+    ----------
+    image : (T, Y, X), (Z, Y, X) or (Y, X) array-like
+        Raw intensities; frames (or slices) on axis 0, read one at a time.
+    model : str, path or HemdModel
+        A shipped model name, a model file or a loaded model.
+    method : str
+        One of :data:`napari_hemd.core.segment.METHODS` (H-EMD by default). H-EMD on a single
+        2D frame reduces to its initial selection and padding.
+    grow : int, optional
+        Whole-cell growth in pixels; default :func:`whole_cell_growth` of the model; 0: none.
+    tile, halo, batch_size, device
+        See :func:`napari_hemd.models.predict` (default: tiles sized to the frame).
+    threads : int, optional
+        torch intra-op threads while predicting (default: torch's).
+    **params
+        Parameters of the method (``tau``, ``delta``, ``iterations``, ``min_size``, ``link``,
+        ``variant`` ...), as for :func:`napari_hemd.workflows.segment_workflow`.
+
+    Yields
+    ------
+    (stage, done, total)
+        ``("predict", frames done, frames)``, then the method's stages.
+
+    Returns
+    -------
+    ImageSegmentation
+    """
+    import torch
+
+    from napari_hemd.core.cells import grow_to_cells
+    from napari_hemd.models.prediction import _resolve_model, iter_predict
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    shape = tuple(getattr(image, "shape", ()))
+    if len(shape) not in (2, 3):
+        raise ValueError(
+            f"image must be (Y, X), (T, Y, X) or (Z, Y, X) raw intensities; got shape {shape}"
+        )
+    if len(shape) == 3 and shape[0] == 0:
+        raise ValueError("image has no frames (shape[0] == 0)")
+    if params.get("axis", 0) not in (0, -3):
+        raise ValueError(f"axis must be 0 (frames first) with a model; got {params['axis']}")
+    params.pop("axis", None)
+    loaded = _resolve_model(model)
+    if grow is None:
+        grow = whole_cell_growth(loaded)
+    if grow < 0:
+        raise ValueError(f"grow must be >= 0; got {grow}")
+    outputs = ["foreground"]
+    if grow:
+        outputs.append("background")
+    if method == "maxvalue":
+        outputs.append("boundary")
+    n = 1 if len(shape) == 2 else shape[0]
+    frames: dict[str, list[np.ndarray]] = {k: [] for k in outputs}
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        yield ("predict", 0, n)
+        for t, maps in iter_predict(
+            loaded,
+            image,
+            outputs=outputs,
+            tile=tile,
+            halo=halo,
+            batch_size=batch_size,
+            device=device,
+        ):
+            for k in outputs:
+                frames[k].append(np.asarray(maps[k], dtype=np.float32))
+            yield ("predict", t + 1, n)
+    finally:
+        if threads:
+            torch.set_num_threads(old_threads)
+    maps = {k: np.stack(v) for k, v in frames.items()}
+    seg_kwargs = dict(params)
+    link = bool(seg_kwargs.pop("link", False))
+    if method == "maxvalue":
+        seg_kwargs["boundary"] = maps["boundary"]
+    if method == "hemd":
+        seg_kwargs["link"] = link  # H-EMD links on its own candidates; growth keeps the ids
+    result = yield from segment_workflow(maps["foreground"], method, **seg_kwargs)
+    res = result if isinstance(result, HEMDResult) else None
+    labels = res.labels if res is not None else np.asarray(result)
+    labels = np.asarray(labels, dtype=np.uint32).reshape((n, *shape[-2:]))
+    if grow:
+        labels = grow_to_cells(labels, maps["background"], grow, frame_axis=True)
+    tracks = res.tracks if res is not None else None
+    if link and res is None:
+        from napari_hemd.core.linking import link_labels
+
+        labels, tracks = link_labels(labels, delta=params.get("delta", 0.35))
+    if len(shape) == 2:
+        labels = labels[0]
+        maps = {k: v[0] for k, v in maps.items()}
+    name = model if isinstance(model, (str, os.PathLike)) else loaded.metadata.get("name")
+    run = {"method": method, "model": str(name), "grow": int(grow), **params}
+    return ImageSegmentation(labels, maps, res, int(grow), tracks, run)
+
+
+def segment_image(
+    image,
+    model="nuclei-fluo",
+    method: str = "hemd",
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+    **kwargs,
+) -> ImageSegmentation:
+    """Raw image or movie -> whole-cell instance labels with a model and H-EMD (or a baseline).
+
+    Parameters
+    ----------
+    image : (T, Y, X), (Z, Y, X) or (Y, X) array-like
+        Raw intensities (any dtype; normalised per frame by the model).
+    model : str, path or HemdModel
+        Shipped model name (``napari-hemd models``), model file, or model.
+    method : str
+        ``"hemd"`` (default) or a baseline of :data:`napari_hemd.core.segment.METHODS`.
+    progress : callable, optional
+        Called as ``progress(stage, done, total)``.
+    **kwargs
+        See :func:`segment_image_workflow`.
+
+    Returns
+    -------
+    ImageSegmentation
+        ``.labels`` (uint32, shaped like ``image``), ``.maps``, ``.result`` (H-EMD).
+
+    Examples
+    --------
+    >>> from napari_hemd import segment_image  # doctest: +SKIP
+    >>> labels = segment_image(movie, model="nuclei-fluo").labels  # doctest: +SKIP
+    """
+    return run_workflow(segment_image_workflow(image, model, method, **kwargs), progress)
