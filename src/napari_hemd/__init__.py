@@ -10,6 +10,7 @@ from napari_hemd.core.linking import link_labels
 from napari_hemd.core.metrics import evaluate_sequence
 from napari_hemd.core.segment import METHODS, HEMDResult, hemd, segment
 from napari_hemd.core.selection import FrameSelection, select_instances
+from napari_hemd.image_segmentation import ImageSegmentation, segment_image
 
 __version__ = "0.1.0"
 
@@ -18,11 +19,13 @@ __all__ = [
     "CandidateForest",
     "FrameSelection",
     "HEMDResult",
+    "ImageSegmentation",
     "__version__",
     "build_candidate_forest",
     "evaluate_sequence",
     "hemd",
     "link_labels",
     "segment",
+    "segment_image",
     "select_instances",
 ]

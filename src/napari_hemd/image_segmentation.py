@@ -28,7 +28,13 @@ import numpy as np
 from napari_hemd.core.segment import METHODS, HEMDResult
 from napari_hemd.workflows import Progress, run_workflow, segment_workflow
 
-__all__ = ["ImageSegmentation", "segment_image", "segment_image_workflow", "whole_cell_growth"]
+__all__ = [
+    "ImageSegmentation",
+    "labels_from_maps_workflow",
+    "segment_image",
+    "segment_image_workflow",
+    "whole_cell_growth",
+]
 
 
 @dataclass
@@ -119,7 +125,6 @@ def segment_image_workflow(
     """
     import torch
 
-    from napari_hemd.core.cells import grow_to_cells
     from napari_hemd.models.prediction import _resolve_model, iter_predict
 
     if method not in METHODS:
@@ -167,16 +172,54 @@ def segment_image_workflow(
         if threads:
             torch.set_num_threads(old_threads)
     maps = {k: np.stack(v) for k, v in frames.items()}
+    labels, res, tracks = yield from labels_from_maps_workflow(maps, method, grow, **params)
+    if len(shape) == 2:
+        labels = labels[0]
+        maps = {k: v[0] for k, v in maps.items()}
+    name = str(model) if isinstance(model, (str, os.PathLike)) else f"({loaded.kind} model)"
+    run = {"method": method, "model": name, "grow": int(grow), **params}
+    return ImageSegmentation(labels, maps, res, int(grow), tracks, run)
+
+
+def labels_from_maps_workflow(
+    maps: dict[str, np.ndarray], method: str = "hemd", grow: int = 0, **params
+) -> Generator[Progress, None, tuple[np.ndarray, HEMDResult | None, np.ndarray | None]]:
+    """Segment predicted ``(T, Y, X)`` maps and grow the instances to whole cells.
+
+    The second half of :func:`segment_image_workflow` (for maps already predicted).
+
+    Parameters
+    ----------
+    maps : dict
+        ``foreground`` ``(T, Y, X)``; ``background`` when ``grow > 0``; ``boundary`` for
+        ``method="maxvalue"``.
+    method : str
+        One of :data:`napari_hemd.core.segment.METHODS`.
+    grow : int
+        Whole-cell growth in pixels (:func:`napari_hemd.core.cells.grow_to_cells`).
+    **params
+        Parameters of the method; ``link=True`` also links (H-EMD links its own candidates,
+        baselines are linked after the growth).
+
+    Returns
+    -------
+    labels : (T, Y, X) uint32 ndarray
+    result : HEMDResult or None
+    tracks : (K, 4) ndarray or None
+    """
+    from napari_hemd.core.cells import grow_to_cells
+
+    fg = maps["foreground"]
     seg_kwargs = dict(params)
     link = bool(seg_kwargs.pop("link", False))
     if method == "maxvalue":
         seg_kwargs["boundary"] = maps["boundary"]
     if method == "hemd":
         seg_kwargs["link"] = link  # H-EMD links on its own candidates; growth keeps the ids
-    result = yield from segment_workflow(maps["foreground"], method, **seg_kwargs)
+    result = yield from segment_workflow(fg, method, **seg_kwargs)
     res = result if isinstance(result, HEMDResult) else None
     labels = res.labels if res is not None else np.asarray(result)
-    labels = np.asarray(labels, dtype=np.uint32).reshape((n, *shape[-2:]))
+    labels = np.asarray(labels, dtype=np.uint32).reshape(fg.shape)
     if grow:
         labels = grow_to_cells(labels, maps["background"], grow, frame_axis=True)
     tracks = res.tracks if res is not None else None
@@ -184,12 +227,7 @@ def segment_image_workflow(
         from napari_hemd.core.linking import link_labels
 
         labels, tracks = link_labels(labels, delta=params.get("delta", 0.35))
-    if len(shape) == 2:
-        labels = labels[0]
-        maps = {k: v[0] for k, v in maps.items()}
-    name = model if isinstance(model, (str, os.PathLike)) else loaded.metadata.get("name")
-    run = {"method": method, "model": str(name), "grow": int(grow), **params}
-    return ImageSegmentation(labels, maps, res, int(grow), tracks, run)
+    return labels, res, tracks
 
 
 def segment_image(

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from napari_hemd.models import TrainConfig, load_samples, split_samples, train_model  # noqa: E402
-from napari_hemd.models.training import semantic_targets  # noqa: E402
+from napari_hemd.models.training import contact_pixels, semantic_targets  # noqa: E402
 
 
 def _crop(samples, size=192):
@@ -22,6 +22,49 @@ def test_semantic_targets_separate_touching_cells():
     assert set(np.unique(cls)) == {0, 1, 2}
     assert (cls[:, 3] != 0).all() and (cls[:, 4] != 0).all()  # the shared border is boundary
     assert cls[2, 2] == 0 and cls[0, 0] == 2
+
+
+def test_cell_targets_dip_only_where_cells_touch():
+    labels = np.zeros((10, 20), np.int32)
+    labels[1:9, 1:7], labels[1:9, 7:13] = 1, 2  # touching along x = 6 | 7
+    labels[1:9, 14:19] = 3  # one pixel of background between cells 2 and 3 (as CTC masks)
+    cls = semantic_targets(labels, "cell")
+    contact = contact_pixels(labels)  # radius 2
+    assert contact[:, 5:9].all(axis=1)[1:9].all() and contact[1:9, 5:9].sum() == 32
+    assert contact[1:9, 12].all() and contact[1:9, 14].all()  # one pixel each side of the gap
+    assert contact.sum() == 32 + 16  # nothing where a cell borders only background
+    assert (cls[1:9, 1:5] == 0).all() and (cls[1:9, 15:19] == 0).all()  # whole cell elsewhere
+    assert (cls[contact] == 1).all() and (cls[labels == 0] == 2).all()
+    assert contact_pixels(labels, radius=1).sum() == 16  # only the touching pair, 2 px wide
+    # the old targets also mark every cell's outer ring as boundary
+    assert (semantic_targets(labels, "interior")[1, 1:13] == 1).all()
+    with pytest.raises(ValueError, match="targets must be"):
+        semantic_targets(labels, "whole")
+
+
+def test_score_based_selection_and_metadata(blobs, tmp_path):
+    from napari_hemd.models import Sample
+
+    samples = [Sample(blobs[0] / 255, blobs[1], f"d{i % 2}/t{i}", "labels") for i in range(4)]
+    cfg = TrainConfig(
+        model="unet",
+        architecture={"base_channels": 4, "depth": 2},
+        steps=4,
+        batch_size=1,
+        patch_size=32,
+        val_every=2,
+        score_every=2,
+        checkpoint_every=0,
+    )
+    model, history = train_model(samples[:2], samples[2:], tmp_path / "m.pt", cfg, progress=False)
+    scored = [h for h in history if "val_score" in h]
+    assert [h["step"] for h in scored] == [2, 4]
+    assert set(scored[0]["val_scores"]) == {"d0", "d1"}  # one score per data folder
+    meta = model.metadata
+    assert meta["targets"] == "cell"
+    assert meta["training"]["best_val_score"] == max(h["val_score"] for h in scored)
+    assert meta["training"]["augmentation"]["elastic"] > 0
+    assert meta["training"]["config"]["class_weights"] == [1.0, 3.0, 1.0]
 
 
 def test_split_samples_holds_out_a_block(blobs):
@@ -98,3 +141,7 @@ def test_config_errors():
         TrainConfig(model="resnet")
     with pytest.raises(ValueError, match="steps must be"):
         TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="targets must be 'cell' or 'interior'; got 'x'"):
+        TrainConfig(targets="x")
+    with pytest.raises(ValueError, match="augment must be"):
+        TrainConfig(augment="heavy")

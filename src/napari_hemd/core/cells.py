@@ -13,8 +13,9 @@ import numpy as np
 
 __all__ = ["GROW_BY_TARGETS", "grow_to_cells"]
 
-#: Pixels an instance is grown by, per U-Net target kind: the width of the boundary class (the
-#: outer ring for "interior"; one side of a two-pixel contact band for "cell") plus one of slack.
+#: Pixels an instance is grown by, per U-Net target kind: the width of the boundary class on one
+#: cell (the outer ring for "interior", 2 px plus one of slack; for "cell" the contact band, which
+#: reaches 2 px into each cell, ``napari_hemd.models.training.contact_pixels``).
 GROW_BY_TARGETS = {"interior": 3, "cell": 2}
 
 

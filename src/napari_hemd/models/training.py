@@ -148,18 +148,22 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def contact_pixels(labels: np.ndarray) -> np.ndarray:
-    """Pixels of a cell that touch another cell (8-neighbourhood), ``(Y, X)`` bool.
+def contact_pixels(labels: np.ndarray, radius: int = 2) -> np.ndarray:
+    """Pixels of a cell within ``radius`` pixels (square window) of another cell, ``(Y, X)`` bool.
 
-    Two touching cells give a band two pixels wide (one on each side of the contact).
+    Two touching cells give a band ``2 * radius`` pixels wide; cells that an annotator separated
+    by a one-pixel gap of background (as the CTC masks mostly are) still get a band of
+    ``radius - 1`` pixels on each side, so the foreground dips between them, not only a one-pixel
+    crack that a network blurs over.
     """
     from scipy import ndimage as ndi
 
-    lab = np.asarray(labels)
-    big = np.iinfo(np.int64).max
+    lab = np.asarray(labels).astype(np.int64, copy=False)
     fg = lab > 0
-    higher = ndi.maximum_filter(lab, size=3, mode="nearest") != lab
-    lower = ndi.minimum_filter(np.where(fg, lab.astype(np.int64), big), size=3, mode="nearest")
+    size = 2 * int(radius) + 1
+    higher = ndi.maximum_filter(lab, size=size, mode="nearest") != lab
+    # background counts as +inf for the minimum (int64 max overflows inside scipy's filter)
+    lower = ndi.minimum_filter(np.where(fg, lab, lab.max() + 1), size=size, mode="nearest")
     return fg & (higher | (lower != lab))
 
 

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_hemd.core.cells import grow_to_cells
+
+
+def _two_interiors():
+    """Two cells (8x6 each) touching along x = 6; labels hold only their interiors."""
+    cells = np.zeros((12, 14), np.int32)
+    cells[2:10, 1:7], cells[2:10, 7:13] = 1, 2
+    interior = np.zeros_like(cells)
+    interior[4:8, 3:5], interior[4:8, 9:11] = 1, 2
+    background = np.where(cells > 0, 0.1, 0.9).astype(np.float32)
+    return cells, interior, background
+
+
+def test_growth_restores_whole_cells_and_stops_at_background():
+    cells, interior, background = _two_interiors()
+    grown = grow_to_cells(interior, background, 3)
+    assert set(np.unique(grown)) == {0, 1, 2}
+    assert (grown[cells == 0] == 0).all()  # never into background
+    assert (grown[interior > 0] == interior[interior > 0]).all()  # the instances keep their pixels
+    # every cell pixel within 3 px of its interior is recovered, with the right id
+    assert (grown == cells)[2:10, 1:13].mean() > 0.9
+
+
+def test_growth_zero_and_frames_are_independent():
+    cells, interior, background = _two_interiors()
+    assert grow_to_cells(interior, background, 0) is interior
+    stack = np.stack([interior, np.zeros_like(interior)])
+    bg = np.stack([background, np.full_like(background, 0.1)])
+    out = grow_to_cells(stack, bg, 3, frame_axis=True)
+    assert (out[1] == 0).all()  # nothing grows into frame 1 from frame 0
+    assert (out[0] == grow_to_cells(interior, background, 3)).all()
+
+
+def test_growth_bad_input():
+    _, interior, background = _two_interiors()
+    with pytest.raises(ValueError, match=r"background must have the shape of labels \(12, 14\)"):
+        grow_to_cells(interior, background[:5], 2)
+    with pytest.raises(ValueError, match="grow must be >= 0; got -1"):
+        grow_to_cells(interior, background, -1)

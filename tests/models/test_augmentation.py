@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_hemd.models.augmentation import Augmentation, augment_intensity, warp_patch
+
+
+def _ramp(h=120, w=150):
+    yy, xx = np.mgrid[:h, :w]
+    return yy, xx
+
+
+def test_warp_keeps_image_and_labels_aligned():
+    """Images = the source row / column (linear, so interpolated exactly), labels = a unique id per
+    source pixel (nearest): every output pixel's label is the source pixel nearest to where the
+    images say it was sampled, through rotation, flip, zoom and the elastic field."""
+    yy, xx = _ramp()
+    ids = (yy * 1000 + xx).astype(np.int64)
+    aug = Augmentation(elastic=3.0)
+    for seed in range(10):
+        centre = (40 + 4 * seed, 40 + 7 * seed)  # the patch stays inside the frame
+        src_y, lab = warp_patch(yy.astype(float), ids, 48, np.random.default_rng(seed), aug, centre)
+        src_x, _ = warp_patch(xx.astype(float), ids, 48, np.random.default_rng(seed), aug, centre)
+        assert src_y.shape == lab.shape == (48, 48) and lab.dtype == np.int64
+        inside = (src_y > 0) & (src_y < 119) & (src_x > 0) & (src_x < 149)
+        assert inside.mean() > 0.9
+        assert np.abs(lab // 1000 - src_y)[inside].max() <= 0.51
+        assert np.abs(lab % 1000 - src_x)[inside].max() <= 0.51
+
+
+def test_warp_preserves_label_ids_and_zooms():
+    yy, xx = _ramp()
+    labels = np.zeros(yy.shape, np.int32)
+    labels[(yy - 60) ** 2 + (xx - 75) ** 2 < 20**2] = 7
+    image = labels.astype(np.float32)
+    rng = np.random.default_rng(0)
+    small = Augmentation(scale=(0.5, 0.5), elastic=0)
+    big = Augmentation(scale=(2.0, 2.0), elastic=0)
+    _, lab_s = warp_patch(image, labels, 50, rng, small, centre=(60, 75))  # no mirrored copies
+    _, lab_b = warp_patch(image, labels, 100, rng, big, centre=(60, 75))
+    assert set(np.unique(lab_s)) <= {0, 7} and set(np.unique(lab_b)) <= {0, 7}
+    area = np.pi * 20**2
+    assert (lab_s == 7).sum() == pytest.approx(area * 0.25, rel=0.1)
+    assert (lab_b == 7).sum() == pytest.approx(area * 4, rel=0.1)
+
+
+def test_intensity_augmentation_changes_values_not_shape():
+    rng = np.random.default_rng(1)
+    img = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    outs = [augment_intensity(img, rng, Augmentation()) for _ in range(5)]
+    assert all(o.shape == img.shape and o.dtype == np.float32 for o in outs)
+    assert np.std([o.mean() for o in outs]) > 0.01  # gain / offset / gamma vary
+    off = augment_intensity(img, np.random.default_rng(1), Augmentation.off())
+    assert np.corrcoef(off.ravel(), img.ravel())[0, 1] > 0.95
+    assert Augmentation().to_dict()["scale"] == [0.7, 1.4]
