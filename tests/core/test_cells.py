@@ -27,7 +27,7 @@ def test_growth_restores_whole_cells_and_stops_at_background():
 
 
 def test_growth_zero_and_frames_are_independent():
-    cells, interior, background = _two_interiors()
+    _, interior, background = _two_interiors()
     assert grow_to_cells(interior, background, 0) is interior
     stack = np.stack([interior, np.zeros_like(interior)])
     bg = np.stack([background, np.full_like(background, 0.1)])
