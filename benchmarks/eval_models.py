@@ -1,9 +1,17 @@
-"""Score model files on the frames they were *not* trained on.
+"""Score model files on the contiguous block of frames they were *not* trained on.
 
-The held-out frames are read from the model's metadata (``training.held_out_samples``); masks are
-the gold truth (GT/SEG) where a frame has one, else the silver truth (ST/SEG), as stated in the
-output. Writes a JSON summary and, with ``--store``, the scores into the model file's metadata
-(shown by ``napari-hemd models``).
+Protocol (what a user gets from ``napari-hemd segment MOVIE --model M``): the held-out frames of
+each data folder (``training.held_out_samples`` in the model file: the last 20 % of a sequence, a
+contiguous block) are predicted once; H-EMD runs over the whole block as one sequence (so it
+matches candidates across neighbouring frames), the 0.5-threshold and the watershed baselines on
+the same maps, each with ``min_size=20``; all instances are grown to whole cells exactly as
+``segment --model`` does (:func:`napari_hemd.image_segmentation.labels_from_maps_workflow`).
+Independent images (BBBC039) are segmented one at a time. The affinity model also reports its
+Mutex-watershed instances.
+
+Scores (F1 at IoU >= 0.5, AJI, PQ, CTC SEG; objects and pixels pooled over the frames) against the
+silver truth (ST, every frame) and, where a frame has one, the gold truth (GT, sparse on HeLa: only
+SEG is meaningful there).
 
     PYTHONPATH=src python benchmarks/eval_models.py src/napari_hemd/models/weights/*.pt \
         --data ../shared/data --json docs/models-validation.json --store
@@ -14,36 +22,65 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from napari_hemd.models import load_model_file, load_samples, save_model_file
-from napari_hemd.models.evaluation import evaluate_model
+from napari_hemd.core.metrics import evaluate_sequence
+from napari_hemd.image_segmentation import labels_from_maps_workflow, whole_cell_growth
+from napari_hemd.models import iter_predict, load_model_file, load_samples, save_model_file
+from napari_hemd.workflows import run_workflow
+
+METHODS = ("hemd", "threshold", "watershed")
+MIN_SIZE = 20
 
 
-def held_out_samples(model, data_root: Path) -> dict[str, list]:
-    """Group the model's held-out samples by dataset and mask source (GT frames, ST frames)."""
-    groups: dict[str, list] = {}
-    names = model.metadata["training"]["held_out_samples"]
-    by_dataset: dict[str, set] = {}
+def held_out_names(data_root: Path, folders: list[str], val: str = "0.2") -> list[str]:
+    """Names of the held-out block of each folder, split as ``napari-hemd train --val`` does."""
+    from napari_hemd.models import split_samples
+
+    names = []
+    for f in folders:
+        _, held = split_samples(load_samples(data_root / f), val)
+        names += [s.name for s in held]
+    return names
+
+
+def held_out_blocks(model, data_root: Path, names: list[str] | None = None) -> dict[str, dict]:
+    """Per data folder: the held-out samples (images + ST or plain labels) and GT where present."""
+    if names is None:
+        names = model.metadata["training"]["held_out_samples"]
+    trained = set(model.metadata["training"].get("train_samples", []))
+    if trained & set(names):
+        raise ValueError(f"the model was trained on {sorted(trained & set(names))[:3]}...")
+    by_dataset: dict[str, list[str]] = {}
     for name in names:
         *ds, frame = name.split("/")
-        by_dataset.setdefault("/".join(ds), set()).add(frame)
+        by_dataset.setdefault("/".join(ds), []).append(frame)
+    blocks = {}
     for ds, frames in by_dataset.items():
-        if "/" in ds:  # CTC: DATASET/SEQ; GT on the frames that have it, ST on all of them
+        if "/" in ds:  # CTC: DATASET/SEQ
             folder = data_root / "ctc" / ds
-            for masks in ("gt", "st"):
-                found = {s.name.split("/")[-1]: s for s in _try(load_samples, folder, masks=masks)}
-                chosen = [found[f] for f in sorted(frames) if f in found]
-                if chosen:
-                    groups[f"{ds} ({masks.upper()})"] = chosen
+            st = {s.name.split("/")[-1]: s for s in _try(load_samples, folder, masks="st")}
+            gt = {s.name.split("/")[-1]: s for s in _try(load_samples, folder, masks="gt")}
+            main, source = (st, "ST") if st else (gt, "GT")
+            blocks[ds] = {
+                "samples": [main[f] for f in sorted(frames) if f in main],
+                "source": source,
+                "gt": {f: gt[f] for f in sorted(frames) if f in gt} if source == "ST" else {},
+                "sequence": True,
+            }
         else:
             found = {s.name.split("/")[-1]: s for s in load_samples(data_root / ds)}
-            groups[f"{ds} (labels)"] = [found[f] for f in sorted(frames)]
-    return groups
+            blocks[ds] = {
+                "samples": [found[f] for f in sorted(frames)],
+                "source": "labels",
+                "gt": {},
+                "sequence": False,
+            }
+    return blocks
 
 
 def _try(fn, *args, **kwargs):
@@ -53,6 +90,65 @@ def _try(fn, *args, **kwargs):
         return []
 
 
+def _predict(model, images: list[np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+    maps: dict[str, list] = {k: [] for k in outputs}
+    for img in images:  # frames of one block share a shape; independent images may not
+        for _, m in iter_predict(model, img[None], outputs=outputs):
+            for k in outputs:
+                maps[k].append(m[k])
+    return maps
+
+
+def _labels(maps: dict, idx: list[int], method: str, grow: int) -> list[np.ndarray]:
+    sub = {k: np.stack([v[i] for i in idx]) for k, v in maps.items() if k != "instances"}
+    labels, _, _ = run_workflow(labels_from_maps_workflow(sub, method, grow, min_size=MIN_SIZE))
+    return list(labels)
+
+
+def _score(refs: list[np.ndarray], preds: list[np.ndarray]) -> dict:
+    r = evaluate_sequence(dict(enumerate(refs)), dict(enumerate(preds)))
+    return {
+        **{k: round(float(r[k]), 4) for k in ("F1", "AJI", "PQ", "SEG")},
+        "frames": len(refs),
+        "n_ref": int(r["counts"]["n_gt"]),
+        "n_found": int(r["counts"]["n_pred"]),
+    }
+
+
+def evaluate(model, data_root: Path, names: list[str] | None = None) -> dict:
+    """``{folder: {"ST"|"GT"|"labels": {method: scores}, "frames": [...]}}``."""
+    grow = whole_cell_growth(model)
+    outputs = ["foreground", "background"]
+    methods = METHODS + (("mutex",) if model.kind == "affinity" else ())
+    if model.kind == "affinity":
+        outputs.append("instances")
+    results = {}
+    for ds, block in held_out_blocks(model, data_root, names).items():
+        samples = block["samples"]
+        maps = _predict(model, [s.image for s in samples], outputs)
+        n = len(samples)
+        preds = {}
+        for m in methods:
+            if m == "mutex":
+                preds[m] = [np.asarray(x) for x in maps["instances"]]
+            elif block["sequence"]:
+                preds[m] = _labels(maps, list(range(n)), m, grow)
+            else:
+                preds[m] = [_labels(maps, [i], m, grow)[0] for i in range(n)]
+        frames = [s.name.split("/")[-1] for s in samples]
+        res = {"frames": frames, block["source"]: {}}
+        for m in methods:
+            res[block["source"]][m] = _score([s.labels for s in samples], preds[m])
+        if block["gt"]:
+            idx = [frames.index(f) for f in block["gt"]]
+            res["GT"] = {
+                m: _score([block["gt"][frames[i]].labels for i in idx], [preds[m][i] for i in idx])
+                for m in methods
+            }
+        results[ds] = res
+    return results
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("models", nargs="+", type=Path)
@@ -60,38 +156,48 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--store", action="store_true", help="store scores in the model files")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--held-out",
+        action="append",
+        metavar="FOLDER",
+        help="score every model on the last 20 %% of FOLDER (under --data; repeatable) instead of "
+        "its own held-out frames (compare models on one block; refused if a model trained on it)",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     summary = {}
+    names = held_out_names(args.data, args.held_out) if args.held_out else None
     for path in args.models:
         model = load_model_file(path)
-        methods = ("threshold", "hemd") + (("mutex",) if model.kind == "affinity" else ())
-        results = {}
         t0 = time.perf_counter()
-        for group, samples in held_out_samples(model, args.data).items():
-            frames = [re.sub(r".*/", "", s.name) for s in samples]
-            scores = evaluate_model(model, samples, methods=methods)
-            results[group] = {"frames": frames, **scores}
-            for m, sc in scores.items():
-                print(
-                    f"{path.stem:16s} {group:38s} {m:9s} F1 {sc['F1']:.3f} AJI {sc['AJI']:.3f} "
-                    f"PQ {sc['PQ']:.3f} SEG {sc['SEG']:.3f}  ({sc['frames']} frames, "
-                    f"{sc['n_gt']} ref / {sc['n_pred']} found)"
-                )
+        results = evaluate(model, args.data, names)
+        for ds, res in results.items():
+            for ref in ("ST", "GT", "labels"):
+                for m, sc in res.get(ref, {}).items():
+                    print(
+                        f"{path.stem:16s} {ds:24s} {ref:6s} {m:9s} F1 {sc['F1']:.3f} "
+                        f"AJI {sc['AJI']:.3f} PQ {sc['PQ']:.3f} SEG {sc['SEG']:.3f}  "
+                        f"({sc['frames']} frames, {sc['n_ref']} ref / {sc['n_found']} found)"
+                    )
         summary[path.stem] = {"seconds": round(time.perf_counter() - t0, 1), "held_out": results}
         if args.store:
             model.metadata["validation"] = {
-                f"{g} {m}": f"F1 {r[m]['F1']:.3f} AJI {r[m]['AJI']:.3f}"
-                for g, r in results.items()
-                for m in methods
+                "protocol": "held-out block; H-EMD over the block; min_size 20; whole cells",
+                "scores": {
+                    f"{ds} {ref}": {
+                        m: {k: sc[k] for k in ("F1", "AJI", "SEG")} for m, sc in r.items()
+                    }
+                    for ds, res in results.items()
+                    for ref, r in res.items()
+                    if ref != "frames"
+                },
+                "frames": {
+                    ds: [res["frames"][0], res["frames"][-1]] for ds, res in results.items()
+                },
             }
-            save_model_file(
-                model,
-                path,
-                half=next(iter(torch.load(path, weights_only=True)["state_dict"].values())).dtype
-                == torch.float16,
-            )
+            half = next(iter(torch.load(path, weights_only=True)["state_dict"].values()))
+            save_model_file(model, path, half=half.dtype == torch.float16)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
 
