@@ -71,7 +71,7 @@ def main() -> None:
     rows: dict[str, list[float]] = {"bare forward": [], "api": [], "cli": [], "old tiles": []}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "movie.tif"
-        tifffile.imwrite(path, movie)
+        tifffile.imwrite(path, movie, photometric="minisblack")
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
         for r in range(args.repeat):
             rows["bare forward"].append(bare_forward(model, movie))

@@ -146,7 +146,8 @@ def stream_segment(
     from napari_hemd.io._atomic import check_output_path
 
     output = _check_zarr_path(output, "output")
-    check_output_path(output, overwrite=overwrite, name="output")
+    src_path = source if isinstance(source, (str, os.PathLike)) else None
+    check_output_path(output, overwrite=overwrite, name="output", inputs=[src_path])
     if model is not None:
         prob_output = _check_zarr_path(
             prob_output if prob_output is not None else default_prob_output(output), "prob_output"

@@ -60,6 +60,22 @@ def test_export_never_overwrites_without_asking(viewer, tmp_path, errors):
     assert exp.export(tmp_path / "gt") == out
 
 
+def test_export_never_replaces_a_folder_it_did_not_write(viewer, tmp_path, errors):
+    exp = ExportWidget(viewer)
+    exp.labels.value = viewer.layers["nuclei video ground truth"]
+    exp.format.value = "CTC result folder"
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep me")
+    exp.confirm_overwrite = lambda p: pytest.fail("must not even offer to replace it")
+    assert exp.export(user) is None
+    assert (user / "notes.txt").read_text() == "keep me" and len(list(user.iterdir())) == 1
+    assert len(errors) == 1 and "did not write" in errors[0] and "Errno" not in errors[0]
+    ours = exp.export(tmp_path / "res")  # an earlier export of ours is offered and replaced
+    exp.confirm_overwrite = lambda p: True
+    assert exp.export(tmp_path / "res") == ours and len(errors) == 1
+
+
 @pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
 def test_export_read_only_folder(viewer, tmp_path, errors, monkeypatch):
     ro = tmp_path / "ro"

@@ -55,7 +55,7 @@ def test_whole_cells_match_the_annotation_better(shared_data):
 
 def test_cli_segment_model_equals_api(movie, tmp_path):
     path = tmp_path / "movie.tif"
-    tifffile.imwrite(path, movie["image"])
+    tifffile.imwrite(path, movie["image"], photometric="minisblack")
     out = tmp_path / "labels.tif"
     args = ["segment", str(path), "--model", "nuclei-fluo", "-o", str(out), "--no-progress"]
     assert main([*args, "--threads", "1"]) == 0
@@ -71,7 +71,7 @@ def test_cli_segment_model_equals_api(movie, tmp_path):
 
 def test_cli_segment_model_user_errors(movie, tmp_path, capsys):
     path = tmp_path / "movie.tif"
-    tifffile.imwrite(path, movie["image"])
+    tifffile.imwrite(path, movie["image"], photometric="minisblack")
     out = str(tmp_path / "o.tif")
     assert main(["segment", str(path), "-o", out, "--grow", "2"]) == 2
     assert "--grow needs --model" in capsys.readouterr().err

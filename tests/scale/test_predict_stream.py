@@ -149,7 +149,8 @@ def test_predict_stream_on_local_cluster(dask_cluster_client, image_zarr, refere
     )
     got = _read(out)
     for name in OUTPUTS:
-        np.testing.assert_array_equal(got[name], reference[name])
+        # other processes, one frame per batch: oneDNN may pick other kernels (1-ulp differences)
+        np.testing.assert_allclose(got[name], reference[name], rtol=0, atol=1e-6)
     assert [e[1] for e in seen] == list(range(1, 10)) and {e[2] for e in seen} == {9}
     after = client.run(lambda: dict(streaming.STATS))
     chunks = {w: after[w]["chunks"] - before[w]["chunks"] for w in after}

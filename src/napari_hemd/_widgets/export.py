@@ -96,6 +96,13 @@ class ExportWidget(LayerWidget):
             return None
         overwrite = False
         if out.exists():
+            from napari_hemd.io._atomic import check_output_path
+
+            try:  # ask only about what may be replaced: never a folder we did not write
+                check_output_path(out, overwrite=True)
+            except OSError as e:
+                show_error(f"Export: {e}")
+                return None
             if not self.confirm_overwrite(out):
                 show_info(f"Export: kept the existing {out}")
                 return None

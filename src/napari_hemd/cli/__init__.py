@@ -20,7 +20,9 @@ __all__ = ["main"]
 _SUBCOMMANDS = ("segment", "evaluate", "compare", "predict", "train", "models", "demo", "stream")
 
 #: Exceptions that are the user's input, not our bug: printed as one line, exit code 2.
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, KeyError)
+#: Errors shown as one line (exit 2). OSError covers missing/existing files, permissions, a file
+#: where a folder belongs and a full disk (outputs are written atomically, so nothing is lost).
+USER_ERRORS = (ValueError, TypeError, KeyError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:

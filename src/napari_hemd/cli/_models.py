@@ -49,7 +49,30 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         print(f"{r['name']:<16} {r['kind']:<9} {r['size_kb']:>5} kB  {r['description']}")
-        print(f"{'':<16} trained on: {r['trained_on']} ({r['steps']} steps, CPU)")
-        for i, (k, v) in enumerate(r["held_out"].items()):
-            print(f"{'':<16} {'held out:' if i == 0 else '':<9} {k}: {v}")
+        print(f"{'':<16} trained on: {r['trained_on']} ({r['steps']} steps)")
+        for i, line in enumerate(_score_lines(r["held_out"])):
+            print(f"{'':<16} {'held out:' if i == 0 else '':<9} {line}")
     return 0
+
+
+#: Reference masks that annotate only some cells per frame: F1 / AJI would count every other
+#: detected cell as a false positive, so only SEG (reference objects only) is meaningful.
+SPARSE = ("Fluo-N2DL-HeLa/01 GT", "DIC-C2DH-HeLa/01 GT")
+
+
+def _score_lines(validation: dict) -> list[str]:
+    """One line per held-out reference: the meaningful score of H-EMD (whole-cell masks)."""
+    scores = validation.get("scores")
+    if scores is None:  # a model file from before the held-out block protocol
+        return [f"{k}: {v}" for k, v in validation.items()]
+    lines = []
+    for ref, by_method in scores.items():
+        best = by_method.get("hemd") or next(iter(by_method.values()))
+        how = "H-EMD" if "hemd" in by_method else next(iter(by_method))
+        if ref in SPARSE:
+            lines.append(f"{ref}: {how} SEG {best['SEG']:.3f} (sparse reference: SEG only)")
+        else:
+            lines.append(f"{ref}: {how} F1 {best['F1']:.3f} AJI {best['AJI']:.3f}")
+    if "protocol" in validation:
+        lines.append(f"({validation['protocol']})")
+    return lines

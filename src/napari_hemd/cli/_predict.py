@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--outputs must be a subset of {','.join(OUTPUTS)}; got {args.outputs!r}")
     paths = _out_paths(args.output, outputs)
     for path in set(paths.values()):
-        check_output_path(path, overwrite=args.overwrite)
+        check_output_path(path, overwrite=args.overwrite, inputs=[args.image])
     if args.threads:
         torch.set_num_threads(args.threads)
     ranges = None

@@ -109,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd.io._atomic import check_output_path
 
     # Fail on the output before doing the work.
-    check_output_path(args.output, overwrite=args.overwrite, name="output")
+    check_output_path(
+        args.output, overwrite=args.overwrite, name="output", inputs=[args.prob, args.boundary]
+    )
     if args.model is not None:
         return _run_with_model(args)
     for opt in ("grow", "tile", "device", "threads"):

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     if Path(args.output).suffix != ".zarr":
         raise ValueError(f"--output must be a .zarr store; got {args.output!r}")
-    check_output_path(args.output, overwrite=args.overwrite, name="output")
+    check_output_path(args.output, overwrite=args.overwrite, name="output", inputs=[args.prob])
     params = hemd_params(args)
     if args.follow is not None:
         from napari_hemd.core.streaming import hemd_follow

@@ -421,6 +421,9 @@ def hemd_stream(
     z.attrs.update(
         {"method": "hemd", "windowed": {"chunk": chunk, "halo": halo}, **_jsonable(params)}
     )
+    from napari_hemd.io._atomic import mark_output
+
+    mark_output(store)
     # Publish: the label store replaces output in one rename; the partial folder goes.
     if output.exists():
         old = partial / "old"
@@ -606,7 +609,7 @@ def hemd_follow(
 
     from napari_hemd.io._atomic import check_output_path
 
-    output = check_output_path(output, overwrite=overwrite)
+    output = check_output_path(output, overwrite=overwrite, inputs=[source])
     if output.exists():
         shutil.rmtree(output)
     frames = follow_zarr(source, poll=poll, idle_timeout=idle_timeout, sleep=sleep)
@@ -616,6 +619,9 @@ def hemd_follow(
             z = zarr.create_array(
                 str(output), shape=(0, *lab.shape), chunks=(1, *lab.shape), dtype=np.uint32
             )
+            from napari_hemd.io._atomic import mark_output
+
+            mark_output(output)
             z.attrs.update({"method": "hemd", "online": {"chunk": chunk}, **_jsonable(params)})
         z.resize((t + 1, *lab.shape))
         z[t] = lab

@@ -1,47 +1,143 @@
-"""Atomic writes.
+"""Atomic writes, and what an output may replace.
 
-A failed run never leaves a half-written file or folder, and never overwrites silently.
+A failed run never leaves a half-written file or folder, and never overwrites silently. A folder
+output (CTC result, zarr store, project) carries a marker file, :data:`MARKER`, written just before
+it is published: ``overwrite`` replaces only such a folder, never one napari-hemd did not write (a
+user's data folder), never a folder or file that holds the run's input, and never a file where a
+folder belongs or the other way round.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "check_output_path"]
+__all__ = ["MARKER", "atomic_path", "check_output_path", "is_our_output", "mark_output"]
+
+#: File inside every folder output napari-hemd writes; ``overwrite`` replaces only such folders.
+MARKER = ".napari-hemd-output"
+
+#: Output suffixes that are single files (everything else is written as a folder).
+FILE_SUFFIXES = (".tif", ".tiff", ".npy", ".pt", ".json", ".csv")
 
 
-def check_output_path(path: str | os.PathLike, *, overwrite: bool, name: str = "output") -> Path:
-    """Refuse an existing output unless ``overwrite``; refuse an unwritable parent folder."""
+def mark_output(folder: str | os.PathLike, kind: str = "output") -> None:
+    """Record in ``folder`` that napari-hemd wrote it (so a later ``overwrite`` may replace it)."""
+    from napari_hemd import __version__
+
+    text = json.dumps({"writer": "napari-hemd", "version": __version__, "kind": kind})
+    (Path(folder) / MARKER).write_text(text + "\n")
+
+
+def is_our_output(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` is a folder napari-hemd wrote (it holds :data:`MARKER`)."""
+    return (Path(folder) / MARKER).is_file()
+
+
+def _is_file_output(path: Path) -> bool:
+    return path.suffix.lower() in FILE_SUFFIXES
+
+
+def check_output_path(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool,
+    name: str = "output",
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> Path:
+    """Refuse an output that exists (unless ``overwrite``) or that may not be replaced.
+
+    Parameters
+    ----------
+    path : path-like
+        The output. A name ending in one of :data:`FILE_SUFFIXES` is a file, anything else a
+        folder (zarr store, CTC result, project).
+    overwrite : bool
+        Replace an existing output, but only one napari-hemd wrote (a folder with
+        :data:`MARKER`), an empty folder or a file, and never one that holds an input.
+    name : str
+        How to call the output in messages (``"output"``, ``"--prob-output"`` ...).
+    inputs : iterable of path-like
+        The run's input paths (``None`` entries are skipped).
+
+    Raises
+    ------
+    FileExistsError
+        It exists and ``overwrite`` is false, or it is a folder napari-hemd did not write.
+    ValueError
+        It is, or is inside, or holds an input; or it names no file or folder (``"."``).
+    IsADirectoryError, NotADirectoryError
+        A folder where a file output belongs, or a file where a folder belongs.
+    FileNotFoundError, PermissionError
+        The parent folder is missing (or is a file) or is not writable.
+    """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{name} {str(path)!r} already exists; pass overwrite=True (--overwrite)"
-        )
+    if path.name in ("", ".", "..") or path.resolve() == Path(path.anchor or "/").resolve():
+        raise ValueError(f"{name} must name a new file or folder; got {str(path)!r}")
+    for inp in inputs:
+        if inp is None:
+            continue
+        ip, op = Path(inp).resolve(), path.resolve()
+        if ip == op or op in ip.parents or ip in op.parents:
+            raise ValueError(
+                f"{name} {str(path)!r} would replace the input {str(inp)!r}; choose another output"
+            )
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise FileExistsError(
+                f"{name} {str(path)!r} already exists; pass overwrite=True (--overwrite)"
+            )
+        if path.is_dir() and not path.is_symlink():
+            if _is_file_output(path):
+                raise IsADirectoryError(
+                    f"{name} {str(path)!r} is a folder, but a {path.suffix} output is a file; "
+                    "choose another output"
+                )
+            if not is_our_output(path) and any(path.iterdir()):  # an empty folder loses nothing
+                raise FileExistsError(
+                    f"{name} {str(path)!r} is a folder napari-hemd did not write (no {MARKER}); "
+                    "refusing to replace it: choose a new output or remove it yourself"
+                )
+        elif not _is_file_output(path):
+            raise NotADirectoryError(
+                f"{name} {str(path)!r} is a file, but this output is a folder; choose another "
+                "output"
+            )
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise FileNotFoundError(f"{name} folder {str(parent)!r} does not exist")
+    if not parent.is_dir():
+        raise NotADirectoryError(f"{name} folder {str(parent)!r} is a file, not a folder")
     if not os.access(parent, os.W_OK):
         raise PermissionError(f"{name} folder {str(parent)!r} is not writable")
     return path
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike | None] = (),
+) -> Iterator[Path]:
     """Yield a temporary sibling path; on success move it onto ``path`` in one step.
 
-    Works for files and folders (zarr stores, CTC result folders). On error the temporary is
-    removed and ``path`` is untouched.
+    Works for files and folders (zarr stores, CTC result folders); a folder gets the
+    :data:`MARKER` before it is published. On error the temporary is removed and ``path`` is
+    untouched. ``overwrite`` and ``inputs`` as for :func:`check_output_path`.
     """
-    path = check_output_path(path, overwrite=overwrite)
+    path = check_output_path(path, overwrite=overwrite, inputs=inputs)
     tmp_dir = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_dir) / path.name
     try:
         yield tmp
+        if tmp.is_dir():
+            mark_output(tmp)
         if path.is_dir() and not path.is_symlink():
             # os.replace cannot replace a non-empty folder: move the old one aside first.
             old = Path(tmp_dir) / (path.name + ".old")

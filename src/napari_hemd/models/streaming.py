@@ -322,6 +322,9 @@ def predict_stream(
             json.dumps({**(metadata or {}), "predicted": {"chunk": chunk, **options}}, default=str)
         )
     )
+    from napari_hemd.io._atomic import mark_output
+
+    mark_output(store)
     if output.exists():
         os.replace(output, partial / "old")
     os.replace(store, output)

@@ -1,0 +1,88 @@
+"""``overwrite`` replaces only what napari-hemd wrote; never the input, never a user's folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_hemd.cli import main
+from napari_hemd.data.synthetic import nuclei_video
+from napari_hemd.io import read_stack, write_labels
+from napari_hemd.io._atomic import MARKER, check_output_path, is_our_output
+
+
+@pytest.fixture
+def data_folder(tmp_path):
+    """A user's data folder: the probability map and an unrelated file."""
+    d = tmp_path / "data"
+    d.mkdir()
+    tifffile.imwrite(d / "prob.tif", nuclei_video(n_frames=3, shape=(64, 64), n_cells=4)["prob"])
+    (d / "notes.txt").write_text("my notes")
+    return d
+
+
+def _segment(*args):
+    return main(["segment", *map(str, args), "--no-progress", "--iterations", "2"])
+
+
+def test_overwrite_never_deletes_the_input_folder(data_folder, capsys):
+    before = sorted(p.name for p in data_folder.iterdir())
+    assert _segment(data_folder / "prob.tif", "-o", data_folder, "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert "would replace the input" in err and err.count("\n") == 1
+    assert sorted(p.name for p in data_folder.iterdir()) == before
+    assert (data_folder / "notes.txt").read_text() == "my notes"
+
+
+def test_overwrite_refuses_a_foreign_folder(data_folder, tmp_path, capsys):
+    other = tmp_path / "results"
+    other.mkdir()
+    (other / "thesis.docx").write_text("years of work")
+    assert _segment(data_folder / "prob.tif", "-o", other, "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert "napari-hemd did not write" in err and "thesis" not in err
+    assert (other / "thesis.docx").read_text() == "years of work"
+
+
+def test_overwrite_replaces_our_own_output(data_folder, tmp_path):
+    out = tmp_path / "res"
+    assert _segment(data_folder / "prob.tif", "-o", out) == 0
+    assert is_our_output(out) and (out / MARKER).is_file()
+    assert _segment(data_folder / "prob.tif", "-o", out, "--overwrite") == 0
+    assert read_stack(out).shape == (3, 64, 64)
+    zarr_out = tmp_path / "l.zarr"
+    write_labels(np.ones((2, 8, 8), np.uint32), zarr_out)
+    write_labels(np.ones((2, 8, 8), np.uint32), zarr_out, overwrite=True)  # ours: replaced
+    assert is_our_output(zarr_out)
+
+
+@pytest.mark.parametrize(
+    ("make", "out", "message"),
+    [
+        ("folder", "dir.tif", "is a folder, but a .tif output is a file"),
+        ("file", "plain", "is a file, but this output is a folder"),
+        (None, ".", "must name a new file or folder"),
+        ("file", "plain/x.tif", "is a file, not a folder"),
+    ],
+)
+def test_wrong_kind_of_output_is_refused(
+    data_folder, tmp_path, monkeypatch, capsys, make, out, message
+):
+    monkeypatch.chdir(tmp_path)
+    first = out.split("/")[0]
+    if make == "folder":
+        (tmp_path / first).mkdir()
+        (tmp_path / first / "x").write_text("x")
+    elif make == "file":
+        (tmp_path / first).write_text("x")
+    assert _segment(data_folder / "prob.tif", "-o", out, "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_check_output_path_direct(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert check_output_path(tmp_path / "empty", overwrite=True) == tmp_path / "empty"
+    with pytest.raises(ValueError, match="would replace the input"):
+        check_output_path(tmp_path, overwrite=True, inputs=[tmp_path / "a" / "b.tif"])
