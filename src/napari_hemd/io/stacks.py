@@ -63,15 +63,57 @@ def read_stack(path: str | os.PathLike, *, lazy: bool = False):
         return np.stack([tifffile.imread(f) for f in frames])
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        return tifffile.imread(path)
+        return read_tiff(path)
     if suffix == ".npy":
-        return np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
+        arr = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
+        if arr.dtype.byteorder == ">":  # big-endian data is legitimate: convert to native
+            arr = np.asarray(arr).astype(arr.dtype.newbyteorder("="))
+        return arr
     raise ValueError(
         f"input {str(path)!r}: expected a .tif/.tiff/.npy file, a .zarr array or a folder of "
         f".tif frames; got suffix {suffix!r}"
     )
+
+
+def read_tiff(path: str | os.PathLike) -> np.ndarray:
+    """Read a TIFF with its shape (hyperstacks keep their axes); colour images become grey.
+
+    ImageJ / OME / tifffile hyperstacks come back with their axes (a (T, Z, Y, X) stack is not
+    flattened into T*Z pages); interleaved colour (RGB/RGBA) images are averaged to grey with a
+    warning; big-endian data are converted to native byte order.
+
+    Raises
+    ------
+    ValueError
+        The file is not a readable TIFF (truncated, corrupt), naming it.
+    """
+    import warnings
+
+    import tifffile
+
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            arr = series.asarray()
+            axes = series.axes
+    except Exception as exc:  # tifffile and imagecodecs raise many kinds on a broken file
+        raise ValueError(f"input {str(path)!r} is not a readable TIFF ({exc})") from None
+    # Interleaved samples (RGB/RGBA, "...YXS"): a colour image -> one grey channel. Planar samples
+    # ("SYX") are what tifffile makes of a 3- or 4-frame stack written without photometric=:
+    # kept as frames.
+    if axes.endswith("S"):
+        i = axes.index("S")
+        n = arr.shape[i]
+        arr = np.take(arr, range(min(n, 3)), axis=i).mean(axis=i).astype(np.float32)
+        warnings.warn(
+            f"{path.name}: colour image ({n} samples per pixel) read as grey (mean of the colour "
+            "channels)",
+            stacklevel=2,
+        )
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr
 
 
 def write_labels(
@@ -117,13 +159,16 @@ def write_labels(
             import tifffile
 
             arr = np.asarray(labels_arr)
+            axes = {2: "YX", 3: "TYX", 4: "TZYX"}.get(arr.ndim)
+            # tifffile's shaped description keeps the axes (a (T, Z, Y, X) stack reads back as
+            # such, not as T*Z pages) and carries the metadata as JSON
+            meta = json.loads(json.dumps(metadata or {}, default=str))
             tifffile.imwrite(
                 tmp,
                 arr.astype(_label_dtype(arr)),
                 compression="zlib",
                 photometric="minisblack",
-                description=json.dumps(metadata) if metadata else None,
-                metadata=None,
+                metadata={**meta, "axes": axes} if axes else meta,
             )
         elif suffix == ".zarr":
             import zarr

@@ -110,6 +110,18 @@ def _run_tiles(model: HemdModel, batch: list[np.ndarray], device: torch.device) 
     return out.cpu().numpy()
 
 
+def _check_finite(frame: np.ndarray, t: int) -> None:
+    """Refuse NaN / inf (one of them would turn the whole normalised frame into NaN)."""
+    frame = np.asarray(frame)
+    if frame.dtype.kind in "fc" and not np.isfinite(frame).all():
+        y, x = (int(v) for v in np.argwhere(~np.isfinite(frame))[0][-2:])
+        n = int((~np.isfinite(frame)).sum())
+        raise ValueError(
+            f"image frame {t} has {n} non-finite value(s) ({frame[y, x]} at pixel y={y}, x={x}); "
+            "replace them (e.g. numpy.nan_to_num) before predicting"
+        )
+
+
 def _frames(image) -> tuple[int, Callable[[int], np.ndarray], bool]:
     shape = tuple(image.shape)
     if len(shape) == 2:
@@ -172,7 +184,9 @@ def iter_predict(
         geometry: dict[int, tuple] = {}
         next_out = 0
         for t in range(n_frames):
-            frame = model.normalize(read(t).astype(np.float32, copy=False))
+            raw = read(t)
+            _check_finite(raw, t)
+            frame = model.normalize(raw.astype(np.float32, copy=False))
             if frame.ndim != 2:
                 raise ValueError(f"frame {t} must be 2D (Y, X); got shape {frame.shape}")
             before, after, tshape, cshape, origins = _tiles(frame.shape, tile, halo, divisor)
