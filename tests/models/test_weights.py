@@ -78,3 +78,17 @@ def test_not_a_model_file(tmp_path):
 def test_unknown_model_name():
     with pytest.raises(FileNotFoundError, match="nuclei-fluo"):
         load_model("no-such-model")
+
+
+def test_changed_weights_are_refused(tmp_path):
+    model = HemdModel.create("unet", base_channels=4, depth=2)
+    path = save_model_file(model, tmp_path / "m.pt", half=True)
+    payload = torch.load(path, weights_only=True)
+    assert len(payload["sha256"]) == 64
+    load_model_file(path)  # intact: loads
+    key = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    flat = payload["state_dict"][key].view(-1)
+    flat[0] = flat[0] + 1  # one changed weight, the stored digest kept
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="is damaged: its weights do not match the SHA-256"):
+        load_model_file(tmp_path / "bad.pt")

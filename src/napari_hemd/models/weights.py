@@ -7,6 +7,7 @@ would import or call anything else (a malicious file raises :class:`ValueError` 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -142,11 +143,22 @@ def save_model_file(model: HemdModel, path: str | os.PathLike, *, half: bool = F
         # ``weights_only=True`` accepts and what can be shown to a user.
         "metadata": json.loads(json.dumps(model.metadata, default=_plain)),
         "state_dict": state,
+        "sha256": weights_sha256(state),
     }
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
+
+
+def weights_sha256(state: dict) -> str:
+    """SHA-256 over a state dict's names, dtypes, shapes and bytes (in name order)."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        v = state[k].detach().cpu().contiguous()
+        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
+        h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes() if v.numel() else b"")
+    return h.hexdigest()
 
 
 def _plain(obj):
@@ -187,6 +199,12 @@ def load_model_file(path: str | os.PathLike | io.BytesIO, *, device: str = "cpu"
         raise ValueError(
             f"model file {str(name)!r} has format_version {payload['format_version']}; this "
             f"napari-hemd reads up to {FORMAT_VERSION}"
+        )
+    digest = payload.get("sha256")
+    if digest is not None and weights_sha256(payload["state_dict"]) != digest:
+        raise ValueError(
+            f"model file {str(name)!r} is damaged: its weights do not match the SHA-256 stored "
+            "in it (a changed or corrupted file); download or train it again"
         )
     meta = payload["metadata"]
     network = build_network(meta["architecture"])
