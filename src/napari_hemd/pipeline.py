@@ -156,49 +156,52 @@ def stream_segment(
             raise ValueError(f"prob_output and output must differ; both are {str(output)!r}")
     elif prob_output is not None:
         raise ValueError("prob_output is only used with a model; got model=None")
-    data = open_input(source) if isinstance(source, (str, os.PathLike)) else source
-    if model is not None and len(data.shape) != 3:
-        raise ValueError(
-            f"prediction needs (T, Y, X) raw frames; source has shape {tuple(data.shape)}"
-        )
-    if progress and (workers is not None or scheduler is not None):
-        progress("cluster", 0, 0)
-    with dask_client(workers=workers, scheduler=scheduler) as client:
-        if model is not None:
-            ident = json.loads(json.dumps(_prediction_id(data, model)))
-            if _finished_prediction(prob_output, ident):
-                log.info("%s is a finished prediction by %s: reusing it", prob_output, model)
-            else:
-                from napari_hemd.models.streaming import predict_stream
+    from napari_hemd.io._atomic import output_lock
 
-                predict_stream(
-                    model,
-                    data,
-                    prob_output,
-                    outputs=("foreground",),
-                    chunk=predict_chunk,
-                    tile=tile,
-                    threads=threads,
-                    client=client,
-                    overwrite=overwrite,
-                    resume=resume,
-                    progress=progress,
-                    metadata=ident,
-                )
-            import zarr
+    with output_lock(output):  # a second run on this output fails at once
+        data = open_input(source) if isinstance(source, (str, os.PathLike)) else source
+        if model is not None and len(data.shape) != 3:
+            raise ValueError(
+                f"prediction needs (T, Y, X) raw frames; source has shape {tuple(data.shape)}"
+            )
+        if progress and (workers is not None or scheduler is not None):
+            progress("cluster", 0, 0)
+        with dask_client(workers=workers, scheduler=scheduler) as client:
+            if model is not None:
+                ident = json.loads(json.dumps(_prediction_id(data, model)))
+                if _finished_prediction(prob_output, ident):
+                    log.info("%s is a finished prediction by %s: reusing it", prob_output, model)
+                else:
+                    from napari_hemd.models.streaming import predict_stream
 
-            data = zarr.open_group(str(prob_output), mode="r")["foreground"]
-        hemd_stream(
-            data,
-            output,
-            chunk=chunk,
-            halo=halo,
-            overwrite=overwrite,
-            resume=resume,
-            client=client,
-            progress=progress,
-            **params,
-        )
+                    predict_stream(
+                        model,
+                        data,
+                        prob_output,
+                        outputs=("foreground",),
+                        chunk=predict_chunk,
+                        tile=tile,
+                        threads=threads,
+                        client=client,
+                        overwrite=overwrite,
+                        resume=resume,
+                        progress=progress,
+                        metadata=ident,
+                    )
+                import zarr
+
+                data = zarr.open_group(str(prob_output), mode="r")["foreground"]
+            hemd_stream(
+                data,
+                output,
+                chunk=chunk,
+                halo=halo,
+                overwrite=overwrite,
+                resume=resume,
+                client=client,
+                progress=progress,
+                **params,
+            )
     return output
 
 

@@ -47,6 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that write ``-o``: a second run on the same output fails at once (lock file).
+_WRITERS = ("segment", "predict", "stream", "demo", "train")
+
+
+def _locked_output(args: argparse.Namespace):
+    """Hold the output's lock for the whole run (:func:`napari_hemd.io._atomic.output_lock`)."""
+    import contextlib
+    from pathlib import Path
+
+    out = getattr(args, "output", None)
+    if args.command not in _WRITERS or not out:
+        return contextlib.nullcontext()
+    path = Path(out)
+    if path.name in ("", ".", "..") or not path.parent.resolve().is_dir():
+        return contextlib.nullcontext()  # the command's own check explains what is wrong
+    from napari_hemd.io._atomic import output_lock
+
+    return output_lock(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 only on success)."""
     parser = build_parser()
@@ -56,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s: %(message)s",
     )
     try:
-        return int(args.func(args) or 0)
+        with _locked_output(args):
+            return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"napari-hemd {args.command}: error: {msg}", file=sys.stderr)

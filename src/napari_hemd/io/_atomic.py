@@ -17,7 +17,14 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["MARKER", "atomic_path", "check_output_path", "is_our_output", "mark_output"]
+__all__ = [
+    "MARKER",
+    "atomic_path",
+    "check_output_path",
+    "is_our_output",
+    "mark_output",
+    "output_lock",
+]
 
 #: File inside every folder output napari-hemd writes; ``overwrite`` replaces only such folders.
 MARKER = ".napari-hemd-output"
@@ -118,6 +125,75 @@ def check_output_path(
     return path
 
 
+_HELD: dict[str, int] = {}  # lock files this process holds -> nesting depth
+
+
+def _lock_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike, name: str = "output") -> Iterator[Path]:
+    """Hold ``.NAME.lock`` next to ``path`` while a run writes it; a second writer fails at once.
+
+    The lock file records the process id; a lock whose process is gone (a killed run) is stale
+    and taken over. Re-entrant within one process (a run that locks its output and then writes
+    it through :func:`atomic_path`).
+
+    Raises
+    ------
+    FileExistsError
+        Another live process holds the lock.
+    """
+    path = Path(path)
+    lock = _lock_path(path)
+    key = str(lock.resolve())
+    if _HELD.get(key):
+        _HELD[key] += 1
+        try:
+            yield lock
+        finally:
+            _HELD[key] -= 1
+        return
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pid = -1  # being written this instant, or garbage: treat as held if fresh
+            if pid > 0 and not _alive(pid):
+                lock.unlink(missing_ok=True)  # stale: its run was killed
+                continue
+            raise FileExistsError(
+                f"{name} {str(path)!r} is being written by another napari-hemd run "
+                f"(process {pid if pid > 0 else '?'}, lock {str(lock)!r}); wait for it to "
+                "finish or choose another output"
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        break
+    else:  # pragma: no cover - two stale takeovers raced
+        raise FileExistsError(f"{name} {str(path)!r}: could not take {str(lock)!r}")
+    _HELD[key] = 1
+    try:
+        yield lock
+    finally:
+        _HELD.pop(key, None)
+        lock.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(
     path: str | os.PathLike,
@@ -132,6 +208,13 @@ def atomic_path(
     untouched. ``overwrite`` and ``inputs`` as for :func:`check_output_path`.
     """
     path = check_output_path(path, overwrite=overwrite, inputs=inputs)
+    with output_lock(path):
+        # again under the lock: another run may have published it since the first check
+        check_output_path(path, overwrite=overwrite, inputs=inputs)
+        yield from _atomic_path(path)
+
+
+def _atomic_path(path: Path) -> Iterator[Path]:
     tmp_dir = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_dir) / path.name
     try:
