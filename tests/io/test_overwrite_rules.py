@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import tifffile
@@ -86,3 +88,33 @@ def test_check_output_path_direct(tmp_path):
     assert check_output_path(tmp_path / "empty", overwrite=True) == tmp_path / "empty"
     with pytest.raises(ValueError, match="would replace the input"):
         check_output_path(tmp_path, overwrite=True, inputs=[tmp_path / "a" / "b.tif"])
+
+
+def test_kill_during_folder_swap_is_recovered(tmp_path):
+    """A run killed between moving the old result aside and moving the new one in: the next run
+    on that output finds it whole again and removes the hidden leftovers."""
+    from napari_hemd.io._atomic import recover_output
+
+    out = tmp_path / "res"
+    write_labels(np.ones((1, 8, 8), np.uint32), out)
+    for complete, expected in ((False, 1), (True, 2)):
+        leftover = tmp_path / f".res.{expected}x.tmp"
+        leftover.mkdir()
+        os.replace(out, leftover / "res.old")  # the old one moved aside, then the kill
+        new = leftover / "res"
+        write_labels(np.full((1, 8, 8), 2, np.uint32), tmp_path / "scratch")
+        os.replace(tmp_path / "scratch", new)
+        if not complete:
+            (new / MARKER).unlink()  # killed before the new one was complete
+        assert not out.exists()
+        assert recover_output(out) == ("finished" if complete else "restored")
+        assert read_stack(out).max() == expected
+        assert not list(tmp_path.glob(".res.*"))
+
+
+def test_half_written_temporaries_are_cleaned_at_the_next_run(tmp_path, data_folder):
+    junk = tmp_path / ".o.tif.abc123.tmp"
+    junk.mkdir()
+    (junk / "o.tif").write_bytes(b"II*\x00truncated")
+    assert _segment(data_folder / "prob.tif", "-o", tmp_path / "o.tif") == 0
+    assert not junk.exists() and read_stack(tmp_path / "o.tif").shape == (3, 64, 64)

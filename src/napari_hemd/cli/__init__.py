@@ -62,9 +62,15 @@ def _locked_output(args: argparse.Namespace):
     path = Path(out)
     if path.name in ("", ".", "..") or not path.parent.resolve().is_dir():
         return contextlib.nullcontext()  # the command's own check explains what is wrong
-    from napari_hemd.io._atomic import output_lock
+    from napari_hemd.io._atomic import output_lock, recover_output
 
-    return output_lock(path)
+    @contextlib.contextmanager
+    def locked():
+        with output_lock(path):
+            recover_output(path)  # a killed earlier run's half-swapped output, before any check
+            yield
+
+    return locked()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ folder belongs or the other way round.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -209,9 +210,46 @@ def atomic_path(
     """
     path = check_output_path(path, overwrite=overwrite, inputs=inputs)
     with output_lock(path):
+        recover_output(path)
         # again under the lock: another run may have published it since the first check
         check_output_path(path, overwrite=overwrite, inputs=inputs)
         yield from _atomic_path(path)
+
+
+def recover_output(path: str | os.PathLike) -> str | None:
+    """Clean up after a run killed while writing ``path`` (call with its lock held).
+
+    A run killed in the middle of replacing a folder leaves the output missing and the complete
+    new one (it carries :data:`MARKER`) or the old one inside a hidden ``.NAME.*.tmp`` folder:
+    the swap is finished (new) or undone (old). Then every such leftover (half-written files
+    included) is removed.
+
+    Returns
+    -------
+    str or None
+        ``"finished"`` or ``"restored"`` when the output was brought back, else ``None``.
+    """
+    import logging
+
+    path = Path(path)
+    done = None
+    for d in sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")):
+        if not d.is_dir():
+            continue
+        new, old = d / path.name, d / (path.name + ".old")
+        if not path.exists() and done is None:
+            if new.is_dir() and is_our_output(new) and old.exists():
+                os.replace(new, path)  # killed between the two renames: finish the swap
+                done = "finished"
+            elif old.exists():
+                os.replace(old, path)
+                done = "restored"
+        shutil.rmtree(d, ignore_errors=True)
+    if done:
+        logging.getLogger(__name__).warning(
+            "%s: a killed run had left it half replaced; the swap was %s", path, done
+        )
+    return done
 
 
 def _atomic_path(path: Path) -> Iterator[Path]:
