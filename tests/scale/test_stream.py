@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -44,6 +45,37 @@ def test_stream_resumes_after_crash(video, prob_zarr, tmp_path):
     hemd_stream(prob_zarr, out, chunk=4, iterations=3, on_window=resumed.append)
     assert resumed == [2, 3, 4]  # windows 0 and 1 were not recomputed
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=3).labels)
+
+
+def test_stream_restarts_when_the_input_is_regenerated(video, as_zarr, tmp_path, caplog):
+    """The same path, other content (regenerated after a killed run): start over, never mix old
+    and new frames; a real resume is announced (a warning: stderr in the CLI) with its frame."""
+    out = tmp_path / "lab.zarr"
+    first = as_zarr(video, "prob")
+    with pytest.raises(Crash):
+        hemd_stream(first, out, chunk=4, iterations=3, on_window=lambda i: _raise())
+    changed = video.copy()
+    changed[-1] = changed[-1][::-1]  # the last frame differs
+    shutil.rmtree(tmp_path / "prob.zarr")
+    regenerated = as_zarr(changed, "prob")  # same path
+    redone = []
+    with caplog.at_level("WARNING"):
+        hemd_stream(regenerated, out, chunk=4, iterations=3, on_window=redone.append)
+    assert redone == [0, 1, 2, 3, 4] and "resuming" not in caplog.text
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(changed, iterations=3).labels)
+    calls = []
+
+    def crash_after_two(index):
+        calls.append(index)
+        if len(calls) == 2:
+            raise Crash
+
+    out2 = tmp_path / "lab2.zarr"
+    with pytest.raises(Crash):
+        hemd_stream(regenerated, out2, chunk=4, iterations=3, on_window=crash_after_two)
+    with caplog.at_level("WARNING"):
+        hemd_stream(regenerated, out2, chunk=4, iterations=3)
+    assert "resuming an interrupted run" in caplog.text and "from frame 8" in caplog.text
 
 
 def test_stream_restarts_when_parameters_change(prob_zarr, tmp_path):

@@ -270,8 +270,15 @@ def predict_stream(
             )
         prog.mark(-1)
     todo = [i for i in range(len(starts)) if i not in prog.done]
-    if len(todo) < len(starts):
-        log.info("resuming: %d of %d chunks already done", len(starts) - len(todo), len(starts))
+    if len(todo) < len(starts):  # said always (stderr in the CLI): the user must know
+        log.warning(
+            "%s: resuming an interrupted prediction of the same input and model: %d of %d "
+            "chunks done, continuing from frame %d",
+            output,
+            len(starts) - len(todo),
+            len(starts),
+            starts[min(todo)] if todo else n,
+        )
 
     def finished(index: int) -> None:
         prog.mark(index)
