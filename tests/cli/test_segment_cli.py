@@ -94,3 +94,63 @@ def test_demo_runs_end_to_end(tmp_path):
     assert main(["demo", "-o", str(out)]) == 0
     masks = read_stack(out / "masks")
     assert masks.shape[0] == 12 and masks.max() >= 10
+
+
+def test_progress_in_a_log_file_is_plain_lines(tmp_path):
+    """stderr not a terminal: a plain line per stage, no carriage-return bar filling the log."""
+    import subprocess
+    import sys
+
+    v = nuclei_video(n_frames=4, shape=(64, 64), n_cells=4)
+    np.save(tmp_path / "p.npy", v["prob"])
+    with open(tmp_path / "log.txt", "w") as log:
+        rc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "napari_hemd.cli",
+                "segment",
+                str(tmp_path / "p.npy"),
+                "-o",
+                str(tmp_path / "o.tif"),
+            ],
+            stderr=log,
+            check=False,
+        ).returncode
+    text = (tmp_path / "log.txt").read_text()
+    assert rc == 0 and "\r" not in text
+    assert "forests: 4/4" in text and "selection:" in text
+
+
+def test_user_errors_are_one_line(prob_file, tmp_path, capsys):
+    cases = [
+        (["--iterations", "40000"], "iterations must be between 0 and 10000"),
+        (["--method", "maxvalue", "--boundary", str(prob_file)], None),
+    ]
+    for extra, message in cases:
+        rc = main(["segment", str(prob_file), "-o", str(tmp_path / "o.tif"), *extra])
+        err = capsys.readouterr().err
+        if message is None:
+            assert rc == 0
+            (tmp_path / "o.tif").unlink()
+        else:
+            assert rc == 2 and message in err and err.count("\n") == 1
+    short = tmp_path / "short.npy"
+    np.save(short, np.zeros((2, 96, 96), np.float32))
+    rc = main(
+        [
+            "segment",
+            str(prob_file),
+            "-o",
+            str(tmp_path / "o.tif"),
+            "--method",
+            "maxvalue",
+            "--boundary",
+            str(short),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and "boundary must have the shape of prob (5, 96, 96)" in err
+    np.save(tmp_path / "empty.npy", np.zeros((0, 96, 96), np.float32))
+    rc = main(["segment", str(tmp_path / "empty.npy"), "-o", str(tmp_path / "e.tif")])
+    assert rc == 2 and "there is no frame to segment" in capsys.readouterr().err

@@ -180,3 +180,19 @@ def test_importing_napari_hemd_does_not_import_torch():
     code = "import sys, napari_hemd, napari_hemd.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_device_and_batch_errors_are_one_line(tmp_path, capsys):
+    img = tmp_path / "img.tif"
+    tifffile.imwrite(img, np.zeros((2, 32, 32), np.uint16), photometric="minisblack")
+    base = ["predict", str(img), "--model", "nuclei-fluo", "-o", str(tmp_path / "o.tif")]
+    for extra, message in [
+        (["--device", "tpu"], "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got 'tpu'"),
+        (["--batch-size", "0"], "batch_size must be >= 1 tile; got 0"),
+    ]:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    if not torch.cuda.is_available():
+        assert main([*base, "--device", "cuda"]) == 2
+        assert "CUDA is not available here" in capsys.readouterr().err

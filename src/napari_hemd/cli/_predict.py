@@ -48,6 +48,7 @@ def register(subparsers) -> None:
         help="context around each tile (default 16 px for one tile, else 64)",
     )
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda ...")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--ranges", default=None, help="affinity ranges at inference, e.g. 1,3,5,9,27")
@@ -137,10 +138,17 @@ def run(args: argparse.Namespace) -> int:
         neighbourhood=args.neighbourhood,
         min_size=args.min_size,
     )
-    from tqdm.auto import tqdm
+    from napari_hemd.cli._progress import Progress
 
     n = image.shape[0]
     with ExitStack() as stack:
+        bar = stack.enter_context(Progress(disabled=args.no_progress or n < 2))
+
+        def counted(it):
+            for t, res in it:
+                yield t, res
+                bar("predict", t + 1, n)
+
         if zarr_out:
             import zarr
 
@@ -148,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             group = zarr.open_group(str(tmp), mode="w")
             group.attrs.update(meta)
             arrays = {}
-            for t, res in tqdm(frames, total=n, desc="predict", disable=n < 2):
+            for t, res in counted(frames):
                 for name, arr in res.items():
                     if name not in arrays:
                         arrays[name] = group.create_array(
@@ -159,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             import tifffile
 
             collected: dict[str, list] = {name: [] for name in outputs}
-            for _, res in tqdm(frames, total=n, desc="predict", disable=n < 2):
+            for _, res in counted(frames):
                 for name, arr in res.items():
                     collected[name].append(arr)
             for name in outputs:
@@ -178,8 +186,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_chunked(args, model, image, outputs, ranges, meta, out) -> int:
     """A .zarr OUT: :func:`napari_hemd.models.predict_stream`, in process or on Dask."""
-    from tqdm.auto import tqdm
-
+    from napari_hemd.cli._progress import Progress
     from napari_hemd.distributed import dask_client
     from napari_hemd.models import pick_device, predict_stream
 
@@ -188,12 +195,7 @@ def _run_chunked(args, model, image, outputs, ranges, meta, out) -> int:
         model.network.to(pick_device(args.device))
     elif args.device not in ("auto", "cpu"):
         logger.warning("--device %s is ignored on Dask workers (they use their CPU)", args.device)
-    with tqdm(total=-(-image.shape[0] // max(args.chunk, 1)), desc="predict", unit="chunk") as bar:
-
-        def progress(_stage, done, _total):
-            bar.n = done
-            bar.refresh()
-
+    with Progress(disabled=args.no_progress, unit="chunk") as progress:
         with dask_client(workers=args.workers, scheduler=args.scheduler) as client:
             predict_stream(
                 # workers load a named model or a file themselves (once each)

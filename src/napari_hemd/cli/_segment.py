@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from napari_hemd.cli._progress import Progress
 from napari_hemd.core.segment import METHODS
 
 log = logging.getLogger(__name__)
@@ -119,13 +120,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{opt} needs --model (INPUT is then a raw movie)")
     prob = read_stack(args.prob, lazy=True)
     boundary = read_stack(args.boundary, lazy=True) if args.boundary else None
-    bar = _Progress(disabled=args.no_progress)
     t0 = time.perf_counter()
     hp = hemd_params(args)
     hemd_only = {k: hp.pop(k) for k in ("variant", "seed_min_peak", "lone_growth")}
     params = {**hp, "axis": args.axis}  # shared by H-EMD and the baselines
     tracks = None
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), Progress(disabled=args.no_progress) as bar:
         warnings.simplefilter("always")
         if args.method == "hemd":
             res = hemd(prob, link=args.link, progress=bar, **hemd_only, **params)
@@ -136,7 +136,6 @@ def run(args: argparse.Namespace) -> int:
             labels = segment(prob, args.method, boundary=boundary, progress=bar, **params)
             if args.link:
                 labels, tracks = link_labels(labels, delta=args.delta)
-    bar.close()
     if labels.ndim == 2:
         labels = labels[None]
     meta = {"method": args.method, "source": str(args.prob), **params}
@@ -164,13 +163,12 @@ def _run_with_model(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
     image = read_stack(args.prob, lazy=True)
-    bar = _Progress(disabled=args.no_progress)
     t0 = time.perf_counter()
     hp = hemd_params(args)
     if args.method != "hemd":
         for k in ("variant", "seed_min_peak", "lone_growth"):
             hp.pop(k)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), Progress(disabled=args.no_progress) as bar:
         warnings.simplefilter("always")
         res = segment_image(
             image,
@@ -185,7 +183,6 @@ def _run_with_model(args: argparse.Namespace) -> int:
             link=args.link,
             **hp,
         )
-    bar.close()
     labels = res.labels if res.labels.ndim == 3 else res.labels[None]
     meta = {"source": str(args.prob), **res.params}
     if res.result is not None:
@@ -201,27 +198,4 @@ def _run_with_model(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Progress:
-    """Terminal progress bar per stage (tqdm)."""
-
-    def __init__(self, disabled: bool) -> None:
-        self.disabled = disabled
-        self.bar = None
-        self.stage = None
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if self.disabled:
-            return
-        from tqdm import tqdm
-
-        if stage != self.stage:
-            self.close()
-            self.stage = stage
-            self.bar = tqdm(total=total, desc=stage, unit="step", leave=False, file=sys.stderr)
-        self.bar.n = done
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+_Progress = Progress  # the stream command's name for it

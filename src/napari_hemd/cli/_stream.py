@@ -107,26 +107,25 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd.pipeline import open_input, stream_segment
 
     prob = open_input(args.prob)
-    bar = _Progress(disabled=args.no_progress)
     t0 = time.perf_counter()
-    stream_segment(
-        prob,
-        args.output,
-        model=args.model,
-        prob_output=args.prob_output,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        chunk=args.chunk,
-        halo=args.halo,
-        predict_chunk=args.predict_chunk,
-        tile=args.tile,
-        threads=args.threads,
-        overwrite=args.overwrite,
-        resume=not args.no_resume,
-        progress=bar,
-        **params,
-    )
-    bar.close()
+    with _Progress(disabled=args.no_progress, unit="step") as bar:
+        stream_segment(
+            prob,
+            args.output,
+            model=args.model,
+            prob_output=args.prob_output,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            chunk=args.chunk,
+            halo=args.halo,
+            predict_chunk=args.predict_chunk,
+            tile=args.tile,
+            threads=args.threads,
+            overwrite=args.overwrite,
+            resume=not args.no_resume,
+            progress=bar,
+            **params,
+        )
     dt = time.perf_counter() - t0
     print(
         f"stream: {prob.shape[0]} frame(s), {prob.shape[0] / dt:.2f} frames/s -> {args.output}",

@@ -58,6 +58,8 @@ class HEMDResult:
 def _frames(prob, axis: int):
     """Validate shape; return (n_frames, getter of frame t as float ndarray, frame ndim)."""
     ndim = prob.ndim
+    if 0 in tuple(prob.shape):
+        raise ValueError(f"prob is empty (shape {tuple(prob.shape)}): there is no frame to segment")
     if ndim == 2:
         warnings.warn(
             "prob is a single 2D frame: H-EMD has no neighbouring frames to match, so it reduces "
@@ -116,6 +118,7 @@ def hemd(
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {tuple(VARIANTS)}; got {variant!r}")
     # Checked before the forests are built, so a bad value fails at once.
+    _check_iterations(iterations)
     seed_min_peak = SEED_MIN_PEAK[variant] if seed_min_peak is None else float(seed_min_peak)
     if not 0.0 <= seed_min_peak <= 1.0:
         raise ValueError(f"seed_min_peak must be in [0, 1]; got {seed_min_peak!r}")
@@ -260,6 +263,8 @@ def segment(
         return _restore_axis(res.labels, prob.ndim, axis)
     n, get, fdim = _frames(prob, axis)
     conn = resolve_connectivity(connectivity, fdim)
+    _check_companion(boundary, prob, axis, "boundary")
+    _check_companion(background, prob, axis, "background")
     get_b = _frames(boundary, axis)[1] if boundary is not None else None
     get_g = _frames(background, axis)[1] if background is not None else None
     out = []
@@ -284,6 +289,29 @@ def segment(
     if link:
         labels, _ = link_labels(labels, delta=delta)
     return _restore_axis(labels, prob.ndim, axis)
+
+
+#: Iterations are counted in int16 inside the selection (ample: the paper uses T = 10).
+MAX_ITERATIONS = 10_000
+
+
+def _check_iterations(iterations) -> None:
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)):
+        raise TypeError(f"iterations must be an integer; got {type(iterations).__name__}")
+    if not 0 <= int(iterations) <= MAX_ITERATIONS:
+        raise ValueError(f"iterations must be between 0 and {MAX_ITERATIONS}; got {iterations}")
+
+
+def _check_companion(arr, prob, axis: int, name: str) -> None:
+    """``boundary`` / ``background`` must have ``prob``'s shape (same frames, same size)."""
+    if arr is None:
+        return
+    shape = tuple(getattr(arr, "shape", np.shape(arr)))
+    if shape != tuple(prob.shape):
+        raise ValueError(
+            f"{name} must have the shape of prob {tuple(prob.shape)} (same frames and size); "
+            f"got {shape}"
+        )
 
 
 def _restore_axis(labels: np.ndarray, ndim: int, axis: int) -> np.ndarray:

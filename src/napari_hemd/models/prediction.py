@@ -169,7 +169,16 @@ def iter_predict(
         raise ValueError(f"tile must be a multiple of {divisor} (or 0: untiled); got {tile}")
     if halo < 0 or halo % divisor:
         raise ValueError(f"halo must be a non-negative multiple of {divisor}; got {halo}")
-    dev = torch.device(device) if device is not None else next(model.network.parameters()).device
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1 tile; got {batch_size}")
+    if n_frames == 0:
+        raise ValueError(f"image has no frames (shape {tuple(image.shape)})")
+    if device is None:
+        dev = next(model.network.parameters()).device
+    else:
+        from napari_hemd.models.training import pick_device
+
+        dev = pick_device(device)
     model.network.to(dev).eval()
     offsets = None
     if model.kind == "affinity":

@@ -137,15 +137,40 @@ class TrainConfig:
         return Augmentation() if self.augment == "full" else Augmentation.off()
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """Return a device: ``"auto"`` picks CUDA, then Apple MPS, then CPU."""
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+def pick_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Return a usable device: ``"auto"`` picks CUDA, then Apple MPS, then CPU.
+
+    Raises
+    ------
+    ValueError
+        ``device`` is not a torch device name, or names CUDA / MPS on a machine without it.
+    """
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {device!r}"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r}: CUDA is not available here (torch {torch.__version__}, "
+            f"{torch.cuda.device_count()} GPU); use 'cpu' or 'auto'"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise ValueError(f"device {device!r}: Apple MPS is not available here; use 'cpu'")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:N]' or 'mps'; got {device!r}")
+    return dev
 
 
 def contact_pixels(labels: np.ndarray, radius: int = 2) -> np.ndarray:
