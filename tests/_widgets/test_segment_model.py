@@ -53,3 +53,14 @@ def test_predict_then_segment_gives_whole_cells(viewer, qtbot, errors):
     expected = segment_image(image.data, "nuclei-fluo").labels
     assert np.array_equal(labels, expected)  # two widgets, same masks as one command
     assert not errors
+
+
+def test_segment_refuses_a_raw_movie_without_a_model(viewer, errors):
+    from napari_hemd._widgets import SegmentWidget
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video image"]  # raw uint16, no model chosen
+    assert seg.run() is None
+    assert len(errors) == 1 and "does not look like a probability map" in errors[0]
+    assert "choose a model" in errors[0]
+    assert "nuclei video image labels" not in viewer.layers

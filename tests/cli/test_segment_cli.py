@@ -154,3 +154,13 @@ def test_user_errors_are_one_line(prob_file, tmp_path, capsys):
     np.save(tmp_path / "empty.npy", np.zeros((0, 96, 96), np.float32))
     rc = main(["segment", str(tmp_path / "empty.npy"), "-o", str(tmp_path / "e.tif")])
     assert rc == 2 and "there is no frame to segment" in capsys.readouterr().err
+
+
+def test_raw_image_without_model_is_refused(tmp_path, capsys):
+    v = nuclei_video(n_frames=3, shape=(64, 64), n_cells=4)
+    raw = tmp_path / "raw.tif"
+    tifffile.imwrite(raw, v["image"], photometric="minisblack")  # uint16 raw intensities
+    rc = main(["segment", str(raw), "-o", str(tmp_path / "o.tif")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not look like a probability map" in err and "--model" in err
+    assert not (tmp_path / "o.tif").exists()

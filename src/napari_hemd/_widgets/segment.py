@@ -139,6 +139,15 @@ class SegmentWidget(LayerWidget):
             prob_name = f"{base_name(layer.name)} probability"
             saved[SOURCE_KEY], saved[MODEL_KEY] = prob_name, model
         else:
+            from napari_hemd.core.validation import not_a_probability_map
+
+            why = not_a_probability_map(data)
+            if why:
+                show_error(
+                    f"Segment: {layer.name!r} does not look like a probability map ({why}). "
+                    "For a raw image choose a model above; it predicts the probabilities first"
+                )
+                return None
             gen = segment_workflow(data, method, **kwargs)
             background = layer.metadata.get(BACKGROUND_KEY)
             if background is not None and tuple(background.shape) == tuple(layer.data.shape):

@@ -16,6 +16,7 @@ import numpy as np
 
 from napari_hemd.cli._progress import Progress
 from napari_hemd.core.segment import METHODS
+from napari_hemd.core.validation import not_a_probability_map
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,13 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, opt) is not None:
             raise ValueError(f"--{opt} needs --model (INPUT is then a raw movie)")
     prob = read_stack(args.prob, lazy=True)
+    why = not_a_probability_map(prob)
+    if why:
+        raise ValueError(
+            f"INPUT {args.prob!r} does not look like a probability map ({why}). For a raw movie "
+            "add --model NAME (napari-hemd models lists them); a real probability map can be "
+            "given as floats in [0, 1]"
+        )
     boundary = read_stack(args.boundary, lazy=True) if args.boundary else None
     t0 = time.perf_counter()
     hp = hemd_params(args)

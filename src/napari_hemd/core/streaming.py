@@ -302,13 +302,18 @@ class _Progress:
         """Read a previous run's progress; False when absent or from different inputs."""
         if not self.path.exists():
             return False
-        data = json.loads(self.path.read_text())
-        if data.get("signature") != self.signature:
+        try:
+            data = json.loads(self.path.read_text())
+            done = {int(i) for i in data["done"]}
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            log.warning("%s is damaged (%s): starting over", self.path, exc)
+            return False
+        if not isinstance(data, dict) or data.get("signature") != self.signature:
             log.warning(
                 "%s is from a run with other inputs or parameters: starting over", self.path
             )
             return False
-        self.done = set(int(i) for i in data["done"])
+        self.done = done
         return True
 
     def mark(self, index: int) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["check_probability", "resolve_connectivity", "to_probability"]
+__all__ = ["check_probability", "not_a_probability_map", "resolve_connectivity", "to_probability"]
 
 
 def to_probability(arr: np.ndarray, *, name: str = "prob") -> np.ndarray:
@@ -35,6 +35,45 @@ def to_probability(arr: np.ndarray, *, name: str = "prob") -> np.ndarray:
         f"{name} must hold probabilities as floats in [0, 1] (or uint8/uint16, rescaled); "
         f"got dtype {arr.dtype}"
     )
+
+
+def not_a_probability_map(arr, *, frames: int = 3) -> str | None:
+    """Why an integer array looks like a raw image rather than a probability map, or ``None``.
+
+    A probability map stored as uint8/uint16 spans (nearly) the whole range: background near 0,
+    cell interiors near the maximum. A raw microscopy image stored in those types typically
+    occupies a narrow band (a uint16 fluorescence frame at 86-171 of 0-65535); thresholds of it,
+    rescaled to [0, 1], all lie near 0 and every frame becomes one object or none. Floats are not
+    judged here (out-of-range values are refused by :func:`check_probability`).
+
+    Parameters
+    ----------
+    arr : (T, ...) or (Y, X) array-like
+        Read a few frames only (first, middle, last).
+    """
+    dtype = np.dtype(arr.dtype)
+    if dtype not in (np.uint8, np.uint16) or 0 in tuple(arr.shape):
+        return None
+    n = arr.shape[0] if len(arr.shape) > 2 else 1
+    idx = sorted({0, n // 2, n - 1})[:frames] if len(arr.shape) > 2 else [None]
+    sample = np.concatenate(
+        [np.asarray(arr if i is None else arr[i]).ravel()[::7] for i in idx]
+    ).astype(np.float64)
+    top = float(np.iinfo(dtype).max)
+    lo, hi = np.percentile(sample, [0.1, 99.9])
+    if hi - lo < 0.25 * top or hi < 0.5 * top:
+        return (
+            f"{dtype} values {lo:.0f}-{hi:.0f} use only {100 * (hi - lo) / top:.1f} % of the "
+            f"0-{top:.0f} range of a probability map"
+        )
+    # A probability map is mostly confident (near 0 or near the top); a raw image mostly grey.
+    middle = float(np.mean((sample > 0.1 * top) & (sample < 0.9 * top)))
+    if middle > 0.5:
+        return (
+            f"{100 * middle:.0f} % of its {dtype} values lie between 10 % and 90 % of the range, "
+            "where a probability map has few"
+        )
+    return None
 
 
 def check_probability(
