@@ -164,3 +164,20 @@ def test_raw_image_without_model_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "does not look like a probability map" in err and "--model" in err
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_cli_methods_match_the_engine_and_help_is_light():
+    import subprocess
+    import sys
+
+    from napari_hemd.cli._segment import METHODS as CLI_METHODS
+    from napari_hemd.core.segment import METHODS
+
+    assert CLI_METHODS == METHODS
+    code = (
+        "import sys; from napari_hemd.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('scipy', 'numba', 'torch', 'napari_hemd.core.segment') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # --help imports neither the engine nor torch

@@ -15,8 +15,10 @@ import warnings
 import numpy as np
 
 from napari_hemd.cli._progress import Progress
-from napari_hemd.core.segment import METHODS
-from napari_hemd.core.validation import not_a_probability_map
+
+#: napari_hemd.core.segment.METHODS, spelled out so that ``--help`` does not import the engine
+#: (tests/cli/test_segment_cli.py checks they agree).
+METHODS = ("hemd", "threshold", "otsu", "watershed", "maxvalue", "nms")
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     for opt in ("grow", "tile", "device", "threads"):
         if getattr(args, opt) is not None:
             raise ValueError(f"--{opt} needs --model (INPUT is then a raw movie)")
+    from napari_hemd.core.validation import not_a_probability_map
+
     prob = read_stack(args.prob, lazy=True)
     why = not_a_probability_map(prob)
     if why:
