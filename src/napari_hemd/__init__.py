@@ -27,7 +27,21 @@ _LAZY = {
     "segment_image": "napari_hemd.image_segmentation",
 }
 
-__all__ = ["__version__", *sorted(_LAZY)]
+__all__ = [
+    "METHODS",
+    "CandidateForest",
+    "FrameSelection",
+    "HEMDResult",
+    "ImageSegmentation",
+    "__version__",
+    "build_candidate_forest",
+    "evaluate_sequence",
+    "hemd",
+    "link_labels",
+    "segment",
+    "segment_image",
+    "select_instances",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from napari_hemd.core.forest import CandidateForest, build_candidate_forest
