@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from napari_hemd.core.segment import METHODS, HEMDResult
-from napari_hemd.workflows import Progress, run_workflow, segment_workflow
+from napari_hemd.workflows import Progress, cancelled, run_workflow, segment_workflow
 
 __all__ = [
     "ImageSegmentation",
@@ -88,9 +88,10 @@ def segment_image_workflow(
     grow: int | None = None,
     tile: int | None = None,
     halo: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str | None = None,
     threads: int | None = None,
+    cancel: Callable[[], bool] | None = None,
     **params,
 ) -> Generator[Progress, None, ImageSegmentation]:
     """Predict maps with ``model``, segment them, grow instances to whole cells.
@@ -110,6 +111,8 @@ def segment_image_workflow(
         See :func:`napari_hemd.models.predict` (default: tiles sized to the frame).
     threads : int, optional
         torch intra-op threads while predicting (default: torch's).
+    cancel : callable, optional
+        Checked between batches of tiles; see :func:`napari_hemd.workflows.predict_workflow`.
     **params
         Parameters of the method (``tau``, ``delta``, ``iterations``, ``min_size``, ``link``,
         ``variant`` ...), as for :func:`napari_hemd.workflows.segment_workflow`.
@@ -164,6 +167,7 @@ def segment_image_workflow(
             halo=halo,
             batch_size=batch_size,
             device=device,
+            cancel=cancel,
         ):
             for k in outputs:
                 frames[k].append(np.asarray(maps[k], dtype=np.float32))
@@ -171,6 +175,8 @@ def segment_image_workflow(
     finally:
         if threads:
             torch.set_num_threads(old_threads)
+    if len(frames["foreground"]) < n:
+        yield from cancelled(len(frames["foreground"]), n)
     maps = {k: np.stack(v) for k, v in frames.items()}
     labels, res, tracks = yield from labels_from_maps_workflow(maps, method, grow, **params)
     if len(shape) == 2:

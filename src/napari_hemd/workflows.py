@@ -112,6 +112,7 @@ def predict_workflow(
     outputs: Sequence[str] = ("foreground",),
     tile: int | None = None,
     device: str | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> Generator[Progress, None, dict[str, np.ndarray]]:
     """Predict probability maps frame by frame.
 
@@ -123,6 +124,10 @@ def predict_workflow(
         A shipped model name (``napari_hemd.models.SHIPPED_MODELS``), a model file or a model.
     outputs, tile, device
         See :func:`napari_hemd.models.predict`.
+    cancel : callable, optional
+        Checked between batches of tiles (not only between frames), so a Cancel takes effect
+        within a batch: the workflow then yields ``("cancelled", done, total)`` and, if resumed,
+        raises :class:`Cancelled`.
 
     Yields
     ------
@@ -144,15 +149,31 @@ def predict_workflow(
     n = 1 if len(shape) == 2 else shape[0]
     yield ("predict", 0, n)
     frames: dict[str, list[np.ndarray]] = {}
-    for t, maps in iter_predict(model, image, outputs=outputs, tile=tile, device=device):
+    done = 0
+    for t, maps in iter_predict(
+        model, image, outputs=outputs, tile=tile, device=device, cancel=cancel
+    ):
         for k, v in maps.items():
             keep = k == "instances"  # labels keep their integer dtype
             frames.setdefault(k, []).append(np.asarray(v) if keep else np.asarray(v, np.float32))
-        yield ("predict", t + 1, n)
+        done = t + 1
+        yield ("predict", done, n)
+    if done < n:
+        yield from cancelled(done, n)
     out = {k: np.stack(v) for k, v in frames.items()}
     if len(shape) == 2:
         out = {k: v[0] for k, v in out.items()}
     return out
+
+
+def cancelled(done: int, total: int) -> Generator[Progress, None, None]:
+    """End a workflow that was cancelled mid-way: one last event, then :class:`Cancelled`.
+
+    A widget's worker stops at the event (its abort was requested); a headless caller gets the
+    exception instead of a silently partial result.
+    """
+    yield ("cancelled", done, total)
+    raise Cancelled(f"cancelled after {done} of {total}")
 
 
 # ---------------------------------------------------------------------------------- segment

@@ -128,3 +128,19 @@ def test_evaluate_model_on_blobs(blobs):
     )
     assert set(res["threshold"]) >= {"F1", "AJI", "PQ", "SEG", "n_gt", "n_pred"}
     assert res["threshold"]["n_gt"] == 6
+
+
+def test_an_abandoned_prediction_leaves_no_inference_mode_behind(blobs):
+    """A generator suspended inside ``torch.inference_mode()`` leaked that thread-local mode into
+    the caller (and into whichever thread finally closed it): later training had no gradients."""
+    from napari_hemd.models import iter_predict, load_model
+
+    frames = np.stack([blobs[0]] * 3)
+    gen = iter_predict(load_model("nuclei-fluo"), frames, batch_size=1)
+    next(gen)  # one frame out, the generator suspended mid-movie
+    assert not torch.is_inference_mode_enabled()
+    w = torch.ones(2, requires_grad=True)
+    (w * 2).sum().backward()
+    assert w.grad is not None
+    gen.close()
+    assert not torch.is_inference_mode_enabled()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Generator
 
 import numpy as np
@@ -11,7 +12,7 @@ from napari.layers import Image, Labels, Layer
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.events import Event
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_info
 
 from napari_hemd.workflows import Edit, EditHistory, rebuild_workflow
 
@@ -230,6 +231,7 @@ class LayerWidget(Container):
         worker.yielded.connect(on_yield)
         worker.returned.connect(on_result)
         worker.aborted.connect(gen.close)  # stops the computation at its next progress report
+        worker.aborted.connect(lambda: show_info(f"{desc}: cancelled; nothing was changed"))
         worker.finished.connect(on_finished)
         self._set_running(run_button, cancel_button, True)
         self._worker = worker
@@ -272,8 +274,20 @@ class LayerWidget(Container):
         desc = "Rebuild the candidate forest"
         return self.run_workflow(gen, done, run_button, cancel_button, desc)
 
+    def cancel_flag(self):
+        """A fresh ``is_set`` callable for the next run, set by Cancel.
+
+        Workflows that check it between batches (prediction) stop within one batch of tiles, not
+        one frame.
+        """
+        self._cancel_event = threading.Event()
+        return self._cancel_event.is_set
+
     def cancel(self) -> None:
         """Ask the running workflow to stop."""
+        event = getattr(self, "_cancel_event", None)
+        if event is not None:
+            event.set()
         if self._worker is not None:
             self._worker.quit()
 

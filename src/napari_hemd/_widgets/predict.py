@@ -115,7 +115,12 @@ class PredictWidget(LayerWidget):
         if grow:
             outputs = (*outputs, "background")  # Segment grows instances into whole cells with it
         gen = predict_workflow(
-            layer.data, loaded, outputs=outputs, tile=int(self.tile.value) or None, device=device
+            layer.data,
+            loaded,
+            outputs=outputs,
+            tile=int(self.tile.value) or None,
+            device=device,
+            cancel=self.cancel_flag(),
         )
         name = base_name(layer.name)
         meta = {MODEL_KEY: str(model), "hemd_source": layer.name}

@@ -135,7 +135,7 @@ class SegmentWidget(LayerWidget):
             from napari_hemd.image_segmentation import segment_image_workflow
 
             kwargs.pop("locked", None)
-            gen = segment_image_workflow(data, model, method, **kwargs)
+            gen = segment_image_workflow(data, model, method, cancel=self.cancel_flag(), **kwargs)
             prob_name = f"{base_name(layer.name)} probability"
             saved[SOURCE_KEY], saved[MODEL_KEY] = prob_name, model
         else:

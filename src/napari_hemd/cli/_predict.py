@@ -47,7 +47,9 @@ def register(subparsers) -> None:
         default=None,
         help="context around each tile (default 16 px for one tile, else 64)",
     )
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="tiles per forward pass (default: ~1 Mpx)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda ...")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")

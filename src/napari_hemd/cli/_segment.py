@@ -60,7 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="prediction tile core size (0: untiled; default: one tile up to 4 Mpx, else 1024)",
     )
-    m.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (4)")
+    m.add_argument(
+        "--batch-size", type=int, default=None, help="tiles per forward pass (default: ~1 Mpx)"
+    )
     m.add_argument("--device", default=None, help="cpu, cuda, mps (default: cpu)")
     m.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -172,7 +174,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
         raise ValueError("--boundary is not used with --model (the model predicts it)")
     if args.axis != 0:
         raise ValueError(f"--axis must be 0 with --model (frames first); got {args.axis}")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
     image = read_stack(args.prob, lazy=True)
     t0 = time.perf_counter()

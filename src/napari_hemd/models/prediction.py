@@ -40,6 +40,11 @@ AUTO_TILE = 1024
 AUTO_EDGE = 16
 
 
+#: ``batch_size=None``: tiles per forward pass so that a batch holds about this many input pixels
+#: (on a CPU batching gains little; small batches keep memory flat and Cancel quick).
+AUTO_BATCH_PIXELS = 1_048_576
+
+
 def resolve_tiling(
     shape: tuple[int, ...], tile: int | None, halo: int | None, divisor: int
 ) -> tuple[int, int]:
@@ -99,6 +104,7 @@ def _tiles(shape: tuple[int, int], core: int, halo: int, divisor: int):
     return (halo, halo), after, (core + 2 * halo, core + 2 * halo), (core, core), origins
 
 
+@torch.inference_mode()
 def _run_tiles(model: HemdModel, batch: list[np.ndarray], device: torch.device) -> np.ndarray:
     x = torch.from_numpy(np.stack(batch)[:, None]).to(device)
     if model.kind == "unet":
@@ -151,7 +157,7 @@ def iter_predict(
     outputs: Sequence[str] = ("foreground",),
     tile: int | None = None,
     halo: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     ranges: Sequence[int] | None = None,
     neighbourhood: int | None = None,
@@ -159,7 +165,11 @@ def iter_predict(
     threshold: float = 0.5,
     cancel: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """Yield ``(t, {output: array})`` frame by frame (see :func:`predict` for the parameters)."""
+    """Yield ``(t, {output: array})`` frame by frame (see :func:`predict` for the parameters).
+
+    ``cancel``: called between batches of tiles; when it returns True the iteration stops early
+    (the caller decides what a partial run means).
+    """
     model = _resolve_model(model)
     outputs = _check_outputs(model, outputs)
     n_frames, read, _ = _frames(image)
@@ -169,6 +179,10 @@ def iter_predict(
         raise ValueError(f"tile must be a multiple of {divisor} (or 0: untiled); got {tile}")
     if halo < 0 or halo % divisor:
         raise ValueError(f"halo must be a non-negative multiple of {divisor}; got {halo}")
+    if batch_size is None:
+        th = tile + 2 * halo if tile else int(image.shape[-2]) + 2 * halo
+        tw = tile + 2 * halo if tile else int(image.shape[-1]) + 2 * halo
+        batch_size = int(min(8, max(1, AUTO_BATCH_PIXELS // max(1, th * tw))))
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1 tile; got {batch_size}")
     if n_frames == 0:
@@ -186,45 +200,47 @@ def iter_predict(
             ranges or model.metadata.get("ranges", (1, 3, 5, 9, 27)),
             neighbourhood or model.metadata.get("neighbourhood", 4),
         )
-    with torch.inference_mode():
-        queue: list[tuple[int, int, int, np.ndarray]] = []  # (frame, y, x, tile input)
-        maps: dict[int, np.ndarray] = {}  # stitched network outputs per frame
-        todo: dict[int, int] = {}  # tiles still missing per frame
-        geometry: dict[int, tuple] = {}
-        next_out = 0
-        for t in range(n_frames):
-            raw = read(t)
-            _check_finite(raw, t)
-            frame = model.normalize(raw.astype(np.float32, copy=False))
-            if frame.ndim != 2:
-                raise ValueError(f"frame {t} must be 2D (Y, X); got shape {frame.shape}")
-            before, after, tshape, cshape, origins = _tiles(frame.shape, tile, halo, divisor)
-            padded = _pad(frame, before, after)
-            geometry[t] = (frame.shape, cshape)
-            todo[t] = len(origins)
-            for y, x in origins:
-                queue.append((t, y, x, padded[y : y + tshape[0], x : x + tshape[1]]))
-            # Run full batches (the last frame flushes the rest), then emit finished frames.
-            while len(queue) >= batch_size or (t == n_frames - 1 and queue):
-                if cancel is not None and cancel():
-                    return  # checked between batches of tiles: a Cancel takes effect quickly
-                chunk, queue = queue[:batch_size], queue[batch_size:]
-                out = _run_tiles(model, [c[3] for c in chunk], dev)
-                for (ti, y, x, _), o in zip(chunk, out, strict=True):
-                    shape, (ch, cw) = geometry[ti]
-                    if ti not in maps:
-                        maps[ti] = np.zeros((o.shape[0], *shape), dtype=np.float32)
-                    yy, xx = min(ch, shape[0] - y), min(cw, shape[1] - x)
-                    maps[ti][:, y : y + yy, x : x + xx] = o[:, halo : halo + yy, halo : halo + xx]
-                    todo[ti] -= 1
-            while next_out <= t and todo.get(next_out) == 0:
-                del todo[next_out], geometry[next_out]
-                stitched = maps.pop(next_out)
-                yield (
-                    next_out,
-                    _outputs_from_maps(model, stitched, outputs, offsets, min_size, threshold),
-                )
-                next_out += 1
+    # No inference_mode() around the loop: a generator would hold that thread-local mode
+    # across its yields (into the caller's code, or into another thread when it is closed
+    # from there); the forward passes below enter it themselves.
+    queue: list[tuple[int, int, int, np.ndarray]] = []  # (frame, y, x, tile input)
+    maps: dict[int, np.ndarray] = {}  # stitched network outputs per frame
+    todo: dict[int, int] = {}  # tiles still missing per frame
+    geometry: dict[int, tuple] = {}
+    next_out = 0
+    for t in range(n_frames):
+        raw = read(t)
+        _check_finite(raw, t)
+        frame = model.normalize(raw.astype(np.float32, copy=False))
+        if frame.ndim != 2:
+            raise ValueError(f"frame {t} must be 2D (Y, X); got shape {frame.shape}")
+        before, after, tshape, cshape, origins = _tiles(frame.shape, tile, halo, divisor)
+        padded = _pad(frame, before, after)
+        geometry[t] = (frame.shape, cshape)
+        todo[t] = len(origins)
+        for y, x in origins:
+            queue.append((t, y, x, padded[y : y + tshape[0], x : x + tshape[1]]))
+        # Run full batches (the last frame flushes the rest), then emit finished frames.
+        while len(queue) >= batch_size or (t == n_frames - 1 and queue):
+            if cancel is not None and cancel():
+                return  # checked between batches of tiles: a Cancel takes effect quickly
+            chunk, queue = queue[:batch_size], queue[batch_size:]
+            out = _run_tiles(model, [c[3] for c in chunk], dev)
+            for (ti, y, x, _), o in zip(chunk, out, strict=True):
+                shape, (ch, cw) = geometry[ti]
+                if ti not in maps:
+                    maps[ti] = np.zeros((o.shape[0], *shape), dtype=np.float32)
+                yy, xx = min(ch, shape[0] - y), min(cw, shape[1] - x)
+                maps[ti][:, y : y + yy, x : x + xx] = o[:, halo : halo + yy, halo : halo + xx]
+                todo[ti] -= 1
+        while next_out <= t and todo.get(next_out) == 0:
+            del todo[next_out], geometry[next_out]
+            stitched = maps.pop(next_out)
+            yield (
+                next_out,
+                _outputs_from_maps(model, stitched, outputs, offsets, min_size, threshold),
+            )
+            next_out += 1
 
 
 def _outputs_from_maps(
@@ -282,7 +298,7 @@ def predict(
     outputs: Sequence[str] = ("foreground",),
     tile: int | None = None,
     halo: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     ranges: Sequence[int] | None = None,
     neighbourhood: int | None = None,
@@ -310,8 +326,9 @@ def predict(
     halo : int, optional
         Context added on each side of a tile (overlap of neighbouring tiles is ``2 * halo``).
         Default (None): :data:`AUTO_EDGE` for one tile, else 64.
-    batch_size : int
-        Tiles per forward pass (tiles of consecutive frames are batched together).
+    batch_size : int, optional
+        Tiles per forward pass (tiles of consecutive frames are batched together). Default:
+        about :data:`AUTO_BATCH_PIXELS` input pixels per batch (1 to 8 tiles).
     device : str or torch.device, optional
         Default: where the model is.
     ranges, neighbourhood : optional

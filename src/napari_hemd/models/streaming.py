@@ -172,7 +172,7 @@ def predict_stream(
     chunk: int = 8,
     tile: int | None = None,
     halo: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     ranges: Sequence[int] | None = None,
     neighbourhood: int | None = None,
     min_size: int = 30,
