@@ -20,4 +20,5 @@ if [[ "${1:-}" == "--test" ]]; then
       || echo "warning: could not install Xvfb; widget tests will be skipped" >&2
   fi
 fi
+echo "napari-hemd setup: installing into $(python -c 'import sys; print(sys.prefix)') ($(python --version 2>&1))" >&2
 python -m pip install -q --disable-pip-version-check "$TORCH_SPEC" -e ".[${extras}]"

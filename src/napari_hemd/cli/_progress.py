@@ -25,13 +25,16 @@ class Progress:
         self.bar = None
         self.stage = None
         self.t0 = self.last = 0.0
+        self.printed = -1
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if self.disabled:
             return
         if stage != self.stage:
             self.close()
-            self.stage, self.t0, self.last = stage, time.perf_counter(), 0.0
+            self.stage = stage
+            self.t0 = self.last = time.perf_counter()
+            self.printed = -1
             if self.tty:
                 from tqdm import tqdm
 
@@ -42,8 +45,9 @@ class Progress:
             self.bar.refresh()
             return
         now = time.perf_counter()
-        if (now - self.last >= self.interval or (total and done >= total)) and done:
-            self.last = now
+        due = now - self.last >= self.interval or (total and done >= total)
+        if due and done and done != self.printed:
+            self.last, self.printed = now, done
             rate = done / max(now - self.t0, 1e-9)
             left = (total - done) / rate if total and rate > 0 else 0.0
             eta = f", {int(left // 60)}:{int(left % 60):02d} left" if total > done else ""
