@@ -61,7 +61,17 @@ def held_out_blocks(model, data_root: Path, names: list[str] | None = None) -> d
         by_dataset.setdefault("/".join(ds), []).append(frame)
     blocks = {}
     for ds, frames in by_dataset.items():
-        if "/" in ds:  # CTC: DATASET/SEQ
+        volume = data_root / "volumes" / f"{ds}.h5"
+        if volume.is_file():  # slices of one volume: H-EMD across slices, scored in 3D
+            found = {s.name.split("/")[-1]: s for s in load_samples(volume)}
+            blocks[ds] = {
+                "samples": [found[f] for f in sorted(frames)],
+                "source": "labels",
+                "gt": {},
+                "sequence": True,
+                "volume": True,
+            }
+        elif "/" in ds:  # CTC: DATASET/SEQ
             folder = data_root / "ctc" / ds
             st = {s.name.split("/")[-1]: s for s in _try(load_samples, folder, masks="st")}
             gt = {s.name.split("/")[-1]: s for s in _try(load_samples, folder, masks="gt")}
@@ -99,9 +109,10 @@ def _predict(model, images: list[np.ndarray], outputs: list[str]) -> dict[str, n
     return maps
 
 
-def _labels(maps: dict, idx: list[int], method: str, grow: int) -> list[np.ndarray]:
+def _labels(maps: dict, idx: list[int], method: str, grow: int, link=False) -> list[np.ndarray]:
     sub = {k: np.stack([v[i] for i in idx]) for k, v in maps.items() if k != "instances"}
-    labels, _, _ = run_workflow(labels_from_maps_workflow(sub, method, grow, min_size=MIN_SIZE))
+    wf = labels_from_maps_workflow(sub, method, grow, min_size=MIN_SIZE, link=link)
+    labels, _, _ = run_workflow(wf)
     return list(labels)
 
 
@@ -132,13 +143,18 @@ def evaluate(model, data_root: Path, names: list[str] | None = None) -> dict:
             if m == "mutex":
                 preds[m] = [np.asarray(x) for x in maps["instances"]]
             elif block["sequence"]:
-                preds[m] = _labels(maps, list(range(n)), m, grow)
+                # slices of a volume are linked into 3D objects (same id through the slab)
+                preds[m] = _labels(maps, list(range(n)), m, grow, link=block.get("volume", False))
             else:
                 preds[m] = [_labels(maps, [i], m, grow)[0] for i in range(n)]
         frames = [s.name.split("/")[-1] for s in samples]
         res = {"frames": frames, block["source"]: {}}
         for m in methods:
-            res[block["source"]][m] = _score([s.labels for s in samples], preds[m])
+            if block.get("volume"):  # one 3D volume: objects matched in 3D
+                ref3d = np.stack([s.labels for s in samples])
+                res[block["source"]][m] = _score([ref3d], [np.stack(preds[m])])
+            else:
+                res[block["source"]][m] = _score([s.labels for s in samples], preds[m])
         if block["gt"]:
             idx = [frames.index(f) for f in block["gt"]]
             res["GT"] = {

@@ -145,3 +145,21 @@ def test_config_errors():
         TrainConfig(targets="x")
     with pytest.raises(ValueError, match="augment must be"):
         TrainConfig(augment="heavy")
+
+
+def test_volume_slices_load_as_samples(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    raw = np.random.default_rng(0).integers(0, 255, (6, 32, 40), dtype=np.uint8)
+    lab = np.zeros((6, 32, 40), np.uint8)
+    lab[:, 8:20, 10:30] = 3
+    with h5py.File(tmp_path / "vol.h5", "w") as f:
+        f["raw"], f["label"] = raw, lab
+    samples = load_samples(tmp_path / "vol.h5")
+    assert [s.name for s in samples[:2]] == ["vol/z000", "vol/z001"] and len(samples) == 6
+    assert samples[3].image.shape == (32, 40) and samples[3].labels.max() == 3
+    _, held = split_samples(samples, 0.34)
+    assert [s.name for s in held] == ["vol/z003", "vol/z004", "vol/z005"]  # a contiguous slab
+    with h5py.File(tmp_path / "bad.h5", "w") as f:
+        f["raw"] = raw
+    with pytest.raises(ValueError, match="needs datasets raw and label"):
+        load_samples(tmp_path / "bad.h5")

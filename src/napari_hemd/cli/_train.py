@@ -69,6 +69,12 @@ def register(subparsers) -> None:
         "basic: 90-degree rotations, flips, gain and weak noise",
     )
     p.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        help="largest additive noise of the full augmentation (normalised units; default 0.25)",
+    )
+    p.add_argument(
         "--no-balance",
         action="store_true",
         help="draw frames by area over all --data (default: every --data equally often)",
@@ -147,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         balance=not args.no_balance,
         score_every=args.score_every,
         score_frames=args.score_frames,
+        noise_sigma=args.noise,
         checkpoint_every=args.checkpoint_every,
         ranges=ranges,
         neighbourhood=args.neighbourhood,

@@ -78,8 +78,8 @@ def load_samples(
     ----------
     path : path-like
         A CTC sequence (``.../01`` with ``01_ST/SEG`` or ``01_GT/SEG`` next to it; frames without a
-        mask are skipped) or a folder with ``images/`` and ``labels/`` holding TIFFs of the same
-        names.
+        mask are skipped), a folder with ``images/`` and ``labels/`` holding TIFFs of the same
+        names, or an ``.h5`` volume with ``raw`` and ``label`` (one sample per z-slice).
     masks : {"auto", "st", "gt"}
         For CTC: silver truth (full frames) or gold truth; ``"auto"`` prefers ST and falls back to
         GT.
@@ -97,8 +97,10 @@ def load_samples(
         raise ValueError(f"masks must be 'auto', 'st' or 'gt'; got {masks!r}")
     norm = normalization or DEFAULT_NORMALIZATION
     path = Path(path)
+    if path.suffix.lower() in (".h5", ".hdf5") and path.is_file():
+        return _volume_samples(path, norm)
     if not path.is_dir():
-        raise FileNotFoundError(f"data {str(path)!r} is not a folder")
+        raise FileNotFoundError(f"data {str(path)!r} is not a folder (or an .h5 volume)")
     pairs: list[tuple[Path, Path, str, str]] = []
     if (path / "images").is_dir() and (path / "labels").is_dir():
         for img in sorted(p for p in (path / "images").iterdir() if p.suffix.lower() in _TIF):
@@ -131,6 +133,34 @@ def load_samples(
         samples.append(Sample(image, lab.astype(np.int32), name, source))
     logger.info("loaded %d samples from %s", len(samples), path)
     return samples
+
+
+def _volume_samples(path: Path, norm: dict) -> list[Sample]:
+    """An HDF5 volume (datasets ``raw`` and ``label``, (Z, Y, X)) as one sample per z-slice.
+
+    A 2D network trained on slices + H-EMD across slices is how the H-EMD paper handles 3D
+    stacks; slices are named ``VOLUME/zNNN`` so that a held-out block is a contiguous slab.
+    """
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        missing = [k for k in ("raw", "label") if k not in f]
+        if missing:
+            raise ValueError(f"data {str(path)!r}: an .h5 volume needs datasets raw and label")
+        raw, lab = np.asarray(f["raw"]), np.asarray(f["label"])
+    if raw.shape != lab.shape or raw.ndim != 3:
+        raise ValueError(
+            f"data {str(path)!r}: raw {raw.shape} and label {lab.shape} must be one (Z, Y, X) shape"
+        )
+    return [
+        Sample(
+            normalize_percentile(raw[z], norm["low"], norm["high"]),
+            lab[z].astype(np.int32),
+            f"{path.stem}/z{z:03d}",
+            "labels",
+        )
+        for z in range(raw.shape[0])
+    ]
 
 
 def split_samples(

@@ -79,6 +79,9 @@ class TrainConfig:
         0: choose by the held-out loss instead.
     score_frames : int
         At most this many held-out frames per data folder are scored (evenly spaced in the block).
+    noise_sigma : float or None
+        Largest additive noise of the ``"full"`` augmentation (default: the
+        :class:`~napari_hemd.models.augmentation.Augmentation` default).
     ranges, neighbourhood : affinity offsets (affinity model).
     alpha, beta, gamma : float
         Weights of the self-, cross-correlation and pyramid losses (paper: 1, 1, 1).
@@ -106,6 +109,7 @@ class TrainConfig:
     balance: bool = True
     score_every: int = 0
     score_frames: int = 8
+    noise_sigma: float | None = None
     ranges: tuple = (1, 3, 5, 9, 27)
     neighbourhood: int = 4
     alpha: float = 1.0
@@ -134,7 +138,11 @@ class TrainConfig:
     @property
     def augmentation(self) -> Augmentation:
         """The :class:`Augmentation` that ``augment`` names."""
-        return Augmentation() if self.augment == "full" else Augmentation.off()
+        if self.augment == "basic":
+            return Augmentation.off()
+        if self.noise_sigma is not None:
+            return Augmentation(noise_sigma=float(self.noise_sigma))
+        return Augmentation()
 
 
 def pick_device(device: str | torch.device | None = "auto") -> torch.device:
