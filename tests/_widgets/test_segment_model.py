@@ -64,3 +64,12 @@ def test_segment_refuses_a_raw_movie_without_a_model(viewer, errors):
     assert len(errors) == 1 and "does not look like a probability map" in errors[0]
     assert "choose a model" in errors[0]
     assert "nuclei video image labels" not in viewer.layers
+
+
+def test_default_layer_choices_are_plausible(viewer):
+    """On the sample (raw image, then its probability map, newest last): Predict offers the raw
+    image first, Segment the probability map."""
+    from napari_hemd._widgets import PredictWidget, SegmentWidget
+
+    assert PredictWidget(viewer).image.value.name == "nuclei video image"
+    assert SegmentWidget(viewer).prob.value.name == "nuclei video probability"

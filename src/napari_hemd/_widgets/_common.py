@@ -179,15 +179,28 @@ class LayerWidget(Container):
         log.info("docking the Project widget to restore the last session")
         window.add_plugin_dock_widget("napari-hemd", PROJECT_WIDGET)
 
-    def layer_combo(self, kind: type[Layer], label: str, filt: Callable | None = None) -> ComboBox:
-        """A combo box listing the viewer's layers of ``kind`` (newest first)."""
+    def layer_combo(
+        self,
+        kind: type[Layer],
+        label: str,
+        filt: Callable | None = None,
+        prefer: Callable | None = None,
+    ) -> ComboBox:
+        """A combo box listing the viewer's layers of ``kind``.
+
+        Newest first; with ``prefer``, the layers for which it is true come first (so the default
+        choice is a plausible one: a raw image for Predict, a probability map for Segment).
+        """
 
         def choices(_w=None):
-            return [
-                (ly.name, ly)
+            layers = [
+                ly
                 for ly in reversed(self.viewer.layers)
                 if isinstance(ly, kind) and (filt is None or filt(ly))
             ]
+            if prefer is not None:
+                layers.sort(key=lambda ly: not prefer(ly))  # stable: newest first within each
+            return [(ly.name, ly) for ly in layers]
 
         return ComboBox(label=label, choices=choices, nullable=False)
 
@@ -290,6 +303,14 @@ class LayerWidget(Container):
             event.set()
         if self._worker is not None:
             self._worker.quit()
+
+
+def is_probability_layer(layer) -> bool:
+    """A layer made by a model (Predict, Segment) or holding floats: a probability map."""
+    if MODEL_KEY in getattr(layer, "metadata", {}):
+        return True
+    dtype = getattr(getattr(layer, "data", None), "dtype", None)
+    return dtype is not None and np.dtype(dtype).kind == "f"
 
 
 def add_or_update(viewer, data, name: str, kind: str = "image", **kwargs) -> Layer:

@@ -16,6 +16,7 @@ from napari_hemd._widgets._common import (
     LayerWidget,
     add_or_update,
     base_name,
+    is_probability_layer,
 )
 from napari_hemd.workflows import predict_workflow
 
@@ -54,7 +55,9 @@ class PredictWidget(LayerWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__(napari_viewer, labels=True)
-        self.image = self.layer_combo(Image, "image")
+        self.image = self.layer_combo(
+            Image, "image", prefer=lambda ly: not is_probability_layer(ly)
+        )
         self.model = ComboBox(label="model", choices=[*_shipped(), FROM_FILE])
         self.model_file = FileEdit(label="model file", filter="*.pt", visible=False)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")

@@ -29,6 +29,7 @@ from napari_hemd._widgets._common import (
     add_or_update,
     apply_edit,
     base_name,
+    is_probability_layer,
 )
 from napari_hemd.core.segment import METHODS, HEMDResult, _restore_axis
 from napari_hemd.workflows import segment_workflow
@@ -56,7 +57,7 @@ class SegmentWidget(LayerWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__(napari_viewer, labels=True)
-        self.prob = self.layer_combo(Image, "probability / image")
+        self.prob = self.layer_combo(Image, "probability / image", prefer=is_probability_layer)
         self.model = ComboBox(label="model", choices=_model_choices(), value=NO_MODEL)
         self.method = ComboBox(label="method", choices=list(METHODS), value="hemd")
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
