@@ -177,3 +177,28 @@ def test_project_round_trip(tmp_path):
     rebuilt = run_workflow(rebuild_workflow(back["prob"], back["params"], back["locked"]))
     assert locked[1][0] in rebuilt.selections[1].nodes
     assert rebuilt.forests[1].n_nodes == res.forests[1].n_nodes
+
+
+def test_choosing_a_speck_child_splits_instead_of_erasing():
+    """The inspector's case: the only split candidate of a merged pair is two specks at a high
+    threshold; choosing one must give the rest of the parent's pixels to the pieces."""
+    from napari_hemd.core.forest import build_candidate_forest
+
+    p = np.zeros((40, 60), np.float32)
+    p[10:30, 5:55] = 0.6  # one merged object
+    p[18:21, 14:17] = 0.99  # a speck of each cell survives the highest thresholds
+    p[18:21, 42:45] = 0.99
+    f = build_candidate_forest(p, tau=0.5)
+    root = int(f.node_map[20, 30])
+    while f.parent[root] >= 0:
+        root = int(f.parent[root])
+    frame = f.labels_of([root]).astype(np.uint32)
+    label = int(frame[20, 30])
+    speck = int(f.node_map[19, 15])
+    assert f.area[speck] <= 9
+    out = choose_candidate(frame, f, speck, label, next_id=label + 1, prob=p)
+    assert (out[frame > 0] > 0).all()  # nothing of the object dropped to background
+    assert len(np.unique(out[out > 0])) == 2 and out[19, 15] == label and out[19, 43] != label
+    assert (out[10:30, 5:28] == label).mean() > 0.9  # split near the middle
+    old_way = choose_candidate(frame, f, speck, label, next_id=label + 1, fill=False)
+    assert (old_way > 0).sum() < 30  # what users got before: two specks

@@ -337,14 +337,25 @@ def next_free_id(labels) -> int:
 
 
 def choose_candidate(
-    frame: np.ndarray, forest: CandidateForest, node: int, label: int, next_id: int
+    frame: np.ndarray,
+    forest: CandidateForest,
+    node: int,
+    label: int,
+    next_id: int,
+    *,
+    fill: bool = True,
+    prob: np.ndarray | None = None,
 ) -> np.ndarray:
     """Replace object ``label`` of ``frame`` by candidate ``node``; pixels stay exclusive.
 
     A larger candidate (an ancestor) merges: every pixel of ``node`` becomes ``label``, taking
     them from other objects. A smaller candidate (a descendant) splits: the siblings of the
     candidates on the path from ``node`` upward each become a new object (ids from ``next_id``)
-    where they cover the old object; the old object's pixels in no candidate become background.
+    where they cover the old object. The old object's pixels in none of these candidates (a
+    high-threshold child can be a speck of its parent) go to the nearest of the new pieces with
+    ``fill`` (a watershed of ``prob`` inside the old object, or geodesic distance without it), so
+    choosing a child splits the object instead of erasing most of it; without ``fill`` they
+    become background.
 
     Returns
     -------
@@ -367,6 +378,15 @@ def choose_candidate(
                 if piece.any():
                     out[piece] = next_id
                     next_id += 1
+        left = rest & (out == 0)
+        if fill and left.any():
+            from skimage.segmentation import watershed
+
+            inside = old | region
+            markers = np.where(inside, out, 0)
+            surface = -np.asarray(prob, np.float32) if prob is not None else np.zeros(out.shape)
+            filled = watershed(surface, markers=markers, mask=inside)
+            out[left] = filled[left]
     return out
 
 

@@ -218,8 +218,14 @@ class InspectorWidget(LayerWidget):
         node = self.rows[row].node
         frame = layer.data[self.frame]
         label = int(frame[self.pixel]) or next_free_id(layer.data)
+        src = (layer.metadata.get(PARAMS_KEY) or {}).get(SOURCE_KEY)
+        prob = None
+        if src in self.viewer.layers and self.viewer.layers[src].data.shape == layer.data.shape:
+            prob = np.asarray(self.viewer.layers[src].data[self.frame])
+        # a child gets the rest of its parent's pixels (watershed of the probability map), so
+        # choosing a high-threshold speck splits the object instead of erasing it
         new = choose_candidate(
-            frame, res.forests[self.frame], node, label, next_free_id(layer.data)
+            frame, res.forests[self.frame], node, label, next_free_id(layer.data), prob=prob
         )
         locked = {int(k): list(v) for k, v in (layer.metadata.get(LOCKED_KEY) or {}).items()}
         forest = res.forests[self.frame]
