@@ -166,9 +166,18 @@ def stream_segment(
             )
         if progress and (workers is not None or scheduler is not None):
             progress("cluster", 0, 0)
+        grow, outputs = 0, ("foreground",)
+        if model is not None:
+            from napari_hemd.image_segmentation import whole_cell_growth
+            from napari_hemd.models import load_model
+
+            # whole cells, as segment --model: the U-Net's background map is predicted too
+            grow = whole_cell_growth(load_model(model))
+            if grow:
+                outputs = ("foreground", "background")
         with dask_client(workers=workers, scheduler=scheduler) as client:
             if model is not None:
-                ident = json.loads(json.dumps(_prediction_id(data, model)))
+                ident = json.loads(json.dumps({**_prediction_id(data, model), "outputs": outputs}))
                 if _finished_prediction(prob_output, ident):
                     log.info("%s is a finished prediction by %s: reusing it", prob_output, model)
                 else:
@@ -178,7 +187,7 @@ def stream_segment(
                         model,
                         data,
                         prob_output,
-                        outputs=("foreground",),
+                        outputs=outputs,
                         chunk=predict_chunk,
                         tile=tile,
                         threads=threads,
@@ -190,7 +199,10 @@ def stream_segment(
                     )
                 import zarr
 
-                data = zarr.open_group(str(prob_output), mode="r")["foreground"]
+                group = zarr.open_group(str(prob_output), mode="r")
+                data = group["foreground"]
+                if grow:
+                    params = {**params, "background": group["background"], "grow": grow}
             hemd_stream(
                 data,
                 output,

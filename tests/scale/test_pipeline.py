@@ -22,16 +22,12 @@ def raw() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def expected(raw) -> tuple[np.ndarray, np.ndarray]:
-    """Single-process, in-memory reference: predict (1 torch thread), then whole-video H-EMD."""
-    from napari_hemd.models import predict
+    """Single-process, in-memory reference: ``segment --model``'s implementation (1 torch thread):
+    the predicted foreground, and whole-video H-EMD grown to whole cells."""
+    from napari_hemd import segment_image
 
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        fg = predict("nuclei-fluo", raw, tile=0)["foreground"]
-    finally:
-        torch.set_num_threads(old)
-    return fg, hemd(fg, iterations=2).labels
+    res = segment_image(raw, "nuclei-fluo", iterations=2, threads=1)
+    return res.maps["foreground"], res.labels
 
 
 @pytest.fixture

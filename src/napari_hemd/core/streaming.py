@@ -323,11 +323,22 @@ class _Progress:
         os.replace(tmp, self.path)
 
 
-def _write_window(prob, window: Window, store: str, params: dict) -> int:
-    """Segment one window and write its kept frames into the partial zarr (one task)."""
+def _write_window(
+    prob, window: Window, store: str, params: dict, background=None, grow: int = 0
+) -> int:
+    """Segment one window and write its kept frames into the partial zarr (one task).
+
+    With ``grow`` the kept frames' instances are grown to whole cells into pixels whose
+    ``background`` probability is below 0.5 (:func:`napari_hemd.core.cells.grow_to_cells`).
+    """
     import zarr
 
     labels = hemd_window(prob, window, **params)
+    if grow:
+        from napari_hemd.core.cells import grow_to_cells
+
+        bg = np.asarray(background[window.start : window.stop])
+        labels = grow_to_cells(labels, bg, int(grow), frame_axis=True)
     z = zarr.open_array(store, mode="r+")
     z[window.start : window.stop] = labels
     return window.index
@@ -344,6 +355,8 @@ def hemd_stream(
     client=None,
     progress: Callable[[str, int, int], None] | None = None,
     on_window: Callable[[int], None] | None = None,
+    background=None,
+    grow: int = 0,
     **params,
 ) -> Path:
     """H-EMD from an array (zarr, dask, numpy) into a zarr label store, window by window.
@@ -374,6 +387,11 @@ def hemd_stream(
         ``progress("windows", done, total)``.
     on_window : callable, optional
         Called with the window index after it is recorded as complete (tests use it to interrupt).
+    background : array-like, optional
+        Background probability shaped like ``prob`` (needed when ``grow > 0``).
+    grow : int
+        Grow the instances to whole cells by up to this many pixels
+        (:func:`napari_hemd.core.cells.grow_to_cells`; what ``segment --model`` does).
     **params
         See :func:`hemd_window`.
 
@@ -388,9 +406,18 @@ def hemd_stream(
 
     output = check_output_path(output, overwrite=overwrite)
     n, halo = _check(prob, {**params, "halo": halo})
+    if grow:
+        if background is None or tuple(background.shape) != tuple(prob.shape):
+            raise ValueError(
+                f"grow={grow} needs background shaped like prob {tuple(prob.shape)}; got "
+                f"{None if background is None else tuple(background.shape)}"
+            )
     windows = plan_windows(n, chunk, halo)
     partial = _partial_path(output)
-    sig = _signature(prob, params, chunk, halo)
+    sig_params = {**params, "grow": int(grow)}
+    if grow:
+        sig_params["background"] = _source_id(background)
+    sig = _signature(prob, sig_params, chunk, halo)
     # Named by the signature: a task of an abandoned run with other parameters (still running on
     # a cluster) can never write into this run's store.
     store = partial / f"labels-{sig}.zarr"
@@ -429,20 +456,29 @@ def hemd_stream(
 
     if client is None:
         for w in todo:
-            finished(_write_window(prob, w, str(store), params))
+            finished(_write_window(prob, w, str(store), params, background, grow))
     else:
         if isinstance(prob, np.ndarray):
             # Send an in-memory array once to every worker, not once per task.
             prob = client.scatter(prob, broadcast=True)
+        if isinstance(background, np.ndarray):
+            background = client.scatter(background, broadcast=True)
         futures = [
             # absolute: a remote worker's working directory is not ours
-            client.submit(_write_window, prob, w, str(store.resolve()), params, pure=False)
+            client.submit(
+                _write_window, prob, w, str(store.resolve()), params, background, grow, pure=False
+            )
             for w in todo
         ]
         _gather_as_completed(client, futures, finished)
     z = zarr.open_array(str(store), mode="r+")
     z.attrs.update(
-        {"method": "hemd", "windowed": {"chunk": chunk, "halo": halo}, **_jsonable(params)}
+        {
+            "method": "hemd",
+            "windowed": {"chunk": chunk, "halo": halo},
+            "grow": int(grow),
+            **_jsonable(params),
+        }
     )
     from napari_hemd.io._atomic import mark_output
 
