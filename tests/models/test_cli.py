@@ -196,3 +196,21 @@ def test_device_and_batch_errors_are_one_line(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert main([*base, "--device", "cuda"]) == 2
         assert "CUDA is not available here" in capsys.readouterr().err
+
+
+def test_fine_tune_a_shipped_model_then_segment_with_it(folder):
+    """``train --init nuclei-fluo`` (a few steps) and ``segment --model tuned.pt`` on a raw
+    movie: the loop a user runs after correcting a few frames."""
+    tuned = folder / "tuned.pt"
+    args = ["train", "--init", "nuclei-fluo", "--data", str(folder / "data"), "-o", str(tuned)]
+    args += ["--steps", "2", "--batch-size", "1", "--patch-size", "64", "--val", "0.34"]
+    assert main([*args, "--threads", "1", "--no-progress"]) == 0
+    from napari_hemd.models import load_model, load_model_file
+
+    meta = load_model_file(tuned).metadata
+    assert meta["fine_tuned_from"]["model"] == "nuclei-fluo"
+    assert meta["architecture"] == load_model("nuclei-fluo").metadata["architecture"]
+    out = folder / "labels.tif"
+    movie = str(folder / "stack.tif")
+    assert main(["segment", movie, "--model", str(tuned), "-o", str(out), "--no-progress"]) == 0
+    assert tifffile.imread(out).shape == (2, 96, 96)

@@ -163,3 +163,39 @@ def test_volume_slices_load_as_samples(tmp_path):
         f["raw"] = raw
     with pytest.raises(ValueError, match="needs datasets raw and label"):
         load_samples(tmp_path / "bad.h5")
+
+
+def test_fine_tune_starts_from_the_given_model(blobs, tmp_path):
+    from napari_hemd.models import HemdModel, Sample, load_model_file, save_model_file
+
+    base = HemdModel.create("unet", base_channels=4, depth=2)
+    base.metadata["targets"] = "interior"
+    save_model_file(base, tmp_path / "base.pt")
+    samples = [Sample(blobs[0] / 255, blobs[1], f"s/{i}", "labels") for i in range(2)]
+    cfg = TrainConfig(
+        model="unet",
+        init=str(tmp_path / "base.pt"),
+        architecture={"base_channels": 16, "depth": 4},  # overridden by the init model's
+        steps=2,
+        batch_size=1,
+        patch_size=32,
+        lr=1e-9,  # the weights barely move: they must be the init model's
+        val_every=1,
+        checkpoint_every=0,
+    )
+    model, _ = train_model(samples, samples[:1], tmp_path / "tuned.pt", cfg, progress=False)
+    tuned = load_model_file(tmp_path / "tuned.pt")
+    assert tuned.metadata["architecture"]["base_channels"] == 4
+    assert tuned.metadata["targets"] == "interior"  # kept: the head predicts what it learnt
+    assert tuned.metadata["fine_tuned_from"]["model"] == str(tmp_path / "base.pt")
+    a = base.network.state_dict()["head.weight"]
+    b = tuned.network.state_dict()["head.weight"]
+    assert torch.allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="is a unet model"):
+        train_model(
+            samples,
+            [],
+            tmp_path / "x.pt",
+            TrainConfig(model="affinity", init=str(tmp_path / "base.pt"), steps=1),
+            progress=False,
+        )

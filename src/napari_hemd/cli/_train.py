@@ -28,7 +28,19 @@ def register(subparsers) -> None:
         metavar="DIR",
         help="training data folder (repeat for several)",
     )
-    p.add_argument("--model", choices=("unet", "affinity"), default="unet")
+    p.add_argument(
+        "--model",
+        choices=("unet", "affinity"),
+        default=None,
+        help="network kind (default unet; with --init: the init model's)",
+    )
+    p.add_argument(
+        "--init",
+        metavar="MODEL_OR_FILE",
+        default=None,
+        help="fine-tune: start from a shipped model or a model file (its architecture, "
+        "normalisation and targets)",
+    )
     p.add_argument(
         "-o", "--output", required=True, metavar="MODEL", help="model file to write (.pt)"
     )
@@ -138,8 +150,14 @@ def run(args: argparse.Namespace) -> int:
         train += tr
         val += va
         logger.warning("%s: %d training, %d held-out samples", d, len(tr), len(va))
+    kind = args.model
+    if args.init is not None and kind is None:
+        from napari_hemd.models import load_model
+
+        kind = load_model(args.init).kind
     cfg = TrainConfig(
-        model=args.model,
+        model=kind or "unet",
+        init=args.init,
         architecture=arch,
         steps=args.steps,
         max_minutes=args.max_minutes,

@@ -82,6 +82,9 @@ class TrainConfig:
     noise_sigma : float or None
         Largest additive noise of the ``"full"`` augmentation (default: the
         :class:`~napari_hemd.models.augmentation.Augmentation` default).
+    init : str or None
+        Fine-tune: start from this shipped model or model file (its architecture, normalisation,
+        targets and offsets are used; the file records where it came from).
     ranges, neighbourhood : affinity offsets (affinity model).
     alpha, beta, gamma : float
         Weights of the self-, cross-correlation and pyramid losses (paper: 1, 1, 1).
@@ -110,6 +113,7 @@ class TrainConfig:
     score_every: int = 0
     score_frames: int = 8
     noise_sigma: float | None = None
+    init: str | None = None
     ranges: tuple = (1, 3, 5, 9, 27)
     neighbourhood: int = 4
     alpha: float = 1.0
@@ -418,12 +422,15 @@ def train_model(
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
-    model = HemdModel.create(cfg.model, **cfg.architecture)
-    if cfg.model == "affinity":
-        model.metadata["ranges"] = list(cfg.ranges)
-        model.metadata["neighbourhood"] = cfg.neighbourhood
+    if cfg.init is not None:
+        model = _init_model(cfg)
     else:
-        model.metadata["targets"] = cfg.targets
+        model = HemdModel.create(cfg.model, **cfg.architecture)
+        if cfg.model == "affinity":
+            model.metadata["ranges"] = list(cfg.ranges)
+            model.metadata["neighbourhood"] = cfg.neighbourhood
+        else:
+            model.metadata["targets"] = cfg.targets
     divisor = model.network.divisor
     if cfg.patch_size % divisor:
         raise ValueError(f"patch_size must be a multiple of {divisor}; got {cfg.patch_size}")
@@ -539,6 +546,36 @@ def train_model(
     if ckpt.exists() and step >= cfg.steps:
         ckpt.unlink()
     return load_model_file(output), history
+
+
+def _init_model(cfg: TrainConfig) -> HemdModel:
+    """Start from a trained model (fine-tuning): its network, normalisation, targets, offsets.
+
+    ``cfg`` is aligned with the model (kind, architecture, targets, affinity ranges) so that the
+    losses train what the network already predicts.
+    """
+    from napari_hemd.models.registry import load_model
+
+    base = load_model(cfg.init)
+    if base.kind != cfg.model:
+        raise ValueError(
+            f"init {cfg.init!r} is a {base.kind} model; got model={cfg.model!r} (use "
+            f"--model {base.kind})"
+        )
+    cfg.architecture = {k: v for k, v in base.metadata["architecture"].items() if k != "name"}
+    if base.kind == "unet":
+        cfg.targets = base.metadata.get("targets", "interior")
+    else:
+        cfg.ranges = tuple(base.metadata.get("ranges", cfg.ranges))
+        cfg.neighbourhood = int(base.metadata.get("neighbourhood", cfg.neighbourhood))
+    previous = base.metadata.get("training", {})
+    meta = {k: v for k, v in base.metadata.items() if k not in ("training", "validation")}
+    meta["fine_tuned_from"] = {
+        "model": str(cfg.init),
+        "data": previous.get("data"),
+        "steps": previous.get("steps_done"),
+    }
+    return HemdModel(base.network, meta)
 
 
 def _score_subset(val: Sequence[Sample], per_dataset: int) -> list[Sample]:
