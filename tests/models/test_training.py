@@ -183,7 +183,7 @@ def test_fine_tune_starts_from_the_given_model(blobs, tmp_path):
         val_every=1,
         checkpoint_every=0,
     )
-    model, _ = train_model(samples, samples[:1], tmp_path / "tuned.pt", cfg, progress=False)
+    train_model(samples, samples[:1], tmp_path / "tuned.pt", cfg, progress=False)
     tuned = load_model_file(tmp_path / "tuned.pt")
     assert tuned.metadata["architecture"]["base_channels"] == 4
     assert tuned.metadata["targets"] == "interior"  # kept: the head predicts what it learnt
