@@ -555,6 +555,8 @@ def save_project(
     history: EditHistory | None = None,
     overwrite: bool = False,
     name: str | None = None,
+    image: np.ndarray | None = None,
+    image_name: str | None = None,
 ) -> Path:
     """Save a proofreading session into a zarr folder, atomically.
 
@@ -581,6 +583,10 @@ def save_project(
         complete).
     name : str, optional
         Name of the labels layer, given back by :func:`load_project`.
+    image : ndarray, optional
+        The raw image the session is about (shown under the labels when it is reopened).
+    image_name : str, optional
+        Its layer name.
     """
     import zarr
 
@@ -589,7 +595,10 @@ def save_project(
     keep = {k: v for k, v in params.items() if isinstance(v, str | int | float | bool | type(None))}
     with atomic_path(folder, overwrite=overwrite) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
-        for key, arr in (("prob", np.asarray(prob)), ("labels", np.asarray(labels))):
+        arrays = [("prob", np.asarray(prob)), ("labels", np.asarray(labels))]
+        if image is not None:
+            arrays.append(("image", np.asarray(image)))
+        for key, arr in arrays:
             chunks = (1, *arr.shape[1:]) if arr.ndim > 2 else arr.shape
             root.create_array(key, data=arr, chunks=chunks)
         edits = []
@@ -608,6 +617,7 @@ def save_project(
                 "locked": {str(k): [int(n) for n in v] for k, v in (locked or {}).items()},
                 "edits": edits,
                 "name": name,
+                "image_name": image_name if image is not None else None,
             }
         )
     return Path(folder)
@@ -620,7 +630,8 @@ def load_project(folder: str | os.PathLike) -> dict:
     -------
     dict
         ``prob``, ``labels`` (ndarrays), ``params``, ``locked`` (frame -> list of ids),
-        ``history`` (:class:`EditHistory`) and ``name`` (of the labels layer, or ``None``).
+        ``history`` (:class:`EditHistory`), ``name`` (of the labels layer, or ``None``) and
+        ``image`` / ``image_name`` (the raw image, or ``None`` for projects saved without it).
     """
     import zarr
 
@@ -646,6 +657,8 @@ def load_project(folder: str | os.PathLike) -> dict:
         },
         "history": history,
         "name": attrs.get("name"),
+        "image": np.asarray(root["image"][...]) if "image" in root else None,
+        "image_name": attrs.get("image_name"),
     }
 
 

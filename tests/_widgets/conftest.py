@@ -39,3 +39,19 @@ def settings_dir(tmp_path, monkeypatch):
     folder = tmp_path / "config"
     monkeypatch.setenv(CONFIG_ENV, str(folder))
     return folder
+
+
+@pytest.fixture(autouse=True)
+def restore_answer(monkeypatch) -> dict:
+    """The *Restore last session?* dialog: answers ``answer["yes"]`` (default Yes) and records the
+    folders it was asked about in ``answer["asked"]``."""
+    from napari_hemd._widgets import project
+
+    answer: dict = {"yes": True, "asked": []}
+
+    def ask(folder):
+        answer["asked"].append(folder)
+        return answer["yes"]
+
+    monkeypatch.setattr(project, "_ask_restore", ask)
+    return answer

@@ -204,3 +204,46 @@ def test_any_widget_brings_back_the_last_session(
     QApplication.processEvents()
     assert sum("Project" in str(name) for name in v2.window.dock_widgets) == 1
     assert not errors
+
+
+def test_restore_asks_never_hijacks_and_brings_the_image_back(
+    viewer, make_napari_viewer, qtbot, tmp_path, errors, settings_dir, restore_answer
+):
+    """The issue's case: after a restart, a user opens another movie and docks Predict: the last
+    session is not pulled in. In an empty viewer it is offered (asked), and comes back with its raw
+    image under the labels (not labels on black)."""
+    from qtpy.QtWidgets import QApplication
+
+    image = viewer.layers["nuclei video image"]
+    viewer.layers["nuclei video probability"].metadata["hemd_source"] = image.name
+    labels = _session(viewer, qtbot)
+    proj = ProjectWidget(viewer)
+    proj.labels.value = labels
+    folder = proj.save(tmp_path / "work")
+    viewer.close()
+
+    busy = make_napari_viewer()
+    busy.add_image(np.zeros((3, 40, 40), np.uint16), name="HeLa movie")
+    busy.window.add_plugin_dock_widget("napari-hemd", "Predict")
+    QApplication.processEvents()
+    QApplication.processEvents()
+    assert [ly.name for ly in busy.layers] == ["HeLa movie"]  # nothing injected
+    assert not any("Project" in str(n) for n in busy.window.dock_widgets)
+    assert restore_answer["asked"] == []
+
+    restore_answer["yes"] = False
+    assert ProjectWidget(make_napari_viewer()).restored is None  # asked, declined
+    assert restore_answer["asked"] == [folder]
+
+    restore_answer["yes"] = True
+    v3 = make_napari_viewer()
+    proj3 = ProjectWidget(v3)
+    assert proj3.restored is not None
+    assert "nuclei video image" in v3.layers  # the raw image came back with the session
+    np.testing.assert_array_equal(v3.layers["nuclei video image"].data, image.data)
+    qtbot.waitUntil(
+        lambda: v3.layers["nuclei video labels"].metadata["hemd_result"] is not None,
+        timeout=120_000,
+    )
+    proj3.autosave.value = False
+    assert not errors

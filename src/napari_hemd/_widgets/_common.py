@@ -170,8 +170,8 @@ class LayerWidget(Container):
 
         if not _settings.load_settings()["auto_restore"] or _settings.last_project() is None:
             return
-        if holds_session(self.viewer):
-            return
+        if len(self.viewer.layers) or holds_session(self.viewer):
+            return  # the user is working on something else: never pull the old session in
         window = getattr(self.viewer, "window", None)
         docks = getattr(window, "dock_widgets", None)
         if docks is None or any(PROJECT_WIDGET in str(name) for name in docks):

@@ -42,6 +42,17 @@ log = logging.getLogger(__name__)
 AUTOSAVE_MS = 1500
 
 
+def _ask_restore(folder: Path) -> bool:
+    from qtpy.QtWidgets import QMessageBox
+
+    answer = QMessageBox.question(
+        None,
+        "Restore last session?",
+        f"Reopen your last napari-hemd session ({folder.name}) in this viewer?",
+    )
+    return answer == QMessageBox.StandardButton.Yes
+
+
 class ProjectWidget(LayerWidget):
     """Save labels, locked choices, undo history and parameters; reopen them with the forest."""
 
@@ -131,10 +142,18 @@ class ProjectWidget(LayerWidget):
         if src not in self.viewer.layers or not isinstance(self.viewer.layers[src], Image):
             show_error(f"Project: the probability layer {src!r} is gone")
             return None
+        prob_layer = self.viewer.layers[src]
+        raw_name = prob_layer.metadata.get(SOURCE_KEY)  # the image Predict / Segment started from
+        raw = self.viewer.layers[raw_name] if raw_name in self.viewer.layers else None
+        image = None
+        if isinstance(raw, Image) and tuple(raw.data.shape) == tuple(prob_layer.data.shape):
+            image = np.asarray(raw.data)
         try:
             save_project(
                 out,
-                prob=np.asarray(self.viewer.layers[src].data),
+                prob=np.asarray(prob_layer.data),
+                image=image,
+                image_name=raw_name if image is not None else None,
                 labels=np.asarray(layer.data),
                 params=params,
                 locked=layer.metadata.get(LOCKED_KEY),
@@ -179,6 +198,8 @@ class ProjectWidget(LayerWidget):
             return None
         name = folder.name.removesuffix(".zarr")
         params = dict(proj["params"])
+        if proj.get("image") is not None:  # the raw image under the labels, not black
+            add_or_update(self.viewer, proj["image"], proj.get("image_name") or f"{name} image")
         prob_name = params.get(SOURCE_KEY) or f"{name} probability"
         params[SOURCE_KEY] = prob_name
         add_or_update(
@@ -219,7 +240,9 @@ class ProjectWidget(LayerWidget):
         last = _settings.last_project()
         if last is None:
             return None
-        if holds_session(self.viewer):
-            return None  # this viewer already holds a session: leave it alone
+        if len(self.viewer.layers) or holds_session(self.viewer):
+            return None  # never into a viewer that already holds data: it is other work
+        if not _ask_restore(Path(last)):  # looked up here: tests replace the dialog
+            return None
         log.info("restoring the last session %s", last)
         return self.open(last)
