@@ -87,3 +87,55 @@ def test_best_match_in_both_neighbours_is_shown(viewer, qtbot, errors):
     row = next(r for r in insp.inspect(t, tuple(int(v) for v in pix)) if r.node == node)
     assert row.how == "left" and row.left.iou >= row.score - 1e-9
     assert not errors
+
+
+def test_all_widgets_docked_leave_the_canvas_half_the_window(make_napari_viewer, qtbot):
+    """The issue's case: every napari-hemd widget docked in a 1600x1000 window; the canvas keeps
+    at least 45 % of the width (the inspector's table used to need 720 px)."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_hemd._sample_data import nuclei_video_sample
+
+    viewer = make_napari_viewer(show=True)
+    for data, meta, kind in nuclei_video_sample():
+        getattr(viewer, f"add_{kind}")(data, **meta)
+    window = viewer.window._qt_window
+    window.resize(1600, 1000)
+    for name in (
+        "Predict", "Segment (H-EMD)", "Candidate forest inspector", "Proofread", "Export",
+        "Project (save / reopen session)", "Large data (stream, Dask)",
+    ):  # fmt: skip
+        viewer.window.add_plugin_dock_widget("napari-hemd", name)
+        QApplication.processEvents()
+    qtbot.wait(200)
+    assert viewer.window._qt_viewer.width() >= 0.45 * window.width()
+
+
+def test_path_is_compact_with_the_choice_highlighted(viewer, qtbot, errors):
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    res = labels.metadata["hemd_result"]
+    # the object with the longest leaf-to-root path
+    best = None
+    for t, (f, s) in enumerate(zip(res.forests, res.selections, strict=True)):
+        for n in s.nodes:
+            pix = tuple(int(v) for v in np.argwhere(f.mask(int(n)))[0])
+            depth = len(f.ancestors(int(f.node_map[pix])))
+            if best is None or depth > best[0]:
+                best = (depth, t, pix)
+    _, t, pix = best
+    insp.show_all.value = True
+    full = insp.inspect(t, pix)
+    insp.show_all.value = False
+    rows = insp.inspect(t, pix)
+    assert len(rows) < len(full) and rows[0].node == full[0].node
+    assert rows[-1].node == full[-1].node
+    chosen = [i for i, r in enumerate(rows) if r.chosen]
+    assert chosen and insp.table.item(chosen[0], 2).text().startswith("✓")
+    assert insp.table.columnCount() == 5
+    assert not errors

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from magicgui.widgets import Container, FloatSlider, Label, PushButton
+from magicgui.widgets import CheckBox, Container, FloatSlider, Label, PushButton
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from napari_hemd._widgets._common import (
@@ -45,10 +46,33 @@ def uncertain_objects(res: HEMDResult, margin: float = UNCERTAIN_IOU) -> list[tu
     return out
 
 
-COLUMNS = (
-    "node", "threshold", "area", "mean prob", "chosen", "how", "match", "IoU",
-    "best in t-1", "best in t+1",
-)  # fmt: skip
+#: What a biologist reads: where the candidate appears, how big it is, whether (and why) H-EMD chose
+#: it, and how well it overlaps the neighbouring frames. The node id is the row's tooltip.
+COLUMNS = ("threshold", "area", "chosen", "best in t-1", "best in t+1")
+
+#: Compact path: a candidate is listed when its area differs by at least this fraction from the
+#: last listed one (or it splits, is chosen, or is the chosen one's parent, the leaf or the root).
+AREA_STEP = 0.05
+
+
+def compact_path(rows: list[PathRow], parents: dict[int, int], splits: set[int]) -> list[PathRow]:
+    """The rows of a leaf-to-root path a user needs: where the region changes.
+
+    Keeps the leaf, the root, the chosen candidate and its parent, every candidate that splits
+    (two or more children) and every candidate whose area differs by :data:`AREA_STEP` or more
+    from the last kept one; the 40-odd levels at which a region only gains a few pixels go.
+    """
+    if len(rows) <= 2:
+        return list(rows)
+    chosen = {r.node for r in rows if r.chosen}
+    keep_parent = {parents.get(n, -1) for n in chosen}
+    out = [rows[0]]
+    for r in rows[1:-1]:
+        big_change = abs(r.area - out[-1].area) >= AREA_STEP * max(out[-1].area, 1)
+        if r.node in chosen or r.node in keep_parent or r.node in splits or big_change:
+            out.append(r)
+    out.append(rows[-1])
+    return out
 
 
 def _best_text(m: Match | None) -> str:
@@ -56,6 +80,16 @@ def _best_text(m: Match | None) -> str:
     if m is None:
         return ""
     return f"#{m.node} {m.iou:.2f}" + (" ✓" if m.chosen else "")
+
+
+def _chosen_text(row: PathRow, frame: int) -> str:
+    """``"✓ matched t4 #161 (0.82)"`` / ``"✓ padding"`` / ``""``: whether and why it was chosen."""
+    if not row.chosen:
+        return ""
+    match = _match_text(row, frame)
+    if match:
+        return f"✓ {row.how} {match} ({row.score:.2f})"
+    return f"✓ {row.how}"
 
 
 def _match_text(row: PathRow, frame: int) -> str:
@@ -79,7 +113,8 @@ class InspectorWidget(LayerWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setMinimumHeight(220)
-        self.table.setMinimumWidth(720)  # all ten columns, best matches included
+        self.table.setMinimumWidth(280)  # five short columns: the canvas keeps the window
+        self.show_all = CheckBox(label="show every level", value=False)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         table_box = Container(labels=False)
@@ -88,7 +123,9 @@ class InspectorWidget(LayerWidget):
         self.level = FloatSlider(label="preview cut at", value=0.5, min=0.0, max=1.0, step=0.01)
         self.lock_button = PushButton(text="Lock choices and re-run H-EMD")
         self.next_button = PushButton(text="Next uncertain object")
-        self.extend([self.labels, self.where, self.next_button, table_box, self.use_button])
+        self.extend(
+            [self.labels, self.where, self.next_button, table_box, self.show_all, self.use_button]
+        )
         self.extend([self.level, self.lock_button])
         self._cursor = -1
         self.rows: list[PathRow] = []
@@ -103,6 +140,9 @@ class InspectorWidget(LayerWidget):
         self.table.setMouseTracking(True)  # hovering a row previews its candidate
         self.table.cellEntered.connect(lambda row, _col: self.preview_row(row))
         self.labels.changed.connect(self._hook)
+        self.show_all.changed.connect(
+            lambda _v: self.frame is not None and self.inspect(self.frame, self.pixel)
+        )
         self._hook(self.labels.value)
 
     # ------------------------------------------------------------------ helpers
@@ -157,21 +197,37 @@ class InspectorWidget(LayerWidget):
             (res.forests[f], res.selections[f]) if 0 <= f < n else None
             for f in (frame - 1, frame + 1)
         )
-        self.rows = candidate_path(
+        path = candidate_path(
             res.forests[frame], res.selections[frame], self.pixel, left=left, right=right
         )
+        if self.show_all.value:
+            self.rows = path
+        else:
+            f = res.forests[frame]
+            parents = {r.node: int(f.parent[r.node]) for r in path}
+            splits = {r.node for r in path if f.children(r.node).size >= 2}
+            self.rows = compact_path(path, parents, splits)
         obj = int(layer.data[frame][self.pixel])
-        self.where.value = f"frame {frame}, pixel {self.pixel}, object {obj or 'none'}"
+        self.where.value = (
+            f"frame {frame}, object {obj or 'none'}: {len(self.rows)} of {len(path)} levels"
+        )
         self.table.setRowCount(len(self.rows))
+        chosen_row = None
         for i, r in enumerate(self.rows):
             cells = (
-                r.node, f"{r.threshold:.2f}", r.area, f"{r.mean_prob:.3f}",
-                "yes" if r.chosen else "", r.how, _match_text(r, frame),
-                f"{r.score:.2f}" if r.score else "",
+                f"{r.threshold:.2f}", r.area, _chosen_text(r, frame),
                 _best_text(r.left), _best_text(r.right),
             )  # fmt: skip
             for j, c in enumerate(cells):
-                self.table.setItem(i, j, QTableWidgetItem(str(c)))
+                item = QTableWidgetItem(str(c))
+                item.setToolTip(f"candidate #{r.node}, mean probability {r.mean_prob:.3f}")
+                if r.chosen:
+                    item.setBackground(QColor(255, 200, 0, 110))
+                self.table.setItem(i, j, item)
+            if r.chosen and chosen_row is None:
+                chosen_row = i
+        if chosen_row is not None:  # the answer to "why this cell" in view
+            self.table.scrollToItem(self.table.item(chosen_row, 0))
         return self.rows
 
     def select_row(self, i: int) -> None:
