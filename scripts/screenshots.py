@@ -152,6 +152,20 @@ def take(out: Path) -> list[Path]:
     proj.labels.value = labels
     proj.path.value = Path("~/hemd-session.zarr").expanduser()
     shot("project")
+    viewer.window.remove_dock_widget("all")
+
+    # the one-click path: a raw movie alone, Segment with a model
+    for layer in list(viewer.layers):
+        if layer.name != "nuclei video image":
+            viewer.layers.remove(layer)
+    seg = SegmentWidget(viewer)
+    dock(seg, "Segment (H-EMD)")
+    seg.prob.value = viewer.layers["nuclei video image"]
+    seg.model.value = "nuclei-fluo"
+    _wait(seg.run())
+    viewer.layers["nuclei video image probability"].visible = False
+    viewer.reset_view()
+    shot("segment-model")
     viewer.close()
     return saved
 
