@@ -49,8 +49,8 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
             "cells-phc",
             "unet",
             "cells-phc.pt",
-            "PhC-C2DL-PSC 01 (ST, frames 0-39)",
-            "phase-contrast cells: foreground / boundary / background U-Net",
+            "PhC-C2DL-PSC 01 (ST, frames 0-79 of 0-100)",
+            "phase-contrast cells: whole-cell foreground / contact / background U-Net",
         ),
         ShippedModel(
             "cells-dic",
