@@ -8,6 +8,17 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATA = SHARED / "data"
 
 
+#: Frames of Fluo-N2DL-HeLa 01 (the whole 92-frame sequence) that have gold-truth masks.
+HELA_GT_FRAMES = [12, 13, 14, 15, 20, 21, 22, 23, 25, 29, 38, 39, 40, 44, 50, 51, 52, 53, 54, 55, 62,
+                  76, 77, 78, 79, 80, 81, 88]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def hela_gt_frames() -> list[int]:
+    """:data:`HELA_GT_FRAMES`."""
+    return list(HELA_GT_FRAMES)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared real data folder (``../shared/data``); skips when absent."""

@@ -94,41 +94,12 @@ def test_user_errors_are_one_line(stacks, capsys):
 
 
 @pytest.mark.shared
-def test_real_gold_vs_silver(shared_data, capsys):
+def test_real_gold_vs_silver(shared_data, hela_gt_frames, capsys):
     seq = shared_data / "ctc" / "Fluo-N2DL-HeLa"
     rc, out, _ = _run(capsys, "--gt", seq / "01_GT", "--pred", seq / "01_ST", "--json")
     assert rc == 0
     res = json.loads(out)
     # the whole sequence (92 frames) has gold truth on 28 of them
-    assert [f["frame"] for f in res["frames"]] == [
-        12,
-        13,
-        14,
-        15,
-        20,
-        21,
-        22,
-        23,
-        25,
-        29,
-        38,
-        39,
-        40,
-        44,
-        50,
-        51,
-        52,
-        53,
-        54,
-        55,
-        62,
-        76,
-        77,
-        78,
-        79,
-        80,
-        81,
-        88,
-    ]
+    assert [f["frame"] for f in res["frames"]] == hela_gt_frames
     # gold truth annotates only some cells on most frames: SEG (recall-like) stays high
     assert res["SEG"] > 0.8

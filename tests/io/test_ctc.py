@@ -96,39 +96,10 @@ def test_write_keeps_given_tracks(tmp_path):
 
 
 @pytest.mark.shared
-def test_read_real_sequence(shared_data):
+def test_read_real_sequence(shared_data, hela_gt_frames):
     seq = read_ctc_sequence(shared_data / "ctc" / "Fluo-N2DL-HeLa" / "01")
     assert seq.raw.shape == (92, 700, 1100)  # the whole Fluo-N2DL-HeLa 01 sequence
-    assert sorted(seq.gt_seg) == [
-        12,
-        13,
-        14,
-        15,
-        20,
-        21,
-        22,
-        23,
-        25,
-        29,
-        38,
-        39,
-        40,
-        44,
-        50,
-        51,
-        52,
-        53,
-        54,
-        55,
-        62,
-        76,
-        77,
-        78,
-        79,
-        80,
-        81,
-        88,
-    ]
+    assert sorted(seq.gt_seg) == hela_gt_frames
     assert sorted(seq.st_seg) == list(range(92)) and sorted(seq.gt_tra) == list(range(92))
     assert seq.tracks.shape[1] == 4 and seq.tracks[:, 0].size == np.unique(seq.tracks[:, 0]).size
     # every track label is in the TRA markers of its first frame

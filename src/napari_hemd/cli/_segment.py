@@ -54,12 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="whole-cell growth of the instances in pixels (default: what the model needs; 0: "
         "none)",
     )
-    m.add_argument(
-        "--tile",
-        type=int,
-        default=None,
-        help="prediction tile core size (0: untiled; default: one tile up to 4 Mpx, else 1024)",
-    )
+    add_tile_argument(m)
     m.add_argument(
         "--batch-size", type=int, default=None, help="tiles per forward pass (default: ~1 Mpx)"
     )
@@ -68,6 +63,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def add_tile_argument(p) -> None:
+    """``--tile``, shared by ``segment --model`` and ``stream --model``."""
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="prediction tile core size (0: untiled; default: one tile up to 4 Mpx, else 1024)",
+    )
 
 
 def add_hemd_arguments(p: argparse.ArgumentParser) -> None:

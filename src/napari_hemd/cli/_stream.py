@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``stream`` subcommand."""
-    from napari_hemd.cli._segment import add_hemd_arguments
+    from napari_hemd.cli._segment import add_hemd_arguments, add_tile_argument
 
     p = sub.add_parser(
         "stream",
@@ -55,12 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="where predictions go (default OUT.prob.zarr; kept, reused by a rerun)",
     )
     m.add_argument("--predict-chunk", type=int, default=8, help="frames per prediction task (8)")
-    m.add_argument(
-        "--tile",
-        type=int,
-        default=None,
-        help="prediction tile core size (0: untiled; default: one tile up to 4 Mpx, else 1024)",
-    )
+    add_tile_argument(m)
     m.add_argument(
         "--threads",
         type=int,
