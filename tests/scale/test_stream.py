@@ -204,3 +204,10 @@ def test_stream_reads_one_frame_at_a_time_within_each_window(video, tmp_path):
     hemd_stream(rec, tmp_path / "lab.zarr", chunk=5, iterations=3)
     expected = [t for w in plan_windows(len(video), 5, 3) for t in range(w.lo, w.hi)]
     assert rec.reads == expected  # each window reads its own frames once, in order
+
+
+def test_stream_errors_name_the_frame_of_the_movie(video, as_zarr, tmp_path):
+    bad = video.copy()
+    bad[13, 5, 5] = np.nan
+    with pytest.raises(ValueError, match=r"prob \(frame 13\)"):
+        hemd_stream(as_zarr(bad, "bad"), tmp_path / "o.zarr", chunk=4, iterations=1)

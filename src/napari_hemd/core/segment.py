@@ -107,8 +107,12 @@ def hemd(
     time_limit: float = 10.0,
     max_candidates: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    first_frame: int = 0,
 ) -> HEMDResult:
     """Run H-EMD and keep everything it decided (see :func:`segment` for the parameters).
+
+    ``first_frame`` is the index of ``prob``'s first frame in the whole movie (a window of a long
+    run): messages name the movie's frame, not the window's.
 
     Returns
     -------
@@ -129,14 +133,14 @@ def hemd(
     conn = resolve_connectivity(connectivity, fdim)
     forests = []
     for t in range(n):
-        frame = check_probability(get(t), name=f"prob (frame {t})", ndims=(fdim,))
+        frame = check_probability(get(t), name=f"prob (frame {first_frame + t})", ndims=(fdim,))
         f = build_candidate_forest(frame, tau=tau, connectivity=conn, min_size=min_size)
         limit = max_candidates
         if limit is None:
             limit = max(10_000, int(MAX_NODES_PER_PIXEL * frame.size))
         if f.n_nodes > limit:
             raise ValueError(
-                f"prob (frame {t}) gives {f.n_nodes} instance candidates (limit {limit}): this "
+                f"prob (frame {first_frame + t}) gives {f.n_nodes} instance candidates (limit {limit}): this "
                 "looks like noise, not cell probabilities. Smooth it, raise tau or min_size, or "
                 "pass max_candidates to allow it"
             )

@@ -179,7 +179,7 @@ def hemd_window(prob, window: Window, **params) -> np.ndarray:
             int(w) - window.lo: list(n) for w, n in locked.items() if window.lo <= w < window.hi
         }
     view = _FrameRange(prob, window.lo, window.hi)
-    res = hemd(view, locked=locked or None, **params)
+    res = hemd(view, locked=locked or None, first_frame=window.lo, **params)
     a, b = window.start - window.lo, window.stop - window.lo
     return res.labels[a:b]
 
