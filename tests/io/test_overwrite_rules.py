@@ -118,3 +118,29 @@ def test_half_written_temporaries_are_cleaned_at_the_next_run(tmp_path, data_fol
     (junk / "o.tif").write_bytes(b"II*\x00truncated")
     assert _segment(data_folder / "prob.tif", "-o", tmp_path / "o.tif") == 0
     assert not junk.exists() and read_stack(tmp_path / "o.tif").shape == (3, 64, 64)
+
+
+def test_disk_full_keeps_the_old_output_and_leaves_no_debris(
+    data_folder, tmp_path, monkeypatch, capsys
+):
+    import errno
+
+    import tifffile as tf
+
+    out = tmp_path / "o.tif"
+    assert _segment(data_folder / "prob.tif", "-o", out) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+
+    def full(path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"II*\x00partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tf, "imwrite", full)
+    assert _segment(data_folder / "prob.tif", "-o", out, "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "nothing was replaced" in err
+    assert err.count("\n") == 1
+    assert out.read_bytes() == before  # the old result is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "o.tif"]  # no debris

@@ -8,6 +8,7 @@ Heavy imports (torch, dask.distributed) happen inside ``func`` so ``--help`` sta
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -86,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            msg = f"{exc.strerror} while writing; nothing was replaced and no partial file is left"
         print(f"napari-hemd {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
