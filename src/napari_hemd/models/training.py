@@ -591,8 +591,9 @@ def _score_subset(val: Sequence[Sample], per_dataset: int) -> list[Sample]:
 
 
 def _score(model: HemdModel, samples: Sequence[Sample]) -> dict:
-    """Held-out instance score: threshold instances as whole cells, mean of F1 and AJI per folder.
+    """Held-out instance score: mean of F1 and AJI per data folder.
 
+    Threshold instances grown to whole cells; the Mutex-watershed instances for affinity models.
     Returns ``{"val_score": mean over folders, "val_scores": {folder: {"F1", "AJI"}}}``.
     """
     from napari_hemd.models.evaluation import evaluate_model
@@ -602,8 +603,11 @@ def _score(model: HemdModel, samples: Sequence[Sample]) -> dict:
     for s in samples:
         groups.setdefault(_dataset_of(s), []).append(s)
     per = {}
+    # the affinity network's own instances (Mutex watershed), so a checkpoint is chosen for
+    # separating touching nuclei, not only for its foreground head
+    method = "mutex" if model.kind == "affinity" else "threshold"
     for name, g in groups.items():
-        r = evaluate_model(model, g, methods=("threshold",), min_size=20)["threshold"]
+        r = evaluate_model(model, g, methods=(method,), min_size=20)[method]
         per[name] = {"F1": r["F1"], "AJI": r["AJI"]}
     score = float(np.mean([(v["F1"] + v["AJI"]) / 2 for v in per.values()]))
     logger.info("held-out score %.4f %s", score, per)
