@@ -109,9 +109,9 @@ def _predict(model, images: list[np.ndarray], outputs: list[str]) -> dict[str, n
     return maps
 
 
-def _labels(maps: dict, idx: list[int], method: str, grow: int, link=False) -> list[np.ndarray]:
+def _labels(maps: dict, idx: list[int], method: str, grow: int, **extra) -> list[np.ndarray]:
     sub = {k: np.stack([v[i] for i in idx]) for k, v in maps.items() if k != "instances"}
-    wf = labels_from_maps_workflow(sub, method, grow, min_size=MIN_SIZE, link=link)
+    wf = labels_from_maps_workflow(sub, method, grow, **{"min_size": MIN_SIZE, **extra})
     labels, _, _ = run_workflow(wf)
     return list(labels)
 
@@ -143,8 +143,12 @@ def evaluate(model, data_root: Path, names: list[str] | None = None) -> dict:
             if m == "mutex":
                 preds[m] = [np.asarray(x) for x in maps["instances"]]
             elif block["sequence"]:
-                # slices of a volume are linked into 3D objects (same id through the slab)
-                preds[m] = _labels(maps, list(range(n)), m, grow, link=block.get("volume", False))
+                # slices of a volume are linked into 3D objects (same id through the slab), with
+                # the model's own segment defaults (what segment --model uses)
+                extra = dict(model.metadata.get("segment_defaults", {}))
+                if block.get("volume"):
+                    extra["link"] = True
+                preds[m] = _labels(maps, list(range(n)), m, grow, **extra)
             else:
                 preds[m] = [_labels(maps, [i], m, grow)[0] for i in range(n)]
         frames = [s.name.split("/")[-1] for s in samples]

@@ -115,7 +115,10 @@ def segment_image_workflow(
         Checked between batches of tiles; see :func:`napari_hemd.workflows.predict_workflow`.
     **params
         Parameters of the method (``tau``, ``delta``, ``iterations``, ``min_size``, ``link``,
-        ``variant`` ...), as for :func:`napari_hemd.workflows.segment_workflow`.
+        ``variant`` ...), as for :func:`napari_hemd.workflows.segment_workflow`, and
+        ``min_volume`` (with ``link``: linked objects smaller than this in all frames/slices are
+        removed). A model file may carry ``metadata["segment_defaults"]`` for these (the 3D model:
+        ``link``, ``delta`` 2, ``min_volume`` 300); what is passed here wins.
 
     Yields
     ------
@@ -143,6 +146,9 @@ def segment_image_workflow(
         raise ValueError(f"axis must be 0 (frames first) with a model; got {params['axis']}")
     params.pop("axis", None)
     loaded = _resolve_model(model)
+    # what the model's data need (a 3D model links its slices with a tolerant size change and
+    # drops small 3D fragments); parameters the caller passes win
+    params = {**loaded.metadata.get("segment_defaults", {}), **params}
     if grow is None:
         grow = whole_cell_growth(loaded)
     if grow < 0:
@@ -218,6 +224,7 @@ def labels_from_maps_workflow(
     fg = maps["foreground"]
     seg_kwargs = dict(params)
     link = bool(seg_kwargs.pop("link", False))
+    min_volume = int(seg_kwargs.pop("min_volume", 0) or 0)
     if method == "maxvalue":
         seg_kwargs["boundary"] = maps["boundary"]
     if method == "hemd":
@@ -233,7 +240,26 @@ def labels_from_maps_workflow(
         from napari_hemd.core.linking import link_labels
 
         labels, tracks = link_labels(labels, delta=params.get("delta", 0.35))
+    if min_volume and link:
+        labels, tracks = _drop_small_objects(labels, tracks, min_volume)
     return labels, res, tracks
+
+
+def _drop_small_objects(labels: np.ndarray, tracks, min_volume: int):
+    """Remove linked objects (3D objects of a stack) smaller than ``min_volume`` pixels in all."""
+    sizes = np.bincount(labels.ravel())
+    small = sizes < min_volume
+    small[0] = False
+    if not small.any():
+        return labels, tracks
+    labels = np.where(small[labels], 0, labels).astype(labels.dtype)
+    if tracks is not None and len(tracks):
+        tracks = np.asarray(tracks)
+        keep = ~small[np.minimum(tracks[:, 0], len(small) - 1)]
+        tracks = tracks[keep]
+        gone = set(np.flatnonzero(small).tolist())
+        tracks[:, 3] = [0 if p in gone else p for p in tracks[:, 3]]  # orphaned daughters
+    return labels, tracks
 
 
 def segment_image(

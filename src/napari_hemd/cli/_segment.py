@@ -19,6 +19,7 @@ from napari_hemd.cli._progress import Progress
 #: napari_hemd.core.segment.METHODS, spelled out so that ``--help`` does not import the engine
 #: (tests/cli/test_segment_cli.py checks they agree).
 METHODS = ("hemd", "threshold", "otsu", "watershed", "maxvalue", "nms")
+DEFAULT_DELTA = 0.35
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     m.add_argument("--device", default=None, help="cpu, cuda, mps (default: cpu)")
     m.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    m.add_argument(
+        "--min-volume",
+        type=int,
+        default=None,
+        help="with --link: remove objects smaller than this over all frames/slices (3D "
+        "fragments; default: the model's, else 0)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -78,7 +86,9 @@ def add_tile_argument(p) -> None:
 def add_hemd_arguments(p: argparse.ArgumentParser) -> None:
     """The H-EMD parameters shared by ``segment`` and ``stream``."""
     p.add_argument("--tau", type=float, default=0.5, help="lowest threshold (default 0.5)")
-    p.add_argument("--delta", type=float, default=0.35, help="size-change tolerance (0.35)")
+    p.add_argument(
+        "--delta", type=float, default=DEFAULT_DELTA, help="size-change tolerance (0.35)"
+    )
     p.add_argument("--iterations", type=int, default=10, help="H-EMD iterations T (10)")
     p.add_argument("--connectivity", type=int, default=None, help="1 = faces (default)")
     p.add_argument("--min-size", type=int, default=0, help="smallest candidate, pixels (0)")
@@ -187,6 +197,12 @@ def _run_with_model(args: argparse.Namespace) -> int:
     if args.method != "hemd":
         for k in ("variant", "seed_min_peak", "lone_growth"):
             hp.pop(k)
+    # options left at their defaults give way to the model's own (metadata segment_defaults)
+    if hp.get("delta") == DEFAULT_DELTA:
+        hp.pop("delta")
+    extra = {"link": True} if args.link else {}
+    if args.min_volume is not None:
+        extra["min_volume"] = args.min_volume
     with warnings.catch_warnings(), Progress(disabled=args.no_progress) as bar:
         warnings.simplefilter("always")
         res = segment_image(
@@ -199,7 +215,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=args.device,
             threads=args.threads,
-            link=args.link,
+            **extra,
             **hp,
         )
     labels = res.labels if res.labels.ndim == 3 else res.labels[None]

@@ -60,6 +60,14 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
             "DIC cells: foreground / boundary / background U-Net",
         ),
         ShippedModel(
+            "nuclei-3d",
+            "unet",
+            "nuclei-3d.pt",
+            "nuclei3d_1135 volume (plant ovule nuclei, z-slices 0-69 of 0-99)",
+            "3D nuclei stacks, slice by slice (H-EMD links the slices): whole-cell / contact / "
+            "background U-Net",
+        ),
+        ShippedModel(
             "nuclei-affinity",
             "affinity",
             "nuclei-affinity.pt",
