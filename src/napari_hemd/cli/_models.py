@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 #: Reference masks that annotate only some cells per frame: F1 / AJI would count every other
 #: detected cell as a false positive, so only SEG (reference objects only) is meaningful.
-SPARSE = ("Fluo-N2DL-HeLa/01 GT", "DIC-C2DH-HeLa/01 GT")
+SPARSE = ("Fluo-N2DL-HeLa/01 GT",)
 
 
 def _score_lines(validation: dict) -> list[str]:
