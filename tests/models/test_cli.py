@@ -214,3 +214,19 @@ def test_fine_tune_a_shipped_model_then_segment_with_it(folder):
     movie = str(folder / "stack.tif")
     assert main(["segment", movie, "--model", str(tuned), "-o", str(out), "--no-progress"]) == 0
     assert tifffile.imread(out).shape == (2, 96, 96)
+
+
+def test_models_prints_the_meaningful_score():
+    from napari_hemd.cli._models import _score_lines
+
+    validation = {
+        "protocol": "held-out block",
+        "scores": {
+            "Fluo-N2DL-HeLa/01 ST": {"hemd": {"F1": 0.9, "AJI": 0.8, "SEG": 0.85}},
+            "Fluo-N2DL-HeLa/01 GT": {"hemd": {"F1": 0.2, "AJI": 0.1, "SEG": 0.7}},
+        },
+    }
+    lines = _score_lines(validation)
+    assert lines[0] == "Fluo-N2DL-HeLa/01 ST: H-EMD F1 0.900 AJI 0.800"
+    assert lines[1] == "Fluo-N2DL-HeLa/01 GT: H-EMD SEG 0.700 (sparse reference: SEG only)"
+    assert lines[2] == "(held-out block)"
