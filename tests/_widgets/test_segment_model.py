@@ -73,3 +73,26 @@ def test_default_layer_choices_are_plausible(viewer):
 
     assert PredictWidget(viewer).image.value.name == "nuclei video image"
     assert SegmentWidget(viewer).prob.value.name == "nuclei video probability"
+
+
+def test_segment_a_frame_range_first(viewer, qtbot, errors):
+    """Try settings on a few frames before the whole movie: a layer placed at those frames."""
+    from napari_hemd._widgets import SegmentWidget
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.frames.value = "range"
+    assert not seg.first.native.isHidden() and not seg.last.native.isHidden()
+    seg.first.value, seg.last.value = 3, 5
+    _wait(qtbot, seg.run())
+    part = viewer.layers["nuclei video labels (frames 3-5)"]
+    assert part.data.shape[0] == 3 and part.translate[0] == 3
+    whole = SegmentWidget(viewer)
+    whole.prob.value = viewer.layers["nuclei video probability"]
+    viewer.dims.set_current_step(0, 7)
+    whole.frames.value = "current frame"
+    _wait(qtbot, whole.run())
+    one = viewer.layers["nuclei video labels (frames 7-7)"]
+    assert one.data.shape[0] == 1 and one.data.max() > 0
+    assert "nuclei video labels" not in viewer.layers  # the whole movie was not segmented
+    assert not errors

@@ -315,6 +315,7 @@ def is_probability_layer(layer) -> bool:
 
 def add_or_update(viewer, data, name: str, kind: str = "image", **kwargs) -> Layer:
     """Replace the data of layer ``name`` if it exists with that kind, else add it."""
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if name in viewer.layers:
         layer = viewer.layers[name]
         cls = Labels if kind == "labels" else Image

@@ -67,6 +67,12 @@ class SegmentWidget(LayerWidget):
         self.min_size = SpinBox(label="min size (px)", value=0, min=0, max=100_000)
         self.link = CheckBox(label="link across frames", value=False)
         self.variant = ComboBox(label="variant", choices=["refined", "paper"], value="refined")
+        self.frames = ComboBox(
+            label="frames", choices=["all", "current frame", "range"], value="all"
+        )
+        self.first = SpinBox(label="from frame", value=0, min=0, max=1_000_000, visible=False)
+        self.last = SpinBox(label="to frame", value=9, min=0, max=1_000_000, visible=False)
+        self.frames.changed.connect(self._show_range)
         self.run_button = PushButton(text="Segment")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.restore_from = self.layer_combo(
@@ -74,12 +80,25 @@ class SegmentWidget(LayerWidget):
         )
         self.restore_button = PushButton(text="Restore parameters")
         self.extend(
-            [getattr(self, f) for f in ("prob", "model", *FIELDS)]
+            [getattr(self, f) for f in ("prob", "model", *FIELDS, "frames", "first", "last")]
             + [self.run_button, self.cancel_button, self.restore_from, self.restore_button]
         )
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)
         self.restore_button.clicked.connect(lambda: self.restore(self.restore_from.value))
+
+    def _show_range(self, value: str) -> None:
+        self.first.visible = self.last.visible = value == "range"
+
+    def frame_range(self, n_frames: int) -> tuple[int, int] | None:
+        """``(start, stop)`` of the frames to segment (all of them: ``None``)."""
+        if self.frames.value == "current frame":
+            t = min(int(self.viewer.dims.current_step[0]), n_frames - 1)
+            return t, t + 1
+        if self.frames.value == "range":
+            start = min(int(self.first.value), n_frames - 1)
+            return start, max(start, min(int(self.last.value), n_frames - 1)) + 1
+        return None
 
     def params(self) -> dict:
         """Current parameters (without ``method``)."""
@@ -122,7 +141,14 @@ class SegmentWidget(LayerWidget):
         # zarr / dask data stay lazy: H-EMD reads one frame at a time
         data = layer.data[0] if layer.multiscale else layer.data
         model = self.model.value if prob_layer is None else NO_MODEL
-        name = f"{base_name(layer.name)} labels"
+        suffix, translate, span = "", None, None
+        if prob_layer is None and ndim >= 3 and params["axis"] == 0:
+            span = self.frame_range(int(data.shape[0]))
+        if span is not None:  # try settings on a few frames: a layer placed at those frames
+            data = data[span[0] : span[1]]
+            suffix = f" (frames {span[0]}-{span[1] - 1})"
+            translate = (span[0], *([0] * (ndim - 1)))
+        name = f"{base_name(layer.name)} labels{suffix}"
         saved = dict(params, method=method, **{SOURCE_KEY: layer.name})
         saved[MODEL_KEY] = layer.metadata.get(MODEL_KEY)
         grow, background = 0, None
@@ -137,7 +163,7 @@ class SegmentWidget(LayerWidget):
 
             kwargs.pop("locked", None)
             gen = segment_image_workflow(data, model, method, cancel=self.cancel_flag(), **kwargs)
-            prob_name = f"{base_name(layer.name)} probability"
+            prob_name = f"{base_name(layer.name)} probability{suffix}"
             saved[SOURCE_KEY], saved[MODEL_KEY] = prob_name, model
         else:
             from napari_hemd.core.validation import not_a_probability_map
@@ -153,6 +179,8 @@ class SegmentWidget(LayerWidget):
             background = layer.metadata.get(BACKGROUND_KEY)
             if background is not None and tuple(background.shape) == tuple(layer.data.shape):
                 grow = int(layer.metadata.get(GROW_KEY, 0))
+                if span is not None:
+                    background = background[span[0] : span[1]]
 
         def done(result) -> None:
             if model != NO_MODEL:
@@ -160,6 +188,7 @@ class SegmentWidget(LayerWidget):
                     self.viewer,
                     result.maps["foreground"],
                     prob_name,
+                    translate=translate,
                     colormap="magma",
                     contrast_limits=(0.0, 1.0),
                     opacity=0.6,
@@ -196,7 +225,9 @@ class SegmentWidget(LayerWidget):
                 out = old
             else:
                 meta[HISTORY_KEY] = None  # a new layer starts a fresh undo history
-                out = add_or_update(self.viewer, labels, name, kind="labels", metadata=meta)
+                out = add_or_update(
+                    self.viewer, labels, name, kind="labels", metadata=meta, translate=translate
+                )
             n = len(np.unique(out.data)) - 1
             how = f", whole cells (grown {saved['grow']} px)" if saved["grow"] else ""
             show_info(f"Segment: {n} objects in {name!r}{how}")
