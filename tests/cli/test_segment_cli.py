@@ -181,3 +181,29 @@ def test_cli_methods_match_the_engine_and_help_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"  # --help imports neither the engine nor torch
+
+
+def test_silent_acceptances_are_refused(tmp_path, capsys):
+    np.save(tmp_path / "one.npy", np.full((32, 32), 0.9, np.float32))
+    rc = main(
+        [
+            "segment",
+            str(tmp_path / "one.npy"),
+            "-o",
+            str(tmp_path / "o.tif"),
+            "--axis",
+            "5",
+            "--method",
+            "threshold",
+        ]
+    )
+    assert rc == 2 and "axis must be 0 for a single 2D frame; got 5" in capsys.readouterr().err
+    np.save(tmp_path / "p.npy", np.zeros((3, 32, 32), np.float32))
+    (tmp_path / "o.zarr").mkdir()
+    rc = main(["stream", str(tmp_path / "p.npy"), "-o", str(tmp_path / "s.zarr"), "--follow", "-1"])
+    assert rc == 2 and "--follow must be a positive" in capsys.readouterr().err
+    out = tmp_path / "exists.tif"
+    out.write_bytes(b"x")
+    assert main(["segment", str(tmp_path / "p.npy"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "pass --overwrite" in err and "overwrite=True" not in err

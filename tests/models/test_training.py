@@ -77,6 +77,8 @@ def test_split_samples_holds_out_a_block(blobs):
     assert [s.name for s in val] == ["s/3", "s/4"]
     with pytest.raises(ValueError, match="fraction"):
         split_samples(samples, 1.5)
+    with pytest.raises(ValueError, match="holds out no sample of the 10"):
+        split_samples(samples, "5:2")
 
 
 @pytest.mark.slow

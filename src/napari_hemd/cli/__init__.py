@@ -89,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             msg = f"{exc.strerror} while writing; nothing was replaced and no partial file is left"
+        msg = str(msg).replace("pass overwrite=True (--overwrite)", "pass --overwrite")
         print(f"napari-hemd {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

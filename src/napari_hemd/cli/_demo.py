@@ -19,7 +19,13 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand."""
-    p = sub.add_parser("demo", help="run the whole pipeline on the bundled sample video")
+    p = sub.add_parser(
+        "demo",
+        help="run the whole pipeline on the bundled sample video",
+        description="Segment the bundled sample video (moving, touching, dividing nuclei) with the "
+        "shipped model, H-EMD and linking, exactly as segment --model does; write image.tif, "
+        "probability.tif and masks/ (CTC) to OUT and print the accuracy against the exact labels.",
+    )
     p.add_argument("-o", "--output", default="hemd-demo", help="output folder (hemd-demo)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--model", default="nuclei-fluo", help="shipped model name or file")

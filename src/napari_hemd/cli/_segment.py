@@ -37,7 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("prob", metavar="INPUT", help="raw movie (with --model) or probability stack")
     p.add_argument("-o", "--output", required=True, help="output .tif, .zarr or CTC folder")
-    p.add_argument("--method", choices=METHODS, default="hemd")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="hemd",
+        help="hemd (default), or a baseline on the same maps: threshold, otsu, watershed, "
+        "maxvalue (needs --boundary), nms",
+    )
     add_hemd_arguments(p)
     p.add_argument("--axis", type=int, default=0, help="frame/slice axis of a 3D array (0)")
     p.add_argument("--link", action="store_true", help="same id for the same object over time")
@@ -92,7 +98,13 @@ def add_hemd_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=int, default=10, help="H-EMD iterations T (10)")
     p.add_argument("--connectivity", type=int, default=None, help="1 = faces (default)")
     p.add_argument("--min-size", type=int, default=0, help="smallest candidate, pixels (0)")
-    p.add_argument("--variant", choices=("refined", "paper"), default="refined")
+    p.add_argument(
+        "--variant",
+        choices=("refined", "paper"),
+        default="refined",
+        help="refined (default: absorbs small leftovers, seeds from confident roots) or paper "
+        "(Section III exactly)",
+    )
     p.add_argument(
         "--seed-min-peak",
         type=float,

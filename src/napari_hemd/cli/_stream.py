@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if args.follow is not None:
         from napari_hemd.core.streaming import hemd_follow
 
+        if args.follow <= 0:
+            raise ValueError(f"--follow must be a positive number of seconds; got {args.follow}")
         if args.workers is not None or args.scheduler is not None:
             raise ValueError("--follow runs in one process; drop --workers / --scheduler")
         hemd_follow(

@@ -61,6 +61,8 @@ def _frames(prob, axis: int):
     if 0 in tuple(prob.shape):
         raise ValueError(f"prob is empty (shape {tuple(prob.shape)}): there is no frame to segment")
     if ndim == 2:
+        if axis not in (0, -1):
+            raise ValueError(f"axis must be 0 for a single 2D frame; got {axis}")
         warnings.warn(
             "prob is a single 2D frame: H-EMD has no neighbouring frames to match, so it reduces "
             "to initial selection + padding",

@@ -193,6 +193,8 @@ def split_samples(
             raise ValueError(f"val fraction must be in [0, 1); got {val!r}")
         k = int(np.ceil(frac * n))
         idx = set(range(n - k, n))
+    if isinstance(val, str) and ":" in val and not idx:
+        raise ValueError(f"val {val!r} holds out no sample of the {n} there are (START < STOP)")
     train = [s for i, s in enumerate(samples) if i not in idx]
     held = [s for i, s in enumerate(samples) if i in idx]
     if not train:
