@@ -96,9 +96,12 @@ def test_user_errors_are_one_line(stacks, capsys):
 @pytest.mark.shared
 def test_real_gold_vs_silver(shared_data, hela_gt_frames, capsys):
     seq = shared_data / "ctc" / "Fluo-N2DL-HeLa"
-    rc, out, _ = _run(capsys, "--gt", seq / "01_GT", "--pred", seq / "01_ST", "--json")
+    rc, out, err = _run(capsys, "--gt", seq / "01_GT", "--pred", seq / "01_ST", "--json")
     assert rc == 0
     res = json.loads(out)
+    # the newcomer's stumble: a sparse gold truth is detected and SEG pointed at
+    assert res["sparse_reference"] is True
+    assert "reference looks sparse" in err and "SEG" in err
     # the whole sequence (92 frames) has gold truth on 28 of them
     assert [f["frame"] for f in res["frames"]] == hela_gt_frames
     # gold truth annotates only some cells on most frames: SEG (recall-like) stays high

@@ -94,6 +94,20 @@ def _frames_to_score(gt, pred, gt_name: str = "--gt", pred_name: str = "--pred")
     return gt_frames
 
 
+def unmatched_predictions(gt, pred, frames) -> tuple[int, int]:
+    """(predicted objects overlapping no reference object, predicted objects) over ``frames``."""
+    import numpy as np
+
+    lonely = total = 0
+    for t in frames:
+        g, p = np.asarray(gt[t]), np.asarray(pred[t])
+        ids = np.unique(p[p > 0])
+        hit = np.unique(p[(p > 0) & (g > 0)])
+        total += ids.size
+        lonely += ids.size - hit.size
+    return lonely, total
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.4f}"
@@ -137,6 +151,16 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_sequence(
         gt, pred, frames=frames, ignore_gt_background=args.ignore_gt_background
     )
+    lonely, total = unmatched_predictions(gt, pred, frames)
+    result["sparse_reference"] = bool(total and lonely > 0.5 * total)
+    if result["sparse_reference"]:
+        print(
+            f"note: {lonely} of {total} predicted objects overlap no reference object: the "
+            "reference looks sparse (e.g. a gold truth that annotates a few cells per frame). F1, "
+            "AJI, DET and PQ count those objects as errors; SEG (reference objects only) is the "
+            "meaningful score here",
+            file=sys.stderr,
+        )
     if args.json:
         json.dump(_json_safe(result), sys.stdout, indent=2)
         sys.stdout.write("\n")
