@@ -84,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
 
         if args.follow <= 0:
             raise ValueError(f"--follow must be a positive number of seconds; got {args.follow}")
+        if Path(args.prob).suffix != ".zarr":
+            raise ValueError(
+                f"--follow reads a .zarr array that another process grows frame by frame; got "
+                f"{args.prob!r} (without --follow any stack is read as it is)"
+            )
         if args.workers is not None or args.scheduler is not None:
             raise ValueError("--follow runs in one process; drop --workers / --scheduler")
         hemd_follow(
