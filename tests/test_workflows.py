@@ -202,3 +202,11 @@ def test_choosing_a_speck_child_splits_instead_of_erasing():
     assert (out[10:30, 5:28] == label).mean() > 0.9  # split near the middle
     old_way = choose_candidate(frame, f, speck, label, next_id=label + 1, fill=False)
     assert (old_way > 0).sum() < 30  # what users got before: two specks
+
+
+@pytest.mark.parametrize("n_cells", [1, 2, 3, 5])
+def test_sample_video_with_few_cells(n_cells):
+    from napari_hemd.data.synthetic import nuclei_video
+
+    v = nuclei_video(n_frames=4, shape=(64, 64), n_cells=n_cells)  # an odd count failed
+    assert v["labels"].shape == (4, 64, 64) and v["labels"].max() >= 1

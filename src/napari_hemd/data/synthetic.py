@@ -103,7 +103,7 @@ def nuclei_video(
     begin = {int(i): 0 for i in ids}
     parent = {int(i): 0 for i in ids}
     # Pull some pairs together so that they touch.
-    for a in range(0, min(n_cells, 6), 2):
+    for a in range(0, min(n_cells - 1, 6), 2):  # an odd count leaves the last one alone
         pos[a + 1] = pos[a] + rng.normal(0, 1, 2) * 2 + np.array([0, rad[a] + rad[a + 1] - 1])
     divide_at = {0: n_frames // 3, 2: 2 * n_frames // 3}
     next_id = n_cells + 1
