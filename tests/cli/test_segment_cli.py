@@ -201,7 +201,7 @@ def test_silent_acceptances_are_refused(tmp_path, capsys):
     np.save(tmp_path / "p.npy", np.zeros((3, 32, 32), np.float32))
     (tmp_path / "o.zarr").mkdir()
     rc = main(["stream", str(tmp_path / "p.npy"), "-o", str(tmp_path / "s.zarr"), "--follow", "-1"])
-    assert rc == 2 and "--follow must be a positive" in capsys.readouterr().err
+    assert rc == 2 and "--follow must be 0 or more seconds" in capsys.readouterr().err
     tifffile.imwrite(tmp_path / "p.tif", np.zeros((3, 32, 32), np.float32))
     rc = main(["stream", str(tmp_path / "p.tif"), "-o", str(tmp_path / "s.zarr"), "--follow", "5"])
     assert rc == 2 and "--follow reads a .zarr array" in capsys.readouterr().err

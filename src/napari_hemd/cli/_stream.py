@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if args.follow is not None:
         from napari_hemd.core.streaming import hemd_follow
 
-        if args.follow <= 0:
-            raise ValueError(f"--follow must be a positive number of seconds; got {args.follow}")
+        if args.follow < 0:
+            raise ValueError(f"--follow must be 0 or more seconds; got {args.follow}")
         if Path(args.prob).suffix != ".zarr":
             raise ValueError(
                 f"--follow reads a .zarr array that another process grows frame by frame; got "
