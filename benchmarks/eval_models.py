@@ -169,6 +169,22 @@ def evaluate(model, data_root: Path, names: list[str] | None = None) -> dict:
     return results
 
 
+def store_validation(path: Path, model, results: dict) -> None:
+    """Write the held-out scores into the model file (shown by ``napari-hemd models``)."""
+    model.metadata["validation"] = {
+        "protocol": "held-out block; H-EMD over the block; min_size 20; whole cells",
+        "scores": {
+            f"{ds} {ref}": {m: {k: sc[k] for k in ("F1", "AJI", "SEG")} for m, sc in r.items()}
+            for ds, res in results.items()
+            for ref, r in res.items()
+            if ref != "frames"
+        },
+        "frames": {ds: [res["frames"][0], res["frames"][-1]] for ds, res in results.items()},
+    }
+    half = next(iter(torch.load(path, weights_only=True)["state_dict"].values()))
+    save_model_file(model, path, half=half.dtype == torch.float16)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("models", nargs="+", type=Path)
@@ -176,6 +192,12 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--store", action="store_true", help="store scores in the model files")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="with --store: take the scores from an earlier run's --json (same model files)",
+    )
     p.add_argument(
         "--held-out",
         action="append",
@@ -188,8 +210,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     summary = {}
     names = held_out_names(args.data, args.held_out) if args.held_out else None
+    earlier = json.loads(args.from_json.read_text()) if args.from_json else {}
     for path in args.models:
         model = load_model_file(path)
+        if path.stem in earlier:
+            store_validation(path, model, earlier[path.stem]["held_out"])
+            print(f"{path.stem}: stored the scores of {args.from_json}")
+            continue
         t0 = time.perf_counter()
         results = evaluate(model, args.data, names)
         for ds, res in results.items():
@@ -202,22 +229,7 @@ def main() -> None:
                     )
         summary[path.stem] = {"seconds": round(time.perf_counter() - t0, 1), "held_out": results}
         if args.store:
-            model.metadata["validation"] = {
-                "protocol": "held-out block; H-EMD over the block; min_size 20; whole cells",
-                "scores": {
-                    f"{ds} {ref}": {
-                        m: {k: sc[k] for k in ("F1", "AJI", "SEG")} for m, sc in r.items()
-                    }
-                    for ds, res in results.items()
-                    for ref, r in res.items()
-                    if ref != "frames"
-                },
-                "frames": {
-                    ds: [res["frames"][0], res["frames"][-1]] for ds, res in results.items()
-                },
-            }
-            half = next(iter(torch.load(path, weights_only=True)["state_dict"].values()))
-            save_model_file(model, path, half=half.dtype == torch.float16)
+            store_validation(path, model, results)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
 
