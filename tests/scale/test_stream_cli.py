@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import zarr
 
 from napari_hemd.cli import main
@@ -51,3 +52,33 @@ def test_stream_cli_follow(video, tmp_path):
     assert zarr.open_array(str(out)).attrs["frames_written"] == len(video)
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)
     assert main([*args, "--overwrite", "--workers", "2"]) == 2
+
+
+def test_unreachable_scheduler_is_one_line(prob_zarr, tmp_path, capsys):
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        rc = main(
+            [
+                "stream",
+                str(prob_zarr.store.root),
+                "-o",
+                str(tmp_path / "o.zarr"),
+                "--scheduler",
+                "tcp://127.0.0.1:1",
+                "--no-progress",
+            ]
+        )
+    err = capsys.readouterr().err
+    assert rc == 2 and "127.0.0.1:1" in err and "Traceback" not in err
+    assert err.strip().count("\n") == 0
+
+
+def test_noise_guard_can_be_raised_from_the_cli(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    noise = tmp_path / "noise.npy"
+    np.save(noise, rng.random((2, 96, 96)).astype(np.float32))
+    base = ["segment", str(noise), "-o", str(tmp_path / "o.tif"), "--iterations", "1"]
+    assert main([*base, "--max-candidates", "10"]) == 2
+    assert "--max-candidates" in capsys.readouterr().err
+    assert main([*base, "--max-candidates", "1000000", "--no-progress"]) == 0

@@ -118,6 +118,13 @@ def add_hemd_arguments(p: argparse.ArgumentParser) -> None:
         help="a match only its reference overlaps grows up to this many times the reference "
         "(refined 1.5, paper 1)",
     )
+    p.add_argument(
+        "--max-candidates",
+        type=int,
+        default=None,
+        help="H-EMD refuses a frame with more candidates than this (noise guard; default "
+        "max(10000, 0.05 per pixel))",
+    )
 
 
 def hemd_params(args: argparse.Namespace) -> dict:
@@ -131,6 +138,7 @@ def hemd_params(args: argparse.Namespace) -> dict:
         variant=args.variant,
         seed_min_peak=args.seed_min_peak,
         lone_growth=args.lone_growth,
+        max_candidates=args.max_candidates,
     )
 
 
@@ -163,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
     boundary = read_stack(args.boundary, lazy=True) if args.boundary else None
     t0 = time.perf_counter()
     hp = hemd_params(args)
-    hemd_only = {k: hp.pop(k) for k in ("variant", "seed_min_peak", "lone_growth")}
+    hemd_only = {
+        k: hp.pop(k) for k in ("variant", "seed_min_peak", "lone_growth", "max_candidates")
+    }
     params = {**hp, "axis": args.axis}  # shared by H-EMD and the baselines
     tracks = None
     with warnings.catch_warnings(), Progress(disabled=args.no_progress) as bar:
@@ -181,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         labels = labels[None]
     meta = {"method": args.method, "source": str(args.prob), **params}
     if args.method == "hemd":
-        meta.update({k: res.params[k] for k in hemd_only})
+        meta.update({k: res.params[k] for k in hemd_only if k in res.params})
     write_labels(labels, args.output, overwrite=args.overwrite, tracks=tracks, metadata=meta)
     n_obj = int(labels.max()) if labels.size else 0
     print(
@@ -207,7 +217,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     hp = hemd_params(args)
     if args.method != "hemd":
-        for k in ("variant", "seed_min_peak", "lone_growth"):
+        for k in ("variant", "seed_min_peak", "lone_growth", "max_candidates"):
             hp.pop(k)
     # options left at their defaults give way to the model's own (metadata segment_defaults)
     if hp.get("delta") == DEFAULT_DELTA:

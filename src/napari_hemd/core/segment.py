@@ -144,7 +144,7 @@ def hemd(
             raise ValueError(
                 f"prob (frame {first_frame + t}) gives {f.n_nodes} instance candidates (limit {limit}): this "
                 "looks like noise, not cell probabilities. Smooth it, raise tau or min_size, or "
-                "pass max_candidates to allow it"
+                "pass max_candidates (CLI: --max-candidates) to allow it"
             )
         forests.append(f)
         if progress:
