@@ -55,3 +55,23 @@ def test_predict_refuses_non_finite_frames(tmp_path):
     image[2, 5, 7] = np.nan
     with pytest.raises(ValueError, match=r"frame 2 has 1 non-finite value.*y=5, x=7"):
         predict("nuclei-fluo", image)
+
+
+def test_big_endian_zarr_probabilities_segment(tmp_path):
+    import zarr
+
+    from napari_hemd.data.synthetic import nuclei_video
+
+    prob = nuclei_video(n_frames=3, shape=(64, 64), n_cells=4)["prob"]
+    z = zarr.create_array(
+        str(tmp_path / "be.zarr"), shape=prob.shape, chunks=(1, 64, 64), dtype=">f4", zarr_format=2
+    )
+    z[:] = prob
+    out = tmp_path / "o.tif"
+    assert main(["segment", str(tmp_path / "be.zarr"), "-o", str(out), "--no-progress"]) == 0
+    expected = tmp_path / "native.tif"
+    np.save(tmp_path / "native.npy", prob)
+    assert (
+        main(["segment", str(tmp_path / "native.npy"), "-o", str(expected), "--no-progress"]) == 0
+    )
+    assert (read_stack(out) == read_stack(expected)).all()

@@ -23,6 +23,8 @@ def to_probability(arr: np.ndarray, *, name: str = "prob") -> np.ndarray:
         For other dtypes (bool, signed integers, complex, objects).
     """
     arr = np.asarray(arr)
+    if not arr.dtype.isnative:  # big-endian data (zarr v2 ">f4", .npy) are legitimate
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / np.float32(255)
     if arr.dtype == np.uint16:
