@@ -96,3 +96,19 @@ def test_segment_a_frame_range_first(viewer, qtbot, errors):
     assert one.data.shape[0] == 1 and one.data.max() > 0
     assert "nuclei video labels" not in viewer.layers  # the whole movie was not segmented
     assert not errors
+
+
+def test_progress_shows_in_the_dock(viewer, qtbot, errors):
+    """Frames done, rate and time left inside the dock (not only napari's activity panel)."""
+    from napari_hemd._widgets import PredictWidget
+
+    pred = PredictWidget(viewer)
+    pred.image.value = viewer.layers["nuclei video image"]
+    seen = []
+    worker = pred.run()
+    worker.yielded.connect(lambda _e: seen.append((pred._bar.value, pred._status.value)))
+    _wait(qtbot, worker)
+    assert any("predict" in text and "/12" in text for _, text in seen)
+    assert any("left)" in text for _, text in seen)  # rate and time left once frames are done
+    assert pred._bar.native.isHidden()  # hidden again when finished
+    assert not errors

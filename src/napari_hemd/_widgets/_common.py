@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Generator
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, PushButton
+from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton
+from magicgui.widgets import Label as MgLabel
 from napari.layers import Image, Labels, Layer
 from napari.qt.threading import create_worker
 from napari.utils import progress
@@ -218,6 +220,10 @@ class LayerWidget(Container):
         ``None``).
         """
         pbr = progress(total=0, desc=desc)
+        bar, status = self._dock_progress()
+        bar.visible = status.visible = True
+        bar.max, bar.value, status.value = 1, 0, f"{desc}: starting"
+        clock = {"stage": None, "t0": time.perf_counter()}
 
         def drain():
             return (yield from gen)
@@ -229,6 +235,11 @@ class LayerWidget(Container):
             pbr.n = done
             pbr.set_description(f"{desc}: {stage}")
             pbr.refresh()
+            # the same in the dock, where the user looks: done / total, rate, time left
+            if stage != clock["stage"]:
+                clock.update(stage=stage, t0=time.perf_counter(), first=done)
+            bar.max, bar.value = max(int(total), 1), min(int(done), max(int(total), 1))
+            status.value = _progress_text(desc, stage, done, total, clock)
 
         def on_error(exc: Exception) -> None:
             log.exception("%s failed", desc, exc_info=exc)
@@ -236,6 +247,7 @@ class LayerWidget(Container):
 
         def on_finished() -> None:
             pbr.close()
+            bar.visible = status.visible = False
             self._set_running(run_button, cancel_button, False)
             self._worker = None
 
@@ -250,6 +262,14 @@ class LayerWidget(Container):
         self._worker = worker
         worker.start()
         return worker
+
+    def _dock_progress(self):
+        """The progress bar and status line at the bottom of this dock (made on first use)."""
+        if getattr(self, "_bar", None) is None:
+            self._bar = ProgressBar(value=0, min=0, max=1, visible=False)
+            self._status = MgLabel(value="", visible=False)
+            self.extend([self._bar, self._status])
+        return self._bar, self._status
 
     @staticmethod
     def _set_running(run_button, cancel_button, running: bool) -> None:
@@ -303,6 +323,18 @@ class LayerWidget(Container):
             event.set()
         if self._worker is not None:
             self._worker.quit()
+
+
+def _progress_text(desc: str, stage: str, done: int, total: int, clock: dict) -> str:
+    """``"Predict: predict 12/92 (1.3/s, 1:02 left)"``."""
+    dt = time.perf_counter() - clock["t0"]
+    made = done - clock.get("first", 0)
+    text = f"{desc}: {stage} {done}/{total}" if total else f"{desc}: {stage}"
+    if made > 0 and dt > 0 and total:
+        rate = made / dt
+        left = (total - done) / rate
+        text += f" ({rate:.2f}/s, {int(left // 60)}:{int(left % 60):02d} left)"
+    return text
 
 
 def is_probability_layer(layer) -> bool:
