@@ -133,6 +133,8 @@ def evaluate(model, data_root: Path, names: list[str] | None = None) -> dict:
     methods = METHODS + (("mutex",) if model.kind == "affinity" else ())
     if model.kind == "affinity":
         outputs.append("instances")
+    # the model's own segment defaults (what segment --model uses) win over MIN_SIZE
+    defaults = dict(model.metadata.get("segment_defaults", {}))
     results = {}
     for ds, block in held_out_blocks(model, data_root, names).items():
         samples = block["samples"]
@@ -143,14 +145,11 @@ def evaluate(model, data_root: Path, names: list[str] | None = None) -> dict:
             if m == "mutex":
                 preds[m] = [np.asarray(x) for x in maps["instances"]]
             elif block["sequence"]:
-                # slices of a volume are linked into 3D objects (same id through the slab), with
-                # the model's own segment defaults (what segment --model uses)
-                extra = dict(model.metadata.get("segment_defaults", {}))
-                if block.get("volume"):
-                    extra["link"] = True
+                # slices of a volume are linked into 3D objects (same id through the slab)
+                extra = dict(defaults, link=True) if block.get("volume") else defaults
                 preds[m] = _labels(maps, list(range(n)), m, grow, **extra)
             else:
-                preds[m] = [_labels(maps, [i], m, grow)[0] for i in range(n)]
+                preds[m] = [_labels(maps, [i], m, grow, **defaults)[0] for i in range(n)]
         frames = [s.name.split("/")[-1] for s in samples]
         res = {"frames": frames, block["source"]: {}}
         for m in methods:
@@ -172,7 +171,8 @@ def evaluate(model, data_root: Path, names: list[str] | None = None) -> dict:
 def store_validation(path: Path, model, results: dict) -> None:
     """Write the held-out scores into the model file (shown by ``napari-hemd models``)."""
     model.metadata["validation"] = {
-        "protocol": "held-out block; H-EMD over the block; min_size 20; whole cells",
+        "protocol": "held-out block; H-EMD over the block; whole cells; min size "
+        + str(model.metadata.get("segment_defaults", {}).get("min_size", MIN_SIZE)),
         "scores": {
             f"{ds} {ref}": {m: {k: sc[k] for k in ("F1", "AJI", "SEG")} for m, sc in r.items()}
             for ds, res in results.items()
@@ -186,12 +186,14 @@ def store_validation(path: Path, model, results: dict) -> None:
 
 
 def main() -> None:
+    global MIN_SIZE
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("models", nargs="+", type=Path)
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--store", action="store_true", help="store scores in the model files")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--min-size", type=int, default=20, help="smallest object (default 20)")
     p.add_argument(
         "--from-json",
         type=Path,
@@ -206,6 +208,7 @@ def main() -> None:
         "its own held-out frames (compare models on one block; refused if a model trained on it)",
     )
     args = p.parse_args()
+    MIN_SIZE = args.min_size
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     summary = {}

@@ -37,6 +37,11 @@ __all__ = [
 ]
 
 
+#: Values that mean "not chosen": a model's ``segment_defaults`` replace them (the CLI and the
+#: widgets pass these when the user left the option alone).
+NEUTRAL = {"min_size": 0, "link": False, "min_volume": 0, "delta": 0.35}
+
+
 @dataclass
 class ImageSegmentation:
     """What :func:`segment_image` produced.
@@ -118,7 +123,9 @@ def segment_image_workflow(
         ``variant`` ...), as for :func:`napari_hemd.workflows.segment_workflow`, and
         ``min_volume`` (with ``link``: linked objects smaller than this in all frames/slices are
         removed). A model file may carry ``metadata["segment_defaults"]`` for these (the 3D model:
-        ``link``, ``delta`` 2, ``min_volume`` 300); what is passed here wins.
+        ``link``, ``delta`` 2, ``min_volume`` 300; ``nuclei-fluo``: ``min_size`` 100); a value
+        passed here wins unless it is the neutral one of :data:`NEUTRAL` (what an untouched CLI
+        option or widget field gives).
 
     Yields
     ------
@@ -148,7 +155,9 @@ def segment_image_workflow(
     loaded = _resolve_model(model)
     # what the model's data need (a 3D model links its slices with a tolerant size change and
     # drops small 3D fragments); parameters the caller passes win
-    params = {**loaded.metadata.get("segment_defaults", {}), **params}
+    defaults = loaded.metadata.get("segment_defaults", {})
+    given = {k: v for k, v in params.items() if not (k in defaults and NEUTRAL.get(k, ...) == v)}
+    params = {**defaults, **given}
     if grow is None:
         grow = whole_cell_growth(loaded)
     if grow < 0:

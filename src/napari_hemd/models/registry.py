@@ -42,8 +42,9 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
             "nuclei-fluo",
             "unet",
             "nuclei-fluo.pt",
-            "Fluo-N2DH-SIM+ 02 (GT, frames 0-39) + Fluo-N2DL-HeLa 01 (ST, frames 0-23)",
-            "fluorescent nuclei: foreground / boundary / background U-Net",
+            "Fluo-N2DH-SIM+ 02 (GT, frames 0-39) + Fluo-N2DL-HeLa 01 (ST, frames 0-72) + BBBC039 "
+            "(24 of 30 images)",
+            "fluorescent nuclei: whole-cell foreground / contact / background U-Net",
         ),
         ShippedModel(
             "cells-phc",
@@ -71,7 +72,7 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
             "nuclei-affinity",
             "affinity",
             "nuclei-affinity.pt",
-            "BBBC039 (24 of 30 images, fully annotated)",
+            "BBBC039 (24 of 30 images, fully annotated; fine-tuned with the full augmentation)",
             "fluorescent nuclei: pixel-embedded affinity network (Mutex watershed instances)",
         ),
     )
