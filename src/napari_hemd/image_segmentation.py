@@ -29,11 +29,13 @@ from napari_hemd.core.segment import METHODS, HEMDResult
 from napari_hemd.workflows import Progress, cancelled, run_workflow, segment_workflow
 
 __all__ = [
+    "NEUTRAL",
     "ImageSegmentation",
     "labels_from_maps_workflow",
     "segment_image",
     "segment_image_workflow",
     "whole_cell_growth",
+    "with_model_defaults",
 ]
 
 
@@ -70,6 +72,12 @@ class ImageSegmentation:
     grow: int = 0
     tracks: np.ndarray | None = None
     params: dict = field(default_factory=dict)
+
+
+def with_model_defaults(defaults: dict, params: dict) -> dict:
+    """``params`` over a model's ``segment_defaults``; a :data:`NEUTRAL` value gives way."""
+    given = {k: v for k, v in params.items() if not (k in defaults and NEUTRAL.get(k, ...) == v)}
+    return {**defaults, **given}
 
 
 def whole_cell_growth(model) -> int:
@@ -155,9 +163,7 @@ def segment_image_workflow(
     loaded = _resolve_model(model)
     # what the model's data need (a 3D model links its slices with a tolerant size change and
     # drops small 3D fragments); parameters the caller passes win
-    defaults = loaded.metadata.get("segment_defaults", {})
-    given = {k: v for k, v in params.items() if not (k in defaults and NEUTRAL.get(k, ...) == v)}
-    params = {**defaults, **given}
+    params = with_model_defaults(loaded.metadata.get("segment_defaults", {}), params)
     if grow is None:
         grow = whole_cell_growth(loaded)
     if grow < 0:

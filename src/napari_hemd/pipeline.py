@@ -168,13 +168,22 @@ def stream_segment(
             progress("cluster", 0, 0)
         grow, outputs = 0, ("foreground",)
         if model is not None:
-            from napari_hemd.image_segmentation import whole_cell_growth
+            from napari_hemd.image_segmentation import whole_cell_growth, with_model_defaults
             from napari_hemd.models import load_model
 
             # whole cells, as segment --model: the U-Net's background map is predicted too
-            grow = whole_cell_growth(load_model(model))
+            loaded = load_model(model)
+            grow = whole_cell_growth(loaded)
             if grow:
                 outputs = ("foreground", "background")
+            # the model's own defaults (min size ...), as segment --model applies them; linking
+            # and 3D fragment removal are segment's, not the stream's
+            defaults = {
+                k: v
+                for k, v in loaded.metadata.get("segment_defaults", {}).items()
+                if k not in ("link", "min_volume")
+            }
+            params = with_model_defaults(defaults, params)
         with dask_client(workers=workers, scheduler=scheduler) as client:
             if model is not None:
                 ident = json.loads(json.dumps({**_prediction_id(data, model), "outputs": outputs}))

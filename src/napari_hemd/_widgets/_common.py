@@ -31,6 +31,8 @@ MODEL_KEY = "hemd_model"
 #: (pixels) that turns instances on it into whole cells (see napari_hemd.core.cells).
 BACKGROUND_KEY = "hemd_background"
 GROW_KEY = "hemd_grow"
+#: On a probability layer made by a model: the model's ``segment_defaults`` (min size ...).
+DEFAULTS_KEY = "hemd_segment_defaults"
 
 
 def base_name(name: str) -> str:

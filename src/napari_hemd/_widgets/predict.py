@@ -11,6 +11,7 @@ from napari.utils.notifications import show_error
 
 from napari_hemd._widgets._common import (
     BACKGROUND_KEY,
+    DEFAULTS_KEY,
     GROW_KEY,
     MODEL_KEY,
     LayerWidget,
@@ -128,8 +129,11 @@ class PredictWidget(LayerWidget):
         name = base_name(layer.name)
         meta = {MODEL_KEY: str(model), "hemd_source": layer.name}
 
+        seg_defaults = dict(loaded.metadata.get("segment_defaults", {}))
+
         def done(maps: dict) -> None:
             extra = {GROW_KEY: grow, BACKGROUND_KEY: maps["background"]} if grow else {}
+            extra[DEFAULTS_KEY] = seg_defaults
             add_or_update(
                 self.viewer,
                 maps["foreground"],

@@ -18,6 +18,7 @@ from napari.utils.notifications import show_error, show_info
 
 from napari_hemd._widgets._common import (
     BACKGROUND_KEY,
+    DEFAULTS_KEY,
     GROW_KEY,
     HISTORY_KEY,
     LOCKED_KEY,
@@ -175,6 +176,13 @@ class SegmentWidget(LayerWidget):
                     "For a raw image choose a model above; it predicts the probabilities first"
                 )
                 return None
+            seg_defaults = layer.metadata.get(DEFAULTS_KEY) or {}
+            if seg_defaults:  # the model's own (min size ...), as segment --model applies them
+                from napari_hemd.image_segmentation import with_model_defaults
+
+                usable = {k: v for k, v in seg_defaults.items() if k in kwargs}
+                kwargs = with_model_defaults(usable, kwargs)
+                saved.update({k: kwargs[k] for k in usable})
             gen = segment_workflow(data, method, **kwargs)
             background = layer.metadata.get(BACKGROUND_KEY)
             if background is not None and tuple(background.shape) == tuple(layer.data.shape):
