@@ -264,6 +264,20 @@ def _source_id(arr) -> str:
     return f"{type(arr).__name__}:{os.urandom(8).hex()}"
 
 
+def announce_resume(output, what: str, done: int, total: int, unit: str, frame: int) -> None:
+    """Say, always (a warning: stderr in the CLI), that a run resumes and from which frame."""
+    log.warning(
+        "%s: resuming an interrupted %s of the same input and parameters: %d of %d %s done, "
+        "continuing from frame %d",
+        output,
+        what,
+        done,
+        total,
+        unit,
+        frame,
+    )
+
+
 def _content_sample(arr) -> str:
     """SHA-256 (16 hex digits) of the first, middle and last frame: a cheap content signature."""
     n = int(arr.shape[0]) if len(arr.shape) else 0
@@ -436,15 +450,9 @@ def hemd_stream(
         )
         prog.mark(-1)  # the store exists
     todo = [w for w in windows if w.index not in prog.done]
-    if len(todo) < len(windows):  # said always (stderr in the CLI): the user must know
-        log.warning(
-            "%s: resuming an interrupted run of the same input and parameters: %d of %d windows "
-            "done, continuing from frame %d",
-            output,
-            len(windows) - len(todo),
-            len(windows),
-            min(w.start for w in todo) if todo else n,
-        )
+    if len(todo) < len(windows):
+        first = min(w.start for w in todo) if todo else n
+        announce_resume(output, "run", len(windows) - len(todo), len(windows), "windows", first)
     total = len(windows)
 
     def finished(index: int) -> None:

@@ -30,7 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_hemd.core.streaming import _FrameRange, _partial_path, _Progress, _source_id
+from napari_hemd.core.streaming import (
+    _FrameRange,
+    _partial_path,
+    _Progress,
+    _source_id,
+    announce_resume,
+)
 from napari_hemd.models.affinity import make_offsets
 from napari_hemd.models.prediction import _check_outputs, _resolve_model, iter_predict
 from napari_hemd.models.weights import HemdModel
@@ -270,15 +276,9 @@ def predict_stream(
             )
         prog.mark(-1)
     todo = [i for i in range(len(starts)) if i not in prog.done]
-    if len(todo) < len(starts):  # said always (stderr in the CLI): the user must know
-        log.warning(
-            "%s: resuming an interrupted prediction of the same input and model: %d of %d "
-            "chunks done, continuing from frame %d",
-            output,
-            len(starts) - len(todo),
-            len(starts),
-            starts[min(todo)] if todo else n,
-        )
+    if len(todo) < len(starts):
+        first = starts[min(todo)] if todo else n
+        announce_resume(output, "prediction", len(starts) - len(todo), len(starts), "chunks", first)
 
     def finished(index: int) -> None:
         prog.mark(index)
