@@ -211,3 +211,15 @@ def test_stream_errors_name_the_frame_of_the_movie(video, as_zarr, tmp_path):
     bad[13, 5, 5] = np.nan
     with pytest.raises(ValueError, match=r"prob \(frame 13\)"):
         hemd_stream(as_zarr(bad, "bad"), tmp_path / "o.zarr", chunk=4, iterations=1)
+
+
+def test_damaged_progress_file_starts_over(video, prob_zarr, tmp_path, caplog):
+    out = tmp_path / "lab.zarr"
+    with pytest.raises(Crash):
+        hemd_stream(prob_zarr, out, chunk=4, iterations=3, on_window=lambda i: _raise())
+    (tmp_path / ".lab.zarr.partial" / "progress.json").write_text("{not json")
+    redone = []
+    with caplog.at_level("WARNING"):
+        hemd_stream(prob_zarr, out, chunk=4, iterations=3, on_window=redone.append)
+    assert redone == [0, 1, 2, 3, 4] and "progress.json is damaged" in caplog.text
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=3).labels)
