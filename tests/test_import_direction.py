@@ -17,3 +17,20 @@ def test_no_gui_or_torch_imports(module):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_imports_point_down():
+    """pipeline (workflows level) takes nothing from the CLI; io.ctc reads TIFFs through io.tiff,
+    not io.stacks (which writes CTC folders through io.ctc)."""
+    import ast
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "napari_hemd"
+
+    def imported(path: Path) -> set[str]:
+        tree = ast.parse(path.read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    assert not {m for m in imported(src / "pipeline.py") if m.startswith("napari_hemd.cli")}
+    assert "napari_hemd.io.stacks" not in imported(src / "io" / "ctc.py")
+    assert not {m for m in imported(src / "io" / "tiff.py") if m.startswith("napari_hemd")}

@@ -36,14 +36,14 @@ def open_input(path: str | os.PathLike):
     """A lazy, picklable array of a stack on disk (zarr array / OME-Zarr group, TIFF, folder, npy).
 
     TIFF stacks are read frame by frame through tifffile's zarr interface
-    (:class:`napari_hemd.cli._stream.TiffFrames`), everything else by
+    (:class:`napari_hemd.io.tiff.TiffFrames`), everything else by
     :func:`napari_hemd.io.read_stack` with ``lazy=True``.
     """
     from napari_hemd.io import read_stack
 
     path = Path(path).resolve()  # workers elsewhere do not share our working directory
     if path.suffix.lower() in (".tif", ".tiff"):
-        from napari_hemd.cli._stream import TiffFrames
+        from napari_hemd.io.tiff import TiffFrames
 
         if not Path(path).is_file():
             raise FileNotFoundError(f"input {str(path)!r} does not exist")

@@ -30,7 +30,7 @@ def test_stream_cli_tiff_is_read_lazily(video, tmp_path):
 
     import tifffile
 
-    from napari_hemd.cli._stream import TiffFrames
+    from napari_hemd.io.tiff import TiffFrames
 
     src = tmp_path / "prob.tif"
     tifffile.imwrite(src, video)

@@ -134,34 +134,3 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-class TiffFrames:
-    """A TIFF stack read frame by frame through tifffile's zarr interface; pickles by path.
-
-    Parameters
-    ----------
-    path : str
-        Multi-page TIFF, frames along axis 0.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = str(path)
-        self._arr = None
-        z = self._array()
-        self.shape, self.dtype, self.ndim = tuple(z.shape), z.dtype, z.ndim
-
-    def _array(self):
-        if self._arr is None:
-            import tifffile
-            import zarr
-
-            self._arr = zarr.open(tifffile.imread(self.path, aszarr=True), mode="r")
-        return self._arr
-
-    def __getitem__(self, key):
-        return self._array()[key]
-
-    def __getstate__(self) -> dict:
-        # The open file handle stays behind; a worker reopens the file.
-        return {**self.__dict__, "_arr": None}

@@ -386,7 +386,7 @@ def hemd_stream(
     prob : (T, Y, X) or (T, Z, Y, X) array-like
         Probabilities, time on axis 0. With a ``client``, a numpy array is scattered to the
         workers once; anything else must pickle cheaply and be readable there (a zarr array on
-        shared storage, ``napari_hemd.cli._stream.TiffFrames``).
+        shared storage, ``napari_hemd.io.tiff.TiffFrames``).
     output : path
         ``*.zarr`` label store to create.
     chunk, halo : int

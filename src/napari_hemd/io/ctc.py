@@ -153,7 +153,7 @@ def read_ctc_sequence(path: str | os.PathLike, *, lazy: bool = True) -> CTCSeque
     -------
     CTCSequence
     """
-    from napari_hemd.io.stacks import read_stack
+    from napari_hemd.io.tiff import read_tiff_folder
 
     path = Path(path)
     gt, st = path.parent / f"{path.name}_GT", path.parent / f"{path.name}_ST"
@@ -164,7 +164,7 @@ def read_ctc_sequence(path: str | os.PathLike, *, lazy: bool = True) -> CTCSeque
         )
     seq = CTCSequence(path=path)
     if path.is_dir():
-        seq.raw = read_stack(path, lazy=lazy)
+        seq.raw = read_tiff_folder(path, lazy=lazy)
     if (gt / "SEG").is_dir():
         seq.gt_seg = read_ctc_labels(gt / "SEG")
     if (gt / "TRA").is_dir():

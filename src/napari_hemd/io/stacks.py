@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_hemd.io._atomic import atomic_path
+from napari_hemd.io.tiff import read_tiff, read_tiff_folder
 
 __all__ = ["read_stack", "write_labels"]
 
@@ -45,22 +46,7 @@ def read_stack(path: str | os.PathLike, *, lazy: bool = False):
             node = node["0"] if "0" in keys else node[keys[0]]
         return node if lazy else node[...]
     if path.is_dir():
-        frames = sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
-        if not frames:
-            raise ValueError(f"folder {str(path)!r} holds no .tif frames")
-        import tifffile
-
-        if lazy:
-            import dask.array as da
-            from dask import delayed
-
-            first = tifffile.imread(frames[0])
-            parts = [
-                da.from_delayed(delayed(tifffile.imread)(f), first.shape, first.dtype)
-                for f in frames
-            ]
-            return da.stack(parts)
-        return np.stack([tifffile.imread(f) for f in frames])
+        return read_tiff_folder(path, lazy=lazy)
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
         return read_tiff(path)
@@ -73,47 +59,6 @@ def read_stack(path: str | os.PathLike, *, lazy: bool = False):
         f"input {str(path)!r}: expected a .tif/.tiff/.npy file, a .zarr array or a folder of "
         f".tif frames; got suffix {suffix!r}"
     )
-
-
-def read_tiff(path: str | os.PathLike) -> np.ndarray:
-    """Read a TIFF with its shape (hyperstacks keep their axes); colour images become grey.
-
-    ImageJ / OME / tifffile hyperstacks come back with their axes (a (T, Z, Y, X) stack is not
-    flattened into T*Z pages); interleaved colour (RGB/RGBA) images are averaged to grey with a
-    warning; big-endian data are converted to native byte order.
-
-    Raises
-    ------
-    ValueError
-        The file is not a readable TIFF (truncated, corrupt), naming it.
-    """
-    import warnings
-
-    import tifffile
-
-    path = Path(path)
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            arr = series.asarray()
-            axes = series.axes
-    except Exception as exc:  # tifffile and imagecodecs raise many kinds on a broken file
-        raise ValueError(f"input {str(path)!r} is not a readable TIFF ({exc})") from None
-    # Interleaved samples (RGB/RGBA, "...YXS"): a colour image -> one grey channel. Planar samples
-    # ("SYX") are what tifffile makes of a 3- or 4-frame stack written without photometric=:
-    # kept as frames.
-    if axes.endswith("S"):
-        i = axes.index("S")
-        n = arr.shape[i]
-        arr = np.take(arr, range(min(n, 3)), axis=i).mean(axis=i).astype(np.float32)
-        warnings.warn(
-            f"{path.name}: colour image ({n} samples per pixel) read as grey (mean of the colour "
-            "channels)",
-            stacklevel=2,
-        )
-    if arr.dtype.byteorder == ">":
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    return arr
 
 
 def write_labels(

@@ -200,7 +200,7 @@ def predict_stream(
         load it once each), or a model object (sent to every worker once).
     image : (T, Y, X) array-like
         Raw intensities, time on axis 0; numpy, zarr, dask or
-        :class:`napari_hemd.cli._stream.TiffFrames`. Only one frame is read at a time. With a
+        :class:`napari_hemd.io.tiff.TiffFrames`. Only one frame is read at a time. With a
         ``client`` a numpy array is scattered to the workers once; anything else must pickle
         cheaply and be readable there (a zarr array on shared storage).
     output : path-like
