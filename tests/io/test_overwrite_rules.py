@@ -144,3 +144,22 @@ def test_disk_full_keeps_the_old_output_and_leaves_no_debris(
     assert err.count("\n") == 1
     assert out.read_bytes() == before  # the old result is intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "o.tif"]  # no debris
+
+
+def test_outputs_of_earlier_versions_count_as_ours(tmp_path):
+    """Projects and CTC results written before the marker existed can still be replaced
+    (autosave into an older project), a user's folder still cannot."""
+    from napari_hemd.workflows import save_project
+
+    proj = save_project(
+        tmp_path / "p.zarr",
+        prob=np.zeros((2, 8, 8), np.float32),
+        labels=np.zeros((2, 8, 8), np.uint32),
+        params={},
+    )
+    (proj / MARKER).unlink()
+    res = write_labels(np.ones((1, 8, 8), np.uint32), tmp_path / "res", metadata={"tau": 0.5})
+    (res / MARKER).unlink()
+    assert is_our_output(proj) and is_our_output(res)
+    check_output_path(proj, overwrite=True)
+    check_output_path(res, overwrite=True)

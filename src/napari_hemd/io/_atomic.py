@@ -43,8 +43,25 @@ def mark_output(folder: str | os.PathLike, kind: str = "output") -> None:
 
 
 def is_our_output(folder: str | os.PathLike) -> bool:
-    """True when ``folder`` is a folder napari-hemd wrote (it holds :data:`MARKER`)."""
-    return (Path(folder) / MARKER).is_file()
+    """True when ``folder`` is a folder napari-hemd wrote.
+
+    It holds :data:`MARKER`, or it is an output of a version from before the marker: a CTC result
+    with our ``hemd-params.json``, or a zarr store whose attributes name napari-hemd (projects,
+    label stores, predictions).
+    """
+    folder = Path(folder)
+    if (folder / MARKER).is_file() or (folder / "hemd-params.json").is_file():
+        return True
+    for attrs in ("zarr.json", ".zattrs"):
+        try:
+            text = (folder / attrs).read_text()[:100_000]
+        except OSError:
+            continue
+        if any(
+            k in text for k in ("napari-hemd", '"method": "hemd"', "hemd_params", '"predicted"')
+        ):
+            return True
+    return False
 
 
 def _is_file_output(path: Path) -> bool:
