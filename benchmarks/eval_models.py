@@ -4,7 +4,8 @@ Protocol (what a user gets from ``napari-hemd segment MOVIE --model M``): the he
 each data folder (``training.held_out_samples`` in the model file: the last 20 % of a sequence, a
 contiguous block) are predicted once; H-EMD runs over the whole block as one sequence (so it
 matches candidates across neighbouring frames), the 0.5-threshold and the watershed baselines on
-the same maps, each with ``min_size=20``; all instances are grown to whole cells exactly as
+the same maps, each with the model's minimum size (``segment_defaults``, else ``--min-size``
+20); all instances are grown to whole cells exactly as
 ``segment --model`` does (:func:`napari_hemd.image_segmentation.labels_from_maps_workflow`).
 Independent images (BBBC039) are segmented one at a time. The affinity model also reports its
 Mutex-watershed instances.
@@ -109,9 +110,9 @@ def _predict(model, images: list[np.ndarray], outputs: list[str]) -> dict[str, n
     return maps
 
 
-def _labels(maps: dict, idx: list[int], method: str, grow: int, **extra) -> list[np.ndarray]:
+def _labels(maps: dict, idx: list[int], method: str, grow: int, **params) -> list[np.ndarray]:
     sub = {k: np.stack([v[i] for i in idx]) for k, v in maps.items() if k != "instances"}
-    wf = labels_from_maps_workflow(sub, method, grow, **{"min_size": MIN_SIZE, **extra})
+    wf = labels_from_maps_workflow(sub, method, grow, **params)
     labels, _, _ = run_workflow(wf)
     return list(labels)
 
@@ -126,15 +127,17 @@ def _score(refs: list[np.ndarray], preds: list[np.ndarray]) -> dict:
     }
 
 
-def evaluate(model, data_root: Path, names: list[str] | None = None) -> dict:
+def evaluate(
+    model, data_root: Path, names: list[str] | None = None, min_size: int = MIN_SIZE
+) -> dict:
     """``{folder: {"ST"|"GT"|"labels": {method: scores}, "frames": [...]}}``."""
     grow = whole_cell_growth(model)
     outputs = ["foreground", "background"]
     methods = METHODS + (("mutex",) if model.kind == "affinity" else ())
     if model.kind == "affinity":
         outputs.append("instances")
-    # the model's own segment defaults (what segment --model uses) win over MIN_SIZE
-    defaults = dict(model.metadata.get("segment_defaults", {}))
+    # the model's own segment defaults (what segment --model uses) win over min_size
+    defaults = {"min_size": min_size, **model.metadata.get("segment_defaults", {})}
     results = {}
     for ds, block in held_out_blocks(model, data_root, names).items():
         samples = block["samples"]
@@ -168,11 +171,11 @@ def evaluate(model, data_root: Path, names: list[str] | None = None) -> dict:
     return results
 
 
-def store_validation(path: Path, model, results: dict) -> None:
+def store_validation(path: Path, model, results: dict, min_size: int = MIN_SIZE) -> None:
     """Write the held-out scores into the model file (shown by ``napari-hemd models``)."""
     model.metadata["validation"] = {
         "protocol": "held-out block; H-EMD over the block; whole cells; min size "
-        + str(model.metadata.get("segment_defaults", {}).get("min_size", MIN_SIZE)),
+        + str(model.metadata.get("segment_defaults", {}).get("min_size", min_size)),
         "scores": {
             f"{ds} {ref}": {m: {k: sc[k] for k in ("F1", "AJI", "SEG")} for m, sc in r.items()}
             for ds, res in results.items()
@@ -186,7 +189,6 @@ def store_validation(path: Path, model, results: dict) -> None:
 
 
 def main() -> None:
-    global MIN_SIZE
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("models", nargs="+", type=Path)
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -208,7 +210,6 @@ def main() -> None:
         "its own held-out frames (compare models on one block; refused if a model trained on it)",
     )
     args = p.parse_args()
-    MIN_SIZE = args.min_size
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     summary = {}
@@ -217,11 +218,11 @@ def main() -> None:
     for path in args.models:
         model = load_model_file(path)
         if path.stem in earlier:
-            store_validation(path, model, earlier[path.stem]["held_out"])
+            store_validation(path, model, earlier[path.stem]["held_out"], args.min_size)
             print(f"{path.stem}: stored the scores of {args.from_json}")
             continue
         t0 = time.perf_counter()
-        results = evaluate(model, args.data, names)
+        results = evaluate(model, args.data, names, args.min_size)
         for ds, res in results.items():
             for ref in ("ST", "GT", "labels"):
                 for m, sc in res.get(ref, {}).items():
@@ -232,7 +233,7 @@ def main() -> None:
                     )
         summary[path.stem] = {"seconds": round(time.perf_counter() - t0, 1), "held_out": results}
         if args.store:
-            store_validation(path, model, results)
+            store_validation(path, model, results, args.min_size)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
 

@@ -19,7 +19,6 @@ from napari_hemd.cli._progress import Progress
 #: napari_hemd.core.segment.METHODS, spelled out so that ``--help`` does not import the engine
 #: (tests/cli/test_segment_cli.py checks they agree).
 METHODS = ("hemd", "threshold", "otsu", "watershed", "maxvalue", "nms")
-DEFAULT_DELTA = 0.35
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="with --link: remove objects smaller than this over all frames/slices (3D "
-        "fragments; default: the model's, else 0)",
+        "fragments; default: the model's, else none)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -92,9 +91,7 @@ def add_tile_argument(p) -> None:
 def add_hemd_arguments(p: argparse.ArgumentParser) -> None:
     """The H-EMD parameters shared by ``segment`` and ``stream``."""
     p.add_argument("--tau", type=float, default=0.5, help="lowest threshold (default 0.5)")
-    p.add_argument(
-        "--delta", type=float, default=DEFAULT_DELTA, help="size-change tolerance (0.35)"
-    )
+    p.add_argument("--delta", type=float, default=0.35, help="size-change tolerance (0.35)")
     p.add_argument("--iterations", type=int, default=10, help="H-EMD iterations T (10)")
     p.add_argument("--connectivity", type=int, default=None, help="1 = faces (default)")
     p.add_argument("--min-size", type=int, default=0, help="smallest candidate, pixels (0)")
@@ -219,12 +216,8 @@ def _run_with_model(args: argparse.Namespace) -> int:
     if args.method != "hemd":
         for k in ("variant", "seed_min_peak", "lone_growth", "max_candidates"):
             hp.pop(k)
-    # options left at their defaults give way to the model's own (metadata segment_defaults)
-    if hp.get("delta") == DEFAULT_DELTA:
-        hp.pop("delta")
-    extra = {"link": True} if args.link else {}
-    if args.min_volume is not None:
-        extra["min_volume"] = args.min_volume
+    # options left at their defaults give way to the model's own segment_defaults
+    # (image_segmentation.NEUTRAL)
     with warnings.catch_warnings(), Progress(disabled=args.no_progress) as bar:
         warnings.simplefilter("always")
         res = segment_image(
@@ -237,7 +230,8 @@ def _run_with_model(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=args.device,
             threads=args.threads,
-            **extra,
+            link=args.link,
+            min_volume=args.min_volume or 0,
             **hp,
         )
     labels = res.labels if res.labels.ndim == 3 else res.labels[None]
@@ -253,6 +247,3 @@ def _run_with_model(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-_Progress = Progress  # the stream command's name for it

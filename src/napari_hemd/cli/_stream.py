@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``stream``."""
     from pathlib import Path
 
-    from napari_hemd.cli._segment import _Progress, hemd_params
+    from napari_hemd.cli._progress import Progress
+    from napari_hemd.cli._segment import hemd_params
     from napari_hemd.io._atomic import check_output_path
 
     if Path(args.output).suffix != ".zarr":
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     prob = open_input(args.prob)
     t0 = time.perf_counter()
-    with _Progress(disabled=args.no_progress, unit="step") as bar:
+    with Progress(disabled=args.no_progress, unit="step") as bar:
         stream_segment(
             prob,
             args.output,
