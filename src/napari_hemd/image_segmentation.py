@@ -64,6 +64,8 @@ class ImageSegmentation:
         CTC track table (``L B E P``) when ``link=True``.
     params : dict
         Method, model and parameters of the run.
+    defaults : dict
+        The model's ``segment_defaults`` (a later run on ``maps`` applies them too).
     """
 
     labels: np.ndarray
@@ -72,6 +74,7 @@ class ImageSegmentation:
     grow: int = 0
     tracks: np.ndarray | None = None
     params: dict = field(default_factory=dict)
+    defaults: dict = field(default_factory=dict)
 
 
 def with_model_defaults(defaults: dict, params: dict) -> dict:
@@ -163,7 +166,8 @@ def segment_image_workflow(
     loaded = _resolve_model(model)
     # what the model's data need (a 3D model links its slices with a tolerant size change and
     # drops small 3D fragments); parameters the caller passes win
-    params = with_model_defaults(loaded.metadata.get("segment_defaults", {}), params)
+    defaults = dict(loaded.metadata.get("segment_defaults", {}))
+    params = with_model_defaults(defaults, params)
     if grow is None:
         grow = whole_cell_growth(loaded)
     if grow < 0:
@@ -205,7 +209,7 @@ def segment_image_workflow(
         maps = {k: v[0] for k, v in maps.items()}
     name = str(model) if isinstance(model, (str, os.PathLike)) else f"({loaded.kind} model)"
     run = {"method": method, "model": name, "grow": int(grow), **params}
-    return ImageSegmentation(labels, maps, res, int(grow), tracks, run)
+    return ImageSegmentation(labels, maps, res, int(grow), tracks, run, defaults)
 
 
 def labels_from_maps_workflow(

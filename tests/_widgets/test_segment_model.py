@@ -112,3 +112,21 @@ def test_progress_shows_in_the_dock(viewer, qtbot, errors):
     assert any("left)" in text for _, text in seen)  # rate and time left once frames are done
     assert pred._bar.native.isHidden()  # hidden again when finished
     assert not errors
+
+
+def test_rerun_on_the_predicted_layer_uses_the_model_defaults(make_napari_viewer, qtbot, errors):
+    """Lock-and-re-run segments the probability layer Segment-with-a-model made: same settings
+    (the model's minimum size included), so an unchanged re-run gives the same labels."""
+    from napari_hemd.data.synthetic import nuclei_video
+
+    movie = nuclei_video(n_frames=4, shape=(128, 128), n_cells=8, seed=4)["image"]
+    viewer = make_napari_viewer()
+    viewer.add_image(movie, name="movie")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    seg.prob.value = viewer.layers["movie"]
+    seg.model.value = "nuclei-fluo"
+    _wait(qtbot, seg.run())
+    first = viewer.layers["movie labels"].data.copy()
+    _wait(qtbot, seg.run(locked={}, prob_layer=viewer.layers["movie probability"]))
+    assert np.array_equal(viewer.layers["movie labels"].data, first)
+    assert not errors

@@ -206,6 +206,7 @@ class SegmentWidget(LayerWidget):
                         SOURCE_KEY: layer.name,
                         GROW_KEY: result.grow,
                         BACKGROUND_KEY: result.maps.get("background"),
+                        DEFAULTS_KEY: result.defaults,  # a locked re-run segments it the same way
                     },
                 )
                 res, labels = result.result, result.labels
