@@ -1,7 +1,7 @@
 """User settings of the napari plugin: a small JSON file in the user's config folder (no Qt).
 
-Holds the last project folder (so reopening napari restores the session) and whether to restore
-it automatically. The folder is ``platformdirs.user_config_dir("napari-hemd")``, or
+Holds the last project folder (so reopening napari restores the session), whether to restore
+it automatically, and the models the user fine-tuned (name -> file), listed in every model choice. The folder is ``platformdirs.user_config_dir("napari-hemd")``, or
 ``$NAPARI_HEMD_CONFIG_DIR`` when set (tests point it at a temporary folder).
 """
 
@@ -18,8 +18,10 @@ __all__ = [
     "config_dir",
     "last_project",
     "load_settings",
+    "remember_model",
     "remember_project",
     "save_settings",
+    "user_models",
 ]
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 #: Environment variable overriding the settings folder.
 CONFIG_ENV = "NAPARI_HEMD_CONFIG_DIR"
 _FILE = "settings.json"
-DEFAULTS = {"last_project": None, "auto_restore": True}
+DEFAULTS = {"last_project": None, "auto_restore": True, "user_models": {}}
 
 
 def config_dir() -> Path:
@@ -86,3 +88,20 @@ def last_project() -> Path | None:
     """The last project folder, if it still exists."""
     p = load_settings().get("last_project")
     return Path(p) if p and Path(p).is_dir() else None
+
+
+def user_models() -> dict[str, dict]:
+    """Models the user fine-tuned: ``{name: {"path": str, "kind": str}}``, files that still exist."""
+    models = load_settings().get("user_models") or {}
+    out = {}
+    for name, info in models.items():
+        if isinstance(info, dict) and Path(str(info.get("path", ""))).is_file():
+            out[str(name)] = {"path": str(info["path"]), "kind": str(info.get("kind", "unet"))}
+    return out
+
+
+def remember_model(name: str, path: str | os.PathLike, kind: str = "unet") -> None:
+    """List a fine-tuned model under ``name`` (replacing an entry of that name)."""
+    models = dict(load_settings().get("user_models") or {})
+    models[str(name)] = {"path": str(Path(path).resolve()), "kind": str(kind)}
+    save_settings(user_models=models)

@@ -41,6 +41,7 @@ __all__ = [
     "merge_labels",
     "next_free_id",
     "predict_workflow",
+    "project_models",
     "rebuild_workflow",
     "relabel",
     "run_workflow",
@@ -557,6 +558,7 @@ def save_project(
     name: str | None = None,
     image: np.ndarray | None = None,
     image_name: str | None = None,
+    checked: Sequence[int] = (),
 ) -> Path:
     """Save a proofreading session into a zarr folder, atomically.
 
@@ -587,6 +589,11 @@ def save_project(
         The raw image the session is about (shown under the labels when it is reopened).
     image_name : str, optional
         Its layer name.
+    checked : sequence of int
+        Frames the user marked as corrected (fine-tuning data).
+
+    Models fine-tuned in the session live in the folder's ``models/`` and are carried over when
+    the project is saved again.
     """
     import zarr
 
@@ -618,9 +625,32 @@ def save_project(
                 "edits": edits,
                 "name": name,
                 "image_name": image_name if image is not None else None,
+                "checked": sorted({int(t) for t in checked}),
             }
         )
+        _carry_models(Path(folder), tmp)
     return Path(folder)
+
+
+#: Sub-folder of a project holding the models fine-tuned in it.
+PROJECT_MODELS = "models"
+
+
+def _carry_models(old: Path, new: Path) -> None:
+    """Hard-link (else copy) the ``models/`` of the project being replaced into the new one."""
+    import shutil
+
+    src = old / PROJECT_MODELS
+    if not src.is_dir():
+        return
+    dst = new / PROJECT_MODELS
+    dst.mkdir(exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file() and not f.name.startswith("."):
+            try:
+                os.link(f, dst / f.name)
+            except OSError:
+                shutil.copy2(f, dst / f.name)
 
 
 def load_project(folder: str | os.PathLike) -> dict:
@@ -631,7 +661,9 @@ def load_project(folder: str | os.PathLike) -> dict:
     dict
         ``prob``, ``labels`` (ndarrays), ``params``, ``locked`` (frame -> list of ids),
         ``history`` (:class:`EditHistory`), ``name`` (of the labels layer, or ``None``) and
-        ``image`` / ``image_name`` (the raw image, or ``None`` for projects saved without it).
+        ``image`` / ``image_name`` (the raw image, or ``None`` for projects saved without it),
+        ``checked`` (sorted frames marked as corrected) and ``models`` (the model files
+        fine-tuned in the project, oldest first).
     """
     import zarr
 
@@ -659,7 +691,18 @@ def load_project(folder: str | os.PathLike) -> dict:
         "name": attrs.get("name"),
         "image": np.asarray(root["image"][...]) if "image" in root else None,
         "image_name": attrs.get("image_name"),
+        "checked": sorted(int(t) for t in attrs.get("checked", [])),
+        "models": project_models(folder),
     }
+
+
+def project_models(folder: str | os.PathLike) -> list[Path]:
+    """Model files fine-tuned in a project (``FOLDER/models/*.pt``), oldest first."""
+    d = Path(folder) / PROJECT_MODELS
+    if not d.is_dir():
+        return []
+    files = [f for f in d.glob("*.pt") if not f.name.startswith(".")]
+    return sorted(files, key=lambda f: (f.stat().st_mtime, f.name))
 
 
 def _jsonable_state(d: dict) -> dict:

@@ -13,9 +13,17 @@ def errors(monkeypatch) -> list[str]:
     """Messages passed to ``show_error`` by any widget module."""
     got: list[str] = []
     import napari_hemd._widgets._common as common
-    from napari_hemd._widgets import export, inspector, predict, project, proofread, segment
+    from napari_hemd._widgets import (
+        export,
+        finetune,
+        inspector,
+        predict,
+        project,
+        proofread,
+        segment,
+    )
 
-    for mod in (common, export, inspector, predict, project, proofread, segment):
+    for mod in (common, export, finetune, inspector, predict, project, proofread, segment):
         monkeypatch.setattr(mod, "show_error", got.append)
     return got
 

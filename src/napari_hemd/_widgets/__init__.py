@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from napari_hemd._widgets.export import ExportWidget
+from napari_hemd._widgets.finetune import FineTuneWidget
 from napari_hemd._widgets.inspector import InspectorWidget
 from napari_hemd._widgets.predict import PredictWidget
 from napari_hemd._widgets.project import ProjectWidget
@@ -12,6 +13,7 @@ from napari_hemd._widgets.stream import StreamWidget
 
 __all__ = [
     "ExportWidget",
+    "FineTuneWidget",
     "InspectorWidget",
     "PredictWidget",
     "ProjectWidget",

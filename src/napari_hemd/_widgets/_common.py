@@ -33,6 +33,27 @@ BACKGROUND_KEY = "hemd_background"
 GROW_KEY = "hemd_grow"
 #: On a probability layer made by a model: the model's ``segment_defaults`` (min size ...).
 DEFAULTS_KEY = "hemd_segment_defaults"
+#: On a labels layer: the frames the user marked as corrected (fine-tuning data), sorted ints.
+CHECKED_KEY = "hemd_checked"
+#: On a labels layer: the project folder it is saved in (set by the Project widget).
+PROJECT_KEY = "hemd_project"
+
+
+def checked_frames(layer) -> list[int]:
+    """The frames of ``layer`` the user marked as checked (corrected), sorted."""
+    return sorted(int(t) for t in (layer.metadata.get(CHECKED_KEY) or []))
+
+
+def set_checked(layer, frame: int, checked: bool = True) -> list[int]:
+    """Mark (or unmark) ``frame`` of ``layer`` as checked; the project autosaves it."""
+    frames = set(checked_frames(layer))
+    if checked:
+        frames.add(int(frame))
+    else:
+        frames.discard(int(frame))
+    layer.metadata[CHECKED_KEY] = sorted(frames)
+    edited_event(layer)(name=f"{'check' if checked else 'uncheck'} frame {frame}")
+    return layer.metadata[CHECKED_KEY]
 
 
 def base_name(name: str) -> str:
@@ -163,11 +184,22 @@ class LayerWidget(Container):
         ev = viewer.layers.events
         for e in (ev.inserted, ev.removed, ev.reordered):
             e.connect(self.reset_choices)
+        from napari_hemd._widgets._models import events as model_events
+
+        model_events.changed.connect(self._models_changed)  # a fine-tuned model joins the lists
         if self.restores_session:
             from qtpy.QtCore import QTimer
 
             # after the dock that holds this widget exists
             QTimer.singleShot(0, self._restore_last_session)
+
+    def _models_changed(self) -> None:
+        from napari_hemd._widgets._models import events as model_events
+
+        try:
+            self.reset_choices()
+        except RuntimeError:  # the widget was closed (its Qt objects are gone)
+            model_events.changed.disconnect(self._models_changed)
 
     def _restore_last_session(self) -> None:
         from napari_hemd import _settings

@@ -26,10 +26,10 @@ log = logging.getLogger(__name__)
 FROM_FILE = "model file..."
 
 
-def _shipped() -> list[str]:
-    from napari_hemd.models.registry import SHIPPED_MODELS
+def _choices(_widget=None) -> list[tuple[str, str]]:
+    from napari_hemd._widgets._models import model_choices
 
-    return list(SHIPPED_MODELS)
+    return [*model_choices(), (FROM_FILE, FROM_FILE)]
 
 
 def _load(model):
@@ -45,12 +45,6 @@ def whole_cell_growth(model) -> int:
     return growth(model)
 
 
-def _shipped_kinds() -> dict[str, str]:
-    from napari_hemd.models.registry import SHIPPED_MODELS
-
-    return {name: m.kind for name, m in SHIPPED_MODELS.items()}
-
-
 class PredictWidget(LayerWidget):
     """Predict foreground (and optionally boundary) probabilities with a shipped or saved model."""
 
@@ -59,7 +53,7 @@ class PredictWidget(LayerWidget):
         self.image = self.layer_combo(
             Image, "image", prefer=lambda ly: not is_probability_layer(ly)
         )
-        self.model = ComboBox(label="model", choices=[*_shipped(), FROM_FILE])
+        self.model = ComboBox(label="model", choices=_choices)
         self.model_file = FileEdit(label="model file", filter="*.pt", visible=False)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
         self.tile = SpinBox(label="tile (0: auto)", value=0, min=0, max=4096, step=32)
@@ -103,9 +97,10 @@ class PredictWidget(LayerWidget):
                 return None
         outputs = ("foreground", "boundary") if self.boundary.value else ("foreground",)
         if self.affinity.value:
-            shipped = _shipped_kinds()
-            if isinstance(model, str) and shipped.get(model) != "affinity":
-                affinity = [k for k, v in shipped.items() if v == "affinity"]
+            from napari_hemd._widgets._models import model_choices, model_kind
+
+            if isinstance(model, str) and model_kind(model) != "affinity":
+                affinity = [label for label, _ in model_choices("affinity")]
                 show_error(f"Predict: {model!r} is not an affinity model; use one of {affinity}")
                 return None
             outputs = (*outputs, "affinities", "instances")

@@ -22,13 +22,16 @@ from qtpy.QtCore import QTimer
 
 from napari_hemd import _settings
 from napari_hemd._widgets._common import (
+    CHECKED_KEY,
     HISTORY_KEY,
     LOCKED_KEY,
     PARAMS_KEY,
+    PROJECT_KEY,
     RESULT_KEY,
     SOURCE_KEY,
     LayerWidget,
     add_or_update,
+    checked_frames,
     edited_event,
     history_of,
     holds_session,
@@ -114,6 +117,7 @@ class ProjectWidget(LayerWidget):
             edited_event(layer).connect(self._schedule)
             layer.events.paint.connect(self._schedule)  # napari's brush and fill
         self.session_layer, self.folder = layer, folder
+        layer.metadata[PROJECT_KEY] = str(folder)  # the Fine-tune widget saves models there
         self.path.value = folder
         _settings.remember_project(folder)
         self.restore_button.enabled = True
@@ -160,6 +164,7 @@ class ProjectWidget(LayerWidget):
                 history=history_of(layer),
                 overwrite=overwrite,
                 name=layer.name,
+                checked=checked_frames(layer),
             )
         except Exception as e:
             log.exception("saving %s failed", out)
@@ -211,6 +216,7 @@ class ProjectWidget(LayerWidget):
             LOCKED_KEY: proj["locked"],
             HISTORY_KEY: proj["history"],
             RESULT_KEY: None,
+            CHECKED_KEY: proj["checked"],
         }
         layer = add_or_update(
             self.viewer,

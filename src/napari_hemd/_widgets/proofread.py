@@ -1,15 +1,27 @@
-"""Proofread dock widget: merge, delete, relabel, paint with the next free id, undo/redo."""
+"""Proofread dock widget: merge, delete, relabel, paint with the next free id, undo/redo.
+
+A frame the user has corrected is marked *checked* (checkbox or Alt-C): the checked frames, listed
+here and saved with the project, are the training data of the Fine-tune widget; unchecked frames
+never are.
+"""
 
 from __future__ import annotations
 
 import logging
 
 import numpy as np
-from magicgui.widgets import ComboBox, LineEdit, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Label, LineEdit, PushButton, SpinBox
 from napari.layers import Labels, Points
 from napari.utils.notifications import show_error, show_info
 
-from napari_hemd._widgets._common import LayerWidget, apply_edit, needs_rebuild, step_history
+from napari_hemd._widgets._common import (
+    LayerWidget,
+    apply_edit,
+    checked_frames,
+    needs_rebuild,
+    set_checked,
+    step_history,
+)
 from napari_hemd.workflows import merge_labels, next_free_id, relabel, split_by_seeds
 
 log = logging.getLogger(__name__)
@@ -24,6 +36,7 @@ SHORTCUTS = {
     "Alt-D": "delete",
     "Alt-N": "paint_new",
     "Alt-S": "split",
+    "Alt-C": "toggle_checked",
 }
 
 
@@ -49,14 +62,19 @@ class ProofreadWidget(LayerWidget):
         self.split_button = PushButton(text="Split the object under the seeds")
         self.undo_button = PushButton(text="Undo")
         self.redo_button = PushButton(text="Redo")
+        self.checked = CheckBox(label="this frame is corrected (checked, Alt-C)", value=False)
+        self.checked_list = Label(value="checked frames: none")
         self.extend(
             [
                 self.labels, self.scope, self.ids, self.new_id, self.merge_button,
                 self.delete_button, self.relabel_button, self.paint_button,
                 self.seeds, self.split_button,
-                self.undo_button, self.redo_button,
+                self.undo_button, self.redo_button, self.checked, self.checked_list,
             ]
         )  # fmt: skip
+        self.checked.changed.connect(self._checked_changed)
+        self.viewer.dims.events.current_step.connect(self._show_checked)
+        self.labels.changed.connect(self._show_checked)
         self.merge_button.clicked.connect(lambda: self.merge())
         self.delete_button.clicked.connect(lambda: self.delete())
         self.relabel_button.clicked.connect(lambda: self.relabel())
@@ -66,6 +84,49 @@ class ProofreadWidget(LayerWidget):
         self.redo_button.clicked.connect(lambda: self.redo())
         self.labels.changed.connect(self.bind_shortcuts)
         self.bind_shortcuts(self.labels.value)
+        self._show_checked()
+
+    # ------------------------------------------------------------------ checked frames
+    def current_frame(self) -> int:
+        """The frame shown (0 for a single 2D image)."""
+        layer = self.labels.value
+        if isinstance(layer, Labels) and layer.ndim < 3:
+            return 0
+        return int(self.viewer.dims.current_step[0])
+
+    def _show_checked(self, _event=None) -> None:
+        layer = self.labels.value
+        frames = checked_frames(layer) if isinstance(layer, Labels) else []
+        with self.checked.changed.blocked():
+            self.checked.value = self.current_frame() in frames
+        self.checked_list.value = "checked frames: " + (_ranges(frames) if frames else "none")
+
+    def _checked_changed(self, value: bool) -> None:
+        self.mark_checked(self.current_frame(), bool(value))
+
+    def mark_checked(self, frame: int | None = None, checked: bool = True) -> list[int]:
+        """Mark ``frame`` (default: the current one) as corrected; returns the checked frames."""
+        layer = self.labels.value
+        if not isinstance(layer, Labels):
+            show_error("Proofread: choose a labels layer")
+            return []
+        frame = self.current_frame() if frame is None else int(frame)
+        n = layer.data.shape[0] if layer.ndim >= 3 else 1
+        if not 0 <= frame < n:
+            show_error(f"Proofread: frame must be in 0..{n - 1}; got {frame}")
+            return checked_frames(layer)
+        frames = set_checked(layer, frame, checked)
+        self._show_checked()
+        return frames
+
+    def toggle_checked(self) -> list[int]:
+        """Flip the current frame's checked mark (Alt-C)."""
+        layer = self.labels.value
+        if not isinstance(layer, Labels):
+            show_error("Proofread: choose a labels layer")
+            return []
+        frame = self.current_frame()
+        return self.mark_checked(frame, frame not in checked_frames(layer))
 
     def bind_shortcuts(self, layer: Labels | None) -> None:
         """Bind :data:`SHORTCUTS` on ``layer`` (the edited layer, not every Labels layer)."""
@@ -180,3 +241,15 @@ class ProofreadWidget(LayerWidget):
     def redo(self) -> str | None:
         """Redo the last undone edit (returns its name)."""
         return self._history(redo=True)
+
+
+def _ranges(frames: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    parts, start = [], None
+    for i, t in enumerate(frames):
+        if start is None:
+            start = t
+        if i + 1 == len(frames) or frames[i + 1] != t + 1:
+            parts.append(str(start) if start == t else f"{start}-{t}")
+            start = None
+    return ", ".join(parts)

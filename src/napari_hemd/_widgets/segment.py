@@ -41,12 +41,10 @@ log = logging.getLogger(__name__)
 NO_MODEL = "none (layer is a probability map)"
 
 
-def _model_choices() -> list[str]:
-    try:
-        from napari_hemd.models.registry import SHIPPED_MODELS
-    except ImportError:  # torch missing: probability maps only
-        return [NO_MODEL]
-    return [NO_MODEL, *SHIPPED_MODELS]
+def _model_choices(_widget=None) -> list[tuple[str, str]]:
+    from napari_hemd._widgets._models import model_choices
+
+    return [(NO_MODEL, NO_MODEL), *model_choices()]
 
 
 #: Widget fields saved in (and restored from) ``layer.metadata["hemd_params"]``.
@@ -59,7 +57,7 @@ class SegmentWidget(LayerWidget):
     def __init__(self, napari_viewer) -> None:
         super().__init__(napari_viewer, labels=True)
         self.prob = self.layer_combo(Image, "probability / image", prefer=is_probability_layer)
-        self.model = ComboBox(label="model", choices=_model_choices(), value=NO_MODEL)
+        self.model = ComboBox(label="model", choices=_model_choices, value=NO_MODEL)
         self.method = ComboBox(label="method", choices=list(METHODS), value="hemd")
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
         self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=1.0, step=0.05)

@@ -34,10 +34,10 @@ NO_MODEL = "none: input is probability"
 FROM_FILE, FROM_LAYER = "file", "layer"
 
 
-def _shipped() -> list[str]:
-    from napari_hemd.models.registry import SHIPPED_MODELS
+def _choices(_widget=None) -> list[tuple[str, str]]:
+    from napari_hemd._widgets._models import model_choices
 
-    return [n for n, m in SHIPPED_MODELS.items() if m.kind == "unet"]
+    return [(NO_MODEL, NO_MODEL), *model_choices("unet")]
 
 
 class StreamWidget(LayerWidget):
@@ -51,7 +51,7 @@ class StreamWidget(LayerWidget):
         self.image = self.layer_combo(Image, "image")
         self.image.visible = False
         self.output = FileEdit(label="output labels (.zarr)", mode="w", filter="*.zarr")
-        self.model = ComboBox(label="predict first with", choices=[NO_MODEL, *_shipped()])
+        self.model = ComboBox(label="predict first with", choices=_choices)
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
         self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=1.0, step=0.05)
         self.iterations = SpinBox(label="iterations T", value=10, min=1, max=100)

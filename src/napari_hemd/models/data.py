@@ -79,7 +79,9 @@ def load_samples(
     path : path-like
         A CTC sequence (``.../01`` with ``01_ST/SEG`` or ``01_GT/SEG`` next to it; frames without a
         mask are skipped), a folder with ``images/`` and ``labels/`` holding TIFFs of the same
-        names, or an ``.h5`` volume with ``raw`` and ``label`` (one sample per z-slice).
+        names, an ``.h5`` volume with ``raw`` and ``label`` (one sample per z-slice), or a
+        napari-hemd project folder (``*.zarr`` saved by the Project widget): the frames the user
+        marked as checked, with their corrected labels.
     masks : {"auto", "st", "gt"}
         For CTC: silver truth (full frames) or gold truth; ``"auto"`` prefers ST and falls back to
         GT.
@@ -99,6 +101,8 @@ def load_samples(
     path = Path(path)
     if path.suffix.lower() in (".h5", ".hdf5") and path.is_file():
         return _volume_samples(path, norm)
+    if _is_project(path):
+        return _project_samples(path, norm)
     if not path.is_dir():
         raise FileNotFoundError(f"data {str(path)!r} is not a folder (or an .h5 volume)")
     pairs: list[tuple[Path, Path, str, str]] = []
@@ -133,6 +137,53 @@ def load_samples(
         samples.append(Sample(image, lab.astype(np.int32), name, source))
     logger.info("loaded %d samples from %s", len(samples), path)
     return samples
+
+
+def _is_project(path: Path) -> bool:
+    attrs = path / "zarr.json"
+    if not (path.is_dir() and attrs.is_file()):
+        return False
+    try:
+        return "napari-hemd project" in attrs.read_text()[:200_000]
+    except OSError:
+        return False
+
+
+def _project_samples(path: Path, norm: dict) -> list[Sample]:
+    """The checked frames of a project folder (see :func:`napari_hemd.workflows.save_project`)."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="r")
+    checked = sorted(int(t) for t in root.attrs.get("checked", []))
+    if not checked:
+        raise ValueError(
+            f"data {str(path)!r}: the project has no checked frames; mark the frames you "
+            "corrected as checked in the Proofread widget"
+        )
+    if "image" not in root:
+        raise ValueError(
+            f"data {str(path)!r}: the project holds no raw image (saved from a probability map "
+            "alone); it cannot be training data"
+        )
+    image, labels = root["image"], root["labels"]
+    if image.ndim == 2:
+        checked = [t for t in checked if t == 0]
+    out = []
+    for t in checked:
+        img = np.asarray(image if image.ndim == 2 else image[t])
+        lab = np.asarray(labels if labels.ndim == 2 else labels[t])
+        if img.ndim == 3 and img.shape[-1] in (3, 4):
+            img = img[..., :3].mean(-1)
+        out.append(
+            Sample(
+                normalize_percentile(img, norm["low"], norm["high"]),
+                lab.astype(np.int32),
+                f"{path.name.removesuffix('.zarr')}/t{t:03d}",
+                "corrected",
+            )
+        )
+    logger.info("loaded %d checked frames from project %s", len(out), path)
+    return out
 
 
 def _volume_samples(path: Path, norm: dict) -> list[Sample]:

@@ -85,6 +85,10 @@ class TrainConfig:
     init : str or None
         Fine-tune: start from this shipped model or model file (its architecture, normalisation,
         targets and offsets are used; the file records where it came from).
+    freeze : {None, "encoder"}
+        ``"encoder"``: the contracting path (``stem``, ``down``, ``bottom``) keeps its weights;
+        only the decoder and heads are trained (a fine-tuning option; see docs/models.md for what
+        it measured).
     ranges, neighbourhood : affinity offsets (affinity model).
     alpha, beta, gamma : float
         Weights of the self-, cross-correlation and pyramid losses (paper: 1, 1, 1).
@@ -114,6 +118,7 @@ class TrainConfig:
     score_frames: int = 8
     noise_sigma: float | None = None
     init: str | None = None
+    freeze: str | None = None
     ranges: tuple = (1, 3, 5, 9, 27)
     neighbourhood: int = 4
     alpha: float = 1.0
@@ -133,6 +138,8 @@ class TrainConfig:
             raise ValueError(f"targets must be 'cell' or 'interior'; got {self.targets!r}")
         if self.augment not in ("full", "basic"):
             raise ValueError(f"augment must be 'full' or 'basic'; got {self.augment!r}")
+        if self.freeze not in (None, "encoder"):
+            raise ValueError(f"freeze must be None or 'encoder'; got {self.freeze!r}")
         if int(self.score_every) < 0:
             raise ValueError(f"score_every must be >= 0; got {self.score_every!r}")
         if self.class_weights is None:
@@ -374,6 +381,10 @@ def _affinity_loss(
     return loss
 
 
+#: Top-level modules of the networks' contracting paths (``TrainConfig.freeze="encoder"``).
+_ENCODER = ("stem", "down", "bottom")
+
+
 def _checkpoint_path(output: Path) -> Path:
     return output.with_name(output.name + ".ckpt")
 
@@ -388,6 +399,9 @@ def train_model(
     progress: bool = True,
     callback: Callable[[dict], None] | None = None,
     data_description: Sequence[str] = (),
+    stop: Callable[[], bool] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    init_model: HemdModel | None = None,
 ) -> tuple[HemdModel, list[dict]]:
     """Train a model and write it (best held-out loss) to ``output``.
 
@@ -406,6 +420,14 @@ def train_model(
         Called with ``{"step", "loss", "val_loss"?, "seconds"}`` at each evaluation.
     data_description : sequence of str
         Stored in the metadata (what the model was trained on).
+    stop : callable, optional
+        Checked after every step; when it returns True training stops as at ``max_minutes``: the
+        best model so far is written (the metadata says ``"stopped": "cancelled"``).
+    on_step : callable, optional
+        Called with ``(step, loss)`` after every optimiser step (live loss curves, progress).
+    init_model : HemdModel, optional
+        Fine-tune this (already loaded) model instead of loading ``config.init``; a copy is
+        trained, ``init_model`` is left as it is.
 
     Returns
     -------
@@ -422,8 +444,8 @@ def train_model(
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
-    if cfg.init is not None:
-        model = _init_model(cfg)
+    if cfg.init is not None or init_model is not None:
+        model = _init_model(cfg, init_model)
     else:
         model = HemdModel.create(cfg.model, **cfg.architecture)
         if cfg.model == "affinity":
@@ -435,7 +457,11 @@ def train_model(
     if cfg.patch_size % divisor:
         raise ValueError(f"patch_size must be a multiple of {divisor}; got {cfg.patch_size}")
     model.network.to(device)
-    opt = torch.optim.Adam(model.network.parameters(), lr=cfg.lr)
+    if cfg.freeze == "encoder":
+        for name, par in model.network.named_parameters():
+            par.requires_grad_(name.split(".", 1)[0] not in _ENCODER)
+    trainable = [p for p in model.network.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(trainable, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
     )
@@ -443,7 +469,7 @@ def train_model(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     loss_fn = _unet_loss if cfg.model == "unet" else _affinity_loss
 
-    step, history, best = 0, [], (math.inf, None)
+    step, history, best, cancelled = 0, [], (math.inf, None), False
     ckpt = _checkpoint_path(output)
     if resume:
         if not ckpt.exists():
@@ -484,7 +510,10 @@ def train_model(
         running.append(float(loss.detach()))
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(running[-20:]):.4f}")
-        out_of_time = (
+        if on_step is not None:
+            on_step(step, running[-1])
+        cancelled = stop is not None and bool(stop())
+        out_of_time = cancelled or (
             cfg.max_minutes is not None and (time.perf_counter() - t0) > 60 * cfg.max_minutes
         )
         if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
@@ -520,10 +549,15 @@ def train_model(
                 },
                 ckpt,
             )
+        if cancelled:
+            logger.warning("cancelled at step %d; keeping the best model so far", step)
+            break
         if out_of_time:
             logger.warning("max_minutes=%s reached at step %d; stopping", cfg.max_minutes, step)
             break
     bar.close()
+    for par in model.network.parameters():
+        par.requires_grad_(True)
     if best[1] is not None:
         model.network.load_state_dict(best[1])
     model.network.cpu().eval()
@@ -531,6 +565,7 @@ def train_model(
     model.metadata["training"] = {
         "config": cfg_dict,
         "steps_done": step,
+        "stopped": "cancelled" if cancelled else ("finished" if step >= cfg.steps else "time"),
         "data": list(data_description),
         "train_samples": [s.name for s in train],
         "held_out_samples": [s.name for s in val],
@@ -548,15 +583,21 @@ def train_model(
     return load_model_file(output), history
 
 
-def _init_model(cfg: TrainConfig) -> HemdModel:
+def _init_model(cfg: TrainConfig, base: HemdModel | None = None) -> HemdModel:
     """Start from a trained model (fine-tuning): its network, normalisation, targets, offsets.
 
-    ``cfg`` is aligned with the model (kind, architecture, targets, affinity ranges) so that the
-    losses train what the network already predicts.
+    ``base`` (a loaded model, copied) or ``cfg.init`` (loaded). ``cfg`` is aligned with the model
+    (kind, architecture, targets, affinity ranges) so that the losses train what the network
+    already predicts.
     """
+    import copy
+
     from napari_hemd.models.registry import load_model
 
-    base = load_model(cfg.init)
+    if base is None:
+        base = load_model(cfg.init)
+    else:
+        base = HemdModel(copy.deepcopy(base.network), dict(base.metadata))
     if base.kind != cfg.model:
         raise ValueError(
             f"init {cfg.init!r} is a {base.kind} model; got model={cfg.model!r} (use "
@@ -564,14 +605,17 @@ def _init_model(cfg: TrainConfig) -> HemdModel:
         )
     cfg.architecture = {k: v for k, v in base.metadata["architecture"].items() if k != "name"}
     if base.kind == "unet":
-        cfg.targets = base.metadata.get("targets", "interior")
+        targets = base.metadata.get("targets", "interior")
+        if targets != cfg.targets:  # the class weights that go with the model's targets
+            cfg.class_weights = (1.0, 3.0, 1.0) if targets == "cell" else (1.0, 2.0, 1.0)
+        cfg.targets = targets
     else:
         cfg.ranges = tuple(base.metadata.get("ranges", cfg.ranges))
         cfg.neighbourhood = int(base.metadata.get("neighbourhood", cfg.neighbourhood))
     previous = base.metadata.get("training", {})
     meta = {k: v for k, v in base.metadata.items() if k not in ("training", "validation")}
     meta["fine_tuned_from"] = {
-        "model": str(cfg.init),
+        "model": str(cfg.init) if cfg.init is not None else None,
         "data": previous.get("data"),
         "steps": previous.get("steps_done"),
     }

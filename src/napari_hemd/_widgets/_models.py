@@ -1,0 +1,57 @@
+"""The model choices of every widget: shipped models, then the ones the user fine-tuned.
+
+A fine-tuned model is listed under the name the user gave it (``"NAME (fine-tuned)"``); its value
+is the model file's path, which :func:`napari_hemd.models.load_model` reads like a shipped name.
+:data:`events` ``.changed`` fires when one is added, and every napari-hemd widget refreshes its
+lists.
+"""
+
+from __future__ import annotations
+
+from psygnal import Signal
+
+from napari_hemd import _settings
+
+__all__ = ["FINE_TUNED", "events", "model_choices", "model_kind", "register_model"]
+
+#: Suffix of a fine-tuned model's name in the lists.
+FINE_TUNED = " (fine-tuned)"
+
+
+class _Events:
+    changed = Signal()
+
+
+#: ``events.changed`` is emitted after a model is registered.
+events = _Events()
+
+
+def model_choices(kind: str | None = None) -> list[tuple[str, str]]:
+    """``(label, value)`` pairs: shipped models (value: name), then fine-tuned (value: path)."""
+    try:
+        from napari_hemd.models.registry import SHIPPED_MODELS
+    except ImportError:  # torch missing: no models
+        return []
+    out = [(n, n) for n, m in SHIPPED_MODELS.items() if kind is None or m.kind == kind]
+    for name, info in _settings.user_models().items():
+        if kind is None or info["kind"] == kind:
+            out.append((f"{name}{FINE_TUNED}", info["path"]))
+    return out
+
+
+def model_kind(value: str) -> str | None:
+    """``"unet"`` / ``"affinity"`` of a choice's value (``None``: unknown)."""
+    from napari_hemd.models.registry import SHIPPED_MODELS
+
+    if value in SHIPPED_MODELS:
+        return SHIPPED_MODELS[value].kind
+    for info in _settings.user_models().values():
+        if info["path"] == value:
+            return info["kind"]
+    return None
+
+
+def register_model(name: str, path, kind: str) -> None:
+    """List a fine-tuned model in every widget's model choice."""
+    _settings.remember_model(name, path, kind)
+    events.changed.emit()

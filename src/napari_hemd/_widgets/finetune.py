@@ -1,0 +1,386 @@
+"""Fine-tune dock widget: train a model on the frames you corrected, then re-segment the rest.
+
+The loop: proofread a few frames and mark them checked (Proofread widget), fine-tune here for a
+few minutes (a live loss curve; Cancel keeps the best model so far), compare the held-out
+frame's scores before and after, then re-segment the unchecked frames with the new model (one
+undoable edit; Revert brings the previous labels and model back). The training itself is the
+Qt-free :func:`napari_hemd.finetune.finetune_workflow`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, Label, LineEdit, PushButton
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QPointF
+from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
+from qtpy.QtWidgets import QSizePolicy, QWidget
+
+from napari_hemd._widgets._common import (
+    BACKGROUND_KEY,
+    DEFAULTS_KEY,
+    GROW_KEY,
+    LOCKED_KEY,
+    MODEL_KEY,
+    PARAMS_KEY,
+    PROJECT_KEY,
+    RESULT_KEY,
+    SOURCE_KEY,
+    LayerWidget,
+    add_or_update,
+    apply_edit,
+    base_name,
+    checked_frames,
+    is_probability_layer,
+    layer_state,
+)
+
+log = logging.getLogger(__name__)
+
+FROM_FILE = "model file..."
+#: Segmentation parameters a re-segment takes over from the labels layer's last run.
+_SEGMENT_KEYS = ("tau", "delta", "iterations", "min_size", "link", "variant")
+
+
+def _base_choices(_widget=None) -> list[tuple[str, str]]:
+    from napari_hemd._widgets._models import model_choices
+
+    return [*model_choices(), (FROM_FILE, FROM_FILE)]
+
+
+def models_folder(labels: Labels | None) -> Path:
+    """Where a new model goes: the project's ``models/``, else the user's settings folder."""
+    from napari_hemd import _settings
+    from napari_hemd.workflows import PROJECT_MODELS
+
+    project = getattr(labels, "metadata", {}).get(PROJECT_KEY)
+    if project and Path(project).is_dir():
+        return Path(project) / PROJECT_MODELS
+    return _settings.config_dir() / "models"
+
+
+def _safe_name(name: str) -> str | None:
+    name = name.strip()
+    return name if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}", name) else None
+
+
+class LossPlot(QWidget):
+    """A small live plot of the training loss (and the held-out loss, as dots)."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.losses: list[float] = []
+        self.val: list[tuple[int, float]] = []
+        self.setMinimumHeight(90)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def clear(self) -> None:
+        self.losses, self.val = [], []
+        self.update()
+
+    def paintEvent(self, _event) -> None:
+        p = QPainter(self)
+        w, h = self.width(), self.height()
+        p.fillRect(0, 0, w, h, QColor(30, 30, 34))
+        p.setPen(QColor(150, 150, 150))
+        p.drawText(6, 14, "loss" if self.losses else "loss (fine-tune to see it)")
+        if len(self.losses) < 2:
+            p.end()
+            return
+        # a running mean over ~2 % of the steps: single patches are noisy
+        k = max(1, len(self.losses) // 50)
+        ys = np.convolve(self.losses, np.ones(k) / k, mode="valid")
+        top = float(max(ys.max(), max((v for _, v in self.val), default=0.0)))
+        bottom = float(min(ys.min(), min((v for _, v in self.val), default=np.inf)))
+        span = max(top - bottom, 1e-9)
+        n = len(self.losses)
+
+        def pt(i: float, v: float) -> QPointF:
+            return QPointF(4 + (w - 8) * i / max(n - 1, 1), 20 + (h - 26) * (top - v) / span)
+
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setPen(QPen(QColor(90, 180, 255), 1.5))
+        p.drawPolyline(QPolygonF([pt(i + k - 1, v) for i, v in enumerate(ys)]))
+        p.setPen(QPen(QColor(255, 170, 60), 5))
+        for step, v in self.val:
+            p.drawPoint(pt(step - 1, v))
+        p.setPen(QColor(150, 150, 150))
+        p.drawText(w - 150, 14, f"{self.losses[-1]:.3f}  step {n}")
+        p.end()
+
+
+class FineTuneWidget(LayerWidget):
+    """Fine-tune a model on the checked frames of a labels layer; re-segment the others."""
+
+    def __init__(self, napari_viewer) -> None:
+        super().__init__(napari_viewer, labels=True)
+        self.image = self.layer_combo(
+            Image, "image", prefer=lambda ly: not is_probability_layer(ly)
+        )
+        self.labels = self.layer_combo(Labels, "corrected labels")
+        self.base = ComboBox(label="start from", choices=_base_choices)
+        self.base_file = FileEdit(label="model file", filter="*.pt", visible=False)
+        self.base.changed.connect(lambda v: setattr(self.base_file, "visible", v == FROM_FILE))
+        self.name = LineEdit(label="new model name", value="")
+        self.minutes = FloatSpinBox(
+            label="time budget (min)", value=2.0, min=0.1, max=600.0, step=0.5
+        )
+        self.frames_info = Label(value="")
+        self.run_button = PushButton(text="Fine-tune on the checked frames")
+        self.cancel_button = PushButton(text="Cancel (keep the best so far)", enabled=False)
+        self.plot = LossPlot()
+        self.scores = Label(value="")
+        self.resegment_button = PushButton(text="Re-segment unchecked frames", enabled=False)
+        self.revert_button = PushButton(text="Revert to the previous model and labels")
+        self.revert_button.enabled = False
+        self.extend(
+            [
+                self.image, self.labels, self.base, self.base_file, self.name, self.minutes,
+                self.frames_info, self.run_button, self.cancel_button,
+            ]
+        )  # fmt: skip
+        self.native.layout().addWidget(self.plot)
+        self.extend([self.scores, self.resegment_button, self.revert_button])
+        self.run_button.clicked.connect(lambda: self.run())
+        self.cancel_button.clicked.connect(self.cancel)
+        self.resegment_button.clicked.connect(lambda: self.resegment())
+        self.revert_button.clicked.connect(lambda: self.revert())
+        self.labels.changed.connect(self._show_frames)
+        #: The last fine-tune (:class:`napari_hemd.finetune.FineTuneResult`), and the model used
+        #: to segment now / before it.
+        self.result = None
+        self.model_now: str | None = None
+        self.model_before: str | None = None
+        self._undo: tuple | None = None  # (labels layer, labels, state, added prob layer)
+        self._phase: str | None = None
+        self._show_frames()
+
+    # ------------------------------------------------------------------ helpers
+    def _show_frames(self, _value=None) -> None:
+        layer = self.labels.value
+        if not isinstance(layer, Labels):
+            self.frames_info.value = "choose the corrected labels layer"
+            return
+        frames = checked_frames(layer)
+        if not frames:
+            self.frames_info.value = "no checked frames: mark corrected frames in Proofread"
+        else:
+            held = " (the last one is held out and scored)" if len(frames) >= 3 else ""
+            self.frames_info.value = f"{len(frames)} checked frame(s){held}"
+
+    def _base_value(self) -> str | None:
+        value = self.base.value
+        if value == FROM_FILE:
+            path = Path(self.base_file.value)
+            if not path.is_file():
+                show_error(f"Fine-tune: model file {str(path)!r} does not exist")
+                return None
+            return str(path)
+        return value
+
+    def cancel(self) -> None:
+        """While training: stop and keep the best model so far; otherwise stop the run."""
+        if self._phase == "train":
+            event = getattr(self, "_cancel_event", None)
+            if event is not None:
+                event.set()
+            show_info("Fine-tune: stopping after this step; the best model so far is kept")
+            return
+        super().cancel()
+
+    # ------------------------------------------------------------------ fine-tune
+    def run(self):
+        """Start fine-tuning; returns the worker (``None`` on invalid input)."""
+        from napari_hemd.finetune import finetune_workflow
+
+        image, labels = self.image.value, self.labels.value
+        if not isinstance(image, Image) or not isinstance(labels, Labels):
+            show_error("Fine-tune: choose the raw image and the corrected labels layer")
+            return None
+        if image.rgb or tuple(image.data.shape) != tuple(labels.data.shape):
+            show_error(
+                f"Fine-tune: image {image.name!r} {tuple(image.data.shape)} and labels "
+                f"{labels.name!r} {tuple(labels.data.shape)} must have the same shape (grayscale)"
+            )
+            return None
+        frames = checked_frames(labels)
+        if not frames:
+            show_error(
+                "Fine-tune: no checked frames. Correct a few frames and mark them checked in "
+                "the Proofread widget (Alt-C); only checked frames are training data"
+            )
+            return None
+        base = self._base_value()
+        if base is None:
+            return None
+        stem = Path(base).stem if base.endswith(".pt") else base
+        name = _safe_name(self.name.value or f"{stem}-tuned")
+        if name is None:
+            show_error(
+                "Fine-tune: the model name must be letters, digits, space, '.', '_' or '-' "
+                f"(at most 64); got {self.name.value!r}"
+            )
+            return None
+        folder = models_folder(labels)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / f"{name}.pt"
+        if out.exists():
+            if self.name.value:
+                show_error(f"Fine-tune: a model named {name!r} exists ({out}); choose another name")
+                return None
+            i = 2
+            while (folder / f"{name}-{i}.pt").exists():
+                i += 1
+            name, out = f"{name}-{i}", folder / f"{name}-{i}.pt"
+        self.plot.clear()
+        self.scores.value = ""
+        plot = self.plot
+        gen = finetune_workflow(
+            np.asarray(image.data[0] if image.multiscale else image.data),
+            np.asarray(labels.data),
+            frames,
+            base,
+            output=out,
+            minutes=float(self.minutes.value),
+            name=name,
+            stop=self.cancel_flag(),
+            on_step=lambda step, loss: plot.losses.append(loss),
+            on_eval=lambda e: "val_loss" in e and plot.val.append((e["step"], e["val_loss"])),
+        )
+        self._phase = "train"
+
+        def done(result) -> None:
+            from napari_hemd._widgets._models import register_model
+            from napari_hemd.models import load_model
+
+            self._phase = None
+            self.result = result
+            kind = load_model(result.path).kind
+            register_model(result.name, result.path, kind)
+            self.scores.value = _scores_text(result)
+            self.resegment_button.enabled = True
+            what = "cancelled; the best model so far" if result.cancelled else "done; the model"
+            show_info(
+                f"Fine-tune {what} is saved as {result.name!r} ({result.path}); your labels are "
+                "unchanged. Re-segment the unchecked frames to use it"
+            )
+
+        worker = self.run_workflow(gen, done, self.run_button, self.cancel_button, "Fine-tune")
+
+        worker.yielded.connect(lambda _event: plot.update())
+        worker.finished.connect(lambda: setattr(self, "_phase", None))
+        return worker
+
+    # ------------------------------------------------------------------ re-segment / revert
+    def resegment(self, model: str | None = None):
+        """Predict + segment the unchecked frames with the fine-tuned model (one undoable edit)."""
+        from napari_hemd.image_segmentation import segment_image_workflow
+
+        image, labels = self.image.value, self.labels.value
+        model = model or (str(self.result.path) if self.result is not None else None)
+        if model is None:
+            show_error("Fine-tune: fine-tune a model first")
+            return None
+        if not isinstance(image, Image) or not isinstance(labels, Labels):
+            show_error("Fine-tune: choose the raw image and the labels layer")
+            return None
+        if tuple(image.data.shape) != tuple(labels.data.shape):
+            show_error("Fine-tune: the image and labels layers must have the same shape")
+            return None
+        checked = set(checked_frames(labels))
+        n = labels.data.shape[0] if labels.ndim >= 3 else 1
+        todo = [t for t in range(n) if t not in checked]
+        if not todo:
+            show_info("Fine-tune: every frame is checked; nothing to re-segment")
+            return None
+        old_params = dict(labels.metadata.get(PARAMS_KEY) or {})
+        params = {k: old_params[k] for k in _SEGMENT_KEYS if k in old_params}
+        data = np.asarray(image.data[0] if image.multiscale else image.data)
+        gen = segment_image_workflow(data, model, "hemd", cancel=self.cancel_flag(), **params)
+        name = self.result.name if self.result is not None else Path(model).stem
+        self._phase = "segment"
+
+        def done(seg) -> None:
+            self._phase = None
+            new = np.asarray(labels.data).copy()
+            keep = sorted(checked)
+            # ids above the checked frames' ones: a re-segmented object never takes a kept id
+            offset = int(max((new[t].max() for t in keep), default=0)) if labels.ndim >= 3 else 0
+            fresh = seg.labels.astype(new.dtype, copy=False)
+            if labels.ndim >= 3:
+                for t in todo:
+                    f = fresh[t]
+                    new[t] = np.where(f > 0, f + offset, 0)
+            else:
+                new = fresh
+            prob_name = f"{base_name(image.name)} probability ({name})"
+            prob = add_or_update(
+                self.viewer,
+                seg.maps["foreground"],
+                prob_name,
+                colormap="magma",
+                contrast_limits=(0.0, 1.0),
+                opacity=0.6,
+                blending="additive",
+                visible=False,
+                metadata={
+                    MODEL_KEY: model,
+                    SOURCE_KEY: image.name,
+                    GROW_KEY: seg.grow,
+                    BACKGROUND_KEY: seg.maps.get("background"),
+                    DEFAULTS_KEY: seg.defaults,
+                },
+            )
+            before = (labels, np.asarray(labels.data).copy(), layer_state(labels), prob)
+            saved = {**old_params, **seg.params, "method": "hemd", "grow": seg.grow}
+            saved[SOURCE_KEY], saved[MODEL_KEY] = prob.name, model
+            state = {PARAMS_KEY: saved, RESULT_KEY: seg.result, LOCKED_KEY: {}}
+            if apply_edit(labels, f"re-segment {len(todo)} frames with {name}", new, state=state):
+                self._undo = before
+                self.model_before, self.model_now = self.model_now, model
+                self.revert_button.enabled = True
+            show_info(
+                f"Fine-tune: {len(todo)} unchecked frame(s) re-segmented with {name!r}; checked "
+                f"frames {sorted(checked)} kept. Revert brings the previous labels back"
+            )
+
+        return self.run_workflow(gen, done, self.resegment_button, self.cancel_button, "Re-segment")
+
+    def revert(self) -> bool:
+        """Put back the labels (and parameters) from before the last re-segment."""
+        if self._undo is None:
+            show_info("Fine-tune: nothing to revert")
+            return False
+        labels, data, state, prob = self._undo
+        if labels not in self.viewer.layers:
+            show_error("Fine-tune: the labels layer is gone")
+            return False
+        apply_edit(labels, "revert fine-tune", data, state=state)
+        if prob in self.viewer.layers:
+            self.viewer.layers.remove(prob)
+        self.model_now, self.model_before = self.model_before, None
+        self._undo = None
+        self.revert_button.enabled = False
+        show_info("Fine-tune: reverted to the previous labels and model")
+        return True
+
+
+def _scores_text(result) -> str:
+    if result.held_out is None:
+        return (
+            f"{result.name}: {result.steps} steps on frames {result.frames}; check 3 or more "
+            "frames to have one scored before and after"
+        )
+
+    def fmt(s: dict) -> str:
+        return " ".join(f"{k} {s[k]:.3f}" for k in ("F1", "AJI", "SEG"))
+
+    return (
+        f"held-out frame {result.held_out}, {result.steps} steps:\n"
+        f"  before  {fmt(result.before)}\n  after   {fmt(result.after)}"
+    )

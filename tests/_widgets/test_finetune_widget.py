@@ -1,0 +1,143 @@
+"""The human-in-the-loop loop through the Plugins menu on real data: segment, correct a few
+frames, mark them checked, save the project, fine-tune, re-segment the rest, revert."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+CROP = (slice(200, 456), slice(300, 556))
+
+
+def _wait(qtbot, worker, timeout=180_000):
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=timeout):
+        pass
+
+
+@pytest.fixture
+def hela(shared_data):
+    """Six frames of Fluo-N2DL-HeLa 01 (a 256 x 256 crop) and their silver-truth masks."""
+    import tifffile
+
+    seq = shared_data / "ctc" / "Fluo-N2DL-HeLa" / "01"
+    frames = range(6)
+    image = np.stack([tifffile.imread(seq / f"t{t:03d}.tif")[CROP] for t in frames])
+    truth = np.stack(
+        [
+            tifffile.imread(seq.parent / "01_ST" / "SEG" / f"man_seg{t:03d}.tif")[CROP]
+            for t in frames
+        ]
+    )
+    return image, truth.astype(np.uint32)
+
+
+def test_proofread_finetune_resegment_revert_from_plugins_menu(
+    make_napari_viewer, qtbot, errors, hela, tmp_path
+):
+    from napari_hemd.workflows import load_project
+
+    image, truth = hela
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="hela")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    seg.prob.value = viewer.layers["hela"]
+    seg.model.value = "nuclei-fluo"
+    seg.run_button.native.click()
+    _wait(qtbot, seg._worker)
+    labels = viewer.layers["hela labels"]
+
+    # proofread: frames 0-2 corrected (here: replaced by the reference), marked checked
+    _, proof = viewer.window.add_plugin_dock_widget("napari-hemd", "Proofread")
+    proof.labels.value = labels
+    from napari_hemd._widgets._common import apply_edit
+
+    for t in (0, 1, 2):
+        apply_edit(labels, f"correct frame {t}", truth[t], frame=t)
+        viewer.dims.set_current_step(0, t)
+        proof.checked.value = True  # the checkbox, as a user ticks it
+    viewer.dims.set_current_step(0, 4)
+    assert proof.checked.value is False  # frame 4 is not checked
+    proof.toggle_checked()  # Alt-C checks it ...
+    assert 4 in labels.metadata["hemd_checked"]
+    proof.toggle_checked()  # ... and unchecks it
+    assert labels.metadata["hemd_checked"] == [0, 1, 2]
+    assert proof.checked_list.value == "checked frames: 0-2"
+
+    # the project keeps the checked frames
+    _, project = viewer.window.add_plugin_dock_widget(
+        "napari-hemd", "Project (save / reopen session)"
+    )
+    project.labels.value = labels
+    folder = project.save(tmp_path / "session.zarr")
+    assert load_project(folder)["checked"] == [0, 1, 2]
+
+    # fine-tune on the checked frames; frame 2 is held out and scored before and after
+    _, tune = viewer.window.add_plugin_dock_widget(
+        "napari-hemd", "Fine-tune (learn from your corrections)"
+    )
+    tune.image.value, tune.labels.value = viewer.layers["hela"], labels
+    tune.base.value = "nuclei-fluo"
+    tune.name.value = "my hela"
+    tune.minutes.value = 0.15
+    tune.run_button.native.click()
+    _wait(qtbot, tune._worker)
+    res = tune.result
+    assert res is not None and not errors
+    assert res.path == folder / "models" / "my hela.pt" and res.path.is_file()
+    assert res.frames == [0, 1] and res.held_out == 2 and res.steps > 0
+    assert set(res.before) == {"F1", "AJI", "SEG"} and set(res.after) == {"F1", "AJI", "SEG"}
+    assert "held-out frame 2" in tune.scores.value and "after" in tune.scores.value
+    assert len(tune.plot.losses) == res.steps  # the live loss curve saw every step
+    # the new model is in every model list, under the given name
+    for widget in (seg, tune):
+        combo = widget.model if widget is seg else widget.base
+        assert str(res.path) in combo.choices
+        labels_shown = [combo.native.itemText(i) for i in range(combo.native.count())]
+        assert "my hela (fine-tuned)" in labels_shown
+    before = labels.data.copy()
+
+    # re-segment: unchecked frames change, checked ones are kept exactly
+    tune.resegment_button.native.click()
+    _wait(qtbot, tune._worker)
+    after = labels.data
+    for t in (0, 1, 2):
+        assert np.array_equal(after[t], truth[t])
+    assert not np.array_equal(after[3:], before[3:])
+    assert labels.metadata["hemd_params"]["hemd_model"] == str(res.path)
+    # the project was saved again with the model still in it
+    project.autosave_now()
+    assert (folder / "models" / "my hela.pt").is_file()
+
+    # revert: labels and model as before
+    tune.revert_button.native.click()
+    assert np.array_equal(labels.data, before)
+    assert labels.metadata["hemd_params"]["hemd_model"] == "nuclei-fluo"
+    assert not errors
+
+
+def test_cancel_keeps_the_best_model_and_leaves_labels(make_napari_viewer, qtbot, errors, hela):
+    from napari_hemd._widgets import FineTuneWidget
+    from napari_hemd._widgets import finetune as ft_module
+
+    image, truth = hela
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="hela")
+    labels = viewer.add_labels(truth.copy(), name="hela labels")
+    labels.metadata["hemd_checked"] = [0, 1, 2, 3]
+    tune = FineTuneWidget(viewer)
+    tune.image.value, tune.labels.value = viewer.layers["hela"], labels
+    tune.base.value = "nuclei-fluo"
+    tune.minutes.value = 5.0
+    worker = tune.run()
+    qtbot.waitUntil(lambda: len(tune.plot.losses) >= 3, timeout=120_000)
+    tune.cancel_button.native.click()
+    _wait(qtbot, worker, timeout=60_000)
+    res = tune.result
+    assert res is not None and res.cancelled and res.path.is_file()
+    assert res.path.parent == ft_module.models_folder(labels)  # no project: the settings folder
+    assert res.steps < 200
+    assert np.array_equal(labels.data, truth)  # nothing applied
+    assert not errors
