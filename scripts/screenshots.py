@@ -170,10 +170,73 @@ def take(out: Path) -> list[Path]:
     return saved
 
 
+def take_loop(out: Path) -> list[Path]:
+    """The human-in-the-loop steps: mark corrected frames, fine-tune, re-segment the rest."""
+    import napari
+    from skimage.io import imsave
+
+    from napari_hemd._sample_data import nuclei_video_sample
+    from napari_hemd._widgets import FineTuneWidget, ProofreadWidget, SegmentWidget
+    from napari_hemd._widgets._common import apply_edit
+
+    out.mkdir(parents=True, exist_ok=True)
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    layers = {}
+    for data, meta, kind in nuclei_video_sample():
+        if kind == "image" and "probability" in meta["name"]:
+            continue
+        layers[meta["name"]] = getattr(viewer, f"add_{kind}")(data, **meta)
+    truth = layers["nuclei video ground truth"]
+    truth.visible = False
+    saved: list[Path] = []
+
+    def shot(name: str) -> None:
+        _settle()
+        path = out / f"{name}.png"
+        imsave(path, viewer.screenshot(canvas_only=False, flash=False), check_contrast=False)
+        saved.append(path)
+        log.info("saved %s", path)
+
+    seg = SegmentWidget(viewer)
+    d = viewer.window.add_dock_widget(seg, name="Segment (H-EMD)", area="right")
+    seg.prob.value = viewer.layers["nuclei video image"]
+    seg.model.value = "nuclei-fluo"
+    _wait(seg.run())
+    viewer.layers["nuclei video image probability"].visible = False
+    viewer.window.remove_dock_widget(d)
+    labels = viewer.layers["nuclei video image labels"]
+
+    pr = ProofreadWidget(viewer)
+    d = viewer.window.add_dock_widget(pr, name="Proofread", area="right")
+    pr.labels.value = labels
+    for t in (0, 4, 8):  # corrected (here: the sample's exact labels) and checked
+        apply_edit(labels, f"correct frame {t}", truth.data[t].astype(labels.data.dtype), t)
+        viewer.dims.set_current_step(0, t)
+        pr.checked.value = True
+    shot("loop-checked")
+    viewer.window.remove_dock_widget(d)
+
+    ft = FineTuneWidget(viewer)
+    d = viewer.window.add_dock_widget(ft, name="Fine-tune", area="right")
+    ft.image.value, ft.labels.value = viewer.layers["nuclei video image"], labels
+    ft.base.value = "nuclei-fluo"
+    ft.name.value = "nuclei-fluo my-lab"
+    ft.minutes.value = 0.5
+    _wait(ft.run())
+    shot("loop-finetune")
+    viewer.dims.set_current_step(0, 10)
+    _wait(ft.resegment())
+    shot("loop-resegment")
+    viewer.close()
+    return saved
+
+
 def main() -> None:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    parser.add_argument("--loop-only", action="store_true", help="only the fine-tune loop")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from napari_hemd._settings import CONFIG_ENV
@@ -187,7 +250,9 @@ def main() -> None:
         display = Display(visible=False, size=(1600, 1000))
         display.start()
     try:
-        take(args.out)
+        if not args.loop_only:
+            take(args.out)
+        take_loop(args.out)
     finally:
         if display is not None:
             display.stop()

@@ -16,9 +16,12 @@ def register(subparsers) -> None:
         "train",
         help="train a U-Net (foreground/boundary/background) or a pixel-embedded affinity network",
         description=(
-            "Train on Cell Tracking Challenge sequences (raw frames + SEQ_ST/SEG or SEQ_GT/SEG) or "
-            "folders with images/ and labels/. A contiguous block of frames of every --data is "
-            "held out; the model with the best held-out loss is written to -o."
+            "Train on Cell Tracking Challenge sequences (raw frames + SEQ_ST/SEG or SEQ_GT/SEG), "
+            "folders with images/ and labels/, .h5 volumes, or the checked frames of a "
+            "napari-hemd project (.zarr). A contiguous block of frames of every --data is held "
+            "out; the model with the best held-out loss is written to -o. With --init it "
+            "fine-tunes: the fine-tuning recipe's learning rate and noise, one held-out frame "
+            "when there are three or more, and as many steps as --max-minutes allows."
         ),
     )
     p.add_argument(
@@ -26,7 +29,8 @@ def register(subparsers) -> None:
         action="append",
         required=True,
         metavar="DIR",
-        help="training data folder (repeat for several)",
+        help="training data: CTC sequence, images/ + labels/ folder, .h5 volume or project "
+        ".zarr (its checked frames); repeat for several",
     )
     p.add_argument(
         "--model",
@@ -53,13 +57,21 @@ def register(subparsers) -> None:
     p.add_argument(
         "--val",
         default="0.2",
-        help="held out per --data: a fraction (last frames) or START:STOP (default 0.2)",
+        help="held out per --data: a fraction (last frames), START:STOP or auto (the last of "
+        "three or more); default 0.2, with --init auto",
     )
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="optimiser steps (default 2000; with --init and --max-minutes: what fits in them)",
+    )
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--patch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default 2e-3, also with --init)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--base-channels", type=int, default=16)
     p.add_argument("--depth", type=int, default=None, help="down-samplings (unet 3, affinity 4)")
@@ -84,7 +96,14 @@ def register(subparsers) -> None:
         "--noise",
         type=float,
         default=None,
-        help="largest additive noise of the full augmentation (normalised units; default 0.25)",
+        help="largest additive noise of the full augmentation (normalised units; default 0.25, "
+        "with --init 0.08)",
+    )
+    p.add_argument(
+        "--freeze",
+        choices=("encoder",),
+        default=None,
+        help="fine-tuning: keep the contracting path's weights (train decoder and heads only)",
     )
     p.add_argument(
         "--no-balance",
@@ -143,27 +162,42 @@ def run(args: argparse.Namespace) -> int:
         arch["depth"] = args.depth
     if args.model == "affinity":
         arch["embedding_dim"] = args.embedding_dim
+    from napari_hemd.finetune import RECIPE
+
+    fine_tune = args.init is not None
+    val_spec = args.val if args.val is not None else ("auto" if fine_tune else "0.2")
     train, val = [], []
     for d in args.data:
         samples = load_samples(d, masks=args.masks)
-        tr, va = split_samples(samples, args.val)
+        tr, va = split_samples(samples, val_spec)
         train += tr
         val += va
         logger.warning("%s: %d training, %d held-out samples", d, len(tr), len(va))
     kind = args.model
-    if args.init is not None and kind is None:
+    steps = args.steps
+    if fine_tune:
         from napari_hemd.models import load_model
 
-        kind = load_model(args.init).kind
+        base = load_model(args.init)
+        kind = kind or base.kind
+        if steps is None and args.max_minutes is not None:
+            from dataclasses import replace
+
+            from napari_hemd.finetune import steps_for_budget
+
+            recipe = replace(RECIPE, batch_size=args.batch_size, patch_size=args.patch_size)
+            steps = steps_for_budget(base, recipe, 60 * args.max_minutes)
+            logger.warning("--max-minutes %g: about %d steps", args.max_minutes, steps)
     cfg = TrainConfig(
         model=kind or "unet",
         init=args.init,
         architecture=arch,
-        steps=args.steps,
+        steps=steps or 2000,
         max_minutes=args.max_minutes,
         batch_size=args.batch_size,
         patch_size=args.patch_size,
-        lr=args.lr,
+        lr=args.lr if args.lr is not None else (RECIPE.lr if fine_tune else 2e-3),
+        freeze=args.freeze,
         seed=args.seed,
         val_every=args.val_every,
         targets=args.targets,
@@ -171,7 +205,9 @@ def run(args: argparse.Namespace) -> int:
         balance=not args.no_balance,
         score_every=args.score_every,
         score_frames=args.score_frames,
-        noise_sigma=args.noise,
+        noise_sigma=args.noise
+        if args.noise is not None
+        else (RECIPE.noise_sigma if fine_tune else None),
         checkpoint_every=args.checkpoint_every,
         ranges=ranges,
         neighbourhood=args.neighbourhood,

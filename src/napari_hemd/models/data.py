@@ -224,14 +224,17 @@ def split_samples(
     samples : list of Sample
         Ordered as loaded.
     val : float or str
-        A fraction in ``[0, 1)`` (the last ``ceil(val * n)`` samples), or ``"START:STOP"`` (a slice
-        of sample indices).
+        A fraction in ``[0, 1)`` (the last ``ceil(val * n)`` samples), ``"START:STOP"`` (a slice
+        of sample indices), or ``"auto"`` (fine-tuning on a few corrected frames: the last one
+        when there are three or more, else none).
 
     Returns
     -------
     train, held_out : list of Sample
     """
     n = len(samples)
+    if val == "auto":
+        val = f"{n - 1}:{n}" if n >= 3 else 0.0
     if isinstance(val, str) and ":" in val:
         try:
             start, stop = (int(v) if v else None for v in val.split(":"))

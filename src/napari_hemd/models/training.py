@@ -89,6 +89,9 @@ class TrainConfig:
         ``"encoder"``: the contracting path (``stem``, ``down``, ``bottom``) keeps its weights;
         only the decoder and heads are trained (a fine-tuning option; see docs/models.md for what
         it measured).
+    freeze_bn : bool
+        Batch normalisation keeps the model's running statistics (layers in eval mode) instead
+        of re-estimating them from the training patches (fine-tuning on a few frames).
     ranges, neighbourhood : affinity offsets (affinity model).
     alpha, beta, gamma : float
         Weights of the self-, cross-correlation and pyramid losses (paper: 1, 1, 1).
@@ -119,6 +122,7 @@ class TrainConfig:
     noise_sigma: float | None = None
     init: str | None = None
     freeze: str | None = None
+    freeze_bn: bool = False
     ranges: tuple = (1, 3, 5, 9, 27)
     neighbourhood: int = 4
     alpha: float = 1.0
@@ -493,6 +497,10 @@ def train_model(
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.model}")
     while step < cfg.steps:
         model.network.train()
+        if cfg.freeze_bn:
+            for mod in model.network.modules():
+                if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                    mod.eval()
         img, lab = sampler(cfg.batch_size)
         img_t = torch.from_numpy(img).to(device)
         with torch.autocast(device.type, enabled=use_amp):

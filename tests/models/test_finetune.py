@@ -1,0 +1,157 @@
+"""Fine-tuning on corrected frames (napari_hemd.finetune, train --init on a project)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def video():
+    from napari_hemd.data.synthetic import nuclei_video
+
+    d = nuclei_video(n_frames=4, shape=(96, 96), n_cells=6, seed=3)
+    return d["image"], d["labels"].astype(np.uint32)
+
+
+def test_frames_as_samples_refuses_bad_input(video):
+    from napari_hemd.finetune import frames_as_samples
+
+    image, labels = video
+    norm = {"low": 1.0, "high": 99.8}
+    with pytest.raises(ValueError, match="same shape"):
+        frames_as_samples(image, labels[:, :50], [0], norm, "x")
+    with pytest.raises(ValueError, match="at least one corrected frame"):
+        frames_as_samples(image, labels, [], norm, "x")
+    with pytest.raises(ValueError, match=r"frames must be in 0\.\.3; got \[7\]"):
+        frames_as_samples(image, labels, [1, 7], norm, "x")
+    got = frames_as_samples(image, labels, [2, 0, 2], norm, "mine")
+    assert [s.name for s in got] == ["mine/t000", "mine/t002"]
+    assert np.array_equal(got[1].labels, labels[2])
+
+
+def test_held_out_frame_only_with_three_or_more():
+    from napari_hemd.finetune import held_out_frame
+
+    assert held_out_frame([4]) is None and held_out_frame([1, 4]) is None
+    assert held_out_frame([9, 1, 4]) == 9
+
+
+def test_finetune_a_stack_scores_the_held_out_frame(video, tmp_path):
+    from napari_hemd.finetune import finetune
+    from napari_hemd.models import load_model, load_model_file
+
+    image, labels = video
+    base = load_model("nuclei-fluo")
+    before_weights = {k: v.clone() for k, v in base.network.state_dict().items()}
+    seen = []
+    res = finetune(
+        image, labels, [0, 1, 3], base, output=tmp_path / "t.pt", minutes=0.08, threads=1,
+        on_step=lambda s, loss: seen.append((s, loss)),
+    )  # fmt: skip
+    assert res.frames == [0, 1] and res.held_out == 3
+    assert set(res.before) == set(res.after) == {"F1", "AJI", "SEG"}
+    assert res.steps == len(seen) > 0 and not res.cancelled
+    meta = load_model_file(res.path).metadata
+    assert meta["fine_tuned"]["frames"] == [0, 1] and meta["fine_tuned"]["held_out"] == 3
+    assert meta["fine_tuned"]["before"] == res.before and meta["name"] == "t"
+    assert meta["training"]["train_samples"] == ["checked/t000", "checked/t001"]
+    # the model passed in is left as it was
+    for k, v in base.network.state_dict().items():
+        assert np.array_equal(v.numpy(), before_weights[k].numpy())
+    assert not list(tmp_path.glob(".*"))  # no temporary left behind
+    with pytest.raises(FileExistsError, match="already exists"):
+        finetune(image, labels, [0], base, output=res.path, minutes=0.05)
+
+
+def test_finetune_a_single_image_and_the_affinity_model(video, tmp_path):
+    from napari_hemd.finetune import finetune
+    from napari_hemd.models import load_model_file
+
+    image, labels = video
+    res = finetune(image[0], labels[0], [0], "nuclei-affinity", output=tmp_path / "a.pt",
+                   minutes=0.05, threads=1)  # fmt: skip
+    assert res.held_out is None and res.before is None and res.steps > 0
+    assert load_model_file(res.path).kind == "affinity"
+
+
+def test_stop_keeps_the_best_model_so_far(video, tmp_path):
+    from napari_hemd.finetune import finetune
+
+    image, labels = video
+    steps = []
+    res = finetune(
+        image, labels, [0, 1], "nuclei-fluo", output=tmp_path / "c.pt", minutes=5, threads=1,
+        on_step=lambda s, loss: steps.append(s), stop=lambda: len(steps) >= 3,
+    )  # fmt: skip
+    assert res.cancelled and res.steps == 3 and res.path.is_file()
+
+
+def test_a_killed_finetune_writes_nothing(video, tmp_path):
+    """Closing the workflow (the window closed, the run killed) leaves no model file."""
+    from napari_hemd.finetune import finetune_workflow
+
+    image, labels = video
+    out = tmp_path / "k.pt"
+    gen = finetune_workflow(image, labels, [0, 1], "nuclei-fluo", output=out, minutes=5)
+    for stage, done, _total in gen:
+        if stage == "fine-tune" and done >= 2:
+            break
+    gen.close()
+    import time
+
+    time.sleep(2.0)  # the training thread stops at its next step
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_steps_for_budget_grows_with_time():
+    from napari_hemd.finetune import RECIPE, steps_for_budget
+    from napari_hemd.models import load_model
+
+    m = load_model("nuclei-fluo")
+    assert steps_for_budget(m, RECIPE, 60) > steps_for_budget(m, RECIPE, 6) >= 5
+
+
+def test_split_auto_holds_out_the_last_of_three():
+    from napari_hemd.models.data import Sample, split_samples
+
+    s = [Sample(np.zeros((4, 4), np.float32), np.zeros((4, 4), np.int32), f"a/t{i}", "x")
+         for i in range(3)]  # fmt: skip
+    tr, va = split_samples(s, "auto")
+    assert [x.name for x in va] == ["a/t2"] and len(tr) == 2
+    tr, va = split_samples(s[:2], "auto")
+    assert len(tr) == 2 and va == []
+
+
+def test_project_checked_frames_are_training_data(video, tmp_path):
+    """A project saves its checked frames; ``train --init --data PROJECT`` learns from them
+    (steps from the time budget), re-saving keeps the project's models."""
+    from napari_hemd.cli import main
+    from napari_hemd.models import load_model_file
+    from napari_hemd.models.data import load_samples
+    from napari_hemd.workflows import load_project, save_project
+
+    image, labels = video
+    folder = tmp_path / "p.zarr"
+    save_project(folder, prob=image.astype(np.float32) / image.max(), labels=labels,
+                 params={"method": "hemd"}, image=image, checked=[2, 0, 1])  # fmt: skip
+    samples = load_samples(folder)
+    assert [s.name for s in samples] == ["p/t000", "p/t001", "p/t002"]
+    assert np.array_equal(samples[2].labels, labels[2])
+    (folder / "models").mkdir()
+    out = folder / "models" / "tuned.pt"
+    args = ["train", "--init", "nuclei-fluo", "--data", str(folder), "-o", str(out)]
+    assert main([*args, "--max-minutes", "0.1", "--threads", "1", "--no-progress"]) == 0
+    meta = load_model_file(out).metadata
+    assert meta["training"]["train_samples"] == ["p/t000", "p/t001"]
+    assert meta["training"]["held_out_samples"] == ["p/t002"]
+    assert meta["training"]["config"]["lr"] == 2e-3
+    save_project(folder, prob=image.astype(np.float32) / image.max(), labels=labels,
+                 params={"method": "hemd"}, image=image, checked=[0], overwrite=True)  # fmt: skip
+    proj = load_project(folder)
+    assert proj["checked"] == [0] and proj["models"] == [out]
+    save_project(tmp_path / "q.zarr", prob=image.astype(np.float32), labels=labels, params={})
+    with pytest.raises(ValueError, match="no checked frames"):
+        load_samples(tmp_path / "q.zarr")
