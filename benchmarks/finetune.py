@@ -7,8 +7,12 @@ on *other* frames, never checked (F1 / AJI / SEG of H-EMD instances, each frame 
 single image with the model's defaults and whole-cell growth, what Segment gives). The baseline is
 the base model in the same run; deltas are printed.
 
-Data sets:
+Data sets (``--dataset``):
 
+- ``sim`` / ``hela``: ``nuclei-fluo`` on the held-out block of a sequence it was trained on the
+  first frames of (Fluo-N2DH-SIM+ 02 t40-49, its dimmest stretch, gold truth; Fluo-N2DL-HeLa 01
+  t73-91, silver truth): corrected frames from the block's first part, scored on its last
+  frames (a contiguous block never checked).
 - ``nuclei3d``: ``nuclei-fluo`` (2D fluorescent nuclei) on the slices of
   ``volumes/nuclei3d_1135.h5`` (plant ovule nuclei); corrected slices from z 5-65, scored on the
   slab z 70-99.
@@ -35,6 +39,20 @@ from pathlib import Path
 import numpy as np
 
 SETS = {
+    "sim": {
+        "base": "nuclei-fluo",
+        "seq": "Fluo-N2DH-SIM+/02",
+        "masks": "GT",
+        "checked": {1: [42], 3: [40, 42, 44], 5: [40, 41, 42, 43, 44]},
+        "eval": [45, 46, 47, 48, 49],
+    },
+    "hela": {
+        "base": "nuclei-fluo",
+        "seq": "Fluo-N2DL-HeLa/01",
+        "masks": "ST",
+        "checked": {1: [76], 3: [73, 76, 79], 5: [73, 75, 77, 79, 81]},
+        "eval": list(range(84, 92)),
+    },
     "nuclei3d": {
         "base": "nuclei-fluo",
         "checked": {1: [35], 3: [15, 35, 55], 5: [5, 20, 35, 50, 65]},
@@ -42,6 +60,8 @@ SETS = {
     },
     "dic": {
         "base": "cells-phc",
+        "seq": "DIC-C2DH-HeLa/01",
+        "masks": "ST",
         "checked": {1: [10], 3: [0, 10, 20], 5: [0, 5, 10, 15, 20]},
         "eval": list(range(42, 84, 2)),
     },
@@ -56,12 +76,16 @@ def load(dataset: str, data: Path) -> tuple[np.ndarray, np.ndarray]:
             return np.asarray(f["raw"]), np.asarray(f["label"])
     import tifffile
 
-    seq = data / "ctc" / "DIC-C2DH-HeLa" / "01"
-    n = len(list(seq.glob("t*.tif")))
-    image = np.stack([tifffile.imread(seq / f"t{t:03d}.tif") for t in range(n)])
-    labels = np.stack(
-        [tifffile.imread(seq.parent / "01_ST" / "SEG" / f"man_seg{t:03d}.tif") for t in range(n)]
-    )
+    spec = SETS[dataset]
+    seq = data / "ctc" / spec["seq"]
+    frames = sorted({*spec["eval"], *(t for ts in spec["checked"].values() for t in ts)})
+    masks = seq.parent / f"{seq.name}_{spec['masks']}" / "SEG"
+    first = tifffile.imread(seq / f"t{frames[0]:03d}.tif")
+    image = np.zeros((max(frames) + 1, *first.shape), first.dtype)
+    labels = np.zeros(image.shape, np.int32)
+    for t in frames:  # only the frames used (the others stay empty)
+        image[t] = tifffile.imread(seq / f"t{t:03d}.tif")
+        labels[t] = tifffile.imread(masks / f"man_seg{t:03d}.tif")
     return image, labels
 
 

@@ -210,3 +210,28 @@ def test_sample_video_with_few_cells(n_cells):
 
     v = nuclei_video(n_frames=4, shape=(64, 64), n_cells=n_cells)  # an odd count failed
     assert v["labels"].shape == (4, 64, 64) and v["labels"].max() >= 1
+
+
+def test_keep_locked_objects_restores_a_filled_child_after_rerun():
+    """A re-run selects a locked speck as its own region; the filled object survives."""
+    from napari_hemd.core.forest import build_candidate_forest
+    from napari_hemd.workflows import keep_locked_objects
+
+    p = np.zeros((40, 60), np.float32)
+    p[10:30, 5:55] = 0.6
+    p[18:21, 14:17] = 0.99
+    p[18:21, 42:45] = 0.99
+    f = build_candidate_forest(p, tau=0.5)
+    root = int(f.node_map[20, 30])
+    while f.parent[root] >= 0:
+        root = int(f.parent[root])
+    frame = f.labels_of([root]).astype(np.uint32)
+    label = int(frame[20, 30])
+    speck = int(f.node_map[19, 15])
+    chosen = choose_candidate(frame, f, speck, label, next_id=label + 1, prob=p)
+    rerun = f.labels_of([speck]).astype(np.uint32)[None]  # H-EMD: the speck alone
+    out = keep_locked_objects(rerun, chosen[None], [f], {0: [speck]}, p[None])
+    mine = chosen == chosen[19, 15]
+    assert (out[0][mine] > 0).all() and (out[0][mine] == out[0][19, 15]).all()
+    assert out[0][19, 43] == 0  # the other piece was not locked: not brought back
+    assert (rerun[0][mine] > 0).sum() < 10  # what the re-run alone gave

@@ -37,6 +37,7 @@ __all__ = [
     "candidate_path",
     "choose_candidate",
     "delete_label",
+    "keep_locked_objects",
     "load_project",
     "merge_labels",
     "next_free_id",
@@ -388,6 +389,63 @@ def choose_candidate(
             surface = -np.asarray(prob, np.float32) if prob is not None else np.zeros(out.shape)
             filled = watershed(surface, markers=markers, mask=inside)
             out[left] = filled[left]
+    return out
+
+
+def keep_locked_objects(
+    labels: np.ndarray,
+    previous: np.ndarray,
+    forests: Sequence[CandidateForest],
+    locked: dict[int, Sequence[int]],
+    prob: np.ndarray | None = None,
+) -> np.ndarray:
+    """After a locked re-run, give each locked object back the pixels it had.
+
+    H-EMD re-selects a locked candidate as its own region; when the user had chosen a child (a
+    high-threshold speck) the inspector filled the rest of the parent's pixels into the chosen
+    pieces (:func:`choose_candidate` with ``fill``). Here, for every locked node, the object that
+    covered it in ``previous`` (the labels before the re-run) is looked up, and its pixels that
+    the re-run left as background go to the new objects inside it (a watershed of ``prob``), so
+    the lock survives the re-run. Pixels another object took are not changed.
+
+    Parameters
+    ----------
+    labels, previous : (T, Y, X) integer ndarray
+        Labels after and before the re-run.
+    forests : sequence of CandidateForest
+        The re-run's forests (the locked node ids refer to them).
+    locked : dict
+        Frame -> locked node ids.
+    prob : (T, Y, X) float ndarray, optional
+        The probability map (the watershed's surface); geodesic distance without it.
+
+    Returns
+    -------
+    ndarray
+        ``labels`` with the lost pixels filled (a copy when anything changed).
+    """
+    from skimage.segmentation import watershed
+
+    out = labels
+    for w, nodes in locked.items():
+        w = int(w)
+        if not 0 <= w < len(forests) or previous.shape != labels.shape:
+            continue
+        for n in nodes:
+            before = previous[w][forests[w].mask(int(n))]
+            before = before[before > 0]
+            if before.size == 0:
+                continue
+            old = previous[w] == np.bincount(before.astype(np.int64)).argmax()
+            left = old & (out[w] == 0)
+            markers = np.where(old, out[w], 0)
+            if not left.any() or not markers.any():
+                continue
+            if out is labels:
+                out = labels.copy()
+            surface = -np.asarray(prob[w], np.float32) if prob is not None else np.zeros(old.shape)
+            filled = watershed(surface, markers=markers, mask=old)
+            out[w][left] = filled[left]
     return out
 
 

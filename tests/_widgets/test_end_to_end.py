@@ -168,3 +168,41 @@ def test_rerun_is_undoable(viewer, qtbot, errors):
     assert labels.metadata["hemd_params"]["tau"] == 0.8
     np.testing.assert_array_equal(second.labels, labels.data)
     assert not errors
+
+
+def test_a_chosen_child_keeps_its_pixels_after_lock_and_rerun(viewer, qtbot, errors):
+    """Choosing a child gives it the rest of its parent's pixels; "Lock choices and re-run" must
+    keep them (it used to fold them back into H-EMD's speck-sized candidate region)."""
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.variant.value = "paper"
+    seg.tau.value = 0.3  # merged pairs whose candidates split (as in test_lock_and_rerun)
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["nuclei video labels"]
+    res = labels.metadata["hemd_result"]
+    # a selected object with children: choose its smallest child (fills the parent)
+    t, node, child = min(
+        (
+            (t, int(n), int(min(f.children(int(n)), key=lambda c: f.area[c])))
+            for t, (f, s) in enumerate(zip(res.forests, res.selections, strict=True))
+            for n in s.nodes
+            if f.children(int(n)).size >= 1
+        ),
+        key=lambda x: res.forests[x[0]].area[x[2]] / res.forests[x[0]].area[x[1]],
+    )
+    f = res.forests[t]
+    assert f.area[child] < 0.8 * f.area[node]
+    pix = tuple(int(v) for v in np.argwhere(f.mask(child))[0])
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    rows = insp.inspect(t, pix)
+    assert insp.use_candidate([r.node for r in rows].index(child))
+    obj = labels.data[t] == labels.data[t][pix]
+    kept = labels.data[t][obj].copy()
+    assert obj.sum() > f.area[child]  # the child was filled beyond its own region
+    _wait(qtbot, insp.lock_and_rerun())
+    assert labels.metadata["hemd_locked"][t] == [child]
+    after = labels.data[t]
+    assert (after[obj] > 0).all()  # no pixel of the chosen object fell to background
+    assert (after[obj] == after[pix]).mean() > 0.9 * (kept == kept[0]).mean()
+    assert not errors

@@ -114,12 +114,12 @@ def test_autosave_then_new_viewer_restores_session(
     pr = ProofreadWidget(viewer)
     pr.labels.value = labels
     pr.scope.value = "all frames"
+    with qtbot.waitSignal(proj.autosaved, timeout=10_000):
+        labels.paint((0, 1, 1), 77)  # napari's own brush: saved, and in the undo history
     gone = int(np.unique(labels.data)[1])
     assert pr.delete([gone])
     with qtbot.waitSignal(proj.autosaved, timeout=10_000):
         assert pr.undo().startswith("delete")  # leaves one redo step
-    with qtbot.waitSignal(proj.autosaved, timeout=10_000):
-        labels.paint((0, 1, 1), 77)  # napari's own brush: saved too
     # what undo/redo give in this viewer, step by step (autosave off: the folder stays as is)
     proj.autosave.value = False
     steps = [_snapshot(labels)]
@@ -127,7 +127,9 @@ def test_autosave_then_new_viewer_restores_session(
     assert steps[0]["params"]["tau"] == 0.45 and (labels.data == 77).any()
     assert pr.redo().startswith("delete")
     steps.append(_snapshot(labels))
-    assert pr.undo().startswith("delete") and pr.undo().startswith("use candidate")
+    assert pr.undo().startswith("delete") and pr.undo() == "paint"
+    assert not (labels.data == 77).any()  # the stroke is undone like any edit
+    assert pr.undo().startswith("use candidate")
     steps.append(_snapshot(labels))
     assert t not in steps[-1]["locked"]
     assert pr.undo().startswith("segment")
@@ -149,7 +151,9 @@ def test_autosave_then_new_viewer_restores_session(
     pr2.labels.value = back
     assert pr2.redo().startswith("delete")
     _same(_snapshot(back), steps[1])
-    assert pr2.undo().startswith("delete") and pr2.undo().startswith("use candidate")
+    assert pr2.undo().startswith("delete") and (back.data == 77).any()
+    assert pr2.undo() == "paint" and not (back.data == 77).any()  # after a restart too
+    assert pr2.undo().startswith("use candidate")
     _same(_snapshot(back), steps[2])
     assert back.metadata["hemd_result"] is not None  # a swap keeps the forest
     assert pr2.undo().startswith("segment")

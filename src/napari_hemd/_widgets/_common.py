@@ -72,6 +72,68 @@ def history_of(layer: Labels) -> EditHistory:
     return hist
 
 
+def track_paint(layer: Labels) -> None:
+    """Record napari's brush, fill and polygon strokes on ``layer`` in its :func:`history_of`.
+
+    napari keeps strokes in its own undo list (``Ctrl-Z``), which is lost when napari closes; in
+    ours they are saved with the project and undone by Proofread's Undo (``Alt-Z``) in order with
+    merges, splits and swaps. Idempotent.
+    """
+    if getattr(layer, "_hemd_paint_tracked", False):
+        return
+    layer._hemd_paint_tracked = True
+    layer.events.paint.connect(lambda event: record_paint(layer, event.value))
+
+
+def record_paint(layer: Labels, atoms) -> Edit | None:
+    """Add one napari paint item (a list of history atoms) to the layer's history.
+
+    napari emits the item as it is applied (the data may not hold it yet): the new values are
+    taken from the atoms.
+    """
+    shape = layer.data.shape
+    chunks = []  # (flat indices, before, after) per atom, in the order they were applied
+    for atom in atoms:
+        if hasattr(atom, "slice_key"):  # napari >= 0.6: a masked bounding-box edit
+            box = [(s.start or 0) if isinstance(s, slice) else int(s) for s in atom.slice_key]
+            old = np.asarray(atom.old_values)
+            if atom.mask is None:
+                coords = np.indices(old.shape).reshape(old.ndim, -1)
+            else:
+                coords = np.array(np.nonzero(atom.mask))
+            if coords.shape[0] < len(shape):  # a box in the last axes of a stack
+                lead = np.zeros((len(shape) - coords.shape[0], coords.shape[1]), dtype=int)
+                coords = np.vstack([lead, coords])
+            coords = coords + np.array(box + [0] * (len(shape) - len(box)))[:, None]
+            flat = np.ravel_multi_index(tuple(coords), shape)
+            before, after = old.ravel(), np.full(flat.shape, atom.new_value)
+        else:  # (indices, old values, new values): a fancy index
+            indices, before, new = atom
+            flat = np.ravel_multi_index(tuple(np.asarray(i) for i in indices), shape).ravel()
+            before = np.broadcast_to(np.asarray(before), flat.shape).ravel()
+            after = np.broadcast_to(np.asarray(new), flat.shape).ravel()
+        chunks.append((np.asarray(flat).ravel(), before, after))
+    if not chunks:
+        return None
+    idx = np.concatenate([c[0] for c in chunks])
+    before = np.concatenate([c[1] for c in chunks])
+    after = np.concatenate([c[2] for c in chunks])
+    # a pixel painted twice in one stroke: before = its first old value, after = its last new one
+    uniq, first = np.unique(idx, return_index=True)
+    _, last_rev = np.unique(idx[::-1], return_index=True)
+    last = len(idx) - 1 - last_rev
+    dtype = layer.data.dtype
+    before, after = before[first].astype(dtype), after[last].astype(dtype)
+    keep = before != after
+    if not keep.any():
+        return None
+    hist = history_of(layer)
+    edit = Edit("paint", uniq[keep], before[keep].copy(), after[keep].copy())
+    hist.undo_stack.append(edit)
+    hist.redo_stack.clear()
+    return edit
+
+
 def edited_event(layer: Labels):
     """``layer.events.hemd_edited``: emitted after every recorded edit, undo and redo."""
     if not hasattr(layer.events, "hemd_edited"):

@@ -35,6 +35,7 @@ from napari_hemd._widgets._common import (
     edited_event,
     history_of,
     holds_session,
+    track_paint,
 )
 from napari_hemd._widgets.export import _ask_overwrite
 from napari_hemd.workflows import load_project, save_project
@@ -114,6 +115,7 @@ class ProjectWidget(LayerWidget):
             edited_event(self.session_layer).disconnect(self._schedule)
             self.session_layer.events.paint.disconnect(self._schedule)
         if self.session_layer is not layer:
+            track_paint(layer)  # strokes are saved in the project's undo history
             edited_event(layer).connect(self._schedule)
             layer.events.paint.connect(self._schedule)  # napari's brush and fill
         self.session_layer, self.folder = layer, folder

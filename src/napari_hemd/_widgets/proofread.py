@@ -21,6 +21,7 @@ from napari_hemd._widgets._common import (
     needs_rebuild,
     set_checked,
     step_history,
+    track_paint,
 )
 from napari_hemd.workflows import merge_labels, next_free_id, relabel, split_by_seeds
 
@@ -132,6 +133,7 @@ class ProofreadWidget(LayerWidget):
         """Bind :data:`SHORTCUTS` on ``layer`` (the edited layer, not every Labels layer)."""
         if not isinstance(layer, Labels):
             return
+        track_paint(layer)  # brush strokes join the undo history (and the saved project)
         for key, method in SHORTCUTS.items():
             action = getattr(self, method)
             layer.bind_key(key, lambda _layer, action=action: action(), overwrite=True)

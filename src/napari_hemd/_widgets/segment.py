@@ -31,6 +31,7 @@ from napari_hemd._widgets._common import (
     apply_edit,
     base_name,
     is_probability_layer,
+    track_paint,
 )
 from napari_hemd.core.segment import METHODS, HEMDResult, _restore_axis
 from napari_hemd.workflows import segment_workflow
@@ -217,6 +218,15 @@ class SegmentWidget(LayerWidget):
                     from napari_hemd.core.cells import grow_to_cells
 
                     labels = grow_to_cells(labels, background, grow, frame_axis=ndim == 3)
+                prev = self.viewer.layers[name] if name in self.viewer.layers else None
+                if locked and res is not None and isinstance(prev, Labels) and ndim == 3:
+                    from napari_hemd.workflows import keep_locked_objects
+
+                    # a chosen child keeps the parent's pixels the inspector gave it
+                    labels = keep_locked_objects(
+                        np.asarray(labels), np.asarray(prev.data), res.forests, locked,
+                        np.asarray(data),
+                    )  # fmt: skip
             saved["grow"] = result.grow if model != NO_MODEL else grow
             meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
             labels = np.ascontiguousarray(labels, dtype=np.uint32)
@@ -235,6 +245,7 @@ class SegmentWidget(LayerWidget):
                 out = add_or_update(
                     self.viewer, labels, name, kind="labels", metadata=meta, translate=translate
                 )
+            track_paint(out)  # brush strokes join the undo history
             n = len(np.unique(out.data)) - 1
             how = f", whole cells (grown {saved['grow']} px)" if saved["grow"] else ""
             show_info(f"Segment: {n} objects in {name!r}{how}")
