@@ -114,7 +114,8 @@ def main(argv=None) -> int:
     if args.recipes:
         runs = [
             ("default", RECIPE),
-            ("lr 2e-3", replace(RECIPE, lr=2e-3)),
+            ("batch-norm statistics re-estimated", replace(RECIPE, freeze_bn=False)),
+            ("lr 5e-4", replace(RECIPE, lr=5e-4)),
             ("lr 1e-4", replace(RECIPE, lr=1e-4)),
             ("frozen encoder", replace(RECIPE, freeze="encoder")),
             ("basic augmentation", replace(RECIPE, augment="basic")),

@@ -60,7 +60,8 @@ class FineTuneRecipe:
     val_every : int
         Steps between held-out losses (the best model on the held-out frame is kept).
     freeze_bn : bool
-        Keep the model's batch-normalisation statistics.
+        Keep the model's batch-normalisation statistics (they were estimated on its whole
+        training set; a few frames' patches would replace them).
     """
 
     lr: float = 2e-3
@@ -70,7 +71,7 @@ class FineTuneRecipe:
     batch_size: int = 4
     patch_size: int = 128
     val_every: int = 20
-    freeze_bn: bool = False
+    freeze_bn: bool = True
 
 
 #: The recipe the widget and ``train --init`` use (measured in ``benchmarks/finetune.py``).

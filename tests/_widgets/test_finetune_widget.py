@@ -92,11 +92,12 @@ def test_proofread_finetune_resegment_revert_from_plugins_menu(
     assert "held-out frame 2" in tune.scores.value and "after" in tune.scores.value
     assert len(tune.plot.losses) == res.steps  # the live loss curve saw every step
     # the new model is in every model list, under the given name
-    for widget in (seg, tune):
-        combo = widget.model if widget is seg else widget.base
-        assert str(res.path) in combo.choices
-        labels_shown = [combo.native.itemText(i) for i in range(combo.native.count())]
-        assert "my hela (fine-tuned)" in labels_shown
+    assert str(res.path) in seg.model.choices
+    shown = [seg.model.native.itemText(i) for i in range(seg.model.native.count())]
+    assert "my hela (fine-tuned)" in shown
+    # ... and the project's last model is offered as the start of the next round
+    i = tune.base.choices.index(str(res.path))
+    assert tune.base.native.itemText(i) == "this project's last model (my hela)"
     before = labels.data.copy()
 
     # re-segment: unchecked frames change, checked ones are kept exactly

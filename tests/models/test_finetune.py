@@ -58,6 +58,11 @@ def test_finetune_a_stack_scores_the_held_out_frame(video, tmp_path):
     assert meta["fine_tuned"]["frames"] == [0, 1] and meta["fine_tuned"]["held_out"] == 3
     assert meta["fine_tuned"]["before"] == res.before and meta["name"] == "t"
     assert meta["training"]["train_samples"] == ["checked/t000", "checked/t001"]
+    # the recipe keeps the base model's batch-norm statistics; the weights did change
+    tuned = load_model_file(res.path).network.state_dict()
+    stats = [k for k in tuned if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(np.allclose(tuned[k].numpy(), before_weights[k].numpy()) for k in stats)
+    assert any(not np.allclose(tuned[k].numpy(), before_weights[k].numpy()) for k in tuned)
     # the model passed in is left as it was
     for k, v in base.network.state_dict().items():
         assert np.array_equal(v.numpy(), before_weights[k].numpy())
@@ -147,7 +152,7 @@ def test_project_checked_frames_are_training_data(video, tmp_path):
     meta = load_model_file(out).metadata
     assert meta["training"]["train_samples"] == ["p/t000", "p/t001"]
     assert meta["training"]["held_out_samples"] == ["p/t002"]
-    assert meta["training"]["config"]["lr"] == 2e-3
+    assert meta["training"]["config"]["lr"] == 2e-3 and meta["training"]["config"]["freeze_bn"]
     save_project(folder, prob=image.astype(np.float32) / image.max(), labels=labels,
                  params={"method": "hemd"}, image=image, checked=[0], overwrite=True)  # fmt: skip
     proj = load_project(folder)

@@ -123,7 +123,7 @@ class FineTuneWidget(LayerWidget):
             Image, "image", prefer=lambda ly: not is_probability_layer(ly)
         )
         self.labels = self.layer_combo(Labels, "corrected labels")
-        self.base = ComboBox(label="start from", choices=_base_choices)
+        self.base = ComboBox(label="start from", choices=self._base_choices)
         self.base_file = FileEdit(label="model file", filter="*.pt", visible=False)
         self.base.changed.connect(lambda v: setattr(self.base_file, "visible", v == FROM_FILE))
         self.name = LineEdit(label="new model name", value="")
@@ -151,6 +151,7 @@ class FineTuneWidget(LayerWidget):
         self.resegment_button.clicked.connect(lambda: self.resegment())
         self.revert_button.clicked.connect(lambda: self.revert())
         self.labels.changed.connect(self._show_frames)
+        self.labels.changed.connect(lambda _v: self.base.reset_choices())
         #: The last fine-tune (:class:`napari_hemd.finetune.FineTuneResult`), and the model used
         #: to segment now / before it.
         self.result = None
@@ -161,6 +162,21 @@ class FineTuneWidget(LayerWidget):
         self._show_frames()
 
     # ------------------------------------------------------------------ helpers
+    def _base_choices(self, _widget=None) -> list[tuple[str, str]]:
+        """Shipped and fine-tuned models; first the project's last model, if it has one."""
+        from napari_hemd.workflows import project_models
+
+        choices = _base_choices()
+        labels = self.labels.value if hasattr(self, "labels") else None
+        project = getattr(labels, "metadata", {}).get(PROJECT_KEY)
+        if project and Path(project).is_dir():
+            models = project_models(project)
+            if models:
+                last = str(models[-1])
+                choices = [c for c in choices if c[1] != last]  # one entry per model file
+                choices.insert(0, (f"this project's last model ({models[-1].stem})", last))
+        return choices
+
     def _show_frames(self, _value=None) -> None:
         layer = self.labels.value
         if not isinstance(layer, Labels):

@@ -100,6 +100,12 @@ def register(subparsers) -> None:
         "with --init 0.08)",
     )
     p.add_argument(
+        "--update-bn",
+        action="store_true",
+        help="fine-tuning: re-estimate batch-norm statistics from the new data (default with "
+        "--init: keep the model's)",
+    )
+    p.add_argument(
         "--freeze",
         choices=("encoder",),
         default=None,
@@ -198,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
         patch_size=args.patch_size,
         lr=args.lr if args.lr is not None else (RECIPE.lr if fine_tune else 2e-3),
         freeze=args.freeze,
+        freeze_bn=fine_tune and RECIPE.freeze_bn and not args.update_bn,
         seed=args.seed,
         val_every=args.val_every,
         targets=args.targets,
