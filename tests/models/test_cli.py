@@ -166,8 +166,11 @@ def test_predict_user_errors(folder, capsys):
     assert not (folder / "o.tif").exists()
 
 
-def test_models_lists_shipped(capsys):
+def test_models_lists_shipped(capsys, tmp_path, monkeypatch):
+    from napari_hemd._settings import CONFIG_ENV
     from napari_hemd.models import list_models
+
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path))  # no fine-tuned models of the user's
 
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

@@ -39,7 +39,7 @@ def test_held_out_frame_only_with_three_or_more():
     assert held_out_frame([9, 1, 4]) == 9
 
 
-def test_finetune_a_stack_scores_the_held_out_frame(video, tmp_path):
+def test_finetune_a_stack_scores_the_held_out_frame(video, tmp_path, monkeypatch, capsys):
     from napari_hemd.finetune import finetune
     from napari_hemd.models import load_model, load_model_file
 
@@ -67,6 +67,16 @@ def test_finetune_a_stack_scores_the_held_out_frame(video, tmp_path):
     for k, v in base.network.state_dict().items():
         assert np.array_equal(v.numpy(), before_weights[k].numpy())
     assert not list(tmp_path.glob(".*"))  # no temporary left behind
+    # listed by `napari-hemd models` once the plugin registered it
+    from napari_hemd import _settings
+    from napari_hemd.cli import main
+
+    monkeypatch.setenv(_settings.CONFIG_ENV, str(tmp_path / "config"))
+    _settings.remember_model("mine", res.path, "unet")
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "fine-tuned in the plugin" in out and str(res.path) in out
+    assert "from (a loaded model) on checked frames [0, 1]" in out and "held-out frame 3" in out
     with pytest.raises(FileExistsError, match="already exists"):
         finetune(image, labels, [0], base, output=res.path, minutes=0.05)
 

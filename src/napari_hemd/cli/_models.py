@@ -11,9 +11,10 @@ def register(subparsers) -> None:
     """Add the ``models`` subcommand."""
     p = subparsers.add_parser(
         "models",
-        help="list the shipped models and their training data",
+        help="list the shipped models and their training data (and the ones you fine-tuned)",
         description="List the shipped models: kind, size, training data, steps and the held-out "
-        "scores of H-EMD on frames they never saw (SEG where the reference is sparse).",
+        "scores of H-EMD on frames they never saw (SEG where the reference is sparse); then the "
+        "models fine-tuned in the plugin (use them with --model FILE).",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
@@ -46,18 +47,56 @@ def run(args: argparse.Namespace) -> int:
                 "steps": meta.get("training", {}).get("steps_done"),
             }
         )
+    tuned = _fine_tuned(load_model)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + tuned, indent=2))
         return 0
     if not rows:
         print("no shipped models installed")
-        return 0
     for r in rows:
         print(f"{r['name']:<16} {r['kind']:<9} {r['size_kb']:>5} kB  {r['description']}")
         print(f"{'':<16} trained on: {r['trained_on']} ({r['steps']} steps)")
         for i, line in enumerate(_score_lines(r["held_out"])):
             print(f"{'':<16} {'held out:' if i == 0 else '':<9} {line}")
+    if tuned:
+        print("\nfine-tuned in the plugin (segment ... --model FILE):")
+    for r in tuned:
+        print(f"{r['name']:<16} {r['kind']:<9} {r['path']}")
+        ft = r["fine_tuned"]
+        line = (
+            f"from {ft.get('base')} on checked frames {ft.get('frames')}, {ft.get('steps')} steps"
+        )
+        if ft.get("held_out") is not None and ft.get("before") and ft.get("after"):
+            b, a = ft["before"], ft["after"]
+            line += (
+                f"; held-out frame {ft['held_out']}: F1 {b['F1']:.3f} -> {a['F1']:.3f}, "
+                f"AJI {b['AJI']:.3f} -> {a['AJI']:.3f}"
+            )
+        print(f"{'':<16} {line}")
     return 0
+
+
+def _fine_tuned(load_model) -> list[dict]:
+    """The models fine-tuned in the plugin (user settings), with their provenance."""
+    from napari_hemd import _settings
+
+    out = []
+    for name, info in _settings.user_models().items():
+        try:
+            meta = load_model(info["path"]).metadata
+        except (OSError, ValueError) as exc:
+            out.append({"name": name, "kind": info["kind"], "path": info["path"],
+                        "fine_tuned": {"error": str(exc)}})  # fmt: skip
+            continue
+        out.append(
+            {
+                "name": name,
+                "kind": info["kind"],
+                "path": info["path"],
+                "fine_tuned": meta.get("fine_tuned", {}),
+            }
+        )
+    return out
 
 
 #: Reference masks that annotate only some cells per frame: F1 / AJI would count every other
