@@ -377,7 +377,12 @@ def finetune(
                 on_step(step, loss)
             report("fine-tune", step, steps)
 
-        tmp = output.with_name(f".{output.stem}.training.pt")
+        # trained outside the output folder: a project folder may be replaced (autosaved)
+        # while the model trains
+        import tempfile
+
+        tmp_dir = Path(tempfile.mkdtemp(prefix="napari-hemd-finetune-"))
+        tmp = tmp_dir / "training.pt"
         try:
             tuned, _ = train_model(
                 train,
@@ -392,7 +397,9 @@ def finetune(
                 init_model=model,
             )
         finally:
-            tmp.unlink(missing_ok=True)
+            import shutil
+
+            shutil.rmtree(tmp_dir, ignore_errors=True)
         after = None
         if held is not None:
             report("score the new model", 0, 1)
@@ -416,6 +423,9 @@ def finetune(
     }
     from napari_hemd.models.weights import save_model_file
 
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.exists():
+        raise FileExistsError(f"output {str(output)!r} appeared while training; not replaced")
     save_model_file(tuned, output)  # atomic: a killed run leaves no half-written model
     seconds = time.perf_counter() - t0
     log.info("fine-tuned %s on frames %s: %s -> %s", base_name, train_frames, before, after)

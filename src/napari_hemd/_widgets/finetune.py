@@ -258,7 +258,7 @@ class FineTuneWidget(LayerWidget):
         plot = self.plot
         gen = finetune_workflow(
             np.asarray(image.data[0] if image.multiscale else image.data),
-            np.asarray(labels.data),
+            np.array(labels.data, copy=True),  # the user may keep proofreading meanwhile
             frames,
             base,
             output=out,

@@ -96,7 +96,11 @@ class ProofreadWidget(LayerWidget):
         return int(self.viewer.dims.current_step[0])
 
     def _show_checked(self, _event=None) -> None:
-        layer = self.labels.value
+        try:
+            layer = self.labels.value
+        except RuntimeError:  # the widget was closed; the viewer still steps through frames
+            self.viewer.dims.events.current_step.disconnect(self._show_checked)
+            return
         frames = checked_frames(layer) if isinstance(layer, Labels) else []
         with self.checked.changed.blocked():
             self.checked.value = self.current_frame() in frames
