@@ -97,6 +97,12 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", default="1,2,5")
     p.add_argument("--recipes", action="store_true", help="compare recipes (3 frames, 2 min)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--cli",
+        action="store_true",
+        help="fine-tune through `napari-hemd train --init ... --max-minutes` on an images/ + "
+        "labels/ folder of the corrected frames (the command line path) instead of the API",
+    )
     p.add_argument("--json", type=Path, default=None, help="append results to this JSON file")
     args = p.parse_args(argv)
 
@@ -132,6 +138,9 @@ def main(argv=None) -> int:
           "other frames F1 | AJI | SEG | dF1 | dAJI |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
     for k, minutes, name, recipe in grid:
+        if args.cli:
+            rows.append(_via_cli(args, spec, image, labels, k, minutes, base))
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             res = finetune(
@@ -177,6 +186,39 @@ def main(argv=None) -> int:
         old = json.loads(args.json.read_text()) if args.json.exists() else []
         args.json.write_text(json.dumps(old + rows, indent=1))
     return 0
+
+
+def _via_cli(args, spec, image, labels, k, minutes, base) -> dict:
+    """One fine-tune through the command line: corrected frames as images/ + labels/ TIFFs."""
+    import tifffile
+
+    from napari_hemd.cli import main as cli
+    from napari_hemd.finetune import score_frames
+    from napari_hemd.models import load_model_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "corrected"
+        (data / "images").mkdir(parents=True)
+        (data / "labels").mkdir()
+        for t in spec["checked"][k]:
+            tifffile.imwrite(data / "images" / f"t{t:03d}.tif", image[t])
+            tifffile.imwrite(data / "labels" / f"t{t:03d}.tif", labels[t].astype(np.uint16))
+        out = Path(tmp) / "tuned.pt"
+        t0 = time.perf_counter()
+        argv = ["train", "--init", spec["base"], "--data", str(data), "-o", str(out)]
+        cli([*argv, "--max-minutes", str(minutes), "--threads", str(args.threads), "--no-progress"])
+        wall = time.perf_counter() - t0
+        steps = load_model_file(out).metadata["training"]["steps_done"]
+        after = score_frames(out, image, labels, spec["eval"])
+    print(
+        f"| {k} | {minutes:g} | CLI train --init | {steps} | - | {after['F1']:.3f} | "
+        f"{after['AJI']:.3f} | {after['SEG']:.3f} | {after['F1'] - base['F1']:+.3f} | "
+        f"{after['AJI'] - base['AJI']:+.3f} |",
+        flush=True,
+    )
+    return {"dataset": args.dataset, "base": spec["base"], "frames": k, "minutes": minutes,
+            "wall_seconds": round(wall, 1), "recipe": "CLI train --init", "steps": steps,
+            "before": base, "after": after}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -167,6 +167,13 @@ def test_project_checked_frames_are_training_data(video, tmp_path):
                  params={"method": "hemd"}, image=image, checked=[0], overwrite=True)  # fmt: skip
     proj = load_project(folder)
     assert proj["checked"] == [0] and proj["models"] == [out]
+    # one corrected frame: nothing held out (the default --val is "auto" with --init)
+    save_project(folder, prob=image.astype(np.float32) / image.max(), labels=labels,
+                 params={"method": "hemd"}, image=image, checked=[3], overwrite=True)  # fmt: skip
+    one = folder / "models" / "one.pt"
+    args = ["train", "--init", "nuclei-fluo", "--data", str(folder), "-o", str(one)]
+    assert main([*args, "--max-minutes", "0.05", "--threads", "1", "--no-progress"]) == 0
+    assert load_model_file(one).metadata["training"]["train_samples"] == ["p/t003"]
     save_project(tmp_path / "q.zarr", prob=image.astype(np.float32), labels=labels, params={})
     with pytest.raises(ValueError, match="no checked frames"):
         load_samples(tmp_path / "q.zarr")

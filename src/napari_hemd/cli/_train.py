@@ -56,7 +56,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--val",
-        default="0.2",
+        default=None,
         help="held out per --data: a fraction (last frames), START:STOP or auto (the last of "
         "three or more); default 0.2, with --init auto",
     )
