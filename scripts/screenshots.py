@@ -43,11 +43,24 @@ def _settle(n: int = 20) -> None:
         time.sleep(0.02)
 
 
+def _shooter(viewer, out: Path, saved: list[Path]):
+    """``shot(name)``: save the whole window as ``out/name.png`` (appended to ``saved``)."""
+    from skimage.io import imsave
+
+    def shot(name: str) -> None:
+        _settle()
+        path = out / f"{name}.png"
+        imsave(path, viewer.screenshot(canvas_only=False, flash=False), check_contrast=False)
+        saved.append(path)
+        log.info("saved %s", path)
+
+    return shot
+
+
 def take(out: Path) -> list[Path]:
     """Drive the widgets and save one screenshot per step into ``out``."""
     import napari
     import numpy as np
-    from skimage.io import imsave
 
     from napari_hemd._sample_data import nuclei_video_sample
     from napari_hemd._widgets import (
@@ -67,13 +80,7 @@ def take(out: Path) -> list[Path]:
         getattr(viewer, f"add_{kind}")(data, **meta)
     viewer.layers["nuclei video ground truth"].visible = False
     saved: list[Path] = []
-
-    def shot(name: str) -> None:
-        _settle()
-        path = out / f"{name}.png"
-        imsave(path, viewer.screenshot(canvas_only=False, flash=False), check_contrast=False)
-        saved.append(path)
-        log.info("saved %s", path)
+    shot = _shooter(viewer, out, saved)
 
     def dock(widget, name: str):
         dw = viewer.window.add_dock_widget(widget, name=name, area="right")
@@ -173,7 +180,6 @@ def take(out: Path) -> list[Path]:
 def take_loop(out: Path) -> list[Path]:
     """The human-in-the-loop steps: mark corrected frames, fine-tune, re-segment the rest."""
     import napari
-    from skimage.io import imsave
 
     from napari_hemd._sample_data import nuclei_video_sample
     from napari_hemd._widgets import FineTuneWidget, ProofreadWidget, SegmentWidget
@@ -190,13 +196,7 @@ def take_loop(out: Path) -> list[Path]:
     truth = layers["nuclei video ground truth"]
     truth.visible = False
     saved: list[Path] = []
-
-    def shot(name: str) -> None:
-        _settle()
-        path = out / f"{name}.png"
-        imsave(path, viewer.screenshot(canvas_only=False, flash=False), check_contrast=False)
-        saved.append(path)
-        log.info("saved %s", path)
+    shot = _shooter(viewer, out, saved)
 
     seg = SegmentWidget(viewer)
     d = viewer.window.add_dock_widget(seg, name="Segment (H-EMD)", area="right")

@@ -179,9 +179,9 @@ def test_project_round_trip(tmp_path):
     assert rebuilt.forests[1].n_nodes == res.forests[1].n_nodes
 
 
-def test_choosing_a_speck_child_splits_instead_of_erasing():
-    """The inspector's case: the only split candidate of a merged pair is two specks at a high
-    threshold; choosing one must give the rest of the parent's pixels to the pieces."""
+def _merged_pair_with_specks():
+    """A merged object whose only split candidates are two specks at a high threshold:
+    ``(prob, forest, frame labels, its label, one speck's node)``."""
     from napari_hemd.core.forest import build_candidate_forest
 
     p = np.zeros((40, 60), np.float32)
@@ -195,6 +195,13 @@ def test_choosing_a_speck_child_splits_instead_of_erasing():
     frame = f.labels_of([root]).astype(np.uint32)
     label = int(frame[20, 30])
     speck = int(f.node_map[19, 15])
+    return p, f, frame, label, speck
+
+
+def test_choosing_a_speck_child_splits_instead_of_erasing():
+    """The inspector's case: the only split candidate of a merged pair is two specks at a high
+    threshold; choosing one must give the rest of the parent's pixels to the pieces."""
+    p, f, frame, label, speck = _merged_pair_with_specks()
     assert f.area[speck] <= 9
     out = choose_candidate(frame, f, speck, label, next_id=label + 1, prob=p)
     assert (out[frame > 0] > 0).all()  # nothing of the object dropped to background
@@ -214,20 +221,9 @@ def test_sample_video_with_few_cells(n_cells):
 
 def test_keep_locked_objects_restores_a_filled_child_after_rerun():
     """A re-run selects a locked speck as its own region; the filled object survives."""
-    from napari_hemd.core.forest import build_candidate_forest
     from napari_hemd.workflows import keep_locked_objects
 
-    p = np.zeros((40, 60), np.float32)
-    p[10:30, 5:55] = 0.6
-    p[18:21, 14:17] = 0.99
-    p[18:21, 42:45] = 0.99
-    f = build_candidate_forest(p, tau=0.5)
-    root = int(f.node_map[20, 30])
-    while f.parent[root] >= 0:
-        root = int(f.parent[root])
-    frame = f.labels_of([root]).astype(np.uint32)
-    label = int(frame[20, 30])
-    speck = int(f.node_map[19, 15])
+    p, f, frame, label, speck = _merged_pair_with_specks()
     chosen = choose_candidate(frame, f, speck, label, next_id=label + 1, prob=p)
     rerun = f.labels_of([speck]).astype(np.uint32)[None]  # H-EMD: the speck alone
     out = keep_locked_objects(rerun, chosen[None], [f], {0: [speck]}, p[None])

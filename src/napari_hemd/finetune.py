@@ -217,78 +217,16 @@ def steps_for_budget(model, recipe: FineTuneRecipe, seconds: float, device: str 
 
 
 def finetune_workflow(
-    image,
-    labels,
-    frames: Sequence[int],
-    base="nuclei-fluo",
-    *,
-    output: str | os.PathLike,
-    minutes: float = 2.0,
-    name: str | None = None,
-    recipe: FineTuneRecipe = RECIPE,
-    hold_out: bool = True,
-    seed: int = 0,
-    device: str = "auto",
-    threads: int | None = None,
-    stop: Callable[[], bool] | None = None,
-    on_step: Callable[[int, float], None] | None = None,
-    on_eval: Callable[[dict], None] | None = None,
+    image, labels, frames: Sequence[int], base="nuclei-fluo", **kwargs
 ) -> Generator[Progress, None, FineTuneResult]:
-    """Fine-tune ``base`` on the checked ``frames`` for about ``minutes``; write ``output``.
+    """:func:`finetune` as a workflow: yields ``(stage, done, total)``, returns the result.
 
-    Parameters
-    ----------
-    image, labels : (T, Y, X) or (Y, X) arrays
-        The raw movie (or stack, or one image) and its corrected labels.
-    frames : sequence of int
-        The frames the user checked; only these are training data.
-    base : str, path or HemdModel
-        Shipped model name or model file to start from.
-    output : path-like
-        The new model file (``.pt``); an existing file is never replaced.
-    minutes : float
-        Time budget of the whole fine-tune (scoring included).
-    name : str, optional
-        The model's name (stored in it); default the file's stem.
-    recipe : FineTuneRecipe
-    hold_out : bool
-        With three or more frames, hold the last one out and score it before and after.
-    stop : callable, optional
-        Checked after every step (the widget's Cancel): training stops and the best model so far
-        is written.
-    on_step : callable, optional
-        ``(step, loss)`` after every step (a live loss curve).
-    on_eval : callable, optional
-        Each training history entry (step, loss, held-out loss) as it is made.
-
-    Yields
-    ------
-    ``(stage, done, total)``
-
-    Returns
-    -------
-    FineTuneResult
+    The Fine-tune widget runs it in a thread. Keyword arguments as for :func:`finetune`
+    (``output`` is required). Closing the generator (the run is killed) stops training at its
+    next step and writes no model; ``stop`` instead ends training early and keeps the best model
+    so far.
     """
-    return (
-        yield from _drive(
-            finetune,
-            image,
-            labels,
-            frames,
-            base,
-            output=output,
-            minutes=minutes,
-            name=name,
-            recipe=recipe,
-            hold_out=hold_out,
-            seed=seed,
-            device=device,
-            threads=threads,
-            stop=stop,
-            on_step=on_step,
-            on_eval=on_eval,
-        )
-    )
+    return (yield from _drive(finetune, image, labels, frames, base, **kwargs))
 
 
 def finetune(
@@ -310,7 +248,41 @@ def finetune(
     on_eval: Callable[[dict], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> FineTuneResult:
-    """:func:`finetune_workflow` as a plain function (``progress(stage, done, total)``)."""
+    """Fine-tune ``base`` on the checked ``frames`` for about ``minutes``; write ``output``.
+
+    Parameters
+    ----------
+    image, labels : (T, Y, X) or (Y, X) arrays
+        The raw movie (or stack, or one image) and its corrected labels.
+    frames : sequence of int
+        The frames the user checked; only these are training data.
+    base : str, path or HemdModel
+        Shipped model name or model file to start from (a loaded model is copied, not changed).
+    output : path-like
+        The new model file (``.pt``); an existing file is never replaced.
+    minutes : float
+        Time budget of the whole fine-tune (scoring included).
+    name : str, optional
+        The model's name (stored in it); default the file's stem.
+    recipe : FineTuneRecipe
+    hold_out : bool
+        With three or more frames, hold the last one out and score it before and after.
+    seed, device, threads
+        Random seed, torch device (``"auto"``: CUDA, MPS, CPU) and CPU threads.
+    stop : callable, optional
+        Checked after every step (the widget's Cancel): training stops and the best model so far
+        is written.
+    on_step : callable, optional
+        ``(step, loss)`` after every step (a live loss curve).
+    on_eval : callable, optional
+        Each training history entry (step, loss, held-out loss) as it is made.
+    progress : callable, optional
+        ``progress(stage, done, total)``.
+
+    Returns
+    -------
+    FineTuneResult
+    """
     import torch
 
     from napari_hemd.models.registry import load_model
