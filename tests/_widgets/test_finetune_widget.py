@@ -79,6 +79,10 @@ def test_proofread_finetune_resegment_revert_from_plugins_menu(
         "napari-hemd", "Fine-tune (learn from your corrections)"
     )
     tune.image.value, tune.labels.value = viewer.layers["hela"], labels
+    assert tune.frames_info.value.startswith("3 checked frame(s)")
+    proof.mark_checked(5)  # checked while the Fine-tune dock is open: it follows
+    assert tune.frames_info.value.startswith("4 checked frame(s)")
+    proof.mark_checked(5, False)
     tune.base.value = "nuclei-fluo"
     tune.name.value = "my hela"
     tune.minutes.value = 0.15

@@ -36,6 +36,7 @@ from napari_hemd._widgets._common import (
     apply_edit,
     base_name,
     checked_frames,
+    edited_event,
     is_probability_layer,
     layer_state,
 )
@@ -178,10 +179,15 @@ class FineTuneWidget(LayerWidget):
         return choices
 
     def _show_frames(self, _value=None) -> None:
-        layer = self.labels.value
+        try:
+            layer = self.labels.value
+        except RuntimeError:  # the widget was closed
+            return
         if not isinstance(layer, Labels):
             self.frames_info.value = "choose the corrected labels layer"
             return
+        # follow checks made in Proofread (they emit the layer's edited event)
+        edited_event(layer).connect(self._show_frames)
         frames = checked_frames(layer)
         if not frames:
             self.frames_info.value = "no checked frames: mark corrected frames in Proofread"
