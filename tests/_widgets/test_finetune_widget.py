@@ -146,3 +146,29 @@ def test_cancel_keeps_the_best_model_and_leaves_labels(make_napari_viewer, qtbot
     assert res.steps < 200
     assert np.array_equal(labels.data, truth)  # nothing applied
     assert not errors
+
+
+def test_single_image_with_the_affinity_model(make_napari_viewer, qtbot, errors):
+    """A single 2D image (frame 0) and the affinity network go through the same loop."""
+    from napari_hemd._widgets import FineTuneWidget, ProofreadWidget
+    from napari_hemd.data.synthetic import nuclei_video
+    from napari_hemd.models import load_model_file
+
+    d = nuclei_video(n_frames=1, shape=(96, 96), n_cells=6, seed=2)
+    viewer = make_napari_viewer()
+    viewer.add_image(d["image"][0], name="cells")
+    labels = viewer.add_labels(d["labels"][0].astype(np.uint32), name="cells labels")
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = labels
+    assert proof.mark_checked() == [0]  # a 2D image is frame 0
+    tune = FineTuneWidget(viewer)
+    tune.image.value, tune.labels.value = viewer.layers["cells"], labels
+    tune.base.value = "nuclei-affinity"
+    tune.minutes.value = 0.1
+    _wait(qtbot, tune.run())
+    res = tune.result
+    assert res is not None and res.held_out is None and res.frames == [0]
+    assert load_model_file(res.path).kind == "affinity"
+    assert "check 3 or more frames" in tune.scores.value
+    assert tune.resegment() is None  # every frame is checked: nothing to redo
+    assert not errors
