@@ -362,6 +362,7 @@ class FineTuneWidget(LayerWidget):
             saved = {**old_params, **seg.params, "method": "hemd", "grow": seg.grow}
             saved[SOURCE_KEY], saved[MODEL_KEY] = prob.name, model
             state = {PARAMS_KEY: saved, RESULT_KEY: seg.result, LOCKED_KEY: {}}
+            self.viewer.layers.selection.active = labels  # keep proofreading the labels
             if apply_edit(labels, f"re-segment {len(todo)} frames with {name}", new, state=state):
                 self._undo = before
                 self.model_before, self.model_now = self.model_now, model
