@@ -172,12 +172,14 @@ def test_rerun_is_undoable(viewer, qtbot, errors):
 
 def test_a_chosen_child_keeps_its_pixels_after_lock_and_rerun(viewer, qtbot, errors):
     """Choosing a child gives it the rest of its parent's pixels; "Lock choices and re-run" must
-    keep them (it used to fold them back into H-EMD's speck-sized candidate region)."""
-    seg = SegmentWidget(viewer)
+    keep them (it used to fold them back into H-EMD's speck-sized candidate region). Through the
+    Plugins menu, with the buttons a user presses."""
+    _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
     seg.prob.value = viewer.layers["nuclei video probability"]
     seg.variant.value = "paper"
     seg.tau.value = 0.3  # merged pairs whose candidates split (as in test_lock_and_rerun)
-    _wait(qtbot, seg.run())
+    seg.run_button.native.click()
+    _wait(qtbot, seg._worker)
     labels = viewer.layers["nuclei video labels"]
     res = labels.metadata["hemd_result"]
     # a selected object with children: choose its smallest child (fills the parent)
@@ -193,14 +195,16 @@ def test_a_chosen_child_keeps_its_pixels_after_lock_and_rerun(viewer, qtbot, err
     f = res.forests[t]
     assert f.area[child] < 0.8 * f.area[node]
     pix = tuple(int(v) for v in np.argwhere(f.mask(child))[0])
-    insp = InspectorWidget(viewer)
+    _, insp = viewer.window.add_plugin_dock_widget("napari-hemd", "Candidate forest inspector")
     insp.labels.value = labels
-    rows = insp.inspect(t, pix)
-    assert insp.use_candidate([r.node for r in rows].index(child))
+    rows = insp.inspect(t, pix)  # what a click on the object does
+    insp.select_row([r.node for r in rows].index(child))
+    insp.use_button.native.click()
     obj = labels.data[t] == labels.data[t][pix]
     kept = labels.data[t][obj].copy()
     assert obj.sum() > f.area[child]  # the child was filled beyond its own region
-    _wait(qtbot, insp.lock_and_rerun())
+    insp.lock_button.native.click()
+    _wait(qtbot, insp._segment._worker)
     assert labels.metadata["hemd_locked"][t] == [child]
     after = labels.data[t]
     assert (after[obj] > 0).all()  # no pixel of the chosen object fell to background

@@ -251,3 +251,38 @@ def test_restore_asks_never_hijacks_and_brings_the_image_back(
     )
     proj3.autosave.value = False
     assert not errors
+
+
+def test_brush_strokes_undo_after_a_restart_from_plugins_menu(
+    viewer, make_napari_viewer, qtbot, tmp_path, errors
+):
+    """A brush stroke is one step of the undo history, also after napari is restarted."""
+    _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.run_button.native.click()
+    with qtbot.waitSignal(seg._worker.finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    _, proj = viewer.window.add_plugin_dock_widget("napari-hemd", "Project (save / reopen session)")
+    proj.labels.value = labels
+    folder = proj.save(tmp_path / "brush")
+    before = labels.data.copy()
+    viewer.dims.set_current_step(0, 3)
+    labels.brush_size = 9
+    with qtbot.waitSignal(proj.autosaved, timeout=10_000):
+        labels.paint((3, 40, 40), 99)  # napari's brush, as a click with the paint tool does
+    assert (labels.data[3] == 99).sum() > 20
+    viewer.close()
+
+    v2 = make_napari_viewer()  # napari restarted: its own Ctrl-Z history is gone
+    _, proj2 = v2.window.add_plugin_dock_widget("napari-hemd", "Project (save / reopen session)")
+    assert proj2.folder == folder
+    back = v2.layers["nuclei video labels"]
+    assert (back.data[3] == 99).sum() > 20
+    _, pr = v2.window.add_plugin_dock_widget("napari-hemd", "Proofread")
+    pr.labels.value = back
+    pr.undo_button.native.click()
+    np.testing.assert_array_equal(back.data, before)
+    pr.redo_button.native.click()
+    assert (back.data[3] == 99).sum() > 20
+    assert not errors

@@ -334,8 +334,13 @@ class LayerWidget(Container):
             # the same in the dock, where the user looks: done / total, rate, time left
             if stage != clock["stage"]:
                 clock.update(stage=stage, t0=time.perf_counter(), first=done)
-            bar.max, bar.value = max(int(total), 1), min(int(done), max(int(total), 1))
-            status.value = _progress_text(desc, stage, done, total, clock)
+            try:
+                bar.max, bar.value = max(int(total), 1), min(int(done), max(int(total), 1))
+                status.value = _progress_text(desc, stage, done, total, clock)
+            except RuntimeError:  # the dock was closed (napari quit): stop the work quietly
+                log.info("%s: its widget was closed; stopping", desc)
+                worker.yielded.disconnect(on_yield)
+                worker.quit()
 
         def on_error(exc: Exception) -> None:
             log.exception("%s failed", desc, exc_info=exc)
@@ -343,14 +348,26 @@ class LayerWidget(Container):
 
         def on_finished() -> None:
             pbr.close()
-            bar.visible = status.visible = False
-            self._set_running(run_button, cancel_button, False)
             self._worker = None
+            try:
+                bar.visible = status.visible = False
+                self._set_running(run_button, cancel_button, False)
+            except RuntimeError:  # the dock was closed meanwhile
+                pass
 
         # errors go to a notification, not re-raised in the Qt event loop
         worker = create_worker(drain, _start_thread=False, _connect={"errored": on_error})
         worker.yielded.connect(on_yield)
-        worker.returned.connect(on_result)
+
+        def returned(result) -> None:
+            try:
+                on_result(result)
+            except RuntimeError as exc:  # its dock was closed meanwhile (napari quit)
+                if "has been deleted" not in str(exc):
+                    raise
+                log.info("%s finished after its widget was closed", desc)
+
+        worker.returned.connect(returned)
         worker.aborted.connect(gen.close)  # stops the computation at its next progress report
         worker.aborted.connect(lambda: show_info(f"{desc}: cancelled; nothing was changed"))
         worker.finished.connect(on_finished)
