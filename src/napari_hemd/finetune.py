@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -351,8 +353,6 @@ def finetune(
 
         # trained outside the output folder: a project folder may be replaced (autosaved)
         # while the model trains
-        import tempfile
-
         tmp_dir = Path(tempfile.mkdtemp(prefix="napari-hemd-finetune-"))
         tmp = tmp_dir / "training.pt"
         try:
@@ -369,8 +369,6 @@ def finetune(
                 init_model=model,
             )
         finally:
-            import shutil
-
             shutil.rmtree(tmp_dir, ignore_errors=True)
         after = None
         if held is not None:

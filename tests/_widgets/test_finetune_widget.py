@@ -172,3 +172,16 @@ def test_single_image_with_the_affinity_model(make_napari_viewer, qtbot, errors)
     assert "check 3 or more frames" in tune.scores.value
     assert tune.resegment() is None  # every frame is checked: nothing to redo
     assert not errors
+
+
+def test_a_worse_model_is_flagged():
+    from types import SimpleNamespace
+
+    from napari_hemd._widgets.finetune import _scores_text, _worse
+
+    before = {"F1": 0.8, "AJI": 0.7, "SEG": 0.7}
+    worse = SimpleNamespace(name="m", held_out=2, steps=9, frames=[0, 1], before=before,
+                            after={"F1": 0.82, "AJI": 0.6, "SEG": 0.7})  # fmt: skip
+    better = SimpleNamespace(**{**vars(worse), "after": {"F1": 0.85, "AJI": 0.75, "SEG": 0.8}})
+    assert _worse(worse) and "better not re-segment" in _scores_text(worse)
+    assert not _worse(better) and "better not" not in _scores_text(better)

@@ -287,9 +287,15 @@ class FineTuneWidget(LayerWidget):
             self.scores.value = _scores_text(result)
             self.resegment_button.enabled = True
             what = "cancelled; the best model so far" if result.cancelled else "done; the model"
+            advice = "Re-segment the unchecked frames to use it"
+            if _worse(result):
+                advice = (
+                    "It scores LOWER than the starting model on the held-out frame: better not "
+                    "use it; correct and check a few more frames, or give it more time"
+                )
             show_info(
                 f"Fine-tune {what} is saved as {result.name!r} ({result.path}); your labels are "
-                "unchanged. Re-segment the unchecked frames to use it"
+                f"unchanged. {advice}"
             )
 
         worker = self.run_workflow(gen, done, self.run_button, self.cancel_button, "Fine-tune")
@@ -393,6 +399,13 @@ class FineTuneWidget(LayerWidget):
         return True
 
 
+def _worse(result) -> bool:
+    """The new model scores lower than the starting one on the held-out frame (F1 or AJI)."""
+    if result.before is None or result.after is None:
+        return False
+    return any(result.after[k] < result.before[k] for k in ("F1", "AJI"))
+
+
 def _scores_text(result) -> str:
     if result.held_out is None:
         return (
@@ -403,7 +416,10 @@ def _scores_text(result) -> str:
     def fmt(s: dict) -> str:
         return " ".join(f"{k} {s[k]:.3f}" for k in ("F1", "AJI", "SEG"))
 
-    return (
+    text = (
         f"held-out frame {result.held_out}, {result.steps} steps:\n"
         f"  before  {fmt(result.before)}\n  after   {fmt(result.after)}"
     )
+    if _worse(result):
+        text += "\n  lower than before: better not re-segment with it"
+    return text
