@@ -34,3 +34,12 @@ def test_imports_point_down():
     assert not {m for m in imported(src / "pipeline.py") if m.startswith("napari_hemd.cli")}
     assert "napari_hemd.io.stacks" not in imported(src / "io" / "ctc.py")
     assert not {m for m in imported(src / "io" / "tiff.py") if m.startswith("napari_hemd")}
+    # the core takes nothing from the layers above it (only the bottom helper _atomic)
+    for path in (src / "core").glob("*.py"):
+        up = {
+            m
+            for m in imported(path)
+            if m.startswith("napari_hemd.")
+            and not m.startswith(("napari_hemd.core", "napari_hemd._atomic"))
+        }
+        assert not up, f"{path.name} imports {sorted(up)}"

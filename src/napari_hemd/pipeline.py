@@ -143,7 +143,7 @@ def stream_segment(
     """
     from napari_hemd.core.streaming import hemd_stream
     from napari_hemd.distributed import dask_client
-    from napari_hemd.io._atomic import check_output_path
+    from napari_hemd._atomic import check_output_path
 
     output = _check_zarr_path(output, "output")
     src_path = source if isinstance(source, (str, os.PathLike)) else None
@@ -156,7 +156,7 @@ def stream_segment(
             raise ValueError(f"prob_output and output must differ; both are {str(output)!r}")
     elif prob_output is not None:
         raise ValueError("prob_output is only used with a model; got model=None")
-    from napari_hemd.io._atomic import output_lock
+    from napari_hemd._atomic import output_lock
 
     with output_lock(output):  # a second run on this output fails at once
         data = open_input(source) if isinstance(source, (str, os.PathLike)) else source

@@ -655,7 +655,7 @@ def save_project(
     """
     import zarr
 
-    from napari_hemd.io._atomic import atomic_path
+    from napari_hemd._atomic import atomic_path
 
     keep = {k: v for k, v in params.items() if isinstance(v, str | int | float | bool | type(None))}
     with atomic_path(folder, overwrite=overwrite) as tmp:

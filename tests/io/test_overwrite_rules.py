@@ -11,7 +11,7 @@ import tifffile
 from napari_hemd.cli import main
 from napari_hemd.data.synthetic import nuclei_video
 from napari_hemd.io import read_stack, write_labels
-from napari_hemd.io._atomic import MARKER, check_output_path, is_our_output
+from napari_hemd._atomic import MARKER, check_output_path, is_our_output
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_check_output_path_direct(tmp_path):
 def test_kill_during_folder_swap_is_recovered(tmp_path):
     """A run killed between moving the old result aside and moving the new one in: the next run
     on that output finds it whole again and removes the hidden leftovers."""
-    from napari_hemd.io._atomic import recover_output
+    from napari_hemd._atomic import recover_output
 
     out = tmp_path / "res"
     write_labels(np.ones((1, 8, 8), np.uint32), out)

@@ -96,7 +96,7 @@ class ExportWidget(LayerWidget):
             return None
         overwrite = False
         if out.exists():
-            from napari_hemd.io._atomic import check_output_path
+            from napari_hemd._atomic import check_output_path
 
             try:  # ask only about what may be replaced: never a folder we did not write
                 check_output_path(out, overwrite=True)

@@ -53,7 +53,7 @@ _WRITERS = ("segment", "predict", "stream", "demo", "train")
 
 
 def _locked_output(args: argparse.Namespace):
-    """Hold the output's lock for the whole run (:func:`napari_hemd.io._atomic.output_lock`)."""
+    """Hold the output's lock for the whole run (:func:`napari_hemd._atomic.output_lock`)."""
     import contextlib
     from pathlib import Path
 
@@ -63,7 +63,7 @@ def _locked_output(args: argparse.Namespace):
     path = Path(out)
     if path.name in ("", ".", "..") or not path.parent.resolve().is_dir():
         return contextlib.nullcontext()  # the command's own check explains what is wrong
-    from napari_hemd.io._atomic import output_lock, recover_output
+    from napari_hemd._atomic import output_lock, recover_output
 
     @contextlib.contextmanager
     def locked():

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     from napari_hemd.cli._progress import Progress
     from napari_hemd.cli._segment import hemd_params
-    from napari_hemd.io._atomic import check_output_path
+    from napari_hemd._atomic import check_output_path
 
     if Path(args.output).suffix != ".zarr":
         raise ValueError(f"--output must be a .zarr store; got {args.output!r}")

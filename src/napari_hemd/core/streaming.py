@@ -416,7 +416,7 @@ def hemd_stream(
     """
     import zarr
 
-    from napari_hemd.io._atomic import check_output_path
+    from napari_hemd._atomic import check_output_path
 
     output = check_output_path(output, overwrite=overwrite)
     n, halo = _check(prob, {**params, "halo": halo})
@@ -488,7 +488,7 @@ def hemd_stream(
             **_jsonable(params),
         }
     )
-    from napari_hemd.io._atomic import mark_output
+    from napari_hemd._atomic import mark_output
 
     mark_output(store)
     # Publish: the label store replaces output in one rename; the partial folder goes.
@@ -674,7 +674,7 @@ def hemd_follow(
     """
     import zarr
 
-    from napari_hemd.io._atomic import check_output_path
+    from napari_hemd._atomic import check_output_path
 
     output = check_output_path(output, overwrite=overwrite, inputs=[source])
     if output.exists():
@@ -686,7 +686,7 @@ def hemd_follow(
             z = zarr.create_array(
                 str(output), shape=(0, *lab.shape), chunks=(1, *lab.shape), dtype=np.uint32
             )
-            from napari_hemd.io._atomic import mark_output
+            from napari_hemd._atomic import mark_output
 
             mark_output(output)
             z.attrs.update({"method": "hemd", "online": {"chunk": chunk}, **_jsonable(params)})

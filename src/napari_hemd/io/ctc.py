@@ -190,7 +190,7 @@ def write_ctc_result(
     """Write a CTC result folder (``maskTTT.tif`` per frame, ``res_track.txt``).
 
     This writes into ``folder`` directly; wrap it in :func:`napari_hemd.io.stacks.write_labels` (or
-    :func:`napari_hemd.io._atomic.atomic_path`) for an atomic, non-overwriting write.
+    :func:`napari_hemd._atomic.atomic_path`) for an atomic, non-overwriting write.
 
     Parameters
     ----------

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_hemd.io._atomic import atomic_path
+from napari_hemd._atomic import atomic_path
 
 __all__ = [
     "NGFF_VERSION",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_hemd.io._atomic import atomic_path
+from napari_hemd._atomic import atomic_path
 from napari_hemd.io.tiff import read_tiff, read_tiff_folder
 
 __all__ = ["read_stack", "write_labels"]

@@ -235,7 +235,7 @@ def predict_stream(
     """
     import zarr
 
-    from napari_hemd.io._atomic import check_output_path
+    from napari_hemd._atomic import check_output_path
 
     output = check_output_path(output, overwrite=overwrite)
     if not hasattr(image, "shape") or len(image.shape) != 3:
@@ -329,7 +329,7 @@ def predict_stream(
             json.dumps({**(metadata or {}), "predicted": {"chunk": chunk, **options}}, default=str)
         )
     )
-    from napari_hemd.io._atomic import mark_output
+    from napari_hemd._atomic import mark_output
 
     mark_output(store)
     if output.exists():

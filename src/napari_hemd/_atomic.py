@@ -5,6 +5,9 @@ output (CTC result, zarr store, project) carries a marker file, :data:`MARKER`, 
 it is published: ``overwrite`` replaces only such a folder, never one napari-hemd did not write (a
 user's data folder), never a folder or file that holds the run's input, and never a file where a
 folder belongs or the other way round.
+
+Below every layer (it imports nothing of napari-hemd but the version): the core's streaming, io,
+workflows and the CLI all write through it.
 """
 
 from __future__ import annotations
