@@ -141,9 +141,9 @@ def stream_segment(
     Path
         ``output``.
     """
+    from napari_hemd._atomic import check_output_path
     from napari_hemd.core.streaming import hemd_stream
     from napari_hemd.distributed import dask_client
-    from napari_hemd._atomic import check_output_path
 
     output = _check_zarr_path(output, "output")
     src_path = source if isinstance(source, (str, os.PathLike)) else None

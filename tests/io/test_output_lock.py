@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_hemd._atomic import output_lock
 from napari_hemd.cli import main
 from napari_hemd.io import read_stack, write_labels
-from napari_hemd._atomic import output_lock
 
 
 def test_lock_is_reentrant_and_released(tmp_path):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_hemd._atomic import MARKER, check_output_path, is_our_output
 from napari_hemd.cli import main
 from napari_hemd.data.synthetic import nuclei_video
 from napari_hemd.io import read_stack, write_labels
-from napari_hemd._atomic import MARKER, check_output_path, is_our_output
 
 
 @pytest.fixture

@@ -37,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import tifffile
 
+    from napari_hemd._atomic import atomic_path
     from napari_hemd.core.segment import hemd
     from napari_hemd.data.synthetic import nuclei_video
     from napari_hemd.io import write_labels
-    from napari_hemd._atomic import atomic_path
 
     out = Path(args.output)
     sample = nuclei_video()

@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
         raise ModuleNotFoundError(
             "napari-hemd predict needs torch: pip install 'napari-hemd[torch]'"
         ) from None
-    from napari_hemd.io import read_stack
     from napari_hemd._atomic import atomic_path, check_output_path
+    from napari_hemd.io import read_stack
     from napari_hemd.models import OUTPUTS, iter_predict, load_model, pick_device
 
     outputs = tuple(o.strip() for o in args.outputs.split(",") if o.strip())

@@ -141,10 +141,10 @@ def hemd_params(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``segment``."""
+    from napari_hemd._atomic import check_output_path
     from napari_hemd.core.linking import link_labels
     from napari_hemd.core.segment import hemd, segment
     from napari_hemd.io import read_stack, write_labels
-    from napari_hemd._atomic import check_output_path
 
     # Fail on the output before doing the work.
     check_output_path(

@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``stream``."""
     from pathlib import Path
 
+    from napari_hemd._atomic import check_output_path
     from napari_hemd.cli._progress import Progress
     from napari_hemd.cli._segment import hemd_params
-    from napari_hemd._atomic import check_output_path
 
     if Path(args.output).suffix != ".zarr":
         raise ValueError(f"--output must be a .zarr store; got {args.output!r}")
