@@ -185,3 +185,19 @@ def test_a_worse_model_is_flagged():
     better = SimpleNamespace(**{**vars(worse), "after": {"F1": 0.85, "AJI": 0.75, "SEG": 0.8}})
     assert _worse(worse) and "better not re-segment" in _scores_text(worse)
     assert not _worse(better) and "better not" not in _scores_text(better)
+
+
+def test_checked_frames_of_a_layer_placed_at_later_frames(make_napari_viewer, errors):
+    """Segment on frames 5-9 makes a layer translated by 5: checking viewer frame 7 marks the
+    layer's frame 2."""
+    from napari_hemd._widgets import ProofreadWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((10, 32, 32), np.float32), name="movie")
+    labels = viewer.add_labels(np.zeros((5, 32, 32), np.uint32), name="part", translate=(5, 0, 0))
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = labels
+    viewer.dims.set_current_step(0, 7)
+    assert proof.toggle_checked() == [2]
+    viewer.dims.set_current_step(0, 2)  # before the layer starts
+    assert proof.toggle_checked() == [2] and errors  # refused, saying which frames exist

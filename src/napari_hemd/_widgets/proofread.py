@@ -89,11 +89,18 @@ class ProofreadWidget(LayerWidget):
 
     # ------------------------------------------------------------------ checked frames
     def current_frame(self) -> int:
-        """The frame shown (0 for a single 2D image)."""
+        """The labels layer's frame shown (0 for a single 2D image).
+
+        A layer placed at later frames (Segment on a frame range) counts its own frames: the
+        viewer's frame less the layer's offset.
+        """
         layer = self.labels.value
-        if isinstance(layer, Labels) and layer.ndim < 3:
+        step = int(self.viewer.dims.current_step[0])
+        if not isinstance(layer, Labels):
+            return step
+        if layer.ndim < 3:
             return 0
-        return int(self.viewer.dims.current_step[0])
+        return step - int(round(float(layer.translate[0])))
 
     def _show_checked(self, _event=None) -> None:
         try:
