@@ -100,7 +100,7 @@ class ProofreadWidget(LayerWidget):
             return step
         if layer.ndim < 3:
             return 0
-        return step - int(round(float(layer.translate[0])))
+        return step - round(float(layer.translate[0]))
 
     def _show_checked(self, _event=None) -> None:
         try:
