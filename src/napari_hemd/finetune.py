@@ -301,11 +301,10 @@ def finetune(
         raise FileNotFoundError(f"output folder {str(output.parent)!r} does not exist")
     if not float(minutes) > 0:
         raise ValueError(f"minutes must be > 0; got {minutes!r}")
-    model = load_model(base) if isinstance(base, (str, os.PathLike)) else base
     if isinstance(base, (str, os.PathLike)):
-        base_name = str(base)
+        model, base_name = load_model(base), str(base)
     else:  # a loaded model: its own name, if it was fine-tuned here
-        base_name = str(model.metadata.get("name", "(a loaded model)"))
+        model, base_name = base, str(base.metadata.get("name", "(a loaded model)"))
     norm = model.metadata["normalization"]
     frames = sorted({int(f) for f in frames})
     held = held_out_frame(frames) if hold_out else None

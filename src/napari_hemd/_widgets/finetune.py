@@ -37,8 +37,8 @@ from napari_hemd._widgets._common import (
     base_name,
     checked_frames,
     edited_event,
+    history_of,
     is_probability_layer,
-    layer_state,
 )
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,6 @@ log = logging.getLogger(__name__)
 FROM_FILE = "model file..."
 #: Segmentation parameters a re-segment takes over from the labels layer's last run.
 _SEGMENT_KEYS = ("tau", "delta", "iterations", "min_size", "link", "variant")
-
-
-def _base_choices(_widget=None) -> list[tuple[str, str]]:
-    from napari_hemd._widgets._models import model_choices
-
-    return [*model_choices(), (FROM_FILE, FROM_FILE)]
 
 
 def models_folder(labels: Labels | None) -> Path:
@@ -153,21 +147,21 @@ class FineTuneWidget(LayerWidget):
         self.revert_button.clicked.connect(lambda: self.revert())
         self.labels.changed.connect(self._show_frames)
         self.labels.changed.connect(lambda _v: self.base.reset_choices())
-        #: The last fine-tune (:class:`napari_hemd.finetune.FineTuneResult`), and the model used
-        #: to segment now / before it.
+        #: The last fine-tune (:class:`napari_hemd.finetune.FineTuneResult`).
         self.result = None
-        self.model_now: str | None = None
-        self.model_before: str | None = None
-        self._undo: tuple | None = None  # (labels layer, labels, state, added prob layer)
-        self._phase: str | None = None
+        # the last re-segment: (labels layer, its recorded edit, the probability layer it added);
+        # the edit holds the previous labels (sparse) and the previous model in its state
+        self._undo: tuple | None = None
+        self._training = False
         self._show_frames()
 
     # ------------------------------------------------------------------ helpers
     def _base_choices(self, _widget=None) -> list[tuple[str, str]]:
         """Shipped and fine-tuned models; first the project's last model, if it has one."""
+        from napari_hemd._widgets._models import model_choices
         from napari_hemd.workflows import project_models
 
-        choices = _base_choices()
+        choices = [*model_choices(), (FROM_FILE, FROM_FILE)]
         labels = self.labels.value if hasattr(self, "labels") else None
         project = getattr(labels, "metadata", {}).get(PROJECT_KEY)
         if project and Path(project).is_dir():
@@ -207,7 +201,7 @@ class FineTuneWidget(LayerWidget):
 
     def cancel(self) -> None:
         """While training: stop and keep the best model so far; otherwise stop the run."""
-        if self._phase == "train":
+        if self._training:
             event = getattr(self, "_cancel_event", None)
             if event is not None:
                 event.set()
@@ -274,13 +268,12 @@ class FineTuneWidget(LayerWidget):
             on_step=lambda step, loss: plot.losses.append(loss),
             on_eval=lambda e: "val_loss" in e and plot.val.append((e["step"], e["val_loss"])),
         )
-        self._phase = "train"
+        self._training = True
 
         def done(result) -> None:
             from napari_hemd._widgets._models import register_model
             from napari_hemd.models import load_model
 
-            self._phase = None
             self.result = result
             kind = load_model(result.path).kind
             register_model(result.name, result.path, kind)
@@ -301,7 +294,7 @@ class FineTuneWidget(LayerWidget):
         worker = self.run_workflow(gen, done, self.run_button, self.cancel_button, "Fine-tune")
 
         worker.yielded.connect(lambda _event: plot.update())
-        worker.finished.connect(lambda: setattr(self, "_phase", None))
+        worker.finished.connect(lambda: setattr(self, "_training", False))
         return worker
 
     # ------------------------------------------------------------------ re-segment / revert
@@ -331,10 +324,8 @@ class FineTuneWidget(LayerWidget):
         data = np.asarray(image.data[0] if image.multiscale else image.data)
         gen = segment_image_workflow(data, model, "hemd", cancel=self.cancel_flag(), **params)
         name = self.result.name if self.result is not None else Path(model).stem
-        self._phase = "segment"
 
         def done(seg) -> None:
-            self._phase = None
             new = np.asarray(labels.data).copy()
             keep = sorted(checked)
             # ids above the checked frames' ones: a re-segmented object never takes a kept id
@@ -364,14 +355,12 @@ class FineTuneWidget(LayerWidget):
                     DEFAULTS_KEY: seg.defaults,
                 },
             )
-            before = (labels, np.asarray(labels.data).copy(), layer_state(labels), prob)
             saved = {**old_params, **seg.params, "method": "hemd", "grow": seg.grow}
             saved[SOURCE_KEY], saved[MODEL_KEY] = prob.name, model
             state = {PARAMS_KEY: saved, RESULT_KEY: seg.result, LOCKED_KEY: {}}
             self.viewer.layers.selection.active = labels  # keep proofreading the labels
             if apply_edit(labels, f"re-segment {len(todo)} frames with {name}", new, state=state):
-                self._undo = before
-                self.model_before, self.model_now = self.model_now, model
+                self._undo = (labels, history_of(labels).undo_stack[-1], prob)
                 self.revert_button.enabled = True
             show_info(
                 f"Fine-tune: {len(todo)} unchecked frame(s) re-segmented with {name!r}; checked "
@@ -385,14 +374,16 @@ class FineTuneWidget(LayerWidget):
         if self._undo is None:
             show_info("Fine-tune: nothing to revert")
             return False
-        labels, data, state, prob = self._undo
+        labels, edit, prob = self._undo
         if labels not in self.viewer.layers:
             show_error("Fine-tune: the labels layer is gone")
             return False
-        apply_edit(labels, "revert fine-tune", data, state=state)
+        # the re-segment's pixels back to what they were, its parameters (model) too; one edit
+        old = np.array(labels.data, copy=True)
+        old.flat[edit.index] = edit.before
+        apply_edit(labels, "revert fine-tune", old, state=edit.state[0])
         if prob in self.viewer.layers:
             self.viewer.layers.remove(prob)
-        self.model_now, self.model_before = self.model_before, None
         self._undo = None
         self.revert_button.enabled = False
         show_info("Fine-tune: reverted to the previous labels and model")
