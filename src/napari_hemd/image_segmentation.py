@@ -133,8 +133,10 @@ def segment_image_workflow(
         Parameters of the method (``tau``, ``delta``, ``iterations``, ``min_size``, ``link``,
         ``variant`` ...), as for :func:`napari_hemd.workflows.segment_workflow`, and
         ``min_volume`` (with ``link``: linked objects smaller than this in all frames/slices are
-        removed). A model file may carry ``metadata["segment_defaults"]`` for these (the 3D model:
-        ``link``, ``delta`` 2, ``min_volume`` 300; ``nuclei-fluo``: ``min_size`` 100); a value
+        removed), ``grow_threshold`` (the growth takes pixels whose background probability is
+        below it; 0.5). A model file may carry ``metadata["segment_defaults"]`` for these (the 3D
+        model: ``link``, ``delta`` 2, ``min_volume`` 300; ``nuclei-fluo``: ``min_size`` 100,
+        ``grow_threshold`` chosen on its training frames, :func:`napari_hemd.models.calibrate_growth`); a value
         passed here wins unless it is the neutral one of :data:`NEUTRAL` (what an untouched CLI
         option or widget field gives).
 
@@ -230,7 +232,8 @@ def labels_from_maps_workflow(
         Whole-cell growth in pixels (:func:`napari_hemd.core.cells.grow_to_cells`).
     **params
         Parameters of the method; ``link=True`` also links (H-EMD links its own candidates,
-        baselines are linked after the growth).
+        baselines are linked after the growth); ``grow_threshold`` (default 0.5): pixels whose
+        background probability is below it may be taken by the growth.
 
     Returns
     -------
@@ -244,6 +247,7 @@ def labels_from_maps_workflow(
     seg_kwargs = dict(params)
     link = bool(seg_kwargs.pop("link", False))
     min_volume = int(seg_kwargs.pop("min_volume", 0) or 0)
+    grow_threshold = float(seg_kwargs.pop("grow_threshold", 0.5))
     if method == "maxvalue":
         seg_kwargs["boundary"] = maps["boundary"]
     if method == "hemd":
@@ -253,7 +257,9 @@ def labels_from_maps_workflow(
     labels = res.labels if res is not None else np.asarray(result)
     labels = np.asarray(labels, dtype=np.uint32).reshape(fg.shape)
     if grow:
-        labels = grow_to_cells(labels, maps["background"], grow, frame_axis=True)
+        labels = grow_to_cells(
+            labels, maps["background"], grow, threshold=grow_threshold, frame_axis=True
+        )
     tracks = res.tracks if res is not None else None
     if link and res is None:
         from napari_hemd.core.linking import link_labels

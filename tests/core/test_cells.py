@@ -42,3 +42,18 @@ def test_growth_bad_input():
         grow_to_cells(interior, background[:5], 2)
     with pytest.raises(ValueError, match="grow must be >= 0; got -1"):
         grow_to_cells(interior, background, -1)
+    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\]; got 1.5"):
+        grow_to_cells(interior, background, 2, threshold=1.5)
+
+
+def test_growth_threshold_takes_uncertain_border_pixels():
+    """A higher threshold lets the growth take pixels whose background probability is 0.5-0.8."""
+    _, interior, background = _two_interiors()
+    background = background.copy()
+    background[1, 1:13] = 0.7  # an uncertain row just outside the cells
+    plain = grow_to_cells(interior, background, 3)
+    wide = grow_to_cells(interior, background, 3, threshold=0.8)
+    assert (plain[1] == 0).all()  # 0.7 is background for the network's own decision
+    assert (wide[1, [3, 4, 9, 10]] == [1, 1, 2, 2]).all()  # 3 px from the interiors: taken
+    assert (wide[background >= 0.8] == 0).all()  # never beyond the threshold
+    assert (wide[plain > 0] == plain[plain > 0]).all()

@@ -233,3 +233,8 @@ def test_models_prints_the_meaningful_score():
     assert lines[0] == "Fluo-N2DL-HeLa/01 ST: H-EMD F1 0.900 AJI 0.800"
     assert lines[1] == "Fluo-N2DL-HeLa/01 GT: H-EMD SEG 0.700 (sparse reference: SEG only)"
     assert lines[2] == "(held-out block)"
+    # an affinity network: its own Mutex-watershed instances are what it is for
+    both = {"scores": {"bbbc039 labels": {"hemd": {"F1": 0.8, "AJI": 0.7},
+                                          "mutex": {"F1": 0.88, "AJI": 0.81}}}}  # fmt: skip
+    assert _score_lines(both, "mutex") == ["bbbc039 labels: Mutex watershed F1 0.880 AJI 0.810"]
+    assert _score_lines(validation, "mutex")[0].startswith("Fluo-N2DL-HeLa/01 ST: H-EMD F1")

@@ -54,3 +54,26 @@ def test_merge_small_instances():
     isolated = np.zeros((6, 6), np.int32)
     isolated[1:3, 1:3] = 1
     assert merge_small_instances(isolated, 5).max() == 0
+
+
+def test_mutex_bias_separates_nuclei_whose_long_range_affinities_stay_high():
+    """Across the contact the long-range affinities are 0.7 (a network that has not pulled the two
+    embeddings apart): the plain Mutex watershed merges the pair, a bias of 0.5 separates it."""
+    labels = np.zeros((20, 30), np.int32)
+    labels[4:16, 3:14] = 1
+    labels[4:16, 14:26] = 2
+    offsets = make_offsets((1, 3, 9))
+    affs = _ideal_affinities(labels, offsets)
+    units = np.zeros_like(affs, bool)
+    units[:2] = True
+    affs[(affs == 0) & ~units] = 0.7  # repulsive edges across the contact: weak
+    affs[:2][affs[:2] == 0] = 0.3  # the unit edges across the contact: a soft cut
+    fg = (labels > 0).astype(float)
+    merged = mutex_watershed_labels(affs, offsets, foreground=fg, min_size=5)
+    assert merged.max() == 1
+    split = mutex_watershed_labels(affs, offsets, foreground=fg, min_size=5, bias=0.5)
+    assert split.max() == 2
+    for lab in (1, 2):
+        assert len(np.unique(split[labels == lab])) == 1
+    with pytest.raises(ValueError, match=r"bias must be in \[0, 1\); got 1.0"):
+        mutex_watershed_labels(affs, offsets, foreground=fg, bias=1.0)

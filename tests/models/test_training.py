@@ -65,6 +65,11 @@ def test_score_based_selection_and_metadata(blobs, tmp_path):
     assert meta["training"]["best_val_score"] == max(h["val_score"] for h in scored)
     assert meta["training"]["augmentation"]["elastic"] > 0
     assert meta["training"]["config"]["class_weights"] == [1.0, 3.0, 1.0]
+    # calibrated at the end on training frames, the choice stored for segment --model
+    cal = meta["calibration"]
+    assert cal["parameter"] == "grow_threshold" and set(cal["frames"]) <= {"d0/t0", "d1/t1"}
+    assert meta["segment_defaults"]["grow_threshold"] == cal["value"]
+    assert set(cal["scores"]) == {"0.5", "0.6", "0.7", "0.8", "0.9", "0.95"}
 
 
 def test_split_samples_holds_out_a_block(blobs):

@@ -151,7 +151,7 @@ class SegmentWidget(LayerWidget):
         name = f"{base_name(layer.name)} labels{suffix}"
         saved = dict(params, method=method, **{SOURCE_KEY: layer.name})
         saved[MODEL_KEY] = layer.metadata.get(MODEL_KEY)
-        grow, background = 0, None
+        grow, background, grow_threshold = 0, None, 0.5
         if model != NO_MODEL:
             if layer.rgb or ndim not in (2, 3) or params["axis"] != 0:
                 show_error(
@@ -176,6 +176,7 @@ class SegmentWidget(LayerWidget):
                 )
                 return None
             seg_defaults = layer.metadata.get(DEFAULTS_KEY) or {}
+            grow_threshold = float(seg_defaults.get("grow_threshold", 0.5))
             if seg_defaults:  # the model's own (min size ...), as segment --model applies them
                 from napari_hemd.image_segmentation import with_model_defaults
 
@@ -217,7 +218,9 @@ class SegmentWidget(LayerWidget):
                 if grow:
                     from napari_hemd.core.cells import grow_to_cells
 
-                    labels = grow_to_cells(labels, background, grow, frame_axis=ndim == 3)
+                    labels = grow_to_cells(
+                        labels, background, grow, threshold=grow_threshold, frame_axis=ndim == 3
+                    )
                 prev = self.viewer.layers[name] if name in self.viewer.layers else None
                 if locked and res is not None and isinstance(prev, Labels) and ndim == 3:
                     from napari_hemd.workflows import keep_locked_objects

@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
                 "size_kb": round(model_path(m.name).stat().st_size / 1024),
                 "held_out": meta.get("validation", {}),
                 "steps": meta.get("training", {}).get("steps_done"),
+                "calibration": {
+                    k: v for k, v in meta.get("calibration", {}).items() if k != "scores"
+                },
             }
         )
     tuned = _fine_tuned(load_model)
@@ -56,8 +59,15 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['name']:<16} {r['kind']:<9} {r['size_kb']:>5} kB  {r['description']}")
         print(f"{'':<16} trained on: {r['trained_on']} ({r['steps']} steps)")
-        for i, line in enumerate(_score_lines(r["held_out"])):
+        method = "mutex" if r["kind"] == "affinity" else "hemd"
+        for i, line in enumerate(_score_lines(r["held_out"], method)):
             print(f"{'':<16} {'held out:' if i == 0 else '':<9} {line}")
+        if r["calibration"]:
+            cal = r["calibration"]
+            what = CALIBRATED.get(cal["parameter"], cal["parameter"])
+            print(
+                f"{'':<16} {what} {cal['value']} (chosen on {len(cal['frames'])} training frames)"
+            )
     if tuned:
         print("\nfine-tuned in the plugin (segment ... --model FILE):")
     for r in tuned:
@@ -104,15 +114,28 @@ def _fine_tuned(load_model) -> list[dict]:
 SPARSE = ("Fluo-N2DL-HeLa/01 GT",)
 
 
-def _score_lines(validation: dict) -> list[str]:
-    """One line per held-out reference: the meaningful score of H-EMD (whole-cell masks)."""
+#: How ``napari-hemd models`` names a calibrated parameter.
+CALIBRATED = {
+    "grow_threshold": "whole cells: growth into background probability <",
+    "mutex_bias": "Mutex watershed: repulsive-edge bias",
+}
+
+
+def _score_lines(validation: dict, method: str = "hemd") -> list[str]:
+    """One line per held-out reference: the meaningful score of ``method``.
+
+    H-EMD's whole-cell masks; for an affinity network its own Mutex-watershed instances.
+    """
     scores = validation.get("scores")
     if scores is None:  # a model file from before the held-out block protocol
         return [f"{k}: {v}" for k, v in validation.items()]
     lines = []
     for ref, by_method in scores.items():
-        best = by_method.get("hemd") or next(iter(by_method.values()))
-        how = "H-EMD" if "hemd" in by_method else next(iter(by_method))
+        key = method if method in by_method else "hemd"
+        best = by_method.get(key) or next(iter(by_method.values()))
+        how = {"hemd": "H-EMD", "mutex": "Mutex watershed"}.get(key, key)
+        if key not in by_method:
+            how = next(iter(by_method))
         if ref in SPARSE:
             lines.append(f"{ref}: {how} SEG {best['SEG']:.3f} (sparse reference: SEG only)")
         else:

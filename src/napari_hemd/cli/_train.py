@@ -106,6 +106,12 @@ def register(subparsers) -> None:
         "--init: keep the model's)",
     )
     p.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="do not calibrate at the end (default: choose a U-Net's whole-cell growth threshold "
+        "or an affinity network's Mutex-watershed bias on training frames; stored in the model)",
+    )
+    p.add_argument(
         "--freeze",
         choices=("encoder",),
         default=None,
@@ -205,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr if args.lr is not None else (RECIPE.lr if fine_tune else 2e-3),
         freeze=args.freeze,
         freeze_bn=fine_tune and RECIPE.freeze_bn and not args.update_bn,
+        calibrate=not args.no_calibrate,
         seed=args.seed,
         val_every=args.val_every,
         targets=args.targets,

@@ -38,7 +38,9 @@ def grow_to_cells(
     grow : int
         Largest growth in pixels (Euclidean, ``skimage.segmentation.expand_labels``); 0: unchanged.
     threshold : float
-        Pixels with ``background < threshold`` may be taken.
+        Pixels with ``background < threshold`` may be taken (0.5: the classes' own decision; a
+        model whose background class reaches into the cells records a higher one,
+        ``segment_defaults["grow_threshold"]``).
     frame_axis : bool
         Axis 0 holds independent frames (grown one at a time, never across frames).
 
@@ -57,6 +59,8 @@ def grow_to_cells(
         )
     if grow < 0:
         raise ValueError(f"grow must be >= 0; got {grow}")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1]; got {threshold}")
     if grow == 0:
         return labels
     if frame_axis:

@@ -338,12 +338,19 @@ class _Progress:
 
 
 def _write_window(
-    prob, window: Window, store: str, params: dict, background=None, grow: int = 0
+    prob,
+    window: Window,
+    store: str,
+    params: dict,
+    background=None,
+    grow: int = 0,
+    grow_threshold: float = 0.5,
 ) -> int:
     """Segment one window and write its kept frames into the partial zarr (one task).
 
     With ``grow`` the kept frames' instances are grown to whole cells into pixels whose
-    ``background`` probability is below 0.5 (:func:`napari_hemd.core.cells.grow_to_cells`).
+    ``background`` probability is below ``grow_threshold``
+    (:func:`napari_hemd.core.cells.grow_to_cells`).
     """
     import zarr
 
@@ -352,7 +359,7 @@ def _write_window(
         from napari_hemd.core.cells import grow_to_cells
 
         bg = np.asarray(background[window.start : window.stop])
-        labels = grow_to_cells(labels, bg, int(grow), frame_axis=True)
+        labels = grow_to_cells(labels, bg, int(grow), threshold=grow_threshold, frame_axis=True)
     z = zarr.open_array(store, mode="r+")
     z[window.start : window.stop] = labels
     return window.index
@@ -371,6 +378,7 @@ def hemd_stream(
     on_window: Callable[[int], None] | None = None,
     background=None,
     grow: int = 0,
+    grow_threshold: float = 0.5,
     **params,
 ) -> Path:
     """H-EMD from an array (zarr, dask, numpy) into a zarr label store, window by window.
@@ -406,6 +414,9 @@ def hemd_stream(
     grow : int
         Grow the instances to whole cells by up to this many pixels
         (:func:`napari_hemd.core.cells.grow_to_cells`; what ``segment --model`` does).
+    grow_threshold : float
+        Pixels whose background probability is below this may be taken (a model's
+        ``segment_defaults["grow_threshold"]``, else 0.5).
     **params
         See :func:`hemd_window`.
 
@@ -431,6 +442,8 @@ def hemd_stream(
     sig_params = {**params, "grow": int(grow)}
     if grow:
         sig_params["background"] = _source_id(background)
+        if grow_threshold != 0.5:  # (signatures of earlier runs stay valid)
+            sig_params["grow_threshold"] = float(grow_threshold)
     sig = _signature(prob, sig_params, chunk, halo)
     # Named by the signature: a task of an abandoned run with other parameters (still running on
     # a cluster) can never write into this run's store.
@@ -464,7 +477,7 @@ def hemd_stream(
 
     if client is None:
         for w in todo:
-            finished(_write_window(prob, w, str(store), params, background, grow))
+            finished(_write_window(prob, w, str(store), params, background, grow, grow_threshold))
     else:
         if isinstance(prob, np.ndarray):
             # Send an in-memory array once to every worker, not once per task.
@@ -474,7 +487,15 @@ def hemd_stream(
         futures = [
             # absolute: a remote worker's working directory is not ours
             client.submit(
-                _write_window, prob, w, str(store.resolve()), params, background, grow, pure=False
+                _write_window,
+                prob,
+                w,
+                str(store.resolve()),
+                params,
+                background,
+                grow,
+                grow_threshold,
+                pure=False,
             )
             for w in todo
         ]
@@ -485,6 +506,7 @@ def hemd_stream(
             "method": "hemd",
             "windowed": {"chunk": chunk, "halo": halo},
             "grow": int(grow),
+            **({"grow_threshold": float(grow_threshold)} if grow else {}),
             **_jsonable(params),
         }
     )

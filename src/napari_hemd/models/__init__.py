@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from napari_hemd.models.affinity import AffinityNet, make_offsets, self_correlation
 from napari_hemd.models.data import Sample, load_samples, split_samples
-from napari_hemd.models.evaluation import evaluate_model, instances_from_maps
+from napari_hemd.models.evaluation import (
+    calibrate_growth,
+    calibrate_model,
+    calibrate_mutex_bias,
+    evaluate_model,
+    instances_from_maps,
+)
 from napari_hemd.models.mutex import merge_small_instances, mutex_watershed_labels
 from napari_hemd.models.prediction import OUTPUTS, iter_predict, predict
 from napari_hemd.models.registry import SHIPPED_MODELS, list_models, load_model
@@ -34,6 +40,9 @@ __all__ = [
     "TrainConfig",
     "UNet2d",
     "build_network",
+    "calibrate_growth",
+    "calibrate_model",
+    "calibrate_mutex_bias",
     "evaluate_model",
     "instances_from_maps",
     "iter_predict",

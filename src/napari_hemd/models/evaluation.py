@@ -11,7 +11,15 @@ from napari_hemd.models.data import Sample
 from napari_hemd.models.prediction import predict
 from napari_hemd.models.weights import HemdModel
 
-__all__ = ["evaluate_model", "instances_from_maps"]
+__all__ = [
+    "GROW_THRESHOLDS",
+    "MUTEX_BIASES",
+    "calibrate_growth",
+    "calibrate_model",
+    "calibrate_mutex_bias",
+    "evaluate_model",
+    "instances_from_maps",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +29,7 @@ def instances_from_maps(
     method: str = "threshold",
     *,
     grow: int | None = None,
+    grow_threshold: float = 0.5,
     targets: str = "interior",
     min_size: int = 0,
     **kwargs,
@@ -38,6 +47,8 @@ def instances_from_maps(
         Instances are grown by up to ``grow`` pixels into pixels with background probability below
         0.5 (the boundary class; :func:`napari_hemd.core.cells.grow_to_cells`); default by the
         model's ``targets`` (:data:`~napari_hemd.core.cells.GROW_BY_TARGETS`); 0 disables it.
+    grow_threshold : float
+        Pixels with background probability below this may be taken by the growth.
     targets : {"interior", "cell"}
         What the U-Net's foreground class is (``model.metadata["targets"]``).
     min_size : int
@@ -62,7 +73,7 @@ def instances_from_maps(
     if grow is None:
         grow = GROW_BY_TARGETS.get(targets, 3)
     if grow and "background" in maps and "boundary" in maps:
-        labels = grow_to_cells(labels, maps["background"], grow)
+        labels = grow_to_cells(labels, maps["background"], grow, threshold=grow_threshold)
     return labels.astype(np.int32)
 
 
@@ -98,6 +109,7 @@ def evaluate_model(
     """
     from napari_hemd.core.metrics import evaluate_sequence
 
+    grow_threshold = float(model.metadata.get("segment_defaults", {}).get("grow_threshold", 0.5))
     outputs = ["foreground"]
     if model.kind == "unet":
         outputs += ["boundary", "background"]
@@ -118,6 +130,7 @@ def evaluate_model(
                     maps,
                     m,
                     grow=grow,
+                    grow_threshold=grow_threshold,
                     targets=model.metadata.get("targets", "interior"),
                     min_size=min_size,
                 )
@@ -132,3 +145,173 @@ def evaluate_model(
         }
         logger.info("%s: %s", m, results[m])
     return results
+
+
+#: Background-probability thresholds :func:`calibrate_growth` tries.
+GROW_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+#: Repulsive-edge biases :func:`calibrate_mutex_bias` tries.
+MUTEX_BIASES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def _folder(s: Sample) -> str:
+    return s.name.rsplit("/", 1)[0] if "/" in s.name else s.name
+
+
+def _check_calibration(model: HemdModel, kind: str, samples, values, name: str, lo, hi) -> None:
+    if model.kind != kind:
+        names = {"unet": "a U-Net", "affinity": "an affinity"}
+        raise ValueError(
+            f"this calibration needs {names[kind]} model; got {names[model.kind]} model"
+        )
+    if not samples:
+        raise ValueError("samples must hold at least one frame with masks; got none")
+    if not values or any(not lo(float(v)) or not hi(float(v)) for v in values):
+        raise ValueError(f"{name} must be a non-empty sequence in range; got {list(values)}")
+
+
+def _choose(
+    found: list, candidates: Sequence[float], instances
+) -> tuple[float, dict[float, dict[str, dict[str, float]]]]:
+    """Score ``instances(entry, value)`` for every value; the best mean (F1 + AJI) / 2 wins.
+
+    ``found``: ``(group, reference, ...)`` per frame. Groups (data folders) count equally; ties go
+    to the value closest to the start of ``candidates`` (the network's own decision first).
+    """
+    from napari_hemd.core.metrics import evaluate_sequence
+
+    table: dict[float, dict[str, dict[str, float]]] = {}
+    for v in candidates:
+        per: dict[str, tuple[dict, dict]] = {}
+        for i, entry in enumerate(found):
+            refs, preds = per.setdefault(entry[0], ({}, {}))
+            refs[i], preds[i] = entry[1], instances(entry, float(v))
+        table[float(v)] = {
+            g: {k: round(float(r[k]), 4) for k in ("F1", "AJI")}
+            for g, r in ((g, evaluate_sequence(*pair)) for g, pair in per.items())
+        }
+
+    def score(v: float) -> float:
+        return round(float(np.mean([(x["F1"] + x["AJI"]) / 2 for x in table[v].values()])), 4)
+
+    order = {float(v): i for i, v in enumerate(candidates)}
+    best = max(table, key=lambda v: (score(v), -order[v]))
+    logger.info("calibration: %s (score %.4f; first candidate %.4f)", best, score(best),
+                score(float(candidates[0])))  # fmt: skip
+    return best, table
+
+
+def calibrate_growth(
+    model: HemdModel,
+    samples: Sequence[Sample],
+    *,
+    thresholds: Sequence[float] = GROW_THRESHOLDS,
+    group=None,
+) -> tuple[float, dict]:
+    """Choose how far whole-cell growth may reach into a U-Net's uncertain border pixels.
+
+    Instances are grown into pixels whose background probability is below a threshold
+    (:func:`napari_hemd.core.cells.grow_to_cells`). 0.5 is the network's own decision; a network
+    trained on several datasets whose annotators draw outlines differently (BBBC039 tight, the
+    CTC fluorescence truths generous) learns a compromise, and its masks come out smaller than
+    one dataset's annotation (on Fluo-N2DL-HeLa 81 % of the area at 0.5). Every threshold is
+    tried on ``samples`` (take *training* frames, so held-out scores stay honest) with single-frame
+    H-EMD and the model's minimum size; the best mean of (F1 + AJI) / 2 over the groups wins.
+
+    Parameters
+    ----------
+    model : HemdModel
+        A U-Net.
+    samples : sequence of Sample
+        Frames with their masks.
+    thresholds : sequence of float
+        Candidates in (0, 1]; ties go to the earlier one.
+    group : callable, optional
+        ``group(sample) -> str``: scores are averaged per group first (default: the data folder,
+        the sample name without its last part), so each dataset counts equally.
+
+    Returns
+    -------
+    (threshold, table)
+        The chosen threshold and ``{threshold: {group: {"F1", "AJI"}}}``.
+    """
+    from napari_hemd.core.cells import GROW_BY_TARGETS, grow_to_cells
+
+    _check_calibration(
+        model, "unet", samples, thresholds, "thresholds", lambda v: v > 0, lambda v: v <= 1
+    )
+    group = group or _folder
+    grow = GROW_BY_TARGETS[model.metadata.get("targets", "interior")]
+    min_size = int(model.metadata.get("segment_defaults", {}).get("min_size", 20))
+    found = []  # (group, reference, instances before growth, background)
+    for s in samples:
+        maps = predict(model, s.image, outputs=["foreground", "background"])
+        labels = instances_from_maps(maps, "hemd", grow=0, min_size=min_size)
+        found.append((group(s), s.labels, labels, maps["background"]))
+    return _choose(found, thresholds, lambda e, t: grow_to_cells(e[2], e[3], grow, threshold=t))
+
+
+def calibrate_mutex_bias(
+    model: HemdModel,
+    samples: Sequence[Sample],
+    *,
+    biases: Sequence[float] = MUTEX_BIASES,
+    group=None,
+) -> tuple[float, dict]:
+    """Choose the Mutex watershed's repulsive-edge bias of an affinity model on ``samples``.
+
+    Where the embeddings of two touching nuclei are not pulled apart far enough, long-range
+    affinities across the contact stay high (0.6-0.9) and the Mutex watershed merges them.
+    Weighing every repulsive edge ``1 - affinity + bias``
+    (:func:`napari_hemd.models.mutex_watershed_labels`) restores the separations; too large a
+    bias splits nuclei. Scored like :func:`calibrate_growth` (take training images).
+
+    Returns
+    -------
+    (bias, table)
+        The chosen bias and ``{bias: {group: {"F1", "AJI"}}}``.
+    """
+    from napari_hemd.models.affinity import make_offsets
+    from napari_hemd.models.mutex import mutex_watershed_labels
+
+    _check_calibration(
+        model, "affinity", samples, biases, "biases", lambda v: v >= 0, lambda v: v < 1
+    )
+    group = group or _folder
+    offsets = make_offsets(model.metadata["ranges"], model.metadata.get("neighbourhood", 4))
+    found = []  # (group, reference, affinities, foreground)
+    for s in samples:
+        maps = predict(model, s.image, outputs=["foreground", "affinities"])
+        found.append((group(s), s.labels, maps["affinities"], maps["foreground"]))
+    return _choose(
+        found,
+        biases,
+        lambda e, b: mutex_watershed_labels(e[2], offsets, foreground=e[3], bias=b),
+    )
+
+
+def calibrate_model(model: HemdModel, samples: Sequence[Sample], *, group=None) -> dict:
+    """Calibrate a model on ``samples`` (training frames) and store the choice in its metadata.
+
+    U-Nets: the whole-cell growth threshold (:func:`calibrate_growth`) into
+    ``metadata["segment_defaults"]["grow_threshold"]``; affinity networks: the Mutex watershed's
+    bias (:func:`calibrate_mutex_bias`) into ``metadata["mutex_bias"]``. The scores of every
+    candidate go to ``metadata["calibration"]``, which is returned.
+    """
+    if model.kind == "unet":
+        value, table = calibrate_growth(model, samples, group=group)
+        defaults = dict(model.metadata.get("segment_defaults", {}))
+        defaults["grow_threshold"] = value
+        model.metadata["segment_defaults"] = defaults
+        key = "grow_threshold"
+    else:
+        value, table = calibrate_mutex_bias(model, samples, group=group)
+        model.metadata["mutex_bias"] = value
+        key = "mutex_bias"
+    record = {
+        "parameter": key,
+        "value": value,
+        "frames": [s.name for s in samples],
+        "scores": {str(v): per for v, per in table.items()},
+    }
+    model.metadata["calibration"] = record
+    return record

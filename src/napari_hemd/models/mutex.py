@@ -23,6 +23,7 @@ def mutex_watershed_labels(
     threshold: float = 0.5,
     min_size: int = 30,
     strides: Sequence[int] | None = None,
+    bias: float = 0.0,
 ) -> np.ndarray:
     """Instance labels from affinities with the Mutex watershed.
 
@@ -43,6 +44,11 @@ def mutex_watershed_labels(
         removed when they touch none (see :func:`merge_small_instances`).
     strides : sequence of int, optional
         Sub-sampling of the repulsive edges (``None``: all edges).
+    bias : float
+        Repulsive (long-range) edges weigh ``1 - affinity + bias`` (capped at 1): a network whose
+        affinities across touching nuclei stay high separates them only with a bias. A model file
+        records the bias chosen on its training images (``metadata["mutex_bias"]``,
+        :func:`napari_hemd.models.calibrate_mutex_bias`); 0: the Mutex watershed as published.
 
     Returns
     -------
@@ -70,7 +76,11 @@ def mutex_watershed_labels(
             f"got {offsets[:ndim]}"
         )
     # elf expects boundary-like values (1 = cut) and flips the attractive channels itself.
+    if not 0.0 <= bias < 1.0:
+        raise ValueError(f"bias must be in [0, 1); got {bias}")
     boundary = 1.0 - np.clip(affs, 0.0, 1.0)
+    if bias:
+        boundary[ndim:] = np.minimum(boundary[ndim:] + bias, 1.0)
     mask = None
     if foreground is not None:
         fg = np.asarray(foreground)

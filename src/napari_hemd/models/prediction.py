@@ -278,7 +278,12 @@ def _outputs_from_maps(
             from napari_hemd.models.mutex import mutex_watershed_labels
 
             res["instances"] = mutex_watershed_labels(
-                affs, offsets, foreground=fg, threshold=threshold, min_size=min_size
+                affs,
+                offsets,
+                foreground=fg,
+                threshold=threshold,
+                min_size=min_size,
+                bias=float(model.metadata.get("mutex_bias", 0.0)),
             )
     return res
 

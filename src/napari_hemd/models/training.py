@@ -89,6 +89,10 @@ class TrainConfig:
         ``"encoder"``: the contracting path (``stem``, ``down``, ``bottom``) keeps its weights;
         only the decoder and heads are trained (a fine-tuning option; see docs/models.md for what
         it measured).
+    calibrate : bool
+        At the end, calibrate on up to 4 training frames per data folder and store the choice in
+        the model (:func:`napari_hemd.models.calibrate_model`: a U-Net's whole-cell growth
+        threshold, an affinity network's Mutex-watershed bias).
     freeze_bn : bool
         Batch normalisation keeps the model's running statistics (layers in eval mode) instead
         of re-estimating them from the training patches (fine-tuning on a few frames).
@@ -123,6 +127,7 @@ class TrainConfig:
     init: str | None = None
     freeze: str | None = None
     freeze_bn: bool = False
+    calibrate: bool = True
     ranges: tuple = (1, 3, 5, 9, 27)
     neighbourhood: int = 4
     alpha: float = 1.0
@@ -585,6 +590,10 @@ def train_model(
         "device": str(device),
         "torch": torch.__version__,
     }
+    if cfg.calibrate and train and not cancelled:
+        from napari_hemd.models.evaluation import calibrate_model
+
+        calibrate_model(model, _score_subset(train, min(cfg.score_frames, 4)), group=_dataset_of)
     save_model_file(model, output)
     if ckpt.exists() and step >= cfg.steps:
         ckpt.unlink()
@@ -658,8 +667,10 @@ def _score(model: HemdModel, samples: Sequence[Sample]) -> dict:
     # the affinity network's own instances (Mutex watershed), so a checkpoint is chosen for
     # separating touching nuclei, not only for its foreground head
     method = "mutex" if model.kind == "affinity" else "threshold"
+    # the model's own minimum size (a fine-tuned nuclei-fluo: 100 px), as segment --model uses
+    min_size = int(model.metadata.get("segment_defaults", {}).get("min_size", 20))
     for name, g in groups.items():
-        r = evaluate_model(model, g, methods=(method,), min_size=20)[method]
+        r = evaluate_model(model, g, methods=(method,), min_size=min_size)[method]
         per[name] = {"F1": r["F1"], "AJI": r["AJI"]}
     score = float(np.mean([(v["F1"] + v["AJI"]) / 2 for v in per.values()]))
     logger.info("held-out score %.4f %s", score, per)

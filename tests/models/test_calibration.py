@@ -1,0 +1,98 @@
+"""Calibration of a model on its training frames: whole-cell growth threshold, Mutex bias."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_hemd.core.metrics import evaluate_frame  # noqa: E402
+from napari_hemd.models import (  # noqa: E402
+    SHIPPED_MODELS,
+    Sample,
+    calibrate_growth,
+    calibrate_mutex_bias,
+    instances_from_maps,
+    load_model,
+    load_samples,
+    predict,
+)
+from napari_hemd.models.registry import model_path  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_growth_threshold_chosen_on_training_frames_helps_a_held_out_frame(shared_data):
+    """nuclei-fluo's masks on Fluo-N2DL-HeLa are 81 % of the annotated area at 0.5; the threshold
+    chosen on two training frames (t010, t040) gives larger AJI on a held-out frame (t085)."""
+    model = load_model("nuclei-fluo")
+    frames = {s.name[-4:]: s for s in load_samples(shared_data / "ctc/Fluo-N2DL-HeLa/01")}
+    value, table = calibrate_growth(model, [frames["t010"], frames["t040"]])
+    assert value > 0.5
+    assert set(table) == {0.5, 0.6, 0.7, 0.8, 0.9, 0.95}
+    assert set(table[value]) == {"Fluo-N2DL-HeLa/01"}
+    assert table[value]["Fluo-N2DL-HeLa/01"]["AJI"] > table[0.5]["Fluo-N2DL-HeLa/01"]["AJI"]
+    held = frames["t085"]
+    maps = predict(model, held.image, outputs=["foreground", "boundary", "background"])
+    aji = {
+        t: evaluate_frame(
+            held.labels,
+            instances_from_maps(
+                maps, "hemd", grow=2, grow_threshold=t, targets="cell", min_size=100
+            ),
+        )["AJI"]
+        for t in (0.5, value)
+    }
+    assert aji[value] > aji[0.5] + 0.03
+
+
+def test_mutex_bias_chosen_on_training_images_helps_a_held_out_image(shared_data):
+    pytest.importorskip("elf")
+    model = load_model("nuclei-affinity")
+    samples = load_samples(shared_data / "bbbc039")
+    value, table = calibrate_mutex_bias(model, samples[:2], biases=(0.0, 0.3, 0.6))
+    assert value > 0
+    assert table[value]["bbbc039"]["F1"] + table[value]["bbbc039"]["AJI"] > (
+        table[0.0]["bbbc039"]["F1"] + table[0.0]["bbbc039"]["AJI"]
+    )
+    held = samples[-1]
+    scores = {}
+    for bias in (0.0, value):
+        model.metadata["mutex_bias"] = bias  # what predict's instances use
+        pred = predict(model, held.image, outputs=["instances"])["instances"]
+        scores[bias] = evaluate_frame(held.labels, pred)
+    assert scores[value]["AJI"] > scores[0.0]["AJI"]
+    assert scores[value]["n_pred"] > scores[0.0]["n_pred"]  # touching nuclei separated
+
+
+def test_calibration_bad_input(blobs):
+    unet = load_model("nuclei-fluo")
+    sample = Sample(blobs[0], blobs[1], "d/t0", "labels")
+    with pytest.raises(ValueError, match="needs an affinity model; got a U-Net model"):
+        calibrate_mutex_bias(unet, [sample])
+    with pytest.raises(ValueError, match="samples must hold at least one frame"):
+        calibrate_growth(unet, [])
+    with pytest.raises(ValueError, match=r"thresholds must be .* in range; got \[0.5, 1.2\]"):
+        calibrate_growth(unet, [sample], thresholds=(0.5, 1.2))
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_MODELS))
+def test_shipped_models_are_calibrated_on_training_frames_only(name):
+    if not model_path(name).exists():
+        pytest.skip(f"weights of {name} not installed")
+    meta = load_model(name).metadata
+    cal = meta["calibration"]
+    training = meta["training"]
+    assert cal["frames"] and set(cal["frames"]) <= set(training["train_samples"])
+    assert not set(cal["frames"]) & set(training["held_out_samples"])
+    if cal["parameter"] == "grow_threshold":
+        assert meta["segment_defaults"]["grow_threshold"] == cal["value"]
+    else:
+        assert meta["mutex_bias"] == cal["value"]
+    assert str(cal["value"]) in cal["scores"]
