@@ -52,6 +52,14 @@ def test_train_predict_round_trip(folder, kind, capsys):
         == 0
     )
     assert model.exists()
+    from napari_hemd.models import load_model_file
+
+    meta = load_model_file(model).metadata  # calibrated on a training image at the end
+    assert (
+        meta["calibration"]["parameter"]
+        == {"unet": "grow_threshold", "affinity": "mutex_bias"}[kind]
+    )
+    assert meta["calibration"]["frames"] == meta["training"]["train_samples"][:1]
     assert (
         main(["train", "--data", str(folder / "data"), "--model", kind, "-o", str(model), *common])
         == 2
@@ -238,3 +246,30 @@ def test_models_prints_the_meaningful_score():
                                           "mutex": {"F1": 0.88, "AJI": 0.81}}}}  # fmt: skip
     assert _score_lines(both, "mutex") == ["bbbc039 labels: Mutex watershed F1 0.880 AJI 0.810"]
     assert _score_lines(validation, "mutex")[0].startswith("Fluo-N2DL-HeLa/01 ST: H-EMD F1")
+
+
+def test_no_calibrate_then_the_calibration_script(folder):
+    """``--no-calibrate`` leaves the model at 0.5; scripts/calibrate.py calibrates the file later on
+    its recorded training frames (found under --data by the folder's name)."""
+    from pathlib import Path
+
+    from napari_hemd.models import load_model_file
+
+    model = folder / "m.pt"
+    args = ["train", "--data", str(folder / "data"), "-o", str(model), "--steps", "2"]
+    args += ["--batch-size", "1", "--patch-size", "32", "--base-channels", "4", "--depth", "2"]
+    assert main([*args, "--val", "0.34", "--threads", "1", "--no-progress", "--no-calibrate"]) == 0
+    assert "calibration" not in load_model_file(model).metadata
+    script = Path(__file__).parents[2] / "scripts" / "calibrate.py"
+    run = subprocess.run(
+        [sys.executable, str(script), str(model), "--data", str(folder), "--frames", "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "chosen grow_threshold" in run.stdout
+    meta = load_model_file(model).metadata
+    cal = meta["calibration"]
+    assert cal["frames"] == meta["training"]["train_samples"]  # (one training image here)
+    assert meta["segment_defaults"]["grow_threshold"] == cal["value"]
