@@ -42,9 +42,9 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
             "nuclei-fluo",
             "unet",
             "nuclei-fluo.pt",
-            "Fluo-N2DH-SIM+ 02 (GT, frames 0-39) + Fluo-N2DL-HeLa 01 (ST, frames 0-72) + BBBC039 "
-            "(24 of 30 images)",
-            "fluorescent nuclei: whole-cell foreground / contact / background U-Net",
+            "Fluo-N2DH-SIM+ 02 (GT, frames 0-39) + Fluo-N2DL-HeLa 01 (ST, frames 0-72); started "
+            "from a model that also saw BBBC039 (24 of 30 images)",
+            "fluorescent nuclei in time-lapses: whole-cell foreground / contact / background U-Net",
         ),
         ShippedModel(
             "cells-phc",
