@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 NAMES = {
@@ -33,9 +34,9 @@ def _cell(scores: dict, sparse: bool) -> str:
 
 
 def _block(ds: str, frames: list[str]) -> str:
-    if not ds.count("/"):  # independent images
-        return f"{ds} ({len(frames)} held-out images)"
-    return f"{ds} {frames[0]}-{frames[-1]}"
+    if all(re.fullmatch(r"[tz]\d+", f) for f in frames):  # frames of a sequence, slices of a volume
+        return f"{ds} {frames[0]}-{frames[-1]}"
+    return f"{ds} ({len(frames)} held-out images)"  # independent images
 
 
 def tables(results: dict, previous: dict | None = None, label: str = "previous") -> str:
