@@ -85,7 +85,9 @@ def test_calibration_bad_input(blobs):
         calibrate_mutex_bias(unet, [sample])
     with pytest.raises(ValueError, match="samples must hold at least one frame"):
         calibrate_growth(unet, [])
-    with pytest.raises(ValueError, match=r"thresholds must be .* in range; got \[0.5, 1.2\]"):
+    with pytest.raises(
+        ValueError, match=r"thresholds must be one or more values in \(0, 1\]; got \[0.5, 1.2\]"
+    ):
         calibrate_growth(unet, [sample], thresholds=(0.5, 1.2))
 
 

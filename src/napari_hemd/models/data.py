@@ -44,6 +44,11 @@ class Sample:
     name: str
     source: str
 
+    @property
+    def dataset(self) -> str:
+        """The data folder the sample comes from (``name`` without its frame)."""
+        return self.name.rsplit("/", 1)[0] if "/" in self.name else self.name
+
 
 def _frame_number(path: Path) -> int:
     digits = re.findall(r"\d+", path.stem)

@@ -153,11 +153,7 @@ GROW_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 MUTEX_BIASES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
-def _folder(s: Sample) -> str:
-    return s.name.rsplit("/", 1)[0] if "/" in s.name else s.name
-
-
-def _check_calibration(model: HemdModel, kind: str, samples, values, name: str, lo, hi) -> None:
+def _check_calibration(model: HemdModel, kind: str, samples, values, name: str, ok, expected):
     if model.kind != kind:
         names = {"unet": "a U-Net", "affinity": "an affinity"}
         raise ValueError(
@@ -165,8 +161,8 @@ def _check_calibration(model: HemdModel, kind: str, samples, values, name: str, 
         )
     if not samples:
         raise ValueError("samples must hold at least one frame with masks; got none")
-    if not values or any(not lo(float(v)) or not hi(float(v)) for v in values):
-        raise ValueError(f"{name} must be a non-empty sequence in range; got {list(values)}")
+    if not values or not all(ok(float(v)) for v in values):
+        raise ValueError(f"{name} must be one or more values in {expected}; got {list(values)}")
 
 
 def _choose(
@@ -227,7 +223,7 @@ def calibrate_growth(
         Candidates in (0, 1]; ties go to the earlier one.
     group : callable, optional
         ``group(sample) -> str``: scores are averaged per group first (default: the data folder,
-        the sample name without its last part), so each dataset counts equally.
+        :attr:`Sample.dataset`), so each dataset counts equally.
 
     Returns
     -------
@@ -237,9 +233,9 @@ def calibrate_growth(
     from napari_hemd.core.cells import GROW_BY_TARGETS, grow_to_cells
 
     _check_calibration(
-        model, "unet", samples, thresholds, "thresholds", lambda v: v > 0, lambda v: v <= 1
+        model, "unet", samples, thresholds, "thresholds", lambda v: 0 < v <= 1, "(0, 1]"
     )
-    group = group or _folder
+    group = group or (lambda s: s.dataset)
     grow = GROW_BY_TARGETS[model.metadata.get("targets", "interior")]
     min_size = int(model.metadata.get("segment_defaults", {}).get("min_size", 20))
     found = []  # (group, reference, instances before growth, background)
@@ -273,10 +269,8 @@ def calibrate_mutex_bias(
     from napari_hemd.models.affinity import make_offsets
     from napari_hemd.models.mutex import mutex_watershed_labels
 
-    _check_calibration(
-        model, "affinity", samples, biases, "biases", lambda v: v >= 0, lambda v: v < 1
-    )
-    group = group or _folder
+    _check_calibration(model, "affinity", samples, biases, "biases", lambda v: 0 <= v < 1, "[0, 1)")
+    group = group or (lambda s: s.dataset)
     offsets = make_offsets(model.metadata["ranges"], model.metadata.get("neighbourhood", 4))
     found = []  # (group, reference, affinities, foreground)
     for s in samples:

@@ -272,7 +272,7 @@ class _PatchSampler:
         self.aug = aug or Augmentation.off()
         areas = np.array([s.image.size for s in self.samples], dtype=float)
         if balance:
-            groups = [_dataset_of(s) for s in self.samples]
+            groups = [s.dataset for s in self.samples]
             totals: dict[str, float] = {}
             for g, a in zip(groups, areas, strict=True):
                 totals[g] = totals.get(g, 0.0) + a
@@ -287,10 +287,6 @@ class _PatchSampler:
             imgs.append(augment_intensity(img, self.rng, self.aug))
             labs.append(lab)
         return np.stack(imgs)[:, None], np.stack(labs)
-
-
-def _dataset_of(sample: Sample) -> str:
-    return sample.name.rsplit("/", 1)[0] if "/" in sample.name else sample.name
 
 
 def _pad_to(arr: np.ndarray, size: int) -> np.ndarray:
@@ -593,7 +589,7 @@ def train_model(
     if cfg.calibrate and train and not cancelled:
         from napari_hemd.models.evaluation import calibrate_model
 
-        calibrate_model(model, _score_subset(train, min(cfg.score_frames, 4)), group=_dataset_of)
+        calibrate_model(model, _score_subset(train, min(cfg.score_frames, 4)))
     save_model_file(model, output)
     if ckpt.exists() and step >= cfg.steps:
         ckpt.unlink()
@@ -643,7 +639,7 @@ def _score_subset(val: Sequence[Sample], per_dataset: int) -> list[Sample]:
     """At most ``per_dataset`` held-out frames of every data folder, evenly spaced."""
     groups: dict[str, list[Sample]] = {}
     for s in val:
-        groups.setdefault(_dataset_of(s), []).append(s)
+        groups.setdefault(s.dataset, []).append(s)
     out = []
     for g in groups.values():
         idx = np.unique(np.linspace(0, len(g) - 1, min(per_dataset, len(g))).round().astype(int))
@@ -662,7 +658,7 @@ def _score(model: HemdModel, samples: Sequence[Sample]) -> dict:
     model.network.eval()
     groups: dict[str, list[Sample]] = {}
     for s in samples:
-        groups.setdefault(_dataset_of(s), []).append(s)
+        groups.setdefault(s.dataset, []).append(s)
     per = {}
     # the affinity network's own instances (Mutex watershed), so a checkpoint is chosen for
     # separating touching nuclei, not only for its foreground head
