@@ -86,6 +86,24 @@ def test_cli_segment_model_user_errors(movie, tmp_path, capsys):
     assert "no-such-model" in capsys.readouterr().err
     assert main(["segment", str(path), "-o", out, "--model", "nuclei-fluo", "--axis", "1"]) == 2
     assert "--axis must be 0 with --model" in capsys.readouterr().err
+    assert main(["segment", str(path), "-o", out, "--grow-threshold", "0.5"]) == 2
+    assert "--grow-threshold needs --model" in capsys.readouterr().err
+    args = ["segment", str(path), "-o", out, "--model", "nuclei-fluo", "--grow-threshold", "0"]
+    assert main(args) == 2
+    assert "--grow-threshold must be in (0, 1]; got 0.0" in capsys.readouterr().err
+
+
+def test_cli_grow_threshold_overrides_the_model(movie, tmp_path):
+    """``--grow-threshold 0.5`` gives the network's own decision instead of the calibrated 0.7."""
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, movie["image"], photometric="minisblack")
+    out = tmp_path / "labels.tif"
+    args = ["segment", str(path), "--model", "nuclei-fluo", "-o", str(out), "--no-progress"]
+    assert main([*args, "--grow-threshold", "0.5", "--threads", "1"]) == 0
+    own = segment_image(movie["image"], "nuclei-fluo", grow_threshold=0.5).labels
+    calibrated = segment_image(movie["image"], "nuclei-fluo").labels
+    assert (read_stack(out) == own).all()
+    assert (own > 0).sum() < (calibrated > 0).sum()  # the calibrated growth takes more
 
 
 def test_single_frame_and_2d(movie):

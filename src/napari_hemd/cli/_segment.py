@@ -60,6 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="whole-cell growth of the instances in pixels (default: what the model needs; 0: "
         "none)",
     )
+    m.add_argument(
+        "--grow-threshold",
+        type=float,
+        default=None,
+        help="the growth takes pixels whose background probability is below this (default: the "
+        "model's calibrated value, e.g. 0.7 for nuclei-fluo; 0.5: the network's own decision)",
+    )
     add_tile_argument(m)
     m.add_argument(
         "--batch-size", type=int, default=None, help="tiles per forward pass (default: ~1 Mpx)"
@@ -152,9 +159,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.model is not None:
         return _run_with_model(args)
-    for opt in ("grow", "tile", "device", "threads"):
+    for opt in ("grow", "grow_threshold", "tile", "device", "threads"):
         if getattr(args, opt) is not None:
-            raise ValueError(f"--{opt} needs --model (INPUT is then a raw movie)")
+            flag = opt.replace("_", "-")
+            raise ValueError(f"--{flag} needs --model (INPUT is then a raw movie)")
     from napari_hemd.core.validation import not_a_probability_map
 
     prob = read_stack(args.prob, lazy=True)
@@ -210,6 +218,8 @@ def _run_with_model(args: argparse.Namespace) -> int:
         raise ValueError(f"--axis must be 0 with --model (frames first); got {args.axis}")
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
+    if args.grow_threshold is not None and not 0 < args.grow_threshold <= 1:
+        raise ValueError(f"--grow-threshold must be in (0, 1]; got {args.grow_threshold}")
     image = read_stack(args.prob, lazy=True)
     t0 = time.perf_counter()
     hp = hemd_params(args)
@@ -232,6 +242,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
             threads=args.threads,
             link=args.link,
             min_volume=args.min_volume or 0,
+            **({"grow_threshold": args.grow_threshold} if args.grow_threshold is not None else {}),
             **hp,
         )
     labels = res.labels if res.labels.ndim == 3 else res.labels[None]
