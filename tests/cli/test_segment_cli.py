@@ -210,3 +210,16 @@ def test_silent_acceptances_are_refused(tmp_path, capsys):
     assert main(["segment", str(tmp_path / "p.npy"), "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "pass --overwrite" in err and "overwrite=True" not in err
+
+
+def test_progress_rate_only_when_the_start_is_known(capsys):
+    """A stage first reported already finished (one fast frame) prints no made-up rate."""
+    from napari_hemd.cli._progress import Progress
+
+    with Progress(interval=0.0) as bar:
+        bar("predict", 1, 1)
+        bar("forests", 0, 2)
+        bar("forests", 2, 2)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "predict: 1/1"
+    assert err[1].startswith("forests: 2/2 (") and err[1].endswith("/s)")
