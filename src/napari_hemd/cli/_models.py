@@ -12,9 +12,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "models",
         help="list the shipped models and their training data (and the ones you fine-tuned)",
-        description="List the shipped models: kind, size, training data, steps and the held-out "
-        "scores of H-EMD on frames they never saw (SEG where the reference is sparse); then the "
-        "models fine-tuned in the plugin (use them with --model FILE).",
+        description="List the shipped models: kind, size, training data, steps, the held-out "
+        "scores on frames they never saw (H-EMD; an affinity model's own Mutex-watershed "
+        "instances; SEG where the reference is sparse) and their calibration; then the models "
+        "fine-tuned in the plugin (use them with --model FILE).",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
