@@ -220,6 +220,10 @@ def test_progress_rate_only_when_the_start_is_known(capsys):
         bar("predict", 1, 1)
         bar("forests", 0, 2)
         bar("forests", 2, 2)
+        bar("selection", 1, 3)  # first reported with one done: timed from there on
+        bar("selection", 3, 3)
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "predict: 1/1"
     assert err[1].startswith("forests: 2/2 (") and err[1].endswith("/s)")
+    assert err[2] == "selection: 1/3"
+    assert err[3].startswith("selection: 3/3 (") and err[3].endswith("/s)")

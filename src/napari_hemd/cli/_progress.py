@@ -25,7 +25,7 @@ class Progress:
         self.bar = None
         self.stage = None
         self.t0 = self.last = 0.0
-        self.timed = False
+        self.done0 = 0
         self.printed = -1
 
     def __call__(self, stage: str, done: int, total: int) -> None:
@@ -35,8 +35,8 @@ class Progress:
             self.close()
             self.stage = stage
             self.t0 = self.last = time.perf_counter()
-            # a stage first reported with work already done has no known start: no rate
-            self.timed = done == 0
+            # a stage first reported with work already done: its rate counts from that report
+            self.done0 = done
             self.printed = -1
             if self.tty:
                 from tqdm import tqdm
@@ -52,10 +52,10 @@ class Progress:
         if due and done and done != self.printed:
             self.last, self.printed = now, done
             of = f"/{total}" if total else ""
-            if not self.timed:
+            if done <= self.done0:  # nothing timed yet
                 print(f"{stage}: {done}{of}", file=sys.stderr, flush=True)
                 return
-            rate = done / max(now - self.t0, 1e-9)
+            rate = (done - self.done0) / max(now - self.t0, 1e-9)
             left = (total - done) / rate if total and rate > 0 else 0.0
             eta = f", {int(left // 60)}:{int(left % 60):02d} left" if total > done else ""
             print(f"{stage}: {done}{of} ({rate:.2f}/s{eta})", file=sys.stderr, flush=True)
