@@ -31,7 +31,8 @@ import torch
 
 from napari_hemd.core.metrics import evaluate_sequence
 from napari_hemd.image_segmentation import labels_from_maps_workflow, whole_cell_growth
-from napari_hemd.models import iter_predict, load_model_file, load_samples, save_model_file
+from napari_hemd.models import iter_predict, load_model_file, load_samples
+from napari_hemd.models.weights import rewrite_model_file
 from napari_hemd.workflows import run_workflow
 
 METHODS = ("hemd", "threshold", "watershed")
@@ -184,8 +185,7 @@ def store_validation(path: Path, model, results: dict, min_size: int = MIN_SIZE)
         },
         "frames": {ds: [res["frames"][0], res["frames"][-1]] for ds, res in results.items()},
     }
-    half = next(iter(torch.load(path, weights_only=True)["state_dict"].values()))
-    save_model_file(model, path, half=half.dtype == torch.float16)
+    rewrite_model_file(model, path)
 
 
 def main() -> None:

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_hemd.models import calibrate_model, load_model_file, load_samples, save_model_file
+from napari_hemd.models import calibrate_model, load_model_file, load_samples
 from napari_hemd.models.training import _score_subset
+from napari_hemd.models.weights import rewrite_model_file
 
 
 def training_frames(model, data_root: Path, per_folder: int) -> list:
@@ -61,8 +62,7 @@ def main() -> None:
         print(f"{t:>5}: {json.dumps(per)}  mean (F1+AJI)/2 {mean:.4f}")
     print(f"chosen {cal['parameter']} {cal['value']} on {len(frames)} training frames")
     if not args.dry_run:
-        half = next(iter(torch.load(args.model, weights_only=True)["state_dict"].values()))
-        save_model_file(model, args.model, half=half.dtype == torch.float16)
+        rewrite_model_file(model, args.model)
         print(f"stored in {args.model}")
 
 

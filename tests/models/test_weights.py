@@ -35,6 +35,24 @@ def test_half_precision_file_is_smaller(tmp_path):
     assert w.dtype == torch.float32
 
 
+def test_rewrite_keeps_the_file_precision(tmp_path):
+    """A metadata update (scores, calibration) leaves a float16 file float16, a float32 one float32."""
+    from napari_hemd.models.weights import rewrite_model_file
+
+    model = HemdModel.create("unet", base_channels=8, depth=2)
+    for name, half in (("h.pt", True), ("f.pt", False)):
+        path = save_model_file(model, tmp_path / name, half=half)
+        size = path.stat().st_size
+        back = load_model_file(path)
+        back.metadata["calibration"] = {"value": 0.7}
+        rewrite_model_file(back, path)
+        state = torch.load(path, weights_only=True)["state_dict"]
+        dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
+        assert dtypes == {torch.float16 if half else torch.float32}
+        assert abs(path.stat().st_size - size) < 1024
+        assert load_model_file(path).metadata["calibration"] == {"value": 0.7}
+
+
 class _Exploit:
     def __reduce__(self):
         # Would create a file if unpickled.

@@ -132,11 +132,9 @@ def _score_lines(validation: dict, method: str = "hemd") -> list[str]:
         return [f"{k}: {v}" for k, v in validation.items()]
     lines = []
     for ref, by_method in scores.items():
-        key = method if method in by_method else "hemd"
-        best = by_method.get(key) or next(iter(by_method.values()))
+        key = next((k for k in (method, "hemd") if k in by_method), next(iter(by_method)))
+        best = by_method[key]
         how = {"hemd": "H-EMD", "mutex": "Mutex watershed"}.get(key, key)
-        if key not in by_method:
-            how = next(iter(by_method))
         if ref in SPARSE:
             lines.append(f"{ref}: {how} SEG {best['SEG']:.3f} (sparse reference: SEG only)")
         else:

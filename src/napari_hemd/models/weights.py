@@ -29,6 +29,7 @@ __all__ = [
     "build_network",
     "load_model_file",
     "normalize_percentile",
+    "rewrite_model_file",
     "save_model_file",
 ]
 
@@ -149,6 +150,16 @@ def save_model_file(model: HemdModel, path: str | os.PathLike, *, half: bool = F
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
+
+
+def rewrite_model_file(model: HemdModel, path: str | os.PathLike) -> Path:
+    """Replace the model file at ``path`` with ``model`` in the precision the file has.
+
+    For metadata updates (held-out scores, calibration): a float16 file stays float16.
+    """
+    stored = torch.load(path, weights_only=True)["state_dict"].values()
+    half = any(v.dtype == torch.float16 for v in stored)
+    return save_model_file(model, path, half=half)
 
 
 def weights_sha256(state: dict) -> str:
