@@ -174,9 +174,12 @@ def evaluate(
 
 def store_validation(path: Path, model, results: dict, min_size: int = MIN_SIZE) -> None:
     """Write the held-out scores into the model file (shown by ``napari-hemd models``)."""
+    size = model.metadata.get("segment_defaults", {}).get("min_size", min_size)
+    protocol = f"held-out block; H-EMD over the block; whole cells; min size {size}"
+    if model.kind == "affinity":
+        protocol = "held-out images; the network's Mutex-watershed instances (as predict gives)"
     model.metadata["validation"] = {
-        "protocol": "held-out block; H-EMD over the block; whole cells; min size "
-        + str(model.metadata.get("segment_defaults", {}).get("min_size", min_size)),
+        "protocol": protocol,
         "scores": {
             f"{ds} {ref}": {m: {k: sc[k] for k in ("F1", "AJI", "SEG")} for m, sc in r.items()}
             for ds, res in results.items()
