@@ -31,7 +31,13 @@ import torch
 
 from napari_hemd.core.metrics import evaluate_sequence
 from napari_hemd.image_segmentation import labels_from_maps_workflow, whole_cell_growth
-from napari_hemd.models import iter_predict, load_model_file, load_samples
+from napari_hemd.models import (
+    iter_predict,
+    load_model_file,
+    load_samples,
+    predict_volume,
+    volume_settings,
+)
 from napari_hemd.models.weights import rewrite_model_file
 from napari_hemd.workflows import run_workflow
 
@@ -142,7 +148,12 @@ def evaluate(
     results = {}
     for ds, block in held_out_blocks(model, data_root, names).items():
         samples = block["samples"]
-        maps = _predict(model, [s.image for s in samples], outputs)
+        if block.get("volume") and volume_settings(model)["planes"] == 3:
+            # the slab as the user's stack: z-, y- and x-slices, as segment --model does
+            stack = np.stack([s.image for s in samples])
+            maps = {k: list(v) for k, v in predict_volume(model, stack, outputs=outputs).items()}
+        else:
+            maps = _predict(model, [s.image for s in samples], outputs)
         n = len(samples)
         preds = {}
         for m in methods:

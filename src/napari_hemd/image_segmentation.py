@@ -108,6 +108,8 @@ def segment_image_workflow(
     device: str | None = None,
     threads: int | None = None,
     cancel: Callable[[], bool] | None = None,
+    planes: int | None = None,
+    z_scale: float | None = None,
     **params,
 ) -> Generator[Progress, None, ImageSegmentation]:
     """Predict maps with ``model``, segment them, grow instances to whole cells.
@@ -129,6 +131,13 @@ def segment_image_workflow(
         torch intra-op threads while predicting (default: torch's).
     cancel : callable, optional
         Checked between batches of tiles; see :func:`napari_hemd.workflows.predict_workflow`.
+    planes : {1, 3}, optional
+        3: a ``(Z, Y, X)`` stack is predicted on its z-, y- and x-slices and the probabilities
+        averaged (:func:`napari_hemd.models.predict_volume_workflow`); 1: z-slices only (frames of
+        a time-lapse always). Default: the model's (``nuclei-3d``: 3, others 1).
+    z_scale : float, optional
+        With 3 planes: voxel depth over pixel width of the stack (default: the model's training
+        volume's, ``nuclei-3d`` 2.2).
     **params
         Parameters of the method (``tau``, ``delta``, ``iterations``, ``min_size``, ``link``,
         ``variant`` ...), as for :func:`napari_hemd.workflows.segment_workflow`, and
@@ -151,7 +160,7 @@ def segment_image_workflow(
     """
     import torch
 
-    from napari_hemd.models.prediction import _resolve_model, iter_predict
+    from napari_hemd.models.prediction import _resolve_model, iter_predict, resolve_planes
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
@@ -180,25 +189,43 @@ def segment_image_workflow(
     if method == "maxvalue":
         outputs.append("boundary")
     n = 1 if len(shape) == 2 else shape[0]
+    planes = resolve_planes(loaded, planes, shape)
     frames: dict[str, list[np.ndarray]] = {k: [] for k in outputs}
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        yield ("predict", 0, n)
-        for t, maps in iter_predict(
-            loaded,
-            image,
-            outputs=outputs,
-            tile=tile,
-            halo=halo,
-            batch_size=batch_size,
-            device=device,
-            cancel=cancel,
-        ):
-            for k in outputs:
-                frames[k].append(np.asarray(maps[k], dtype=np.float32))
-            yield ("predict", t + 1, n)
+        if planes == 3:  # a stack seen from three sides; progress counts 2D slices
+            from napari_hemd.models.prediction import predict_volume_workflow
+
+            volume = yield from predict_volume_workflow(
+                loaded,
+                image,
+                outputs=outputs,
+                z_scale=z_scale,
+                tile=tile,
+                halo=halo,
+                batch_size=batch_size,
+                device=device,
+                cancel=cancel,
+            )
+            if volume is not None:
+                frames = {k: list(v) for k, v in volume.items()}
+        else:
+            yield ("predict", 0, n)
+            for t, maps in iter_predict(
+                loaded,
+                image,
+                outputs=outputs,
+                tile=tile,
+                halo=halo,
+                batch_size=batch_size,
+                device=device,
+                cancel=cancel,
+            ):
+                for k in outputs:
+                    frames[k].append(np.asarray(maps[k], dtype=np.float32))
+                yield ("predict", t + 1, n)
     finally:
         if threads:
             torch.set_num_threads(old_threads)
@@ -211,6 +238,11 @@ def segment_image_workflow(
         maps = {k: v[0] for k, v in maps.items()}
     name = str(model) if isinstance(model, (str, os.PathLike)) else f"({loaded.kind} model)"
     run = {"method": method, "model": name, "grow": int(grow), **params}
+    if planes == 3:
+        from napari_hemd.models.prediction import volume_settings
+
+        scale = volume_settings(loaded)["z_scale"] if z_scale is None else float(z_scale)
+        run.update(planes=3, z_scale=scale)
     return ImageSegmentation(labels, maps, res, int(grow), tracks, run, defaults)
 
 

@@ -115,8 +115,10 @@ def predict_workflow(
     tile: int | None = None,
     device: str | None = None,
     cancel: Callable[[], bool] | None = None,
+    planes: int | None = None,
+    z_scale: float | None = None,
 ) -> Generator[Progress, None, dict[str, np.ndarray]]:
-    """Predict probability maps frame by frame.
+    """Predict probability maps frame by frame (a stack: tri-planar when the model says so).
 
     Parameters
     ----------
@@ -130,10 +132,14 @@ def predict_workflow(
         Checked between batches of tiles (not only between frames), so a Cancel takes effect
         within a batch: the workflow then yields ``("cancelled", done, total)`` and, if resumed,
         raises :class:`Cancelled`.
+    planes, z_scale
+        Tri-planar prediction of a ``(Z, Y, X)`` stack (see
+        :func:`napari_hemd.image_segmentation.segment_image_workflow`); default: the model's.
 
     Yields
     ------
     ("predict", done, total)
+        Frames; with 3 planes, 2D slices of all three planes.
 
     Returns
     -------
@@ -149,6 +155,20 @@ def predict_workflow(
     if isinstance(model, str) and not model.endswith((".pt", ".pth")):
         model = load_model(model)
     n = 1 if len(shape) == 2 else shape[0]
+    from napari_hemd.models.prediction import (
+        _resolve_model,
+        predict_volume_workflow,
+        resolve_planes,
+    )
+
+    model = _resolve_model(model)
+    if resolve_planes(model, planes, shape) == 3:
+        volume = yield from predict_volume_workflow(
+            model, image, outputs=outputs, z_scale=z_scale, tile=tile, device=device, cancel=cancel
+        )
+        if volume is None:
+            yield from cancelled(0, n)
+        return volume
     yield ("predict", 0, n)
     frames: dict[str, list[np.ndarray]] = {}
     done = 0

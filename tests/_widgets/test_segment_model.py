@@ -130,3 +130,29 @@ def test_rerun_on_the_predicted_layer_uses_the_model_defaults(make_napari_viewer
     _wait(qtbot, seg.run(locked={}, prob_layer=viewer.layers["movie probability"]))
     assert np.array_equal(viewer.layers["movie labels"].data, first)
     assert not errors
+
+
+def test_segment_a_3d_stack_with_its_voxel_size(make_napari_viewer, qtbot, errors):
+    """nuclei-3d predicts a stack on three planes; the widget's z step reaches the prediction."""
+    from napari_hemd import segment_image
+    from napari_hemd.data.synthetic import nuclei_video
+
+    stack = nuclei_video(n_frames=6, shape=(64, 80), n_cells=6, seed=2)["image"]
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="stack")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    assert seg.z_scale.native.isHidden()  # only with a model
+    seg.prob.value = viewer.layers["stack"]
+    seg.model.value = "nuclei-3d"
+    assert not seg.z_scale.native.isHidden()
+    seg.z_scale.value = 3.0
+    seg.run_button.native.click()
+    _wait(qtbot, seg._worker)
+    labels = viewer.layers["stack labels"]
+    expected = segment_image(stack, "nuclei-3d", z_scale=3.0)
+    assert np.array_equal(labels.data, expected.labels)
+    np.testing.assert_allclose(
+        viewer.layers["stack probability"].data, expected.maps["foreground"], atol=1e-6
+    )
+    assert labels.metadata["hemd_params"]["z_scale"] == 3.0
+    assert not errors

@@ -91,6 +91,44 @@ def test_cli_segment_model_user_errors(movie, tmp_path, capsys):
     args = ["segment", str(path), "-o", out, "--model", "nuclei-fluo", "--grow-threshold", "0"]
     assert main(args) == 2
     assert "--grow-threshold must be in (0, 1]; got 0.0" in capsys.readouterr().err
+    assert main(["segment", str(path), "-o", out, "--planes", "3"]) == 2
+    assert "--planes needs --model" in capsys.readouterr().err
+    args = ["segment", str(path), "-o", out, "--model", "nuclei-3d", "--z-scale", "0"]
+    assert main(args) == 2
+    assert "--z-scale must be a voxel depth / pixel width > 0; got 0.0" in capsys.readouterr().err
+    args = ["segment", str(path)[:-4] + "x.tif", "-o", out, "--model", "nuclei-affinity"]
+    tifffile.imwrite(args[1], movie["image"], photometric="minisblack")
+    assert main([*args, "--planes", "3"]) == 2
+    assert "must be a U-Net for tri-planar prediction" in capsys.readouterr().err
+
+
+def test_stack_model_predicts_three_planes_on_every_path(movie, tmp_path):
+    """nuclei-3d's tri-planar default: API, segment --model, predict and the predict workflow
+    agree; ``--planes 1`` / ``planes=1`` is the slice-by-slice prediction."""
+    from napari_hemd.models import predict_volume
+    from napari_hemd.workflows import predict_workflow, run_workflow
+
+    stack = movie["image"][:, :64, :80]
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, stack, photometric="minisblack")
+    tri = predict_volume("nuclei-3d", stack, outputs=["foreground", "background"])
+    res = segment_image(stack, "nuclei-3d")
+    np.testing.assert_allclose(res.maps["foreground"], tri["foreground"], atol=1e-6)
+    assert res.params["planes"] == 3 and res.params["z_scale"] == 2.2
+    flat = segment_image(stack, "nuclei-3d", planes=1)
+    assert "planes" not in flat.params
+    assert not np.allclose(flat.maps["foreground"], tri["foreground"], atol=1e-3)
+    out = tmp_path / "labels.tif"
+    args = ["segment", str(path), "--model", "nuclei-3d", "-o", str(out), "--no-progress"]
+    assert main([*args, "--threads", "1"]) == 0
+    assert (read_stack(out) == res.labels).all()
+    fg = tmp_path / "fg.tif"
+    assert main(["predict", str(path), "--model", "nuclei-3d", "-o", str(fg), "--no-progress"]) == 0
+    np.testing.assert_allclose(read_stack(fg), tri["foreground"], atol=1e-6)
+    maps = run_workflow(predict_workflow(stack, "nuclei-3d", outputs=["foreground"]))
+    np.testing.assert_allclose(maps["foreground"], tri["foreground"], atol=1e-6)
+    # a 2D frame is predicted as a frame
+    assert segment_image(stack[0], "nuclei-3d").labels.shape == stack[0].shape
 
 
 def test_cli_grow_threshold_overrides_the_model(movie, tmp_path):

@@ -144,3 +144,98 @@ def test_an_abandoned_prediction_leaves_no_inference_mode_behind(blobs):
     assert w.grad is not None
     gen.close()
     assert not torch.is_inference_mode_enabled()
+
+
+# ------------------------------------------------------------------- tri-planar stacks
+def _stack(blobs) -> np.ndarray:
+    """A (6, 40, 48) stack: no two axes alike, so a swapped axis shows."""
+    image = blobs[0]
+    return np.stack([image[i * 5 : i * 5 + 40, i * 4 : i * 4 + 48] for i in range(6)])
+
+
+def test_volume_with_z_weight_one_is_slice_by_slice(blobs):
+    from napari_hemd.models import predict_volume
+
+    model, vol = _model("unet"), _stack(blobs)
+    outs = ["foreground", "background"]
+    tri = predict_volume(model, vol, outputs=outs, z_weight=1.0, z_scale=2.0)
+    flat = predict(model, vol, outputs=outs)
+    for k in outs:
+        assert tri[k].shape == vol.shape and tri[k].dtype == np.float32
+        np.testing.assert_allclose(tri[k], flat[k], atol=1e-6)
+
+
+def test_volume_averages_the_three_planes(blobs):
+    """z_scale 1: the y- and x-slices are the stack's own planes; z_weight 0: their mean."""
+    from napari_hemd.models import predict_volume
+
+    model, vol = _model("unet"), _stack(blobs)
+    tri = predict_volume(model, vol, outputs=["foreground"], z_weight=0.0, z_scale=1.0)
+    ys = predict(model, np.moveaxis(vol, 1, 0))["foreground"]  # (Y, Z, X)
+    xs = predict(model, np.moveaxis(vol, 2, 0))["foreground"]  # (X, Z, Y)
+    expected = 0.5 * np.moveaxis(ys, 0, 1) + 0.5 * np.moveaxis(xs, 0, 2)
+    np.testing.assert_allclose(tri["foreground"], expected, atol=1e-5)
+    # and the default weight mixes in the z-slices
+    mixed = predict_volume(model, vol, outputs=["foreground"], z_scale=1.0, z_weight=0.5)
+    flat = predict(model, vol)["foreground"]
+    np.testing.assert_allclose(mixed["foreground"], 0.5 * flat + 0.5 * expected, atol=1e-5)
+
+
+def test_volume_progress_counts_slices_and_cancel_returns_none(blobs):
+    from napari_hemd.models import predict_volume_workflow
+
+    model, vol = _model("unet"), _stack(blobs)
+    gen = predict_volume_workflow(model, vol, z_scale=2.0)
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    total = sum(vol.shape)
+    assert events[0] == ("predict", 0, total) and events[-1] == ("predict", total, total)
+    assert [e[1] for e in events] == list(range(total + 1))
+    assert result["foreground"].shape == vol.shape
+    calls = []
+    gen = predict_volume_workflow(model, vol, cancel=lambda: len(calls) > 8 or calls.append(1))
+    with pytest.raises(StopIteration) as stop:
+        while True:
+            next(gen)
+    assert stop.value.value is None
+
+
+def test_volume_errors(blobs):
+    from napari_hemd.models import predict_volume
+
+    vol = _stack(blobs)
+    unet = _model("unet")
+    with pytest.raises(ValueError, match="z_scale must be a voxel depth / pixel width > 0; got 0"):
+        predict_volume(unet, vol, z_scale=0)
+    with pytest.raises(ValueError, match=r"z_weight must be in \[0, 1\]; got 2"):
+        predict_volume(unet, vol, z_weight=2)
+    with pytest.raises(
+        ValueError, match=r"volume must be a \(Z, Y, X\) stack; got shape \(40, 48\)"
+    ):
+        predict_volume(unet, vol[0])
+    with pytest.raises(ValueError, match="outputs must be a subset of"):
+        predict_volume(unet, vol, outputs=["affinities"])
+    with pytest.raises(ValueError, match="must be a U-Net for tri-planar prediction"):
+        predict_volume(_model("affinity"), vol)
+
+
+def test_planes_default_from_the_model():
+    from napari_hemd.models.prediction import resolve_planes
+
+    plain = _model("unet")
+    stack_model = plain.__class__(plain.network, {**plain.metadata, "volume": {"planes": 3}})
+    assert resolve_planes(plain, None, (5, 40, 48)) == 1
+    assert resolve_planes(stack_model, None, (5, 40, 48)) == 3
+    assert resolve_planes(stack_model, None, (40, 48)) == 1  # a single frame
+    assert resolve_planes(stack_model, None, (1, 40, 48)) == 1
+    assert resolve_planes(stack_model, 1, (5, 40, 48)) == 1  # the caller wins
+    assert resolve_planes(plain, 3, (5, 40, 48)) == 3
+    with pytest.raises(ValueError, match=r"planes=3 needs a .Z, Y, X. stack of 2 or more slices"):
+        resolve_planes(plain, 3, (40, 48))
+    with pytest.raises(ValueError, match=r"planes must be 1 .z-slices. or 3"):
+        resolve_planes(plain, 2, (5, 40, 48))

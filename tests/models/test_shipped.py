@@ -11,9 +11,10 @@ tifffile = pytest.importorskip("tifffile")
 from napari_hemd.models import SHIPPED_MODELS, load_model, predict  # noqa: E402
 from napari_hemd.models.registry import model_path  # noqa: E402
 
-#: 3D F1 of ``nuclei-3d`` on its held-out slab (15 nuclei, 5 of them cut by the slab's edge),
-#: measured 0.69 (docs/models.md); the issue's target is 0.75.
-MIN_3D_F1 = 0.65
+#: 3D F1 of ``nuclei-3d`` on its held-out slab (15 nuclei, 5 of them cut by the slab's edge):
+#: the issue's target. Measured 0.846 with the model's tri-planar prediction, 0.690 with its
+#: z-slices alone (docs/models.md).
+MIN_3D_F1 = 0.75
 
 # A held-out frame per model (see docs/models.md) and its reference mask.
 FRAMES = {
@@ -105,3 +106,9 @@ def test_nuclei_3d_segments_a_held_out_slab_in_3d(shared_data, tmp_path):
     assert labels.shape == raw.shape
     r = evaluate_sequence({0: ref}, {0: labels})  # one 3D volume: objects matched in 3D
     assert r["F1"] >= MIN_3D_F1, r["F1"]
+    # the z-slices alone (what the model did before its tri-planar default) score lower
+    flat = tmp_path / "flat.tif"
+    args = ["segment", str(stack), "--model", "nuclei-3d", "-o", str(flat), "--planes", "1"]
+    assert main([*args, "--no-progress", "--threads", "1"]) == 0
+    r_flat = evaluate_sequence({0: ref}, {0: tifffile.imread(flat)})
+    assert r["F1"] > r_flat["F1"] and r["AJI"] > r_flat["AJI"], (r, r_flat)

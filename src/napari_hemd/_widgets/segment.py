@@ -59,6 +59,17 @@ class SegmentWidget(LayerWidget):
         super().__init__(napari_viewer, labels=True)
         self.prob = self.layer_combo(Image, "probability / image", prefer=is_probability_layer)
         self.model = ComboBox(label="model", choices=_model_choices, value=NO_MODEL)
+        self.z_scale = FloatSpinBox(
+            label="z step / pixel",
+            value=0.0,
+            min=0.0,
+            max=100.0,
+            step=0.1,
+            visible=False,
+            tooltip="3D stacks with a model that predicts three planes (nuclei-3d): voxel depth "
+            "over pixel width of your stack; 0: the model's own (nuclei-3d: 2.2)",
+        )
+        self.model.changed.connect(self._show_z_scale)
         self.method = ComboBox(label="method", choices=list(METHODS), value="hemd")
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
         self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=1.0, step=0.05)
@@ -80,12 +91,18 @@ class SegmentWidget(LayerWidget):
         )
         self.restore_button = PushButton(text="Restore parameters")
         self.extend(
-            [getattr(self, f) for f in ("prob", "model", *FIELDS, "frames", "first", "last")]
+            [
+                getattr(self, f)
+                for f in ("prob", "model", "z_scale", *FIELDS, "frames", "first", "last")
+            ]
             + [self.run_button, self.cancel_button, self.restore_from, self.restore_button]
         )
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)
         self.restore_button.clicked.connect(lambda: self.restore(self.restore_from.value))
+
+    def _show_z_scale(self, value: str) -> None:
+        self.z_scale.visible = value != NO_MODEL
 
     def _show_range(self, value: str) -> None:
         self.first.visible = self.last.visible = value == "range"
@@ -162,6 +179,8 @@ class SegmentWidget(LayerWidget):
             from napari_hemd.image_segmentation import segment_image_workflow
 
             kwargs.pop("locked", None)
+            if self.z_scale.value > 0:  # a stack's voxel shape, for three-plane prediction
+                kwargs["z_scale"] = saved["z_scale"] = float(self.z_scale.value)
             gen = segment_image_workflow(data, model, method, cancel=self.cancel_flag(), **kwargs)
             prob_name = f"{base_name(layer.name)} probability{suffix}"
             saved[SOURCE_KEY], saved[MODEL_KEY] = prob_name, model

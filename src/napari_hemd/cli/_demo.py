@@ -55,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
         labels, tracks, params = hres.labels, hres.tracks, hres.params
     with atomic_path(out, overwrite=args.overwrite) as tmp:
         tmp.mkdir()
-        tifffile.imwrite(tmp / "image.tif", sample["image"])
-        tifffile.imwrite(tmp / "probability.tif", np.asarray(prob, np.float32))
+        gray = {"photometric": "minisblack"}  # a stack of 3 or 4 frames is not an RGB image
+        tifffile.imwrite(tmp / "image.tif", sample["image"], **gray)
+        tifffile.imwrite(tmp / "probability.tif", np.asarray(prob, np.float32), **gray)
         write_labels(labels, tmp / "masks", tracks=tracks, metadata=params)
     score = _f1(sample["labels"], labels)
     print(

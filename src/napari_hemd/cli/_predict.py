@@ -56,6 +56,9 @@ def register(subparsers) -> None:
     p.add_argument("--ranges", default=None, help="affinity ranges at inference, e.g. 1,3,5,9,27")
     p.add_argument("--neighbourhood", type=int, choices=(4, 8), default=None)
     p.add_argument("--min-size", type=int, default=30, help="instances: merge smaller ones")
+    from napari_hemd.cli._segment import add_volume_arguments
+
+    add_volume_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     d = p.add_argument_group(
         "large data (.zarr OUT): chunks of frames as tasks, resumable, on Dask"
@@ -126,30 +129,61 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--workers / --scheduler write a .zarr OUT chunk by chunk; got {args.output!r}"
         )
-    if zarr_out:
+    from napari_hemd.cli._segment import volume_kwargs
+    from napari_hemd.models.prediction import resolve_planes
+
+    volume = volume_kwargs(args)
+    planes = resolve_planes(model, volume["planes"], tuple(image.shape))
+    if planes == 3:
+        if args.workers is not None or args.scheduler is not None:
+            raise ValueError("--planes 3 predicts in one process; drop --workers / --scheduler")
+        meta.update(planes=3, z_scale=volume["z_scale"])
+    elif zarr_out:
         return _run_chunked(args, model, image, outputs, ranges, meta, paths[outputs[0]])
-    frames = iter_predict(
-        model,
-        image,
-        outputs=outputs,
-        tile=args.tile,
-        halo=args.halo,
-        batch_size=args.batch_size,
-        device=pick_device(args.device),
-        ranges=ranges,
-        neighbourhood=args.neighbourhood,
-        min_size=args.min_size,
-    )
+    tiling = dict(tile=args.tile, halo=args.halo, batch_size=args.batch_size)
     from napari_hemd.cli._progress import Progress
 
     n = image.shape[0]
     with ExitStack() as stack:
         bar = stack.enter_context(Progress(disabled=args.no_progress or n < 2))
+        if planes == 3:
+            from napari_hemd.models import predict_volume_workflow
 
-        def counted(it):
-            for t, res in it:
-                yield t, res
-                bar("predict", t + 1, n)
+            gen = predict_volume_workflow(
+                model,
+                image,
+                outputs=outputs,
+                z_scale=volume["z_scale"],
+                device=pick_device(args.device),
+                **tiling,
+            )
+            while True:
+                try:
+                    bar(*next(gen))
+                except StopIteration as stop:
+                    maps = stop.value
+                    break
+            frames = ((t, {k: v[t] for k, v in maps.items()}) for t in range(n))
+
+            def counted(it):
+                yield from it
+
+        else:
+            frames = iter_predict(
+                model,
+                image,
+                outputs=outputs,
+                device=pick_device(args.device),
+                ranges=ranges,
+                neighbourhood=args.neighbourhood,
+                min_size=args.min_size,
+                **tiling,
+            )
+
+            def counted(it):
+                for t, res in it:
+                    yield t, res
+                    bar("predict", t + 1, n)
 
         if zarr_out:
             import zarr
@@ -180,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
                         compression="zlib",
                         description=json.dumps({**meta, "output": name}),
                         metadata=None,
+                        photometric="minisblack",  # 3 or 4 frames are not an RGB image
                     )
     for path in dict.fromkeys(paths.values()):
         print(f"wrote {path}")

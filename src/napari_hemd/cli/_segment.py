@@ -73,6 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     m.add_argument("--device", default=None, help="cpu, cuda, mps (default: cpu)")
     m.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    add_volume_arguments(m)
     m.add_argument(
         "--min-volume",
         type=int,
@@ -93,6 +94,32 @@ def add_tile_argument(p) -> None:
         default=None,
         help="prediction tile core size (0: untiled; default: one tile up to 4 Mpx, else 1024)",
     )
+
+
+def add_volume_arguments(p) -> None:
+    """``--planes`` and ``--z-scale`` (tri-planar prediction of a stack), for segment and predict."""
+    p.add_argument(
+        "--planes",
+        type=int,
+        choices=(1, 3),
+        default=None,
+        help="3: predict a (Z, Y, X) stack on its z-, y- and x-slices and average; 1: z-slices "
+        "only (default: the model's; nuclei-3d: 3)",
+    )
+    p.add_argument(
+        "--z-scale",
+        type=float,
+        default=None,
+        help="with 3 planes: voxel depth / pixel width of the stack (default: the model's "
+        "training volume's, nuclei-3d 2.2)",
+    )
+
+
+def volume_kwargs(args: argparse.Namespace) -> dict:
+    """``planes`` / ``z_scale`` keyword arguments from ``add_volume_arguments`` options."""
+    if args.z_scale is not None and not args.z_scale > 0:
+        raise ValueError(f"--z-scale must be a voxel depth / pixel width > 0; got {args.z_scale}")
+    return {"planes": args.planes, "z_scale": args.z_scale}
 
 
 def add_hemd_arguments(p: argparse.ArgumentParser) -> None:
@@ -159,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.model is not None:
         return _run_with_model(args)
-    for opt in ("grow", "grow_threshold", "tile", "device", "threads"):
+    for opt in ("grow", "grow_threshold", "tile", "device", "threads", "planes", "z_scale"):
         if getattr(args, opt) is not None:
             flag = opt.replace("_", "-")
             raise ValueError(f"--{flag} needs --model (INPUT is then a raw movie)")
@@ -242,6 +269,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
             threads=args.threads,
             link=args.link,
             min_volume=args.min_volume or 0,
+            **volume_kwargs(args),
             **({"grow_threshold": args.grow_threshold} if args.grow_threshold is not None else {}),
             **hp,
         )

@@ -17,7 +17,14 @@ from napari_hemd.models.evaluation import (
     instances_from_maps,
 )
 from napari_hemd.models.mutex import merge_small_instances, mutex_watershed_labels
-from napari_hemd.models.prediction import OUTPUTS, iter_predict, predict
+from napari_hemd.models.prediction import (
+    OUTPUTS,
+    iter_predict,
+    predict,
+    predict_volume,
+    predict_volume_workflow,
+    volume_settings,
+)
 from napari_hemd.models.registry import SHIPPED_MODELS, list_models, load_model
 from napari_hemd.models.streaming import predict_stream
 from napari_hemd.models.training import TrainConfig, pick_device, train_model
@@ -57,8 +64,11 @@ __all__ = [
     "pick_device",
     "predict",
     "predict_stream",
+    "predict_volume",
+    "predict_volume_workflow",
     "save_model_file",
     "self_correlation",
     "split_samples",
     "train_model",
+    "volume_settings",
 ]

@@ -65,8 +65,8 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
             "unet",
             "nuclei-3d.pt",
             "nuclei3d_1135 volume (plant ovule nuclei, z-slices 0-69 of 0-99)",
-            "3D nuclei stacks, slice by slice (H-EMD links the slices): whole-cell / contact / "
-            "background U-Net",
+            "3D nuclei stacks: a whole-cell / contact / background U-Net on the z-, y- and "
+            "x-slices (averaged), H-EMD links the slices",
         ),
         ShippedModel(
             "nuclei-affinity",
