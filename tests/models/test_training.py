@@ -143,6 +143,33 @@ def test_checkpoint_and_resume(blobs, tmp_path):
         train_model(samples, [], out, cfg, resume=True, progress=False)
 
 
+def test_learning_rate_decays_over_the_steps_or_the_time_budget(blobs, tmp_path):
+    """The cosine ends at 5 % of the rate at the last step, or when max_minutes runs out first."""
+    from napari_hemd.models import Sample
+
+    samples = [Sample(blobs[0] / 255, blobs[1], f"s/{i}", "labels") for i in range(2)]
+    kw = dict(
+        model="unet",
+        architecture={"base_channels": 4, "depth": 2},
+        batch_size=1,
+        patch_size=32,
+        lr=1e-3,
+        val_every=1,
+        checkpoint_every=0,
+    )
+    _, history = train_model(
+        samples, samples[:1], tmp_path / "a.pt", TrainConfig(steps=8, **kw), progress=False
+    )
+    lrs = [h["lr"] for h in history]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] == pytest.approx(0.05e-3)
+    # a million steps asked for, 6 seconds allowed: the rate still comes down in time
+    cfg = TrainConfig(steps=1_000_000, max_minutes=6 / 60, **kw)
+    _, history = train_model(samples, samples[:1], tmp_path / "b.pt", cfg, progress=False)
+    lrs = [h["lr"] for h in history]
+    assert 2 <= history[-1]["step"] < 1_000_000 and lrs[0] > 0.5e-3
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.1e-3
+
+
 def test_config_errors():
     with pytest.raises(ValueError, match="model must be"):
         TrainConfig(model="resnet")

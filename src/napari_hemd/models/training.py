@@ -51,7 +51,8 @@ class TrainConfig:
     batch_size, patch_size : int
         Random patches per step and their side (a multiple of the network's divisor).
     lr : float
-        Adam learning rate (cosine-decayed to 5 % of it).
+        Adam learning rate, cosine-decayed to 5 % of it over ``steps`` or, when ``max_minutes``
+        ends training sooner, over that wall time (a resumed run follows the steps again).
     seed : int
     val_every : int
         Steps between evaluations of the held-out loss (the model with the best one is kept).
@@ -467,9 +468,17 @@ def train_model(
             par.requires_grad_(name.split(".", 1)[0] not in _ENCODER)
     trainable = [p for p in model.network.parameters() if p.requires_grad]
     opt = torch.optim.Adam(trainable, lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
-    )
+    # A cosine over the training budget: the steps, or the wall time when max_minutes ends the run
+    # sooner (else a time-limited run stops at a high rate, its last checkpoints noisy).
+    clock = {"elapsed": 0.0}
+
+    def lr_factor(s: int) -> float:
+        progress = min(s, cfg.steps) / cfg.steps
+        if cfg.max_minutes:
+            progress = max(progress, clock["elapsed"] / (60 * cfg.max_minutes))
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     use_amp = bool(cfg.amp and device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     loss_fn = _unet_loss if cfg.model == "unet" else _affinity_loss
@@ -514,6 +523,7 @@ def train_model(
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
+        clock["elapsed"] = time.perf_counter() - t0
         sched.step()
         step += 1
         running.append(float(loss.detach()))
@@ -530,6 +540,7 @@ def train_model(
                 "step": step,
                 "loss": float(np.mean(running)),
                 "seconds": time.perf_counter() - t0,
+                "lr": float(opt.param_groups[0]["lr"]),
             }
             running = []
             if val_img is not None:
