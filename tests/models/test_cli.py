@@ -185,6 +185,11 @@ def test_models_lists_shipped(capsys, tmp_path, monkeypatch):
     assert [r["name"] for r in rows] == [m.name for m in list_models()]
     for r in rows:
         assert r["trained_on"] and r["size_kb"] < 4096
+    planes = {r["name"]: r["volume"].get("planes", 1) for r in rows}
+    assert planes["nuclei-3d"] == 3 and planes["nuclei-fluo"] == 1
+    assert main(["models"]) == 0
+    text = capsys.readouterr().out
+    assert "stacks: z-, y- and x-slices averaged (z weight 0.5), z step / pixel 2.2" in text
 
 
 def test_importing_napari_hemd_does_not_import_torch():

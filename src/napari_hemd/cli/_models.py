@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
                 "calibration": {
                     k: v for k, v in meta.get("calibration", {}).items() if k != "scores"
                 },
+                "volume": {k: v for k, v in meta.get("volume", {}).items() if k != "chosen"},
             }
         )
     tuned = _fine_tuned(load_model)
@@ -68,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
             what = CALIBRATED.get(cal["parameter"], cal["parameter"])
             print(
                 f"{'':<16} {what} {cal['value']} (chosen on {len(cal['frames'])} training frames)"
+            )
+        if r["volume"].get("planes", 1) == 3:
+            vol = r["volume"]
+            print(
+                f"{'':<16} stacks: z-, y- and x-slices averaged (z weight {vol['z_weight']}), "
+                f"z step / pixel {vol['z_scale']} (segment --z-scale for yours)"
             )
     if tuned:
         print("\nfine-tuned in the plugin (segment ... --model FILE):")
