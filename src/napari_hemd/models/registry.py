@@ -58,7 +58,7 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
             "unet",
             "cells-dic.pt",
             "DIC-C2DH-HeLa 01 (ST, frames 0-29 and 42-83)",
-            "DIC cells: foreground / boundary / background U-Net",
+            "DIC cells: whole-cell foreground / contact / background U-Net",
         ),
         ShippedModel(
             "nuclei-3d",
