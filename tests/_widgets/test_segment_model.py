@@ -143,6 +143,8 @@ def test_segment_a_3d_stack_with_its_voxel_size(make_napari_viewer, qtbot, error
     _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
     assert seg.z_scale.native.isHidden()  # only with a model
     seg.prob.value = viewer.layers["stack"]
+    seg.model.value = "nuclei-fluo"  # a time-lapse model: no z step
+    assert seg.z_scale.native.isHidden()
     seg.model.value = "nuclei-3d"
     assert not seg.z_scale.native.isHidden()
     seg.z_scale.value = 3.0

@@ -48,6 +48,17 @@ def _model_choices(_widget=None) -> list[tuple[str, str]]:
     return [(NO_MODEL, NO_MODEL), *model_choices()]
 
 
+def _three_planes(model: str) -> bool:
+    """Whether ``model`` predicts a stack on three planes (``nuclei-3d``); False if unreadable."""
+    try:
+        from napari_hemd.models import load_model, volume_settings
+
+        return volume_settings(load_model(model))["planes"] == 3
+    except (ImportError, OSError, ValueError, KeyError) as exc:
+        log.debug("model %r: %s", model, exc)
+        return False
+
+
 #: Widget fields saved in (and restored from) ``layer.metadata["hemd_params"]``.
 FIELDS = ("method", "tau", "delta", "iterations", "axis", "min_size", "link", "variant")
 
@@ -66,8 +77,8 @@ class SegmentWidget(LayerWidget):
             max=100.0,
             step=0.1,
             visible=False,
-            tooltip="3D stacks with a model that predicts three planes (nuclei-3d): voxel depth "
-            "over pixel width of your stack; 0: the model's own (nuclei-3d: 2.2)",
+            tooltip="3D stacks (a model that predicts three planes, nuclei-3d): voxel depth over "
+            "pixel width of your stack; 0: the model's own (nuclei-3d: 2.2)",
         )
         self.model.changed.connect(self._show_z_scale)
         self.method = ComboBox(label="method", choices=list(METHODS), value="hemd")
@@ -102,7 +113,8 @@ class SegmentWidget(LayerWidget):
         self.restore_button.clicked.connect(lambda: self.restore(self.restore_from.value))
 
     def _show_z_scale(self, value: str) -> None:
-        self.z_scale.visible = value != NO_MODEL
+        """The z step matters only for a model that predicts stacks on three planes."""
+        self.z_scale.visible = value != NO_MODEL and _three_planes(value)
 
     def _show_range(self, value: str) -> None:
         self.first.visible = self.last.visible = value == "range"
