@@ -125,6 +125,14 @@ def test_stack_model_predicts_three_planes_on_every_path(movie, tmp_path):
     fg = tmp_path / "fg.tif"
     assert main(["predict", str(path), "--model", "nuclei-3d", "-o", str(fg), "--no-progress"]) == 0
     np.testing.assert_allclose(read_stack(fg), tri["foreground"], atol=1e-6)
+    zout = tmp_path / "maps.zarr"  # a zarr OUT too (written in one process)
+    args = ["predict", str(path), "--model", "nuclei-3d", "-o", str(zout), "--no-progress"]
+    assert main(args) == 0
+    import zarr
+
+    group = zarr.open_group(str(zout), mode="r")
+    np.testing.assert_allclose(group["foreground"][:], tri["foreground"], atol=1e-6)
+    assert group.attrs["planes"] == 3 and group.attrs["z_scale"] == 2.2
     maps = run_workflow(predict_workflow(stack, "nuclei-3d", outputs=["foreground"]))
     np.testing.assert_allclose(maps["foreground"], tri["foreground"], atol=1e-6)
     # a 2D frame is predicted as a frame

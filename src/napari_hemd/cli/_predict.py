@@ -137,7 +137,10 @@ def run(args: argparse.Namespace) -> int:
     if planes == 3:
         if args.workers is not None or args.scheduler is not None:
             raise ValueError("--planes 3 predicts in one process; drop --workers / --scheduler")
-        meta.update(planes=3, z_scale=volume["z_scale"])
+        from napari_hemd.models import volume_settings
+
+        scale = volume["z_scale"] or volume_settings(model)["z_scale"]
+        meta.update(planes=3, z_scale=scale)
     elif zarr_out:
         return _run_chunked(args, model, image, outputs, ranges, meta, paths[outputs[0]])
     tiling = dict(tile=args.tile, halo=args.halo, batch_size=args.batch_size)

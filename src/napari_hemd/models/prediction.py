@@ -501,7 +501,7 @@ def predict_volume_workflow(
     model = _resolve_model(model)
     if model.kind != "unet":
         raise ValueError(
-            f"model must be a U-Net for tri-planar prediction; got a {model.kind} model"
+            f"model must be a U-Net for tri-planar prediction; got model kind {model.kind!r}"
         )
     bad = [o for o in outputs if o not in VOLUME_OUTPUTS]
     if bad or not outputs:
