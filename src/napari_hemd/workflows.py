@@ -147,21 +147,18 @@ def predict_workflow(
         Each output stacked like ``image`` (``(T, Y, X)`` or ``(Y, X)``; affinities
         ``(T, C, Y, X)``), float32 except integer ``instances``.
     """
-    from napari_hemd.models import iter_predict, load_model
-
-    shape = tuple(image.shape)
-    if len(shape) not in (2, 3):
-        raise ValueError(f"image must be (Y, X) or (T, Y, X); got shape {shape}")
-    if isinstance(model, str) and not model.endswith((".pt", ".pth")):
-        model = load_model(model)
-    n = 1 if len(shape) == 2 else shape[0]
     from napari_hemd.models.prediction import (
         _resolve_model,
+        iter_predict,
         predict_volume_workflow,
         resolve_planes,
     )
 
-    model = _resolve_model(model)
+    shape = tuple(image.shape)
+    if len(shape) not in (2, 3):
+        raise ValueError(f"image must be (Y, X) or (T, Y, X); got shape {shape}")
+    n = 1 if len(shape) == 2 else shape[0]
+    model = _resolve_model(model)  # a name or a file, loaded once
     if resolve_planes(model, planes, shape) == 3:
         volume = yield from predict_volume_workflow(
             model, image, outputs=outputs, z_scale=z_scale, tile=tile, device=device, cancel=cancel

@@ -149,8 +149,9 @@ def run(args: argparse.Namespace) -> int:
     n = image.shape[0]
     with ExitStack() as stack:
         bar = stack.enter_context(Progress(disabled=args.no_progress or n < 2))
-        if planes == 3:
+        if planes == 3:  # the whole stack first (three planes), progress in 2D slices
             from napari_hemd.models import predict_volume_workflow
+            from napari_hemd.workflows import run_workflow
 
             gen = predict_volume_workflow(
                 model,
@@ -160,17 +161,8 @@ def run(args: argparse.Namespace) -> int:
                 device=pick_device(args.device),
                 **tiling,
             )
-            while True:
-                try:
-                    bar(*next(gen))
-                except StopIteration as stop:
-                    maps = stop.value
-                    break
+            maps = run_workflow(gen, bar)
             frames = ((t, {k: v[t] for k, v in maps.items()}) for t in range(n))
-
-            def counted(it):
-                yield from it
-
         else:
             frames = iter_predict(
                 model,
@@ -183,9 +175,10 @@ def run(args: argparse.Namespace) -> int:
                 **tiling,
             )
 
-            def counted(it):
-                for t, res in it:
-                    yield t, res
+        def counted(it):
+            for t, res in it:
+                yield t, res
+                if planes == 1:
                     bar("predict", t + 1, n)
 
         if zarr_out:
