@@ -143,6 +143,106 @@ def test_checkpoint_and_resume(blobs, tmp_path):
         train_model(samples, [], out, cfg, resume=True, progress=False)
 
 
+def test_weight_average_follows_the_network_with_a_warm_up():
+    from napari_hemd.models.training import _ema_network
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    ema = _ema_network(net, 0.99)
+    start = [p.detach().clone() for p in net.parameters()]
+    for p in net.parameters():
+        p.data += 1.0
+    net[1].num_batches_tracked += 5
+    ema.update_parameters(net)  # second update: decay min(0.99, 2 / 11)
+    d = 2 / 11
+    for a, s0 in zip(ema.module.parameters(), start, strict=True):
+        torch.testing.assert_close(a, s0 * d + (s0 + 1) * (1 - d))
+    assert int(ema.module[1].num_batches_tracked) == int(net[1].num_batches_tracked)
+    for _ in range(2000):  # long after the warm-up the decay is the one asked for
+        ema.update_parameters(net)
+    torch.testing.assert_close(ema.module[0].weight, net[0].weight)
+
+
+def test_overflowed_batch_norm_statistics_are_repaired_or_kept_consistent():
+    """Channels whose running variance is inf: re-estimated from frames on request, reset for
+    training that updates the statistics, and a weight average of them stays inf, not NaN."""
+    from napari_hemd.models import HemdModel
+    from napari_hemd.models.training import (
+        _ema_network,
+        _reset_nonfinite_batch_norm,
+        repair_batch_norm,
+    )
+
+    torch.manual_seed(0)
+    model = HemdModel.create("unet", base_channels=4, depth=2)
+    rng = np.random.default_rng(0)
+    frames = [rng.random((40, 36)).astype(np.float32) for _ in range(3)]
+    names = [n for n, m in model.network.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    bn = dict(model.network.named_modules())[names[1]]
+    inputs = []
+    handle = bn.register_forward_pre_hook(lambda _m, i: inputs.append(i[0].detach()))
+    model.network.eval()
+    with torch.no_grad():
+        for f in frames:
+            model.network(torch.from_numpy(f)[None, None])  # 40 x 36: no padding needed
+    handle.remove()
+    x = torch.cat([i.permute(1, 0, 2, 3).reshape(i.shape[1], -1) for i in inputs], dim=1)
+    before = bn.running_var.clone()
+    bn.running_var[[0, 2]] = float("inf")
+
+    ema = _ema_network(model.network, 0.9)
+    ema.update_parameters(model.network)
+    assert torch.isinf(ema.module.state_dict()[names[1] + ".running_var"][[0, 2]]).all()
+    assert not any(torch.isnan(v).any() for v in ema.module.state_dict().values())
+
+    assert repair_batch_norm(model, frames) == [f"{names[1]}[0]", f"{names[1]}[2]"]
+    torch.testing.assert_close(bn.running_var[[0, 2]], x.var(dim=1, unbiased=False)[[0, 2]])
+    torch.testing.assert_close(bn.running_mean[[0, 2]], x.mean(dim=1)[[0, 2]])
+    torch.testing.assert_close(bn.running_var[1], before[1])  # finite statistics untouched
+    assert repair_batch_norm(model, []) == []  # nothing left to repair
+
+    bn.running_var[1] = float("inf")
+    _reset_nonfinite_batch_norm(model.network)
+    assert float(bn.running_var[1]) == 1.0 and float(bn.running_mean[1]) == 0.0
+
+
+def test_weight_average_is_scored_kept_and_resumed(blobs, tmp_path):
+    from napari_hemd.models import Sample
+
+    samples = [Sample(blobs[0] / 255, blobs[1], f"d/t{i}", "labels") for i in range(3)]
+    cfg = TrainConfig(
+        model="unet",
+        architecture={"base_channels": 4, "depth": 2},
+        steps=6,
+        batch_size=1,
+        patch_size=32,
+        lr=1e-2,
+        val_every=2,
+        score_every=2,
+        checkpoint_every=2,
+        max_minutes=0.0,
+        ema=0.9,
+    )
+    out = tmp_path / "m.pt"
+    train_model(samples[:2], samples[2:], out, cfg, progress=False)
+    ckpt = torch.load(tmp_path / "m.pt.ckpt", weights_only=True)
+    assert "ema" in ckpt and int(ckpt["ema"]["n_averaged"]) == 2  # the copy + one step
+    cfg.max_minutes = None
+    model, history = train_model(samples[:2], samples[2:], out, cfg, resume=True, progress=False)
+    scored = [h for h in history if "val_score" in h]
+    assert [h["step"] for h in scored] == [1, 2, 4, 6]
+    assert all("raw_score" in h for h in scored)  # the network as trained, for comparison
+    best = max(scored, key=lambda h: h["val_score"])
+    assert model.metadata["training"]["best_val_score"] == best["val_score"]
+    # a checkpoint written without the average cannot resume with one
+    cfg.ema, cfg.max_minutes = 0.0, 0.0
+    train_model(samples[:2], samples[2:], tmp_path / "p.pt", cfg, progress=False)
+    cfg.ema = 0.9
+    with pytest.raises(ValueError, match="without ema"):
+        train_model(samples[:2], samples[2:], tmp_path / "p.pt", cfg, resume=True, progress=False)
+    with pytest.raises(ValueError, match="ema must be"):
+        TrainConfig(ema=1.0)
+
+
 def test_learning_rate_decays_over_the_steps_or_the_time_budget(blobs, tmp_path):
     """The cosine ends at 5 % of the rate at the last step, or when max_minutes runs out first."""
     from napari_hemd.models import Sample

@@ -35,6 +35,22 @@ def test_half_precision_file_is_smaller(tmp_path):
     assert w.dtype == torch.float32
 
 
+def test_half_precision_keeps_values_float16_cannot_hold(tmp_path):
+    """A batch norm's running variance above 65504 stays float32 (it became inf, silencing the
+    channel in eval mode, in the files shipped before 2026-12-04, third session)."""
+    model = HemdModel.create("unet", base_channels=8, depth=2)
+    bn = next(m for m in model.network.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_var[0] = 1.5e5
+    state = torch.load(save_model_file(model, tmp_path / "h.pt", half=True), weights_only=True)
+    stored = {k: v for k, v in state["state_dict"].items() if v.is_floating_point()}
+    wide = [k for k, v in stored.items() if v.dtype == torch.float32]
+    assert len(wide) == 1 and wide[0].endswith("running_var")
+    assert float(stored[wide[0]].max()) == pytest.approx(1.5e5)
+    assert sum(v.dtype == torch.float16 for v in stored.values()) == len(stored) - 1
+    back = load_model_file(tmp_path / "h.pt")
+    assert torch.isfinite(torch.cat([v.ravel() for v in back.network.state_dict().values()])).all()
+
+
 def test_rewrite_keeps_the_file_precision(tmp_path):
     """A metadata update (scores, calibration) leaves a float16 file float16, a float32 one float32."""
     from napari_hemd.models.weights import rewrite_model_file

@@ -106,6 +106,14 @@ def register(subparsers) -> None:
         "--init: keep the model's)",
     )
     p.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights with this decay (e.g. 0.999) and "
+        "score, choose and write the averaged network (default 0: off)",
+    )
+    p.add_argument(
         "--no-calibrate",
         action="store_true",
         help="do not calibrate at the end (default: choose a U-Net's whole-cell growth threshold "
@@ -212,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
         freeze=args.freeze,
         freeze_bn=fine_tune and RECIPE.freeze_bn and not args.update_bn,
         calibrate=not args.no_calibrate,
+        ema=args.ema,
         seed=args.seed,
         val_every=args.val_every,
         targets=args.targets,

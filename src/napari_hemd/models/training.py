@@ -97,6 +97,13 @@ class TrainConfig:
     freeze_bn : bool
         Batch normalisation keeps the model's running statistics (layers in eval mode) instead
         of re-estimating them from the training patches (fine-tuning on a few frames).
+    ema : float
+        Decay of an exponential moving average of the weights (and batch-norm statistics), e.g.
+        0.999; 0 turns it off. When on, the held-out loss and scores are measured on the
+        averaged network and the averaged network is what is kept and written: it follows the
+        same trajectory with the step-to-step noise of the last ~``1 / (1 - ema)`` steps averaged
+        out. The decay warms up as ``min(ema, (1 + n) / (10 + n))`` after ``n`` updates, so a
+        short run is not dominated by its first weights.
     ranges, neighbourhood : affinity offsets (affinity model).
     alpha, beta, gamma : float
         Weights of the self-, cross-correlation and pyramid losses (paper: 1, 1, 1).
@@ -129,6 +136,7 @@ class TrainConfig:
     freeze: str | None = None
     freeze_bn: bool = False
     calibrate: bool = True
+    ema: float = 0.0
     ranges: tuple = (1, 3, 5, 9, 27)
     neighbourhood: int = 4
     alpha: float = 1.0
@@ -150,6 +158,8 @@ class TrainConfig:
             raise ValueError(f"augment must be 'full' or 'basic'; got {self.augment!r}")
         if self.freeze not in (None, "encoder"):
             raise ValueError(f"freeze must be None or 'encoder'; got {self.freeze!r}")
+        if not 0.0 <= float(self.ema) < 1.0:
+            raise ValueError(f"ema must be in [0, 1) (0: off); got {self.ema!r}")
         if int(self.score_every) < 0:
             raise ValueError(f"score_every must be >= 0; got {self.score_every!r}")
         if self.class_weights is None:
@@ -462,6 +472,8 @@ def train_model(
     divisor = model.network.divisor
     if cfg.patch_size % divisor:
         raise ValueError(f"patch_size must be a multiple of {divisor}; got {cfg.patch_size}")
+    if not cfg.freeze_bn:  # statistics that overflowed never recover by a running average
+        _reset_nonfinite_batch_norm(model.network)
     model.network.to(device)
     if cfg.freeze == "encoder":
         for name, par in model.network.named_parameters():
@@ -484,6 +496,9 @@ def train_model(
     loss_fn = _unet_loss if cfg.model == "unet" else _affinity_loss
 
     step, history, best, cancelled = 0, [], (math.inf, None), False
+    ema = _ema_network(model.network, cfg.ema) if cfg.ema else None
+    # what is evaluated, kept and written: the averaged network when there is one
+    judged = HemdModel(ema.module, model.metadata) if ema is not None else model
     ckpt = _checkpoint_path(output)
     if resume:
         if not ckpt.exists():
@@ -492,6 +507,12 @@ def train_model(
         model.network.load_state_dict(state["network"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        if ema is not None:
+            if "ema" not in state:
+                raise ValueError(
+                    f"resume: {str(ckpt)!r} was written without ema; got ema={cfg.ema}"
+                )
+            ema.load_state_dict(state["ema"])
         step, history = int(state["step"]), list(state["history"])
         best = (float(state["best_loss"]), state.get("best_state"))
         if state.get("selection", "loss") != ("score" if cfg.score_every else "loss"):
@@ -525,6 +546,8 @@ def train_model(
         scaler.update()
         clock["elapsed"] = time.perf_counter() - t0
         sched.step()
+        if ema is not None:
+            ema.update_parameters(model.network)
         step += 1
         running.append(float(loss.detach()))
         bar.update(1)
@@ -544,13 +567,15 @@ def train_model(
             }
             running = []
             if val_img is not None:
-                entry["val_loss"] = _evaluate(model, val_img, val_lab, cfg, loss_fn, device)
+                entry["val_loss"] = _evaluate(judged, val_img, val_lab, cfg, loss_fn, device)
                 if not score_samples and entry["val_loss"] < best[0]:
-                    best = (entry["val_loss"], _cpu_state(model))
+                    best = (entry["val_loss"], _cpu_state(judged))
             if score_samples and (step % cfg.score_every == 0 or step == cfg.steps or out_of_time):
-                entry.update(_score(model, score_samples))
+                entry.update(_score(judged, score_samples))
+                if ema is not None:  # the network as trained, for comparison
+                    entry["raw_score"] = _score(model, score_samples)["val_score"]
                 if -entry["val_score"] < best[0]:
-                    best = (-entry["val_score"], _cpu_state(model))
+                    best = (-entry["val_score"], _cpu_state(judged))
             history.append(entry)
             logger.info("step %d: %s", step, entry)
             if callback is not None:
@@ -566,6 +591,7 @@ def train_model(
                     "best_loss": best[0],
                     "best_state": best[1],
                     "selection": "score" if score_samples else "loss",
+                    **({"ema": ema.state_dict()} if ema is not None else {}),
                 },
                 ckpt,
             )
@@ -580,6 +606,8 @@ def train_model(
         par.requires_grad_(True)
     if best[1] is not None:
         model.network.load_state_dict(best[1])
+    elif ema is not None:  # no held-out data: the last averaged network
+        model.network.load_state_dict(ema.module.state_dict())
     model.network.cpu().eval()
     cfg_dict = asdict(cfg)
     model.metadata["training"] = {
@@ -682,6 +710,96 @@ def _score(model: HemdModel, samples: Sequence[Sample]) -> dict:
     score = float(np.mean([(v["F1"] + v["AJI"]) / 2 for v in per.values()]))
     logger.info("held-out score %.4f %s", score, per)
     return {"val_score": round(score, 4), "val_scores": per}
+
+
+def _reset_nonfinite_batch_norm(net: torch.nn.Module) -> None:
+    """Give non-finite running statistics a fresh start (0, 1) for training to re-estimate."""
+    for name, m in net.named_modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_var is not None:
+            bad = ~(torch.isfinite(m.running_var) & torch.isfinite(m.running_mean))
+            if bool(bad.any()):
+                with torch.no_grad():
+                    m.running_mean[bad], m.running_var[bad] = 0.0, 1.0
+                logger.warning("%s: %d non-finite running statistics reset", name, int(bad.sum()))
+
+
+def repair_batch_norm(
+    model: HemdModel, images: Sequence[np.ndarray], *, pad_to: int | None = None
+) -> list[str]:
+    """Re-estimate non-finite batch-norm statistics from ``images``; return what was repaired.
+
+    A channel whose running variance overflowed (e.g. above float16's 65504 when a model file
+    was stored at half precision) makes the network output that channel's bias alone in eval
+    mode, and any weight average of it NaN. Each such channel gets the mean and variance of
+    its input over ``images`` (normalised frames, the network in eval mode, layers in order,
+    so a repaired layer feeds the next). Finite statistics are left as they are.
+    """
+    net = model.network
+    bns = [
+        (name, m)
+        for name, m in net.named_modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_var is not None
+    ]
+    repaired = []
+    divisor = pad_to or net.divisor
+    for name, bn in bns:
+        bad = ~(torch.isfinite(bn.running_var) & torch.isfinite(bn.running_mean))
+        if not bool(bad.any()):
+            continue
+        if not len(images):
+            raise ValueError(f"images: need frames to re-estimate {name}; got none")
+        acc = {"n": 0, "s": 0.0, "ss": 0.0}
+
+        def hook(_mod, inputs, acc=acc):
+            x = inputs[0].detach().double()
+            acc["n"] += x.shape[0] * x.shape[2] * x.shape[3]
+            acc["s"] = acc["s"] + x.sum(dim=(0, 2, 3))
+            acc["ss"] = acc["ss"] + (x * x).sum(dim=(0, 2, 3))
+
+        handle = bn.register_forward_pre_hook(hook)
+        net.eval()
+        try:
+            with torch.inference_mode():
+                for img in images:
+                    img = np.asarray(img, np.float32)
+                    pad = [(0, (-n) % divisor) for n in img.shape]
+                    x = torch.from_numpy(np.pad(img, pad, mode="reflect"))[None, None]
+                    net(x.to(next(net.parameters()).device))
+        finally:
+            handle.remove()
+        mean = acc["s"] / acc["n"]
+        var = acc["ss"] / acc["n"] - mean * mean
+        with torch.no_grad():
+            bn.running_mean[bad] = mean[bad].to(bn.running_mean)
+            bn.running_var[bad] = var[bad].clamp_min(0).to(bn.running_var)
+        repaired += [f"{name}[{int(c)}]" for c in torch.nonzero(bad).ravel()]
+    if repaired:
+        logger.warning("re-estimated batch-norm statistics of %s", ", ".join(repaired))
+    return repaired
+
+
+def _ema_network(network: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``network``'s weights and buffers (with a warm-up)."""
+
+    def average(ema_params, params, n_averaged) -> None:
+        d = min(decay, (1.0 + float(n_averaged)) / (10.0 + float(n_averaged)))
+        floats = [(e, p) for e, p in zip(ema_params, params, strict=True) if e.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([e for e, _ in floats], [p for _, p in floats], 1.0 - d)
+            for e, p in floats:  # inf statistics (a dead channel) stay inf, not inf - inf = NaN
+                nan = torch.isnan(e)
+                if bool(nan.any()):
+                    e[nan] = p[nan]
+        for e, p in zip(
+            ema_params, params, strict=True
+        ):  # integer buffers (batches seen): the network's
+            if not e.is_floating_point():
+                e.copy_(p)
+
+    ema = torch.optim.swa_utils.AveragedModel(network, multi_avg_fn=average, use_buffers=True)
+    ema.module.eval()
+    ema.update_parameters(network)  # starts as a copy
+    return ema
 
 
 def _cpu_state(model: HemdModel) -> dict:

@@ -131,12 +131,14 @@ def save_model_file(model: HemdModel, path: str | os.PathLike, *, half: bool = F
     Parameters
     ----------
     half : bool
-        Store floating-point tensors as float16 (halves the size; loaded back as float32).
+        Store floating-point tensors as float16 (halves the size; loaded back as float32),
+        except those with values float16 cannot hold (beyond +-65504, e.g. the running variance
+        of a batch norm over large activations): they stay float32.
     """
     path = Path(path)
     state = {k: v.detach().cpu().clone() for k, v in model.network.state_dict().items()}
     if half:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        state = {k: _half(v) for k, v in state.items()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -150,6 +152,14 @@ def save_model_file(model: HemdModel, path: str | os.PathLike, *, half: bool = F
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
+
+
+def _half(v: torch.Tensor) -> torch.Tensor:
+    if not v.is_floating_point():
+        return v
+    h = v.half()
+    overflow = torch.isfinite(v) & ~torch.isfinite(h)
+    return v if bool(overflow.any()) else h
 
 
 def rewrite_model_file(model: HemdModel, path: str | os.PathLike) -> Path:
