@@ -12,7 +12,11 @@ Mutex-watershed instances.
 
 Scores (F1 at IoU >= 0.5, AJI, PQ, CTC SEG; objects and pixels pooled over the frames) against the
 silver truth (ST, every frame) and, where a frame has one, the gold truth (GT, sparse on HeLa: only
-SEG is meaningful there).
+SEG is meaningful there). Where the gold truth has tracking markers (``SEQ_GT/TRA``: one marker
+per cell in every frame, the challenge's complete reference for detection) the CTC **DET** score
+against them is reported too, with its counts: markers no object covers (FN), objects that cover
+no marker (FP) and objects covering several markers (merges); an object "covers" a marker when it
+holds more than half of it.
 
     PYTHONPATH=src python benchmarks/eval_models.py src/napari_hemd/models/weights/*.pt \
         --data ../shared/data --json docs/models-validation.json --store
@@ -31,6 +35,7 @@ import torch
 
 from napari_hemd.core.metrics import evaluate_sequence
 from napari_hemd.image_segmentation import labels_from_maps_workflow, whole_cell_growth
+from napari_hemd.io.ctc import read_ctc_labels
 from napari_hemd.models import (
     iter_predict,
     load_model_file,
@@ -84,7 +89,10 @@ def held_out_blocks(model, data_root: Path, names: list[str] | None = None) -> d
             st = {s.name.split("/")[-1]: s for s in _try(load_samples, folder, masks="st")}
             gt = {s.name.split("/")[-1]: s for s in _try(load_samples, folder, masks="gt")}
             main, source = (st, "ST") if st else (gt, "GT")
+            tra_dir = folder.parent / f"{folder.name}_GT" / "TRA"
+            tra = read_ctc_labels(tra_dir) if tra_dir.is_dir() else {}
             blocks[ds] = {
+                "tra": {f: tra[int(f[1:])] for f in sorted(frames) if int(f[1:]) in tra},
                 "samples": [main[f] for f in sorted(frames) if f in main],
                 "source": source,
                 "gt": {f: gt[f] for f in sorted(frames) if f in gt} if source == "ST" else {},
@@ -134,6 +142,21 @@ def _score(refs: list[np.ndarray], preds: list[np.ndarray]) -> dict:
     }
 
 
+def _det(markers: list[np.ndarray], preds: list[np.ndarray]) -> dict:
+    """CTC DET against tracking markers, with its error counts (see the module docstring)."""
+    r = evaluate_sequence(dict(enumerate(markers)), dict(enumerate(preds)))
+    c = r["counts"]
+    return {
+        "DET": round(float(r["DET"]), 4),
+        "frames": len(markers),
+        "markers": int(c["n_gt"]),
+        "n_found": int(c["n_pred"]),
+        "FN": int(c["det_FN"]),
+        "FP": int(c["det_FP"]),
+        "merges": int(c["det_NS"]),
+    }
+
+
 def evaluate(
     model, data_root: Path, names: list[str] | None = None, min_size: int = MIN_SIZE
 ) -> dict:
@@ -179,6 +202,11 @@ def evaluate(
                 m: _score([block["gt"][frames[i]].labels for i in idx], [preds[m][i] for i in idx])
                 for m in methods
             }
+        if block.get("tra"):
+            idx = [frames.index(f) for f in block["tra"]]
+            res["TRA"] = {
+                m: _det(list(block["tra"].values()), [preds[m][i] for i in idx]) for m in methods
+            }
         results[ds] = res
     return results
 
@@ -195,7 +223,7 @@ def store_validation(path: Path, model, results: dict, min_size: int = MIN_SIZE)
             f"{ds} {ref}": {m: {k: sc[k] for k in ("F1", "AJI", "SEG")} for m, sc in r.items()}
             for ds, res in results.items()
             for ref, r in res.items()
-            if ref != "frames"
+            if ref not in ("frames", "TRA")
         },
         "frames": {ds: [res["frames"][0], res["frames"][-1]] for ds, res in results.items()},
     }
@@ -245,6 +273,12 @@ def main() -> None:
                         f"AJI {sc['AJI']:.3f} PQ {sc['PQ']:.3f} SEG {sc['SEG']:.3f}  "
                         f"({sc['frames']} frames, {sc['n_ref']} ref / {sc['n_found']} found)"
                     )
+            for m, sc in res.get("TRA", {}).items():
+                print(
+                    f"{path.stem:16s} {ds:24s} {'TRA':6s} {m:9s} DET {sc['DET']:.3f}  "
+                    f"({sc['markers']} markers, {sc['n_found']} found: {sc['FN']} missed, "
+                    f"{sc['FP']} on no marker, {sc['merges']} merges)"
+                )
         summary[path.stem] = {"seconds": round(time.perf_counter() - t0, 1), "held_out": results}
         if args.store:
             store_validation(path, model, results, args.min_size)

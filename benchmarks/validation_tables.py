@@ -5,7 +5,9 @@
 
 One table per model: every held-out block and reference, F1 / AJI / SEG of H-EMD, the
 0.5-threshold and the watershed on the same maps (and the Mutex watershed for affinity models);
-against a sparse reference (the HeLa gold truth) only SEG. ``--previous``: the same protocol's
+against a sparse reference (the HeLa gold truth) only SEG; against tracking markers ("TRA", one per
+cell: the complete reference for detection) the CTC DET score with the markers missed and the
+objects on no marker. ``--previous``: the same protocol's
 H-EMD scores of an earlier model file (or the Mutex watershed's for affinity models) in a last
 column.
 """
@@ -28,6 +30,8 @@ SPARSE = {("Fluo-N2DL-HeLa/01", "GT")}
 
 
 def _cell(scores: dict, sparse: bool) -> str:
+    if "DET" in scores and "F1" not in scores:  # tracking markers
+        return f"DET {scores['DET']:.3f} ({scores['FN']} missed, {scores['FP']} on no marker)"
     if sparse:
         return f"SEG {scores['SEG']:.3f}"
     return f"{scores['F1']:.3f} / {scores['AJI']:.3f} / {scores['SEG']:.3f}"
@@ -57,8 +61,13 @@ def tables(results: dict, previous: dict | None = None, label: str = "previous")
                 if ref == "frames":
                     continue
                 sparse = (ds, ref) in SPARSE
-                n = next(iter(by_method.values()))["n_ref"]
-                row = [_block(ds, block["frames"]), f"{ref} ({n} objects)"]
+                first = next(iter(by_method.values()))
+                what = (
+                    f"markers ({first['markers']})"
+                    if ref == "TRA"
+                    else f"({first['n_ref']} objects)"
+                )
+                row = [_block(ds, block["frames"]), f"{ref} {what}"]
                 row += [_cell(by_method[m], sparse) if m in by_method else "–" for m in methods]
                 if previous and model in previous:
                     old = previous[model]["held_out"].get(ds, {}).get(ref, {}).get(main)
