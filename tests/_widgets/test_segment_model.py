@@ -98,6 +98,24 @@ def test_segment_a_frame_range_first(viewer, qtbot, errors):
     assert not errors
 
 
+def test_a_quick_job_cannot_finish_before_its_caller_listens(viewer, qtbot, errors):
+    """run() returns its worker unstarted until the event loop runs (as in napari), so waiting on
+    `finished` works however quick the job and however late the caller connects."""
+    import time
+
+    from napari_hemd._widgets import SegmentWidget
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.frames.value = "current frame"
+    worker = seg.run()
+    time.sleep(2.0)  # a one-frame job started at once would be over by now
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        pass
+    assert any(layer.name.startswith("nuclei video labels") for layer in viewer.layers)
+    assert not errors
+
+
 def test_progress_shows_in_the_dock(viewer, qtbot, errors):
     """Frames done, rate and time left inside the dock (not only napari's activity panel)."""
     from napari_hemd._widgets import PredictWidget

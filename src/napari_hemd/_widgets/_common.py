@@ -373,7 +373,14 @@ class LayerWidget(Container):
         worker.finished.connect(on_finished)
         self._set_running(run_button, cancel_button, True)
         self._worker = worker
-        worker.start()
+        # Started from the event loop, as superqt itself does whenever one runs (in napari):
+        # whoever gets the worker back can connect to its signals before it can finish. Started
+        # at once (superqt's choice without a running loop, as in tests), a quick job could
+        # finish before a caller waiting on `finished` had connected, and the caller would wait
+        # forever.
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, worker.start)
         return worker
 
     def _dock_progress(self):
