@@ -13,7 +13,7 @@ Mutex-watershed instances.
 Scores (F1 at IoU >= 0.5, AJI, PQ, CTC SEG; objects and pixels pooled over the frames) against the
 silver truth (ST, every frame) and, where a frame has one, the gold truth (GT, sparse on HeLa: only
 SEG is meaningful there). Where the gold truth has tracking markers (``SEQ_GT/TRA``: one marker
-per cell in every frame, the challenge's complete reference for detection) the CTC **DET** score
+per tracked cell in every frame, made by hand, the challenge's reference for detection) the CTC **DET** score
 against them is reported too, with its counts: markers no object covers (FN), objects that cover
 no marker (FP) and objects covering several markers (merges); an object "covers" a marker when it
 holds more than half of it.

@@ -6,7 +6,7 @@
 One table per model: every held-out block and reference, F1 / AJI / SEG of H-EMD, the
 0.5-threshold and the watershed on the same maps (and the Mutex watershed for affinity models);
 against a sparse reference (the HeLa gold truth) only SEG; against tracking markers ("TRA", one per
-cell: the complete reference for detection) the CTC DET score with the markers missed and the
+tracked cell: the challenge's reference for detection) the CTC DET score with the markers missed and the
 objects on no marker. ``--previous``: the same protocol's
 H-EMD scores of an earlier model file (or the Mutex watershed's for affinity models) in a last
 column.

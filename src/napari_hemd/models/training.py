@@ -712,20 +712,27 @@ def _score(model: HemdModel, samples: Sequence[Sample]) -> dict:
     return {"val_score": round(score, 4), "val_scores": per}
 
 
-def _reset_nonfinite_batch_norm(net: torch.nn.Module) -> None:
-    """Give non-finite running statistics a fresh start (0, 1) for training to re-estimate."""
+def _nonfinite_batch_norm(net: torch.nn.Module):
+    """Batch norms with non-finite running statistics: ``(name, layer, channel mask)``.
+
+    In module order, each found when the caller reaches it (a repaired layer is seen repaired).
+    """
     for name, m in net.named_modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_var is not None:
             bad = ~(torch.isfinite(m.running_var) & torch.isfinite(m.running_mean))
             if bool(bad.any()):
-                with torch.no_grad():
-                    m.running_mean[bad], m.running_var[bad] = 0.0, 1.0
-                logger.warning("%s: %d non-finite running statistics reset", name, int(bad.sum()))
+                yield name, m, bad
 
 
-def repair_batch_norm(
-    model: HemdModel, images: Sequence[np.ndarray], *, pad_to: int | None = None
-) -> list[str]:
+def _reset_nonfinite_batch_norm(net: torch.nn.Module) -> None:
+    """Give non-finite running statistics a fresh start (0, 1) for training to re-estimate."""
+    for name, m, bad in _nonfinite_batch_norm(net):
+        with torch.no_grad():
+            m.running_mean[bad], m.running_var[bad] = 0.0, 1.0
+        logger.warning("%s: %d non-finite running statistics reset", name, int(bad.sum()))
+
+
+def repair_batch_norm(model: HemdModel, images: Sequence[np.ndarray]) -> list[str]:
     """Re-estimate non-finite batch-norm statistics from ``images``; return what was repaired.
 
     A channel whose running variance overflowed (e.g. above float16's 65504 when a model file
@@ -735,17 +742,8 @@ def repair_batch_norm(
     so a repaired layer feeds the next). Finite statistics are left as they are.
     """
     net = model.network
-    bns = [
-        (name, m)
-        for name, m in net.named_modules()
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_var is not None
-    ]
     repaired = []
-    divisor = pad_to or net.divisor
-    for name, bn in bns:
-        bad = ~(torch.isfinite(bn.running_var) & torch.isfinite(bn.running_mean))
-        if not bool(bad.any()):
-            continue
+    for name, bn, bad in _nonfinite_batch_norm(net):
         if not len(images):
             raise ValueError(f"images: need frames to re-estimate {name}; got none")
         acc = {"n": 0, "s": 0.0, "ss": 0.0}
@@ -762,7 +760,7 @@ def repair_batch_norm(
             with torch.inference_mode():
                 for img in images:
                     img = np.asarray(img, np.float32)
-                    pad = [(0, (-n) % divisor) for n in img.shape]
+                    pad = [(0, (-n) % net.divisor) for n in img.shape]
                     x = torch.from_numpy(np.pad(img, pad, mode="reflect"))[None, None]
                     net(x.to(next(net.parameters()).device))
         finally:
@@ -785,11 +783,11 @@ def _ema_network(network: torch.nn.Module, decay: float) -> torch.optim.swa_util
         d = min(decay, (1.0 + float(n_averaged)) / (10.0 + float(n_averaged)))
         floats = [(e, p) for e, p in zip(ema_params, params, strict=True) if e.is_floating_point()]
         if floats:
-            torch._foreach_lerp_([e for e, _ in floats], [p for _, p in floats], 1.0 - d)
-            for e, p in floats:  # inf statistics (a dead channel) stay inf, not inf - inf = NaN
-                nan = torch.isnan(e)
-                if bool(nan.any()):
-                    e[nan] = p[nan]
+            # d * e + (1 - d) * p rather than a lerp, e + (1 - d) * (p - e): an inf statistic (a
+            # silent channel of an overflowed model file) stays inf instead of inf - inf = NaN
+            ema_f = [e for e, _ in floats]
+            torch._foreach_mul_(ema_f, d)
+            torch._foreach_add_(ema_f, [p for _, p in floats], alpha=1.0 - d)
         for e, p in zip(
             ema_params, params, strict=True
         ):  # integer buffers (batches seen): the network's
