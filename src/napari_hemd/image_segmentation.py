@@ -274,9 +274,13 @@ def labels_from_maps_workflow(
     tracks : (K, 4) ndarray or None
     """
     from napari_hemd.core.cells import grow_to_cells
+    from napari_hemd.core.segment import HEMD_ONLY
 
     fg = maps["foreground"]
     seg_kwargs = dict(params)
+    if method != "hemd":  # a model's H-EMD defaults do not apply to the baselines
+        for k in HEMD_ONLY:
+            seg_kwargs.pop(k, None)
     link = bool(seg_kwargs.pop("link", False))
     min_volume = int(seg_kwargs.pop("min_volume", 0) or 0)
     grow_threshold = float(seg_kwargs.pop("grow_threshold", 0.5))

@@ -820,6 +820,8 @@ _HEMD_KEYS = (
     "variant",
     "seed_min_peak",
     "lone_growth",
+    "split_coverage",
+    "split_size",
     "link",
 )
 
@@ -829,4 +831,6 @@ def rebuild_workflow(
 ) -> Generator[Progress, None, HEMDResult]:
     """Rebuild the H-EMD result (forests, selections) of a saved session for the inspector."""
     kwargs = {k: params[k] for k in _HEMD_KEYS if k in params}
+    if "variant" in params and "split_coverage" not in params:
+        kwargs["split_coverage"] = 0.0  # saved before the touching-cell split existed
     return (yield from segment_workflow(prob, "hemd", locked=locked or None, **kwargs))

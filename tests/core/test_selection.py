@@ -204,3 +204,60 @@ def test_lone_growth_is_bounded_and_validated():
         nh.hemd(tiny_video(), lone_growth=0.5)
     with pytest.raises(ValueError, match="seed_min_peak"):
         nh.hemd(tiny_video(), seed_min_peak=1.5)
+
+
+def _touching_pair(sibling_peak: float = 0.95) -> np.ndarray:
+    """Three lone cells (400 px) and two cells touching at a dip (800 + 300 px, a 40 px bridge)."""
+    p = np.zeros((40, 180), np.float32)
+    for x in (70, 110, 150):
+        p[10:30, x : x + 20] = 0.95  # lone cells: the frame's median tree, the typical object
+    p[10:30, 5:45] = 0.95  # cell S, 800 px
+    p[10:30, 45:47] = 0.6  # the contact: children fill 1100 / 1140 of the merged candidate
+    p[10:30, 47:62] = sibling_peak  # its neighbour, 300 px (>= 0.7 x 400)
+    return np.stack([p, p, p])
+
+
+def test_touching_cells_that_never_separate_are_split_by_the_refined_variant():
+    prob = _touching_pair()
+    # The paper pads the never-resolved pair as one object; refined keeps the two cells.
+    assert [len(np.unique(f)) - 1 for f in nh.hemd(prob, variant="paper").labels] == [4, 4, 4]
+    assert [len(np.unique(f)) - 1 for f in nh.hemd(prob, split_coverage=0).labels] == [4, 4, 4]
+    res = nh.hemd(prob)
+    assert res.params["split_coverage"] == 0.8 and res.params["split_size"] == 0.7
+    for lab in res.labels:
+        assert len(np.unique(lab)) - 1 == 5
+        assert len(np.unique(lab[10:30, 5:45])) == 1 and len(np.unique(lab[10:30, 47:62])) == 1
+        assert lab[20, 20] != lab[20, 50]
+
+
+def test_split_pieces_are_never_absorbed_back():
+    # The neighbour is too faint to seed (peak 0.85 < 0.9) and is padded at the end, a leftover
+    # under S's old parent and smaller than half of S: "absorb" would join it to S without the
+    # split's guard.
+    res = nh.hemd(_touching_pair(sibling_peak=0.85))
+    assert [len(np.unique(f)) - 1 for f in res.labels] == [5, 5, 5]
+    assert all(not s.absorbed for s in res.selections)
+
+
+def test_a_dip_inside_one_object_is_not_a_split():
+    p = np.zeros((60, 120), np.float32)
+    p[10:50, 5:45] = 0.95  # a lone object of 1,600 px: with the next, the typical size
+    p[10:50, 60:80] = 0.95  # one 1,600 px object whose two halves (800 px each, < 0.7 x 1,600)
+    p[10:50, 80:82] = 0.6  # fill it: pieces smaller than the objects around -> one object
+    p[10:50, 82:100] = 0.95
+    prob = np.stack([p, p])
+    assert [len(np.unique(f)) - 1 for f in nh.hemd(prob).labels] == [2, 2]
+    assert [len(np.unique(f)) - 1 for f in nh.hemd(prob, split_size=0.4).labels] == [3, 3]
+    # Small cores covering little of an object (a textured nucleus) keep it whole at any size.
+    q = np.zeros((40, 60), np.float32)
+    q[5:35, 5:55] = 0.6  # 1,500 px
+    q[10:20, 10:20] = 0.95  # two 100 px cores: 200 / 1,500 covered
+    q[22:32, 40:50] = 0.95
+    assert [len(np.unique(f)) - 1 for f in nh.hemd(np.stack([q, q]), split_size=0).labels] == [1, 1]
+
+
+def test_split_options_are_validated():
+    with pytest.raises(ValueError, match="split_coverage"):
+        nh.hemd(tiny_video(), split_coverage=1.5)
+    with pytest.raises(ValueError, match="split_size"):
+        nh.hemd(tiny_video(), split_size=-1)

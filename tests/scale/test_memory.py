@@ -35,7 +35,7 @@ def peak(fn):
 
 hemd_stream(video[:6], tmp / "warm.zarr", chunk=4, iterations=2)  # imports, caches
 out = {"stream": {}, "memory": {}}
-for n in (12, 48):
+for n in (20, 80):  # the whole video, then four times it: the same windows' content
     frames = np.concatenate([video, video[::-1]] * 2)[:n]
     path = str(tmp / f"p{n}.zarr")
     z = zarr.create_array(path, shape=frames.shape, chunks=(1, 96, 96), dtype=np.float32)
@@ -61,6 +61,8 @@ def test_stream_peak_memory_is_independent_of_frame_count(tmp_path):
     peaks = json.loads(proc.stdout.strip().splitlines()[-1])
     stream, memory = peaks["stream"], peaks["memory"]
     frame = 96 * 96 * 4
-    # 4x the frames: the in-memory run holds them all, the stream one window's worth
-    assert memory["48"] - memory["12"] > 30 * frame, peaks
-    assert stream["48"] - stream["12"] < 4 * frame, peaks
+    # 4x the frames: the in-memory run holds them all, the stream one window's worth. (A window's
+    # peak depends on its content, e.g. how many instances the matchings leave unmatched, so both
+    # runs hold the same frames: the video, forwards and backwards.)
+    assert memory["80"] - memory["20"] > 50 * frame, peaks
+    assert stream["80"] - stream["20"] < 4 * frame, peaks

@@ -122,6 +122,10 @@ def volume_kwargs(args: argparse.Namespace) -> dict:
     return {"planes": args.planes, "z_scale": args.z_scale}
 
 
+#: H-EMD's resolved choices written into the labels' metadata.
+HEMD_RECORDED = ("variant", "seed_min_peak", "lone_growth", "split_coverage", "split_size")
+
+
 def add_hemd_arguments(p: argparse.ArgumentParser) -> None:
     """The H-EMD parameters shared by ``segment`` and ``stream``."""
     p.add_argument("--tau", type=float, default=0.5, help="lowest threshold (default 0.5)")
@@ -150,6 +154,20 @@ def add_hemd_arguments(p: argparse.ArgumentParser) -> None:
         "(refined 1.5, paper 1)",
     )
     p.add_argument(
+        "--split-coverage",
+        type=float,
+        default=None,
+        help="a candidate whose children fill this share of it, each child at least "
+        "--split-size times the typical object, is touching cells, not one (refined 0.8, paper 0)",
+    )
+    p.add_argument(
+        "--split-size",
+        type=float,
+        default=None,
+        help="with --split-coverage: smallest child, as a fraction of the median candidate tree "
+        "of its frame (0.7)",
+    )
+    p.add_argument(
         "--max-candidates",
         type=int,
         default=None,
@@ -169,6 +187,8 @@ def hemd_params(args: argparse.Namespace) -> dict:
         variant=args.variant,
         seed_min_peak=args.seed_min_peak,
         lone_growth=args.lone_growth,
+        split_coverage=args.split_coverage,
+        **({"split_size": args.split_size} if args.split_size is not None else {}),
         max_candidates=args.max_candidates,
     )
 
@@ -203,9 +223,9 @@ def run(args: argparse.Namespace) -> int:
     boundary = read_stack(args.boundary, lazy=True) if args.boundary else None
     t0 = time.perf_counter()
     hp = hemd_params(args)
-    hemd_only = {
-        k: hp.pop(k) for k in ("variant", "seed_min_peak", "lone_growth", "max_candidates")
-    }
+    from napari_hemd.core.segment import HEMD_ONLY
+
+    hemd_only = {k: hp.pop(k) for k in HEMD_ONLY if k in hp}
     params = {**hp, "axis": args.axis}  # shared by H-EMD and the baselines
     tracks = None
     with warnings.catch_warnings(), Progress(disabled=args.no_progress) as bar:
@@ -251,8 +271,10 @@ def _run_with_model(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     hp = hemd_params(args)
     if args.method != "hemd":
-        for k in ("variant", "seed_min_peak", "lone_growth", "max_candidates"):
-            hp.pop(k)
+        from napari_hemd.core.segment import HEMD_ONLY
+
+        for k in HEMD_ONLY:
+            hp.pop(k, None)
     # options left at their defaults give way to the model's own segment_defaults
     # (image_segmentation.NEUTRAL)
     with warnings.catch_warnings(), Progress(disabled=args.no_progress) as bar:
@@ -276,7 +298,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
     labels = res.labels if res.labels.ndim == 3 else res.labels[None]
     meta = {"source": str(args.prob), **res.params}
     if res.result is not None:
-        meta.update({k: res.result.params[k] for k in ("variant", "seed_min_peak", "lone_growth")})
+        meta.update({k: res.result.params[k] for k in HEMD_RECORDED})
     write_labels(labels, args.output, overwrite=args.overwrite, tracks=res.tracks, metadata=meta)
     n_obj = len(np.unique(labels)) - 1
     dt = time.perf_counter() - t0

@@ -25,6 +25,21 @@ VARIANTS = {"paper": "keep", "refined": "absorb"}
 SEED_MIN_PEAK = {"paper": 0.0, "refined": 0.9}
 #: Growth of a match that only its reference overlaps, per variant (1 = the paper).
 LONE_GROWTH = {"paper": 1.0, "refined": 1.5}
+#: Share of a candidate its children must cover for it to be several touching objects, per
+#: variant (0 = the paper's forest, every candidate kept).
+SPLIT_COVERAGE = {"paper": 0.0, "refined": 0.8}
+#: With a split coverage: each child at least this times the frame's typical object (median tree).
+SPLIT_SIZE = 0.7
+
+#: Options only H-EMD takes: a model's ``segment_defaults`` may carry them, the baselines drop them.
+HEMD_ONLY = (
+    "variant",
+    "seed_min_peak",
+    "lone_growth",
+    "split_coverage",
+    "split_size",
+    "max_candidates",
+)
 
 #: A forest with more candidates than this per pixel-megapixel is almost surely noise.
 MAX_NODES_PER_PIXEL = 0.05
@@ -104,6 +119,8 @@ def hemd(
     variant: str = "refined",
     seed_min_peak: float | None = None,
     lone_growth: float | None = None,
+    split_coverage: float | None = None,
+    split_size: float = SPLIT_SIZE,
     link: bool = False,
     locked: dict[int, list[int]] | None = None,
     time_limit: float = 10.0,
@@ -131,6 +148,13 @@ def hemd(
     lone_growth = LONE_GROWTH[variant] if lone_growth is None else float(lone_growth)
     if not lone_growth >= 1.0:
         raise ValueError(f"lone_growth must be >= 1 (1 = the paper); got {lone_growth!r}")
+    split_coverage = SPLIT_COVERAGE[variant] if split_coverage is None else float(split_coverage)
+    if not 0.0 <= split_coverage <= 1.0:
+        raise ValueError(
+            f"split_coverage must be in [0, 1] (0 = the paper); got {split_coverage!r}"
+        )
+    if not float(split_size) >= 0.0:
+        raise ValueError(f"split_size must be >= 0; got {split_size!r}")
     n, get, fdim = _frames(prob, axis)
     conn = resolve_connectivity(connectivity, fdim)
     forests = []
@@ -156,6 +180,8 @@ def hemd(
         leftovers=VARIANTS[variant],
         seed_min_peak=seed_min_peak,
         lone_growth=lone_growth,
+        split_coverage=split_coverage,
+        split_size=float(split_size),
         locked=locked,
         time_limit=time_limit,
         progress=(lambda d, tot: progress("selection", d, tot)) if progress else None,
@@ -175,6 +201,8 @@ def hemd(
         variant=variant,
         seed_min_peak=seed_min_peak,
         lone_growth=lone_growth,
+        split_coverage=split_coverage,
+        split_size=float(split_size),
         link=link,
     )
     return HEMDResult(labels, forests, sels, tracks, params)
@@ -222,8 +250,9 @@ def segment(
     variant : {"refined", "paper"}
         ``"paper"`` is Section III exactly; ``"refined"`` absorbs small leftover siblings of matched
         candidates instead of padding them as objects, seeds only from confident single-path
-        roots, and grows a match up to 1.5 times its reference's size where only that reference
-        overlaps (see ``docs/algorithm.md``).
+        roots, grows a match up to 1.5 times its reference's size where only that reference
+        overlaps, and drops candidates that split into cell-sized pieces filling them (touching
+        cells; ``split_coverage``) (see ``docs/algorithm.md``).
     link : bool
         Give the same id to the same object across frames (any method).
     boundary, background : array-like, optional

@@ -20,6 +20,16 @@ Choices the paper leaves open (see ``docs/algorithm.md``):
   candidate is replaced by its highest remaining ancestor of at most ``g`` times the reference's
   size when no other selected instance of the reference's frame overlaps that ancestor: nothing
   there supports the split (see :func:`_widen_lone_matches`). 1 is the paper.
+* ``split_coverage`` (beyond the paper): a candidate whose children (the components it splits into
+  at the next threshold) cover at least this fraction of its pixels, each child at least
+  ``split_size`` times the frame's typical object (the median size of its candidate trees, i.e.
+  of its roots), is two or more objects touching at a dip, not one object: it and
+  every candidate containing it are dropped from the forest before the selection starts, so neither
+  the initial state, nor a match, nor padding can take the merged region, and ``"absorb"`` never
+  joins pieces across such a split (see :func:`_split_nodes`). A dip inside one object leaves cores
+  that cover little of it, or pieces smaller than the objects around it, and stays a candidate.
+  Touching objects that never separate in any frame are otherwise padded as one (eq. 19). 0 is
+  the paper.
 """
 
 from __future__ import annotations
@@ -135,6 +145,7 @@ class _Frame:
         self.alive = np.ones(forest.n_nodes, dtype=bool)
         self.sel = FrameSelection.empty()
         self.version = 0
+        self.split = np.zeros(forest.n_nodes, dtype=bool)
 
     def select(self, nodes, how, iteration, partner=None, score=None) -> None:
         nodes = np.asarray(nodes, dtype=np.int64)
@@ -162,6 +173,8 @@ def select_instances(
     leftovers: str = "keep",
     seed_min_peak: float = 0.0,
     lone_growth: float = 1.0,
+    split_coverage: float = 0.0,
+    split_size: float = 0.7,
     locked: dict[int, Sequence[int]] | None = None,
     enum_limit: int = 20_000,
     time_limit: float = 10.0,
@@ -202,6 +215,12 @@ def select_instances(
         raise ValueError(f"leftovers must be one of {LEFTOVER_MODES}; got {leftovers!r}")
     if not float(lone_growth) >= 1.0:
         raise ValueError(f"lone_growth must be >= 1 (1 = the paper); got {lone_growth!r}")
+    if not 0.0 <= float(split_coverage) <= 1.0:
+        raise ValueError(
+            f"split_coverage must be in [0, 1] (0 = the paper); got {split_coverage!r}"
+        )
+    if not 0.0 <= float(split_size):
+        raise ValueError(f"split_size must be >= 0; got {split_size!r}")
     if not 0 < float(delta):
         raise ValueError(f"delta must be > 0; got {delta!r}")
     if int(iterations) < 0:
@@ -211,6 +230,11 @@ def select_instances(
         raise ValueError(f"all frames must have the same shape; got {sorted(shapes)}")
     frames = [_Frame(f) for f in forests]
     n_frames = len(frames)
+    if 0.0 < float(split_coverage) <= 1.0:
+        for fr in frames:
+            typical = _typical_object_area(fr.forest)
+            fr.split = _split_nodes(fr.forest, float(split_coverage), split_size * typical)
+            fr.alive &= ~fr.split
 
     # Initial state (eq. 1–3), after the user's locked choices.
     for w, nodes in (locked or {}).items():
@@ -225,7 +249,9 @@ def select_instances(
         frames[w].select(nodes, HOW["locked"], 0)
     for fr in frames:
         f = fr.forest
-        roots = f.roots
+        roots = (
+            f.roots if not fr.split.any() else np.flatnonzero(fr.tree_of() == np.arange(f.n_nodes))
+        )
         easy = roots[(f.n_leaves[roots] == 1) & fr.alive[roots]]
         if seed_min_peak > 0 and easy.size:
             # In a single-path tree the last node in pre-order is the leaf, the peak level.
@@ -381,6 +407,42 @@ def _widen_lone_matches(
     return node, iou
 
 
+def _typical_object_area(forest: CandidateForest) -> float:
+    """Median size of a frame's candidate trees (its roots; inf when it has none).
+
+    Per frame, so that a window of frames decides as the whole movie does (``hemd_windowed``).
+    """
+    roots = forest.roots
+    return float(np.median(forest.area[roots])) if roots.size else float("inf")
+
+
+def _split_nodes(forest: CandidateForest, coverage: float, min_child: float = 0.0) -> np.ndarray:
+    """Candidates that are several objects: split nodes and every candidate containing one.
+
+    A node is a split node when it has two or more children, each at least ``min_child``
+    pixels, that together cover at least ``coverage`` of its pixels.
+    """
+    parent = forest.parent
+    has_parent = parent >= 0
+    n_children = np.bincount(parent[has_parent], minlength=forest.n_nodes)
+    child_area = np.bincount(
+        parent[has_parent], weights=forest.area[has_parent], minlength=forest.n_nodes
+    )
+    split = (n_children >= 2) & (child_area >= coverage * forest.area)
+    if min_child > 0 and split.any():
+        small = np.zeros(forest.n_nodes, dtype=bool)
+        kids = has_parent & (forest.area < min_child)
+        small[parent[kids]] = True
+        split &= ~small
+    # Parents precede children (pre-order): one backward pass marks every ancestor.
+    for node in np.flatnonzero(split)[::-1]:
+        p = parent[node]
+        while p >= 0 and not split[p]:
+            split[p] = True
+            p = parent[p]
+    return split
+
+
 def _apply(fr: _Frame, left, right, iteration: int) -> bool:
     """Left/right competition per remaining tree (eq. 16), then the state update (eq. 17–18)."""
     if left is None and right is None:
@@ -431,12 +493,14 @@ def _absorb_leftovers(fr: _Frame, rest: np.ndarray, max_fraction: float = 0.5) -
     keep = list(rest[~is_leftover])
     for n in rest[is_leftover]:
         a = int(f.parent[n])
+        crosses = False
         while a >= 0:
+            crosses |= bool(fr.split[a])
             lo, hi = np.searchsorted(sel, [a, f.end[a]])
             if hi > lo:
                 break
             a = int(f.parent[a])
-        if a < 0 or hi - lo != 1:
+        if a < 0 or hi - lo != 1 or crosses:
             keep.append(n)
             continue
         target = int(sel[lo])

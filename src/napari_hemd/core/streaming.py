@@ -58,6 +58,8 @@ _PARAMS = (
     "variant",
     "seed_min_peak",
     "lone_growth",
+    "split_coverage",
+    "split_size",
     "time_limit",
     "max_candidates",
 )
