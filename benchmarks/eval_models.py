@@ -69,12 +69,17 @@ def held_out_names(data_root: Path, folders: list[str], val: str = "0.2") -> lis
     return names
 
 
-def held_out_blocks(model, data_root: Path, names: list[str] | None = None) -> dict[str, dict]:
-    """Per data folder: the held-out samples (images + ST or plain labels) and GT where present."""
+def held_out_blocks(
+    model, data_root: Path, names: list[str] | None = None, allow_trained: bool = False
+) -> dict[str, dict]:
+    """Per data folder: the held-out samples (images + ST or plain labels) and GT where present.
+
+    ``allow_trained`` lets ``names`` be frames the model was trained on (``--frames``).
+    """
     if names is None:
         names = model.metadata["training"]["held_out_samples"]
     trained = set(model.metadata["training"].get("train_samples", []))
-    if trained & set(names):
+    if trained & set(names) and not allow_trained:
         raise ValueError(f"the model was trained on {sorted(trained & set(names))[:3]}...")
     by_dataset: dict[str, list[str]] = {}
     for name in names:
@@ -177,18 +182,31 @@ def _det(markers: list[np.ndarray], preds: list[np.ndarray]) -> dict:
 
 
 def evaluate(
-    model, data_root: Path, names: list[str] | None = None, min_size: int = MIN_SIZE
+    model,
+    data_root: Path,
+    names: list[str] | None = None,
+    min_size: int = MIN_SIZE,
+    hemd_params: dict | None = None,
+    allow_trained: bool = False,
 ) -> dict:
-    """``{folder: {"ST"|"GT"|"labels": {method: scores}, "frames": [...]}}``."""
+    """``{folder: {"ST"|"GT"|"labels": {method: scores}, "frames": [...]}}``.
+
+    ``hemd_params`` override the model's ``segment_defaults`` (H-EMD options such as
+    ``split_coverage``; the baselines ignore H-EMD-only ones).
+    """
     grow = whole_cell_growth(model)
     outputs = ["foreground", "background"]
     methods = METHODS + (("mutex",) if model.kind == "affinity" else ())
     if model.kind == "affinity":
         outputs.append("instances")
     # the model's own segment defaults (what segment --model uses) win over min_size
-    defaults = {"min_size": min_size, **model.metadata.get("segment_defaults", {})}
+    defaults = {
+        "min_size": min_size,
+        **model.metadata.get("segment_defaults", {}),
+        **(hemd_params or {}),
+    }
     results = {}
-    for ds, block in held_out_blocks(model, data_root, names).items():
+    for ds, block in held_out_blocks(model, data_root, names, allow_trained).items():
         samples = block["samples"]
         if block.get("volume") and volume_settings(model)["planes"] == 3:
             # the slab as the user's stack: z-, y- and x-slices, as segment --model does
@@ -273,11 +291,42 @@ def main() -> None:
         help="score every model on the last 20 %% of FOLDER (under --data; repeatable) instead of "
         "its own held-out frames (compare models on one block; refused if a model trained on it)",
     )
+    p.add_argument(
+        "--frames",
+        action="append",
+        metavar="FOLDER=START:STOP",
+        help="score frames START..STOP-1 of FOLDER (under --data; repeatable) instead of the "
+        "held-out block, even frames the model was trained on (optimistic: for comparing "
+        "settings on more frames, not for reporting a model)",
+    )
+    p.add_argument(
+        "--hemd",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="H-EMD option over the model's defaults, e.g. split_coverage=0 (repeatable)",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     summary = {}
     names = held_out_names(args.data, args.held_out) if args.held_out else None
+    if args.frames:
+        names = []
+        for spec in args.frames:
+            folder, sep, span = spec.partition("=")
+            if not sep or ":" not in span:
+                p.error(f"--frames expects FOLDER=START:STOP; got {spec!r}")
+            names += held_out_names(args.data, [folder], span)
+    hemd_params = {}
+    for kv in args.hemd:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            p.error(f"--hemd expects KEY=VALUE; got {kv!r}")
+        try:
+            hemd_params[key] = json.loads(value)  # numbers, true / false
+        except json.JSONDecodeError:
+            hemd_params[key] = value  # e.g. variant=paper
     earlier = json.loads(args.from_json.read_text()) if args.from_json else {}
     for path in args.models:
         model = load_model_file(path)
@@ -286,7 +335,9 @@ def main() -> None:
             print(f"{path.stem}: stored the scores of {args.from_json}")
             continue
         t0 = time.perf_counter()
-        results = evaluate(model, args.data, names, args.min_size)
+        results = evaluate(
+            model, args.data, names, args.min_size, hemd_params, allow_trained=bool(args.frames)
+        )
         for ds, res in results.items():
             for ref in ("ST", BORDER, "GT", "labels"):
                 for m, sc in res.get(ref, {}).items():
@@ -303,6 +354,10 @@ def main() -> None:
                 )
         summary[path.stem] = {"seconds": round(time.perf_counter() - t0, 1), "held_out": results}
         if args.store:
+            if args.frames or args.hemd or args.held_out:
+                p.error(
+                    "--store records the model's own held-out scores: drop --frames/--hemd/--held-out"
+                )
             store_validation(path, model, results, args.min_size)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
