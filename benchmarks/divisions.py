@@ -38,7 +38,8 @@ METHODS = [
     ("threshold", {"method": "threshold"}),
     ("hemd paper", {"method": "hemd", "variant": "paper"}),
     ("hemd refined, lone growth 1", {"method": "hemd", "lone_growth": 1.0}),
-    ("hemd refined (default, lone growth 1.5)", {"method": "hemd"}),
+    ("hemd refined, lone growth 1.5, no split", {"method": "hemd", "split_coverage": 0.0}),
+    ("hemd refined (default: lone growth 1.5, split 0.8)", {"method": "hemd"}),
     ("hemd refined, lone growth 2", {"method": "hemd", "lone_growth": 2.0}),
     ("hemd refined, lone growth 3", {"method": "hemd", "lone_growth": 3.0}),
 ]
@@ -118,7 +119,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for model, seq, ref, tra in CASES:
         folder = args.data / "ctc" / seq
-        frames = sorted(folder.glob("t*.tif"))
+        # the contiguous run from frame 0 (PhC-C2DL-PSC 01 here has t000-t100, then t150-t250)
+        frames = [f for i, f in enumerate(sorted(folder.glob("t*.tif"))) if int(f.stem[1:]) == i]
         raw = np.stack([tifffile.imread(f) for f in frames])
         gt = np.stack(
             [tifffile.imread(folder.parent / ref / f"man_seg{t:03d}.tif") for t in range(len(raw))]

@@ -231,3 +231,22 @@ def test_keep_locked_objects_restores_a_filled_child_after_rerun():
     assert (out[0][mine] > 0).all() and (out[0][mine] == out[0][19, 15]).all()
     assert out[0][19, 43] == 0  # the other piece was not locked: not brought back
     assert (rerun[0][mine] > 0).sum() < 10  # what the re-run alone gave
+
+
+def test_candidate_path_says_why_a_merged_candidate_is_no_object():
+    """Two cells touching in every frame: the inspector's path names the merged candidate."""
+    import napari_hemd as nh
+
+    p = np.zeros((40, 180), np.float32)
+    for x in (70, 110, 150):
+        p[10:30, x : x + 20] = 0.95
+    p[10:30, 5:45] = 0.95
+    p[10:30, 45:47] = 0.6
+    p[10:30, 47:62] = 0.95
+    res = nh.hemd(np.stack([p, p]))
+    f, s = res.forests[0], res.selections[0]
+    rows = candidate_path(f, s, (20, 20))
+    assert [r.chosen for r in rows][0] and rows[-1].how == "touching cells"
+    assert rows[-1].area == 1140 and not rows[-1].chosen
+    assert s.split.tolist() == [rows[-1].node]
+    assert nh.hemd(np.stack([p, p]), variant="paper").selections[0].split.size == 0

@@ -328,6 +328,7 @@ def candidate_path(
         return []
     pos = {int(n): i for i, n in enumerate(selection.nodes)}
     absorbed_by = {int(a): int(n) for n, arr in selection.absorbed.items() for a in arr}
+    split = set(selection.split.tolist())
     rows = []
     mean = forest.mean_prob
     for n in forest.ancestors(leaf):
@@ -339,6 +340,8 @@ def candidate_path(
             partner, score = int(selection.partner[i]), float(selection.score[i])
         elif n in absorbed_by:
             how = f"absorbed into {absorbed_by[n]}"
+        elif n in split:
+            how = "touching cells"  # splits into cell-sized pieces: never one object
         rows.append(
             PathRow(
                 n, float(forest.level[n]), int(forest.area[n]), float(mean[n]), i is not None,

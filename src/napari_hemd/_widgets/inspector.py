@@ -83,9 +83,13 @@ def _best_text(m: Match | None) -> str:
 
 
 def _chosen_text(row: PathRow, frame: int) -> str:
-    """``"✓ matched t4 #161 (0.82)"`` / ``"✓ padding"`` / ``""``: whether and why it was chosen."""
+    """``"✓ matched t4 #161 (0.82)"`` / ``"✓ padding"`` / ``""``: whether and why it was chosen.
+
+    Unchosen candidates say why when the selection recorded it (``"touching cells"``,
+    ``"absorbed into 12"``).
+    """
     if not row.chosen:
-        return ""
+        return row.how
     match = _match_text(row, frame)
     if match:
         return f"✓ {row.how} {match} ({row.score:.2f})"

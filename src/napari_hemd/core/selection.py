@@ -79,6 +79,8 @@ class FrameSelection:
         IoU of the match that selected it (0 when not matched).
     absorbed : dict
         ``node -> array of leftover nodes`` merged into it (``leftovers="absorb"``).
+    split : (S,) int64 ndarray
+        Candidates that are several touching cells (``split_coverage``): never selected.
     """
 
     nodes: np.ndarray
@@ -87,6 +89,7 @@ class FrameSelection:
     partner: np.ndarray
     score: np.ndarray
     absorbed: dict[int, np.ndarray] = field(default_factory=dict)
+    split: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
     @classmethod
     def empty(cls) -> FrameSelection:
@@ -235,6 +238,7 @@ def select_instances(
             typical = _typical_object_area(fr.forest)
             fr.split = _split_nodes(fr.forest, float(split_coverage), split_size * typical)
             fr.alive &= ~fr.split
+            fr.sel.split = np.flatnonzero(fr.split).astype(np.int64)
 
     # Initial state (eq. 1–3), after the user's locked choices.
     for w, nodes in (locked or {}).items():
