@@ -246,7 +246,7 @@ def test_candidate_path_says_why_a_merged_candidate_is_no_object():
     res = nh.hemd(np.stack([p, p]))
     f, s = res.forests[0], res.selections[0]
     rows = candidate_path(f, s, (20, 20))
-    assert [r.chosen for r in rows][0] and rows[-1].how == "touching cells"
+    assert rows[0].chosen and rows[-1].how == "touching cells"
     assert rows[-1].area == 1140 and not rows[-1].chosen
     assert s.split.tolist() == [rows[-1].node]
     assert nh.hemd(np.stack([p, p]), variant="paper").selections[0].split.size == 0
