@@ -829,11 +829,24 @@ _HEMD_KEYS = (
 )
 
 
+#: H-EMD's resolved selection options (variant defaults filled in), saved with a result so that a
+#: rebuild selects as the run did even after a default changes.
+SELECTION_KEYS = ("variant", "seed_min_peak", "lone_growth", "split_coverage", "split_size")
+
+
+def selection_choices(result: HEMDResult | None) -> dict:
+    """The resolved selection options of an H-EMD result (``{}`` for a baseline's)."""
+    if result is None:
+        return {}
+    return {k: result.params[k] for k in SELECTION_KEYS if k in result.params}
+
+
 def rebuild_workflow(
     prob, params: dict, locked: dict[int, list[int]] | None = None
 ) -> Generator[Progress, None, HEMDResult]:
     """Rebuild the H-EMD result (forests, selections) of a saved session for the inspector."""
     kwargs = {k: params[k] for k in _HEMD_KEYS if k in params}
     if "variant" in params and "split_coverage" not in params:
-        kwargs["split_coverage"] = 0.0  # saved before the touching-cell split existed
+        # saved before the touching-cell split existed (results since record it: selection_choices)
+        kwargs["split_coverage"] = 0.0
     return (yield from segment_workflow(prob, "hemd", locked=locked or None, **kwargs))

@@ -210,3 +210,23 @@ def test_a_chosen_child_keeps_its_pixels_after_lock_and_rerun(viewer, qtbot, err
     assert (after[obj] > 0).all()  # no pixel of the chosen object fell to background
     assert (after[obj] == after[pix]).mean() > 0.9 * (kept == kept[0]).mean()
     assert not errors
+
+
+def test_a_rebuild_selects_as_the_run_did(viewer, qtbot, errors):
+    """The labels' parameters record H-EMD's resolved choices (the refined variant's split), so
+    rebuilding the forest for the inspector or a reopened project gives the same selection; a
+    result saved before the split existed (no such key) is rebuilt without it."""
+    from napari_hemd.workflows import rebuild_workflow, run_workflow
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = prob = viewer.layers["nuclei video probability"]
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["nuclei video labels"]
+    params = labels.metadata["hemd_params"]
+    assert params["split_coverage"] == 0.8 and params["split_size"] == 0.7
+    assert params["variant"] == "refined" and params["lone_growth"] == 1.5
+    rebuilt = run_workflow(rebuild_workflow(np.asarray(prob.data), params))
+    np.testing.assert_array_equal(rebuilt.labels, labels.metadata["hemd_result"].labels)
+    old = {k: v for k, v in params.items() if k not in ("split_coverage", "split_size")}
+    assert run_workflow(rebuild_workflow(np.asarray(prob.data), old)).params["split_coverage"] == 0
+    assert not errors

@@ -40,6 +40,7 @@ from napari_hemd._widgets._common import (
     history_of,
     is_probability_layer,
 )
+from napari_hemd.workflows import selection_choices
 
 log = logging.getLogger(__name__)
 
@@ -356,6 +357,7 @@ class FineTuneWidget(LayerWidget):
                 },
             )
             saved = {**old_params, **seg.params, "method": "hemd", "grow": seg.grow}
+            saved.update(selection_choices(seg.result))
             saved[SOURCE_KEY], saved[MODEL_KEY] = prob.name, model
             state = {PARAMS_KEY: saved, RESULT_KEY: seg.result, LOCKED_KEY: {}}
             self.viewer.layers.selection.active = labels  # keep proofreading the labels

@@ -34,7 +34,7 @@ from napari_hemd._widgets._common import (
     track_paint,
 )
 from napari_hemd.core.segment import METHODS, HEMDResult, _restore_axis
-from napari_hemd.workflows import segment_workflow
+from napari_hemd.workflows import segment_workflow, selection_choices
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +262,7 @@ class SegmentWidget(LayerWidget):
                         np.asarray(data),
                     )  # fmt: skip
             saved["grow"] = result.grow if model != NO_MODEL else grow
+            saved.update(selection_choices(res))  # a rebuild (inspector, project) selects alike
             meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
             labels = np.ascontiguousarray(labels, dtype=np.uint32)
             old = self.viewer.layers[name] if name in self.viewer.layers else None
