@@ -307,6 +307,8 @@ def main() -> None:
         help="H-EMD option over the model's defaults, e.g. split_coverage=0 (repeatable)",
     )
     args = p.parse_args()
+    if args.store and (args.frames or args.hemd or args.held_out):
+        p.error("--store records the model's own held-out scores: drop --frames/--hemd/--held-out")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     summary = {}
@@ -354,10 +356,6 @@ def main() -> None:
                 )
         summary[path.stem] = {"seconds": round(time.perf_counter() - t0, 1), "held_out": results}
         if args.store:
-            if args.frames or args.hemd or args.held_out:
-                p.error(
-                    "--store records the model's own held-out scores: drop --frames/--hemd/--held-out"
-                )
             store_validation(path, model, results, args.min_size)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))

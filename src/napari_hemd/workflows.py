@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_hemd.core.forest import CandidateForest
-from napari_hemd.core.segment import METHODS, HEMDResult, hemd, segment
+from napari_hemd.core.segment import METHODS, SELECTION_KEYS, HEMDResult, hemd, segment
 from napari_hemd.core.selection import HOW_NAMES, FrameSelection
 
 __all__ = [
@@ -829,13 +829,11 @@ _HEMD_KEYS = (
 )
 
 
-#: H-EMD's resolved selection options (variant defaults filled in), saved with a result so that a
-#: rebuild selects as the run did even after a default changes.
-SELECTION_KEYS = ("variant", "seed_min_peak", "lone_growth", "split_coverage", "split_size")
-
-
 def selection_choices(result: HEMDResult | None) -> dict:
-    """The resolved selection options of an H-EMD result (``{}`` for a baseline's)."""
+    """The resolved selection options of an H-EMD result (``{}`` for a baseline's).
+
+    Saved with a result, so that a rebuild selects as the run did even after a default changes.
+    """
     if result is None:
         return {}
     return {k: result.params[k] for k in SELECTION_KEYS if k in result.params}

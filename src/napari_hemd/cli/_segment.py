@@ -122,10 +122,6 @@ def volume_kwargs(args: argparse.Namespace) -> dict:
     return {"planes": args.planes, "z_scale": args.z_scale}
 
 
-#: H-EMD's resolved choices written into the labels' metadata.
-HEMD_RECORDED = ("variant", "seed_min_peak", "lone_growth", "split_coverage", "split_size")
-
-
 def add_hemd_arguments(p: argparse.ArgumentParser) -> None:
     """The H-EMD parameters shared by ``segment`` and ``stream``."""
     p.add_argument("--tau", type=float, default=0.5, help="lowest threshold (default 0.5)")
@@ -298,7 +294,9 @@ def _run_with_model(args: argparse.Namespace) -> int:
     labels = res.labels if res.labels.ndim == 3 else res.labels[None]
     meta = {"source": str(args.prob), **res.params}
     if res.result is not None:
-        meta.update({k: res.result.params[k] for k in HEMD_RECORDED})
+        from napari_hemd.workflows import selection_choices
+
+        meta.update(selection_choices(res.result))
     write_labels(labels, args.output, overwrite=args.overwrite, tracks=res.tracks, metadata=meta)
     n_obj = len(np.unique(labels)) - 1
     dt = time.perf_counter() - t0

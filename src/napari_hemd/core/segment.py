@@ -31,15 +31,11 @@ SPLIT_COVERAGE = {"paper": 0.0, "refined": 0.8}
 #: With a split coverage: each child at least this times the frame's typical object (median tree).
 SPLIT_SIZE = 0.7
 
+#: H-EMD's selection options, resolved in ``HEMDResult.params`` (variant defaults filled in): saved
+#: with a result so that a rebuild or a record says how it selected.
+SELECTION_KEYS = ("variant", "seed_min_peak", "lone_growth", "split_coverage", "split_size")
 #: Options only H-EMD takes: a model's ``segment_defaults`` may carry them, the baselines drop them.
-HEMD_ONLY = (
-    "variant",
-    "seed_min_peak",
-    "lone_growth",
-    "split_coverage",
-    "split_size",
-    "max_candidates",
-)
+HEMD_ONLY = (*SELECTION_KEYS, "max_candidates")
 
 #: A forest with more candidates than this per pixel-megapixel is almost surely noise.
 MAX_NODES_PER_PIXEL = 0.05
