@@ -47,14 +47,18 @@ def test_train_predict_round_trip(folder, kind, capsys):
         "--threads",
         "1",
     ]
-    assert (
-        main(["train", "--data", str(folder / "data"), "--model", kind, "-o", str(model), *common])
-        == 0
-    )
+    extra = ["--contact-weight", "3"] if kind == "affinity" else []
+    data = ["--data", str(folder / "data")]
+    assert main(["train", *data, "--model", kind, "-o", str(model), *common, *extra]) == 0
     assert model.exists()
     from napari_hemd.models import load_model_file
 
     meta = load_model_file(model).metadata  # calibrated on a training image at the end
+    assert meta["training"]["config"]["contact_weight"] == (3.0 if kind == "affinity" else 1.0)
+    if kind == "unet":  # the weight is for affinity pairs: refused with a U-Net
+        other = folder / "other.pt"
+        assert main(["train", *data, "-o", str(other), *common, "--contact-weight", "3"]) == 2
+        assert "needs model='affinity'" in capsys.readouterr().err and not other.exists()
     assert (
         meta["calibration"]["parameter"]
         == {"unet": "grow_threshold", "affinity": "mutex_bias"}[kind]

@@ -7,6 +7,7 @@ torch = pytest.importorskip("torch")
 from napari_hemd.models.affinity import (  # noqa: E402
     AffinityNet,
     affinity_targets,
+    instance_pairs,
     make_offsets,
     pyramid_ranges,
     self_correlation,
@@ -50,3 +51,28 @@ def test_self_correlation_matches_targets_for_ideal_embeddings():
     # Channel (0, -1) at x=4 compares x=4 (label 1) with x=3 (label 0).
     assert aff[0, 1, 0, 4] == 0 and aff[0, 1, 0, 5] == 1
     assert not valid[1, 0, 0]  # leaves the image
+
+
+def test_instance_pairs_are_the_pairs_across_touching_objects():
+    labels = torch.zeros(2, 7, 9, dtype=torch.long)
+    labels[0, 1:6, 1:4] = 1
+    labels[0, 1:6, 4:7] = 2  # touches object 1 along x = 3 | 4
+    labels[1, 2:5, 2:5] = 3  # alone: no pair joins two objects
+    offs = make_offsets((1, 3))
+    pairs = instance_pairs(labels, offs)
+    target, valid = affinity_targets(labels, offs)
+    assert pairs.shape == target.shape and pairs.dtype == torch.bool
+    lab = labels.numpy()
+    for c, (dy, dx) in enumerate(offs):  # brute force
+        for b in range(2):
+            for y in range(7):
+                for x in range(9):
+                    yy, xx = y + dy, x + dx
+                    inside = 0 <= yy < 7 and 0 <= xx < 9
+                    want = inside and 0 < lab[b, y, x] != lab[b, yy, xx] > 0
+                    assert bool(pairs[b, c, y, x]) == want, (b, c, y, x)
+    assert not pairs[1].any()
+    # every such pair has affinity target 0 and stays inside the image
+    assert (target[pairs] == 0).all() and valid.expand_as(pairs)[pairs].all()
+    # (0, -1) at x = 4 looks back at x = 3: the 5 rows of the contact; (0, -3) reaches 3 columns
+    assert int(pairs[0, 1].sum()) == 5 and int(pairs[0, 3].sum()) == 15

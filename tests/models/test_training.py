@@ -5,7 +5,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_hemd.models import TrainConfig, load_samples, split_samples, train_model  # noqa: E402
+from napari_hemd.models import (  # noqa: E402
+    HemdModel,
+    TrainConfig,
+    load_samples,
+    split_samples,
+    train_model,
+)
 from napari_hemd.models.training import contact_pixels, semantic_targets  # noqa: E402
 
 
@@ -268,6 +274,47 @@ def test_learning_rate_decays_over_the_steps_or_the_time_budget(blobs, tmp_path)
     lrs = [h["lr"] for h in history]
     assert 2 <= history[-1]["step"] < 1_000_000 and lrs[0] > 0.5e-3
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.1e-3
+
+
+def test_contact_weight_weighs_the_pairs_across_touching_objects(blobs):
+    """The correlation losses weigh pairs that join two objects by contact_weight, others by 1."""
+    from napari_hemd.models.affinity import (
+        AffinityNet,
+        affinity_targets,
+        instance_pairs,
+        make_offsets,
+        self_correlation,
+    )
+    from napari_hemd.models.training import _affinity_loss
+
+    torch.manual_seed(0)
+    net = AffinityNet(embedding_dim=4, base_channels=4, depth=2).eval()
+    model = HemdModel(net, {"architecture": {"name": "affinity"}})
+    img = torch.from_numpy(blobs[0][None, None, :64, :64] / 255).float()
+    lab = blobs[1][None, :64, :64]  # discs 1 and 2 touch
+    labels = torch.from_numpy(lab.astype(np.int64))
+    offs = make_offsets((1, 3))
+    pairs = instance_pairs(labels, offs)
+    assert pairs.sum() > 0
+    with torch.no_grad():
+        out = net(img)
+        aff, _ = self_correlation(out["embedding"], offs)
+        target, valid = affinity_targets(labels, offs)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(
+            out["foreground"], (labels > 0).float()[:, None]
+        )
+        err = (aff - target) ** 2 * valid
+        mask = valid.expand_as(aff).float()
+        for w in (1.0, 6.0):
+            cfg = TrainConfig(model="affinity", ranges=(1, 3), gamma=0, beta=0, contact_weight=w)
+            weight = mask * (1 + (w - 1) * pairs.float())
+            want = (err * weight).sum() / weight.sum() + bce
+            got = _affinity_loss(model, img, lab, cfg, None)
+            torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="contact_weight must be > 0"):
+        TrainConfig(model="affinity", contact_weight=0)
+    with pytest.raises(ValueError, match="needs model='affinity'"):
+        TrainConfig(model="unet", contact_weight=3)
 
 
 def test_config_errors():

@@ -114,6 +114,14 @@ def register(subparsers) -> None:
         "score, choose and write the averaged network (default 0: off)",
     )
     p.add_argument(
+        "--contact-weight",
+        type=float,
+        default=1.0,
+        metavar="W",
+        help="affinity model: weight of the pixel pairs that join two different objects (the "
+        "edges across touching nuclei) in the correlation losses (default 1: as in the paper)",
+    )
+    p.add_argument(
         "--no-calibrate",
         action="store_true",
         help="do not calibrate at the end (default: choose a U-Net's whole-cell growth threshold "
@@ -221,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
         freeze_bn=fine_tune and RECIPE.freeze_bn and not args.update_bn,
         calibrate=not args.no_calibrate,
         ema=args.ema,
+        contact_weight=args.contact_weight,
         seed=args.seed,
         val_every=args.val_every,
         targets=args.targets,

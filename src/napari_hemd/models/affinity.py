@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_RANGES",
     "AffinityNet",
     "affinity_targets",
+    "instance_pairs",
     "make_offsets",
     "pyramid_ranges",
     "self_correlation",
@@ -137,6 +138,28 @@ def affinity_targets(
         targets.append((labels == shifted).float())
         valids.append(valid)
     return torch.stack(targets, dim=1), torch.stack(valids, dim=0)
+
+
+def instance_pairs(labels: torch.Tensor, offsets: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Pairs of pixels ``(i, i + offset)`` in two different objects (both labels > 0, unequal).
+
+    These are the pairs across touching objects: their affinity target is 0 and the Mutex
+    watershed separates touching objects only through them. Pairs leaving the image are False.
+
+    Parameters
+    ----------
+    labels : (B, H, W) integer tensor
+    offsets : sequence of (dy, dx)
+
+    Returns
+    -------
+    (B, N, H, W) bool tensor
+    """
+    pairs = []
+    for dy, dx in offsets:
+        shifted, valid = _shift(labels, int(dy), int(dx))
+        pairs.append((labels > 0) & (shifted > 0) & (labels != shifted) & valid)
+    return torch.stack(pairs, dim=1)
 
 
 class _ResBlock(nn.Module):

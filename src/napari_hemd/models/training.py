@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from napari_hemd.models.affinity import (
     affinity_targets,
+    instance_pairs,
     make_offsets,
     pyramid_ranges,
     self_correlation,
@@ -109,6 +110,11 @@ class TrainConfig:
         Weights of the self-, cross-correlation and pyramid losses (paper: 1, 1, 1).
     foreground_weight : float
         Weight of the foreground BCE loss (affinity model).
+    contact_weight : float
+        Affinity model: weight, in the self- and cross-correlation losses, of the pixel pairs
+        that join two *different* objects (both foreground, labels differ: the long-range edges
+        across touching nuclei, which the Mutex watershed needs repulsive). 1 (default): every
+        pair counts alike, as in the paper.
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU) or a torch device string.
     amp : bool
@@ -143,6 +149,7 @@ class TrainConfig:
     beta: float = 1.0
     gamma: float = 1.0
     foreground_weight: float = 1.0
+    contact_weight: float = 1.0
     device: str = "auto"
     amp: bool = True
 
@@ -160,6 +167,13 @@ class TrainConfig:
             raise ValueError(f"freeze must be None or 'encoder'; got {self.freeze!r}")
         if not 0.0 <= float(self.ema) < 1.0:
             raise ValueError(f"ema must be in [0, 1) (0: off); got {self.ema!r}")
+        if not float(self.contact_weight) > 0:
+            raise ValueError(f"contact_weight must be > 0; got {self.contact_weight!r}")
+        if self.model == "unet" and float(self.contact_weight) != 1.0:
+            raise ValueError(
+                f"contact_weight weighs affinity pairs: it needs model='affinity'; got "
+                f"contact_weight={self.contact_weight!r} with model='unet'"
+            )
         if int(self.score_every) < 0:
             raise ValueError(f"score_every must be >= 0; got {self.score_every!r}")
         if self.class_weights is None:
@@ -333,8 +347,16 @@ def _unet_loss(
     return F.cross_entropy(logits.float(), target, weight=weight.float())
 
 
-def _masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def _masked_mse(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean squared error over the valid pairs; ``weight`` (like ``pred``) weighs each pair."""
     w = valid.to(pred.dtype).expand_as(pred)
+    if weight is not None:
+        w = w * weight
     return ((pred - target) ** 2 * w).sum() / w.sum().clamp_min(1.0)
 
 
@@ -373,8 +395,11 @@ def _affinity_loss(
     out = model.network(img, with_pyramid=cfg.gamma > 0)
     emb = out["embedding"].float()
     target, valid = affinity_targets(labels, offsets)
+    pair_weight = None
+    if cfg.contact_weight != 1.0:
+        pair_weight = 1.0 + (cfg.contact_weight - 1.0) * instance_pairs(labels, offsets).float()
     aff, _ = self_correlation(emb, offsets)
-    loss = cfg.alpha * _masked_mse(aff, target, valid)
+    loss = cfg.alpha * _masked_mse(aff, target, valid, pair_weight)
     fg = (labels > 0).float()[:, None]
     loss = loss + cfg.foreground_weight * F.binary_cross_entropy_with_logits(
         out["foreground"].float(), fg
@@ -393,7 +418,7 @@ def _affinity_loss(
         view, k, flip = _random_view(img, rng)
         emb_view = _map_back(model.network(view)["embedding"].float(), k, flip)
         ac, _ = self_correlation(emb, offsets, other=emb_view)
-        loss = loss + cfg.beta * _masked_mse(ac, target, valid)
+        loss = loss + cfg.beta * _masked_mse(ac, target, valid, pair_weight)
     return loss
 
 
