@@ -317,6 +317,46 @@ def test_contact_weight_weighs_the_pairs_across_touching_objects(blobs):
         TrainConfig(model="unet", contact_weight=3)
 
 
+def test_affinity_checkpoints_are_scored_with_their_calibrated_bias(blobs, tmp_path):
+    """Each score of an affinity network uses the Mutex bias chosen for it on training frames."""
+    from napari_hemd.models import Sample
+    from napari_hemd.models.evaluation import MUTEX_BIASES
+
+    samples = [Sample(blobs[0] / 255, blobs[1], f"d/t{i}", "labels") for i in range(3)]
+    kw = dict(
+        model="affinity",
+        architecture={"base_channels": 4, "depth": 2, "embedding_dim": 4},
+        ranges=(1, 3),
+        steps=4,
+        batch_size=1,
+        patch_size=32,
+        lr=1e-2,
+        val_every=2,
+        score_every=2,
+        checkpoint_every=0,
+        seed=3,
+    )
+    model, history = train_model(
+        samples[:2], samples[2:], tmp_path / "m.pt", TrainConfig(**kw), progress=False
+    )
+    scored = [h for h in history if "val_score" in h]
+    assert [h["step"] for h in scored] == [2, 4]
+    assert all(h["mutex_bias"] in MUTEX_BIASES for h in scored)
+    best = next(h for h in scored if h["val_score"] == max(x["val_score"] for x in scored))
+    # the kept network's final calibration (same training frames) agrees with its score's bias
+    assert model.metadata["mutex_bias"] == best["mutex_bias"]
+    assert model.metadata["calibration"]["frames"] == ["d/t0", "d/t1"]
+    # without calibration the model's own bias is used and none is recorded
+    _, history = train_model(
+        samples[:2],
+        samples[2:],
+        tmp_path / "n.pt",
+        TrainConfig(**kw, calibrate=False),
+        progress=False,
+    )
+    assert not any("mutex_bias" in h for h in history)
+
+
 def test_config_errors():
     with pytest.raises(ValueError, match="model must be"):
         TrainConfig(model="resnet")

@@ -549,6 +549,15 @@ def train_model(
     sampler = _PatchSampler(train, cfg.patch_size, rng, cfg.augmentation, cfg.balance)
     val_img, val_lab = _val_patches(val, cfg.patch_size) if val else (None, None)
     score_samples = _score_subset(val, cfg.score_frames) if cfg.score_every else []
+    # an affinity network is scored with the Mutex-watershed bias chosen for it on training
+    # frames (the ones the final calibration uses), as it would be shipped: a network whose
+    # embeddings pull touching nuclei further apart needs less bias, and a fixed one would
+    # judge it by a setting it will not be used with
+    calibration = (
+        _score_subset(train, min(cfg.score_frames, 4))
+        if score_samples and cfg.calibrate and cfg.model == "affinity"
+        else []
+    )
     t0, running = time.perf_counter(), []
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.model}")
     while step < cfg.steps:
@@ -596,9 +605,9 @@ def train_model(
                 if not score_samples and entry["val_loss"] < best[0]:
                     best = (entry["val_loss"], _cpu_state(judged))
             if score_samples and (step % cfg.score_every == 0 or step == cfg.steps or out_of_time):
-                entry.update(_score(judged, score_samples))
+                entry.update(_score(judged, score_samples, calibration))
                 if ema is not None:  # the network as trained, for comparison
-                    entry["raw_score"] = _score(model, score_samples)["val_score"]
+                    entry["raw_score"] = _score(model, score_samples, calibration)["val_score"]
                 if -entry["val_score"] < best[0]:
                     best = (-entry["val_score"], _cpu_state(judged))
             history.append(entry)
@@ -711,15 +720,29 @@ def _score_subset(val: Sequence[Sample], per_dataset: int) -> list[Sample]:
     return out
 
 
-def _score(model: HemdModel, samples: Sequence[Sample]) -> dict:
+def _score(model: HemdModel, samples: Sequence[Sample], calibration: Sequence[Sample] = ()) -> dict:
     """Held-out instance score: mean of F1 and AJI per data folder.
 
-    Threshold instances grown to whole cells; the Mutex-watershed instances for affinity models.
-    Returns ``{"val_score": mean over folders, "val_scores": {folder: {"F1", "AJI"}}}``.
+    Threshold instances grown to whole cells; the Mutex-watershed instances for affinity models,
+    with the bias chosen on ``calibration`` (training frames) when given, else the model's.
+    Returns ``{"val_score": mean over folders, "val_scores": {folder: {"F1", "AJI"}}}`` and,
+    with ``calibration``, ``"mutex_bias"``.
     """
-    from napari_hemd.models.evaluation import evaluate_model
+    from napari_hemd.models.evaluation import calibrate_mutex_bias, evaluate_model
 
     model.network.eval()
+    if model.kind == "affinity" and calibration:
+        bias, _ = calibrate_mutex_bias(model, calibration)
+        meta = model.metadata
+        saved = meta.get("mutex_bias")
+        meta["mutex_bias"] = bias
+        try:
+            return {**_score(model, samples), "mutex_bias": bias}
+        finally:
+            if saved is None:
+                meta.pop("mutex_bias", None)
+            else:
+                meta["mutex_bias"] = saved
     groups: dict[str, list[Sample]] = {}
     for s in samples:
         groups.setdefault(s.dataset, []).append(s)
