@@ -355,6 +355,12 @@ def test_affinity_checkpoints_are_scored_with_their_calibrated_bias(blobs, tmp_p
         progress=False,
     )
     assert not any("mutex_bias" in h for h in history)
+    # with a weight average the average is calibrated; the trained network is scored alike
+    _, history = train_model(
+        samples[:2], samples[2:], tmp_path / "e.pt", TrainConfig(**kw, ema=0.9), progress=False
+    )
+    scored = [h for h in history if "val_score" in h]
+    assert all(h["mutex_bias"] in MUTEX_BIASES and "raw_score" in h for h in scored)
 
 
 def test_config_errors():

@@ -606,8 +606,9 @@ def train_model(
                     best = (entry["val_loss"], _cpu_state(judged))
             if score_samples and (step % cfg.score_every == 0 or step == cfg.steps or out_of_time):
                 entry.update(_score(judged, score_samples, calibration))
-                if ema is not None:  # the network as trained, for comparison
-                    entry["raw_score"] = _score(model, score_samples, calibration)["val_score"]
+                if ema is not None:  # the network as trained, for comparison (same bias)
+                    raw = _score(model, score_samples, bias=entry.get("mutex_bias"))
+                    entry["raw_score"] = raw["val_score"]
                 if -entry["val_score"] < best[0]:
                     best = (-entry["val_score"], _cpu_state(judged))
             history.append(entry)
@@ -720,19 +721,25 @@ def _score_subset(val: Sequence[Sample], per_dataset: int) -> list[Sample]:
     return out
 
 
-def _score(model: HemdModel, samples: Sequence[Sample], calibration: Sequence[Sample] = ()) -> dict:
+def _score(
+    model: HemdModel,
+    samples: Sequence[Sample],
+    calibration: Sequence[Sample] = (),
+    bias: float | None = None,
+) -> dict:
     """Held-out instance score: mean of F1 and AJI per data folder.
 
     Threshold instances grown to whole cells; the Mutex-watershed instances for affinity models,
-    with the bias chosen on ``calibration`` (training frames) when given, else the model's.
-    Returns ``{"val_score": mean over folders, "val_scores": {folder: {"F1", "AJI"}}}`` and,
-    with ``calibration``, ``"mutex_bias"``.
+    with the bias chosen on ``calibration`` (training frames) when given, else ``bias``, else the
+    model's. Returns ``{"val_score": mean over folders, "val_scores": {folder: {"F1", "AJI"}}}``
+    and, with ``calibration`` or ``bias``, ``"mutex_bias"``.
     """
     from napari_hemd.models.evaluation import calibrate_mutex_bias, evaluate_model
 
     model.network.eval()
-    if model.kind == "affinity" and calibration:
-        bias, _ = calibrate_mutex_bias(model, calibration)
+    if model.kind == "affinity" and (calibration or bias is not None):
+        if calibration:
+            bias, _ = calibrate_mutex_bias(model, calibration)
         meta = model.metadata
         saved = meta.get("mutex_bias")
         meta["mutex_bias"] = bias
