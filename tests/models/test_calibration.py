@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -59,23 +60,34 @@ def test_growth_threshold_follows_the_annotation_style(shared_data):
     assert aji(wide(held).labels, generous) > aji(wide(held).labels, as_drawn)
 
 
-def test_mutex_bias_chosen_on_training_images_helps_a_held_out_image(shared_data):
+def test_mutex_bias_chosen_on_training_images_is_the_held_out_images_best(shared_data):
+    """Calibration keeps the candidate that scores best on training images; it carries over.
+
+    The shipped network (trained with contact weight 3) pulls touching nuclei apart by itself:
+    its calibration keeps the Mutex watershed as published (bias 0), and on a held-out image a
+    bias would cut nuclei in two (more objects than the reference, lower F1). How a bias
+    separates nuclei whose affinities stay high: tests/models/test_mutex.py.
+    """
     pytest.importorskip("elf")
     model = load_model("nuclei-affinity")
     samples = load_samples(shared_data / "bbbc039")
     value, table = calibrate_mutex_bias(model, samples[:2], biases=(0.0, 0.3, 0.6))
-    assert value > 0
-    assert table[value]["bbbc039"]["F1"] + table[value]["bbbc039"]["AJI"] > (
-        table[0.0]["bbbc039"]["F1"] + table[0.0]["bbbc039"]["AJI"]
-    )
+
+    def train_score(v):
+        return table[v]["bbbc039"]["F1"] + table[v]["bbbc039"]["AJI"]
+
+    assert value == max(table, key=train_score) == 0.0
     held = samples[-1]
+    assert held.name in model.metadata["training"]["held_out_samples"]
     scores = {}
-    for bias in (0.0, value):
+    for bias in (0.0, 0.3, 0.6):
         model.metadata["mutex_bias"] = bias  # what predict's instances use
         pred = predict(model, held.image, outputs=["instances"])["instances"]
         scores[bias] = evaluate_frame(held.labels, pred)
-    assert scores[value]["AJI"] > scores[0.0]["AJI"]
-    assert scores[value]["n_pred"] > scores[0.0]["n_pred"]  # touching nuclei separated
+    assert max(scores, key=lambda b: scores[b]["F1"] + scores[b]["AJI"]) == value
+    n_ref = int(len(np.unique(held.labels)) - 1)
+    assert scores[0.6]["n_pred"] > n_ref > scores[0.0]["n_pred"] * 0.9
+    assert scores[0.6]["F1"] < scores[0.0]["F1"] - 0.05
 
 
 def test_calibration_bad_input(blobs):

@@ -141,25 +141,15 @@ def affinity_targets(
 
 
 def instance_pairs(labels: torch.Tensor, offsets: Sequence[Sequence[int]]) -> torch.Tensor:
-    """Pairs of pixels ``(i, i + offset)`` in two different objects (both labels > 0, unequal).
+    """``(B, N, H, W)`` bool: pixel pairs ``(i, i + offset)`` in two different objects.
 
-    These are the pairs across touching objects: their affinity target is 0 and the Mutex
-    watershed separates touching objects only through them. Pairs leaving the image are False.
-
-    Parameters
-    ----------
-    labels : (B, H, W) integer tensor
-    offsets : sequence of (dy, dx)
-
-    Returns
-    -------
-    (B, N, H, W) bool tensor
+    Both labels > 0 and unequal: the pairs across touching objects, whose affinity target is 0
+    and through which alone the Mutex watershed separates them. Pairs leaving the image are
+    False. ``labels`` and ``offsets`` as for :func:`affinity_targets`.
     """
-    pairs = []
-    for dy, dx in offsets:
-        shifted, valid = _shift(labels, int(dy), int(dx))
-        pairs.append((labels > 0) & (shifted > 0) & (labels != shifted) & valid)
-    return torch.stack(pairs, dim=1)
+    shifted = [_shift(labels, int(dy), int(dx)) for dy, dx in offsets]
+    fg = labels > 0
+    return torch.stack([fg & (s > 0) & (labels != s) & v for s, v in shifted], dim=1)
 
 
 class _ResBlock(nn.Module):
