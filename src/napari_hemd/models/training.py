@@ -553,10 +553,9 @@ def train_model(
     # frames (the ones the final calibration uses), as it would be shipped: a network whose
     # embeddings pull touching nuclei further apart needs less bias, and a fixed one would
     # judge it by a setting it will not be used with
+    calibration_frames = _score_subset(train, min(cfg.score_frames, 4))
     calibration = (
-        _score_subset(train, min(cfg.score_frames, 4))
-        if score_samples and cfg.calibrate and cfg.model == "affinity"
-        else []
+        calibration_frames if score_samples and cfg.calibrate and cfg.model == "affinity" else []
     )
     t0, running = time.perf_counter(), []
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.model}")
@@ -663,7 +662,7 @@ def train_model(
     if cfg.calibrate and train and not cancelled:
         from napari_hemd.models.evaluation import calibrate_model
 
-        calibrate_model(model, _score_subset(train, min(cfg.score_frames, 4)))
+        calibrate_model(model, calibration_frames)
     save_model_file(model, output)
     if ckpt.exists() and step >= cfg.steps:
         ckpt.unlink()
