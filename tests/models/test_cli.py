@@ -180,7 +180,7 @@ def test_predict_user_errors(folder, capsys):
 
 def test_models_lists_shipped(capsys, tmp_path, monkeypatch):
     from napari_hemd._settings import CONFIG_ENV
-    from napari_hemd.models import list_models
+    from napari_hemd.models import list_models, load_model
 
     monkeypatch.setenv(CONFIG_ENV, str(tmp_path))  # no fine-tuned models of the user's
 
@@ -194,6 +194,16 @@ def test_models_lists_shipped(capsys, tmp_path, monkeypatch):
     assert main(["models"]) == 0
     text = capsys.readouterr().out
     assert "stacks: z-, y- and x-slices averaged (z weight 0.5), z step / pixel 2.2" in text
+    # a network trained over several runs says so, not only its last run's steps
+    for r in rows:
+        meta = load_model(r["name"]).metadata
+        steps = meta["training"]["steps_done"]
+        if "fine_tuned_from" in meta:
+            before = meta["fine_tuned_from"]["steps"]
+            assert f"(last run {steps} steps, from a network trained before (its last run:" in text
+            assert f" {before} steps; the whole history: docs/models.md)" in text
+        else:
+            assert f"({steps} steps)" in text
 
 
 def test_importing_napari_hemd_does_not_import_torch():

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
                 "size_kb": round(model_path(m.name).stat().st_size / 1024),
                 "held_out": meta.get("validation", {}),
                 "steps": meta.get("training", {}).get("steps_done"),
+                "continued_from_steps": meta.get("fine_tuned_from", {}).get("steps"),
                 "calibration": {
                     k: v for k, v in meta.get("calibration", {}).items() if k != "scores"
                 },
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         print("no shipped models installed")
     for r in rows:
         print(f"{r['name']:<16} {r['kind']:<9} {r['size_kb']:>5} kB  {r['description']}")
-        print(f"{'':<16} trained on: {r['trained_on']} ({r['steps']} steps)")
+        print(f"{'':<16} trained on: {r['trained_on']} ({_steps_text(r)})")
         method = "mutex" if r["kind"] == "affinity" else "hemd"
         for i, line in enumerate(_score_lines(r["held_out"], method)):
             print(f"{'':<16} {'held out:' if i == 0 else '':<9} {line}")
@@ -127,6 +128,21 @@ CALIBRATED = {
     "grow_threshold": "whole cells: growth into background probability <",
     "mutex_bias": "Mutex watershed: repulsive-edge bias",
 }
+
+
+def _steps_text(row: dict) -> str:
+    """How long the network trained: ``"N steps"``, or its last run's and the run before.
+
+    A network trained further from another records only the run before (docs/models.md has
+    the whole history).
+    """
+    before = row.get("continued_from_steps")
+    if before is None:
+        return f"{row['steps']} steps"
+    return (
+        f"last run {row['steps']} steps, from a network trained before (its last run:"
+        f" {before} steps; the whole history: docs/models.md)"
+    )
 
 
 def _score_lines(validation: dict, method: str = "hemd") -> list[str]:
