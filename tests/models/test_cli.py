@@ -47,7 +47,7 @@ def test_train_predict_round_trip(folder, kind, capsys):
         "--threads",
         "1",
     ]
-    extra = ["--contact-weight", "3"] if kind == "affinity" else []
+    extra = ["--contact-weight", "3"] if kind == "affinity" else ["--foreground-oversample", "0.5"]
     data = ["--data", str(folder / "data")]
     assert main(["train", *data, "--model", kind, "-o", str(model), *common, *extra]) == 0
     assert model.exists()
@@ -55,6 +55,8 @@ def test_train_predict_round_trip(folder, kind, capsys):
 
     meta = load_model_file(model).metadata  # calibrated on a training image at the end
     assert meta["training"]["config"]["contact_weight"] == (3.0 if kind == "affinity" else 1.0)
+    oversample = meta["training"]["config"]["foreground_oversample"]
+    assert oversample == (0.0 if kind == "affinity" else 0.5)
     if kind == "unet":  # the weight is for affinity pairs: refused with a U-Net
         other = folder / "other.pt"
         assert main(["train", *data, "-o", str(other), *common, "--contact-weight", "3"]) == 2

@@ -372,6 +372,49 @@ def test_config_errors():
         TrainConfig(targets="x")
     with pytest.raises(ValueError, match="augment must be"):
         TrainConfig(augment="heavy")
+    with pytest.raises(ValueError, match=r"foreground_oversample must be a fraction in \[0, 1\]"):
+        TrainConfig(foreground_oversample=1.5)
+
+
+def _sparse_samples():
+    """Two 256-pixel frames, one with a lone 10-pixel object (0.15 % of it), one empty."""
+    from napari_hemd.models.data import Sample
+
+    rng = np.random.default_rng(0)
+    lab = np.zeros((256, 256), np.int32)
+    lab[200:210, 40:50] = 7
+    img = (rng.normal(0, 0.1, lab.shape) + (lab > 0)).astype(np.float32)
+    empty = np.zeros_like(lab)
+    return [
+        Sample(img, lab, "sparse/t000", "labels"),
+        Sample(img.copy(), empty, "sparse/t001", "labels"),
+    ]
+
+
+def test_foreground_oversampling_centres_patches_on_objects():
+    from napari_hemd.models.augmentation import Augmentation
+    from napari_hemd.models.training import _PatchSampler
+
+    frame = _sparse_samples()[:1]
+
+    def hits(fraction, n=200, seed=1):
+        sampler = _PatchSampler(frame, 32, np.random.default_rng(seed), Augmentation.off(),
+                                foreground=fraction)  # fmt: skip
+        _, labs = sampler(n)
+        return np.mean([(lab == 7).any() for lab in labs])
+
+    # uniform positions: a 32-pixel patch meets the object in about (32 + 10)^2 / 256^2 = 3 %
+    assert hits(0.0) < 0.1
+    assert hits(1.0) == 1.0  # every patch centred on the object
+    assert 0.35 < hits(0.5) < 0.65
+    # 0 draws exactly the patches of a sampler without the option (reproducible old runs)
+    a = _PatchSampler(frame, 32, np.random.default_rng(3), Augmentation())(4)
+    b = _PatchSampler(frame, 32, np.random.default_rng(3), Augmentation(), foreground=0.0)(4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    # a frame without objects is cut anywhere
+    empty = _sparse_samples()[1:]
+    _, labs = _PatchSampler(empty, 32, np.random.default_rng(0), foreground=1.0)(3)
+    assert labs.shape == (3, 32, 32) and not labs.any()
 
 
 def test_volume_slices_load_as_samples(tmp_path):

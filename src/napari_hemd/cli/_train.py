@@ -122,6 +122,14 @@ def register(subparsers) -> None:
         "edges across touching nuclei) in the correlation losses (default 1: as in the paper)",
     )
     p.add_argument(
+        "--foreground-oversample",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="fraction of the training patches centred on a labelled pixel (e.g. 0.5 for frames "
+        "that are mostly background; default 0: patches anywhere)",
+    )
+    p.add_argument(
         "--no-calibrate",
         action="store_true",
         help="do not calibrate at the end (default: choose a U-Net's whole-cell growth threshold "
@@ -235,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
         targets=args.targets,
         augment=args.augment,
         balance=not args.no_balance,
+        foreground_oversample=args.foreground_oversample,
         score_every=args.score_every,
         score_frames=args.score_frames,
         noise_sigma=args.noise

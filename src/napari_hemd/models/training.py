@@ -75,6 +75,11 @@ class TrainConfig:
     balance : bool
         Draw each ``--data`` folder equally often (frames within one by area), so a small dataset
         is not drowned by a large one; else every frame by its area.
+    foreground_oversample : float
+        Fraction of the training patches centred on a labelled pixel (drawn uniformly among the
+        frame's object pixels) instead of a uniform position. 0 (default): uniform positions.
+        Sparse frames need it: nuclei cover 3 % of a Fluo-N2DH-SIM+ frame, so most uniform
+        128-pixel patches hold no nucleus, or a sliver of one.
     score_every : int
         Steps between instance scores on whole held-out frames (threshold instances grown to whole
         cells, mean of F1 and AJI over the data folders); the model with the best score is kept.
@@ -135,6 +140,7 @@ class TrainConfig:
     targets: str = "cell"
     augment: str = "full"
     balance: bool = True
+    foreground_oversample: float = 0.0
     score_every: int = 0
     score_frames: int = 8
     noise_sigma: float | None = None
@@ -173,6 +179,11 @@ class TrainConfig:
             raise ValueError(
                 f"contact_weight weighs affinity pairs: it needs model='affinity'; got "
                 f"contact_weight={self.contact_weight!r} with model='unet'"
+            )
+        if not 0.0 <= float(self.foreground_oversample) <= 1.0:
+            raise ValueError(
+                f"foreground_oversample must be a fraction in [0, 1]; "
+                f"got {self.foreground_oversample!r}"
             )
         if int(self.score_every) < 0:
             raise ValueError(f"score_every must be >= 0; got {self.score_every!r}")
@@ -280,7 +291,9 @@ class _PatchSampler:
     """Random training patches: geometric warp of image and labels, then intensity changes.
 
     Data folders (the ``DATASET/SEQ`` part of a sample's name) are drawn equally often when
-    ``balance``; frames within one in proportion to their area.
+    ``balance``; frames within one in proportion to their area. A fraction ``foreground`` of
+    the patches is centred on a labelled pixel of the frame (uniform among them), the rest
+    anywhere.
     """
 
     def __init__(
@@ -290,8 +303,11 @@ class _PatchSampler:
         rng: np.random.Generator,
         aug: Augmentation | None = None,
         balance: bool = True,
+        foreground: float = 0.0,
     ) -> None:
         self.samples = list(samples)
+        self.foreground = float(foreground)
+        self._object_pixels: dict[int, np.ndarray] = {}  # flat indices, computed on first use
         self.patch = patch
         self.rng = rng
         self.aug = aug or Augmentation.off()
@@ -307,11 +323,26 @@ class _PatchSampler:
     def __call__(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         imgs, labs = [], []
         for _ in range(n):
-            s = self.samples[self.rng.choice(len(self.samples), p=self.p)]
-            img, lab = warp_patch(s.image, s.labels, self.patch, self.rng, self.aug)
+            i = int(self.rng.choice(len(self.samples), p=self.p))
+            s = self.samples[i]
+            centre = self._centre(i) if self.foreground else None
+            img, lab = warp_patch(s.image, s.labels, self.patch, self.rng, self.aug, centre)
             imgs.append(augment_intensity(img, self.rng, self.aug))
             labs.append(lab)
         return np.stack(imgs)[:, None], np.stack(labs)
+
+    def _centre(self, i: int) -> tuple[float, float] | None:
+        """A labelled pixel of sample ``i`` with probability ``foreground``, else None."""
+        if self.rng.random() >= self.foreground:
+            return None
+        labels = self.samples[i].labels
+        if i not in self._object_pixels:
+            self._object_pixels[i] = np.flatnonzero(labels > 0)
+        pixels = self._object_pixels[i]
+        if pixels.size == 0:  # a frame without objects: anywhere
+            return None
+        y, x = divmod(int(pixels[self.rng.integers(pixels.size)]), labels.shape[1])
+        return float(y), float(x)
 
 
 def _pad_to(arr: np.ndarray, size: int) -> np.ndarray:
@@ -546,7 +577,9 @@ def train_model(
         torch.manual_seed(cfg.seed + step)
         logger.info("resumed from %s at step %d", ckpt, step)
 
-    sampler = _PatchSampler(train, cfg.patch_size, rng, cfg.augmentation, cfg.balance)
+    sampler = _PatchSampler(
+        train, cfg.patch_size, rng, cfg.augmentation, cfg.balance, cfg.foreground_oversample
+    )
     val_img, val_lab = _val_patches(val, cfg.patch_size) if val else (None, None)
     score_samples = _score_subset(val, cfg.score_frames) if cfg.score_every else []
     # an affinity network is scored with the Mutex-watershed bias chosen for it on training
