@@ -407,10 +407,19 @@ def test_foreground_oversampling_centres_patches_on_objects():
     assert hits(0.0) < 0.1
     assert hits(1.0) == 1.0  # every patch centred on the object
     assert 0.35 < hits(0.5) < 0.65
-    # 0 draws exactly the patches of a sampler without the option (reproducible old runs)
-    a = _PatchSampler(frame, 32, np.random.default_rng(3), Augmentation())(4)
-    b = _PatchSampler(frame, 32, np.random.default_rng(3), Augmentation(), foreground=0.0)(4)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    # 0 draws exactly the patches the sampler drew before the option existed (the same random
+    # stream: frame, then warp, then intensity), so earlier runs reproduce
+    from napari_hemd.models.augmentation import augment_intensity, warp_patch
+
+    aug, rng = Augmentation(), np.random.default_rng(3)
+    old = []
+    for _ in range(4):
+        s = frame[rng.choice(1, p=[1.0])]
+        img, lab = warp_patch(s.image, s.labels, 32, rng, aug)
+        old.append((augment_intensity(img, rng, aug), lab))
+    imgs, labs = _PatchSampler(frame, 32, np.random.default_rng(3), aug, foreground=0.0)(4)
+    assert all(np.array_equal(imgs[k, 0], old[k][0]) for k in range(4))
+    assert all(np.array_equal(labs[k], old[k][1]) for k in range(4))
     # a frame without objects is cut anywhere
     empty = _sparse_samples()[1:]
     _, labs = _PatchSampler(empty, 32, np.random.default_rng(0), foreground=1.0)(3)
