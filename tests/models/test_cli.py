@@ -61,6 +61,11 @@ def test_train_predict_round_trip(folder, kind, capsys):
         other = folder / "other.pt"
         assert main(["train", *data, "-o", str(other), *common, "--contact-weight", "3"]) == 2
         assert "needs model='affinity'" in capsys.readouterr().err and not other.exists()
+        # per-folder oversampling names folders; a name that matches none is refused
+        bad = ["--foreground-oversample", "nosuch=0.5"]
+        assert main(["train", *data, "-o", str(other), *common, *bad]) == 2
+        assert "['nosuch'] names no data folder" in capsys.readouterr().err
+        assert not other.exists() and not other.with_suffix(".pt.ckpt").exists()
     assert (
         meta["calibration"]["parameter"]
         == {"unet": "grow_threshold", "affinity": "mutex_bias"}[kind]
@@ -206,6 +211,18 @@ def test_models_lists_shipped(capsys, tmp_path, monkeypatch):
             assert f" {before} steps; the whole history: docs/models.md)" in text
         else:
             assert f"({steps} steps)" in text
+
+
+def test_foreground_oversample_option_parses_per_folder_fractions():
+    from napari_hemd.cli._train import _oversample_option
+
+    assert _oversample_option(None) == 0.0 and _oversample_option(["0.5"]) == 0.5
+    assert _oversample_option(["SIM+=0.5"]) == {"SIM+": 0.5}
+    assert _oversample_option(["SIM+=0.5", "0.1"]) == {"SIM+": 0.5, "*": 0.1}
+    with pytest.raises(ValueError, match=r"takes F or NAME=F .* got 'half'"):
+        _oversample_option(["half"])
+    with pytest.raises(ValueError, match=r"NAME=F needs a NAME; got '=0\.3'"):
+        _oversample_option(["=0.3"])
 
 
 def test_importing_napari_hemd_does_not_import_torch():

@@ -426,6 +426,37 @@ def test_foreground_oversampling_centres_patches_on_objects():
     assert labs.shape == (3, 32, 32) and not labs.any()
 
 
+def test_foreground_oversampling_per_folder():
+    """A dict oversamples the folders it names; the others keep uniform patches."""
+    from napari_hemd.models.augmentation import Augmentation
+    from napari_hemd.models.data import Sample
+    from napari_hemd.models.training import _oversample_fractions, _PatchSampler
+
+    frame = _sparse_samples()[0]
+    two = [  # the same frame in two folders, its object labelled 7 in one and 9 in the other
+        Sample(frame.image, frame.labels, "sim/02/t000", "labels"),
+        Sample(frame.image, np.where(frame.labels > 0, 9, 0), "hela/01/t000", "labels"),
+    ]
+    sampler = _PatchSampler(two, 32, np.random.default_rng(4), Augmentation.off(),
+                            foreground={"sim": 1.0})  # fmt: skip
+    _, labs = sampler(400)
+    on_sim = np.mean([(lab == 7).any() for lab in labs])
+    on_hela = np.mean([(lab == 9).any() for lab in labs])
+    assert 0.4 < on_sim < 0.6  # every patch of the named folder (half of them) is on its object
+    assert on_hela < 0.05  # the other folder's patches are uniform: about 3 % of them meet it
+    # "*" sets the folders no key names; a dict of zeros draws what 0.0 draws
+    assert _oversample_fractions({"sim": 0.5, "*": 0.2}, ["sim/02", "hela/01"]) == [0.5, 0.2]
+    a = _PatchSampler(two, 32, np.random.default_rng(5), foreground={"*": 0.0, "sim": 0.0})(3)
+    b = _PatchSampler(two, 32, np.random.default_rng(5), foreground=0.0)(3)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    with pytest.raises(ValueError, match=r"\['PSC'\] names no data folder; the folders are"):
+        _oversample_fractions({"PSC": 0.5}, ["sim/02", "hela/01"])
+    with pytest.raises(ValueError, match="named by keys with different fractions"):
+        _oversample_fractions({"sim": 0.5, "02": 0.1}, ["sim/02"])
+    with pytest.raises(ValueError, match=r"fraction in \[0, 1\]; got 2 for 'sim'"):
+        TrainConfig(foreground_oversample={"sim": 2})
+
+
 def test_volume_slices_load_as_samples(tmp_path):
     h5py = pytest.importorskip("h5py")
     raw = np.random.default_rng(0).integers(0, 255, (6, 32, 40), dtype=np.uint8)

@@ -123,11 +123,13 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--foreground-oversample",
-        type=float,
-        default=0.0,
-        metavar="F",
+        action="append",
+        default=None,
+        metavar="[NAME=]F",
         help="fraction of the training patches centred on a labelled pixel (e.g. 0.5 for frames "
-        "that are mostly background; default 0: patches anywhere)",
+        "that are mostly background; default 0: patches anywhere); NAME=F sets it for the "
+        "--data folders whose name contains NAME (e.g. SIM+=0.5; repeat for several), a plain "
+        "F then sets it for the others",
     )
     p.add_argument(
         "--no-calibrate",
@@ -243,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
         targets=args.targets,
         augment=args.augment,
         balance=not args.no_balance,
-        foreground_oversample=args.foreground_oversample,
+        foreground_oversample=_oversample_option(args.foreground_oversample),
         score_every=args.score_every,
         score_frames=args.score_frames,
         noise_sigma=args.noise
@@ -274,3 +276,24 @@ def run(args: argparse.Namespace) -> int:
         f"held-out loss {last.get('val_loss', float('nan')):.4f})"
     )
     return 0
+
+
+def _oversample_option(values: list[str] | None) -> float | dict:
+    """``--foreground-oversample`` values (``F`` or ``NAME=F``) as TrainConfig takes them."""
+    if not values:
+        return 0.0
+    per_folder: dict[str, float] = {}
+    for v in values:
+        name, sep, frac = v.rpartition("=")
+        try:
+            f = float(frac)
+        except ValueError:
+            raise ValueError(
+                f"--foreground-oversample takes F or NAME=F with F a fraction in [0, 1]; got {v!r}"
+            ) from None
+        if sep and not name:
+            raise ValueError(f"--foreground-oversample NAME=F needs a NAME; got {v!r}")
+        per_folder[name if sep else "*"] = f
+    if list(per_folder) == ["*"]:
+        return per_folder["*"]
+    return per_folder

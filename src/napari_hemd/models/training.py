@@ -75,11 +75,14 @@ class TrainConfig:
     balance : bool
         Draw each ``--data`` folder equally often (frames within one by area), so a small dataset
         is not drowned by a large one; else every frame by its area.
-    foreground_oversample : float
+    foreground_oversample : float or dict of str to float
         Fraction of the training patches centred on a labelled pixel (drawn uniformly among the
         frame's object pixels) instead of a uniform position. 0 (default): uniform positions.
         Sparse frames need it: nuclei cover 3 % of a Fluo-N2DH-SIM+ frame, so most uniform
-        128-pixel patches hold no nucleus, or a sliver of one.
+        128-pixel patches hold no nucleus, or a sliver of one. A dict sets it per data folder:
+        ``{"SIM+": 0.5}`` oversamples the folders whose name (``DATASET/SEQ``) contains
+        ``SIM+``; the key ``"*"`` sets the fraction of the folders no other key names (default 0).
+        Every other key must name at least one folder.
     score_every : int
         Steps between instance scores on whole held-out frames (threshold instances grown to whole
         cells, mean of F1 and AJI over the data folders); the model with the best score is kept.
@@ -140,7 +143,7 @@ class TrainConfig:
     targets: str = "cell"
     augment: str = "full"
     balance: bool = True
-    foreground_oversample: float = 0.0
+    foreground_oversample: float | dict = 0.0
     score_every: int = 0
     score_frames: int = 8
     noise_sigma: float | None = None
@@ -180,11 +183,21 @@ class TrainConfig:
                 f"contact_weight weighs affinity pairs: it needs model='affinity'; got "
                 f"contact_weight={self.contact_weight!r} with model='unet'"
             )
-        if not 0.0 <= float(self.foreground_oversample) <= 1.0:
-            raise ValueError(
-                f"foreground_oversample must be a fraction in [0, 1]; "
-                f"got {self.foreground_oversample!r}"
-            )
+        fractions = (
+            self.foreground_oversample
+            if isinstance(self.foreground_oversample, dict)
+            else {"*": self.foreground_oversample}
+        )
+        for key, f in fractions.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(
+                    f"foreground_oversample: folder keys must be non-empty strings; got {key!r}"
+                )
+            if not isinstance(f, (int, float)) or not 0.0 <= float(f) <= 1.0:
+                raise ValueError(
+                    f"foreground_oversample must be a fraction in [0, 1]; got {f!r}"
+                    + (f" for {key!r}" if isinstance(self.foreground_oversample, dict) else "")
+                )
         if int(self.score_every) < 0:
             raise ValueError(f"score_every must be >= 0; got {self.score_every!r}")
         if self.class_weights is None:
@@ -293,7 +306,7 @@ class _PatchSampler:
     Data folders (the ``DATASET/SEQ`` part of a sample's name) are drawn equally often when
     ``balance``; frames within one in proportion to their area. A fraction ``foreground`` of
     the patches is centred on a labelled pixel of the frame (uniform among them), the rest
-    anywhere.
+    anywhere; a dict gives it per data folder (see ``TrainConfig.foreground_oversample``).
     """
 
     def __init__(
@@ -303,10 +316,10 @@ class _PatchSampler:
         rng: np.random.Generator,
         aug: Augmentation | None = None,
         balance: bool = True,
-        foreground: float = 0.0,
+        foreground: float | dict = 0.0,
     ) -> None:
         self.samples = list(samples)
-        self.foreground = float(foreground)
+        self.foreground = _oversample_fractions(foreground, [s.dataset for s in self.samples])
         self._object_pixels: dict[int, np.ndarray] = {}  # flat indices, computed on first use
         self.patch = patch
         self.rng = rng
@@ -325,15 +338,15 @@ class _PatchSampler:
         for _ in range(n):
             i = int(self.rng.choice(len(self.samples), p=self.p))
             s = self.samples[i]
-            centre = self._centre(i) if self.foreground else None
+            centre = self._centre(i) if self.foreground[i] else None
             img, lab = warp_patch(s.image, s.labels, self.patch, self.rng, self.aug, centre)
             imgs.append(augment_intensity(img, self.rng, self.aug))
             labs.append(lab)
         return np.stack(imgs)[:, None], np.stack(labs)
 
     def _centre(self, i: int) -> tuple[float, float] | None:
-        """A labelled pixel of sample ``i`` with probability ``foreground``, else None."""
-        if self.rng.random() >= self.foreground:
+        """A labelled pixel of sample ``i`` with its folder's probability, else None."""
+        if self.rng.random() >= self.foreground[i]:
             return None
         labels = self.samples[i].labels
         if i not in self._object_pixels:
@@ -343,6 +356,30 @@ class _PatchSampler:
             return None
         y, x = divmod(int(pixels[self.rng.integers(pixels.size)]), labels.shape[1])
         return float(y), float(x)
+
+
+def _oversample_fractions(foreground: float | dict, folders: Sequence[str]) -> list[float]:
+    """Each sample's foreground fraction; a dict key matches folders whose name contains it."""
+    if not isinstance(foreground, dict):
+        return [float(foreground)] * len(folders)
+    default = float(foreground.get("*", 0.0))
+    keys = [k for k in foreground if k != "*"]
+    unmatched = [k for k in keys if not any(k in f for f in folders)]
+    if unmatched:
+        raise ValueError(
+            f"foreground_oversample: {unmatched!r} names no data folder; the folders are "
+            f"{sorted(set(folders))!r}"
+        )
+    out = []
+    for f in folders:
+        hits = {foreground[k] for k in keys if k in f}
+        if len(hits) > 1:
+            raise ValueError(
+                f"foreground_oversample: folder {f!r} is named by keys with different fractions "
+                f"{[k for k in keys if k in f]!r}"
+            )
+        out.append(float(hits.pop()) if hits else default)
+    return out
 
 
 def _pad_to(arr: np.ndarray, size: int) -> np.ndarray:
