@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -193,7 +194,7 @@ class TrainConfig:
                 raise ValueError(
                     f"foreground_oversample: folder keys must be non-empty strings; got {key!r}"
                 )
-            if not isinstance(f, (int, float)) or not 0.0 <= float(f) <= 1.0:
+            if isinstance(f, bool) or not isinstance(f, Real) or not 0.0 <= float(f) <= 1.0:
                 raise ValueError(
                     f"foreground_oversample must be a fraction in [0, 1]; got {f!r}"
                     + (f" for {key!r}" if isinstance(self.foreground_oversample, dict) else "")
