@@ -374,6 +374,9 @@ def test_config_errors():
         TrainConfig(augment="heavy")
     with pytest.raises(ValueError, match=r"foreground_oversample must be a fraction in \[0, 1\]"):
         TrainConfig(foreground_oversample=1.5)
+    with pytest.raises(ValueError, match=r"fraction in .* got True"):
+        TrainConfig(foreground_oversample=True)  # a flag is not a fraction
+    assert TrainConfig(foreground_oversample=np.float32(0.5)).foreground_oversample == 0.5
 
 
 def _sparse_samples():
