@@ -40,6 +40,7 @@ def test_api_gives_whole_cells(movie):
     wide = segment_image(movie["image"], model, grow_threshold=0.8)
     assert wide.params["grow_threshold"] == 0.8
     assert set(np.unique(wide.labels)) == set(np.unique(plain.labels))
+    assert ((wide.labels > 0) >= (res.labels > 0)).all()  # a superset of the default growth
     more = (wide.labels > 0) & ~kept
     assert (wide.maps["background"][more] < 0.8).all()
     assert (wide.maps["background"][more] >= threshold).any()
