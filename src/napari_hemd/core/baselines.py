@@ -61,18 +61,24 @@ def watershed_labels(
     sigma: float = 1.0,
     min_distance: int = 5,
 ) -> np.ndarray:
-    """Marker-controlled watershed of the smoothed distance map of ``prob >= tau``.
+    """Marker-controlled watershed of the smoothed distance map of ``prob >= tau``, holes filled.
 
     Markers are the local maxima of the Gaussian-smoothed (``sigma`` pixels) Euclidean distance
     transform, at least ``min_distance`` pixels apart, one or more per connected component.
+    Holes of the mask (pixels below ``tau`` that no path of them joins to the frame's edge) are
+    filled first: a distance transform assumes solid objects, and a dip inside a cell (a map
+    that sinks in a nucleus' middle) would otherwise ring it with maxima and cut it into pieces.
     """
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
-    mask = prob >= tau
+    struct = ndi.generate_binary_structure(prob.ndim, connectivity)
+    # The background's connectivity is the dual of the objects' (4 <-> 8 in 2D): a hole is a
+    # region of background that touches the outside by no path of that connectivity.
+    dual = ndi.generate_binary_structure(prob.ndim, prob.ndim if connectivity == 1 else 1)
+    mask = ndi.binary_fill_holes(prob >= tau, structure=dual)
     if not mask.any():
         return np.zeros(prob.shape, np.uint32)
-    struct = ndi.generate_binary_structure(prob.ndim, connectivity)
     comps, _ = ndi.label(mask, struct)
     dist = ndi.gaussian_filter(ndi.distance_transform_edt(mask), sigma)
     peaks = peak_local_max(dist, min_distance=min_distance, labels=comps, exclude_border=False)
