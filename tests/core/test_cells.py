@@ -57,3 +57,37 @@ def test_growth_threshold_takes_uncertain_border_pixels():
     assert (wide[1, [3, 4, 9, 10]] == [1, 1, 2, 2]).all()  # 3 px from the interiors: taken
     assert (wide[background >= 0.8] == 0).all()  # never beyond the threshold
     assert (wide[plain > 0] == plain[plain > 0]).all()
+
+
+def test_growth_fills_the_holes_an_instance_encloses():
+    """A cell whose map sank in its middle (a hole wider than the growth, background 0.9 in it)
+    comes out whole; a notch open to the outside and another instance inside a hole stay."""
+    yy, xx = np.mgrid[:40, :60]
+    disc = np.hypot(yy - 20, xx - 20) <= 12
+    hole = np.hypot(yy - 20, xx - 20) <= 6
+    labels = np.where(disc & ~hole, 1, 0).astype(np.uint32)
+    labels[19:22, 19:22] = 3  # a small instance inside the hole
+    c_shape = (np.hypot(yy - 20, xx - 45) <= 10) & ~((np.abs(yy - 20) <= 3) & (xx >= 42))
+    labels[c_shape] = 2  # a C: its notch opens to the outside
+    background = np.where(labels > 0, 0.1, 0.9).astype(np.float32)
+    out = grow_to_cells(labels, background, 2)
+    assert (out[disc & ~hole] == 1).all() and (out[19:22, 19:22] == 3).all()
+    assert (out[hole & (labels == 0)] == 1).all()  # the hole is the cell's
+    assert (out[17:24, 48:55] == 0).all()  # the notch is background
+    assert grow_to_cells(labels, background, 0) is labels  # no growth, no filling
+
+
+def test_filling_holes_in_3d_and_per_frame():
+    from napari_hemd.core.cells import fill_instance_holes
+
+    zz, yy, xx = np.mgrid[:16, :16, :16]
+    r = np.sqrt((zz - 8) ** 2 + (yy - 8) ** 2 + (xx - 8) ** 2)
+    shell = ((r <= 6) & (r > 3)).astype(np.int32)
+    filled = fill_instance_holes(shell.copy())
+    assert (filled[r <= 6] == 1).all() and (filled[r > 6] == 0).all()
+    # a ring in frame 0 does not fill frame 1 (frames are separate images)
+    ring = shell[8]
+    frames = np.stack([ring, np.zeros_like(ring)])
+    bg = np.where(frames > 0, 0.1, 0.9).astype(np.float32)
+    out = grow_to_cells(frames, bg, 1, frame_axis=True)
+    assert (out[0][r[8] <= 6] == 1).all() and (out[1] == 0).all()

@@ -4,14 +4,16 @@ A U-Net's ``foreground`` class stops short of what an annotator draws: with ``"i
 it is the cell minus its outermost pixels, with ``"cell"`` targets the cell minus the pixels where
 it touches another cell. Either way the missing pixels are the ``boundary`` class, so growing every
 instance by a few pixels into pixels that are *not* background restores the whole cell without
-letting it bleed into the background.
+letting it bleed into the background. What the growth cannot reach, a hole that one instance
+encloses (where a network's map sinks in a cell's middle), is filled with that instance: a cell
+an annotator draws has no holes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["GROW_BY_TARGETS", "grow_to_cells"]
+__all__ = ["GROW_BY_TARGETS", "fill_instance_holes", "grow_to_cells"]
 
 #: Pixels an instance is grown by, per U-Net target kind: the width of the boundary class on one
 #: cell (the outer ring for "interior", 2 px plus one of slack; for "cell" the contact band, which
@@ -27,7 +29,10 @@ def grow_to_cells(
     threshold: float = 0.5,
     frame_axis: bool = False,
 ) -> np.ndarray:
-    """Grow instances by up to ``grow`` pixels into pixels whose background probability is low.
+    """Grow instances into pixels whose background probability is low, then fill their holes.
+
+    Each instance takes the pixels within ``grow`` pixels of it whose background probability is
+    below ``threshold``, then the background it encloses (:func:`fill_instance_holes`).
 
     Parameters
     ----------
@@ -36,7 +41,8 @@ def grow_to_cells(
     background : ndarray of the same shape
         Background probability in ``[0, 1]``.
     grow : int
-        Largest growth in pixels (Euclidean, ``skimage.segmentation.expand_labels``); 0: unchanged.
+        Largest growth in pixels (Euclidean, ``skimage.segmentation.expand_labels``); 0: unchanged
+        (no growth, no filling).
     threshold : float
         Pixels with ``background < threshold`` may be taken (0.5: the classes' own decision; a
         model whose background class reaches into the cells records a higher one,
@@ -47,7 +53,9 @@ def grow_to_cells(
     Returns
     -------
     ndarray of ``labels.dtype``
-        Every original instance pixel is kept; new pixels go to the nearest instance.
+        Every original instance pixel is kept; new pixels go to the nearest instance, and
+        background that one instance encloses (a hole: no path of background pixels, 4-connected
+        in 2D, 6 in 3D, leads out of its bounding box) goes to it.
     """
     from skimage.segmentation import expand_labels
 
@@ -70,4 +78,29 @@ def grow_to_cells(
         return out
     grown = expand_labels(labels, grow)
     keep = (labels > 0) | (background < threshold)
-    return np.where(keep, grown, 0).astype(labels.dtype, copy=False)
+    return fill_instance_holes(np.where(keep, grown, 0).astype(labels.dtype, copy=False))
+
+
+def fill_instance_holes(labels: np.ndarray) -> np.ndarray:
+    """Give every hole of an instance (background it encloses) to that instance, in place.
+
+    Parameters
+    ----------
+    labels : (Y, X) or (Z, Y, X) int ndarray
+        Instances (0 = background); one frame or one volume.
+
+    Returns
+    -------
+    ndarray
+        ``labels`` itself, its holes filled. Pixels of another instance inside a hole stay its.
+    """
+    from scipy import ndimage as ndi
+
+    for i, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
+            continue
+        crop = labels[box]
+        hole = ndi.binary_fill_holes(crop == i) & (crop == 0)
+        if hole.any():
+            crop[hole] = i
+    return labels
