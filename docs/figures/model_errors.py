@@ -24,6 +24,7 @@ import numpy as np
 import tifffile
 
 from napari_hemd import segment_image
+from napari_hemd.core.metrics import overlap_table
 
 HERE = Path(__file__).parent
 
@@ -81,35 +82,21 @@ def main() -> None:
 
 
 def _worst(reference: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Centre of the reference object worst matched (lowest best IoU) by ``labels``."""
-    worst, where = 2.0, (0.0, 0.0)
-    for r in np.unique(reference)[1:]:
-        m = reference == r
-        if m.sum() < 100:
-            continue
-        ids, counts = np.unique(labels[m], return_counts=True)
-        best = max(
-            [c / np.count_nonzero(m | (labels == i)) for i, c in zip(ids, counts, strict=True) if i]
-            + [0.0]
-        )
-        if best < worst:
-            worst, where = best, tuple(np.argwhere(m).mean(0))
-    return where
+    """Centre of the reference object (100 px or more) worst matched (lowest best IoU)."""
+    t = overlap_table(reference, labels)
+    r, _, inter, union = t.object_pairs()
+    best = np.zeros(t.n_gt + 1)
+    np.maximum.at(best, r, inter / union)
+    best[(t.gt_sizes < 100) | (np.arange(t.n_gt + 1) == 0)] = np.inf
+    return tuple(np.argwhere(reference == t.gt_labels[np.argmin(best)]).mean(0))
 
 
 def _merged(reference: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """Centre of the mask that holds the most reference objects (each more than half inside)."""
-    most, where = 1, (0.0, 0.0)
-    for i in np.unique(labels)[1:]:
-        m = labels == i
-        held = [
-            r
-            for r in np.unique(reference[m])
-            if r and np.count_nonzero(reference[m] == r) > 0.5 * np.count_nonzero(reference == r)
-        ]
-        if len(held) > most:
-            most, where = len(held), tuple(np.argwhere(m).mean(0))
-    return where
+    t = overlap_table(reference, labels)
+    r, c, inter, _ = t.object_pairs()
+    held = np.bincount(c[inter > 0.5 * t.gt_sizes[r]], minlength=t.n_pred + 1)
+    return tuple(np.argwhere(labels == t.pred_labels[np.argmax(held)]).mean(0))
 
 
 if __name__ == "__main__":
