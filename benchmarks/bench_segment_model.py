@@ -7,7 +7,14 @@ divisor (what any tool must at least spend). Measured in the same run:
   movie, whole-cell growth);
 - ``cli``: the whole command ``napari-hemd segment MOVIE.tif --model M -o OUT.tif`` in a fresh
   process (Python start-up, imports, reading the TIFF, writing the labels included);
-- ``old tiles``: prediction alone with the former defaults (512 px tiles, 64 px halo).
+- ``old tiles``: prediction alone with the former defaults (512 px tiles, 64 px halo);
+- ``bare forward, heap kept``: the baseline inside :func:`napari_hemd.models._allocator.heap_allocation`
+  (what ``predict`` does on a CPU: freed activations stay on the heap, no page faults per layer);
+- ``cli, tuning off``: the whole command with ``NAPARI_HEMD_MALLOC_TUNING=0`` (glibc's defaults).
+
+Every row runs in a fresh process (the allocator at glibc's defaults). Ratios are printed
+against both baselines: the plain ``net(x)`` loop (what a script that calls the
+network spends) and the same loop with the heap kept (the least this machine can spend).
 
 Frames: the first ``--frames`` of Fluo-N2DL-HeLa 01 (700 x 1100) when ``../shared/data`` is there,
 else generated nuclei frames of that size. Prints times and ratios to the bare forward pass.
@@ -31,6 +38,7 @@ import torch
 
 from napari_hemd import segment_image
 from napari_hemd.models import load_model, predict
+from napari_hemd.models._allocator import heap_allocation
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -58,42 +66,83 @@ def bare_forward(model, movie: np.ndarray) -> float:
     return time.perf_counter() - t0
 
 
+def measure(name: str, model_name: str, movie_path: str, threads: int) -> float:
+    """Time one in-process row (called in a fresh process: glibc's allocator at its defaults)."""
+    torch.set_num_threads(threads)
+    movie = tifffile.imread(movie_path)
+    model = load_model(model_name)
+    if name == "bare forward":
+        return bare_forward(model, movie)
+    if name == "bare forward, heap kept":
+        with heap_allocation():
+            return bare_forward(model, movie)
+    t0 = time.perf_counter()
+    if name == "api":
+        segment_image(movie, model)
+    elif name == "old tiles":
+        predict(model, movie, tile=512, halo=64)
+    else:
+        raise ValueError(f"unknown row {name!r}")
+    return time.perf_counter() - t0
+
+
+IN_PROCESS = ("bare forward", "bare forward, heap kept", "api", "old tiles")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="nuclei-fluo")
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--measure", nargs=2, metavar=("ROW", "MOVIE"), help=argparse.SUPPRESS)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.measure:
+        print(measure(args.measure[0], args.model, args.measure[1], args.threads))
+        return
     movie = frames(args.frames)
-    model = load_model(args.model)
-    rows: dict[str, list[float]] = {"bare forward": [], "api": [], "cli": [], "old tiles": []}
+    rows: dict[str, list[float]] = {
+        name: [] for name in (*IN_PROCESS[:3], "cli", "cli, tuning off", IN_PROCESS[3])
+    }
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "movie.tif"
         tifffile.imwrite(path, movie, photometric="minisblack")
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+        this = [sys.executable, __file__, "--model", args.model, "--threads", str(args.threads)]
         for r in range(args.repeat):
-            rows["bare forward"].append(bare_forward(model, movie))
-            t0 = time.perf_counter()
-            segment_image(movie, model)
-            rows["api"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            predict(model, movie, tile=512, halo=64)
-            rows["old tiles"].append(time.perf_counter() - t0)
-            out = Path(tmp) / f"labels{r}.tif"
+            # every row in a fresh process, so none inherits another's allocator state
+            for name in IN_PROCESS:
+                res = subprocess.run(
+                    [*this, "--measure", name, str(path)],
+                    check=True,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                )
+                rows[name].append(float(res.stdout.split()[-1]))
             cmd = [sys.executable, "-m", "napari_hemd.cli", "segment", str(path), "--model"]
-            cmd += [args.model, "-o", str(out), "--threads", str(args.threads), "--no-progress"]
-            t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, env=env, capture_output=True)
-            rows["cli"].append(time.perf_counter() - t0)
+            cmd += [args.model, "--threads", str(args.threads), "--no-progress", "-o"]
+            for name, extra in (
+                ("cli", {}),
+                ("cli, tuning off", {"NAPARI_HEMD_MALLOC_TUNING": "0"}),
+            ):
+                out = Path(tmp) / f"labels{r}-{len(extra)}.tif"
+                t0 = time.perf_counter()
+                subprocess.run(
+                    [*cmd, str(out)], check=True, env={**env, **extra}, capture_output=True
+                )
+                rows[name].append(time.perf_counter() - t0)
     base = min(rows["bare forward"])
+    kept = min(rows["bare forward, heap kept"])
     print(
         f"{args.model}, {args.frames} frames of {movie.shape[1]}x{movie.shape[2]}, "
         f"{args.threads} thread(s), best of {args.repeat}"
     )
     for name, ts in rows.items():
-        print(f"{name:14s} {min(ts):8.2f} s   {min(ts) / base:5.2f}x bare forward")
+        print(
+            f"{name:24s} {min(ts):8.2f} s   {min(ts) / base:5.2f}x bare forward   "
+            f"{min(ts) / kept:5.2f}x bare forward, heap kept"
+        )
 
 
 if __name__ == "__main__":

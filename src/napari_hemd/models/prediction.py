@@ -10,6 +10,7 @@ time, so zarr / dask inputs stay lazy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from napari_hemd.models._allocator import heap_allocation
 from napari_hemd.models.affinity import make_offsets, self_correlation
 from napari_hemd.models.weights import HemdModel
 
@@ -213,44 +215,46 @@ def iter_predict(
     # No inference_mode() around the loop: a generator would hold that thread-local mode
     # across its yields (into the caller's code, or into another thread when it is closed
     # from there); the forward passes below enter it themselves.
-    queue: list[tuple[int, int, int, np.ndarray]] = []  # (frame, y, x, tile input)
-    maps: dict[int, np.ndarray] = {}  # stitched network outputs per frame
-    todo: dict[int, int] = {}  # tiles still missing per frame
-    geometry: dict[int, tuple] = {}
-    next_out = 0
-    for t in range(n_frames):
-        raw = read(t)
-        _check_finite(raw, t)
-        frame = model.normalize(raw.astype(np.float32, copy=False))
-        if frame.ndim != 2:
-            raise ValueError(f"frame {t} must be 2D (Y, X); got shape {frame.shape}")
-        before, after, tshape, cshape, origins = _tiles(frame.shape, tile, halo, divisor)
-        padded = _pad(frame, before, after)
-        geometry[t] = (frame.shape, cshape)
-        todo[t] = len(origins)
-        for y, x in origins:
-            queue.append((t, y, x, padded[y : y + tshape[0], x : x + tshape[1]]))
-        # Run full batches (the last frame flushes the rest), then emit finished frames.
-        while len(queue) >= batch_size or (t == n_frames - 1 and queue):
-            if cancel is not None and cancel():
-                return  # checked between batches of tiles: a Cancel takes effect quickly
-            chunk, queue = queue[:batch_size], queue[batch_size:]
-            out = _run_tiles(model, [c[3] for c in chunk], dev)
-            for (ti, y, x, _), o in zip(chunk, out, strict=True):
-                shape, (ch, cw) = geometry[ti]
-                if ti not in maps:
-                    maps[ti] = np.zeros((o.shape[0], *shape), dtype=np.float32)
-                yy, xx = min(ch, shape[0] - y), min(cw, shape[1] - x)
-                maps[ti][:, y : y + yy, x : x + xx] = o[:, halo : halo + yy, halo : halo + xx]
-                todo[ti] -= 1
-        while next_out <= t and todo.get(next_out) == 0:
-            del todo[next_out], geometry[next_out]
-            stitched = maps.pop(next_out)
-            yield (
-                next_out,
-                _outputs_from_maps(model, stitched, outputs, offsets, min_size, threshold),
-            )
-            next_out += 1
+    # On a CPU, freed activations stay on the heap for the next batch (models/_allocator.py).
+    with heap_allocation() if dev.type == "cpu" else contextlib.nullcontext():
+        queue: list[tuple[int, int, int, np.ndarray]] = []  # (frame, y, x, tile input)
+        maps: dict[int, np.ndarray] = {}  # stitched network outputs per frame
+        todo: dict[int, int] = {}  # tiles still missing per frame
+        geometry: dict[int, tuple] = {}
+        next_out = 0
+        for t in range(n_frames):
+            raw = read(t)
+            _check_finite(raw, t)
+            frame = model.normalize(raw.astype(np.float32, copy=False))
+            if frame.ndim != 2:
+                raise ValueError(f"frame {t} must be 2D (Y, X); got shape {frame.shape}")
+            before, after, tshape, cshape, origins = _tiles(frame.shape, tile, halo, divisor)
+            padded = _pad(frame, before, after)
+            geometry[t] = (frame.shape, cshape)
+            todo[t] = len(origins)
+            for y, x in origins:
+                queue.append((t, y, x, padded[y : y + tshape[0], x : x + tshape[1]]))
+            # Run full batches (the last frame flushes the rest), then emit finished frames.
+            while len(queue) >= batch_size or (t == n_frames - 1 and queue):
+                if cancel is not None and cancel():
+                    return  # checked between batches of tiles: a Cancel takes effect quickly
+                chunk, queue = queue[:batch_size], queue[batch_size:]
+                out = _run_tiles(model, [c[3] for c in chunk], dev)
+                for (ti, y, x, _), o in zip(chunk, out, strict=True):
+                    shape, (ch, cw) = geometry[ti]
+                    if ti not in maps:
+                        maps[ti] = np.zeros((o.shape[0], *shape), dtype=np.float32)
+                    yy, xx = min(ch, shape[0] - y), min(cw, shape[1] - x)
+                    maps[ti][:, y : y + yy, x : x + xx] = o[:, halo : halo + yy, halo : halo + xx]
+                    todo[ti] -= 1
+            while next_out <= t and todo.get(next_out) == 0:
+                del todo[next_out], geometry[next_out]
+                stitched = maps.pop(next_out)
+                yield (
+                    next_out,
+                    _outputs_from_maps(model, stitched, outputs, offsets, min_size, threshold),
+                )
+                next_out += 1
 
 
 def _outputs_from_maps(

@@ -1,0 +1,117 @@
+"""Large blocks stay on the C heap while predicting on a CPU (glibc), and go back afterwards."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_hemd.models import _allocator  # noqa: E402
+from napari_hemd.models._allocator import heap_allocation  # noqa: E402
+
+BLOCK = 96 << 20  # above glibc's largest mmap threshold (32 MB): mapped afresh by default
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _mallinfo() -> _MallInfo2:
+    fn = _allocator._libc.mallinfo2  # glibc >= 2.33
+    fn.restype = _MallInfo2
+    return fn()
+
+
+glibc = pytest.mark.skipif(
+    _allocator._libc is None or not hasattr(_allocator._libc, "mallinfo2"),
+    reason="glibc's mallopt and mallinfo2 only",
+)
+
+
+def _where(n_bytes: int = BLOCK) -> tuple[int, int]:
+    """(growth of the mapped blocks, growth of the heap) while one large block is held."""
+    before = _mallinfo()
+    block = np.empty(n_bytes, np.uint8)
+    held = _mallinfo()
+    del block
+    return held.hblkhd - before.hblkhd, held.arena - before.arena
+
+
+@glibc
+def test_large_blocks_come_from_the_heap_inside_and_go_back_after():
+    mapped, _ = _where()
+    assert mapped >= BLOCK  # glibc's default: a block this large is mapped on its own
+    with heap_allocation():
+        mapped, heap = _where()
+        assert mapped == 0  # from the heap instead
+        mapped, heap = _where()
+        assert heap == 0  # the freed block was kept and is reused: no new memory
+        held = _mallinfo().arena
+    assert _mallinfo().arena < held - BLOCK // 2  # trimmed: the memory went back
+    mapped, _ = _where()
+    assert mapped >= BLOCK  # mapped again, as before
+    assert _allocator._users == 0
+
+
+@glibc
+def test_opt_out_by_environment(monkeypatch):
+    monkeypatch.setenv("NAPARI_HEMD_MALLOC_TUNING", "0")
+    with heap_allocation():
+        mapped, _ = _where()
+        assert mapped >= BLOCK
+        assert _allocator._users == 0
+
+
+def test_reentrant_and_shared_between_threads():
+    errors: list[BaseException] = []
+
+    def work():
+        try:
+            for _ in range(20):
+                with heap_allocation(), heap_allocation():
+                    np.ones(1000).sum()
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert _allocator._users == 0
+
+
+def test_prediction_releases_the_heap_when_closed_early(blobs):
+    """A generator suspended mid-movie holds the heap; closing it (a Cancel) lets it go."""
+    from napari_hemd.models import HemdModel, iter_predict
+
+    torch.manual_seed(0)
+    model = HemdModel.create("unet", base_channels=4, depth=3)
+    frames = np.stack([blobs[0]] * 3)
+    gen = iter_predict(model, frames, batch_size=1)
+    next(gen)
+    if _allocator._libc is not None:
+        assert _allocator._users == 1
+    gen.close()
+    assert _allocator._users == 0
+    list(iter_predict(model, frames))
+    assert _allocator._users == 0
