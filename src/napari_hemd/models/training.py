@@ -8,6 +8,7 @@ uses mixed precision on CUDA.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_hemd.models._allocator import heap_allocation
 from napari_hemd.models.affinity import (
     affinity_targets,
     instance_pairs,
@@ -630,82 +632,86 @@ def train_model(
     )
     t0, running = time.perf_counter(), []
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.model}")
-    while step < cfg.steps:
-        model.network.train()
-        if cfg.freeze_bn:
-            for mod in model.network.modules():
-                if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-                    mod.eval()
-        img, lab = sampler(cfg.batch_size)
-        img_t = torch.from_numpy(img).to(device)
-        with torch.autocast(device.type, enabled=use_amp):
-            loss = (
-                loss_fn(model, img_t, lab, cfg, rng)
-                if cfg.model == "affinity"
-                else loss_fn(model, img_t, lab, cfg)
+    # on a CPU, freed activations stay on the heap for the next step (models/_allocator.py)
+    with heap_allocation() if device.type == "cpu" else contextlib.nullcontext():
+        while step < cfg.steps:
+            model.network.train()
+            if cfg.freeze_bn:
+                for mod in model.network.modules():
+                    if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                        mod.eval()
+            img, lab = sampler(cfg.batch_size)
+            img_t = torch.from_numpy(img).to(device)
+            with torch.autocast(device.type, enabled=use_amp):
+                loss = (
+                    loss_fn(model, img_t, lab, cfg, rng)
+                    if cfg.model == "affinity"
+                    else loss_fn(model, img_t, lab, cfg)
+                )
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            clock["elapsed"] = time.perf_counter() - t0
+            sched.step()
+            if ema is not None:
+                ema.update_parameters(model.network)
+            step += 1
+            running.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(running[-20:]):.4f}")
+            if on_step is not None:
+                on_step(step, running[-1])
+            cancelled = stop is not None and bool(stop())
+            out_of_time = cancelled or (
+                cfg.max_minutes is not None and (time.perf_counter() - t0) > 60 * cfg.max_minutes
             )
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        clock["elapsed"] = time.perf_counter() - t0
-        sched.step()
-        if ema is not None:
-            ema.update_parameters(model.network)
-        step += 1
-        running.append(float(loss.detach()))
-        bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(running[-20:]):.4f}")
-        if on_step is not None:
-            on_step(step, running[-1])
-        cancelled = stop is not None and bool(stop())
-        out_of_time = cancelled or (
-            cfg.max_minutes is not None and (time.perf_counter() - t0) > 60 * cfg.max_minutes
-        )
-        if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
-            entry = {
-                "step": step,
-                "loss": float(np.mean(running)),
-                "seconds": time.perf_counter() - t0,
-                "lr": float(opt.param_groups[0]["lr"]),
-            }
-            running = []
-            if val_img is not None:
-                entry["val_loss"] = _evaluate(judged, val_img, val_lab, cfg, loss_fn, device)
-                if not score_samples and entry["val_loss"] < best[0]:
-                    best = (entry["val_loss"], _cpu_state(judged))
-            if score_samples and (step % cfg.score_every == 0 or step == cfg.steps or out_of_time):
-                entry.update(_score(judged, score_samples, calibration))
-                if ema is not None:  # the network as trained, for comparison (same bias)
-                    raw = _score(model, score_samples, bias=entry.get("mutex_bias"))
-                    entry["raw_score"] = raw["val_score"]
-                if -entry["val_score"] < best[0]:
-                    best = (-entry["val_score"], _cpu_state(judged))
-            history.append(entry)
-            logger.info("step %d: %s", step, entry)
-            if callback is not None:
-                callback(entry)
-        if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or out_of_time):
-            torch.save(
-                {
-                    "network": model.network.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
+            if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
+                entry = {
                     "step": step,
-                    "history": history,
-                    "best_loss": best[0],
-                    "best_state": best[1],
-                    "selection": "score" if score_samples else "loss",
-                    **({"ema": ema.state_dict()} if ema is not None else {}),
-                },
-                ckpt,
-            )
-        if cancelled:
-            logger.warning("cancelled at step %d; keeping the best model so far", step)
-            break
-        if out_of_time:
-            logger.warning("max_minutes=%s reached at step %d; stopping", cfg.max_minutes, step)
-            break
+                    "loss": float(np.mean(running)),
+                    "seconds": time.perf_counter() - t0,
+                    "lr": float(opt.param_groups[0]["lr"]),
+                }
+                running = []
+                if val_img is not None:
+                    entry["val_loss"] = _evaluate(judged, val_img, val_lab, cfg, loss_fn, device)
+                    if not score_samples and entry["val_loss"] < best[0]:
+                        best = (entry["val_loss"], _cpu_state(judged))
+                if score_samples and (
+                    step % cfg.score_every == 0 or step == cfg.steps or out_of_time
+                ):
+                    entry.update(_score(judged, score_samples, calibration))
+                    if ema is not None:  # the network as trained, for comparison (same bias)
+                        raw = _score(model, score_samples, bias=entry.get("mutex_bias"))
+                        entry["raw_score"] = raw["val_score"]
+                    if -entry["val_score"] < best[0]:
+                        best = (-entry["val_score"], _cpu_state(judged))
+                history.append(entry)
+                logger.info("step %d: %s", step, entry)
+                if callback is not None:
+                    callback(entry)
+            if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or out_of_time):
+                torch.save(
+                    {
+                        "network": model.network.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "step": step,
+                        "history": history,
+                        "best_loss": best[0],
+                        "best_state": best[1],
+                        "selection": "score" if score_samples else "loss",
+                        **({"ema": ema.state_dict()} if ema is not None else {}),
+                    },
+                    ckpt,
+                )
+            if cancelled:
+                logger.warning("cancelled at step %d; keeping the best model so far", step)
+                break
+            if out_of_time:
+                logger.warning("max_minutes=%s reached at step %d; stopping", cfg.max_minutes, step)
+                break
     bar.close()
     for par in model.network.parameters():
         par.requires_grad_(True)
