@@ -47,7 +47,11 @@ def test_train_predict_round_trip(folder, kind, capsys):
         "--threads",
         "1",
     ]
-    extra = ["--contact-weight", "3"] if kind == "affinity" else ["--foreground-oversample", "0.5"]
+    extra = (
+        ["--contact-weight", "3"]
+        if kind == "affinity"
+        else ["--foreground-oversample", "0.5", "--class-weights", "2,6,1"]
+    )
     data = ["--data", str(folder / "data")]
     assert main(["train", *data, "--model", kind, "-o", str(model), *common, *extra]) == 0
     assert model.exists()
@@ -58,7 +62,11 @@ def test_train_predict_round_trip(folder, kind, capsys):
     oversample = meta["training"]["config"]["foreground_oversample"]
     assert oversample == (0.0 if kind == "affinity" else 0.5)
     if kind == "unet":  # the weight is for affinity pairs: refused with a U-Net
+        assert meta["training"]["config"]["class_weights"] == [2.0, 6.0, 1.0]
         other = folder / "other.pt"
+        with pytest.raises(SystemExit):
+            main(["train", *data, "-o", str(other), *common, "--class-weights", "1,3"])
+        assert "expected three positive numbers FG,BOUNDARY,BG" in capsys.readouterr().err
         assert main(["train", *data, "-o", str(other), *common, "--contact-weight", "3"]) == 2
         assert "needs model='affinity'" in capsys.readouterr().err and not other.exists()
         # per-folder oversampling names folders; a name that matches none is refused

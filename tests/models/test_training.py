@@ -512,3 +512,22 @@ def test_fine_tune_starts_from_the_given_model(blobs, tmp_path):
             TrainConfig(model="affinity", init=str(tmp_path / "base.pt"), steps=1),
             progress=False,
         )
+
+
+def test_class_weights_are_checked_and_kept_by_a_fine_tune():
+    from napari_hemd.models import HemdModel
+    from napari_hemd.models.training import _init_model
+
+    for bad in ((1, 0, 1), (1, 3), (1, float("nan"), 1)):
+        with pytest.raises(ValueError, match="class_weights must be three positive numbers"):
+            TrainConfig(model="unet", class_weights=bad)
+    base = HemdModel.create("unet", base_channels=4, depth=2)
+    base.metadata["targets"] = "interior"
+    # the default weights follow the base model's targets ...
+    cfg = TrainConfig(model="unet", init="base.pt")
+    _init_model(cfg, base)
+    assert cfg.targets == "interior" and cfg.class_weights == (1.0, 2.0, 1.0)
+    # ... chosen ones are kept
+    cfg = TrainConfig(model="unet", init="base.pt", class_weights=(2, 6, 1))
+    _init_model(cfg, base)
+    assert cfg.class_weights == (2.0, 6.0, 1.0)

@@ -114,6 +114,14 @@ def register(subparsers) -> None:
         "score, choose and write the averaged network (default 0: off)",
     )
     p.add_argument(
+        "--class-weights",
+        type=_class_weights_option,
+        default=None,
+        metavar="FG,BOUNDARY,BG",
+        help="U-Net: cross-entropy weights of foreground, boundary (contact) and background "
+        "(default 1,3,1 for cell targets, 1,2,1 for interior targets)",
+    )
+    p.add_argument(
         "--contact-weight",
         type=float,
         default=1.0,
@@ -240,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
         calibrate=not args.no_calibrate,
         ema=args.ema,
         contact_weight=args.contact_weight,
+        class_weights=args.class_weights,
         seed=args.seed,
         val_every=args.val_every,
         targets=args.targets,
@@ -276,6 +285,18 @@ def run(args: argparse.Namespace) -> int:
         f"held-out loss {last.get('val_loss', float('nan')):.4f})"
     )
     return 0
+
+
+def _class_weights_option(text: str) -> tuple[float, float, float]:
+    try:
+        weights = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        weights = ()
+    if len(weights) != 3 or not all(w > 0 and w < float("inf") for w in weights):
+        raise argparse.ArgumentTypeError(
+            f"expected three positive numbers FG,BOUNDARY,BG (e.g. 1,3,1); got {text!r}"
+        )
+    return weights
 
 
 def _oversample_option(values: list[str] | None) -> float | dict:

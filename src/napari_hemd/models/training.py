@@ -204,8 +204,16 @@ class TrainConfig:
         if int(self.score_every) < 0:
             raise ValueError(f"score_every must be >= 0; got {self.score_every!r}")
         if self.class_weights is None:
-            self.class_weights = (1.0, 3.0, 1.0) if self.targets == "cell" else (1.0, 2.0, 1.0)
-        self.class_weights = tuple(float(w) for w in self.class_weights)
+            self.class_weights = default_class_weights(self.targets)
+        weights = tuple(self.class_weights)
+        if len(weights) != 3 or not all(
+            isinstance(w, Real) and math.isfinite(w) and w > 0 for w in weights
+        ):
+            raise ValueError(
+                "class_weights must be three positive numbers (foreground, boundary, background); "
+                f"got {self.class_weights!r}"
+            )
+        self.class_weights = tuple(float(w) for w in weights)
 
     @property
     def augmentation(self) -> Augmentation:
@@ -270,6 +278,11 @@ def contact_pixels(labels: np.ndarray, radius: int = 2) -> np.ndarray:
     # background counts as +inf for the minimum (int64 max overflows inside scipy's filter)
     lower = ndi.minimum_filter(np.where(fg, lab, lab.max() + 1), size=size, mode="nearest")
     return fg & (higher | (lower != lab))
+
+
+def default_class_weights(targets: str) -> tuple[float, float, float]:
+    """U-Net cross-entropy weights of foreground / boundary / background for ``targets``."""
+    return (1.0, 3.0, 1.0) if targets == "cell" else (1.0, 2.0, 1.0)
 
 
 def semantic_targets(labels: np.ndarray, targets: str = "interior") -> np.ndarray:
@@ -769,8 +782,9 @@ def _init_model(cfg: TrainConfig, base: HemdModel | None = None) -> HemdModel:
     cfg.architecture = {k: v for k, v in base.metadata["architecture"].items() if k != "name"}
     if base.kind == "unet":
         targets = base.metadata.get("targets", "interior")
-        if targets != cfg.targets:  # the class weights that go with the model's targets
-            cfg.class_weights = (1.0, 3.0, 1.0) if targets == "cell" else (1.0, 2.0, 1.0)
+        # the default class weights go with the model's targets; chosen ones are kept
+        if targets != cfg.targets and cfg.class_weights == default_class_weights(cfg.targets):
+            cfg.class_weights = default_class_weights(targets)
         cfg.targets = targets
     else:
         cfg.ranges = tuple(base.metadata.get("ranges", cfg.ranges))
