@@ -190,7 +190,9 @@ def segment_image_workflow(
         outputs.append("boundary")
     n = 1 if len(shape) == 2 else shape[0]
     planes = resolve_planes(loaded, planes, shape)
-    frames: dict[str, list[np.ndarray]] = {k: [] for k in outputs}
+    # maps written in place, one (n, ...) array per output: no list of frames stacked at the end
+    stacks: dict[str, np.ndarray] = {}
+    done = 0
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
@@ -210,7 +212,8 @@ def segment_image_workflow(
                 cancel=cancel,
             )
             if volume is not None:
-                frames = {k: list(v) for k, v in volume.items()}
+                stacks = {k: np.asarray(v, dtype=np.float32) for k, v in volume.items()}
+                done = n
         else:
             yield ("predict", 0, n)
             for t, maps in iter_predict(
@@ -224,14 +227,17 @@ def segment_image_workflow(
                 cancel=cancel,
             ):
                 for k in outputs:
-                    frames[k].append(np.asarray(maps[k], dtype=np.float32))
+                    if k not in stacks:
+                        stacks[k] = np.empty((n, *np.shape(maps[k])), dtype=np.float32)
+                    stacks[k][t] = maps[k]
+                done = t + 1
                 yield ("predict", t + 1, n)
     finally:
         if threads:
             torch.set_num_threads(old_threads)
-    if len(frames["foreground"]) < n:
-        yield from cancelled(len(frames["foreground"]), n)
-    maps = {k: np.stack(v) for k, v in frames.items()}
+    if done < n:
+        yield from cancelled(done, n)
+    maps = stacks
     labels, res, tracks = yield from labels_from_maps_workflow(maps, method, grow, **params)
     if len(shape) == 2:
         labels = labels[0]
