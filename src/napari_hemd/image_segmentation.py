@@ -160,7 +160,12 @@ def segment_image_workflow(
     """
     import torch
 
-    from napari_hemd.models.prediction import _resolve_model, iter_predict, resolve_planes
+    from napari_hemd.models.prediction import (
+        FrameStacks,
+        _resolve_model,
+        iter_predict,
+        resolve_planes,
+    )
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
@@ -190,9 +195,7 @@ def segment_image_workflow(
         outputs.append("boundary")
     n = 1 if len(shape) == 2 else shape[0]
     planes = resolve_planes(loaded, planes, shape)
-    # maps written in place, one (n, ...) array per output: no list of frames stacked at the end
-    stacks: dict[str, np.ndarray] = {}
-    done = 0
+    stacks = FrameStacks(n)
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
@@ -212,8 +215,8 @@ def segment_image_workflow(
                 cancel=cancel,
             )
             if volume is not None:
-                stacks = {k: np.asarray(v, dtype=np.float32) for k, v in volume.items()}
-                done = n
+                stacks.arrays = {k: np.asarray(v, dtype=np.float32) for k, v in volume.items()}
+                stacks.done = n
         else:
             yield ("predict", 0, n)
             for t, maps in iter_predict(
@@ -226,18 +229,14 @@ def segment_image_workflow(
                 device=device,
                 cancel=cancel,
             ):
-                for k in outputs:
-                    if k not in stacks:
-                        stacks[k] = np.empty((n, *np.shape(maps[k])), dtype=np.float32)
-                    stacks[k][t] = maps[k]
-                done = t + 1
+                stacks.put(t, {k: maps[k] for k in outputs})
                 yield ("predict", t + 1, n)
     finally:
         if threads:
             torch.set_num_threads(old_threads)
-    if done < n:
-        yield from cancelled(done, n)
-    maps = stacks
+    if stacks.done < n:
+        yield from cancelled(stacks.done, n)
+    maps = stacks.arrays
     labels, res, tracks = yield from labels_from_maps_workflow(maps, method, grow, **params)
     if len(shape) == 2:
         labels = labels[0]

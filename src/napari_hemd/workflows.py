@@ -148,6 +148,7 @@ def predict_workflow(
         ``(T, C, Y, X)``), float32 except integer ``instances``.
     """
     from napari_hemd.models.prediction import (
+        FrameStacks,
         _resolve_model,
         iter_predict,
         predict_volume_workflow,
@@ -167,19 +168,15 @@ def predict_workflow(
             yield from cancelled(0, n)
         return volume
     yield ("predict", 0, n)
-    frames: dict[str, list[np.ndarray]] = {}
-    done = 0
+    stacks = FrameStacks(n)
     for t, maps in iter_predict(
         model, image, outputs=outputs, tile=tile, device=device, cancel=cancel
     ):
-        for k, v in maps.items():
-            keep = k == "instances"  # labels keep their integer dtype
-            frames.setdefault(k, []).append(np.asarray(v) if keep else np.asarray(v, np.float32))
-        done = t + 1
-        yield ("predict", done, n)
-    if done < n:
-        yield from cancelled(done, n)
-    out = {k: np.stack(v) for k, v in frames.items()}
+        stacks.put(t, maps)
+        yield ("predict", stacks.done, n)
+    if stacks.done < n:
+        yield from cancelled(stacks.done, n)
+    out = stacks.arrays
     if len(shape) == 2:
         out = {k: v[0] for k, v in out.items()}
     return out

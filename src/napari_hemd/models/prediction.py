@@ -149,6 +149,28 @@ def _frames(image) -> tuple[int, Callable[[int], np.ndarray], bool]:
     raise ValueError(f"image must be (Y, X) or (T, Y, X); got shape {shape}")
 
 
+class FrameStacks:
+    """Per-output ``(n, ...)`` arrays filled frame by frame as prediction yields them.
+
+    Written in place, so a movie's maps exist once (a list of frames stacked at the end holds them
+    twice at its peak). Maps are float32, ``instances`` keep their integer dtype.
+    """
+
+    def __init__(self, n_frames: int) -> None:
+        self.n_frames = int(n_frames)
+        self.arrays: dict[str, np.ndarray] = {}
+        self.done = 0
+
+    def put(self, t: int, maps: dict[str, np.ndarray]) -> None:
+        for k, v in maps.items():
+            v = np.asarray(v)
+            if k not in self.arrays:
+                dtype = v.dtype if k == "instances" else np.float32
+                self.arrays[k] = np.empty((self.n_frames, *v.shape), dtype=dtype)
+            self.arrays[k][t] = v
+        self.done = t + 1
+
+
 def _resolve_model(model) -> HemdModel:
     if isinstance(model, HemdModel):
         return model
@@ -368,9 +390,9 @@ def predict(
     >>> from napari_hemd.models import predict  # doctest: +SKIP
     >>> fg = predict("nuclei-fluo", frames)["foreground"]  # doctest: +SKIP
     """
-    _, _, single = _frames(image)
-    collected: dict[str, list[np.ndarray]] = {}
-    for _, res in iter_predict(
+    n_frames, _, single = _frames(image)
+    stacks = FrameStacks(n_frames)
+    for t, res in iter_predict(
         model,
         image,
         outputs=outputs,
@@ -383,11 +405,10 @@ def predict(
         min_size=min_size,
         threshold=threshold,
     ):
-        for k, v in res.items():
-            collected.setdefault(k, []).append(v)
+        stacks.put(t, res)
     if single:
-        return {k: v[0] for k, v in collected.items()}
-    return {k: np.stack(v) for k, v in collected.items()}
+        return {k: v[0] for k, v in stacks.arrays.items()}
+    return stacks.arrays
 
 
 # ------------------------------------------------------------------------ tri-planar volumes
