@@ -1,7 +1,7 @@
 """``segment --model`` wall time against a bare forward pass of the same network, same frames.
 
-Baseline: ``net(x)`` under ``torch.inference_mode()`` on every frame, padded only to the network's
-divisor (what any tool must at least spend). Measured in the same run:
+Baselines: ``net(x)`` under ``torch.inference_mode()`` on every frame, padded only to the
+network's divisor, as it is and with the heap kept (below). Measured in the same run:
 
 - ``api``: :func:`napari_hemd.segment_image` (normalisation, padding, prediction, H-EMD over the
   movie, whole-cell growth);
@@ -19,7 +19,7 @@ against both baselines: the plain ``net(x)`` loop (what a script that calls the
 network spends) and the same loop with the heap kept (the least this machine can spend).
 
 Frames: the first ``--frames`` of Fluo-N2DL-HeLa 01 (700 x 1100) when ``../shared/data`` is there,
-else generated nuclei frames of that size. Prints times and ratios to the bare forward pass.
+else generated nuclei frames of that size. Prints times and ratios to both baselines.
 
     PYTHONPATH=src python benchmarks/bench_segment_model.py --frames 16 --threads 1
 """

@@ -163,9 +163,14 @@ def _leaves_out_border(samples, fraction: float = 0.02) -> bool:
     for s in samples:
         lab = s.labels
         n += np.unique(lab[lab > 0]).size
-        rim = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
-        touching += np.unique(rim[rim > 0]).size
+        touching += len(_on_border(lab))
     return n > 0 and touching < fraction * n
+
+
+def _on_border(lab: np.ndarray) -> set[int]:
+    """Labels of the objects touching the frame border."""
+    rim = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
+    return set(np.unique(rim[rim > 0]).tolist())
 
 
 def _border_counts(refs: list[np.ndarray], preds: list[np.ndarray]) -> dict:
@@ -176,13 +181,12 @@ def _border_counts(refs: list[np.ndarray], preds: list[np.ndarray]) -> dict:
         table = overlap_table(ref, pred)
         _, c, inter, union = table.object_pairs()
         matched = set(table.pred_labels[c[inter / union >= 0.5]].tolist())
-        rims = [np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]]) for x in (ref, pred)]
-        on_rim = [set(np.unique(rim[rim > 0]).tolist()) for rim in rims]
-        n_ref += len(on_rim[0])
-        n_found += len(on_rim[1])
+        found_on_border = _on_border(pred)
+        n_ref += len(_on_border(ref))
+        n_found += len(found_on_border)
         ids = set(np.unique(pred[pred > 0]).tolist()) - matched
         unmatched += len(ids)
-        unmatched_border += len(ids & on_rim[1])
+        unmatched_border += len(ids & found_on_border)
     return {
         "ref_touching_border": n_ref,
         "found_touching_border": n_found,

@@ -80,6 +80,14 @@ def test_opt_out_by_environment(monkeypatch):
         assert _allocator._users == 0
 
 
+def test_only_for_the_cpu():
+    with heap_allocation(torch.device("meta")):  # a GPU's activations are not the C heap's
+        assert _allocator._users == 0
+    with heap_allocation(torch.device("cpu")):
+        assert _allocator._users == (0 if _allocator._libc is None else 1)
+    assert _allocator._users == 0
+
+
 def test_reentrant_and_shared_between_threads():
     errors: list[BaseException] = []
 

@@ -60,14 +60,15 @@ def _enabled() -> bool:
 
 
 @contextlib.contextmanager
-def heap_allocation() -> Iterator[None]:
+def heap_allocation(device=None) -> Iterator[None]:
     """Serve large blocks from the heap and keep freed memory until the last user leaves.
 
     Reentrant and thread-safe (a count of users); on leaving, the heap's free memory goes back to
-    the system.
+    the system. ``device``: the torch device computed on; nothing is changed unless it is the CPU
+    (None: the CPU).
     """
     global _users
-    if not _enabled():
+    if not _enabled() or (device is not None and device.type != "cpu"):
         yield
         return
     with _lock:

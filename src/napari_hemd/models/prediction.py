@@ -10,7 +10,6 @@ time, so zarr / dask inputs stay lazy.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -238,7 +237,7 @@ def iter_predict(
     # across its yields (into the caller's code, or into another thread when it is closed
     # from there); the forward passes below enter it themselves.
     # On a CPU, freed activations stay on the heap for the next batch (models/_allocator.py).
-    with heap_allocation() if dev.type == "cpu" else contextlib.nullcontext():
+    with heap_allocation(dev):
         queue: list[tuple[int, int, int, np.ndarray]] = []  # (frame, y, x, tile input)
         maps: dict[int, np.ndarray] = {}  # stitched network outputs per frame
         todo: dict[int, int] = {}  # tiles still missing per frame

@@ -8,7 +8,6 @@ uses mixed precision on CUDA.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -646,7 +645,7 @@ def train_model(
     t0, running = time.perf_counter(), []
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=f"train {cfg.model}")
     # on a CPU, freed activations stay on the heap for the next step (models/_allocator.py)
-    with heap_allocation() if device.type == "cpu" else contextlib.nullcontext():
+    with heap_allocation(device):
         while step < cfg.steps:
             model.network.train()
             if cfg.freeze_bn:
