@@ -143,7 +143,8 @@ def segment_image_workflow(
         ``variant`` ...), as for :func:`napari_hemd.workflows.segment_workflow`, and
         ``min_volume`` (with ``link``: linked objects smaller than this in all frames/slices are
         removed), ``grow_threshold`` (the growth takes pixels whose background probability is
-        below it; 0.5). A model file may carry ``metadata["segment_defaults"]`` for these (the 3D
+        below it; 0.5), ``exclude_border`` (remove the cells the image's edge cuts: per frame, or
+        with 3 planes those touching any face of the volume; default False). A model file may carry ``metadata["segment_defaults"]`` for these (the 3D
         model: ``link``, ``delta`` 2, ``min_volume`` 300; ``nuclei-fluo``: ``min_size`` 100 and
         the ``grow_threshold`` chosen on its training frames,
         :func:`napari_hemd.models.calibrate_growth`); a value passed here wins unless it is the
@@ -237,7 +238,9 @@ def segment_image_workflow(
     if stacks.done < n:
         yield from cancelled(stacks.done, n)
     maps = stacks.arrays
-    labels, res, tracks = yield from labels_from_maps_workflow(maps, method, grow, **params)
+    labels, res, tracks = yield from labels_from_maps_workflow(
+        maps, method, grow, volume=planes == 3, **params
+    )
     if len(shape) == 2:
         labels = labels[0]
         maps = {k: v[0] for k, v in maps.items()}
@@ -252,7 +255,13 @@ def segment_image_workflow(
 
 
 def labels_from_maps_workflow(
-    maps: dict[str, np.ndarray], method: str = "hemd", grow: int = 0, **params
+    maps: dict[str, np.ndarray],
+    method: str = "hemd",
+    grow: int = 0,
+    *,
+    exclude_border: bool = False,
+    volume: bool = False,
+    **params,
 ) -> Generator[Progress, None, tuple[np.ndarray, HEMDResult | None, np.ndarray | None]]:
     """Segment predicted ``(T, Y, X)`` maps and grow the instances to whole cells.
 
@@ -267,6 +276,13 @@ def labels_from_maps_workflow(
         One of :data:`napari_hemd.core.segment.METHODS`.
     grow : int
         Whole-cell growth in pixels (:func:`napari_hemd.core.cells.grow_to_cells`).
+    exclude_border : bool
+        Remove the cells that the image's edge cuts, last
+        (:func:`napari_hemd.core.cells.clear_border_objects`): each frame on its own, or with
+        ``volume`` the objects touching any face of the volume; linked tracks are split where a
+        cell left a gap (:func:`napari_hemd.core.linking.tracks_after_removal`).
+    volume : bool
+        The maps are one ``(Z, Y, X)`` volume, not frames.
     **params
         Parameters of the method; ``link=True`` also links (H-EMD links its own candidates,
         baselines are linked after the growth); ``grow_threshold`` (default 0.5): pixels whose
@@ -308,6 +324,14 @@ def labels_from_maps_workflow(
         labels, tracks = link_labels(labels, delta=params.get("delta", 0.35))
     if min_volume and link:
         labels, tracks = _drop_small_objects(labels, tracks, min_volume)
+    if exclude_border:
+        from napari_hemd.core.cells import clear_border_objects
+
+        labels = clear_border_objects(labels, frame_axis=not volume)
+        if tracks is not None:
+            from napari_hemd.core.linking import tracks_after_removal
+
+            labels, tracks = tracks_after_removal(labels, tracks)
     return labels, res, tracks
 
 

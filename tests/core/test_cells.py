@@ -91,3 +91,48 @@ def test_filling_holes_in_3d_and_per_frame():
     bg = np.where(frames > 0, 0.1, 0.9).astype(np.float32)
     out = grow_to_cells(frames, bg, 1, frame_axis=True)
     assert (out[0][r[8] <= 6] == 1).all() and (out[1] == 0).all()
+
+
+def test_clear_border_removes_cut_cells_by_label():
+    from skimage.segmentation import clear_border
+
+    from napari_hemd.core.cells import clear_border_objects
+
+    lab = np.zeros((12, 12), np.uint16)
+    lab[0:4, 2:6] = 1  # cut by the top edge
+    lab[4:8, 2:6] = 2  # touches 1, not the edge: stays
+    lab[8:10, 6:8] = 3  # alone inside
+    lab[5:12, 10:12] = 4  # cut by the right and bottom edges
+    out = clear_border_objects(lab)
+    assert out.dtype == lab.dtype and set(np.unique(out)) == {0, 2, 3}
+    assert (out[lab == 2] == 2).all() and (out[lab == 3] == 3).all()
+    assert set(np.unique(lab)) == {0, 1, 2, 3, 4}  # a new array: the input is untouched
+    assert (out == clear_border(lab)).all()  # scikit-image's, on connected instances
+    # an instance in two pieces goes as a whole (scikit-image keeps the piece inside)
+    lab[10:12, 0:2] = 3
+    assert 3 not in clear_border_objects(lab)
+    assert 3 in clear_border(lab)
+
+
+def test_clear_border_per_frame_and_in_3d():
+    from napari_hemd.core.cells import clear_border_objects
+
+    frames = np.zeros((3, 10, 10), np.uint32)
+    frames[:, 4:7, 4:7] = 5  # inside in every frame
+    frames[0, 0:3, 0:3] = 7  # cut in frame 0 ...
+    frames[1, 3:6, 0:2] = 7  # ... and in frame 1
+    frames[2, 6:9, 1:4] = 7  # ... inside in frame 2: kept there
+    out = clear_border_objects(frames, frame_axis=True)
+    assert [sorted(set(np.unique(f)) - {0}) for f in out] == [[5], [5], [5, 7]]
+    # one volume: an object on the first slice touches a face of the volume
+    vol = frames.copy()
+    vol[2, 0:3, 6:9] = 8
+    assert set(np.unique(clear_border_objects(vol))) == {0}  # 5 and 8 reach z = 0 / z = 2
+    inner = np.zeros((5, 10, 10), np.uint32)
+    inner[1:4, 3:6, 3:6] = 2
+    inner[0, 3:6, 3:6] = 3
+    assert set(np.unique(clear_border_objects(inner))) == {0, 2}
+    with pytest.raises(ValueError, match=r"labels must be \(T, Y, X\) or \(T, Z, Y, X\)"):
+        clear_border_objects(frames[0], frame_axis=True)
+    with pytest.raises(ValueError, match=r"labels must be \(Y, X\) or \(Z, Y, X\); got shape"):
+        clear_border_objects(np.zeros(5, int))

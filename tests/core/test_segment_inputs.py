@@ -55,3 +55,31 @@ def test_hemd_with_link_returns_tracks(video):
     res = nh.hemd(video["prob"], link=True)
     assert res.tracks is not None and res.tracks.shape[1] == 4
     assert set(np.unique(res.labels)) - {0} == set(res.tracks[:, 0])
+
+
+def test_tracks_after_removal_split_at_gaps_and_orphan_daughters():
+    """Tracks stay true (label present in exactly frames B..E) after objects leave frames."""
+    from napari_hemd.core.linking import tracks_after_removal
+
+    lab = np.zeros((6, 8, 8), np.uint16)
+    lab[:, 1:3, 1:3] = 1  # track 1 in frames 0-5 ...
+    lab[2, 1:3, 1:3] = 0  # ... removed from frame 2: two runs, 0-1 and 3-5
+    lab[0:2, 5:7, 5:7] = 2  # mother 2 in 0-1, removed entirely below
+    lab[2:6, 5:7, 1:3] = 3  # daughters 3 and 4 of 2, from frame 2
+    lab[2:4, 5:7, 5:7] = 4
+    lab[0, 3:5, 3:5] = 5  # 5 in 0-3, its first frame removed: loses its parent
+    lab[1:4, 3:5, 3:5] = 5
+    tracks = np.array([[1, 0, 5, 0], [2, 0, 1, 0], [3, 2, 5, 2], [4, 2, 3, 2], [5, 0, 3, 9]])
+    lab[0:2][lab[0:2] == 2] = 0
+    lab[0][lab[0] == 5] = 0
+    out, new = tracks_after_removal(lab, tracks)
+    assert out.dtype == np.uint32 and lab[3, 1, 1] == 1  # split: a copy with room for new ids
+    assert new.tolist() == [[1, 0, 1, 0], [3, 2, 5, 0], [4, 2, 3, 0], [5, 1, 3, 0], [6, 3, 5, 0]]
+    assert (out[3:, 1:3, 1:3] == 6).all() and (out[:2, 1:3, 1:3] == 1).all()
+    for label, begin, end, _ in new:  # the CTC rule
+        frames = [t for t in range(len(out)) if (out[t] == label).any()]
+        assert frames == list(range(begin, end + 1))
+    # no gap: the labels are returned as they are
+    sub = lab[:2]
+    same, kept = tracks_after_removal(sub, np.array([[1, 0, 1, 0], [5, 1, 1, 3]]))
+    assert same is sub and kept.tolist() == [[1, 0, 1, 0], [5, 1, 1, 3]]

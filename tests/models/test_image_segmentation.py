@@ -217,3 +217,78 @@ def test_touching_nuclei_are_not_merged(shared_data):
     (f_off, a_off, m_off), (f_on, a_on, m_on) = scores["no split"], scores["refined"]
     assert m_on <= m_off - 3, scores
     assert f_on > f_off + 0.005 and a_on > a_off + 0.02, scores
+
+
+def _touching_edge(frame: np.ndarray) -> set[int]:
+    edge = np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]])
+    return set(np.unique(edge).tolist()) - {0}
+
+
+def test_exclude_border_on_every_path(movie, tmp_path):
+    """API and CLI remove the cells the frame's edge cuts, per frame; the rest is unchanged."""
+    image = np.ascontiguousarray(movie["image"][:, 20:90, 20:90])  # edges through cells
+    plain = segment_image(image, "nuclei-fluo")
+    res = segment_image(image, "nuclei-fluo", exclude_border=True)
+    assert res.params["exclude_border"] is True
+    cut = [_touching_edge(f) for f in plain.labels]
+    assert sum(map(len, cut)) > 0  # the generated cells do reach the edge
+    for t, (p, r) in enumerate(zip(plain.labels, res.labels, strict=True)):
+        assert not _touching_edge(r)
+        gone = np.isin(p, list(cut[t]))
+        assert (r[gone] == 0).all() and (r[~gone] == p[~gone]).all()
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, image, photometric="minisblack")
+    out = tmp_path / "labels.tif"
+    args = ["segment", str(path), "--model", "nuclei-fluo", "-o", str(out), "--no-progress"]
+    assert main([*args, "--exclude-border"]) == 0
+    assert (read_stack(out) == res.labels).all()
+    # linked: the tracks written follow the CTC rule (a label in exactly frames B..E)
+    folder = tmp_path / "linked"
+    args = ["segment", str(path), "--model", "nuclei-fluo", "-o", str(folder), "--link"]
+    assert main([*args, "--exclude-border", "--no-progress"]) == 0
+    lab = read_stack(folder)
+    tracks = np.loadtxt(folder / "res_track.txt", dtype=int, ndmin=2)
+    assert set(tracks[:, 0]) == set(np.unique(lab)) - {0}
+    for label, begin, end, _ in tracks:
+        assert [t for t in range(len(lab)) if (lab[t] == label).any()] == list(
+            range(begin, end + 1)
+        )
+    assert not any(_touching_edge(f) for f in lab)
+
+
+def test_cli_exclude_border_on_probability_maps(tmp_path):
+    prob = np.zeros((5, 40, 40), np.float32)
+    prob[:, 0:8, 10:18] = 0.9  # cut by the top edge in every frame
+    prob[:, 20:28, 20:28] = 0.9
+    prob[2, 30:40, 0:6] = 0.9  # cut in frame 2 only
+    path = tmp_path / "prob.tif"
+    for axis, data in ((0, prob), (1, np.moveaxis(prob, 0, 1))):
+        tifffile.imwrite(path, np.ascontiguousarray(data))
+        out = tmp_path / f"labels{axis}.tif"
+        args = ["segment", str(path), "-o", str(out), "--method", "threshold", "--axis"]
+        assert main([*args, str(axis), "--exclude-border", "--no-progress"]) == 0
+        lab = np.moveaxis(read_stack(out), axis, 0)
+        assert [len(np.unique(f)) - 1 for f in lab] == [1] * 5
+        assert (lab[:, 20:28, 20:28] > 0).all()
+
+
+@pytest.mark.shared
+def test_exclude_border_matches_the_silver_truth_convention(shared_data):
+    """HeLa's silver truth leaves out the nuclei the frame's edge cuts: without them our masks
+    match it better (F1), and the nuclei inside keep their masks."""
+    from napari_hemd.core.metrics import evaluate_sequence
+
+    seq = shared_data / "ctc" / "Fluo-N2DL-HeLa"
+    frames = np.stack([tifffile.imread(seq / "01" / f"t{t:03d}.tif") for t in (85, 86, 87)])
+    truth = np.stack(
+        [tifffile.imread(seq / "01_ST" / "SEG" / f"man_seg{t:03d}.tif") for t in (85, 86, 87)]
+    )
+    model = load_model("nuclei-fluo")
+    plain = segment_image(frames, model).labels
+    inside = segment_image(frames, model, exclude_border=True).labels
+    assert sum(len(_touching_edge(f)) for f in truth) <= 3  # the convention
+    assert sum(len(_touching_edge(f)) for f in plain) >= 20
+    f1 = {k: evaluate_sequence(truth, v)["F1"] for k, v in (("plain", plain), ("inside", inside))}
+    assert f1["inside"] > f1["plain"] + 0.03, f1
+    kept = inside > 0
+    assert (inside[kept] == plain[kept]).all()

@@ -46,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_hemd_arguments(p)
     p.add_argument("--axis", type=int, default=0, help="frame/slice axis of a 3D array (0)")
     p.add_argument("--link", action="store_true", help="same id for the same object over time")
+    p.add_argument(
+        "--exclude-border",
+        action="store_true",
+        help="remove the cells that the image's edge cuts, in each frame (a 3D model's volume: "
+        "those touching any face); linked tracks split where a cell left a gap",
+    )
     p.add_argument("--boundary", help="boundary probability stack (method maxvalue)")
     m = p.add_argument_group("model (raw input)")
     m.add_argument(
@@ -65,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="the growth takes pixels whose background probability is below this (default: the "
-        "model's calibrated value, e.g. 0.7 for nuclei-fluo; 0.5: the network's own decision)",
+        "model's calibrated value, e.g. 0.6 for cells-phc; 0.5: the network's own decision)",
     )
     add_tile_argument(m)
     m.add_argument(
@@ -237,6 +243,9 @@ def run(args: argparse.Namespace) -> int:
                 labels, tracks = link_labels(labels, delta=args.delta)
     if labels.ndim == 2:
         labels = labels[None]
+    if args.exclude_border:
+        labels, tracks = _clear_border(labels, tracks, args.axis % labels.ndim)
+        params["exclude_border"] = True
     meta = {"method": args.method, "source": str(args.prob), **params}
     if args.method == "hemd":
         meta.update({k: res.params[k] for k in hemd_only if k in res.params})
@@ -248,6 +257,18 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _clear_border(labels: np.ndarray, tracks, axis: int):
+    """``--exclude-border`` on maps' labels: per frame (frames on ``axis``), tracks made true."""
+    from napari_hemd.core.cells import clear_border_objects
+    from napari_hemd.core.linking import tracks_after_removal
+
+    frames = np.moveaxis(labels, axis, 0)
+    frames = clear_border_objects(frames, frame_axis=True)
+    if tracks is not None:
+        frames, tracks = tracks_after_removal(frames, tracks)
+    return np.moveaxis(frames, 0, axis), tracks
 
 
 def _run_with_model(args: argparse.Namespace) -> int:
@@ -287,6 +308,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
             threads=args.threads,
             link=args.link,
             min_volume=args.min_volume or 0,
+            exclude_border=args.exclude_border,
             **volume_kwargs(args),
             **({"grow_threshold": args.grow_threshold} if args.grow_threshold is not None else {}),
             **hp,

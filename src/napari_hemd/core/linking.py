@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from napari_hemd.core.matching import emd_matching
 
-__all__ = ["link_labels"]
+__all__ = ["link_labels", "tracks_after_removal"]
 
 
 def _overlaps(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> sp.csr_matrix:
@@ -111,3 +111,56 @@ def link_labels(
         [[tid, b, e, p] for tid, (b, e, p) in sorted(tracks.items())], dtype=np.int64
     ).reshape(-1, 4)
     return out, table
+
+
+def tracks_after_removal(labels: np.ndarray, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Make tracks true again after objects were removed from some of their frames.
+
+    A track ``L B E P`` must hold its label in exactly frames ``B..E`` (the Cell Tracking
+    Challenge's rule). After removals (e.g. :func:`napari_hemd.core.cells.clear_border_objects`)
+    a track keeps its first run of frames; every later run, after a gap, becomes a new track
+    with a fresh label and no parent. A track that lost all its frames is dropped, and its
+    daughters lose their parent. A track keeps its parent only while it still begins where it
+    began.
+
+    Parameters
+    ----------
+    labels : (T, ...) integer ndarray
+        Labels per frame after the removal, one label per track (as :func:`link_labels` gives).
+    tracks : (K, 4) integer array
+        ``L B E P`` rows from before the removal.
+
+    Returns
+    -------
+    labels : (T, ...) ndarray
+        ``labels``, relabelled where a track was split (a copy then).
+    tracks : (K', 4) int64 ndarray
+        Sorted by label.
+    """
+    labels = np.asarray(labels)
+    tracks = np.asarray(tracks, dtype=np.int64).reshape(-1, 4)
+    present = [set(np.unique(labels[t]).tolist()) - {0} for t in range(labels.shape[0])]
+    top = max(int(labels.max(initial=0)), int(tracks[:, 0].max(initial=0)))
+    out = labels
+    rows: list[list[int]] = []
+    gone: set[int] = set()
+    for lab, begin, end, parent in tracks.tolist():
+        frames = [t for t in range(begin, min(end, len(present) - 1) + 1) if lab in present[t]]
+        if not frames:
+            gone.add(lab)
+            continue
+        runs = np.split(np.array(frames), np.flatnonzero(np.diff(frames) > 1) + 1)
+        first = runs[0]
+        rows.append([lab, int(first[0]), int(first[-1]), parent if first[0] == begin else 0])
+        for run in runs[1:]:
+            if out is labels:  # room for the new labels
+                out = labels.astype(np.result_type(labels.dtype, np.uint32))
+            top += 1
+            for t in run.tolist():
+                out[t][out[t] == lab] = top
+            rows.append([top, int(run[0]), int(run[-1]), 0])
+    for row in rows:
+        if row[3] in gone:
+            row[3] = 0
+    rows.sort()
+    return out, np.array(rows, dtype=np.int64).reshape(-1, 4)
