@@ -230,3 +230,27 @@ def test_a_rebuild_selects_as_the_run_did(viewer, qtbot, errors):
     old = {k: v for k, v in params.items() if k not in ("split_coverage", "split_size")}
     assert run_workflow(rebuild_workflow(np.asarray(prob.data), old)).params["split_coverage"] == 0
     assert not errors
+
+
+def test_delete_cells_cut_by_the_edge_is_an_undoable_edit(viewer, errors):
+    data = np.zeros((3, 20, 20), np.uint32)
+    data[:, 0:5, 5:10] = 1  # cut by the top edge in every frame
+    data[:, 8:12, 8:12] = 2
+    data[1, 15:20, 15:20] = 3  # cut in frame 1 only
+    labels = viewer.add_labels(data.copy(), name="cells")
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = labels
+    viewer.dims.set_current_step(0, 1)
+    proof.scope.value = "current frame"
+    assert proof.delete_border()
+    assert set(np.unique(labels.data[1])) == {0, 2}
+    assert (labels.data[[0, 2]] == data[[0, 2]]).all()  # other frames untouched
+    proof.scope.value = "all frames"
+    assert proof.delete_border()
+    assert [set(np.unique(f)) for f in labels.data] == [{0, 2}] * 3
+    assert not proof.delete_border()  # nothing left to delete
+    assert proof.undo() == "delete cells cut by the edge"
+    assert set(np.unique(labels.data[0])) == {0, 1, 2}
+    assert proof.undo() == "delete cells cut by the edge"
+    np.testing.assert_array_equal(labels.data, data)
+    assert not errors

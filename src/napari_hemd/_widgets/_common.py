@@ -216,7 +216,9 @@ def step_history(layer: Labels, redo: bool = False) -> Edit | None:
 
 def needs_rebuild(layer: Labels) -> bool:
     """The layer was made by H-EMD but holds no result (after reopening or an undo)."""
-    params = layer.metadata.get(PARAMS_KEY) or {}
+    params = layer.metadata.get(PARAMS_KEY)
+    if not params:  # labels of the user's own (opened, painted): no forest behind them
+        return False
     return params.get("method", "hemd") == "hemd" and layer.metadata.get(RESULT_KEY) is None
 
 

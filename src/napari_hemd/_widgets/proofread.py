@@ -1,5 +1,7 @@
 """Proofread dock widget: merge, delete, relabel, paint with the next free id, undo/redo.
 
+It also deletes the cells that the image's edge cuts (for measurements that need whole cells).
+
 A frame the user has corrected is marked *checked* (checkbox or Alt-C): the checked frames, listed
 here and saved with the project, are the training data of the Fine-tune widget; unchecked frames
 never are.
@@ -57,6 +59,7 @@ class ProofreadWidget(LayerWidget):
         self.new_id = SpinBox(label="new id (relabel)", value=1, min=1, max=2**31 - 1)
         self.merge_button = PushButton(text="Merge ids (into the first)")
         self.delete_button = PushButton(text="Delete ids")
+        self.border_button = PushButton(text="Delete cells cut by the image edge")
         self.relabel_button = PushButton(text="Relabel first id -> new id")
         self.paint_button = PushButton(text="Paint a new object (next free id)")
         self.seeds = self.layer_combo(Points, "seeds (points)")
@@ -68,7 +71,7 @@ class ProofreadWidget(LayerWidget):
         self.extend(
             [
                 self.labels, self.scope, self.ids, self.new_id, self.merge_button,
-                self.delete_button, self.relabel_button, self.paint_button,
+                self.delete_button, self.border_button, self.relabel_button, self.paint_button,
                 self.seeds, self.split_button,
                 self.undo_button, self.redo_button, self.checked, self.checked_list,
             ]
@@ -78,6 +81,7 @@ class ProofreadWidget(LayerWidget):
         self.labels.changed.connect(self._show_checked)
         self.merge_button.clicked.connect(lambda: self.merge())
         self.delete_button.clicked.connect(lambda: self.delete())
+        self.border_button.clicked.connect(lambda: self.delete_border())
         self.relabel_button.clicked.connect(lambda: self.relabel())
         self.paint_button.clicked.connect(lambda: self.paint_new())
         self.split_button.clicked.connect(lambda: self.split())
@@ -194,6 +198,18 @@ class ProofreadWidget(LayerWidget):
         if ids is None:
             return False
         return self._edit(f"delete {ids}", lambda a: merge_labels(a, [0, *ids]))
+
+    def delete_border(self) -> bool:
+        """Remove the objects that touch the image's edge, in each frame of the scope."""
+        from napari_hemd.core.cells import clear_border_objects
+
+        got = self._target()
+        if got is None:
+            return False
+        frames = got[0].ndim >= 3  # frames on axis 0 (a (T, Z, Y, X) layer: each volume)
+        return self._edit(
+            "delete cells cut by the edge", lambda a: clear_border_objects(a, frame_axis=frames)
+        )
 
     def relabel(self, old: int | None = None, new: int | None = None) -> bool:
         """Rename object ``old`` to ``new``."""
