@@ -135,6 +135,20 @@ def test_stream_widget_from_a_lazy_layer(make_napari_viewer, qtbot, prob_zarr, t
     np.testing.assert_array_equal(
         viewer.layers["lab labels"].data[:], hemd(prob, iterations=2).labels
     )
+    # the edge-cut cells removed, as stream --exclude-border
+    from napari_hemd.core.cells import clear_border_objects
+
+    cut = np.ascontiguousarray(prob[:, 10:80, 10:80])  # the frame's edge cuts cells
+    viewer.add_image(cut, name="cut probability")
+    w.image.value = viewer.layers["cut probability"]
+    w.output.value = tmp_path / "inside.zarr"
+    w.exclude_border.value = True
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: "inside labels" in viewer.layers, timeout=120_000)
+    full = hemd(cut, iterations=2).labels
+    expected = clear_border_objects(full, frame_axis=True)
+    assert (expected != full).any()
+    np.testing.assert_array_equal(viewer.layers["inside labels"].data[:], expected)
     viewer.add_image(np.zeros((8, 8), np.float32), name="flat")
     w.image.value = viewer.layers["flat"]
     assert w.run() is None

@@ -85,6 +85,13 @@ def test_stream_restarts_when_parameters_change(prob_zarr, tmp_path):
     again = []
     hemd_stream(prob_zarr, out, chunk=4, iterations=2, on_window=again.append)
     assert again == [0, 1, 2, 3, 4]
+    # removing the edge-cut cells is a parameter too: no window of the run without it is reused
+    out2 = tmp_path / "lab2.zarr"
+    with pytest.raises(Crash):
+        hemd_stream(prob_zarr, out2, chunk=4, iterations=2, on_window=lambda i: _raise())
+    again = []
+    hemd_stream(prob_zarr, out2, chunk=4, iterations=2, exclude_border=True, on_window=again.append)
+    assert again == [0, 1, 2, 3, 4]
 
 
 def _raise():

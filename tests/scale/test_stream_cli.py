@@ -82,3 +82,23 @@ def test_noise_guard_can_be_raised_from_the_cli(tmp_path, capsys):
     assert main([*base, "--max-candidates", "10"]) == 2
     assert "--max-candidates" in capsys.readouterr().err
     assert main([*base, "--max-candidates", "1000000", "--no-progress"]) == 0
+
+
+def test_stream_exclude_border_equals_segment(video, tmp_path):
+    """Windowed, followed and whole-movie runs remove the same edge-cut cells, frame by frame."""
+    from napari_hemd.core.cells import clear_border_objects
+
+    src = tmp_path / "prob.zarr"
+    crop = np.ascontiguousarray(video[:, 10:80, 10:80])  # the frame's edge cuts cells
+    z = zarr.create_array(str(src), shape=crop.shape, chunks=(1, 70, 70), dtype=np.float32)
+    z[:] = crop
+    full = hemd(crop, iterations=2).labels
+    expected = clear_border_objects(full, frame_axis=True)
+    assert (expected != full).any()
+    for extra in ([], ["--follow", "0"]):
+        out = tmp_path / f"lab{len(extra)}.zarr"
+        args = ["stream", str(src), "-o", str(out), "--iterations", "2", "--chunk", "6"]
+        assert main([*args, "--exclude-border", "--no-progress", *extra]) == 0
+        got = zarr.open_array(str(out))
+        np.testing.assert_array_equal(got[:], expected)
+        assert got.attrs["exclude_border"] is True

@@ -56,6 +56,7 @@ class StreamWidget(LayerWidget):
         self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=1.0, step=0.05)
         self.iterations = SpinBox(label="iterations T", value=10, min=1, max=100)
         self.chunk = SpinBox(label="frames per window", value=16, min=1, max=10_000)
+        self.exclude_border = CheckBox(label="remove cells cut by the image edge", value=False)
         self.workers = SpinBox(label="local workers (0: here)", value=0, min=0, max=256)
         self.scheduler = LineEdit(label="or scheduler address", value="")
         self.resume = CheckBox(label="resume a stopped run", value=True)
@@ -74,6 +75,7 @@ class StreamWidget(LayerWidget):
                 self.delta,
                 self.iterations,
                 self.chunk,
+                self.exclude_border,
                 self.workers,
                 self.scheduler,
                 self.resume,
@@ -143,6 +145,7 @@ class StreamWidget(LayerWidget):
             tau=float(self.tau.value),
             delta=float(self.delta.value),
             iterations=int(self.iterations.value),
+            exclude_border=bool(self.exclude_border.value),
             resume=bool(self.resume.value),
             overwrite=bool(self.overwrite.value),
         )

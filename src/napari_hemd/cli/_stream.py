@@ -62,6 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="torch threads per prediction task (default 1 on Dask workers)",
     )
+    p.add_argument(
+        "--exclude-border",
+        action="store_true",
+        help="remove the cells that the image's edge cuts, in each frame",
+    )
     p.add_argument("--no-resume", action="store_true", help="ignore a previous partial run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -99,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             idle_timeout=args.follow,
             poll=min(1.0, args.follow),
             overwrite=args.overwrite,
+            exclude_border=args.exclude_border,
             **params,
         )
         print(f"stream --follow: done -> {args.output}", file=sys.stderr)
@@ -127,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             resume=not args.no_resume,
             progress=bar,
+            exclude_border=args.exclude_border,
             **params,
         )
     dt = time.perf_counter() - t0

@@ -347,12 +347,14 @@ def _write_window(
     background=None,
     grow: int = 0,
     grow_threshold: float = 0.5,
+    exclude_border: bool = False,
 ) -> int:
     """Segment one window and write its kept frames into the partial zarr (one task).
 
     With ``grow`` the kept frames' instances are grown to whole cells into pixels whose
     ``background`` probability is below ``grow_threshold``
-    (:func:`napari_hemd.core.cells.grow_to_cells`).
+    (:func:`napari_hemd.core.cells.grow_to_cells`); with ``exclude_border`` the instances that
+    touch the edge of their frame are removed (:func:`napari_hemd.core.cells.clear_border_objects`).
     """
     import zarr
 
@@ -362,6 +364,10 @@ def _write_window(
 
         bg = np.asarray(background[window.start : window.stop])
         labels = grow_to_cells(labels, bg, int(grow), threshold=grow_threshold, frame_axis=True)
+    if exclude_border:
+        from napari_hemd.core.cells import clear_border_objects
+
+        labels = clear_border_objects(labels, frame_axis=True)
     z = zarr.open_array(store, mode="r+")
     z[window.start : window.stop] = labels
     return window.index
@@ -381,6 +387,7 @@ def hemd_stream(
     background=None,
     grow: int = 0,
     grow_threshold: float = 0.5,
+    exclude_border: bool = False,
     **params,
 ) -> Path:
     """H-EMD from an array (zarr, dask, numpy) into a zarr label store, window by window.
@@ -419,6 +426,9 @@ def hemd_stream(
     grow_threshold : float
         Pixels whose background probability is below this may be taken (a model's
         ``segment_defaults["grow_threshold"]``, else 0.5).
+    exclude_border : bool
+        Remove the instances that touch the edge of their frame (a ``(T, Z, Y, X)`` input: any
+        face of their volume), after the growth (:func:`napari_hemd.core.cells.clear_border_objects`).
     **params
         See :func:`hemd_window`.
 
@@ -446,6 +456,8 @@ def hemd_stream(
         sig_params["background"] = _source_id(background)
         if grow_threshold != 0.5:  # (signatures of earlier runs stay valid)
             sig_params["grow_threshold"] = float(grow_threshold)
+    if exclude_border:
+        sig_params["exclude_border"] = True
     sig = _signature(prob, sig_params, chunk, halo)
     # Named by the signature: a task of an abandoned run with other parameters (still running on
     # a cluster) can never write into this run's store.
@@ -479,7 +491,11 @@ def hemd_stream(
 
     if client is None:
         for w in todo:
-            finished(_write_window(prob, w, str(store), params, background, grow, grow_threshold))
+            finished(
+                _write_window(
+                    prob, w, str(store), params, background, grow, grow_threshold, exclude_border
+                )
+            )
     else:
         if isinstance(prob, np.ndarray):
             # Send an in-memory array once to every worker, not once per task.
@@ -497,6 +513,7 @@ def hemd_stream(
                 background,
                 grow,
                 grow_threshold,
+                exclude_border,
                 pure=False,
             )
             for w in todo
@@ -509,6 +526,7 @@ def hemd_stream(
             "windowed": {"chunk": chunk, "halo": halo},
             "grow": int(grow),
             **({"grow_threshold": float(grow_threshold)} if grow else {}),
+            **({"exclude_border": True} if exclude_border else {}),
             **_jsonable(params),
         }
     )
@@ -669,6 +687,7 @@ def hemd_follow(
     overwrite: bool = False,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[str, int, int], None] | None = None,
+    exclude_border: bool = False,
     **params,
 ) -> Path:
     """Online H-EMD from a growing zarr into a growing zarr (lag ``halo`` frames).
@@ -691,6 +710,8 @@ def hemd_follow(
         Replace an existing ``output``.
     progress : callable, optional
         ``progress("frames", done, done)`` after each frame.
+    exclude_border : bool
+        Remove the instances that touch the edge of their frame (or volume) before writing it.
 
     Returns
     -------
@@ -706,6 +727,10 @@ def hemd_follow(
     frames = follow_zarr(source, poll=poll, idle_timeout=idle_timeout, sleep=sleep)
     z = None
     for t, lab in hemd_online(frames, chunk=chunk, halo=halo, **params):
+        if exclude_border:
+            from napari_hemd.core.cells import clear_border_objects
+
+            lab = clear_border_objects(lab)
         if z is None:
             z = zarr.create_array(
                 str(output), shape=(0, *lab.shape), chunks=(1, *lab.shape), dtype=np.uint32
@@ -713,7 +738,10 @@ def hemd_follow(
             from napari_hemd._atomic import mark_output
 
             mark_output(output)
-            z.attrs.update({"method": "hemd", "online": {"chunk": chunk}, **_jsonable(params)})
+            extra = {"exclude_border": True} if exclude_border else {}
+            z.attrs.update(
+                {"method": "hemd", "online": {"chunk": chunk}, **extra, **_jsonable(params)}
+            )
         z.resize((t + 1, *lab.shape))
         z[t] = lab
         z.attrs["frames_written"] = t + 1
