@@ -75,6 +75,12 @@ def test_tracks_after_removal_split_at_gaps_and_orphan_daughters():
     out, new = tracks_after_removal(lab, tracks)
     assert out.dtype == np.uint32 and lab[3, 1, 1] == 1  # split: a copy with room for new ids
     assert new.tolist() == [[1, 0, 1, 0], [3, 2, 5, 0], [4, 2, 3, 0], [5, 1, 3, 0], [6, 3, 5, 0]]
+    # a mother split by a gap: her daughters point to her last run, which they follow
+    mom = np.zeros((5, 6, 6), np.uint16)
+    mom[[0, 2], 0:2, 0:2] = 1
+    mom[3:, 3:5, 0:2], mom[3:, 3:5, 3:5] = 2, 3
+    _, split = tracks_after_removal(mom, np.array([[1, 0, 2, 0], [2, 3, 4, 1], [3, 3, 4, 1]]))
+    assert split.tolist() == [[1, 0, 0, 0], [2, 3, 4, 4], [3, 3, 4, 4], [4, 2, 2, 0]]
     assert (out[3:, 1:3, 1:3] == 6).all() and (out[:2, 1:3, 1:3] == 1).all()
     for label, begin, end, _ in new:  # the CTC rule
         frames = [t for t in range(len(out)) if (out[t] == label).any()]

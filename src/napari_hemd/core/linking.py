@@ -119,9 +119,9 @@ def tracks_after_removal(labels: np.ndarray, tracks: np.ndarray) -> tuple[np.nda
     A track ``L B E P`` must hold its label in exactly frames ``B..E`` (the Cell Tracking
     Challenge's rule). After removals (e.g. :func:`napari_hemd.core.cells.clear_border_objects`)
     a track keeps its first run of frames; every later run, after a gap, becomes a new track
-    with a fresh label and no parent. A track that lost all its frames is dropped, and its
-    daughters lose their parent. A track keeps its parent only while it still begins where it
-    began.
+    with a fresh label and no parent. Daughters point to the last run of their mother (the one
+    that ends before they begin); a track that lost all its frames is dropped, and its daughters
+    lose their parent. A track keeps a parent only while it still begins where it began.
 
     Parameters
     ----------
@@ -143,15 +143,16 @@ def tracks_after_removal(labels: np.ndarray, tracks: np.ndarray) -> tuple[np.nda
     top = max(int(labels.max(initial=0)), int(tracks[:, 0].max(initial=0)))
     out = labels
     rows: list[list[int]] = []
-    gone: set[int] = set()
+    last: dict[int, int] = {}  # old label -> label of its last run (0: no frame left)
     for lab, begin, end, parent in tracks.tolist():
         frames = [t for t in range(begin, min(end, len(present) - 1) + 1) if lab in present[t]]
+        last[lab] = 0
         if not frames:
-            gone.add(lab)
             continue
         runs = np.split(np.array(frames), np.flatnonzero(np.diff(frames) > 1) + 1)
         first = runs[0]
         rows.append([lab, int(first[0]), int(first[-1]), parent if first[0] == begin else 0])
+        last[lab] = lab
         for run in runs[1:]:
             if out is labels:  # room for the new labels
                 out = labels.astype(np.result_type(labels.dtype, np.uint32))
@@ -159,8 +160,8 @@ def tracks_after_removal(labels: np.ndarray, tracks: np.ndarray) -> tuple[np.nda
             for t in run.tolist():
                 out[t][out[t] == lab] = top
             rows.append([top, int(run[0]), int(run[-1]), 0])
+            last[lab] = top
     for row in rows:
-        if row[3] in gone:
-            row[3] = 0
+        row[3] = last.get(row[3], row[3])
     rows.sort()
     return out, np.array(rows, dtype=np.int64).reshape(-1, 4)
