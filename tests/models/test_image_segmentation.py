@@ -292,3 +292,21 @@ def test_exclude_border_matches_the_silver_truth_convention(shared_data):
     assert f1["inside"] > f1["plain"] + 0.03, f1
     kept = inside > 0
     assert (inside[kept] == plain[kept]).all()
+
+
+def test_exclude_border_of_a_volume_counts_its_first_and_last_slice():
+    """A stack segmented as one volume (tri-planar prediction) loses the objects that touch any
+    face, the first and last slice too; frames of a movie are cleared one by one."""
+    from napari_hemd.image_segmentation import labels_from_maps_workflow
+    from napari_hemd.workflows import run_workflow
+
+    fg = np.zeros((4, 30, 30), np.float32)
+    fg[:, 10:20, 10:20] = 0.9  # through every slice, inside in Y and X
+    fg[1:3, 0:6, 22:28] = 0.9  # cut by the Y edge, not in the first or last slice
+    maps = {"foreground": fg, "background": 1.0 - fg}
+    kw = dict(min_size=5, exclude_border=True)
+    frames, _, _ = run_workflow(labels_from_maps_workflow(maps, "threshold", 0, **kw))
+    wf = labels_from_maps_workflow(maps, "threshold", 0, volume=True, link=True, **kw)
+    volume, _, tracks = run_workflow(wf)  # linked: one label per 3D object
+    assert (frames[:, 10:20, 10:20] > 0).all() and not frames[:, 0:6, 22:28].any()
+    assert not volume.any() and len(tracks) == 0  # the middle object reaches slices 0 and 3
