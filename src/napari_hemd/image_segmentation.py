@@ -144,8 +144,8 @@ def segment_image_workflow(
         ``min_volume`` (with ``link``: linked objects smaller than this in all frames/slices are
         removed), ``grow_threshold`` (the growth takes pixels whose background probability is
         below it; 0.5), ``exclude_border`` (remove the cells the image's edge cuts: per frame, or
-        with 3 planes those touching any face of the volume; default False). A model file may carry ``metadata["segment_defaults"]`` for these (the 3D
-        model: ``link``, ``delta`` 2, ``min_volume`` 300; ``nuclei-fluo``: ``min_size`` 100 and
+        with 3 planes those touching any face of the volume; default False). A model file may
+        carry ``metadata["segment_defaults"]`` for these (the 3D model: ``link``, ``delta`` 2, ``min_volume`` 300; ``nuclei-fluo``: ``min_size`` 100 and
         the ``grow_threshold`` chosen on its training frames,
         :func:`napari_hemd.models.calibrate_growth`); a value passed here wins unless it is the
         neutral one of :data:`NEUTRAL` (what an untouched CLI option or widget field gives).
@@ -196,7 +196,8 @@ def segment_image_workflow(
         outputs.append("boundary")
     n = 1 if len(shape) == 2 else shape[0]
     planes = resolve_planes(loaded, planes, shape)
-    stacks = FrameStacks(n)
+    maps: dict[str, np.ndarray] = {}
+    done = 0  # frames (or a whole volume's slices) predicted
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
@@ -216,11 +217,12 @@ def segment_image_workflow(
                 cancel=cancel,
             )
             if volume is not None:
-                stacks.arrays = {k: np.asarray(v, dtype=np.float32) for k, v in volume.items()}
-                stacks.done = n
+                maps = {k: np.asarray(v, dtype=np.float32) for k, v in volume.items()}
+                done = n
         else:
+            stacks = FrameStacks(n)
             yield ("predict", 0, n)
-            for t, maps in iter_predict(
+            for t, frame_maps in iter_predict(
                 loaded,
                 image,
                 outputs=outputs,
@@ -230,14 +232,14 @@ def segment_image_workflow(
                 device=device,
                 cancel=cancel,
             ):
-                stacks.put(t, {k: maps[k] for k in outputs})
+                stacks.put(t, {k: frame_maps[k] for k in outputs})
                 yield ("predict", t + 1, n)
+            maps, done = stacks.arrays, stacks.done
     finally:
         if threads:
             torch.set_num_threads(old_threads)
-    if stacks.done < n:
-        yield from cancelled(stacks.done, n)
-    maps = stacks.arrays
+    if done < n:
+        yield from cancelled(done, n)
     labels, res, tracks = yield from labels_from_maps_workflow(
         maps, method, grow, volume=planes == 3, **params
     )
@@ -278,9 +280,9 @@ def labels_from_maps_workflow(
         Whole-cell growth in pixels (:func:`napari_hemd.core.cells.grow_to_cells`).
     exclude_border : bool
         Remove the cells that the image's edge cuts, last
-        (:func:`napari_hemd.core.cells.clear_border_objects`): each frame on its own, or with
+        (:func:`napari_hemd.core.cells.remove_border_cells`): each frame on its own, or with
         ``volume`` the objects touching any face of the volume; linked tracks are split where a
-        cell left a gap (:func:`napari_hemd.core.linking.tracks_after_removal`).
+        cell left a gap.
     volume : bool
         The maps are one ``(Z, Y, X)`` volume, not frames.
     **params
@@ -325,13 +327,9 @@ def labels_from_maps_workflow(
     if min_volume and link:
         labels, tracks = _drop_small_objects(labels, tracks, min_volume)
     if exclude_border:
-        from napari_hemd.core.cells import clear_border_objects
+        from napari_hemd.core.cells import remove_border_cells
 
-        labels = clear_border_objects(labels, frame_axis=not volume)
-        if tracks is not None:
-            from napari_hemd.core.linking import tracks_after_removal
-
-            labels, tracks = tracks_after_removal(labels, tracks)
+        labels, tracks = remove_border_cells(labels, tracks, frame_axis=not volume)
     return labels, res, tracks
 
 

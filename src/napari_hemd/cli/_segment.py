@@ -243,8 +243,12 @@ def run(args: argparse.Namespace) -> int:
                 labels, tracks = link_labels(labels, delta=args.delta)
     if labels.ndim == 2:
         labels = labels[None]
-    if args.exclude_border:
-        labels, tracks = _clear_border(labels, tracks, args.axis % labels.ndim)
+    if args.exclude_border:  # each frame (frames on the --axis), linked tracks made valid
+        from napari_hemd.core.cells import remove_border_cells
+
+        axis = args.axis % labels.ndim
+        frames, tracks = remove_border_cells(np.moveaxis(labels, axis, 0), tracks, frame_axis=True)
+        labels = np.moveaxis(frames, 0, axis)
         params["exclude_border"] = True
     meta = {"method": args.method, "source": str(args.prob), **params}
     if args.method == "hemd":
@@ -257,18 +261,6 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _clear_border(labels: np.ndarray, tracks, axis: int):
-    """``--exclude-border`` on maps' labels: per frame (frames on ``axis``), tracks made true."""
-    from napari_hemd.core.cells import clear_border_objects
-    from napari_hemd.core.linking import tracks_after_removal
-
-    frames = np.moveaxis(labels, axis, 0)
-    frames = clear_border_objects(frames, frame_axis=True)
-    if tracks is not None:
-        frames, tracks = tracks_after_removal(frames, tracks)
-    return np.moveaxis(frames, 0, axis), tracks
 
 
 def _run_with_model(args: argparse.Namespace) -> int:

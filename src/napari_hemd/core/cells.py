@@ -16,7 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["GROW_BY_TARGETS", "clear_border_objects", "fill_instance_holes", "grow_to_cells"]
+__all__ = [
+    "GROW_BY_TARGETS",
+    "clear_border_objects",
+    "fill_instance_holes",
+    "grow_to_cells",
+    "remove_border_cells",
+]
 
 #: Pixels an instance is grown by, per U-Net target kind: the width of the boundary class on one
 #: cell (the outer ring for "interior", 2 px plus one of slack; for "cell" the contact band, which
@@ -157,3 +163,25 @@ def clear_border_objects(labels: np.ndarray, *, frame_axis: bool = False) -> np.
     if not cut.size:
         return labels.copy()
     return np.where(np.isin(labels, cut), 0, labels).astype(labels.dtype, copy=False)
+
+
+def remove_border_cells(
+    labels: np.ndarray, tracks: np.ndarray | None = None, *, frame_axis: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`clear_border_objects`, with linked ``tracks`` made valid again.
+
+    Where a cell left a gap in its track, the track is split
+    (:func:`napari_hemd.core.linking.tracks_after_removal`).
+
+    Returns
+    -------
+    labels : ndarray
+    tracks : (K, 4) int64 ndarray or None
+        ``None`` when ``tracks`` is.
+    """
+    labels = clear_border_objects(labels, frame_axis=frame_axis)
+    if tracks is not None:
+        from napari_hemd.core.linking import tracks_after_removal
+
+        labels, tracks = tracks_after_removal(labels, tracks)
+    return labels, tracks
