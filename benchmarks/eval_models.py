@@ -131,10 +131,12 @@ def _try(fn, *args, **kwargs):
         return []
 
 
-def _predict(model, images: list[np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+def _predict(
+    model, images: list[np.ndarray], outputs: list[str], tta: int = 1
+) -> dict[str, np.ndarray]:
     maps: dict[str, list] = {k: [] for k in outputs}
     for img in images:  # frames of one block share a shape; independent images may not
-        for _, m in iter_predict(model, img[None], outputs=outputs):
+        for _, m in iter_predict(model, img[None], outputs=outputs, tta=tta):
             for k in outputs:
                 maps[k].append(m[k])
     return maps
@@ -217,11 +219,12 @@ def evaluate(
     min_size: int = MIN_SIZE,
     hemd_params: dict | None = None,
     allow_trained: bool = False,
+    tta: int = 1,
 ) -> dict:
     """``{folder: {"ST"|"GT"|"labels": {method: scores}, "frames": [...]}}``.
 
     ``hemd_params`` override the model's ``segment_defaults`` (H-EMD options such as
-    ``split_coverage``; the baselines ignore H-EMD-only ones).
+    ``split_coverage``; the baselines ignore H-EMD-only ones). ``tta``: test-time flips.
     """
     grow = whole_cell_growth(model)
     outputs = ["foreground", "background"]
@@ -240,9 +243,10 @@ def evaluate(
         if block.get("volume") and volume_settings(model)["planes"] == 3:
             # the slab as the user's stack: z-, y- and x-slices, as segment --model does
             stack = np.stack([s.image for s in samples])
-            maps = {k: list(v) for k, v in predict_volume(model, stack, outputs=outputs).items()}
+            vol = predict_volume(model, stack, outputs=outputs, tta=tta)
+            maps = {k: list(v) for k, v in vol.items()}
         else:
-            maps = _predict(model, [s.image for s in samples], outputs)
+            maps = _predict(model, [s.image for s in samples], outputs, tta)
         n = len(samples)
         preds = {}
         for m in methods:
@@ -339,9 +343,18 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="H-EMD option over the model's defaults, e.g. split_coverage=0 (repeatable)",
     )
+    p.add_argument(
+        "--tta",
+        type=int,
+        default=1,
+        choices=(1, 2, 4, 8),
+        help="test-time flips: views averaged per tile (U-Nets; default 1: off)",
+    )
     args = p.parse_args()
-    if args.store and (args.frames or args.hemd or args.held_out):
-        p.error("--store records the model's own held-out scores: drop --frames/--hemd/--held-out")
+    if args.store and (args.frames or args.hemd or args.held_out or args.tta != 1):
+        p.error(
+            "--store records the model's own held-out scores: drop --frames/--hemd/--held-out/--tta"
+        )
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     summary = {}
@@ -371,7 +384,13 @@ def main() -> None:
             continue
         t0 = time.perf_counter()
         results = evaluate(
-            model, args.data, names, args.min_size, hemd_params, allow_trained=bool(args.frames)
+            model,
+            args.data,
+            names,
+            args.min_size,
+            hemd_params,
+            allow_trained=bool(args.frames),
+            tta=args.tta,
         )
         for ds, res in results.items():
             for ref in ("ST", BORDER, "GT", "labels"):

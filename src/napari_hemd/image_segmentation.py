@@ -110,6 +110,7 @@ def segment_image_workflow(
     cancel: Callable[[], bool] | None = None,
     planes: int | None = None,
     z_scale: float | None = None,
+    tta: int = 1,
     **params,
 ) -> Generator[Progress, None, ImageSegmentation]:
     """Predict maps with ``model``, segment them, grow instances to whole cells.
@@ -138,6 +139,9 @@ def segment_image_workflow(
     z_scale : float, optional
         With 3 planes: voxel depth over pixel width of the stack (default: the model's training
         volume's, ``nuclei-3d`` 2.2).
+    tta : {1, 2, 4, 8}
+        Test-time flips: the U-Net's probabilities averaged over this many mirrored views of each
+        tile, at ``tta`` times the prediction time (:func:`napari_hemd.models.predict`; 1: off).
     **params
         Parameters of the method (``tau``, ``delta``, ``iterations``, ``min_size``, ``link``,
         ``variant`` ...), as for :func:`napari_hemd.workflows.segment_workflow`, and
@@ -181,6 +185,9 @@ def segment_image_workflow(
         raise ValueError(f"axis must be 0 (frames first) with a model; got {params['axis']}")
     params.pop("axis", None)
     loaded = _resolve_model(model)
+    from napari_hemd.models.prediction import _check_tta
+
+    tta = _check_tta(tta, loaded)  # refused before any frame is predicted
     # what the model's data need (a 3D model links its slices with a tolerant size change and
     # drops small 3D fragments); parameters the caller passes win
     defaults = dict(loaded.metadata.get("segment_defaults", {}))
@@ -214,6 +221,7 @@ def segment_image_workflow(
                 halo=halo,
                 batch_size=batch_size,
                 device=device,
+                tta=tta,
                 cancel=cancel,
             )
             if volume is not None:
@@ -230,6 +238,7 @@ def segment_image_workflow(
                 halo=halo,
                 batch_size=batch_size,
                 device=device,
+                tta=tta,
                 cancel=cancel,
             ):
                 stacks.put(t, {k: frame_maps[k] for k in outputs})
@@ -248,6 +257,8 @@ def segment_image_workflow(
         maps = {k: v[0] for k, v in maps.items()}
     name = str(model) if isinstance(model, (str, os.PathLike)) else f"({loaded.kind} model)"
     run = {"method": method, "model": name, "grow": int(grow), **params}
+    if tta > 1:
+        run["tta"] = tta
     if planes == 3:
         from napari_hemd.models.prediction import volume_settings
 

@@ -96,6 +96,7 @@ def stream_segment(
     predict_chunk: int = 8,
     tile: int | None = None,
     threads: int | None = None,
+    tta: int = 1,
     overwrite: bool = False,
     resume: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
@@ -121,8 +122,8 @@ def stream_segment(
         Address of a running Dask scheduler (``tcp://host:8786``); excludes ``workers``.
     chunk, halo : int
         H-EMD frames kept per window and halo; see :func:`napari_hemd.core.streaming.hemd_stream`.
-    predict_chunk, tile, threads
-        Frames per prediction task, tile side, torch threads per task; see
+    predict_chunk, tile, threads, tta
+        Frames per prediction task, tile side, torch threads per task, test-time flips; see
         :func:`napari_hemd.models.predict_stream`.
     overwrite : bool
         Replace an existing ``output`` (and a ``prob_output`` that is not a finished prediction of
@@ -156,6 +157,8 @@ def stream_segment(
             raise ValueError(f"prob_output and output must differ; both are {str(output)!r}")
     elif prob_output is not None:
         raise ValueError("prob_output is only used with a model; got model=None")
+    elif tta != 1:
+        raise ValueError(f"tta is only used with a model; got tta={tta!r} and model=None")
     from napari_hemd._atomic import output_lock
 
     with output_lock(output):  # a second run on this output fails at once
@@ -173,6 +176,9 @@ def stream_segment(
 
             # whole cells, as segment --model: the U-Net's background map is predicted too
             loaded = load_model(model)
+            from napari_hemd.models.prediction import _check_tta
+
+            tta = _check_tta(tta, loaded)
             grow = whole_cell_growth(loaded)
             if grow:
                 outputs = ("foreground", "background")
@@ -186,7 +192,10 @@ def stream_segment(
             params = with_model_defaults(defaults, params)
         with dask_client(workers=workers, scheduler=scheduler) as client:
             if model is not None:
-                ident = json.loads(json.dumps({**_prediction_id(data, model), "outputs": outputs}))
+                ident = {**_prediction_id(data, model), "outputs": outputs}
+                if tta != 1:  # maps with flips are not those without (and vice versa)
+                    ident["tta"] = tta
+                ident = json.loads(json.dumps(ident))
                 if _finished_prediction(prob_output, ident):
                     log.info("%s is a finished prediction by %s: reusing it", prob_output, model)
                 else:
@@ -199,6 +208,7 @@ def stream_segment(
                         outputs=outputs,
                         chunk=predict_chunk,
                         tile=tile,
+                        tta=tta,
                         threads=threads,
                         client=client,
                         overwrite=overwrite,

@@ -117,6 +117,7 @@ def predict_workflow(
     cancel: Callable[[], bool] | None = None,
     planes: int | None = None,
     z_scale: float | None = None,
+    tta: int = 1,
 ) -> Generator[Progress, None, dict[str, np.ndarray]]:
     """Predict probability maps frame by frame (a stack: tri-planar when the model says so).
 
@@ -126,7 +127,7 @@ def predict_workflow(
         Raw intensities.
     model : str, path or HemdModel
         A shipped model name (``napari_hemd.models.SHIPPED_MODELS``), a model file or a model.
-    outputs, tile, device
+    outputs, tile, device, tta
         See :func:`napari_hemd.models.predict`.
     cancel : callable, optional
         Checked between batches of tiles (not only between frames), so a Cancel takes effect
@@ -162,7 +163,14 @@ def predict_workflow(
     model = _resolve_model(model)  # a name or a file, loaded once
     if resolve_planes(model, planes, shape) == 3:
         volume = yield from predict_volume_workflow(
-            model, image, outputs=outputs, z_scale=z_scale, tile=tile, device=device, cancel=cancel
+            model,
+            image,
+            outputs=outputs,
+            z_scale=z_scale,
+            tile=tile,
+            device=device,
+            tta=tta,
+            cancel=cancel,
         )
         if volume is None:
             yield from cancelled(0, n)
@@ -170,7 +178,7 @@ def predict_workflow(
     yield ("predict", 0, n)
     stacks = FrameStacks(n)
     for t, maps in iter_predict(
-        model, image, outputs=outputs, tile=tile, device=device, cancel=cancel
+        model, image, outputs=outputs, tile=tile, device=device, tta=tta, cancel=cancel
     ):
         stacks.put(t, maps)
         yield ("predict", stacks.done, n)

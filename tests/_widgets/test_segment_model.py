@@ -176,3 +176,40 @@ def test_segment_a_3d_stack_with_its_voxel_size(make_napari_viewer, qtbot, error
     )
     assert labels.metadata["hemd_params"]["z_scale"] == 3.0
     assert not errors
+
+
+def test_test_time_flips_in_the_widgets(make_napari_viewer, qtbot, errors):
+    """The "test-time flips" choice of Segment (with a model) and Predict reaches the prediction:
+    the same masks and maps as ``segment_image(..., tta=4)``; refused for an affinity model."""
+    from napari_hemd import segment_image
+    from napari_hemd._widgets import PredictWidget
+    from napari_hemd.data.synthetic import nuclei_video
+
+    movie = nuclei_video(n_frames=4, shape=(128, 128), n_cells=8, seed=4)["image"]
+    viewer = make_napari_viewer()
+    viewer.add_image(movie, name="movie")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    assert seg.tta.native.isHidden()  # no model: the layer is a probability map
+    seg.prob.value = viewer.layers["movie"]
+    seg.model.value = "nuclei-affinity"
+    assert seg.tta.native.isHidden()  # flips are for U-Nets
+    seg.model.value = "nuclei-fluo"
+    assert not seg.tta.native.isHidden()
+    seg.tta.value = 4
+    _wait(qtbot, seg.run())
+    expected = segment_image(movie, "nuclei-fluo", tta=4)
+    assert np.array_equal(viewer.layers["movie labels"].data, expected.labels)
+    assert viewer.layers["movie labels"].metadata["hemd_params"]["tta"] == 4
+    pred = PredictWidget(viewer)
+    pred.image.value = viewer.layers["movie"]
+    pred.model.value = "nuclei-fluo"
+    pred.tta.value = 4
+    _wait(qtbot, pred.run())
+    prob = viewer.layers["movie probability"]
+    # (float sums in another thread may differ in the last bit)
+    np.testing.assert_allclose(prob.data, expected.maps["foreground"], atol=1e-6)
+    assert prob.metadata["hemd_tta"] == 4
+    assert not errors
+    pred.model.value = "nuclei-affinity"
+    assert pred.run() is None
+    assert len(errors) == 1 and "test-time flips need a U-Net model" in errors[0]

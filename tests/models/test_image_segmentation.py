@@ -83,6 +83,29 @@ def test_cli_segment_model_equals_api(movie, tmp_path):
     assert lab.max() > 0 and set(tracks[:, 0]) == set(np.unique(lab)) - {0}
 
 
+def test_test_time_flips_in_segment(movie, tmp_path, capsys):
+    """``segment --model --tta 4`` = ``segment_image(tta=4)``: the maps of four mirrored views."""
+    plain = segment_image(movie["image"], "nuclei-fluo")
+    res = segment_image(movie["image"], "nuclei-fluo", tta=4)
+    assert res.params["tta"] == 4 and "tta" not in plain.params
+    expected = predict("nuclei-fluo", movie["image"], tta=4)["foreground"]
+    np.testing.assert_array_equal(res.maps["foreground"], expected)
+    assert np.abs(res.maps["foreground"] - plain.maps["foreground"]).max() > 0.01
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, movie["image"], photometric="minisblack")
+    out = tmp_path / "labels.tif"
+    args = ["segment", str(path), "--model", "nuclei-fluo", "-o", str(out), "--no-progress"]
+    assert main([*args, "--tta", "4"]) == 0
+    assert (read_stack(out) == res.labels).all()
+    capsys.readouterr()
+    args = ["segment", str(path), "-o", str(tmp_path / "x.tif")]
+    assert main([*args, "--tta", "4"]) == 2
+    assert "--tta needs --model" in capsys.readouterr().err
+    assert main([*args, "--model", "nuclei-affinity", "--tta", "2"]) == 2
+    assert "tta=2 needs a U-Net model" in capsys.readouterr().err
+    assert not (tmp_path / "x.tif").exists()
+
+
 def test_cli_segment_model_user_errors(movie, tmp_path, capsys):
     path = tmp_path / "movie.tif"
     tifffile.imwrite(path, movie["image"], photometric="minisblack")

@@ -55,6 +55,55 @@ def test_softmax_maps_sum_to_one(blobs):
     np.testing.assert_allclose(total, 1.0, atol=1e-5)
 
 
+def _unflip(a: np.ndarray, dims: tuple[int, ...], transpose: bool) -> np.ndarray:
+    if transpose:
+        a = a.T
+    return np.flip(a, [d % 2 for d in dims]) if dims else a
+
+
+@pytest.mark.parametrize("tta", [2, 4, 8])
+def test_test_time_flips_average_the_mirrored_views(blobs, tta):
+    from napari_hemd.models import load_model
+    from napari_hemd.models.prediction import TTA_VIEWS
+
+    # 96 + 2 x 16 px margin = 128, a multiple of the divisor: the padding is symmetric, so a
+    # view of the tile is the tile of that view of the image and the average can be redone by
+    # hand. A trained network (a random one's maps are nearly flat)
+    image, model = blobs[0], load_model("nuclei-fluo")
+    outs = ["foreground", "boundary", "background"]
+    got = predict(model, image, outputs=outs, tta=tta)
+    for name in outs:
+        views = []
+        for dims, transpose in TTA_VIEWS[tta]:
+            view = np.flip(image, [d % 2 for d in dims]) if dims else image
+            view = np.ascontiguousarray(view.T if transpose else view)
+            views.append(_unflip(predict(model, view, outputs=[name])[name], dims, transpose))
+        np.testing.assert_allclose(got[name], np.mean(views, axis=0), atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(sum(got[k] for k in outs), 1.0, atol=1e-5)
+    plain = predict(model, image)["foreground"]
+    assert np.abs(got["foreground"] - plain).max() > 0.01  # the views do differ
+    # the average is as symmetric as its views: mirrored input -> mirrored output
+    mirrored = predict(model, np.ascontiguousarray(image[:, ::-1]), tta=tta)["foreground"]
+    np.testing.assert_allclose(mirrored[:, ::-1], got["foreground"], atol=1e-5)
+    if tta == 8:
+        transposed = predict(model, np.ascontiguousarray(image.T), tta=tta)["foreground"]
+        np.testing.assert_allclose(transposed.T, got["foreground"], atol=1e-5)
+
+
+def test_test_time_flips_tiled_equal_untiled_and_errors(blobs):
+    image = np.tile(blobs[0], (2, 3))[:170, :250]
+    model = _model("unet")
+    whole = predict(model, image, tile=0, halo=64, tta=4)["foreground"]
+    tiled = predict(model, image, tile=64, halo=64, batch_size=5, tta=4)["foreground"]
+    np.testing.assert_allclose(tiled, whole, atol=1e-4)
+    for bad in (3, 0, True, 4.0, "4"):
+        with pytest.raises(ValueError, match=r"tta must be one of \[1, 2, 4, 8\]"):
+            predict(model, image, tta=bad)
+    with pytest.raises(ValueError, match="needs a U-Net model"):
+        predict(_model("affinity"), image, tta=4)
+    predict(_model("affinity"), blobs[0], tta=1)  # no flips: any model
+
+
 def test_normalisation_inside_the_wrapper(blobs):
     # Intensity scale and offset do not change the prediction (percentile normalisation).
     model = _model("unet")

@@ -104,6 +104,45 @@ def test_predict_cli_on_scheduler_equals_one_process(dask_cluster_client, raw_za
     assert dask.attrs["model"] == "nuclei-fluo" and dask.attrs["predicted"]["chunk"] == 3
 
 
+def test_test_time_flips_in_the_stream_and_predict(raw, raw_zarr, tmp_path, capsys):
+    """``--tta`` reaches every prediction path; maps with flips never stand in for maps without."""
+    from napari_hemd import segment_image
+
+    flipped = segment_image(raw, "nuclei-fluo", iterations=2, threads=1, tta=4)
+    assert flipped.params["tta"] == 4
+    out, prob = tmp_path / "lab.zarr", tmp_path / "lab.prob.zarr"
+    kw = dict(model="nuclei-fluo", tile=0, threads=1, chunk=3, iterations=2)
+    stream_segment(raw_zarr, out, **kw)  # a finished prediction without flips ...
+    stages = []
+    stream_segment(
+        raw_zarr, out, overwrite=True, tta=4, progress=lambda s, d, t: stages.append(s), **kw
+    )
+    assert "predict" in stages  # ... is not reused for a run with them
+    group = zarr.open_group(str(prob))
+    assert group.attrs["tta"] == 4 and group.attrs["predicted"]["tta"] == 4
+    np.testing.assert_array_equal(group["foreground"][:], flipped.maps["foreground"])
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], flipped.labels)
+    base = ["predict", str(raw_zarr), "--model", "nuclei-fluo", "--tta", "4", "--threads", "1"]
+    for name in ("p.zarr", "p.tif"):  # chunked into a zarr group, or frame by frame
+        assert main([*base, "-o", str(tmp_path / name), "--no-progress"]) == 0
+    np.testing.assert_array_equal(
+        zarr.open_group(str(tmp_path / "p.zarr"))["foreground"][:], flipped.maps["foreground"]
+    )
+    from napari_hemd.io import read_stack
+
+    np.testing.assert_array_equal(read_stack(tmp_path / "p.tif"), flipped.maps["foreground"])
+    capsys.readouterr()
+    args = ["stream", str(raw_zarr), "-o", str(tmp_path / "x.zarr"), "--tta", "4"]
+    assert main(args) == 2
+    assert "--tta needs --model" in capsys.readouterr().err
+    args = ["predict", str(raw_zarr), "--model", "nuclei-affinity", "--tta", "4"]
+    assert main([*args, "-o", str(tmp_path / "a.zarr")]) == 2
+    assert "tta=4 needs a U-Net model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base[:-2], "--tta", "3", "-o", str(tmp_path / "b.zarr")])
+    assert "--tta: invalid choice: 3 (choose from 1, 2, 4, 8)" in capsys.readouterr().err
+
+
 def test_cli_errors_name_the_argument(raw_zarr, tmp_path, capsys):
     out = str(tmp_path / "lab.zarr")
     assert main(["stream", str(raw_zarr), "-o", out, "--prob-output", "p.zarr"]) == 2

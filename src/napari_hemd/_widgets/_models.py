@@ -12,7 +12,16 @@ from psygnal import Signal
 
 from napari_hemd import _settings
 
-__all__ = ["FINE_TUNED", "events", "model_choices", "model_kind", "register_model"]
+__all__ = [
+    "FINE_TUNED",
+    "TTA_CHOICES",
+    "events",
+    "model_choices",
+    "model_kind",
+    "register_model",
+    "tta_combo",
+    "tta_refused",
+]
 
 #: Suffix of a fine-tuned model's name in the lists.
 FINE_TUNED = " (fine-tuned)"
@@ -48,6 +57,36 @@ def model_kind(value: str) -> str | None:
     for info in _settings.user_models().values():
         if info["path"] == value:
             return info["kind"]
+    return None
+
+
+#: Test-time flips (``tta`` of :func:`napari_hemd.models.predict`) as the widgets offer them.
+TTA_CHOICES = [
+    ("off", 1),
+    ("2 views (2x time)", 2),
+    ("4 views (4x time)", 4),
+    ("8 views (8x time)", 8),
+]
+
+
+def tta_combo(**kwargs):
+    """The "test-time flips" choice of the Predict and Segment widgets."""
+    from magicgui.widgets import ComboBox
+
+    return ComboBox(
+        label="test-time flips",
+        choices=TTA_CHOICES,
+        value=1,
+        tooltip="U-Nets: average the probabilities of mirrored views of the image; more "
+        "accurate on dim or crowded nuclei, at that many times the prediction time",
+        **kwargs,
+    )
+
+
+def tta_refused(name, kind: str | None, tta: int) -> str | None:
+    """Why ``tta`` flips cannot be used with model ``name`` of ``kind`` (``None``: they can)."""
+    if int(tta) > 1 and kind not in (None, "unet"):
+        return f"test-time flips need a U-Net model; {str(name)!r} is an {kind} model"
     return None
 
 

@@ -19,6 +19,7 @@ from napari_hemd._widgets._common import (
     base_name,
     is_probability_layer,
 )
+from napari_hemd._widgets._models import tta_combo, tta_refused
 from napari_hemd.workflows import predict_workflow
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class PredictWidget(LayerWidget):
         self.model_file = FileEdit(label="model file", filter="*.pt", visible=False)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
         self.tile = SpinBox(label="tile (0: auto)", value=0, min=0, max=4096, step=32)
+        self.tta = tta_combo()
         self.boundary = CheckBox(label="boundary layer too", value=False)
         self.affinity = CheckBox(
             label="affinities + Mutex instances (affinity models)", value=False
@@ -70,6 +72,7 @@ class PredictWidget(LayerWidget):
                 self.model_file,
                 self.device,
                 self.tile,
+                self.tta,
                 self.boundary,
                 self.affinity,
                 self.run_button,
@@ -110,6 +113,10 @@ class PredictWidget(LayerWidget):
         except (FileNotFoundError, KeyError, ValueError) as exc:
             show_error(f"Predict: {exc}")
             return None
+        refused = tta_refused(model, loaded.kind, self.tta.value)
+        if refused:
+            show_error(f"Predict: {refused}")
+            return None
         grow = whole_cell_growth(loaded)
         if grow:
             outputs = (*outputs, "background")  # Segment grows instances into whole cells with it
@@ -119,10 +126,13 @@ class PredictWidget(LayerWidget):
             outputs=outputs,
             tile=int(self.tile.value) or None,
             device=device,
+            tta=int(self.tta.value),
             cancel=self.cancel_flag(),
         )
         name = base_name(layer.name)
         meta = {MODEL_KEY: str(model), "hemd_source": layer.name}
+        if int(self.tta.value) > 1:
+            meta["hemd_tta"] = int(self.tta.value)
 
         seg_defaults = dict(loaded.metadata.get("segment_defaults", {}))
 

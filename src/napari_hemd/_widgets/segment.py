@@ -33,6 +33,7 @@ from napari_hemd._widgets._common import (
     is_probability_layer,
     track_paint,
 )
+from napari_hemd._widgets._models import model_kind, tta_combo, tta_refused
 from napari_hemd.core.segment import METHODS, HEMDResult, _restore_axis
 from napari_hemd.workflows import segment_workflow, selection_choices
 
@@ -80,6 +81,7 @@ class SegmentWidget(LayerWidget):
             tooltip="3D stacks (a model that predicts three planes, nuclei-3d): voxel depth over "
             "pixel width of your stack; 0: the model's own (nuclei-3d: 2.2)",
         )
+        self.tta = tta_combo(visible=False)
         self.model.changed.connect(self._show_z_scale)
         self.method = ComboBox(label="method", choices=list(METHODS), value="hemd")
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
@@ -104,7 +106,7 @@ class SegmentWidget(LayerWidget):
         self.extend(
             [
                 getattr(self, f)
-                for f in ("prob", "model", "z_scale", *FIELDS, "frames", "first", "last")
+                for f in ("prob", "model", "z_scale", "tta", *FIELDS, "frames", "first", "last")
             ]
             + [self.run_button, self.cancel_button, self.restore_from, self.restore_button]
         )
@@ -113,8 +115,9 @@ class SegmentWidget(LayerWidget):
         self.restore_button.clicked.connect(lambda: self.restore(self.restore_from.value))
 
     def _show_z_scale(self, value: str) -> None:
-        """The z step matters only for a model that predicts stacks on three planes."""
+        """Show the z step for a model that predicts stacks on three planes, flips for a U-Net."""
         self.z_scale.visible = value != NO_MODEL and _three_planes(value)
+        self.tta.visible = value != NO_MODEL and model_kind(value) in (None, "unet")
 
     def _show_range(self, value: str) -> None:
         self.first.visible = self.last.visible = value == "range"
@@ -191,6 +194,12 @@ class SegmentWidget(LayerWidget):
             from napari_hemd.image_segmentation import segment_image_workflow
 
             kwargs.pop("locked", None)
+            refused = tta_refused(model, model_kind(model), self.tta.value)
+            if refused:
+                show_error(f"Segment: {refused}")
+                return None
+            if int(self.tta.value) > 1:
+                kwargs["tta"] = saved["tta"] = int(self.tta.value)
             if self.z_scale.value > 0:  # a stack's voxel shape, for three-plane prediction
                 kwargs["z_scale"] = saved["z_scale"] = float(self.z_scale.value)
             gen = segment_image_workflow(data, model, method, cancel=self.cancel_flag(), **kwargs)

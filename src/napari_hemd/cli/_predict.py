@@ -56,8 +56,9 @@ def register(subparsers) -> None:
     p.add_argument("--ranges", default=None, help="affinity ranges at inference, e.g. 1,3,5,9,27")
     p.add_argument("--neighbourhood", type=int, choices=(4, 8), default=None)
     p.add_argument("--min-size", type=int, default=30, help="instances: merge smaller ones")
-    from napari_hemd.cli._segment import add_volume_arguments
+    from napari_hemd.cli._segment import add_tta_argument, add_volume_arguments
 
+    add_tta_argument(p)
     add_volume_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     d = p.add_argument_group(
@@ -124,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
     if image.ndim != 3:
         raise ValueError(f"IMAGE must be (T, Y, X) or (Y, X); got shape {tuple(image.shape)}")
     meta = {"model": str(args.model), "model_metadata_version": model.metadata.get("version")}
+    if args.tta != 1:
+        from napari_hemd.models.prediction import _check_tta
+
+        _check_tta(args.tta, model)  # before any work: an affinity model is refused here
+        meta["tta"] = args.tta
     zarr_out = paths[outputs[0]].suffix.lower() == ".zarr"
     if not zarr_out and (args.workers is not None or args.scheduler is not None):
         raise ValueError(
@@ -143,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         meta.update(planes=3, z_scale=scale)
     elif zarr_out:
         return _run_chunked(args, model, image, outputs, ranges, meta, paths[outputs[0]])
-    tiling = dict(tile=args.tile, halo=args.halo, batch_size=args.batch_size)
+    tiling = dict(tile=args.tile, halo=args.halo, batch_size=args.batch_size, tta=args.tta)
     from napari_hemd.cli._progress import Progress
 
     n = image.shape[0]
@@ -240,6 +246,7 @@ def _run_chunked(args, model, image, outputs, ranges, meta, out) -> int:
                 tile=args.tile,
                 halo=args.halo,
                 batch_size=args.batch_size,
+                tta=args.tta,
                 ranges=ranges,
                 neighbourhood=args.neighbourhood,
                 min_size=args.min_size,

@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``stream`` subcommand."""
-    from napari_hemd.cli._segment import add_hemd_arguments, add_tile_argument
+    from napari_hemd.cli._segment import add_hemd_arguments, add_tile_argument, add_tta_argument
 
     p = sub.add_parser(
         "stream",
@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     m.add_argument("--predict-chunk", type=int, default=8, help="frames per prediction task (8)")
     add_tile_argument(m)
+    add_tta_argument(m)
     m.add_argument(
         "--threads",
         type=int,
@@ -97,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.workers is not None or args.scheduler is not None:
             raise ValueError("--follow runs in one process; drop --workers / --scheduler")
+        if args.model is not None or args.tta != 1:
+            raise ValueError(
+                "--follow segments probabilities another process writes; drop --model / --tta "
+                "(predict them with napari-hemd predict ... -o PROB.zarr)"
+            )
         hemd_follow(
             args.prob,
             args.output,
@@ -113,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         for opt in ("prob_output", "threads"):
             if getattr(args, opt) is not None:
                 raise ValueError(f"--{opt.replace('_', '-')} needs --model")
+        if args.tta != 1:
+            raise ValueError("--tta needs --model (PROB is then raw frames)")
     from napari_hemd.pipeline import open_input, stream_segment
 
     prob = open_input(args.prob)
@@ -130,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             predict_chunk=args.predict_chunk,
             tile=args.tile,
             threads=args.threads,
+            tta=args.tta,
             overwrite=args.overwrite,
             resume=not args.no_resume,
             progress=bar,
