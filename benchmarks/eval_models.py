@@ -288,20 +288,43 @@ def evaluate(
     return results
 
 
-def store_validation(path: Path, model, results: dict, min_size: int = MIN_SIZE) -> None:
-    """Write the held-out scores into the model file (shown by ``napari-hemd models``)."""
+def _scores_by_reference(results: dict) -> dict:
+    return {
+        f"{ds} {ref}": {m: {k: sc[k] for k in ("F1", "AJI", "SEG")} for m, sc in r.items()}
+        for ds, res in results.items()
+        for ref, r in res.items()
+        if ref not in ("frames", "TRA", BORDER)
+    }
+
+
+def store_validation(
+    path: Path, model, results: dict, min_size: int = MIN_SIZE, tta: int = 1
+) -> None:
+    """Write the held-out scores into the model file (shown by ``napari-hemd models``).
+
+    ``tta=1``: the scores of the defaults (replacing the file's validation, and with it any
+    test-time-flip scores, which belonged to the weights scored before); ``tta > 1``: the same
+    block with that many flipped views, kept beside them as ``validation["tta"]``.
+    """
+    if tta != 1:
+        validation = model.metadata.get("validation") or {}
+        frames = {ds: [res["frames"][0], res["frames"][-1]] for ds, res in results.items()}
+        if "scores" not in validation or validation.get("frames") != frames:
+            raise ValueError(
+                f"{path}: store the default scores first (--store without --tta); test-time "
+                "flip scores go beside them, on the same held-out block"
+            )
+        validation["tta"] = {"views": int(tta), "scores": _scores_by_reference(results)}
+        model.metadata["validation"] = validation
+        rewrite_model_file(model, path)
+        return
     size = model.metadata.get("segment_defaults", {}).get("min_size", min_size)
     protocol = f"held-out block; H-EMD over the block; whole cells; min size {size}"
     if model.kind == "affinity":
         protocol = "held-out images; the network's Mutex-watershed instances (as predict gives)"
     model.metadata["validation"] = {
         "protocol": protocol,
-        "scores": {
-            f"{ds} {ref}": {m: {k: sc[k] for k in ("F1", "AJI", "SEG")} for m, sc in r.items()}
-            for ds, res in results.items()
-            for ref, r in res.items()
-            if ref not in ("frames", "TRA", BORDER)
-        },
+        "scores": _scores_by_reference(results),
         "frames": {ds: [res["frames"][0], res["frames"][-1]] for ds, res in results.items()},
     }
     rewrite_model_file(model, path)
@@ -319,7 +342,8 @@ def main() -> None:
         "--from-json",
         type=Path,
         default=None,
-        help="with --store: take the scores from an earlier run's --json (same model files)",
+        help="with --store: take the scores from an earlier run's --json (same model files; "
+        "with the test-time flips that run used)",
     )
     p.add_argument(
         "--held-out",
@@ -351,10 +375,8 @@ def main() -> None:
         help="test-time flips: views averaged per tile (U-Nets; default 1: off)",
     )
     args = p.parse_args()
-    if args.store and (args.frames or args.hemd or args.held_out or args.tta != 1):
-        p.error(
-            "--store records the model's own held-out scores: drop --frames/--hemd/--held-out/--tta"
-        )
+    if args.store and (args.frames or args.hemd or args.held_out):
+        p.error("--store records the model's own held-out scores: drop --frames/--hemd/--held-out")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     summary = {}
@@ -379,7 +401,8 @@ def main() -> None:
     for path in args.models:
         model = load_model_file(path)
         if path.stem in earlier:
-            store_validation(path, model, earlier[path.stem]["held_out"], args.min_size)
+            run = earlier[path.stem]  # flips as in that run (its "tta"; older runs: none)
+            store_validation(path, model, run["held_out"], args.min_size, tta=run.get("tta", 1))
             print(f"{path.stem}: stored the scores of {args.from_json}")
             continue
         t0 = time.perf_counter()
@@ -406,9 +429,10 @@ def main() -> None:
                     f"({sc['markers']} markers, {sc['n_found']} found: {sc['FN']} missed, "
                     f"{sc['FP']} on no marker, {sc['merges']} merges)"
                 )
-        summary[path.stem] = {"seconds": round(time.perf_counter() - t0, 1), "held_out": results}
+        seconds = round(time.perf_counter() - t0, 1)
+        summary[path.stem] = {"seconds": seconds, "tta": args.tta, "held_out": results}
         if args.store:
-            store_validation(path, model, results, args.min_size)
+            store_validation(path, model, results, args.min_size, tta=args.tta)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
 

@@ -292,6 +292,19 @@ def test_models_prints_the_meaningful_score():
                                           "mutex": {"F1": 0.88, "AJI": 0.81}}}}  # fmt: skip
     assert _score_lines(both, "mutex") == ["bbbc039 labels: Mutex watershed F1 0.880 AJI 0.810"]
     assert _score_lines(validation, "mutex")[0].startswith("Fluo-N2DL-HeLa/01 ST: H-EMD F1")
+    # the same block with test-time flips, beside the default's scores
+    validation["tta"] = {
+        "views": 4,
+        "scores": {
+            "Fluo-N2DL-HeLa/01 ST": {"hemd": {"F1": 0.92, "AJI": 0.87, "SEG": 0.9}},
+            "Fluo-N2DL-HeLa/01 GT": {"hemd": {"F1": 0.2, "AJI": 0.1, "SEG": 0.82}},
+        },
+    }
+    lines = _score_lines(validation)
+    assert lines[0] == "Fluo-N2DL-HeLa/01 ST: H-EMD F1 0.900 AJI 0.800; --tta 4: F1 0.920 AJI 0.870"
+    assert lines[1] == (
+        "Fluo-N2DL-HeLa/01 GT: H-EMD SEG 0.700; --tta 4: SEG 0.820 (sparse reference: SEG only)"
+    )
 
 
 def test_no_calibrate_then_the_calibration_script(folder):

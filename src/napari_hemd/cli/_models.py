@@ -153,15 +153,23 @@ def _score_lines(validation: dict, method: str = "hemd") -> list[str]:
     scores = validation.get("scores")
     if scores is None:  # a model file from before the held-out block protocol
         return [f"{k}: {v}" for k, v in validation.items()]
+    tta = validation.get("tta") or {}
     lines = []
     for ref, by_method in scores.items():
         key = next((k for k in (method, "hemd") if k in by_method), next(iter(by_method)))
         best = by_method[key]
         how = {"hemd": "H-EMD", "mutex": "Mutex watershed"}.get(key, key)
+        flipped = tta.get("scores", {}).get(ref, {}).get(key)
         if ref in SPARSE:
-            lines.append(f"{ref}: {how} SEG {best['SEG']:.3f} (sparse reference: SEG only)")
+            line = f"{ref}: {how} SEG {best['SEG']:.3f}"
+            if flipped:
+                line += f"; --tta {tta['views']}: SEG {flipped['SEG']:.3f}"
+            lines.append(line + " (sparse reference: SEG only)")
         else:
-            lines.append(f"{ref}: {how} F1 {best['F1']:.3f} AJI {best['AJI']:.3f}")
+            line = f"{ref}: {how} F1 {best['F1']:.3f} AJI {best['AJI']:.3f}"
+            if flipped:
+                line += f"; --tta {tta['views']}: F1 {flipped['F1']:.3f} AJI {flipped['AJI']:.3f}"
+            lines.append(line)
     if "protocol" in validation:
         lines.append(f"({validation['protocol']})")
     return lines
