@@ -153,3 +153,28 @@ def test_stream_widget_from_a_lazy_layer(make_napari_viewer, qtbot, prob_zarr, t
     w.image.value = viewer.layers["flat"]
     assert w.run() is None
     assert shown == ["Large data: 'flat' must be a (T, Y, X) or (T, Z, Y, X) stack; got 2D"]
+
+
+def test_stream_widget_predicts_with_test_time_flips(make_napari_viewer, qtbot, tmp_path, shown):
+    """With a model, the widget's "test-time flips" reach the prediction: as stream_segment(tta=4)."""
+    pytest.importorskip("torch")
+    from napari_hemd.pipeline import stream_segment
+
+    raw = nuclei_video(n_frames=6, shape=(96, 96), n_cells=6, seed=3)["image"]
+    viewer = make_napari_viewer()
+    viewer.add_image(raw, name="raw")
+    w = _widget(viewer, "", tmp_path / "lab.zarr")
+    w.input_from.value = "layer"
+    w.image.value = viewer.layers["raw"]
+    assert w.tta.native.isHidden()  # no model: the input is probabilities
+    w.model.value = "nuclei-fluo"
+    assert not w.tta.native.isHidden()
+    w.tta.value = 4
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: "lab labels" in viewer.layers, timeout=120_000)
+    ref = tmp_path / "ref.zarr"
+    stream_segment(raw, ref, model="nuclei-fluo", tta=4, chunk=3, iterations=2)
+    np.testing.assert_array_equal(viewer.layers["lab labels"].data[:], zarr.open_array(str(ref))[:])
+    prob = zarr.open_group(str(tmp_path / "lab.prob.zarr"))
+    assert prob.attrs["tta"] == 4
+    assert shown == []

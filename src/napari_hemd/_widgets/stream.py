@@ -25,6 +25,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
 from napari_hemd._widgets._common import LayerWidget
+from napari_hemd._widgets._models import tta_combo
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class StreamWidget(LayerWidget):
         self.image.visible = False
         self.output = FileEdit(label="output labels (.zarr)", mode="w", filter="*.zarr")
         self.model = ComboBox(label="predict first with", choices=_choices)
+        self.tta = tta_combo(visible=False)  # U-Nets only are offered
+        self.model.changed.connect(lambda v: setattr(self.tta, "visible", v != NO_MODEL))
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
         self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=1.0, step=0.05)
         self.iterations = SpinBox(label="iterations T", value=10, min=1, max=100)
@@ -71,6 +74,7 @@ class StreamWidget(LayerWidget):
                 self.image,
                 self.output,
                 self.model,
+                self.tta,
                 self.tau,
                 self.delta,
                 self.iterations,
@@ -135,10 +139,12 @@ class StreamWidget(LayerWidget):
                 f"{workers} workers and {scheduler!r}"
             )
             return None
+        model = None if self.model.value == NO_MODEL else self.model.value
         return dict(
             source=source,
             output=output,
-            model=None if self.model.value == NO_MODEL else self.model.value,
+            model=model,
+            tta=1 if model is None else int(self.tta.value),
             workers=workers,
             scheduler=scheduler,
             chunk=int(self.chunk.value),
