@@ -317,6 +317,41 @@ def test_contact_weight_weighs_the_pairs_across_touching_objects(blobs):
         TrainConfig(model="unet", contact_weight=3)
 
 
+def test_dice_weight_adds_a_whole_cell_dice_loss(blobs):
+    """U-Net loss = weighted cross-entropy + dice_weight x (1 - soft Dice of the whole cell)."""
+    from napari_hemd.models.training import _unet_loss, semantic_targets, whole_cell_dice_loss
+
+    lab = blobs[1][None, :64, :64]
+    target = torch.from_numpy(semantic_targets(lab[0], "cell")[None].astype(np.int64))
+    # logits that say exactly the target: Dice loss ~ 0; the opposite: ~ 1
+    exact = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 30
+    assert float(whole_cell_dice_loss(exact, target)) < 1e-3
+    flipped = exact.clone()
+    flipped[:, 2] = 30 - exact[:, 2]  # background where the cells are, and nowhere else
+    flipped[:, :2] = 0
+    assert float(whole_cell_dice_loss(flipped, target)) > 0.99
+    # by hand, on random logits
+    logits = torch.randn(1, 3, 64, 64)
+    p_cell = 1 - torch.softmax(logits, 1)[:, 2]
+    truth = (target != 2).float()
+    want = 1 - (2 * (p_cell * truth).sum() + 1) / (p_cell.sum() + truth.sum() + 1)
+    torch.testing.assert_close(whole_cell_dice_loss(logits, target), want)
+    # in the training loss, on a real network
+    torch.manual_seed(0)
+    model = HemdModel.create("unet", base_channels=4, depth=2)
+    img = torch.from_numpy(blobs[0][None, None, :64, :64] / 255).float()
+    with torch.no_grad():
+        out = model.network(img).float()
+        ce = torch.nn.functional.cross_entropy(out, target, weight=torch.tensor([1.0, 3.0, 1.0]))
+        for w in (0.0, 0.5):
+            got = _unet_loss(model, img, lab, TrainConfig(dice_weight=w))
+            torch.testing.assert_close(got, ce + w * whole_cell_dice_loss(out, target))
+    with pytest.raises(ValueError, match=r"dice_weight must be >= 0 \(0: off\); got -1"):
+        TrainConfig(dice_weight=-1)
+    with pytest.raises(ValueError, match="needs model='unet'"):
+        TrainConfig(model="affinity", dice_weight=0.5)
+
+
 def test_affinity_checkpoints_are_scored_with_their_calibrated_bias(blobs, tmp_path):
     """Each score of an affinity network uses the Mutex bias chosen for it on training frames."""
     from napari_hemd.models import Sample

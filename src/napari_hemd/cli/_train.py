@@ -122,6 +122,14 @@ def register(subparsers) -> None:
         "(default 1,3,1 for cell targets, 1,2,1 for interior targets)",
     )
     p.add_argument(
+        "--dice-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="U-Net: add W x a soft-Dice loss on the whole cell to the cross-entropy (default 0: "
+        "cross-entropy alone)",
+    )
+    p.add_argument(
         "--contact-weight",
         type=float,
         default=1.0,
@@ -248,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
         calibrate=not args.no_calibrate,
         ema=args.ema,
         contact_weight=args.contact_weight,
+        dice_weight=args.dice_weight,
         class_weights=args.class_weights,
         seed=args.seed,
         val_every=args.val_every,

@@ -64,6 +64,12 @@ class TrainConfig:
     class_weights : tuple of float or None
         Cross-entropy weights of foreground / boundary / background (U-Net); None: 1 / 2 / 1 for
         ``"interior"`` targets, 1 / 3 / 1 for ``"cell"`` targets (contacts are rare pixels).
+    dice_weight : float
+        U-Net: weight of a soft-Dice loss on the whole cell (1 - background probability against
+        the union of the foreground and boundary targets, over the batch) added to the
+        cross-entropy. Cross-entropy counts pixels, so a network may leave a dim part of a large
+        cell to the background at little cost; Dice counts the cell's missing share. 0 (default):
+        cross-entropy alone.
     targets : {"cell", "interior"}
         U-Net targets (see :func:`semantic_targets`). ``"cell"``: foreground is the whole cell
         except the pixels where it touches another cell, so each cell is one flat-topped hill of
@@ -142,6 +148,7 @@ class TrainConfig:
     val_every: int = 100
     checkpoint_every: int = 500
     class_weights: tuple | None = None
+    dice_weight: float = 0.0
     targets: str = "cell"
     augment: str = "full"
     balance: bool = True
@@ -180,6 +187,13 @@ class TrainConfig:
             raise ValueError(f"ema must be in [0, 1) (0: off); got {self.ema!r}")
         if not float(self.contact_weight) > 0:
             raise ValueError(f"contact_weight must be > 0; got {self.contact_weight!r}")
+        if isinstance(self.dice_weight, bool) or not float(self.dice_weight) >= 0:
+            raise ValueError(f"dice_weight must be >= 0 (0: off); got {self.dice_weight!r}")
+        if self.model != "unet" and float(self.dice_weight) != 0.0:
+            raise ValueError(
+                f"dice_weight weighs a U-Net's whole-cell Dice loss: it needs model='unet'; got "
+                f"dice_weight={self.dice_weight!r} with model={self.model!r}"
+            )
         if self.model == "unet" and float(self.contact_weight) != 1.0:
             raise ValueError(
                 f"contact_weight weighs affinity pairs: it needs model='affinity'; got "
@@ -425,9 +439,25 @@ def _unet_loss(
 ) -> torch.Tensor:
     target = torch.from_numpy(np.stack([semantic_targets(x, cfg.targets) for x in lab]))
     target = target.to(img.device)
-    logits = model.network(img)
-    weight = torch.tensor(cfg.class_weights, dtype=logits.dtype, device=img.device)
-    return F.cross_entropy(logits.float(), target, weight=weight.float())
+    logits = model.network(img).float()
+    weight = torch.tensor(cfg.class_weights, dtype=torch.float32, device=img.device)
+    loss = F.cross_entropy(logits, target, weight=weight)
+    if cfg.dice_weight:
+        loss = loss + cfg.dice_weight * whole_cell_dice_loss(logits, target)
+    return loss
+
+
+def whole_cell_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice of the whole cell: ``1 - P(background)`` against ``target != background``.
+
+    ``logits``: ``(B, 3, H, W)`` (foreground, boundary, background); ``target``: ``(B, H, W)``
+    class indices. Summed over the whole batch (a patch without cells does not divide by zero);
+    +1 in numerator and denominator keeps an all-background batch at 0.
+    """
+    cell = 1.0 - torch.softmax(logits, dim=1)[:, 2]
+    truth = (target != 2).to(cell.dtype)
+    inter = (cell * truth).sum()
+    return 1.0 - (2.0 * inter + 1.0) / (cell.sum() + truth.sum() + 1.0)
 
 
 def _masked_mse(
