@@ -71,8 +71,12 @@ def _prediction_id(data, model) -> dict:
     }
 
 
+#: Identity keys newer than some finished predictions, and the value those were made with.
+_IDENT_DEFAULTS = {"tta": 1}
+
+
 def _finished_prediction(prob_output: Path, ident: dict) -> bool:
-    """True when ``prob_output`` is a complete prediction of the same input by the same model."""
+    """Whether ``prob_output`` is a finished prediction of this input, model and flips."""
     attrs = prob_output / "zarr.json"
     if not attrs.is_file():
         return False
@@ -80,7 +84,9 @@ def _finished_prediction(prob_output: Path, ident: dict) -> bool:
         meta = json.loads(attrs.read_text()).get("attributes", {})
     except (OSError, ValueError):
         return False
-    return "predicted" in meta and all(meta.get(k) == v for k, v in ident.items())
+    return "predicted" in meta and all(
+        meta.get(k, _IDENT_DEFAULTS.get(k)) == v for k, v in ident.items()
+    )
 
 
 def stream_segment(
@@ -192,9 +198,8 @@ def stream_segment(
             params = with_model_defaults(defaults, params)
         with dask_client(workers=workers, scheduler=scheduler) as client:
             if model is not None:
-                ident = {**_prediction_id(data, model), "outputs": outputs}
-                if tta != 1:  # maps with flips are not those without (and vice versa)
-                    ident["tta"] = tta
+                # maps with flips never stand in for maps without, nor the other way round
+                ident = {**_prediction_id(data, model), "outputs": outputs, "tta": tta}
                 ident = json.loads(json.dumps(ident))
                 if _finished_prediction(prob_output, ident):
                     log.info("%s is a finished prediction by %s: reusing it", prob_output, model)

@@ -122,6 +122,9 @@ def test_test_time_flips_in_the_stream_and_predict(raw, raw_zarr, tmp_path, caps
     assert group.attrs["tta"] == 4 and group.attrs["predicted"]["tta"] == 4
     np.testing.assert_array_equal(group["foreground"][:], flipped.maps["foreground"])
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], flipped.labels)
+    stages.clear()  # and the other way round
+    stream_segment(raw_zarr, out, overwrite=True, progress=lambda s, d, t: stages.append(s), **kw)
+    assert "predict" in stages and zarr.open_group(str(prob)).attrs["tta"] == 1
     base = ["predict", str(raw_zarr), "--model", "nuclei-fluo", "--tta", "4", "--threads", "1"]
     for name in ("p.zarr", "p.tif"):  # chunked into a zarr group, or frame by frame
         assert main([*base, "-o", str(tmp_path / name), "--no-progress"]) == 0
