@@ -12,7 +12,8 @@ network's divisor, as it is and with the heap kept (below). Measured in the same
   (what ``predict`` does on a CPU: freed activations stay on the heap, no page faults per layer);
 - ``bare forward, worker thread`` (and ``, heap kept``): the baselines in a second thread, where
   the widgets and Dask tasks predict (glibc's per-thread arena still maps blocks above 64 MB);
-- ``cli, tuning off``: the whole command with ``NAPARI_HEMD_MALLOC_TUNING=0`` (glibc's defaults).
+- ``cli, tuning off``: the whole command with ``NAPARI_HEMD_MALLOC_TUNING=0`` (glibc's defaults);
+- ``cli, --tta 4``: the whole command with test-time flips (four forward passes per frame).
 
 Every row runs in a fresh process (the allocator at glibc's defaults). Ratios are printed
 against both baselines: the plain ``net(x)`` loop (what a script that calls the
@@ -124,7 +125,8 @@ def main() -> None:
         return
     movie = frames(args.frames)
     rows: dict[str, list[float]] = {
-        name: [] for name in (*IN_PROCESS[:5], "cli", "cli, tuning off", IN_PROCESS[5])
+        name: []
+        for name in (*IN_PROCESS[:5], "cli", "cli, tuning off", "cli, --tta 4", IN_PROCESS[5])
     }
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "movie.tif"
@@ -144,14 +146,15 @@ def main() -> None:
                 rows[name].append(float(res.stdout.split()[-1]))
             cmd = [sys.executable, "-m", "napari_hemd.cli", "segment", str(path), "--model"]
             cmd += [args.model, "--threads", str(args.threads), "--no-progress", "-o"]
-            for name, extra in (
-                ("cli", {}),
-                ("cli, tuning off", {"NAPARI_HEMD_MALLOC_TUNING": "0"}),
+            for name, extra, flags in (
+                ("cli", {}, []),
+                ("cli, tuning off", {"NAPARI_HEMD_MALLOC_TUNING": "0"}, []),
+                ("cli, --tta 4", {}, ["--tta", "4"]),  # four views: four forward passes
             ):
-                out = Path(tmp) / f"labels{r}-{len(extra)}.tif"
+                out = Path(tmp) / f"labels{r}-{len(rows[name])}-{len(flags)}-{len(extra)}.tif"
                 t0 = time.perf_counter()
                 subprocess.run(
-                    [*cmd, str(out)], check=True, env={**env, **extra}, capture_output=True
+                    [*cmd, str(out), *flags], check=True, env={**env, **extra}, capture_output=True
                 )
                 rows[name].append(time.perf_counter() - t0)
     base = min(rows["bare forward"])
