@@ -42,7 +42,7 @@ def test_stream_cli_tiff_is_read_lazily(video, tmp_path):
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)
 
 
-def test_stream_cli_follow(video, tmp_path):
+def test_stream_cli_follow(video, tmp_path, capsys):
     src = tmp_path / "live.zarr"
     z = zarr.create_array(str(src), shape=video.shape, chunks=(1, 96, 96), dtype=np.float32)
     z[:] = video
@@ -52,6 +52,10 @@ def test_stream_cli_follow(video, tmp_path):
     assert zarr.open_array(str(out)).attrs["frames_written"] == len(video)
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)
     assert main([*args, "--overwrite", "--workers", "2"]) == 2
+    # a model would be ignored there (the frames are probabilities): refused, not ignored
+    for extra in (["--model", "nuclei-fluo"], ["--tta", "4"]):
+        assert main([*args, "--overwrite", *extra]) == 2
+        assert "--follow segments probabilities another process writes" in capsys.readouterr().err
 
 
 def test_unreachable_scheduler_is_one_line(prob_zarr, tmp_path, capsys):

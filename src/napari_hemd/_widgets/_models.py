@@ -77,8 +77,9 @@ def tta_combo(**kwargs):
         label="test-time flips",
         choices=TTA_CHOICES,
         value=1,
-        tooltip="U-Nets: average the probabilities of mirrored views of the image; more "
-        "accurate on dim or crowded nuclei, at that many times the prediction time",
+        tooltip="U-Nets: average the probabilities of mirrored views of the image; 4 views gave "
+        "better masks on every shipped U-Net's test frames, at that many times the prediction "
+        "time",
         **kwargs,
     )
 
