@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -44,6 +45,17 @@ glibc = pytest.mark.skipif(
     _allocator._libc is None or not hasattr(_allocator._libc, "mallinfo2"),
     reason="glibc's mallopt and mallinfo2 only",
 )
+
+
+@pytest.fixture(autouse=True)
+def _no_prediction_in_another_thread():
+    """The allocator's settings are process-wide: a prediction an earlier test left running in a
+    worker thread (it finishes on its own) would move these blocks to the heap. Wait it out, and
+    say so if it does not end."""
+    deadline = time.monotonic() + 120
+    while _allocator._users and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _allocator._users == 0, "a prediction started by an earlier test is still running"
 
 
 def _where(n_bytes: int = BLOCK) -> tuple[int, int]:
