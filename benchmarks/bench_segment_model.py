@@ -146,12 +146,14 @@ def main() -> None:
                 rows[name].append(float(res.stdout.split()[-1]))
             cmd = [sys.executable, "-m", "napari_hemd.cli", "segment", str(path), "--model"]
             cmd += [args.model, "--threads", str(args.threads), "--no-progress", "-o"]
-            for name, extra, flags in (
-                ("cli", {}, []),
-                ("cli, tuning off", {"NAPARI_HEMD_MALLOC_TUNING": "0"}, []),
-                ("cli, --tta 4", {}, ["--tta", "4"]),  # four views: four forward passes
+            for i, (name, extra, flags) in enumerate(
+                (
+                    ("cli", {}, []),
+                    ("cli, tuning off", {"NAPARI_HEMD_MALLOC_TUNING": "0"}, []),
+                    ("cli, --tta 4", {}, ["--tta", "4"]),  # four views: four forward passes
+                )
             ):
-                out = Path(tmp) / f"labels{r}-{len(rows[name])}-{len(flags)}-{len(extra)}.tif"
+                out = Path(tmp) / f"labels{r}-{i}.tif"
                 t0 = time.perf_counter()
                 subprocess.run(
                     [*cmd, str(out), *flags], check=True, env={**env, **extra}, capture_output=True

@@ -306,9 +306,9 @@ def store_validation(
     test-time-flip scores, which belonged to the weights scored before); ``tta > 1``: the same
     block with that many flipped views, kept beside them as ``validation["tta"]``.
     """
+    frames = {ds: [res["frames"][0], res["frames"][-1]] for ds, res in results.items()}
     if tta != 1:
         validation = model.metadata.get("validation") or {}
-        frames = {ds: [res["frames"][0], res["frames"][-1]] for ds, res in results.items()}
         if "scores" not in validation or validation.get("frames") != frames:
             raise ValueError(
                 f"{path}: store the default scores first (--store without --tta); test-time "
@@ -325,7 +325,7 @@ def store_validation(
     model.metadata["validation"] = {
         "protocol": protocol,
         "scores": _scores_by_reference(results),
-        "frames": {ds: [res["frames"][0], res["frames"][-1]] for ds, res in results.items()},
+        "frames": frames,
     }
     rewrite_model_file(model, path)
 

@@ -149,10 +149,11 @@ def segment_image_workflow(
         removed), ``grow_threshold`` (the growth takes pixels whose background probability is
         below it; 0.5), ``exclude_border`` (remove the cells the image's edge cuts: per frame, or
         with 3 planes those touching any face of the volume; default False). A model file may
-        carry ``metadata["segment_defaults"]`` for these (the 3D model: ``link``, ``delta`` 2, ``min_volume`` 300; ``nuclei-fluo``: ``min_size`` 100 and
-        the ``grow_threshold`` chosen on its training frames,
-        :func:`napari_hemd.models.calibrate_growth`); a value passed here wins unless it is the
-        neutral one of :data:`NEUTRAL` (what an untouched CLI option or widget field gives).
+        carry ``metadata["segment_defaults"]`` for these (the 3D model: ``link``, ``delta`` 2,
+        ``min_volume`` 300; ``nuclei-fluo``: ``min_size`` 100 and the ``grow_threshold`` chosen
+        on its training frames, :func:`napari_hemd.models.calibrate_growth`); a value passed here
+        wins unless it is the neutral one of :data:`NEUTRAL` (what an untouched CLI option or
+        widget field gives).
 
     Yields
     ------
