@@ -213,3 +213,50 @@ def test_test_time_flips_in_the_widgets(make_napari_viewer, qtbot, errors):
     pred.model.value = "nuclei-affinity"
     assert pred.run() is None
     assert len(errors) == 1 and "test-time flips need a U-Net model" in errors[0]
+
+
+def test_restore_parameters_repeats_a_run_with_a_model(
+    make_napari_viewer, qtbot, errors, monkeypatch
+):
+    """Restore parameters brings back a model run as it was (image, model, flips, H-EMD fields),
+    so Segment repeats it exactly; without its image it falls back to the maps, saying why."""
+    from napari_hemd._widgets import SegmentWidget, segment
+    from napari_hemd.data.synthetic import nuclei_video
+
+    infos: list[str] = []
+    monkeypatch.setattr(segment, "show_info", infos.append)
+    movie = nuclei_video(n_frames=3, shape=(96, 96), n_cells=6, seed=5)["image"]
+    viewer = make_napari_viewer()
+    viewer.add_image(movie, name="movie")
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["movie"]
+    seg.model.value = "nuclei-fluo"
+    seg.tta.value = 2
+    seg.min_size.value = 25
+    _wait(qtbot, seg.run())
+    first = viewer.layers["movie labels"]
+    first_labels = first.data.copy()
+    assert first.metadata["hemd_params"]["tta"] == 2
+
+    other = SegmentWidget(viewer)  # a fresh widget pointed elsewhere
+    other.prob.value = viewer.layers["movie probability"]
+    assert other.model.value != "nuclei-fluo" and other.tta.value == 1
+    other.restore(first)
+    assert other.model.value == "nuclei-fluo" and other.tta.value == 2
+    assert other.prob.value is viewer.layers["movie"] and other.min_size.value == 25
+    viewer.layers.remove(first)
+    _wait(qtbot, other.run())
+    assert np.array_equal(viewer.layers["movie labels"].data, first_labels)
+    assert viewer.layers["movie labels"].metadata["hemd_params"]["tta"] == 2
+
+    # the image is gone: the H-EMD settings on the probability layer the run made, no model
+    viewer.layers.remove(viewer.layers["movie"])
+    infos.clear()
+    again = SegmentWidget(viewer)
+    again.model.value = "nuclei-fluo"
+    again.restore(viewer.layers["movie labels"])
+    assert again.model.value == segment.NO_MODEL
+    assert again.prob.value is viewer.layers["movie probability"]
+    assert again.min_size.value == 25
+    assert len(infos) == 1 and "'movie' is not open" in infos[0] and "without a model" in infos[0]
+    assert not errors

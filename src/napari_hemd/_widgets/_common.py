@@ -27,6 +27,8 @@ SOURCE_KEY = "hemd_source"
 LOCKED_KEY = "hemd_locked"
 HISTORY_KEY = "hemd_history"
 MODEL_KEY = "hemd_model"
+#: In a labels layer's parameters: the raw image layer a run with a model started from.
+IMAGE_KEY = "hemd_image"
 #: On a probability layer made by a U-Net: its background probability (ndarray) and the growth
 #: (pixels) that turns instances on it into whole cells (see napari_hemd.core.cells).
 BACKGROUND_KEY = "hemd_background"

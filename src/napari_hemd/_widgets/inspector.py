@@ -342,5 +342,5 @@ class InspectorWidget(LayerWidget):
 
         seg = getattr(self, "_segment", None) or SegmentWidget(self.viewer)
         self._segment = seg
-        seg.restore(layer)
+        seg.restore(layer, announce=False)  # the H-EMD settings; the maps are given below
         return seg.run(locked={int(k): list(v) for k, v in locked.items()}, prob_layer=prob)

@@ -21,6 +21,7 @@ from napari_hemd._widgets._common import (
     DEFAULTS_KEY,
     GROW_KEY,
     HISTORY_KEY,
+    IMAGE_KEY,
     LOCKED_KEY,
     MODEL_KEY,
     PARAMS_KEY,
@@ -136,8 +137,15 @@ class SegmentWidget(LayerWidget):
         """Current parameters (without ``method``)."""
         return {f: getattr(self, f).value for f in FIELDS if f != "method"}
 
-    def restore(self, layer: Labels | None) -> None:
-        """Set the widgets from the parameters stored in ``layer.metadata``."""
+    def restore(self, layer: Labels | None, *, announce: bool = True) -> None:
+        """Set the widgets from the parameters stored in ``layer.metadata``.
+
+        A run with a model (raw image -> labels) comes back as that run: its image, model, flips
+        and z step, so Segment repeats it. If its image layer is gone, or the model is no longer
+        among the choices, the probability layer it made is chosen with no model (its H-EMD
+        settings still apply) and a message says why (``announce=False``: no message). A run on a
+        probability layer comes back with no model.
+        """
         params = getattr(layer, "metadata", {}).get(PARAMS_KEY)
         if not params:
             show_error("Segment: that layer holds no saved parameters")
@@ -146,6 +154,28 @@ class SegmentWidget(LayerWidget):
             if f in params:
                 getattr(self, f).value = params[f]
         src = params.get(SOURCE_KEY)
+        image, model = params.get(IMAGE_KEY), params.get(MODEL_KEY)
+        if image is not None and model:  # a run with a model
+            from napari_hemd._widgets._models import model_choices
+
+            why = None
+            if model not in [v for _, v in model_choices()]:
+                why = f"its model {model!r} is not among the models any more"
+            elif image not in self.viewer.layers:
+                why = f"its image layer {image!r} is not open"
+            if why is None:
+                self.model.value = model
+                self.tta.value = int(params.get("tta", 1))
+                self.z_scale.value = float(params.get("z_scale", 0.0))
+                self.prob.value = self.viewer.layers[image]
+                return
+            if announce:
+                show_info(
+                    f"Segment: {why}; restored the H-EMD settings on {src!r} without a model"
+                    if src in self.viewer.layers
+                    else f"Segment: {why}; restored the H-EMD settings only"
+                )
+        self.model.value = NO_MODEL
         if src in self.viewer.layers:
             self.prob.value = self.viewer.layers[src]
 
@@ -205,6 +235,7 @@ class SegmentWidget(LayerWidget):
             gen = segment_image_workflow(data, model, method, cancel=self.cancel_flag(), **kwargs)
             prob_name = f"{base_name(layer.name)} probability{suffix}"
             saved[SOURCE_KEY], saved[MODEL_KEY] = prob_name, model
+            saved[IMAGE_KEY] = layer.name  # Restore parameters repeats the run on this image
         else:
             from napari_hemd.core.validation import not_a_probability_map
 
