@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     score = _f1(sample["labels"], labels)
     print(
         f"demo: {prob.shape[0]} frames, H-EMD on {source}; {len(tracks)} tracks; F1@0.5 vs "
-        f"exact labels = {score:.3f} (a synthetic movie whose touching nuclei have no visible "
-        f"border; the models' scores on real held-out movies: napari-hemd models).\n"
+        f"exact labels = {score:.3f} (synthetic nuclei, some drawn overlapping their neighbours; "
+        f"the models' scores on real held-out movies: napari-hemd models).\n"
         f"Masks: {out}/masks/ (CTC: maskTTT.tif + res_track.txt). "
         f"Open them in napari: napari {out}/image.tif {out}/masks",
         file=sys.stderr,

@@ -66,6 +66,38 @@ def probability_from_labels(
     return np.clip(p + n, 0.0, 1.0).astype(np.float32)
 
 
+def _nuclei_frame(
+    lab: np.ndarray,
+    gain: float,
+    brightness: dict[int, float],
+    rng: np.random.Generator,
+    *,
+    rim: float = 0.7,
+    texture: float = 0.12,
+    blur: float = 1.0,
+) -> np.ndarray:
+    """A stained-nuclei frame or stack (about 0-1) for labels ``lab``, as a microscope shows it.
+
+    Each nucleus has its own brightness (``brightness[id]``, drawn on first sight and kept while
+    the cell lives), is brightest in its middle and dimmer toward its rim (``rim``: the fraction
+    lost at the edge), so nuclei that touch meet at a darker seam; chromatin texture (correlated
+    noise, ``texture``) and the optics' blur (``blur`` pixels) on top.
+    """
+    img = np.zeros(lab.shape, np.float32)
+    for cid, box in enumerate(ndi.find_objects(lab), start=1):
+        if box is None:
+            continue
+        if cid not in brightness:
+            brightness[cid] = float(rng.uniform(0.45, 1.0))
+        inside = lab[box] == cid
+        depth = ndi.distance_transform_edt(np.pad(inside, 1))[(slice(1, -1),) * lab.ndim]
+        depth /= max(float(depth.max()), 1.0)
+        img[box][inside] = brightness[cid] * ((1 - rim) + rim * np.sqrt(depth[inside]))
+    grain = ndi.gaussian_filter(rng.normal(size=lab.shape), 1.5)
+    img *= 1 + texture * grain / max(float(grain.std()), 1e-9)
+    return ndi.gaussian_filter(img * gain, blur)
+
+
 def _disk_labels(shape, centres, radii, axes=None) -> np.ndarray:
     """Paint ellipses/ellipsoids (later ones win) -> labels 1..K."""
     lab = np.zeros(shape, np.uint16)
@@ -86,6 +118,9 @@ def nuclei_video(
 ) -> dict[str, np.ndarray]:
     """A 2D+time video of moving, touching and dividing nuclei.
 
+    Nuclei look like stained ones (:func:`_nuclei_frame`: each its own brightness, dimmer toward
+    the rim, textured, blurred); pairs are pulled together so that they touch, two mothers divide.
+
     Returns
     -------
     dict
@@ -94,6 +129,8 @@ def nuclei_video(
         ids), ``tracks`` (K, 4) CTC ``L B E P`` table.
     """
     rng = np.random.default_rng(seed)
+    look = np.random.default_rng([seed, 1])  # the nuclei's appearance: the labels stay as they were
+    brightness: dict[int, float] = {}
     h, w = shape
     pos = rng.uniform([16, 16], [h - 16, w - 16], size=(n_cells, 2))
     vel = rng.normal(0, 1.2, size=(n_cells, 2))
@@ -138,8 +175,8 @@ def nuclei_video(
             if cid:
                 last_seen[int(cid)] = t
         labs.append(lab)
-        img = ndi.gaussian_filter((lab > 0).astype(np.float32) * rng.uniform(0.7, 1.0), 1.2)
-        img = 200 + 1800 * img + rng.normal(0, 60, size=shape)
+        gain = rng.uniform(0.7, 1.0)
+        img = 200 + 1800 * _nuclei_frame(lab, gain, brightness, look) + rng.normal(0, 60, shape)
         frames.append(np.clip(img, 0, 65535).astype(np.uint16))
     labels = np.stack(labs)
     prob = np.stack(
@@ -156,6 +193,8 @@ def nuclei_volume(
 ) -> dict[str, np.ndarray]:
     """A 3D stack of touching nuclei (ellipsoids, anisotropic along Z).
 
+    Stained as in :func:`nuclei_video` (:func:`_nuclei_frame` works on stacks alike).
+
     Returns
     -------
     dict
@@ -171,6 +210,6 @@ def nuclei_volume(
     )
     labels = _disk_labels(shape, centres, radii, axes)
     prob = probability_from_labels(labels, rng=rng, sigma=1.2, contact_dip=0.3)
-    img = ndi.gaussian_filter((labels > 0).astype(np.float32), 1.0)
+    img = _nuclei_frame(labels, 1.0, {}, np.random.default_rng([seed, 1]))
     img = np.clip(150 + 1500 * img + rng.normal(0, 50, size=shape), 0, 65535).astype(np.uint16)
     return {"image": img, "prob": prob, "labels": labels}
