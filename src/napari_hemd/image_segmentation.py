@@ -32,6 +32,7 @@ __all__ = [
     "NEUTRAL",
     "ImageSegmentation",
     "labels_from_maps_workflow",
+    "scaled_defaults",
     "segment_image",
     "segment_image_workflow",
     "whole_cell_growth",
@@ -83,17 +84,37 @@ def with_model_defaults(defaults: dict, params: dict) -> dict:
     return {**defaults, **given}
 
 
-def whole_cell_growth(model) -> int:
+def whole_cell_growth(model, scale: float = 1.0) -> int:
     """Pixels a model's foreground instances are grown by to become whole cells.
 
     U-Nets: :data:`napari_hemd.core.cells.GROW_BY_TARGETS` of ``metadata["targets"]`` (models
-    from before the field existed have ``"interior"`` targets); affinity networks: 0.
+    from before the field existed have ``"interior"`` targets); affinity networks: 0. With
+    ``scale`` (the zoom the network saw the frames at) in the image's pixels: divided by it,
+    at least 1.
     """
     from napari_hemd.core.cells import GROW_BY_TARGETS
 
     if model.kind != "unet":
         return 0
-    return GROW_BY_TARGETS[model.metadata.get("targets", "interior")]
+    grow = GROW_BY_TARGETS[model.metadata.get("targets", "interior")]
+    return max(1, round(grow / scale)) if grow else 0
+
+
+#: ``segment_defaults`` that are sizes: areas (pixels) and volumes (voxels of a linked object).
+_AREAS = ("min_size", "min_volume")
+
+
+def scaled_defaults(defaults: dict, scale: float) -> dict:
+    """A model's ``segment_defaults`` in the pixels of an image the network sees zoomed by ``scale``.
+
+    Sizes (``min_size``, ``min_volume``: areas in the frames) are divided by ``scale**2``.
+    """
+    out = dict(defaults)
+    if scale != 1.0:
+        for k in _AREAS:
+            if out.get(k):
+                out[k] = max(1, round(float(out[k]) / scale**2))
+    return out
 
 
 def segment_image_workflow(
@@ -111,6 +132,7 @@ def segment_image_workflow(
     planes: int | None = None,
     z_scale: float | None = None,
     tta: int = 1,
+    scale: float = 1.0,
     **params,
 ) -> Generator[Progress, None, ImageSegmentation]:
     """Predict maps with ``model``, segment them, grow instances to whole cells.
@@ -142,6 +164,12 @@ def segment_image_workflow(
     tta : {1, 2, 4, 8}
         Test-time flips: the U-Net's probabilities averaged over this many mirrored views of each
         tile, at ``tta`` times the prediction time (:func:`napari_hemd.models.predict`; 1: off).
+    scale : float
+        Zoom of the frames before a U-Net (:func:`napari_hemd.models.predict`), for objects of
+        another size than the model's training objects: 0.5 when yours are twice as large. The
+        maps come back at the image's size; the model's size defaults (``min_size``,
+        ``min_volume``) and its whole-cell growth are converted to the image's pixels
+        (:func:`scaled_defaults`). Default 1; not with 3 planes (there ``z_scale`` sets the shape).
     **params
         Parameters of the method (``tau``, ``delta``, ``iterations``, ``min_size``, ``link``,
         ``variant`` ...), as for :func:`napari_hemd.workflows.segment_workflow`, and
@@ -186,15 +214,16 @@ def segment_image_workflow(
         raise ValueError(f"axis must be 0 (frames first) with a model; got {params['axis']}")
     params.pop("axis", None)
     loaded = _resolve_model(model)
-    from napari_hemd.models.prediction import _check_tta
+    from napari_hemd.models.prediction import _check_scale, _check_tta
 
     tta = _check_tta(tta, loaded)  # refused before any frame is predicted
+    scale = _check_scale(scale, loaded)
     # what the model's data need (a 3D model links its slices with a tolerant size change and
-    # drops small 3D fragments); parameters the caller passes win
-    defaults = dict(loaded.metadata.get("segment_defaults", {}))
+    # drops small 3D fragments), in the image's pixels; parameters the caller passes win
+    defaults = scaled_defaults(loaded.metadata.get("segment_defaults", {}), scale)
     params = with_model_defaults(defaults, params)
     if grow is None:
-        grow = whole_cell_growth(loaded)
+        grow = whole_cell_growth(loaded, scale)
     if grow < 0:
         raise ValueError(f"grow must be >= 0; got {grow}")
     outputs = ["foreground"]
@@ -204,6 +233,11 @@ def segment_image_workflow(
         outputs.append("boundary")
     n = 1 if len(shape) == 2 else shape[0]
     planes = resolve_planes(loaded, planes, shape)
+    if planes == 3 and scale != 1.0:
+        raise ValueError(
+            f"scale={scale} applies to frames or z-slices (planes=1); a stack predicted on 3 "
+            "planes takes its voxel shape from z_scale"
+        )
     maps: dict[str, np.ndarray] = {}
     done = 0  # frames (or a whole volume's slices) predicted
     old_threads = torch.get_num_threads()
@@ -240,6 +274,7 @@ def segment_image_workflow(
                 batch_size=batch_size,
                 device=device,
                 tta=tta,
+                scale=scale,
                 cancel=cancel,
             ):
                 stacks.put(t, {k: frame_maps[k] for k in outputs})
@@ -260,11 +295,13 @@ def segment_image_workflow(
     run = {"method": method, "model": name, "grow": int(grow), **params}
     if tta > 1:
         run["tta"] = tta
+    if scale != 1.0:
+        run["scale"] = scale
     if planes == 3:
         from napari_hemd.models.prediction import volume_settings
 
-        scale = volume_settings(loaded)["z_scale"] if z_scale is None else float(z_scale)
-        run.update(planes=3, z_scale=scale)
+        zs = volume_settings(loaded)["z_scale"] if z_scale is None else float(z_scale)
+        run.update(planes=3, z_scale=zs)
     return ImageSegmentation(labels, maps, res, int(grow), tracks, run, defaults)
 
 

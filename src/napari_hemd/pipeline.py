@@ -72,7 +72,7 @@ def _prediction_id(data, model) -> dict:
 
 
 #: Identity keys newer than some finished predictions, and the value those were made with.
-_IDENT_DEFAULTS = {"tta": 1}
+_IDENT_DEFAULTS = {"tta": 1, "scale": 1.0}
 
 
 def _finished_prediction(prob_output: Path, ident: dict) -> bool:
@@ -103,6 +103,7 @@ def stream_segment(
     tile: int | None = None,
     threads: int | None = None,
     tta: int = 1,
+    scale: float = 1.0,
     overwrite: bool = False,
     resume: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
@@ -128,9 +129,9 @@ def stream_segment(
         Address of a running Dask scheduler (``tcp://host:8786``); excludes ``workers``.
     chunk, halo : int
         H-EMD frames kept per window and halo; see :func:`napari_hemd.core.streaming.hemd_stream`.
-    predict_chunk, tile, threads, tta
-        Frames per prediction task, tile side, torch threads per task, test-time flips; see
-        :func:`napari_hemd.models.predict_stream`.
+    predict_chunk, tile, threads, tta, scale
+        Frames per prediction task, tile side, torch threads per task, test-time flips, zoom of
+        the frames before the network; see :func:`napari_hemd.models.predict_stream`.
     overwrite : bool
         Replace an existing ``output`` (and a ``prob_output`` that is not a finished prediction of
         this input by this model; such a one is reused).
@@ -165,6 +166,8 @@ def stream_segment(
         raise ValueError("prob_output is only used with a model; got model=None")
     elif tta != 1:
         raise ValueError(f"tta is only used with a model; got tta={tta!r} and model=None")
+    elif scale != 1:
+        raise ValueError(f"scale is only used with a model; got scale={scale!r} and model=None")
     from napari_hemd._atomic import output_lock
 
     with output_lock(output):  # a second run on this output fails at once
@@ -182,17 +185,21 @@ def stream_segment(
 
             # whole cells, as segment --model: the U-Net's background map is predicted too
             loaded = load_model(model)
-            from napari_hemd.models.prediction import _check_tta
+            from napari_hemd.image_segmentation import scaled_defaults
+            from napari_hemd.models.prediction import _check_scale, _check_tta
 
             tta = _check_tta(tta, loaded)
-            grow = whole_cell_growth(loaded)
+            scale = _check_scale(scale, loaded)
+            grow = whole_cell_growth(loaded, scale)
             if grow:
                 outputs = ("foreground", "background")
             # the model's own defaults (min size ...), as segment --model applies them; linking
             # and 3D fragment removal are segment's, not the stream's
             defaults = {
                 k: v
-                for k, v in loaded.metadata.get("segment_defaults", {}).items()
+                for k, v in scaled_defaults(
+                    loaded.metadata.get("segment_defaults", {}), scale
+                ).items()
                 if k not in ("link", "min_volume")
             }
             params = with_model_defaults(defaults, params)
@@ -200,6 +207,7 @@ def stream_segment(
             if model is not None:
                 # maps with flips never stand in for maps without, nor the other way round
                 ident = {**_prediction_id(data, model), "outputs": outputs, "tta": tta}
+                ident["scale"] = scale  # nor maps at another zoom
                 ident = json.loads(json.dumps(ident))
                 if _finished_prediction(prob_output, ident):
                     log.info("%s is a finished prediction by %s: reusing it", prob_output, model)
@@ -214,6 +222,7 @@ def stream_segment(
                         chunk=predict_chunk,
                         tile=tile,
                         tta=tta,
+                        scale=scale,
                         threads=threads,
                         client=client,
                         overwrite=overwrite,

@@ -118,6 +118,7 @@ def predict_workflow(
     planes: int | None = None,
     z_scale: float | None = None,
     tta: int = 1,
+    scale: float = 1.0,
 ) -> Generator[Progress, None, dict[str, np.ndarray]]:
     """Predict probability maps frame by frame (a stack: tri-planar when the model says so).
 
@@ -127,8 +128,8 @@ def predict_workflow(
         Raw intensities.
     model : str, path or HemdModel
         A shipped model name (``napari_hemd.models.SHIPPED_MODELS``), a model file or a model.
-    outputs, tile, device, tta
-        See :func:`napari_hemd.models.predict`.
+    outputs, tile, device, tta, scale
+        See :func:`napari_hemd.models.predict` (``scale`` not with 3 planes).
     cancel : callable, optional
         Checked between batches of tiles (not only between frames), so a Cancel takes effect
         within a batch: the workflow then yields ``("cancelled", done, total)`` and, if resumed,
@@ -162,6 +163,11 @@ def predict_workflow(
     n = 1 if len(shape) == 2 else shape[0]
     model = _resolve_model(model)  # a name or a file, loaded once
     if resolve_planes(model, planes, shape) == 3:
+        if scale != 1:
+            raise ValueError(
+                f"scale={scale} applies to frames or z-slices (planes=1); a stack predicted on 3 "
+                "planes takes its voxel shape from z_scale"
+            )
         volume = yield from predict_volume_workflow(
             model,
             image,
@@ -178,7 +184,14 @@ def predict_workflow(
     yield ("predict", 0, n)
     stacks = FrameStacks(n)
     for t, maps in iter_predict(
-        model, image, outputs=outputs, tile=tile, device=device, tta=tta, cancel=cancel
+        model,
+        image,
+        outputs=outputs,
+        tile=tile,
+        device=device,
+        tta=tta,
+        scale=scale,
+        cancel=cancel,
     ):
         stacks.put(t, maps)
         yield ("predict", stacks.done, n)

@@ -260,3 +260,43 @@ def test_restore_parameters_repeats_a_run_with_a_model(
     assert again.min_size.value == 25
     assert len(infos) == 1 and "'movie' is not open" in infos[0] and "without a model" in infos[0]
     assert not errors
+
+
+def test_zoom_for_the_model_in_segment_and_predict(viewer, qtbot, errors):
+    """The "zoom for the model" field reaches the prediction, and the model's sizes are converted:
+    Segment with a model, and Predict then Segment on its maps, both give segment_image(scale=)."""
+    from napari_hemd import segment_image
+    from napari_hemd._widgets import PredictWidget, SegmentWidget
+
+    image = viewer.layers["nuclei video image"]
+    expected = segment_image(image.data, "nuclei-fluo", scale=0.5).labels
+    seg = SegmentWidget(viewer)
+    seg.prob.value = image
+    assert seg.scale.native.isHidden()
+    seg.model.value = "nuclei-fluo"
+    assert not seg.scale.native.isHidden()
+    seg.scale.value = 0.5
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["nuclei video image labels"]
+    assert np.array_equal(labels.data, expected)
+    assert labels.metadata["hemd_params"]["scale"] == 0.5
+    viewer.layers.remove(labels)
+    viewer.layers.remove(viewer.layers["nuclei video image probability"])
+
+    pred = PredictWidget(viewer)
+    pred.image.value = image
+    pred.model.value = "nuclei-fluo"
+    pred.scale.value = 0.5
+    _wait(qtbot, pred.run())
+    prob = viewer.layers["nuclei video image probability"]
+    assert prob.metadata["hemd_scale"] == 0.5 and prob.metadata["hemd_grow"] == 4
+    assert prob.metadata["hemd_segment_defaults"]["min_size"] == 400  # 100 of the model's px
+    seg2 = SegmentWidget(viewer)
+    seg2.prob.value = prob
+    _wait(qtbot, seg2.run())
+    assert np.array_equal(viewer.layers["nuclei video image labels"].data, expected)
+
+    pred.model.value = "nuclei-affinity"
+    assert pred.run() is None
+    why = "a zoom other than 1 needs a U-Net model; 'nuclei-affinity' is an affinity model"
+    assert errors == [f"Predict: {why}"]

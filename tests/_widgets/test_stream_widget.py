@@ -178,3 +178,11 @@ def test_stream_widget_predicts_with_test_time_flips(make_napari_viewer, qtbot, 
     prob = zarr.open_group(str(tmp_path / "lab.prob.zarr"))
     assert prob.attrs["tta"] == 4
     assert shown == []
+    assert not w.scale.native.isHidden()  # the zoom is passed on too
+    w.scale.value = 0.5
+    w.overwrite.value = True  # the run above wrote the output
+    assert w._arguments()["scale"] == 0.5
+    from napari_hemd._widgets.stream import NO_MODEL
+
+    w.model.value = NO_MODEL
+    assert w.scale.native.isHidden() and w._arguments()["scale"] == 1.0

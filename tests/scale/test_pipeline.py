@@ -146,6 +146,31 @@ def test_test_time_flips_in_the_stream_and_predict(raw, raw_zarr, tmp_path, caps
     assert "--tta: invalid choice: 3 (choose from 1, 2, 4, 8)" in capsys.readouterr().err
 
 
+def test_zoom_in_the_stream(raw, raw_zarr, tmp_path, capsys):
+    """``scale`` reaches the stream's prediction (sizes converted as segment_image does); maps
+    at one zoom never stand in for maps at another."""
+    from napari_hemd import segment_image
+
+    zoomed = segment_image(raw, "nuclei-fluo", iterations=2, threads=1, scale=0.5)
+    out, prob = tmp_path / "lab.zarr", tmp_path / "lab.prob.zarr"
+    kw = dict(model="nuclei-fluo", tile=0, threads=1, chunk=3, iterations=2)
+    stream_segment(raw_zarr, out, **kw)
+    stages = []
+    stream_segment(
+        raw_zarr, out, overwrite=True, scale=0.5, progress=lambda s, d, t: stages.append(s), **kw
+    )
+    assert "predict" in stages
+    group = zarr.open_group(str(prob))
+    assert group.attrs["scale"] == 0.5 and group.attrs["predicted"]["scale"] == 0.5
+    np.testing.assert_array_equal(group["foreground"][:], zoomed.maps["foreground"])
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], zoomed.labels)
+    args = ["stream", str(raw_zarr), "-o", str(tmp_path / "x.zarr"), "--scale", "0.5"]
+    assert main(args) == 2
+    assert "--scale needs --model" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="scale is only used with a model"):
+        stream_segment(raw_zarr, tmp_path / "y.zarr", scale=0.5)
+
+
 def test_cli_errors_name_the_argument(raw_zarr, tmp_path, capsys):
     out = str(tmp_path / "lab.zarr")
     assert main(["stream", str(raw_zarr), "-o", out, "--prob-output", "p.zarr"]) == 2

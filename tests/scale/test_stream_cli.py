@@ -53,7 +53,7 @@ def test_stream_cli_follow(video, tmp_path, capsys):
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)
     assert main([*args, "--overwrite", "--workers", "2"]) == 2
     # a model would be ignored there (the frames are probabilities): refused, not ignored
-    for extra in (["--model", "nuclei-fluo"], ["--tta", "4"]):
+    for extra in (["--model", "nuclei-fluo"], ["--tta", "4"], ["--scale", "0.5"]):
         assert main([*args, "--overwrite", *extra]) == 2
         assert "--follow segments probabilities another process writes" in capsys.readouterr().err
 

@@ -19,6 +19,8 @@ __all__ = [
     "model_choices",
     "model_kind",
     "register_model",
+    "scale_refused",
+    "scale_spin",
     "tta_combo",
     "tta_refused",
 ]
@@ -88,6 +90,34 @@ def tta_refused(name, kind: str | None, tta: int) -> str | None:
     """Why ``tta`` flips cannot be used with model ``name`` of ``kind`` (``None``: they can)."""
     if int(tta) > 1 and kind not in (None, "unet"):
         return f"test-time flips need a U-Net model; {str(name)!r} is an {kind} model"
+    return None
+
+
+#: The zoom a widget offers (``napari_hemd.models.prediction.SCALE_RANGE``; not imported: torch).
+SCALE_RANGE = (0.1, 10.0)
+
+
+def scale_spin(**kwargs):
+    """The "zoom for the model" field of the Predict, Segment and Large data widgets."""
+    from magicgui.widgets import FloatSpinBox
+
+    return FloatSpinBox(
+        label="zoom for the model",
+        value=1.0,
+        min=SCALE_RANGE[0],
+        max=SCALE_RANGE[1],
+        step=0.05,
+        tooltip="U-Nets: zoom your frames by this factor before the model (its maps come back at "
+        "your size), for cells of another size than the model learned: 0.5 if yours are twice "
+        "as large (napari-hemd models lists the sizes), 2 if half; 1: as they are",
+        **kwargs,
+    )
+
+
+def scale_refused(name, kind: str | None, scale: float) -> str | None:
+    """Why zoom ``scale`` cannot be used with model ``name`` of ``kind`` (``None``: it can)."""
+    if float(scale) != 1.0 and kind not in (None, "unet"):
+        return f"a zoom other than 1 needs a U-Net model; {str(name)!r} is an {kind} model"
     return None
 
 

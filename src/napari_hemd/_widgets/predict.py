@@ -19,7 +19,7 @@ from napari_hemd._widgets._common import (
     base_name,
     is_probability_layer,
 )
-from napari_hemd._widgets._models import tta_combo, tta_refused
+from napari_hemd._widgets._models import scale_refused, scale_spin, tta_combo, tta_refused
 from napari_hemd.workflows import predict_workflow
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,18 @@ def _load(model):
     return load_model(model)
 
 
-def whole_cell_growth(model) -> int:
+def whole_cell_growth(model, scale: float = 1.0) -> int:
     """See :func:`napari_hemd.image_segmentation.whole_cell_growth`."""
     from napari_hemd.image_segmentation import whole_cell_growth as growth
 
-    return growth(model)
+    return growth(model, scale)
+
+
+def scaled_defaults(defaults: dict, scale: float) -> dict:
+    """See :func:`napari_hemd.image_segmentation.scaled_defaults`."""
+    from napari_hemd.image_segmentation import scaled_defaults as scaled
+
+    return scaled(defaults, scale)
 
 
 class PredictWidget(LayerWidget):
@@ -59,6 +66,7 @@ class PredictWidget(LayerWidget):
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
         self.tile = SpinBox(label="tile (0: auto)", value=0, min=0, max=4096, step=32)
         self.tta = tta_combo()
+        self.scale = scale_spin()
         self.boundary = CheckBox(label="boundary layer too", value=False)
         self.affinity = CheckBox(
             label="affinities + Mutex instances (affinity models)", value=False
@@ -73,6 +81,7 @@ class PredictWidget(LayerWidget):
                 self.device,
                 self.tile,
                 self.tta,
+                self.scale,
                 self.boundary,
                 self.affinity,
                 self.run_button,
@@ -113,11 +122,23 @@ class PredictWidget(LayerWidget):
         except (FileNotFoundError, KeyError, ValueError) as exc:
             show_error(f"Predict: {exc}")
             return None
-        refused = tta_refused(model, loaded.kind, self.tta.value)
+        refused = tta_refused(model, loaded.kind, self.tta.value) or scale_refused(
+            model, loaded.kind, self.scale.value
+        )
         if refused:
             show_error(f"Predict: {refused}")
             return None
-        grow = whole_cell_growth(loaded)
+        scale = float(self.scale.value)
+        if scale != 1.0 and layer.ndim == 3:
+            from napari_hemd.models.prediction import resolve_planes
+
+            if resolve_planes(loaded, None, tuple(layer.data.shape)) == 3:
+                show_error(
+                    "Predict: a zoom other than 1 applies to frames; a stack this model predicts "
+                    "on three planes takes its voxel shape from the model"
+                )
+                return None
+        grow = whole_cell_growth(loaded, scale)
         if grow:
             outputs = (*outputs, "background")  # Segment grows instances into whole cells with it
         gen = predict_workflow(
@@ -127,14 +148,17 @@ class PredictWidget(LayerWidget):
             tile=int(self.tile.value) or None,
             device=device,
             tta=int(self.tta.value),
+            scale=scale,
             cancel=self.cancel_flag(),
         )
         name = base_name(layer.name)
         meta = {MODEL_KEY: str(model), "hemd_source": layer.name}
         if int(self.tta.value) > 1:
             meta["hemd_tta"] = int(self.tta.value)
-
-        seg_defaults = dict(loaded.metadata.get("segment_defaults", {}))
+        if scale != 1.0:
+            meta["hemd_scale"] = scale
+        # the model's sizes in this image's pixels, for Segment on these maps
+        seg_defaults = scaled_defaults(loaded.metadata.get("segment_defaults", {}), scale)
 
         def done(maps: dict) -> None:
             extra = {GROW_KEY: grow, BACKGROUND_KEY: maps["background"]} if grow else {}

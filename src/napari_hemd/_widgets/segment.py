@@ -34,7 +34,13 @@ from napari_hemd._widgets._common import (
     is_probability_layer,
     track_paint,
 )
-from napari_hemd._widgets._models import model_kind, tta_combo, tta_refused
+from napari_hemd._widgets._models import (
+    model_kind,
+    scale_refused,
+    scale_spin,
+    tta_combo,
+    tta_refused,
+)
 from napari_hemd.core.segment import METHODS, HEMDResult, _restore_axis
 from napari_hemd.workflows import segment_workflow, selection_choices
 
@@ -61,6 +67,9 @@ def _three_planes(model: str) -> bool:
         return False
 
 
+#: The frame-range fields, after the H-EMD ones.
+RANGE_FIELDS = ("frames", "first", "last")
+
 #: Widget fields saved in (and restored from) ``layer.metadata["hemd_params"]``.
 FIELDS = ("method", "tau", "delta", "iterations", "axis", "min_size", "link", "variant")
 
@@ -83,6 +92,7 @@ class SegmentWidget(LayerWidget):
             "pixel width of your stack; 0: the model's own (nuclei-3d: 2.2)",
         )
         self.tta = tta_combo(visible=False)
+        self.scale = scale_spin(visible=False)
         self.model.changed.connect(self._show_z_scale)
         self.method = ComboBox(label="method", choices=list(METHODS), value="hemd")
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
@@ -107,7 +117,7 @@ class SegmentWidget(LayerWidget):
         self.extend(
             [
                 getattr(self, f)
-                for f in ("prob", "model", "z_scale", "tta", *FIELDS, "frames", "first", "last")
+                for f in ("prob", "model", "z_scale", "tta", "scale", *FIELDS, *RANGE_FIELDS)
             ]
             + [self.run_button, self.cancel_button, self.restore_from, self.restore_button]
         )
@@ -116,9 +126,10 @@ class SegmentWidget(LayerWidget):
         self.restore_button.clicked.connect(lambda: self.restore(self.restore_from.value))
 
     def _show_z_scale(self, value: str) -> None:
-        """Show the z step for a model that predicts stacks on three planes, flips for a U-Net."""
+        """Show the z step for a three-plane model; flips and zoom for a U-Net."""
         self.z_scale.visible = value != NO_MODEL and _three_planes(value)
-        self.tta.visible = value != NO_MODEL and model_kind(value) in (None, "unet")
+        unet = value != NO_MODEL and model_kind(value) in (None, "unet")
+        self.tta.visible = self.scale.visible = unet
 
     def _show_range(self, value: str) -> None:
         self.first.visible = self.last.visible = value == "range"
@@ -166,6 +177,7 @@ class SegmentWidget(LayerWidget):
             if why is None:
                 self.model.value = model
                 self.tta.value = int(params.get("tta", 1))
+                self.scale.value = float(params.get("scale", 1.0))
                 self.z_scale.value = float(params.get("z_scale", 0.0))
                 self.prob.value = self.viewer.layers[image]
                 return
@@ -224,12 +236,16 @@ class SegmentWidget(LayerWidget):
             from napari_hemd.image_segmentation import segment_image_workflow
 
             kwargs.pop("locked", None)
-            refused = tta_refused(model, model_kind(model), self.tta.value)
+            refused = tta_refused(model, model_kind(model), self.tta.value) or scale_refused(
+                model, model_kind(model), self.scale.value
+            )
             if refused:
                 show_error(f"Segment: {refused}")
                 return None
             if int(self.tta.value) > 1:
                 kwargs["tta"] = saved["tta"] = int(self.tta.value)
+            if float(self.scale.value) != 1.0:
+                kwargs["scale"] = saved["scale"] = float(self.scale.value)
             if self.z_scale.value > 0:  # a stack's voxel shape, for three-plane prediction
                 kwargs["z_scale"] = saved["z_scale"] = float(self.z_scale.value)
             gen = segment_image_workflow(data, model, method, cancel=self.cancel_flag(), **kwargs)

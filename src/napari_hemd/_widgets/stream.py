@@ -25,7 +25,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
 from napari_hemd._widgets._common import LayerWidget
-from napari_hemd._widgets._models import tta_combo
+from napari_hemd._widgets._models import scale_spin, tta_combo
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ class StreamWidget(LayerWidget):
         self.output = FileEdit(label="output labels (.zarr)", mode="w", filter="*.zarr")
         self.model = ComboBox(label="predict first with", choices=_choices)
         self.tta = tta_combo(visible=False)  # U-Nets only are offered
-        self.model.changed.connect(lambda v: setattr(self.tta, "visible", v != NO_MODEL))
+        self.scale = scale_spin(visible=False)
+        self.model.changed.connect(self._show_model_fields)
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
         self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=1.0, step=0.05)
         self.iterations = SpinBox(label="iterations T", value=10, min=1, max=100)
@@ -75,6 +76,7 @@ class StreamWidget(LayerWidget):
                 self.output,
                 self.model,
                 self.tta,
+                self.scale,
                 self.tau,
                 self.delta,
                 self.iterations,
@@ -94,6 +96,10 @@ class StreamWidget(LayerWidget):
         self.input_from.changed.connect(self._show_input)
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)
+
+    def _show_model_fields(self, value: str) -> None:
+        """Flips and zoom apply to the prediction: shown with a model."""
+        self.tta.visible = self.scale.visible = value != NO_MODEL
 
     def _show_input(self, kind: str) -> None:
         self.source.visible = kind == FROM_FILE
@@ -145,6 +151,7 @@ class StreamWidget(LayerWidget):
             output=output,
             model=model,
             tta=1 if model is None else int(self.tta.value),
+            scale=1.0 if model is None else float(self.scale.value),
             workers=workers,
             scheduler=scheduler,
             chunk=int(self.chunk.value),

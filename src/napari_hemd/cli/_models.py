@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
                     k: v for k, v in meta.get("calibration", {}).items() if k != "scores"
                 },
                 "volume": {k: v for k, v in meta.get("volume", {}).items() if k != "chosen"},
+                "object_diameters": meta.get("object_diameters", {}),
             }
         )
     tuned = _fine_tuned(load_model)
@@ -65,6 +66,14 @@ def run(args: argparse.Namespace) -> int:
         method = "mutex" if r["kind"] == "affinity" else "hemd"
         for i, line in enumerate(_score_lines(r["held_out"], method)):
             print(f"{'':<16} {'held out:' if i == 0 else '':<9} {line}")
+        if r["object_diameters"]:
+            sizes = ", ".join(f"{k} {v:.0f} px" for k, v in r["object_diameters"].items())
+            hint = (
+                " (yours much larger or smaller: --scale, e.g. 0.5 for twice as large)"
+                if r["kind"] == "unet"
+                else ""
+            )
+            print(f"{'':<16} objects across (median): {sizes}{hint}")
         if r["calibration"]:
             cal = r["calibration"]
             what = CALIBRATED.get(cal["parameter"], cal["parameter"])

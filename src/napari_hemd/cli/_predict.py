@@ -56,9 +56,10 @@ def register(subparsers) -> None:
     p.add_argument("--ranges", default=None, help="affinity ranges at inference, e.g. 1,3,5,9,27")
     p.add_argument("--neighbourhood", type=int, choices=(4, 8), default=None)
     p.add_argument("--min-size", type=int, default=30, help="instances: merge smaller ones")
-    from napari_hemd.cli._segment import add_tta_argument, add_volume_arguments
+    from napari_hemd.cli._segment import add_scale_argument, add_tta_argument, add_volume_arguments
 
     add_tta_argument(p)
+    add_scale_argument(p)
     add_volume_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     d = p.add_argument_group(
@@ -130,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
 
         _check_tta(args.tta, model)  # before any work: an affinity model is refused here
         meta["tta"] = args.tta
+    if args.scale != 1:
+        from napari_hemd.models.prediction import _check_scale
+
+        meta["scale"] = _check_scale(args.scale, model)  # refused here too, before any work
     zarr_out = paths[outputs[0]].suffix.lower() == ".zarr"
     if not zarr_out and (args.workers is not None or args.scheduler is not None):
         raise ValueError(
@@ -141,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
     volume = volume_kwargs(args)
     planes = resolve_planes(model, volume["planes"], tuple(image.shape))
     if planes == 3:
+        if args.scale != 1:
+            raise ValueError(
+                "--scale applies to frames or z-slices (--planes 1); --planes 3 takes the "
+                "stack's voxel shape from --z-scale"
+            )
         if args.workers is not None or args.scheduler is not None:
             raise ValueError("--planes 3 predicts in one process; drop --workers / --scheduler")
         from napari_hemd.models import volume_settings
@@ -174,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
                 model,
                 image,
                 outputs=outputs,
+                scale=args.scale,
                 device=pick_device(args.device),
                 ranges=ranges,
                 neighbourhood=args.neighbourhood,
@@ -247,6 +258,7 @@ def _run_chunked(args, model, image, outputs, ranges, meta, out) -> int:
                 halo=args.halo,
                 batch_size=args.batch_size,
                 tta=args.tta,
+                scale=args.scale,
                 ranges=ranges,
                 neighbourhood=args.neighbourhood,
                 min_size=args.min_size,

@@ -75,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_tile_argument(m)
     add_tta_argument(m)
+    add_scale_argument(m)
     m.add_argument(
         "--batch-size", type=int, default=None, help="tiles per forward pass (default: ~1 Mpx)"
     )
@@ -113,6 +114,18 @@ def add_tta_argument(p) -> None:
         help="test-time flips (U-Nets): average the probabilities of this many mirrored views "
         "of each tile; 4 gave better masks on every shipped U-Net's held-out frames, at 4x the "
         "prediction time (napari-hemd models shows both scores; default 1: off)",
+    )
+
+
+def add_scale_argument(p) -> None:
+    """``--scale``, shared by ``predict`` and ``segment --model``."""
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="zoom the frames by this factor before the network (U-Nets), the maps back to "
+        "your frames' size: for objects of another size than the model's training objects "
+        "(napari-hemd models lists them), e.g. 0.5 when yours are twice as large (default 1)",
     )
 
 
@@ -228,6 +241,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{flag} needs --model (INPUT is then a raw movie)")
     if args.tta != 1:
         raise ValueError("--tta needs --model (INPUT is then a raw movie)")
+    if args.scale != 1:
+        raise ValueError("--scale needs --model (INPUT is then a raw movie)")
     from napari_hemd.core.validation import not_a_probability_map
 
     prob = read_stack(args.prob, lazy=True)
@@ -315,6 +330,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
             device=args.device,
             threads=args.threads,
             tta=args.tta,
+            scale=args.scale,
             link=args.link,
             min_volume=args.min_volume or 0,
             exclude_border=args.exclude_border,

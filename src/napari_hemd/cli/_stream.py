@@ -12,7 +12,12 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``stream`` subcommand."""
-    from napari_hemd.cli._segment import add_hemd_arguments, add_tile_argument, add_tta_argument
+    from napari_hemd.cli._segment import (
+        add_hemd_arguments,
+        add_scale_argument,
+        add_tile_argument,
+        add_tta_argument,
+    )
 
     p = sub.add_parser(
         "stream",
@@ -57,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--predict-chunk", type=int, default=8, help="frames per prediction task (8)")
     add_tile_argument(m)
     add_tta_argument(m)
+    add_scale_argument(m)
     m.add_argument(
         "--threads",
         type=int,
@@ -98,9 +104,10 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.workers is not None or args.scheduler is not None:
             raise ValueError("--follow runs in one process; drop --workers / --scheduler")
-        if args.model is not None or args.tta != 1:
+        if args.model is not None or args.tta != 1 or args.scale != 1:
             raise ValueError(
                 "--follow segments probabilities another process writes; drop --model / --tta "
+                "/ --scale "
                 "(predict them with napari-hemd predict ... -o PROB.zarr)"
             )
         hemd_follow(
@@ -121,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--{opt.replace('_', '-')} needs --model")
         if args.tta != 1:
             raise ValueError("--tta needs --model (PROB is then raw frames)")
+        if args.scale != 1:
+            raise ValueError("--scale needs --model (PROB is then raw frames)")
     from napari_hemd.pipeline import open_input, stream_segment
 
     prob = open_input(args.prob)
@@ -139,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
             tile=args.tile,
             threads=args.threads,
             tta=args.tta,
+            scale=args.scale,
             overwrite=args.overwrite,
             resume=not args.no_resume,
             progress=bar,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from napari_hemd.models.weights import DEFAULT_NORMALIZATION, normalize_percentile
 
-__all__ = ["Sample", "load_samples", "split_samples"]
+__all__ = ["Sample", "load_samples", "object_diameters", "split_samples"]
 
 logger = logging.getLogger(__name__)
 
@@ -259,3 +260,27 @@ def split_samples(
     if not train:
         raise ValueError(f"val={val!r} leaves no training samples out of {n}")
     return train, held
+
+
+def object_diameters(samples: Sequence[Sample]) -> dict[str, float]:
+    """Median object diameter (pixels) of each data set among ``samples``, for the model file.
+
+    Objects are the labels' instances that do not touch the image border (cut ones would pull
+    the median down); the diameter of one is that of the disc of its area. Data sets are the
+    samples' names up to the last ``/`` (``"Fluo-N2DL-HeLa/01"``). What ``napari-hemd models``
+    shows a user, who zooms frames with other sizes (``--scale``) to match.
+    """
+    areas: dict[str, list[np.ndarray]] = {}
+    for s in samples:
+        lab = np.asarray(s.labels)
+        counts = np.bincount(lab.ravel())
+        edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+        counts[edge] = 0
+        counts[0] = 0
+        areas.setdefault(s.name.rsplit("/", 1)[0], []).append(counts[counts > 0])
+    out = {}
+    for name, parts in areas.items():
+        a = np.concatenate(parts)
+        if a.size:
+            out[name] = round(float(np.median(2.0 * np.sqrt(a / np.pi))), 1)
+    return out

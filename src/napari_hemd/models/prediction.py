@@ -23,6 +23,7 @@ from napari_hemd.models.weights import HemdModel
 
 __all__ = [
     "OUTPUTS",
+    "SCALE_RANGE",
     "TTA_VIEWS",
     "VOLUME_OUTPUTS",
     "iter_predict",
@@ -31,6 +32,7 @@ __all__ = [
     "predict_volume_workflow",
     "resolve_planes",
     "resolve_tiling",
+    "scaled_shape",
     "volume_settings",
 ]
 
@@ -74,6 +76,45 @@ def _check_tta(tta, model: HemdModel) -> int:
             f"cannot be averaged); got a {model.kind!r} model"
         )
     return int(tta)
+
+
+#: ``scale``: the smallest and largest zoom of the frames before the network.
+SCALE_RANGE = (0.1, 10.0)
+
+
+def _check_scale(scale, model: HemdModel) -> float:
+    """``scale`` as a float, or a ValueError naming it (U-Nets only when it is not 1)."""
+    lo, hi = SCALE_RANGE
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise ValueError(f"scale must be a number between {lo:g} and {hi:g}; got {scale!r}")
+    value = float(scale)
+    if not (lo <= value <= hi):  # NaN fails too
+        raise ValueError(f"scale must be a number between {lo:g} and {hi:g}; got {scale!r}")
+    if value != 1.0 and model.kind != "unet":
+        raise ValueError(
+            f"scale={scale} needs a U-Net model (the affinity network's offsets are in its "
+            f"training pixels); got a {model.kind!r} model"
+        )
+    return value
+
+
+def scaled_shape(shape: tuple[int, ...], scale: float) -> tuple[int, int]:
+    """``(Y, X)`` of a frame of ``shape[-2:]`` zoomed by ``scale`` (at least one pixel)."""
+    return tuple(max(1, round(int(v) * scale)) for v in shape[-2:])
+
+
+def _resize(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(Y, X)`` or ``(C, Y, X)`` float32 resized to ``size`` (linear; averaging when shrinking)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    x = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
+    x = x[None, None] if x.ndim == 2 else x[None]
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    with torch.inference_mode():
+        y = torch.nn.functional.interpolate(
+            x, size=size, mode="bilinear", align_corners=False, antialias=shrink
+        )
+    return y[0, 0].numpy() if maps.ndim == 2 else y[0].numpy()
 
 
 #: ``batch_size=None``: tiles per forward pass so that a batch holds about this many input pixels
@@ -236,6 +277,7 @@ def iter_predict(
     min_size: int = 30,
     threshold: float = 0.5,
     tta: int = 1,
+    scale: float = 1.0,
     cancel: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Yield ``(t, {output: array})`` frame by frame (see :func:`predict` for the parameters).
@@ -246,16 +288,18 @@ def iter_predict(
     model = _resolve_model(model)
     outputs = _check_outputs(model, outputs)
     tta = _check_tta(tta, model)
+    scale = _check_scale(scale, model)
     n_frames, read, _ = _frames(image)
     divisor = model.network.divisor
-    tile, halo = resolve_tiling(tuple(image.shape), tile, halo, divisor)
+    seen = scaled_shape(tuple(image.shape), scale)  # what the network sees of each frame
+    tile, halo = resolve_tiling(seen, tile, halo, divisor)
     if tile > 0 and tile % divisor:
         raise ValueError(f"tile must be a multiple of {divisor} (or 0: untiled); got {tile}")
     if halo < 0 or halo % divisor:
         raise ValueError(f"halo must be a non-negative multiple of {divisor}; got {halo}")
     if batch_size is None:
-        th = tile + 2 * halo if tile else int(image.shape[-2]) + 2 * halo
-        tw = tile + 2 * halo if tile else int(image.shape[-1]) + 2 * halo
+        th = tile + 2 * halo if tile else seen[0] + 2 * halo
+        tw = tile + 2 * halo if tile else seen[1] + 2 * halo
         batch_size = int(min(8, max(1, AUTO_BATCH_PIXELS // max(1, th * tw))))
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1 tile; got {batch_size}")
@@ -290,9 +334,12 @@ def iter_predict(
             frame = model.normalize(raw.astype(np.float32, copy=False))
             if frame.ndim != 2:
                 raise ValueError(f"frame {t} must be 2D (Y, X); got shape {frame.shape}")
+            size = frame.shape
+            if scale != 1.0:  # the network sees the frame zoomed; its maps come back at size
+                frame = _resize(frame, scaled_shape(size, scale))
             before, after, tshape, cshape, origins = _tiles(frame.shape, tile, halo, divisor)
             padded = _pad(frame, before, after)
-            geometry[t] = (frame.shape, cshape)
+            geometry[t] = (frame.shape, cshape, size)
             todo[t] = len(origins)
             for y, x in origins:
                 queue.append((t, y, x, padded[y : y + tshape[0], x : x + tshape[1]]))
@@ -303,15 +350,16 @@ def iter_predict(
                 chunk, queue = queue[:batch_size], queue[batch_size:]
                 out = _run_tiles(model, [c[3] for c in chunk], dev, tta)
                 for (ti, y, x, _), o in zip(chunk, out, strict=True):
-                    shape, (ch, cw) = geometry[ti]
+                    shape, (ch, cw), _ = geometry[ti]
                     if ti not in maps:
                         maps[ti] = np.zeros((o.shape[0], *shape), dtype=np.float32)
                     yy, xx = min(ch, shape[0] - y), min(cw, shape[1] - x)
                     maps[ti][:, y : y + yy, x : x + xx] = o[:, halo : halo + yy, halo : halo + xx]
                     todo[ti] -= 1
             while next_out <= t and todo.get(next_out) == 0:
-                del todo[next_out], geometry[next_out]
-                stitched = maps.pop(next_out)
+                size = geometry.pop(next_out)[2]
+                del todo[next_out]
+                stitched = _resize(maps.pop(next_out), size)
                 yield (
                     next_out,
                     _outputs_from_maps(model, stitched, outputs, offsets, min_size, threshold),
@@ -386,6 +434,7 @@ def predict(
     min_size: int = 30,
     threshold: float = 0.5,
     tta: int = 1,
+    scale: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """Predict maps (and, for the affinity model, instances) for a frame or a time-lapse.
 
@@ -423,6 +472,11 @@ def predict(
         Test-time flips (U-Nets): average the class probabilities of this many mirrored views of
         every tile (:data:`TTA_VIEWS`); costs ``tta`` times the forward passes. 4 raised the
         held-out scores of ``nuclei-fluo`` (docs/models.md, "Test-time flips"). Default 1: off.
+    scale : float
+        U-Nets: zoom each frame by this factor (linear; averaged when shrinking) before the
+        network, and its maps back to the frame's size. For objects of another size than the
+        model's training objects (``napari-hemd models`` lists them): 0.5 when yours are twice
+        as large. Default 1: as it is.
 
     Returns
     -------
@@ -450,6 +504,7 @@ def predict(
         min_size=min_size,
         threshold=threshold,
         tta=tta,
+        scale=scale,
     ):
         stacks.put(t, res)
     if single:

@@ -38,7 +38,13 @@ from napari_hemd.core.streaming import (
     announce_resume,
 )
 from napari_hemd.models.affinity import make_offsets
-from napari_hemd.models.prediction import _check_outputs, _check_tta, _resolve_model, iter_predict
+from napari_hemd.models.prediction import (
+    _check_outputs,
+    _check_scale,
+    _check_tta,
+    _resolve_model,
+    iter_predict,
+)
 from napari_hemd.models.weights import HemdModel
 
 __all__ = ["predict_stream", "worker_model"]
@@ -184,6 +190,7 @@ def predict_stream(
     min_size: int = 30,
     threshold: float = 0.5,
     tta: int = 1,
+    scale: float = 1.0,
     threads: int | None = None,
     client=None,
     overwrite: bool = False,
@@ -210,7 +217,7 @@ def predict_stream(
         Subset of :data:`napari_hemd.models.OUTPUTS`.
     chunk : int
         Frames per task (>= 1).
-    tile, halo, batch_size, ranges, neighbourhood, min_size, threshold, tta
+    tile, halo, batch_size, ranges, neighbourhood, min_size, threshold, tta, scale
         See :func:`napari_hemd.models.predict`.
     threads : int, optional
         torch intra-op threads while a task runs. Default: 1 with a ``client`` (one per worker
@@ -260,6 +267,8 @@ def predict_stream(
     )
     if _check_tta(tta, loaded) != 1:  # only then: runs without flips keep their signature
         options["tta"] = int(tta)
+    if _check_scale(scale, loaded) != 1.0:  # likewise
+        options["scale"] = float(scale)
     n = int(image.shape[0])
     starts = list(range(0, n, chunk))
     partial = _partial_path(output)

@@ -30,7 +30,7 @@ from napari_hemd.models.affinity import (
     self_correlation,
 )
 from napari_hemd.models.augmentation import Augmentation, augment_intensity, warp_patch
-from napari_hemd.models.data import Sample
+from napari_hemd.models.data import Sample, object_diameters
 from napari_hemd.models.weights import HemdModel, load_model_file, save_model_file
 
 __all__ = ["TrainConfig", "pick_device", "semantic_targets", "train_model"]
@@ -778,6 +778,8 @@ def train_model(
         "device": str(device),
         "torch": torch.__version__,
     }
+    if train:  # the sizes it learned (napari-hemd models; users zoom other sizes to them)
+        model.metadata["object_diameters"] = object_diameters(train)
     if cfg.calibrate and train and not cancelled:
         from napari_hemd.models.evaluation import calibrate_model
 
