@@ -35,6 +35,7 @@ __all__ = [
     "scaled_defaults",
     "segment_image",
     "segment_image_workflow",
+    "size_advice",
     "whole_cell_growth",
     "with_model_defaults",
 ]
@@ -67,6 +68,9 @@ class ImageSegmentation:
         Method, model and parameters of the run.
     defaults : dict
         The model's ``segment_defaults`` (a later run on ``maps`` applies them too).
+    advice : str or None
+        :func:`size_advice`: a sentence when the objects found are far from the size the model
+        learned (then ``scale`` likely helps), else None.
     """
 
     labels: np.ndarray
@@ -76,6 +80,52 @@ class ImageSegmentation:
     tracks: np.ndarray | None = None
     params: dict = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)
+    advice: str | None = None
+
+
+#: :func:`size_advice` speaks up when the objects found are more than this many times smaller
+#: than the smallest, or larger than the largest, of the model's training objects (its training
+#: zoomed them by 0.7-1.4; past 1.25 the held-out scores fell, docs/models.md).
+SIZE_TOLERANCE = 1.25
+
+
+def size_advice(model, labels: np.ndarray, scale: float = 1.0, *, frames: int = 5) -> str | None:
+    """A sentence for the user when ``labels`` hold objects of a size the model did not learn.
+
+    Compares the median diameter of the objects in up to ``frames`` evenly spaced frames of
+    ``labels`` (objects cut by the border left out), in the model's pixels (times ``scale``),
+    with the diameters of its training objects (``metadata["object_diameters"]``); beyond
+    :data:`SIZE_TOLERANCE` on either side it names the ``scale`` that brings them into that
+    range. None when the sizes agree, the model records none, or fewer than 5 objects were found.
+    Where the network fails on too large cells it finds fragments, so a first suggestion may
+    undershoot: run again with it and read the advice again.
+    """
+    from napari_hemd.models.data import Sample, object_diameters
+
+    learned = [float(v) for v in model.metadata.get("object_diameters", {}).values()]
+    labels = np.asarray(labels)
+    if not learned or labels.ndim not in (2, 3):
+        return None
+    stack = labels[None] if labels.ndim == 2 else labels
+    picks = np.unique(np.linspace(0, len(stack) - 1, min(frames, len(stack))).round().astype(int))
+    samples = [Sample(stack[t], stack[t], f"x/{t}", "result") for t in picks]
+    counts = sum(int(len(np.unique(s.labels)) - 1) for s in samples)
+    found = object_diameters(samples).get("x")
+    if found is None or counts < 5:
+        return None
+    seen = found * scale  # what the network saw
+    lo, hi = min(learned), max(learned)
+    if lo / SIZE_TOLERANCE <= seen <= hi * SIZE_TOLERANCE:
+        return None
+    target = lo if seen < lo else hi
+    suggest = scale * target / seen
+    size = "small" if seen < lo else "large"
+    learned_text = " and ".join(f"{v:.0f}" for v in sorted(set(learned)))
+    return (
+        f"the objects found are {found:.0f} px across (median), {size} for this model (it "
+        f"learned {learned_text} px{'' if scale == 1 else f'; zoom {scale:g}'}): if your cells "
+        f"are that size, try --scale {suggest:.2g} (zoom for the model {suggest:.2g})"
+    )
 
 
 def with_model_defaults(defaults: dict, params: dict) -> dict:
@@ -302,7 +352,8 @@ def segment_image_workflow(
 
         zs = volume_settings(loaded)["z_scale"] if z_scale is None else float(z_scale)
         run.update(planes=3, z_scale=zs)
-    return ImageSegmentation(labels, maps, res, int(grow), tracks, run, defaults)
+    advice = None if planes == 3 else size_advice(loaded, labels, scale)
+    return ImageSegmentation(labels, maps, res, int(grow), tracks, run, defaults, advice)
 
 
 def labels_from_maps_workflow(

@@ -12,7 +12,11 @@ torch = pytest.importorskip("torch")
 from napari_hemd.cli import main  # noqa: E402
 from napari_hemd.core.metrics import evaluate_sequence  # noqa: E402
 from napari_hemd.data.synthetic import nuclei_video, nuclei_volume  # noqa: E402
-from napari_hemd.image_segmentation import scaled_defaults, segment_image  # noqa: E402
+from napari_hemd.image_segmentation import (  # noqa: E402
+    scaled_defaults,
+    segment_image,
+    size_advice,
+)
 from napari_hemd.io import read_stack  # noqa: E402
 from napari_hemd.models import load_model, predict  # noqa: E402
 from napari_hemd.models.data import Sample, object_diameters  # noqa: E402
@@ -56,6 +60,13 @@ def test_scale_brings_other_magnifications_back_to_the_models_accuracy(hela, zoo
     assert scaled >= native - 0.01 and scaled >= 0.95, (native, plain, scaled)
     assert scaled >= plain + 0.03, (plain, scaled)
     assert res.params["scale"] == pytest.approx(1 / zoom)
+    # the run without the zoom says so and names one that brings the nuclei into the learned
+    # range (26-46 px); with it, no advice
+    advice = segment_image(big, "nuclei-fluo", iterations=2).advice
+    assert advice is not None and ("small" if zoom < 1 else "large") in advice, advice
+    suggested = float(advice.split("--scale ")[1].split()[0])
+    assert (suggested > 1.4) if zoom < 1 else (suggested < 0.7), advice
+    assert res.advice is None
 
 
 def test_sizes_are_converted_to_the_images_pixels(movie):
@@ -124,6 +135,8 @@ def test_cli_scale(movie, tmp_path, capsys):
     fg = predict("nuclei-fluo", movie["image"], scale=0.5)["foreground"]
     assert np.array_equal(read_stack(tmp_path / "p.tif"), fg)
     capsys.readouterr()
+    assert main([*base, "-o", str(tmp_path / "n.tif")]) == 0  # the sample's nuclei: ~18 px
+    assert "note: the objects found are" in capsys.readouterr().err
     assert main([*base[:2], "--scale", "0.5", "-o", str(tmp_path / "x.tif")]) == 2
     assert "--scale needs --model" in capsys.readouterr().err
     assert main([*base, "--scale", "0", "-o", str(tmp_path / "y.tif")]) == 2
@@ -144,3 +157,32 @@ def test_object_diameters_per_data_set_without_border_cut_objects():
     for name in ("nuclei-fluo", "cells-phc", "cells-dic", "nuclei-3d"):
         sizes = load_model(name).metadata["object_diameters"]
         assert sizes and all(5 < v < 200 for v in sizes.values()), (name, sizes)
+
+
+class _Model:
+    def __init__(self, sizes):
+        self.metadata = {"object_diameters": sizes}
+
+
+def _discs(radius: float, n: int = 6, frames: int = 2) -> np.ndarray:
+    side = int(4 * radius * n)
+    lab = np.zeros((frames, side, side), np.int32)
+    yy, xx = np.mgrid[:side, :side]
+    for i in range(n):
+        c = (2 * radius * (2 * i + 1)) // 2 + radius
+        lab[:, ((yy - side / 2) ** 2 + (xx - c) ** 2) <= radius**2] = i + 1
+    return lab
+
+
+def test_size_advice_names_the_zoom_that_brings_objects_into_the_learned_range():
+    model = _Model({"A": 26.0, "B": 46.0})
+    assert size_advice(model, _discs(17)) is None  # 34 px: learned
+    small = size_advice(model, _discs(6))  # 12 px across
+    assert "12 px across" in small and "small" in small and "--scale 2.2" in small
+    large = size_advice(model, _discs(40))  # 80 px
+    assert "large" in large and "--scale 0.57" in large  # 46 / 80.4
+    # with a zoom the network saw them at that zoom: 80 px at 0.5 are 40, learned
+    assert size_advice(model, _discs(40), scale=0.5) is None
+    assert "zoom 2" in size_advice(model, _discs(40), scale=2.0)
+    assert size_advice(model, _discs(6, n=2)) is None  # too few objects to say
+    assert size_advice(_Model({}), _discs(6)) is None  # the model records no sizes

@@ -339,6 +339,9 @@ class SegmentWidget(LayerWidget):
             track_paint(out)  # brush strokes join the undo history
             n = len(np.unique(out.data)) - 1
             how = f", whole cells (grown {saved['grow']} px)" if saved["grow"] else ""
-            show_info(f"Segment: {n} objects in {name!r}{how}")
+            advice = getattr(result, "advice", None) if model != NO_MODEL else None
+            show_info(
+                f"Segment: {n} objects in {name!r}{how}" + (f". Note: {advice}" if advice else "")
+            )
 
         return self.run_workflow(gen, done, self.run_button, self.cancel_button, "Segment")

@@ -352,4 +352,6 @@ def _run_with_model(args: argparse.Namespace) -> int:
         f"whole cells (grown {res.grow} px), {dt:.1f} s -> {args.output}",
         file=sys.stderr,
     )
+    if res.advice:
+        print(f"note: {res.advice}", file=sys.stderr)
     return 0
