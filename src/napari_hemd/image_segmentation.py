@@ -31,11 +31,13 @@ from napari_hemd.workflows import Progress, cancelled, run_workflow, segment_wor
 __all__ = [
     "NEUTRAL",
     "ImageSegmentation",
+    "choose_scale_workflow",
     "labels_from_maps_workflow",
     "scaled_defaults",
     "segment_image",
     "segment_image_workflow",
     "size_advice",
+    "suggested_scale",
     "whole_cell_growth",
     "with_model_defaults",
 ]
@@ -89,16 +91,16 @@ class ImageSegmentation:
 SIZE_TOLERANCE = 1.25
 
 
-def size_advice(model, labels: np.ndarray, scale: float = 1.0, *, frames: int = 5) -> str | None:
-    """A sentence for the user when ``labels`` hold objects of a size the model did not learn.
+def suggested_scale(
+    model, labels: np.ndarray, scale: float = 1.0, *, frames: int = 5
+) -> tuple[float, float | None] | None:
+    """``(found, suggestion)`` for ``labels`` segmented with ``model`` at zoom ``scale``.
 
-    Compares the median diameter of the objects in up to ``frames`` evenly spaced frames of
-    ``labels`` (objects cut by the border left out), in the model's pixels (times ``scale``),
-    with the diameters of its training objects (``metadata["object_diameters"]``); beyond
-    :data:`SIZE_TOLERANCE` on either side it names the ``scale`` that brings them into that
-    range. None when the sizes agree, the model records none, or fewer than 5 objects were found.
-    Where the network fails on too large cells it finds fragments, so a first suggestion may
-    undershoot: run again with it and read the advice again.
+    ``found`` is the median diameter (pixels) of the objects in up to ``frames`` evenly spaced
+    frames of ``labels`` (objects cut by the border left out); ``suggestion`` the ``scale`` that
+    brings them, in the network's pixels, into the range of its training objects
+    (``metadata["object_diameters"]``), or None when they are within :data:`SIZE_TOLERANCE` of
+    it. None when the model records no sizes or fewer than 5 objects were found.
     """
     from napari_hemd.models.data import Sample, object_diameters
 
@@ -116,16 +118,82 @@ def size_advice(model, labels: np.ndarray, scale: float = 1.0, *, frames: int = 
     seen = found * scale  # what the network saw
     lo, hi = min(learned), max(learned)
     if lo / SIZE_TOLERANCE <= seen <= hi * SIZE_TOLERANCE:
+        return found, None
+    return found, scale * (lo if seen < lo else hi) / seen
+
+
+def size_advice(model, labels: np.ndarray, scale: float = 1.0, *, frames: int = 5) -> str | None:
+    """A sentence for the user when ``labels`` hold objects of a size the model did not learn.
+
+    See :func:`suggested_scale`: beyond :data:`SIZE_TOLERANCE` on either side of the training
+    objects' diameters it names the ``scale`` that brings them into that range; else None.
+    Where the network fails on too large cells it finds fragments, so a first suggestion may
+    undershoot: run again with it and read the advice again (``scale="auto"`` does that).
+    """
+    got = suggested_scale(model, labels, scale, frames=frames)
+    if got is None or got[1] is None:
         return None
-    target = lo if seen < lo else hi
-    suggest = scale * target / seen
-    size = "small" if seen < lo else "large"
-    learned_text = " and ".join(f"{v:.0f}" for v in sorted(set(learned)))
+    found, suggest = got
+    learned = sorted({float(v) for v in model.metadata["object_diameters"].values()})
+    size = "small" if suggest > scale else "large"
+    learned_text = " and ".join(f"{v:.0f}" for v in learned)
     return (
         f"the objects found are {found:.0f} px across (median), {size} for this model (it "
         f"learned {learned_text} px{'' if scale == 1 else f'; zoom {scale:g}'}): if your cells "
         f"are that size, try --scale {suggest:.2g} (zoom for the model {suggest:.2g})"
     )
+
+
+#: ``scale="auto"``: frames probed, and how many zooms are tried at most.
+AUTO_SCALE_FRAMES = 3
+AUTO_SCALE_ROUNDS = 4
+
+
+def choose_scale_workflow(
+    model, image, *, tile=None, device=None, cancel=None
+) -> Generator[Progress, None, tuple[float, list[float]]]:
+    """Find the zoom for ``image`` (``scale="auto"``): probe a few frames, follow the advice.
+
+    Up to :data:`AUTO_SCALE_FRAMES` evenly spaced frames are segmented at zoom 1 as the run
+    will be (H-EMD, whole cells, the model's defaults); while :func:`suggested_scale` names another zoom, they are predicted again at
+    it (at most :data:`AUTO_SCALE_ROUNDS` zooms; a suggestion within 5 % of one tried ends it).
+    Yields ``("zoom", tried, rounds)``; returns the zoom and every zoom tried.
+    """
+    from napari_hemd.models.prediction import SCALE_RANGE, _resolve_model
+
+    model = _resolve_model(model)
+    shape = tuple(image.shape)
+    n = 1 if len(shape) == 2 else shape[0]
+    picks = np.unique(np.linspace(0, n - 1, min(AUTO_SCALE_FRAMES, n)).round().astype(int))
+    probe = np.asarray(image)[None] if len(shape) == 2 else np.stack([image[t] for t in picks])
+    scale, tried = 1.0, []
+    for _ in range(AUTO_SCALE_ROUNDS):
+        yield ("zoom", len(tried), AUTO_SCALE_ROUNDS)
+        tried.append(round(scale, 3))
+        gen = segment_image_workflow(
+            probe, model, "hemd", scale=scale, tile=tile, device=device, cancel=cancel
+        )
+        res = yield from _quiet(gen)
+        got = suggested_scale(model, res.labels, scale)
+        if got is None or got[1] is None:
+            break
+        nxt = float(np.clip(got[1], *SCALE_RANGE))
+        if any(abs(nxt / t - 1) < 0.05 for t in tried):
+            break
+        scale = nxt
+    yield ("zoom", AUTO_SCALE_ROUNDS, AUTO_SCALE_ROUNDS)
+    return round(scale, 3), tried
+
+
+def _quiet(gen):
+    """Run a workflow, passing on only its cancellation."""
+    try:
+        while True:
+            stage = next(gen)
+            if stage[0] == "cancelled":
+                yield stage
+    except StopIteration as stop:
+        return stop.value
 
 
 def with_model_defaults(defaults: dict, params: dict) -> dict:
@@ -182,7 +250,7 @@ def segment_image_workflow(
     planes: int | None = None,
     z_scale: float | None = None,
     tta: int = 1,
-    scale: float = 1.0,
+    scale: float | str = 1.0,
     **params,
 ) -> Generator[Progress, None, ImageSegmentation]:
     """Predict maps with ``model``, segment them, grow instances to whole cells.
@@ -219,7 +287,10 @@ def segment_image_workflow(
         another size than the model's training objects: 0.5 when yours are twice as large. The
         maps come back at the image's size; the model's size defaults (``min_size``,
         ``min_volume``) and its whole-cell growth are converted to the image's pixels
-        (:func:`scaled_defaults`). Default 1; not with 3 planes (there ``z_scale`` sets the shape).
+        (:func:`scaled_defaults`). ``"auto"``: found on a few frames by following the size
+        advice (:func:`choose_scale_workflow`; recorded as ``params["scale"]`` and
+        ``params["scale_tried"]``). Default 1; not with 3 planes (there ``z_scale`` sets the
+        shape).
     **params
         Parameters of the method (``tau``, ``delta``, ``iterations``, ``min_size``, ``link``,
         ``variant`` ...), as for :func:`napari_hemd.workflows.segment_workflow`, and
@@ -267,11 +338,13 @@ def segment_image_workflow(
     from napari_hemd.models.prediction import _check_scale, _check_tta
 
     tta = _check_tta(tta, loaded)  # refused before any frame is predicted
-    scale = _check_scale(scale, loaded)
+    auto = isinstance(scale, str) and scale == "auto"
+    scale = _check_scale(1.0 if auto else scale, loaded)
     # what the model's data need (a 3D model links its slices with a tolerant size change and
     # drops small 3D fragments), in the image's pixels; parameters the caller passes win
-    defaults = scaled_defaults(loaded.metadata.get("segment_defaults", {}), scale)
-    params = with_model_defaults(defaults, params)
+    defaults = dict(loaded.metadata.get("segment_defaults", {}))
+    given, grow_given = dict(params), grow
+    params = with_model_defaults(scaled_defaults(defaults, scale), params)
     if grow is None:
         grow = whole_cell_growth(loaded, scale)
     if grow < 0:
@@ -283,11 +356,20 @@ def segment_image_workflow(
         outputs.append("boundary")
     n = 1 if len(shape) == 2 else shape[0]
     planes = resolve_planes(loaded, planes, shape)
-    if planes == 3 and scale != 1.0:
+    if planes == 3 and (scale != 1.0 or auto):
         raise ValueError(
-            f"scale={scale} applies to frames or z-slices (planes=1); a stack predicted on 3 "
-            "planes takes its voxel shape from z_scale"
+            f"scale={'auto' if auto else scale} applies to frames or z-slices (planes=1); a "
+            "stack predicted on 3 planes takes its voxel shape from z_scale"
         )
+    tried = None
+    if auto:
+        scale, tried = yield from choose_scale_workflow(
+            loaded, image, tile=tile, device=device, cancel=cancel
+        )
+        # the model's sizes in the image's pixels at the zoom found (the caller's stay)
+        params = with_model_defaults(scaled_defaults(defaults, scale), given)
+        if grow_given is None:
+            grow = whole_cell_growth(loaded, scale)
     maps: dict[str, np.ndarray] = {}
     done = 0  # frames (or a whole volume's slices) predicted
     old_threads = torch.get_num_threads()
@@ -345,15 +427,19 @@ def segment_image_workflow(
     run = {"method": method, "model": name, "grow": int(grow), **params}
     if tta > 1:
         run["tta"] = tta
-    if scale != 1.0:
+    if scale != 1.0 or auto:
         run["scale"] = scale
+    if auto:
+        run["scale_tried"] = tried
     if planes == 3:
         from napari_hemd.models.prediction import volume_settings
 
         zs = volume_settings(loaded)["z_scale"] if z_scale is None else float(z_scale)
         run.update(planes=3, z_scale=zs)
     advice = None if planes == 3 else size_advice(loaded, labels, scale)
-    return ImageSegmentation(labels, maps, res, int(grow), tracks, run, defaults, advice)
+    return ImageSegmentation(
+        labels, maps, res, int(grow), tracks, run, scaled_defaults(defaults, scale), advice
+    )
 
 
 def labels_from_maps_workflow(

@@ -296,6 +296,18 @@ def test_zoom_for_the_model_in_segment_and_predict(viewer, qtbot, errors):
     _wait(qtbot, seg2.run())
     assert np.array_equal(viewer.layers["nuclei video image labels"].data, expected)
 
+    # auto (the field's lowest value): the zoom segment_image(scale="auto") finds
+    seg.scale.value = 0
+    assert seg.scale.native.text() == "auto"
+    _wait(qtbot, seg.run())
+    auto = segment_image(image.data, "nuclei-fluo", scale="auto")
+    labels = viewer.layers["nuclei video image labels"]
+    assert np.array_equal(labels.data, auto.labels)
+    assert labels.metadata["hemd_params"]["scale"] == auto.params["scale"] != 1.0
+    fresh = SegmentWidget(viewer)
+    fresh.restore(labels)  # the zoom found comes back as a number
+    assert fresh.scale.value == pytest.approx(auto.params["scale"])
+
     pred.model.value = "nuclei-affinity"
     assert pred.run() is None
     why = "a zoom other than 1 needs a U-Net model; 'nuclei-affinity' is an affinity model"

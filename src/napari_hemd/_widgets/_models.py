@@ -21,6 +21,7 @@ __all__ = [
     "register_model",
     "scale_refused",
     "scale_spin",
+    "scale_value",
     "tta_combo",
     "tta_refused",
 ]
@@ -97,26 +98,41 @@ def tta_refused(name, kind: str | None, tta: int) -> str | None:
 SCALE_RANGE = (0.1, 10.0)
 
 
-def scale_spin(**kwargs):
-    """The "zoom for the model" field of the Predict, Segment and Large data widgets."""
+def scale_spin(*, auto: bool = False, **kwargs):
+    """The "zoom for the model" field of the Predict, Segment and Large data widgets.
+
+    ``auto``: its lowest value, 0, reads *auto* (Segment finds the zoom on a few frames;
+    :func:`scale_value` turns it into ``"auto"``).
+    """
     from magicgui.widgets import FloatSpinBox
 
-    return FloatSpinBox(
+    spin = FloatSpinBox(
         label="zoom for the model",
         value=1.0,
-        min=SCALE_RANGE[0],
+        min=0.0 if auto else SCALE_RANGE[0],
         max=SCALE_RANGE[1],
         step=0.05,
         tooltip="U-Nets: zoom your frames by this factor before the model (its maps come back at "
         "your size), for cells of another size than the model learned: 0.5 if yours are twice "
-        "as large (napari-hemd models lists the sizes), 2 if half; 1: as they are",
+        "as large (napari-hemd models lists the sizes), 2 if half; 1: as they are"
+        + ("; auto (the lowest value): found on a few frames" if auto else ""),
         **kwargs,
     )
+    spin.native.setDecimals(3)  # a zoom auto found (three decimals) comes back exactly
+    if auto:
+        spin.native.setSpecialValueText("auto")
+    return spin
 
 
-def scale_refused(name, kind: str | None, scale: float) -> str | None:
+def scale_value(spin) -> float | str:
+    """A zoom field's value for the API: a number, or ``"auto"`` (below the lowest zoom)."""
+    value = float(spin.value)
+    return "auto" if value < SCALE_RANGE[0] else value
+
+
+def scale_refused(name, kind: str | None, scale) -> str | None:
     """Why zoom ``scale`` cannot be used with model ``name`` of ``kind`` (``None``: it can)."""
-    if float(scale) != 1.0 and kind not in (None, "unet"):
+    if scale != 1.0 and kind not in (None, "unet"):
         return f"a zoom other than 1 needs a U-Net model; {str(name)!r} is an {kind} model"
     return None
 

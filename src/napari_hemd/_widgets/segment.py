@@ -38,6 +38,7 @@ from napari_hemd._widgets._models import (
     model_kind,
     scale_refused,
     scale_spin,
+    scale_value,
     tta_combo,
     tta_refused,
 )
@@ -92,7 +93,7 @@ class SegmentWidget(LayerWidget):
             "pixel width of your stack; 0: the model's own (nuclei-3d: 2.2)",
         )
         self.tta = tta_combo(visible=False)
-        self.scale = scale_spin(visible=False)
+        self.scale = scale_spin(auto=True, visible=False)
         self.model.changed.connect(self._show_z_scale)
         self.method = ComboBox(label="method", choices=list(METHODS), value="hemd")
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
@@ -177,7 +178,7 @@ class SegmentWidget(LayerWidget):
             if why is None:
                 self.model.value = model
                 self.tta.value = int(params.get("tta", 1))
-                self.scale.value = float(params.get("scale", 1.0))
+                self.scale.value = float(params.get("scale", 1.0))  # the zoom auto found
                 self.z_scale.value = float(params.get("z_scale", 0.0))
                 self.prob.value = self.viewer.layers[image]
                 return
@@ -236,16 +237,17 @@ class SegmentWidget(LayerWidget):
             from napari_hemd.image_segmentation import segment_image_workflow
 
             kwargs.pop("locked", None)
+            zoom = scale_value(self.scale)
             refused = tta_refused(model, model_kind(model), self.tta.value) or scale_refused(
-                model, model_kind(model), self.scale.value
+                model, model_kind(model), zoom
             )
             if refused:
                 show_error(f"Segment: {refused}")
                 return None
             if int(self.tta.value) > 1:
                 kwargs["tta"] = saved["tta"] = int(self.tta.value)
-            if float(self.scale.value) != 1.0:
-                kwargs["scale"] = saved["scale"] = float(self.scale.value)
+            if zoom != 1.0:
+                kwargs["scale"] = zoom
             if self.z_scale.value > 0:  # a stack's voxel shape, for three-plane prediction
                 kwargs["z_scale"] = saved["z_scale"] = float(self.z_scale.value)
             gen = segment_image_workflow(data, model, method, cancel=self.cancel_flag(), **kwargs)
@@ -318,6 +320,8 @@ class SegmentWidget(LayerWidget):
                         np.asarray(data),
                     )  # fmt: skip
             saved["grow"] = result.grow if model != NO_MODEL else grow
+            if model != NO_MODEL and "scale" in result.params:  # the zoom used (auto: found)
+                saved["scale"] = result.params["scale"]
             saved.update(selection_choices(res))  # a rebuild (inspector, project) selects alike
             meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
             labels = np.ascontiguousarray(labels, dtype=np.uint32)
@@ -340,6 +344,8 @@ class SegmentWidget(LayerWidget):
             n = len(np.unique(out.data)) - 1
             how = f", whole cells (grown {saved['grow']} px)" if saved["grow"] else ""
             advice = getattr(result, "advice", None) if model != NO_MODEL else None
+            if model != NO_MODEL and "scale_tried" in result.params:
+                how += f", zoom {result.params['scale']:g} (found)"
             show_info(
                 f"Segment: {n} objects in {name!r}{how}" + (f". Note: {advice}" if advice else "")
             )

@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_tile_argument(m)
     add_tta_argument(m)
-    add_scale_argument(m)
+    add_scale_argument(m, auto=True)
     m.add_argument(
         "--batch-size", type=int, default=None, help="tiles per forward pass (default: ~1 Mpx)"
     )
@@ -117,15 +117,26 @@ def add_tta_argument(p) -> None:
     )
 
 
-def add_scale_argument(p) -> None:
-    """``--scale``, shared by ``predict`` and ``segment --model``."""
+def _scale(text: str):
+    """``--scale`` value: a number, or ``auto`` (segment --model finds it)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto; got {text!r}") from None
+
+
+def add_scale_argument(p, *, auto: bool = False) -> None:
+    """``--scale``, shared by ``predict``, ``segment --model`` (also ``auto``) and ``stream``."""
     p.add_argument(
         "--scale",
-        type=float,
+        type=_scale if auto else float,
         default=1.0,
         help="zoom the frames by this factor before the network (U-Nets), the maps back to "
         "your frames' size: for objects of another size than the model's training objects "
-        "(napari-hemd models lists them), e.g. 0.5 when yours are twice as large (default 1)",
+        "(napari-hemd models lists them), e.g. 0.5 when yours are twice as large (default 1)"
+        + ("; auto: segment a few frames, follow the size advice (up to 4 zooms)" if auto else ""),
     )
 
 
@@ -347,9 +358,12 @@ def _run_with_model(args: argparse.Namespace) -> int:
     write_labels(labels, args.output, overwrite=args.overwrite, tracks=res.tracks, metadata=meta)
     n_obj = len(np.unique(labels)) - 1
     dt = time.perf_counter() - t0
+    zoom = f", zoom {res.params['scale']:g}" if "scale" in res.params else ""
+    if "scale_tried" in res.params:
+        zoom += f" (found; tried {', '.join(f'{t:.3g}' for t in res.params['scale_tried'])})"
     print(
         f"{args.method} with model {args.model}: {labels.shape[0]} frame(s), {n_obj} labels, "
-        f"whole cells (grown {res.grow} px), {dt:.1f} s -> {args.output}",
+        f"whole cells (grown {res.grow} px){zoom}, {dt:.1f} s -> {args.output}",
         file=sys.stderr,
     )
     if res.advice:
