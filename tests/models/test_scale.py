@@ -164,6 +164,9 @@ def test_cli_scale(movie, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*base, "--scale", "big", "-o", str(tmp_path / "b.tif")])
     assert "expected a number or auto; got 'big'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", str(path), "--model", "nuclei-fluo", "--scale", "auto", "-o", "q.tif"])
+    assert "auto is for segment --model" in capsys.readouterr().err
     assert main([*base[:2], "--scale", "0.5", "-o", str(tmp_path / "x.tif")]) == 2
     assert "--scale needs --model" in capsys.readouterr().err
     assert main([*base, "--scale", "0", "-o", str(tmp_path / "y.tif")]) == 2

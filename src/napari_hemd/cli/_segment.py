@@ -127,11 +127,22 @@ def _scale(text: str):
         raise argparse.ArgumentTypeError(f"expected a number or auto; got {text!r}") from None
 
 
+def _number_scale(text: str) -> float:
+    """``--scale`` of predict / stream: a number (auto needs the segmentation it probes)."""
+    value = _scale(text)
+    if value == "auto":
+        raise argparse.ArgumentTypeError(
+            "auto is for segment --model (it segments a few frames to find the zoom); give a "
+            "number here, e.g. the zoom segment --scale auto printed"
+        )
+    return value
+
+
 def add_scale_argument(p, *, auto: bool = False) -> None:
     """``--scale``, shared by ``predict``, ``segment --model`` (also ``auto``) and ``stream``."""
     p.add_argument(
         "--scale",
-        type=_scale if auto else float,
+        type=_scale if auto else _number_scale,
         default=1.0,
         help="zoom the frames by this factor before the network (U-Nets), the maps back to "
         "your frames' size: for objects of another size than the model's training objects "
