@@ -150,14 +150,15 @@ AUTO_SCALE_ROUNDS = 4
 
 
 def choose_scale_workflow(
-    model, image, *, tile=None, device=None, cancel=None
+    model, image, *, tile=None, device=None, threads=None, cancel=None
 ) -> Generator[Progress, None, tuple[float, list[float]]]:
     """Find the zoom for ``image`` (``scale="auto"``): probe a few frames, follow the advice.
 
     Up to :data:`AUTO_SCALE_FRAMES` evenly spaced frames are segmented at zoom 1 as the run
-    will be (H-EMD, whole cells, the model's defaults); while :func:`suggested_scale` names another zoom, they are predicted again at
-    it (at most :data:`AUTO_SCALE_ROUNDS` zooms; a suggestion within 5 % of one tried ends it).
-    Yields ``("zoom", tried, rounds)``; returns the zoom and every zoom tried.
+    will be (H-EMD, whole cells, the model's defaults; one view); while
+    :func:`suggested_scale` names another zoom, they are segmented again at it (at most
+    :data:`AUTO_SCALE_ROUNDS` zooms; a suggestion within 5 % of one tried ends it). Yields
+    ``("zoom", tried, rounds)``; returns the zoom and every zoom tried.
     """
     from napari_hemd.models.prediction import SCALE_RANGE, _resolve_model
 
@@ -171,8 +172,9 @@ def choose_scale_workflow(
         yield ("zoom", len(tried), AUTO_SCALE_ROUNDS)
         tried.append(round(scale, 3))
         gen = segment_image_workflow(
-            probe, model, "hemd", scale=scale, tile=tile, device=device, cancel=cancel
-        )
+            probe, model, "hemd", scale=scale, tile=tile, device=device, threads=threads,
+            cancel=cancel,
+        )  # fmt: skip
         res = yield from _quiet(gen)
         got = suggested_scale(model, res.labels, scale)
         if got is None or got[1] is None:
@@ -364,7 +366,7 @@ def segment_image_workflow(
     tried = None
     if auto:
         scale, tried = yield from choose_scale_workflow(
-            loaded, image, tile=tile, device=device, cancel=cancel
+            loaded, image, tile=tile, device=device, threads=threads, cancel=cancel
         )
         # the model's sizes in the image's pixels at the zoom found (the caller's stay)
         params = with_model_defaults(scaled_defaults(defaults, scale), given)
