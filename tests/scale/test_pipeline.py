@@ -167,6 +167,12 @@ def test_zoom_in_the_stream(raw, raw_zarr, tmp_path, capsys):
     args = ["stream", str(raw_zarr), "-o", str(tmp_path / "x.zarr"), "--scale", "0.5"]
     assert main(args) == 2
     assert "--scale needs --model" in capsys.readouterr().err
+    # the sample's nuclei (about 18 px) zoomed by 0.5 are far smaller than nuclei-fluo's 26-46:
+    # the stream says so, as segment --model does
+    args += ["--model", "nuclei-fluo", "--threads", "1", "--iterations", "2", "--no-progress"]
+    assert main(args) == 0
+    said = capsys.readouterr().err
+    assert "note: the objects found are" in said and "small for this model" in said, said
     with pytest.raises(ValueError, match="scale is only used with a model"):
         stream_segment(raw_zarr, tmp_path / "y.zarr", scale=0.5)
 

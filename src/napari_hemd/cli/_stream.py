@@ -160,4 +160,21 @@ def run(args: argparse.Namespace) -> int:
         f"stream: {prob.shape[0]} frame(s), {prob.shape[0] / dt:.2f} frames/s -> {args.output}",
         file=sys.stderr,
     )
+    if args.model is not None:  # the size advice of segment --model, on a few finished frames
+        note = _size_note(args.model, args.output, args.scale)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     return 0
+
+
+def _size_note(model: str, output, scale: float) -> str | None:
+    """:func:`napari_hemd.image_segmentation.size_advice` on 5 evenly spaced output frames."""
+    import numpy as np
+    import zarr
+
+    from napari_hemd.image_segmentation import size_advice
+    from napari_hemd.models import load_model
+
+    labels = zarr.open_array(str(output), mode="r")
+    picks = np.unique(np.linspace(0, labels.shape[0] - 1, min(5, labels.shape[0])).astype(int))
+    return size_advice(load_model(model), np.stack([labels[int(t)] for t in picks]), scale)
