@@ -97,24 +97,26 @@ def suggested_scale(
     """``(found, suggestion)`` for ``labels`` segmented with ``model`` at zoom ``scale``.
 
     ``found`` is the median diameter (pixels) of the objects in up to ``frames`` evenly spaced
-    frames of ``labels`` (objects cut by the border left out); ``suggestion`` the ``scale`` that
-    brings them, in the network's pixels, into the range of its training objects
-    (``metadata["object_diameters"]``), or None when they are within :data:`SIZE_TOLERANCE` of
-    it. None when the model records no sizes or fewer than 5 objects were found.
+    frames of ``labels`` (a ``(T, Y, X)`` or ``(Y, X)`` array-like; only those frames are read;
+    objects cut by the border left out); ``suggestion`` the ``scale`` that brings them, in the
+    network's pixels, into the range of its training objects (``metadata["object_diameters"]``),
+    or None when they are within :data:`SIZE_TOLERANCE` of it. None when the model records no
+    sizes or fewer than 5 objects were found.
     """
-    from napari_hemd.models.data import Sample, object_diameters
+    from napari_hemd.models.data import median_diameter
 
     learned = [float(v) for v in model.metadata.get("object_diameters", {}).values()]
-    labels = np.asarray(labels)
-    if not learned or labels.ndim not in (2, 3):
+    ndim = len(getattr(labels, "shape", np.shape(labels)))
+    if not learned or ndim not in (2, 3):
         return None
-    stack = labels[None] if labels.ndim == 2 else labels
-    picks = np.unique(np.linspace(0, len(stack) - 1, min(frames, len(stack))).round().astype(int))
-    samples = [Sample(stack[t], stack[t], f"x/{t}", "result") for t in picks]
-    counts = sum(int(len(np.unique(s.labels)) - 1) for s in samples)
-    found = object_diameters(samples).get("x")
-    if found is None or counts < 5:
+    n = 1 if ndim == 2 else int(labels.shape[0])
+    picks = np.unique(np.linspace(0, n - 1, min(frames, n)).round().astype(int))
+    found, count = median_diameter(
+        [np.asarray(labels)] if ndim == 2 else [np.asarray(labels[int(t)]) for t in picks]
+    )
+    if found is None or count < 5:
         return None
+    found = round(found, 1)  # to 0.1 px, as the model files record the training diameters
     seen = found * scale  # what the network saw
     lo, hi = min(learned), max(learned)
     if lo / SIZE_TOLERANCE <= seen <= hi * SIZE_TOLERANCE:
@@ -337,7 +339,7 @@ def segment_image_workflow(
         raise ValueError(f"axis must be 0 (frames first) with a model; got {params['axis']}")
     params.pop("axis", None)
     loaded = _resolve_model(model)
-    from napari_hemd.models.prediction import _check_scale, _check_tta
+    from napari_hemd.models.prediction import _check_scale, _check_tta, check_scale_planes
 
     tta = _check_tta(tta, loaded)  # refused before any frame is predicted
     auto = isinstance(scale, str) and scale == "auto"
@@ -358,11 +360,7 @@ def segment_image_workflow(
         outputs.append("boundary")
     n = 1 if len(shape) == 2 else shape[0]
     planes = resolve_planes(loaded, planes, shape)
-    if planes == 3 and (scale != 1.0 or auto):
-        raise ValueError(
-            f"scale={'auto' if auto else scale} applies to frames or z-slices (planes=1); a "
-            "stack predicted on 3 planes takes its voxel shape from z_scale"
-        )
+    check_scale_planes("auto" if auto else scale, planes)
     tried = None
     if auto:
         scale, tried = yield from choose_scale_workflow(

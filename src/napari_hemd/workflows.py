@@ -152,6 +152,7 @@ def predict_workflow(
     from napari_hemd.models.prediction import (
         FrameStacks,
         _resolve_model,
+        check_scale_planes,
         iter_predict,
         predict_volume_workflow,
         resolve_planes,
@@ -163,11 +164,7 @@ def predict_workflow(
     n = 1 if len(shape) == 2 else shape[0]
     model = _resolve_model(model)  # a name or a file, loaded once
     if resolve_planes(model, planes, shape) == 3:
-        if scale != 1:
-            raise ValueError(
-                f"scale={scale} applies to frames or z-slices (planes=1); a stack predicted on 3 "
-                "planes takes its voxel shape from z_scale"
-            )
+        check_scale_planes(scale, 3)
         volume = yield from predict_volume_workflow(
             model,
             image,

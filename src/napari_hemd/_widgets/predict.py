@@ -39,20 +39,6 @@ def _load(model):
     return load_model(model)
 
 
-def whole_cell_growth(model, scale: float = 1.0) -> int:
-    """See :func:`napari_hemd.image_segmentation.whole_cell_growth`."""
-    from napari_hemd.image_segmentation import whole_cell_growth as growth
-
-    return growth(model, scale)
-
-
-def scaled_defaults(defaults: dict, scale: float) -> dict:
-    """See :func:`napari_hemd.image_segmentation.scaled_defaults`."""
-    from napari_hemd.image_segmentation import scaled_defaults as scaled
-
-    return scaled(defaults, scale)
-
-
 class PredictWidget(LayerWidget):
     """Predict foreground (and optionally boundary) probabilities with a shipped or saved model."""
 
@@ -128,16 +114,15 @@ class PredictWidget(LayerWidget):
         if refused:
             show_error(f"Predict: {refused}")
             return None
-        scale = float(self.scale.value)
-        if scale != 1.0 and layer.ndim == 3:
-            from napari_hemd.models.prediction import resolve_planes
+        from napari_hemd.image_segmentation import scaled_defaults, whole_cell_growth
+        from napari_hemd.models.prediction import check_scale_planes, resolve_planes
 
-            if resolve_planes(loaded, None, tuple(layer.data.shape)) == 3:
-                show_error(
-                    "Predict: a zoom other than 1 applies to frames; a stack this model predicts "
-                    "on three planes takes its voxel shape from the model"
-                )
-                return None
+        scale = float(self.scale.value)
+        try:
+            check_scale_planes(scale, resolve_planes(loaded, None, tuple(layer.data.shape)))
+        except ValueError as exc:
+            show_error(f"Predict: {exc}")
+            return None
         grow = whole_cell_growth(loaded, scale)
         if grow:
             outputs = (*outputs, "background")  # Segment grows instances into whole cells with it

@@ -146,11 +146,9 @@ def run(args: argparse.Namespace) -> int:
     volume = volume_kwargs(args)
     planes = resolve_planes(model, volume["planes"], tuple(image.shape))
     if planes == 3:
-        if args.scale != 1:
-            raise ValueError(
-                "--scale applies to frames or z-slices (--planes 1); --planes 3 takes the "
-                "stack's voxel shape from --z-scale"
-            )
+        from napari_hemd.models.prediction import check_scale_planes
+
+        check_scale_planes(args.scale, planes)
         if args.workers is not None or args.scheduler is not None:
             raise ValueError("--planes 3 predicts in one process; drop --workers / --scheduler")
         from napari_hemd.models import volume_settings

@@ -168,13 +168,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _size_note(model: str, output, scale: float) -> str | None:
-    """:func:`napari_hemd.image_segmentation.size_advice` on 5 evenly spaced output frames."""
-    import numpy as np
+    """:func:`napari_hemd.image_segmentation.size_advice` on the output (5 frames are read)."""
     import zarr
 
     from napari_hemd.image_segmentation import size_advice
     from napari_hemd.models import load_model
 
-    labels = zarr.open_array(str(output), mode="r")
-    picks = np.unique(np.linspace(0, labels.shape[0] - 1, min(5, labels.shape[0])).astype(int))
-    return size_advice(load_model(model), np.stack([labels[int(t)] for t in picks]), scale)
+    return size_advice(load_model(model), zarr.open_array(str(output), mode="r"), scale)

@@ -17,7 +17,7 @@ import numpy as np
 
 from napari_hemd.models.weights import DEFAULT_NORMALIZATION, normalize_percentile
 
-__all__ = ["Sample", "load_samples", "object_diameters", "split_samples"]
+__all__ = ["Sample", "load_samples", "median_diameter", "object_diameters", "split_samples"]
 
 logger = logging.getLogger(__name__)
 
@@ -270,17 +270,31 @@ def object_diameters(samples: Sequence[Sample]) -> dict[str, float]:
     samples' names up to the last ``/`` (``"Fluo-N2DL-HeLa/01"``). What ``napari-hemd models``
     shows a user, who zooms frames with other sizes (``--scale``) to match.
     """
-    areas: dict[str, list[np.ndarray]] = {}
+    frames: dict[str, list[np.ndarray]] = {}
     for s in samples:
-        lab = np.asarray(s.labels)
-        counts = np.bincount(lab.ravel())
-        edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-        counts[edge] = 0
-        counts[0] = 0
-        areas.setdefault(s.name.rsplit("/", 1)[0], []).append(counts[counts > 0])
+        frames.setdefault(s.name.rsplit("/", 1)[0], []).append(s.labels)
     out = {}
-    for name, parts in areas.items():
-        a = np.concatenate(parts)
-        if a.size:
-            out[name] = round(float(np.median(2.0 * np.sqrt(a / np.pi))), 1)
+    for name, labels in frames.items():
+        diameter, _ = median_diameter(labels)
+        if diameter is not None:
+            out[name] = round(diameter, 1)
     return out
+
+
+def median_diameter(frames) -> tuple[float | None, int]:
+    """Median diameter (pixels) of the objects in 2D label ``frames``, and how many there are.
+
+    Objects touching a frame's border are left out; an object's diameter is that of the disc of
+    its area. ``(None, 0)`` without objects.
+    """
+    parts = []
+    for lab in frames:
+        lab = np.asarray(lab)
+        counts = np.bincount(lab.ravel())
+        counts[np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))] = 0
+        counts[0] = 0
+        parts.append(counts[counts > 0])
+    areas = np.concatenate(parts) if parts else np.zeros(0)
+    if not areas.size:
+        return None, 0
+    return float(np.median(2.0 * np.sqrt(areas / np.pi))), int(areas.size)

@@ -26,6 +26,7 @@ __all__ = [
     "SCALE_RANGE",
     "TTA_VIEWS",
     "VOLUME_OUTPUTS",
+    "check_scale_planes",
     "iter_predict",
     "predict",
     "predict_volume",
@@ -96,6 +97,15 @@ def _check_scale(scale, model: HemdModel) -> float:
             f"training pixels); got a {model.kind!r} model"
         )
     return value
+
+
+def check_scale_planes(scale, planes: int) -> None:
+    """Refuse a zoom (a number other than 1, or ``"auto"``) for a stack predicted on 3 planes."""
+    if planes == 3 and scale != 1:
+        raise ValueError(
+            f"scale={scale} applies to frames or z-slices (planes=1); a stack predicted on 3 "
+            "planes takes its voxel shape from z_scale"
+        )
 
 
 def scaled_shape(shape: tuple[int, ...], scale: float) -> tuple[int, int]:
