@@ -58,7 +58,18 @@ def _no_prediction_in_another_thread():
     assert _allocator._users == 0, "a prediction started by an earlier test is still running"
 
 
-def _where(n_bytes: int = BLOCK) -> tuple[int, int]:
+def _block() -> int:
+    """A block size glibc cannot serve from free heap memory.
+
+    malloc maps a block above its mmap threshold only when no free chunk of the heap holds it:
+    after a suite of predictions the heap may keep free chunks of 100 MB and more (their pages
+    handed back by ``malloc_trim``, the address range still the heap's) under a small live block.
+    A block larger than all free heap memory together has to be mapped, or the heap extended.
+    """
+    return max(BLOCK, _mallinfo().fordblks + BLOCK)
+
+
+def _where(n_bytes: int) -> tuple[int, int]:
     """(growth of the mapped blocks, growth of the heap) while one large block is held."""
     before = _mallinfo()
     block = np.empty(n_bytes, np.uint8)
@@ -67,28 +78,49 @@ def _where(n_bytes: int = BLOCK) -> tuple[int, int]:
     return held.hblkhd - before.hblkhd, held.arena - before.arena
 
 
-@glibc
-def test_large_blocks_come_from_the_heap_inside_and_go_back_after():
-    mapped, _ = _where()
-    assert mapped >= BLOCK  # glibc's default: a block this large is mapped on its own
+def _free_chunk_under_a_live_block() -> list:
+    """The heap a prediction can leave: a large free chunk that trimming cannot return to the
+    system's address space, because small blocks allocated after it are still alive."""
     with heap_allocation():
-        mapped, heap = _where()
+        large = np.ones(200 << 20, np.uint8)
+        end = large.ctypes.data + large.nbytes
+        live = [np.empty(1 << 16, np.uint8) for _ in range(64)]
+        while live[-1].ctypes.data < end:  # until one lies above the large block
+            live.append(np.empty(1 << 16, np.uint8))
+        del large
+    assert _mallinfo().fordblks >= 200 << 20
+    return live
+
+
+@glibc
+@pytest.mark.parametrize("heap", ["as it is", "with a free chunk of 200 MB"])
+def test_large_blocks_come_from_the_heap_inside_and_go_back_after(heap):
+    live = _free_chunk_under_a_live_block() if heap != "as it is" else []
+    size = _block()
+    mapped, _ = _where(size)
+    assert mapped >= size  # glibc's default: a block this large is mapped on its own
+    with heap_allocation():
+        size = _block()
+        mapped, heap = _where(size)
         assert mapped == 0  # from the heap instead
-        mapped, heap = _where()
+        mapped, heap = _where(size)
         assert heap == 0  # the freed block was kept and is reused: no new memory
         held = _mallinfo().arena
-    assert _mallinfo().arena < held - BLOCK // 2  # trimmed: the memory went back
-    mapped, _ = _where()
-    assert mapped >= BLOCK  # mapped again, as before
+    assert _mallinfo().arena < held - size // 2  # trimmed: the memory went back
+    size = _block()
+    mapped, _ = _where(size)
+    assert mapped >= size  # mapped again, as before
     assert _allocator._users == 0
+    del live
 
 
 @glibc
 def test_opt_out_by_environment(monkeypatch):
     monkeypatch.setenv("NAPARI_HEMD_MALLOC_TUNING", "0")
     with heap_allocation():
-        mapped, _ = _where()
-        assert mapped >= BLOCK
+        size = _block()
+        mapped, _ = _where(size)
+        assert mapped >= size
         assert _allocator._users == 0
 
 
