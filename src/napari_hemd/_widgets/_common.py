@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator
 
 import numpy as np
@@ -74,6 +75,11 @@ def history_of(layer: Labels) -> EditHistory:
     return hist
 
 
+#: Labels layers whose strokes :func:`track_paint` records (a plugin may not set attributes on
+#: napari's layers: private attribute access is deprecated from napari 0.9 on).
+_PAINT_TRACKED: weakref.WeakSet[Labels] = weakref.WeakSet()
+
+
 def track_paint(layer: Labels) -> None:
     """Record napari's brush, fill and polygon strokes on ``layer`` in its :func:`history_of`.
 
@@ -81,9 +87,9 @@ def track_paint(layer: Labels) -> None:
     ours they are saved with the project and undone by Proofread's Undo (``Alt-Z``) in order with
     merges, splits and swaps. Idempotent.
     """
-    if getattr(layer, "_hemd_paint_tracked", False):
+    if layer in _PAINT_TRACKED:
         return
-    layer._hemd_paint_tracked = True
+    _PAINT_TRACKED.add(layer)
     layer.events.paint.connect(lambda event: record_paint(layer, event.value))
 
 
