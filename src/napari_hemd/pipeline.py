@@ -21,7 +21,13 @@ import os
 from collections.abc import Callable, Generator
 from pathlib import Path
 
-__all__ = ["default_prob_output", "open_input", "stream_segment", "stream_workflow"]
+__all__ = [
+    "default_prob_output",
+    "open_input",
+    "stream_segment",
+    "stream_size_advice",
+    "stream_workflow",
+]
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +254,22 @@ def stream_segment(
                 **params,
             )
     return output
+
+
+def stream_size_advice(model, output, scale: float = 1.0) -> str | None:
+    """The size advice of ``segment --model`` for a finished :func:`stream_segment` output.
+
+    :func:`napari_hemd.image_segmentation.size_advice` on 5 evenly spaced frames of the labels
+    zarr ``output`` (only those are read), segmented with ``model`` (a name, file or loaded
+    model) at zoom ``scale``: a sentence naming the zoom that suits the objects found, or None.
+    """
+    import zarr
+
+    from napari_hemd.image_segmentation import size_advice
+    from napari_hemd.models import HemdModel, load_model
+
+    loaded = model if isinstance(model, HemdModel) else load_model(model)
+    return size_advice(loaded, zarr.open_array(str(output), mode="r"), scale)
 
 
 def stream_workflow(source, output, **kwargs) -> Generator[tuple[str, int, int], None, Path]:

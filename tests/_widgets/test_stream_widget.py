@@ -155,10 +155,14 @@ def test_stream_widget_from_a_lazy_layer(make_napari_viewer, qtbot, prob_zarr, t
     assert shown == ["Large data: 'flat' must be a (T, Y, X) or (T, Z, Y, X) stack; got 2D"]
 
 
-def test_stream_widget_predicts_with_test_time_flips(make_napari_viewer, qtbot, tmp_path, shown):
-    """With a model, the widget's "test-time flips" reach the prediction: as stream_segment(tta=4)."""
+def test_stream_widget_predicts_with_test_time_flips(
+    make_napari_viewer, qtbot, tmp_path, shown, monkeypatch
+):
+    """With a model, the widget's "test-time flips" and zoom reach the prediction (as
+    stream_segment(tta=4)), and a zoom that makes the objects too small gets the size note."""
     pytest.importorskip("torch")
-    from napari_hemd.pipeline import stream_segment
+    from napari_hemd._widgets import stream
+    from napari_hemd.pipeline import stream_segment, stream_size_advice
 
     raw = nuclei_video(n_frames=6, shape=(96, 96), n_cells=6, seed=3)["image"]
     viewer = make_napari_viewer()
@@ -178,10 +182,20 @@ def test_stream_widget_predicts_with_test_time_flips(make_napari_viewer, qtbot, 
     prob = zarr.open_group(str(tmp_path / "lab.prob.zarr"))
     assert prob.attrs["tta"] == 4
     assert shown == []
+    assert w.advice is None  # the objects suit the model: no size note
     assert not w.scale.native.isHidden()  # the zoom is passed on too
     w.scale.value = 0.5
     w.overwrite.value = True  # the run above wrote the output
     assert w._arguments()["scale"] == 0.5
+    # zoomed by 0.5 the nuclei are too small for the network: the size note of segment --model
+    infos: list[str] = []
+    monkeypatch.setattr(stream, "show_info", infos.append)
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: w.status.value.startswith("done"), timeout=120_000)
+    out = tmp_path / "lab.zarr"
+    assert w.advice is not None and w.advice == stream_size_advice("nuclei-fluo", out, 0.5)
+    assert "--scale 0.83 (zoom for the model 0.83)" in w.advice
+    assert infos[-1].endswith(f"Note: {w.advice}") and "see the note" in w.status.value
     from napari_hemd._widgets.stream import NO_MODEL
 
     w.model.value = NO_MODEL

@@ -84,11 +84,27 @@ def test_stream_cli_model_on_scheduler(dask_cluster_client, raw_zarr, expected, 
     args = ["stream", str(raw_zarr), "-o", str(out), "--model", "nuclei-fluo", "--tile", "0"]
     args += ["--iterations", "2", "--chunk", "3", "--predict-chunk", "2", "--no-progress"]
     assert main([*args, "--scheduler", address]) == 0
-    assert "frames/s" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "frames/s" in err and "note:" not in err  # nuclei of the size the model learned
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], expected[1])
     prob = zarr.open_group(str(tmp_path / "lab.prob.zarr"))
     np.testing.assert_array_equal(prob["foreground"][:], expected[0])
     assert prob.attrs["model"] == "nuclei-fluo"
+
+
+def test_stream_cli_size_note(raw_zarr, tmp_path, capsys):
+    """``stream --model`` ends with the size note of ``segment --model`` when the zoom makes the
+    objects too small for the network; the note names a zoom that brings them into range."""
+    from napari_hemd.pipeline import stream_size_advice
+
+    out = tmp_path / "lab.zarr"
+    args = ["stream", str(raw_zarr), "-o", str(out), "--model", "nuclei-fluo", "--scale", "0.5"]
+    assert main([*args, "--iterations", "2", "--no-progress"]) == 0
+    note = stream_size_advice("nuclei-fluo", out, 0.5)
+    assert note is not None and "small for this model" in note
+    assert f"note: {note}" in capsys.readouterr().err
+    suggested = float(note.split("--scale ")[1].split()[0])
+    assert 0.5 < suggested < 1.2  # larger than the zoom that made them too small
 
 
 def test_predict_cli_on_scheduler_equals_one_process(dask_cluster_client, raw_zarr, tmp_path):

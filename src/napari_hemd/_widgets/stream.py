@@ -93,6 +93,8 @@ class StreamWidget(LayerWidget):
         )
         #: ``(stage, done, total)`` events of the current run, appended in the worker thread.
         self.events: list[tuple[str, int, int]] = []
+        #: The size advice of the last run with a model (None: the objects suit the model).
+        self.advice: str | None = None
         self.input_from.changed.connect(self._show_input)
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)
@@ -185,22 +187,36 @@ class StreamWidget(LayerWidget):
         kwargs = self._arguments()
         if kwargs is None:
             return None
-        self.events = []
+        self.events, self.advice = [], None
         source, output = kwargs.pop("source"), kwargs.pop("output")
         where = kwargs["scheduler"] or (
             f"{kwargs['workers']} local workers" if kwargs["workers"] else "this process"
         )
         self.status.value = f"running in {where}"
-        gen = self._recorded(stream_workflow(source, output, **kwargs))
+        gen = self._recorded(self._with_advice(stream_workflow(source, output, **kwargs), kwargs))
 
-        def done(path) -> None:
-            self._open(Path(path), kwargs)
-            self.status.value = f"done: {path}"
+        def done(result) -> None:
+            path, self.advice = result
+            self._open(Path(path), kwargs, self.advice)
+            self.status.value = f"done: {path}" + ("; see the note" if self.advice else "")
 
         worker = self.run_workflow(gen, done, self.run_button, self.cancel_button, "Large data")
         worker.yielded.connect(self._show_progress)
         worker.aborted.connect(lambda: setattr(self.status, "value", "cancelled (rerun resumes)"))
         return worker
+
+    @staticmethod
+    def _with_advice(gen, kwargs: dict):
+        """The run, then (with a model) the size advice on a few of its frames.
+
+        Returns ``(path, advice)``; both steps run in the worker thread.
+        """
+        from napari_hemd.pipeline import stream_size_advice
+
+        path = yield from gen
+        if kwargs["model"] is None:
+            return path, None
+        return path, stream_size_advice(kwargs["model"], path, kwargs["scale"])
 
     def _show_progress(self, event) -> None:
         stage, done, total = event
@@ -210,7 +226,7 @@ class StreamWidget(LayerWidget):
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
 
-    def _open(self, path: Path, kwargs: dict) -> None:
+    def _open(self, path: Path, kwargs: dict, advice: str | None = None) -> None:
         """Add the labels (and predicted probabilities) as lazy layers backed by the zarr."""
         import zarr
 
@@ -233,4 +249,7 @@ class StreamWidget(LayerWidget):
         self.viewer.add_labels(
             labels, name=name, metadata={STREAM_KEY: {**params, "path": str(path)}}
         )
-        show_info(f"Large data: {labels.shape[0]} frames in {str(path)!r}")
+        show_info(
+            f"Large data: {labels.shape[0]} frames in {str(path)!r}"
+            + (f". Note: {advice}" if advice else "")
+        )

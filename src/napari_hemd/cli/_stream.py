@@ -161,17 +161,9 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if args.model is not None:  # the size advice of segment --model, on a few finished frames
-        note = _size_note(args.model, args.output, args.scale)
+        from napari_hemd.pipeline import stream_size_advice
+
+        note = stream_size_advice(args.model, args.output, args.scale)
         if note:
             print(f"note: {note}", file=sys.stderr)
     return 0
-
-
-def _size_note(model: str, output, scale: float) -> str | None:
-    """:func:`napari_hemd.image_segmentation.size_advice` on the output (5 frames are read)."""
-    import zarr
-
-    from napari_hemd.image_segmentation import size_advice
-    from napari_hemd.models import load_model
-
-    return size_advice(load_model(model), zarr.open_array(str(output), mode="r"), scale)
