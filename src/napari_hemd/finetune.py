@@ -106,6 +106,8 @@ class FineTuneResult:
         Stopped by the user (the best model so far was kept).
     history : list of dict
         Training history (loss, held-out loss).
+    scale : float
+        The zoom it was trained and scored at; segment with the new model at this zoom.
     """
 
     path: Path
@@ -119,6 +121,7 @@ class FineTuneResult:
     seconds: float
     cancelled: bool
     history: list[dict] = field(default_factory=list)
+    scale: float = 1.0
 
 
 def held_out_frame(frames: Sequence[int]) -> int | None:
@@ -131,7 +134,9 @@ def _frame(arr, t: int) -> np.ndarray:
     return np.asarray(arr if np.ndim(arr) == 2 else arr[t])
 
 
-def frames_as_samples(image, labels, frames: Sequence[int], normalization: dict, name: str):
+def frames_as_samples(
+    image, labels, frames: Sequence[int], normalization: dict, name: str, scale: float = 1.0
+):
     """Training samples from ``frames`` of an image and its corrected labels.
 
     Parameters
@@ -144,13 +149,16 @@ def frames_as_samples(image, labels, frames: Sequence[int], normalization: dict,
         The model's normalisation (``metadata["normalization"]``).
     name : str
         Prefix of the sample names (``NAME/tNNN``).
+    scale : float
+        Zoom the samples as prediction zooms frames (``segment --scale``;
+        :func:`napari_hemd.models.data.zoom_samples`).
 
     Raises
     ------
     ValueError
         Shapes differ, no frames, or a frame is out of range.
     """
-    from napari_hemd.models.data import Sample
+    from napari_hemd.models.data import Sample, zoom_samples
     from napari_hemd.models.weights import normalize_percentile
 
     shape_i, shape_l = tuple(np.shape(image)), tuple(np.shape(labels))
@@ -173,14 +181,14 @@ def frames_as_samples(image, labels, frames: Sequence[int], normalization: dict,
         lab = _frame(labels, t).astype(np.int32)
         norm = normalize_percentile(img, normalization["low"], normalization["high"])
         out.append(Sample(norm, lab, f"{name}/t{t:03d}", "corrected"))
-    return out
+    return zoom_samples(out, scale)
 
 
-def score_frames(model, image, labels, frames: Sequence[int]) -> dict:
+def score_frames(model, image, labels, frames: Sequence[int], scale: float = 1.0) -> dict:
     """F1, AJI and SEG of ``model`` + H-EMD (what Segment gives) on ``frames``, pooled.
 
-    Each frame is segmented on its own (a single image), with the model's segment defaults and
-    whole-cell growth, exactly as :func:`napari_hemd.segment_image` does.
+    Each frame is segmented on its own (a single image), at zoom ``scale``, with the model's
+    segment defaults and whole-cell growth, exactly as :func:`napari_hemd.segment_image` does.
     """
     from napari_hemd.core.metrics import aggregate_statistics, frame_statistics
     from napari_hemd.image_segmentation import segment_image
@@ -188,7 +196,7 @@ def score_frames(model, image, labels, frames: Sequence[int]) -> dict:
     stats = []
     for t in frames:
         img = _frame(image, t)
-        seg = segment_image(img[None], model, "hemd")
+        seg = segment_image(img[None], model, "hemd", scale=scale)
         stats.append(frame_statistics(_frame(labels, t), seg.labels[0]))
     scores = aggregate_statistics(stats)
     return {k: round(float(scores[k]), 4) for k in ("F1", "AJI", "SEG")}
@@ -242,6 +250,7 @@ def finetune(
     name: str | None = None,
     recipe: FineTuneRecipe = RECIPE,
     hold_out: bool = True,
+    scale: float = 1.0,
     seed: int = 0,
     device: str = "auto",
     threads: int | None = None,
@@ -269,6 +278,10 @@ def finetune(
     recipe : FineTuneRecipe
     hold_out : bool
         With three or more frames, hold the last one out and score it before and after.
+    scale : float
+        The zoom the movie is segmented at (``segment --scale``, the labels' ``scale``
+        parameter): the frames are zoomed by it for training and scoring, so the objects keep the
+        size the network learned; use the new model at the same zoom. U-Nets only.
     seed, device, threads
         Random seed, torch device (``"auto"``: CUDA, MPS, CPU) and CPU threads.
     stop : callable, optional
@@ -287,6 +300,7 @@ def finetune(
     """
     import torch
 
+    from napari_hemd.models.prediction import _check_scale, scaled_shape
     from napari_hemd.models.registry import load_model
     from napari_hemd.models.training import TrainConfig, pick_device, train_model
 
@@ -305,12 +319,15 @@ def finetune(
         model, base_name = load_model(base), str(base)
     else:  # a loaded model: its own name, if it was fine-tuned here
         model, base_name = base, str(base.metadata.get("name", "(a loaded model)"))
+    scale = _check_scale(scale, model)
     norm = model.metadata["normalization"]
     frames = sorted({int(f) for f in frames})
     held = held_out_frame(frames) if hold_out else None
     train_frames = [f for f in frames if f != held]
-    train = frames_as_samples(image, labels, train_frames, norm, "checked")
-    val = frames_as_samples(image, labels, [held], norm, "checked") if held is not None else []
+    train = frames_as_samples(image, labels, train_frames, norm, "checked", scale)
+    val = (
+        frames_as_samples(image, labels, [held], norm, "checked", scale) if held is not None else []
+    )
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
@@ -318,10 +335,11 @@ def finetune(
         before = None
         if held is not None:
             report("score the starting model", 0, 1)
-            before = score_frames(model, image, labels, [held])
+            before = score_frames(model, image, labels, [held], scale)
             report("score the starting model", 1, 1)
         dev = str(pick_device(device))
-        patch = _patch_size(np.shape(image)[-2:], recipe.patch_size, model.network.divisor)
+        shape = scaled_shape(np.shape(image), scale)  # the frames as the network sees them
+        patch = _patch_size(shape, recipe.patch_size, model.network.divisor)
         recipe_used = FineTuneRecipe(**{**asdict(recipe), "patch_size": patch})
         spent = time.perf_counter() - t0
         # what is left for training: the budget less what scoring took and will take again
@@ -372,7 +390,7 @@ def finetune(
         after = None
         if held is not None:
             report("score the new model", 0, 1)
-            after = score_frames(tuned, image, labels, [held])
+            after = score_frames(tuned, image, labels, [held], scale)
             report("score the new model", 1, 1)
     finally:
         torch.set_num_threads(old_threads)
@@ -389,6 +407,7 @@ def finetune(
         "minutes": float(minutes),
         "recipe": asdict(recipe_used),
         "cancelled": cancelled,
+        "scale": scale,
     }
     from napari_hemd.models.weights import save_model_file
 
@@ -410,6 +429,7 @@ def finetune(
         seconds,
         cancelled,
         list(info.get("history", [])),
+        scale,
     )
 
 

@@ -201,3 +201,39 @@ def test_checked_frames_of_a_layer_placed_at_later_frames(make_napari_viewer, er
     assert proof.toggle_checked() == [2]
     viewer.dims.set_current_step(0, 2)  # before the layer starts
     assert proof.toggle_checked() == [2] and errors  # refused, saying which frames exist
+
+
+def test_finetune_and_resegment_at_the_labels_zoom(make_napari_viewer, qtbot, errors, monkeypatch):
+    """Labels segmented with a zoom: the model is fine-tuned on frames zoomed alike, and the
+    unchecked frames are re-segmented with it at that zoom."""
+    from napari_hemd import segment_image
+    from napari_hemd._widgets import FineTuneWidget
+    from napari_hemd._widgets import finetune as ft_module
+    from napari_hemd._widgets._common import PARAMS_KEY
+    from napari_hemd.data.synthetic import nuclei_video
+
+    image = nuclei_video(n_frames=4, shape=(96, 96), n_cells=6, seed=3)["image"]
+    seg = segment_image(image, "nuclei-fluo", iterations=2, scale=1.5)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="cells")
+    labels = viewer.add_labels(seg.labels, name="cells labels", metadata={PARAMS_KEY: seg.params})
+    labels.metadata["hemd_checked"] = [0, 1, 2]
+    assert ft_module.run_zoom(labels) == 1.5
+    infos: list[str] = []
+    monkeypatch.setattr(ft_module, "show_info", infos.append)
+    tune = FineTuneWidget(viewer)
+    tune.image.value, tune.labels.value = viewer.layers["cells"], labels
+    tune.base.value = "nuclei-fluo"
+    tune.minutes.value = 0.1
+    _wait(qtbot, tune.run())
+    res = tune.result
+    assert res is not None and res.scale == 1.5 and res.held_out == 2
+    assert "trained at zoom 1.5, the labels' zoom" in infos[-1]
+    _wait(qtbot, tune.resegment())
+    params = labels.metadata[PARAMS_KEY]
+    assert params["scale"] == 1.5 and params["hemd_model"] == str(res.path)
+    keys = [k for k in ft_module._SEGMENT_KEYS if k in seg.params]
+    redo = segment_image(image, str(res.path), scale=1.5, **{k: seg.params[k] for k in keys})
+    np.testing.assert_array_equal(labels.data[3] > 0, redo.labels[3] > 0)
+    np.testing.assert_array_equal(labels.data[:3], seg.labels[:3])  # the checked frames kept
+    assert not errors

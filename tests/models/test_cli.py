@@ -240,6 +240,15 @@ def test_importing_napari_hemd_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
+def test_train_scale_errors_name_the_option(folder, capsys):
+    base = ["train", "--data", str(folder / "data"), "-o", str(folder / "m.pt"), "--steps", "1"]
+    assert main([*base, "--scale", "20"]) == 2
+    assert "--scale must be between 0.1 and 10; got 20" in capsys.readouterr().err
+    assert main([*base, "--model", "affinity", "--scale", "2"]) == 2
+    assert "--scale 2 needs a U-Net" in capsys.readouterr().err
+    assert not (folder / "m.pt").exists()
+
+
 def test_device_and_batch_errors_are_one_line(tmp_path, capsys):
     img = tmp_path / "img.tif"
     tifffile.imwrite(img, np.zeros((2, 32, 32), np.uint16), photometric="minisblack")
@@ -272,6 +281,20 @@ def test_fine_tune_a_shipped_model_then_segment_with_it(folder):
     movie = str(folder / "stack.tif")
     assert main(["segment", movie, "--model", str(tuned), "-o", str(out), "--no-progress"]) == 0
     assert tifffile.imread(out).shape == (2, 96, 96)
+    # --scale: trained on images and masks zoomed as segment --scale zooms frames
+    zoomed = folder / "zoomed.pt"
+    args[args.index(str(tuned))] = str(zoomed)
+    assert main([*args, "--threads", "1", "--no-progress", "--scale", "2"]) == 0
+    meta2 = load_model_file(zoomed).metadata
+    assert meta2["training"]["data"] == [f"{folder / 'data'} (zoom 2)"]
+    (name, size), (name2, size2) = (
+        *meta["object_diameters"].items(),
+        *meta2["object_diameters"].items(),
+    )
+    assert name == name2 and size2 == pytest.approx(2 * size, rel=0.05)
+    out2 = folder / "labels2.tif"
+    cmd = ["segment", movie, "--model", str(zoomed), "--scale", "2", "-o", str(out2)]
+    assert main([*cmd, "--no-progress"]) == 0 and tifffile.imread(out2).shape == (2, 96, 96)
 
 
 def test_models_prints_the_meaningful_score():

@@ -81,6 +81,59 @@ def test_finetune_a_stack_scores_the_held_out_frame(video, tmp_path, monkeypatch
         finetune(image, labels, [0], base, output=res.path, minutes=0.05)
 
 
+def test_zoom_samples_as_prediction_sees_the_frames(video):
+    """Images resized as ``predict(scale=)`` resizes a frame; labels nearest, ids kept."""
+    import torch
+
+    from napari_hemd.finetune import frames_as_samples
+    from napari_hemd.models.data import median_diameter, zoom_samples
+
+    image, labels = video
+    norm = {"low": 1.0, "high": 99.8}
+    plain = frames_as_samples(image, labels, [0, 2], norm, "x")
+    assert zoom_samples(plain, 1.0) == plain
+    for scale, shape in ((2.0, (192, 192)), (0.37, (36, 36))):
+        zoomed = frames_as_samples(image, labels, [0, 2], norm, "x", scale)
+        for a, b in zip(plain, zoomed, strict=True):
+            assert b.name == a.name and b.image.shape == b.labels.shape == shape
+            assert b.image.dtype == np.float32 and b.labels.dtype == a.labels.dtype
+            want = torch.nn.functional.interpolate(
+                torch.from_numpy(a.image)[None, None], size=shape, mode="bilinear",
+                align_corners=False, antialias=scale < 1,
+            )[0, 0].numpy()  # fmt: skip
+            np.testing.assert_allclose(b.image, want, atol=1e-6)
+            assert set(np.unique(b.labels)) <= set(np.unique(a.labels))
+        d0, _ = median_diameter([s.labels for s in plain])
+        d1, _ = median_diameter([s.labels for s in zoomed])
+        assert d1 == pytest.approx(d0 * scale, rel=0.12)
+    big = frames_as_samples(image, labels, [1], norm, "x", 2.0)[0].labels
+    assert np.array_equal(big[::2, ::2], labels[1]) and np.array_equal(big[1::2, 1::2], labels[1])
+
+
+def test_finetune_at_the_zoom_the_movie_was_segmented_at(video, tmp_path):
+    """Trained and scored on frames zoomed as Segment zoomed them: the model records the
+    zoom and the objects' size as the network saw them; affinity models refuse a zoom."""
+    from napari_hemd.finetune import finetune, score_frames
+    from napari_hemd.models import load_model_file
+    from napari_hemd.models.data import median_diameter
+
+    image, labels = video
+    res = finetune(image, labels, [0, 1, 3], "nuclei-fluo", output=tmp_path / "z.pt",
+                   minutes=0.08, threads=1, scale=1.5)  # fmt: skip
+    assert res.scale == 1.5 and res.steps > 0
+    meta = load_model_file(res.path).metadata
+    assert meta["fine_tuned"]["scale"] == 1.5
+    found, _ = median_diameter(list(labels[:2]))
+    assert meta["object_diameters"]["checked"] == pytest.approx(1.5 * found, rel=0.1)
+    # the score before is that of Segment at this zoom, not at the frames' own size
+    assert res.before == score_frames("nuclei-fluo", image, labels, [3], 1.5)
+    assert res.before != score_frames("nuclei-fluo", image, labels, [3], 1.0)
+    with pytest.raises(ValueError, match=r"scale=1\.5 needs a U-Net model"):
+        finetune(image, labels, [0], "nuclei-affinity", output=tmp_path / "a.pt", minutes=0.05,
+                 scale=1.5)  # fmt: skip
+    assert not (tmp_path / "a.pt").exists()
+
+
 def test_finetune_a_single_image_and_the_affinity_model(video, tmp_path):
     from napari_hemd.finetune import finetune
     from napari_hemd.models import load_model_file

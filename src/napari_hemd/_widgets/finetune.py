@@ -49,6 +49,13 @@ FROM_FILE = "model file..."
 _SEGMENT_KEYS = ("tau", "delta", "iterations", "min_size", "link", "variant")
 
 
+def run_zoom(labels: Labels) -> float:
+    """The zoom the labels were segmented at (their ``scale`` parameter; 1 when none)."""
+    value = (labels.metadata.get(PARAMS_KEY) or {}).get("scale", 1.0)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    return float(value) if ok else 1.0
+
+
 def models_folder(labels: Labels | None) -> Path:
     """Where a new model goes: the project's ``models/``, else the user's settings folder."""
     from napari_hemd import _settings
@@ -264,6 +271,7 @@ class FineTuneWidget(LayerWidget):
             base,
             output=out,
             minutes=float(self.minutes.value),
+            scale=run_zoom(labels),  # the objects at the size the network saw them
             name=name,
             stop=self.cancel_flag(),
             on_step=lambda step, loss: plot.losses.append(loss),
@@ -287,9 +295,15 @@ class FineTuneWidget(LayerWidget):
                     "It scores LOWER than the starting model on the held-out frame: better not "
                     "use it; correct and check a few more frames, or give it more time"
                 )
+            zoom = (
+                f" It was trained at zoom {result.scale:g}, the labels' zoom: segment with it "
+                "at that zoom."
+                if result.scale != 1
+                else ""
+            )
             show_info(
                 f"Fine-tune {what} is saved as {result.name!r} ({result.path}); your labels are "
-                f"unchanged. {advice}"
+                f"unchanged. {advice}.{zoom}"
             )
 
         worker = self.run_workflow(gen, done, self.run_button, self.cancel_button, "Fine-tune")
@@ -322,6 +336,9 @@ class FineTuneWidget(LayerWidget):
             return None
         old_params = dict(labels.metadata.get(PARAMS_KEY) or {})
         params = {k: old_params[k] for k in _SEGMENT_KEYS if k in old_params}
+        # the zoom the model was fine-tuned at (another model: the labels' zoom)
+        tuned = self.result is not None and model == str(self.result.path)
+        params["scale"] = self.result.scale if tuned else run_zoom(labels)
         data = np.asarray(image.data[0] if image.multiscale else image.data)
         gen = segment_image_workflow(data, model, "hemd", cancel=self.cancel_flag(), **params)
         name = self.result.name if self.result is not None else Path(model).stem

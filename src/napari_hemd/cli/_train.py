@@ -49,6 +49,14 @@ def register(subparsers) -> None:
         "-o", "--output", required=True, metavar="MODEL", help="model file to write (.pt)"
     )
     p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="zoom the images and masks by S as `segment --scale S` zooms frames: a model to use "
+        "at that zoom (e.g. --init on cells of another size than the model's); U-Nets only",
+    )
+    p.add_argument(
         "--masks",
         choices=("auto", "st", "gt"),
         default="auto",
@@ -242,6 +250,19 @@ def run(args: argparse.Namespace) -> int:
             recipe = replace(RECIPE, batch_size=args.batch_size, patch_size=args.patch_size)
             steps = steps_for_budget(base, recipe, 60 * args.max_minutes)
             logger.warning("--max-minutes %g: about %d steps", args.max_minutes, steps)
+    if args.scale != 1.0:
+        from napari_hemd.models.data import zoom_samples
+        from napari_hemd.models.prediction import SCALE_RANGE
+
+        lo, hi = SCALE_RANGE
+        if not lo <= args.scale <= hi:
+            raise ValueError(f"--scale must be between {lo:g} and {hi:g}; got {args.scale:g}")
+        if (kind or "unet") != "unet":
+            raise ValueError(
+                f"--scale {args.scale:g} needs a U-Net (an affinity model predicts without a "
+                f"zoom); got a {kind!r} model"
+            )
+        train, val = zoom_samples(train, args.scale), zoom_samples(val, args.scale)
     cfg = TrainConfig(
         model=kind or "unet",
         init=args.init,
@@ -282,7 +303,9 @@ def run(args: argparse.Namespace) -> int:
         cfg,
         resume=args.resume,
         progress=not args.no_progress,
-        data_description=[str(d) for d in args.data],
+        data_description=[
+            str(d) + ("" if args.scale == 1.0 else f" (zoom {args.scale:g})") for d in args.data
+        ],
     )
     if args.half:
         from napari_hemd.models import save_model_file

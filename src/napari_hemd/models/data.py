@@ -17,7 +17,14 @@ import numpy as np
 
 from napari_hemd.models.weights import DEFAULT_NORMALIZATION, normalize_percentile
 
-__all__ = ["Sample", "load_samples", "median_diameter", "object_diameters", "split_samples"]
+__all__ = [
+    "Sample",
+    "load_samples",
+    "median_diameter",
+    "object_diameters",
+    "split_samples",
+    "zoom_samples",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +267,42 @@ def split_samples(
     if not train:
         raise ValueError(f"val={val!r} leaves no training samples out of {n}")
     return train, held
+
+
+def zoom_samples(samples: Sequence[Sample], scale: float) -> list[Sample]:
+    """``samples`` as a network sees frames zoomed by ``scale`` (``predict(..., scale=scale)``).
+
+    Images are resized exactly as prediction resizes a frame (linear, averaged when shrinking;
+    same size rounding), labels by nearest neighbour at the same pixel centres, so ids and
+    touching borders are kept. Training on them makes a model for that zoom: fine-tuning on a
+    user's corrections at the zoom the movie was segmented at keeps the objects at the size the
+    network learned (:func:`napari_hemd.finetune.finetune`, ``train --scale``).
+    """
+    if float(scale) == 1.0:
+        return list(samples)
+    from napari_hemd.models.prediction import _resize, scaled_shape
+
+    out = []
+    for s in samples:
+        size = scaled_shape(s.image.shape, scale)
+        out.append(
+            Sample(
+                _resize(s.image.astype(np.float32, copy=False), size),
+                _nearest(s.labels, size),
+                s.name,
+                s.source,
+            )
+        )
+    return out
+
+
+def _nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``labels`` resampled to ``size`` by nearest neighbour (pixel centres aligned)."""
+    idx = [
+        np.minimum(((np.arange(n) + 0.5) * (m / n)).astype(np.intp), m - 1)
+        for n, m in zip(size, labels.shape[-2:], strict=True)
+    ]
+    return labels[np.ix_(*idx)]
 
 
 def object_diameters(samples: Sequence[Sample]) -> dict[str, float]:
