@@ -138,6 +138,10 @@ def stream_segment(
     predict_chunk, tile, threads, tta, scale
         Frames per prediction task, tile side, torch threads per task, test-time flips, zoom of
         the frames before the network; see :func:`napari_hemd.models.predict_stream`.
+        ``scale="auto"``: found first on 3 frames as ``segment_image(scale="auto")`` finds it
+        (:func:`napari_hemd.image_segmentation.choose_scale_workflow`; progress stage
+        ``"zoom"``). With a model the labels' attributes record ``model`` and the ``scale`` used
+        (and ``scale_tried`` with auto).
     overwrite : bool
         Replace an existing ``output`` (and a ``prob_output`` that is not a finished prediction of
         this input by this model; such a one is reused).
@@ -174,6 +178,7 @@ def stream_segment(
         raise ValueError(f"tta is only used with a model; got tta={tta!r} and model=None")
     elif scale != 1:
         raise ValueError(f"scale is only used with a model; got scale={scale!r} and model=None")
+    tried = None
     from napari_hemd._atomic import output_lock
 
     with output_lock(output):  # a second run on this output fails at once
@@ -195,6 +200,8 @@ def stream_segment(
             from napari_hemd.models.prediction import _check_scale, _check_tta
 
             tta = _check_tta(tta, loaded)
+            if scale == "auto":
+                scale, tried = _auto_scale(loaded, data, tile, threads, progress)
             scale = _check_scale(scale, loaded)
             grow = whole_cell_growth(loaded, scale)
             if grow:
@@ -253,15 +260,38 @@ def stream_segment(
                 progress=progress,
                 **params,
             )
+        if model is not None:  # which model and zoom made these labels
+            import zarr
+
+            extra = {"scale_tried": tried} if tried is not None else {}
+            z = zarr.open_array(str(output), mode="r+")
+            z.attrs.update({"model": str(model), "scale": scale, **extra})
     return output
 
 
-def stream_size_advice(model, output, scale: float = 1.0) -> str | None:
+def _auto_scale(model, data, tile, threads, progress) -> tuple[float, list[float]]:
+    """``scale="auto"`` of :func:`stream_segment`: the zoom found on a few of ``data``'s frames."""
+    from napari_hemd.image_segmentation import choose_scale_workflow
+
+    gen = choose_scale_workflow(model, data, tile=tile, threads=threads)
+    try:
+        while True:
+            stage = next(gen)
+            if progress is not None:
+                progress(*stage)
+    except StopIteration as stop:
+        found, tried = stop.value
+    log.info("scale auto: zoom %g (tried %s)", found, tried)
+    return found, tried
+
+
+def stream_size_advice(model, output, scale: float | None = None) -> str | None:
     """The size advice of ``segment --model`` for a finished :func:`stream_segment` output.
 
     :func:`napari_hemd.image_segmentation.size_advice` on 5 evenly spaced frames of the labels
     zarr ``output`` (only those are read), segmented with ``model`` (a name, file or loaded
-    model) at zoom ``scale``: a sentence naming the zoom that suits the objects found, or None.
+    model) at zoom ``scale`` (None: the zoom the output records, 1 if none): a sentence naming
+    the zoom that suits the objects found, or None.
     """
     import zarr
 
@@ -269,7 +299,10 @@ def stream_size_advice(model, output, scale: float = 1.0) -> str | None:
     from napari_hemd.models import HemdModel, load_model
 
     loaded = model if isinstance(model, HemdModel) else load_model(model)
-    return size_advice(loaded, zarr.open_array(str(output), mode="r"), scale)
+    labels = zarr.open_array(str(output), mode="r")
+    if scale is None:
+        scale = float(labels.attrs.get("scale", 1.0))
+    return size_advice(loaded, labels, scale)
 
 
 def stream_workflow(source, output, **kwargs) -> Generator[tuple[str, int, int], None, Path]:

@@ -196,6 +196,15 @@ def test_stream_widget_predicts_with_test_time_flips(
     assert w.advice is not None and w.advice == stream_size_advice("nuclei-fluo", out, 0.5)
     assert "--scale 0.83 (zoom for the model 0.83)" in w.advice
     assert infos[-1].endswith(f"Note: {w.advice}") and "see the note" in w.status.value
+    # the zoom's lowest value is auto: found on a few frames, as segment --scale auto finds it
+    w.scale.value = 0.0
+    assert w.scale.native.text() == "auto" and w._arguments()["scale"] == "auto"
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: w.status.value.startswith("done"), timeout=120_000)
+    labels = viewer.layers["lab labels"]
+    found = zarr.open_array(str(out)).attrs["scale"]
+    assert labels.metadata["hemd_stream"]["scale"] == found and w.advice is None
+    assert f"zoom {found:g} (found; tried 1" in infos[-1]
     from napari_hemd._widgets.stream import NO_MODEL
 
     w.model.value = NO_MODEL

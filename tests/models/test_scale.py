@@ -168,12 +168,45 @@ def test_cli_scale(movie, tmp_path, capsys):
     assert "expected a number or auto; got 'big'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["predict", str(path), "--model", "nuclei-fluo", "--scale", "auto", "-o", "q.tif"])
-    assert "auto is for segment --model" in capsys.readouterr().err
+    assert "auto is for segment --model and stream --model" in capsys.readouterr().err
     assert main([*base[:2], "--scale", "0.5", "-o", str(tmp_path / "x.tif")]) == 2
     assert "--scale needs --model" in capsys.readouterr().err
     assert main([*base, "--scale", "0", "-o", str(tmp_path / "y.tif")]) == 2
     assert "scale must be a number between 0.1 and 10; got 0.0" in capsys.readouterr().err
     assert not (tmp_path / "y.tif").exists()
+
+
+def test_stream_scale_auto_finds_the_zoom_segment_finds(movie, tmp_path, capsys):
+    """``stream --model --scale auto`` probes the frames as ``segment --scale auto`` does, streams
+    at the zoom found, records it with the labels and gives the size note at it (none here)."""
+    import zarr
+
+    from napari_hemd.pipeline import stream_segment, stream_size_advice
+
+    src = tmp_path / "m.tif"
+    tifffile.imwrite(src, movie["image"], photometric="minisblack")
+    auto = segment_image(movie["image"], "nuclei-fluo", scale="auto", iterations=2)
+    found, tried = auto.params["scale"], auto.params["scale_tried"]
+    assert found != 1.0 and len(tried) >= 2  # the sample's nuclei are small for the model
+    out = tmp_path / "s.zarr"
+    args = ["stream", str(src), "-o", str(out), "--model", "nuclei-fluo", "--scale", "auto"]
+    assert main([*args, "--iterations", "2", "--no-progress"]) == 0
+    said = capsys.readouterr().err
+    assert f"stream: zoom {found:g} (found; tried {', '.join(f'{t:.3g}' for t in tried)})" in said
+    assert "note:" not in said and stream_size_advice("nuclei-fluo", out) is None
+    attrs = zarr.open_array(str(out)).attrs
+    assert attrs["scale"] == found and attrs["scale_tried"] == tried
+    assert attrs["model"] == "nuclei-fluo"
+    # the same labels as a stream at the zoom given by hand; its prediction is reused
+    stages: list[str] = []
+    again = tmp_path / "n.zarr"
+    stream_segment(src, again, model="nuclei-fluo", scale=found, iterations=2,
+                   prob_output=tmp_path / "s.prob.zarr", progress=lambda s, d, t: stages.append(s))  # fmt: skip
+    assert "predict" not in stages and "zoom" not in stages
+    assert np.array_equal(zarr.open_array(str(again))[:], zarr.open_array(str(out))[:])
+    assert "scale_tried" not in zarr.open_array(str(again)).attrs
+    with pytest.raises(ValueError, match="scale is only used with a model"):
+        stream_segment(src, tmp_path / "x.zarr", scale="auto")
 
 
 def test_object_diameters_per_data_set_without_border_cut_objects():

@@ -25,7 +25,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
 from napari_hemd._widgets._common import LayerWidget
-from napari_hemd._widgets._models import scale_spin, tta_combo
+from napari_hemd._widgets._models import scale_spin, scale_value, tta_combo
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class StreamWidget(LayerWidget):
         self.output = FileEdit(label="output labels (.zarr)", mode="w", filter="*.zarr")
         self.model = ComboBox(label="predict first with", choices=_choices)
         self.tta = tta_combo(visible=False)  # U-Nets only are offered
-        self.scale = scale_spin(visible=False)
+        self.scale = scale_spin(auto=True, visible=False)
         self.model.changed.connect(self._show_model_fields)
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
         self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=1.0, step=0.05)
@@ -153,7 +153,7 @@ class StreamWidget(LayerWidget):
             output=output,
             model=model,
             tta=1 if model is None else int(self.tta.value),
-            scale=1.0 if model is None else float(self.scale.value),
+            scale=1.0 if model is None else scale_value(self.scale),
             workers=workers,
             scheduler=scheduler,
             chunk=int(self.chunk.value),
@@ -216,7 +216,7 @@ class StreamWidget(LayerWidget):
         path = yield from gen
         if kwargs["model"] is None:
             return path, None
-        return path, stream_size_advice(kwargs["model"], path, kwargs["scale"])
+        return path, stream_size_advice(kwargs["model"], path)  # at the zoom used (found)
 
     def _show_progress(self, event) -> None:
         stage, done, total = event
@@ -246,10 +246,16 @@ class StreamWidget(LayerWidget):
         name = f"{path.stem} labels"
         self._replace(name)
         params = {k: kwargs[k] for k in ("tau", "delta", "iterations", "model", "chunk")}
+        zoom = ""
+        if kwargs["model"] is not None:
+            params["scale"] = float(labels.attrs.get("scale", 1.0))  # the zoom auto found
+            if "scale_tried" in labels.attrs:
+                tried = ", ".join(f"{t:.3g}" for t in labels.attrs["scale_tried"])
+                zoom = f", zoom {params['scale']:g} (found; tried {tried})"
         self.viewer.add_labels(
             labels, name=name, metadata={STREAM_KEY: {**params, "path": str(path)}}
         )
         show_info(
-            f"Large data: {labels.shape[0]} frames in {str(path)!r}"
+            f"Large data: {labels.shape[0]} frames in {str(path)!r}{zoom}"
             + (f". Note: {advice}" if advice else "")
         )

@@ -128,18 +128,18 @@ def _scale(text: str):
 
 
 def _number_scale(text: str) -> float:
-    """``--scale`` of predict / stream: a number (auto needs the segmentation it probes)."""
+    """``--scale`` of predict: a number (auto needs the segmentation it probes)."""
     value = _scale(text)
     if value == "auto":
         raise argparse.ArgumentTypeError(
-            "auto is for segment --model (it segments a few frames to find the zoom); give a "
-            "number here, e.g. the zoom segment --scale auto printed"
+            "auto is for segment --model and stream --model (they segment a few frames to find "
+            "the zoom); give a number here, e.g. the zoom segment --scale auto printed"
         )
     return value
 
 
 def add_scale_argument(p, *, auto: bool = False) -> None:
-    """``--scale``, shared by ``predict``, ``segment --model`` (also ``auto``) and ``stream``."""
+    """``--scale`` of ``predict``, ``segment --model`` and ``stream`` (the last two: ``auto``)."""
     p.add_argument(
         "--scale",
         type=_scale if auto else _number_scale,

@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--predict-chunk", type=int, default=8, help="frames per prediction task (8)")
     add_tile_argument(m)
     add_tta_argument(m)
-    add_scale_argument(m)
+    add_scale_argument(m, auto=True)
     m.add_argument(
         "--threads",
         type=int,
@@ -161,9 +161,16 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if args.model is not None:  # the size advice of segment --model, on a few finished frames
+        import zarr
+
         from napari_hemd.pipeline import stream_size_advice
 
-        note = stream_size_advice(args.model, args.output, args.scale)
+        used = zarr.open_array(str(args.output), mode="r").attrs  # the zoom auto found
+        zoom = float(used.get("scale", args.scale))
+        if "scale_tried" in used:
+            tried = ", ".join(f"{t:.3g}" for t in used["scale_tried"])
+            print(f"stream: zoom {zoom:g} (found; tried {tried})", file=sys.stderr)
+        note = stream_size_advice(args.model, args.output)  # at the zoom it records
         if note:
             print(f"note: {note}", file=sys.stderr)
     return 0
