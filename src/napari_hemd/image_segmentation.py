@@ -165,6 +165,11 @@ def choose_scale_workflow(
     from napari_hemd.models.prediction import SCALE_RANGE, _resolve_model
 
     model = _resolve_model(model)
+    if model.kind != "unet":
+        raise ValueError(
+            "scale='auto' needs a U-Net model (the affinity network's offsets are in its "
+            f"training pixels); got a {model.kind!r} model"
+        )
     shape = tuple(image.shape)
     n = 1 if len(shape) == 2 else shape[0]
     picks = np.unique(np.linspace(0, n - 1, min(AUTO_SCALE_FRAMES, n)).round().astype(int))

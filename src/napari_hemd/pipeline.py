@@ -272,15 +272,10 @@ def stream_segment(
 def _auto_scale(model, data, tile, threads, progress) -> tuple[float, list[float]]:
     """``scale="auto"`` of :func:`stream_segment`: the zoom found on a few of ``data``'s frames."""
     from napari_hemd.image_segmentation import choose_scale_workflow
+    from napari_hemd.workflows import run_workflow
 
     gen = choose_scale_workflow(model, data, tile=tile, threads=threads)
-    try:
-        while True:
-            stage = next(gen)
-            if progress is not None:
-                progress(*stage)
-    except StopIteration as stop:
-        found, tried = stop.value
+    found, tried = run_workflow(gen, progress)
     log.info("scale auto: zoom %g (tried %s)", found, tried)
     return found, tried
 

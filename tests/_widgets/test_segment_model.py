@@ -307,6 +307,19 @@ def test_zoom_for_the_model_in_segment_and_predict(viewer, qtbot, errors):
     fresh = SegmentWidget(viewer)
     fresh.restore(labels)  # the zoom found comes back as a number
     assert fresh.scale.value == pytest.approx(auto.params["scale"])
+    # Predict's auto finds the same zoom; Segment on its maps then gives the same labels
+    viewer.layers.remove(labels)
+    pred.scale.value = 0
+    assert pred.scale.native.text() == "auto"
+    _wait(qtbot, pred.run())
+    assert pred.zoom == auto.params["scale"] and pred.zoom_tried == auto.params["scale_tried"]
+    prob = viewer.layers["nuclei video image probability"]
+    assert prob.metadata["hemd_scale"] == pred.zoom
+    assert prob.metadata["hemd_grow"] == round(2 / pred.zoom)  # the model's 2 px, zoomed
+    seg3 = SegmentWidget(viewer)
+    seg3.prob.value = prob
+    _wait(qtbot, seg3.run())
+    assert np.array_equal(viewer.layers["nuclei video image labels"].data, auto.labels)
 
     pred.model.value = "nuclei-affinity"
     assert pred.run() is None

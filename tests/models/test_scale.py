@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tifffile
@@ -119,6 +121,8 @@ def test_bad_scale_is_refused_naming_it(movie, bad):
 
 
 def test_scale_needs_a_unet_and_frames(movie):
+    with pytest.raises(ValueError, match=r"scale='auto' needs a U-Net model"):
+        segment_image(movie["image"], "nuclei-affinity", scale="auto")
     with pytest.raises(ValueError, match=r"scale=0\.5 needs a U-Net model"):
         predict("nuclei-affinity", movie["image"][0], scale=0.5)
     with pytest.raises(ValueError, match=r"scale=0\.5 needs a U-Net model"):
@@ -166,9 +170,22 @@ def test_cli_scale(movie, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*base, "--scale", "big", "-o", str(tmp_path / "b.tif")])
     assert "expected a number or auto; got 'big'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["predict", str(path), "--model", "nuclei-fluo", "--scale", "auto", "-o", "q.tif"])
-    assert "auto is for segment --model and stream --model" in capsys.readouterr().err
+    # predict --scale auto: the maps at the zoom segment --scale auto finds, which is recorded
+    auto = segment_image(movie["image"], "nuclei-fluo", scale="auto")
+    found, tried = auto.params["scale"], auto.params["scale_tried"]
+    q = tmp_path / "q.tif"
+    cmd = ["predict", str(path), "--model", "nuclei-fluo", "--scale", "auto", "-o", str(q)]
+    assert main([*cmd, "--no-progress"]) == 0
+    said = ", ".join(f"{t:.3g}" for t in tried)
+    assert f"predict: zoom {found:g} (found; tried {said})" in capsys.readouterr().err
+    fg = predict("nuclei-fluo", movie["image"], scale=found)["foreground"]
+    assert np.array_equal(read_stack(q), fg)
+    with tifffile.TiffFile(q) as tif:
+        meta = json.loads(tif.pages[0].description)
+    assert meta["scale"] == found and meta["scale_tried"] == tried
+    assert main(["predict", str(path), "--model", "nuclei-affinity", "--scale", "auto",
+                 "-o", str(tmp_path / "r.tif")]) == 2  # fmt: skip
+    assert "scale='auto' needs a U-Net model" in capsys.readouterr().err
     assert main([*base[:2], "--scale", "0.5", "-o", str(tmp_path / "x.tif")]) == 2
     assert "--scale needs --model" in capsys.readouterr().err
     assert main([*base, "--scale", "0", "-o", str(tmp_path / "y.tif")]) == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton, SpinBox
 from napari.layers import Image
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_info
 
 from napari_hemd._widgets._common import (
     BACKGROUND_KEY,
@@ -19,7 +19,13 @@ from napari_hemd._widgets._common import (
     base_name,
     is_probability_layer,
 )
-from napari_hemd._widgets._models import scale_refused, scale_spin, tta_combo, tta_refused
+from napari_hemd._widgets._models import (
+    scale_refused,
+    scale_spin,
+    scale_value,
+    tta_combo,
+    tta_refused,
+)
 from napari_hemd.workflows import predict_workflow
 
 log = logging.getLogger(__name__)
@@ -52,7 +58,10 @@ class PredictWidget(LayerWidget):
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
         self.tile = SpinBox(label="tile (0: auto)", value=0, min=0, max=4096, step=32)
         self.tta = tta_combo()
-        self.scale = scale_spin()
+        self.scale = scale_spin(auto=True)
+        #: The zoom of the last prediction (found, with auto) and the zooms auto tried.
+        self.zoom: float | None = None
+        self.zoom_tried: list[float] | None = None
         self.boundary = CheckBox(label="boundary layer too", value=False)
         self.affinity = CheckBox(
             label="affinities + Mutex instances (affinity models)", value=False
@@ -114,39 +123,58 @@ class PredictWidget(LayerWidget):
         if refused:
             show_error(f"Predict: {refused}")
             return None
-        from napari_hemd.image_segmentation import scaled_defaults, whole_cell_growth
+        from napari_hemd.image_segmentation import (
+            choose_scale_workflow,
+            scaled_defaults,
+            whole_cell_growth,
+        )
         from napari_hemd.models.prediction import check_scale_planes, resolve_planes
 
-        scale = float(self.scale.value)
+        scale = scale_value(self.scale)  # a number, or "auto"
         try:
             check_scale_planes(scale, resolve_planes(loaded, None, tuple(layer.data.shape)))
         except ValueError as exc:
             show_error(f"Predict: {exc}")
             return None
-        grow = whole_cell_growth(loaded, scale)
-        if grow:
+        if whole_cell_growth(loaded):  # a U-Net: grown at any zoom
             outputs = (*outputs, "background")  # Segment grows instances into whole cells with it
-        gen = predict_workflow(
-            layer.data,
-            loaded,
-            outputs=outputs,
-            tile=int(self.tile.value) or None,
-            device=device,
-            tta=int(self.tta.value),
-            scale=scale,
-            cancel=self.cancel_flag(),
-        )
-        name = base_name(layer.name)
-        meta = {MODEL_KEY: str(model), "hemd_source": layer.name}
-        if int(self.tta.value) > 1:
-            meta["hemd_tta"] = int(self.tta.value)
-        if scale != 1.0:
-            meta["hemd_scale"] = scale
-        # the model's sizes in this image's pixels, for Segment on these maps
-        seg_defaults = scaled_defaults(loaded.metadata.get("segment_defaults", {}), scale)
+        tile, cancel = int(self.tile.value) or None, self.cancel_flag()
 
-        def done(maps: dict) -> None:
+        def work():
+            zoom, tried = scale, None
+            if zoom == "auto":  # found on a few frames, as Segment finds it
+                zoom, tried = yield from choose_scale_workflow(
+                    loaded, layer.data, tile=tile, device=device, cancel=cancel
+                )
+            maps = yield from predict_workflow(
+                layer.data,
+                loaded,
+                outputs=outputs,
+                tile=tile,
+                device=device,
+                tta=int(self.tta.value),
+                scale=zoom,
+                cancel=cancel,
+            )
+            return maps, zoom, tried
+
+        name = base_name(layer.name)
+
+        def done(result) -> None:
+            maps, zoom, tried = result
+            self.zoom, self.zoom_tried = zoom, tried
+            meta = {MODEL_KEY: str(model), "hemd_source": layer.name}
+            if int(self.tta.value) > 1:
+                meta["hemd_tta"] = int(self.tta.value)
+            if zoom != 1.0:
+                meta["hemd_scale"] = zoom
+            if tried is not None:
+                said = ", ".join(f"{t:.3g}" for t in tried)
+                show_info(f"Predict: zoom {zoom:g} for {str(model)!r} (found; tried {said})")
+            grow = whole_cell_growth(loaded, zoom)
             extra = {GROW_KEY: grow, BACKGROUND_KEY: maps["background"]} if grow else {}
+            # the model's sizes in this image's pixels, for Segment on these maps
+            seg_defaults = scaled_defaults(loaded.metadata.get("segment_defaults", {}), zoom)
             extra[DEFAULTS_KEY] = seg_defaults
             add_or_update(
                 self.viewer,
@@ -189,4 +217,4 @@ class PredictWidget(LayerWidget):
                     metadata=dict(meta),
                 )
 
-        return self.run_workflow(gen, done, self.run_button, self.cancel_button, "Predict")
+        return self.run_workflow(work(), done, self.run_button, self.cancel_button, "Predict")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 __all__ = ["register", "run"]
 
@@ -131,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
         _check_tta(args.tta, model)  # before any work: an affinity model is refused here
         meta["tta"] = args.tta
+    if args.scale == "auto":
+        args.scale, meta["scale_tried"] = _auto_scale(args, model, image)
     if args.scale != 1:
         from napari_hemd.models.prediction import _check_scale
 
@@ -230,6 +233,22 @@ def run(args: argparse.Namespace) -> int:
     for path in dict.fromkeys(paths.values()):
         print(f"wrote {path}")
     return 0
+
+
+def _auto_scale(args, model, image) -> tuple[float, list[float]]:
+    """``--scale auto``: the zoom ``segment --scale auto`` finds, on 3 frames of IMAGE."""
+    from napari_hemd.cli._segment import volume_kwargs
+    from napari_hemd.image_segmentation import choose_scale_workflow
+    from napari_hemd.models import pick_device
+    from napari_hemd.models.prediction import check_scale_planes, resolve_planes
+    from napari_hemd.workflows import run_workflow
+
+    check_scale_planes("auto", resolve_planes(model, volume_kwargs(args)["planes"], image.shape))
+    gen = choose_scale_workflow(model, image, tile=args.tile, device=pick_device(args.device))
+    found, tried = run_workflow(gen)
+    said = ", ".join(f"{t:.3g}" for t in tried)
+    print(f"predict: zoom {found:g} (found; tried {said})", file=sys.stderr)
+    return found, tried
 
 
 def _run_chunked(args, model, image, outputs, ranges, meta, out) -> int:

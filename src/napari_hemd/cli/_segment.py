@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_tile_argument(m)
     add_tta_argument(m)
-    add_scale_argument(m, auto=True)
+    add_scale_argument(m)
     m.add_argument(
         "--batch-size", type=int, default=None, help="tiles per forward pass (default: ~1 Mpx)"
     )
@@ -118,7 +118,7 @@ def add_tta_argument(p) -> None:
 
 
 def _scale(text: str):
-    """``--scale`` value: a number, or ``auto`` (segment --model finds it)."""
+    """``--scale`` value: a number, or ``auto`` (found on a few frames)."""
     if text.strip().lower() == "auto":
         return "auto"
     try:
@@ -127,27 +127,16 @@ def _scale(text: str):
         raise argparse.ArgumentTypeError(f"expected a number or auto; got {text!r}") from None
 
 
-def _number_scale(text: str) -> float:
-    """``--scale`` of predict: a number (auto needs the segmentation it probes)."""
-    value = _scale(text)
-    if value == "auto":
-        raise argparse.ArgumentTypeError(
-            "auto is for segment --model and stream --model (they segment a few frames to find "
-            "the zoom); give a number here, e.g. the zoom segment --scale auto printed"
-        )
-    return value
-
-
-def add_scale_argument(p, *, auto: bool = False) -> None:
-    """``--scale`` of ``predict``, ``segment --model`` and ``stream`` (the last two: ``auto``)."""
+def add_scale_argument(p) -> None:
+    """``--scale`` of ``predict``, ``segment --model`` and ``stream``: a number or ``auto``."""
     p.add_argument(
         "--scale",
-        type=_scale if auto else _number_scale,
+        type=_scale,
         default=1.0,
         help="zoom the frames by this factor before the network (U-Nets), the maps back to "
         "your frames' size: for objects of another size than the model's training objects "
-        "(napari-hemd models lists them), e.g. 0.5 when yours are twice as large (default 1)"
-        + ("; auto: segment a few frames, follow the size advice (up to 4 zooms)" if auto else ""),
+        "(napari-hemd models lists them), e.g. 0.5 when yours are twice as large (default 1); "
+        "auto: segment a few frames, follow the size advice (up to 4 zooms)",
     )
 
 

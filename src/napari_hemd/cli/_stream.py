@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--predict-chunk", type=int, default=8, help="frames per prediction task (8)")
     add_tile_argument(m)
     add_tta_argument(m)
-    add_scale_argument(m, auto=True)
+    add_scale_argument(m)
     m.add_argument(
         "--threads",
         type=int,
