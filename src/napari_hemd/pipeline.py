@@ -109,7 +109,7 @@ def stream_segment(
     tile: int | None = None,
     threads: int | None = None,
     tta: int = 1,
-    scale: float = 1.0,
+    scale: float | str = 1.0,
     overwrite: bool = False,
     resume: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
