@@ -245,7 +245,7 @@ def test_train_scale_errors_name_the_option(folder, capsys):
     assert main([*base, "--scale", "20"]) == 2
     assert "--scale must be between 0.1 and 10; got 20" in capsys.readouterr().err
     assert main([*base, "--model", "affinity", "--scale", "2"]) == 2
-    assert "--scale 2 needs a U-Net" in capsys.readouterr().err
+    assert "--scale 2: a zoom needs a U-Net" in capsys.readouterr().err
     assert not (folder / "m.pt").exists()
 
 

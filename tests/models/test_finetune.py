@@ -230,3 +230,33 @@ def test_project_checked_frames_are_training_data(video, tmp_path):
     save_project(tmp_path / "q.zarr", prob=image.astype(np.float32), labels=labels, params={})
     with pytest.raises(ValueError, match="no checked frames"):
         load_samples(tmp_path / "q.zarr")
+
+
+def test_train_init_on_a_project_fine_tunes_at_its_zoom(video, tmp_path, capsys):
+    """``train --init`` on a project segmented with a zoom trains at that zoom (as the Fine-tune
+    widget does); ``--scale`` overrides it; an affinity model is refused, naming the project."""
+    from napari_hemd.cli import main
+    from napari_hemd.models import load_model_file
+    from napari_hemd.models.data import median_diameter, project_scale
+    from napari_hemd.workflows import save_project
+
+    image, labels = video
+    folder = tmp_path / "z.zarr"
+    save_project(folder, prob=image.astype(np.float32) / image.max(), labels=labels,
+                 params={"method": "hemd", "scale": 1.5}, image=image, checked=[0, 1, 2])  # fmt: skip
+    assert project_scale(folder) == 1.5 and project_scale(tmp_path) == 1.0
+    base = ["train", "--init", "nuclei-fluo", "--data", str(folder), "--steps", "2"]
+    base += ["--batch-size", "1", "--patch-size", "64", "--threads", "1", "--no-progress"]
+    assert main([*base, "-o", str(tmp_path / "a.pt")]) == 0
+    meta = load_model_file(tmp_path / "a.pt").metadata
+    assert meta["training"]["data"] == [f"{folder} (zoom 1.5)"]
+    found, _ = median_diameter(list(labels[:2]))
+    assert meta["object_diameters"]["z"] == pytest.approx(1.5 * found, rel=0.1)
+    assert main([*base, "-o", str(tmp_path / "b.pt"), "--scale", "1"]) == 0
+    assert load_model_file(tmp_path / "b.pt").metadata["training"]["data"] == [str(folder)]
+    capsys.readouterr()
+    affinity = [*base, "-o", str(tmp_path / "c.pt")]
+    affinity[affinity.index("nuclei-fluo")] = "nuclei-affinity"
+    assert main(affinity) == 2
+    err = capsys.readouterr().err
+    assert f"project {str(folder)!r} was segmented at zoom 1.5" in err and "--scale 1" in err

@@ -51,10 +51,11 @@ def register(subparsers) -> None:
     p.add_argument(
         "--scale",
         type=float,
-        default=1.0,
+        default=None,
         metavar="S",
         help="zoom the images and masks by S as `segment --scale S` zooms frames: a model to use "
-        "at that zoom (e.g. --init on cells of another size than the model's); U-Nets only",
+        "at that zoom (e.g. --init on cells of another size than the model's); U-Nets only. "
+        "Default: a project's own zoom (the one its labels were segmented at), else 1",
     )
     p.add_argument(
         "--masks",
@@ -228,41 +229,39 @@ def run(args: argparse.Namespace) -> int:
 
     fine_tune = args.init is not None
     val_spec = args.val if args.val is not None else ("auto" if fine_tune else "0.2")
-    train, val = [], []
-    for d in args.data:
-        samples = load_samples(d, masks=args.masks)
-        tr, va = split_samples(samples, val_spec)
-        train += tr
-        val += va
-        logger.warning("%s: %d training, %d held-out samples", d, len(tr), len(va))
     kind = args.model
-    steps = args.steps
     if fine_tune:
         from napari_hemd.models import load_model
 
         base = load_model(args.init)
         kind = kind or base.kind
-        if steps is None and args.max_minutes is not None:
-            from dataclasses import replace
+    from napari_hemd.models.data import project_scale, zoom_samples
 
-            from napari_hemd.finetune import steps_for_budget
+    if args.scale is not None:
+        _check_train_scale(args.scale, kind)
+    train, val, described = [], [], []
+    for d in args.data:
+        samples = load_samples(d, masks=args.masks)
+        tr, va = split_samples(samples, val_spec)
+        # --scale, else the zoom a project's labels were segmented at (the Fine-tune widget's)
+        zoom = args.scale if args.scale is not None else project_scale(d)
+        if args.scale is None and zoom != 1.0:
+            _check_train_scale(zoom, kind, f"project {str(d)!r} was segmented at zoom {zoom:g}")
+        tr, va = zoom_samples(tr, zoom), zoom_samples(va, zoom)
+        train += tr
+        val += va
+        described.append(str(d) + ("" if zoom == 1.0 else f" (zoom {zoom:g})"))
+        at = "" if zoom == 1.0 else f", at zoom {zoom:g}"
+        logger.warning("%s: %d training, %d held-out samples%s", d, len(tr), len(va), at)
+    steps = args.steps
+    if fine_tune and steps is None and args.max_minutes is not None:
+        from dataclasses import replace
 
-            recipe = replace(RECIPE, batch_size=args.batch_size, patch_size=args.patch_size)
-            steps = steps_for_budget(base, recipe, 60 * args.max_minutes)
-            logger.warning("--max-minutes %g: about %d steps", args.max_minutes, steps)
-    if args.scale != 1.0:
-        from napari_hemd.models.data import zoom_samples
-        from napari_hemd.models.prediction import SCALE_RANGE
+        from napari_hemd.finetune import steps_for_budget
 
-        lo, hi = SCALE_RANGE
-        if not lo <= args.scale <= hi:
-            raise ValueError(f"--scale must be between {lo:g} and {hi:g}; got {args.scale:g}")
-        if (kind or "unet") != "unet":
-            raise ValueError(
-                f"--scale {args.scale:g} needs a U-Net (an affinity model predicts without a "
-                f"zoom); got a {kind!r} model"
-            )
-        train, val = zoom_samples(train, args.scale), zoom_samples(val, args.scale)
+        recipe = replace(RECIPE, batch_size=args.batch_size, patch_size=args.patch_size)
+        steps = steps_for_budget(base, recipe, 60 * args.max_minutes)
+        logger.warning("--max-minutes %g: about %d steps", args.max_minutes, steps)
     cfg = TrainConfig(
         model=kind or "unet",
         init=args.init,
@@ -303,9 +302,7 @@ def run(args: argparse.Namespace) -> int:
         cfg,
         resume=args.resume,
         progress=not args.no_progress,
-        data_description=[
-            str(d) + ("" if args.scale == 1.0 else f" (zoom {args.scale:g})") for d in args.data
-        ],
+        data_description=described,
     )
     if args.half:
         from napari_hemd.models import save_model_file
@@ -317,6 +314,23 @@ def run(args: argparse.Namespace) -> int:
         f"held-out loss {last.get('val_loss', float('nan')):.4f})"
     )
     return 0
+
+
+def _check_train_scale(scale: float, kind: str | None, why: str | None = None) -> None:
+    """Refuse a training zoom out of range or for an affinity network.
+
+    ``why``: where the zoom came from, when not from ``--scale``.
+    """
+    from napari_hemd.models.prediction import SCALE_RANGE
+
+    lo, hi = SCALE_RANGE
+    if not lo <= scale <= hi:
+        raise ValueError(f"--scale must be between {lo:g} and {hi:g}; got {scale:g}")
+    if scale != 1.0 and (kind or "unet") != "unet":
+        raise ValueError(
+            f"{why or f'--scale {scale:g}'}: a zoom needs a U-Net (an affinity model predicts "
+            f"without one); got a {kind!r} model" + ("; pass --scale 1" if why else "")
+        )
 
 
 def _class_weights_option(text: str) -> tuple[float, float, float]:

@@ -22,6 +22,7 @@ __all__ = [
     "load_samples",
     "median_diameter",
     "object_diameters",
+    "project_scale",
     "split_samples",
     "zoom_samples",
 ]
@@ -160,6 +161,21 @@ def _is_project(path: Path) -> bool:
         return "napari-hemd project" in attrs.read_text()[:200_000]
     except OSError:
         return False
+
+
+def project_scale(path) -> float:
+    """The zoom a project folder's labels were segmented at (its ``scale`` parameter), else 1.
+
+    Fine-tuning on the project trains at it (``train --init``, like the Fine-tune widget).
+    """
+    path = Path(path)
+    if not _is_project(path):
+        return 1.0
+    import zarr
+
+    value = zarr.open_group(str(path), mode="r").attrs.get("params", {}).get("scale", 1.0)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    return float(value) if ok else 1.0
 
 
 def _project_samples(path: Path, norm: dict) -> list[Sample]:
