@@ -237,3 +237,16 @@ def test_finetune_and_resegment_at_the_labels_zoom(make_napari_viewer, qtbot, er
     np.testing.assert_array_equal(labels.data[3] > 0, redo.labels[3] > 0)
     np.testing.assert_array_equal(labels.data[:3], seg.labels[:3])  # the checked frames kept
     assert not errors
+
+
+def test_run_zoom_reads_segment_and_large_data_labels():
+    from napari.layers import Labels
+
+    from napari_hemd._widgets.finetune import run_zoom
+
+    data = np.zeros((2, 8, 8), np.uint32)
+    assert run_zoom(Labels(data)) == 1.0
+    assert run_zoom(Labels(data, metadata={"hemd_params": {"scale": 0.62}})) == 0.62
+    assert run_zoom(Labels(data, metadata={"hemd_stream": {"scale": 1.74}})) == 1.74
+    for bad in ("auto", True, 0, None):  # not a zoom a run used: frames at their own size
+        assert run_zoom(Labels(data, metadata={"hemd_params": {"scale": bad}})) == 1.0

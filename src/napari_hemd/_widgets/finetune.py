@@ -50,8 +50,11 @@ _SEGMENT_KEYS = ("tau", "delta", "iterations", "min_size", "link", "variant")
 
 
 def run_zoom(labels: Labels) -> float:
-    """The zoom the labels were segmented at (their ``scale`` parameter; 1 when none)."""
-    value = (labels.metadata.get(PARAMS_KEY) or {}).get("scale", 1.0)
+    """The zoom the labels were segmented at (Segment's or Large data's ``scale``; else 1)."""
+    from napari_hemd._widgets.stream import STREAM_KEY
+
+    meta = labels.metadata
+    value = (meta.get(PARAMS_KEY) or meta.get(STREAM_KEY) or {}).get("scale", 1.0)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
     return float(value) if ok else 1.0
 
