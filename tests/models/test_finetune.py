@@ -110,7 +110,7 @@ def test_zoom_samples_as_prediction_sees_the_frames(video):
     assert np.array_equal(big[::2, ::2], labels[1]) and np.array_equal(big[1::2, 1::2], labels[1])
 
 
-def test_finetune_at_the_zoom_the_movie_was_segmented_at(video, tmp_path):
+def test_finetune_at_the_zoom_the_movie_was_segmented_at(video, tmp_path, monkeypatch, capsys):
     """Trained and scored on frames zoomed as Segment zoomed them: the model records the
     zoom and the objects' size as the network saw them; affinity models refuse a zoom."""
     from napari_hemd.finetune import finetune, score_frames
@@ -128,6 +128,14 @@ def test_finetune_at_the_zoom_the_movie_was_segmented_at(video, tmp_path):
     # the score before is that of Segment at this zoom, not at the frames' own size
     assert res.before == score_frames("nuclei-fluo", image, labels, [3], 1.5)
     assert res.before != score_frames("nuclei-fluo", image, labels, [3], 1.0)
+    # napari-hemd models says at which zoom to use it
+    from napari_hemd import _settings
+    from napari_hemd.cli import main
+
+    monkeypatch.setenv(_settings.CONFIG_ENV, str(tmp_path / "config"))
+    _settings.remember_model("zoomed", res.path, "unet")
+    assert main(["models"]) == 0
+    assert "trained at zoom 1.5: segment with --scale 1.5" in capsys.readouterr().out
     with pytest.raises(ValueError, match=r"scale=1\.5 needs a U-Net model"):
         finetune(image, labels, [0], "nuclei-affinity", output=tmp_path / "a.pt", minutes=0.05,
                  scale=1.5)  # fmt: skip

@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
                 f"AJI {b['AJI']:.3f} -> {a['AJI']:.3f}"
             )
         print(f"{'':<16} {line}")
+        if ft.get("scale", 1.0) != 1.0:  # trained on frames zoomed as the movie was segmented
+            print(f"{'':<16} trained at zoom {ft['scale']:g}: segment with --scale {ft['scale']:g}")
     return 0
 
 
