@@ -225,6 +225,7 @@ def test_finetune_and_resegment_at_the_labels_zoom(make_napari_viewer, qtbot, er
     tune.image.value, tune.labels.value = viewer.layers["cells"], labels
     tune.base.value = "nuclei-fluo"
     tune.minutes.value = 0.1
+    assert tune.frames_info.value.endswith("; at zoom 1.5, the labels' zoom")  # said before
     _wait(qtbot, tune.run())
     res = tune.result
     assert res is not None and res.scale == 1.5 and res.held_out == 2

@@ -198,7 +198,9 @@ class FineTuneWidget(LayerWidget):
             self.frames_info.value = "no checked frames: mark corrected frames in Proofread"
         else:
             held = " (the last one is held out and scored)" if len(frames) >= 3 else ""
-            self.frames_info.value = f"{len(frames)} checked frame(s){held}"
+            zoom = run_zoom(layer)
+            at = f"; at zoom {zoom:g}, the labels' zoom" if zoom != 1.0 else ""
+            self.frames_info.value = f"{len(frames)} checked frame(s){held}{at}"
 
     def _base_value(self) -> str | None:
         value = self.base.value
