@@ -32,6 +32,7 @@ __all__ = [
     "NEUTRAL",
     "ImageSegmentation",
     "choose_scale_workflow",
+    "found_zoom",
     "labels_from_maps_workflow",
     "scaled_defaults",
     "segment_image",
@@ -192,6 +193,11 @@ def choose_scale_workflow(
         scale = nxt
     yield ("zoom", AUTO_SCALE_ROUNDS, AUTO_SCALE_ROUNDS)
     return round(scale, 3), tried
+
+
+def found_zoom(scale: float, tried) -> str:
+    """How commands and widgets report a zoom ``scale="auto"`` found, with the zooms it tried."""
+    return f"zoom {scale:g} (found; tried {', '.join(f'{t:.3g}' for t in tried)})"
 
 
 def _quiet(gen):

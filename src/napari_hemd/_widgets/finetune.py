@@ -52,11 +52,9 @@ _SEGMENT_KEYS = ("tau", "delta", "iterations", "min_size", "link", "variant")
 def run_zoom(labels: Labels) -> float:
     """The zoom the labels were segmented at (Segment's or Large data's ``scale``; else 1)."""
     from napari_hemd._widgets.stream import STREAM_KEY
+    from napari_hemd.models.prediction import recorded_scale
 
-    meta = labels.metadata
-    value = (meta.get(PARAMS_KEY) or meta.get(STREAM_KEY) or {}).get("scale", 1.0)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-    return float(value) if ok else 1.0
+    return recorded_scale(labels.metadata.get(PARAMS_KEY) or labels.metadata.get(STREAM_KEY))
 
 
 def models_folder(labels: Labels | None) -> Path:

@@ -125,6 +125,7 @@ class PredictWidget(LayerWidget):
             return None
         from napari_hemd.image_segmentation import (
             choose_scale_workflow,
+            found_zoom,
             scaled_defaults,
             whole_cell_growth,
         )
@@ -169,8 +170,7 @@ class PredictWidget(LayerWidget):
             if zoom != 1.0:
                 meta["hemd_scale"] = zoom
             if tried is not None:
-                said = ", ".join(f"{t:.3g}" for t in tried)
-                show_info(f"Predict: zoom {zoom:g} for {str(model)!r} (found; tried {said})")
+                show_info(f"Predict: {found_zoom(zoom, tried)} for {str(model)!r}")
             grow = whole_cell_growth(loaded, zoom)
             extra = {GROW_KEY: grow, BACKGROUND_KEY: maps["background"]} if grow else {}
             # the model's sizes in this image's pixels, for Segment on these maps

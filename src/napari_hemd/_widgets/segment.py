@@ -345,7 +345,9 @@ class SegmentWidget(LayerWidget):
             how = f", whole cells (grown {saved['grow']} px)" if saved["grow"] else ""
             advice = getattr(result, "advice", None) if model != NO_MODEL else None
             if model != NO_MODEL and "scale_tried" in result.params:
-                how += f", zoom {result.params['scale']:g} (found)"
+                from napari_hemd.image_segmentation import found_zoom
+
+                how += f", {found_zoom(result.params['scale'], result.params['scale_tried'])}"
             show_info(
                 f"Segment: {n} objects in {name!r}{how}" + (f". Note: {advice}" if advice else "")
             )

@@ -248,10 +248,11 @@ class StreamWidget(LayerWidget):
         params = {k: kwargs[k] for k in ("tau", "delta", "iterations", "model", "chunk")}
         zoom = ""
         if kwargs["model"] is not None:
+            from napari_hemd.image_segmentation import found_zoom
+
             params["scale"] = float(labels.attrs.get("scale", 1.0))  # the zoom auto found
             if "scale_tried" in labels.attrs:
-                tried = ", ".join(f"{t:.3g}" for t in labels.attrs["scale_tried"])
-                zoom = f", zoom {params['scale']:g} (found; tried {tried})"
+                zoom = f", {found_zoom(params['scale'], labels.attrs['scale_tried'])}"
         self.viewer.add_labels(
             labels, name=name, metadata={STREAM_KEY: {**params, "path": str(path)}}
         )

@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
 def _auto_scale(args, model, image) -> tuple[float, list[float]]:
     """``--scale auto``: the zoom ``segment --scale auto`` finds, on 3 frames of IMAGE."""
     from napari_hemd.cli._segment import volume_kwargs
-    from napari_hemd.image_segmentation import choose_scale_workflow
+    from napari_hemd.image_segmentation import choose_scale_workflow, found_zoom
     from napari_hemd.models import pick_device
     from napari_hemd.models.prediction import check_scale_planes, resolve_planes
     from napari_hemd.workflows import run_workflow
@@ -246,8 +246,7 @@ def _auto_scale(args, model, image) -> tuple[float, list[float]]:
     check_scale_planes("auto", resolve_planes(model, volume_kwargs(args)["planes"], image.shape))
     gen = choose_scale_workflow(model, image, tile=args.tile, device=pick_device(args.device))
     found, tried = run_workflow(gen)
-    said = ", ".join(f"{t:.3g}" for t in tried)
-    print(f"predict: zoom {found:g} (found; tried {said})", file=sys.stderr)
+    print(f"predict: {found_zoom(found, tried)}", file=sys.stderr)
     return found, tried
 
 

@@ -360,7 +360,9 @@ def _run_with_model(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     zoom = f", zoom {res.params['scale']:g}" if "scale" in res.params else ""
     if "scale_tried" in res.params:
-        zoom += f" (found; tried {', '.join(f'{t:.3g}' for t in res.params['scale_tried'])})"
+        from napari_hemd.image_segmentation import found_zoom
+
+        zoom = f", {found_zoom(res.params['scale'], res.params['scale_tried'])}"
     print(
         f"{args.method} with model {args.model}: {labels.shape[0]} frame(s), {n_obj} labels, "
         f"whole cells (grown {res.grow} px){zoom}, {dt:.1f} s -> {args.output}",

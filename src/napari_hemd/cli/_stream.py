@@ -163,13 +163,12 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:  # the size advice of segment --model, on a few finished frames
         import zarr
 
+        from napari_hemd.image_segmentation import found_zoom
         from napari_hemd.pipeline import stream_size_advice
 
         used = zarr.open_array(str(args.output), mode="r").attrs  # the zoom auto found
-        zoom = float(used.get("scale", args.scale))
         if "scale_tried" in used:
-            tried = ", ".join(f"{t:.3g}" for t in used["scale_tried"])
-            print(f"stream: zoom {zoom:g} (found; tried {tried})", file=sys.stderr)
+            print(f"stream: {found_zoom(used['scale'], used['scale_tried'])}", file=sys.stderr)
         note = stream_size_advice(args.model, args.output)  # at the zoom it records
         if note:
             print(f"note: {note}", file=sys.stderr)

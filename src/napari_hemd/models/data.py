@@ -173,9 +173,9 @@ def project_scale(path) -> float:
         return 1.0
     import zarr
 
-    value = zarr.open_group(str(path), mode="r").attrs.get("params", {}).get("scale", 1.0)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-    return float(value) if ok else 1.0
+    from napari_hemd.models.prediction import recorded_scale
+
+    return recorded_scale(zarr.open_group(str(path), mode="r").attrs.get("params"))
 
 
 def _project_samples(path: Path, norm: dict) -> list[Sample]:

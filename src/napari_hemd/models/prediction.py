@@ -99,6 +99,16 @@ def _check_scale(scale, model: HemdModel) -> float:
     return value
 
 
+def recorded_scale(params) -> float:
+    """The zoom recorded in a run's parameters (``params["scale"]``), else 1.
+
+    1 also when the value is not a zoom (``"auto"``, a bool, <= 0).
+    """
+    value = (params or {}).get("scale", 1.0)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    return float(value) if ok else 1.0
+
+
 def check_scale_planes(scale, planes: int) -> None:
     """Refuse a zoom (a number other than 1, or ``"auto"``) for a stack predicted on 3 planes."""
     if planes == 3 and scale != 1:
