@@ -250,7 +250,7 @@ def finetune(
     name: str | None = None,
     recipe: FineTuneRecipe = RECIPE,
     hold_out: bool = True,
-    scale: float = 1.0,
+    scale: float | None = None,
     seed: int = 0,
     device: str = "auto",
     threads: int | None = None,
@@ -281,7 +281,8 @@ def finetune(
     scale : float
         The zoom the movie is segmented at (``segment --scale``, the labels' ``scale``
         parameter): the frames are zoomed by it for training and scoring, so the objects keep the
-        size the network learned; use the new model at the same zoom. U-Nets only.
+        size the network learned; the new model records it and is used at it. U-Nets only.
+        Default (None): the base model's own zoom (the zoom ``segment_image`` uses it at).
     seed, device, threads
         Random seed, torch device (``"auto"``: CUDA, MPS, CPU) and CPU threads.
     stop : callable, optional
@@ -384,6 +385,7 @@ def finetune(
                 callback=on_eval,
                 data_description=[f"checked frames {train_frames}"],
                 init_model=model,
+                scale=scale,
             )
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)

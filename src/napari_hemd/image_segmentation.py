@@ -157,13 +157,14 @@ def choose_scale_workflow(
 ) -> Generator[Progress, None, tuple[float, list[float]]]:
     """Find the zoom for ``image`` (``scale="auto"``): probe a few frames, follow the advice.
 
-    Up to :data:`AUTO_SCALE_FRAMES` evenly spaced frames are segmented at zoom 1 as the run
-    will be (H-EMD, whole cells, the model's defaults; one view); while
+    Up to :data:`AUTO_SCALE_FRAMES` evenly spaced frames are segmented at the model's own zoom
+    (:func:`napari_hemd.models.prediction.model_scale`, 1 but for a model trained at another) as
+    the run will be (H-EMD, whole cells, the model's defaults; one view); while
     :func:`suggested_scale` names another zoom, they are segmented again at it (at most
     :data:`AUTO_SCALE_ROUNDS` zooms; a suggestion within 5 % of one tried ends it). Yields
     ``("zoom", tried, rounds)``; returns the zoom and every zoom tried.
     """
-    from napari_hemd.models.prediction import SCALE_RANGE, _resolve_model
+    from napari_hemd.models.prediction import SCALE_RANGE, _resolve_model, model_scale
 
     model = _resolve_model(model)
     if model.kind != "unet":
@@ -175,7 +176,7 @@ def choose_scale_workflow(
     n = 1 if len(shape) == 2 else shape[0]
     picks = np.unique(np.linspace(0, n - 1, min(AUTO_SCALE_FRAMES, n)).round().astype(int))
     probe = np.asarray(image)[None] if len(shape) == 2 else np.stack([image[t] for t in picks])
-    scale, tried = 1.0, []
+    scale, tried = model_scale(model), []
     for _ in range(AUTO_SCALE_ROUNDS):
         yield ("zoom", len(tried), AUTO_SCALE_ROUNDS)
         tried.append(round(scale, 3))
@@ -265,7 +266,7 @@ def segment_image_workflow(
     planes: int | None = None,
     z_scale: float | None = None,
     tta: int = 1,
-    scale: float | str = 1.0,
+    scale: float | str | None = None,
     **params,
 ) -> Generator[Progress, None, ImageSegmentation]:
     """Predict maps with ``model``, segment them, grow instances to whole cells.
@@ -304,8 +305,9 @@ def segment_image_workflow(
         ``min_volume``) and its whole-cell growth are converted to the image's pixels
         (:func:`scaled_defaults`). ``"auto"``: found on a few frames by following the size
         advice (:func:`choose_scale_workflow`; recorded as ``params["scale"]`` and
-        ``params["scale_tried"]``). Default 1; not with 3 planes (there ``z_scale`` sets the
-        shape).
+        ``params["scale_tried"]``). Default (None): the model's own zoom, 1 but for a model
+        trained or fine-tuned at another (:func:`napari_hemd.models.prediction.model_scale`);
+        not other than 1 with 3 planes (there ``z_scale`` sets the shape).
     **params
         Parameters of the method (``tau``, ``delta``, ``iterations``, ``min_size``, ``link``,
         ``variant`` ...), as for :func:`napari_hemd.workflows.segment_workflow`, and
@@ -350,7 +352,12 @@ def segment_image_workflow(
         raise ValueError(f"axis must be 0 (frames first) with a model; got {params['axis']}")
     params.pop("axis", None)
     loaded = _resolve_model(model)
-    from napari_hemd.models.prediction import _check_scale, _check_tta, check_scale_planes
+    from napari_hemd.models.prediction import (
+        _check_scale,
+        _check_tta,
+        check_scale_planes,
+        model_scale,
+    )
 
     tta = _check_tta(tta, loaded)  # refused before any frame is predicted
     auto = isinstance(scale, str) and scale == "auto"
@@ -438,7 +445,7 @@ def segment_image_workflow(
     run = {"method": method, "model": name, "grow": int(grow), **params}
     if tta > 1:
         run["tta"] = tta
-    if scale != 1.0 or auto:
+    if scale != 1.0 or auto or scale != model_scale(loaded):  # the zoom, read back by Fine-tune
         run["scale"] = scale
     if auto:
         run["scale_tried"] = tried

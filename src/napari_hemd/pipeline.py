@@ -109,7 +109,7 @@ def stream_segment(
     tile: int | None = None,
     threads: int | None = None,
     tta: int = 1,
-    scale: float | str = 1.0,
+    scale: float | str | None = None,
     overwrite: bool = False,
     resume: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
@@ -140,8 +140,10 @@ def stream_segment(
         the frames before the network; see :func:`napari_hemd.models.predict_stream`.
         ``scale="auto"``: found first on 3 frames as ``segment_image(scale="auto")`` finds it
         (:func:`napari_hemd.image_segmentation.choose_scale_workflow`; progress stage
-        ``"zoom"``). With a model the labels' attributes record ``model`` and the ``scale`` used
-        (and ``scale_tried`` with auto).
+        ``"zoom"``). Default (None): the model's own zoom, 1 but for a model trained or
+        fine-tuned at another (:func:`napari_hemd.models.prediction.model_scale`). With a model
+        the labels' attributes record ``model`` and the ``scale`` used (and ``scale_tried`` with
+        auto).
     overwrite : bool
         Replace an existing ``output`` (and a ``prob_output`` that is not a finished prediction of
         this input by this model; such a one is reused).
@@ -176,7 +178,7 @@ def stream_segment(
         raise ValueError("prob_output is only used with a model; got model=None")
     elif tta != 1:
         raise ValueError(f"tta is only used with a model; got tta={tta!r} and model=None")
-    elif scale != 1:
+    elif scale not in (None, 1):
         raise ValueError(f"scale is only used with a model; got scale={scale!r} and model=None")
     tried = None
     from napari_hemd._atomic import output_lock

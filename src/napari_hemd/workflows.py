@@ -118,7 +118,7 @@ def predict_workflow(
     planes: int | None = None,
     z_scale: float | None = None,
     tta: int = 1,
-    scale: float = 1.0,
+    scale: float | None = None,
 ) -> Generator[Progress, None, dict[str, np.ndarray]]:
     """Predict probability maps frame by frame (a stack: tri-planar when the model says so).
 
@@ -129,7 +129,8 @@ def predict_workflow(
     model : str, path or HemdModel
         A shipped model name (``napari_hemd.models.SHIPPED_MODELS``), a model file or a model.
     outputs, tile, device, tta, scale
-        See :func:`napari_hemd.models.predict` (``scale`` not with 3 planes).
+        See :func:`napari_hemd.models.predict` (``scale`` other than 1 not with 3 planes; None:
+        the model's own zoom).
     cancel : callable, optional
         Checked between batches of tiles (not only between frames), so a Cancel takes effect
         within a batch: the workflow then yields ``("cancelled", done, total)`` and, if resumed,
@@ -164,7 +165,7 @@ def predict_workflow(
     n = 1 if len(shape) == 2 else shape[0]
     model = _resolve_model(model)  # a name or a file, loaded once
     if resolve_planes(model, planes, shape) == 3:
-        check_scale_planes(scale, 3)
+        check_scale_planes(1.0 if scale is None else scale, 3)
         volume = yield from predict_volume_workflow(
             model,
             image,

@@ -230,6 +230,19 @@ def test_finetune_and_resegment_at_the_labels_zoom(make_napari_viewer, qtbot, er
     res = tune.result
     assert res is not None and res.scale == 1.5 and res.held_out == 2
     assert "trained at zoom 1.5, the labels' zoom" in infos[-1]
+    # Segment, Predict and Large data take its zoom when it is chosen (a shipped model's: 1)
+    from napari_hemd._widgets import PredictWidget, SegmentWidget, StreamWidget
+    from napari_hemd._widgets.predict import FROM_FILE
+
+    for w in (SegmentWidget(viewer), PredictWidget(viewer), StreamWidget(viewer)):
+        w.model.value = str(res.path)
+        assert w.scale.value == 1.5, type(w).__name__
+        w.model.value = "nuclei-fluo"
+        assert w.scale.value == 1.0, type(w).__name__
+    predict_widget = PredictWidget(viewer)
+    predict_widget.model.value = FROM_FILE
+    predict_widget.model_file.value = res.path
+    assert predict_widget.scale.value == 1.5
     _wait(qtbot, tune.resegment())
     params = labels.metadata[PARAMS_KEY]
     assert params["scale"] == 1.5 and params["hemd_model"] == str(res.path)

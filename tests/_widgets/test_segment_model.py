@@ -322,6 +322,8 @@ def test_zoom_for_the_model_in_segment_and_predict(viewer, qtbot, errors):
     assert np.array_equal(viewer.layers["nuclei video image labels"].data, auto.labels)
 
     pred.model.value = "nuclei-affinity"
+    assert pred.scale.value == 1.0  # the zoom field takes the model's own zoom
+    pred.scale.value = 0
     assert pred.run() is None
     why = "a zoom other than 1 needs a U-Net model; 'nuclei-affinity' is an affinity model"
     assert errors == [f"Predict: {why}"]

@@ -265,7 +265,7 @@ def test_device_and_batch_errors_are_one_line(tmp_path, capsys):
         assert "CUDA is not available here" in capsys.readouterr().err
 
 
-def test_fine_tune_a_shipped_model_then_segment_with_it(folder):
+def test_fine_tune_a_shipped_model_then_segment_with_it(folder, capsys):
     """``train --init nuclei-fluo`` (a few steps) and ``segment --model tuned.pt`` on a raw
     movie: the loop a user runs after correcting a few frames."""
     tuned = folder / "tuned.pt"
@@ -287,14 +287,20 @@ def test_fine_tune_a_shipped_model_then_segment_with_it(folder):
     assert main([*args, "--threads", "1", "--no-progress", "--scale", "2"]) == 0
     meta2 = load_model_file(zoomed).metadata
     assert meta2["training"]["data"] == [f"{folder / 'data'} (zoom 2)"]
+    assert meta2["scale"] == 2.0 and meta["scale"] == 1.0  # the zoom segment uses it at
     (name, size), (name2, size2) = (
         *meta["object_diameters"].items(),
         *meta2["object_diameters"].items(),
     )
     assert name == name2 and size2 == pytest.approx(2 * size, rel=0.05)
-    out2 = folder / "labels2.tif"
+    out2, out3 = folder / "labels2.tif", folder / "labels3.tif"
     cmd = ["segment", movie, "--model", str(zoomed), "--scale", "2", "-o", str(out2)]
     assert main([*cmd, "--no-progress"]) == 0 and tifffile.imread(out2).shape == (2, 96, 96)
+    capsys.readouterr()
+    # without --scale: the model's own zoom, said so
+    cmd = ["segment", movie, "--model", str(zoomed), "-o", str(out3), "--no-progress"]
+    assert main(cmd) == 0 and "zoom 2 (the model's own)" in capsys.readouterr().err
+    np.testing.assert_array_equal(tifffile.imread(out3), tifffile.imread(out2))
 
 
 def test_models_prints_the_meaningful_score():

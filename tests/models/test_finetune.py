@@ -122,20 +122,43 @@ def test_finetune_at_the_zoom_the_movie_was_segmented_at(video, tmp_path, monkey
                    minutes=0.08, threads=1, scale=1.5)  # fmt: skip
     assert res.scale == 1.5 and res.steps > 0
     meta = load_model_file(res.path).metadata
-    assert meta["fine_tuned"]["scale"] == 1.5
+    assert meta["fine_tuned"]["scale"] == 1.5 and meta["scale"] == 1.5
     found, _ = median_diameter(list(labels[:2]))
     assert meta["object_diameters"]["checked"] == pytest.approx(1.5 * found, rel=0.1)
     # the score before is that of Segment at this zoom, not at the frames' own size
     assert res.before == score_frames("nuclei-fluo", image, labels, [3], 1.5)
     assert res.before != score_frames("nuclei-fluo", image, labels, [3], 1.0)
-    # napari-hemd models says at which zoom to use it
+    # the model is used at its zoom unless told otherwise: segment, predict, stream
+    from napari_hemd import segment_image
+    from napari_hemd.models import predict
+    from napari_hemd.pipeline import stream_segment
+
+    own = segment_image(image, res.path, iterations=2)
+    at = segment_image(image, res.path, iterations=2, scale=1.5)
+    assert own.params["scale"] == 1.5 and np.array_equal(own.labels, at.labels)
+    plain = segment_image(image, res.path, iterations=2, scale=1)
+    assert plain.params["scale"] == 1.0  # recorded: not the model's own zoom
+    assert not np.array_equal(plain.labels, own.labels)
+    fg = predict(res.path, image[:1])["foreground"]
+    np.testing.assert_array_equal(fg, predict(res.path, image[:1], scale=1.5)["foreground"])
+    assert not np.array_equal(fg, predict(res.path, image[:1], scale=1.0)["foreground"])
+    import zarr
+
+    for zoom, name in ((None, "own"), (1.0, "one")):
+        out = stream_segment(image, tmp_path / f"{name}.zarr", model=res.path, scale=zoom,
+                             iterations=2)  # fmt: skip
+        assert zarr.open_array(str(out), mode="r").attrs["scale"] == (zoom or 1.5)
+    streamed = zarr.open_array(str(tmp_path / "own.zarr"), mode="r")[:]
+    assert (streamed > 0).sum() == pytest.approx((own.labels > 0).sum(), rel=0.05)
+    # napari-hemd models says at which zoom it is used
     from napari_hemd import _settings
     from napari_hemd.cli import main
 
     monkeypatch.setenv(_settings.CONFIG_ENV, str(tmp_path / "config"))
     _settings.remember_model("zoomed", res.path, "unet")
     assert main(["models"]) == 0
-    assert "trained at zoom 1.5: segment with --scale 1.5" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trained at zoom 1.5: segment, predict and stream use it at that zoom" in out
     with pytest.raises(ValueError, match=r"scale=1\.5 needs a U-Net model"):
         finetune(image, labels, [0], "nuclei-affinity", output=tmp_path / "a.pt", minutes=0.05,
                  scale=1.5)  # fmt: skip
@@ -260,8 +283,24 @@ def test_train_init_on_a_project_fine_tunes_at_its_zoom(video, tmp_path, capsys)
     assert meta["training"]["data"] == [f"{folder} (zoom 1.5)"]
     found, _ = median_diameter(list(labels[:2]))
     assert meta["object_diameters"]["z"] == pytest.approx(1.5 * found, rel=0.1)
+    assert meta["scale"] == 1.5  # used at that zoom
     assert main([*base, "-o", str(tmp_path / "b.pt"), "--scale", "1"]) == 0
-    assert load_model_file(tmp_path / "b.pt").metadata["training"]["data"] == [str(folder)]
+    meta_b = load_model_file(tmp_path / "b.pt").metadata
+    assert meta_b["training"]["data"] == [str(folder)] and meta_b["scale"] == 1.0
+    # from a model used at a zoom, on data that are not a project: trained at that zoom
+    import tifffile
+
+    plain = tmp_path / "plain"
+    for sub, stack in (("images", image), ("labels", labels)):
+        (plain / sub).mkdir(parents=True)
+        for t, frame in enumerate(stack[:3]):
+            tifffile.imwrite(plain / sub / f"f{t}.tif", frame)
+    again = [*base, "-o", str(tmp_path / "d.pt")]
+    again[again.index("nuclei-fluo")] = str(tmp_path / "a.pt")
+    again[again.index(str(folder))] = str(plain)
+    assert main(again) == 0
+    meta_d = load_model_file(tmp_path / "d.pt").metadata
+    assert meta_d["training"]["data"] == [f"{plain} (zoom 1.5)"] and meta_d["scale"] == 1.5
     capsys.readouterr()
     affinity = [*base, "-o", str(tmp_path / "c.pt")]
     affinity[affinity.index("nuclei-fluo")] = "nuclei-affinity"

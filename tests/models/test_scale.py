@@ -111,7 +111,27 @@ def test_scaled_maps_are_the_zoomed_frames_maps_at_the_frames_size(movie):
     assert np.array_equal(predict("nuclei-fluo", frame, scale=1)["foreground"], one)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 0.05, 11, float("nan"), "2", True, None])
+def test_a_model_is_used_at_its_own_zoom():
+    """``scale=None`` (the default): the zoom the model file records (``metadata["scale"]``; a
+    file fine-tuned in the plugin before that key: its ``fine_tuned`` entry), else 1."""
+    from napari_hemd.models.prediction import _check_scale, model_scale
+    from napari_hemd.models.weights import HemdModel
+
+    base = load_model("nuclei-fluo")
+    assert model_scale(base) == 1.0 and _check_scale(None, base) == 1.0
+
+    def with_meta(**meta):
+        return HemdModel(base.network, {**base.metadata, **meta})
+
+    assert model_scale(with_meta(scale=2.5)) == 2.5 == _check_scale(None, with_meta(scale=2.5))
+    assert model_scale(with_meta(fine_tuned={"scale": 0.6})) == 0.6
+    assert model_scale(with_meta(scale=1.0, fine_tuned={"scale": 0.6})) == 1.0  # trained again
+    for bad in ("auto", None, 0, True):  # not a zoom: the frames as they are
+        assert model_scale(with_meta(scale=bad)) == 1.0
+    assert _check_scale(2.0, with_meta(scale=2.5)) == 2.0  # a zoom given wins
+
+
+@pytest.mark.parametrize("bad", [0, -1, 0.05, 11, float("nan"), "2", True])
 def test_bad_scale_is_refused_naming_it(movie, bad):
     with pytest.raises(ValueError, match=r"scale must be a number between 0\.1 and 10"):
         predict("nuclei-fluo", movie["image"][0], scale=bad)

@@ -18,6 +18,7 @@ __all__ = [
     "events",
     "model_choices",
     "model_kind",
+    "model_zoom",
     "register_model",
     "scale_refused",
     "scale_spin",
@@ -122,6 +123,22 @@ def scale_spin(*, auto: bool = False, **kwargs):
     if auto:
         spin.native.setSpecialValueText("auto")
     return spin
+
+
+def model_zoom(value) -> float:
+    """The zoom the model of a choice (a name or a file) is used at unless told otherwise.
+
+    :func:`napari_hemd.models.prediction.model_scale`: 1, or the zoom a fine-tuned model was
+    trained at (the widgets set their zoom field to it when the model is chosen); 1 when the
+    file cannot be read (the run then says why).
+    """
+    try:
+        from napari_hemd.models import load_model
+        from napari_hemd.models.prediction import model_scale
+
+        return model_scale(load_model(value))
+    except (ImportError, OSError, ValueError, KeyError, RuntimeError):
+        return 1.0
 
 
 def scale_value(spin) -> float | str:

@@ -299,8 +299,8 @@ class FineTuneWidget(LayerWidget):
                     "use it; correct and check a few more frames, or give it more time"
                 )
             zoom = (
-                f" It was trained at zoom {result.scale:g}, the labels' zoom: segment with it "
-                "at that zoom."
+                f" It was trained at zoom {result.scale:g}, the labels' zoom, and is used at "
+                "that zoom when chosen."
                 if result.scale != 1
                 else ""
             )

@@ -20,6 +20,7 @@ from napari_hemd._widgets._common import (
     is_probability_layer,
 )
 from napari_hemd._widgets._models import (
+    model_zoom,
     scale_refused,
     scale_spin,
     scale_value,
@@ -83,9 +84,18 @@ class PredictWidget(LayerWidget):
                 self.cancel_button,
             ]
         )
-        self.model.changed.connect(lambda v: setattr(self.model_file, "visible", v == FROM_FILE))
+        self.model.changed.connect(self._model_chosen)
+        self.model_file.changed.connect(lambda path: self._model_chosen(FROM_FILE))
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+
+    def _model_chosen(self, value: str) -> None:
+        """Show the file field for a model file; the zoom field takes the model's own zoom."""
+        self.model_file.visible = value == FROM_FILE
+        if value != FROM_FILE:
+            self.scale.value = model_zoom(value)
+        elif Path(self.model_file.value).is_file():
+            self.scale.value = model_zoom(Path(self.model_file.value))
 
     def run(self):
         """Start the prediction; returns the worker (``None`` on invalid input)."""

@@ -36,6 +36,7 @@ from napari_hemd._widgets._common import (
 )
 from napari_hemd._widgets._models import (
     model_kind,
+    model_zoom,
     scale_refused,
     scale_spin,
     scale_value,
@@ -131,6 +132,8 @@ class SegmentWidget(LayerWidget):
         self.z_scale.visible = value != NO_MODEL and _three_planes(value)
         unet = value != NO_MODEL and model_kind(value) in (None, "unet")
         self.tta.visible = self.scale.visible = unet
+        if unet:  # a model fine-tuned at another zoom is used at that zoom
+            self.scale.value = model_zoom(value)
 
     def _show_range(self, value: str) -> None:
         self.first.visible = self.last.visible = value == "range"

@@ -25,7 +25,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
 from napari_hemd._widgets._common import LayerWidget
-from napari_hemd._widgets._models import scale_spin, scale_value, tta_combo
+from napari_hemd._widgets._models import model_zoom, scale_spin, scale_value, tta_combo
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ class StreamWidget(LayerWidget):
     def _show_model_fields(self, value: str) -> None:
         """Flips and zoom apply to the prediction: shown with a model."""
         self.tta.visible = self.scale.visible = value != NO_MODEL
+        if value != NO_MODEL:  # a model fine-tuned at another zoom is used at that zoom
+            self.scale.value = model_zoom(value)
 
     def _show_input(self, kind: str) -> None:
         self.source.visible = kind == FROM_FILE

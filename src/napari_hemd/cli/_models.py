@@ -101,29 +101,34 @@ def run(args: argparse.Namespace) -> int:
                 f"AJI {b['AJI']:.3f} -> {a['AJI']:.3f}"
             )
         print(f"{'':<16} {line}")
-        if ft.get("scale", 1.0) != 1.0:  # trained on frames zoomed as the movie was segmented
-            print(f"{'':<16} trained at zoom {ft['scale']:g}: segment with --scale {ft['scale']:g}")
+        if r["scale"] != 1.0:  # trained on frames zoomed as the movie was segmented
+            print(
+                f"{'':<16} trained at zoom {r['scale']:g}: segment, predict and stream use it at "
+                "that zoom (--scale to change it)"
+            )
     return 0
 
 
 def _fine_tuned(load_model) -> list[dict]:
     """The models fine-tuned in the plugin (user settings), with their provenance."""
     from napari_hemd import _settings
+    from napari_hemd.models.prediction import model_scale
 
     out = []
     for name, info in _settings.user_models().items():
         try:
-            meta = load_model(info["path"]).metadata
+            loaded = load_model(info["path"])
         except (OSError, ValueError) as exc:
             out.append({"name": name, "kind": info["kind"], "path": info["path"],
-                        "fine_tuned": {"error": str(exc)}})  # fmt: skip
+                        "fine_tuned": {"error": str(exc)}, "scale": 1.0})  # fmt: skip
             continue
         out.append(
             {
                 "name": name,
                 "kind": info["kind"],
                 "path": info["path"],
-                "fine_tuned": meta.get("fine_tuned", {}),
+                "fine_tuned": loaded.metadata.get("fine_tuned", {}),
+                "scale": model_scale(loaded),
             }
         )
     return out

@@ -134,10 +134,12 @@ def run(args: argparse.Namespace) -> int:
         meta["tta"] = args.tta
     if args.scale == "auto":
         args.scale, meta["scale_tried"] = _auto_scale(args, model, image)
-    if args.scale != 1:
-        from napari_hemd.models.prediction import _check_scale
+    from napari_hemd.models.prediction import _check_scale, model_scale
 
-        meta["scale"] = _check_scale(args.scale, model)  # refused here too, before any work
+    # None: the model's own zoom; a zoom the model cannot take is refused here, before any work
+    args.scale = _check_scale(args.scale, model)
+    if args.scale != 1 or args.scale != model_scale(model):
+        meta["scale"] = args.scale
     zarr_out = paths[outputs[0]].suffix.lower() == ".zarr"
     if not zarr_out and (args.workers is not None or args.scheduler is not None):
         raise ValueError(

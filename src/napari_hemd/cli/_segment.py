@@ -132,11 +132,12 @@ def add_scale_argument(p) -> None:
     p.add_argument(
         "--scale",
         type=_scale,
-        default=1.0,
+        default=None,
         help="zoom the frames by this factor before the network (U-Nets), the maps back to "
         "your frames' size: for objects of another size than the model's training objects "
-        "(napari-hemd models lists them), e.g. 0.5 when yours are twice as large (default 1); "
-        "auto: segment a few frames, follow the size advice (up to 4 zooms)",
+        "(napari-hemd models lists them), e.g. 0.5 when yours are twice as large; 1: as they "
+        "are; auto: segment a few frames, follow the size advice (up to 4 zooms). Default: the "
+        "model's own zoom (1, or the zoom a fine-tuned model was trained at)",
     )
 
 
@@ -252,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--{flag} needs --model (INPUT is then a raw movie)")
     if args.tta != 1:
         raise ValueError("--tta needs --model (INPUT is then a raw movie)")
-    if args.scale != 1:
+    if args.scale is not None:
         raise ValueError("--scale needs --model (INPUT is then a raw movie)")
     from napari_hemd.core.validation import not_a_probability_map
 
@@ -359,6 +360,8 @@ def _run_with_model(args: argparse.Namespace) -> int:
     n_obj = len(np.unique(labels)) - 1
     dt = time.perf_counter() - t0
     zoom = f", zoom {res.params['scale']:g}" if "scale" in res.params else ""
+    if zoom and args.scale is None:  # not asked for: the zoom the model file records
+        zoom += " (the model's own)"
     if "scale_tried" in res.params:
         from napari_hemd.image_segmentation import found_zoom
 

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.workers is not None or args.scheduler is not None:
             raise ValueError("--follow runs in one process; drop --workers / --scheduler")
-        if args.model is not None or args.tta != 1 or args.scale != 1:
+        if args.model is not None or args.tta != 1 or args.scale is not None:
             raise ValueError(
                 "--follow segments probabilities another process writes; drop --model / --tta "
                 "/ --scale "
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--{opt.replace('_', '-')} needs --model")
         if args.tta != 1:
             raise ValueError("--tta needs --model (PROB is then raw frames)")
-        if args.scale != 1:
+        if args.scale is not None:
             raise ValueError("--scale needs --model (PROB is then raw frames)")
     from napari_hemd.pipeline import open_input, stream_segment
 

@@ -54,8 +54,10 @@ def register(subparsers) -> None:
         default=None,
         metavar="S",
         help="zoom the images and masks by S as `segment --scale S` zooms frames: a model to use "
-        "at that zoom (e.g. --init on cells of another size than the model's); U-Nets only. "
-        "Default: a project's own zoom (the one its labels were segmented at), else 1",
+        "at that zoom (e.g. --init on cells of another size than the model's); the model file "
+        "records it, and segment, predict and stream use it at S unless given --scale; U-Nets "
+        "only. Default: a project's own zoom (the one its labels were segmented at), else the "
+        "--init model's own, else 1",
     )
     p.add_argument(
         "--masks",
@@ -239,15 +241,21 @@ def run(args: argparse.Namespace) -> int:
 
     if args.scale is not None:
         _check_train_scale(args.scale, kind)
-    train, val, described = [], [], []
+    from napari_hemd.models.prediction import model_scale
+
+    # data that are not a project: a fine-tune continues at the zoom the model is used at
+    base_zoom = model_scale(base) if fine_tune else 1.0
+    train, val, described, zooms = [], [], [], set()
     for d in args.data:
         samples = load_samples(d, masks=args.masks)
         tr, va = split_samples(samples, val_spec)
-        # --scale, else the zoom a project's labels were segmented at (the Fine-tune widget's)
-        zoom = args.scale if args.scale is not None else project_scale(d)
-        if args.scale is None and zoom != 1.0:
+        # --scale, else the zoom a project's labels were segmented at (the Fine-tune widget's),
+        # else the --init model's own
+        zoom = args.scale if args.scale is not None else project_scale(d, base_zoom)
+        if args.scale is None and zoom != base_zoom:  # (an affinity model's zoom is 1)
             _check_train_scale(zoom, kind, f"project {str(d)!r} was segmented at zoom {zoom:g}")
         tr, va = zoom_samples(tr, zoom), zoom_samples(va, zoom)
+        zooms.add(zoom)
         train += tr
         val += va
         described.append(str(d) + ("" if zoom == 1.0 else f" (zoom {zoom:g})"))
@@ -303,6 +311,8 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.no_progress,
         data_description=described,
+        # the zoom segment uses it at by default: one zoom for all --data, else none (1)
+        scale=zooms.pop() if len(zooms) == 1 else 1.0,
     )
     if args.half:
         from napari_hemd.models import save_model_file

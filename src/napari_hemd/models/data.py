@@ -163,14 +163,14 @@ def _is_project(path: Path) -> bool:
         return False
 
 
-def project_scale(path) -> float:
-    """The zoom a project folder's labels were segmented at (its ``scale`` parameter), else 1.
+def project_scale(path, default: float = 1.0) -> float:
+    """The zoom a project folder's labels were segmented at (``scale`` parameter, else 1).
 
-    Fine-tuning on the project trains at it (``train --init``, like the Fine-tune widget).
+    ``default`` for a folder that is not a project. Fine-tuning on the project trains at it (``train --init``, like the Fine-tune widget).
     """
     path = Path(path)
     if not _is_project(path):
-        return 1.0
+        return float(default)
     import zarr
 
     from napari_hemd.models.prediction import recorded_scale

@@ -28,6 +28,7 @@ __all__ = [
     "VOLUME_OUTPUTS",
     "check_scale_planes",
     "iter_predict",
+    "model_scale",
     "predict",
     "predict_volume",
     "predict_volume_workflow",
@@ -83,8 +84,27 @@ def _check_tta(tta, model: HemdModel) -> int:
 SCALE_RANGE = (0.1, 10.0)
 
 
+def model_scale(model: HemdModel) -> float:
+    """The zoom ``model`` sees frames at unless told otherwise (``scale=None``).
+
+    A model trained or fine-tuned on frames zoomed by S (``train --scale S``, the Fine-tune
+    widget on labels segmented at zoom S) records ``metadata["scale"] = S``: its object sizes,
+    whole-cell growth and minimum size are those of the zoomed frames, so that is the zoom it is
+    used at. Files fine-tuned in the plugin before ``scale`` was recorded give their
+    ``metadata["fine_tuned"]["scale"]``; every other model 1.
+    """
+    meta = model.metadata
+    value = meta["scale"] if "scale" in meta else (meta.get("fine_tuned") or {}).get("scale", 1.0)
+    return recorded_scale({"scale": value})
+
+
 def _check_scale(scale, model: HemdModel) -> float:
-    """``scale`` as a float, or a ValueError naming it (U-Nets only when it is not 1)."""
+    """``scale`` as a float, or a ValueError naming it (U-Nets only when it is not 1).
+
+    ``None``: the model's own zoom (:func:`model_scale`).
+    """
+    if scale is None:
+        return model_scale(model)
     lo, hi = SCALE_RANGE
     if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
         raise ValueError(f"scale must be a number between {lo:g} and {hi:g}; got {scale!r}")
@@ -297,7 +317,7 @@ def iter_predict(
     min_size: int = 30,
     threshold: float = 0.5,
     tta: int = 1,
-    scale: float = 1.0,
+    scale: float | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Yield ``(t, {output: array})`` frame by frame (see :func:`predict` for the parameters).
@@ -454,7 +474,7 @@ def predict(
     min_size: int = 30,
     threshold: float = 0.5,
     tta: int = 1,
-    scale: float = 1.0,
+    scale: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Predict maps (and, for the affinity model, instances) for a frame or a time-lapse.
 
@@ -496,7 +516,8 @@ def predict(
         U-Nets: zoom each frame by this factor (linear; averaged when shrinking) before the
         network, and its maps back to the frame's size. For objects of another size than the
         model's training objects (``napari-hemd models`` lists them): 0.5 when yours are twice
-        as large. Default 1: as it is.
+        as large; 1: as it is. Default (None): the model's own zoom, 1 but for a model trained
+        or fine-tuned at another (:func:`model_scale`).
 
     Returns
     -------

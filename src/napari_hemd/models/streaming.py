@@ -44,6 +44,7 @@ from napari_hemd.models.prediction import (
     _check_tta,
     _resolve_model,
     iter_predict,
+    model_scale,
 )
 from napari_hemd.models.weights import HemdModel
 
@@ -190,7 +191,7 @@ def predict_stream(
     min_size: int = 30,
     threshold: float = 0.5,
     tta: int = 1,
-    scale: float = 1.0,
+    scale: float | None = None,
     threads: int | None = None,
     client=None,
     overwrite: bool = False,
@@ -267,8 +268,11 @@ def predict_stream(
     )
     if _check_tta(tta, loaded) != 1:  # only then: runs without flips keep their signature
         options["tta"] = int(tta)
-    if _check_scale(scale, loaded) != 1.0:  # likewise
-        options["scale"] = float(scale)
+    # likewise (None: the model's own zoom, resolved here); a model used at another zoom than
+    # its own hands the workers that zoom
+    scale = _check_scale(scale, loaded)
+    if scale != 1.0 or model_scale(loaded) != 1.0:
+        options["scale"] = scale
     n = int(image.shape[0])
     starts = list(range(0, n, chunk))
     partial = _partial_path(output)

@@ -556,6 +556,7 @@ def train_model(
     stop: Callable[[], bool] | None = None,
     on_step: Callable[[int, float], None] | None = None,
     init_model: HemdModel | None = None,
+    scale: float = 1.0,
 ) -> tuple[HemdModel, list[dict]]:
     """Train a model and write it (best held-out loss) to ``output``.
 
@@ -582,6 +583,10 @@ def train_model(
     init_model : HemdModel, optional
         Fine-tune this (already loaded) model instead of loading ``config.init``; a copy is
         trained, ``init_model`` is left as it is.
+    scale : float
+        The zoom the samples were zoomed by (:func:`napari_hemd.models.data.zoom_samples`):
+        recorded as ``metadata["scale"]``, the zoom ``segment``, ``predict`` and ``stream`` use
+        the model at unless told otherwise (:func:`napari_hemd.models.prediction.model_scale`).
 
     Returns
     -------
@@ -778,6 +783,8 @@ def train_model(
         "device": str(device),
         "torch": torch.__version__,
     }
+    # the zoom it is used at (a fine-tuned model's own, not its base's)
+    model.metadata["scale"] = float(scale)
     if train:  # the sizes it learned (napari-hemd models; users zoom other sizes to them)
         model.metadata["object_diameters"] = object_diameters(train)
     if cfg.calibrate and train and not cancelled:
