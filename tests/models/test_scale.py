@@ -131,6 +131,20 @@ def test_a_model_is_used_at_its_own_zoom():
     assert _check_scale(2.0, with_meta(scale=2.5)) == 2.0  # a zoom given wins
 
 
+def test_samples_are_scored_as_the_network_sees_them(movie):
+    """Training samples are zoomed already (``zoom_samples``): held-out scores and calibration
+    of a model used at a zoom predict them as they are, not zoomed once more."""
+    from napari_hemd.models.evaluation import calibrate_growth, evaluate_model
+    from napari_hemd.models.weights import HemdModel
+
+    base = load_model("nuclei-fluo")
+    zoomed = HemdModel(base.network, {**base.metadata, "scale": 2.0})
+    norm = movie["image"][0].astype(np.float32) / movie["image"][0].max()
+    samples = [Sample(norm, movie["labels"][0].astype(np.int32), "m/0", "GT")]
+    assert evaluate_model(zoomed, samples) == evaluate_model(base, samples)
+    assert calibrate_growth(zoomed, samples) == calibrate_growth(base, samples)
+
+
 @pytest.mark.parametrize("bad", [0, -1, 0.05, 11, float("nan"), "2", True])
 def test_bad_scale_is_refused_naming_it(movie, bad):
     with pytest.raises(ValueError, match=r"scale must be a number between 0\.1 and 10"):

@@ -118,7 +118,9 @@ def evaluate_model(
     preds: dict[str, dict[int, np.ndarray]] = {m: {} for m in methods}
     gts = {}
     for i, s in enumerate(samples):
-        maps = predict(model, s.image, outputs=outputs, tile=tile, halo=halo, min_size=min_size)
+        # samples are frames as the network sees them (zoomed already): no zoom of the model's
+        maps = predict(model, s.image, outputs=outputs, tile=tile, halo=halo, min_size=min_size,
+                       scale=1.0)  # fmt: skip
         gts[i] = s.labels
         for m in methods:
             if m == "mutex":
@@ -240,7 +242,7 @@ def calibrate_growth(
     min_size = int(model.metadata.get("segment_defaults", {}).get("min_size", 20))
     found = []  # (group, reference, instances before growth, background)
     for s in samples:
-        maps = predict(model, s.image, outputs=["foreground", "background"])
+        maps = predict(model, s.image, outputs=["foreground", "background"], scale=1.0)
         labels = instances_from_maps(maps, "hemd", grow=0, min_size=min_size)
         found.append((group(s), s.labels, labels, maps["background"]))
     return _choose(found, thresholds, lambda e, t: grow_to_cells(e[2], e[3], grow, threshold=t))
@@ -274,7 +276,7 @@ def calibrate_mutex_bias(
     offsets = make_offsets(model.metadata["ranges"], model.metadata.get("neighbourhood", 4))
     found = []  # (group, reference, affinities, foreground)
     for s in samples:
-        maps = predict(model, s.image, outputs=["foreground", "affinities"])
+        maps = predict(model, s.image, outputs=["foreground", "affinities"], scale=1.0)
         found.append((group(s), s.labels, maps["affinities"], maps["foreground"]))
     return _choose(
         found,
