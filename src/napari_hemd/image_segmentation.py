@@ -361,6 +361,9 @@ def segment_image_workflow(
 
     tta = _check_tta(tta, loaded)  # refused before any frame is predicted
     auto = isinstance(scale, str) and scale == "auto"
+    planes = resolve_planes(loaded, planes, shape)
+    if scale is None and planes == 3:  # three planes take no zoom (z_scale sets the shape)
+        scale = 1.0
     scale = _check_scale(1.0 if auto else scale, loaded)
     # what the model's data need (a 3D model links its slices with a tolerant size change and
     # drops small 3D fragments), in the image's pixels; parameters the caller passes win
@@ -377,7 +380,6 @@ def segment_image_workflow(
     if method == "maxvalue":
         outputs.append("boundary")
     n = 1 if len(shape) == 2 else shape[0]
-    planes = resolve_planes(loaded, planes, shape)
     check_scale_planes("auto" if auto else scale, planes)
     tried = None
     if auto:
@@ -445,7 +447,7 @@ def segment_image_workflow(
     run = {"method": method, "model": name, "grow": int(grow), **params}
     if tta > 1:
         run["tta"] = tta
-    if scale != 1.0 or auto or scale != model_scale(loaded):  # the zoom, read back by Fine-tune
+    if scale != 1.0 or auto or (planes == 1 and scale != model_scale(loaded)):  # see Fine-tune
         run["scale"] = scale
     if auto:
         run["scale_tried"] = tried

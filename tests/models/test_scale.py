@@ -165,6 +165,17 @@ def test_scale_needs_a_unet_and_frames(movie):
     with pytest.raises(ValueError, match="3 planes takes its voxel shape from z_scale"):
         segment_image(stack, "nuclei-3d", scale=0.5)
     assert segment_image(stack, "nuclei-3d", scale=0.5, planes=1).labels.shape == stack.shape
+    # a 3D model used at a zoom: three planes take none (z_scale sets the shape); one plane does
+    from napari_hemd.models.weights import HemdModel
+
+    base = load_model("nuclei-3d")
+    zoomed = HemdModel(base.network, {**base.metadata, "scale": 2.0})
+    three = segment_image(stack, zoomed)
+    assert "scale" not in three.params
+    assert np.array_equal(three.labels, segment_image(stack, base).labels)
+    one = segment_image(stack, zoomed, planes=1)
+    assert one.params["scale"] == 2.0
+    assert np.array_equal(one.labels, segment_image(stack, base, planes=1, scale=2.0).labels)
 
 
 def test_auto_scale_on_the_sample():
@@ -193,8 +204,8 @@ def test_cli_scale(movie, tmp_path, capsys):
     assert np.array_equal(read_stack(tmp_path / "o.tif"), expected)
     assert main(["predict", str(path), "--model", "nuclei-fluo", "--scale", "0.5",
                  "-o", str(tmp_path / "p.tif"), "--no-progress"]) == 0  # fmt: skip
-    fg = predict("nuclei-fluo", movie["image"], scale=0.5)["foreground"]
-    assert np.array_equal(read_stack(tmp_path / "p.tif"), fg)
+    fg_half = predict("nuclei-fluo", movie["image"], scale=0.5)["foreground"]
+    assert np.array_equal(read_stack(tmp_path / "p.tif"), fg_half)
     capsys.readouterr()
     assert main([*base, "-o", str(tmp_path / "n.tif")]) == 0  # the sample's nuclei: ~18 px
     assert "note: the objects found are" in capsys.readouterr().err
@@ -225,6 +236,24 @@ def test_cli_scale(movie, tmp_path, capsys):
     assert main([*base, "--scale", "0", "-o", str(tmp_path / "y.tif")]) == 2
     assert "scale must be a number between 0.1 and 10; got 0.0" in capsys.readouterr().err
     assert not (tmp_path / "y.tif").exists()
+    # a model file used at a zoom: predict without --scale predicts at it, --scale 1 does not
+    from napari_hemd.models import save_model_file
+    from napari_hemd.models.weights import HemdModel
+
+    for name in ("nuclei-fluo", "nuclei-3d"):
+        m = load_model(name)
+        save_model_file(HemdModel(m.network, {**m.metadata, "scale": 0.5}), tmp_path / f"{name}.pt")
+    for zoom, out in ((None, "z.tif"), ("1", "one.tif")):
+        extra = [] if zoom is None else ["--scale", zoom]
+        cmd = ["predict", str(path), "--model", str(tmp_path / "nuclei-fluo.pt"), *extra]
+        assert main([*cmd, "-o", str(tmp_path / out), "--no-progress"]) == 0
+        with tifffile.TiffFile(tmp_path / out) as tif:
+            assert json.loads(tif.pages[0].description)["scale"] == float(zoom or 0.5)
+    assert np.array_equal(read_stack(tmp_path / "z.tif"), fg_half)
+    stack = tmp_path / "stack.tif"  # three planes: no zoom
+    tifffile.imwrite(stack, nuclei_volume(shape=(16, 40, 40), n_cells=2)["image"])
+    cmd = ["predict", str(stack), "--model", str(tmp_path / "nuclei-3d.pt"), "-o"]
+    assert main([*cmd, str(tmp_path / "v.tif"), "--no-progress"]) == 0
 
 
 def test_stream_scale_auto_finds_the_zoom_segment_finds(movie, tmp_path, capsys):

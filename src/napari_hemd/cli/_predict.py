@@ -134,22 +134,22 @@ def run(args: argparse.Namespace) -> int:
         meta["tta"] = args.tta
     if args.scale == "auto":
         args.scale, meta["scale_tried"] = _auto_scale(args, model, image)
-    from napari_hemd.models.prediction import _check_scale, model_scale
+    from napari_hemd.cli._segment import volume_kwargs
+    from napari_hemd.models.prediction import _check_scale, model_scale, resolve_planes
 
+    volume = volume_kwargs(args)
+    planes = resolve_planes(model, volume["planes"], tuple(image.shape))
+    if args.scale is None and planes == 3:  # three planes take no zoom (z_scale sets the shape)
+        args.scale = 1.0
     # None: the model's own zoom; a zoom the model cannot take is refused here, before any work
     args.scale = _check_scale(args.scale, model)
-    if args.scale != 1 or args.scale != model_scale(model):
+    if args.scale != 1 or (planes == 1 and args.scale != model_scale(model)):
         meta["scale"] = args.scale
     zarr_out = paths[outputs[0]].suffix.lower() == ".zarr"
     if not zarr_out and (args.workers is not None or args.scheduler is not None):
         raise ValueError(
             f"--workers / --scheduler write a .zarr OUT chunk by chunk; got {args.output!r}"
         )
-    from napari_hemd.cli._segment import volume_kwargs
-    from napari_hemd.models.prediction import resolve_planes
-
-    volume = volume_kwargs(args)
-    planes = resolve_planes(model, volume["planes"], tuple(image.shape))
     if planes == 3:
         from napari_hemd.models.prediction import check_scale_planes
 

@@ -689,7 +689,9 @@ def predict_volume_workflow(
     vol = np.asarray(volume)
     total = sum(shape)
     done = 0
-    kw = dict(outputs=outputs, tile=tile, halo=halo, batch_size=batch_size, device=device, tta=tta)
+    # no zoom on three planes (z_scale sets the voxel shape), also for a model used at one
+    kw = dict(outputs=outputs, tile=tile, halo=halo, batch_size=batch_size, device=device, tta=tta,
+              scale=1.0)  # fmt: skip
     acc = {k: np.zeros(shape, np.float32) for k in outputs}
     yield ("predict", 0, total)
     for t, res in iter_predict(model, vol, cancel=cancel, **kw):
