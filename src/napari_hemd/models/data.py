@@ -166,7 +166,8 @@ def _is_project(path: Path) -> bool:
 def project_scale(path, default: float = 1.0) -> float:
     """The zoom a project folder's labels were segmented at (``scale`` parameter, else 1).
 
-    ``default`` for a folder that is not a project. Fine-tuning on the project trains at it (``train --init``, like the Fine-tune widget).
+    ``default`` for a folder that is not a project. Fine-tuning on the project trains at it
+    (``train --init``, like the Fine-tune widget).
     """
     path = Path(path)
     if not _is_project(path):
