@@ -150,9 +150,17 @@ def test_finetune_at_the_zoom_the_movie_was_segmented_at(video, tmp_path, monkey
         assert zarr.open_array(str(out), mode="r").attrs["scale"] == (zoom or 1.5)
     streamed = zarr.open_array(str(tmp_path / "own.zarr"), mode="r")[:]
     assert (streamed > 0).sum() == pytest.approx((own.labels > 0).sum(), rel=0.05)
+    import tifffile
+
+    from napari_hemd.cli import main
+
+    tifffile.imwrite(tmp_path / "movie.tif", image)
+    capsys.readouterr()
+    cmd = ["stream", str(tmp_path / "movie.tif"), "--model", str(res.path), "--iterations", "2"]
+    assert main([*cmd, "-o", str(tmp_path / "cli.zarr"), "--no-progress"]) == 0
+    assert "stream: zoom 1.5 (the model's own)" in capsys.readouterr().err
     # napari-hemd models says at which zoom it is used
     from napari_hemd import _settings
-    from napari_hemd.cli import main
 
     monkeypatch.setenv(_settings.CONFIG_ENV, str(tmp_path / "config"))
     _settings.remember_model("zoomed", res.path, "unet")

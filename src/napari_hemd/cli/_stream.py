@@ -169,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
         used = zarr.open_array(str(args.output), mode="r").attrs  # the zoom auto found
         if "scale_tried" in used:
             print(f"stream: {found_zoom(used['scale'], used['scale_tried'])}", file=sys.stderr)
+        elif args.scale is None and used.get("scale", 1.0) != 1.0:  # the model file's zoom
+            print(f"stream: zoom {used['scale']:g} (the model's own)", file=sys.stderr)
         note = stream_size_advice(args.model, args.output)  # at the zoom it records
         if note:
             print(f"note: {note}", file=sys.stderr)
