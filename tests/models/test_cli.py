@@ -222,6 +222,40 @@ def test_models_lists_shipped(capsys, tmp_path, monkeypatch):
             assert f"({steps} steps)" in text
 
 
+def test_models_describes_model_files(capsys, tmp_path):
+    """``napari-hemd models FILE``: what a model file from train (or anywhere) is: its data, its
+    scores (held-out ones, else its best score while training), its zoom; bad files refused."""
+    from napari_hemd.models import load_model, save_model_file
+    from napari_hemd.models.weights import HemdModel
+
+    base = load_model("nuclei-fluo")
+    history = [
+        {"step": 500, "val_score": 0.70, "val_scores": {"a/01": {"F1": 0.8, "AJI": 0.6}}},
+        {"step": 1000, "val_score": 0.75, "val_scores": {"a/01": {"F1": 0.85, "AJI": 0.65}}},
+        {"step": 1500, "val_score": 0.72, "val_scores": {"a/01": {"F1": 0.82, "AJI": 0.62}}},
+    ]
+    meta = {k: v for k, v in base.metadata.items() if k != "validation"}
+    meta["training"] = {**meta["training"], "data": ["my/data (zoom 2)"], "history": history}
+    meta["scale"] = 2.0
+    save_model_file(HemdModel(base.network, meta), tmp_path / "mine.pt")
+    assert main(["models", str(tmp_path / "mine.pt")]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("mine.pt") and "U-Net, fine-tuned from" in text
+    assert "trained on: my/data (zoom 2)" in text
+    assert "held out while training: a/01 F1 0.850 AJI 0.650 (step 1000, the best of 3" in text
+    assert "trained at zoom 2: segment, predict and stream use it at that zoom" in text
+    before = base.metadata["fine_tuned_from"]["steps"]  # a user's file: not in docs/models.md
+    assert f"from a network whose last run had {before} steps)" in text
+    assert "the whole history: docs/models.md" not in text
+    assert main(["models", str(tmp_path / "mine.pt"), "nuclei-fluo", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["scale"] for r in rows] == [2.0, 1.0]
+    assert rows[0]["training_score"]["step"] == 1000 and rows[1]["held_out"]
+    assert main(["models", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "FILE must be a model file (.pt); got" in err and "missing.pt" in err
+
+
 def test_foreground_oversample_option_parses_per_folder_fractions():
     from napari_hemd.cli._train import _oversample_option
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 __all__ = ["register", "run"]
 
@@ -16,6 +17,13 @@ def register(subparsers) -> None:
         "scores on frames they never saw (H-EMD; an affinity model's own Mutex-watershed "
         "instances; SEG where the reference is sparse) and their calibration; then the models "
         "fine-tuned in the plugin (use them with --model FILE).",
+    )
+    p.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="model files to describe instead (from train, the Fine-tune widget or elsewhere): "
+        "what each was trained on, its scores, the zoom it is used at",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
@@ -34,38 +42,123 @@ def run(args: argparse.Namespace) -> int:
         raise ModuleNotFoundError(
             "napari-hemd models needs torch: pip install 'napari-hemd[torch]'"
         ) from None
+    if args.files:
+        rows = [_file_row(f, load_model) for f in args.files]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            _print_rows(rows)
+        return 0
     rows = []
     for m in list_models():
-        meta = load_model(m.name).metadata
-        rows.append(
-            {
-                "name": m.name,
-                "kind": m.kind,
-                "trained_on": m.trained_on,
-                "description": m.description,
-                "size_kb": round(model_path(m.name).stat().st_size / 1024),
-                "held_out": meta.get("validation", {}),
-                "steps": meta.get("training", {}).get("steps_done"),
-                "continued_from_steps": meta.get("fine_tuned_from", {}).get("steps"),
-                "calibration": {
-                    k: v for k, v in meta.get("calibration", {}).items() if k != "scores"
-                },
-                "volume": {k: v for k, v in meta.get("volume", {}).items() if k != "chosen"},
-                "object_diameters": meta.get("object_diameters", {}),
-            }
-        )
+        path = model_path(m.name)
+        rows.append(_row(m.name, load_model(m.name), path, m.trained_on, m.description))
     tuned = _fine_tuned(load_model)
     if args.json:
         print(json.dumps(rows + tuned, indent=2))
         return 0
     if not rows:
         print("no shipped models installed")
+    _print_rows(rows)
+    if tuned:
+        print("\nfine-tuned in the plugin (segment ... --model FILE):")
+    for r in tuned:
+        print(f"{r['name']:<16} {r['kind']:<9} {r['path']}")
+        print(f"{'':<16} {_fine_tuned_line(r['fine_tuned'])}")
+        _print_zoom(r)
+    return 0
+
+
+def _fine_tuned_line(ft: dict) -> str:
+    """Where a model fine-tuned in the plugin came from, and its held-out frame's scores."""
+    line = f"from {ft.get('base')} on checked frames {ft.get('frames')}, {ft.get('steps')} steps"
+    if ft.get("held_out") is not None and ft.get("before") and ft.get("after"):
+        b, a = ft["before"], ft["after"]
+        line += (
+            f"; held-out frame {ft['held_out']}: F1 {b['F1']:.3f} -> {a['F1']:.3f}, "
+            f"AJI {b['AJI']:.3f} -> {a['AJI']:.3f}"
+        )
+    return line
+
+
+def _print_zoom(row: dict) -> None:
+    if row["scale"] != 1.0:  # trained on frames zoomed (as the movie was segmented)
+        print(
+            f"{'':<16} trained at zoom {row['scale']:g}: segment, predict and stream use it at "
+            "that zoom (--scale to change it)"
+        )
+
+
+def _row(name: str, model, path, trained_on: str, description: str) -> dict:
+    """What ``napari-hemd models`` says of a model (``--json``: this dict)."""
+    from napari_hemd.models.prediction import model_scale
+
+    meta = model.metadata
+    return {
+        "name": name,
+        "kind": model.kind,
+        "trained_on": trained_on,
+        "description": description,
+        "size_kb": round(Path(path).stat().st_size / 1024),
+        "held_out": meta.get("validation", {}),
+        "steps": meta.get("training", {}).get("steps_done"),
+        "continued_from_steps": meta.get("fine_tuned_from", {}).get("steps"),
+        "calibration": {k: v for k, v in meta.get("calibration", {}).items() if k != "scores"},
+        "volume": {k: v for k, v in meta.get("volume", {}).items() if k != "chosen"},
+        "object_diameters": meta.get("object_diameters", {}),
+        "scale": model_scale(model),
+    }
+
+
+def _file_row(path: str, load_model) -> dict:
+    """:func:`_row` of a model file, with its provenance and its score while training."""
+    from napari_hemd.models.registry import SHIPPED_MODELS, model_path
+
+    file = model_path(path) if path in SHIPPED_MODELS else Path(path)  # a name works too
+    if not file.is_file():
+        raise FileNotFoundError(f"FILE must be a model file (.pt); got {path!r}: no such file")
+    model = load_model(path)
+    meta = model.metadata
+    training = meta.get("training", {})
+    ft, origin = meta.get("fine_tuned", {}), meta.get("fine_tuned_from", {})
+    base = ft.get("base") or origin.get("model")
+    what = {"unet": "U-Net", "affinity": "affinity network"}.get(model.kind, model.kind)
+    description = f"{what}, " + (f"fine-tuned from {base}" if base else "trained from scratch")
+    if origin and not base:
+        description = f"{what}, trained further from another network"
+    trained_on = ", ".join(training.get("data") or []) or "(not recorded)"
+    row = _row(meta.get("name") or file.name, model, file, trained_on, description)
+    scored = [h for h in training.get("history", []) if "val_scores" in h]
+    best = max(scored, key=lambda h: h.get("val_score", float("-inf")), default=None)
+    row.update(
+        path=str(file),
+        fine_tuned=ft,
+        training_score=None
+        if best is None
+        else {"step": best["step"], "scores": best["val_scores"], "of": len(scored)},
+    )
+    return row
+
+
+def _print_rows(rows: list[dict]) -> None:
+    """Print models described by :func:`_row`, a few lines each."""
     for r in rows:
         print(f"{r['name']:<16} {r['kind']:<9} {r['size_kb']:>5} kB  {r['description']}")
         print(f"{'':<16} trained on: {r['trained_on']} ({_steps_text(r)})")
         method = "mutex" if r["kind"] == "affinity" else "hemd"
         for i, line in enumerate(_score_lines(r["held_out"], method)):
             print(f"{'':<16} {'held out:' if i == 0 else '':<9} {line}")
+        if r.get("fine_tuned"):  # a file fine-tuned in the plugin
+            print(f"{'':<16} {_fine_tuned_line(r['fine_tuned'])}")
+        if not r["held_out"] and r.get("training_score"):  # a file from train
+            best = r["training_score"]
+            scores = "; ".join(
+                f"{k} F1 {v['F1']:.3f} AJI {v['AJI']:.3f}" for k, v in best["scores"].items()
+            )
+            print(
+                f"{'':<16} held out while training: {scores} (step {best['step']}, the best of "
+                f"{best['of']} scores; threshold instances)"
+            )
         if r["object_diameters"]:
             sizes = ", ".join(f"{k} {v:.0f} px" for k, v in r["object_diameters"].items())
             hint = (
@@ -86,27 +179,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{'':<16} stacks: z-, y- and x-slices averaged (z weight {vol['z_weight']}), "
                 f"z step / pixel {vol['z_scale']} (segment --z-scale for yours)"
             )
-    if tuned:
-        print("\nfine-tuned in the plugin (segment ... --model FILE):")
-    for r in tuned:
-        print(f"{r['name']:<16} {r['kind']:<9} {r['path']}")
-        ft = r["fine_tuned"]
-        line = (
-            f"from {ft.get('base')} on checked frames {ft.get('frames')}, {ft.get('steps')} steps"
-        )
-        if ft.get("held_out") is not None and ft.get("before") and ft.get("after"):
-            b, a = ft["before"], ft["after"]
-            line += (
-                f"; held-out frame {ft['held_out']}: F1 {b['F1']:.3f} -> {a['F1']:.3f}, "
-                f"AJI {b['AJI']:.3f} -> {a['AJI']:.3f}"
-            )
-        print(f"{'':<16} {line}")
-        if r["scale"] != 1.0:  # trained on frames zoomed as the movie was segmented
-            print(
-                f"{'':<16} trained at zoom {r['scale']:g}: segment, predict and stream use it at "
-                "that zoom (--scale to change it)"
-            )
-    return 0
+        _print_zoom(r)
 
 
 def _fine_tuned(load_model) -> list[dict]:
@@ -155,6 +228,8 @@ def _steps_text(row: dict) -> str:
     before = row.get("continued_from_steps")
     if before is None:
         return f"{row['steps']} steps"
+    if "path" in row:  # a user's file: its history is not in docs/models.md
+        return f"{row['steps']} steps, from a network whose last run had {before} steps"
     return (
         f"last run {row['steps']} steps, from a network trained before (its last run:"
         f" {before} steps; the whole history: docs/models.md)"
