@@ -16,7 +16,8 @@ def register(subparsers) -> None:
         description="List the shipped models: kind, size, training data, steps, the held-out "
         "scores on frames they never saw (H-EMD; an affinity model's own Mutex-watershed "
         "instances; SEG where the reference is sparse) and their calibration; then the models "
-        "fine-tuned in the plugin (use them with --model FILE).",
+        "fine-tuned in the plugin (use them with --model FILE). With FILE: describe those "
+        "model files instead.",
     )
     p.add_argument(
         "files",
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the shipped models; returns 0."""
+    """Print the shipped models (or the model files given); returns 0."""
     import json
 
     try:
