@@ -318,7 +318,11 @@ def test_fine_tune_a_shipped_model_then_segment_with_it(folder, capsys):
     # --scale: trained on images and masks zoomed as segment --scale zooms frames
     zoomed = folder / "zoomed.pt"
     args[args.index(str(tuned))] = str(zoomed)
-    assert main([*args, "--threads", "1", "--no-progress", "--scale", "2"]) == 0
+    capsys.readouterr()
+    scoring = ["--score-every", "1", "--score-frames", "1"]
+    assert main([*args, "--threads", "1", "--no-progress", "--scale", "2", *scoring]) == 0
+    said = capsys.readouterr().out
+    assert "kept the best held-out score, " in said and f"napari-hemd models {zoomed}" in said
     meta2 = load_model_file(zoomed).metadata
     assert meta2["training"]["data"] == [f"{folder / 'data'} (zoom 2)"]
     assert meta2["scale"] == 2.0 and meta["scale"] == 1.0  # the zoom segment uses it at

@@ -323,6 +323,13 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {out} (steps {last.get('step')}, loss {last.get('loss', float('nan')):.4f}, "
         f"held-out loss {last.get('val_loss', float('nan')):.4f})"
     )
+    scored = [h for h in history if "val_score" in h]
+    if scored:  # --score-every: the network written is the best-scoring one
+        best = max(scored, key=lambda h: h["val_score"])
+        print(
+            f"kept the best held-out score, {best['val_score']:.3f} at step {best['step']} (of "
+            f"{len(scored)} scores); napari-hemd models {out} describes it"
+        )
     return 0
 
 
