@@ -237,12 +237,18 @@ def test_finetune_and_resegment_at_the_labels_zoom(make_napari_viewer, qtbot, er
     for w in (SegmentWidget(viewer), PredictWidget(viewer), StreamWidget(viewer)):
         w.model.value = str(res.path)
         assert w.scale.value == 1.5, type(w).__name__
+        info = w.model_info.value  # and says what the model is
+        assert info.startswith("U-Net, fine-tuned from nuclei-fluo\n"), info
+        assert info.endswith("\ntrained at zoom 1.5: used at that zoom"), info
         w.model.value = "nuclei-fluo"
         assert w.scale.value == 1.0, type(w).__name__
+        assert w.model_info.value.startswith("fluorescent nuclei in time-lapses\n")
+        assert "held out, Fluo-N2DL-HeLa/01 ST: F1 0." in w.model_info.value
     predict_widget = PredictWidget(viewer)
     predict_widget.model.value = FROM_FILE
     predict_widget.model_file.value = res.path
     assert predict_widget.scale.value == 1.5
+    assert "trained at zoom 1.5" in predict_widget.model_info.value
     _wait(qtbot, tune.resegment())
     params = labels.metadata[PARAMS_KEY]
     assert params["scale"] == 1.5 and params["hemd_model"] == str(res.path)

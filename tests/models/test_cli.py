@@ -256,6 +256,21 @@ def test_models_describes_model_files(capsys, tmp_path):
     assert "FILE must be a model file (.pt); got" in err and "missing.pt" in err
 
 
+def test_model_summary_of_the_widgets(tmp_path):
+    """What the Predict, Segment and Large data widgets say of the chosen model."""
+    from napari_hemd._widgets._models import model_summary
+
+    aff = model_summary("nuclei-affinity").split("\n")
+    assert aff[0] == "fluorescent nuclei" and aff[1] == "learned objects about 29 px across"
+    assert aff[2].startswith("held out, bbbc039 labels: F1 0.9")  # the Mutex watershed's
+    fluo = model_summary("nuclei-fluo")
+    assert "learned objects about 26-46 px across" in fluo
+    assert "held out, Fluo-N2DL-HeLa/01 GT: SEG 0." in fluo  # sparse: SEG only
+    assert "zoom" not in fluo
+    (tmp_path / "bad.pt").write_text("not a model")
+    assert model_summary(str(tmp_path / "bad.pt")) == model_summary(None) == ""
+
+
 def test_foreground_oversample_option_parses_per_folder_fractions():
     from napari_hemd.cli._train import _oversample_option
 

@@ -18,6 +18,7 @@ __all__ = [
     "events",
     "model_choices",
     "model_kind",
+    "model_summary",
     "model_zoom",
     "register_model",
     "scale_refused",
@@ -137,8 +138,56 @@ def model_zoom(value) -> float:
         from napari_hemd.models.prediction import model_scale
 
         return model_scale(load_model(value))
-    except (ImportError, OSError, ValueError, KeyError, RuntimeError):
+    except (ImportError, OSError, ValueError, KeyError, RuntimeError, TypeError):
         return 1.0
+
+
+def model_summary(value) -> str:
+    """A few short lines on a choice's model (a name or a file) for the widgets to show.
+
+    What it is (a shipped model's description; a fine-tuned one's base), the size of the
+    objects it learned, its held-out scores (H-EMD; an affinity network's Mutex watershed; SEG
+    only where the reference is sparse) and the zoom it is used at when not 1. Empty when the
+    model cannot be read (the run then says why).
+    """
+    try:
+        from napari_hemd.core.metrics import SPARSE_REFERENCES
+        from napari_hemd.models import load_model
+        from napari_hemd.models.prediction import model_scale
+        from napari_hemd.models.registry import SHIPPED_MODELS
+
+        model = load_model(value)
+    except (ImportError, OSError, ValueError, KeyError, RuntimeError, TypeError):
+        return ""
+    meta = model.metadata
+    if str(value) in SHIPPED_MODELS:
+        lines = [SHIPPED_MODELS[str(value)].description.split(":")[0]]
+    else:
+        base = (meta.get("fine_tuned") or {}).get("base") or (
+            meta.get("fine_tuned_from") or {}
+        ).get("model")
+        what = {"unet": "U-Net", "affinity": "affinity network"}.get(model.kind, model.kind)
+        base = str(base).split(" (")[0] if base else None  # the name, not its provenance note
+        lines = [what + (f", fine-tuned from {base}" if base else "")]
+    sizes = sorted(float(v) for v in (meta.get("object_diameters") or {}).values())
+    if sizes:
+        across = (
+            f"{sizes[0]:.0f}" if sizes[-1] - sizes[0] < 2 else f"{sizes[0]:.0f}-{sizes[-1]:.0f}"
+        )
+        lines.append(f"learned objects about {across} px across")
+    method = "mutex" if model.kind == "affinity" else "hemd"
+    for ref, by_method in ((meta.get("validation") or {}).get("scores") or {}).items():
+        got = by_method.get(method) or by_method.get("hemd")
+        if not got:
+            continue
+        if ref in SPARSE_REFERENCES:
+            lines.append(f"held out, {ref}: SEG {got['SEG']:.2f}")
+        else:
+            lines.append(f"held out, {ref}: F1 {got['F1']:.2f}, AJI {got['AJI']:.2f}")
+    zoom = model_scale(model)
+    if zoom != 1.0:
+        lines.append(f"trained at zoom {zoom:g}: used at that zoom")
+    return "\n".join(lines)
 
 
 def scale_value(spin) -> float | str:

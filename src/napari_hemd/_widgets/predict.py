@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
@@ -20,6 +20,7 @@ from napari_hemd._widgets._common import (
     is_probability_layer,
 )
 from napari_hemd._widgets._models import (
+    model_summary,
     model_zoom,
     scale_refused,
     scale_spin,
@@ -56,6 +57,8 @@ class PredictWidget(LayerWidget):
         )
         self.model = ComboBox(label="model", choices=_choices)
         self.model_file = FileEdit(label="model file", filter="*.pt", visible=False)
+        #: What the chosen model is, the objects it learned, its held-out scores, its zoom.
+        self.model_info = Label(label="about the model", value="")
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
         self.tile = SpinBox(label="tile (0: auto)", value=0, min=0, max=4096, step=32)
         self.tta = tta_combo()
@@ -74,6 +77,7 @@ class PredictWidget(LayerWidget):
                 self.image,
                 self.model,
                 self.model_file,
+                self.model_info,
                 self.device,
                 self.tile,
                 self.tta,
@@ -86,16 +90,19 @@ class PredictWidget(LayerWidget):
         )
         self.model.changed.connect(self._model_chosen)
         self.model_file.changed.connect(lambda path: self._model_chosen(FROM_FILE))
+        self._model_chosen(self.model.value)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
 
     def _model_chosen(self, value: str) -> None:
         """Show the file field for a model file; the zoom field takes the model's own zoom."""
         self.model_file.visible = value == FROM_FILE
-        if value != FROM_FILE:
-            self.scale.value = model_zoom(value)
-        elif Path(self.model_file.value).is_file():
-            self.scale.value = model_zoom(Path(self.model_file.value))
+        model = value if value != FROM_FILE else Path(self.model_file.value)
+        if value == FROM_FILE and not model.is_file():
+            self.model_info.value = ""
+            return
+        self.scale.value = model_zoom(model)
+        self.model_info.value = model_summary(model)
 
     def run(self):
         """Start the prediction; returns the worker (``None`` on invalid input)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, SpinBox
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
@@ -36,6 +36,7 @@ from napari_hemd._widgets._common import (
 )
 from napari_hemd._widgets._models import (
     model_kind,
+    model_summary,
     model_zoom,
     scale_refused,
     scale_spin,
@@ -83,6 +84,8 @@ class SegmentWidget(LayerWidget):
         super().__init__(napari_viewer, labels=True)
         self.prob = self.layer_combo(Image, "probability / image", prefer=is_probability_layer)
         self.model = ComboBox(label="model", choices=_model_choices, value=NO_MODEL)
+        #: What the chosen model is, the objects it learned, its held-out scores, its zoom.
+        self.model_info = Label(label="about the model", value="", visible=False)
         self.z_scale = FloatSpinBox(
             label="z step / pixel",
             value=0.0,
@@ -119,7 +122,16 @@ class SegmentWidget(LayerWidget):
         self.extend(
             [
                 getattr(self, f)
-                for f in ("prob", "model", "z_scale", "tta", "scale", *FIELDS, *RANGE_FIELDS)
+                for f in (
+                    "prob",
+                    "model",
+                    "model_info",
+                    "z_scale",
+                    "tta",
+                    "scale",
+                    *FIELDS,
+                    *RANGE_FIELDS,
+                )
             ]
             + [self.run_button, self.cancel_button, self.restore_from, self.restore_button]
         )
@@ -134,6 +146,8 @@ class SegmentWidget(LayerWidget):
         self.tta.visible = self.scale.visible = unet
         if unet:  # a model fine-tuned at another zoom is used at that zoom
             self.scale.value = model_zoom(value)
+        self.model_info.value = "" if value == NO_MODEL else model_summary(value)
+        self.model_info.visible = bool(self.model_info.value)
 
     def _show_range(self, value: str) -> None:
         self.first.visible = self.last.visible = value == "range"

@@ -25,7 +25,13 @@ from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
 from napari_hemd._widgets._common import LayerWidget
-from napari_hemd._widgets._models import model_zoom, scale_spin, scale_value, tta_combo
+from napari_hemd._widgets._models import (
+    model_summary,
+    model_zoom,
+    scale_spin,
+    scale_value,
+    tta_combo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,8 @@ class StreamWidget(LayerWidget):
         self.image.visible = False
         self.output = FileEdit(label="output labels (.zarr)", mode="w", filter="*.zarr")
         self.model = ComboBox(label="predict first with", choices=_choices)
+        #: What the chosen model is, the objects it learned, its held-out scores, its zoom.
+        self.model_info = Label(label="about the model", value="", visible=False)
         self.tta = tta_combo(visible=False)  # U-Nets only are offered
         self.scale = scale_spin(auto=True, visible=False)
         self.model.changed.connect(self._show_model_fields)
@@ -75,6 +83,7 @@ class StreamWidget(LayerWidget):
                 self.image,
                 self.output,
                 self.model,
+                self.model_info,
                 self.tta,
                 self.scale,
                 self.tau,
@@ -104,6 +113,8 @@ class StreamWidget(LayerWidget):
         self.tta.visible = self.scale.visible = value != NO_MODEL
         if value != NO_MODEL:  # a model fine-tuned at another zoom is used at that zoom
             self.scale.value = model_zoom(value)
+        self.model_info.value = "" if value == NO_MODEL else model_summary(value)
+        self.model_info.visible = bool(self.model_info.value)
 
     def _show_input(self, kind: str) -> None:
         self.source.visible = kind == FROM_FILE

@@ -208,11 +208,6 @@ def _fine_tuned(load_model) -> list[dict]:
     return out
 
 
-#: Reference masks that annotate only some cells per frame: F1 / AJI would count every other
-#: detected cell as a false positive, so only SEG (reference objects only) is meaningful.
-SPARSE = ("Fluo-N2DL-HeLa/01 GT",)
-
-
 #: How ``napari-hemd models`` names a calibrated parameter.
 CALIBRATED = {
     "grow_threshold": "whole cells: growth into background probability <",
@@ -242,6 +237,8 @@ def _score_lines(validation: dict, method: str = "hemd") -> list[str]:
 
     H-EMD's whole-cell masks; for an affinity network its own Mutex-watershed instances.
     """
+    from napari_hemd.core.metrics import SPARSE_REFERENCES  # SEG only for these
+
     scores = validation.get("scores")
     if scores is None:  # a model file from before the held-out block protocol
         return [f"{k}: {v}" for k, v in validation.items()]
@@ -252,7 +249,7 @@ def _score_lines(validation: dict, method: str = "hemd") -> list[str]:
         best = by_method[key]
         how = {"hemd": "H-EMD", "mutex": "Mutex watershed"}.get(key, key)
         flipped = tta.get("scores", {}).get(ref, {}).get(key)
-        if ref in SPARSE:
+        if ref in SPARSE_REFERENCES:
             line = f"{ref}: {how} SEG {best['SEG']:.3f}"
             if flipped:
                 line += f"; --tta {tta['views']}: SEG {flipped['SEG']:.3f}"
