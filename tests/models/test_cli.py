@@ -259,6 +259,7 @@ def test_models_describes_model_files(capsys, tmp_path):
 def test_model_summary_of_the_widgets(tmp_path):
     """What the Predict, Segment and Large data widgets say of the chosen model."""
     from napari_hemd._widgets._models import model_summary
+    from napari_hemd.models import load_model
 
     aff = model_summary("nuclei-affinity").split("\n")
     assert aff[0] == "fluorescent nuclei" and aff[1] == "learned objects about 29 px across"
@@ -269,6 +270,15 @@ def test_model_summary_of_the_widgets(tmp_path):
     assert "zoom" not in fluo
     (tmp_path / "bad.pt").write_text("not a model")
     assert model_summary(str(tmp_path / "bad.pt")) == model_summary(None) == ""
+    from napari_hemd.models.registry import model_origin
+    from napari_hemd.models.weights import HemdModel
+
+    assert model_origin(HemdModel.create("unet")) == "U-Net, trained from scratch"
+    shipped = model_origin(load_model("nuclei-fluo"))  # a note in parentheses after the name
+    assert shipped.startswith("U-Net, fine-tuned from nuclei-fluo (")
+    assert (
+        model_origin(load_model("nuclei-fluo"), short=True) == "U-Net, fine-tuned from nuclei-fluo"
+    )
 
 
 def test_foreground_oversample_option_parses_per_folder_fractions():

@@ -154,7 +154,7 @@ def model_summary(value) -> str:
         from napari_hemd.core.metrics import SPARSE_REFERENCES
         from napari_hemd.models import load_model
         from napari_hemd.models.prediction import model_scale
-        from napari_hemd.models.registry import SHIPPED_MODELS
+        from napari_hemd.models.registry import SHIPPED_MODELS, model_origin
 
         model = load_model(value)
     except (ImportError, OSError, ValueError, KeyError, RuntimeError, TypeError):
@@ -163,12 +163,7 @@ def model_summary(value) -> str:
     if str(value) in SHIPPED_MODELS:
         lines = [SHIPPED_MODELS[str(value)].description.split(":")[0]]
     else:
-        base = (meta.get("fine_tuned") or {}).get("base") or (
-            meta.get("fine_tuned_from") or {}
-        ).get("model")
-        what = {"unet": "U-Net", "affinity": "affinity network"}.get(model.kind, model.kind)
-        base = str(base).split(" (")[0] if base else None  # the name, not its provenance note
-        lines = [what + (f", fine-tuned from {base}" if base else "")]
+        lines = [model_origin(model, short=True)]
     sizes = sorted(float(v) for v in (meta.get("object_diameters") or {}).values())
     if sizes:
         across = (

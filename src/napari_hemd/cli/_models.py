@@ -113,7 +113,7 @@ def _row(name: str, model, path, trained_on: str, description: str) -> dict:
 
 def _file_row(path: str, load_model) -> dict:
     """:func:`_row` of a model file, with its provenance and its score while training."""
-    from napari_hemd.models.registry import SHIPPED_MODELS, model_path
+    from napari_hemd.models.registry import SHIPPED_MODELS, model_origin, model_path
 
     file = model_path(path) if path in SHIPPED_MODELS else Path(path)  # a name works too
     if not file.is_file():
@@ -121,19 +121,13 @@ def _file_row(path: str, load_model) -> dict:
     model = load_model(path)
     meta = model.metadata
     training = meta.get("training", {})
-    ft, origin = meta.get("fine_tuned", {}), meta.get("fine_tuned_from", {})
-    base = ft.get("base") or origin.get("model")
-    what = {"unet": "U-Net", "affinity": "affinity network"}.get(model.kind, model.kind)
-    description = f"{what}, " + (f"fine-tuned from {base}" if base else "trained from scratch")
-    if origin and not base:
-        description = f"{what}, trained further from another network"
     trained_on = ", ".join(training.get("data") or []) or "(not recorded)"
-    row = _row(meta.get("name") or file.name, model, file, trained_on, description)
+    row = _row(meta.get("name") or file.name, model, file, trained_on, model_origin(model))
     scored = [h for h in training.get("history", []) if "val_scores" in h]
     best = max(scored, key=lambda h: h.get("val_score", float("-inf")), default=None)
     row.update(
         path=str(file),
-        fine_tuned=ft,
+        fine_tuned=meta.get("fine_tuned", {}),
         training_score=None
         if best is None
         else {"step": best["step"], "scores": best["val_scores"], "of": len(scored)},

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from napari_hemd.models.weights import HemdModel, load_model_file
 
-__all__ = ["SHIPPED_MODELS", "ShippedModel", "list_models", "load_model", "model_path"]
+__all__ = [
+    "SHIPPED_MODELS",
+    "ShippedModel",
+    "list_models",
+    "load_model",
+    "model_origin",
+    "model_path",
+]
 
 _WEIGHTS = Path(__file__).parent / "weights"
 
@@ -115,3 +122,23 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu") -> HemdM
             f"model must be one of {sorted(SHIPPED_MODELS)} or an existing model file; got {key!r}"
         )
     return load_model_file(path, device=device)
+
+
+def model_origin(model: HemdModel, *, short: bool = False) -> str:
+    """What a model file is, in words: ``"U-Net, fine-tuned from nuclei-fluo"`` and the like.
+
+    The base a fine-tune records (the plugin's ``fine_tuned["base"]``, else ``train --init``'s
+    ``fine_tuned_from["model"]``); ``short``: its name without the note in parentheses a
+    shipped file carries.
+    """
+    meta = model.metadata
+    what = {"unet": "U-Net", "affinity": "affinity network"}.get(model.kind, model.kind)
+    origin = meta.get("fine_tuned_from") or {}
+    base = (meta.get("fine_tuned") or {}).get("base") or origin.get("model")
+    if base:
+        return f"{what}, fine-tuned from {str(base).split(' (')[0] if short else base}"
+    return (
+        f"{what}, trained further from another network"
+        if origin
+        else f"{what}, trained from scratch"
+    )
