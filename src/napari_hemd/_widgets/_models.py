@@ -8,6 +8,9 @@ lists.
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 from psygnal import Signal
 
 from napari_hemd import _settings
@@ -20,6 +23,7 @@ __all__ = [
     "model_kind",
     "model_summary",
     "model_zoom",
+    "read_model",
     "register_model",
     "scale_refused",
     "scale_spin",
@@ -126,6 +130,25 @@ def scale_spin(*, auto: bool = False, **kwargs):
     return spin
 
 
+def read_model(value):
+    """The model of a choice (a shipped name or a file), read once per version of its file.
+
+    Choosing a model updates several fields (zoom, planes, the summary); they share this read.
+    Raises what :func:`napari_hemd.models.load_model` raises (OSError, ValueError ...).
+    """
+    from napari_hemd.models.registry import SHIPPED_MODELS, model_path
+
+    path = model_path(str(value)) if str(value) in SHIPPED_MODELS else Path(value)
+    return _read_model(str(value), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_model(value: str, version: int):
+    from napari_hemd.models import load_model
+
+    return load_model(value)
+
+
 def model_zoom(value) -> float:
     """The zoom the model of a choice (a name or a file) is used at unless told otherwise.
 
@@ -134,10 +157,9 @@ def model_zoom(value) -> float:
     file cannot be read (the run then says why).
     """
     try:
-        from napari_hemd.models import load_model
         from napari_hemd.models.prediction import model_scale
 
-        return model_scale(load_model(value))
+        return model_scale(read_model(value))
     except (ImportError, OSError, ValueError, KeyError, RuntimeError, TypeError):
         return 1.0
 
@@ -152,11 +174,10 @@ def model_summary(value) -> str:
     """
     try:
         from napari_hemd.core.metrics import SPARSE_REFERENCES
-        from napari_hemd.models import load_model
         from napari_hemd.models.prediction import model_scale
         from napari_hemd.models.registry import SHIPPED_MODELS, model_origin
 
-        model = load_model(value)
+        model = read_model(value)
     except (ImportError, OSError, ValueError, KeyError, RuntimeError, TypeError):
         return ""
     meta = model.metadata

@@ -38,6 +38,7 @@ from napari_hemd._widgets._models import (
     model_kind,
     model_summary,
     model_zoom,
+    read_model,
     scale_refused,
     scale_spin,
     scale_value,
@@ -62,9 +63,9 @@ def _model_choices(_widget=None) -> list[tuple[str, str]]:
 def _three_planes(model: str) -> bool:
     """Whether ``model`` predicts a stack on three planes (``nuclei-3d``); False if unreadable."""
     try:
-        from napari_hemd.models import load_model, volume_settings
+        from napari_hemd.models import volume_settings
 
-        return volume_settings(load_model(model))["planes"] == 3
+        return volume_settings(read_model(model))["planes"] == 3
     except (ImportError, OSError, ValueError, KeyError) as exc:
         log.debug("model %r: %s", model, exc)
         return False
