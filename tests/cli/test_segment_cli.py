@@ -57,6 +57,27 @@ def test_refuses_existing_output_and_keeps_it(prob_file, tmp_path, capsys):
     assert read_stack(out).shape == (5, 96, 96)
 
 
+@pytest.mark.parametrize("with_model", [False, True])
+def test_unwritable_output_suffix_fails_before_the_work(
+    prob_file, tmp_path, capsys, monkeypatch, with_model
+):
+    """A mistyped output (``.png``) is refused at once, not after predicting and segmenting."""
+    import napari_hemd.core.segment as core_segment
+    import napari_hemd.image_segmentation as image_segmentation
+
+    def no_work(*a, **k):
+        raise AssertionError("the work ran before the output was checked")
+
+    monkeypatch.setattr(core_segment, "hemd", no_work)
+    monkeypatch.setattr(image_segmentation, "segment_image", no_work)
+    out = tmp_path / "labels.png"
+    argv = ["segment", str(prob_file), "-o", str(out), "--no-progress"]
+    assert main(argv + (["--model", "nuclei-fluo"] if with_model else [])) == 2
+    err = capsys.readouterr().err
+    assert "labels.png" in err and ".tif/.tiff file, a .zarr store or a folder" in err
+    assert "'.png'" in err and not out.exists()
+
+
 @pytest.mark.parametrize(
     ("array", "message"),
     [

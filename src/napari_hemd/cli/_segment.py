@@ -240,8 +240,10 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd.core.linking import link_labels
     from napari_hemd.core.segment import hemd, segment
     from napari_hemd.io import read_stack, write_labels
+    from napari_hemd.io.stacks import check_labels_path
 
     # Fail on the output before doing the work.
+    check_labels_path(args.output)
     check_output_path(
         args.output, overwrite=args.overwrite, name="output", inputs=[args.prob, args.boundary]
     )

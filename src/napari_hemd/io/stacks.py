@@ -61,6 +61,33 @@ def read_stack(path: str | os.PathLike, *, lazy: bool = False):
     )
 
 
+def check_labels_path(path: str | os.PathLike) -> str:
+    """The format :func:`write_labels` writes ``path`` in; a name it cannot write is refused.
+
+    Returns ``"tif"``, ``"ome.zarr"``, ``"zarr"`` or ``"ctc"`` (a folder without suffix). Commands
+    call it before the work, so a mistyped output fails at once, not after a long run.
+
+    Raises
+    ------
+    ValueError
+        The name ends in another suffix (``.png``, ``.npy`` ...).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if path.name.lower().endswith(".ome.zarr"):
+        return "ome.zarr"
+    if suffix in (".tif", ".tiff"):
+        return "tif"
+    if suffix == ".zarr":
+        return "zarr"
+    if suffix == "":
+        return "ctc"
+    raise ValueError(
+        f"output {str(path)!r}: expected a .tif/.tiff file, a .zarr store or a folder "
+        f"(CTC result); got suffix {suffix!r}"
+    )
+
+
 def write_labels(
     labels,
     path: str | os.PathLike,
@@ -93,14 +120,14 @@ def write_labels(
     import json
 
     path = Path(path)
-    suffix = path.suffix.lower()
-    if path.name.lower().endswith(".ome.zarr"):
+    kind = check_labels_path(path)
+    if kind == "ome.zarr":
         from napari_hemd.io.ome_zarr import write_ome_zarr_labels
 
         return write_ome_zarr_labels(labels, path, overwrite=overwrite, metadata=metadata)
     labels_arr = labels
     with atomic_path(path, overwrite=overwrite) as tmp:
-        if suffix in (".tif", ".tiff"):
+        if kind == "tif":
             import tifffile
 
             arr = np.asarray(labels_arr)
@@ -115,7 +142,7 @@ def write_labels(
                 photometric="minisblack",
                 metadata={**meta, "axes": axes} if axes else meta,
             )
-        elif suffix == ".zarr":
+        elif kind == "zarr":
             import zarr
 
             arr_shape = tuple(labels_arr.shape)
@@ -125,17 +152,12 @@ def write_labels(
                 z[t] = np.asarray(labels_arr[t])
             if metadata:
                 z.attrs.update(metadata)
-        elif suffix == "":
+        else:  # "ctc"
             from napari_hemd.io.ctc import write_ctc_result
 
             write_ctc_result(labels_arr, tmp, tracks=tracks)
             if metadata:
                 (tmp / "hemd-params.json").write_text(json.dumps(metadata, indent=2))
-        else:
-            raise ValueError(
-                f"output {str(path)!r}: expected a .tif/.tiff file, a .zarr store or a folder "
-                f"(CTC result); got suffix {suffix!r}"
-            )
     return path
 
 
