@@ -55,3 +55,30 @@ def test_appearance_is_reproducible_and_volumes_look_alike():
     inner = [np.median(img[ndi.binary_erosion(lab == i, iterations=2)]) for i in ids]
     outer = [np.median(img[(lab == i) & ~ndi.binary_erosion(lab == i)]) for i in ids]
     assert np.all(np.array(outer) < np.array(inner))
+
+
+def test_zoom_draws_the_same_scene_larger():
+    """``zoom``: the same cells, tracks and look, the frame and everything in it that much larger
+    (the package's sample is ``SAMPLE_ZOOM``); zoom 1 is the video as it always was."""
+    import pytest
+    from skimage.measure import regionprops
+
+    from napari_hemd._sample_data import nuclei_video_sample
+    from napari_hemd.data.synthetic import SAMPLE_ZOOM
+
+    plain, big = nuclei_video(), nuclei_video(zoom=SAMPLE_ZOOM)
+    assert big["image"].shape == (12, 288, 288) and big["labels"].shape == big["prob"].shape
+    np.testing.assert_array_equal(plain["tracks"], big["tracks"])
+    assert set(np.unique(plain["labels"])) == set(np.unique(big["labels"]))
+
+    def diameter(labels):
+        return np.median([r.equivalent_diameter_area for f in labels for r in regionprops(f)])
+
+    assert diameter(big["labels"]) / diameter(plain["labels"]) == pytest.approx(1.5, abs=0.05)
+    # the image looks the same: intensities, contrast of nuclei over background
+    for key in ("image", "prob"):
+        assert big[key].mean() == pytest.approx(plain[key].mean(), rel=0.05)
+        assert big[key].std() == pytest.approx(plain[key].std(), rel=0.05)
+    assert nuclei_video_sample()[0][0].shape == big["image"].shape
+    with pytest.raises(ValueError, match=r"zoom must be between 0\.25 and 8; got 0"):
+        nuclei_video(zoom=0)

@@ -178,8 +178,8 @@ def test_scale_needs_a_unet_and_frames(movie):
     assert np.array_equal(one.labels, segment_image(stack, base, planes=1, scale=2.0).labels)
 
 
-def test_auto_scale_on_the_sample():
-    """The sample's nuclei (about 18 px) are small for nuclei-fluo (26-46 px): auto zooms them
+def test_auto_scale_on_small_nuclei():
+    """The zoom-1 video's nuclei (about 18 px) are small for nuclei-fluo (26-46 px): auto zooms them
     up once, and the masks get closer to the exact labels (F1 0.841 -> 0.877 at 1.5)."""
     v = nuclei_video()
     plain = segment_image(v["image"], "nuclei-fluo")
@@ -207,7 +207,7 @@ def test_cli_scale(movie, tmp_path, capsys):
     fg_half = predict("nuclei-fluo", movie["image"], scale=0.5)["foreground"]
     assert np.array_equal(read_stack(tmp_path / "p.tif"), fg_half)
     capsys.readouterr()
-    assert main([*base, "-o", str(tmp_path / "n.tif")]) == 0  # the sample's nuclei: ~18 px
+    assert main([*base, "-o", str(tmp_path / "n.tif")]) == 0  # the zoom-1 video's nuclei: ~18 px
     assert "note: the objects found are" in capsys.readouterr().err
     assert main([*base, "--scale", "auto", "-o", str(tmp_path / "a.tif")]) == 0
     said = capsys.readouterr().err
@@ -267,7 +267,7 @@ def test_stream_scale_auto_finds_the_zoom_segment_finds(movie, tmp_path, capsys)
     tifffile.imwrite(src, movie["image"], photometric="minisblack")
     auto = segment_image(movie["image"], "nuclei-fluo", scale="auto", iterations=2)
     found, tried = auto.params["scale"], auto.params["scale_tried"]
-    assert found != 1.0 and len(tried) >= 2  # the sample's nuclei are small for the model
+    assert found != 1.0 and len(tried) >= 2  # the zoom-1 video's nuclei are small for the model
     out = tmp_path / "s.zarr"
     args = ["stream", str(src), "-o", str(out), "--model", "nuclei-fluo", "--scale", "auto"]
     assert main([*args, "--iterations", "2", "--no-progress"]) == 0

@@ -183,7 +183,7 @@ def test_zoom_in_the_stream(raw, raw_zarr, tmp_path, capsys):
     args = ["stream", str(raw_zarr), "-o", str(tmp_path / "x.zarr"), "--scale", "0.5"]
     assert main(args) == 2
     assert "--scale needs --model" in capsys.readouterr().err
-    # the sample's nuclei (about 18 px) zoomed by 0.5 are far smaller than nuclei-fluo's 26-46:
+    # the zoom-1 video's nuclei (about 18 px) zoomed by 0.5 are far smaller than nuclei-fluo's 26-46:
     # the stream says so, as segment --model does
     args += ["--model", "nuclei-fluo", "--threads", "1", "--iterations", "2", "--no-progress"]
     assert main(args) == 0

@@ -39,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
 
     from napari_hemd._atomic import atomic_path
     from napari_hemd.core.segment import hemd
-    from napari_hemd.data.synthetic import nuclei_video
+    from napari_hemd.data.synthetic import SAMPLE_ZOOM, nuclei_video
     from napari_hemd.io import write_labels
 
     out = Path(args.output)
-    sample = nuclei_video()
+    sample = nuclei_video(zoom=SAMPLE_ZOOM)  # nuclei the size nuclei-fluo learned
     res = _segment(sample["image"], args.model)
     if res is not None:
         labels, tracks, prob, params = res.labels, res.tracks, res.maps["foreground"], res.params
