@@ -131,11 +131,11 @@ def nuclei_video(
 
     Nuclei look like stained ones (:func:`_nuclei_frame`: each its own brightness, dimmer toward
     the rim, textured, blurred); pairs are pulled together so that they touch, two mothers divide.
-    At ``zoom`` 1 the nuclei are drawn 14-22 px across (some partly hidden by a neighbour); ``zoom``
-    makes the scene that
-    many times larger, as a higher magnification would (frame ``shape``, nuclei, their motion, the
-    texture and the blur; the pixel noise stays), from the same random draws.
-    :data:`SAMPLE_ZOOM` is the package's sample (napari's *Open Sample*, ``napari-hemd demo``).
+    At ``zoom`` 1 the nuclei are drawn 14-22 px across (some partly hidden by a neighbour);
+    ``zoom`` makes the scene that many times larger, as a higher magnification would (the frame
+    ``shape``, the nuclei, their motion, the texture and the blur; the pixel noise stays), from
+    the same random draws. :data:`SAMPLE_ZOOM` is the package's sample (napari's *Open Sample*,
+    ``napari-hemd demo``).
 
     Returns
     -------
@@ -198,8 +198,7 @@ def nuclei_video(
                 last_seen[int(cid)] = t
         labs.append(lab)
         gain = rng.uniform(0.7, 1.0)
-        look_kw = {"blur": zoom, "grain": 1.5 * zoom}
-        img = 200 + 1800 * _nuclei_frame(lab, gain, brightness, look, **look_kw)
+        img = 200 + 1800 * _nuclei_frame(lab, gain, brightness, look, blur=zoom, grain=1.5 * zoom)
         img = img + rng.normal(0, 60, shape)  # float64, as the noise
         frames.append(np.clip(img, 0, 65535).astype(np.uint16))
     labels = np.stack(labs)
