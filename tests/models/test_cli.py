@@ -247,6 +247,15 @@ def test_models_describes_model_files(capsys, tmp_path):
     before = base.metadata["fine_tuned_from"]["steps"]  # a user's file: not in docs/models.md
     assert f"from a network whose last run had {before} steps)" in text
     assert "the whole history: docs/models.md" not in text
+    # a shipped name: as the listing describes it (its data by name, not the developer's paths)
+    assert main(["models", "nuclei-fluo"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("nuclei-fluo") and "fluorescent nuclei in time-lapses" in text
+    assert "trained on: Fluo-N2DH-SIM+ 02 (GT, frames 0-39)" in text and "/ctc/" not in text
+    assert "the whole history: docs/models.md" in text
+    main(["models"])
+    listing = capsys.readouterr().out
+    assert listing.startswith(text)  # nuclei-fluo leads the listing: the same lines
     assert main(["models", str(tmp_path / "mine.pt"), "nuclei-fluo", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["scale"] for r in rows] == [2.0, 1.0]

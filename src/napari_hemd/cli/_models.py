@@ -121,8 +121,13 @@ def _file_row(path: str, load_model) -> dict:
     model = load_model(path)
     meta = model.metadata
     training = meta.get("training", {})
-    trained_on = ", ".join(training.get("data") or []) or "(not recorded)"
-    row = _row(meta.get("name") or file.name, model, file, trained_on, model_origin(model))
+    if path in SHIPPED_MODELS:  # a shipped name: described as the listing does, not by the
+        shipped = SHIPPED_MODELS[path]  # developer's data paths the file records
+        row = _row(path, model, file, shipped.trained_on, shipped.description)
+        row["shipped"] = True
+    else:
+        trained_on = ", ".join(training.get("data") or []) or "(not recorded)"
+        row = _row(meta.get("name") or file.name, model, file, trained_on, model_origin(model))
     scored = [h for h in training.get("history", []) if "val_scores" in h]
     best = max(scored, key=lambda h: h.get("val_score", float("-inf")), default=None)
     row.update(
@@ -218,7 +223,7 @@ def _steps_text(row: dict) -> str:
     before = row.get("continued_from_steps")
     if before is None:
         return f"{row['steps']} steps"
-    if "path" in row:  # a user's file: its history is not in docs/models.md
+    if "path" in row and not row.get("shipped"):  # a user's file: not in docs/models.md
         return f"{row['steps']} steps, from a network whose last run had {before} steps"
     return (
         f"last run {row['steps']} steps, from a network trained before (its last run:"
