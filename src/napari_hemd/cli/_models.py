@@ -12,7 +12,8 @@ def register(subparsers) -> None:
     """Add the ``models`` subcommand."""
     p = subparsers.add_parser(
         "models",
-        help="list the shipped models and their training data (and the ones you fine-tuned)",
+        help="list the shipped models and their training data (and the ones you fine-tuned), "
+        "or describe model files",
         description="List the shipped models: kind, size, training data, steps, the held-out "
         "scores on frames they never saw (H-EMD; an affinity model's own Mutex-watershed "
         "instances; SEG where the reference is sparse) and their calibration; then the models "
@@ -23,8 +24,8 @@ def register(subparsers) -> None:
         "files",
         nargs="*",
         metavar="FILE",
-        help="model files to describe instead (from train, the Fine-tune widget or elsewhere): "
-        "what each was trained on, its scores, the zoom it is used at",
+        help="model files to describe instead (from train, the Fine-tune widget or elsewhere; "
+        "a shipped name: its entry): what each was trained on, its scores, the zoom it is used at",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
