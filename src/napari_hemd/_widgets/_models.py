@@ -173,9 +173,8 @@ def model_summary(value) -> str:
     model cannot be read (the run then says why).
     """
     try:
-        from napari_hemd.core.metrics import SPARSE_REFERENCES
         from napari_hemd.models.prediction import model_scale
-        from napari_hemd.models.registry import SHIPPED_MODELS, model_origin
+        from napari_hemd.models.registry import SHIPPED_MODELS, held_out_scores, model_origin
 
         model = read_model(value)
     except (ImportError, OSError, ValueError, KeyError, RuntimeError, TypeError):
@@ -192,11 +191,9 @@ def model_summary(value) -> str:
         )
         lines.append(f"learned objects about {across} px across")
     method = "mutex" if model.kind == "affinity" else "hemd"
-    for ref, by_method in ((meta.get("validation") or {}).get("scores") or {}).items():
-        got = by_method.get(method) or by_method.get("hemd")
-        if not got:
-            continue
-        if ref in SPARSE_REFERENCES:
+    for h in held_out_scores(meta.get("validation") or {}, method):
+        got, ref = h["scores"], h["ref"]
+        if h["sparse"]:
             lines.append(f"held out, {ref}: SEG {got['SEG']:.2f}")
         else:
             lines.append(f"held out, {ref}: F1 {got['F1']:.2f}, AJI {got['AJI']:.2f}")

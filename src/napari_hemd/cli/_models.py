@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for m in list_models():
         path = model_path(m.name)
-        rows.append(_row(m.name, load_model(m.name), path, m.trained_on, m.description))
+        rows.append(
+            _row(m.name, load_model(m.name), path, m.trained_on, m.description, shipped=True)
+        )
     tuned = _fine_tuned(load_model)
     if args.json:
         print(json.dumps(rows + tuned, indent=2))
@@ -91,13 +93,17 @@ def _print_zoom(row: dict) -> None:
         )
 
 
-def _row(name: str, model, path, trained_on: str, description: str) -> dict:
-    """What ``napari-hemd models`` says of a model (``--json``: this dict)."""
+def _row(name: str, model, path, trained_on: str, description: str, *, shipped: bool) -> dict:
+    """What ``napari-hemd models`` says of a model (``--json``: this dict).
+
+    ``shipped``: a model of the package (its history is in docs/models.md), not a user's file.
+    """
     from napari_hemd.models.prediction import model_scale
 
     meta = model.metadata
     return {
         "name": name,
+        "shipped": shipped,
         "kind": model.kind,
         "trained_on": trained_on,
         "description": description,
@@ -123,12 +129,12 @@ def _file_row(path: str, load_model) -> dict:
     meta = model.metadata
     training = meta.get("training", {})
     if path in SHIPPED_MODELS:  # a shipped name: described as the listing does, not by the
-        shipped = SHIPPED_MODELS[path]  # developer's data paths the file records
-        row = _row(path, model, file, shipped.trained_on, shipped.description)
-        row["shipped"] = True
+        entry = SHIPPED_MODELS[path]  # developer's data paths the file records
+        row = _row(path, model, file, entry.trained_on, entry.description, shipped=True)
     else:
         trained_on = ", ".join(training.get("data") or []) or "(not recorded)"
-        row = _row(meta.get("name") or file.name, model, file, trained_on, model_origin(model))
+        name = meta.get("name") or file.name
+        row = _row(name, model, file, trained_on, model_origin(model), shipped=False)
     scored = [h for h in training.get("history", []) if "val_scores" in h]
     best = max(scored, key=lambda h: h.get("val_score", float("-inf")), default=None)
     row.update(
@@ -224,7 +230,7 @@ def _steps_text(row: dict) -> str:
     before = row.get("continued_from_steps")
     if before is None:
         return f"{row['steps']} steps"
-    if "path" in row and not row.get("shipped"):  # a user's file: not in docs/models.md
+    if not row["shipped"]:  # a user's file: its history is not in docs/models.md
         return f"{row['steps']} steps, from a network whose last run had {before} steps"
     return (
         f"last run {row['steps']} steps, from a network trained before (its last run:"
@@ -237,27 +243,24 @@ def _score_lines(validation: dict, method: str = "hemd") -> list[str]:
 
     H-EMD's whole-cell masks; for an affinity network its own Mutex-watershed instances.
     """
-    from napari_hemd.core.metrics import SPARSE_REFERENCES  # SEG only for these
+    from napari_hemd.models.registry import held_out_scores
 
-    scores = validation.get("scores")
-    if scores is None:  # a model file from before the held-out block protocol
+    if validation.get("scores") is None:  # a model file from before the held-out block protocol
         return [f"{k}: {v}" for k, v in validation.items()]
-    tta = validation.get("tta") or {}
+    views = (validation.get("tta") or {}).get("views")
     lines = []
-    for ref, by_method in scores.items():
-        key = next((k for k in (method, "hemd") if k in by_method), next(iter(by_method)))
-        best = by_method[key]
-        how = {"hemd": "H-EMD", "mutex": "Mutex watershed"}.get(key, key)
-        flipped = tta.get("scores", {}).get(ref, {}).get(key)
-        if ref in SPARSE_REFERENCES:
+    for h in held_out_scores(validation, method):
+        best, flipped, ref = h["scores"], h["flipped"], h["ref"]
+        how = {"hemd": "H-EMD", "mutex": "Mutex watershed"}.get(h["method"], h["method"])
+        if h["sparse"]:
             line = f"{ref}: {how} SEG {best['SEG']:.3f}"
             if flipped:
-                line += f"; --tta {tta['views']}: SEG {flipped['SEG']:.3f}"
+                line += f"; --tta {views}: SEG {flipped['SEG']:.3f}"
             lines.append(line + " (sparse reference: SEG only)")
         else:
             line = f"{ref}: {how} F1 {best['F1']:.3f} AJI {best['AJI']:.3f}"
             if flipped:
-                line += f"; --tta {tta['views']}: F1 {flipped['F1']:.3f} AJI {flipped['AJI']:.3f}"
+                line += f"; --tta {views}: F1 {flipped['F1']:.3f} AJI {flipped['AJI']:.3f}"
             lines.append(line)
     if "protocol" in validation:
         lines.append(f"({validation['protocol']})")

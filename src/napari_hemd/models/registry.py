@@ -11,6 +11,7 @@ from napari_hemd.models.weights import HemdModel, load_model_file
 __all__ = [
     "SHIPPED_MODELS",
     "ShippedModel",
+    "held_out_scores",
     "list_models",
     "load_model",
     "model_origin",
@@ -122,6 +123,35 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu") -> HemdM
             f"model must be one of {sorted(SHIPPED_MODELS)} or an existing model file; got {key!r}"
         )
     return load_model_file(path, device=device)
+
+
+def held_out_scores(validation: dict, method: str = "hemd") -> list[dict]:
+    """The meaningful held-out score of ``method`` per reference of a model's ``validation``.
+
+    One dict per reference: ``ref``, ``method`` (the method scored: ``method``, else H-EMD, else
+    the first one recorded), ``scores`` (F1, AJI, SEG ...), ``sparse`` (the reference annotates
+    only some cells, :data:`napari_hemd.core.metrics.SPARSE_REFERENCES`: only SEG is meaningful)
+    and ``flipped`` (the scores with test-time flips, if measured, else None). ``napari-hemd
+    models`` and the widgets' model summary print these.
+    """
+    from napari_hemd.core.metrics import SPARSE_REFERENCES
+
+    tta = (validation.get("tta") or {}).get("scores", {})
+    out = []
+    for ref, by_method in (validation.get("scores") or {}).items():
+        if not by_method:
+            continue
+        key = next((k for k in (method, "hemd") if k in by_method), next(iter(by_method)))
+        out.append(
+            {
+                "ref": ref,
+                "method": key,
+                "scores": by_method[key],
+                "sparse": ref in SPARSE_REFERENCES,
+                "flipped": tta.get(ref, {}).get(key),
+            }
+        )
+    return out
 
 
 def model_origin(model: HemdModel, *, short: bool = False) -> str:
