@@ -65,11 +65,13 @@ def main() -> None:
             ("untiled halo=0", {"tile": 0, "halo": 0}),
         ]
         for label, kw in settings:
-            t = best_of(lambda kw=kw, model=model: predict(model, frame, **kw), args.repeat)
+            t = best_of(lambda kw=kw, model=model: predict(model, frame, tta=1, **kw), args.repeat)
             print(f"{name:16s} {t_plain:11.3f} {t:10.3f} {t / t_plain:6.2f}  {label}")
         if model.kind == "affinity":
             t = best_of(
-                lambda model=model: predict(model, frame, outputs=["foreground", "instances"]),
+                lambda model=model: predict(
+                    model, frame, outputs=["foreground", "instances"], tta=1
+                ),
                 args.repeat,
             )
             print(

@@ -116,7 +116,7 @@ def predict_child(mode: str, image, out: str, args) -> dict:
     from napari_hemd.models import predict, predict_stream
 
     t0 = time.perf_counter()
-    kw = dict(tile=args.tile)
+    kw = dict(tile=args.tile, tta=1)  # one view: what the tables compare
     if mode == "predict-memory":
         n = args.short
         predict("nuclei-fluo", np.asarray(image[:n]), **kw)

@@ -66,7 +66,9 @@ def main() -> None:
         gt = np.stack(
             [tifffile.imread(folder.parent / ref / f"man_seg{t:03d}.tif") for t in frames]
         )
-        maps = predict(load_model(name), raw, outputs=("foreground", "boundary", "background"))
+        maps = predict(
+            load_model(name), raw, outputs=("foreground", "boundary", "background"), tta=1
+        )
         for label, kw in METHODS:
             lab, dt = grown_labels(maps, args.min_size, **kw)
             m = nh.evaluate_sequence(gt, lab)

@@ -51,7 +51,7 @@ def predicted_maps(model: str, raw: np.ndarray, cache: Path, key: str) -> dict[s
         return dict(np.load(path))
     from napari_hemd.models import load_model, predict
 
-    maps = predict(load_model(model), raw, outputs=("foreground", "boundary", "background"))
+    maps = predict(load_model(model), raw, outputs=("foreground", "boundary", "background"), tta=1)
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, **{k: np.asarray(v, np.float32) for k, v in maps.items()})
     return maps

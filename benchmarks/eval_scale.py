@@ -58,14 +58,14 @@ def main() -> None:
     for name in args.blocks.split(","):
         model, seq, ref, frames, crop = BLOCKS[name]
         image, truth = load(seq, ref, frames, crop)
-        own = score(truth, segment_image(image, model).labels)
+        own = score(truth, segment_image(image, model, tta=1).labels)
         label = f"{seq} t{frames[0]:03d}-t{frames[-1]:03d} ({ref})"
         print(f"| {label} | {model} | as trained | {own} | |", flush=True)
         for z in zooms:
             big = ndi.zoom(image, (1, z, z), order=1)
             ref_z = ndi.zoom(truth, (1, z, z), order=0)
-            plain = score(ref_z, segment_image(big, model).labels)
-            scaled = score(ref_z, segment_image(big, model, scale=1 / z).labels)
+            plain = score(ref_z, segment_image(big, model, tta=1).labels)
+            scaled = score(ref_z, segment_image(big, model, scale=1 / z, tta=1).labels)
             print(
                 f"| | | x{z:g} (objects {z:g} times as large): `--scale {1 / z:.3g}` | {plain} | "
                 f"{scaled} |",

@@ -43,10 +43,16 @@ def main() -> None:
     grow = whole_cell_growth(model)
     outs = ["foreground", "background"]
     variants = {
-        "z-slices": lambda v: predict(model, v, outputs=outs),
-        "3 planes, z weight 1/3": lambda v: predict_volume(model, v, outputs=outs, z_weight=1 / 3),
-        "3 planes, z weight 0.5": lambda v: predict_volume(model, v, outputs=outs, z_weight=0.5),
-        "3 planes, z weight 0.7": lambda v: predict_volume(model, v, outputs=outs, z_weight=0.7),
+        "z-slices": lambda v: predict(model, v, outputs=outs, tta=1),
+        "3 planes, z weight 1/3": lambda v: predict_volume(
+            model, v, outputs=outs, z_weight=1 / 3, tta=1
+        ),
+        "3 planes, z weight 0.5": lambda v: predict_volume(
+            model, v, outputs=outs, z_weight=0.5, tta=1
+        ),
+        "3 planes, z weight 0.7": lambda v: predict_volume(
+            model, v, outputs=outs, z_weight=0.7, tta=1
+        ),
     }
     maps = {
         (name, slab): run(raw[sl]) for name, run in variants.items() for slab, sl in SLABS.items()

@@ -1,6 +1,6 @@
 """Calibrate a model file on its own training frames and store the choice in it.
 
-A U-Net's whole-cell growth threshold, an affinity network's Mutex-watershed bias
+A U-Net's test-time flips and whole-cell growth threshold, an affinity network's Mutex-watershed bias
 (:func:`napari_hemd.models.calibrate_model`). ``napari-hemd train`` does this at the end of every
 training; this script does it for a model file trained before (the shipped models)::
 
@@ -61,6 +61,13 @@ def main() -> None:
         mean = np.mean([(v["F1"] + v["AJI"]) / 2 for v in per.values()])
         print(f"{t:>5}: {json.dumps(per)}  mean (F1+AJI)/2 {mean:.4f}")
     print(f"chosen {cal['parameter']} {cal['value']} on {len(frames)} training frames")
+    flips = model.metadata.get("tta_calibration")
+    if flips:  # a U-Net: its test-time flips, each with its best growth threshold
+        for v, t in flips["scores"].items():
+            print(
+                f"tta {v}: best (F1+AJI)/2 {t['score']:.4f} at growth threshold {t['grow_threshold']}"
+            )
+        print(f"chosen tta {flips['value']} (more views must gain >= {flips['margin']})")
     if not args.dry_run:
         rewrite_model_file(model, args.model)
         print(f"stored in {args.model}")

@@ -182,7 +182,7 @@ def choose_scale_workflow(
         tried.append(round(scale, 3))
         gen = segment_image_workflow(
             probe, model, "hemd", scale=scale, tile=tile, device=device, threads=threads,
-            cancel=cancel,
+            cancel=cancel, tta=1,
         )  # fmt: skip
         res = yield from _quiet(gen)
         got = suggested_scale(model, res.labels, scale)
@@ -265,7 +265,7 @@ def segment_image_workflow(
     cancel: Callable[[], bool] | None = None,
     planes: int | None = None,
     z_scale: float | None = None,
-    tta: int = 1,
+    tta: int | None = None,
     scale: float | str | None = None,
     **params,
 ) -> Generator[Progress, None, ImageSegmentation]:
@@ -298,6 +298,7 @@ def segment_image_workflow(
     tta : {1, 2, 4, 8}
         Test-time flips: the U-Net's probabilities averaged over this many mirrored views of each
         tile, at ``tta`` times the prediction time (:func:`napari_hemd.models.predict`; 1: off).
+        Default: the model's (:func:`napari_hemd.models.prediction.model_tta`).
     scale : float
         Zoom of the frames before a U-Net (:func:`napari_hemd.models.predict`), for objects of
         another size than the model's training objects: 0.5 when yours are twice as large. The
@@ -357,6 +358,7 @@ def segment_image_workflow(
         _check_tta,
         check_scale_planes,
         model_scale,
+        model_tta,
     )
 
     tta = _check_tta(tta, loaded)  # refused before any frame is predicted
@@ -445,7 +447,7 @@ def segment_image_workflow(
         maps = {k: v[0] for k, v in maps.items()}
     name = str(model) if isinstance(model, (str, os.PathLike)) else f"({loaded.kind} model)"
     run = {"method": method, "model": name, "grow": int(grow), **params}
-    if tta > 1:
+    if tta > 1 or tta != model_tta(loaded):  # flips other than the model's own are recorded
         run["tta"] = tta
     if scale != 1.0 or auto or (planes == 1 and scale != model_scale(loaded)):  # see Fine-tune
         run["scale"] = scale

@@ -108,7 +108,7 @@ def stream_segment(
     predict_chunk: int = 8,
     tile: int | None = None,
     threads: int | None = None,
-    tta: int = 1,
+    tta: int | None = None,
     scale: float | str | None = None,
     overwrite: bool = False,
     resume: bool = True,
@@ -137,7 +137,8 @@ def stream_segment(
         H-EMD frames kept per window and halo; see :func:`napari_hemd.core.streaming.hemd_stream`.
     predict_chunk, tile, threads, tta, scale
         Frames per prediction task, tile side, torch threads per task, test-time flips, zoom of
-        the frames before the network; see :func:`napari_hemd.models.predict_stream`.
+        the frames before the network; see :func:`napari_hemd.models.predict_stream`
+        (``tta`` default: the model's own, :func:`napari_hemd.models.prediction.model_tta`).
         ``scale="auto"``: found first on 3 frames as ``segment_image(scale="auto")`` finds it
         (:func:`napari_hemd.image_segmentation.choose_scale_workflow`; progress stage
         ``"zoom"``). Default (None): the model's own zoom, 1 but for a model trained or
@@ -176,7 +177,7 @@ def stream_segment(
             raise ValueError(f"prob_output and output must differ; both are {str(output)!r}")
     elif prob_output is not None:
         raise ValueError("prob_output is only used with a model; got model=None")
-    elif tta != 1:
+    elif tta not in (None, 1):
         raise ValueError(f"tta is only used with a model; got tta={tta!r} and model=None")
     elif scale not in (None, 1):
         raise ValueError(f"scale is only used with a model; got scale={scale!r} and model=None")

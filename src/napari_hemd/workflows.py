@@ -117,7 +117,7 @@ def predict_workflow(
     cancel: Callable[[], bool] | None = None,
     planes: int | None = None,
     z_scale: float | None = None,
-    tta: int = 1,
+    tta: int | None = None,
     scale: float | None = None,
 ) -> Generator[Progress, None, dict[str, np.ndarray]]:
     """Predict probability maps frame by frame (a stack: tri-planar when the model says so).
@@ -130,7 +130,7 @@ def predict_workflow(
         A shipped model name (``napari_hemd.models.SHIPPED_MODELS``), a model file or a model.
     outputs, tile, device, tta, scale
         See :func:`napari_hemd.models.predict` (``scale`` other than 1 not with 3 planes; None:
-        the model's own zoom).
+        the model's own zoom; ``tta`` None: the model's own flips).
     cancel : callable, optional
         Checked between batches of tiles (not only between frames), so a Cancel takes effect
         within a batch: the workflow then yields ``("cancelled", done, total)`` and, if resumed,

@@ -180,10 +180,14 @@ def test_segment_a_3d_stack_with_its_voxel_size(make_napari_viewer, qtbot, error
 
 def test_test_time_flips_in_the_widgets(make_napari_viewer, qtbot, errors):
     """The "test-time flips" choice of Segment (with a model) and Predict reaches the prediction:
-    the same masks and maps as ``segment_image(..., tta=4)``; refused for an affinity model."""
+    the same masks and maps as ``segment_image(..., tta=4)``, and *off* as ``tta=1`` whatever the
+    model's own flips (the choice they show when the model is chosen); refused for an affinity
+    model."""
     from napari_hemd import segment_image
     from napari_hemd._widgets import PredictWidget
     from napari_hemd.data.synthetic import nuclei_video
+    from napari_hemd.models import load_model
+    from napari_hemd.models.prediction import model_tta
 
     movie = nuclei_video(n_frames=4, shape=(128, 128), n_cells=8, seed=4)["image"]
     viewer = make_napari_viewer()
@@ -195,6 +199,14 @@ def test_test_time_flips_in_the_widgets(make_napari_viewer, qtbot, errors):
     assert seg.tta.native.isHidden()  # flips are for U-Nets
     seg.model.value = "nuclei-fluo"
     assert not seg.tta.native.isHidden()
+    own = model_tta(load_model("nuclei-fluo"))
+    assert seg.tta.value == own  # the model's own flips (its calibration's)
+    seg.tta.value = 1  # off, also where the model's own are more
+    _wait(qtbot, seg.run())
+    off = segment_image(movie, "nuclei-fluo", tta=1)
+    assert np.array_equal(viewer.layers["movie labels"].data, off.labels)
+    assert viewer.layers["movie labels"].metadata["hemd_params"].get("tta", 1) == 1
+    viewer.layers.remove("movie labels")
     seg.tta.value = 4
     _wait(qtbot, seg.run())
     expected = segment_image(movie, "nuclei-fluo", tta=4)
@@ -203,6 +215,7 @@ def test_test_time_flips_in_the_widgets(make_napari_viewer, qtbot, errors):
     pred = PredictWidget(viewer)
     pred.image.value = viewer.layers["movie"]
     pred.model.value = "nuclei-fluo"
+    assert pred.tta.value == own
     pred.tta.value = 4
     _wait(qtbot, pred.run())
     prob = viewer.layers["movie probability"]
@@ -211,6 +224,8 @@ def test_test_time_flips_in_the_widgets(make_napari_viewer, qtbot, errors):
     assert prob.metadata["hemd_tta"] == 4
     assert not errors
     pred.model.value = "nuclei-affinity"
+    assert pred.tta.value == 1  # an affinity network's own: none
+    pred.tta.value = 4
     assert pred.run() is None
     assert len(errors) == 1 and "test-time flips need a U-Net model" in errors[0]
 

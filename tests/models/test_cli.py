@@ -402,10 +402,24 @@ def test_models_prints_the_meaningful_score():
             "Fluo-N2DL-HeLa/01 GT": {"hemd": {"F1": 0.2, "AJI": 0.1, "SEG": 0.82}},
         },
     }
-    lines = _score_lines(validation)
-    assert lines[0] == "Fluo-N2DL-HeLa/01 ST: H-EMD F1 0.900 AJI 0.800; --tta 4: F1 0.920 AJI 0.870"
+    lines = _score_lines(validation)  # a model used without flips: its scores first
+    assert lines[0] == (
+        "Fluo-N2DL-HeLa/01 ST: H-EMD F1 0.900 AJI 0.800 (no flips, the default); --tta 4: F1 "
+        "0.920 AJI 0.870"
+    )
     assert lines[1] == (
-        "Fluo-N2DL-HeLa/01 GT: H-EMD SEG 0.700; --tta 4: SEG 0.820 (sparse reference: SEG only)"
+        "Fluo-N2DL-HeLa/01 GT: H-EMD SEG 0.700 (no flips, the default); --tta 4: SEG 0.820 "
+        "(sparse reference: SEG only)"
+    )
+    lines = _score_lines(validation, "hemd", 4)  # a model used with four views by default
+    assert lines[0] == (
+        "Fluo-N2DL-HeLa/01 ST: H-EMD F1 0.920 AJI 0.870 (--tta 4, the default); no flips: F1 "
+        "0.900 AJI 0.800"
+    )
+    assert lines[1].startswith("Fluo-N2DL-HeLa/01 GT: H-EMD SEG 0.820 (--tta 4, the default)")
+    # flips the model does not use by default, measured with other views: not its default
+    assert _score_lines(validation, "hemd", 2)[0].startswith(
+        "Fluo-N2DL-HeLa/01 ST: H-EMD F1 0.900 AJI 0.800 (no flips, the default)"
     )
 
 

@@ -83,20 +83,45 @@ def test_cli_segment_model_equals_api(movie, tmp_path):
     assert lab.max() > 0 and set(tracks[:, 0]) == set(np.unique(lab)) - {0}
 
 
+def _with_flips(views: int):
+    """nuclei-fluo's network with ``views`` test-time flips as its own (its calibration's field)."""
+    import copy
+
+    from napari_hemd.models.weights import HemdModel
+
+    base = load_model("nuclei-fluo")
+    return HemdModel(copy.deepcopy(base.network), {**base.metadata, "tta": views})
+
+
 def test_test_time_flips_in_segment(movie, tmp_path, capsys):
-    """``segment --model --tta 4`` = ``segment_image(tta=4)``: the maps of four mirrored views."""
-    plain = segment_image(movie["image"], "nuclei-fluo")
-    res = segment_image(movie["image"], "nuclei-fluo", tta=4)
+    """``segment --model --tta 4`` = ``segment_image(tta=4)``: the maps of four mirrored views;
+    without ``--tta`` / ``tta`` the model's own flips (``metadata["tta"]``, its calibration's)."""
+    from napari_hemd.models.weights import save_model_file
+
+    one, four = _with_flips(1), _with_flips(4)
+    plain = segment_image(movie["image"], one)
+    res = segment_image(movie["image"], one, tta=4)
     assert res.params["tta"] == 4 and "tta" not in plain.params
-    expected = predict("nuclei-fluo", movie["image"], tta=4)["foreground"]
+    expected = predict(one, movie["image"], tta=4)["foreground"]
     np.testing.assert_array_equal(res.maps["foreground"], expected)
     assert np.abs(res.maps["foreground"] - plain.maps["foreground"]).max() > 0.01
+    # a model whose own flips are four: used with them unless told, and the run says which
+    own = segment_image(movie["image"], four)
+    assert own.params["tta"] == 4 and (own.labels == res.labels).all()
+    np.testing.assert_array_equal(predict(four, movie["image"])["foreground"], expected)
+    off = segment_image(movie["image"], four, tta=1)
+    assert off.params["tta"] == 1 and (off.labels == plain.labels).all()  # recorded: not its own
     path = tmp_path / "movie.tif"
     tifffile.imwrite(path, movie["image"], photometric="minisblack")
+    files = {v: save_model_file(m, tmp_path / f"tta{v}.pt") for v, m in ((1, one), (4, four))}
     out = tmp_path / "labels.tif"
-    args = ["segment", str(path), "--model", "nuclei-fluo", "-o", str(out), "--no-progress"]
-    assert main([*args, "--tta", "4"]) == 0
+    args = ["segment", str(path), "-o", str(out), "--no-progress", "--overwrite"]
+    assert main([*args, "--model", str(files[1]), "--tta", "4"]) == 0
     assert (read_stack(out) == res.labels).all()
+    assert main([*args, "--model", str(files[4])]) == 0
+    assert (read_stack(out) == res.labels).all()
+    assert main([*args, "--model", str(files[4]), "--tta", "1"]) == 0
+    assert (read_stack(out) == plain.labels).all()
     capsys.readouterr()
     args = ["segment", str(path), "-o", str(tmp_path / "x.tif")]
     assert main([*args, "--tta", "4"]) == 2
@@ -104,6 +129,22 @@ def test_test_time_flips_in_segment(movie, tmp_path, capsys):
     assert main([*args, "--model", "nuclei-affinity", "--tta", "2"]) == 2
     assert "tta=2 needs a U-Net model" in capsys.readouterr().err
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_model_flips_are_only_a_u_nets(blobs):
+    """``model_tta``: a U-Net's recorded flips; 1 for an affinity network, a file from before
+    calibration chose flips, or a value that is not a number of views."""
+    from napari_hemd.models.prediction import model_tta
+
+    assert model_tta(_with_flips(4)) == 4 and model_tta(_with_flips(1)) == 1
+    for bad in (3, "4", True, None):
+        assert model_tta(_with_flips(bad)) == 1
+    affinity = load_model("nuclei-affinity")
+    assert model_tta(affinity) == 1
+    affinity.metadata["tta"] = 4
+    assert model_tta(affinity) == 1
+    maps = predict(affinity, blobs[0], outputs=["foreground"])  # no flips refused by default
+    assert maps["foreground"].shape == blobs[0].shape
 
 
 def test_cli_segment_model_user_errors(movie, tmp_path, capsys):

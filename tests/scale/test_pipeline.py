@@ -128,7 +128,7 @@ def test_test_time_flips_in_the_stream_and_predict(raw, raw_zarr, tmp_path, caps
     assert flipped.params["tta"] == 4
     out, prob = tmp_path / "lab.zarr", tmp_path / "lab.prob.zarr"
     kw = dict(model="nuclei-fluo", tile=0, threads=1, chunk=3, iterations=2)
-    stream_segment(raw_zarr, out, **kw)  # a finished prediction without flips ...
+    stream_segment(raw_zarr, out, tta=1, **kw)  # a finished prediction without flips ...
     stages = []
     stream_segment(
         raw_zarr, out, overwrite=True, tta=4, progress=lambda s, d, t: stages.append(s), **kw
@@ -139,8 +139,19 @@ def test_test_time_flips_in_the_stream_and_predict(raw, raw_zarr, tmp_path, caps
     np.testing.assert_array_equal(group["foreground"][:], flipped.maps["foreground"])
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], flipped.labels)
     stages.clear()  # and the other way round
-    stream_segment(raw_zarr, out, overwrite=True, progress=lambda s, d, t: stages.append(s), **kw)
+    stream_segment(
+        raw_zarr, out, overwrite=True, tta=1, progress=lambda s, d, t: stages.append(s), **kw
+    )
     assert "predict" in stages and zarr.open_group(str(prob)).attrs["tta"] == 1
+    # without tta: the model's own flips (its calibration's), recorded as such
+    from napari_hemd.models import load_model
+    from napari_hemd.models.prediction import model_tta
+
+    own = model_tta(load_model("nuclei-fluo"))
+    stream_segment(raw_zarr, out, overwrite=True, **kw)
+    assert zarr.open_group(str(prob)).attrs["tta"] == own
+    if own == 4:
+        np.testing.assert_array_equal(zarr.open_array(str(out))[:], flipped.labels)
     base = ["predict", str(raw_zarr), "--model", "nuclei-fluo", "--tta", "4", "--threads", "1"]
     for name in ("p.zarr", "p.tif"):  # chunked into a zarr group, or frame by frame
         assert main([*base, "-o", str(tmp_path / name), "--no-progress"]) == 0

@@ -21,6 +21,7 @@ from napari_hemd._widgets._common import (
 )
 from napari_hemd._widgets._models import (
     model_summary,
+    model_views,
     model_zoom,
     scale_refused,
     scale_spin,
@@ -95,12 +96,13 @@ class PredictWidget(LayerWidget):
         self.cancel_button.clicked.connect(self.cancel)
 
     def _model_chosen(self, value: str) -> None:
-        """Show the file field for a model file; the zoom field takes the model's own zoom."""
+        """Show the file field for a model file; flips and zoom take the model's own."""
         self.model_file.visible = value == FROM_FILE
         model = value if value != FROM_FILE else Path(self.model_file.value)
         if value == FROM_FILE and not model.is_file():
             self.model_info.value = ""
             return
+        self.tta.value = model_views(model)
         self.scale.value = model_zoom(model)
         self.model_info.value = model_summary(model)
 

@@ -37,6 +37,7 @@ from napari_hemd._widgets._common import (
 from napari_hemd._widgets._models import (
     model_kind,
     model_summary,
+    model_views,
     model_zoom,
     read_model,
     scale_refused,
@@ -145,7 +146,8 @@ class SegmentWidget(LayerWidget):
         self.z_scale.visible = value != NO_MODEL and _three_planes(value)
         unet = value != NO_MODEL and model_kind(value) in (None, "unet")
         self.tta.visible = self.scale.visible = unet
-        if unet:  # a model fine-tuned at another zoom is used at that zoom
+        if unet:  # a model's own flips; one fine-tuned at another zoom is used at that zoom
+            self.tta.value = model_views(value)
             self.scale.value = model_zoom(value)
         self.model_info.value = "" if value == NO_MODEL else model_summary(value)
         self.model_info.visible = bool(self.model_info.value)
@@ -262,10 +264,10 @@ class SegmentWidget(LayerWidget):
             if refused:
                 show_error(f"Segment: {refused}")
                 return None
-            if int(self.tta.value) > 1:
-                kwargs["tta"] = saved["tta"] = int(self.tta.value)
-            if zoom != 1.0:
-                kwargs["scale"] = zoom
+            # the fields' values, also where they are 1 and the model's own are not
+            kwargs["tta"], kwargs["scale"] = int(self.tta.value), zoom
+            if kwargs["tta"] > 1 or kwargs["tta"] != model_views(model):
+                saved["tta"] = kwargs["tta"]
             if self.z_scale.value > 0:  # a stack's voxel shape, for three-plane prediction
                 kwargs["z_scale"] = saved["z_scale"] = float(self.z_scale.value)
             gen = segment_image_workflow(data, model, method, cancel=self.cancel_flag(), **kwargs)

@@ -27,6 +27,7 @@ from napari.utils.notifications import show_error, show_info
 from napari_hemd._widgets._common import LayerWidget
 from napari_hemd._widgets._models import (
     model_summary,
+    model_views,
     model_zoom,
     scale_spin,
     scale_value,
@@ -111,7 +112,8 @@ class StreamWidget(LayerWidget):
     def _show_model_fields(self, value: str) -> None:
         """Flips and zoom apply to the prediction: shown with a model."""
         self.tta.visible = self.scale.visible = value != NO_MODEL
-        if value != NO_MODEL:  # a model fine-tuned at another zoom is used at that zoom
+        if value != NO_MODEL:  # its own flips; one fine-tuned at another zoom: that zoom
+            self.tta.value = model_views(value)
             self.scale.value = model_zoom(value)
         self.model_info.value = "" if value == NO_MODEL else model_summary(value)
         self.model_info.visible = bool(self.model_info.value)

@@ -98,7 +98,7 @@ def _row(name: str, model, path, trained_on: str, description: str, *, shipped: 
 
     ``shipped``: a model of the package (its history is in docs/models.md), not a user's file.
     """
-    from napari_hemd.models.prediction import model_scale
+    from napari_hemd.models.prediction import model_scale, model_tta
 
     meta = model.metadata
     return {
@@ -115,6 +115,10 @@ def _row(name: str, model, path, trained_on: str, description: str, *, shipped: 
         "volume": {k: v for k, v in meta.get("volume", {}).items() if k != "chosen"},
         "object_diameters": meta.get("object_diameters", {}),
         "scale": model_scale(model),
+        "tta": model_tta(model),
+        "tta_calibration": {
+            k: v for k, v in meta.get("tta_calibration", {}).items() if k != "frames"
+        },
     }
 
 
@@ -153,7 +157,7 @@ def _print_rows(rows: list[dict]) -> None:
         print(f"{r['name']:<16} {r['kind']:<9} {r['size_kb']:>5} kB  {r['description']}")
         print(f"{'':<16} trained on: {r['trained_on']} ({_steps_text(r)})")
         method = "mutex" if r["kind"] == "affinity" else "hemd"
-        for i, line in enumerate(_score_lines(r["held_out"], method)):
+        for i, line in enumerate(_score_lines(r["held_out"], method, r.get("tta", 1))):
             print(f"{'':<16} {'held out:' if i == 0 else '':<9} {line}")
         if r.get("fine_tuned"):  # a file fine-tuned in the plugin
             print(f"{'':<16} {_fine_tuned_line(r['fine_tuned'])}")
@@ -180,6 +184,8 @@ def _print_rows(rows: list[dict]) -> None:
             print(
                 f"{'':<16} {what} {cal['value']} (chosen on {len(cal['frames'])} training frames)"
             )
+        if r.get("tta_calibration"):
+            print(f"{'':<16} {_tta_line(r['tta_calibration'])}")
         if r["volume"].get("planes", 1) == 3:
             vol = r["volume"]
             print(
@@ -221,6 +227,22 @@ CALIBRATED = {
 }
 
 
+def _tta_line(cal: dict) -> str:
+    """``napari-hemd models``' line on a U-Net's calibrated test-time flips."""
+    scores = cal["scores"]
+    one, chosen = scores.get("1", {}).get("score"), scores.get(str(cal["value"]), {}).get("score")
+    if cal["value"] == 1:
+        more = [f"{v} views {t['score']:.3f}" for v, t in scores.items() if v != "1"]
+        return (
+            f"test-time flips: none by default (training frames' (F1+AJI)/2 {one:.3f}; "
+            f"{', '.join(more)}: less than {cal['margin']} more, not worth the time)"
+        )
+    return (
+        f"test-time flips: {cal['value']} views by default (training frames' (F1+AJI)/2 "
+        f"{chosen:.3f}, none {one:.3f}; --tta 1 predicts {cal['value']}x faster)"
+    )
+
+
 def _steps_text(row: dict) -> str:
     """How long the network trained: ``"N steps"``, or its last run's and the run before.
 
@@ -238,29 +260,35 @@ def _steps_text(row: dict) -> str:
     )
 
 
-def _score_lines(validation: dict, method: str = "hemd") -> list[str]:
+def _score_lines(validation: dict, method: str = "hemd", views: int = 1) -> list[str]:
     """One line per held-out reference: the meaningful score of ``method``.
 
-    H-EMD's whole-cell masks; for an affinity network its own Mutex-watershed instances.
+    H-EMD's whole-cell masks; for an affinity network its own Mutex-watershed instances. First
+    with the model's own test-time flips ``views`` (its default), then with the other flips
+    measured.
     """
     from napari_hemd.models.registry import held_out_scores
 
     if validation.get("scores") is None:  # a model file from before the held-out block protocol
         return [f"{k}: {v}" for k, v in validation.items()]
-    views = (validation.get("tta") or {}).get("views")
+
+    def flips(n: int) -> str:
+        return "no flips" if n == 1 else f"--tta {n}"
+
     lines = []
-    for h in held_out_scores(validation, method):
-        best, flipped, ref = h["scores"], h["flipped"], h["ref"]
+    for h in held_out_scores(validation, method, views):
+        got, other, ref = h["scores"], h["other"], h["ref"]
         how = {"hemd": "H-EMD", "mutex": "Mutex watershed"}.get(h["method"], h["method"])
+        default = f" ({flips(h['views'])}, the default)" if other else ""
         if h["sparse"]:
-            line = f"{ref}: {how} SEG {best['SEG']:.3f}"
-            if flipped:
-                line += f"; --tta {views}: SEG {flipped['SEG']:.3f}"
+            line = f"{ref}: {how} SEG {got['SEG']:.3f}{default}"
+            if other:
+                line += f"; {flips(h['other_views'])}: SEG {other['SEG']:.3f}"
             lines.append(line + " (sparse reference: SEG only)")
         else:
-            line = f"{ref}: {how} F1 {best['F1']:.3f} AJI {best['AJI']:.3f}"
-            if flipped:
-                line += f"; --tta {views}: F1 {flipped['F1']:.3f} AJI {flipped['AJI']:.3f}"
+            line = f"{ref}: {how} F1 {got['F1']:.3f} AJI {got['AJI']:.3f}{default}"
+            if other:
+                line += f"; {flips(h['other_views'])}: F1 {other['F1']:.3f} AJI {other['AJI']:.3f}"
             lines.append(line)
     if "protocol" in validation:
         lines.append(f"({validation['protocol']})")

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.workers is not None or args.scheduler is not None:
             raise ValueError("--follow runs in one process; drop --workers / --scheduler")
-        if args.model is not None or args.tta != 1 or args.scale is not None:
+        if args.model is not None or args.tta is not None or args.scale is not None:
             raise ValueError(
                 "--follow segments probabilities another process writes; drop --model / --tta "
                 "/ --scale "
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         for opt in ("prob_output", "threads"):
             if getattr(args, opt) is not None:
                 raise ValueError(f"--{opt.replace('_', '-')} needs --model")
-        if args.tta != 1:
+        if args.tta is not None:
             raise ValueError("--tta needs --model (PROB is then raw frames)")
         if args.scale is not None:
             raise ValueError("--scale needs --model (PROB is then raw frames)")

@@ -161,8 +161,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--no-calibrate",
         action="store_true",
-        help="do not calibrate at the end (default: choose a U-Net's whole-cell growth threshold "
-        "or an affinity network's Mutex-watershed bias on training frames; stored in the model)",
+        help="do not calibrate at the end (default: choose a U-Net's test-time flips and "
+        "whole-cell growth threshold or an affinity network's Mutex-watershed bias on training "
+        "frames; stored in the model)",
     )
     p.add_argument(
         "--freeze",

@@ -13,6 +13,7 @@ from napari_hemd.models.evaluation import (
     calibrate_growth,
     calibrate_model,
     calibrate_mutex_bias,
+    calibrate_tta,
     evaluate_model,
     instances_from_maps,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "calibrate_growth",
     "calibrate_model",
     "calibrate_mutex_bias",
+    "calibrate_tta",
     "evaluate_model",
     "instances_from_maps",
     "iter_predict",

@@ -14,9 +14,12 @@ from napari_hemd.models.weights import HemdModel
 __all__ = [
     "GROW_THRESHOLDS",
     "MUTEX_BIASES",
+    "TTA_CANDIDATES",
+    "TTA_MARGIN",
     "calibrate_growth",
     "calibrate_model",
     "calibrate_mutex_bias",
+    "calibrate_tta",
     "evaluate_model",
     "instances_from_maps",
 ]
@@ -86,6 +89,7 @@ def evaluate_model(
     tile: int | None = None,
     halo: int | None = None,
     min_size: int = 30,
+    tta: int | None = None,
 ) -> dict[str, dict]:
     """F1, AJI, PQ, SEG of a model's instances on samples it did not see.
 
@@ -100,6 +104,8 @@ def evaluate_model(
         Mutex-watershed instances).
     grow : int
         See :func:`instances_from_maps`.
+    tta : int, optional
+        Test-time flips (:func:`napari_hemd.models.predict`); default: the model's own.
 
     Returns
     -------
@@ -120,7 +126,7 @@ def evaluate_model(
     for i, s in enumerate(samples):
         # samples are frames as the network sees them (zoomed already): no zoom of the model's
         maps = predict(model, s.image, outputs=outputs, tile=tile, halo=halo, min_size=min_size,
-                       scale=1.0)  # fmt: skip
+                       scale=1.0, tta=tta)  # fmt: skip
         gts[i] = s.labels
         for m in methods:
             if m == "mutex":
@@ -189,7 +195,7 @@ def _choose(
         }
 
     def score(v: float) -> float:
-        return round(float(np.mean([(x["F1"] + x["AJI"]) / 2 for x in table[v].values()])), 4)
+        return _score(table[v])
 
     order = {float(v): i for i, v in enumerate(candidates)}
     best = max(table, key=lambda v: (score(v), -order[v]))
@@ -204,6 +210,7 @@ def calibrate_growth(
     *,
     thresholds: Sequence[float] = GROW_THRESHOLDS,
     group=None,
+    tta: int = 1,
 ) -> tuple[float, dict]:
     """Choose how far whole-cell growth may reach into a U-Net's uncertain border pixels.
 
@@ -226,6 +233,8 @@ def calibrate_growth(
     group : callable, optional
         ``group(sample) -> str``: scores are averaged per group first (default: the data folder,
         :attr:`Sample.dataset`), so each dataset counts equally.
+    tta : int
+        Test-time flips of the predictions (:func:`napari_hemd.models.predict`); 1: none.
 
     Returns
     -------
@@ -242,10 +251,65 @@ def calibrate_growth(
     min_size = int(model.metadata.get("segment_defaults", {}).get("min_size", 20))
     found = []  # (group, reference, instances before growth, background)
     for s in samples:
-        maps = predict(model, s.image, outputs=["foreground", "background"], scale=1.0)
+        maps = predict(model, s.image, outputs=["foreground", "background"], scale=1.0, tta=tta)
         labels = instances_from_maps(maps, "hemd", grow=0, min_size=min_size)
         found.append((group(s), s.labels, labels, maps["background"]))
     return _choose(found, thresholds, lambda e, t: grow_to_cells(e[2], e[3], grow, threshold=t))
+
+
+#: Test-time flips :func:`calibrate_tta` weighs against none.
+TTA_CANDIDATES = (1, 4)
+#: What flips must add to the calibration score, (F1 + AJI) / 2, to be worth their time.
+TTA_MARGIN = 0.005
+
+
+def _score(per_group: dict[str, dict[str, float]]) -> float:
+    """Calibration score of one candidate: mean over groups of (F1 + AJI) / 2."""
+    return round(float(np.mean([(x["F1"] + x["AJI"]) / 2 for x in per_group.values()])), 4)
+
+
+def calibrate_tta(
+    model: HemdModel,
+    samples: Sequence[Sample],
+    *,
+    views: Sequence[int] = TTA_CANDIDATES,
+    margin: float = TTA_MARGIN,
+    thresholds: Sequence[float] = GROW_THRESHOLDS,
+    group=None,
+) -> tuple[int, float, dict]:
+    """Choose a U-Net's test-time flips, with the whole-cell growth threshold that goes with them.
+
+    Averaging mirrored views smooths a U-Net's map where it is unsure (dim rims, contacts,
+    textured cell bodies), which H-EMD's thresholds then cut more cleanly; it costs as many
+    forward passes as views. For every number of ``views`` the growth threshold is calibrated
+    (:func:`calibrate_growth`) and the best score kept; more views win only when they beat
+    fewer by at least ``margin`` of the score (mean over groups of (F1 + AJI) / 2), so a model
+    is not made slower for a gain within the noise of a few frames.
+
+    Returns
+    -------
+    (views, threshold, table)
+        The chosen number of views, its growth threshold and ``{views: {"score",
+        "grow_threshold", "scores": {threshold: {group: {"F1", "AJI"}}}}}``.
+    """
+    from napari_hemd.models.prediction import TTA_VIEWS
+
+    bad = [v for v in views if isinstance(v, bool) or v not in TTA_VIEWS]
+    if not views or bad:
+        raise ValueError(f"views must be one or more of {sorted(TTA_VIEWS)}; got {list(views)}")
+    if not (isinstance(margin, (int, float)) and margin >= 0):
+        raise ValueError(f"margin must be a score difference >= 0; got {margin!r}")
+    table = {}
+    for v in sorted(set(int(v) for v in views)):
+        value, scores = calibrate_growth(model, samples, thresholds=thresholds, group=group, tta=v)
+        table[v] = {"score": _score(scores[value]), "grow_threshold": value, "scores": scores}
+    chosen = min(table)
+    for v in sorted(table):  # more views must beat the chosen fewer by the margin
+        if table[v]["score"] >= table[chosen]["score"] + margin:
+            chosen = v
+    logger.info("calibration: tta %d (%s)", chosen,
+                ", ".join(f"{v} views {t['score']:.4f}" for v, t in table.items()))  # fmt: skip
+    return chosen, table[chosen]["grow_threshold"], table
 
 
 def calibrate_mutex_bias(
@@ -288,16 +352,29 @@ def calibrate_mutex_bias(
 def calibrate_model(model: HemdModel, samples: Sequence[Sample], *, group=None) -> dict:
     """Calibrate a model on ``samples`` (training frames) and store the choice in its metadata.
 
-    U-Nets: the whole-cell growth threshold (:func:`calibrate_growth`) into
-    ``metadata["segment_defaults"]["grow_threshold"]``; affinity networks: the Mutex watershed's
+    U-Nets: the test-time flips and the whole-cell growth threshold that goes with them
+    (:func:`calibrate_tta`) into ``metadata["tta"]`` (the views' scores into
+    ``metadata["tta_calibration"]``) and ``metadata["segment_defaults"]["grow_threshold"]``
+    (its thresholds' scores into ``metadata["calibration"]``); affinity networks: the Mutex watershed's
     bias (:func:`calibrate_mutex_bias`) into ``metadata["mutex_bias"]``. The scores of every
     candidate go to ``metadata["calibration"]``, which is returned.
     """
     if model.kind == "unet":
-        value, table = calibrate_growth(model, samples, group=group)
+        views, value, by_views = calibrate_tta(model, samples, group=group)
+        table = by_views[views]["scores"]
         defaults = dict(model.metadata.get("segment_defaults", {}))
         defaults["grow_threshold"] = value
         model.metadata["segment_defaults"] = defaults
+        model.metadata["tta"] = views
+        model.metadata["tta_calibration"] = {
+            "value": views,
+            "margin": TTA_MARGIN,
+            "frames": [s.name for s in samples],
+            "scores": {
+                str(v): {"score": t["score"], "grow_threshold": t["grow_threshold"]}
+                for v, t in by_views.items()
+            },
+        }
         key = "grow_threshold"
     else:
         value, table = calibrate_mutex_bias(model, samples, group=group)

@@ -69,7 +69,25 @@ TTA_VIEWS = {
 }
 
 
+def model_tta(model: HemdModel) -> int:
+    """The test-time flips ``model`` is used with unless told otherwise (``tta=None``).
+
+    A U-Net's calibration records ``metadata["tta"]``: 4 views when they raised its masks'
+    score on its own training frames by at least ``evaluation.TTA_MARGIN``
+    (``calibrate_tta``), else 1. Every other model (affinity networks, files calibrated before
+    this existed): 1.
+    """
+    value = model.metadata.get("tta", 1)
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if model.kind != "unet" or not ok or int(value) not in TTA_VIEWS:
+        return 1
+    return int(value)
+
+
 def _check_tta(tta, model: HemdModel) -> int:
+    """``tta`` as an int of :data:`TTA_VIEWS`, or a ValueError naming it; ``None``: the model's."""
+    if tta is None:
+        return model_tta(model)
     if isinstance(tta, bool) or not isinstance(tta, (int, np.integer)) or int(tta) not in TTA_VIEWS:
         raise ValueError(f"tta must be one of {sorted(TTA_VIEWS)} (views averaged); got {tta!r}")
     if int(tta) > 1 and model.kind != "unet":
@@ -316,7 +334,7 @@ def iter_predict(
     neighbourhood: int | None = None,
     min_size: int = 30,
     threshold: float = 0.5,
-    tta: int = 1,
+    tta: int | None = None,
     scale: float | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -473,7 +491,7 @@ def predict(
     neighbourhood: int | None = None,
     min_size: int = 30,
     threshold: float = 0.5,
-    tta: int = 1,
+    tta: int | None = None,
     scale: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Predict maps (and, for the affinity model, instances) for a frame or a time-lapse.
@@ -510,8 +528,9 @@ def predict(
         Foreground threshold for ``instances``.
     tta : {1, 2, 4, 8}
         Test-time flips (U-Nets): average the class probabilities of this many mirrored views of
-        every tile (:data:`TTA_VIEWS`); costs ``tta`` times the forward passes. 4 raised the
-        held-out scores of ``nuclei-fluo`` (docs/models.md, "Test-time flips"). Default 1: off.
+        every tile (:data:`TTA_VIEWS`); costs ``tta`` times the forward passes; 1: off.
+        Default (None): the model's own (:func:`model_tta`: 4 for the shipped models whose
+        calibration found them worth their time, docs/models.md, "Test-time flips").
     scale : float
         U-Nets: zoom each frame by this factor (linear; averaged when shrinking) before the
         network, and its maps back to the frame's size. For objects of another size than the
@@ -629,7 +648,7 @@ def predict_volume_workflow(
     halo: int | None = None,
     batch_size: int | None = None,
     device: str | torch.device | None = None,
-    tta: int = 1,
+    tta: int | None = None,
     cancel: Callable[[], bool] | None = None,
 ):
     """Tri-planar prediction of a ``(Z, Y, X)`` stack with a 2D U-Net (a generator).

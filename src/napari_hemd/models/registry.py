@@ -125,30 +125,41 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu") -> HemdM
     return load_model_file(path, device=device)
 
 
-def held_out_scores(validation: dict, method: str = "hemd") -> list[dict]:
+def held_out_scores(validation: dict, method: str = "hemd", views: int = 1) -> list[dict]:
     """The meaningful held-out score of ``method`` per reference of a model's ``validation``.
 
     One dict per reference: ``ref``, ``method`` (the method scored: ``method``, else H-EMD, else
-    the first one recorded), ``scores`` (F1, AJI, SEG ...), ``sparse`` (the reference annotates
-    only some cells, :data:`napari_hemd.core.metrics.SPARSE_REFERENCES`: only SEG is meaningful)
-    and ``flipped`` (the scores with test-time flips, if measured, else None). ``napari-hemd
-    models`` and the widgets' model summary print these.
+    the first one recorded), ``scores`` (F1, AJI, SEG ...) with ``views`` test-time flips (the
+    model's own, :func:`napari_hemd.models.prediction.model_tta`) where they were measured,
+    ``views`` (the flips those scores were measured with), ``sparse`` (the reference annotates
+    only some cells, :data:`napari_hemd.core.metrics.SPARSE_REFERENCES`: only SEG is
+    meaningful) and ``other`` / ``other_views`` (the scores with the other number of flips
+    measured, else None). ``napari-hemd models`` and the widgets' model summary print these.
     """
     from napari_hemd.core.metrics import SPARSE_REFERENCES
 
-    tta = (validation.get("tta") or {}).get("scores", {})
+    flips = validation.get("tta") or {}
+    flipped_views = flips.get("views")
     out = []
     for ref, by_method in (validation.get("scores") or {}).items():
         if not by_method:
             continue
         key = next((k for k in (method, "hemd") if k in by_method), next(iter(by_method)))
+        plain, flipped = by_method[key], (flips.get("scores") or {}).get(ref, {}).get(key)
+        if flipped is not None and views == flipped_views:  # the model's own flips first
+            got, got_views, other, other_views = flipped, flipped_views, plain, 1
+        else:
+            got, got_views = plain, 1
+            other, other_views = flipped, (flipped_views if flipped is not None else None)
         out.append(
             {
                 "ref": ref,
                 "method": key,
-                "scores": by_method[key],
+                "scores": got,
+                "views": got_views,
                 "sparse": ref in SPARSE_REFERENCES,
-                "flipped": tta.get(ref, {}).get(key),
+                "other": other,
+                "other_views": other_views,
             }
         )
     return out

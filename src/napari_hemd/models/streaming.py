@@ -45,6 +45,7 @@ from napari_hemd.models.prediction import (
     _resolve_model,
     iter_predict,
     model_scale,
+    model_tta,
 )
 from napari_hemd.models.weights import HemdModel
 
@@ -190,7 +191,7 @@ def predict_stream(
     neighbourhood: int | None = None,
     min_size: int = 30,
     threshold: float = 0.5,
-    tta: int = 1,
+    tta: int | None = None,
     scale: float | None = None,
     threads: int | None = None,
     client=None,
@@ -266,8 +267,11 @@ def predict_stream(
         min_size=min_size,
         threshold=threshold,
     )
-    if _check_tta(tta, loaded) != 1:  # only then: runs without flips keep their signature
-        options["tta"] = int(tta)
+    # only then: runs without flips keep their signature; a model used with other flips than
+    # its own (None: its own, resolved here) hands the workers those flips
+    tta = _check_tta(tta, loaded)
+    if tta != 1 or model_tta(loaded) != 1:
+        options["tta"] = tta
     # likewise (None: the model's own zoom, resolved here); a model used at another zoom than
     # its own hands the workers that zoom
     scale = _check_scale(scale, loaded)

@@ -109,8 +109,8 @@ class TrainConfig:
         it measured).
     calibrate : bool
         At the end, calibrate on up to 4 training frames per data folder and store the choice in
-        the model (:func:`napari_hemd.models.calibrate_model`: a U-Net's whole-cell growth
-        threshold, an affinity network's Mutex-watershed bias).
+        the model (:func:`napari_hemd.models.calibrate_model`: a U-Net's test-time flips and
+        whole-cell growth threshold, an affinity network's Mutex-watershed bias).
     freeze_bn : bool
         Batch normalisation keeps the model's running statistics (layers in eval mode) instead
         of re-estimating them from the training patches (fine-tuning on a few frames).
@@ -888,7 +888,7 @@ def _score(
     # the model's own minimum size (a fine-tuned nuclei-fluo: 100 px), as segment --model uses
     min_size = int(model.metadata.get("segment_defaults", {}).get("min_size", 20))
     for name, g in groups.items():
-        r = evaluate_model(model, g, methods=(method,), min_size=min_size)[method]
+        r = evaluate_model(model, g, methods=(method,), min_size=min_size, tta=1)[method]
         per[name] = {"F1": r["F1"], "AJI": r["AJI"]}
     score = float(np.mean([(v["F1"] + v["AJI"]) / 2 for v in per.values()]))
     logger.info("held-out score %.4f %s", score, per)
