@@ -143,8 +143,8 @@ def stream_segment(
         (:func:`napari_hemd.image_segmentation.choose_scale_workflow`; progress stage
         ``"zoom"``). Default (None): the model's own zoom, 1 but for a model trained or
         fine-tuned at another (:func:`napari_hemd.models.prediction.model_scale`). With a model
-        the labels' attributes record ``model`` and the ``scale`` used (and ``scale_tried`` with
-        auto).
+        the labels' attributes record ``model``, the ``scale`` and ``tta`` used (and
+        ``scale_tried`` with auto).
     overwrite : bool
         Replace an existing ``output`` (and a ``prob_output`` that is not a finished prediction of
         this input by this model; such a one is reused).
@@ -268,7 +268,7 @@ def stream_segment(
 
             extra = {"scale_tried": tried} if tried is not None else {}
             z = zarr.open_array(str(output), mode="r+")
-            z.attrs.update({"model": str(model), "scale": scale, **extra})
+            z.attrs.update({"model": str(model), "scale": scale, "tta": tta, **extra})
     return output
 
 

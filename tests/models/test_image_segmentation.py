@@ -116,13 +116,18 @@ def test_test_time_flips_in_segment(movie, tmp_path, capsys):
     files = {v: save_model_file(m, tmp_path / f"tta{v}.pt") for v, m in ((1, one), (4, four))}
     out = tmp_path / "labels.tif"
     args = ["segment", str(path), "-o", str(out), "--no-progress", "--overwrite"]
+    capsys.readouterr()
     assert main([*args, "--model", str(files[1]), "--tta", "4"]) == 0
     assert (read_stack(out) == res.labels).all()
+    said = capsys.readouterr().err
+    assert "4 mirrored views averaged, " in said and "the model's own" not in said
     assert main([*args, "--model", str(files[4])]) == 0
     assert (read_stack(out) == res.labels).all()
+    said = capsys.readouterr().err  # the model's own flips, and how to go faster
+    assert "4 mirrored views averaged (the model's own; --tta 1: 4x faster prediction)" in said
     assert main([*args, "--model", str(files[4]), "--tta", "1"]) == 0
     assert (read_stack(out) == plain.labels).all()
-    capsys.readouterr()
+    assert "mirrored views" not in capsys.readouterr().err
     args = ["segment", str(path), "-o", str(tmp_path / "x.tif")]
     assert main([*args, "--tta", "4"]) == 2
     assert "--tta needs --model" in capsys.readouterr().err

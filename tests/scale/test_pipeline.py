@@ -149,9 +149,14 @@ def test_test_time_flips_in_the_stream_and_predict(raw, raw_zarr, tmp_path, caps
 
     own = model_tta(load_model("nuclei-fluo"))
     stream_segment(raw_zarr, out, overwrite=True, **kw)
-    assert zarr.open_group(str(prob)).attrs["tta"] == own
+    assert zarr.open_group(str(prob)).attrs["tta"] == own == zarr.open_array(str(out)).attrs["tta"]
     if own == 4:
         np.testing.assert_array_equal(zarr.open_array(str(out))[:], flipped.labels)
+        capsys.readouterr()  # the command says so, and how to go faster
+        cmd = ["stream", str(raw_zarr), "--model", "nuclei-fluo", "--iterations", "2"]
+        assert main([*cmd, "-o", str(tmp_path / "c.zarr"), "--threads", "1", "--no-progress"]) == 0
+        said = capsys.readouterr().err
+        assert "stream: 4 mirrored views averaged (the model's own; --tta 1: 4x faster" in said
     base = ["predict", str(raw_zarr), "--model", "nuclei-fluo", "--tta", "4", "--threads", "1"]
     for name in ("p.zarr", "p.tif"):  # chunked into a zarr group, or frame by frame
         assert main([*base, "-o", str(tmp_path / name), "--no-progress"]) == 0

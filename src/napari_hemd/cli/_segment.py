@@ -369,9 +369,13 @@ def _run_with_model(args: argparse.Namespace) -> int:
         from napari_hemd.image_segmentation import found_zoom
 
         zoom = f", {found_zoom(res.params['scale'], res.params['scale_tried'])}"
+    views = int(res.params.get("tta", 1))
+    flips = f", {views} mirrored views averaged" if views > 1 else ""
+    if flips and args.tta is None:  # not asked for: the model's own (--tta 1 is faster)
+        flips += f" (the model's own; --tta 1: {views}x faster prediction)"
     print(
         f"{args.method} with model {args.model}: {labels.shape[0]} frame(s), {n_obj} labels, "
-        f"whole cells (grown {res.grow} px){zoom}, {dt:.1f} s -> {args.output}",
+        f"whole cells (grown {res.grow} px){zoom}{flips}, {dt:.1f} s -> {args.output}",
         file=sys.stderr,
     )
     if res.advice:

@@ -171,6 +171,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"stream: {found_zoom(used['scale'], used['scale_tried'])}", file=sys.stderr)
         elif args.scale is None and used.get("scale", 1.0) != 1.0:  # the model file's zoom
             print(f"stream: zoom {used['scale']:g} (the model's own)", file=sys.stderr)
+        views = int(used.get("tta", 1))
+        if args.tta is None and views > 1:  # the model file's flips, and how to go faster
+            print(
+                f"stream: {views} mirrored views averaged (the model's own; --tta 1: {views}x "
+                "faster prediction)",
+                file=sys.stderr,
+            )
         note = stream_size_advice(args.model, args.output)  # at the zoom it records
         if note:
             print(f"note: {note}", file=sys.stderr)
