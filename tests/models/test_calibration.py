@@ -96,8 +96,7 @@ def test_flips_chosen_on_training_frames_pay_on_held_out_frames(shared_data):
     """DIC-C2DH-HeLa's textured cell bodies: four mirrored views smooth what cells-dic's single
     view leaves ragged. Chosen on the six training frames the shipped file's calibration used
     (with the growth threshold that goes with them: the file's choice, reproduced), the four
-    views also give the better masks on the held-out block; a margin larger than any gain
-    keeps one view."""
+    views also give the better masks on the held-out block (every other frame)."""
     model = load_model("cells-dic")
     frames = {s.name: s for s in load_samples(shared_data / "ctc/DIC-C2DH-HeLa/01")}
     train = [frames[n] for n in model.metadata["tta_calibration"]["frames"]]
@@ -118,7 +117,7 @@ def test_flips_chosen_on_training_frames_pay_on_held_out_frames(shared_data):
         == table[4]["grow_threshold"]
         == model.metadata["segment_defaults"]["grow_threshold"]
     )
-    held = [frames[n] for n in model.metadata["training"]["held_out_samples"]]
+    held = [frames[n] for n in model.metadata["training"]["held_out_samples"][::2]]  # 6 of 12
 
     def score(v):
         refs, preds = {}, {}
@@ -133,7 +132,7 @@ def test_flips_chosen_on_training_frames_pay_on_held_out_frames(shared_data):
         r = evaluate_sequence(refs, preds)
         return (r["F1"] + r["AJI"]) / 2
 
-    assert score(4) > score(1) + 0.01  # 0.853 against 0.794 (single-frame H-EMD)
+    assert score(4) > score(1) + 0.01  # 0.837 against 0.769 (single-frame H-EMD)
 
 
 def test_calibration_bad_input(blobs):
