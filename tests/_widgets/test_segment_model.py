@@ -212,6 +212,8 @@ def test_test_time_flips_in_the_widgets(make_napari_viewer, qtbot, errors):
     expected = segment_image(movie, "nuclei-fluo", tta=4)
     assert np.array_equal(viewer.layers["movie labels"].data, expected.labels)
     assert viewer.layers["movie labels"].metadata["hemd_params"]["tta"] == 4
+    seg.model.value = "nuclei-affinity"  # its own: none (the hidden field keeps no U-Net's)
+    assert seg.tta.native.isHidden() and seg.tta.value == 1 and seg.scale.value == 1.0
     pred = PredictWidget(viewer)
     pred.image.value = viewer.layers["movie"]
     pred.model.value = "nuclei-fluo"

@@ -146,9 +146,9 @@ class SegmentWidget(LayerWidget):
         self.z_scale.visible = value != NO_MODEL and _three_planes(value)
         unet = value != NO_MODEL and model_kind(value) in (None, "unet")
         self.tta.visible = self.scale.visible = unet
-        if unet:  # a model's own flips; one fine-tuned at another zoom is used at that zoom
-            self.tta.value = model_views(value)
-            self.scale.value = model_zoom(value)
+        if value != NO_MODEL:  # a model's own flips (an affinity network's: none, so a hidden
+            self.tta.value = model_views(value)  # field keeps no U-Net's); one fine-tuned at
+            self.scale.value = model_zoom(value)  # another zoom is used at that zoom
         self.model_info.value = "" if value == NO_MODEL else model_summary(value)
         self.model_info.visible = bool(self.model_info.value)
 
