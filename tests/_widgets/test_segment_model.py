@@ -281,18 +281,20 @@ def test_restore_parameters_repeats_a_run_with_a_model(
 
 def test_zoom_for_the_model_in_segment_and_predict(viewer, qtbot, errors):
     """The "zoom for the model" field reaches the prediction, and the model's sizes are converted:
-    Segment with a model, and Predict then Segment on its maps, both give segment_image(scale=)."""
+    Segment with a model, and Predict then Segment on its maps, both give segment_image(scale=).
+    With one view (flips *off*): the zoom is tested here, the model's own flips in
+    test_test_time_flips_in_the_widgets."""
     from napari_hemd import segment_image
     from napari_hemd._widgets import PredictWidget, SegmentWidget
 
     image = viewer.layers["nuclei video image"]
-    expected = segment_image(image.data, "nuclei-fluo", scale=0.5).labels
+    expected = segment_image(image.data, "nuclei-fluo", scale=0.5, tta=1).labels
     seg = SegmentWidget(viewer)
     seg.prob.value = image
     assert seg.scale.native.isHidden()
     seg.model.value = "nuclei-fluo"
     assert not seg.scale.native.isHidden()
-    seg.scale.value = 0.5
+    seg.scale.value, seg.tta.value = 0.5, 1
     _wait(qtbot, seg.run())
     labels = viewer.layers["nuclei video image labels"]
     assert np.array_equal(labels.data, expected)
@@ -303,7 +305,7 @@ def test_zoom_for_the_model_in_segment_and_predict(viewer, qtbot, errors):
     pred = PredictWidget(viewer)
     pred.image.value = image
     pred.model.value = "nuclei-fluo"
-    pred.scale.value = 0.5
+    pred.scale.value, pred.tta.value = 0.5, 1
     _wait(qtbot, pred.run())
     prob = viewer.layers["nuclei video image probability"]
     assert prob.metadata["hemd_scale"] == 0.5 and prob.metadata["hemd_grow"] == 4
@@ -317,7 +319,7 @@ def test_zoom_for_the_model_in_segment_and_predict(viewer, qtbot, errors):
     seg.scale.value = 0
     assert seg.scale.native.text() == "auto"
     _wait(qtbot, seg.run())
-    auto = segment_image(image.data, "nuclei-fluo", scale="auto")
+    auto = segment_image(image.data, "nuclei-fluo", scale="auto", tta=1)
     labels = viewer.layers["nuclei video image labels"]
     assert np.array_equal(labels.data, auto.labels)
     assert labels.metadata["hemd_params"]["scale"] == auto.params["scale"] != 1.0
