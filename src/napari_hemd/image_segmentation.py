@@ -358,7 +358,7 @@ def segment_image_workflow(
         _check_tta,
         check_scale_planes,
         model_scale,
-        model_tta,
+        tta_recorded,
     )
 
     tta = _check_tta(tta, loaded)  # refused before any frame is predicted
@@ -447,7 +447,7 @@ def segment_image_workflow(
         maps = {k: v[0] for k, v in maps.items()}
     name = str(model) if isinstance(model, (str, os.PathLike)) else f"({loaded.kind} model)"
     run = {"method": method, "model": name, "grow": int(grow), **params}
-    if tta > 1 or tta != model_tta(loaded):  # flips other than the model's own are recorded
+    if tta_recorded(tta, loaded):
         run["tta"] = tta
     if scale != 1.0 or auto or (planes == 1 and scale != model_scale(loaded)):  # see Fine-tune
         run["scale"] = scale

@@ -266,8 +266,6 @@ class SegmentWidget(LayerWidget):
                 return None
             # the fields' values, also where they are 1 and the model's own are not
             kwargs["tta"], kwargs["scale"] = int(self.tta.value), zoom
-            if kwargs["tta"] > 1 or kwargs["tta"] != model_views(model):
-                saved["tta"] = kwargs["tta"]
             if self.z_scale.value > 0:  # a stack's voxel shape, for three-plane prediction
                 kwargs["z_scale"] = saved["z_scale"] = float(self.z_scale.value)
             gen = segment_image_workflow(data, model, method, cancel=self.cancel_flag(), **kwargs)
@@ -340,8 +338,9 @@ class SegmentWidget(LayerWidget):
                         np.asarray(data),
                     )  # fmt: skip
             saved["grow"] = result.grow if model != NO_MODEL else grow
-            if model != NO_MODEL and "scale" in result.params:  # the zoom used (auto: found)
-                saved["scale"] = result.params["scale"]
+            for key in ("scale", "tta"):  # as the run records them (the zoom auto found)
+                if model != NO_MODEL and key in result.params:
+                    saved[key] = result.params[key]
             saved.update(selection_choices(res))  # a rebuild (inspector, project) selects alike
             meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
             labels = np.ascontiguousarray(labels, dtype=np.uint32)

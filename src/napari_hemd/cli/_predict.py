@@ -127,10 +127,11 @@ def run(args: argparse.Namespace) -> int:
     if image.ndim != 3:
         raise ValueError(f"IMAGE must be (T, Y, X) or (Y, X); got shape {tuple(image.shape)}")
     meta = {"model": str(args.model), "model_metadata_version": model.metadata.get("version")}
-    from napari_hemd.models.prediction import _check_tta, model_tta
+    from napari_hemd.models.prediction import _check_tta, tta_recorded
 
-    args.tta = _check_tta(args.tta, model)  # before any work (an affinity model is refused
-    if args.tta != 1 or args.tta != model_tta(model):  # here); None: the model's own flips
+    # before any work (an affinity model is refused here); None: the model's own flips
+    args.tta = _check_tta(args.tta, model)
+    if tta_recorded(args.tta, model):
         meta["tta"] = args.tta
     if args.scale == "auto":
         args.scale, meta["scale_tried"] = _auto_scale(args, model, image)

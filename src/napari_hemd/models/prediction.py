@@ -84,6 +84,15 @@ def model_tta(model: HemdModel) -> int:
     return int(value)
 
 
+def tta_recorded(tta: int, model: HemdModel) -> bool:
+    """Whether a run with ``tta`` flips records them (not one view, or not the model's own).
+
+    Repeating a run from its record (:func:`model_tta` fills in what it leaves out) then
+    repeats its flips.
+    """
+    return tta != 1 or tta != model_tta(model)
+
+
 def _check_tta(tta, model: HemdModel) -> int:
     """``tta`` as an int of :data:`TTA_VIEWS`, or a ValueError naming it; ``None``: the model's."""
     if tta is None:

@@ -45,7 +45,7 @@ from napari_hemd.models.prediction import (
     _resolve_model,
     iter_predict,
     model_scale,
-    model_tta,
+    tta_recorded,
 )
 from napari_hemd.models.weights import HemdModel
 
@@ -270,7 +270,7 @@ def predict_stream(
     # only then: runs without flips keep their signature; a model used with other flips than
     # its own (None: its own, resolved here) hands the workers those flips
     tta = _check_tta(tta, loaded)
-    if tta != 1 or model_tta(loaded) != 1:
+    if tta_recorded(tta, loaded):
         options["tta"] = tta
     # likewise (None: the model's own zoom, resolved here); a model used at another zoom than
     # its own hands the workers that zoom
