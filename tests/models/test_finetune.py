@@ -58,6 +58,10 @@ def test_finetune_a_stack_scores_the_held_out_frame(video, tmp_path, monkeypatch
     assert meta["fine_tuned"]["frames"] == [0, 1] and meta["fine_tuned"]["held_out"] == 3
     assert meta["fine_tuned"]["before"] == res.before and meta["name"] == "t"
     assert meta["training"]["train_samples"] == ["checked/t000", "checked/t001"]
+    # calibrated on its own training frames (not the base's records)
+    for key in ("calibration", "tta_calibration"):
+        assert meta[key]["frames"] == ["checked/t000", "checked/t001"]
+    assert meta["segment_defaults"]["grow_threshold"] == meta["calibration"]["value"]
     # the recipe keeps the base model's batch-norm statistics; the weights did change
     tuned = load_model_file(res.path).network.state_dict()
     stats = [k for k in tuned if k.endswith(("running_mean", "running_var"))]
@@ -184,7 +188,7 @@ def test_finetune_a_single_image_and_the_affinity_model(video, tmp_path):
     assert load_model_file(res.path).kind == "affinity"
 
 
-def test_stop_keeps_the_best_model_so_far(video, tmp_path):
+def test_stop_keeps_the_best_model_so_far(video, tmp_path, capsys):
     from napari_hemd.finetune import finetune
 
     image, labels = video
@@ -194,6 +198,23 @@ def test_stop_keeps_the_best_model_so_far(video, tmp_path):
         on_step=lambda s, loss: steps.append(s), stop=lambda: len(steps) >= 3,
     )  # fmt: skip
     assert res.cancelled and res.steps == 3 and res.path.is_file()
+    # stopped before its own calibration: it uses the base's settings, and does not carry the
+    # base's calibration records (frames it never trained on, scores of another network)
+    from napari_hemd.cli import main
+    from napari_hemd.models import load_model, load_model_file
+
+    base, meta = load_model("nuclei-fluo").metadata, load_model_file(res.path).metadata
+    assert "calibration" not in meta and "tta_calibration" not in meta
+    assert meta["segment_defaults"]["grow_threshold"] == base["segment_defaults"]["grow_threshold"]
+    assert meta["tta"] == base["tta"] == 4
+    assert meta["fine_tuned_from"]["calibration"] == {"grow_threshold": 0.5, "tta": 4}
+    assert main(["models", str(res.path)]) == 0
+    out = capsys.readouterr().out
+    assert "chosen on" not in out and "training frames' (F1+AJI)/2" not in out
+    assert (
+        "whole cells: growth into background probability < 0.5; test-time flips 4 views: the "
+        "starting model's (this run stopped before calibrating on its own training frames)"
+    ) in out
 
 
 def test_a_killed_finetune_writes_nothing(video, tmp_path):

@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     for r in tuned:
         print(f"{r['name']:<16} {r['kind']:<9} {r['path']}")
         print(f"{'':<16} {_fine_tuned_line(r['fine_tuned'])}")
+        if r.get("inherited_calibration"):
+            print(f"{'':<16} {_inherited_line(r['inherited_calibration'])}")
         _print_zoom(r)
     return 0
 
@@ -119,6 +121,11 @@ def _row(name: str, model, path, trained_on: str, description: str, *, shipped: 
         "tta_calibration": {
             k: v for k, v in meta.get("tta_calibration", {}).items() if k != "frames"
         },
+        # a network trained further whose run stopped before its own calibration: the settings
+        # it uses are its starting model's
+        "inherited_calibration": {}
+        if "calibration" in meta
+        else dict(meta.get("fine_tuned_from", {}).get("calibration") or {}),
     }
 
 
@@ -186,6 +193,8 @@ def _print_rows(rows: list[dict]) -> None:
             )
         if r.get("tta_calibration"):
             print(f"{'':<16} {_tta_line(r['tta_calibration'])}")
+        if r.get("inherited_calibration"):
+            print(f"{'':<16} {_inherited_line(r['inherited_calibration'])}")
         if r["volume"].get("planes", 1) == 3:
             vol = r["volume"]
             print(
@@ -215,6 +224,9 @@ def _fine_tuned(load_model) -> list[dict]:
                 "path": info["path"],
                 "fine_tuned": loaded.metadata.get("fine_tuned", {}),
                 "scale": model_scale(loaded),
+                "inherited_calibration": {}
+                if "calibration" in loaded.metadata
+                else dict(loaded.metadata.get("fine_tuned_from", {}).get("calibration") or {}),
             }
         )
     return out
@@ -225,6 +237,20 @@ CALIBRATED = {
     "grow_threshold": "whole cells: growth into background probability <",
     "mutex_bias": "Mutex watershed: repulsive-edge bias",
 }
+
+
+def _inherited_line(settings: dict) -> str:
+    """``napari-hemd models``' line on settings a stopped run kept from its starting model."""
+    parts = [
+        f"test-time flips {v} view{'s' if v != 1 else ''}"
+        if k == "tta"
+        else f"{CALIBRATED.get(k, k)} {v}"
+        for k, v in settings.items()
+    ]
+    return (
+        f"{'; '.join(parts)}: the starting model's (this run stopped before calibrating on its "
+        "own training frames)"
+    )
 
 
 def _tta_line(cal: dict) -> str:

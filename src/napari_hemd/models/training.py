@@ -828,13 +828,30 @@ def _init_model(cfg: TrainConfig, base: HemdModel | None = None) -> HemdModel:
         cfg.ranges = tuple(base.metadata.get("ranges", cfg.ranges))
         cfg.neighbourhood = int(base.metadata.get("neighbourhood", cfg.neighbourhood))
     previous = base.metadata.get("training", {})
-    meta = {k: v for k, v in base.metadata.items() if k not in ("training", "validation")}
+    # the base's training, held-out scores and calibration records describe the base, not the
+    # new network: dropped. Its calibrated settings (segment_defaults, tta) stay as a start; a
+    # finished run calibrates its own at the end, a stopped one keeps them, said so by
+    # ``fine_tuned_from["calibration"]`` (napari-hemd models)
+    records = ("training", "validation", "calibration", "tta_calibration")
+    meta = {k: v for k, v in base.metadata.items() if k not in records}
     meta["fine_tuned_from"] = {
         "model": str(cfg.init) if cfg.init is not None else None,
         "data": previous.get("data"),
         "steps": previous.get("steps_done"),
+        "calibration": _calibrated_settings(base.metadata),
     }
     return HemdModel(base.network, meta)
+
+
+def _calibrated_settings(meta: dict) -> dict:
+    """A model's calibrated settings: ``{parameter: value}`` (growth threshold or Mutex bias, flips)."""
+    out = {}
+    cal = meta.get("calibration") or {}
+    if "parameter" in cal:
+        out[cal["parameter"]] = cal.get("value")
+    if "tta_calibration" in meta:
+        out["tta"] = meta["tta_calibration"].get("value")
+    return out
 
 
 def _score_subset(val: Sequence[Sample], per_dataset: int) -> list[Sample]:
