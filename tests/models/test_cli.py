@@ -448,3 +448,34 @@ def test_no_calibrate_then_the_calibration_script(folder):
     cal = meta["calibration"]
     assert cal["frames"] == meta["training"]["train_samples"]  # (one training image here)
     assert meta["segment_defaults"]["grow_threshold"] == cal["value"]
+
+
+def test_predict_to_tif_fails_midway_without_touching_the_old_maps(tmp_path, monkeypatch):
+    """The maps go to temporaries page by page: a run that fails after some frames leaves the
+    files of the previous run as they were (even with --overwrite) and no debris."""
+    import napari_hemd.models as models
+
+    img = tmp_path / "img.tif"
+    frames = np.random.default_rng(0).integers(0, 500, (4, 48, 48)).astype(np.uint16)
+    tifffile.imwrite(img, frames, photometric="minisblack")
+    out = tmp_path / "maps.tif"
+    args = ["predict", str(img), "--model", "nuclei-fluo", "-o", str(out), "--tta", "1",
+            "--outputs", "foreground,background", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    written = {p.name: p.read_bytes() for p in tmp_path.glob("maps_*.tif")}
+    assert set(written) == {"maps_foreground.tif", "maps_background.tif"}
+    for name in written:  # one page per frame, read back as the (T, Y, X) stack
+        assert tifffile.imread(tmp_path / name).shape == (4, 48, 48)
+    real = models.iter_predict
+
+    def failing(*a, **kw):
+        for t, res in real(*a, **kw):
+            if t == 2:
+                raise RuntimeError("out of memory at frame 2")
+            yield t, res
+
+    monkeypatch.setattr(models, "iter_predict", failing)
+    with pytest.raises(RuntimeError, match="frame 2"):
+        main([*args, "--overwrite"])
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("maps_*.tif")} == written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.tif", *sorted(written)]

@@ -91,8 +91,6 @@ def run(args: argparse.Namespace) -> int:
     import json
     from contextlib import ExitStack
 
-    import numpy as np
-
     try:
         import torch
     except ModuleNotFoundError:
@@ -219,19 +217,21 @@ def run(args: argparse.Namespace) -> int:
         else:
             import tifffile
 
-            collected: dict[str, list] = {name: [] for name in outputs}
-            for _, res in counted(frames):
-                for name, arr in res.items():
-                    collected[name].append(arr)
+            # one page per frame as it is predicted: the maps are never all in memory. Each
+            # file is a temporary until the last frame is in (closed, then renamed: LIFO exit)
+            writers = {}
             for name in outputs:
-                with atomic_path(paths[name], overwrite=args.overwrite) as tmp:
-                    tifffile.imwrite(
-                        tmp,
-                        np.stack(collected[name]),
+                tmp = stack.enter_context(atomic_path(paths[name], overwrite=args.overwrite))
+                writers[name] = stack.enter_context(tifffile.TiffWriter(tmp))
+            for page, (_, res) in enumerate(counted(frames)):
+                for name, arr in res.items():
+                    writers[name].write(
+                        arr,
                         compression="zlib",
-                        description=json.dumps({**meta, "output": name}),
+                        # the run's parameters once, on the first page
+                        description=json.dumps({**meta, "output": name}) if page == 0 else None,
                         metadata=None,
-                        photometric="minisblack",  # 3 or 4 frames are not an RGB image
+                        photometric="minisblack",
                     )
     for path in dict.fromkeys(paths.values()):
         print(f"wrote {path}")
