@@ -86,6 +86,37 @@ def _out_paths(out, outputs):
     return {name: out.with_name(f"{out.stem}_{name}{out.suffix}") for name in outputs}
 
 
+def _open_image(path):
+    """IMAGE, lazily where it can be.
+
+    A grey TIFF stack frame by frame (its pages read as they are predicted); anything else as
+    :func:`napari_hemd.io.read_stack` with ``lazy=True`` gives it (a single image, a colour or
+    big-endian TIFF: read whole, converted as ``read_stack`` does).
+    """
+    from pathlib import Path
+
+    from napari_hemd.io import read_stack
+    from napari_hemd.io.tiff import TiffFrames
+
+    file = Path(path)
+    if file.suffix.lower() in (".tif", ".tiff") and file.is_file():
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(file) as tif:
+                series = tif.series[0]
+                frames = (
+                    len(series.shape) == 3
+                    and not series.axes.endswith("S")  # interleaved colour: made grey
+                    and series.dtype.isnative
+                )
+        except Exception:  # a broken file: read_stack names the problem
+            frames = False
+        if frames:
+            return TiffFrames(str(file))
+    return read_stack(path, lazy=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Predict and write the outputs; returns 0."""
     import json
@@ -98,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             "napari-hemd predict needs torch: pip install 'napari-hemd[torch]'"
         ) from None
     from napari_hemd._atomic import atomic_path, check_output_path
-    from napari_hemd.io import read_stack
+    from napari_hemd.io.tiff import TiffFrames
     from napari_hemd.models import OUTPUTS, iter_predict, load_model, pick_device
 
     outputs = tuple(o.strip() for o in args.outputs.split(",") if o.strip())
@@ -119,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
                 f"--ranges must be comma-separated integers; got {args.ranges!r}"
             ) from None
     model = load_model(args.model)
-    image = read_stack(args.image, lazy=True)
+    image = _open_image(args.image)
     if image.ndim == 2:
         image = image[None]
     if image.ndim != 3:
@@ -140,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
     planes = resolve_planes(model, volume["planes"], tuple(image.shape))
     if args.scale is None and planes == 3:  # three planes take no zoom (z_scale sets the shape)
         args.scale = 1.0
+    if planes == 3 and isinstance(image, TiffFrames):  # tri-planar: the whole stack at once
+        image = image[:]
     # None: the model's own zoom; a zoom the model cannot take is refused here, before any work
     args.scale = _check_scale(args.scale, model)
     if args.scale != 1 or (planes == 1 and args.scale != model_scale(model)):
