@@ -73,7 +73,7 @@ def child(mode: str, prob_path: str, out: str, args) -> dict:
     t0 = time.perf_counter()
     worker_rss = None
     if mode.startswith("predict"):
-        return predict_child(mode, prob, out, args)
+        return predict_child(mode, prob, out, args, prob_path)
     if mode in ("memory", "memory-full"):
         n = args.short if mode == "memory" else prob.shape[0]
         hemd(np.asarray(prob[:n]), **params)
@@ -111,8 +111,11 @@ def child(mode: str, prob_path: str, out: str, args) -> dict:
     )
 
 
-def predict_child(mode: str, image, out: str, args) -> dict:
-    """Prediction modes: in memory (short stack), ``predict_stream`` here and on Dask."""
+def predict_child(mode: str, image, out: str, args, path: str) -> dict:
+    """Prediction modes: in memory (short stack), ``predict_stream`` here and on Dask, the CLI.
+
+    ``image``: the raw zarr array at ``path`` (its TIFF copy beside it, for the CLI).
+    """
     from napari_hemd.models import predict, predict_stream
 
     t0 = time.perf_counter()
@@ -124,6 +127,14 @@ def predict_child(mode: str, image, out: str, args) -> dict:
     n = image.shape[0]
     if mode == "predict-stream":
         predict_stream("nuclei-fluo", image, out, chunk=args.predict_chunk, **kw)
+        return dict(mode=mode, frames=n, seconds=time.perf_counter() - t0, rss_mb=rss_mb())
+    if mode == "predict-tif":  # the command line, a TIFF stack in, a TIFF of maps out
+        from napari_hemd.cli import main as cli
+
+        src = str(Path(path).with_suffix(".tif"))  # written by the parent
+        out_tif = str(Path(out).with_suffix(".tif"))
+        argv = ["predict", src, "--model", "nuclei-fluo", "-o", out_tif, "--tta", "1"]
+        assert cli([*argv, "--tile", str(args.tile), "--no-progress"]) == 0
         return dict(mode=mode, frames=n, seconds=time.perf_counter() - t0, rss_mb=rss_mb())
     from dask.distributed import get_task_stream
 
@@ -277,9 +288,16 @@ def main() -> None:
             f"{os.cpu_count()} CPUs; {what}"
         )
         if args.predict:
+            import tifffile
+            import zarr
+
+            with tifffile.TiffWriter(stack.with_suffix(".tif")) as tif:  # for predict-tif
+                for frame in zarr.open_array(str(stack), mode="r"):
+                    tif.write(frame, photometric="minisblack", metadata=None)
             res = run_modes(
-                ["predict-memory", "predict-stream", "predict-dask-1", "predict-dask"], stack, tmp
-            )
+                ["predict-memory", "predict-stream", "predict-tif", "predict-dask-1",
+                 "predict-dask"], stack, tmp,
+            )  # fmt: skip
             print_table(res, res["predict-memory"])
             a, b, c = (
                 zarr_open(Path(tmp) / f"{m}.zarr", "foreground")
@@ -290,6 +308,10 @@ def main() -> None:
                 f"{np.array_equal(a, b)}; max |dask - stream ({os.cpu_count()} torch threads)|"
                 f" = {np.abs(b - c).max():.2e}"
             )
+            import tifffile
+
+            cli = tifffile.imread(Path(tmp) / "predict-tif.tif")
+            print(f"predict-tif maps: max |cli - stream| = {np.abs(cli - c).max():.2e}")
             parallel_report(res, "predict-dask-1", "predict-dask")
             return
         modes = ["memory"] + ([] if args.skip_memory_full else ["memory-full"]) + ["stream"]
