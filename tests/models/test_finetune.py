@@ -188,7 +188,7 @@ def test_finetune_a_single_image_and_the_affinity_model(video, tmp_path):
     assert load_model_file(res.path).kind == "affinity"
 
 
-def test_stop_keeps_the_best_model_so_far(video, tmp_path, capsys):
+def test_stop_keeps_the_best_model_so_far(video, tmp_path, capsys, monkeypatch):
     from napari_hemd.finetune import finetune
 
     image, labels = video
@@ -211,10 +211,18 @@ def test_stop_keeps_the_best_model_so_far(video, tmp_path, capsys):
     assert main(["models", str(res.path)]) == 0
     out = capsys.readouterr().out
     assert "chosen on" not in out and "training frames' (F1+AJI)/2" not in out
-    assert (
+    inherited = (
         "whole cells: growth into background probability < 0.5; test-time flips 4 views: the "
         "starting model's (this run stopped before calibrating on its own training frames)"
-    ) in out
+    )
+    assert inherited in out
+    # and in the list of the models fine-tuned in the plugin
+    from napari_hemd import _settings
+
+    monkeypatch.setenv(_settings.CONFIG_ENV, str(tmp_path / "config"))
+    _settings.remember_model("stopped", res.path, "unet")
+    assert main(["models"]) == 0
+    assert inherited in capsys.readouterr().out.split("fine-tuned in the plugin")[1]
 
 
 def test_a_killed_finetune_writes_nothing(video, tmp_path):

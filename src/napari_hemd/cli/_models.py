@@ -121,11 +121,7 @@ def _row(name: str, model, path, trained_on: str, description: str, *, shipped: 
         "tta_calibration": {
             k: v for k, v in meta.get("tta_calibration", {}).items() if k != "frames"
         },
-        # a network trained further whose run stopped before its own calibration: the settings
-        # it uses are its starting model's
-        "inherited_calibration": {}
-        if "calibration" in meta
-        else dict(meta.get("fine_tuned_from", {}).get("calibration") or {}),
+        "inherited_calibration": _inherited(meta),
     }
 
 
@@ -224,9 +220,7 @@ def _fine_tuned(load_model) -> list[dict]:
                 "path": info["path"],
                 "fine_tuned": loaded.metadata.get("fine_tuned", {}),
                 "scale": model_scale(loaded),
-                "inherited_calibration": {}
-                if "calibration" in loaded.metadata
-                else dict(loaded.metadata.get("fine_tuned_from", {}).get("calibration") or {}),
+                "inherited_calibration": _inherited(loaded.metadata),
             }
         )
     return out
@@ -237,6 +231,17 @@ CALIBRATED = {
     "grow_threshold": "whole cells: growth into background probability <",
     "mutex_bias": "Mutex watershed: repulsive-edge bias",
 }
+
+
+def _inherited(meta: dict) -> dict:
+    """The calibrated settings a network trained further kept from its starting model.
+
+    Empty unless its run stopped before its own calibration (then ``fine_tuned_from`` records
+    the settings it uses: ``{parameter: value}``).
+    """
+    if "calibration" in meta:
+        return {}
+    return dict(meta.get("fine_tuned_from", {}).get("calibration") or {})
 
 
 def _inherited_line(settings: dict) -> str:
