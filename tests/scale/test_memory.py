@@ -47,18 +47,23 @@ print(json.dumps(out))
 """
 
 
-def test_stream_peak_memory_is_independent_of_frame_count(tmp_path):
+def _measure(script: str, tmp_path) -> dict:
+    """Run a measuring ``script`` in a fresh process (this checkout's package); its JSON."""
     src = str(Path(__file__).resolve().parents[2] / "src")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(
-        [sys.executable, "-c", _MEASURE, str(tmp_path)],
+        [sys.executable, "-c", script, str(tmp_path)],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
         check=True,
     )
-    peaks = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_stream_peak_memory_is_independent_of_frame_count(tmp_path):
+    peaks = _measure(_MEASURE, tmp_path)
     stream, memory = peaks["stream"], peaks["memory"]
     frame = 96 * 96 * 4
     # 4x the frames: the in-memory run holds them all (60 more frames), the stream one window's
@@ -111,17 +116,7 @@ def test_predict_to_tif_peak_memory_is_independent_of_frame_count(tmp_path):
     frame by frame."""
     import tifffile
 
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run(
-        [sys.executable, "-c", _MEASURE_PREDICT, str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    peaks = json.loads(proc.stdout.strip().splitlines()[-1])
+    peaks = _measure(_MEASURE_PREDICT, tmp_path)
     frame = 64 * 64 * 4  # one float32 map
     # 30 more frames of two maps would be 60 frames' worth held until the end (the maps
     # collected, then stacked: measured 3.2 MB more for 50 more frames before 2026-12-06); a
