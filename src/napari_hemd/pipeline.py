@@ -41,19 +41,21 @@ def default_prob_output(output: str | os.PathLike) -> Path:
 def open_input(path: str | os.PathLike):
     """A lazy, picklable array of a stack on disk (zarr array / OME-Zarr group, TIFF, folder, npy).
 
-    TIFF stacks are read frame by frame through tifffile's zarr interface
-    (:class:`napari_hemd.io.tiff.TiffFrames`), everything else by
-    :func:`napari_hemd.io.read_stack` with ``lazy=True``.
+    Grey TIFF stacks are read frame by frame through tifffile's zarr interface
+    (:func:`napari_hemd.io.tiff.tiff_frames`), everything else (colour or big-endian TIFFs
+    too, converted) by :func:`napari_hemd.io.read_stack` with ``lazy=True``.
     """
     from napari_hemd.io import read_stack
 
     path = Path(path).resolve()  # workers elsewhere do not share our working directory
     if path.suffix.lower() in (".tif", ".tiff"):
-        from napari_hemd.io.tiff import TiffFrames
+        from napari_hemd.io.tiff import tiff_frames
 
         if not Path(path).is_file():
             raise FileNotFoundError(f"input {str(path)!r} does not exist")
-        return TiffFrames(str(path))
+        frames = tiff_frames(path)  # None: colour or big-endian, read whole and converted
+        if frames is not None:
+            return frames
     return read_stack(path, lazy=True)
 
 

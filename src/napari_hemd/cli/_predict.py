@@ -86,41 +86,12 @@ def _out_paths(out, outputs):
     return {name: out.with_name(f"{out.stem}_{name}{out.suffix}") for name in outputs}
 
 
-def _open_image(path):
-    """IMAGE, lazily where it can be.
-
-    A grey TIFF stack frame by frame (its pages read as they are predicted); anything else as
-    :func:`napari_hemd.io.read_stack` with ``lazy=True`` gives it (a single image, a colour or
-    big-endian TIFF: read whole, converted as ``read_stack`` does).
-    """
-    from pathlib import Path
-
-    from napari_hemd.io import read_stack
-    from napari_hemd.io.tiff import TiffFrames
-
-    file = Path(path)
-    if file.suffix.lower() in (".tif", ".tiff") and file.is_file():
-        import tifffile
-
-        try:
-            with tifffile.TiffFile(file) as tif:
-                series = tif.series[0]
-                frames = (
-                    len(series.shape) == 3
-                    and not series.axes.endswith("S")  # interleaved colour: made grey
-                    and series.dtype.isnative
-                )
-        except Exception:  # a broken file: read_stack names the problem
-            frames = False
-        if frames:
-            return TiffFrames(str(file))
-    return read_stack(path, lazy=True)
-
-
 def run(args: argparse.Namespace) -> int:
     """Predict and write the outputs; returns 0."""
     import json
     from contextlib import ExitStack
+
+    import numpy as np
 
     try:
         import torch
@@ -131,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd._atomic import atomic_path, check_output_path
     from napari_hemd.io.tiff import TiffFrames
     from napari_hemd.models import OUTPUTS, iter_predict, load_model, pick_device
+    from napari_hemd.pipeline import open_input
 
     outputs = tuple(o.strip() for o in args.outputs.split(",") if o.strip())
     bad = [o for o in outputs if o not in OUTPUTS]
@@ -150,9 +122,11 @@ def run(args: argparse.Namespace) -> int:
                 f"--ranges must be comma-separated integers; got {args.ranges!r}"
             ) from None
     model = load_model(args.model)
-    image = _open_image(args.image)
+    # frame by frame where it can be (a grey TIFF stack, a folder of frames, zarr): with the
+    # page-by-page TIFF output below, the movie is never all in memory
+    image = open_input(args.image)
     if image.ndim == 2:
-        image = image[None]
+        image = np.asarray(image[:])[None]
     if image.ndim != 3:
         raise ValueError(f"IMAGE must be (T, Y, X) or (Y, X); got shape {tuple(image.shape)}")
     meta = {"model": str(args.model), "model_metadata_version": model.metadata.get("version")}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TiffFrames", "read_tiff", "read_tiff_folder"]
+__all__ = ["TiffFrames", "read_tiff", "read_tiff_folder", "tiff_frames"]
 
 
 def read_tiff(path: str | os.PathLike) -> np.ndarray:
@@ -74,6 +74,23 @@ def read_tiff_folder(path: str | os.PathLike, *, lazy: bool = False):
         ]
         return da.stack(parts)
     return np.stack([tifffile.imread(f) for f in frames])
+
+
+def tiff_frames(path: str | os.PathLike) -> TiffFrames | None:
+    """A grey TIFF stack read frame by frame, or None where it must be read whole.
+
+    None for interleaved colour (:func:`read_tiff` makes it grey), big-endian data (converted
+    there) and a file tifffile cannot open (:func:`read_tiff` names the problem).
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            plain = not series.axes.endswith("S") and series.dtype.isnative
+    except Exception:  # tifffile and imagecodecs raise many kinds on a broken file
+        return None
+    return TiffFrames(str(path)) if plain else None
 
 
 class TiffFrames:
