@@ -352,6 +352,12 @@ def segment_image_workflow(
     if params.get("axis", 0) not in (0, -3):
         raise ValueError(f"axis must be 0 (frames first) with a model; got {params['axis']}")
     params.pop("axis", None)
+    from napari_hemd._memory import MODEL_BYTES_PER_PIXEL, check_fits_in_memory
+
+    own = image.dtype.itemsize if isinstance(image, np.ndarray) else 0  # already in memory
+    check_fits_in_memory(
+        shape, MODEL_BYTES_PER_PIXEL - own, what=f"segment with a model ({method})", model=True
+    )
     loaded = _resolve_model(model)
     from napari_hemd.models.prediction import (
         _check_scale,

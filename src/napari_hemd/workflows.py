@@ -35,6 +35,7 @@ __all__ = [
     "Match",
     "best_match",
     "candidate_path",
+    "check_maps_fit",
     "choose_candidate",
     "delete_label",
     "keep_locked_objects",
@@ -239,11 +240,28 @@ def segment_workflow(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    check_maps_fit(prob, f"segment ({method})")
     if method == "hemd":
         return (yield from _drive(hemd, prob, **params))
     params.pop("variant", None)
     params.pop("locked", None)
     return (yield from _drive(segment, prob, method, **params))
+
+
+def check_maps_fit(prob, what: str, argument: str = "prob") -> None:
+    """Refuse, before any work, a probability stack too large to segment in the memory free.
+
+    Raises :class:`napari_hemd._memory.NotEnoughMemory` naming the size needed, the memory
+    available and ``napari-hemd stream`` (bounded memory). A stack already in memory (a numpy
+    array) has paid for itself: only what the method adds is counted.
+    """
+    from napari_hemd._memory import MAPS_BYTES_PER_PIXEL, check_fits_in_memory
+
+    shape = tuple(getattr(prob, "shape", ()))
+    if not shape:
+        return
+    own = prob.dtype.itemsize if isinstance(prob, np.ndarray) else 0
+    check_fits_in_memory(shape, max(MAPS_BYTES_PER_PIXEL - own, 1), what=what, argument=argument)
 
 
 # ---------------------------------------------------------------------------------- inspect

@@ -219,3 +219,19 @@ def test_cancel_predict_of_a_big_movie_is_quick_and_says_so(
     assert "big probability" not in viewer.layers and not errors
     assert any("cancelled" in m for m in infos)
     assert pred.run_button.enabled
+
+
+def test_movie_too_large_for_memory_is_refused_with_the_large_data_path(
+    viewer, qtbot, errors, monkeypatch
+):
+    import napari_hemd._memory as memory
+
+    monkeypatch.setenv(memory.ENV, "1")
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**16)  # 64 KiB free
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.run()
+    qtbot.waitUntil(lambda: bool(errors), timeout=60_000)
+    assert "Segment failed: segment (hemd): prob of shape" in errors[-1]
+    assert "Plugins > napari-hemd > Large data" in errors[-1]
+    assert "nuclei video labels" not in viewer.layers

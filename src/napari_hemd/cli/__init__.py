@@ -23,7 +23,7 @@ _SUBCOMMANDS = ("segment", "evaluate", "compare", "predict", "train", "models", 
 #: Exceptions that are the user's input, not our bug: printed as one line, exit code 2.
 #: Errors shown as one line (exit 2). OSError covers missing/existing files, permissions, a file
 #: where a folder belongs and a full disk (outputs are written atomically, so nothing is lost).
-USER_ERRORS = (ValueError, TypeError, KeyError, OSError)
+USER_ERRORS = (ValueError, TypeError, KeyError, OSError, MemoryError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 import warnings
@@ -90,6 +91,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "fragments; default: the model's, else none)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "--no-memory-check",
+        action="store_true",
+        help="start even when the movie's maps, forests and labels look larger than the memory "
+        "free (default: refuse before the work and say so; napari-hemd stream runs in bounded "
+        "memory)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -248,6 +256,10 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(
         args.output, overwrite=args.overwrite, name="output", inputs=[args.prob, args.boundary]
     )
+    if args.no_memory_check:  # read by napari_hemd._memory (this process only)
+        from napari_hemd._memory import ENV
+
+        os.environ[ENV] = "0"
     if args.model is not None:
         return _run_with_model(args)
     for opt in ("grow", "grow_threshold", "tile", "device", "threads", "planes", "z_scale"):
@@ -268,6 +280,9 @@ def run(args: argparse.Namespace) -> int:
             "add --model NAME (napari-hemd models lists them); a real probability map can be "
             "given as floats in [0, 1]"
         )
+    from napari_hemd.workflows import check_maps_fit
+
+    check_maps_fit(prob, f"segment ({args.method})", "INPUT")
     boundary = read_stack(args.boundary, lazy=True) if args.boundary else None
     t0 = time.perf_counter()
     hp = hemd_params(args)

@@ -1,0 +1,102 @@
+"""Will a whole-movie run fit in memory? Checked before the work starts.
+
+``segment`` (with or without a model), the API and the Segment widget hold a whole movie's
+probability maps, candidate forests and labels in memory. A movie too large for that used to run
+for as long as prediction took and then be killed by the operating system (in napari: the viewer
+with it, and any unsaved proofreading). Now the run is refused before the first frame, with the
+size it needs, the memory available, and the command that does fit (``napari-hemd stream``:
+windows of frames, bounded memory, the same labels).
+
+The costs per pixel of the movie are measured, not derived (``benchmarks/bench_memory_estimate.py``
+prints the measured slope of peak RSS against frames beside these constants). Below every layer
+but :mod:`psutil`; the core does not import it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+__all__ = [
+    "ENV",
+    "MAPS_BYTES_PER_PIXEL",
+    "MODEL_BYTES_PER_PIXEL",
+    "NotEnoughMemory",
+    "available_memory",
+    "check_fits_in_memory",
+]
+
+#: ``segment --model`` on a raw uint16 movie read from disk: the frames, two float32 maps, the
+#: method's labels and candidate forests, the whole-cell growth and the written labels. Measured
+#: 2026-12-06 (H-EMD, ``nuclei-fluo``, one view): 26.0 bytes per pixel between 64 and 128 frames
+#: of Fluo-N2DL-HeLa (700 x 1100); synthetic nuclei 31.8 (32 -> 64 frames of 512 x 512) and 17.1
+#: (24 -> 48 of 1024 x 1024): the peak is prediction's or H-EMD's, whichever is higher.
+MODEL_BYTES_PER_PIXEL = 26
+#: ``segment`` on a float32 probability stack read from disk: H-EMD 16.8 / 17.2 / 17.0 bytes per
+#: pixel on the same three movies, threshold and watershed 15.9-16.0; 4 of them are the stack.
+MAPS_BYTES_PER_PIXEL = 17
+#: ``NAPARI_HEMD_MEMORY_CHECK=0`` turns the check off (``segment --no-memory-check``).
+ENV = "NAPARI_HEMD_MEMORY_CHECK"
+
+
+class NotEnoughMemory(MemoryError):
+    """A run that would not fit in the memory available, refused before it starts."""
+
+
+def available_memory() -> int:
+    """Bytes the operating system can give this process now without swapping."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def check_fits_in_memory(
+    shape: tuple[int, ...],
+    bytes_per_pixel: float,
+    *,
+    what: str,
+    argument: str = "image",
+    model: bool = False,
+) -> None:
+    """Raise :class:`NotEnoughMemory` if ``shape`` at ``bytes_per_pixel`` needs more than is free.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The movie's shape, frames (or slices) first.
+    bytes_per_pixel : float
+        What the run needs per pixel of the movie (:data:`MODEL_BYTES_PER_PIXEL` ...).
+    what : str
+        The run, for the message (``"segment with a model"``).
+    argument : str
+        The argument holding the movie, for the message.
+    model : bool
+        The movie is raw (a model predicts its maps): the ``stream`` command to suggest.
+    """
+    if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return
+    need = math.prod(int(s) for s in shape) * float(bytes_per_pixel)
+    free = available_memory()
+    if need <= free:
+        return
+    frames = int(shape[0]) if len(shape) >= 3 else 1
+    if frames > 1:
+        command = "stream MOVIE --model NAME -o OUT.zarr" if model else "stream PROB -o OUT.zarr"
+        instead = (
+            "Segment it in windows of frames instead, in bounded memory and with the same labels: "
+            f"`napari-hemd {command}` (in napari: Plugins > napari-hemd > Large data), or a range "
+            "of frames at a time"
+        )
+    else:
+        instead = "Segment it in parts (crop the image) or on a machine with more memory"
+    raise NotEnoughMemory(
+        f"{what}: {argument} of shape {tuple(int(s) for s in shape)} needs about "
+        f"{_gb(need)} of memory (~{bytes_per_pixel:g} bytes per pixel for the probability maps, "
+        f"the method's working arrays and the labels), more than the {_gb(free)} available now. "
+        f"{instead}. "
+        f"To try anyway: `segment --no-memory-check` (or {ENV}=0)"
+    )
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
