@@ -92,3 +92,47 @@ def test_ome_zarr_writer_uses_ngff_axis_labels(tmp_path, labels):
     write_ome_zarr(str(tmp_path / "dflt.zarr"), labels, {"axis_labels": ("-3", "-2", "-1")})
     attrs = json.loads((tmp_path / "dflt.zarr" / ".zattrs").read_text())
     assert [a["name"] for a in attrs["multiscales"][0]["axes"]] == ["t", "y", "x"]
+
+
+def test_multi_channel_files_open_as_one_layer_per_channel(tmp_path):
+    """An ImageJ hyperstack's channels, a colour TIFF's samples and an OME-Zarr image's ``c``
+    axis become one image layer each (``channel_axis``): each a movie the widgets take."""
+    import zarr
+
+    movie = np.arange(4 * 2 * 8 * 8, dtype=np.uint16).reshape(4, 2, 8, 8)
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "hyper.tif", movie, imagej=True, metadata={"axes": "TCYX"})
+    [(data, meta, kind)] = get_reader(str(tmp_path / "hyper.tif"))(str(tmp_path / "hyper.tif"))
+    assert kind == "image" and meta["channel_axis"] == 1
+    assert meta["name"] == ["hyper channel 0", "hyper channel 1"]
+    np.testing.assert_array_equal(data, movie)
+
+    rgb = np.zeros((3, 8, 8, 4), np.uint8)  # RGBA: the alpha sample is left out
+    rgb[..., 2] = 200
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb", extrasamples=["unassalpha"])
+    [(data, meta, _)] = get_reader(str(tmp_path / "rgb.tif"))(str(tmp_path / "rgb.tif"))
+    assert meta["channel_axis"] == 3 and meta["colormap"] == ["red", "green", "blue"]
+    assert data.shape == (3, 8, 8, 3) and (data[..., 2] == 200).all()
+
+    grey = np.zeros((3, 8, 8), np.uint16)  # one channel: one grey layer as before
+    tifffile.imwrite(tmp_path / "grey.tif", grey, photometric="minisblack")
+    [(_, meta, _)] = get_reader(str(tmp_path / "grey.tif"))(str(tmp_path / "grey.tif"))
+    assert "channel_axis" not in meta and meta["name"] == "grey"
+
+    path = tmp_path / "movie.ome.zarr"
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root.create_array("0", shape=movie.shape, dtype=movie.dtype, chunks=(1, 1, 8, 8))
+    root["0"][...] = movie
+    root.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": a} for a in "tcyx"],
+            "datasets": [{"path": "0", "coordinateTransformations": [
+                {"type": "scale", "scale": [1.0, 1.0, 0.5, 0.5]}]}],
+        }
+    ]  # fmt: skip
+    [(data, meta, _)] = get_reader(str(path))(str(path))
+    assert meta["channel_axis"] == 1 and meta["name"] == ["movie channel 0", "movie channel 1"]
+    assert meta["axis_labels"] == ("t", "y", "x") and meta["scale"] == [1.0, 0.5, 0.5]
+    assert isinstance(data, zarr.Array)  # stays on disk

@@ -56,11 +56,42 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
             if frames:
                 layers.append((_stack_frames(frames, n), {"name": f"{name} {key}"}, "labels"))
         return layers
+    if path.suffix.lower() in (".tif", ".tiff"):
+        channels = _tiff_channel_layers(path, name)
+        if channels:
+            return channels
     data = read_stack(path, lazy=path.suffix.lower() == ".zarr")
     kind = (
         "labels" if np.issubdtype(data.dtype, np.integer) and _looks_like_labels(path) else "image"
     )
     return [(data, {"name": name}, kind)]
+
+
+def _tiff_channel_layers(path: Path, name: str) -> list[LayerData]:
+    """A multi-channel TIFF (a ``C`` axis, or colour samples) as one image layer per channel.
+
+    Each channel is then a (T, Y, X) movie the Predict and Segment widgets take (the command line
+    picks one with ``--channel``); colour samples get red, green and blue. Empty: not such a file.
+    """
+    from napari_hemd.io.channels import input_axes
+    from napari_hemd.io.tiff import read_tiff
+
+    axes = input_axes(path) or ""
+    colour = axes.endswith("S")
+    if not colour and "C" not in axes:
+        return []
+    data = read_tiff(path, grey=False)
+    axis = len(axes) - 1 if colour else axes.index("C")
+    n = data.shape[axis]
+    if n < 2:
+        return []
+    meta: dict = {"channel_axis": axis}
+    if colour:
+        n = min(n, 3)  # RGBA: the alpha sample is not a stain
+        data = data[..., :n]
+        meta["colormap"] = ["red", "green", "blue"][:n]
+    meta["name"] = [f"{name} channel {i}" for i in range(n)]
+    return [(data, meta, "image")]
 
 
 def _read_ome_zarr(path: Path) -> list[LayerData]:
@@ -71,9 +102,15 @@ def _read_ome_zarr(path: Path) -> list[LayerData]:
     for node in read_ome_zarr(path):
         data = node.levels if len(node.levels) > 1 else node.levels[0]
         meta: dict = {"name": node.name, "scale": node.scale}
-        if node.axes:
-            meta["axis_labels"] = tuple(node.axes)
-        if node.kind == "image":
+        axes, scale = node.axes, node.scale
+        c = axes.find("c") if node.kind == "image" else -1
+        if c >= 0 and node.levels[0].shape[c] > 1:  # one layer per channel, as for TIFFs
+            meta["channel_axis"] = c
+            meta["name"] = [f"{node.name} channel {i}" for i in range(node.levels[0].shape[c])]
+            axes, meta["scale"] = axes.replace("c", ""), [v for i, v in enumerate(scale) if i != c]
+        if axes:
+            meta["axis_labels"] = tuple(axes)
+        if node.kind == "image" and "channel_axis" not in meta:
             meta["colormap"] = "gray"
         if "napari_hemd" in node.attrs:
             meta["metadata"] = {"hemd_params": dict(node.attrs["napari_hemd"])}

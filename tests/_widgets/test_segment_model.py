@@ -346,3 +346,31 @@ def test_zoom_for_the_model_in_segment_and_predict(viewer, qtbot, errors):
     assert pred.run() is None
     why = "a zoom other than 1 needs a U-Net model; 'nuclei-affinity' is an affinity model"
     assert errors == [f"Predict: {why}"]
+
+
+def test_a_two_channel_hyperstack_opens_as_channels_to_segment(
+    make_napari_viewer, qtbot, errors, tmp_path
+):
+    """File > Open of an ImageJ (T, C, Y, X) hyperstack: one layer per channel; Segment with a
+    model on the nuclear channel gives the masks of that channel alone."""
+    import tifffile
+
+    from napari_hemd import segment_image
+    from napari_hemd.data.synthetic import nuclei_video
+
+    nuclei = nuclei_video(n_frames=3, shape=(96, 96), n_cells=6, seed=5)["image"]
+    other = np.random.default_rng(2).integers(0, 3000, nuclei.shape).astype(nuclei.dtype)
+    path = tmp_path / "two.tif"
+    tifffile.imwrite(path, np.stack([other, nuclei], 1), imagej=True, metadata={"axes": "TCYX"})
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-hemd")
+    assert [ly.name for ly in viewer.layers] == ["two channel 0", "two channel 1"]
+    assert all(ly.data.shape == nuclei.shape for ly in viewer.layers)
+    _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    seg.prob.value = viewer.layers["two channel 1"]
+    seg.model.value = "nuclei-fluo"
+    seg.tta.value = 1
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["two channel 1 labels"].data
+    np.testing.assert_array_equal(labels, segment_image(nuclei, "nuclei-fluo", tta=1).labels)
+    assert not errors

@@ -479,3 +479,44 @@ def test_predict_to_tif_fails_midway_without_touching_the_old_maps(tmp_path, mon
         main([*args, "--overwrite"])
     assert {p.name: p.read_bytes() for p in tmp_path.glob("maps_*.tif")} == written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img.tif", *sorted(written)]
+
+
+def test_one_channel_of_a_hyperstack_is_segmented_as_that_channel_alone(tmp_path, capsys):
+    """segment / predict / stream --model on an ImageJ (T, C, Y, X) hyperstack with --channel
+    give exactly what the one-channel movie gives; without --channel they refuse, naming the
+    channels, and write nothing."""
+    import zarr
+
+    from napari_hemd.data.synthetic import nuclei_video
+
+    nuclei = nuclei_video(n_frames=4, shape=(96, 96), n_cells=6, seed=3)["image"]
+    other = np.random.default_rng(1).integers(0, 3000, nuclei.shape).astype(nuclei.dtype)
+    tifffile.imwrite(tmp_path / "nuclei.tif", nuclei, photometric="minisblack")
+    both = np.stack([other, nuclei], axis=1)
+    tifffile.imwrite(tmp_path / "both.tif", both, imagej=True, metadata={"axes": "TCYX"})
+    opts = ["--model", "nuclei-fluo", "--tta", "1", "--no-progress"]
+    for cmd, out in (("segment", "labels.tif"), ("predict", "prob.tif"), ("stream", "l.zarr")):
+        assert main([cmd, str(tmp_path / "both.tif"), "-o", str(tmp_path / out), *opts]) == 2
+        err = capsys.readouterr().err
+        assert "has 2 channels (axes TCYX" in err and "--channel 0..1" in err, err
+        assert not (tmp_path / out).exists()
+    for src, tag in (("nuclei.tif", "one"), ("both.tif", "ch1")):
+        extra = ["--channel", "1"] if tag == "ch1" else []
+        s = tmp_path / src
+        assert main(["segment", str(s), "-o", str(tmp_path / f"{tag}.tif"), *opts, *extra]) == 0
+        assert main(["predict", str(s), "-o", str(tmp_path / f"{tag}_p.tif"), *opts, *extra]) == 0
+        assert main(["stream", str(s), "-o", str(tmp_path / f"{tag}.zarr"), *opts, *extra]) == 0
+    one = tifffile.imread(tmp_path / "one.tif")
+    assert one.max() > 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "ch1.tif"), one)
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "ch1_p.tif"), tifffile.imread(tmp_path / "one_p.tif")
+    )
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "ch1.zarr"), mode="r")[:],
+        zarr.open_array(str(tmp_path / "one.zarr"), mode="r")[:],
+    )
+    # the labels record the channel they come from
+    with tifffile.TiffFile(tmp_path / "ch1.tif") as tif:
+        assert tif.shaped_metadata[0]["channel"] == 1
+    assert zarr.open_array(str(tmp_path / "ch1.zarr"), mode="r").attrs["channel"] == 1

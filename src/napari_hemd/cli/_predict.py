@@ -57,10 +57,16 @@ def register(subparsers) -> None:
     p.add_argument("--ranges", default=None, help="affinity ranges at inference, e.g. 1,3,5,9,27")
     p.add_argument("--neighbourhood", type=int, choices=(4, 8), default=None)
     p.add_argument("--min-size", type=int, default=30, help="instances: merge smaller ones")
-    from napari_hemd.cli._segment import add_scale_argument, add_tta_argument, add_volume_arguments
+    from napari_hemd.cli._segment import (
+        add_channel_arguments,
+        add_scale_argument,
+        add_tta_argument,
+        add_volume_arguments,
+    )
 
     add_tta_argument(p)
     add_scale_argument(p)
+    add_channel_arguments(p)
     add_volume_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     d = p.add_argument_group(
@@ -124,11 +130,17 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     # frame by frame where it can be (a grey TIFF stack, a folder of frames, zarr): with the
     # page-by-page TIFF output below, the movie is never all in memory
-    image = open_input(args.image)
+    from napari_hemd.cli._segment import channel_of
+
+    image = channel_of(open_input(args.image), args.image, args, "IMAGE")
     if image.ndim == 2:
         image = np.asarray(image[:])[None]
     if image.ndim != 3:
-        raise ValueError(f"IMAGE must be (T, Y, X) or (Y, X); got shape {tuple(image.shape)}")
+        raise ValueError(
+            f"IMAGE must be (T, Y, X) or (Y, X); got shape {tuple(image.shape)}. One channel of "
+            "a multi-channel movie: --channel N (and --channel-axis A where the file does not "
+            "name its axes)"
+        )
     meta = {"model": str(args.model), "model_metadata_version": model.metadata.get("version")}
     from napari_hemd.models.prediction import _check_tta, tta_recorded
 

@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "those touching any face); linked tracks split where a cell left a gap",
     )
     p.add_argument("--boundary", help="boundary probability stack (method maxvalue)")
+    add_channel_arguments(p)
     m = p.add_argument_group("model (raw input)")
     m.add_argument(
         "--model",
@@ -110,6 +111,31 @@ def add_tile_argument(p) -> None:
         default=None,
         help="prediction tile core size (0: untiled; default: one tile up to 4 Mpx, else 1024)",
     )
+
+
+def add_channel_arguments(p) -> None:
+    """``--channel`` / ``--channel-axis``, shared by ``segment``, ``predict`` and ``stream``."""
+    p.add_argument(
+        "--channel",
+        type=int,
+        default=None,
+        help="the channel to segment of a multi-channel movie (an ImageJ or OME hyperstack, "
+        "OME-Zarr, a colour TIFF): 0, 1, ...; needed when the input has several",
+    )
+    p.add_argument(
+        "--channel-axis",
+        type=int,
+        default=None,
+        help="with --channel: the axis holding the channels, for an input that does not name "
+        "its axes (.npy, plain zarr or TIFF); default: the one the file names",
+    )
+
+
+def channel_of(data, path, args: argparse.Namespace, argument: str = "INPUT"):
+    """``data`` read from ``path``, reduced to ``--channel`` (refused if it has several)."""
+    from napari_hemd.io.channels import select_channel
+
+    return select_channel(data, path, args.channel, args.channel_axis, argument=argument)
 
 
 def add_tta_argument(p) -> None:
@@ -272,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--scale needs --model (INPUT is then a raw movie)")
     from napari_hemd.core.validation import not_a_probability_map
 
-    prob = read_stack(args.prob, lazy=True)
+    prob = channel_of(read_stack(args.prob, lazy=True), args.prob, args)
     why = not_a_probability_map(prob)
     if why:
         raise ValueError(
@@ -311,7 +337,7 @@ def run(args: argparse.Namespace) -> int:
         frames, tracks = remove_border_cells(np.moveaxis(labels, axis, 0), tracks, frame_axis=True)
         labels = np.moveaxis(frames, 0, axis)
         params["exclude_border"] = True
-    meta = {"method": args.method, "source": str(args.prob), **params}
+    meta = {"method": args.method, "source": str(args.prob), **_channel_meta(args), **params}
     if args.method == "hemd":
         meta.update({k: res.params[k] for k in hemd_only if k in res.params})
     write_labels(labels, args.output, overwrite=args.overwrite, tracks=tracks, metadata=meta)
@@ -337,7 +363,13 @@ def _run_with_model(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
     if args.grow_threshold is not None and not 0 < args.grow_threshold <= 1:
         raise ValueError(f"--grow-threshold must be in (0, 1]; got {args.grow_threshold}")
-    image = read_stack(args.prob, lazy=True)
+    image = channel_of(read_stack(args.prob, lazy=True), args.prob, args)
+    if image.ndim > 3:
+        raise ValueError(
+            f"INPUT must be a (T, Y, X) movie, a (Z, Y, X) stack or a (Y, X) image with --model; "
+            f"got shape {tuple(image.shape)}. One channel of a multi-channel movie: --channel N "
+            "(and --channel-axis A where the file does not name its axes)"
+        )
     t0 = time.perf_counter()
     hp = hemd_params(args)
     if args.method != "hemd":
@@ -369,7 +401,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
             **hp,
         )
     labels = res.labels if res.labels.ndim == 3 else res.labels[None]
-    meta = {"source": str(args.prob), **res.params}
+    meta = {"source": str(args.prob), **_channel_meta(args), **res.params}
     if res.result is not None:
         from napari_hemd.workflows import selection_choices
 
@@ -396,3 +428,13 @@ def _run_with_model(args: argparse.Namespace) -> int:
     if res.advice:
         print(f"note: {res.advice}", file=sys.stderr)
     return 0
+
+
+def _channel_meta(args: argparse.Namespace) -> dict:
+    """The channel segmented, for the labels' parameters (nothing for one-channel input)."""
+    if args.channel is None:
+        return {}
+    out = {"channel": int(args.channel)}
+    if args.channel_axis is not None:
+        out["channel_axis"] = int(args.channel_axis)
+    return out

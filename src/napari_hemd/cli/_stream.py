@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``stream`` subcommand."""
     from napari_hemd.cli._segment import (
+        add_channel_arguments,
         add_hemd_arguments,
         add_scale_argument,
         add_tile_argument,
@@ -63,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_tile_argument(m)
     add_tta_argument(m)
     add_scale_argument(m)
+    add_channel_arguments(p)
     m.add_argument(
         "--threads",
         type=int,
@@ -104,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.workers is not None or args.scheduler is not None:
             raise ValueError("--follow runs in one process; drop --workers / --scheduler")
+        if args.channel is not None or args.channel_axis is not None:
+            raise ValueError("--follow reads a one-channel stack; drop --channel / --channel-axis")
         if args.model is not None or args.tta is not None or args.scale is not None:
             raise ValueError(
                 "--follow segments probabilities another process writes; drop --model / --tta "
@@ -130,9 +134,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--tta needs --model (PROB is then raw frames)")
         if args.scale is not None:
             raise ValueError("--scale needs --model (PROB is then raw frames)")
+    from napari_hemd.cli._segment import channel_of
     from napari_hemd.pipeline import open_input, stream_segment
 
-    prob = open_input(args.prob)
+    prob = channel_of(open_input(args.prob), args.prob, args, "PROB")
     t0 = time.perf_counter()
     with Progress(disabled=args.no_progress, unit="step") as bar:
         stream_segment(
@@ -156,6 +161,12 @@ def run(args: argparse.Namespace) -> int:
             **params,
         )
     dt = time.perf_counter() - t0
+    if args.channel is not None:  # the labels' provenance, as segment records it
+        import zarr
+
+        from napari_hemd.cli._segment import _channel_meta
+
+        zarr.open_array(str(args.output), mode="r+").attrs.update(_channel_meta(args))
     print(
         f"stream: {prob.shape[0]} frame(s), {prob.shape[0] / dt:.2f} frames/s -> {args.output}",
         file=sys.stderr,

@@ -15,12 +15,14 @@ import numpy as np
 __all__ = ["TiffFrames", "read_tiff", "read_tiff_folder", "tiff_frames"]
 
 
-def read_tiff(path: str | os.PathLike) -> np.ndarray:
+def read_tiff(path: str | os.PathLike, *, grey: bool = True) -> np.ndarray:
     """Read a TIFF with its shape (hyperstacks keep their axes); colour images become grey.
 
     ImageJ / OME / tifffile hyperstacks come back with their axes (a (T, Z, Y, X) stack is not
     flattened into T*Z pages); interleaved colour (RGB/RGBA) images are averaged to grey with a
-    warning; big-endian data are converted to native byte order.
+    warning (``grey=False``: kept, samples last, for choosing one:
+    :func:`napari_hemd.io.channels.select_channel`); big-endian data are converted to native
+    byte order.
 
     Raises
     ------
@@ -42,7 +44,7 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
     # Interleaved samples (RGB/RGBA, "...YXS"): a colour image -> one grey channel. Planar samples
     # ("SYX") are what tifffile makes of a 3- or 4-frame stack written without photometric=:
     # kept as frames.
-    if axes.endswith("S"):
+    if axes.endswith("S") and grey:
         i = axes.index("S")
         n = arr.shape[i]
         arr = np.take(arr, range(min(n, 3)), axis=i).mean(axis=i).astype(np.float32)

@@ -1,0 +1,164 @@
+"""One channel of a multi-channel movie: the axis a file names, chosen without loading the rest.
+
+Microscopes and Fiji save time-lapses with several channels (a nuclear stain beside a membrane or
+a reporter): ImageJ hyperstacks (``TZCYX``), OME-TIFF and OME-Zarr name the channel axis, and a
+colour TIFF holds its channels as samples (``YXS``). A model segments one channel, so the commands
+take ``--channel N`` (:func:`select_channel`), refuse a multi-channel input without it (naming
+the channels), and read only that channel, lazily where the input was lazy (:class:`ChannelView`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ChannelView", "input_axes", "select_channel"]
+
+
+def input_axes(path: str | os.PathLike) -> str | None:
+    """The axis names a file gives its data (upper case: ``"TCYX"``), or None where it names none.
+
+    TIFF: the first series' axes as tifffile reads them (ImageJ and OME metadata; a plain stack
+    is ``"QQYX"``-like, its ``Q`` unnamed; ``S``: colour samples). OME-Zarr: the multiscales'
+    axes. Other inputs (``.npy``, plain zarr arrays, folders of frames): None.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff") and path.is_file():
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                return str(tif.series[0].axes).upper()
+        except Exception:  # a broken file: the reader names the problem
+            return None
+    from napari_hemd.io.ome_zarr import is_ome_zarr, read_ome_zarr
+
+    if path.is_dir() and is_ome_zarr(path):
+        return read_ome_zarr(path)[0].axes.upper() or None
+    return None
+
+
+class ChannelView:
+    """A lazy array without one axis: ``data`` at ``index`` on ``axis``, read per request.
+
+    Indexing reads only the requested part of that channel from ``data`` (a zarr array, a
+    :class:`napari_hemd.io.tiff.TiffFrames` ...); it pickles with ``data`` (Dask workers).
+    ``path`` names the source and the channel, so a resumable run tells channels apart.
+    """
+
+    def __init__(self, data, axis: int, index: int, source: str = "") -> None:
+        self.data, self.axis, self.index = data, int(axis), int(index)
+        shape = tuple(data.shape)
+        self.shape = shape[: self.axis] + shape[self.axis + 1 :]
+        self.dtype = data.dtype
+        self.ndim = len(self.shape)
+        self.path = f"{source}[channel {self.index} of axis {self.axis}]"
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            i = next(j for j, k in enumerate(key) if k is Ellipsis)
+            fill = (slice(None),) * (self.ndim - (len(key) - 1))
+            key = key[:i] + fill + key[i + 1 :]
+        if len(key) > self.ndim:
+            raise IndexError(f"too many indices for an array of {self.ndim} dimensions")
+        key = key + (slice(None),) * (self.ndim - len(key))
+        return np.asarray(self.data[(*key[: self.axis], self.index, *key[self.axis :])])
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self[...]
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+
+def select_channel(
+    data,
+    path: str | os.PathLike,
+    channel: int | None,
+    channel_axis: int | None = None,
+    *,
+    argument: str = "INPUT",
+):
+    """``data`` (read from ``path``) reduced to one channel, or refused where one must be chosen.
+
+    Parameters
+    ----------
+    data : array-like
+        The input as a reader returned it (:func:`napari_hemd.io.read_stack`,
+        :func:`napari_hemd.pipeline.open_input`): lazy or not.
+    path : path-like
+        Where it was read from (its axis names: :func:`input_axes`).
+    channel : int or None
+        The channel to keep (``--channel``); None: the input must have one channel.
+    channel_axis : int or None
+        The axis holding the channels (``--channel-axis``); default: the one the file names ``C``
+        (or ``S``, a colour TIFF's samples). Needed for inputs that do not name their axes.
+    argument : str
+        The input's name in messages.
+
+    Raises
+    ------
+    ValueError
+        A multi-channel input without ``channel``; ``channel`` out of range; ``channel`` on an
+        input whose channel axis is unknown; ``channel_axis`` without ``channel``.
+    """
+    axes = input_axes(path)
+    shown = (
+        f" (axes {axes}, shape {tuple(data.shape)})" if axes else f" (shape {tuple(data.shape)})"
+    )
+    if channel is None:
+        if channel_axis is not None:
+            raise ValueError("--channel-axis needs --channel (the channel to segment)")
+        if axes and "C" in axes:
+            n = _file_shape(path, data)[axes.index("C")]
+            if n > 1:
+                raise ValueError(
+                    f"{argument} {str(path)!r} has {n} channels{shown}: choose the one to segment "
+                    f"with --channel 0..{n - 1} (e.g. the nuclear stain)"
+                )
+        return data
+    channel = int(channel)
+    if channel_axis is None:
+        if axes and "C" in axes:
+            channel_axis = axes.index("C")
+        elif axes and axes.endswith("S"):
+            channel_axis = len(axes) - 1
+        else:
+            raise ValueError(
+                f"--channel: {argument} {str(path)!r} does not name a channel axis{shown}; give "
+                "the axis that holds the channels with --channel-axis (0 = the first)"
+            )
+        if axes.endswith("S") and channel_axis == len(axes) - 1:
+            from napari_hemd.io.tiff import read_tiff
+
+            data = read_tiff(path, grey=False)  # the colour samples, not their grey mean
+    shape = tuple(data.shape)
+    if not -len(shape) <= channel_axis < len(shape):
+        raise ValueError(
+            f"--channel-axis must be an axis of {argument}{shown}: 0..{len(shape) - 1}; got "
+            f"{channel_axis}"
+        )
+    channel_axis %= len(shape)
+    n = shape[channel_axis]
+    if not 0 <= channel < n:
+        raise ValueError(
+            f"--channel must be one of {argument}'s {n} channels{shown}: 0..{n - 1}; got {channel}"
+        )
+    if isinstance(data, np.ndarray) or type(data).__module__.startswith("dask"):
+        return data[(slice(None),) * channel_axis + (channel,)]  # a view / a lazy graph
+    return ChannelView(data, channel_axis, channel, str(Path(path).resolve()))
+
+
+def _file_shape(path, data) -> tuple[int, ...]:
+    """The file's own shape (a colour TIFF read as grey has lost its samples axis)."""
+    if Path(path).suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return tuple(tif.series[0].shape)
+    return tuple(data.shape)
