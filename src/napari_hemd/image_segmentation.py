@@ -273,8 +273,10 @@ def segment_image_workflow(
 
     Parameters
     ----------
-    image : (T, Y, X), (Z, Y, X) or (Y, X) array-like
-        Raw intensities; frames (or slices) on axis 0, read one at a time.
+    image : (T, Y, X), (Z, Y, X), (T, Z, Y, X) or (Y, X) array-like
+        Raw intensities; frames (or slices) on axis 0, read one at a time. A ``(T, Z, Y, X)``
+        time-lapse of stacks: each stack as a ``(Z, Y, X)`` one, then the objects linked over
+        time where the stacks' are linked (:func:`_segment_stacks_workflow`; ``result`` None).
     model : str, path or HemdModel
         A shipped model name, a model file or a loaded model.
     method : str
@@ -343,11 +345,12 @@ def segment_image_workflow(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     shape = tuple(getattr(image, "shape", ()))
-    if len(shape) not in (2, 3):
+    if len(shape) not in (2, 3, 4):
         raise ValueError(
-            f"image must be (Y, X), (T, Y, X) or (Z, Y, X) raw intensities; got shape {shape}"
+            f"image must be (Y, X), (T, Y, X), (Z, Y, X) or (T, Z, Y, X) raw intensities; got "
+            f"shape {shape}"
         )
-    if len(shape) == 3 and shape[0] == 0:
+    if len(shape) >= 3 and shape[0] == 0:
         raise ValueError("image has no frames (shape[0] == 0)")
     if params.get("axis", 0) not in (0, -3):
         raise ValueError(f"axis must be 0 (frames first) with a model; got {params['axis']}")
@@ -359,6 +362,27 @@ def segment_image_workflow(
         shape, MODEL_BYTES_PER_PIXEL - own, what=f"segment with a model ({method})", model=True
     )
     loaded = _resolve_model(model)
+    if len(shape) == 4:  # a time-lapse of stacks: each stack as segment does one, then time
+        return (
+            yield from _segment_stacks_workflow(
+                image,
+                loaded,
+                method,
+                name=str(model) if isinstance(model, (str, os.PathLike)) else None,
+                grow=grow,
+                tile=tile,
+                halo=halo,
+                batch_size=batch_size,
+                device=device,
+                threads=threads,
+                cancel=cancel,
+                planes=planes,
+                z_scale=z_scale,
+                tta=tta,
+                scale=scale,
+                **params,
+            )
+        )
     from napari_hemd.models.prediction import (
         _check_scale,
         _check_tta,
@@ -470,6 +494,64 @@ def segment_image_workflow(
     )
 
 
+def _segment_stacks_workflow(
+    image, model, method: str, *, name: str | None, scale=None, **kwargs
+) -> Generator[Progress, None, ImageSegmentation]:
+    """A ``(T, Z, Y, X)`` time-lapse of stacks: each stack, then the objects over time.
+
+    Each stack exactly as :func:`segment_image_workflow` segments one (a 3D model: three planes,
+    H-EMD across its slices into 3D objects); then, where those objects are linked (the model's
+    ``link``, e.g. ``nuclei-3d``, or ``link=True``), the same object keeps its id from time
+    point to time point (:func:`napari_hemd.core.linking.link_labels`: overlap matching with
+    divisions; ``tracks``).
+
+    ``result`` is None (H-EMD's forests are per stack); progress events are the stacks'
+    own, their stage prefixed with ``"stack t/T: "``.
+    """
+    from napari_hemd.core.linking import link_labels
+
+    if isinstance(scale, str):
+        raise ValueError(
+            "scale='auto' is not available for a (T, Z, Y, X) time-lapse of stacks: give a zoom "
+            "(found on one stack with scale='auto')"
+        )
+    n = int(image.shape[0])
+    labels, maps, last = [], {}, None
+    for t in range(n):
+        inner = segment_image_workflow(np.asarray(image[t]), model, method, scale=scale, **kwargs)
+        try:
+            event = next(inner)
+            while True:
+                stage, done, total = event
+                event = inner.send((yield (f"stack {t + 1}/{n}: {stage}", done, total)))
+        except StopIteration as stop:
+            last = stop.value
+        labels.append(last.labels)
+        for k, v in last.maps.items():
+            maps.setdefault(k, []).append(v)
+    stacked = np.stack(labels)
+    tracks = None
+    run = dict(last.params)
+    run.pop("scale_tried", None)
+    if name is not None:
+        run["model"] = name
+    if run.get("link"):  # 3D objects: the same id over time
+        yield (f"link {n} stacks over time", 0, 1)
+        stacked, tracks = link_labels(stacked)
+        run["link_time"] = True
+        yield (f"link {n} stacks over time", 1, 1)
+    return ImageSegmentation(
+        stacked,
+        {k: np.stack(v) for k, v in maps.items()},
+        None,
+        last.grow,
+        tracks,
+        run,
+        last.defaults,
+        None,
+    )
+
+
 def labels_from_maps_workflow(
     maps: dict[str, np.ndarray],
     method: str = "hemd",
@@ -576,8 +658,9 @@ def segment_image(
 
     Parameters
     ----------
-    image : (T, Y, X), (Z, Y, X) or (Y, X) array-like
-        Raw intensities (any dtype; normalised per frame by the model).
+    image : (T, Y, X), (Z, Y, X), (T, Z, Y, X) or (Y, X) array-like
+        Raw intensities (any dtype; normalised per frame by the model); see
+        :func:`segment_image_workflow`.
     model : str, path or HemdModel
         Shipped model name (``napari-hemd models``), model file, or model.
     method : str

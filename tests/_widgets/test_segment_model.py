@@ -374,3 +374,25 @@ def test_a_two_channel_hyperstack_opens_as_channels_to_segment(
     labels = viewer.layers["two channel 1 labels"].data
     np.testing.assert_array_equal(labels, segment_image(nuclei, "nuclei-fluo", tta=1).labels)
     assert not errors
+
+
+def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors):
+    """A (T, Z, Y, X) layer with nuclei-3d: each stack segmented, objects linked over time."""
+    from napari_hemd import segment_image
+    from napari_hemd.data.synthetic import nuclei_volume
+
+    vol = nuclei_volume()["image"][:16, :64]
+    movie = np.stack([vol[..., s : s + 64] for s in (0, 1)])
+    viewer = make_napari_viewer()
+    viewer.add_image(movie, name="embryo")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    seg.prob.value = viewer.layers["embryo"]
+    seg.model.value = "nuclei-3d"
+    seg.tta.value = 1
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["embryo labels"]
+    expected = segment_image(movie, "nuclei-3d", tta=1)
+    np.testing.assert_array_equal(labels.data, expected.labels)
+    assert labels.data.shape == movie.shape and labels.metadata["hemd_params"]["grow"] > 0
+    assert viewer.layers["embryo probability"].data.shape == movie.shape
+    assert not errors

@@ -379,3 +379,49 @@ def test_exclude_border_of_a_volume_counts_its_first_and_last_slice():
     volume, _, tracks = run_workflow(wf)  # linked: one label per 3D object
     assert (frames[:, 10:20, 10:20] > 0).all() and not frames[:, 0:6, 22:28].any()
     assert not volume.any() and len(tracks) == 0  # the middle object reaches slices 0 and 3
+
+
+def test_a_time_lapse_of_stacks_is_each_stack_then_linked_over_time(tmp_path, capsys):
+    """(T, Z, Y, X) with a model: every stack exactly as segment does it alone; a 3D model's
+    objects (linked across slices) keep their id over time; a 2D model's are not linked."""
+    from napari_hemd.data.synthetic import nuclei_volume
+
+    vol = nuclei_volume()["image"][:24, :96]
+    movie = np.stack([vol[..., s : s + 96] for s in (0, 2)])  # the nuclei move 2 px
+    res = segment_image(movie, "nuclei-3d", tta=1)
+    assert res.labels.shape == movie.shape and res.maps["foreground"].shape == movie.shape
+    assert res.result is None and res.params["link_time"]
+    for t in range(2):
+        alone = segment_image(movie[t], "nuclei-3d", tta=1)
+        np.testing.assert_array_equal(res.maps["foreground"][t], alone.maps["foreground"])
+        # the same objects: one label of the time-lapse per label of the stack alone
+        pairs = {(a, b) for a, b in zip(res.labels[t].ravel(), alone.labels.ravel(), strict=True)}
+        assert len(pairs) == len(np.unique(alone.labels)) > 5
+    a, b = res.labels
+    same = 0  # every nucleus found at both time points (IoU > 0.5) keeps its id
+    for i in set(np.unique(a)) - {0}:
+        j, n = np.unique(b[a == i], return_counts=True)
+        k = j[np.argmax(n)]
+        if k and n.max() / np.count_nonzero((a == i) | (b == k)) > 0.5:
+            assert k == i
+            same += 1
+    assert same >= len(np.unique(a)) - 2 > 5  # (a nucleus at the crop edge may not be)
+    assert {int(r[0]) for r in res.tracks} == set(np.unique(res.labels)) - {0}
+    flat = segment_image(movie, "nuclei-fluo", tta=1)  # a 2D model: slices of each stack
+    assert "link_time" not in flat.params and flat.tracks is None
+    np.testing.assert_array_equal(
+        flat.labels[1], segment_image(movie[1], "nuclei-fluo", tta=1).labels
+    )
+    with pytest.raises(ValueError, match="scale='auto' is not available for a"):
+        segment_image(movie, "nuclei-fluo", scale="auto")
+    # the command line: an ImageJ TZYX file; a plain 4D file with 2 on axis 1 is taken for channels
+    tifffile.imwrite(tmp_path / "tz.tif", movie, imagej=True, metadata={"axes": "TZYX"})
+    out = tmp_path / "tz_labels.tif"
+    args = ["segment", str(tmp_path / "tz.tif"), "--model", "nuclei-3d", "--tta", "1"]
+    assert main([*args, "-o", str(out), "--no-progress"]) == 0
+    assert "2 stack(s) over time, objects linked over time" in capsys.readouterr().err
+    np.testing.assert_array_equal(read_stack(out), res.labels)
+    tifffile.imwrite(tmp_path / "tc.tif", movie[:, :2], photometric="minisblack")
+    args[1] = str(tmp_path / "tc.tif")
+    assert main([*args, "-o", str(tmp_path / "x.tif"), "--no-progress"]) == 2
+    assert "One channel of a multi-channel movie: --channel N" in capsys.readouterr().err

@@ -248,10 +248,11 @@ class SegmentWidget(LayerWidget):
         saved[MODEL_KEY] = layer.metadata.get(MODEL_KEY)
         grow, background, grow_threshold = 0, None, 0.5
         if model != NO_MODEL:
-            if layer.rgb or ndim not in (2, 3) or params["axis"] != 0:
+            if layer.rgb or ndim not in (2, 3, 4) or params["axis"] != 0:
                 show_error(
-                    f"Segment: with a model, {layer.name!r} must be a grayscale 2D image or a "
-                    "(T, Y, X) / (Z, Y, X) stack with frames on axis 0"
+                    f"Segment: with a model, {layer.name!r} must be a grayscale 2D image, a "
+                    "(T, Y, X) / (Z, Y, X) stack with frames on axis 0 or a (T, Z, Y, X) "
+                    "time-lapse of stacks"
                 )
                 return None
             from napari_hemd.image_segmentation import segment_image_workflow

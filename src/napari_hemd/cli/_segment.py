@@ -364,11 +364,14 @@ def _run_with_model(args: argparse.Namespace) -> int:
     if args.grow_threshold is not None and not 0 < args.grow_threshold <= 1:
         raise ValueError(f"--grow-threshold must be in (0, 1]; got {args.grow_threshold}")
     image = channel_of(read_stack(args.prob, lazy=True), args.prob, args)
-    if image.ndim > 3:
+    if image.ndim > 4 or (
+        image.ndim == 4 and args.channel is None and _has_channels(args.prob, image)
+    ):
         raise ValueError(
-            f"INPUT must be a (T, Y, X) movie, a (Z, Y, X) stack or a (Y, X) image with --model; "
-            f"got shape {tuple(image.shape)}. One channel of a multi-channel movie: --channel N "
-            "(and --channel-axis A where the file does not name its axes)"
+            "INPUT must be a (T, Y, X) movie, a (Z, Y, X) stack, a (T, Z, Y, X) time-lapse of "
+            f"stacks or a (Y, X) image with --model; got shape {tuple(image.shape)}. One channel "
+            "of a multi-channel movie: --channel N (and --channel-axis A where the file does not "
+            "name its axes)"
         )
     t0 = time.perf_counter()
     hp = hemd_params(args)
@@ -400,7 +403,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
             **({"grow_threshold": args.grow_threshold} if args.grow_threshold is not None else {}),
             **hp,
         )
-    labels = res.labels if res.labels.ndim == 3 else res.labels[None]
+    labels = res.labels if res.labels.ndim >= 3 else res.labels[None]
     meta = {"source": str(args.prob), **_channel_meta(args), **res.params}
     if res.result is not None:
         from napari_hemd.workflows import selection_choices
@@ -417,11 +420,14 @@ def _run_with_model(args: argparse.Namespace) -> int:
 
         zoom = f", {found_zoom(res.params['scale'], res.params['scale_tried'])}"
     views = int(res.params.get("tta", 1))
+    unit = "stack(s) over time" if labels.ndim == 4 else "frame(s)"
+    if res.params.get("link_time"):
+        unit += ", objects linked over time"
     flips = f", {views} mirrored views averaged" if views > 1 else ""
     if flips and args.tta is None:  # not asked for: the model's own (--tta 1 is faster)
         flips += f" (the model's own; --tta 1: {views}x faster prediction)"
     print(
-        f"{args.method} with model {args.model}: {labels.shape[0]} frame(s), {n_obj} labels, "
+        f"{args.method} with model {args.model}: {labels.shape[0]} {unit}, {n_obj} labels, "
         f"whole cells (grown {res.grow} px){zoom}{flips}, {dt:.1f} s -> {args.output}",
         file=sys.stderr,
     )
@@ -438,3 +444,16 @@ def _channel_meta(args: argparse.Namespace) -> dict:
     if args.channel_axis is not None:
         out["channel_axis"] = int(args.channel_axis)
     return out
+
+
+def _has_channels(path, image) -> bool:
+    """Whether a 4D INPUT looks like (T, C, Y, X) rather than a (T, Z, Y, X) time-lapse of stacks.
+
+    Stacks have a named ``Z`` axis (ImageJ ``TZYX``) or more than 4 slices; a plain 4D array with
+    at most 4 entries on axis 1 is more likely channels: refused, pointing to --channel, rather
+    than segmented as stacks of 2-4 slices.
+    """
+    from napari_hemd.io.channels import input_axes
+
+    axes = input_axes(path)
+    return not (axes and "Z" in axes) and image.shape[1] <= 4
