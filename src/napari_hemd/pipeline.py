@@ -191,6 +191,12 @@ def stream_segment(
         if model is not None and len(data.shape) != 3:
             raise ValueError(
                 f"prediction needs (T, Y, X) raw frames; source has shape {tuple(data.shape)}"
+                + (
+                    ". A (T, Z, Y, X) time-lapse of stacks: napari-hemd segment INPUT --model NAME "
+                    "(stack by stack); one channel of a multi-channel movie: --channel N"
+                    if len(data.shape) == 4
+                    else ""
+                )
             )
         if progress and (workers is not None or scheduler is not None):
             progress("cluster", 0, 0)

@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"IMAGE must be (T, Y, X) or (Y, X); got shape {tuple(image.shape)}. One channel of "
             "a multi-channel movie: --channel N (and --channel-axis A where the file does not "
-            "name its axes)"
+            "name its axes); a (T, Z, Y, X) time-lapse of stacks: napari-hemd segment IMAGE "
+            "--model NAME (stack by stack), or predict one stack at a time"
         )
     meta = {"model": str(args.model), "model_metadata_version": model.metadata.get("version")}
     from napari_hemd.models.prediction import _check_tta, tta_recorded
