@@ -14,8 +14,10 @@ but :mod:`psutil`; the core does not import it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 
 __all__ = [
     "ENV",
@@ -24,6 +26,7 @@ __all__ = [
     "NotEnoughMemory",
     "available_memory",
     "check_fits_in_memory",
+    "memory_check_off",
 ]
 
 #: ``segment --model`` on a raw uint16 movie read from disk: the frames, two float32 maps, the
@@ -37,6 +40,20 @@ MODEL_BYTES_PER_PIXEL = 26
 MAPS_BYTES_PER_PIXEL = 17
 #: ``NAPARI_HEMD_MEMORY_CHECK=0`` turns the check off (``segment --no-memory-check``).
 ENV = "NAPARI_HEMD_MEMORY_CHECK"
+
+
+@contextlib.contextmanager
+def memory_check_off() -> Iterator[None]:
+    """Turn the check off inside the block (``segment --no-memory-check``), then restore it."""
+    old = os.environ.get(ENV)
+    os.environ[ENV] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = old
 
 
 class NotEnoughMemory(MemoryError):

@@ -516,7 +516,7 @@ def _segment_stacks_workflow(
             "(found on one stack with scale='auto')"
         )
     n = int(image.shape[0])
-    labels, maps, last = [], {}, None
+    stacked, maps, last = None, {}, None
     for t in range(n):
         inner = segment_image_workflow(np.asarray(image[t]), model, method, scale=scale, **kwargs)
         try:
@@ -526,10 +526,12 @@ def _segment_stacks_workflow(
                 event = inner.send((yield (f"stack {t + 1}/{n}: {stage}", done, total)))
         except StopIteration as stop:
             last = stop.value
-        labels.append(last.labels)
+        if stacked is None:  # filled stack by stack: no second copy of the movie's maps
+            stacked = np.empty((n, *last.labels.shape), last.labels.dtype)
+            maps = {k: np.empty((n, *v.shape), v.dtype) for k, v in last.maps.items()}
+        stacked[t] = last.labels
         for k, v in last.maps.items():
-            maps.setdefault(k, []).append(v)
-    stacked = np.stack(labels)
+            maps[k][t] = v
     tracks = None
     run = dict(last.params)
     run.pop("scale_tried", None)
@@ -542,7 +544,7 @@ def _segment_stacks_workflow(
         yield (f"link {n} stacks over time", 1, 1)
     return ImageSegmentation(
         stacked,
-        {k: np.stack(v) for k, v in maps.items()},
+        maps,
         None,
         last.grow,
         tracks,

@@ -396,3 +396,16 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors):
     assert labels.data.shape == movie.shape and labels.metadata["hemd_params"]["grow"] > 0
     assert viewer.layers["embryo probability"].data.shape == movie.shape
     assert not errors
+
+
+def test_channels_in_one_layer_are_not_taken_for_stacks(viewer, errors):
+    from napari_hemd._widgets import SegmentWidget
+
+    movie = viewer.layers["nuclei video image"].data
+    layer = viewer.add_image(np.stack([movie, movie], axis=1), name="two channels")
+    seg = SegmentWidget(viewer)
+    seg.prob.value = layer
+    seg.model.value = "nuclei-fluo"
+    assert seg.run() is None
+    assert "channels rather than a time-lapse of 3D stacks" in errors[-1]
+    assert "Split Stack" in errors[-1]

@@ -6,6 +6,8 @@ costs per pixel themselves are measured by ``benchmarks/bench_memory_estimate.py
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import tifffile
@@ -43,6 +45,7 @@ def test_segment_prob_cli_refuses_before_writing_and_runs_with_no_memory_check(
     # the same run, told to try anyway: it fits (the free memory was only what the check saw)
     assert main(["segment", str(src), "-o", str(out), "--no-progress", "--no-memory-check"]) == 0
     assert tifffile.imread(out).max() > 0
+    assert os.environ[ENV] == "1"  # off for that run only
 
 
 def test_check_counts_only_what_the_method_adds_to_an_array_in_memory(video, free, as_zarr):

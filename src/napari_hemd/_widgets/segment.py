@@ -255,6 +255,14 @@ class SegmentWidget(LayerWidget):
                     "time-lapse of stacks"
                 )
                 return None
+            if ndim == 4 and layer.data.shape[1] <= 4:  # (T, C, Y, X) more likely than stacks
+                show_error(
+                    f"Segment: {layer.name!r} has {layer.data.shape[1]} planes on its second axis: "
+                    "channels rather than a time-lapse of 3D stacks? Split them into one layer "
+                    "each (right-click the layer > Split Stack, or open the file with "
+                    "napari-hemd's reader) and segment the nuclear channel"
+                )
+                return None
             from napari_hemd.image_segmentation import segment_image_workflow
 
             kwargs.pop("locked", None)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 import warnings
@@ -272,9 +271,6 @@ def hemd_params(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     """Execute ``segment``."""
     from napari_hemd._atomic import check_output_path
-    from napari_hemd.core.linking import link_labels
-    from napari_hemd.core.segment import hemd, segment
-    from napari_hemd.io import read_stack, write_labels
     from napari_hemd.io.stacks import check_labels_path
 
     # Fail on the output before doing the work.
@@ -282,10 +278,20 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(
         args.output, overwrite=args.overwrite, name="output", inputs=[args.prob, args.boundary]
     )
-    if args.no_memory_check:  # read by napari_hemd._memory (this process only)
-        from napari_hemd._memory import ENV
+    if args.no_memory_check:  # for this run only
+        from napari_hemd._memory import memory_check_off
 
-        os.environ[ENV] = "0"
+        with memory_check_off():
+            return _run_checked(args)
+    return _run_checked(args)
+
+
+def _run_checked(args: argparse.Namespace) -> int:
+    """``segment`` once its output is known to be writable."""
+    from napari_hemd.core.linking import link_labels
+    from napari_hemd.core.segment import hemd, segment
+    from napari_hemd.io import read_stack, write_labels
+
     if args.model is not None:
         return _run_with_model(args)
     for opt in ("grow", "grow_threshold", "tile", "device", "threads", "planes", "z_scale"):
