@@ -235,3 +235,14 @@ def test_movie_too_large_for_memory_is_refused_with_the_large_data_path(
     assert "Segment failed: segment (hemd): prob of shape" in errors[-1]
     assert "Plugins > napari-hemd > Large data" in errors[-1]
     assert "nuclei video labels" not in viewer.layers
+
+
+def test_predict_points_a_4d_layer_to_segment_or_split_stack(viewer, errors):
+    from napari_hemd._widgets import PredictWidget
+
+    movie = viewer.layers["nuclei video image"].data
+    layer = viewer.add_image(np.stack([movie[:3]] * 6, axis=1), name="t z y x")
+    pred = PredictWidget(viewer)
+    pred.image.value = layer
+    assert pred.run() is None
+    assert "a time-lapse of 3D stacks: Segment with a model" in errors[-1]

@@ -113,7 +113,15 @@ class PredictWidget(LayerWidget):
             show_error("Predict: choose an image layer")
             return None
         if layer.rgb or layer.ndim not in (2, 3):
-            show_error(f"Predict: {layer.name!r} must be a 2D image or a 2D+t stack (grayscale)")
+            extra = (
+                "; a time-lapse of 3D stacks: Segment with a model (stack by stack); channels: "
+                "split them into one layer each (right-click the layer > Split Stack)"
+                if layer.ndim == 4
+                else ""
+            )
+            show_error(
+                f"Predict: {layer.name!r} must be a 2D image or a 2D+t stack (grayscale){extra}"
+            )
             return None
         model = self.model.value
         if model == FROM_FILE:
