@@ -97,7 +97,12 @@ def check_fits_in_memory(
     if need <= free:
         return
     frames = int(shape[0]) if len(shape) >= 3 else 1
-    if frames > 1:
+    if model and len(shape) == 4:  # stack by stack in memory; stream takes no raw 4D movie
+        instead = (
+            f"Segment fewer time points at a time (one stack needs about {_gb(need / frames)}), "
+            "or on a machine with more memory"
+        )
+    elif frames > 1:
         command = "stream MOVIE --model NAME -o OUT.zarr" if model else "stream PROB -o OUT.zarr"
         instead = (
             "Segment it in windows of frames instead, in bounded memory and with the same labels: "
