@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import zarr
 
 from napari_hemd._napari_io import get_reader
@@ -55,3 +56,43 @@ def test_export_ome_zarr_into_image(viewer, tmp_path, errors):
         "labels": ["nuclei_video_ground_truth"]
     }
     assert not errors
+
+
+def test_export_measurements_of_a_segmented_movie(viewer, qtbot, tmp_path, errors):
+    """Segment (linked), then Export > Measurements (CSV) with the raw movie's intensities: one
+    row per object per frame, the same table as measure_objects, parents from the linking."""
+    import csv
+
+    from napari_hemd._widgets import SegmentWidget
+    from napari_hemd.core.measure import measure_objects
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.link.value = True
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    labels.scale = (1.0, 0.2, 0.2)
+    exp = ExportWidget(viewer)
+    exp.labels.value = labels
+    exp.format.value = "Measurements (CSV)"
+    shown = [not w.native.isHidden() for w in (exp.intensity, exp.volume)]
+    assert shown == [True, True] and not exp.volume.value
+    raw = viewer.layers["nuclei video image"]
+    assert raw in [c[1] if isinstance(c, tuple) else c for c in exp.intensity.choices]
+    exp.intensity.value = raw
+    out = exp.export(tmp_path / "cells.csv")
+    assert out == tmp_path / "cells.csv"
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    res = labels.metadata["hemd_result"]
+    want = measure_objects(labels.data, raw.data, spacing=(0.2, 0.2), tracks=res.tracks)
+    assert len(rows) == len(want["label"]) > 20
+    assert [int(r["label"]) for r in rows] == want["label"].tolist()
+    assert rows[0]["area_units2"] and float(rows[3]["mean_intensity"]) == pytest.approx(
+        want["mean_intensity"][3], rel=1e-5
+    )
+    assert any(int(r["parent"]) for r in rows)  # the video's divisions
+    assert not errors
+    exp.format.value = "TIFF stack"
+    assert exp.intensity.native.isHidden()

@@ -1,4 +1,7 @@
-"""Export dock widget: labels to a CTC result folder, OME-Zarr or TIFF, atomically, never silently over."""
+"""Export dock widget: labels (CTC folder, OME-Zarr, TIFF) or their objects' measurements (CSV).
+
+Written atomically, never silently over an existing output.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, FileEdit, PushButton
-from napari.layers import Labels
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton
+from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
 from napari_hemd._widgets._common import (
@@ -25,8 +28,15 @@ from napari_hemd.io.ome_zarr import axes_from_names
 
 log = logging.getLogger(__name__)
 
-#: Format name -> path suffix understood by :func:`napari_hemd.io.write_labels`.
-FORMATS = {"CTC result folder": "", "OME-Zarr": ".ome.zarr", "TIFF stack": ".tif"}
+#: Format name -> path suffix (:func:`napari_hemd.io.write_labels`; the table:
+#: :func:`napari_hemd.core.measure.write_table`).
+FORMATS = {
+    "CTC result folder": "",
+    "OME-Zarr": ".ome.zarr",
+    "TIFF stack": ".tif",
+    "Measurements (CSV)": ".csv",
+}
+TABLE = "Measurements (CSV)"
 
 
 def _ask_overwrite(path: Path) -> bool:
@@ -51,12 +61,50 @@ class ExportWidget(LayerWidget):
         super().__init__(napari_viewer, labels=True)
         self.labels = self.layer_combo(Labels, "labels")
         self.format = ComboBox(label="format", choices=list(FORMATS), value="CTC result folder")
+        # the table's options: intensities from an image of the labels' shape, 3D objects
+        self.intensity = ComboBox(
+            label="intensities from", choices=self._intensity_choices, nullable=True, value=None
+        )
+        self.volume = CheckBox(text="one 3D stack (objects across slices), not a movie")
         self.path = FileEdit(label="save to", mode="w")
         self.export_button = PushButton(text="Export")
-        self.extend([self.labels, self.format, self.path, self.export_button])
+        self.extend(
+            [self.labels, self.format, self.intensity, self.volume, self.path, self.export_button]
+        )
+        self.format.changed.connect(self._show_table_options)
+        self.labels.changed.connect(self._labels_changed)
+        self._labels_changed()
         #: Asked before replacing an existing output; tests replace it.
         self.confirm_overwrite: Callable[[Path], bool] = _ask_overwrite
         self.export_button.clicked.connect(lambda: self.export())
+
+    def _intensity_choices(self, _w=None) -> list:
+        """Grey image layers of the chosen labels' shape (a raw channel: its intensities)."""
+        labels = getattr(self, "labels", None)
+        shape = getattr(getattr(labels, "value", None), "data", None)
+        shape = None if shape is None else tuple(shape.shape)
+        return [
+            (ly.name, ly)
+            for ly in reversed(self.viewer.layers)
+            if isinstance(ly, Image) and not ly.rgb and tuple(ly.data.shape) == shape
+        ]
+
+    def _labels_changed(self, _=None) -> None:
+        """New labels: offer their images of the same shape; guess stack or movie.
+
+        A layer whose first axis is named z is a stack (objects across slices), any other 3D layer
+        a movie until the box is ticked.
+        """
+        self.intensity.reset_choices()
+        layer = self.labels.value
+        first = str((getattr(layer, "axis_labels", None) or ("",))[0]).lower()
+        self.volume.value = bool(getattr(layer, "ndim", 0) == 3 and first == "z")
+        self._show_table_options()
+
+    def _show_table_options(self, _=None) -> None:
+        table = self.format.value == TABLE
+        self.intensity.visible = table
+        self.volume.visible = table and getattr(self.labels.value, "ndim", 0) == 3
 
     def target(self) -> Path:
         """Output path with the suffix of the chosen format."""
@@ -66,7 +114,7 @@ class ExportWidget(LayerWidget):
             return p / "labels" / self._label_name()
         if p.name.lower().endswith(".ome.zarr"):
             p = p.with_name(p.name[: -len(".ome.zarr")])
-        elif p.suffix.lower() in (".zarr", ".tif", ".tiff", ""):
+        elif p.suffix.lower() in (".zarr", ".tif", ".tiff", ".csv", ""):
             p = p.with_suffix("")
         return p.with_name(p.name + suffix)
 
@@ -111,16 +159,15 @@ class ExportWidget(LayerWidget):
         meta["napari_hemd"]["model"] = (layer.metadata.get(PARAMS_KEY) or {}).get(MODEL_KEY)
         locked = layer.metadata.get(LOCKED_KEY) or {}
         meta["napari_hemd"]["locked"] = {str(k): [int(n) for n in v] for k, v in locked.items()}
-        res = layer.metadata.get(RESULT_KEY)
-        tracks = getattr(res, "tracks", None) if self.format.value == "CTC result folder" else None
-        hist = layer.metadata.get(HISTORY_KEY)
-        if hist is not None and hist.undo_stack:
-            tracks = None  # edited since linking: the writer derives tracks from the labels
+        # edited since linking: the writer derives tracks from the labels
+        tracks = tracks_of(layer) if self.format.value == "CTC result folder" else None
         data = np.asarray(layer.data)
         if self.format.value == "CTC result folder" and data.ndim == 2:
             data = data[None]
         try:
-            if self.format.value == "OME-Zarr":
+            if self.format.value == TABLE:
+                written = self._write_table(data, out, layer, overwrite, tracks_of(layer))
+            elif self.format.value == "OME-Zarr":
                 written = self._write_ome_zarr(data, out, layer, overwrite, meta)
             else:
                 written = write_labels(data, out, overwrite=overwrite, tracks=tracks, metadata=meta)
@@ -131,6 +178,32 @@ class ExportWidget(LayerWidget):
         show_info(f"Export: wrote {written}")
         return written
 
+    def _write_table(self, data, out: Path, layer: Labels, overwrite: bool, tracks) -> Path:
+        """The objects' measurements (:func:`napari_hemd.core.measure.measure_objects`).
+
+        Frames on axis 0 (a 2D image: one frame) unless *one 3D stack* is ticked; the layer's
+        scale, when not 1, gives the physical size column (in its unit, else ``units``); the
+        lineage of an unedited linked H-EMD run gives ``parent``.
+        """
+        from napari_hemd.core.measure import measure_objects, write_table
+
+        image = self.intensity.value
+        img = None if image is None else np.asarray(image.data)
+        if img is not None and img.shape != data.shape:
+            raise ValueError(
+                f"intensities from {image.name!r}: shape {img.shape}, not the labels' {data.shape}"
+            )
+        frames = not (data.ndim == 3 and self.volume.value)
+        if data.ndim == 2:
+            data, img, frames = data[None], None if img is None else img[None], True
+        spatial = data.ndim - 1 if frames else data.ndim
+        scale = [float(v) for v in layer.scale[-spatial:]]
+        spacing = scale if any(v != 1.0 for v in scale) else None
+        table = measure_objects(
+            data, img, frames=frames, spacing=spacing, unit=_unit(layer), tracks=tracks
+        )
+        return write_table(table, out, overwrite=overwrite)
+
     def _write_ome_zarr(self, data, out: Path, layer: Labels, overwrite: bool, meta: dict) -> Path:
         if out.parent.name == "labels" and self._into_image(out.parent.parent):
             return add_ome_zarr_labels(
@@ -140,3 +213,21 @@ class ExportWidget(LayerWidget):
         return write_ome_zarr_labels(
             data, out, axes=axes, scale=list(layer.scale), overwrite=overwrite, metadata=meta
         )
+
+
+def tracks_of(layer: Labels):
+    """The CTC tracks of a linked, unedited H-EMD run on ``layer`` (else None)."""
+    res = layer.metadata.get(RESULT_KEY)
+    hist = layer.metadata.get(HISTORY_KEY)
+    if hist is not None and hist.undo_stack:
+        return None  # edited since linking: the lineage may no longer hold
+    return getattr(res, "tracks", None)
+
+
+def _unit(layer: Labels) -> str:
+    """The layer's spatial unit as a column-name suffix (``um``), ``units`` where napari has none."""
+    units = getattr(layer, "units", None)
+    if not units:
+        return "units"
+    u = f"{units[-1]:~}".replace("µ", "u").replace("μ", "u").replace(" ", "")
+    return "units" if u in ("", "px", "pixel") else u

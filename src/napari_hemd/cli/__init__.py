@@ -18,7 +18,17 @@ __all__ = ["main"]
 
 #: Subcommand modules, in the order ``--help`` lists them. A missing module (e.g. an optional part
 #: not installed) is skipped.
-_SUBCOMMANDS = ("segment", "evaluate", "compare", "predict", "train", "models", "demo", "stream")
+_SUBCOMMANDS = (
+    "segment",
+    "evaluate",
+    "compare",
+    "predict",
+    "train",
+    "models",
+    "demo",
+    "stream",
+    "measure",
+)
 
 #: Exceptions that are the user's input, not our bug: printed as one line, exit code 2.
 #: Errors shown as one line (exit 2). OSError covers missing/existing files, permissions, a file
@@ -49,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Commands that write ``-o``: a second run on the same output fails at once (lock file).
-_WRITERS = ("segment", "predict", "stream", "demo", "train")
+_WRITERS = ("segment", "predict", "stream", "demo", "train", "measure")
 
 
 def _locked_output(args: argparse.Namespace):

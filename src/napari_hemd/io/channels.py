@@ -118,8 +118,8 @@ def select_channel(
             n = _file_shape(path, data)[axes.index("C")]
             if n > 1:
                 raise ValueError(
-                    f"{argument} {str(path)!r} has {n} channels{shown}: choose the one to segment "
-                    f"with --channel 0..{n - 1} (e.g. the nuclear stain)"
+                    f"{argument} {str(path)!r} has {n} channels{shown}: choose one with "
+                    f"--channel 0..{n - 1} (e.g. the nuclear stain)"
                 )
         return data
     channel = int(channel)

@@ -1,0 +1,112 @@
+"""``napari-hemd measure LABELS -o TABLE.csv``: one row per object per frame."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``measure`` subcommand."""
+    from napari_hemd.cli._segment import add_channel_arguments
+
+    p = sub.add_parser(
+        "measure",
+        help="a table of the objects: size, position, intensity, border, lineage (CSV)",
+        description="Measure every object of a label movie or stack: frame, label, area "
+        "(pixels; with --spacing also physical), centroid, bounding box, equivalent diameter, "
+        "eccentricity and solidity (2D), whether the image's edge cuts it, with --image the mean, "
+        "min, max and integrated intensity inside it, and for a CTC result folder (labels linked "
+        "over time) each object's parent. One row per object per frame, as CSV.",
+    )
+    p.add_argument(
+        "labels",
+        metavar="LABELS",
+        help="labels: .tif stack, .zarr / OME-Zarr, .npy, or a CTC result folder (maskTTT.tif + "
+        "res_track.txt: parents from its tracks)",
+    )
+    p.add_argument("-o", "--output", required=True, help="the table to write (.csv)")
+    p.add_argument(
+        "--image",
+        default=None,
+        help="raw movie of the same shape: intensities inside each object (pick one channel of "
+        "a multi-channel movie with --channel)",
+    )
+    add_channel_arguments(p)
+    p.add_argument(
+        "--volume",
+        action="store_true",
+        help="LABELS is one (Z, Y, X) volume, not a (T, Y, X) movie (a 4D file is always "
+        "(T, Z, Y, X))",
+    )
+    p.add_argument(
+        "--spacing",
+        default=None,
+        help="pixel size per spatial axis, comma separated (y,x or z,y,x), e.g. 0.5,0.1,0.1: adds "
+        "area_um2 / volume_um3",
+    )
+    p.add_argument("--unit", default="um", help="the unit of --spacing, for the column name (um)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``measure``."""
+    import numpy as np
+
+    from napari_hemd._atomic import check_output_path
+    from napari_hemd.cli._segment import channel_of
+    from napari_hemd.core.measure import measure_objects, write_table
+    from napari_hemd.io import read_stack
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".csv":
+        raise ValueError(f"--output must be a .csv file; got {args.output!r}")
+    check_output_path(out, overwrite=args.overwrite, inputs=[args.labels, args.image])
+    spacing = None
+    if args.spacing:
+        try:
+            spacing = [float(v) for v in args.spacing.split(",")]
+        except ValueError:
+            raise ValueError(
+                f"--spacing must be comma-separated numbers (y,x or z,y,x); got {args.spacing!r}"
+            ) from None
+    tracks = None
+    path = Path(args.labels)
+    if path.is_dir() and not path.suffix and (path / "res_track.txt").is_file():
+        from napari_hemd.io.ctc import read_ctc_tracks
+
+        tracks = read_ctc_tracks(path / "res_track.txt")
+    labels = read_stack(path, lazy=True)
+    if not np.issubdtype(np.dtype(labels.dtype), np.integer):
+        raise ValueError(
+            f"LABELS {args.labels!r} must hold integer instance ids; got dtype {labels.dtype} "
+            "(a probability map? segment it first)"
+        )
+    frames = not args.volume or labels.ndim == 4
+    if labels.ndim == 2:
+        labels, frames = np.asarray(labels)[None], True
+    image = None
+    if args.image is not None:
+        image = channel_of(read_stack(args.image, lazy=True), args.image, args, "--image")
+        if tuple(image.shape) != tuple(labels.shape) and image.ndim == 2:
+            image = np.asarray(image)[None]
+        if tuple(image.shape) != tuple(labels.shape):
+            raise ValueError(
+                f"--image must have the shape of LABELS {tuple(labels.shape)}; got "
+                f"{tuple(image.shape)}"
+            )
+    elif args.channel is not None or args.channel_axis is not None:
+        raise ValueError("--channel needs --image (the movie whose channel is measured)")
+    table = measure_objects(
+        labels, image, frames=frames, spacing=spacing, unit=args.unit, tracks=tracks
+    )
+    write_table(table, out, overwrite=args.overwrite)
+    n = len(table["label"])
+    n_frames = len(np.unique(table["frame"])) if n else 0
+    print(
+        f"measure: {n} objects in {n_frames} frame(s), {len(table)} columns -> {out}",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,189 @@
+"""Per-object measurements of a label movie: one row per object per frame, for a spreadsheet.
+
+After segmenting and proofreading, a biologist measures: how large each cell is, where it is, how
+bright it is in each channel, whether the image's edge cuts it, and (with linked labels) which
+cell it came from. :func:`measure_objects` gives those columns from
+:func:`skimage.measure.regionprops_table`, frame by frame (so a long movie is measured one frame
+in memory at a time when the labels are lazy), and :func:`write_table` writes them as CSV.
+
+Sizes are in pixels (``area``: pixels of a 2D object, voxels of a 3D one) and, with ``spacing``
+(the pixel size per spatial axis), in physical units too (``area_um2`` / ``volume_um3`` for the
+unit ``um``). Coordinates (centroid, bounding box) are in pixels of the array, frames counted
+from 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["measure_objects", "write_table"]
+
+#: regionprops names -> our column names, for 2D and 3D objects.
+_SHAPE_2D = ("area", "centroid", "bbox", "equivalent_diameter_area", "eccentricity", "solidity")
+_SHAPE_3D = ("area", "centroid", "bbox", "equivalent_diameter_area")
+_INTENSITY = ("intensity_mean", "intensity_min", "intensity_max")
+
+
+def measure_objects(
+    labels,
+    image=None,
+    *,
+    frames: bool = True,
+    spacing: Sequence[float] | None = None,
+    unit: str = "um",
+    tracks: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Measure every object of every frame.
+
+    Parameters
+    ----------
+    labels : (T, Y, X) or (T, Z, Y, X) integer array-like (``frames=True``), or (Y, X) / (Z, Y, X)
+        Instance labels (0 background); read one frame at a time.
+    image : array-like shaped like ``labels``, optional
+        Intensities to measure inside each object (mean, min, max and their sum, the integrated
+        intensity).
+    frames : bool
+        Axis 0 of ``labels`` is time (each frame measured on its own); False: one image or volume.
+    spacing : sequence of float, optional
+        Pixel size per spatial axis (``(y, x)`` or ``(z, y, x)``): adds the physical size column.
+    unit : str
+        The unit of ``spacing``, for the column name (``area_um2``, ``volume_um3``).
+    tracks : (K, 4) array, optional
+        CTC track table (``L B E P``) of linked labels: adds ``parent`` (0: none).
+
+    Returns
+    -------
+    dict of str to ndarray
+        Columns of equal length, one row per object per frame, ordered by frame then label:
+        ``frame``, ``label``, ``area``, [``area_<unit>2`` / ``volume_<unit>3``], ``centroid_z``
+        (3D), ``centroid_y``, ``centroid_x``, ``bbox_*_min`` / ``bbox_*_max`` (max exclusive),
+        ``equivalent_diameter``, ``eccentricity`` and ``solidity`` (2D), ``touches_border``,
+        [``mean_intensity``, ``min_intensity``, ``max_intensity``, ``integrated_intensity``],
+        [``parent``].
+
+    Raises
+    ------
+    ValueError
+        ``labels`` of another shape than ``image``, not integers, or a ``spacing`` of the wrong
+        length or not positive.
+    """
+    from skimage.measure import regionprops_table
+
+    shape = tuple(labels.shape)
+    spatial = len(shape) - 1 if frames else len(shape)
+    if spatial not in (2, 3) or (frames and len(shape) < 3):
+        what = "(T, Y, X) or (T, Z, Y, X)" if frames else "(Y, X) or (Z, Y, X)"
+        raise ValueError(f"labels must be {what}; got shape {shape}")
+    if not np.issubdtype(np.dtype(labels.dtype), np.integer):
+        raise ValueError(f"labels must be integers (instance ids); got dtype {labels.dtype}")
+    if image is not None and tuple(image.shape) != shape:
+        raise ValueError(f"image must have the labels' shape {shape}; got {tuple(image.shape)}")
+    if spacing is not None:
+        spacing = [float(s) for s in spacing]
+        if len(spacing) != spatial or not all(s > 0 for s in spacing):
+            raise ValueError(
+                f"spacing must be {spatial} positive pixel sizes ({'z, ' * (spatial == 3)}y, x); "
+                f"got {spacing}"
+            )
+    axes = "zyx"[-spatial:]
+    props = ["label", *(_SHAPE_2D if spatial == 2 else _SHAPE_3D)]
+    if image is not None:
+        props += _INTENSITY
+    parents = {}
+    if tracks is not None and len(tracks):
+        parents = {int(r[0]): int(r[3]) for r in np.asarray(tracks)}
+    n_t = shape[0] if frames else 1
+    parts: list[dict[str, np.ndarray]] = []
+    for t in range(n_t):
+        lab = np.asarray(labels[t] if frames else labels)
+        if not lab.any():
+            continue
+        img = None if image is None else np.asarray(image[t] if frames else image)
+        table = regionprops_table(lab, intensity_image=img, properties=props)
+        n = len(table["label"])
+        row: dict[str, np.ndarray] = {
+            "frame": np.full(n, t, np.int64),
+            "label": np.asarray(table["label"], np.int64),
+            "area": np.asarray(table["area"], np.int64),
+        }
+        if spacing is not None:
+            size = "area" if spatial == 2 else "volume"
+            row[f"{size}_{unit}{spatial}"] = row["area"] * float(np.prod(spacing))
+        for i, a in enumerate(axes):
+            row[f"centroid_{a}"] = np.asarray(table[f"centroid-{i}"], np.float64)
+        for i, a in enumerate(axes):
+            row[f"bbox_{a}_min"] = np.asarray(table[f"bbox-{i}"], np.int64)
+            row[f"bbox_{a}_max"] = np.asarray(table[f"bbox-{i + spatial}"], np.int64)
+        row["equivalent_diameter"] = np.asarray(table["equivalent_diameter_area"], np.float64)
+        if spatial == 2:
+            row["eccentricity"] = np.asarray(table["eccentricity"], np.float64)
+            row["solidity"] = np.asarray(table["solidity"], np.float64)
+        lo = np.stack([row[f"bbox_{a}_min"] for a in axes])
+        hi = np.stack([row[f"bbox_{a}_max"] for a in axes])
+        row["touches_border"] = (lo == 0).any(0) | (hi == np.array(lab.shape)[:, None]).any(0)
+        if img is not None:
+            row["mean_intensity"] = np.asarray(table["intensity_mean"], np.float64)
+            row["min_intensity"] = np.asarray(table["intensity_min"], np.float64)
+            row["max_intensity"] = np.asarray(table["intensity_max"], np.float64)
+            row["integrated_intensity"] = row["mean_intensity"] * row["area"]
+        if parents:
+            row["parent"] = np.array([parents.get(int(k), 0) for k in row["label"]], np.int64)
+        parts.append(row)
+    if not parts:  # no object at all: the columns, empty
+        return {k: np.zeros(0) for k in _columns(spatial, spacing, unit, image, parents)}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _columns(spatial: int, spacing, unit: str, image, parents) -> list[str]:
+    axes = "zyx"[-spatial:]
+    cols = ["frame", "label", "area"]
+    if spacing is not None:
+        cols.append(f"{'area' if spatial == 2 else 'volume'}_{unit}{spatial}")
+    cols += [f"centroid_{a}" for a in axes]
+    cols += [f"bbox_{a}_{m}" for a in axes for m in ("min", "max")]
+    cols.append("equivalent_diameter")
+    if spatial == 2:
+        cols += ["eccentricity", "solidity"]
+    cols.append("touches_border")
+    if image is not None:
+        cols += ["mean_intensity", "min_intensity", "max_intensity", "integrated_intensity"]
+    if parents:
+        cols.append("parent")
+    return cols
+
+
+def write_table(
+    columns: dict[str, np.ndarray], path: str | os.PathLike, *, overwrite: bool = False
+) -> Path:
+    """Write ``columns`` as a CSV file (header row, one row per object), atomically.
+
+    Floats are written with 6 significant digits, booleans as 0/1. An existing file is replaced
+    only with ``overwrite`` (never a folder).
+    """
+    from napari_hemd._atomic import atomic_path, check_output_path
+
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        raise ValueError(f"output must be a .csv file; got {str(path)!r}")
+    check_output_path(path, overwrite=overwrite, name="output")
+    names = list(columns)
+    cols = [np.asarray(columns[k]) for k in names]
+    with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(names)
+        for i in range(len(cols[0]) if cols else 0):
+            w.writerow([_cell(c[i]) for c in cols])
+    return path
+
+
+def _cell(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.6g}"
+    return str(v)

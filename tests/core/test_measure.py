@@ -1,0 +1,130 @@
+"""Per-object measurements (``measure_objects``, ``napari-hemd measure``): known shapes, real masks."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_hemd.cli import main
+from napari_hemd.core.measure import measure_objects, write_table
+
+
+@pytest.fixture
+def movie():
+    """Two frames: a 4x6 box touching the top edge and a 3x3 box; frame 1 adds a third."""
+    lab = np.zeros((3, 20, 30), np.uint16)
+    lab[0, 0:4, 5:11] = 1
+    lab[0, 10:13, 20:23] = 2
+    lab[2, 0:4, 6:12] = 1
+    lab[2, 10:13, 20:23] = 2
+    lab[2, 15:18, 2:5] = 3
+    img = np.zeros(lab.shape, np.float32)
+    img[lab == 1] = 10.0
+    img[0, 10, 20] = 50.0  # one bright pixel in object 2 of frame 0
+    img[(lab == 2) & (img == 0)] = 5.0
+    img[lab == 3] = 7.0
+    return lab, img
+
+
+def test_known_boxes(movie):
+    lab, img = movie
+    t = measure_objects(
+        lab, img, spacing=(0.5, 0.25), tracks=np.array([[1, 0, 2, 0], [3, 2, 2, 1]])
+    )
+    assert t["frame"].tolist() == [0, 0, 2, 2, 2]  # frame 1 is empty: no row
+    assert t["label"].tolist() == [1, 2, 1, 2, 3]
+    assert t["area"].tolist() == [24, 9, 24, 9, 9]
+    np.testing.assert_allclose(t["area_um2"], np.array([24, 9, 24, 9, 9]) * 0.125)
+    np.testing.assert_allclose(t["centroid_y"][:2], [1.5, 11.0])
+    np.testing.assert_allclose(t["centroid_x"][:2], [7.5, 21.0])
+    assert (t["bbox_y_min"][0], t["bbox_y_max"][0], t["bbox_x_min"][0], t["bbox_x_max"][0]) == (
+        0, 4, 5, 11,
+    )  # fmt: skip
+    assert t["touches_border"].tolist() == [True, False, True, False, False]
+    np.testing.assert_allclose(t["equivalent_diameter"][1], 2 * np.sqrt(9 / np.pi))
+    assert t["max_intensity"][1] == 50.0 and t["min_intensity"][1] == 5.0
+    np.testing.assert_allclose(t["mean_intensity"][1], (50 + 8 * 5) / 9)
+    np.testing.assert_allclose(t["integrated_intensity"][1], 90.0)
+    assert t["parent"].tolist() == [0, 0, 0, 0, 1]
+    assert len({len(v) for v in t.values()}) == 1
+
+
+def test_a_volume_and_its_errors():
+    vol = np.zeros((5, 8, 8), np.int32)
+    vol[1:4, 2:5, 2:6] = 4
+    t = measure_objects(vol, frames=False, spacing=(2.0, 0.5, 0.5), unit="nm")
+    assert t["label"].tolist() == [4] and t["area"].tolist() == [36]
+    assert t["volume_nm3"].tolist() == [18.0] and t["centroid_z"].tolist() == [2.0]
+    assert "eccentricity" not in t and not t["touches_border"][0]
+    with pytest.raises(ValueError, match="spacing must be 3 positive pixel sizes"):
+        measure_objects(vol, frames=False, spacing=(1.0, 1.0))
+    with pytest.raises(ValueError, match="labels must be integers"):
+        measure_objects(vol.astype(np.float32), frames=False)
+    with pytest.raises(ValueError, match="image must have the labels' shape"):
+        measure_objects(vol, np.zeros((5, 8, 9)), frames=False)
+    empty = measure_objects(np.zeros((2, 8, 8), np.uint8))
+    assert "label" in empty and len(empty["label"]) == 0
+
+
+@pytest.mark.shared
+def test_real_masks_of_hela(shared_data):
+    """The silver-truth masks of three Fluo-N2DL-HeLa frames with their raw frames."""
+    from napari_hemd.models import load_samples
+
+    samples = load_samples(shared_data / "ctc" / "Fluo-N2DL-HeLa" / "01", masks="st")[40:43]
+    lab = np.stack([s.labels for s in samples])
+    raw = np.stack(
+        [
+            tifffile.imread(shared_data / "ctc/Fluo-N2DL-HeLa/01" / f"{s.name.split('/')[-1]}.tif")
+            for s in samples
+        ]
+    )
+    t = measure_objects(lab, raw)
+    for f in range(3):
+        rows = t["frame"] == f
+        ids = np.unique(lab[f])
+        assert sorted(t["label"][rows].tolist()) == ids[ids > 0].tolist()
+        assert t["area"][rows].sum() == np.count_nonzero(lab[f])
+    i = len(t["label"]) // 2  # one object, checked by hand
+    f, k = t["frame"][i], t["label"][i]
+    inside = raw[f][lab[f] == k].astype(np.float64)
+    np.testing.assert_allclose(t["mean_intensity"][i], inside.mean())
+    np.testing.assert_allclose(t["integrated_intensity"][i], inside.sum())
+    assert t["max_intensity"][i] == inside.max()
+
+
+def test_cli_measures_a_linked_result_with_its_lineage(tmp_path, capsys):
+    """segment --link writes a CTC folder; measure reads its tracks: daughters name a parent."""
+    from napari_hemd.data.synthetic import nuclei_video
+
+    v = nuclei_video(n_frames=12, shape=(96, 96), n_cells=6, seed=1)
+    tifffile.imwrite(tmp_path / "prob.tif", v["prob"])
+    tifffile.imwrite(tmp_path / "raw.tif", v["image"], photometric="minisblack")
+    res = tmp_path / "res"
+    assert (
+        main(["segment", str(tmp_path / "prob.tif"), "-o", str(res), "--link", "--no-progress"])
+        == 0
+    )
+    out = tmp_path / "table.csv"
+    args = ["measure", str(res), "--image", str(tmp_path / "raw.tif"), "-o", str(out)]
+    assert main([*args, "--spacing", "0.3,0.3"]) == 0
+    assert "objects in 12 frame(s)" in capsys.readouterr().err
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    tracks = np.loadtxt(res / "res_track.txt", dtype=int, ndmin=2)
+    daughters = {int(r[0]): int(r[3]) for r in tracks if r[3]}
+    assert daughters, "the synthetic video has divisions"
+    for r in rows:
+        assert int(r["parent"]) == daughters.get(int(r["label"]), 0)
+        assert float(r["area_um2"]) == pytest.approx(int(r["area"]) * 0.09, rel=1e-5)
+    assert main(args) == 2  # never overwritten silently
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["measure", str(res), "-o", str(tmp_path / "t.csv"), "--channel", "1"]) == 2
+    assert "--channel needs --image" in capsys.readouterr().err
+    assert main(["measure", str(tmp_path / "prob.tif"), "-o", str(tmp_path / "t.csv")]) == 2
+    assert "must hold integer instance ids" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"must be a \.csv file"):
+        write_table({"a": np.zeros(1)}, tmp_path / "t.txt")
