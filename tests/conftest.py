@@ -58,3 +58,25 @@ def dask_cluster_client():
 
     with dask_client(workers=2) as client:
         yield client
+
+
+@pytest.fixture
+def ome_zarr_image():
+    """Write ``array`` as an OME-Zarr (NGFF 0.4) image group with ``axes`` (e.g. ``"tcyx"``)."""
+
+    def write(path: Path, array, axes: str, scale: list[float] | None = None) -> Path:
+        import zarr
+
+        root = zarr.open_group(str(path), mode="w", zarr_format=2)
+        chunks = tuple(1 if i < array.ndim - 2 else s for i, s in enumerate(array.shape))
+        root.create_array("0", shape=array.shape, dtype=array.dtype, chunks=chunks)
+        root["0"][...] = array
+        dataset: dict = {"path": "0"}
+        if scale is not None:
+            dataset["coordinateTransformations"] = [{"type": "scale", "scale": list(scale)}]
+        root.attrs["multiscales"] = [
+            {"version": "0.4", "axes": [{"name": a} for a in axes], "datasets": [dataset]}
+        ]
+        return path
+
+    return write

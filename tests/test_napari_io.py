@@ -94,7 +94,7 @@ def test_ome_zarr_writer_uses_ngff_axis_labels(tmp_path, labels):
     assert [a["name"] for a in attrs["multiscales"][0]["axes"]] == ["t", "y", "x"]
 
 
-def test_multi_channel_files_open_as_one_layer_per_channel(tmp_path):
+def test_multi_channel_files_open_as_one_layer_per_channel(tmp_path, ome_zarr_image):
     """An ImageJ hyperstack's channels, a colour TIFF's samples and an OME-Zarr image's ``c``
     axis become one image layer each (``channel_axis``): each a movie the widgets take."""
     import zarr
@@ -120,18 +120,7 @@ def test_multi_channel_files_open_as_one_layer_per_channel(tmp_path):
     [(_, meta, _)] = get_reader(str(tmp_path / "grey.tif"))(str(tmp_path / "grey.tif"))
     assert "channel_axis" not in meta and meta["name"] == "grey"
 
-    path = tmp_path / "movie.ome.zarr"
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
-    root.create_array("0", shape=movie.shape, dtype=movie.dtype, chunks=(1, 1, 8, 8))
-    root["0"][...] = movie
-    root.attrs["multiscales"] = [
-        {
-            "version": "0.4",
-            "axes": [{"name": a} for a in "tcyx"],
-            "datasets": [{"path": "0", "coordinateTransformations": [
-                {"type": "scale", "scale": [1.0, 1.0, 0.5, 0.5]}]}],
-        }
-    ]  # fmt: skip
+    path = ome_zarr_image(tmp_path / "movie.ome.zarr", movie, "tcyx", [1.0, 1.0, 0.5, 0.5])
     [(data, meta, _)] = get_reader(str(path))(str(path))
     assert meta["channel_axis"] == 1 and meta["name"] == ["movie channel 0", "movie channel 1"]
     assert meta["axis_labels"] == ("t", "y", "x") and meta["scale"] == [1.0, 0.5, 0.5]

@@ -7,7 +7,6 @@ import pickle
 import numpy as np
 import pytest
 import tifffile
-import zarr
 
 from napari_hemd.core.streaming import _source_id
 from napari_hemd.io import read_stack
@@ -85,18 +84,8 @@ def test_a_colour_tiff_gives_its_samples_not_their_grey(tmp_path):
     assert blue.shape == (2, 16, 16) and (blue == 200).all()
 
 
-def test_ome_zarr_channel_axis(tmp_path, movie):
-    path = tmp_path / "movie.ome.zarr"
-    root = zarr.open_group(str(path), mode="w", zarr_format=2)
-    root.create_array("0", shape=movie.shape, dtype=movie.dtype, chunks=(1, 1, 24, 32))
-    root["0"][...] = movie
-    root.attrs["multiscales"] = [
-        {
-            "version": "0.4",
-            "axes": [{"name": a} for a in "tcyx"],
-            "datasets": [{"path": "0"}],
-        }
-    ]
+def test_ome_zarr_channel_axis(tmp_path, movie, ome_zarr_image):
+    path = ome_zarr_image(tmp_path / "movie.ome.zarr", movie, "tcyx")
     data = read_stack(path, lazy=True)
     with pytest.raises(ValueError, match="has 3 channels"):
         select_channel(data, path, None)
