@@ -97,10 +97,11 @@ def check_fits_in_memory(
     if need <= free:
         return
     frames = int(shape[0]) if len(shape) >= 3 else 1
-    if model and len(shape) == 4:  # stack by stack in memory; stream takes no raw 4D movie
+    if model and len(shape) == 4:  # stream: one stack in memory at a time
         instead = (
-            f"Segment fewer time points at a time (one stack needs about {_gb(need / frames)}), "
-            "or on a machine with more memory"
+            "Segment it stack by stack instead, one stack in memory (about "
+            f"{_gb(need / frames)}) and the same labels: `napari-hemd stream MOVIE --model NAME "
+            "-o OUT.zarr` (in napari: Plugins > napari-hemd > Large data)"
         )
     elif frames > 1:
         command = "stream MOVIE --model NAME -o OUT.zarr" if model else "stream PROB -o OUT.zarr"

@@ -26,6 +26,7 @@ __all__ = [
     "open_input",
     "stream_segment",
     "stream_size_advice",
+    "stream_stacks",
     "stream_workflow",
 ]
 
@@ -57,6 +58,167 @@ def open_input(path: str | os.PathLike):
         if frames is not None:
             return frames
     return read_stack(path, lazy=True)
+
+
+def stream_stacks(
+    source,
+    output: str | os.PathLike,
+    model,
+    *,
+    method: str = "hemd",
+    overwrite: bool = False,
+    resume: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+    on_stack: Callable[[int], None] | None = None,
+    **kwargs,
+) -> Path:
+    """A ``(T, Z, Y, X)`` time-lapse of stacks with a model, one stack in memory at a time.
+
+    Each stack is segmented exactly as :func:`napari_hemd.image_segmentation.segment_image`
+    segments it alone (a 3D model: three planes, H-EMD across its slices); where the stacks'
+    objects are linked (the model's ``link``, e.g. ``nuclei-3d``) each stack is linked to the
+    previous one as it is finished (:class:`napari_hemd.core.linking.FrameLinker`), so the
+    labels equal the in-memory ``segment_image`` of the whole time-lapse. Memory: one stack's
+    maps, forests and labels, whatever the number of time points.
+
+    Written like :func:`napari_hemd.core.streaming.hemd_stream`: into a hidden sibling
+    ``.NAME.partial`` (a zarr of chunks ``(1, 1, Y, X)``, the stacks done and the linking state
+    recorded after each), renamed onto ``output`` when complete; a killed run restarted with the
+    same arguments continues after the last finished stack and writes the same labels. The
+    store's attributes record the run's parameters, ``model`` and, with linking, ``tracks``
+    (``L B E P`` rows).
+
+    Parameters
+    ----------
+    source : path-like or (T, Z, Y, X) array-like
+        Raw stacks, time on axis 0 (a path is opened lazily with :func:`open_input`).
+    output : path-like
+        ``*.zarr`` label store to create.
+    model : str, path-like or HemdModel
+        As for ``segment_image``.
+    method : str
+        H-EMD or a baseline, as for ``segment_image``.
+    overwrite, resume : bool
+        Replace an existing ``output``; continue a partial run of the same arguments.
+    progress : callable, optional
+        ``progress("stacks", done, total)``.
+    on_stack : callable, optional
+        Called with each stack's index once it is recorded (tests use it to interrupt).
+    **kwargs
+        Options of ``segment_image`` (``tile``, ``tta``, ``scale``, ``planes``, ``z_scale``,
+        ``exclude_border``, H-EMD parameters ...).
+
+    Returns
+    -------
+    Path
+        ``output``.
+    """
+    import hashlib
+    import shutil
+
+    import numpy as np
+    import zarr
+
+    from napari_hemd._atomic import check_output_path, mark_output, output_lock
+    from napari_hemd.core.linking import FrameLinker
+    from napari_hemd.core.streaming import _jsonable, _partial_path, _source_id, announce_resume
+    from napari_hemd.image_segmentation import segment_image
+    from napari_hemd.models.prediction import _resolve_model
+    from napari_hemd.models.streaming import _model_key
+
+    output = _check_zarr_path(output, "output")
+    src_path = source if isinstance(source, (str, os.PathLike)) else None
+    check_output_path(output, overwrite=overwrite, name="output", inputs=[src_path])
+    with output_lock(output):
+        data = open_input(source) if src_path is not None else source
+        if len(data.shape) != 4:
+            raise ValueError(
+                f"source must be a (T, Z, Y, X) time-lapse of stacks; got shape {tuple(data.shape)}"
+            )
+        if isinstance(kwargs.get("scale"), str):
+            raise ValueError(
+                "scale='auto' is not available for a time-lapse of stacks: give a zoom"
+            )
+        loaded = _resolve_model(model)
+        n = int(data.shape[0])
+        blob = json.dumps(
+            {
+                "shape": list(data.shape),
+                "source": _source_id(data),
+                # a model object in memory is never resumed: nothing proves it is the same one
+                "model": list(_model_key(model))
+                if isinstance(model, (str, os.PathLike))
+                else os.urandom(8).hex(),
+                "method": method,
+                "kwargs": {k: kwargs[k] for k in sorted(kwargs)},
+            },
+            sort_keys=True,
+            default=str,
+        )
+        sig = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        partial = _partial_path(output)
+        store = partial / f"labels-{sig}.zarr"
+        state_file, prev_file = partial / "progress.json", partial / "prev.npy"
+        done, linker, linked, params = 0, None, None, {}
+        if resume and store.exists() and state_file.exists():
+            try:
+                state = json.loads(state_file.read_text())
+                if state.get("signature") == sig:
+                    done, linked = int(state["done"]), state["linked"]
+                    params = dict(state["params"])
+                    if linked:
+                        linker = FrameLinker.from_state(state["linker"], np.load(prev_file))
+            except (ValueError, KeyError, TypeError, OSError) as exc:
+                log.warning("%s is damaged (%s): starting over", state_file, exc)
+                done, linker, linked = 0, None, None
+        if done == 0:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            zarr.create_array(
+                str(store),
+                shape=tuple(data.shape),
+                chunks=(1, 1, *tuple(data.shape[2:])),
+                dtype=np.uint32,
+                fill_value=0,
+            )
+        else:
+            announce_resume(output, "run", done, n, "stacks", done)
+        z = zarr.open_array(str(store), mode="r+")
+        for t in range(done, n):
+            res = segment_image(np.asarray(data[t]), loaded, method, **kwargs)
+            params = _jsonable(res.params)
+            if linked is None:
+                linked = bool(res.params.get("link"))
+                linker = FrameLinker() if linked else None
+            labels = linker.push(res.labels) if linked else res.labels
+            z[t] = labels
+            if linked:  # the raw labels of this stack, which the next one is linked to
+                tmp = partial / "prev.tmp.npy"
+                np.save(tmp, np.asarray(res.labels))
+                os.replace(tmp, prev_file)
+            record = {"signature": sig, "done": t + 1, "linked": linked, "params": params}
+            if linked:
+                record["linker"] = linker.state()
+            tmp = partial / "progress.tmp"
+            tmp.write_text(json.dumps(record))
+            os.replace(tmp, state_file)
+            if progress:
+                progress("stacks", t + 1, n)
+            if on_stack:
+                on_stack(t)
+        attrs = {**params, "stack_by_stack": True}
+        if isinstance(model, (str, os.PathLike)):
+            attrs["model"] = str(model)
+        if linked:
+            attrs["link_time"] = True
+            attrs["tracks"] = linker.tracks().tolist()
+        z.attrs.update(attrs)
+        mark_output(store)
+        if output.exists():
+            os.replace(output, partial / "old")
+        os.replace(store, output)
+        shutil.rmtree(partial, ignore_errors=True)
+    return output
 
 
 def _check_zarr_path(path, name: str) -> Path:
@@ -127,7 +289,9 @@ def stream_segment(
     output : path-like
         ``*.zarr`` label store (uint32, chunks of one frame).
     model : str or path-like, optional
-        Shipped model name or model file: predict foreground probabilities first (2D+t only).
+        Shipped model name or model file: predict foreground probabilities first. A raw
+        ``(T, Z, Y, X)`` time-lapse of stacks is segmented stack by stack instead
+        (:func:`stream_stacks`; no Dask, no ``prob_output``).
     prob_output : path-like, optional
         ``*.zarr`` group for the predictions (array ``foreground``); default
         :func:`default_prob_output`. Kept after the run (a rerun reuses it).
@@ -171,6 +335,7 @@ def stream_segment(
     output = _check_zarr_path(output, "output")
     src_path = source if isinstance(source, (str, os.PathLike)) else None
     check_output_path(output, overwrite=overwrite, name="output", inputs=[src_path])
+    prob_output_given = prob_output is not None
     if model is not None:
         prob_output = _check_zarr_path(
             prob_output if prob_output is not None else default_prob_output(output), "prob_output"
@@ -188,15 +353,21 @@ def stream_segment(
 
     with output_lock(output):  # a second run on this output fails at once
         data = open_input(source) if isinstance(source, (str, os.PathLike)) else source
+        if model is not None and len(data.shape) == 4:  # a time-lapse of stacks
+            if workers is not None or scheduler is not None or prob_output_given:
+                raise ValueError(
+                    "a (T, Z, Y, X) time-lapse of stacks is segmented stack by stack in this "
+                    "process (stream_stacks), its maps not kept: no workers, scheduler or "
+                    "prob_output"
+                )
+            return stream_stacks(
+                data, output, model, tile=tile, threads=threads, tta=tta, scale=scale,
+                overwrite=overwrite, resume=resume, progress=progress, **params,
+            )  # fmt: skip
         if model is not None and len(data.shape) != 3:
             raise ValueError(
-                f"prediction needs (T, Y, X) raw frames; source has shape {tuple(data.shape)}"
-                + (
-                    ". A (T, Z, Y, X) time-lapse of stacks: napari-hemd segment INPUT --model NAME "
-                    "(stack by stack); one channel of a multi-channel movie: --channel N"
-                    if len(data.shape) == 4
-                    else ""
-                )
+                f"prediction needs (T, Y, X) raw frames or (T, Z, Y, X) stacks; source has shape "
+                f"{tuple(data.shape)}"
             )
         if progress and (workers is not None or scheduler is not None):
             progress("cluster", 0, 0)
@@ -304,8 +475,10 @@ def stream_size_advice(model, output, scale: float | None = None) -> str | None:
     from napari_hemd.image_segmentation import size_advice
     from napari_hemd.models import HemdModel, load_model
 
-    loaded = model if isinstance(model, HemdModel) else load_model(model)
     labels = zarr.open_array(str(output), mode="r")
+    if labels.attrs.get("stack_by_stack"):  # stacks, as segment_image gives no advice for them
+        return None
+    loaded = model if isinstance(model, HemdModel) else load_model(model)
     if scale is None:
         scale = float(labels.attrs.get("scale", 1.0))
     return size_advice(loaded, labels, scale)

@@ -209,3 +209,27 @@ def test_stream_widget_predicts_with_test_time_flips(
 
     w.model.value = NO_MODEL
     assert w.scale.native.isHidden() and w._arguments()["scale"] == 1.0
+
+
+def test_stream_widget_segments_a_time_lapse_of_stacks(make_napari_viewer, qtbot, tmp_path, shown):
+    """A (T, Z, Y, X) layer with nuclei-3d: stack by stack, the labels of segment_image."""
+    pytest.importorskip("torch")
+    from napari_hemd.data.synthetic import nuclei_volume
+    from napari_hemd.image_segmentation import segment_image
+
+    vol = nuclei_volume()["image"][:24, :96]
+    stacks = np.stack([vol[..., s : s + 96] for s in (0, 1)])
+    viewer = make_napari_viewer()
+    viewer.add_image(stacks, name="embryo")
+    w = _widget(viewer, "", tmp_path / "emb.zarr")
+    w.input_from.value = "layer"
+    w.image.value = viewer.layers["embryo"]
+    w.model.value = "nuclei-3d"
+    w.tta.value = 1
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: "emb labels" in viewer.layers, timeout=180_000)
+    expected = segment_image(stacks, "nuclei-3d", tta=1, iterations=2).labels  # the widget's T
+    np.testing.assert_array_equal(viewer.layers["emb labels"].data[:], expected)
+    assert "emb probability" not in viewer.layers  # stack by stack: no maps kept
+    assert ("stacks", 2, 2) in w.events
+    assert shown == []

@@ -89,3 +89,22 @@ def test_tracks_after_removal_split_at_gaps_and_orphan_daughters():
     sub = lab[:2]
     same, kept = tracks_after_removal(sub, np.array([[1, 0, 1, 0], [5, 1, 1, 3]]))
     assert same is sub and kept.tolist() == [[1, 0, 1, 0], [5, 1, 1, 3]]
+
+
+def test_frame_linker_links_as_link_labels_and_resumes_from_its_state():
+    """Frames pushed one by one (and a linker rebuilt from its JSON state half-way) give the
+    labels and tracks of link_labels, divisions included."""
+    import json
+
+    from napari_hemd.core.linking import FrameLinker, link_labels
+    from napari_hemd.data.synthetic import nuclei_video
+
+    labels = nuclei_video(n_frames=30, shape=(128, 128), n_cells=10, seed=3)["labels"]
+    whole, tracks = link_labels(labels)
+    assert (tracks[:, 3] > 0).sum() >= 2  # the video's divisions
+    first = FrameLinker()
+    out = [first.push(labels[t]) for t in range(15)]
+    again = FrameLinker.from_state(json.loads(json.dumps(first.state())), first.prev)
+    out += [again.push(labels[t]) for t in range(15, 30)]
+    np.testing.assert_array_equal(np.stack(out), whole)
+    np.testing.assert_array_equal(again.tracks(), tracks)

@@ -247,7 +247,9 @@ class StreamWidget(LayerWidget):
 
         from napari_hemd.pipeline import default_prob_output
 
-        if kwargs["model"] is not None:
+        labels = zarr.open_array(str(path), mode="r")
+        stacks = bool(labels.attrs.get("stack_by_stack"))  # segmented stack by stack: no maps kept
+        if kwargs["model"] is not None and not stacks:
             prob = zarr.open_group(str(default_prob_output(path)), mode="r")["foreground"]
             self._replace(f"{path.stem} probability")
             self.viewer.add_image(
@@ -257,7 +259,6 @@ class StreamWidget(LayerWidget):
                 blending="additive",
                 contrast_limits=(0.0, 1.0),  # a lazy stack is not scanned for its range
             )
-        labels = zarr.open_array(str(path), mode="r")
         name = f"{path.stem} labels"
         self._replace(name)
         params = {k: kwargs[k] for k in ("tau", "delta", "iterations", "model", "chunk")}
@@ -272,6 +273,6 @@ class StreamWidget(LayerWidget):
             labels, name=name, metadata={STREAM_KEY: {**params, "path": str(path)}}
         )
         show_info(
-            f"Large data: {labels.shape[0]} frames in {str(path)!r}{zoom}"
-            + (f". Note: {advice}" if advice else "")
+            f"Large data: {labels.shape[0]} {'stacks' if stacks else 'frames'} in {str(path)!r}"
+            f"{zoom}" + (f". Note: {advice}" if advice else "")
         )

@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_scale_argument,
         add_tile_argument,
         add_tta_argument,
+        add_volume_arguments,
     )
 
     p = sub.add_parser(
@@ -65,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_tta_argument(m)
     add_scale_argument(m)
     add_channel_arguments(p)
+    add_volume_arguments(m)
     m.add_argument(
         "--threads",
         type=int,
@@ -138,6 +140,13 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd.pipeline import open_input, stream_segment
 
     prob = channel_of(open_input(args.prob), args.prob, args, "PROB")
+    if args.model is not None and len(prob.shape) == 4:
+        return _run_stacks(args, prob, params)
+    if args.planes is not None or args.z_scale is not None:
+        raise ValueError(
+            "--planes / --z-scale are for a (T, Z, Y, X) time-lapse of stacks with --model; "
+            f"PROB has shape {tuple(prob.shape)}"
+        )
     t0 = time.perf_counter()
     with Progress(disabled=args.no_progress, unit="step") as bar:
         stream_segment(
@@ -192,4 +201,54 @@ def run(args: argparse.Namespace) -> int:
         note = stream_size_advice(args.model, args.output)  # at the zoom it records
         if note:
             print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def _run_stacks(args: argparse.Namespace, stacks, params: dict) -> int:
+    """``stream MOVIE --model M`` on a (T, Z, Y, X) time-lapse of stacks: stack by stack."""
+    import zarr
+
+    from napari_hemd.cli._progress import Progress
+    from napari_hemd.cli._segment import _channel_meta, _has_channels, volume_kwargs
+    from napari_hemd.pipeline import stream_stacks
+
+    if args.channel is None and _has_channels(args.prob, stacks):
+        raise ValueError(
+            f"PROB {args.prob!r} of shape {tuple(stacks.shape)} looks like (T, C, Y, X): one "
+            "channel of a multi-channel movie: --channel N (and --channel-axis A where the file "
+            "does not name its axes)"
+        )
+    for opt in ("workers", "scheduler", "prob_output"):
+        if getattr(args, opt) is not None:
+            raise ValueError(
+                f"--{opt.replace('_', '-')}: a (T, Z, Y, X) time-lapse of stacks is segmented "
+                "stack by stack in this process, its maps not kept; drop it"
+            )
+    t0 = time.perf_counter()
+    with Progress(disabled=args.no_progress, unit="stack") as bar:
+        stream_stacks(
+            stacks,
+            args.output,
+            args.model,
+            overwrite=args.overwrite,
+            resume=not args.no_resume,
+            progress=bar,
+            tile=args.tile,
+            threads=args.threads,
+            tta=args.tta,
+            scale=args.scale,
+            exclude_border=args.exclude_border,
+            **volume_kwargs(args),
+            **params,
+        )
+    if args.channel is not None:
+        zarr.open_array(str(args.output), mode="r+").attrs.update(_channel_meta(args))
+    n, dt = int(stacks.shape[0]), time.perf_counter() - t0
+    linked = zarr.open_array(str(args.output), mode="r").attrs.get("link_time")
+    how = ", objects linked over time" if linked else ""
+    print(
+        f"stream: {n} stack(s) over time, stack by stack{how}, {n / dt:.2f} stacks/s -> "
+        f"{args.output}",
+        file=sys.stderr,
+    )
     return 0

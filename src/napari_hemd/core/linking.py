@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from napari_hemd.core.matching import emd_matching
 
-__all__ = ["link_labels", "tracks_after_removal"]
+__all__ = ["FrameLinker", "link_labels", "tracks_after_removal"]
 
 
 def _overlaps(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> sp.csr_matrix:
@@ -49,14 +49,39 @@ def link_labels(
         ``L B E P`` rows (label, first frame, last frame, parent label or 0).
     """
     labels = np.asarray(labels)
-    n_t = labels.shape[0]
     out = np.zeros(labels.shape, np.uint32)
-    tracks: dict[int, list[int]] = {}
-    next_id = 1
-    prev_map: dict[int, int] = {}
-    prev = None
-    for t in range(n_t):
-        cur = labels[t]
+    linker = FrameLinker(delta=delta, min_iou=min_iou, division_cover=division_cover)
+    for t in range(labels.shape[0]):
+        out[t] = linker.push(labels[t])
+    return out, linker.tracks()
+
+
+class FrameLinker:
+    """:func:`link_labels` one frame at a time: frames pushed in order come back relabelled.
+
+    For movies that are segmented (and written) frame by frame or stack by stack: only the
+    previous frame's labels are kept. :meth:`state` and :meth:`from_state` carry the linking
+    over an interruption (a resumed run links exactly as an uninterrupted one).
+
+    Parameters
+    ----------
+    delta, min_iou, division_cover : float
+        As for :func:`link_labels`.
+    """
+
+    def __init__(self, *, delta: float = 0.5, min_iou: float = 0.2, division_cover: float = 0.6):
+        self.delta, self.min_iou, self.division_cover = delta, min_iou, division_cover
+        self.t = 0  # the next frame's index
+        self.next_id = 1
+        self._tracks: dict[int, list[int]] = {}
+        self.prev: np.ndarray | None = None  # the last frame's labels as pushed
+        self.prev_map: dict[int, int] = {}  # its labels -> their track ids
+
+    def push(self, cur) -> np.ndarray:
+        """Link frame ``self.t`` to the previous one; its labels as track ids (uint32)."""
+        cur = np.asarray(cur)
+        t, prev, prev_map, tracks = self.t, self.prev, self.prev_map, self._tracks
+        delta = self.delta
         ids = np.unique(cur)
         ids = ids[ids > 0]
         cur_map: dict[int, int] = {}
@@ -66,14 +91,14 @@ def link_labels(
             area_a = np.bincount(prev.ravel(), minlength=na + 1)
             area_b = np.bincount(cur.ravel(), minlength=nb + 1)
             rows, cols, iou = emd_matching(inter, area_a, area_b, delta)
-            good = iou >= min_iou
+            good = iou >= self.min_iou
             links = dict(zip(cols[good].tolist(), rows[good].tolist(), strict=True))
             # Divisions: a mother covering two instances of the next frame.
             coo = sp.coo_matrix(inter)
             cover = coo.data / np.maximum(area_b[coo.col], 1)
             daughters: dict[int, list[int]] = {}
             for m, d, c in zip(coo.row.tolist(), coo.col.tolist(), cover.tolist(), strict=True):
-                if m and d and c >= division_cover and m in prev_map:
+                if m and d and c >= self.division_cover and m in prev_map:
                     daughters.setdefault(m, []).append(d)
             for m, ds in daughters.items():
                 if len(ds) != 2:
@@ -85,8 +110,8 @@ def link_labels(
                     continue
                 for d in ds:
                     links.pop(d, None)
-                    tid = next_id
-                    next_id += 1
+                    tid = self.next_id
+                    self.next_id += 1
                     tracks[tid] = [t, t, prev_map[m]]
                     cur_map[d] = tid
             for d, m in links.items():
@@ -98,19 +123,42 @@ def link_labels(
                     cur_map[d] = tid
         for d in ids.tolist():
             if d not in cur_map:
-                tid = next_id
-                next_id += 1
+                tid = self.next_id
+                self.next_id += 1
                 tracks[tid] = [t, t, 0]
                 cur_map[d] = tid
         lut = np.zeros(int(cur.max()) + 1 if cur.size else 1, np.uint32)
         for d, tid in cur_map.items():
             lut[d] = tid
-        out[t] = lut[cur]
-        prev, prev_map = cur, cur_map
-    table = np.array(
-        [[tid, b, e, p] for tid, (b, e, p) in sorted(tracks.items())], dtype=np.int64
-    ).reshape(-1, 4)
-    return out, table
+        self.prev, self.prev_map, self.t = cur, cur_map, t + 1
+        return lut[cur]
+
+    def tracks(self) -> np.ndarray:
+        """``(K, 4)`` int64 ``L B E P`` rows of the frames pushed so far, sorted by label."""
+        return np.array(
+            [[tid, b, e, p] for tid, (b, e, p) in sorted(self._tracks.items())], dtype=np.int64
+        ).reshape(-1, 4)
+
+    def state(self) -> dict:
+        """JSON-able state but the last frame's labels (``self.prev``, saved beside it)."""
+        return {
+            "params": [self.delta, self.min_iou, self.division_cover],
+            "t": self.t,
+            "next_id": self.next_id,
+            "tracks": {str(k): v for k, v in self._tracks.items()},
+            "prev_map": [[int(k), int(v)] for k, v in self.prev_map.items()],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, prev: np.ndarray | None) -> FrameLinker:
+        """The linker :meth:`state` described, with the last frame's labels ``prev``."""
+        delta, min_iou, cover = state["params"]
+        linker = cls(delta=delta, min_iou=min_iou, division_cover=cover)
+        linker.t, linker.next_id = int(state["t"]), int(state["next_id"])
+        linker._tracks = {int(k): [int(x) for x in v] for k, v in state["tracks"].items()}
+        linker.prev_map = {int(k): int(v) for k, v in state["prev_map"]}
+        linker.prev = None if prev is None else np.asarray(prev)
+        return linker
 
 
 def tracks_after_removal(labels: np.ndarray, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,79 @@
+"""A (T, Z, Y, X) time-lapse of stacks with a model, stack by stack: the in-memory labels,
+bounded memory, resumable."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+pytest.importorskip("torch")
+
+from napari_hemd.cli import main
+from napari_hemd.image_segmentation import segment_image
+from napari_hemd.pipeline import stream_segment, stream_stacks
+
+
+@pytest.fixture(scope="module")
+def stacks() -> np.ndarray:
+    """Three stacks of synthetic nuclei moving 1 px per time point: (3, 24, 96, 96) uint16."""
+    from napari_hemd.data.synthetic import nuclei_volume
+
+    vol = nuclei_volume()["image"][:24, :96]
+    return np.stack([vol[..., s : s + 96] for s in (0, 1, 2)])
+
+
+@pytest.fixture(scope="module")
+def in_memory(stacks):
+    res = segment_image(stacks, "nuclei-3d", tta=1, planes=1)
+    assert len(res.tracks) > 5  # nuclei, linked over the three stacks
+    return res
+
+
+def test_equals_the_in_memory_run_and_resumes_after_a_kill(stacks, in_memory, tmp_path, caplog):
+    out = tmp_path / "labels.zarr"
+
+    def killed(t):
+        if t == 1:
+            raise KeyboardInterrupt  # as a killed run: stacks 0 and 1 recorded, 2 not
+
+    with pytest.raises(KeyboardInterrupt):
+        stream_stacks(stacks, out, "nuclei-3d", tta=1, planes=1, on_stack=killed)
+    assert not out.exists()  # published only when complete
+    state = json.loads((tmp_path / ".labels.zarr.partial" / "progress.json").read_text())
+    assert state["done"] == 2 and state["linked"]
+    seen = []
+    with caplog.at_level(logging.WARNING):
+        stream_stacks(stacks, out, "nuclei-3d", tta=1, planes=1, on_stack=seen.append)
+    assert seen == [2]  # only the missing stack ran
+    assert "resuming an interrupted run" in caplog.text
+    z = zarr.open_array(str(out), mode="r")
+    np.testing.assert_array_equal(z[:], in_memory.labels)
+    assert z.chunks == (1, 1, 96, 96) and z.attrs["link_time"]
+    np.testing.assert_array_equal(np.array(z.attrs["tracks"]), in_memory.tracks)
+    assert z.attrs["model"] == "nuclei-3d"
+    assert not (tmp_path / ".labels.zarr.partial").exists()
+
+
+def test_stream_segment_and_the_cli_take_stacks(stacks, in_memory, tmp_path, capsys):
+    out = stream_segment(stacks, tmp_path / "a.zarr", model="nuclei-3d", tta=1, planes=1)
+    np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], in_memory.labels)
+    with pytest.raises(ValueError, match="stack by stack in this process"):
+        stream_segment(stacks, tmp_path / "b.zarr", model="nuclei-3d", workers=2)
+    path = tmp_path / "embryo.tif"
+    tifffile.imwrite(path, stacks, imagej=True, metadata={"axes": "TZYX"})
+    args = ["stream", str(path), "--model", "nuclei-3d", "--tta", "1", "--planes", "1"]
+    args.append("--no-progress")
+    assert main([*args, "-o", str(tmp_path / "c.zarr")]) == 0
+    err = capsys.readouterr().err
+    assert "3 stack(s) over time, stack by stack, objects linked over time" in err
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "c.zarr"), mode="r")[:], in_memory.labels
+    )
+    assert main([*args, "-o", str(tmp_path / "d.zarr"), "--workers", "2"]) == 2
+    assert "--workers: a (T, Z, Y, X) time-lapse of stacks" in capsys.readouterr().err
+    assert not (tmp_path / "d.zarr").exists()
