@@ -158,7 +158,7 @@ def stream_stacks(
         sig = hashlib.sha256(blob.encode()).hexdigest()[:16]
         partial = _partial_path(output)
         store = partial / f"labels-{sig}.zarr"
-        state_file, prev_file = partial / "progress.json", partial / "prev.npy"
+        state_file = partial / "progress.json"
         done, linker, linked, params = 0, None, None, {}
         if resume and store.exists() and state_file.exists():
             try:
@@ -167,7 +167,8 @@ def stream_stacks(
                     done, linked = int(state["done"]), state["linked"]
                     params = dict(state["params"])
                     if linked:
-                        linker = FrameLinker.from_state(state["linker"], np.load(prev_file))
+                        prev = np.load(partial / state["prev"])
+                        linker = FrameLinker.from_state(state["linker"], prev)
             except (ValueError, KeyError, TypeError, OSError) as exc:
                 log.warning("%s is damaged (%s): starting over", state_file, exc)
                 done, linker, linked = 0, None, None
@@ -192,16 +193,14 @@ def stream_stacks(
                 linker = FrameLinker() if linked else None
             labels = linker.push(res.labels) if linked else res.labels
             z[t] = labels
-            if linked:  # the raw labels of this stack, which the next one is linked to
-                tmp = partial / "prev.tmp.npy"
-                np.save(tmp, np.asarray(res.labels))
-                os.replace(tmp, prev_file)
             record = {"signature": sig, "done": t + 1, "linked": linked, "params": params}
-            if linked:
-                record["linker"] = linker.state()
-            tmp = partial / "progress.tmp"
-            tmp.write_text(json.dumps(record))
+            if linked:  # the raw labels of this stack, which the next one is linked to
+                record["linker"], record["prev"] = linker.state(), f"prev-{t}.npy"
+                np.save(partial / f"prev-{t}.npy", np.asarray(res.labels))
+            tmp = partial / "progress.tmp"  # the record names its own stack's file: a kill
+            tmp.write_text(json.dumps(record))  # between the two writes resumes consistently
             os.replace(tmp, state_file)
+            (partial / f"prev-{t - 1}.npy").unlink(missing_ok=True)
             if progress:
                 progress("stacks", t + 1, n)
             if on_stack:

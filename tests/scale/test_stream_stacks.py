@@ -45,7 +45,10 @@ def test_equals_the_in_memory_run_and_resumes_after_a_kill(stacks, in_memory, tm
         stream_stacks(stacks, out, "nuclei-3d", tta=1, planes=1, on_stack=killed)
     assert not out.exists()  # published only when complete
     state = json.loads((tmp_path / ".labels.zarr.partial" / "progress.json").read_text())
-    assert state["done"] == 2 and state["linked"]
+    assert state["done"] == 2 and state["linked"] and state["prev"] == "prev-1.npy"
+    assert sorted(p.name for p in (tmp_path / ".labels.zarr.partial").glob("prev-*")) == [
+        "prev-1.npy"
+    ]
     seen = []
     with caplog.at_level(logging.WARNING):
         stream_stacks(stacks, out, "nuclei-3d", tta=1, planes=1, on_stack=seen.append)
