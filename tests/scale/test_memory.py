@@ -127,3 +127,47 @@ def test_predict_to_tif_peak_memory_is_independent_of_frame_count(tmp_path):
         with tifffile.TiffFile(tmp_path / f"maps40tif_{name}.tif") as tif:
             assert len(tif.pages) == 40 and tif.series[0].shape == (40, 64, 64)
             assert json.loads(tif.pages[0].description)["output"] == name
+
+
+_MEASURE_STACKS = """
+import json, sys, tracemalloc
+from pathlib import Path
+import numpy as np, zarr
+from napari_hemd.data.synthetic import nuclei_volume
+from napari_hemd.image_segmentation import segment_image
+from napari_hemd.pipeline import stream_stacks
+
+tmp = Path(sys.argv[1])
+vol = nuclei_volume()["image"][:12, :64, :64]
+opts = dict(tta=1, planes=1, threads=1)
+
+
+def peak(fn):
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+out = {"stream": {}, "memory": {}}
+stream_stacks(np.stack([vol] * 2), tmp / "warm.zarr", "nuclei-3d", **opts)  # imports, caches
+for n in (2, 8):
+    path = str(tmp / f"s{n}.zarr")
+    z = zarr.create_array(path, shape=(n, *vol.shape), chunks=(1, *vol.shape), dtype=vol.dtype)
+    z[:] = np.stack([vol] * n)
+    z = zarr.open_array(path, mode="r")
+    out["stream"][n] = peak(lambda: stream_stacks(z, tmp / f"l{n}.zarr", "nuclei-3d", **opts))
+    out["memory"][n] = peak(lambda: segment_image(z, "nuclei-3d", **opts))
+print(json.dumps(out))
+"""
+
+
+def test_stream_stacks_peak_memory_is_independent_of_time_points(tmp_path):
+    """A (T, Z, Y, X) time-lapse streamed stack by stack holds one stack (and the previous
+    stack's labels for the linking), where the in-memory run holds every stack's maps."""
+    peaks = _measure(_MEASURE_STACKS, tmp_path)
+    stack = 12 * 64 * 64 * 4  # one stack's float32 map
+    assert peaks["memory"]["8"] - peaks["memory"]["2"] > 6 * stack, peaks
+    assert peaks["stream"]["8"] - peaks["stream"]["2"] < 1 * stack, peaks
