@@ -77,6 +77,10 @@ def test_stream_segment_and_the_cli_take_stacks(stacks, in_memory, tmp_path, cap
     np.testing.assert_array_equal(
         zarr.open_array(str(tmp_path / "c.zarr"), mode="r")[:], in_memory.labels
     )
+    table = tmp_path / "cells.csv"  # each nucleus' volume per time point, and its parent
+    assert main(["measure", str(tmp_path / "c.zarr"), "-o", str(table), "--image", str(path)]) == 0
+    header = table.read_text().splitlines()[0].split(",")
+    assert "centroid_z" in header and "parent" in header and "mean_intensity" in header
     assert main([*args, "-o", str(tmp_path / "d.zarr"), "--workers", "2"]) == 2
     assert "--workers: a (T, Z, Y, X) time-lapse of stacks" in capsys.readouterr().err
     assert not (tmp_path / "d.zarr").exists()

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "labels",
         metavar="LABELS",
         help="labels: .tif stack, .zarr / OME-Zarr, .npy, or a CTC result folder (maskTTT.tif + "
-        "res_track.txt: parents from its tracks)",
+        "res_track.txt: parents from its tracks; likewise a stream zarr's tracks)",
     )
     p.add_argument("-o", "--output", required=True, help="the table to write (.csv)")
     p.add_argument(
@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
         tracks = read_ctc_tracks(path / "res_track.txt")
     labels = read_stack(path, lazy=True)
+    if tracks is None and "tracks" in getattr(labels, "attrs", {}):  # stream's linked stacks
+        tracks = np.asarray(labels.attrs["tracks"], np.int64).reshape(-1, 4)
     if not np.issubdtype(np.dtype(labels.dtype), np.integer):
         raise ValueError(
             f"LABELS {args.labels!r} must hold integer instance ids; got dtype {labels.dtype} "
