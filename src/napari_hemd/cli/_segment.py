@@ -377,7 +377,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
             "INPUT must be a (T, Y, X) movie, a (Z, Y, X) stack, a (T, Z, Y, X) time-lapse of "
             f"stacks or a (Y, X) image with --model; got shape {tuple(image.shape)}. One channel "
             "of a multi-channel movie: --channel N (and --channel-axis A where the file does not "
-            "name its axes)"
+            f"name its axes){_FEW_SLICES if image.ndim == 4 else ''}"
         )
     t0 = time.perf_counter()
     hp = hemd_params(args)
@@ -450,6 +450,12 @@ def _channel_meta(args: argparse.Namespace) -> dict:
     if args.channel_axis is not None:
         out["channel_axis"] = int(args.channel_axis)
     return out
+
+
+#: For a 4D file taken for (T, C, Y, X): what to do if it really is stacks of few slices.
+_FEW_SLICES = (
+    "; stacks of at most 4 slices: save the file with its axes named (an ImageJ TZYX hyperstack)"
+)
 
 
 def _has_channels(path, image) -> bool:

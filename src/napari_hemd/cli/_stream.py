@@ -209,14 +209,19 @@ def _run_stacks(args: argparse.Namespace, stacks, params: dict) -> int:
     import zarr
 
     from napari_hemd.cli._progress import Progress
-    from napari_hemd.cli._segment import _channel_meta, _has_channels, volume_kwargs
+    from napari_hemd.cli._segment import (
+        _FEW_SLICES,
+        _channel_meta,
+        _has_channels,
+        volume_kwargs,
+    )
     from napari_hemd.pipeline import stream_stacks
 
     if args.channel is None and _has_channels(args.prob, stacks):
         raise ValueError(
             f"PROB {args.prob!r} of shape {tuple(stacks.shape)} looks like (T, C, Y, X): one "
             "channel of a multi-channel movie: --channel N (and --channel-axis A where the file "
-            "does not name its axes)"
+            f"does not name its axes){_FEW_SLICES}"
         )
     for opt in ("workers", "scheduler", "prob_output"):
         if getattr(args, opt) is not None:
