@@ -119,9 +119,15 @@ def stream_stacks(
     import numpy as np
     import zarr
 
-    from napari_hemd._atomic import check_output_path, mark_output, output_lock
+    from napari_hemd._atomic import check_output_path, output_lock
     from napari_hemd.core.linking import FrameLinker
-    from napari_hemd.core.streaming import _jsonable, _partial_path, _source_id, announce_resume
+    from napari_hemd.core.streaming import (
+        _jsonable,
+        _partial_path,
+        _source_id,
+        announce_resume,
+        publish,
+    )
     from napari_hemd.image_segmentation import segment_image
     from napari_hemd.models.prediction import _resolve_model
     from napari_hemd.models.streaming import _model_key
@@ -212,12 +218,7 @@ def stream_stacks(
             attrs["link_time"] = True
             attrs["tracks"] = linker.tracks().tolist()
         z.attrs.update(attrs)
-        mark_output(store)
-        if output.exists():
-            os.replace(output, partial / "old")
-        os.replace(store, output)
-        shutil.rmtree(partial, ignore_errors=True)
-    return output
+        return publish(store, output, partial)
 
 
 def _check_zarr_path(path, name: str) -> Path:

@@ -12,6 +12,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+#: The peak of numpy's traced allocations while ``fn`` runs (pasted into the scripts below).
+_PEAK = """
+def peak(fn):
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+"""
+
 _MEASURE = """
 import json, sys, tracemalloc
 from pathlib import Path
@@ -23,15 +34,7 @@ from napari_hemd.data.synthetic import nuclei_video
 tmp = Path(sys.argv[1])
 video = nuclei_video(n_frames=20, shape=(96, 96), n_cells=8, seed=1)["prob"]
 
-
-def peak(fn):
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
+{PEAK}
 
 hemd_stream(video[:6], tmp / "warm.zarr", chunk=4, iterations=2)  # imports, caches
 out = {"stream": {}, "memory": {}}
@@ -44,7 +47,7 @@ for n in (20, 80):  # the whole video, then four times it: the same windows' con
     out["stream"][n] = peak(lambda: hemd_stream(z, tmp / f"l{n}.zarr", chunk=4, iterations=2))
     out["memory"][n] = peak(lambda: hemd(z[:], iterations=2))
 print(json.dumps(out))
-"""
+""".replace("{PEAK}", _PEAK)
 
 
 def _measure(script: str, tmp_path) -> dict:
@@ -141,15 +144,7 @@ tmp = Path(sys.argv[1])
 vol = nuclei_volume()["image"][:12, :64, :64]
 opts = dict(tta=1, planes=1, threads=1)
 
-
-def peak(fn):
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
+{PEAK}
 
 out = {"stream": {}, "memory": {}}
 stream_stacks(np.stack([vol] * 2), tmp / "warm.zarr", "nuclei-3d", **opts)  # imports, caches
@@ -161,7 +156,7 @@ for n in (2, 8):
     out["stream"][n] = peak(lambda: stream_stacks(z, tmp / f"l{n}.zarr", "nuclei-3d", **opts))
     out["memory"][n] = peak(lambda: segment_image(z, "nuclei-3d", **opts))
 print(json.dumps(out))
-"""
+""".replace("{PEAK}", _PEAK)
 
 
 def test_stream_stacks_peak_memory_is_independent_of_time_points(tmp_path):

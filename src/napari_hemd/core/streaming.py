@@ -530,13 +530,20 @@ def hemd_stream(
             **_jsonable(params),
         }
     )
+    return publish(store, output, partial)
+
+
+def publish(store: Path, output: Path, partial: Path) -> Path:
+    """Publish a finished store of a partial run onto ``output`` in one rename.
+
+    The store is marked as ours, an older ``output`` moved into ``partial`` first, then
+    ``partial`` removed.
+    """
     from napari_hemd._atomic import mark_output
 
     mark_output(store)
-    # Publish: the label store replaces output in one rename; the partial folder goes.
     if output.exists():
-        old = partial / "old"
-        os.replace(output, old)
+        os.replace(output, partial / "old")
     os.replace(store, output)
     shutil.rmtree(partial, ignore_errors=True)
     return output

@@ -349,11 +349,6 @@ def predict_stream(
             json.dumps({**(metadata or {}), "predicted": {"chunk": chunk, **options}}, default=str)
         )
     )
-    from napari_hemd._atomic import mark_output
+    from napari_hemd.core.streaming import publish
 
-    mark_output(store)
-    if output.exists():
-        os.replace(output, partial / "old")
-    os.replace(store, output)
-    shutil.rmtree(partial, ignore_errors=True)
-    return output
+    return publish(store, output, partial)
