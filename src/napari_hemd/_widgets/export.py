@@ -161,7 +161,9 @@ class ExportWidget(LayerWidget):
         meta["napari_hemd"]["locked"] = {str(k): [int(n) for n in v] for k, v in locked.items()}
         # edited since linking: the writer derives tracks from the labels
         tracks = tracks_of(layer) if self.format.value == "CTC result folder" else None
-        data = np.asarray(layer.data)
+        # a table reads the labels (and image) frame by frame: a lazy zarr layer stays on disk
+        level0 = layer.data[0] if layer.multiscale else layer.data
+        data = level0 if self.format.value == TABLE else np.asarray(level0)
         if self.format.value == "CTC result folder" and data.ndim == 2:
             data = data[None]
         try:
@@ -188,14 +190,16 @@ class ExportWidget(LayerWidget):
         from napari_hemd.core.measure import measure_objects, write_table
 
         image = self.intensity.value
-        img = None if image is None else np.asarray(image.data)
-        if img is not None and img.shape != data.shape:
+        img = None if image is None else (image.data[0] if image.multiscale else image.data)
+        if img is not None and tuple(img.shape) != tuple(data.shape):
             raise ValueError(
-                f"intensities from {image.name!r}: shape {img.shape}, not the labels' {data.shape}"
+                f"intensities from {image.name!r}: shape {tuple(img.shape)}, not the labels' "
+                f"{tuple(data.shape)}"
             )
         frames = not (data.ndim == 3 and self.volume.value)
         if data.ndim == 2:
-            data, img, frames = data[None], None if img is None else img[None], True
+            data, frames = np.asarray(data)[None], True
+            img = None if img is None else np.asarray(img)[None]
         spatial = data.ndim - 1 if frames else data.ndim
         scale = [float(v) for v in layer.scale[-spatial:]]
         spacing = scale if any(v != 1.0 for v in scale) else None
