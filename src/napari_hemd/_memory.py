@@ -106,9 +106,9 @@ def check_fits_in_memory(
     elif frames > 1:
         command = "stream MOVIE --model NAME -o OUT.zarr" if model else "stream PROB -o OUT.zarr"
         instead = (
-            "Segment it in windows of frames instead, in bounded memory and with the same labels: "
-            f"`napari-hemd {command}` (in napari: Plugins > napari-hemd > Large data), or a range "
-            "of frames at a time"
+            "A time-lapse: segment it in windows of frames instead, in bounded memory and with the "
+            f"same labels: `napari-hemd {command}` (in napari: Plugins > napari-hemd > Large "
+            "data), or a range of frames at a time; one 3D stack: segment it in parts"
         )
     else:
         instead = "Segment it in parts (crop the image) or on a machine with more memory"
