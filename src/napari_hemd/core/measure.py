@@ -23,7 +23,7 @@ import numpy as np
 
 __all__ = ["measure_objects", "write_table"]
 
-#: regionprops names -> our column names, for 2D and 3D objects.
+#: The regionprops properties measured, for 2D and 3D objects (renamed in the columns).
 _SHAPE_2D = ("area", "centroid", "bbox", "equivalent_diameter_area", "eccentricity", "solidity")
 _SHAPE_3D = ("area", "centroid", "bbox", "equivalent_diameter_area")
 _INTENSITY = ("intensity_mean", "intensity_min", "intensity_max")
@@ -98,11 +98,11 @@ def measure_objects(
     if tracks is not None and len(tracks):
         parents = {int(r[0]): int(r[3]) for r in np.asarray(tracks)}
     n_t = shape[0] if frames else 1
+    if n_t == 0:
+        raise ValueError(f"labels has no frames (shape {shape})")
     parts: list[dict[str, np.ndarray]] = []
-    for t in range(n_t):
+    for t in range(n_t):  # an empty frame gives empty columns: every column is always there
         lab = np.asarray(labels[t] if frames else labels)
-        if not lab.any():
-            continue
         img = None if image is None else np.asarray(image[t] if frames else image)
         table = regionprops_table(lab, intensity_image=img, properties=props)
         n = len(table["label"])
@@ -134,27 +134,7 @@ def measure_objects(
         if parents:
             row["parent"] = np.array([parents.get(int(k), 0) for k in row["label"]], np.int64)
         parts.append(row)
-    if not parts:  # no object at all: the columns, empty
-        return {k: np.zeros(0) for k in _columns(spatial, spacing, unit, image, parents)}
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def _columns(spatial: int, spacing, unit: str, image, parents) -> list[str]:
-    axes = "zyx"[-spatial:]
-    cols = ["frame", "label", "area"]
-    if spacing is not None:
-        cols.append(f"{'area' if spatial == 2 else 'volume'}_{unit}{spatial}")
-    cols += [f"centroid_{a}" for a in axes]
-    cols += [f"bbox_{a}_{m}" for a in axes for m in ("min", "max")]
-    cols.append("equivalent_diameter")
-    if spatial == 2:
-        cols += ["eccentricity", "solidity"]
-    cols.append("touches_border")
-    if image is not None:
-        cols += ["mean_intensity", "min_intensity", "max_intensity", "integrated_intensity"]
-    if parents:
-        cols.append("parent")
-    return cols
 
 
 def write_table(
