@@ -255,7 +255,10 @@ class SegmentWidget(LayerWidget):
                     "time-lapse of stacks"
                 )
                 return None
-            if ndim == 4 and layer.data.shape[1] <= 4:  # (T, C, Y, X) more likely than stacks
+            from napari_hemd.io.channels import looks_like_channels
+
+            names = "".join(str(a) for a in layer.axis_labels)  # "tzyx" after an OME-Zarr
+            if looks_like_channels(tuple(layer.data.shape), names):
                 show_error(
                     f"Segment: {layer.name!r} has {layer.data.shape[1]} planes on its second axis: "
                     "channels rather than a time-lapse of 3D stacks? Split them into one layer "

@@ -459,13 +459,10 @@ _FEW_SLICES = (
 
 
 def _has_channels(path, image) -> bool:
-    """Whether a 4D INPUT looks like (T, C, Y, X) rather than a (T, Z, Y, X) time-lapse of stacks.
+    """Whether a 4D INPUT looks like (T, C, Y, X), by the axis names the file gives.
 
-    Stacks have a named ``Z`` axis (ImageJ ``TZYX``) or more than 4 slices; a plain 4D array with
-    at most 4 entries on axis 1 is more likely channels: refused, pointing to --channel, rather
-    than segmented as stacks of 2-4 slices.
+    :func:`napari_hemd.io.channels.looks_like_channels`.
     """
-    from napari_hemd.io.channels import input_axes
+    from napari_hemd.io.channels import input_axes, looks_like_channels
 
-    axes = input_axes(path)
-    return not (axes and "Z" in axes) and image.shape[1] <= 4
+    return looks_like_channels(tuple(image.shape), input_axes(path))

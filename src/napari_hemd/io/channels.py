@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ChannelView", "input_axes", "select_channel"]
+__all__ = ["ChannelView", "input_axes", "looks_like_channels", "select_channel"]
 
 
 def input_axes(path: str | os.PathLike) -> str | None:
@@ -39,6 +39,16 @@ def input_axes(path: str | os.PathLike) -> str | None:
     if path.is_dir() and is_ome_zarr(path):
         return read_ome_zarr(path)[0].axes.upper() or None
     return None
+
+
+def looks_like_channels(shape: tuple[int, ...], axes: str | None = None) -> bool:
+    """Whether a 4D input is more likely (T, C, Y, X) than a (T, Z, Y, X) time-lapse of stacks.
+
+    Stacks have a named ``Z`` axis (ImageJ ``TZYX``) or more than 4 slices; a 4D input with at
+    most 4 planes on axis 1 and no named ``Z`` is taken for channels (refused with a pointer to
+    ``--channel`` rather than segmented as stacks of 2-4 slices).
+    """
+    return len(shape) == 4 and not (axes and "Z" in axes.upper()) and shape[1] <= 4
 
 
 class ChannelView:
