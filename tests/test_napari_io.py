@@ -125,3 +125,44 @@ def test_multi_channel_files_open_as_one_layer_per_channel(tmp_path, ome_zarr_im
     assert meta["channel_axis"] == 1 and meta["name"] == ["movie channel 0", "movie channel 1"]
     assert meta["axis_labels"] == ("t", "y", "x") and meta["scale"] == [1.0, 0.5, 0.5]
     assert isinstance(data, zarr.Array)  # stays on disk
+
+
+def test_tiff_too_big_for_memory_opens_lazily(tmp_path, monkeypatch):
+    """A TIFF that would take more than a quarter of the memory available opens as a dask array
+    read plane by plane (with a warning saying so and what streams it), channels too; the Large
+    data path streams that layer to the same labels as the file itself."""
+    import dask.array as da
+    import tifffile
+    import zarr
+
+    import napari_hemd._napari_io as nio
+    from napari_hemd.data.synthetic import nuclei_video
+    from napari_hemd.pipeline import stream_segment
+
+    prob = nuclei_video(n_frames=6, shape=(64, 64), n_cells=5, seed=3)["prob"]
+    path = tmp_path / "prob.tif"
+    tifffile.imwrite(path, prob.astype(np.float32), compression="zlib")
+    [(data, _, kind)] = get_reader(str(path))(str(path))  # small: read whole, as before
+    assert isinstance(data, np.ndarray) and kind == "image"
+
+    monkeypatch.setattr(nio, "LAZY_TIFF_FRACTION", 1e-9)  # every file "too big"
+    with pytest.warns(UserWarning, match=r"opened lazily .* Large data"):
+        [(lazy, meta, kind)] = get_reader(str(path))(str(path))
+    assert isinstance(lazy, da.Array) and kind == "image" and meta == {"name": "prob"}
+    assert lazy.chunks[0] == (1,) * 6 and lazy.chunksize[1:] == (64, 64)  # plane by plane
+    np.testing.assert_array_equal(lazy[2].compute(), prob[2].astype(np.float32))
+    # reopening the unchanged file names the same dask array (a stream of the layer resumes)
+    with pytest.warns(UserWarning):
+        assert get_reader(str(path))(str(path))[0][0].name == lazy.name
+
+    a = stream_segment(lazy, tmp_path / "from_layer.zarr", chunk=4)
+    b = stream_segment(path, tmp_path / "from_file.zarr", chunk=4)
+    np.testing.assert_array_equal(zarr.open_array(str(a))[:], zarr.open_array(str(b))[:])
+    assert zarr.open_array(str(a))[:].max() > 0
+
+    movie = np.arange(4 * 2 * 8 * 8, dtype=np.uint16).reshape(4, 2, 8, 8)
+    tifffile.imwrite(tmp_path / "hyper.tif", movie, imagej=True, metadata={"axes": "TCYX"})
+    with pytest.warns(UserWarning, match="opened lazily"):
+        [(data, meta, _)] = get_reader(str(tmp_path / "hyper.tif"))(str(tmp_path / "hyper.tif"))
+    assert isinstance(data, da.Array) and meta["channel_axis"] == 1
+    np.testing.assert_array_equal(data.compute(), movie)

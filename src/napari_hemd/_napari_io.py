@@ -1,7 +1,8 @@
 """npe2 reader and writer hooks over :mod:`napari_hemd.io` (no Qt).
 
-Readers: TIFF stacks, ``.npy``, zarr and OME-Zarr (lazy; an OME-Zarr image opens with the label
-images under its ``labels/``), folders of TIFF frames (CTC sequences, with their ``_GT``/``_ST``
+Readers: TIFF stacks (lazily, plane by plane, when the decoded file would take more than a
+quarter of the memory available), ``.npy``, zarr and OME-Zarr (lazy; an OME-Zarr image opens with
+the label images under its ``labels/``), folders of TIFF frames (CTC sequences, with their ``_GT``/``_ST``
 masks as Labels layers) and CTC result folders (``maskTTT.tif``).
 Writers: a Labels layer to an OME-Zarr label image, a TIFF stack or a CTC result folder
 (``maskTTT.tif`` + ``res_track.txt``), atomically and never over an existing output.
@@ -19,6 +20,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 LayerData = tuple  # (data, metadata, layer type)
+
+#: A TIFF whose decoded size exceeds this fraction of the memory available opens lazily.
+LAZY_TIFF_FRACTION = 0.25
 
 
 def _stack_frames(frames: dict[int, np.ndarray], n: int | None) -> np.ndarray:
@@ -39,6 +43,7 @@ def _is_ctc_result(path: Path) -> bool:
 def _read(path: str | os.PathLike) -> list[LayerData]:
     from napari_hemd.io import read_ctc_sequence, read_stack
     from napari_hemd.io.ome_zarr import is_ome_zarr
+    from napari_hemd.io.tiff import lazy_tiff
 
     path = Path(path)
     name = path.stem if path.suffix else path.name
@@ -56,31 +61,61 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
             if frames:
                 layers.append((_stack_frames(frames, n), {"name": f"{name} {key}"}, "labels"))
         return layers
-    if path.suffix.lower() in (".tif", ".tiff"):
-        channels = _tiff_channel_layers(path, name)
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        lazy = _tiff_too_big(path)
+        channels = _tiff_channel_layers(path, name, lazy=lazy)
         if channels:
             return channels
-    data = read_stack(path, lazy=path.suffix.lower() == ".zarr")
+        data = lazy_tiff(path) if lazy else read_stack(path)
+    else:
+        data = read_stack(path, lazy=suffix == ".zarr")
     kind = (
         "labels" if np.issubdtype(data.dtype, np.integer) and _looks_like_labels(path) else "image"
     )
     return [(data, {"name": name}, kind)]
 
 
-def _tiff_channel_layers(path: Path, name: str) -> list[LayerData]:
+def _tiff_too_big(path: Path) -> bool:
+    """Whether the decoded TIFF takes more than :data:`LAZY_TIFF_FRACTION` of the free memory.
+
+    Such a file opens lazily (a dask array read plane by plane as napari shows it) and says so:
+    reading it whole could take the viewer down with it; the Large data widget streams it.
+    """
+    import warnings
+
+    from napari_hemd._memory import available_memory
+    from napari_hemd.io.tiff import tiff_nbytes
+
+    nbytes = tiff_nbytes(path)
+    free = available_memory()
+    if nbytes is None or nbytes <= LAZY_TIFF_FRACTION * free:
+        return False
+    warnings.warn(
+        f"{path.name}: {nbytes / 2**30:.1f} GiB once decoded, {free / 2**30:.1f} GiB of memory "
+        "available: opened lazily (each plane read from disk as it is shown). Segment it with "
+        "the Large data widget (input from this layer) or `napari-hemd stream`, which keep a "
+        "few frames in memory at a time",
+        stacklevel=2,
+    )
+    return True
+
+
+def _tiff_channel_layers(path: Path, name: str, *, lazy: bool = False) -> list[LayerData]:
     """A multi-channel TIFF (a ``C`` axis, or colour samples) as one image layer per channel.
 
     Each channel is then a (T, Y, X) movie the Predict and Segment widgets take (the command line
     picks one with ``--channel``); colour samples get red, green and blue. Empty: not such a file.
+    ``lazy``: read plane by plane as shown (:func:`napari_hemd.io.tiff.lazy_tiff`).
     """
     from napari_hemd.io.channels import input_axes
-    from napari_hemd.io.tiff import read_tiff
+    from napari_hemd.io.tiff import lazy_tiff, read_tiff
 
     axes = input_axes(path) or ""
     colour = axes.endswith("S")
     if not colour and "C" not in axes:
         return []
-    data = read_tiff(path, grey=False)
+    data = lazy_tiff(path) if lazy else read_tiff(path, grey=False)
     axis = len(axes) - 1 if colour else axes.index("C")
     n = data.shape[axis]
     if n < 2:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TiffFrames", "read_tiff", "read_tiff_folder", "tiff_frames"]
+__all__ = ["TiffFrames", "lazy_tiff", "read_tiff", "read_tiff_folder", "tiff_frames", "tiff_nbytes"]
 
 
 def read_tiff(path: str | os.PathLike, *, grey: bool = True) -> np.ndarray:
@@ -54,6 +54,57 @@ def read_tiff(path: str | os.PathLike, *, grey: bool = True) -> np.ndarray:
             stacklevel=2,
         )
     if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
+def tiff_nbytes(path: str | os.PathLike) -> int | None:
+    """Bytes of a TIFF's first series once decoded (a compressed file's real size in memory).
+
+    None where tifffile cannot open the file (:func:`read_tiff` names the problem).
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return int(tif.series[0].nbytes)
+    except Exception:  # tifffile and imagecodecs raise many kinds on a broken file
+        return None
+
+
+def lazy_tiff(path: str | os.PathLike):
+    """A TIFF's first series as a dask array read plane by plane (nothing decoded until used).
+
+    Every leading axis (time, depth, channel) is chunked one plane at a time, the plane (with its
+    colour samples) whole: what napari shows is read, the rest stays on disk. Hyperstacks keep
+    their axes as :func:`read_tiff` does; colour samples are kept (last axis); big-endian planes
+    are converted to native byte order as they are read. Pyramidal files give their full
+    resolution.
+    """
+    import hashlib
+
+    import dask.array as da
+    import tifffile
+    import zarr
+
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            axes = tif.series[0].axes
+        z = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+    except Exception as exc:  # tifffile and imagecodecs raise many kinds on a broken file
+        raise ValueError(f"input {str(path)!r} is not a readable TIFF ({exc})") from None
+    if not hasattr(z, "shape"):  # a pyramid: level 0 is the full resolution
+        z = z["0"]
+    plane = 3 if axes.endswith("S") else 2
+    chunks = (1,) * (z.ndim - plane) + tuple(z.shape[-plane:])
+    # named by the file and its version: a stream of this layer resumes after the file is
+    # reopened, never after it changed (the stream also compares a sample of the content)
+    stat = path.stat()
+    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    name = f"tiff-{path.name}-{hashlib.sha1(key).hexdigest()[:16]}"
+    arr = da.from_array(z, chunks=chunks, name=name)
+    if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
 
