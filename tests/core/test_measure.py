@@ -40,6 +40,10 @@ def test_known_boxes(movie):
     np.testing.assert_allclose(t["area_um2"], np.array([24, 9, 24, 9, 9]) * 0.125)
     np.testing.assert_allclose(t["centroid_y"][:2], [1.5, 11.0])
     np.testing.assert_allclose(t["centroid_x"][:2], [7.5, 21.0])
+    np.testing.assert_allclose(t["centroid_y_um"][:2], [0.75, 5.5])  # y pixels of 0.5
+    np.testing.assert_allclose(t["centroid_x_um"][:2], [1.875, 5.25])  # x pixels of 0.25
+    # the disk of the physical area: 9 pixels of 0.125 um2
+    np.testing.assert_allclose(t["equivalent_diameter_um"][1], 2 * np.sqrt(9 * 0.125 / np.pi))
     assert (t["bbox_y_min"][0], t["bbox_y_max"][0], t["bbox_x_min"][0], t["bbox_x_max"][0]) == (
         0, 4, 5, 11,
     )  # fmt: skip
@@ -58,6 +62,8 @@ def test_a_volume_and_its_errors():
     t = measure_objects(vol, frames=False, spacing=(2.0, 0.5, 0.5), unit="nm")
     assert t["label"].tolist() == [4] and t["area"].tolist() == [36]
     assert t["volume_nm3"].tolist() == [18.0] and t["centroid_z"].tolist() == [2.0]
+    assert t["centroid_z_nm"].tolist() == [4.0] and t["centroid_x_nm"].tolist() == [1.75]
+    np.testing.assert_allclose(t["equivalent_diameter_nm"], np.cbrt(6 * 18.0 / np.pi))
     assert "eccentricity" not in t and not t["touches_border"][0]
     with pytest.raises(ValueError, match="spacing must be 3 positive pixel sizes"):
         measure_objects(vol, frames=False, spacing=(1.0, 1.0))

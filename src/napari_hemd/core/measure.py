@@ -8,8 +8,8 @@ in memory at a time when the labels are lazy), and :func:`write_table` writes th
 
 Sizes are in pixels (``area``: pixels of a 2D object, voxels of a 3D one) and, with ``spacing``
 (the pixel size per spatial axis), in physical units too (``area_um2`` / ``volume_um3`` for the
-unit ``um``). Coordinates (centroid, bounding box) are in pixels of the array, frames counted
-from 0.
+unit ``um``, the equivalent diameter and the centroid likewise). Coordinates are always given in
+pixels of the array as well (centroid, bounding box: what napari shows), frames counted from 0.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def measure_objects(
     frames : bool
         Axis 0 of ``labels`` is time (each frame measured on its own); False: one image or volume.
     spacing : sequence of float, optional
-        Pixel size per spatial axis (``(y, x)`` or ``(z, y, x)``): adds the physical size column.
+        Pixel size per spatial axis (``(y, x)`` or ``(z, y, x)``): adds the physical size, the
+        centroid in physical units and the equivalent diameter from the physical size (the
+        diameter of the disk or ball of that area or volume: right for anisotropic voxels too).
     unit : str
         The unit of ``spacing``, for the column name (``area_um2``, ``volume_um3``).
     tracks : (K, 4) array, optional
@@ -61,8 +63,10 @@ def measure_objects(
     dict of str to ndarray
         Columns of equal length, one row per object per frame, ordered by frame then label:
         ``frame``, ``label``, ``area``, [``area_<unit>2`` / ``volume_<unit>3``], ``centroid_z``
-        (3D), ``centroid_y``, ``centroid_x``, ``bbox_*_min`` / ``bbox_*_max`` (max exclusive),
-        ``equivalent_diameter``, ``eccentricity`` and ``solidity`` (2D), ``touches_border``,
+        (3D), ``centroid_y``, ``centroid_x``, [``centroid_[z_]<unit>``, ``centroid_y_<unit>``,
+        ``centroid_x_<unit>``], ``bbox_*_min`` / ``bbox_*_max`` (max exclusive),
+        ``equivalent_diameter`` (pixels), [``equivalent_diameter_<unit>``], ``eccentricity`` and
+        ``solidity`` (2D), ``touches_border``,
         [``mean_intensity``, ``min_intensity``, ``max_intensity``, ``integrated_intensity``],
         [``parent``].
 
@@ -116,10 +120,18 @@ def measure_objects(
             row[f"{size}_{unit}{spatial}"] = row["area"] * float(np.prod(spacing))
         for i, a in enumerate(axes):
             row[f"centroid_{a}"] = np.asarray(table[f"centroid-{i}"], np.float64)
+        if spacing is not None:
+            for i, a in enumerate(axes):
+                row[f"centroid_{a}_{unit}"] = row[f"centroid_{a}"] * spacing[i]
         for i, a in enumerate(axes):
             row[f"bbox_{a}_min"] = np.asarray(table[f"bbox-{i}"], np.int64)
             row[f"bbox_{a}_max"] = np.asarray(table[f"bbox-{i + spatial}"], np.int64)
         row["equivalent_diameter"] = np.asarray(table["equivalent_diameter_area"], np.float64)
+        if spacing is not None:  # the disk's (ball's) diameter of the physical area (volume)
+            physical = row[f"{size}_{unit}{spatial}"]
+            row[f"equivalent_diameter_{unit}"] = (
+                np.sqrt(4 * physical / np.pi) if spatial == 2 else np.cbrt(6 * physical / np.pi)
+            )
         if spatial == 2:
             row["eccentricity"] = np.asarray(table["eccentricity"], np.float64)
             row["solidity"] = np.asarray(table["solidity"], np.float64)
