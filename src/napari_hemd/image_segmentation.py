@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from napari_hemd.core.segment import METHODS, HEMDResult
-from napari_hemd.workflows import Progress, cancelled, run_workflow, segment_workflow
+from napari_hemd.workflows import (
+    Progress,
+    cancelled,
+    per_stack,
+    run_workflow,
+    segment_workflow,
+)
 
 __all__ = [
     "NEUTRAL",
@@ -516,22 +522,17 @@ def _segment_stacks_workflow(
             "(found on one stack with scale='auto')"
         )
     n = int(image.shape[0])
-    stacked, maps, last = None, {}, None
-    for t in range(n):
-        inner = segment_image_workflow(np.asarray(image[t]), model, method, scale=scale, **kwargs)
-        try:
-            event = next(inner)
-            while True:
-                stage, done, total = event
-                event = inner.send((yield (f"stack {t + 1}/{n}: {stage}", done, total)))
-        except StopIteration as stop:
-            last = stop.value
-        if stacked is None:  # filled stack by stack: no second copy of the movie's maps
-            stacked = np.empty((n, *last.labels.shape), last.labels.dtype)
-            maps = {k: np.empty((n, *v.shape), v.dtype) for k, v in last.maps.items()}
-        stacked[t] = last.labels
-        for k, v in last.maps.items():
-            maps[k][t] = v
+    key = " labels"  # beside the maps' names, never one of them
+    maps, last = yield from per_stack(
+        segment_image_workflow,
+        image,
+        model,
+        method,
+        scale=scale,
+        arrays=lambda r: {key: r.labels, **r.maps},
+        **kwargs,
+    )
+    stacked = maps.pop(key)
     tracks = None
     run = dict(last.params)
     run.pop("scale_tried", None)

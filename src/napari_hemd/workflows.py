@@ -120,16 +120,20 @@ def predict_workflow(
     z_scale: float | None = None,
     tta: int | None = None,
     scale: float | None = None,
+    halo: int | None = None,
+    batch_size: int | None = None,
 ) -> Generator[Progress, None, dict[str, np.ndarray]]:
     """Predict probability maps frame by frame (a stack: tri-planar when the model says so).
 
     Parameters
     ----------
-    image : (Y, X) or (T, Y, X) array-like
-        Raw intensities.
+    image : (Y, X), (T, Y, X) / (Z, Y, X) or (T, Z, Y, X) array-like
+        Raw intensities. A ``(T, Z, Y, X)`` time-lapse of stacks is predicted stack by stack,
+        each exactly as that stack alone (one stack read at a time; progress stages prefixed
+        ``"stack t/T: "``).
     model : str, path or HemdModel
         A shipped model name (``napari_hemd.models.SHIPPED_MODELS``), a model file or a model.
-    outputs, tile, device, tta, scale
+    outputs, tile, device, tta, scale, halo, batch_size
         See :func:`napari_hemd.models.predict` (``scale`` other than 1 not with 3 planes; None:
         the model's own zoom; ``tta`` None: the model's own flips).
     cancel : callable, optional
@@ -149,7 +153,8 @@ def predict_workflow(
     -------
     dict of str to ndarray
         Each output stacked like ``image`` (``(T, Y, X)`` or ``(Y, X)``; affinities
-        ``(T, C, Y, X)``), float32 except integer ``instances``.
+        ``(T, C, Y, X)``; a time-lapse of stacks gives ``(T, Z, Y, X)``), float32 except integer
+        ``instances``.
     """
     from napari_hemd.models.prediction import (
         FrameStacks,
@@ -161,10 +166,15 @@ def predict_workflow(
     )
 
     shape = tuple(image.shape)
-    if len(shape) not in (2, 3):
-        raise ValueError(f"image must be (Y, X) or (T, Y, X); got shape {shape}")
+    if len(shape) not in (2, 3, 4):
+        raise ValueError(f"image must be (Y, X), (T, Y, X) or (T, Z, Y, X); got shape {shape}")
     n = 1 if len(shape) == 2 else shape[0]
     model = _resolve_model(model)  # a name or a file, loaded once
+    if len(shape) == 4:  # a time-lapse of stacks: each stack as alone
+        kw = dict(outputs=outputs, tile=tile, device=device, cancel=cancel, planes=planes)
+        kw.update(z_scale=z_scale, tta=tta, scale=scale, halo=halo, batch_size=batch_size)
+        stacked, _ = yield from per_stack(predict_workflow, image, model, **kw)
+        return stacked
     if resolve_planes(model, planes, shape) == 3:
         check_scale_planes(1.0 if scale is None else scale, 3)
         volume = yield from predict_volume_workflow(
@@ -173,6 +183,8 @@ def predict_workflow(
             outputs=outputs,
             z_scale=z_scale,
             tile=tile,
+            halo=halo,
+            batch_size=batch_size,
             device=device,
             tta=tta,
             cancel=cancel,
@@ -187,6 +199,8 @@ def predict_workflow(
         image,
         outputs=outputs,
         tile=tile,
+        halo=halo,
+        batch_size=batch_size,
         device=device,
         tta=tta,
         scale=scale,
@@ -200,6 +214,42 @@ def predict_workflow(
     if len(shape) == 2:
         out = {k: v[0] for k, v in out.items()}
     return out
+
+
+def per_stack(
+    workflow, image, *args, arrays: Callable = lambda result: result, **kwargs
+) -> Generator[Progress, None, tuple[dict[str, np.ndarray], object]]:
+    """Run ``workflow`` on each stack of a ``(T, Z, Y, X)`` movie; its arrays stacked over T.
+
+    One stack is read at a time; ``arrays(result)`` (a dict of arrays; default: the result
+    itself) is filled into ``(T, ...)`` arrays stack by stack (no second copy). Events are the
+    stacks' own, prefixed ``"stack t/T: "`` (``"cancelled"`` passes unchanged).
+
+    Returns
+    -------
+    stacked : dict of str to ndarray
+    last : the last stack's result
+    """
+    n = int(image.shape[0])
+    out: dict[str, np.ndarray] = {}
+    last = None
+    for t in range(n):
+        inner = workflow(np.asarray(image[t]), *args, **kwargs)
+        try:
+            event = next(inner)
+            while True:
+                stage, done, total = event
+                if stage != "cancelled":
+                    stage = f"stack {t + 1}/{n}: {stage}"
+                event = inner.send((yield (stage, done, total)))
+        except StopIteration as stop:
+            last = stop.value
+        parts = arrays(last)
+        if not out:
+            out = {k: np.empty((n, *v.shape), v.dtype) for k, v in parts.items()}
+        for k, v in parts.items():
+            out[k][t] = v
+    return out, last
 
 
 def cancelled(done: int, total: int) -> Generator[Progress, None, None]:

@@ -381,8 +381,8 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors):
     from napari_hemd import segment_image
     from napari_hemd.data.synthetic import nuclei_volume
 
-    vol = nuclei_volume()["image"][:16, :64]
-    movie = np.stack([vol[..., s : s + 64] for s in (0, 1)])
+    vol = nuclei_volume()["image"][:24, :96]
+    movie = np.stack([vol[..., s : s + 96] for s in (0, 2)])
     viewer = make_napari_viewer()
     viewer.add_image(movie, name="embryo")
     _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
@@ -394,7 +394,24 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors):
     expected = segment_image(movie, "nuclei-3d", tta=1)
     np.testing.assert_array_equal(labels.data, expected.labels)
     assert labels.data.shape == movie.shape and labels.metadata["hemd_params"]["grow"] > 0
+    assert all(len(np.unique(stack)) > 5 for stack in labels.data)
     assert viewer.layers["embryo probability"].data.shape == movie.shape
+    # Predict: each stack's maps exactly as alone; Segment on them: H-EMD on 3D frames over time
+    from napari_hemd._widgets import PredictWidget, SegmentWidget
+
+    pred = PredictWidget(viewer)
+    pred.image.value = viewer.layers["embryo"]
+    pred.model.value = "nuclei-3d"
+    pred.tta.value = 1
+    _wait(qtbot, pred.run())
+    prob = viewer.layers["embryo probability"]
+    np.testing.assert_allclose(prob.data, expected.maps["foreground"], atol=1e-6)
+    assert prob.metadata["hemd_background"].shape == movie.shape
+    seg2 = SegmentWidget(viewer)
+    seg2.prob.value = prob
+    _wait(qtbot, seg2.run())
+    labels = viewer.layers["embryo labels"].data
+    assert labels.shape == movie.shape and len(np.unique(labels)) > 5
     assert not errors
 
 
@@ -409,3 +426,10 @@ def test_channels_in_one_layer_are_not_taken_for_stacks(viewer, errors):
     assert seg.run() is None
     assert "channels rather than a time-lapse of 3D stacks" in errors[-1]
     assert "Split Stack" in errors[-1]
+    from napari_hemd._widgets import PredictWidget
+
+    pred = PredictWidget(viewer)
+    pred.image.value = layer
+    pred.model.value = "nuclei-fluo"
+    assert pred.run() is None
+    assert errors[-1].startswith("Predict: 'two channels' has 2 planes on its second axis")

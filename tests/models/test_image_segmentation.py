@@ -425,3 +425,55 @@ def test_a_time_lapse_of_stacks_is_each_stack_then_linked_over_time(tmp_path, ca
     args[1] = str(tmp_path / "tc.tif")
     assert main([*args, "-o", str(tmp_path / "x.tif"), "--no-progress"]) == 2
     assert "One channel of a multi-channel movie: --channel N" in capsys.readouterr().err
+
+
+def test_predict_a_time_lapse_of_stacks_stack_by_stack(tmp_path, capsys):
+    """predict on (T, Z, Y, X): each stack's maps exactly as that stack's alone, written as a TZYX
+    hyperstack (.tif) or (T, Z, Y, X) arrays (.zarr); what it refuses it names."""
+    import zarr
+
+    from napari_hemd.data.synthetic import nuclei_volume
+    from napari_hemd.io.channels import input_axes
+    from napari_hemd.workflows import predict_workflow, run_workflow
+
+    vol = nuclei_volume()["image"][:12, :48]
+    movie = np.stack([vol[..., s : s + 48] for s in (0, 2, 4)])
+    path = tmp_path / "tz.tif"
+    tifffile.imwrite(path, movie, imagej=True, metadata={"axes": "TZYX"})
+    outputs = ("foreground", "background")
+    api = run_workflow(predict_workflow(movie, "nuclei-3d", outputs=outputs, tta=1))
+    assert api["foreground"].shape == movie.shape
+    for t in (0, 2):
+        alone = run_workflow(predict_workflow(movie[t], "nuclei-3d", outputs=outputs, tta=1))
+        np.testing.assert_array_equal(api["background"][t], alone["background"])
+    args = ["predict", str(path), "--model", "nuclei-3d", "--tta", "1", "--no-progress"]
+    out = tmp_path / "maps.tif"
+    assert main([*args, "--outputs", "foreground,background", "-o", str(out)]) == 0
+    fg = tmp_path / "maps_foreground.tif"
+    assert input_axes(fg) == "TZYX"
+    np.testing.assert_array_equal(tifffile.imread(fg), api["foreground"])
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "maps_background.tif"), api["background"]
+    )
+    assert main([*args, "-o", str(tmp_path / "maps.zarr")]) == 0
+    group = zarr.open_group(str(tmp_path / "maps.zarr"), mode="r")
+    np.testing.assert_array_equal(group["foreground"][:], api["foreground"])
+    assert group.attrs["planes"] == 3 and group.attrs["stacks"] == 3
+    # the maps segment as a (T, Z, Y, X) probability movie
+    labels = tmp_path / "labels.tif"
+    assert main(["segment", str(fg), "-o", str(labels), "--no-progress"]) == 0
+    assert read_stack(labels).shape == movie.shape
+    capsys.readouterr()
+    for extra, message in (
+        (["--scale", "auto"], "--scale auto is not available for a (T, Z, Y, X)"),
+        (["--workers", "2"], "--workers: a (T, Z, Y, X) time-lapse of stacks"),
+    ):
+        assert main([*args, *extra, "-o", str(tmp_path / "x.zarr")]) == 2
+        assert message in capsys.readouterr().err
+    args[3] = "nuclei-affinity"
+    assert main([*args, "-o", str(tmp_path / "y.tif")]) == 2
+    assert "is an affinity model, which predicts 2D frames" in capsys.readouterr().err
+    tifffile.imwrite(tmp_path / "tc.tif", movie[:, :2], photometric="minisblack")
+    args[1], args[3] = str(tmp_path / "tc.tif"), "nuclei-3d"
+    assert main([*args, "-o", str(tmp_path / "z.tif")]) == 2
+    assert "One channel of a multi-channel movie: --channel N" in capsys.readouterr().err

@@ -467,6 +467,25 @@ def _progress_text(desc: str, stage: str, done: int, total: int, clock: dict) ->
     return text
 
 
+def channels_refusal(desc: str, layer, verb: str) -> str | None:
+    """Why a 4D layer is taken for channels rather than a time-lapse of stacks, or None.
+
+    The command line's rule (:func:`napari_hemd.io.channels.looks_like_channels`), with the way
+    out in napari: split the channels into layers and ``verb`` the nuclear one.
+    """
+    from napari_hemd.io.channels import looks_like_channels
+
+    names = "".join(str(a) for a in layer.axis_labels)  # "tzyx" after an OME-Zarr
+    if layer.ndim != 4 or not looks_like_channels(tuple(layer.data.shape), names):
+        return None
+    return (
+        f"{desc}: {layer.name!r} has {layer.data.shape[1]} planes on its second axis: channels "
+        "rather than a time-lapse of 3D stacks? Split them into one layer each (right-click the "
+        f"layer > Split Stack, or open the file with napari-hemd's reader) and {verb} the "
+        "nuclear channel"
+    )
+
+
 def is_probability_layer(layer) -> bool:
     """A layer made by a model (Predict, Segment) or holding floats: a probability map."""
     if MODEL_KEY in getattr(layer, "metadata", {}):

@@ -17,6 +17,7 @@ from napari_hemd._widgets._common import (
     LayerWidget,
     add_or_update,
     base_name,
+    channels_refusal,
     is_probability_layer,
 )
 from napari_hemd._widgets._models import (
@@ -112,16 +113,16 @@ class PredictWidget(LayerWidget):
         if not isinstance(layer, Image):
             show_error("Predict: choose an image layer")
             return None
-        if layer.rgb or layer.ndim not in (2, 3):
-            extra = (
-                "; a time-lapse of 3D stacks: Segment with a model (stack by stack); channels: "
-                "split them into one layer each (right-click the layer > Split Stack)"
-                if layer.ndim == 4
-                else ""
-            )
+        if layer.rgb or layer.ndim not in (2, 3, 4):
             show_error(
-                f"Predict: {layer.name!r} must be a 2D image or a 2D+t stack (grayscale){extra}"
+                f"Predict: {layer.name!r} must be a grayscale 2D image, a (T, Y, X) / (Z, Y, X) "
+                f"stack or a (T, Z, Y, X) time-lapse of stacks; got {layer.ndim}D"
+                f"{' RGB: split the colours (right-click the layer > Split RGB)' * layer.rgb}"
             )
+            return None
+        refused = channels_refusal("Predict", layer, "predict")
+        if refused:
+            show_error(refused)
             return None
         model = self.model.value
         if model == FROM_FILE:
@@ -159,8 +160,15 @@ class PredictWidget(LayerWidget):
         from napari_hemd.models.prediction import check_scale_planes, resolve_planes
 
         scale = scale_value(self.scale)  # a number, or "auto"
+        stack_shape = tuple(layer.data.shape)[layer.ndim == 4 :]  # each stack is predicted alone
+        if scale == "auto" and layer.ndim == 4:
+            show_error(
+                "Predict: zoom 'auto' is not available for a (T, Z, Y, X) time-lapse of stacks: "
+                "give a zoom (found on one stack with 'auto')"
+            )
+            return None
         try:
-            check_scale_planes(scale, resolve_planes(loaded, None, tuple(layer.data.shape)))
+            check_scale_planes(scale, resolve_planes(loaded, None, stack_shape))
         except ValueError as exc:
             show_error(f"Predict: {exc}")
             return None

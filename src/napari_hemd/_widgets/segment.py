@@ -31,6 +31,7 @@ from napari_hemd._widgets._common import (
     add_or_update,
     apply_edit,
     base_name,
+    channels_refusal,
     is_probability_layer,
     track_paint,
 )
@@ -255,16 +256,9 @@ class SegmentWidget(LayerWidget):
                     "time-lapse of stacks"
                 )
                 return None
-            from napari_hemd.io.channels import looks_like_channels
-
-            names = "".join(str(a) for a in layer.axis_labels)  # "tzyx" after an OME-Zarr
-            if looks_like_channels(tuple(layer.data.shape), names):
-                show_error(
-                    f"Segment: {layer.name!r} has {layer.data.shape[1]} planes on its second axis: "
-                    "channels rather than a time-lapse of 3D stacks? Split them into one layer "
-                    "each (right-click the layer > Split Stack, or open the file with "
-                    "napari-hemd's reader) and segment the nuclear channel"
-                )
+            refused = channels_refusal("Segment", layer, "segment")
+            if refused:
+                show_error(refused)
                 return None
             from napari_hemd.image_segmentation import segment_image_workflow
 

@@ -18,8 +18,9 @@ def register(subparsers) -> None:
         help="predict foreground probability (and more) with a shipped or trained model",
         description=(
             "Predict float32 (T, Y, X) foreground probability for IMAGE (a TIFF stack, a folder of "
-            "TIFF frames or a zarr array). OUT is .tif or .zarr; with several --outputs a .zarr "
-            "holds one array per output and a .tif becomes OUT_STEM_NAME.tif per output."
+            "TIFF frames or a zarr array; a (T, Z, Y, X) time-lapse of stacks: stack by stack). "
+            "OUT is .tif or .zarr; with several --outputs a .zarr holds one array per output and "
+            "a .tif becomes OUT_STEM_NAME.tif per output."
         ),
     )
     p.add_argument("image", metavar="IMAGE")
@@ -135,12 +136,16 @@ def run(args: argparse.Namespace) -> int:
     image = channel_of(open_input(args.image), args.image, args, "IMAGE")
     if image.ndim == 2:
         image = np.asarray(image[:])[None]
-    if image.ndim != 3:
+    from napari_hemd.cli._segment import _FEW_SLICES, _has_channels
+
+    if image.ndim not in (3, 4) or (
+        image.ndim == 4 and args.channel is None and _has_channels(args.image, image)
+    ):
         raise ValueError(
-            f"IMAGE must be (T, Y, X) or (Y, X); got shape {tuple(image.shape)}. One channel of "
-            "a multi-channel movie: --channel N (and --channel-axis A where the file does not "
-            "name its axes); a (T, Z, Y, X) time-lapse of stacks: napari-hemd segment IMAGE "
-            "--model NAME (stack by stack), or predict one stack at a time"
+            f"IMAGE must be (T, Y, X), (Z, Y, X), (Y, X) or a (T, Z, Y, X) time-lapse of stacks; "
+            f"got shape {tuple(image.shape)}. One channel of a multi-channel movie: --channel N "
+            "(and --channel-axis A where the file does not name its axes)"
+            f"{_FEW_SLICES if image.ndim == 4 else ''}"
         )
     meta = {"model": str(args.model), "model_metadata_version": model.metadata.get("version")}
     from napari_hemd.models.prediction import _check_tta, tta_recorded
@@ -149,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
     args.tta = _check_tta(args.tta, model)
     if tta_recorded(args.tta, model):
         meta["tta"] = args.tta
+    if image.ndim == 4:
+        return _run_stacks(args, model, image, outputs, paths, meta)
     if args.scale == "auto":
         args.scale, meta["scale_tried"] = _auto_scale(args, model, image)
     from napari_hemd.cli._segment import volume_kwargs
@@ -271,6 +278,106 @@ def _auto_scale(args, model, image) -> tuple[float, list[float]]:
     found, tried = run_workflow(gen)
     print(f"predict: {found_zoom(found, tried)}", file=sys.stderr)
     return found, tried
+
+
+def _run_stacks(args, model, image, outputs, paths, meta) -> int:
+    """A (T, Z, Y, X) time-lapse of stacks: each stack predicted as alone, written as it comes.
+
+    Each stack as ``predict`` predicts it alone (a 3D model: three planes); one stack's maps in
+    memory at a time. A .tif OUT is a TZYX hyperstack (one page per slice, its axes named on the
+    first page, as tifffile writes them), a .zarr OUT holds (T, Z, Y, X) arrays, chunks of one
+    slice.
+    """
+    import json
+    from contextlib import ExitStack
+
+    import numpy as np
+
+    from napari_hemd._atomic import atomic_path
+    from napari_hemd.cli._progress import Progress
+    from napari_hemd.cli._segment import _channel_meta, volume_kwargs
+    from napari_hemd.models import pick_device, volume_settings
+    from napari_hemd.models.prediction import (
+        _check_scale,
+        check_scale_planes,
+        model_scale,
+        resolve_planes,
+    )
+    from napari_hemd.workflows import predict_workflow, run_workflow
+
+    if model.kind != "unet":
+        raise ValueError(
+            f"a (T, Z, Y, X) time-lapse of stacks takes a U-Net (nuclei-3d, or a 2D one on each "
+            f"stack's slices); --model {args.model!r} is an affinity model, which predicts 2D "
+            "frames: one stack at a time"
+        )
+    for opt in ("workers", "scheduler", "ranges", "neighbourhood"):
+        if getattr(args, opt) is not None:
+            raise ValueError(
+                f"--{opt}: a (T, Z, Y, X) time-lapse of stacks is predicted stack by stack in "
+                "this process with a U-Net; drop it"
+            )
+    if args.scale == "auto":
+        raise ValueError(
+            "--scale auto is not available for a (T, Z, Y, X) time-lapse of stacks: give a zoom "
+            "(found on one stack with --scale auto)"
+        )
+    volume = volume_kwargs(args)
+    n, stack_shape = int(image.shape[0]), tuple(int(s) for s in image.shape[1:])
+    planes = resolve_planes(model, volume["planes"], stack_shape)
+    scale = 1.0 if planes == 3 and args.scale is None else _check_scale(args.scale, model)
+    check_scale_planes(scale, planes)
+    meta.update(_channel_meta(args), stacks=n, planes=planes)
+    if planes == 3:
+        meta["z_scale"] = volume["z_scale"] or volume_settings(model)["z_scale"]
+    elif scale != model_scale(model) or scale != 1:  # as for a movie: a zoom not the default
+        meta["scale"] = scale
+    kwargs = dict(outputs=outputs, tile=args.tile, halo=args.halo, batch_size=args.batch_size)
+    kwargs.update(device=pick_device(args.device), tta=args.tta, scale=scale, planes=planes)
+    kwargs["z_scale"] = volume["z_scale"]
+    zarr_out = paths[outputs[0]].suffix.lower() == ".zarr"
+    with ExitStack() as stack:
+        bar = stack.enter_context(Progress(disabled=args.no_progress))
+        if zarr_out:
+            import zarr
+
+            tmp = stack.enter_context(atomic_path(paths[outputs[0]], overwrite=args.overwrite))
+            group = zarr.open_group(str(tmp), mode="w")
+            group.attrs.update(meta)
+            arrays = {}
+        else:
+            import tifffile
+
+            writers = {}
+            for name in outputs:
+                tmp = stack.enter_context(atomic_path(paths[name], overwrite=args.overwrite))
+                writers[name] = stack.enter_context(tifffile.TiffWriter(tmp))
+        for t in range(n):
+            maps = run_workflow(
+                predict_workflow(np.asarray(image[t]), model, **kwargs),
+                lambda stage, d, total, t=t: bar(f"stack {t + 1}/{n}: {stage}", d, total),
+            )
+            for name, arr in maps.items():
+                if zarr_out:
+                    if name not in arrays:
+                        arrays[name] = group.create_array(
+                            name, shape=(n, *arr.shape), chunks=(1, 1, *arr.shape[1:]),
+                            dtype=arr.dtype,
+                        )  # fmt: skip
+                    arrays[name][t] = arr
+                    continue
+                for z, page in enumerate(arr):  # the series' shape and axes on its first page
+                    first = {"shape": [n, *arr.shape], "axes": "TZYX", **meta, "output": name}
+                    writers[name].write(
+                        page,
+                        compression="zlib",
+                        description=json.dumps(first) if t == z == 0 else None,
+                        metadata=None,
+                        photometric="minisblack",
+                    )
+    for path in dict.fromkeys(paths.values()):
+        print(f"wrote {path}")
+    return 0
 
 
 def _run_chunked(args, model, image, outputs, ranges, meta, out) -> int:
