@@ -127,10 +127,10 @@ def test_multi_channel_files_open_as_one_layer_per_channel(tmp_path, ome_zarr_im
     assert isinstance(data, zarr.Array)  # stays on disk
 
 
-def test_tiff_too_big_for_memory_opens_lazily(tmp_path, monkeypatch):
-    """A TIFF that would take more than a quarter of the memory available opens as a dask array
-    read plane by plane (with a warning saying so and what streams it), channels too; the Large
-    data path streams that layer to the same labels as the file itself."""
+def test_a_file_too_big_for_memory_opens_lazily(tmp_path, monkeypatch):
+    """A TIFF that would take more than a quarter of the memory free opens as a dask array read
+    plane by plane (with a warning saying so and what streams it), channels too, a .npy
+    memory-mapped; the Large data path streams that layer to the same labels as the file."""
     import dask.array as da
     import tifffile
     import zarr
@@ -145,7 +145,7 @@ def test_tiff_too_big_for_memory_opens_lazily(tmp_path, monkeypatch):
     [(data, _, kind)] = get_reader(str(path))(str(path))  # small: read whole, as before
     assert isinstance(data, np.ndarray) and kind == "image"
 
-    monkeypatch.setattr(nio, "LAZY_TIFF_FRACTION", 1e-9)  # every file "too big"
+    monkeypatch.setattr(nio, "LAZY_FRACTION", 1e-9)  # every file "too big"
     with pytest.warns(UserWarning, match=r"opened lazily .* Large data"):
         [(lazy, meta, kind)] = get_reader(str(path))(str(path))
     assert isinstance(lazy, da.Array) and kind == "image" and meta == {"name": "prob"}
@@ -166,3 +166,7 @@ def test_tiff_too_big_for_memory_opens_lazily(tmp_path, monkeypatch):
         [(data, meta, _)] = get_reader(str(tmp_path / "hyper.tif"))(str(tmp_path / "hyper.tif"))
     assert isinstance(data, da.Array) and meta["channel_axis"] == 1
     np.testing.assert_array_equal(data.compute(), movie)
+    np.save(tmp_path / "movie.npy", movie)  # a .npy: memory-mapped
+    with pytest.warns(UserWarning, match="opened lazily"):
+        [(data, _, _)] = get_reader(str(tmp_path / "movie.npy"))(str(tmp_path / "movie.npy"))
+    assert isinstance(data, np.memmap) and np.array_equal(data, movie)

@@ -1,7 +1,7 @@
 """npe2 reader and writer hooks over :mod:`napari_hemd.io` (no Qt).
 
-Readers: TIFF stacks (lazily, plane by plane, when the decoded file would take more than a
-quarter of the memory available), ``.npy``, zarr and OME-Zarr (lazy; an OME-Zarr image opens with
+Readers: TIFF stacks and ``.npy`` (lazily, plane by plane, when the decoded file would take more
+than a quarter of the memory free), zarr and OME-Zarr (lazy; an OME-Zarr image opens with
 the label images under its ``labels/``), folders of TIFF frames (CTC sequences, with their ``_GT``/``_ST``
 masks as Labels layers) and CTC result folders (``maskTTT.tif``).
 Writers: a Labels layer to an OME-Zarr label image, a TIFF stack or a CTC result folder
@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 LayerData = tuple  # (data, metadata, layer type)
 
-#: A TIFF whose decoded size exceeds this fraction of the memory available opens lazily.
-LAZY_TIFF_FRACTION = 0.25
+#: A TIFF or .npy whose decoded size exceeds this fraction of the free memory opens lazily.
+LAZY_FRACTION = 0.25
 
 
 def _stack_frames(frames: dict[int, np.ndarray], n: int | None) -> np.ndarray:
@@ -43,7 +43,7 @@ def _is_ctc_result(path: Path) -> bool:
 def _read(path: str | os.PathLike) -> list[LayerData]:
     from napari_hemd.io import read_ctc_sequence, read_stack
     from napari_hemd.io.ome_zarr import is_ome_zarr
-    from napari_hemd.io.tiff import lazy_tiff
+    from napari_hemd.io.tiff import lazy_tiff, tiff_nbytes
 
     path = Path(path)
     name = path.stem if path.suffix else path.name
@@ -63,11 +63,13 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         return layers
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
-        lazy = _tiff_too_big(path)
+        lazy = _too_big(path, tiff_nbytes(path))
         channels = _tiff_channel_layers(path, name, lazy=lazy)
         if channels:
             return channels
         data = lazy_tiff(path) if lazy else read_stack(path)
+    elif suffix == ".npy":  # too big: memory-mapped, read as shown
+        data = read_stack(path, lazy=_too_big(path, np.load(path, mmap_mode="r").nbytes))
     else:
         data = read_stack(path, lazy=suffix == ".zarr")
     kind = (
@@ -76,20 +78,19 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
     return [(data, {"name": name}, kind)]
 
 
-def _tiff_too_big(path: Path) -> bool:
-    """Whether the decoded TIFF takes more than :data:`LAZY_TIFF_FRACTION` of the free memory.
+def _too_big(path: Path, nbytes: int | None) -> bool:
+    """Whether ``nbytes`` (a file, decoded) exceed :data:`LAZY_FRACTION` of the free memory.
 
-    Such a file opens lazily (a dask array read plane by plane as napari shows it) and says so:
-    reading it whole could take the viewer down with it; the Large data widget streams it.
+    Such a file opens lazily (a TIFF as a dask array read plane by plane as napari shows it, a
+    ``.npy`` memory-mapped) and says so: reading it whole could take the viewer down with it;
+    the Large data widget streams it.
     """
     import warnings
 
     from napari_hemd._memory import available_memory
-    from napari_hemd.io.tiff import tiff_nbytes
 
-    nbytes = tiff_nbytes(path)
     free = available_memory()
-    if nbytes is None or nbytes <= LAZY_TIFF_FRACTION * free:
+    if nbytes is None or nbytes <= LAZY_FRACTION * free:
         return False
     warnings.warn(
         f"{path.name}: {nbytes / 2**30:.1f} GiB once decoded, {free / 2**30:.1f} GiB of memory "
