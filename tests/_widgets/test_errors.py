@@ -237,12 +237,14 @@ def test_movie_too_large_for_memory_is_refused_with_the_large_data_path(
     assert "nuclei video labels" not in viewer.layers
 
 
-def test_predict_points_a_4d_layer_to_segment_or_split_stack(viewer, errors):
+def test_predict_names_the_shapes_it_takes(viewer, errors):
+    """A (T, Z, Y, X) layer is predicted stack by stack (tests/_widgets/test_segment_model.py);
+    a 5D layer is refused naming what Predict takes and what it got."""
     from napari_hemd._widgets import PredictWidget
 
     movie = viewer.layers["nuclei video image"].data
-    layer = viewer.add_image(np.stack([movie[:3]] * 6, axis=1), name="t z y x")
+    layer = viewer.add_image(np.stack([np.stack([movie[:3]] * 6, axis=1)] * 2), name="5d")
     pred = PredictWidget(viewer)
     pred.image.value = layer
     assert pred.run() is None
-    assert "a time-lapse of 3D stacks: Segment with a model" in errors[-1]
+    assert "or a (T, Z, Y, X) time-lapse of stacks; got 5D" in errors[-1]
