@@ -396,6 +396,15 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors):
     assert labels.data.shape == movie.shape and labels.metadata["hemd_params"]["grow"] > 0
     assert all(len(np.unique(stack)) > 5 for stack in labels.data)
     assert viewer.layers["embryo probability"].data.shape == movie.shape
+    # its forests were per stack: nothing to rebuild from the 4D maps, the inspector says why
+    from napari_hemd._widgets import InspectorWidget
+    from napari_hemd._widgets._common import needs_rebuild
+
+    assert not needs_rebuild(labels)
+    inspector = InspectorWidget(viewer)
+    inspector.labels.value = labels
+    assert inspector.inspect(0, (5, 40, 40)) == []
+    assert "segmented stack by stack; its candidate forests are not kept" in errors.pop()
     # Predict: each stack's maps exactly as alone; Segment on them: H-EMD on 3D frames over time
     from napari_hemd._widgets import PredictWidget, SegmentWidget
 

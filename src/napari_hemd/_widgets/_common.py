@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 #: Keys under which the widgets keep their state in ``Labels.metadata``.
 PARAMS_KEY = "hemd_params"
 RESULT_KEY = "hemd_result"
+#: In ``PARAMS_KEY``: a (T, Z, Y, X) time-lapse segmented stack by stack with a model; H-EMD's
+#: forests were per stack and are not kept, nor rebuilt (the probability layer's 3D frames
+#: would give other candidates).
+PER_STACK_KEY = "per_stack"
 SOURCE_KEY = "hemd_source"
 LOCKED_KEY = "hemd_locked"
 HISTORY_KEY = "hemd_history"
@@ -225,7 +229,7 @@ def step_history(layer: Labels, redo: bool = False) -> Edit | None:
 def needs_rebuild(layer: Labels) -> bool:
     """The layer was made by H-EMD but holds no result (after reopening or an undo)."""
     params = layer.metadata.get(PARAMS_KEY)
-    if not params:  # labels of the user's own (opened, painted): no forest behind them
+    if not params or params.get(PER_STACK_KEY):  # the user's own labels; forests per stack
         return False
     return params.get("method", "hemd") == "hemd" and layer.metadata.get(RESULT_KEY) is None
 

@@ -14,6 +14,7 @@ from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableW
 from napari_hemd._widgets._common import (
     LOCKED_KEY,
     PARAMS_KEY,
+    PER_STACK_KEY,
     RESULT_KEY,
     SOURCE_KEY,
     LayerWidget,
@@ -168,6 +169,13 @@ class InspectorWidget(LayerWidget):
     def _result(self) -> tuple[Labels, HEMDResult] | None:
         layer = self.labels.value
         res = getattr(layer, "metadata", {}).get(RESULT_KEY)
+        if (getattr(layer, "metadata", {}).get(PARAMS_KEY) or {}).get(PER_STACK_KEY):
+            show_error(
+                f"Inspector: {layer.name!r} is a time-lapse of 3D stacks segmented stack by stack; "
+                "its candidate forests are not kept. To inspect one stack, segment it alone: "
+                "right-click the raw layer > Split Stack gives one layer per time point"
+            )
+            return None
         if not isinstance(res, HEMDResult):
             show_error("Inspector: choose a labels layer made by the Segment widget with H-EMD")
             return None

@@ -25,6 +25,7 @@ from napari_hemd._widgets._common import (
     LOCKED_KEY,
     MODEL_KEY,
     PARAMS_KEY,
+    PER_STACK_KEY,
     RESULT_KEY,
     SOURCE_KEY,
     LayerWidget,
@@ -347,6 +348,8 @@ class SegmentWidget(LayerWidget):
             for key in ("scale", "tta"):  # as the run records them (the zoom auto found)
                 if model != NO_MODEL and key in result.params:
                     saved[key] = result.params[key]
+            if model != NO_MODEL and ndim == 4:  # forests per stack, not kept: none to rebuild
+                saved[PER_STACK_KEY] = True
             saved.update(selection_choices(res))  # a rebuild (inspector, project) selects alike
             meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
             labels = np.ascontiguousarray(labels, dtype=np.uint32)
