@@ -175,6 +175,12 @@ def test_segment_a_3d_stack_with_its_voxel_size(make_napari_viewer, qtbot, error
         viewer.layers["stack probability"].data, expected.maps["foreground"], atol=1e-6
     )
     assert labels.metadata["hemd_params"]["z_scale"] == 3.0
+    assert labels.metadata["hemd_params"]["planes"] == 3
+    from napari_hemd._widgets import ExportWidget
+
+    export = ExportWidget(viewer)  # measured as one 3D stack without being told
+    export.labels.value = labels
+    assert export.volume.value
     assert not errors
 
 

@@ -92,13 +92,15 @@ class ExportWidget(LayerWidget):
     def _labels_changed(self, _=None) -> None:
         """New labels: offer their images of the same shape; guess stack or movie.
 
-        A layer whose first axis is named z is a stack (objects across slices), any other 3D layer
-        a movie until the box is ticked.
+        A layer whose first axis is named z, or that Segment made from a stack with a 3D model
+        (three planes), is a stack (objects across slices); any other 3D layer a movie until the
+        box is ticked.
         """
         self.intensity.reset_choices()
         layer = self.labels.value
         first = str((getattr(layer, "axis_labels", None) or ("",))[0]).lower()
-        self.volume.value = bool(getattr(layer, "ndim", 0) == 3 and first == "z")
+        planes = ((getattr(layer, "metadata", None) or {}).get(PARAMS_KEY) or {}).get("planes")
+        self.volume.value = bool(getattr(layer, "ndim", 0) == 3 and (first == "z" or planes == 3))
         self._show_table_options()
 
     def _show_table_options(self, _=None) -> None:

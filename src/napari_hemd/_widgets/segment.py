@@ -345,7 +345,9 @@ class SegmentWidget(LayerWidget):
                         np.asarray(data),
                     )  # fmt: skip
             saved["grow"] = result.grow if model != NO_MODEL else grow
-            for key in ("scale", "tta"):  # as the run records them (the zoom auto found)
+            # as the run records them (the zoom auto found; planes: 3 for a stack seen from
+            # three sides, which Export measures as one 3D stack)
+            for key in ("scale", "tta", "planes"):
                 if model != NO_MODEL and key in result.params:
                     saved[key] = result.params[key]
             if model != NO_MODEL and ndim == 4:  # forests per stack, not kept: none to rebuild
