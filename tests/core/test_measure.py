@@ -134,3 +134,26 @@ def test_cli_measures_a_linked_result_with_its_lineage(tmp_path, capsys):
     assert "must hold integer instance ids" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"must be a \.csv file"):
         write_table({"a": np.zeros(1)}, tmp_path / "t.txt")
+
+
+@pytest.mark.parametrize("name", ["stack.tif", "stack.zarr", "stack.ome.zarr", "stack"])
+def test_cli_measures_one_stack_as_a_volume_when_its_labels_say_so(tmp_path, capsys, name):
+    """Labels written with ``planes: 3`` (segment --model nuclei-3d on one stack) are measured as
+    one volume in every format; the same labels without that record as a movie of slices."""
+    from napari_hemd.io.stacks import recorded_params, write_labels
+
+    vol = np.zeros((6, 16, 16), np.uint16)
+    vol[1:5, 2:8, 2:8] = 1  # one object across four slices
+    vol[2:4, 10:14, 10:14] = 2
+    path = write_labels(vol, tmp_path / name, metadata={"planes": 3}, axes="ZYX")
+    assert recorded_params(path)["planes"] == 3
+    assert main(["measure", str(path), "-o", str(tmp_path / "v.csv")]) == 0
+    assert "measured as one volume" in capsys.readouterr().err
+    with open(tmp_path / "v.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["area"]) for r in rows] == [4 * 36, 2 * 16]
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, vol, photometric="minisblack")
+    assert "planes" not in recorded_params(plain) and recorded_params(tmp_path / "no.tif") == {}
+    assert main(["measure", str(plain), "-o", str(tmp_path / "m.csv")]) == 0
+    assert "objects in 4 frame(s)" in capsys.readouterr().err  # slices as frames

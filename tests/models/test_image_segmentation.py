@@ -198,6 +198,16 @@ def test_stack_model_predicts_three_planes_on_every_path(movie, tmp_path):
     args = ["segment", str(path), "--model", "nuclei-3d", "-o", str(out), "--no-progress"]
     assert main([*args, "--threads", "1"]) == 0
     assert (read_stack(out) == res.labels).all()
+    # written as one stack (axes ZYX, planes recorded): measure takes it as one volume
+    from napari_hemd.core.measure import measure_objects
+    from napari_hemd.io.channels import input_axes
+    from napari_hemd.io.stacks import recorded_params
+
+    assert input_axes(out) == "ZYX" and recorded_params(out)["planes"] == 3
+    assert main(["measure", str(out), "-o", str(tmp_path / "cells.csv")]) == 0
+    rows = (tmp_path / "cells.csv").read_text().splitlines()
+    want = measure_objects(res.labels, frames=False)
+    assert len(rows) == 1 + len(want["label"]) and "centroid_z" in rows[0]
     fg = tmp_path / "fg.tif"
     assert main(["predict", str(path), "--model", "nuclei-3d", "-o", str(fg), "--no-progress"]) == 0
     np.testing.assert_allclose(read_stack(fg), tri["foreground"], atol=1e-6)

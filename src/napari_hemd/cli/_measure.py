@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--volume",
         action="store_true",
         help="LABELS is one (Z, Y, X) volume, not a (T, Y, X) movie (a 4D file is always "
-        "(T, Z, Y, X))",
+        "(T, Z, Y, X)); the default for labels that segment made from one stack with a 3D model "
+        "(recorded with them) and for an OME-Zarr whose first axis is z",
     )
     p.add_argument(
         "--spacing",
@@ -86,7 +87,21 @@ def run(args: argparse.Namespace) -> int:
             f"LABELS {args.labels!r} must hold integer instance ids; got dtype {labels.dtype} "
             "(a probability map? segment it first)"
         )
-    frames = not args.volume or labels.ndim == 4
+    volume = args.volume
+    if not volume and labels.ndim == 3:  # the labels of one 3D stack, as segment records them
+        from napari_hemd.io.channels import input_axes
+        from napari_hemd.io.ome_zarr import is_ome_zarr
+        from napari_hemd.io.stacks import recorded_params
+
+        ngff_z = path.is_dir() and is_ome_zarr(path) and (input_axes(path) or "")[:1] == "Z"
+        volume = recorded_params(path).get("planes") == 3 or ngff_z
+        if volume:
+            print(
+                f"measure: {args.labels} holds one 3D stack's labels (recorded with them): "
+                "measured as one volume",
+                file=sys.stderr,
+            )
+    frames = not volume or labels.ndim == 4
     if labels.ndim == 2:
         labels, frames = np.asarray(labels)[None], True
     image = None

@@ -346,7 +346,13 @@ def _run_checked(args: argparse.Namespace) -> int:
     meta = {"method": args.method, "source": str(args.prob), **_channel_meta(args), **params}
     if args.method == "hemd":
         meta.update({k: res.params[k] for k in hemd_only if k in res.params})
-    write_labels(labels, args.output, overwrite=args.overwrite, tracks=tracks, metadata=meta)
+    write_labels(
+        labels,
+        args.output,
+        overwrite=args.overwrite,
+        tracks=tracks,
+        metadata=meta,
+    )
     n_obj = int(labels.max()) if labels.size else 0
     print(
         f"{args.method}: {labels.shape[0]} frame(s), max label {n_obj}, "
@@ -415,7 +421,14 @@ def _run_with_model(args: argparse.Namespace) -> int:
         from napari_hemd.workflows import selection_choices
 
         meta.update(selection_choices(res.result))
-    write_labels(labels, args.output, overwrite=args.overwrite, tracks=res.tracks, metadata=meta)
+    write_labels(
+        labels,
+        args.output,
+        overwrite=args.overwrite,
+        tracks=res.tracks,
+        metadata=meta,
+        axes=_label_axes(labels.ndim, stack=res.params.get("planes") == 3),
+    )
     n_obj = len(np.unique(labels)) - 1
     dt = time.perf_counter() - t0
     zoom = f", zoom {res.params['scale']:g}" if "scale" in res.params else ""
@@ -450,6 +463,11 @@ def _channel_meta(args: argparse.Namespace) -> dict:
     if args.channel_axis is not None:
         out["channel_axis"] = int(args.channel_axis)
     return out
+
+
+def _label_axes(ndim: int, stack: bool) -> str | None:
+    """``"ZYX"`` for the labels of one 3D stack (a 3D model's run), else None (the default)."""
+    return "ZYX" if stack and ndim == 3 else None
 
 
 #: For a 4D file taken for (T, C, Y, X): what to do if it really is stacks of few slices.

@@ -10,7 +10,7 @@ import numpy as np
 from napari_hemd._atomic import atomic_path
 from napari_hemd.io.tiff import read_tiff, read_tiff_folder
 
-__all__ = ["read_stack", "write_labels"]
+__all__ = ["read_stack", "recorded_params", "write_labels"]
 
 
 def _is_zarr(path: Path) -> bool:
@@ -61,6 +61,33 @@ def read_stack(path: str | os.PathLike, *, lazy: bool = False):
     )
 
 
+def recorded_params(path: str | os.PathLike) -> dict:
+    """The run parameters :func:`write_labels` stored with a label file (empty: none).
+
+    TIFF: the JSON description tifffile reads back (``shaped_metadata``); zarr and OME-Zarr:
+    the attributes; a CTC result folder: its ``hemd-params.json``. Anything unreadable: empty.
+    """
+    import json
+
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff") and path.is_file():
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shaped = tif.shaped_metadata
+            return dict(shaped[0]) if shaped else {}
+        if _is_zarr(path):
+            import zarr
+
+            return dict(zarr.open(str(path), mode="r").attrs)
+        if path.is_dir() and (path / "hemd-params.json").is_file():
+            return dict(json.loads((path / "hemd-params.json").read_text()))
+    except Exception:  # a file we did not write, or a broken one: nothing recorded
+        return {}
+    return {}
+
+
 def check_labels_path(path: str | os.PathLike) -> str:
     """The format :func:`write_labels` writes ``path`` in; a name it cannot write is refused.
 
@@ -95,6 +122,7 @@ def write_labels(
     overwrite: bool = False,
     tracks: np.ndarray | None = None,
     metadata: dict | None = None,
+    axes: str | None = None,
 ) -> Path:
     """Write a label stack, chosen by extension, atomically.
 
@@ -111,6 +139,9 @@ def write_labels(
         CTC track table ``L B E P`` (label, begin, end, parent).
     metadata : dict, optional
         Stored as zarr attributes / TIFF description (JSON) / ``hemd-params.json`` in CTC folders.
+    axes : str, optional
+        The axes' names (``"zyx"`` for one 3D stack), written into TIFFs and OME-Zarr; default
+        ``"yx"``, ``"tyx"`` or ``"tzyx"`` by the number of dimensions.
 
     Returns
     -------
@@ -124,14 +155,18 @@ def write_labels(
     if kind == "ome.zarr":
         from napari_hemd.io.ome_zarr import write_ome_zarr_labels
 
-        return write_ome_zarr_labels(labels, path, overwrite=overwrite, metadata=metadata)
+        return write_ome_zarr_labels(
+            labels, path, overwrite=overwrite, metadata=metadata, axes=axes and axes.lower()
+        )
     labels_arr = labels
     with atomic_path(path, overwrite=overwrite) as tmp:
         if kind == "tif":
             import tifffile
 
             arr = np.asarray(labels_arr)
-            axes = {2: "YX", 3: "TYX", 4: "TZYX"}.get(arr.ndim)
+            if axes is None or len(axes) != arr.ndim:
+                axes = {2: "YX", 3: "TYX", 4: "TZYX"}.get(arr.ndim)
+            axes = axes and axes.upper()
             # tifffile's shaped description keeps the axes (a (T, Z, Y, X) stack reads back as
             # such, not as T*Z pages) and carries the metadata as JSON
             meta = json.loads(json.dumps(metadata or {}, default=str))
