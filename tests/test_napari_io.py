@@ -151,6 +151,10 @@ def test_a_file_too_big_for_memory_opens_lazily(tmp_path, monkeypatch):
     assert isinstance(lazy, da.Array) and kind == "image" and meta == {"name": "prob"}
     assert lazy.chunks[0] == (1,) * 6 and lazy.chunksize[1:] == (64, 64)  # plane by plane
     np.testing.assert_array_equal(lazy[2].compute(), prob[2].astype(np.float32))
+    import pickle  # Dask sends it to workers: it travels by the file's path, not its pixels
+
+    assert len(pickle.dumps(lazy)) < 10_000
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(lazy))[3].compute(), prob[3])
     # reopening the unchanged file names the same dask array (a stream of the layer resumes)
     with pytest.warns(UserWarning):
         assert get_reader(str(path))(str(path))[0][0].name == lazy.name

@@ -70,43 +70,52 @@ def stream_stacks(
     resume: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
     on_stack: Callable[[int], None] | None = None,
+    client=None,
     **kwargs,
 ) -> Path:
     """A ``(T, Z, Y, X)`` time-lapse of stacks with a model, one stack in memory at a time.
 
     Each stack is segmented exactly as :func:`napari_hemd.image_segmentation.segment_image`
     segments it alone (a 3D model: three planes, H-EMD across its slices); where the stacks'
-    objects are linked (the model's ``link``, e.g. ``nuclei-3d``) each stack is linked to the
-    previous one as it is finished (:class:`napari_hemd.core.linking.FrameLinker`), so the
-    labels equal the in-memory ``segment_image`` of the whole time-lapse. Memory: one stack's
-    maps, forests and labels, whatever the number of time points.
+    objects are linked (the model's ``link``, e.g. ``nuclei-3d``) the stacks are then linked in
+    time order (:class:`napari_hemd.core.linking.FrameLinker`), so the labels equal the
+    in-memory ``segment_image`` of the whole time-lapse. Memory: one stack's maps, forests and
+    labels per process, whatever the number of time points. With a Dask ``client`` the stacks
+    are segmented as tasks on its workers, in parallel (each worker loads the model once); the
+    linking, which needs the stacks in order and little time, runs here.
 
     Written like :func:`napari_hemd.core.streaming.hemd_stream`: into a hidden sibling
-    ``.NAME.partial`` (a zarr of chunks ``(1, 1, Y, X)``, the stacks done and the linking state
-    recorded after each), renamed onto ``output`` when complete; a killed run restarted with the
-    same arguments continues after the last finished stack and writes the same labels. The
-    store's attributes record the run's parameters, ``model`` and, with linking, ``tracks``
-    (``L B E P`` rows).
+    ``.NAME.partial`` (each stack's own labels in a zarr of chunks ``(1, 1, Y, X)``, the stacks
+    segmented and linked recorded as they finish), renamed onto ``output`` when complete; a
+    killed run restarted with the same arguments continues with the stacks not yet done and
+    writes the same labels. The store's attributes record the run's parameters, ``model`` and,
+    with linking, ``tracks`` (``L B E P`` rows).
 
     Parameters
     ----------
     source : path-like or (T, Z, Y, X) array-like
-        Raw stacks, time on axis 0 (a path is opened lazily with :func:`open_input`).
+        Raw stacks, time on axis 0 (a path is opened lazily with :func:`open_input`; with a
+        client, an in-memory array is sent to the workers once).
     output : path-like
         ``*.zarr`` label store to create.
     model : str, path-like or HemdModel
-        As for ``segment_image``.
+        As for ``segment_image`` (with a client: a shipped name or a file the workers can read,
+        or a model object, sent to them).
     method : str
         H-EMD or a baseline, as for ``segment_image``.
     overwrite, resume : bool
         Replace an existing ``output``; continue a partial run of the same arguments.
     progress : callable, optional
-        ``progress("stacks", done, total)``.
+        ``progress("stacks", done, total)`` as stacks are segmented, then ``progress("link",
+        done, total)`` as they are linked.
     on_stack : callable, optional
         Called with each stack's index once it is recorded (tests use it to interrupt).
+    client : dask.distributed.Client, optional
+        Segment the stacks as tasks on this client's workers (a shared filesystem holds the
+        partial store). ``threads`` (torch threads per task) defaults to 1 there.
     **kwargs
         Options of ``segment_image`` (``tile``, ``tta``, ``scale``, ``planes``, ``z_scale``,
-        ``exclude_border``, H-EMD parameters ...).
+        ``threads``, ``exclude_border``, H-EMD parameters ...).
 
     Returns
     -------
@@ -122,13 +131,12 @@ def stream_stacks(
     from napari_hemd._atomic import check_output_path, output_lock
     from napari_hemd.core.linking import FrameLinker
     from napari_hemd.core.streaming import (
-        _jsonable,
+        _gather_as_completed,
         _partial_path,
         _source_id,
         announce_resume,
         publish,
     )
-    from napari_hemd.image_segmentation import segment_image
     from napari_hemd.models.prediction import _resolve_model
     from napari_hemd.models.streaming import _model_key
 
@@ -146,79 +154,158 @@ def stream_stacks(
                 "scale='auto' is not available for a time-lapse of stacks: give a zoom"
             )
         loaded = _resolve_model(model)
-        n = int(data.shape[0])
+        n, shape = int(data.shape[0]), tuple(int(v) for v in data.shape)
         blob = json.dumps(
             {
-                "shape": list(data.shape),
+                "shape": list(shape),
                 "source": _source_id(data),
                 # a model object in memory is never resumed: nothing proves it is the same one
                 "model": list(_model_key(model))
                 if isinstance(model, (str, os.PathLike))
                 else os.urandom(8).hex(),
                 "method": method,
-                "kwargs": {k: kwargs[k] for k in sorted(kwargs)},
+                "kwargs": {k: kwargs[k] for k in sorted(kwargs) if k != "threads"},
             },
             sort_keys=True,
             default=str,
         )
         sig = hashlib.sha256(blob.encode()).hexdigest()[:16]
         partial = _partial_path(output)
-        store = partial / f"labels-{sig}.zarr"
-        state_file = partial / "progress.json"
-        done, linker, linked, params = 0, None, None, {}
-        if resume and store.exists() and state_file.exists():
-            try:
-                state = json.loads(state_file.read_text())
-                if state.get("signature") == sig:
-                    done, linked = int(state["done"]), state["linked"]
-                    params = dict(state["params"])
-                    if linked:
-                        prev = np.load(partial / state["prev"])
-                        linker = FrameLinker.from_state(state["linker"], prev)
-            except (ValueError, KeyError, TypeError, OSError) as exc:
-                log.warning("%s is damaged (%s): starting over", state_file, exc)
-                done, linker, linked = 0, None, None
-        if done == 0:
+        raw = partial / f"stacks-{sig}.zarr"  # each stack's own labels
+        state = _StacksState(partial / "progress.json", sig)
+        if not (resume and raw.exists() and state.load()):
+            state = _StacksState(partial / "progress.json", sig)
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir()
-            zarr.create_array(
-                str(store),
-                shape=tuple(data.shape),
-                chunks=(1, 1, *tuple(data.shape[2:])),
-                dtype=np.uint32,
-                fill_value=0,
-            )
-        else:
-            announce_resume(output, "run", done, n, "stacks", done)
-        z = zarr.open_array(str(store), mode="r+")
-        for t in range(done, n):
-            res = segment_image(np.asarray(data[t]), loaded, method, **kwargs)
-            params = _jsonable(res.params)
-            if linked is None:
-                linked = bool(res.params.get("link"))
-                linker = FrameLinker() if linked else None
-            labels = linker.push(res.labels) if linked else res.labels
-            z[t] = labels
-            record = {"signature": sig, "done": t + 1, "linked": linked, "params": params}
-            if linked:  # the raw labels of this stack, which the next one is linked to
-                record["linker"], record["prev"] = linker.state(), f"prev-{t}.npy"
-                np.save(partial / f"prev-{t}.npy", np.asarray(res.labels))
-            tmp = partial / "progress.tmp"  # the record names its own stack's file: a kill
-            tmp.write_text(json.dumps(record))  # between the two writes resumes consistently
-            os.replace(tmp, state_file)
-            (partial / f"prev-{t - 1}.npy").unlink(missing_ok=True)
+            chunks = (1, 1, *shape[2:])
+            zarr.create_array(str(raw), shape=shape, chunks=chunks, dtype=np.uint32, fill_value=0)
+            state.save()
+        elif state.segmented:
+            announce_resume(output, "run", len(state.segmented), n, "stacks", state.first_todo(n))
+
+        def finished(done: tuple[int, dict]) -> None:
+            t, params = done
+            state.segmented.add(int(t))
+            state.params = params
+            state.save()
             if progress:
-                progress("stacks", t + 1, n)
+                progress("stacks", len(state.segmented), n)
             if on_stack:
-                on_stack(t)
+                on_stack(int(t))
+
+        todo = [t for t in range(n) if t not in state.segmented]
+        if client is None:
+            for t in todo:
+                finished(_segment_stack(loaded, data, t, str(raw), method, kwargs))
+        else:
+            task_model = model
+            if not isinstance(model, (str, os.PathLike)):
+                task_model = client.scatter(loaded, broadcast=True)
+            elif _model_key(model)[0] == "file":  # a remote worker's directory is not ours
+                task_model = str(Path(model).resolve())
+            task_data = data
+            if isinstance(data, np.ndarray):
+                task_data = client.scatter(data, broadcast=True)
+            task_kwargs = {**kwargs, "threads": kwargs.get("threads") or 1}
+            futures = [
+                client.submit(
+                    _segment_stack, task_model, task_data, t, str(raw.resolve()), method,
+                    task_kwargs, pure=False,
+                )
+                for t in todo
+            ]  # fmt: skip
+            _gather_as_completed(client, futures, finished)
+        params = dict(state.params)
         attrs = {**params, "stack_by_stack": True}
         if isinstance(model, (str, os.PathLike)):
             attrs["model"] = str(model)
-        if linked:
+        store = raw
+        if params.get("link"):  # the same object keeps its id over time: link in order
+            store = partial / f"labels-{sig}.zarr"
+            stacks = zarr.open_array(str(raw), mode="r")
+            if state.linked == 0 or not store.exists():
+                zarr.create_array(
+                    str(store), shape=shape, chunks=(1, 1, *shape[2:]), dtype=np.uint32,
+                    fill_value=0,
+                )  # fmt: skip
+                state.linked, state.linker = 0, None
+            z = zarr.open_array(str(store), mode="r+")
+            linker = FrameLinker()
+            if state.linked:
+                linker = FrameLinker.from_state(state.linker, stacks[state.linked - 1])
+            for t in range(state.linked, n):
+                z[t] = linker.push(stacks[t])
+                state.linked, state.linker = t + 1, linker.state()
+                state.save()
+                if progress:
+                    progress("link", t + 1, n)
             attrs["link_time"] = True
             attrs["tracks"] = linker.tracks().tolist()
-        z.attrs.update(attrs)
+        zarr.open_array(str(store), mode="r+").attrs.update(attrs)
         return publish(store, output, partial)
+
+
+class _StacksState:
+    """What a :func:`stream_stacks` run has done: stacks segmented, stacks linked (resumable).
+
+    One JSON file, replaced atomically after each step by the process that drives the run.
+    """
+
+    def __init__(self, path: Path, signature: str) -> None:
+        self.path, self.signature = path, signature
+        self.segmented: set[int] = set()
+        self.params: dict = {}
+        self.linked = 0
+        self.linker: dict | None = None
+
+    def load(self) -> bool:
+        """Read the record; False (and nothing read) if it is missing, damaged or another run's."""
+        try:
+            record = json.loads(self.path.read_text())
+            if record.get("signature") != self.signature:
+                return False
+            self.segmented = {int(t) for t in record["segmented"]}
+            self.params = dict(record["params"])
+            self.linked, self.linker = int(record["linked"]), record.get("linker")
+        except FileNotFoundError:
+            return False
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            log.warning("%s is damaged (%s): starting over", self.path, exc)
+            self.segmented, self.params, self.linked, self.linker = set(), {}, 0, None
+            return False
+        return True
+
+    def save(self) -> None:
+        record = {
+            "signature": self.signature,
+            "segmented": sorted(self.segmented),
+            "params": self.params,
+            "linked": self.linked,
+            "linker": self.linker,
+        }
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, default=str))
+        os.replace(tmp, self.path)
+
+    def first_todo(self, n: int) -> int:
+        return next((t for t in range(n) if t not in self.segmented), n)
+
+
+def _segment_stack(model, data, t: int, store: str, method: str, kwargs: dict):
+    """Segment stack ``t`` alone and write its labels into ``store`` (one task of a run)."""
+    import numpy as np
+    import zarr
+
+    from napari_hemd.core.streaming import _jsonable
+    from napari_hemd.image_segmentation import segment_image
+
+    if isinstance(model, (str, os.PathLike)):
+        from napari_hemd.models.streaming import worker_model
+
+        model = worker_model(model)
+    res = segment_image(np.asarray(data[t]), model, method, **kwargs)
+    zarr.open_array(store, mode="r+")[t] = res.labels
+    return t, _jsonable(res.params)
 
 
 def _check_zarr_path(path, name: str) -> Path:
@@ -291,7 +378,8 @@ def stream_segment(
     model : str or path-like, optional
         Shipped model name or model file: predict foreground probabilities first. A raw
         ``(T, Z, Y, X)`` time-lapse of stacks is segmented stack by stack instead
-        (:func:`stream_stacks`; no Dask, no ``prob_output``).
+        (:func:`stream_stacks`; stacks as Dask tasks with ``workers`` / ``scheduler``; no
+        ``prob_output``).
     prob_output : path-like, optional
         ``*.zarr`` group for the predictions (array ``foreground``); default
         :func:`default_prob_output`. Kept after the run (a rerun reuses it).
@@ -354,16 +442,19 @@ def stream_segment(
     with output_lock(output):  # a second run on this output fails at once
         data = open_input(source) if isinstance(source, (str, os.PathLike)) else source
         if model is not None and len(data.shape) == 4:  # a time-lapse of stacks
-            if workers is not None or scheduler is not None or prob_output_given:
+            if prob_output_given:
                 raise ValueError(
-                    "a (T, Z, Y, X) time-lapse of stacks is segmented stack by stack in this "
-                    "process (stream_stacks), its maps not kept: no workers, scheduler or "
-                    "prob_output"
+                    "a (T, Z, Y, X) time-lapse of stacks is segmented stack by stack "
+                    "(stream_stacks), its maps not kept: no prob_output"
                 )
-            return stream_stacks(
-                data, output, model, tile=tile, threads=threads, tta=tta, scale=scale,
-                overwrite=overwrite, resume=resume, progress=progress, **params,
-            )  # fmt: skip
+            if progress and (workers is not None or scheduler is not None):
+                progress("cluster", 0, 0)
+            with dask_client(workers=workers, scheduler=scheduler) as client:
+                return stream_stacks(
+                    data, output, model, tile=tile, threads=threads, tta=tta, scale=scale,
+                    overwrite=overwrite, resume=resume, progress=progress, client=client,
+                    **params,
+                )  # fmt: skip
         if model is not None and len(data.shape) != 3:
             raise ValueError(
                 f"prediction needs (T, Y, X) raw frames or (T, Z, Y, X) stacks; source has shape "

@@ -44,16 +44,29 @@ def test_equals_the_in_memory_run_and_resumes_after_a_kill(stacks, in_memory, tm
     with pytest.raises(KeyboardInterrupt):
         stream_stacks(stacks, out, "nuclei-3d", tta=1, planes=1, on_stack=killed)
     assert not out.exists()  # published only when complete
-    state = json.loads((tmp_path / ".labels.zarr.partial" / "progress.json").read_text())
-    assert state["done"] == 2 and state["linked"] and state["prev"] == "prev-1.npy"
-    assert sorted(p.name for p in (tmp_path / ".labels.zarr.partial").glob("prev-*")) == [
-        "prev-1.npy"
-    ]
+    partial = tmp_path / ".labels.zarr.partial"
+    state = json.loads((partial / "progress.json").read_text())
+    assert state["segmented"] == [0, 1] and state["linked"] == 0
     seen = []
-    with caplog.at_level(logging.WARNING):
-        stream_stacks(stacks, out, "nuclei-3d", tta=1, planes=1, on_stack=seen.append)
+
+    def killed_linking(stage, done, total):
+        if stage == "link" and done == 2:
+            raise KeyboardInterrupt  # stacks 0 and 1 linked, 2 not
+
+    with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
+        stream_stacks(
+            stacks, out, "nuclei-3d", tta=1, planes=1, on_stack=seen.append,
+            progress=killed_linking,
+        )  # fmt: skip
     assert seen == [2]  # only the missing stack ran
     assert "resuming an interrupted run" in caplog.text
+    assert json.loads((partial / "progress.json").read_text())["linked"] == 2
+    stages = []
+    stream_stacks(
+        stacks, out, "nuclei-3d", tta=1, planes=1, on_stack=seen.append,
+        progress=lambda stage, done, total: stages.append((stage, done)),
+    )  # fmt: skip
+    assert seen == [2] and stages == [("link", 3)]  # nothing segmented again; one stack linked
     z = zarr.open_array(str(out), mode="r")
     np.testing.assert_array_equal(z[:], in_memory.labels)
     assert z.chunks == (1, 1, 96, 96) and z.attrs["link_time"]
@@ -65,8 +78,8 @@ def test_equals_the_in_memory_run_and_resumes_after_a_kill(stacks, in_memory, tm
 def test_stream_segment_and_the_cli_take_stacks(stacks, in_memory, tmp_path, capsys):
     out = stream_segment(stacks, tmp_path / "a.zarr", model="nuclei-3d", tta=1, planes=1)
     np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], in_memory.labels)
-    with pytest.raises(ValueError, match="stack by stack in this process"):
-        stream_segment(stacks, tmp_path / "b.zarr", model="nuclei-3d", workers=2)
+    with pytest.raises(ValueError, match="its maps not kept: no prob_output"):
+        stream_segment(stacks, tmp_path / "b.zarr", model="nuclei-3d", prob_output="p.zarr")
     path = tmp_path / "embryo.tif"
     tifffile.imwrite(path, stacks, imagej=True, metadata={"axes": "TZYX"})
     args = ["stream", str(path), "--model", "nuclei-3d", "--tta", "1", "--planes", "1"]
@@ -81,6 +94,11 @@ def test_stream_segment_and_the_cli_take_stacks(stacks, in_memory, tmp_path, cap
     assert main(["measure", str(tmp_path / "c.zarr"), "-o", str(table), "--image", str(path)]) == 0
     header = table.read_text().splitlines()[0].split(",")
     assert "centroid_z" in header and "parent" in header and "mean_intensity" in header
-    assert main([*args, "-o", str(tmp_path / "d.zarr"), "--workers", "2"]) == 2
-    assert "--workers: a (T, Z, Y, X) time-lapse of stacks" in capsys.readouterr().err
-    assert not (tmp_path / "d.zarr").exists()
+    # the stacks as Dask tasks on a local cluster of two workers: the same labels and tracks
+    assert main([*args, "-o", str(tmp_path / "d.zarr"), "--workers", "2"]) == 0
+    z = zarr.open_array(str(tmp_path / "d.zarr"), mode="r")
+    np.testing.assert_array_equal(z[:], in_memory.labels)
+    np.testing.assert_array_equal(np.array(z.attrs["tracks"]), in_memory.tracks)
+    assert main([*args, "-o", str(tmp_path / "e.zarr"), "--prob-output", "p.zarr"]) == 2
+    assert "--prob-output: a (T, Z, Y, X) time-lapse of stacks" in capsys.readouterr().err
+    assert not (tmp_path / "e.zarr").exists()

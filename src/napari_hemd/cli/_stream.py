@@ -223,14 +223,18 @@ def _run_stacks(args: argparse.Namespace, stacks, params: dict) -> int:
             "channel of a multi-channel movie: --channel N (and --channel-axis A where the file "
             f"does not name its axes){_FEW_SLICES}"
         )
-    for opt in ("workers", "scheduler", "prob_output"):
-        if getattr(args, opt) is not None:
-            raise ValueError(
-                f"--{opt.replace('_', '-')}: a (T, Z, Y, X) time-lapse of stacks is segmented "
-                "stack by stack in this process, its maps not kept; drop it"
-            )
+    if args.prob_output is not None:
+        raise ValueError(
+            "--prob-output: a (T, Z, Y, X) time-lapse of stacks is segmented stack by stack, its "
+            "maps not kept; drop it"
+        )
+    from napari_hemd.distributed import dask_client
+
     t0 = time.perf_counter()
-    with Progress(disabled=args.no_progress, unit="stack") as bar:
+    with (
+        Progress(disabled=args.no_progress, unit="stack") as bar,
+        dask_client(workers=args.workers, scheduler=args.scheduler) as client,
+    ):
         stream_stacks(
             stacks,
             args.output,
@@ -238,6 +242,7 @@ def _run_stacks(args: argparse.Namespace, stacks, params: dict) -> int:
             overwrite=args.overwrite,
             resume=not args.no_resume,
             progress=bar,
+            client=client,
             tile=args.tile,
             threads=args.threads,
             tta=args.tta,

@@ -85,25 +85,22 @@ def lazy_tiff(path: str | os.PathLike):
 
     import dask.array as da
     import tifffile
-    import zarr
 
     path = Path(path)
     try:
         with tifffile.TiffFile(path) as tif:
             axes = tif.series[0].axes
-        z = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+        frames = TiffFrames(str(path))  # pickles by its path: Dask workers reopen the file
     except Exception as exc:  # tifffile and imagecodecs raise many kinds on a broken file
         raise ValueError(f"input {str(path)!r} is not a readable TIFF ({exc})") from None
-    if not hasattr(z, "shape"):  # a pyramid: level 0 is the full resolution
-        z = z["0"]
     plane = 3 if axes.endswith("S") else 2
-    chunks = (1,) * (z.ndim - plane) + tuple(z.shape[-plane:])
+    chunks = (1,) * (frames.ndim - plane) + tuple(frames.shape[-plane:])
     # named by the file and its version: a stream of this layer resumes after the file is
     # reopened, never after it changed (the stream also compares a sample of the content)
     stat = path.stat()
     key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
     name = f"tiff-{path.name}-{hashlib.sha1(key).hexdigest()[:16]}"
-    arr = da.from_array(z, chunks=chunks, name=name)
+    arr = da.from_array(frames, chunks=chunks, name=name, asarray=True)
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
@@ -166,7 +163,8 @@ class TiffFrames:
             import tifffile
             import zarr
 
-            self._arr = zarr.open(tifffile.imread(self.path, aszarr=True), mode="r")
+            z = zarr.open(tifffile.imread(self.path, aszarr=True), mode="r")
+            self._arr = z if hasattr(z, "shape") else z["0"]  # a pyramid: full resolution
         return self._arr
 
     def __getitem__(self, key):
