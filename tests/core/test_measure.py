@@ -157,3 +157,7 @@ def test_cli_measures_one_stack_as_a_volume_when_its_labels_say_so(tmp_path, cap
     assert "planes" not in recorded_params(plain) and recorded_params(tmp_path / "no.tif") == {}
     assert main(["measure", str(plain), "-o", str(tmp_path / "m.csv")]) == 0
     assert "objects in 4 frame(s)" in capsys.readouterr().err  # slices as frames
+    assert main(["measure", str(path), "-o", str(tmp_path / "s.csv"), "--spacing", "1,1"]) == 2
+    assert "--spacing must give 3 pixel sizes (z,y,x) for LABELS of shape" in (
+        capsys.readouterr().err
+    )

@@ -431,6 +431,8 @@ def test_a_time_lapse_of_stacks_is_each_stack_then_linked_over_time(tmp_path, ca
     assert main([*args, "-o", str(out), "--no-progress"]) == 0
     assert "2 stack(s) over time, objects linked over time" in capsys.readouterr().err
     np.testing.assert_array_equal(read_stack(out), res.labels)
+    assert main([*args, "-o", str(tmp_path / "auto.tif"), "--scale", "auto"]) == 2
+    assert "--scale auto is not available for a (T, Z, Y, X)" in capsys.readouterr().err
     tifffile.imwrite(tmp_path / "tc.tif", movie[:, :2], photometric="minisblack")
     args[1] = str(tmp_path / "tc.tif")
     assert main([*args, "-o", str(tmp_path / "x.tif"), "--no-progress"]) == 2

@@ -102,6 +102,12 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     frames = not volume or labels.ndim == 4
+    spatial = labels.ndim - 1 if frames else labels.ndim
+    if spacing is not None and len(spacing) != spatial:
+        raise ValueError(
+            f"--spacing must give {spatial} pixel sizes ({'z,' * (spatial == 3)}y,x) for LABELS "
+            f"of shape {tuple(labels.shape)}; got {args.spacing!r}"
+        )
     if labels.ndim == 2:
         labels, frames = np.asarray(labels)[None], True
     image = None

@@ -385,6 +385,11 @@ def _run_with_model(args: argparse.Namespace) -> int:
             "of a multi-channel movie: --channel N (and --channel-axis A where the file does not "
             f"name its axes){_FEW_SLICES if image.ndim == 4 else ''}"
         )
+    if image.ndim == 4 and args.scale == "auto":
+        raise ValueError(
+            "--scale auto is not available for a (T, Z, Y, X) time-lapse of stacks: give a zoom "
+            "(found on one stack with --scale auto)"
+        )
     t0 = time.perf_counter()
     hp = hemd_params(args)
     if args.method != "hemd":
