@@ -74,6 +74,7 @@ def check_fits_in_memory(
     what: str,
     argument: str = "image",
     model: bool = False,
+    predict_only: bool = False,
 ) -> None:
     """Raise :class:`NotEnoughMemory` if ``shape`` at ``bytes_per_pixel`` needs more than is free.
 
@@ -89,6 +90,9 @@ def check_fits_in_memory(
         The argument holding the movie, for the message.
     model : bool
         The movie is raw (a model predicts its maps): the ``stream`` command to suggest.
+    predict_only : bool
+        The run predicts maps and keeps them (Predict): its cost is the maps' own arrays, and
+        the way out is to write them to disk as they are predicted.
     """
     if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
         return
@@ -97,7 +101,17 @@ def check_fits_in_memory(
     if need <= free:
         return
     frames = int(shape[0]) if len(shape) >= 3 else 1
-    if model and len(shape) == 4:  # stream: one stack in memory at a time
+    held = "the probability maps, the method's working arrays and the labels"
+    retry = f"`segment --no-memory-check` (or {ENV}=0)"
+    if predict_only:
+        held, retry = "the maps it returns", f"{ENV}=0"
+        instead = (
+            "Write the maps to disk as they are predicted instead: `napari-hemd predict MOVIE "
+            "--model NAME -o maps.zarr` (or maps.tif); or segment in bounded memory without "
+            "keeping them: `napari-hemd stream MOVIE --model NAME -o OUT.zarr` (in napari: "
+            "Plugins > napari-hemd > Large data)"
+        )
+    elif model and len(shape) == 4:  # stream: one stack in memory at a time
         instead = (
             "Segment it stack by stack instead, one stack in memory (about "
             f"{_gb(need / frames)}) and the same labels: `napari-hemd stream MOVIE --model NAME "
@@ -114,10 +128,8 @@ def check_fits_in_memory(
         instead = "Segment it in parts (crop the image) or on a machine with more memory"
     raise NotEnoughMemory(
         f"{what}: {argument} of shape {tuple(int(s) for s in shape)} needs about "
-        f"{_gb(need)} of memory (~{bytes_per_pixel:g} bytes per pixel for the probability maps, "
-        f"the method's working arrays and the labels), more than the {_gb(free)} available now. "
-        f"{instead}. "
-        f"To try anyway: `segment --no-memory-check` (or {ENV}=0)"
+        f"{_gb(need)} of memory (~{bytes_per_pixel:g} bytes per pixel for {held}), more than "
+        f"the {_gb(free)} available now. {instead}. To try anyway: {retry}"
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import threading
@@ -170,6 +171,7 @@ def predict_workflow(
         raise ValueError(f"image must be (Y, X), (T, Y, X) or (T, Z, Y, X); got shape {shape}")
     n = 1 if len(shape) == 2 else shape[0]
     model = _resolve_model(model)  # a name or a file, loaded once
+    _check_maps_fit(model, shape, outputs)
     if len(shape) == 4:  # a time-lapse of stacks: each stack as alone
         kw = dict(outputs=outputs, tile=tile, device=device, cancel=cancel, planes=planes)
         kw.update(z_scale=z_scale, tta=tta, scale=scale, halo=halo, batch_size=batch_size)
@@ -214,6 +216,24 @@ def predict_workflow(
     if len(shape) == 2:
         out = {k: v[0] for k, v in out.items()}
     return out
+
+
+def _check_maps_fit(model, shape: tuple, outputs: Sequence[str]) -> None:
+    """Refuse, before any work, a prediction whose returned maps would not fit in memory.
+
+    The cost is exact: the bytes of the arrays returned per pixel of the movie
+    (:func:`napari_hemd.models.streaming._output_specs`: one float32 per map, a channel each of
+    the affinities and embeddings); a frame's working memory is small beside a movie's maps.
+    """
+    from napari_hemd._memory import check_fits_in_memory
+    from napari_hemd.models.streaming import _output_specs
+
+    frame = tuple(int(v) for v in shape[-2:])
+    specs = _output_specs(model, frame, outputs, {})
+    per_pixel = sum(math.prod(s) * np.dtype(d).itemsize for s, d in specs.values()) / math.prod(
+        frame
+    )
+    check_fits_in_memory(shape, per_pixel, what="predict", argument="image", predict_only=True)
 
 
 def per_stack(

@@ -235,6 +235,17 @@ def test_movie_too_large_for_memory_is_refused_with_the_large_data_path(
     assert "Segment failed: segment (hemd): prob of shape" in errors[-1]
     assert "Plugins > napari-hemd > Large data" in errors[-1]
     assert "nuclei video labels" not in viewer.layers
+    # Predict keeps the maps it returns: refused too, pointing to maps written to disk
+    from napari_hemd._widgets import PredictWidget
+
+    pred = PredictWidget(viewer)
+    pred.image.value = viewer.layers["nuclei video image"]
+    pred.model.value = "nuclei-fluo"
+    pred.run()
+    qtbot.waitUntil(lambda: errors[-1].startswith("Predict failed"), timeout=60_000)
+    assert "predict: image of shape" in errors[-1] and "for the maps it returns" in errors[-1]
+    assert "-o maps.zarr" in errors[-1]
+    assert "nuclei video image probability" not in viewer.layers
 
 
 def test_predict_names_the_shapes_it_takes(viewer, errors):

@@ -81,6 +81,24 @@ def test_segment_image_refuses_before_the_model_is_loaded(monkeypatch, free):
     assert "stream" not in str(info.value)
 
 
+def test_predict_refuses_maps_that_would_not_fit(free):
+    """predict_workflow returns the movie's maps: their exact size is checked before any work."""
+    pytest.importorskip("torch")
+    from napari_hemd.workflows import predict_workflow
+
+    movie = np.zeros((4, 64, 64), np.uint16)
+    outputs = ("foreground", "background")  # two float32 maps: 8 bytes per pixel
+    free(movie.size * 8 - 1)
+    with pytest.raises(NotEnoughMemory) as info:
+        run_workflow(predict_workflow(movie, "nuclei-fluo", outputs=outputs, tta=1))
+    msg = str(info.value)
+    assert "predict: image of shape (4, 64, 64)" in msg and "~8 bytes per pixel" in msg
+    assert "napari-hemd predict MOVIE --model NAME -o maps.zarr" in msg
+    free(movie.size * 8)
+    maps = run_workflow(predict_workflow(movie, "nuclei-fluo", outputs=outputs, tta=1))
+    assert maps["foreground"].nbytes + maps["background"].nbytes == movie.size * 8
+
+
 def test_environment_variable_turns_the_check_off(monkeypatch, free):
     free(0)
     with pytest.raises(NotEnoughMemory, match=r"shape \(2, 8, 8\) needs about"):
