@@ -66,9 +66,10 @@ class ImageSegmentation:
     maps : dict of str to float32 ndarray
         The predicted ``foreground`` (and ``boundary``, ``background`` for U-Nets), shaped like the
         image.
-    result : HEMDResult or None
+    result : HEMDResult, StackResults or None
         H-EMD's forests and selections (candidate regions are on the foreground map, i.e. before
-        the whole-cell growth) when ``method="hemd"``.
+        the whole-cell growth) when ``method="hemd"``; a :class:`StackResults` (one per stack)
+        for a ``(T, Z, Y, X)`` time-lapse of stacks.
     grow : int
         Pixels the instances were grown by.
     tracks : (K, 4) int64 ndarray or None
@@ -84,12 +85,30 @@ class ImageSegmentation:
 
     labels: np.ndarray
     maps: dict[str, np.ndarray]
-    result: HEMDResult | None = None
+    result: HEMDResult | StackResults | None = None
     grow: int = 0
     tracks: np.ndarray | None = None
     params: dict = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)
     advice: str | None = None
+
+
+@dataclass
+class StackResults:
+    """H-EMD's results of a ``(T, Z, Y, X)`` time-lapse segmented stack by stack.
+
+    Attributes
+    ----------
+    results : list of HEMDResult
+        One per stack: its slices' candidate forests and selections, as for that stack alone
+        (candidate ids are the stack's own; the labels over time may carry other ids once
+        linked).
+    tracks : (K, 4) int64 ndarray or None
+        CTC track table of the objects linked over time.
+    """
+
+    results: list[HEMDResult]
+    tracks: np.ndarray | None = None
 
 
 #: :func:`size_advice` speaks up when the objects found are more than this many times smaller
@@ -511,8 +530,9 @@ def _segment_stacks_workflow(
     point to time point (:func:`napari_hemd.core.linking.link_labels`: overlap matching with
     divisions; ``tracks``).
 
-    ``result`` is None (H-EMD's forests are per stack); progress events are the stacks'
-    own, their stage prefixed with ``"stack t/T: "``.
+    ``result`` is a :class:`StackResults` with H-EMD (each stack's forests, for the inspector;
+    None with a baseline); progress events are the stacks' own, their stage prefixed with
+    ``"stack t/T: "``.
     """
     from napari_hemd.core.linking import link_labels
 
@@ -523,14 +543,14 @@ def _segment_stacks_workflow(
         )
     n = int(image.shape[0])
     key = " labels"  # beside the maps' names, never one of them
+    results = []
+
+    def arrays(r: ImageSegmentation) -> dict:
+        results.append(r.result)  # the stack's forests (its labels and maps go to the arrays)
+        return {key: r.labels, **r.maps}
+
     maps, last = yield from per_stack(
-        segment_image_workflow,
-        image,
-        model,
-        method,
-        scale=scale,
-        arrays=lambda r: {key: r.labels, **r.maps},
-        **kwargs,
+        segment_image_workflow, image, model, method, scale=scale, arrays=arrays, **kwargs
     )
     stacked = maps.pop(key)
     tracks = None
@@ -543,10 +563,11 @@ def _segment_stacks_workflow(
         stacked, tracks = link_labels(stacked)
         run["link_time"] = True
         yield (f"link {n} stacks over time", 1, 1)
+    hemd_results = StackResults(results, tracks) if method == "hemd" else None
     return ImageSegmentation(
         stacked,
         maps,
-        None,
+        hemd_results,
         last.grow,
         tracks,
         run,

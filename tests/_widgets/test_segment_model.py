@@ -402,15 +402,26 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors):
     assert labels.data.shape == movie.shape and labels.metadata["hemd_params"]["grow"] > 0
     assert all(len(np.unique(stack)) > 5 for stack in labels.data)
     assert viewer.layers["embryo probability"].data.shape == movie.shape
-    # its forests were per stack: nothing to rebuild from the 4D maps, the inspector says why
+    # each stack's forests are kept: the inspector shows why each object, stack by stack; no
+    # forest is ever rebuilt from the 4D maps (they would not be the labels' own)
     from napari_hemd._widgets import InspectorWidget
     from napari_hemd._widgets._common import needs_rebuild
 
     assert not needs_rebuild(labels)
+    stacks = labels.metadata["hemd_result"]
+    assert len(stacks.results) == 2 and stacks.tracks is not None
     inspector = InspectorWidget(viewer)
     inspector.labels.value = labels
-    assert inspector.inspect(0, (5, 40, 40)) == []
-    assert "segmented stack by stack; its candidate forests are not kept" in errors.pop()
+    z, y, x = (int(v) for v in np.argwhere(stacks.results[1].labels > 0)[0])
+    rows = inspector.inspect(z, (y, x), stack=1)
+    assert rows and any(r.chosen for r in rows)
+    assert inspector.where.value.startswith(f"time 1, slice {z}, object ")
+    inspector.preview_row(0)  # one stack's preview, not a movie of zeros
+    assert viewer.layers["embryo labels preview"].data.shape == movie.shape[1:]
+    assert not inspector.use_candidate(0)
+    assert "inspected here, not edited" in errors.pop()
+    found = inspector.next_uncertain()
+    assert found is None or inspector.stack in (0, 1)
     # Predict: each stack's maps exactly as alone; Segment on them: H-EMD on 3D frames over time
     from napari_hemd._widgets import PredictWidget, SegmentWidget
 

@@ -400,7 +400,9 @@ def test_a_time_lapse_of_stacks_is_each_stack_then_linked_over_time(tmp_path, ca
     movie = np.stack([vol[..., s : s + 96] for s in (0, 2)])  # the nuclei move 2 px
     res = segment_image(movie, "nuclei-3d", tta=1)
     assert res.labels.shape == movie.shape and res.maps["foreground"].shape == movie.shape
-    assert res.result is None and res.params["link_time"]
+    assert res.params["link_time"] and len(res.result.results) == 2  # each stack's forests
+    assert res.result.tracks is res.tracks
+    assert len(res.result.results[1].forests) == movie.shape[1]  # one per slice
     for t in range(2):
         alone = segment_image(movie[t], "nuclei-3d", tta=1)
         np.testing.assert_array_equal(res.maps["foreground"][t], alone.maps["foreground"])

@@ -33,6 +33,14 @@ from napari_hemd.workflows import (
 
 log = logging.getLogger(__name__)
 
+#: What the inspector says where a time-lapse of stacks' candidates would be swapped.
+_STACKS_READ_ONLY = (
+    "Inspector: a time-lapse of stacks is inspected here, not edited (a candidate chosen in one "
+    "stack would have to be linked over time again). To choose candidates, segment that stack "
+    "alone (right-click the raw layer > Split Stack gives one layer per time point); Proofread "
+    "merges, splits and deletes objects of the whole time-lapse"
+)
+
 #: Matches with an IoU below this are listed as uncertain.
 UNCERTAIN_IOU = 0.5
 
@@ -135,6 +143,8 @@ class InspectorWidget(LayerWidget):
         self._cursor = -1
         self.rows: list[PathRow] = []
         self.frame: int | None = None
+        #: the time point of a (T, Z, Y, X) time-lapse of stacks (``frame`` is then its slice)
+        self.stack: int | None = None
         self.pixel: tuple[int, ...] | None = None
         self._hooked: Labels | None = None
         self.use_button.clicked.connect(lambda: self.use_candidate())
@@ -163,17 +173,33 @@ class InspectorWidget(LayerWidget):
         if layer.mode != "pan_zoom":
             return  # painting / picking: not an inspection click
         coord = np.round(layer.world_to_data(event.position)).astype(int)
-        if layer.ndim >= 3:
+        if layer.ndim == 4:  # a time-lapse of stacks: (time, slice, y, x)
+            self.inspect(int(coord[1]), tuple(coord[2:]), stack=int(coord[0]))
+        elif layer.ndim >= 3:
             self.inspect(int(coord[0]), tuple(coord[1:]))
 
+    def _stacks(self) -> bool:
+        """Whether the chosen layer is a time-lapse of stacks with each stack's result."""
+        res = getattr(self.labels.value, "metadata", {}).get(RESULT_KEY)
+        return hasattr(res, "results")
+
     def _result(self) -> tuple[Labels, HEMDResult] | None:
+        """The layer and the H-EMD result behind it (a time-lapse of stacks: ``self.stack``'s)."""
         layer = self.labels.value
         res = getattr(layer, "metadata", {}).get(RESULT_KEY)
+        if hasattr(res, "results"):  # StackResults: the stack's own forests
+            t = self.stack if self.stack is not None else int(self.viewer.dims.current_step[0])
+            if not 0 <= t < len(res.results) or res.results[t] is None:
+                show_error(f"Inspector: {layer.name!r} has no time point {t}")
+                return None
+            self.stack = t
+            return layer, res.results[t]
         if (getattr(layer, "metadata", {}).get(PARAMS_KEY) or {}).get(PER_STACK_KEY):
             show_error(
-                f"Inspector: {layer.name!r} is a time-lapse of 3D stacks segmented stack by stack; "
-                "its candidate forests are not kept. To inspect one stack, segment it alone: "
-                "right-click the raw layer > Split Stack gives one layer per time point"
+                f"Inspector: {layer.name!r} is a time-lapse of 3D stacks segmented stack by stack "
+                "in another session; its candidate forests are kept only in the session that "
+                "segmented it. Segment it again (or one stack: right-click the raw layer > Split "
+                "Stack) to inspect them"
             )
             return None
         if not isinstance(res, HEMDResult):
@@ -184,8 +210,15 @@ class InspectorWidget(LayerWidget):
             return None
         return layer, res
 
+    def _labels_frame(self, layer: Labels, frame: int) -> np.ndarray:
+        """The labels of ``frame`` (a time-lapse of stacks: slice ``frame`` of ``self.stack``)."""
+        data = layer.data[self.stack] if layer.ndim == 4 else layer.data
+        return np.asarray(data[frame])
+
     def _preview(self, data: np.ndarray, frame: int, layer: Labels) -> None:
-        full = np.zeros(layer.data.shape, dtype=np.int32)
+        # a time-lapse of stacks: one stack's preview (shown at every time point, as napari
+        # shows a layer with fewer axes), not a whole movie of zeros per hover
+        full = np.zeros(layer.data.shape[layer.ndim == 4 :], dtype=np.int32)
         full[frame] = data
         name = f"{layer.name} preview"
         prev = add_or_update(self.viewer, full, name, kind="labels", opacity=0.9)
@@ -193,8 +226,16 @@ class InspectorWidget(LayerWidget):
         self.viewer.layers.selection.active = layer
 
     # ------------------------------------------------------------------ actions
-    def inspect(self, frame: int, pixel: tuple[int, ...]) -> list[PathRow]:
-        """Fill the table with the leaf-to-root path through ``pixel`` of ``frame``."""
+    def inspect(
+        self, frame: int, pixel: tuple[int, ...], stack: int | None = None
+    ) -> list[PathRow]:
+        """Fill the table with the leaf-to-root path through ``pixel`` of ``frame``.
+
+        A time-lapse of stacks: ``frame`` is a slice of time point ``stack`` (default: the one
+        inspected last, else the one shown).
+        """
+        if stack is not None:
+            self.stack = int(stack)
         got = self._result()
         if got is None:
             return []
@@ -219,10 +260,9 @@ class InspectorWidget(LayerWidget):
             parents = {r.node: int(f.parent[r.node]) for r in path}
             splits = {r.node for r in path if f.children(r.node).size >= 2}
             self.rows = compact_path(path, parents, splits)
-        obj = int(layer.data[frame][self.pixel])
-        self.where.value = (
-            f"frame {frame}, object {obj or 'none'}: {len(self.rows)} of {len(path)} levels"
-        )
+        obj = int(self._labels_frame(layer, frame)[self.pixel])
+        at = f"time {self.stack}, slice {frame}" if layer.ndim == 4 else f"frame {frame}"
+        self.where.value = f"{at}, object {obj or 'none'}: {len(self.rows)} of {len(path)} levels"
         self.table.setRowCount(len(self.rows))
         chosen_row = None
         for i, r in enumerate(self.rows):
@@ -266,13 +306,17 @@ class InspectorWidget(LayerWidget):
         if got is None:
             return
         layer, res = got
-        frame = self.frame if self.frame is not None else int(self.viewer.dims.current_step[0])
+        axis = 1 if layer.ndim == 4 else 0  # a time-lapse of stacks: slices on axis 1
+        frame = self.frame if self.frame is not None else int(self.viewer.dims.current_step[axis])
         self._preview(
             res.forests[frame].cut(self.level.value if level is None else level), frame, layer
         )
 
     def use_candidate(self, row: int | None = None) -> bool:
         """Replace the clicked object by the candidate of ``row`` (default: the selected row)."""
+        if self._stacks():
+            show_error(_STACKS_READ_ONLY)
+            return False
         got = self._result()
         if got is None or self.frame is None:
             return False
@@ -311,28 +355,46 @@ class InspectorWidget(LayerWidget):
         return changed
 
     def next_uncertain(self, margin: float = UNCERTAIN_IOU) -> tuple[int, int] | None:
-        """Jump to the next padding-selected or weakly matched object; return (frame, node)."""
+        """Jump to the next padding-selected or weakly matched object; return (frame, node).
+
+        A time-lapse of stacks: through every stack in turn (the stack is ``self.stack``).
+        """
         got = self._result()
         if got is None:
             return None
-        _, res = got
-        todo = uncertain_objects(res, margin)
+        layer, res = got
+        if self._stacks():
+            results = layer.metadata[RESULT_KEY].results
+            todo = [
+                (t, f, n)
+                for t, r in enumerate(results)
+                if r is not None
+                for f, n in uncertain_objects(r, margin)
+            ]
+        else:
+            todo = [(None, f, n) for f, n in uncertain_objects(res, margin)]
         if not todo:
             show_info("Inspector: no uncertain object")
             return None
         self._cursor = (self._cursor + 1) % len(todo)
-        frame, node = todo[self._cursor]
+        stack, frame, node = todo[self._cursor]
+        if stack is not None:
+            self.stack, res = stack, layer.metadata[RESULT_KEY].results[stack]
+            self.viewer.dims.set_current_step(0, stack)
         pix = np.argwhere(res.forests[frame].mask(node))
         pixel = tuple(int(v) for v in pix[len(pix) // 2])
-        self.viewer.dims.set_current_step(0, frame)
+        self.viewer.dims.set_current_step(0 if stack is None else 1, frame)
         scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera there
         (scene.camera if scene is not None else self.viewer.camera).center = pixel
-        self.inspect(frame, pixel)
+        self.inspect(frame, pixel, stack=stack)
         self.select_row([r.node for r in self.rows].index(node))
         return frame, node
 
     def lock_and_rerun(self):
         """Re-run H-EMD keeping the candidates chosen here, so neighbouring frames follow."""
+        if self._stacks():
+            show_error(_STACKS_READ_ONLY)
+            return None
         got = self._result()
         if got is None:
             return None
