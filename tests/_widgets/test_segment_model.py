@@ -382,7 +382,7 @@ def test_a_two_channel_hyperstack_opens_as_channels_to_segment(
     assert not errors
 
 
-def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors):
+def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors, tmp_path):
     """A (T, Z, Y, X) layer with nuclei-3d: each stack segmented, objects linked over time."""
     from napari_hemd import segment_image
     from napari_hemd.data.synthetic import nuclei_volume
@@ -422,6 +422,13 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors):
     assert "inspected here, not edited" in errors.pop()
     found = inspector.next_uncertain()
     assert found is None or inspector.stack in (0, 1)
+    from napari_hemd._widgets import ExportWidget
+
+    export = ExportWidget(viewer)  # a CTC folder: a 3D mask per time point and the lineage
+    export.labels.value = labels
+    out = export.export(tmp_path / "embryo_res")
+    tracks = np.loadtxt(out / "res_track.txt", dtype=int, ndmin=2)
+    np.testing.assert_array_equal(tracks, stacks.tracks)
     # Predict: each stack's maps exactly as alone; Segment on them: H-EMD on 3D frames over time
     from napari_hemd._widgets import PredictWidget, SegmentWidget
 
