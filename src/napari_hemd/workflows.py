@@ -43,6 +43,7 @@ __all__ = [
     "load_project",
     "merge_labels",
     "next_free_id",
+    "per_stack",
     "predict_workflow",
     "project_models",
     "rebuild_workflow",
