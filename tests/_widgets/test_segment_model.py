@@ -418,8 +418,25 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors, tmp_p
     assert inspector.where.value.startswith(f"time 1, slice {z}, object ")
     inspector.preview_row(0)  # one stack's preview, not a movie of zeros
     assert viewer.layers["embryo labels preview"].data.shape == movie.shape[1:]
-    assert not inspector.use_candidate(0)
-    assert "inspected here, not edited" in errors.pop()
+    # a swap edits that slice of that stack only, and undoes like any edit
+    from napari_hemd._widgets._common import step_history
+
+    before = np.array(labels.data)
+    # (most objects here are one path of candidates, whose swaps change nothing and record
+    # nothing: look for an object with a real alternative)
+    swapped = False
+    for z2, y2, x2 in np.argwhere(stacks.results[1].labels > 0)[::97]:
+        rows = inspector.inspect(int(z2), (int(y2), int(x2)), stack=1)
+        if any(inspector.use_candidate(i) for i in range(len(rows)) if not rows[i].chosen):
+            swapped, z = True, int(z2)
+            break
+    assert swapped
+    changed = np.argwhere(labels.data != before)
+    assert len(changed) and {(int(t), int(s)) for t, s, _, _ in changed} == {(1, z)}
+    step_history(labels)
+    np.testing.assert_array_equal(labels.data, before)
+    assert inspector.lock_and_rerun() is None
+    assert "not available for a time-lapse of stacks" in errors.pop()
     found = inspector.next_uncertain()
     assert found is None or inspector.stack in (0, 1)
     from napari_hemd._widgets import ExportWidget

@@ -174,17 +174,24 @@ def apply_edit(
     layer: Labels,
     name: str,
     new: np.ndarray,
-    frame: int | None = None,
+    frame: int | tuple[int, ...] | None = None,
     state: dict | None = None,
 ) -> bool:
     """Write ``new`` into ``layer`` (one frame or all), recording it for undo; True if recorded.
 
-    ``state`` holds metadata entries (:data:`STATE_KEYS`) the edit sets at the same time; undo
-    puts the previous ones back, so a re-run's H-EMD result or a swap's locks follow the labels.
+    ``frame``: an index on axis 0, or a tuple of leading indices (``(t, z)``: one slice of a
+    time-lapse of stacks). ``state`` holds metadata entries (:data:`STATE_KEYS`) the edit sets
+    at the same time; undo puts the previous ones back, so a re-run's H-EMD result or a swap's
+    locks follow the labels.
     """
     data = layer.data
-    old = data if frame is None else data[frame]
-    offset = 0 if frame is None else frame * old.size
+    if frame is None:
+        old, offset = data, 0
+    else:
+        lead = tuple(int(i) for i in (frame if isinstance(frame, tuple) else (frame,)))
+        old = data[lead]
+        corner = lead + (0,) * (data.ndim - len(lead))
+        offset = int(np.ravel_multi_index(corner, data.shape))
     if state is None:
         pair = None
     else:

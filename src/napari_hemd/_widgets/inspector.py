@@ -34,11 +34,11 @@ from napari_hemd.workflows import (
 log = logging.getLogger(__name__)
 
 #: What the inspector says where a time-lapse of stacks' candidates would be swapped.
-_STACKS_READ_ONLY = (
-    "Inspector: a time-lapse of stacks is inspected here, not edited (a candidate chosen in one "
-    "stack would have to be linked over time again). To choose candidates, segment that stack "
-    "alone (right-click the raw layer > Split Stack gives one layer per time point); Proofread "
-    "merges, splits and deletes objects of the whole time-lapse"
+_STACKS_NO_RERUN = (
+    "Inspector: Lock choices and re-run H-EMD is not available for a time-lapse of stacks (its "
+    "stacks are linked over time after each is segmented); the candidates you use stay as "
+    "chosen. To re-run one stack with your choices, segment it alone (right-click the raw layer "
+    "> Split Stack gives one layer per time point)"
 )
 
 #: Matches with an IoU below this are listed as uncertain.
@@ -313,10 +313,11 @@ class InspectorWidget(LayerWidget):
         )
 
     def use_candidate(self, row: int | None = None) -> bool:
-        """Replace the clicked object by the candidate of ``row`` (default: the selected row)."""
-        if self._stacks():
-            show_error(_STACKS_READ_ONLY)
-            return False
+        """Replace the clicked object by the candidate of ``row`` (default: the selected row).
+
+        A time-lapse of stacks: in the inspected slice of its stack; the object keeps its id over
+        time (a split's new parts start new ids). No lock is recorded (a re-run is per movie).
+        """
         got = self._result()
         if got is None or self.frame is None:
             return False
@@ -328,17 +329,24 @@ class InspectorWidget(LayerWidget):
             row = sel[0].row()
         layer, res = got
         node = self.rows[row].node
-        frame = layer.data[self.frame]
+        stacks = self._stacks()
+        where = (self.stack, self.frame) if stacks else self.frame
+        frame = self._labels_frame(layer, self.frame)
         label = int(frame[self.pixel]) or next_free_id(layer.data)
         src = (layer.metadata.get(PARAMS_KEY) or {}).get(SOURCE_KEY)
         prob = None
         if src in self.viewer.layers and self.viewer.layers[src].data.shape == layer.data.shape:
-            prob = np.asarray(self.viewer.layers[src].data[self.frame])
+            prob = np.asarray(self.viewer.layers[src].data[where])
         # a child gets the rest of its parent's pixels (watershed of the probability map), so
         # choosing a high-threshold speck splits the object instead of erasing it
         new = choose_candidate(
             frame, res.forests[self.frame], node, label, next_free_id(layer.data), prob=prob
         )
+        if stacks:
+            name = f"use candidate {node} (time {self.stack}, slice {self.frame})"
+            changed = apply_edit(layer, name, new, where)
+            self.inspect(self.frame, self.pixel)
+            return changed
         locked = {int(k): list(v) for k, v in (layer.metadata.get(LOCKED_KEY) or {}).items()}
         forest = res.forests[self.frame]
         # a new choice replaces earlier locks it overlaps (its ancestors and descendants)
@@ -393,7 +401,7 @@ class InspectorWidget(LayerWidget):
     def lock_and_rerun(self):
         """Re-run H-EMD keeping the candidates chosen here, so neighbouring frames follow."""
         if self._stacks():
-            show_error(_STACKS_READ_ONLY)
+            show_error(_STACKS_NO_RERUN)
             return None
         got = self._result()
         if got is None:
