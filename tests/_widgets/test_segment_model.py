@@ -446,6 +446,20 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors, tmp_p
     out = export.export(tmp_path / "embryo_res")
     tracks = np.loadtxt(out / "res_track.txt", dtype=int, ndmin=2)
     np.testing.assert_array_equal(tracks, stacks.tracks)
+    from napari_hemd._widgets import ProjectWidget
+
+    proj = ProjectWidget(viewer, restore=False)  # saved and reopened: labels back, no rebuild
+    proj.labels.value = labels
+    folder = proj.save(tmp_path / "embryo_session")
+    saved = np.array(labels.data)
+    viewer.layers.remove(labels)
+    assert proj.open(folder) is None  # no forest rebuilt from the 4D maps
+    back = viewer.layers["embryo labels"]
+    np.testing.assert_array_equal(back.data, saved)
+    inspector.labels.value = back
+    assert inspector.inspect(z, (y, x), stack=1) == []
+    assert "kept only in the session that segmented it" in errors.pop()
+    labels = back
     # Predict: each stack's maps exactly as alone; Segment on them: H-EMD on 3D frames over time
     from napari_hemd._widgets import PredictWidget, SegmentWidget
 

@@ -35,6 +35,7 @@ from napari_hemd._widgets._common import (
     edited_event,
     history_of,
     holds_session,
+    needs_rebuild,
     track_paint,
 )
 from napari_hemd._widgets.export import _ask_overwrite
@@ -231,7 +232,7 @@ class ProjectWidget(LayerWidget):
         self.labels.value = layer
         self._follow(layer, folder)
         show_info(f"Project: reopened {folder}")
-        if params.get("method", "hemd") != "hemd":
+        if not needs_rebuild(layer):  # a baseline's, or a time-lapse of stacks' (per stack)
             return None
         # the forest for the inspector, rebuilt from the saved map; the labels stay as saved
         return self.rebuild_result(layer, self.open_button, self.cancel_button)
