@@ -33,7 +33,7 @@ from napari_hemd.workflows import (
 
 log = logging.getLogger(__name__)
 
-#: What the inspector says where a time-lapse of stacks' candidates would be swapped.
+#: What the inspector says when asked to re-run H-EMD on a time-lapse of stacks.
 _STACKS_NO_RERUN = (
     "Inspector: Lock choices and re-run H-EMD is not available for a time-lapse of stacks (its "
     "stacks are linked over time after each is segmented); the candidates you use stay as "
