@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 PARAMS_KEY = "hemd_params"
 RESULT_KEY = "hemd_result"
 #: In ``PARAMS_KEY``: a (T, Z, Y, X) time-lapse segmented stack by stack with a model; H-EMD's
-#: forests were per stack and are not kept, nor rebuilt (the probability layer's 3D frames
-#: would give other candidates).
+#: forests are per stack (kept in the session that made them, ``StackResults``) and never
+#: rebuilt from the probability layer (its 3D frames would give other candidates).
 PER_STACK_KEY = "per_stack"
 SOURCE_KEY = "hemd_source"
 LOCKED_KEY = "hemd_locked"

@@ -350,7 +350,7 @@ class SegmentWidget(LayerWidget):
             for key in ("scale", "tta", "planes"):
                 if model != NO_MODEL and key in result.params:
                     saved[key] = result.params[key]
-            if model != NO_MODEL and ndim == 4:  # forests per stack, not kept: none to rebuild
+            if model != NO_MODEL and ndim == 4:  # forests per stack: never rebuilt from 4D maps
                 saved[PER_STACK_KEY] = True
             saved.update(selection_choices(res))  # a rebuild (inspector, project) selects alike
             meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
