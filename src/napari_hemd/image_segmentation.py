@@ -110,6 +110,11 @@ class StackResults:
     results: list[HEMDResult]
     tracks: np.ndarray | None = None
 
+    @property
+    def params(self) -> dict:
+        """The run's H-EMD parameters (every stack ran with the same)."""
+        return next((r.params for r in self.results if r is not None), {})
+
 
 #: :func:`size_advice` speaks up when the objects found are more than this many times smaller
 #: than the smallest, or larger than the largest, of the model's training objects (its training

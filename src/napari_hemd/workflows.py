@@ -938,11 +938,7 @@ def selection_choices(result: HEMDResult | None) -> dict:
     """The resolved selection options of an H-EMD result (``{}`` for a baseline's).
 
     Saved with a result, so that a rebuild selects as the run did even after a default changes.
-    A time-lapse of stacks' :class:`~napari_hemd.image_segmentation.StackResults`: its stacks'
-    (each was selected alike).
     """
-    if hasattr(result, "results"):
-        result = next((r for r in result.results if r is not None), None)
     if result is None:
         return {}
     return {k: result.params[k] for k in SELECTION_KEYS if k in result.params}

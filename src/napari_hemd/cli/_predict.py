@@ -295,7 +295,7 @@ def _run_stacks(args, model, image, outputs, paths, meta) -> int:
 
     from napari_hemd._atomic import atomic_path
     from napari_hemd.cli._progress import Progress
-    from napari_hemd.cli._segment import _channel_meta, volume_kwargs
+    from napari_hemd.cli._segment import AUTO_ON_STACKS, _channel_meta, volume_kwargs
     from napari_hemd.models import pick_device, volume_settings
     from napari_hemd.models.prediction import (
         _check_scale,
@@ -318,10 +318,7 @@ def _run_stacks(args, model, image, outputs, paths, meta) -> int:
                 "this process with a U-Net; drop it"
             )
     if args.scale == "auto":
-        raise ValueError(
-            "--scale auto is not available for a (T, Z, Y, X) time-lapse of stacks: give a zoom "
-            "(found on one stack with --scale auto)"
-        )
+        raise ValueError(AUTO_ON_STACKS)
     volume = volume_kwargs(args)
     n, stack_shape = int(image.shape[0]), tuple(int(s) for s in image.shape[1:])
     planes = resolve_planes(model, volume["planes"], stack_shape)
@@ -366,8 +363,9 @@ def _run_stacks(args, model, image, outputs, paths, meta) -> int:
                         )  # fmt: skip
                     arrays[name][t] = arr
                     continue
-                for z, page in enumerate(arr):  # the series' shape and axes on its first page
-                    first = {"shape": [n, *arr.shape], "axes": "TZYX", **meta, "output": name}
+                # the series' shape and axes (and the run) on its first page, as tifffile writes
+                first = {"shape": [n, *arr.shape], "axes": "TZYX", **meta, "output": name}
+                for z, page in enumerate(arr):
                     writers[name].write(
                         page,
                         compression="zlib",

@@ -346,13 +346,7 @@ def _run_checked(args: argparse.Namespace) -> int:
     meta = {"method": args.method, "source": str(args.prob), **_channel_meta(args), **params}
     if args.method == "hemd":
         meta.update({k: res.params[k] for k in hemd_only if k in res.params})
-    write_labels(
-        labels,
-        args.output,
-        overwrite=args.overwrite,
-        tracks=tracks,
-        metadata=meta,
-    )
+    write_labels(labels, args.output, overwrite=args.overwrite, tracks=tracks, metadata=meta)
     n_obj = int(labels.max()) if labels.size else 0
     print(
         f"{args.method}: {labels.shape[0]} frame(s), max label {n_obj}, "
@@ -386,10 +380,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
             f"name its axes){_FEW_SLICES if image.ndim == 4 else ''}"
         )
     if image.ndim == 4 and args.scale == "auto":
-        raise ValueError(
-            "--scale auto is not available for a (T, Z, Y, X) time-lapse of stacks: give a zoom "
-            "(found on one stack with --scale auto)"
-        )
+        raise ValueError(AUTO_ON_STACKS)
     t0 = time.perf_counter()
     hp = hemd_params(args)
     if args.method != "hemd":
@@ -432,7 +423,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         tracks=res.tracks,
         metadata=meta,
-        axes=_label_axes(labels.ndim, stack=res.params.get("planes") == 3),
+        axes="ZYX" if labels.ndim == 3 and res.params.get("planes") == 3 else None,  # one stack
     )
     n_obj = len(np.unique(labels)) - 1
     dt = time.perf_counter() - t0
@@ -470,10 +461,11 @@ def _channel_meta(args: argparse.Namespace) -> dict:
     return out
 
 
-def _label_axes(ndim: int, stack: bool) -> str | None:
-    """``"ZYX"`` for the labels of one 3D stack (a 3D model's run), else None (the default)."""
-    return "ZYX" if stack and ndim == 3 else None
-
+#: ``--scale auto`` on a (T, Z, Y, X) time-lapse of stacks (``segment``, ``predict``).
+AUTO_ON_STACKS = (
+    "--scale auto is not available for a (T, Z, Y, X) time-lapse of stacks: give a zoom (found "
+    "on one stack with --scale auto)"
+)
 
 #: For a 4D file taken for (T, C, Y, X): what to do if it really is stacks of few slices.
 _FEW_SLICES = (
