@@ -52,6 +52,7 @@ __all__ = [
     "save_project",
     "segment_workflow",
     "split_by_seeds",
+    "stack_rebuild_params",
 ]
 
 log = logging.getLogger(__name__)
@@ -782,7 +783,7 @@ def save_project(
 
     from napari_hemd._atomic import atomic_path
 
-    keep = {k: v for k, v in params.items() if isinstance(v, str | int | float | bool | type(None))}
+    keep = _plain_params(params)
     with atomic_path(folder, overwrite=overwrite) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
         arrays = [("prob", np.asarray(prob)), ("labels", np.asarray(labels))]
@@ -894,10 +895,21 @@ def _jsonable_state(d: dict) -> dict:
         if k.endswith("locked") and isinstance(v, dict):
             out[k] = {str(f): [int(n) for n in ns] for f, ns in v.items()}
         elif k.endswith("params") and isinstance(v, dict):
-            out[k] = {
-                a: b for a, b in v.items() if isinstance(b, str | int | float | bool | type(None))
-            }
+            out[k] = _plain_params(v)
     return out
+
+
+_SCALAR = str | int | float | bool | type(None)
+
+
+def _plain_params(params: dict) -> dict:
+    """The parameters JSON keeps as they are: scalars, and dicts of scalars (``per_stack``)."""
+    return {
+        k: v
+        for k, v in params.items()
+        if isinstance(v, _SCALAR)
+        or (isinstance(v, dict) and all(isinstance(b, _SCALAR) for b in v.values()))
+    }
 
 
 def _state_json(state: tuple[dict, dict] | None) -> list[dict] | None:
@@ -944,10 +956,27 @@ def selection_choices(result: HEMDResult | None) -> dict:
     return {k: result.params[k] for k in SELECTION_KEYS if k in result.params}
 
 
+def stack_rebuild_params(result) -> dict:
+    """The H-EMD parameters a result ran with, as :func:`rebuild_workflow` takes them.
+
+    For a time-lapse of stacks (``StackResults``) these are each stack's: one stack's forests
+    are rebuilt exactly from its ``(Z, Y, X)`` probabilities with them.
+    """
+    return {
+        k: v.item() if isinstance(v, np.generic) else v
+        for k, v in result.params.items()
+        if k in _HEMD_KEYS
+    }
+
+
 def rebuild_workflow(
     prob, params: dict, locked: dict[int, list[int]] | None = None
 ) -> Generator[Progress, None, HEMDResult]:
-    """Rebuild the H-EMD result (forests, selections) of a saved session for the inspector."""
+    """Rebuild the H-EMD result (forests, selections) of a saved session for the inspector.
+
+    ``prob`` is what was segmented: the movie or stack, or one stack of a time-lapse of stacks
+    (with that run's :func:`stack_rebuild_params`).
+    """
     kwargs = {k: params[k] for k in _HEMD_KEYS if k in params}
     if "variant" in params and "split_coverage" not in params:
         # saved before the touching-cell split existed (results since record it: selection_choices)

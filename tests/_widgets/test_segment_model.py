@@ -415,6 +415,7 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors, tmp_p
     z, y, x = (int(v) for v in np.argwhere(stacks.results[1].labels > 0)[0])
     rows = inspector.inspect(z, (y, x), stack=1)
     assert rows and any(r.chosen for r in rows)
+    first = (z, (y, x), [(r.node, r.area, r.chosen, r.how) for r in rows])
     assert inspector.where.value.startswith(f"time 1, slice {z}, object ")
     inspector.preview_row(0)  # one stack's preview, not a movie of zeros
     assert viewer.layers["embryo labels preview"].data.shape == movie.shape[1:]
@@ -448,17 +449,33 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors, tmp_p
     np.testing.assert_array_equal(tracks, stacks.tracks)
     from napari_hemd._widgets import ProjectWidget
 
-    proj = ProjectWidget(viewer, restore=False)  # saved and reopened: labels back, no rebuild
+    proj = ProjectWidget(viewer, restore=False)  # saved and reopened: labels back
     proj.labels.value = labels
     folder = proj.save(tmp_path / "embryo_session")
     saved = np.array(labels.data)
     viewer.layers.remove(labels)
-    assert proj.open(folder) is None  # no forest rebuilt from the 4D maps
+    assert proj.open(folder) is None  # no forest rebuilt from the 4D maps up front
     back = viewer.layers["embryo labels"]
     np.testing.assert_array_equal(back.data, saved)
+    # the inspector rebuilds the clicked stack's forests from its slices, exactly the run's
     inspector.labels.value = back
+    z, (y, x), rows = first
+    assert inspector.inspect(z, (y, x), stack=1) == []  # under way: inspected when done
+    _wait(qtbot, inspector._worker)
+    rebuilt = back.metadata["hemd_result"].results
+    assert rebuilt[0] is None  # only the stack asked for
+    np.testing.assert_array_equal(rebuilt[1].labels, stacks.results[1].labels)
+    for a, b in zip(rebuilt[1].selections, stacks.results[1].selections, strict=True):
+        np.testing.assert_array_equal(a.nodes, b.nodes)
+    assert [(r.node, r.area, r.chosen, r.how) for r in inspector.rows] == rows
+    assert inspector.where.value.startswith(f"time 1, slice {z}, object ")
+    assert inspector.lock_and_rerun() is None  # still per movie only
+    assert "not available for a time-lapse of stacks" in errors.pop()
+    # a project saved before the stacks' parameters were: said so, nothing rebuilt
+    back.metadata["hemd_params"]["per_stack"] = True
+    back.metadata["hemd_result"] = None
     assert inspector.inspect(z, (y, x), stack=1) == []
-    assert "kept only in the session that segmented it" in errors.pop()
+    assert "cannot be rebuilt" in errors.pop()
     labels = back
     # Predict: each stack's maps exactly as alone; Segment on them: H-EMD on 3D frames over time
     from napari_hemd._widgets import PredictWidget, SegmentWidget

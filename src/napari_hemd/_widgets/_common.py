@@ -24,9 +24,11 @@ log = logging.getLogger(__name__)
 #: Keys under which the widgets keep their state in ``Labels.metadata``.
 PARAMS_KEY = "hemd_params"
 RESULT_KEY = "hemd_result"
-#: In ``PARAMS_KEY``: a (T, Z, Y, X) time-lapse segmented stack by stack with a model; H-EMD's
-#: forests are per stack (kept in the session that made them, ``StackResults``) and never
-#: rebuilt from the probability layer (its 3D frames would give other candidates).
+#: In ``PARAMS_KEY``: a (T, Z, Y, X) time-lapse segmented stack by stack with a model. H-EMD's
+#: forests are per stack (``StackResults``), never rebuilt from the whole 4D probability layer
+#: (its 3D frames would give other candidates): the value is the stacks' own H-EMD parameters,
+#: with which the inspector rebuilds one stack's forests from its slices when it is asked for
+#: them (after reopening a project); ``True`` for a baseline's run (no forests).
 PER_STACK_KEY = "per_stack"
 SOURCE_KEY = "hemd_source"
 LOCKED_KEY = "hemd_locked"

@@ -23,12 +23,14 @@ from napari_hemd._widgets._common import (
 )
 from napari_hemd.core.segment import HEMDResult
 from napari_hemd.core.selection import HOW
+from napari_hemd.image_segmentation import StackResults
 from napari_hemd.workflows import (
     Match,
     PathRow,
     candidate_path,
     choose_candidate,
     next_free_id,
+    rebuild_workflow,
 )
 
 log = logging.getLogger(__name__)
@@ -146,6 +148,10 @@ class InspectorWidget(LayerWidget):
         #: the time point of a (T, Z, Y, X) time-lapse of stacks (``frame`` is then its slice)
         self.stack: int | None = None
         self.pixel: tuple[int, ...] | None = None
+        #: the last (slice, pixel) asked for, inspected once its stack's forests are rebuilt
+        self._asked: tuple[int, tuple[int, ...]] | None = None
+        #: (StackResults id, time point) of the forests being rebuilt
+        self._rebuilding: tuple[int, int] | None = None
         self._hooked: Labels | None = None
         self.use_button.clicked.connect(lambda: self.use_candidate())
         self.lock_button.clicked.connect(lambda: self.lock_and_rerun())
@@ -184,24 +190,34 @@ class InspectorWidget(LayerWidget):
         return hasattr(res, "results")
 
     def _result(self) -> tuple[Labels, HEMDResult] | None:
-        """The layer and the H-EMD result behind it (a time-lapse of stacks: ``self.stack``'s)."""
+        """The layer and the H-EMD result behind it (a time-lapse of stacks: ``self.stack``'s).
+
+        A time-lapse of stacks reopened from a project has no forests yet: the asked stack's are
+        rebuilt in a thread (:meth:`_rebuild_stack`), and ``None`` is returned meanwhile.
+        """
         layer = self.labels.value
         res = getattr(layer, "metadata", {}).get(RESULT_KEY)
+        per_stack = (getattr(layer, "metadata", {}).get(PARAMS_KEY) or {}).get(PER_STACK_KEY)
+        if per_stack and not hasattr(res, "results"):
+            if not isinstance(per_stack, dict):  # saved before the stacks' parameters were
+                show_error(
+                    f"Inspector: {layer.name!r} is a time-lapse of 3D stacks whose H-EMD "
+                    "parameters were not saved (an older project, or a baseline's run), so its "
+                    "candidate forests cannot be rebuilt. Segment it again with H-EMD (or one "
+                    "stack: right-click the raw layer > Split Stack) to inspect them"
+                )
+                return None
+            res = layer.metadata[RESULT_KEY] = StackResults([None] * int(layer.data.shape[0]))
         if hasattr(res, "results"):  # StackResults: the stack's own forests
             t = self.stack if self.stack is not None else int(self.viewer.dims.current_step[0])
-            if not 0 <= t < len(res.results) or res.results[t] is None:
+            if not 0 <= t < len(res.results):
                 show_error(f"Inspector: {layer.name!r} has no time point {t}")
                 return None
             self.stack = t
+            if res.results[t] is None:
+                self._rebuild_stack(layer, res, t)
+                return None
             return layer, res.results[t]
-        if (getattr(layer, "metadata", {}).get(PARAMS_KEY) or {}).get(PER_STACK_KEY):
-            show_error(
-                f"Inspector: {layer.name!r} is a time-lapse of 3D stacks segmented stack by stack "
-                "in another session; its candidate forests are kept only in the session that "
-                "segmented it. Segment it again (or one stack: right-click the raw layer > Split "
-                "Stack) to inspect them"
-            )
-            return None
         if not isinstance(res, HEMDResult):
             show_error("Inspector: choose a labels layer made by the Segment widget with H-EMD")
             return None
@@ -209,6 +225,40 @@ class InspectorWidget(LayerWidget):
             show_error("Inspector: only frames along axis 0 are supported")
             return None
         return layer, res
+
+    def _rebuild_stack(self, layer: Labels, stacks: StackResults, t: int):
+        """Rebuild stack ``t``'s forests from its slices of the probability layer, in a thread.
+
+        Exactly those of the run (the stacks' own H-EMD parameters, saved with the labels); when
+        done, the last click in that stack is inspected. Returns the worker (``None``: refused,
+        or already under way).
+        """
+        if self._rebuilding == (id(stacks), t):
+            return None
+        params = layer.metadata[PARAMS_KEY]
+        src = params.get(SOURCE_KEY)
+        prob = self.viewer.layers[src] if src in self.viewer.layers else None
+        if not isinstance(prob, Image) or tuple(prob.data.shape) != tuple(layer.data.shape):
+            show_error(
+                f"Inspector: cannot rebuild the candidate forests of time {t}: the probability "
+                f"layer {src!r} is gone"
+            )
+            return None
+        data = prob.data[0] if prob.multiscale else prob.data
+        gen = rebuild_workflow(np.asarray(data[t]), params[PER_STACK_KEY])
+        self._rebuilding = (id(stacks), t)
+        show_info(f"Inspector: rebuilding the candidate forests of time {t}")
+
+        def done(res: HEMDResult) -> None:
+            self._rebuilding = None
+            if layer.metadata.get(RESULT_KEY) is not stacks:
+                log.info("discarded rebuilt forests: %s was segmented again", layer.name)
+                return
+            stacks.results[t] = res
+            if self.labels.value is layer and self.stack == t and self._asked is not None:
+                self.inspect(*self._asked)  # the click that asked for them
+
+        return self.run_workflow(gen, done, None, None, f"Rebuild the forests of time {t}")
 
     def _labels_frame(self, layer: Labels, frame: int) -> np.ndarray:
         """The labels of ``frame`` (a time-lapse of stacks: slice ``frame`` of ``self.stack``)."""
@@ -236,6 +286,7 @@ class InspectorWidget(LayerWidget):
         """
         if stack is not None:
             self.stack = int(stack)
+        self._asked = (int(frame), tuple(int(p) for p in pixel))
         got = self._result()
         if got is None:
             return []
@@ -365,7 +416,8 @@ class InspectorWidget(LayerWidget):
     def next_uncertain(self, margin: float = UNCERTAIN_IOU) -> tuple[int, int] | None:
         """Jump to the next padding-selected or weakly matched object; return (frame, node).
 
-        A time-lapse of stacks: through every stack in turn (the stack is ``self.stack``).
+        A time-lapse of stacks: through every stack in turn (the stack is ``self.stack``) whose
+        forests are built (reopened from a project: the stacks inspected so far).
         """
         got = self._result()
         if got is None:

@@ -49,7 +49,7 @@ from napari_hemd._widgets._models import (
     tta_refused,
 )
 from napari_hemd.core.segment import METHODS, HEMDResult, _restore_axis
-from napari_hemd.workflows import segment_workflow, selection_choices
+from napari_hemd.workflows import segment_workflow, selection_choices, stack_rebuild_params
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +351,8 @@ class SegmentWidget(LayerWidget):
                 if model != NO_MODEL and key in result.params:
                     saved[key] = result.params[key]
             if model != NO_MODEL and ndim == 4:  # forests per stack: never rebuilt from 4D maps
-                saved[PER_STACK_KEY] = True
+                # (the inspector rebuilds one stack's from its slices with these, when reopened)
+                saved[PER_STACK_KEY] = stack_rebuild_params(res) if res is not None else True
             saved.update(selection_choices(res))  # a rebuild (inspector, project) selects alike
             meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
             labels = np.ascontiguousarray(labels, dtype=np.uint32)
