@@ -57,6 +57,29 @@ def dask_client(
     if workers is None and scheduler is None:
         yield None
         return
+    with _quiet_dask():
+        yield from _client(workers, scheduler, threads_per_worker)
+
+
+@contextlib.contextmanager
+def _quiet_dask() -> Iterator[None]:
+    """Show Dask's own INFO lines only when ours are shown too (``napari-hemd -v``).
+
+    They are 30 for one run (scheduler, nanny, workers coming and going).
+    """
+    import distributed  # noqa: F401  (its import sets the level: first)
+
+    dist = logging.getLogger("distributed")
+    old = dist.level
+    if not log.isEnabledFor(logging.INFO):
+        dist.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        dist.setLevel(old)
+
+
+def _client(workers, scheduler, threads_per_worker) -> Iterator[object]:
     from dask.distributed import Client, LocalCluster
 
     if scheduler is not None:

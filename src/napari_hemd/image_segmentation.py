@@ -19,13 +19,14 @@ Imports torch only when it runs.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_hemd.core.segment import METHODS, HEMDResult
+from napari_hemd.core.segment import METHODS, HEMDResult, TooManyCandidates, check_params
 from napari_hemd.workflows import (
     Progress,
     cancelled,
@@ -33,6 +34,8 @@ from napari_hemd.workflows import (
     run_workflow,
     segment_workflow,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "NEUTRAL",
@@ -214,7 +217,18 @@ def choose_scale_workflow(
             probe, model, "hemd", scale=scale, tile=tile, device=device, threads=threads,
             cancel=cancel, tta=1,
         )  # fmt: skip
-        res = yield from _quiet(gen)
+        try:
+            res = yield from _quiet(gen)
+        except TooManyCandidates:
+            if len(tried) == 1:
+                raise  # at the model's own zoom: the run itself would fail alike
+            # a zoom that turns the frames into noise (followed advice misled by noise specks):
+            # the zoom before it stands
+            log.warning(
+                "scale='auto': zoom %g gives noise, not cells; keeping zoom %g", scale, tried[-2]
+            )
+            scale = tried[-2]
+            break
         got = suggested_scale(model, res.labels, scale)
         if got is None or got[1] is None:
             break
@@ -385,6 +399,14 @@ def segment_image_workflow(
     if params.get("axis", 0) not in (0, -3):
         raise ValueError(f"axis must be 0 (frames first) with a model; got {params['axis']}")
     params.pop("axis", None)
+    check_params(**params)  # before the prediction, which may take hours
+    if not int(params.get("min_volume") or 0) >= 0:
+        raise ValueError(f"min_volume must be >= 0; got {params['min_volume']!r}")
+    grow_threshold = params.get("grow_threshold")
+    if grow_threshold is not None and not 0 < float(grow_threshold) <= 1:
+        raise ValueError(f"grow_threshold must be in (0, 1]; got {grow_threshold!r}")
+    if grow is not None and not int(grow) >= 0:
+        raise ValueError(f"grow must be >= 0 pixels; got {grow!r}")
     from napari_hemd._memory import MODEL_BYTES_PER_PIXEL, check_fits_in_memory
 
     own = image.dtype.itemsize if isinstance(image, np.ndarray) else 0  # already in memory

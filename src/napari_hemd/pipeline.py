@@ -130,6 +130,7 @@ def stream_stacks(
 
     from napari_hemd._atomic import check_output_path, output_lock
     from napari_hemd.core.linking import FrameLinker
+    from napari_hemd.core.segment import check_params
     from napari_hemd.core.streaming import (
         _gather_as_completed,
         _partial_path,
@@ -140,6 +141,7 @@ def stream_stacks(
     from napari_hemd.models.prediction import _resolve_model
     from napari_hemd.models.streaming import _model_key
 
+    check_params(**kwargs)  # before any prediction
     output = _check_zarr_path(output, "output")
     src_path = source if isinstance(source, (str, os.PathLike)) else None
     check_output_path(output, overwrite=overwrite, name="output", inputs=[src_path])
@@ -417,9 +419,11 @@ def stream_segment(
         ``output``.
     """
     from napari_hemd._atomic import check_output_path
+    from napari_hemd.core.segment import check_params
     from napari_hemd.core.streaming import hemd_stream
     from napari_hemd.distributed import dask_client
 
+    check_params(**params)  # before any prediction or window
     output = _check_zarr_path(output, "output")
     src_path = source if isinstance(source, (str, os.PathLike)) else None
     check_output_path(output, overwrite=overwrite, name="output", inputs=[src_path])
@@ -441,6 +445,16 @@ def stream_segment(
 
     with output_lock(output):  # a second run on this output fails at once
         data = open_input(source) if isinstance(source, (str, os.PathLike)) else source
+        if model is None:
+            from napari_hemd.core.validation import not_a_probability_map
+
+            why = not_a_probability_map(data)
+            if why:
+                name = f"source {str(src_path)!r}" if src_path is not None else "source"
+                raise ValueError(
+                    f"{name} does not look like a probability map ({why}). For a raw movie give "
+                    "a model (CLI: --model NAME; napari-hemd models lists them)"
+                )
         if model is not None and len(data.shape) == 4:  # a time-lapse of stacks
             if prob_output_given:
                 raise ValueError(

@@ -21,6 +21,7 @@ from napari_hemd.cli import main  # noqa: E402
 from napari_hemd.core.metrics import evaluate_sequence  # noqa: E402
 from napari_hemd.data.synthetic import nuclei_video, nuclei_volume  # noqa: E402
 from napari_hemd.image_segmentation import (  # noqa: E402
+    choose_scale_workflow,
     scaled_defaults,
     segment_image,
     size_advice,
@@ -199,6 +200,24 @@ def test_auto_scale_on_small_nuclei():
     stack = nuclei_volume(shape=(20, 48, 48), n_cells=3)["image"]
     with pytest.raises(ValueError, match="scale=auto applies to frames"):
         segment_image(stack, "nuclei-3d", scale="auto")
+
+
+def test_auto_scale_keeps_the_last_zoom_that_gave_cells(shared_data, caplog):
+    """A zoom the advice asks for may turn the frames into noise (too many candidates for H-EMD):
+    auto then keeps the zoom before it instead of failing the run. A HeLa corner with two
+    nuclei, drawn 2.5 times as large (smooth background texture the size of nuclei), misleads
+    the advice to zoom up: 1 -> 1.54 -> 2.65, where the frames give 15,000-odd candidates."""
+    from napari_hemd.core.segment import TooManyCandidates
+    from napari_hemd.workflows import run_workflow
+
+    seq = shared_data / "ctc" / "Fluo-N2DL-HeLa" / "01"
+    frames = [tifffile.imread(seq / f"t{t:03d}.tif")[:200, :200] for t in range(3)]
+    big = np.stack([ndi.zoom(f.astype(np.float32), 2.5, order=1) for f in frames])
+    found, tried = run_workflow(choose_scale_workflow("nuclei-fluo", big))
+    assert len(tried) >= 3 and found == tried[-2]
+    assert f"keeping zoom {found:g}" in caplog.text
+    with pytest.raises(TooManyCandidates):  # the zoom left behind: what the run would have met
+        segment_image(big, "nuclei-fluo", scale=tried[-1], tta=1)
 
 
 def test_cli_scale(movie, tmp_path, capsys):

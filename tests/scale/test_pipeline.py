@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import zarr
@@ -225,8 +227,12 @@ def test_cli_errors_name_the_argument(raw_zarr, tmp_path, capsys):
     assert not (tmp_path / "lab.prob.zarr").exists()
 
 
-def test_stream_segment_starts_its_own_local_cluster(tmp_path):
-    """``workers=N`` starts (and closes) a loopback cluster; progress reports it starting."""
+def test_stream_segment_starts_its_own_local_cluster(tmp_path, caplog):
+    """``workers=N`` starts (and closes) a loopback cluster; progress reports it starting.
+
+    Dask's own INFO lines (30 of them: scheduler, nanny, workers) stay out of the user's log
+    unless ours are shown (``-v``).
+    """
     prob = nuclei_video(n_frames=8, shape=(96, 96), n_cells=6, seed=3)["prob"]
     path = tmp_path / "prob.zarr"
     z = zarr.create_array(str(path), shape=prob.shape, chunks=(1, 96, 96), dtype=np.float32)
@@ -242,3 +248,5 @@ def test_stream_segment_starts_its_own_local_cluster(tmp_path):
     )
     assert events[0] == ("cluster", 0, 0) and events[-1] == ("windows", 3, 3)
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(prob, iterations=2).labels)
+    chatter = [r for r in caplog.records if r.name.startswith("distributed")]
+    assert all(r.levelno >= logging.WARNING for r in chatter), chatter[:3]

@@ -12,6 +12,7 @@ import errno
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 __all__ = ["main"]
@@ -92,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s: %(message)s",
     )
+    formatwarning = warnings.formatwarning
+    # a warning as one line in the user's terms, not Python's source location and code line
+    warnings.formatwarning = _one_line_warning
     try:
         with _locked_output(args):
             return int(args.func(args) or 0)
@@ -105,6 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"napari-hemd {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"WARNING: {message}\n"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -140,6 +140,15 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--methods: maxvalue needs the boundary probabilities (--boundary)")
 
     prob = np.asarray(read_stack(args.prob))
+    from napari_hemd.core.validation import not_a_probability_map
+
+    why = not_a_probability_map(prob)
+    if why:
+        raise ValueError(
+            f"PROB {args.prob!r} does not look like a probability map ({why}). Predict it first "
+            "(napari-hemd predict RAW --model NAME -o PROB.tif), or compare a model's methods "
+            "with napari-hemd segment RAW --model NAME --method M"
+        )
     if args.volume or prob.ndim == 2:
         prob = prob[None]
     boundary = None

@@ -323,6 +323,7 @@ def _run_checked(args: argparse.Namespace) -> int:
     hemd_only = {k: hp.pop(k) for k in HEMD_ONLY if k in hp}
     params = {**hp, "axis": args.axis}  # shared by H-EMD and the baselines
     tracks = None
+    flat = prob.ndim == 2  # one 2D image: one frame inside, written as the image's shape
     with warnings.catch_warnings(), Progress(disabled=args.no_progress) as bar:
         warnings.simplefilter("always")
         if args.method == "hemd":
@@ -332,10 +333,10 @@ def _run_checked(args: argparse.Namespace) -> int:
                 labels = np.moveaxis(labels, 0, args.axis % 3)
         else:
             labels = segment(prob, args.method, boundary=boundary, progress=bar, **params)
-            if args.link:
-                labels, tracks = link_labels(labels, delta=args.delta)
-    if labels.ndim == 2:
-        labels = labels[None]
+        if labels.ndim == 2:
+            labels = labels[None]
+        if args.method != "hemd" and args.link:
+            labels, tracks = link_labels(labels, delta=args.delta)
     if args.exclude_border:  # each frame (frames on the --axis), linked tracks made valid
         from napari_hemd.core.cells import remove_border_cells
 
@@ -346,11 +347,23 @@ def _run_checked(args: argparse.Namespace) -> int:
     meta = {"method": args.method, "source": str(args.prob), **_channel_meta(args), **params}
     if args.method == "hemd":
         meta.update({k: res.params[k] for k in hemd_only if k in res.params})
-    write_labels(labels, args.output, overwrite=args.overwrite, tracks=tracks, metadata=meta)
+    write_labels(
+        labels[0] if flat else labels,
+        args.output,
+        overwrite=args.overwrite,
+        tracks=tracks,
+        metadata=meta,
+    )
     n_obj = int(labels.max()) if labels.size else 0
+    if flat:
+        what = "one image"
+    elif args.axis % labels.ndim:
+        what = f"{labels.shape[args.axis % labels.ndim]} slice(s) along axis {args.axis}"
+    else:
+        what = f"{labels.shape[0]} frame(s)"
     print(
-        f"{args.method}: {labels.shape[0]} frame(s), max label {n_obj}, "
-        f"{time.perf_counter() - t0:.2f} s -> {args.output}",
+        f"{args.method}: {what}, max label {n_obj}, {time.perf_counter() - t0:.2f} s -> "
+        f"{args.output}",
         file=sys.stderr,
     )
     return 0
@@ -411,7 +424,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
             **({"grow_threshold": args.grow_threshold} if args.grow_threshold is not None else {}),
             **hp,
         )
-    labels = res.labels if res.labels.ndim >= 3 else res.labels[None]
+    labels = res.labels  # shaped like INPUT (a 2D image: a 2D mask)
     meta = {"source": str(args.prob), **_channel_meta(args), **res.params}
     if res.result is not None:
         from napari_hemd.workflows import selection_choices
@@ -435,14 +448,20 @@ def _run_with_model(args: argparse.Namespace) -> int:
 
         zoom = f", {found_zoom(res.params['scale'], res.params['scale_tried'])}"
     views = int(res.params.get("tta", 1))
-    unit = "stack(s) over time" if labels.ndim == 4 else "frame(s)"
+    if labels.ndim == 2:
+        unit = "image"
+    elif labels.ndim == 4:
+        unit = "stack(s) over time"
+    else:
+        unit = "slices (one 3D stack)" if res.params.get("planes") == 3 else "frame(s)"
+    count = "one" if labels.ndim == 2 else labels.shape[0]
     if res.params.get("link_time"):
         unit += ", objects linked over time"
     flips = f", {views} mirrored views averaged" if views > 1 else ""
     if flips and args.tta is None:  # not asked for: the model's own (--tta 1 is faster)
         flips += f" (the model's own; --tta 1: {views}x faster prediction)"
     print(
-        f"{args.method} with model {args.model}: {labels.shape[0]} {unit}, {n_obj} labels, "
+        f"{args.method} with model {args.model}: {count} {unit}, {n_obj} labels, "
         f"whole cells (grown {res.grow} px){zoom}{flips}, {dt:.1f} s -> {args.output}",
         file=sys.stderr,
     )

@@ -15,7 +15,7 @@ from napari_hemd.core.linking import link_labels
 from napari_hemd.core.selection import FrameSelection, select_instances
 from napari_hemd.core.validation import check_probability, resolve_connectivity
 
-__all__ = ["METHODS", "HEMDResult", "hemd", "segment"]
+__all__ = ["METHODS", "HEMDResult", "TooManyCandidates", "check_params", "hemd", "segment"]
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +66,23 @@ class HEMDResult:
     params: dict = field(default_factory=dict)
 
 
-def _frames(prob, axis: int):
-    """Validate shape; return (n_frames, getter of frame t as float ndarray, frame ndim)."""
+def _frames(prob, axis: int, *, hemd: bool = False):
+    """Validate shape; return (n_frames, getter of frame t as float ndarray, frame ndim).
+
+    ``hemd``: warn that a single 2D frame leaves H-EMD nothing to match.
+    """
     ndim = prob.ndim
     if 0 in tuple(prob.shape):
         raise ValueError(f"prob is empty (shape {tuple(prob.shape)}): there is no frame to segment")
     if ndim == 2:
         if axis not in (0, -1):
             raise ValueError(f"axis must be 0 for a single 2D frame; got {axis}")
-        warnings.warn(
-            "prob is a single 2D frame: H-EMD has no neighbouring frames to match, so it reduces "
-            "to initial selection + padding",
-            stacklevel=3,
-        )
+        if hemd:
+            warnings.warn(
+                "prob is a single 2D frame: H-EMD has no neighbouring frames to match, so it "
+                "reduces to initial selection + padding",
+                stacklevel=3,
+            )
         return 1, (lambda t: np.asarray(prob)), 2
     if ndim == 3:
         if not -3 <= axis <= 2:
@@ -134,24 +138,16 @@ def hemd(
     HEMDResult
         ``labels`` has frames on axis 0; use :func:`segment` for labels in the input's axis order.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {tuple(VARIANTS)}; got {variant!r}")
     # Checked before the forests are built, so a bad value fails at once.
-    _check_iterations(iterations)
+    check_params(
+        tau=tau, delta=delta, iterations=iterations, connectivity=connectivity,
+        min_size=min_size, variant=variant, seed_min_peak=seed_min_peak, lone_growth=lone_growth,
+        split_coverage=split_coverage, split_size=split_size, max_candidates=max_candidates,
+    )  # fmt: skip
     seed_min_peak = SEED_MIN_PEAK[variant] if seed_min_peak is None else float(seed_min_peak)
-    if not 0.0 <= seed_min_peak <= 1.0:
-        raise ValueError(f"seed_min_peak must be in [0, 1]; got {seed_min_peak!r}")
     lone_growth = LONE_GROWTH[variant] if lone_growth is None else float(lone_growth)
-    if not lone_growth >= 1.0:
-        raise ValueError(f"lone_growth must be >= 1 (1 = the paper); got {lone_growth!r}")
     split_coverage = SPLIT_COVERAGE[variant] if split_coverage is None else float(split_coverage)
-    if not 0.0 <= split_coverage <= 1.0:
-        raise ValueError(
-            f"split_coverage must be in [0, 1] (0 = the paper); got {split_coverage!r}"
-        )
-    if not float(split_size) >= 0.0:
-        raise ValueError(f"split_size must be >= 0; got {split_size!r}")
-    n, get, fdim = _frames(prob, axis)
+    n, get, fdim = _frames(prob, axis, hemd=True)
     conn = resolve_connectivity(connectivity, fdim)
     forests = []
     for t in range(n):
@@ -161,7 +157,7 @@ def hemd(
         if limit is None:
             limit = max(10_000, int(MAX_NODES_PER_PIXEL * frame.size))
         if f.n_nodes > limit:
-            raise ValueError(
+            raise TooManyCandidates(
                 f"prob (frame {first_frame + t}) gives {f.n_nodes} instance candidates (limit {limit}): this "
                 "looks like noise, not cell probabilities. Smooth it, raise tau or min_size, or "
                 "pass max_candidates (CLI: --max-candidates) to allow it"
@@ -322,6 +318,10 @@ def segment(
     return _restore_axis(labels, prob.ndim, axis)
 
 
+class TooManyCandidates(ValueError):
+    """A frame gives more instance candidates than ``max_candidates``: noise, not cells."""
+
+
 #: Iterations are counted in int16 inside the selection (ample: the paper uses T = 10).
 MAX_ITERATIONS = 10_000
 
@@ -331,6 +331,54 @@ def _check_iterations(iterations) -> None:
         raise TypeError(f"iterations must be an integer; got {type(iterations).__name__}")
     if not 0 <= int(iterations) <= MAX_ITERATIONS:
         raise ValueError(f"iterations must be between 0 and {MAX_ITERATIONS}; got {iterations}")
+
+
+def check_params(
+    *,
+    tau=None,
+    delta=None,
+    iterations=None,
+    connectivity=None,
+    min_size=None,
+    variant=None,
+    seed_min_peak=None,
+    lone_growth=None,
+    split_coverage=None,
+    split_size=None,
+    max_candidates=None,
+    **_other,
+) -> None:
+    """Refuse out-of-range H-EMD / baseline parameters (``None``: not given, not checked).
+
+    Called by :func:`hemd` before any work, and by the workflows that predict first (a model's
+    prediction can take hours: a typo in ``tau`` must not wait for it). Other keywords are
+    ignored. ``connectivity`` is checked against 3D frames here (``hemd`` checks it against the
+    frames' own dimensions).
+    """
+    if tau is not None and not 0.0 <= float(tau) <= 1.0:
+        raise ValueError(f"tau must be in [0, 1]; got {tau!r}")
+    if delta is not None and not float(delta) > 0:
+        raise ValueError(f"delta must be > 0; got {delta!r}")
+    if iterations is not None:
+        _check_iterations(iterations)
+    if connectivity is not None:
+        resolve_connectivity(connectivity, 3)
+    if min_size is not None and not int(min_size) >= 0:
+        raise ValueError(f"min_size must be >= 0; got {min_size!r}")
+    if variant is not None and variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(VARIANTS)}; got {variant!r}")
+    if seed_min_peak is not None and not 0.0 <= float(seed_min_peak) <= 1.0:
+        raise ValueError(f"seed_min_peak must be in [0, 1]; got {seed_min_peak!r}")
+    if lone_growth is not None and not float(lone_growth) >= 1.0:
+        raise ValueError(f"lone_growth must be >= 1 (1 = the paper); got {lone_growth!r}")
+    if split_coverage is not None and not 0.0 <= float(split_coverage) <= 1.0:
+        raise ValueError(
+            f"split_coverage must be in [0, 1] (0 = the paper); got {split_coverage!r}"
+        )
+    if split_size is not None and not float(split_size) >= 0.0:
+        raise ValueError(f"split_size must be >= 0; got {split_size!r}")
+    if max_candidates is not None and not int(max_candidates) >= 1:
+        raise ValueError(f"max_candidates must be >= 1; got {max_candidates!r}")
 
 
 def _check_companion(arr, prob, axis: int, name: str) -> None:

@@ -112,7 +112,8 @@ def check_probability(
         if lo < 0.0 or hi > 1.0:
             raise ValueError(
                 f"{name} must hold probabilities in [0, 1]; got values in [{lo:.4g}, {hi:.4g}]. "
-                "If these are logits, apply a sigmoid/softmax first."
+                "If these are logits, apply a sigmoid/softmax first; a raw image needs a model "
+                "to predict them (CLI: --model NAME)."
             )
     return arr
 

@@ -128,8 +128,9 @@ def write_labels(
 
     Parameters
     ----------
-    labels : (T, ...) integer array
-        Instance labels, frames along the first axis.
+    labels : (T, ...) or (Y, X) integer array
+        Instance labels, frames along the first axis; one 2D image is written as such (a CTC
+        folder: as its one frame, ``mask000.tif``).
     path : path-like
         ``*.tif``/``*.tiff`` (one multi-page TIFF), ``*.ome.zarr`` (an OME-Zarr 0.4 label image, see
         :func:`napari_hemd.io.ome_zarr.write_ome_zarr_labels`), ``*.zarr`` (a plain zarr array,
@@ -181,15 +182,19 @@ def write_labels(
             import zarr
 
             arr_shape = tuple(labels_arr.shape)
-            chunks = (1, *arr_shape[1:])
+            chunks = arr_shape if len(arr_shape) == 2 else (1, *arr_shape[1:])
             z = zarr.open_array(str(tmp), mode="w", shape=arr_shape, chunks=chunks, dtype=np.uint32)
-            for t in range(arr_shape[0]):
+            if len(arr_shape) == 2:
+                z[:] = np.asarray(labels_arr)
+            for t in range(arr_shape[0] if len(arr_shape) > 2 else 0):
                 z[t] = np.asarray(labels_arr[t])
             if metadata:
                 z.attrs.update(metadata)
         else:  # "ctc"
             from napari_hemd.io.ctc import write_ctc_result
 
+            if len(labels_arr.shape) == 2:  # one image: one frame
+                labels_arr = np.asarray(labels_arr)[None]
             write_ctc_result(labels_arr, tmp, tracks=tracks)
             if metadata:
                 (tmp / "hemd-params.json").write_text(json.dumps(metadata, indent=2))

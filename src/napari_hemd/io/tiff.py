@@ -114,16 +114,44 @@ def read_tiff_folder(path: str | os.PathLike, *, lazy: bool = False):
         raise ValueError(f"folder {str(path)!r} holds no .tif frames")
     import tifffile
 
+    # every frame's size and type from its header, before any is decoded: a stray file of
+    # another size is named here, not met as a broadcast error after hours of work
+    kinds = {}
+    for f in frames:
+        try:
+            with tifffile.TiffFile(f) as tif:
+                kinds[f] = (tuple(tif.series[0].shape), np.dtype(tif.series[0].dtype))
+        except Exception as exc:  # tifffile and imagecodecs raise many kinds on a broken file
+            raise ValueError(
+                f"folder {str(path)!r}: {f.name} is not a readable TIFF ({exc})"
+            ) from None
+    shape, dtype = kinds[frames[0]]
+    for f in frames[1:]:
+        if kinds[f] != (shape, dtype):
+            raise ValueError(
+                f"folder {str(path)!r}: frames must share one size and type; {frames[0].name} "
+                f"is {shape} {dtype}, {f.name} is {kinds[f][0]} {kinds[f][1]}"
+            )
     if lazy:
         import dask.array as da
         from dask import delayed
 
-        first = tifffile.imread(frames[0])
+        # named by each file and its version (pure): a stream of the folder resumes when rerun
+        # in another process, and starts over when a frame changed
+        read = delayed(_read_frame, pure=True)
         parts = [
-            da.from_delayed(delayed(tifffile.imread)(f), first.shape, first.dtype) for f in frames
+            da.from_delayed(read(str(f), f.stat().st_size, f.stat().st_mtime_ns), shape, dtype)
+            for f in frames
         ]
         return da.stack(parts)
     return np.stack([tifffile.imread(f) for f in frames])
+
+
+def _read_frame(path: str, _size: int, _mtime_ns: int) -> np.ndarray:
+    """One frame of a folder (the size and time stamp only name the task: see the caller)."""
+    import tifffile
+
+    return tifffile.imread(path)
 
 
 def tiff_frames(path: str | os.PathLike) -> TiffFrames | None:

@@ -1,0 +1,148 @@
+"""What a new user's slips give: errors before the work, outputs shaped like the input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_hemd.cli import main
+from napari_hemd.data.synthetic import nuclei_video
+from napari_hemd.io import read_stack
+
+
+@pytest.fixture(scope="module")
+def video():
+    return nuclei_video(n_frames=3, shape=(96, 96), n_cells=6, seed=5)
+
+
+def _never_load(monkeypatch):
+    """Loading a model (the start of a prediction) fails the test."""
+    import napari_hemd.models.prediction as prediction
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(prediction, "_resolve_model", refuse)
+    monkeypatch.setattr("napari_hemd.models.load_model", refuse)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--tau", "1.5"], "tau must be in [0, 1]; got 1.5"),
+        (["--delta", "-1"], "delta must be > 0; got -1.0"),
+        (["--connectivity", "5"], "connectivity must be between 1 (faces) and 3"),
+        (["--min-size", "-5"], "min_size must be >= 0; got -5"),
+        (["--iterations", "-1"], "iterations must be between 0 and"),
+        (["--max-candidates", "0"], "max_candidates must be >= 1; got 0"),
+    ],
+)
+@pytest.mark.parametrize("command", ["segment", "stream"])
+def test_bad_hemd_options_fail_before_any_prediction(
+    video, tmp_path, capsys, monkeypatch, command, option, message
+):
+    raw = tmp_path / "raw.tif"
+    tifffile.imwrite(raw, video["image"], photometric="minisblack")
+    _never_load(monkeypatch)
+    out = tmp_path / ("o.tif" if command == "segment" else "o.zarr")
+    argv = [command, str(raw), "--model", "nuclei-fluo", "-o", str(out), "--no-progress"]
+    assert main([*argv, *option]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_2d_image_gives_2d_masks_and_link_keeps_one_frame(video, tmp_path):
+    prob = tmp_path / "p2d.tif"
+    tifffile.imwrite(prob, video["prob"][0])
+    plain, linked = tmp_path / "t.tif", tmp_path / "t_link"
+    base = ["segment", str(prob), "--method", "threshold", "--no-progress"]
+    assert main([*base, "-o", str(plain)]) == 0
+    assert main([*base, "--link", "-o", str(linked)]) == 0
+    labels = read_stack(plain)
+    assert labels.shape == (96, 96) and labels.max() >= 2  # the image's shape, not (1, 96, 96)
+    # linked: still one frame (rows were once linked as if they were frames)
+    assert sorted(p.name for p in linked.glob("mask*.tif")) == ["mask000.tif"]
+    np.testing.assert_array_equal(read_stack(linked)[0], labels)
+    tracks = np.loadtxt(linked / "res_track.txt", dtype=int, ndmin=2)
+    assert len(tracks) == labels.max() and (tracks[:, 1:3] == 0).all()
+    for out in ("z.zarr", "o.ome.zarr"):  # every format the image's shape
+        assert main([*base, "-o", str(tmp_path / out)]) == 0
+        np.testing.assert_array_equal(read_stack(tmp_path / out), labels)
+
+
+def test_warnings_are_one_line_and_only_where_they_apply(video, tmp_path):
+    """As a user's shell shows them (a subprocess: pytest would capture the warnings)."""
+    import subprocess
+    import sys
+
+    prob = tmp_path / "p2d.tif"
+    tifffile.imwrite(prob, video["prob"][0])
+
+    def run(*extra):
+        argv = [sys.executable, "-m", "napari_hemd.cli", "segment", str(prob), "--no-progress"]
+        out = subprocess.run([*argv, *extra], capture_output=True, text=True, check=True)
+        return out.stderr
+
+    err = run("-o", str(tmp_path / "t.tif"), "--method", "threshold")
+    assert "H-EMD" not in err  # a baseline: no word about H-EMD's neighbouring frames
+    err = run("-o", str(tmp_path / "h.tif"))  # H-EMD's: one line in the user's terms
+    assert "WARNING: prob is a single 2D frame: H-EMD has no neighbouring frames" in err
+    assert "UserWarning" not in err and ".py:" not in err
+
+
+def test_a_2d_raw_image_with_a_model_gives_a_2d_mask(video, tmp_path, capsys):
+    raw = tmp_path / "raw2d.tif"
+    tifffile.imwrite(raw, video["image"][0])
+    out = tmp_path / "l.tif"
+    assert main(["segment", str(raw), "--model", "nuclei-fluo", "--tta", "1", "-o", str(out)]) == 0
+    assert read_stack(out).shape == (96, 96)
+    assert ": one image, " in capsys.readouterr().err
+
+
+def test_a_folder_of_frames_of_other_sizes_is_named_before_any_work(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "movie"
+    folder.mkdir()
+    tifffile.imwrite(folder / "t000.tif", np.zeros((64, 64), np.uint16))
+    tifffile.imwrite(folder / "t001.tif", np.zeros((48, 64), np.uint16))
+    _never_load(monkeypatch)
+    argv = ["segment", str(folder), "--model", "nuclei-fluo", "-o", str(tmp_path / "o.tif")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "frames must share one size and type" in err
+    assert "t000.tif is (64, 64) uint16, t001.tif is (48, 64) uint16" in err
+
+
+def test_a_folder_of_frames_has_the_same_name_each_time_it_is_opened(tmp_path):
+    """So that a stream of it resumes in a later process (the name was random)."""
+    from napari_hemd.io.tiff import read_tiff_folder
+
+    folder = tmp_path / "movie"
+    folder.mkdir()
+    for t in range(3):
+        tifffile.imwrite(folder / f"t{t:03d}.tif", np.full((8, 8), t, np.uint16))
+    first, again = read_tiff_folder(folder, lazy=True), read_tiff_folder(folder, lazy=True)
+    assert first.name == again.name
+    np.testing.assert_array_equal(first.compute(), read_tiff_folder(folder))
+    tifffile.imwrite(folder / "t001.tif", np.full((8, 8), 7, np.uint16))  # a frame changed
+    import os
+
+    os.utime(folder / "t001.tif", ns=(1, 1))
+    assert read_tiff_folder(folder, lazy=True).name != first.name
+
+
+@pytest.mark.parametrize("command", ["stream", "compare"])
+def test_a_raw_movie_is_not_taken_for_probabilities(video, tmp_path, capsys, command):
+    raw = tmp_path / "raw.tif"
+    narrow = (video["image"] * 300 + 90).astype(np.uint16)  # a raw movie's narrow uint16 band
+    tifffile.imwrite(raw, narrow, photometric="minisblack")
+    if command == "stream":
+        argv = ["stream", str(raw), "-o", str(tmp_path / "o.zarr"), "--no-progress"]
+    else:
+        gt = tmp_path / "gt.tif"
+        tifffile.imwrite(gt, video["labels"].astype(np.uint16), photometric="minisblack")
+        argv = ["compare", str(raw), "--gt", str(gt)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "does not look like a probability map" in err and "--model" in err
+    assert not (tmp_path / "o.zarr").exists()
