@@ -146,3 +146,23 @@ def test_a_raw_movie_is_not_taken_for_probabilities(video, tmp_path, capsys, com
     err = capsys.readouterr().err
     assert "does not look like a probability map" in err and "--model" in err
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_a_colour_channel_chosen_is_not_announced_as_grey(video, tmp_path):
+    """``--channel 1`` of an RGB movie segments that channel: no "read as grey" warning."""
+    import warnings
+
+    rgb = np.zeros((*video["prob"].shape, 3), np.float32)
+    rgb[..., 1] = video["prob"]  # the cells in green only
+    path = tmp_path / "rgb.tif"
+    tifffile.imwrite(path, rgb, photometric="rgb")
+    out = tmp_path / "o.tif"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert main(["segment", str(path), "--channel", "1", "-o", str(out), "--no-progress"]) == 0
+    assert not [w for w in seen if "read as grey" in str(w.message)]
+    assert read_stack(out).max() >= 3  # the green channel's cells
+    with warnings.catch_warnings(record=True) as seen:  # without --channel: said, as before
+        warnings.simplefilter("always")
+        main(["segment", str(path), "-o", str(tmp_path / "g.tif"), "--no-progress"])
+    assert [w for w in seen if "read as grey" in str(w.message)]

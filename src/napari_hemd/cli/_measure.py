@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from napari_hemd._atomic import check_output_path
-    from napari_hemd.cli._segment import channel_of
+    from napari_hemd.cli._segment import _lazy, channel_of
     from napari_hemd.core.measure import measure_objects, write_table
     from napari_hemd.io import read_stack
 
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         labels, frames = np.asarray(labels)[None], True
     image = None
     if args.image is not None:
-        image = channel_of(read_stack(args.image, lazy=True), args.image, args, "--image")
+        image = channel_of(_lazy(read_stack), args.image, args, "--image")
         if tuple(image.shape) != tuple(labels.shape) and image.ndim == 2:
             image = np.asarray(image)[None]
         if tuple(image.shape) != tuple(labels.shape):

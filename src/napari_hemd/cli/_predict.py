@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     # page-by-page TIFF output below, the movie is never all in memory
     from napari_hemd.cli._segment import channel_of
 
-    image = channel_of(open_input(args.image), args.image, args, "IMAGE")
+    image = channel_of(open_input, args.image, args, "IMAGE")
     if image.ndim == 2:
         image = np.asarray(image[:])[None]
     from napari_hemd.cli._segment import _FEW_SLICES, _has_channels

@@ -130,11 +130,20 @@ def add_channel_arguments(p) -> None:
     )
 
 
-def channel_of(data, path, args: argparse.Namespace, argument: str = "INPUT"):
-    """``data`` read from ``path``, reduced to ``--channel`` (refused if it has several)."""
+def channel_of(read, path, args: argparse.Namespace, argument: str = "INPUT"):
+    """``read(path)`` reduced to ``--channel`` (refused if it has several)."""
     from napari_hemd.io.channels import select_channel
 
+    with warnings.catch_warnings():
+        if args.channel is not None:  # a colour file's channel is taken, not its grey mean
+            warnings.filterwarnings("ignore", message=".*read as grey")
+        data = read(path)
     return select_channel(data, path, args.channel, args.channel_axis, argument=argument)
+
+
+def _lazy(reader):
+    """``reader(path, lazy=True)`` as a one-argument reader."""
+    return lambda path: reader(path, lazy=True)
 
 
 def add_tta_argument(p) -> None:
@@ -304,7 +313,7 @@ def _run_checked(args: argparse.Namespace) -> int:
         raise ValueError("--scale needs --model (INPUT is then a raw movie)")
     from napari_hemd.core.validation import not_a_probability_map
 
-    prob = channel_of(read_stack(args.prob, lazy=True), args.prob, args)
+    prob = channel_of(_lazy(read_stack), args.prob, args)
     why = not_a_probability_map(prob)
     if why:
         raise ValueError(
@@ -382,7 +391,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
     if args.grow_threshold is not None and not 0 < args.grow_threshold <= 1:
         raise ValueError(f"--grow-threshold must be in (0, 1]; got {args.grow_threshold}")
-    image = channel_of(read_stack(args.prob, lazy=True), args.prob, args)
+    image = channel_of(_lazy(read_stack), args.prob, args)
     if image.ndim > 4 or (
         image.ndim == 4 and args.channel is None and _has_channels(args.prob, image)
     ):

@@ -140,8 +140,9 @@ def select_channel(
             channel_axis = len(axes) - 1
         else:
             raise ValueError(
-                f"--channel: {argument} {str(path)!r} does not name a channel axis{shown}; give "
-                "the axis that holds the channels with --channel-axis (0 = the first)"
+                f"--channel: {argument} {str(path)!r} does not name a channel axis{shown}. If "
+                "it holds one channel, drop --channel; if one of its axes holds channels, give "
+                "that axis with --channel-axis (0 = the first)"
             )
         if axes.endswith("S") and channel_axis == len(axes) - 1:
             from napari_hemd.io.tiff import read_tiff
