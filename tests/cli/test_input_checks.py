@@ -166,3 +166,49 @@ def test_a_colour_channel_chosen_is_not_announced_as_grey(video, tmp_path):
         warnings.simplefilter("always")
         main(["segment", str(path), "-o", str(tmp_path / "g.tif"), "--no-progress"])
     assert [w for w in seen if "read as grey" in str(w.message)]
+
+
+def test_a_folder_of_later_frames_gives_masks_of_those_frames(video, tmp_path, capsys):
+    """t050-t052 -> mask050-mask052 (and tracks in those frames): lined up with the reference."""
+    folder = tmp_path / "later"
+    folder.mkdir()
+    for t in range(3):
+        tifffile.imwrite(folder / f"t{50 + t:03d}.tif", video["prob"][t])
+    out = tmp_path / "res"
+    assert main(["segment", str(folder), "--link", "-o", str(out), "--no-progress"]) == 0
+    assert sorted(p.name for p in out.glob("mask*.tif")) == [
+        f"mask{t:03d}.tif" for t in (50, 51, 52)
+    ]
+    tracks = np.loadtxt(out / "res_track.txt", dtype=int, ndmin=2)
+    assert tracks[:, 1].min() == 50 and tracks[:, 2].max() == 52
+    from napari_hemd.cli import main as cli
+
+    gt = tmp_path / "gt"  # the CTC reference of those frames scores them, frame for frame
+    (gt / "SEG").mkdir(parents=True)
+    for t in range(3):
+        tifffile.imwrite(
+            gt / "SEG" / f"man_seg{50 + t:03d}.tif", video["labels"][t].astype(np.uint16)
+        )
+    assert cli(["evaluate", "--gt", str(gt), "--pred", str(out)]) == 0
+    assert "F1" in capsys.readouterr().out
+    gaps = tmp_path / "gaps"  # numbers with gaps: masks by position, said so
+    gaps.mkdir()
+    for i, t in enumerate((0, 10, 20)):
+        tifffile.imwrite(gaps / f"t{t:03d}.tif", video["prob"][i])
+    out2 = tmp_path / "res2"
+    assert main(["segment", str(gaps), "-o", str(out2), "--no-progress"]) == 0
+    assert sorted(p.name for p in out2.glob("mask*.tif")) == [
+        "mask000.tif",
+        "mask001.tif",
+        "mask002.tif",
+    ]
+    assert "numbered 0-20 with gaps" in capsys.readouterr().err
+
+
+def test_ctc_output_refuses_slices_of_another_axis(video, tmp_path, capsys):
+    prob = tmp_path / "p.tif"
+    tifffile.imwrite(prob, video["prob"], photometric="minisblack")
+    assert main(["segment", str(prob), "--axis", "1", "-o", str(tmp_path / "res")]) == 2
+    assert "--axis 1: a CTC result folder" in capsys.readouterr().err
+    assert main(["segment", str(prob), "--axis", "1", "-o", str(tmp_path / "a1.tif")]) == 0
+    assert "96 slice(s) along axis 1" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -321,8 +322,14 @@ def _run_checked(args: argparse.Namespace) -> int:
             "add --model NAME (napari-hemd models lists them); a real probability map can be "
             "given as floats in [0, 1]"
         )
+    from napari_hemd.io.stacks import check_labels_path
     from napari_hemd.workflows import check_maps_fit
 
+    if check_labels_path(args.output) == "ctc" and prob.ndim == 3 and args.axis % 3:
+        raise ValueError(
+            f"--axis {args.axis}: a CTC result folder (-o without suffix) holds frames on axis 0; "
+            "write the slices of another axis to a .tif or .zarr"
+        )
     check_maps_fit(prob, f"segment ({args.method})", "INPUT")
     boundary = read_stack(args.boundary, lazy=True) if args.boundary else None
     t0 = time.perf_counter()
@@ -362,6 +369,7 @@ def _run_checked(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         tracks=tracks,
         metadata=meta,
+        first_frame=_first_frame(args, labels.shape[0]),
     )
     n_obj = int(labels.max()) if labels.size else 0
     if flat:
@@ -446,6 +454,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
         tracks=res.tracks,
         metadata=meta,
         axes="ZYX" if labels.ndim == 3 and res.params.get("planes") == 3 else None,  # one stack
+        first_frame=_first_frame(args, 1 if labels.ndim == 2 else labels.shape[0]),
     )
     n_obj = len(np.unique(labels)) - 1
     dt = time.perf_counter() - t0
@@ -477,6 +486,31 @@ def _run_with_model(args: argparse.Namespace) -> int:
     if res.advice:
         print(f"note: {res.advice}", file=sys.stderr)
     return 0
+
+
+def _first_frame(args: argparse.Namespace, n: int) -> int:
+    """The number of INPUT's first frame, for a CTC result folder (else 0).
+
+    A folder of frames numbered in their names (``t050.tif`` ... ``t059.tif``) gives masks
+    ``mask050.tif`` ..., lined up with the challenge's reference of those frames.
+    """
+    from napari_hemd.io.stacks import check_labels_path
+    from napari_hemd.io.tiff import folder_frame_numbers
+
+    path = Path(args.prob)
+    if check_labels_path(args.output) != "ctc" or not path.is_dir():
+        return 0
+    numbers = folder_frame_numbers(path)
+    if not numbers or len(numbers) != n:
+        return 0
+    if numbers != list(range(numbers[0], numbers[0] + n)):
+        print(
+            f"note: INPUT's frames are numbered {numbers[0]}-{numbers[-1]} with gaps; the masks "
+            f"are numbered 0-{n - 1} in their order",
+            file=sys.stderr,
+        )
+        return 0
+    return numbers[0]
 
 
 def _channel_meta(args: argparse.Namespace) -> dict:

@@ -185,7 +185,7 @@ def read_ctc_sequence(path: str | os.PathLike, *, lazy: bool = True) -> CTCSeque
 
 
 def write_ctc_result(
-    labels, folder: str | os.PathLike, *, tracks: np.ndarray | None = None
+    labels, folder: str | os.PathLike, *, tracks: np.ndarray | None = None, first_frame: int = 0
 ) -> Path:
     """Write a CTC result folder (``maskTTT.tif`` per frame, ``res_track.txt``).
 
@@ -204,6 +204,10 @@ def write_ctc_result(
         gets a fresh label for each later run, so the folder always passes the CTC validity check
         (each track's label is present in exactly frames ``B..E``). For segmentation-only results
         (labels not linked over time) this gives valid SEG/DET files; TRA is then meaningless.
+    first_frame : int
+        The movie's number of ``labels[0]`` (input frames ``t050``-``t059``: 50): masks are
+        numbered from it (``mask050.tif`` ...), as are the tracks' begin and end, so the folder
+        lines up with the challenge's reference of those frames.
 
     Returns
     -------
@@ -214,7 +218,10 @@ def write_ctc_result(
 
     folder = Path(folder)
     n = labels.shape[0]
-    digits = max(3, len(str(n - 1)))
+    first_frame = int(first_frame)
+    if first_frame < 0:
+        raise ValueError(f"first_frame must be >= 0; got {first_frame}")
+    digits = max(3, len(str(first_frame + n - 1)))
     present = [np.unique(np.asarray(labels[t])) for t in range(n)]
     present = [p[p != 0].astype(np.int64) for p in present]
     remap: dict[int, dict[int, int]] = {}
@@ -232,7 +239,9 @@ def write_ctc_result(
             lut[list(remap[t])] = list(remap[t].values())
             frame = lut[frame]
         # LZW, as the challenge's own files
-        tifffile.imwrite(folder / f"mask{t:0{digits}d}.tif", frame, compression="lzw")
+        name = f"mask{first_frame + t:0{digits}d}.tif"
+        tifffile.imwrite(folder / name, frame, compression="lzw")
+    tracks = tracks + np.array([0, first_frame, first_frame, 0])
     lines = "".join(f"{a} {b} {c} {d}\n" for a, b, c, d in tracks)
     (folder / "res_track.txt").write_text(lines)
     return folder

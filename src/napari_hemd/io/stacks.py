@@ -123,6 +123,7 @@ def write_labels(
     tracks: np.ndarray | None = None,
     metadata: dict | None = None,
     axes: str | None = None,
+    first_frame: int = 0,
 ) -> Path:
     """Write a label stack, chosen by extension, atomically.
 
@@ -143,6 +144,9 @@ def write_labels(
     axes : str, optional
         The axes' names (``"zyx"`` for one 3D stack), written into TIFFs and OME-Zarr; default
         ``"yx"``, ``"tyx"`` or ``"tzyx"`` by the number of dimensions.
+    first_frame : int
+        CTC folders: the movie's number of the first frame (masks numbered from it; see
+        :func:`napari_hemd.io.ctc.write_ctc_result`); other formats hold the frames as given.
 
     Returns
     -------
@@ -195,7 +199,7 @@ def write_labels(
 
             if len(labels_arr.shape) == 2:  # one image: one frame
                 labels_arr = np.asarray(labels_arr)[None]
-            write_ctc_result(labels_arr, tmp, tracks=tracks)
+            write_ctc_result(labels_arr, tmp, tracks=tracks, first_frame=first_frame)
             if metadata:
                 (tmp / "hemd-params.json").write_text(json.dumps(metadata, indent=2))
     return path

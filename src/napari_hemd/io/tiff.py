@@ -147,6 +147,21 @@ def read_tiff_folder(path: str | os.PathLike, *, lazy: bool = False):
     return np.stack([tifffile.imread(f) for f in frames])
 
 
+def folder_frame_numbers(path: str | os.PathLike) -> list[int] | None:
+    """The frame numbers a folder's ``*.tif`` names carry (``t050.tif`` -> 50), in reading order.
+
+    None where a name carries no number (the frames are then numbered by position).
+    """
+    import re
+
+    path = Path(path)
+    names = sorted(p.stem for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+    found = [re.search(r"(\d+)\D*$", n) for n in names]
+    if not names or not all(found):
+        return None
+    return [int(m.group(1)) for m in found]
+
+
 def _read_frame(path: str, _size: int, _mtime_ns: int) -> np.ndarray:
     """One frame of a folder (the size and time stamp only name the task: see the caller)."""
     import tifffile
