@@ -212,3 +212,25 @@ def test_ctc_output_refuses_slices_of_another_axis(video, tmp_path, capsys):
     assert "--axis 1: a CTC result folder" in capsys.readouterr().err
     assert main(["segment", str(prob), "--axis", "1", "-o", str(tmp_path / "a1.tif")]) == 0
     assert "96 slice(s) along axis 1" in capsys.readouterr().err
+
+
+def test_predict_a_2d_image_gives_2d_maps_in_every_format(video, tmp_path):
+    import zarr
+
+    raw = tmp_path / "raw2d.tif"
+    tifffile.imwrite(raw, video["image"][0])
+    for out in ("m.zarr", "m.tif"):
+        argv = [
+            "predict",
+            str(raw),
+            "--model",
+            "nuclei-fluo",
+            "--tta",
+            "1",
+            "-o",
+            str(tmp_path / out),
+        ]
+        assert main(argv) == 0
+    fg = zarr.open_group(str(tmp_path / "m.zarr"), mode="r")["foreground"]
+    assert fg.shape == (96, 96)
+    np.testing.assert_allclose(fg[...], tifffile.imread(tmp_path / "m.tif"), atol=1e-6)

@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd.cli._segment import channel_of
 
     image = channel_of(open_input, args.image, args, "IMAGE")
-    if image.ndim == 2:
+    flat = image.ndim == 2  # one 2D image: its maps are 2D too
+    if flat:
         image = np.asarray(image[:])[None]
     from napari_hemd.cli._segment import _FEW_SLICES, _has_channels
 
@@ -186,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
 
         scale = volume["z_scale"] or volume_settings(model)["z_scale"]
         meta.update(planes=3, z_scale=scale)
-    elif zarr_out:
+    elif zarr_out and not (flat and args.workers is None and args.scheduler is None):
         return _run_chunked(args, model, image, outputs, ranges, meta, paths[outputs[0]])
     tiling = dict(tile=args.tile, halo=args.halo, batch_size=args.batch_size, tta=args.tta)
     from napari_hemd.cli._progress import Progress
@@ -236,6 +237,9 @@ def run(args: argparse.Namespace) -> int:
             arrays = {}
             for t, res in counted(frames):
                 for name, arr in res.items():
+                    if flat:  # one 2D image: 2D maps
+                        group.create_array(name, shape=arr.shape, dtype=arr.dtype)[...] = arr
+                        continue
                     if name not in arrays:
                         arrays[name] = group.create_array(
                             name, shape=(n, *arr.shape), chunks=(1, *arr.shape), dtype=arr.dtype
