@@ -180,7 +180,9 @@ def test_predict_user_errors(folder, capsys):
         )
         == 2
     )
-    assert "cannot be loaded safely" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot be loaded safely" in err and "--model:" in err and "weights_only" not in err
+    assert err.count("\n") == 1
     assert (
         main(["predict", str(folder / "stack.tif"), "--model", "nope", "-o", str(folder / "o.tif")])
         == 2
@@ -191,7 +193,7 @@ def test_predict_user_errors(folder, capsys):
         == 2
     )
     assert ".zarr" in capsys.readouterr().err
-    assert not (folder / "o.tif").exists()
+    assert not list(folder.glob("o.*"))
 
 
 def test_models_lists_shipped(capsys, tmp_path, monkeypatch):
@@ -520,3 +522,32 @@ def test_one_channel_of_a_hyperstack_is_segmented_as_that_channel_alone(tmp_path
     with tifffile.TiffFile(tmp_path / "ch1.tif") as tif:
         assert tif.shaped_metadata[0]["channel"] == 1
     assert zarr.open_array(str(tmp_path / "ch1.zarr"), mode="r").attrs["channel"] == 1
+
+
+@pytest.mark.parametrize("command", ["segment", "predict", "stream", "models"])
+def test_a_tiff_given_as_model_is_one_line_naming_the_option(folder, capsys, command):
+    """``--model some.tif`` (or ``models some.tif``): one line that names the option and says
+    the file is a TIFF image; nothing of PyTorch's (weights_only=False advice, KeyError: 101)."""
+    tif = folder / "stack.tif"
+    if command == "models":
+        argv = ["models", str(tif)]
+    else:
+        out = folder / ("o.zarr" if command == "stream" else "o.tif")
+        argv = [command, str(tif), "--model", str(tif), "-o", str(out)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    option = "FILE" if command == "models" else "--model"
+    assert (
+        f"error: {option}: {str(tif)!r} is not a napari-hemd model file: it is a TIFF image" in err
+    )
+    assert err.count("\n") == 1 and "weights_only" not in err and "arbitrary code" not in err
+    assert not list(folder.glob("o.*"))
+
+
+def test_init_that_is_no_model_names_the_option(folder, capsys):
+    (folder / "notes.txt").write_text("e")
+    argv = ["train", "--data", str(folder / "data"), "--init", str(folder / "notes.txt")]
+    assert main([*argv, "-o", str(folder / "t.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "--init: " in err and "it is a text file" in err and "KeyError" not in err

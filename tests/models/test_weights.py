@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import pickle
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -90,15 +91,16 @@ def test_malicious_pickle_is_refused_and_not_executed(tmp_path):
     # A bare pickle (not a torch zip file) is refused as well.
     bare = tmp_path / "bare.pt"
     bare.write_bytes(pickle.dumps(_Exploit()))
-    with pytest.raises(ValueError, match="cannot be loaded safely"):
+    with pytest.raises(ValueError, match="cannot be loaded safely") as info:
         load_model_file(bare)
+    assert "weights_only" not in str(info.value) and "arbitrary code" not in str(info.value)
     assert not target.exists()
 
 
 def test_not_a_model_file(tmp_path):
     path = tmp_path / "plain.pt"
     torch.save({"weights": torch.zeros(2)}, path)
-    with pytest.raises(ValueError, match="not a napari-hemd-model"):
+    with pytest.raises(ValueError, match="not a napari-hemd model file: it is a PyTorch file"):
         load_model_file(path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_model_file(tmp_path / "missing.pt")
@@ -107,6 +109,45 @@ def test_not_a_model_file(tmp_path):
     buf.seek(0)
     with pytest.raises(ValueError, match="format_version 99"):
         load_model_file(buf)
+
+
+def _tiff(path):
+    import tifffile
+
+    tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint16))
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (_tiff, "a TIFF image"),
+        (lambda p: p.write_text("hello\n"), "a text file"),  # torch: "KeyError: 101"
+        (
+            lambda p: (
+                np.save(p.with_suffix(".npy"), np.zeros(3)) or p.with_suffix(".npy").rename(p)
+            ),
+            "a NumPy array",
+        ),
+        (lambda p: p.write_bytes(b""), "an empty file"),
+        (lambda p: p.mkdir(), "a folder"),
+        (lambda p: p.write_bytes(b"PK\x03\x04 truncated"), "a damaged zip archive"),
+    ],
+)
+def test_a_file_that_is_no_model_is_named_for_what_it_is(tmp_path, make, what):
+    """One clear sentence: what the file is and what a model is, never PyTorch's advice to load
+    it with weights_only=False (which would run any code the file holds)."""
+    path = tmp_path / "some.tif"
+    make(path)
+    with pytest.raises(ValueError) as info:
+        load_model(path, name="--model")
+    msg = str(info.value)
+    assert msg.startswith(f"--model: {str(path)!r} is not a napari-hemd model file: it is {what}")
+    assert "napari-hemd train" in msg and "\n" not in msg
+    assert "weights_only" not in msg and "arbitrary code" not in msg
+    with pytest.raises(
+        ValueError, match=f"^model file .* is not a napari-hemd model file: it is {what}"
+    ):
+        load_model_file(path)
 
 
 def test_unknown_model_name():

@@ -79,7 +79,7 @@ def _segment(image, model: str):
         log.warning("no model prediction (%s); using the sample probability map", exc)
         return None
     try:
-        loaded = load_model(model)
+        loaded = load_model(model, name="--model")
     except (FileNotFoundError, KeyError, ValueError) as exc:
         log.warning("model %r unavailable (%s); using the sample probability map", model, exc)
         return None

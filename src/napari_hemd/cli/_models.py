@@ -5,7 +5,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["register", "run"]
+__all__ = ["load_model_arg", "register", "run"]
+
+
+def load_model_arg(value: str, option: str = "--model"):
+    """Load the model given as ``option`` (a shipped name or a model file).
+
+    Commands call it before reading their input, so a wrong file fails at once, and the one-line
+    error names the option and says what the file is instead
+    (:func:`napari_hemd.models.load_model`).
+    """
+    try:
+        from napari_hemd.models import load_model
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise ModuleNotFoundError(
+            f"{option} needs torch: pip install 'napari-hemd[torch]'"
+        ) from None
+    return load_model(value, name=option)
 
 
 def register(subparsers) -> None:
@@ -132,7 +150,7 @@ def _file_row(path: str, load_model) -> dict:
     file = model_path(path) if path in SHIPPED_MODELS else Path(path)  # a name works too
     if not file.is_file():
         raise FileNotFoundError(f"FILE must be a model file (.pt); got {path!r}: no such file")
-    model = load_model(path)
+    model = load_model(path, name="FILE")
     meta = model.metadata
     training = meta.get("training", {})
     if path in SHIPPED_MODELS:  # a shipped name: described as the listing does, not by the

@@ -369,6 +369,9 @@ def _run_with_model(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
     if args.grow_threshold is not None and not 0 < args.grow_threshold <= 1:
         raise ValueError(f"--grow-threshold must be in (0, 1]; got {args.grow_threshold}")
+    from napari_hemd.cli._models import load_model_arg
+
+    load_model_arg(args.model)  # a wrong --model fails before the movie is read
     image = channel_of(read_stack(args.prob, lazy=True), args.prob, args)
     if image.ndim > 4 or (
         image.ndim == 4 and args.channel is None and _has_channels(args.prob, image)

@@ -136,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--tta needs --model (PROB is then raw frames)")
         if args.scale is not None:
             raise ValueError("--scale needs --model (PROB is then raw frames)")
+    else:
+        from napari_hemd.cli._models import load_model_arg
+
+        load_model_arg(args.model)  # a wrong --model fails before any frame is read
     from napari_hemd.cli._segment import channel_of
     from napari_hemd.pipeline import open_input, stream_segment
 

@@ -236,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
     if fine_tune:
         from napari_hemd.models import load_model
 
-        base = load_model(args.init)
+        base = load_model(args.init, name="--init")
         kind = kind or base.kind
     from napari_hemd.models.data import project_scale, zoom_samples
 
