@@ -93,6 +93,32 @@ def test_user_errors_are_one_line(stacks, capsys):
     assert rc == 2 and "integer label array" in err
 
 
+@pytest.mark.parametrize("arg", ["--gt", "--pred"])
+def test_a_raw_image_is_refused_as_labels(tmp_path, capsys, arg):
+    """Raw frames given as labels were scored as hundreds of "objects" without a word."""
+    from napari_hemd.data.synthetic import nuclei_video
+
+    sample = nuclei_video(n_frames=3, shape=(96, 96), n_cells=5)
+    tifffile.imwrite(tmp_path / "raw.tif", sample["image"], photometric="minisblack")
+    tifffile.imwrite(tmp_path / "labels.tif", sample["labels"], photometric="minisblack")
+    files = {"--gt": tmp_path / "labels.tif", "--pred": tmp_path / "labels.tif"}
+    files[arg] = tmp_path / "raw.tif"
+    rc, out, err = _run(capsys, "--gt", files["--gt"], "--pred", files["--pred"])
+    assert rc == 2 and not out and err.count("\n") == 1
+    assert (
+        f"error: {arg}: {str(tmp_path / 'raw.tif')!r} looks like a raw image, not instance " in err
+    )
+    rc, _, _ = _run(capsys, "--gt", tmp_path / "labels.tif", "--pred", tmp_path / "labels.tif")
+    assert rc == 0
+
+
+@pytest.mark.shared
+def test_real_raw_frames_are_refused_as_reference(shared_data, capsys):
+    seq = shared_data / "ctc" / "Fluo-N2DL-HeLa"
+    rc, _, err = _run(capsys, "--gt", seq / "01", "--pred", seq / "01_ST")
+    assert rc == 2 and "--gt: " in err and "looks like a raw image" in err
+
+
 @pytest.mark.shared
 def test_real_gold_vs_silver(shared_data, hela_gt_frames, capsys):
     seq = shared_data / "ctc" / "Fluo-N2DL-HeLa"

@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-__all__ = ["format_table", "read_labels", "register", "run"]
+__all__ = ["check_looks_like_labels", "format_table", "read_labels", "register", "run"]
 
 _CTC_LABEL_PREFIXES = ("man_seg", "man_track", "mask")
 
@@ -80,6 +80,22 @@ def read_labels(path: str | Path, *, name: str, volume: bool = False):
     return arr
 
 
+def check_looks_like_labels(labels, path, name: str) -> None:
+    """Refuse an intensity image given where instance labels belong (``--gt``, LABELS ...).
+
+    Scoring or measuring raw frames as labels "works" and reports thousands of objects; see
+    :func:`napari_hemd.core.validation.not_instance_labels`.
+    """
+    from napari_hemd.core.validation import not_instance_labels
+
+    why = not_instance_labels(labels)
+    if why:
+        raise ValueError(
+            f"{name}: {str(path)!r} looks like a raw image, not instance labels: {why}. Give a "
+            "label image (napari-hemd segment IMAGE -o LABELS.tif makes one from a raw movie)"
+        )
+
+
 def _frames_to_score(gt, pred, gt_name: str = "--gt", pred_name: str = "--pred") -> list[int]:
     gt_frames = sorted(gt) if isinstance(gt, dict) else list(range(gt.shape[0]))
     pred_frames = set(pred) if isinstance(pred, dict) else set(range(pred.shape[0]))
@@ -146,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd.core.metrics import METRIC_NAMES, evaluate_sequence
 
     gt = read_labels(args.gt, name="--gt", volume=args.volume)
+    check_looks_like_labels(gt, args.gt, "--gt")
     pred = read_labels(args.pred, name="--pred", volume=args.volume)
+    check_looks_like_labels(pred, args.pred, "--pred")
     frames = _frames_to_score(gt, pred)
     result = evaluate_sequence(
         gt, pred, frames=frames, ignore_gt_background=args.ignore_gt_background
