@@ -386,6 +386,7 @@ def finetune(
                 data_description=[f"checked frames {train_frames}"],
                 init_model=model,
                 scale=scale,
+                score_at_end=False,  # scored below, before and after, on the same frame
             )
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)

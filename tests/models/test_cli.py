@@ -346,6 +346,20 @@ def test_fine_tune_a_shipped_model_then_segment_with_it(folder, capsys):
 
     meta = load_model_file(tuned).metadata
     assert meta["fine_tuned_from"]["model"] == "nuclei-fluo"
+    # a short run (no --score-every) still scores the network it wrote on its held-out frame,
+    # and says so: train at its end, models when asked
+    final = meta["training"]["final_score"]
+    assert final["frames"] == len(meta["training"]["held_out_samples"]) == 2
+    assert final["step"] in (1, 2)
+    assert set(final["val_scores"]) == {"data"} and 0 <= final["val_score"] <= 1
+    said = capsys.readouterr().out
+    assert "held-out score of the network written (step " in said and "AJI" in said
+    assert main(["models", str(tuned)]) == 0
+    said = capsys.readouterr().out
+    assert "held out while training: data F1 " in said and "the network written" in said
+    assert main(["models", str(tuned), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["training_score"]["scores"] == final["val_scores"]
     assert meta["architecture"] == load_model("nuclei-fluo").metadata["architecture"]
     out = folder / "labels.tif"
     movie = str(folder / "stack.tif")

@@ -331,6 +331,15 @@ def run(args: argparse.Namespace) -> int:
             f"kept the best held-out score, {best['val_score']:.3f} at step {best['step']} (of "
             f"{len(scored)} scores); napari-hemd models {out} describes it"
         )
+    elif model.metadata["training"].get("final_score"):  # chosen by the held-out loss
+        final = model.metadata["training"]["final_score"]
+        per = "; ".join(
+            f"{k} F1 {v['F1']:.3f} AJI {v['AJI']:.3f}" for k, v in final["val_scores"].items()
+        )
+        print(
+            f"held-out score of the network written (step {final['step']}, {final['frames']} "
+            f"frame(s)): {per}; napari-hemd models {out} describes it"
+        )
     return 0
 
 
