@@ -346,6 +346,12 @@ def test_fine_tune_a_shipped_model_then_segment_with_it(folder, capsys):
 
     meta = load_model_file(tuned).metadata
     assert meta["fine_tuned_from"]["model"] == "nuclei-fluo"
+    # stored as the shipped model is (float16): about its size, not twice it
+    from napari_hemd.models.registry import model_path
+
+    stored = torch.load(tuned, weights_only=True)["state_dict"].values()
+    assert torch.float16 in {v.dtype for v in stored}
+    assert tuned.stat().st_size < 1.3 * model_path("nuclei-fluo").stat().st_size
     # a short run (no --score-every) still scores the network it wrote on its held-out frame,
     # and says so: train at its end, models when asked
     final = meta["training"]["final_score"]

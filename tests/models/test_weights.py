@@ -36,6 +36,27 @@ def test_half_precision_file_is_smaller(tmp_path):
     assert w.dtype == torch.float32
 
 
+def test_round_to_half_is_what_a_half_file_loads(tmp_path):
+    """A network rounded with round_to_half computes exactly what its float16 file will."""
+    from napari_hemd.models.weights import round_to_half
+
+    model = HemdModel.create("unet", base_channels=8, depth=2)
+    bn = next(m for m in model.network.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_var[0] = 1.5e5  # stays float32
+    before = {k: v.clone() for k, v in model.network.state_dict().items()}
+    round_to_half(model)
+    rounded = model.network.state_dict()
+    assert any(not torch.equal(before[k], rounded[k]) for k in before)  # it did round
+    back = load_model_file(save_model_file(model, tmp_path / "h.pt", half=True))
+    for k, v in back.network.state_dict().items():
+        assert v.dtype == rounded[k].dtype and torch.equal(v, rounded[k]), k
+    assert float(back.network.state_dict()[f"{_name(model, bn)}.running_var"][0]) == 1.5e5
+
+
+def _name(model, module) -> str:
+    return next(n for n, m in model.network.named_modules() if m is module)
+
+
 def test_half_precision_keeps_values_float16_cannot_hold(tmp_path):
     """A batch norm's running variance above 65504 stays float32 (it became inf, silencing the
     channel in eval mode, in the files shipped before 2026-12-04, third session)."""

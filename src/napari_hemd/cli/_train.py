@@ -192,7 +192,18 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1 ...")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument(
+        "--half",
+        action="store_true",
+        help="store weights as float16, as the shipped models are (the default; kept for older "
+        "scripts)",
+    )
+    precision.add_argument(
+        "--float32",
+        action="store_true",
+        help="store weights as float32 (twice the file; default: float16 like the shipped models)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace an existing MODEL")
     p.set_defaults(func=run)
@@ -314,11 +325,8 @@ def run(args: argparse.Namespace) -> int:
         data_description=described,
         # the zoom segment uses it at by default: one zoom for all --data, else none (1)
         scale=zooms.pop() if len(zooms) == 1 else 1.0,
+        half=not args.float32,
     )
-    if args.half:
-        from napari_hemd.models import save_model_file
-
-        save_model_file(model, out, half=True)
     last = history[-1] if history else {}
     print(
         f"wrote {out} (steps {last.get('step')}, loss {last.get('loss', float('nan')):.4f}, "

@@ -31,7 +31,12 @@ from napari_hemd.models.affinity import (
 )
 from napari_hemd.models.augmentation import Augmentation, augment_intensity, warp_patch
 from napari_hemd.models.data import Sample, object_diameters
-from napari_hemd.models.weights import HemdModel, load_model_file, save_model_file
+from napari_hemd.models.weights import (
+    HemdModel,
+    load_model_file,
+    round_to_half,
+    save_model_file,
+)
 
 __all__ = ["TrainConfig", "pick_device", "semantic_targets", "train_model"]
 
@@ -560,6 +565,7 @@ def train_model(
     init_model: HemdModel | None = None,
     scale: float = 1.0,
     score_at_end: bool = True,
+    half: bool = True,
 ) -> tuple[HemdModel, list[dict]]:
     """Train a model and write it (best held-out loss) to ``output``.
 
@@ -595,6 +601,10 @@ def train_model(
         written on its held-out frames once at the end (``metadata["training"]["final_score"]``:
         ``val_score``, ``val_scores`` per data folder, ``step``, ``frames``). False: a caller
         that scores it itself (the Fine-tune widget's before/after).
+    half : bool
+        Store the weights as float16, as the shipped models are (half the file; tensors float16
+        cannot hold stay float32). The network is rounded to them before its calibration and
+        final score, so those hold for the file; checkpoints stay float32. False: float32.
 
     Returns
     -------
@@ -775,6 +785,8 @@ def train_model(
     elif ema is not None:  # no held-out data: the last averaged network
         model.network.load_state_dict(ema.module.state_dict())
     model.network.cpu().eval()
+    if half:  # what the file will hold, before it is calibrated and scored
+        round_to_half(model)
     cfg_dict = asdict(cfg)
     model.metadata["training"] = {
         "config": cfg_dict,
@@ -809,7 +821,7 @@ def train_model(
             "step": kept[-1]["step"] if kept else step,
             "frames": len(_score_subset(val, cfg.score_frames)),
         }
-    save_model_file(model, output)
+    save_model_file(model, output, half=half)
     if ckpt.exists() and step >= cfg.steps:
         ckpt.unlink()
     return load_model_file(output), history

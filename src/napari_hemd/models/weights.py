@@ -32,6 +32,7 @@ __all__ = [
     "load_model_file",
     "normalize_percentile",
     "rewrite_model_file",
+    "round_to_half",
     "save_model_file",
 ]
 
@@ -154,6 +155,19 @@ def save_model_file(model: HemdModel, path: str | os.PathLike, *, half: bool = F
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
+
+
+def round_to_half(model: HemdModel) -> HemdModel:
+    """Round ``model``'s weights, in place, to what a ``half=True`` file stores and loads back.
+
+    Each floating-point tensor goes through float16 and back (those float16 cannot hold stay
+    as they are, see :func:`save_model_file`): the network then computes exactly what the file
+    written from it will, so scores and calibration taken on it hold for the file.
+    """
+    net = model.network
+    state = {k: _half(v).to(v.dtype) for k, v in net.state_dict().items()}
+    net.load_state_dict(state)
+    return model
 
 
 def _half(v: torch.Tensor) -> torch.Tensor:
