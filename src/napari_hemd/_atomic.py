@@ -1,10 +1,12 @@
 """Atomic writes, and what an output may replace.
 
 A failed run never leaves a half-written file or folder, and never overwrites silently. A folder
-output (CTC result, zarr store, project) carries a marker file, :data:`MARKER`, written just before
-it is published: ``overwrite`` replaces only such a folder, never one napari-hemd did not write (a
-user's data folder), never a folder or file that holds the run's input, and never a file where a
-folder belongs or the other way round.
+output (CTC result, zarr store, project) is marked as ours just before it is published: a zarr
+store in its root attributes (:data:`MARKER_ATTR`; a stray file inside a store makes zarr warn
+whoever lists it), any other folder with a marker file, :data:`MARKER` (zarr stores of earlier
+versions carry that file too). ``overwrite`` replaces only such a folder, never one napari-hemd
+did not write (a user's data folder), never a folder or file that holds the run's input, and never
+a file where a folder belongs or the other way round.
 
 Below every layer (it imports nothing of napari-hemd but the version): the core's streaming, io,
 workflows and the CLI all write through it.
@@ -23,37 +25,104 @@ from pathlib import Path
 
 __all__ = [
     "MARKER",
+    "MARKER_ATTR",
     "atomic_path",
     "check_output_path",
+    "has_marker",
     "is_our_output",
     "mark_output",
+    "marker_attrs",
     "output_lock",
 ]
 
-#: File inside every folder output napari-hemd writes; ``overwrite`` replaces only such folders.
+#: File inside every non-zarr folder output napari-hemd writes (and zarr outputs of versions
+#: before :data:`MARKER_ATTR`); ``overwrite`` replaces only folders napari-hemd marked.
 MARKER = ".napari-hemd-output"
+
+#: Root attribute that marks a zarr output as napari-hemd's (instead of a :data:`MARKER` file,
+#: which zarr reports as "not recognized as a component of a Zarr hierarchy").
+MARKER_ATTR = "napari-hemd-output"
 
 #: Output suffixes that are single files (everything else is written as a folder).
 FILE_SUFFIXES = (".tif", ".tiff", ".npy", ".pt", ".json", ".csv")
 
 
-def mark_output(folder: str | os.PathLike, kind: str = "output") -> None:
-    """Record in ``folder`` that napari-hemd wrote it (so a later ``overwrite`` may replace it)."""
+def marker_attrs(kind: str = "output") -> dict:
+    """The root attributes that mark a zarr store as napari-hemd's (:data:`MARKER_ATTR`).
+
+    For a writer that still holds the store open: zarr rewrites its attributes from the copy it
+    holds, so such a writer adds these itself instead of calling :func:`mark_output`.
+    """
     from napari_hemd import __version__
 
-    text = json.dumps({"writer": "napari-hemd", "version": __version__, "kind": kind})
-    (Path(folder) / MARKER).write_text(text + "\n")
+    return {MARKER_ATTR: {"writer": "napari-hemd", "version": __version__, "kind": kind}}
+
+
+def _zarr_attributes_file(folder: Path) -> Path | None:
+    """The file holding the root attributes when ``folder`` is a zarr store, else ``None``."""
+    if (folder / "zarr.json").is_file():  # zarr v3: ``attributes`` inside the node's metadata
+        return folder / "zarr.json"
+    if (folder / ".zgroup").is_file() or (folder / ".zarray").is_file():  # zarr v2
+        return folder / ".zattrs"
+    return None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def mark_output(folder: str | os.PathLike, kind: str = "output") -> None:
+    """Record in ``folder`` that napari-hemd wrote it (so a later ``overwrite`` may replace it).
+
+    A zarr store gets :data:`MARKER_ATTR` in its root attributes (written straight into its JSON
+    metadata, so this layer needs no zarr; call it once no zarr handle will write the store's
+    metadata again), any other folder the file :data:`MARKER`.
+    """
+    folder = Path(folder)
+    attrs_file = _zarr_attributes_file(folder)
+    if attrs_file is None:
+        text = json.dumps(marker_attrs(kind)[MARKER_ATTR])
+        (folder / MARKER).write_text(text + "\n")
+        return
+    meta = _read_json(attrs_file)
+    if attrs_file.name == "zarr.json":
+        meta.setdefault("attributes", {}).update(marker_attrs(kind))
+    else:
+        meta.update(marker_attrs(kind))
+    attrs_file.write_text(json.dumps(meta, indent=2) + "\n")
+    (folder / MARKER).unlink(missing_ok=True)  # one a copied older store brought along
+
+
+def has_marker(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` carries napari-hemd's mark (:data:`MARKER` or :data:`MARKER_ATTR`).
+
+    Stricter than :func:`is_our_output`: the mark is written last, so a store that has it is
+    complete.
+    """
+    folder = Path(folder)
+    if (folder / MARKER).is_file():
+        return True
+    attrs_file = _zarr_attributes_file(folder)
+    if attrs_file is None:
+        return False
+    meta = _read_json(attrs_file)
+    attrs = meta.get("attributes", {}) if attrs_file.name == "zarr.json" else meta
+    return isinstance(attrs, dict) and MARKER_ATTR in attrs
 
 
 def is_our_output(folder: str | os.PathLike) -> bool:
     """True when ``folder`` is a folder napari-hemd wrote.
 
-    It holds :data:`MARKER`, or it is an output of a version from before the marker: a CTC result
-    with our ``hemd-params.json``, or a zarr store whose attributes name napari-hemd (projects,
-    label stores, predictions).
+    It carries the mark (:func:`has_marker`), or it is an output of a version from before the
+    mark: a CTC result with our ``hemd-params.json``, or a zarr store whose attributes name
+    napari-hemd (projects, label stores, predictions).
     """
     folder = Path(folder)
-    if (folder / MARKER).is_file() or (folder / "hemd-params.json").is_file():
+    if has_marker(folder) or (folder / "hemd-params.json").is_file():
         return True
     for attrs in ("zarr.json", ".zattrs"):
         try:
@@ -87,7 +156,7 @@ def check_output_path(
         folder (zarr store, CTC result, project).
     overwrite : bool
         Replace an existing output, but only one napari-hemd wrote (a folder with
-        :data:`MARKER`), an empty folder or a file, and never one that holds an input.
+        :func:`is_our_output`), an empty folder or a file, and never one that holds an input.
     name : str
         How to call the output in messages (``"output"``, ``"--prob-output"`` ...).
     inputs : iterable of path-like
@@ -128,7 +197,8 @@ def check_output_path(
                 )
             if not is_our_output(path) and any(path.iterdir()):  # an empty folder loses nothing
                 raise FileExistsError(
-                    f"{name} {str(path)!r} is a folder napari-hemd did not write (no {MARKER}); "
+                    f"{name} {str(path)!r} is a folder napari-hemd did not write (no "
+                    f"{MARKER} file or {MARKER_ATTR!r} attribute); "
                     "refusing to replace it: choose a new output or remove it yourself"
                 )
         elif not _is_file_output(path):
@@ -224,8 +294,8 @@ def atomic_path(
 ) -> Iterator[Path]:
     """Yield a temporary sibling path; on success move it onto ``path`` in one step.
 
-    Works for files and folders (zarr stores, CTC result folders); a folder gets the
-    :data:`MARKER` before it is published. On error the temporary is removed and ``path`` is
+    Works for files and folders (zarr stores, CTC result folders); a folder is marked
+    (:func:`mark_output`) before it is published. On error the temporary is removed and ``path`` is
     untouched. ``overwrite`` and ``inputs`` as for :func:`check_output_path`.
     """
     path = check_output_path(path, overwrite=overwrite, inputs=inputs)
@@ -240,7 +310,7 @@ def recover_output(path: str | os.PathLike) -> str | None:
     """Clean up after a run killed while writing ``path`` (call with its lock held).
 
     A run killed in the middle of replacing a folder leaves the output missing and the complete
-    new one (it carries :data:`MARKER`) or the old one inside a hidden ``.NAME.*.tmp`` folder:
+    new one (it carries the mark, :func:`has_marker`) or the old one inside a hidden ``.NAME.*.tmp`` folder:
     the swap is finished (new) or undone (old). Then every such leftover (half-written files
     included) is removed.
 
@@ -258,7 +328,7 @@ def recover_output(path: str | os.PathLike) -> str | None:
             continue
         new, old = d / path.name, d / (path.name + ".old")
         if not path.exists() and done is None:
-            if new.is_dir() and is_our_output(new) and old.exists():
+            if new.is_dir() and has_marker(new) and old.exists():
                 os.replace(new, path)  # killed between the two renames: finish the swap
                 done = "finished"
             elif old.exists():

@@ -386,6 +386,7 @@ def finetune(
                 data_description=[f"checked frames {train_frames}"],
                 init_model=model,
                 scale=scale,
+                score_at_end=False,  # scored below, before and after, on the same frame
             )
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -416,7 +417,8 @@ def finetune(
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.exists():
         raise FileExistsError(f"output {str(output)!r} appeared while training; not replaced")
-    save_model_file(tuned, output)  # atomic: a killed run leaves no half-written model
+    # atomic: a killed run leaves no half-written model; float16 as train_model wrote it
+    save_model_file(tuned, output, half=True)
     seconds = time.perf_counter() - t0
     log.info("fine-tuned %s on frames %s: %s -> %s", base_name, train_frames, before, after)
     return FineTuneResult(

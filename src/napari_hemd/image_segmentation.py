@@ -527,7 +527,10 @@ def segment_image_workflow(
     if len(shape) == 2:
         labels = labels[0]
         maps = {k: v[0] for k, v in maps.items()}
-    name = str(model) if isinstance(model, (str, os.PathLike)) else f"({loaded.kind} model)"
+    if isinstance(model, (str, os.PathLike)):
+        name = str(model)
+    else:  # a loaded model: the name a fine-tuned one records, else its kind
+        name = loaded.metadata.get("name") or f"({loaded.kind} model)"
     run = {"method": method, "model": name, "grow": int(grow), **params}
     if tta_recorded(tta, loaded):
         run["tta"] = tta

@@ -88,9 +88,89 @@ def test_user_errors_are_one_line(stacks, capsys):
     tifffile.imwrite(d / "short.tif", gt[:2], photometric="minisblack")
     rc, _, err = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "short.tif")
     assert rc == 2 and "reference frame(s) [2]" in err and "Traceback" not in err
+    # whose count is whose: said for both, and the way out
+    assert "--gt has 3 frame(s) to score (0-2), --pred has 2 (0-1)" in err
+    assert "--frames START:STOP" in err and err.count("\n") == 1
     tifffile.imwrite(d / "float.tif", gt.astype(np.float32), photometric="minisblack")
     rc, _, err = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "float.tif")
     assert rc == 2 and "integer label array" in err
+
+
+def test_frames_scores_part_of_a_longer_reference(stacks, capsys):
+    d, gt, pred = stacks
+    tifffile.imwrite(d / "first2.tif", pred[:2], photometric="minisblack")
+    tifffile.imwrite(d / "last2.tif", pred[1:], photometric="minisblack")
+    # the first frames: matched by number
+    rc, out, err = _run(
+        capsys, "--gt", d / "gt.tif", "--pred", d / "first2.tif", "--frames", ":2", "--json"
+    )
+    assert rc == 0 and [f["frame"] for f in json.loads(out)["frames"]] == [0, 1]
+    assert json.loads(out)["F1"] == pytest.approx(evaluate_sequence(gt[:2], pred[:2])["F1"])
+    # later frames: a stack of exactly that many is aligned to START, said so
+    for frames in ("1:3", "1:"):
+        rc, out, err = _run(
+            capsys, "--gt", d / "gt.tif", "--pred", d / "last2.tif", "--frames", frames, "--json"
+        )
+        assert rc == 0 and [f["frame"] for f in json.loads(out)["frames"]] == [1, 2]
+        ref = evaluate_sequence({1: gt[1], 2: gt[2]}, {1: pred[1], 2: pred[2]})
+        assert json.loads(out)["F1"] == pytest.approx(ref["F1"])
+        assert "--gt frames 1-2 against --pred frames 0-1" in err
+    # a full-length result: matched by number, nothing shifted
+    rc, out, err = _run(
+        capsys, "--gt", d / "gt.tif", "--pred", d / "pred.tif", "--frames", "1:", "--json"
+    )
+    assert rc == 0 and [f["frame"] for f in json.loads(out)["frames"]] == [1, 2] and not err
+    for bad, said in (
+        ("2:1", "0 <= START < STOP"),
+        ("a:b", "must be START:STOP"),
+        ("7:9", "no frame there"),
+    ):
+        rc, _, err = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "pred.tif", "--frames", bad)
+        assert rc == 2 and said in err and "--frames" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("arg", ["--gt", "--pred"])
+def test_a_raw_image_is_refused_as_labels(tmp_path, capsys, arg):
+    """Raw frames given as labels were scored as hundreds of "objects" without a word."""
+    from napari_hemd.data.synthetic import nuclei_video
+
+    sample = nuclei_video(n_frames=3, shape=(96, 96), n_cells=5)
+    tifffile.imwrite(tmp_path / "raw.tif", sample["image"], photometric="minisblack")
+    tifffile.imwrite(tmp_path / "labels.tif", sample["labels"], photometric="minisblack")
+    files = {"--gt": tmp_path / "labels.tif", "--pred": tmp_path / "labels.tif"}
+    files[arg] = tmp_path / "raw.tif"
+    rc, out, err = _run(capsys, "--gt", files["--gt"], "--pred", files["--pred"])
+    assert rc == 2 and not out and err.count("\n") == 1
+    assert (
+        f"error: {arg}: {str(tmp_path / 'raw.tif')!r} looks like a raw image, not instance " in err
+    )
+    rc, _, _ = _run(capsys, "--gt", tmp_path / "labels.tif", "--pred", tmp_path / "labels.tif")
+    assert rc == 0
+
+
+@pytest.mark.shared
+def test_real_raw_frames_are_refused_as_reference(shared_data, capsys):
+    seq = shared_data / "ctc" / "Fluo-N2DL-HeLa"
+    rc, _, err = _run(capsys, "--gt", seq / "01", "--pred", seq / "01_ST")
+    assert rc == 2 and "--gt: " in err and "looks like a raw image" in err
+
+
+@pytest.mark.shared
+def test_real_result_of_a_few_frames_of_a_long_reference(shared_data, tmp_path, capsys):
+    """The audit's case: 4 frames segmented, scored against the 92-frame silver truth."""
+    from napari_hemd.io.ctc import read_ctc_labels
+
+    st = shared_data / "ctc" / "Fluo-N2DL-HeLa" / "01_ST"
+    ref = read_ctc_labels(st / "SEG")
+    tifffile.imwrite(tmp_path / "four.tif", np.stack([ref[t] for t in range(10, 14)]))
+    rc, _, err = _run(capsys, "--gt", st, "--pred", tmp_path / "four.tif")
+    assert rc == 2 and "--gt has 92 frame(s) to score (0-91), --pred has 4 (0-3)" in err
+    rc, out, err = _run(
+        capsys, "--gt", st, "--pred", tmp_path / "four.tif", "--frames", "10:14", "--json"
+    )
+    res = json.loads(out)
+    assert rc == 0 and [f["frame"] for f in res["frames"]] == [10, 11, 12, 13]
+    assert res["F1"] == 1.0 and "--gt frames 10-13 against --pred frames 0-3" in err
 
 
 @pytest.mark.shared

@@ -123,6 +123,13 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     said = capsys.readouterr().err
     f1 = float(re.search(r"F1@0.5 vs exact labels = ([0-9.]+)", said).group(1))
     assert "model 'nuclei-fluo'" in said and f1 >= 0.93, said  # 0.957 (0.841 at 18 px)
+    # the run is recorded: the model's name (was "(unet model)") and the H-EMD settings it used
+    recorded = json.loads((out / "masks" / "hemd-params.json").read_text())
+    assert recorded["model"] == "nuclei-fluo" and recorded["method"] == "hemd"
+    from napari_hemd.core.segment import SELECTION_KEYS
+
+    for key in ("tau", "delta", "iterations", "connectivity", "min_size", "grow", *SELECTION_KEYS):
+        assert key in recorded, key
     # the sample's nuclei are the size nuclei-fluo learned: no zoom note
     args = ["segment", str(out / "image.tif"), "--model", "nuclei-fluo", "--no-progress"]
     assert main([*args, "-o", str(out / "labels.tif")]) == 0
@@ -144,6 +151,8 @@ def test_demo_without_a_model_uses_the_samples_map(tmp_path, capsys, monkeypatch
     f1 = float(re.search(r"F1@0.5 vs exact labels = ([0-9.]+)", said).group(1))
     assert f1 >= 0.85, said  # 0.881
     assert read_stack(tmp_path / "demo" / "masks").max() >= 10
+    recorded = json.loads((tmp_path / "demo" / "masks" / "hemd-params.json").read_text())
+    assert {"tau", "delta", "iterations"} <= set(recorded) and "model" not in recorded
 
 
 def test_progress_in_a_log_file_is_plain_lines(tmp_path):

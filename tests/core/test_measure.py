@@ -161,3 +161,15 @@ def test_cli_measures_one_stack_as_a_volume_when_its_labels_say_so(tmp_path, cap
     assert "--spacing must give 3 pixel sizes (z,y,x) for LABELS of shape" in (
         capsys.readouterr().err
     )
+
+
+def test_cli_refuses_a_raw_image_as_labels(tmp_path, capsys):
+    """``measure RAW.tif`` reported every speck of grey value as an object."""
+    from napari_hemd.data.synthetic import nuclei_video
+
+    raw = nuclei_video(n_frames=3, shape=(96, 96), n_cells=5)["image"]
+    tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
+    assert main(["measure", str(tmp_path / "raw.tif"), "-o", str(tmp_path / "t.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "LABELS: " in err and "looks like a raw image, not instance labels" in err
+    assert err.count("\n") == 1 and not (tmp_path / "t.csv").exists()

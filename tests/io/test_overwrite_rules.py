@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_hemd._atomic import MARKER, check_output_path, is_our_output
+from napari_hemd._atomic import MARKER, MARKER_ATTR, check_output_path, has_marker, is_our_output
 from napari_hemd.cli import main
 from napari_hemd.data.synthetic import nuclei_video
 from napari_hemd.io import read_stack, write_labels
@@ -157,9 +157,84 @@ def test_outputs_of_earlier_versions_count_as_ours(tmp_path):
         labels=np.zeros((2, 8, 8), np.uint32),
         params={},
     )
-    (proj / MARKER).unlink()
+    _unmark_zarr(proj)
+    assert not has_marker(proj)
     res = write_labels(np.ones((1, 8, 8), np.uint32), tmp_path / "res", metadata={"tau": 0.5})
     (res / MARKER).unlink()
     assert is_our_output(proj) and is_our_output(res)
     check_output_path(proj, overwrite=True)
     check_output_path(res, overwrite=True)
+
+
+def _unmark_zarr(store) -> None:
+    """Remove the mark from a zarr store, as written before :data:`MARKER_ATTR` existed."""
+    import json
+
+    meta = json.loads((store / "zarr.json").read_text())
+    del meta["attributes"][MARKER_ATTR]
+    (store / "zarr.json").write_text(json.dumps(meta))
+
+
+def _zarr_outputs(tmp_path) -> dict:
+    """Every kind of zarr folder napari-hemd writes, each written by its own code path."""
+    import zarr
+
+    from napari_hemd.core.streaming import hemd_follow, hemd_stream
+    from napari_hemd.workflows import save_project
+
+    prob = nuclei_video(n_frames=3, shape=(48, 48), n_cells=3)["prob"].astype(np.float32)
+    labels = np.ones((2, 8, 8), np.uint32)
+    source = tmp_path / "source.zarr"
+    zarr.create_array(str(source), shape=prob.shape, chunks=(1, 48, 48), dtype=np.float32)[...] = (
+        prob
+    )
+    return {
+        "label store": write_labels(labels, tmp_path / "l.zarr"),
+        "OME-Zarr labels": write_labels(labels, tmp_path / "l.ome.zarr"),
+        "project": save_project(tmp_path / "p.zarr", prob=prob, labels=labels, params={}),
+        "windowed stream": hemd_stream(prob, tmp_path / "s.zarr", chunk=2, iterations=2),
+        "online stream": hemd_follow(
+            source, tmp_path / "f.zarr", idle_timeout=0, sleep=lambda s: None, iterations=2
+        ),
+    }
+
+
+def test_zarr_outputs_open_without_zarr_warnings(tmp_path):
+    """A zarr folder napari-hemd wrote holds nothing zarr does not know (no marker file, which
+    zarr reported as "not recognized as a component of a Zarr hierarchy" to anyone opening it);
+    it is marked as ours in its root attributes, so ``overwrite`` may still replace it."""
+    import warnings
+
+    import zarr
+
+    for what, store in _zarr_outputs(tmp_path).items():
+        assert not (store / MARKER).exists(), what
+        assert has_marker(store) and is_our_output(store), what
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            node = zarr.open(str(store), mode="r")
+            if isinstance(node, zarr.Group):
+                list(node.members(max_depth=None))
+        assert MARKER_ATTR in node.attrs, what
+        check_output_path(store, overwrite=True)
+
+
+def test_zarr_outputs_of_earlier_versions_with_the_marker_file(tmp_path, data_folder):
+    """A zarr store written with the old marker file is still ours: replaced by ``overwrite``,
+    and the replacement is marked the new way."""
+    out = write_labels(np.ones((2, 8, 8), np.uint32), tmp_path / "l.zarr")
+    _unmark_zarr(out)
+    (out / MARKER).write_text('{"writer": "napari-hemd", "version": "0.0.9"}\n')
+    assert has_marker(out) and is_our_output(out)
+    write_labels(np.full((2, 8, 8), 2, np.uint32), out, overwrite=True)
+    assert read_stack(out).max() == 2 and not (out / MARKER).exists() and has_marker(out)
+
+
+def test_a_foreign_zarr_store_is_not_replaced(tmp_path):
+    import zarr
+
+    foreign = tmp_path / "theirs.zarr"
+    zarr.create_array(str(foreign), shape=(2, 8, 8), dtype=np.uint16)
+    assert not has_marker(foreign) and not is_our_output(foreign)
+    with pytest.raises(FileExistsError, match="napari-hemd did not write"):
+        write_labels(np.ones((2, 8, 8), np.uint32), foreign, overwrite=True)

@@ -123,6 +123,32 @@ def test_training_reduces_loss_on_real_data(shared_data, tmp_path, kind, data, a
     assert (tmp_path / "m.pt").exists() and not (tmp_path / "m.pt.ckpt").exists()
 
 
+def test_the_model_file_is_float16_like_the_shipped_ones(blobs, tmp_path):
+    """train writes float16 weights (half the file, as the shipped models); the model it returns
+    and scores is exactly the file's. half=False keeps float32."""
+    import torch
+
+    from napari_hemd.models import Sample, load_model_file
+
+    samples = [Sample(blobs[0] / 255, blobs[1], f"s/{i}", "labels") for i in range(3)]
+    cfg = TrainConfig(
+        model="unet", architecture={"base_channels": 4, "depth": 2}, steps=2, batch_size=1,
+        patch_size=32, val_every=1, checkpoint_every=0, calibrate=False,
+    )  # fmt: skip
+    sizes = {}
+    for half in (True, False):
+        out = tmp_path / f"{half}.pt"
+        model, _ = train_model(samples[:2], samples[2:], out, cfg, progress=False, half=half)
+        stored = torch.load(out, weights_only=True)["state_dict"]
+        dtypes = {v.dtype for v in stored.values() if v.is_floating_point()}
+        assert dtypes == {torch.float16 if half else torch.float32}
+        back = load_model_file(out).network.state_dict()
+        assert all(torch.equal(v, back[k]) for k, v in model.network.state_dict().items())
+        assert "final_score" in model.metadata["training"]
+        sizes[half] = out.stat().st_size
+    assert sizes[True] < 0.75 * sizes[False]
+
+
 def test_checkpoint_and_resume(blobs, tmp_path):
     from napari_hemd.models import Sample
 
@@ -531,7 +557,8 @@ def test_fine_tune_starts_from_the_given_model(blobs, tmp_path):
         val_every=1,
         checkpoint_every=0,
     )
-    train_model(samples, samples[:1], tmp_path / "tuned.pt", cfg, progress=False)
+    # float32 file: the weights are compared to the init model's to 1e-5
+    train_model(samples, samples[:1], tmp_path / "tuned.pt", cfg, progress=False, half=False)
     tuned = load_model_file(tmp_path / "tuned.pt")
     assert tuned.metadata["architecture"]["base_channels"] == 4
     assert tuned.metadata["targets"] == "interior"  # kept: the head predicts what it learnt

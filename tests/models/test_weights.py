@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import pickle
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -33,6 +34,27 @@ def test_half_precision_file_is_smaller(tmp_path):
     back = load_model_file(half)
     w = next(iter(back.network.parameters()))
     assert w.dtype == torch.float32
+
+
+def test_round_to_half_is_what_a_half_file_loads(tmp_path):
+    """A network rounded with round_to_half computes exactly what its float16 file will."""
+    from napari_hemd.models.weights import round_to_half
+
+    model = HemdModel.create("unet", base_channels=8, depth=2)
+    bn = next(m for m in model.network.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_var[0] = 1.5e5  # stays float32
+    before = {k: v.clone() for k, v in model.network.state_dict().items()}
+    round_to_half(model)
+    rounded = model.network.state_dict()
+    assert any(not torch.equal(before[k], rounded[k]) for k in before)  # it did round
+    back = load_model_file(save_model_file(model, tmp_path / "h.pt", half=True))
+    for k, v in back.network.state_dict().items():
+        assert v.dtype == rounded[k].dtype and torch.equal(v, rounded[k]), k
+    assert float(back.network.state_dict()[f"{_name(model, bn)}.running_var"][0]) == 1.5e5
+
+
+def _name(model, module) -> str:
+    return next(n for n, m in model.network.named_modules() if m is module)
 
 
 def test_half_precision_keeps_values_float16_cannot_hold(tmp_path):
@@ -90,15 +112,16 @@ def test_malicious_pickle_is_refused_and_not_executed(tmp_path):
     # A bare pickle (not a torch zip file) is refused as well.
     bare = tmp_path / "bare.pt"
     bare.write_bytes(pickle.dumps(_Exploit()))
-    with pytest.raises(ValueError, match="cannot be loaded safely"):
+    with pytest.raises(ValueError, match="cannot be loaded safely") as info:
         load_model_file(bare)
+    assert "weights_only" not in str(info.value) and "arbitrary code" not in str(info.value)
     assert not target.exists()
 
 
 def test_not_a_model_file(tmp_path):
     path = tmp_path / "plain.pt"
     torch.save({"weights": torch.zeros(2)}, path)
-    with pytest.raises(ValueError, match="not a napari-hemd-model"):
+    with pytest.raises(ValueError, match="not a napari-hemd model file: it is a PyTorch file"):
         load_model_file(path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_model_file(tmp_path / "missing.pt")
@@ -107,6 +130,45 @@ def test_not_a_model_file(tmp_path):
     buf.seek(0)
     with pytest.raises(ValueError, match="format_version 99"):
         load_model_file(buf)
+
+
+def _tiff(path):
+    import tifffile
+
+    tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint16))
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (_tiff, "a TIFF image"),
+        (lambda p: p.write_text("hello\n"), "a text file"),  # torch: "KeyError: 101"
+        (
+            lambda p: (
+                np.save(p.with_suffix(".npy"), np.zeros(3)) or p.with_suffix(".npy").rename(p)
+            ),
+            "a NumPy array",
+        ),
+        (lambda p: p.write_bytes(b""), "an empty file"),
+        (lambda p: p.mkdir(), "a folder"),
+        (lambda p: p.write_bytes(b"PK\x03\x04 truncated"), "a damaged zip archive"),
+    ],
+)
+def test_a_file_that_is_no_model_is_named_for_what_it_is(tmp_path, make, what):
+    """One clear sentence: what the file is and what a model is, never PyTorch's advice to load
+    it with weights_only=False (which would run any code the file holds)."""
+    path = tmp_path / "some.tif"
+    make(path)
+    with pytest.raises(ValueError) as info:
+        load_model(path, name="--model")
+    msg = str(info.value)
+    assert msg.startswith(f"--model: {str(path)!r} is not a napari-hemd model file: it is {what}")
+    assert "napari-hemd train" in msg and "\n" not in msg
+    assert "weights_only" not in msg and "arbitrary code" not in msg
+    with pytest.raises(
+        ValueError, match=f"^model file .* is not a napari-hemd model file: it is {what}"
+    ):
+        load_model_file(path)
 
 
 def test_unknown_model_name():

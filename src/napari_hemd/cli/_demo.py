@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     sample = nuclei_video(zoom=SAMPLE_ZOOM)  # nuclei the size nuclei-fluo learned
     res = _segment(sample["image"], args.model)
     if res is not None:
-        labels, tracks, prob, params = res.labels, res.tracks, res.maps["foreground"], res.params
+        labels, tracks, prob = res.labels, res.tracks, res.maps["foreground"]
+        # the H-EMD settings it resolved (tau, delta, ...), then the run's (model, grow, tta ...)
+        params = {**(res.result.params if res.result is not None else {}), **res.params}
         source = f"model {args.model!r} (whole cells, grown {res.grow} px)"
     else:
         prob = sample["prob"]
@@ -58,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         gray = {"photometric": "minisblack"}  # a stack of 3 or 4 frames is not an RGB image
         tifffile.imwrite(tmp / "image.tif", sample["image"], **gray)
         tifffile.imwrite(tmp / "probability.tif", np.asarray(prob, np.float32), **gray)
-        write_labels(labels, tmp / "masks", tracks=tracks, metadata=params)
+        meta = {"source": "napari-hemd demo (the bundled sample video)", **params}
+        write_labels(labels, tmp / "masks", tracks=tracks, metadata=meta)
     score = _f1(sample["labels"], labels)
     print(
         f"demo: {prob.shape[0]} frames, H-EMD on {source}; {len(tracks)} tracks; F1@0.5 vs "
@@ -79,11 +82,12 @@ def _segment(image, model: str):
         log.warning("no model prediction (%s); using the sample probability map", exc)
         return None
     try:
-        loaded = load_model(model)
+        loaded = load_model(model, name="--model")
     except (FileNotFoundError, KeyError, ValueError) as exc:
         log.warning("model %r unavailable (%s); using the sample probability map", model, exc)
         return None
-    return segment_image(image, loaded, "hemd", link=True)
+    del loaded  # only checked: segment_image loads it by name, so the name is recorded
+    return segment_image(image, model, "hemd", link=True)
 
 
 def _f1(gt, pred) -> float:

@@ -6,9 +6,10 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["format_table", "read_labels", "register", "run"]
+__all__ = ["check_looks_like_labels", "format_table", "read_labels", "register", "run"]
 
 _CTC_LABEL_PREFIXES = ("man_seg", "man_track", "mask")
 
@@ -28,6 +29,16 @@ def register(subparsers) -> None:
     p.add_argument("--gt", required=True, help="reference labels")
     p.add_argument("--pred", required=True, help="result labels")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--frames",
+        default=None,
+        metavar="START:STOP",
+        help="score only the reference frames START to STOP-1, for a result that covers part "
+        "of a longer reference. A --pred stack of exactly that many frames holds those frames "
+        "(its first is frame START); so does a shorter stack with 'START:' (no STOP); a stack "
+        "as long as the reference, or a CTC folder, is matched by frame number (':4': frames "
+        "0-3)",
+    )
     p.add_argument(
         "--volume",
         action="store_true",
@@ -80,14 +91,120 @@ def read_labels(path: str | Path, *, name: str, volume: bool = False):
     return arr
 
 
-def _frames_to_score(gt, pred, gt_name: str = "--gt", pred_name: str = "--pred") -> list[int]:
-    gt_frames = sorted(gt) if isinstance(gt, dict) else list(range(gt.shape[0]))
-    pred_frames = set(pred) if isinstance(pred, dict) else set(range(pred.shape[0]))
-    missing = [t for t in gt_frames if t not in pred_frames]
+def check_looks_like_labels(labels, path, name: str) -> None:
+    """Refuse an intensity image given where instance labels belong (``--gt``, LABELS ...).
+
+    Scoring or measuring raw frames as labels "works" and reports thousands of objects; see
+    :func:`napari_hemd.core.validation.not_instance_labels`.
+    """
+    from napari_hemd.core.validation import not_instance_labels
+
+    why = not_instance_labels(labels)
+    if why:
+        raise ValueError(
+            f"{name}: {str(path)!r} looks like a raw image, not instance labels: {why}. Give a "
+            "label image (napari-hemd segment IMAGE -o LABELS.tif makes one from a raw movie)"
+        )
+
+
+def _frame_range(text: str | None) -> tuple[int, int | None] | None:
+    """``--frames START:STOP`` as ``(start, stop)`` (``stop`` None: to the end); None: all."""
+    if text is None:
+        return None
+    try:
+        start, stop = (int(v) if v.strip() else None for v in text.split(":"))
+    except ValueError:
+        raise ValueError(
+            f"--frames must be START:STOP (frame numbers, e.g. 0:4 or 40:); got {text!r}"
+        ) from None
+    start = 0 if start is None else start
+    if start < 0 or (stop is not None and stop <= start):
+        raise ValueError(f"--frames must be START:STOP with 0 <= START < STOP; got {text!r}")
+    return start, stop
+
+
+def _frame_numbers(labels) -> list[int]:
+    return sorted(labels) if isinstance(labels, Mapping) else list(range(labels.shape[0]))
+
+
+class _Shifted(Mapping):
+    """A stack whose frame ``i`` is reference frame ``start + i`` (read lazily, by frame)."""
+
+    def __init__(self, stack, start: int):
+        self.stack, self.start = stack, start
+
+    def __getitem__(self, t: int):
+        if not 0 <= t - self.start < self.stack.shape[0]:
+            raise KeyError(t)
+        return self.stack[t - self.start]
+
+    def __iter__(self):
+        return iter(range(self.start, self.start + self.stack.shape[0]))
+
+    def __len__(self) -> int:
+        return int(self.stack.shape[0])
+
+
+def select_frames(gt, pred, text: str | None, pred_name: str = "--pred"):
+    """Apply ``--frames START:STOP``: the reference frames to score, and ``pred`` aligned to them.
+
+    Returns ``(frames, pred, note)``: ``frames`` None (all of the reference) without
+    ``--frames``; ``note`` says how a shorter ``pred`` stack was aligned (or is None).
+    """
+    rng = _frame_range(text)
+    if rng is None:
+        return None, pred, None
+    start, stop = rng
+    known = _frame_numbers(gt)
+    if stop is None and not isinstance(pred, Mapping) and known:
+        if start > 0 and start + pred.shape[0] <= known[-1] + 1:
+            stop = start + pred.shape[0]  # "START:": a shorter stack starts at START
+    frames = [t for t in known if t >= start and (stop is None or t < stop)]
+    if not frames:
+        raise ValueError(
+            f"--frames {text}: --gt has no frame there (its frames: {_span(_frame_numbers(gt))})"
+        )
+    stop = frames[-1] + 1 if stop is None else stop
+    if isinstance(pred, Mapping):  # a CTC folder: by frame number
+        return frames, pred, None
+    if start == 0 or pred.shape[0] != stop - start:
+        return frames, _Shifted(pred, 0), None  # by frame number, a stack of any length
+    note = (
+        f"scoring --gt frames {start}-{stop - 1} against {pred_name} frames 0-"
+        f"{stop - start - 1} ({pred_name} holds exactly those {stop - start} frames)"
+    )
+    return frames, _Shifted(pred, start), note
+
+
+def _span(frames: list[int]) -> str:
+    if not frames:
+        return "none"
+    return f"{frames[0]}" if len(frames) == 1 else f"{frames[0]}-{frames[-1]}"
+
+
+def _frames_to_score(
+    gt, pred, gt_name: str = "--gt", pred_name: str = "--pred", frames: list[int] | None = None
+) -> list[int]:
+    gt_frames = _frame_numbers(gt) if frames is None else frames
+    pred_frames = _frame_numbers(pred)
+    have = set(pred_frames)
+    missing = [t for t in gt_frames if t not in have]
     if missing:
+        if frames is None:
+            hint = " To score only the frames the result covers: --frames START:STOP."
+        elif not isinstance(pred, _Shifted):  # a CTC folder
+            hint = ""
+        else:  # a stack of some frames: --frames must span exactly as many to be aligned
+            n = len(pred_frames)
+            hint = (
+                f" A {pred_name} stack of {n} frame(s) is taken as reference frames START to "
+                f"START+{n - 1} with --frames START: or START:STOP spanning exactly {n}."
+            )
         raise ValueError(
             f"{pred_name}: has no frame for reference frame(s) {missing[:10]}"
-            f"{' ...' if len(missing) > 10 else ''} of {gt_name} ({len(pred_frames)} frames)"
+            f"{' ...' if len(missing) > 10 else ''}: {gt_name} has {len(gt_frames)} frame(s) to "
+            f"score ({_span(gt_frames)}), {pred_name} has {len(pred_frames)} "
+            f"({_span(pred_frames)}).{hint}"
         )
     if not gt_frames:
         raise ValueError(f"{gt_name}: holds no frame")
@@ -146,8 +263,13 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd.core.metrics import METRIC_NAMES, evaluate_sequence
 
     gt = read_labels(args.gt, name="--gt", volume=args.volume)
+    check_looks_like_labels(gt, args.gt, "--gt")
     pred = read_labels(args.pred, name="--pred", volume=args.volume)
-    frames = _frames_to_score(gt, pred)
+    check_looks_like_labels(pred, args.pred, "--pred")
+    chosen, pred, note = select_frames(gt, pred, args.frames)
+    frames = _frames_to_score(gt, pred, frames=chosen)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     result = evaluate_sequence(
         gt, pred, frames=frames, ignore_gt_background=args.ignore_gt_background
     )

@@ -87,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
             f"LABELS {args.labels!r} must hold integer instance ids; got dtype {labels.dtype} "
             "(a probability map? segment it first)"
         )
+    from napari_hemd.cli._evaluate import check_looks_like_labels
+
+    check_looks_like_labels(labels, args.labels, "LABELS")
     volume = args.volume
     if not volume and labels.ndim == 3:  # the labels of one 3D stack, as segment records them
         from napari_hemd.io.channels import input_axes

@@ -5,7 +5,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["register", "run"]
+__all__ = ["load_model_arg", "register", "run"]
+
+
+def load_model_arg(value: str, option: str = "--model"):
+    """Load the model given as ``option`` (a shipped name or a model file).
+
+    Commands call it before reading their input, so a wrong file fails at once, and the one-line
+    error names the option and says what the file is instead
+    (:func:`napari_hemd.models.load_model`).
+    """
+    try:
+        from napari_hemd.models import load_model
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise ModuleNotFoundError(
+            f"{option} needs torch: pip install 'napari-hemd[torch]'"
+        ) from None
+    return load_model(value, name=option)
 
 
 def register(subparsers) -> None:
@@ -132,7 +150,7 @@ def _file_row(path: str, load_model) -> dict:
     file = model_path(path) if path in SHIPPED_MODELS else Path(path)  # a name works too
     if not file.is_file():
         raise FileNotFoundError(f"FILE must be a model file (.pt); got {path!r}: no such file")
-    model = load_model(path)
+    model = load_model(path, name="FILE")
     meta = model.metadata
     training = meta.get("training", {})
     if path in SHIPPED_MODELS:  # a shipped name: described as the listing does, not by the
@@ -144,13 +162,14 @@ def _file_row(path: str, load_model) -> dict:
         row = _row(name, model, file, trained_on, model_origin(model), shipped=False)
     scored = [h for h in training.get("history", []) if "val_scores" in h]
     best = max(scored, key=lambda h: h.get("val_score", float("-inf")), default=None)
-    row.update(
-        path=str(file),
-        fine_tuned=meta.get("fine_tuned", {}),
-        training_score=None
-        if best is None
-        else {"step": best["step"], "scores": best["val_scores"], "of": len(scored)},
-    )
+    final = training.get("final_score")  # chosen by the held-out loss, scored at the end
+    if best is not None:
+        score = {"step": best["step"], "scores": best["val_scores"], "of": len(scored)}
+    elif final:
+        score = {"step": final["step"], "scores": final["val_scores"], "frames": final["frames"]}
+    else:
+        score = None
+    row.update(path=str(file), fine_tuned=meta.get("fine_tuned", {}), training_score=score)
     return row
 
 
@@ -169,10 +188,11 @@ def _print_rows(rows: list[dict]) -> None:
             scores = "; ".join(
                 f"{k} F1 {v['F1']:.3f} AJI {v['AJI']:.3f}" for k, v in best["scores"].items()
             )
-            print(
-                f"{'':<16} held out while training: {scores} (step {best['step']}, the best of "
-                f"{best['of']} scores; threshold instances)"
-            )
+            if "of" in best:  # --score-every: the best of the scores while training
+                how = f"step {best['step']}, the best of {best['of']} scores"
+            else:  # chosen by the held-out loss, scored once at the end
+                how = f"step {best['step']}, the network written, on {best['frames']} frame(s)"
+            print(f"{'':<16} held out while training: {scores} ({how}; threshold instances)")
         if r["object_diameters"]:
             sizes = ", ".join(f"{k} {v:.0f} px" for k, v in r["object_diameters"].items())
             hint = (

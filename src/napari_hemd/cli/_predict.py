@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"--ranges must be comma-separated integers; got {args.ranges!r}"
             ) from None
-    model = load_model(args.model)
+    model = load_model(args.model, name="--model")
     # frame by frame where it can be (a grey TIFF stack, a folder of frames, zarr): with the
     # page-by-page TIFF output below, the movie is never all in memory
     from napari_hemd.cli._segment import channel_of

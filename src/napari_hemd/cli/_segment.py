@@ -399,6 +399,11 @@ def _run_with_model(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
     if args.grow_threshold is not None and not 0 < args.grow_threshold <= 1:
         raise ValueError(f"--grow-threshold must be in (0, 1]; got {args.grow_threshold}")
+    from napari_hemd.cli._models import load_model_arg
+    from napari_hemd.core.segment import check_params
+
+    check_params(**hemd_params(args))  # the options, then the model, then the movie
+    load_model_arg(args.model)  # a wrong --model fails before the movie is read
     image = channel_of(_lazy(read_stack), args.prob, args)
     if image.ndim > 4 or (
         image.ndim == 4 and args.channel is None and _has_channels(args.prob, image)

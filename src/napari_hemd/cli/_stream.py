@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--output must be a .zarr store; got {args.output!r}")
     check_output_path(args.output, overwrite=args.overwrite, name="output", inputs=[args.prob])
     params = hemd_params(args)
+    from napari_hemd.core.segment import check_params
+
+    check_params(**params)  # before the model is loaded or any frame read
     if args.follow is not None:
         from napari_hemd.core.streaming import hemd_follow
 
@@ -136,6 +139,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--tta needs --model (PROB is then raw frames)")
         if args.scale is not None:
             raise ValueError("--scale needs --model (PROB is then raw frames)")
+    else:
+        from napari_hemd.cli._models import load_model_arg
+
+        load_model_arg(args.model)  # a wrong --model fails before any frame is read
     from napari_hemd.cli._segment import channel_of
     from napari_hemd.pipeline import open_input, stream_segment
 

@@ -192,7 +192,18 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1 ...")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument(
+        "--half",
+        action="store_true",
+        help="store weights as float16, as the shipped models are (the default; kept for older "
+        "scripts)",
+    )
+    precision.add_argument(
+        "--float32",
+        action="store_true",
+        help="store weights as float32 (twice the file; default: float16 like the shipped models)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace an existing MODEL")
     p.set_defaults(func=run)
@@ -236,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     if fine_tune:
         from napari_hemd.models import load_model
 
-        base = load_model(args.init)
+        base = load_model(args.init, name="--init")
         kind = kind or base.kind
     from napari_hemd.models.data import project_scale, zoom_samples
 
@@ -314,11 +325,8 @@ def run(args: argparse.Namespace) -> int:
         data_description=described,
         # the zoom segment uses it at by default: one zoom for all --data, else none (1)
         scale=zooms.pop() if len(zooms) == 1 else 1.0,
+        half=not args.float32,
     )
-    if args.half:
-        from napari_hemd.models import save_model_file
-
-        save_model_file(model, out, half=True)
     last = history[-1] if history else {}
     print(
         f"wrote {out} (steps {last.get('step')}, loss {last.get('loss', float('nan')):.4f}, "
@@ -330,6 +338,15 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"kept the best held-out score, {best['val_score']:.3f} at step {best['step']} (of "
             f"{len(scored)} scores); napari-hemd models {out} describes it"
+        )
+    elif model.metadata["training"].get("final_score"):  # chosen by the held-out loss
+        final = model.metadata["training"]["final_score"]
+        per = "; ".join(
+            f"{k} F1 {v['F1']:.3f} AJI {v['AJI']:.3f}" for k, v in final["val_scores"].items()
+        )
+        print(
+            f"held-out score of the network written (step {final['step']}, {final['frames']} "
+            f"frame(s)): {per}; napari-hemd models {out} describes it"
         )
     return 0
 

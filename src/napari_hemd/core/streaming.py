@@ -742,12 +742,18 @@ def hemd_follow(
             z = zarr.create_array(
                 str(output), shape=(0, *lab.shape), chunks=(1, *lab.shape), dtype=np.uint32
             )
-            from napari_hemd._atomic import mark_output
+            from napari_hemd._atomic import marker_attrs
 
-            mark_output(output)
             extra = {"exclude_border": True} if exclude_border else {}
+            # the mark goes in through ``z``: zarr rewrites the attributes from the copy it holds
             z.attrs.update(
-                {"method": "hemd", "online": {"chunk": chunk}, **extra, **_jsonable(params)}
+                {
+                    "method": "hemd",
+                    "online": {"chunk": chunk},
+                    **extra,
+                    **_jsonable(params),
+                    **marker_attrs(),
+                }
             )
         z.resize((t + 1, *lab.shape))
         z[t] = lab

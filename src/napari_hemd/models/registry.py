@@ -99,15 +99,23 @@ def list_models() -> list[ShippedModel]:
     return [m for m in SHIPPED_MODELS.values() if (_WEIGHTS / m.filename).exists()]
 
 
-def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu") -> HemdModel:
+def load_model(
+    name_or_path: str | os.PathLike, *, device: str = "cpu", name: str | None = None
+) -> HemdModel:
     """Load a shipped model by name, or a model file by path (``weights_only=True``).
+
+    Parameters
+    ----------
+    name : str, optional
+        The argument the model was given as (``"--model"``, ``"--init"``), to name it in
+        messages.
 
     Raises
     ------
     FileNotFoundError
         Neither a shipped model name nor an existing file.
     ValueError
-        The file is not a napari-hemd model or is an unsafe pickle.
+        The file is not a napari-hemd model (the message says what it is) or is an unsafe pickle.
     """
     key = str(name_or_path)
     if key in SHIPPED_MODELS:
@@ -116,13 +124,14 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu") -> HemdM
             raise FileNotFoundError(
                 f"shipped model {key!r}: weights {str(path)!r} are not installed"
             )
-        return load_model_file(path, device=device)
+        return load_model_file(path, device=device, name=name)
     path = Path(name_or_path)
     if not path.exists():
         raise FileNotFoundError(
-            f"model must be one of {sorted(SHIPPED_MODELS)} or an existing model file; got {key!r}"
+            f"{name or 'model'} must be one of {sorted(SHIPPED_MODELS)} or an existing model "
+            f"file; got {key!r}"
         )
-    return load_model_file(path, device=device)
+    return load_model_file(path, device=device, name=name)
 
 
 def held_out_scores(validation: dict, method: str = "hemd", views: int = 1) -> list[dict]:

@@ -31,7 +31,12 @@ from napari_hemd.models.affinity import (
 )
 from napari_hemd.models.augmentation import Augmentation, augment_intensity, warp_patch
 from napari_hemd.models.data import Sample, object_diameters
-from napari_hemd.models.weights import HemdModel, load_model_file, save_model_file
+from napari_hemd.models.weights import (
+    HemdModel,
+    load_model_file,
+    round_to_half,
+    save_model_file,
+)
 
 __all__ = ["TrainConfig", "pick_device", "semantic_targets", "train_model"]
 
@@ -94,7 +99,9 @@ class TrainConfig:
     score_every : int
         Steps between instance scores on whole held-out frames (threshold instances grown to whole
         cells, mean of F1 and AJI over the data folders); the model with the best score is kept.
-        0: choose by the held-out loss instead.
+        0: choose by the held-out loss instead; the network written is then scored once at the
+        end (``metadata["training"]["final_score"]``), so every run with held-out frames says
+        how it scored.
     score_frames : int
         At most this many held-out frames per data folder are scored (evenly spaced in the block).
     noise_sigma : float or None
@@ -557,6 +564,8 @@ def train_model(
     on_step: Callable[[int, float], None] | None = None,
     init_model: HemdModel | None = None,
     scale: float = 1.0,
+    score_at_end: bool = True,
+    half: bool = True,
 ) -> tuple[HemdModel, list[dict]]:
     """Train a model and write it (best held-out loss) to ``output``.
 
@@ -587,6 +596,15 @@ def train_model(
         The zoom the samples were zoomed by (:func:`napari_hemd.models.data.zoom_samples`):
         recorded as ``metadata["scale"]``, the zoom ``segment``, ``predict`` and ``stream`` use
         the model at unless told otherwise (:func:`napari_hemd.models.prediction.model_scale`).
+    score_at_end : bool
+        Without ``score_every`` (the network chosen by the held-out loss), score the network
+        written on its held-out frames once at the end (``metadata["training"]["final_score"]``:
+        ``val_score``, ``val_scores`` per data folder, ``step``, ``frames``). False: a caller
+        that scores it itself (the Fine-tune widget's before/after).
+    half : bool
+        Store the weights as float16, as the shipped models are (half the file; tensors float16
+        cannot hold stay float32). The network is rounded to them before its calibration and
+        final score, so those hold for the file; checkpoints stay float32. False: float32.
 
     Returns
     -------
@@ -767,6 +785,8 @@ def train_model(
     elif ema is not None:  # no held-out data: the last averaged network
         model.network.load_state_dict(ema.module.state_dict())
     model.network.cpu().eval()
+    if half:  # what the file will hold, before it is calibrated and scored
+        round_to_half(model)
     cfg_dict = asdict(cfg)
     model.metadata["training"] = {
         "config": cfg_dict,
@@ -791,7 +811,17 @@ def train_model(
         from napari_hemd.models.evaluation import calibrate_model
 
         calibrate_model(model, calibration_frames)
-    save_model_file(model, output)
+    if score_at_end and val and not score_samples and not cancelled:
+        # chosen by the held-out loss (no --score-every, or a run too short to reach it): the
+        # network written is still scored on its held-out frames, once, as it is written
+        final = _score(model, _score_subset(val, cfg.score_frames))
+        kept = [h for h in history if h.get("val_loss") == best[0]]
+        model.metadata["training"]["final_score"] = {
+            **final,
+            "step": kept[-1]["step"] if kept else step,
+            "frames": len(_score_subset(val, cfg.score_frames)),
+        }
+    save_model_file(model, output, half=half)
     if ckpt.exists() and step >= cfg.steps:
         ckpt.unlink()
     return load_model_file(output), history

@@ -12,6 +12,8 @@ import io
 import json
 import logging
 import os
+import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,7 @@ __all__ = [
     "load_model_file",
     "normalize_percentile",
     "rewrite_model_file",
+    "round_to_half",
     "save_model_file",
 ]
 
@@ -154,6 +157,19 @@ def save_model_file(model: HemdModel, path: str | os.PathLike, *, half: bool = F
     return path
 
 
+def round_to_half(model: HemdModel) -> HemdModel:
+    """Round ``model``'s weights, in place, to what a ``half=True`` file stores and loads back.
+
+    Each floating-point tensor goes through float16 and back (those float16 cannot hold stay
+    as they are, see :func:`save_model_file`): the network then computes exactly what the file
+    written from it will, so scores and calibration taken on it hold for the file.
+    """
+    net = model.network
+    state = {k: _half(v).to(v.dtype) for k, v in net.state_dict().items()}
+    net.load_state_dict(state)
+    return model
+
+
 def _half(v: torch.Tensor) -> torch.Tensor:
     if not v.is_floating_point():
         return v
@@ -190,41 +206,123 @@ def _plain(obj):
     raise TypeError(f"model metadata must hold plain values; got {type(obj).__name__}")
 
 
-def load_model_file(path: str | os.PathLike | io.BytesIO, *, device: str = "cpu") -> HemdModel:
+#: What a model is, for messages about a file that is not one.
+_MODEL_HINT = (
+    "a model is a shipped name (napari-hemd models) or a .pt file written by napari-hemd train "
+    "or the plugin's fine-tuning"
+)
+
+#: Leading bytes of files people pass by mistake, and what to call them.
+_MAGIC = (
+    ((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), "a TIFF image"),
+    ((b"\x89PNG",), "a PNG image"),
+    ((b"\xff\xd8\xff",), "a JPEG image"),
+    ((b"\x93NUMPY",), "a NumPy array (.npy)"),
+    ((b"\x89HDF",), "an HDF5 file"),
+)
+
+
+def _file_kind(path: Path) -> str | None:
+    """What ``path`` is, from its first bytes ("a TIFF image" ...); None: a pickle/PyTorch file."""
+    if path.is_dir():
+        return "a folder"
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return "an empty file"
+    for magics, what in _MAGIC:
+        if head.startswith(magics):
+            return what
+    if head.startswith(b"PK\x03\x04"):  # torch.save's zip, or another zip (.npz, .zip)
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (OSError, zipfile.BadZipFile):
+            return "a damaged zip archive"
+        if any(n.endswith("data.pkl") for n in names):
+            return None
+        if names and all(n.endswith(".npy") for n in names):
+            return "a NumPy archive (.npz)"
+        return "a zip archive"
+    if head[:1] == b"\x80":  # pickle protocol 2+ (torch's legacy format too)
+        return None
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "a file in no format napari-hemd knows"
+    return "a text file"
+
+
+def _not_a_model(label: str, exc: Exception, source: Path | None) -> ValueError:
+    """The error for a file ``torch.load(weights_only=True)`` refused, in the user's terms.
+
+    Never passes on PyTorch's own advice (to load with ``weights_only=False``, which would run
+    whatever code the file holds).
+    """
+    what = None
+    if source is not None:
+        try:
+            what = _file_kind(source)
+        except OSError as err:
+            what = f"unreadable ({err.strerror or type(err).__name__})"
+    if what is None:
+        if isinstance(exc, pickle.UnpicklingError):
+            what = (
+                "a PyTorch or pickle file holding Python objects other than tensors and plain "
+                "values, which cannot be loaded safely (loading them could run code)"
+            )
+        else:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            detail = f" ({type(exc).__name__}: {first})" if first and len(first) < 200 else ""
+            what = f"a damaged or unreadable PyTorch file{detail}"
+    return ValueError(f"{label} is not a napari-hemd model file: it is {what}; {_MODEL_HINT}")
+
+
+def load_model_file(
+    path: str | os.PathLike | io.BytesIO, *, device: str = "cpu", name: str | None = None
+) -> HemdModel:
     """Load a model file written by :func:`save_model_file` without unpickling code.
+
+    Parameters
+    ----------
+    name : str, optional
+        The argument the file was given as (``"--model"``), to name it in messages.
 
     Raises
     ------
     ValueError
         If the file is not a napari-hemd model (including pickles that ``weights_only=True``
-        refuses: they could run code).
+        refuses: they could run code); the message says what the file is instead.
     FileNotFoundError
         If ``path`` does not exist.
     """
-    name = path if isinstance(path, io.BytesIO) else Path(path)
-    if not isinstance(name, io.BytesIO) and not name.exists():
-        raise FileNotFoundError(f"model file {str(name)!r} does not exist")
+    source = None if isinstance(path, io.BytesIO) else Path(path)
+    shown = "the model buffer" if source is None else repr(str(source))
+    label = f"{name}: {shown}" if name else f"model file {shown}"
+    if source is not None and not source.exists():
+        raise FileNotFoundError(f"{label} does not exist")
     try:
-        payload = torch.load(name, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError, RuntimeError, zip errors ...
-        raise ValueError(
-            f"model file {str(name)!r} cannot be loaded safely (weights_only=True): "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from None
+        with warnings.catch_warnings():  # torch's note on a pickle protocol it may not support
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError, zip errors, KeyError ...
+        raise _not_a_model(label, exc, source) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(
-            f"model file {str(name)!r} is not a {FORMAT} file (expected a dict with "
-            f"format={FORMAT!r}); got {type(payload).__name__}"
+            f"{label} is not a napari-hemd model file: it is a PyTorch file holding a "
+            f"{type(payload).__name__} without format={FORMAT!r}; {_MODEL_HINT}"
         )
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(
-            f"model file {str(name)!r} has format_version {payload['format_version']}; this "
+            f"{label} has format_version {payload['format_version']}; this "
             f"napari-hemd reads up to {FORMAT_VERSION}"
         )
     digest = payload.get("sha256")
     if digest is not None and weights_sha256(payload["state_dict"]) != digest:
         raise ValueError(
-            f"model file {str(name)!r} is damaged: its weights do not match the SHA-256 stored "
+            f"{label} is damaged: its weights do not match the SHA-256 stored "
             "in it (a changed or corrupted file); download or train it again"
         )
     meta = payload["metadata"]
@@ -232,5 +330,5 @@ def load_model_file(path: str | os.PathLike | io.BytesIO, *, device: str = "cpu"
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     network.load_state_dict(state)
     network.to(device).eval()
-    logger.debug("loaded %s model from %s", meta["architecture"]["name"], name)
+    logger.debug("loaded %s model from %s", meta["architecture"]["name"], shown)
     return HemdModel(network, meta)
