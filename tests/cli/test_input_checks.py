@@ -234,3 +234,19 @@ def test_predict_a_2d_image_gives_2d_maps_in_every_format(video, tmp_path):
     fg = zarr.open_group(str(tmp_path / "m.zarr"), mode="r")["foreground"]
     assert fg.shape == (96, 96)
     np.testing.assert_allclose(fg[...], tifffile.imread(tmp_path / "m.tif"), atol=1e-6)
+
+
+def test_information_is_a_note_not_a_warning(video, tmp_path, caplog):
+    """What a user should read but is no problem prints as ``note: ...``, not ``WARNING: ...``."""
+    import logging
+
+    from napari_hemd._log import NOTE
+
+    prob, gt = tmp_path / "p.tif", tmp_path / "gt.tif"
+    tifffile.imwrite(prob, video["prob"], photometric="minisblack")
+    tifffile.imwrite(gt, video["labels"].astype(np.uint16), photometric="minisblack")
+    with caplog.at_level(NOTE):
+        assert main(["compare", str(prob), "--gt", str(gt)]) == 0
+    left_out = [r for r in caplog.records if "maxvalue left out" in r.getMessage()]
+    assert [r.levelname for r in left_out] == ["note"]
+    assert NOTE > logging.INFO and NOTE < logging.WARNING

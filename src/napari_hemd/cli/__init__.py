@@ -89,8 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 only on success)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from napari_hemd._log import NOTE
+
+    # notes and warnings by default (note: ..., WARNING: ...); -v: INFO too; -vv: DEBUG
     logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
+        level=(NOTE, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(levelname)s: %(message)s",
     )
     formatwarning = warnings.formatwarning

@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from napari_hemd._log import NOTE
+
 __all__ = ["compare_methods", "register", "run"]
 
 logger = logging.getLogger(__name__)
@@ -134,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if "maxvalue" in methods and args.boundary is None:
         if args.methods == _DEFAULT_METHODS:
-            logger.warning("maxvalue left out: it needs --boundary")
+            logger.log(NOTE, "maxvalue left out: it needs --boundary")
             methods.remove("maxvalue")
         else:
             raise ValueError("--methods: maxvalue needs the boundary probabilities (--boundary)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from napari_hemd._log import NOTE
+
 __all__ = ["register", "run"]
 
 logger = logging.getLogger(__name__)
@@ -272,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
         val += va
         described.append(str(d) + ("" if zoom == 1.0 else f" (zoom {zoom:g})"))
         at = "" if zoom == 1.0 else f", at zoom {zoom:g}"
-        logger.warning("%s: %d training, %d held-out samples%s", d, len(tr), len(va), at)
+        logger.log(NOTE, "%s: %d training, %d held-out samples%s", d, len(tr), len(va), at)
     steps = args.steps
     if fine_tune and steps is None and args.max_minutes is not None:
         from dataclasses import replace
@@ -281,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
 
         recipe = replace(RECIPE, batch_size=args.batch_size, patch_size=args.patch_size)
         steps = steps_for_budget(base, recipe, 60 * args.max_minutes)
-        logger.warning("--max-minutes %g: about %d steps", args.max_minutes, steps)
+        logger.log(NOTE, "--max-minutes %g: about %d steps", args.max_minutes, steps)
     cfg = TrainConfig(
         model=kind or "unet",
         init=args.init,

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_hemd._log import NOTE
 from napari_hemd.models._allocator import heap_allocation
 from napari_hemd.models.affinity import (
     affinity_targets,
@@ -772,10 +773,12 @@ def train_model(
                     ckpt,
                 )
             if cancelled:
-                logger.warning("cancelled at step %d; keeping the best model so far", step)
+                logger.log(NOTE, "cancelled at step %d; keeping the best model so far", step)
                 break
             if out_of_time:
-                logger.warning("max_minutes=%s reached at step %d; stopping", cfg.max_minutes, step)
+                logger.log(
+                    NOTE, "max_minutes=%s reached at step %d; stopping", cfg.max_minutes, step
+                )
                 break
     bar.close()
     for par in model.network.parameters():
