@@ -52,6 +52,7 @@ __all__ = [
     "save_project",
     "segment_workflow",
     "split_by_seeds",
+    "split_siblings",
     "stack_rebuild_params",
 ]
 
@@ -464,6 +465,26 @@ def next_free_id(labels) -> int:
     return int(np.max(labels)) + 1 if np.size(labels) else 1
 
 
+def split_siblings(forest: CandidateForest, node: int, old: np.ndarray) -> list[int]:
+    """The candidates that become new objects when ``node`` is chosen inside object ``old``.
+
+    The siblings of the candidates on the path from ``node`` upward that cover pixels of ``old``
+    outside ``node`` (see :func:`choose_candidate`): with ``node``, the regions the user sees
+    after choosing it, and so what a locked re-run must keep.
+    """
+    region = forest.mask(int(node))
+    rest = old & ~region
+    if not rest.any():
+        return []
+    path = forest.ancestors(int(node))
+    return [
+        int(s)
+        for a in path[1:]
+        for s in forest.children(int(a))
+        if s not in path and (rest & forest.mask(int(s))).any()
+    ]
+
+
 def choose_candidate(
     frame: np.ndarray,
     forest: CandidateForest,
@@ -497,15 +518,9 @@ def choose_candidate(
     out[rest] = 0
     out[region] = label
     if rest.any():
-        path = forest.ancestors(int(node))
-        for a in path[1:]:
-            for s in forest.children(int(a)):
-                if s in path:
-                    continue
-                piece = rest & forest.mask(int(s))
-                if piece.any():
-                    out[piece] = next_id
-                    next_id += 1
+        for s in split_siblings(forest, node, old):
+            out[rest & forest.mask(s)] = next_id
+            next_id += 1
         left = rest & (out == 0)
         if fill and left.any():
             from skimage.segmentation import watershed

@@ -199,16 +199,75 @@ def test_a_chosen_child_keeps_its_pixels_after_lock_and_rerun(viewer, qtbot, err
     insp.labels.value = labels
     rows = insp.inspect(t, pix)  # what a click on the object does
     insp.select_row([r.node for r in rows].index(child))
+    before = labels.data[t] == labels.data[t][pix]  # the object as the user saw it
     insp.use_button.native.click()
     obj = labels.data[t] == labels.data[t][pix]
     kept = labels.data[t][obj].copy()
     assert obj.sum() > f.area[child]  # the child was filled beyond its own region
     insp.lock_button.native.click()
     _wait(qtbot, insp._segment._worker)
-    assert labels.metadata["hemd_locked"][t] == [child]
+    from napari_hemd.workflows import split_siblings
+
+    # the child and the pieces it split off are locked (what the user saw)
+    assert labels.metadata["hemd_locked"][t] == [child, *split_siblings(f, child, before)]
     after = labels.data[t]
     assert (after[obj] > 0).all()  # no pixel of the chosen object fell to background
     assert (after[obj] == after[pix]).mean() > 0.9 * (kept == kept[0]).mean()
+    assert not errors
+
+
+def test_a_split_made_in_the_inspector_survives_lock_and_rerun(viewer, qtbot, errors):
+    """Choosing a child that splits an object into several: the re-run keeps every piece (it used
+    to lock the child alone, which then grew back over its unlocked siblings into one object),
+    says what *Use this candidate* did, and the table shows the re-run's result."""
+    from napari_hemd.workflows import split_siblings
+
+    _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.link.value = True
+    seg.run_button.native.click()
+    _wait(qtbot, seg._worker)
+    labels = viewer.layers["nuclei video labels"]
+    res = labels.metadata["hemd_result"]
+    # a selected object whose child splits it into pieces of at least 20 px each
+    found = None
+    for t, (f, s) in enumerate(zip(res.forests, res.selections, strict=True)):
+        for n in s.nodes:
+            obj = res.labels[t] == res.labels[t][f.mask(int(n))].max()
+            for c in f.children(int(n)):
+                sib = split_siblings(f, int(c), obj)
+                if sib and min(f.area[x] for x in [int(c), *sib]) >= 20:
+                    found = found or (t, int(c), sib)
+    assert found is not None
+    t, child, siblings = found
+    f = res.forests[t]
+    pix = tuple(int(v) for v in np.argwhere(f.mask(child))[0])
+    _, insp = viewer.window.add_plugin_dock_widget("napari-hemd", "Candidate forest inspector")
+    insp.labels.value = labels
+    insp.show_all.value = True  # every level: the child's row, wherever its area steps
+    infos = []
+    import napari_hemd._widgets.inspector as inspector_module
+
+    orig = inspector_module.show_info
+    inspector_module.show_info = infos.append
+    try:
+        rows = insp.inspect(t, pix)
+        insp.select_row([r.node for r in rows].index(child))
+        insp.use_button.native.click()
+    finally:
+        inspector_module.show_info = orig
+    assert f"is now candidate #{child}, split into {len(siblings) + 1} objects" in infos[-1]
+    assert "your choice (locked)" in [insp.table.item(i, 2).text() for i in range(len(insp.rows))]
+    pieces = [labels.data[t][f.mask(x)] for x in (child, *siblings)]
+    ids = [np.bincount(p[p > 0]).argmax() for p in pieces]
+    assert len(set(ids)) == len(ids)  # after Use: one object per piece
+    insp.lock_button.native.click()
+    _wait(qtbot, insp._segment._worker)
+    qtbot.wait(50)
+    after = labels.data[t]
+    ids = [np.bincount(after[f.mask(x)][after[f.mask(x)] > 0]).argmax() for x in (child, *siblings)]
+    assert len(set(ids)) == len(ids)  # after the re-run: still one object per piece
+    assert insp.where.value.startswith(f"frame {t}, object {int(after[pix])}:")
     assert not errors
 
 

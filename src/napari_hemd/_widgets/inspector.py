@@ -31,6 +31,7 @@ from napari_hemd.workflows import (
     choose_candidate,
     next_free_id,
     rebuild_workflow,
+    split_siblings,
 )
 
 log = logging.getLogger(__name__)
@@ -316,10 +317,15 @@ class InspectorWidget(LayerWidget):
         self.where.value = f"{at}, object {obj or 'none'}: {len(self.rows)} of {len(path)} levels"
         self.table.setRowCount(len(self.rows))
         chosen_row = None
+        # the user's choices (Use this candidate), which a re-run keeps
+        locks = {int(k): v for k, v in (layer.metadata.get(LOCKED_KEY) or {}).items()}
+        mine = set() if layer.ndim == 4 else {int(n) for n in locks.get(frame, [])}
         for i, r in enumerate(self.rows):
+            chosen = _chosen_text(r, frame)
+            if r.node in mine:
+                chosen = f"{chosen} (your choice, locked)" if chosen else "your choice (locked)"
             cells = (
-                f"{r.threshold:.2f}", r.area, _chosen_text(r, frame),
-                _best_text(r.left), _best_text(r.right),
+                f"{r.threshold:.2f}", r.area, chosen, _best_text(r.left), _best_text(r.right),
             )  # fmt: skip
             for j, c in enumerate(cells):
                 item = QTableWidgetItem(str(c))
@@ -390,28 +396,42 @@ class InspectorWidget(LayerWidget):
             prob = np.asarray(self.viewer.layers[src].data[where])
         # a child gets the rest of its parent's pixels (watershed of the probability map), so
         # choosing a high-threshold speck splits the object instead of erasing it
-        new = choose_candidate(
-            frame, res.forests[self.frame], node, label, next_free_id(layer.data), prob=prob
-        )
+        forest = res.forests[self.frame]
+        new = choose_candidate(frame, forest, node, label, next_free_id(layer.data), prob=prob)
+        # a child splits the object: its path's siblings become the other pieces
+        siblings = split_siblings(forest, node, frame == label) if frame[self.pixel] else []
         if stacks:
             name = f"use candidate {node} (time {self.stack}, slice {self.frame})"
             changed = apply_edit(layer, name, new, where)
+            self._used(changed, node, label, siblings, f"time {self.stack}, slice {self.frame}")
             self.inspect(self.frame, self.pixel)
             return changed
         locked = {int(k): list(v) for k, v in (layer.metadata.get(LOCKED_KEY) or {}).items()}
-        forest = res.forests[self.frame]
-        # a new choice replaces earlier locks it overlaps (its ancestors and descendants)
+        # the choice locks what the user now sees: the candidate and the pieces it split off
+        # (locking the candidate alone, a re-run let it grow back over its unlocked siblings).
+        # It replaces earlier locks it overlaps (their ancestors and descendants)
+        chosen = [node, *siblings]
         nodes = [
             int(n)
             for n in locked.get(self.frame, [])
-            if not (forest.is_ancestor(node, n) or forest.is_ancestor(n, node))
+            if not any(forest.is_ancestor(c, n) or forest.is_ancestor(n, c) for c in chosen)
         ]
-        locked[self.frame] = [*nodes, node]
+        locked[self.frame] = [*nodes, *chosen]
         # the lock is part of the edit: undoing the swap also forgets the choice
         name = f"use candidate {node} (frame {self.frame})"
         changed = apply_edit(layer, name, new, self.frame, state={LOCKED_KEY: locked})
+        self._used(changed, node, label, siblings, f"frame {self.frame}")
         self.inspect(self.frame, self.pixel)
         return changed
+
+    @staticmethod
+    def _used(changed: bool, node: int, label: int, siblings: list[int], where: str) -> None:
+        """Say what *Use this candidate* did (a table row's swap shows nowhere else)."""
+        if not changed:
+            show_info(f"Inspector: {where}: candidate #{node} is already object {label}'s shape")
+            return
+        split = f", split into {len(siblings) + 1} objects" if siblings else ""
+        show_info(f"Inspector: {where}: object {label} is now candidate #{node}{split}")
 
     def next_uncertain(self, margin: float = UNCERTAIN_IOU) -> tuple[int, int] | None:
         """Jump to the next padding-selected or weakly matched object; return (frame, node).
@@ -473,4 +493,8 @@ class InspectorWidget(LayerWidget):
         seg = getattr(self, "_segment", None) or SegmentWidget(self.viewer)
         self._segment = seg
         seg.restore(layer, announce=False)  # the H-EMD settings; the maps are given below
-        return seg.run(locked={int(k): list(v) for k, v in locked.items()}, prob_layer=prob)
+        worker = seg.run(locked={int(k): list(v) for k, v in locked.items()}, prob_layer=prob)
+        if worker is not None and self.frame is not None:  # the table shows the new result
+            frame, pixel = self.frame, self.pixel
+            worker.finished.connect(lambda: self.inspect(frame, pixel))
+        return worker
