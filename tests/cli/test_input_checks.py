@@ -105,7 +105,12 @@ def test_a_folder_of_frames_of_other_sizes_is_named_before_any_work(tmp_path, ca
     folder.mkdir()
     tifffile.imwrite(folder / "t000.tif", np.zeros((64, 64), np.uint16))
     tifffile.imwrite(folder / "t001.tif", np.zeros((48, 64), np.uint16))
-    _never_load(monkeypatch)
+    import napari_hemd.models.prediction as prediction
+
+    def refuse(*_a, **_k):
+        raise AssertionError("a frame was predicted before the folder was checked")
+
+    monkeypatch.setattr(prediction, "iter_predict", refuse)
     argv = ["segment", str(folder), "--model", "nuclei-fluo", "-o", str(tmp_path / "o.tif")]
     assert main(argv) == 2
     err = capsys.readouterr().err
