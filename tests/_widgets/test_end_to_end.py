@@ -86,7 +86,11 @@ def test_end_to_end(viewer, qtbot, tmp_path, errors):
     frame_mask = res.forests[t].mask(leaf)
     assert (after[t][frame_mask] == obj).all()
     assert (after[t] == obj).sum() < (before[t] == obj).sum()
-    assert labels.metadata["hemd_locked"][t] == [leaf]
+    from napari_hemd.workflows import split_siblings
+
+    # locked: the child and the pieces it split off, what the user now sees
+    mine = [leaf, *split_siblings(res.forests[t], leaf, before[t] == obj)]
+    assert labels.metadata["hemd_locked"][t] == mine and len(mine) > 1
 
     proof = ProofreadWidget(viewer)
     proof.labels.value = labels
@@ -95,7 +99,7 @@ def test_end_to_end(viewer, qtbot, tmp_path, errors):
     assert t not in labels.metadata["hemd_locked"]  # undoing the swap forgets the choice
     assert proof.redo() is not None
     np.testing.assert_array_equal(labels.data, after)
-    assert labels.metadata["hemd_locked"][t] == [leaf]
+    assert labels.metadata["hemd_locked"][t] == mine
 
     exp = ExportWidget(viewer)
     exp.labels.value = labels

@@ -139,3 +139,53 @@ def test_path_is_compact_with_the_choice_highlighted(viewer, qtbot, errors):
     assert chosen and insp.table.item(chosen[0], 2).text().startswith("✓")
     assert insp.table.columnCount() == 5
     assert not errors
+
+
+def test_the_preview_layer_is_never_offered_for_edits_or_export(viewer, qtbot, errors):
+    """After a hover the inspector's outline layer is the newest labels layer: Proofread and
+    Export still default to the labels (they used to pick the outline)."""
+    from napari_hemd._widgets import ExportWidget
+
+    labels = _segmented(viewer, qtbot)
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    t = 3
+    pix = tuple(int(v) for v in np.argwhere(labels.data[t] > 0)[0])
+    insp.inspect(t, pix)
+    insp.preview_row(0)
+    assert f"{labels.name} preview" in viewer.layers
+    for widget in (ProofreadWidget(viewer), ExportWidget(viewer)):
+        names = [ly.name for ly in widget.labels.choices]
+        assert f"{labels.name} preview" not in names and widget.labels.value is labels
+    assert not errors
+
+
+def test_an_empty_path_is_a_message_not_an_exception(viewer, qtbot, errors):
+    from napari_hemd._widgets import ExportWidget, ProjectWidget
+
+    labels = _segmented(viewer, qtbot)
+    export = ExportWidget(viewer)
+    export.labels.value = labels
+    export.path.line_edit.value = ""  # the field emptied, as a user leaves it
+    assert export.export() is None
+    assert errors.pop().startswith("Export: choose where to save")
+    proj = ProjectWidget(viewer, restore=False)
+    proj.labels.value = labels
+    for action in (proj.open, proj.save):
+        proj.path.line_edit.value = ""
+        assert action() is None
+        assert errors.pop() == "Project: choose a project folder (project (.zarr))"
+    assert not errors
+
+
+def test_export_into_a_folder_of_the_users_names_the_file_after_the_layer(viewer, qtbot, tmp_path):
+    from napari_hemd._widgets import ExportWidget
+    from napari_hemd.io import read_stack
+
+    labels = _segmented(viewer, qtbot)
+    export = ExportWidget(viewer)
+    export.labels.value = labels
+    export.format.value = next(f for f in export.format.choices if "TIFF" in f)
+    out = export.export(tmp_path)  # an existing folder of the user's: the file goes inside
+    assert out.parent == tmp_path and out.name == "nuclei_video_labels.tif"
+    np.testing.assert_array_equal(read_stack(out), labels.data)

@@ -31,6 +31,8 @@ RESULT_KEY = "hemd_result"
 #: them (after reopening a project); ``True`` for a baseline's run (no forests).
 PER_STACK_KEY = "per_stack"
 SOURCE_KEY = "hemd_source"
+#: On the inspector's preview layer (a candidate's outline): never offered as a labels layer.
+PREVIEW_KEY = "hemd_preview"
 LOCKED_KEY = "hemd_locked"
 HISTORY_KEY = "hemd_history"
 MODEL_KEY = "hemd_model"
@@ -310,14 +312,17 @@ class LayerWidget(Container):
         """A combo box listing the viewer's layers of ``kind``.
 
         Newest first; with ``prefer``, the layers for which it is true come first (so the default
-        choice is a plausible one: a raw image for Predict, a probability map for Segment).
+        choice is a plausible one: a raw image for Predict, a probability map for Segment). The
+        inspector's preview layer is never listed (edits or an export would go to an outline).
         """
 
         def choices(_w=None):
             layers = [
                 ly
                 for ly in reversed(self.viewer.layers)
-                if isinstance(ly, kind) and (filt is None or filt(ly))
+                if isinstance(ly, kind)
+                and not ly.metadata.get(PREVIEW_KEY)
+                and (filt is None or filt(ly))
             ]
             if prefer is not None:
                 layers.sort(key=lambda ly: not prefer(ly))  # stable: newest first within each

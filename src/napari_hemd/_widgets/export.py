@@ -109,11 +109,20 @@ class ExportWidget(LayerWidget):
         self.volume.visible = table and getattr(self.labels.value, "ndim", 0) == 3
 
     def target(self) -> Path:
-        """Output path with the suffix of the chosen format."""
+        """Output path with the suffix of the chosen format.
+
+        A folder of the user's chosen as *save to* for a file (TIFF, table, OME-Zarr; not a zarr
+        store, not a folder napari-hemd wrote) receives it, named after the layer. A CTC result
+        is itself a folder: an existing one of the user's is refused by :meth:`export`.
+        """
+        from napari_hemd._atomic import is_our_output
+
         p = Path(self.path.value)
         suffix = FORMATS[self.format.value]
         if suffix == ".ome.zarr" and self._into_image(p):
             return p / "labels" / self._label_name()
+        if suffix and p.is_dir() and p.suffix.lower() != ".zarr" and not is_our_output(p):
+            p = p / self._label_name()
         if p.name.lower().endswith(".ome.zarr"):
             p = p.with_name(p.name[: -len(".ome.zarr")])
         elif p.suffix.lower() in (".zarr", ".tif", ".tiff", ".csv", ""):
@@ -140,10 +149,11 @@ class ExportWidget(LayerWidget):
             return None
         if path is not None:
             self.path.value = Path(path)
-        out = self.target()
-        if str(self.path.value) in ("", "."):
-            show_error("Export: choose where to save")
+        # the text the user sees (magicgui turns an emptied field into the working folder)
+        if str(self.path.line_edit.value).strip() in ("", "."):
+            show_error("Export: choose where to save (the file or folder to write)")
             return None
+        out = self.target()
         overwrite = False
         if out.exists():
             from napari_hemd._atomic import check_output_path

@@ -15,6 +15,7 @@ from napari_hemd._widgets._common import (
     LOCKED_KEY,
     PARAMS_KEY,
     PER_STACK_KEY,
+    PREVIEW_KEY,
     RESULT_KEY,
     SOURCE_KEY,
     LayerWidget,
@@ -272,7 +273,9 @@ class InspectorWidget(LayerWidget):
         full = np.zeros(layer.data.shape[layer.ndim == 4 :], dtype=np.int32)
         full[frame] = data
         name = f"{layer.name} preview"
-        prev = add_or_update(self.viewer, full, name, kind="labels", opacity=0.9)
+        prev = add_or_update(
+            self.viewer, full, name, kind="labels", opacity=0.9, metadata={PREVIEW_KEY: True}
+        )
         prev.contour = 1
         self.viewer.layers.selection.active = layer
 
@@ -496,5 +499,12 @@ class InspectorWidget(LayerWidget):
         worker = seg.run(locked={int(k): list(v) for k, v in locked.items()}, prob_layer=prob)
         if worker is not None and self.frame is not None:  # the table shows the new result
             frame, pixel = self.frame, self.pixel
-            worker.finished.connect(lambda: self.inspect(frame, pixel))
+
+            def refresh() -> None:
+                stale = f"{layer.name} preview"  # an outline of the old result's candidate
+                if stale in self.viewer.layers:
+                    self.viewer.layers.remove(stale)
+                self.inspect(frame, pixel)
+
+            worker.finished.connect(refresh)
         return worker

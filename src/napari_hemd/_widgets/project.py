@@ -107,7 +107,12 @@ class ProjectWidget(LayerWidget):
 
     # ------------------------------------------------------------------ session
     def _folder(self, path) -> Path:
+        """The project folder (``.zarr``) of ``path`` or the path field; ValueError if none."""
+        # the text the user sees (magicgui turns an emptied field into the working folder)
+        text = str(self.path.line_edit.value if path is None else path).strip()
         p = Path(self.path.value if path is None else path)
+        if text in ("", ".") or not p.name:
+            raise ValueError("choose a project folder (project (.zarr))")
         return p if p.suffix == ".zarr" else p.with_name(p.name + ".zarr")
 
     def _follow(self, layer: Labels, folder: Path) -> None:
@@ -181,7 +186,11 @@ class ProjectWidget(LayerWidget):
         if not isinstance(layer, Labels):
             show_error("Project: choose a labels layer made by the Segment widget")
             return None
-        out = self._folder(path)
+        try:
+            out = self._folder(path)
+        except ValueError as e:
+            show_error(f"Project: {e}")
+            return None
         overwrite = out.exists()
         own = out == self.folder and layer is self.session_layer  # re-saving this session
         if overwrite and not own and not self.confirm_overwrite(out):
@@ -198,7 +207,11 @@ class ProjectWidget(LayerWidget):
         Returns the rebuilding worker (``None`` if nothing to rebuild or the folder is not a
         project).
         """
-        folder = self._folder(path)
+        try:
+            folder = self._folder(path)
+        except ValueError as e:
+            show_error(f"Project: {e}")
+            return None
         try:
             proj = load_project(folder)
         except Exception as e:
