@@ -109,6 +109,8 @@ def test_all_widgets_docked_leave_the_canvas_half_the_window(make_napari_viewer,
         QApplication.processEvents()
     qtbot.wait(200)
     assert viewer.window._qt_viewer.width() >= 0.45 * window.width()
+    # and the docks scroll rather than make the window taller than a laptop's screen
+    assert window.height() <= 1000, window.height()
 
 
 def test_path_is_compact_with_the_choice_highlighted(viewer, qtbot, errors):

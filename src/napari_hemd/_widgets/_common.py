@@ -264,8 +264,25 @@ class LayerWidget(Container):
     #: Whether opening this widget may restore the last session (the Project widget does it itself).
     restores_session = True
 
+    @property
+    def native(self):
+        """The Qt widget napari docks: the scroll area around the controls (``scrollable``).
+
+        napari docks ``.native``, which magicgui makes the inner widget of a scrollable container;
+        docking that, the scroll area was lost and the docks' heights added up past the screen.
+        """
+        return self.root_native_widget
+
     def __init__(self, viewer, **kwargs) -> None:
+        # scrollable: several docks together never push the window past the screen's height
+        # (they scroll instead; without it four docks made a 1000 px window 1813 px tall)
+        kwargs.setdefault("scrollable", True)
         super().__init__(**kwargs)
+        # controls at the top, at their own height, the free space below them (in a scroll area
+        # taller than the controls, they would spread over it)
+        inner = self.root_native_widget.widget() if kwargs["scrollable"] else None
+        if inner is not None:
+            inner.layout().addStretch(1)
         self.viewer = viewer
         self._worker = None
         ev = viewer.layers.events

@@ -14,7 +14,15 @@ import re
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, Label, LineEdit, PushButton
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    PushButton,
+)
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QPointF
@@ -148,8 +156,9 @@ class FineTuneWidget(LayerWidget):
                 self.frames_info, self.run_button, self.cancel_button,
             ]
         )  # fmt: skip
-        self.native.layout().addWidget(self.plot)
-        self.extend([self.scores, self.resegment_button, self.revert_button])
+        plot_box = Container(labels=False)  # in the order shown: after Run, before the scores
+        plot_box.native.layout().addWidget(self.plot)
+        self.extend([plot_box, self.scores, self.resegment_button, self.revert_button])
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)
         self.resegment_button.clicked.connect(lambda: self.resegment())
