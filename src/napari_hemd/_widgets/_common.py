@@ -529,6 +529,17 @@ def is_probability_layer(layer) -> bool:
     return dtype is not None and np.dtype(dtype).kind == "f"
 
 
+def full_width(widget) -> None:
+    """Let ``widget`` (a box holding a table or a plot) span the dock: no empty caption column.
+
+    Call after it is added to a container with labels, which gives every widget a caption
+    column as wide as the widest caption; an uncaptioned table was pushed right by it.
+    """
+    labeled = widget._labeled_widget() if hasattr(widget, "_labeled_widget") else None
+    if labeled is not None:
+        labeled._label_widget.visible = False
+
+
 def add_or_update(viewer, data, name: str, kind: str = "image", **kwargs) -> Layer:
     """Replace the data of layer ``name`` if it exists with that kind, else add it."""
     kwargs = {k: v for k, v in kwargs.items() if v is not None}

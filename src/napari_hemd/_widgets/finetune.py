@@ -24,7 +24,7 @@ from magicgui.widgets import (
     PushButton,
 )
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QPointF
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
@@ -45,6 +45,7 @@ from napari_hemd._widgets._common import (
     base_name,
     checked_frames,
     edited_event,
+    full_width,
     history_of,
     is_probability_layer,
 )
@@ -159,6 +160,8 @@ class FineTuneWidget(LayerWidget):
         plot_box = Container(labels=False)  # in the order shown: after Run, before the scores
         plot_box.native.layout().addWidget(self.plot)
         self.extend([plot_box, self.scores, self.resegment_button, self.revert_button])
+        full_width(plot_box)
+        full_width(self.scores)  # a sentence, not a field
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)
         self.resegment_button.clicked.connect(lambda: self.resegment())
@@ -313,10 +316,14 @@ class FineTuneWidget(LayerWidget):
                 if result.scale != 1
                 else ""
             )
-            show_info(
+            saved = (
                 f"Fine-tune {what} is saved as {result.name!r} ({result.path}); your labels are "
-                f"unchanged. {advice}.{zoom}"
+                f"unchanged.{zoom}"
             )
+            if _worse(result):  # the verdict first: a notification shows its first words
+                show_warning(f"Fine-tune: {advice}. {saved}")
+            else:
+                show_info(f"{saved} {advice}.")
 
         worker = self.run_workflow(gen, done, self.run_button, self.cancel_button, "Fine-tune")
 

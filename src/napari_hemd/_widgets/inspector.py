@@ -21,6 +21,7 @@ from napari_hemd._widgets._common import (
     LayerWidget,
     add_or_update,
     apply_edit,
+    full_width,
 )
 from napari_hemd.core.segment import HEMDResult
 from napari_hemd.core.selection import HOW
@@ -143,6 +144,7 @@ class InspectorWidget(LayerWidget):
         self.extend(
             [self.labels, self.where, self.next_button, table_box, self.show_all, self.use_button]
         )
+        full_width(table_box)
         self.extend([self.level, self.lock_button])
         self._cursor = -1
         self.rows: list[PathRow] = []

@@ -184,7 +184,7 @@ class ProofreadWidget(LayerWidget):
         new = new[0] if frame is not None else new
         changed = apply_edit(layer, name, new, frame)
         if not changed:
-            show_info(f"Proofread: {name} changed nothing")
+            show_info(f"Proofread: nothing changed ({name})")
         return changed
 
     def merge(self, ids: list[int] | None = None) -> bool:
