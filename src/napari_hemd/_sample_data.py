@@ -16,6 +16,9 @@ def _layers(sample: dict, name: str) -> list[tuple]:
                 "opacity": 0.5,
                 "contrast_limits": (0.0, 1.0),
                 "visible": False,
+                # the image it is the probability of: a Project saved from it keeps the image,
+                # so a reopened session shows the labels over the nuclei, not over black
+                "metadata": {"hemd_source": f"{name} image"},
             },
             "image",
         ),

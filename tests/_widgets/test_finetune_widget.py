@@ -221,6 +221,7 @@ def test_finetune_and_resegment_at_the_labels_zoom(make_napari_viewer, qtbot, er
     assert ft_module.run_zoom(labels) == 1.5
     infos: list[str] = []
     monkeypatch.setattr(ft_module, "show_info", infos.append)
+    monkeypatch.setattr(ft_module, "show_warning", infos.append)  # a model scoring lower
     tune = FineTuneWidget(viewer)
     tune.image.value, tune.labels.value = viewer.layers["cells"], labels
     tune.base.value = "nuclei-fluo"

@@ -51,7 +51,9 @@ def test_widget_opens_from_plugins_menu(widget, make_napari_viewer):
     viewer.add_labels(
         np.eye(4, dtype=np.uint8), name="y", metadata={"hemd_params": {}, "hemd_result": None}
     )
-    combos = [c for c in w if c.widget_type == "ComboBox" and c.label in LAYER_COMBOS]
+    from magicgui.widgets import ComboBox
+
+    combos = [c for c in w if isinstance(c, ComboBox) and c.label in LAYER_COMBOS]
     assert combos
     for c in combos:
         assert {getattr(v, "name", None) for v in c.choices} & {"x", "y"}, c.label

@@ -9,6 +9,7 @@ from napari_hemd._widgets import InspectorWidget, ProjectWidget, ProofreadWidget
 
 
 def test_save_close_reopen(viewer, qtbot, tmp_path, errors):
+    image = np.array(viewer.layers["nuclei video image"].data)
     seg = SegmentWidget(viewer)
     seg.prob.value = viewer.layers["nuclei video probability"]
     with qtbot.waitSignal(seg.run().finished, timeout=120_000):
@@ -40,6 +41,8 @@ def test_save_close_reopen(viewer, qtbot, tmp_path, errors):
     assert back.metadata["hemd_locked"] == {2: [0]}
     assert back.metadata["hemd_result"] is not None
     assert "nuclei video probability" in viewer.layers
+    # the sample's image comes back too: the labels are not shown over black
+    np.testing.assert_array_equal(viewer.layers["nuclei video image"].data, image)
     insp = InspectorWidget(viewer)
     insp.labels.value = back
     t, y, x = np.argwhere(back.data > 0)[0]
@@ -210,6 +213,34 @@ def test_any_widget_brings_back_the_last_session(
     assert not errors
 
 
+def test_no_to_restore_docks_nothing(
+    viewer, make_napari_viewer, qtbot, tmp_path, errors, restore_answer
+):
+    """Asked before the Project widget docks: "No" leaves the window as it was, and "Yes" is
+    asked once (not again by the Project widget)."""
+    from qtpy.QtWidgets import QApplication
+
+    labels = _session(viewer, qtbot)
+    proj = ProjectWidget(viewer, restore=False)
+    proj.labels.value = labels
+    proj.save(tmp_path / "work")
+    viewer.close()
+    restore_answer["yes"], restore_answer["asked"] = False, []
+    v2 = make_napari_viewer()
+    v2.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    qtbot.wait(100)
+    QApplication.processEvents()
+    assert len(restore_answer["asked"]) == 1
+    assert not any("Project" in str(name) for name in v2.window.dock_widgets)
+    assert len(v2.layers) == 0
+    restore_answer["yes"], restore_answer["asked"] = True, []
+    v3 = make_napari_viewer()
+    v3.window.add_plugin_dock_widget("napari-hemd", "Proofread")
+    qtbot.waitUntil(lambda: "nuclei video labels" in v3.layers, timeout=60_000)
+    assert len(restore_answer["asked"]) == 1
+    assert not errors
+
+
 def test_restore_asks_never_hijacks_and_brings_the_image_back(
     viewer, make_napari_viewer, qtbot, tmp_path, errors, settings_dir, restore_answer
 ):
@@ -286,3 +317,15 @@ def test_brush_strokes_undo_after_a_restart_from_plugins_menu(
     pr.redo_button.native.click()
     assert (back.data[3] == 99).sum() > 20
     assert not errors
+
+
+def test_fields_keep_their_captions_in_an_empty_viewer(make_napari_viewer):
+    """The labels-layer combo is also magicgui's ``Container.labels`` (captions or not): with no
+    layer yet it was false, and a widget docked in an empty viewer lost every caption."""
+    from napari_hemd._widgets import ExportWidget
+
+    viewer = make_napari_viewer()
+    for widget in (ProjectWidget(viewer, restore=False), ExportWidget(viewer)):
+        assert widget.labels.choices == ()
+        assert widget.path._labeled_widget() is not None  # "project (.zarr)" / "save to"
+        assert widget.labels._labeled_widget() is not None

@@ -233,3 +233,18 @@ def test_stream_widget_segments_a_time_lapse_of_stacks(make_napari_viewer, qtbot
     assert "emb probability" not in viewer.layers  # stack by stack: no maps kept
     assert ("stacks", 2, 2) in w.events
     assert shown == []
+
+
+def test_the_input_picker_opens_files_or_folders_as_chosen(make_napari_viewer):
+    """A file dialog picks a file or a folder, never both: a TIFF stack needs the file picker
+    (it was a folder picker only, so a TIFF had to be typed)."""
+    from magicgui.types import FileDialogMode
+
+    from napari_hemd._widgets.stream import FROM_FILE, FROM_FOLDER, StreamWidget
+
+    w = StreamWidget(make_napari_viewer())
+    assert w.input_from.value == FROM_FOLDER and w.source.mode == FileDialogMode.EXISTING_DIRECTORY
+    w.input_from.value = FROM_FILE
+    assert w.source.mode == FileDialogMode.EXISTING_FILE
+    w.input_from.value = FROM_FOLDER
+    assert w.source.mode == FileDialogMode.EXISTING_DIRECTORY

@@ -7,6 +7,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Generator
+from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton
@@ -254,6 +255,18 @@ def holds_session(viewer) -> bool:
     return any(isinstance(ly, Labels) and PARAMS_KEY in ly.metadata for ly in viewer.layers)
 
 
+class _LayerCombo(ComboBox):
+    """A layer combo box that is always true.
+
+    The widgets keep their labels-layer combo as ``self.labels``, which is also magicgui's
+    ``Container.labels`` (whether fields get captions): a combo with no layer yet was false
+    (no choices), so a widget docked in an empty viewer lost every caption.
+    """
+
+    def __bool__(self) -> bool:
+        return True
+
+
 class LayerWidget(Container):
     """A container with a viewer and layer combo boxes that follow the layer list.
 
@@ -316,7 +329,14 @@ class LayerWidget(Container):
         docks = getattr(window, "dock_widgets", None)
         if docks is None or any(PROJECT_WIDGET in str(name) for name in docks):
             return
+        from napari_hemd._widgets import project
+
+        last = _settings.last_project()
+        # asked first: a "No" leaves the window as it was (the Project dock used to stay)
+        if not project._ask_restore(Path(last)):
+            return
         log.info("docking the Project widget to restore the last session")
+        project.confirmed_restore = str(last)  # answered: the Project widget does not ask again
         window.add_plugin_dock_widget("napari-hemd", PROJECT_WIDGET)
 
     def layer_combo(
@@ -345,7 +365,7 @@ class LayerWidget(Container):
                 layers.sort(key=lambda ly: not prefer(ly))  # stable: newest first within each
             return [(ly.name, ly) for ly in layers]
 
-        return ComboBox(label=label, choices=choices, nullable=False)
+        return _LayerCombo(label=label, choices=choices, nullable=False)
 
     def run_workflow(
         self,

@@ -204,8 +204,9 @@ class PredictWidget(LayerWidget):
                 meta["hemd_tta"] = int(self.tta.value)
             if zoom != 1.0:
                 meta["hemd_scale"] = zoom
-            if tried is not None:
-                show_info(f"Predict: {found_zoom(zoom, tried)} for {str(model)!r}")
+            found = f", {found_zoom(zoom, tried)}" if tried is not None else ""
+            n = maps["foreground"].shape[0] if maps["foreground"].ndim > 2 else 1
+            show_info(f"Predict: '{name} probability' added ({n} frame(s), {model}{found})")
             grow = whole_cell_growth(loaded, zoom)
             extra = {GROW_KEY: grow, BACKGROUND_KEY: maps["background"]} if grow else {}
             # the model's sizes in this image's pixels, for Segment on these maps

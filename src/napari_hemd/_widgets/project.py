@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 AUTOSAVE_MS = 1500
 
 
+#: The last session's folder the user already agreed to restore (another widget asked before
+#: docking this one): the Project widget then restores it without asking again.
+confirmed_restore: str | None = None
+
+
 def _ask_restore(folder: Path) -> bool:
     from qtpy.QtWidgets import QMessageBox
 
@@ -264,7 +269,9 @@ class ProjectWidget(LayerWidget):
             return None
         if len(self.viewer.layers) or holds_session(self.viewer):
             return None  # never into a viewer that already holds data: it is other work
-        if not _ask_restore(Path(last)):  # looked up here: tests replace the dialog
+        global confirmed_restore
+        asked, confirmed_restore = confirmed_restore == str(last), None
+        if not asked and not _ask_restore(Path(last)):  # looked up here: tests replace it
             return None
         log.info("restoring the last session %s", last)
         return self.open(last)

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 #: ``Labels.metadata`` key of a layer this widget opened: the run's parameters and zarr path.
 STREAM_KEY = "hemd_stream"
 NO_MODEL = "none: input is probability"
-FROM_FILE, FROM_LAYER = "file", "layer"
+FROM_FILE, FROM_FOLDER, FROM_LAYER = "file (TIFF)", "folder (zarr, TIFF frames)", "layer"
 
 
 def _choices(_widget=None) -> list[tuple[str, str]]:
@@ -53,8 +53,11 @@ class StreamWidget(LayerWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__(napari_viewer, labels=True)
-        self.input_from = ComboBox(label="input from", choices=[FROM_FILE, FROM_LAYER])
-        self.source = FileEdit(label="input (zarr, TIFF)", mode="d")
+        # a file dialog picks files or folders, never both: the choice sets which
+        self.input_from = ComboBox(
+            label="input from", choices=[FROM_FILE, FROM_FOLDER, FROM_LAYER], value=FROM_FOLDER
+        )
+        self.source = FileEdit(label="input", mode="d")
         # a layer opened lazily from a zarr (the reader) streams too; in-memory data works as well
         self.image = self.layer_combo(Image, "image")
         self.image.visible = False
@@ -119,8 +122,11 @@ class StreamWidget(LayerWidget):
         self.model_info.visible = bool(self.model_info.value)
 
     def _show_input(self, kind: str) -> None:
-        self.source.visible = kind == FROM_FILE
+        self.source.visible = kind != FROM_LAYER
         self.image.visible = kind == FROM_LAYER
+        if kind != FROM_LAYER:
+            self.source.mode = "r" if kind == FROM_FILE else "d"
+            self.source.filter = "*.tif *.tiff" if kind == FROM_FILE else None
 
     def _input(self):
         """The input: a path, or the chosen layer's (level 0) data; None after an error."""
