@@ -254,7 +254,6 @@ class InspectorWidget(LayerWidget):
         show_info(f"Inspector: rebuilding the candidate forests of time {t}")
 
         def done(res: HEMDResult) -> None:
-            self._rebuilding = None
             if layer.metadata.get(RESULT_KEY) is not stacks:
                 log.info("discarded rebuilt forests: %s was segmented again", layer.name)
                 return
@@ -262,7 +261,10 @@ class InspectorWidget(LayerWidget):
             if self.labels.value is layer and self.stack == t and self._asked is not None:
                 self.inspect(*self._asked)  # the click that asked for them
 
-        return self.run_workflow(gen, done, None, None, f"Rebuild the forests of time {t}")
+        worker = self.run_workflow(gen, done, None, None, f"Rebuild the forests of time {t}")
+        # failed or cancelled too: a later click may try again
+        worker.finished.connect(lambda: setattr(self, "_rebuilding", None))
+        return worker
 
     def _labels_frame(self, layer: Labels, frame: int) -> np.ndarray:
         """The labels of ``frame`` (a time-lapse of stacks: slice ``frame`` of ``self.stack``)."""
