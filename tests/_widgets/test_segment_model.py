@@ -92,7 +92,7 @@ def test_segment_a_frame_range_first(viewer, qtbot, errors):
     viewer.dims.set_current_step(0, 7)
     whole.frames.value = "current frame"
     _wait(qtbot, whole.run())
-    one = viewer.layers["nuclei video labels (frames 7-7)"]
+    one = viewer.layers["nuclei video labels (frame 7)"]
     assert one.data.shape[0] == 1 and one.data.max() > 0
     assert "nuclei video labels" not in viewer.layers  # the whole movie was not segmented
     assert not errors

@@ -243,7 +243,8 @@ class SegmentWidget(LayerWidget):
             span = self.frame_range(int(data.shape[0]))
         if span is not None:  # try settings on a few frames: a layer placed at those frames
             data = data[span[0] : span[1]]
-            suffix = f" (frames {span[0]}-{span[1] - 1})"
+            a, b = span[0], span[1] - 1
+            suffix = f" (frame {a})" if a == b else f" (frames {a}-{b})"
             translate = (span[0], *([0] * (ndim - 1)))
         name = f"{base_name(layer.name)} labels{suffix}"
         saved = dict(params, method=method, **{SOURCE_KEY: layer.name})
