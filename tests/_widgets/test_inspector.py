@@ -31,6 +31,12 @@ def test_click_next_uncertain_and_shortcuts(viewer, qtbot, errors):
     insp._on_click(labels, SimpleNamespace(position=(t, y, x)))
     assert insp.frame == t and insp.table.rowCount() >= 1
     assert "object" in insp.where.value
+    prob = viewer.layers["nuclei video probability"].data
+    ty, tx = (int(v) for v in np.argwhere(prob[t] < 0.1)[0])  # a background pixel: says why
+    assert insp.inspect(int(t), (ty, tx)) == []
+    assert insp.where.value.endswith(
+        "no candidate here (probability below tau 0.5, or a region under min size)"
+    )
 
     todo = uncertain_objects(res, margin=1.01)  # every matched object counts
     assert todo

@@ -322,6 +322,12 @@ class InspectorWidget(LayerWidget):
         obj = int(self._labels_frame(layer, frame)[self.pixel])
         at = f"time {self.stack}, slice {frame}" if layer.ndim == 4 else f"frame {frame}"
         self.where.value = f"{at}, object {obj or 'none'}: {len(self.rows)} of {len(path)} levels"
+        if not path:  # no candidate holds the pixel: below the lowest threshold (or too small)
+            tau = res.params.get("tau", 0.5)
+            self.where.value = (
+                f"{at}, object {obj or 'none'}: no candidate here (probability below tau "
+                f"{tau:g}, or a region under min size)"
+            )
         self.table.setRowCount(len(self.rows))
         chosen_row = None
         # the user's choices (Use this candidate), which a re-run keeps
