@@ -197,3 +197,21 @@ def test_export_into_a_folder_of_the_users_names_the_file_after_the_layer(viewer
     out = export.export(tmp_path)  # an existing folder of the user's: the file goes inside
     assert out.parent == tmp_path and out.name == "nuclei_video_labels.tif"
     np.testing.assert_array_equal(read_stack(out), labels.data)
+
+
+def test_segment_counts_objects_a_frame_when_ids_are_per_frame(viewer, qtbot, monkeypatch):
+    """Unlinked, ids are per frame: "15 objects" (the ids over the movie) read as too many."""
+    import napari_hemd._widgets.segment as segment_module
+
+    infos: list[str] = []
+    monkeypatch.setattr(segment_module, "show_info", infos.append)
+    labels = _segmented(viewer, qtbot)
+    per = max(len(np.unique(f)) - 1 for f in labels.data)
+    assert infos[-1].startswith(f"Segment: up to {per} objects a frame (")
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.link.value = True
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    n = len(np.unique(labels.data)) - 1
+    assert infos[-1].startswith(f"Segment: {n} objects (one id each throughout) in ")

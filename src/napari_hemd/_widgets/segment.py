@@ -373,7 +373,17 @@ class SegmentWidget(LayerWidget):
                     self.viewer, labels, name, kind="labels", metadata=meta, translate=translate
                 )
             track_paint(out)  # brush strokes join the undo history
-            n = len(np.unique(out.data)) - 1
+            shown = np.asarray(out.data)
+            n = len(np.unique(shown)) - 1
+            count = f"{n} objects"
+            linked = bool(saved.get("link")) or getattr(res, "tracks", None) is not None
+            if shown.ndim >= 3 and shown.shape[0] > 1 and not linked:
+                # ids are not the same object from frame to frame: the count a user checks
+                per = max(len(np.unique(f)) - 1 for f in shown)
+                unit = "slice" if saved.get("planes") == 3 else "frame"
+                count = f"up to {per} objects a {unit} ({n} ids)"
+            elif shown.ndim >= 3 and shown.shape[0] > 1:
+                count = f"{n} objects (one id each throughout)"
             how = f", whole cells (grown {saved['grow']} px)" if saved["grow"] else ""
             advice = getattr(result, "advice", None) if model != NO_MODEL else None
             if model != NO_MODEL and "scale_tried" in result.params:
@@ -381,7 +391,7 @@ class SegmentWidget(LayerWidget):
 
                 how += f", {found_zoom(result.params['scale'], result.params['scale_tried'])}"
             show_info(
-                f"Segment: {n} objects in {name!r}{how}" + (f". Note: {advice}" if advice else "")
+                f"Segment: {count} in {name!r}{how}" + (f". Note: {advice}" if advice else "")
             )
 
         return self.run_workflow(gen, done, self.run_button, self.cancel_button, "Segment")
