@@ -374,15 +374,17 @@ class SegmentWidget(LayerWidget):
                 )
             track_paint(out)  # brush strokes join the undo history
             shown = np.asarray(out.data)
-            n = len(np.unique(shown)) - 1
+            # ids per frame, once: the movie's ids are their union
+            ids = [np.unique(f) for f in shown] if shown.ndim >= 3 else [np.unique(shown)]
+            n = len(np.unique(np.concatenate(ids))) - 1
             count = f"{n} objects"
             linked = bool(saved.get("link")) or getattr(res, "tracks", None) is not None
-            if shown.ndim >= 3 and shown.shape[0] > 1 and not linked:
+            if len(ids) > 1 and not linked:
                 # ids are not the same object from frame to frame: the count a user checks
-                per = max(len(np.unique(f)) - 1 for f in shown)
+                per = max(len(i) - 1 for i in ids)
                 unit = "slice" if saved.get("planes") == 3 else "frame"
                 count = f"up to {per} objects a {unit} ({n} ids)"
-            elif shown.ndim >= 3 and shown.shape[0] > 1:
+            elif len(ids) > 1:
                 count = f"{n} objects (one id each throughout)"
             how = f", whole cells (grown {saved['grow']} px)" if saved["grow"] else ""
             advice = getattr(result, "advice", None) if model != NO_MODEL else None

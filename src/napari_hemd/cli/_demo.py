@@ -81,12 +81,11 @@ def _segment(image, model: str):
     except ImportError as exc:
         log.warning("no model prediction (%s); using the sample probability map", exc)
         return None
-    try:
-        loaded = load_model(model, name="--model")
+    try:  # checked here, to fall back; segment_image loads it by name, so the name is recorded
+        load_model(model, name="--model")
     except (FileNotFoundError, KeyError, ValueError) as exc:
         log.warning("model %r unavailable (%s); using the sample probability map", model, exc)
         return None
-    del loaded  # only checked: segment_image loads it by name, so the name is recorded
     return segment_image(image, model, "hemd", link=True)
 
 

@@ -188,10 +188,11 @@ def write_labels(
             arr_shape = tuple(labels_arr.shape)
             chunks = arr_shape if len(arr_shape) == 2 else (1, *arr_shape[1:])
             z = zarr.open_array(str(tmp), mode="w", shape=arr_shape, chunks=chunks, dtype=np.uint32)
-            if len(arr_shape) == 2:
+            if len(arr_shape) == 2:  # one image
                 z[:] = np.asarray(labels_arr)
-            for t in range(arr_shape[0] if len(arr_shape) > 2 else 0):
-                z[t] = np.asarray(labels_arr[t])
+            else:  # frame by frame: a lazy stack is never all in memory
+                for t in range(arr_shape[0]):
+                    z[t] = np.asarray(labels_arr[t])
             if metadata:
                 z.attrs.update(metadata)
         else:  # "ctc"

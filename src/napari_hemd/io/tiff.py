@@ -109,7 +109,7 @@ def lazy_tiff(path: str | os.PathLike):
 def read_tiff_folder(path: str | os.PathLike, *, lazy: bool = False):
     """A folder of ``*.tif`` frames sorted by name as one (T, ...) stack (dask when ``lazy``)."""
     path = Path(path)
-    frames = sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+    frames = _folder_frames(path)
     if not frames:
         raise ValueError(f"folder {str(path)!r} holds no .tif frames")
     import tifffile
@@ -147,6 +147,11 @@ def read_tiff_folder(path: str | os.PathLike, *, lazy: bool = False):
     return np.stack([tifffile.imread(f) for f in frames])
 
 
+def _folder_frames(path: Path) -> list[Path]:
+    """A folder's ``*.tif`` frames in reading order (by name)."""
+    return sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+
+
 def folder_frame_numbers(path: str | os.PathLike) -> list[int] | None:
     """The frame numbers a folder's ``*.tif`` names carry (``t050.tif`` -> 50), in reading order.
 
@@ -154,10 +159,9 @@ def folder_frame_numbers(path: str | os.PathLike) -> list[int] | None:
     """
     import re
 
-    path = Path(path)
-    names = sorted(p.stem for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
-    found = [re.search(r"(\d+)\D*$", n) for n in names]
-    if not names or not all(found):
+    frames = _folder_frames(Path(path))
+    found = [re.search(r"(\d+)\D*$", f.stem) for f in frames]
+    if not frames or not all(found):
         return None
     return [int(m.group(1)) for m in found]
 

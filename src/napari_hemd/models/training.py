@@ -817,12 +817,12 @@ def train_model(
     if score_at_end and val and not score_samples and not cancelled:
         # chosen by the held-out loss (no --score-every, or a run too short to reach it): the
         # network written is still scored on its held-out frames, once, as it is written
-        final = _score(model, _score_subset(val, cfg.score_frames))
+        frames = _score_subset(val, cfg.score_frames)
         kept = [h for h in history if h.get("val_loss") == best[0]]
         model.metadata["training"]["final_score"] = {
-            **final,
+            **_score(model, frames),
             "step": kept[-1]["step"] if kept else step,
-            "frames": len(_score_subset(val, cfg.score_frames)),
+            "frames": len(frames),
         }
     save_model_file(model, output, half=half)
     if ckpt.exists() and step >= cfg.steps:
