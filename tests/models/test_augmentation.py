@@ -2,8 +2,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
-from napari_hemd.models.augmentation import Augmentation, augment_intensity, warp_patch
+from napari_hemd.models.augmentation import (
+    Augmentation,
+    augment_intensity,
+    dim_objects,
+    warp_patch,
+)
 
 
 def _ramp(h=120, w=150):
@@ -54,3 +60,47 @@ def test_intensity_augmentation_changes_values_not_shape():
     off = augment_intensity(img, np.random.default_rng(1), Augmentation.off())
     assert np.corrcoef(off.ravel(), img.ravel())[0, 1] > 0.95
     assert Augmentation().to_dict()["scale"] == [0.7, 1.4]
+
+
+def _discs():
+    """Four bright discs (contrast 1 above a background of 0.2) on a 128 x 128 patch."""
+    yy, xx = np.mgrid[:128, :128]
+    labels = np.zeros((128, 128), np.int32)
+    for i, (cy, cx) in enumerate([(32, 32), (32, 96), (96, 32), (96, 96)], start=1):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 < 14**2] = i
+    return 0.2 + (labels > 0).astype(np.float32), labels
+
+
+def test_dim_objects_lowers_some_objects_contrast_and_keeps_the_background():
+    img, labels = _discs()
+    aug = Augmentation(dim_prob=1.0, dim_min=0.1)
+    far = ndi.distance_transform_edt(labels == 0) > 8  # beyond the spread factor map
+    dimmed_any = kept_any = False
+    for seed in range(8):
+        out = dim_objects(img, labels, np.random.default_rng(seed), aug)
+        assert out.shape == img.shape and out.dtype == np.float32
+        np.testing.assert_allclose(out[far], 0.2, atol=1e-4)  # the background level stays
+        for i in range(1, 5):
+            core = ndi.binary_erosion(labels == i, iterations=5)
+            contrast = float(out[core].mean()) - 0.2
+            assert 0.1 - 1e-3 <= contrast <= 1 + 1e-3  # within [dim_min, 1] of its own
+            dimmed_any |= contrast < 0.9
+            kept_any |= contrast > 0.999
+    assert dimmed_any and kept_any  # each object is dimmed or not, by chance
+    np.testing.assert_array_equal(img, _discs()[0])  # the input is not modified
+    # off (the default), or a patch without objects or without background: unchanged
+    same = dim_objects(img, labels, np.random.default_rng(0), Augmentation())
+    np.testing.assert_array_equal(same, img)
+    blank = np.zeros_like(labels)
+    np.testing.assert_array_equal(dim_objects(img, blank, np.random.default_rng(0), aug), img)
+    full = np.ones_like(labels)
+    np.testing.assert_array_equal(dim_objects(img, full, np.random.default_rng(0), aug), img)
+
+
+def test_dim_objects_probability_is_per_patch():
+    img, labels = _discs()
+    aug = Augmentation(dim_prob=0.3)
+    rng = np.random.default_rng(3)
+    changed = [not np.array_equal(dim_objects(img, labels, rng, aug), img) for _ in range(400)]
+    # a touched patch dims each of its 4 objects with probability 1/2: 15/16 of them change
+    assert np.mean(changed) == pytest.approx(0.3 * 15 / 16, abs=0.06)

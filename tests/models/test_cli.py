@@ -50,7 +50,16 @@ def test_train_predict_round_trip(folder, kind, capsys):
     extra = (
         ["--contact-weight", "3"]
         if kind == "affinity"
-        else ["--foreground-oversample", "0.5", "--class-weights", "2,6,1", "--dice-weight", "0.5"]
+        else [
+            "--foreground-oversample",
+            "0.5",
+            "--class-weights",
+            "2,6,1",
+            "--dice-weight",
+            "0.5",
+            "--dim-objects",
+            "0.5",
+        ]
     )
     data = ["--data", str(folder / "data")]
     assert main(["train", *data, "--model", kind, "-o", str(model), *common, *extra]) == 0
@@ -64,6 +73,8 @@ def test_train_predict_round_trip(folder, kind, capsys):
     if kind == "unet":  # the weight is for affinity pairs: refused with a U-Net
         assert meta["training"]["config"]["class_weights"] == [2.0, 6.0, 1.0]
         assert meta["training"]["config"]["dice_weight"] == 0.5
+        assert meta["training"]["config"]["dim_objects"] == 0.5
+        assert meta["training"]["augmentation"]["dim_prob"] == 0.5
         other = folder / "other.pt"
         with pytest.raises(SystemExit):
             main(["train", *data, "-o", str(other), *common, "--class-weights", "1,3"])

@@ -378,6 +378,18 @@ def test_dice_weight_adds_a_whole_cell_dice_loss(blobs):
         TrainConfig(model="affinity", dice_weight=0.5)
 
 
+def test_dim_objects_option_reaches_the_augmentation():
+    assert TrainConfig().augmentation.dim_prob == 0.0
+    aug = TrainConfig(dim_objects=0.5, noise_sigma=0.1).augmentation
+    assert aug.dim_prob == 0.5 and aug.noise_sigma == 0.1
+    assert TrainConfig(dim_objects=0.5).augmentation.noise_sigma == 0.25  # the default stays
+    for bad in (-0.1, 1.5, True, "0.5"):
+        with pytest.raises(ValueError, match=r"dim_objects must be a probability in \[0, 1\]"):
+            TrainConfig(dim_objects=bad)
+    with pytest.raises(ValueError, match=r"part of the full augmentation.*augment='basic'"):
+        TrainConfig(dim_objects=0.5, augment="basic")
+
+
 def test_affinity_checkpoints_are_scored_with_their_calibrated_bias(blobs, tmp_path):
     """Each score of an affinity network uses the Mutex bias chosen for it on training frames."""
     from napari_hemd.models import Sample

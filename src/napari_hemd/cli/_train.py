@@ -113,6 +113,14 @@ def register(subparsers) -> None:
         "with --init 0.08)",
     )
     p.add_argument(
+        "--dim-objects",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability that a training patch has some of its objects dimmed towards the "
+        "background (faint, bleached nuclei late in a sequence; default 0: off)",
+    )
+    p.add_argument(
         "--update-bn",
         action="store_true",
         help="fine-tuning: re-estimate batch-norm statistics from the new data (default with "
@@ -311,6 +319,7 @@ def run(args: argparse.Namespace) -> int:
         noise_sigma=args.noise
         if args.noise is not None
         else (RECIPE.noise_sigma if fine_tune else None),
+        dim_objects=args.dim_objects,
         checkpoint_every=args.checkpoint_every,
         ranges=ranges,
         neighbourhood=args.neighbourhood,

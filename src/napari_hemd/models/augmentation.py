@@ -3,7 +3,9 @@
 Pure numpy / scipy (no torch): one geometric warp per patch (random rotation by any angle, flip,
 isotropic scale and a smooth elastic displacement, all folded into one ``map_coordinates`` call so
 the labels are resampled exactly once, nearest-neighbour) followed by intensity changes on the
-normalised image (contrast, gamma, offset, blur, Gaussian and signal-dependent noise).
+normalised image (contrast, gamma, offset, blur, Gaussian and signal-dependent noise), optionally
+after dimming some of the patch's objects (:func:`dim_objects`: nuclei that bleach, or that are
+stained less, than their neighbours).
 
 The ranges were chosen to cover what differs between the two CTC sequences of one dataset: cell
 density and size (scale 0.7-1.4), staining brightness and contrast (log-normal gain, gamma), focus
@@ -17,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["Augmentation", "augment_intensity", "warp_patch"]
+__all__ = ["Augmentation", "augment_intensity", "dim_objects", "warp_patch"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,11 @@ class Augmentation:
         nuclei 4 grey levels above a background of noise 3.5) where training frames had 3-7.
     shot_noise : float
         Largest signal-dependent (Poisson-like) noise factor.
+    dim_prob : float
+        Probability that a patch has some of its objects dimmed (:func:`dim_objects`); 0: off.
+    dim_min : float
+        Dimmed objects keep a contrast above the background drawn log-uniformly in
+        ``[dim_min, 1]`` of their own.
     """
 
     scale: tuple = (0.7, 1.4)
@@ -59,6 +66,8 @@ class Augmentation:
     blur_sigma: float = 1.5
     noise_sigma: float = 0.25
     shot_noise: float = 0.05
+    dim_prob: float = 0.0
+    dim_min: float = 0.1
 
     def to_dict(self) -> dict:
         """JSON-safe dict (for model metadata)."""
@@ -152,3 +161,40 @@ def augment_intensity(img: np.ndarray, rng: np.random.Generator, aug: Augmentati
     if aug.noise_sigma > 0:
         img += rng.uniform(0, aug.noise_sigma) * rng.standard_normal(img.shape, np.float32)
     return img
+
+
+def dim_objects(
+    img: np.ndarray, labels: np.ndarray, rng: np.random.Generator, aug: Augmentation
+) -> np.ndarray:
+    """Lower the contrast of some objects of a normalised ``(Y, X)`` patch against its background.
+
+    With probability ``aug.dim_prob`` each object of the patch is dimmed with probability 1/2:
+    its intensity above the background level (the median of the patch's unlabelled pixels) is
+    multiplied by a factor drawn log-uniformly in ``[aug.dim_min, 1]``. The factor map is
+    spread 3 px beyond each object (its blurred rim dims with it) and smoothed (sigma 1.5 px),
+    so no edge is drawn where the labels end. Noise added afterwards (:func:`augment_intensity`)
+    then puts such objects near the noise level, as a bleached nucleus late in a sequence is,
+    while their labels stay: the network learns to find a faint nucleus as a whole.
+
+    Returns a new float32 array; ``img`` is unchanged, and so is a patch the draw leaves alone.
+    """
+    img = img.astype(np.float32, copy=True)
+    if aug.dim_prob <= 0 or rng.random() >= aug.dim_prob:
+        return img
+    ids = np.unique(labels)
+    ids = ids[ids != 0]
+    background = labels == 0
+    if ids.size == 0 or not background.any():
+        return img
+    dimmed = ids[rng.random(ids.size) < 0.5]
+    if dimmed.size == 0:
+        return img
+    lo = float(np.log(min(max(aug.dim_min, 1e-3), 1.0)))
+    factors = np.ones(int(labels.max()) + 1, np.float32)
+    factors[dimmed] = np.exp(rng.uniform(lo, 0.0, dimmed.size))
+    from skimage.segmentation import expand_labels
+
+    grown = expand_labels(labels, 3)
+    fmap = ndi.gaussian_filter(factors[grown], 1.5)
+    level = float(np.median(img[background]))
+    return level + (img - level) * fmap

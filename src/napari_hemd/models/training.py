@@ -30,7 +30,12 @@ from napari_hemd.models.affinity import (
     pyramid_ranges,
     self_correlation,
 )
-from napari_hemd.models.augmentation import Augmentation, augment_intensity, warp_patch
+from napari_hemd.models.augmentation import (
+    Augmentation,
+    augment_intensity,
+    dim_objects,
+    warp_patch,
+)
 from napari_hemd.models.data import Sample, object_diameters
 from napari_hemd.models.weights import (
     HemdModel,
@@ -108,6 +113,10 @@ class TrainConfig:
     noise_sigma : float or None
         Largest additive noise of the ``"full"`` augmentation (default: the
         :class:`~napari_hemd.models.augmentation.Augmentation` default).
+    dim_objects : float
+        Probability that a training patch has some of its objects dimmed towards the background
+        (:func:`~napari_hemd.models.augmentation.dim_objects`: faint, bleached nuclei); 0: off.
+        Only with the ``"full"`` augmentation.
     init : str or None
         Fine-tune: start from this shipped model or model file (its architecture, normalisation,
         targets and offsets are used; the file records where it came from).
@@ -164,6 +173,7 @@ class TrainConfig:
     score_every: int = 0
     score_frames: int = 8
     noise_sigma: float | None = None
+    dim_objects: float = 0.0
     init: str | None = None
     freeze: str | None = None
     freeze_bn: bool = False
@@ -224,6 +234,14 @@ class TrainConfig:
                 )
         if int(self.score_every) < 0:
             raise ValueError(f"score_every must be >= 0; got {self.score_every!r}")
+        d = self.dim_objects
+        if isinstance(d, bool) or not isinstance(d, Real) or not 0.0 <= float(d) <= 1.0:
+            raise ValueError(f"dim_objects must be a probability in [0, 1] (0: off); got {d!r}")
+        if float(d) > 0 and self.augment != "full":
+            raise ValueError(
+                f"dim_objects is part of the full augmentation; got dim_objects={d!r} with "
+                f"augment={self.augment!r}"
+            )
         if self.class_weights is None:
             self.class_weights = default_class_weights(self.targets)
         weights = tuple(self.class_weights)
@@ -241,9 +259,12 @@ class TrainConfig:
         """The :class:`Augmentation` that ``augment`` names."""
         if self.augment == "basic":
             return Augmentation.off()
+        changes = {}
         if self.noise_sigma is not None:
-            return Augmentation(noise_sigma=float(self.noise_sigma))
-        return Augmentation()
+            changes["noise_sigma"] = float(self.noise_sigma)
+        if self.dim_objects:
+            changes["dim_prob"] = float(self.dim_objects)
+        return Augmentation(**changes)
 
 
 def pick_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -377,6 +398,8 @@ class _PatchSampler:
             s = self.samples[i]
             centre = self._centre(i) if self.foreground[i] else None
             img, lab = warp_patch(s.image, s.labels, self.patch, self.rng, self.aug, centre)
+            if self.aug.dim_prob > 0:
+                img = dim_objects(img, lab, self.rng, self.aug)
             imgs.append(augment_intensity(img, self.rng, self.aug))
             labs.append(lab)
         return np.stack(imgs)[:, None], np.stack(labs)
