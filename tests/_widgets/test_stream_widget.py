@@ -69,6 +69,10 @@ def test_stream_widget_on_a_scheduler(
     qtbot.waitUntil(lambda: w.run_button.enabled)
     assert w.status.value.startswith("done")
     assert shown == []
+    # a rerun refused (the output exists) does not leave the last run's "done" on show
+    assert w.run() is None
+    assert w.status.value == "not started (see the message)"
+    assert shown == [f"Large data: output {str(out)!r} exists; tick 'overwrite output'"]
 
 
 def test_stream_widget_cancel_then_resume(make_napari_viewer, qtbot, prob_zarr, tmp_path, shown):
@@ -248,3 +252,17 @@ def test_the_input_picker_opens_files_or_folders_as_chosen(make_napari_viewer):
     assert w.source.mode == FileDialogMode.EXISTING_FILE
     w.input_from.value = FROM_FOLDER
     assert w.source.mode == FileDialogMode.EXISTING_DIRECTORY
+
+
+def test_stream_widget_says_when_a_run_failed(make_napari_viewer, qtbot, tmp_path, shown):
+    """A run that fails in its worker (maps that are no probabilities) says so on its line."""
+    bad = tmp_path / "bad.zarr"
+    z = zarr.create_array(str(bad), shape=(4, 32, 32), chunks=(1, 32, 32), dtype=np.float32)
+    z[:] = 5.0
+    viewer = make_napari_viewer()
+    w = _widget(viewer, bad, tmp_path / "lab.zarr")
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: w.run_button.enabled, timeout=60_000)
+    assert w.status.value.startswith("failed: ") and len(shown) == 1
+    assert shown[0].startswith("Large data failed: ")
+    assert w.status.value[len("failed: ") :] == shown[0][len("Large data failed: ") :]

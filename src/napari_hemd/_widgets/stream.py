@@ -206,7 +206,8 @@ class StreamWidget(LayerWidget):
         from napari_hemd.pipeline import stream_workflow
 
         kwargs = self._arguments()
-        if kwargs is None:
+        if kwargs is None:  # the message says why; the line no longer shows an earlier "done"
+            self.status.value = "not started (see the message)"
             return None
         self.events, self.advice = [], None
         source, output = kwargs.pop("source"), kwargs.pop("output")
@@ -224,6 +225,7 @@ class StreamWidget(LayerWidget):
         worker = self.run_workflow(gen, done, self.run_button, self.cancel_button, "Large data")
         worker.yielded.connect(self._show_progress)
         worker.aborted.connect(lambda: setattr(self.status, "value", "cancelled (rerun resumes)"))
+        worker.errored.connect(lambda exc: setattr(self.status, "value", f"failed: {exc}"))
         return worker
 
     @staticmethod
