@@ -271,3 +271,20 @@ def test_run_zoom_reads_segment_and_large_data_labels():
     assert run_zoom(Labels(data, metadata={"hemd_stream": {"scale": 1.74}})) == 1.74
     for bad in ("auto", True, 0, None):  # not a zoom a run used: frames at their own size
         assert run_zoom(Labels(data, metadata={"hemd_params": {"scale": bad}})) == 1.0
+
+
+def test_an_empty_model_name_shows_the_name_it_gives(make_napari_viewer, tmp_path):
+    """The name field, left empty, shows greyed the name the model will be saved under."""
+    from napari_hemd._widgets import FineTuneWidget
+    from napari_hemd._widgets.finetune import FROM_FILE
+
+    w = FineTuneWidget(make_napari_viewer())
+    shipped = w.base.value
+    assert shipped and not shipped.endswith(".pt")
+    assert w.name.native.placeholderText() == f"{shipped}-tuned"
+    w.base.value = FROM_FILE
+    assert w.name.native.placeholderText() == ""  # no file yet
+    w.base_file.value = tmp_path / "my-nuclei.pt"
+    assert w.name.native.placeholderText() == "my-nuclei-tuned"
+    w.base.value = shipped
+    assert w.name.native.placeholderText() == f"{shipped}-tuned"

@@ -140,6 +140,10 @@ class FineTuneWidget(LayerWidget):
         self.base_file = FileEdit(label="model file", filter="*.pt", visible=False)
         self.base.changed.connect(lambda v: setattr(self.base_file, "visible", v == FROM_FILE))
         self.name = LineEdit(label="new model name", value="")
+        self.name.tooltip = "empty: the starting model's name + '-tuned' (numbered if taken)"
+        # the name an empty field gives, shown greyed in it
+        self.base.changed.connect(lambda _v: self._show_default_name())
+        self.base_file.changed.connect(lambda _v: self._show_default_name())
         self.minutes = FloatSpinBox(
             label="time budget (min)", value=2.0, min=0.1, max=600.0, step=0.5
         )
@@ -175,6 +179,7 @@ class FineTuneWidget(LayerWidget):
         self._undo: tuple | None = None
         self._training = False
         self._show_frames()
+        self._show_default_name()
 
     # ------------------------------------------------------------------ helpers
     def _base_choices(self, _widget=None) -> list[tuple[str, str]]:
@@ -211,6 +216,18 @@ class FineTuneWidget(LayerWidget):
             zoom = run_zoom(layer)
             at = f"; at zoom {zoom:g}, the labels' zoom" if zoom != 1.0 else ""
             self.frames_info.value = f"{len(frames)} checked frame(s){held}{at}"
+
+    def default_name(self) -> str:
+        """The model name an empty *new model name* gives: the starting model's + ``-tuned``."""
+        value = self.base.value
+        if value == FROM_FILE:
+            value = Path(str(self.base_file.value)).stem if str(self.base_file.value) else ""
+        elif value and str(value).endswith(".pt"):
+            value = Path(value).stem
+        return f"{value}-tuned" if value and value != "." else ""
+
+    def _show_default_name(self) -> None:
+        self.name.native.setPlaceholderText(self.default_name())
 
     def _base_value(self) -> str | None:
         value = self.base.value
