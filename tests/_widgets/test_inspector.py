@@ -162,6 +162,10 @@ def test_the_preview_layer_is_never_offered_for_edits_or_export(viewer, qtbot, e
     insp.inspect(t, pix)
     insp.preview_row(0)
     assert f"{labels.name} preview" in viewer.layers
+    # a white 2 px outline, seen on any object's colour; nothing else drawn
+    preview = viewer.layers[f"{labels.name} preview"]
+    np.testing.assert_array_equal(preview.colormap.map(np.array([0, 1])), [[0, 0, 0, 0], [1] * 4])
+    assert preview.contour == 2
     for widget in (ProofreadWidget(viewer), ExportWidget(viewer)):
         names = [ly.name for ly in widget.labels.choices]
         assert f"{labels.name} preview" not in names and widget.labels.value is labels

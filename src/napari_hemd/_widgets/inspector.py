@@ -7,6 +7,7 @@ import logging
 import numpy as np
 from magicgui.widgets import CheckBox, Container, FloatSlider, Label, PushButton
 from napari.layers import Image, Labels
+from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
@@ -280,7 +281,9 @@ class InspectorWidget(LayerWidget):
         prev = add_or_update(
             self.viewer, full, name, kind="labels", opacity=0.9, metadata={PREVIEW_KEY: True}
         )
-        prev.contour = 1
+        # a white outline, 2 px: seen on any object colour (label 1's own colour is a dark red)
+        prev.colormap = DirectLabelColormap(color_dict={None: "transparent", 1: "white"})
+        prev.contour = 2
         self.viewer.layers.selection.active = layer
 
     # ------------------------------------------------------------------ actions
