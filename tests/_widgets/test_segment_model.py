@@ -75,6 +75,29 @@ def test_default_layer_choices_are_plausible(viewer):
     assert SegmentWidget(viewer).prob.value.name == "nuclei video probability"
 
 
+def test_about_the_model_is_a_paragraph_under_the_model(make_napari_viewer, qtbot):
+    """The model's description spans the dock from its left edge, wrapped if need be: beside a
+    caption column its longest line widened the docks (~490 px, the other fields need ~410)."""
+    from qtpy.QtCore import QPoint
+
+    from napari_hemd._widgets import PredictWidget, SegmentWidget, StreamWidget
+
+    viewer = make_napari_viewer(show=True)  # laid out: positions and widths are real
+    for cls in (PredictWidget, SegmentWidget, StreamWidget):
+        w = cls(viewer)
+        w.model.value = "nuclei-fluo"
+        viewer.window.add_dock_widget(w, name=cls.__name__)
+        qtbot.waitUntil(lambda w=w: w.model_info.native.isVisible())
+        info, combo = w.model_info.native, w.model.native
+
+        def left(widget, w=w):
+            return widget.mapTo(w.native, QPoint(0, 0)).x()
+
+        assert info.wordWrap() and "held out, " in w.model_info.value
+        assert left(info) < left(combo), cls.__name__  # where the captions start, not after
+        assert info.width() >= combo.width(), cls.__name__
+
+
 def test_segment_a_frame_range_first(viewer, qtbot, errors):
     """Try settings on a few frames before the whole movie: a layer placed at those frames."""
     from napari_hemd._widgets import SegmentWidget

@@ -560,6 +560,20 @@ def full_width(widget) -> None:
         labeled._label_widget.visible = False
 
 
+def as_paragraph(label) -> None:
+    """Show a multi-line :class:`magicgui.widgets.Label` as a paragraph across the dock.
+
+    No caption column beside it (:func:`full_width`), left-aligned, wrapped where the dock is
+    narrower than a line: a caption column plus the longest line widened model docks to ~490 px.
+    Call after it is added to its container.
+    """
+    from qtpy.QtCore import Qt
+
+    full_width(label)
+    label.native.setWordWrap(True)
+    label.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+
+
 def add_or_update(viewer, data, name: str, kind: str = "image", **kwargs) -> Layer:
     """Replace the data of layer ``name`` if it exists with that kind, else add it."""
     kwargs = {k: v for k, v in kwargs.items() if v is not None}

@@ -16,6 +16,7 @@ from napari_hemd._widgets._common import (
     MODEL_KEY,
     LayerWidget,
     add_or_update,
+    as_paragraph,
     base_name,
     channels_refusal,
     is_probability_layer,
@@ -90,6 +91,7 @@ class PredictWidget(LayerWidget):
                 self.cancel_button,
             ]
         )
+        as_paragraph(self.model_info)  # a paragraph under the model, not a wide column
         self.model.changed.connect(self._model_chosen)
         self.model_file.changed.connect(lambda path: self._model_chosen(FROM_FILE))
         self._model_chosen(self.model.value)

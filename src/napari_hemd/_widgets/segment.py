@@ -31,6 +31,7 @@ from napari_hemd._widgets._common import (
     LayerWidget,
     add_or_update,
     apply_edit,
+    as_paragraph,
     base_name,
     channels_refusal,
     is_probability_layer,
@@ -139,6 +140,7 @@ class SegmentWidget(LayerWidget):
             ]
             + [self.run_button, self.cancel_button, self.restore_from, self.restore_button]
         )
+        as_paragraph(self.model_info)  # a paragraph under the model, not a wide column
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button.clicked.connect(self.cancel)
         self.restore_button.clicked.connect(lambda: self.restore(self.restore_from.value))

@@ -24,7 +24,7 @@ from magicgui.widgets import (
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
-from napari_hemd._widgets._common import LayerWidget
+from napari_hemd._widgets._common import LayerWidget, as_paragraph
 from napari_hemd._widgets._models import (
     model_summary,
     model_views,
@@ -104,6 +104,7 @@ class StreamWidget(LayerWidget):
                 self.status,
             ]
         )
+        as_paragraph(self.model_info)  # a paragraph under the model, not a wide column
         #: ``(stage, done, total)`` events of the current run, appended in the worker thread.
         self.events: list[tuple[str, int, int]] = []
         #: The size advice of the last run with a model (None: the objects suit the model).
