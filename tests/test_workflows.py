@@ -250,3 +250,136 @@ def test_candidate_path_says_why_a_merged_candidate_is_no_object():
     assert rows[-1].area == 1140 and not rows[-1].chosen
     assert s.split.tolist() == [rows[-1].node]
     assert nh.hemd(np.stack([p, p]), variant="paper").selections[0].split.size == 0
+
+
+def test_locks_of_a_movie_and_of_a_time_lapse_of_stacks_as_json():
+    """Frame -> nodes (a movie) and time -> slice -> nodes (stacks): integer keys in memory,
+    string keys in JSON, and back."""
+    import json
+
+    from napari_hemd.workflows import jsonable_locked, locked_choices
+
+    stacks = {1: {4: [7, 9]}, 3: {0: [2]}}
+    movie = {5: [11, 12]}
+    for locked in (stacks, movie):
+        text = json.dumps(jsonable_locked(locked))
+        assert locked_choices(json.loads(text)) == locked
+    assert jsonable_locked(stacks) == {"1": {"4": [7, 9]}, "3": {"0": [2]}}
+    assert locked_choices({"2": ["3", 4]}) == {2: [3, 4]} and locked_choices(None) == {}
+    copy = locked_choices(stacks)
+    copy[1][4].append(1)
+    assert stacks[1][4] == [7, 9]  # a copy: an edit's state is not changed behind its back
+
+
+def test_project_round_trip_with_locks_per_stack(tmp_path):
+    from napari_hemd.workflows import load_project, save_project
+
+    labels = np.zeros((2, 3, 8, 8), np.uint32)
+    locked = {1: {2: [5, 6]}}
+    hist = EditHistory()
+    edited = labels.copy()
+    edited[1, 2, 2:4, 2:4] = 3
+    hist.record("use candidate 5 (time 1, slice 2)", labels, edited,
+                state=({"hemd_locked": {}}, {"hemd_locked": locked}))  # fmt: skip
+    out = save_project(
+        tmp_path / "s.zarr", prob=np.zeros(labels.shape, np.float32), labels=edited,
+        params={"tau": 0.5}, locked=locked, history=hist,
+    )  # fmt: skip
+    back = load_project(out)
+    assert back["locked"] == locked
+    assert back["history"].undo_stack[0].state == ({"hemd_locked": {}}, {"hemd_locked": locked})
+
+
+def test_replace_locks_keeps_the_choices_a_new_one_does_not_overlap():
+    from napari_hemd.workflows import replace_locks
+
+    res = run_workflow(segment_workflow(_two_blobs(), tau=0.5, variant="paper"))
+    f = res.forests[1]
+    root = int(f.roots[0])
+    left, right = (int(n) for n in f.children(root))
+    assert replace_locks([left], f, [right]) == [left, right]  # siblings: both stay
+    assert replace_locks([left, right], f, [root]) == [root]  # the parent replaces both
+    assert replace_locks([root], f, [left, right]) == [left, right]
+    assert replace_locks([left], f, [left]) == [left]
+
+
+def test_match_ids_keeps_the_ids_of_the_objects_replaced():
+    from napari_hemd.workflows import match_ids
+
+    old = np.zeros((2, 20, 30), np.uint32)
+    old[:, 2:8, 2:8] = 5  # kept as it was
+    old[:, 10:18, 2:22] = 7  # split in two: each part less than half of it
+    old[:, 2:8, 20:28] = 9  # shifted a little
+    new = np.zeros_like(old)
+    new[:, 2:8, 2:8] = 1
+    new[:, 10:18, 2:11] = 2
+    new[:, 10:18, 12:21] = 3
+    new[:, 3:8, 20:28] = 4
+    new[1, 15:19, 22:26] = 6  # a new object
+    out, kept, fresh = match_ids(new, old, next_id=12)
+    assert (kept, fresh) == (2, 3)
+    assert (out[new == 1] == 5).all() and (out[new == 4] == 9).all()
+    assert {int(out[new == i][0]) for i in (2, 3, 6)} == {12, 13, 14}
+    assert (out[new == 0] == 0).all() and out.dtype == np.uint32
+    # one to one: with a lower bar, the half that overlaps best takes the id, the other a new one
+    wide = new.copy()
+    wide[:, 10:18, 12:21] = 0
+    wide[:, 10:18, 13:21] = 3
+    out, kept, fresh = match_ids(wide, old, next_id=12, min_iou=0.3)
+    assert (out[wide == 2] == 7).all() and (out[wide == 3] == 12).all()
+    with pytest.raises(ValueError, match="same shape"):
+        match_ids(new[0], old, next_id=12)
+
+
+def test_rerun_stacks_workflow_reruns_only_the_locked_stack():
+    """A lock in one slice of one stack: that stack re-run (its other slices follow the split),
+    its other objects keep their ids; the other stacks are not returned (nor read)."""
+    from napari_hemd.core.linking import link_labels
+    from napari_hemd.workflows import rerun_stacks_workflow, split_siblings, stack_rebuild_params
+
+    pair = np.zeros((5, 32, 64), np.float32)  # a stack: slices of two blobs with a bridge
+    pair[:, 8:24, 6:22] = 0.9
+    pair[:, 8:24, 26:42] = 0.9
+    pair[:, 12:20, 22:26] = 0.6
+    pair[:, 10:20, 48:58] = 0.9  # and a lone one
+    prob = np.stack([pair, pair, pair])
+    params = dict(tau=0.5, variant="paper", link=True)
+    results = [run_workflow(segment_workflow(p, **params)) for p in prob]
+    labels, _ = link_labels(np.stack([r.labels for r in results]))
+    before = labels.copy()
+    f = results[1].forests[2]
+    root = int(f.node_map[16, 10])
+    while f.parent[root] >= 0:
+        root = int(f.parent[root])
+    child = int(f.node_map[16, 10])
+    while f.parent[child] != root:
+        child = int(f.parent[child])
+    frame = labels[1, 2]
+    label = int(frame[16, 10])
+    siblings = split_siblings(f, child, frame == label)
+    labels[1, 2] = choose_candidate(frame, f, child, label, next_free_id(labels), prob=prob[1, 2])
+    locked = {1: {2: [child, *siblings]}, 2: {}}
+
+    class OnlyStack1:  # reading another stack's probability would be a bug
+        shape = prob.shape
+
+        def __getitem__(self, t):
+            assert t == 1
+            return prob[t]
+
+    events = []
+    out = run_workflow(
+        rerun_stacks_workflow(OnlyStack1(), labels, stack_rebuild_params(results[1]), locked),
+        lambda *e: events.append(e),
+    )
+    assert list(out) == [1] and events and events[0][0].startswith("time 1 (1/1): ")
+    new = out[1].labels
+    assert child in out[1].result.selections[2].nodes
+    for z in range(5):  # the split propagated to every slice: two objects where one was
+        ids = np.unique(new[z][before[1, z] == label])
+        assert len(ids[ids > 0]) == 2, z
+    lone = int(before[1, 0, 15, 52])
+    assert (new[before[1] == lone] == lone).all() and (out[1].kept, out[1].fresh) == (2, 1)
+    # the part the user clicked is over half of the object it was (IoU 0.53): it keeps the id
+    assert (new[2][f.mask(child)] == label).all()
+    assert set(np.unique(new)) == {0, lone, label, int(labels.max()) + 1}

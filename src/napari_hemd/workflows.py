@@ -34,13 +34,17 @@ __all__ = [
     "Cancelled",
     "EditHistory",
     "Match",
+    "StackRerun",
     "best_match",
     "candidate_path",
     "check_maps_fit",
     "choose_candidate",
     "delete_label",
+    "jsonable_locked",
     "keep_locked_objects",
     "load_project",
+    "locked_choices",
+    "match_ids",
     "merge_labels",
     "next_free_id",
     "per_stack",
@@ -48,6 +52,8 @@ __all__ = [
     "project_models",
     "rebuild_workflow",
     "relabel",
+    "replace_locks",
+    "rerun_stacks_workflow",
     "run_workflow",
     "save_project",
     "segment_workflow",
@@ -590,6 +596,112 @@ def keep_locked_objects(
     return out
 
 
+def replace_locks(
+    nodes: Sequence[int], forest: CandidateForest, chosen: Sequence[int]
+) -> list[int]:
+    """A frame's locked candidates once the user chose ``chosen`` in it.
+
+    A choice locks what the user then sees: the candidate and the pieces it split off
+    (:func:`split_siblings`; locking the candidate alone, a re-run let it grow back over its
+    unlocked siblings). It replaces the frame's earlier locks ``nodes`` that overlap one of them
+    (their ancestors and descendants in ``forest``); the others stay.
+
+    Returns
+    -------
+    list of int
+        The frame's locked node ids: the earlier ones kept, then ``chosen``.
+    """
+    keep = [
+        int(n)
+        for n in nodes
+        if not any(forest.is_ancestor(c, n) or forest.is_ancestor(n, c) for c in chosen)
+    ]
+    return [*keep, *(int(c) for c in chosen)]
+
+
+def locked_choices(locked: dict | None) -> dict:
+    """The candidates a user locked, with integer keys and ids (a copy).
+
+    Two forms, as a labels layer and a project keep them: frame -> node ids for a ``(T, Y, X)``
+    movie or a ``(Z, Y, X)`` stack; time point -> slice -> node ids for a ``(T, Z, Y, X)``
+    time-lapse of stacks (each stack's forests, and so its node ids, are its own). Keys may be
+    strings (read from JSON); ``None`` gives ``{}``.
+    """
+    out: dict = {}
+    for k, v in (locked or {}).items():
+        if isinstance(v, dict):
+            out[int(k)] = {int(z): [int(n) for n in ns] for z, ns in v.items()}
+        else:
+            out[int(k)] = [int(n) for n in v]
+    return out
+
+
+def jsonable_locked(locked: dict | None) -> dict:
+    """:func:`locked_choices` with string keys, as JSON stores them (projects, exports)."""
+    return {
+        str(k): {str(z): ns for z, ns in v.items()} if isinstance(v, dict) else v
+        for k, v in locked_choices(locked).items()
+    }
+
+
+def match_ids(
+    new: np.ndarray, old: np.ndarray, next_id: int, *, min_iou: float = 0.5
+) -> tuple[np.ndarray, int, int]:
+    """Give the objects of ``new`` the ids of the objects of ``old`` they replace.
+
+    Each object of ``new`` takes the id of the object of ``old`` it overlaps with an IoU of at
+    least ``min_iou``, one to one (the pairs of largest total IoU,
+    :func:`scipy.optimize.linear_sum_assignment`); every other object gets a fresh id, from
+    ``next_id`` up in the order of its id in ``new``.
+
+    Parameters
+    ----------
+    new, old : (...) integer ndarray
+        Labels of the same region (one stack of a time-lapse, say) after and before a re-run;
+        0 is background.
+    next_id : int
+        The first id free for new objects (above every id in use, :func:`next_free_id` of the
+        whole movie, so that no object of another time point shares it).
+    min_iou : float
+        The smallest IoU of an object and the one it replaces.
+
+    Returns
+    -------
+    labels : uint32 ndarray
+        ``new`` relabelled.
+    kept : int
+        Objects that took an id of ``old``.
+    fresh : int
+        Objects with a new id (``next_id`` to ``next_id + fresh - 1``).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    from napari_hemd.core.metrics import overlap_table
+
+    new, old = np.asarray(new), np.asarray(old)
+    if new.shape != old.shape:
+        raise ValueError(f"new and old must have the same shape; got {new.shape} and {old.shape}")
+    table = overlap_table(old, new)
+    r, c, inter, union = table.object_pairs()
+    ok = inter >= min_iou * union
+    r, c, iou = r[ok], c[ok], inter[ok] / union[ok]
+    ids = table.pred_labels.astype(np.int64)
+    lut = np.zeros(int(ids[-1]) + 1, np.uint32)
+    kept = 0
+    if r.size:
+        ur, ri = np.unique(r, return_inverse=True)
+        uc, ci = np.unique(c, return_inverse=True)
+        w = np.zeros((ur.size, uc.size))
+        w[ri, ci] = iou
+        rr, cc = linear_sum_assignment(w, maximize=True)
+        pos = w[rr, cc] > 0
+        lut[ids[uc[cc[pos]]]] = table.gt_labels[ur[rr[pos]]]
+        kept = int(pos.sum())
+    fresh = [int(i) for i in ids[1:] if lut[i] == 0]
+    lut[fresh] = np.arange(next_id, next_id + len(fresh), dtype=np.uint32)
+    return lut[new], kept, len(fresh)
+
+
 def merge_labels(labels: np.ndarray, ids: Sequence[int], frame: int | None = None) -> np.ndarray:
     """Give every object in ``ids`` the first id (in one frame, or all frames when ``None``)."""
     out = labels.copy()
@@ -751,7 +863,7 @@ def save_project(
     prob: np.ndarray,
     labels: np.ndarray,
     params: dict,
-    locked: dict[int, list[int]] | None = None,
+    locked: dict | None = None,
     history: EditHistory | None = None,
     overwrite: bool = False,
     name: str | None = None,
@@ -775,7 +887,8 @@ def save_project(
     params : dict
         Segmentation parameters (JSON-serialisable values are kept).
     locked : dict, optional
-        Frame -> candidate ids chosen by the user.
+        Frame -> candidate ids chosen by the user; time point -> slice -> candidate ids for a
+        time-lapse of stacks (see :func:`locked_choices`).
     history : EditHistory, optional
         Undo/redo stacks, restored by :func:`load_project`. Of an edit's ``state`` the
         JSON-serialisable entries are kept (parameters, locked choices), not H-EMD results.
@@ -820,7 +933,7 @@ def save_project(
             {
                 "format": PROJECT_FORMAT,
                 "params": keep,
-                "locked": {str(k): [int(n) for n in v] for k, v in (locked or {}).items()},
+                "locked": jsonable_locked(locked),
                 "edits": edits,
                 "name": name,
                 "image_name": image_name if image is not None else None,
@@ -858,7 +971,8 @@ def load_project(folder: str | os.PathLike) -> dict:
     Returns
     -------
     dict
-        ``prob``, ``labels`` (ndarrays), ``params``, ``locked`` (frame -> list of ids),
+        ``prob``, ``labels`` (ndarrays), ``params``, ``locked`` (frame -> list of ids, or
+        time point -> slice -> list of ids: :func:`locked_choices`),
         ``history`` (:class:`EditHistory`), ``name`` (of the labels layer, or ``None``) and
         ``image`` / ``image_name`` (the raw image, or ``None`` for projects saved without it),
         ``checked`` (sorted frames marked as corrected) and ``models`` (the model files
@@ -883,9 +997,7 @@ def load_project(folder: str | os.PathLike) -> dict:
         "prob": np.asarray(root["prob"][...]),
         "labels": np.asarray(root["labels"][...]),
         "params": dict(attrs.get("params", {})),
-        "locked": {
-            int(k): list(v) for k, v in json.loads(json.dumps(attrs.get("locked", {}))).items()
-        },
+        "locked": locked_choices(json.loads(json.dumps(attrs.get("locked", {})))),
         "history": history,
         "name": attrs.get("name"),
         "image": np.asarray(root["image"][...]) if "image" in root else None,
@@ -908,7 +1020,7 @@ def _jsonable_state(d: dict) -> dict:
     out = {}
     for k, v in d.items():
         if k.endswith("locked") and isinstance(v, dict):
-            out[k] = {str(f): [int(n) for n in ns] for f, ns in v.items()}
+            out[k] = jsonable_locked(v)
         elif k.endswith("params") and isinstance(v, dict):
             out[k] = _plain_params(v)
     return out
@@ -940,7 +1052,7 @@ def _state_from_json(state: list[dict] | None) -> tuple[dict, dict] | None:
         d = dict(d)
         for k, v in d.items():
             if k.endswith("locked"):
-                d[k] = {int(f): list(ns) for f, ns in v.items()}
+                d[k] = locked_choices(v)
         out.append(d)
     return out[0], out[1]
 
@@ -992,8 +1104,125 @@ def rebuild_workflow(
     ``prob`` is what was segmented: the movie or stack, or one stack of a time-lapse of stacks
     (with that run's :func:`stack_rebuild_params`).
     """
+    kwargs = _rebuild_kwargs(params)
+    return (yield from segment_workflow(prob, "hemd", locked=locked or None, **kwargs))
+
+
+def _rebuild_kwargs(params: dict) -> dict:
+    """The H-EMD keywords that select as the run with the saved ``params`` did."""
     kwargs = {k: params[k] for k in _HEMD_KEYS if k in params}
     if "variant" in params and "split_coverage" not in params:
         # saved before the touching-cell split existed (results since record it: selection_choices)
         kwargs["split_coverage"] = 0.0
-    return (yield from segment_workflow(prob, "hemd", locked=locked or None, **kwargs))
+    return kwargs
+
+
+@dataclass
+class StackRerun:
+    """One stack of a time-lapse of stacks re-run with locked candidates.
+
+    Attributes
+    ----------
+    labels : (Z, Y, X) uint32 ndarray
+        The stack's new whole-cell labels, with the movie's ids (:func:`match_ids`).
+    result : HEMDResult
+        The stack's forests and locked selection (candidate ids the stack's own).
+    kept, fresh : int
+        Objects that kept the id of the object they replace, and objects with a new id.
+    """
+
+    labels: np.ndarray
+    result: HEMDResult
+    kept: int
+    fresh: int
+
+
+def rerun_stacks_workflow(
+    prob,
+    labels,
+    params: dict,
+    locked: dict[int, dict[int, Sequence[int]]],
+    *,
+    background=None,
+    grow: int = 0,
+    grow_threshold: float = 0.5,
+    min_volume: int = 0,
+) -> Generator[Progress, None, dict[int, StackRerun]]:
+    """Re-run H-EMD on the stacks of a time-lapse of stacks where the user locked candidates.
+
+    Each stack ``t`` of ``locked`` is segmented again as the run segmented it, stack by stack
+    (:func:`napari_hemd.image_segmentation.labels_from_maps_workflow` with the stacks' own
+    H-EMD parameters, as :func:`rebuild_workflow` takes them), with its locked candidates kept
+    (``hemd(locked=...)``), so that the stack's other slices follow them; then grown to whole
+    cells as the run was, a locked child given back the pixels the inspector gave it
+    (:func:`keep_locked_objects`), and the objects given the ids of the objects they replace
+    (:func:`match_ids`), so they stay linked over time to the other stacks, which are not
+    touched.
+
+    Parameters
+    ----------
+    prob : (T, Z, Y, X) array-like
+        The foreground probability the labels were segmented from (read one stack at a time).
+    labels : (T, Z, Y, X) integer array-like
+        The labels now (with the user's edits): what the locked candidates were chosen on.
+    params : dict
+        The stacks' H-EMD parameters (:func:`stack_rebuild_params`).
+    locked : dict
+        Time point -> slice -> locked node ids of that slice's forest.
+    background : (T, Z, Y, X) array-like, optional
+        Background probability, for the growth (needed when ``grow > 0``).
+    grow : int
+        Whole-cell growth in pixels (0: none).
+    grow_threshold : float
+        Pixels whose background probability is below it may be grown into.
+    min_volume : int
+        With linked slices (``params["link"]``): smaller objects are dropped, as in the run.
+
+    Yields
+    ------
+    (stage, done, total)
+        H-EMD's stages, prefixed ``"time t (k/n): "``.
+
+    Returns
+    -------
+    dict of int to StackRerun
+        The re-run stacks by time point.
+    """
+    from napari_hemd.image_segmentation import labels_from_maps_workflow
+
+    if grow and background is None:
+        raise ValueError("grow > 0 needs the background probability")
+    kwargs = _rebuild_kwargs(params)
+    todo = sorted(int(t) for t, slices in locked.items() if any(slices.values()))
+    next_id = next_free_id(labels)
+    out: dict[int, StackRerun] = {}
+    for k, t in enumerate(todo):
+        slices = {int(z): [int(n) for n in ns] for z, ns in locked[t].items() if ns}
+        p = np.asarray(prob[t])
+        maps = {"foreground": p}
+        if grow:
+            maps["background"] = np.asarray(background[t])
+        inner = labels_from_maps_workflow(
+            maps, "hemd", grow, grow_threshold=grow_threshold, min_volume=min_volume,
+            locked=slices, **kwargs,
+        )  # fmt: skip
+        new, res, _ = yield from _prefixed(inner, f"time {t} ({k + 1}/{len(todo)}): ")
+        previous = np.asarray(labels[t])
+        new = keep_locked_objects(new, previous, res.forests, slices, p)
+        new, kept, fresh = match_ids(new, previous, next_id)
+        next_id += fresh
+        out[t] = StackRerun(new, res, kept, fresh)
+    return out
+
+
+def _prefixed(inner: Generator, prefix: str) -> Generator[Progress, None, object]:
+    """Pass on ``inner``'s events with ``prefix`` on their stage (not on ``"cancelled"``)."""
+    try:
+        event = next(inner)
+        while True:
+            stage, done, total = event
+            if stage != "cancelled":
+                stage = prefix + stage
+            event = inner.send((yield (stage, done, total)))
+    except StopIteration as stop:
+        return stop.value

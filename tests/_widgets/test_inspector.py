@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from napari_hemd._widgets import InspectorWidget, ProofreadWidget, SegmentWidget
 from napari_hemd._widgets.inspector import uncertain_objects
@@ -219,3 +220,195 @@ def test_segment_counts_objects_a_frame_when_ids_are_per_frame(viewer, qtbot, mo
         pass
     n = len(np.unique(labels.data)) - 1
     assert infos[-1].startswith(f"Segment: {n} objects (one id each throughout) in ")
+
+
+# ------------------------------------------------------------ a time-lapse of stacks: lock, re-run
+def _stacks_probability() -> np.ndarray:
+    """(T, Z, Y, X): per stack a pair of touching nuclei (one object at tau, two above 0.84) and
+    a lone nucleus; the pair drifts right by a pixel per time point."""
+    t_, z_, y_, x_ = 3, 9, 48, 64
+    zz, yy, xx = np.indices((z_, y_, x_))
+
+    def nucleus(cy, cx):
+        return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 50 - (zz - 4) ** 2 / 112.5)
+
+    prob = np.stack(
+        [0.97 * (nucleus(20, 14 + t) + nucleus(20, 27 + t) + nucleus(20, 50)) for t in range(t_)]
+    )
+    return np.clip(prob, 0, 1).astype(np.float32)
+
+
+def _stacks_session(make_napari_viewer, qtbot, monkeypatch):
+    """A (T, Z, Y, X) time-lapse segmented by the Segment widget with nuclei-3d (each stack, then
+    linked over time), its prediction replaced by :func:`_stacks_probability` (the layer's own
+    values; background 1 - 2 p): ``(viewer, labels layer)``."""
+    pytest.importorskip("torch")
+    from napari_hemd.models import prediction
+
+    def predict_volume_workflow(model, volume, *, outputs=("foreground",), **_kwargs):
+        fg = np.asarray(volume, np.float32)
+        yield ("predict", 1, 1)
+        maps = {"foreground": fg, "background": np.clip(1 - 2 * fg, 0, 1)}
+        return {k: maps[k] for k in outputs}
+
+    monkeypatch.setattr(prediction, "predict_volume_workflow", predict_volume_workflow)
+    viewer = make_napari_viewer()
+    viewer.add_image(_stacks_probability(), name="embryo")
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["embryo"]
+    seg.model.value = "nuclei-3d"
+    seg.tta.value = 1
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    return viewer, viewer.layers["embryo labels"]
+
+
+def _split_the_pair(insp, labels, t=1, z=4):
+    """Use the largest child of the pair's object under (20, 16) in slice ``z`` of stack ``t``
+    (not H-EMD's choice): ``(node, its sibling)``."""
+    from napari_hemd.workflows import split_siblings
+
+    res = labels.metadata["hemd_result"].results[t]
+    rows = insp.inspect(z, (20, 16), stack=t)
+    frame = labels.data[t, z]
+    pair = frame == frame[20, 16]
+    splits = [i for i, r in enumerate(rows) if split_siblings(res.forests[z], r.node, pair)]
+    i = max(splits, key=lambda i: rows[i].area)
+    assert not rows[i].chosen
+    (sibling,) = split_siblings(res.forests[z], rows[i].node, pair)
+    assert insp.use_candidate(i)
+    return rows[i].node, sibling
+
+
+def test_lock_and_rerun_a_time_lapse_of_stacks(make_napari_viewer, qtbot, monkeypatch, errors):
+    """A choice in one slice of one stack: only that stack is re-run, its other slices follow,
+    its objects keep their ids (linked over time), the other stacks stay as they were; one
+    undo takes it back."""
+    import napari_hemd._widgets.inspector as inspector_module
+    from napari_hemd._widgets._common import step_history
+    from napari_hemd.image_segmentation import StackResults
+
+    infos: list[str] = []
+    monkeypatch.setattr(inspector_module, "show_info", infos.append)
+    viewer, labels = _stacks_session(make_napari_viewer, qtbot, monkeypatch)
+    stacks = labels.metadata["hemd_result"]
+    assert isinstance(stacks, StackResults)
+    before = np.array(labels.data)
+    pair, lone = int(before[1, 4, 20, 16]), int(before[1, 4, 20, 50])
+    assert pair and lone and pair != lone
+    assert all((before[t][before[t] > 0] == np.array([pair, lone])[:, None]).any(0).all()
+               for t in range(3))  # fmt: skip
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    node, sibling = _split_the_pair(insp, labels)
+    assert labels.metadata["hemd_locked"] == {1: {4: [node, sibling]}}
+    row = [r.node for r in insp.rows].index(node)
+    assert insp.table.item(row, 2).text() == "your choice (locked)"
+    swapped = np.array(labels.data)
+    worker = insp.lock_and_rerun()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    after = np.array(labels.data)
+    # (b) the other stacks are untouched, to the byte
+    for t in (0, 2):
+        assert after[t].tobytes() == swapped[t].tobytes() == before[t].tobytes()
+    # (a) the locked candidate and its sibling are two objects, and the slices around follow
+    new = labels.metadata["hemd_result"]
+    forest = new.results[1].forests[4]
+    mine, other = (np.unique(after[1, 4][forest.mask(n)]) for n in (node, sibling))
+    assert mine.size == other.size == 1 and 0 != mine[0] != other[0] != 0
+    assert {node, sibling} <= set(new.results[1].selections[4].nodes.tolist())
+    assert (after[1, 4][swapped[1, 4] > 0] > 0).all()  # the pieces keep what the swap gave
+    for z in (3, 5, 2, 6):
+        ids = np.unique(after[1, z][before[1, z] == pair])
+        assert len(ids[ids > 0]) == 2, (z, ids)  # the split propagated
+    # (c) the objects that were there keep their ids: the lone nucleus, linked over time
+    assert np.array_equal(after[1] == lone, np.isin(after[1], [lone])) and (after[1] == lone).any()
+    assert after[1, 4, 20, 50] == lone == after[0, 4, 20, 50] == after[2, 4, 20, 50]
+    assert not set(np.unique(after[1])) & (set(np.unique(before)) - {0, lone})  # fresh ids
+    assert new is not stacks and new.results[0] is stacks.results[0] and new.tracks is stacks.tracks
+    assert infos[-1].startswith(
+        "Inspector: re-ran H-EMD on the stack of time 1 with 2 locked candidates; 1 object "
+        "keeps its id (still linked over time), 2 new"
+    )
+    assert insp.stack == 1 and insp.rows  # the table shows the new result
+    # (d) one undo: the swapped labels and the result before; a second: the swap and its lock
+    step_history(labels)
+    np.testing.assert_array_equal(labels.data, swapped)
+    assert labels.metadata["hemd_result"] is stacks
+    assert labels.metadata["hemd_locked"] == {1: {4: [node, sibling]}}
+    step_history(labels)
+    np.testing.assert_array_equal(labels.data, before)
+    assert labels.metadata["hemd_locked"] == {}
+    step_history(labels, redo=True)
+    step_history(labels, redo=True)
+    np.testing.assert_array_equal(labels.data, after)
+    assert labels.metadata["hemd_result"] is new
+    assert not errors
+
+
+def test_lock_and_rerun_a_time_lapse_of_stacks_says_why_not(
+    make_napari_viewer, qtbot, monkeypatch, errors, tmp_path
+):
+    """No choice yet, the probability layer gone or another, its background lost with a
+    reopened project (the locks come back), a run without the stacks' parameters: said so,
+    nothing changed."""
+    import napari_hemd._widgets.inspector as inspector_module
+    from napari_hemd._widgets import ProjectWidget
+    from napari_hemd._widgets._common import step_history
+
+    infos: list[str] = []
+    monkeypatch.setattr(inspector_module, "show_info", infos.append)
+    viewer, labels = _stacks_session(make_napari_viewer, qtbot, monkeypatch)
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    assert insp.lock_and_rerun() is None
+    assert infos[-1] == "Inspector: no candidate chosen yet; nothing to lock"
+    node, sibling = _split_the_pair(insp, labels)
+    swapped = np.array(labels.data)
+    worker = insp.lock_and_rerun()
+    step_history(labels)  # an edit while it runs: the re-run's labels would undo it
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    assert errors.pop() == (
+        "Inspector: 'embryo labels' changed while H-EMD re-ran; nothing was changed. Lock "
+        "choices and re-run H-EMD again"
+    )
+    assert labels.metadata["hemd_locked"] == {}
+    step_history(labels, redo=True)
+    np.testing.assert_array_equal(labels.data, swapped)
+    prob = viewer.layers["embryo probability"]
+    prob.name = "renamed"
+    assert insp.lock_and_rerun() is None
+    assert errors.pop() == "Inspector: the probability layer 'embryo probability' is gone"
+    viewer.add_image(prob.data[:2], name="embryo probability")
+    assert insp.lock_and_rerun() is None
+    assert errors.pop() == (
+        "Inspector: the probability layer 'embryo probability' is (2, 9, 48, 64), the labels "
+        "'embryo labels' (3, 9, 48, 64): not the map they were segmented from"
+    )
+    viewer.layers.remove("embryo probability")
+    prob.name = "embryo probability"
+    np.testing.assert_array_equal(labels.data, swapped)
+    # saved and reopened (without the probability layer, whose background is not saved)
+    proj = ProjectWidget(viewer, restore=False)
+    proj.labels.value = labels
+    folder = proj.save(tmp_path / "embryo.zarr")
+    for name in ("embryo labels", "embryo probability"):
+        viewer.layers.remove(name)
+    assert proj.open(folder) is None
+    back = viewer.layers["embryo labels"]
+    assert back.metadata["hemd_locked"] == {1: {4: [node, sibling]}}
+    insp.labels.value = back
+    assert insp.lock_and_rerun() is None
+    assert "holds no background probability" in errors.pop()
+    np.testing.assert_array_equal(back.data, swapped)
+    step_history(back)  # the swap's lock, read back from the project, goes with it
+    assert back.metadata["hemd_locked"] == {}
+    step_history(back, redo=True)
+    assert back.metadata["hemd_locked"] == {1: {4: [node, sibling]}}
+    back.metadata["hemd_params"]["per_stack"] = True  # a baseline's run: no stack's parameters
+    assert insp.lock_and_rerun() is None
+    assert "needs the H-EMD parameters of each stack" in errors.pop()
+    assert not errors

@@ -446,21 +446,37 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors, tmp_p
     from napari_hemd._widgets._common import step_history
 
     before = np.array(labels.data)
-    # (most objects here are one path of candidates, whose swaps change nothing and record
-    # nothing: look for an object with a real alternative)
+    # (most objects here are one path of candidates, whose swaps change no pixel, only lock the
+    # candidate: undone, and look on for an object with a real alternative)
     swapped = False
     for z2, y2, x2 in np.argwhere(stacks.results[1].labels > 0)[::97]:
         rows = inspector.inspect(int(z2), (int(y2), int(x2)), stack=1)
-        if any(inspector.use_candidate(i) for i in range(len(rows)) if not rows[i].chosen):
-            swapped, z = True, int(z2)
+        for i in [i for i in range(len(rows)) if not rows[i].chosen]:
+            if inspector.use_candidate(i) and (labels.data != before).any():
+                swapped, z = True, int(z2)
+                break
+            step_history(labels)
+        if swapped:
             break
-    assert swapped
+    assert swapped and set(labels.metadata["hemd_locked"]) == {1}
     changed = np.argwhere(labels.data != before)
     assert len(changed) and {(int(t), int(s)) for t, s, _, _ in changed} == {(1, z)}
     step_history(labels)
     np.testing.assert_array_equal(labels.data, before)
-    assert inspector.lock_and_rerun() is None
-    assert "not available for a time-lapse of stacks" in errors.pop()
+    assert labels.metadata["hemd_locked"] == {}
+    # the swap again, locked and re-run: that stack alone, its objects keep their ids
+    step_history(labels, redo=True)
+    swap = np.array(labels.data)
+    _wait(qtbot, inspector.lock_and_rerun())
+    rerun = np.array(labels.data)
+    assert rerun[0].tobytes() == before[0].tobytes()
+    kept = set(np.unique(rerun[1])) & set(np.unique(swap[1]))
+    assert len(kept) > 5 and labels.metadata["hemd_result"] is not stacks
+    step_history(labels)
+    np.testing.assert_array_equal(labels.data, swap)
+    step_history(labels)
+    np.testing.assert_array_equal(labels.data, before)
+    assert labels.metadata["hemd_result"] is stacks and labels.metadata["hemd_locked"] == {}
     found = inspector.next_uncertain()
     assert found is None or inspector.stack in (0, 1)
     from napari_hemd._widgets import ExportWidget
@@ -492,8 +508,7 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors, tmp_p
         np.testing.assert_array_equal(a.nodes, b.nodes)
     assert [(r.node, r.area, r.chosen, r.how) for r in inspector.rows] == rows
     assert inspector.where.value.startswith(f"time 1, slice {z}, object ")
-    assert inspector.lock_and_rerun() is None  # still per movie only
-    assert "not available for a time-lapse of stacks" in errors.pop()
+    assert inspector.lock_and_rerun() is None  # nothing locked (the swap was undone)
     # a project saved before the stacks' parameters were: said so, nothing rebuilt
     back.metadata["hemd_params"]["per_stack"] = True
     back.metadata["hemd_result"] = None

@@ -18,7 +18,7 @@ from napari.utils import progress
 from napari.utils.events import Event
 from napari.utils.notifications import show_error, show_info
 
-from napari_hemd.workflows import Edit, EditHistory, rebuild_workflow
+from napari_hemd.workflows import Edit, EditHistory, locked_choices, rebuild_workflow
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def layer_state(layer: Labels) -> dict:
     for k in STATE_KEYS:
         v = layer.metadata.get(k)
         if k == LOCKED_KEY:
-            v = {int(f): list(ns) for f, ns in (v or {}).items()}
+            v = locked_choices(v)
         elif isinstance(v, dict):
             v = dict(v)
         out[k] = v
@@ -179,19 +179,25 @@ def apply_edit(
     layer: Labels,
     name: str,
     new: np.ndarray,
-    frame: int | tuple[int, ...] | None = None,
+    frame: int | tuple[int, ...] | slice | None = None,
     state: dict | None = None,
 ) -> bool:
     """Write ``new`` into ``layer`` (one frame or all), recording it for undo; True if recorded.
 
-    ``frame``: an index on axis 0, or a tuple of leading indices (``(t, z)``: one slice of a
-    time-lapse of stacks). ``state`` holds metadata entries (:data:`STATE_KEYS`) the edit sets
-    at the same time; undo puts the previous ones back, so a re-run's H-EMD result or a swap's
-    locks follow the labels.
+    ``frame``: an index on axis 0, a tuple of leading indices (``(t, z)``: one slice of a
+    time-lapse of stacks), or a slice of axis 0 (step 1: the stacks re-run). ``state`` holds
+    metadata entries (:data:`STATE_KEYS`) the edit sets at the same time; undo puts the previous
+    ones back, so a re-run's H-EMD result or a swap's locks follow the labels.
     """
     data = layer.data
     if frame is None:
         old, offset = data, 0
+    elif isinstance(frame, slice):  # consecutive frames: one block of the flat array
+        start, stop, step = frame.indices(data.shape[0])
+        if step != 1:
+            raise ValueError(f"frame: a slice of consecutive frames; got step {step}")
+        old = data[start:stop]
+        offset = int(np.ravel_multi_index((start,) + (0,) * (data.ndim - 1), data.shape))
     else:
         lead = tuple(int(i) for i in (frame if isinstance(frame, tuple) else (frame,)))
         old = data[lead]
@@ -231,7 +237,7 @@ def step_history(layer: Labels, redo: bool = False) -> Edit | None:
         if RESULT_KEY not in st and st.get(PARAMS_KEY) == layer.metadata.get(PARAMS_KEY):
             restored[RESULT_KEY] = layer.metadata.get(RESULT_KEY)
         if LOCKED_KEY in st:
-            restored[LOCKED_KEY] = {int(f): list(ns) for f, ns in (st[LOCKED_KEY] or {}).items()}
+            restored[LOCKED_KEY] = locked_choices(st[LOCKED_KEY])
         layer.metadata.update(restored)
     layer.refresh()
     edited_event(layer)(name=e.name)
@@ -476,7 +482,7 @@ class LayerWidget(Container):
         if not isinstance(prob, Image):
             show_error(f"cannot rebuild the candidate forest: probability layer {src!r} is gone")
             return None
-        locked = {int(k): list(v) for k, v in (layer.metadata.get(LOCKED_KEY) or {}).items()}
+        locked = locked_choices(layer.metadata.get(LOCKED_KEY))
         started = (params, locked)
 
         def done(res) -> None:

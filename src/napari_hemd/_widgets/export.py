@@ -25,6 +25,7 @@ from napari_hemd._widgets._common import (
 )
 from napari_hemd.io import add_ome_zarr_labels, is_ome_zarr, write_labels, write_ome_zarr_labels
 from napari_hemd.io.ome_zarr import axes_from_names
+from napari_hemd.workflows import jsonable_locked
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +170,7 @@ class ExportWidget(LayerWidget):
             overwrite = True
         meta = {"napari_hemd": _jsonable(layer.metadata.get(PARAMS_KEY) or {})}
         meta["napari_hemd"]["model"] = (layer.metadata.get(PARAMS_KEY) or {}).get(MODEL_KEY)
-        locked = layer.metadata.get(LOCKED_KEY) or {}
-        meta["napari_hemd"]["locked"] = {str(k): [int(n) for n in v] for k, v in locked.items()}
+        meta["napari_hemd"]["locked"] = jsonable_locked(layer.metadata.get(LOCKED_KEY))
         # edited since linking: the writer derives tracks from the labels
         tracks = tracks_of(layer) if self.format.value == "CTC result folder" else None
         # a table reads the labels (and image) frame by frame: a lazy zarr layer stays on disk

@@ -13,6 +13,8 @@ from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from napari_hemd._widgets._common import (
+    BACKGROUND_KEY,
+    DEFAULTS_KEY,
     LOCKED_KEY,
     PARAMS_KEY,
     PER_STACK_KEY,
@@ -23,6 +25,7 @@ from napari_hemd._widgets._common import (
     add_or_update,
     apply_edit,
     full_width,
+    history_of,
 )
 from napari_hemd.core.segment import HEMDResult
 from napari_hemd.core.selection import HOW
@@ -30,21 +33,25 @@ from napari_hemd.image_segmentation import StackResults
 from napari_hemd.workflows import (
     Match,
     PathRow,
+    StackRerun,
     candidate_path,
     choose_candidate,
+    locked_choices,
     next_free_id,
     rebuild_workflow,
+    replace_locks,
+    rerun_stacks_workflow,
     split_siblings,
 )
 
 log = logging.getLogger(__name__)
 
-#: What the inspector says when asked to re-run H-EMD on a time-lapse of stacks.
+#: What the inspector says when asked to re-run H-EMD on a time-lapse of stacks whose stacks'
+#: H-EMD parameters the labels do not hold (a baseline's run, or one saved before they were).
 _STACKS_NO_RERUN = (
-    "Inspector: Lock choices and re-run H-EMD is not available for a time-lapse of stacks (its "
-    "stacks are linked over time after each is segmented); the candidates you use stay as "
-    "chosen. To re-run one stack with your choices, segment it alone (right-click the raw layer "
-    "> Split Stack gives one layer per time point)"
+    "Inspector: Lock choices and re-run H-EMD needs the H-EMD parameters of each stack, which "
+    "{name!r} does not hold (segmented with a baseline, or by an older version). Segment the "
+    "time-lapse again with H-EMD and a model to re-run its stacks with your choices"
 )
 
 #: Matches with an IoU below this are listed as uncertain.
@@ -234,9 +241,9 @@ class InspectorWidget(LayerWidget):
     def _rebuild_stack(self, layer: Labels, stacks: StackResults, t: int):
         """Rebuild stack ``t``'s forests from its slices of the probability layer, in a thread.
 
-        Exactly those of the run (the stacks' own H-EMD parameters, saved with the labels); when
-        done, the last click in that stack is inspected. Returns the worker (``None``: refused,
-        or already under way).
+        Exactly those of the run (the stacks' own H-EMD parameters, saved with the labels), with
+        the stack's locked candidates (as a re-run selected them); when done, the last click in
+        that stack is inspected. Returns the worker (``None``: refused, or already under way).
         """
         if self._rebuilding == (id(stacks), t):
             return None
@@ -250,7 +257,9 @@ class InspectorWidget(LayerWidget):
             )
             return None
         data = prob.data[0] if prob.multiscale else prob.data
-        gen = rebuild_workflow(np.asarray(data[t]), params[PER_STACK_KEY])
+        mine = locked_choices(layer.metadata.get(LOCKED_KEY)).get(t)
+        locked = mine if isinstance(mine, dict) else None
+        gen = rebuild_workflow(np.asarray(data[t]), params[PER_STACK_KEY], locked)
         self._rebuilding = (id(stacks), t)
         show_info(f"Inspector: rebuilding the candidate forests of time {t}")
 
@@ -334,8 +343,10 @@ class InspectorWidget(LayerWidget):
         self.table.setRowCount(len(self.rows))
         chosen_row = None
         # the user's choices (Use this candidate), which a re-run keeps
-        locks = {int(k): v for k, v in (layer.metadata.get(LOCKED_KEY) or {}).items()}
-        mine = set() if layer.ndim == 4 else {int(n) for n in locks.get(frame, [])}
+        locks = locked_choices(layer.metadata.get(LOCKED_KEY))
+        if layer.ndim == 4:  # a time-lapse of stacks: time point -> slice -> nodes
+            locks = locks.get(self.stack) if isinstance(locks.get(self.stack), dict) else {}
+        mine = set(locks.get(frame, []))
         for i, r in enumerate(self.rows):
             chosen = _chosen_text(r, frame)
             if r.node in mine:
@@ -388,8 +399,10 @@ class InspectorWidget(LayerWidget):
     def use_candidate(self, row: int | None = None) -> bool:
         """Replace the clicked object by the candidate of ``row`` (default: the selected row).
 
-        A time-lapse of stacks: in the inspected slice of its stack; the object keeps its id over
-        time (a split's new parts start new ids). No lock is recorded (a re-run is per movie).
+        The candidate and the pieces it split off are locked for *Lock choices and re-run H-EMD*
+        (in the layer's metadata, as part of the edit: undo forgets them). A time-lapse of stacks:
+        in the inspected slice of its stack, locked for that stack (time point -> slice -> nodes);
+        the object keeps its id over time (a split's new parts start new ids).
         """
         got = self._result()
         if got is None or self.frame is None:
@@ -416,27 +429,22 @@ class InspectorWidget(LayerWidget):
         new = choose_candidate(frame, forest, node, label, next_free_id(layer.data), prob=prob)
         # a child splits the object: its path's siblings become the other pieces
         siblings = split_siblings(forest, node, frame == label) if frame[self.pixel] else []
-        if stacks:
-            name = f"use candidate {node} (time {self.stack}, slice {self.frame})"
-            changed = apply_edit(layer, name, new, where)
-            self._used(changed, node, label, siblings, f"time {self.stack}, slice {self.frame}")
-            self.inspect(self.frame, self.pixel)
-            return changed
-        locked = {int(k): list(v) for k, v in (layer.metadata.get(LOCKED_KEY) or {}).items()}
-        # the choice locks what the user now sees: the candidate and the pieces it split off
-        # (locking the candidate alone, a re-run let it grow back over its unlocked siblings).
-        # It replaces earlier locks it overlaps (their ancestors and descendants)
+        locked = locked_choices(layer.metadata.get(LOCKED_KEY))
+        # the choice locks what the user now sees, replacing earlier locks it overlaps
         chosen = [node, *siblings]
-        nodes = [
-            int(n)
-            for n in locked.get(self.frame, [])
-            if not any(forest.is_ancestor(c, n) or forest.is_ancestor(n, c) for c in chosen)
-        ]
-        locked[self.frame] = [*nodes, *chosen]
+        if stacks:  # each stack's node ids are its own
+            mine = locked.get(self.stack)
+            mine = mine if isinstance(mine, dict) else {}
+            mine[self.frame] = replace_locks(mine.get(self.frame, []), forest, chosen)
+            locked[self.stack] = mine
+            at = f"time {self.stack}, slice {self.frame}"
+        else:
+            locked[self.frame] = replace_locks(locked.get(self.frame, []), forest, chosen)
+            at = f"frame {self.frame}"
         # the lock is part of the edit: undoing the swap also forgets the choice
-        name = f"use candidate {node} (frame {self.frame})"
-        changed = apply_edit(layer, name, new, self.frame, state={LOCKED_KEY: locked})
-        self._used(changed, node, label, siblings, f"frame {self.frame}")
+        name = f"use candidate {node} ({at})"
+        changed = apply_edit(layer, name, new, where, state={LOCKED_KEY: locked})
+        self._used(changed, node, label, siblings, at)
         self.inspect(self.frame, self.pixel)
         return changed
 
@@ -487,15 +495,21 @@ class InspectorWidget(LayerWidget):
         return frame, node
 
     def lock_and_rerun(self):
-        """Re-run H-EMD keeping the candidates chosen here, so neighbouring frames follow."""
-        if self._stacks():
-            show_error(_STACKS_NO_RERUN)
-            return None
+        """Re-run H-EMD keeping the candidates chosen here, so neighbouring frames follow.
+
+        A time-lapse of stacks: only the stacks with locked candidates, each as the run
+        segmented it (:meth:`_rerun_stacks`). Returns the worker (``None``: nothing to do, or
+        refused).
+        """
+        layer = self.labels.value
+        params = getattr(layer, "metadata", {}).get(PARAMS_KEY) or {}
+        if getattr(layer, "ndim", 0) == 4 and (self._stacks() or params.get(PER_STACK_KEY)):
+            return self._rerun_stacks(layer)
         got = self._result()
         if got is None:
             return None
         layer, _ = got
-        locked = layer.metadata.get(LOCKED_KEY) or {}
+        locked = locked_choices(layer.metadata.get(LOCKED_KEY))
         if not locked:
             show_info("Inspector: no candidate chosen yet; nothing to lock")
             return None
@@ -509,15 +523,113 @@ class InspectorWidget(LayerWidget):
         seg = getattr(self, "_segment", None) or SegmentWidget(self.viewer)
         self._segment = seg
         seg.restore(layer, announce=False)  # the H-EMD settings; the maps are given below
-        worker = seg.run(locked={int(k): list(v) for k, v in locked.items()}, prob_layer=prob)
+        worker = seg.run(locked=locked, prob_layer=prob)
         if worker is not None and self.frame is not None:  # the table shows the new result
             frame, pixel = self.frame, self.pixel
 
             def refresh() -> None:
-                stale = f"{layer.name} preview"  # an outline of the old result's candidate
-                if stale in self.viewer.layers:
-                    self.viewer.layers.remove(stale)
+                self._drop_preview(layer)
                 self.inspect(frame, pixel)
 
             worker.finished.connect(refresh)
         return worker
+
+    def _drop_preview(self, layer: Labels) -> None:
+        """Remove the preview layer: an outline of the old result's candidate."""
+        stale = f"{layer.name} preview"
+        if stale in self.viewer.layers:
+            self.viewer.layers.remove(stale)
+
+    def _rerun_stacks(self, layer: Labels):
+        """Re-run H-EMD on the stacks of a time-lapse of stacks that hold locked candidates.
+
+        Each from its slices of the probability layer, with the stacks' own H-EMD parameters,
+        grown to whole cells as the run was (:func:`napari_hemd.workflows.rerun_stacks_workflow`);
+        the objects keep their ids, so they stay linked over time, and the other stacks are not
+        touched. One undoable edit (labels, and the stacks' results). Returns the worker.
+        """
+        params = layer.metadata.get(PARAMS_KEY) or {}
+        per = params.get(PER_STACK_KEY)
+        if not isinstance(per, dict):
+            show_error(_STACKS_NO_RERUN.format(name=layer.name))
+            return None
+        locked = locked_choices(layer.metadata.get(LOCKED_KEY))
+        todo = {
+            t: {z: ns for z, ns in slices.items() if ns}
+            for t, slices in locked.items()
+            if isinstance(slices, dict) and any(slices.values()) and 0 <= t < layer.data.shape[0]
+        }
+        if not todo:
+            show_info("Inspector: no candidate chosen yet; nothing to lock")
+            return None
+        src = params.get(SOURCE_KEY)
+        prob = self.viewer.layers[src] if src in self.viewer.layers else None
+        if not isinstance(prob, Image):
+            show_error(f"Inspector: the probability layer {src!r} is gone")
+            return None
+        data = prob.data[0] if prob.multiscale else prob.data
+        if tuple(data.shape) != tuple(layer.data.shape):
+            show_error(
+                f"Inspector: the probability layer {src!r} is {tuple(data.shape)}, the labels "
+                f"{layer.name!r} {tuple(layer.data.shape)}: not the map they were segmented from"
+            )
+            return None
+        grow = int(params.get("grow") or 0)
+        background = prob.metadata.get(BACKGROUND_KEY)
+        if grow and (background is None or tuple(background.shape) != tuple(data.shape)):
+            show_error(
+                f"Inspector: cannot re-run H-EMD as the run did: the objects were grown {grow} px "
+                f"to whole cells, and the probability layer {src!r} holds no background "
+                "probability for that (a reopened project keeps only the foreground). Predict "
+                "with the run's model on the raw layer to bring it back"
+            )
+            return None
+        defaults = prob.metadata.get(DEFAULTS_KEY) or {}  # the model's, if not recorded
+        grow_threshold = float(params.get("grow_threshold", defaults.get("grow_threshold", 0.5)))
+        min_volume = int(params.get("min_volume", defaults.get("min_volume", 0)) or 0)
+        stacks = layer.metadata.get(RESULT_KEY)
+        if not isinstance(stacks, StackResults):  # reopened: no stack's forests built yet
+            stacks = layer.metadata[RESULT_KEY] = StackResults([None] * int(layer.data.shape[0]))
+        hist = history_of(layer)
+        n_edits, last = len(hist.undo_stack), hist.undo_stack[-1] if hist.undo_stack else None
+        gen = rerun_stacks_workflow(
+            data, layer.data, per, todo, background=background if grow else None, grow=grow,
+            grow_threshold=grow_threshold, min_volume=min_volume,
+        )  # fmt: skip
+        n_locked = sum(len(ns) for slices in todo.values() for ns in slices.values())
+
+        def done(out: dict[int, StackRerun]) -> None:
+            edited = len(hist.undo_stack) != n_edits or (
+                n_edits and hist.undo_stack[-1] is not last
+            )
+            if layer.metadata.get(RESULT_KEY) is not stacks or edited:
+                show_error(
+                    f"Inspector: {layer.name!r} changed while H-EMD re-ran; nothing was "
+                    "changed. Lock choices and re-run H-EMD again"
+                )
+                return
+            span = slice(min(out), max(out) + 1)
+            new = np.array(layer.data[span])
+            results = list(stacks.results)
+            for t, r in out.items():
+                new[t - span.start] = r.labels
+                results[t] = r.result
+            times = ", ".join(str(t) for t in sorted(out))
+            # one edit: Undo brings back the labels, the stacks' results and the locks together
+            state = {RESULT_KEY: StackResults(results, stacks.tracks), LOCKED_KEY: locked}
+            apply_edit(layer, f"lock and re-run H-EMD (time {times})", new, span, state=state)
+            kept = sum(r.kept for r in out.values())
+            fresh = sum(r.fresh for r in out.values())
+            which = "stack of time" if len(out) == 1 else "stacks of times"
+            ids = "1 object keeps its id" if kept == 1 else f"{kept} objects keep their ids"
+            show_info(
+                f"Inspector: re-ran H-EMD on the {which} {times} with {n_locked} locked "
+                f"candidate{'s' if n_locked != 1 else ''}; {ids} (still linked over time)"
+                + (f", {fresh} new" if fresh else "")
+            )
+            if self.labels.value is layer and self.frame is not None:  # the new result's path
+                self._drop_preview(layer)
+                if self.stack in out:
+                    self.inspect(self.frame, self.pixel)
+
+        return self.run_workflow(gen, done, self.lock_button, None, "Re-run H-EMD")

@@ -356,6 +356,10 @@ class SegmentWidget(LayerWidget):
             if model != NO_MODEL and ndim == 4:  # forests per stack: never rebuilt from 4D maps
                 # (the inspector rebuilds one stack's from its slices with these, when reopened)
                 saved[PER_STACK_KEY] = stack_rebuild_params(res) if res is not None else True
+                # and re-runs a stack with locked candidates as the run made its whole cells
+                for key in ("grow_threshold", "min_volume"):
+                    if key in result.params:
+                        saved[key] = result.params[key]
             saved.update(selection_choices(res))  # a rebuild (inspector, project) selects alike
             meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
             labels = np.ascontiguousarray(labels, dtype=np.uint32)
