@@ -412,3 +412,48 @@ def test_lock_and_rerun_a_time_lapse_of_stacks_says_why_not(
     assert insp.lock_and_rerun() is None
     assert "needs the H-EMD parameters of each stack" in errors.pop()
     assert not errors
+
+
+def test_a_time_lapse_of_stacks_segmented_without_a_model_is_inspected_in_3d(
+    make_napari_viewer, qtbot, errors
+):
+    """Segment (no model) on a (T, Z, Y, X) probability matches each time point's 3D candidates
+    over time: a click at (t, z, y, x) shows time point t's path through the voxel (z, y, x),
+    the preview is that 3D candidate, and a choice locks it for a re-run (the inspector took
+    the layer for stacks segmented slice by slice and found nothing)."""
+    from napari_hemd.core.segment import hemd
+    from napari_hemd.data.synthetic import nuclei_video
+
+    video = nuclei_video(n_frames=3, shape=(64, 64), n_cells=5, seed=2)["prob"]
+    depth = np.array([0.6, 0.9, 1, 1, 0.9, 0.6], np.float32)[:, None, None]
+    prob = (video[:, None] * depth).astype(np.float32)  # (3, 6, 64, 64): nuclei as cylinders
+    viewer = make_napari_viewer()
+    viewer.add_image(prob, name="p probability")
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["p probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["p labels"]
+    res = labels.metadata["hemd_result"]
+    assert res.forests[1].shape == (6, 64, 64)  # a forest of 3D candidates per time point
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    t = 1
+    voxels = np.argwhere(labels.data[t] > 0)
+    z, y, x = (int(v) for v in voxels[len(voxels) // 2])
+    insp._on_click(labels, SimpleNamespace(position=(t, z, y, x)))
+    assert insp.frame == t and insp.pixel == (z, y, x)
+    rows = insp.rows
+    assert len(rows) >= 2 and rows[-1].chosen  # a path: a child below the chosen candidate
+    assert insp.where.value.startswith(f"frame {t}, object {labels.data[t, z, y, x]}: ")
+    insp.preview_row(0)
+    preview = viewer.layers["p labels preview"].data
+    assert preview.shape == labels.data.shape
+    np.testing.assert_array_equal(preview[t] > 0, res.forests[t].mask(rows[0].node))
+    assert not preview[[0, 2]].any()
+    assert insp.use_candidate(0) is not None
+    assert labels.metadata["hemd_locked"] == {t: [rows[0].node]}
+    with qtbot.waitSignal(insp.lock_and_rerun().finished, timeout=120_000):
+        pass
+    np.testing.assert_array_equal(labels.data, hemd(prob, locked={t: [rows[0].node]}).labels)
+    assert not errors

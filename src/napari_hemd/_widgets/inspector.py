@@ -191,10 +191,24 @@ class InspectorWidget(LayerWidget):
         if layer.mode != "pan_zoom":
             return  # painting / picking: not an inspection click
         coord = np.round(layer.world_to_data(event.position)).astype(int)
-        if layer.ndim == 4:  # a time-lapse of stacks: (time, slice, y, x)
+        if self._per_stack(layer):  # a time-lapse of stacks: (time, slice, y, x)
             self.inspect(int(coord[1]), tuple(coord[2:]), stack=int(coord[0]))
         elif layer.ndim >= 3:
             self.inspect(int(coord[0]), tuple(coord[1:]))
+
+    @staticmethod
+    def _per_stack(layer) -> bool:
+        """Whether ``layer`` is a time-lapse of stacks segmented stack by stack.
+
+        Segment with a model gives a forest per slice of each stack; a ``(T, Z, Y, X)``
+        probability segmented by Segment without one has a forest of 3D candidates per time
+        point instead.
+        """
+        if getattr(layer, "ndim", 0) != 4:
+            return False
+        meta = getattr(layer, "metadata", {})
+        per_stack = (meta.get(PARAMS_KEY) or {}).get(PER_STACK_KEY)
+        return hasattr(meta.get(RESULT_KEY), "results") or bool(per_stack)
 
     def _stacks(self) -> bool:
         """Whether the chosen layer is a time-lapse of stacks with each stack's result."""
@@ -278,13 +292,13 @@ class InspectorWidget(LayerWidget):
 
     def _labels_frame(self, layer: Labels, frame: int) -> np.ndarray:
         """The labels of ``frame`` (a time-lapse of stacks: slice ``frame`` of ``self.stack``)."""
-        data = layer.data[self.stack] if layer.ndim == 4 else layer.data
+        data = layer.data[self.stack] if self._per_stack(layer) else layer.data
         return np.asarray(data[frame])
 
     def _preview(self, data: np.ndarray, frame: int, layer: Labels) -> None:
         # a time-lapse of stacks: one stack's preview (shown at every time point, as napari
         # shows a layer with fewer axes), not a whole movie of zeros per hover
-        full = np.zeros(layer.data.shape[layer.ndim == 4 :], dtype=np.int32)
+        full = np.zeros(layer.data.shape[self._per_stack(layer) :], dtype=np.int32)
         full[frame] = data
         name = f"{layer.name} preview"
         prev = add_or_update(
@@ -332,7 +346,7 @@ class InspectorWidget(LayerWidget):
             splits = {r.node for r in path if f.children(r.node).size >= 2}
             self.rows = compact_path(path, parents, splits)
         obj = int(self._labels_frame(layer, frame)[self.pixel])
-        at = f"time {self.stack}, slice {frame}" if layer.ndim == 4 else f"frame {frame}"
+        at = f"time {self.stack}, slice {frame}" if self._per_stack(layer) else f"frame {frame}"
         self.where.value = f"{at}, object {obj or 'none'}: {len(self.rows)} of {len(path)} levels"
         if not path:  # no candidate holds the pixel: below the lowest threshold (or too small)
             tau = res.params.get("tau", 0.5)
@@ -344,7 +358,7 @@ class InspectorWidget(LayerWidget):
         chosen_row = None
         # the user's choices (Use this candidate), which a re-run keeps
         locks = locked_choices(layer.metadata.get(LOCKED_KEY))
-        if layer.ndim == 4:  # a time-lapse of stacks: time point -> slice -> nodes
+        if self._per_stack(layer):  # a time-lapse of stacks: time point -> slice -> nodes
             locks = locks.get(self.stack) if isinstance(locks.get(self.stack), dict) else {}
         mine = set(locks.get(frame, []))
         for i, r in enumerate(self.rows):
@@ -390,7 +404,7 @@ class InspectorWidget(LayerWidget):
         if got is None:
             return
         layer, res = got
-        axis = 1 if layer.ndim == 4 else 0  # a time-lapse of stacks: slices on axis 1
+        axis = 1 if self._per_stack(layer) else 0  # a time-lapse of stacks: slices on axis 1
         frame = self.frame if self.frame is not None else int(self.viewer.dims.current_step[axis])
         self._preview(
             res.forests[frame].cut(self.level.value if level is None else level), frame, layer
