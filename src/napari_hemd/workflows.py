@@ -870,6 +870,8 @@ def save_project(
     image: np.ndarray | None = None,
     image_name: str | None = None,
     checked: Sequence[int] = (),
+    background: np.ndarray | None = None,
+    prob_info: dict | None = None,
 ) -> Path:
     """Save a proofreading session into a zarr folder, atomically.
 
@@ -903,6 +905,12 @@ def save_project(
         Its layer name.
     checked : sequence of int
         Frames the user marked as corrected (fine-tuning data).
+    background : ndarray, optional
+        The background probability the model predicted with ``prob`` (same shape): what the
+        whole-cell growth of a re-run (Lock choices and re-run H-EMD) needs after reopening.
+    prob_info : dict, optional
+        How the probability map was made and is grown (the probability layer's model, growth
+        and model defaults; JSON-serialisable values are kept), given back as they were.
 
     Models fine-tuned in the session live in the folder's ``models/`` and are carried over when
     the project is saved again.
@@ -917,6 +925,14 @@ def save_project(
         arrays = [("prob", np.asarray(prob)), ("labels", np.asarray(labels))]
         if image is not None:
             arrays.append(("image", np.asarray(image)))
+        if background is not None:
+            background = np.asarray(background)
+            if background.shape != np.shape(prob):
+                raise ValueError(
+                    f"background must have the shape of prob {np.shape(prob)}; got "
+                    f"{background.shape}"
+                )
+            arrays.append(("background", background))
         for key, arr in arrays:
             chunks = (1, *arr.shape[1:]) if arr.ndim > 2 else arr.shape
             root.create_array(key, data=arr, chunks=chunks)
@@ -938,6 +954,7 @@ def save_project(
                 "name": name,
                 "image_name": image_name if image is not None else None,
                 "checked": sorted({int(t) for t in checked}),
+                "prob_info": _plain_params(prob_info or {}),
             }
         )
         _carry_models(Path(folder), tmp)
@@ -975,8 +992,10 @@ def load_project(folder: str | os.PathLike) -> dict:
         time point -> slice -> list of ids: :func:`locked_choices`),
         ``history`` (:class:`EditHistory`), ``name`` (of the labels layer, or ``None``) and
         ``image`` / ``image_name`` (the raw image, or ``None`` for projects saved without it),
-        ``checked`` (sorted frames marked as corrected) and ``models`` (the model files
-        fine-tuned in the project, oldest first).
+        ``checked`` (sorted frames marked as corrected), ``models`` (the model files
+        fine-tuned in the project, oldest first), ``background`` (the background probability,
+        or ``None``: saved without one, or before projects kept it) and ``prob_info`` (how
+        the probability map was made and is grown; ``{}`` for older projects).
     """
     import zarr
 
@@ -1004,6 +1023,8 @@ def load_project(folder: str | os.PathLike) -> dict:
         "image_name": attrs.get("image_name"),
         "checked": sorted(int(t) for t in attrs.get("checked", [])),
         "models": project_models(folder),
+        "background": np.asarray(root["background"][...]) if "background" in root else None,
+        "prob_info": dict(attrs.get("prob_info", {})),
     }
 
 

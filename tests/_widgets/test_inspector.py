@@ -351,9 +351,9 @@ def test_lock_and_rerun_a_time_lapse_of_stacks(make_napari_viewer, qtbot, monkey
 def test_lock_and_rerun_a_time_lapse_of_stacks_says_why_not(
     make_napari_viewer, qtbot, monkeypatch, errors, tmp_path
 ):
-    """No choice yet, the probability layer gone or another, its background lost with a
-    reopened project (the locks come back), a run without the stacks' parameters: said so,
-    nothing changed."""
+    """No choice yet, the probability layer gone or another, no background probability (a
+    project saved before projects kept it; the locks come back), a run without the stacks'
+    parameters: said so, nothing changed. A reopened project re-runs."""
     import napari_hemd._widgets.inspector as inspector_module
     from napari_hemd._widgets import ProjectWidget
     from napari_hemd._widgets._common import step_history
@@ -391,7 +391,7 @@ def test_lock_and_rerun_a_time_lapse_of_stacks_says_why_not(
     viewer.layers.remove("embryo probability")
     prob.name = "embryo probability"
     np.testing.assert_array_equal(labels.data, swapped)
-    # saved and reopened (without the probability layer, whose background is not saved)
+    # saved and reopened: the locks and the background probability come back
     proj = ProjectWidget(viewer, restore=False)
     proj.labels.value = labels
     folder = proj.save(tmp_path / "embryo.zarr")
@@ -401,6 +401,12 @@ def test_lock_and_rerun_a_time_lapse_of_stacks_says_why_not(
     back = viewer.layers["embryo labels"]
     assert back.metadata["hemd_locked"] == {1: {4: [node, sibling]}}
     insp.labels.value = back
+    reopened = viewer.layers["embryo probability"]
+    np.testing.assert_array_equal(
+        reopened.metadata["hemd_background"], prob.metadata["hemd_background"]
+    )
+    # a project saved before projects kept it: no growth possible, said so
+    background = reopened.metadata.pop("hemd_background")
     assert insp.lock_and_rerun() is None
     assert "holds no background probability" in errors.pop()
     np.testing.assert_array_equal(back.data, swapped)
@@ -408,6 +414,12 @@ def test_lock_and_rerun_a_time_lapse_of_stacks_says_why_not(
     assert back.metadata["hemd_locked"] == {}
     step_history(back, redo=True)
     assert back.metadata["hemd_locked"] == {1: {4: [node, sibling]}}
+    reopened.metadata["hemd_background"] = background  # as saved: the re-run runs
+    with qtbot.waitSignal(insp.lock_and_rerun().finished, timeout=120_000):
+        pass
+    assert infos[-1].startswith("Inspector: re-ran H-EMD on the stack of time 1")
+    step_history(back)
+    np.testing.assert_array_equal(back.data, swapped)
     back.metadata["hemd_params"]["per_stack"] = True  # a baseline's run: no stack's parameters
     assert insp.lock_and_rerun() is None
     assert "needs the H-EMD parameters of each stack" in errors.pop()

@@ -329,3 +329,58 @@ def test_fields_keep_their_captions_in_an_empty_viewer(make_napari_viewer):
         assert widget.labels.choices == ()
         assert widget.path._labeled_widget() is not None  # "project (.zarr)" / "save to"
         assert widget.labels._labeled_widget() is not None
+
+
+def test_a_reopened_session_with_a_model_re_runs_and_resaves_as_it_was(
+    make_napari_viewer, qtbot, tmp_path, errors
+):
+    """A project of labels segmented with a model keeps what its probability map was made with:
+    after reopening, Lock and re-run grows whole cells exactly as in the session (it used to
+    give the bare H-EMD regions: the background map was not saved), and saving again keeps
+    the raw image (it used to drop it: the reopened map no longer named its image)."""
+    pytest.importorskip("torch")
+    from napari_hemd.data.synthetic import nuclei_video
+    from napari_hemd.workflows import load_project
+
+    movie = nuclei_video(n_frames=4, shape=(128, 128), n_cells=8, seed=4)["image"]
+    viewer = make_napari_viewer()
+    viewer.add_image(movie, name="movie")
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["movie"]
+    seg.model.value = "nuclei-fluo"
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["movie labels"]
+    grown = labels.data.copy()
+    res = labels.metadata["hemd_result"]
+    assert (grown > 0).sum() > (res.labels > 0).sum()  # whole cells: beyond H-EMD's regions
+    t = 2
+    node = int(res.selections[t].nodes[0])
+    labels.metadata["hemd_locked"] = {t: [node]}
+    proj = ProjectWidget(viewer, restore=False)
+    proj.labels.value = labels
+    out = proj.save(tmp_path / "session")
+    assert load_project(out)["background"] is not None
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    with qtbot.waitSignal(insp.lock_and_rerun().finished, timeout=120_000):
+        pass
+    in_session = labels.data.copy()
+
+    viewer.layers.clear()
+    with qtbot.waitSignal(proj.open(out).finished, timeout=120_000):
+        pass
+    back = viewer.layers["movie labels"]
+    np.testing.assert_array_equal(back.data, grown)
+    prob = viewer.layers["movie probability"]
+    assert prob.metadata["hemd_source"] == "movie" and prob.metadata["hemd_grow"] > 0
+    assert prob.metadata["hemd_model"] == "nuclei-fluo"
+    assert prob.metadata["hemd_segment_defaults"]["min_size"] > 0
+    insp2 = InspectorWidget(viewer)
+    insp2.labels.value = back
+    with qtbot.waitSignal(insp2.lock_and_rerun().finished, timeout=120_000):
+        pass
+    np.testing.assert_array_equal(back.data, in_session)  # grown as in the session
+    assert proj.autosave_now() == out
+    np.testing.assert_array_equal(load_project(out)["image"], movie)  # the image kept
+    assert not errors

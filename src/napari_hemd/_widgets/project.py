@@ -22,9 +22,13 @@ from qtpy.QtCore import QTimer
 
 from napari_hemd import _settings
 from napari_hemd._widgets._common import (
+    BACKGROUND_KEY,
     CHECKED_KEY,
+    DEFAULTS_KEY,
+    GROW_KEY,
     HISTORY_KEY,
     LOCKED_KEY,
+    MODEL_KEY,
     PARAMS_KEY,
     PROJECT_KEY,
     RESULT_KEY,
@@ -165,6 +169,11 @@ class ProjectWidget(LayerWidget):
         image = None
         if isinstance(raw, Image) and tuple(raw.data.shape) == tuple(prob_layer.data.shape):
             image = np.asarray(raw.data)
+        # what a re-run after reopening needs to grow whole cells as this session does
+        background = prob_layer.metadata.get(BACKGROUND_KEY)
+        if background is not None and tuple(background.shape) != tuple(prob_layer.data.shape):
+            background = None
+        info = {k: prob_layer.metadata.get(k) for k in (MODEL_KEY, GROW_KEY, DEFAULTS_KEY)}
         try:
             save_project(
                 out,
@@ -178,6 +187,8 @@ class ProjectWidget(LayerWidget):
                 overwrite=overwrite,
                 name=layer.name,
                 checked=checked_frames(layer),
+                background=None if background is None else np.asarray(background),
+                prob_info={k: v for k, v in info.items() if v is not None},
             )
         except Exception as e:
             log.exception("saving %s failed", out)
@@ -224,13 +235,22 @@ class ProjectWidget(LayerWidget):
             return None
         name = folder.name.removesuffix(".zarr")
         params = dict(proj["params"])
+        image_name = None
         if proj.get("image") is not None:  # the raw image under the labels, not black
-            add_or_update(self.viewer, proj["image"], proj.get("image_name") or f"{name} image")
+            image_name = proj.get("image_name") or f"{name} image"
+            add_or_update(self.viewer, proj["image"], image_name)
         prob_name = params.get(SOURCE_KEY) or f"{name} probability"
         params[SOURCE_KEY] = prob_name
+        # the map as the session had it: its model, growth and raw image (a later save keeps
+        # the image; Lock and re-run grows whole cells as the session did)
+        prob_meta = dict(proj.get("prob_info") or {})
+        if proj.get("background") is not None:
+            prob_meta[BACKGROUND_KEY] = proj["background"]
+        if image_name is not None:
+            prob_meta[SOURCE_KEY] = image_name
         add_or_update(
             self.viewer, proj["prob"], prob_name, colormap="magma", contrast_limits=(0.0, 1.0),
-            blending="additive", visible=False,
+            blending="additive", visible=False, metadata=prob_meta,
         )  # fmt: skip
         meta = {
             PARAMS_KEY: params,
