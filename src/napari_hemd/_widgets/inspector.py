@@ -594,7 +594,8 @@ class InspectorWidget(LayerWidget):
             show_error(
                 f"Inspector: cannot re-run H-EMD as the run did: the objects were grown {grow} px "
                 f"to whole cells, and the probability layer {src!r} holds no background "
-                "probability for that (a reopened project keeps only the foreground). Predict "
+                "probability for that (a project saved before 2026-12-06 keeps only the "
+                "foreground). Predict "
                 "with the run's model on the raw layer to bring it back"
             )
             return None
