@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_hemd.core.segment import METHODS, HEMDResult, TooManyCandidates, check_params
+from napari_hemd.core.segment import (
+    METHODS,
+    HEMDResult,
+    TooManyCandidates,
+    check_keywords,
+    check_params,
+)
 from napari_hemd.workflows import (
     Progress,
     cancelled,
@@ -295,6 +301,12 @@ def scaled_defaults(defaults: dict, scale: float) -> dict:
     return out
 
 
+#: Keywords of the method that :func:`segment_image` fills itself (the maps come from the model).
+_MAPS = ("boundary", "background", "progress", "axis")
+#: Keywords :func:`segment_image_workflow` takes besides the method's (see its ``**params``).
+_IMAGE_KEYWORDS = ("min_volume", "grow_threshold", "exclude_border")
+
+
 def segment_image_workflow(
     image,
     model,
@@ -399,7 +411,9 @@ def segment_image_workflow(
     if params.get("axis", 0) not in (0, -3):
         raise ValueError(f"axis must be 0 (frames first) with a model; got {params['axis']}")
     params.pop("axis", None)
-    check_params(**params)  # before the prediction, which may take hours
+    # before the prediction, which may take hours: a typo or an out-of-range value fails now
+    check_keywords(method, params, caller="segment_image", extra=_IMAGE_KEYWORDS, drop=_MAPS)
+    check_params(**params)
     if not int(params.get("min_volume") or 0) >= 0:
         raise ValueError(f"min_volume must be >= 0; got {params['min_volume']!r}")
     grow_threshold = params.get("grow_threshold")

@@ -39,6 +39,19 @@ def test_empty_and_constant_stacks(value):
         assert all(int(f.max()) == expected for f in lab), method
 
 
+def test_keywords_a_method_does_not_take_are_refused(video):
+    """A baseline ignored keywords it does not take (a typo, another method's option)."""
+    p = video["prob"][:2]
+    with pytest.raises(TypeError, match=r"segment\(\).*'taw' for method 'otsu'.* tau"):
+        nh.segment(p, "otsu", taw=0.3)
+    with pytest.raises(TypeError, match="'sigma' for method 'threshold'"):
+        nh.segment(p, "threshold", sigma=3)
+    with pytest.raises(TypeError, match="'taw' for method 'hemd'"):
+        nh.segment(p, "hemd", taw=0.3)
+    assert nh.segment(p, "watershed", sigma=2, min_distance=3).shape == p.shape
+    assert nh.segment(p, "hemd", time_limit=5).shape == p.shape
+
+
 def test_linking_keeps_ids_and_finds_divisions(video):
     v = nuclei_video(n_frames=12, seed=0)
     tracked, tracks = nh.link_labels(v["labels"])

@@ -242,6 +242,25 @@ def test_cli_grow_threshold_overrides_the_model(movie, tmp_path):
     assert ratio > 1 if wider > calibrated_at else ratio < 1
 
 
+def test_unknown_keywords_are_refused_before_the_model_runs(movie, monkeypatch):
+    """A typo (``taw=``) or a keyword the method does not take fails at once, naming it; it
+    used to surface as ``hemd() got an unexpected keyword`` after the whole prediction, or to be
+    ignored by a baseline."""
+    import napari_hemd.models.prediction as prediction
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the keywords were checked")
+
+    monkeypatch.setattr(prediction, "_resolve_model", no_model)
+    image = movie["image"][:2]
+    with pytest.raises(TypeError, match=r"segment_image\(\).*'taw' for method 'hemd'.* tau"):
+        segment_image(image, "nuclei-fluo", taw=0.3)
+    with pytest.raises(TypeError, match="'sigma' for method 'otsu'"):
+        segment_image(image, "nuclei-fluo", "otsu", sigma=2)
+    with pytest.raises(TypeError, match="'time_limit' for method 'watershed'"):
+        segment_image(image, "nuclei-fluo", "watershed", time_limit=5)
+
+
 def test_single_frame_and_2d(movie):
     res = segment_image(movie["image"][0], "nuclei-fluo", "threshold")
     assert res.labels.shape == (128, 128) and res.maps["foreground"].shape == (128, 128)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from collections.abc import Callable
@@ -15,7 +16,16 @@ from napari_hemd.core.linking import link_labels
 from napari_hemd.core.selection import FrameSelection, select_instances
 from napari_hemd.core.validation import check_probability, resolve_connectivity
 
-__all__ = ["METHODS", "HEMDResult", "TooManyCandidates", "check_params", "hemd", "segment"]
+__all__ = [
+    "METHODS",
+    "HEMDResult",
+    "TooManyCandidates",
+    "check_keywords",
+    "check_params",
+    "hemd",
+    "method_keywords",
+    "segment",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +46,9 @@ SPLIT_SIZE = 0.7
 SELECTION_KEYS = ("variant", "seed_min_peak", "lone_growth", "split_coverage", "split_size")
 #: Options only H-EMD takes: a model's ``segment_defaults`` may carry them, the baselines drop them.
 HEMD_ONLY = (*SELECTION_KEYS, "max_candidates")
+
+#: Keywords a baseline takes beyond ``segment``'s own (``segment(..., **kwargs)`` passes them on).
+BASELINE_KEYWORDS = {"watershed": ("sigma", "min_distance")}
 
 #: A forest with more candidates than this per pixel-megapixel is almost surely noise.
 MAX_NODES_PER_PIXEL = 0.05
@@ -271,6 +284,7 @@ def segment(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    check_keywords(method, kwargs, caller="segment")  # a typo must not be ignored
     if not hasattr(prob, "shape") or not hasattr(prob, "ndim"):
         prob = np.asarray(prob)
     if method == "hemd":
@@ -316,6 +330,38 @@ def segment(
     if link:
         labels, _ = link_labels(labels, delta=delta)
     return _restore_axis(labels, prob.ndim, axis)
+
+
+def method_keywords(method: str) -> tuple[str, ...]:
+    """The keyword arguments ``segment(prob, method, ...)`` takes for ``method``.
+
+    ``segment``'s own parameters, and H-EMD's (:func:`hemd`) or the baseline's extras
+    (:data:`BASELINE_KEYWORDS`).
+    """
+    own = [
+        k for k in inspect.signature(segment).parameters if k not in ("prob", "method", "kwargs")
+    ]
+    if method == "hemd":
+        extra = [k for k in inspect.signature(hemd).parameters if k not in ("prob", "first_frame")]
+    else:
+        extra = list(BASELINE_KEYWORDS.get(method, ()))
+    return tuple(dict.fromkeys([*own, *extra]))
+
+
+def check_keywords(method: str, names, *, caller: str, extra=(), drop=()) -> None:
+    """Refuse keyword arguments that ``method`` does not take (a typo would be ignored).
+
+    ``names``: the keywords given; ``extra``: others ``caller`` takes itself; ``drop``: those of
+    :func:`method_keywords` that ``caller`` does not pass on. Raises a TypeError naming the
+    unknown keywords, the method and the keywords it takes.
+    """
+    known = [k for k in method_keywords(method) if k not in drop] + list(extra)
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise TypeError(
+            f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))} for "
+            f"method {method!r}; it takes {', '.join(sorted(known))}"
+        )
 
 
 class TooManyCandidates(ValueError):
