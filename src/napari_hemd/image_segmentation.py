@@ -400,11 +400,19 @@ def segment_image_workflow(
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    shape = tuple(getattr(image, "shape", ()))
+    if not hasattr(image, "shape"):  # a list of frames, as documented for array-likes
+        image = np.asarray(image)
+    shape = tuple(image.shape)
     if len(shape) not in (2, 3, 4):
         raise ValueError(
             f"image must be (Y, X), (T, Y, X), (Z, Y, X) or (T, Z, Y, X) raw intensities; got "
             f"shape {shape}"
+        )
+    if len(shape) >= 3 and shape[-1] in (3, 4):  # else its rows would be frames 3 px wide
+        raise ValueError(
+            f"image of shape {shape} has {shape[-1]} values on its last axis, as an RGB(A) colour "
+            "image has; segment_image takes one grey value per pixel: pass one channel "
+            "(image[..., c]) or a grey image (image.mean(axis=-1))"
         )
     if len(shape) >= 3 and shape[0] == 0:
         raise ValueError("image has no frames (shape[0] == 0)")

@@ -52,6 +52,11 @@ def test_keywords_a_method_does_not_take_are_refused(video):
     assert nh.segment(p, "hemd", time_limit=5).shape == p.shape
 
 
+def test_hemd_takes_a_list_of_frames_as_segment_does(video):
+    frames = list(video["prob"][:3])  # hemd raised AttributeError: 'list' has no 'ndim'
+    assert np.array_equal(nh.hemd(frames).labels, nh.segment(np.stack(frames)))
+
+
 def test_linking_keeps_ids_and_finds_divisions(video):
     v = nuclei_video(n_frames=12, seed=0)
     tracked, tracks = nh.link_labels(v["labels"])

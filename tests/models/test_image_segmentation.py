@@ -261,6 +261,22 @@ def test_unknown_keywords_are_refused_before_the_model_runs(movie, monkeypatch):
         segment_image(image, "nuclei-fluo", "watershed", time_limit=5)
 
 
+def test_a_colour_image_is_refused_and_a_list_of_frames_taken(movie, monkeypatch):
+    """An RGB frame ``(Y, X, 3)`` was segmented as Y frames 3 pixels wide (labels of shape
+    ``(Y, X, 3)``, no error); a list of frames was refused as "shape ()"."""
+    import napari_hemd.models.prediction as prediction
+
+    frame = movie["image"][0]
+    with monkeypatch.context() as m:
+        m.setattr(prediction, "_resolve_model", lambda *a, **k: pytest.fail("model loaded"))
+        with pytest.raises(ValueError, match=r"\(128, 128, 3\) has 3 values on its last axis"):
+            segment_image(np.stack([frame] * 3, axis=-1), "nuclei-fluo")
+        with pytest.raises(ValueError, match="RGB"):
+            segment_image(np.stack([frame] * 4, axis=-1)[None], "nuclei-fluo")
+    res = segment_image(list(movie["image"][:2]), "nuclei-fluo", "threshold")
+    assert res.labels.shape == (2, 128, 128)
+
+
 def test_single_frame_and_2d(movie):
     res = segment_image(movie["image"][0], "nuclei-fluo", "threshold")
     assert res.labels.shape == (128, 128) and res.maps["foreground"].shape == (128, 128)

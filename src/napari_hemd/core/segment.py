@@ -157,6 +157,8 @@ def hemd(
         min_size=min_size, variant=variant, seed_min_peak=seed_min_peak, lone_growth=lone_growth,
         split_coverage=split_coverage, split_size=split_size, max_candidates=max_candidates,
     )  # fmt: skip
+    if not hasattr(prob, "shape") or not hasattr(prob, "ndim"):  # a list of frames
+        prob = np.asarray(prob)
     seed_min_peak = SEED_MIN_PEAK[variant] if seed_min_peak is None else float(seed_min_peak)
     lone_growth = LONE_GROWTH[variant] if lone_growth is None else float(lone_growth)
     split_coverage = SPLIT_COVERAGE[variant] if split_coverage is None else float(split_coverage)
