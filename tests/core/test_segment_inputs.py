@@ -69,6 +69,20 @@ def test_linking_keeps_ids_and_finds_divisions(video):
     assert len(tracks) == len(v["tracks"])
 
 
+def test_link_labels_refuses_what_is_not_a_label_stack(video):
+    """Probabilities gave an IndexError, negative ids "'list' argument must have no negative
+    elements", and a single (Y, X) image was linked row by row."""
+    lab = video["labels"][:3]
+    with pytest.raises(TypeError, match=r"labels must be integer instance labels .*float32"):
+        nh.link_labels(video["prob"][:3])
+    with pytest.raises(ValueError, match=r"labels must be >= 0 .*minimum -1"):
+        nh.link_labels(lab.astype(np.int32) - 1)
+    with pytest.raises(ValueError, match=r"\(T, Y, X\) .*got shape \(96, 96\)"):
+        nh.link_labels(lab[0])
+    with pytest.raises(ValueError, match="delta must be > 0; got 0"):
+        nh.link_labels(lab, delta=0)
+
+
 def test_hemd_with_link_returns_tracks(video):
     res = nh.hemd(video["prob"], link=True)
     assert res.tracks is not None and res.tracks.shape[1] == 4
