@@ -57,6 +57,17 @@ def test_hemd_takes_a_list_of_frames_as_segment_does(video):
     assert np.array_equal(nh.hemd(frames).labels, nh.segment(np.stack(frames)))
 
 
+def test_a_raw_movie_is_not_taken_for_probabilities(video):
+    """A uint16 raw movie was rescaled to [0, 1] and segmented without a word (the CLI, the
+    widget and stream_segment refuse it)."""
+    with pytest.raises(
+        ValueError, match=r"prob does not look like a probability map.*segment_image"
+    ):
+        nh.segment(video["image"])
+    as_uint8 = (video["prob"] * 255).astype(np.uint8)  # a real map stored as uint8 still works
+    assert nh.segment(as_uint8, "threshold").max() > 0
+
+
 def test_linking_keeps_ids_and_finds_divisions(video):
     v = nuclei_video(n_frames=12, seed=0)
     tracked, tracks = nh.link_labels(v["labels"])

@@ -14,7 +14,11 @@ from napari_hemd.core import baselines
 from napari_hemd.core.forest import CandidateForest, build_candidate_forest
 from napari_hemd.core.linking import link_labels
 from napari_hemd.core.selection import FrameSelection, select_instances
-from napari_hemd.core.validation import check_probability, resolve_connectivity
+from napari_hemd.core.validation import (
+    check_probability,
+    not_a_probability_map,
+    resolve_connectivity,
+)
 
 __all__ = [
     "METHODS",
@@ -289,6 +293,13 @@ def segment(
     check_keywords(method, kwargs, caller="segment")  # a typo must not be ignored
     if not hasattr(prob, "shape") or not hasattr(prob, "ndim"):
         prob = np.asarray(prob)
+    why = not_a_probability_map(prob)  # a raw movie: as the CLI and the widget refuse it
+    if why:
+        raise ValueError(
+            f"prob does not look like a probability map ({why}). For a raw image use "
+            "segment_image(image, model=...), which predicts the probabilities first; a real "
+            "probability map can be given as floats in [0, 1]"
+        )
     if method == "hemd":
         res = hemd(
             prob,
