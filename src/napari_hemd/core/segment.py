@@ -272,7 +272,15 @@ def segment(
         ``progress(stage, done, total)``.
     **kwargs
         Passed to the method (e.g. ``time_limit``, ``locked`` for H-EMD; ``sigma``,
-        ``min_distance`` for watershed).
+        ``min_distance`` for watershed); one the method does not take raises a TypeError
+        (:func:`method_keywords`).
+
+    Raises
+    ------
+    ValueError
+        For a uint8/uint16 ``prob`` that looks like a raw image
+        (:func:`napari_hemd.core.validation.not_a_probability_map`): use
+        :func:`napari_hemd.segment_image`.
 
     Returns
     -------
