@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_hemd.core.segment import METHODS, HEMDResult, TooManyCandidates, check_params
+from napari_hemd.core.segment import (
+    METHODS,
+    HEMDResult,
+    TooManyCandidates,
+    check_keywords,
+    check_params,
+)
 from napari_hemd.workflows import (
     Progress,
     cancelled,
@@ -295,6 +301,12 @@ def scaled_defaults(defaults: dict, scale: float) -> dict:
     return out
 
 
+#: Keywords of the method that :func:`segment_image` fills itself (the maps come from the model).
+_MAPS = ("boundary", "background", "progress", "axis")
+#: Keywords :func:`segment_image_workflow` takes besides the method's (see its ``**params``).
+_IMAGE_KEYWORDS = ("min_volume", "grow_threshold", "exclude_border")
+
+
 def segment_image_workflow(
     image,
     model,
@@ -388,18 +400,28 @@ def segment_image_workflow(
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    shape = tuple(getattr(image, "shape", ()))
+    if not hasattr(image, "shape"):  # a list of frames, as documented for array-likes
+        image = np.asarray(image)
+    shape = tuple(image.shape)
     if len(shape) not in (2, 3, 4):
         raise ValueError(
             f"image must be (Y, X), (T, Y, X), (Z, Y, X) or (T, Z, Y, X) raw intensities; got "
             f"shape {shape}"
+        )
+    if len(shape) >= 3 and shape[-1] in (3, 4):  # else its rows would be frames 3 px wide
+        raise ValueError(
+            f"image of shape {shape} has {shape[-1]} values on its last axis, as an RGB(A) colour "
+            "image has; segment_image takes one grey value per pixel: pass one channel "
+            "(image[..., c]) or a grey image (image.mean(axis=-1))"
         )
     if len(shape) >= 3 and shape[0] == 0:
         raise ValueError("image has no frames (shape[0] == 0)")
     if params.get("axis", 0) not in (0, -3):
         raise ValueError(f"axis must be 0 (frames first) with a model; got {params['axis']}")
     params.pop("axis", None)
-    check_params(**params)  # before the prediction, which may take hours
+    # before the prediction, which may take hours: a typo or an out-of-range value fails now
+    check_keywords(method, params, caller="segment_image", extra=_IMAGE_KEYWORDS, drop=_MAPS)
+    check_params(**params)
     if not int(params.get("min_volume") or 0) >= 0:
         raise ValueError(f"min_volume must be >= 0; got {params['min_volume']!r}")
     grow_threshold = params.get("grow_threshold")

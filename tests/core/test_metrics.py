@@ -182,6 +182,15 @@ def test_sequence_errors():
         evaluate_sequence({5: a[0]}, {0: a[0]})
 
 
+def test_sequence_refuses_a_single_2d_image():
+    """A ``(Y, X)`` pair was scored as Y one-pixel-high frames (F1 of rows, not of objects)."""
+    gt = np.zeros((8, 8), int)
+    gt[1:4, 1:4], gt[5:7, 5:7] = 1, 2
+    with pytest.raises(ValueError, match=r"gt: frames must be \(Y, X\).*shape \(8,\).*gt\[None\]"):
+        evaluate_sequence(gt, gt)
+    assert evaluate_sequence(gt[None], gt[None])["counts"]["n_gt"] == 2
+
+
 def test_fast_on_a_thousand_objects():
     rng = np.random.default_rng(3)
     gt, pred = _random_labels(rng, (1024, 1024), 1000), _random_labels(rng, (1024, 1024), 1000)

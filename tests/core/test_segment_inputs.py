@@ -39,6 +39,35 @@ def test_empty_and_constant_stacks(value):
         assert all(int(f.max()) == expected for f in lab), method
 
 
+def test_keywords_a_method_does_not_take_are_refused(video):
+    """A baseline ignored keywords it does not take (a typo, another method's option)."""
+    p = video["prob"][:2]
+    with pytest.raises(TypeError, match=r"segment\(\).*'taw' for method 'otsu'.* tau"):
+        nh.segment(p, "otsu", taw=0.3)
+    with pytest.raises(TypeError, match="'sigma' for method 'threshold'"):
+        nh.segment(p, "threshold", sigma=3)
+    with pytest.raises(TypeError, match="'taw' for method 'hemd'"):
+        nh.segment(p, "hemd", taw=0.3)
+    assert nh.segment(p, "watershed", sigma=2, min_distance=3).shape == p.shape
+    assert nh.segment(p, "hemd", time_limit=5).shape == p.shape
+
+
+def test_hemd_takes_a_list_of_frames_as_segment_does(video):
+    frames = list(video["prob"][:3])  # hemd raised AttributeError: 'list' has no 'ndim'
+    assert np.array_equal(nh.hemd(frames).labels, nh.segment(np.stack(frames)))
+
+
+def test_a_raw_movie_is_not_taken_for_probabilities(video):
+    """A uint16 raw movie was rescaled to [0, 1] and segmented without a word (the CLI, the
+    widget and stream_segment refuse it)."""
+    with pytest.raises(
+        ValueError, match=r"prob does not look like a probability map.*segment_image"
+    ):
+        nh.segment(video["image"])
+    as_uint8 = (video["prob"] * 255).astype(np.uint8)  # a real map stored as uint8 still works
+    assert nh.segment(as_uint8, "threshold").max() > 0
+
+
 def test_linking_keeps_ids_and_finds_divisions(video):
     v = nuclei_video(n_frames=12, seed=0)
     tracked, tracks = nh.link_labels(v["labels"])
@@ -49,6 +78,20 @@ def test_linking_keeps_ids_and_finds_divisions(video):
         present = [t for t in range(12) if (tracked[t] == lab).any()]
         assert present == list(range(b, e + 1))
     assert len(tracks) == len(v["tracks"])
+
+
+def test_link_labels_refuses_what_is_not_a_label_stack(video):
+    """Probabilities gave an IndexError, negative ids "'list' argument must have no negative
+    elements", and a single (Y, X) image was linked row by row."""
+    lab = video["labels"][:3]
+    with pytest.raises(TypeError, match=r"labels must be integer instance labels .*float32"):
+        nh.link_labels(video["prob"][:3])
+    with pytest.raises(ValueError, match=r"labels must be >= 0 .*minimum -1"):
+        nh.link_labels(lab.astype(np.int32) - 1)
+    with pytest.raises(ValueError, match=r"\(T, Y, X\) .*got shape \(96, 96\)"):
+        nh.link_labels(lab[0])
+    with pytest.raises(ValueError, match="delta must be > 0; got 0"):
+        nh.link_labels(lab, delta=0)
 
 
 def test_hemd_with_link_returns_tracks(video):

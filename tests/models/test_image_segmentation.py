@@ -242,6 +242,41 @@ def test_cli_grow_threshold_overrides_the_model(movie, tmp_path):
     assert ratio > 1 if wider > calibrated_at else ratio < 1
 
 
+def test_unknown_keywords_are_refused_before_the_model_runs(movie, monkeypatch):
+    """A typo (``taw=``) or a keyword the method does not take fails at once, naming it; it
+    used to surface as ``hemd() got an unexpected keyword`` after the whole prediction, or to be
+    ignored by a baseline."""
+    import napari_hemd.models.prediction as prediction
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the keywords were checked")
+
+    monkeypatch.setattr(prediction, "_resolve_model", no_model)
+    image = movie["image"][:2]
+    with pytest.raises(TypeError, match=r"segment_image\(\).*'taw' for method 'hemd'.* tau"):
+        segment_image(image, "nuclei-fluo", taw=0.3)
+    with pytest.raises(TypeError, match="'sigma' for method 'otsu'"):
+        segment_image(image, "nuclei-fluo", "otsu", sigma=2)
+    with pytest.raises(TypeError, match="'time_limit' for method 'watershed'"):
+        segment_image(image, "nuclei-fluo", "watershed", time_limit=5)
+
+
+def test_a_colour_image_is_refused_and_a_list_of_frames_taken(movie, monkeypatch):
+    """An RGB frame ``(Y, X, 3)`` was segmented as Y frames 3 pixels wide (labels of shape
+    ``(Y, X, 3)``, no error); a list of frames was refused as "shape ()"."""
+    import napari_hemd.models.prediction as prediction
+
+    frame = movie["image"][0]
+    with monkeypatch.context() as m:
+        m.setattr(prediction, "_resolve_model", lambda *a, **k: pytest.fail("model loaded"))
+        with pytest.raises(ValueError, match=r"\(128, 128, 3\) has 3 values on its last axis"):
+            segment_image(np.stack([frame] * 3, axis=-1), "nuclei-fluo")
+        with pytest.raises(ValueError, match="RGB"):
+            segment_image(np.stack([frame] * 4, axis=-1)[None], "nuclei-fluo")
+    res = segment_image(list(movie["image"][:2]), "nuclei-fluo", "threshold")
+    assert res.labels.shape == (2, 128, 128)
+
+
 def test_single_frame_and_2d(movie):
     res = segment_image(movie["image"][0], "nuclei-fluo", "threshold")
     assert res.labels.shape == (128, 128) and res.maps["foreground"].shape == (128, 128)

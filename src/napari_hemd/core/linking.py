@@ -49,6 +49,21 @@ def link_labels(
         ``L B E P`` rows (label, first frame, last frame, parent label or 0).
     """
     labels = np.asarray(labels)
+    if labels.dtype == bool:
+        labels = labels.astype(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(
+            f"labels must be integer instance labels (0: background); got dtype {labels.dtype}"
+        )
+    if labels.ndim < 3:
+        raise ValueError(
+            f"labels must be a (T, Y, X) or (T, Z, Y, X) stack, frames on axis 0; got shape "
+            f"{labels.shape}"
+        )
+    if labels.size and labels.dtype.kind == "i" and int(labels.min()) < 0:
+        raise ValueError(f"labels must be >= 0 (0: background); got minimum {int(labels.min())}")
+    if not float(delta) > 0:
+        raise ValueError(f"delta must be > 0; got {delta!r}")
     out = np.zeros(labels.shape, np.uint32)
     linker = FrameLinker(delta=delta, min_iou=min_iou, division_cover=division_cover)
     for t in range(labels.shape[0]):

@@ -524,10 +524,17 @@ def _frame(stack, t: int, name: str) -> np.ndarray:
     if isinstance(stack, Mapping):
         if t not in stack:
             raise ValueError(f"{name}: no frame {t}; it has frames {sorted(stack)}")
-        return np.asarray(stack[t])
-    if not 0 <= t < _n_frames(stack):
-        raise ValueError(f"{name}: frame {t} out of range; it has {_n_frames(stack)} frames")
-    return np.asarray(stack[t])
+        frame = np.asarray(stack[t])
+    else:
+        if not 0 <= t < _n_frames(stack):
+            raise ValueError(f"{name}: frame {t} out of range; it has {_n_frames(stack)} frames")
+        frame = np.asarray(stack[t])
+    if frame.ndim < 2:  # a single (Y, X) image would be scored row by row
+        raise ValueError(
+            f"{name}: frames must be (Y, X) or (Z, Y, X) label images; frame {t} has shape "
+            f"{frame.shape}. For one 2D image pass {name}[None] or use evaluate_frame"
+        )
+    return frame
 
 
 # -- one metric at a time ---------------------------------------------------------------------

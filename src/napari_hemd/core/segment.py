@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from collections.abc import Callable
@@ -13,9 +14,22 @@ from napari_hemd.core import baselines
 from napari_hemd.core.forest import CandidateForest, build_candidate_forest
 from napari_hemd.core.linking import link_labels
 from napari_hemd.core.selection import FrameSelection, select_instances
-from napari_hemd.core.validation import check_probability, resolve_connectivity
+from napari_hemd.core.validation import (
+    check_probability,
+    not_a_probability_map,
+    resolve_connectivity,
+)
 
-__all__ = ["METHODS", "HEMDResult", "TooManyCandidates", "check_params", "hemd", "segment"]
+__all__ = [
+    "METHODS",
+    "HEMDResult",
+    "TooManyCandidates",
+    "check_keywords",
+    "check_params",
+    "hemd",
+    "method_keywords",
+    "segment",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +50,9 @@ SPLIT_SIZE = 0.7
 SELECTION_KEYS = ("variant", "seed_min_peak", "lone_growth", "split_coverage", "split_size")
 #: Options only H-EMD takes: a model's ``segment_defaults`` may carry them, the baselines drop them.
 HEMD_ONLY = (*SELECTION_KEYS, "max_candidates")
+
+#: Keywords a baseline takes beyond ``segment``'s own (``segment(..., **kwargs)`` passes them on).
+BASELINE_KEYWORDS = {"watershed": ("sigma", "min_distance")}
 
 #: A forest with more candidates than this per pixel-megapixel is almost surely noise.
 MAX_NODES_PER_PIXEL = 0.05
@@ -144,6 +161,8 @@ def hemd(
         min_size=min_size, variant=variant, seed_min_peak=seed_min_peak, lone_growth=lone_growth,
         split_coverage=split_coverage, split_size=split_size, max_candidates=max_candidates,
     )  # fmt: skip
+    if not hasattr(prob, "shape") or not hasattr(prob, "ndim"):  # a list of frames
+        prob = np.asarray(prob)
     seed_min_peak = SEED_MIN_PEAK[variant] if seed_min_peak is None else float(seed_min_peak)
     lone_growth = LONE_GROWTH[variant] if lone_growth is None else float(lone_growth)
     split_coverage = SPLIT_COVERAGE[variant] if split_coverage is None else float(split_coverage)
@@ -253,7 +272,15 @@ def segment(
         ``progress(stage, done, total)``.
     **kwargs
         Passed to the method (e.g. ``time_limit``, ``locked`` for H-EMD; ``sigma``,
-        ``min_distance`` for watershed).
+        ``min_distance`` for watershed); one the method does not take raises a TypeError
+        (:func:`method_keywords`).
+
+    Raises
+    ------
+    ValueError
+        For a uint8/uint16 ``prob`` that looks like a raw image
+        (:func:`napari_hemd.core.validation.not_a_probability_map`): use
+        :func:`napari_hemd.segment_image`.
 
     Returns
     -------
@@ -271,8 +298,16 @@ def segment(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    check_keywords(method, kwargs, caller="segment")  # a typo must not be ignored
     if not hasattr(prob, "shape") or not hasattr(prob, "ndim"):
         prob = np.asarray(prob)
+    why = not_a_probability_map(prob)  # a raw movie: as the CLI and the widget refuse it
+    if why:
+        raise ValueError(
+            f"prob does not look like a probability map ({why}). For a raw image use "
+            "segment_image(image, model=...), which predicts the probabilities first; a real "
+            "probability map can be given as floats in [0, 1]"
+        )
     if method == "hemd":
         res = hemd(
             prob,
@@ -316,6 +351,38 @@ def segment(
     if link:
         labels, _ = link_labels(labels, delta=delta)
     return _restore_axis(labels, prob.ndim, axis)
+
+
+def method_keywords(method: str) -> tuple[str, ...]:
+    """The keyword arguments ``segment(prob, method, ...)`` takes for ``method``.
+
+    ``segment``'s own parameters, and H-EMD's (:func:`hemd`) or the baseline's extras
+    (:data:`BASELINE_KEYWORDS`).
+    """
+    own = [
+        k for k in inspect.signature(segment).parameters if k not in ("prob", "method", "kwargs")
+    ]
+    if method == "hemd":
+        extra = [k for k in inspect.signature(hemd).parameters if k not in ("prob", "first_frame")]
+    else:
+        extra = list(BASELINE_KEYWORDS.get(method, ()))
+    return tuple(dict.fromkeys([*own, *extra]))
+
+
+def check_keywords(method: str, names, *, caller: str, extra=(), drop=()) -> None:
+    """Refuse keyword arguments that ``method`` does not take (a typo would be ignored).
+
+    ``names``: the keywords given; ``extra``: others ``caller`` takes itself; ``drop``: those of
+    :func:`method_keywords` that ``caller`` does not pass on. Raises a TypeError naming the
+    unknown keywords, the method and the keywords it takes.
+    """
+    known = [k for k in method_keywords(method) if k not in drop] + list(extra)
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise TypeError(
+            f"{caller}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))} for "
+            f"method {method!r}; it takes {', '.join(sorted(known))}"
+        )
 
 
 class TooManyCandidates(ValueError):
