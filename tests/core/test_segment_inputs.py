@@ -151,3 +151,25 @@ def test_frame_linker_links_as_link_labels_and_resumes_from_its_state():
     out += [again.push(labels[t]) for t in range(15, 30)]
     np.testing.assert_array_equal(np.stack(out), whole)
     np.testing.assert_array_equal(again.tracks(), tracks)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"tau": "a"}, "tau must be a number; got 'a'"),
+        ({"tau": "0.5"}, "tau must be a number; got '0.5'"),
+        ({"delta": [1]}, "delta must be a number; got [1]"),
+        ({"min_size": 1.5}, "min_size must be a whole number; got 1.5"),
+        ({"min_size": float("inf")}, "min_size must be a whole number; got inf"),
+        ({"max_candidates": "x"}, "max_candidates must be a whole number; got 'x'"),
+        ({"tau": float("nan")}, "tau must be in [0, 1]; got nan"),
+    ],
+)
+def test_parameters_that_are_no_numbers_are_named(kwargs, message):
+    """hemd's options that are no (whole) numbers say which and what came (a string used to
+    give Python's 'could not convert string to float', and min_size 1.5 became 1)."""
+    prob = np.zeros((2, 16, 16), np.float32)
+    with pytest.raises(ValueError) as err:
+        nh.hemd(prob, **kwargs)
+    assert str(err.value) == message
+    nh.hemd(prob, tau=np.float32(0.4), min_size=np.int64(3), max_candidates=10**6)  # numpy: fine

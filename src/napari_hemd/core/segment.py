@@ -422,30 +422,54 @@ def check_params(
     ignored. ``connectivity`` is checked against 3D frames here (``hemd`` checks it against the
     frames' own dimensions).
     """
-    if tau is not None and not 0.0 <= float(tau) <= 1.0:
+    tau, delta, seed_min_peak, lone_growth, split_coverage, split_size = (
+        _number(name, value)
+        for name, value in (
+            ("tau", tau), ("delta", delta), ("seed_min_peak", seed_min_peak),
+            ("lone_growth", lone_growth), ("split_coverage", split_coverage),
+            ("split_size", split_size),
+        )
+    )  # fmt: skip
+    min_size = _number("min_size", min_size, whole=True)
+    max_candidates = _number("max_candidates", max_candidates, whole=True)
+    if tau is not None and not 0.0 <= tau <= 1.0:
         raise ValueError(f"tau must be in [0, 1]; got {tau!r}")
-    if delta is not None and not float(delta) > 0:
+    if delta is not None and not delta > 0:
         raise ValueError(f"delta must be > 0; got {delta!r}")
     if iterations is not None:
         _check_iterations(iterations)
     if connectivity is not None:
         resolve_connectivity(connectivity, 3)
-    if min_size is not None and not int(min_size) >= 0:
+    if min_size is not None and not min_size >= 0:
         raise ValueError(f"min_size must be >= 0; got {min_size!r}")
     if variant is not None and variant not in VARIANTS:
         raise ValueError(f"variant must be one of {tuple(VARIANTS)}; got {variant!r}")
-    if seed_min_peak is not None and not 0.0 <= float(seed_min_peak) <= 1.0:
+    if seed_min_peak is not None and not 0.0 <= seed_min_peak <= 1.0:
         raise ValueError(f"seed_min_peak must be in [0, 1]; got {seed_min_peak!r}")
-    if lone_growth is not None and not float(lone_growth) >= 1.0:
+    if lone_growth is not None and not lone_growth >= 1.0:
         raise ValueError(f"lone_growth must be >= 1 (1 = the paper); got {lone_growth!r}")
-    if split_coverage is not None and not 0.0 <= float(split_coverage) <= 1.0:
+    if split_coverage is not None and not 0.0 <= split_coverage <= 1.0:
         raise ValueError(
             f"split_coverage must be in [0, 1] (0 = the paper); got {split_coverage!r}"
         )
-    if split_size is not None and not float(split_size) >= 0.0:
+    if split_size is not None and not split_size >= 0.0:
         raise ValueError(f"split_size must be >= 0; got {split_size!r}")
-    if max_candidates is not None and not int(max_candidates) >= 1:
+    if max_candidates is not None and not max_candidates >= 1:
         raise ValueError(f"max_candidates must be >= 1; got {max_candidates!r}")
+
+
+def _number(name: str, value, *, whole: bool = False) -> float | int | None:
+    """``value`` as a float (``whole``: an int), or a ValueError naming ``name``."""
+    if value is None:
+        return None
+    what = "a whole number" if whole else "a number"
+    try:
+        number = float(value) if not isinstance(value, str) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or (whole and not number.is_integer()):
+        raise ValueError(f"{name} must be {what}; got {value!r}")
+    return int(number) if whole else number
 
 
 def _check_companion(arr, prob, axis: int, name: str) -> None:
