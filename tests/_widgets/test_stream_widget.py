@@ -198,7 +198,10 @@ def test_stream_widget_predicts_with_test_time_flips(
     qtbot.waitUntil(lambda: w.status.value.startswith("done"), timeout=120_000)
     out = tmp_path / "lab.zarr"
     assert w.advice is not None and w.advice == stream_size_advice("nuclei-fluo", out, 0.5)
-    assert "--scale 0.83 (zoom for the model 0.83)" in w.advice
+    import re
+
+    asked = re.search(r"--scale ([0-9.]+) \(zoom for the model \1\)", w.advice)
+    assert asked and 0.5 < float(asked.group(1)) < 1.2  # back up towards the model's sizes
     assert infos[-1].endswith(f"Note: {w.advice}") and "see the note" in w.status.value
     # the zoom's lowest value is auto: found on a few frames, as segment --scale auto finds it
     w.scale.value = 0.0
