@@ -516,8 +516,7 @@ class InspectorWidget(LayerWidget):
         refused).
         """
         layer = self.labels.value
-        params = getattr(layer, "metadata", {}).get(PARAMS_KEY) or {}
-        if getattr(layer, "ndim", 0) == 4 and (self._stacks() or params.get(PER_STACK_KEY)):
+        if self._per_stack(layer):
             return self._rerun_stacks(layer)
         got = self._result()
         if got is None:

@@ -173,7 +173,11 @@ class ProjectWidget(LayerWidget):
         background = prob_layer.metadata.get(BACKGROUND_KEY)
         if background is not None and tuple(background.shape) != tuple(prob_layer.data.shape):
             background = None
-        info = {k: prob_layer.metadata.get(k) for k in (MODEL_KEY, GROW_KEY, DEFAULTS_KEY)}
+        info = {
+            k: prob_layer.metadata[k]
+            for k in (MODEL_KEY, GROW_KEY, DEFAULTS_KEY)
+            if prob_layer.metadata.get(k) is not None
+        }
         try:
             save_project(
                 out,
@@ -188,7 +192,7 @@ class ProjectWidget(LayerWidget):
                 name=layer.name,
                 checked=checked_frames(layer),
                 background=None if background is None else np.asarray(background),
-                prob_info={k: v for k, v in info.items() if v is not None},
+                prob_info=info,
             )
         except Exception as e:
             log.exception("saving %s failed", out)
