@@ -8,6 +8,7 @@ from napari_hemd.models.augmentation import (
     Augmentation,
     augment_intensity,
     dim_objects,
+    dim_parts,
     warp_patch,
 )
 
@@ -104,3 +105,32 @@ def test_dim_objects_probability_is_per_patch():
     changed = [not np.array_equal(dim_objects(img, labels, rng, aug), img) for _ in range(400)]
     # a touched patch dims each of its 4 objects with probability 1/2: 15/16 of them change
     assert np.mean(changed) == pytest.approx(0.3 * 15 / 16, abs=0.06)
+
+
+def test_dim_parts_fades_sectors_of_objects_and_keeps_the_rest():
+    """Parts of an object sink to the background (its label stays whole); others keep all."""
+    img, labels = _discs()
+    aug = Augmentation(part_prob=1.0)
+    far = ndi.distance_transform_edt(labels == 0) > 8
+    faded_any = kept_any = False
+    for seed in range(8):
+        out = dim_parts(img, labels, np.random.default_rng(seed), aug)
+        assert out.shape == img.shape and out.dtype == np.float32
+        np.testing.assert_allclose(out[far], 0.2, atol=1e-4)  # the background level stays
+        for i in range(1, 5):
+            core = ndi.binary_erosion(labels == i, iterations=4)
+            contrast = out[core] - 0.2
+            assert contrast.min() >= -1e-4 and contrast.max() <= 1 + 1e-4  # never beyond it
+            if contrast.min() < 0.05:  # a faded object: part at the background, part not
+                faded_any = True
+                assert contrast.max() > 0.5
+                assert 0.02 < np.mean(contrast < 0.1) < 0.8
+            kept_any |= bool(contrast.min() > 0.999)
+    assert faded_any and kept_any
+    np.testing.assert_array_equal(img, _discs()[0])  # the input is not modified
+    # off (the default), or a patch without objects or without background: unchanged
+    np.testing.assert_array_equal(
+        dim_parts(img, labels, np.random.default_rng(0), Augmentation()), img
+    )
+    for lab in (np.zeros_like(labels), np.ones_like(labels)):
+        np.testing.assert_array_equal(dim_parts(img, lab, np.random.default_rng(0), aug), img)

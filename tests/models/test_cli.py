@@ -59,6 +59,8 @@ def test_train_predict_round_trip(folder, kind, capsys):
             "0.5",
             "--dim-objects",
             "0.5",
+            "--dim-parts",
+            "0.25",
         ]
     )
     data = ["--data", str(folder / "data")]
@@ -75,6 +77,8 @@ def test_train_predict_round_trip(folder, kind, capsys):
         assert meta["training"]["config"]["dice_weight"] == 0.5
         assert meta["training"]["config"]["dim_objects"] == 0.5
         assert meta["training"]["augmentation"]["dim_prob"] == 0.5
+        assert meta["training"]["config"]["dim_parts"] == 0.25
+        assert meta["training"]["augmentation"]["part_prob"] == 0.25
         other = folder / "other.pt"
         with pytest.raises(SystemExit):
             main(["train", *data, "-o", str(other), *common, "--class-weights", "1,3"])

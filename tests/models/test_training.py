@@ -388,6 +388,13 @@ def test_dim_objects_option_reaches_the_augmentation():
             TrainConfig(dim_objects=bad)
     with pytest.raises(ValueError, match=r"part of the full augmentation.*augment='basic'"):
         TrainConfig(dim_objects=0.5, augment="basic")
+    assert TrainConfig().augmentation.part_prob == 0.0
+    assert TrainConfig(dim_parts=0.4).augmentation.part_prob == 0.4
+    for bad in (-0.1, 1.5, True, "0.5"):
+        with pytest.raises(ValueError, match=r"dim_parts must be a probability in \[0, 1\]"):
+            TrainConfig(dim_parts=bad)
+    with pytest.raises(ValueError, match=r"dim_parts is part of the full augmentation"):
+        TrainConfig(dim_parts=0.5, augment="basic")
 
 
 def test_affinity_checkpoints_are_scored_with_their_calibrated_bias(blobs, tmp_path):

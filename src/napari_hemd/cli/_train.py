@@ -121,6 +121,14 @@ def register(subparsers) -> None:
         "background (faint, bleached nuclei late in a sequence; default 0: off)",
     )
     p.add_argument(
+        "--dim-parts",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability that a training patch has parts of some of its objects faded to the "
+        "background, their masks kept whole (nuclei of which only part shines; default 0: off)",
+    )
+    p.add_argument(
         "--update-bn",
         action="store_true",
         help="fine-tuning: re-estimate batch-norm statistics from the new data (default with "
@@ -320,6 +328,7 @@ def run(args: argparse.Namespace) -> int:
         if args.noise is not None
         else (RECIPE.noise_sigma if fine_tune else None),
         dim_objects=args.dim_objects,
+        dim_parts=args.dim_parts,
         checkpoint_every=args.checkpoint_every,
         ranges=ranges,
         neighbourhood=args.neighbourhood,

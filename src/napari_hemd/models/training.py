@@ -34,6 +34,7 @@ from napari_hemd.models.augmentation import (
     Augmentation,
     augment_intensity,
     dim_objects,
+    dim_parts,
     warp_patch,
 )
 from napari_hemd.models.data import Sample, object_diameters
@@ -117,6 +118,10 @@ class TrainConfig:
         Probability that a training patch has some of its objects dimmed towards the background
         (:func:`~napari_hemd.models.augmentation.dim_objects`: faint, bleached nuclei); 0: off.
         Only with the ``"full"`` augmentation.
+    dim_parts : float
+        Probability that a training patch has parts of some of its objects faded to the
+        background, their labels kept whole (:func:`~napari_hemd.models.augmentation.dim_parts`:
+        nuclei of which only part shines); 0: off. Only with the ``"full"`` augmentation.
     init : str or None
         Fine-tune: start from this shipped model or model file (its architecture, normalisation,
         targets and offsets are used; the file records where it came from).
@@ -174,6 +179,7 @@ class TrainConfig:
     score_frames: int = 8
     noise_sigma: float | None = None
     dim_objects: float = 0.0
+    dim_parts: float = 0.0
     init: str | None = None
     freeze: str | None = None
     freeze_bn: bool = False
@@ -234,14 +240,15 @@ class TrainConfig:
                 )
         if int(self.score_every) < 0:
             raise ValueError(f"score_every must be >= 0; got {self.score_every!r}")
-        d = self.dim_objects
-        if isinstance(d, bool) or not isinstance(d, Real) or not 0.0 <= float(d) <= 1.0:
-            raise ValueError(f"dim_objects must be a probability in [0, 1] (0: off); got {d!r}")
-        if float(d) > 0 and self.augment != "full":
-            raise ValueError(
-                f"dim_objects is part of the full augmentation; got dim_objects={d!r} with "
-                f"augment={self.augment!r}"
-            )
+        for name in ("dim_objects", "dim_parts"):
+            d = getattr(self, name)
+            if isinstance(d, bool) or not isinstance(d, Real) or not 0.0 <= float(d) <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1] (0: off); got {d!r}")
+            if float(d) > 0 and self.augment != "full":
+                raise ValueError(
+                    f"{name} is part of the full augmentation; got {name}={d!r} with "
+                    f"augment={self.augment!r}"
+                )
         if self.class_weights is None:
             self.class_weights = default_class_weights(self.targets)
         weights = tuple(self.class_weights)
@@ -264,6 +271,8 @@ class TrainConfig:
             changes["noise_sigma"] = float(self.noise_sigma)
         if self.dim_objects:
             changes["dim_prob"] = float(self.dim_objects)
+        if self.dim_parts:
+            changes["part_prob"] = float(self.dim_parts)
         return Augmentation(**changes)
 
 
@@ -400,6 +409,8 @@ class _PatchSampler:
             img, lab = warp_patch(s.image, s.labels, self.patch, self.rng, self.aug, centre)
             if self.aug.dim_prob > 0:
                 img = dim_objects(img, lab, self.rng, self.aug)
+            if self.aug.part_prob > 0:
+                img = dim_parts(img, lab, self.rng, self.aug)
             imgs.append(augment_intensity(img, self.rng, self.aug))
             labs.append(lab)
         return np.stack(imgs)[:, None], np.stack(labs)
