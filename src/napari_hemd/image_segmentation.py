@@ -19,6 +19,7 @@ Imports torch only when it runs.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Callable, Generator
@@ -305,6 +306,19 @@ def scaled_defaults(defaults: dict, scale: float) -> dict:
 _MAPS = ("boundary", "background", "progress", "axis")
 #: Keywords :func:`segment_image_workflow` takes besides the method's (see its ``**params``).
 _IMAGE_KEYWORDS = ("min_volume", "grow_threshold", "exclude_border")
+
+
+def image_keywords(method: str = "hemd") -> tuple[str, ...]:
+    """Every keyword :func:`segment_image` takes with ``method`` (a typo is none of them)."""
+    own = [
+        name
+        for name, p in inspect.signature(segment_image_workflow).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    ]
+    from napari_hemd.core.segment import method_keywords
+
+    taken = [k for k in method_keywords(method) if k not in _MAPS]
+    return tuple(dict.fromkeys([*own, *taken, *_IMAGE_KEYWORDS]))
 
 
 def segment_image_workflow(

@@ -420,9 +420,13 @@ def stream_segment(
     """
     from napari_hemd._atomic import check_output_path
     from napari_hemd.core.segment import check_params
-    from napari_hemd.core.streaming import hemd_stream
+    from napari_hemd.core.streaming import check_window_keywords, hemd_stream
     from napari_hemd.distributed import dask_client
+    from napari_hemd.image_segmentation import image_keywords
 
+    # a typo first, before the input is opened or looked at (a time-lapse of stacks takes
+    # segment_image's keywords, the windows H-EMD's, whole-cell growth and the border)
+    check_window_keywords(params, extra=image_keywords())
     check_params(**params)  # before any prediction or window
     output = _check_zarr_path(output, "output")
     src_path = source if isinstance(source, (str, os.PathLike)) else None

@@ -52,6 +52,33 @@ def test_keywords_a_method_does_not_take_are_refused(video):
     assert nh.segment(p, "hemd", time_limit=5).shape == p.shape
 
 
+def test_time_limit_and_progress_are_checked_before_any_work(video):
+    """A negative or non-numeric time_limit was taken (CP-SAT met it only in a hard frame), and a
+    progress that cannot be called failed after the first frame's forest."""
+    p = video["prob"][:2]
+    for f in (nh.hemd, nh.segment):
+        with pytest.raises(ValueError, match=r"time_limit must be > 0 \(seconds"):
+            f(p, time_limit=-1)
+        with pytest.raises(ValueError, match="time_limit must be a number; got 'x'"):
+            f(p, time_limit="x")
+        with pytest.raises(TypeError, match=r"progress must be None or a callable.*got int 3"):
+            f(p, progress=3)
+    seen = []
+    nh.segment(p, time_limit=2, progress=lambda *a: seen.append(a))
+    assert seen and seen[-1][0] == "selection"
+
+
+def test_stream_segment_names_a_typo_before_looking_at_the_input(tmp_path):
+    """``stream_segment(raw, out, modle=...)`` said the raw movie was no probability map; the
+    misspelt keyword is what the user needs to hear."""
+    from napari_hemd.pipeline import stream_segment
+
+    raw = np.random.default_rng(0).integers(0, 60_000, (3, 32, 32)).astype(np.uint16)
+    with pytest.raises(TypeError, match=r"unexpected parameter\(s\) \['modle'\]"):
+        stream_segment(raw, tmp_path / "out.zarr", modle="nuclei-fluo")
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_hemd_takes_a_list_of_frames_as_segment_does(video):
     frames = list(video["prob"][:3])  # hemd raised AttributeError: 'list' has no 'ndim'
     assert np.array_equal(nh.hemd(frames).labels, nh.segment(np.stack(frames)))

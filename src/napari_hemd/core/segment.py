@@ -160,7 +160,9 @@ def hemd(
         tau=tau, delta=delta, iterations=iterations, connectivity=connectivity,
         min_size=min_size, variant=variant, seed_min_peak=seed_min_peak, lone_growth=lone_growth,
         split_coverage=split_coverage, split_size=split_size, max_candidates=max_candidates,
+        time_limit=time_limit,
     )  # fmt: skip
+    check_progress(progress)
     if not hasattr(prob, "shape") or not hasattr(prob, "ndim"):  # a list of frames
         prob = np.asarray(prob)
     seed_min_peak = SEED_MIN_PEAK[variant] if seed_min_peak is None else float(seed_min_peak)
@@ -299,6 +301,7 @@ def segment(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     check_keywords(method, kwargs, caller="segment")  # a typo must not be ignored
+    check_progress(progress)
     if not hasattr(prob, "shape") or not hasattr(prob, "ndim"):
         prob = np.asarray(prob)
     why = not_a_probability_map(prob)  # a raw movie: as the CLI and the widget refuse it
@@ -413,6 +416,7 @@ def check_params(
     split_coverage=None,
     split_size=None,
     max_candidates=None,
+    time_limit=None,
     **_other,
 ) -> None:
     """Refuse out-of-range H-EMD / baseline parameters (``None``: not given, not checked).
@@ -432,6 +436,7 @@ def check_params(
     )  # fmt: skip
     min_size = _number("min_size", min_size, whole=True)
     max_candidates = _number("max_candidates", max_candidates, whole=True)
+    time_limit = _number("time_limit", time_limit)
     if tau is not None and not 0.0 <= tau <= 1.0:
         raise ValueError(f"tau must be in [0, 1]; got {tau!r}")
     if delta is not None and not delta > 0:
@@ -456,6 +461,19 @@ def check_params(
         raise ValueError(f"split_size must be >= 0; got {split_size!r}")
     if max_candidates is not None and not max_candidates >= 1:
         raise ValueError(f"max_candidates must be >= 1; got {max_candidates!r}")
+    if time_limit is not None and not time_limit > 0:
+        raise ValueError(
+            f"time_limit must be > 0 (seconds per integer program); got {time_limit!r}"
+        )
+
+
+def check_progress(progress) -> None:
+    """Refuse a ``progress`` that is neither ``None`` nor callable (before any work)."""
+    if progress is not None and not callable(progress):
+        raise TypeError(
+            "progress must be None or a callable progress(stage, done, total); got "
+            f"{type(progress).__name__} {progress!r}"
+        )
 
 
 def _number(name: str, value, *, whole: bool = False) -> float | int | None:

@@ -37,6 +37,7 @@ import numpy as np
 
 __all__ = [
     "Window",
+    "check_window_keywords",
     "follow_zarr",
     "hemd_follow",
     "hemd_online",
@@ -126,16 +127,24 @@ class _FrameRange:
         return np.asarray(self.prob[(self.lo + int(t), *rest)])
 
 
+def check_window_keywords(params, extra: tuple[str, ...] = ()) -> None:
+    """Refuse keywords that neither a window run nor the caller (``extra``) takes: a typo.
+
+    Called first by the streaming entry points, before any input is opened or predicted.
+    """
+    unknown = set(params) - set(_PARAMS) - {"halo", "locked", "link"} - set(extra)
+    if unknown:
+        expected = tuple(dict.fromkeys(_PARAMS + tuple(extra)))
+        raise TypeError(f"unexpected parameter(s) {sorted(unknown)}; expected some of {expected}")
+
+
 def _check(prob, params: dict) -> tuple[int, int]:
     """Validate inputs; return (n_frames, halo)."""
-    unknown = set(params) - set(_PARAMS) - {"halo", "locked"}
     if params.get("link"):
         raise ValueError(
             "link=True needs the whole video; run napari_hemd.core.linking.link_labels on the output"
         )
-    unknown.discard("link")
-    if unknown:
-        raise TypeError(f"unexpected parameter(s) {sorted(unknown)}; expected some of {_PARAMS}")
+    check_window_keywords(params)
     if not hasattr(prob, "shape") or len(prob.shape) not in (3, 4):
         raise ValueError(
             "prob must be a (T, Y, X) or (T, Z, Y, X) array with time on axis 0; got "
