@@ -12,19 +12,15 @@ pytest.importorskip("pytestqt")
 def errors(monkeypatch) -> list[str]:
     """Messages passed to ``show_error`` by any widget module."""
     got: list[str] = []
-    import napari_hemd._widgets._common as common
-    from napari_hemd._widgets import (
-        export,
-        finetune,
-        inspector,
-        predict,
-        project,
-        proofread,
-        segment,
-    )
+    import importlib
+    import pkgutil
 
-    for mod in (common, export, finetune, inspector, predict, project, proofread, segment):
-        monkeypatch.setattr(mod, "show_error", got.append)
+    import napari_hemd._widgets as widgets
+
+    for info in pkgutil.iter_modules(widgets.__path__):  # every widget module, new ones too
+        mod = importlib.import_module(f"{widgets.__name__}.{info.name}")
+        if hasattr(mod, "show_error"):
+            monkeypatch.setattr(mod, "show_error", got.append)
     return got
 
 

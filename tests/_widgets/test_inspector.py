@@ -289,7 +289,10 @@ def test_lock_and_rerun_a_time_lapse_of_stacks(make_napari_viewer, qtbot, monkey
     from napari_hemd.image_segmentation import StackResults
 
     infos: list[str] = []
-    monkeypatch.setattr(inspector_module, "show_info", infos.append)
+    import napari_hemd._widgets._stacks as stacks_module
+
+    for module in (inspector_module, stacks_module):  # the stacks' re-run speaks from there
+        monkeypatch.setattr(module, "show_info", infos.append)
     viewer, labels = _stacks_session(make_napari_viewer, qtbot, monkeypatch)
     stacks = labels.metadata["hemd_result"]
     assert isinstance(stacks, StackResults)
@@ -359,7 +362,10 @@ def test_lock_and_rerun_a_time_lapse_of_stacks_says_why_not(
     from napari_hemd._widgets._common import step_history
 
     infos: list[str] = []
-    monkeypatch.setattr(inspector_module, "show_info", infos.append)
+    import napari_hemd._widgets._stacks as stacks_module
+
+    for module in (inspector_module, stacks_module):  # the stacks' re-run speaks from there
+        monkeypatch.setattr(module, "show_info", infos.append)
     viewer, labels = _stacks_session(make_napari_viewer, qtbot, monkeypatch)
     insp = InspectorWidget(viewer)
     insp.labels.value = labels
