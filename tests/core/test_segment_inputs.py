@@ -95,6 +95,21 @@ def test_a_raw_movie_is_not_taken_for_probabilities(video):
     assert nh.segment(as_uint8, "threshold").max() > 0
 
 
+def test_scoring_and_linking_refuse_a_raw_movie_as_labels(video):
+    """A raw movie given as labels was scored (F1 near 0, no word why) and linked as thousands of
+    one-pixel objects; as reference, result or labels to link it is now named."""
+    labels, raw = video["labels"], video["image"]
+    with pytest.raises(ValueError, match=r"pred does not look like instance labels.*raw image"):
+        nh.evaluate_sequence(labels, raw)
+    with pytest.raises(ValueError, match=r"gt does not look like instance labels"):
+        nh.evaluate_sequence(dict(enumerate(raw)), labels)  # a sparse reference too
+    with pytest.raises(ValueError, match=r"pred does not look like instance labels"):
+        nh.evaluate_sequence(labels, list(raw))  # a list of frames
+    with pytest.raises(ValueError, match=r"labels does not look like instance labels.*raw movie"):
+        nh.link_labels(raw)
+    assert nh.evaluate_sequence(labels, list(labels))["F1"] == 1.0
+
+
 def test_linking_keeps_ids_and_finds_divisions(video):
     v = nuclei_video(n_frames=12, seed=0)
     tracked, tracks = nh.link_labels(v["labels"])

@@ -62,6 +62,14 @@ def link_labels(
         )
     if labels.size and labels.dtype.kind == "i" and int(labels.min()) < 0:
         raise ValueError(f"labels must be >= 0 (0: background); got minimum {int(labels.min())}")
+    from napari_hemd.core.validation import not_instance_labels
+
+    why = not_instance_labels(labels)  # a raw movie: linked as millions of one-pixel objects
+    if why:
+        raise ValueError(
+            f"labels does not look like instance labels: {why}. Give the segmentation's labels "
+            "(napari_hemd.segment or segment_image), not the raw movie"
+        )
     if not float(delta) > 0:
         raise ValueError(f"delta must be > 0; got {delta!r}")
     out = np.zeros(labels.shape, np.uint32)

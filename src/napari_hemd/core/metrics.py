@@ -493,6 +493,22 @@ def evaluate_sequence(
     if frames is None:
         frames = sorted(gt.keys()) if isinstance(gt, Mapping) else range(_n_frames(gt))
     frames = [int(f) for f in frames]
+    from napari_hemd.core.validation import not_instance_labels
+
+    for name, labels in (("gt", gt), ("pred", pred)):  # a raw image scores as noise, silently
+        if isinstance(labels, (list, tuple)):
+            labels = dict(enumerate(labels))
+        # (other frame sources, such as the CLI's shifted readers, are checked where they open)
+        why = (
+            not_instance_labels(labels)
+            if isinstance(labels, Mapping) or hasattr(labels, "shape")
+            else None
+        )
+        if why:
+            raise ValueError(
+                f"{name} does not look like instance labels: {why}. Score labels (integer "
+                "object ids), not the raw image"
+            )
     if not isinstance(gt, Mapping) and not isinstance(pred, Mapping):
         if _n_frames(gt) != _n_frames(pred):
             raise ValueError(

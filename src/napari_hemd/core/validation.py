@@ -5,7 +5,7 @@ Errors name the argument, what was expected and what was received.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -117,7 +117,7 @@ def not_instance_labels(arr, *, frames: int = 3) -> str | None:
 
     Parameters
     ----------
-    arr : (T, ...) array-like, (Y, X) array, or dict of frame index to array
+    arr : (T, ...) array-like, (Y, X) array, or mapping (dict) of frame index to array
         Labels as read (a lazy stack is read a few frames only; a dict: CTC frames).
     frames : int
         How many frames to look at.
@@ -129,7 +129,7 @@ def not_instance_labels(arr, *, frames: int = 3) -> str | None:
     """
     from skimage.measure import label
 
-    if isinstance(arr, dict):
+    if isinstance(arr, Mapping):
         keys = sorted(arr)
         if not keys:
             return None
