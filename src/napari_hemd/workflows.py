@@ -1015,7 +1015,7 @@ def load_project(folder: str | os.PathLike) -> dict:
     return {
         "prob": np.asarray(root["prob"][...]),
         "labels": np.asarray(root["labels"][...]),
-        "params": dict(attrs.get("params", {})),
+        "params": _params_from_json(attrs.get("params", {})),
         "locked": locked_choices(json.loads(json.dumps(attrs.get("locked", {})))),
         "history": history,
         "name": attrs.get("name"),
@@ -1051,13 +1051,28 @@ _SCALAR = str | int | float | bool | type(None)
 
 
 def _plain_params(params: dict) -> dict:
-    """The parameters JSON keeps as they are: scalars, and dicts of scalars (``per_stack``)."""
-    return {
+    """The parameters JSON keeps: scalars, dicts of scalars (``per_stack``), and ``locked``.
+
+    ``locked``: the candidates a locked re-run selected with (:func:`jsonable_locked`), so a
+    rebuild selects as that run did (:func:`_params_from_json` reads it back).
+    """
+    out = {
         k: v
         for k, v in params.items()
         if isinstance(v, _SCALAR)
         or (isinstance(v, dict) and all(isinstance(b, _SCALAR) for b in v.values()))
     }
+    if isinstance(params.get("locked"), dict):
+        out["locked"] = jsonable_locked(params["locked"])
+    return out
+
+
+def _params_from_json(params: dict) -> dict:
+    """Run parameters as read from a project: ``locked`` with integer keys again."""
+    out = dict(params)
+    if isinstance(out.get("locked"), dict):
+        out["locked"] = locked_choices(out["locked"])
+    return out
 
 
 def _state_json(state: tuple[dict, dict] | None) -> list[dict] | None:
@@ -1074,6 +1089,8 @@ def _state_from_json(state: list[dict] | None) -> tuple[dict, dict] | None:
         for k, v in d.items():
             if k.endswith("locked"):
                 d[k] = locked_choices(v)
+            elif k.endswith("params") and isinstance(v, dict):
+                d[k] = _params_from_json(v)
         out.append(d)
     return out[0], out[1]
 

@@ -139,6 +139,53 @@ def test_lock_and_rerun(viewer, qtbot, errors):
     assert not errors
 
 
+def _selected(res) -> list[list[int]]:
+    return [sorted(int(n) for n in s.nodes) for s in res.selections]
+
+
+def test_a_reopened_locked_rerun_undoes_to_the_run_before(viewer, qtbot, tmp_path, errors):
+    """After reopening a project, undoing Lock & re-run kept the re-run's H-EMD result (same
+    parameters), so the inspector showed the re-run's choices over the earlier labels; and the
+    reopened result was rebuilt with every lock, swaps made after the re-run too. The re-run now
+    records the locks it selected with, and a rebuild selects as each run did."""
+    from napari_hemd._widgets import ProjectWidget
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.variant.value = "paper"
+    seg.tau.value = 0.3  # a merged pair whose candidates split (as in test_lock_and_rerun)
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["nuclei video labels"]
+    first = _selected(labels.metadata["hemd_result"])
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    t, pix, parent = _merge_site(labels.metadata["hemd_result"])
+    rows = insp.inspect(t, pix)
+    assert insp.use_candidate([r.node for r in rows].index(parent))  # the parent: merges
+    swapped = labels.data.copy()
+    _wait(qtbot, insp.lock_and_rerun())
+    rerun = _selected(labels.metadata["hemd_result"])
+    assert parent in rerun[t] and parent not in first[t]
+    assert labels.metadata["hemd_params"]["locked"] == {t: [parent]}
+    proj = ProjectWidget(viewer, restore=False)
+    proj.labels.value = labels
+    out = proj.save(tmp_path / "session")
+
+    viewer.layers.clear()
+    _wait(qtbot, proj.open(out))
+    back = viewer.layers["nuclei video labels"]
+    assert _selected(back.metadata["hemd_result"]) == rerun  # rebuilt as the re-run selected
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = back
+    assert proof.undo().startswith("segment")  # the re-run
+    np.testing.assert_array_equal(back.data, swapped)
+    assert back.metadata["hemd_params"]["locked"] == {}
+    qtbot.waitUntil(lambda: back.metadata.get("hemd_result") is not None, timeout=120_000)
+    assert _selected(back.metadata["hemd_result"]) == first  # the run before, not the re-run
+    assert back.metadata["hemd_locked"] == {t: [parent]}  # the swap's lock stays
+    assert not errors
+
+
 def test_rerun_is_undoable(viewer, qtbot, errors):
     seg = SegmentWidget(viewer)
     seg.prob.value = viewer.layers["nuclei video probability"]

@@ -482,8 +482,11 @@ class LayerWidget(Container):
         if not isinstance(prob, Image):
             show_error(f"cannot rebuild the candidate forest: probability layer {src!r} is gone")
             return None
-        locked = locked_choices(layer.metadata.get(LOCKED_KEY))
-        started = (params, locked)
+        current = locked_choices(layer.metadata.get(LOCKED_KEY))
+        started = (params, current)
+        # a locked re-run's result selected with the locks it recorded (later swaps lock more
+        # but did not re-select); older projects recorded none: the layer's locks
+        locked = locked_choices(params["locked"]) if "locked" in params else current
 
         def done(res) -> None:
             now = layer_state(layer)

@@ -50,7 +50,12 @@ from napari_hemd._widgets._models import (
     tta_refused,
 )
 from napari_hemd.core.segment import METHODS, HEMDResult, _restore_axis
-from napari_hemd.workflows import segment_workflow, selection_choices, stack_rebuild_params
+from napari_hemd.workflows import (
+    locked_choices,
+    segment_workflow,
+    selection_choices,
+    stack_rebuild_params,
+)
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +366,9 @@ class SegmentWidget(LayerWidget):
                     if key in result.params:
                         saved[key] = result.params[key]
             saved.update(selection_choices(res))  # a rebuild (inspector, project) selects alike
+            if res is not None:  # the locks the selection was made with ({}: none): a rebuild
+                # (project, undo) selects alike, and a locked re-run's parameters differ
+                saved["locked"] = locked_choices(locked)
             meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
             labels = np.ascontiguousarray(labels, dtype=np.uint32)
             old = self.viewer.layers[name] if name in self.viewer.layers else None
