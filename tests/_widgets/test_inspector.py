@@ -424,8 +424,19 @@ def test_lock_and_rerun_a_time_lapse_of_stacks_says_why_not(
     with qtbot.waitSignal(insp.lock_and_rerun().finished, timeout=120_000):
         pass
     assert infos[-1].startswith("Inspector: re-ran H-EMD on the stack of time 1")
+    rerun = back.metadata["hemd_result"].results[1].selections[4].nodes
+    assert {node, sibling} <= set(rerun.tolist())
     step_history(back)
     np.testing.assert_array_equal(back.data, swapped)
+    # the undone re-run's forests are not shown over the earlier labels: stack 1 is rebuilt as
+    # the run before selected (without the locks, which the swap added afterwards)
+    dropped = back.metadata["hemd_result"]  # (or stacks with none built yet)
+    assert dropped is None or all(r is None for r in dropped.results)
+    assert not insp.inspect(4, (20, 16), stack=1)  # nothing yet: rebuilding
+    qtbot.waitUntil(lambda: insp._rebuilding is None, timeout=120_000)
+    earlier = back.metadata["hemd_result"].results[1].selections[4].nodes.tolist()
+    assert node not in earlier and sibling not in earlier
+    assert back.metadata["hemd_locked"] == {1: {4: [node, sibling]}}
     back.metadata["hemd_params"]["per_stack"] = True  # a baseline's run: no stack's parameters
     assert insp.lock_and_rerun() is None
     assert "needs the H-EMD parameters of each stack" in errors.pop()

@@ -66,7 +66,12 @@ class StacksMixin:
             )
             return None
         data = prob.data[0] if prob.multiscale else prob.data
-        mine = locked_choices(layer.metadata.get(LOCKED_KEY)).get(t)
+        # the locks the stack's result selected with (a re-run records them; later swaps lock
+        # more but did not re-select); older projects recorded none: the layer's locks
+        run = params.get("locked")
+        mine = locked_choices(run if isinstance(run, dict) else layer.metadata.get(LOCKED_KEY)).get(
+            t
+        )
         locked = mine if isinstance(mine, dict) else None
         gen = rebuild_workflow(np.asarray(data[t]), params[PER_STACK_KEY], locked)
         self._rebuilding = (id(stacks), t)
@@ -162,7 +167,13 @@ class StacksMixin:
                 results[t] = r.result
             times = ", ".join(str(t) for t in sorted(out))
             # one edit: Undo brings back the labels, the stacks' results and the locks together
-            state = {RESULT_KEY: StackResults(results, stacks.tracks), LOCKED_KEY: locked}
+            state = {
+                RESULT_KEY: StackResults(results, stacks.tracks),
+                LOCKED_KEY: locked,
+                # every stack with locks is re-run with them: a rebuild (undo after reopening a
+                # project) selects as this re-run did
+                PARAMS_KEY: {**params, "locked": locked_choices(locked)},
+            }
             apply_edit(layer, f"lock and re-run H-EMD (time {times})", new, span, state=state)
             kept = sum(r.kept for r in out.values())
             fresh = sum(r.fresh for r in out.values())

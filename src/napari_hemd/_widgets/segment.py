@@ -366,7 +366,7 @@ class SegmentWidget(LayerWidget):
                     if key in result.params:
                         saved[key] = result.params[key]
             saved.update(selection_choices(res))  # a rebuild (inspector, project) selects alike
-            if res is not None:  # the locks the selection was made with ({}: none): a rebuild
+            if method == "hemd":  # the locks the selection was made with ({}: none): a rebuild
                 # (project, undo) selects alike, and a locked re-run's parameters differ
                 saved["locked"] = locked_choices(locked)
             meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
