@@ -69,9 +69,8 @@ class StacksMixin:
         # the locks the stack's result selected with (a re-run records them; later swaps lock
         # more but did not re-select); older projects recorded none: the layer's locks
         run = params.get("locked")
-        mine = locked_choices(run if isinstance(run, dict) else layer.metadata.get(LOCKED_KEY)).get(
-            t
-        )
+        source = run if isinstance(run, dict) else layer.metadata.get(LOCKED_KEY)
+        mine = locked_choices(source).get(t)
         locked = mine if isinstance(mine, dict) else None
         gen = rebuild_workflow(np.asarray(data[t]), params[PER_STACK_KEY], locked)
         self._rebuilding = (id(stacks), t)
