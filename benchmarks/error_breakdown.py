@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from eval_models import _labels, _predict, held_out_blocks
+from eval_models import _labels, _on_border, _predict, held_out_blocks
 from scipy import ndimage as ndi
 
+from napari_hemd.core.metrics import overlap_table
 from napari_hemd.image_segmentation import whole_cell_growth
 from napari_hemd.models import load_model_file
 from napari_hemd.models.prediction import model_tta
@@ -48,41 +49,36 @@ def breakdown(refs: list[np.ndarray], preds: list[np.ndarray]) -> dict:
     ious, ratios, inside = [], [], []
     border = 0
     for t, (ref, pred) in enumerate(zip(refs, preds, strict=True)):
-        ref, pred = np.asarray(ref), np.asarray(pred)
-        matched_pred = set()
-        for r in np.unique(ref)[1:]:
-            mask = ref == r
-            ids, counts = np.unique(pred[mask], return_counts=True)
-            keep = ids > 0
-            if not keep.any():
+        pred = np.asarray(pred)
+        table = overlap_table(ref, pred)
+        r, c, inter, union = table.object_pairs()
+        matched = set()
+        for i in range(1, table.gt_labels.size):
+            mine = np.flatnonzero(r == i)
+            if not mine.size:
                 kinds["missed"] += 1
                 continue
-            ids, counts = ids[keep], counts[keep]
-            best = int(ids[np.argmax(counts)])
-            other = pred == best
-            inter = int(counts.max())
-            iou = inter / int((mask | other).sum())
-            if iou >= 0.5:
+            k = mine[np.argmax(inter[mine])]
+            col, size = c[k], table.gt_sizes[i]
+            if inter[k] >= 0.5 * union[k]:
                 kinds["matched"] += 1
-                matched_pred.add(best)
-                ious.append(iou)
-                ratios.append(other.sum() / mask.sum())
-            elif ids.size > 1 and inter < SPLIT_COVER * mask.sum():
+                matched.add(col)
+                ious.append(inter[k] / union[k])
+                ratios.append(table.pred_sizes[col] / size)
+            elif mine.size > 1 and inter[k] < SPLIT_COVER * size:
                 kinds["split"] += 1
-            elif ((ref[other] != r) & (ref[other] > 0)).mean() >= MERGE_SHARE:
+            elif inter[(c == col) & (r != i)].sum() >= MERGE_SHARE * table.pred_sizes[col]:
                 kinds["merged"] += 1
             else:
-                kinds["too large" if other.sum() > mask.sum() else "too small"] += 1
-        ids = np.unique(pred)[1:]
-        edge = set(np.unique(np.concatenate([pred[0], pred[-1], pred[:, 0], pred[:, -1]])))
-        for p in ids:
-            if int(p) in matched_pred:
-                continue
-            if int(p) in edge:
-                border += 1
-            else:
-                cy, cx = ndi.center_of_mass(pred == p)
-                inside.append([t, round(cy), round(cx), int((pred == p).sum())])
+                kinds["too large" if table.pred_sizes[col] > size else "too small"] += 1
+        on_border = _on_border(pred)
+        rest = [j for j in range(1, table.pred_labels.size) if j not in matched]
+        border += sum(int(table.pred_labels[j]) in on_border for j in rest)
+        rest = [j for j in rest if int(table.pred_labels[j]) not in on_border]
+        ids = [int(table.pred_labels[j]) for j in rest]
+        centres = ndi.center_of_mass(pred, pred, ids) if ids else []
+        for j, (cy, cx) in zip(rest, centres, strict=True):
+            inside.append([t, round(cy), round(cx), int(table.pred_sizes[j])])
     return {
         **kinds,
         "reference objects": int(sum(kinds.values())),
