@@ -244,6 +244,17 @@ def step_history(layer: Labels, redo: bool = False) -> Edit | None:
     return e
 
 
+def run_locks(layer: Labels) -> dict:
+    """The locks ``layer``'s H-EMD result selected with, for a rebuild that selects alike.
+
+    A run records them in its parameters (``locked``); swaps made after it lock more but did not
+    re-select. Parameters saved before runs recorded them: the layer's locks.
+    """
+    params = layer.metadata.get(PARAMS_KEY) or {}
+    run = params.get("locked")
+    return locked_choices(run if isinstance(run, dict) else layer.metadata.get(LOCKED_KEY))
+
+
 def needs_rebuild(layer: Labels) -> bool:
     """The layer was made by H-EMD but holds no result (after reopening or an undo)."""
     params = layer.metadata.get(PARAMS_KEY)
@@ -482,11 +493,8 @@ class LayerWidget(Container):
         if not isinstance(prob, Image):
             show_error(f"cannot rebuild the candidate forest: probability layer {src!r} is gone")
             return None
-        current = locked_choices(layer.metadata.get(LOCKED_KEY))
-        started = (params, current)
-        # a locked re-run's result selected with the locks it recorded (later swaps lock more
-        # but did not re-select); older projects recorded none: the layer's locks
-        locked = locked_choices(params["locked"]) if "locked" in params else current
+        started = (params, locked_choices(layer.metadata.get(LOCKED_KEY)))
+        locked = run_locks(layer)
 
         def done(res) -> None:
             now = layer_state(layer)

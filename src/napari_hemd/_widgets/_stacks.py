@@ -18,6 +18,7 @@ from napari_hemd._widgets._common import (
     SOURCE_KEY,
     apply_edit,
     history_of,
+    run_locks,
 )
 from napari_hemd.core.segment import HEMDResult
 from napari_hemd.image_segmentation import StackResults
@@ -66,11 +67,7 @@ class StacksMixin:
             )
             return None
         data = prob.data[0] if prob.multiscale else prob.data
-        # the locks the stack's result selected with (a re-run records them; later swaps lock
-        # more but did not re-select); older projects recorded none: the layer's locks
-        run = params.get("locked")
-        source = run if isinstance(run, dict) else layer.metadata.get(LOCKED_KEY)
-        mine = locked_choices(source).get(t)
+        mine = run_locks(layer).get(t)  # those the stack's result selected with
         locked = mine if isinstance(mine, dict) else None
         gen = rebuild_workflow(np.asarray(data[t]), params[PER_STACK_KEY], locked)
         self._rebuilding = (id(stacks), t)
