@@ -52,7 +52,7 @@ def test_proofread_finetune_resegment_revert_from_plugins_menu(
     # proofread: frames 0-2 corrected (here: replaced by the reference), marked checked
     _, proof = viewer.window.add_plugin_dock_widget("napari-hemd", "Proofread")
     proof.labels.value = labels
-    from napari_hemd._widgets._common import apply_edit
+    from napari_hemd._widgets._layer_state import apply_edit
 
     for t in (0, 1, 2):
         apply_edit(labels, f"correct frame {t}", truth[t], frame=t)
@@ -209,7 +209,7 @@ def test_finetune_and_resegment_at_the_labels_zoom(make_napari_viewer, qtbot, er
     from napari_hemd import segment_image
     from napari_hemd._widgets import FineTuneWidget
     from napari_hemd._widgets import finetune as ft_module
-    from napari_hemd._widgets._common import PARAMS_KEY
+    from napari_hemd._widgets._layer_state import PARAMS_KEY
     from napari_hemd.data.synthetic import nuclei_video
 
     image = nuclei_video(n_frames=4, shape=(96, 96), n_cells=6, seed=3)["image"]

@@ -285,7 +285,7 @@ def test_lock_and_rerun_a_time_lapse_of_stacks(make_napari_viewer, qtbot, monkey
     its objects keep their ids (linked over time), the other stacks stay as they were; one
     undo takes it back."""
     import napari_hemd._widgets.inspector as inspector_module
-    from napari_hemd._widgets._common import step_history
+    from napari_hemd._widgets._layer_state import step_history
     from napari_hemd.image_segmentation import StackResults
 
     infos: list[str] = []
@@ -359,7 +359,7 @@ def test_lock_and_rerun_a_time_lapse_of_stacks_says_why_not(
     parameters: said so, nothing changed. A reopened project re-runs."""
     import napari_hemd._widgets.inspector as inspector_module
     from napari_hemd._widgets import ProjectWidget
-    from napari_hemd._widgets._common import step_history
+    from napari_hemd._widgets._layer_state import step_history
 
     infos: list[str] = []
     import napari_hemd._widgets._stacks as stacks_module

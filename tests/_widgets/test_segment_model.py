@@ -428,7 +428,7 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors, tmp_p
     # each stack's forests are kept: the inspector shows why each object, stack by stack; no
     # forest is ever rebuilt from the 4D maps (they would not be the labels' own)
     from napari_hemd._widgets import InspectorWidget
-    from napari_hemd._widgets._common import needs_rebuild
+    from napari_hemd._widgets._layer_state import needs_rebuild
 
     assert not needs_rebuild(labels)
     stacks = labels.metadata["hemd_result"]
@@ -443,7 +443,7 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors, tmp_p
     inspector.preview_row(0)  # one stack's preview, not a movie of zeros
     assert viewer.layers["embryo labels preview"].data.shape == movie.shape[1:]
     # a swap edits that slice of that stack only, and undoes like any edit
-    from napari_hemd._widgets._common import step_history
+    from napari_hemd._widgets._layer_state import step_history
 
     before = np.array(labels.data)
     # (most objects here are one path of candidates, whose swaps change no pixel, only lock the

@@ -8,7 +8,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
-from napari_hemd._widgets._common import (
+from napari_hemd._widgets._layer_state import (
     BACKGROUND_KEY,
     DEFAULTS_KEY,
     LOCKED_KEY,

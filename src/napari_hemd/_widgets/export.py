@@ -15,13 +15,13 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
-from napari_hemd._widgets._common import (
+from napari_hemd._widgets._common import LayerWidget
+from napari_hemd._widgets._layer_state import (
     HISTORY_KEY,
     LOCKED_KEY,
     MODEL_KEY,
     PARAMS_KEY,
     RESULT_KEY,
-    LayerWidget,
 )
 from napari_hemd.io import add_ome_zarr_labels, is_ome_zarr, write_labels, write_ome_zarr_labels
 from napari_hemd.io.ome_zarr import axes_from_names

@@ -30,6 +30,13 @@ from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
 from napari_hemd._widgets._common import (
+    LayerWidget,
+    add_or_update,
+    base_name,
+    full_width,
+    is_probability_layer,
+)
+from napari_hemd._widgets._layer_state import (
     BACKGROUND_KEY,
     DEFAULTS_KEY,
     GROW_KEY,
@@ -39,15 +46,10 @@ from napari_hemd._widgets._common import (
     PROJECT_KEY,
     RESULT_KEY,
     SOURCE_KEY,
-    LayerWidget,
-    add_or_update,
     apply_edit,
-    base_name,
     checked_frames,
     edited_event,
-    full_width,
     history_of,
-    is_probability_layer,
 )
 from napari_hemd.workflows import selection_choices
 

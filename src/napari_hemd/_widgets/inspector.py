@@ -13,16 +13,18 @@ from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from napari_hemd._widgets._common import (
+    LayerWidget,
+    add_or_update,
+    full_width,
+)
+from napari_hemd._widgets._layer_state import (
     LOCKED_KEY,
     PARAMS_KEY,
     PER_STACK_KEY,
     PREVIEW_KEY,
     RESULT_KEY,
     SOURCE_KEY,
-    LayerWidget,
-    add_or_update,
     apply_edit,
-    full_width,
 )
 from napari_hemd._widgets._paths import (
     COLUMNS,

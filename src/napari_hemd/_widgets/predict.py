@@ -10,16 +10,18 @@ from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 
 from napari_hemd._widgets._common import (
-    BACKGROUND_KEY,
-    DEFAULTS_KEY,
-    GROW_KEY,
-    MODEL_KEY,
     LayerWidget,
     add_or_update,
     as_paragraph,
     base_name,
     channels_refusal,
     is_probability_layer,
+)
+from napari_hemd._widgets._layer_state import (
+    BACKGROUND_KEY,
+    DEFAULTS_KEY,
+    GROW_KEY,
+    MODEL_KEY,
 )
 from napari_hemd._widgets._models import (
     model_summary,

@@ -22,6 +22,11 @@ from qtpy.QtCore import QTimer
 
 from napari_hemd import _settings
 from napari_hemd._widgets._common import (
+    LayerWidget,
+    add_or_update,
+    holds_session,
+)
+from napari_hemd._widgets._layer_state import (
     BACKGROUND_KEY,
     CHECKED_KEY,
     DEFAULTS_KEY,
@@ -33,12 +38,9 @@ from napari_hemd._widgets._common import (
     PROJECT_KEY,
     RESULT_KEY,
     SOURCE_KEY,
-    LayerWidget,
-    add_or_update,
     checked_frames,
     edited_event,
     history_of,
-    holds_session,
     needs_rebuild,
     track_paint,
 )

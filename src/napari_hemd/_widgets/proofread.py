@@ -16,8 +16,8 @@ from magicgui.widgets import CheckBox, ComboBox, Label, LineEdit, PushButton, Sp
 from napari.layers import Labels, Points
 from napari.utils.notifications import show_error, show_info
 
-from napari_hemd._widgets._common import (
-    LayerWidget,
+from napari_hemd._widgets._common import LayerWidget
+from napari_hemd._widgets._layer_state import (
     apply_edit,
     checked_frames,
     needs_rebuild,

@@ -17,6 +17,14 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
 from napari_hemd._widgets._common import (
+    LayerWidget,
+    add_or_update,
+    as_paragraph,
+    base_name,
+    channels_refusal,
+    is_probability_layer,
+)
+from napari_hemd._widgets._layer_state import (
     BACKGROUND_KEY,
     DEFAULTS_KEY,
     GROW_KEY,
@@ -28,13 +36,7 @@ from napari_hemd._widgets._common import (
     PER_STACK_KEY,
     RESULT_KEY,
     SOURCE_KEY,
-    LayerWidget,
-    add_or_update,
     apply_edit,
-    as_paragraph,
-    base_name,
-    channels_refusal,
-    is_probability_layer,
     track_paint,
 )
 from napari_hemd._widgets._models import (

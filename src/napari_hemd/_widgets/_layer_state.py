@@ -1,0 +1,250 @@
+"""What a labels layer carries between the widgets: metadata keys, edit history, checked frames.
+
+Pure layer state (no Qt widgets): undo and redo of edits with the H-EMD state they change, the
+locks a rebuild selects with, the frames a user marked as corrected.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+import numpy as np
+from napari.layers import Labels
+from napari.utils.events import Event
+
+from napari_hemd.workflows import Edit, EditHistory, locked_choices
+
+log = logging.getLogger(__name__)
+
+#: Keys under which the widgets keep their state in ``Labels.metadata``.
+PARAMS_KEY = "hemd_params"
+RESULT_KEY = "hemd_result"
+#: In ``PARAMS_KEY``: a (T, Z, Y, X) time-lapse segmented stack by stack with a model. H-EMD's
+#: forests are per stack (``StackResults``), never rebuilt from the whole 4D probability layer
+#: (its 3D frames would give other candidates): the value is the stacks' own H-EMD parameters,
+#: with which the inspector rebuilds one stack's forests from its slices when it is asked for
+#: them (after reopening a project); ``True`` for a baseline's run (no forests).
+PER_STACK_KEY = "per_stack"
+SOURCE_KEY = "hemd_source"
+#: On the inspector's preview layer (a candidate's outline): never offered as a labels layer.
+PREVIEW_KEY = "hemd_preview"
+LOCKED_KEY = "hemd_locked"
+HISTORY_KEY = "hemd_history"
+MODEL_KEY = "hemd_model"
+#: In a labels layer's parameters: the raw image layer a run with a model started from.
+IMAGE_KEY = "hemd_image"
+#: On a probability layer made by a U-Net: its background probability (ndarray) and the growth
+#: (pixels) that turns instances on it into whole cells (see napari_hemd.core.cells).
+BACKGROUND_KEY = "hemd_background"
+GROW_KEY = "hemd_grow"
+#: On a probability layer made by a model: the model's ``segment_defaults`` (min size ...).
+DEFAULTS_KEY = "hemd_segment_defaults"
+#: On a labels layer: the frames the user marked as corrected (fine-tuning data), sorted ints.
+CHECKED_KEY = "hemd_checked"
+#: On a labels layer: the project folder it is saved in (set by the Project widget).
+PROJECT_KEY = "hemd_project"
+
+
+def checked_frames(layer) -> list[int]:
+    """The frames of ``layer`` the user marked as checked (corrected), sorted."""
+    return sorted(int(t) for t in (layer.metadata.get(CHECKED_KEY) or []))
+
+
+def set_checked(layer, frame: int, checked: bool = True) -> list[int]:
+    """Mark (or unmark) ``frame`` of ``layer`` as checked; the project autosaves it."""
+    frames = set(checked_frames(layer))
+    if checked:
+        frames.add(int(frame))
+    else:
+        frames.discard(int(frame))
+    layer.metadata[CHECKED_KEY] = sorted(frames)
+    edited_event(layer)(name=f"{'check' if checked else 'uncheck'} frame {frame}")
+    return layer.metadata[CHECKED_KEY]
+
+
+def history_of(layer: Labels) -> EditHistory:
+    """The undo/redo history shared by every widget editing ``layer``."""
+    hist = layer.metadata.get(HISTORY_KEY)
+    if not isinstance(hist, EditHistory):
+        hist = layer.metadata[HISTORY_KEY] = EditHistory()
+    return hist
+
+
+#: Labels layers whose strokes :func:`track_paint` records (a plugin may not set attributes on
+#: napari's layers: private attribute access is deprecated from napari 0.9 on).
+_PAINT_TRACKED: weakref.WeakSet[Labels] = weakref.WeakSet()
+
+
+def track_paint(layer: Labels) -> None:
+    """Record napari's brush, fill and polygon strokes on ``layer`` in its :func:`history_of`.
+
+    napari keeps strokes in its own undo list (``Ctrl-Z``), which is lost when napari closes; in
+    ours they are saved with the project and undone by Proofread's Undo (``Alt-Z``) in order with
+    merges, splits and swaps. Idempotent.
+    """
+    if layer in _PAINT_TRACKED:
+        return
+    _PAINT_TRACKED.add(layer)
+    layer.events.paint.connect(lambda event: record_paint(layer, event.value))
+
+
+def record_paint(layer: Labels, atoms) -> Edit | None:
+    """Add one napari paint item (a list of history atoms) to the layer's history.
+
+    napari emits the item as it is applied (the data may not hold it yet): the new values are
+    taken from the atoms.
+    """
+    shape = layer.data.shape
+    chunks = []  # (flat indices, before, after) per atom, in the order they were applied
+    for atom in atoms:
+        if hasattr(atom, "slice_key"):  # napari >= 0.6: a masked bounding-box edit
+            box = [(s.start or 0) if isinstance(s, slice) else int(s) for s in atom.slice_key]
+            old = np.asarray(atom.old_values)
+            if atom.mask is None:
+                coords = np.indices(old.shape).reshape(old.ndim, -1)
+            else:
+                coords = np.array(np.nonzero(atom.mask))
+            if coords.shape[0] < len(shape):  # a box in the last axes of a stack
+                lead = np.zeros((len(shape) - coords.shape[0], coords.shape[1]), dtype=int)
+                coords = np.vstack([lead, coords])
+            coords = coords + np.array(box + [0] * (len(shape) - len(box)))[:, None]
+            flat = np.ravel_multi_index(tuple(coords), shape)
+            before, after = old.ravel(), np.full(flat.shape, atom.new_value)
+        else:  # (indices, old values, new values): a fancy index
+            indices, before, new = atom
+            flat = np.ravel_multi_index(tuple(np.asarray(i) for i in indices), shape).ravel()
+            before = np.broadcast_to(np.asarray(before), flat.shape).ravel()
+            after = np.broadcast_to(np.asarray(new), flat.shape).ravel()
+        chunks.append((np.asarray(flat).ravel(), before, after))
+    if not chunks:
+        return None
+    idx = np.concatenate([c[0] for c in chunks])
+    before = np.concatenate([c[1] for c in chunks])
+    after = np.concatenate([c[2] for c in chunks])
+    # a pixel painted twice in one stroke: before = its first old value, after = its last new one
+    uniq, first = np.unique(idx, return_index=True)
+    _, last_rev = np.unique(idx[::-1], return_index=True)
+    last = len(idx) - 1 - last_rev
+    dtype = layer.data.dtype
+    before, after = before[first].astype(dtype), after[last].astype(dtype)
+    keep = before != after
+    if not keep.any():
+        return None
+    hist = history_of(layer)
+    edit = Edit("paint", uniq[keep], before[keep].copy(), after[keep].copy())
+    hist.undo_stack.append(edit)
+    hist.redo_stack.clear()
+    return edit
+
+
+def edited_event(layer: Labels):
+    """``layer.events.hemd_edited``: emitted after every recorded edit, undo and redo."""
+    if not hasattr(layer.events, "hemd_edited"):
+        layer.events.add(hemd_edited=Event)
+    return layer.events.hemd_edited
+
+
+#: Layer metadata an edit may change besides the labels; undo and redo restore it.
+STATE_KEYS = (PARAMS_KEY, LOCKED_KEY, RESULT_KEY)
+
+
+def layer_state(layer: Labels) -> dict:
+    """Copy of the :data:`STATE_KEYS` entries of ``layer.metadata`` (results by reference)."""
+    out = {}
+    for k in STATE_KEYS:
+        v = layer.metadata.get(k)
+        if k == LOCKED_KEY:
+            v = locked_choices(v)
+        elif isinstance(v, dict):
+            v = dict(v)
+        out[k] = v
+    return out
+
+
+def apply_edit(
+    layer: Labels,
+    name: str,
+    new: np.ndarray,
+    frame: int | tuple[int, ...] | slice | None = None,
+    state: dict | None = None,
+) -> bool:
+    """Write ``new`` into ``layer`` (one frame or all), recording it for undo; True if recorded.
+
+    ``frame``: an index on axis 0, a tuple of leading indices (``(t, z)``: one slice of a
+    time-lapse of stacks), or a slice of axis 0 (step 1: the stacks re-run). ``state`` holds
+    metadata entries (:data:`STATE_KEYS`) the edit sets at the same time; undo puts the previous
+    ones back, so a re-run's H-EMD result or a swap's locks follow the labels.
+    """
+    data = layer.data
+    if frame is None:
+        old, offset = data, 0
+    elif isinstance(frame, slice):  # consecutive frames: one block of the flat array
+        start, stop, step = frame.indices(data.shape[0])
+        if step != 1:
+            raise ValueError(f"frame: a slice of consecutive frames; got step {step}")
+        old = data[start:stop]
+        offset = int(np.ravel_multi_index((start,) + (0,) * (data.ndim - 1), data.shape))
+    else:
+        lead = tuple(int(i) for i in (frame if isinstance(frame, tuple) else (frame,)))
+        old = data[lead]
+        corner = lead + (0,) * (data.ndim - len(lead))
+        offset = int(np.ravel_multi_index(corner, data.shape))
+    if state is None:
+        pair = None
+    else:
+        before = layer_state(layer)
+        pair = (before, {**before, **state})
+    if history_of(layer).record(name, old, new, offset=offset, state=pair) is None:
+        return False
+    old[...] = new
+    if state is not None:
+        layer.metadata.update(state)
+    layer.refresh()
+    edited_event(layer)(name=name)
+    return True
+
+
+def step_history(layer: Labels, redo: bool = False) -> Edit | None:
+    """Undo (or redo) the last edit of ``layer``, labels and state; return it (``None``: none).
+
+    An edit reopened from a project has no H-EMD result in its state (results are not saved):
+    the layer's result is then dropped (``None``) and must be rebuilt by the caller
+    (:func:`needs_rebuild`).
+    """
+    hist = history_of(layer)
+    e = hist.redo_edit(layer.data) if redo else hist.undo_edit(layer.data)
+    if e is None:
+        return None
+    if e.state is not None:
+        st = e.state[1 if redo else 0]
+        # a state read back from a project lacks the result: it is dropped, to be rebuilt, unless
+        # the parameters are those of the current result (a swap: only the locks change)
+        restored = {k: st.get(k) for k in STATE_KEYS}
+        if RESULT_KEY not in st and st.get(PARAMS_KEY) == layer.metadata.get(PARAMS_KEY):
+            restored[RESULT_KEY] = layer.metadata.get(RESULT_KEY)
+        if LOCKED_KEY in st:
+            restored[LOCKED_KEY] = locked_choices(st[LOCKED_KEY])
+        layer.metadata.update(restored)
+    layer.refresh()
+    edited_event(layer)(name=e.name)
+    return e
+
+
+def run_locks(layer: Labels) -> dict:
+    """The locks ``layer``'s H-EMD result selected with, for a rebuild that selects alike.
+
+    A run records them in its parameters (``locked``); swaps made after it lock more but did not
+    re-select. Parameters saved before runs recorded them: the layer's locks.
+    """
+    params = layer.metadata.get(PARAMS_KEY) or {}
+    run = params.get("locked")
+    return locked_choices(run if isinstance(run, dict) else layer.metadata.get(LOCKED_KEY))
+
+
+def needs_rebuild(layer: Labels) -> bool:
+    """The layer was made by H-EMD but holds no result (after reopening or an undo)."""
+    params = layer.metadata.get(PARAMS_KEY)
+    if not params or params.get(PER_STACK_KEY):  # the user's own labels; forests per stack
+        return False
+    return params.get("method", "hemd") == "hemd" and layer.metadata.get(RESULT_KEY) is None
