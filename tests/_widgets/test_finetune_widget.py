@@ -177,14 +177,14 @@ def test_single_image_with_the_affinity_model(make_napari_viewer, qtbot, errors)
 def test_a_worse_model_is_flagged():
     from types import SimpleNamespace
 
-    from napari_hemd._widgets.finetune import _scores_text, _worse
+    from napari_hemd._widgets._finetune_report import scores_lower, scores_text
 
     before = {"F1": 0.8, "AJI": 0.7, "SEG": 0.7}
     worse = SimpleNamespace(name="m", held_out=2, steps=9, frames=[0, 1], before=before,
                             after={"F1": 0.82, "AJI": 0.6, "SEG": 0.7})  # fmt: skip
     better = SimpleNamespace(**{**vars(worse), "after": {"F1": 0.85, "AJI": 0.75, "SEG": 0.8}})
-    assert _worse(worse) and "better not re-segment" in _scores_text(worse)
-    assert not _worse(better) and "better not" not in _scores_text(better)
+    assert scores_lower(worse) and "better not re-segment" in scores_text(worse)
+    assert not scores_lower(better) and "better not" not in scores_text(better)
 
 
 def test_checked_frames_of_a_layer_placed_at_later_frames(make_napari_viewer, errors):
