@@ -71,11 +71,38 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
     elif suffix == ".npy":  # too big: memory-mapped, read as shown
         data = read_stack(path, lazy=_too_big(path, np.load(path, mmap_mode="r").nbytes))
     else:
+        group = _zarr_group_layers(path, name) if suffix == ".zarr" else None
+        if group:
+            return group
         data = read_stack(path, lazy=suffix == ".zarr")
     kind = (
         "labels" if np.issubdtype(data.dtype, np.integer) and _looks_like_labels(path) else "image"
     )
     return [(data, {"name": name}, kind)]
+
+
+def _zarr_group_layers(path: Path, name: str) -> list[LayerData]:
+    """A zarr group of several arrays and no array ``0`` as one layer per array; else empty.
+
+    The maps ``predict`` and ``stream`` write (``foreground``, ``background`` ...), lazily. Integer arrays (``instances``) open as labels, the maps as images.
+    """
+    import zarr
+
+    node = zarr.open(str(path), mode="r")
+    if not isinstance(node, zarr.Group):
+        return []
+    keys = sorted(k for k, _ in node.arrays())
+    if len(keys) < 2 or "0" in keys:
+        return []
+    layers: list[LayerData] = []
+    for key in keys:
+        arr = node[key]
+        labels = np.issubdtype(arr.dtype, np.integer)
+        meta = {"name": f"{name} {key}"}
+        if not labels:
+            meta["colormap"] = "gray"
+        layers.append((arr, meta, "labels" if labels else "image"))
+    return layers
 
 
 def _too_big(path: Path, nbytes: int | None) -> bool:

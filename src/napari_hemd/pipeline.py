@@ -39,12 +39,13 @@ def default_prob_output(output: str | os.PathLike) -> Path:
     return output.with_name(f"{output.stem}.prob.zarr")
 
 
-def open_input(path: str | os.PathLike):
+def open_input(path: str | os.PathLike, array: str | None = None):
     """A lazy, picklable array of a stack on disk (zarr array / OME-Zarr group, TIFF, folder, npy).
 
     Grey TIFF stacks are read frame by frame through tifffile's zarr interface
     (:func:`napari_hemd.io.tiff.tiff_frames`), everything else (colour or big-endian TIFFs
-    too, converted) by :func:`napari_hemd.io.read_stack` with ``lazy=True``.
+    too, converted) by :func:`napari_hemd.io.read_stack` with ``lazy=True``. ``array``: the
+    array wanted from a zarr group of several (``"foreground"`` of a maps group).
     """
     from napari_hemd.io import read_stack
 
@@ -57,7 +58,7 @@ def open_input(path: str | os.PathLike):
         frames = tiff_frames(path)  # None: colour or big-endian, read whole and converted
         if frames is not None:
             return frames
-    return read_stack(path, lazy=True)
+    return read_stack(path, lazy=True, array=array)
 
 
 def stream_stacks(
@@ -448,7 +449,10 @@ def stream_segment(
     from napari_hemd._atomic import output_lock
 
     with output_lock(output):  # a second run on this output fails at once
-        data = open_input(source) if isinstance(source, (str, os.PathLike)) else source
+        if isinstance(source, (str, os.PathLike)):  # maps: H-EMD takes a group's foreground
+            data = open_input(source, array=None if model is not None else "foreground")
+        else:
+            data = source
         if model is None:
             from napari_hemd.core.validation import not_a_probability_map
 

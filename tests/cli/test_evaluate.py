@@ -186,3 +186,22 @@ def test_real_gold_vs_silver(shared_data, hela_gt_frames, capsys):
     assert [f["frame"] for f in res["frames"]] == hela_gt_frames
     # gold truth annotates only some cells on most frames: SEG (recall-like) stays high
     assert res["SEG"] > 0.8
+
+
+def test_a_zarr_result_scores_as_one_volume_or_one_image(stacks, tmp_path, capsys):
+    """``--volume`` with a zarr (a 3D ``segment -o x.zarr``) and a 2D zarr crashed: a lazy zarr
+    array takes no ``[None]``."""
+    zarr = pytest.importorskip("zarr")
+    d, gt, pred = stacks
+    zarr.open_array(str(d / "vol.zarr"), mode="w", shape=pred.shape, dtype=pred.dtype)[:] = pred
+    rc, out, _ = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "vol.zarr", "--json", "--volume")
+    rc_tif, out_tif, _ = _run(
+        capsys, "--gt", d / "gt.tif", "--pred", d / "pred.tif", "--json", "--volume"
+    )
+    assert rc == rc_tif == 0 and json.loads(out) == json.loads(out_tif)
+    zarr.open_array(str(d / "one.zarr"), mode="w", shape=pred[1].shape, dtype=pred.dtype)[:] = pred[
+        1
+    ]
+    tifffile.imwrite(d / "gt1.tif", gt[1], photometric="minisblack")
+    rc, out, _ = _run(capsys, "--gt", d / "gt1.tif", "--pred", d / "one.zarr", "--json")
+    assert rc == 0 and json.loads(out)["F1"] == pytest.approx(8 / 9)  # 4 of 5 found

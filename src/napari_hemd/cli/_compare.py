@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             raise ValueError("--methods: maxvalue needs the boundary probabilities (--boundary)")
 
-    prob = np.asarray(read_stack(args.prob))
+    prob = np.asarray(read_stack(args.prob, array="foreground"))
     from napari_hemd.core.validation import not_a_probability_map
 
     why = not_a_probability_map(prob)
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         prob = prob[None]
     boundary = None
     if args.boundary is not None:
-        boundary = np.asarray(read_stack(args.boundary))
+        boundary = np.asarray(read_stack(args.boundary, array="boundary"))
         if args.volume or boundary.ndim == 2:
             boundary = boundary[None]
         if boundary.shape != prob.shape:

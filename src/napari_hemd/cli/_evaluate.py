@@ -81,9 +81,11 @@ def read_labels(path: str | Path, *, name: str, volume: bool = False):
         names = [q.name for q in path.iterdir()]
         if any(n.startswith(_CTC_LABEL_PREFIXES) and n.endswith((".tif", ".tiff")) for n in names):
             return read_ctc_labels(path)
-    arr = read_stack(path, lazy=True)
-    if volume or arr.ndim == 2:
-        arr = arr[None]
+    arr = read_stack(path, lazy=True, array="instances")
+    if volume or arr.ndim == 2:  # one frame: the whole of it is scored at once
+        import numpy as np
+
+        arr = np.asarray(arr)[None]  # (a lazy zarr array takes no new axis)
     if arr.ndim < 3:
         raise ValueError(
             f"{name}: expected a (T, Y, X) or (T, Z, Y, X) stack; got shape {arr.shape}"

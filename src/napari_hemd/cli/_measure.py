@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         from napari_hemd.io.ctc import read_ctc_tracks
 
         tracks = read_ctc_tracks(path / "res_track.txt")
-    labels = read_stack(path, lazy=True)
+    labels = read_stack(path, lazy=True, array="instances")
     if tracks is None and "tracks" in getattr(labels, "attrs", {}):  # stream's linked stacks
         tracks = np.asarray(labels.attrs["tracks"], np.int64).reshape(-1, 4)
     if not np.issubdtype(np.dtype(labels.dtype), np.integer):

@@ -142,9 +142,9 @@ def channel_of(read, path, args: argparse.Namespace, argument: str = "INPUT"):
     return select_channel(data, path, args.channel, args.channel_axis, argument=argument)
 
 
-def _lazy(reader):
-    """``reader(path, lazy=True)`` as a one-argument reader."""
-    return lambda path: reader(path, lazy=True)
+def _lazy(reader, **kwargs):
+    """``reader(path, lazy=True, **kwargs)`` as a one-argument reader."""
+    return lambda path: reader(path, lazy=True, **kwargs)
 
 
 def add_tta_argument(p) -> None:
@@ -314,7 +314,7 @@ def _run_checked(args: argparse.Namespace) -> int:
         raise ValueError("--scale needs --model (INPUT is then a raw movie)")
     from napari_hemd.core.validation import not_a_probability_map
 
-    prob = channel_of(_lazy(read_stack), args.prob, args)
+    prob = channel_of(_lazy(read_stack, array="foreground"), args.prob, args)
     why = not_a_probability_map(prob)
     if why:
         raise ValueError(
@@ -331,7 +331,7 @@ def _run_checked(args: argparse.Namespace) -> int:
             "write the slices of another axis to a .tif or .zarr"
         )
     check_maps_fit(prob, f"segment ({args.method})", "INPUT")
-    boundary = read_stack(args.boundary, lazy=True) if args.boundary else None
+    boundary = read_stack(args.boundary, lazy=True, array="boundary") if args.boundary else None
     t0 = time.perf_counter()
     hp = hemd_params(args)
     from napari_hemd.core.segment import HEMD_ONLY

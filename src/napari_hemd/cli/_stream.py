@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd.cli._segment import channel_of
     from napari_hemd.pipeline import open_input, stream_segment
 
-    prob = channel_of(open_input, args.prob, args, "PROB")
+    array = "foreground" if args.model is None else None  # of a maps group
+    prob = channel_of(lambda p: open_input(p, array), args.prob, args, "PROB")
     if args.model is not None and len(prob.shape) == 4:
         return _run_stacks(args, prob, params)
     if args.planes is not None or args.z_scale is not None:

@@ -17,16 +17,21 @@ def _is_zarr(path: Path) -> bool:
     return path.suffix == ".zarr" or (path / ".zarray").exists() or (path / "zarr.json").exists()
 
 
-def read_stack(path: str | os.PathLike, *, lazy: bool = False):
+def read_stack(path: str | os.PathLike, *, lazy: bool = False, array: str | None = None):
     """Read an array from a TIFF file, ``.npy`` file, zarr array or a folder of TIFF frames.
 
     Parameters
     ----------
     path : path-like
-        ``*.tif``/``*.tiff``, ``*.npy``, ``*.zarr`` (an array, or a group holding array ``0`` as in
-        OME-Zarr), or a folder of ``*.tif`` frames sorted by name (a CTC sequence).
+        ``*.tif``/``*.tiff``, ``*.npy``, ``*.zarr`` (an array, or a group: see ``array``), or a
+        folder of ``*.tif`` frames sorted by name (a CTC sequence).
     lazy : bool
         Return zarr arrays (and TIFF frame folders) without loading them into memory.
+    array : str, optional
+        Of a zarr group with several arrays, the one the caller wants when it is there
+        (``"foreground"`` of a maps group for H-EMD, ``"instances"`` for labels). A group's array
+        ``0`` (OME-Zarr) or its only array are taken as they are; any other group is refused
+        with its arrays named (give one in the path: ``maps.zarr/foreground``).
 
     Returns
     -------
@@ -40,10 +45,7 @@ def read_stack(path: str | os.PathLike, *, lazy: bool = False):
 
         node = zarr.open(str(path), mode="r")
         if isinstance(node, zarr.Group):
-            keys = sorted(k for k, _ in node.arrays())
-            if not keys:
-                raise ValueError(f"zarr group {str(path)!r} holds no array")
-            node = node["0"] if "0" in keys else node[keys[0]]
+            node = node[group_array(node, path, array)]
         return node if lazy else node[...]
     if path.is_dir():
         return read_tiff_folder(path, lazy=lazy)
@@ -58,6 +60,23 @@ def read_stack(path: str | os.PathLike, *, lazy: bool = False):
     raise ValueError(
         f"input {str(path)!r}: expected a .tif/.tiff/.npy file, a .zarr array or a folder of "
         f".tif frames; got suffix {suffix!r}"
+    )
+
+
+def group_array(group, path, array: str | None = None) -> str:
+    """The name of the array :func:`read_stack` reads from a zarr ``group`` (see there)."""
+    keys = sorted(k for k, _ in group.arrays())
+    if not keys:
+        raise ValueError(f"zarr group {str(path)!r} holds no array")
+    for key in ("0", array):
+        if key in keys:
+            return key
+    if len(keys) == 1:
+        return keys[0]
+    want = f" and none named {array!r}" if array else ""
+    raise ValueError(
+        f"zarr group {str(path)!r} holds several arrays ({', '.join(keys)}){want}: name the one "
+        f"to read in the path, e.g. {str(Path(path) / keys[0])!r}"
     )
 
 
