@@ -96,3 +96,32 @@ def test_export_measurements_of_a_segmented_movie(viewer, qtbot, tmp_path, error
     assert not errors
     exp.format.value = "TIFF stack"
     assert exp.intensity.native.isHidden()
+
+
+def test_a_stack_exports_as_one_3d_frame(make_napari_viewer, tmp_path, errors):
+    """A labels layer of one (Z, Y, X) stack (a 3D model's run: three planes) goes into a CTC
+    folder as one 3D mask with no lineage, into a TIFF as ZYX; unticked, slices are frames."""
+    import tifffile
+
+    from napari_hemd.data.synthetic import nuclei_volume
+
+    labels = nuclei_volume((16, 48, 48), n_cells=4, seed=2)["labels"]
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(labels, name="stack", metadata={"hemd_params": {"planes": 3}})
+    exp = ExportWidget(viewer)
+    exp.labels.value = layer
+    assert exp.volume.value and not exp.volume.native.isHidden()  # guessed from the run
+    out = exp.export(tmp_path / "res")
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".tif") == ["mask000.tif"]
+    np.testing.assert_array_equal(tifffile.imread(out / "mask000.tif"), labels)
+    tracks = np.loadtxt(out / "res_track.txt", dtype=np.int64, ndmin=2)
+    assert (tracks[:, 1:] == 0).all() and len(tracks) == len(np.unique(labels)) - 1
+    exp.format.value = "TIFF stack"
+    tif = exp.export(tmp_path / "stack.tif")
+    with tifffile.TiffFile(tif) as f:
+        assert f.series[0].axes == "ZYX"
+    exp.format.value = "CTC result folder"
+    exp.volume.value = False  # the user says: a movie
+    out = exp.export(tmp_path / "movie")
+    assert len(list(out.glob("mask*.tif"))) == labels.shape[0]
+    assert not errors

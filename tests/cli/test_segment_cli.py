@@ -286,3 +286,25 @@ def test_progress_rate_only_when_the_start_is_known(capsys):
     assert err[1].startswith("forests: 2/2 (") and err[1].endswith("/s)")
     assert err[2] == "selection: 1/3"
     assert err[3].startswith("selection: 3/3 (") and err[3].endswith("/s)")
+
+
+def test_one_stack_to_a_ctc_folder_is_one_3d_mask(tmp_path, capsys):
+    """A (Z, Y, X) stack segmented with the 3D model into a CTC result folder: one 3D
+    ``mask000.tif`` whose objects have no lineage (it wrote each slice as a frame, and the
+    slices' links as divisions along z)."""
+    from napari_hemd.data.synthetic import nuclei_volume
+
+    vol = nuclei_volume((32, 96, 96), n_cells=8, seed=3)["image"]
+    tifffile.imwrite(tmp_path / "stack.tif", vol, photometric="minisblack")
+    out = tmp_path / "res"
+    argv = ["segment", str(tmp_path / "stack.tif"), "--model", "nuclei-3d", "--tta", "1"]
+    assert main([*argv, "-o", str(out), "--no-progress", "--threads", "1"]) == 0
+    assert sorted(p.name for p in out.glob("*.tif")) == ["mask000.tif"]
+    mask = tifffile.imread(out / "mask000.tif")
+    assert mask.shape == vol.shape
+    tracks = np.loadtxt(out / "res_track.txt", dtype=np.int64, ndmin=2)
+    ids = np.unique(mask)[1:]
+    assert len(ids) >= 3 and sorted(tracks[:, 0]) == ids.tolist()
+    assert (tracks[:, 1:] == 0).all()  # each in frame 0 only, no parent
+    assert main([*argv, "-o", str(tmp_path / "s.tif"), "--no-progress", "--threads", "1"]) == 0
+    np.testing.assert_array_equal(read_stack(tmp_path / "s.tif"), mask)  # the same labels

@@ -107,7 +107,11 @@ class ExportWidget(LayerWidget):
     def _show_table_options(self, _=None) -> None:
         table = self.format.value == TABLE
         self.intensity.visible = table
-        self.volume.visible = table and getattr(self.labels.value, "ndim", 0) == 3
+        # a stack is one 3D frame of a CTC folder (not slices linked as frames), a ZYX TIFF, 3D
+        # objects in a table; OME-Zarr takes the layer's axis names
+        self.volume.visible = (
+            self.format.value != "OME-Zarr" and getattr(self.labels.value, "ndim", 0) == 3
+        )
 
     def target(self) -> Path:
         """Output path with the suffix of the chosen format.
@@ -184,7 +188,10 @@ class ExportWidget(LayerWidget):
             elif self.format.value == "OME-Zarr":
                 written = self._write_ome_zarr(data, out, layer, overwrite, meta)
             else:
-                written = write_labels(data, out, overwrite=overwrite, tracks=tracks, metadata=meta)
+                axes = "zyx" if data.ndim == 3 and self.volume.value else None  # one stack
+                written = write_labels(
+                    data, out, overwrite=overwrite, tracks=tracks, metadata=meta, axes=axes
+                )
         except Exception as e:
             log.exception("export to %s failed", out)
             show_error(f"Export failed: {e}")

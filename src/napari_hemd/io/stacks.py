@@ -155,9 +155,9 @@ def write_labels(
         ``*.tif``/``*.tiff`` (one multi-page TIFF), ``*.ome.zarr`` (an OME-Zarr 0.4 label image, see
         :func:`napari_hemd.io.ome_zarr.write_ome_zarr_labels`), ``*.zarr`` (a plain zarr array,
         chunked per frame) or a folder without suffix (Cell Tracking Challenge result: ``maskTTT.tif`` per frame, plus
-        ``res_track.txt`` when ``tracks`` is given).
+        ``res_track.txt``; one stack, ``axes="zyx"``: one 3D ``mask000.tif``).
     tracks : (K, 4) int array, optional
-        CTC track table ``L B E P`` (label, begin, end, parent).
+        CTC track table ``L B E P`` (label, begin, end, parent); not used for one stack.
     metadata : dict, optional
         Stored as zarr attributes / TIFF description (JSON) / ``hemd-params.json`` in CTC folders.
     axes : str, optional
@@ -219,6 +219,9 @@ def write_labels(
 
             if len(labels_arr.shape) == 2:  # one image: one frame
                 labels_arr = np.asarray(labels_arr)[None]
+            elif axes is not None and axes.lower() == "zyx":  # one stack: one 3D frame, whose
+                labels_arr = np.asarray(labels_arr)[None]  # slices' links are no lineage
+                tracks = None
             write_ctc_result(labels_arr, tmp, tracks=tracks, first_frame=first_frame)
             if metadata:
                 (tmp / "hemd-params.json").write_text(json.dumps(metadata, indent=2))
