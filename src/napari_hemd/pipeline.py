@@ -318,17 +318,24 @@ def _check_zarr_path(path, name: str) -> Path:
     return path
 
 
-def _prediction_id(data, model) -> dict:
-    """What a finished prediction must match to be reused: the input and the model file."""
-    from napari_hemd.core.streaming import _source_id
+def _prediction_id(data, model, path=None) -> dict:
+    """What a finished prediction must match to be reused: the input and the model file.
+
+    ``path``: the input's file or folder, whose size and modification times join (a frame
+    rewritten between the few the content sample reads is then noticed too).
+    """
+    from napari_hemd.core.streaming import _source_id, path_stamp
     from napari_hemd.models.streaming import _model_key
 
-    return {
+    ident = {
         "model": str(model),
         "model_key": list(_model_key(model)),
         "source": _source_id(data),
         "shape": list(data.shape),
     }
+    if path is not None:
+        ident["source_stamp"] = path_stamp(path)
+    return ident
 
 
 #: Identity keys newer than some finished predictions, and the value those were made with.
@@ -406,7 +413,9 @@ def stream_segment(
         Replace an existing ``output`` (and a ``prob_output`` that is not a finished prediction of
         this input by this model; such a one is reused).
     resume : bool
-        Continue partial runs with the same arguments.
+        Continue partial runs with the same arguments, and reuse a finished ``prob_output`` of
+        the same input (file size and modification time too), model, flips and zoom (said as a
+        warning). False: predict again (an existing ``prob_output`` then needs ``overwrite``).
     progress : callable, optional
         ``progress(stage, done, total)`` with stages ``"cluster"`` (0, 0 while it starts),
         ``"predict"`` (chunks) and ``"windows"``. Raising from it stops the run.
@@ -514,11 +523,16 @@ def stream_segment(
         with dask_client(workers=workers, scheduler=scheduler) as client:
             if model is not None:
                 # maps with flips never stand in for maps without, nor the other way round
-                ident = {**_prediction_id(data, model), "outputs": outputs, "tta": tta}
+                ident = {**_prediction_id(data, model, src_path), "outputs": outputs, "tta": tta}
                 ident["scale"] = scale  # nor maps at another zoom
                 ident = json.loads(json.dumps(ident))
-                if _finished_prediction(prob_output, ident):
-                    log.info("%s is a finished prediction by %s: reusing it", prob_output, model)
+                if resume and _finished_prediction(prob_output, ident):
+                    log.warning(  # said always: the labels come from maps made before
+                        "%s: reusing its finished prediction of this input by %s (same file, "
+                        "flips and zoom); resume=False (CLI: --no-resume) predicts again",
+                        prob_output,
+                        model,
+                    )
                 else:
                     from napari_hemd.models.streaming import predict_stream
 

@@ -79,6 +79,37 @@ def test_stream_segment_does_not_reuse_a_prediction_of_other_frames(raw, expecte
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], expected[1])
 
 
+def test_a_frame_changed_in_the_file_is_predicted_again(raw, tmp_path, caplog):
+    """A TIFF rewritten with one frame changed between the three the content sample reads (0,
+    the middle, the last) was taken for the same input: the old maps were reused, quietly, even
+    with ``resume=False``. Its size and time now join; a reuse is said; ``resume=False`` predicts
+    again."""
+    import tifffile
+
+    movie = tmp_path / "movie.tif"
+    tifffile.imwrite(movie, raw, photometric="minisblack")
+    out = tmp_path / "lab.zarr"
+    kw = dict(model="nuclei-fluo", tile=0, threads=1, chunk=4, iterations=2, overwrite=True)
+
+    def run(**more):
+        stages = []
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            stream_segment(str(movie), out, progress=lambda s, d, t: stages.append(s), **kw, **more)
+        return "predict" in stages, "reusing its finished prediction" in caplog.text
+
+    assert run() == (True, False)
+    assert run() == (False, True)  # unchanged: reused, and said
+    assert run(resume=False) == (True, False)  # asked not to: predicted again
+    blank = raw.copy()
+    blank[1] = blank[1].min()  # frame 1: not among 0, 4 and 7
+    tifffile.imwrite(movie, blank, photometric="minisblack")
+    assert run() == (True, False)
+    fg = zarr.open_group(str(tmp_path / "lab.prob.zarr"))["foreground"]
+    assert fg[1].max() < 0.5 < fg[0].max()  # the blank frame's own maps
+    assert zarr.open_array(str(out))[1].max() == 0
+
+
 def test_stream_cli_model_on_scheduler(dask_cluster_client, raw_zarr, expected, tmp_path, capsys):
     """``stream --model ... --scheduler ADDRESS``: predictions and windows as Dask tasks."""
     address = dask_cluster_client.scheduler.address

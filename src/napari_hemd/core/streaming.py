@@ -258,16 +258,19 @@ def _source_id(arr) -> str:
     arrays of one shape must never resume each other's output.
     """
     if isinstance(arr, np.memmap) and getattr(arr, "filename", None):
-        return f"file:{arr.filename}:{arr.offset}:{_content_sample(arr)}"
+        stamp = path_stamp(arr.filename)
+        return f"file:{arr.filename}:{arr.offset}:{stamp}:{_content_sample(arr)}"
     if isinstance(arr, np.ndarray):
         return "sha256:" + hashlib.sha256(np.ascontiguousarray(arr).data).hexdigest()
     # A location alone does not prove the same data: an input regenerated at the same path
     # must not resume the old run, so a sample of the content (first, middle, last frame) joins.
     root = getattr(getattr(arr, "store", None), "root", None)
     if root is not None:
-        return f"zarr:{root}:{getattr(arr, 'path', '')}:{_content_sample(arr)}"
-    if isinstance(getattr(arr, "path", None), str):
-        return f"file:{arr.path}:{_content_sample(arr)}"
+        inner = getattr(arr, "path", "")
+        stamp = path_stamp(Path(str(root)) / inner)
+        return f"zarr:{root}:{inner}:{stamp}:{_content_sample(arr)}"
+    if isinstance(getattr(arr, "path", None), str):  # a TIFF file read frame by frame
+        return f"file:{arr.path}:{path_stamp(arr.path)}:{_content_sample(arr)}"
     name = getattr(arr, "name", None)
     if isinstance(name, str) and type(arr).__module__.startswith("dask"):
         return f"dask:{name}:{_content_sample(arr)}"
@@ -287,6 +290,30 @@ def announce_resume(output, what: str, done: int, total: int, unit: str, frame: 
         unit,
         frame,
     )
+
+
+def path_stamp(path) -> str:
+    """Size and modification time of a file, or of each file under a folder, as 16 hex digits.
+
+    A file rewritten in place (a TIFF, a zarr store's chunks, a folder's frames) changes it. The content sample of :func:`_source_id` reads three frames only; a frame changed between
+    them went unnoticed (a rerun reused the old predictions). Empty for a path that is gone.
+    """
+    path = Path(path)
+    h = hashlib.sha256()
+    try:
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    st = os.stat(os.path.join(root, name))
+                    rel = os.path.relpath(os.path.join(root, name), path)
+                    h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns};".encode())
+        else:
+            st = path.stat()
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    except OSError:
+        return ""
+    return h.hexdigest()[:16]
 
 
 def _content_sample(arr) -> str:
