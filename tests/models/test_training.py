@@ -175,6 +175,54 @@ def test_checkpoint_and_resume(blobs, tmp_path):
         train_model(samples, [], out, cfg, resume=True, progress=False)
 
 
+def test_resume_refuses_another_network_in_one_line(blobs, tmp_path, caplog):
+    """Resuming with other sizes than the run that wrote the checkpoint gave torch's size
+    mismatch (dozens of lines); a checkpoint past the steps asked for trained nothing, unsaid."""
+    import dataclasses
+    import logging
+
+    from napari_hemd.models import Sample
+
+    samples = [Sample(blobs[0] / 255, blobs[1], f"s/{i}", "labels") for i in range(2)]
+    cfg = TrainConfig(
+        model="unet", architecture={"base_channels": 4, "depth": 2}, steps=6, batch_size=1,
+        patch_size=32, val_every=2, checkpoint_every=1, max_minutes=0.0,
+    )  # fmt: skip
+    out = tmp_path / "m.pt"
+    train_model(samples, samples[:1], out, cfg, progress=False)  # stops at step 1: a checkpoint
+    wider = dataclasses.replace(cfg, architecture={"base_channels": 8, "depth": 2})
+    with pytest.raises(ValueError, match=r"another network: base_channels 4 \(now 8\)") as e:
+        train_model(samples, samples[:1], out, wider, resume=True, progress=False)
+    assert "\n" not in str(e.value)
+    ckpt = tmp_path / "m.pt.ckpt"
+    state = torch.load(ckpt, weights_only=True)
+    del state["architecture"]  # a checkpoint written before they named their network
+    torch.save(state, ckpt)
+    with pytest.raises(ValueError, match="does not fit this network") as e:
+        train_model(samples, samples[:1], out, wider, resume=True, progress=False)
+    assert "\n" not in str(e.value) and "size mismatch" in str(e.value)
+    before = dataclasses.replace(cfg, steps=1, max_minutes=None)  # the checkpoint is at step 1
+    with caplog.at_level(logging.INFO):
+        train_model(samples, samples[:1], out, before, resume=True, progress=False)
+    assert "no step trained" in caplog.text
+
+
+def test_train_cli_refuses_zero_steps(tmp_path, capsys):
+    """``--steps 0`` trained the default 2000 steps (``steps or 2000``)."""
+    import tifffile
+
+    from napari_hemd.cli import main
+    from napari_hemd.data.synthetic import nuclei_video
+
+    v = nuclei_video(n_frames=2, shape=(64, 64), n_cells=4, seed=1)
+    for sub, arrays in (("images", v["image"]), ("labels", v["labels"])):
+        (tmp_path / sub).mkdir()
+        for i, a in enumerate(arrays):
+            tifffile.imwrite(tmp_path / sub / f"im{i}.tif", a)
+    rc = main(["train", "--data", str(tmp_path), "-o", str(tmp_path / "m.pt"), "--steps", "0"])
+    assert rc == 2 and "steps must be >= 1; got 0" in capsys.readouterr().err
+
+
 def test_weight_average_follows_the_network_with_a_warm_up():
     from napari_hemd.models.training import _ema_network
 

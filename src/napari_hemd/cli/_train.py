@@ -304,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
         model=kind or "unet",
         init=args.init,
         architecture=arch,
-        steps=steps or 2000,
+        steps=2000 if steps is None else steps,
         max_minutes=args.max_minutes,
         batch_size=args.batch_size,
         patch_size=args.patch_size,

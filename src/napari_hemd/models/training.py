@@ -8,6 +8,7 @@ uses mixed precision on CUDA.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -581,6 +582,38 @@ def _affinity_loss(
 _ENCODER = ("stem", "down", "bottom")
 
 
+def _architecture(model: HemdModel) -> dict:
+    """The network's kind and sizes (``name``, ``depth``, ``base_channels`` ...), JSON-plain."""
+    return json.loads(json.dumps(model.metadata.get("architecture", {}), default=str))
+
+
+def _load_resumed_network(ckpt: Path, state: dict, model: HemdModel) -> None:
+    """Load a checkpoint's weights; one of another network is refused in one line.
+
+    Checkpoints name their network's architecture; an older one without it is tried on the
+    network, and torch's size mismatch (dozens of lines) is said in one.
+    """
+    saved, now = state.get("architecture"), _architecture(model)
+    if saved is not None and saved != now:
+        diff = ", ".join(
+            f"{k} {saved.get(k)!r} (now {now.get(k)!r})"
+            for k in sorted(set(saved) | set(now))
+            if saved.get(k) != now.get(k)
+        )
+        raise ValueError(
+            f"resume: {str(ckpt)!r} was written by another network: {diff}; resume with the "
+            "options of the run that wrote it (--model, --depth, --base-channels ...)"
+        )
+    try:
+        model.network.load_state_dict(state["network"])
+    except RuntimeError as e:
+        first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
+        raise ValueError(
+            f"resume: {str(ckpt)!r} does not fit this network ({first}); resume with the "
+            "options of the run that wrote it (--model, --depth, --base-channels ...)"
+        ) from None
+
+
 def _checkpoint_path(output: Path) -> Path:
     return output.with_name(output.name + ".ckpt")
 
@@ -700,7 +733,7 @@ def train_model(
         if not ckpt.exists():
             raise FileNotFoundError(f"resume: no checkpoint {str(ckpt)!r}")
         state = torch.load(ckpt, map_location=device, weights_only=True)
-        model.network.load_state_dict(state["network"])
+        _load_resumed_network(ckpt, state, model)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         if ema is not None:
@@ -716,6 +749,15 @@ def train_model(
         rng = np.random.default_rng([cfg.seed, step])
         torch.manual_seed(cfg.seed + step)
         logger.info("resumed from %s at step %d", ckpt, step)
+        if step >= cfg.steps:  # nothing left to train: said, not a silent no-op
+            logger.log(
+                NOTE,
+                "resume: %s is at step %d, not before steps=%d: no step trained; the model is "
+                "written as it stands (more steps: a larger --steps)",
+                ckpt,
+                step,
+                cfg.steps,
+            )
 
     sampler = _PatchSampler(
         train, cfg.patch_size, rng, cfg.augmentation, cfg.balance, cfg.foreground_oversample
@@ -802,6 +844,7 @@ def train_model(
                         "best_loss": best[0],
                         "best_state": best[1],
                         "selection": "score" if score_samples else "loss",
+                        "architecture": _architecture(model),
                         **({"ema": ema.state_dict()} if ema is not None else {}),
                     },
                     ckpt,
