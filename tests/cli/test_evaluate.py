@@ -91,9 +91,13 @@ def test_user_errors_are_one_line(stacks, capsys):
     # whose count is whose: said for both, and the way out
     assert "--gt has 3 frame(s) to score (0-2), --pred has 2 (0-1)" in err
     assert "--frames START:STOP" in err and err.count("\n") == 1
+    # float labels: whole numbers (Fiji's 32-bit label images) are read as such, others refused
     tifffile.imwrite(d / "float.tif", gt.astype(np.float32), photometric="minisblack")
-    rc, _, err = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "float.tif")
-    assert rc == 2 and "integer label array" in err
+    rc, out, err = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "float.tif", "--json")
+    assert rc == 0 and json.loads(out)["F1"] == 1.0 and "read as integers" in err
+    tifffile.imwrite(d / "half.tif", gt.astype(np.float32) / 2, photometric="minisblack")
+    rc, _, err = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "half.tif")
+    assert rc == 2 and "--pred" in err and "not whole numbers (e.g." in err
 
 
 def test_frames_scores_part_of_a_longer_reference(stacks, capsys):
@@ -205,3 +209,16 @@ def test_a_zarr_result_scores_as_one_volume_or_one_image(stacks, tmp_path, capsy
     tifffile.imwrite(d / "gt1.tif", gt[1], photometric="minisblack")
     rc, out, _ = _run(capsys, "--gt", d / "gt1.tif", "--pred", d / "one.zarr", "--json")
     assert rc == 0 and json.loads(out)["F1"] == pytest.approx(8 / 9)  # 4 of 5 found
+
+
+def test_one_stack_recorded_as_such_is_scored_as_one_volume(stacks, capsys):
+    """Labels that segment recorded as one 3D stack (``planes: 3``) were scored slice by slice
+    as frames unless --volume was given; measure already read them as one volume."""
+    from napari_hemd.io import write_labels
+
+    d, gt, pred = stacks
+    write_labels(pred, d / "stack.tif", metadata={"planes": 3}, axes="ZYX")
+    rc, out, err = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "stack.tif", "--json")
+    want = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "pred.tif", "--json", "--volume")[1]
+    assert rc == 0 and "scored as one volume" in err
+    assert json.loads(out) == json.loads(want) and len(json.loads(out)["frames"]) == 1

@@ -82,6 +82,8 @@ def read_labels(path: str | Path, *, name: str, volume: bool = False):
         if any(n.startswith(_CTC_LABEL_PREFIXES) and n.endswith((".tif", ".tiff")) for n in names):
             return read_ctc_labels(path)
     arr = read_stack(path, lazy=True, array="instances")
+    if arr.dtype.kind == "f":  # Fiji often saves label images as 32-bit floats
+        arr = _whole_float_labels(arr, path, name)
     if volume or arr.ndim == 2:  # one frame: the whole of it is scored at once
         import numpy as np
 
@@ -91,6 +93,52 @@ def read_labels(path: str | Path, *, name: str, volume: bool = False):
             f"{name}: expected a (T, Y, X) or (T, Z, Y, X) stack; got shape {arr.shape}"
         )
     return arr
+
+
+def _whole_float_labels(arr, path, name: str):
+    """Float labels as uint32 when every value is a whole number >= 0, else refused.
+
+    Fiji saves label images as 32-bit floats; any other float image is refused, naming the
+    argument.
+    """
+    import numpy as np
+
+    data = np.asarray(arr)
+    finite = data[np.isfinite(data)]
+    if finite.size < data.size or (finite.size and (finite.min() < 0 or finite.max() >= 2**32)):
+        raise ValueError(
+            f"{name}: {str(path)!r} holds floats outside 0..2**32 or not finite; instance labels "
+            "are whole numbers >= 0"
+        )
+    frac = finite[finite != np.round(finite)]
+    if frac.size:
+        raise ValueError(
+            f"{name}: {str(path)!r} holds floats that are not whole numbers (e.g. {frac[0]:g}): a "
+            "probability map or an image, not instance labels (segment it first)"
+        )
+    print(
+        f"note: {name} {str(path)!r}: float labels, every value a whole number: read as integers",
+        file=sys.stderr,
+    )
+    return data.astype(np.uint32)
+
+
+def recorded_volume(path: str | Path, shape: tuple[int, ...]) -> bool:
+    """Whether labels of ``shape`` at ``path`` are one 3D stack, as recorded with them.
+
+    ``segment`` with a 3D model records ``planes: 3`` beside the labels (a CTC folder holds
+    them as its one 3D frame: ``(1, Z, Y, X)``); an OME-Zarr names its first axis ``z``.
+    Anything else (a plain TIFF) is left to ``--volume``.
+    """
+    if not (len(shape) == 3 or (len(shape) == 4 and shape[0] == 1)):
+        return False
+    from napari_hemd.io.channels import input_axes
+    from napari_hemd.io.ome_zarr import is_ome_zarr
+    from napari_hemd.io.stacks import recorded_params
+
+    path = Path(path)
+    ngff_z = path.is_dir() and is_ome_zarr(path) and (input_axes(path) or "")[:1] == "Z"
+    return bool(recorded_params(path).get("planes") == 3 or ngff_z)
 
 
 def check_looks_like_labels(labels, path, name: str) -> None:
@@ -264,9 +312,26 @@ def run(args: argparse.Namespace) -> int:
     """Run ``evaluate``; prints the table or JSON on stdout."""
     from napari_hemd.core.metrics import METRIC_NAMES, evaluate_sequence
 
-    gt = read_labels(args.gt, name="--gt", volume=args.volume)
+    volume = args.volume
+    if not volume:  # the labels of one 3D stack, as segment records them: scored as one volume
+        from napari_hemd.io.stacks import read_stack
+
+        for path, name in ((args.pred, "--pred"), (args.gt, "--gt")):
+            try:
+                shape = tuple(read_stack(path, lazy=True, array="instances").shape)
+            except Exception:  # unreadable here: read_labels says why below
+                continue
+            if recorded_volume(path, shape):
+                volume = True
+                print(
+                    f"note: {name} {str(path)!r} holds one 3D stack's labels (recorded with "
+                    "them): scored as one volume (--volume)",
+                    file=sys.stderr,
+                )
+                break
+    gt = read_labels(args.gt, name="--gt", volume=volume)
     check_looks_like_labels(gt, args.gt, "--gt")
-    pred = read_labels(args.pred, name="--pred", volume=args.volume)
+    pred = read_labels(args.pred, name="--pred", volume=volume)
     check_looks_like_labels(pred, args.pred, "--pred")
     chosen, pred, note = select_frames(gt, pred, args.frames)
     frames = _frames_to_score(gt, pred, frames=chosen)

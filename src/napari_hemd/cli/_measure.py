@@ -91,13 +91,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_looks_like_labels(labels, args.labels, "LABELS")
     volume = args.volume
-    if not volume and labels.ndim == 3:  # the labels of one 3D stack, as segment records them
-        from napari_hemd.io.channels import input_axes
-        from napari_hemd.io.ome_zarr import is_ome_zarr
-        from napari_hemd.io.stacks import recorded_params
+    if not volume:  # the labels of one 3D stack, as segment records them
+        from napari_hemd.cli._evaluate import recorded_volume
 
-        ngff_z = path.is_dir() and is_ome_zarr(path) and (input_axes(path) or "")[:1] == "Z"
-        volume = recorded_params(path).get("planes") == 3 or ngff_z
+        volume = recorded_volume(path, tuple(labels.shape)) and labels.ndim == 3
         if volume:
             print(
                 f"measure: {args.labels} holds one 3D stack's labels (recorded with them): "
