@@ -482,6 +482,11 @@ def segment_image_workflow(
     tta = _check_tta(tta, loaded)  # refused before any frame is predicted
     auto = isinstance(scale, str) and scale == "auto"
     planes = resolve_planes(loaded, planes, shape)
+    if z_scale is not None and planes != 3:  # it would be taken and do nothing
+        raise ValueError(
+            f"z_scale is for three prediction planes of a (Z, Y, X) stack (planes=3); the image "
+            f"of shape {tuple(shape)} is predicted on one plane: leave z_scale out"
+        )
     if scale is None and planes == 3:  # three planes take no zoom (z_scale sets the shape)
         scale = 1.0
     scale = _check_scale(1.0 if auto else scale, loaded)

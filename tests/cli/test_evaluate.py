@@ -216,7 +216,7 @@ def test_one_stack_recorded_as_such_is_scored_as_one_volume(stacks, capsys):
     as frames unless --volume was given; measure already read them as one volume."""
     from napari_hemd.io import write_labels
 
-    d, gt, pred = stacks
+    d, _, pred = stacks
     write_labels(pred, d / "stack.tif", metadata={"planes": 3}, axes="ZYX")
     rc, out, err = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "stack.tif", "--json")
     want = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "pred.tif", "--json", "--volume")[1]

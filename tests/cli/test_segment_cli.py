@@ -308,3 +308,23 @@ def test_one_stack_to_a_ctc_folder_is_one_3d_mask(tmp_path, capsys):
     assert (tracks[:, 1:] == 0).all()  # each in frame 0 only, no parent
     assert main([*argv, "-o", str(tmp_path / "s.tif"), "--no-progress", "--threads", "1"]) == 0
     np.testing.assert_array_equal(read_stack(tmp_path / "s.tif"), mask)  # the same labels
+
+
+def test_options_that_would_do_nothing_are_refused(prob_file, tmp_path, capsys):
+    """--boundary with a method that does not read it, --z-scale on an image predicted on one
+    plane, and a negative training noise were taken and ignored."""
+    out = str(tmp_path / "o.tif")
+    rc = main(["segment", str(prob_file), "-o", out, "--boundary", str(prob_file)])
+    assert rc == 2 and "--boundary is used by --method maxvalue only; got --method hemd" in (
+        capsys.readouterr().err
+    )
+    raw = nuclei_video(n_frames=1, shape=(64, 64), n_cells=3, seed=1)["image"][0]
+    tifffile.imwrite(tmp_path / "img.tif", raw)
+    argv = ["segment", str(tmp_path / "img.tif"), "-o", out, "--model", "nuclei-3d"]
+    assert main([*argv, "--z-scale", "2", "--no-progress"]) == 2
+    assert "z_scale is for three prediction planes" in capsys.readouterr().err
+    assert not os.path.exists(out)
+    from napari_hemd.models.training import TrainConfig
+
+    with pytest.raises(ValueError, match=r"noise_sigma \(--noise\) must be >= 0; got -1"):
+        TrainConfig(noise_sigma=-1)

@@ -283,7 +283,7 @@ class SegmentWidget(LayerWidget):
                 return None
             # the fields' values, also where they are 1 and the model's own are not
             kwargs["tta"], kwargs["scale"] = int(self.tta.value), zoom
-            if self.z_scale.value > 0:  # a stack's voxel shape, for three-plane prediction
+            if self.z_scale.value > 0 and data.ndim >= 3:  # a stack's voxel shape (3 planes)
                 kwargs["z_scale"] = saved["z_scale"] = float(self.z_scale.value)
             gen = segment_image_workflow(data, model, method, cancel=self.cancel_flag(), **kwargs)
             prob_name = f"{base_name(layer.name)} probability{suffix}"

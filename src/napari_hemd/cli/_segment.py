@@ -312,6 +312,8 @@ def _run_checked(args: argparse.Namespace) -> int:
         raise ValueError("--tta needs --model (INPUT is then a raw movie)")
     if args.scale is not None:
         raise ValueError("--scale needs --model (INPUT is then a raw movie)")
+    if args.boundary is not None and args.method != "maxvalue":
+        raise ValueError(f"--boundary is used by --method maxvalue only; got --method {args.method}")
     from napari_hemd.core.validation import not_a_probability_map
 
     prob = channel_of(_lazy(read_stack, array="foreground"), args.prob, args)
