@@ -660,3 +660,28 @@ def test_class_weights_are_checked_and_kept_by_a_fine_tune():
     cfg = TrainConfig(model="unet", init="base.pt", class_weights=(2, 6, 1))
     _init_model(cfg, base)
     assert cfg.class_weights == (2.0, 6.0, 1.0)
+
+
+def test_images_without_labels_are_named(tmp_path, caplog):
+    """An images/ + labels/ folder whose label file for an image is missing (misnamed) lost that
+    image without a word."""
+    import logging
+
+    import tifffile
+
+    from napari_hemd.data.synthetic import nuclei_video
+    from napari_hemd.models.data import load_samples
+
+    v = nuclei_video(n_frames=3, shape=(48, 48), n_cells=3, seed=1)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for i in range(3):
+        tifffile.imwrite(tmp_path / "images" / f"im{i}.tif", v["image"][i])
+    tifffile.imwrite(tmp_path / "labels" / "im1.tif", v["labels"][1])
+    tifffile.imwrite(tmp_path / "labels" / "im_2.tif", v["labels"][2])  # misnamed
+    with caplog.at_level(logging.INFO):
+        samples = load_samples(tmp_path)
+    assert [s.name for s in samples] == [f"{tmp_path.name}/im1"]
+    assert "2 of 3 images have no label file of the same name in labels/ (im0.tif, im2.tif)" in (
+        caplog.text
+    )

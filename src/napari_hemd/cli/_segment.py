@@ -313,7 +313,9 @@ def _run_checked(args: argparse.Namespace) -> int:
     if args.scale is not None:
         raise ValueError("--scale needs --model (INPUT is then a raw movie)")
     if args.boundary is not None and args.method != "maxvalue":
-        raise ValueError(f"--boundary is used by --method maxvalue only; got --method {args.method}")
+        raise ValueError(
+            f"--boundary is used by --method maxvalue only; got --method {args.method}"
+        )
     from napari_hemd.core.validation import not_a_probability_map
 
     prob = channel_of(_lazy(read_stack, array="foreground"), args.prob, args)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_hemd._log import NOTE
 from napari_hemd.models.weights import DEFAULT_NORMALIZATION, normalize_percentile
 
 __all__ = [
@@ -121,10 +122,24 @@ def load_samples(
         raise FileNotFoundError(f"data {str(path)!r} is not a folder (or an .h5 volume)")
     pairs: list[tuple[Path, Path, str, str]] = []
     if (path / "images").is_dir() and (path / "labels").is_dir():
+        unlabelled = []
         for img in sorted(p for p in (path / "images").iterdir() if p.suffix.lower() in _TIF):
             lab = path / "labels" / img.name
             if lab.exists():
                 pairs.append((img, lab, f"{path.name}/{img.stem}", "labels"))
+            else:
+                unlabelled.append(img.name)
+        if unlabelled:  # said: a misnamed label file would otherwise just shrink the data
+            shown = ", ".join(unlabelled[:5]) + (" ..." if len(unlabelled) > 5 else "")
+            logger.log(
+                NOTE,
+                "data %s: %d of %d images have no label file of the same name in labels/ (%s): "
+                "not used",
+                path,
+                len(unlabelled),
+                len(unlabelled) + len(pairs),
+                shown,
+            )
     else:
         mask_dir, source = _ctc_mask_dir(path, masks)
         by_frame = {_frame_number(p): p for p in mask_dir.iterdir() if p.suffix.lower() in _TIF}
