@@ -318,24 +318,21 @@ def _check_zarr_path(path, name: str) -> Path:
     return path
 
 
-def _prediction_id(data, model, path=None) -> dict:
+def _prediction_id(data, model) -> dict:
     """What a finished prediction must match to be reused: the input and the model file.
 
-    ``path``: the input's file or folder, whose size and modification times join (a frame
-    rewritten between the few the content sample reads is then noticed too).
+    The input's identity (:func:`napari_hemd.core.streaming._source_id`) holds its location
+    with the size and modification time of its files, and a sample of its content.
     """
-    from napari_hemd.core.streaming import _source_id, path_stamp
+    from napari_hemd.core.streaming import _source_id
     from napari_hemd.models.streaming import _model_key
 
-    ident = {
+    return {
         "model": str(model),
         "model_key": list(_model_key(model)),
         "source": _source_id(data),
         "shape": list(data.shape),
     }
-    if path is not None:
-        ident["source_stamp"] = path_stamp(path)
-    return ident
 
 
 #: Identity keys newer than some finished predictions, and the value those were made with.
@@ -523,7 +520,7 @@ def stream_segment(
         with dask_client(workers=workers, scheduler=scheduler) as client:
             if model is not None:
                 # maps with flips never stand in for maps without, nor the other way round
-                ident = {**_prediction_id(data, model, src_path), "outputs": outputs, "tta": tta}
+                ident = {**_prediction_id(data, model), "outputs": outputs, "tta": tta}
                 ident["scale"] = scale  # nor maps at another zoom
                 ident = json.loads(json.dumps(ident))
                 if resume and _finished_prediction(prob_output, ident):
