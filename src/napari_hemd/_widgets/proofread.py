@@ -153,14 +153,43 @@ class ProofreadWidget(LayerWidget):
             action = getattr(self, method)
             layer.bind_key(key, lambda _layer, action=action: action(), overwrite=True)
 
-    def _target(self) -> tuple[Labels, int | None] | None:
-        layer = self.labels.value
+    def _editable(self, layer) -> bool:
+        """A labels layer held in memory, else said: a store on disk is read, not edited."""
         if not isinstance(layer, Labels):
             show_error("Proofread: choose a labels layer")
+            return False
+        if not isinstance(layer.data, np.ndarray):  # zarr / dask (Large data), multiscale
+            show_error(
+                f"Proofread: {layer.name!r} is read from disk (a Large data result or a lazy "
+                "file), not held in memory: its edits could not be kept. Segment the frames to "
+                "correct with the Segment widget (frames: a range) and proofread those"
+            )
+            return False
+        return True
+
+    def _layer_frame(self, layer: Labels) -> int | None:
+        """The layer's frame the viewer shows (``None``: a 2D image), said when it has none."""
+        if layer.ndim < 3:
+            return None
+        frame = self.current_frame()
+        if not 0 <= frame < layer.data.shape[0]:
+            first = round(float(layer.translate[0]))
+            show_error(
+                f"Proofread: {layer.name!r} holds frames {first}-{first + layer.data.shape[0] - 1} "
+                f"of the viewer; it shows frame {first + frame}"
+            )
+            return -1
+        return frame
+
+    def _target(self) -> tuple[Labels, int | None] | None:
+        layer = self.labels.value
+        if not self._editable(layer):
             return None
         frame = None
-        if self.scope.value == CURRENT and layer.ndim >= 3:
-            frame = int(self.viewer.dims.current_step[0])
+        if self.scope.value == CURRENT:
+            frame = self._layer_frame(layer)  # the frame on screen (a frame range: its own)
+            if frame == -1:
+                return None
         return layer, frame
 
     def _ids(self, ids: list[int] | None, need: int) -> list[int] | None:
@@ -217,6 +246,9 @@ class ProofreadWidget(LayerWidget):
         if ids is None:
             return False
         new = int(self.new_id.value if new is None else new)
+        if self._target() is None:
+            return False
+        _make_room(self.labels.value, new)
         return self._edit(f"relabel {ids[0]} -> {new}", relabel, ids[0], new)
 
     def split(self, seeds: Points | None = None) -> bool:
@@ -226,11 +258,18 @@ class ProofreadWidget(LayerWidget):
         if not isinstance(layer, Labels) or not isinstance(pts, Points):
             show_error("Proofread: choose a labels layer and a points layer with the seeds")
             return False
-        coords = np.round(np.asarray(pts.data)).astype(np.int64)
-        frame = None
-        if layer.ndim >= 3:
-            frame = int(self.viewer.dims.current_step[0])
+        if not self._editable(layer):
+            return False
+        # the seeds in the labels' own pixels (a layer placed at later frames, or scaled)
+        world = np.asarray(pts.data) * np.asarray(pts.scale) + np.asarray(pts.translate)
+        coords = (world - np.asarray(layer.translate)) / np.asarray(layer.scale)
+        coords = np.round(coords).astype(np.int64)
+        frame = self._layer_frame(layer)
+        if frame == -1:
+            return False
+        if frame is not None:
             coords = coords[coords[:, 0] == frame][:, 1:]
+        _make_room(layer, next_free_id(layer.data) + len(coords))
         data = layer.data if frame is None else layer.data[frame]
         try:
             new = split_by_seeds(data, coords, next_free_id(layer.data))
@@ -245,7 +284,9 @@ class ProofreadWidget(LayerWidget):
         if got is None:
             return None
         layer, _ = got
-        layer.selected_label = next_free_id(layer.data)
+        free = next_free_id(layer.data)
+        _make_room(layer, free)
+        layer.selected_label = free
         layer.mode = "paint"
         self.viewer.layers.selection.active = layer
         return int(layer.selected_label)
@@ -270,6 +311,17 @@ class ProofreadWidget(LayerWidget):
     def redo(self) -> str | None:
         """Redo the last undone edit (returns its name)."""
         return self._history(redo=True)
+
+
+def _make_room(layer: Labels, top: int) -> None:
+    """Convert ``layer`` to uint32 when its type cannot hold id ``top``, and say so.
+
+    napari's new labels layers are uint8: id 256 and up did not fit (a traceback).
+    """
+    dtype = layer.data.dtype
+    if np.issubdtype(dtype, np.integer) and int(top) > np.iinfo(dtype).max:
+        layer.data = layer.data.astype(np.uint32)
+        show_info(f"Proofread: {layer.name!r} converted from {dtype} to uint32 for id {top}")
 
 
 def _ranges(frames: list[int]) -> str:

@@ -1,0 +1,82 @@
+"""Proofread on layers that are not a whole in-memory uint32 movie: a frame range placed at later
+frames, a layer read from a zarr store (Large data), napari's own uint8 labels layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_hemd._widgets import ProofreadWidget, SegmentWidget
+
+
+def _range_layer(viewer, qtbot, first: int, last: int):
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.frames.value = "range"
+    seg.first.value, seg.last.value = first, last
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    return viewer.layers[f"nuclei video labels (frames {first}-{last})"]
+
+
+def test_current_frame_of_a_frame_range_is_the_one_on_screen(viewer, qtbot, errors):
+    """Segment on frames 1-5 gives a layer placed at frame 1: at the viewer's frame 2 Delete
+    edited the layer's frame 2 (the viewer's 3); at the viewer's last frames it raised."""
+    part = _range_layer(viewer, qtbot, 1, 5)
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = part
+    viewer.dims.set_current_step(0, 2)  # the layer's frame 1
+    before = part.data.copy()
+    proof.ids.value = str(int(np.unique(before[1])[1]))
+    assert proof.delete()
+    changed = [t for t in range(len(before)) if not np.array_equal(part.data[t], before[t])]
+    assert changed == [1]
+    viewer.dims.set_current_step(0, 5)  # the layer's last frame, 4
+    ids = [int(i) for i in np.unique(part.data[4])[1:3]]
+    proof.ids.value = " ".join(map(str, ids))
+    assert proof.merge() and not errors
+    assert ids[1] not in part.data[4] and ids[1] in part.data[3]
+    yx = np.argwhere(part.data[4] == ids[0])[[0, -1]].astype(float)
+    seeds = viewer.add_points(np.c_[np.full(2, 5.0), yx])  # at the viewer's frame 5
+    assert proof.split(seeds) and not errors
+    viewer.dims.set_current_step(0, 0)  # before the layer's frames: said, nothing edited
+    kept = part.data.copy()
+    assert not proof.delete([ids[0]])
+    assert "holds frames 1-5 of the viewer; it shows frame 0" in errors[-1]
+    np.testing.assert_array_equal(part.data, kept)
+
+
+def test_a_layer_read_from_disk_is_refused(make_napari_viewer, tmp_path, errors):
+    """A Large data result (zarr, opened read-only) took Delete as done, recorded it for undo
+    and changed nothing (current frame), or raised (all frames)."""
+    zarr = pytest.importorskip("zarr")
+    z = zarr.create_array(str(tmp_path / "l.zarr"), shape=(2, 16, 16), dtype=np.uint32)
+    z[:, 2:6, 2:6] = 1
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(zarr.open_array(str(tmp_path / "l.zarr"), mode="r"), name="big")
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = layer
+    for scope in ("current frame", "all frames"):
+        proof.scope.value = scope
+        assert not proof.delete([1])
+        assert "is read from disk" in errors[-1]
+    assert "hemd_history" not in layer.metadata and (z[:] == 1).sum() == 32
+
+
+def test_uint8_layers_grow_to_uint32_for_larger_ids(make_napari_viewer, errors):
+    """napari's New labels layer is uint8: Relabel to 300 raised OverflowError, and painting a
+    new object after id 255 raised in napari."""
+    viewer = make_napari_viewer()
+    data = np.zeros((2, 32, 32), np.uint8)
+    data[:, 4:10, 4:10], data[:, 20:26, 20:26] = 1, 255
+    layer = viewer.add_labels(data, name="painted")
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = layer
+    proof.scope.value = "all frames"
+    assert proof.paint_new() == 256 and layer.data.dtype == np.uint32
+    layer = viewer.add_labels(data.copy(), name="painted again")
+    proof.labels.value = layer
+    proof.ids.value = "1"
+    assert proof.relabel(new=300) and not errors
+    assert layer.data.dtype == np.uint32 and (layer.data == 300).sum() == 72
+    assert proof.undo() and (layer.data == 1).sum() == 72  # undone in the converted layer
