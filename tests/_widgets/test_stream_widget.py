@@ -269,3 +269,24 @@ def test_stream_widget_says_when_a_run_failed(make_napari_viewer, qtbot, tmp_pat
     assert w.status.value.startswith("failed: ") and len(shown) == 1
     assert shown[0].startswith("Large data failed: ")
     assert w.status.value[len("failed: ") :] == shown[0][len("Large data failed: ") :]
+
+
+def test_a_layer_of_the_users_name_is_kept(make_napari_viewer, qtbot, prob_zarr, tmp_path, shown):
+    """A run whose output is lab.zarr removed the user's own 'lab labels' layer (proofread,
+    unsaved) without a word; only its own earlier output is replaced."""
+    viewer = make_napari_viewer()
+    src, prob = prob_zarr
+    mine = viewer.add_labels(np.ones(prob.shape, np.uint32), name="lab labels")
+    w = _widget(viewer, src, tmp_path / "lab.zarr")
+    for run in range(2):
+        w.overwrite.value = run == 1
+        worker = w.run()
+        with qtbot.waitSignal(worker.finished, timeout=120_000):
+            pass
+        qtbot.waitUntil(lambda: "lab labels [1]" in viewer.layers, timeout=10_000)
+    assert mine in viewer.layers and (mine.data == 1).all()
+    names = [ly.name for ly in viewer.layers]
+    assert names.count("lab labels [1]") == 1 and len(names) == 2, names  # replaced, not added
+    np.testing.assert_array_equal(
+        viewer.layers["lab labels [1]"].data[:], hemd(prob, iterations=2).labels
+    )

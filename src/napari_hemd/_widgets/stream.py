@@ -246,9 +246,15 @@ class StreamWidget(LayerWidget):
         stage, done, total = event
         self.status.value = f"{stage}: {done}/{total}" if total else f"{stage}: starting"
 
-    def _replace(self, name: str) -> None:
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
+    def _replace(self, path: Path) -> None:
+        """Remove the layers this widget opened from ``path`` (an earlier run's output).
+
+        A layer of the user's of the same name stays: the new one is added beside it, napari
+        numbering its name.
+        """
+        for layer in list(self.viewer.layers):
+            if (layer.metadata.get(STREAM_KEY) or {}).get("path") == str(path):
+                self.viewer.layers.remove(layer)
 
     def _open(self, path: Path, kwargs: dict, advice: str | None = None) -> None:
         """Add the labels (and predicted probabilities) as lazy layers backed by the zarr."""
@@ -260,16 +266,17 @@ class StreamWidget(LayerWidget):
         stacks = bool(labels.attrs.get("stack_by_stack"))  # segmented stack by stack: no maps kept
         if kwargs["model"] is not None and not stacks:
             prob = zarr.open_group(str(default_prob_output(path)), mode="r")["foreground"]
-            self._replace(f"{path.stem} probability")
+            self._replace(default_prob_output(path))
             self.viewer.add_image(
                 prob,
                 name=f"{path.stem} probability",
                 colormap="magma",
                 blending="additive",
                 contrast_limits=(0.0, 1.0),  # a lazy stack is not scanned for its range
+                metadata={STREAM_KEY: {"path": str(default_prob_output(path))}},
             )
         name = f"{path.stem} labels"
-        self._replace(name)
+        self._replace(path)
         params = {k: kwargs[k] for k in ("tau", "delta", "iterations", "model", "chunk")}
         zoom = ""
         if kwargs["model"] is not None:
