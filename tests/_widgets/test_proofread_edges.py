@@ -80,3 +80,27 @@ def test_uint8_layers_grow_to_uint32_for_larger_ids(make_napari_viewer, errors):
     assert proof.relabel(new=300) and not errors
     assert layer.data.dtype == np.uint32 and (layer.data == 300).sum() == 72
     assert proof.undo() and (layer.data == 1).sum() == 72  # undone in the converted layer
+
+
+def test_segment_keeps_a_painted_layer_of_its_name_one_undo_away(viewer, qtbot, errors):
+    """Segment over the user's hand-painted 'nuclei video labels' (uint8, napari's own type)
+    replaced the painting with no undo; a layer of another shape was overwritten too."""
+    hand = np.zeros(viewer.layers["nuclei video probability"].data.shape, np.uint8)
+    hand[:, 10:40, 10:40] = 7
+    painted = viewer.add_labels(hand.copy(), name="nuclei video labels")
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    assert viewer.layers["nuclei video labels"] is painted and painted.data.dtype == np.uint32
+    assert painted.data.max() > 7  # the result
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = painted
+    assert proof.undo() == "segment (hemd)"
+    np.testing.assert_array_equal(painted.data, hand)
+    painted.name = "painted"
+    other = viewer.add_labels(hand[:2].copy(), name="nuclei video labels")  # another shape
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    np.testing.assert_array_equal(other.data, hand[:2])  # kept
+    assert viewer.layers["nuclei video labels [1]"].data.max() > 7 and not errors

@@ -374,15 +374,19 @@ class SegmentWidget(LayerWidget):
             meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
             labels = np.ascontiguousarray(labels, dtype=np.uint32)
             old = self.viewer.layers[name] if name in self.viewer.layers else None
-            if (
-                isinstance(old, Labels)
-                and old.data.shape == labels.shape
-                and old.data.dtype == labels.dtype
-            ):
+            editable = isinstance(old, Labels) and isinstance(old.data, np.ndarray)
+            if editable and old.data.shape == labels.shape:
+                if old.data.dtype != labels.dtype:  # painted (uint8) or read (int32): its
+                    old.data = old.data.astype(np.uint32)  # labels stay one Undo away
                 # a re-run is one more edit: Undo brings the previous labels, parameters, locks
                 # and H-EMD result back together
                 apply_edit(old, f"segment ({method})", labels, state=meta)
                 out = old
+            elif isinstance(old, Labels) and PARAMS_KEY not in old.metadata:
+                # a layer of the user's that cannot take the result (another shape, on disk):
+                # kept; the result goes beside it (napari numbers the name)
+                meta[HISTORY_KEY] = None
+                out = self.viewer.add_labels(labels, name=name, metadata=meta, translate=translate)
             else:
                 meta[HISTORY_KEY] = None  # a new layer starts a fresh undo history
                 out = add_or_update(
@@ -409,7 +413,7 @@ class SegmentWidget(LayerWidget):
 
                 how += f", {found_zoom(result.params['scale'], result.params['scale_tried'])}"
             show_info(
-                f"Segment: {count} in {name!r}{how}" + (f". Note: {advice}" if advice else "")
+                f"Segment: {count} in {out.name!r}{how}" + (f". Note: {advice}" if advice else "")
             )
 
         return self.run_workflow(gen, done, self.run_button, self.cancel_button, "Segment")
