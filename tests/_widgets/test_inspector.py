@@ -486,3 +486,33 @@ def test_a_time_lapse_of_stacks_segmented_without_a_model_is_inspected_in_3d(
         pass
     np.testing.assert_array_equal(labels.data, hemd(prob, locked={t: [rows[0].node]}).labels)
     assert not errors
+
+
+def test_using_the_chosen_candidate_locks_it_once_and_says_so(viewer, qtbot, errors, monkeypatch):
+    """*Use this candidate* on the row H-EMD chose said 'object N is now candidate #M' and put
+    an empty step in the undo history each time; it locks the choice once, says the shape was
+    already that, and then records nothing."""
+    import napari_hemd._widgets.inspector as inspector_module
+
+    infos: list[str] = []
+    monkeypatch.setattr(inspector_module, "show_info", infos.append)
+    labels = _segmented(viewer, qtbot)
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    res = labels.metadata["hemd_result"]
+    node = int(res.selections[2].nodes[0])
+    pix = tuple(int(v) for v in np.argwhere(res.forests[2].mask(node))[0])
+    rows = insp.inspect(2, pix)
+    row = next(i for i, r in enumerate(rows) if r.chosen)
+    before = labels.data.copy()
+    from napari_hemd._widgets._layer_state import history_of
+
+    hist = history_of(labels)
+    n = len(hist.undo_stack)
+    assert insp.use_candidate(row)  # the lock is new: one step, the labels unchanged
+    assert "is already object" in infos[-1] and "locked for a re-run" in infos[-1]
+    assert len(hist.undo_stack) == n + 1 and hist.undo_stack[-1].name.startswith("lock candidate")
+    assert node in labels.metadata["hemd_locked"][2]
+    np.testing.assert_array_equal(labels.data, before)
+    assert not insp.use_candidate(row)  # locked already: nothing to record
+    assert len(hist.undo_stack) == n + 1 and not errors

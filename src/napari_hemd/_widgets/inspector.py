@@ -341,18 +341,25 @@ class InspectorWidget(StacksMixin, LayerWidget):
         else:
             locked[self.frame] = replace_locks(locked.get(self.frame, []), forest, chosen)
             at = f"frame {self.frame}"
+        same_shape = np.array_equal(new, frame)
+        if same_shape and locked == locked_choices(layer.metadata.get(LOCKED_KEY)):
+            self._used(False, node, label, siblings, at)  # nothing to record (no empty Undo)
+            return False
         # the lock is part of the edit: undoing the swap also forgets the choice
-        name = f"use candidate {node} ({at})"
-        changed = apply_edit(layer, name, new, where, state={LOCKED_KEY: locked})
-        self._used(changed, node, label, siblings, at)
+        name = f"lock candidate {node} ({at})" if same_shape else f"use candidate {node} ({at})"
+        apply_edit(layer, name, new, where, state={LOCKED_KEY: locked})
+        self._used(not same_shape, node, label, siblings, at)
         self.inspect(self.frame, self.pixel)
-        return changed
+        return True
 
     @staticmethod
     def _used(changed: bool, node: int, label: int, siblings: list[int], where: str) -> None:
         """Say what *Use this candidate* did (a table row's swap shows nowhere else)."""
         if not changed:
-            show_info(f"Inspector: {where}: candidate #{node} is already object {label}'s shape")
+            show_info(
+                f"Inspector: {where}: candidate #{node} is already object {label}'s shape "
+                "(locked for a re-run of H-EMD)"
+            )
             return
         split = f", split into {len(siblings) + 1} objects" if siblings else ""
         show_info(f"Inspector: {where}: object {label} is now candidate #{node}{split}")
