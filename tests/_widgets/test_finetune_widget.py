@@ -116,6 +116,16 @@ def test_proofread_finetune_resegment_revert_from_plugins_menu(
     project.autosave_now()
     assert (folder / "models" / "my hela.pt").is_file()
 
+    # the re-segment undone (Proofread): Revert has nothing to revert and records nothing (it
+    # said it reverted, and its empty edit cleared Redo); redone, it reverts
+    from napari_hemd._widgets._layer_state import history_of, step_history
+
+    hist = history_of(labels)
+    assert step_history(labels) is not None and np.array_equal(labels.data, before)
+    n = len(hist.undo_stack)
+    assert tune.revert() is False and len(hist.undo_stack) == n and hist.redo_stack
+    assert step_history(labels, redo=True) is not None
+
     # revert: labels and model as before
     tune.revert_button.native.click()
     assert np.array_equal(labels.data, before)

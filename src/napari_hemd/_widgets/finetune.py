@@ -388,6 +388,9 @@ class FineTuneWidget(LayerWidget):
         if labels not in self.viewer.layers:
             show_error("Fine-tune: the labels layer is gone")
             return False
+        if not any(e is edit for e in history_of(labels).undo_stack):  # undone (Proofread)
+            show_info("Fine-tune: the re-segment is undone already (Redo brings it back)")
+            return False
         # the re-segment's pixels back to what they were, its parameters (model) too; one edit
         old = np.array(labels.data, copy=True)
         old.flat[edit.index] = edit.before
