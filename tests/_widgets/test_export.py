@@ -125,3 +125,35 @@ def test_a_stack_exports_as_one_3d_frame(make_napari_viewer, tmp_path, errors):
     out = exp.export(tmp_path / "movie")
     assert len(list(out.glob("mask*.tif"))) == labels.shape[0]
     assert not errors
+
+
+def test_a_re_run_keeps_its_lineage_an_edit_drops_it(viewer, qtbot, tmp_path, errors):
+    """A linked Segment run again with another tau (no hand edit) exported no parents: the run
+    is a step of the undo history and was taken for an edit."""
+    from napari_hemd._widgets import ProofreadWidget, SegmentWidget
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.link.value = True
+
+    def parents(folder) -> int:
+        tracks = np.loadtxt(folder / "res_track.txt", dtype=np.int64, ndmin=2)
+        return int((tracks[:, 3] > 0).sum())
+
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    exp = ExportWidget(viewer)
+    exp.labels.value = labels
+    assert parents(exp.export(tmp_path / "one")) > 0  # the video's divisions
+    seg.tau.value = 0.55
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    assert parents(exp.export(tmp_path / "two")) > 0
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = labels
+    proof.scope.value = "all frames"
+    ids = [int(i) for i in np.unique(labels.data[0])[1:3]]
+    assert proof.merge(ids)
+    assert parents(exp.export(tmp_path / "three")) == 0  # edited: no lineage claimed
+    assert not errors

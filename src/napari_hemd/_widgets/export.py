@@ -239,11 +239,19 @@ class ExportWidget(LayerWidget):
 
 
 def tracks_of(layer: Labels):
-    """The CTC tracks of a linked, unedited H-EMD run on ``layer`` (else None)."""
+    """The CTC tracks of a linked H-EMD run on ``layer`` not edited since (else None).
+
+    A Segment run is itself a step of the undo history: the lineage holds when the last step is
+    the run that made the layer's result (a re-run with other parameters, say), not after any
+    edit (a merge, a swap, a brush stroke).
+    """
     res = layer.metadata.get(RESULT_KEY)
     hist = layer.metadata.get(HISTORY_KEY)
     if hist is not None and hist.undo_stack:
-        return None  # edited since linking: the lineage may no longer hold
+        last = hist.undo_stack[-1]
+        made = last.name.startswith("segment (") and last.state is not None
+        if not (made and res is not None and last.state[1].get(RESULT_KEY) is res):
+            return None  # edited since linking: the lineage may no longer hold
     return getattr(res, "tracks", None)
 
 
