@@ -872,6 +872,7 @@ def save_project(
     checked: Sequence[int] = (),
     background: np.ndarray | None = None,
     prob_info: dict | None = None,
+    placement: dict | None = None,
 ) -> Path:
     """Save a proofreading session into a zarr folder, atomically.
 
@@ -911,6 +912,9 @@ def save_project(
     prob_info : dict, optional
         How the probability map was made and is grown (the probability layer's model, growth
         and model defaults; JSON-serialisable values are kept), given back as they were.
+    placement : dict, optional
+        Where the layers sit in the viewer: ``{"labels": {"translate": [...], "scale": [...]},
+        "prob": {...}}`` (labels of a frame range start at that frame), given back as saved.
 
     Models fine-tuned in the session live in the folder's ``models/`` and are carried over when
     the project is saved again.
@@ -955,6 +959,10 @@ def save_project(
                 "image_name": image_name if image is not None else None,
                 "checked": sorted({int(t) for t in checked}),
                 "prob_info": _plain_params(prob_info or {}),
+                "placement": {
+                    k: {a: [float(x) for x in v] for a, v in (place or {}).items()}
+                    for k, place in (placement or {}).items()
+                },
             }
         )
         _carry_models(Path(folder), tmp)
@@ -995,7 +1003,8 @@ def load_project(folder: str | os.PathLike) -> dict:
         ``checked`` (sorted frames marked as corrected), ``models`` (the model files
         fine-tuned in the project, oldest first), ``background`` (the background probability,
         or ``None``: saved without one, or before projects kept it) and ``prob_info`` (how
-        the probability map was made and is grown; ``{}`` for older projects).
+        the probability map was made and is grown; ``{}`` for older projects), ``placement``
+        (the layers' ``translate`` / ``scale``; ``{}`` for older projects).
     """
     import zarr
 
@@ -1025,6 +1034,7 @@ def load_project(folder: str | os.PathLike) -> dict:
         "models": project_models(folder),
         "background": np.asarray(root["background"][...]) if "background" in root else None,
         "prob_info": dict(attrs.get("prob_info", {})),
+        "placement": dict(attrs.get("placement", {})),
     }
 
 

@@ -104,3 +104,30 @@ def test_segment_keeps_a_painted_layer_of_its_name_one_undo_away(viewer, qtbot, 
         pass
     np.testing.assert_array_equal(other.data, hand[:2])  # kept
     assert viewer.layers["nuclei video labels [1]"].data.max() > 7 and not errors
+
+
+def test_a_frame_range_is_inspected_and_reopened_where_it_sits(viewer, qtbot, tmp_path, errors):
+    """The inspector's outline of a frame-range layer sat at frame 0 (3 frames early) and Next
+    uncertain stepped the viewer to the layer's own frame number; a reopened project put the
+    layer at frame 0."""
+    from napari_hemd._widgets import InspectorWidget, ProjectWidget
+
+    part = _range_layer(viewer, qtbot, 3, 5)
+    assert part.translate[0] == 3
+    insp = InspectorWidget(viewer)
+    insp.labels.value = part
+    yx = np.argwhere(part.data[1] > 0)[0]
+    assert insp.inspect(1, (int(yx[0]), int(yx[1])))
+    insp.preview_row(0)
+    preview = viewer.layers[f"{part.name} preview"]
+    assert tuple(preview.translate) == tuple(part.translate)
+    if insp.next_uncertain(margin=1.0) is not None:  # every object counts as uncertain
+        assert 3 <= viewer.dims.current_step[0] <= 5
+    proj = ProjectWidget(viewer)
+    proj.labels.value = part
+    out = proj.save(tmp_path / "range")
+    viewer.layers.clear()
+    with qtbot.waitSignal(proj.open(out).finished, timeout=120_000):
+        pass
+    back = viewer.layers[part.name]
+    assert back.translate[0] == 3 and not errors

@@ -377,6 +377,9 @@ def add_or_update(viewer, data, name: str, kind: str = "image", **kwargs) -> Lay
             layer.data = data
             for k, v in kwargs.get("metadata", {}).items():
                 layer.metadata[k] = v
+            for k in ("translate", "scale"):  # where it sits (a frame range: at its frames)
+                if k in kwargs:
+                    setattr(layer, k, kwargs[k])
             return layer
         viewer.layers.remove(layer)
     add = viewer.add_labels if kind == "labels" else viewer.add_image

@@ -187,9 +187,11 @@ class InspectorWidget(StacksMixin, LayerWidget):
         full = np.zeros(layer.data.shape[self._per_stack(layer) :], dtype=np.int32)
         full[frame] = data
         name = f"{layer.name} preview"
+        n = full.ndim  # placed as the labels are (a frame range: at its frames)
         prev = add_or_update(
-            self.viewer, full, name, kind="labels", opacity=0.9, metadata={PREVIEW_KEY: True}
-        )
+            self.viewer, full, name, kind="labels", opacity=0.9, metadata={PREVIEW_KEY: True},
+            translate=list(layer.translate)[-n:], scale=list(layer.scale)[-n:],
+        )  # fmt: skip
         # a white outline, 2 px: seen on any object colour (label 1's own colour is a dark red)
         prev.colormap = DirectLabelColormap(color_dict={None: "transparent", 1: "white"})
         prev.contour = 2
@@ -389,14 +391,20 @@ class InspectorWidget(StacksMixin, LayerWidget):
             return None
         self._cursor = (self._cursor + 1) % len(todo)
         stack, frame, node = todo[self._cursor]
+        # the viewer's steps and camera are in world coordinates: a layer placed at later
+        # frames (a frame range) or scaled is shown where it sits
+        world = lambda axis, v: float(v) * layer.scale[axis] + layer.translate[axis]  # noqa: E731
         if stack is not None:
             self.stack, res = stack, layer.metadata[RESULT_KEY].results[stack]
-            self.viewer.dims.set_current_step(0, stack)
+            self.viewer.dims.set_current_step(0, round(world(0, stack)))
         pix = np.argwhere(res.forests[frame].mask(node))
         pixel = tuple(int(v) for v in pix[len(pix) // 2])
-        self.viewer.dims.set_current_step(0 if stack is None else 1, frame)
+        axis = 0 if stack is None else 1
+        self.viewer.dims.set_current_step(axis, round(world(axis, frame)))
         scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera there
-        (scene.camera if scene is not None else self.viewer.camera).center = pixel
+        first = layer.ndim - len(pixel)  # the pixel's axes are the layer's last ones
+        centre = tuple(world(first + i, v) for i, v in enumerate(pixel))
+        (scene.camera if scene is not None else self.viewer.camera).center = centre
         self.inspect(frame, pixel, stack=stack)
         self.select_row([r.node for r in self.rows].index(node))
         return frame, node

@@ -195,6 +195,10 @@ class ProjectWidget(LayerWidget):
                 checked=checked_frames(layer),
                 background=None if background is None else np.asarray(background),
                 prob_info=info,
+                placement={  # a frame range's labels start at its first frame
+                    key: {"translate": list(ly.translate), "scale": list(ly.scale)}
+                    for key, ly in (("labels", layer), ("prob", prob_layer))
+                },
             )
         except Exception as e:
             log.exception("saving %s failed", out)
@@ -254,9 +258,10 @@ class ProjectWidget(LayerWidget):
             prob_meta[BACKGROUND_KEY] = proj["background"]
         if image_name is not None:
             prob_meta[SOURCE_KEY] = image_name
+        place = proj.get("placement") or {}
         add_or_update(
             self.viewer, proj["prob"], prob_name, colormap="magma", contrast_limits=(0.0, 1.0),
-            blending="additive", visible=False, metadata=prob_meta,
+            blending="additive", visible=False, metadata=prob_meta, **place.get("prob", {}),
         )  # fmt: skip
         meta = {
             PARAMS_KEY: params,
@@ -271,6 +276,7 @@ class ProjectWidget(LayerWidget):
             proj.get("name") or f"{name} labels",
             kind="labels",
             metadata=meta,
+            **place.get("labels", {}),
         )
         self.reset_choices()
         self.labels.value = layer
