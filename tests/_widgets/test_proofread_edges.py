@@ -131,3 +131,30 @@ def test_a_frame_range_is_inspected_and_reopened_where_it_sits(viewer, qtbot, tm
         pass
     back = viewer.layers[part.name]
     assert back.translate[0] == 3 and not errors
+    res = back.metadata["hemd_result"]  # rebuilt from the frames the layer holds
+    assert len(res.forests) == 3
+
+
+def test_lock_and_rerun_of_a_frame_range_stays_in_it(viewer, qtbot, errors):
+    """Lock choices and re-run H-EMD on a frame-range layer ran on the whole movie into a new
+    layer named after the map, the locks applied to the movie's first frames."""
+    from napari_hemd._widgets import InspectorWidget
+
+    part = _range_layer(viewer, qtbot, 3, 5)
+    insp = InspectorWidget(viewer)
+    insp.labels.value = part
+    res = part.metadata["hemd_result"]
+    node = int(res.selections[1].nodes[0])
+    yx = np.argwhere(res.forests[1].mask(node))[0]
+    rows = insp.inspect(1, (int(yx[0]), int(yx[1])))
+    insp.use_candidate(next(i for i, r in enumerate(rows) if r.chosen))
+    names = [ly.name for ly in viewer.layers]
+    with qtbot.waitSignal(insp.lock_and_rerun().finished, timeout=120_000):
+        pass
+    assert [ly.name for ly in viewer.layers if "preview" not in ly.name] == [
+        n for n in names if "preview" not in n
+    ]  # no new layer
+    assert part.data.shape[0] == 3 and part.translate[0] == 3
+    new = part.metadata["hemd_result"]
+    assert len(new.forests) == 3 and node in new.selections[1].nodes  # the lock held
+    assert not errors

@@ -281,6 +281,10 @@ class LayerWidget(Container):
                 log.info("discarded a rebuilt result: %s changed meanwhile", layer.name)
 
         data = prob.data[0] if prob.multiscale else prob.data
+        if layer.ndim == prob.ndim >= 3 and params.get("axis", 0) == 0:
+            first, n = round(float(layer.translate[0])), int(layer.data.shape[0])
+            if (first, n) != (0, int(data.shape[0])):  # a frame range: the frames it holds
+                data = data[first : first + n]
         gen = rebuild_workflow(data, params, locked)
         desc = "Rebuild the candidate forest"
         return self.run_workflow(gen, done, run_button, cancel_button, desc)

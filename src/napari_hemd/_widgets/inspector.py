@@ -437,7 +437,7 @@ class InspectorWidget(StacksMixin, LayerWidget):
         seg = getattr(self, "_segment", None) or SegmentWidget(self.viewer)
         self._segment = seg
         seg.restore(layer, announce=False)  # the H-EMD settings; the maps are given below
-        worker = seg.run(locked=locked, prob_layer=prob)
+        worker = seg.run(locked=locked, prob_layer=prob, target=layer)
         if worker is not None and self.frame is not None:  # the table shows the new result
             frame, pixel = self.frame, self.pixel
 

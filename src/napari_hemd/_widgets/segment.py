@@ -223,8 +223,18 @@ class SegmentWidget(LayerWidget):
         if src in self.viewer.layers:
             self.prob.value = self.viewer.layers[src]
 
-    def run(self, locked: dict[int, list[int]] | None = None, prob_layer: Image | None = None):
-        """Start segmentation; returns the worker (``None`` on invalid input)."""
+    def run(
+        self,
+        locked: dict[int, list[int]] | None = None,
+        prob_layer: Image | None = None,
+        target: Labels | None = None,
+    ):
+        """Start segmentation; returns the worker (``None`` on invalid input).
+
+        ``prob_layer`` / ``target``: a re-run (the inspector's *Lock choices and re-run*) on
+        that map into that labels layer, over the frames the layer holds (a frame range: its
+        frames, where it sits).
+        """
         layer = prob_layer if prob_layer is not None else self.prob.value
         if not isinstance(layer, Image):
             show_error("Segment: choose a probability (image) layer")
@@ -250,12 +260,16 @@ class SegmentWidget(LayerWidget):
         suffix, translate, span = "", None, None
         if prob_layer is None and ndim >= 3 and params["axis"] == 0:
             span = self.frame_range(int(data.shape[0]))
+        elif target is not None and target.ndim == ndim >= 3 and params["axis"] == 0:
+            first, n = round(float(target.translate[0])), int(target.data.shape[0])
+            if (first, n) != (0, int(data.shape[0])):  # the frames the layer holds
+                span = (first, first + n)
         if span is not None:  # try settings on a few frames: a layer placed at those frames
             data = data[span[0] : span[1]]
             a, b = span[0], span[1] - 1
             suffix = f" (frame {a})" if a == b else f" (frames {a}-{b})"
             translate = (span[0], *([0] * (ndim - 1)))
-        name = f"{base_name(layer.name)} labels{suffix}"
+        name = f"{base_name(layer.name)} labels{suffix}" if target is None else target.name
         saved = dict(params, method=method, **{SOURCE_KEY: layer.name})
         saved[MODEL_KEY] = layer.metadata.get(MODEL_KEY)
         grow, background, grow_threshold = 0, None, 0.5
