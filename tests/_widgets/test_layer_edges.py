@@ -1,4 +1,4 @@
-"""Proofread on layers that are not a whole in-memory uint32 movie: a frame range placed at later
+"""Widgets on layers that are not a whole in-memory uint32 movie: a frame range placed at later
 frames, a layer read from a zarr store (Large data), napari's own uint8 labels layers."""
 
 from __future__ import annotations
