@@ -552,3 +552,46 @@ def test_channels_in_one_layer_are_not_taken_for_stacks(viewer, errors):
     pred.model.value = "nuclei-fluo"
     assert pred.run() is None
     assert errors[-1].startswith("Predict: 'two channels' has 2 planes on its second axis")
+
+
+def test_a_stack_predicted_then_segmented_as_the_one_click_run(make_napari_viewer, qtbot, errors):
+    """nuclei-3d on one (Z, Y, X) stack: Predict then Segment (no model) gave other objects
+    than Segment with the model (the model's 3D fragment size was dropped) and was not recorded
+    as a stack; a locked re-run that changes nothing lost ``planes: 3`` (Export then wrote
+    slices as frames); the run recorded the widget's delta / link, not the model's it used."""
+    from napari_hemd._widgets import ExportWidget
+    from napari_hemd.data.synthetic import nuclei_volume
+
+    stack = nuclei_volume((32, 96, 96), n_cells=8, seed=3)["image"]
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="vol")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    seg.prob.value = viewer.layers["vol"]
+    seg.model.value = "nuclei-3d"
+    seg.tta.value = 1
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["vol labels"]
+    one_click, params = labels.data.copy(), labels.metadata["hemd_params"]
+    assert params["planes"] == 3 and params["delta"] == 2.0 and params["link"] is True
+    # a re-run with the candidate H-EMD chose locked changes nothing and stays a stack
+    res = labels.metadata["hemd_result"]
+    _wait(qtbot, seg.run(locked={3: [int(res.selections[3].nodes[0])]},
+                         prob_layer=viewer.layers["vol probability"], target=labels))  # fmt: skip
+    np.testing.assert_array_equal(labels.data, one_click)
+    assert labels.metadata["hemd_params"]["planes"] == 3
+    # Predict, then Segment on its map without a model
+    viewer.layers.remove(labels)
+    _, pred = viewer.window.add_plugin_dock_widget("napari-hemd", "Predict")
+    pred.image.value = viewer.layers["vol"]
+    pred.model.value = "nuclei-3d"
+    pred.tta.value = 1
+    _wait(qtbot, pred.run())
+    seg.prob.value = viewer.layers["vol probability"]
+    seg.model.value = seg.model.choices[0]  # no model
+    _wait(qtbot, seg.run())
+    two_step = viewer.layers["vol labels"]
+    np.testing.assert_array_equal(two_step.data, one_click)
+    assert two_step.metadata["hemd_params"]["planes"] == 3
+    export = ExportWidget(viewer)
+    export.labels.value = two_step
+    assert export.volume.value and not errors

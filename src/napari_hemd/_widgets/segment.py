@@ -113,7 +113,7 @@ class SegmentWidget(LayerWidget):
         self.model.changed.connect(self._show_z_scale)
         self.method = ComboBox(label="method", choices=list(METHODS), value="hemd")
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
-        self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=1.0, step=0.05)
+        self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=10.0, step=0.05)
         self.iterations = SpinBox(label="iterations", value=10, min=1, max=100)
         self.axis = SpinBox(label="frame axis", value=0, min=0, max=2)
         self.min_size = SpinBox(label="min size (px)", value=0, min=0, max=100_000)
@@ -321,6 +321,10 @@ class SegmentWidget(LayerWidget):
                 usable = {k: v for k, v in seg_defaults.items() if k in kwargs}
                 kwargs = with_model_defaults(usable, kwargs)
                 saved.update({k: kwargs[k] for k in usable})
+                if seg_defaults.get("planes") == 3 and ndim == 3:  # a stack's maps (3D model)
+                    saved["planes"] = 3
+                if seg_defaults.get("min_volume") and kwargs.get("link"):  # its 3D fragments
+                    saved["min_volume"] = int(seg_defaults["min_volume"])
             gen = segment_workflow(data, method, **kwargs)
             background = layer.metadata.get(BACKGROUND_KEY)
             if background is not None and tuple(background.shape) == tuple(layer.data.shape):
@@ -344,7 +348,11 @@ class SegmentWidget(LayerWidget):
                         SOURCE_KEY: layer.name,
                         GROW_KEY: result.grow,
                         BACKGROUND_KEY: result.maps.get("background"),
-                        DEFAULTS_KEY: result.defaults,  # a locked re-run segments it the same way
+                        # a locked re-run segments it the same way (a stack: as a stack)
+                        DEFAULTS_KEY: {
+                            **result.defaults,
+                            **({"planes": 3} if result.params.get("planes") == 3 else {}),
+                        },
                     },
                 )
                 res, labels = result.result, result.labels
@@ -358,6 +366,12 @@ class SegmentWidget(LayerWidget):
 
                     labels = grow_to_cells(
                         labels, background, grow, threshold=grow_threshold, frame_axis=ndim == 3
+                    )
+                if saved.get("min_volume") and res is not None:  # as the model's own run does
+                    from napari_hemd.image_segmentation import _drop_small_objects
+
+                    labels, _ = _drop_small_objects(
+                        np.asarray(labels), res.tracks, int(saved["min_volume"])
                     )
                 prev = self.viewer.layers[name] if name in self.viewer.layers else None
                 if locked and res is not None and isinstance(prev, Labels) and ndim == 3:
@@ -374,6 +388,10 @@ class SegmentWidget(LayerWidget):
             for key in ("scale", "tta", "planes"):
                 if model != NO_MODEL and key in result.params:
                     saved[key] = result.params[key]
+            if model != NO_MODEL:  # the values used: fields left at their defaults gave way to
+                for key in params:  # the model's own (delta, link, min size ...)
+                    if key in result.params:
+                        saved[key] = result.params[key]
             if model != NO_MODEL and ndim == 4:  # forests per stack: never rebuilt from 4D maps
                 # (the inspector rebuilds one stack's from its slices with these, when reopened)
                 saved[PER_STACK_KEY] = stack_rebuild_params(res) if res is not None else True

@@ -69,7 +69,7 @@ class StreamWidget(LayerWidget):
         self.scale = scale_spin(auto=True, visible=False)
         self.model.changed.connect(self._show_model_fields)
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
-        self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=1.0, step=0.05)
+        self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=10.0, step=0.05)
         self.iterations = SpinBox(label="iterations T", value=10, min=1, max=100)
         self.chunk = SpinBox(label="frames per window", value=16, min=1, max=10_000)
         self.exclude_border = CheckBox(label="remove cells cut by the image edge", value=False)
