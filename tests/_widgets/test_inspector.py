@@ -516,3 +516,40 @@ def test_using_the_chosen_candidate_locks_it_once_and_says_so(viewer, qtbot, err
     np.testing.assert_array_equal(labels.data, before)
     assert not insp.use_candidate(row)  # locked already: nothing to record
     assert len(hist.undo_stack) == n + 1 and not errors
+
+
+def test_a_speck_that_gives_the_object_its_shape_locks_the_object(viewer, qtbot, monkeypatch):
+    """Using a child candidate whose fill is the object's shape said 'already the object's
+    shape' but locked the speck: a re-run then selected the speck (on a stack, linked into a
+    neighbour). The object's own candidate is locked: a re-run keeps it."""
+    import napari_hemd._widgets.inspector as inspector_module
+    from napari_hemd.workflows import choose_candidate, next_free_id
+
+    infos: list[str] = []
+    monkeypatch.setattr(inspector_module, "show_info", infos.append)
+    labels = _segmented(viewer, qtbot)
+    res = labels.metadata["hemd_result"]
+    prob = viewer.layers["nuclei video probability"].data
+    t, f = 2, res.forests[2]
+    pick = None
+    for n in (int(n) for n in res.selections[t].nodes):
+        label = int(np.bincount(labels.data[t][f.mask(n)]).argmax())
+        for c in range(len(f.parent)):
+            if c != n and f.is_ancestor(n, c):
+                new = choose_candidate(labels.data[t], f, c, label, next_free_id(labels.data),
+                                       prob=prob[t])  # fmt: skip
+                if np.array_equal(new, labels.data[t]):
+                    pick = (n, c)
+                    break
+        if pick:
+            break
+    assert pick is not None
+    n, c = pick
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    insp.show_all.value = True  # every candidate of the path
+    yx = np.argwhere(f.mask(c))[0]
+    rows = insp.inspect(t, (int(yx[0]), int(yx[1])))
+    assert insp.use_candidate(next(i for i, r in enumerate(rows) if r.node == c))
+    assert labels.metadata["hemd_locked"][t] == [n]
+    assert f"candidate #{n} is already object" in infos[-1]

@@ -329,8 +329,14 @@ class InspectorWidget(StacksMixin, LayerWidget):
         # choosing a high-threshold speck splits the object instead of erasing it
         forest = res.forests[self.frame]
         new = choose_candidate(frame, forest, node, label, next_free_id(layer.data), prob=prob)
-        # a child splits the object: its path's siblings become the other pieces
-        siblings = split_siblings(forest, node, frame == label) if frame[self.pixel] else []
+        same_shape = np.array_equal(new, frame)
+        shown = next((r.node for r in self.rows if r.chosen), None)
+        if same_shape and shown is not None:
+            # a speck inside the object whose fill gives back its shape: lock the candidate the
+            # object is (locking the speck, a re-run linked it into a neighbour across slices)
+            node, siblings = shown, []
+        else:  # a child splits the object: its path's siblings become the other pieces
+            siblings = split_siblings(forest, node, frame == label) if frame[self.pixel] else []
         locked = locked_choices(layer.metadata.get(LOCKED_KEY))
         # the choice locks what the user now sees, replacing earlier locks it overlaps
         chosen = [node, *siblings]
@@ -343,7 +349,6 @@ class InspectorWidget(StacksMixin, LayerWidget):
         else:
             locked[self.frame] = replace_locks(locked.get(self.frame, []), forest, chosen)
             at = f"frame {self.frame}"
-        same_shape = np.array_equal(new, frame)
         if same_shape and locked == locked_choices(layer.metadata.get(LOCKED_KEY)):
             self._used(False, node, label, siblings, at)  # nothing to record (no empty Undo)
             return False
