@@ -480,11 +480,15 @@ def test_a_time_lapse_of_stacks_segmented_without_a_model_is_inspected_in_3d(
     assert preview.shape == labels.data.shape
     np.testing.assert_array_equal(preview[t] > 0, res.forests[t].mask(rows[0].node))
     assert not preview[[0, 2]].any()
+    before = labels.data.copy()
     assert insp.use_candidate(0) is not None
-    assert labels.metadata["hemd_locked"] == {t: [rows[0].node]}
+    # the child's fill is the object's shape here: the object's own 3D candidate is locked
+    assert np.array_equal(labels.data, before)
+    chosen = next(r.node for r in rows if r.chosen)
+    assert labels.metadata["hemd_locked"] == {t: [chosen]}
     with qtbot.waitSignal(insp.lock_and_rerun().finished, timeout=120_000):
         pass
-    np.testing.assert_array_equal(labels.data, hemd(prob, locked={t: [rows[0].node]}).labels)
+    np.testing.assert_array_equal(labels.data, hemd(prob, locked={t: [chosen]}).labels)
     assert not errors
 
 
