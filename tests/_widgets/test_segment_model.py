@@ -595,3 +595,34 @@ def test_a_stack_predicted_then_segmented_as_the_one_click_run(make_napari_viewe
     export = ExportWidget(viewer)
     export.labels.value = two_step
     assert export.volume.value and not errors
+
+
+def test_a_users_layer_named_like_the_map_is_kept(make_napari_viewer, qtbot, errors):
+    """Segment with a model and Predict replaced the user's own '<image> probability' layer
+    (a labels layer was removed, an image's data overwritten, no undo); Predict recorded the
+    flips field's value at the end of the run, not the flips it ran with."""
+    from napari_hemd.data.synthetic import nuclei_video
+
+    movie = nuclei_video(n_frames=3, shape=(96, 96), n_cells=5, seed=2)["image"]
+    viewer = make_napari_viewer()
+    viewer.add_image(movie, name="emb")
+    painted = viewer.add_labels(np.ones(movie.shape, np.uint8), name="emb probability")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    seg.prob.value = viewer.layers["emb"]
+    seg.model.value = "nuclei-fluo"
+    seg.tta.value = 1
+    _wait(qtbot, seg.run())
+    assert painted in viewer.layers and (painted.data == 1).all()
+    ours = viewer.layers["emb probability [1]"]
+    labels = viewer.layers["emb labels"]
+    assert labels.metadata["hemd_params"]["hemd_source"] == ours.name  # what a re-run reads
+    _, pred = viewer.window.add_plugin_dock_widget("napari-hemd", "Predict")
+    pred.image.value = viewer.layers["emb"]
+    pred.model.value = "nuclei-fluo"
+    pred.tta.value = 1
+    worker = pred.run()
+    pred.tta.value = 4  # changed while it runs
+    _wait(qtbot, worker)
+    assert painted in viewer.layers and (painted.data == 1).all()
+    assert "hemd_tta" not in ours.metadata  # predicted with one view, as recorded
+    assert not errors

@@ -372,9 +372,18 @@ def as_paragraph(label) -> None:
 
 
 def add_or_update(viewer, data, name: str, kind: str = "image", **kwargs) -> Layer:
-    """Replace the data of layer ``name`` if it exists with that kind, else add it."""
+    """Replace the data of layer ``name`` if napari-hemd made it, else add a layer.
+
+    A layer of that name napari-hemd made (its metadata holds a ``hemd_`` key) gets the new data
+    if it has the same kind, else is replaced. A layer of the user's of that name is never
+    touched: the new one is added beside it (napari numbers its name; callers take the name
+    from the layer returned).
+    """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    if name in viewer.layers:
+    ours = name in viewer.layers and any(
+        str(k).startswith("hemd_") for k in viewer.layers[name].metadata
+    )
+    if ours:
         layer = viewer.layers[name]
         cls = Labels if kind == "labels" else Image
         if isinstance(layer, cls):

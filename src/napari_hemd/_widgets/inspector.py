@@ -456,5 +456,5 @@ class InspectorWidget(StacksMixin, LayerWidget):
     def _drop_preview(self, layer: Labels) -> None:
         """Remove the preview layer: an outline of the old result's candidate."""
         stale = f"{layer.name} preview"
-        if stale in self.viewer.layers:
+        if stale in self.viewer.layers and PREVIEW_KEY in self.viewer.layers[stale].metadata:
             self.viewer.layers.remove(stale)

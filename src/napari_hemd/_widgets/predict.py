@@ -179,6 +179,7 @@ class PredictWidget(LayerWidget):
         if whole_cell_growth(loaded):  # a U-Net: grown at any zoom
             outputs = (*outputs, "background")  # Segment grows instances into whole cells with it
         tile, cancel = int(self.tile.value) or None, self.cancel_flag()
+        tta = int(self.tta.value)  # as run (the field may change while it runs)
 
         def work():
             zoom, tried = scale, None
@@ -192,7 +193,7 @@ class PredictWidget(LayerWidget):
                 outputs=outputs,
                 tile=tile,
                 device=device,
-                tta=int(self.tta.value),
+                tta=tta,
                 scale=zoom,
                 cancel=cancel,
             )
@@ -204,13 +205,12 @@ class PredictWidget(LayerWidget):
             maps, zoom, tried = result
             self.zoom, self.zoom_tried = zoom, tried
             meta = {MODEL_KEY: str(model), "hemd_source": layer.name}
-            if int(self.tta.value) > 1:
-                meta["hemd_tta"] = int(self.tta.value)
+            if tta > 1:
+                meta["hemd_tta"] = tta
             if zoom != 1.0:
                 meta["hemd_scale"] = zoom
             found = f", {found_zoom(zoom, tried)}" if tried is not None else ""
             n = maps["foreground"].shape[0] if maps["foreground"].ndim > 2 else 1
-            show_info(f"Predict: '{name} probability' added ({n} frame(s), {model}{found})")
             grow = whole_cell_growth(loaded, zoom)
             extra = {GROW_KEY: grow, BACKGROUND_KEY: maps["background"]} if grow else {}
             # the model's sizes in this image's pixels, for Segment on these maps
@@ -218,7 +218,7 @@ class PredictWidget(LayerWidget):
             if layer.ndim == 3 and resolve_planes(loaded, None, stack_shape) == 3:
                 seg_defaults["planes"] = 3  # a stack's maps: Segment records it (Export: 3D)
             extra[DEFAULTS_KEY] = seg_defaults
-            add_or_update(
+            prob = add_or_update(  # beside a layer of the user's of that name
                 self.viewer,
                 maps["foreground"],
                 f"{name} probability",
@@ -228,6 +228,7 @@ class PredictWidget(LayerWidget):
                 blending="additive",
                 metadata=dict(meta, **extra),
             )
+            show_info(f"Predict: '{prob.name}' added ({n} frame(s), {model}{found})")
             if "affinities" in maps:
                 add_or_update(
                     self.viewer,

@@ -248,7 +248,9 @@ class ProjectWidget(LayerWidget):
         image_name = None
         if proj.get("image") is not None:  # the raw image under the labels, not black
             image_name = proj.get("image_name") or f"{name} image"
-            add_or_update(self.viewer, proj["image"], image_name)
+            image_name = add_or_update(  # beside a layer of the user's of that name
+                self.viewer, proj["image"], image_name, metadata={PROJECT_KEY: str(folder)}
+            ).name
         prob_name = params.get(SOURCE_KEY) or f"{name} probability"
         params[SOURCE_KEY] = prob_name
         # the map as the session had it: its model, growth and raw image (a later save keeps
@@ -259,10 +261,11 @@ class ProjectWidget(LayerWidget):
         if image_name is not None:
             prob_meta[SOURCE_KEY] = image_name
         place = proj.get("placement") or {}
-        add_or_update(
+        prob_meta.setdefault(PROJECT_KEY, str(folder))  # napari-hemd's: a reopening updates it
+        params[SOURCE_KEY] = add_or_update(
             self.viewer, proj["prob"], prob_name, colormap="magma", contrast_limits=(0.0, 1.0),
             blending="additive", visible=False, metadata=prob_meta, **place.get("prob", {}),
-        )  # fmt: skip
+        ).name  # fmt: skip
         meta = {
             PARAMS_KEY: params,
             LOCKED_KEY: proj["locked"],

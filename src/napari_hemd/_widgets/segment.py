@@ -334,7 +334,7 @@ class SegmentWidget(LayerWidget):
 
         def done(result) -> None:
             if model != NO_MODEL:
-                add_or_update(
+                prob_layer = add_or_update(  # beside a layer of the user's of that name
                     self.viewer,
                     result.maps["foreground"],
                     prob_name,
@@ -355,6 +355,7 @@ class SegmentWidget(LayerWidget):
                         },
                     },
                 )
+                saved[SOURCE_KEY] = prob_layer.name  # the map a rebuild or re-run reads
                 res, labels = result.result, result.labels
             else:
                 res = result if isinstance(result, HEMDResult) else None
