@@ -626,3 +626,24 @@ def test_a_users_layer_named_like_the_map_is_kept(make_napari_viewer, qtbot, err
     assert painted in viewer.layers and (painted.data == 1).all()
     assert "hemd_tta" not in ours.metadata  # predicted with one view, as recorded
     assert not errors
+
+
+def test_an_image_renamed_while_segmenting_is_recorded_by_its_new_name(
+    make_napari_viewer, qtbot, errors
+):
+    """The run recorded the image's old name, which then named no layer: Restore parameters
+    could not repeat the run."""
+    from napari_hemd.data.synthetic import nuclei_video
+
+    movie = nuclei_video(n_frames=3, shape=(96, 96), n_cells=5, seed=2)["image"]
+    viewer = make_napari_viewer()
+    image = viewer.add_image(movie, name="emb")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    seg.prob.value = image
+    seg.model.value = "nuclei-fluo"
+    seg.tta.value = 1
+    worker = seg.run()
+    image.name = "embryo"
+    _wait(qtbot, worker)
+    labels = viewer.layers["emb labels"]
+    assert labels.metadata["hemd_params"]["hemd_image"] == "embryo" and not errors

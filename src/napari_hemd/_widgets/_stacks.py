@@ -146,6 +146,9 @@ class StacksMixin:
         n_locked = sum(len(ns) for slices in todo.values() for ns in slices.values())
 
         def done(out: dict[int, StackRerun]) -> None:
+            if layer not in self.viewer.layers:  # removed while it ran: nothing to write into
+                show_error(f"Inspector: {layer.name!r} was removed while H-EMD re-ran")
+                return
             edited = len(hist.undo_stack) != n_edits or (
                 n_edits and hist.undo_stack[-1] is not last
             )

@@ -356,6 +356,7 @@ class SegmentWidget(LayerWidget):
                     },
                 )
                 saved[SOURCE_KEY] = prob_layer.name  # the map a rebuild or re-run reads
+                saved[IMAGE_KEY] = layer.name  # its name now (renamed while it ran)
                 res, labels = result.result, result.labels
             else:
                 res = result if isinstance(result, HEMDResult) else None
