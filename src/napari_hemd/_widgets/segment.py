@@ -334,7 +334,7 @@ class SegmentWidget(LayerWidget):
 
         def done(result) -> None:
             if model != NO_MODEL:
-                prob_layer = add_or_update(  # beside a layer of the user's of that name
+                maps_layer = add_or_update(  # beside a layer of the user's of that name
                     self.viewer,
                     result.maps["foreground"],
                     prob_name,
@@ -355,7 +355,7 @@ class SegmentWidget(LayerWidget):
                         },
                     },
                 )
-                saved[SOURCE_KEY] = prob_layer.name  # the map a rebuild or re-run reads
+                saved[SOURCE_KEY] = maps_layer.name  # the map a rebuild or re-run reads
                 saved[IMAGE_KEY] = layer.name  # its name now (renamed while it ran)
                 res, labels = result.result, result.labels
             else:
@@ -416,12 +416,8 @@ class SegmentWidget(LayerWidget):
                 # and H-EMD result back together
                 apply_edit(old, f"segment ({method})", labels, state=meta)
                 out = old
-            elif isinstance(old, Labels) and PARAMS_KEY not in old.metadata:
-                # a layer of the user's that cannot take the result (another shape, on disk):
-                # kept; the result goes beside it (napari numbers the name)
-                meta[HISTORY_KEY] = None
-                out = self.viewer.add_labels(labels, name=name, metadata=meta, translate=translate)
-            else:
+            else:  # a user's layer that cannot take it (another shape, on disk) is kept: the
+                # result goes beside it (add_or_update)
                 meta[HISTORY_KEY] = None  # a new layer starts a fresh undo history
                 out = add_or_update(
                     self.viewer, labels, name, kind="labels", metadata=meta, translate=translate

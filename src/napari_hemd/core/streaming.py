@@ -295,8 +295,10 @@ def announce_resume(output, what: str, done: int, total: int, unit: str, frame: 
 def path_stamp(path) -> str:
     """Size and modification time of a file, or of each file under a folder, as 16 hex digits.
 
-    A file rewritten in place (a TIFF, a zarr store's chunks, a folder's frames) changes it. The content sample of :func:`_source_id` reads three frames only; a frame changed between
-    them went unnoticed (a rerun reused the old predictions). Empty for a path that is gone.
+    A file rewritten in place (a TIFF, a zarr store's chunks, a folder's frames) changes it.
+    The content sample of :func:`_source_id` reads three frames only; a frame changed between
+    them went unnoticed (a rerun reused the old predictions). One ``stat`` per file: a store
+    of many chunks on a network file system takes a moment. Empty for a path that is gone.
     """
     path = Path(path)
     h = hashlib.sha256()
