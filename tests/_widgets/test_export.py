@@ -157,3 +157,19 @@ def test_a_re_run_keeps_its_lineage_an_edit_drops_it(viewer, qtbot, tmp_path, er
     assert proof.merge(ids)
     assert parents(exp.export(tmp_path / "three")) == 0  # edited: no lineage claimed
     assert not errors
+
+
+def test_objects_dropped_after_linking_leave_the_exported_lineage(make_napari_viewer):
+    """A run that dropped small linked objects after H-EMD (a 3D model's min_volume) kept them
+    in the result's tracks: Export listed objects the masks no longer hold."""
+    from types import SimpleNamespace
+
+    from napari_hemd._widgets.export import tracks_of
+
+    data = np.zeros((3, 16, 16), np.uint32)
+    data[:, 2:6, 2:6] = 1
+    data[2, 8:12, 8:12] = 3  # daughter of 2, which was dropped
+    viewer = make_napari_viewer()
+    tracks = np.array([[1, 0, 2, 0], [2, 0, 1, 0], [3, 2, 2, 2]])
+    layer = viewer.add_labels(data, metadata={"hemd_result": SimpleNamespace(tracks=tracks)})
+    np.testing.assert_array_equal(tracks_of(layer), [[1, 0, 2, 0], [3, 2, 2, 0]])

@@ -252,7 +252,17 @@ def tracks_of(layer: Labels):
         made = last.name.startswith("segment (") and last.state is not None
         if not (made and res is not None and last.state[1].get(RESULT_KEY) is res):
             return None  # edited since linking: the lineage may no longer hold
-    return getattr(res, "tracks", None)
+    tracks = getattr(res, "tracks", None)
+    if tracks is None or not len(tracks):
+        return tracks
+    # objects the run dropped after linking (a 3D model's small fragments) leave the lineage
+    tracks = np.asarray(tracks, dtype=np.int64).reshape(-1, 4)
+    present = np.isin(tracks[:, 0], np.unique(np.asarray(layer.data)))
+    if present.all():
+        return tracks
+    tracks = tracks[present].copy()
+    tracks[~np.isin(tracks[:, 3], tracks[:, 0]), 3] = 0  # a dropped parent: no parent
+    return tracks
 
 
 def _unit(layer: Labels) -> str:
