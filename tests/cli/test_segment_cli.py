@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -328,3 +329,36 @@ def test_options_that_would_do_nothing_are_refused(prob_file, tmp_path, capsys):
 
     with pytest.raises(ValueError, match=r"noise_sigma \(--noise\) must be >= 0; got -1"):
         TrainConfig(noise_sigma=-1)
+
+
+def test_maps_a_model_predicted_are_segmented_as_the_model_segments(tmp_path, capsys, caplog):
+    """``segment maps.zarr`` on what ``predict --model`` wrote ignored the model its attributes
+    name: no whole-cell growth, none of its defaults (a 3D model's delta, linking and fragment
+    size). It now gives the labels ``segment --model`` gives."""
+    from napari_hemd.data.synthetic import nuclei_volume
+
+    movie = nuclei_video(n_frames=4, shape=(128, 128), n_cells=8, seed=4)["image"]
+    stack = nuclei_volume((32, 96, 96), n_cells=8, seed=3)["image"]
+    common = ["--tta", "1", "--threads", "1", "--no-progress"]
+    for name, data, model in (("movie", movie, "nuclei-fluo"), ("stack", stack, "nuclei-3d")):
+        raw = tmp_path / f"{name}.tif"
+        tifffile.imwrite(raw, data, photometric="minisblack")
+        maps = tmp_path / f"{name}.zarr"
+        argv = ["predict", str(raw), "--model", model, "-o", str(maps), *common]
+        assert main([*argv, "--outputs", "foreground,background"]) == 0
+        assert main(["segment", str(maps), "-o", str(tmp_path / f"{name}_a.tif")]) == 0
+        assert "whole cells (grown 2 px)" in capsys.readouterr().err
+        assert main(["segment", str(raw), "--model", model, "-o", str(tmp_path / f"{name}_b.tif"),
+                     *common]) == 0  # fmt: skip
+        got, want = (read_stack(tmp_path / f"{name}_{k}.tif") for k in "ab")
+        np.testing.assert_array_equal(got, want)
+        assert len(np.unique(got)) > 3
+    from napari_hemd.io.stacks import recorded_params
+
+    assert recorded_params(tmp_path / "stack_a.tif")["planes"] == 3  # one stack, as --model
+    fg = tmp_path / "fg.zarr"
+    assert main(["predict", str(tmp_path / "movie.tif"), "--model", "nuclei-fluo", "-o", str(fg),
+                 *common]) == 0  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        assert main(["segment", str(fg), "-o", str(tmp_path / "fg.tif")]) == 0
+    assert "holds no background map: instances not grown" in caplog.text
