@@ -469,6 +469,8 @@ def stream_segment(
                     f"{name} does not look like a probability map ({why}). For a raw movie give "
                     "a model (CLI: --model NAME; napari-hemd models lists them)"
                 )
+        if model is None and len(data.shape) == 3 and not {"grow", "background"} & set(params):
+            params = _as_model_maps(data, params)  # maps predict wrote: as --model segments
         if model is not None and len(data.shape) == 4:  # a time-lapse of stacks
             if prob_output_given:
                 raise ValueError(
@@ -573,6 +575,53 @@ def stream_segment(
             z = zarr.open_array(str(output), mode="r+")
             z.attrs.update({"model": str(model), "scale": scale, "tta": tta, **extra})
     return output
+
+
+def _as_model_maps(data, params: dict) -> dict:
+    """H-EMD ``params`` for maps a model predicted, as :func:`stream_segment` with that model.
+
+    ``data`` the ``foreground`` of a maps group whose attributes name the model (``predict`` or
+    ``stream --model`` wrote it): the model's defaults (``params`` given win) and its whole-cell
+    growth into the group's ``background``. Anything else: ``params`` as they are.
+    """
+    import zarr
+
+    if not isinstance(data, zarr.Array) or not data.path:
+        return params
+    parent = data.path.rsplit("/", 1)[0] if "/" in data.path else ""
+    try:
+        group = zarr.open_group(data.store, path=parent, mode="r")
+        name = group.attrs.get("model")
+    except Exception:  # not a group of ours: plain maps
+        return params
+    if not name:
+        return params
+    from napari_hemd.image_segmentation import (
+        scaled_defaults,
+        whole_cell_growth,
+        with_model_defaults,
+    )
+    from napari_hemd.models import load_model
+
+    try:
+        loaded = load_model(name)
+    except Exception as e:
+        log.warning("maps of %s, which cannot be loaded (%s): segmented as plain maps", name, e)
+        return params
+    scale = float(group.attrs.get("scale") or 1.0)
+    defaults = scaled_defaults(loaded.metadata.get("segment_defaults", {}), scale)
+    defaults = {k: v for k, v in defaults.items() if k not in ("link", "min_volume")}
+    params = with_model_defaults(defaults, params)
+    grow = whole_cell_growth(loaded, scale)
+    if grow and "background" in group:
+        params = {**params, "background": group["background"], "grow": grow}
+        log.warning("maps of %s: segmented as with the model (whole cells, its defaults)", name)
+    elif grow:
+        log.warning(
+            "maps of %s hold no background map: instances not grown to whole cells (predict "
+            "with --outputs foreground,background)", name,
+        )  # fmt: skip
+    return params
 
 
 def _auto_scale(model, data, tile, threads, progress) -> tuple[float, list[float]]:

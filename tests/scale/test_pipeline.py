@@ -110,6 +110,21 @@ def test_a_frame_changed_in_the_file_is_predicted_again(raw, tmp_path, caplog):
     assert zarr.open_array(str(out))[1].max() == 0
 
 
+def test_streaming_maps_a_model_predicted_segments_them_as_the_model(raw, expected, tmp_path):
+    """``stream maps.zarr`` on what ``predict --model`` wrote ignored the model the group's
+    attributes name (no whole-cell growth, none of its defaults): it now gives the labels of
+    ``segment --model`` (and ``stream --model``)."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "raw.tif", raw, photometric="minisblack")
+    maps = tmp_path / "maps.zarr"
+    argv = ["predict", str(tmp_path / "raw.tif"), "--model", "nuclei-fluo", "-o", str(maps)]
+    assert main([*argv, "--outputs", "foreground,background", "--threads", "1"]) == 0
+    out = tmp_path / "lab.zarr"
+    assert main(["stream", str(maps), "-o", str(out), "--iterations", "2", "--no-progress"]) == 0
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], expected[1])
+
+
 def test_stream_cli_model_on_scheduler(dask_cluster_client, raw_zarr, expected, tmp_path, capsys):
     """``stream --model ... --scheduler ADDRESS``: predictions and windows as Dask tasks."""
     address = dask_cluster_client.scheduler.address
