@@ -494,31 +494,19 @@ def stream_segment(
             progress("cluster", 0, 0)
         grow, outputs = 0, ("foreground",)
         if model is not None:
-            from napari_hemd.image_segmentation import whole_cell_growth, with_model_defaults
             from napari_hemd.models import load_model
 
             # whole cells, as segment --model: the U-Net's background map is predicted too
             loaded = load_model(model)
-            from napari_hemd.image_segmentation import scaled_defaults
             from napari_hemd.models.prediction import _check_scale, _check_tta
 
             tta = _check_tta(tta, loaded)
             if scale == "auto":
                 scale, tried = _auto_scale(loaded, data, tile, threads, progress)
             scale = _check_scale(scale, loaded)
-            grow = whole_cell_growth(loaded, scale)
+            params, grow = _stream_model_params(loaded, scale, params)
             if grow:
                 outputs = ("foreground", "background")
-            # the model's own defaults (min size ...), as segment --model applies them; linking
-            # and 3D fragment removal are segment's, not the stream's
-            defaults = {
-                k: v
-                for k, v in scaled_defaults(
-                    loaded.metadata.get("segment_defaults", {}), scale
-                ).items()
-                if k not in ("link", "min_volume")
-            }
-            params = with_model_defaults(defaults, params)
         with dask_client(workers=workers, scheduler=scheduler) as client:
             if model is not None:
                 # maps with flips never stand in for maps without, nor the other way round
@@ -577,42 +565,43 @@ def stream_segment(
     return output
 
 
-def _as_model_maps(data, params: dict) -> dict:
-    """H-EMD ``params`` for maps a model predicted, as :func:`stream_segment` with that model.
+def _stream_model_params(loaded, scale: float, params: dict) -> tuple[dict, int]:
+    """``params`` over a model's own defaults at ``scale``, and its whole-cell growth.
 
-    ``data`` the ``foreground`` of a maps group whose attributes name the model (``predict`` or
-    ``stream --model`` wrote it): the model's defaults (``params`` given win) and its whole-cell
-    growth into the group's ``background``. Anything else: ``params`` as they are.
+    As segment --model applies them (min size ...); linking and 3D fragment removal are
+    segment's, not the stream's.
     """
-    import zarr
-
-    if not isinstance(data, zarr.Array) or not data.path:
-        return params
-    parent = data.path.rsplit("/", 1)[0] if "/" in data.path else ""
-    try:
-        group = zarr.open_group(data.store, path=parent, mode="r")
-        name = group.attrs.get("model")
-    except Exception:  # not a group of ours: plain maps
-        return params
-    if not name:
-        return params
     from napari_hemd.image_segmentation import (
         scaled_defaults,
         whole_cell_growth,
         with_model_defaults,
     )
+
+    defaults = scaled_defaults(loaded.metadata.get("segment_defaults", {}), scale)
+    defaults = {k: v for k, v in defaults.items() if k not in ("link", "min_volume")}
+    return with_model_defaults(defaults, params), whole_cell_growth(loaded, scale)
+
+
+def _as_model_maps(data, params: dict) -> dict:
+    """H-EMD ``params`` for maps a model predicted, as :func:`stream_segment` with that model.
+
+    ``data`` the ``foreground`` of a maps group whose attributes name the model
+    (:func:`napari_hemd.io.stacks.maps_group`): the model's defaults (``params`` given win) and
+    its whole-cell growth into the group's ``background``. Anything else: ``params`` as they are.
+    """
+    from napari_hemd.io.stacks import maps_group
     from napari_hemd.models import load_model
 
+    group = maps_group(data)
+    if group is None:
+        return params
+    name = group.attrs["model"]
     try:
         loaded = load_model(name)
     except Exception as e:
         log.warning("maps of %s, which cannot be loaded (%s): segmented as plain maps", name, e)
         return params
-    scale = float(group.attrs.get("scale") or 1.0)
-    defaults = scaled_defaults(loaded.metadata.get("segment_defaults", {}), scale)
-    defaults = {k: v for k, v in defaults.items() if k not in ("link", "min_volume")}
-    params = with_model_defaults(defaults, params)
-    grow = whole_cell_growth(loaded, scale)
+    params, grow = _stream_model_params(loaded, float(group.attrs.get("scale") or 1.0), params)
     if grow and "background" in group:
         params = {**params, "background": group["background"], "grow": grow}
         log.warning("maps of %s: segmented as with the model (whole cells, its defaults)", name)

@@ -335,11 +335,13 @@ def _run_checked(args: argparse.Namespace) -> int:
             "write the slices of another axis to a .tif or .zarr"
         )
     check_maps_fit(prob, f"segment ({args.method})", "INPUT")
-    from napari_hemd.cli._segment_maps import maps_model, run_on_model_maps
+    from napari_hemd.io.stacks import maps_group
 
-    made = maps_model(args.prob)
-    if made is not None and prob.ndim in (2, 3) and args.axis == 0 and args.boundary is None:
-        done = run_on_model_maps(args, prob, *made)  # as segment --model segments its maps
+    group = maps_group(prob)  # maps predict or stream wrote: the model they name
+    if group is not None and prob.ndim in (2, 3) and args.axis == 0 and args.boundary is None:
+        from napari_hemd.cli._segment_maps import run_on_model_maps
+
+        done = run_on_model_maps(args, prob, group)  # as segment --model segments its maps
         if done is not None:
             return done
     boundary = read_stack(args.boundary, lazy=True, array="boundary") if args.boundary else None

@@ -7,7 +7,6 @@ import logging
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
@@ -18,26 +17,7 @@ from napari_hemd.cli._segment import _channel_meta, _first_frame, hemd_params
 log = logging.getLogger(__name__)
 
 
-def maps_model(path) -> tuple | None:
-    """``(group, attributes)`` of a maps group ``predict`` or ``stream`` wrote, else None.
-
-    Its attributes name the model that predicted it (``model``, ``scale``, ``planes``).
-    """
-    path = Path(path)
-    if path.suffix != ".zarr" or not path.is_dir():
-        return None
-    import zarr
-
-    try:
-        node = zarr.open(str(path), mode="r")
-    except Exception:  # not ours to judge here: read_stack has said what it is
-        return None
-    if not isinstance(node, zarr.Group) or "model" not in node.attrs or "foreground" not in node:
-        return None
-    return node, dict(node.attrs)
-
-
-def run_on_model_maps(args: argparse.Namespace, prob, group, attrs: dict) -> int | None:
+def run_on_model_maps(args: argparse.Namespace, prob, group) -> int | None:
     """``segment maps.zarr``: the maps of a model segmented as ``segment --model`` does.
 
     The model's own defaults (in the maps' pixels at the zoom they were predicted at), its
@@ -57,6 +37,7 @@ def run_on_model_maps(args: argparse.Namespace, prob, group, attrs: dict) -> int
     from napari_hemd.models.registry import load_model
     from napari_hemd.workflows import run_workflow
 
+    attrs = dict(group.attrs)
     try:
         loaded = load_model(attrs["model"])
     except Exception as e:

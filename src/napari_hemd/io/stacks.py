@@ -80,6 +80,23 @@ def group_array(group, path, array: str | None = None) -> str:
     )
 
 
+def maps_group(arr):
+    """The zarr group of a maps array whose attributes name its model, else None.
+
+    ``predict`` and ``stream --model`` write such groups (``model``, ``scale``, ``planes``).
+    """
+    import zarr
+
+    if not isinstance(arr, zarr.Array) or not arr.path:
+        return None
+    parent = arr.path.rsplit("/", 1)[0] if "/" in arr.path else ""
+    try:
+        group = zarr.open_group(arr.store, path=parent, mode="r")
+    except Exception:  # an array of no group: plain maps
+        return None
+    return group if group.attrs.get("model") else None
+
+
 def recorded_params(path: str | os.PathLike) -> dict:
     """The run parameters :func:`write_labels` stored with a label file (empty: none).
 
