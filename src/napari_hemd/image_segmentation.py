@@ -50,6 +50,7 @@ __all__ = [
     "choose_scale_workflow",
     "found_zoom",
     "labels_from_maps_workflow",
+    "link_stacks_workflow",
     "scaled_defaults",
     "segment_image",
     "segment_image_workflow",
@@ -605,14 +606,11 @@ def _segment_stacks_workflow(
     None with a baseline); progress events are the stacks' own, their stage prefixed with
     ``"stack t/T: "``.
     """
-    from napari_hemd.core.linking import link_labels
-
     if isinstance(scale, str):
         raise ValueError(
             "scale='auto' is not available for a (T, Z, Y, X) time-lapse of stacks: give a zoom "
             "(found on one stack with scale='auto')"
         )
-    n = int(image.shape[0])
     key = " labels"  # beside the maps' names, never one of them
     results = []
 
@@ -624,16 +622,11 @@ def _segment_stacks_workflow(
         segment_image_workflow, image, model, method, scale=scale, arrays=arrays, **kwargs
     )
     stacked = maps.pop(key)
-    tracks = None
     run = dict(last.params)
     run.pop("scale_tried", None)
     if name is not None:
         run["model"] = name
-    if run.get("link"):  # 3D objects: the same id over time
-        yield (f"link {n} stacks over time", 0, 1)
-        stacked, tracks = link_labels(stacked)
-        run["link_time"] = True
-        yield (f"link {n} stacks over time", 1, 1)
+    stacked, tracks, run = yield from link_stacks_workflow(stacked, run)
     hemd_results = StackResults(results, tracks) if method == "hemd" else None
     return ImageSegmentation(
         stacked,
@@ -645,6 +638,27 @@ def _segment_stacks_workflow(
         last.defaults,
         None,
     )
+
+
+def link_stacks_workflow(
+    stacked: np.ndarray, run: dict
+) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray | None, dict]]:
+    """Each stack's objects of a ``(T, Z, Y, X)`` result, the same id over time where linked.
+
+    Where the run links its objects (``run["link"]``: a 3D model's, or ``link=True``),
+    :func:`napari_hemd.core.linking.link_labels` matches them from stack to stack (with
+    divisions); else the stacks stay as they are. Returns the labels, the tracks (or None) and
+    the run's parameters (``link_time`` added when linked).
+    """
+    from napari_hemd.core.linking import link_labels
+
+    if not run.get("link"):
+        return stacked, None, run
+    n = int(stacked.shape[0])
+    yield (f"link {n} stacks over time", 0, 1)
+    stacked, tracks = link_labels(stacked)
+    yield (f"link {n} stacks over time", 1, 1)
+    return stacked, tracks, {**run, "link_time": True}
 
 
 def labels_from_maps_workflow(

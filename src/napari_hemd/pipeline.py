@@ -72,6 +72,7 @@ def stream_stacks(
     progress: Callable[[str, int, int], None] | None = None,
     on_stack: Callable[[int], None] | None = None,
     client=None,
+    maps_group=None,
     **kwargs,
 ) -> Path:
     """A ``(T, Z, Y, X)`` time-lapse of stacks with a model, one stack in memory at a time.
@@ -114,6 +115,12 @@ def stream_stacks(
     client : dask.distributed.Client, optional
         Segment the stacks as tasks on this client's workers (a shared filesystem holds the
         partial store). ``threads`` (torch threads per task) defaults to 1 there.
+    maps_group : zarr.Group, optional
+        ``source`` is the ``foreground`` of this group of maps that ``model`` predicted
+        (``predict`` wrote it): nothing is predicted, each stack's maps are segmented as
+        ``segment_image`` segments the model's own (:func:`napari_hemd.model_maps.model_maps_workflow`
+        with the group's ``background``, ``scale`` and ``planes``); ``kwargs`` are then the
+        method's parameters only.
     **kwargs
         Options of ``segment_image`` (``tile``, ``tta``, ``scale``, ``planes``, ``z_scale``,
         ``threads``, ``exclude_border``, H-EMD parameters ...).
@@ -167,6 +174,7 @@ def stream_stacks(
                 if isinstance(model, (str, os.PathLike))
                 else os.urandom(8).hex(),
                 "method": method,
+                "maps": maps_group is not None,
                 "kwargs": {k: kwargs[k] for k in sorted(kwargs) if k != "threads"},
             },
             sort_keys=True,
@@ -197,23 +205,27 @@ def stream_stacks(
                 on_stack(int(t))
 
         todo = [t for t in range(n) if t not in state.segmented]
+        task, task_data = _segment_stack, data
+        if maps_group is not None:  # the maps a model predicted: segmented, not predicted
+            task, task_data = _segment_maps_stack, maps_group
         if client is None:
             for t in todo:
-                finished(_segment_stack(loaded, data, t, str(raw), method, kwargs))
+                finished(task(loaded, task_data, t, str(raw), method, kwargs))
         else:
             task_model = model
             if not isinstance(model, (str, os.PathLike)):
                 task_model = client.scatter(loaded, broadcast=True)
             elif _model_key(model)[0] == "file":  # a remote worker's directory is not ours
                 task_model = str(Path(model).resolve())
-            task_data = data
             if isinstance(data, np.ndarray):
                 task_data = client.scatter(data, broadcast=True)
-            task_kwargs = {**kwargs, "threads": kwargs.get("threads") or 1}
+            task_kwargs = dict(kwargs)
+            if maps_group is None:
+                task_kwargs["threads"] = kwargs.get("threads") or 1
             futures = [
                 client.submit(
-                    _segment_stack, task_model, task_data, t, str(raw.resolve()), method,
-                    task_kwargs, pure=False,
+                    task, task_model, task_data, t, str(raw.resolve()), method, task_kwargs,
+                    pure=False,
                 )
                 for t in todo
             ]  # fmt: skip
@@ -307,6 +319,35 @@ def _segment_stack(model, data, t: int, store: str, method: str, kwargs: dict):
 
         model = worker_model(model)
     res = segment_image(np.asarray(data[t]), model, method, **kwargs)
+    zarr.open_array(store, mode="r+")[t] = res.labels
+    return t, _jsonable(res.params)
+
+
+def _segment_maps_stack(model, group, t: int, store: str, method: str, kwargs: dict):
+    """Segment stack ``t`` of a group of maps ``model`` predicted; its labels into ``store``."""
+    import zarr
+
+    from napari_hemd.core.streaming import _jsonable
+    from napari_hemd.model_maps import model_maps_workflow
+    from napari_hemd.workflows import run_workflow
+
+    if isinstance(model, (str, os.PathLike)):
+        from napari_hemd.models.streaming import worker_model
+
+        model = worker_model(model)
+    maps = {k: group[k][t] for k in ("foreground", "background") if k in group}
+    attrs = group.attrs
+    res = run_workflow(
+        model_maps_workflow(
+            maps,
+            model,
+            method,
+            scale=float(attrs.get("scale") or 1.0),
+            planes=int(attrs.get("planes") or 1),
+            name=str(attrs["model"]),
+            **kwargs,
+        )
+    )
     zarr.open_array(store, mode="r+")[t] = res.labels
     return t, _jsonable(res.params)
 
@@ -469,6 +510,20 @@ def stream_segment(
                     f"{name} does not look like a probability map ({why}). For a raw movie give "
                     "a model (CLI: --model NAME; napari-hemd models lists them)"
                 )
+        if model is None and len(data.shape) == 4 and not {"grow", "background"} & set(params):
+            found = _model_maps_group(data)  # a model's (T, Z, Y, X) maps: stack by stack
+            if found is not None:
+                group, loaded = found
+                log.warning(
+                    "maps of %s: segmented stack by stack as with the model", group.attrs["model"]
+                )
+                if progress and (workers is not None or scheduler is not None):
+                    progress("cluster", 0, 0)
+                with dask_client(workers=workers, scheduler=scheduler) as client:
+                    return stream_stacks(
+                        data, output, group.attrs["model"], overwrite=overwrite, resume=resume,
+                        progress=progress, client=client, maps_group=group, **params,
+                    )  # fmt: skip
         if model is None and len(data.shape) == 3 and not {"grow", "background"} & set(params):
             params = _as_model_maps(data, params)  # maps predict wrote: as --model segments
         if model is not None and len(data.shape) == 4:  # a time-lapse of stacks
@@ -582,6 +637,25 @@ def _stream_model_params(loaded, scale: float, params: dict) -> tuple[dict, int]
     return with_model_defaults(defaults, params), whole_cell_growth(loaded, scale)
 
 
+def _model_maps_group(data):
+    """``(group, model)``: the group of maps ``data`` belongs to and the model that predicted them.
+
+    None for anything else, or when that model cannot be loaded (said: plain maps then).
+    """
+    from napari_hemd.io.stacks import maps_group
+    from napari_hemd.models import load_model
+
+    group = maps_group(data)
+    if group is None:
+        return None
+    name = group.attrs["model"]
+    try:
+        return group, load_model(name)
+    except Exception as e:
+        log.warning("maps of %s, which cannot be loaded (%s): segmented as plain maps", name, e)
+        return None
+
+
 def _as_model_maps(data, params: dict) -> dict:
     """H-EMD ``params`` for maps a model predicted, as :func:`stream_segment` with that model.
 
@@ -589,18 +663,11 @@ def _as_model_maps(data, params: dict) -> dict:
     (:func:`napari_hemd.io.stacks.maps_group`): the model's defaults (``params`` given win) and
     its whole-cell growth into the group's ``background``. Anything else: ``params`` as they are.
     """
-    from napari_hemd.io.stacks import maps_group
-    from napari_hemd.models import load_model
-
-    group = maps_group(data)
-    if group is None:
+    found = _model_maps_group(data)
+    if found is None:
         return params
+    group, loaded = found
     name = group.attrs["model"]
-    try:
-        loaded = load_model(name)
-    except Exception as e:
-        log.warning("maps of %s, which cannot be loaded (%s): segmented as plain maps", name, e)
-        return params
     params, grow = _stream_model_params(loaded, float(group.attrs.get("scale") or 1.0), params)
     if grow and "background" in group:
         params = {**params, "background": group["background"], "grow": grow}

@@ -362,3 +362,38 @@ def test_maps_a_model_predicted_are_segmented_as_the_model_segments(tmp_path, ca
     with caplog.at_level(logging.INFO):
         assert main(["segment", str(fg), "-o", str(tmp_path / "fg.tif")]) == 0
     assert "holds no background map: instances not grown" in caplog.text
+
+
+def test_a_model_s_maps_of_stacks_over_time_are_segmented_stack_by_stack(tmp_path, capsys):
+    """``segment`` and ``stream`` on the (T, Z, Y, X) maps ``predict --model nuclei-3d`` wrote
+    segmented them as plain maps (each stack one H-EMD frame: no 3D settings, no growth, other
+    objects). Each stack is now segmented as ``segment --model`` segments it, then the objects
+    linked over time: the same labels and tracks."""
+    import zarr
+
+    from napari_hemd.data.synthetic import nuclei_volume
+    from napari_hemd.io.stacks import recorded_params
+
+    stack = nuclei_volume((20, 72, 72), n_cells=8, seed=5)["image"]
+    raw = tmp_path / "stacks.tif"
+    tifffile.imwrite(raw, np.stack([stack, np.roll(stack, 2, axis=2)]), imagej=True,
+                     metadata={"axes": "TZYX"})  # fmt: skip
+    common = ["--model", "nuclei-3d", "--tta", "1", "--threads", "1", "--no-progress"]
+    maps = tmp_path / "maps.zarr"
+    argv = ["predict", str(raw), "-o", str(maps), "--outputs", "foreground,background"]
+    assert main([*argv, *common]) == 0
+    assert main(["segment", str(raw), "-o", str(tmp_path / "want"), *common]) == 0
+    assert main(["segment", str(maps), "-o", str(tmp_path / "got"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "2 stack(s) over time, objects linked over time" in err
+    assert "whole cells (grown 2 px)" in err
+    want, got = read_stack(tmp_path / "want"), read_stack(tmp_path / "got")  # CTC: 3D masks
+    np.testing.assert_array_equal(got, want)
+    assert [len(np.unique(s)) - 1 for s in got] == [9, 8]
+    tracks = [(tmp_path / k / "res_track.txt").read_text() for k in ("got", "want")]
+    assert tracks[0] == tracks[1] and len(tracks[0].splitlines()) == 9
+    assert recorded_params(tmp_path / "got")["planes"] == 3
+    out = tmp_path / "streamed.zarr"
+    assert main(["stream", str(maps), "-o", str(out), "--no-progress"]) == 0
+    assert "2 stack(s) over time, stack by stack" in capsys.readouterr().err
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], want)

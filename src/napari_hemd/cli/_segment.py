@@ -338,7 +338,7 @@ def _run_checked(args: argparse.Namespace) -> int:
     from napari_hemd.io.stacks import maps_group
 
     group = maps_group(prob)  # maps predict or stream wrote: the model they name
-    if group is not None and prob.ndim in (2, 3) and args.axis == 0 and args.boundary is None:
+    if group is not None and prob.ndim in (2, 3, 4) and args.axis == 0 and args.boundary is None:
         from napari_hemd.cli._segment_maps import run_on_model_maps
 
         done = run_on_model_maps(args, prob, group)  # as segment --model segments its maps

@@ -21,21 +21,17 @@ def run_on_model_maps(args: argparse.Namespace, prob, group) -> int | None:
     """``segment maps.zarr``: the maps of a model segmented as ``segment --model`` does.
 
     The model's own defaults (in the maps' pixels at the zoom they were predicted at), its
-    whole-cell growth into the group's ``background`` and, for one stack predicted on three
-    planes, its 3D fragment size; through the same
-    :func:`napari_hemd.image_segmentation.labels_from_maps_workflow`. None: the model cannot
-    be loaded (said; the maps are then segmented as plain maps).
+    whole-cell growth into the group's ``background``, a stack's 3D settings and, for a
+    ``(T, Z, Y, X)`` time-lapse of stacks, each stack alone then its objects linked over time:
+    :func:`napari_hemd.model_maps.model_maps_workflow`. None: the model cannot be loaded (said;
+    the maps are then segmented as plain maps).
     """
     from napari_hemd.core.segment import HEMD_ONLY
-    from napari_hemd.image_segmentation import (
-        labels_from_maps_workflow,
-        scaled_defaults,
-        whole_cell_growth,
-        with_model_defaults,
-    )
+    from napari_hemd.image_segmentation import whole_cell_growth
     from napari_hemd.io import write_labels
+    from napari_hemd.model_maps import model_maps_workflow
     from napari_hemd.models.registry import load_model
-    from napari_hemd.workflows import run_workflow
+    from napari_hemd.workflows import run_workflow, selection_choices
 
     attrs = dict(group.attrs)
     try:
@@ -47,50 +43,56 @@ def run_on_model_maps(args: argparse.Namespace, prob, group) -> int | None:
         )  # fmt: skip
         return None
     t0 = time.perf_counter()
-    scale = float(attrs.get("scale") or 1.0)
-    volume = attrs.get("planes") == 3 and prob.ndim == 3
-    hp = {**hemd_params(args), "link": bool(args.link)}
+    hp = {**hemd_params(args), "link": bool(args.link), "min_volume": args.min_volume or 0}
     if args.method != "hemd":
         for k in HEMD_ONLY:
             hp.pop(k, None)
-    defaults = scaled_defaults(loaded.metadata.get("segment_defaults", {}), scale)
-    params = with_model_defaults(defaults, hp)
-    grow = whole_cell_growth(loaded, scale)
-    if grow and "background" not in group:
+    scale = float(attrs.get("scale") or 1.0)
+    maps = {"foreground": prob}
+    if whole_cell_growth(loaded, scale) and "background" not in group:
         log.log(
             NOTE, "INPUT holds no background map: instances not grown to whole cells (predict "
             "with --outputs foreground,background, or segment the raw movie with --model %s)",
             attrs["model"],
         )  # fmt: skip
-        grow = 0
-    flat = prob.ndim == 2
-    maps = {"foreground": np.asarray(prob, dtype=np.float32)}
-    if grow:
-        maps["background"] = np.asarray(group["background"], dtype=np.float32)
-    if flat:
-        maps = {k: v[None] for k, v in maps.items()}
+    elif "background" in group:
+        maps["background"] = group["background"]
     with warnings.catch_warnings(), Progress(disabled=args.no_progress) as bar:
         warnings.simplefilter("always")
-        gen = labels_from_maps_workflow(
-            maps, args.method, grow, exclude_border=args.exclude_border, volume=volume, **params
+        seg = run_workflow(
+            model_maps_workflow(
+                maps,
+                loaded,
+                args.method,
+                scale=scale,
+                planes=int(attrs.get("planes") or 1),
+                name=str(attrs["model"]),
+                exclude_border=args.exclude_border,
+                **hp,
+            ),
+            bar,
         )
-        labels, res, tracks = run_workflow(gen, bar)
-    meta = {"source": str(args.prob), **_channel_meta(args), **params, "method": args.method}
-    meta.update(model=str(attrs["model"]), grow=int(grow), scale=scale)
-    if volume:
-        meta["planes"] = 3
-    if res is not None:
-        meta.update({k: res.params[k] for k in HEMD_ONLY if k in res.params})
+    labels, grow = seg.labels, seg.grow
+    volume = seg.params.get("planes") == 3 and labels.ndim == 3  # one stack
+    meta = {"source": str(args.prob), **_channel_meta(args), **seg.params}
+    meta.update(selection_choices(seg.result))  # as segment --model records them
+    meta.update({k: attrs[k] for k in ("tta", "z_scale") if k in attrs})  # how they were made
     write_labels(
-        labels[0] if flat else labels,
+        labels,
         args.output,
         overwrite=args.overwrite,
-        tracks=tracks,
+        tracks=seg.tracks,
         metadata=meta,
         axes="ZYX" if volume else None,
-        first_frame=_first_frame(args, labels.shape[0]),
+        first_frame=_first_frame(args, 1 if labels.ndim == 2 else labels.shape[0]),
     )
-    what = "one image" if flat else f"{labels.shape[0]} {'slices' if volume else 'frame(s)'}"
+    if labels.ndim == 2:
+        what = "one image"
+    elif labels.ndim == 4:
+        linked = ", objects linked over time" if seg.params.get("link_time") else ""
+        what = f"{labels.shape[0]} stack(s) over time{linked}"
+    else:
+        what = f"{labels.shape[0]} {'slices (one 3D stack)' if volume else 'frame(s)'}"
     how = f", whole cells (grown {grow} px)" if grow else ""
     print(
         f"{args.method} on maps of {attrs['model']}: {what}, {len(np.unique(labels)) - 1} "

@@ -184,10 +184,14 @@ def run(args: argparse.Namespace) -> int:
         from napari_hemd.cli._segment import _channel_meta
 
         zarr.open_array(str(args.output), mode="r+").attrs.update(_channel_meta(args))
-    print(
-        f"stream: {prob.shape[0]} frame(s), {prob.shape[0] / dt:.2f} frames/s -> {args.output}",
-        file=sys.stderr,
-    )
+    import zarr
+
+    if zarr.open_array(str(args.output), mode="r").attrs.get("stack_by_stack"):
+        what = "stack(s) over time, stack by stack as with its model"  # a model's 4D maps
+        rate = f"{prob.shape[0] / dt:.2f} stacks/s"
+    else:
+        what, rate = "frame(s)", f"{prob.shape[0] / dt:.2f} frames/s"
+    print(f"stream: {prob.shape[0]} {what}, {rate} -> {args.output}", file=sys.stderr)
     if args.model is not None:  # the size advice of segment --model, on a few finished frames
         import zarr
 

@@ -1,0 +1,110 @@
+"""Maps a model predicted earlier, segmented as ``segment --model`` segments them.
+
+``napari-hemd predict`` and ``stream --model`` write a zarr group whose attributes name the model
+(``model``, ``scale``, ``planes``) beside its ``foreground`` (and ``background``). Segmenting such
+maps must give the labels the one-step ``segment IMAGE --model M`` gives: the model's own
+defaults in the maps' pixels, its whole-cell growth into the ``background`` map, a stack's 3D
+settings and, for a ``(T, Z, Y, X)`` time-lapse of stacks, each stack on its own then the objects
+linked over time. :func:`model_maps_workflow` is that second half of
+:func:`napari_hemd.image_segmentation.segment_image_workflow`, used by ``segment`` and
+``stream`` on such groups.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+
+import numpy as np
+
+from napari_hemd.image_segmentation import (
+    ImageSegmentation,
+    StackResults,
+    labels_from_maps_workflow,
+    link_stacks_workflow,
+    scaled_defaults,
+    whole_cell_growth,
+    with_model_defaults,
+)
+from napari_hemd.workflows import Progress, per_stack
+
+log = logging.getLogger(__name__)
+
+__all__ = ["model_maps_workflow"]
+
+
+def model_maps_workflow(
+    maps: dict,
+    model,
+    method: str = "hemd",
+    *,
+    scale: float = 1.0,
+    planes: int = 1,
+    name: str | None = None,
+    **params,
+) -> Generator[Progress, None, ImageSegmentation]:
+    """Segment ``maps`` that ``model`` predicted, as ``segment_image`` segments its own.
+
+    Parameters
+    ----------
+    maps : dict
+        ``foreground`` (and ``background`` for the whole-cell growth; ``boundary`` for
+        ``method="maxvalue"``) of shape ``(Y, X)``, ``(T, Y, X)``, ``(Z, Y, X)`` (with
+        ``planes=3``) or ``(T, Z, Y, X)`` (a time-lapse of stacks); array-likes, read one stack
+        at a time.
+    model : HemdModel
+        The loaded model that predicted them.
+    method : str
+        H-EMD or a baseline.
+    scale : float
+        The zoom the maps were predicted at (the group's ``scale``): the model's sizes and
+        growth are converted to the maps' pixels.
+    planes : {1, 3}
+        3: each ``(Z, Y, X)`` stack was predicted on three planes (a 3D model): its slices are
+        one volume (linked into 3D objects by the model's defaults, small fragments dropped).
+    name : str, optional
+        The model's name, recorded in ``params``.
+    **params
+        Method parameters; values other than the neutral ones
+        (:data:`napari_hemd.image_segmentation.NEUTRAL`) win over the model's defaults.
+
+    Returns
+    -------
+    ImageSegmentation
+        ``labels`` shaped like the foreground; ``maps`` empty (the caller has them).
+    """
+    fg = maps["foreground"]
+    defaults = scaled_defaults(model.metadata.get("segment_defaults", {}), scale)
+    params = with_model_defaults(defaults, params)
+    grow = whole_cell_growth(model, scale) if "background" in maps else 0
+    volume = planes == 3 and fg.ndim >= 3
+    run = {"method": method, "grow": int(grow), **params, "scale": float(scale)}
+    if name is not None:
+        run["model"] = name
+    if volume:
+        run["planes"] = 3
+
+    def one(t=None):  # one (T, Y, X) movie, one stack or one image of the maps
+        part = {k: np.asarray(v if t is None else v[int(t)], np.float32) for k, v in maps.items()}
+        if part["foreground"].ndim == 2:
+            part = {k: v[None] for k, v in part.items()}
+        labels, res, tracks = yield from labels_from_maps_workflow(
+            part, method, grow, volume=volume, **params
+        )
+        return ImageSegmentation(labels, {}, res, int(grow), tracks, run, defaults, None)
+
+    if fg.ndim == 4:  # stacks over time: each stack alone, then its objects over time
+        results = []
+
+        def arrays(r: ImageSegmentation) -> dict:
+            results.append(r.result)
+            return {"labels": r.labels}
+
+        stacked, _ = yield from per_stack(one, np.arange(fg.shape[0]), arrays=arrays)
+        labels, tracks, run = yield from link_stacks_workflow(stacked["labels"], run)
+        result = StackResults(results, tracks) if method == "hemd" else None
+        return ImageSegmentation(labels, {}, result, int(grow), tracks, run, defaults, None)
+    seg = yield from one()
+    if fg.ndim == 2:
+        seg.labels = seg.labels[0]
+    return seg
