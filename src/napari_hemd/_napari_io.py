@@ -182,8 +182,14 @@ def _read_ome_zarr(path: Path) -> list[LayerData]:
 
 
 def _looks_like_labels(path: Path) -> bool:
+    """An integer file opens as labels by its name, or when napari-hemd wrote it as labels."""
     low = path.name.lower()
-    return any(w in low for w in ("label", "mask", "seg")) or path.suffix.lower() == ".zarr"
+    if any(w in low for w in ("label", "mask", "seg")) or path.suffix.lower() == ".zarr":
+        return True
+    from napari_hemd.io.stacks import LABELS_TIFF_KEY, recorded_params
+
+    recorded = recorded_params(path)  # Export's (and segment's) TIFFs, named as a user likes
+    return bool(recorded.get(LABELS_TIFF_KEY) or "napari_hemd" in recorded)
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:

@@ -173,3 +173,28 @@ def test_objects_dropped_after_linking_leave_the_exported_lineage(make_napari_vi
     tracks = np.array([[1, 0, 2, 0], [2, 0, 1, 0], [3, 2, 2, 2]])
     layer = viewer.add_labels(data, metadata={"hemd_result": SimpleNamespace(tracks=tracks)})
     np.testing.assert_array_equal(tracks_of(layer), [[1, 0, 2, 0], [3, 2, 2, 0]])
+
+
+def test_a_frame_range_exports_numbered_as_its_frames_and_reopens_as_labels(
+    viewer, tmp_path, errors
+):
+    """A layer of frames 2-4 (Segment's frame range, placed at those frames) was written to a
+    CTC folder as mask000-mask002 with tracks from 0, so a score against the challenge's
+    reference compared other frames; and a TIFF Export wrote opened again as an image unless
+    its name held "label", "mask" or "seg"."""
+    gt = viewer.layers["nuclei video ground truth"]
+    part = np.asarray(gt.data[2:5])
+    layer = viewer.add_labels(part, name="cells (frames 2-4)", translate=(2, 0, 0))
+    exp = ExportWidget(viewer)
+    exp.labels.value = layer
+    exp.format.value = "CTC result folder"
+    out = exp.export(tmp_path / "res")
+    assert sorted(p.name for p in out.glob("mask*.tif")) == [f"mask00{t}.tif" for t in (2, 3, 4)]
+    tracks = np.loadtxt(out / "res_track.txt", dtype=int, ndmin=2)
+    assert tracks[:, 1].min() == 2 and tracks[:, 2].max() == 4
+    exp.format.value = "TIFF stack"
+    tif = exp.export(tmp_path / "day1_corrected.tif")
+    ((data, _, kind),) = get_reader(str(tif))(str(tif))
+    assert kind == "labels"
+    np.testing.assert_array_equal(data, part)
+    assert not errors

@@ -189,9 +189,12 @@ class ExportWidget(LayerWidget):
                 written = self._write_ome_zarr(data, out, layer, overwrite, meta)
             else:
                 axes = "zyx" if data.ndim == 3 and self.volume.value else None  # one stack
+                # frames placed later in the movie (a frame range): numbered as its frames
+                first = 0 if axes or layer.ndim < 3 else max(0, round(float(layer.translate[0])))
                 written = write_labels(
-                    data, out, overwrite=overwrite, tracks=tracks, metadata=meta, axes=axes
-                )
+                    data, out, overwrite=overwrite, tracks=tracks, metadata=meta, axes=axes,
+                    first_frame=first,
+                )  # fmt: skip
         except Exception as e:
             log.exception("export to %s failed", out)
             show_error(f"Export failed: {e}")

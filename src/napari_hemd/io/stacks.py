@@ -97,6 +97,10 @@ def maps_group(arr):
     return group if group.attrs.get("model") else None
 
 
+#: Key of the JSON description of the label TIFFs :func:`write_labels` writes.
+LABELS_TIFF_KEY = "napari_hemd_labels"
+
+
 def recorded_params(path: str | os.PathLike) -> dict:
     """The run parameters :func:`write_labels` stored with a label file (empty: none).
 
@@ -211,6 +215,7 @@ def write_labels(
             # tifffile's shaped description keeps the axes (a (T, Z, Y, X) stack reads back as
             # such, not as T*Z pages) and carries the metadata as JSON
             meta = json.loads(json.dumps(metadata or {}, default=str))
+            meta[LABELS_TIFF_KEY] = True  # opened as labels again, whatever the file's name
             tifffile.imwrite(
                 tmp,
                 arr.astype(_label_dtype(arr)),
