@@ -158,3 +158,25 @@ def test_lock_and_rerun_of_a_frame_range_stays_in_it(viewer, qtbot, errors):
     new = part.metadata["hemd_result"]
     assert len(new.forests) == 3 and node in new.selections[1].nodes  # the lock held
     assert not errors
+
+
+def test_relabel_onto_an_id_present_in_the_same_frame_says_it_merged(
+    make_napari_viewer, monkeypatch, errors
+):
+    """Relabel 1 -> 2 while object 2 was in the same frames made one object of two, silently.
+    It is said now; onto an id of other frames only (a daughter given its mother's id) not."""
+    import napari_hemd._widgets.proofread as proofread
+
+    said: list[str] = []
+    monkeypatch.setattr(proofread, "show_warning", said.append)
+    viewer = make_napari_viewer()
+    data = np.zeros((3, 32, 32), np.uint32)
+    data[:, 4:10, 4:10], data[:2, 20:26, 20:26], data[2, 20:26, 20:26] = 1, 2, 3
+    layer = viewer.add_labels(data, name="cells")
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = layer
+    proof.scope.value = "all frames"
+    assert proof.relabel(3, 2) and not said  # frame 2 only, where 2 is not: a track continued
+    assert proof.relabel(1, 2) and not errors
+    assert len(said) == 1 and "object 2 was already there (3 frames)" in said[0]
+    assert "one object now" in said[0] and set(np.unique(layer.data[0])) == {0, 2}

@@ -14,7 +14,7 @@ import logging
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Label, LineEdit, PushButton, SpinBox
 from napari.layers import Labels, Points
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_hemd._widgets._common import LayerWidget
 from napari_hemd._widgets._layer_state import (
@@ -246,10 +246,25 @@ class ProofreadWidget(LayerWidget):
         if ids is None:
             return False
         new = int(self.new_id.value if new is None else new)
-        if self._target() is None:
+        got = self._target()
+        if got is None:
             return False
-        _make_room(self.labels.value, new)
-        return self._edit(f"relabel {ids[0]} -> {new}", relabel, ids[0], new)
+        layer, frame = got
+        data = np.asarray(layer.data) if frame is None else np.asarray(layer.data[frame])[None]
+        if data.ndim == 2:
+            data = data[None]
+        both = [t for t in range(data.shape[0]) if _holds(data[t], ids[0], new)]
+        _make_room(layer, new)
+        changed = self._edit(f"relabel {ids[0]} -> {new}", relabel, ids[0], new)
+        if changed and both:  # two objects of one id in a frame: one object now
+            where = f"frame {both[0]}" if len(both) == 1 else f"{len(both)} frames"
+            if frame is not None:
+                where = f"frame {frame}"
+            show_warning(
+                f"Proofread: object {new} was already there ({where}): {ids[0]} and {new} are "
+                "one object now (Undo separates them; a free id: Paint a new object shows one)"
+            )
+        return changed
 
     def split(self, seeds: Points | None = None) -> bool:
         """Split the object under the current frame's seed points, one object per seed."""
@@ -311,6 +326,11 @@ class ProofreadWidget(LayerWidget):
     def redo(self) -> str | None:
         """Redo the last undone edit (returns its name)."""
         return self._history(redo=True)
+
+
+def _holds(frame: np.ndarray, a: int, b: int) -> bool:
+    """Whether ``frame`` holds both ids."""
+    return bool((frame == a).any() and (frame == b).any())
 
 
 def _make_room(layer: Labels, top: int) -> None:
