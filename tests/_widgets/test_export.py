@@ -127,9 +127,10 @@ def test_a_stack_exports_as_one_3d_frame(make_napari_viewer, tmp_path, errors):
     assert not errors
 
 
-def test_a_re_run_keeps_its_lineage_an_edit_drops_it(viewer, qtbot, tmp_path, errors):
+def test_a_re_run_keeps_its_lineage_an_edit_keeps_what_holds(viewer, qtbot, tmp_path, errors):
     """A linked Segment run again with another tau (no hand edit) exported no parents: the run
-    is a step of the undo history and was taken for an edit."""
+    is a step of the undo history and was taken for an edit. Any edit then dropped every
+    division, also those it did not touch: they are kept where they still hold."""
     from napari_hemd._widgets import ProofreadWidget, SegmentWidget
 
     seg = SegmentWidget(viewer)
@@ -153,9 +154,19 @@ def test_a_re_run_keeps_its_lineage_an_edit_drops_it(viewer, qtbot, tmp_path, er
     proof = ProofreadWidget(viewer)
     proof.labels.value = labels
     proof.scope.value = "all frames"
-    ids = [int(i) for i in np.unique(labels.data[0])[1:3]]
+    tracks = np.loadtxt(tmp_path / "two" / "res_track.txt", dtype=np.int64, ndmin=2)
+    divided = {int(p) for p in tracks[tracks[:, 3] > 0, 3]}
+    daughters = tracks[np.isin(tracks[:, 3], sorted(divided))]
+    # an edit elsewhere (two objects of frame 0 with no division merged) keeps the divisions
+    ids = [int(i) for i in np.unique(labels.data[0])[1:] if int(i) not in divided][:2]
     assert proof.merge(ids)
-    assert parents(exp.export(tmp_path / "three")) == 0  # edited: no lineage claimed
+    assert parents(exp.export(tmp_path / "three")) == parents(tmp_path / "two")
+    # a daughter deleted: its division goes, its sister's stays
+    proof.scope.value = "all frames"
+    assert proof.delete([int(daughters[0, 0])])
+    after = np.loadtxt(exp.export(tmp_path / "four") / "res_track.txt", dtype=np.int64, ndmin=2)
+    assert parents(tmp_path / "four") == parents(tmp_path / "two") - 1
+    assert int(daughters[0, 0]) not in after[:, 0]
     assert not errors
 
 
@@ -164,7 +175,7 @@ def test_objects_dropped_after_linking_leave_the_exported_lineage(make_napari_vi
     in the result's tracks: Export listed objects the masks no longer hold."""
     from types import SimpleNamespace
 
-    from napari_hemd._widgets.export import tracks_of
+    from napari_hemd._widgets.export import lineage_of
 
     data = np.zeros((3, 16, 16), np.uint32)
     data[:, 2:6, 2:6] = 1
@@ -172,7 +183,7 @@ def test_objects_dropped_after_linking_leave_the_exported_lineage(make_napari_vi
     viewer = make_napari_viewer()
     tracks = np.array([[1, 0, 2, 0], [2, 0, 1, 0], [3, 2, 2, 2]])
     layer = viewer.add_labels(data, metadata={"hemd_result": SimpleNamespace(tracks=tracks)})
-    np.testing.assert_array_equal(tracks_of(layer), [[1, 0, 2, 0], [3, 2, 2, 0]])
+    np.testing.assert_array_equal(lineage_of(layer, data)[1], [[1, 0, 2, 0], [3, 2, 2, 0]])
 
 
 def test_a_frame_range_exports_numbered_as_its_frames_and_reopens_as_labels(

@@ -175,16 +175,18 @@ class ExportWidget(LayerWidget):
         meta = {"napari_hemd": _jsonable(layer.metadata.get(PARAMS_KEY) or {})}
         meta["napari_hemd"]["model"] = (layer.metadata.get(PARAMS_KEY) or {}).get(MODEL_KEY)
         meta["napari_hemd"]["locked"] = jsonable_locked(layer.metadata.get(LOCKED_KEY))
-        # edited since linking: the writer derives tracks from the labels
-        tracks = tracks_of(layer) if self.format.value == "CTC result folder" else None
         # a table reads the labels (and image) frame by frame: a lazy zarr layer stays on disk
         level0 = layer.data[0] if layer.multiscale else layer.data
         data = level0 if self.format.value == TABLE else np.asarray(level0)
         if self.format.value == "CTC result folder" and data.ndim == 2:
             data = data[None]
+        tracks = None  # a lineage: a CTC folder's res_track.txt, a table's parent column
+        one_stack = data.ndim == 3 and self.volume.value  # its slices' links are no lineage
+        if self.format.value in ("CTC result folder", TABLE) and data.ndim >= 3 and not one_stack:
+            data, tracks = lineage_of(layer, data)
         try:
             if self.format.value == TABLE:
-                written = self._write_table(data, out, layer, overwrite, tracks_of(layer))
+                written = self._write_table(data, out, layer, overwrite, tracks)
             elif self.format.value == "OME-Zarr":
                 written = self._write_ome_zarr(data, out, layer, overwrite, meta)
             else:
@@ -241,31 +243,37 @@ class ExportWidget(LayerWidget):
         )
 
 
-def tracks_of(layer: Labels):
-    """The CTC tracks of a linked H-EMD run on ``layer`` not edited since (else None).
+def lineage_of(layer: Labels, data) -> tuple[object, np.ndarray | None]:
+    """``(labels, tracks)`` to write: the lineage of a linked H-EMD run on ``layer``, if any.
 
-    A Segment run is itself a step of the undo history: the lineage holds when the last step is
-    the run that made the layer's result (a re-run with other parameters, say), not after any
-    edit (a merge, a swap, a brush stroke).
+    A Segment run is itself a step of the undo history: where the last step is the run that
+    made the layer's result (a re-run with other parameters, say), its tracks are written as
+    they are (less the objects the run dropped after linking, a 3D model's small fragments).
+    After edits (a merge, a swap, a brush stroke) the tracks are the edited labels' own, the
+    run's divisions kept where they still hold
+    (:func:`napari_hemd.core.linking.lineage_after_edits`; a label back after a gap is renamed
+    in the copy returned). No linked run: ``(data, None)``.
     """
     res = layer.metadata.get(RESULT_KEY)
+    tracks = getattr(res, "tracks", None)
+    if tracks is None or not len(tracks):
+        return data, tracks
+    tracks = np.asarray(tracks, dtype=np.int64).reshape(-1, 4)
     hist = layer.metadata.get(HISTORY_KEY)
     if hist is not None and hist.undo_stack:
         last = hist.undo_stack[-1]
         made = last.name.startswith("segment (") and last.state is not None
-        if not (made and res is not None and last.state[1].get(RESULT_KEY) is res):
-            return None  # edited since linking: the lineage may no longer hold
-    tracks = getattr(res, "tracks", None)
-    if tracks is None or not len(tracks):
-        return tracks
+        if not (made and last.state[1].get(RESULT_KEY) is res):  # edited since linking
+            from napari_hemd.core.linking import lineage_after_edits
+
+            return lineage_after_edits(np.asarray(data), tracks)
     # objects the run dropped after linking (a 3D model's small fragments) leave the lineage
-    tracks = np.asarray(tracks, dtype=np.int64).reshape(-1, 4)
-    present = np.isin(tracks[:, 0], np.unique(np.asarray(layer.data)))
+    present = np.isin(tracks[:, 0], np.unique(np.asarray(data)))
     if present.all():
-        return tracks
+        return data, tracks
     tracks = tracks[present].copy()
     tracks[~np.isin(tracks[:, 3], tracks[:, 0]), 3] = 0  # a dropped parent: no parent
-    return tracks
+    return data, tracks
 
 
 def _unit(layer: Labels) -> str:

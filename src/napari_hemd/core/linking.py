@@ -236,3 +236,83 @@ def tracks_after_removal(labels: np.ndarray, tracks: np.ndarray) -> tuple[np.nda
         row[3] = last.get(row[3], row[3])
     rows.sort()
     return out, np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+
+def tracks_from_presence(
+    present: list[np.ndarray],
+) -> tuple[np.ndarray, dict[int, dict[int, int]]]:
+    """Tracks ``L B E 0`` from the labels present per frame; later runs of a label are renamed.
+
+    ``present[t]``: the labels (without 0) of frame ``t``. Returns the tracks and, per frame,
+    the renaming ``{label: new label}`` of a label that came back after a gap (each later run
+    gets a fresh label above all others), so that every track's label is present in exactly its
+    frames ``B..E`` (the CTC validity rule).
+    """
+    top = max([int(p.max()) for p in present if p.size], default=0)
+    open_run: dict[int, list[int]] = {}  # label -> [track label, begin, end]
+    rows: list[list[int]] = []
+    remap: dict[int, dict[int, int]] = {}
+    for t, labs in enumerate(present):
+        for lab in labs.tolist():
+            run = open_run.get(lab)
+            if run is not None and run[2] == t - 1:
+                run[2] = t
+            else:
+                if run is not None:  # a gap: close the old run, start a renamed one
+                    rows.append([run[0], run[1], run[2], 0])
+                    top += 1
+                    new = top
+                else:
+                    new = lab
+                open_run[lab] = run = [new, t, t]
+            if run[0] != lab:
+                remap.setdefault(t, {})[lab] = run[0]
+    rows.extend([r[0], r[1], r[2], 0] for r in open_run.values())
+    rows.sort()
+    return np.array(rows, dtype=np.int64).reshape(-1, 4), remap
+
+
+def lineage_after_edits(labels, tracks) -> tuple[np.ndarray, np.ndarray]:
+    """The lineage of labels edited after linking: their tracks, with the run's divisions kept.
+
+    ``tracks`` (``L B E P`` rows) are a linked run's; ``labels`` (frames first) that run's
+    labels since edited (merged, deleted, split, painted, relabelled). Each label's tracks come
+    from the frames it is present in (:func:`tracks_from_presence`: a label back after a gap
+    continues under a fresh label, renamed in the returned copy). A daughter keeps its parent
+    where the division still holds: it begins in the frame it began in the run, and its parent
+    (under its label or the fresh one of that stretch) is present in the frame before and ends
+    there. Anything else gets no parent (a lineage is never invented).
+
+    Returns
+    -------
+    labels : ndarray
+        ``labels`` (a copy where a label was renamed).
+    tracks : (K, 4) int64 ndarray
+    """
+    labels = np.asarray(labels)
+    present = []
+    for t in range(labels.shape[0]):
+        ids = np.unique(labels[t])
+        present.append(ids[ids != 0].astype(np.int64))
+    new, remap = tracks_from_presence(present)
+    if remap:
+        labels = labels.copy()
+        top = int(new[:, 0].max(initial=0))
+        for t, names in remap.items():
+            lut = np.arange(max(top, int(labels[t].max(initial=0))) + 1, dtype=labels.dtype)
+            lut[list(names)] = list(names.values())
+            labels[t] = lut[labels[t]]
+    run = {int(r[0]): (int(r[1]), int(r[3])) for r in np.asarray(tracks).reshape(-1, 4)}
+    original = {int(r[0]): int(r[0]) for r in new}  # track label -> label it had
+    for names in remap.values():
+        for old, fresh in names.items():
+            original[int(fresh)] = int(old)
+    by_end = {(original[int(r[0])], int(r[2])): int(r[0]) for r in new}  # (label, end) -> track
+    for row in new:
+        label = original[int(row[0])]
+        if label != int(row[0]) or label not in run:  # a later stretch, or not the run's
+            continue
+        begin, parent = run[label]
+        if parent and begin == int(row[1]) and begin > 0:
+            row[3] = by_end.get((parent, begin - 1), 0)  # the parent ends just before
+    return labels, new

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_hemd.core.linking import tracks_from_presence
+
 __all__ = [
     "CTCSequence",
     "ctc_label_files",
@@ -226,7 +228,7 @@ def write_ctc_result(
     present = [p[p != 0].astype(np.int64) for p in present]
     remap: dict[int, dict[int, int]] = {}
     if tracks is None:
-        tracks, remap = _tracks_from_presence(present)
+        tracks, remap = tracks_from_presence(present)
     tracks = np.asarray(tracks, dtype=np.int64).reshape(-1, 4)
     top = max([int(p.max()) for p in present if p.size] + [int(tracks[:, 0].max(initial=0))])
     if top >= 2**16:
@@ -245,31 +247,3 @@ def write_ctc_result(
     lines = "".join(f"{a} {b} {c} {d}\n" for a, b, c, d in tracks)
     (folder / "res_track.txt").write_text(lines)
     return folder
-
-
-def _tracks_from_presence(
-    present: list[np.ndarray],
-) -> tuple[np.ndarray, dict[int, dict[int, int]]]:
-    """Tracks ``L B E 0`` from the labels present per frame; later runs of a label are renamed."""
-    top = max([int(p.max()) for p in present if p.size], default=0)
-    open_run: dict[int, list[int]] = {}  # label -> [track label, begin, end]
-    rows: list[list[int]] = []
-    remap: dict[int, dict[int, int]] = {}
-    for t, labs in enumerate(present):
-        for lab in labs.tolist():
-            run = open_run.get(lab)
-            if run is not None and run[2] == t - 1:
-                run[2] = t
-            else:
-                if run is not None:  # a gap: close the old run, start a renamed one
-                    rows.append([run[0], run[1], run[2], 0])
-                    top += 1
-                    new = top
-                else:
-                    new = lab
-                open_run[lab] = run = [new, t, t]
-            if run[0] != lab:
-                remap.setdefault(t, {})[lab] = run[0]
-    rows.extend([r[0], r[1], r[2], 0] for r in open_run.values())
-    rows.sort()
-    return np.array(rows, dtype=np.int64).reshape(-1, 4), remap
