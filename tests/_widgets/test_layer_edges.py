@@ -180,3 +180,34 @@ def test_relabel_onto_an_id_present_in_the_same_frame_says_it_merged(
     assert proof.relabel(1, 2) and not errors
     assert len(said) == 1 and "object 2 was already there (3 frames)" in said[0]
     assert "one object now" in said[0] and set(np.unique(layer.data[0])) == {0, 2}
+
+
+def test_napari_undo_keys_go_through_the_edit_history(make_napari_viewer, errors):
+    """napari's own Ctrl-Z reverted a brush stroke behind the history's back: the history (and
+    a saved project) kept the stroke, and Proofread's next Undo undid nothing."""
+    from app_model.types import KeyCode, KeyMod
+    from napari.utils.key_bindings import KeyBinding
+
+    from napari_hemd._widgets._layer_state import history_of
+
+    viewer = make_napari_viewer()
+    data = np.zeros((2, 32, 32), np.uint32)
+    data[:, 4:10, 4:10] = 1
+    layer = viewer.add_labels(data.copy(), name="cells")
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = layer
+    proof.scope.value = "all frames"
+    assert proof.relabel(1, 40)
+    layer.paint((0, 20, 20), 7)  # a brush stroke, as napari records it
+    assert [e.name for e in history_of(layer).undo_stack][-1] == "paint"
+
+    def press(key: int) -> None:  # as napari's key handler: the layer's binding, else its class'
+        kb = KeyBinding.from_int(key)
+        (layer.keymap.get(kb) or type(layer).class_keymap[kb])(layer)
+
+    press(KeyMod.CtrlCmd | KeyCode.KeyZ)
+    assert not (layer.data == 7).any() and history_of(layer).undo_stack[-1].name.startswith("rel")
+    assert proof.undo().startswith("relabel")  # the edit before the stroke
+    np.testing.assert_array_equal(layer.data, data)
+    press(KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ)
+    assert (layer.data == 40).sum() == 72 and not errors

@@ -79,14 +79,28 @@ _PAINT_TRACKED: weakref.WeakSet[Labels] = weakref.WeakSet()
 def track_paint(layer: Labels) -> None:
     """Record napari's brush, fill and polygon strokes on ``layer`` in its :func:`history_of`.
 
-    napari keeps strokes in its own undo list (``Ctrl-Z``), which is lost when napari closes; in
-    ours they are saved with the project and undone by Proofread's Undo (``Alt-Z``) in order with
-    merges, splits and swaps. Idempotent.
+    napari keeps strokes in its own undo list, which is lost when napari closes; in ours they
+    are saved with the project and undone by Proofread's Undo (``Alt-Z``) in order with merges,
+    splits and swaps. napari's own undo and redo keys (``Ctrl-Z``, ``Ctrl-Shift-Z``) are bound
+    on the layer to the same history. Idempotent.
     """
     if layer in _PAINT_TRACKED:
         return
     _PAINT_TRACKED.add(layer)
     layer.events.paint.connect(lambda event: record_paint(layer, event.value))
+    # napari's own Ctrl-Z (Cmd-Z) reverted a stroke behind the history's back: the history still
+    # held it (Undo then undid nothing, a saved project kept the stroke): it goes through ours
+    from app_model.types import KeyCode, KeyMod
+
+    undo, redo = KeyMod.CtrlCmd | KeyCode.KeyZ, KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ
+    layer.bind_key(undo, lambda lay: _napari_key_step(lay, redo=False), overwrite=True)
+    layer.bind_key(redo, lambda lay: _napari_key_step(lay, redo=True), overwrite=True)
+
+
+def _napari_key_step(layer: Labels, redo: bool) -> None:
+    """The undo / redo keys of napari on a tracked layer: a step of its history (else napari's)."""
+    if step_history(layer, redo=redo) is None:  # strokes made before the layer was tracked
+        layer.redo() if redo else layer.undo()
 
 
 def record_paint(layer: Labels, atoms) -> Edit | None:

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 CURRENT, ALL = "current frame", "all frames"
 
-#: Shortcuts bound on the edited layer (napari's own Control-Z undoes paint strokes only).
+#: Shortcuts bound on the edited layer; napari's own Ctrl-Z / Ctrl-Shift-Z are bound to Undo /
+#: Redo as well (one history for strokes and edits).
 SHORTCUTS = {
     "Alt-Z": "undo",
     "Alt-Shift-Z": "redo",
@@ -151,6 +152,14 @@ class ProofreadWidget(LayerWidget):
         track_paint(layer)  # brush strokes join the undo history (and the saved project)
         for key, method in SHORTCUTS.items():
             action = getattr(self, method)
+            layer.bind_key(key, lambda _layer, action=action: action(), overwrite=True)
+        from app_model.types import KeyCode, KeyMod
+
+        for key, action in (
+            (KeyMod.CtrlCmd | KeyCode.KeyZ, self.undo),
+            (KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ, self.redo),
+        ):
+            # napari's own keys too: one history (a reopened project's forests rebuilt)
             layer.bind_key(key, lambda _layer, action=action: action(), overwrite=True)
 
     def _editable(self, layer) -> bool:
