@@ -24,6 +24,17 @@ def errors(monkeypatch) -> list[str]:
     return got
 
 
+@pytest.fixture(autouse=True)
+def _no_dialogs(monkeypatch):
+    """A question dialog would wait for a click forever: a test that meets one fails instead."""
+    import napari_hemd._widgets.inspector as inspector
+
+    def ask(text: str, title: str = "") -> bool:
+        raise AssertionError(f"a dialog would have asked: {text}")
+
+    monkeypatch.setattr(inspector, "ask_yes_no", ask)
+
+
 @pytest.fixture
 def viewer(make_napari_viewer):
     """A viewer with the synthetic nuclei video (image, probability, ground truth) as the sample

@@ -139,6 +139,43 @@ def test_lock_and_rerun(viewer, qtbot, errors):
     assert not errors
 
 
+def test_lock_and_rerun_asks_before_it_replaces_hand_edits(viewer, qtbot, errors):
+    """Lock choices and re-run made the labels anew over the Proofread edits made since the run
+    (a deleted cell back, a painted one gone), saying only the object count. It asks now, naming
+    the edits; No keeps them; Yes re-runs (Undo brings them back)."""
+    from napari_hemd._widgets import ProofreadWidget
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.variant.value = "paper"
+    seg.tau.value = 0.3
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["nuclei video labels"]
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    t, pix, parent = _merge_site(labels.metadata["hemd_result"])
+    row = [r.node for r in insp.inspect(t, pix)].index(parent)
+    assert insp.use_candidate(row)  # a choice the re-run keeps: nothing to ask
+    asked: list[str] = []
+    insp.confirm_discard = lambda text: asked.append(text) or False
+    _wait(qtbot, insp.lock_and_rerun())
+    assert not asked
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = labels
+    proof.scope.value = "all frames"
+    victim = int(np.unique(labels.data[t])[-1])
+    assert proof.delete([victim])
+    edited = labels.data.copy()
+    assert insp.lock_and_rerun() is None  # the user said No: nothing re-run
+    assert len(asked) == 1 and f"1 edit(s) made since the run (delete [{victim}])" in asked[0]
+    np.testing.assert_array_equal(labels.data, edited)
+    insp.confirm_discard = lambda text: True
+    _wait(qtbot, insp.lock_and_rerun())
+    assert (labels.data == victim).any()  # re-run: the deleted cell is back ...
+    assert proof.undo().startswith("segment") and not (labels.data == victim).any()  # ... undone
+    assert not errors
+
+
 def _selected(res) -> list[list[int]]:
     return [sorted(int(n) for n in s.nodes) for s in res.selections]
 

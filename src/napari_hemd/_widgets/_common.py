@@ -397,3 +397,15 @@ def add_or_update(viewer, data, name: str, kind: str = "image", **kwargs) -> Lay
         viewer.layers.remove(layer)
     add = viewer.add_labels if kind == "labels" else viewer.add_image
     return add(data, name=name, **kwargs)
+
+
+def ask_yes_no(text: str, title: str = "napari-hemd") -> bool:
+    """Ask the user (a dialog, No by default); True: Yes."""
+    from qtpy.QtWidgets import QMessageBox
+
+    answer = QMessageBox.question(
+        None, title, text,
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )  # fmt: skip
+    return answer == QMessageBox.StandardButton.Yes

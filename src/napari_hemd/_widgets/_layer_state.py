@@ -245,6 +245,26 @@ def step_history(layer: Labels, redo: bool = False) -> Edit | None:
     return e
 
 
+#: Names of the history steps that (re)made a layer's labels from a result.
+RUN_STEPS = ("segment (", "lock and re-run", "re-segment", "revert fine-tune")
+
+
+def edits_since_run(layer: Labels) -> list[str]:
+    """The names of the hand edits made on ``layer`` since its labels were last (re)made by a run.
+
+    Merges, deletions, splits, relabels and brush strokes, which a re-run of H-EMD replaces;
+    not the inspector's candidate choices (they are locks the re-run keeps).
+    """
+    hist = layer.metadata.get(HISTORY_KEY)
+    names: list[str] = []
+    for e in reversed(hist.undo_stack if hist is not None else []):
+        if e.name.startswith(RUN_STEPS):
+            break
+        if not (e.state is not None and LOCKED_KEY in e.state[1]):  # a choice: kept
+            names.append(e.name)
+    return names[::-1]
+
+
 def run_locks(layer: Labels) -> dict:
     """The locks ``layer``'s H-EMD result selected with, for a rebuild that selects alike.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from magicgui.widgets import CheckBox, Container, FloatSlider, Label, PushButton
@@ -15,6 +16,7 @@ from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableW
 from napari_hemd._widgets._common import (
     LayerWidget,
     add_or_update,
+    ask_yes_no,
     full_width,
 )
 from napari_hemd._widgets._layer_state import (
@@ -25,6 +27,7 @@ from napari_hemd._widgets._layer_state import (
     RESULT_KEY,
     SOURCE_KEY,
     apply_edit,
+    edits_since_run,
 )
 from napari_hemd._widgets._paths import (
     COLUMNS,
@@ -55,6 +58,8 @@ class InspectorWidget(StacksMixin, LayerWidget):
 
     def __init__(self, napari_viewer) -> None:
         super().__init__(napari_viewer, labels=True)
+        #: Asked before a re-run replaces hand edits (a dialog; tests replace it).
+        self.confirm_discard: Callable[[str], bool] = ask_yes_no
         self.labels = self.layer_combo(Labels, "labels", lambda ly: RESULT_KEY in ly.metadata)
         self.where = Label(value="click an object (or any pixel) in the labels layer")
         self.table = QTableWidget(0, len(COLUMNS))
@@ -422,6 +427,15 @@ class InspectorWidget(StacksMixin, LayerWidget):
         refused).
         """
         layer = self.labels.value
+        edits = edits_since_run(layer) if isinstance(layer, Labels) else []
+        if edits:  # a re-run makes the labels anew: hand edits since the run would be gone
+            shown = ", ".join(edits[:4]) + (f" and {len(edits) - 4} more" if len(edits) > 4 else "")
+            if not self.confirm_discard(
+                f"The re-run replaces the labels: {len(edits)} edit(s) made since the run "
+                f"({shown}) will be gone (Undo brings them back). Re-run anyway?"
+            ):
+                show_info("Inspector: not re-run; your edits are kept")
+                return None
         if self._per_stack(layer):
             return self._rerun_stacks(layer)
         got = self._result()
