@@ -298,3 +298,34 @@ def test_an_empty_model_name_shows_the_name_it_gives(make_napari_viewer, tmp_pat
     assert w.name.native.placeholderText() == "my-nuclei-tuned"
     w.base.value = shipped
     assert w.name.native.placeholderText() == f"{shipped}-tuned"
+
+
+def test_resegmented_frames_keep_the_ids_of_the_checked_frames_cells(viewer, qtbot, errors):
+    """Re-segment on a linked layer gave the re-segmented frames ids above the checked frames'
+    (an offset), so no cell kept its id across the boundary: every track was cut there. A cell
+    continuing one of the checked frame before now takes its id."""
+    from napari_hemd._widgets import FineTuneWidget, ProofreadWidget, SegmentWidget
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video image"]
+    seg.model.value = "nuclei-fluo"
+    seg.tta.value = 1
+    seg.link.value = True
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["nuclei video image labels"]
+    before = labels.data.copy()
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = labels
+    proof.mark_checked(0)
+    proof.mark_checked(1)
+    tune = FineTuneWidget(viewer)
+    tune.image.value, tune.labels.value = viewer.layers["nuclei video image"], labels
+    _wait(qtbot, tune.resegment(model="nuclei-fluo"))  # the same model: the same cells
+    after = labels.data
+    np.testing.assert_array_equal(after[:2], before[:2])
+    shared = [int(i) for i in np.intersect1d(after[1], after[2]) if i]
+    assert len(shared) >= 0.8 * (len(np.unique(before[2])) - 1)  # tracks go on across 1 -> 2
+    for i in shared:  # the same cell (the video's nuclei move little from frame to frame)
+        a, b = after[2] == i, after[1] == i
+        assert (a & b).sum() / (a | b).sum() > 0.5
+    assert not errors

@@ -340,10 +340,16 @@ class FineTuneWidget(LayerWidget):
             # ids above the checked frames' ones: a re-segmented object never takes a kept id
             offset = int(max((new[t].max() for t in keep), default=0)) if labels.ndim >= 3 else 0
             fresh = seg.labels.astype(new.dtype, copy=False)
+            carried = None
             if labels.ndim >= 3:
                 for t in todo:
                     f = fresh[t]
                     new[t] = np.where(f > 0, f + offset, 0)
+                if keep and (old_params.get("link") or seg.tracks is not None):
+                    from napari_hemd.core.linking import carry_ids
+
+                    # linked: a cell keeps its id across the checked/re-segmented boundary
+                    carried = carry_ids(new, todo)
             else:
                 new = fresh
             prob_name = f"{base_name(image.name)} probability ({name})"
@@ -372,9 +378,10 @@ class FineTuneWidget(LayerWidget):
             if apply_edit(labels, f"re-segment {len(todo)} frames with {name}", new, state=state):
                 self._undo = (labels, history_of(labels).undo_stack[-1], prob)
                 self.revert_button.enabled = True
+            ids = "" if carried is None else f", {carried} object(s) keep their ids across"
             show_info(
                 f"Fine-tune: {len(todo)} unchecked frame(s) re-segmented with {name!r}; checked "
-                f"frames {sorted(checked)} kept. Revert brings the previous labels back"
+                f"frames {sorted(checked)} kept{ids}. Revert brings the previous labels back"
             )
 
         return self.run_workflow(gen, done, self.resegment_button, self.cancel_button, "Re-segment")

@@ -79,6 +79,60 @@ def link_labels(
     return out, linker.tracks()
 
 
+def _matched(prev: np.ndarray, cur: np.ndarray, delta: float, min_iou: float):
+    """One-to-one matches ``{cur id: prev id}`` of two frames (EMD matching, IoU >= min_iou).
+
+    Also returns the overlap matrix and both frames' areas per id.
+    """
+    na, nb = int(prev.max()), int(cur.max())
+    inter = _overlaps(prev, cur, na, nb)
+    area_a = np.bincount(prev.ravel(), minlength=na + 1)
+    area_b = np.bincount(cur.ravel(), minlength=nb + 1)
+    rows, cols, iou = emd_matching(inter, area_a, area_b, delta)
+    good = iou >= min_iou
+    return dict(zip(cols[good].tolist(), rows[good].tolist(), strict=True)), inter, area_a, area_b
+
+
+def _divisions(links, inter, area_a, area_b, delta: float, division_cover: float) -> dict:
+    """Divisions ``{mother: [daughter, daughter]}`` between two frames.
+
+    A mother covering two objects of the next frame (each ``division_cover`` inside it, their
+    sum its size within ``delta``), neither matched to another object.
+    """
+    coo = sp.coo_matrix(inter)
+    cover = coo.data / np.maximum(area_b[coo.col], 1)
+    daughters: dict[int, list[int]] = {}
+    for m, d, c in zip(coo.row.tolist(), coo.col.tolist(), cover.tolist(), strict=True):
+        if m and d and c >= division_cover:
+            daughters.setdefault(m, []).append(d)
+    out = {}
+    for m, ds in daughters.items():
+        if len(ds) != 2 or abs(area_b[ds].sum() - area_a[m]) / area_a[m] >= delta:
+            continue
+        if all(d not in links or links[d] == m for d in ds):
+            out[m] = ds
+    return out
+
+
+def match_ids(
+    prev, cur, *, delta: float = 0.5, min_iou: float = 0.2, division_cover: float = 0.6
+) -> dict[int, int]:
+    """Which object of ``prev`` each object of ``cur`` continues: ``{cur id: prev id}``.
+
+    The one-to-one overlap matching :func:`link_labels` links neighbouring frames with (the
+    EMD matching of their objects, size change below ``delta``, IoU >= ``min_iou``); objects of
+    ``cur`` that continue none, and the two daughters of a division, are left out.
+    """
+    prev, cur = np.asarray(prev), np.asarray(cur)
+    if not prev.any() or not cur.any():
+        return {}
+    links, inter, area_a, area_b = _matched(prev, cur, delta, min_iou)
+    for ds in _divisions(links, inter, area_a, area_b, delta, division_cover).values():
+        for d in ds:
+            links.pop(d, None)
+    return {int(d): int(m) for d, m in links.items() if d and m}
+
+
 class FrameLinker:
     """:func:`link_labels` one frame at a time: frames pushed in order come back relabelled.
 
@@ -109,27 +163,10 @@ class FrameLinker:
         ids = ids[ids > 0]
         cur_map: dict[int, int] = {}
         if prev is not None and ids.size and prev_map:
-            na, nb = int(prev.max()), int(cur.max())
-            inter = _overlaps(prev, cur, na, nb)
-            area_a = np.bincount(prev.ravel(), minlength=na + 1)
-            area_b = np.bincount(cur.ravel(), minlength=nb + 1)
-            rows, cols, iou = emd_matching(inter, area_a, area_b, delta)
-            good = iou >= self.min_iou
-            links = dict(zip(cols[good].tolist(), rows[good].tolist(), strict=True))
-            # Divisions: a mother covering two instances of the next frame.
-            coo = sp.coo_matrix(inter)
-            cover = coo.data / np.maximum(area_b[coo.col], 1)
-            daughters: dict[int, list[int]] = {}
-            for m, d, c in zip(coo.row.tolist(), coo.col.tolist(), cover.tolist(), strict=True):
-                if m and d and c >= self.division_cover and m in prev_map:
-                    daughters.setdefault(m, []).append(d)
-            for m, ds in daughters.items():
-                if len(ds) != 2:
-                    continue
-                total = area_b[ds].sum()
-                if abs(total - area_a[m]) / area_a[m] >= delta:
-                    continue
-                if not all(d not in links or links[d] == m for d in ds):
+            links, inter, area_a, area_b = _matched(prev, cur, delta, self.min_iou)
+            divided = _divisions(links, inter, area_a, area_b, delta, self.division_cover)
+            for m, ds in divided.items():
+                if m not in prev_map:
                     continue
                 for d in ds:
                     links.pop(d, None)
@@ -316,3 +353,41 @@ def lineage_after_edits(labels, tracks) -> tuple[np.ndarray, np.ndarray]:
         if parent and begin == int(row[1]) and begin > 0:
             row[3] = by_end.get((parent, begin - 1), 0)  # the parent ends just before
     return labels, new
+
+
+def carry_ids(labels: np.ndarray, redone, **match) -> int:
+    """Give the objects of re-segmented frames the ids of the kept frames' objects they continue.
+
+    ``labels`` (frames first) are linked (an object keeps its id from frame to frame), but the
+    frames ``redone`` were segmented again: their ids are consistent among themselves and apart
+    from the other frames'. Each run of consecutive redone frames takes, for every object that
+    continues an object of the kept frame just before the run (:func:`match_ids`), else of the
+    one just after it, that object's id, in all of the run's frames; the others keep theirs.
+    In place. Returns the number of objects that took a kept id.
+    """
+    n = labels.shape[0]
+    todo = sorted({int(t) for t in redone})
+    runs: list[list[int]] = []
+    for t in todo:
+        if runs and runs[-1][-1] == t - 1:
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    carried = 0
+    for run in runs:
+        a, b = run[0], run[-1]
+        block = labels[a : b + 1]
+        present = set(np.unique(block).tolist())
+        mapping: dict[int, int] = {}
+        for kept, edge in ((a - 1, a), (b + 1, b)):
+            if not 0 <= kept < n or kept in todo:
+                continue
+            for f, k in match_ids(labels[kept], labels[edge], **match).items():
+                if f not in mapping and k not in mapping.values() and k not in present:
+                    mapping[f] = k
+        if mapping:
+            lut = np.arange(max(int(block.max()), *mapping.values()) + 1, dtype=labels.dtype)
+            lut[list(mapping)] = list(mapping.values())
+            labels[a : b + 1] = lut[block]
+            carried += len(mapping)
+    return carried
