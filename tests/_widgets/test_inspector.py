@@ -556,4 +556,6 @@ def test_a_speck_that_gives_the_object_its_shape_locks_the_object(viewer, qtbot,
     rows = insp.inspect(t, (int(yx[0]), int(yx[1])))
     assert insp.use_candidate(next(i for i, r in enumerate(rows) if r.node == c))
     assert labels.metadata["hemd_locked"][t] == [n]
-    assert f"candidate #{n} is already object" in infos[-1]
+    # the candidate picked is named, and why the object did not change (it named only #n)
+    assert f"candidate #{c} has no other candidate beside it" in infos[-1]
+    assert f"keeps its shape (candidate #{n}, locked" in infos[-1]

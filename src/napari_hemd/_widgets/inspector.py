@@ -335,6 +335,7 @@ class InspectorWidget(StacksMixin, LayerWidget):
         forest = res.forests[self.frame]
         new = choose_candidate(frame, forest, node, label, next_free_id(layer.data), prob=prob)
         same_shape = np.array_equal(new, frame)
+        picked = node
         shown = next((r.node for r in self.rows if r.chosen), None)
         if same_shape and shown is not None:
             # a speck inside the object whose fill gives back its shape: lock the candidate the
@@ -355,18 +356,28 @@ class InspectorWidget(StacksMixin, LayerWidget):
             locked[self.frame] = replace_locks(locked.get(self.frame, []), forest, chosen)
             at = f"frame {self.frame}"
         if same_shape and locked == locked_choices(layer.metadata.get(LOCKED_KEY)):
-            self._used(False, node, label, siblings, at)  # nothing to record (no empty Undo)
+            self._used(False, node, label, siblings, at, picked)  # nothing to record
             return False
         # the lock is part of the edit: undoing the swap also forgets the choice
         name = f"lock candidate {node} ({at})" if same_shape else f"use candidate {node} ({at})"
         apply_edit(layer, name, new, where, state={LOCKED_KEY: locked})
-        self._used(not same_shape, node, label, siblings, at)
+        self._used(not same_shape, node, label, siblings, at, picked)
         self.inspect(self.frame, self.pixel)
         return True
 
     @staticmethod
-    def _used(changed: bool, node: int, label: int, siblings: list[int], where: str) -> None:
+    def _used(
+        changed: bool, node: int, label: int, siblings: list[int], where: str, picked: int
+    ) -> None:
         """Say what *Use this candidate* did (a table row's swap shows nowhere else)."""
+        if not changed and picked != node:  # a part with no sibling: the rest went back to it
+            show_info(
+                f"Inspector: {where}: candidate #{picked} has no other candidate beside it in "
+                f"object {label}: the object's other pixels go back to it, so the object keeps "
+                f"its shape (candidate #{node}, locked for a re-run of H-EMD). To make it "
+                "smaller, erase with the brush"
+            )
+            return
         if not changed:
             show_info(
                 f"Inspector: {where}: candidate #{node} is already object {label}'s shape "
