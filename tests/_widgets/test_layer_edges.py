@@ -211,3 +211,28 @@ def test_napari_undo_keys_go_through_the_edit_history(make_napari_viewer, errors
     np.testing.assert_array_equal(layer.data, data)
     press(KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ)
     assert (layer.data == 40).sum() == 72 and not errors
+
+
+def test_proofread_edits_a_stack_s_3d_objects(make_napari_viewer, errors):
+    """On one (Z, Y, X) stack (a 3D model's labels, or a first axis named z), Delete cells cut
+    by the edge cut nuclei slice by slice (half of one gone, one on the top face kept) and a
+    split by seeds split only the slice on screen. Both work on the 3D objects now."""
+    viewer = make_napari_viewer()
+    data = np.zeros((10, 32, 32), np.uint32)
+    data[2:8, 0:8, 10:18] = 1  # touches the y edge in its slices only
+    data[0:4, 12:20, 12:20] = 2  # touches the bottom face (slice 0)
+    data[3:9, 22:30, 4:28] = 3  # inside: to split
+    layer = viewer.add_labels(data.copy(), name="stack", axis_labels=("z", "y", "x"))
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = layer
+    proof.scope.value = "current frame"
+    viewer.dims.set_current_step(0, 5)
+    assert proof.delete_border()
+    assert set(np.unique(layer.data)) == {0, 3}  # 1 and 2 whole, whatever the scope
+    seeds = viewer.add_points([[5, 26, 6], [5, 26, 25]])
+    assert proof.split(seeds)
+    parts = np.unique(layer.data[3:9][data[3:9] == 3])
+    assert len(parts) == 2  # the 3D object, every slice of it, in two
+    for z in range(3, 9):
+        assert set(np.unique(layer.data[z][data[z] == 3])) == set(parts.tolist())
+    assert not errors

@@ -245,6 +245,16 @@ def step_history(layer: Labels, redo: bool = False) -> Edit | None:
     return e
 
 
+def is_one_stack(layer) -> bool:
+    """Whether a 3D labels layer is one stack of 3D objects rather than a movie of 2D frames.
+
+    Its first axis is named z, or Segment made it from a stack with a 3D model (three planes).
+    """
+    first = str((getattr(layer, "axis_labels", None) or ("",))[0]).lower()
+    planes = ((getattr(layer, "metadata", None) or {}).get(PARAMS_KEY) or {}).get("planes")
+    return bool(getattr(layer, "ndim", 0) == 3 and (first == "z" or planes == 3))
+
+
 #: Names of the history steps that (re)made a layer's labels from a result.
 RUN_STEPS = ("segment (", "lock and re-run", "re-segment", "revert fine-tune")
 

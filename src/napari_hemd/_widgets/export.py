@@ -22,6 +22,7 @@ from napari_hemd._widgets._layer_state import (
     MODEL_KEY,
     PARAMS_KEY,
     RESULT_KEY,
+    is_one_stack,
 )
 from napari_hemd.io import add_ome_zarr_labels, is_ome_zarr, write_labels, write_ome_zarr_labels
 from napari_hemd.io.ome_zarr import axes_from_names
@@ -98,10 +99,7 @@ class ExportWidget(LayerWidget):
         box is ticked.
         """
         self.intensity.reset_choices()
-        layer = self.labels.value
-        first = str((getattr(layer, "axis_labels", None) or ("",))[0]).lower()
-        planes = ((getattr(layer, "metadata", None) or {}).get(PARAMS_KEY) or {}).get("planes")
-        self.volume.value = bool(getattr(layer, "ndim", 0) == 3 and (first == "z" or planes == 3))
+        self.volume.value = is_one_stack(self.labels.value)
         self._show_table_options()
 
     def _show_table_options(self, _=None) -> None:

@@ -20,6 +20,7 @@ from napari_hemd._widgets._common import LayerWidget
 from napari_hemd._widgets._layer_state import (
     apply_edit,
     checked_frames,
+    is_one_stack,
     needs_rebuild,
     set_checked,
     step_history,
@@ -238,9 +239,20 @@ class ProofreadWidget(LayerWidget):
         return self._edit(f"delete {ids}", lambda a: merge_labels(a, [0, *ids]))
 
     def delete_border(self) -> bool:
-        """Remove the objects that touch the image's edge, in each frame of the scope."""
+        """Remove the objects that touch the image's edge, in each frame of the scope.
+
+        One stack of 3D objects (:func:`is_one_stack`): the objects touching any face of the
+        volume, whole (whatever the scope: a slice's edge is not the stack's).
+        """
         from napari_hemd.core.cells import clear_border_objects
 
+        layer = self.labels.value
+        if is_one_stack(layer) and self._editable(layer):
+            new = clear_border_objects(np.asarray(layer.data))
+            if not apply_edit(layer, "delete cells cut by the stack's faces", new):
+                show_info("Proofread: nothing changed (no object touches the stack's faces)")
+                return False
+            return True
         got = self._target()
         if got is None:
             return False
@@ -288,7 +300,8 @@ class ProofreadWidget(LayerWidget):
         world = np.asarray(pts.data) * np.asarray(pts.scale) + np.asarray(pts.translate)
         coords = (world - np.asarray(layer.translate)) / np.asarray(layer.scale)
         coords = np.round(coords).astype(np.int64)
-        frame = self._layer_frame(layer)
+        # one stack: its 3D object is split (seeds on any slices); a movie: the frame on screen
+        frame = None if is_one_stack(layer) else self._layer_frame(layer)
         if frame == -1:
             return False
         if frame is not None:
