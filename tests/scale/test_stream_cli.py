@@ -58,6 +58,28 @@ def test_stream_cli_follow(video, tmp_path, capsys):
         assert "--follow segments probabilities another process writes" in capsys.readouterr().err
 
 
+def test_follow_refuses_bad_input_and_keeps_the_old_output(video, tmp_path, capsys):
+    """stream --follow --overwrite removed the existing labels before it looked at the input: a
+    refused input (values above 1) left no output at all. And a raw movie was segmented as
+    probabilities (one object covering each frame, exit 0); without --follow it is refused."""
+    from napari_hemd.data.synthetic import nuclei_video
+
+    out = tmp_path / "lab.zarr"
+    good = tmp_path / "good.zarr"
+    zarr.create_array(str(good), data=video, chunks=(1, 96, 96))
+    assert main(["stream", str(good), "-o", str(out), "--iterations", "2", "--no-progress"]) == 0
+    before = zarr.open_array(str(out))[:]
+    raw = nuclei_video(n_frames=4, shape=(96, 96), n_cells=8, seed=1)["image"]
+    bad = {"over": video * 3, "raw": (raw / raw.max() * 3000 + 200).astype(np.uint16)}
+    for name, data in bad.items():
+        src = tmp_path / f"{name}.zarr"
+        zarr.create_array(str(src), data=data, chunks=(1, 96, 96))
+        argv = ["stream", str(src), "-o", str(out), "--follow", "0", "--overwrite"]
+        assert main(argv) == 2
+        np.testing.assert_array_equal(zarr.open_array(str(out))[:], before)  # as it was
+    assert "does not look like a probability map" in capsys.readouterr().err
+
+
 def test_unreachable_scheduler_is_one_line(prob_zarr, tmp_path, capsys):
     dask = pytest.importorskip("dask")
     pytest.importorskip("distributed")

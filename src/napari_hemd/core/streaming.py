@@ -767,9 +767,20 @@ def hemd_follow(
     from napari_hemd._atomic import check_output_path
 
     output = check_output_path(output, overwrite=overwrite, inputs=[source])
-    if output.exists():
-        shutil.rmtree(output)
-    frames = follow_zarr(source, poll=poll, idle_timeout=idle_timeout, sleep=sleep)
+
+    def checked(frames):  # a raw movie is refused at its first frame, as hemd_stream does
+        from napari_hemd.core.validation import not_a_probability_map
+
+        for i, frame in enumerate(frames):
+            why = not_a_probability_map(np.asarray(frame)) if i == 0 else None
+            if why:
+                raise ValueError(
+                    f"source {str(source)!r} does not look like a probability map ({why}). "
+                    "Predict its probabilities first (napari-hemd predict ... -o PROB.zarr)"
+                )
+            yield frame
+
+    frames = checked(follow_zarr(source, poll=poll, idle_timeout=idle_timeout, sleep=sleep))
     z = None
     for t, lab in hemd_online(frames, chunk=chunk, halo=halo, **params):
         if exclude_border:
@@ -777,6 +788,10 @@ def hemd_follow(
 
             lab = clear_border_objects(lab)
         if z is None:
+            # an existing output is replaced once the input gave its first labels (a refused
+            # input, a typo, leaves it as it was)
+            if output.exists():
+                shutil.rmtree(output)
             z = zarr.create_array(
                 str(output), shape=(0, *lab.shape), chunks=(1, *lab.shape), dtype=np.uint32
             )
