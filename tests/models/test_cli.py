@@ -586,3 +586,27 @@ def test_init_that_is_no_model_names_the_option(folder, capsys):
     assert main([*argv, "-o", str(folder / "t.pt")]) == 2
     err = capsys.readouterr().err
     assert "--init: " in err and "it is a text file" in err and "KeyError" not in err
+
+
+def test_train_never_replaces_its_data_and_names_bad_files(folder, capsys):
+    """train -o took any name: with --overwrite a training image (or a movie given by mistake)
+    became a model file, and the next train failed with 'not a TIFF file' naming no file.
+    Negative ids in a mask gave numpy's bincount message."""
+    data = folder / "data"
+    image = data / "images" / "im0.tif"
+    kept = image.read_bytes()
+    argv = ["train", "--data", str(data), "--steps", "1", "--no-progress", "--no-calibrate"]
+    assert main([*argv, "-o", str(image), "--overwrite"]) == 2
+    assert "-o/--output must be a model file ending in .pt" in capsys.readouterr().err
+    assert image.read_bytes() == kept
+    (data / "images" / "im1.tif").write_bytes(b"PK\x03\x04 not a tiff")
+    assert main([*argv, "-o", str(folder / "m.pt")]) == 2
+    assert f"data {str(data / 'images' / 'im1.tif')!r} is not a readable TIFF" in (
+        capsys.readouterr().err
+    )
+    (data / "images" / "im1.tif").write_bytes(kept)
+    lab = tifffile.imread(data / "labels" / "im2.tif").astype(np.int32)
+    tifffile.imwrite(data / "labels" / "im2.tif", -lab)
+    assert main([*argv, "-o", str(folder / "m.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "im2.tif" in err and "expected instance labels (whole numbers >= 0)" in err

@@ -240,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd.models import TrainConfig, load_samples, split_samples, train_model
 
     out = Path(args.output)
+    if out.suffix.lower() != ".pt":  # a TIFF or a folder given by mistake is never replaced
+        raise ValueError(f"-o/--output must be a model file ending in .pt; got {str(out)!r}")
     if out.exists() and not (args.overwrite or args.resume):
         raise FileExistsError(f"output {str(out)!r} already exists; pass --overwrite")
     if not out.parent.is_dir():

@@ -108,8 +108,6 @@ def load_samples(
     list of Sample
         Sorted by frame number / file name.
     """
-    import tifffile
-
     if masks not in ("auto", "st", "gt"):
         raise ValueError(f"masks must be 'auto', 'st' or 'gt'; got {masks!r}")
     norm = normalization or DEFAULT_NORMALIZATION
@@ -154,8 +152,12 @@ def load_samples(
         )
     samples = []
     for img_path, lab_path, name, source in pairs:
-        img = tifffile.imread(img_path)
-        lab = tifffile.imread(lab_path)
+        img, lab = _read_tiff(img_path), _read_tiff(lab_path)
+        if lab.size and (lab.min() < 0 or not np.array_equal(lab, np.round(lab))):
+            raise ValueError(
+                f"data {str(lab_path)!r}: expected instance labels (whole numbers >= 0); got "
+                f"{lab.dtype} values from {lab.min()} to {lab.max()}"
+            )
         if img.ndim == 3 and img.shape[-1] in (3, 4):
             img = img[..., :3].mean(-1)
         if img.shape != lab.shape:
@@ -166,6 +168,16 @@ def load_samples(
         samples.append(Sample(image, lab.astype(np.int32), name, source))
     logger.info("loaded %d samples from %s", len(samples), path)
     return samples
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """A training image or mask; a file that is no readable TIFF is named."""
+    import tifffile
+
+    try:
+        return tifffile.imread(path)
+    except Exception as e:
+        raise ValueError(f"data {str(path)!r} is not a readable TIFF ({e})") from e
 
 
 def _is_project(path: Path) -> bool:
