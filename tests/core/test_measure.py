@@ -175,3 +175,26 @@ def test_cli_refuses_a_raw_image_as_labels(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "LABELS: " in err and "looks like a raw image, not instance labels" in err
     assert err.count("\n") == 1 and not (tmp_path / "t.csv").exists()
+
+
+def test_negative_and_huge_ids(tmp_path, capsys):
+    """measure dropped negative ids (an empty table, exit 0) and failed on ids like 2**40 + k
+    (an empty error line; link_labels asked for 4 TiB). Negative ids are refused; huge ones are
+    measured (and linked) under the ids given."""
+    from napari_hemd.core.linking import link_labels
+
+    lab = np.zeros((2, 24, 24), np.int64)
+    lab[:, 2:8, 2:8], lab[:, 12:20, 12:20] = 2**40 + 3, 2**40 + 9
+    table = measure_objects(lab)
+    assert table["label"].tolist() == [2**40 + 3, 2**40 + 9] * 2
+    assert table["area"].tolist() == [36, 64] * 2
+    linked, tracks = link_labels(lab)
+    assert len(tracks) == 2 and len(np.unique(linked)) == 3
+    with pytest.raises(
+        ValueError, match=r"labels: expected ids >= 0; got minimum -\d+ \(frame 0\)"
+    ):
+        measure_objects(-lab)
+    tifffile.imwrite(tmp_path / "neg.tif", -np.where(lab > 0, lab - 2**40, 0).astype(np.int32))
+    assert main(["measure", str(tmp_path / "neg.tif"), "-o", str(tmp_path / "t.csv")]) == 2
+    assert "expected ids >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "t.csv").exists()

@@ -107,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             msg = f"{exc.strerror} while writing; nothing was replaced and no partial file is left"
         msg = str(msg).replace("pass overwrite=True (--overwrite)", "pass --overwrite")
+        if not msg.strip():  # a bare MemoryError() and the like: never an empty error line
+            msg = f"{type(exc).__name__} (no message) in napari-hemd {args.command}"
+            if isinstance(exc, MemoryError):
+                msg = "out of memory (MemoryError): the input needs more memory than is free"
         print(f"napari-hemd {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -108,7 +108,17 @@ def measure_objects(
     for t in range(n_t):  # an empty frame gives empty columns: every column is always there
         lab = np.asarray(labels[t] if frames else labels)
         img = None if image is None else np.asarray(image[t] if frames else image)
+        ids = None
+        if lab.size and int(lab.min()) < 0:
+            where = f" (frame {t})" if frames else ""
+            raise ValueError(f"labels: expected ids >= 0; got minimum {int(lab.min())}{where}")
+        if lab.size and int(lab.max()) > max(4 * lab.size, 2**20):
+            # ids far beyond the objects (2**40 + k): measured as consecutive ids, named as given
+            ids, inverse = np.unique(lab, return_inverse=True)
+            lab = inverse.reshape(lab.shape)
         table = regionprops_table(lab, intensity_image=img, properties=props)
+        if ids is not None:
+            table["label"] = ids[np.asarray(table["label"], dtype=np.int64)]
         n = len(table["label"])
         row: dict[str, np.ndarray] = {
             "frame": np.full(n, t, np.int64),
