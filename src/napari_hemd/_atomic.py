@@ -224,13 +224,18 @@ def _lock_path(path: Path) -> Path:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a killed one its parent has not reaped yet does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
-    return True
+    try:  # Linux: a zombie ("Z") still answers kill(pid, 0) but writes nothing any more
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (macOS, Windows): the signal's answer
+        return True
 
 
 @contextlib.contextmanager

@@ -431,6 +431,8 @@ def segment_image_workflow(
         )
     if len(shape) >= 3 and shape[0] == 0:
         raise ValueError("image has no frames (shape[0] == 0)")
+    if 0 in shape:
+        raise ValueError(f"image is empty (shape {shape}): no pixels to segment")
     if params.get("axis", 0) not in (0, -3):
         raise ValueError(f"axis must be 0 (frames first) with a model; got {params['axis']}")
     params.pop("axis", None)
@@ -444,6 +446,8 @@ def segment_image_workflow(
         raise ValueError(f"grow_threshold must be in (0, 1]; got {grow_threshold!r}")
     if grow is not None and not int(grow) >= 0:
         raise ValueError(f"grow must be >= 0 pixels; got {grow!r}")
+    if threads is not None and not int(threads) >= 1:
+        raise ValueError(f"threads must be >= 1; got {threads!r}")
     from napari_hemd._memory import MODEL_BYTES_PER_PIXEL, check_fits_in_memory
 
     own = image.dtype.itemsize if isinstance(image, np.ndarray) else 0  # already in memory

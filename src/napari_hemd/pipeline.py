@@ -144,6 +144,7 @@ def stream_stacks(
         _partial_path,
         _source_id,
         announce_resume,
+        dropped_unless_begun,
         publish,
     )
     from napari_hemd.models.prediction import _resolve_model
@@ -204,60 +205,62 @@ def stream_stacks(
             if on_stack:
                 on_stack(int(t))
 
-        todo = [t for t in range(n) if t not in state.segmented]
-        task, task_data = _segment_stack, data
-        if maps_group is not None:  # the maps a model predicted: segmented, not predicted
-            task, task_data = _segment_maps_stack, maps_group
-        if client is None:
-            for t in todo:
-                finished(task(loaded, task_data, t, str(raw), method, kwargs))
-        else:
-            task_model = model
-            if not isinstance(model, (str, os.PathLike)):
-                task_model = client.scatter(loaded, broadcast=True)
-            elif _model_key(model)[0] == "file":  # a remote worker's directory is not ours
-                task_model = str(Path(model).resolve())
-            if isinstance(data, np.ndarray):
-                task_data = client.scatter(data, broadcast=True)
-            task_kwargs = dict(kwargs)
-            if maps_group is None:
-                task_kwargs["threads"] = kwargs.get("threads") or 1
-            futures = [
-                client.submit(
-                    task, task_model, task_data, t, str(raw.resolve()), method, task_kwargs,
-                    pure=False,
-                )
-                for t in todo
-            ]  # fmt: skip
-            _gather_as_completed(client, futures, finished)
-        params = dict(state.params)
-        attrs = {**params, "stack_by_stack": True}
-        if isinstance(model, (str, os.PathLike)):
-            attrs["model"] = str(model)
-        store = raw
-        if params.get("link"):  # the same object keeps its id over time: link in order
-            store = partial / f"labels-{sig}.zarr"
-            stacks = zarr.open_array(str(raw), mode="r")
-            if state.linked == 0 or not store.exists():
-                zarr.create_array(
-                    str(store), shape=shape, chunks=(1, 1, *shape[2:]), dtype=np.uint32,
-                    fill_value=0,
-                )  # fmt: skip
-                state.linked, state.linker = 0, None
-            z = zarr.open_array(str(store), mode="r+")
-            linker = FrameLinker()
-            if state.linked:
-                linker = FrameLinker.from_state(state.linker, stacks[state.linked - 1])
-            for t in range(state.linked, n):
-                z[t] = linker.push(stacks[t])
-                state.linked, state.linker = t + 1, linker.state()
-                state.save()
-                if progress:
-                    progress("link", t + 1, n)
-            attrs["link_time"] = True
-            attrs["tracks"] = linker.tracks().tolist()
-        zarr.open_array(str(store), mode="r+").attrs.update(attrs)
-        return publish(store, output, partial)
+        # a failure before any stack is done leaves no partial folder
+        with dropped_unless_begun(partial, lambda: bool(state.segmented)):
+            todo = [t for t in range(n) if t not in state.segmented]
+            task, task_data = _segment_stack, data
+            if maps_group is not None:  # the maps a model predicted: segmented, not predicted
+                task, task_data = _segment_maps_stack, maps_group
+            if client is None:
+                for t in todo:
+                    finished(task(loaded, task_data, t, str(raw), method, kwargs))
+            else:
+                task_model = model
+                if not isinstance(model, (str, os.PathLike)):
+                    task_model = client.scatter(loaded, broadcast=True)
+                elif _model_key(model)[0] == "file":  # a remote worker's directory is not ours
+                    task_model = str(Path(model).resolve())
+                if isinstance(data, np.ndarray):
+                    task_data = client.scatter(data, broadcast=True)
+                task_kwargs = dict(kwargs)
+                if maps_group is None:
+                    task_kwargs["threads"] = kwargs.get("threads") or 1
+                futures = [
+                    client.submit(
+                        task, task_model, task_data, t, str(raw.resolve()), method, task_kwargs,
+                        pure=False,
+                    )
+                    for t in todo
+                ]  # fmt: skip
+                _gather_as_completed(client, futures, finished)
+            params = dict(state.params)
+            attrs = {**params, "stack_by_stack": True}
+            if isinstance(model, (str, os.PathLike)):
+                attrs["model"] = str(model)
+            store = raw
+            if params.get("link"):  # the same object keeps its id over time: link in order
+                store = partial / f"labels-{sig}.zarr"
+                stacks = zarr.open_array(str(raw), mode="r")
+                if state.linked == 0 or not store.exists():
+                    zarr.create_array(
+                        str(store), shape=shape, chunks=(1, 1, *shape[2:]), dtype=np.uint32,
+                        fill_value=0,
+                    )  # fmt: skip
+                    state.linked, state.linker = 0, None
+                z = zarr.open_array(str(store), mode="r+")
+                linker = FrameLinker()
+                if state.linked:
+                    linker = FrameLinker.from_state(state.linker, stacks[state.linked - 1])
+                for t in range(state.linked, n):
+                    z[t] = linker.push(stacks[t])
+                    state.linked, state.linker = t + 1, linker.state()
+                    state.save()
+                    if progress:
+                        progress("link", t + 1, n)
+                attrs["link_time"] = True
+                attrs["tracks"] = linker.tracks().tolist()
+            zarr.open_array(str(store), mode="r+").attrs.update(attrs)
+            return publish(store, output, partial)
 
 
 class _StacksState:

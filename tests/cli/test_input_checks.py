@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import numpy as np
 import pytest
 import tifffile
@@ -255,3 +258,62 @@ def test_information_is_a_note_not_a_warning(video, tmp_path, caplog):
     left_out = [r for r in caplog.records if "maxvalue left out" in r.getMessage()]
     assert [r.levelname for r in left_out] == ["note"]
     assert NOTE > logging.INFO and NOTE < logging.WARNING
+
+
+def test_empty_inputs_bad_threads_and_tiles_are_one_line_and_leave_nothing(tmp_path, capsys):
+    """--threads 0 / -1 gave torch's traceback, an input with a zero-length axis with --model
+    numpy's, --tile -16 was taken for untiled, zero frames were written as an empty store, and a
+    refused or crashed stream left a hidden .NAME.partial folder beside the output."""
+    np.save(tmp_path / "flat.npy", np.zeros((3, 0, 64), np.uint16))
+    np.save(tmp_path / "none.npy", np.zeros((0, 64, 64), np.float32))
+    nan = np.random.default_rng(0).random((4, 64, 64)).astype(np.float32)
+    nan[1, 3, 3] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    model = ["--model", "nuclei-fluo", "--no-progress"]
+    flat, none = str(tmp_path / "flat.npy"), str(tmp_path / "none.npy")
+    out, lab = str(tmp_path / "o.tif"), str(tmp_path / "o.zarr")
+    for argv, said in (
+        (["segment", flat, "-o", out, *model, "--threads", "0"], "--threads: expected a whole"),
+        (["predict", flat, "-o", lab, *model, "--threads", "-1"], "--threads: expected a whole"),
+        (["segment", flat, "-o", out, *model], "image is empty (shape (3, 0, 64))"),
+        (["predict", flat, "-o", out, *model], "image is empty"),
+        (["stream", flat, "-o", lab, *model], "image is empty"),
+        (["predict", none, "-o", lab, *model], "image is empty (shape (0, 64, 64))"),
+        (["stream", none, "-o", lab, "--no-progress"], "prob is empty (shape (0, 64, 64))"),
+        (["stream", str(tmp_path / "nan.npy"), "-o", lab, "--no-progress"], "must be finite"),
+    ):
+        with pytest.raises(SystemExit) if "--threads" in said else contextlib.nullcontext():
+            assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.npy", "nan.npy", "none.npy"]
+    from napari_hemd.models.prediction import resolve_tiling
+
+    with pytest.raises(ValueError, match=r"tile must be 0 \(untiled\) or a positive multiple"):
+        resolve_tiling((64, 64), -16, None, 16)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_lock_of_a_killed_unreaped_run_is_stale(tmp_path):
+    """A run killed with SIGKILL whose parent had not reaped it yet (a zombie) kept its output
+    locked: kill(pid, 0) answers for zombies."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from napari_hemd._atomic import _alive
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert _alive(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        for _ in range(100):  # killed, not reaped (no wait() yet): a zombie
+            state = open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                break
+            time.sleep(0.05)
+        assert not _alive(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()

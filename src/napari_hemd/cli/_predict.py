@@ -13,6 +13,8 @@ logger = logging.getLogger(__name__)
 
 def register(subparsers) -> None:
     """Add the ``predict`` subcommand."""
+    from napari_hemd.cli._segment import positive_int
+
     p = subparsers.add_parser(
         "predict",
         help="predict foreground probability (and more) with a shipped or trained model",
@@ -54,7 +56,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda ...")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
     p.add_argument("--ranges", default=None, help="affinity ranges at inference, e.g. 1,3,5,9,27")
     p.add_argument("--neighbourhood", type=int, choices=(4, 8), default=None)
     p.add_argument("--min-size", type=int, default=30, help="instances: merge smaller ones")

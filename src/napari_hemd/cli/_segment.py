@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=None, help="tiles per forward pass (default: ~1 Mpx)"
     )
     m.add_argument("--device", default=None, help="cpu, cuda, mps (default: cpu)")
-    m.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    m.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
     add_volume_arguments(m)
     m.add_argument(
         "--min-volume",
@@ -159,6 +159,17 @@ def add_tta_argument(p) -> None:
         "own, chosen on its training frames (napari-hemd models shows it: 4 for nuclei-fluo, "
         "cells-dic and nuclei-3d, 1 for cells-phc; --tta 1 is 4x faster)",
     )
+
+
+def positive_int(text: str) -> int:
+    """An option's value that must be a whole number >= 1 (``--threads``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1; got {value}")
+    return value
 
 
 def _scale(text: str):

@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_tile_argument,
         add_tta_argument,
         add_volume_arguments,
+        positive_int,
     )
 
     p = sub.add_parser(
@@ -69,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_volume_arguments(m)
     m.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="torch threads per prediction task (default 1 on Dask workers)",
     )

@@ -14,6 +14,8 @@ logger = logging.getLogger(__name__)
 
 def register(subparsers) -> None:
     """Add the ``train`` subcommand."""
+    from napari_hemd.cli._segment import positive_int
+
     p = subparsers.add_parser(
         "train",
         help="train a U-Net (foreground/boundary/background) or a pixel-embedded affinity network",
@@ -209,7 +211,7 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue from MODEL.ckpt")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1 ...")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
     precision = p.add_mutually_exclusive_group()
     precision.add_argument(
         "--half",

@@ -23,6 +23,7 @@ deterministic, in any mode.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -150,6 +151,8 @@ def _check(prob, params: dict) -> tuple[int, int]:
             "prob must be a (T, Y, X) or (T, Z, Y, X) array with time on axis 0; got "
             f"shape {getattr(prob, 'shape', None)}"
         )
+    if 0 in tuple(prob.shape):
+        raise ValueError(f"prob is empty (shape {tuple(prob.shape)}): no frame to segment")
     iterations = int(params.get("iterations", 10))
     halo = params.get("halo")
     halo = iterations if halo is None else int(halo)
@@ -248,6 +251,22 @@ def hemd_windowed(
 
 def _partial_path(output: Path) -> Path:
     return output.with_name(f".{output.name}.partial")
+
+
+@contextlib.contextmanager
+def dropped_unless_begun(partial: Path, begun: Callable[[], bool]) -> Iterator[None]:
+    """Remove a run's ``partial`` folder when the run fails before ``begun()`` is true.
+
+    A refused input (values above 1, NaN found in the first window) or a crash before any work
+    was finished leaves nothing beside the user's output; a partial run with finished work is
+    kept, to be resumed.
+    """
+    try:
+        yield
+    except BaseException:
+        if not begun():
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 def _source_id(arr) -> str:
@@ -514,61 +533,70 @@ def hemd_stream(
             fill_value=0,
         )
         prog.mark(-1)  # the store exists
-    todo = [w for w in windows if w.index not in prog.done]
-    if len(todo) < len(windows):
-        first = min(w.start for w in todo) if todo else n
-        announce_resume(output, "run", len(windows) - len(todo), len(windows), "windows", first)
-    total = len(windows)
+    # a refused input (NaN, values above 1, found in the first window) leaves no partial folder
+    with dropped_unless_begun(partial, lambda: bool(prog.done - {-1})):
+        todo = [w for w in windows if w.index not in prog.done]
+        if len(todo) < len(windows):
+            first = min(w.start for w in todo) if todo else n
+            announce_resume(output, "run", len(windows) - len(todo), len(windows), "windows", first)
+        total = len(windows)
 
-    def finished(index: int) -> None:
-        prog.mark(index)
-        if progress:
-            progress("windows", len(prog.done - {-1}), total)
-        if on_window:
-            on_window(index)
+        def finished(index: int) -> None:
+            prog.mark(index)
+            if progress:
+                progress("windows", len(prog.done - {-1}), total)
+            if on_window:
+                on_window(index)
 
-    if client is None:
-        for w in todo:
-            finished(
-                _write_window(
-                    prob, w, str(store), params, background, grow, grow_threshold, exclude_border
+        if client is None:
+            for w in todo:
+                finished(
+                    _write_window(
+                        prob,
+                        w,
+                        str(store),
+                        params,
+                        background,
+                        grow,
+                        grow_threshold,
+                        exclude_border,
+                    )
                 )
-            )
-    else:
-        if isinstance(prob, np.ndarray):
-            # Send an in-memory array once to every worker, not once per task.
-            prob = client.scatter(prob, broadcast=True)
-        if isinstance(background, np.ndarray):
-            background = client.scatter(background, broadcast=True)
-        futures = [
-            # absolute: a remote worker's working directory is not ours
-            client.submit(
-                _write_window,
-                prob,
-                w,
-                str(store.resolve()),
-                params,
-                background,
-                grow,
-                grow_threshold,
-                exclude_border,
-                pure=False,
-            )
-            for w in todo
-        ]
-        _gather_as_completed(client, futures, finished)
-    z = zarr.open_array(str(store), mode="r+")
-    z.attrs.update(
-        {
-            "method": "hemd",
-            "windowed": {"chunk": chunk, "halo": halo},
-            "grow": int(grow),
-            **({"grow_threshold": float(grow_threshold)} if grow else {}),
-            **({"exclude_border": True} if exclude_border else {}),
-            **_jsonable(params),
-        }
-    )
-    return publish(store, output, partial)
+        else:
+            if isinstance(prob, np.ndarray):
+                # Send an in-memory array once to every worker, not once per task.
+                prob = client.scatter(prob, broadcast=True)
+            if isinstance(background, np.ndarray):
+                background = client.scatter(background, broadcast=True)
+            futures = [
+                # absolute: a remote worker's working directory is not ours
+                client.submit(
+                    _write_window,
+                    prob,
+                    w,
+                    str(store.resolve()),
+                    params,
+                    background,
+                    grow,
+                    grow_threshold,
+                    exclude_border,
+                    pure=False,
+                )
+                for w in todo
+            ]
+            _gather_as_completed(client, futures, finished)
+        z = zarr.open_array(str(store), mode="r+")
+        z.attrs.update(
+            {
+                "method": "hemd",
+                "windowed": {"chunk": chunk, "halo": halo},
+                "grow": int(grow),
+                **({"grow_threshold": float(grow_threshold)} if grow else {}),
+                **({"exclude_border": True} if exclude_border else {}),
+                **_jsonable(params),
+            }
+        )
+        return publish(store, output, partial)
 
 
 def publish(store: Path, output: Path, partial: Path) -> Path:

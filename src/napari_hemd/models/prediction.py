@@ -197,6 +197,10 @@ def resolve_tiling(
     A frame of at most :data:`AUTO_TILE_PIXELS` runs as one tile with a thin reflected margin
     (:data:`AUTO_EDGE`); a larger one as :data:`AUTO_TILE` tiles with a 64 px halo.
     """
+    if tile is not None and int(tile) < 0:
+        raise ValueError(
+            f"tile must be 0 (untiled) or a positive multiple of {divisor}; got {tile}"
+        )
     h, w = (int(v) for v in shape[-2:])
     one = tile == 0 or (tile is None and h * w <= AUTO_TILE_PIXELS)
     if tile is None:
@@ -288,6 +292,8 @@ def _check_finite(frame: np.ndarray, t: int) -> None:
 
 def _frames(image) -> tuple[int, Callable[[int], np.ndarray], bool]:
     shape = tuple(image.shape)
+    if len(shape) >= 2 and 0 in shape[-2:]:  # nothing to normalise or predict
+        raise ValueError(f"image is empty: frames of {shape[-2]} x {shape[-1]} pixels")
     if len(shape) == 2:
         return 1, lambda t: np.asarray(image), True
     if len(shape) == 3:

@@ -36,6 +36,7 @@ from napari_hemd.core.streaming import (
     _Progress,
     _source_id,
     announce_resume,
+    dropped_unless_begun,
 )
 from napari_hemd.models.affinity import make_offsets
 from napari_hemd.models.prediction import (
@@ -95,6 +96,8 @@ def _torch_threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
+    if int(n) < 1:
+        raise ValueError(f"threads must be >= 1; got {n}")
     old = torch.get_num_threads()
     torch.set_num_threads(int(n))
     try:
@@ -278,6 +281,8 @@ def predict_stream(
     if scale != 1.0 or model_scale(loaded) != 1.0:
         options["scale"] = scale
     n = int(image.shape[0])
+    if n == 0 or 0 in tuple(image.shape):
+        raise ValueError(f"image is empty (shape {tuple(image.shape)}): no frame to predict")
     starts = list(range(0, n, chunk))
     partial = _partial_path(output)
     sig = _signature(image, model, outputs, options, chunk)
@@ -295,60 +300,66 @@ def predict_stream(
                 name, shape=(n, *shape), chunks=(1, *shape), dtype=dtype, fill_value=0
             )
         prog.mark(-1)
-    todo = [i for i in range(len(starts)) if i not in prog.done]
-    if len(todo) < len(starts):
-        first = starts[min(todo)] if todo else n
-        announce_resume(output, "prediction", len(starts) - len(todo), len(starts), "chunks", first)
+    # a failure before any chunk is done (a crash on the first) leaves no partial folder
+    with dropped_unless_begun(partial, lambda: bool(prog.done - {-1})):
+        todo = [i for i in range(len(starts)) if i not in prog.done]
+        if len(todo) < len(starts):
+            first = starts[min(todo)] if todo else n
+            announce_resume(
+                output, "prediction", len(starts) - len(todo), len(starts), "chunks", first
+            )
 
-    def finished(index: int) -> None:
-        prog.mark(index)
-        if progress:
-            progress("predict", len(prog.done - {-1}), len(starts))
-        if on_chunk:
-            on_chunk(index)
+        def finished(index: int) -> None:
+            prog.mark(index)
+            if progress:
+                progress("predict", len(prog.done - {-1}), len(starts))
+            if on_chunk:
+                on_chunk(index)
 
-    args = (str(store), outputs, options)
-    if client is None:
-        for i in todo:
-            finished(
-                _predict_chunk(
-                    loaded, image, i, starts[i], min(starts[i] + chunk, n), *args, threads
+        args = (str(store), outputs, options)
+        if client is None:
+            for i in todo:
+                finished(
+                    _predict_chunk(
+                        loaded, image, i, starts[i], min(starts[i] + chunk, n), *args, threads
+                    )
+                )
+        else:
+            from napari_hemd.core.streaming import _gather_as_completed
+
+            threads = 1 if threads is None else threads
+            # absolute paths: a remote worker's working directory is not ours
+            args = (str(store.resolve()), outputs, options)
+            task_model = model
+            if isinstance(model, HemdModel):
+                task_model = client.scatter(model, broadcast=True)
+            elif _model_key(model)[0] == "file":
+                task_model = str(Path(model).resolve())
+            if isinstance(image, np.ndarray):
+                image = client.scatter(image, broadcast=True)
+            futures = [
+                client.submit(
+                    _predict_chunk,
+                    task_model,
+                    image,
+                    i,
+                    starts[i],
+                    min(starts[i] + chunk, n),
+                    *args,
+                    threads,
+                    pure=False,
+                )
+                for i in todo
+            ]
+            _gather_as_completed(client, futures, finished)
+        group = zarr.open_group(str(store), mode="r+")
+        group.attrs.update(
+            json.loads(
+                json.dumps(
+                    {**(metadata or {}), "predicted": {"chunk": chunk, **options}}, default=str
                 )
             )
-    else:
-        from napari_hemd.core.streaming import _gather_as_completed
-
-        threads = 1 if threads is None else threads
-        # absolute paths: a remote worker's working directory is not ours
-        args = (str(store.resolve()), outputs, options)
-        task_model = model
-        if isinstance(model, HemdModel):
-            task_model = client.scatter(model, broadcast=True)
-        elif _model_key(model)[0] == "file":
-            task_model = str(Path(model).resolve())
-        if isinstance(image, np.ndarray):
-            image = client.scatter(image, broadcast=True)
-        futures = [
-            client.submit(
-                _predict_chunk,
-                task_model,
-                image,
-                i,
-                starts[i],
-                min(starts[i] + chunk, n),
-                *args,
-                threads,
-                pure=False,
-            )
-            for i in todo
-        ]
-        _gather_as_completed(client, futures, finished)
-    group = zarr.open_group(str(store), mode="r+")
-    group.attrs.update(
-        json.loads(
-            json.dumps({**(metadata or {}), "predicted": {"chunk": chunk, **options}}, default=str)
         )
-    )
-    from napari_hemd.core.streaming import publish
+        from napari_hemd.core.streaming import publish
 
-    return publish(store, output, partial)
+        return publish(store, output, partial)
