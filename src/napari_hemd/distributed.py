@@ -83,6 +83,7 @@ def _client(workers, scheduler, threads_per_worker) -> Iterator[object]:
     from dask.distributed import Client, LocalCluster
 
     if scheduler is not None:
+        _check_address(scheduler)  # a malformed one hung 60 s in Client's shutdown
         with Client(scheduler, set_as_default=False) as client:
             log.info("connected to %s", scheduler)
             yield client
@@ -104,3 +105,22 @@ def _client(workers, scheduler, threads_per_worker) -> Iterator[object]:
     ):
         log.info("local cluster: %d workers at %s", workers, cluster.scheduler_address)
         yield client
+
+
+def _check_address(scheduler: str) -> None:
+    """Refuse a scheduler address of the wrong form before a ``Client`` is made."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, location = parse_address(str(scheduler))
+        _host, port = parse_host_port(location)
+        ok = scheme in ("tcp", "tls", "ws", "wss", "ucx") and 0 < int(port) < 65536
+        why = f"protocol {scheme!r}, port {port}"
+    except (ValueError, TypeError) as e:
+        ok, why = False, str(e)
+    if not ok:
+        raise ValueError(
+            f"scheduler: expected an address like tcp://HOST:PORT (dask-scheduler prints it); "
+            f"got {scheduler!r} ({why})"
+        )

@@ -80,6 +80,18 @@ def test_follow_refuses_bad_input_and_keeps_the_old_output(video, tmp_path, caps
     assert "does not look like a probability map" in capsys.readouterr().err
 
 
+def test_a_malformed_scheduler_address_is_refused_at_once(prob_zarr, tmp_path, capsys):
+    """A malformed --scheduler printed its error, then hung 60 s in Dask's shutdown and printed
+    a traceback."""
+    pytest.importorskip("distributed")
+    for address in ("garbage", "http://localhost:99999"):
+        argv = ["stream", str(prob_zarr.store.root), "-o", str(tmp_path / "o.zarr")]
+        assert main([*argv, "--scheduler", address, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "scheduler: expected an address like tcp://HOST:PORT" in err and address in err
+        assert "Traceback" not in err and not (tmp_path / "o.zarr").exists()
+
+
 def test_unreachable_scheduler_is_one_line(prob_zarr, tmp_path, capsys):
     dask = pytest.importorskip("dask")
     pytest.importorskip("distributed")
