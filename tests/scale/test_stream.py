@@ -230,3 +230,20 @@ def test_damaged_progress_file_starts_over(video, prob_zarr, tmp_path, caplog):
         hemd_stream(prob_zarr, out, chunk=4, iterations=3, on_window=redone.append)
     assert redone == [0, 1, 2, 3, 4] and "progress.json is damaged" in caplog.text
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=3).labels)
+
+
+def test_hemd_stream_and_write_table_refuse_what_they_cannot_use(video, tmp_path):
+    """A path given as prob said 'got shape None', a .tif output became a zarr folder named
+    .tif, an address as client raised AttributeError (leaving a .partial folder), and columns
+    of other lengths raised IndexError in write_table."""
+    from napari_hemd.core.measure import write_table
+
+    with pytest.raises(TypeError, match="prob must be an array .* got the path"):
+        hemd_stream(str(tmp_path / "p.zarr"), tmp_path / "o.zarr")
+    with pytest.raises(ValueError, match="output must be a .zarr store"):
+        hemd_stream(video, tmp_path / "o.tif")
+    with pytest.raises(TypeError, match="client must be a dask.distributed.Client; got str"):
+        hemd_stream(video, tmp_path / "o.zarr", client="tcp://127.0.0.1:8786")
+    with pytest.raises(ValueError, match="columns must all have the same length"):
+        write_table({"label": [1, 2], "area": [3]}, tmp_path / "t.csv")
+    assert not list(tmp_path.iterdir())

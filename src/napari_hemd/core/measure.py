@@ -175,6 +175,11 @@ def write_table(
     check_output_path(path, overwrite=overwrite, name="output")
     names = list(columns)
     cols = [np.asarray(columns[k]) for k in names]
+    lengths = {k: len(c) for k, c in zip(names, cols, strict=True)}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            f"columns must all have the same length (one row per object); got {lengths}"
+        )
     with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(names)

@@ -498,6 +498,18 @@ def hemd_stream(
 
     from napari_hemd._atomic import check_output_path
 
+    if isinstance(prob, (str, os.PathLike)):
+        raise TypeError(
+            f"prob must be an array (zarr, dask or numpy); got the path {str(prob)!r}: open it "
+            "with zarr.open_array, or give the path to napari_hemd.pipeline.stream_segment"
+        )
+    if Path(output).suffix != ".zarr":
+        raise ValueError(f"output must be a .zarr store; got {str(output)!r}")
+    if client is not None and not hasattr(client, "submit"):
+        raise TypeError(
+            f"client must be a dask.distributed.Client; got {type(client).__name__} (for a "
+            "scheduler's address use napari_hemd.pipeline.stream_segment(..., scheduler=ADDRESS))"
+        )
     output = check_output_path(output, overwrite=overwrite)
     n, halo = _check(prob, {**params, "halo": halo})
     if grow:
