@@ -238,11 +238,11 @@ def test_hemd_stream_and_write_table_refuse_what_they_cannot_use(video, tmp_path
     of other lengths raised IndexError in write_table."""
     from napari_hemd.core.measure import write_table
 
-    with pytest.raises(TypeError, match="prob must be an array .* got the path"):
+    with pytest.raises(TypeError, match=r"prob must be an array .* got the path"):
         hemd_stream(str(tmp_path / "p.zarr"), tmp_path / "o.zarr")
-    with pytest.raises(ValueError, match="output must be a .zarr store"):
+    with pytest.raises(ValueError, match=r"output must be a \.zarr store"):
         hemd_stream(video, tmp_path / "o.tif")
-    with pytest.raises(TypeError, match="client must be a dask.distributed.Client; got str"):
+    with pytest.raises(TypeError, match=r"client must be a dask\.distributed\.Client; got str"):
         hemd_stream(video, tmp_path / "o.zarr", client="tcp://127.0.0.1:8786")
     with pytest.raises(ValueError, match="columns must all have the same length"):
         write_table({"label": [1, 2], "area": [3]}, tmp_path / "t.csv")
