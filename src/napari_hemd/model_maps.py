@@ -74,6 +74,17 @@ def model_maps_workflow(
         ``labels`` shaped like the foreground; ``maps`` empty (the caller has them).
     """
     fg = maps["foreground"]
+    for key, arr in maps.items():  # before any work: a wrong map was found after all frames
+        if tuple(arr.shape) != tuple(fg.shape):
+            raise ValueError(
+                f"maps[{key!r}] must have the foreground's shape {tuple(fg.shape)}; got "
+                f"{tuple(arr.shape)}"
+            )
+        if key == "background":  # the growth reads it as a probability
+            from napari_hemd.core.validation import check_probability
+
+            first = np.asarray(arr[(0,) * (arr.ndim - 2)])
+            check_probability(first, name="maps['background'] (first frame)")
     defaults = scaled_defaults(model.metadata.get("segment_defaults", {}), scale)
     params = with_model_defaults(defaults, params)
     grow = whole_cell_growth(model, scale) if "background" in maps else 0

@@ -526,3 +526,20 @@ def test_predict_a_time_lapse_of_stacks_stack_by_stack(tmp_path, capsys):
     args[1], args[3] = str(tmp_path / "tc.tif"), "nuclei-3d"
     assert main([*args, "-o", str(tmp_path / "z.tif")]) == 2
     assert "One channel of a multi-channel movie: --channel N" in capsys.readouterr().err
+
+
+def test_a_model_s_maps_with_a_wrong_background_are_refused_before_the_work():
+    """A maps group's background outside [0, 1] was used silently, one of another shape was
+    found after H-EMD ran on every frame (naming 'labels')."""
+    from napari_hemd.model_maps import model_maps_workflow
+    from napari_hemd.models import load_model
+    from napari_hemd.workflows import run_workflow
+
+    fg = np.zeros((3, 32, 32), np.float32)
+    model = load_model("nuclei-fluo")
+    for bg, said in (
+        (np.full((3, 32, 32), 5.0, np.float32), r"maps\['background'\] \(first frame\) must hold"),
+        (np.zeros((3, 32, 16), np.float32), r"maps\['background'\] must have the foreground's"),
+    ):
+        with pytest.raises(ValueError, match=said):
+            run_workflow(model_maps_workflow({"foreground": fg, "background": bg}, model))
