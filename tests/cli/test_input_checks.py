@@ -317,3 +317,24 @@ def test_a_lock_of_a_killed_unreaped_run_is_stale(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_complex_images_truncated_npy_and_a_negative_rate_are_one_line(tmp_path, capsys):
+    """A complex image with --model ran with casting warnings; a truncated .npy gave numpy's
+    'mmap length is greater than file size' naming no file; --lr -1 gave torch's message."""
+    from napari_hemd.models import TrainConfig
+
+    np.save(tmp_path / "c.npy", (np.ones((2, 32, 32)) + 1j).astype(np.complex64))
+    whole = tmp_path / "whole.npy"
+    np.save(whole, np.zeros((4, 64, 64), np.float32))
+    (tmp_path / "cut.npy").write_bytes(whole.read_bytes()[:4000])
+    out = str(tmp_path / "o.tif")
+    argv = ["segment", str(tmp_path / "c.npy"), "-o", out, "--model", "nuclei-fluo"]
+    assert main([*argv, "--no-progress"]) == 2
+    assert "image must hold real grey values; got dtype complex64" in capsys.readouterr().err
+    assert main(["segment", str(tmp_path / "cut.npy"), "-o", out, "--no-progress"]) == 2
+    assert f"input {str(tmp_path / 'cut.npy')!r} is not a readable .npy file" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(ValueError, match=r"lr \(--lr\) must be > 0; got -1"):
+        TrainConfig(lr=-1)

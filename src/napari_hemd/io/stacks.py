@@ -53,7 +53,10 @@ def read_stack(path: str | os.PathLike, *, lazy: bool = False, array: str | None
     if suffix in (".tif", ".tiff"):
         return read_tiff(path)
     if suffix == ".npy":
-        arr = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
+        try:
+            arr = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:  # truncated, or no .npy at all
+            raise ValueError(f"input {str(path)!r} is not a readable .npy file ({e})") from e
         if arr.dtype.byteorder == ">":  # big-endian data is legitimate: convert to native
             arr = np.asarray(arr).astype(arr.dtype.newbyteorder("="))
         return arr

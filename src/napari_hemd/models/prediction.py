@@ -292,6 +292,8 @@ def _check_finite(frame: np.ndarray, t: int) -> None:
 
 def _frames(image) -> tuple[int, Callable[[int], np.ndarray], bool]:
     shape = tuple(image.shape)
+    if np.dtype(image.dtype).kind in "cOSUV":  # the imaginary part would be dropped (warned)
+        raise ValueError(f"image must hold real grey values; got dtype {np.dtype(image.dtype)}")
     if len(shape) >= 2 and 0 in shape[-2:]:  # nothing to normalise or predict
         raise ValueError(f"image is empty: frames of {shape[-2]} x {shape[-1]} pixels")
     if len(shape) == 2:

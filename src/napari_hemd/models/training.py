@@ -208,6 +208,8 @@ class TrainConfig:
             raise ValueError(f"augment must be 'full' or 'basic'; got {self.augment!r}")
         if self.freeze not in (None, "encoder"):
             raise ValueError(f"freeze must be None or 'encoder'; got {self.freeze!r}")
+        if not float(self.lr) > 0:
+            raise ValueError(f"lr (--lr) must be > 0; got {self.lr!r}")
         if self.noise_sigma is not None and not float(self.noise_sigma) >= 0:
             raise ValueError(f"noise_sigma (--noise) must be >= 0; got {self.noise_sigma!r}")
         if not 0.0 <= float(self.ema) < 1.0:
