@@ -292,14 +292,19 @@ def _check_finite(frame: np.ndarray, t: int) -> None:
 
 def _frames(image) -> tuple[int, Callable[[int], np.ndarray], bool]:
     shape = tuple(image.shape)
-    if np.dtype(image.dtype).kind in "cOSUV":  # the imaginary part would be dropped (warned)
-        raise ValueError(f"image must hold real grey values; got dtype {np.dtype(image.dtype)}")
     if len(shape) >= 2 and 0 in shape[-2:]:  # nothing to normalise or predict
         raise ValueError(f"image is empty: frames of {shape[-2]} x {shape[-1]} pixels")
+
+    def real(frame) -> np.ndarray:  # complex: the imaginary part would be dropped (warned)
+        frame = np.asarray(frame)
+        if frame.dtype.kind in "cOSUV":
+            raise ValueError(f"image must hold real grey values; got dtype {frame.dtype}")
+        return frame
+
     if len(shape) == 2:
-        return 1, lambda t: np.asarray(image), True
+        return 1, lambda t: real(image), True
     if len(shape) == 3:
-        return shape[0], lambda t: np.asarray(image[t]), False
+        return shape[0], lambda t: real(image[t]), False
     raise ValueError(f"image must be (Y, X) or (T, Y, X); got shape {shape}")
 
 
