@@ -647,3 +647,37 @@ def test_an_image_renamed_while_segmenting_is_recorded_by_its_new_name(
     _wait(qtbot, worker)
     labels = viewer.layers["emb labels"]
     assert labels.metadata["hemd_params"]["hemd_image"] == "embryo" and not errors
+
+
+def test_a_time_lapse_of_stacks_predicted_then_segmented_as_the_one_click_run(
+    make_napari_viewer, qtbot, errors
+):
+    """Predict (nuclei-3d) then Segment on a (T, Z, Y, X) layer ran H-EMD over time with each
+    stack one 3D frame: one object per stack where the one-click run found 9 and 8. Each stack
+    is now segmented as the model's run segments it, then linked over time."""
+    from napari_hemd.data.synthetic import nuclei_volume
+
+    stack = nuclei_volume((20, 72, 72), n_cells=8, seed=5)["image"]
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([stack, np.roll(stack, 2, axis=2)]), name="tl")
+    _, seg = viewer.window.add_plugin_dock_widget("napari-hemd", "Segment (H-EMD)")
+    seg.prob.value = viewer.layers["tl"]
+    seg.model.value = "nuclei-3d"
+    seg.tta.value = 1
+    _wait(qtbot, seg.run())
+    one_click = viewer.layers["tl labels"].data.copy()
+    assert [len(np.unique(s)) - 1 for s in one_click] == [9, 8]
+    viewer.layers.remove("tl labels")
+    _, pred = viewer.window.add_plugin_dock_widget("napari-hemd", "Predict")
+    pred.image.value = viewer.layers["tl"]
+    pred.model.value = "nuclei-3d"
+    pred.tta.value = 1
+    _wait(qtbot, pred.run())
+    seg.prob.value = viewer.layers["tl probability"]
+    seg.model.value = seg.model.choices[0]  # no model: the map's own
+    _wait(qtbot, seg.run())
+    two_step = viewer.layers["tl labels"]
+    np.testing.assert_array_equal(two_step.data, one_click)
+    params = two_step.metadata["hemd_params"]
+    assert params["planes"] == 3 and params["grow"] == 2 and params["per_stack"]
+    assert len(two_step.metadata["hemd_result"].results) == 2 and not errors

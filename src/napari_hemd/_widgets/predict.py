@@ -215,7 +215,7 @@ class PredictWidget(LayerWidget):
             extra = {GROW_KEY: grow, BACKGROUND_KEY: maps["background"]} if grow else {}
             # the model's sizes in this image's pixels, for Segment on these maps
             seg_defaults = scaled_defaults(loaded.metadata.get("segment_defaults", {}), zoom)
-            if layer.ndim == 3 and resolve_planes(loaded, None, stack_shape) == 3:
+            if layer.ndim in (3, 4) and resolve_planes(loaded, None, stack_shape) == 3:
                 seg_defaults["planes"] = 3  # a stack's maps: Segment records it (Export: 3D)
             extra[DEFAULTS_KEY] = seg_defaults
             prob = add_or_update(  # beside a layer of the user's of that name

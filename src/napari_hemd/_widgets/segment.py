@@ -71,6 +71,37 @@ def _model_choices(_widget=None) -> list[tuple[str, str]]:
     return [(NO_MODEL, NO_MODEL), *model_choices()]
 
 
+def _stacks_maps_workflow(layer: Image, data, method: str, kwargs: dict, span):
+    """A model's ``(T, Z, Y, X)`` maps (Predict made them) segmented as the model segments them.
+
+    Each stack alone, then its objects linked over time
+    (:func:`napari_hemd.model_maps.model_maps_workflow`, as ``segment maps.zarr``); H-EMD over
+    the time axis with 3D frames would find other objects. None for any other layer (or a
+    model that cannot be loaded: its maps are then segmented as plain maps).
+    """
+    name = layer.metadata.get(MODEL_KEY)
+    if layer.ndim != 4 or not name or kwargs.get("locked"):
+        return None
+    from napari_hemd.model_maps import model_maps_workflow
+    from napari_hemd.models import load_model
+
+    try:
+        model = load_model(name)
+    except Exception as e:  # a file moved since: plain maps, said in the log
+        log.warning("maps of %s, which cannot be loaded (%s): segmented as plain maps", name, e)
+        return None
+    maps = {"foreground": data}
+    background = layer.metadata.get(BACKGROUND_KEY)
+    if background is not None and tuple(background.shape) == tuple(layer.data.shape):
+        maps["background"] = background if span is None else background[span[0] : span[1]]
+    planes = int((layer.metadata.get(DEFAULTS_KEY) or {}).get("planes") or 1)
+    params = {k: v for k, v in kwargs.items() if k not in ("locked", "axis")}
+    scale = float(layer.metadata.get("hemd_scale", 1.0))
+    return model_maps_workflow(
+        maps, model, method, scale=scale, planes=planes, name=str(name), **params
+    )
+
+
 def _three_planes(model: str) -> bool:
     """Whether ``model`` predicts a stack on three planes (``nuclei-3d``); False if unreadable."""
     try:
@@ -272,7 +303,7 @@ class SegmentWidget(LayerWidget):
         name = f"{base_name(layer.name)} labels{suffix}" if target is None else target.name
         saved = dict(params, method=method, **{SOURCE_KEY: layer.name})
         saved[MODEL_KEY] = layer.metadata.get(MODEL_KEY)
-        grow, background, grow_threshold = 0, None, 0.5
+        grow, background, grow_threshold, via_maps = 0, None, 0.5, None
         if model != NO_MODEL:
             if layer.rgb or ndim not in (2, 3, 4) or params["axis"] != 0:
                 show_error(
@@ -315,7 +346,9 @@ class SegmentWidget(LayerWidget):
                 return None
             seg_defaults = layer.metadata.get(DEFAULTS_KEY) or {}
             grow_threshold = float(seg_defaults.get("grow_threshold", 0.5))
-            if seg_defaults:  # the model's own (min size ...), as segment --model applies them
+            # a model's (T, Z, Y, X) maps: each stack as the model's run segments it
+            via_maps = _stacks_maps_workflow(layer, data, method, kwargs, span)
+            if seg_defaults and via_maps is None:  # the model's own (min size ...)
                 from napari_hemd.image_segmentation import with_model_defaults
 
                 usable = {k: v for k, v in seg_defaults.items() if k in kwargs}
@@ -325,12 +358,18 @@ class SegmentWidget(LayerWidget):
                     saved["planes"] = 3
                 if seg_defaults.get("min_volume") and kwargs.get("link"):  # its 3D fragments
                     saved["min_volume"] = int(seg_defaults["min_volume"])
-            gen = segment_workflow(data, method, **kwargs)
+            gen = via_maps if via_maps is not None else segment_workflow(data, method, **kwargs)
             background = layer.metadata.get(BACKGROUND_KEY)
-            if background is not None and tuple(background.shape) == tuple(layer.data.shape):
+            if (
+                via_maps is None
+                and background is not None
+                and (tuple(background.shape) == tuple(layer.data.shape))
+            ):
                 grow = int(layer.metadata.get(GROW_KEY, 0))
                 if span is not None:
                     background = background[span[0] : span[1]]
+
+        from_model = model != NO_MODEL or via_maps is not None  # an ImageSegmentation
 
         def done(result) -> None:
             if model != NO_MODEL:
@@ -358,6 +397,8 @@ class SegmentWidget(LayerWidget):
                 saved[SOURCE_KEY] = maps_layer.name  # the map a rebuild or re-run reads
                 saved[IMAGE_KEY] = layer.name  # its name now (renamed while it ran)
                 res, labels = result.result, result.labels
+            elif from_model:  # a model's stacks' maps, segmented as that model's run
+                res, labels = result.result, result.labels
             else:
                 res = result if isinstance(result, HEMDResult) else None
                 labels = res.labels if res is not None else result
@@ -384,17 +425,17 @@ class SegmentWidget(LayerWidget):
                         np.asarray(labels), np.asarray(prev.data), res.forests, locked,
                         np.asarray(data),
                     )  # fmt: skip
-            saved["grow"] = result.grow if model != NO_MODEL else grow
+            saved["grow"] = result.grow if from_model else grow
             # as the run records them (the zoom auto found; planes: 3 for a stack seen from
             # three sides, which Export measures as one 3D stack)
             for key in ("scale", "tta", "planes"):
-                if model != NO_MODEL and key in result.params:
+                if from_model and key in result.params:
                     saved[key] = result.params[key]
-            if model != NO_MODEL:  # the values used: fields left at their defaults gave way to
+            if from_model:  # the values used: fields left at their defaults gave way to
                 for key in params:  # the model's own (delta, link, min size ...)
                     if key in result.params:
                         saved[key] = result.params[key]
-            if model != NO_MODEL and ndim == 4:  # forests per stack: never rebuilt from 4D maps
+            if from_model and ndim == 4:  # forests per stack: never rebuilt from 4D maps
                 # (the inspector rebuilds one stack's from its slices with these, when reopened)
                 saved[PER_STACK_KEY] = stack_rebuild_params(res) if res is not None else True
                 # and re-runs a stack with locked candidates as the run made its whole cells
