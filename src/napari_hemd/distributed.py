@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 def _worker_environ() -> dict:
     """Dask's environment for new worker processes, without ``MALLOC_TRIM_THRESHOLD_``.
 
+    With the workers' Dask log level (:mod:`napari_hemd._dask_worker`).
+
     Dask sets it to return freed memory to the OS sooner; but setting any glibc trim threshold
     also switches off glibc's dynamic mmap threshold, so every frame-sized temporary (H-EMD makes
     many) is mmap'd and page-faulted afresh. Measured on 1024x1024 windows: a task took 1.3-1.9x
@@ -34,6 +36,10 @@ def _worker_environ() -> dict:
 
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
     env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    from napari_hemd._dask_worker import LOG_ENV
+
+    # the workers' own Dask logs (a stopped scheduler's lost connections on Ctrl-C): with -v
+    env[LOG_ENV] = "INFO" if log.isEnabledFor(logging.INFO) else "CRITICAL"
     return env
 
 
@@ -92,19 +98,18 @@ def _client(workers, scheduler, threads_per_worker) -> Iterator[object]:
         raise ValueError(f"workers must be >= 1; got {workers!r}")
     import dask
 
-    with (
-        dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ()}),
-        LocalCluster(
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ()}):
+        cluster = LocalCluster(
             n_workers=int(workers),
             threads_per_worker=int(threads_per_worker),
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
-        ) as cluster,
-        Client(cluster, set_as_default=False) as client,
-    ):
-        log.info("local cluster: %d workers at %s", workers, cluster.scheduler_address)
-        yield client
+            preload=["napari_hemd._dask_worker"],  # the workers leave Ctrl-C to this process
+        )
+        with cluster, Client(cluster, set_as_default=False) as client:
+            log.info("local cluster: %d workers at %s", workers, cluster.scheduler_address)
+            yield client
 
 
 def _check_address(scheduler: str) -> None:

@@ -55,3 +55,28 @@ def test_local_workers_keep_glibc_dynamic_mmap_threshold(client):
         lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"))
     )
     assert set(env.values()) == {(None, "1")}
+
+
+def test_local_workers_leave_ctrl_c_to_the_run():
+    """Ctrl-C during stream --workers N printed each worker's KeyboardInterrupt traceback and
+    its lost connection to the stopped scheduler (about 70 lines) before "interrupted": the
+    workers ignore SIGINT (the run stops them) and log Dask's messages only with -v."""
+    import os
+    import signal
+
+    pytest.importorskip("distributed")
+    from napari_hemd.distributed import dask_client
+
+    def state() -> tuple[bool, int]:
+        import logging
+
+        with open(f"/proc/{os.getpid()}/status") as f:
+            ign = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn"))
+        return bool(ign & (1 << (signal.SIGINT - 1))), logging.getLogger("distributed").level
+
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs Linux's /proc")
+    with dask_client(workers=1) as client:
+        ((ignored, level),) = client.run(state).values()
+    assert ignored and level == 50  # CRITICAL: quiet unless the run is verbose
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the run's own
