@@ -35,7 +35,7 @@ def _never_load(monkeypatch):
     [
         (["--tau", "1.5"], "tau must be in [0, 1]; got 1.5"),
         (["--delta", "-1"], "delta must be > 0; got -1.0"),
-        (["--connectivity", "5"], "connectivity must be between 1 (faces) and 3"),
+        (["--connectivity", "5"], "up to 2 (full) for 2D frames, up to 3 for 3D frames; got 5"),
         (["--min-size", "-5"], "min_size must be >= 0; got -5"),
         (["--iterations", "-1"], "iterations must be between 0 and"),
         (["--max-candidates", "0"], "max_candidates must be >= 1; got 0"),

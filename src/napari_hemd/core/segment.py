@@ -443,8 +443,11 @@ def check_params(
         raise ValueError(f"delta must be > 0; got {delta!r}")
     if iterations is not None:
         _check_iterations(iterations)
-    if connectivity is not None:
-        resolve_connectivity(connectivity, 3)
+    if connectivity is not None and not 1 <= int(connectivity) <= 3:  # frames not seen yet
+        raise ValueError(
+            "connectivity must be 1 (faces) up to 2 (full) for 2D frames, up to 3 for 3D "
+            f"frames; got {connectivity!r}"
+        )
     if min_size is not None and not min_size >= 0:
         raise ValueError(f"min_size must be >= 0; got {min_size!r}")
     if variant is not None and variant not in VARIANTS:
