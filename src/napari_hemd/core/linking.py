@@ -336,8 +336,8 @@ def lineage_after_edits(labels, tracks) -> tuple[np.ndarray, np.ndarray]:
         ids = np.unique(labels[t])
         present.append(ids[ids != 0].astype(np.int64))
     new, remap = tracks_from_presence(present)
-    if remap:
-        labels = labels.copy()
+    if remap:  # a copy that holds the fresh labels (above every other)
+        labels = labels.astype(np.result_type(labels.dtype, np.uint32))
         top = int(new[:, 0].max(initial=0))
         for t, names in remap.items():
             lut = np.arange(max(top, int(labels[t].max(initial=0))) + 1, dtype=labels.dtype)
