@@ -82,6 +82,9 @@ def test_a_colour_tiff_gives_its_samples_not_their_grey(tmp_path):
         grey = read_stack(path)
     blue = select_channel(grey, path, 2)
     assert blue.shape == (2, 16, 16) and (blue == 200).all()
+    # a channel past the last names the file's colour shape, not the grey one it was read as
+    with pytest.raises(ValueError, match=r"3 channels \(axes QYXS, shape \(2, 16, 16, 3\)\)"):
+        select_channel(grey, path, 5)
 
 
 def test_ome_zarr_channel_axis(tmp_path, movie, ome_zarr_image):

@@ -148,6 +148,7 @@ def select_channel(
             from napari_hemd.io.tiff import read_tiff
 
             data = read_tiff(path, grey=False)  # the colour samples, not their grey mean
+            shown = f" (axes {axes}, shape {tuple(data.shape)})"  # the file's, not the grey's
     shape = tuple(data.shape)
     if not -len(shape) <= channel_axis < len(shape):
         raise ValueError(
