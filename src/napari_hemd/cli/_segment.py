@@ -413,7 +413,7 @@ def _run_checked(args: argparse.Namespace) -> int:
 def _run_with_model(args: argparse.Namespace) -> int:
     """``segment INPUT --model M``: raw movie -> whole-cell masks (one implementation for all)."""
     from napari_hemd.image_segmentation import segment_image
-    from napari_hemd.io import read_stack, write_labels
+    from napari_hemd.io import read_stack
 
     if args.boundary:
         raise ValueError("--boundary is not used with --model (the model predicts it)")
@@ -471,20 +471,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
             **hp,
         )
     labels = res.labels  # shaped like INPUT (a 2D image: a 2D mask)
-    meta = {"source": str(args.prob), **_channel_meta(args), **res.params}
-    if res.result is not None:
-        from napari_hemd.workflows import selection_choices
-
-        meta.update(selection_choices(res.result))
-    write_labels(
-        labels,
-        args.output,
-        overwrite=args.overwrite,
-        tracks=res.tracks,
-        metadata=meta,
-        axes="ZYX" if labels.ndim == 3 and res.params.get("planes") == 3 else None,  # one stack
-        first_frame=_first_frame(args, 1 if labels.ndim == 2 else labels.shape[0]),
-    )
+    write_segmentation(args, res)
     n_obj = len(np.unique(labels)) - 1
     dt = time.perf_counter() - t0
     zoom = f", zoom {res.params['scale']:g}" if "scale" in res.params else ""
@@ -495,26 +482,54 @@ def _run_with_model(args: argparse.Namespace) -> int:
 
         zoom = f", {found_zoom(res.params['scale'], res.params['scale_tried'])}"
     views = int(res.params.get("tta", 1))
-    if labels.ndim == 2:
-        unit = "image"
-    elif labels.ndim == 4:
-        unit = "stack(s) over time"
-    else:
-        unit = "slices (one 3D stack)" if res.params.get("planes") == 3 else "frame(s)"
-    count = "one" if labels.ndim == 2 else labels.shape[0]
-    if res.params.get("link_time"):
-        unit += ", objects linked over time"
     flips = f", {views} mirrored views averaged" if views > 1 else ""
     if flips and args.tta is None:  # not asked for: the model's own (--tta 1 is faster)
         flips += f" (the model's own; --tta 1: {views}x faster prediction)"
     print(
-        f"{args.method} with model {args.model}: {count} {unit}, {n_obj} labels, "
+        f"{args.method} with model {args.model}: {segmented(res)}, {n_obj} labels, "
         f"whole cells (grown {res.grow} px){zoom}{flips}, {dt:.1f} s -> {args.output}",
         file=sys.stderr,
     )
     if res.advice:
         print(f"note: {res.advice}", file=sys.stderr)
     return 0
+
+
+def write_segmentation(args: argparse.Namespace, seg, extra: dict | None = None) -> None:
+    """Write an :class:`~napari_hemd.image_segmentation.ImageSegmentation` to ``-o``.
+
+    With the run's parameters, its selection choices (a rebuild selects alike), ``extra`` and
+    its lineage; one stack (three planes) as a ``ZYX`` stack.
+    """
+    from napari_hemd.io import write_labels
+    from napari_hemd.workflows import selection_choices
+
+    labels = seg.labels
+    meta = {"source": str(args.prob), **_channel_meta(args), **seg.params}
+    meta.update({**selection_choices(seg.result), **(extra or {})})
+    write_labels(
+        labels,
+        args.output,
+        overwrite=args.overwrite,
+        tracks=seg.tracks,
+        metadata=meta,
+        axes="ZYX" if labels.ndim == 3 and seg.params.get("planes") == 3 else None,
+        first_frame=_first_frame(args, 1 if labels.ndim == 2 else labels.shape[0]),
+    )
+
+
+def segmented(seg) -> str:
+    """What a segmentation holds, for the summary line: ``12 frame(s)``, ``one image`` ..."""
+    labels = seg.labels
+    if labels.ndim == 2:
+        return "one image"
+    if labels.ndim == 4:
+        unit = "stack(s) over time"
+    else:
+        unit = "slices (one 3D stack)" if seg.params.get("planes") == 3 else "frame(s)"
+    if seg.params.get("link_time"):
+        unit += ", objects linked over time"
+    return f"{labels.shape[0]} {unit}"
 
 
 def _first_frame(args: argparse.Namespace, n: int) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 
 from napari_hemd._log import NOTE
 from napari_hemd.cli._progress import Progress
-from napari_hemd.cli._segment import _channel_meta, _first_frame, hemd_params
+from napari_hemd.cli._segment import hemd_params, segmented, write_segmentation
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,9 @@ def run_on_model_maps(args: argparse.Namespace, prob, group) -> int | None:
     """
     from napari_hemd.core.segment import HEMD_ONLY
     from napari_hemd.image_segmentation import whole_cell_growth
-    from napari_hemd.io import write_labels
     from napari_hemd.model_maps import model_maps_workflow
     from napari_hemd.models.registry import load_model
-    from napari_hemd.workflows import run_workflow, selection_choices
+    from napari_hemd.workflows import run_workflow
 
     attrs = dict(group.attrs)
     try:
@@ -73,29 +72,11 @@ def run_on_model_maps(args: argparse.Namespace, prob, group) -> int | None:
             bar,
         )
     labels, grow = seg.labels, seg.grow
-    volume = seg.params.get("planes") == 3 and labels.ndim == 3  # one stack
-    meta = {"source": str(args.prob), **_channel_meta(args), **seg.params}
-    meta.update(selection_choices(seg.result))  # as segment --model records them
-    meta.update({k: attrs[k] for k in ("tta", "z_scale") if k in attrs})  # how they were made
-    write_labels(
-        labels,
-        args.output,
-        overwrite=args.overwrite,
-        tracks=seg.tracks,
-        metadata=meta,
-        axes="ZYX" if volume else None,
-        first_frame=_first_frame(args, 1 if labels.ndim == 2 else labels.shape[0]),
-    )
-    if labels.ndim == 2:
-        what = "one image"
-    elif labels.ndim == 4:
-        linked = ", objects linked over time" if seg.params.get("link_time") else ""
-        what = f"{labels.shape[0]} stack(s) over time{linked}"
-    else:
-        what = f"{labels.shape[0]} {'slices (one 3D stack)' if volume else 'frame(s)'}"
+    # as segment --model records them, with how the maps were made
+    write_segmentation(args, seg, {k: attrs[k] for k in ("tta", "z_scale") if k in attrs})
     how = f", whole cells (grown {grow} px)" if grow else ""
     print(
-        f"{args.method} on maps of {attrs['model']}: {what}, {len(np.unique(labels)) - 1} "
+        f"{args.method} on maps of {attrs['model']}: {segmented(seg)}, {len(np.unique(labels)) - 1} "
         f"labels{how}, {time.perf_counter() - t0:.2f} s -> {args.output}",
         file=sys.stderr,
     )
