@@ -206,10 +206,10 @@ def test_export_into_a_folder_of_the_users_names_the_file_after_the_layer(viewer
 
 def test_segment_counts_objects_a_frame_when_ids_are_per_frame(viewer, qtbot, monkeypatch):
     """Unlinked, ids are per frame: "15 objects" (the ids over the movie) read as too many."""
-    import napari_hemd._widgets.segment as segment_module
+    import napari_hemd._widgets._segment_run as segment_run  # the result's message
 
     infos: list[str] = []
-    monkeypatch.setattr(segment_module, "show_info", infos.append)
+    monkeypatch.setattr(segment_run, "show_info", infos.append)
     labels = _segmented(viewer, qtbot)
     per = max(len(np.unique(f)) - 1 for f in labels.data)
     assert infos[-1].startswith(f"Segment: up to {per} objects a frame (")

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, SpinBox
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
 from napari_hemd._widgets._common import (
     LayerWidget,
-    add_or_update,
     as_paragraph,
     base_name,
     channels_refusal,
@@ -28,16 +26,10 @@ from napari_hemd._widgets._layer_state import (
     BACKGROUND_KEY,
     DEFAULTS_KEY,
     GROW_KEY,
-    HISTORY_KEY,
     IMAGE_KEY,
-    LOCKED_KEY,
     MODEL_KEY,
     PARAMS_KEY,
-    PER_STACK_KEY,
-    RESULT_KEY,
     SOURCE_KEY,
-    apply_edit,
-    track_paint,
 )
 from napari_hemd._widgets._models import (
     model_kind,
@@ -51,13 +43,9 @@ from napari_hemd._widgets._models import (
     tta_combo,
     tta_refused,
 )
-from napari_hemd.core.segment import METHODS, HEMDResult, _restore_axis
-from napari_hemd.workflows import (
-    locked_choices,
-    segment_workflow,
-    selection_choices,
-    stack_rebuild_params,
-)
+from napari_hemd._widgets._segment_run import SegmentRun, show_result, stacks_maps_workflow
+from napari_hemd.core.segment import METHODS
+from napari_hemd.workflows import segment_workflow
 
 log = logging.getLogger(__name__)
 
@@ -69,37 +57,6 @@ def _model_choices(_widget=None) -> list[tuple[str, str]]:
     from napari_hemd._widgets._models import model_choices
 
     return [(NO_MODEL, NO_MODEL), *model_choices()]
-
-
-def _stacks_maps_workflow(layer: Image, data, method: str, kwargs: dict, span):
-    """A model's ``(T, Z, Y, X)`` maps (Predict made them) segmented as the model segments them.
-
-    Each stack alone, then its objects linked over time
-    (:func:`napari_hemd.model_maps.model_maps_workflow`, as ``segment maps.zarr``); H-EMD over
-    the time axis with 3D frames would find other objects. None for any other layer (or a
-    model that cannot be loaded: its maps are then segmented as plain maps).
-    """
-    name = layer.metadata.get(MODEL_KEY)
-    if layer.ndim != 4 or not name or kwargs.get("locked"):
-        return None
-    from napari_hemd.model_maps import model_maps_workflow
-    from napari_hemd.models import load_model
-
-    try:
-        model = load_model(name)
-    except Exception as e:  # a file moved since: plain maps, said in the log
-        log.warning("maps of %s, which cannot be loaded (%s): segmented as plain maps", name, e)
-        return None
-    maps = {"foreground": data}
-    background = layer.metadata.get(BACKGROUND_KEY)
-    if background is not None and tuple(background.shape) == tuple(layer.data.shape):
-        maps["background"] = background if span is None else background[span[0] : span[1]]
-    planes = int((layer.metadata.get(DEFAULTS_KEY) or {}).get("planes") or 1)
-    params = {k: v for k, v in kwargs.items() if k not in ("locked", "axis")}
-    scale = float(layer.metadata.get("hemd_scale", 1.0))
-    return model_maps_workflow(
-        maps, model, method, scale=scale, planes=planes, name=str(name), **params
-    )
 
 
 def _three_planes(model: str) -> bool:
@@ -303,188 +260,85 @@ class SegmentWidget(LayerWidget):
         name = f"{base_name(layer.name)} labels{suffix}" if target is None else target.name
         saved = dict(params, method=method, **{SOURCE_KEY: layer.name})
         saved[MODEL_KEY] = layer.metadata.get(MODEL_KEY)
-        grow, background, grow_threshold, via_maps = 0, None, 0.5, None
+        run = SegmentRun(layer, data, method, params, name, saved, translate, locked=locked)
         if model != NO_MODEL:
-            if layer.rgb or ndim not in (2, 3, 4) or params["axis"] != 0:
-                show_error(
-                    f"Segment: with a model, {layer.name!r} must be a grayscale 2D image, a "
-                    "(T, Y, X) / (Z, Y, X) stack with frames on axis 0 or a (T, Z, Y, X) "
-                    "time-lapse of stacks"
-                )
-                return None
-            refused = channels_refusal("Segment", layer, "segment")
-            if refused:
-                show_error(refused)
-                return None
-            from napari_hemd.image_segmentation import segment_image_workflow
-
-            kwargs.pop("locked", None)
-            zoom = scale_value(self.scale)
-            refused = tta_refused(model, model_kind(model), self.tta.value) or scale_refused(
-                model, model_kind(model), zoom
-            )
-            if refused:
-                show_error(f"Segment: {refused}")
-                return None
-            # the fields' values, also where they are 1 and the model's own are not
-            kwargs["tta"], kwargs["scale"] = int(self.tta.value), zoom
-            if self.z_scale.value > 0 and data.ndim >= 3:  # a stack's voxel shape (3 planes)
-                kwargs["z_scale"] = saved["z_scale"] = float(self.z_scale.value)
-            gen = segment_image_workflow(data, model, method, cancel=self.cancel_flag(), **kwargs)
-            prob_name = f"{base_name(layer.name)} probability{suffix}"
-            saved[SOURCE_KEY], saved[MODEL_KEY] = prob_name, model
-            saved[IMAGE_KEY] = layer.name  # Restore parameters repeats the run on this image
+            run.model, run.prob_name = model, f"{base_name(layer.name)} probability{suffix}"
+            gen = self._with_model(run, kwargs)
         else:
-            from napari_hemd.core.validation import not_a_probability_map
+            gen = self._on_map(run, kwargs, span)
+        if gen is None:
+            return None
+        return self.run_workflow(
+            gen, lambda result: show_result(self.viewer, run, result), self.run_button,
+            self.cancel_button, "Segment",
+        )  # fmt: skip
 
-            why = not_a_probability_map(data)
-            if why:
-                show_error(
-                    f"Segment: {layer.name!r} does not look like a probability map ({why}). "
-                    "For a raw image choose a model above; it predicts the probabilities first"
-                )
-                return None
-            seg_defaults = layer.metadata.get(DEFAULTS_KEY) or {}
-            grow_threshold = float(seg_defaults.get("grow_threshold", 0.5))
-            # a model's (T, Z, Y, X) maps: each stack as the model's run segments it
-            via_maps = _stacks_maps_workflow(layer, data, method, kwargs, span)
-            if seg_defaults and via_maps is None:  # the model's own (min size ...)
-                from napari_hemd.image_segmentation import with_model_defaults
-
-                usable = {k: v for k, v in seg_defaults.items() if k in kwargs}
-                kwargs = with_model_defaults(usable, kwargs)
-                saved.update({k: kwargs[k] for k in usable})
-                if seg_defaults.get("planes") == 3 and ndim == 3:  # a stack's maps (3D model)
-                    saved["planes"] = 3
-                if seg_defaults.get("min_volume") and kwargs.get("link"):  # its 3D fragments
-                    saved["min_volume"] = int(seg_defaults["min_volume"])
-            gen = via_maps if via_maps is not None else segment_workflow(data, method, **kwargs)
-            background = layer.metadata.get(BACKGROUND_KEY)
-            if (
-                via_maps is None
-                and background is not None
-                and (tuple(background.shape) == tuple(layer.data.shape))
-            ):
-                grow = int(layer.metadata.get(GROW_KEY, 0))
-                if span is not None:
-                    background = background[span[0] : span[1]]
-
-        from_model = model != NO_MODEL or via_maps is not None  # an ImageSegmentation
-
-        def done(result) -> None:
-            if model != NO_MODEL:
-                maps_layer = add_or_update(  # beside a layer of the user's of that name
-                    self.viewer,
-                    result.maps["foreground"],
-                    prob_name,
-                    translate=translate,
-                    colormap="magma",
-                    contrast_limits=(0.0, 1.0),
-                    opacity=0.6,
-                    blending="additive",
-                    metadata={
-                        MODEL_KEY: model,
-                        SOURCE_KEY: layer.name,
-                        GROW_KEY: result.grow,
-                        BACKGROUND_KEY: result.maps.get("background"),
-                        # a locked re-run segments it the same way (a stack: as a stack)
-                        DEFAULTS_KEY: {
-                            **result.defaults,
-                            **({"planes": 3} if result.params.get("planes") == 3 else {}),
-                        },
-                    },
-                )
-                saved[SOURCE_KEY] = maps_layer.name  # the map a rebuild or re-run reads
-                saved[IMAGE_KEY] = layer.name  # its name now (renamed while it ran)
-                res, labels = result.result, result.labels
-            elif from_model:  # a model's stacks' maps, segmented as that model's run
-                res, labels = result.result, result.labels
-            else:
-                res = result if isinstance(result, HEMDResult) else None
-                labels = res.labels if res is not None else result
-                if res is not None:
-                    labels = _restore_axis(labels, ndim, params["axis"])
-                if grow:
-                    from napari_hemd.core.cells import grow_to_cells
-
-                    labels = grow_to_cells(
-                        labels, background, grow, threshold=grow_threshold, frame_axis=ndim == 3
-                    )
-                if saved.get("min_volume") and res is not None:  # as the model's own run does
-                    from napari_hemd.image_segmentation import _drop_small_objects
-
-                    labels, _ = _drop_small_objects(
-                        np.asarray(labels), res.tracks, int(saved["min_volume"])
-                    )
-                prev = self.viewer.layers[name] if name in self.viewer.layers else None
-                if locked and res is not None and isinstance(prev, Labels) and ndim == 3:
-                    from napari_hemd.workflows import keep_locked_objects
-
-                    # a chosen child keeps the parent's pixels the inspector gave it
-                    labels = keep_locked_objects(
-                        np.asarray(labels), np.asarray(prev.data), res.forests, locked,
-                        np.asarray(data),
-                    )  # fmt: skip
-            saved["grow"] = result.grow if from_model else grow
-            # as the run records them (the zoom auto found; planes: 3 for a stack seen from
-            # three sides, which Export measures as one 3D stack)
-            for key in ("scale", "tta", "planes"):
-                if from_model and key in result.params:
-                    saved[key] = result.params[key]
-            if from_model:  # the values used: fields left at their defaults gave way to
-                for key in params:  # the model's own (delta, link, min size ...)
-                    if key in result.params:
-                        saved[key] = result.params[key]
-            if from_model and ndim == 4:  # forests per stack: never rebuilt from 4D maps
-                # (the inspector rebuilds one stack's from its slices with these, when reopened)
-                saved[PER_STACK_KEY] = stack_rebuild_params(res) if res is not None else True
-                # and re-runs a stack with locked candidates as the run made its whole cells
-                for key in ("grow_threshold", "min_volume"):
-                    if key in result.params:
-                        saved[key] = result.params[key]
-            saved.update(selection_choices(res))  # a rebuild (inspector, project) selects alike
-            if method == "hemd":  # the locks the selection was made with ({}: none): a rebuild
-                # (project, undo) selects alike, and a locked re-run's parameters differ
-                saved["locked"] = locked_choices(locked)
-            meta = {PARAMS_KEY: saved, RESULT_KEY: res, LOCKED_KEY: dict(locked or {})}
-            labels = np.ascontiguousarray(labels, dtype=np.uint32)
-            old = self.viewer.layers[name] if name in self.viewer.layers else None
-            editable = isinstance(old, Labels) and isinstance(old.data, np.ndarray)
-            if editable and old.data.shape == labels.shape:
-                if old.data.dtype != labels.dtype:  # painted (uint8) or read (int32): its
-                    old.data = old.data.astype(np.uint32)  # labels stay one Undo away
-                # a re-run is one more edit: Undo brings the previous labels, parameters, locks
-                # and H-EMD result back together
-                apply_edit(old, f"segment ({method})", labels, state=meta)
-                out = old
-            else:  # a user's layer that cannot take it (another shape, on disk) is kept: the
-                # result goes beside it (add_or_update)
-                meta[HISTORY_KEY] = None  # a new layer starts a fresh undo history
-                out = add_or_update(
-                    self.viewer, labels, name, kind="labels", metadata=meta, translate=translate
-                )
-            track_paint(out)  # brush strokes join the undo history
-            shown = np.asarray(out.data)
-            # ids per frame, once: the movie's ids are their union
-            ids = [np.unique(f) for f in shown] if shown.ndim >= 3 else [np.unique(shown)]
-            n = len(np.unique(np.concatenate(ids))) - 1
-            count = f"{n} objects"
-            linked = bool(saved.get("link")) or getattr(res, "tracks", None) is not None
-            if len(ids) > 1 and not linked:
-                # ids are not the same object from frame to frame: the count a user checks
-                per = max(len(i) - 1 for i in ids)
-                unit = "slice" if saved.get("planes") == 3 else "frame"
-                count = f"up to {per} objects a {unit} ({n} ids)"
-            elif len(ids) > 1:
-                count = f"{n} objects (one id each throughout)"
-            how = f", whole cells (grown {saved['grow']} px)" if saved["grow"] else ""
-            advice = getattr(result, "advice", None) if model != NO_MODEL else None
-            if model != NO_MODEL and "scale_tried" in result.params:
-                from napari_hemd.image_segmentation import found_zoom
-
-                how += f", {found_zoom(result.params['scale'], result.params['scale_tried'])}"
-            show_info(
-                f"Segment: {count} in {out.name!r}{how}" + (f". Note: {advice}" if advice else "")
+    def _with_model(self, run: SegmentRun, kwargs: dict):
+        """The workflow of a raw image with the chosen model (None, said, when refused)."""
+        layer, model = run.layer, run.model
+        if layer.rgb or run.ndim not in (2, 3, 4) or run.params["axis"] != 0:
+            show_error(
+                f"Segment: with a model, {layer.name!r} must be a grayscale 2D image, a "
+                "(T, Y, X) / (Z, Y, X) stack with frames on axis 0 or a (T, Z, Y, X) "
+                "time-lapse of stacks"
             )
+            return None
+        refused = channels_refusal("Segment", layer, "segment")
+        if refused:
+            show_error(refused)
+            return None
+        from napari_hemd.image_segmentation import segment_image_workflow
 
-        return self.run_workflow(gen, done, self.run_button, self.cancel_button, "Segment")
+        kwargs.pop("locked", None)
+        zoom = scale_value(self.scale)
+        refused = tta_refused(model, model_kind(model), self.tta.value) or scale_refused(
+            model, model_kind(model), zoom
+        )
+        if refused:
+            show_error(f"Segment: {refused}")
+            return None
+        # the fields' values, also where they are 1 and the model's own are not
+        kwargs["tta"], kwargs["scale"] = int(self.tta.value), zoom
+        if self.z_scale.value > 0 and run.data.ndim >= 3:  # a stack's voxel shape (3 planes)
+            kwargs["z_scale"] = run.saved["z_scale"] = float(self.z_scale.value)
+        run.from_model = True
+        run.saved[SOURCE_KEY], run.saved[MODEL_KEY] = run.prob_name, model
+        run.saved[IMAGE_KEY] = layer.name  # Restore parameters repeats the run on this image
+        return segment_image_workflow(
+            run.data, model, run.method, cancel=self.cancel_flag(), **kwargs
+        )
+
+    def _on_map(self, run: SegmentRun, kwargs: dict, span):
+        """The workflow of a probability layer (None, said, when it is not one)."""
+        from napari_hemd.core.validation import not_a_probability_map
+
+        layer, saved = run.layer, run.saved
+        why = not_a_probability_map(run.data)
+        if why:
+            show_error(
+                f"Segment: {layer.name!r} does not look like a probability map ({why}). "
+                "For a raw image choose a model above; it predicts the probabilities first"
+            )
+            return None
+        seg_defaults = layer.metadata.get(DEFAULTS_KEY) or {}
+        run.grow_threshold = float(seg_defaults.get("grow_threshold", 0.5))
+        # a model's (T, Z, Y, X) maps: each stack as the model's run segments it
+        via_maps = stacks_maps_workflow(layer, run.data, run.method, kwargs, span)
+        if via_maps is not None:
+            run.from_model = True  # an ImageSegmentation
+            return via_maps
+        if seg_defaults:  # the model's own (min size ...)
+            from napari_hemd.image_segmentation import with_model_defaults
+
+            usable = {k: v for k, v in seg_defaults.items() if k in kwargs}
+            kwargs = with_model_defaults(usable, kwargs)
+            saved.update({k: kwargs[k] for k in usable})
+            if seg_defaults.get("planes") == 3 and run.ndim == 3:  # a stack's maps (3D model)
+                saved["planes"] = 3
+            if seg_defaults.get("min_volume") and kwargs.get("link"):  # its 3D fragments
+                saved["min_volume"] = int(seg_defaults["min_volume"])
+        background = layer.metadata.get(BACKGROUND_KEY)
+        if background is not None and tuple(background.shape) == tuple(layer.data.shape):
+            run.grow = int(layer.metadata.get(GROW_KEY, 0))
+            run.background = background if span is None else background[span[0] : span[1]]
+        return segment_workflow(run.data, run.method, **kwargs)
