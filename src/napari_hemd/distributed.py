@@ -105,11 +105,29 @@ def _client(workers, scheduler, threads_per_worker) -> Iterator[object]:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            # the scheduler's web server (Dask starts one even without a dashboard): on a free
+            # port of the loopback, not 8787 (a second run, or a user's own cluster, holds it,
+            # and Dask then printed a three-line warning)
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
             preload=["napari_hemd._dask_worker"],  # the workers leave Ctrl-C to this process
         )
-        with cluster, Client(cluster, set_as_default=False) as client:
-            log.info("local cluster: %d workers at %s", workers, cluster.scheduler_address)
-            yield client
+        # A run stopped by Ctrl-C or an error closes the cluster with tasks still running: the
+        # nannies (in this process) wait 4 s for each busy worker and warn "Worker process
+        # still alive after 4.0 seconds, killing". Expected then, so not said (the run says why
+        # it stopped); a run that ends normally keeps the warning (a worker that does not close).
+        nanny = logging.getLogger("distributed.nanny")
+        level = nanny.level
+        try:
+            with cluster, Client(cluster, set_as_default=False) as client:
+                log.info("local cluster: %d workers at %s", workers, cluster.scheduler_address)
+                try:
+                    yield client
+                except BaseException:
+                    if not log.isEnabledFor(logging.INFO):
+                        nanny.setLevel(max(level, logging.ERROR))
+                    raise
+        finally:
+            nanny.setLevel(level)
 
 
 def _check_address(scheduler: str) -> None:
