@@ -259,3 +259,25 @@ def test_predict_names_the_shapes_it_takes(viewer, errors):
     pred.image.value = layer
     assert pred.run() is None
     assert "or a (T, Z, Y, X) time-lapse of stacks; got 5D" in errors[-1]
+
+
+def test_a_runtime_error_of_the_work_is_shown_and_the_widget_is_ready_again(
+    viewer, qtbot, errors, monkeypatch
+):
+    """superqt takes a RuntimeError from the work (most torch errors: shapes, memory) for a
+    deleted worker and emitted neither errored nor finished: the widget stayed running, Run
+    disabled, with no message (a Fine-tune from a file whose weights do not fit hung)."""
+    import napari_hemd._widgets.segment as segment_module
+
+    def failing(*args, **kwargs):
+        yield ("segment", 0, 1)
+        raise RuntimeError("not enough memory: you tried to allocate 80 GB")
+
+    monkeypatch.setattr(segment_module, "segment_workflow", failing)
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    worker = seg.run()
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        pass
+    assert errors and errors[-1] == "Segment failed: not enough memory: you tried to allocate 80 GB"
+    assert seg.run_button.enabled and not seg.cancel_button.enabled

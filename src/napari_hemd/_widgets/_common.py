@@ -48,6 +48,16 @@ def holds_session(viewer) -> bool:
     return any(isinstance(ly, Labels) and PARAMS_KEY in ly.metadata for ly in viewer.layers)
 
 
+class WorkFailed(Exception):
+    """A RuntimeError of a widget's work (most of torch's: a shape mismatch, memory), passed on.
+
+    superqt's worker takes any RuntimeError from the work for "the worker was deleted" and
+    emits neither ``errored`` nor ``finished``: the widget stayed running, Run disabled, with no
+    message. Raised as this instead, the error is shown and the widget is ready again; the
+    original is its ``__cause__`` (in the log's traceback).
+    """
+
+
 class _LayerCombo(ComboBox):
     """A layer combo box that is always true.
 
@@ -180,7 +190,10 @@ class LayerWidget(Container):
         clock = {"stage": None, "t0": time.perf_counter()}
 
         def drain():
-            return (yield from gen)
+            try:
+                return (yield from gen)
+            except RuntimeError as e:  # superqt takes it for a deleted worker: neither
+                raise WorkFailed(str(e) or type(e).__name__) from e  # errored nor finished
 
         def on_yield(event) -> None:
             stage, done, total = event
