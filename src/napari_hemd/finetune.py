@@ -32,6 +32,7 @@ __all__ = [
     "RECIPE",
     "FineTuneRecipe",
     "FineTuneResult",
+    "empty_frames",
     "finetune",
     "finetune_workflow",
     "frames_as_samples",
@@ -124,10 +125,23 @@ class FineTuneResult:
     scale: float = 1.0
 
 
-def held_out_frame(frames: Sequence[int]) -> int | None:
-    """The checked frame scored before and after: the last one, when there are three or more."""
+def held_out_frame(frames: Sequence[int], empty: Sequence[int] = ()) -> int | None:
+    """The checked frame scored before and after: the last one, when there are three or more.
+
+    Frames in ``empty`` (labels with no object: a checked field without cells) are not held
+    out: no object, no score (F1 and AJI of nothing are undefined); the last frame with
+    objects is, when one is left for training too.
+    """
     frames = sorted({int(f) for f in frames})
-    return frames[-1] if len(frames) >= 3 else None
+    if len(frames) < 3:
+        return None
+    scored = [f for f in frames if f not in set(empty)]
+    return scored[-1] if scored else None
+
+
+def empty_frames(labels, frames: Sequence[int]) -> list[int]:
+    """The ``frames`` of ``labels`` (a (T, Y, X) movie or one (Y, X) image) with no object."""
+    return [int(t) for t in frames if not np.any(_frame(labels, int(t)))]
 
 
 def _frame(arr, t: int) -> np.ndarray:
@@ -323,7 +337,12 @@ def finetune(
     scale = _check_scale(scale, model)
     norm = model.metadata["normalization"]
     frames = sorted({int(f) for f in frames})
-    held = held_out_frame(frames) if hold_out else None
+    from napari_hemd.models.data import refuse_no_objects
+
+    n = 1 if np.ndim(labels) == 2 else np.shape(labels)[0]
+    empty = empty_frames(labels, [f for f in frames if 0 <= f < n])  # others: refused below
+    refuse_no_objects(empty, frames, "labels")
+    held = held_out_frame(frames, empty) if hold_out else None
     train_frames = [f for f in frames if f != held]
     train = frames_as_samples(image, labels, train_frames, norm, "checked", scale)
     val = (

@@ -261,7 +261,7 @@ def test_split_auto_holds_out_the_last_of_three():
     assert len(tr) == 2 and va == []
 
 
-def test_project_checked_frames_are_training_data(video, tmp_path):
+def test_project_checked_frames_are_training_data(video, tmp_path, capsys):
     """A project saves its checked frames; ``train --init --data PROJECT`` learns from them
     (steps from the time budget), re-saving keeps the project's models."""
     from napari_hemd.cli import main
@@ -293,8 +293,10 @@ def test_project_checked_frames_are_training_data(video, tmp_path):
                  params={"method": "hemd"}, image=image, checked=[3], overwrite=True)  # fmt: skip
     one = folder / "models" / "one.pt"
     args = ["train", "--init", "nuclei-fluo", "--data", str(folder), "-o", str(one)]
+    capsys.readouterr()
     assert main([*args, "--max-minutes", "0.05", "--threads", "1", "--no-progress"]) == 0
     assert load_model_file(one).metadata["training"]["train_samples"] == ["p/t003"]
+    assert "no held-out frames" in capsys.readouterr().out  # it said "held-out loss nan"
     save_project(tmp_path / "q.zarr", prob=image.astype(np.float32), labels=labels, params={})
     with pytest.raises(ValueError, match="no checked frames"):
         load_samples(tmp_path / "q.zarr")
@@ -344,3 +346,55 @@ def test_train_init_on_a_project_fine_tunes_at_its_zoom(video, tmp_path, capsys)
     assert main(affinity) == 2
     err = capsys.readouterr().err
     assert f"project {str(folder)!r} was segmented at zoom 1.5" in err and "--scale 1" in err
+
+
+def test_checked_frames_without_objects(video, tmp_path):
+    """Checked frames whose labels were all cleared were trained on (background alone) and the
+    model then wiped every frame it re-segmented, its held-out score NaN: refused, in the API
+    and from a project on the command line. An empty checked frame among others is training
+    data, not the held-out frame (nothing to score)."""
+    from napari_hemd.cli import main
+    from napari_hemd.finetune import empty_frames, finetune, held_out_frame
+    from napari_hemd.models.data import load_samples
+    from napari_hemd.workflows import save_project
+
+    image, labels = video
+    cleared = np.zeros_like(labels)
+    with pytest.raises(ValueError, match=r"checked frame\(s\) 0, 1, 3 hold no objects"):
+        finetune(image, cleared, [0, 1, 3], "nuclei-fluo", output=tmp_path / "e.pt", minutes=0.05)
+    assert not (tmp_path / "e.pt").exists()
+    folder = tmp_path / "p.zarr"
+    save_project(folder, prob=image.astype(np.float32) / image.max(), labels=cleared,
+                 params={"method": "hemd"}, image=image, checked=[0, 2])  # fmt: skip
+    with pytest.raises(ValueError, match=r"p\.zarr'?: the checked frame\(s\) 0, 2 hold no objects"):
+        load_samples(folder)
+    args = ["train", "--init", "nuclei-fluo", "--data", str(folder), "-o", str(tmp_path / "c.pt")]
+    assert main([*args, "--steps", "2", "--threads", "1", "--no-progress"]) == 2
+    assert not (tmp_path / "c.pt").exists()
+    # one empty frame among corrected ones: trained on, the last frame with objects held out
+    some = labels.copy()
+    some[3] = 0
+    assert empty_frames(some, [0, 1, 3]) == [3]
+    assert held_out_frame([0, 1, 3], [3]) == 1 and held_out_frame([0, 1, 3]) == 3
+    res = finetune(image, some, [0, 1, 3], "nuclei-fluo", output=tmp_path / "s.pt",
+                   minutes=0.05, threads=1)  # fmt: skip
+    assert res.held_out == 1 and res.frames == [0, 3]
+    assert np.isfinite(res.before["F1"]) and np.isfinite(res.after["F1"])
+
+
+def test_train_refuses_a_project_of_stacks_over_time(tmp_path, capsys):
+    """A project of a (T, Z, Y, X) time-lapse of stacks gave "too many values to unpack"."""
+    from napari_hemd.cli import main
+    from napari_hemd.workflows import save_project
+
+    rng = np.random.default_rng(0)
+    image = rng.random((2, 4, 32, 32)).astype(np.float32)
+    labels = np.zeros((2, 4, 32, 32), np.uint32)
+    labels[:, 1:3, 8:16, 8:16] = 1
+    folder = tmp_path / "s.zarr"
+    save_project(folder, prob=image, labels=labels, params={"method": "hemd"}, image=image,
+                 checked=[0, 1])  # fmt: skip
+    args = ["train", "--init", "nuclei-3d", "--data", str(folder), "-o", str(tmp_path / "x.pt")]
+    assert main([*args, "--steps", "2", "--threads", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "labels have shape (2, 4, 32, 32)" in err and "time-lapse of 3D stacks" in err

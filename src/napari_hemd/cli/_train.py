@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 
 from napari_hemd._log import NOTE
 
@@ -352,9 +353,14 @@ def run(args: argparse.Namespace) -> int:
         half=not args.float32,
     )
     last = history[-1] if history else {}
+    val_loss = last.get("val_loss")
+    held = (
+        f"held-out loss {val_loss:.4f}"
+        if val_loss is not None and math.isfinite(val_loss)
+        else "no held-out frames: too few in --data to hold a block out"
+    )
     print(
-        f"wrote {out} (steps {last.get('step')}, loss {last.get('loss', float('nan')):.4f}, "
-        f"held-out loss {last.get('val_loss', float('nan')):.4f})"
+        f"wrote {out} (steps {last.get('step')}, loss {last.get('loss', float('nan')):.4f}, {held})"
     )
     scored = [h for h in history if "val_score" in h]
     if scored:  # --score-every: the network written is the best-scoring one

@@ -206,6 +206,22 @@ def project_scale(path, default: float = 1.0) -> float:
     return recorded_scale(zarr.open_group(str(path), mode="r").attrs.get("params"))
 
 
+def refuse_no_objects(empty: Sequence[int], frames: Sequence[int], where: str) -> None:
+    """Refuse corrected frames that all hold no object: the model would learn to find none.
+
+    Such a fine-tune trained happily on background alone and then wiped every frame it
+    re-segmented. Some empty checked frames (fields without cells) among others are fine.
+    """
+    frames = sorted({int(f) for f in frames})
+    if frames and len(set(empty)) >= len(frames):
+        shown = ", ".join(str(f) for f in frames[:8]) + (" ..." if len(frames) > 8 else "")
+        raise ValueError(
+            f"{where}: the checked frame(s) {shown} hold no objects (every label 0): "
+            "fine-tuning on them would teach the model to find no cells. Check frames whose "
+            "cells you corrected"
+        )
+
+
 def _project_samples(path: Path, norm: dict) -> list[Sample]:
     """The checked frames of a project folder (see :func:`napari_hemd.workflows.save_project`)."""
     import zarr
@@ -223,8 +239,17 @@ def _project_samples(path: Path, norm: dict) -> list[Sample]:
             "alone); it cannot be training data"
         )
     image, labels = root["image"], root["labels"]
+    if labels.ndim not in (2, 3):  # a time-lapse of stacks: its frames are 3D
+        raise ValueError(
+            f"data {str(path)!r}: the project's labels have shape {tuple(labels.shape)}; "
+            "fine-tuning takes the frames of a movie (T, Y, X), the slices of one stack "
+            "(Z, Y, X) or one image (Y, X), not a time-lapse of 3D stacks. Save one stack of "
+            "it as a project (or a frame range of a movie) and fine-tune on that"
+        )
     if image.ndim == 2:
         checked = [t for t in checked if t == 0]
+    empty = [t for t in checked if not np.any(labels if labels.ndim == 2 else labels[t])]
+    refuse_no_objects(empty, checked, f"data {str(path)!r}")
     out = []
     for t in checked:
         img = np.asarray(image if image.ndim == 2 else image[t])
