@@ -175,6 +175,38 @@ def test_checkpoint_and_resume(blobs, tmp_path):
         train_model(samples, [], out, cfg, resume=True, progress=False)
 
 
+def test_a_checkpoint_is_written_whole_or_not_at_all(blobs, tmp_path, monkeypatch):
+    """Checkpoints were written in place: a run killed while writing lost the only one, and
+    --resume printed PyTorch's "failed reading zip archive" traceback."""
+    from napari_hemd.models import Sample, training
+
+    samples = [Sample(blobs[0] / 255, blobs[1], f"s/{i}", "labels") for i in range(2)]
+    cfg = TrainConfig(
+        model="unet", architecture={"base_channels": 4, "depth": 2}, steps=4, batch_size=1,
+        patch_size=32, val_every=2, checkpoint_every=2, max_minutes=0.0,
+    )  # fmt: skip
+    out = tmp_path / "m.pt"
+    train_model(samples, samples[:1], out, cfg, progress=False)
+    ckpt = tmp_path / "m.pt.ckpt"
+    good = ckpt.read_bytes()
+    real_save = torch.save
+
+    def killed(obj, f, *a, **k):  # half the file written, then the run dies
+        real_save(obj, f, *a, **k)
+        with open(f, "r+b") as fh:
+            fh.truncate(len(good) // 2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(samples, samples[:1], out, cfg, resume=True, progress=False)
+    monkeypatch.undo()
+    assert ckpt.read_bytes() == good and not list(tmp_path.glob(".*"))  # no temporary left
+    ckpt.write_bytes(good[: len(good) // 2])  # damaged some other way (a full disk, a copy)
+    with pytest.raises(ValueError, match=r"resume: the checkpoint .* cannot be read .* damaged"):
+        train_model(samples, samples[:1], out, cfg, resume=True, progress=False)
+
+
 def test_resume_refuses_another_network_in_one_line(blobs, tmp_path, caplog):
     """Resuming with other sizes than the run that wrote the checkpoint gave torch's size
     mismatch (dozens of lines); a checkpoint past the steps asked for trained nothing, unsaid."""

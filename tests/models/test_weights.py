@@ -188,3 +188,58 @@ def test_changed_weights_are_refused(tmp_path):
     torch.save(payload, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="is damaged: its weights do not match the SHA-256"):
         load_model_file(tmp_path / "bad.pt")
+
+
+def _edited(tmp_path, name, edit, rehash=True):
+    """A valid model file with its payload edited (and its digest recomputed, unless not)."""
+    from napari_hemd.models.weights import weights_sha256
+
+    model = HemdModel.create("unet", base_channels=4, depth=2)
+    path = save_model_file(model, tmp_path / "m.pt", half=True)
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    if rehash and isinstance(payload.get("state_dict"), dict):
+        payload["sha256"] = weights_sha256(payload["state_dict"])
+    out = tmp_path / name
+    torch.save(payload, out)
+    return out
+
+
+def _wider(payload):
+    payload["metadata"]["architecture"]["base_channels"] = 8  # weights of a 4-channel net
+
+
+@pytest.mark.parametrize(
+    ("edit", "rehash", "message"),
+    [
+        (_wider, True, "is damaged: its weights do not fit the unet network its metadata"),
+        (
+            lambda p: p["metadata"]["architecture"].update(attention=True),
+            True,
+            "describes a network this napari-hemd cannot build .*attention.*update napari-hemd",
+        ),
+        (lambda p: p.update(format_version="2"), True, "its format_version is '2'"),
+        (lambda p: p.update(format_version=2), True, "newer napari-hemd.*update napari-hemd"),
+        (lambda p: p.pop("metadata"), True, "is incomplete: it has no metadata"),
+        (lambda p: p.pop("state_dict"), False, "is incomplete: it has no state_dict"),
+        (lambda p: p.pop("sha256"), False, "is incomplete: it has no sha256"),
+        (lambda p: p.update(metadata=[1, 2]), True, "is damaged: its metadata"),
+    ],
+)
+def test_a_damaged_or_newer_model_file_is_refused_in_one_line(tmp_path, edit, rehash, message):
+    """Weights that do not fit, an argument this version lacks, a string format_version, a key
+    missing: a 110-line traceback, "UNet2d.__init__() got an unexpected keyword argument",
+    "'>' not supported" or "error: metadata"; a file without its digest loaded unchecked."""
+    path = _edited(tmp_path, "x.pt", edit, rehash)
+    with pytest.raises(ValueError, match=message) as info:
+        load_model(path, name="--model")
+    assert str(info.value).startswith("--model: ") and "\n" not in str(info.value)
+
+
+def test_a_training_checkpoint_is_named_as_one(tmp_path):
+    path = tmp_path / "m.pt.ckpt"
+    torch.save({"network": {}, "optimizer": {}, "step": 250, "history": []}, path)
+    with pytest.raises(
+        ValueError, match=r"is a training checkpoint .*give the model file MODEL\.pt"
+    ):
+        load_model_file(path)

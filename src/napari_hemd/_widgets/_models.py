@@ -186,15 +186,18 @@ def model_summary(value) -> str:
 
     What it is (a shipped model's description; a fine-tuned one's base), the size of the
     objects it learned, its held-out scores (H-EMD; an affinity network's Mutex watershed; SEG
-    only where the reference is sparse) and the zoom it is used at when not 1. Empty when the
-    model cannot be read (the run then says why).
+    only where the reference is sparse) and the zoom it is used at when not 1. A file that is
+    no model file or a damaged one: why it cannot be used. Empty when there is nothing to say
+    (no choice, no torch).
     """
     try:
         from napari_hemd.models.prediction import model_scale, model_tta
         from napari_hemd.models.registry import SHIPPED_MODELS, held_out_scores, model_origin
 
         model = read_model(value)
-    except (ImportError, OSError, ValueError, KeyError, RuntimeError, TypeError):
+    except ValueError as exc:  # said where the user looks, before a run
+        return f"cannot be used: {exc}"
+    except (ImportError, OSError, KeyError, RuntimeError, TypeError):
         return ""
     meta = model.metadata
     if str(value) in SHIPPED_MODELS:

@@ -591,6 +591,16 @@ def _architecture(model: HemdModel) -> dict:
     return json.loads(json.dumps(model.metadata.get("architecture", {}), default=str))
 
 
+def _save_checkpoint(state: dict, ckpt: Path) -> None:
+    """Write a checkpoint through a temporary file: a run killed while writing keeps the last one."""
+    tmp = ckpt.with_name(f".{ckpt.name}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, ckpt)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _load_resumed_network(ckpt: Path, state: dict, model: HemdModel) -> None:
     """Load a checkpoint's weights; one of another network is refused in one line.
 
@@ -736,7 +746,13 @@ def train_model(
     if resume:
         if not ckpt.exists():
             raise FileNotFoundError(f"resume: no checkpoint {str(ckpt)!r}")
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+        try:
+            state = torch.load(ckpt, map_location=device, weights_only=True)
+        except Exception as exc:  # a damaged file (a disk that filled, a copy cut short)
+            raise ValueError(
+                f"resume: the checkpoint {str(ckpt)!r} cannot be read ({type(exc).__name__}); "
+                "it is damaged: remove it and train without --resume"
+            ) from None
         _load_resumed_network(ckpt, state, model)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -838,7 +854,7 @@ def train_model(
                 if callback is not None:
                     callback(entry)
             if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or out_of_time):
-                torch.save(
+                _save_checkpoint(
                     {
                         "network": model.network.state_dict(),
                         "optimizer": opt.state_dict(),

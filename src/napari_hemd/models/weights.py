@@ -309,26 +309,67 @@ def load_model_file(
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError, zip errors, KeyError ...
         raise _not_a_model(label, exc, source) from None
+    if isinstance(payload, dict) and {"network", "optimizer", "step"} <= set(payload):
+        raise ValueError(
+            f"{label} is not a napari-hemd model file: it is a training checkpoint (napari-hemd "
+            "train writes MODEL.pt.ckpt while it trains); give the model file MODEL.pt, or "
+            "continue the training with train --resume"
+        )
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(
             f"{label} is not a napari-hemd model file: it is a PyTorch file holding a "
             f"{type(payload).__name__} without format={FORMAT!r}; {_MODEL_HINT}"
         )
-    if payload.get("format_version", 0) > FORMAT_VERSION:
+    version = payload.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
         raise ValueError(
-            f"{label} has format_version {payload['format_version']}; this "
-            f"napari-hemd reads up to {FORMAT_VERSION}"
+            f"{label} is not a napari-hemd model file this version can read: its format_version "
+            f"is {version!r} (expected an integer up to {FORMAT_VERSION})"
         )
-    digest = payload.get("sha256")
-    if digest is not None and weights_sha256(payload["state_dict"]) != digest:
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{label} has format_version {version}, written by a newer napari-hemd; this one "
+            f"reads up to {FORMAT_VERSION}: update napari-hemd (pip install -U napari-hemd)"
+        )
+    missing = [k for k in ("metadata", "state_dict", "sha256") if k not in payload]
+    if missing:
+        raise ValueError(
+            f"{label} is incomplete: it has no {' and no '.join(missing)} (every model file "
+            "napari-hemd writes has metadata, state_dict and sha256); train or download it again"
+        )
+    meta, state = payload["metadata"], payload["state_dict"]
+    if (
+        not isinstance(meta, dict)
+        or not isinstance(meta.get("architecture"), dict)
+        or not isinstance(state, dict)
+        or not all(isinstance(v, torch.Tensor) for v in state.values())
+    ):
+        raise ValueError(
+            f"{label} is damaged: its metadata (a dict with an architecture) or its state_dict "
+            "(tensors) is not what a napari-hemd model file holds; train or download it again"
+        )
+    if weights_sha256(state) != payload["sha256"]:
         raise ValueError(
             f"{label} is damaged: its weights do not match the SHA-256 stored "
             "in it (a changed or corrupted file); download or train it again"
         )
-    meta = payload["metadata"]
-    network = build_network(meta["architecture"])
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-    network.load_state_dict(state)
+    arch = meta["architecture"]
+    try:
+        network = build_network(arch)
+    except (TypeError, ValueError, KeyError) as exc:  # an argument this version lacks ...
+        raise ValueError(
+            f"{label} describes a network this napari-hemd cannot build ({exc}); it may come "
+            "from a newer version: update napari-hemd"
+        ) from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as exc:  # missing / unexpected keys, other shapes
+        first = str(exc).splitlines()[1:2] or [str(exc)]
+        raise ValueError(
+            f"{label} is damaged: its weights do not fit the {arch.get('name')} network its "
+            f"metadata describes ({first[0].strip()[:200]}); train or download it again"
+        ) from None
     network.to(device).eval()
     logger.debug("loaded %s model from %s", meta["architecture"]["name"], shown)
     return HemdModel(network, meta)
