@@ -298,6 +298,48 @@ def test_an_empty_model_name_shows_the_name_it_gives(make_napari_viewer, tmp_pat
     assert w.name.native.placeholderText() == "my-nuclei-tuned"
     w.base.value = shipped
     assert w.name.native.placeholderText() == f"{shipped}-tuned"
+    # a file name the model name cannot hold: the name shown is one Run takes
+    w.base.value = FROM_FILE
+    w.base_file.value = tmp_path / "nuclei-fluo (copy).pt"
+    assert w.name.native.placeholderText() == "nuclei-fluo-copy-tuned"
+
+
+def test_a_model_name_another_project_lists_is_not_taken_again(
+    viewer, qtbot, errors, tmp_path, monkeypatch
+):
+    """Two projects fine-tuned under the default name: the second one's model replaced the
+    first's in every model list (the registry is keyed by name; only the project's own folder
+    was checked). The default name is numbered past it; a typed one is refused."""
+    import napari_hemd.finetune as finetune_module
+    from napari_hemd import _settings
+    from napari_hemd._widgets import FineTuneWidget
+
+    other = tmp_path / "a.zarr" / "models" / "nuclei-fluo-tuned.pt"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"a fine-tuned model of project A")
+    _settings.remember_model("nuclei-fluo-tuned", other, "unet")
+    asked = []
+
+    def workflow(*args, output, name, **kwargs):  # the run's names, no training
+        asked.append((name, output))
+        yield ("fine-tune", 0, 1)
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(finetune_module, "finetune_workflow", workflow)
+    labels = viewer.layers["nuclei video ground truth"]
+    labels.metadata["hemd_checked"] = [0, 1]
+    w = FineTuneWidget(viewer)
+    w.image.value = viewer.layers["nuclei video image"]
+    w.labels.value = labels
+    w.base.value = "nuclei-fluo"
+    _wait(qtbot, w.run())
+    assert asked[-1][0] == "nuclei-fluo-tuned-2" and asked[-1][1].name == "nuclei-fluo-tuned-2.pt"
+    w.name.value = "nuclei-fluo-tuned"
+    assert w.run() is None
+    assert (
+        "a model named 'nuclei-fluo-tuned' exists" in errors[-1] and "another project" in errors[-1]
+    )
+    assert _settings.user_models()["nuclei-fluo-tuned"]["path"] == str(other.resolve())
 
 
 def test_resegmented_frames_keep_the_ids_of_the_checked_frames_cells(viewer, qtbot, errors):

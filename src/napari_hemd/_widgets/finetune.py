@@ -82,6 +82,25 @@ def _safe_name(name: str) -> str | None:
     return name if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}", name) else None
 
 
+def _tuned_name(stem: str) -> str:
+    """``STEM-tuned`` with what a model name cannot hold dropped (a file "model (copy).pt")."""
+    clean = re.sub(r"\s*[^A-Za-z0-9 ._-]+\s*", "-", stem).strip(" ._-")
+    clean = re.sub(r"-{2,}", "-", clean)[:58].rstrip(" ._-")
+    return f"{clean}-tuned" if clean else "model-tuned"
+
+
+def _listed_elsewhere(folder: Path) -> dict[str, str]:
+    """Fine-tuned models listed in the widgets whose file is not in ``folder``: name -> path."""
+    from napari_hemd import _settings
+
+    here = folder.resolve()
+    return {
+        name: info["path"]
+        for name, info in _settings.user_models().items()
+        if Path(info["path"]).resolve().parent != here
+    }
+
+
 class FineTuneWidget(LayerWidget):
     """Fine-tune a model on the checked frames of a labels layer; re-segment the others."""
 
@@ -179,7 +198,7 @@ class FineTuneWidget(LayerWidget):
             value = Path(str(self.base_file.value)).stem if str(self.base_file.value) else ""
         elif value and str(value).endswith(".pt"):
             value = Path(value).stem
-        return f"{value}-tuned" if value and value != "." else ""
+        return _tuned_name(str(value)) if value and value != "." else ""
 
     def _show_default_name(self) -> None:
         self.name.native.setPlaceholderText(self.default_name())
@@ -230,22 +249,27 @@ class FineTuneWidget(LayerWidget):
         if base is None:
             return None
         stem = Path(base).stem if base.endswith(".pt") else base
-        name = _safe_name(self.name.value or f"{stem}-tuned")
+        name = _safe_name(self.name.value or _tuned_name(stem))
         if name is None:
             show_error(
                 "Fine-tune: the model name must be letters, digits, space, '.', '_' or '-' "
-                f"(at most 64); got {self.name.value!r}"
+                f"(at most 64, starting with a letter or digit); got {self.name.value!r}"
             )
             return None
         folder = models_folder(labels)
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / f"{name}.pt"
-        if out.exists():
+        # a name listed for another project's model would replace it in every model list
+        elsewhere = _listed_elsewhere(folder)
+        if out.exists() or name in elsewhere:
             if self.name.value:
-                show_error(f"Fine-tune: a model named {name!r} exists ({out}); choose another name")
+                where = str(out) if out.exists() else f"{elsewhere[name]}, another project's"
+                show_error(
+                    f"Fine-tune: a model named {name!r} exists ({where}); choose another name"
+                )
                 return None
             i = 2
-            while (folder / f"{name}-{i}.pt").exists():
+            while (folder / f"{name}-{i}.pt").exists() or f"{name}-{i}" in elsewhere:
                 i += 1
             name, out = f"{name}-{i}", folder / f"{name}-{i}.pt"
         self.plot.clear()
