@@ -384,3 +384,42 @@ def test_a_reopened_session_with_a_model_re_runs_and_resaves_as_it_was(
     assert proj.autosave_now() == out
     np.testing.assert_array_equal(load_project(out)["image"], movie)  # the image kept
     assert not errors
+
+
+def test_a_moved_project_lists_its_fine_tuned_models(viewer, qtbot, tmp_path, errors):
+    """The model lists remember a model by its path: a project moved (or copied, or received)
+    with its models/ reopened with none of them in Predict, Segment or Fine-tune. Reopening
+    lists each one not listed yet; a name another file holds gets the project's name."""
+    pytest.importorskip("torch")
+    import shutil
+
+    from napari_hemd import _settings
+    from napari_hemd._widgets._models import model_choices
+    from napari_hemd.models.weights import HemdModel, save_model_file
+    from napari_hemd.workflows import save_project
+
+    video = viewer.layers["nuclei video probability"].data
+    labels = np.asarray(viewer.layers["nuclei video ground truth"].data, np.uint32)
+    first = tmp_path / "first.zarr"
+    save_project(first, prob=video, labels=labels, params={"method": "hemd"})
+    (first / "models").mkdir()
+    save_model_file(
+        HemdModel.create("unet", base_channels=4, depth=2), first / "models" / "mine.pt"
+    )
+    _settings.remember_model("mine", first / "models" / "mine.pt", "unet")
+    moved = tmp_path / "moved" / "copy.zarr"
+    shutil.copytree(first, moved)
+    viewer.layers.clear()
+    worker = ProjectWidget(viewer, restore=False).open(moved)
+    if worker is not None:
+        with qtbot.waitSignal(worker.finished, timeout=120_000):
+            pass
+    listed = _settings.user_models()
+    assert listed["mine"]["path"] == str((first / "models" / "mine.pt").resolve())  # kept
+    assert listed["mine (copy)"]["path"] == str((moved / "models" / "mine.pt").resolve())
+    assert "mine (copy) (fine-tuned)" in [label for label, _ in model_choices()]
+    worker = ProjectWidget(viewer, restore=False).open(moved)  # listed once, not again
+    if worker is not None:
+        with qtbot.waitSignal(worker.finished, timeout=120_000):
+            pass
+    assert len(_settings.user_models()) == 2 and not errors

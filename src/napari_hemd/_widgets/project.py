@@ -69,6 +69,37 @@ def _ask_restore(folder: Path) -> bool:
     return answer == QMessageBox.StandardButton.Yes
 
 
+def list_project_models(paths, project: str) -> list[str]:
+    """List a reopened project's fine-tuned models in the widgets' model choices.
+
+    The lists remember a model by its path: a project moved, copied or received from a
+    colleague brought its ``models/`` along but none of them appeared. Each file not listed yet
+    is, under its name, or ``NAME (PROJECT)`` when that name is listed for another file. Returns
+    the names added.
+    """
+    from napari_hemd._widgets._models import register_model
+
+    listed = _settings.user_models()
+    known = {str(Path(info["path"]).resolve()) for info in listed.values()}
+    added = []
+    for path in paths:
+        path = Path(path)
+        if str(path.resolve()) in known:
+            continue
+        try:
+            from napari_hemd.models import load_model
+
+            kind = load_model(path).kind
+        except Exception as e:  # not a model (any more): left out, said in the log
+            log.warning("project model %s left out of the model lists: %s", path, e)
+            continue
+        name = path.stem if path.stem not in listed else f"{path.stem} ({project})"
+        register_model(name, path, kind)
+        listed[name] = {"path": str(path)}
+        added.append(name)
+    return added
+
+
 class ProjectWidget(LayerWidget):
     """Save labels, locked choices, undo history and parameters; reopen them with the forest."""
 
@@ -281,6 +312,7 @@ class ProjectWidget(LayerWidget):
             metadata=meta,
             **place.get("labels", {}),
         )
+        list_project_models(proj.get("models") or [], name)
         self.reset_choices()
         self.labels.value = layer
         self._follow(layer, folder)
