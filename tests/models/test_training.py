@@ -673,6 +673,11 @@ def test_fine_tune_starts_from_the_given_model(blobs, tmp_path):
             TrainConfig(model="affinity", init=str(tmp_path / "base.pt"), steps=1),
             progress=False,
         )
+    with pytest.raises(ValueError, match="is an affinity model; got model='unet'"):  # not "a a"
+        train_model(
+            samples, [], tmp_path / "y.pt",
+            TrainConfig(model="unet", init="nuclei-affinity", steps=1), progress=False,
+        )  # fmt: skip
 
 
 def test_class_weights_are_checked_and_kept_by_a_fine_tune():

@@ -944,7 +944,8 @@ def _init_model(cfg: TrainConfig, base: HemdModel | None = None) -> HemdModel:
         base = HemdModel(copy.deepcopy(base.network), dict(base.metadata))
     if base.kind != cfg.model:
         raise ValueError(
-            f"init {cfg.init!r} is a {base.kind} model; got model={cfg.model!r} (use "
+            f"init {cfg.init!r} is {'an' if base.kind == 'affinity' else 'a'} {base.kind} "
+            f"model; got model={cfg.model!r} (use "
             f"--model {base.kind})"
         )
     cfg.architecture = {k: v for k, v in base.metadata["architecture"].items() if k != "name"}
