@@ -873,6 +873,7 @@ def save_project(
     background: np.ndarray | None = None,
     prob_info: dict | None = None,
     placement: dict | None = None,
+    models_from: str | os.PathLike | None = None,
 ) -> Path:
     """Save a proofreading session into a zarr folder, atomically.
 
@@ -916,8 +917,12 @@ def save_project(
         Where the layers sit in the viewer: ``{"labels": {"translate": [...], "scale": [...]},
         "prob": {...}}`` (labels of a frame range start at that frame), given back as saved.
 
+    models_from : path-like, optional
+        The project folder the session was opened from or last saved to: saved elsewhere
+        (*Save as*), its ``models/`` come along.
+
     Models fine-tuned in the session live in the folder's ``models/`` and are carried over when
-    the project is saved again.
+    the project is saved again (or, with ``models_from``, into another folder).
     """
     import zarr
 
@@ -966,6 +971,8 @@ def save_project(
             }
         )
         _carry_models(Path(folder), tmp)
+        if models_from is not None and Path(models_from).resolve() != Path(folder).resolve():
+            _carry_models(Path(models_from), tmp)
     return Path(folder)
 
 
@@ -974,7 +981,10 @@ PROJECT_MODELS = "models"
 
 
 def _carry_models(old: Path, new: Path) -> None:
-    """Hard-link (else copy) the ``models/`` of the project being replaced into the new one."""
+    """Hard-link (else copy) the ``models/`` of project ``old`` into the new one ``new``.
+
+    Files the new one holds already (carried from the folder being replaced) are kept.
+    """
     import shutil
 
     src = old / PROJECT_MODELS
@@ -983,7 +993,7 @@ def _carry_models(old: Path, new: Path) -> None:
     dst = new / PROJECT_MODELS
     dst.mkdir(exist_ok=True)
     for f in src.iterdir():
-        if f.is_file() and not f.name.startswith("."):
+        if f.is_file() and not f.name.startswith(".") and not (dst / f.name).exists():
             try:
                 os.link(f, dst / f.name)
             except OSError:

@@ -423,3 +423,27 @@ def test_a_moved_project_lists_its_fine_tuned_models(viewer, qtbot, tmp_path, er
         with qtbot.waitSignal(worker.finished, timeout=120_000):
             pass
     assert len(_settings.user_models()) == 2 and not errors
+
+
+def test_save_as_brings_the_projects_models_along(viewer, qtbot, tmp_path, errors):
+    """Saved into a new folder, a reopened project left its models/ behind (only a folder being
+    replaced had its models carried over)."""
+    from napari_hemd.workflows import load_project, save_project
+
+    video = viewer.layers["nuclei video probability"].data
+    labels = np.asarray(viewer.layers["nuclei video ground truth"].data, np.uint32)
+    first = tmp_path / "first.zarr"
+    save_project(first, prob=video, labels=labels, params={"method": "hemd"})
+    (first / "models").mkdir()
+    (first / "models" / "mine.pt").write_bytes(b"a fine-tuned model")
+    viewer.layers.clear()
+    proj = ProjectWidget(viewer, restore=False)
+    worker = proj.open(first)
+    if worker is not None:
+        with qtbot.waitSignal(worker.finished, timeout=120_000):
+            pass
+    out = proj.save(tmp_path / "second")
+    assert out == tmp_path / "second.zarr"
+    assert load_project(out)["models"] == [out / "models" / "mine.pt"]
+    assert (out / "models" / "mine.pt").read_bytes() == b"a fine-tuned model"
+    assert (first / "models" / "mine.pt").exists() and not errors  # the first one keeps its own

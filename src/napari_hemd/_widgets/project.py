@@ -226,6 +226,7 @@ class ProjectWidget(LayerWidget):
                 checked=checked_frames(layer),
                 background=None if background is None else np.asarray(background),
                 prob_info=info,
+                models_from=layer.metadata.get(PROJECT_KEY),  # Save as: its models come along
                 placement={  # a frame range's labels start at its first frame
                     key: {"translate": list(ly.translate), "scale": list(ly.scale)}
                     for key, ly in (("labels", layer), ("prob", prob_layer))
