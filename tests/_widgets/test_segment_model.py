@@ -681,3 +681,43 @@ def test_a_time_lapse_of_stacks_predicted_then_segmented_as_the_one_click_run(
     params = two_step.metadata["hemd_params"]
     assert params["planes"] == 3 and params["grow"] == 2 and params["per_stack"]
     assert len(two_step.metadata["hemd_result"].results) == 2 and not errors
+
+
+def test_segment_with_a_model_file(viewer, qtbot, errors, tmp_path):
+    """Segment offered only the shipped and listed models: a model trained on the command line
+    or a colleague's file reached one-click Segment only through Predict. A model file segments
+    as the same model by name does, and Restore parameters brings the file back."""
+    import shutil
+
+    from napari_hemd._widgets import SegmentWidget
+    from napari_hemd._widgets.segment import FROM_FILE
+    from napari_hemd.models.registry import model_path
+
+    mine = tmp_path / "colleague.pt"
+    shutil.copy(model_path("nuclei-fluo"), mine)
+    image = viewer.layers["nuclei video image"]
+    seg = SegmentWidget(viewer)
+    seg.prob.value = image
+    seg.model.value = FROM_FILE
+    shown = lambda w: not w.native.isHidden()  # noqa: E731  (the dock itself is not shown)
+    assert shown(seg.model_file) and not shown(seg.model_info)  # no file yet
+    seg.run_button.native.click()
+    assert seg._worker is None and "model file" in errors.pop()
+    seg.model_file.value = mine
+    assert shown(seg.model_info) and "held out" in seg.model_info.value
+    seg.tta.value = 1
+    _wait(qtbot, seg.run())
+    by_file = viewer.layers["nuclei video image labels"]
+    assert by_file.metadata["hemd_params"]["hemd_model"] == str(mine)
+    got = by_file.data.copy()
+    seg3 = SegmentWidget(viewer)
+    seg3.restore(by_file)
+    assert seg3.model.value == FROM_FILE and seg3.model_file.value == mine
+    assert seg3.prob.value is image
+    seg2 = SegmentWidget(viewer)
+    seg2.prob.value = image
+    seg2.model.value = "nuclei-fluo"
+    seg2.tta.value = 1
+    _wait(qtbot, seg2.run())
+    np.testing.assert_array_equal(got, viewer.layers["nuclei video image labels"].data)
+    assert not errors

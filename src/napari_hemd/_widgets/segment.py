@@ -10,8 +10,17 @@ background probability, so the labels are grown to whole cells the same way.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 
@@ -51,12 +60,14 @@ log = logging.getLogger(__name__)
 
 #: Model choice meaning "the layer already is a probability map".
 NO_MODEL = "none (layer is a probability map)"
+#: Model choice of a model file (a CLI-trained or a colleague's model), as Predict offers.
+FROM_FILE = "model file..."
 
 
 def _model_choices(_widget=None) -> list[tuple[str, str]]:
     from napari_hemd._widgets._models import model_choices
 
-    return [(NO_MODEL, NO_MODEL), *model_choices()]
+    return [(NO_MODEL, NO_MODEL), *model_choices(), (FROM_FILE, FROM_FILE)]
 
 
 def _three_planes(model: str) -> bool:
@@ -84,6 +95,7 @@ class SegmentWidget(LayerWidget):
         super().__init__(napari_viewer, labels=True)
         self.prob = self.layer_combo(Image, "probability / image", prefer=is_probability_layer)
         self.model = ComboBox(label="model", choices=_model_choices, value=NO_MODEL)
+        self.model_file = FileEdit(label="model file", filter="*.pt", visible=False)
         #: What the chosen model is, the objects it learned, its held-out scores, its zoom.
         self.model_info = Label(label="about the model", value="", visible=False)
         self.z_scale = FloatSpinBox(
@@ -99,6 +111,7 @@ class SegmentWidget(LayerWidget):
         self.tta = tta_combo(visible=False)
         self.scale = scale_spin(auto=True, visible=False)
         self.model.changed.connect(self._show_z_scale)
+        self.model_file.changed.connect(lambda path: self._show_z_scale(FROM_FILE))
         self.method = ComboBox(label="method", choices=list(METHODS), value="hemd")
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
         self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=10.0, step=0.05)
@@ -125,6 +138,7 @@ class SegmentWidget(LayerWidget):
                 for f in (
                     "prob",
                     "model",
+                    "model_file",
                     "model_info",
                     "z_scale",
                     "tta",
@@ -140,8 +154,20 @@ class SegmentWidget(LayerWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.restore_button.clicked.connect(lambda: self.restore(self.restore_from.value))
 
+    def chosen_model(self) -> str:
+        """The model chosen: ``NO_MODEL``, a model's name, or a model file's path."""
+        value = self.model.value
+        return str(self.model_file.value) if value == FROM_FILE else value
+
     def _show_z_scale(self, value: str) -> None:
         """Show the z step for a three-plane model; flips and zoom for a U-Net."""
+        self.model_file.visible = value == FROM_FILE
+        if value == FROM_FILE:
+            value = str(self.model_file.value)
+            if not Path(value).is_file():  # no file chosen yet: nothing to show
+                self.z_scale.visible = self.tta.visible = self.scale.visible = False
+                self.model_info.value, self.model_info.visible = "", False
+                return
         self.z_scale.visible = value != NO_MODEL and _three_planes(value)
         unet = value != NO_MODEL and model_kind(value) in (None, "unet")
         self.tta.visible = self.scale.visible = unet
@@ -190,12 +216,18 @@ class SegmentWidget(LayerWidget):
             from napari_hemd._widgets._models import model_choices
 
             why = None
-            if model not in [v for _, v in model_choices()]:
+            listed = model in [v for _, v in model_choices()]
+            if not listed and not (str(model).endswith(".pt") and Path(model).is_file()):
                 why = f"its model {model!r} is not among the models any more"
             elif image not in self.viewer.layers:
                 why = f"its image layer {image!r} is not open"
             if why is None:
-                self.model.value = model
+                if listed:
+                    self.model.value = model
+                else:  # a model file of its own
+                    self.model_file.value = Path(model)
+                    self.model.value = FROM_FILE
+                    self._show_z_scale(FROM_FILE)
                 self.tta.value = int(params.get("tta", 1))
                 self.scale.value = float(params.get("scale", 1.0))  # the zoom auto found
                 self.z_scale.value = float(params.get("z_scale", 0.0))
@@ -244,7 +276,10 @@ class SegmentWidget(LayerWidget):
             kwargs = {k: v for k, v in params.items() if k not in ("variant", "iterations")}
         # zarr / dask data stay lazy: H-EMD reads one frame at a time
         data = layer.data[0] if layer.multiscale else layer.data
-        model = self.model.value if prob_layer is None else NO_MODEL
+        model = self.chosen_model() if prob_layer is None else NO_MODEL
+        if self.model.value == FROM_FILE and prob_layer is None and not Path(model).is_file():
+            show_error(f"Segment: model file {model!r} does not exist; choose a .pt model file")
+            return None
         suffix, translate, span = "", None, None
         if prob_layer is None and ndim >= 3 and params["axis"] == 0:
             span = self.frame_range(int(data.shape[0]))
