@@ -734,8 +734,13 @@ def follow_zarr(
     idle_timeout : float
         Stop after this many seconds without a new frame.
     available : callable, optional
-        ``available(array) -> n``: how many frames are complete. Default ``array.shape[0]``; a
-        writer that resizes before writing should publish a count (e.g. in ``array.attrs``).
+        ``available(array) -> n``: how many frames are complete. Default: the count the writer
+        publishes in ``array.attrs["frames_written"]`` (what :func:`hemd_follow` writes), else
+        all frames but the last until the array stops growing: a writer that resizes before
+        it writes (``zarr.Array.append`` does) has not written its last frame yet, which reads
+        back as zeros (such frames were segmented as empty, silently). A frame is therefore
+        segmented once the next one appears, the last one after ``idle_timeout`` seconds
+        without growth.
     sleep : callable
         Waits ``poll`` seconds (tests pass a fake).
 
@@ -748,17 +753,31 @@ def follow_zarr(
     t, idle = 0, 0.0
     while True:
         z = zarr.open_array(str(path), mode="r")
-        n = int(available(z)) if available else int(z.shape[0])
+        n, exact = _frames_complete(z, available)
         if t < n:
             for k in range(t, n):
                 yield np.asarray(z[k])
             t, idle = n, 0.0
             continue
         if idle >= idle_timeout:
+            if not exact:  # the writer stopped: its last frame is written
+                for k in range(t, int(z.shape[0])):
+                    yield np.asarray(z[k])
+                t = max(t, int(z.shape[0]))
             log.info("follow_zarr: no new frame for %.0f s after %d frame(s); stopping", idle, t)
             return
         sleep(poll)
         idle += poll
+
+
+def _frames_complete(z, available) -> tuple[int, bool]:
+    """``(frames complete, exact)`` of a growing array (see :func:`follow_zarr`)."""
+    if available is not None:
+        return int(available(z)), True
+    written = z.attrs.get("frames_written")
+    if isinstance(written, int) and not isinstance(written, bool):
+        return min(written, int(z.shape[0])), True
+    return max(int(z.shape[0]) - 1, 0), False
 
 
 def hemd_follow(
