@@ -139,3 +139,25 @@ def test_local_cluster_leaves_port_8787_alone():
         assert not [w for w in caught if "already in use" in str(w.message)]
     finally:
         holder.close()
+
+
+def test_finished_windows_are_let_go(client):
+    """Every future was held until the end of the run: when a worker died (pre-empted, out of
+    memory) Dask recomputed all the windows it had finished, though their frames were written.
+    A task once recorded is released: the scheduler keeps nothing of it."""
+    import time
+
+    from napari_hemd.core.streaming import _gather_as_completed
+
+    futures = [client.submit(lambda i: i, i, pure=False) for i in range(6)]
+    seen: list[int] = []
+    _gather_as_completed(client, futures, seen.append)
+    assert sorted(seen) == list(range(6))
+
+    def held(dask_scheduler) -> int:
+        return len(dask_scheduler.tasks)
+
+    deadline = time.monotonic() + 10
+    while client.run_on_scheduler(held) and time.monotonic() < deadline:
+        time.sleep(0.1)  # releases reach the scheduler asynchronously
+    assert client.run_on_scheduler(held) == 0

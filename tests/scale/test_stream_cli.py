@@ -140,3 +140,55 @@ def test_stream_exclude_border_equals_segment(video, tmp_path):
         got = zarr.open_array(str(out))
         np.testing.assert_array_equal(got[:], expected)
         assert got.attrs["exclude_border"] is True
+
+
+@pytest.mark.parametrize("failure", ["disk full", "workers died"])
+def test_a_stream_that_fails_mid_run_says_its_work_is_kept(
+    video, tmp_path, capsys, monkeypatch, failure
+):
+    """A full disk said "nothing was replaced and no partial file is left" though the finished
+    windows are kept and a rerun resumes; workers killed for memory (Dask's KilledWorker) ended
+    in a 22-line traceback. One line each, naming the kept work; the same command resumes."""
+    import errno
+
+    import napari_hemd.core.streaming as streaming
+
+    src = tmp_path / "prob.zarr"
+    z = zarr.create_array(str(src), shape=video.shape, chunks=(1, 96, 96), dtype=np.float32)
+    z[:] = video
+    out = tmp_path / "lab.zarr"
+    real = streaming._write_window
+    calls = []
+
+    class KilledWorker(Exception):  # distributed.scheduler.KilledWorker, by name
+        pass
+
+    def second_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            if failure == "disk full":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            raise KilledWorker("Attempted to run task on 3 different workers, all died")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(streaming, "_write_window", second_fails)
+    args = [
+        "stream",
+        str(src),
+        "-o",
+        str(out),
+        "--chunk",
+        "4",
+        "--iterations",
+        "2",
+        "--no-progress",
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / ".lab.zarr.partial") in err[0], err
+    assert "run the same command again to resume" in err[0] or "the same command resumes" in err[0]
+    if failure == "workers died":
+        assert "smaller --chunk" in err[0]
+    monkeypatch.setattr(streaming, "_write_window", real)
+    assert main(args) == 0
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)

@@ -105,7 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            msg = f"{exc.strerror} while writing; nothing was replaced and no partial file is left"
+            kept = _resumable_work(args)
+            msg = (
+                f"{exc.strerror} while writing; the work finished so far is kept in "
+                f"{kept}: free some space and run the same command again to resume"
+                if kept
+                else f"{exc.strerror} while writing; nothing was replaced and no partial file "
+                "is left"
+            )
         msg = str(msg).replace("pass overwrite=True (--overwrite)", "pass --overwrite")
         if not msg.strip():  # a bare MemoryError() and the like: never an empty error line
             msg = f"{type(exc).__name__} (no message) in napari-hemd {args.command}"
@@ -116,8 +123,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"napari-hemd {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if type(exc).__name__ != "KilledWorker":  # distributed's, not imported unless used
+            raise
+        kept = _resumable_work(args)
+        print(
+            f"napari-hemd {args.command}: error: Dask workers died running the same task "
+            "(the usual cause: a window needs more memory than a worker has); a smaller --chunk "
+            "(or workers with more memory) fits"
+            + (
+                f"; the work finished so far is kept in {kept}, and the same command resumes"
+                if kept
+                else ""
+            ),
+            file=sys.stderr,
+        )
+        return 2
     finally:
         warnings.formatwarning = formatwarning
+
+
+def _resumable_work(args: argparse.Namespace) -> str | None:
+    """The hidden folder a resumable run (stream, predict) keeps its finished work in, if any."""
+    from pathlib import Path
+
+    out = getattr(args, "output", None)
+    if not out:
+        return None
+    out = Path(out)
+    stem = out.name.removesuffix(".zarr")
+    found = sorted(out.parent.glob(f".{stem}.*partial")) if out.parent.is_dir() else []
+    return str(found[0]) if found else None
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -631,17 +631,25 @@ def _gather_as_completed(client, futures: list, finished: Callable[[object], Non
     """Call ``finished(result)`` as each task completes; on any error cancel the others.
 
     Cancelling stops pending tasks; a task already running finishes (Dask cannot interrupt it) and
-    may still write its own frames, which a resumed run recomputes identically.
+    may still write its own frames, which a resumed run recomputes identically. A task once
+    recorded is released (its frames are on disk): held until the end, the results of a worker
+    that died (pre-empted, out of memory) were computed again, every window it had finished.
+    ``futures`` is emptied.
     """
     from dask.distributed import as_completed
 
+    pending = set(futures)
+    futures.clear()  # the caller's list held every future until the end
     try:
         with client.as_current():  # the client need not be the process-wide default
-            completed = as_completed(futures)
+            completed = as_completed(list(pending))
         for fut in completed:
-            finished(fut.result())
+            result = fut.result()
+            pending.discard(fut)
+            fut.release()
+            finished(result)
     except BaseException:
-        client.cancel(futures)
+        client.cancel(list(pending))
         raise
 
 
