@@ -19,6 +19,7 @@ import glob
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -219,6 +220,10 @@ def check_output_path(
 _HELD: dict[str, int] = {}  # lock files this process holds -> nesting depth
 
 
+#: This machine, recorded in lock files: a process id means nothing on another host.
+_HOST = socket.gethostname() or "localhost"
+
+
 def _lock_path(path: Path) -> Path:
     return path.parent / f".{path.name}.lock"
 
@@ -242,8 +247,8 @@ def _alive(pid: int) -> bool:
 def output_lock(path: str | os.PathLike, name: str = "output") -> Iterator[Path]:
     """Hold ``.NAME.lock`` next to ``path`` while a run writes it; a second writer fails at once.
 
-    The lock file records the process id; a lock whose process is gone (a killed run) is stale
-    and taken over. Re-entrant within one process (a run that locks its output and then writes
+    The lock file records the process id and the host name; a lock whose process on this host
+    is gone (a killed run) is stale and taken over, one of another host (a shared disk) is held. Re-entrant within one process (a run that locks its output and then writes
     it through :func:`atomic_path`).
 
     Raises
@@ -266,19 +271,27 @@ def output_lock(path: str | os.PathLike, name: str = "output") -> Iterator[Path]
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             try:
-                pid = int(lock.read_text().split()[0])
+                words = lock.read_text().split()
+                pid, host = int(words[0]), (words[1] if len(words) > 1 else _HOST)
             except (OSError, ValueError, IndexError):
-                pid = -1  # being written this instant, or garbage: treat as held if fresh
-            if pid > 0 and not _alive(pid):
+                pid, host = -1, _HOST  # being written this instant, or garbage: held if fresh
+            # a process of another machine (a cluster's shared disk) cannot be checked: held
+            if pid > 0 and host == _HOST and not _alive(pid):
                 lock.unlink(missing_ok=True)  # stale: its run was killed
                 continue
+            where = "" if host == _HOST else f" on {host}"
+            gone = (
+                ""
+                if host == _HOST
+                else f"; if that run is gone (its machine stopped), remove {str(lock)!r}"
+            )
             raise FileExistsError(
                 f"{name} {str(path)!r} is being written by another napari-hemd run "
-                f"(process {pid if pid > 0 else '?'}, lock {str(lock)!r}); wait for it to "
-                "finish or choose another output"
+                f"(process {pid if pid > 0 else '?'}{where}, lock {str(lock)!r}); wait for it to "
+                f"finish or choose another output{gone}"
             ) from None
         with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()}\n")
+            f.write(f"{os.getpid()} {_HOST}\n")
         break
     else:  # pragma: no cover - two stale takeovers raced
         raise FileExistsError(f"{name} {str(path)!r}: could not take {str(lock)!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -59,6 +60,27 @@ def test_lock_held_by_a_live_process_refuses(tmp_path):
     (tmp_path / ".o.tif.lock").write_text(f"{os.getppid()}\n")  # alive (our parent)
     with pytest.raises(FileExistsError, match=f"process {os.getppid()}"):
         write_labels(np.ones((1, 4, 4), np.uint32), out)
+
+
+def test_a_lock_of_another_machine_is_held(tmp_path):
+    """On a cluster's shared disk a lock's process id means nothing here: a live run on another
+    node was judged dead (no such process here) and its output taken over. The lock records its
+    host; another host's lock is held, and the message says how to clear a dead one."""
+    from napari_hemd._atomic import output_lock
+
+    out = tmp_path / "o.zarr"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lock = tmp_path / ".o.zarr.lock"
+    lock.write_text(f"{dead.stdout.strip()} node-17.cluster\n")
+    with pytest.raises(FileExistsError, match=r"on node-17\.cluster.*remove '.*\.o\.zarr\.lock'"):
+        write_labels(np.ones((1, 4, 4), np.uint32), out)
+    assert lock.exists() and not out.exists()
+    lock.write_text(f"{dead.stdout.strip()}\n")  # an older lock, no host: this machine's
+    with output_lock(out):
+        assert lock.read_text().split() == [str(os.getpid()), socket.gethostname()]
 
 
 @pytest.mark.parametrize("suffix", [".tif", ".zarr"])

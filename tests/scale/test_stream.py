@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 
 import numpy as np
 import pytest
@@ -247,3 +249,20 @@ def test_hemd_stream_and_write_table_refuse_what_they_cannot_use(video, tmp_path
     with pytest.raises(ValueError, match="columns must all have the same length"):
         write_table({"label": [1, 2], "area": [3]}, tmp_path / "t.csv")
     assert not list(tmp_path.iterdir())
+
+
+def test_hemd_stream_holds_its_output_lock(video, prob_zarr, tmp_path):
+    """The Python function took no lock: two processes on one output with other parameters
+    removed each other's resumable work. A second run on a held output fails at once."""
+    from napari_hemd._atomic import output_lock
+
+    out = tmp_path / "lab.zarr"
+    lock = tmp_path / ".lab.zarr.lock"
+    lock.write_text(f"{os.getppid()} {socket.gethostname()}\n")  # a live run (our parent)
+    with pytest.raises(FileExistsError, match="being written by another napari-hemd run"):
+        hemd_stream(prob_zarr, out, chunk=8, iterations=2)
+    assert not out.exists() and not (tmp_path / ".lab.zarr.partial").exists()
+    lock.unlink()
+    with output_lock(out):  # re-entrant: a caller that holds it (the CLI) runs
+        hemd_stream(prob_zarr, out, chunk=8, iterations=2)
+    assert out.exists() and not lock.exists()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -430,7 +431,17 @@ def _write_window(
     return window.index
 
 
-def hemd_stream(
+def hemd_stream(prob, output: str | os.PathLike, **kwargs) -> Path:  # noqa: D103 (below)
+    from napari_hemd._atomic import output_lock
+
+    path = Path(output)
+    if path.suffix != ".zarr" or not path.parent.is_dir():  # its own checks say what is wrong
+        return _hemd_stream(prob, output, **kwargs)
+    with output_lock(path):
+        return _hemd_stream(prob, output, **kwargs)
+
+
+def _hemd_stream(
     prob,
     output: str | os.PathLike,
     *,
@@ -454,6 +465,9 @@ def hemd_stream(
     ``.NAME.partial`` (chunks ``(1, Y, X)``), together with ``progress.json`` listing completed
     windows; on success the partial store is renamed onto ``output`` in one step. A killed run
     restarted with the same inputs continues from the completed windows and writes the same labels.
+    The output's lock (:func:`napari_hemd._atomic.output_lock`) is held while it runs: a second
+    run on the same output, in this or another process, fails at once (two runs with other
+    parameters removed each other's resumable work).
 
     Parameters
     ----------
@@ -609,6 +623,10 @@ def hemd_stream(
             }
         )
         return publish(store, output, partial)
+
+
+hemd_stream.__doc__ = _hemd_stream.__doc__  # the one function users call: its whole story
+hemd_stream.__signature__ = inspect.signature(_hemd_stream)
 
 
 def publish(store: Path, output: Path, partial: Path) -> Path:
