@@ -380,7 +380,7 @@ def _prediction_id(data, model) -> dict:
 
 
 #: Identity keys newer than some finished predictions, and the value those were made with.
-_IDENT_DEFAULTS = {"tta": 1, "scale": 1.0}
+_IDENT_DEFAULTS = {"tta": 1, "scale": 1.0, "tile": None}
 
 
 def _finished_prediction(prob_output: Path, ident: dict) -> bool:
@@ -569,12 +569,13 @@ def stream_segment(
             if model is not None:
                 # maps with flips never stand in for maps without, nor the other way round
                 ident = {**_prediction_id(data, model), "outputs": outputs, "tta": tta}
-                ident["scale"] = scale  # nor maps at another zoom
+                ident["scale"] = scale  # nor maps at another zoom, or with other tiles
+                ident["tile"] = tile
                 ident = json.loads(json.dumps(ident))
                 if resume and _finished_prediction(prob_output, ident):
                     log.warning(  # said always: the labels come from maps made before
                         "%s: reusing its finished prediction of this input by %s (same file, "
-                        "flips and zoom); resume=False (CLI: --no-resume) predicts again",
+                        "flips, zoom and tiles); resume=False (CLI: --no-resume) predicts again",
                         prob_output,
                         model,
                     )

@@ -101,6 +101,10 @@ def test_a_frame_changed_in_the_file_is_predicted_again(raw, tmp_path, caplog):
     assert run() == (True, False)
     assert run() == (False, True)  # unchanged: reused, and said
     assert run(resume=False) == (True, False)  # asked not to: predicted again
+    kw["tile"] = 64
+    assert run() == (True, False)  # other tiles, other maps: predicted again
+    assert run() == (False, True)
+    kw["tile"] = 0
     blank = raw.copy()
     blank[1] = blank[1].min()  # frame 1: not among 0, 4 and 7
     tifffile.imwrite(movie, blank, photometric="minisblack")
