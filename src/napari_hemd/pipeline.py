@@ -495,7 +495,7 @@ def stream_segment(
         raise ValueError(f"tta is only used with a model; got tta={tta!r} and model=None")
     elif scale not in (None, 1):
         raise ValueError(f"scale is only used with a model; got scale={scale!r} and model=None")
-    tried = None
+    tried, made_by = None, None
     from napari_hemd._atomic import output_lock
 
     with output_lock(output):  # a second run on this output fails at once
@@ -528,7 +528,8 @@ def stream_segment(
                         progress=progress, client=client, maps_group=group, **params,
                     )  # fmt: skip
         if model is None and len(data.shape) == 3 and not {"grow", "background"} & set(params):
-            params = _as_model_maps(data, params)  # maps predict wrote: as --model segments
+            # maps predict wrote: as --model segments them, recorded as made by that model
+            params, made_by = _as_model_maps(data, params)
         if model is not None and len(data.shape) == 4:  # a time-lapse of stacks
             if prob_output_given:
                 raise ValueError(
@@ -621,6 +622,11 @@ def stream_segment(
             extra = {"scale_tried": tried} if tried is not None else {}
             z = zarr.open_array(str(output), mode="r+")
             z.attrs.update({"model": str(model), "scale": scale, "tta": tta, **extra})
+        elif made_by is not None:  # a model's maps: the same record, from their attributes
+            import zarr
+
+            z = zarr.open_array(str(output), mode="r+")
+            z.attrs.update(json.loads(json.dumps(made_by, default=str)))
     return output
 
 
@@ -660,16 +666,18 @@ def _model_maps_group(data):
         return None
 
 
-def _as_model_maps(data, params: dict) -> dict:
+def _as_model_maps(data, params: dict) -> tuple[dict, dict | None]:
     """H-EMD ``params`` for maps a model predicted, as :func:`stream_segment` with that model.
 
     ``data`` the ``foreground`` of a maps group whose attributes name the model
     (:func:`napari_hemd.io.stacks.maps_group`): the model's defaults (``params`` given win) and
-    its whole-cell growth into the group's ``background``. Anything else: ``params`` as they are.
+    its whole-cell growth into the group's ``background``, with what the labels record of the
+    maps (model, zoom, flips) as :func:`stream_segment` with the model records it. Anything
+    else: ``params`` as they are, and None.
     """
     found = _model_maps_group(data)
     if found is None:
-        return params
+        return params, None
     group, loaded = found
     name = group.attrs["model"]
     params, grow = _stream_model_params(loaded, float(group.attrs.get("scale") or 1.0), params)
@@ -681,7 +689,12 @@ def _as_model_maps(data, params: dict) -> dict:
             "maps of %s hold no background map: instances not grown to whole cells (predict "
             "with --outputs foreground,background)", name,
         )  # fmt: skip
-    return params
+    made_by = {
+        "model": name,
+        "scale": float(group.attrs.get("scale") or 1.0),  # predict records a zoom other than 1
+        "tta": int(group.attrs.get("tta") or 1),
+    }
+    return params, made_by
 
 
 def _auto_scale(model, data, tile, threads, progress) -> tuple[float, list[float]]:

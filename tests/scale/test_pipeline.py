@@ -127,6 +127,8 @@ def test_streaming_maps_a_model_predicted_segments_them_as_the_model(raw, expect
     out = tmp_path / "lab.zarr"
     assert main(["stream", str(maps), "-o", str(out), "--iterations", "2", "--no-progress"]) == 0
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], expected[1])
+    attrs = zarr.open_array(str(out)).attrs  # made by that model (they were left empty)
+    assert attrs["model"] == "nuclei-fluo" and attrs["scale"] == 1.0 and attrs["tta"] >= 1
 
 
 def test_stream_cli_model_on_scheduler(dask_cluster_client, raw_zarr, expected, tmp_path, capsys):
