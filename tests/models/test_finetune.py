@@ -379,6 +379,13 @@ def test_checked_frames_without_objects(video, tmp_path):
     res = finetune(image, some, [0, 1, 3], "nuclei-fluo", output=tmp_path / "s.pt",
                    minutes=0.05, threads=1)  # fmt: skip
     assert res.held_out == 1 and res.frames == [0, 3]
+    # the same on the command line's project split (train --init PROJECT: val "auto")
+    from napari_hemd.models.data import split_samples
+
+    save_project(folder, prob=image.astype(np.float32) / image.max(), labels=some,
+                 params={"method": "hemd"}, image=image, checked=[0, 1, 3], overwrite=True)  # fmt: skip
+    train, held = split_samples(load_samples(folder), "auto")
+    assert [s.name for s in held] == ["p/t001"] and [s.name for s in train] == ["p/t000", "p/t003"]
     assert np.isfinite(res.before["F1"]) and np.isfinite(res.after["F1"])
 
 

@@ -308,7 +308,8 @@ def split_samples(
     val : float or str
         A fraction in ``[0, 1)`` (the last ``ceil(val * n)`` samples), ``"START:STOP"`` (a slice
         of sample indices), or ``"auto"`` (fine-tuning on a few corrected frames: the last one
-        when there are three or more, else none).
+        with objects when there are three or more, else none; a frame without objects cannot
+        be scored).
 
     Returns
     -------
@@ -316,7 +317,8 @@ def split_samples(
     """
     n = len(samples)
     if val == "auto":
-        val = f"{n - 1}:{n}" if n >= 3 else 0.0
+        scored = [i for i, s in enumerate(samples) if np.any(s.labels)] or [n - 1]
+        val = f"{scored[-1]}:{scored[-1] + 1}" if n >= 3 else 0.0
     if isinstance(val, str) and ":" in val:
         try:
             start, stop = (int(v) if v else None for v in val.split(":"))
