@@ -405,3 +405,23 @@ def test_train_refuses_a_project_of_stacks_over_time(tmp_path, capsys):
     assert main([*args, "--steps", "2", "--threads", "1", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "labels have shape (2, 4, 32, 32)" in err and "time-lapse of 3D stacks" in err
+
+
+def test_train_says_it_kept_a_checkpoint(video, tmp_path, capsys):
+    """A run stopped by --max-minutes before --steps kept a 20 MB MODEL.pt.ckpt beside the
+    2.6 MB model without a word: it is named, with what it is for."""
+    from napari_hemd.cli import main
+    from napari_hemd.workflows import save_project
+
+    image, labels = video
+    folder = tmp_path / "p.zarr"
+    save_project(folder, prob=image.astype(np.float32) / image.max(), labels=labels,
+                 params={"method": "hemd"}, image=image, checked=[0, 1])  # fmt: skip
+    out = tmp_path / "m.pt"
+    args = ["train", "--init", "nuclei-fluo", "--data", str(folder), "-o", str(out)]
+    args += ["--steps", "100000", "--max-minutes", "0.02", "--checkpoint-every", "1"]
+    assert main([*args, "--batch-size", "1", "--patch-size", "64", "--threads", "1",
+                 "--no-progress"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert (tmp_path / "m.pt.ckpt").exists()
+    assert f"kept the checkpoint {tmp_path / 'm.pt.ckpt'}" in printed and "--resume" in printed

@@ -362,6 +362,12 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {out} (steps {last.get('step')}, loss {last.get('loss', float('nan')):.4f}, {held})"
     )
+    ckpt = out.with_name(out.name + ".ckpt")
+    if ckpt.exists():  # stopped before --steps (--max-minutes): kept for --resume, said
+        print(
+            f"kept the checkpoint {ckpt} ({ckpt.stat().st_size / 1e6:.1f} MB) to continue with "
+            "--resume (the same command); delete it when the model is final"
+        )
     scored = [h for h in history if "val_score" in h]
     if scored:  # --score-every: the network written is the best-scoring one
         best = max(scored, key=lambda h: h["val_score"])
