@@ -248,8 +248,9 @@ def output_lock(path: str | os.PathLike, name: str = "output") -> Iterator[Path]
     """Hold ``.NAME.lock`` next to ``path`` while a run writes it; a second writer fails at once.
 
     The lock file records the process id and the host name; a lock whose process on this host
-    is gone (a killed run) is stale and taken over, one of another host (a shared disk) is held. Re-entrant within one process (a run that locks its output and then writes
-    it through :func:`atomic_path`).
+    is gone (a killed run) is stale and taken over, one of another host (a shared disk) is
+    held. Re-entrant within one process (a run that locks its output and then writes it
+    through :func:`atomic_path`).
 
     Raises
     ------

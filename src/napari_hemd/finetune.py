@@ -130,13 +130,13 @@ def held_out_frame(frames: Sequence[int], empty: Sequence[int] = ()) -> int | No
 
     Frames in ``empty`` (labels with no object: a checked field without cells) are not held
     out: no object, no score (F1 and AJI of nothing are undefined); the last frame with
-    objects is, when one is left for training too.
+    objects is, when another frame with objects is left for training (else none is).
     """
     frames = sorted({int(f) for f in frames})
     if len(frames) < 3:
         return None
     scored = [f for f in frames if f not in set(empty)]
-    return scored[-1] if scored else None
+    return scored[-1] if len(scored) >= 2 else None
 
 
 def empty_frames(labels, frames: Sequence[int]) -> list[int]:

@@ -376,6 +376,7 @@ def test_checked_frames_without_objects(video, tmp_path):
     some[3] = 0
     assert empty_frames(some, [0, 1, 3]) == [3]
     assert held_out_frame([0, 1, 3], [3]) == 1 and held_out_frame([0, 1, 3]) == 3
+    assert held_out_frame([0, 1, 3], [1, 3]) is None  # the one with cells is trained on
     res = finetune(image, some, [0, 1, 3], "nuclei-fluo", output=tmp_path / "s.pt",
                    minutes=0.05, threads=1)  # fmt: skip
     assert res.held_out == 1 and res.frames == [0, 3]
@@ -386,6 +387,8 @@ def test_checked_frames_without_objects(video, tmp_path):
                  params={"method": "hemd"}, image=image, checked=[0, 1, 3], overwrite=True)  # fmt: skip
     train, held = split_samples(load_samples(folder), "auto")
     assert [s.name for s in held] == ["p/t001"] and [s.name for s in train] == ["p/t000", "p/t003"]
+    one = [s for s in load_samples(folder) if s.name != "p/t000"]  # t001 alone holds cells
+    assert split_samples([*one, one[-1]], "auto")[1] == []
     assert np.isfinite(res.before["F1"]) and np.isfinite(res.after["F1"])
 
 

@@ -308,8 +308,8 @@ def split_samples(
     val : float or str
         A fraction in ``[0, 1)`` (the last ``ceil(val * n)`` samples), ``"START:STOP"`` (a slice
         of sample indices), or ``"auto"`` (fine-tuning on a few corrected frames: the last one
-        with objects when there are three or more, else none; a frame without objects cannot
-        be scored).
+        with objects when there are three or more and another one with objects is left to
+        train on, else none; a frame without objects cannot be scored).
 
     Returns
     -------
@@ -317,8 +317,9 @@ def split_samples(
     """
     n = len(samples)
     if val == "auto":
-        scored = [i for i, s in enumerate(samples) if np.any(s.labels)] or [n - 1]
-        val = f"{scored[-1]}:{scored[-1] + 1}" if n >= 3 else 0.0
+        # the last with objects, when another with objects is left to train on
+        scored = [i for i, s in enumerate(samples) if np.any(s.labels)]
+        val = f"{scored[-1]}:{scored[-1] + 1}" if n >= 3 and len(scored) >= 2 else 0.0
     if isinstance(val, str) and ":" in val:
         try:
             start, stop = (int(v) if v else None for v in val.split(":"))
