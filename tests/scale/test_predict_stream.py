@@ -176,3 +176,31 @@ def test_predict_stream_numpy_input_on_cluster(dask_cluster_client, image, refer
         client=dask_cluster_client,
     )
     np.testing.assert_array_equal(_read(out)["foreground"], reference["foreground"])
+
+
+def test_a_chunk_of_a_given_up_run_writes_nothing(image, tmp_path, monkeypatch):
+    """Ctrl-C with --workers before any chunk was done: the run removed its partial store, but a
+    task still predicting wrote its frames after, leaving a hidden folder of stray chunk files.
+    A chunk whose store is gone stops writing."""
+    import shutil
+
+    import napari_hemd.models.streaming as ms
+    from napari_hemd.models import load_model
+
+    store = tmp_path / ".out.prob.zarr.partial" / "store.zarr"
+    group = zarr.open_group(str(store), mode="w")
+    group.create_array("foreground", shape=(3, 96, 96), chunks=(1, 96, 96), dtype="float32")
+    real = ms.iter_predict
+
+    def given_up_after_one(*args, **kwargs):
+        for i, item in enumerate(real(*args, **kwargs)):
+            yield item
+            if i == 0:  # the driver stops and removes the partial folder meanwhile
+                shutil.rmtree(tmp_path / ".out.prob.zarr.partial")
+
+    monkeypatch.setattr(ms, "iter_predict", given_up_after_one)
+    model = load_model("nuclei-fluo")
+    assert (
+        ms._predict_chunk(model, image, 0, 0, 3, str(store), ("foreground",), {"tile": 0}, 1) == 0
+    )
+    assert not (tmp_path / ".out.prob.zarr.partial").exists()

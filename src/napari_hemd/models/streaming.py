@@ -138,12 +138,15 @@ def _predict_chunk(
         model = worker_model(model)
     group = zarr.open_group(store, mode="r+")
     arrays = {name: group[name] for name in outputs}
+    meta = Path(store) / "zarr.json"
     with _torch_threads(threads):
         STATS["chunks"] += 1
         STATS["threads"] = torch.get_num_threads()
         for t, res in iter_predict(
             model, _FrameRange(image, start, stop), outputs=outputs, **options
         ):
+            if not meta.exists():  # the run gave this store up (stopped before any chunk
+                return index  # was done: removed): writing would make stray chunk files
             for name, arr in res.items():
                 z = arrays[name]
                 if arr.shape != z.shape[1:]:
