@@ -120,6 +120,19 @@ def test_a_stack_exports_as_one_3d_frame(make_napari_viewer, tmp_path, errors):
     tif = exp.export(tmp_path / "stack.tif")
     with tifffile.TiffFile(tif) as f:
         assert f.series[0].axes == "ZYX"
+    # an OME-Zarr of the stack names its first axis z (it was t): measured as one volume
+    from napari_hemd.cli import main
+    from napari_hemd.io.channels import input_axes
+
+    exp.format.value = "OME-Zarr"
+    assert not exp.volume.native.isHidden() and exp.volume.value
+    ome = exp.export(tmp_path / "stack.ome.zarr")
+    assert input_axes(ome) == "ZYX"
+    n = len(np.unique(labels)) - 1
+    for written in (ome, tif):  # and the TIFF (its record sits under "napari_hemd")
+        assert main(["measure", str(written), "-o", str(tmp_path / f"{written.name}.csv")]) == 0
+        with open(tmp_path / f"{written.name}.csv") as f:
+            assert len(f.read().strip().splitlines()) == n + 1  # one row per nucleus
     exp.format.value = "CTC result folder"
     exp.volume.value = False  # the user says: a movie
     out = exp.export(tmp_path / "movie")

@@ -198,3 +198,74 @@ def test_negative_and_huge_ids(tmp_path, capsys):
     assert main(["measure", str(tmp_path / "neg.tif"), "-o", str(tmp_path / "t.csv")]) == 2
     assert "expected ids >= 0" in capsys.readouterr().err
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_a_named_z_axis_and_the_exports_record_make_one_volume(tmp_path, capsys):
+    """A ZYX TIFF (Fiji's, write_labels(axes="zyx")) and labels the Export widget wrote (its
+    record under "napari_hemd") were measured slice by slice: 759 "objects" for 54 nuclei."""
+    from napari_hemd.io.stacks import write_labels
+
+    vol = np.zeros((6, 16, 16), np.uint16)
+    vol[1:5, 2:8, 2:8] = 1
+    vol[2:4, 10:14, 10:14] = 2
+    tifffile.imwrite(tmp_path / "fiji.tif", vol, imagej=True, metadata={"axes": "ZYX"})
+    write_labels(vol, tmp_path / "w.tif", axes="zyx")
+    write_labels(vol, tmp_path / "e.zarr", metadata={"napari_hemd": {"planes": 3}})
+    for name in ("fiji.tif", "w.tif", "e.zarr"):
+        assert main(["measure", str(tmp_path / name), "-o", str(tmp_path / f"{name}.csv")]) == 0
+        assert "measure: 2 objects in 1 frame(s)" in capsys.readouterr().err, name
+    tifffile.imwrite(tmp_path / "movie.tif", vol, imagej=True, metadata={"axes": "TYX"})
+    assert main(["measure", str(tmp_path / "movie.tif"), "-o", str(tmp_path / "m.csv")]) == 0
+    assert "in 4 frame(s)" in capsys.readouterr().err  # a movie stays a movie
+
+
+def test_large_ids_in_a_frame_without_background():
+    """Ids far beyond the objects are made consecutive to be measured: with no background
+    pixel the smallest became 0, background, and its cell was dropped (linking alike)."""
+    from napari_hemd.core.linking import link_labels
+
+    lab = np.full((2, 32, 32), 5_000_000, np.int64)
+    lab[:, :, 16:] = 7_000_000
+    table = measure_objects(lab)
+    assert table["label"].tolist() == [5_000_000, 7_000_000] * 2
+    assert table["area"].tolist() == [512, 512] * 2
+    linked, tracks = link_labels(lab)
+    assert len(tracks) == 2 and (linked > 0).all()
+
+
+def test_the_table_keeps_every_digit(tmp_path):
+    """Numbers were written with 6 significant digits: an integrated intensity of 36111811 as
+    3.61118e+07, a centroid x of 19964.04 as 19964."""
+    from napari_hemd.core.measure import write_table
+
+    out = write_table(
+        {"label": np.array([1]), "x": np.array([19964.03888888889]), "s": np.array([36111811.0])},
+        tmp_path / "t.csv",
+    )
+    with open(out, newline="") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["x"]) == 19964.03888888889 and float(row["s"]) == 36111811.0
+
+
+def test_a_ctc_folder_of_one_stack_is_measured_with_its_image(tmp_path, capsys):
+    """measure on a CTC folder of one stack (its one (1, Z, Y, X) frame) refused the stack's
+    own (Z, Y, X) image: "--image must have the shape of LABELS (1, 40, 64, 64)"."""
+    from napari_hemd.io.stacks import write_labels
+
+    vol = np.zeros((6, 16, 16), np.uint16)
+    vol[1:5, 2:8, 2:8] = 1
+    raw = (vol * 100 + 10).astype(np.uint16)
+    res = write_labels(vol, tmp_path / "res", axes="zyx")
+    tifffile.imwrite(tmp_path / "raw.tif", raw)
+    args = [
+        "measure",
+        str(res),
+        "--image",
+        str(tmp_path / "raw.tif"),
+        "-o",
+        str(tmp_path / "t.csv"),
+    ]
+    assert main(args) == 0
+    with open(tmp_path / "t.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert int(row["area"]) == 4 * 36 and float(row["mean_intensity"]) == 110.0

@@ -106,10 +106,8 @@ class ExportWidget(LayerWidget):
         table = self.format.value == TABLE
         self.intensity.visible = table
         # a stack is one 3D frame of a CTC folder (not slices linked as frames), a ZYX TIFF, 3D
-        # objects in a table; OME-Zarr takes the layer's axis names
-        self.volume.visible = (
-            self.format.value != "OME-Zarr" and getattr(self.labels.value, "ndim", 0) == 3
-        )
+        # objects in a table, a z axis in OME-Zarr (unless the layer names its axes itself)
+        self.volume.visible = getattr(self.labels.value, "ndim", 0) == 3
 
     def target(self) -> Path:
         """Output path with the suffix of the chosen format.
@@ -236,6 +234,8 @@ class ExportWidget(LayerWidget):
                 out.parent.parent, data, out.name, overwrite=overwrite, metadata=meta
             )
         axes = axes_from_names(layer.axis_labels, data.ndim)
+        if axes is None and data.ndim == 3 and self.volume.value:  # one stack: z, not time
+            axes = "zyx"  # (it was written as t, y, x and measured slice by slice)
         return write_ome_zarr_labels(
             data, out, axes=axes, scale=list(layer.scale), overwrite=overwrite, metadata=meta
         )

@@ -127,18 +127,21 @@ def recorded_volume(path: str | Path, shape: tuple[int, ...]) -> bool:
     """Whether labels of ``shape`` at ``path`` are one 3D stack, as recorded with them.
 
     ``segment`` with a 3D model records ``planes: 3`` beside the labels (a CTC folder holds
-    them as its one 3D frame: ``(1, Z, Y, X)``); an OME-Zarr names its first axis ``z``.
+    them as its one 3D frame: ``(1, Z, Y, X)``), the Export widget under ``napari_hemd``; an
+    OME-Zarr or a TIFF (ImageJ / OME, ``write_labels(axes="zyx")``) names its first axis ``z``.
     Anything else (a plain TIFF) is left to ``--volume``.
     """
     if not (len(shape) == 3 or (len(shape) == 4 and shape[0] == 1)):
         return False
     from napari_hemd.io.channels import input_axes
-    from napari_hemd.io.ome_zarr import is_ome_zarr
     from napari_hemd.io.stacks import recorded_params
 
     path = Path(path)
-    ngff_z = path.is_dir() and is_ome_zarr(path) and (input_axes(path) or "")[:1] == "Z"
-    return bool(recorded_params(path).get("planes") == 3 or ngff_z)
+    axes = input_axes(path) or ""
+    named_z = len(shape) == 3 and axes == "ZYX"  # a stack's slices, not time
+    params = recorded_params(path)
+    exported = params.get("napari_hemd") if isinstance(params.get("napari_hemd"), dict) else {}
+    return bool(params.get("planes") == 3 or exported.get("planes") == 3 or named_z)
 
 
 def check_looks_like_labels(labels, path, name: str) -> None:

@@ -113,8 +113,9 @@ def run(args: argparse.Namespace) -> int:
     image = None
     if args.image is not None:
         image = channel_of(_lazy(read_stack), args.image, args, "--image")
-        if tuple(image.shape) != tuple(labels.shape) and image.ndim == 2:
-            image = np.asarray(image)[None]
+        if tuple(image.shape) != tuple(labels.shape) and image.ndim == labels.ndim - 1:
+            image = np.asarray(image)[None]  # one frame's image (a 2D image, or the one stack
+            # of a CTC folder, which holds it as its one (1, Z, Y, X) frame)
         if tuple(image.shape) != tuple(labels.shape):
             raise ValueError(
                 f"--image must have the shape of LABELS {tuple(labels.shape)}; got "

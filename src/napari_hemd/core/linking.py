@@ -75,7 +75,9 @@ def link_labels(
     if labels.size and int(labels.max()) > max(4 * labels[0].size, 2**20):
         # ids far beyond the objects (2**40 + k): the overlaps are counted per id, so the ids
         # are made consecutive first (the result's ids are the tracks' own anyway)
-        labels = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
+        ids, inverse = np.unique(labels, return_inverse=True)
+        # no background anywhere: the smallest id is an object and must not become 0
+        labels = (inverse + (ids[0] != 0)).reshape(labels.shape)
     out = np.zeros(labels.shape, np.uint32)
     linker = FrameLinker(delta=delta, min_iou=min_iou, division_cover=division_cover)
     for t in range(labels.shape[0]):

@@ -115,6 +115,8 @@ def measure_objects(
         if lab.size and int(lab.max()) > max(4 * lab.size, 2**20):
             # ids far beyond the objects (2**40 + k): measured as consecutive ids, named as given
             ids, inverse = np.unique(lab, return_inverse=True)
+            if ids[0] != 0:  # no background in the frame: the smallest id is an object, not 0
+                ids, inverse = np.concatenate([[0], ids]), inverse + 1
             lab = inverse.reshape(lab.shape)
         table = regionprops_table(lab, intensity_image=img, properties=props)
         if ids is not None:
@@ -192,5 +194,5 @@ def _cell(v) -> str:
     if isinstance(v, (bool, np.bool_)):
         return str(int(v))
     if isinstance(v, (float, np.floating)):
-        return f"{float(v):.6g}"
+        return repr(float(v))  # every digit: 36111811.0, not 3.61118e+07
     return str(v)

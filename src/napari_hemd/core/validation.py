@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 __all__ = [
+    "check_label_ids",
     "check_probability",
     "not_a_probability_map",
     "not_instance_labels",
@@ -224,3 +225,22 @@ def resolve_connectivity(connectivity: int | None, ndim: int) -> int:
             f"got {connectivity!r}"
         )
     return c
+
+
+def check_label_ids(frame, t: int | None = None) -> None:
+    """Refuse ids a uint32 label file cannot hold (negative, or 2**32 and more).
+
+    They were wrapped silently: ids 5 and 2**32 + 5 both came back as 5, -1 as 65535.
+    """
+    arr = np.asarray(frame)
+    if not arr.size or arr.dtype.kind not in "iu":
+        return
+    lo, hi = int(arr.min()), int(arr.max())
+    where = "" if t is None else f" (frame {t})"
+    if lo < 0:
+        raise ValueError(f"labels: expected ids >= 0; got {lo}{where}")
+    if hi >= 2**32:
+        raise ValueError(
+            f"labels: a label file holds ids up to 2**32 - 1 = {2**32 - 1}; got {hi}{where}. "
+            "Renumber them first (skimage.segmentation.relabel_sequential)"
+        )

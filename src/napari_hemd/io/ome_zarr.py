@@ -125,8 +125,12 @@ def _write_label_group(
         chunk_key_encoding={"name": "v2", "separator": "/"},
     )
     # one frame at a time: a dask or zarr input is never loaded whole
+    from napari_hemd.core.validation import check_label_ids
+
     for t in range(shape[0]):
-        arr[t] = np.asarray(labels[t])
+        frame = np.asarray(labels[t])
+        check_label_ids(frame, t)  # uint32: larger or negative ids were wrapped silently
+        arr[t] = frame
     label_meta: dict = {"version": NGFF_VERSION}
     if source is not None:
         label_meta["source"] = {"image": source}

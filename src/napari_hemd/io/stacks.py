@@ -233,10 +233,10 @@ def write_labels(
             chunks = arr_shape if len(arr_shape) == 2 else (1, *arr_shape[1:])
             z = zarr.open_array(str(tmp), mode="w", shape=arr_shape, chunks=chunks, dtype=np.uint32)
             if len(arr_shape) == 2:  # one image
-                z[:] = np.asarray(labels_arr)
+                z[:] = _checked(labels_arr)
             else:  # frame by frame: a lazy stack is never all in memory
                 for t in range(arr_shape[0]):
-                    z[t] = np.asarray(labels_arr[t])
+                    z[t] = _checked(labels_arr[t], t)
             if metadata:
                 z.attrs.update(metadata)
         else:  # "ctc"
@@ -254,5 +254,16 @@ def write_labels(
 
 
 def _label_dtype(arr: np.ndarray) -> type:
+    from napari_hemd.core.validation import check_label_ids
+
+    check_label_ids(arr)
     m = int(arr.max()) if arr.size else 0
     return np.uint16 if m < 2**16 else np.uint32
+
+
+def _checked(frame, t: int | None = None) -> np.ndarray:
+    from napari_hemd.core.validation import check_label_ids
+
+    arr = np.asarray(frame)
+    check_label_ids(arr, t)
+    return arr
