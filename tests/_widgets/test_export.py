@@ -221,4 +221,15 @@ def test_a_frame_range_exports_numbered_as_its_frames_and_reopens_as_labels(
     ((data, _, kind),) = get_reader(str(tif))(str(tif))
     assert kind == "labels"
     np.testing.assert_array_equal(data, part)
+    # the table numbers them alike (it wrote frames 0-2), as measure on the CTC folder does
+    import csv
+
+    from napari_hemd.cli import main
+
+    exp.format.value = "Measurements (CSV)"
+    table = exp.export(tmp_path / "cells.csv")
+    assert main(["measure", str(out), "-o", str(tmp_path / "ctc.csv")]) == 0
+    for written in (table, tmp_path / "ctc.csv"):
+        with open(written, newline="") as f:
+            assert {int(r["frame"]) for r in csv.DictReader(f)} == {2, 3, 4}
     assert not errors

@@ -269,3 +269,19 @@ def test_a_ctc_folder_of_one_stack_is_measured_with_its_image(tmp_path, capsys):
     with open(tmp_path / "t.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
     assert int(row["area"]) == 4 * 36 and float(row["mean_intensity"]) == 110.0
+
+
+def test_a_ctc_folder_is_measured_under_its_frame_numbers(tmp_path):
+    """measure on a CTC folder of masks 005-007 wrote frames 0-2 (its res_track.txt counts
+    from 5); a folder missing a mask shifted the later frames by one."""
+    from napari_hemd.io.stacks import write_labels
+
+    lab = np.zeros((3, 16, 16), np.uint16)
+    lab[:, 2:8, 2:8] = 1
+    res = write_labels(lab, tmp_path / "res", first_frame=5)
+    assert main(["measure", str(res), "-o", str(tmp_path / "a.csv")]) == 0
+    (res / "mask006.tif").unlink()
+    assert main(["measure", str(res), "-o", str(tmp_path / "b.csv")]) == 0
+    for name, want in (("a.csv", [5, 6, 7]), ("b.csv", [5, 7])):
+        with open(tmp_path / name, newline="") as f:
+            assert [int(r["frame"]) for r in csv.DictReader(f)] == want

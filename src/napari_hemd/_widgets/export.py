@@ -226,6 +226,9 @@ class ExportWidget(LayerWidget):
         table = measure_objects(
             data, img, frames=frames, spacing=spacing, unit=_unit(layer), tracks=tracks
         )
+        if frames and layer.ndim >= 3:  # a frame range's frames keep the movie's numbers, as
+            first = max(0, round(float(layer.translate[0])))  # a CTC export numbers them
+            table["frame"] = np.asarray(table["frame"], np.int64) + first
         return write_table(table, out, overwrite=overwrite)
 
     def _write_ome_zarr(self, data, out: Path, layer: Labels, overwrite: bool, meta: dict) -> Path:

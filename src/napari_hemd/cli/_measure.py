@@ -126,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
     table = measure_objects(
         labels, image, frames=frames, spacing=spacing, unit=args.unit, tracks=tracks
     )
+    numbers = _ctc_frame_numbers(path, int(labels.shape[0])) if frames else None
+    if numbers is not None and len(table["frame"]):  # a CTC folder's frames keep their numbers
+        table["frame"] = np.asarray(numbers, np.int64)[np.asarray(table["frame"], np.int64)]
     write_table(table, out, overwrite=args.overwrite)
     n = len(table["label"])
     n_frames = len(np.unique(table["frame"])) if n else 0
@@ -134,3 +137,20 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _ctc_frame_numbers(path: Path, n: int) -> list[int] | None:
+    """The movie's frame numbers of a CTC result folder's masks (``mask036.tif`` is frame 36).
+
+    Its ``res_track.txt`` counts in them; the table did from 0 (frames 36-43 became 0-7, and a
+    missing mask shifted the later ones). None for anything else.
+    """
+    import re
+
+    if not (path.is_dir() and not path.suffix):
+        return None
+    names = sorted(p.name for p in path.glob("mask*.tif"))
+    found = [re.fullmatch(r"mask(\d+)\.tif", name) for name in names]
+    if len(names) != n or not all(found):
+        return None
+    return [int(m.group(1)) for m in found]
