@@ -40,6 +40,12 @@ def link_labels(
         An unmatched instance at ``t + 1`` is a daughter of the instance at ``t`` that covers at
         least this fraction of it, when that mother's other match (or another unmatched instance)
         is a daughter too and the two daughters together are within ``delta`` of the mother's size.
+        Daughters that moved apart are found too: an instance at ``t`` that continues into none
+        at ``t + 1`` and the two nearest new instances there, within :data:`DIVISION_RADIUS`
+        (2.5) of its radii of its centre, of 0.4-3 times its size together (on
+        Fluo-N2DL-HeLa 01's silver-truth masks: 68 of the 94 divisions of its tracking truth
+        against 1 with the overlap rule alone, 82 made; PhC-C2DL-PSC 01: 82 of 213 against 76,
+        90 made against 77).
 
     Returns
     -------
@@ -99,11 +105,23 @@ def _matched(prev: np.ndarray, cur: np.ndarray, delta: float, min_iou: float):
     return dict(zip(cols[good].tolist(), rows[good].tolist(), strict=True)), inter, area_a, area_b
 
 
-def _divisions(links, inter, area_a, area_b, delta: float, division_cover: float) -> dict:
+#: A mother whose track ends and two new objects of the next frame within this many of its
+#: radii (of the disk of its area) of its centre: a division (daughters that moved apart).
+DIVISION_RADIUS = 2.5
+
+
+def _divisions(
+    links, inter, area_a, area_b, delta: float, division_cover: float, centres=None
+) -> dict:
     """Divisions ``{mother: [daughter, daughter]}`` between two frames.
 
     A mother covering two objects of the next frame (each ``division_cover`` inside it, their
-    sum its size within ``delta``), neither matched to another object.
+    sum its size within ``delta``), neither matched to another object. With ``centres`` (both
+    frames' object centres, :func:`_centres`) also a mother that continues into no object and
+    the two nearest objects that continue none, both within :data:`DIVISION_RADIUS` of its
+    radii of its centre, their sizes together 0.4-3 times its own (daughters that moved
+    apart: on Fluo-N2DL-HeLa's silver truth the median daughter lies 1.5 radii from its
+    mother's centre, and half of them do not overlap it at all).
     """
     coo = sp.coo_matrix(inter)
     cover = coo.data / np.maximum(area_b[coo.col], 1)
@@ -117,7 +135,48 @@ def _divisions(links, inter, area_a, area_b, delta: float, division_cover: float
             continue
         if all(d not in links or links[d] == m for d in ds):
             out[m] = ds
+    if centres is not None:
+        out.update(_divisions_apart(links, area_a, area_b, centres, out))
     return out
+
+
+def _divisions_apart(links, area_a, area_b, centres, found: dict) -> dict:
+    """Divisions whose daughters moved apart from their ended mother (see :func:`_divisions`)."""
+    ca, cb = centres
+    taken = {d for ds in found.values() for d in ds}
+    ended = [
+        m
+        for m in np.flatnonzero(area_a).tolist()
+        if m and m not in found and m not in links.values()
+    ]
+    free = [d for d in np.flatnonzero(area_b).tolist() if d and d not in links and d not in taken]
+    if not ended or len(free) < 2:
+        return {}
+    free_arr = np.asarray(free)
+    pairs = []  # (the farther daughter's distance in radii, mother, daughters)
+    for m in ended:
+        r = np.sqrt(area_a[m] / np.pi)
+        dist = np.hypot(*(cb[free_arr] - ca[m]).T) / max(r, 1.0)
+        near = np.argsort(dist)[:2]
+        if len(near) == 2 and dist[near[1]] <= DIVISION_RADIUS:
+            ratio = area_b[free_arr[near]].sum() / area_a[m]
+            if 0.4 <= ratio <= 3.0:
+                pairs.append((float(dist[near[1]]), m, free_arr[near].tolist()))
+    out: dict[int, list[int]] = {}
+    used: set[int] = set()
+    for _, m, ds in sorted(pairs):  # the closest pairs first; an object is one mother's
+        if not used & set(ds):
+            out[m] = ds
+            used.update(ds)
+    return out
+
+
+def _centres(labels: np.ndarray, n: int) -> np.ndarray:
+    """``(n + 1, ndim)`` centres of mass of ids ``0..n`` (ids absent: 0)."""
+    flat = labels.ravel()
+    area = np.maximum(np.bincount(flat, minlength=n + 1), 1)
+    grids = np.indices(labels.shape).reshape(labels.ndim, -1)
+    return np.stack([np.bincount(flat, g, minlength=n + 1) / area for g in grids], axis=1)
 
 
 def match_ids(
@@ -133,7 +192,8 @@ def match_ids(
     if not prev.any() or not cur.any():
         return {}
     links, inter, area_a, area_b = _matched(prev, cur, delta, min_iou)
-    for ds in _divisions(links, inter, area_a, area_b, delta, division_cover).values():
+    centres = (_centres(prev, len(area_a) - 1), _centres(cur, len(area_b) - 1))
+    for ds in _divisions(links, inter, area_a, area_b, delta, division_cover, centres).values():
         for d in ds:
             links.pop(d, None)
     return {int(d): int(m) for d, m in links.items() if d and m}
@@ -170,7 +230,8 @@ class FrameLinker:
         cur_map: dict[int, int] = {}
         if prev is not None and ids.size and prev_map:
             links, inter, area_a, area_b = _matched(prev, cur, delta, self.min_iou)
-            divided = _divisions(links, inter, area_a, area_b, delta, self.division_cover)
+            centres = (_centres(prev, len(area_a) - 1), _centres(cur, len(area_b) - 1))
+            divided = _divisions(links, inter, area_a, area_b, delta, self.division_cover, centres)
             for m, ds in divided.items():
                 if m not in prev_map:
                     continue
