@@ -111,13 +111,13 @@ DIVISION_RADIUS = 2.5
 
 
 def _divisions(
-    links, inter, area_a, area_b, delta: float, division_cover: float, centres=None
+    links, inter, area_a, area_b, delta: float, division_cover: float, frames=None
 ) -> dict:
     """Divisions ``{mother: [daughter, daughter]}`` between two frames.
 
     A mother covering two objects of the next frame (each ``division_cover`` inside it, their
-    sum its size within ``delta``), neither matched to another object. With ``centres`` (both
-    frames' object centres, :func:`_centres`) also a mother that continues into no object and
+    sum its size within ``delta``), neither matched to another object. With ``frames`` (the two
+    frames' labels) also a mother that continues into no object and
     the two nearest objects that continue none, both within :data:`DIVISION_RADIUS` of its
     radii of its centre, their sizes together 0.4-3 times its own (daughters that moved
     apart: on Fluo-N2DL-HeLa's silver truth the median daughter lies 1.5 radii from its
@@ -135,28 +135,26 @@ def _divisions(
             continue
         if all(d not in links or links[d] == m for d in ds):
             out[m] = ds
-    if centres is not None:
-        out.update(_divisions_apart(links, area_a, area_b, centres, out))
+    if frames is not None:
+        out.update(_divisions_apart(links, area_a, area_b, frames, out))
     return out
 
 
-def _divisions_apart(links, area_a, area_b, centres, found: dict) -> dict:
+def _divisions_apart(links, area_a, area_b, frames, found: dict) -> dict:
     """Divisions whose daughters moved apart from their ended mother (see :func:`_divisions`)."""
-    ca, cb = centres
+    prev, cur = frames
     taken = {d for ds in found.values() for d in ds}
-    ended = [
-        m
-        for m in np.flatnonzero(area_a).tolist()
-        if m and m not in found and m not in links.values()
-    ]
+    linked = set(links.values())
+    ended = [m for m in np.flatnonzero(area_a).tolist() if m and m not in found and m not in linked]
     free = [d for d in np.flatnonzero(area_b).tolist() if d and d not in links and d not in taken]
     if not ended or len(free) < 2:
         return {}
     free_arr = np.asarray(free)
+    ca, cb = _centres(prev, ended), _centres(cur, free)
     pairs = []  # (the farther daughter's distance in radii, mother, daughters)
-    for m in ended:
+    for i, m in enumerate(ended):
         r = np.sqrt(area_a[m] / np.pi)
-        dist = np.hypot(*(cb[free_arr] - ca[m]).T) / max(r, 1.0)
+        dist = np.sqrt(((cb - ca[i]) ** 2).sum(axis=1)) / max(r, 1.0)
         near = np.argsort(dist)[:2]
         if len(near) == 2 and dist[near[1]] <= DIVISION_RADIUS:
             ratio = area_b[free_arr[near]].sum() / area_a[m]
@@ -171,12 +169,23 @@ def _divisions_apart(links, area_a, area_b, centres, found: dict) -> dict:
     return out
 
 
-def _centres(labels: np.ndarray, n: int) -> np.ndarray:
-    """``(n + 1, ndim)`` centres of mass of ids ``0..n`` (ids absent: 0)."""
-    flat = labels.ravel()
-    area = np.maximum(np.bincount(flat, minlength=n + 1), 1)
-    grids = np.indices(labels.shape).reshape(labels.ndim, -1)
-    return np.stack([np.bincount(flat, g, minlength=n + 1) / area for g in grids], axis=1)
+def _centres(labels: np.ndarray, ids: list[int]) -> np.ndarray:
+    """``(len(ids), ndim)`` centres of mass of objects ``ids`` of ``labels``.
+
+    Each within its bounding box (``scipy.ndimage.find_objects``): no frame-sized coordinate
+    arrays (a 3D stack's would take hundreds of MB), work in proportion to the objects' sizes.
+    """
+    from scipy import ndimage as ndi
+
+    boxes = ndi.find_objects(labels, max_label=max(ids) if ids else 0)
+    out = np.zeros((len(ids), labels.ndim))
+    for i, k in enumerate(ids):
+        box = boxes[k - 1] if k - 1 < len(boxes) else None
+        if box is None:
+            continue
+        where = np.nonzero(labels[box] == k)
+        out[i] = [w.mean() + s.start for w, s in zip(where, box, strict=True)]
+    return out
 
 
 def match_ids(
@@ -192,8 +201,8 @@ def match_ids(
     if not prev.any() or not cur.any():
         return {}
     links, inter, area_a, area_b = _matched(prev, cur, delta, min_iou)
-    centres = (_centres(prev, len(area_a) - 1), _centres(cur, len(area_b) - 1))
-    for ds in _divisions(links, inter, area_a, area_b, delta, division_cover, centres).values():
+    divided = _divisions(links, inter, area_a, area_b, delta, division_cover, (prev, cur))
+    for ds in divided.values():
         for d in ds:
             links.pop(d, None)
     return {int(d): int(m) for d, m in links.items() if d and m}
@@ -230,8 +239,9 @@ class FrameLinker:
         cur_map: dict[int, int] = {}
         if prev is not None and ids.size and prev_map:
             links, inter, area_a, area_b = _matched(prev, cur, delta, self.min_iou)
-            centres = (_centres(prev, len(area_a) - 1), _centres(cur, len(area_b) - 1))
-            divided = _divisions(links, inter, area_a, area_b, delta, self.division_cover, centres)
+            divided = _divisions(
+                links, inter, area_a, area_b, delta, self.division_cover, (prev, cur)
+            )
             for m, ds in divided.items():
                 if m not in prev_map:
                     continue
