@@ -253,12 +253,16 @@ def test_steps_for_budget_grows_with_time():
 def test_split_auto_holds_out_the_last_of_three():
     from napari_hemd.models.data import Sample, split_samples
 
-    s = [Sample(np.zeros((4, 4), np.float32), np.zeros((4, 4), np.int32), f"a/t{i}", "x")
-         for i in range(3)]  # fmt: skip
+    cell = np.zeros((4, 4), np.int32)
+    cell[1:3, 1:3] = 1
+    s = [Sample(np.zeros((4, 4), np.float32), cell, f"a/t{i}", "x") for i in range(3)]
     tr, va = split_samples(s, "auto")
     assert [x.name for x in va] == ["a/t2"] and len(tr) == 2
     tr, va = split_samples(s[:2], "auto")
     assert len(tr) == 2 and va == []
+    empty = [Sample(x.image, np.zeros_like(cell), x.name, "x") for x in s]
+    tr, va = split_samples(empty, "auto")  # nothing to score: none held out
+    assert len(tr) == 3 and va == []
 
 
 def test_project_checked_frames_are_training_data(video, tmp_path, capsys):
