@@ -285,3 +285,16 @@ def test_a_ctc_folder_is_measured_under_its_frame_numbers(tmp_path):
     for name, want in (("a.csv", [5, 6, 7]), ("b.csv", [5, 7])):
         with open(tmp_path / name, newline="") as f:
             assert [int(r["frame"]) for r in csv.DictReader(f)] == want
+
+
+def test_uint64_ids_keep_their_value():
+    """uint64 ids of 2**63 and more came out negative (cast to int64), and large ids next to
+    the background were rounded through float64."""
+    lab = np.zeros((1, 8, 8), np.uint64)
+    lab[0, :2, :2], lab[0, 4:, 4:] = 2**63 + 7, 2**64 - 1
+    table = measure_objects(lab)
+    assert table["label"].dtype == np.uint64
+    assert table["label"].tolist() == [2**63 + 7, 2**64 - 1]
+    lab = np.zeros((1, 8, 8), np.int64)
+    lab[0, :2, :2] = 2**62 + 1  # beyond float64's 53 bits
+    assert measure_objects(lab)["label"].tolist() == [2**62 + 1]

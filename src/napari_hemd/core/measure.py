@@ -104,6 +104,10 @@ def measure_objects(
     n_t = shape[0] if frames else 1
     if n_t == 0:
         raise ValueError(f"labels has no frames (shape {shape})")
+    # uint64 ids keep their type (2**63 and more came out negative as int64)
+    label_dtype = (
+        np.uint64 if np.dtype(getattr(labels, "dtype", np.int64)) == np.uint64 else np.int64
+    )
     parts: list[dict[str, np.ndarray]] = []
     for t in range(n_t):  # an empty frame gives empty columns: every column is always there
         lab = np.asarray(labels[t] if frames else labels)
@@ -116,7 +120,7 @@ def measure_objects(
             # ids far beyond the objects (2**40 + k): measured as consecutive ids, named as given
             ids, inverse = np.unique(lab, return_inverse=True)
             if ids[0] != 0:  # no background in the frame: the smallest id is an object, not 0
-                ids, inverse = np.concatenate([[0], ids]), inverse + 1
+                ids, inverse = np.concatenate([np.zeros(1, ids.dtype), ids]), inverse + 1
             lab = inverse.reshape(lab.shape)
         table = regionprops_table(lab, intensity_image=img, properties=props)
         if ids is not None:
@@ -124,7 +128,7 @@ def measure_objects(
         n = len(table["label"])
         row: dict[str, np.ndarray] = {
             "frame": np.full(n, t, np.int64),
-            "label": np.asarray(table["label"], np.int64),
+            "label": np.asarray(table["label"]).astype(label_dtype),
             "area": np.asarray(table["area"], np.int64),
         }
         if spacing is not None:
