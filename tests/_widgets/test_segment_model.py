@@ -720,4 +720,8 @@ def test_segment_with_a_model_file(viewer, qtbot, errors, tmp_path):
     seg2.tta.value = 1
     _wait(qtbot, seg2.run())
     np.testing.assert_array_equal(got, viewer.layers["nuclei video image labels"].data)
+    # an affinity network's file: no flips or zoom offered (its kind read from the file)
+    shutil.copy(model_path("nuclei-affinity"), tmp_path / "aff.pt")
+    seg.model_file.value = tmp_path / "aff.pt"
+    assert seg.tta.native.isHidden() and seg.scale.native.isHidden()
     assert not errors

@@ -67,6 +67,11 @@ def model_kind(value: str) -> str | None:
     for info in _settings.user_models().values():
         if info["path"] == value:
             return info["kind"]
+    if str(value).endswith(".pt") and Path(value).is_file():  # a model file chosen directly
+        try:
+            return read_model(value).kind
+        except (ImportError, OSError, ValueError):  # its summary says why it cannot be used
+            return None
     return None
 
 

@@ -86,10 +86,10 @@ def list_project_models(paths, project: str) -> list[str]:
         path = Path(path)
         if str(path.resolve()) in known:
             continue
-        try:
-            from napari_hemd.models import load_model
+        try:  # read as the widgets read a chosen model (once per version of the file)
+            from napari_hemd._widgets._models import read_model
 
-            kind = load_model(path).kind
+            kind = read_model(str(path)).kind
         except Exception as e:  # not a model (any more): left out, said in the log
             log.warning("project model %s left out of the model lists: %s", path, e)
             continue
