@@ -68,6 +68,7 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         if channels:
             return channels
         data = lazy_tiff(path) if lazy else read_stack(path)
+        return [(data, {"name": name, **_calibration(path, data.ndim)}, _kind(path, data))]
     elif suffix == ".npy":  # too big: memory-mapped, read as shown
         data = read_stack(path, lazy=_too_big(path, np.load(path, mmap_mode="r").nbytes))
     else:
@@ -75,10 +76,29 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         if group:
             return group
         data = read_stack(path, lazy=suffix == ".zarr")
-    kind = (
+    return [(data, {"name": name}, _kind(path, data))]
+
+
+def _kind(path: Path, data) -> str:
+    """``"labels"`` for an integer file that looks like labels, else ``"image"``."""
+    return (
         "labels" if np.issubdtype(data.dtype, np.integer) and _looks_like_labels(path) else "image"
     )
-    return [(data, {"name": name}, kind)]
+
+
+def _calibration(path: Path, ndim: int) -> dict:
+    """The layer's ``scale`` and ``units`` from the pixel size ``path`` records (ImageJ, OME).
+
+    Empty where it records none. ``ndim``: the layer's axes (channels split off).
+    """
+    from napari_hemd.io.calibration import read_pixel_size
+    from napari_hemd.io.channels import input_axes
+
+    size = read_pixel_size(path)
+    if size is None:
+        return {}
+    axes = (input_axes(path) or "").upper()
+    return size.layer_kwargs(ndim, 3 if "z" in size.sizes and "Z" in axes and ndim >= 3 else 2)
 
 
 def _zarr_group_layers(path: Path, name: str) -> list[LayerData]:
@@ -148,7 +168,7 @@ def _tiff_channel_layers(path: Path, name: str, *, lazy: bool = False) -> list[L
     n = data.shape[axis]
     if n < 2:
         return []
-    meta: dict = {"channel_axis": axis}
+    meta: dict = {"channel_axis": axis, **_calibration(path, data.ndim - 1)}
     if colour:
         n = min(n, 3)  # RGBA: the alpha sample is not a stain
         data = data[..., :n]
@@ -159,6 +179,7 @@ def _tiff_channel_layers(path: Path, name: str, *, lazy: bool = False) -> list[L
 
 def _read_ome_zarr(path: Path) -> list[LayerData]:
     """Layers of an OME-Zarr group, lazily: every resolution level stays on disk."""
+    from napari_hemd.io.calibration import KNOWN_UNITS, node_pixel_size
     from napari_hemd.io.ome_zarr import read_ome_zarr
 
     layers: list[LayerData] = []
@@ -173,6 +194,9 @@ def _read_ome_zarr(path: Path) -> list[LayerData]:
             axes, meta["scale"] = axes.replace("c", ""), [v for i, v in enumerate(scale) if i != c]
         if axes:
             meta["axis_labels"] = tuple(axes)
+        size = node_pixel_size(node)
+        if axes and size is not None and size.unit in KNOWN_UNITS:  # the scale bar in its unit
+            meta["units"] = tuple(size.unit if a in "zyx" else "pixel" for a in axes)
         if node.kind == "image" and "channel_axis" not in meta:
             meta["colormap"] = "gray"
         if "napari_hemd" in node.attrs:
@@ -223,13 +247,20 @@ def _write(path: str, data, meta: dict, suffix: str) -> list[str]:
     params = meta.get("metadata", {}).get("hemd_params") or {}
     keep = {k: v for k, v in params.items() if isinstance(v, str | int | float | bool | type(None))}
     extra = {"napari_hemd": keep} if keep else None
+    from napari_hemd.io.calibration import PixelSize
+
+    scale = meta.get("scale")
+    size = None if scale is None else PixelSize.from_layer(scale, meta.get("units"))
     if suffix == ".zarr":
         from napari_hemd.io.ome_zarr import axes_from_names
 
         axes = axes_from_names(meta.get("axis_labels"), arr.ndim)
-        write_ome_zarr_labels(arr, p, axes=axes, name=meta.get("name"), metadata=extra)
+        write_ome_zarr_labels(
+            arr, p, axes=axes, name=meta.get("name"), metadata=extra, pixel_size=size,
+            scale=None if scale is None or len(scale) != arr.ndim else list(scale),
+        )  # fmt: skip
     else:
-        write_labels(arr, p, overwrite=False, metadata=extra)
+        write_labels(arr, p, overwrite=False, metadata=extra, pixel_size=size)
     return [str(p)]
 
 

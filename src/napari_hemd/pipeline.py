@@ -24,6 +24,7 @@ from pathlib import Path
 __all__ = [
     "default_prob_output",
     "open_input",
+    "record_pixel_size",
     "stream_segment",
     "stream_size_advice",
     "stream_stacks",
@@ -523,10 +524,10 @@ def stream_segment(
                 if progress and (workers is not None or scheduler is not None):
                     progress("cluster", 0, 0)
                 with dask_client(workers=workers, scheduler=scheduler) as client:
-                    return stream_stacks(
+                    return record_pixel_size(stream_stacks(
                         data, output, group.attrs["model"], overwrite=overwrite, resume=resume,
                         progress=progress, client=client, maps_group=group, **params,
-                    )  # fmt: skip
+                    ), src_path)  # fmt: skip
         if model is None and len(data.shape) == 3 and not {"grow", "background"} & set(params):
             # maps predict wrote: as --model segments them, recorded as made by that model
             params, made_by = _as_model_maps(data, params)
@@ -539,11 +540,11 @@ def stream_segment(
             if progress and (workers is not None or scheduler is not None):
                 progress("cluster", 0, 0)
             with dask_client(workers=workers, scheduler=scheduler) as client:
-                return stream_stacks(
+                return record_pixel_size(stream_stacks(
                     data, output, model, tile=tile, threads=threads, tta=tta, scale=scale,
                     overwrite=overwrite, resume=resume, progress=progress, client=client,
                     **params,
-                )  # fmt: skip
+                ), src_path)  # fmt: skip
         if model is not None and len(data.shape) != 3:
             raise ValueError(
                 f"prediction needs (T, Y, X) raw frames or (T, Z, Y, X) stacks; source has shape "
@@ -627,7 +628,25 @@ def stream_segment(
 
             z = zarr.open_array(str(output), mode="r+")
             z.attrs.update(json.loads(json.dumps(made_by, default=str)))
+        record_pixel_size(output, src_path)
     return output
+
+
+def record_pixel_size(output: str | os.PathLike, source) -> Path:
+    """The source file's pixel size (Fiji's, the microscope's) into the labels' attributes.
+
+    ``source``: a path (else nothing is recorded). Returns ``output``.
+    """
+    if source is None:
+        return Path(output)
+    from napari_hemd.io.calibration import PIXEL_SIZE_KEY, read_pixel_size
+
+    size = read_pixel_size(source)
+    if size is not None:
+        import zarr
+
+        zarr.open_array(str(output), mode="r+").attrs[PIXEL_SIZE_KEY] = size.to_json()
+    return Path(output)
 
 
 def _stream_model_params(loaded, scale: float, params: dict) -> tuple[dict, int]:

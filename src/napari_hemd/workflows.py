@@ -914,8 +914,9 @@ def save_project(
         How the probability map was made and is grown (the probability layer's model, growth
         and model defaults; JSON-serialisable values are kept), given back as they were.
     placement : dict, optional
-        Where the layers sit in the viewer: ``{"labels": {"translate": [...], "scale": [...]},
-        "prob": {...}}`` (labels of a frame range start at that frame), given back as saved.
+        Where the layers sit in the viewer: ``{"labels": {"translate": [...], "scale": [...],
+        "units": [...]}, "prob": {...}, "image": {...}}`` (labels of a frame range start at that
+        frame; a calibrated image's layers have its pixel size and unit), given back as saved.
 
     models_from : path-like, optional
         The project folder the session was opened from or last saved to: saved elsewhere
@@ -965,7 +966,10 @@ def save_project(
                 "checked": sorted({int(t) for t in checked}),
                 "prob_info": _plain_params(prob_info or {}),
                 "placement": {
-                    k: {a: [float(x) for x in v] for a, v in (place or {}).items()}
+                    k: {
+                        a: [str(x) if a == "units" else float(x) for x in v]
+                        for a, v in (place or {}).items()
+                    }
                     for k, place in (placement or {}).items()
                 },
             }

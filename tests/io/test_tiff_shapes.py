@@ -8,6 +8,7 @@ import tifffile
 
 from napari_hemd.cli import main
 from napari_hemd.io import read_stack, write_labels
+from napari_hemd.io.stacks import recorded_params
 
 
 def test_4d_labels_round_trip_with_their_shape(tmp_path):
@@ -15,7 +16,9 @@ def test_4d_labels_round_trip_with_their_shape(tmp_path):
     out = write_labels(labels, tmp_path / "l.tif", metadata={"method": "hemd", "tau": 0.5})
     back = read_stack(out)
     assert back.shape == (2, 3, 8, 8) and (back == labels).all()
-    assert tifffile.TiffFile(out).shaped_metadata[0]["method"] == "hemd"
+    with tifffile.TiffFile(out) as tif:  # a hyperstack Fiji opens with its frames and slices
+        assert tif.is_imagej and tif.series[0].axes == "TZYX"
+    assert recorded_params(out)["method"] == "hemd"
 
 
 def test_rgb_tiff_becomes_grey_with_a_warning(tmp_path):

@@ -384,15 +384,20 @@ def as_paragraph(label) -> None:
     label.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
 
 
-def add_or_update(viewer, data, name: str, kind: str = "image", **kwargs) -> Layer:
+def add_or_update(
+    viewer, data, name: str, kind: str = "image", like: Layer | None = None, **kwargs
+) -> Layer:
     """Replace the data of layer ``name`` if napari-hemd made it, else add a layer.
 
     A layer of that name napari-hemd made (its metadata holds a ``hemd_`` key) gets the new data
     if it has the same kind, else is replaced. A layer of the user's of that name is never
     touched: the new one is added beside it (napari numbers its name; callers take the name
-    from the layer returned).
+    from the layer returned). ``like``: the layer it was made from, whose pixel size (``scale``)
+    and ``units`` it takes, so that it lies on its image (a calibrated image: in microns).
     """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if like is not None:
+        kwargs = {**placed_like(like, len(data.shape)), **kwargs}
     ours = name in viewer.layers and any(
         str(k).startswith("hemd_") for k in viewer.layers[name].metadata
     )
@@ -403,13 +408,34 @@ def add_or_update(viewer, data, name: str, kind: str = "image", **kwargs) -> Lay
             layer.data = data
             for k, v in kwargs.get("metadata", {}).items():
                 layer.metadata[k] = v
-            for k in ("translate", "scale"):  # where it sits (a frame range: at its frames)
+            for k in ("translate", "scale", "units", "axis_labels"):  # where it sits (a frame
+                # range: at its frames; a calibrated image's layers: in its units)
                 if k in kwargs:
                     setattr(layer, k, kwargs[k])
             return layer
         viewer.layers.remove(layer)
     add = viewer.add_labels if kind == "labels" else viewer.add_image
     return add(data, name=name, **kwargs)
+
+
+def placed_like(layer: Layer, ndim: int) -> dict:
+    """``scale``, ``units`` and ``axis_labels`` for a layer of ``ndim`` axes made from ``layer``.
+
+    ``layer``'s last ``ndim`` axes (1, pixel and napari's own names before its first); only
+    what ``layer`` sets: its pixel size where calibrated, its axes' names where named (``z, y,
+    x``: a stack, which Export and Proofread then take as one).
+    """
+    out: dict = {}
+    pad = max(0, ndim - layer.ndim)
+    scale = [float(v) for v in layer.scale]
+    units = [f"{u:~}" if hasattr(u, "dimensionality") else str(u) for u in layer.units]
+    if any(v != 1.0 for v in scale) or any(u not in ("", "px", "pixel") for u in units):
+        out["scale"] = ([1.0] * pad + scale)[-ndim:]
+        out["units"] = (["pixel"] * pad + units)[-ndim:]
+    names = [str(a) for a in layer.axis_labels]
+    if names != [str(i) for i in range(-layer.ndim, 0)]:  # napari's own: "-3", "-2", "-1"
+        out["axis_labels"] = ([str(i) for i in range(-ndim, -ndim + pad)] + names)[-ndim:]
+    return out
 
 
 def ask_yes_no(text: str, title: str = "napari-hemd") -> bool:

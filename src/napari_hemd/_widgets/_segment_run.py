@@ -123,6 +123,7 @@ def _probability_layer(viewer, run: SegmentRun, result) -> Image:
         viewer,
         result.maps["foreground"],
         run.prob_name,
+        like=run.layer,
         translate=run.translate,
         colormap="magma",
         contrast_limits=(0.0, 1.0),
@@ -217,8 +218,9 @@ def _write_labels(viewer, run: SegmentRun, labels: np.ndarray, meta: dict) -> La
     # beside it (add_or_update)
     meta[HISTORY_KEY] = None  # a new layer starts a fresh undo history
     return add_or_update(
-        viewer, labels, run.name, kind="labels", metadata=meta, translate=run.translate
-    )
+        viewer, labels, run.name, kind="labels", metadata=meta, translate=run.translate,
+        like=run.layer,
+    )  # fmt: skip
 
 
 def _count(out: Labels, saved: dict, res) -> str:

@@ -189,9 +189,10 @@ class ExportWidget(LayerWidget):
                 axes = "zyx" if data.ndim == 3 and self.volume.value else None  # one stack
                 # frames placed later in the movie (a frame range): numbered as its frames
                 first = 0 if axes or layer.ndim < 3 else max(0, round(float(layer.translate[0])))
+                spatial = 3 if axes or data.ndim == 4 else 2
                 written = write_labels(
                     data, out, overwrite=overwrite, tracks=tracks, metadata=meta, axes=axes,
-                    first_frame=first,
+                    first_frame=first, pixel_size=_pixel_size(layer, spatial),
                 )  # fmt: skip
         except Exception as e:
             log.exception("export to %s failed", out)
@@ -239,9 +240,11 @@ class ExportWidget(LayerWidget):
         axes = axes_from_names(layer.axis_labels, data.ndim)
         if axes is None and data.ndim == 3 and self.volume.value:  # one stack: z, not time
             axes = "zyx"  # (it was written as t, y, x and measured slice by slice)
+        spatial = sum(a in "zyx" for a in axes) if axes else (3 if data.ndim == 4 else 2)
         return write_ome_zarr_labels(
-            data, out, axes=axes, scale=list(layer.scale), overwrite=overwrite, metadata=meta
-        )
+            data, out, axes=axes, scale=list(layer.scale), overwrite=overwrite, metadata=meta,
+            pixel_size=_pixel_size(layer, spatial),
+        )  # fmt: skip
 
 
 def lineage_of(layer: Labels, data) -> tuple[object, np.ndarray | None]:
@@ -275,6 +278,13 @@ def lineage_of(layer: Labels, data) -> tuple[object, np.ndarray | None]:
     tracks = tracks[present].copy()
     tracks[~np.isin(tracks[:, 3], tracks[:, 0]), 3] = 0  # a dropped parent: no parent
     return data, tracks
+
+
+def _pixel_size(layer: Labels, spatial: int):
+    """The layer's pixel size (its last ``spatial`` axes) for the file; None: uncalibrated."""
+    from napari_hemd.io.calibration import PixelSize
+
+    return PixelSize.from_layer(layer.scale, layer.units, spatial)
 
 
 def _unit(layer: Labels) -> str:

@@ -381,6 +381,7 @@ class FineTuneWidget(LayerWidget):
                 self.viewer,
                 seg.maps["foreground"],
                 prob_name,
+                like=image,
                 colormap="magma",
                 contrast_limits=(0.0, 1.0),
                 opacity=0.6,

@@ -227,9 +227,10 @@ class ProjectWidget(LayerWidget):
                 background=None if background is None else np.asarray(background),
                 prob_info=info,
                 models_from=layer.metadata.get(PROJECT_KEY),  # Save as: its models come along
-                placement={  # a frame range's labels start at its first frame
-                    key: {"translate": list(ly.translate), "scale": list(ly.scale)}
-                    for key, ly in (("labels", layer), ("prob", prob_layer))
+                placement={  # a frame range's labels start at its first frame; a calibrated
+                    key: _placement(ly)  # image's layers lie in its units
+                    for key, ly in (("labels", layer), ("prob", prob_layer), ("image", raw))
+                    if ly is not None and (key != "image" or image is not None)
                 },
             )
         except Exception as e:
@@ -281,8 +282,9 @@ class ProjectWidget(LayerWidget):
         if proj.get("image") is not None:  # the raw image under the labels, not black
             image_name = proj.get("image_name") or f"{name} image"
             image_name = add_or_update(  # beside a layer of the user's of that name
-                self.viewer, proj["image"], image_name, metadata={PROJECT_KEY: str(folder)}
-            ).name
+                self.viewer, proj["image"], image_name, metadata={PROJECT_KEY: str(folder)},
+                **(proj.get("placement") or {}).get("image", {}),
+            ).name  # fmt: skip
         prob_name = params.get(SOURCE_KEY) or f"{name} probability"
         params[SOURCE_KEY] = prob_name
         # the map as the session had it: its model, growth and raw image (a later save keeps
@@ -343,3 +345,9 @@ class ProjectWidget(LayerWidget):
             return None
         log.info("restoring the last session %s", last)
         return self.open(last)
+
+
+def _placement(layer) -> dict:
+    """Where a layer lies: its ``translate``, ``scale`` and ``units`` (names, as saved)."""
+    units = [f"{u:~}" if hasattr(u, "dimensionality") else str(u) for u in layer.units]
+    return {"translate": list(layer.translate), "scale": list(layer.scale), "units": units}

@@ -212,6 +212,8 @@ class StreamWidget(LayerWidget):
             return None
         self.events, self.advice = [], None
         source, output = kwargs.pop("source"), kwargs.pop("output")
+        # where the result lies: on the input layer, or at the input file's pixel size
+        self._placed_on = self.image.value if self.input_from.value == FROM_LAYER else None
         where = kwargs["scheduler"] or (
             f"{kwargs['workers']} local workers" if kwargs["workers"] else "this process"
         )
@@ -256,6 +258,21 @@ class StreamWidget(LayerWidget):
             if (layer.metadata.get(STREAM_KEY) or {}).get("path") == str(path):
                 self.viewer.layers.remove(layer)
 
+    def _placement(self, path: Path, ndim: int) -> dict:
+        """``scale`` and ``units`` of the result's layers.
+
+        The input layer's, else the pixel size the input file recorded (written with the labels).
+        """
+        from napari_hemd._widgets._common import placed_like
+
+        layer = getattr(self, "_placed_on", None)
+        if layer is not None and layer in self.viewer.layers:
+            return placed_like(layer, ndim)
+        from napari_hemd.io.calibration import read_pixel_size
+
+        size = read_pixel_size(path)
+        return {} if size is None else size.layer_kwargs(ndim, 3 if ndim == 4 else 2)
+
     def _open(self, path: Path, kwargs: dict, advice: str | None = None) -> None:
         """Add the labels (and predicted probabilities) as lazy layers backed by the zarr."""
         import zarr
@@ -263,6 +280,7 @@ class StreamWidget(LayerWidget):
         from napari_hemd.pipeline import default_prob_output
 
         labels = zarr.open_array(str(path), mode="r")
+        placed = self._placement(path, labels.ndim)
         stacks = bool(labels.attrs.get("stack_by_stack"))  # segmented stack by stack: no maps kept
         if kwargs["model"] is not None and not stacks:
             prob = zarr.open_group(str(default_prob_output(path)), mode="r")["foreground"]
@@ -274,6 +292,7 @@ class StreamWidget(LayerWidget):
                 blending="additive",
                 contrast_limits=(0.0, 1.0),  # a lazy stack is not scanned for its range
                 metadata={STREAM_KEY: {"path": str(default_prob_output(path))}},
+                **placed,
             )
         name = f"{path.stem} labels"
         self._replace(path)
@@ -286,7 +305,7 @@ class StreamWidget(LayerWidget):
             if "scale_tried" in labels.attrs:
                 zoom = f", {found_zoom(params['scale'], labels.attrs['scale_tried'])}"
         self.viewer.add_labels(
-            labels, name=name, metadata={STREAM_KEY: {**params, "path": str(path)}}
+            labels, name=name, metadata={STREAM_KEY: {**params, "path": str(path)}}, **placed
         )
         show_info(
             f"Large data: {labels.shape[0]} {'stacks' if stacks else 'frames'} in {str(path)!r}"

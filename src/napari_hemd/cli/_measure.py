@@ -45,9 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--spacing",
         default=None,
         help="pixel size per spatial axis, comma separated (y,x or z,y,x), e.g. 0.5,0.1,0.1: adds "
-        "area_um2 / volume_um3",
+        "area_um2 / volume_um3. Default: the pixel size LABELS records (an ImageJ or OME TIFF, "
+        "an OME-Zarr; segment and Export write the image's), none otherwise",
     )
-    p.add_argument("--unit", default="um", help="the unit of --spacing, for the column name (um)")
+    p.add_argument(
+        "--unit",
+        default=None,
+        help="the unit of --spacing, for the column name (default: the one LABELS records, else "
+        "um)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing table")
     p.set_defaults(func=run)
 
@@ -102,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     frames = not volume or labels.ndim == 4
-    spatial = labels.ndim - 1 if frames else labels.ndim
+    spatial = labels.ndim - 1 if frames and labels.ndim > 2 else labels.ndim  # one image: y, x
+    unit = args.unit
+    if spacing is None:  # the pixel size the file records (Fiji's, the microscope's, ours)
+        spacing, unit = _recorded_spacing(path, spatial, args)
     if spacing is not None and len(spacing) != spatial:
         raise ValueError(
             f"--spacing must give {spatial} pixel sizes ({'z,' * (spatial == 3)}y,x) for LABELS "
@@ -124,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.channel is not None or args.channel_axis is not None:
         raise ValueError("--channel needs --image (the movie whose channel is measured)")
     table = measure_objects(
-        labels, image, frames=frames, spacing=spacing, unit=args.unit, tracks=tracks
+        labels, image, frames=frames, spacing=spacing, unit=unit or "um", tracks=tracks
     )
     numbers = _ctc_frame_numbers(path, int(labels.shape[0])) if frames else None
     if numbers is not None and len(table["frame"]):  # a CTC folder's frames keep their numbers
@@ -154,3 +163,19 @@ def _ctc_frame_numbers(path: Path, n: int) -> list[int] | None:
     if len(names) != n or not all(found):
         return None
     return [int(m.group(1)) for m in found]
+
+
+def _recorded_spacing(path: Path, spatial: int, args) -> tuple[list[float] | None, str | None]:
+    """``(spacing, unit)`` LABELS records (None where none, or not for all ``spatial`` axes)."""
+    from napari_hemd.io.calibration import read_pixel_size
+
+    size = read_pixel_size(path)
+    spacing = None if size is None else size.spacing(spatial)
+    if spacing is None:
+        return None, args.unit
+    unit = args.unit or size.unit
+    print(
+        f"measure: pixel size from {path.name}: {size.describe()} (--spacing replaces it)",
+        file=sys.stderr,
+    )
+    return spacing, unit

@@ -151,6 +151,11 @@ def run(args: argparse.Namespace) -> int:
             f"{_FEW_SLICES if image.ndim == 4 else ''}"
         )
     meta = {"model": str(args.model), "model_metadata_version": model.metadata.get("version")}
+    from napari_hemd.io.calibration import PIXEL_SIZE_KEY, read_pixel_size
+
+    size = read_pixel_size(args.image)  # the maps keep the image's pixel size: segment on them
+    if size is not None:  # writes it with the masks
+        meta[PIXEL_SIZE_KEY] = size.to_json()
     from napari_hemd.models.prediction import _check_tta, tta_recorded
 
     # before any work (an affinity model is refused here); None: the model's own flips

@@ -387,6 +387,8 @@ def _run_checked(args: argparse.Namespace) -> int:
     meta = {"method": args.method, "source": str(args.prob), **_channel_meta(args), **params}
     if args.method == "hemd":
         meta.update({k: res.params[k] for k in hemd_only if k in res.params})
+    from napari_hemd.io.calibration import read_pixel_size
+
     write_labels(
         labels[0] if flat else labels,
         args.output,
@@ -394,6 +396,7 @@ def _run_checked(args: argparse.Namespace) -> int:
         tracks=tracks,
         metadata=meta,
         first_frame=_first_frame(args, labels.shape[0]),
+        pixel_size=read_pixel_size(args.prob),  # the input's, as Fiji or the microscope wrote it
     )
     n_obj = int(labels.max()) if labels.size else 0
     if flat:
@@ -502,6 +505,7 @@ def write_segmentation(args: argparse.Namespace, seg, extra: dict | None = None)
     its lineage; one stack (three planes) as a ``ZYX`` stack.
     """
     from napari_hemd.io import write_labels
+    from napari_hemd.io.calibration import read_pixel_size
     from napari_hemd.workflows import selection_choices
 
     labels = seg.labels
@@ -515,6 +519,7 @@ def write_segmentation(args: argparse.Namespace, seg, extra: dict | None = None)
         metadata=meta,
         axes="ZYX" if labels.ndim == 3 and seg.params.get("planes") == 3 else None,
         first_frame=_first_frame(args, 1 if labels.ndim == 2 else labels.shape[0]),
+        pixel_size=read_pixel_size(args.prob),  # the input's, as Fiji or the microscope wrote it
     )
 
 

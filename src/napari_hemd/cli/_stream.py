@@ -185,6 +185,9 @@ def run(args: argparse.Namespace) -> int:
         from napari_hemd.cli._segment import _channel_meta
 
         zarr.open_array(str(args.output), mode="r+").attrs.update(_channel_meta(args))
+    from napari_hemd.pipeline import record_pixel_size
+
+    record_pixel_size(args.output, args.prob)  # the movie's (Fiji's, the microscope's)
     import zarr
 
     if zarr.open_array(str(args.output), mode="r").attrs.get("stack_by_stack"):
@@ -266,6 +269,9 @@ def _run_stacks(args: argparse.Namespace, stacks, params: dict) -> int:
         )
     if args.channel is not None:
         zarr.open_array(str(args.output), mode="r+").attrs.update(_channel_meta(args))
+    from napari_hemd.pipeline import record_pixel_size
+
+    record_pixel_size(args.output, args.prob)
     n, dt = int(stacks.shape[0]), time.perf_counter() - t0
     linked = zarr.open_array(str(args.output), mode="r").attrs.get("link_time")
     how = ", objects linked over time" if linked else ""

@@ -87,12 +87,28 @@ def _check_axes(axes: str, ndim: int) -> str:
     return axes
 
 
-def _multiscales(axes: str, scale: list[float], name: str) -> list[dict]:
+#: NGFF's names of the length units napari-hemd's short names stand for.
+_NGFF_UNITS = {"um": "micrometer", "nm": "nanometer", "mm": "millimeter", "cm": "centimeter",
+               "m": "meter", "angstrom": "angstrom", "inch": "inch"}  # fmt: skip
+
+
+def _axes_meta(axes: str, unit: str | None) -> list[dict]:
+    """NGFF axes; the space axes with ``unit`` (NGFF's name for it) where given."""
+    out = []
+    for a in axes:
+        entry = {"name": a, "type": _AXIS_TYPES[a]}
+        if unit and _AXIS_TYPES[a] == "space":
+            entry["unit"] = _NGFF_UNITS.get(unit, unit)
+        out.append(entry)
+    return out
+
+
+def _multiscales(axes: str, scale: list[float], name: str, unit: str | None = None) -> list[dict]:
     return [
         {
             "version": NGFF_VERSION,
             "name": name,
-            "axes": [{"name": a, "type": _AXIS_TYPES[a]} for a in axes],
+            "axes": _axes_meta(axes, unit),
             "datasets": [
                 {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
             ],
@@ -108,6 +124,7 @@ def _write_label_group(
     name: str,
     source: str | None,
     metadata: dict | None,
+    unit: str | None = None,
 ) -> None:
     """Write one label image group (array ``0`` + attributes) into the new ``folder``."""
     import zarr
@@ -134,7 +151,7 @@ def _write_label_group(
     label_meta: dict = {"version": NGFF_VERSION}
     if source is not None:
         label_meta["source"] = {"image": source}
-    attrs: dict = {"multiscales": _multiscales(axes, scale, name), "image-label": label_meta}
+    attrs: dict = {"multiscales": _multiscales(axes, scale, name, unit), "image-label": label_meta}
     if metadata:
         attrs.update(metadata)
     root.attrs.update(json.loads(json.dumps(attrs)))
@@ -155,6 +172,7 @@ def write_ome_zarr_labels(
     name: str | None = None,
     overwrite: bool = False,
     metadata: dict | None = None,
+    pixel_size=None,
 ) -> Path:
     """Write labels as a standalone OME-Zarr (NGFF 0.4) label image, atomically.
 
@@ -175,6 +193,9 @@ def write_ome_zarr_labels(
         :class:`FileExistsError`.
     metadata : dict, optional
         Extra JSON attributes of the group (e.g. ``{"napari_hemd": params}``).
+    pixel_size : napari_hemd.io.calibration.PixelSize, optional
+        The space axes' sizes (where ``scale`` is not given) and their unit (written into the
+        axes).
 
     Returns
     -------
@@ -191,11 +212,14 @@ def write_ome_zarr_labels(
     """
     _check_labels(labels)
     axes = _check_axes(axes or default_axes(len(labels.shape)), len(labels.shape))
+    if scale is None and pixel_size is not None:
+        scale = [float(pixel_size.sizes.get(a, 1.0)) for a in axes]
     scale = _check_scale(scale, len(axes))
+    unit = None if pixel_size is None else pixel_size.unit
     path = Path(path)
     name = name or path.name.removesuffix(".zarr").removesuffix(".ome")
     with atomic_path(path, overwrite=overwrite) as tmp:
-        _write_label_group(tmp, labels, axes, scale, name, None, metadata)
+        _write_label_group(tmp, labels, axes, scale, name, None, metadata, unit)
     log.info("wrote OME-Zarr labels %s %s", path, tuple(labels.shape))
     return path
 
@@ -292,12 +316,18 @@ def add_ome_zarr_labels(
         None,
     )
     scale = _check_scale(scale, len(axes))
+    units = {
+        a.get("unit")
+        for a in ms["axes"]
+        if isinstance(a, dict) and a.get("unit") and a.get("type") == "space"
+    }
+    unit = units.pop() if len(units) == 1 else None  # the image's, kept as it names it
     group = image_path / "labels"
     if not group.exists():
         zarr.open_group(str(group), mode="w", zarr_format=2).attrs.update({"labels": []})
     out = group / name
     with atomic_path(out, overwrite=overwrite) as tmp:
-        _write_label_group(tmp, labels, axes, scale, name, "../../", metadata)
+        _write_label_group(tmp, labels, axes, scale, name, "../../", metadata, unit)
     listed = json.loads((group / ".zattrs").read_text()) if (group / ".zattrs").exists() else {}
     names = list(listed.get("labels", []))
     if name not in names:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_hemd._atomic import atomic_path
+from napari_hemd.io.calibration import PIXEL_SIZE_KEY, PixelSize
 from napari_hemd.io.tiff import read_tiff, read_tiff_folder
 
 __all__ = ["read_stack", "recorded_params", "write_labels"]
@@ -107,7 +108,8 @@ LABELS_TIFF_KEY = "napari_hemd_labels"
 def recorded_params(path: str | os.PathLike) -> dict:
     """The run parameters :func:`write_labels` stored with a label file (empty: none).
 
-    TIFF: the JSON description tifffile reads back (``shaped_metadata``); zarr and OME-Zarr:
+    TIFF: the JSON description tifffile reads back (``shaped_metadata``; an ImageJ hyperstack's
+    ``Info``); zarr and OME-Zarr:
     the attributes; a CTC result folder: its ``hemd-params.json``. Anything unreadable: empty.
     """
     import json
@@ -119,6 +121,10 @@ def recorded_params(path: str | os.PathLike) -> dict:
 
             with tifffile.TiffFile(path) as tif:
                 shaped = tif.shaped_metadata
+                info = (tif.imagej_metadata or {}).get("Info") if tif.is_imagej else None
+            if info:  # an ImageJ hyperstack keeps them as its Info (Fiji: Image > Show Info)
+                recorded = json.loads(info)
+                return dict(recorded) if isinstance(recorded, dict) else {}
             return dict(shaped[0]) if shaped else {}
         if _is_zarr(path):
             import zarr
@@ -167,6 +173,7 @@ def write_labels(
     metadata: dict | None = None,
     axes: str | None = None,
     first_frame: int = 0,
+    pixel_size: PixelSize | None = None,
 ) -> Path:
     """Write a label stack, chosen by extension, atomically.
 
@@ -190,6 +197,13 @@ def write_labels(
     first_frame : int
         CTC folders: the movie's number of the first frame (masks numbered from it; see
         :func:`napari_hemd.io.ctc.write_ctc_result`); other formats hold the frames as given.
+    pixel_size : PixelSize, optional
+        The pixels' physical size (:mod:`napari_hemd.io.calibration`), written into TIFFs (as
+        Fiji reads it) and OME-Zarr; not kept by plain zarr arrays and CTC folders.
+
+    TIFFs of ids up to 65535 are ImageJ hyperstacks (Fiji opens them with their frames, slices
+    and pixel size; ``metadata`` is their *Info*); larger ids need 32 bits, which ImageJ's
+    format lacks: those are tifffile's shaped TIFFs (axes and metadata in a JSON description).
 
     Returns
     -------
@@ -204,28 +218,19 @@ def write_labels(
         from napari_hemd.io.ome_zarr import write_ome_zarr_labels
 
         return write_ome_zarr_labels(
-            labels, path, overwrite=overwrite, metadata=metadata, axes=axes and axes.lower()
-        )
+            labels, path, overwrite=overwrite, metadata=metadata, axes=axes and axes.lower(),
+            pixel_size=pixel_size,
+        )  # fmt: skip
     labels_arr = labels
     with atomic_path(path, overwrite=overwrite) as tmp:
         if kind == "tif":
-            import tifffile
-
             arr = np.asarray(labels_arr)
             if axes is None or len(axes) != arr.ndim:
                 axes = {2: "YX", 3: "TYX", 4: "TZYX"}.get(arr.ndim)
             axes = axes and axes.upper()
-            # tifffile's shaped description keeps the axes (a (T, Z, Y, X) stack reads back as
-            # such, not as T*Z pages) and carries the metadata as JSON
             meta = json.loads(json.dumps(metadata or {}, default=str))
             meta[LABELS_TIFF_KEY] = True  # opened as labels again, whatever the file's name
-            tifffile.imwrite(
-                tmp,
-                arr.astype(_label_dtype(arr)),
-                compression="zlib",
-                photometric="minisblack",
-                metadata={**meta, "axes": axes} if axes else meta,
-            )
+            _write_label_tiff(tmp, arr.astype(_label_dtype(arr)), axes, meta, pixel_size)
         elif kind == "zarr":
             import zarr
 
@@ -251,6 +256,32 @@ def write_labels(
             if metadata:
                 (tmp / "hemd-params.json").write_text(json.dumps(metadata, indent=2))
     return path
+
+
+def _write_label_tiff(
+    path: Path, arr: np.ndarray, axes: str | None, meta: dict, pixel_size: PixelSize | None
+) -> None:
+    """One label TIFF: an ImageJ hyperstack where ImageJ can hold it, else tifffile's shaped."""
+    import json
+
+    import tifffile
+
+    kw: dict = {"compression": "zlib", "photometric": "minisblack"}
+    if arr.dtype in (np.uint8, np.uint16) and axes in ("YX", "TYX", "ZYX", "TZYX"):
+        ij: dict = {"axes": axes, "Info": json.dumps(meta)}
+        if pixel_size is not None:
+            kw["resolution"] = (1.0 / pixel_size.sizes["x"], 1.0 / pixel_size.sizes["y"])
+            unit = pixel_size.unit or "pixel"  # ImageJ's description is ASCII (µ as \u00B5)
+            ij["unit"] = unit if unit.isascii() else unit.encode("unicode_escape").decode()
+            if "Z" in axes and "z" in pixel_size.sizes:
+                ij["spacing"] = pixel_size.sizes["z"]
+        tifffile.imwrite(path, arr, imagej=True, metadata=ij, **kw)
+        return
+    if axes:  # tifffile's shaped description keeps the axes (a (T, Z, Y, X) stack reads back
+        meta = {**meta, "axes": axes}  # as such, not as T*Z pages) and the metadata as JSON
+    if pixel_size is not None:
+        meta[PIXEL_SIZE_KEY] = pixel_size.to_json()
+    tifffile.imwrite(path, arr, metadata=meta, **kw)
 
 
 def _label_dtype(arr: np.ndarray) -> type:

@@ -1,0 +1,259 @@
+"""Pixel sizes recorded in image and label files: read, normalised, written back.
+
+Fiji, the microscope's OME-TIFF export and OME-Zarr store how large a pixel is; napari-hemd
+opens files with that scale, writes it with the masks it makes (a TIFF as an ImageJ hyperstack,
+an OME-Zarr in its axes) and ``measure`` uses it for the physical columns.
+
+What counts as recorded (a choice: a plain TIFF's resolution tags are mostly a scanner's or a
+screen's 72 dpi, no microscope's pixel):
+
+- ImageJ TIFF: the X/Y resolution tags with the description's ``unit`` (a unit of ``pixel`` or
+  none means uncalibrated, as in Fiji); z from ``spacing``.
+- OME-TIFF: the first image's ``PhysicalSizeX/Y/Z`` (unit: ``PhysicalSizeXUnit``, default um).
+- OME-Zarr: the level-0 ``scale`` of the space axes, their ``unit`` if given.
+- A TIFF napari-hemd wrote without the ImageJ layout (labels over 65535, ``predict``'s maps):
+  its JSON description; a zarr store ``predict`` or ``stream`` wrote: its attributes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["KNOWN_UNITS", "PixelSize", "normalise_unit", "read_pixel_size"]
+
+#: Spellings of the common length units, to the short name napari and pint read.
+_UNITS = {
+    "um": "um", "µm": "um", "μm": "um", "\\u00b5m": "um", "micron": "um", "microns": "um",
+    "micrometer": "um", "micrometre": "um", "micrometers": "um", "micrometres": "um",
+    "nm": "nm", "nanometer": "nm", "nanometre": "nm", "nanometers": "nm", "nanometres": "nm",
+    "mm": "mm", "millimeter": "mm", "millimetre": "mm", "cm": "cm", "m": "m", "meter": "m",
+    "metre": "m", "å": "angstrom", "angstrom": "angstrom", "inch": "inch",
+}  # fmt: skip
+#: The normalised names (napari and pint read them all).
+KNOWN_UNITS = frozenset(_UNITS.values())
+#: Units that mean "not calibrated".
+_NO_UNIT = {"", "pixel", "pixels", "px", "none"}
+
+
+def normalise_unit(unit) -> str | None:
+    """``"micron"``, ``"µm"``, ImageJ's escaped mu ... -> ``"um"``; None for none or ``"pixel"``.
+
+    A unit not in the table is kept as given (lower case, stripped).
+    """
+    if unit is None:
+        return None
+    u = str(unit).strip()
+    low = u.lower()
+    if low in _NO_UNIT:
+        return None
+    return _UNITS.get(low, u)
+
+
+@dataclass(frozen=True)
+class PixelSize:
+    """Physical pixel sizes along the space axes a file records.
+
+    Attributes
+    ----------
+    sizes : dict
+        ``{"y": 0.5, "x": 0.5}`` and ``"z"`` for stacks: positive, finite.
+    unit : str or None
+        Normalised (:func:`normalise_unit`); None: the file gives sizes without a unit.
+    """
+
+    sizes: dict
+    unit: str | None = None
+
+    def __post_init__(self) -> None:
+        for axis, v in self.sizes.items():
+            if axis not in ("z", "y", "x"):
+                raise ValueError(f"pixel sizes: expected axes z, y, x; got {axis!r}")
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise ValueError(f"pixel size along {axis}: expected a positive number; got {v!r}")
+
+    def spacing(self, n: int) -> list[float] | None:
+        """The sizes of the last ``n`` space axes (``[y, x]`` or ``[z, y, x]``); None if missing."""
+        axes = "zyx"[3 - n :]
+        if any(a not in self.sizes for a in axes):
+            return None
+        return [float(self.sizes[a]) for a in axes]
+
+    def scale(self, ndim: int, spatial: int | None = None) -> list[float]:
+        """A layer's ``scale`` of ``ndim`` axes.
+
+        Its last ``spatial`` axes (default 2, or 3 where a z size is known and ``ndim`` allows)
+        are space; 1 elsewhere and where not recorded.
+        """
+        if spatial is None:
+            spatial = 3 if "z" in self.sizes and ndim >= 3 else 2
+        spatial = min(spatial, ndim)
+        out = [1.0] * ndim
+        for i, a in enumerate("zyx"[3 - spatial :]):
+            out[ndim - spatial + i] = float(self.sizes.get(a, 1.0))
+        return out
+
+    def layer_kwargs(self, ndim: int, spatial: int | None = None) -> dict:
+        """Layer arguments for napari: ``scale`` and (a unit napari reads) ``units``.
+
+        ``scale`` as :meth:`scale` gives it; ``units`` ``pixel`` on the axes that are not space.
+        """
+        if spatial is None:
+            spatial = 3 if "z" in self.sizes and ndim >= 3 else 2
+        out: dict = {"scale": self.scale(ndim, spatial)}
+        if self.unit in KNOWN_UNITS:
+            out["units"] = ("pixel",) * (ndim - spatial) + (self.unit,) * spatial
+        return out
+
+    def describe(self) -> str:
+        """``"z 2, y 0.5, x 0.5 um"``: for messages."""
+        parts = ", ".join(f"{a} {self.sizes[a]:g}" for a in "zyx" if a in self.sizes)
+        return f"{parts} {self.unit}" if self.unit else f"{parts} (no unit)"
+
+    def to_json(self) -> dict:
+        """``{"sizes": {...}, "unit": ...}``, as recorded in files' attributes."""
+        return {"sizes": {a: float(v) for a, v in self.sizes.items()}, "unit": self.unit}
+
+    @classmethod
+    def from_json(cls, d) -> PixelSize | None:
+        """The inverse of :meth:`to_json`; None for anything else."""
+        try:
+            return cls({str(a): float(v) for a, v in d["sizes"].items()}, d.get("unit"))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+    @classmethod
+    def from_layer(cls, scale, units=None, spatial: int | None = None) -> PixelSize | None:
+        """From a napari layer's ``scale`` and ``units``.
+
+        None when the layer is uncalibrated (scale 1 and no length unit).
+
+        ``spatial``: how many of the last axes are space; default those with the last axis's
+        length unit (a (T, Y, X) layer of a calibrated movie: 2; of a stack: 3), else 3 for
+        four axes and 2 otherwise.
+        """
+        scale = [float(v) for v in scale]
+        names = [] if units is None else [_unit_name(u) for u in units]
+        unit = normalise_unit(names[-1]) if names else None
+        if spatial is None:
+            if unit is not None:
+                spatial = 0
+                while spatial < min(3, len(names)) and names[-1 - spatial] == names[-1]:
+                    spatial += 1
+                spatial = max(spatial, 2)
+            else:
+                spatial = 3 if len(scale) == 4 else 2
+        scale = scale[-spatial:]
+        if unit is None and all(v == 1.0 for v in scale):
+            return None
+        return cls(dict(zip("zyx"[3 - len(scale) :], scale, strict=True)), unit)
+
+
+def _unit_name(u) -> str:
+    """A pint unit (napari's ``layer.units``) or a string, as a short name (``µm``)."""
+    return f"{u:~}" if hasattr(u, "dimensionality") else str(u)
+
+
+#: The key under which a non-ImageJ TIFF napari-hemd wrote records its pixel size (JSON).
+PIXEL_SIZE_KEY = "napari_hemd_pixel_size"
+
+
+def read_pixel_size(path: str | os.PathLike) -> PixelSize | None:
+    """The pixel size a TIFF or OME-Zarr records (see the module notes); None: none recorded.
+
+    Never raises: an unreadable file or odd metadata records nothing.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff") and path.is_file():
+            return _tiff_pixel_size(path)
+        from napari_hemd.io.ome_zarr import is_ome_zarr
+
+        if is_ome_zarr(path):
+            return _ome_zarr_pixel_size(path)
+        if path.suffix.lower() == ".zarr" and path.is_dir():
+            import zarr
+
+            recorded = zarr.open(str(path), mode="r").attrs.get(PIXEL_SIZE_KEY)
+            return None if recorded is None else PixelSize.from_json(recorded)
+    except Exception:  # metadata we cannot read: nothing recorded
+        return None
+    return None
+
+
+def _tiff_pixel_size(path: Path) -> PixelSize | None:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if tif.is_ome:
+            return _ome_xml_pixel_size(tif.ome_metadata)
+        if tif.is_imagej:
+            md = tif.imagej_metadata or {}
+            unit = normalise_unit(md.get("unit"))
+            if unit is None:
+                return None
+            page = tif.pages[0]
+            sizes = {}
+            for axis, tag in (("y", "YResolution"), ("x", "XResolution")):
+                res = page.tags.get(tag)
+                if res is None:
+                    return None
+                num, den = res.value
+                if not num or not den:
+                    return None
+                sizes[axis] = den / num  # resolution: pixels per unit
+            axes = tif.series[0].axes
+            if "Z" in axes and md.get("spacing"):
+                sizes["z"] = float(md["spacing"])
+            return PixelSize(sizes, unit)
+        shaped = tif.shaped_metadata
+        if shaped and PIXEL_SIZE_KEY in shaped[0]:
+            return PixelSize.from_json(shaped[0][PIXEL_SIZE_KEY])
+    return None
+
+
+def _ome_xml_pixel_size(xml: str | None) -> PixelSize | None:
+    import xml.etree.ElementTree as ET
+
+    if not xml:
+        return None
+    root = ET.fromstring(xml)
+    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return None
+    sizes, units = {}, set()
+    for axis in "ZYX":
+        v = pixels.get(f"PhysicalSize{axis}")
+        if v is not None:
+            sizes[axis.lower()] = float(v)
+            units.add(normalise_unit(pixels.get(f"PhysicalSize{axis}Unit", "µm")))
+    if "x" not in sizes or "y" not in sizes or len(units) != 1:
+        return None  # one unit for all axes, as napari's layers hold it
+    return PixelSize(sizes, units.pop())
+
+
+def _ome_zarr_pixel_size(path: Path) -> PixelSize | None:
+    from napari_hemd.io.ome_zarr import read_ome_zarr
+
+    return node_pixel_size(read_ome_zarr(path)[0])
+
+
+def node_pixel_size(node) -> PixelSize | None:
+    """The pixel size of one image or label image of an OME-Zarr (an ``OmeZarrNode``)."""
+    from napari_hemd.io.ome_zarr import _ngff_attrs
+
+    axes_meta = _ngff_attrs(node.attrs)["multiscales"][0].get("axes", [])
+    units = {
+        normalise_unit(a.get("unit"))
+        for a in axes_meta
+        if isinstance(a, dict) and a.get("type") == "space"
+    }
+    sizes = {a: float(s) for a, s in zip(node.axes, node.scale, strict=False) if a in "zyx"}
+    unit = units.pop() if len(units) == 1 else None
+    if unit is None and all(v == 1.0 for v in sizes.values()):
+        return None
+    if "x" not in sizes or "y" not in sizes:
+        return None
+    return PixelSize(sizes, unit)

@@ -1,0 +1,226 @@
+"""Pixel sizes: read from Fiji / OME files, carried to the masks, used by measure."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_hemd.cli import main
+from napari_hemd.io import add_ome_zarr_labels, read_stack, write_labels
+from napari_hemd.io.calibration import PixelSize, normalise_unit, read_pixel_size
+from napari_hemd.io.stacks import recorded_params
+
+
+def _fiji(path, arr, axes, xy=0.65, unit="micron", z=None):
+    """A TIFF as Fiji saves a calibrated hyperstack."""
+    meta = {"axes": axes, "unit": unit}
+    if z is not None:
+        meta["spacing"] = z
+    tifffile.imwrite(path, arr, imagej=True, resolution=(1 / xy, 1 / xy), metadata=meta)
+    return path
+
+
+def _labels(shape=(2, 32, 32)):
+    lab = np.zeros(shape, np.uint16)
+    lab[..., 4:12, 4:10] = 3
+    lab[..., 20:30, 15:25] = 7
+    return lab
+
+
+def test_fiji_and_ome_tiffs_give_their_pixel_size(tmp_path):
+    movie = _fiji(tmp_path / "m.tif", np.zeros((3, 16, 16), np.uint16), "TYX")
+    assert read_pixel_size(movie) == PixelSize({"y": 0.65, "x": 0.65}, "um")
+    stack = _fiji(
+        tmp_path / "s.tif", np.zeros((4, 16, 16), np.uint8), "ZYX", 0.2, "\\u00B5m", z=1.5
+    )
+    assert read_pixel_size(stack) == PixelSize({"y": 0.2, "x": 0.2, "z": 1.5}, "um")
+    ome = tmp_path / "o.ome.tif"
+    tifffile.imwrite(
+        ome, np.zeros((4, 16, 16), np.uint16), metadata={
+            "axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 0.5,
+            "PhysicalSizeXUnit": "nm", "PhysicalSizeYUnit": "nm", "PhysicalSizeZUnit": "nm",
+        },
+    )  # fmt: skip
+    assert read_pixel_size(ome) == PixelSize({"z": 0.5, "y": 0.1, "x": 0.1}, "nm")
+
+
+def test_uncalibrated_files_record_no_pixel_size(tmp_path):
+    # Fiji's "pixel" unit is no calibration; a plain TIFF's 72 dpi is a screen's, not a pixel's
+    assert read_pixel_size(_fiji(tmp_path / "p.tif", np.zeros((8, 8), np.uint8), "YX", 1.0, "pixel")) is None  # fmt: skip
+    tifffile.imwrite(tmp_path / "dpi.tif", np.zeros((8, 8), np.uint8), resolution=(72, 72))
+    assert read_pixel_size(tmp_path / "dpi.tif") is None
+    assert read_pixel_size(tmp_path / "missing.tif") is None
+    (tmp_path / "broken.tif").write_bytes(b"II*\0garbage")
+    assert read_pixel_size(tmp_path / "broken.tif") is None
+
+
+def test_units_are_normalised():
+    for u in ("micron", "µm", "μm", "\\u00B5m", "um", "micrometer"):
+        assert normalise_unit(u) == "um"
+    assert normalise_unit("pixel") is None and normalise_unit("") is None
+    assert normalise_unit("nanometre") == "nm"
+    with pytest.raises(ValueError, match="pixel size along x: expected a positive number"):
+        PixelSize({"y": 1.0, "x": 0.0}, "um")
+
+
+def test_label_tiff_is_a_calibrated_imagej_hyperstack(tmp_path):
+    size = PixelSize({"z": 2.0, "y": 0.5, "x": 0.25}, "um")
+    lab = _labels((2, 3, 32, 32))
+    out = write_labels(lab, tmp_path / "l.tif", metadata={"method": "hemd"}, pixel_size=size)
+    with tifffile.TiffFile(out) as tif:  # what Fiji reads: hyperstack, unit, spacing
+        assert tif.is_imagej and tif.series[0].axes == "TZYX"
+        ij = tif.imagej_metadata
+        assert ij["frames"] == 2 and ij["slices"] == 3 and ij["unit"] == "um"
+        assert ij["spacing"] == 2.0
+        assert tif.pages[0].get_resolution() == pytest.approx((4.0, 2.0))  # pixels per unit
+    assert read_pixel_size(out) == size
+    assert recorded_params(out)["method"] == "hemd"  # the run's parameters: its Info
+    assert (read_stack(out) == lab).all()
+    # ids beyond ImageJ's 16 bits: tifffile's shaped TIFF, the pixel size kept in its JSON
+    big = write_labels(lab.astype(np.uint32) * 20000, tmp_path / "big.tif", pixel_size=size)
+    with tifffile.TiffFile(big) as tif:
+        assert not tif.is_imagej and tif.series[0].shape == lab.shape
+    assert read_pixel_size(big) == size
+    assert (read_stack(big) == lab.astype(np.uint32) * 20000).all()
+
+
+def test_ome_zarr_labels_name_their_unit(tmp_path):
+    size = PixelSize({"y": 0.5, "x": 0.5}, "um")
+    out = write_labels(_labels(), tmp_path / "l.ome.zarr", pixel_size=size)
+    assert read_pixel_size(out) == size
+    import zarr
+
+    axes = zarr.open_group(str(out), mode="r").attrs["multiscales"][0]["axes"]
+    assert [a.get("unit") for a in axes] == [None, "micrometer", "micrometer"]
+    # labels added into an image take the image's scale and unit
+    from napari_hemd.io.ome_zarr import _write_label_group
+
+    image = tmp_path / "image.ome.zarr"
+    _write_label_group(image, _labels(), "tyx", [1.0, 0.3, 0.3], "image", None, None, "um")
+    root = zarr.open_group(str(image), mode="r+")
+    attrs = dict(root.attrs)
+    del attrs["image-label"]
+    root.attrs.clear()
+    root.attrs.update(attrs)
+    added = add_ome_zarr_labels(image, _labels(), "cells")
+    assert read_pixel_size(added) == PixelSize({"y": 0.3, "x": 0.3}, "um")
+
+
+def test_layer_pixel_sizes():
+    movie = PixelSize.from_layer([1, 0.5, 0.5], ["pixel", "um", "um"])
+    assert movie == PixelSize({"y": 0.5, "x": 0.5}, "um")
+    stack = PixelSize.from_layer([2, 0.5, 0.5], ["um", "um", "um"])
+    assert stack == PixelSize({"z": 2.0, "y": 0.5, "x": 0.5}, "um")
+    assert PixelSize.from_layer([1, 1, 1], ["pixel"] * 3) is None
+    assert PixelSize.from_layer([1, 2, 2, 2], None) == PixelSize({"z": 2, "y": 2, "x": 2}, None)
+    assert stack.scale(4) == [1.0, 2.0, 0.5, 0.5] and movie.scale(3) == [1.0, 0.5, 0.5]
+
+
+def _table(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_measure_takes_the_recorded_pixel_size(tmp_path, capsys):
+    lab = _labels()
+    out = write_labels(lab, tmp_path / "l.tif", pixel_size=PixelSize({"y": 0.5, "x": 0.5}, "nm"))
+    assert main(["measure", str(out), "-o", str(tmp_path / "t.csv")]) == 0
+    assert "pixel size from l.tif: y 0.5, x 0.5 nm" in capsys.readouterr().err
+    rows = _table(tmp_path / "t.csv")
+    assert float(rows[0]["area_nm2"]) == pytest.approx(float(rows[0]["area"]) * 0.25)
+    # --spacing replaces it; a single 2D image takes y,x (it asked for one number before)
+    tifffile.imwrite(tmp_path / "one_mask.tif", lab[0])
+    args = ["measure", str(tmp_path / "one_mask.tif"), "-o", str(tmp_path / "u.csv")]
+    assert main([*args, "--spacing", "2,2"]) == 0
+    rows = _table(tmp_path / "u.csv")
+    assert float(rows[0]["area_um2"]) == pytest.approx(float(rows[0]["area"]) * 4)
+
+
+def test_segment_writes_the_images_pixel_size(tmp_path):
+    """A Fiji-calibrated movie's masks carry its calibration, with and without a model."""
+    rng = np.random.default_rng(0)
+    prob = np.clip(_labels().astype(np.float32) / 7 + rng.normal(0, 0.02, (2, 32, 32)), 0, 1)
+    src = tmp_path / "prob.tif"
+    tifffile.imwrite(
+        src, prob.astype(np.float32), imagej=True, resolution=(1 / 0.8, 1 / 0.8),
+        metadata={"axes": "TYX", "unit": "micron"},
+    )  # fmt: skip
+    out = tmp_path / "masks.tif"
+    assert main(["segment", str(src), "-o", str(out), "--no-progress"]) == 0
+    assert read_pixel_size(out) == PixelSize({"y": 0.8, "x": 0.8}, "um")
+    ome = tmp_path / "masks.ome.zarr"
+    assert main(["segment", str(src), "-o", str(ome), "--no-progress"]) == 0
+    assert read_pixel_size(ome) == PixelSize({"y": 0.8, "x": 0.8}, "um")
+
+
+def test_stream_and_predict_carry_the_pixel_size(tmp_path):
+    """stream's labels record the movie's pixel size; predict's maps hand it on to segment."""
+    rng = np.random.default_rng(1)
+    prob = np.clip(_labels((4, 32, 32)).astype(np.float32) / 7 + rng.normal(0, 0.02, (4, 32, 32)), 0, 1)  # fmt: skip
+    src = tmp_path / "prob.tif"
+    tifffile.imwrite(
+        src, prob.astype(np.float32), imagej=True, resolution=(1 / 0.4, 1 / 0.4),
+        metadata={"axes": "TYX", "unit": "micron"},
+    )  # fmt: skip
+    size = PixelSize({"y": 0.4, "x": 0.4}, "um")
+    out = tmp_path / "labels.zarr"
+    assert main(["stream", str(src), "-o", str(out), "--chunk", "2", "--no-progress"]) == 0
+    assert read_pixel_size(out) == size
+    from napari_hemd.data.synthetic import nuclei_video
+
+    movie = np.asarray(nuclei_video()["image"][:2, :96, :96])
+    img = tmp_path / "movie.tif"
+    tifffile.imwrite(
+        img, movie, imagej=True, resolution=(1 / 0.4, 1 / 0.4),
+        metadata={"axes": "TYX", "unit": "micron"},
+    )  # fmt: skip
+    maps = tmp_path / "maps.zarr"
+    args = ["--model", "nuclei-fluo", "--tta", "1", "--threads", "1", "--no-progress"]
+    assert main(["predict", str(img), "-o", str(maps), *args[:-1]]) == 0
+    assert read_pixel_size(maps) == size
+    masks = tmp_path / "masks.tif"
+    assert main(["segment", str(maps), "-o", str(masks), "--no-progress"]) == 0
+    assert read_pixel_size(masks) == size
+
+
+def test_napari_reader_opens_files_at_their_pixel_size(tmp_path):
+    from napari_hemd._napari_io import get_reader
+
+    movie = _fiji(tmp_path / "movie.tif", np.zeros((3, 16, 16), np.uint16), "TYX")
+    ((_, meta, kind),) = get_reader(str(movie))(str(movie))
+    assert kind == "image" and meta["scale"] == [1.0, 0.65, 0.65]
+    assert meta["units"] == ("pixel", "um", "um")
+    stack = _fiji(tmp_path / "stack.tif", np.zeros((4, 16, 16), np.uint16), "ZYX", 0.2, z=1.0)
+    ((_, meta, _),) = get_reader(str(stack))(str(stack))
+    assert meta["scale"] == [1.0, 0.2, 0.2] and meta["units"] == ("um", "um", "um")
+    two = tmp_path / "two.tif"  # one layer per channel, each at the pixel size
+    tifffile.imwrite(
+        two, np.zeros((3, 2, 16, 16), np.uint16), imagej=True, resolution=(2.0, 2.0),
+        metadata={"axes": "TCYX", "unit": "micron"},
+    )  # fmt: skip
+    ((_, meta, _),) = get_reader(str(two))(str(two))
+    assert meta["channel_axis"] == 1 and meta["scale"] == [1.0, 0.5, 0.5]
+    ome = write_labels(_labels(), tmp_path / "l.ome.zarr", pixel_size=PixelSize({"y": 0.5, "x": 0.5}, "nm"))  # fmt: skip
+    ((_, meta, kind),) = get_reader(str(ome))(str(ome))
+    assert kind == "labels" and meta["scale"] == [1.0, 0.5, 0.5]
+    assert meta["units"] == ("pixel", "nm", "nm")
+    plain = tmp_path / "plain.tif"  # nothing recorded: napari's defaults
+    tifffile.imwrite(plain, np.zeros((3, 16, 16), np.uint16))
+    ((_, meta, _),) = get_reader(str(plain))(str(plain))
+    assert "scale" not in meta and "units" not in meta
+
+
+def test_napari_writers_keep_the_layers_pixel_size(tmp_path):
+    from napari.layers import Labels
+
+    from napari_hemd._napari_io import write_ome_zarr, write_tiff
+
+    layer = Labels(_labels(), scale=(1, 0.5, 0.5), units=("pixel", "um", "um"))
+    state = layer._get_state()  # what napari hands a writer
+    (tif,) = write_tiff(str(tmp_path / "l.tif"), layer.data, state)
+    (ome,) = write_ome_zarr(str(tmp_path / "l.ome.zarr"), layer.data, state)
+    for out in (tif, ome):
+        assert read_pixel_size(out) == PixelSize({"y": 0.5, "x": 0.5}, "um"), out
