@@ -726,6 +726,11 @@ def relabel(labels: np.ndarray, old: int, new: int, frame: int | None = None) ->
     return out
 
 
+#: How much a seed's flood is slowed by its distance from the seed (per object radius), in
+#: :func:`split_by_seeds`; measured on the sample's merges (0.05-0.5 alike, 0.15 best).
+SPLIT_COMPACTNESS = 0.15
+
+
 def split_by_seeds(
     frame: np.ndarray,
     seeds,
@@ -743,13 +748,23 @@ def split_by_seeds(
     next_id : int
         First id given to the new objects (the first seed keeps the object's id).
     prob : ndarray, optional
-        Probability of the frame: the split follows its valleys; default: the object's shape
-        (distance to its border).
+        Probability of the frame: the split follows its valleys too; without it, the object's
+        shape alone (distance to its border: the cut goes along a waist).
 
     Returns
     -------
     ndarray
         The new frame (``frame`` is not modified).
+
+    Notes
+    -----
+    A compact watershed (scikit-image's ``compactness``): the height is the distance to the
+    object's border (times the probability scaled to the object's range), and a seed's flood
+    is slowed by its distance from the seed, ``SPLIT_COMPACTNESS / radius`` per pixel. A seed
+    clicked off the object's peak still gets its side of the object: a plain watershed gave
+    it only the slope below it (9 px of a 1343 px object in the audit; 5 px of the sample's
+    592 px merge, which this splits into 461 + 131 px, the second 102 px of the nucleus
+    clicked).
     """
     from scipy import ndimage as ndi
     from skimage.segmentation import watershed
@@ -767,8 +782,15 @@ def split_by_seeds(
     markers = np.zeros(frame.shape, np.int32)
     for i, p in enumerate(inside):
         markers[p] = i + 1
-    landscape = -ndi.distance_transform_edt(mask) if prob is None else -np.asarray(prob)
-    ws = watershed(landscape, markers, mask=mask)
+    dist = ndi.distance_transform_edt(mask)
+    radius = max(float(dist.max()), 1.0)
+    height = dist / radius
+    if prob is not None:
+        p = np.asarray(prob, dtype=np.float64)
+        lo, hi = float(p[mask].min()), float(p[mask].max())
+        if hi > lo:
+            height = height * (p - lo) / (hi - lo)
+    ws = watershed(-height, markers, mask=mask, compactness=SPLIT_COMPACTNESS / radius)
     lut = np.array([0, label, *range(next_id, next_id + len(inside) - 1)], dtype=frame.dtype)
     out = frame.copy()
     out[mask] = lut[ws[mask]]

@@ -281,3 +281,25 @@ def test_a_runtime_error_of_the_work_is_shown_and_the_widget_is_ready_again(
         pass
     assert errors and errors[-1] == "Segment failed: not enough memory: you tried to allocate 80 GB"
     assert seg.run_button.enabled and not seg.cancel_button.enabled
+
+
+def test_split_follows_the_labels_probability(viewer, errors, monkeypatch):
+    """The seeds' split gets the frame of the probability the labels were segmented from."""
+    import napari_hemd._widgets.proofread as proofread
+
+    lab = np.zeros((2, 10, 20), np.uint32)
+    lab[:, 2:8, 2:18] = 5
+    prob = np.random.default_rng(0).random((2, 10, 20)).astype(np.float32)
+    viewer.add_image(prob, name="p")
+    layer = viewer.add_labels(lab, name="blob", metadata={"hemd_params": {"hemd_source": "p"}})
+    seeds = viewer.add_points(np.array([[1, 5, 4], [1, 5, 15]]), name="seeds")
+    got = []
+    real = proofread.split_by_seeds
+    monkeypatch.setattr(
+        proofread, "split_by_seeds", lambda *a, **k: got.append(k["prob"]) or real(*a, **k)
+    )
+    pr = ProofreadWidget(viewer)
+    pr.labels.value, pr.seeds.value = layer, seeds
+    viewer.dims.current_step = (1, 0, 0)
+    assert pr.split() and not errors
+    np.testing.assert_array_equal(got[0], prob[1])

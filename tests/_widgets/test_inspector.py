@@ -559,3 +559,21 @@ def test_a_speck_that_gives_the_object_its_shape_locks_the_object(viewer, qtbot,
     # the candidate picked is named, and why the object did not change (it named only #n)
     assert f"candidate #{c} has no other candidate beside it" in infos[-1]
     assert f"keeps its shape (candidate #{n}, locked" in infos[-1]
+
+
+def test_compact_path_lists_the_piece_that_splits_a_merge():
+    """The audit's merge: the chosen 1343 px object's path, from a pixel of one nucleus, passes
+    the split's piece (825 px, 5% more than 787) that, used, splits it: listed."""
+    from napari_hemd._widgets._paths import compact_path
+    from napari_hemd.workflows import PathRow
+
+    def row(node, thr, area, chosen=False):
+        return PathRow(node, thr, area, 0.8, chosen, "initial" if chosen else "", -1, 0.0)
+
+    path = [row(1, 0.95, 500), row(2, 0.89, 787), row(3, 0.87, 825), row(4, 0.86, 1002),
+            row(5, 0.6, 1343, chosen=True), row(6, 0.5, 1400)]  # fmt: skip
+    parents = {1: 2, 2: 3, 3: 4, 4: 5, 5: 6, 6: -1}
+    rows = compact_path(path, parents, splits={4})  # 4: the two nuclei's candidates meet
+    assert [r.node for r in rows] == [1, 2, 3, 4, 5, 6]
+    rows = compact_path(path, parents, splits=set())  # no split on the way: 3 gains 5% only
+    assert 3 not in [r.node for r in rows]

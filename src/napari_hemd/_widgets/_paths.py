@@ -25,7 +25,8 @@ def uncertain_objects(res: HEMDResult, margin: float = UNCERTAIN_IOU) -> list[tu
 COLUMNS = ("threshold", "area", "chosen", "best in t-1", "best in t+1")
 
 #: Compact path: a candidate is listed when its area differs by at least this fraction from the
-#: last listed one (or it splits, is chosen, or is the chosen one's parent, the leaf or the root).
+#: last listed one (or it splits, is a split's piece, is chosen, or is the chosen one's parent,
+#: the leaf or the root).
 AREA_STEP = 0.05
 
 
@@ -33,8 +34,10 @@ def compact_path(rows: list[PathRow], parents: dict[int, int], splits: set[int])
     """The rows of a leaf-to-root path a user needs: where the region changes.
 
     Keeps the leaf, the root, the chosen candidate and its parent, every candidate that splits
-    (two or more children) and every candidate whose area differs by :data:`AREA_STEP` or more
-    from the last kept one; the 40-odd levels at which a region only gains a few pixels go.
+    (two or more children), the candidate just below each split (the one that, used, splits a
+    merged object: its pieces gain few pixels on the way up, so the area rule alone dropped it)
+    and every candidate whose area differs by :data:`AREA_STEP` or more from the last kept one;
+    the 40-odd levels at which a region only gains a few pixels go.
     """
     if len(rows) <= 2:
         return list(rows)
@@ -42,8 +45,9 @@ def compact_path(rows: list[PathRow], parents: dict[int, int], splits: set[int])
     keep_parent = {parents.get(n, -1) for n in chosen}
     out = [rows[0]]
     for r in rows[1:-1]:
-        big_change = abs(r.area - out[-1].area) >= AREA_STEP * max(out[-1].area, 1)
-        if r.node in chosen or r.node in keep_parent or r.node in splits or big_change:
+        keep = r.node in chosen or r.node in keep_parent or r.node in splits
+        keep = keep or parents.get(r.node, -1) in splits  # a split's piece: used, it splits
+        if keep or abs(r.area - out[-1].area) >= AREA_STEP * max(out[-1].area, 1):
             out.append(r)
     out.append(rows[-1])
     return out

@@ -308,12 +308,25 @@ class ProofreadWidget(LayerWidget):
             coords = coords[coords[:, 0] == frame][:, 1:]
         _make_room(layer, next_free_id(layer.data) + len(coords))
         data = layer.data if frame is None else layer.data[frame]
+        prob = self._probability(layer, frame)  # the cut follows its valleys too
         try:
-            new = split_by_seeds(data, coords, next_free_id(layer.data))
+            new = split_by_seeds(data, coords, next_free_id(layer.data), prob=prob)
         except (ValueError, IndexError) as e:
             show_error(f"Proofread: cannot split: {e}")
             return False
         return apply_edit(layer, f"split by {len(coords)} seeds", new, frame)
+
+    def _probability(self, layer: Labels, frame: int | None):
+        """The probability the labels were segmented from (that frame), where it is open."""
+        from napari.layers import Image
+
+        from napari_hemd._widgets._layer_state import PARAMS_KEY, SOURCE_KEY
+
+        src = (layer.metadata.get(PARAMS_KEY) or {}).get(SOURCE_KEY)
+        prob = self.viewer.layers[src] if src in self.viewer.layers else None
+        if not isinstance(prob, Image) or prob.multiscale or prob.data.shape != layer.data.shape:
+            return None
+        return np.asarray(prob.data if frame is None else prob.data[frame], dtype=np.float32)
 
     def paint_new(self) -> int | None:
         """Switch the layer to painting with the next free id."""
