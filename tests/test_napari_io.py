@@ -174,3 +174,22 @@ def test_a_file_too_big_for_memory_opens_lazily(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="opened lazily"):
         [(data, _, _)] = get_reader(str(tmp_path / "movie.npy"))(str(tmp_path / "movie.npy"))
     assert isinstance(data, np.memmap) and np.array_equal(data, movie)
+
+
+def test_ctc_result_frames_keep_their_numbers(tmp_path):
+    """mask036-043 with mask039 missing: frames 36-43, 39 empty (the reader used to give
+    frames 0-6, the later masks moved up a frame)."""
+    import tifffile
+
+    from napari_hemd.io import write_labels
+
+    lab = np.zeros((8, 16, 16), np.uint16)
+    for t in range(8):
+        lab[t, 2:6, t : t + 4] = 1
+    out = write_labels(lab, tmp_path / "res", first_frame=36)
+    (out / "mask039.tif").unlink()
+    ((data, meta, kind),) = get_reader(str(out))(str(out))
+    assert kind == "labels" and data.shape == (8, 16, 16) and meta["translate"] == (36, 0, 0)
+    assert not data[3].any()
+    np.testing.assert_array_equal(data[4], tifffile.imread(out / "mask040.tif"))
+    np.testing.assert_array_equal(data[7], lab[7])

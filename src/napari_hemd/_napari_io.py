@@ -50,7 +50,7 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
     if is_ome_zarr(path):
         return _read_ome_zarr(path)
     if _is_ctc_result(path):
-        return [(read_stack(path), {"name": f"{name} labels"}, "labels")]
+        return [_read_ctc_result(path, name)]
     if path.is_dir() and not path.suffix:
         seq = read_ctc_sequence(path, lazy=True)
         n = None if seq.raw is None else seq.raw.shape[0]
@@ -175,6 +175,24 @@ def _tiff_channel_layers(path: Path, name: str, *, lazy: bool = False) -> list[L
         meta["colormap"] = ["red", "green", "blue"][:n]
     meta["name"] = [f"{name} channel {i}" for i in range(n)]
     return [(data, meta, "image")]
+
+
+def _read_ctc_result(path: Path, name: str) -> LayerData:
+    """A CTC result folder's masks at their frames.
+
+    ``mask036``-``mask043`` lie at frames 36-43 (the layer placed there, as a frame range's
+    labels are; Export numbers them so again); a missing mask is an empty frame (the later ones
+    are not moved up).
+    """
+    from napari_hemd.io import read_ctc_labels
+
+    frames = read_ctc_labels(path)
+    first = min(frames)
+    data = _stack_frames({t - first: m for t, m in frames.items()}, max(frames) - first + 1)
+    meta: dict = {"name": f"{name} labels"}
+    if first:
+        meta["translate"] = (first,) + (0,) * (data.ndim - 1)
+    return (data, meta, "labels")
 
 
 def _read_ome_zarr(path: Path) -> list[LayerData]:
