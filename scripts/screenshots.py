@@ -187,7 +187,7 @@ def take_loop(out: Path) -> list[Path]:
 
     from napari_hemd._sample_data import nuclei_video_sample
     from napari_hemd._widgets import FineTuneWidget, ProofreadWidget, SegmentWidget
-    from napari_hemd._widgets._common import apply_edit
+    from napari_hemd._widgets._layer_state import apply_edit
 
     out.mkdir(parents=True, exist_ok=True)
     viewer = napari.Viewer(show=True)
