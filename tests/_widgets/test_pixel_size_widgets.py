@@ -90,3 +90,28 @@ def test_3d_sample_segments_into_3d_objects(make_napari_viewer, qtbot, errors):
     exp.labels.value = labels
     assert exp.volume.value  # one 3D stack, ticked
     assert not errors
+
+
+def test_a_stack_layers_voxel_size_sets_the_3d_models_z_step(make_napari_viewer, qtbot, errors):
+    """Segment with nuclei-3d on a stack layer with a voxel size takes its shape (0.5 / 0.25: 2)
+    where the field is left at 0; the field's own value replaces it."""
+    from napari_hemd._sample_data import nuclei_volume_sample
+    from napari_hemd._widgets.segment import layer_z_scale
+
+    viewer = make_napari_viewer()
+    data = nuclei_volume_sample()[0][0][:16, :64, :64]
+    image = viewer.add_image(data, name="stack", scale=(0.5, 0.25, 0.25))
+    assert layer_z_scale(image) == 2.0
+    assert layer_z_scale(viewer.add_image(data, name="plain")) is None
+    seg = SegmentWidget(viewer)
+    seg.prob.value = image
+    seg.model.value = "nuclei-3d"
+    seg.tta.value = 1
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["stack labels"]
+    assert labels.metadata["hemd_params"]["z_scale"] == 2.0
+    assert list(labels.scale) == [0.5, 0.25, 0.25]
+    seg.z_scale.value = 3.0
+    _wait(qtbot, seg.run())
+    assert labels.metadata["hemd_params"]["z_scale"] == 3.0
+    assert not errors

@@ -224,3 +224,29 @@ def test_napari_writers_keep_the_layers_pixel_size(tmp_path):
     (ome,) = write_ome_zarr(str(tmp_path / "l.ome.zarr"), layer.data, state)
     for out in (tif, ome):
         assert read_pixel_size(out) == PixelSize({"y": 0.5, "x": 0.5}, "um"), out
+
+
+def test_a_stacks_voxel_size_sets_the_3d_models_z_step(tmp_path, capsys, shared_data):
+    """segment --model nuclei-3d on a Fiji stack takes its voxel shape (z 0.5 / x 0.25: 2);
+    --z-scale replaces it; without a recorded size the model's own (2.2) is used."""
+    import h5py
+
+    from napari_hemd.io.stacks import recorded_params
+
+    with h5py.File(shared_data / "volumes" / "nuclei3d_1135.h5", "r") as f:
+        raw = np.asarray(f["raw"][80:88, 20:84, 20:84])
+    stack = _fiji(tmp_path / "stack.tif", raw.astype(np.uint16), "ZYX", 0.25, z=0.5)
+    args = ["--model", "nuclei-3d", "--tta", "1", "--threads", "1", "--no-progress"]
+    out = tmp_path / "a.tif"
+    assert main(["segment", str(stack), "-o", str(out), *args]) == 0
+    assert "z step / pixel width 2 from the stack's voxel size" in capsys.readouterr().err
+    assert recorded_params(out)["z_scale"] == 2.0
+    assert read_pixel_size(out) == PixelSize({"z": 0.5, "y": 0.25, "x": 0.25}, "um")
+    out = tmp_path / "b.tif"
+    assert main(["segment", str(stack), "-o", str(out), "--z-scale", "3", *args]) == 0
+    assert recorded_params(out)["z_scale"] == 3.0
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, raw)
+    out = tmp_path / "c.tif"
+    assert main(["segment", str(plain), "-o", str(out), *args]) == 0
+    assert recorded_params(out)["z_scale"] == 2.2

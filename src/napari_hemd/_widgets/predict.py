@@ -180,6 +180,11 @@ class PredictWidget(LayerWidget):
             outputs = (*outputs, "background")  # Segment grows instances into whole cells with it
         tile, cancel = int(self.tile.value) or None, self.cancel_flag()
         tta = int(self.tta.value)  # as run (the field may change while it runs)
+        z_scale = None  # a stack on three planes: the layer's own voxel shape, where it has one
+        if layer.ndim in (3, 4) and resolve_planes(loaded, None, stack_shape) == 3:
+            from napari_hemd._widgets.segment import layer_z_scale
+
+            z_scale = layer_z_scale(layer)
 
         def work():
             zoom, tried = scale, None
@@ -195,6 +200,7 @@ class PredictWidget(LayerWidget):
                 device=device,
                 tta=tta,
                 scale=zoom,
+                z_scale=z_scale,
                 cancel=cancel,
             )
             return maps, zoom, tried

@@ -70,6 +70,21 @@ def _model_choices(_widget=None) -> list[tuple[str, str]]:
     return [(NO_MODEL, NO_MODEL), *model_choices(), (FROM_FILE, FROM_FILE)]
 
 
+def layer_z_scale(layer) -> float | None:
+    """A stack layer's voxel depth over its pixel width, from its ``scale`` (None: not set).
+
+    Set where the layer's last three axes have a scale other than 1 or a length unit (a
+    calibrated file opens so; a user may set it).
+    """
+    if layer.ndim < 3:
+        return None
+    scale = [float(v) for v in layer.scale[-3:]]
+    units = {f"{u:~}" for u in layer.units[-3:]}
+    if all(v == 1.0 for v in scale) and units <= {"pixel", "px", ""}:
+        return None
+    return scale[0] / scale[2]
+
+
 def _three_planes(model: str) -> bool:
     """Whether ``model`` predicts a stack on three planes (``nuclei-3d``); False if unreadable."""
     try:
@@ -106,7 +121,8 @@ class SegmentWidget(LayerWidget):
             step=0.1,
             visible=False,
             tooltip="3D stacks (a model that predicts three planes, nuclei-3d): voxel depth over "
-            "pixel width of your stack; 0: the model's own (nuclei-3d: 2.2)",
+            "pixel width of your stack; 0: the layer's own voxel size where it has one (a "
+            "calibrated file, a layer scale), else the model's (nuclei-3d: 2.2)",
         )
         self.tta = tta_combo(visible=False)
         self.scale = scale_spin(auto=True, visible=False)
@@ -334,8 +350,10 @@ class SegmentWidget(LayerWidget):
             return None
         # the fields' values, also where they are 1 and the model's own are not
         kwargs["tta"], kwargs["scale"] = int(self.tta.value), zoom
-        if self.z_scale.value > 0 and run.data.ndim >= 3:  # a stack's voxel shape (3 planes)
-            kwargs["z_scale"] = run.saved["z_scale"] = float(self.z_scale.value)
+        # a stack's voxel shape (3 planes): the field's, else the layer's own voxel size
+        z_scale = float(self.z_scale.value) or (_three_planes(model) and layer_z_scale(layer))
+        if z_scale and run.data.ndim >= 3:
+            kwargs["z_scale"] = run.saved["z_scale"] = float(z_scale)
         run.from_model = True
         run.saved[SOURCE_KEY], run.saved[MODEL_KEY] = run.prob_name, model
         run.saved[IMAGE_KEY] = layer.name  # Restore parameters repeats the run on this image

@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd.cli._segment import volume_kwargs
     from napari_hemd.models.prediction import _check_scale, model_scale, resolve_planes
 
-    volume = volume_kwargs(args)
+    volume = volume_kwargs(args, args.image, model, tuple(image.shape))
     planes = resolve_planes(model, volume["planes"], tuple(image.shape))
     if args.scale is None and planes == 3:  # three planes take no zoom (z_scale sets the shape)
         args.scale = 1.0
@@ -330,8 +330,8 @@ def _run_stacks(args, model, image, outputs, paths, meta) -> int:
             )
     if args.scale == "auto":
         raise ValueError(AUTO_ON_STACKS)
-    volume = volume_kwargs(args)
     n, stack_shape = int(image.shape[0]), tuple(int(s) for s in image.shape[1:])
+    volume = volume_kwargs(args, args.image, model, stack_shape)
     planes = resolve_planes(model, volume["planes"], stack_shape)
     scale = 1.0 if planes == 3 and args.scale is None else _check_scale(args.scale, model)
     check_scale_planes(scale, planes)

@@ -210,16 +210,46 @@ def add_volume_arguments(p) -> None:
         "--z-scale",
         type=float,
         default=None,
-        help="with 3 planes: voxel depth / pixel width of the stack (default: the model's "
-        "training volume's, nuclei-3d 2.2)",
+        help="with 3 planes: voxel depth / pixel width of the stack (default: the one the "
+        "stack's file records, Fiji's or OME's voxel size; else the model's training volume's, "
+        "nuclei-3d 2.2)",
     )
 
 
-def volume_kwargs(args: argparse.Namespace) -> dict:
-    """``planes`` / ``z_scale`` keyword arguments from ``add_volume_arguments`` options."""
+def volume_kwargs(
+    args: argparse.Namespace, source=None, model=None, stack_shape: tuple | None = None
+) -> dict:
+    """``planes`` / ``z_scale`` keyword arguments from ``add_volume_arguments`` options.
+
+    Without ``--z-scale``, a stack predicted on three planes takes the voxel shape its file
+    ``source`` records (z size over x size; said on stderr); ``model`` (loaded) and
+    ``stack_shape`` (one stack's ``(Z, Y, X)``) decide whether it is.
+    """
     if args.z_scale is not None and not args.z_scale > 0:
         raise ValueError(f"--z-scale must be a voxel depth / pixel width > 0; got {args.z_scale}")
-    return {"planes": args.planes, "z_scale": args.z_scale}
+    out = {"planes": args.planes, "z_scale": args.z_scale}
+    if args.z_scale is None and source is not None and model is not None and stack_shape:
+        from napari_hemd.models.prediction import resolve_planes
+
+        if len(stack_shape) == 3 and resolve_planes(model, args.planes, stack_shape) == 3:
+            out["z_scale"] = recorded_z_scale(source)
+    return out
+
+
+def recorded_z_scale(source) -> float | None:
+    """A stack file's voxel depth over its pixel width, as its pixel size records (said)."""
+    from napari_hemd.io.calibration import read_pixel_size
+
+    size = read_pixel_size(source)
+    if size is None or "z" not in size.sizes:
+        return None
+    ratio = size.sizes["z"] / size.sizes["x"]
+    print(
+        f"z step / pixel width {ratio:.3g} from the stack's voxel size ({size.describe()}); "
+        "--z-scale replaces it",
+        file=sys.stderr,
+    )
+    return ratio
 
 
 def add_hemd_arguments(p: argparse.ArgumentParser) -> None:
@@ -430,7 +460,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
     from napari_hemd.core.segment import check_params
 
     check_params(**hemd_params(args))  # the options, then the model, then the movie
-    load_model_arg(args.model)  # a wrong --model fails before the movie is read
+    loaded = load_model_arg(args.model)  # a wrong --model fails before the movie is read
     image = channel_of(_lazy(read_stack), args.prob, args)
     if image.ndim > 4 or (
         image.ndim == 4 and args.channel is None and _has_channels(args.prob, image)
@@ -469,7 +499,7 @@ def _run_with_model(args: argparse.Namespace) -> int:
             link=args.link,
             min_volume=args.min_volume or 0,
             exclude_border=args.exclude_border,
-            **volume_kwargs(args),
+            **volume_kwargs(args, args.prob, loaded, tuple(image.shape[-3:])),
             **({"grow_threshold": args.grow_threshold} if args.grow_threshold is not None else {}),
             **hp,
         )

@@ -143,14 +143,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         from napari_hemd.cli._models import load_model_arg
 
-        load_model_arg(args.model)  # a wrong --model fails before any frame is read
+        loaded = load_model_arg(args.model)  # a wrong --model fails before any frame is read
     from napari_hemd.cli._segment import channel_of
     from napari_hemd.pipeline import open_input, stream_segment
 
     array = "foreground" if args.model is None else None  # of a maps group
     prob = channel_of(lambda p: open_input(p, array), args.prob, args, "PROB")
     if args.model is not None and len(prob.shape) == 4:
-        return _run_stacks(args, prob, params)
+        return _run_stacks(args, prob, params, loaded)
     if args.planes is not None or args.z_scale is not None:
         raise ValueError(
             "--planes / --z-scale are for a (T, Z, Y, X) time-lapse of stacks with --model; "
@@ -220,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_stacks(args: argparse.Namespace, stacks, params: dict) -> int:
+def _run_stacks(args: argparse.Namespace, stacks, params: dict, loaded) -> int:
     """``stream MOVIE --model M`` on a (T, Z, Y, X) time-lapse of stacks: stack by stack."""
     import zarr
 
@@ -264,7 +264,7 @@ def _run_stacks(args: argparse.Namespace, stacks, params: dict) -> int:
             tta=args.tta,
             scale=args.scale,
             exclude_border=args.exclude_border,
-            **volume_kwargs(args),
+            **volume_kwargs(args, args.prob, loaded, tuple(stacks.shape[1:])),
             **params,
         )
     if args.channel is not None:
