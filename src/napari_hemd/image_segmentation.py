@@ -44,7 +44,15 @@ from napari_hemd.workflows import (
 
 log = logging.getLogger(__name__)
 
+#: ``method`` of a model's run: the probability-map methods, and ``"mutex"``, an affinity
+#: model's own instances (the Mutex watershed of its affinities).
+MODEL_METHODS = (*METHODS, "mutex")
+#: Instances of the Mutex watershed smaller than this are merged into a neighbour (``predict``'s
+#: default, with which the affinity model's held-out scores were measured).
+MUTEX_MIN_SIZE = 30
+
 __all__ = [
+    "MODEL_METHODS",
     "NEUTRAL",
     "ImageSegmentation",
     "choose_scale_workflow",
@@ -322,10 +330,34 @@ def image_keywords(method: str = "hemd") -> tuple[str, ...]:
     return tuple(dict.fromkeys([*own, *taken, *_IMAGE_KEYWORDS]))
 
 
+def _check_mutex(loaded, model, params: dict) -> None:
+    """Refuse ``method="mutex"`` for a U-Net, and the maps' parameters it would not use."""
+    if loaded.kind != "affinity":
+        raise ValueError(
+            "method 'mutex' segments an affinity model's affinities (the Mutex watershed; "
+            f"nuclei-affinity); {model if isinstance(model, str) else 'the model'} is a U-Net: "
+            "use hemd or a baseline"
+        )
+    from napari_hemd.core.segment import HEMD_ONLY
+
+    unused = sorted(set(params) & {"tau", "iterations", "variant", "connectivity", *HEMD_ONLY})
+    if unused:
+        raise ValueError(
+            f"{', '.join(unused)}: not used by method 'mutex' (the affinity model's Mutex "
+            "watershed instances; min_size merges smaller ones, link links them over time); "
+            "method='hemd' segments its foreground map with them"
+        )
+
+
+def model_method(model) -> str:
+    """A model's own method: ``"mutex"`` for an affinity model, ``"hemd"`` for a U-Net."""
+    return "mutex" if model.kind == "affinity" else "hemd"
+
+
 def segment_image_workflow(
     image,
     model,
-    method: str = "hemd",
+    method: str | None = None,
     *,
     grow: int | None = None,
     tile: int | None = None,
@@ -350,9 +382,13 @@ def segment_image_workflow(
         time where the stacks' are linked (:func:`_segment_stacks_workflow`; ``result`` None).
     model : str, path or HemdModel
         A shipped model name, a model file or a loaded model.
-    method : str
-        One of :data:`napari_hemd.core.segment.METHODS` (H-EMD by default). H-EMD on a single
-        2D frame reduces to its initial selection and padding.
+    method : str, optional
+        One of :data:`MODEL_METHODS`: a probability-map method of
+        :data:`napari_hemd.core.segment.METHODS`, or ``"mutex"``, an affinity model's own
+        instances (the Mutex watershed of its affinities; ``min_size`` merges smaller ones, 30
+        by default; ``link`` links them over time). Default: :func:`model_method` (``mutex``
+        for an affinity model, whose held-out scores are its, ``hemd`` for a U-Net). H-EMD on a
+        single 2D frame reduces to its initial selection and padding.
     grow : int, optional
         Whole-cell growth in pixels; default :func:`whole_cell_growth` of the model; 0: none.
     tile, halo, batch_size, device
@@ -413,8 +449,8 @@ def segment_image_workflow(
         resolve_planes,
     )
 
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    if method is not None and method not in MODEL_METHODS:
+        raise ValueError(f"method must be one of {MODEL_METHODS}; got {method!r}")
     if not hasattr(image, "shape"):  # a list of frames, as documented for array-likes
         image = np.asarray(image)
     shape = tuple(image.shape)
@@ -437,7 +473,11 @@ def segment_image_workflow(
         raise ValueError(f"axis must be 0 (frames first) with a model; got {params['axis']}")
     params.pop("axis", None)
     # before the prediction, which may take hours: a typo or an out-of-range value fails now
-    check_keywords(method, params, caller="segment_image", extra=_IMAGE_KEYWORDS, drop=_MAPS)
+    # (the Mutex watershed takes what a baseline takes: min_size, link and its delta)
+    check_keywords(
+        method if method not in (None, "mutex") else "threshold" if method else "hemd",
+        params, caller="segment_image", extra=_IMAGE_KEYWORDS, drop=_MAPS,
+    )  # fmt: skip
     check_params(**params)
     if not int(params.get("min_volume") or 0) >= 0:
         raise ValueError(f"min_volume must be >= 0; got {params['min_volume']!r}")
@@ -455,6 +495,9 @@ def segment_image_workflow(
         shape, MODEL_BYTES_PER_PIXEL - own, what=f"segment with a model ({method})", model=True
     )
     loaded = _resolve_model(model)
+    method = model_method(loaded) if method is None else method
+    if method == "mutex":
+        _check_mutex(loaded, model, params)
     if len(shape) == 4:  # a time-lapse of stacks: each stack as segment does one, then time
         return (
             yield from _segment_stacks_workflow(
@@ -509,6 +552,10 @@ def segment_image_workflow(
         outputs.append("background")
     if method == "maxvalue":
         outputs.append("boundary")
+    mutex: dict = {}
+    if method == "mutex":  # the affinity model's instances, merged below its min size
+        outputs.append("instances")
+        mutex["min_size"] = int(given.get("min_size") or 0) or MUTEX_MIN_SIZE
     n = 1 if len(shape) == 2 else shape[0]
     check_scale_planes("auto" if auto else scale, planes)
     tried = None
@@ -558,6 +605,7 @@ def segment_image_workflow(
                 tta=tta,
                 scale=scale,
                 cancel=cancel,
+                **mutex,
             ):
                 stacks.put(t, {k: frame_maps[k] for k in outputs})
                 yield ("predict", t + 1, n)
@@ -682,9 +730,9 @@ def labels_from_maps_workflow(
     ----------
     maps : dict
         ``foreground`` ``(T, Y, X)``; ``background`` when ``grow > 0``; ``boundary`` for
-        ``method="maxvalue"``.
+        ``method="maxvalue"``; ``instances`` for ``"mutex"``.
     method : str
-        One of :data:`napari_hemd.core.segment.METHODS`.
+        One of :data:`MODEL_METHODS` (``"mutex"``: the maps' ``instances`` are the objects).
     grow : int
         Whole-cell growth in pixels (:func:`napari_hemd.core.cells.grow_to_cells`).
     exclude_border : bool
@@ -720,7 +768,10 @@ def labels_from_maps_workflow(
         seg_kwargs["boundary"] = maps["boundary"]
     if method == "hemd":
         seg_kwargs["link"] = link  # H-EMD links on its own candidates; growth keeps the ids
-    result = yield from segment_workflow(fg, method, **seg_kwargs)
+    if method == "mutex":  # the affinity model's own instances, each frame's ids its own
+        result = _frame_instances(maps["instances"])
+    else:
+        result = yield from segment_workflow(fg, method, **seg_kwargs)
     res = result if isinstance(result, HEMDResult) else None
     labels = res.labels if res is not None else np.asarray(result)
     labels = np.asarray(labels, dtype=np.uint32).reshape(fg.shape)
@@ -740,6 +791,16 @@ def labels_from_maps_workflow(
 
         labels, tracks = remove_border_cells(labels, tracks, frame_axis=not volume)
     return labels, res, tracks
+
+
+def _frame_instances(instances) -> np.ndarray:
+    """Each frame's instances numbered 1..n (0 background), as a baseline's labels are."""
+    from skimage.segmentation import relabel_sequential
+
+    out = np.zeros(np.shape(instances), np.uint32)
+    for t, frame in enumerate(instances):
+        out[t] = relabel_sequential(np.asarray(frame, np.int64))[0]
+    return out
 
 
 def _drop_small_objects(labels: np.ndarray, tracks, min_volume: int):
@@ -762,7 +823,7 @@ def _drop_small_objects(labels: np.ndarray, tracks, min_volume: int):
 def segment_image(
     image,
     model="nuclei-fluo",
-    method: str = "hemd",
+    method: str | None = None,
     *,
     progress: Callable[[str, int, int], None] | None = None,
     **kwargs,
@@ -776,8 +837,10 @@ def segment_image(
         :func:`segment_image_workflow`.
     model : str, path or HemdModel
         Shipped model name (``napari-hemd models``), model file, or model.
-    method : str
-        ``"hemd"`` (default) or a baseline of :data:`napari_hemd.core.segment.METHODS`.
+    method : str, optional
+        ``"hemd"``, a baseline of :data:`napari_hemd.core.segment.METHODS`, or ``"mutex"`` (an
+        affinity model's Mutex watershed). Default: the model's own (:func:`model_method`:
+        ``hemd`` for a U-Net, ``mutex`` for an affinity model).
     progress : callable, optional
         Called as ``progress(stage, done, total)``.
     **kwargs

@@ -725,3 +725,37 @@ def test_segment_with_a_model_file(viewer, qtbot, errors, tmp_path):
     seg.model_file.value = tmp_path / "aff.pt"
     assert seg.tta.native.isHidden() and seg.scale.native.isHidden()
     assert not errors
+
+
+def test_affinity_model_segments_with_its_mutex_watershed(
+    make_napari_viewer, qtbot, errors, shared_data
+):
+    """Choosing nuclei-affinity sets method mutex (its own, with its held-out scores); the
+    labels are its Mutex watershed instances, as predict and the command line give them. A
+    single 2D image with a model and H-EMD is segmented too (refused before)."""
+    import glob
+
+    import tifffile
+
+    from napari_hemd._widgets import SegmentWidget
+    from napari_hemd.models import predict
+
+    images = sorted(glob.glob(str(shared_data / "bbbc039" / "images" / "*.tif")))
+    img = tifffile.imread(images[-1])[:192, :192]
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(img, name="nuclei")
+    seg = SegmentWidget(viewer)
+    seg.prob.value = layer
+    seg.model.value = "nuclei-affinity"
+    assert seg.method.value == "mutex"
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["nuclei labels"].data
+    inst = predict("nuclei-affinity", img, outputs=("instances",))["instances"]
+    pairs = np.unique(np.stack([labels.ravel(), inst.ravel()]), axis=1)
+    assert labels.max() > 5 and pairs.shape[1] == len(np.unique(labels)) == len(np.unique(inst))
+    seg.method.value = "hemd"  # H-EMD on one 2D frame, with the model
+    _wait(qtbot, seg.run())
+    assert viewer.layers["nuclei labels"].data.max() > 5
+    seg.model.value = "nuclei-fluo"  # a U-Net has no Mutex watershed
+    assert seg.method.value == "hemd"
+    assert not errors

@@ -128,7 +128,13 @@ class SegmentWidget(LayerWidget):
         self.scale = scale_spin(auto=True, visible=False)
         self.model.changed.connect(self._show_z_scale)
         self.model_file.changed.connect(lambda path: self._show_z_scale(FROM_FILE))
-        self.method = ComboBox(label="method", choices=list(METHODS), value="hemd")
+        self.method = ComboBox(
+            label="method",
+            choices=[*METHODS, "mutex"],
+            value="hemd",
+            tooltip="hemd, a baseline on the same map, or (an affinity model) mutex: its own "
+            "Mutex watershed instances, chosen with such a model",
+        )
         self.tau = FloatSpinBox(label="tau", value=0.5, min=0.01, max=0.99, step=0.01)
         self.delta = FloatSpinBox(label="delta", value=0.35, min=0.0, max=10.0, step=0.05)
         self.iterations = SpinBox(label="iterations", value=10, min=1, max=100)
@@ -192,6 +198,13 @@ class SegmentWidget(LayerWidget):
             self.scale.value = model_zoom(value)  # another zoom is used at that zoom
         self.model_info.value = "" if value == NO_MODEL else model_summary(value)
         self.model_info.visible = bool(self.model_info.value)
+        # an affinity model's own method is its Mutex watershed (its held-out scores); only it
+        # has one
+        affinity = value != NO_MODEL and model_kind(value) == "affinity"
+        if affinity and self.method.value == "hemd":
+            self.method.value = "mutex"
+        elif not affinity and self.method.value == "mutex":
+            self.method.value = "hemd"
 
     def _show_range(self, value: str) -> None:
         self.first.visible = self.last.visible = value == "range"
@@ -278,18 +291,27 @@ class SegmentWidget(LayerWidget):
         method = self.method.value
         params = self.params()
         ndim = layer.ndim
-        if method == "hemd" and ndim < 3:
+        with_model = prob_layer is None and self.model.value != NO_MODEL
+        if method == "hemd" and ndim < 3 and not with_model:  # a model's run: as segment_image
             show_error(
                 f"Segment: H-EMD matches candidates across frames; {layer.name!r} is a single "
-                "2D frame. Use a (T, Y, X) or (Z, Y, X) stack, or a baseline method"
+                "2D frame. Use a (T, Y, X) or (Z, Y, X) stack, a baseline method, or a model "
+                "(raw image: one frame's H-EMD, as the command line segments it)"
+            )
+            return None
+        if method == "mutex" and not with_model:
+            show_error(
+                "Segment: method mutex is an affinity model's Mutex watershed: choose the raw "
+                "image and an affinity model (nuclei-affinity)"
             )
             return None
         if ndim == 4:
             params["axis"] = 0
         if method == "hemd":
             kwargs = dict(params, locked=locked)
-        else:
-            kwargs = {k: v for k, v in params.items() if k not in ("variant", "iterations")}
+        else:  # a baseline takes tau (its threshold) and none of H-EMD's own; mutex none of them
+            drop = ("variant", "iterations") + (("tau",) if method == "mutex" else ())
+            kwargs = {k: v for k, v in params.items() if k not in drop}
         # zarr / dask data stay lazy: H-EMD reads one frame at a time
         data = layer.data[0] if layer.multiscale else layer.data
         model = self.chosen_model() if prob_layer is None else NO_MODEL

@@ -39,10 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output .tif, .zarr or CTC folder")
     p.add_argument(
         "--method",
-        choices=METHODS,
-        default="hemd",
-        help="hemd (default), or a baseline on the same maps: threshold, otsu, watershed, "
-        "maxvalue (needs --boundary), nms",
+        choices=(*METHODS, "mutex"),
+        default=None,
+        help="hemd, or a baseline on the same maps: threshold, otsu, watershed, maxvalue (needs "
+        "--boundary), nms; with an affinity --model also mutex (its Mutex watershed "
+        "instances). Default: the model's own (mutex for an affinity model, hemd otherwise)",
     )
     add_hemd_arguments(p)
     p.add_argument("--axis", type=int, default=0, help="frame/slice axis of a 3D array (0)")
@@ -319,6 +320,22 @@ def hemd_params(args: argparse.Namespace) -> dict:
     )
 
 
+#: Options of the probability-map methods that the Mutex watershed does not use, with their
+#: defaults (left there, they are dropped; changed, refused).
+_NOT_MUTEX = {"tau": 0.5, "iterations": 10, "variant": "refined", "connectivity": None}
+
+
+def _mutex_params(hp: dict) -> dict:
+    """``hemd_params`` for ``--method mutex``: its own (min size, link delta) only."""
+    changed = [f"--{k}" for k, default in _NOT_MUTEX.items() if hp.get(k, default) != default]
+    if changed:
+        raise ValueError(
+            f"{', '.join(changed)}: not used by --method mutex (the affinity model's Mutex "
+            "watershed instances; --min-size merges smaller ones, --link links them over time)"
+        )
+    return {k: v for k, v in hp.items() if k not in _NOT_MUTEX}
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute ``segment``."""
     from napari_hemd._atomic import check_output_path
@@ -345,6 +362,12 @@ def _run_checked(args: argparse.Namespace) -> int:
 
     if args.model is not None:
         return _run_with_model(args)
+    if args.method == "mutex":
+        raise ValueError(
+            "--method mutex segments an affinity model's affinities: give --model (e.g. "
+            "nuclei-affinity) and the raw image as INPUT"
+        )
+    args.method = args.method or "hemd"
     for opt in ("grow", "grow_threshold", "tile", "device", "threads", "planes", "z_scale"):
         if getattr(args, opt) is not None:
             flag = opt.replace("_", "-")
@@ -461,6 +484,14 @@ def _run_with_model(args: argparse.Namespace) -> int:
 
     check_params(**hemd_params(args))  # the options, then the model, then the movie
     loaded = load_model_arg(args.model)  # a wrong --model fails before the movie is read
+    from napari_hemd.image_segmentation import model_method
+
+    args.method = args.method or model_method(loaded)  # the model's own, else the one asked
+    if args.method == "mutex" and loaded.kind != "affinity":
+        raise ValueError(
+            f"--method mutex segments an affinity model's affinities (nuclei-affinity); "
+            f"--model {args.model} is a U-Net: --method hemd or a baseline"
+        )
     image = channel_of(_lazy(read_stack), args.prob, args)
     if image.ndim > 4 or (
         image.ndim == 4 and args.channel is None and _has_channels(args.prob, image)
@@ -475,6 +506,8 @@ def _run_with_model(args: argparse.Namespace) -> int:
         raise ValueError(AUTO_ON_STACKS)
     t0 = time.perf_counter()
     hp = hemd_params(args)
+    if args.method == "mutex":  # the affinity model's instances: none of the maps' thresholds
+        hp = _mutex_params(hp)
     if args.method != "hemd":
         from napari_hemd.core.segment import HEMD_ONLY
 
