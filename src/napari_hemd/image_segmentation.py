@@ -451,6 +451,11 @@ def segment_image_workflow(
 
     if method is not None and method not in MODEL_METHODS:
         raise ValueError(f"method must be one of {MODEL_METHODS}; got {method!r}")
+    if isinstance(image, str | os.PathLike) or image is None:
+        raise TypeError(
+            f"image must be an array of raw intensities; got {type(image).__name__}"
+            + (" (read the file first: tifffile.imread)" if image is not None else "")
+        )
     if not hasattr(image, "shape"):  # a list of frames, as documented for array-likes
         image = np.asarray(image)
     shape = tuple(image.shape)
@@ -479,6 +484,12 @@ def segment_image_workflow(
         params, caller="segment_image", extra=_IMAGE_KEYWORDS, drop=_MAPS,
     )  # fmt: skip
     check_params(**params)
+    if (params.get("connectivity") or 1) > 2:  # checked here, not after hours of prediction
+        raise ValueError(
+            f"connectivity must be 1 (faces) or 2 (full): a model's frames, and a stack's "
+            f"slices, are segmented in 2D (linked across slices into 3D objects); got "
+            f"{params['connectivity']}"
+        )
     if not int(params.get("min_volume") or 0) >= 0:
         raise ValueError(f"min_volume must be >= 0; got {params['min_volume']!r}")
     grow_threshold = params.get("grow_threshold")

@@ -259,6 +259,13 @@ def test_unknown_keywords_are_refused_before_the_model_runs(movie, monkeypatch):
         segment_image(image, "nuclei-fluo", "otsu", sigma=2)
     with pytest.raises(TypeError, match="'time_limit' for method 'watershed'"):
         segment_image(image, "nuclei-fluo", "watershed", time_limit=5)
+    # a stack's slices are 2D: connectivity 3 failed after the whole prediction
+    with pytest.raises(ValueError, match=r"connectivity must be 1 .faces. or 2 .full.*got 3"):
+        segment_image(np.stack([image[0]] * 4), "nuclei-3d", connectivity=3)
+    with pytest.raises(TypeError, match=r"got str \(read the file first"):
+        segment_image("movie.tif", "nuclei-fluo")
+    with pytest.raises(TypeError, match="got NoneType"):
+        segment_image(None, "nuclei-fluo")
 
 
 def test_a_colour_image_is_refused_and_a_list_of_frames_taken(movie, monkeypatch):

@@ -34,6 +34,30 @@ def test_mutex_separates_touching_instances():
         assert len(np.unique(seg[labels == lab])) == 1
 
 
+def test_mutex_refuses_values_that_are_no_probabilities():
+    """A NaN affinity gave 4 objects for 2, shifted ones 16, a NaN threshold none: refused."""
+    labels = np.zeros((16, 16), np.int32)
+    labels[2:8, 2:14], labels[9:15, 2:14] = 1, 2
+    offsets = make_offsets((1, 4))
+    affs = _ideal_affinities(labels, offsets)
+    fg = (labels > 0).astype(float)
+    assert mutex_watershed_labels(affs, offsets, foreground=fg, min_size=1).max() == 2
+    nan = affs.copy()
+    nan[1, 5, 5] = np.nan
+    with pytest.raises(ValueError, match=r"affinities must be finite.*1 NaN/inf.*\(1, 5, 5\)"):
+        mutex_watershed_labels(nan, offsets, foreground=fg)
+    with pytest.raises(ValueError, match=r"affinities must be probabilities in .0, 1.; got values"):
+        mutex_watershed_labels(affs - 1, offsets, foreground=fg)
+    with pytest.raises(ValueError, match="foreground must be finite"):
+        mutex_watershed_labels(affs, offsets, foreground=fg * np.nan)
+    with pytest.raises(ValueError, match="threshold must be a foreground probability"):
+        mutex_watershed_labels(affs, offsets, foreground=fg, threshold=float("nan"))
+    with pytest.raises(ValueError, match="min_size must be >= 0"):
+        mutex_watershed_labels(affs, offsets, foreground=fg, min_size=-1)
+    with pytest.raises(ValueError, match="ranges must be a sequence of positive integers"):
+        make_offsets("1,3")
+
+
 def test_mutex_checks_offsets():
     with pytest.raises(ValueError, match="unit offsets"):
         mutex_watershed_labels(np.zeros((2, 5, 5)), [(-3, 0), (0, -3)])

@@ -147,7 +147,14 @@ def test_output_errors(blobs):
     with pytest.raises(ValueError, match="subset of"):
         predict(model, blobs[0], outputs=["nonsense"])
     with pytest.raises(ValueError, match="multiple of 8"):
-        predict(model, blobs[0], tile=60)
+        predict(model, blobs[0], tile=68)
+    with pytest.raises(ValueError, match="tile 16 is smaller than its halo"):
+        predict(model, blobs[0], tile=16)  # 81x the pixels: ran 9-43x slower
+    with pytest.raises(ValueError, match="RGB"):
+        predict(model, np.zeros((16, 16, 3), np.float32))
+    with pytest.raises(TypeError, match=r"got str .read it first"):
+        predict(model, "image.tif")
+    assert predict(model, blobs[0], outputs="boundary").keys() == {"boundary"}  # one name
     with pytest.raises(ValueError, match=r"\(Y, X\) or \(T, Y, X\)"):
         predict(model, np.zeros((1, 2, 8, 8)))
 

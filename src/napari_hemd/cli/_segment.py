@@ -226,7 +226,7 @@ def volume_kwargs(
     ``source`` records (z size over x size; said on stderr); ``model`` (loaded) and
     ``stack_shape`` (one stack's ``(Z, Y, X)``) decide whether it is.
     """
-    if args.z_scale is not None and not args.z_scale > 0:
+    if args.z_scale is not None and not 0 < args.z_scale < float("inf"):
         raise ValueError(f"--z-scale must be a voxel depth / pixel width > 0; got {args.z_scale}")
     out = {"planes": args.planes, "z_scale": args.z_scale}
     if args.z_scale is None and source is not None and model is not None and stack_shape:
@@ -483,6 +483,8 @@ def _run_with_model(args: argparse.Namespace) -> int:
     from napari_hemd.core.segment import check_params
 
     check_params(**hemd_params(args))  # the options, then the model, then the movie
+    if args.min_volume is not None and args.min_volume < 0:
+        raise ValueError(f"--min-volume must be >= 0 voxels; got {args.min_volume}")
     loaded = load_model_arg(args.model)  # a wrong --model fails before the movie is read
     from napari_hemd.image_segmentation import model_method
 

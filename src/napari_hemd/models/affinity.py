@@ -55,7 +55,13 @@ def make_offsets(ranges: Sequence[int] = DEFAULT_RANGES, neighbourhood: int = 4)
     """
     if neighbourhood not in (4, 8):
         raise ValueError(f"neighbourhood must be 4 or 8; got {neighbourhood!r}")
-    if not ranges or any(int(r) < 1 for r in ranges):
+    if isinstance(ranges, str) or not ranges:  # "1,3" would be read character by character
+        raise ValueError(f"ranges must be a sequence of positive integers; got {ranges!r}")
+    try:
+        ok = all(int(r) == r and r >= 1 for r in ranges)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
         raise ValueError(f"ranges must be positive integers; got {list(ranges)!r}")
     dirs = [(-1, 0), (0, -1)] + ([(-1, -1), (-1, 1)] if neighbourhood == 8 else [])
     return [(dy * int(r), dx * int(r)) for r in ranges for dy, dx in dirs]

@@ -15,6 +15,26 @@ __all__ = ["merge_small_instances", "mutex_watershed_labels"]
 logger = logging.getLogger(__name__)
 
 
+#: Rounding a network's cosine affinities may carry past [0, 1] (clipped, not refused).
+_UNIT_SLACK = 1e-3
+
+
+def _check_unit_range(arr: np.ndarray, name: str) -> None:
+    """Refuse NaN / inf and values outside [0, 1]: they gave other objects, silently."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} must be finite probabilities in [0, 1]; got {int(bad.sum())} NaN/inf "
+            f"values (first at index {first})"
+        )
+    lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=0.0))
+    if lo < -_UNIT_SLACK or hi > 1 + _UNIT_SLACK:
+        raise ValueError(
+            f"{name} must be probabilities in [0, 1]; got values from {lo:g} to {hi:g}"
+        )
+
+
 def mutex_watershed_labels(
     affinities: np.ndarray,
     offsets: Sequence[Sequence[int]],
@@ -75,6 +95,11 @@ def mutex_watershed_labels(
             f"offsets must start with the {ndim} unit offsets (attractive edges); "
             f"got {offsets[:ndim]}"
         )
+    _check_unit_range(affs, "affinities")
+    if not 0.0 <= threshold <= 1.0:  # nan too: every pixel background, no error
+        raise ValueError(f"threshold must be a foreground probability in [0, 1]; got {threshold}")
+    if not min_size >= 0:
+        raise ValueError(f"min_size must be >= 0 pixels; got {min_size}")
     # elf expects boundary-like values (1 = cut) and flips the attractive channels itself.
     if not 0.0 <= bias < 1.0:
         raise ValueError(f"bias must be in [0, 1); got {bias}")
@@ -88,6 +113,7 @@ def mutex_watershed_labels(
             raise ValueError(
                 f"foreground must have shape {affs.shape[1:]} like the affinities; got {fg.shape}"
             )
+        _check_unit_range(fg, "foreground")
         mask = fg >= threshold
     seg = mutex_watershed(
         np.ascontiguousarray(boundary),

@@ -207,11 +207,18 @@ def resolve_tiling(
         tile = 0 if one else AUTO_TILE
     if halo is None:
         halo = -(-AUTO_EDGE // divisor) * divisor if one else 64
-    return int(tile), int(halo)
+    tile, halo = int(tile), int(halo)
+    if 0 < tile < halo:  # the context would dwarf the tile: 16 px tiles ran 9-43x slower
+        raise ValueError(
+            f"tile {tile} is smaller than its halo ({halo} px of context on each side): each "
+            f"tile would predict {(tile + 2 * halo) ** 2 / tile**2:.0f}x its own pixels; give a "
+            f"tile of at least {halo} px, or 0 (untiled; the default sizes tiles to the frame)"
+        )
+    return tile, halo
 
 
 def _check_outputs(model: HemdModel, outputs: Sequence[str]) -> tuple[str, ...]:
-    outputs = tuple(outputs)
+    outputs = (outputs,) if isinstance(outputs, str) else tuple(outputs)  # one name: itself
     bad = [o for o in outputs if o not in OUTPUTS]
     if bad or not outputs:
         raise ValueError(f"outputs must be a non-empty subset of {OUTPUTS}; got {list(outputs)}")
@@ -287,6 +294,23 @@ def _check_finite(frame: np.ndarray, t: int) -> None:
         raise ValueError(
             f"image frame {t} has {n} non-finite value(s) ({frame[y, x]} at pixel y={y}, x={x}); "
             "replace them (e.g. numpy.nan_to_num) before predicting"
+        )
+
+
+def _check_grey_array(image) -> None:
+    """Refuse what is not an array of grey values: a path, None, a colour image (Y, X, 3)."""
+    if not hasattr(image, "shape"):
+        hint = " (read it first: tifffile.imread)" if isinstance(image, str | os.PathLike) else ""
+        raise TypeError(
+            f"image must be an array (numpy, zarr or dask) of grey values; got "
+            f"{type(image).__name__}{hint}"
+        )
+    shape = tuple(image.shape)
+    if len(shape) >= 3 and shape[-1] in (3, 4):  # else its rows would be frames 3 px wide
+        raise ValueError(
+            f"image of shape {shape} has {shape[-1]} values on its last axis, as an RGB(A) colour "
+            "image has; the models take one grey value per pixel: pass one channel "
+            "(image[..., c]) or a grey image (image.mean(axis=-1))"
         )
 
 
@@ -571,6 +595,7 @@ def predict(
     >>> from napari_hemd.models import predict  # doctest: +SKIP
     >>> fg = predict("nuclei-fluo", frames)["foreground"]  # doctest: +SKIP
     """
+    _check_grey_array(image)
     n_frames, _, single = _frames(image)
     stacks = FrameStacks(n_frames)
     for t, res in iter_predict(
@@ -712,9 +737,10 @@ def predict_volume_workflow(
         raise ValueError(
             f"model must be a U-Net for tri-planar prediction; got model kind {model.kind!r}"
         )
+    outputs = (outputs,) if isinstance(outputs, str) else tuple(outputs)  # one name: itself
     bad = [o for o in outputs if o not in VOLUME_OUTPUTS]
     if bad or not outputs:
-        raise ValueError(f"outputs must be a subset of {VOLUME_OUTPUTS}; got {tuple(outputs)}")
+        raise ValueError(f"outputs must be a subset of {VOLUME_OUTPUTS}; got {outputs}")
     shape = tuple(getattr(volume, "shape", ()))
     if len(shape) != 3:
         raise ValueError(f"volume must be a (Z, Y, X) stack; got shape {shape}")
