@@ -556,8 +556,9 @@ def test_one_channel_of_a_hyperstack_is_segmented_as_that_channel_alone(tmp_path
         zarr.open_array(str(tmp_path / "one.zarr"), mode="r")[:],
     )
     # the labels record the channel they come from
-    with tifffile.TiffFile(tmp_path / "ch1.tif") as tif:
-        assert tif.shaped_metadata[0]["channel"] == 1
+    from napari_hemd.io.stacks import recorded_params
+
+    assert recorded_params(tmp_path / "ch1.tif")["channel"] == 1  # (an ImageJ file's Info)
     assert zarr.open_array(str(tmp_path / "ch1.zarr"), mode="r").attrs["channel"] == 1
 
 
