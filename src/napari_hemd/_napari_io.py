@@ -68,7 +68,8 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         if channels:
             return channels
         data = lazy_tiff(path) if lazy else read_stack(path)
-        return [(data, {"name": name, **_calibration(path, data.ndim)}, _kind(path, data))]
+        meta = {"name": name, **_calibration(path, data.ndim), **_axis_names(path, data.ndim)}
+        return [(data, meta, _kind(path, data))]
     elif suffix == ".npy":  # too big: memory-mapped, read as shown
         data = read_stack(path, lazy=_too_big(path, np.load(path, mmap_mode="r").nbytes))
     else:
@@ -84,6 +85,20 @@ def _kind(path: Path, data) -> str:
     return (
         "labels" if np.issubdtype(data.dtype, np.integer) and _looks_like_labels(path) else "image"
     )
+
+
+def _axis_names(path: Path, ndim: int, drop: str = "") -> dict:
+    """``axis_labels`` (``t, z, y, x``) where an ImageJ / OME TIFF names its axes so; else empty.
+
+    A stack opens with its first axis named z: Export and Proofread take it, and the labels
+    made from it, as one stack of 3D objects.
+    """
+    from napari_hemd.io.channels import input_axes
+
+    axes = "".join(a for a in (input_axes(path) or "") if a not in drop)
+    if len(axes) != ndim or not axes.endswith("YX") or set(axes) - set("TZYX"):
+        return {}
+    return {"axis_labels": tuple(axes.lower())}
 
 
 def _calibration(path: Path, ndim: int) -> dict:
@@ -169,6 +184,7 @@ def _tiff_channel_layers(path: Path, name: str, *, lazy: bool = False) -> list[L
     if n < 2:
         return []
     meta: dict = {"channel_axis": axis, **_calibration(path, data.ndim - 1)}
+    meta.update(_axis_names(path, data.ndim - 1, drop="CS"))
     if colour:
         n = min(n, 3)  # RGBA: the alpha sample is not a stain
         data = data[..., :n]
@@ -278,7 +294,12 @@ def _write(path: str, data, meta: dict, suffix: str) -> list[str]:
             scale=None if scale is None or len(scale) != arr.ndim else list(scale),
         )  # fmt: skip
     else:
-        write_labels(arr, p, overwrite=False, metadata=extra, pixel_size=size)
+        from napari_hemd.io.ome_zarr import axes_from_names
+
+        # a stack (its first axis named z) is written as one: a ZYX TIFF, one 3D CTC mask
+        axes = axes_from_names(meta.get("axis_labels"), arr.ndim)
+        axes = "zyx" if axes == "zyx" else None
+        write_labels(arr, p, overwrite=False, metadata=extra, pixel_size=size, axes=axes)
     return [str(p)]
 
 

@@ -937,8 +937,9 @@ def save_project(
         and model defaults; JSON-serialisable values are kept), given back as they were.
     placement : dict, optional
         Where the layers sit in the viewer: ``{"labels": {"translate": [...], "scale": [...],
-        "units": [...]}, "prob": {...}, "image": {...}}`` (labels of a frame range start at that
-        frame; a calibrated image's layers have its pixel size and unit), given back as saved.
+        "units": [...], "axis_labels": [...]}, "prob": {...}, "image": {...}}`` (labels of a
+        frame range start at that frame; a calibrated image's layers have its pixel size and
+        unit; a stack's its axis names), given back as saved.
 
     models_from : path-like, optional
         The project folder the session was opened from or last saved to: saved elsewhere
@@ -989,7 +990,7 @@ def save_project(
                 "prob_info": _plain_params(prob_info or {}),
                 "placement": {
                     k: {
-                        a: [str(x) if a == "units" else float(x) for x in v]
+                        a: [str(x) if a in ("units", "axis_labels") else float(x) for x in v]
                         for a, v in (place or {}).items()
                     }
                     for k, place in (placement or {}).items()

@@ -46,6 +46,17 @@ def test_calibrated_movie_round_trip(make_napari_viewer, qtbot, tmp_path, errors
     assert labels.data.max() > 0
     assert list(labels.scale) == [1.0, 0.65, 0.65] and _units(labels) == _units(image)
 
+    from napari_hemd._widgets import InspectorWidget
+
+    insp = InspectorWidget(viewer)  # its preview outline in the image's units too (a layer in
+    insp.labels.value = labels  # pixels made napari drop the units of every layer)
+    t, y, x = (int(v) for v in np.argwhere(labels.data > 0)[0])
+    assert insp.inspect(t, (y, x))
+    insp.select_row(0)
+    preview = viewer.layers["movie labels preview"]
+    assert _units(preview) == _units(image) and list(preview.scale) == [1.0, 0.65, 0.65]
+    viewer.layers.remove(preview)
+
     exp = ExportWidget(viewer)
     exp.labels.value = labels
     for fmt, name in (("TIFF stack", "masks.tif"), ("OME-Zarr", "masks.ome.zarr")):
@@ -67,6 +78,7 @@ def test_calibrated_movie_round_trip(make_napari_viewer, qtbot, tmp_path, errors
         layer = viewer.layers[name]
         assert list(layer.scale) == [1.0, 0.65, 0.65], name
         assert _units(layer) == ["pixel", "µm", "µm"], name
+        assert tuple(layer.axis_labels) == ("t", "y", "x"), name  # as Fiji's file names them
     assert not errors
 
 
@@ -103,6 +115,12 @@ def test_a_stack_layers_voxel_size_sets_the_3d_models_z_step(make_napari_viewer,
     image = viewer.add_image(data, name="stack", scale=(0.5, 0.25, 0.25))
     assert layer_z_scale(image) == 2.0
     assert layer_z_scale(viewer.add_image(data, name="plain")) is None
+    # a file that gives the pixel width but no z step: z in pixels, x in um: not a voxel shape
+    xy_only = viewer.add_image(
+        data, name="xy", scale=(1, 0.127, 0.127), units=("pixel", "um", "um")
+    )
+    assert layer_z_scale(xy_only) is None
+    viewer.layers.remove(xy_only)
     seg = SegmentWidget(viewer)
     seg.prob.value = image
     seg.model.value = "nuclei-3d"

@@ -143,7 +143,8 @@ def test_stream_widget_from_a_lazy_layer(make_napari_viewer, qtbot, prob_zarr, t
     from napari_hemd.core.cells import clear_border_objects
 
     cut = np.ascontiguousarray(prob[:, 10:80, 10:80])  # the frame's edge cuts cells
-    viewer.add_image(cut, name="cut probability")
+    # a calibrated layer: its result lies on it, and the labels keep its pixel size
+    viewer.add_image(cut, name="cut probability", scale=(1, 0.5, 0.5), units=("pixel", "um", "um"))
     w.image.value = viewer.layers["cut probability"]
     w.output.value = tmp_path / "inside.zarr"
     w.exclude_border.value = True
@@ -153,6 +154,10 @@ def test_stream_widget_from_a_lazy_layer(make_napari_viewer, qtbot, prob_zarr, t
     expected = clear_border_objects(full, frame_axis=True)
     assert (expected != full).any()
     np.testing.assert_array_equal(viewer.layers["inside labels"].data[:], expected)
+    from napari_hemd.io.calibration import PixelSize, read_pixel_size
+
+    assert list(viewer.layers["inside labels"].scale) == [1.0, 0.5, 0.5]
+    assert read_pixel_size(tmp_path / "inside.zarr") == PixelSize({"y": 0.5, "x": 0.5}, "um")
     viewer.add_image(np.zeros((8, 8), np.float32), name="flat")
     w.image.value = viewer.layers["flat"]
     assert w.run() is None

@@ -250,3 +250,73 @@ def test_a_stacks_voxel_size_sets_the_3d_models_z_step(tmp_path, capsys, shared_
     out = tmp_path / "c.tif"
     assert main(["segment", str(plain), "-o", str(out), *args]) == 0
     assert recorded_params(out)["z_scale"] == 2.2
+
+
+def test_a_fiji_stack_opens_as_one_stack_and_saves_as_one(tmp_path):
+    """A Fiji ZYX stack opens with its axes named z, y, x (Export and Proofread take its
+    labels as one stack); File > Save writes a ZYX TIFF with its z step (a movie before)."""
+    from napari.layers import Labels
+
+    from napari_hemd._napari_io import get_reader, write_tiff
+
+    stack = _fiji(tmp_path / "s.tif", np.zeros((4, 16, 16), np.uint16), "ZYX", 0.2, z=1.0)
+    ((_, meta, _),) = get_reader(str(stack))(str(stack))
+    assert meta["axis_labels"] == ("z", "y", "x")
+    movie = _fiji(tmp_path / "m.tif", np.zeros((3, 16, 16), np.uint16), "TYX")
+    ((_, meta, _),) = get_reader(str(movie))(str(movie))
+    assert meta["axis_labels"] == ("t", "y", "x")
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, np.zeros((3, 16, 16), np.uint16))
+    ((_, meta, _),) = get_reader(str(plain))(str(plain))
+    assert "axis_labels" not in meta  # a plain stack names no axes: napari's own
+    lab = Labels(_labels((4, 32, 32)), scale=(1.0, 0.2, 0.2), units=("um",) * 3)
+    lab.axis_labels = ("z", "y", "x")
+    (out,) = write_tiff(str(tmp_path / "l.tif"), lab.data, lab._get_state())
+    with tifffile.TiffFile(out) as tif:
+        assert tif.series[0].axes == "ZYX" and tif.imagej_metadata["spacing"] == 1.0
+    assert read_pixel_size(out) == PixelSize({"z": 1.0, "y": 0.2, "x": 0.2}, "um")
+
+
+def test_maps_and_mixed_unit_ome_tiffs_give_their_pixel_size(tmp_path):
+    """predict's TIFF maps (a JSON description) and an OME-TIFF whose z step is in nm beside
+    um pixels (both opened uncalibrated before)."""
+    import json
+
+    from napari_hemd.io.calibration import PIXEL_SIZE_KEY
+
+    maps = tmp_path / "maps.tif"
+    size = PixelSize({"y": 0.65, "x": 0.65}, "um")
+    desc = json.dumps({"model": "nuclei-fluo", PIXEL_SIZE_KEY: size.to_json()})
+    tifffile.imwrite(maps, np.zeros((2, 8, 8), np.float32), description=desc, metadata=None)
+    assert read_pixel_size(maps) == size
+    ome = tmp_path / "o.ome.tif"
+    tifffile.imwrite(
+        ome, np.zeros((4, 16, 16), np.uint16), metadata={
+            "axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 500,
+            "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "nm",
+        },
+    )  # fmt: skip
+    got = read_pixel_size(ome)
+    assert got.unit == "um" and got.sizes["z"] == pytest.approx(0.5)
+
+
+def test_measure_converts_units_and_says_what_it_cannot_use(tmp_path, capsys):
+    """--unit nm converts a size recorded in um (renamed the columns only before); a stack
+    with xy but no z size says why it gets no physical columns; a CTC folder takes --image's."""
+    lab = _labels((3, 32, 32))
+    out = write_labels(lab, tmp_path / "l.tif", pixel_size=PixelSize({"y": 0.5, "x": 0.5}, "um"))
+    args = ["measure", str(out), "-o", str(tmp_path / "t.csv")]
+    assert main([*args, "--unit", "nm"]) == 0
+    assert "in nm: 500, 500" in capsys.readouterr().err
+    row = _table(tmp_path / "t.csv")[0]
+    assert float(row["area_nm2"]) == pytest.approx(float(row["area"]) * 500**2)
+    vol = write_labels(lab, tmp_path / "v.tif", axes="zyx", pixel_size=PixelSize({"y": 0.5, "x": 0.5}, "um"))  # fmt: skip
+    assert main(["measure", str(vol), "-o", str(tmp_path / "v.csv")]) == 0
+    assert "not of all 3 axes: no physical columns" in capsys.readouterr().err
+    ctc = write_labels(lab, tmp_path / "res")
+    movie = _fiji(tmp_path / "movie.tif", np.zeros((3, 32, 32), np.uint16), "TYX", 0.5)
+    csv_out = tmp_path / "c.csv"
+    assert main(["measure", str(ctc), "--image", str(movie), "-o", str(csv_out)]) == 0
+    assert "pixel size from movie.tif" in capsys.readouterr().err
+    row = _table(csv_out)[0]
+    assert float(row["area_um2"]) == pytest.approx(float(row["area"]) * 0.25)

@@ -193,9 +193,9 @@ class InspectorWidget(StacksMixin, LayerWidget):
         full[frame] = data
         name = f"{layer.name} preview"
         n = full.ndim  # placed as the labels are (a frame range: at its frames)
-        prev = add_or_update(
+        prev = add_or_update(  # its scale and units: a layer in pixels drops napari's units
             self.viewer, full, name, kind="labels", opacity=0.9, metadata={PREVIEW_KEY: True},
-            translate=list(layer.translate)[-n:], scale=list(layer.scale)[-n:],
+            translate=list(layer.translate)[-n:], like=layer,
         )  # fmt: skip
         # a white outline, 2 px: seen on any object colour (label 1's own colour is a dark red)
         prev.colormap = DirectLabelColormap(color_dict={None: "transparent", 1: "white"})

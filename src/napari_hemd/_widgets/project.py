@@ -348,6 +348,11 @@ class ProjectWidget(LayerWidget):
 
 
 def _placement(layer) -> dict:
-    """Where a layer lies: its ``translate``, ``scale`` and ``units`` (names, as saved)."""
+    """Where a layer lies: its ``translate``, ``scale``, ``units`` and axis names (as saved)."""
     units = [f"{u:~}" if hasattr(u, "dimensionality") else str(u) for u in layer.units]
-    return {"translate": list(layer.translate), "scale": list(layer.scale), "units": units}
+    return {
+        "translate": list(layer.translate),
+        "scale": list(layer.scale),
+        "units": units,
+        "axis_labels": [str(a) for a in layer.axis_labels],
+    }

@@ -73,14 +73,15 @@ def _model_choices(_widget=None) -> list[tuple[str, str]]:
 def layer_z_scale(layer) -> float | None:
     """A stack layer's voxel depth over its pixel width, from its ``scale`` (None: not set).
 
-    Set where the layer's last three axes have a scale other than 1 or a length unit (a
-    calibrated file opens so; a user may set it).
+    Set where its z and x axes have one unit (a calibrated stack opens with a length unit; a
+    user may set a scale without units) and a scale other than 1. A stack whose file gives
+    the pixel width but no z step (z in pixels, x in microns) has none: the model's own.
     """
     if layer.ndim < 3:
         return None
     scale = [float(v) for v in layer.scale[-3:]]
-    units = {f"{u:~}" for u in layer.units[-3:]}
-    if all(v == 1.0 for v in scale) and units <= {"pixel", "px", ""}:
+    z_unit, x_unit = (f"{u:~}" for u in (layer.units[-3], layer.units[-1]))
+    if z_unit != x_unit or all(v == 1.0 for v in scale):
         return None
     return scale[0] / scale[2]
 

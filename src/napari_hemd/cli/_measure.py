@@ -166,16 +166,41 @@ def _ctc_frame_numbers(path: Path, n: int) -> list[int] | None:
 
 
 def _recorded_spacing(path: Path, spatial: int, args) -> tuple[list[float] | None, str | None]:
-    """``(spacing, unit)`` LABELS records (None where none, or not for all ``spatial`` axes)."""
-    from napari_hemd.io.calibration import read_pixel_size
+    """``(spacing, unit)`` LABELS (else ``--image``) records.
 
-    size = read_pixel_size(path)
-    spacing = None if size is None else size.spacing(spatial)
-    if spacing is None:
+    None where none is, or not for all ``spatial`` axes (said). ``--unit`` converts a recorded
+    length unit (nm from um).
+    """
+    from napari_hemd.io.calibration import convert, normalise_unit, read_pixel_size
+
+    size, source = read_pixel_size(path), path
+    if size is None and args.image is not None:  # a CTC folder records none; its movie may
+        size, source = read_pixel_size(args.image), Path(args.image)
+    if size is None:
         return None, args.unit
-    unit = args.unit or size.unit
+    spacing = size.spacing(spatial)
+    if spacing is None:
+        print(
+            f"measure: {source.name} records the pixel size of {size.describe()}, not of all "
+            f"{spatial} axes: no physical columns (--spacing {'z,' * (spatial == 3)}y,x gives "
+            "them)",
+            file=sys.stderr,
+        )
+        return None, args.unit
+    unit = size.unit
+    if args.unit is not None and normalise_unit(args.unit) != size.unit:
+        factors = [convert(v, size.unit, normalise_unit(args.unit)) for v in spacing]
+        if None in factors:
+            raise ValueError(
+                f"--unit {args.unit}: {source.name} records its pixel size in "
+                f"{size.unit or 'no unit'}, which cannot be converted to it; give --spacing in "
+                f"{args.unit}"
+            )
+        spacing, unit = factors, args.unit
     print(
-        f"measure: pixel size from {path.name}: {size.describe()} (--spacing replaces it)",
+        f"measure: pixel size from {source.name}: {size.describe()}"
+        + (f", in {unit}: {', '.join(f'{v:g}' for v in spacing)}" if unit != size.unit else "")
+        + " (--spacing replaces it)",
         file=sys.stderr,
     )
-    return spacing, unit
+    return spacing, unit or "units"

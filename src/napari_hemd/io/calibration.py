@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["KNOWN_UNITS", "PixelSize", "normalise_unit", "read_pixel_size"]
+__all__ = ["KNOWN_UNITS", "PixelSize", "convert", "normalise_unit", "read_pixel_size"]
 
 #: Spellings of the common length units, to the short name napari and pint read.
 _UNITS = {
@@ -151,6 +151,23 @@ class PixelSize:
         return cls(dict(zip("zyx"[3 - len(scale) :], scale, strict=True)), unit)
 
 
+#: Metres per unit, for converting between the length units of :data:`KNOWN_UNITS`.
+_METRES = {"m": 1.0, "cm": 1e-2, "mm": 1e-3, "um": 1e-6, "nm": 1e-9, "angstrom": 1e-10,
+           "inch": 0.0254}  # fmt: skip
+
+
+def convert(value: float, unit: str | None, to: str | None) -> float | None:
+    """``value`` in ``unit`` expressed in ``to`` (both normalised).
+
+    None where either is not a length unit of the table.
+    """
+    if unit == to:
+        return value
+    if unit not in _METRES or to not in _METRES:
+        return None
+    return value * _METRES[unit] / _METRES[to]
+
+
 def _unit_name(u) -> str:
     """A pint unit (napari's ``layer.units``) or a string, as a short name (``µm``)."""
     return f"{u:~}" if hasattr(u, "dimensionality") else str(u)
@@ -211,7 +228,23 @@ def _tiff_pixel_size(path: Path) -> PixelSize | None:
         shaped = tif.shaped_metadata
         if shaped and PIXEL_SIZE_KEY in shaped[0]:
             return PixelSize.from_json(shaped[0][PIXEL_SIZE_KEY])
+        described = _json_description(tif.pages[0].description)  # predict's maps
+        if PIXEL_SIZE_KEY in described:
+            return PixelSize.from_json(described[PIXEL_SIZE_KEY])
     return None
+
+
+def _json_description(text: str) -> dict:
+    """A TIFF description that is a JSON object (what ``predict`` writes), else empty."""
+    import json
+
+    if not text or not text.lstrip().startswith("{"):
+        return {}
+    try:
+        got = json.loads(text)
+    except ValueError:
+        return {}
+    return got if isinstance(got, dict) else {}
 
 
 def _ome_xml_pixel_size(xml: str | None) -> PixelSize | None:
@@ -223,15 +256,22 @@ def _ome_xml_pixel_size(xml: str | None) -> PixelSize | None:
     pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
     if pixels is None:
         return None
-    sizes, units = {}, set()
+    sizes, units = {}, {}
     for axis in "ZYX":
         v = pixels.get(f"PhysicalSize{axis}")
         if v is not None:
             sizes[axis.lower()] = float(v)
-            units.add(normalise_unit(pixels.get(f"PhysicalSize{axis}Unit", "µm")))
-    if "x" not in sizes or "y" not in sizes or len(units) != 1:
-        return None  # one unit for all axes, as napari's layers hold it
-    return PixelSize(sizes, units.pop())
+            units[axis.lower()] = normalise_unit(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+    if "x" not in sizes or "y" not in sizes:
+        return None
+    unit = units["x"]  # one unit for all axes, as napari's layers hold it: x's
+    for axis, u in units.items():
+        if u != unit:  # a z step in nm beside um pixels (Bio-Formats converts it alike)
+            factor = convert(1.0, u, unit)
+            if factor is None:
+                return None
+            sizes[axis] *= factor
+    return PixelSize(sizes, unit)
 
 
 def _ome_zarr_pixel_size(path: Path) -> PixelSize | None:
