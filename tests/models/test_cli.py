@@ -613,3 +613,12 @@ def test_train_never_replaces_its_data_and_names_bad_files(folder, capsys):
     assert main([*argv, "-o", str(folder / "m.pt")]) == 2
     err = capsys.readouterr().err
     assert "im2.tif" in err and "expected instance labels (whole numbers >= 0)" in err
+
+
+def test_stream_refuses_one_stack_for_a_three_plane_model(tmp_path, capsys):
+    """A Fiji ZYX stack with nuclei-3d: stream ran its slices as 2D frames, silently."""
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.zeros((6, 32, 32), np.uint16), imagej=True, metadata={"axes": "ZYX"})
+    out = tmp_path / "s.zarr"
+    assert main(["stream", str(stack), "--model", "nuclei-3d", "-o", str(out)]) == 2
+    assert "is one (Z, Y, X) stack" in capsys.readouterr().err and not out.exists()

@@ -151,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     prob = channel_of(lambda p: open_input(p, array), args.prob, args, "PROB")
     if args.model is not None and len(prob.shape) == 4:
         return _run_stacks(args, prob, params, loaded)
+    if args.model is not None and len(prob.shape) == 3:
+        _refuse_one_stack(args, loaded)
     if args.planes is not None or args.z_scale is not None:
         raise ValueError(
             "--planes / --z-scale are for a (T, Z, Y, X) time-lapse of stacks with --model; "
@@ -218,6 +220,25 @@ def run(args: argparse.Namespace) -> int:
         if note:
             print(f"note: {note}", file=sys.stderr)
     return 0
+
+
+def _refuse_one_stack(args: argparse.Namespace, loaded) -> None:
+    """Refuse one (Z, Y, X) stack (its file names the axes so) with a three-plane model.
+
+    ``segment`` predicts it from three planes; ``stream`` takes frames (it ran the stack's
+    slices as 2D frames, without a word).
+    """
+    from napari_hemd.io.channels import input_axes
+    from napari_hemd.models import volume_settings
+
+    axes = input_axes(args.prob) or ""
+    if axes.replace("C", "") == "ZYX" and volume_settings(loaded)["planes"] == 3:
+        raise ValueError(
+            f"PROB {args.prob!r} is one (Z, Y, X) stack (its file names the axes ZYX), which "
+            f"--model {args.model} predicts from three planes: napari-hemd segment does that "
+            "(stream takes a (T, Y, X) movie frame by frame, or a (T, Z, Y, X) time-lapse of "
+            "stacks)"
+        )
 
 
 def _run_stacks(args: argparse.Namespace, stacks, params: dict, loaded) -> int:
