@@ -144,6 +144,14 @@ def run(args: argparse.Namespace) -> int:
         from napari_hemd.cli._models import load_model_arg
 
         loaded = load_model_arg(args.model)  # a wrong --model fails before any frame is read
+        if loaded.kind == "affinity":  # windows are linked on H-EMD's candidates: its maps
+            from napari_hemd._log import NOTE
+
+            log.log(
+                NOTE, "stream segments the foreground of affinity model %s with H-EMD, window "
+                "by window; its own Mutex watershed instances (what its held-out scores measure) "
+                "come from napari-hemd segment --model %s", args.model, args.model,
+            )  # fmt: skip
     from napari_hemd.cli._segment import channel_of
     from napari_hemd.pipeline import open_input, stream_segment
 
