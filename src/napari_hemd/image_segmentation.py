@@ -541,6 +541,14 @@ def segment_image_workflow(
     tta = _check_tta(tta, loaded)  # refused before any frame is predicted
     auto = isinstance(scale, str) and scale == "auto"
     planes = resolve_planes(loaded, planes, shape)
+    if planes == 3 and 2 * shape[2] <= min(shape[0], shape[1]):  # Z last? its z step goes to x
+        from napari_hemd._log import NOTE
+
+        log.log(
+            NOTE, "the stack's last axis (%d) is far shorter than its first two %s: a stack is "
+            "(Z, Y, X), slices first; one stored with Z last is segmented along the wrong axis "
+            "(move it first: np.moveaxis(stack, -1, 0))", shape[2], shape[:2],
+        )  # fmt: skip
     if z_scale is not None and planes != 3:  # it would be taken and do nothing
         raise ValueError(
             f"z_scale is for three prediction planes of a (Z, Y, X) stack (planes=3); the image "

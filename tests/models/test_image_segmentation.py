@@ -550,3 +550,19 @@ def test_a_model_s_maps_with_a_wrong_background_are_refused_before_the_work():
     ):
         with pytest.raises(ValueError, match=said):
             run_workflow(model_maps_workflow({"foreground": fg, "background": bg}, model))
+
+
+def test_a_stack_with_z_last_is_noted(caplog):
+    """A (Y, X, Z) stack ran along the wrong axis without a word (AJI 0.80 -> 0.66)."""
+    import logging
+
+    from napari_hemd.data.synthetic import nuclei_volume
+
+    stack = np.asarray(nuclei_volume(shape=(20, 48, 48), n_cells=3)["image"])
+    with caplog.at_level(logging.INFO):
+        segment_image(np.moveaxis(stack, 0, -1), "nuclei-3d", tta=1)
+    assert "slices first; one stored with Z last" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        segment_image(stack, "nuclei-3d", tta=1)
+    assert "Z last" not in caplog.text
