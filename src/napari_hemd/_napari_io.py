@@ -88,15 +88,19 @@ def _kind(path: Path, data) -> str:
 
 
 def _axis_names(path: Path, ndim: int, drop: str = "") -> dict:
-    """``axis_labels`` (``t, z, y, x``) where an ImageJ / OME TIFF names its axes so; else empty.
+    """``axis_labels`` (``t, z, y, x``) where an OME or ImageJ TIFF names its axes so; else empty.
 
     A stack opens with its first axis named z: Export and Proofread take it, and the labels
-    made from it, as one stack of 3D objects.
+    made from it, as one stack of 3D objects. ImageJ calls the pages of any plain stack
+    slices, a movie saved from an image sequence too: its z is taken only from a hyperstack
+    or a stack with a voxel depth (``spacing``); frames (``T``) always.
     """
-    from napari_hemd.io.channels import input_axes
+    from napari_hemd.io.channels import input_axes, names_its_z
 
     axes = "".join(a for a in (input_axes(path) or "") if a not in drop)
     if len(axes) != ndim or not axes.endswith("YX") or set(axes) - set("TZYX"):
+        return {}
+    if "Z" in axes and not names_its_z(path):
         return {}
     return {"axis_labels": tuple(axes.lower())}
 

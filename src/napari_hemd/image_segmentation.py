@@ -503,7 +503,10 @@ def segment_image_workflow(
 
     own = image.dtype.itemsize if isinstance(image, np.ndarray) else 0  # already in memory
     check_fits_in_memory(
-        shape, MODEL_BYTES_PER_PIXEL - own, what=f"segment with a model ({method})", model=True
+        shape,
+        MODEL_BYTES_PER_PIXEL - own,
+        what="segment with a model" + (f" ({method})" if method else ""),
+        model=True,
     )
     loaded = _resolve_model(model)
     method = model_method(loaded) if method is None else method

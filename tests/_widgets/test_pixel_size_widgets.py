@@ -133,3 +133,46 @@ def test_a_stack_layers_voxel_size_sets_the_3d_models_z_step(make_napari_viewer,
     _wait(qtbot, seg.run())
     assert labels.metadata["hemd_params"]["z_scale"] == 3.0
     assert not errors
+
+
+def test_a_slice_range_of_a_calibrated_stack_lies_at_its_slices(
+    make_napari_viewer, qtbot, errors, tmp_path
+):
+    """Slices 2-4 of a stack at a 2 um z step lie at 4-8 um (they lay at 2-4 um: the translate
+    was a slice index under a scale); Proofread's current frame and Export's numbers follow."""
+    from napari_hemd._sample_data import nuclei_volume_sample
+    from napari_hemd._widgets import ProofreadWidget
+    from napari_hemd._widgets._common import placed_like
+
+    viewer = make_napari_viewer()
+    prob = np.asarray(nuclei_volume_sample()[1][0])[:8]
+    layer = viewer.add_image(
+        prob, name="stack probability", scale=(2.0, 0.5, 0.5), units=("um",) * 3
+    )
+    seg = SegmentWidget(viewer)
+    seg.prob.value = layer
+    seg.frames.value = "range"
+    seg.first.value, seg.last.value = 2, 4
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["stack labels (frames 2-4)"]
+    assert labels.data.shape[0] == 3 and list(labels.translate) == [4.0, 0.0, 0.0]
+    np.testing.assert_allclose(labels.extent.world[:, 0], [4.0, 8.0])  # slices 2-4 at 2 um
+    viewer.dims.set_point(0, 6.0)  # slice 3 of the stack: the range's second
+    pr = ProofreadWidget(viewer)
+    pr.labels.value = labels
+    assert pr.current_frame() == 1
+    exp = ExportWidget(viewer)
+    exp.labels.value = labels
+    exp.volume.value = False
+    exp.format.value = "CTC result folder"
+    out = exp.export(tmp_path / "res")
+    assert sorted(p.name for p in out.glob("mask*.tif")) == [
+        "mask002.tif",
+        "mask003.tif",
+        "mask004.tif",
+    ]
+    # a layer of more axes than its source (affinities: channels after time) gets no names
+    layer.axis_labels = ("z", "y", "x")
+    assert "axis_labels" not in placed_like(layer, 4)
+    assert placed_like(layer, 3)["axis_labels"] == ["z", "y", "x"]
+    assert not errors

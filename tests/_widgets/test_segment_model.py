@@ -756,6 +756,10 @@ def test_affinity_model_segments_with_its_mutex_watershed(
     seg.method.value = "hemd"  # H-EMD on one 2D frame, with the model
     _wait(qtbot, seg.run())
     assert viewer.layers["nuclei labels"].data.max() > 5
+    seg.model.value = "nuclei-fluo"
+    seg.restore(viewer.layers["nuclei labels"])  # the run comes back as run: H-EMD (choosing
+    assert seg.model.value == "nuclei-affinity" and seg.method.value == "hemd"  # the model
+    # set its own method, mutex, over it)
     seg.model.value = "nuclei-fluo"  # a U-Net has no Mutex watershed
     assert seg.method.value == "hemd"
     assert not errors

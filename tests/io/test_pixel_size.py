@@ -99,7 +99,9 @@ def test_ome_zarr_labels_name_their_unit(tmp_path):
     from napari_hemd.io.ome_zarr import _write_label_group
 
     image = tmp_path / "image.ome.zarr"
-    _write_label_group(image, _labels(), "tyx", [1.0, 0.3, 0.3], "image", None, None, "um")
+    _write_label_group(
+        image, _labels(), "tyx", [1.0, 0.3, 0.3], "image", None, None, {"y": "um", "x": "um"}
+    )
     root = zarr.open_group(str(image), mode="r+")
     attrs = dict(root.attrs)
     del attrs["image-label"]
@@ -320,3 +322,40 @@ def test_measure_converts_units_and_says_what_it_cannot_use(tmp_path, capsys):
     assert "pixel size from movie.tif" in capsys.readouterr().err
     row = _table(csv_out)[0]
     assert float(row["area_um2"]) == pytest.approx(float(row["area"]) * 0.25)
+
+
+def test_review_round_trips(tmp_path, capsys):
+    """Length-1 axes survive a label TIFF (ImageJ dropped them); a z axis in pixels beside
+    um pixels records no z size; a plain ImageJ stack (a movie saved from Fiji) names no z; a
+    flipped layer's negative scale is its size; inch as napari spells it; --unit names a
+    size recorded without one."""
+    from napari_hemd._napari_io import get_reader
+    from napari_hemd.io.calibration import normalise_unit
+
+    for shape in ((1, 16, 16), (3, 1, 16, 16), (1, 4, 16, 16)):
+        lab = np.ones(shape, np.uint16)
+        out = write_labels(lab, tmp_path / f"l{len(shape)}{shape[0]}.tif")
+        assert read_stack(out).shape == shape
+    size = PixelSize.from_layer([1.0, 0.5, 0.5], ["pixel", "um", "um"], spatial=3)
+    assert size == PixelSize({"y": 0.5, "x": 0.5}, "um")
+    ome = write_labels(_labels((3, 32, 32)), tmp_path / "z.ome.zarr", axes="zyx", pixel_size=size)
+    import zarr
+
+    axes = zarr.open_group(str(ome), mode="r").attrs["multiscales"][0]["axes"]
+    assert [a.get("unit") for a in axes] == [None, "micrometer", "micrometer"]
+    assert read_pixel_size(ome) == size  # no 1 um z step made of the pixel
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(
+        plain, np.zeros((5, 16, 16), np.uint16), imagej=True,
+        metadata={"axes": "ZYX", "hyperstack": False},
+    )  # fmt: skip
+    ((_, meta, _),) = get_reader(str(plain))(str(plain))
+    assert "axis_labels" not in meta
+    assert PixelSize.from_layer([1, -0.5, 0.5], ["pixel", "um", "um"]).sizes == {"y": 0.5, "x": 0.5}
+    assert normalise_unit("in") == "inch"
+    out = write_labels(
+        _labels(), tmp_path / "u.ome.zarr", pixel_size=PixelSize({"y": 2.0, "x": 2.0})
+    )
+    assert main(["measure", str(out), "-o", str(tmp_path / "u.csv"), "--unit", "um"]) == 0
+    row = _table(tmp_path / "u.csv")[0]
+    assert float(row["area_um2"]) == pytest.approx(float(row["area"]) * 4)

@@ -70,7 +70,7 @@ def test_segment_image_refuses_before_the_model_is_loaded(monkeypatch, free):
     with pytest.raises(NotEnoughMemory) as info:
         segment_image(movie, model="nuclei-fluo")
     msg = str(info.value)
-    assert "segment with a model (hemd): image of shape (4, 300, 300)" in msg
+    assert "segment with a model: image of shape (4, 300, 300)" in msg
     assert "napari-hemd stream MOVIE --model NAME -o OUT.zarr" in msg
     # a time-lapse of stacks: stream segments it stack by stack
     with pytest.raises(NotEnoughMemory, match="stack by stack instead, one stack in memory"):

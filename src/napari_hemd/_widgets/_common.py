@@ -23,6 +23,7 @@ from napari_hemd._widgets._layer_state import (
     PREVIEW_KEY,
     RESULT_KEY,
     SOURCE_KEY,
+    first_frame,
     layer_state,
     run_locks,
 )
@@ -295,7 +296,7 @@ class LayerWidget(Container):
 
         data = prob.data[0] if prob.multiscale else prob.data
         if layer.ndim == prob.ndim >= 3 and params.get("axis", 0) == 0:
-            first, n = round(float(layer.translate[0])), int(layer.data.shape[0])
+            first, n = first_frame(layer), int(layer.data.shape[0])
             if (first, n) != (0, int(data.shape[0])):  # a frame range: the frames it holds
                 data = data[first : first + n]
         gen = rebuild_workflow(data, params, locked)
@@ -433,8 +434,10 @@ def placed_like(layer: Layer, ndim: int) -> dict:
         out["scale"] = ([1.0] * pad + scale)[-ndim:]
         out["units"] = (["pixel"] * pad + units)[-ndim:]
     names = [str(a) for a in layer.axis_labels]
-    if names != [str(i) for i in range(-layer.ndim, 0)]:  # napari's own: "-3", "-2", "-1"
-        out["axis_labels"] = ([str(i) for i in range(-ndim, -ndim + pad)] + names)[-ndim:]
+    # napari's own names ("-3", "-2", "-1") are none; a layer of more axes (affinities'
+    # channels after time) cannot tell where they go
+    if pad == 0 and names != [str(i) for i in range(-layer.ndim, 0)]:
+        out["axis_labels"] = names[-ndim:]
     return out
 
 

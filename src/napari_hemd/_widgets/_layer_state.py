@@ -245,6 +245,37 @@ def step_history(layer: Labels, redo: bool = False) -> Edit | None:
     return e
 
 
+def first_frame(layer) -> int:
+    """The viewer's frame (or slice) a layer's first one lies at: a frame range's offset.
+
+    Its ``translate`` is in world units (a calibrated stack's microns): over its scale.
+    """
+    return round(float(layer.translate[0]) / float(layer.scale[0]))
+
+
+def frame_translate(layer, first: int) -> tuple:
+    """The ``translate`` of a layer made from ``layer``'s frames ``first`` on (a frame range)."""
+    return (first * float(layer.scale[0]), *([0.0] * (layer.ndim - 1)))
+
+
+def index_at(viewer, layer, axis: int = 0) -> int:
+    """``layer``'s index along its ``axis`` at the viewer's position (its world point).
+
+    The viewer's step counts its own grid, which a scaled or translated layer (a calibrated
+    stack, a frame range) does not share.
+    """
+    world_axis = viewer.dims.ndim - layer.ndim + axis
+    world = float(viewer.dims.point[world_axis])
+    return round((world - float(layer.translate[axis])) / float(layer.scale[axis]))
+
+
+def show_index(viewer, layer, axis: int, index: int) -> None:
+    """Move the viewer to ``layer``'s ``index`` along its ``axis`` (in world coordinates)."""
+    world_axis = viewer.dims.ndim - layer.ndim + axis
+    world = float(index) * float(layer.scale[axis]) + float(layer.translate[axis])
+    viewer.dims.set_point(world_axis, world)
+
+
 def is_one_stack(layer) -> bool:
     """Whether a 3D labels layer is one stack of 3D objects rather than a movie of 2D frames.
 

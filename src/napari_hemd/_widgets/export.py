@@ -22,6 +22,7 @@ from napari_hemd._widgets._layer_state import (
     MODEL_KEY,
     PARAMS_KEY,
     RESULT_KEY,
+    first_frame,
     is_one_stack,
 )
 from napari_hemd.io import add_ome_zarr_labels, is_ome_zarr, write_labels, write_ome_zarr_labels
@@ -188,7 +189,7 @@ class ExportWidget(LayerWidget):
             else:
                 axes = "zyx" if data.ndim == 3 and self.volume.value else None  # one stack
                 # frames placed later in the movie (a frame range): numbered as its frames
-                first = 0 if axes or layer.ndim < 3 else max(0, round(float(layer.translate[0])))
+                first = 0 if axes or layer.ndim < 3 else max(0, first_frame(layer))
                 spatial = 3 if axes or data.ndim == 4 else 2
                 written = write_labels(
                     data, out, overwrite=overwrite, tracks=tracks, metadata=meta, axes=axes,
@@ -228,7 +229,7 @@ class ExportWidget(LayerWidget):
             data, img, frames=frames, spacing=spacing, unit=_unit(layer), tracks=tracks
         )
         if frames and layer.ndim >= 3:  # a frame range's frames keep the movie's numbers, as
-            first = max(0, round(float(layer.translate[0])))  # a CTC export numbers them
+            first = max(0, first_frame(layer))  # a CTC export numbers them
             table["frame"] = np.asarray(table["frame"], np.int64) + first
         return write_table(table, out, overwrite=overwrite)
 

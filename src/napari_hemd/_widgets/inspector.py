@@ -28,6 +28,8 @@ from napari_hemd._widgets._layer_state import (
     SOURCE_KEY,
     apply_edit,
     edits_since_run,
+    index_at,
+    show_index,
 )
 from napari_hemd._widgets._paths import (
     COLUMNS,
@@ -164,7 +166,7 @@ class InspectorWidget(StacksMixin, LayerWidget):
                 return None
             res = layer.metadata[RESULT_KEY] = StackResults([None] * int(layer.data.shape[0]))
         if hasattr(res, "results"):  # StackResults: the stack's own forests
-            t = self.stack if self.stack is not None else int(self.viewer.dims.current_step[0])
+            t = self.stack if self.stack is not None else index_at(self.viewer, layer)
             if not 0 <= t < len(res.results):
                 show_error(f"Inspector: {layer.name!r} has no time point {t}")
                 return None
@@ -298,7 +300,7 @@ class InspectorWidget(StacksMixin, LayerWidget):
             return
         layer, res = got
         axis = 1 if self._per_stack(layer) else 0  # a time-lapse of stacks: slices on axis 1
-        frame = self.frame if self.frame is not None else int(self.viewer.dims.current_step[axis])
+        frame = self.frame if self.frame is not None else index_at(self.viewer, layer, axis)
         self._preview(
             res.forests[frame].cut(self.level.value if level is None else level), frame, layer
         )
@@ -417,11 +419,11 @@ class InspectorWidget(StacksMixin, LayerWidget):
         world = lambda axis, v: float(v) * layer.scale[axis] + layer.translate[axis]  # noqa: E731
         if stack is not None:
             self.stack, res = stack, layer.metadata[RESULT_KEY].results[stack]
-            self.viewer.dims.set_current_step(0, round(world(0, stack)))
+            show_index(self.viewer, layer, 0, stack)
         pix = np.argwhere(res.forests[frame].mask(node))
         pixel = tuple(int(v) for v in pix[len(pix) // 2])
         axis = 0 if stack is None else 1
-        self.viewer.dims.set_current_step(axis, round(world(axis, frame)))
+        show_index(self.viewer, layer, axis, frame)
         scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 moved the camera there
         first = layer.ndim - len(pixel)  # the pixel's axes are the layer's last ones
         centre = tuple(world(first + i, v) for i, v in enumerate(pixel))

@@ -20,6 +20,8 @@ from napari_hemd._widgets._common import LayerWidget
 from napari_hemd._widgets._layer_state import (
     apply_edit,
     checked_frames,
+    first_frame,
+    index_at,
     is_one_stack,
     needs_rebuild,
     set_checked,
@@ -101,12 +103,11 @@ class ProofreadWidget(LayerWidget):
         viewer's frame less the layer's offset.
         """
         layer = self.labels.value
-        step = int(self.viewer.dims.current_step[0])
         if not isinstance(layer, Labels):
-            return step
+            return int(self.viewer.dims.current_step[0])
         if layer.ndim < 3:
             return 0
-        return step - round(float(layer.translate[0]))
+        return index_at(self.viewer, layer)  # its own frame (placed later, or scaled)
 
     def _show_checked(self, _event=None) -> None:
         try:
@@ -183,7 +184,7 @@ class ProofreadWidget(LayerWidget):
             return None
         frame = self.current_frame()
         if not 0 <= frame < layer.data.shape[0]:
-            first = round(float(layer.translate[0]))
+            first = first_frame(layer)
             show_error(
                 f"Proofread: {layer.name!r} holds frames {first}-{first + layer.data.shape[0] - 1} "
                 f"of the viewer; it shows frame {first + frame}"

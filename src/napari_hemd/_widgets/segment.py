@@ -39,6 +39,9 @@ from napari_hemd._widgets._layer_state import (
     MODEL_KEY,
     PARAMS_KEY,
     SOURCE_KEY,
+    first_frame,
+    frame_translate,
+    index_at,
 )
 from napari_hemd._widgets._models import (
     model_kind,
@@ -213,7 +216,9 @@ class SegmentWidget(LayerWidget):
     def frame_range(self, n_frames: int) -> tuple[int, int] | None:
         """``(start, stop)`` of the frames to segment (all of them: ``None``)."""
         if self.frames.value == "current frame":
-            t = min(int(self.viewer.dims.current_step[0]), n_frames - 1)
+            layer = self.prob.value
+            t = index_at(self.viewer, layer) if isinstance(layer, Image) and layer.ndim >= 3 else 0
+            t = max(0, min(t, n_frames - 1))
             return t, t + 1
         if self.frames.value == "range":
             start = min(int(self.first.value), n_frames - 1)
@@ -262,6 +267,8 @@ class SegmentWidget(LayerWidget):
                 self.scale.value = float(params.get("scale", 1.0))  # the zoom auto found
                 self.z_scale.value = float(params.get("z_scale", 0.0))
                 self.prob.value = self.viewer.layers[image]
+                if "method" in params:  # as run: choosing the model set its own method
+                    self.method.value = params["method"]
                 return
             if announce:
                 show_info(
@@ -323,14 +330,14 @@ class SegmentWidget(LayerWidget):
         if prob_layer is None and ndim >= 3 and params["axis"] == 0:
             span = self.frame_range(int(data.shape[0]))
         elif target is not None and target.ndim == ndim >= 3 and params["axis"] == 0:
-            first, n = round(float(target.translate[0])), int(target.data.shape[0])
+            first, n = first_frame(target), int(target.data.shape[0])
             if (first, n) != (0, int(data.shape[0])):  # the frames the layer holds
                 span = (first, first + n)
         if span is not None:  # try settings on a few frames: a layer placed at those frames
             data = data[span[0] : span[1]]
             a, b = span[0], span[1] - 1
             suffix = f" (frame {a})" if a == b else f" (frames {a}-{b})"
-            translate = (span[0], *([0] * (ndim - 1)))
+            translate = frame_translate(layer, span[0])  # in world units: a stack's microns
         name = f"{base_name(layer.name)} labels{suffix}" if target is None else target.name
         saved = dict(params, method=method, **{SOURCE_KEY: layer.name})
         saved[MODEL_KEY] = layer.metadata.get(MODEL_KEY)

@@ -187,20 +187,21 @@ def _recorded_spacing(path: Path, spatial: int, args) -> tuple[list[float] | Non
             file=sys.stderr,
         )
         return None, args.unit
-    unit = size.unit
-    if args.unit is not None and normalise_unit(args.unit) != size.unit:
+    unit, converted = size.unit, ""
+    if args.unit is not None and size.unit is None:  # sizes without a unit: --unit names it
+        unit = args.unit
+    elif args.unit is not None and normalise_unit(args.unit) != size.unit:
         factors = [convert(v, size.unit, normalise_unit(args.unit)) for v in spacing]
         if None in factors:
             raise ValueError(
-                f"--unit {args.unit}: {source.name} records its pixel size in "
-                f"{size.unit or 'no unit'}, which cannot be converted to it; give --spacing in "
-                f"{args.unit}"
+                f"--unit {args.unit}: {source.name} records its pixel size in {size.unit}, "
+                f"which cannot be converted to it; give --spacing in {args.unit}"
             )
         spacing, unit = factors, args.unit
+        converted = f", in {unit}: {', '.join(f'{v:g}' for v in spacing)}"
     print(
-        f"measure: pixel size from {source.name}: {size.describe()}"
-        + (f", in {unit}: {', '.join(f'{v:g}' for v in spacing)}" if unit != size.unit else "")
-        + " (--spacing replaces it)",
+        f"measure: pixel size from {source.name}: {size.describe()}{converted} (--spacing "
+        "replaces it)",
         file=sys.stderr,
     )
     return spacing, unit or "units"

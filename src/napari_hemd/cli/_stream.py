@@ -236,11 +236,12 @@ def _refuse_one_stack(args: argparse.Namespace, loaded) -> None:
     ``segment`` predicts it from three planes; ``stream`` takes frames (it ran the stack's
     slices as 2D frames, without a word).
     """
-    from napari_hemd.io.channels import input_axes
+    from napari_hemd.io.channels import input_axes, names_its_z
     from napari_hemd.models import volume_settings
 
     axes = input_axes(args.prob) or ""
-    if axes.replace("C", "") == "ZYX" and volume_settings(loaded)["planes"] == 3:
+    one_stack = axes.replace("C", "") == "ZYX" and names_its_z(args.prob)
+    if one_stack and volume_settings(loaded)["planes"] == 3:
         raise ValueError(
             f"PROB {args.prob!r} is one (Z, Y, X) stack (its file names the axes ZYX), which "
             f"--model {args.model} predicts from three planes: napari-hemd segment does that "

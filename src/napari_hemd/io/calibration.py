@@ -30,7 +30,7 @@ _UNITS = {
     "micrometer": "um", "micrometre": "um", "micrometers": "um", "micrometres": "um",
     "nm": "nm", "nanometer": "nm", "nanometre": "nm", "nanometers": "nm", "nanometres": "nm",
     "mm": "mm", "millimeter": "mm", "millimetre": "mm", "cm": "cm", "m": "m", "meter": "m",
-    "metre": "m", "å": "angstrom", "angstrom": "angstrom", "inch": "inch",
+    "metre": "m", "å": "angstrom", "angstrom": "angstrom", "inch": "inch", "in": "inch",
 }  # fmt: skip
 #: The normalised names (napari and pint read them all).
 KNOWN_UNITS = frozenset(_UNITS.values())
@@ -145,10 +145,18 @@ class PixelSize:
                 spatial = max(spatial, 2)
             else:
                 spatial = 3 if len(scale) == 4 else 2
-        scale = scale[-spatial:]
-        if unit is None and all(v == 1.0 for v in scale):
+        # a flipped layer's negative scale is still its pixel size
+        sizes = dict(zip("zyx"[3 - spatial :], (abs(v) for v in scale[-spatial:]), strict=True))
+        if unit is not None:  # an axis in pixels beside microns (a movie's time, a stack
+            axis_units = names[-spatial:]  # whose file gives no z step) records no size
+            sizes = {
+                a: v for (a, v), n in zip(sizes.items(), axis_units, strict=True) if n == names[-1]
+            }
+        if unit is None and all(v == 1.0 for v in sizes.values()):
             return None
-        return cls(dict(zip("zyx"[3 - len(scale) :], scale, strict=True)), unit)
+        if 0.0 in sizes.values() or "x" not in sizes or "y" not in sizes:
+            return None
+        return cls(sizes, unit)
 
 
 #: Metres per unit, for converting between the length units of :data:`KNOWN_UNITS`.
@@ -285,14 +293,21 @@ def node_pixel_size(node) -> PixelSize | None:
     from napari_hemd.io.ome_zarr import _ngff_attrs
 
     axes_meta = _ngff_attrs(node.attrs)["multiscales"][0].get("axes", [])
-    units = {
-        normalise_unit(a.get("unit"))
+    per_axis = {  # each space axis's unit (None: none named)
+        str(a.get("name")): normalise_unit(a.get("unit"))
         for a in axes_meta
         if isinstance(a, dict) and a.get("type") == "space"
     }
-    sizes = {a: float(s) for a, s in zip(node.axes, node.scale, strict=False) if a in "zyx"}
-    unit = units.pop() if len(units) == 1 else None
-    if unit is None and all(v == 1.0 for v in sizes.values()):
+    sizes = {a: abs(float(s)) for a, s in zip(node.axes, node.scale, strict=False) if a in "zyx"}
+    unit = per_axis.get("x")
+    if unit is not None:  # the axes in x's unit, others converted; an axis without one dropped
+        for a in list(sizes):
+            factor = convert(1.0, per_axis.get(a), unit)
+            if factor is None:
+                del sizes[a]
+            else:
+                sizes[a] *= factor
+    elif all(v == 1.0 for v in sizes.values()):
         return None
     if "x" not in sizes or "y" not in sizes:
         return None

@@ -41,6 +41,28 @@ def input_axes(path: str | os.PathLike) -> str | None:
     return None
 
 
+def names_its_z(path: str | os.PathLike) -> bool:
+    """Whether a file's ``Z`` axis is surely one.
+
+    OME's, an ImageJ hyperstack's or a stack's with a voxel depth (``spacing``), an OME-Zarr's.
+    ImageJ calls the pages of any plain stack slices, a movie saved from an image sequence
+    too: such a ``Z`` may be time.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return path.is_dir()  # an OME-Zarr names its axes
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome:
+                return True
+            md = tif.imagej_metadata or {}
+    except Exception:  # tifffile and imagecodecs raise many kinds on a broken file
+        return False
+    return bool(md.get("hyperstack")) or float(md.get("spacing") or 1.0) != 1.0
+
+
 def looks_like_channels(shape: tuple[int, ...], axes: str | None = None) -> bool:
     """Whether a 4D input is more likely (T, C, Y, X) than a (T, Z, Y, X) time-lapse of stacks.
 

@@ -92,23 +92,24 @@ _NGFF_UNITS = {"um": "micrometer", "nm": "nanometer", "mm": "millimeter", "cm": 
                "m": "meter", "angstrom": "angstrom", "inch": "inch"}  # fmt: skip
 
 
-def _axes_meta(axes: str, unit: str | None) -> list[dict]:
-    """NGFF axes; the space axes with ``unit`` (NGFF's name for it) where given."""
+def _axes_meta(axes: str, units: dict | None) -> list[dict]:
+    """NGFF axes; those ``units`` names with their unit (NGFF's name for it)."""
     out = []
     for a in axes:
         entry = {"name": a, "type": _AXIS_TYPES[a]}
-        if unit and _AXIS_TYPES[a] == "space":
+        unit = (units or {}).get(a)
+        if unit:
             entry["unit"] = _NGFF_UNITS.get(unit, unit)
         out.append(entry)
     return out
 
 
-def _multiscales(axes: str, scale: list[float], name: str, unit: str | None = None) -> list[dict]:
+def _multiscales(axes: str, scale: list[float], name: str, units: dict | None = None) -> list[dict]:
     return [
         {
             "version": NGFF_VERSION,
             "name": name,
-            "axes": _axes_meta(axes, unit),
+            "axes": _axes_meta(axes, units),
             "datasets": [
                 {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
             ],
@@ -124,7 +125,7 @@ def _write_label_group(
     name: str,
     source: str | None,
     metadata: dict | None,
-    unit: str | None = None,
+    units: dict | None = None,
 ) -> None:
     """Write one label image group (array ``0`` + attributes) into the new ``folder``."""
     import zarr
@@ -151,7 +152,7 @@ def _write_label_group(
     label_meta: dict = {"version": NGFF_VERSION}
     if source is not None:
         label_meta["source"] = {"image": source}
-    attrs: dict = {"multiscales": _multiscales(axes, scale, name, unit), "image-label": label_meta}
+    attrs: dict = {"multiscales": _multiscales(axes, scale, name, units), "image-label": label_meta}
     if metadata:
         attrs.update(metadata)
     root.attrs.update(json.loads(json.dumps(attrs)))
@@ -215,11 +216,12 @@ def write_ome_zarr_labels(
     if scale is None and pixel_size is not None:
         scale = [float(pixel_size.sizes.get(a, 1.0)) for a in axes]
     scale = _check_scale(scale, len(axes))
-    unit = None if pixel_size is None else pixel_size.unit
+    # the unit on the axes whose size is known (a z in pixels beside microns names none)
+    units = {} if pixel_size is None else dict.fromkeys(pixel_size.sizes, pixel_size.unit)
     path = Path(path)
     name = name or path.name.removesuffix(".zarr").removesuffix(".ome")
     with atomic_path(path, overwrite=overwrite) as tmp:
-        _write_label_group(tmp, labels, axes, scale, name, None, metadata, unit)
+        _write_label_group(tmp, labels, axes, scale, name, None, metadata, units)
     log.info("wrote OME-Zarr labels %s %s", path, tuple(labels.shape))
     return path
 
@@ -316,18 +318,17 @@ def add_ome_zarr_labels(
         None,
     )
     scale = _check_scale(scale, len(axes))
-    units = {
-        a.get("unit")
+    units = {  # the image's, kept as it names them
+        a["name"]: a["unit"]
         for a in ms["axes"]
         if isinstance(a, dict) and a.get("unit") and a.get("type") == "space"
     }
-    unit = units.pop() if len(units) == 1 else None  # the image's, kept as it names it
     group = image_path / "labels"
     if not group.exists():
         zarr.open_group(str(group), mode="w", zarr_format=2).attrs.update({"labels": []})
     out = group / name
     with atomic_path(out, overwrite=overwrite) as tmp:
-        _write_label_group(tmp, labels, axes, scale, name, "../../", metadata, unit)
+        _write_label_group(tmp, labels, axes, scale, name, "../../", metadata, units)
     listed = json.loads((group / ".zattrs").read_text()) if (group / ".zattrs").exists() else {}
     names = list(listed.get("labels", []))
     if name not in names:

@@ -101,6 +101,9 @@ def maps_group(arr):
     return group if group.attrs.get("model") else None
 
 
+#: Label TIFFs from this size (decoded) on are BigTIFFs (not ImageJ's classic TIFF).
+IMAGEJ_MAX_BYTES = 2**31
+
 #: Key of the JSON description of the label TIFFs :func:`write_labels` writes.
 LABELS_TIFF_KEY = "napari_hemd_labels"
 
@@ -267,12 +270,16 @@ def _write_label_tiff(
     import tifffile
 
     kw: dict = {"compression": "zlib", "photometric": "minisblack"}
-    if arr.dtype in (np.uint8, np.uint16) and axes in ("YX", "TYX", "ZYX", "TZYX"):
+    # ImageJ drops axes of length 1 ((1, Y, X) reads back (Y, X)) and holds 16 bits and one
+    # classic TIFF (4 GiB): other stacks are tifffile's shaped TIFFs, which keep them
+    imagej = arr.dtype in (np.uint8, np.uint16) and axes in ("YX", "TYX", "ZYX", "TZYX")
+    imagej = imagej and 1 not in arr.shape[:-2] and arr.nbytes < IMAGEJ_MAX_BYTES
+    if imagej:
         ij: dict = {"axes": axes, "Info": json.dumps(meta)}
         if pixel_size is not None:
             kw["resolution"] = (1.0 / pixel_size.sizes["x"], 1.0 / pixel_size.sizes["y"])
-            unit = pixel_size.unit or "pixel"  # ImageJ's description is ASCII (µ as \u00B5)
-            ij["unit"] = unit if unit.isascii() else unit.encode("unicode_escape").decode()
+            unit = pixel_size.unit or "pixel"  # ImageJ's description is ASCII: µ as \u00B5
+            ij["unit"] = "".join(c if c.isascii() else f"\\u{ord(c):04X}" for c in unit)
             if "Z" in axes and "z" in pixel_size.sizes:
                 ij["spacing"] = pixel_size.sizes["z"]
         tifffile.imwrite(path, arr, imagej=True, metadata=ij, **kw)
@@ -281,7 +288,7 @@ def _write_label_tiff(
         meta = {**meta, "axes": axes}  # as such, not as T*Z pages) and the metadata as JSON
     if pixel_size is not None:
         meta[PIXEL_SIZE_KEY] = pixel_size.to_json()
-    tifffile.imwrite(path, arr, metadata=meta, **kw)
+    tifffile.imwrite(path, arr, metadata=meta, bigtiff=arr.nbytes >= IMAGEJ_MAX_BYTES, **kw)
 
 
 def _label_dtype(arr: np.ndarray) -> type:
