@@ -76,6 +76,7 @@ def test_label_tiff_is_a_calibrated_imagej_hyperstack(tmp_path):
         assert ij["frames"] == 2 and ij["slices"] == 3 and ij["unit"] == "um"
         assert ij["spacing"] == 2.0
         assert tif.pages[0].get_resolution() == pytest.approx((4.0, 2.0))  # pixels per unit
+        assert tif.pages[0].compression == tifffile.COMPRESSION.LZW  # ImageJ's opener reads it
     assert read_pixel_size(out) == size
     assert recorded_params(out)["method"] == "hemd"  # the run's parameters: its Info
     assert (read_stack(out) == lab).all()

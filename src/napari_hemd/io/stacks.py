@@ -282,7 +282,9 @@ def _write_label_tiff(
             ij["unit"] = "".join(c if c.isascii() else f"\\u{ord(c):04X}" for c in unit)
             if "Z" in axes and "z" in pixel_size.sizes:
                 ij["spacing"] = pixel_size.sizes["z"]
-        tifffile.imwrite(path, arr, imagej=True, metadata=ij, **kw)
+        # LZW, as the Cell Tracking Challenge's TIFFs: ImageJ's own opener reads it (Fiji's
+        # File > Open; its zlib needs Bio-Formats, tifffile says)
+        tifffile.imwrite(path, arr, imagej=True, metadata=ij, **{**kw, "compression": "lzw"})
         return
     if axes:  # tifffile's shaped description keeps the axes (a (T, Z, Y, X) stack reads back
         meta = {**meta, "axes": axes}  # as such, not as T*Z pages) and the metadata as JSON
