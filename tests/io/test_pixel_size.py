@@ -23,6 +23,14 @@ def _fiji(path, arr, axes, xy=0.65, unit="micron", z=None):
     return path
 
 
+def _ome_tiff(path, xy: float, z: float, xy_unit: str, z_unit: str):
+    """An OME-TIFF stack as a microscope's software writes it (PhysicalSize and units)."""
+    meta = {"axes": "ZYX", "PhysicalSizeX": xy, "PhysicalSizeY": xy, "PhysicalSizeZ": z}
+    meta.update(PhysicalSizeXUnit=xy_unit, PhysicalSizeYUnit=xy_unit, PhysicalSizeZUnit=z_unit)
+    tifffile.imwrite(path, np.zeros((4, 16, 16), np.uint16), metadata=meta)
+    return path
+
+
 def _labels(shape=(2, 32, 32)):
     lab = np.zeros(shape, np.uint16)
     lab[..., 4:12, 4:10] = 3
@@ -37,13 +45,7 @@ def test_fiji_and_ome_tiffs_give_their_pixel_size(tmp_path):
         tmp_path / "s.tif", np.zeros((4, 16, 16), np.uint8), "ZYX", 0.2, "\\u00B5m", z=1.5
     )
     assert read_pixel_size(stack) == PixelSize({"y": 0.2, "x": 0.2, "z": 1.5}, "um")
-    ome = tmp_path / "o.ome.tif"
-    tifffile.imwrite(
-        ome, np.zeros((4, 16, 16), np.uint16), metadata={
-            "axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 0.5,
-            "PhysicalSizeXUnit": "nm", "PhysicalSizeYUnit": "nm", "PhysicalSizeZUnit": "nm",
-        },
-    )  # fmt: skip
+    ome = _ome_tiff(tmp_path / "o.ome.tif", 0.1, 0.5, "nm", "nm")
     assert read_pixel_size(ome) == PixelSize({"z": 0.5, "y": 0.1, "x": 0.1}, "nm")
 
 
@@ -292,13 +294,7 @@ def test_maps_and_mixed_unit_ome_tiffs_give_their_pixel_size(tmp_path):
     desc = json.dumps({"model": "nuclei-fluo", PIXEL_SIZE_KEY: size.to_json()})
     tifffile.imwrite(maps, np.zeros((2, 8, 8), np.float32), description=desc, metadata=None)
     assert read_pixel_size(maps) == size
-    ome = tmp_path / "o.ome.tif"
-    tifffile.imwrite(
-        ome, np.zeros((4, 16, 16), np.uint16), metadata={
-            "axes": "ZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1, "PhysicalSizeZ": 500,
-            "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "nm",
-        },
-    )  # fmt: skip
+    ome = _ome_tiff(tmp_path / "o.ome.tif", 0.1, 500, "µm", "nm")
     got = read_pixel_size(ome)
     assert got.unit == "um" and got.sizes["z"] == pytest.approx(0.5)
 
