@@ -578,6 +578,7 @@ def segment_image_workflow(
     if method == "mutex":  # the affinity model's instances, merged below its min size
         outputs.append("instances")
         mutex["min_size"] = int(given.get("min_size") or 0) or MUTEX_MIN_SIZE
+        params["min_size"] = mutex["min_size"]  # recorded as used (not the model's H-EMD one)
     n = 1 if len(shape) == 2 else shape[0]
     check_scale_planes("auto" if auto else scale, planes)
     tried = None

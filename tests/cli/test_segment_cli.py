@@ -422,7 +422,8 @@ def test_segment_with_an_affinity_model_gives_its_mutex_watershed(tmp_path, shar
     pairs = np.unique(np.stack([labels.ravel(), inst.ravel()]), axis=1)
     assert labels.max() > 3 and pairs.shape[1] == len(np.unique(labels)) == len(np.unique(inst))
     api = segment_image(img[:160, :160], "nuclei-affinity")
-    assert api.params["method"] == "mutex" and (api.labels > 0).sum() == (labels > 0).sum()
+    assert api.params["method"] == "mutex" and api.params["min_size"] == 30  # as used
+    assert (api.labels > 0).sum() == (labels > 0).sum()
     assert segment_image(img[:160, :160], "nuclei-affinity", "hemd").params["method"] == "hemd"
     for bad, msg in (
         ([*args, "--tau", "0.6"], "--tau: not used by --method mutex"),
