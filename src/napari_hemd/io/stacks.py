@@ -204,9 +204,10 @@ def write_labels(
         The pixels' physical size (:mod:`napari_hemd.io.calibration`), written into TIFFs (as
         Fiji reads it) and OME-Zarr; not kept by plain zarr arrays and CTC folders.
 
-    TIFFs of ids up to 65535 are ImageJ hyperstacks (Fiji opens them with their frames, slices
-    and pixel size; ``metadata`` is their *Info*); larger ids need 32 bits, which ImageJ's
-    format lacks: those are tifffile's shaped TIFFs (axes and metadata in a JSON description).
+    TIFFs of ids up to 65535 are ImageJ hyperstacks, LZW-compressed (Fiji opens them with their
+    frames, slices and pixel size; ``metadata`` is their *Info*). Larger ids (32 bits), stacks
+    with an axis of length 1 (ImageJ drops it) and files from 2 GiB (a BigTIFF) are tifffile's
+    shaped TIFFs (axes and metadata in a JSON description).
 
     Returns
     -------
