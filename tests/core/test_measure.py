@@ -217,6 +217,12 @@ def test_a_named_z_axis_and_the_exports_record_make_one_volume(tmp_path, capsys)
     tifffile.imwrite(tmp_path / "movie.tif", vol, imagej=True, metadata={"axes": "TYX"})
     assert main(["measure", str(tmp_path / "movie.tif"), "-o", str(tmp_path / "m.csv")]) == 0
     assert "in 4 frame(s)" in capsys.readouterr().err  # a movie stays a movie
+    # a plain ImageJ stack (no hyperstack, no voxel depth): Fiji calls a movie's pages slices too
+    tifffile.imwrite(
+        tmp_path / "plain.tif", vol, imagej=True, metadata={"axes": "ZYX", "hyperstack": False}
+    )
+    assert main(["measure", str(tmp_path / "plain.tif"), "-o", str(tmp_path / "p.csv")]) == 0
+    assert "in 4 frame(s)" in capsys.readouterr().err  # --volume measures it as one
 
 
 def test_large_ids_in_a_frame_without_background():

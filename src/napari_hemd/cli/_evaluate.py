@@ -128,17 +128,18 @@ def recorded_volume(path: str | Path, shape: tuple[int, ...]) -> bool:
 
     ``segment`` with a 3D model records ``planes: 3`` beside the labels (a CTC folder holds
     them as its one 3D frame: ``(1, Z, Y, X)``), the Export widget under ``napari_hemd``; an
-    OME-Zarr or a TIFF (ImageJ / OME, ``write_labels(axes="zyx")``) names its first axis ``z``.
-    Anything else (a plain TIFF) is left to ``--volume``.
+    OME-Zarr or a TIFF (an ImageJ hyperstack or calibrated stack, OME, ``write_labels(axes=
+    "zyx")``) names its first axis ``z``. Anything else (a plain TIFF, a plain ImageJ stack,
+    whose pages Fiji calls slices even in a movie) is left to ``--volume``.
     """
     if not (len(shape) == 3 or (len(shape) == 4 and shape[0] == 1)):
         return False
-    from napari_hemd.io.channels import input_axes
+    from napari_hemd.io.channels import input_axes, names_its_z
     from napari_hemd.io.stacks import recorded_params
 
     path = Path(path)
     axes = input_axes(path) or ""
-    named_z = len(shape) == 3 and axes == "ZYX"  # a stack's slices, not time
+    named_z = len(shape) == 3 and axes == "ZYX" and names_its_z(path)  # slices, not time
     params = recorded_params(path)
     exported = params.get("napari_hemd") if isinstance(params.get("napari_hemd"), dict) else {}
     return bool(params.get("planes") == 3 or exported.get("planes") == 3 or named_z)
