@@ -543,10 +543,16 @@ def segment_image_workflow(
 
     tta = _check_tta(tta, loaded)  # refused before any frame is predicted
     auto = isinstance(scale, str) and scale == "auto"
+    asked_planes = planes
     planes = resolve_planes(loaded, planes, shape)
-    if planes == 3 and 2 * shape[2] <= min(shape[0], shape[1]):  # Z last? its z step goes to x
-        from napari_hemd._log import NOTE
+    from napari_hemd._log import NOTE
 
+    if asked_planes == 3 and "volume" not in loaded.metadata:  # time read as z finds nothing
+        log.log(
+            NOTE, "planes=3 with a model trained on 2D frames: the image's first axis is taken "
+            "for z (a movie's time too, where it finds nothing); nuclei-3d is made for stacks",
+        )  # fmt: skip
+    if planes == 3 and 2 * shape[2] <= min(shape[0], shape[1]):  # Z last? its z step goes to x
         log.log(
             NOTE, "the stack's last axis (%d) is far shorter than its first two %s: a stack is "
             "(Z, Y, X), slices first; one stored with Z last is segmented along the wrong axis "

@@ -566,3 +566,12 @@ def test_a_stack_with_z_last_is_noted(caplog):
     with caplog.at_level(logging.INFO):
         segment_image(stack, "nuclei-3d", tta=1)
     assert "Z last" not in caplog.text
+
+
+def test_three_planes_with_a_2d_model_is_noted(movie, caplog):
+    """A 2D time-lapse model on three planes found nothing on a movie, without a word."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        segment_image(movie["image"][:3], "nuclei-fluo", "threshold", planes=3, tta=1)
+    assert "planes=3 with a model trained on 2D frames" in caplog.text
