@@ -286,22 +286,17 @@ def _write(path: str, data, meta: dict, suffix: str) -> list[str]:
     keep = {k: v for k, v in params.items() if isinstance(v, str | int | float | bool | type(None))}
     extra = {"napari_hemd": keep} if keep else None
     from napari_hemd.io.calibration import PixelSize
+    from napari_hemd.io.ome_zarr import axes_from_names
 
     scale = meta.get("scale")
     size = None if scale is None else PixelSize.from_layer(scale, meta.get("units"))
+    axes = axes_from_names(meta.get("axis_labels"), arr.ndim)
     if suffix == ".zarr":
-        from napari_hemd.io.ome_zarr import axes_from_names
-
-        axes = axes_from_names(meta.get("axis_labels"), arr.ndim)
         write_ome_zarr_labels(
             arr, p, axes=axes, name=meta.get("name"), metadata=extra, pixel_size=size,
             scale=None if scale is None or len(scale) != arr.ndim else list(scale),
         )  # fmt: skip
-    else:
-        from napari_hemd.io.ome_zarr import axes_from_names
-
-        # a stack (its first axis named z) is written as one: a ZYX TIFF, one 3D CTC mask
-        axes = axes_from_names(meta.get("axis_labels"), arr.ndim)
+    else:  # a stack (its first axis named z) is written as one: a ZYX TIFF, one 3D CTC mask
         axes = "zyx" if axes == "zyx" else None
         write_labels(arr, p, overwrite=False, metadata=extra, pixel_size=size, axes=axes)
     return [str(p)]

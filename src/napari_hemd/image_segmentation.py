@@ -479,10 +479,8 @@ def segment_image_workflow(
     params.pop("axis", None)
     # before the prediction, which may take hours: a typo or an out-of-range value fails now
     # (the Mutex watershed takes what a baseline takes: min_size, link and its delta)
-    check_keywords(
-        method if method not in (None, "mutex") else "threshold" if method else "hemd",
-        params, caller="segment_image", extra=_IMAGE_KEYWORDS, drop=_MAPS,
-    )  # fmt: skip
+    taking = {None: "hemd", "mutex": "threshold"}.get(method, method)  # None: all H-EMD takes
+    check_keywords(taking, params, caller="segment_image", extra=_IMAGE_KEYWORDS, drop=_MAPS)
     check_params(**params)
     if (params.get("connectivity") or 1) > 2:  # checked here, not after hours of prediction
         raise ValueError(

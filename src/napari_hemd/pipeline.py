@@ -633,15 +633,14 @@ def stream_segment(
 
 
 def record_pixel_size(output: str | os.PathLike, source) -> Path:
-    """The source file's pixel size (Fiji's, the microscope's) into the labels' attributes.
+    """A pixel size into the labels' attributes (``read_pixel_size`` finds it there).
 
-    ``source``: a path (else nothing is recorded). Returns ``output``.
+    ``source``: a path, whose recorded size (Fiji's, the microscope's) is taken, or a
+    ``PixelSize`` (a layer's); None: nothing recorded. Returns ``output``.
     """
-    if source is None:
-        return Path(output)
-    from napari_hemd.io.calibration import PIXEL_SIZE_KEY, read_pixel_size
+    from napari_hemd.io.calibration import PIXEL_SIZE_KEY, PixelSize, read_pixel_size
 
-    size = read_pixel_size(source)
+    size = source if source is None or isinstance(source, PixelSize) else read_pixel_size(source)
     if size is not None:
         import zarr
 

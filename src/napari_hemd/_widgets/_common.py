@@ -426,11 +426,13 @@ def placed_like(layer: Layer, ndim: int) -> dict:
     what ``layer`` sets: its pixel size where calibrated, its axes' names where named (``z, y,
     x``: a stack, which Export and Proofread then take as one).
     """
+    from napari_hemd.io.calibration import normalise_unit, unit_name
+
     out: dict = {}
     pad = max(0, ndim - layer.ndim)
     scale = [float(v) for v in layer.scale]
-    units = [f"{u:~}" if hasattr(u, "dimensionality") else str(u) for u in layer.units]
-    if any(v != 1.0 for v in scale) or any(u not in ("", "px", "pixel") for u in units):
+    units = [unit_name(u) for u in layer.units]
+    if any(v != 1.0 for v in scale) or any(normalise_unit(u) for u in units):  # not pixels
         out["scale"] = ([1.0] * pad + scale)[-ndim:]
         out["units"] = (["pixel"] * pad + units)[-ndim:]
     names = [str(a) for a in layer.axis_labels]

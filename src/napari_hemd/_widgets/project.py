@@ -349,7 +349,9 @@ class ProjectWidget(LayerWidget):
 
 def _placement(layer) -> dict:
     """Where a layer lies: its ``translate``, ``scale``, ``units`` and axis names (as saved)."""
-    units = [f"{u:~}" if hasattr(u, "dimensionality") else str(u) for u in layer.units]
+    from napari_hemd.io.calibration import unit_name
+
+    units = [unit_name(u) for u in layer.units]
     return {
         "translate": list(layer.translate),
         "scale": list(layer.scale),

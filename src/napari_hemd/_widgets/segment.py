@@ -83,7 +83,9 @@ def layer_z_scale(layer) -> float | None:
     if layer.ndim < 3:
         return None
     scale = [float(v) for v in layer.scale[-3:]]
-    z_unit, x_unit = (f"{u:~}" for u in (layer.units[-3], layer.units[-1]))
+    from napari_hemd.io.calibration import unit_name
+
+    z_unit, x_unit = (unit_name(u) for u in (layer.units[-3], layer.units[-1]))
     if z_unit != x_unit or all(v == 1.0 for v in scale):
         return None
     return scale[0] / scale[2]

@@ -264,15 +264,13 @@ class StreamWidget(LayerWidget):
         The input layer's, else the pixel size the input file recorded (written with the labels).
         """
         from napari_hemd._widgets._common import placed_like
-        from napari_hemd.io.calibration import PIXEL_SIZE_KEY, PixelSize, read_pixel_size
+        from napari_hemd.io.calibration import PixelSize, read_pixel_size
+        from napari_hemd.pipeline import record_pixel_size
 
         layer = getattr(self, "_placed_on", None)
         if layer is not None and layer in self.viewer.layers:
             size = PixelSize.from_layer(layer.scale, layer.units, 3 if ndim == 4 else 2)
-            if size is not None:  # kept with the labels, as a file input's is (measure uses it)
-                import zarr
-
-                zarr.open_array(str(path), mode="r+").attrs[PIXEL_SIZE_KEY] = size.to_json()
+            record_pixel_size(path, size)  # kept with the labels, as a file input's is
             return placed_like(layer, ndim)
         size = read_pixel_size(path)
         return {} if size is None else size.layer_kwargs(ndim, 3 if ndim == 4 else 2)

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["KNOWN_UNITS", "PixelSize", "convert", "normalise_unit", "read_pixel_size"]
+__all__ = ["KNOWN_UNITS", "PixelSize", "convert", "normalise_unit", "read_pixel_size", "unit_name"]
 
 #: Spellings of the common length units, to the short name napari and pint read.
 _UNITS = {
@@ -87,21 +87,24 @@ class PixelSize:
         Its last ``spatial`` axes (default 2, or 3 where a z size is known and ``ndim`` allows)
         are space; 1 elsewhere and where not recorded.
         """
-        if spatial is None:
-            spatial = 3 if "z" in self.sizes and ndim >= 3 else 2
-        spatial = min(spatial, ndim)
+        spatial = min(self._spatial(ndim, spatial), ndim)
         out = [1.0] * ndim
         for i, a in enumerate("zyx"[3 - spatial :]):
             out[ndim - spatial + i] = float(self.sizes.get(a, 1.0))
         return out
+
+    def _spatial(self, ndim: int, spatial: int | None) -> int:
+        """``spatial``, or by default 3 where a z size is known and ``ndim`` allows, else 2."""
+        if spatial is not None:
+            return spatial
+        return 3 if "z" in self.sizes and ndim >= 3 else 2
 
     def layer_kwargs(self, ndim: int, spatial: int | None = None) -> dict:
         """Layer arguments for napari: ``scale`` and (a unit napari reads) ``units``.
 
         ``scale`` as :meth:`scale` gives it; ``units`` ``pixel`` on the axes that are not space.
         """
-        if spatial is None:
-            spatial = 3 if "z" in self.sizes and ndim >= 3 else 2
+        spatial = self._spatial(ndim, spatial)
         out: dict = {"scale": self.scale(ndim, spatial)}
         if self.unit in KNOWN_UNITS:
             out["units"] = ("pixel",) * (ndim - spatial) + (self.unit,) * spatial
@@ -135,7 +138,7 @@ class PixelSize:
         four axes and 2 otherwise.
         """
         scale = [float(v) for v in scale]
-        names = [] if units is None else [_unit_name(u) for u in units]
+        names = [] if units is None else [unit_name(u) for u in units]
         unit = normalise_unit(names[-1]) if names else None
         if spatial is None:
             if unit is not None:
@@ -176,7 +179,7 @@ def convert(value: float, unit: str | None, to: str | None) -> float | None:
     return value * _METRES[unit] / _METRES[to]
 
 
-def _unit_name(u) -> str:
+def unit_name(u) -> str:
     """A pint unit (napari's ``layer.units``) or a string, as a short name (``µm``)."""
     return f"{u:~}" if hasattr(u, "dimensionality") else str(u)
 

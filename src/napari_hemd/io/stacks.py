@@ -270,7 +270,7 @@ def _write_label_tiff(
 
     import tifffile
 
-    kw: dict = {"compression": "zlib", "photometric": "minisblack"}
+    kw: dict = {"photometric": "minisblack"}
     # ImageJ drops axes of length 1 ((1, Y, X) reads back (Y, X)) and holds 16 bits and one
     # classic TIFF (4 GiB): other stacks are tifffile's shaped TIFFs, which keep them
     imagej = arr.dtype in (np.uint8, np.uint16) and axes in ("YX", "TYX", "ZYX", "TZYX")
@@ -285,13 +285,14 @@ def _write_label_tiff(
                 ij["spacing"] = pixel_size.sizes["z"]
         # LZW, as the Cell Tracking Challenge's TIFFs: ImageJ's own opener reads it (Fiji's
         # File > Open; its zlib needs Bio-Formats, tifffile says)
-        tifffile.imwrite(path, arr, imagej=True, metadata=ij, **{**kw, "compression": "lzw"})
+        tifffile.imwrite(path, arr, imagej=True, metadata=ij, compression="lzw", **kw)
         return
     if axes:  # tifffile's shaped description keeps the axes (a (T, Z, Y, X) stack reads back
         meta = {**meta, "axes": axes}  # as such, not as T*Z pages) and the metadata as JSON
     if pixel_size is not None:
         meta[PIXEL_SIZE_KEY] = pixel_size.to_json()
-    tifffile.imwrite(path, arr, metadata=meta, bigtiff=arr.nbytes >= IMAGEJ_MAX_BYTES, **kw)
+    big = arr.nbytes >= IMAGEJ_MAX_BYTES
+    tifffile.imwrite(path, arr, metadata=meta, compression="zlib", bigtiff=big, **kw)
 
 
 def _label_dtype(arr: np.ndarray) -> type:
