@@ -179,6 +179,46 @@ def test_project_round_trip(tmp_path):
     assert rebuilt.forests[1].n_nodes == res.forests[1].n_nodes
 
 
+def test_saving_a_project_again_writes_only_the_frames_that_changed(tmp_path):
+    """Autosave after an edit rewrites the edited frame's chunk; the others are the old files
+    (hard links), and the folder reads back exactly, also after a frame emptied and a 2D array."""
+    from pathlib import Path
+
+    from napari_hemd.workflows import CHUNK_DIGESTS_KEY, load_project, save_project
+
+    rng = np.random.default_rng(3)
+    prob = rng.random((5, 32, 40), dtype=np.float32)
+    labels = (prob > 0.7).astype(np.int32) * np.arange(1, 6, dtype=np.int32)[:, None, None]
+    image = rng.integers(0, 4000, (5, 32, 40), dtype=np.uint16)
+    out = save_project(tmp_path / "s.zarr", prob=prob, labels=labels, params={}, image=image)
+    inode = {f.relative_to(out): f.stat().st_ino for f in out.rglob("c/*/*/*")}
+    assert len(inode) == 15  # prob, labels, image: 5 frames each
+
+    edited = labels.copy()
+    edited[2, :10, :10] = 9
+    edited[4] = 0  # a frame emptied: its chunk is no longer stored
+    save_project(out, prob=prob, labels=edited, params={}, image=image, overwrite=True)
+    after = {f.relative_to(out): f.stat().st_ino for f in out.rglob("c/*/*/*")}
+    changed = sorted(str(k) for k in inode if after.get(k) != inode[k])
+    assert changed == [str(Path("labels/c/2/0/0")), str(Path("labels/c/4/0/0"))]
+    assert Path("labels/c/4/0/0") not in after
+    back = load_project(out)
+    np.testing.assert_array_equal(back["labels"], edited)
+    np.testing.assert_array_equal(back["prob"], prob)
+    np.testing.assert_array_equal(back["image"], image)
+
+    # another type or shape is written anew, as is a project saved before digests were kept
+    save_project(out, prob=prob[:4], labels=edited[:4], params={}, overwrite=True)
+    np.testing.assert_array_equal(load_project(out)["labels"], edited[:4])
+    import zarr
+
+    zarr.open_group(str(out), mode="r+").attrs.pop(CHUNK_DIGESTS_KEY)
+    one = save_project(out, prob=prob[0], labels=edited[0], params={}, overwrite=True)
+    again = save_project(one, prob=prob[0], labels=labels[0], params={}, overwrite=True)
+    np.testing.assert_array_equal(load_project(again)["labels"], labels[0])
+    np.testing.assert_array_equal(load_project(again)["prob"], prob[0])
+
+
 def _merged_pair_with_specks():
     """A merged object whose only split candidates are two specks at a high threshold:
     ``(prob, forest, frame labels, its label, one speck's node)``."""

@@ -966,9 +966,10 @@ def save_project(
                     f"{background.shape}"
                 )
             arrays.append(("background", background))
-        for key, arr in arrays:
-            chunks = (1, *arr.shape[1:]) if arr.ndim > 2 else arr.shape
-            root.create_array(key, data=arr, chunks=chunks)
+        previous = _previous_project(Path(folder)) if overwrite else None
+        digests = {
+            key: _write_reusing(root, tmp, key, arr, previous, Path(folder)) for key, arr in arrays
+        }
         edits = []
         for stack_name, stack in (
             ("undo", history.undo_stack if history else []),
@@ -988,6 +989,7 @@ def save_project(
                 "image_name": image_name if image is not None else None,
                 "checked": sorted({int(t) for t in checked}),
                 "prob_info": _plain_params(prob_info or {}),
+                CHUNK_DIGESTS_KEY: digests,
                 "placement": {
                     k: {
                         a: [str(x) if a in ("units", "axis_labels") else float(x) for x in v]
@@ -1001,6 +1003,86 @@ def save_project(
         if models_from is not None and Path(models_from).resolve() != Path(folder).resolve():
             _carry_models(Path(models_from), tmp)
     return Path(folder)
+
+
+#: Project attribute holding a digest of each stored chunk (a frame, or a whole 2D array) of
+#: its arrays: saving over the folder again links the chunks that did not change.
+CHUNK_DIGESTS_KEY = "chunk_digests"
+
+
+def _previous_project(folder: Path):
+    """The project at ``folder`` as a zarr group, if it is one with chunk digests; else None."""
+    import zarr
+
+    if not (folder / "zarr.json").is_file():
+        return None
+    try:
+        root = zarr.open_group(str(folder), mode="r")
+    except Exception:  # not a zarr group we can read: written anew
+        return None
+    attrs = dict(root.attrs)
+    if attrs.get("format") != PROJECT_FORMAT or not isinstance(attrs.get(CHUNK_DIGESTS_KEY), dict):
+        return None
+    return root
+
+
+def _chunk_digests(arr: np.ndarray) -> list[str]:
+    """SHA-256 of each chunk of ``arr`` as a project stores it: a frame, or all of a 2D array."""
+    import hashlib
+
+    parts = arr if arr.ndim > 2 else [arr]
+    return [hashlib.sha256(np.ascontiguousarray(part).data).hexdigest() for part in parts]
+
+
+def _write_reusing(root, at: Path, key: str, arr: np.ndarray, previous, folder: Path) -> list[str]:
+    """Write ``arr`` as array ``key`` of ``root`` (the group at ``at``), a chunk per frame; return its digests.
+
+    Chunks equal to those of the same array in ``previous`` (the project being replaced, at
+    ``folder``, stored with the same shape, type and encoding) are hard-linked (else copied)
+    from it instead of compressed and written again: saving a session after an edit writes the
+    frames that changed. Nothing is ever written into a linked file: a linked chunk's path is
+    only created by the link.
+    """
+    import shutil
+
+    chunks = (1, *arr.shape[1:]) if arr.ndim > 2 else arr.shape
+    digests = _chunk_digests(arr)
+    old_digests = None
+    if previous is not None and key in previous:
+        old = previous[key]
+        stored = dict(previous.attrs)[CHUNK_DIGESTS_KEY].get(key)
+        new = root.create_array(key, shape=arr.shape, dtype=arr.dtype, chunks=chunks)
+        if (
+            isinstance(stored, list)
+            and len(stored) == len(digests)
+            and old.metadata.to_dict() == new.metadata.to_dict()
+        ):
+            old_digests = stored
+    if old_digests is None:
+        if key in root:
+            del root[key]
+        root.create_array(key, data=arr, chunks=chunks)
+        return digests
+    ndim = arr.ndim
+    for i, (d_new, d_old) in enumerate(zip(digests, old_digests, strict=True)):
+        coords = (i,) + (0,) * (ndim - 1) if ndim > 2 else (0,) * ndim
+        if d_new != d_old:
+            if ndim > 2:
+                new[i] = arr[i]
+            else:
+                new[...] = arr
+            continue
+        name = new.metadata.encode_chunk_key(coords)
+        src = folder / key / name
+        if not src.is_file():  # an empty chunk (all fill value) is not stored
+            continue
+        dst = at / key / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:  # no hard links here (some network or removable drives)
+            shutil.copyfile(src, dst)
+    return digests
 
 
 #: Sub-folder of a project holding the models fine-tuned in it.

@@ -91,6 +91,58 @@ def _same(a, b):
     }
 
 
+def test_autosave_runs_in_the_background_and_saves_edits_made_meanwhile(
+    viewer, qtbot, tmp_path, errors, monkeypatch
+):
+    """An autosave writes the folder in a thread (napari stays usable on a large movie); an
+    edit made while it runs is saved by the next one; the folder ends as the layer is."""
+    import threading
+
+    from napari_hemd import workflows
+    from napari_hemd._widgets import project as project_widget
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    proj = ProjectWidget(viewer, restore=False)
+    proj.labels.value = labels
+    out = proj.save(tmp_path / "bg")
+
+    release, threads = threading.Event(), []
+
+    def slow_save(**kwargs):  # the real save, held until the test lets it go
+        threads.append(threading.current_thread())
+        assert release.wait(30)
+        return workflows.save_project(**kwargs)
+
+    monkeypatch.setattr(project_widget, "save_project", slow_save)
+    pr = ProofreadWidget(viewer)
+    pr.labels.value = labels
+    pr.scope.value = "all frames"
+    first, second = (int(v) for v in np.unique(labels.data)[1:3])
+    assert pr.delete([first])
+    proj._timer.stop()
+    proj._autosave_in_background()  # what the timer does after a quiet moment
+    assert proj._saving is not None and "saving" in proj.status.value  # returned at once
+    assert pr.delete([second])  # edited while it runs: saved next
+    proj._timer.stop()
+    proj._autosave_in_background()
+    assert proj._save_again
+    saved = []
+    proj.autosaved.connect(saved.append)
+    release.set()
+    qtbot.waitUntil(lambda: len(saved) == 2, timeout=30_000)  # the second after a quiet moment
+    assert len(threads) == 2 and threading.main_thread() not in threads
+    assert proj.wait_for_autosave(30)
+    back = workflows.load_project(out)["labels"]
+    np.testing.assert_array_equal(back, labels.data)
+    assert not (back == first).any() and not (back == second).any()
+    assert proj.status.value.endswith("(autosaved)")
+    assert not errors
+
+
 def test_autosave_then_new_viewer_restores_session(
     viewer, make_napari_viewer, qtbot, tmp_path, errors, settings_dir
 ):

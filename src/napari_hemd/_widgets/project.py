@@ -9,7 +9,9 @@ restores it (unless *restore last session on start* is off).
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,7 +47,7 @@ from napari_hemd._widgets._layer_state import (
     track_paint,
 )
 from napari_hemd._widgets.export import _ask_overwrite
-from napari_hemd.workflows import load_project, save_project
+from napari_hemd.workflows import EditHistory, load_project, save_project
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +137,10 @@ class ProjectWidget(LayerWidget):
         self._timer = QTimer(self.native)  # dies with the widget: no save after it is closed
         self._timer.setSingleShot(True)
         self._timer.setInterval(AUTOSAVE_MS)
-        self._timer.timeout.connect(self.autosave_now)
+        self._timer.timeout.connect(self._autosave_in_background)
+        #: The autosave running in a thread (``None`` if none) and whether edits came meanwhile.
+        self._saving = None
+        self._save_again = False
         self.save_button.clicked.connect(lambda: self.save())
         self.open_button.clicked.connect(lambda: self.open())
         self.cancel_button.clicked.connect(self.cancel)
@@ -179,8 +184,12 @@ class ProjectWidget(LayerWidget):
             self._timer.start()
 
     def autosave_now(self) -> Path | None:
-        """Save the session to its folder now (replacing it); ``None`` if there is none."""
+        """Save the session to its folder now (replacing it); ``None`` if there is none.
+
+        Waits for an autosave running in the background first.
+        """
         self._timer.stop()
+        self.wait_for_autosave()
         layer, folder = self.session_layer, self.folder
         if layer is None or folder is None or layer not in self.viewer.layers:
             return None
@@ -190,7 +199,81 @@ class ProjectWidget(LayerWidget):
             self.autosaved.emit(out)
         return out
 
-    def _write(self, layer: Labels, out: Path, overwrite: bool) -> Path | None:
+    def _autosave_in_background(self) -> None:
+        """Save the session in a thread: napari stays responsive while a large movie is written.
+
+        The labels, undo history and choices are taken as they are now (the labels copied);
+        edits made while it runs are saved by the next autosave, started when this one ends.
+        """
+        if self._saving is not None:
+            self._save_again = True
+            return
+        layer, folder = self.session_layer, self.folder
+        if layer is None or folder is None or layer not in self.viewer.layers:
+            return
+        kwargs = self._save_kwargs(layer, folder, overwrite=folder.exists(), snapshot=True)
+        if kwargs is None:
+            return
+        from napari.qt.threading import create_worker
+
+        self.status.value = f"project: {folder.name} (saving...)"
+        done = threading.Event()
+
+        def write() -> Path:
+            try:
+                return save_project(**kwargs)
+            finally:  # set in the thread: the GUI thread may be waiting on it
+                done.set()
+
+        worker = create_worker(write, _start_thread=False)
+        worker.returned.connect(self._autosaved_in_background)
+        worker.errored.connect(lambda e: self._autosave_failed(folder, e))
+        worker.finished.connect(self._autosave_ended)
+        self._saving = (worker, done)
+        worker.start()
+
+    def _autosaved_in_background(self, out: Path) -> None:
+        try:
+            if out == self.folder and not self._save_again and not self._timer.isActive():
+                self.status.value = f"project: {out.name} (autosaved)"
+        except RuntimeError:  # the dock was closed meanwhile: the folder is saved all the same
+            return
+        self.autosaved.emit(out)
+
+    def _autosave_failed(self, folder: Path, exc: Exception) -> None:
+        log.error("autosaving %s failed", folder, exc_info=exc)
+        show_error(f"Project: saving failed: {exc}")
+        try:
+            self.status.value = f"project: {folder.name} (autosave failed: unsaved edits)"
+        except RuntimeError:
+            pass
+
+    def _autosave_ended(self) -> None:
+        self._saving = None
+        if self._save_again:  # edits made while it ran
+            self._save_again = False
+            try:
+                self._timer.start()
+            except RuntimeError:  # the dock was closed meanwhile
+                pass
+
+    def wait_for_autosave(self, timeout: float | None = None) -> bool:
+        """Block until an autosave running in the background has written its folder.
+
+        Returns ``False`` if it is still running after ``timeout`` seconds.
+        """
+        if self._saving is None:
+            return True
+        return self._saving[1].wait(timeout)
+
+    def _save_kwargs(
+        self, layer: Labels, out: Path, overwrite: bool, snapshot: bool = False
+    ) -> dict | None:
+        """What :func:`save_project` is given for ``layer``'s session (``None``: error shown).
+
+        ``snapshot``: the labels copied and the undo history's stacks taken as they are, for a
+        save that runs while the user goes on editing.
+        """
         params = layer.metadata.get(PARAMS_KEY) or {}
         src = params.get(SOURCE_KEY)
         if src not in self.viewer.layers or not isinstance(self.viewer.layers[src], Image):
@@ -211,28 +294,42 @@ class ProjectWidget(LayerWidget):
             for k in (MODEL_KEY, GROW_KEY, DEFAULTS_KEY)
             if prob_layer.metadata.get(k) is not None
         }
+        history = history_of(layer)
+        locked = layer.metadata.get(LOCKED_KEY)
+        labels = np.asarray(layer.data)
+        if snapshot:
+            labels = labels.copy()
+            history = EditHistory(list(history.undo_stack), list(history.redo_stack))
+            locked = copy.deepcopy(locked)
+        return dict(
+            folder=out,
+            prob=np.asarray(prob_layer.data),
+            image=image,
+            image_name=raw_name if image is not None else None,
+            labels=labels,
+            params=copy.deepcopy(params) if snapshot else params,
+            locked=locked,
+            history=history,
+            overwrite=overwrite,
+            name=layer.name,
+            checked=checked_frames(layer),
+            background=None if background is None else np.asarray(background),
+            prob_info=info,
+            models_from=layer.metadata.get(PROJECT_KEY),  # Save as: its models come along
+            placement={  # a frame range's labels start at its first frame; a calibrated
+                key: _placement(ly)  # image's layers lie in its units
+                for key, ly in (("labels", layer), ("prob", prob_layer), ("image", raw))
+                if ly is not None and (key != "image" or image is not None)
+            },
+        )
+
+    def _write(self, layer: Labels, out: Path, overwrite: bool) -> Path | None:
+        kwargs = self._save_kwargs(layer, out, overwrite)
+        if kwargs is None:
+            return None
+        self.wait_for_autosave()  # one save of a folder at a time
         try:
-            save_project(
-                out,
-                prob=np.asarray(prob_layer.data),
-                image=image,
-                image_name=raw_name if image is not None else None,
-                labels=np.asarray(layer.data),
-                params=params,
-                locked=layer.metadata.get(LOCKED_KEY),
-                history=history_of(layer),
-                overwrite=overwrite,
-                name=layer.name,
-                checked=checked_frames(layer),
-                background=None if background is None else np.asarray(background),
-                prob_info=info,
-                models_from=layer.metadata.get(PROJECT_KEY),  # Save as: its models come along
-                placement={  # a frame range's labels start at its first frame; a calibrated
-                    key: _placement(ly)  # image's layers lie in its units
-                    for key, ly in (("labels", layer), ("prob", prob_layer), ("image", raw))
-                    if ly is not None and (key != "image" or image is not None)
-                },
-            )
+            save_project(**kwargs)
         except Exception as e:
             log.exception("saving %s failed", out)
             show_error(f"Project: saving failed: {e}")
