@@ -33,6 +33,17 @@ def test_2d_frame_needs_sequence(viewer, errors):
     assert "single 2D frame" in errors[-1]
 
 
+def test_maps_with_channels_last_are_refused(viewer, errors):
+    """An ilastik-style (T, Y, X, C) export in one layer: refused before any work, naming the
+    channels (it was segmented as a volume of 3-pixel-wide slices)."""
+    fg = np.asarray(viewer.layers["nuclei video probability"].data[:3], np.float32)
+    layer = viewer.add_image(np.stack([1 - fg, fg, 0 * fg], -1), name="ilastik export")
+    seg = SegmentWidget(viewer)
+    assert seg.run(prob_layer=layer) is None
+    assert "looks like channels" in errors[-1]
+    assert "ilastik export labels" not in viewer.layers
+
+
 def test_cancel_mid_run(viewer, qtbot, errors):
     big = np.repeat(viewer.layers["nuclei video probability"].data, 4, axis=0)
     layer = viewer.add_image(big, name="long probability")

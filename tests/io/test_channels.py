@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -95,3 +96,57 @@ def test_ome_zarr_channel_axis(tmp_path, movie, ome_zarr_image):
     view = select_channel(data, path, 0)
     assert isinstance(view, ChannelView)
     np.testing.assert_array_equal(view[2:4], movie[2:4, 0])
+
+
+def _exported_maps() -> np.ndarray:
+    """(T, Y, X, 3) float32: background, foreground, boundary, as ilastik exports them."""
+    fg = np.zeros((2, 48, 64), np.float32)
+    fg[:, 8:24, 8:24] = 0.9
+    fg[:, 30:44, 30:56] = 0.8
+    return np.stack([1 - fg, fg, np.zeros_like(fg)], -1)
+
+
+def test_maps_with_channels_last_are_refused_not_segmented_as_volumes(tmp_path, capsys):
+    """An ilastik-style (T, Y, X, C) export ran as a (T, Z, Y, X) volume with 3-pixel-wide
+    slices, a colour TIFF's channels were averaged to grey (one flat 1/3: no object, exit 0);
+    now both name the channels, and --channel / --channel-axis (negative too) pick one."""
+    from napari_hemd import segment
+    from napari_hemd.cli import main
+
+    maps = _exported_maps()
+    np.save(tmp_path / "maps.npy", maps)
+    tifffile.imwrite(tmp_path / "maps.tif", maps, photometric="rgb")
+    out = tmp_path / "out.tif"
+    npy = r"shape \(2, 48, 64, 3\): its last axis \(3\) looks like channels.*--channel-axis 3"
+    tif = r"3 colour samples per pixel \(axes QYXS, shape \(2, 48, 64, 3\)\).*not averaged"
+    for name, pattern in (("maps.npy", npy), ("maps.tif", tif)):
+        assert main(["segment", str(tmp_path / name), "-o", str(out), "--no-progress"]) == 2
+        assert re.search(pattern, capsys.readouterr().err), name
+        assert not out.exists()
+    with pytest.raises(ValueError, match=r"looks like channels.*prob\[\.\.\., 1\]"):
+        segment(maps)
+    with pytest.raises(ValueError, match="looks like channels"):
+        segment(maps[0])
+    expected = segment(maps[..., 1])
+    for name, axis in (
+        ("maps.npy", "3"),
+        ("maps.npy", "-1"),
+        ("maps.tif", "-1"),
+        ("maps.tif", "3"),
+    ):
+        args = [str(tmp_path / name), "-o", str(out), "--overwrite", "--no-progress"]
+        assert main(["segment", *args, "--channel", "1", "--channel-axis", axis]) == 0
+        np.testing.assert_array_equal(tifffile.imread(out), expected)
+        assert expected.max() == 2
+    assert main(["segment", str(tmp_path / "maps.tif"), "-o", str(out), "--overwrite",
+                 "--channel", "1", "--channel-axis", "2"]) == 2  # fmt: skip
+    assert "--channel-axis 2 is the X axis" in capsys.readouterr().err
+
+
+def test_a_colour_raw_image_is_still_read_as_grey_for_a_model(tmp_path):
+    """Only maps refuse colour samples: a raw RGB image for a model is averaged (a warning)."""
+    rgb = np.random.default_rng(1).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    with pytest.warns(UserWarning, match="read as grey"):
+        data = read_stack(tmp_path / "rgb.tif")
+    assert select_channel(data, tmp_path / "rgb.tif", None).shape == (40, 50)

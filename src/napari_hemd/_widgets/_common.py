@@ -339,10 +339,18 @@ def channels_refusal(desc: str, layer, verb: str) -> str | None:
     The command line's rule (:func:`napari_hemd.io.channels.looks_like_channels`), with the way
     out in napari: split the channels into layers and ``verb`` the nuclear one.
     """
-    from napari_hemd.io.channels import looks_like_channels
+    from napari_hemd.io.channels import channels_last, looks_like_channels
 
+    shape = tuple(layer.data.shape)
+    if channels_last(shape):  # napari shows such a layer as RGB(A) when C is 3 or 4
+        return (
+            f"{desc}: {layer.name!r} has shape {shape}: its last axis ({shape[-1]}) looks like "
+            "channels (an ilastik or multi-class export). Split them into one layer each "
+            f"(right-click the layer > Split Stack) and {verb} the "
+            f"{'foreground probability' if verb == 'segment' else 'nuclear channel'}"
+        )
     names = "".join(str(a) for a in layer.axis_labels)  # "tzyx" after an OME-Zarr
-    if layer.ndim != 4 or not looks_like_channels(tuple(layer.data.shape), names):
+    if layer.ndim != 4 or not looks_like_channels(shape, names):
         return None
     return (
         f"{desc}: {layer.name!r} has {layer.data.shape[1]} planes on its second axis: channels "

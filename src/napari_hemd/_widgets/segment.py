@@ -309,6 +309,10 @@ class SegmentWidget(LayerWidget):
                 "(raw image: one frame's H-EMD, as the command line segments it)"
             )
             return None
+        refused = channels_refusal("Segment", layer, "segment")
+        if refused:
+            show_error(refused)
+            return None
         if method == "mutex" and not with_model:
             show_error(
                 "Segment: method mutex is an affinity model's Mutex watershed: choose the raw "

@@ -132,15 +132,18 @@ def add_channel_arguments(p) -> None:
     )
 
 
-def channel_of(read, path, args: argparse.Namespace, argument: str = "INPUT"):
-    """``read(path)`` reduced to ``--channel`` (refused if it has several)."""
+def channel_of(read, path, args: argparse.Namespace, argument: str = "INPUT", maps: bool = False):
+    """``read(path)`` reduced to ``--channel`` (refused if it has several).
+
+    ``maps``: INPUT is a probability map (a colour TIFF's channels are refused, not averaged).
+    """
     from napari_hemd.io.channels import select_channel
 
     with warnings.catch_warnings():
         if args.channel is not None:  # a colour file's channel is taken, not its grey mean
             warnings.filterwarnings("ignore", message=".*read as grey")
         data = read(path)
-    return select_channel(data, path, args.channel, args.channel_axis, argument=argument)
+    return select_channel(data, path, args.channel, args.channel_axis, argument=argument, maps=maps)
 
 
 def _lazy(reader, **kwargs):
@@ -382,7 +385,7 @@ def _run_checked(args: argparse.Namespace) -> int:
         )
     from napari_hemd.core.validation import not_a_probability_map
 
-    prob = channel_of(_lazy(read_stack, array="foreground"), args.prob, args)
+    prob = channel_of(_lazy(read_stack, array="foreground"), args.prob, args, maps=True)
     why = not_a_probability_map(prob)
     if why:
         raise ValueError(

@@ -156,7 +156,9 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd.pipeline import open_input, stream_segment
 
     array = "foreground" if args.model is None else None  # of a maps group
-    prob = channel_of(lambda p: open_input(p, array), args.prob, args, "PROB")
+    prob = channel_of(
+        lambda p: open_input(p, array), args.prob, args, "PROB", maps=args.model is None
+    )
     if args.model is not None and len(prob.shape) == 4:
         return _run_stacks(args, prob, params, loaded)
     if args.model is not None and len(prob.shape) == 3:

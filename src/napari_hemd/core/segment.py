@@ -15,6 +15,7 @@ from napari_hemd.core.forest import CandidateForest, build_candidate_forest
 from napari_hemd.core.linking import link_labels
 from napari_hemd.core.selection import FrameSelection, select_instances
 from napari_hemd.core.validation import (
+    channels_last,
     check_probability,
     not_a_probability_map,
     resolve_connectivity,
@@ -91,6 +92,12 @@ def _frames(prob, axis: int, *, hemd: bool = False):
     ndim = prob.ndim
     if 0 in tuple(prob.shape):
         raise ValueError(f"prob is empty (shape {tuple(prob.shape)}): there is no frame to segment")
+    if channels_last(tuple(prob.shape)):
+        raise ValueError(
+            f"prob has shape {tuple(prob.shape)}: its last axis ({prob.shape[-1]}) looks like "
+            "channels (an ilastik or multi-class export); give the foreground probability "
+            f"alone, e.g. prob[..., 1]"
+        )
     if ndim == 2:
         if axis not in (0, -1):
             raise ValueError(f"axis must be 0 for a single 2D frame; got {axis}")

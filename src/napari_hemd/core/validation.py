@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 __all__ = [
+    "channels_last",
     "check_label_ids",
     "check_probability",
     "not_a_probability_map",
@@ -17,6 +18,16 @@ __all__ = [
     "resolve_connectivity",
     "to_probability",
 ]
+
+
+def channels_last(shape: tuple[int, ...]) -> bool:
+    """Whether an input's last axis holds channels: ``(..., Y, X, C)`` with C at most 4.
+
+    What ilastik, Cellpose or a multi-class network export (background / foreground /
+    boundary per pixel) and ``np.stack(maps, -1)`` give. A 3D or 4D array whose last axis is 4
+    or shorter while the two before it are 16 or longer: no movie or stack is 4 pixels wide.
+    """
+    return len(shape) in (3, 4) and shape[-1] <= 4 and min(shape[-3:-1]) >= 16
 
 
 def to_probability(arr: np.ndarray, *, name: str = "prob") -> np.ndarray:

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ChannelView", "input_axes", "looks_like_channels", "select_channel"]
+from napari_hemd.core.validation import channels_last
+
+__all__ = [
+    "ChannelView",
+    "channels_last",
+    "input_axes",
+    "looks_like_channels",
+    "select_channel",
+]
 
 
 def input_axes(path: str | os.PathLike) -> str | None:
@@ -115,6 +123,7 @@ def select_channel(
     channel_axis: int | None = None,
     *,
     argument: str = "INPUT",
+    maps: bool = False,
 ):
     """``data`` (read from ``path``) reduced to one channel, or refused where one must be chosen.
 
@@ -132,17 +141,25 @@ def select_channel(
         (or ``S``, a colour TIFF's samples). Needed for inputs that do not name their axes.
     argument : str
         The input's name in messages.
+    maps : bool
+        ``data`` is a probability map: a colour TIFF's samples (a multi-class export's
+        channels) are refused rather than averaged to grey.
 
     Raises
     ------
     ValueError
-        A multi-channel input without ``channel``; ``channel`` out of range; ``channel`` on an
-        input whose channel axis is unknown; ``channel_axis`` without ``channel``.
+        A multi-channel input without ``channel`` (channels a file names, a colour TIFF's
+        samples for a map, a last axis of at most 4 that looks like channels:
+        :func:`channels_last`); ``channel`` out of range; ``channel`` on an input whose channel
+        axis is unknown; ``channel_axis`` without ``channel``.
     """
     axes = input_axes(path)
-    shown = (
-        f" (axes {axes}, shape {tuple(data.shape)})" if axes else f" (shape {tuple(data.shape)})"
+    shown = (  # the file's shape (a colour TIFF read as grey has lost its samples)
+        f" (axes {axes}, shape {_file_shape(path, data)})"
+        if axes
+        else f" (shape {tuple(data.shape)})"
     )
+    what = "the foreground probability" if maps else "the nuclear stain"
     if channel is None:
         if channel_axis is not None:
             raise ValueError("--channel-axis needs --channel (the channel to segment)")
@@ -151,10 +168,26 @@ def select_channel(
             if n > 1:
                 raise ValueError(
                     f"{argument} {str(path)!r} has {n} channels{shown}: choose one with "
-                    f"--channel 0..{n - 1} (e.g. the nuclear stain)"
+                    f"--channel 0..{n - 1} (e.g. {what})"
                 )
+        if maps and axes and axes.endswith("S"):
+            n = _file_shape(path, data)[-1]
+            raise ValueError(
+                f"{argument} {str(path)!r} holds {n} colour samples per pixel{shown}: the "
+                f"channels of a probability map are not averaged; choose {what} with "
+                f"--channel 0..{n - 1}"
+            )
+        shape = tuple(data.shape)
+        if not (axes and axes.endswith("S")) and channels_last(shape):
+            raise ValueError(
+                f"{argument} {str(path)!r} has shape {shape}: its last axis ({shape[-1]}) looks "
+                f"like channels (e.g. an ilastik or multi-class export); choose {what} with "
+                f"--channel 0..{shape[-1] - 1} --channel-axis {len(shape) - 1}"
+            )
         return data
     channel = int(channel)
+    if channel_axis is not None and channel_axis < 0 and axes:
+        channel_axis += len(axes)  # counted on the file's axes (a colour TIFF's samples too)
     if channel_axis is None:
         if axes and "C" in axes:
             channel_axis = axes.index("C")
@@ -166,11 +199,15 @@ def select_channel(
                 "it holds one channel, drop --channel; if one of its axes holds channels, give "
                 "that axis with --channel-axis (0 = the first)"
             )
-        if axes.endswith("S") and channel_axis == len(axes) - 1:
-            from napari_hemd.io.tiff import read_tiff
+    if axes and 0 <= channel_axis < len(axes) and axes[channel_axis] in "YX":
+        raise ValueError(
+            f"--channel-axis {channel_axis} is the {axes[channel_axis]} axis of {argument}"
+            f"{shown}, not its channels"
+        )
+    if axes and axes.endswith("S") and channel_axis == len(axes) - 1 and data.ndim < len(axes):
+        from napari_hemd.io.tiff import read_tiff
 
-            data = read_tiff(path, grey=False)  # the colour samples, not their grey mean
-            shown = f" (axes {axes}, shape {tuple(data.shape)})"  # the file's, not the grey's
+        data = read_tiff(path, grey=False)  # the colour samples, not their grey mean
     shape = tuple(data.shape)
     if not -len(shape) <= channel_axis < len(shape):
         raise ValueError(
