@@ -622,3 +622,35 @@ def test_stream_refuses_one_stack_for_a_three_plane_model(tmp_path, capsys):
     out = tmp_path / "s.zarr"
     assert main(["stream", str(stack), "--model", "nuclei-3d", "-o", str(out)]) == 2
     assert "is one (Z, Y, X) stack" in capsys.readouterr().err and not out.exists()
+
+
+def test_maps_predicted_from_numbered_frames_keep_their_numbers_in_a_ctc_folder(tmp_path):
+    """predict t050-t052 -> maps (zarr, TIFF) -> segment -o CTC folder: mask050-mask052 and
+    tracks in those frames, as segmenting the folder itself gives (they were mask000-002)."""
+    from napari_hemd.data.synthetic import nuclei_video
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t, img in enumerate(nuclei_video(n_frames=3, shape=(96, 96), n_cells=6, seed=3)["image"]):
+        tifffile.imwrite(frames / f"t{50 + t:03d}.tif", img)
+    opts = ["--model", "nuclei-fluo", "--tta", "1", "--no-progress"]
+    assert main(["segment", str(frames), "--link", "-o", str(tmp_path / "direct"), *opts]) == 0
+    expected = [f"mask{t:03d}.tif" for t in (50, 51, 52)]
+    for maps in ("maps.zarr", "maps.tif"):
+        extra = ["--outputs", "foreground,background"] if maps.endswith("zarr") else []
+        assert main(["predict", str(frames), "-o", str(tmp_path / maps), *opts, *extra]) == 0
+        out = tmp_path / f"res_{maps.split('.')[1]}"
+        args = [str(tmp_path / maps), "--link", "-o", str(out), "--no-progress"]
+        assert main(["segment", *args]) == 0
+        assert sorted(p.name for p in out.glob("mask*.tif")) == expected, maps
+        tracks = np.loadtxt(out / "res_track.txt", dtype=int, ndmin=2)
+        assert tracks[:, 1].min() == 50 and tracks[:, 2].max() == 52
+    for name in expected:  # the model's maps group: segmented as segment --model does
+        np.testing.assert_array_equal(
+            tifffile.imread(tmp_path / "res_zarr" / name),
+            tifffile.imread(tmp_path / "direct" / name),
+        )
+    # the foreground array of the maps group names them too; a TIFF output is not renumbered
+    out = tmp_path / "res_fg"
+    assert main(["segment", str(tmp_path / "maps.zarr" / "foreground"), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("mask*.tif")) == expected

@@ -609,25 +609,28 @@ def _first_frame(args: argparse.Namespace, n: int) -> int:
     """The number of INPUT's first frame, for a CTC result folder (else 0).
 
     A folder of frames numbered in their names (``t050.tif`` ... ``t059.tif``) gives masks
-    ``mask050.tif`` ..., lined up with the challenge's reference of those frames.
+    ``mask050.tif`` ..., lined up with the challenge's reference of those frames; so do maps
+    ``predict`` made of such a folder (it records the number: ``first_frame``).
     """
-    from napari_hemd.io.stacks import check_labels_path
-    from napari_hemd.io.tiff import folder_frame_numbers
+    from napari_hemd.io.stacks import _is_zarr, check_labels_path, recorded_params
+    from napari_hemd.io.tiff import first_frame_number
 
+    if check_labels_path(args.output) != "ctc":
+        return 0
     path = Path(args.prob)
-    if check_labels_path(args.output) != "ctc" or not path.is_dir():
-        return 0
-    numbers = folder_frame_numbers(path)
-    if not numbers or len(numbers) != n:
-        return 0
-    if numbers != list(range(numbers[0], numbers[0] + n)):
-        print(
-            f"note: INPUT's frames are numbered {numbers[0]}-{numbers[-1]} with gaps; the masks "
-            f"are numbered 0-{n - 1} in their order",
-            file=sys.stderr,
-        )
-        return 0
-    return numbers[0]
+    if path.is_dir() and not _is_zarr(path):
+        first, note = first_frame_number(path, n)
+        if note:
+            print(f"note: INPUT {note}", file=sys.stderr)
+        return first
+    recorded = recorded_params(path)
+    if "first_frame" not in recorded and _is_zarr(path.parent):  # maps.zarr/foreground
+        recorded = recorded_params(path.parent)
+    first = recorded.get("first_frame")
+    frames = recorded.get("frames")
+    if isinstance(first, int) and first >= 0 and (frames is None or frames == n):
+        return first
+    return 0
 
 
 def _channel_meta(args: argparse.Namespace) -> dict:

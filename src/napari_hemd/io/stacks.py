@@ -112,7 +112,7 @@ def recorded_params(path: str | os.PathLike) -> dict:
     """The run parameters :func:`write_labels` stored with a label file (empty: none).
 
     TIFF: the JSON description tifffile reads back (``shaped_metadata``; an ImageJ hyperstack's
-    ``Info``); zarr and OME-Zarr:
+    ``Info``; the maps ``predict`` writes: their first page's JSON description); zarr and OME-Zarr:
     the attributes; a CTC result folder: its ``hemd-params.json``. Anything unreadable: empty.
     """
     import json
@@ -122,13 +122,16 @@ def recorded_params(path: str | os.PathLike) -> dict:
         if path.suffix.lower() in (".tif", ".tiff") and path.is_file():
             import tifffile
 
+            from napari_hemd.io.calibration import _json_description
+
             with tifffile.TiffFile(path) as tif:
                 shaped = tif.shaped_metadata
                 info = (tif.imagej_metadata or {}).get("Info") if tif.is_imagej else None
+                described = _json_description(tif.pages[0].description)  # predict's maps
             if info:  # an ImageJ hyperstack keeps them as its Info (Fiji: Image > Show Info)
                 recorded = json.loads(info)
                 return dict(recorded) if isinstance(recorded, dict) else {}
-            return dict(shaped[0]) if shaped else {}
+            return dict(shaped[0]) if shaped else described
         if _is_zarr(path):
             import zarr
 

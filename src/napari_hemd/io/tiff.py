@@ -166,6 +166,28 @@ def folder_frame_numbers(path: str | os.PathLike) -> list[int] | None:
     return [int(m.group(1)) for m in found]
 
 
+def first_frame_number(path: str | os.PathLike, n: int) -> tuple[int, str | None]:
+    """The number of a folder's first frame when its ``n`` frames are numbered in a row.
+
+    ``t050.tif`` ... ``t059.tif`` give 50: a CTC result folder written from them holds
+    ``mask050.tif`` ..., lined up with the challenge's reference of those frames. Returns
+    ``(0, None)`` for anything else (a file, names without numbers), and ``(0, note)`` when the
+    numbers have gaps (the masks are then numbered by position, as the note says).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return 0, None
+    numbers = folder_frame_numbers(path)
+    if not numbers or len(numbers) != n:
+        return 0, None
+    if numbers != list(range(numbers[0], numbers[0] + n)):
+        return 0, (
+            f"{str(path)!r}'s frames are numbered {numbers[0]}-{numbers[-1]} with gaps; the "
+            f"masks are numbered 0-{n - 1} in their order"
+        )
+    return numbers[0], None
+
+
 def _read_frame(path: str, _size: int, _mtime_ns: int) -> np.ndarray:
     """One frame of a folder (the size and time stamp only name the task: see the caller)."""
     import tifffile
