@@ -183,6 +183,34 @@ def test_a_re_run_keeps_its_lineage_an_edit_keeps_what_holds(viewer, qtbot, tmp_
     assert not errors
 
 
+def test_a_ctc_export_named_dot_ctc_and_unlinked_labels_said(
+    viewer, qtbot, tmp_path, errors, monkeypatch
+):
+    """A CTC folder chosen as ``res.ctc`` (what the guide tells File > Save Layers) is written as
+    ``res`` (it was refused for its suffix); labels of a run not linked over time are exported
+    with a warning that res_track.txt follows ids, not cells; a linked run's without one."""
+    from napari_hemd._widgets import SegmentWidget
+    from napari_hemd._widgets import export as export_widget
+
+    warned = []
+    monkeypatch.setattr(export_widget, "show_warning", warned.append)
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    exp = ExportWidget(viewer)
+    exp.labels.value = viewer.layers["nuclei video labels"]
+    out = exp.export(tmp_path / "res.ctc")
+    assert out == tmp_path / "res" and (out / "res_track.txt").is_file()
+    assert len(warned) == 1 and "not linked over time" in warned[0]
+    seg.link.value = True
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    assert exp.export(tmp_path / "linked.ctc") == tmp_path / "linked"
+    assert len(warned) == 1
+    assert not errors
+
+
 def test_objects_dropped_after_linking_leave_the_exported_lineage(make_napari_viewer):
     """A run that dropped small linked objects after H-EMD (a 3D model's min_volume) kept them
     in the result's tracks: Export listed objects the masks no longer hold."""

@@ -210,7 +210,12 @@ def test_a_folder_of_later_frames_gives_masks_of_those_frames(video, tmp_path, c
         "mask001.tif",
         "mask002.tif",
     ]
-    assert "numbered 0-20 with gaps" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "numbered 0-20 with gaps" in err
+    # not linked (no --link): its res_track.txt follows ids, not cells, and says so
+    assert "not linked over time" in err and "add --link" in err
+    assert main(["segment", str(gaps), "--link", "-o", str(out2), "--overwrite"]) == 0
+    assert "not linked" not in capsys.readouterr().err
 
 
 def test_ctc_output_refuses_slices_of_another_axis(video, tmp_path, capsys):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_hemd._widgets._common import LayerWidget
 from napari_hemd._widgets._layer_state import (
@@ -127,7 +127,7 @@ class ExportWidget(LayerWidget):
             p = p / self._label_name()
         if p.name.lower().endswith(".ome.zarr"):
             p = p.with_name(p.name[: -len(".ome.zarr")])
-        elif p.suffix.lower() in (".zarr", ".tif", ".tiff", ".csv", ""):
+        elif p.suffix.lower() in (".zarr", ".tif", ".tiff", ".csv", ".ctc", ""):
             p = p.with_suffix("")
         return p.with_name(p.name + suffix)
 
@@ -199,6 +199,16 @@ class ExportWidget(LayerWidget):
             log.exception("export to %s failed", out)
             show_error(f"Export failed: {e}")
             return None
+        params = layer.metadata.get(PARAMS_KEY) or {}
+        unlinked = PARAMS_KEY in layer.metadata and not params.get("link")
+        if self.format.value == "CTC result folder" and tracks is None and unlinked:
+            if data.ndim >= 3 and data.shape[0] > 1 and not one_stack:
+                show_warning(
+                    f"Export: wrote {written}; its objects are not linked over time (each "
+                    "frame's ids are its own), so res_track.txt follows ids, not cells: tick "
+                    "*link across frames* in Segment for tracks and divisions"
+                )
+                return written
         show_info(f"Export: wrote {written}")
         return written
 

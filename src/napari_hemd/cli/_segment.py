@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_hemd._log import NOTE
 from napari_hemd.cli._progress import Progress
 
 #: napari_hemd.core.segment.METHODS, spelled out so that ``--help`` does not import the engine
@@ -440,6 +441,7 @@ def _run_checked(args: argparse.Namespace) -> int:
         frames, tracks = remove_border_cells(np.moveaxis(labels, axis, 0), tracks, frame_axis=True)
         labels = np.moveaxis(frames, 0, axis)
         params["exclude_border"] = True
+    note_unlinked(args, labels, tracks)
     meta = {"method": args.method, "source": str(args.prob), **_channel_meta(args), **params}
     if args.method == "hemd":
         meta.update({k: res.params[k] for k in hemd_only if k in res.params})
@@ -577,6 +579,7 @@ def write_segmentation(args: argparse.Namespace, seg, extra: dict | None = None)
     from napari_hemd.workflows import selection_choices
 
     labels = seg.labels
+    note_unlinked(args, labels, seg.tracks)
     meta = {"source": str(args.prob), **_channel_meta(args), **seg.params}
     meta.update({**selection_choices(seg.result), **(extra or {})})
     write_labels(
@@ -589,6 +592,23 @@ def write_segmentation(args: argparse.Namespace, seg, extra: dict | None = None)
         first_frame=_first_frame(args, 1 if labels.ndim == 2 else labels.shape[0]),
         pixel_size=read_pixel_size(args.prob),  # the input's, as Fiji or the microscope wrote it
     )
+
+
+def note_unlinked(args: argparse.Namespace, labels: np.ndarray, tracks) -> None:
+    """Say that a CTC result folder of labels not linked over time holds no real tracks.
+
+    Each frame's objects are numbered on their own, so ``res_track.txt`` would follow ids, not
+    cells (the challenge's TRA of such a folder is meaningless); ``--link`` links them.
+    """
+    from napari_hemd.io.stacks import check_labels_path
+
+    if tracks is not None or labels.ndim < 3 or labels.shape[0] < 2:
+        return
+    if check_labels_path(args.output) == "ctc" and not args.link:
+        log.log(
+            NOTE, "the objects are not linked over time (each frame's ids are its own): "
+            "res_track.txt follows ids, not cells; add --link for tracks and divisions",
+        )  # fmt: skip
 
 
 def segmented(seg) -> str:
