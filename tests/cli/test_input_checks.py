@@ -346,3 +346,57 @@ def test_complex_images_truncated_npy_and_a_negative_rate_are_one_line(tmp_path,
     )
     with pytest.raises(ValueError, match=r"lr \(--lr\) must be > 0; got -1"):
         TrainConfig(lr=-1)
+
+
+def test_a_boundary_map_is_segmented_through_its_complement_with_invert(tmp_path, capsys):
+    """ilastik / EM boundary detectors give membrane probability: --invert segments 1 - map
+    (float or uint8, lazily, in segment and stream) exactly as the complement given by hand;
+    the map itself, given as a foreground, finds the borders instead of the cells."""
+    import zarr
+    from skimage.draw import disk
+    from skimage.segmentation import find_boundaries
+
+    from napari_hemd import segment as segment_api
+    from napari_hemd.core.metrics import f1_score
+
+    gt = np.zeros((3, 96, 96), np.uint16)  # cells of 12 px radius, two pairs touching
+    for t in range(3):
+        for i, (y, x) in enumerate(((20, 20 + t), (20, 43 + t), (65, 30), (65, 53), (40, 78))):
+            gt[t][disk((y, x), 12, shape=gt.shape[1:])] = i + 1
+    border = np.stack([find_boundaries(f, mode="inner") | (f == 0) for f in gt])
+    boundary = np.where(border, 0.95, 0.1).astype(np.float32)
+    tifffile.imwrite(tmp_path / "b.tif", boundary, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "b8.tif", (boundary * 255).round().astype(np.uint8))
+    expected = segment_api(1 - boundary, min_size=20)
+    assert f1_score(gt, expected) > 0.9
+    for name in ("b.tif", "b8.tif"):
+        out = tmp_path / f"o_{name}"
+        assert main(["segment", str(tmp_path / name), "--invert", "--min-size", "20", "-o",
+                     str(out), "--no-progress"]) == 0  # fmt: skip
+        np.testing.assert_array_equal(tifffile.imread(out), expected)
+    assert main(["stream", str(tmp_path / "b.tif"), "--invert", "--min-size", "20", "-o",
+                 str(tmp_path / "s.zarr"), "--no-progress"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "s.zarr"), mode="r")[:], expected)
+    plain = tmp_path / "plain.tif"
+    assert main(["segment", str(tmp_path / "b.tif"), "-o", str(plain), "--no-progress"]) == 0
+    assert f1_score(gt, tifffile.imread(plain)) < 0.5  # the borders, not the cells
+    capsys.readouterr()
+    assert main(["segment", str(tmp_path / "b.tif"), "--invert", "--model", "nuclei-fluo",
+                 "-o", str(tmp_path / "m.tif")]) == 2  # fmt: skip
+    assert "--invert takes a boundary probability map" in capsys.readouterr().err
+
+
+def test_a_noisy_map_segmented_at_every_size_gets_a_min_size_note(tmp_path, caplog):
+    """Most objects under 20 px (a map's noise at --min-size 0): a note names --min-size."""
+    from napari_hemd._log import NOTE
+
+    caplog.set_level(NOTE)
+    noisy = np.random.default_rng(0).random((2, 64, 64), dtype=np.float32)
+    tifffile.imwrite(tmp_path / "n.tif", noisy)
+    assert main(["segment", str(tmp_path / "n.tif"), "-o", str(tmp_path / "a.tif")]) == 0
+    notes = [r.getMessage() for r in caplog.records if "--min-size 20 drops" in r.getMessage()]
+    assert len(notes) == 1 and "smaller than 20 pixels" in notes[0]
+    caplog.clear()
+    assert main(["segment", str(tmp_path / "n.tif"), "--min-size", "5", "-o",
+                 str(tmp_path / "b.tif")]) == 0  # fmt: skip
+    assert not [r for r in caplog.records if "--min-size 20 drops" in r.getMessage()]

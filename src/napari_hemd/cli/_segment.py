@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "those touching any face); linked tracks split where a cell left a gap",
     )
     p.add_argument("--boundary", help="boundary probability stack (method maxvalue)")
+    add_invert_argument(p)
     add_channel_arguments(p)
     m = p.add_argument_group("model (raw input)")
     m.add_argument(
@@ -113,6 +114,30 @@ def add_tile_argument(p) -> None:
         default=None,
         help="prediction tile core size (0: untiled; default: one tile up to 4 Mpx, else 1024)",
     )
+
+
+def add_invert_argument(p) -> None:
+    """``--invert``, shared by ``segment`` and ``stream``."""
+    p.add_argument(
+        "--invert",
+        action="store_true",
+        help="INPUT is a boundary (membrane) probability, as ilastik or an EM boundary detector "
+        "export: segment its complement 1 - INPUT (cells high, their borders low)",
+    )
+
+
+def inverted(prob, args: argparse.Namespace, argument: str = "INPUT"):
+    """``prob``, or its complement with ``--invert`` (refused with ``--model``)."""
+    if not getattr(args, "invert", False):
+        return prob
+    if args.model is not None:
+        raise ValueError(
+            f"--invert takes a boundary probability map as {argument}; with --model {argument} "
+            "is a raw movie (the model predicts its own foreground)"
+        )
+    from napari_hemd.io.channels import InvertedView
+
+    return InvertedView(prob, str(Path(getattr(args, "prob", "")).resolve()))
 
 
 def add_channel_arguments(p) -> None:
@@ -365,6 +390,7 @@ def _run_checked(args: argparse.Namespace) -> int:
     from napari_hemd.io import read_stack, write_labels
 
     if args.model is not None:
+        inverted(None, args)  # --invert is for maps
         return _run_with_model(args)
     if args.method == "mutex":
         raise ValueError(
@@ -394,6 +420,7 @@ def _run_checked(args: argparse.Namespace) -> int:
             "add --model NAME (napari-hemd models lists them); a real probability map can be "
             "given as floats in [0, 1]"
         )
+    prob = inverted(prob, args)
     from napari_hemd.io.stacks import check_labels_path
     from napari_hemd.workflows import check_maps_fit
 
@@ -406,7 +433,13 @@ def _run_checked(args: argparse.Namespace) -> int:
     from napari_hemd.io.stacks import maps_group
 
     group = maps_group(prob)  # maps predict or stream wrote: the model they name
-    if group is not None and prob.ndim in (2, 3, 4) and args.axis == 0 and args.boundary is None:
+    if (
+        group is not None
+        and prob.ndim in (2, 3, 4)
+        and args.axis == 0
+        and args.boundary is None
+        and not args.invert
+    ):
         from napari_hemd.cli._segment_maps import run_on_model_maps
 
         done = run_on_model_maps(args, prob, group)  # as segment --model segments its maps
@@ -434,6 +467,8 @@ def _run_checked(args: argparse.Namespace) -> int:
             labels = labels[None]
         if args.method != "hemd" and args.link:
             labels, tracks = link_labels(labels, delta=args.delta)
+    if not args.min_size:
+        _note_specks(labels)
     if args.exclude_border:  # each frame (frames on the --axis), linked tracks made valid
         from napari_hemd.core.cells import remove_border_cells
 
@@ -443,6 +478,8 @@ def _run_checked(args: argparse.Namespace) -> int:
         params["exclude_border"] = True
     note_unlinked(args, labels, tracks)
     meta = {"method": args.method, "source": str(args.prob), **_channel_meta(args), **params}
+    if args.invert:
+        meta["invert"] = True
     if args.method == "hemd":
         meta.update({k: res.params[k] for k in hemd_only if k in res.params})
     from napari_hemd.io.calibration import read_pixel_size
@@ -592,6 +629,27 @@ def write_segmentation(args: argparse.Namespace, seg, extra: dict | None = None)
         first_frame=_first_frame(args, 1 if labels.ndim == 2 else labels.shape[0]),
         pixel_size=read_pixel_size(args.prob),  # the input's, as Fiji or the microscope wrote it
     )
+
+
+#: Objects smaller than this (pixels, or voxels of a 3D frame) are specks to a ``note``.
+SPECK_SIZE = 20
+
+
+def _note_specks(labels: np.ndarray) -> None:
+    """Say when most objects of a plain map's segmentation are specks (``--min-size`` 0).
+
+    A model's maps come with its smallest object; a user's own map (ilastik, an EM boundary
+    detector's complement) is taken at every size, and its noise gives thousands of specks.
+    """
+    sizes = np.concatenate([np.bincount(np.asarray(f).ravel())[1:] for f in labels])
+    sizes = sizes[sizes > 0]
+    small = int((sizes < SPECK_SIZE).sum())
+    if sizes.size >= 20 and small > sizes.size // 2:
+        log.log(
+            NOTE, "%d of the %d objects are smaller than %d pixels: specks of the map's noise? "
+            "--min-size %d drops them (a cell's area at the smallest)",
+            small, sizes.size, SPECK_SIZE, SPECK_SIZE,
+        )  # fmt: skip
 
 
 def note_unlinked(args: argparse.Namespace, labels: np.ndarray, tracks) -> None:

@@ -15,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from napari_hemd.cli._segment import (
         add_channel_arguments,
         add_hemd_arguments,
+        add_invert_argument,
         add_scale_argument,
         add_tile_argument,
         add_tta_argument,
@@ -66,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_tile_argument(m)
     add_tta_argument(m)
     add_scale_argument(m)
+    add_invert_argument(p)
     add_channel_arguments(p)
     add_volume_arguments(m)
     m.add_argument(
@@ -152,13 +154,14 @@ def run(args: argparse.Namespace) -> int:
                 "by window; its own Mutex watershed instances (what its held-out scores measure) "
                 "come from napari-hemd segment --model %s", args.model, args.model,
             )  # fmt: skip
-    from napari_hemd.cli._segment import channel_of
+    from napari_hemd.cli._segment import channel_of, inverted
     from napari_hemd.pipeline import open_input, stream_segment
 
     array = "foreground" if args.model is None else None  # of a maps group
     prob = channel_of(
         lambda p: open_input(p, array), args.prob, args, "PROB", maps=args.model is None
     )
+    prob = inverted(prob, args, "PROB")
     if args.model is not None and len(prob.shape) == 4:
         return _run_stacks(args, prob, params, loaded)
     if args.model is not None and len(prob.shape) == 3:

@@ -18,6 +18,7 @@ from napari_hemd.core.validation import channels_last
 
 __all__ = [
     "ChannelView",
+    "InvertedView",
     "channels_last",
     "input_axes",
     "looks_like_channels",
@@ -110,6 +111,38 @@ class ChannelView:
             raise IndexError(f"too many indices for an array of {self.ndim} dimensions")
         key = key + (slice(None),) * (self.ndim - len(key))
         return np.asarray(self.data[(*key[: self.axis], self.index, *key[self.axis :])])
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self[...]
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+
+class InvertedView:
+    """``1 - data`` of a boundary (membrane) probability map, read per request.
+
+    Cells are then high and their borders low: the foreground map H-EMD and the baselines take.
+    uint8 / uint16 maps are rescaled to [0, 1] first (as every map is); lazy as ``data`` is, and
+    it pickles with it (Dask workers). ``path`` names the source, inverted, so a resumable run
+    never takes the map for its complement.
+    """
+
+    def __init__(self, data, source: str = "") -> None:
+        self.data = data
+        self.shape = tuple(data.shape)
+        self.ndim = len(self.shape)
+        kind = np.dtype(data.dtype)
+        self.dtype = kind if kind.kind == "f" and kind.itemsize >= 4 else np.dtype(np.float32)
+        inner = getattr(data, "path", None)
+        self.path = f"{inner if isinstance(inner, str) else source}[1 - map]"
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        from napari_hemd.core.validation import to_probability
+
+        part = to_probability(np.asarray(self.data[key]), name="the boundary map")
+        return (1 - part).astype(self.dtype, copy=False)
 
     def __array__(self, dtype=None, copy=None):
         arr = self[...]
