@@ -188,8 +188,31 @@ def test_ctc_result_frames_keep_their_numbers(tmp_path):
         lab[t, 2:6, t : t + 4] = 1
     out = write_labels(lab, tmp_path / "res", first_frame=36)
     (out / "mask039.tif").unlink()
-    ((data, meta, kind),) = get_reader(str(out))(str(out))
+    (data, meta, kind), (points, tmeta, tkind) = get_reader(str(out))(str(out))
     assert kind == "labels" and data.shape == (8, 16, 16) and meta["translate"] == (36, 0, 0)
     assert not data[3].any()
     np.testing.assert_array_equal(data[4], tifffile.imread(out / "mask040.tif"))
     np.testing.assert_array_equal(data[7], lab[7])
+    # its res_track.txt as tracks on the masks: the cell's centre in the frames it is in
+    assert tkind == "tracks" and tmeta["translate"] == (36, 0, 0) and tmeta["name"] == "res tracks"
+    assert points[:, 1].tolist() == [0, 1, 2, 4, 5, 6, 7]
+    np.testing.assert_allclose(points[0, 2:], [3.5, 1.5])
+
+
+def test_a_ctc_result_opens_with_its_tracks_and_divisions(tmp_path):
+    """A linked result folder (res_track.txt with a division) opens as labels and a Tracks
+    layer whose graph draws the division; a folder of one frame opens without tracks."""
+    from napari_hemd.io import write_labels
+
+    lab = np.zeros((4, 16, 16), np.uint16)
+    lab[0:2, 2:6, 2:6] = 1
+    lab[2:, 2:5, 1:4], lab[2:, 9:12, 9:12] = 2, 3
+    tracks = np.array([[1, 0, 1, 0], [2, 2, 3, 1], [3, 2, 3, 1]])
+    out = write_labels(lab, tmp_path / "linked", tracks=tracks)
+    layers = get_reader(str(out))(str(out))
+    assert [k for *_, k in layers] == ["labels", "tracks"]
+    points, tmeta, _ = layers[1]
+    assert tmeta["graph"] == {2: [1], 3: [1]} and "translate" not in tmeta
+    assert sorted({int(i) for i in points[:, 0]}) == [1, 2, 3]
+    one = write_labels(lab[:1], tmp_path / "one")
+    assert [k for *_, k in get_reader(str(one))(str(one))] == ["labels"]

@@ -50,7 +50,8 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
     if is_ome_zarr(path):
         return _read_ome_zarr(path)
     if _is_ctc_result(path):
-        return [_read_ctc_result(path, name)]
+        labels = _read_ctc_result(path, name)
+        return [labels, *_ctc_tracks_layer(path, labels)]
     if path.is_dir() and not path.suffix:
         seq = read_ctc_sequence(path, lazy=True)
         n = None if seq.raw is None else seq.raw.shape[0]
@@ -213,6 +214,32 @@ def _read_ctc_result(path: Path, name: str) -> LayerData:
     if first:
         meta["translate"] = (first,) + (0,) * (data.ndim - 1)
     return (data, meta, "labels")
+
+
+def _ctc_tracks_layer(path: Path, labels: LayerData) -> list[LayerData]:
+    """The tracks of a CTC result folder's ``res_track.txt``, on its masks (none without it).
+
+    Each cell's centre in each frame under its track id, divisions drawn from the mother to her
+    daughters (:func:`napari_hemd.core.linking.track_points`).
+    """
+    from napari_hemd.core.linking import track_points
+    from napari_hemd.io import read_ctc_tracks
+
+    table = path / "res_track.txt"
+    data, meta, _ = labels
+    if not table.is_file() or data.ndim < 3 or data.shape[0] < 2:
+        return []
+    try:
+        tracks = read_ctc_tracks(table)
+    except (OSError, ValueError) as e:  # the masks open all the same
+        log.warning("%s: tracks not shown (%s)", table, e)
+        return []
+    points, graph = track_points(data, tracks)
+    if not len(points):
+        return []
+    place = {"translate": meta["translate"]} if "translate" in meta else {}
+    name = meta["name"].removesuffix(" labels") + " tracks"
+    return [(points, {"name": name, "graph": graph, "tail_length": 10, **place}, "tracks")]
 
 
 def _read_ome_zarr(path: Path) -> list[LayerData]:

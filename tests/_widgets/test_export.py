@@ -211,6 +211,40 @@ def test_a_ctc_export_named_dot_ctc_and_unlinked_labels_said(
     assert not errors
 
 
+def test_a_linked_run_shows_its_tracks_with_the_divisions(viewer, qtbot, errors):
+    """Segment with *link across frames* adds a Tracks layer on the labels: each cell's centre
+    per frame under its id, the divisions of the exported lineage as edges; a re-run replaces
+    it; an unlinked run adds none."""
+    from napari.layers import Tracks
+
+    from napari_hemd._widgets import SegmentWidget
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    assert not [ly for ly in viewer.layers if isinstance(ly, Tracks)]
+    seg.link.value = True
+    for _ in range(2):
+        with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+            pass
+        tracks = [ly for ly in viewer.layers if isinstance(ly, Tracks)]
+        assert [ly.name for ly in tracks] == ["nuclei video labels tracks"]
+    labels = viewer.layers["nuclei video labels"]
+    layer = tracks[0]
+    t, ids = 3, np.unique(labels.data[3])[1:]
+    in_frame = layer.data[layer.data[:, 1] == t]
+    assert sorted(in_frame[:, 0].astype(int)) == sorted(ids.astype(int))
+    k = int(ids[0])
+    yx = np.argwhere(labels.data[t] == k).mean(axis=0)
+    np.testing.assert_allclose(in_frame[in_frame[:, 0] == k][0, 2:], yx)
+    lineage = labels.metadata["hemd_result"].tracks
+    divided = {int(c): [int(p)] for c, _, _, p in lineage if p > 0}
+    assert divided and layer.graph == divided
+    assert tuple(layer.scale) == tuple(labels.scale)
+    assert not errors
+
+
 def test_objects_dropped_after_linking_leave_the_exported_lineage(make_napari_viewer):
     """A run that dropped small linked objects after H-EMD (a 3D model's min_volume) kept them
     in the result's tracks: Export listed objects the masks no longer hold."""

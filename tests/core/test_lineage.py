@@ -96,3 +96,26 @@ def test_divisions_whose_daughters_moved_apart_are_found(shared_data):
     assert len(divisions) >= 30
     assert found >= 0.6 * len(divisions)  # 1 in all 94 before
     assert found >= 0.75 * made  # most divisions made are true ones
+
+
+def test_track_points_are_each_cells_centre_per_frame_with_its_parent():
+    """A napari Tracks layer's data: [id, t, y, x] per object and frame (centres of mass),
+    sorted by id then frame, and the divisions as daughter -> [parent]; 3D frames give z."""
+    from napari_hemd.core.linking import track_points
+
+    lab, tracks = _movie()
+    data, graph = track_points(lab, tracks)
+    assert data.shape == (10, 4)  # cells 1-3 in two frames each, cell 4 in four
+    ids_t = [tuple(r) for r in data[:, :2].astype(int)]
+    expected = sorted({(int(i), t) for t in range(4) for i in np.unique(lab[t]) if i})
+    assert ids_t == expected
+    np.testing.assert_allclose(data[0, 2:], [1.0, 1.0])  # cell 1's 3 x 3 square at (0..2)
+    np.testing.assert_allclose(data[ids_t.index((2, 2)), 2:], [1.0, 0.5])
+    assert graph == {2: [1], 3: [1]}
+    # a parent that is not in the labels (deleted) makes no edge; (T, Z, Y, X) gives z
+    lab[lab == 1] = 0
+    assert track_points(lab, tracks)[1] == {}
+    data3, _ = track_points(np.stack([lab, lab], axis=1))
+    assert data3.shape[1] == 5 and set(data3[:, 2]) == {0.5}
+    empty, none = track_points(np.zeros((2, 5, 5), np.uint8))
+    assert empty.shape == (0, 4) and none == {}

@@ -114,7 +114,45 @@ def show_result(viewer, run: SegmentRun, result) -> None:
 
         how += f", {found_zoom(result.params['scale'], result.params['scale_tried'])}"
     count = _count(out, saved, res)
+    tracks = getattr(result if run.model is not None or run.from_model else res, "tracks", None)
+    shown = show_tracks(viewer, out, tracks, one_stack=saved.get("planes") == 3)
+    if shown is not None:
+        count += f", their tracks in {shown.name!r}"
     show_info(f"Segment: {count} in {out.name!r}{how}" + (f". Note: {advice}" if advice else ""))
+
+
+def show_tracks(viewer, labels: Labels, tracks, *, one_stack: bool = False):
+    """The cells' tracks of ``labels`` linked over time, as a ``Tracks`` layer on them.
+
+    Each cell's centre in each frame, a division drawn from the mother to her daughters
+    (:func:`napari_hemd.core.linking.track_points`); none (``None`` returned) for labels not
+    linked over time (``tracks`` None) or one stack (its slices linked into 3D objects). The
+    layer shows the run's result: after edits, Export writes the edited lineage.
+    """
+    data = labels.data
+    names = [str(a).lower() for a in labels.axis_labels]
+    if tracks is None or data.ndim < 3 or one_stack or (data.ndim == 3 and names[0] == "z"):
+        return None
+    from napari.layers import Tracks
+
+    from napari_hemd.core.linking import track_points
+
+    points, graph = track_points(data, tracks)
+    if not len(points):
+        return None
+    name = f"{labels.name} tracks"
+    place = {
+        "scale": tuple(labels.scale),
+        "translate": tuple(labels.translate),
+        "units": tuple(labels.units),
+        "axis_labels": tuple(labels.axis_labels),
+    }
+    old = viewer.layers[name] if name in viewer.layers else None
+    if isinstance(old, Tracks) and "hemd_tracks" in old.metadata:  # a re-run's: replaced
+        viewer.layers.remove(old)  # (a user's layer of that name stays; napari numbers ours)
+    return viewer.add_tracks(
+        points, graph=graph, name=name, tail_length=10, metadata={"hemd_tracks": True}, **place
+    )
 
 
 def _probability_layer(viewer, run: SegmentRun, result) -> Image:

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from napari_hemd.core.matching import emd_matching
 
-__all__ = ["FrameLinker", "link_labels", "tracks_after_removal"]
+__all__ = ["FrameLinker", "link_labels", "track_points", "tracks_after_removal"]
 
 
 def _overlaps(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> sp.csr_matrix:
@@ -186,6 +186,47 @@ def _centres(labels: np.ndarray, ids: list[int]) -> np.ndarray:
         where = np.nonzero(labels[box] == k)
         out[i] = [w.mean() + s.start for w, s in zip(where, box, strict=True)]
     return out
+
+
+def track_points(labels, tracks: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Each object's centre in each frame, as a napari ``Tracks`` layer takes them.
+
+    Parameters
+    ----------
+    labels : (T, Y, X) or (T, Z, Y, X) integer array-like
+        Labels linked over time: an id is one cell in every frame it is in (read a frame at a
+        time: zarr and dask stay on disk).
+    tracks : (K, 4) int array, optional
+        The CTC lineage (``L B E P``): each daughter's parent becomes an edge of ``graph``.
+
+    Returns
+    -------
+    data : (N, 2 + spatial) float64 ndarray
+        Rows ``[id, t, (z,) y, x]`` in pixels of ``labels`` (centres of mass), sorted by id,
+        then frame.
+    graph : dict of int to list of int
+        Daughter id -> ``[parent id]``, for parents that are in ``labels``.
+    """
+    rows = []
+    for t in range(labels.shape[0]):
+        frame = np.asarray(labels[t])
+        ids = [int(i) for i in np.unique(frame) if i > 0]
+        if not ids:
+            continue
+        centres = _centres(frame, ids)
+        rows.append(np.column_stack([ids, np.full(len(ids), t), centres]))
+    spatial = len(labels.shape) - 1
+    if not rows:
+        return np.zeros((0, 2 + spatial)), {}
+    data = np.concatenate(rows)
+    data = data[np.lexsort((data[:, 1], data[:, 0]))]
+    graph: dict[int, list[int]] = {}
+    if tracks is not None and len(tracks):
+        present = set(np.unique(data[:, 0]).astype(int).tolist())
+        for label, _, _, parent in np.asarray(tracks, dtype=np.int64).reshape(-1, 4):
+            if parent > 0 and int(label) in present and int(parent) in present:
+                graph[int(label)] = [int(parent)]
+    return data, graph
 
 
 def match_ids(
