@@ -119,3 +119,51 @@ def test_track_points_are_each_cells_centre_per_frame_with_its_parent():
     assert data3.shape[1] == 5 and set(data3[:, 2]) == {0.5}
     empty, none = track_points(np.zeros((2, 5, 5), np.uint8))
     assert empty.shape == (0, 4) and none == {}
+
+
+def _disc(shape, centre, r):
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= r * r
+
+
+def test_a_cell_cut_in_two_for_a_frame_keeps_its_track():
+    """A cell the segmentation cut in two in one frame: its halves differ from it in size past
+    the EMD's tolerance, so its track ended there (three tracks, a false division or two new
+    cells); now one half continues it by overlap and, whole again, it is the same track, the
+    other half a one-frame track of its own with no parent."""
+    from napari_hemd.core.linking import link_labels
+
+    lab = np.zeros((5, 40, 40), np.uint16)
+    for t in range(5):
+        lab[t][_disc((40, 40), (20, 20), 8)] = 1
+    cut = lab[2].copy()
+    cut[:, 20:][cut[:, 20:] == 1] = 2
+    lab[2] = cut
+    out, tracks = link_labels(lab, delta=0.35)
+    first = int(out[0][20, 20])
+    assert all(int(out[t][20, 20]) == first for t in (0, 1, 3, 4))  # one track throughout
+    halves = {int(out[2][20, 14]), int(out[2][20, 26])}
+    assert first in halves and len(halves) == 2  # the larger half (x 20-28) continues it
+    assert not (tracks[:, 3] > 0).any()  # no division
+    rows = {int(k): (int(b), int(e)) for k, b, e, _ in tracks}
+    assert rows[first] == (0, 4) and rows[(halves - {first}).pop()] == (2, 2)
+
+
+def test_a_division_whose_daughter_kept_the_mothers_place_is_found():
+    """SIM+ daughters: one stays where the mother was (about half her size, matched to her),
+    the other moves off: the mother's track went on into one daughter and the other had no
+    parent. Now both are her daughters."""
+    from napari_hemd.core.linking import link_labels
+
+    lab = np.zeros((4, 60, 60), np.uint16)
+    lab[0][_disc((60, 60), (30, 24), 10)] = 1
+    lab[1][_disc((60, 60), (30, 24), 10)] = 1
+    for t in (2, 3):
+        lab[t][_disc((60, 60), (30, 23), 8.5)] = 1  # 0.72 of her size: the EMD matches it
+        lab[t][_disc((60, 60), (30, 44), 5)] = 2  # no overlap with the mother
+    out, tracks = link_labels(lab)
+    mother = int(out[0][30, 24])
+    rows = {int(k): (int(b), int(e), int(p)) for k, b, e, p in tracks}
+    assert rows[mother][:2] == (0, 1)
+    daughters = {int(out[2][30, 23]), int(out[2][30, 44])}
+    assert len(daughters) == 2 and all(rows[d] == (2, 3, mother) for d in daughters)
