@@ -258,6 +258,48 @@ def test_rerun_is_undoable(viewer, qtbot, errors):
     assert not errors
 
 
+def test_re_runs_keep_two_results_in_memory_and_rebuild_older_ones(viewer, qtbot, errors):
+    """Each re-run's H-EMD result stayed in the undo history (0.6 GB each on the whole HeLa
+    movie: memory grew with every re-run). Two are kept; undoing to an older run rebuilds its
+    forests, which select what that run selected."""
+    import gc
+    import weakref
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    runs = []
+    for tau in (0.5, 0.6, 0.7, 0.8):
+        seg.tau.value = tau
+        _wait(qtbot, seg.run())
+        labels = viewer.layers["nuclei video labels"]
+        runs.append((labels.data.copy(), weakref.ref(labels.metadata["hemd_result"])))
+    gc.collect()
+    assert [r() is not None for _, r in runs] == [False, False, True, True]
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = labels
+    assert proof.undo().startswith("segment")  # to tau 0.7: its result is still there
+    assert labels.metadata["hemd_result"] is runs[2][1]()
+    assert proof.undo().startswith("segment")  # to tau 0.6: rebuilt in the background
+    qtbot.waitUntil(lambda: labels.metadata.get("hemd_result") is not None, timeout=60_000)
+    res = labels.metadata["hemd_result"]
+    np.testing.assert_array_equal(labels.data, runs[1][0])
+    assert res.params["tau"] == 0.6 and labels.metadata["hemd_params"]["tau"] == 0.6
+    np.testing.assert_array_equal(res.labels, labels.data)  # the rebuild selects as it did
+    # napari's own Ctrl-Z back to tau 0.5: no result; the inspector rebuilds it when asked
+    from napari_hemd._widgets._layer_state import _napari_key_step
+
+    _napari_key_step(labels, redo=False)
+    np.testing.assert_array_equal(labels.data, runs[0][0])
+    assert labels.metadata.get("hemd_result") is None
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    t, y, x = (int(v) for v in np.argwhere(labels.data > 0)[0])
+    assert insp.inspect(t, (y, x)) == []  # rebuilding
+    qtbot.waitUntil(lambda: labels.metadata.get("hemd_result") is not None, timeout=60_000)
+    assert [r for r in insp.inspect(t, (y, x)) if r.chosen]
+    assert not errors
+
+
 def test_a_chosen_child_keeps_its_pixels_after_lock_and_rerun(viewer, qtbot, errors):
     """Choosing a child gives it the rest of its parent's pixels; "Lock choices and re-run" must
     keep them (it used to fold them back into H-EMD's speck-sized candidate region). Through the

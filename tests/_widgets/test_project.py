@@ -143,6 +143,67 @@ def test_autosave_runs_in_the_background_and_saves_edits_made_meanwhile(
     assert not errors
 
 
+def test_an_edit_made_just_before_napari_closes_is_saved(viewer, qtbot, tmp_path, errors):
+    """An edit less than the autosave's quiet moment old was lost when napari closed (the timer
+    died with the widget); closing the window now saves it, as does opening a project."""
+    from napari_hemd.workflows import load_project
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    proj = ProjectWidget(viewer, restore=False)
+    proj.labels.value = labels
+    out = proj.save(tmp_path / "closing")
+    pr = ProofreadWidget(viewer)
+    pr.labels.value = labels
+    pr.scope.value = "all frames"
+    gone = int(np.unique(labels.data)[1])
+    assert pr.delete([gone])
+    assert proj._timer.isActive()  # the autosave still waits for a quiet moment
+    other = ProjectWidget(viewer, restore=False)
+    other.labels.value = labels
+    elsewhere = other.save(tmp_path / "elsewhere")
+    assert pr.delete([int(np.unique(labels.data)[1])])
+    assert proj._timer.isActive()
+    edited = np.asarray(labels.data).copy()
+    proj.open(elsewhere)  # another project opened: this session's edit saved first
+    np.testing.assert_array_equal(load_project(out)["labels"], edited)
+    labels = proj.session_layer  # the session now: the project opened
+    pr.labels.value = labels
+    assert pr.delete([int(np.unique(labels.data)[1])])
+    assert proj._timer.isActive()
+    expected = np.asarray(labels.data).copy()
+    viewer.window._qt_window.close()  # napari's window closed a moment after an edit
+    np.testing.assert_array_equal(load_project(elsewhere)["labels"], expected)
+    assert not errors
+
+
+def test_an_edit_made_just_before_viewer_close_is_saved(viewer, qtbot, tmp_path, errors):
+    """``viewer.close()`` removes the layers before the window: the session is saved as its
+    layers go."""
+    from napari_hemd.workflows import load_project
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    proj = ProjectWidget(viewer, restore=False)
+    proj.labels.value = labels
+    out = proj.save(tmp_path / "closing")
+    pr = ProofreadWidget(viewer)
+    pr.labels.value = labels
+    pr.scope.value = "all frames"
+    assert pr.delete([int(np.unique(labels.data)[1])])
+    assert proj._timer.isActive()
+    expected = np.asarray(labels.data).copy()
+    viewer.close()
+    np.testing.assert_array_equal(load_project(out)["labels"], expected)
+    assert not errors
+
+
 def test_autosave_then_new_viewer_restores_session(
     viewer, make_napari_viewer, qtbot, tmp_path, errors, settings_dir
 ):

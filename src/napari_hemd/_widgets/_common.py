@@ -127,9 +127,11 @@ class LayerWidget(Container):
 
         if not _settings.load_settings()["auto_restore"] or _settings.last_project() is None:
             return
+        window = getattr(self.viewer, "window", None)
+        if window is not None and not hasattr(window, "_qt_window"):
+            return  # napari was closed before this ran: its window is gone
         if len(self.viewer.layers) or holds_session(self.viewer):
             return  # the user is working on something else: never pull the old session in
-        window = getattr(self.viewer, "window", None)
         docks = getattr(window, "dock_widgets", None)
         if docks is None or any(PROJECT_WIDGET in str(name) for name in docks):
             return

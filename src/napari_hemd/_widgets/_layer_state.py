@@ -214,9 +214,39 @@ def apply_edit(
     old[...] = new
     if state is not None:
         layer.metadata.update(state)
+        forget_old_results(layer)
     layer.refresh()
     edited_event(layer)(name=name)
     return True
+
+
+#: H-EMD results the undo history of a layer holds: its current one and the one before. Each
+#: is a movie's candidate forests (560 MB on the whole Fluo-N2DL-HeLa movie): kept for every
+#: re-run, memory grew by that much each time. Undoing further back rebuilds the forests.
+KEPT_RESULTS = 2
+
+
+def forget_old_results(layer: Labels, keep: int = KEPT_RESULTS) -> int:
+    """Drop from ``layer``'s undo history the H-EMD results older than the ``keep`` newest.
+
+    Their edits keep their parameters and locks: undoing to one gives a layer without a result
+    (:func:`needs_rebuild`), whose forests Proofread and the inspector rebuild. Returns how many
+    references were dropped.
+    """
+    hist = history_of(layer)
+    kept = [layer.metadata.get(RESULT_KEY)] if layer.metadata.get(RESULT_KEY) is not None else []
+    dropped = 0
+    for edit in reversed(hist.undo_stack + hist.redo_stack[::-1]):
+        for st in edit.state or ():
+            res = st.get(RESULT_KEY)
+            if res is None or any(res is k for k in kept):
+                continue
+            if len(kept) < keep:
+                kept.append(res)
+            else:  # as an edit read back from a project: rebuilt, or the current one's
+                del st[RESULT_KEY]
+                dropped += 1
+    return dropped
 
 
 def step_history(layer: Labels, redo: bool = False) -> Edit | None:

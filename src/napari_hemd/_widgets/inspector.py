@@ -29,6 +29,7 @@ from napari_hemd._widgets._layer_state import (
     apply_edit,
     edits_since_run,
     index_at,
+    needs_rebuild,
     show_index,
 )
 from napari_hemd._widgets._paths import (
@@ -175,6 +176,14 @@ class InspectorWidget(StacksMixin, LayerWidget):
                 self._rebuild_stack(layer, res, t)
                 return None
             return layer, res.results[t]
+        if res is None and isinstance(layer, Labels) and needs_rebuild(layer):  # undone far back
+            if self._worker is None:
+                self.rebuild_result(layer)
+            show_info(
+                "Inspector: rebuilding the candidate forest of this state of the labels; "
+                "click the object again when it is done"
+            )
+            return None
         if not isinstance(res, HEMDResult):
             show_error("Inspector: choose a labels layer made by the Segment widget with H-EMD")
             return None

@@ -20,7 +20,7 @@ from magicgui.widgets import CheckBox, FileEdit, Label, PushButton
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QEvent, QObject, QTimer
 
 from napari_hemd import _settings
 from napari_hemd._widgets._common import (
@@ -141,6 +141,7 @@ class ProjectWidget(LayerWidget):
         #: The autosave running in a thread (``None`` if none) and whether edits came meanwhile.
         self._saving = None
         self._save_again = False
+        self._close_filter = None
         self.save_button.clicked.connect(lambda: self.save())
         self.open_button.clicked.connect(lambda: self.open())
         self.cancel_button.clicked.connect(self.cancel)
@@ -172,6 +173,7 @@ class ProjectWidget(LayerWidget):
             edited_event(layer).connect(self._schedule)
             layer.events.paint.connect(self._schedule)  # napari's brush and fill
         self.session_layer, self.folder = layer, folder
+        self._watch_window_close()  # the last edits are saved when napari closes
         layer.metadata[PROJECT_KEY] = str(folder)  # the Fine-tune widget saves models there
         self.path.value = folder
         _settings.remember_project(folder)
@@ -198,6 +200,43 @@ class ProjectWidget(LayerWidget):
             self.status.value = f"project: {folder.name} (autosaved)"
             self.autosaved.emit(out)
         return out
+
+    def flush(self) -> Path | None:
+        """Save edits still waiting for their quiet moment, now; wait for a running autosave.
+
+        Called when napari's window closes (an edit less than :data:`AUTOSAVE_MS` old was
+        lost) and before another project is opened.
+        """
+        pending = self._timer.isActive() or self._save_again
+        self._timer.stop()
+        self._save_again = False
+        self.wait_for_autosave()
+        return self.autosave_now() if pending and self.autosave.value else None
+
+    def _watch_window_close(self) -> None:
+        """Flush the session when napari's window closes or its layers go (once per widget).
+
+        The window's close (its button, File > Close Window, Quit) comes with the layers still
+        there; ``viewer.close()`` removes the layers first.
+        """
+        if self._close_filter is not None:
+            return
+        self.viewer.layers.events.removing.connect(self._on_removing)
+        viewer = getattr(self.viewer, "__wrapped__", self.viewer)  # napari's public-only proxy
+        window = getattr(viewer.window, "_qt_window", None)  # of a dock from the plugins menu
+        if window is None:
+            return
+        self._close_filter = _CloseFilter(self, window)
+        window.installEventFilter(self._close_filter)
+
+    def _on_removing(self, event) -> None:
+        """A layer the session is saved from is about to go: save its pending edits first."""
+        if not (self._timer.isActive() or self._save_again) or self.session_layer is None:
+            return
+        layer = self.viewer.layers[event.index]
+        params = self.session_layer.metadata.get(PARAMS_KEY) or {}
+        if layer is self.session_layer or layer.name == params.get(SOURCE_KEY):
+            self.flush()
 
     def _autosave_in_background(self) -> None:
         """Save the session in a thread: napari stays responsive while a large movie is written.
@@ -368,6 +407,7 @@ class ProjectWidget(LayerWidget):
         except ValueError as e:
             show_error(f"Project: {e}")
             return None
+        self.flush()  # the session open now is saved first (the folder may be this one)
         try:
             proj = load_project(folder)
         except Exception as e:
@@ -455,3 +495,21 @@ def _placement(layer) -> dict:
         "units": units,
         "axis_labels": [str(a) for a in layer.axis_labels],
     }
+
+
+class _CloseFilter(QObject):
+    """Flushes a Project widget's session when napari's main window is about to close."""
+
+    def __init__(self, widget: ProjectWidget, window) -> None:
+        super().__init__(window)
+        self._widget = widget
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Type.Close:
+            try:
+                self._widget.flush()
+            except RuntimeError:  # the dock was deleted before the window
+                pass
+            except Exception:  # never keep napari from closing
+                log.exception("saving the session on close failed")
+        return False

@@ -55,7 +55,12 @@ from napari_hemd._widgets._models import (
     tta_combo,
     tta_refused,
 )
-from napari_hemd._widgets._segment_run import SegmentRun, show_result, stacks_maps_workflow
+from napari_hemd._widgets._segment_run import (
+    SegmentRun,
+    map_run_workflow,
+    show_result,
+    stacks_maps_workflow,
+)
 from napari_hemd.core.segment import METHODS
 from napari_hemd.workflows import segment_workflow
 
@@ -430,4 +435,4 @@ class SegmentWidget(LayerWidget):
         if background is not None and tuple(background.shape) == tuple(layer.data.shape):
             run.grow = int(layer.metadata.get(GROW_KEY, 0))
             run.background = background if span is None else background[span[0] : span[1]]
-        return segment_workflow(run.data, run.method, **kwargs)
+        return map_run_workflow(run, segment_workflow(run.data, run.method, **kwargs))
