@@ -876,7 +876,10 @@ class EditHistory:
 
 
 # ---------------------------------------------------------------------------------- project
-PROJECT_FORMAT = "napari-hemd project 1"
+PROJECT_FORMAT = "napari-hemd project 2"
+#: Formats :func:`load_project` reads: 1 kept an array per undo step and part (version 2 packs
+#: the history into three flat arrays, which version 1's reader does not know: it refuses it).
+PROJECT_FORMATS = ("napari-hemd project 1", PROJECT_FORMAT)
 
 
 def save_project(
@@ -970,15 +973,27 @@ def save_project(
         digests = {
             key: _write_reusing(root, tmp, key, arr, previous, Path(folder)) for key, arr in arrays
         }
-        edits = []
+        # the undo history packed into three flat arrays (an array per edit and part made a
+        # save of 300 edits take 3 s; appended edits now rewrite the arrays' last chunk)
+        edits, packed, start = [], {"index": [], "before": [], "after": []}, 0
         for stack_name, stack in (
             ("undo", history.undo_stack if history else []),
             ("redo", history.redo_stack if history else []),
         ):
             for i, e in enumerate(stack):
-                for part in ("index", "before", "after"):
-                    root.create_array(f"{stack_name}_{i}_{part}", data=getattr(e, part))
-                edits.append([stack_name, i, e.name, _state_json(e.state)])
+                n = len(e.index)
+                for part in packed:
+                    packed[part].append(np.asarray(getattr(e, part)).ravel())
+                kind = np.asarray(e.before).dtype.str
+                edits.append([stack_name, i, e.name, _state_json(e.state), start, start + n, kind])
+                start += n
+        if edits:
+            for part, pieces in packed.items():
+                flat = np.concatenate(pieces)
+                if part != "index" and flat.dtype.kind in "iu":
+                    flat = flat.astype(np.int64)  # one type for every edit's values
+                key = f"history_{part}"
+                digests[key] = _write_reusing(root, tmp, key, flat, previous, Path(folder))
         root.attrs.update(
             {
                 "format": PROJECT_FORMAT,
@@ -1021,56 +1036,66 @@ def _previous_project(folder: Path):
     except Exception:  # not a zarr group we can read: written anew
         return None
     attrs = dict(root.attrs)
-    if attrs.get("format") != PROJECT_FORMAT or not isinstance(attrs.get(CHUNK_DIGESTS_KEY), dict):
+    if attrs.get("format") not in PROJECT_FORMATS or not isinstance(
+        attrs.get(CHUNK_DIGESTS_KEY), dict
+    ):
         return None
     return root
 
 
-def _chunk_digests(arr: np.ndarray) -> list[str]:
-    """SHA-256 of each chunk of ``arr`` as a project stores it: a frame, or all of a 2D array."""
+#: Chunk length of a project's 1D arrays (its packed undo history): a new edit appended to a
+#: long history rewrites the last chunk only.
+FLAT_CHUNK = 1 << 20
+
+
+def _chunking(arr: np.ndarray) -> tuple[tuple[int, ...], list[tuple[tuple[int, ...], tuple]]]:
+    """How a project stores ``arr``: its chunk shape and each chunk's ``(coords, selection)``.
+
+    A frame per chunk for stacks, one chunk for a 2D array, :data:`FLAT_CHUNK` values for 1D.
+    """
+    if arr.ndim == 1:
+        size = FLAT_CHUNK
+        parts = [((i,), (slice(i * size, (i + 1) * size),)) for i in range(-(-len(arr) // size))]
+        return (size,), parts
+    if arr.ndim > 2:
+        lead = (0,) * (arr.ndim - 1)
+        return (1, *arr.shape[1:]), [((t, *lead), (t,)) for t in range(arr.shape[0])]
+    return arr.shape, [((0,) * arr.ndim, (Ellipsis,))]
+
+
+def _digest(part: np.ndarray) -> str:
     import hashlib
 
-    parts = arr if arr.ndim > 2 else [arr]
-    return [hashlib.sha256(np.ascontiguousarray(part).data).hexdigest() for part in parts]
+    return hashlib.sha256(np.ascontiguousarray(part).data).hexdigest()
 
 
 def _write_reusing(root, at: Path, key: str, arr: np.ndarray, previous, folder: Path) -> list[str]:
-    """Write ``arr`` as array ``key`` of ``root`` (the group at ``at``), a chunk per frame; return its digests.
+    """Write ``arr`` as array ``key`` of ``root`` (the group at ``at``); return its chunks' digests.
 
-    Chunks equal to those of the same array in ``previous`` (the project being replaced, at
-    ``folder``, stored with the same shape, type and encoding) are hard-linked (else copied)
-    from it instead of compressed and written again: saving a session after an edit writes the
-    frames that changed. Nothing is ever written into a linked file: a linked chunk's path is
-    only created by the link.
+    Chunks (:func:`_chunking`) equal to those of the same array in ``previous`` (the project
+    being replaced, at ``folder``, stored with the same type, chunks and encoding; its length
+    may differ) are hard-linked (else copied) from it instead of compressed and written again:
+    saving a session after an edit writes the frames that changed (and the undo history's last
+    chunk). Nothing is ever written into a linked file: a linked chunk's path is only created by
+    the link.
     """
     import shutil
 
-    chunks = (1, *arr.shape[1:]) if arr.ndim > 2 else arr.shape
-    digests = _chunk_digests(arr)
-    old_digests = None
+    chunks, parts = _chunking(arr)
+    digests = [_digest(arr[sel]) for _, sel in parts]
+    new = root.create_array(key, shape=arr.shape, dtype=arr.dtype, chunks=chunks)
+    stored: list = []
     if previous is not None and key in previous:
-        old = previous[key]
-        stored = dict(previous.attrs)[CHUNK_DIGESTS_KEY].get(key)
-        new = root.create_array(key, shape=arr.shape, dtype=arr.dtype, chunks=chunks)
-        if (
-            isinstance(stored, list)
-            and len(stored) == len(digests)
-            and old.metadata.to_dict() == new.metadata.to_dict()
-        ):
-            old_digests = stored
-    if old_digests is None:
-        if key in root:
-            del root[key]
-        root.create_array(key, data=arr, chunks=chunks)
-        return digests
-    ndim = arr.ndim
-    for i, (d_new, d_old) in enumerate(zip(digests, old_digests, strict=True)):
-        coords = (i,) + (0,) * (ndim - 1) if ndim > 2 else (0,) * ndim
-        if d_new != d_old:
-            if ndim > 2:
-                new[i] = arr[i]
-            else:
-                new[...] = arr
+        old_meta = previous[key].metadata.to_dict()
+        new_meta = new.metadata.to_dict()
+        old_meta.pop("shape", None)
+        new_meta.pop("shape", None)
+        listed = dict(previous.attrs)[CHUNK_DIGESTS_KEY].get(key)
+        if isinstance(listed, list) and old_meta == new_meta:
+            stored = listed
+    for i, (coords, sel) in enumerate(parts):
+        if i >= len(stored) or digests[i] != stored[i]:
+            new[sel] = arr[sel]
             continue
         name = new.metadata.encode_chunk_key(coords)
         src = folder / key / name
@@ -1129,17 +1154,26 @@ def load_project(folder: str | os.PathLike) -> dict:
 
     root = zarr.open_group(str(folder), mode="r")
     attrs = dict(root.attrs)
-    if attrs.get("format") != PROJECT_FORMAT:
+    if attrs.get("format") not in PROJECT_FORMATS:
         raise ValueError(
             f"{str(folder)!r} is not a napari-hemd project (format {attrs.get('format')!r})"
         )
     history = EditHistory()
-    for stack_name, i, name, *state in attrs.get("edits", []):
-        parts = [
-            np.asarray(root[f"{stack_name}_{i}_{p}"][...]) for p in ("index", "before", "after")
-        ]
+    flat = {}
+    if "history_index" in root:  # packed (since 2026-12-07): three flat arrays
+        flat = {p: np.asarray(root[f"history_{p}"][...]) for p in ("index", "before", "after")}
+    for stack_name, i, name, *rest in attrs.get("edits", []):
+        if flat and len(rest) >= 4:
+            state, a, b, kind = rest[0], int(rest[1]), int(rest[2]), np.dtype(rest[3])
+            parts = [flat["index"][a:b], flat["before"][a:b].astype(kind), flat["after"][a:b]]
+            parts[2] = parts[2].astype(kind)
+        else:  # an array per edit and part (projects saved before)
+            state = rest[0] if rest else None
+            parts = [
+                np.asarray(root[f"{stack_name}_{i}_{p}"][...]) for p in ("index", "before", "after")
+            ]
         stack = history.undo_stack if stack_name == "undo" else history.redo_stack
-        stack.append(Edit(name, *parts, state=_state_from_json(state[0] if state else None)))
+        stack.append(Edit(name, *parts, state=_state_from_json(state)))
     return {
         "prob": np.asarray(root["prob"][...]),
         "labels": np.asarray(root["labels"][...]),

@@ -173,6 +173,29 @@ def test_the_preview_layer_is_never_offered_for_edits_or_export(viewer, qtbot, e
     assert not errors
 
 
+def test_hovering_rows_redraws_one_frame_of_one_preview_layer(viewer, qtbot, errors):
+    """Each hover made a movie-sized layer of zeros, coloured and drawn anew (0.1-0.9 s a hover
+    on a 92-frame movie); now the preview layer stays and only its frame changes: the row's
+    candidate there, the previous frame's outline gone."""
+    labels = _segmented(viewer, qtbot)
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    insp.inspect(3, tuple(int(v) for v in np.argwhere(labels.data[3] > 0)[0]))
+    insp.preview_row(0)
+    preview = viewer.layers[f"{labels.name} preview"]
+    data = preview.data
+    insp.preview_row(len(insp.rows) - 1)
+    res = labels.metadata["hemd_result"]
+    assert viewer.layers[f"{labels.name} preview"] is preview and preview.data is data
+    np.testing.assert_array_equal(preview.data[3], res.forests[3].mask(insp.rows[-1].node))
+    insp.inspect(5, tuple(int(v) for v in np.argwhere(labels.data[5] > 0)[0]))
+    insp.preview_row(0)
+    assert not preview.data[3].any() and preview.data[5].any()
+    assert int(preview.data.sum()) == int(res.forests[5].mask(insp.rows[0].node).sum())
+    assert preview.contour == 2
+    assert not errors
+
+
 def test_an_empty_path_is_a_message_not_an_exception(viewer, qtbot, errors):
     from napari_hemd._widgets import ExportWidget, ProjectWidget
 
