@@ -494,3 +494,23 @@ def test_split_by_seeds_gives_each_seed_its_nucleus():
         assert set(np.unique(out)) == {0, 7, 8}
         assert (out[gt == 13] == 8).mean() > 0.95  # the nucleus clicked, nearly whole
         assert (out[gt == 2] == 7).mean() > 0.9 and (out[gt == 16] == 7).all()
+
+
+def test_split_seeds_off_the_frame_or_not_numbers_are_named_plainly():
+    """Seeds from clicks: NaN gave numpy's 'index -9223372036854775808 is out of bounds', a
+    seed past the edge wrapped around or failed the same way, and messages showed
+    'np.int64(36)'; now each is named in plain numbers, and sub-pixel clicks are rounded."""
+    from napari_hemd.workflows import split_by_seeds
+
+    frame = np.zeros((20, 20), np.uint32)
+    frame[5:15, 5:15] = 3
+    for seeds, message in (
+        ([[0, 0], [6, 6]], r"the first seed \[0, 0\] is on background"),
+        ([[6, 6], [np.nan, 3]], r"must be finite numbers; got \[\[6.0, 6.0\], \[nan, 3.0\]\]"),
+        ([[6, 6], [25, 3]], r"\[\[25, 3\]\] lie outside the frame \(shape \(20, 20\)\)"),
+        ([[6, 6], [-1, 3]], r"\[\[-1, 3\]\] lie outside the frame"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            split_by_seeds(frame, seeds, 10)
+    out = split_by_seeds(frame, [[6.4, 6.2], [13.3, 13.0]], 10)
+    assert set(np.unique(out)) == {0, 3, 10} and out[6, 6] == 3 and out[13, 13] == 10

@@ -769,12 +769,18 @@ def split_by_seeds(
     from scipy import ndimage as ndi
     from skimage.segmentation import watershed
 
-    seeds = np.asarray(seeds, dtype=np.int64).reshape(-1, frame.ndim)
+    raw = np.asarray(seeds, dtype=np.float64).reshape(-1, frame.ndim)
+    if not np.isfinite(raw).all():
+        raise ValueError(f"seeds: pixel positions must be finite numbers; got {raw.tolist()}")
+    seeds = np.round(raw).astype(np.int64)
     if len(seeds) < 2:
         raise ValueError(f"seeds: need at least 2 seeds to split; got {len(seeds)}")
+    outside = seeds[((seeds < 0) | (seeds >= np.asarray(frame.shape))).any(axis=1)].tolist()
+    if outside:
+        raise ValueError(f"seeds: {outside} lie outside the frame (shape {tuple(frame.shape)})")
     label = int(frame[tuple(seeds[0])])
     if label == 0:
-        raise ValueError(f"seeds: the first seed {tuple(seeds[0])} is on background")
+        raise ValueError(f"seeds: the first seed {seeds[0].tolist()} is on background")
     mask = frame == label
     inside = [tuple(p) for p in seeds if mask[tuple(p)]]
     if len(inside) < 2:
