@@ -79,7 +79,7 @@ class ExportWidget(LayerWidget):
         self._labels_changed()
         #: Asked before replacing an existing output; tests replace it.
         self.confirm_overwrite: Callable[[Path], bool] = _ask_overwrite
-        self.export_button.clicked.connect(lambda: self.export())
+        self.export_button.clicked.connect(lambda: self.export(background=True))
 
     def _intensity_choices(self, _w=None) -> list:
         """Grey image layers of the chosen labels' shape (a raw channel: its intensities)."""
@@ -143,8 +143,51 @@ class ExportWidget(LayerWidget):
         name = getattr(layer, "name", "labels")
         return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".")
 
-    def export(self, path: str | Path | None = None) -> Path | None:
-        """Write the chosen layer; returns the written path (``None`` if refused or failed)."""
+    def export(self, path: str | Path | None = None, *, background: bool = False):
+        """Write the chosen layer; returns the written path (``None`` if refused or failed).
+
+        ``background``: the writing runs in a worker (what the Export button does: a table of
+        thousands of objects takes seconds); returns the worker, the path reported when done.
+        """
+        job = self._prepare(path)
+        if job is None:
+            return None
+        write, done = job
+        if background:
+            from napari.qt.threading import create_worker
+
+            self.export_button.enabled = False
+            self.export_button.text = "Exporting..."
+            worker = create_worker(write, _start_thread=False)
+            worker.returned.connect(done)
+            worker.errored.connect(self._failed)
+            worker.finished.connect(self._ready)
+            worker.start()
+            return worker
+        try:
+            written = write()
+        except Exception as e:
+            self._failed(e)
+            return None
+        return done(written)
+
+    def _failed(self, exc: Exception) -> None:
+        log.error("export failed", exc_info=exc)
+        show_error(f"Export failed: {exc}")
+
+    def _ready(self) -> None:
+        try:
+            self.export_button.enabled = True
+            self.export_button.text = "Export"
+        except RuntimeError:  # the dock was closed meanwhile
+            pass
+
+    def _prepare(self, path: str | Path | None):
+        """``(write, done)`` for the chosen layer, or ``None`` (refused, said).
+
+        Everything that asks or reads the viewer happens here, on napari's thread; ``write()``
+        only writes the data taken now (a worker may run it); ``done(written)`` reports.
+        """
         layer = self.labels.value
         if not isinstance(layer, Labels):
             show_error("Export: choose a labels layer")
@@ -172,52 +215,70 @@ class ExportWidget(LayerWidget):
         meta = {"napari_hemd": _jsonable(layer.metadata.get(PARAMS_KEY) or {})}
         meta["napari_hemd"]["model"] = (layer.metadata.get(PARAMS_KEY) or {}).get(MODEL_KEY)
         meta["napari_hemd"]["locked"] = jsonable_locked(layer.metadata.get(LOCKED_KEY))
-        # a table reads the labels (and image) frame by frame: a lazy zarr layer stays on disk
+        fmt = self.format.value
+        # a table reads the labels (and image) frame by frame: a lazy zarr layer stays on disk;
+        # labels in memory are taken now (a copy): the user may edit them while a worker writes
         level0 = layer.data[0] if layer.multiscale else layer.data
-        data = level0 if self.format.value == TABLE else np.asarray(level0)
-        if self.format.value == "CTC result folder" and data.ndim == 2:
+        lazy = fmt == TABLE and not isinstance(level0, np.ndarray)
+        data = level0 if lazy else np.array(level0)
+        if fmt == "CTC result folder" and data.ndim == 2:
             data = data[None]
         tracks = None  # a lineage: a CTC folder's res_track.txt, a table's parent column
         one_stack = data.ndim == 3 and self.volume.value  # its slices' links are no lineage
-        if self.format.value in ("CTC result folder", TABLE) and data.ndim >= 3 and not one_stack:
+        if fmt in ("CTC result folder", TABLE) and data.ndim >= 3 and not one_stack:
             data, tracks = lineage_of(layer, data)
-        try:
-            if self.format.value == TABLE:
-                written = self._write_table(data, out, layer, overwrite, tracks)
-            elif self.format.value == "OME-Zarr":
-                written = self._write_ome_zarr(data, out, layer, overwrite, meta)
-            else:
-                axes = "zyx" if data.ndim == 3 and self.volume.value else None  # one stack
-                # frames placed later in the movie (a frame range): numbered as its frames
-                first = 0 if axes or layer.ndim < 3 else max(0, first_frame(layer))
-                spatial = 3 if axes or data.ndim == 4 else 2
-                written = write_labels(
+        if fmt == TABLE:
+            try:
+                write = self._table_job(data, out, layer, overwrite, tracks)
+            except ValueError as e:  # intensities of another shape
+                self._failed(e)
+                return None
+        elif fmt == "OME-Zarr":
+            write = self._ome_zarr_job(data, out, layer, overwrite, meta)
+        else:
+            axes = "zyx" if data.ndim == 3 and self.volume.value else None  # one stack
+            # frames placed later in the movie (a frame range): numbered as its frames
+            first = 0 if axes or layer.ndim < 3 else max(0, first_frame(layer))
+            spatial = 3 if axes or data.ndim == 4 else 2
+            size = _pixel_size(layer, spatial)
+
+            def write() -> Path:
+                return write_labels(
                     data, out, overwrite=overwrite, tracks=tracks, metadata=meta, axes=axes,
-                    first_frame=first, pixel_size=_pixel_size(layer, spatial),
+                    first_frame=first, pixel_size=size,
                 )  # fmt: skip
-        except Exception as e:
-            log.exception("export to %s failed", out)
-            show_error(f"Export failed: {e}")
-            return None
+
         params = layer.metadata.get(PARAMS_KEY) or {}
-        unlinked = PARAMS_KEY in layer.metadata and not params.get("link")
-        if self.format.value == "CTC result folder" and tracks is None and unlinked:
-            if data.ndim >= 3 and data.shape[0] > 1 and not one_stack:
+        unlinked = (
+            fmt == "CTC result folder"
+            and tracks is None
+            and PARAMS_KEY in layer.metadata
+            and not params.get("link")
+            and data.ndim >= 3
+            and data.shape[0] > 1
+            and not one_stack
+        )
+
+        def done(written: Path) -> Path:
+            if unlinked:
                 show_warning(
                     f"Export: wrote {written}; its objects are not linked over time (each "
                     "frame's ids are its own), so res_track.txt follows ids, not cells: tick "
                     "*link across frames* in Segment for tracks and divisions"
                 )
-                return written
-        show_info(f"Export: wrote {written}")
-        return written
+            else:
+                show_info(f"Export: wrote {written}")
+            return written
 
-    def _write_table(self, data, out: Path, layer: Labels, overwrite: bool, tracks) -> Path:
-        """The objects' measurements (:func:`napari_hemd.core.measure.measure_objects`).
+        return write, done
+
+    def _table_job(self, data, out: Path, layer: Labels, overwrite: bool, tracks):
+        """A callable writing the objects' measurements (:func:`~napari_hemd.core.measure.measure_objects`).
 
         Frames on axis 0 (a 2D image: one frame) unless *one 3D stack* is ticked; the layer's
         scale, when not 1, gives the physical size column (in its unit, else ``units``); the
-        lineage of an unedited linked H-EMD run gives ``parent``.
+        lineage of an unedited linked H-EMD run gives ``parent``. What it needs of the viewer is
+        read now; the measuring (seconds for thousands of objects) happens when it is called.
         """
         from napari_hemd.core.measure import measure_objects, write_table
 
@@ -235,26 +296,34 @@ class ExportWidget(LayerWidget):
         spatial = data.ndim - 1 if frames else data.ndim
         scale = [float(v) for v in layer.scale[-spatial:]]
         spacing = scale if any(v != 1.0 for v in scale) else None
-        table = measure_objects(
-            data, img, frames=frames, spacing=spacing, unit=_unit(layer), tracks=tracks
-        )
-        if frames and layer.ndim >= 3:  # a frame range's frames keep the movie's numbers, as
-            first = max(0, first_frame(layer))  # a CTC export numbers them
-            table["frame"] = np.asarray(table["frame"], np.int64) + first
-        return write_table(table, out, overwrite=overwrite)
+        unit = _unit(layer)
+        # a frame range's frames keep the movie's numbers, as a CTC export numbers them
+        first = max(0, first_frame(layer)) if frames and layer.ndim >= 3 else 0
 
-    def _write_ome_zarr(self, data, out: Path, layer: Labels, overwrite: bool, meta: dict) -> Path:
+        def write() -> Path:
+            table = measure_objects(
+                data, img, frames=frames, spacing=spacing, unit=unit, tracks=tracks
+            )
+            if first:
+                table["frame"] = np.asarray(table["frame"], np.int64) + first
+            return write_table(table, out, overwrite=overwrite)
+
+        return write
+
+    def _ome_zarr_job(self, data, out: Path, layer: Labels, overwrite: bool, meta: dict):
+        """A callable writing OME-Zarr labels (into an OME-Zarr image chosen as the target)."""
         if out.parent.name == "labels" and self._into_image(out.parent.parent):
-            return add_ome_zarr_labels(
-                out.parent.parent, data, out.name, overwrite=overwrite, metadata=meta
+            image = out.parent.parent
+            return lambda: add_ome_zarr_labels(
+                image, data, out.name, overwrite=overwrite, metadata=meta
             )
         axes = axes_from_names(layer.axis_labels, data.ndim)
         if axes is None and data.ndim == 3 and self.volume.value:  # one stack: z, not time
             axes = "zyx"  # (it was written as t, y, x and measured slice by slice)
         spatial = sum(a in "zyx" for a in axes) if axes else (3 if data.ndim == 4 else 2)
-        return write_ome_zarr_labels(
-            data, out, axes=axes, scale=list(layer.scale), overwrite=overwrite, metadata=meta,
-            pixel_size=_pixel_size(layer, spatial),
+        scale, size = list(layer.scale), _pixel_size(layer, spatial)
+        return lambda: write_ome_zarr_labels(
+            data, out, axes=axes, scale=scale, overwrite=overwrite, metadata=meta, pixel_size=size,
         )  # fmt: skip
 
 
