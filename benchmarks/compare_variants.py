@@ -21,7 +21,8 @@ from skimage.segmentation import expand_labels
 import napari_hemd as nh
 from napari_hemd.models import load_model, predict
 
-# model, sequence folder, reference masks, held-out frames (from the models' metadata)
+# model, sequence folder, reference masks, frames held out of the 2026-12-03 models (the models
+# shipped since trained on the HeLa and PSC ones: their held-out blocks are in their metadata)
 CASES = [
     ("nuclei-fluo", "Fluo-N2DH-SIM+/02", "02_GT/SEG", range(40, 50)),
     ("nuclei-fluo", "Fluo-N2DL-HeLa/01", "01_ST/SEG", range(24, 30)),

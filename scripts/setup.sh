@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Set up napari-hemd on a fresh machine (Linux, Python >= 3.10, run as root or inside a venv).
-#   bash scripts/setup.sh          runtime + CPU torch
+#   bash scripts/setup.sh          runtime + CPU torch + Dask's distributed scheduler (--workers)
 #   bash scripts/setup.sh --napari also napari and Qt (the plugin)
 #   bash scripts/setup.sh --test   also test dependencies, napari/Qt and a virtual display (Xvfb)
-# torch is pinned to the CPU build that this project's machines keep on disk; any torch >= 2.1 works.
+# torch is pinned (TORCH_SPEC) to the version this project's machines keep on disk as a CPU build;
+# elsewhere PyPI's Linux wheel is CUDA's (GBs): TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# takes the CPU one. Any torch >= 2.1 works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
-extras="torch"
+extras="torch,distributed"
 if [[ "${1:-}" == "--napari" ]]; then
   extras="torch,napari,distributed"
 fi
@@ -21,4 +23,9 @@ if [[ "${1:-}" == "--test" ]]; then
   fi
 fi
 echo "napari-hemd setup: installing into $(python -c 'import sys; print(sys.prefix)') ($(python --version 2>&1))" >&2
-python -m pip install -q --disable-pip-version-check "$TORCH_SPEC" -e ".[${extras}]"
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu: torch's CPU build where PyPI's would be CUDA's
+index=()
+if [[ -n "${TORCH_INDEX:-}" ]]; then
+  index=(--extra-index-url "$TORCH_INDEX")
+fi
+python -m pip install -q --disable-pip-version-check ${index[@]+"${index[@]}"} "$TORCH_SPEC" -e ".[${extras}]"

@@ -63,6 +63,15 @@ def dask_client(
     if workers is None and scheduler is None:
         yield None
         return
+    try:
+        import distributed  # noqa: F401
+    except ImportError as e:  # the optional extra
+        raise ValueError(
+            f"{'workers' if workers is not None else 'scheduler'} (--workers / --scheduler) needs "
+            "Dask's distributed "
+            "scheduler, which is not installed: pip install 'napari-hemd[distributed]' (or "
+            f"bash scripts/setup.sh --napari); {e}"
+        ) from e
     with _quiet_dask():
         yield from _client(workers, scheduler, threads_per_worker)
 

@@ -219,7 +219,7 @@ def choose_scale_workflow(
     if model.kind != "unet":
         raise ValueError(
             "scale='auto' needs a U-Net model (the affinity network's offsets are in its "
-            f"training pixels); got a {model.kind!r} model"
+            f"training pixels); got a model of kind {model.kind!r}"
         )
     shape = tuple(image.shape)
     n = 1 if len(shape) == 2 else shape[0]

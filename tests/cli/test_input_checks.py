@@ -400,3 +400,18 @@ def test_a_noisy_map_segmented_at_every_size_gets_a_min_size_note(tmp_path, capl
     assert main(["segment", str(tmp_path / "n.tif"), "--min-size", "5", "-o",
                  str(tmp_path / "b.tif")]) == 0  # fmt: skip
     assert not [r for r in caplog.records if "--min-size 20 drops" in r.getMessage()]
+
+
+def test_workers_without_dask_distributed_is_one_line_naming_the_extra(
+    video, tmp_path, capsys, monkeypatch
+):
+    """Without the optional ``distributed`` package --workers ended in a traceback."""
+    import sys
+
+    tifffile.imwrite(tmp_path / "p.tif", video["prob"])
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    out = tmp_path / "o.zarr"
+    assert main(["stream", str(tmp_path / "p.tif"), "-o", str(out), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'napari-hemd[distributed]'" in err and "Traceback" not in err
+    assert not out.exists()

@@ -288,7 +288,12 @@ def add_hemd_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--delta", type=float, default=0.35, help="size-change tolerance (0.35)")
     p.add_argument("--iterations", type=int, default=10, help="H-EMD iterations T (10)")
     p.add_argument("--connectivity", type=int, default=None, help="1 = faces (default)")
-    p.add_argument("--min-size", type=int, default=0, help="smallest candidate, pixels (0)")
+    p.add_argument(
+        "--min-size",
+        type=int,
+        default=0,
+        help="smallest candidate, pixels (0; with --model the model's own)",
+    )
     p.add_argument(
         "--variant",
         choices=("refined", "paper"),

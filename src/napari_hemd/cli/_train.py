@@ -83,17 +83,30 @@ def register(subparsers) -> None:
         help="optimiser steps (default 2000; with --init and --max-minutes: what fits in them)",
     )
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--patch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=4, help="patches per optimiser step (4)")
+    p.add_argument(
+        "--patch-size",
+        type=int,
+        default=128,
+        help="training patch side in pixels (128; a multiple of 2**depth)",
+    )
     p.add_argument(
         "--lr", type=float, default=None, help="learning rate (default 2e-3, also with --init)"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--base-channels", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0, help="random seed (patches, augmentation, init)")
+    p.add_argument("--base-channels", type=int, default=16, help="channels of the first level (16)")
     p.add_argument("--depth", type=int, default=None, help="down-samplings (unet 3, affinity 4)")
-    p.add_argument("--embedding-dim", type=int, default=16, help="affinity: embedding dimension D")
+    p.add_argument(
+        "--embedding-dim", type=int, default=16, help="affinity: embedding dimension D (16)"
+    )
     p.add_argument("--ranges", default="1,3,5,9,27", help="affinity: ranges, comma separated")
-    p.add_argument("--neighbourhood", type=int, choices=(4, 8), default=4)
+    p.add_argument(
+        "--neighbourhood",
+        type=int,
+        choices=(4, 8),
+        default=4,
+        help="affinity: offsets along the axes (4) or also the diagonals (8)",
+    )
     p.add_argument(
         "--targets",
         choices=("cell", "interior"),
@@ -207,9 +220,16 @@ def register(subparsers) -> None:
     p.add_argument(
         "--score-frames", type=int, default=8, help="held-out frames scored per --data (default 8)"
     )
-    p.add_argument("--val-every", type=int, default=100)
-    p.add_argument("--checkpoint-every", type=int, default=250)
-    p.add_argument("--resume", action="store_true", help="continue from MODEL.ckpt")
+    p.add_argument("--val-every", type=int, default=100, help="steps between held-out losses (100)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=250,
+        help="steps between checkpoints (MODEL.pt.ckpt) that --resume continues from (250)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from MODEL.pt.ckpt (same options)"
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1 ...")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
@@ -225,7 +245,7 @@ def register(subparsers) -> None:
         action="store_true",
         help="store weights as float32 (twice the file; default: float16 like the shipped models)",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing MODEL")
     p.set_defaults(func=run)
 
@@ -400,7 +420,7 @@ def _check_train_scale(scale: float, kind: str | None, why: str | None = None) -
     if scale != 1.0 and (kind or "unet") != "unet":
         raise ValueError(
             f"{why or f'--scale {scale:g}'}: a zoom needs a U-Net (an affinity model predicts "
-            f"without one); got a {kind!r} model" + ("; pass --scale 1" if why else "")
+            f"without one); got a model of kind {kind!r}" + ("; pass --scale 1" if why else "")
         )
 
 

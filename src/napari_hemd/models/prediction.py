@@ -102,7 +102,7 @@ def _check_tta(tta, model: HemdModel) -> int:
     if int(tta) > 1 and model.kind != "unet":
         raise ValueError(
             f"tta={tta} needs a U-Net model (the affinity network's embeddings of flipped views "
-            f"cannot be averaged); got a {model.kind!r} model"
+            f"cannot be averaged); got a model of kind {model.kind!r}"
         )
     return int(tta)
 
@@ -141,7 +141,7 @@ def _check_scale(scale, model: HemdModel) -> float:
     if value != 1.0 and model.kind != "unet":
         raise ValueError(
             f"scale={scale} needs a U-Net model (the affinity network's offsets are in its "
-            f"training pixels); got a {model.kind!r} model"
+            f"training pixels); got a model of kind {model.kind!r}"
         )
     return value
 
