@@ -757,3 +757,90 @@ def stream_workflow(source, output, **kwargs) -> Generator[tuple[str, int, int],
     from napari_hemd.workflows import _drive
 
     return (yield from _drive(stream_segment, source, output, **kwargs))
+
+
+def link_stack(
+    labels,
+    output: str | os.PathLike,
+    *,
+    delta: float = 0.5,
+    overwrite: bool = False,
+    first_frame: int = 0,
+    metadata: dict | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Path:
+    """Link a label movie over time, two frames in memory at a time, and write it with its tracks.
+
+    The same cell gets the same id in every frame, divisions are found
+    (:class:`napari_hemd.core.linking.FrameLinker`, what ``link_labels`` does in memory), and
+    the result is written to ``output`` as :func:`napari_hemd.io.write_labels` writes labels:
+    a CTC result folder (``res_track.txt`` the lineage), a ``.zarr`` (the lineage in its
+    attributes' ``tracks``, as ``stream`` writes linked stacks) or a ``.tif``. For a movie
+    ``stream`` segmented (each window's ids its own): ``napari-hemd link labels.zarr -o res/``.
+
+    Parameters
+    ----------
+    labels : (T, Y, X) or (T, Z, Y, X) integer array-like
+        Instance labels per frame (numpy, zarr, a lazy TIFF: read a frame at a time).
+    output : path-like
+        Where to write (``.zarr``, ``.tif``, or a folder without suffix: a CTC result).
+    delta : float
+        Size-change tolerance of the matching between consecutive frames.
+    first_frame : int
+        The movie's number of ``labels[0]`` (a CTC folder's masks are numbered from it).
+    metadata : dict, optional
+        Stored with the labels (as by ``write_labels``).
+    progress : callable, optional
+        ``progress("link", t, n)`` after each frame.
+    """
+    import tempfile
+
+    import numpy as np
+    import zarr
+
+    from napari_hemd.core.linking import FrameLinker
+    from napari_hemd.core.validation import not_instance_labels
+    from napari_hemd.io import write_labels
+    from napari_hemd.io.stacks import check_labels_path
+
+    shape = tuple(labels.shape)
+    if len(shape) not in (3, 4) or shape[0] < 1:
+        raise ValueError(
+            f"labels must be a (T, Y, X) or (T, Z, Y, X) movie, frames on axis 0; got shape {shape}"
+        )
+    if not float(delta) > 0:
+        raise ValueError(f"delta must be > 0; got {delta!r}")
+    why = not_instance_labels(labels)
+    if why:
+        raise ValueError(
+            f"labels does not look like instance labels: {why}. Give a segmentation's labels, "
+            "not the raw movie or its probability"
+        )
+    output = Path(output)
+    check_labels_path(output)
+    from napari_hemd._atomic import check_output_path
+
+    check_output_path(output, overwrite=overwrite)  # refused before any work
+    linker = FrameLinker(delta=delta)
+    with tempfile.TemporaryDirectory(prefix=".link-", dir=output.parent) as tmp:
+        linked = zarr.create_array(
+            str(Path(tmp) / "linked.zarr"), shape=shape, chunks=(1, *shape[1:]), dtype=np.uint32,
+            fill_value=0,
+        )  # fmt: skip
+        for t in range(shape[0]):
+            frame = np.asarray(labels[t])
+            if not np.issubdtype(frame.dtype, np.integer) and frame.dtype != bool:
+                raise TypeError(
+                    f"labels must be integer instance labels; got dtype {frame.dtype} (frame {t})"
+                )
+            linked[t] = linker.push(frame)
+            if progress:
+                progress("link", t + 1, shape[0])
+        tracks = linker.tracks()
+        meta = {**(metadata or {}), "link_time": True}
+        if check_labels_path(output) == "zarr":
+            meta["tracks"] = tracks.tolist()
+        return write_labels(
+            linked, output, overwrite=overwrite, tracks=tracks, metadata=meta,
+            first_frame=first_frame,
+        )  # fmt: skip

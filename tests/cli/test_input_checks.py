@@ -415,3 +415,48 @@ def test_workers_without_dask_distributed_is_one_line_naming_the_extra(
     err = capsys.readouterr().err
     assert "pip install 'napari-hemd[distributed]'" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_link_gives_a_streamed_movie_the_tracks_segment_link_gives(video, tmp_path, capsys):
+    """stream has no --link (its windows' ids are their own): ``napari-hemd link`` links its
+    output two frames at a time into the CTC folder, zarr or TIFF segment --link writes."""
+    import zarr
+
+    from napari_hemd.io.ctc import read_ctc_labels, read_ctc_tracks
+
+    prob = np.concatenate([video["prob"]] * 3)  # 9 frames
+    tifffile.imwrite(tmp_path / "p.tif", prob)
+    assert main(["segment", str(tmp_path / "p.tif"), "--link", "-o", str(tmp_path / "want"),
+                 "--no-progress"]) == 0  # fmt: skip
+    assert main(["stream", str(tmp_path / "p.tif"), "-o", str(tmp_path / "s.zarr"), "--chunk",
+                 "4", "--no-progress"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["link", str(tmp_path / "s.zarr"), "-o", str(tmp_path / "got"),
+                 "--no-progress"]) == 0  # fmt: skip
+    assert "link: 9 frame(s)," in capsys.readouterr().err
+    want, got = read_ctc_labels(tmp_path / "want"), read_ctc_labels(tmp_path / "got")
+    assert sorted(got) == sorted(want) == list(range(9))
+    for t in want:
+        np.testing.assert_array_equal(got[t], want[t])
+    np.testing.assert_array_equal(
+        read_ctc_tracks(tmp_path / "got" / "res_track.txt"),
+        read_ctc_tracks(tmp_path / "want" / "res_track.txt"),
+    )
+    # a .zarr keeps the lineage in its attributes (as stream's linked stacks), measure reads it
+    assert main(["link", str(tmp_path / "s.zarr"), "-o", str(tmp_path / "l.zarr")]) == 0
+    z = zarr.open_array(str(tmp_path / "l.zarr"), mode="r")
+    np.testing.assert_array_equal(z[4], want[4])
+    assert np.asarray(z.attrs["tracks"]).shape[1] == 4
+    # a CTC folder of later frames keeps its numbers; not labels, a bad delta: one line
+    later = tmp_path / "later"
+    later.mkdir()
+    for t in range(3):
+        tifffile.imwrite(later / f"mask{20 + t:03d}.tif", want[t].astype(np.uint16))
+    assert main(["link", str(later), "-o", str(tmp_path / "res")]) == 0
+    assert sorted(read_ctc_labels(tmp_path / "res")) == [20, 21, 22]
+    capsys.readouterr()
+    assert main(["link", str(tmp_path / "p.tif"), "-o", str(tmp_path / "x")]) == 2
+    assert "does not look like instance labels" in capsys.readouterr().err
+    assert main(["link", str(tmp_path / "s.zarr"), "-o", str(tmp_path / "y"), "--delta", "0"]) == 2
+    assert "delta must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -14,7 +14,7 @@ REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
 
 #: Commands whose section of docs/reference.md lists every option (train points to models.md for
 #: its recipe, demo has three options in its heading and text).
-TABLED = ("segment", "predict", "stream", "measure", "models")
+TABLED = ("segment", "predict", "stream", "link", "measure", "models")
 
 
 def _sections() -> dict[str, str]:

@@ -28,6 +28,7 @@ _SUBCOMMANDS = (
     "models",
     "demo",
     "stream",
+    "link",
     "measure",
 )
 
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Commands that write ``-o``: a second run on the same output fails at once (lock file).
-_WRITERS = ("segment", "predict", "stream", "demo", "train", "measure")
+_WRITERS = ("segment", "predict", "stream", "demo", "train", "measure", "link")
 
 
 def _locked_output(args: argparse.Namespace):

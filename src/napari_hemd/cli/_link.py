@@ -1,0 +1,78 @@
+"""``napari-hemd link LABELS -o OUT``: a label movie linked over time, with its tracks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``link`` subcommand."""
+    p = sub.add_parser(
+        "link",
+        help="link a label movie over time: one id per cell, divisions, tracks (two frames in "
+        "memory)",
+        description="Give the same cell the same id in every frame of a label movie and find its "
+        "divisions (what segment --link does), reading two frames at a time: for movies that "
+        "stream segmented (each window's ids its own) or labels from another tool. OUT by "
+        "extension: a folder without suffix (CTC result: maskTTT.tif + res_track.txt), .zarr "
+        "(the lineage in its attributes' tracks) or .tif.",
+    )
+    p.add_argument(
+        "labels",
+        metavar="LABELS",
+        help="labels: .zarr (a stream's output), .tif stack, .npy, or a folder of frames (a CTC "
+        "result folder: its masks' frame numbers are kept)",
+    )
+    p.add_argument("-o", "--output", required=True, help="output CTC folder, .zarr or .tif")
+    p.add_argument(
+        "--delta",
+        type=float,
+        default=0.5,
+        help="size-change tolerance of the matching between frames (0.5)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``link``."""
+    from napari_hemd._atomic import check_output_path
+    from napari_hemd.cli._progress import Progress
+    from napari_hemd.io import read_stack
+    from napari_hemd.io.stacks import check_labels_path
+    from napari_hemd.io.tiff import first_frame_number
+    from napari_hemd.pipeline import link_stack
+
+    check_labels_path(args.output)
+    check_output_path(args.output, overwrite=args.overwrite, inputs=[args.labels])
+    labels = read_stack(args.labels, lazy=True, array="instances")
+    first = 0
+    if check_labels_path(args.output) == "ctc":
+        first, note = first_frame_number(args.labels, labels.shape[0])
+        if note:
+            print(f"note: LABELS {note}", file=sys.stderr)
+    t0 = time.perf_counter()
+    with Progress(disabled=args.no_progress) as bar:
+        out = link_stack(
+            labels, args.output, delta=args.delta, overwrite=args.overwrite, first_frame=first,
+            metadata={"source": str(args.labels), "delta": args.delta}, progress=bar,
+        )  # fmt: skip
+    import numpy as np
+
+    from napari_hemd.io.stacks import recorded_params
+
+    tracks = np.asarray(recorded_params(out).get("tracks") or [], np.int64).reshape(-1, 4)
+    if out.is_dir() and (out / "res_track.txt").is_file():
+        from napari_hemd.io.ctc import read_ctc_tracks
+
+        tracks = read_ctc_tracks(out / "res_track.txt")
+    divisions = int((tracks[:, 3] > 0).sum()) // 2 if len(tracks) else 0
+    what = f"{len(tracks)} tracks, {divisions} divisions" if len(tracks) else "linked"
+    print(
+        f"link: {labels.shape[0]} frame(s), {what}, {time.perf_counter() - t0:.2f} s -> {out}",
+        file=sys.stderr,
+    )
+    return 0
