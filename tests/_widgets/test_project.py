@@ -204,6 +204,33 @@ def test_an_edit_made_just_before_viewer_close_is_saved(viewer, qtbot, tmp_path,
     assert not errors
 
 
+def test_the_background_save_reads_its_own_copy_of_the_history(viewer, qtbot, tmp_path, errors):
+    """A re-run while an autosave runs drops old H-EMD results from the live edits' states: the
+    worker iterated those very dicts ("dictionary changed size during iteration"). The snapshot
+    holds its own copies."""
+    from napari_hemd._widgets._layer_state import forget_old_results
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    for tau in (0.5, 0.6):
+        seg.tau.value = tau
+        with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+            pass
+    labels = viewer.layers["nuclei video labels"]
+    proj = ProjectWidget(viewer, restore=False)
+    proj.labels.value = labels
+    kwargs = proj._save_kwargs(labels, tmp_path / "s.zarr", overwrite=False, snapshot=True)
+    live = labels.metadata["hemd_history"].undo_stack
+    snap = kwargs["history"].undo_stack
+    assert [e.name for e in snap] == [e.name for e in live]
+    for a, b in zip(snap, live, strict=True):
+        assert a.state is None or all(x is not y for x, y in zip(a.state, b.state, strict=True))
+    before = [dict(st) for e in snap if e.state for st in e.state]
+    assert forget_old_results(labels, keep=0) > 0  # the live states change ...
+    assert [dict(st) for e in snap if e.state for st in e.state] == before  # ... not the copy
+    assert not errors
+
+
 def test_autosave_then_new_viewer_restores_session(
     viewer, make_napari_viewer, qtbot, tmp_path, errors, settings_dir
 ):

@@ -150,3 +150,18 @@ def test_a_colour_raw_image_is_still_read_as_grey_for_a_model(tmp_path):
     with pytest.warns(UserWarning, match="read as grey"):
         data = read_stack(tmp_path / "rgb.tif")
     assert select_channel(data, tmp_path / "rgb.tif", None).shape == (40, 50)
+
+
+def test_frames_on_the_last_axis_are_not_taken_for_channels(tmp_path):
+    """A (Y, X, T) map of 3 frames with axis=2 / --axis 2 segmented before the channels check;
+    it is not refused as channels (the review of the change)."""
+    from napari_hemd import segment
+    from napari_hemd.cli import main
+
+    maps = _exported_maps()[0][..., [1, 1, 1]]  # (48, 64, 3): three frames, last
+    expected = segment(np.moveaxis(maps, 2, 0))
+    np.testing.assert_array_equal(np.moveaxis(segment(maps, axis=2), 2, 0), expected)
+    np.save(tmp_path / "yxt.npy", maps)
+    out = tmp_path / "o.tif"
+    assert main(["segment", str(tmp_path / "yxt.npy"), "--axis", "2", "-o", str(out)]) == 0
+    np.testing.assert_array_equal(np.moveaxis(tifffile.imread(out), 2, 0), expected)

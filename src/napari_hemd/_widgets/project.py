@@ -338,7 +338,12 @@ class ProjectWidget(LayerWidget):
         labels = np.asarray(layer.data)
         if snapshot:
             labels = labels.copy()
-            history = EditHistory(list(history.undo_stack), list(history.redo_stack))
+            # each edit's state dicts copied too: a re-run meanwhile drops old results from
+            # them (forget_old_results) while the worker reads them
+            history = EditHistory(
+                [_state_copy(e) for e in history.undo_stack],
+                [_state_copy(e) for e in history.redo_stack],
+            )
             locked = copy.deepcopy(locked)
         return dict(
             folder=out,
@@ -482,6 +487,15 @@ class ProjectWidget(LayerWidget):
             return None
         log.info("restoring the last session %s", last)
         return self.open(last)
+
+
+def _state_copy(edit):
+    """``edit`` with its own copies of its state dicts (the arrays shared: never changed)."""
+    import dataclasses
+
+    if not edit.state:
+        return edit
+    return dataclasses.replace(edit, state=tuple(dict(st) for st in edit.state))
 
 
 def _placement(layer) -> dict:

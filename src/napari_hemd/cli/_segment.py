@@ -169,7 +169,10 @@ def channel_of(read, path, args: argparse.Namespace, argument: str = "INPUT", ma
         if args.channel is not None:  # a colour file's channel is taken, not its grey mean
             warnings.filterwarnings("ignore", message=".*read as grey")
         data = read(path)
-    return select_channel(data, path, args.channel, args.channel_axis, argument=argument, maps=maps)
+    return select_channel(
+        data, path, args.channel, args.channel_axis, argument=argument, maps=maps,
+        frame_axis=getattr(args, "axis", 0),
+    )  # fmt: skip
 
 
 def _lazy(reader, **kwargs):
@@ -472,8 +475,10 @@ def _run_checked(args: argparse.Namespace) -> int:
             labels = labels[None]
         if args.method != "hemd" and args.link:
             labels, tracks = link_labels(labels, delta=args.delta)
-    if not args.min_size:
-        _note_specks(labels)
+    if not args.min_size:  # objects per frame: frames on the --axis
+        _note_specks(
+            np.moveaxis(labels, args.axis % labels.ndim, 0) if labels.ndim == 3 else labels
+        )
     if args.exclude_border:  # each frame (frames on the --axis), linked tracks made valid
         from napari_hemd.core.cells import remove_border_cells
 

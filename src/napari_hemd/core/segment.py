@@ -92,7 +92,7 @@ def _frames(prob, axis: int, *, hemd: bool = False):
     ndim = prob.ndim
     if 0 in tuple(prob.shape):
         raise ValueError(f"prob is empty (shape {tuple(prob.shape)}): there is no frame to segment")
-    if channels_last(tuple(prob.shape)):
+    if channels_last(tuple(prob.shape)) and axis % ndim != ndim - 1:  # frames last: not channels
         raise ValueError(
             f"prob has shape {tuple(prob.shape)}: its last axis ({prob.shape[-1]}) looks like "
             "channels (an ilastik or multi-class export); give the foreground probability "

@@ -157,6 +157,7 @@ def select_channel(
     *,
     argument: str = "INPUT",
     maps: bool = False,
+    frame_axis: int = 0,
 ):
     """``data`` (read from ``path``) reduced to one channel, or refused where one must be chosen.
 
@@ -177,6 +178,8 @@ def select_channel(
     maps : bool
         ``data`` is a probability map: a colour TIFF's samples (a multi-class export's
         channels) are refused rather than averaged to grey.
+    frame_axis : int
+        The axis frames run along (``--axis``): a last axis of frames is no channel axis.
 
     Raises
     ------
@@ -211,7 +214,8 @@ def select_channel(
                 f"--channel 0..{n - 1}"
             )
         shape = tuple(data.shape)
-        if not (axes and axes.endswith("S")) and channels_last(shape):
+        frames_last = frame_axis % len(shape) == len(shape) - 1
+        if not (axes and axes.endswith("S")) and channels_last(shape) and not frames_last:
             raise ValueError(
                 f"{argument} {str(path)!r} has shape {shape}: its last axis ({shape[-1]}) looks "
                 f"like channels (e.g. an ilastik or multi-class export); choose {what} with "
