@@ -91,6 +91,23 @@ def _same(a, b):
     }
 
 
+def _saved_session(viewer, qtbot, folder):
+    """The video segmented, saved as a project at ``folder``, a Proofread widget on all frames:
+    ``(labels, project widget, folder, proofread widget)``."""
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    proj = ProjectWidget(viewer, restore=False)
+    proj.labels.value = labels
+    out = proj.save(folder)
+    pr = ProofreadWidget(viewer)
+    pr.labels.value = labels
+    pr.scope.value = "all frames"
+    return labels, proj, out, pr
+
+
 def test_autosave_runs_in_the_background_and_saves_edits_made_meanwhile(
     viewer, qtbot, tmp_path, errors, monkeypatch
 ):
@@ -101,15 +118,7 @@ def test_autosave_runs_in_the_background_and_saves_edits_made_meanwhile(
     from napari_hemd import workflows
     from napari_hemd._widgets import project as project_widget
 
-    seg = SegmentWidget(viewer)
-    seg.prob.value = viewer.layers["nuclei video probability"]
-    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
-        pass
-    labels = viewer.layers["nuclei video labels"]
-    proj = ProjectWidget(viewer, restore=False)
-    proj.labels.value = labels
-    out = proj.save(tmp_path / "bg")
-
+    labels, proj, out, pr = _saved_session(viewer, qtbot, tmp_path / "bg")
     release, threads = threading.Event(), []
 
     def slow_save(**kwargs):  # the real save, held until the test lets it go
@@ -118,9 +127,6 @@ def test_autosave_runs_in_the_background_and_saves_edits_made_meanwhile(
         return workflows.save_project(**kwargs)
 
     monkeypatch.setattr(project_widget, "save_project", slow_save)
-    pr = ProofreadWidget(viewer)
-    pr.labels.value = labels
-    pr.scope.value = "all frames"
     first, second = (int(v) for v in np.unique(labels.data)[1:3])
     assert pr.delete([first])
     proj._timer.stop()
@@ -148,17 +154,7 @@ def test_an_edit_made_just_before_napari_closes_is_saved(viewer, qtbot, tmp_path
     died with the widget); closing the window now saves it, as does opening a project."""
     from napari_hemd.workflows import load_project
 
-    seg = SegmentWidget(viewer)
-    seg.prob.value = viewer.layers["nuclei video probability"]
-    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
-        pass
-    labels = viewer.layers["nuclei video labels"]
-    proj = ProjectWidget(viewer, restore=False)
-    proj.labels.value = labels
-    out = proj.save(tmp_path / "closing")
-    pr = ProofreadWidget(viewer)
-    pr.labels.value = labels
-    pr.scope.value = "all frames"
+    labels, proj, out, pr = _saved_session(viewer, qtbot, tmp_path / "closing")
     gone = int(np.unique(labels.data)[1])
     assert pr.delete([gone])
     assert proj._timer.isActive()  # the autosave still waits for a quiet moment
@@ -185,17 +181,7 @@ def test_an_edit_made_just_before_viewer_close_is_saved(viewer, qtbot, tmp_path,
     layers go."""
     from napari_hemd.workflows import load_project
 
-    seg = SegmentWidget(viewer)
-    seg.prob.value = viewer.layers["nuclei video probability"]
-    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
-        pass
-    labels = viewer.layers["nuclei video labels"]
-    proj = ProjectWidget(viewer, restore=False)
-    proj.labels.value = labels
-    out = proj.save(tmp_path / "closing")
-    pr = ProofreadWidget(viewer)
-    pr.labels.value = labels
-    pr.scope.value = "all frames"
+    labels, proj, out, pr = _saved_session(viewer, qtbot, tmp_path / "closing")
     assert pr.delete([int(np.unique(labels.data)[1])])
     assert proj._timer.isActive()
     expected = np.asarray(labels.data).copy()
