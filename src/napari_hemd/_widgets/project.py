@@ -231,7 +231,11 @@ class ProjectWidget(LayerWidget):
 
     def _on_removing(self, event) -> None:
         """A layer the session is saved from is about to go: save its pending edits first."""
-        if not (self._timer.isActive() or self._save_again) or self.session_layer is None:
+        try:
+            pending = self._timer.isActive() or self._save_again
+        except RuntimeError:  # the dock was closed: nothing of it is pending
+            return
+        if not pending or self.session_layer is None:
             return
         layer = self.viewer.layers[event.index]
         params = self.session_layer.metadata.get(PARAMS_KEY) or {}
