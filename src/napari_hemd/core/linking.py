@@ -46,7 +46,8 @@ def link_labels(
         that continues into an object of at most :data:`SHRUNK` her size beside a new object
         within that radius (the daughter that kept her place and the one that moved off; 0.6-1.6
         times her size together). Objects the size-limited EMD leaves unmatched are then linked
-        by overlap (a cell cut in two for a frame keeps its track). On Fluo-N2DL-HeLa 01's
+        by overlap (a cell whole again after the segmentation cut it for a frame continues a
+        track instead of starting one). On Fluo-N2DL-HeLa 01's
         silver-truth masks (92 frames): 71 of the 94 divisions of its tracking truth found, 86
         made (68 / 82 before the last two rules; 1 with the overlap rule alone), 392 tracks
         (483); PhC-C2DL-PSC 01 (101 frames): 105 of 213, 117 made (82 / 90), 969 tracks (1,039).
