@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 
 import numpy as np
 import pytest
@@ -428,12 +429,15 @@ def test_link_gives_a_streamed_movie_the_tracks_segment_link_gives(video, tmp_pa
     tifffile.imwrite(tmp_path / "p.tif", prob)
     assert main(["segment", str(tmp_path / "p.tif"), "--link", "-o", str(tmp_path / "want"),
                  "--no-progress"]) == 0  # fmt: skip
+    summary = capsys.readouterr().err.strip().splitlines()[-1]  # the tracks, the divisions
+    assert re.search(r"max label \d+, \d+ tracks, \d+ divisions?, ", summary), summary
     assert main(["stream", str(tmp_path / "p.tif"), "-o", str(tmp_path / "s.zarr"), "--chunk",
                  "4", "--no-progress"]) == 0  # fmt: skip
     capsys.readouterr()
     assert main(["link", str(tmp_path / "s.zarr"), "-o", str(tmp_path / "got"),
                  "--no-progress"]) == 0  # fmt: skip
-    assert "link: 9 frame(s)," in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "link: 9 frame(s), " in err and summary.split(", ")[2] in err  # the same tracks
     want, got = read_ctc_labels(tmp_path / "want"), read_ctc_labels(tmp_path / "got")
     assert sorted(got) == sorted(want) == list(range(9))
     for t in want:

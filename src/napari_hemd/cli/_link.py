@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``link``."""
     from napari_hemd._atomic import check_output_path
     from napari_hemd.cli._progress import Progress
+    from napari_hemd.cli._segment import lineage_summary
     from napari_hemd.io import read_stack
     from napari_hemd.io.stacks import check_labels_path
     from napari_hemd.io.tiff import first_frame_number
@@ -69,10 +70,9 @@ def run(args: argparse.Namespace) -> int:
         from napari_hemd.io.ctc import read_ctc_tracks
 
         tracks = read_ctc_tracks(out / "res_track.txt")
-    divisions = int((tracks[:, 3] > 0).sum()) // 2 if len(tracks) else 0
-    what = f"{len(tracks)} tracks, {divisions} divisions" if len(tracks) else "linked"
+    what = lineage_summary(tracks) if len(tracks) else ", linked"
     print(
-        f"link: {labels.shape[0]} frame(s), {what}, {time.perf_counter() - t0:.2f} s -> {out}",
+        f"link: {labels.shape[0]} frame(s){what}, {time.perf_counter() - t0:.2f} s -> {out}",
         file=sys.stderr,
     )
     return 0

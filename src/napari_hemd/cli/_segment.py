@@ -510,9 +510,10 @@ def _run_checked(args: argparse.Namespace) -> int:
         what = f"{labels.shape[args.axis % labels.ndim]} slice(s) along axis {args.axis}"
     else:
         what = f"{labels.shape[0]} frame(s)"
+    over_time = not flat and args.axis % labels.ndim == 0
     print(
-        f"{args.method}: {what}, max label {n_obj}, {time.perf_counter() - t0:.2f} s -> "
-        f"{args.output}",
+        f"{args.method}: {what}, max label {n_obj}{lineage_summary(tracks, over_time)}, "
+        f"{time.perf_counter() - t0:.2f} s -> {args.output}",
         file=sys.stderr,
     )
     return 0
@@ -606,7 +607,8 @@ def _run_with_model(args: argparse.Namespace) -> int:
     if flips and args.tta is None:  # not asked for: the model's own (--tta 1 is faster)
         flips += f" (the model's own; --tta 1: {views}x faster prediction)"
     print(
-        f"{args.method} with model {args.model}: {segmented(res)}, {n_obj} labels, "
+        f"{args.method} with model {args.model}: {segmented(res)}, {n_obj} labels"
+        f"{lineage_summary(res.tracks, linked_over_time(res))}, "
         f"whole cells (grown {res.grow} px){zoom}{flips}, {dt:.1f} s -> {args.output}",
         file=sys.stderr,
     )
@@ -677,6 +679,25 @@ def note_unlinked(args: argparse.Namespace, labels: np.ndarray, tracks) -> None:
             NOTE, "the objects are not linked over time (each frame's ids are its own): "
             "res_track.txt follows ids, not cells; add --link for tracks and divisions",
         )  # fmt: skip
+
+
+def linked_over_time(seg) -> bool:
+    """Whether a segmentation's ids follow cells over time (not one stack's slices linked)."""
+    labels = seg.labels
+    return labels.ndim == 4 or (labels.ndim == 3 and seg.params.get("planes") != 3)
+
+
+def lineage_summary(tracks, over_time: bool = True) -> str:
+    """``, 312 tracks, 32 divisions`` for the summary line of a run linked over time, else ``""``.
+
+    Divisions far more numerous than the cells that divide mean a segmentation that cuts cells
+    for a frame or two (each cut reads as a division): a number worth a look.
+    """
+    if tracks is None or not over_time:
+        return ""
+    tracks = np.asarray(tracks).reshape(-1, 4)
+    divisions = len({int(p) for p in tracks[:, 3] if p > 0})
+    return f", {len(tracks)} tracks, {divisions} division{'s' if divisions != 1 else ''}"
 
 
 def segmented(seg) -> str:

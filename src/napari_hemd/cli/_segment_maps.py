@@ -12,7 +12,13 @@ import numpy as np
 
 from napari_hemd._log import NOTE
 from napari_hemd.cli._progress import Progress
-from napari_hemd.cli._segment import hemd_params, segmented, write_segmentation
+from napari_hemd.cli._segment import (
+    hemd_params,
+    lineage_summary,
+    linked_over_time,
+    segmented,
+    write_segmentation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +83,8 @@ def run_on_model_maps(args: argparse.Namespace, prob, group) -> int | None:
     how = f", whole cells (grown {grow} px)" if grow else ""
     print(
         f"{args.method} on maps of {attrs['model']}: {segmented(seg)}, {len(np.unique(labels)) - 1} "
-        f"labels{how}, {time.perf_counter() - t0:.2f} s -> {args.output}",
+        f"labels{lineage_summary(seg.tracks, linked_over_time(seg))}{how}, "
+        f"{time.perf_counter() - t0:.2f} s -> {args.output}",
         file=sys.stderr,
     )
     return 0
