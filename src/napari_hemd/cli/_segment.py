@@ -653,8 +653,8 @@ def _note_specks(labels: np.ndarray) -> None:
     A model's maps come with its smallest object; a user's own map (ilastik, an EM boundary
     detector's complement) is taken at every size, and its noise gives thousands of specks.
     """
-    sizes = np.concatenate([np.bincount(np.asarray(f).ravel())[1:] for f in labels])
-    sizes = sizes[sizes > 0]
+    counts = [np.unique(np.asarray(f), return_counts=True) for f in labels]
+    sizes = np.concatenate([c[ids > 0] for ids, c in counts])  # any ids (no bincount of 2**31)
     small = int((sizes < SPECK_SIZE).sum())
     if sizes.size >= 20 and small > sizes.size // 2:
         log.log(
