@@ -763,12 +763,27 @@ def link_stack(
     labels,
     output: str | os.PathLike,
     *,
+    progress: Callable[[str, int, int], None] | None = None,
+    **kwargs,
+) -> Path:
+    """Link a label movie over time and write it with its tracks (see :func:`link_stack_workflow`).
+
+    ``progress("link", t, n)`` after each frame.
+    """
+    from napari_hemd.workflows import run_workflow
+
+    return run_workflow(link_stack_workflow(labels, output, **kwargs), progress)
+
+
+def link_stack_workflow(
+    labels,
+    output: str | os.PathLike,
+    *,
     delta: float = 0.5,
     overwrite: bool = False,
     first_frame: int = 0,
     metadata: dict | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
-) -> Path:
+) -> Generator[tuple[str, int, int], None, Path]:
     """Link a label movie over time, two frames in memory at a time, and write it with its tracks.
 
     The same cell gets the same id in every frame, divisions are found
@@ -790,8 +805,8 @@ def link_stack(
         The movie's number of ``labels[0]`` (a CTC folder's masks are numbered from it).
     metadata : dict, optional
         Stored with the labels (as by ``write_labels``).
-    progress : callable, optional
-        ``progress("link", t, n)`` after each frame.
+
+    Yields ``("link", t, n)`` after each frame; returns ``output``.
     """
     import tempfile
 
@@ -834,8 +849,7 @@ def link_stack(
                     f"labels must be integer instance labels; got dtype {frame.dtype} (frame {t})"
                 )
             linked[t] = linker.push(frame)
-            if progress:
-                progress("link", t + 1, shape[0])
+            yield ("link", t + 1, shape[0])
         tracks = linker.tracks()
         meta = {**(metadata or {}), "link_time": True}
         if check_labels_path(output) == "zarr":

@@ -295,3 +295,31 @@ def test_a_layer_of_the_users_name_is_kept(make_napari_viewer, qtbot, prob_zarr,
     np.testing.assert_array_equal(
         viewer.layers["lab labels [1]"].data[:], hemd(prob, iterations=2).labels
     )
+
+
+def test_link_over_time_gives_the_movie_its_tracks(
+    make_napari_viewer, qtbot, prob_zarr, tmp_path, shown
+):
+    """*link over time*: the streamed movie's labels linked into ``lab-linked.zarr`` (the same
+    labels and lineage as H-EMD with link=True on the whole movie), opened with a Tracks layer."""
+    from napari.layers import Tracks
+
+    from napari_hemd.core.linking import link_labels
+
+    viewer = make_napari_viewer()
+    src, prob = prob_zarr
+    w = _widget(viewer, src, tmp_path / "lab.zarr")
+    w.link.value = True
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: "lab-linked labels" in viewer.layers, timeout=120_000)
+    want, tracks = link_labels(hemd(prob, iterations=2).labels, delta=0.35)
+    np.testing.assert_array_equal(viewer.layers["lab-linked labels"].data[:], want)
+    stored = zarr.open_array(str(tmp_path / "lab-linked.zarr"), mode="r")
+    np.testing.assert_array_equal(np.asarray(stored.attrs["tracks"]), tracks)
+    layers = [ly for ly in viewer.layers if isinstance(ly, Tracks)]
+    assert [ly.name for ly in layers] == ["lab-linked labels tracks"]
+    assert ("link", 12, 12) in w.events
+    # linked labels already there are not replaced without 'overwrite output'
+    (tmp_path / "new-linked.zarr").mkdir()
+    w.output.value = tmp_path / "new.zarr"
+    assert w.run() is None and "new-linked.zarr" in shown[-1] and "overwrite" in shown[-1]

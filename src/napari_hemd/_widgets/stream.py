@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -73,6 +74,7 @@ class StreamWidget(LayerWidget):
         self.iterations = SpinBox(label="iterations T", value=10, min=1, max=100)
         self.chunk = SpinBox(label="frames per window", value=16, min=1, max=10_000)
         self.exclude_border = CheckBox(label="remove cells cut by the image edge", value=False)
+        self.link = CheckBox(label="link over time (tracks, divisions)", value=False)
         self.workers = SpinBox(label="local workers (0: here)", value=0, min=0, max=256)
         self.scheduler = LineEdit(label="or scheduler address", value="")
         self.resume = CheckBox(label="resume a stopped run", value=True)
@@ -95,6 +97,7 @@ class StreamWidget(LayerWidget):
                 self.iterations,
                 self.chunk,
                 self.exclude_border,
+                self.link,
                 self.workers,
                 self.scheduler,
                 self.resume,
@@ -169,10 +172,17 @@ class StreamWidget(LayerWidget):
                 f"{workers} workers and {scheduler!r}"
             )
             return None
+        linked = linked_path(output) if self.link.value else None
+        if linked is not None and linked.exists() and not self.overwrite.value:
+            show_error(
+                f"Large data: the linked labels {str(linked)!r} exist; tick 'overwrite output'"
+            )
+            return None
         model = None if self.model.value == NO_MODEL else self.model.value
         return dict(
             source=source,
             output=output,
+            linked=linked,
             model=model,
             tta=1 if model is None else int(self.tta.value),
             scale=1.0 if model is None else scale_value(self.scale),
@@ -212,13 +222,15 @@ class StreamWidget(LayerWidget):
             return None
         self.events, self.advice = [], None
         source, output = kwargs.pop("source"), kwargs.pop("output")
+        linked = kwargs.pop("linked")
         # where the result lies: on the input layer, or at the input file's pixel size
         self._placed_on = self.image.value if self.input_from.value == FROM_LAYER else None
         where = kwargs["scheduler"] or (
             f"{kwargs['workers']} local workers" if kwargs["workers"] else "this process"
         )
         self.status.value = f"running in {where}"
-        gen = self._recorded(self._with_advice(stream_workflow(source, output, **kwargs), kwargs))
+        gen = self._with_advice(stream_workflow(source, output, **kwargs), kwargs)
+        gen = self._recorded(self._then_linked(gen, linked, kwargs))
 
         def done(result) -> None:
             path, self.advice = result
@@ -243,6 +255,29 @@ class StreamWidget(LayerWidget):
         if kwargs["model"] is None:
             return path, None
         return path, stream_size_advice(kwargs["model"], path)  # at the zoom used (found)
+
+    @staticmethod
+    def _then_linked(gen, linked: Path | None, kwargs: dict):
+        """The run, then its labels linked over time into ``linked`` (a movie's; in the worker).
+
+        Stacks segmented stack by stack are linked by the run itself. Returns ``(path, advice)``
+        with ``path`` the labels to open.
+        """
+        import zarr
+
+        from napari_hemd.pipeline import link_stack_workflow
+
+        path, advice = yield from gen
+        if linked is None:
+            return path, advice
+        labels = zarr.open_array(str(path), mode="r")
+        if labels.attrs.get("link_time"):  # linked already (stacks over time)
+            return path, advice
+        out = yield from link_stack_workflow(
+            labels, linked, delta=max(float(kwargs["delta"]), 0.05), overwrite=True,
+            metadata={**dict(labels.attrs), "source": str(path)},
+        )  # fmt: skip
+        return out, advice
 
     def _show_progress(self, event) -> None:
         stage, done, total = event
@@ -306,10 +341,21 @@ class StreamWidget(LayerWidget):
             params["scale"] = float(labels.attrs.get("scale", 1.0))  # the zoom auto found
             if "scale_tried" in labels.attrs:
                 zoom = f", {found_zoom(params['scale'], labels.attrs['scale_tried'])}"
-        self.viewer.add_labels(
+        layer = self.viewer.add_labels(
             labels, name=name, metadata={STREAM_KEY: {**params, "path": str(path)}}, **placed
         )
+        if labels.attrs.get("link_time") and labels.attrs.get("tracks") is not None:
+            from napari_hemd._widgets._segment_run import show_tracks
+
+            tracks = show_tracks(self.viewer, layer, np.asarray(labels.attrs["tracks"]))
+            if tracks is not None:
+                tracks.metadata[STREAM_KEY] = {"path": str(path)}  # replaced by a re-run
         show_info(
             f"Large data: {labels.shape[0]} {'stacks' if stacks else 'frames'} in {str(path)!r}"
             f"{zoom}" + (f". Note: {advice}" if advice else "")
         )
+
+
+def linked_path(output: Path) -> Path:
+    """Where *link over time* writes a movie's linked labels: ``labels-linked.zarr`` beside it."""
+    return output.with_name(f"{output.stem}-linked.zarr")
