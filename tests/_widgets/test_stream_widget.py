@@ -191,6 +191,13 @@ def test_stream_widget_predicts_with_test_time_flips(
     prob = zarr.open_group(str(tmp_path / "lab.prob.zarr"))
     assert prob.attrs["tta"] == 4
     assert shown == []
+    # linked over time: the linked labels open beside the run's probabilities (lab.prob.zarr)
+    w.link.value, w.overwrite.value = True, True
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: "lab-linked labels" in viewer.layers, timeout=120_000)
+    assert "lab-linked labels tracks" in viewer.layers and "lab probability" in viewer.layers
+    w.link.value, w.overwrite.value = False, False
+    assert shown == []
     assert w.advice is None  # the objects suit the model: no size note
     assert not w.scale.native.isHidden()  # the zoom is passed on too
     w.scale.value = 0.5

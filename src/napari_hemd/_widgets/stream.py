@@ -234,7 +234,7 @@ class StreamWidget(LayerWidget):
 
         def done(result) -> None:
             path, self.advice = result
-            self._open(Path(path), kwargs, self.advice)
+            self._open(Path(path), kwargs, self.advice, maps_of=Path(output))
             self.status.value = f"done: {path}" + ("; see the note" if self.advice else "")
 
         worker = self.run_workflow(gen, done, self.run_button, self.cancel_button, "Large data")
@@ -310,25 +310,33 @@ class StreamWidget(LayerWidget):
         size = read_pixel_size(path)
         return {} if size is None else size.layer_kwargs(ndim, 3 if ndim == 4 else 2)
 
-    def _open(self, path: Path, kwargs: dict, advice: str | None = None) -> None:
-        """Add the labels (and predicted probabilities) as lazy layers backed by the zarr."""
+    def _open(
+        self, path: Path, kwargs: dict, advice: str | None = None, maps_of: Path | None = None
+    ) -> None:
+        """Add the labels (and predicted probabilities) as lazy layers backed by the zarr.
+
+        ``maps_of``: the run's output, beside which its probabilities lie (``path`` may be its
+        linked labels).
+        """
         import zarr
 
         from napari_hemd.pipeline import default_prob_output
+
+        maps_of = path if maps_of is None else maps_of
 
         labels = zarr.open_array(str(path), mode="r")
         placed = self._placement(path, labels.ndim)
         stacks = bool(labels.attrs.get("stack_by_stack"))  # segmented stack by stack: no maps kept
         if kwargs["model"] is not None and not stacks:
-            prob = zarr.open_group(str(default_prob_output(path)), mode="r")["foreground"]
-            self._replace(default_prob_output(path))
+            prob = zarr.open_group(str(default_prob_output(maps_of)), mode="r")["foreground"]
+            self._replace(default_prob_output(maps_of))
             self.viewer.add_image(
                 prob,
-                name=f"{path.stem} probability",
+                name=f"{maps_of.stem} probability",
                 colormap="magma",
                 blending="additive",
                 contrast_limits=(0.0, 1.0),  # a lazy stack is not scanned for its range
-                metadata={STREAM_KEY: {"path": str(default_prob_output(path))}},
+                metadata={STREAM_KEY: {"path": str(default_prob_output(maps_of))}},
                 **placed,
             )
         name = f"{path.stem} labels"
