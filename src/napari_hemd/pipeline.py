@@ -20,9 +20,15 @@ import logging
 import os
 from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy is imported where it is used: the CLI's --help stays quick
+    import numpy as np
 
 __all__ = [
     "default_prob_output",
+    "link_stack",
+    "link_stack_workflow",
     "open_input",
     "record_pixel_size",
     "stream_segment",
@@ -765,10 +771,10 @@ def link_stack(
     *,
     progress: Callable[[str, int, int], None] | None = None,
     **kwargs,
-) -> Path:
+) -> tuple[Path, np.ndarray]:
     """Link a label movie over time and write it with its tracks (see :func:`link_stack_workflow`).
 
-    ``progress("link", t, n)`` after each frame.
+    ``progress("link", t, n)`` after each frame. Returns ``(output, tracks)``.
     """
     from napari_hemd.workflows import run_workflow
 
@@ -783,7 +789,7 @@ def link_stack_workflow(
     overwrite: bool = False,
     first_frame: int = 0,
     metadata: dict | None = None,
-) -> Generator[tuple[str, int, int], None, Path]:
+) -> Generator[tuple[str, int, int], None, tuple[Path, np.ndarray]]:
     """Link a label movie over time, two frames in memory at a time, and write it with its tracks.
 
     The same cell gets the same id in every frame, divisions are found
@@ -806,7 +812,8 @@ def link_stack_workflow(
     metadata : dict, optional
         Stored with the labels (as by ``write_labels``).
 
-    Yields ``("link", t, n)`` after each frame; returns ``output``.
+    Yields ``("link", t, n)`` after each frame; returns ``(output, tracks)``: the CTC lineage
+    (``L B E P`` rows) written with it.
     """
     import tempfile
 
@@ -854,7 +861,8 @@ def link_stack_workflow(
         meta = {**(metadata or {}), "link_time": True}
         if check_labels_path(output) == "zarr":
             meta["tracks"] = tracks.tolist()
-        return write_labels(
+        out = write_labels(
             linked, output, overwrite=overwrite, tracks=tracks, metadata=meta,
             first_frame=first_frame,
         )  # fmt: skip
+    return out, tracks

@@ -273,7 +273,7 @@ class StreamWidget(LayerWidget):
         labels = zarr.open_array(str(path), mode="r")
         if labels.attrs.get("link_time"):  # linked already (stacks over time)
             return path, advice
-        out = yield from link_stack_workflow(
+        out, _ = yield from link_stack_workflow(
             labels, linked, delta=max(float(kwargs["delta"]), 0.05), overwrite=True,
             metadata={**dict(labels.attrs), "source": str(path)},
         )  # fmt: skip

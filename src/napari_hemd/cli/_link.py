@@ -57,20 +57,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: LABELS {note}", file=sys.stderr)
     t0 = time.perf_counter()
     with Progress(disabled=args.no_progress) as bar:
-        out = link_stack(
+        out, tracks = link_stack(
             labels, args.output, delta=args.delta, overwrite=args.overwrite, first_frame=first,
             metadata={"source": str(args.labels), "delta": args.delta}, progress=bar,
         )  # fmt: skip
-    import numpy as np
-
-    from napari_hemd.io.stacks import recorded_params
-
-    tracks = np.asarray(recorded_params(out).get("tracks") or [], np.int64).reshape(-1, 4)
-    if out.is_dir() and (out / "res_track.txt").is_file():
-        from napari_hemd.io.ctc import read_ctc_tracks
-
-        tracks = read_ctc_tracks(out / "res_track.txt")
-    what = lineage_summary(tracks) if len(tracks) else ", linked"
+    what = lineage_summary(tracks)
     print(
         f"link: {labels.shape[0]} frame(s){what}, {time.perf_counter() - t0:.2f} s -> {out}",
         file=sys.stderr,

@@ -123,14 +123,12 @@ def _leftover_links(inter, area_a, area_b, links: dict, min_iou: float) -> dict:
     from scipy.optimize import linear_sum_assignment
 
     coo = sp.coo_matrix(inter)
-    taken_a, taken_b = set(links.values()), set(links)
-    keep = [
-        i
-        for i, (r, c) in enumerate(zip(coo.row.tolist(), coo.col.tolist(), strict=True))
-        if r and c and r not in taken_a and c not in taken_b
-    ]
-    if not keep:
-        return {}
+    keep = (
+        (coo.row > 0)
+        & (coo.col > 0)
+        & ~np.isin(coo.row, list(links.values()))
+        & ~np.isin(coo.col, list(links))
+    )
     r, c, x = coo.row[keep], coo.col[keep], coo.data[keep].astype(np.float64)
     iou = x / (area_a[r] + area_b[c] - x)
     ok = iou >= min_iou
