@@ -15,7 +15,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 
-from napari_hemd._widgets._common import add_or_update
+from napari_hemd._widgets._common import add_or_update, placed_like
 from napari_hemd._widgets._layer_state import (
     BACKGROUND_KEY,
     DEFAULTS_KEY,
@@ -140,12 +140,8 @@ def show_tracks(viewer, labels: Labels, tracks, *, one_stack: bool = False):
     if not len(points):
         return None
     name = f"{labels.name} tracks"
-    place = {
-        "scale": tuple(labels.scale),
-        "translate": tuple(labels.translate),
-        "units": tuple(labels.units),
-        "axis_labels": tuple(labels.axis_labels),
-    }
+    # on the labels: their pixel size, units and axis names, and where they start
+    place = {**placed_like(labels, labels.ndim), "translate": tuple(labels.translate)}
     old = viewer.layers[name] if name in viewer.layers else None
     if isinstance(old, Tracks) and "hemd_tracks" in old.metadata:  # a re-run's: replaced
         viewer.layers.remove(old)  # (a user's layer of that name stays; napari numbers ours)
