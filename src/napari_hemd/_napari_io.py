@@ -1,6 +1,6 @@
 """npe2 reader and writer hooks over :mod:`napari_hemd.io` (no Qt).
 
-Readers: TIFF stacks and ``.npy`` (lazily, plane by plane, when the decoded file would take more
+Readers: TIFF stacks, ``.npy`` and HDF5 (lazily, plane by plane, when the decoded file would take more
 than a quarter of the memory free), zarr and OME-Zarr (lazy; an OME-Zarr image opens with
 the label images under its ``labels/``), folders of TIFF frames (CTC sequences, with their ``_GT``/``_ST``
 masks as Labels layers) and CTC result folders (``maskTTT.tif``).
@@ -20,6 +20,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 LayerData = tuple  # (data, metadata, layer type)
+
+#: HDF5 file endings: :data:`napari_hemd.io.hdf5.HDF5_SUFFIXES` (not imported here: importing
+#: ``napari_hemd.io`` takes 0.4 s, and napari asks every reader about every file opened).
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 
 #: A TIFF or .npy whose decoded size exceeds this fraction of the free memory opens lazily.
 LAZY_FRACTION = 0.25
@@ -63,6 +67,8 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
                 layers.append((_stack_frames(frames, n), {"name": f"{name} {key}"}, "labels"))
         return layers
     suffix = path.suffix.lower()
+    if suffix in HDF5_SUFFIXES:
+        return _hdf5_layers(path, name)
     if suffix in (".tif", ".tiff"):
         lazy = _too_big(path, tiff_nbytes(path))
         channels = _tiff_channel_layers(path, name, lazy=lazy)
@@ -142,6 +148,46 @@ def _zarr_group_layers(path: Path, name: str) -> list[LayerData]:
         if not labels:
             meta["colormap"] = "gray"
         layers.append((arr, meta, "labels" if labels else "image"))
+    return layers
+
+
+def _hdf5_layers(path: Path, name: str) -> list[LayerData]:
+    """An HDF5 file as one layer per dataset of 2 or more axes (``raw`` and ``label`` ...).
+
+    Integer datasets named like labels (``label``, ``mask``, ``seg``, ``instances``) open as
+    labels, the rest as images, read whole or lazily (too big: :func:`_too_big`); a channel axis
+    ilastik's ``axistags`` name splits into one image layer per channel, as a TIFF's does.
+    """
+    from napari_hemd.io.hdf5 import _datasets, _h5py, open_hdf5
+
+    try:
+        with _h5py().File(path, "r") as f:
+            keys = [k for k in _datasets(f) if f[k].ndim >= 2]
+    except OSError as e:
+        raise ValueError(f"{str(path)!r} is not a readable HDF5 file ({e})") from e
+    layers: list[LayerData] = []
+    for key in keys:
+        arr = open_hdf5(path / key)
+        nbytes = int(np.prod(arr.shape)) * arr.dtype.itemsize
+        data = arr if _too_big(path, nbytes) else arr[...]
+        meta: dict = {"name": name if len(keys) == 1 else f"{name} {key}"}
+        axes = arr.axes or ""
+        if axes.endswith("YX") and not set(axes) - set("TZYX"):
+            meta["axis_labels"] = tuple(axes.lower())
+        low = key.rsplit("/", 1)[-1].lower()
+        words = ("label", "mask", "seg", "instances")
+        if np.issubdtype(arr.dtype, np.integer) and any(w in low for w in words):
+            layers.append((data, meta, "labels"))
+            continue
+        if "C" in axes and arr.shape[axes.index("C")] > 1:  # ilastik's classes, one per layer
+            c = axes.index("C")
+            names = [f"{meta['name']} channel {i}" for i in range(arr.shape[c])]
+            rest = axes.replace("C", "")
+            extra = {"axis_labels": tuple(rest.lower())} if rest.endswith("YX") else {}
+            meta = {"name": names, "channel_axis": c, "colormap": "gray", **extra}
+        layers.append((data, {"colormap": "gray", **meta}, "image"))
+    if not layers:
+        raise ValueError(f"{str(path)!r} holds no dataset of 2 or more axes (an image)")
     return layers
 
 
@@ -289,7 +335,7 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
         path = path[0]
     p = Path(path)
     suffix = p.suffix.lower()
-    if suffix in (".tif", ".tiff", ".zarr", ".npy"):
+    if suffix in (".tif", ".tiff", ".zarr", ".npy", *HDF5_SUFFIXES):
         return lambda q: _read(q[0] if isinstance(q, list) else q)
     if p.is_dir() and (_is_ctc_result(p) or any(p.glob("*.tif"))):
         return lambda q: _read(q[0] if isinstance(q, list) else q)

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="instance labels from a raw movie (--model) or from probability maps",
         description="Segment a raw movie or stack with a model (--model NAME_OR_FILE: predict, "
         "segment, masks grown to whole cells), or a probability stack (no --model). INPUT: TIFF "
-        "stack, .npy, zarr array or a folder of TIFF frames; probabilities are floats in [0, 1] "
+        "stack, .npy, zarr array, HDF5 file (volume.h5/DATASET) or a folder of TIFF frames; probabilities are floats in [0, 1] "
         "(uint8/uint16 are rescaled). OUT by extension: .tif stack, .zarr, or a folder (CTC "
         "result: maskTTT.tif + res_track.txt).",
     )

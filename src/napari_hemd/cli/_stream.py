@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "prob",
-        help="probability stack (zarr, TIFF, .npy, TIFF folder; time on axis 0); raw frames with "
+        help="probability stack (zarr, TIFF, .npy, HDF5, TIFF folder; time on axis 0); raw frames with "
         "--model",
     )
     p.add_argument("-o", "--output", required=True, help="output .zarr label store")

@@ -290,7 +290,8 @@ def _source_id(arr) -> str:
         stamp = path_stamp(Path(str(root)) / inner)
         return f"zarr:{root}:{inner}:{stamp}:{_content_sample(arr)}"
     if isinstance(getattr(arr, "path", None), str):  # a TIFF file read frame by frame
-        return f"file:{arr.path}:{path_stamp(arr.path)}:{_content_sample(arr)}"
+        stamp = path_stamp(getattr(arr, "file", None) or arr.path)  # an HDF5 dataset's file
+        return f"file:{arr.path}:{stamp}:{_content_sample(arr)}"
     name = getattr(arr, "name", None)
     if isinstance(name, str) and type(arr).__module__.startswith("dask"):
         return f"dask:{name}:{_content_sample(arr)}"

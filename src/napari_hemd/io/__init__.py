@@ -1,4 +1,4 @@
-"""Readers and writers: TIFF, ``.npy``, zarr / OME-Zarr, Cell Tracking Challenge folders."""
+"""Readers and writers: TIFF, ``.npy``, zarr / OME-Zarr, HDF5 (read), Cell Tracking Challenge folders."""
 
 from napari_hemd.io.ctc import (
     CTCSequence,

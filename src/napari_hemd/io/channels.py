@@ -31,8 +31,16 @@ def input_axes(path: str | os.PathLike) -> str | None:
 
     TIFF: the first series' axes as tifffile reads them (ImageJ and OME metadata; a plain stack
     is ``"QQYX"``-like, its ``Q`` unnamed; ``S``: colour samples). OME-Zarr: the multiscales'
-    axes. Other inputs (``.npy``, plain zarr arrays, folders of frames): None.
+    axes. HDF5: ilastik's ``axistags`` (a single channel dropped, as the reader drops it).
+    Other inputs (``.npy``, plain zarr arrays, folders of frames): None.
     """
+    from napari_hemd.io.hdf5 import open_hdf5, split_hdf5
+
+    if split_hdf5(path) is not None:
+        try:
+            return open_hdf5(path).axes
+        except (OSError, ValueError, ImportError):  # the reader names the problem
+            return None
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff") and path.is_file():
@@ -53,10 +61,14 @@ def input_axes(path: str | os.PathLike) -> str | None:
 def names_its_z(path: str | os.PathLike) -> bool:
     """Whether a file's ``Z`` axis is surely one.
 
-    OME's, an ImageJ hyperstack's or a stack's with a voxel depth (``spacing``), an OME-Zarr's.
-    ImageJ calls the pages of any plain stack slices, a movie saved from an image sequence
-    too: such a ``Z`` may be time.
+    OME's, an ImageJ hyperstack's or a stack's with a voxel depth (``spacing``), an OME-Zarr's,
+    an ilastik HDF5 export's (``axistags``). ImageJ calls the pages of any plain stack slices, a
+    movie saved from an image sequence too: such a ``Z`` may be time.
     """
+    from napari_hemd.io.hdf5 import split_hdf5
+
+    if split_hdf5(path) is not None:
+        return "Z" in (input_axes(path) or "")  # ilastik's axistags name it
     path = Path(path)
     if path.suffix.lower() not in (".tif", ".tiff"):
         return path.is_dir()  # an OME-Zarr names its axes
@@ -97,6 +109,7 @@ class ChannelView:
         self.dtype = data.dtype
         self.ndim = len(self.shape)
         self.path = f"{source}[channel {self.index} of axis {self.axis}]"
+        self.file = getattr(data, "file", None) or source  # whose changes a resumed run notices
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -134,6 +147,7 @@ class InvertedView:
         self.dtype = kind if kind.kind == "f" and kind.itemsize >= 4 else np.dtype(np.float32)
         inner = getattr(data, "path", None)
         self.path = f"{inner if isinstance(inner, str) else source}[1 - map]"
+        self.file = getattr(data, "file", None) or (inner if isinstance(inner, str) else source)
 
     def __len__(self) -> int:
         return self.shape[0]

@@ -1,4 +1,4 @@
-"""Read image/probability stacks and write label stacks: TIFF, ``.npy``, zarr, CTC folders."""
+"""Read image/probability stacks and write label stacks: TIFF, ``.npy``, zarr, HDF5, CTC folders."""
 
 from __future__ import annotations
 
@@ -24,12 +24,14 @@ def read_stack(path: str | os.PathLike, *, lazy: bool = False, array: str | None
     Parameters
     ----------
     path : path-like
-        ``*.tif``/``*.tiff``, ``*.npy``, ``*.zarr`` (an array, or a group: see ``array``), or a
-        folder of ``*.tif`` frames sorted by name (a CTC sequence).
+        ``*.tif``/``*.tiff``, ``*.npy``, ``*.zarr`` (an array, or a group: see ``array``), an
+        HDF5 file ``*.h5`` (its dataset as for a zarr group; ``maps.h5/exported_data`` names
+        one: :mod:`napari_hemd.io.hdf5`), or a folder of ``*.tif`` frames sorted by name (a CTC
+        sequence).
     lazy : bool
-        Return zarr arrays (and TIFF frame folders) without loading them into memory.
+        Return zarr arrays (HDF5 datasets, TIFF frame folders) without loading them.
     array : str, optional
-        Of a zarr group with several arrays, the one the caller wants when it is there
+        Of a zarr group (an HDF5 file) with several arrays, the one the caller wants when it is there
         (``"foreground"`` of a maps group for H-EMD, ``"instances"`` for labels). A group's array
         ``0`` (OME-Zarr) or its only array are taken as they are; any other group is refused
         with its arrays named (give one in the path: ``maps.zarr/foreground``).
@@ -38,6 +40,11 @@ def read_stack(path: str | os.PathLike, *, lazy: bool = False, array: str | None
     -------
     ndarray or zarr.Array or dask.array.Array
     """
+    from napari_hemd.io.hdf5 import open_hdf5, split_hdf5
+
+    if split_hdf5(path) is not None:
+        data = open_hdf5(path, array)
+        return data if lazy else data[...]
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"input {str(path)!r} does not exist")
@@ -62,8 +69,8 @@ def read_stack(path: str | os.PathLike, *, lazy: bool = False, array: str | None
             arr = np.asarray(arr).astype(arr.dtype.newbyteorder("="))
         return arr
     raise ValueError(
-        f"input {str(path)!r}: expected a .tif/.tiff/.npy file, a .zarr array or a folder of "
-        f".tif frames; got suffix {suffix!r}"
+        f"input {str(path)!r}: expected a .tif/.tiff/.npy/.h5 file, a .zarr array or a folder "
+        f"of .tif frames; got suffix {suffix!r}"
     )
 
 
