@@ -60,6 +60,59 @@ def test_open_not_a_project(viewer, tmp_path, errors):
     assert "cannot open" in errors[-1]
 
 
+def test_the_open_button_reads_the_project_off_naparis_thread(
+    viewer, qtbot, tmp_path, errors, monkeypatch
+):
+    """Open project read the whole session on napari's thread (4 s frozen on a 92-frame movie,
+    audit 13): the button reads it in a worker, the layers come when it is done, then the
+    forest's rebuild; a folder that is no project is said as before."""
+    import time
+
+    import napari_hemd._widgets.project as project_module
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    proj = ProjectWidget(viewer, restore=False)
+    proj.labels.value = labels
+    out = proj.save(tmp_path / "session")
+    saved = labels.data.copy()
+    viewer.layers.clear()
+    proj.path.value = out
+
+    real, threads = project_module.load_project, []
+
+    def slow_load(folder):
+        import threading
+
+        threads.append(threading.current_thread())
+        time.sleep(1.0)  # a big session
+        return real(folder)
+
+    monkeypatch.setattr(project_module, "load_project", slow_load)
+    t0 = time.perf_counter()
+    proj.open_button.clicked.emit()  # as a click does
+    assert time.perf_counter() - t0 < 0.5  # napari's thread is free at once
+    assert not proj.open_button.enabled and "nuclei video labels" not in viewer.layers
+    qtbot.waitUntil(lambda: "nuclei video labels" in viewer.layers, timeout=60_000)
+    import threading
+
+    assert threads and threads[0] is not threading.main_thread()
+    back = viewer.layers["nuclei video labels"]
+    np.testing.assert_array_equal(back.data, saved)
+    qtbot.waitUntil(lambda: back.metadata.get("hemd_result") is not None, timeout=120_000)
+    assert proj.open_button.enabled or proj._worker is not None  # the rebuild runs, or ran
+
+    proj.path.value = tmp_path / "nothing.zarr"
+    worker = proj.open(background=True)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    qtbot.waitUntil(lambda: any("cannot open" in e for e in errors), timeout=10_000)
+    assert all("cannot open" in e for e in errors)
+
+
 def _session(viewer, qtbot):
     """Segment, re-run with another tau, delete an object, swap a candidate: a real session."""
     seg = SegmentWidget(viewer)

@@ -143,9 +143,9 @@ class ProjectWidget(LayerWidget):
         self._save_again = False
         self._close_filter = None
         self.save_button.clicked.connect(lambda: self.save())
-        self.open_button.clicked.connect(lambda: self.open())
+        self.open_button.clicked.connect(lambda: self.open(background=True))
         self.cancel_button.clicked.connect(self.cancel)
-        self.restore_button.clicked.connect(lambda: self.restore_last())
+        self.restore_button.clicked.connect(lambda: self.restore_last(background=True))
         self.auto_restore.changed.connect(lambda v: _settings.save_settings(auto_restore=bool(v)))
         self.restore_button.enabled = _settings.last_project() is not None
         #: The worker rebuilding the restored session's forest (``None`` if nothing restored).
@@ -405,11 +405,13 @@ class ProjectWidget(LayerWidget):
         show_info(f"Project: saved {out}")
         return out
 
-    def open(self, path: str | Path | None = None):
+    def open(self, path: str | Path | None = None, *, background: bool = False):
         """Reopen a project: probability and labels layers, then rebuild the forest in a thread.
 
         Returns the rebuilding worker (``None`` if nothing to rebuild or the folder is not a
-        project).
+        project). ``background``: the project is read in a worker too (what the Open and
+        Restore buttons do: a whole movie's session takes seconds to read), and that worker is
+        returned; its layers are added, and the forest's rebuilding started, when it is done.
         """
         try:
             folder = self._folder(path)
@@ -417,11 +419,48 @@ class ProjectWidget(LayerWidget):
             show_error(f"Project: {e}")
             return None
         self.flush()  # the session open now is saved first (the folder may be this one)
+        if background:
+            return self._open_in_background(folder)
         try:
             proj = load_project(folder)
         except Exception as e:
             show_error(f"Project: cannot open {str(folder)!r}: {e}")
             return None
+        return self._show(folder, proj)
+
+    def _open_in_background(self, folder: Path):
+        """Read ``folder`` in a worker; show it (:meth:`_show`) once that worker has finished."""
+        loaded: dict = {}
+
+        def read():
+            yield ("reading", 0, 1)
+            try:
+                proj = load_project(folder)
+            except Exception as e:  # said as the synchronous open says it (superqt would
+                return {"error": e}  # take a returned exception for the worker's failure)
+            yield ("reading", 1, 1)
+            return proj
+
+        def show() -> None:  # after the reading worker's own end (buttons enabled again)
+            proj = loaded.get("proj")
+            if proj is not None and "error" in proj:
+                show_error(f"Project: cannot open {str(folder)!r}: {proj['error']}")
+            elif proj is not None:  # None: cancelled
+                try:
+                    self._show(folder, proj)
+                except RuntimeError as e:  # napari closed while it was read
+                    if "has been deleted" not in str(e):
+                        raise
+
+        worker = self.run_workflow(
+            read(), lambda proj: loaded.update(proj=proj), self.open_button, self.cancel_button,
+            "Open project",
+        )  # fmt: skip
+        worker.finished.connect(show)
+        return worker
+
+    def _show(self, folder: Path, proj: dict):
+        """Add a loaded project's layers; rebuild its forest in a thread (that worker, or None)."""
         name = folder.name.removesuffix(".zarr")
         params = dict(proj["params"])
         image_name = None
@@ -471,13 +510,13 @@ class ProjectWidget(LayerWidget):
         # the forest for the inspector, rebuilt from the saved map; the labels stay as saved
         return self.rebuild_result(layer, self.open_button, self.cancel_button)
 
-    def restore_last(self):
+    def restore_last(self, *, background: bool = False):
         """Reopen the last project saved or opened (see :func:`open`)."""
         last = _settings.last_project()
         if last is None:
             show_info("Project: no last session to restore")
             return None
-        return self.open(last)
+        return self.open(last, background=background)
 
     def _restore_on_start(self):
         last = _settings.last_project()
