@@ -330,3 +330,27 @@ def test_link_over_time_gives_the_movie_its_tracks(
     (tmp_path / "new-linked.zarr").mkdir()
     w.output.value = tmp_path / "new.zarr"
     assert w.run() is None and "new-linked.zarr" in shown[-1] and "overwrite" in shown[-1]
+
+
+def test_stream_widget_reads_a_dataset_of_an_hdf5_file(
+    make_napari_viewer, qtbot, prob_zarr, tmp_path, shown
+):
+    """*file (TIFF, HDF5)*: a dataset typed after the file's name (``maps.h5/prob``) was
+    refused as a path that does not exist."""
+    h5py = pytest.importorskip("h5py")
+    from napari_hemd._widgets.stream import FROM_FILE
+
+    _, prob = prob_zarr
+    path = tmp_path / "maps.h5"
+    with h5py.File(path, "w") as f:
+        f["prob"], f["raw"] = prob, (prob * 1000).astype(np.uint16)
+    viewer = make_napari_viewer()
+    w = _widget(viewer, tmp_path / "x", tmp_path / "lab.zarr")
+    w.input_from.value = FROM_FILE
+    w.source.value = path / "prob"
+    w.run()
+    qtbot.waitUntil(lambda: "lab labels" in viewer.layers, timeout=120_000)
+    np.testing.assert_array_equal(
+        viewer.layers["lab labels"].data[:], hemd(prob, iterations=2).labels
+    )
+    assert shown == []

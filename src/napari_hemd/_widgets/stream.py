@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 #: ``Labels.metadata`` key of a layer this widget opened: the run's parameters and zarr path.
 STREAM_KEY = "hemd_stream"
 NO_MODEL = "none: input is probability"
-FROM_FILE, FROM_FOLDER, FROM_LAYER = "file (TIFF)", "folder (zarr, TIFF frames)", "layer"
+FROM_FILE, FROM_FOLDER, FROM_LAYER = "file (TIFF, HDF5)", "folder (zarr, TIFF frames)", "layer"
 
 
 def _choices(_widget=None) -> list[tuple[str, str]]:
@@ -130,7 +130,7 @@ class StreamWidget(LayerWidget):
         self.image.visible = kind == FROM_LAYER
         if kind != FROM_LAYER:
             self.source.mode = "r" if kind == FROM_FILE else "d"
-            self.source.filter = "*.tif *.tiff" if kind == FROM_FILE else None
+            self.source.filter = "*.tif *.tiff *.h5 *.hdf5" if kind == FROM_FILE else None
 
     def _input(self):
         """The input: a path, or the chosen layer's (level 0) data; None after an error."""
@@ -146,8 +146,11 @@ class StreamWidget(LayerWidget):
                 )
                 return None
             return layer.data[0] if layer.multiscale else layer.data
+        from napari_hemd.io.hdf5 import split_hdf5
+
         source = Path(str(self.source.value))
-        if not str(self.source.value) or not source.exists():
+        on_disk = (split_hdf5(source) or (source,))[0]  # movie.h5/raw: the file
+        if not str(self.source.value) or not on_disk.exists():
             show_error(f"Large data: input {str(source)!r} does not exist")
             return None
         return source
