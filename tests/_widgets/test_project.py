@@ -60,6 +60,48 @@ def test_open_not_a_project(viewer, tmp_path, errors):
     assert "cannot open" in errors[-1]
 
 
+def test_the_save_button_writes_off_naparis_thread(viewer, qtbot, tmp_path, errors, monkeypatch):
+    """Save wrote the whole session on napari's thread (seconds on a whole movie, audit 13):
+    the button writes it in a worker; the session follows the folder once written, and an edit
+    made meanwhile is autosaved after it."""
+    import time
+
+    import napari_hemd._widgets.project as project_module
+    from napari_hemd.workflows import load_project
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    proj = ProjectWidget(viewer, restore=False)
+    proj.labels.value = labels
+    proj.path.value = tmp_path / "session.zarr"
+    real = project_module.save_project
+
+    def slow_save(**kwargs):
+        time.sleep(1.0)  # a big session
+        return real(**kwargs)
+
+    monkeypatch.setattr(project_module, "save_project", slow_save)
+    t0 = time.perf_counter()
+    proj.save_button.clicked.emit()  # as a click does
+    assert time.perf_counter() - t0 < 0.5  # napari's thread is free at once
+    assert not proj.save_button.enabled and "saving" in proj.status.value
+    pr = ProofreadWidget(viewer)
+    pr.labels.value = labels
+    pr.scope.value = "all frames"
+    assert pr.delete([1])  # while it is written
+    edited = labels.data.copy()
+    qtbot.waitUntil(lambda: proj.folder == tmp_path / "session.zarr", timeout=60_000)
+    assert proj.save_button.enabled or proj._saving is not None
+    qtbot.waitUntil(lambda: "(autosaved)" in proj.status.value and proj._saving is None,
+                    timeout=60_000)  # fmt: skip
+    proj.flush()
+    np.testing.assert_array_equal(load_project(tmp_path / "session.zarr")["labels"], edited)
+    assert not errors
+
+
 def test_the_open_button_reads_the_project_off_naparis_thread(
     viewer, qtbot, tmp_path, errors, monkeypatch
 ):

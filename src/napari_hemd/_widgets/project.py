@@ -142,7 +142,7 @@ class ProjectWidget(LayerWidget):
         self._saving = None
         self._save_again = False
         self._close_filter = None
-        self.save_button.clicked.connect(lambda: self.save())
+        self.save_button.clicked.connect(lambda: self.save(background=True))
         self.open_button.clicked.connect(lambda: self.open(background=True))
         self.cancel_button.clicked.connect(self.cancel)
         self.restore_button.clicked.connect(lambda: self.restore_last(background=True))
@@ -384,8 +384,13 @@ class ProjectWidget(LayerWidget):
             return None
         return out
 
-    def save(self, path: str | Path | None = None) -> Path | None:
-        """Save the chosen labels layer's session; returns the folder (``None`` if not saved)."""
+    def save(self, path: str | Path | None = None, *, background: bool = False):
+        """Save the chosen labels layer's session; returns the folder (``None`` if not saved).
+
+        ``background``: written in a worker, which is returned (what the Save button does: a
+        whole movie's session takes seconds to write); the session follows the folder once it
+        is written.
+        """
         layer = self.labels.value
         if not isinstance(layer, Labels):
             show_error("Project: choose a labels layer made by the Segment widget")
@@ -399,11 +404,69 @@ class ProjectWidget(LayerWidget):
         own = out == self.folder and layer is self.session_layer  # re-saving this session
         if overwrite and not own and not self.confirm_overwrite(out):
             return None
+        if background:
+            return self._save_in_background(layer, out, overwrite)
         if self._write(layer, out, overwrite) is None:
             return None
         self._follow(layer, out)
         show_info(f"Project: saved {out}")
         return out
+
+    def _save_in_background(self, layer: Labels, out: Path, overwrite: bool):
+        """Write ``layer``'s session to ``out`` in a worker; follow ``out`` once it is written.
+
+        The session is taken as it is now (:meth:`_save_kwargs` ``snapshot``); edits made while
+        it is written are autosaved after it (or marked unsaved, autosave off).
+        """
+        kwargs = self._save_kwargs(layer, out, overwrite, snapshot=True)
+        if kwargs is None:
+            return None
+        self._timer.stop()
+        self.wait_for_autosave()  # one save at a time (an autosave's rest is written first)
+        from napari.qt.threading import create_worker
+
+        done = threading.Event()
+
+        def write() -> Path:
+            try:
+                return save_project(**kwargs)
+            finally:  # set in the thread: the GUI thread may be waiting on it
+                done.set()
+
+        def saved(_out) -> None:
+            try:
+                self._follow(layer, out)
+            except RuntimeError:  # the dock was closed meanwhile: the folder is written
+                return
+            show_info(f"Project: saved {out}")
+            self.autosaved.emit(out)
+            if layer in self.viewer.layers and not np.array_equal(layer.data, kwargs["labels"]):
+                self._schedule()  # edited while it was written
+
+        def failed(exc: Exception) -> None:
+            log.error("saving %s failed", out, exc_info=exc)
+            show_error(f"Project: saving failed: {exc}")
+            try:
+                self.status.value = f"project: {out.name} (saving failed)"
+            except RuntimeError:
+                pass
+
+        def ended() -> None:
+            self._autosave_ended()
+            try:
+                self.save_button.enabled = True
+            except RuntimeError:
+                pass
+
+        worker = create_worker(write, _start_thread=False)
+        worker.returned.connect(saved)
+        worker.errored.connect(failed)
+        worker.finished.connect(ended)
+        self._saving = (worker, done)
+        self.save_button.enabled = False
+        self.status.value = f"project: {out.name} (saving...)"
+        worker.start()
+        return worker
 
     def open(self, path: str | Path | None = None, *, background: bool = False):
         """Reopen a project: probability and labels layers, then rebuild the forest in a thread.
