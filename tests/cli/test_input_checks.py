@@ -464,3 +464,71 @@ def test_link_gives_a_streamed_movie_the_tracks_segment_link_gives(video, tmp_pa
     assert main(["link", str(tmp_path / "s.zarr"), "-o", str(tmp_path / "y"), "--delta", "0"]) == 2
     assert "delta must be > 0" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_stream_link_gives_what_segment_link_gives_and_resumes_its_linking(
+    video, tmp_path, capsys, monkeypatch
+):
+    """``stream --link``: the streamed labels linked over time into a CTC folder (or .zarr /
+    .tif), equal to ``segment --link``'s; a run killed while linking is rerun from its streamed
+    labels (kept hidden beside OUT), which a run with other arguments does not reuse."""
+    import napari_hemd.pipeline as pipeline
+    from napari_hemd.io.ctc import read_ctc_labels, read_ctc_tracks
+
+    prob = np.concatenate([video["prob"]] * 3)  # 9 frames
+    tifffile.imwrite(tmp_path / "p.tif", prob)
+    assert main(["segment", str(tmp_path / "p.tif"), "--link", "-o", str(tmp_path / "want"),
+                 "--no-progress"]) == 0  # fmt: skip
+    want = read_ctc_labels(tmp_path / "want")
+    args = ["stream", str(tmp_path / "p.tif"), "--chunk", "4", "--link", "--no-progress"]
+
+    real, calls = pipeline.link_stack, []
+
+    def killed(*a, **k):
+        calls.append(1)
+        raise KeyboardInterrupt  # killed while linking
+
+    monkeypatch.setattr(pipeline, "link_stack", killed)
+    assert main([*args, "-o", str(tmp_path / "got")]) == 130  # interrupted
+    hidden = tmp_path / ".got.unlinked.zarr"
+    assert hidden.is_dir() and not (tmp_path / "got").exists()
+    monkeypatch.setattr(pipeline, "link_stack", real)
+    streamed = []
+    monkeypatch.setattr(pipeline, "stream_segment", lambda *a, **k: streamed.append(1))
+    capsys.readouterr()
+    assert main([*args, "-o", str(tmp_path / "got")]) == 0  # linked from what was streamed
+    err = capsys.readouterr().err
+    assert not streamed and "linking the labels a previous run left" in err
+    assert re.search(r"stream: linked over time, \d+ tracks, .* -> .*got", err), err
+    assert not hidden.exists()
+    got = read_ctc_labels(tmp_path / "got")
+    assert sorted(got) == sorted(want) == list(range(9))
+    for t in want:
+        np.testing.assert_array_equal(got[t], want[t])
+    np.testing.assert_array_equal(
+        read_ctc_tracks(tmp_path / "got" / "res_track.txt"),
+        read_ctc_tracks(tmp_path / "want" / "res_track.txt"),
+    )
+    # other arguments: a stale hidden store is not reused
+    monkeypatch.undo()
+    monkeypatch.setattr(pipeline, "link_stack", killed)
+    assert main([*args, "-o", str(tmp_path / "l.zarr")]) == 130
+    monkeypatch.undo()
+    assert (tmp_path / ".l.zarr.unlinked.zarr").is_dir()
+    assert main([*args, "--delta", "0.5", "-o", str(tmp_path / "l.zarr")]) == 0
+    assert "a previous run left" not in capsys.readouterr().err
+    import zarr
+
+    z = zarr.open_array(str(tmp_path / "l.zarr"), mode="r")
+    assert z.attrs["delta"] == 0.5 and np.asarray(z.attrs["tracks"]).shape[1] == 4
+    # refused before any work: --follow, an existing output, a 4D input
+    for extra, message in (
+        (["--follow", "1", "-o", str(tmp_path / "f.zarr")], "drop --link"),
+        (["-o", str(tmp_path / "got")], "exists"),
+        (["-o", str(tmp_path / "x.png")], "expected a .tif/.tiff file, a .zarr store or a folder"),
+    ):
+        assert main([*args, *extra]) == 2
+        assert message in capsys.readouterr().err, extra
+    np.save(tmp_path / "p4.npy", np.stack([prob] * 5, 1))
+    assert main(["stream", str(tmp_path / "p4.npy"), "--link", "-o", str(tmp_path / "s4")]) == 2
+    assert "--link links a (T, Y, X) movie" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="remove the cells that the image's edge cuts, in each frame",
     )
+    p.add_argument(
+        "--link",
+        action="store_true",
+        help="then link the labels over time (same id for the same cell, divisions: what "
+        "segment --link gives), two frames in memory; -o may then also be a CTC result folder "
+        "(no suffix) or a .tif",
+    )
     p.add_argument("--no-resume", action="store_true", help="ignore a previous partial run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -95,8 +103,15 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd.cli._progress import Progress
     from napari_hemd.cli._segment import hemd_params
 
-    if Path(args.output).suffix != ".zarr":
-        raise ValueError(f"--output must be a .zarr store; got {args.output!r}")
+    if args.link:
+        from napari_hemd.io.stacks import check_labels_path
+
+        check_labels_path(args.output)  # a CTC folder, .zarr or .tif
+    elif Path(args.output).suffix != ".zarr":
+        raise ValueError(
+            f"--output must be a .zarr store; got {args.output!r} (with --link also a CTC "
+            "result folder or a .tif)"
+        )
     check_output_path(args.output, overwrite=args.overwrite, name="output", inputs=[args.prob])
     params = hemd_params(args)
     from napari_hemd.core.segment import check_params
@@ -107,6 +122,11 @@ def run(args: argparse.Namespace) -> int:
 
         if args.follow < 0:
             raise ValueError(f"--follow must be 0 or more seconds; got {args.follow}")
+        if args.link:
+            raise ValueError(
+                "--follow writes frames as they are final; link them afterwards (napari-hemd "
+                "link OUT.zarr -o RESULT), drop --link"
+            )
         if Path(args.prob).suffix != ".zarr":
             raise ValueError(
                 f"--follow reads a .zarr array that another process grows frame by frame; got "
@@ -162,6 +182,12 @@ def run(args: argparse.Namespace) -> int:
         lambda p: open_input(p, array), args.prob, args, "PROB", maps=args.model is None
     )
     prob = inverted(prob, args, "PROB")
+    if args.link and len(prob.shape) != 3:
+        raise ValueError(
+            f"--link links a (T, Y, X) movie's objects over time; PROB has shape "
+            f"{tuple(prob.shape)} (a time-lapse of stacks is linked by its model's own settings: "
+            "nuclei-3d links them); drop --link"
+        )
     if args.model is not None and len(prob.shape) == 4:
         return _run_stacks(args, prob, params, loaded)
     if args.model is not None and len(prob.shape) == 3:
@@ -171,28 +197,36 @@ def run(args: argparse.Namespace) -> int:
             "--planes / --z-scale are for a (T, Z, Y, X) time-lapse of stacks with --model; "
             f"PROB has shape {tuple(prob.shape)}"
         )
+    final = args.output
+    if args.link:  # streamed into a hidden sibling, then linked into OUT
+        args.output = str(_unlinked_store(final, args, prob))
     t0 = time.perf_counter()
     with Progress(disabled=args.no_progress, unit="step") as bar:
-        stream_segment(
-            prob,
-            args.output,
-            model=args.model,
-            prob_output=args.prob_output,
-            workers=args.workers,
-            scheduler=args.scheduler,
-            chunk=args.chunk,
-            halo=args.halo,
-            predict_chunk=args.predict_chunk,
-            tile=args.tile,
-            threads=args.threads,
-            tta=args.tta,
-            scale=args.scale,
-            overwrite=args.overwrite,
-            resume=not args.no_resume,
-            progress=bar,
-            exclude_border=args.exclude_border,
-            **params,
-        )
+        if args.link and Path(args.output).exists():
+            print(
+                f"stream: linking the labels a previous run left in {args.output}", file=sys.stderr
+            )
+        else:
+            stream_segment(
+                prob,
+                args.output,
+                model=args.model,
+                prob_output=args.prob_output,
+                workers=args.workers,
+                scheduler=args.scheduler,
+                chunk=args.chunk,
+                halo=args.halo,
+                predict_chunk=args.predict_chunk,
+                tile=args.tile,
+                threads=args.threads,
+                tta=args.tta,
+                scale=args.scale,
+                overwrite=args.overwrite,
+                resume=not args.no_resume,
+                progress=bar,
+                exclude_border=args.exclude_border,
+                **params,
+            )
     dt = time.perf_counter() - t0
     if args.channel is not None:  # the labels' provenance, as segment records it
         import zarr
@@ -210,7 +244,8 @@ def run(args: argparse.Namespace) -> int:
         rate = f"{prob.shape[0] / dt:.2f} stacks/s"
     else:
         what, rate = "frame(s)", f"{prob.shape[0] / dt:.2f} frames/s"
-    print(f"stream: {prob.shape[0]} {what}, {rate} -> {args.output}", file=sys.stderr)
+    where = "now linking them over time" if args.link else f"-> {args.output}"
+    print(f"stream: {prob.shape[0]} {what}, {rate} {where}", file=sys.stderr)
     if args.model is not None:  # the size advice of segment --model, on a few finished frames
         import zarr
 
@@ -232,7 +267,74 @@ def run(args: argparse.Namespace) -> int:
         note = stream_size_advice(args.model, args.output)  # at the zoom it records
         if note:
             print(f"note: {note}", file=sys.stderr)
+    if args.link:
+        _link(args, final, params["delta"], prob.shape[0])
     return 0
+
+
+def _unlinked_store(final: str, args: argparse.Namespace, prob) -> Path:
+    """Where ``stream --link`` writes the labels before linking: ``.OUT.unlinked.zarr``.
+
+    Hidden beside OUT, kept until they are linked (a run killed while linking is rerun from
+    them). One a run with other arguments or another input left is removed (it is napari-hemd's
+    own, never the user's). The run's identity (its arguments, the input's
+    :func:`napari_hemd.core.streaming._source_id`) is recorded in its attributes, ``run``.
+    """
+    import hashlib
+    import json
+    import shutil
+
+    import zarr
+
+    from napari_hemd.core.streaming import _source_id
+    from napari_hemd.pipeline import default_prob_output
+
+    path = Path(final)
+    store = path.with_name(f".{path.name}.unlinked.zarr")
+    if args.model is not None and args.prob_output is None:  # beside OUT, not hidden
+        args.prob_output = str(default_prob_output(path.with_suffix(".zarr")))
+    skip = {"output", "overwrite", "no_progress", "no_resume", "func", "workers", "scheduler"}
+    run = {k: v for k, v in sorted(vars(args).items()) if k not in skip}
+    key = hashlib.sha256((json.dumps(run, default=str) + _source_id(prob)).encode()).hexdigest()[
+        :16
+    ]
+    args.link_run = key
+    if store.exists():
+        try:
+            same = zarr.open_array(str(store), mode="r").attrs.get("run") == key
+        except Exception:  # not a finished store
+            same = False
+        if not same or args.no_resume:
+            shutil.rmtree(store)
+    return store
+
+
+def _link(args: argparse.Namespace, final: str, delta: float, n: int) -> None:
+    """Link the streamed labels (``args.output``) over time into ``final``; remove them after."""
+    import shutil
+
+    import zarr
+
+    from napari_hemd.cli._progress import Progress
+    from napari_hemd.cli._segment import _first_frame, lineage_summary
+    from napari_hemd.pipeline import link_stack
+
+    labels = zarr.open_array(str(args.output), mode="r+")
+    labels.attrs["run"] = args.link_run  # finished: a rerun killed while linking starts here
+    out_args = argparse.Namespace(**{**vars(args), "output": final})
+    first = _first_frame(out_args, n)  # a CTC folder of frames t050 ...: mask050 ...
+    t0 = time.perf_counter()
+    with Progress(disabled=args.no_progress) as bar:
+        out, tracks = link_stack(
+            labels, final, delta=delta, overwrite=args.overwrite, first_frame=first,
+            metadata={**dict(labels.attrs), "link": True}, progress=bar,
+        )  # fmt: skip
+    shutil.rmtree(args.output)
+    print(
+        f"stream: linked over time{lineage_summary(tracks)}, {time.perf_counter() - t0:.2f} s "
+        f"-> {out}",
+        file=sys.stderr,
+    )
 
 
 def _refuse_one_stack(args: argparse.Namespace, loaded) -> None:
