@@ -291,6 +291,9 @@ def output_lock(path: str | os.PathLike, name: str = "output") -> Iterator[Path]
                 f"(process {pid if pid > 0 else '?'}{where}, lock {str(lock)!r}); wait for it to "
                 f"finish or choose another output{gone}"
             ) from None
+        except OSError as e:  # the bare error named the hidden lock file
+            _refuse_unwritable(e, path, name)
+            raise
         with os.fdopen(fd, "w") as f:
             f.write(f"{os.getpid()} {_HOST}\n")
         break
@@ -302,6 +305,19 @@ def output_lock(path: str | os.PathLike, name: str = "output") -> Iterator[Path]
     finally:
         _HELD.pop(key, None)
         lock.unlink(missing_ok=True)
+
+
+def _refuse_unwritable(e: OSError, path: Path, name: str) -> None:
+    """Raise a ``PermissionError`` naming ``name`` and its folder where ``e`` says it is read-only."""
+    import errno
+
+    if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return
+    why = "is on a read-only drive" if e.errno == errno.EROFS else "is not writable"
+    raise PermissionError(
+        f"{name} {str(path)!r}: its folder {str(path.parent)!r} {why}; choose an output in a "
+        "folder you can write to"
+    ) from e
 
 
 @contextlib.contextmanager

@@ -317,17 +317,21 @@ _MAPS = ("boundary", "background", "progress", "axis")
 _IMAGE_KEYWORDS = ("min_volume", "grow_threshold", "exclude_border")
 
 
-def image_keywords(method: str = "hemd") -> tuple[str, ...]:
-    """Every keyword :func:`segment_image` takes with ``method`` (a typo is none of them)."""
-    own = [
+def _own_keywords() -> list[str]:
+    """:func:`segment_image_workflow`'s own keywords: the prediction's and the growth's."""
+    return [
         name
         for name, p in inspect.signature(segment_image_workflow).parameters.items()
         if p.kind is p.KEYWORD_ONLY
     ]
+
+
+def image_keywords(method: str = "hemd") -> tuple[str, ...]:
+    """Every keyword :func:`segment_image` takes with ``method`` (a typo is none of them)."""
     from napari_hemd.core.segment import method_keywords
 
     taken = [k for k in method_keywords(method) if k not in _MAPS]
-    return tuple(dict.fromkeys([*own, *taken, *_IMAGE_KEYWORDS]))
+    return tuple(dict.fromkeys([*_own_keywords(), *taken, *_IMAGE_KEYWORDS]))
 
 
 def _check_mutex(loaded, model, params: dict) -> None:
@@ -480,7 +484,8 @@ def segment_image_workflow(
     # before the prediction, which may take hours: a typo or an out-of-range value fails now
     # (the Mutex watershed takes what a baseline takes: min_size, link and its delta)
     taking = {None: "hemd", "mutex": "threshold"}.get(method, method)  # None: all H-EMD takes
-    check_keywords(taking, params, caller="segment_image", extra=_IMAGE_KEYWORDS, drop=_MAPS)
+    extra = (*_IMAGE_KEYWORDS, *_own_keywords())  # named in the message (audit 16: the
+    check_keywords(taking, params, caller="segment_image", extra=extra, drop=_MAPS)  # tile ...)
     check_params(**params)
     if (params.get("connectivity") or 1) > 2:  # checked here, not after hours of prediction
         raise ValueError(
@@ -871,7 +876,11 @@ def segment_image(
     progress : callable, optional
         Called as ``progress(stage, done, total)``.
     **kwargs
-        See :func:`segment_image_workflow`.
+        The prediction's (``tile``, ``halo``, ``batch_size``, ``device``, ``threads``, ``tta``,
+        ``scale``, ``planes``, ``z_scale``, ``cancel``), the whole-cell growth's (``grow``,
+        ``grow_threshold``), ``exclude_border``, ``min_volume`` and the method's parameters
+        (``tau``, ``delta``, ``min_size``, ``link`` ... as :func:`napari_hemd.segment`): see
+        :func:`segment_image_workflow`. A keyword none of these takes raises a TypeError.
 
     Returns
     -------

@@ -95,6 +95,45 @@ def test_a_raw_movie_is_not_taken_for_probabilities(video):
     assert nh.segment(as_uint8, "threshold").max() > 0
 
 
+def test_every_h_emd_entry_refuses_a_raw_movie(video, tmp_path):
+    """hemd, hemd_windowed and hemd_stream took a raw uint16 movie for probabilities (audit 16:
+    hemd_stream published 0 objects in every frame, hemd one per frame, without a word); a real
+    uint8 map still streams window by window (a window is not judged again: one of empty
+    frames would look like a dim raw image)."""
+    import zarr
+
+    from napari_hemd.core.streaming import hemd_stream, hemd_windowed
+
+    raw = video["image"]
+    assert raw.dtype == np.uint16
+    pattern = r"prob does not look like a probability map.*segment_image"
+    with pytest.raises(ValueError, match=pattern):
+        nh.hemd(raw)
+    with pytest.raises(ValueError, match=pattern):
+        hemd_windowed(raw, chunk=2)
+    with pytest.raises(ValueError, match=pattern):
+        hemd_stream(raw, tmp_path / "raw.zarr")
+    assert not (tmp_path / "raw.zarr").exists()
+    as_uint8 = (video["prob"] * 255).astype(np.uint8)
+    empty = np.zeros((5, *as_uint8.shape[1:]), np.uint8)
+    as_uint8 = np.concatenate([as_uint8, empty])  # the last windows: empty frames only
+    want = nh.segment(as_uint8, iterations=1)
+    np.testing.assert_array_equal(hemd_windowed(as_uint8, chunk=2, halo=1, iterations=1), want)
+    hemd_stream(as_uint8, tmp_path / "u8.zarr", chunk=2, halo=1, iterations=1)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "u8.zarr"), mode="r")[...], want)
+
+
+def test_a_companion_map_a_method_does_not_use_is_refused(video):
+    """``segment(p, background=...)`` with H-EMD ignored the map, one of the wrong shape too
+    (audit 16); only maxvalue uses boundary and background."""
+    p = video["prob"]
+    for method, kw in (("hemd", {"background": p[:, :10]}), ("threshold", {"boundary": p}),
+                       ("watershed", {"boundary": p, "background": 1 - p})):  # fmt: skip
+        with pytest.raises(ValueError, match=r"used by method='maxvalue' only.*grow_to_cells"):
+            nh.segment(p, method, **kw)
+    assert nh.segment(p, "maxvalue", boundary=np.zeros_like(p)).max() > 0
+
+
 def test_scoring_and_linking_refuse_a_raw_movie_as_labels(video):
     """A raw movie given as labels was scored (F1 near 0, no word why) and linked as thousands of
     one-pixel objects; as reference, result or labels to link it is now named."""
@@ -215,3 +254,24 @@ def test_parameters_that_are_no_numbers_are_named(kwargs, message):
         nh.hemd(prob, **kwargs)
     assert str(err.value) == message
     nh.hemd(prob, tau=np.float32(0.4), min_size=np.int64(3), max_candidates=10**6)  # numpy: fine
+
+
+def test_a_typo_to_segment_image_lists_every_keyword_it_takes():
+    """The message listed only H-EMD's and the growth's keywords; the prediction's (``tile``,
+    ``tta`` ...), which work, were missing, and help(segment_image) named none (audit 16)."""
+    import inspect
+
+    from napari_hemd.image_segmentation import segment_image_workflow
+
+    own = [
+        n
+        for n, p in inspect.signature(segment_image_workflow).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    ]
+    assert {"tile", "tta", "scale", "threads"} <= set(own)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) 'tua'") as info:
+        nh.segment_image(np.zeros((1, 64, 64), np.float32), tua=0.5)  # before any prediction
+    taken = str(info.value).split("it takes ")[1].split(", ")
+    assert set(own) <= set(taken) and "tau" in taken
+    doc = nh.segment_image.__doc__
+    assert all(f"``{n}``" in doc for n in own), [n for n in own if f"``{n}``" not in doc]

@@ -107,3 +107,35 @@ def test_two_concurrent_segment_runs_one_wins(tmp_path, suffix):
     assert "being written by another" in loser or "already exists" in loser
     assert read_stack(out).shape == (6, 96, 96)
     assert not list(tmp_path.glob(".out*"))  # no lock, no temporary left
+
+
+def test_an_unwritable_output_folder_is_named_not_the_lock_file(tmp_path, monkeypatch, capsys):
+    """An output in a read-only folder failed with the bare OSError about the hidden lock file
+    (``[Errno 30] Read-only file system: '.l.zarr.lock'``, audit 16): the output and its folder
+    are named, for the command line and the API."""
+    import errno
+    import os
+
+    import napari_hemd._atomic as atomic
+    from napari_hemd.cli import main
+
+    real_open = os.open
+
+    def read_only(path, *a, **k):
+        if str(path).endswith(".lock"):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(atomic.os, "open", read_only)
+    prob = np.zeros((2, 32, 32), np.float32)
+    prob[:, 8:20, 8:20] = 0.9
+    np.save(tmp_path / "p.npy", prob)
+    out = tmp_path / "ro" / "l.zarr"
+    out.parent.mkdir()
+    assert main(["stream", str(tmp_path / "p.npy"), "-o", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"output {str(out)!r}: its folder {str(out.parent)!r} is on a read-only drive" in err
+    assert ".lock" not in err
+    with pytest.raises(PermissionError, match="is on a read-only drive"):
+        with atomic.output_lock(out):
+            pass

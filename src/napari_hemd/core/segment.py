@@ -17,7 +17,7 @@ from napari_hemd.core.selection import FrameSelection, select_instances
 from napari_hemd.core.validation import (
     channels_last,
     check_probability,
-    not_a_probability_map,
+    refuse_raw_image,
     resolve_connectivity,
 )
 
@@ -172,6 +172,7 @@ def hemd(
     check_progress(progress)
     if not hasattr(prob, "shape") or not hasattr(prob, "ndim"):  # a list of frames
         prob = np.asarray(prob)
+    refuse_raw_image(prob)  # a raw uint16 movie gave one object per frame, without a word
     seed_min_peak = SEED_MIN_PEAK[variant] if seed_min_peak is None else float(seed_min_peak)
     lone_growth = LONE_GROWTH[variant] if lone_growth is None else float(lone_growth)
     split_coverage = SPLIT_COVERAGE[variant] if split_coverage is None else float(split_coverage)
@@ -276,7 +277,8 @@ def segment(
     link : bool
         Give the same id to the same object across frames (any method).
     boundary, background : array-like, optional
-        Boundary / background probabilities, same shape as ``prob`` (``maxvalue`` needs boundary).
+        Boundary / background probabilities, same shape as ``prob``: ``maxvalue``'s (it needs
+        boundary); refused with another method, which would not use them.
     progress : callable, optional
         ``progress(stage, done, total)``.
     **kwargs
@@ -289,7 +291,8 @@ def segment(
     ValueError
         For a uint8/uint16 ``prob`` that looks like a raw image
         (:func:`napari_hemd.core.validation.not_a_probability_map`): use
-        :func:`napari_hemd.segment_image`.
+        :func:`napari_hemd.segment_image`. For ``boundary`` / ``background`` with a method
+        other than ``maxvalue``.
 
     Returns
     -------
@@ -311,12 +314,14 @@ def segment(
     check_progress(progress)
     if not hasattr(prob, "shape") or not hasattr(prob, "ndim"):
         prob = np.asarray(prob)
-    why = not_a_probability_map(prob)  # a raw movie: as the CLI and the widget refuse it
-    if why:
+    refuse_raw_image(prob)  # a raw movie: as the CLI and the widget refuse it
+    given = [n for n, a in (("boundary", boundary), ("background", background)) if a is not None]
+    if given and method != "maxvalue":  # was ignored, a wrong shape too
         raise ValueError(
-            f"prob does not look like a probability map ({why}). For a raw image use "
-            "segment_image(image, model=...), which predicts the probabilities first; a real "
-            "probability map can be given as floats in [0, 1]"
+            f"{' and '.join(given)} {'are' if len(given) > 1 else 'is'} used by "
+            f"method='maxvalue' only; got method={method!r}. To grow objects into whole cells "
+            "where the background is low: napari_hemd.core.cells.grow_to_cells(labels, "
+            "background, grow), or segment_image(image, model=...)"
         )
     if method == "hemd":
         res = hemd(

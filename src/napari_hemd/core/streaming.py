@@ -114,6 +114,9 @@ def plan_windows(n_frames: int, chunk: int, halo: int) -> list[Window]:
 class _FrameRange:
     """Lazy view of frames ``lo .. hi - 1`` of ``prob`` (axis 0): reads a frame when indexed."""
 
+    #: A window of a movie :func:`_check` judged: not read again as a possibly raw image.
+    probability_checked = True
+
     def __init__(self, prob, lo: int, hi: int) -> None:
         self.prob, self.lo, self.hi = prob, lo, hi
         self.shape = (hi - lo, *tuple(prob.shape[1:]))
@@ -154,6 +157,9 @@ def _check(prob, params: dict) -> tuple[int, int]:
         )
     if 0 in tuple(prob.shape):
         raise ValueError(f"prob is empty (shape {tuple(prob.shape)}): no frame to segment")
+    from napari_hemd.core.validation import refuse_raw_image
+
+    refuse_raw_image(prob)  # once for the movie (its windows say they were checked)
     iterations = int(params.get("iterations", 10))
     halo = params.get("halo")
     halo = iterations if halo is None else int(halo)

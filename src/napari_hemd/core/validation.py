@@ -15,6 +15,7 @@ __all__ = [
     "check_probability",
     "not_a_probability_map",
     "not_instance_labels",
+    "refuse_raw_image",
     "resolve_connectivity",
     "to_probability",
 ]
@@ -94,6 +95,24 @@ def not_a_probability_map(arr, *, frames: int = 3) -> str | None:
             "where a probability map has few"
         )
     return None
+
+
+def refuse_raw_image(arr, *, name: str = "prob") -> None:
+    """Raise where ``arr`` looks like a raw image, not probabilities (:func:`not_a_probability_map`).
+
+    Thresholds of a raw uint16 movie rescaled to [0, 1] all lie near 0: every frame became one
+    object or none, without a word. Views that say their source was checked already
+    (``probability_checked``: a window of a checked movie) are not read again.
+    """
+    if getattr(arr, "probability_checked", False):
+        return
+    why = not_a_probability_map(arr)
+    if why:
+        raise ValueError(
+            f"{name} does not look like a probability map ({why}). For a raw image use "
+            "segment_image(image, model=...), which predicts the probabilities first; a real "
+            "probability map can be given as floats in [0, 1]"
+        )
 
 
 #: :func:`not_instance_labels`: an image whose values each fall apart into at least this many
