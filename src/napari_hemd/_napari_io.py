@@ -158,7 +158,7 @@ def _hdf5_layers(path: Path, name: str) -> list[LayerData]:
     labels, the rest as images, read whole or lazily (too big: :func:`_too_big`); a channel axis
     ilastik's ``axistags`` name splits into one image layer per channel, as a TIFF's does.
     """
-    from napari_hemd.io.hdf5 import _datasets, _h5py, open_hdf5
+    from napari_hemd.io.hdf5 import _datasets, _h5py, lazy_hdf5, open_hdf5
 
     try:
         with _h5py().File(path, "r") as f:
@@ -169,7 +169,7 @@ def _hdf5_layers(path: Path, name: str) -> list[LayerData]:
     for key in keys:
         arr = open_hdf5(path / key)
         nbytes = int(np.prod(arr.shape)) * arr.dtype.itemsize
-        data = arr if _too_big(path, nbytes) else arr[...]
+        data = lazy_hdf5(arr) if _too_big(path, nbytes) else arr[...]
         meta: dict = {"name": name if len(keys) == 1 else f"{name} {key}"}
         axes = arr.axes or ""
         if axes.endswith("YX") and not set(axes) - set("TZYX"):

@@ -160,6 +160,25 @@ def test_napari_opens_each_dataset_as_a_layer(tmp_path):
     assert [(m["name"], k) for _, m, k in layers] == [("vol label", "labels"), ("vol raw", "image")]
 
 
+def test_a_big_hdf5_file_opens_lazily_in_napari(tmp_path, monkeypatch, make_napari_viewer):
+    """Too big to read whole: a dask array read plane by plane, which napari shows and the
+    Large data widget streams."""
+    import dask.array as da
+
+    import napari_hemd._napari_io as napari_io
+
+    maps = _maps()
+    path = _ilastik(tmp_path / "probs.h5", maps[..., 1:2], "tyxc")
+    monkeypatch.setattr(napari_io, "_too_big", lambda path, nbytes: True)
+    [(data, meta, kind)] = napari_io.get_reader(str(path))(str(path))
+    assert isinstance(data, da.Array) and data.chunksize == (1, 48, 64)
+    np.testing.assert_array_equal(data[2].compute(), maps[2, ..., 1])
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(data, **meta)
+    viewer.dims.set_point(0, 2)  # napari reads that plane (an error here: not an array)
+    assert layer.data is data and viewer.dims.point[0] == 2
+
+
 @pytest.mark.skipif(not VOLUME.is_file(), reason="needs ../shared/data")
 def test_the_shared_volume_reads_as_h5py_does():
     """The real nuclei volume (``raw`` and ``label``): each dataset by its name, whole and lazily."""

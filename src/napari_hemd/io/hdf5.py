@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["HDF5_SUFFIXES", "Hdf5Array", "open_hdf5", "split_hdf5"]
+__all__ = ["HDF5_SUFFIXES", "Hdf5Array", "lazy_hdf5", "open_hdf5", "split_hdf5"]
 
 #: File name endings read as HDF5.
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
@@ -143,6 +143,23 @@ class Hdf5Array:
     def __array__(self, dtype=None, copy=None):
         arr = self[...]
         return arr if dtype is None else arr.astype(dtype, copy=False)
+
+
+def lazy_hdf5(arr: Hdf5Array):
+    """``arr`` as a dask array read plane by plane (napari shows a big file this way).
+
+    Named by the file and its version, as :func:`napari_hemd.io.tiff.lazy_tiff` names a TIFF.
+    """
+    import hashlib
+
+    import dask.array as da
+
+    stat = Path(arr.file).stat()
+    key = f"{arr.path}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    chunks = (1,) * max(arr.ndim - 2, 0) + tuple(arr.shape[-2:])
+    name = f"hdf5-{Path(arr.file).name}-{hashlib.sha1(key).hexdigest()[:16]}"
+    out = da.from_array(arr, chunks=chunks, name=name, asarray=True)
+    return out if out.dtype.isnative else out.astype(out.dtype.newbyteorder("="))
 
 
 def open_hdf5(path: str | os.PathLike, array: str | None = None) -> Hdf5Array:
