@@ -171,6 +171,7 @@ def test_a_big_hdf5_file_opens_lazily_in_napari(tmp_path, monkeypatch, make_napa
     path = _ilastik(tmp_path / "probs.h5", maps[..., 1:2], "tyxc")
     monkeypatch.setattr(napari_io, "_too_big", lambda path, nbytes: True)
     [(data, meta, kind)] = napari_io.get_reader(str(path))(str(path))
+    assert kind == "image"
     assert isinstance(data, da.Array) and data.chunksize == (1, 48, 64)
     np.testing.assert_array_equal(data[2].compute(), maps[2, ..., 1])
     viewer = make_napari_viewer()
