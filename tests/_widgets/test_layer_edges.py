@@ -236,3 +236,33 @@ def test_proofread_edits_a_stack_s_3d_objects(make_napari_viewer, errors):
     for z in range(3, 9):
         assert set(np.unique(layer.data[z][data[z] == 3])) == set(parts.tolist())
     assert not errors
+
+
+def test_merge_delete_and_relabel_edit_a_stacks_whole_objects(make_napari_viewer, errors):
+    """Merge, Delete and Relabel on one stack changed only the z-slice on screen (the default
+    scope, current frame): one nucleus kept its old id in the other slices (audit 15). They act
+    on the whole 3D objects, and *apply to* is off for a stack."""
+    viewer = make_napari_viewer()
+    data = np.zeros((10, 32, 32), np.uint32)
+    data[2:8, 4:12, 4:12] = 1
+    data[2:8, 4:12, 12:20] = 2  # touching 1: one nucleus cut in two
+    data[1:9, 20:28, 20:28] = 3
+    layer = viewer.add_labels(data.copy(), name="stack", axis_labels=("z", "y", "x"))
+    movie = viewer.add_labels(data.copy(), name="movie")  # a (T, Y, X) movie: frames stay
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = layer
+    assert not proof.scope.enabled and proof.scope.value == "current frame"
+    viewer.dims.set_current_step(0, 5)
+    assert proof.merge([1, 2])
+    assert not (layer.data == 2).any() and (layer.data[data == 2] == 1).all()
+    assert proof.delete([3]) and not (layer.data == 3).any()
+    assert proof.relabel(1, 7) and not (layer.data == 1).any()
+    assert ((layer.data == 7) == ((data == 1) | (data == 2))).all()
+    for _ in range(3):
+        proof.undo()
+    np.testing.assert_array_equal(layer.data, data)
+    proof.labels.value = movie
+    assert proof.scope.enabled
+    assert proof.delete([3])
+    assert not (movie.data[5] == 3).any() and (movie.data[4] == 3).any()  # frame 5 only
+    assert not errors

@@ -92,8 +92,20 @@ class ProofreadWidget(LayerWidget):
         self.undo_button.clicked.connect(lambda: self.undo())
         self.redo_button.clicked.connect(lambda: self.redo())
         self.labels.changed.connect(self.bind_shortcuts)
+        self.labels.changed.connect(self._show_scope)
         self.bind_shortcuts(self.labels.value)
         self._show_checked()
+        self._show_scope()
+
+    def _show_scope(self, _event=None) -> None:
+        """*apply to* is off for one stack of 3D objects: its objects are edited whole."""
+        stack = is_one_stack(self.labels.value)
+        self.scope.enabled = not stack
+        self.scope.tooltip = (
+            "one stack of 3D objects: merge, delete, relabel and split act on whole objects"
+            if stack
+            else "the frame on screen, or every frame"
+        )
 
     # ------------------------------------------------------------------ checked frames
     def current_frame(self) -> int:
@@ -197,7 +209,9 @@ class ProofreadWidget(LayerWidget):
         if not self._editable(layer):
             return None
         frame = None
-        if self.scope.value == CURRENT:
+        # one stack of 3D objects: a z-slice is no frame (a merge on the slice shown left the
+        # nucleus two ids in the others, audit 15); its objects are edited whole
+        if self.scope.value == CURRENT and not is_one_stack(layer):
             frame = self._layer_frame(layer)  # the frame on screen (a frame range: its own)
             if frame == -1:
                 return None
@@ -282,6 +296,8 @@ class ProofreadWidget(LayerWidget):
             where = f"frame {both[0]}" if len(both) == 1 else f"{len(both)} frames"
             if frame is not None:
                 where = f"frame {frame}"
+            elif is_one_stack(layer):
+                where = "the stack"
             show_warning(
                 f"Proofread: object {new} was already there ({where}): {ids[0]} and {new} are "
                 "one object now (Undo separates them; a free id: Paint a new object shows one)"
