@@ -622,6 +622,15 @@ def test_stream_refuses_one_stack_for_a_three_plane_model(tmp_path, capsys):
     out = tmp_path / "s.zarr"
     assert main(["stream", str(stack), "--model", "nuclei-3d", "-o", str(out)]) == 2
     assert "is one (Z, Y, X) stack" in capsys.readouterr().err and not out.exists()
+    # a plain stack too, as segment takes it (it ran as 30 frames, ids per slice: audit 15)
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, np.zeros((6, 32, 32), np.uint16))
+    assert main(["stream", str(plain), "--model", "nuclei-3d", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is one (Z, Y, X) stack (segment takes a 3D input so)" in err and not out.exists()
+    assert main(["stream", str(plain), "--model", "nuclei-fluo", "--planes", "3", "-o",
+                 str(out)]) == 2  # fmt: skip
+    assert "(one (Z, Y, X) stack: napari-hemd segment)" in capsys.readouterr().err
 
 
 def test_maps_predicted_from_numbered_frames_keep_their_numbers_in_a_ctc_folder(tmp_path):

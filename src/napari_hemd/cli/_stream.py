@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     if args.planes is not None or args.z_scale is not None:
         raise ValueError(
             "--planes / --z-scale are for a (T, Z, Y, X) time-lapse of stacks with --model; "
-            f"PROB has shape {tuple(prob.shape)}"
+            f"PROB has shape {tuple(prob.shape)} (one (Z, Y, X) stack: napari-hemd segment)"
         )
     final = args.output
     if args.link:  # streamed into a hidden sibling, then linked into OUT
@@ -346,15 +346,18 @@ def _refuse_one_stack(args: argparse.Namespace, loaded) -> None:
     from napari_hemd.io.channels import input_axes, names_its_z
     from napari_hemd.models import volume_settings
 
-    axes = input_axes(args.prob) or ""
-    one_stack = axes.replace("C", "") == "ZYX" and names_its_z(args.prob)
-    if one_stack and volume_settings(loaded)["planes"] == 3:
-        raise ValueError(
-            f"PROB {args.prob!r} is one (Z, Y, X) stack (its file names the axes ZYX), which "
-            f"--model {args.model} predicts from three planes: napari-hemd segment does that "
-            "(stream takes a (T, Y, X) movie frame by frame, or a (T, Z, Y, X) time-lapse of "
-            "stacks)"
-        )
+    axes = (input_axes(args.prob) or "").replace("C", "")
+    if volume_settings(loaded)["planes"] != 3 or axes == "TYX":  # a movie a file says is one
+        return
+    named = axes == "ZYX" and names_its_z(args.prob)
+    why = "its file names the axes ZYX" if named else "segment takes a 3D input so"
+    raise ValueError(
+        f"PROB {args.prob!r} is one (Z, Y, X) stack ({why}), which --model {args.model}, a 3D "
+        "model, predicts from three planes and links across its slices: napari-hemd segment "
+        "does that (it ran here as a movie of 2D frames, each slice's ids its own). stream "
+        "takes a (T, Z, Y, X) time-lapse of stacks with a 3D model; a (T, Y, X) movie needs "
+        "a 2D model, or a file that names its axes TYX"
+    )
 
 
 def _run_stacks(args: argparse.Namespace, stacks, params: dict, loaded) -> int:
