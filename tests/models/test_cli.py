@@ -633,6 +633,42 @@ def test_stream_refuses_one_stack_for_a_three_plane_model(tmp_path, capsys):
     assert "(one (Z, Y, X) stack: napari-hemd segment)" in capsys.readouterr().err
 
 
+def test_a_tiff_of_maps_is_segmented_as_its_model_segments_them(tmp_path, capsys, caplog):
+    """``predict stack.tif --model nuclei-3d -o prob.tif`` then ``segment prob.tif`` ran the
+    stack's slices as 2D frames, ids per slice (audit 15: 3D F1 0.69 against 0.85), though the
+    TIFF records its model; with the background beside it (``--outputs
+    foreground,background``) it gives the one-click labels, as a maps .zarr does."""
+    from napari_hemd._sample_data import nuclei_volume_sample
+
+    image = next(d for d, m, k in nuclei_volume_sample() if k == "image")[:, :64, :64]
+    tifffile.imwrite(tmp_path / "stack.tif", image)
+    opts = ["--model", "nuclei-3d", "--tta", "1", "--no-progress"]
+    assert main(["segment", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "one.tif"),
+                 *opts]) == 0  # fmt: skip
+    want = tifffile.imread(tmp_path / "one.tif")
+    assert want.max() > 1
+    assert main(["predict", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "p.tif"), *opts,
+                 "--outputs", "foreground,background"]) == 0  # fmt: skip
+    capsys.readouterr()
+    out = tmp_path / "two.tif"
+    assert main(["segment", str(tmp_path / "p_foreground.tif"), "-o", str(out)]) == 0
+    assert "on maps of nuclei-3d" in capsys.readouterr().err
+    np.testing.assert_array_equal(tifffile.imread(out), want)
+    # the foreground alone: the model's 3D settings, no growth (said)
+    assert main(["predict", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "fg.tif"),
+                 *opts]) == 0  # fmt: skip
+    from napari_hemd._log import NOTE
+
+    caplog.set_level(NOTE)
+    out = tmp_path / "three.tif"
+    assert main(["segment", str(tmp_path / "fg.tif"), "-o", str(out)]) == 0
+    assert "holds no background map" in caplog.text
+    got = tifffile.imread(out)
+    ids = [i for i in np.unique(got) if i]
+    assert len(ids) <= len(np.unique(want))  # 3D objects, not a movie's ids per slice
+    assert max(len(np.unique(np.nonzero(got == i)[0])) for i in ids) > 3
+
+
 def test_maps_predicted_from_numbered_frames_keep_their_numbers_in_a_ctc_folder(tmp_path):
     """predict t050-t052 -> maps (zarr, TIFF) -> segment -o CTC folder: mask050-mask052 and
     tracks in those frames, as segmenting the folder itself gives (they were mask000-002)."""

@@ -440,17 +440,22 @@ def _run_checked(args: argparse.Namespace) -> int:
     check_maps_fit(prob, f"segment ({args.method})", "INPUT")
     from napari_hemd.io.stacks import maps_group
 
+    from napari_hemd.cli._segment_maps import run_on_model_maps, tiff_model_maps
+
     group = maps_group(prob)  # maps predict or stream wrote: the model they name
+    made = None
+    if group is not None:
+        made = dict(group.attrs), group["background"] if "background" in group else None
+    elif args.channel is None:  # a TIFF predict wrote (audit 15: a 3D model's, as 2D frames)
+        made = tiff_model_maps(args.prob)
     if (
-        group is not None
+        made is not None
         and prob.ndim in (2, 3, 4)
         and args.axis == 0
         and args.boundary is None
         and not args.invert
     ):
-        from napari_hemd.cli._segment_maps import run_on_model_maps
-
-        done = run_on_model_maps(args, prob, group)  # as segment --model segments its maps
+        done = run_on_model_maps(args, prob, *made)  # as segment --model segments its maps
         if done is not None:
             return done
     boundary = read_stack(args.boundary, lazy=True, array="boundary") if args.boundary else None

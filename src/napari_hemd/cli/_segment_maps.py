@@ -23,14 +23,44 @@ from napari_hemd.cli._segment import (
 log = logging.getLogger(__name__)
 
 
-def run_on_model_maps(args: argparse.Namespace, prob, group) -> int | None:
+def tiff_model_maps(path) -> tuple[dict, object] | None:
+    """``(attributes, background)`` of a foreground TIFF ``predict`` wrote, else None.
+
+    ``predict -o prob.tif`` records its run (``model``, ``planes``, ``scale`` ...) on the
+    first page; with ``--outputs foreground,background`` the background is
+    ``prob_background.tif`` beside ``prob_foreground.tif`` (None where there is none).
+    """
+    from pathlib import Path
+
+    from napari_hemd.io.stacks import recorded_params
+
+    p = Path(path)
+    if p.suffix.lower() not in (".tif", ".tiff") or not p.is_file():
+        return None
+    recorded = recorded_params(p)
+    if not recorded.get("model") or recorded.get("output", "foreground") != "foreground":
+        return None
+    background = None
+    if p.stem.endswith("_foreground"):
+        other = p.with_name(f"{p.stem.removesuffix('_foreground')}_background{p.suffix}")
+        theirs = recorded_params(other) if other.is_file() else {}
+        if theirs.get("model") == recorded["model"] and theirs.get("output") == "background":
+            from napari_hemd.io import read_stack
+
+            background = read_stack(other)  # as segment reads the foreground TIFF
+    return recorded, background
+
+
+def run_on_model_maps(args: argparse.Namespace, prob, attrs: dict, background) -> int | None:
     """``segment maps.zarr``: the maps of a model segmented as ``segment --model`` does.
 
     The model's own defaults (in the maps' pixels at the zoom they were predicted at), its
-    whole-cell growth into the group's ``background``, a stack's 3D settings and, for a
-    ``(T, Z, Y, X)`` time-lapse of stacks, each stack alone then its objects linked over time:
-    :func:`napari_hemd.model_maps.model_maps_workflow`. None: the model cannot be loaded (said;
-    the maps are then segmented as plain maps).
+    whole-cell growth into the ``background`` beside them (a maps group's, or ``predict``'s
+    ``_background.tif``), a stack's 3D settings and, for a ``(T, Z, Y, X)`` time-lapse of
+    stacks, each stack alone then its objects linked over time:
+    :func:`napari_hemd.model_maps.model_maps_workflow`. ``attrs``: the maps' record (a maps
+    group's attributes, a TIFF's description). None: the model cannot be loaded (said; the
+    maps are then segmented as plain maps).
     """
     from napari_hemd.core.segment import HEMD_ONLY
     from napari_hemd.image_segmentation import whole_cell_growth
@@ -38,7 +68,7 @@ def run_on_model_maps(args: argparse.Namespace, prob, group) -> int | None:
     from napari_hemd.models.registry import load_model
     from napari_hemd.workflows import run_workflow
 
-    attrs = dict(group.attrs)
+    attrs = dict(attrs)
     try:
         loaded = load_model(attrs["model"])
     except Exception as e:
@@ -54,14 +84,14 @@ def run_on_model_maps(args: argparse.Namespace, prob, group) -> int | None:
             hp.pop(k, None)
     scale = float(attrs.get("scale") or 1.0)
     maps = {"foreground": prob}
-    if whole_cell_growth(loaded, scale) and "background" not in group:
+    if whole_cell_growth(loaded, scale) and background is None:
         log.log(
             NOTE, "INPUT holds no background map: instances not grown to whole cells (predict "
             "with --outputs foreground,background, or segment the raw movie with --model %s)",
             attrs["model"],
         )  # fmt: skip
-    elif "background" in group:
-        maps["background"] = group["background"]
+    elif background is not None:
+        maps["background"] = background
     with warnings.catch_warnings(), Progress(disabled=args.no_progress) as bar:
         warnings.simplefilter("always")
         seg = run_workflow(
