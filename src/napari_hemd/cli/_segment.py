@@ -438,9 +438,8 @@ def _run_checked(args: argparse.Namespace) -> int:
             "write the slices of another axis to a .tif or .zarr"
         )
     check_maps_fit(prob, f"segment ({args.method})", "INPUT")
-    from napari_hemd.io.stacks import maps_group
-
     from napari_hemd.cli._segment_maps import run_on_model_maps, tiff_model_maps
+    from napari_hemd.io.stacks import maps_group
 
     group = maps_group(prob)  # maps predict or stream wrote: the model they name
     made = None
