@@ -699,3 +699,22 @@ def test_maps_predicted_from_numbered_frames_keep_their_numbers_in_a_ctc_folder(
     out = tmp_path / "res_fg"
     assert main(["segment", str(tmp_path / "maps.zarr" / "foreground"), "-o", str(out)]) == 0
     assert sorted(p.name for p in out.glob("mask*.tif")) == expected
+
+
+def test_a_stack_with_a_single_plane_axis_is_told_how_to_drop_it(tmp_path, capsys):
+    """A (Z, 1, Y, X) stack was refused with the general shape message (audit 15); the
+    message names the axis of one plane and the options that drop it, which work."""
+    from napari_hemd._sample_data import nuclei_volume_sample
+
+    image = next(d for d, m, k in nuclei_volume_sample() if k == "image")[:12, :48, :48]
+    tifffile.imwrite(tmp_path / "zc.tif", image[:, None])
+    tifffile.imwrite(tmp_path / "z.tif", image)
+    out = tmp_path / "o.tif"
+    opts = ["--model", "nuclei-3d", "--tta", "1", "--no-progress"]
+    assert main(["segment", str(tmp_path / "zc.tif"), "-o", str(out), *opts]) == 2
+    fix = "axis 1 holds one plane: --channel 0 --channel-axis 1 drops it"
+    assert fix in capsys.readouterr().err and not out.exists()
+    drop = ["--channel", "0", "--channel-axis", "1"]
+    assert main(["segment", str(tmp_path / "zc.tif"), "-o", str(out), *opts, *drop]) == 0
+    assert main(["segment", str(tmp_path / "z.tif"), "-o", str(tmp_path / "w.tif"), *opts]) == 0
+    np.testing.assert_array_equal(tifffile.imread(out), tifffile.imread(tmp_path / "w.tif"))

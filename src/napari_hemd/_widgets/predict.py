@@ -235,7 +235,12 @@ class PredictWidget(LayerWidget):
                 blending="additive",
                 metadata=dict(meta, **extra),
             )
-            show_info(f"Predict: '{prob.name}' added ({n} frame(s), {model}{found})")
+            what = "frame(s)"
+            if layer.ndim == 4:
+                what = "stack(s) over time"
+            elif seg_defaults.get("planes") == 3:
+                what = "slices, one stack"
+            show_info(f"Predict: '{prob.name}' added ({n} {what}, {model}{found})")
             if "affinities" in maps:
                 add_or_update(
                     self.viewer,

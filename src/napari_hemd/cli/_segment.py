@@ -555,9 +555,16 @@ def _run_with_model(args: argparse.Namespace) -> int:
     if image.ndim > 4 or (
         image.ndim == 4 and args.channel is None and _has_channels(args.prob, image)
     ):
+        shape = tuple(image.shape)
+        single = [a for a in range(1, len(shape) - 2) if shape[a] == 1]
+        fix = (  # (Z, 1, Y, X): an axis of one channel (or one slice) names its own way out
+            f" (axis {single[0]} holds one plane: --channel 0 --channel-axis {single[0]} drops it)"
+            if single
+            else ""
+        )
         raise ValueError(
             "INPUT must be a (T, Y, X) movie, a (Z, Y, X) stack, a (T, Z, Y, X) time-lapse of "
-            f"stacks or a (Y, X) image with --model; got shape {tuple(image.shape)}. One channel "
+            f"stacks or a (Y, X) image with --model; got shape {shape}{fix}. One channel "
             "of a multi-channel movie: --channel N (and --channel-axis A where the file does not "
             f"name its axes){_FEW_SLICES if image.ndim == 4 else ''}"
         )
