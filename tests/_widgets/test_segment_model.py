@@ -204,6 +204,13 @@ def test_segment_a_3d_stack_with_its_voxel_size(make_napari_viewer, qtbot, error
     export = ExportWidget(viewer)  # measured as one 3D stack without being told
     export.labels.value = labels
     assert export.volume.value
+    from napari_hemd._widgets import InspectorWidget
+
+    insp = InspectorWidget(viewer)  # a stack's slices are named so, not frames (audit 15)
+    insp.labels.value = labels
+    z, y, x = np.argwhere(labels.data > 0)[0]
+    assert insp.inspect(int(z), (int(y), int(x)))
+    assert insp.where.value.startswith(f"slice {z}, object ")
     assert not errors
 
 

@@ -29,6 +29,7 @@ from napari_hemd._widgets._layer_state import (
     apply_edit,
     edits_since_run,
     index_at,
+    is_one_stack,
     needs_rebuild,
     show_index,
 )
@@ -273,6 +274,8 @@ class InspectorWidget(StacksMixin, LayerWidget):
             self.rows = compact_path(path, parents, splits)
         obj = int(self._labels_frame(layer, frame)[self.pixel])
         at = f"time {self.stack}, slice {frame}" if self._per_stack(layer) else f"frame {frame}"
+        if is_one_stack(layer):  # one stack's forests are its slices'
+            at = f"slice {frame}"
         self.where.value = f"{at}, object {obj or 'none'}: {len(self.rows)} of {len(path)} levels"
         if not path:  # no candidate holds the pixel: below the lowest threshold (or too small)
             tau = res.params.get("tau", 0.5)
@@ -387,7 +390,7 @@ class InspectorWidget(StacksMixin, LayerWidget):
             at = f"time {self.stack}, slice {self.frame}"
         else:
             locked[self.frame] = replace_locks(locked.get(self.frame, []), forest, chosen)
-            at = f"frame {self.frame}"
+            at = f"slice {self.frame}" if is_one_stack(layer) else f"frame {self.frame}"
         if same_shape and locked == locked_choices(layer.metadata.get(LOCKED_KEY)):
             self._used(False, node, label, siblings, at, picked)  # nothing to record
             return False
