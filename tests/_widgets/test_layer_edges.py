@@ -266,3 +266,45 @@ def test_merge_delete_and_relabel_edit_a_stacks_whole_objects(make_napari_viewer
     assert proof.delete([3])
     assert not (movie.data[5] == 3).any() and (movie.data[4] == 3).any()  # frame 5 only
     assert not errors
+
+
+def test_segment_again_keeps_the_checked_frames(viewer, qtbot, errors, monkeypatch):
+    """Segment pressed again replaced the frames the user corrected and marked checked, which
+    stayed marked checked: Fine-tune then taught the model its own output (audit 17). A re-run
+    keeps them (the other frames' ids moved above theirs; linked, a cell keeps its id across),
+    says so, and Undo brings the run before back."""
+    from napari_hemd._widgets import ProofreadWidget, SegmentWidget, _segment_run
+
+    infos: list[str] = []
+    monkeypatch.setattr(_segment_run, "show_info", infos.append)
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = labels
+    proof.scope.value = "all frames"
+    assert proof.delete([int(np.unique(labels.data[0])[1])])  # a correction
+    proof.mark_checked(0)
+    proof.mark_checked(2)
+    corrected = labels.data.copy()
+    seg.tau.value = 0.7  # other settings: other objects
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    assert labels.metadata["hemd_checked"] == [0, 2]
+    for t in (0, 2):
+        np.testing.assert_array_equal(labels.data[t], corrected[t])
+    fresh = set(np.unique(labels.data[1])) - {0}
+    kept_ids = set(np.unique(corrected[[0, 2]])) - {0}
+    assert fresh and not fresh & kept_ids  # a fresh object never takes a kept id
+    assert "the checked frames 0, 2 kept as you corrected them" in infos[-1]
+    proof.undo()
+    np.testing.assert_array_equal(labels.data, corrected)
+    seg.link.value = True  # linked: the cells of frame 1 continue frame 0's, with their ids
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    np.testing.assert_array_equal(labels.data[0], corrected[0])
+    carried = (set(np.unique(labels.data[1])) - {0}) & (set(np.unique(corrected[0])) - {0})
+    assert len(carried) >= 3 and "keep their ids across" in infos[-1]
+    assert not errors

@@ -51,6 +51,46 @@ def checked_frames(layer) -> list[int]:
     return sorted(int(t) for t in (layer.metadata.get(CHECKED_KEY) or []))
 
 
+def frame_ranges(frames: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    parts, start = [], None
+    for i, t in enumerate(frames):
+        if start is None:
+            start = t
+        if i + 1 == len(frames) or frames[i + 1] != t + 1:
+            parts.append(str(start) if start == t else f"{start}-{t}")
+            start = None
+    return ", ".join(parts)
+
+
+def keep_checked_frames(old, new: np.ndarray, keep, *, linked: bool) -> int | None:
+    """Put the ``keep`` frames of ``old`` back into freshly segmented ``new`` (in place).
+
+    The frames a user corrected and marked checked are their truth (fine-tuning data): a run
+    (Segment again, Lock and re-run, Re-segment) never replaces them. The other frames' ids are
+    moved above the kept frames' (a fresh object never takes a kept id); ``linked`` (ids are
+    tracks): an object continuing a kept frame's object takes its id
+    (:func:`napari_hemd.core.linking.carry_ids`). Returns the number of objects that did (None:
+    not linked, or nothing kept).
+    """
+    n = new.shape[0]
+    keep = sorted(t for t in {int(t) for t in keep} if 0 <= t < n)
+    if not keep:
+        return None
+    offset = int(max(np.asarray(old[t]).max() for t in keep))
+    todo = [t for t in range(n) if t not in keep]
+    for t in todo:
+        f = new[t]
+        new[t] = np.where(f > 0, f + offset, 0)
+    for t in keep:
+        new[t] = old[t]
+    if not (linked and todo):
+        return None
+    from napari_hemd.core.linking import carry_ids
+
+    return carry_ids(new, todo)
+
+
 def set_checked(layer, frame: int, checked: bool = True) -> list[int]:
     """Mark (or unmark) ``frame`` of ``layer`` as checked; the project autosaves it."""
     frames = set(checked_frames(layer))

@@ -29,6 +29,9 @@ from napari_hemd._widgets._layer_state import (
     RESULT_KEY,
     SOURCE_KEY,
     apply_edit,
+    checked_frames,
+    frame_ranges,
+    keep_checked_frames,
     track_paint,
 )
 from napari_hemd.core.segment import HEMDResult, _restore_axis
@@ -55,6 +58,7 @@ class SegmentRun:
     background: object = None  #: the background map that growth reads
     grow_threshold: float = 0.5
     from_model: bool = False  #: the result is an ImageSegmentation (a model's run or maps)
+    kept: tuple | None = None  #: (checked frames kept, ids carried) once written
 
     @property
     def ndim(self) -> int:
@@ -117,6 +121,14 @@ def show_result(viewer, run: SegmentRun, result) -> None:
     tracks = getattr(result if run.model is not None or run.from_model else res, "tracks", None)
     shown = show_tracks(viewer, out, tracks, one_stack=saved.get("planes") == 3)
     how += f"; their tracks in {shown.name!r}" if shown is not None else ""
+    kept = getattr(run, "kept", None)
+    if kept is not None:
+        frames, carried = kept
+        ids = "" if carried is None else f", {carried} object(s) keep their ids across"
+        how += (
+            f"; the checked frames {frame_ranges(frames)} kept as you corrected them{ids} (uncheck "
+            "them in Proofread to segment them again)"
+        )
     show_info(f"Segment: {count} in {out.name!r}{how}" + (f". Note: {advice}" if advice else ""))
 
 
@@ -266,6 +278,11 @@ def _write_labels(viewer, run: SegmentRun, labels: np.ndarray, meta: dict) -> La
     if editable and old.data.shape == labels.shape:
         if old.data.dtype != labels.dtype:  # painted (uint8) or read (int32): its labels
             old.data = old.data.astype(np.uint32)  # stay one Undo away
+        checked = checked_frames(old) if labels.ndim >= 3 else []
+        if checked:  # the user's corrected frames stay theirs (audit 17: replaced, still
+            linked = bool(meta[PARAMS_KEY].get("link"))  # marked checked: taught as truth)
+            labels = labels.copy()
+            run.kept = (checked, keep_checked_frames(old.data, labels, checked, linked=linked))
         # a re-run is one more edit: Undo brings the previous labels, parameters, locks and
         # H-EMD result back together
         apply_edit(old, f"segment ({run.method})", labels, state=meta)

@@ -48,6 +48,7 @@ from napari_hemd._widgets._layer_state import (
     checked_frames,
     edited_event,
     history_of,
+    keep_checked_frames,
 )
 from napari_hemd.workflows import selection_choices
 
@@ -359,23 +360,12 @@ class FineTuneWidget(LayerWidget):
         name = self.result.name if self.result is not None else Path(model).stem
 
         def done(seg) -> None:
-            new = np.asarray(labels.data).copy()
-            keep = sorted(checked)
-            # ids above the checked frames' ones: a re-segmented object never takes a kept id
-            offset = int(max((new[t].max() for t in keep), default=0)) if labels.ndim >= 3 else 0
-            fresh = seg.labels.astype(new.dtype, copy=False)
+            old = np.asarray(labels.data)
+            new = seg.labels.astype(old.dtype, copy=True)
             carried = None
-            if labels.ndim >= 3:
-                for t in todo:
-                    f = fresh[t]
-                    new[t] = np.where(f > 0, f + offset, 0)
-                if keep and (old_params.get("link") or seg.tracks is not None):
-                    from napari_hemd.core.linking import carry_ids
-
-                    # linked: a cell keeps its id across the checked/re-segmented boundary
-                    carried = carry_ids(new, todo)
-            else:
-                new = fresh
+            if labels.ndim >= 3:  # the checked frames kept; linked: a cell keeps its id
+                linked = bool(old_params.get("link") or seg.tracks is not None)
+                carried = keep_checked_frames(old, new, checked, linked=linked)
             prob_name = f"{base_name(image.name)} probability ({name})"
             prob = add_or_update(
                 self.viewer,

@@ -21,6 +21,7 @@ from napari_hemd._widgets._layer_state import (
     apply_edit,
     checked_frames,
     first_frame,
+    frame_ranges,
     index_at,
     is_one_stack,
     needs_rebuild,
@@ -130,7 +131,7 @@ class ProofreadWidget(LayerWidget):
         frames = checked_frames(layer) if isinstance(layer, Labels) else []
         with self.checked.changed.blocked():
             self.checked.value = self.current_frame() in frames
-        self.checked_list.value = "checked frames: " + (_ranges(frames) if frames else "none")
+        self.checked_list.value = "checked frames: " + (frame_ranges(frames) if frames else "none")
 
     def _checked_changed(self, value: bool) -> None:
         self.mark_checked(self.current_frame(), bool(value))
@@ -394,15 +395,3 @@ def _make_room(layer: Labels, top: int) -> None:
     if np.issubdtype(dtype, np.integer) and int(top) > np.iinfo(dtype).max:
         layer.data = layer.data.astype(np.uint32)
         show_info(f"Proofread: {layer.name!r} converted from {dtype} to uint32 for id {top}")
-
-
-def _ranges(frames: list[int]) -> str:
-    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
-    parts, start = [], None
-    for i, t in enumerate(frames):
-        if start is None:
-            start = t
-        if i + 1 == len(frames) or frames[i + 1] != t + 1:
-            parts.append(str(start) if start == t else f"{start}-{t}")
-            start = None
-    return ", ".join(parts)
