@@ -88,8 +88,15 @@ def test_split_samples_holds_out_a_block(blobs):
     assert [s.name for s in val] == ["s/3", "s/4"]
     with pytest.raises(ValueError, match="fraction"):
         split_samples(samples, 1.5)
-    with pytest.raises(ValueError, match="holds out no sample of the 10"):
+    with pytest.raises(ValueError, match="holds out none of the 10 frames with masks"):
         split_samples(samples, "5:2")
+    # frame numbers past the labelled frames (audit 17: the message said START < STOP, true)
+    with pytest.raises(ValueError, match=r"positions among them \(0-9\), not frame numbers"):
+        split_samples(samples, "40:46")
+    with pytest.raises(
+        ValueError, match=r"a fraction in \[0, 1\), 'START:STOP' or 'auto'; got 'abc'"
+    ):
+        split_samples(samples, "abc")  # Python's 'could not convert string to float' before
 
 
 @pytest.mark.slow
@@ -722,3 +729,43 @@ def test_images_without_labels_are_named(tmp_path, caplog):
     assert "2 of 3 images have no label file of the same name in labels/ (im0.tif, im2.tif)" in (
         caplog.text
     )
+
+
+def test_a_wrong_training_layout_is_named(tmp_path):
+    """images/ without labels/ was told about missing CTC _ST/SEG folders, a folder of PNGs
+    found "no image/mask pairs" without a word that only TIFFs are read (audit 17)."""
+    import tifffile
+
+    from napari_hemd.models.data import load_samples
+
+    half = tmp_path / "half"
+    (half / "images").mkdir(parents=True)
+    tifffile.imwrite(half / "images" / "a.tif", np.zeros((16, 16), np.uint16))
+    with pytest.raises(FileNotFoundError, match=r"has images/ but no labels/"):
+        load_samples(half)
+    png = tmp_path / "png"
+    for sub in ("images", "labels"):
+        (png / sub).mkdir(parents=True)
+        (png / sub / "a.png").write_bytes(b"\x89PNG")
+    with pytest.raises(ValueError, match=r"found \.png files: only TIFFs are read"):
+        load_samples(png)
+
+
+def test_val_zero_says_it_held_nothing_out(tmp_path, capsys):
+    """``--val 0`` ended with "too few in --data to hold a block out", though none was asked."""
+    import tifffile
+
+    from napari_hemd.cli import main
+
+    data = tmp_path / "d"
+    for sub in ("images", "labels"):
+        (data / sub).mkdir(parents=True)
+    lab = np.zeros((48, 48), np.uint16)
+    lab[8:20, 8:20], lab[26:40, 24:40] = 1, 2
+    for i in range(3):
+        tifffile.imwrite(data / "images" / f"i{i}.tif", (lab > 0).astype(np.uint16) * 900 + 100)
+        tifffile.imwrite(data / "labels" / f"i{i}.tif", lab)
+    argv = ["train", "--data", str(data), "--steps", "1", "--no-progress", "--no-calibrate",
+            "--patch-size", "32", "-o", str(tmp_path / "m.pt")]  # fmt: skip
+    assert main([*argv, "--val", "0"]) == 0
+    assert "no held-out frames: --val 0 holds none out" in capsys.readouterr().out

@@ -13,6 +13,14 @@ __all__ = ["register", "run"]
 logger = logging.getLogger(__name__)
 
 
+def _is_zero(val: str) -> bool:
+    """Whether ``--val`` asked for no held-out frames (``0``, ``0.0``)."""
+    try:
+        return float(val) == 0.0
+    except ValueError:
+        return False
+
+
 def register(subparsers) -> None:
     """Add the ``train`` subcommand."""
     from napari_hemd.cli._segment import positive_int
@@ -73,8 +81,9 @@ def register(subparsers) -> None:
     p.add_argument(
         "--val",
         default=None,
-        help="held out per --data: a fraction (last frames), START:STOP or auto (the last of "
-        "three or more); default 0.2, with --init auto",
+        help="held out per --data: a fraction (last frames), START:STOP (positions among its "
+        "frames with masks, from 0) or auto (the last of three or more); default 0.2, with "
+        "--init auto",
     )
     p.add_argument(
         "--steps",
@@ -377,6 +386,8 @@ def run(args: argparse.Namespace) -> int:
     held = (
         f"held-out loss {val_loss:.4f}"
         if val_loss is not None and math.isfinite(val_loss)
+        else "no held-out frames: --val 0 holds none out"
+        if args.val is not None and _is_zero(args.val)
         else "no held-out frames: too few in --data to hold a block out"
     )
     print(

@@ -138,6 +138,12 @@ def load_samples(
                 len(unlabelled) + len(pairs),
                 shown,
             )
+    elif (path / "images").is_dir() or (path / "labels").is_dir():  # half of the layout
+        have, missing = ("images", "labels") if (path / "images").is_dir() else ("labels", "images")
+        raise FileNotFoundError(
+            f"data {str(path)!r} has {have}/ but no {missing}/: an images/ + labels/ folder "
+            "holds each image's instance labels under the same file name (TIFF) in labels/"
+        )
     else:
         mask_dir, source = _ctc_mask_dir(path, masks)
         by_frame = {_frame_number(p): p for p in mask_dir.iterdir() if p.suffix.lower() in _TIF}
@@ -146,9 +152,14 @@ def load_samples(
             if t in by_frame:
                 pairs.append((img, by_frame[t], f"{path.parent.name}/{path.name}/t{t:03d}", source))
     if not pairs:
+        import itertools
+
+        files = itertools.islice(path.rglob("*"), 5000)  # a look, not a walk of a whole drive
+        others = sorted({q.suffix.lower() for q in files if q.suffix} - set(_TIF))[:4]
+        kinds = f" (found {', '.join(others)} files: only TIFFs are read)" if others else ""
         raise ValueError(
             f"data {str(path)!r}: expected a CTC sequence folder with ST/GT masks or images/ + "
-            "labels/ folders; found no image/mask pairs"
+            f"labels/ folders of TIFFs; found no image/mask pairs{kinds}"
         )
     samples = []
     for img_path, lab_path, name, source in pairs:
@@ -307,7 +318,7 @@ def split_samples(
         Ordered as loaded.
     val : float or str
         A fraction in ``[0, 1)`` (the last ``ceil(val * n)`` samples), ``"START:STOP"`` (a slice
-        of sample indices), or ``"auto"`` (fine-tuning on a few corrected frames: the last one
+        of sample positions: among the frames that have masks, not frame numbers), or ``"auto"`` (fine-tuning on a few corrected frames: the last one
         with objects when there are three or more and another one with objects is left to
         train on, else none; a frame without objects cannot be scored).
 
@@ -327,13 +338,21 @@ def split_samples(
             raise ValueError(f"val must be a fraction or 'START:STOP'; got {val!r}") from None
         idx = set(range(n)[slice(start, stop)])
     else:
-        frac = float(val)
+        try:
+            frac = float(val)
+        except ValueError:
+            raise ValueError(
+                f"val must be a fraction in [0, 1), 'START:STOP' or 'auto'; got {val!r}"
+            ) from None
         if not 0.0 <= frac < 1.0:
             raise ValueError(f"val fraction must be in [0, 1); got {val!r}")
         k = int(np.ceil(frac * n))
         idx = set(range(n - k, n))
     if isinstance(val, str) and ":" in val and not idx:
-        raise ValueError(f"val {val!r} holds out no sample of the {n} there are (START < STOP)")
+        raise ValueError(
+            f"val {val!r} holds out none of the {n} frames with masks: START:STOP counts "
+            f"positions among them (0-{n - 1}), not frame numbers"
+        )
     train = [s for i, s in enumerate(samples) if i not in idx]
     held = [s for i, s in enumerate(samples) if i in idx]
     if not train:
