@@ -769,3 +769,35 @@ def test_val_zero_says_it_held_nothing_out(tmp_path, capsys):
             "--patch-size", "32", "-o", str(tmp_path / "m.pt")]  # fmt: skip
     assert main([*argv, "--val", "0"]) == 0
     assert "no held-out frames: --val 0 holds none out" in capsys.readouterr().out
+
+
+def test_binary_masks_are_not_taken_for_instance_labels(tmp_path, capsys):
+    """0/255 masks trained as one 'cell' of every nucleus (held-out F1 0) and measured as one
+    object per frame, without a word (audit 17): train, measure and evaluate name them."""
+    import tifffile
+    from skimage.measure import label
+
+    from napari_hemd.cli import main
+    from napari_hemd.models.data import load_samples
+
+    mask = np.zeros((64, 64), np.uint8)
+    for y in range(4, 60, 14):
+        for x in range(4, 60, 14):
+            mask[y : y + 8, x : x + 8] = 255  # 16 separate nuclei, one value
+    data = tmp_path / "d"
+    for sub in ("images", "labels"):
+        (data / sub).mkdir(parents=True)
+    tifffile.imwrite(data / "images" / "a.tif", mask.astype(np.uint16) * 4 + 100)
+    tifffile.imwrite(data / "labels" / "a.tif", mask)
+    with pytest.raises(ValueError, match=r"a\.tif'.*share 1 value\(s\) \(255\) over 16 separate"):
+        load_samples(data)
+    tifffile.imwrite(tmp_path / "m.tif", mask[None])
+    assert main(["measure", str(tmp_path / "m.tif"), "-o", str(tmp_path / "t.csv")]) == 2
+    assert "binary mask, not instance labels" in capsys.readouterr().err
+    tifffile.imwrite(tmp_path / "l.tif", label(mask)[None].astype(np.uint16))  # numbered: fine
+    assert main(["measure", str(tmp_path / "l.tif"), "-o", str(tmp_path / "t.csv")]) == 0
+    assert (
+        main(["evaluate", "--gt", str(tmp_path / "l.tif"), "--pred", str(tmp_path / "m.tif")]) == 2
+    )
+    tifffile.imwrite(data / "labels" / "a.tif", label(mask).astype(np.uint16))
+    assert len(load_samples(data)) == 1

@@ -152,7 +152,7 @@ def check_looks_like_labels(labels, path, name: str) -> None:
     Scoring or measuring raw frames as labels "works" and reports thousands of objects; see
     :func:`napari_hemd.core.validation.not_instance_labels`.
     """
-    from napari_hemd.core.validation import not_instance_labels
+    from napari_hemd.core.validation import binary_mask, not_instance_labels
 
     why = not_instance_labels(labels)
     if why:
@@ -160,6 +160,9 @@ def check_looks_like_labels(labels, path, name: str) -> None:
             f"{name}: {str(path)!r} looks like a raw image, not instance labels: {why}. Give a "
             "label image (napari-hemd segment IMAGE -o LABELS.tif makes one from a raw movie)"
         )
+    why = binary_mask(labels)  # measured as one object of a hundred nuclei (audit 17)
+    if why:
+        raise ValueError(f"{name}: {str(path)!r} {why}")
 
 
 def _frame_range(text: str | None) -> tuple[int, int | None] | None:

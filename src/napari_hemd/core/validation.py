@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 __all__ = [
+    "binary_mask",
     "channels_last",
     "check_label_ids",
     "check_probability",
@@ -201,6 +202,50 @@ def not_instance_labels(arr, *, frames: int = 3) -> str | None:
             "looked at), as the grey values of an intensity image do; in instance labels each "
             "object is one connected region"
         )
+    return None
+
+
+#: :func:`binary_mask`: separate regions per value from which a 1- or 2-valued image is a mask.
+_MASK_REGIONS = 5
+
+
+def binary_mask(arr, *, frames: int = 3) -> str | None:
+    """Why an integer image looks like a binary (foreground) mask, not instance labels, or None.
+
+    A mask gives all its objects one value (0/1, 0/255): one "object" of many separate regions,
+    which training takes for one cell and a table measures as one. Found where a looked-at plane
+    (as :func:`not_instance_labels` picks them) has one or two values, each of at least
+    :data:`_MASK_REGIONS` separate (4-connected) regions on average.
+    """
+    from skimage.measure import label
+
+    if isinstance(arr, Mapping):
+        keys = sorted(arr)
+        picks = (
+            [arr[keys[i]] for i in sorted({0, len(keys) // 2, len(keys) - 1})[:frames]]
+            if keys
+            else []
+        )
+    elif len(arr.shape) <= 2:
+        picks = [arr]
+    else:
+        n = arr.shape[0]
+        picks = [arr[i] for i in sorted({0, n // 2, n - 1})[:frames]] if n else []
+    for frame in picks:
+        plane = _label_sample(frame)
+        if plane.dtype.kind not in "iub":
+            continue
+        ids = np.unique(plane[plane != 0])
+        if not 0 < ids.size <= 2:
+            continue
+        regions = int(label(plane, background=0, connectivity=1).max())
+        if regions >= _MASK_REGIONS * ids.size:
+            values = " and ".join(str(int(i)) for i in ids)
+            return (
+                f"its objects share {ids.size} value(s) ({values}) over {regions} separate "
+                "regions: a binary mask, not instance labels, in which each object has its own "
+                "id (skimage.measure.label(mask) numbers the regions)"
+            )
     return None
 
 

@@ -169,6 +169,12 @@ def load_samples(
                 f"data {str(lab_path)!r}: expected instance labels (whole numbers >= 0); got "
                 f"{lab.dtype} values from {lab.min()} to {lab.max()}"
             )
+        if not samples and lab.dtype.kind in "iub":  # the first: a folder of masks is one kind
+            from napari_hemd.core.validation import binary_mask
+
+            why = binary_mask(lab)  # trained as one cell of a hundred nuclei (audit 17)
+            if why:
+                raise ValueError(f"data {str(lab_path)!r}: {why}")
         if img.ndim == 3 and img.shape[-1] in (3, 4):
             img = img[..., :3].mean(-1)
         if img.shape != lab.shape:
