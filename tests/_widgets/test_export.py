@@ -98,6 +98,45 @@ def test_export_measurements_of_a_segmented_movie(viewer, qtbot, tmp_path, error
     assert exp.intensity.native.isHidden()
 
 
+def test_a_frame_ranges_table_takes_intensities_from_the_movie(viewer, tmp_path, errors):
+    """Labels of frames 2-4 (Segment's frame range, placed at frame 2) could only be measured
+    against a map of their own shape, not the raw movie (audit 17): the movie's frames under
+    them are measured, and the CLI does the same for a CTC folder of those frames."""
+    import csv
+
+    import tifffile
+
+    from napari_hemd.cli import main
+    from napari_hemd.core.measure import measure_objects
+
+    raw = viewer.layers["nuclei video image"]
+    truth = np.asarray(viewer.layers["nuclei video ground truth"].data)
+    part = viewer.add_labels(truth[2:5].astype(np.uint32), name="part", translate=(2, 0, 0))
+    exp = ExportWidget(viewer)
+    exp.labels.value = part
+    exp.format.value = "Measurements (CSV)"
+    assert raw in [c[1] if isinstance(c, tuple) else c for c in exp.intensity.choices]
+    exp.intensity.value = raw
+    out = exp.export(tmp_path / "part.csv")
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    want = measure_objects(truth[2:5], np.asarray(raw.data)[2:5])
+    assert [int(r["frame"]) for r in rows] == (want["frame"] + 2).tolist()  # the movie's
+    got = [float(r["mean_intensity"]) for r in rows]
+    np.testing.assert_allclose(got, want["mean_intensity"], rtol=1e-5)
+    exp.format.value = "CTC result folder"
+    ctc = exp.export(tmp_path / "part")  # mask002-mask004
+    tifffile.imwrite(tmp_path / "movie.tif", np.asarray(raw.data))
+    table = tmp_path / "cli.csv"
+    assert (
+        main(["measure", str(ctc), "--image", str(tmp_path / "movie.tif"), "-o", str(table)]) == 0
+    )
+    with open(table, newline="") as f:
+        cli = list(csv.DictReader(f))
+    np.testing.assert_allclose([float(r["mean_intensity"]) for r in cli], got, rtol=1e-5)
+    assert not errors
+
+
 def test_a_stack_exports_as_one_3d_frame(make_napari_viewer, tmp_path, errors):
     """A labels layer of one (Z, Y, X) stack (a 3D model's run: three planes) goes into a CTC
     folder as one 3D mask with no lineage, into a TIFF as ZYX; unticked, slices are frames."""

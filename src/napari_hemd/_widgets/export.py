@@ -82,14 +82,18 @@ class ExportWidget(LayerWidget):
         self.export_button.clicked.connect(lambda: self.export(background=True))
 
     def _intensity_choices(self, _w=None) -> list:
-        """Grey image layers of the chosen labels' shape (a raw channel: its intensities)."""
-        labels = getattr(self, "labels", None)
-        shape = getattr(getattr(labels, "value", None), "data", None)
-        shape = None if shape is None else tuple(shape.shape)
+        """Grey image layers of the chosen labels' shape (a raw channel: its intensities).
+
+        Labels of a frame range (Segment's *frames*) also take the whole movie they lie on: its
+        frames under them (:func:`_intensity_frames`).
+        """
+        labels = getattr(getattr(self, "labels", None), "value", None)
+        if not isinstance(labels, Labels):
+            return []
         return [
             (ly.name, ly)
             for ly in reversed(self.viewer.layers)
-            if isinstance(ly, Image) and not ly.rgb and tuple(ly.data.shape) == shape
+            if isinstance(ly, Image) and not ly.rgb and _intensity_frames(ly, labels) is not None
         ]
 
     def _labels_changed(self, _=None) -> None:
@@ -284,11 +288,14 @@ class ExportWidget(LayerWidget):
 
         image = self.intensity.value
         img = None if image is None else (image.data[0] if image.multiscale else image.data)
-        if img is not None and tuple(img.shape) != tuple(data.shape):
+        under = None if image is None else _intensity_frames(image, layer)
+        if img is not None and under is None:
             raise ValueError(
                 f"intensities from {image.name!r}: shape {tuple(img.shape)}, not the labels' "
                 f"{tuple(data.shape)}"
             )
+        if img is not None and under != (0, int(data.shape[0])):  # the frames under the labels
+            img = np.asarray(img[under[0] : under[1]])
         frames = not (data.ndim == 3 and self.volume.value)
         if data.ndim == 2:
             data, frames = np.asarray(data)[None], True
@@ -365,6 +372,24 @@ def _pixel_size(layer: Labels, spatial: int):
     from napari_hemd.io.calibration import PixelSize
 
     return PixelSize.from_layer(layer.scale, layer.units, spatial)
+
+
+def _intensity_frames(image, labels) -> tuple[int, int] | None:
+    """The frames ``(start, stop)`` of ``image`` under ``labels``, or None where it has none.
+
+    The same shape: all its frames. A movie under the labels of a frame range of it (placed at
+    their first frame): the frames they cover.
+    """
+    img = image.data[0] if image.multiscale else image.data
+    shape, want = tuple(img.shape), tuple(labels.data.shape)
+    if shape == want:
+        return 0, want[0] if want else 0
+    if len(shape) != len(want) or len(want) < 3 or shape[1:] != want[1:]:
+        return None
+    start = first_frame(labels) - first_frame(image)
+    if start < 0 or start + want[0] > shape[0]:
+        return None
+    return start, start + want[0]
 
 
 def _unit(layer: Labels) -> str:

@@ -125,10 +125,23 @@ def run(args: argparse.Namespace) -> int:
         if tuple(image.shape) != tuple(labels.shape) and image.ndim == labels.ndim - 1:
             image = np.asarray(image)[None]  # one frame's image (a 2D image, or the one stack
             # of a CTC folder, which holds it as its one (1, Z, Y, X) frame)
+        numbers = _ctc_frame_numbers(path, int(labels.shape[0])) if frames else None
+        if (
+            tuple(image.shape) != tuple(labels.shape)
+            and numbers is not None
+            and tuple(image.shape[1:]) == tuple(labels.shape[1:])
+            and max(numbers) < image.shape[0]
+        ):  # a CTC folder of some frames (mask036 ...): the movie's frames of those numbers
+            image = np.stack([np.asarray(image[t]) for t in numbers])
         if tuple(image.shape) != tuple(labels.shape):
             raise ValueError(
                 f"--image must have the shape of LABELS {tuple(labels.shape)}; got "
                 f"{tuple(image.shape)}"
+                + (
+                    f" (the masks are the movie's frames {numbers[0]}-{numbers[-1]})"
+                    if numbers
+                    else ""
+                )
             )
     elif args.channel is not None or args.channel_axis is not None:
         raise ValueError("--channel needs --image (the movie whose channel is measured)")
