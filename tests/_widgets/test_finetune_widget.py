@@ -371,3 +371,28 @@ def test_resegmented_frames_keep_the_ids_of_the_checked_frames_cells(viewer, qtb
         a, b = after[2] == i, after[1] == i
         assert (a & b).sum() / (a | b).sum() > 0.5
     assert not errors
+
+
+def test_checked_frames_without_objects_are_refused_before_training(
+    make_napari_viewer, errors, monkeypatch
+):
+    """Checked frames that all hold no object were refused by the training worker: "Fine-tune
+    failed" and a traceback on the console (audit 17); now one line before any work."""
+    import napari_hemd.finetune as finetune_module
+    from napari_hemd._widgets import FineTuneWidget
+    from napari_hemd._widgets._layer_state import set_checked
+
+    monkeypatch.setattr(finetune_module, "finetune", lambda *a, **k: pytest.fail("trained"))
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.random.default_rng(0).random((3, 32, 32)), name="movie")
+    labels = viewer.add_labels(np.zeros((3, 32, 32), np.uint32), name="movie labels")
+    set_checked(labels, 0)
+    set_checked(labels, 1)
+    w = FineTuneWidget(viewer)
+    w.image.value, w.labels.value = image, labels
+    assert w.run() is None
+    want = (
+        "Fine-tune: the checked frame(s) 0, 1 hold no objects (every label 0): fine-tuning on "
+        "them would teach the model to find no cells. Check frames whose cells you corrected"
+    )
+    assert errors == [want]

@@ -241,7 +241,9 @@ def test_large_ids_in_a_frame_without_background():
 
 def test_the_table_keeps_every_digit(tmp_path):
     """Numbers were written with 6 significant digits: an integrated intensity of 36111811 as
-    3.61118e+07, a centroid x of 19964.04 as 19964."""
+    3.61118e+07, a centroid x of 19964.04 as 19964. Then with every digit of their repr, unit
+    conversions' rounding noise too (56124999.999999985 nm2 for 56.125 um2, audit 17): 12
+    significant digits of a float64."""
     from napari_hemd.core.measure import write_table
 
     out = write_table(
@@ -250,7 +252,11 @@ def test_the_table_keeps_every_digit(tmp_path):
     )
     with open(out, newline="") as f:
         row = next(csv.DictReader(f))
-    assert float(row["x"]) == 19964.03888888889 and float(row["s"]) == 36111811.0
+    assert float(row["x"]) == pytest.approx(19964.03888888889, rel=1e-11)
+    assert row["s"] == "36111811"
+    noisy = 0.65**2 * 1e6  # 422500.00000000006: a 0.65 um pixel's area in nm2
+    out = write_table({"a": np.array([noisy])}, tmp_path / "n.csv")
+    assert out.read_text().splitlines()[1] == "422500"
 
 
 def test_a_ctc_folder_of_one_stack_is_measured_with_its_image(tmp_path, capsys):

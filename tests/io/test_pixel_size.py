@@ -309,6 +309,7 @@ def test_measure_converts_units_and_says_what_it_cannot_use(tmp_path, capsys):
     assert "in nm: 500, 500" in capsys.readouterr().err
     row = _table(tmp_path / "t.csv")[0]
     assert float(row["area_nm2"]) == pytest.approx(float(row["area"]) * 500**2)
+    assert row["area_nm2"] == str(int(row["area"]) * 500**2)  # not 56124999.999999985
     vol = write_labels(lab, tmp_path / "v.tif", axes="zyx", pixel_size=PixelSize({"y": 0.5, "x": 0.5}, "um"))  # fmt: skip
     assert main(["measure", str(vol), "-o", str(tmp_path / "v.csv")]) == 0
     assert "not of all 3 axes: no physical columns" in capsys.readouterr().err

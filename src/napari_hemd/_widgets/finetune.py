@@ -246,6 +246,15 @@ class FineTuneWidget(LayerWidget):
                 "the Proofread widget (Alt-C); only checked frames are training data"
             )
             return None
+        from napari_hemd.models.data import refuse_no_objects
+
+        data = labels.data if labels.ndim >= 3 else np.asarray(labels.data)[None]
+        empty = [t for t in frames if t < data.shape[0] and not np.any(data[t])]
+        try:  # said here, in one line, not as a failed run with a traceback (audit 17)
+            refuse_no_objects(empty, frames, "Fine-tune")
+        except ValueError as e:
+            show_error(str(e))
+            return None
         base = self._base_value()
         if base is None:
             return None

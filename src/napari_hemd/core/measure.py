@@ -170,8 +170,9 @@ def write_table(
 ) -> Path:
     """Write ``columns`` as a CSV file (header row, one row per object), atomically.
 
-    Floats are written with 6 significant digits, booleans as 0/1. An existing file is replaced
-    only with ``overwrite`` (never a folder).
+    Floats are written with the digits their type holds (12 significant for float64, 7 for
+    float32: 56.125 um2 in nm2 is 56125000, not 56124999.999999985), booleans as 0/1. An
+    existing file is replaced only with ``overwrite`` (never a folder).
     """
     from napari_hemd._atomic import atomic_path, check_output_path
 
@@ -198,5 +199,6 @@ def _cell(v) -> str:
     if isinstance(v, (bool, np.bool_)):
         return str(int(v))
     if isinstance(v, (float, np.floating)):
-        return repr(float(v))  # every digit: 36111811.0, not 3.61118e+07
+        digits = 7 if np.asarray(v).dtype.itemsize <= 4 else 12  # what the type holds
+        return f"{float(v):.{digits}g}"  # 36111811, not 3.61118e+07; no rounding noise
     return str(v)
