@@ -307,4 +307,54 @@ def test_segment_again_keeps_the_checked_frames(viewer, qtbot, errors, monkeypat
     np.testing.assert_array_equal(labels.data[0], corrected[0])
     carried = (set(np.unique(labels.data[1])) - {0}) & (set(np.unique(corrected[0])) - {0})
     assert len(carried) >= 3 and "keep their ids across" in infos[-1]
+    # the lineage (Export's, the Tracks layer's) in the labels' ids, not the run's (review)
+    from napari_hemd._widgets.export import lineage_of
+
+    data, tracks = lineage_of(labels, labels.data)
+    rows = {int(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in tracks}
+    for lab in set(np.unique(data)) - {0}:
+        frames = np.nonzero((data == lab).any(axis=(1, 2)))[0]
+        assert rows[int(lab)][:2] == (frames[0], frames[-1]), lab
+    assert all(p == 0 or p in rows for _, _, p in rows.values())
+    shown = viewer.layers["nuclei video labels tracks"]
+    assert set(shown.graph) <= set(rows) and all(
+        set(ps) <= set(rows) for ps in shown.graph.values()
+    )
+    assert {k: list(v) for k, v in shown.graph.items()} == {
+        d: [p] for d, (_, _, p) in rows.items() if p
+    }
     assert not errors
+
+
+def test_a_stack_run_again_keeps_its_checked_slice_in_one_3d_object():
+    """One stack with a checked slice, segmented again: the kept slice's nucleus and the new
+    slices' were two ids (review); its slices are one 3D object: the kept id carries over.
+    Ids that would not fit the labels' dtype are refused, not wrapped."""
+    from types import SimpleNamespace
+
+    from napari.components import ViewerModel
+
+    from napari_hemd._widgets._layer_state import (
+        CHECKED_KEY,
+        LOCKED_KEY,
+        PARAMS_KEY,
+        RESULT_KEY,
+        keep_checked_frames,
+    )
+    from napari_hemd._widgets._segment_run import _write_labels
+
+    viewer = ViewerModel()
+    old = np.zeros((5, 20, 20), np.uint32)
+    old[1:4, 5:12, 5:12] = 4  # the user's nucleus
+    meta = {PARAMS_KEY: {"planes": 3}, CHECKED_KEY: [2]}
+    viewer.add_labels(old, name="stack labels", metadata=meta)
+    new = np.zeros_like(old)
+    new[1:4, 5:12, 5:12] = 1
+    run = SimpleNamespace(name="stack labels", translate=None, layer=None, method="hemd")
+    state = {PARAMS_KEY: {"planes": 3}, RESULT_KEY: None, LOCKED_KEY: {}}
+    out = _write_labels(viewer, run, new, state)
+    assert set(np.unique(out.data)) == {0, 4} and run.kept[1] == 2  # above and below it
+    small = np.zeros((2, 8, 8), np.uint8)
+    small[1, :4] = 200
+    with pytest.raises(ValueError, match="do not fit the labels' uint8"):
+        keep_checked_frames(np.full((2, 8, 8), 100, np.uint8), small, [0], linked=False)

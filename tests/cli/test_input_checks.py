@@ -499,6 +499,7 @@ def test_stream_link_gives_what_segment_link_gives_and_resumes_its_linking(
     assert main([*args, "-o", str(tmp_path / "got")]) == 0  # linked from what was streamed
     err = capsys.readouterr().err
     assert not streamed and "linking the labels a previous run left" in err
+    assert "frames/s" not in err  # no rate of a run that did not run (review)
     assert re.search(r"stream: linked over time, \d+ tracks, .* -> .*got", err), err
     assert not hidden.exists()
     got = read_ctc_labels(tmp_path / "got")

@@ -63,32 +63,71 @@ def frame_ranges(frames: list[int]) -> str:
     return ", ".join(parts)
 
 
-def keep_checked_frames(old, new: np.ndarray, keep, *, linked: bool) -> int | None:
+def keep_checked_frames(old, new: np.ndarray, keep, *, linked: bool) -> tuple[int | None, int]:
     """Put the ``keep`` frames of ``old`` back into freshly segmented ``new`` (in place).
 
     The frames a user corrected and marked checked are their truth (fine-tuning data): a run
     (Segment again, Lock and re-run, Re-segment) never replaces them. The other frames' ids are
-    moved above the kept frames' (a fresh object never takes a kept id); ``linked`` (ids are
-    tracks): an object continuing a kept frame's object takes its id
-    (:func:`napari_hemd.core.linking.carry_ids`). Returns the number of objects that did (None:
-    not linked, or nothing kept).
+    moved above the kept frames' (a fresh object never takes a kept id); ``linked`` (ids follow
+    objects across frames: tracks, or one stack's slices): an object continuing a kept frame's
+    object takes its id (:func:`napari_hemd.core.linking.carry_ids`). ``new`` must hold the
+    moved ids (uint32: the widgets' labels).
+
+    Returns
+    -------
+    carried : int or None
+        The number of objects that took a kept id (None: not linked, or nothing kept).
+    offset : int
+        What the other frames' ids were moved by (0: nothing kept).
     """
     n = new.shape[0]
     keep = sorted(t for t in {int(t) for t in keep} if 0 <= t < n)
     if not keep:
-        return None
+        return None, 0
     offset = int(max(np.asarray(old[t]).max() for t in keep))
     todo = [t for t in range(n) if t not in keep]
+    top = max((int(new[t].max()) for t in todo), default=0)
+    if top and top + offset > np.iinfo(new.dtype).max:
+        raise ValueError(
+            f"ids up to {top + offset} do not fit the labels' {new.dtype}: convert them to "
+            "uint32 first"
+        )
     for t in todo:
         f = new[t]
         new[t] = np.where(f > 0, f + offset, 0)
     for t in keep:
         new[t] = old[t]
     if not (linked and todo):
-        return None
+        return None, offset
     from napari_hemd.core.linking import carry_ids
 
-    return carry_ids(new, todo)
+    return carry_ids(new, todo), offset
+
+
+def kept_lineage(labels: np.ndarray, result, offset: int):
+    """``(labels, result)`` of a run whose checked frames were kept (:func:`keep_checked_frames`).
+
+    The run's tracks named the ids it made; the kept frames and the moved ids make them the
+    labels' own again (:func:`napari_hemd.core.linking.lineage_after_edits`, the run's divisions
+    kept where they still hold), in a copy of ``result``. Without tracks: as given.
+    """
+    import dataclasses
+
+    tracks = getattr(result, "tracks", None)
+    if tracks is None or not len(tracks) or not dataclasses.is_dataclass(result):
+        return labels, result
+    from napari_hemd.core.linking import lineage_after_edits
+
+    labels, tracks = lineage_after_edits(labels, shifted_tracks(tracks, offset))
+    return labels, dataclasses.replace(result, tracks=tracks)
+
+
+def shifted_tracks(tracks, offset: int) -> np.ndarray:
+    """``L B E P`` rows with every id moved by ``offset`` (parent 0 stays 0)."""
+    out = np.asarray(tracks, dtype=np.int64).reshape(-1, 4).copy()
+    out[:, 0] += offset
+    out[out[:, 3] > 0, 3] += offset
+    return out
 
 
 def set_checked(layer, frame: int, checked: bool = True) -> list[int]:

@@ -31,7 +31,9 @@ from napari_hemd._widgets._layer_state import (
     apply_edit,
     checked_frames,
     frame_ranges,
+    is_one_stack,
     keep_checked_frames,
+    kept_lineage,
     track_paint,
 )
 from napari_hemd.core.segment import HEMDResult, _restore_axis
@@ -119,11 +121,13 @@ def show_result(viewer, run: SegmentRun, result) -> None:
         how += f", {found_zoom(result.params['scale'], result.params['scale_tried'])}"
     count = _count(out, saved, res)
     tracks = getattr(result if run.model is not None or run.from_model else res, "tracks", None)
+    if run.kept is not None and tracks is not None:  # in the kept labels' ids
+        tracks = getattr(out.metadata.get(RESULT_KEY), "tracks", None)
     shown = show_tracks(viewer, out, tracks, one_stack=saved.get("planes") == 3)
     how += f"; their tracks in {shown.name!r}" if shown is not None else ""
     kept = getattr(run, "kept", None)
     if kept is not None:
-        frames, carried = kept
+        frames, carried, _ = kept
         ids = "" if carried is None else f", {carried} object(s) keep their ids across"
         how += (
             f"; the checked frames {frame_ranges(frames)} kept as you corrected them{ids} (uncheck "
@@ -280,9 +284,12 @@ def _write_labels(viewer, run: SegmentRun, labels: np.ndarray, meta: dict) -> La
             old.data = old.data.astype(np.uint32)  # stay one Undo away
         checked = checked_frames(old) if labels.ndim >= 3 else []
         if checked:  # the user's corrected frames stay theirs (audit 17: replaced, still
-            linked = bool(meta[PARAMS_KEY].get("link"))  # marked checked: taught as truth)
+            # marked checked: taught as truth); linked ids (or one stack's slices) carried
+            linked = bool(meta[PARAMS_KEY].get("link")) or is_one_stack(old)
             labels = labels.copy()
-            run.kept = (checked, keep_checked_frames(old.data, labels, checked, linked=linked))
+            carried, offset = keep_checked_frames(old.data, labels, checked, linked=linked)
+            labels, meta[RESULT_KEY] = kept_lineage(labels, meta[RESULT_KEY], offset)
+            run.kept = (checked, carried, offset)
         # a re-run is one more edit: Undo brings the previous labels, parameters, locks and
         # H-EMD result back together
         apply_edit(old, f"segment ({run.method})", labels, state=meta)

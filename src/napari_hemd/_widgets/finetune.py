@@ -48,7 +48,9 @@ from napari_hemd._widgets._layer_state import (
     checked_frames,
     edited_event,
     history_of,
+    is_one_stack,
     keep_checked_frames,
+    kept_lineage,
 )
 from napari_hemd.workflows import selection_choices
 
@@ -370,11 +372,12 @@ class FineTuneWidget(LayerWidget):
 
         def done(seg) -> None:
             old = np.asarray(labels.data)
-            new = seg.labels.astype(old.dtype, copy=True)
-            carried = None
+            new = seg.labels.astype(np.result_type(old.dtype, np.uint32), copy=True)
+            carried, offset = None, 0
             if labels.ndim >= 3:  # the checked frames kept; linked: a cell keeps its id
                 linked = bool(old_params.get("link") or seg.tracks is not None)
-                carried = keep_checked_frames(old, new, checked, linked=linked)
+                linked = linked or is_one_stack(labels)  # a stack's slices: one 3D object
+                carried, offset = keep_checked_frames(old, new, checked, linked=linked)
             prob_name = f"{base_name(image.name)} probability ({name})"
             prob = add_or_update(
                 self.viewer,
@@ -397,7 +400,10 @@ class FineTuneWidget(LayerWidget):
             saved = {**old_params, **seg.params, "method": "hemd", "grow": seg.grow}
             saved.update(selection_choices(seg.result))
             saved[SOURCE_KEY], saved[MODEL_KEY] = prob.name, model
-            state = {PARAMS_KEY: saved, RESULT_KEY: seg.result, LOCKED_KEY: {}}
+            result = seg.result
+            if labels.ndim >= 3 and checked:  # the run's tracks, in the kept labels' ids
+                new, result = kept_lineage(new, result, offset)
+            state = {PARAMS_KEY: saved, RESULT_KEY: result, LOCKED_KEY: {}}
             self.viewer.layers.selection.active = labels  # keep proofreading the labels
             if apply_edit(labels, f"re-segment {len(todo)} frames with {name}", new, state=state):
                 self._undo = (labels, history_of(labels).undo_stack[-1], prob)

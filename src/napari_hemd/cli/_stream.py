@@ -201,8 +201,9 @@ def run(args: argparse.Namespace) -> int:
     if args.link:  # streamed into a hidden sibling, then linked into OUT
         args.output = str(_unlinked_store(final, args, prob))
     t0 = time.perf_counter()
+    reused = args.link and Path(args.output).exists()
     with Progress(disabled=args.no_progress, unit="step") as bar:
-        if args.link and Path(args.output).exists():
+        if reused:
             print(
                 f"stream: linking the labels a previous run left in {args.output}", file=sys.stderr
             )
@@ -245,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         what, rate = "frame(s)", f"{prob.shape[0] / dt:.2f} frames/s"
     where = "now linking them over time" if args.link else f"-> {args.output}"
-    print(f"stream: {prob.shape[0]} {what}, {rate} {where}", file=sys.stderr)
+    if not reused:  # (a previous run's labels: said above, no rate)
+        print(f"stream: {prob.shape[0]} {what}, {rate} {where}", file=sys.stderr)
     if args.model is not None:  # the size advice of segment --model, on a few finished frames
         import zarr
 
