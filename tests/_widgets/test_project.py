@@ -271,6 +271,24 @@ def test_an_edit_made_just_before_napari_closes_is_saved(viewer, qtbot, tmp_path
     assert not errors
 
 
+def test_saving_to_another_folder_first_saves_the_sessions_last_edit(
+    viewer, qtbot, tmp_path, errors
+):
+    """Save as another folder made that folder the session's: an edit still waiting for its
+    autosave never reached the folder followed until then (review)."""
+    from napari_hemd.workflows import load_project
+
+    labels, proj, out, pr = _saved_session(viewer, qtbot, tmp_path / "first")
+    assert pr.delete([int(np.unique(labels.data)[1])])
+    assert proj._timer.isActive()
+    edited = np.asarray(labels.data).copy()
+    second = proj.save(tmp_path / "second")
+    assert proj.folder == second
+    np.testing.assert_array_equal(load_project(out)["labels"], edited)
+    np.testing.assert_array_equal(load_project(second)["labels"], edited)
+    assert not errors
+
+
 def test_an_edit_made_just_before_viewer_close_is_saved(viewer, qtbot, tmp_path, errors):
     """``viewer.close()`` removes the layers before the window: the session is saved as its
     layers go."""

@@ -97,6 +97,11 @@ def test_datasets_are_named_and_read_lazily(tmp_path):
     ):
         np.testing.assert_array_equal(lazy[key], raw[key])
     np.testing.assert_array_equal(np.asarray(pickle.loads(pickle.dumps(lazy))), raw)
+    np.testing.assert_array_equal(lazy[None, 1], raw[None, 1])  # new axes (review)
+    with h5py.File(tmp_path / "big.h5", "w") as f:
+        f["x"] = raw.astype(">u2")  # big-endian: read in native order, as .npy is
+    got = read_stack(tmp_path / "big.h5")
+    assert got.dtype.isnative and np.array_equal(got, raw)
     assert split_hdf5(path / "group/label") == (path, "group/label")
     assert split_hdf5(tmp_path / "frames") is None
     assert not names_its_z(path / "raw")  # a plain volume does not name its axes

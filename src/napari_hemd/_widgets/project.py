@@ -404,6 +404,8 @@ class ProjectWidget(LayerWidget):
         own = out == self.folder and layer is self.session_layer  # re-saving this session
         if overwrite and not own and not self.confirm_overwrite(out):
             return None
+        if not own:  # the session followed until now keeps its last edits (review)
+            self.flush()
         if background:
             return self._save_in_background(layer, out, overwrite)
         if self._write(layer, out, overwrite) is None:

@@ -121,6 +121,8 @@ class Hdf5Array:
 
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
+        if any(k is None for k in key):  # new axes: numpy's indexing of the whole
+            return np.asarray(self[...])[key]
         if any(k is Ellipsis for k in key):
             i = next(j for j, k in enumerate(key) if k is Ellipsis)
             key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1 :]
@@ -137,8 +139,10 @@ class Hdf5Array:
         # wrote it (ilastik exporting again) for as long as napari shows the layer.
         with _h5py().File(self.file, "r") as f:
             if basic:  # what h5py reads itself: only the part asked for leaves the disk
-                return np.asarray(f[self.dataset][key])
-            return np.asarray(f[self.dataset][...])[key]  # lists, masks, negative steps
+                out = np.asarray(f[self.dataset][key])
+            else:  # lists, masks, negative steps
+                out = np.asarray(f[self.dataset][...])[key]
+        return out if out.dtype.isnative else out.astype(out.dtype.newbyteorder("="))
 
     def __array__(self, dtype=None, copy=None):
         arr = self[...]
