@@ -63,27 +63,38 @@ def frame_ranges(frames: list[int]) -> str:
     return ", ".join(parts)
 
 
-def keep_checked_frames(old, new: np.ndarray, keep, *, linked: bool) -> tuple[int | None, int]:
-    """Put the ``keep`` frames of ``old`` back into freshly segmented ``new`` (in place).
+def keep_checked_frames(
+    old, new: np.ndarray, keep, *, linked: bool, delta: float = 0.5
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``new`` (freshly segmented) with the ``keep`` frames of ``old`` put back.
 
     The frames a user corrected and marked checked are their truth (fine-tuning data): a run
-    (Segment again, Lock and re-run, Re-segment) never replaces them. The other frames' ids are
-    moved above the kept frames' (a fresh object never takes a kept id); ``linked`` (ids follow
-    objects across frames: tracks, or one stack's slices): an object continuing a kept frame's
-    object takes its id (:func:`napari_hemd.core.linking.carry_ids`). ``new`` must hold the
-    moved ids (uint32: the widgets' labels).
+    (Segment again, Lock and re-run, Re-segment) never replaces their objects. Not ``linked``:
+    the other frames' ids are moved above the kept frames' (a fresh object never takes a kept
+    id). ``linked`` (ids follow objects across frames: tracks, or one stack's slices): the whole
+    movie is linked again (:func:`napari_hemd.core.linking.link_labels`, ``delta``), the kept
+    frames' objects among the others (their ids may come from a run that was not linked: the
+    same id, another cell in the next frame), and each track takes the id its object has in the
+    first kept frame it is in, where no other track took that id first.
 
     Returns
     -------
-    carried : int or None
-        The number of objects that took a kept id (None: not linked, or nothing kept).
-    offset : int
-        What the other frames' ids were moved by (0: nothing kept).
+    labels : ndarray
+        The kept frames' objects pixel for pixel (uint32 where ``new`` is).
+    tracks : (K, 4) int64 ndarray or None
+        The lineage of ``labels`` (``L B E P``) when ``linked``.
     """
     n = new.shape[0]
     keep = sorted(t for t in {int(t) for t in keep} if 0 <= t < n)
     if not keep:
-        return None, 0
+        return new, None
+    if linked:
+        from napari_hemd.core.linking import link_labels
+
+        for t in keep:
+            new[t] = old[t]
+        labels, tracks = link_labels(new, delta=delta)
+        return _kept_ids(labels, tracks, old, keep)
     offset = int(max(np.asarray(old[t]).max() for t in keep))
     todo = [t for t in range(n) if t not in keep]
     top = max((int(new[t].max()) for t in todo), default=0)
@@ -97,37 +108,58 @@ def keep_checked_frames(old, new: np.ndarray, keep, *, linked: bool) -> tuple[in
         new[t] = np.where(f > 0, f + offset, 0)
     for t in keep:
         new[t] = old[t]
-    if not (linked and todo):
-        return None, offset
-    from napari_hemd.core.linking import carry_ids
-
-    return carry_ids(new, todo), offset
+    return new, None
 
 
-def kept_lineage(labels: np.ndarray, result, offset: int):
-    """``(labels, result)`` of a run whose checked frames were kept (:func:`keep_checked_frames`).
+def _kept_ids(labels: np.ndarray, tracks: np.ndarray, old, keep) -> tuple[np.ndarray, np.ndarray]:
+    """Rename linked ``labels`` (and ``tracks``) so that kept frames keep their old ids.
 
-    The run's tracks named the ids it made; the kept frames and the moved ids make them the
-    labels' own again (:func:`napari_hemd.core.linking.lineage_after_edits`, the run's divisions
-    kept where they still hold), in a copy of ``result``. Without tracks: as given.
+    A track takes the id its object has in ``old`` in the first kept frame it is in, unless
+    another track took that id already; every other track that would meet a kept id moves
+    above them.
+    """
+    rename: dict[int, int] = {}
+    taken: set[int] = set()
+    for t in keep:
+        frame, before = labels[t], np.asarray(old[t])
+        for lab in np.unique(frame[frame != 0]):
+            if int(lab) in rename:
+                continue
+            mine = int(before[frame == lab][0])  # the partition is the kept frame's own
+            if mine not in taken:
+                rename[int(lab)] = mine
+                taken.add(mine)
+    top = max(max(taken, default=0), int(labels.max(initial=0)))
+    for lab in np.unique(labels[labels != 0]):
+        lab = int(lab)
+        if lab not in rename:
+            if lab in taken:
+                top += 1
+                rename[lab] = top
+            else:
+                rename[lab] = lab
+    ids, inverse = np.unique(labels, return_inverse=True)
+    mapped = np.array([rename.get(int(i), 0) for i in ids], dtype=np.uint32)
+    out = mapped[inverse].reshape(labels.shape)
+    tracks = np.asarray(tracks, np.int64).reshape(-1, 4).copy()
+    if len(tracks):
+        tracks[:, 0] = [rename.get(int(i), int(i)) for i in tracks[:, 0]]
+        tracks[:, 3] = [rename.get(int(i), 0) if i else 0 for i in tracks[:, 3]]
+    return out, tracks
+
+
+def with_tracks(result, tracks):
+    """A copy of an H-EMD ``result`` with other ``tracks`` (the labels' after kept frames).
+
+    ``tracks`` None, or a result without tracks (a baseline's None, a stack's): as given.
     """
     import dataclasses
 
-    tracks = getattr(result, "tracks", None)
-    if tracks is None or not len(tracks) or not dataclasses.is_dataclass(result):
-        return labels, result
-    from napari_hemd.core.linking import lineage_after_edits
-
-    labels, tracks = lineage_after_edits(labels, shifted_tracks(tracks, offset))
-    return labels, dataclasses.replace(result, tracks=tracks)
-
-
-def shifted_tracks(tracks, offset: int) -> np.ndarray:
-    """``L B E P`` rows with every id moved by ``offset`` (parent 0 stays 0)."""
-    out = np.asarray(tracks, dtype=np.int64).reshape(-1, 4).copy()
-    out[:, 0] += offset
-    out[out[:, 3] > 0, 3] += offset
-    return out
+    if tracks is None or getattr(result, "tracks", None) is None:
+        return result
+    if not dataclasses.is_dataclass(result):
+        return result
+    return dataclasses.replace(result, tracks=tracks)
 
 
 def set_checked(layer, frame: int, checked: bool = True) -> list[int]:

@@ -33,8 +33,8 @@ from napari_hemd._widgets._layer_state import (
     frame_ranges,
     is_one_stack,
     keep_checked_frames,
-    kept_lineage,
     track_paint,
+    with_tracks,
 )
 from napari_hemd.core.segment import HEMDResult, _restore_axis
 from napari_hemd.workflows import locked_choices, selection_choices, stack_rebuild_params
@@ -127,8 +127,8 @@ def show_result(viewer, run: SegmentRun, result) -> None:
     how += f"; their tracks in {shown.name!r}" if shown is not None else ""
     kept = getattr(run, "kept", None)
     if kept is not None:
-        frames, carried, _ = kept
-        ids = "" if carried is None else f", {carried} object(s) keep their ids across"
+        frames, relinked = kept
+        ids = ", linked over time with the others" if relinked else ""
         how += (
             f"; the checked frames {frame_ranges(frames)} kept as you corrected them{ids} (uncheck "
             "them in Proofread to segment them again)"
@@ -285,11 +285,13 @@ def _write_labels(viewer, run: SegmentRun, labels: np.ndarray, meta: dict) -> La
         checked = checked_frames(old) if labels.ndim >= 3 else []
         if checked:  # the user's corrected frames stay theirs (audit 17: replaced, still
             # marked checked: taught as truth); linked ids (or one stack's slices) carried
-            linked = bool(meta[PARAMS_KEY].get("link")) or is_one_stack(old)
-            labels = labels.copy()
-            carried, offset = keep_checked_frames(old.data, labels, checked, linked=linked)
-            labels, meta[RESULT_KEY] = kept_lineage(labels, meta[RESULT_KEY], offset)
-            run.kept = (checked, carried, offset)
+            params = meta[PARAMS_KEY]
+            linked = bool(params.get("link")) or is_one_stack(old)
+            labels, tracks = keep_checked_frames(
+                old.data, labels.copy(), checked, linked=linked, delta=params.get("delta", 0.5)
+            )
+            meta[RESULT_KEY] = with_tracks(meta[RESULT_KEY], tracks)
+            run.kept = (checked, linked and not is_one_stack(old))
         # a re-run is one more edit: Undo brings the previous labels, parameters, locks and
         # H-EMD result back together
         apply_edit(old, f"segment ({run.method})", labels, state=meta)

@@ -50,7 +50,7 @@ from napari_hemd._widgets._layer_state import (
     history_of,
     is_one_stack,
     keep_checked_frames,
-    kept_lineage,
+    with_tracks,
 )
 from napari_hemd.workflows import selection_choices
 
@@ -373,11 +373,12 @@ class FineTuneWidget(LayerWidget):
         def done(seg) -> None:
             old = np.asarray(labels.data)
             new = seg.labels.astype(np.result_type(old.dtype, np.uint32), copy=True)
-            carried, offset = None, 0
-            if labels.ndim >= 3:  # the checked frames kept; linked: a cell keeps its id
+            tracks, linked = None, False
+            if labels.ndim >= 3:  # the checked frames kept; linked: linked again with them
                 linked = bool(old_params.get("link") or seg.tracks is not None)
                 linked = linked or is_one_stack(labels)  # a stack's slices: one 3D object
-                carried, offset = keep_checked_frames(old, new, checked, linked=linked)
+                delta = float(seg.params.get("delta", old_params.get("delta", 0.5)))
+                new, tracks = keep_checked_frames(old, new, checked, linked=linked, delta=delta)
             prob_name = f"{base_name(image.name)} probability ({name})"
             prob = add_or_update(
                 self.viewer,
@@ -400,15 +401,15 @@ class FineTuneWidget(LayerWidget):
             saved = {**old_params, **seg.params, "method": "hemd", "grow": seg.grow}
             saved.update(selection_choices(seg.result))
             saved[SOURCE_KEY], saved[MODEL_KEY] = prob.name, model
-            result = seg.result
-            if labels.ndim >= 3 and checked:  # the run's tracks, in the kept labels' ids
-                new, result = kept_lineage(new, result, offset)
+            result = with_tracks(seg.result, tracks)  # the lineage of the kept labels
             state = {PARAMS_KEY: saved, RESULT_KEY: result, LOCKED_KEY: {}}
             self.viewer.layers.selection.active = labels  # keep proofreading the labels
+            if labels.data.dtype != new.dtype:  # painted (uint8) labels: the new ids fit
+                labels.data = np.asarray(labels.data).astype(new.dtype)
             if apply_edit(labels, f"re-segment {len(todo)} frames with {name}", new, state=state):
                 self._undo = (labels, history_of(labels).undo_stack[-1], prob)
                 self.revert_button.enabled = True
-            ids = "" if carried is None else f", {carried} object(s) keep their ids across"
+            ids = ", linked over time with the others" if linked and tracks is not None else ""
             show_info(
                 f"Fine-tune: {len(todo)} unchecked frame(s) re-segmented with {name!r}; checked "
                 f"frames {sorted(checked)} kept{ids}. Revert brings the previous labels back"
