@@ -396,3 +396,24 @@ def test_checked_frames_without_objects_are_refused_before_training(
         "them would teach the model to find no cells. Check frames whose cells you corrected"
     )
     assert errors == [want]
+
+
+def test_start_from_is_the_model_the_labels_came_from(make_napari_viewer):
+    """*start from* read nuclei-fluo (the first shipped model) for labels segmented with
+    cells-phc: a phase-contrast user taking the default tuned the fluorescence network
+    (audit 18)."""
+    from napari_hemd._widgets import FineTuneWidget
+    from napari_hemd._widgets._layer_state import PARAMS_KEY
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((3, 32, 32), np.float32), name="movie")
+    meta = {PARAMS_KEY: {"method": "hemd", "model": "cells-phc"}}
+    labels = viewer.add_labels(np.zeros((3, 32, 32), np.uint32), name="phc", metadata=meta)
+    w = FineTuneWidget(viewer)
+    w.labels.value = labels
+    assert w.base.value == "cells-phc"
+    other = viewer.add_labels(np.zeros((3, 32, 32), np.uint32), name="plain")
+    w.labels.value = other  # no model recorded: the first shipped one
+    assert w.base.value != "cells-phc"
+    w.labels.value = labels
+    assert w.base.value == "cells-phc" and w.default_name() == "cells-phc-tuned"

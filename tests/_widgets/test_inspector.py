@@ -41,11 +41,18 @@ def test_click_next_uncertain_and_shortcuts(viewer, qtbot, errors):
 
     todo = uncertain_objects(res, margin=1.01)  # every matched object counts
     assert todo
+    viewer.dims.set_current_step(0, 0)  # from the frame shown on
     got = insp.next_uncertain(margin=1.01)
     assert got == todo[0] and viewer.dims.current_step[0] == got[0]
     assert insp.table.selectionModel().selectedRows()[0].row() == [r.node for r in insp.rows].index(
         got[1]
     )
+    later = [e for e in todo if e[0] >= 5]  # moved to frame 5: the next from there (it went
+    viewer.dims.set_current_step(0, 5)  # back to frame 0, audit 18)
+    got = insp.next_uncertain(margin=1.01)
+    assert got == later[0] and viewer.dims.current_step[0] == got[0]
+    following = todo[todo.index(later[0]) + 1]
+    assert insp.next_uncertain(margin=1.01) == following  # then on from the one shown
 
     pr = ProofreadWidget(viewer)
     pr.labels.value = labels

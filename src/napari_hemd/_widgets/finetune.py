@@ -80,6 +80,13 @@ def models_folder(labels: Labels | None) -> Path:
     return _settings.config_dir() / "models"
 
 
+def _labels_model(labels) -> str | None:
+    """The model a labels layer was segmented with (its run's parameters), else None."""
+    params = (getattr(labels, "metadata", None) or {}).get(PARAMS_KEY) or {}
+    model = params.get(MODEL_KEY) or params.get("model")
+    return str(model) if model else None
+
+
 def _safe_name(name: str) -> str | None:
     name = name.strip()
     return name if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}", name) else None
@@ -149,18 +156,20 @@ class FineTuneWidget(LayerWidget):
         self.revert_button.clicked.connect(lambda: self.revert())
         self.labels.changed.connect(self._show_frames)
         self.labels.changed.connect(lambda _v: self.base.reset_choices())
+        self.labels.changed.connect(lambda _v: self._prefer_base())
         #: The last fine-tune (:class:`napari_hemd.finetune.FineTuneResult`).
         self.result = None
         # the last re-segment: (labels layer, its recorded edit, the probability layer it added);
         # the edit holds the previous labels (sparse) and the previous model in its state
         self._undo: tuple | None = None
         self._training = False
+        self._prefer_base()
         self._show_frames()
         self._show_default_name()
 
     # ------------------------------------------------------------------ helpers
     def _base_choices(self, _widget=None) -> list[tuple[str, str]]:
-        """Shipped and fine-tuned models; first the project's last model, if it has one."""
+        """Shipped and fine-tuned models; first the project's last model, else the labels' own."""
         from napari_hemd._widgets._models import model_choices
         from napari_hemd.workflows import project_models
 
@@ -173,7 +182,16 @@ class FineTuneWidget(LayerWidget):
                 last = str(models[-1])
                 choices = [c for c in choices if c[1] != last]  # one entry per model file
                 choices.insert(0, (f"this project's last model ({models[-1].stem})", last))
-        return choices
+                return choices
+        made = _labels_model(labels)  # the model the labels came from (cells-phc ...) first
+        first = [c for c in choices if c[1] == made]
+        return first + [c for c in choices if c[1] != made]
+
+    def _prefer_base(self) -> None:
+        """Choose the first of the choices: the project's last model, else the labels' own."""
+        choices = self._base_choices()
+        if choices and choices[0][1] != FROM_FILE:
+            self.base.value = choices[0][1]
 
     def _show_frames(self, _value=None) -> None:
         try:

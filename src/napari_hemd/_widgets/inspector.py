@@ -423,6 +423,26 @@ class InspectorWidget(StacksMixin, LayerWidget):
         split = f", split into {len(siblings) + 1} objects" if siblings else ""
         show_info(f"Inspector: {where}: object {label} is now candidate #{node}{split}")
 
+    def _next_from_shown(self, layer: Labels, todo: list) -> int:
+        """The index of the next of ``todo`` (``(stack, frame, node)``) to show.
+
+        After the last one shown; where the viewer has moved to another frame since, the first
+        at or after the frame on screen (it started at frame 0 whatever was shown, audit 18).
+        """
+        stacks = todo[0][0] is not None
+        if layer.ndim < 3:
+            here = (None, 0)
+        elif stacks:
+            here = (index_at(self.viewer, layer, 0), index_at(self.viewer, layer, 1))
+        else:
+            here = (None, index_at(self.viewer, layer))
+        at = todo[self._cursor][:2] if 0 <= self._cursor < len(todo) else None
+        if at == here:  # still on the one shown last: the one after it
+            return (self._cursor + 1) % len(todo)
+        key = (lambda e: (e[0], e[1])) if stacks else (lambda e: e[1])
+        mine = here if stacks else here[1]
+        return next((i for i, e in enumerate(todo) if key(e) >= mine), 0)
+
     def next_uncertain(self, margin: float = UNCERTAIN_IOU) -> tuple[int, int] | None:
         """Jump to the next padding-selected or weakly matched object; return (frame, node).
 
@@ -446,7 +466,7 @@ class InspectorWidget(StacksMixin, LayerWidget):
         if not todo:
             show_info("Inspector: no uncertain object")
             return None
-        self._cursor = (self._cursor + 1) % len(todo)
+        self._cursor = self._next_from_shown(layer, todo)
         stack, frame, node = todo[self._cursor]
         # the viewer's steps and camera are in world coordinates: a layer placed at later
         # frames (a frame range) or scaled is shown where it sits
