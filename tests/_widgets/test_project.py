@@ -303,6 +303,32 @@ def test_an_edit_made_just_before_viewer_close_is_saved(viewer, qtbot, tmp_path,
     assert not errors
 
 
+def test_an_edit_before_viewer_close_is_saved_from_a_docked_widget(viewer, qtbot, tmp_path):
+    """The same with the widget docked from the plugins menu, whose viewer is napari's
+    public-only proxy: each layer it hands out is a new wrapper, the session's layer was never
+    recognised as it went, and the edit was lost (audit 18)."""
+    from napari_hemd.workflows import load_project
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    _, proj = viewer.window.add_plugin_dock_widget("napari-hemd", "Project (save / reopen session)")
+    proj.labels.value = labels
+    out = proj.save(tmp_path / "docked")
+    proj.confirm_overwrite = lambda p: pytest.fail("re-saving its own session asks nothing")
+    assert proj.save(out) == out
+    _, pr = viewer.window.add_plugin_dock_widget("napari-hemd", "Proofread")
+    pr.labels.value = labels
+    pr.scope.value = "all frames"
+    assert pr.delete([int(np.unique(labels.data)[1])])
+    assert proj._timer.isActive()
+    expected = np.asarray(labels.data).copy()
+    viewer.close()
+    np.testing.assert_array_equal(load_project(out)["labels"], expected)
+
+
 def test_the_background_save_reads_its_own_copy_of_the_history(viewer, qtbot, tmp_path, errors):
     """A re-run while an autosave runs drops old H-EMD results from the live edits' states: the
     worker iterated those very dicts ("dictionary changed size during iteration"). The snapshot

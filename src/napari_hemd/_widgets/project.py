@@ -239,7 +239,10 @@ class ProjectWidget(LayerWidget):
             return
         layer = self.viewer.layers[event.index]
         params = self.session_layer.metadata.get(PARAMS_KEY) or {}
-        if layer is self.session_layer or layer.name == params.get(SOURCE_KEY):
+        mine = getattr(self.session_layer, "__wrapped__", self.session_layer)
+        # napari's public-only proxy of a docked widget's viewer wraps each layer anew: ``is``
+        # never held there, and the edit was lost on viewer.close() (audit 18)
+        if getattr(layer, "__wrapped__", layer) is mine or layer.name == params.get(SOURCE_KEY):
             self.flush()
 
     def _autosave_in_background(self) -> None:
