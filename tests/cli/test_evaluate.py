@@ -133,6 +133,25 @@ def test_frames_scores_part_of_a_longer_reference(stacks, capsys):
         assert rc == 2 and said in err and "--frames" in err and err.count("\n") == 1
 
 
+def test_a_ctc_folder_of_a_window_numbered_from_0_is_aligned_by_frames(stacks, tmp_path, capsys):
+    """A window of a movie (frames 1-2) exported from a stack of those frames is a CTC folder
+    numbered from 0 (mask000-001): --frames START:STOP failed on it too, no way out (audit
+    18); a folder numbered apart that exactly fills the span is taken as those frames."""
+    from napari_hemd.io.ctc import write_ctc_result
+
+    d, gt, pred = stacks
+    folder = write_ctc_result(pred[1:], tmp_path / "window")
+    rc, _, err = _run(capsys, "--gt", d / "gt.tif", "--pred", folder)
+    assert rc == 2 and "masks numbered apart (from 0 ...) are taken as the reference" in err
+    rc, out, err = _run(capsys, "--gt", d / "gt.tif", "--pred", folder, "--frames", "1:3", "--json")
+    assert rc == 0 and [f["frame"] for f in json.loads(out)["frames"]] == [1, 2]
+    ref = evaluate_sequence({1: gt[1], 2: gt[2]}, {1: pred[1], 2: pred[2]})
+    assert json.loads(out)["F1"] == pytest.approx(ref["F1"])
+    assert "--gt frames 1-2 against --pred masks 000-001" in err
+    rc, _, err = _run(capsys, "--gt", d / "gt.tif", "--pred", folder, "--frames", "0:3")
+    assert rc == 2  # three frames asked of two masks: not aligned by guess
+
+
 @pytest.mark.parametrize("arg", ["--gt", "--pred"])
 def test_a_raw_image_is_refused_as_labels(tmp_path, capsys, arg):
     """Raw frames given as labels were scored as hundreds of "objects" without a word."""

@@ -203,6 +203,22 @@ class _Shifted(Mapping):
         return int(self.stack.shape[0])
 
 
+class _Renumbered(Mapping):
+    """A CTC folder's masks as reference frames: its mask ``t`` is reference frame ``t + by``."""
+
+    def __init__(self, masks: Mapping, by: int):
+        self.masks, self.by = masks, by
+
+    def __getitem__(self, t: int):
+        return self.masks[t - self.by]
+
+    def __iter__(self):
+        return (t + self.by for t in self.masks)
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+
 def select_frames(gt, pred, text: str | None, pred_name: str = "--pred"):
     """Apply ``--frames START:STOP``: the reference frames to score, and ``pred`` aligned to them.
 
@@ -223,7 +239,18 @@ def select_frames(gt, pred, text: str | None, pred_name: str = "--pred"):
             f"--frames {text}: --gt has no frame there (its frames: {_span(_frame_numbers(gt))})"
         )
     stop = frames[-1] + 1 if stop is None else stop
-    if isinstance(pred, Mapping):  # a CTC folder: by frame number
+    if isinstance(pred, Mapping):  # a CTC folder: by frame number ...
+        own = sorted(pred)
+        contiguous = own and own[-1] - own[0] + 1 == len(own)
+        if contiguous and not set(frames) <= set(own) and len(own) == stop - start:
+            # ... unless its masks are numbered apart (a window of a movie exported from a
+            # stack of its frames: mask000-020 for frames 80-100), do not hold the frames
+            # asked for, and exactly fill the span
+            note = (
+                f"scoring --gt frames {start}-{stop - 1} against {pred_name} masks "
+                f"{own[0]:03d}-{own[-1]:03d} (numbered apart, exactly those {len(own)} frames)"
+            )
+            return frames, _Renumbered(pred, start - own[0]), note
         return frames, pred, None
     if start == 0 or pred.shape[0] != stop - start:
         return frames, _Shifted(pred, 0), None  # by frame number, a stack of any length
@@ -250,8 +277,18 @@ def _frames_to_score(
     if missing:
         if frames is None:
             hint = " To score only the frames the result covers: --frames START:STOP."
+            if isinstance(pred, Mapping) and not isinstance(pred, _Shifted):  # a CTC folder
+                hint += (
+                    f" A {pred_name} folder is matched by mask number; masks numbered apart "
+                    "(from 0 ...) are taken as the reference frames of a --frames START:STOP "
+                    f"spanning exactly as many ({len(pred_frames)})."
+                )
         elif not isinstance(pred, _Shifted):  # a CTC folder
-            hint = ""
+            hint = (
+                f" A {pred_name} folder is matched by mask number; masks numbered apart (from 0 "
+                f"...) are taken as the reference frames of a --frames START:STOP spanning "
+                f"exactly as many ({len(pred_frames)})."
+            )
         else:  # a stack of some frames: --frames must span exactly as many to be aligned
             n = len(pred_frames)
             hint = (
