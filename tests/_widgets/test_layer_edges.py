@@ -353,16 +353,23 @@ def test_a_stack_run_again_keeps_its_checked_slice_in_one_3d_object():
     from napari_hemd._widgets._segment_run import _write_labels
 
     viewer = ViewerModel()
-    old = np.zeros((5, 20, 20), np.uint32)
-    old[1:4, 5:12, 5:12] = 4  # the user's nucleus
-    meta = {PARAMS_KEY: {"planes": 3}, CHECKED_KEY: [2]}
+    z, y, x = np.ogrid[:21, :40, :40]
+    new = np.zeros((21, 40, 40), np.uint32)  # two balls: their poles are small slices (the
+    new[(z - 10) ** 2 + (y - 12) ** 2 + (x - 12) ** 2 <= 81] = 1  # slices relinked as a movie
+    new[(z - 10) ** 2 + (y - 28) ** 2 + (x - 28) ** 2 <= 64] = 2  # split them: the review)
+    old = np.where(new > 0, new + 3, 0).astype(np.uint32)  # the user's ids: 4 and 5
+    meta = {PARAMS_KEY: {"planes": 3}, CHECKED_KEY: [10]}
     viewer.add_labels(old, name="stack labels", metadata=meta)
-    new = np.zeros_like(old)
-    new[1:4, 5:12, 5:12] = 1
     run = SimpleNamespace(name="stack labels", translate=None, layer=None, method="hemd")
     state = {PARAMS_KEY: {"planes": 3}, RESULT_KEY: None, LOCKED_KEY: {}}
-    out = _write_labels(viewer, run, new, state)
-    assert set(np.unique(out.data)) == {0, 4} and run.kept == ([2], False)  # one 3D object
+    out = _write_labels(viewer, run, new.copy(), state)
+    for i, mine in ((1, 4), (2, 5)):  # one 3D object each, the kept slice's id throughout
+        assert np.unique(out.data[new == i]).tolist() == [mine]
+    assert run.kept == ([10], False)
+    wide = np.zeros((2, 8, 8), np.int64)  # int64 labels: kept ids past uint32 (the review)
+    wide[:, 1:4, 1:4] = 2**32 + 5
+    got, tracks = keep_checked_frames(wide, wide.copy(), [0], linked=True)
+    assert got.dtype == np.uint64 and int(got.max()) == 2**32 + 5 and len(tracks) == 1
     small = np.zeros((2, 8, 8), np.uint8)
     small[1, :4] = 200
     with pytest.raises(ValueError, match="do not fit the labels' uint8"):

@@ -134,22 +134,29 @@ def test_frames_scores_part_of_a_longer_reference(stacks, capsys):
 
 
 def test_a_ctc_folder_of_a_window_numbered_from_0_is_aligned_by_frames(stacks, tmp_path, capsys):
-    """A window of a movie (frames 1-2) exported from a stack of those frames is a CTC folder
+    """A window of a movie (frames 3-4) exported from a stack of those frames is a CTC folder
     numbered from 0 (mask000-001): --frames START:STOP failed on it too, no way out (audit
-    18); a folder numbered apart that exactly fills the span is taken as those frames."""
+    18); a folder numbered from 0, apart from the span, that exactly fills it is taken as those
+    frames. One numbered as the movie's own frames is never shifted (the review)."""
     from napari_hemd.io.ctc import write_ctc_result
 
-    d, gt, pred = stacks
-    folder = write_ctc_result(pred[1:], tmp_path / "window")
-    rc, _, err = _run(capsys, "--gt", d / "gt.tif", "--pred", folder)
+    _, gt, pred = stacks
+    gt6, pred6 = np.concatenate([gt, gt]), np.concatenate([pred, pred])
+    tifffile.imwrite(tmp_path / "gt6.tif", gt6, photometric="minisblack")
+    folder = write_ctc_result(pred6[3:5], tmp_path / "window")
+    rc, _, err = _run(capsys, "--gt", tmp_path / "gt6.tif", "--pred", folder)
     assert rc == 2 and "masks numbered apart (from 0 ...) are taken as the reference" in err
-    rc, out, err = _run(capsys, "--gt", d / "gt.tif", "--pred", folder, "--frames", "1:3", "--json")
-    assert rc == 0 and [f["frame"] for f in json.loads(out)["frames"]] == [1, 2]
-    ref = evaluate_sequence({1: gt[1], 2: gt[2]}, {1: pred[1], 2: pred[2]})
+    args = ["--gt", tmp_path / "gt6.tif", "--pred", folder, "--frames", "3:5", "--json"]
+    rc, out, err = _run(capsys, *args)
+    assert rc == 0 and [f["frame"] for f in json.loads(out)["frames"]] == [3, 4]
+    ref = evaluate_sequence({3: gt6[3], 4: gt6[4]}, {3: pred6[3], 4: pred6[4]})
     assert json.loads(out)["F1"] == pytest.approx(ref["F1"])
-    assert "--gt frames 1-2 against --pred masks 000-001" in err
-    rc, _, err = _run(capsys, "--gt", d / "gt.tif", "--pred", folder, "--frames", "0:3")
+    assert "--gt frames 3-4 against --pred masks 000-001" in err
+    rc, _, err = _run(capsys, "--gt", tmp_path / "gt6.tif", "--pred", folder, "--frames", "2:5")
     assert rc == 2  # three frames asked of two masks: not aligned by guess
+    own = write_ctc_result(pred6[2:4], tmp_path / "own", first_frame=2)  # mask002-003
+    rc, _, err = _run(capsys, "--gt", tmp_path / "gt6.tif", "--pred", own, "--frames", "4:6")
+    assert rc == 2 and "has no frame for reference frame(s) [4, 5]" in err
 
 
 @pytest.mark.parametrize("arg", ["--gt", "--pred"])

@@ -64,18 +64,21 @@ def frame_ranges(frames: list[int]) -> str:
 
 
 def keep_checked_frames(
-    old, new: np.ndarray, keep, *, linked: bool, delta: float = 0.5
+    old, new: np.ndarray, keep, *, linked: bool, delta: float = 0.5, stack: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``new`` (freshly segmented) with the ``keep`` frames of ``old`` put back.
 
     The frames a user corrected and marked checked are their truth (fine-tuning data): a run
     (Segment again, Lock and re-run, Re-segment) never replaces their objects. Not ``linked``:
     the other frames' ids are moved above the kept frames' (a fresh object never takes a kept
-    id). ``linked`` (ids follow objects across frames: tracks, or one stack's slices): the whole
-    movie is linked again (:func:`napari_hemd.core.linking.link_labels`, ``delta``), the kept
-    frames' objects among the others (their ids may come from a run that was not linked: the
-    same id, another cell in the next frame), and each track takes the id its object has in the
-    first kept frame it is in, where no other track took that id first.
+    id). ``stack`` (one 3D stack: its slices' objects are 3D objects): moved alike, then an
+    object continuing a kept slice's object takes its id
+    (:func:`napari_hemd.core.linking.carry_ids`; relinking the slices as a movie split a ball at
+    its poles). ``linked`` (ids are tracks over time): the whole movie is linked again
+    (:func:`napari_hemd.core.linking.link_labels`, ``delta``), the kept frames' objects among
+    the others (their ids may come from a run that was not linked: the same id, another cell in
+    the next frame), and each track takes the id its object has in the first kept frame it is
+    in, where no other track took that id first.
 
     Returns
     -------
@@ -88,7 +91,7 @@ def keep_checked_frames(
     keep = sorted(t for t in {int(t) for t in keep} if 0 <= t < n)
     if not keep:
         return new, None
-    if linked:
+    if linked and not stack:
         from napari_hemd.core.linking import link_labels
 
         for t in keep:
@@ -108,6 +111,10 @@ def keep_checked_frames(
         new[t] = np.where(f > 0, f + offset, 0)
     for t in keep:
         new[t] = old[t]
+    if stack and todo:
+        from napari_hemd.core.linking import carry_ids
+
+        carry_ids(new, todo)
     return new, None
 
 
@@ -139,7 +146,8 @@ def _kept_ids(labels: np.ndarray, tracks: np.ndarray, old, keep) -> tuple[np.nda
             else:
                 rename[lab] = lab
     ids, inverse = np.unique(labels, return_inverse=True)
-    mapped = np.array([rename.get(int(i), 0) for i in ids], dtype=np.uint32)
+    wide = max(rename.values(), default=0) > np.iinfo(np.uint32).max  # int64 labels' ids
+    mapped = np.array([rename.get(int(i), 0) for i in ids], dtype=np.uint64 if wide else np.uint32)
     out = mapped[inverse].reshape(labels.shape)
     tracks = np.asarray(tracks, np.int64).reshape(-1, 4).copy()
     if len(tracks):

@@ -285,13 +285,14 @@ def _write_labels(viewer, run: SegmentRun, labels: np.ndarray, meta: dict) -> La
         checked = checked_frames(old) if labels.ndim >= 3 else []
         if checked:  # the user's corrected frames stay theirs (audit 17: replaced, still
             # marked checked: taught as truth); linked ids (or one stack's slices) carried
-            params = meta[PARAMS_KEY]
-            linked = bool(params.get("link")) or is_one_stack(old)
+            params, stack = meta[PARAMS_KEY], is_one_stack(old)
+            linked = bool(params.get("link"))
             labels, tracks = keep_checked_frames(
-                old.data, labels.copy(), checked, linked=linked, delta=params.get("delta", 0.5)
-            )
+                old.data, labels.copy(), checked, linked=linked,
+                delta=params.get("delta", 0.5), stack=stack,
+            )  # fmt: skip
             meta[RESULT_KEY] = with_tracks(meta[RESULT_KEY], tracks)
-            run.kept = (checked, linked and not is_one_stack(old))
+            run.kept = (checked, linked and not stack)
         # a re-run is one more edit: Undo brings the previous labels, parameters, locks and
         # H-EMD result back together
         apply_edit(old, f"segment ({run.method})", labels, state=meta)

@@ -394,9 +394,10 @@ class FineTuneWidget(LayerWidget):
             tracks, linked = None, False
             if labels.ndim >= 3:  # the checked frames kept; linked: linked again with them
                 linked = bool(old_params.get("link") or seg.tracks is not None)
-                linked = linked or is_one_stack(labels)  # a stack's slices: one 3D object
                 delta = float(seg.params.get("delta", old_params.get("delta", 0.5)))
-                new, tracks = keep_checked_frames(old, new, checked, linked=linked, delta=delta)
+                new, tracks = keep_checked_frames(
+                    old, new, checked, linked=linked, delta=delta, stack=is_one_stack(labels)
+                )  # a stack's slices: one 3D object across the kept ones
             prob_name = f"{base_name(image.name)} probability ({name})"
             prob = add_or_update(
                 self.viewer,
@@ -427,7 +428,7 @@ class FineTuneWidget(LayerWidget):
             if apply_edit(labels, f"re-segment {len(todo)} frames with {name}", new, state=state):
                 self._undo = (labels, history_of(labels).undo_stack[-1], prob)
                 self.revert_button.enabled = True
-            ids = ", linked over time with the others" if linked and tracks is not None else ""
+            ids = ", linked over time with the others" if tracks is not None else ""
             show_info(
                 f"Fine-tune: {len(todo)} unchecked frame(s) re-segmented with {name!r}; checked "
                 f"frames {sorted(checked)} kept{ids}. Revert brings the previous labels back"

@@ -242,7 +242,8 @@ def select_frames(gt, pred, text: str | None, pred_name: str = "--pred"):
     if isinstance(pred, Mapping):  # a CTC folder: by frame number ...
         own = sorted(pred)
         contiguous = own and own[-1] - own[0] + 1 == len(own)
-        if contiguous and not set(frames) <= set(own) and len(own) == stop - start:
+        apart = own and own[0] == 0 and not set(own) & set(frames)
+        if contiguous and apart and len(own) == stop - start:
             # ... unless its masks are numbered apart (a window of a movie exported from a
             # stack of its frames: mask000-020 for frames 80-100), do not hold the frames
             # asked for, and exactly fill the span
