@@ -145,10 +145,11 @@ def _kept_ids(labels: np.ndarray, tracks: np.ndarray, old, keep) -> tuple[np.nda
                 rename[lab] = top
             else:
                 rename[lab] = lab
-    ids, inverse = np.unique(labels, return_inverse=True)
     wide = max(rename.values(), default=0) > np.iinfo(np.uint32).max  # int64 labels' ids
-    mapped = np.array([rename.get(int(i), 0) for i in ids], dtype=np.uint64 if wide else np.uint32)
-    out = mapped[inverse].reshape(labels.shape)
+    lut = np.zeros(int(labels.max(initial=0)) + 1, np.uint64 if wide else np.uint32)
+    for lab, val in rename.items():  # link_labels numbers its tracks from 1: a short table
+        lut[lab] = val
+    out = lut[labels]
     tracks = np.asarray(tracks, np.int64).reshape(-1, 4).copy()
     if len(tracks):
         tracks[:, 0] = [rename.get(int(i), int(i)) for i in tracks[:, 0]]
