@@ -297,10 +297,8 @@ def _unlinked_store(final: str, args: argparse.Namespace, prob) -> Path:
         args.prob_output = str(default_prob_output(path.with_suffix(".zarr")))
     skip = {"output", "overwrite", "no_progress", "no_resume", "func", "workers", "scheduler"}
     run = {k: v for k, v in sorted(vars(args).items()) if k not in skip}
-    key = hashlib.sha256((json.dumps(run, default=str) + _source_id(prob)).encode()).hexdigest()[
-        :16
-    ]
-    args.link_run = key
+    digest = hashlib.sha256((json.dumps(run, default=str) + _source_id(prob)).encode())
+    key = args.link_run = digest.hexdigest()[:16]
     if store.exists():
         try:
             same = zarr.open_array(str(store), mode="r").attrs.get("run") == key
