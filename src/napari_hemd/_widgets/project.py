@@ -260,9 +260,20 @@ class ProjectWidget(LayerWidget):
         kwargs = self._save_kwargs(layer, folder, overwrite=folder.exists(), snapshot=True)
         if kwargs is None:
             return
+        self.status.value = f"project: {folder.name} (saving...)"
+        self._start_saving(
+            kwargs, self._autosaved_in_background, lambda e: self._autosave_failed(folder, e),
+            self._autosave_ended,
+        )  # fmt: skip
+
+    def _start_saving(self, kwargs: dict, saved, failed, ended):
+        """:func:`save_project` of ``kwargs`` in a worker (``self._saving`` while it runs).
+
+        ``saved(folder)``, ``failed(exception)`` and ``ended()`` are called in napari's thread;
+        :meth:`wait_for_autosave` waits for it.
+        """
         from napari.qt.threading import create_worker
 
-        self.status.value = f"project: {folder.name} (saving...)"
         done = threading.Event()
 
         def write() -> Path:
@@ -272,11 +283,12 @@ class ProjectWidget(LayerWidget):
                 done.set()
 
         worker = create_worker(write, _start_thread=False)
-        worker.returned.connect(self._autosaved_in_background)
-        worker.errored.connect(lambda e: self._autosave_failed(folder, e))
-        worker.finished.connect(self._autosave_ended)
+        worker.returned.connect(saved)
+        worker.errored.connect(failed)
+        worker.finished.connect(ended)
         self._saving = (worker, done)
         worker.start()
+        return worker
 
     def _autosaved_in_background(self, out: Path) -> None:
         try:
@@ -428,15 +440,6 @@ class ProjectWidget(LayerWidget):
             return None
         self._timer.stop()
         self.wait_for_autosave()  # one save at a time (an autosave's rest is written first)
-        from napari.qt.threading import create_worker
-
-        done = threading.Event()
-
-        def write() -> Path:
-            try:
-                return save_project(**kwargs)
-            finally:  # set in the thread: the GUI thread may be waiting on it
-                done.set()
 
         def saved(_out) -> None:
             try:
@@ -463,15 +466,9 @@ class ProjectWidget(LayerWidget):
             except RuntimeError:
                 pass
 
-        worker = create_worker(write, _start_thread=False)
-        worker.returned.connect(saved)
-        worker.errored.connect(failed)
-        worker.finished.connect(ended)
-        self._saving = (worker, done)
         self.save_button.enabled = False
         self.status.value = f"project: {out.name} (saving...)"
-        worker.start()
-        return worker
+        return self._start_saving(kwargs, saved, failed, ended)
 
     def open(self, path: str | Path | None = None, *, background: bool = False):
         """Reopen a project: probability and labels layers, then rebuild the forest in a thread.

@@ -64,17 +64,9 @@ def _choose(f, file: Path, dataset: str, array: str | None) -> str:
                 f"{', '.join(names) or 'none'}"
             )
         return dataset.strip("/")
-    if not names:
-        raise ValueError(f"input {str(file)!r} holds no dataset")
-    if array in names:
-        return array
-    if len(names) == 1:
-        return names[0]
-    want = f" and none named {array!r}" if array else ""
-    raise ValueError(
-        f"input {str(file)!r} holds several datasets ({', '.join(names)}){want}: name the one to "
-        f"read in the path, e.g. {str(file / names[0])!r}"
-    )
+    from napari_hemd.io.stacks import pick_named
+
+    return pick_named(names, f"input {str(file)!r}", file, array, first=None, kind="datasets")
 
 
 def _axistags(attrs, ndim: int) -> str | None:

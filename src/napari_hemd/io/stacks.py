@@ -77,17 +77,28 @@ def read_stack(path: str | os.PathLike, *, lazy: bool = False, array: str | None
 def group_array(group, path, array: str | None = None) -> str:
     """The name of the array :func:`read_stack` reads from a zarr ``group`` (see there)."""
     keys = sorted(k for k, _ in group.arrays())
-    if not keys:
-        raise ValueError(f"zarr group {str(path)!r} holds no array")
-    for key in ("0", array):
-        if key in keys:
+    return pick_named(keys, f"zarr group {str(path)!r}", path, array, first="0", kind="arrays")
+
+
+def pick_named(
+    names: list[str], what: str, path, array: str | None, *, first: str | None, kind: str
+) -> str:
+    """Of a container's ``names`` (a zarr group's arrays, an HDF5 file's datasets), the one to read.
+
+    ``first`` (an OME-Zarr's ``0``), else ``array`` (the one the caller wants), else the only
+    one; several others are refused, naming them and how to choose one in the path.
+    """
+    if not names:
+        raise ValueError(f"{what} holds no {kind.rstrip('s')}")
+    for key in (first, array):
+        if key is not None and key in names:
             return key
-    if len(keys) == 1:
-        return keys[0]
+    if len(names) == 1:
+        return names[0]
     want = f" and none named {array!r}" if array else ""
     raise ValueError(
-        f"zarr group {str(path)!r} holds several arrays ({', '.join(keys)}){want}: name the one "
-        f"to read in the path, e.g. {str(Path(path) / keys[0])!r}"
+        f"{what} holds several {kind} ({', '.join(names)}){want}: name the one to read in the "
+        f"path, e.g. {str(Path(path) / names[0])!r}"
     )
 
 
