@@ -102,6 +102,7 @@ def test_datasets_are_named_and_read_lazily(tmp_path):
         f["x"] = raw.astype(">u2")  # big-endian: read in native order, as .npy is
     got = read_stack(tmp_path / "big.h5")
     assert got.dtype.isnative and np.array_equal(got, raw)
+    assert read_stack(tmp_path / "big.h5", lazy=True).dtype == np.uint16  # said as it reads
     assert split_hdf5(path / "group/label") == (path, "group/label")
     assert split_hdf5(tmp_path / "frames") is None
     assert not names_its_z(path / "raw")  # a plain volume does not name its axes

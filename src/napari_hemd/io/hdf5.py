@@ -106,6 +106,7 @@ class Hdf5Array:
             self._drop = axes.index("C")
             shape = shape[: self._drop] + shape[self._drop + 1 :]
             axes = axes.replace("C", "")
+        dtype = dtype if dtype.isnative else dtype.newbyteorder("=")  # as it is read
         self.shape, self.dtype, self.ndim, self.axes = shape, dtype, len(shape), axes
 
     def __len__(self) -> int:
