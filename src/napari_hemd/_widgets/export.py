@@ -294,8 +294,8 @@ class ExportWidget(LayerWidget):
                 f"intensities from {image.name!r}: shape {tuple(img.shape)}, not the labels' "
                 f"{tuple(data.shape)}"
             )
-        if img is not None and under != (0, int(data.shape[0])):  # the frames under the labels
-            img = np.asarray(img[under[0] : under[1]])
+        if img is not None and under != slice(None):  # a movie's frames under the labels
+            img = np.asarray(img[under])
         frames = not (data.ndim == 3 and self.volume.value)
         if data.ndim == 2:
             data, frames = np.asarray(data)[None], True
@@ -374,22 +374,22 @@ def _pixel_size(layer: Labels, spatial: int):
     return PixelSize.from_layer(layer.scale, layer.units, spatial)
 
 
-def _intensity_frames(image, labels) -> tuple[int, int] | None:
-    """The frames ``(start, stop)`` of ``image`` under ``labels``, or None where it has none.
+def _intensity_frames(image, labels) -> slice | None:
+    """The frames of ``image`` under ``labels`` (a slice of axis 0), or None where it has none.
 
-    The same shape: all its frames. A movie under the labels of a frame range of it (placed at
-    their first frame): the frames they cover.
+    The same shape: all of it (``slice(None)``). A movie under the labels of a frame range of
+    it (placed at their first frame): the frames they cover.
     """
     img = image.data[0] if image.multiscale else image.data
     shape, want = tuple(img.shape), tuple(labels.data.shape)
     if shape == want:
-        return 0, want[0] if want else 0
+        return slice(None)
     if len(shape) != len(want) or len(want) < 3 or shape[1:] != want[1:]:
         return None
     start = first_frame(labels) - first_frame(image)
     if start < 0 or start + want[0] > shape[0]:
         return None
-    return start, start + want[0]
+    return slice(start, start + want[0])
 
 
 def _unit(layer: Labels) -> str:

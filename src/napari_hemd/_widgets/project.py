@@ -298,11 +298,13 @@ class ProjectWidget(LayerWidget):
             return
         self.autosaved.emit(out)
 
-    def _autosave_failed(self, folder: Path, exc: Exception) -> None:
-        log.error("autosaving %s failed", folder, exc_info=exc)
+    def _autosave_failed(
+        self, folder: Path, exc: Exception, status: str = "autosave failed: unsaved edits"
+    ) -> None:
+        log.error("saving %s failed", folder, exc_info=exc)
         show_error(f"Project: saving failed: {exc}")
         try:
-            self.status.value = f"project: {folder.name} (autosave failed: unsaved edits)"
+            self.status.value = f"project: {folder.name} ({status})"
         except RuntimeError:
             pass
 
@@ -451,14 +453,6 @@ class ProjectWidget(LayerWidget):
             if layer in self.viewer.layers and not np.array_equal(layer.data, kwargs["labels"]):
                 self._schedule()  # edited while it was written
 
-        def failed(exc: Exception) -> None:
-            log.error("saving %s failed", out, exc_info=exc)
-            show_error(f"Project: saving failed: {exc}")
-            try:
-                self.status.value = f"project: {out.name} (saving failed)"
-            except RuntimeError:
-                pass
-
         def ended() -> None:
             self._autosave_ended()
             try:
@@ -468,6 +462,7 @@ class ProjectWidget(LayerWidget):
 
         self.save_button.enabled = False
         self.status.value = f"project: {out.name} (saving...)"
+        failed = lambda e: self._autosave_failed(out, e, "saving failed")  # noqa: E731
         return self._start_saving(kwargs, saved, failed, ended)
 
     def open(self, path: str | Path | None = None, *, background: bool = False):

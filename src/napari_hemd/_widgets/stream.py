@@ -146,11 +146,10 @@ class StreamWidget(LayerWidget):
                 )
                 return None
             return layer.data[0] if layer.multiscale else layer.data
-        from napari_hemd.io.hdf5 import split_hdf5
+        from napari_hemd.io.hdf5 import on_disk
 
         source = Path(str(self.source.value))
-        on_disk = (split_hdf5(source) or (source,))[0]  # movie.h5/raw: the file
-        if not str(self.source.value) or not on_disk.exists():
+        if not str(self.source.value) or not on_disk(source).exists():  # movie.h5/raw: its file
             show_error(f"Large data: input {str(source)!r} does not exist")
             return None
         return source

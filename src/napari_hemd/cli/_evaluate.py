@@ -70,11 +70,11 @@ def read_labels(path: str | Path, *, name: str, volume: bool = False):
         A dict for CTC folders (frames by file index), else the stack (frames on axis 0).
     """
     from napari_hemd.io.ctc import read_ctc_labels
-    from napari_hemd.io.hdf5 import split_hdf5
+    from napari_hemd.io.hdf5 import on_disk
     from napari_hemd.io.stacks import read_stack
 
     path = Path(path)
-    if not (split_hdf5(path) or (path,))[0].exists():  # FILE.h5/DATASET: the file
+    if not on_disk(path).exists():  # FILE.h5/DATASET: the file
         raise FileNotFoundError(f"{name}: {str(path)!r} does not exist")
     if path.is_dir() and not path.suffix:
         if (path / "SEG").is_dir():

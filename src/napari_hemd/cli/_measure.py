@@ -120,12 +120,12 @@ def run(args: argparse.Namespace) -> int:
     if labels.ndim == 2:
         labels, frames = np.asarray(labels)[None], True
     image = None
+    numbers = _ctc_frame_numbers(path, int(labels.shape[0])) if frames else None
     if args.image is not None:
         image = channel_of(_lazy(read_stack), args.image, args, "--image")
         if tuple(image.shape) != tuple(labels.shape) and image.ndim == labels.ndim - 1:
             image = np.asarray(image)[None]  # one frame's image (a 2D image, or the one stack
             # of a CTC folder, which holds it as its one (1, Z, Y, X) frame)
-        numbers = _ctc_frame_numbers(path, int(labels.shape[0])) if frames else None
         if (
             tuple(image.shape) != tuple(labels.shape)
             and numbers is not None
@@ -148,7 +148,6 @@ def run(args: argparse.Namespace) -> int:
     table = measure_objects(
         labels, image, frames=frames, spacing=spacing, unit=unit or "um", tracks=tracks
     )
-    numbers = _ctc_frame_numbers(path, int(labels.shape[0])) if frames else None
     if numbers is not None and len(table["frame"]):  # a CTC folder's frames keep their numbers
         table["frame"] = np.asarray(numbers, np.int64)[np.asarray(table["frame"], np.int64)]
     write_table(table, out, overwrite=args.overwrite)

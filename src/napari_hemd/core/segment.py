@@ -314,7 +314,8 @@ def segment(
     check_progress(progress)
     if not hasattr(prob, "shape") or not hasattr(prob, "ndim"):
         prob = np.asarray(prob)
-    refuse_raw_image(prob)  # a raw movie: as the CLI and the widget refuse it
+    if method != "hemd":  # (hemd() judges it itself: the frames read once)
+        refuse_raw_image(prob)  # a raw movie: as the CLI and the widget refuse it
     given = [n for n, a in (("boundary", boundary), ("background", background)) if a is not None]
     if given and method != "maxvalue":  # was ignored, a wrong shape too
         raise ValueError(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["HDF5_SUFFIXES", "Hdf5Array", "lazy_hdf5", "open_hdf5", "split_hdf5"]
+__all__ = ["HDF5_SUFFIXES", "Hdf5Array", "lazy_hdf5", "on_disk", "open_hdf5", "split_hdf5"]
 
 #: File name endings read as HDF5.
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
@@ -34,6 +34,12 @@ def split_hdf5(path: str | os.PathLike) -> tuple[Path, str] | None:
         if parent.suffix.lower() in HDF5_SUFFIXES and parent.is_file():
             return parent, path.relative_to(parent).as_posix()
     return None
+
+
+def on_disk(path: str | os.PathLike) -> Path:
+    """The file or folder ``path`` is on disk: ``volume.h5/raw`` is ``volume.h5``."""
+    split = split_hdf5(path)
+    return Path(path) if split is None else split[0]
 
 
 def _h5py():
