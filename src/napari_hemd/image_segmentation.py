@@ -404,7 +404,8 @@ def segment_image_workflow(
     planes : {1, 3}, optional
         3: a ``(Z, Y, X)`` stack is predicted on its z-, y- and x-slices and the probabilities
         averaged (:func:`napari_hemd.models.predict_volume_workflow`); 1: z-slices only (frames of
-        a time-lapse always). Default: the model's (``nuclei-3d``: 3, others 1).
+        a time-lapse always). Default: the model's (``nuclei-3d``: 3, others 1). A 3D model's
+        stack is one volume either way (``planes`` recorded in the parameters: :func:`one_stack`).
     z_scale : float, optional
         With 3 planes: voxel depth over pixel width of the stack (default: the model's training
         volume's, ``nuclei-3d`` 2.2).
@@ -548,6 +549,9 @@ def segment_image_workflow(
     auto = isinstance(scale, str) and scale == "auto"
     asked_planes = planes
     planes = resolve_planes(loaded, planes, shape)
+    # one (Z, Y, X) stack of 3D objects: a 3D model's stack, seen on three planes or slice by
+    # slice (planes=1); its labels are written, measured and trimmed at its faces as one volume
+    stack = len(shape) == 3 and shape[0] >= 2 and (planes == 3 or "volume" in loaded.metadata)
     from napari_hemd._log import NOTE
 
     if asked_planes == 3 and "volume" not in loaded.metadata:  # time read as z finds nothing
@@ -648,7 +652,7 @@ def segment_image_workflow(
     if done < n:
         yield from cancelled(done, n)
     labels, res, tracks = yield from labels_from_maps_workflow(
-        maps, method, grow, volume=planes == 3, **params
+        maps, method, grow, volume=stack, **params
     )
     if len(shape) == 2:
         labels = labels[0]
@@ -669,6 +673,8 @@ def segment_image_workflow(
 
         zs = volume_settings(loaded)["z_scale"] if z_scale is None else float(z_scale)
         run.update(planes=3, z_scale=zs)
+    elif stack:  # recorded for a stack only (see one_stack)
+        run["planes"] = 1
     advice = None if planes == 3 else size_advice(loaded, labels, scale)
     return ImageSegmentation(
         labels, maps, res, int(grow), tracks, run, scaled_defaults(defaults, scale), advice
@@ -743,6 +749,15 @@ def link_stacks_workflow(
     stacked, tracks = link_labels(stacked)
     yield (f"link {n} stacks over time", 1, 1)
     return stacked, tracks, {**run, "link_time": True}
+
+
+def one_stack(params) -> bool:
+    """Whether a run's 3D labels are one ``(Z, Y, X)`` stack of 3D objects, not a movie's frames.
+
+    A 3D model's run on a stack records its prediction planes in its parameters (3, or 1: slice
+    by slice); a run on frames records none.
+    """
+    return (params or {}).get("planes") in (1, 3)
 
 
 def labels_from_maps_workflow(

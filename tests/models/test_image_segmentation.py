@@ -192,8 +192,10 @@ def test_stack_model_predicts_three_planes_on_every_path(movie, tmp_path):
     np.testing.assert_allclose(res.maps["foreground"], tri["foreground"], atol=1e-6)
     assert res.params["planes"] == 3 and res.params["z_scale"] == 2.2
     flat = segment_image(stack, "nuclei-3d", planes=1)
-    assert "planes" not in flat.params
+    assert flat.params["planes"] == 1 and "z_scale" not in flat.params  # still one stack
     assert not np.allclose(flat.maps["foreground"], tri["foreground"], atol=1e-3)
+    # a 2D model's run on the same array is a movie's: no planes recorded
+    assert "planes" not in segment_image(stack, "nuclei-fluo", tta=1).params
     out = tmp_path / "labels.tif"
     args = ["segment", str(path), "--model", "nuclei-3d", "-o", str(out), "--no-progress"]
     assert main([*args, "--threads", "1"]) == 0
@@ -208,6 +210,11 @@ def test_stack_model_predicts_three_planes_on_every_path(movie, tmp_path):
     rows = (tmp_path / "cells.csv").read_text().splitlines()
     want = measure_objects(res.labels, frames=False)
     assert len(rows) == 1 + len(want["label"]) and "centroid_z" in rows[0]
+    # slice by slice (--planes 1) it is one stack too (was written as a movie, with "tracks")
+    out1 = tmp_path / "labels1.tif"
+    assert main([*args[:-3], "-o", str(out1), "--planes", "1", "--no-progress"]) == 0
+    assert (read_stack(out1) == flat.labels).all()
+    assert input_axes(out1) == "ZYX" and recorded_params(out1)["planes"] == 1
     fg = tmp_path / "fg.tif"
     assert main(["predict", str(path), "--model", "nuclei-3d", "-o", str(fg), "--no-progress"]) == 0
     np.testing.assert_allclose(read_stack(fg), tri["foreground"], atol=1e-6)

@@ -429,11 +429,14 @@ def show_index(viewer, layer, axis: int, index: int) -> None:
 def is_one_stack(layer) -> bool:
     """Whether a 3D labels layer is one stack of 3D objects rather than a movie of 2D frames.
 
-    Its first axis is named z, or Segment made it from a stack with a 3D model (three planes).
+    Its first axis is named z, or Segment made it from a stack with a 3D model
+    (:func:`~napari_hemd.image_segmentation.one_stack`).
     """
+    from napari_hemd.image_segmentation import one_stack
+
     first = str((getattr(layer, "axis_labels", None) or ("",))[0]).lower()
-    planes = ((getattr(layer, "metadata", None) or {}).get(PARAMS_KEY) or {}).get("planes")
-    return bool(getattr(layer, "ndim", 0) == 3 and (first == "z" or planes == 3))
+    params = (getattr(layer, "metadata", None) or {}).get(PARAMS_KEY) or {}
+    return bool(getattr(layer, "ndim", 0) == 3 and (first == "z" or one_stack(params)))
 
 
 #: Names of the history steps that (re)made a layer's labels from a result.

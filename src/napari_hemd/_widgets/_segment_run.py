@@ -37,6 +37,7 @@ from napari_hemd._widgets._layer_state import (
     with_tracks,
 )
 from napari_hemd.core.segment import HEMDResult, _restore_axis
+from napari_hemd.image_segmentation import one_stack
 from napari_hemd.workflows import locked_choices, selection_choices, stack_rebuild_params
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def show_result(viewer, run: SegmentRun, result) -> None:
     tracks = getattr(result if run.model is not None or run.from_model else res, "tracks", None)
     if run.kept is not None and tracks is not None:  # in the kept labels' ids
         tracks = getattr(out.metadata.get(RESULT_KEY), "tracks", None)
-    shown = show_tracks(viewer, out, tracks, one_stack=saved.get("planes") == 3)
+    shown = show_tracks(viewer, out, tracks, one_stack=one_stack(saved))
     how += f"; their tracks in {shown.name!r}" if shown is not None else ""
     kept = getattr(run, "kept", None)
     if kept is not None:
@@ -186,7 +187,7 @@ def _probability_layer(viewer, run: SegmentRun, result) -> Image:
             # a locked re-run segments it the same way (a stack: as a stack)
             DEFAULTS_KEY: {
                 **result.defaults,
-                **({"planes": 3} if result.params.get("planes") == 3 else {}),
+                **({"planes": 3} if result.params.get("planes") == 3 else {}),  # its maps' kind
             },
         },
     )
@@ -316,7 +317,7 @@ def _count(out: Labels, saved: dict, res) -> str:
     if len(ids) > 1 and not linked:
         # ids are not the same object from frame to frame: the count a user checks
         per = max(len(i) - 1 for i in ids)
-        unit = "slice" if saved.get("planes") == 3 else "frame"
+        unit = "slice" if one_stack(saved) else "frame"
         return f"up to {per} objects a {unit} ({n} ids)"
     if len(ids) > 1:
         return f"{n} objects (one id each throughout)"

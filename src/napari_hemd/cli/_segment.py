@@ -632,8 +632,9 @@ def write_segmentation(args: argparse.Namespace, seg, extra: dict | None = None)
     """Write an :class:`~napari_hemd.image_segmentation.ImageSegmentation` to ``-o``.
 
     With the run's parameters, its selection choices (a rebuild selects alike), ``extra`` and
-    its lineage; one stack (three planes) as a ``ZYX`` stack.
+    its lineage; one stack (a 3D model's) as a ``ZYX`` stack.
     """
+    from napari_hemd.image_segmentation import one_stack
     from napari_hemd.io import write_labels
     from napari_hemd.io.calibration import read_pixel_size
     from napari_hemd.workflows import selection_choices
@@ -648,7 +649,7 @@ def write_segmentation(args: argparse.Namespace, seg, extra: dict | None = None)
         overwrite=args.overwrite,
         tracks=seg.tracks,
         metadata=meta,
-        axes="ZYX" if labels.ndim == 3 and seg.params.get("planes") == 3 else None,
+        axes="ZYX" if labels.ndim == 3 and one_stack(seg.params) else None,
         first_frame=_first_frame(args, 1 if labels.ndim == 2 else labels.shape[0]),
         pixel_size=read_pixel_size(args.prob),  # the input's, as Fiji or the microscope wrote it
     )
@@ -694,8 +695,10 @@ def note_unlinked(args: argparse.Namespace, labels: np.ndarray, tracks) -> None:
 
 def linked_over_time(seg) -> bool:
     """Whether a segmentation's ids follow cells over time (not one stack's slices linked)."""
+    from napari_hemd.image_segmentation import one_stack
+
     labels = seg.labels
-    return labels.ndim == 4 or (labels.ndim == 3 and seg.params.get("planes") != 3)
+    return labels.ndim == 4 or (labels.ndim == 3 and not one_stack(seg.params))
 
 
 def lineage_summary(tracks, over_time: bool = True) -> str:
@@ -713,13 +716,15 @@ def lineage_summary(tracks, over_time: bool = True) -> str:
 
 def segmented(seg) -> str:
     """What a segmentation holds, for the summary line: ``12 frame(s)``, ``one image`` ..."""
+    from napari_hemd.image_segmentation import one_stack
+
     labels = seg.labels
     if labels.ndim == 2:
         return "one image"
     if labels.ndim == 4:
         unit = "stack(s) over time"
     else:
-        unit = "slices (one 3D stack)" if seg.params.get("planes") == 3 else "frame(s)"
+        unit = "slices (one 3D stack)" if one_stack(seg.params) else "frame(s)"
     if seg.params.get("link_time"):
         unit += ", objects linked over time"
     return f"{labels.shape[0]} {unit}"
