@@ -29,9 +29,20 @@ def test_click_next_uncertain_and_shortcuts(viewer, qtbot, errors):
     insp.labels.value = labels
     assert insp._on_click in labels.mouse_drag_callbacks
     t, y, x = np.argwhere(labels.data > 0)[0]
+    viewer.dims.set_current_step(0, int(t))  # a click is on the frame shown
     insp._on_click(labels, SimpleNamespace(position=(t, y, x)))
     assert insp.frame == t and insp.table.rowCount() >= 1
     assert "object" in insp.where.value
+    # another frame on screen: the line says the table is not about it (it said nothing)
+    said = insp.where.value
+    other = 1 if t == 0 else 0
+    viewer.dims.set_current_step(0, other)
+    assert (
+        insp.where.value
+        == f"{said} (on screen: frame {other}; click an object there to inspect it)"
+    )
+    viewer.dims.set_current_step(0, int(t))
+    assert insp.where.value == said
     prob = viewer.layers["nuclei video probability"].data
     ty, tx = (int(v) for v in np.argwhere(prob[t] < 0.1)[0])  # a background pixel: says why
     assert insp.inspect(int(t), (ty, tx)) == []

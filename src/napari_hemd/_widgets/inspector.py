@@ -113,6 +113,9 @@ class InspectorWidget(StacksMixin, LayerWidget):
             lambda _v: self.frame is not None and self.inspect(self.frame, self.pixel)
         )
         self._hook(self.labels.value)
+        #: the where-line of the table shown (``inspect``), before any "on screen" remark
+        self._where = self.where.value
+        self.viewer.dims.events.current_step.connect(self._show_where)
 
     # ------------------------------------------------------------------ helpers
     def _hook(self, layer: Labels | None) -> None:
@@ -283,6 +286,8 @@ class InspectorWidget(StacksMixin, LayerWidget):
                 f"{at}, object {obj or 'none'}: no candidate here (probability below tau "
                 f"{tau:g}, or a region under min size)"
             )
+        self._where = self.where.value
+        self._show_where()
         self.table.setRowCount(len(self.rows))
         chosen_row = None
         # the user's choices (Use this candidate), which a re-run keeps
@@ -308,6 +313,26 @@ class InspectorWidget(StacksMixin, LayerWidget):
         if chosen_row is not None:  # the answer to "why this cell" in view
             self.table.scrollToItem(self.table.item(chosen_row, 0))
         return self.rows
+
+    def _show_where(self, _event=None) -> None:
+        """Say when the viewer shows another frame than the one the table describes."""
+        try:
+            layer = self.labels.value
+        except RuntimeError:  # the widget was closed; the viewer still steps through frames
+            self.viewer.dims.events.current_step.disconnect(self._show_where)
+            return
+        text = self._where
+        if self.frame is not None and isinstance(layer, Labels) and layer.ndim >= 3:
+            if self._per_stack(layer):
+                shown = (index_at(self.viewer, layer, 0), index_at(self.viewer, layer, 1))
+                if shown != (self.stack, self.frame):
+                    text += f" (on screen: time {shown[0]}, slice {shown[1]}; click to inspect)"
+            else:
+                shown = index_at(self.viewer, layer)
+                unit = "slice" if is_one_stack(layer) else "frame"
+                if shown != self.frame:
+                    text += f" (on screen: {unit} {shown}; click an object there to inspect it)"
+        self.where.value = text
 
     def select_row(self, i: int) -> None:
         """Select (and preview) row ``i`` of the path."""
