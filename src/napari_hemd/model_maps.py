@@ -41,6 +41,7 @@ def model_maps_workflow(
     scale: float = 1.0,
     planes: int = 1,
     name: str | None = None,
+    offsets=None,
     **params,
 ) -> Generator[Progress, None, ImageSegmentation]:
     """Segment ``maps`` that ``model`` predicted, as ``segment_image`` segments its own.
@@ -55,7 +56,9 @@ def model_maps_workflow(
     model : HemdModel
         The loaded model that predicted them.
     method : str
-        H-EMD or a baseline.
+        H-EMD or a baseline; ``"mutex"`` (an affinity model's own): its Mutex watershed
+        ``instances`` among the maps, else made from its ``affinities`` (``(T, N, Y, X)``, a
+        channel per offset) as ``segment_image`` makes them.
     scale : float
         The zoom the maps were predicted at (the group's ``scale``): the model's sizes and
         growth are converted to the maps' pixels.
@@ -64,6 +67,9 @@ def model_maps_workflow(
         one volume (linked into 3D objects by the model's defaults, small fragments dropped).
     name : str, optional
         The model's name, recorded in ``params``.
+    offsets : sequence of (dy, dx), optional
+        The offsets of the ``affinities`` channels (recorded by ``predict``; default: the
+        model's own, :func:`napari_hemd.models.prediction.model_offsets`).
     **params
         Method parameters; values other than the neutral ones
         (:data:`napari_hemd.image_segmentation.NEUTRAL`) win over the model's defaults.
@@ -74,12 +80,17 @@ def model_maps_workflow(
         ``labels`` shaped like the foreground; ``maps`` empty (the caller has them).
     """
     fg = maps["foreground"]
+    maps = dict(maps)
+    if method == "mutex":
+        mutex = _mutex_settings(maps, model, offsets, params)
+    else:  # the affinities are the Mutex watershed's alone
+        maps.pop("affinities", None), maps.pop("instances", None)
     for key, arr in maps.items():  # before any work: a wrong map was found after all frames
-        if tuple(arr.shape) != tuple(fg.shape):
-            raise ValueError(
-                f"maps[{key!r}] must have the foreground's shape {tuple(fg.shape)}; got "
-                f"{tuple(arr.shape)}"
-            )
+        want = tuple(fg.shape)
+        if key == "affinities":  # a channel per offset before each frame's (Y, X)
+            want = (*fg.shape[:-2], len(mutex["offsets"]), *fg.shape[-2:])
+        if tuple(arr.shape) != want:
+            raise ValueError(f"maps[{key!r}] must have the shape {want}; got {tuple(arr.shape)}")
         if key == "background":  # the growth reads it as a probability
             from napari_hemd.core.validation import check_probability
 
@@ -96,9 +107,15 @@ def model_maps_workflow(
         run["planes"] = 3
 
     def one(t=None):  # one (T, Y, X) movie, one stack or one image of the maps
-        part = {k: np.asarray(v if t is None else v[int(t)], np.float32) for k, v in maps.items()}
+        part = {
+            k: np.asarray(v if t is None else v[int(t)], None if k == "instances" else np.float32)
+            for k, v in maps.items()
+        }
         if part["foreground"].ndim == 2:
             part = {k: v[None] for k, v in part.items()}
+        if method == "mutex" and "instances" not in part:  # the model's own, frame by frame
+            part["instances"] = yield from _mutex_instances(part, mutex)
+        part.pop("affinities", None)
         labels, res, tracks = yield from labels_from_maps_workflow(
             part, method, grow, volume=volume, **params
         )
@@ -119,3 +136,49 @@ def model_maps_workflow(
     if fg.ndim == 2:
         seg.labels = seg.labels[0]
     return seg
+
+
+def _mutex_settings(maps: dict, model, offsets, params: dict) -> dict:
+    """How an affinity model's Mutex watershed makes instances of ``maps`` (``"mutex"``).
+
+    Refuses a U-Net and maps without ``instances`` or ``affinities``; sets ``params``' min size
+    to the one used (the model's H-EMD one does not apply), as ``segment_image`` does.
+    """
+    from napari_hemd.image_segmentation import MUTEX_MIN_SIZE
+    from napari_hemd.models.prediction import model_offsets
+
+    if model.kind != "affinity":
+        raise ValueError(
+            "method 'mutex' segments an affinity model's affinities (nuclei-affinity); these "
+            "maps are a U-Net's: hemd or a baseline"
+        )
+    if "instances" not in maps and "affinities" not in maps:
+        raise ValueError(
+            "method 'mutex' needs the affinity model's 'instances' or 'affinities' beside the "
+            f"foreground; got maps {sorted(maps)} (predict with outputs foreground,affinities, "
+            "or segment the raw image with the model)"
+        )
+    params["min_size"] = int(params.get("min_size") or 0) or MUTEX_MIN_SIZE
+    return {
+        "offsets": [tuple(int(v) for v in o) for o in (offsets or model_offsets(model))],
+        "min_size": params["min_size"],
+        "bias": float(model.metadata.get("mutex_bias", 0.0)),
+    }
+
+
+def _mutex_instances(part: dict, mutex: dict):
+    """``(T, Y, X)`` Mutex watershed instances of ``part``'s affinities, as ``predict`` makes them.
+
+    Foreground threshold 0.5, the model's bias, instances under the min size merged.
+    """
+    from napari_hemd.models.mutex import mutex_watershed_labels
+
+    affs, fg = part["affinities"], part["foreground"]
+    out = np.zeros(fg.shape, np.uint32)
+    for t in range(fg.shape[0]):
+        out[t] = mutex_watershed_labels(
+            affs[t], mutex["offsets"], foreground=fg[t], min_size=mutex["min_size"],
+            bias=mutex["bias"],
+        )  # fmt: skip
+        yield ("mutex watershed", t + 1, fg.shape[0])
+    return out

@@ -151,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
             f"{_FEW_SLICES if image.ndim == 4 else ''}"
         )
     meta = {"model": str(args.model), "model_metadata_version": model.metadata.get("version")}
+    if model.kind == "affinity":  # which offset each affinity channel is (segment reads them)
+        from napari_hemd.models.prediction import model_offsets
+
+        meta["offsets"] = [list(o) for o in model_offsets(model, ranges, args.neighbourhood)]
     from napari_hemd.io.calibration import PIXEL_SIZE_KEY, read_pixel_size
 
     size = read_pixel_size(args.image)  # the maps keep the image's pixel size: segment on them

@@ -400,11 +400,7 @@ def _run_checked(args: argparse.Namespace) -> int:
     if args.model is not None:
         inverted(None, args)  # --invert is for maps
         return _run_with_model(args)
-    if args.method == "mutex":
-        raise ValueError(
-            "--method mutex segments an affinity model's affinities: give --model (e.g. "
-            "nuclei-affinity) and the raw image as INPUT"
-        )
+    asked = args.method  # None: the maps' model's own (an affinity model's: mutex), else hemd
     args.method = args.method or "hemd"
     for opt in ("grow", "grow_threshold", "tile", "device", "threads", "planes", "z_scale"):
         if getattr(args, opt) is not None:
@@ -421,6 +417,14 @@ def _run_checked(args: argparse.Namespace) -> int:
     from napari_hemd.core.validation import not_a_probability_map
 
     prob = channel_of(_lazy(read_stack, array="foreground"), args.prob, args, maps=True)
+    from napari_hemd.cli._segment_maps import model_maps_of
+
+    made = model_maps_of(args, prob)  # maps predict or stream wrote: the model they name
+    if args.method == "mutex" and made is None:
+        raise ValueError(
+            "--method mutex segments an affinity model's affinities: give --model (e.g. "
+            "nuclei-affinity) and the raw image as INPUT, or the maps predict wrote with it"
+        )
     why = not_a_probability_map(prob)
     if why:
         raise ValueError(
@@ -438,25 +442,22 @@ def _run_checked(args: argparse.Namespace) -> int:
             "write the slices of another axis to a .tif or .zarr"
         )
     check_maps_fit(prob, f"segment ({args.method})", "INPUT")
-    from napari_hemd.cli._segment_maps import run_on_model_maps, tiff_model_maps
-    from napari_hemd.io.stacks import maps_group
+    from napari_hemd.cli._segment_maps import run_on_model_maps
 
-    group = maps_group(prob)  # maps predict or stream wrote: the model they name
-    made = None
-    if group is not None:
-        made = dict(group.attrs), group["background"] if "background" in group else None
-    elif args.channel is None:  # a TIFF predict wrote (audit 15: a 3D model's, as 2D frames)
-        made = tiff_model_maps(args.prob)
     if (
         made is not None
         and prob.ndim in (2, 3, 4)
         and args.axis == 0
         and args.boundary is None
         and not args.invert
-    ):
-        done = run_on_model_maps(args, prob, *made)  # as segment --model segments its maps
+    ):  # as segment --model segments its maps
+        done = run_on_model_maps(args, prob, *made, method=asked)
         if done is not None:
             return done
+    if args.method == "mutex":  # the model cannot be loaded: its maps are plain maps
+        raise ValueError(
+            "--method mutex needs the affinity model that predicted INPUT; it cannot be loaded"
+        )
     boundary = read_stack(args.boundary, lazy=True, array="boundary") if args.boundary else None
     t0 = time.perf_counter()
     hp = hemd_params(args)

@@ -23,12 +23,32 @@ from napari_hemd.cli._segment import (
 log = logging.getLogger(__name__)
 
 
-def tiff_model_maps(path) -> tuple[dict, object] | None:
-    """``(attributes, background)`` of a foreground TIFF ``predict`` wrote, else None.
+#: The maps beside a model's foreground that segmenting it as the model does reads.
+EXTRA_MAPS = ("background", "affinities", "instances")
+
+
+def model_maps_of(args: argparse.Namespace, prob) -> tuple[dict, dict] | None:
+    """``(record, other maps)`` of maps a model predicted (INPUT of ``segment``), else None.
+
+    A maps group ``predict`` or ``stream`` wrote (its attributes name the model), or a
+    foreground TIFF ``predict`` wrote (:func:`tiff_model_maps`).
+    """
+    from napari_hemd.io.stacks import maps_group
+
+    group = maps_group(prob)
+    if group is not None:
+        return dict(group.attrs), {k: group[k] for k in EXTRA_MAPS if k in group}
+    if args.channel is None:  # a TIFF predict wrote (audit 15: a 3D model's, as 2D frames)
+        return tiff_model_maps(args.prob)
+    return None
+
+
+def tiff_model_maps(path) -> tuple[dict, dict] | None:
+    """``(record, other maps)`` of a foreground TIFF ``predict`` wrote, else None.
 
     ``predict -o prob.tif`` records its run (``model``, ``planes``, ``scale`` ...) on the
-    first page; with ``--outputs foreground,background`` the background is
-    ``prob_background.tif`` beside ``prob_foreground.tif`` (None where there is none).
+    first page; with ``--outputs foreground,background`` (or ``affinities``, ``instances``)
+    the others are ``prob_background.tif`` ... beside ``prob_foreground.tif``.
     """
     from pathlib import Path
 
@@ -40,18 +60,21 @@ def tiff_model_maps(path) -> tuple[dict, object] | None:
     recorded = recorded_params(p)
     if not recorded.get("model") or recorded.get("output", "foreground") != "foreground":
         return None
-    background = None
+    others = {}
     if p.stem.endswith("_foreground"):
-        other = p.with_name(f"{p.stem.removesuffix('_foreground')}_background{p.suffix}")
-        theirs = recorded_params(other) if other.is_file() else {}
-        if theirs.get("model") == recorded["model"] and theirs.get("output") == "background":
-            from napari_hemd.io import read_stack
+        for name in EXTRA_MAPS:
+            other = p.with_name(f"{p.stem.removesuffix('_foreground')}_{name}{p.suffix}")
+            theirs = recorded_params(other) if other.is_file() else {}
+            if theirs.get("model") == recorded["model"] and theirs.get("output") == name:
+                from napari_hemd.io import read_stack
 
-            background = read_stack(other)  # as segment reads the foreground TIFF
-    return recorded, background
+                others[name] = read_stack(other)  # as segment reads the foreground TIFF
+    return recorded, others
 
 
-def run_on_model_maps(args: argparse.Namespace, prob, attrs: dict, background) -> int | None:
+def run_on_model_maps(
+    args: argparse.Namespace, prob, attrs: dict, others: dict, method: str | None = None
+) -> int | None:
     """``segment maps.zarr``: the maps of a model segmented as ``segment --model`` does.
 
     The model's own defaults (in the maps' pixels at the zoom they were predicted at), its
@@ -59,11 +82,14 @@ def run_on_model_maps(args: argparse.Namespace, prob, attrs: dict, background) -
     ``_background.tif``), a stack's 3D settings and, for a ``(T, Z, Y, X)`` time-lapse of
     stacks, each stack alone then its objects linked over time:
     :func:`napari_hemd.model_maps.model_maps_workflow`. ``attrs``: the maps' record (a maps
-    group's attributes, a TIFF's description). None: the model cannot be loaded (said; the
-    maps are then segmented as plain maps).
+    group's attributes, a TIFF's description); ``others``: the maps beside the foreground
+    (:data:`EXTRA_MAPS`); ``method``: the one asked, else the model's own (an affinity model's
+    Mutex watershed where its affinities or instances are there). None: the model cannot be
+    loaded (said; the maps are then segmented as plain maps).
     """
+    from napari_hemd.cli._segment import _mutex_params
     from napari_hemd.core.segment import HEMD_ONLY
-    from napari_hemd.image_segmentation import whole_cell_growth
+    from napari_hemd.image_segmentation import model_method, whole_cell_growth
     from napari_hemd.model_maps import model_maps_workflow
     from napari_hemd.models.registry import load_model
     from napari_hemd.workflows import run_workflow
@@ -78,12 +104,24 @@ def run_on_model_maps(args: argparse.Namespace, prob, attrs: dict, background) -
         )  # fmt: skip
         return None
     t0 = time.perf_counter()
+    args.method = method or model_method(loaded)
+    if method is None and args.method == "mutex" and not {"affinities", "instances"} & set(others):
+        log.log(
+            NOTE, "INPUT holds %s's foreground alone: segmented with H-EMD, not its Mutex "
+            "watershed (predict with --outputs foreground,affinities for it)", attrs["model"],
+        )  # fmt: skip
+        args.method = "hemd"
     hp = {**hemd_params(args), "link": bool(args.link), "min_volume": args.min_volume or 0}
+    if args.method == "mutex":  # the affinity model's instances: none of the maps' thresholds
+        hp = _mutex_params(hp)
     if args.method != "hemd":
         for k in HEMD_ONLY:
             hp.pop(k, None)
     scale = float(attrs.get("scale") or 1.0)
     maps = {"foreground": prob}
+    if args.method == "mutex":
+        maps.update({k: others[k] for k in ("affinities", "instances") if k in others})
+    background = others.get("background")
     if whole_cell_growth(loaded, scale) and background is None:
         log.log(
             NOTE, "INPUT holds no background map: instances not grown to whole cells (predict "
@@ -102,6 +140,7 @@ def run_on_model_maps(args: argparse.Namespace, prob, attrs: dict, background) -
                 scale=scale,
                 planes=int(attrs.get("planes") or 1),
                 name=str(attrs["model"]),
+                offsets=attrs.get("offsets"),
                 exclude_border=args.exclude_border,
                 **hp,
             ),

@@ -28,6 +28,7 @@ __all__ = [
     "VOLUME_OUTPUTS",
     "check_scale_planes",
     "iter_predict",
+    "model_offsets",
     "model_scale",
     "predict",
     "predict_volume",
@@ -416,12 +417,7 @@ def iter_predict(
 
         dev = pick_device(device)
     model.network.to(dev).eval()
-    offsets = None
-    if model.kind == "affinity":
-        offsets = make_offsets(
-            ranges or model.metadata.get("ranges", (1, 3, 5, 9, 27)),
-            neighbourhood or model.metadata.get("neighbourhood", 4),
-        )
+    offsets = model_offsets(model, ranges, neighbourhood) if model.kind == "affinity" else None
     # No inference_mode() around the loop: a generator would hold that thread-local mode
     # across its yields (into the caller's code, or into another thread when it is closed
     # from there); the forward passes below enter it themselves.
@@ -469,6 +465,20 @@ def iter_predict(
                     _outputs_from_maps(model, stitched, outputs, offsets, min_size, threshold),
                 )
                 next_out += 1
+
+
+def model_offsets(
+    model: HemdModel, ranges: Sequence[int] | None = None, neighbourhood: int | None = None
+) -> list[tuple[int, ...]]:
+    """The ``(dy, dx)`` offsets of an affinity model's channels.
+
+    The ones it was trained with, or those of ``ranges`` / ``neighbourhood`` given at inference
+    (:func:`~napari_hemd.models.affinity.make_offsets`).
+    """
+    return make_offsets(
+        ranges or model.metadata.get("ranges", (1, 3, 5, 9, 27)),
+        neighbourhood or model.metadata.get("neighbourhood", 4),
+    )
 
 
 def _outputs_from_maps(
