@@ -618,3 +618,33 @@ def test_compact_path_lists_the_piece_that_splits_a_merge():
     assert [r.node for r in rows] == [1, 2, 3, 4, 5, 6]
     rows = compact_path(path, parents, splits=set())  # no split on the way: 3 gains 5% only
     assert 3 not in [r.node for r in rows]
+
+
+def test_shortcuts_act_on_the_layer_they_are_pressed_on(viewer, qtbot, errors):
+    """Two labels layers, Proofread turned from A to B: Ctrl-Z pressed on A undid B's delete
+    and A's brush stroke stayed (audit 19). Keys act on the layer pressed on, the widget turned
+    to it."""
+    labels = _segmented(viewer, qtbot)
+    a = viewer.add_labels(labels.data.copy(), name="A")
+    b = viewer.add_labels(labels.data.copy(), name="B")
+    pr = ProofreadWidget(viewer)
+    pr.labels.value = a
+    pr.labels.value = b
+    pr.scope.value = "all frames"
+    assert pr.delete([int(b.data.max())])
+    b_after = b.data.copy()
+    a_before = a.data.copy()
+    a.paint((0, 5, 5), 99, refresh=True)  # a brush stroke on A
+    assert (a.data == 99).any()
+
+    def press(layer, name):
+        layer.keymap[next(k for k in layer.keymap if str(k) == name)](layer)
+
+    press(a, "Ctrl+Z")
+    np.testing.assert_array_equal(a.data, a_before)  # A's stroke undone
+    np.testing.assert_array_equal(b.data, b_after)  # B untouched
+    assert pr.labels.value is a
+    press(b, "Alt+Z")  # B's own key: B's delete undone
+    assert b.data.max() == labels.data.max() and pr.labels.value is b
+    np.testing.assert_array_equal(a.data, a_before)
+    assert not errors

@@ -10,6 +10,7 @@ never are.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Label, LineEdit, PushButton, SpinBox
@@ -166,16 +167,45 @@ class ProofreadWidget(LayerWidget):
             return
         track_paint(layer)  # brush strokes join the undo history (and the saved project)
         for key, method in SHORTCUTS.items():
-            action = getattr(self, method)
-            layer.bind_key(key, lambda _layer, action=action: action(), overwrite=True)
+            layer.bind_key(key, self._on_key(method), overwrite=True)
         from app_model.types import KeyCode, KeyMod
 
-        for key, action in (
-            (KeyMod.CtrlCmd | KeyCode.KeyZ, self.undo),
-            (KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ, self.redo),
+        for key, method in (
+            (KeyMod.CtrlCmd | KeyCode.KeyZ, "undo"),
+            (KeyMod.CtrlCmd | KeyMod.Shift | KeyCode.KeyZ, "redo"),
         ):
             # napari's own keys too: one history (a reopened project's forests rebuilt)
-            layer.bind_key(key, lambda _layer, action=action: action(), overwrite=True)
+            layer.bind_key(key, self._on_key(method), overwrite=True)
+
+    def _on_key(self, method: str) -> Callable[[Labels], None]:
+        """A shortcut's action on the layer it is pressed on.
+
+        A layer chosen earlier keeps its keys: pressed there, they act there (the widget turns
+        to it first), not on the layer chosen now (audit 19: Ctrl-Z on one layer undid the
+        other's delete).
+        """
+
+        def act(pressed: Labels) -> None:
+            if not self._turn_to(pressed):
+                return
+            getattr(self, method)()
+
+        return act
+
+    def _turn_to(self, layer: Labels) -> bool:
+        """Make ``layer`` the one edited (said when it changes); False if it is not offered."""
+        mine = getattr(layer, "__wrapped__", layer)
+        current = self.labels.value
+        if getattr(current, "__wrapped__", current) is mine:
+            return True
+        for choice in self.labels.choices:  # the docked widget's proxies wrap each layer
+            if getattr(choice, "__wrapped__", choice) is mine:
+                self.labels.value = choice
+                show_info(
+                    f"Proofread: now editing {layer.name!r} (the layer the key was pressed on)"
+                )
+                return True
+        return False
 
     def _editable(self, layer) -> bool:
         """A labels layer held in memory, else said: a store on disk is read, not edited."""
