@@ -284,6 +284,53 @@ def test_a_linked_run_shows_its_tracks_with_the_divisions(viewer, qtbot, errors)
     assert not errors
 
 
+def test_the_tracks_layer_follows_edits_and_comes_back_with_the_project(
+    viewer, qtbot, tmp_path, errors
+):
+    """The Tracks layer was drawn once from the run: a deleted cell kept its path, and a
+    reopened project had none (audit 19). It is redrawn from the edited lineage (Export's)."""
+    from napari.layers import Tracks
+
+    from napari_hemd._widgets import ProjectWidget, ProofreadWidget, SegmentWidget
+    from napari_hemd._widgets._tracks import lineage_of
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.link.value = True
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    shown = viewer.layers["nuclei video labels tracks"]
+    t = 3
+    gone = int(np.unique(labels.data[t])[1])
+    pr = ProofreadWidget(viewer)
+    pr.labels.value = labels
+    viewer.dims.set_current_step(0, t)
+    assert pr.delete([gone])  # in frame 3 only
+
+    def points_at(frame):
+        return sorted(shown.data[shown.data[:, 1] == frame][:, 0].astype(int))
+
+    qtbot.waitUntil(lambda: gone not in points_at(t), timeout=5_000)
+    data, tracks = lineage_of(labels, labels.data)
+    assert points_at(t) == sorted(np.unique(data[t])[1:].astype(int))
+    assert viewer.layers["nuclei video labels tracks"] is shown  # redrawn in place
+    pr.undo()
+    qtbot.waitUntil(lambda: gone in points_at(t), timeout=5_000)
+
+    proj = ProjectWidget(viewer, restore=False)
+    proj.labels.value = labels
+    out = proj.save(tmp_path / "session")
+    viewer.layers.clear()
+    with qtbot.waitSignal(proj.open(out).finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: "nuclei video labels tracks" in viewer.layers, timeout=5_000)
+    back = viewer.layers["nuclei video labels tracks"]
+    assert isinstance(back, Tracks)
+    np.testing.assert_allclose(np.sort(back.data, axis=0), np.sort(shown.data, axis=0))
+    assert not errors
+
+
 def test_the_export_button_writes_in_the_background(viewer, qtbot, tmp_path, errors):
     """Export froze napari while it wrote (a table of 6,000 objects: 5-7 s); the button now
     writes in a worker the labels as they were when it was pressed, and says when done."""
@@ -320,7 +367,7 @@ def test_objects_dropped_after_linking_leave_the_exported_lineage(make_napari_vi
     in the result's tracks: Export listed objects the masks no longer hold."""
     from types import SimpleNamespace
 
-    from napari_hemd._widgets.export import lineage_of
+    from napari_hemd._widgets._tracks import lineage_of
 
     data = np.zeros((3, 16, 16), np.uint32)
     data[:, 2:6, 2:6] = 1

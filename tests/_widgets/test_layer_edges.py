@@ -317,7 +317,7 @@ def test_segment_again_keeps_the_checked_frames(viewer, qtbot, errors, monkeypat
     same = set(np.unique(labels.data[0])) & set(np.unique(corrected[0])) - {0}
     assert len(same) >= 0.8 * (len(np.unique(corrected[0])) - 1)  # frame 0 keeps its ids
     # the lineage (Export's, the Tracks layer's) in the labels' ids, not the run's (review)
-    from napari_hemd._widgets.export import lineage_of
+    from napari_hemd._widgets._tracks import lineage_of
 
     data, tracks = lineage_of(labels, labels.data)
     rows = {int(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in tracks}

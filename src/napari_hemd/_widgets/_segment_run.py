@@ -15,7 +15,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 
-from napari_hemd._widgets._common import add_or_update, placed_like
+from napari_hemd._widgets._common import add_or_update
 from napari_hemd._widgets._layer_state import (
     BACKGROUND_KEY,
     DEFAULTS_KEY,
@@ -36,6 +36,7 @@ from napari_hemd._widgets._layer_state import (
     track_paint,
     with_tracks,
 )
+from napari_hemd._widgets._tracks import show_tracks
 from napari_hemd.core.segment import HEMDResult, _restore_axis
 from napari_hemd.image_segmentation import one_stack
 from napari_hemd.workflows import locked_choices, selection_choices, stack_rebuild_params
@@ -135,36 +136,6 @@ def show_result(viewer, run: SegmentRun, result) -> None:
             "them in Proofread to segment them again)"
         )
     show_info(f"Segment: {count} in {out.name!r}{how}" + (f". Note: {advice}" if advice else ""))
-
-
-def show_tracks(viewer, labels: Labels, tracks, *, one_stack: bool = False):
-    """The cells' tracks of ``labels`` linked over time, as a ``Tracks`` layer on them.
-
-    Each cell's centre in each frame, a division drawn from the mother to her daughters
-    (:func:`napari_hemd.core.linking.track_points`); none (``None`` returned) for labels not
-    linked over time (``tracks`` None) or one stack (its slices linked into 3D objects). The
-    layer shows the run's result: after edits, Export writes the edited lineage.
-    """
-    data = labels.data
-    names = [str(a).lower() for a in labels.axis_labels]
-    if tracks is None or data.ndim < 3 or one_stack or (data.ndim == 3 and names[0] == "z"):
-        return None
-    from napari.layers import Tracks
-
-    from napari_hemd.core.linking import track_points
-
-    points, graph = track_points(data, tracks)
-    if not len(points):
-        return None
-    name = f"{labels.name} tracks"
-    # on the labels: their pixel size, units and axis names, and where they start
-    place = {**placed_like(labels, labels.ndim), "translate": tuple(labels.translate)}
-    old = viewer.layers[name] if name in viewer.layers else None
-    if isinstance(old, Tracks) and "hemd_tracks" in old.metadata:  # a re-run's: replaced
-        viewer.layers.remove(old)  # (a user's layer of that name stays; napari numbers ours)
-    return viewer.add_tracks(
-        points, graph=graph, name=name, tail_length=10, metadata={"hemd_tracks": True}, **place
-    )
 
 
 def _probability_layer(viewer, run: SegmentRun, result) -> Image:

@@ -17,14 +17,13 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_hemd._widgets._common import LayerWidget
 from napari_hemd._widgets._layer_state import (
-    HISTORY_KEY,
     LOCKED_KEY,
     MODEL_KEY,
     PARAMS_KEY,
-    RESULT_KEY,
     first_frame,
     is_one_stack,
 )
+from napari_hemd._widgets._tracks import lineage_of
 from napari_hemd.io import add_ome_zarr_labels, is_ome_zarr, write_labels, write_ome_zarr_labels
 from napari_hemd.io.ome_zarr import axes_from_names
 from napari_hemd.workflows import jsonable_locked
@@ -332,39 +331,6 @@ class ExportWidget(LayerWidget):
         return lambda: write_ome_zarr_labels(
             data, out, axes=axes, scale=scale, overwrite=overwrite, metadata=meta, pixel_size=size,
         )  # fmt: skip
-
-
-def lineage_of(layer: Labels, data) -> tuple[object, np.ndarray | None]:
-    """``(labels, tracks)`` to write: the lineage of a linked H-EMD run on ``layer``, if any.
-
-    A Segment run is itself a step of the undo history: where the last step is the run that
-    made the layer's result (a re-run with other parameters, say), its tracks are written as
-    they are (less the objects the run dropped after linking, a 3D model's small fragments).
-    After edits (a merge, a swap, a brush stroke) the tracks are the edited labels' own, the
-    run's divisions kept where they still hold
-    (:func:`napari_hemd.core.linking.lineage_after_edits`; a label back after a gap is renamed
-    in the copy returned). No linked run: ``(data, None)``.
-    """
-    res = layer.metadata.get(RESULT_KEY)
-    tracks = getattr(res, "tracks", None)
-    if tracks is None or not len(tracks):
-        return data, tracks
-    tracks = np.asarray(tracks, dtype=np.int64).reshape(-1, 4)
-    hist = layer.metadata.get(HISTORY_KEY)
-    if hist is not None and hist.undo_stack:
-        last = hist.undo_stack[-1]
-        made = last.name.startswith("segment (") and last.state is not None
-        if not (made and last.state[1].get(RESULT_KEY) is res):  # edited since linking
-            from napari_hemd.core.linking import lineage_after_edits
-
-            return lineage_after_edits(np.asarray(data), tracks)
-    # objects the run dropped after linking (a 3D model's small fragments) leave the lineage
-    present = np.isin(tracks[:, 0], np.unique(np.asarray(data)))
-    if present.all():
-        return data, tracks
-    tracks = tracks[present].copy()
-    tracks[~np.isin(tracks[:, 3], tracks[:, 0]), 3] = 0  # a dropped parent: no parent
-    return data, tracks
 
 
 def _pixel_size(layer: Labels, spatial: int):

@@ -46,6 +46,7 @@ from napari_hemd._widgets._layer_state import (
     needs_rebuild,
     track_paint,
 )
+from napari_hemd._widgets._tracks import refresh_tracks
 from napari_hemd._widgets.export import _ask_overwrite
 from napari_hemd.workflows import EditHistory, load_project, save_project
 
@@ -568,7 +569,10 @@ class ProjectWidget(LayerWidget):
         if not needs_rebuild(layer):  # a baseline's, or a time-lapse of stacks' (per stack)
             return None
         # the forest for the inspector, rebuilt from the saved map; the labels stay as saved
-        return self.rebuild_result(layer, self.open_button, self.cancel_button)
+        worker = self.rebuild_result(layer, self.open_button, self.cancel_button)
+        if worker is not None:  # then their tracks, as the session drew them (edits included)
+            worker.returned.connect(lambda _res: refresh_tracks(self.viewer, layer, create=True))
+        return worker
 
     def restore_last(self, *, background: bool = False):
         """Reopen the last project saved or opened (see :func:`open`)."""

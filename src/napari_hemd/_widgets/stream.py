@@ -355,7 +355,7 @@ class StreamWidget(LayerWidget):
             labels, name=name, metadata={STREAM_KEY: {**params, "path": str(path)}}, **placed
         )
         if labels.attrs.get("link_time") and labels.attrs.get("tracks") is not None:
-            from napari_hemd._widgets._segment_run import show_tracks
+            from napari_hemd._widgets._tracks import show_tracks
 
             tracks = show_tracks(self.viewer, layer, np.asarray(labels.attrs["tracks"]))
             if tracks is not None:
