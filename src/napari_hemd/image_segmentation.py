@@ -189,11 +189,18 @@ def size_advice(model, labels: np.ndarray, scale: float = 1.0, *, frames: int = 
     learned = sorted({float(v) for v in model.metadata["object_diameters"].values()})
     size = "small" if suggest > scale else "large"
     learned_text = " and ".join(f"{v:.0f}" for v in learned)
-    return (
+    said = (
         f"the objects found are {found:.0f} px across (median), {size} for this model (it "
         f"learned {learned_text} px{'' if scale == 1 else f'; zoom {scale:g}'}): if your cells "
-        f"are that size, try --scale {suggest:.2g} (zoom for the model {suggest:.2g})"
+        "are that size, "
     )
+    if model.kind != "unet":  # its offsets are in its training pixels: it takes no zoom
+        return (
+            f"{said}resize the image by {suggest:.2g} before this model (an affinity model takes "
+            f"no zoom), or use a U-Net (nuclei-fluo) with --scale {suggest:.2g} (zoom for the "
+            f"model {suggest:.2g})"
+        )
+    return f"{said}try --scale {suggest:.2g} (zoom for the model {suggest:.2g})"
 
 
 #: ``scale="auto"``: frames probed, and how many zooms are tried at most.

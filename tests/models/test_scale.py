@@ -366,3 +366,20 @@ def test_size_advice_names_the_zoom_that_brings_objects_into_the_learned_range()
     assert "zoom 2" in size_advice(model, _discs(40), scale=2.0)
     assert size_advice(model, _discs(6, n=2)) is None  # too few objects to say
     assert size_advice(_Model({}), _discs(6)) is None  # the model records no sizes
+
+
+def test_an_affinity_models_size_advice_names_no_zoom_it_refuses():
+    """nuclei-affinity's note said "try --scale 0.69", which it then refused (audit 20): it says
+    to resize the image, or to use a U-Net with that zoom."""
+    from skimage.draw import disk
+
+    from napari_hemd.image_segmentation import size_advice
+    from napari_hemd.models import load_model
+
+    labels = np.zeros((300, 300), np.uint16)
+    for i, (y, x) in enumerate([(50, 50), (50, 150), (50, 250), (150, 50), (150, 150), (250, 250)]):
+        labels[disk((y, x), 30)] = i + 1  # 60 px across, twice the 29 px it learned
+    said = size_advice(load_model("nuclei-affinity"), labels)
+    assert said is not None and "try --scale" not in said
+    assert "resize the image by 0.49" in said and "a U-Net (nuclei-fluo) with --scale 0.49" in said
+    assert "try --scale" in size_advice(load_model("nuclei-fluo"), labels)
