@@ -533,3 +533,32 @@ def test_stream_link_gives_what_segment_link_gives_and_resumes_its_linking(
     np.save(tmp_path / "p4.npy", np.stack([prob] * 5, 1))
     assert main(["stream", str(tmp_path / "p4.npy"), "--link", "-o", str(tmp_path / "s4")]) == 2
     assert "--link links a (T, Y, X) movie" in capsys.readouterr().err
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(video, tmp_path, capsys, monkeypatch):
+    """A run killed with SIGTERM (``kill``, a scheduler's time limit) left its hidden lock and
+    temporary output in the user's folder and said nothing (audit 20): it stops as on Ctrl-C,
+    the old output intact, nothing left, exit 143."""
+    import signal
+
+    import napari_hemd.core.segment as core
+
+    tifffile.imwrite(tmp_path / "p.tif", video["prob"])
+    out = tmp_path / "labels.tif"
+    out.write_bytes(b"old")
+    real = core.segment
+
+    def killed(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)  # while the output is being made
+        return real(*a, **k)
+
+    monkeypatch.setattr(core, "segment", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    args = ["segment", str(tmp_path / "p.tif"), "--method", "threshold", "--no-progress"]
+    assert main([*args, "-o", str(out), "--overwrite"]) == 143
+    assert "napari-hemd segment: terminated" in capsys.readouterr().err
+    assert out.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "labels.tif",
+        "p.tif",
+    ]
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is this run's only
