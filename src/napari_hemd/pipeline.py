@@ -513,6 +513,11 @@ def stream_segment(
         if model is None:
             from napari_hemd.core.validation import not_a_probability_map
 
+            if len(data.shape) not in (3, 4):  # before its values are read (one 2D image)
+                raise ValueError(
+                    "source must be a (T, Y, X) or (T, Z, Y, X) array with time on axis 0; got "
+                    f"shape {tuple(data.shape)} (one 2D image: napari-hemd segment)"
+                )
             why = not_a_probability_map(data)
             if why:
                 name = f"source {str(src_path)!r}" if src_path is not None else "source"
@@ -821,7 +826,7 @@ def link_stack_workflow(
     import zarr
 
     from napari_hemd.core.linking import FrameLinker
-    from napari_hemd.core.validation import not_instance_labels
+    from napari_hemd.core.validation import check_label_ids, not_instance_labels
     from napari_hemd.io import write_labels
     from napari_hemd.io.stacks import check_labels_path
 
@@ -855,6 +860,7 @@ def link_stack_workflow(
                 raise TypeError(
                     f"labels must be integer instance labels; got dtype {frame.dtype} (frame {t})"
                 )
+            check_label_ids(frame, t)  # a negative id failed inside numpy, naming nothing
             linked[t] = linker.push(frame)
             yield ("link", t + 1, shape[0])
         tracks = linker.tracks()

@@ -562,3 +562,23 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(video, tmp_path, capsys, monkeypatch
         "p.tif",
     ]
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is this run's only
+
+
+def test_three_inputs_named_in_one_line(video, tmp_path, capsys):
+    """Audit 20: ``stream`` on one 2D image, ``predict`` on a truncated TIFF and ``link`` on
+    labels with a negative id failed with numpy's or tifffile's words, naming nothing."""
+    tifffile.imwrite(tmp_path / "one.tif", (video["image"][0] * 1000).astype(np.uint16))
+    assert main(["stream", str(tmp_path / "one.tif"), "-o", str(tmp_path / "s.zarr")]) == 2
+    assert "got shape (" in capsys.readouterr().err
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, (video["image"][:2] * 1000).astype(np.uint16))
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size - 600])  # the last frame's end
+    args = ["predict", str(cut), "--model", "nuclei-fluo", "--tta", "1", "--no-progress"]
+    assert main([*args, "-o", str(tmp_path / "p.tif")]) == 2
+    assert f"{cut.name}' is not a readable TIFF" in capsys.readouterr().err
+    labels = video["labels"].astype(np.int32)
+    labels[1, 0, 0] = -1
+    tifffile.imwrite(tmp_path / "neg.tif", labels)
+    assert main(["link", str(tmp_path / "neg.tif"), "-o", str(tmp_path / "l")]) == 2
+    assert "labels: expected ids >= 0; got -1 (frame 1)" in capsys.readouterr().err

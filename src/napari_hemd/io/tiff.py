@@ -237,7 +237,15 @@ class TiffFrames:
         return self._arr
 
     def __getitem__(self, key):
-        return self._array()[key]
+        try:
+            return self._array()[key]
+        except (IndexError, TypeError):  # the caller's key: as any array says it
+            raise
+        except Exception as exc:  # a truncated or corrupt frame: name the file, not tifffile's
+            frame = f"frame {int(key)}: " if isinstance(key, (int, np.integer)) else ""
+            raise ValueError(  # strip
+                f"input {self.path!r} is not a readable TIFF ({frame}{exc})"
+            ) from None
 
     def __getstate__(self) -> dict:
         # The open file handle stays behind; a worker reopens the file.
