@@ -197,10 +197,21 @@ def test_predict_affinity_outputs(viewer, qtbot, errors):
     with qtbot.waitSignal(pred.run().finished, timeout=120_000):
         pass
     assert not errors
-    affs = viewer.layers["crop affinities"].data
-    assert affs.ndim == 4 and affs.shape[0] == 2 and affs.shape[2:] == (96, 96)
+    shown = viewer.layers["crop affinities"]
+    affs = shown.data  # a channel per offset, first: the frames lie on the image's (audit 20)
+    offsets = shown.metadata["hemd_offsets"]
+    assert affs.shape == (len(offsets), 2, 96, 96) and offsets[:2] == [[-1, 0], [0, -1]]
     inst = viewer.layers["crop mutex instances"]
     assert inst.data.shape == (2, 96, 96) and inst.data.dtype == np.uint32
+    # a calibrated stack: its z scale and name on its slices, the offsets unscaled
+    layer.scale, layer.axis_labels = (2.0, 0.5, 0.5), ("z", "y", "x")
+    with qtbot.waitSignal(pred.run().finished, timeout=120_000):
+        pass
+    shown = viewer.layers["crop affinities"]
+    assert tuple(shown.axis_labels) == ("offset", "z", "y", "x")
+    assert tuple(shown.scale) == (1.0, 2.0, 0.5, 0.5)
+    assert tuple(viewer.dims.axis_labels)[-3:] == ("z", "y", "x")
+    assert not errors
 
 
 def test_cancel_predict_of_a_big_movie_is_quick_and_says_so(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
@@ -16,6 +17,7 @@ from napari_hemd._widgets._common import (
     base_name,
     channels_refusal,
     is_probability_layer,
+    placed_like,
 )
 from napari_hemd._widgets._layer_state import (
     BACKGROUND_KEY,
@@ -242,15 +244,8 @@ class PredictWidget(LayerWidget):
                 what = "slices, one stack"
             show_info(f"Predict: '{prob.name}' added ({n} {what}, {model}{found})")
             if "affinities" in maps:
-                add_or_update(
-                    self.viewer,
-                    maps["affinities"],
-                    f"{name} affinities",
-                    like=layer,
-                    colormap="gray",
-                    contrast_limits=(0.0, 1.0),
-                    visible=False,
-                    metadata=dict(meta),
+                add_affinities(
+                    self.viewer, maps["affinities"], f"{name} affinities", layer, loaded, meta
                 )
             if "instances" in maps:
                 add_or_update(
@@ -276,3 +271,26 @@ class PredictWidget(LayerWidget):
                 )
 
         return self.run_workflow(work(), done, self.run_button, self.cancel_button, "Predict")
+
+
+def add_affinities(viewer, affinities: np.ndarray, name: str, like, model, meta: dict):
+    """An affinity model's affinities as a layer in register with the image ``like``.
+
+    A channel per offset, first (napari lines layers up by their last axes: the channels
+    between time and ``(Y, X)`` were drawn against the image's frames, and took a stack's z
+    scale and name); the axis is named ``offset`` and the layer's metadata
+    ``hemd_offsets`` lists each channel's ``(dy, dx)`` (audit 20: nothing said which was which).
+    """
+    from napari_hemd.models.prediction import model_offsets
+
+    data = np.moveaxis(np.asarray(affinities), -3, 0)  # (N, [T,] Y, X)
+    place = placed_like(like, data.ndim)
+    own = [str(a) for a in like.axis_labels]
+    if own != [str(i) for i in range(-like.ndim, 0)]:  # the image's names, the offsets' first
+        place["axis_labels"] = ["offset", *own[-(data.ndim - 1) :]]
+    offsets = [list(o) for o in model_offsets(model)]
+    return add_or_update(
+        viewer, data, name, colormap="gray", contrast_limits=(0.0, 1.0), visible=False,
+        translate=(0.0, *tuple(like.translate)[-(data.ndim - 1) :]),
+        metadata={**meta, "hemd_offsets": offsets}, **place,
+    )  # fmt: skip
