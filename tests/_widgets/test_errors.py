@@ -325,3 +325,20 @@ def test_split_follows_the_labels_probability(viewer, errors, monkeypatch):
     viewer.dims.current_step = (1, 0, 0)
     assert pr.split() and not errors
     np.testing.assert_array_equal(got[0], prob[1])
+
+
+def test_segment_says_an_rgb_image_is_colours(viewer, errors):
+    """An RGB layer with a model was refused as a probability map's channels ("an ilastik or
+    multi-class export ... segment the foreground probability", audit 20): it is colours."""
+    from napari_hemd._widgets import SegmentWidget
+
+    grey = viewer.layers["nuclei video image"].data[0, :64, :64]
+    rgb = viewer.add_image(np.stack([grey] * 3, axis=-1), name="colour", rgb=True)
+    seg = SegmentWidget(viewer)
+    seg.prob.value = rgb
+    seg.model.value = "nuclei-fluo"
+    assert seg.run() is None
+    assert errors[-1] == (
+        "Segment: 'colour' is an RGB image: split the colours (right-click the layer > Split "
+        "RGB) and segment the nuclear channel with a model"
+    )

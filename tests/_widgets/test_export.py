@@ -312,7 +312,7 @@ def test_the_tracks_layer_follows_edits_and_comes_back_with_the_project(
         return sorted(shown.data[shown.data[:, 1] == frame][:, 0].astype(int))
 
     qtbot.waitUntil(lambda: gone not in points_at(t), timeout=5_000)
-    data, tracks = lineage_of(labels, labels.data)
+    data, _ = lineage_of(labels, labels.data)
     assert points_at(t) == sorted(np.unique(data[t])[1:].astype(int))
     assert viewer.layers["nuclei video labels tracks"] is shown  # redrawn in place
     pr.undo()

@@ -314,6 +314,13 @@ class SegmentWidget(LayerWidget):
                 "(raw image: one frame's H-EMD, as the command line segments it)"
             )
             return None
+        if layer.rgb:  # (its colours looked like a probability map's channels: audit 20)
+            what = "the nuclear channel with a model" if with_model else "the foreground map"
+            show_error(
+                f"Segment: {layer.name!r} is an RGB image: split the colours (right-click the "
+                f"layer > Split RGB) and segment {what}"
+            )
+            return None
         refused = channels_refusal("Segment", layer, "segment")
         if refused:
             show_error(refused)
