@@ -76,7 +76,7 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
             return channels
         data = lazy_tiff(path) if lazy else read_stack(path)
         meta = {"name": name, **_calibration(path, data.ndim), **_axis_names(path, data.ndim)}
-        return [(data, meta, _kind(path, data))]
+        return [(data, {**meta, **_first_frame(path, data, meta)}, _kind(path, data))]
     elif suffix == ".npy":  # too big: memory-mapped, read as shown
         data = read_stack(path, lazy=_too_big(path, np.load(path, mmap_mode="r").nbytes))
     else:
@@ -84,7 +84,20 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         if group:
             return group
         data = read_stack(path, lazy=suffix == ".zarr")
-    return [(data, {"name": name}, _kind(path, data))]
+    return [(data, {"name": name, **_first_frame(path, data, {})}, _kind(path, data))]
+
+
+def _first_frame(path: Path, data, meta: dict) -> dict:
+    """``translate`` placing frames 3-6 of a movie (Export's TIFF of a frame range) there."""
+    from napari_hemd.io.stacks import recorded_first_frame
+
+    if data.ndim < 3:
+        return {}
+    first = recorded_first_frame(path, int(data.shape[0]))
+    if not first:
+        return {}
+    step = float((meta.get("scale") or (1.0,))[0])
+    return {"translate": (first * step,) + (0.0,) * (data.ndim - 1)}
 
 
 def _kind(path: Path, data) -> str:

@@ -397,10 +397,12 @@ def test_a_frame_range_exports_numbered_as_its_frames_and_reopens_as_labels(
     assert tracks[:, 1].min() == 2 and tracks[:, 2].max() == 4
     exp.format.value = "TIFF stack"
     tif = exp.export(tmp_path / "day1_corrected.tif")
-    ((data, _, kind),) = get_reader(str(tif))(str(tif))
+    ((data, meta, kind),) = get_reader(str(tif))(str(tif))
     assert kind == "labels"
     np.testing.assert_array_equal(data, part)
-    # the table numbers them alike (it wrote frames 0-2), as measure on the CTC folder does
+    assert meta["translate"] == (2.0, 0.0, 0.0)  # at its frames again (it opened at frame 0)
+    # the table numbers them alike (it wrote frames 0-2), as measure on the CTC folder or the
+    # TIFF does; link numbers the TIFF's masks so too
     import csv
 
     from napari_hemd.cli import main
@@ -408,7 +410,12 @@ def test_a_frame_range_exports_numbered_as_its_frames_and_reopens_as_labels(
     exp.format.value = "Measurements (CSV)"
     table = exp.export(tmp_path / "cells.csv")
     assert main(["measure", str(out), "-o", str(tmp_path / "ctc.csv")]) == 0
-    for written in (table, tmp_path / "ctc.csv"):
+    assert main(["measure", str(tif), "-o", str(tmp_path / "tif.csv")]) == 0
+    assert main(["link", str(tif), "-o", str(tmp_path / "linked"), "--no-progress"]) == 0
+    assert sorted(p.name for p in (tmp_path / "linked").glob("mask*.tif")) == [
+        f"mask00{t}.tif" for t in (2, 3, 4)
+    ]
+    for written in (table, tmp_path / "ctc.csv", tmp_path / "tif.csv"):
         with open(written, newline="") as f:
             assert {int(r["frame"]) for r in csv.DictReader(f)} == {2, 3, 4}
     assert not errors

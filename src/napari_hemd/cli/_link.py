@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
         first, note = first_frame_number(args.labels, labels.shape[0])
         if note:
             print(f"note: LABELS {note}", file=sys.stderr)
+        if not first:  # labels of frames 3-6 of a movie (Export's TIFF of a frame range)
+            from napari_hemd.io.stacks import recorded_first_frame
+
+            first = recorded_first_frame(args.labels, labels.shape[0])
     t0 = time.perf_counter()
     with Progress(disabled=args.no_progress) as bar:
         out, tracks = link_stack(

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if labels.ndim == 2:
         labels, frames = np.asarray(labels)[None], True
     image = None
-    numbers = _ctc_frame_numbers(path, int(labels.shape[0])) if frames else None
+    numbers = _frame_numbers(path, int(labels.shape[0])) if frames else None
     if args.image is not None:
         image = channel_of(_lazy(read_stack), args.image, args, "--image")
         if tuple(image.shape) != tuple(labels.shape) and image.ndim == labels.ndim - 1:
@@ -160,16 +160,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ctc_frame_numbers(path: Path, n: int) -> list[int] | None:
-    """The movie's frame numbers of a CTC result folder's masks (``mask036.tif`` is frame 36).
+def _frame_numbers(path: Path, n: int) -> list[int] | None:
+    """The movie's frame numbers of labels of some of its frames (``mask036.tif`` is frame 36).
 
     Its ``res_track.txt`` counts in them; the table did from 0 (frames 36-43 became 0-7, and a
     missing mask shifted the later ones). None for anything else.
     """
     import re
 
-    if not (path.is_dir() and not path.suffix):
-        return None
+    if not (path.is_dir() and not path.suffix):  # a TIFF / zarr of frames 3-6 records them
+        from napari_hemd.io.stacks import recorded_first_frame
+
+        first = recorded_first_frame(path, n)
+        return list(range(first, first + n)) if first else None
     names = sorted(p.name for p in path.glob("mask*.tif"))
     found = [re.fullmatch(r"mask(\d+)\.tif", name) for name in names]
     if len(names) != n or not all(found):

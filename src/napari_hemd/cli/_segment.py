@@ -738,7 +738,7 @@ def _first_frame(args: argparse.Namespace, n: int) -> int:
     ``mask050.tif`` ..., lined up with the challenge's reference of those frames; so do maps
     ``predict`` made of such a folder (it records the number: ``first_frame``).
     """
-    from napari_hemd.io.stacks import _is_zarr, check_labels_path, recorded_params
+    from napari_hemd.io.stacks import _is_zarr, check_labels_path, recorded_first_frame
     from napari_hemd.io.tiff import first_frame_number
 
     if check_labels_path(args.output) != "ctc":
@@ -749,14 +749,7 @@ def _first_frame(args: argparse.Namespace, n: int) -> int:
         if note:
             print(f"note: INPUT {note}", file=sys.stderr)
         return first
-    recorded = recorded_params(path)
-    if "first_frame" not in recorded and _is_zarr(path.parent):  # maps.zarr/foreground
-        recorded = recorded_params(path.parent)
-    first = recorded.get("first_frame")
-    frames = recorded.get("frames")
-    if isinstance(first, int) and first >= 0 and (frames is None or frames == n):
-        return first
-    return 0
+    return recorded_first_frame(path, n)
 
 
 def _channel_meta(args: argparse.Namespace) -> dict:

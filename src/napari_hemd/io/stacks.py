@@ -126,6 +126,23 @@ IMAGEJ_MAX_BYTES = 2**31
 LABELS_TIFF_KEY = "napari_hemd_labels"
 
 
+def recorded_first_frame(path: str | os.PathLike, n: int) -> int:
+    """The movie's number of the first of ``n`` frames a file records (``first_frame``), else 0.
+
+    Labels of a frame range (frames 3-6 of a movie, Export's or ``segment``'s) and the maps
+    ``predict`` made of a numbered folder record it, with their number of ``frames``: a CTC
+    folder written from them is numbered from it, napari places them at their frames.
+    """
+    path = Path(path)
+    recorded = recorded_params(path)
+    if "first_frame" not in recorded and _is_zarr(path.parent):  # maps.zarr/foreground
+        recorded = recorded_params(path.parent)
+    first, frames = recorded.get("first_frame"), recorded.get("frames")
+    if isinstance(first, int) and first >= 0 and (frames is None or frames == n):
+        return first
+    return 0
+
+
 def recorded_params(path: str | os.PathLike) -> dict:
     """The run parameters :func:`write_labels` stored with a label file (empty: none).
 
@@ -219,8 +236,9 @@ def write_labels(
         The axes' names (``"zyx"`` for one 3D stack), written into TIFFs and OME-Zarr; default
         ``"yx"``, ``"tyx"`` or ``"tzyx"`` by the number of dimensions.
     first_frame : int
-        CTC folders: the movie's number of the first frame (masks numbered from it; see
-        :func:`napari_hemd.io.ctc.write_ctc_result`); other formats hold the frames as given.
+        The movie's number of the first frame: a CTC folder's masks are numbered from it (see
+        :func:`napari_hemd.io.ctc.write_ctc_result`); a TIFF or zarr records it
+        (:func:`recorded_first_frame`: napari places the frames there again).
     pixel_size : PixelSize, optional
         The pixels' physical size (:mod:`napari_hemd.io.calibration`), written into TIFFs (as
         Fiji reads it) and OME-Zarr; not kept by plain zarr arrays and CTC folders.
@@ -247,6 +265,15 @@ def write_labels(
             pixel_size=pixel_size,
         )  # fmt: skip
     labels_arr = labels
+    shape = tuple(labels_arr.shape)
+    if (
+        first_frame
+        and kind in ("tif", "zarr")
+        and len(shape) >= 3
+        and (axes or "").lower() != "zyx"
+    ):
+        # frames 3-6 of a movie: placed there again when opened (recorded_first_frame)
+        metadata = {**(metadata or {}), "first_frame": int(first_frame), "frames": shape[0]}
     with atomic_path(path, overwrite=overwrite) as tmp:
         if kind == "tif":
             arr = np.asarray(labels_arr)
