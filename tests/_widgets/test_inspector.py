@@ -648,3 +648,25 @@ def test_shortcuts_act_on_the_layer_they_are_pressed_on(viewer, qtbot, errors):
     assert b.data.max() == labels.data.max() and pr.labels.value is b
     np.testing.assert_array_equal(a.data, a_before)
     assert not errors
+
+
+def test_a_click_on_an_objects_rim_shows_the_path_under_its_centre(viewer, qtbot, errors):
+    """Whole cells are grown past their candidates: a click on that rim said "no candidate
+    here" while naming the object (audit 19); it shows the path under the object's centre."""
+    from skimage.segmentation import expand_labels
+
+    labels = _segmented(viewer, qtbot)
+    labels.data = expand_labels(labels.data, 2)  # as the growth to whole cells does
+    res = labels.metadata["hemd_result"]
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    t = 2
+    rim = np.argwhere((labels.data[t] > 0) & (res.labels[t] == 0) & (res.forests[t].node_map < 0))
+    y, x = (int(v) for v in rim[0])
+    obj = int(labels.data[t, y, x])
+    rows = insp.inspect(t, (y, x))
+    assert rows and any(r.chosen for r in rows)
+    assert labels.data[t][insp.pixel] == obj and insp.pixel != (y, x)
+    assert insp.where.value.startswith(f"frame {t}, object {obj}: ")
+    assert "you clicked its rim" in insp.where.value
+    assert not errors

@@ -268,6 +268,17 @@ class InspectorWidget(StacksMixin, LayerWidget):
         path = candidate_path(
             res.forests[frame], res.selections[frame], self.pixel, left=left, right=right
         )
+        labels_frame = self._labels_frame(layer, frame)
+        obj = int(labels_frame[self.pixel])
+        rim = False
+        if not path and obj:  # the rim the whole-cell growth added: the path under its centre
+            inner = _centre_pixel(labels_frame == obj)
+            if inner is not None:
+                path = candidate_path(
+                    res.forests[frame], res.selections[frame], inner, left=left, right=right
+                )
+                if path:
+                    self.pixel, rim = inner, True
         if self.show_all.value:
             self.rows = path
         else:
@@ -275,11 +286,14 @@ class InspectorWidget(StacksMixin, LayerWidget):
             parents = {r.node: int(f.parent[r.node]) for r in path}
             splits = {r.node for r in path if f.children(r.node).size >= 2}
             self.rows = compact_path(path, parents, splits)
-        obj = int(self._labels_frame(layer, frame)[self.pixel])
         at = f"time {self.stack}, slice {frame}" if self._per_stack(layer) else f"frame {frame}"
         if is_one_stack(layer):  # one stack's forests are its slices'
             at = f"slice {frame}"
         self.where.value = f"{at}, object {obj or 'none'}: {len(self.rows)} of {len(path)} levels"
+        if rim:  # (it said "no candidate here", naming the object: audit 19)
+            self.where.value += (
+                " under its centre (you clicked its rim, which the growth to whole cells added)"
+            )
         if not path:  # no candidate holds the pixel: below the lowest threshold (or too small)
             tau = res.params.get("tau", 0.5)
             self.where.value = (
@@ -564,3 +578,16 @@ class InspectorWidget(StacksMixin, LayerWidget):
         stale = f"{layer.name} preview"
         if stale in self.viewer.layers and PREVIEW_KEY in self.viewer.layers[stale].metadata:
             self.viewer.layers.remove(stale)
+
+
+def _centre_pixel(mask: np.ndarray) -> tuple[int, ...] | None:
+    """The pixel of ``mask`` farthest from its edge (None for an empty mask)."""
+    from scipy.ndimage import distance_transform_edt
+
+    where = np.argwhere(mask)
+    if not len(where):
+        return None
+    lo, hi = where.min(axis=0), where.max(axis=0) + 1
+    box = np.pad(mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))], 1)
+    far = np.unravel_index(int(np.argmax(distance_transform_edt(box))), box.shape)
+    return tuple(int(a + i - 1) for a, i in zip(lo, far, strict=True))
