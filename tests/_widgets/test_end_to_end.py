@@ -386,8 +386,16 @@ def test_a_split_made_in_the_inspector_survives_lock_and_rerun(viewer, qtbot, er
         insp.use_button.native.click()
     finally:
         inspector_module.show_info = orig
-    assert f"is now candidate #{child}, split into {len(siblings) + 1} objects" in infos[-1]
-    assert "your choice (locked)" in [insp.table.item(i, 2).text() for i in range(len(insp.rows))]
+    said = " | ".join(infos)
+    assert f"is now candidate #{child}, split into {len(siblings) + 1} objects" in said
+    texts = [insp.table.item(i, 2).text() for i in range(len(insp.rows))]
+    assert "your choice (locked)" in texts
+    # H-EMD's own row no longer reads as the object (it kept its tick, audit 19)
+    assert not any(x.startswith("✓") for x in texts)
+    assert any(x.startswith("H-EMD's before yours: ") for x in texts)
+    grown = int((labels.data[t] == labels.data[t][pix]).sum())
+    if grown != int(f.area[child]):  # the old object's pixels nearest the candidate: said
+        assert f"holds {grown} px: candidate #{child}'s {int(f.area[child])}" in said
     pieces = [labels.data[t][f.mask(x)] for x in (child, *siblings)]
     ids = [np.bincount(p[p > 0]).argmax() for p in pieces]
     assert len(set(ids)) == len(ids)  # after Use: one object per piece

@@ -309,20 +309,26 @@ class InspectorWidget(StacksMixin, LayerWidget):
         if self._per_stack(layer):  # a time-lapse of stacks: time point -> slice -> nodes
             locks = locks.get(self.stack) if isinstance(locks.get(self.stack), dict) else {}
         mine = set(locks.get(frame, []))
+        # a choice of the user's on this path: it is the object now, not H-EMD's (whose row kept
+        # its tick beside "your choice", audit 19)
+        yours = bool(mine & {r.node for r in path})
         for i, r in enumerate(self.rows):
             chosen = chosen_text(r, frame)
             if r.node in mine:
                 chosen = f"{chosen} (your choice, locked)" if chosen else "your choice (locked)"
+            elif yours and r.chosen:
+                chosen = f"H-EMD's before yours: {chosen.removeprefix('✓ ')}"
             cells = (
                 f"{r.threshold:.2f}", r.area, chosen, best_text(r.left), best_text(r.right),
             )  # fmt: skip
+            shown = r.node in mine if yours else r.chosen
             for j, c in enumerate(cells):
                 item = QTableWidgetItem(str(c))
                 item.setToolTip(f"candidate #{r.node}, mean probability {r.mean_prob:.3f}")
-                if r.chosen:
+                if shown:
                     item.setBackground(QColor(255, 200, 0, 110))
                 self.table.setItem(i, j, item)
-            if r.chosen and chosen_row is None:
+            if shown and chosen_row is None:
                 chosen_row = i
         if chosen_row is not None:  # the answer to "why this cell" in view
             self.table.scrollToItem(self.table.item(chosen_row, 0))
@@ -437,6 +443,13 @@ class InspectorWidget(StacksMixin, LayerWidget):
         name = f"lock candidate {node} ({at})" if same_shape else f"use candidate {node} ({at})"
         apply_edit(layer, name, new, where, state={LOCKED_KEY: locked})
         self._used(not same_shape, node, label, siblings, at, picked)
+        if not same_shape and siblings:  # a split: the candidate took the old pixels nearest it
+            area, size = int(forest.mask(node).sum()), int((new == label).sum())
+            if size != area:
+                show_info(
+                    f"Inspector: object {label} holds {size} px: candidate #{node}'s {area} and "
+                    "the old object's pixels nearer to it than to the other pieces"
+                )
         self.inspect(self.frame, self.pixel)
         return True
 
