@@ -915,3 +915,22 @@ def segment_image(
     >>> labels = segment_image(movie, model="nuclei-fluo").labels  # doctest: +SKIP
     """
     return run_workflow(segment_image_workflow(image, model, method, **kwargs), progress)
+
+
+def _full_signature() -> inspect.Signature:
+    """:func:`segment_image`'s signature with the keywords it passes on to the workflow.
+
+    Shown by ``help()`` and editors (its own is ``**kwargs``): its positional parameters, the
+    workflow's keywords, ``progress``, then the method's ``**params``.
+    """
+    own = list(inspect.signature(segment_image).parameters.values())
+    flow = inspect.signature(segment_image_workflow).parameters.values()
+    keywords = [p for p in flow if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    rest = [p for p in flow if p.kind is inspect.Parameter.VAR_KEYWORD]
+    progress = next(p for p in own if p.name == "progress")
+    return inspect.Signature(
+        [*own[:3], *keywords, progress, *rest], return_annotation="ImageSegmentation"
+    )
+
+
+segment_image.__signature__ = _full_signature()

@@ -582,3 +582,19 @@ def test_three_planes_with_a_2d_model_is_noted(movie, caplog):
     with caplog.at_level(logging.INFO):
         segment_image(movie["image"][:3], "nuclei-fluo", "threshold", planes=3, tta=1)
     assert "planes=3 with a model trained on 2D frames" in caplog.text
+
+
+def test_segment_images_signature_shows_what_it_takes():
+    """help(segment_image) showed ``**kwargs`` (audit 21): its signature lists the workflow's
+    keywords, which it takes."""
+    import inspect
+
+    from napari_hemd.image_segmentation import segment_image_workflow
+
+    shown = inspect.signature(segment_image).parameters
+    assert (
+        list(shown)[:3] == ["image", "model", "method"] and shown["model"].default == "nuclei-fluo"
+    )
+    flow = inspect.signature(segment_image_workflow).parameters
+    assert {"grow", "tile", "tta", "scale", "planes", "progress"} <= set(shown)
+    assert {k for k, p in flow.items() if p.kind is p.KEYWORD_ONLY} <= set(shown)

@@ -127,7 +127,7 @@ def _whole_float_labels(arr, path, name: str):
 def recorded_volume(path: str | Path, shape: tuple[int, ...]) -> bool:
     """Whether labels of ``shape`` at ``path`` are one 3D stack, as recorded with them.
 
-    ``segment`` with a 3D model records ``planes: 3`` beside the labels (a CTC folder holds
+    ``segment`` with a 3D model records ``planes`` (3, or 1 slice by slice) beside the labels (a CTC folder holds
     them as its one 3D frame: ``(1, Z, Y, X)``), the Export widget under ``napari_hemd``; an
     OME-Zarr or a TIFF (an ImageJ hyperstack or calibrated stack, OME, ``write_labels(axes=
     "zyx")``) names its first axis ``z``. Anything else (a plain TIFF, a plain ImageJ stack,
@@ -143,7 +143,9 @@ def recorded_volume(path: str | Path, shape: tuple[int, ...]) -> bool:
     named_z = len(shape) == 3 and axes == "ZYX" and names_its_z(path)  # slices, not time
     params = recorded_params(path)
     exported = params.get("napari_hemd") if isinstance(params.get("napari_hemd"), dict) else {}
-    return bool(params.get("planes") == 3 or exported.get("planes") == 3 or named_z)
+    from napari_hemd.image_segmentation import one_stack
+
+    return bool(one_stack(params) or one_stack(exported) or named_z)
 
 
 def check_looks_like_labels(labels, path, name: str) -> None:

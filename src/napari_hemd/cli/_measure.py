@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="LABELS is one (Z, Y, X) volume, not a (T, Y, X) movie (a 4D file is always "
         "(T, Z, Y, X)); the default for labels that segment made from one stack with a 3D model "
-        "(recorded with them) and for an OME-Zarr whose first axis is z",
+        "(recorded with them), a TIFF whose axes are z, y, x (an ImageJ hyperstack or a stack "
+        "with a voxel depth) and an OME-Zarr whose first axis is z",
     )
     p.add_argument(
         "--spacing",
@@ -103,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
         volume = recorded_volume(path, tuple(labels.shape)) and labels.ndim == 3
         if volume:
             print(
-                f"measure: {args.labels} holds one 3D stack's labels (recorded with them): "
-                "measured as one volume",
+                f"measure: {args.labels} holds one 3D stack's labels (its axes are z, y, x, "
+                "or segment recorded a 3D model's run with them): measured as one volume",
                 file=sys.stderr,
             )
     frames = not volume or labels.ndim == 4
