@@ -63,8 +63,9 @@ def model_maps_workflow(
         The zoom the maps were predicted at (the group's ``scale``): the model's sizes and
         growth are converted to the maps' pixels.
     planes : {1, 3}
-        3: each ``(Z, Y, X)`` stack was predicted on three planes (a 3D model): its slices are
-        one volume (linked into 3D objects by the model's defaults, small fragments dropped).
+        3: each ``(Z, Y, X)`` stack was predicted on three planes (a 3D model); 1: slice by
+        slice. A 3D model's stack is one volume either way (its slices linked into 3D objects
+        by the model's defaults, small fragments dropped), as :func:`segment_image` takes it.
     name : str, optional
         The model's name, recorded in ``params``.
     offsets : sequence of (dy, dx), optional
@@ -99,12 +100,13 @@ def model_maps_workflow(
     defaults = scaled_defaults(model.metadata.get("segment_defaults", {}), scale)
     params = with_model_defaults(defaults, params)
     grow = whole_cell_growth(model, scale) if "background" in maps else 0
-    volume = planes == 3 and fg.ndim >= 3
+    # each stack one volume, as segment_image takes a 3D model's stack (three planes or one)
+    volume = fg.ndim >= 3 and (planes == 3 or "volume" in model.metadata)
     run = {"method": method, "grow": int(grow), **params, "scale": float(scale)}
     if name is not None:
         run["model"] = name
     if volume:
-        run["planes"] = 3
+        run["planes"] = 3 if planes == 3 else 1
 
     def one(t=None):  # one (T, Y, X) movie, one stack or one image of the maps
         part = {

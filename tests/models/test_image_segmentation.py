@@ -215,6 +215,14 @@ def test_stack_model_predicts_three_planes_on_every_path(movie, tmp_path):
     assert main([*args[:-3], "-o", str(out1), "--planes", "1", "--no-progress"]) == 0
     assert (read_stack(out1) == flat.labels).all()
     assert input_axes(out1) == "ZYX" and recorded_params(out1)["planes"] == 1
+    # and so are the maps predict makes slice by slice, segmented (they were frames)
+    maps1 = tmp_path / "maps1.zarr"
+    predicted = ["predict", str(path), "--model", "nuclei-3d", "--planes", "1", "--tta", "1"]
+    assert main([*predicted, "--outputs", "foreground,background", "-o", str(maps1)]) == 0
+    out2 = tmp_path / "labels2.tif"
+    assert main(["segment", str(maps1), "-o", str(out2), "--no-progress"]) == 0
+    tta1 = segment_image(stack, "nuclei-3d", planes=1, tta=1)
+    assert (read_stack(out2) == tta1.labels).all() and input_axes(out2) == "ZYX"
     fg = tmp_path / "fg.tif"
     assert main(["predict", str(path), "--model", "nuclei-3d", "-o", str(fg), "--no-progress"]) == 0
     np.testing.assert_allclose(read_stack(fg), tri["foreground"], atol=1e-6)
