@@ -76,7 +76,8 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
             return channels
         data = lazy_tiff(path) if lazy else read_stack(path)
         meta = {"name": name, **_calibration(path, data.ndim), **_axis_names(path, data.ndim)}
-        return [(data, {**meta, **_first_frame(path, data, meta)}, _kind(path, data))]
+        kind = _kind(path, data)
+        return [(data, {**meta, **_first_frame(path, data, meta, kind)}, kind)]
     elif suffix == ".npy":  # too big: memory-mapped, read as shown
         data = read_stack(path, lazy=_too_big(path, np.load(path, mmap_mode="r").nbytes))
     else:
@@ -84,14 +85,19 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         if group:
             return group
         data = read_stack(path, lazy=suffix == ".zarr")
-    return [(data, {"name": name, **_first_frame(path, data, {})}, _kind(path, data))]
+    kind = _kind(path, data)
+    return [(data, {"name": name, **_first_frame(path, data, {}, kind)}, kind)]
 
 
-def _first_frame(path: Path, data, meta: dict) -> dict:
-    """``translate`` placing frames 3-6 of a movie (Export's TIFF of a frame range) there."""
+def _first_frame(path: Path, data, meta: dict, kind: str) -> dict:
+    """``translate`` placing labels of frames 3-6 of a movie (Export's TIFF of one) there.
+
+    Not maps: ``predict`` records the numbers of a folder's frames (``t050.tif`` ...), whose
+    image opens at frame 0 (review 29).
+    """
     from napari_hemd.io.stacks import recorded_first_frame
 
-    if data.ndim < 3:
+    if data.ndim < 3 or kind != "labels":
         return {}
     first = recorded_first_frame(path, int(data.shape[0]))
     if not first:

@@ -401,6 +401,18 @@ def test_a_frame_range_exports_numbered_as_its_frames_and_reopens_as_labels(
     assert kind == "labels"
     np.testing.assert_array_equal(data, part)
     assert meta["translate"] == (2.0, 0.0, 0.0)  # at its frames again (it opened at frame 0)
+    # maps recording a numbered folder's frames stay at frame 0, with that folder (review 29)
+    import tifffile
+
+    from napari_hemd.io.stacks import write_labels
+
+    maps = tmp_path / "prob.tif"
+    tifffile.imwrite(maps, part.astype(np.float32), metadata={"first_frame": 50, "frames": 3})
+    ((_, meta, kind),) = get_reader(str(maps))(str(maps))
+    assert kind == "image" and "translate" not in meta
+    assert write_labels(part, tmp_path / "l.zarr", first_frame=2).is_dir()
+    ((_, meta, _),) = get_reader(str(tmp_path / "l.zarr"))(str(tmp_path / "l.zarr"))
+    assert meta["translate"] == (2.0, 0.0, 0.0)
     # the table numbers them alike (it wrote frames 0-2), as measure on the CTC folder or the
     # TIFF does; link numbers the TIFF's masks so too
     import csv

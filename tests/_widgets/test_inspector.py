@@ -618,6 +618,8 @@ def test_compact_path_lists_the_piece_that_splits_a_merge():
     assert [r.node for r in rows] == [1, 2, 3, 4, 5, 6]
     rows = compact_path(path, parents, splits=set())  # no split on the way: 3 gains 5% only
     assert 3 not in [r.node for r in rows]
+    # a candidate the user chose (Use this candidate) is the object: listed (review 29)
+    assert 3 in [r.node for r in compact_path(path, parents, splits=set(), locked={3})]
 
 
 def test_shortcuts_act_on_the_layer_they_are_pressed_on(viewer, qtbot, errors):

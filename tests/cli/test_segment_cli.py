@@ -472,6 +472,19 @@ def test_an_affinity_models_maps_are_segmented_with_its_mutex_watershed(
         assert main(["segment", str(src), "-o", str(out), "--no-progress"]) == 0
         assert "mutex on maps of nuclei-affinity" in capsys.readouterr().err
         np.testing.assert_array_equal(tifffile.imread(out), want)
+    # a movie's TIFFs: the affinities' pages are frames times channels (review 29: refused)
+    movie = tmp_path / "movie.tif"
+    tifffile.imwrite(movie, np.stack([img[:96, :96], img[64:160, 64:160]]))
+    assert main(["segment", str(movie), "--model", "nuclei-affinity", "-o",
+                 str(tmp_path / "mdirect.tif"), *quiet]) == 0  # fmt: skip
+    mtif = tmp_path / "mv.tif"
+    assert main(["predict", str(movie), "--model", "nuclei-affinity", *quiet,
+                 "--outputs", "foreground,affinities", "-o", str(mtif)]) == 0  # fmt: skip
+    assert main(["segment", str(tmp_path / "mv_foreground.tif"), "-o",
+                 str(tmp_path / "mv-labels.tif"), "--no-progress"]) == 0  # fmt: skip
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "mv-labels.tif"), tifffile.imread(tmp_path / "mdirect.tif")
+    )
     fg = tmp_path / "fg.zarr"
     assert main([*predict, "--outputs", "foreground", "-o", str(fg)]) == 0
     caplog.set_level(NOTE)

@@ -30,10 +30,13 @@ COLUMNS = ("threshold", "area", "chosen", "best in t-1", "best in t+1")
 AREA_STEP = 0.05
 
 
-def compact_path(rows: list[PathRow], parents: dict[int, int], splits: set[int]) -> list[PathRow]:
+def compact_path(
+    rows: list[PathRow], parents: dict[int, int], splits: set[int], locked=()
+) -> list[PathRow]:
     """The rows of a leaf-to-root path a user needs: where the region changes.
 
-    Keeps the leaf, the root, the chosen candidate and its parent, every candidate that splits
+    Keeps the leaf, the root, the chosen candidate and its parent, the user's ``locked``
+    candidates (*Use this candidate*: the object now, review 29), every candidate that splits
     (two or more children), the candidate just below each split (the one that, used, splits a
     merged object: its pieces gain few pixels on the way up, so the area rule alone dropped it)
     and every candidate whose area differs by :data:`AREA_STEP` or more from the last kept one;
@@ -41,7 +44,7 @@ def compact_path(rows: list[PathRow], parents: dict[int, int], splits: set[int])
     """
     if len(rows) <= 2:
         return list(rows)
-    chosen = {r.node for r in rows if r.chosen}
+    chosen = {r.node for r in rows if r.chosen} | {int(n) for n in locked}
     keep_parent = {parents.get(n, -1) for n in chosen}
     out = [rows[0]]
     for r in rows[1:-1]:

@@ -285,7 +285,7 @@ class InspectorWidget(StacksMixin, LayerWidget):
             f = res.forests[frame]
             parents = {r.node: int(f.parent[r.node]) for r in path}
             splits = {r.node for r in path if f.children(r.node).size >= 2}
-            self.rows = compact_path(path, parents, splits)
+            self.rows = compact_path(path, parents, splits, self._locks(layer, frame))
         at = f"time {self.stack}, slice {frame}" if self._per_stack(layer) else f"frame {frame}"
         if is_one_stack(layer):  # one stack's forests are its slices'
             at = f"slice {frame}"
@@ -304,11 +304,7 @@ class InspectorWidget(StacksMixin, LayerWidget):
         self._show_where()
         self.table.setRowCount(len(self.rows))
         chosen_row = None
-        # the user's choices (Use this candidate), which a re-run keeps
-        locks = locked_choices(layer.metadata.get(LOCKED_KEY))
-        if self._per_stack(layer):  # a time-lapse of stacks: time point -> slice -> nodes
-            locks = locks.get(self.stack) if isinstance(locks.get(self.stack), dict) else {}
-        mine = set(locks.get(frame, []))
+        mine = self._locks(layer, frame)
         # a choice of the user's on this path: it is the object now, not H-EMD's (whose row kept
         # its tick beside "your choice", audit 19)
         yours = bool(mine & {r.node for r in path})
@@ -333,6 +329,13 @@ class InspectorWidget(StacksMixin, LayerWidget):
         if chosen_row is not None:  # the answer to "why this cell" in view
             self.table.scrollToItem(self.table.item(chosen_row, 0))
         return self.rows
+
+    def _locks(self, layer: Labels, frame: int) -> set[int]:
+        """The user's choices (Use this candidate) in ``frame``, which a re-run keeps."""
+        locks = locked_choices(layer.metadata.get(LOCKED_KEY))
+        if self._per_stack(layer):  # a time-lapse of stacks: time point -> slice -> nodes
+            locks = locks.get(self.stack) if isinstance(locks.get(self.stack), dict) else {}
+        return {int(n) for n in locks.get(frame, [])}
 
     def _show_where(self, _event=None) -> None:
         """Say when the viewer shows another frame than the one the table describes."""

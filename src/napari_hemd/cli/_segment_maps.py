@@ -69,7 +69,25 @@ def tiff_model_maps(path) -> tuple[dict, dict] | None:
                 from napari_hemd.io import read_stack
 
                 others[name] = read_stack(other)  # as segment reads the foreground TIFF
+        if "affinities" in others:  # a movie's: (T * N, Y, X) pages, N channels a frame
+            others["affinities"] = _frames_of_channels(others["affinities"], p)
     return recorded, others
+
+
+def _frames_of_channels(affinities, foreground_path) -> object:
+    """``predict``'s affinities TIFF of a movie, ``(T * N, Y, X)`` pages, as ``(T, N, Y, X)``.
+
+    One page per channel and frame (tifffile reads them as one stack): the foreground's frames
+    tell them apart (review 29: segment failed on the shapes). A 2D image's ``(N, Y, X)`` as is.
+    """
+    import tifffile
+
+    with tifffile.TiffFile(foreground_path) as tif:
+        fg = tuple(tif.series[0].shape)
+    arr = np.asarray(affinities)
+    if len(fg) == 3 and arr.ndim == 3 and arr.shape[0] % fg[0] == 0:
+        return arr.reshape(fg[0], arr.shape[0] // fg[0], *arr.shape[1:])
+    return arr
 
 
 def run_on_model_maps(
