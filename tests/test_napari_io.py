@@ -216,3 +216,23 @@ def test_a_ctc_result_opens_with_its_tracks_and_divisions(tmp_path):
     assert sorted({int(i) for i in points[:, 0]}) == [1, 2, 3]
     one = write_labels(lab[:1], tmp_path / "one")
     assert [k for *_, k in get_reader(str(one))(str(one))] == ["labels"]
+
+
+def test_a_plain_zarr_opens_as_labels_only_when_it_holds_labels(tmp_path, labels):
+    """Every integer .zarr opened as labels: a raw uint16 movie too, which Predict and Segment
+    then did not offer (audit 22). Labels (by their values, or written so) open as labels."""
+    import zarr
+
+    from napari_hemd.io import write_labels
+
+    rng = np.random.default_rng(0)
+    raw = (1000 + 50 * rng.standard_normal((3, 64, 64))).astype(np.uint16)
+    zarr.save_array(str(tmp_path / "movie.zarr"), raw)
+    ((_, _, kind),) = get_reader(str(tmp_path / "movie.zarr"))(str(tmp_path / "movie.zarr"))
+    assert kind == "image"
+    zarr.save_array(str(tmp_path / "cells.zarr"), labels.astype(np.uint16))
+    ((_, _, kind),) = get_reader(str(tmp_path / "cells.zarr"))(str(tmp_path / "cells.zarr"))
+    assert kind == "labels"
+    write_labels(labels, tmp_path / "day1.zarr")  # napari-hemd's labels, whatever the name
+    ((_, _, kind),) = get_reader(str(tmp_path / "day1.zarr"))(str(tmp_path / "day1.zarr"))
+    assert kind == "labels"

@@ -107,10 +107,19 @@ def _first_frame(path: Path, data, meta: dict, kind: str) -> dict:
 
 
 def _kind(path: Path, data) -> str:
-    """``"labels"`` for an integer file that looks like labels, else ``"image"``."""
-    return (
-        "labels" if np.issubdtype(data.dtype, np.integer) and _looks_like_labels(path) else "image"
-    )
+    """``"labels"`` for an integer file that looks like labels, else ``"image"``.
+
+    A zarr store named like neither (``movie.zarr``) nor written by napari-hemd as labels is
+    judged by its values (:func:`napari_hemd.core.validation.not_instance_labels`): a raw
+    uint16 movie opened as labels, which Predict and Segment then did not offer (audit 22).
+    """
+    if not np.issubdtype(data.dtype, np.integer) or not _looks_like_labels(path):
+        return "image"
+    if path.suffix.lower() == ".zarr" and not _named_or_marked(path):
+        from napari_hemd.core.validation import not_instance_labels
+
+        return "image" if not_instance_labels(data) else "labels"
+    return "labels"
 
 
 def _axis_names(path: Path, ndim: int, drop: str = "") -> dict:
@@ -336,9 +345,17 @@ def _read_ome_zarr(path: Path) -> list[LayerData]:
 
 
 def _looks_like_labels(path: Path) -> bool:
-    """An integer file opens as labels by its name, or when napari-hemd wrote it as labels."""
+    """An integer file opens as labels by its name, or when napari-hemd wrote it as labels.
+
+    Any zarr store may be labels (:func:`_kind` then judges a plain one by its values).
+    """
+    return path.suffix.lower() == ".zarr" or _named_or_marked(path)
+
+
+def _named_or_marked(path: Path) -> bool:
+    """A file named as labels (label, mask, seg) or that napari-hemd wrote as labels."""
     low = path.name.lower()
-    if any(w in low for w in ("label", "mask", "seg")) or path.suffix.lower() == ".zarr":
+    if any(w in low for w in ("label", "mask", "seg")):
         return True
     from napari_hemd.io.stacks import LABELS_TIFF_KEY, recorded_params
 

@@ -374,3 +374,24 @@ def test_a_stack_run_again_keeps_its_checked_slice_in_one_3d_object():
     small[1, :4] = 200
     with pytest.raises(ValueError, match="do not fit the labels' uint8"):
         keep_checked_frames(np.full((2, 8, 8), 100, np.uint8), small, [0], linked=False)
+
+
+def test_one_stack_is_what_the_run_made_of_a_z_stack():
+    """A Fiji stack of slices (first axis z) segmented with a 2D model, not linked, has ids per
+    slice: Export measured ids of different slices as one 3D object (audit 22). Slices linked
+    into 3D objects, a 3D model's run, or a file's z stack are one stack."""
+    from types import SimpleNamespace
+
+    from napari_hemd._widgets._layer_state import PARAMS_KEY, is_one_stack
+
+    def layer(names, params=None):
+        meta = {} if params is None else {PARAMS_KEY: params}
+        return SimpleNamespace(ndim=3, axis_labels=names, metadata=meta)
+
+    assert not is_one_stack(layer(("z", "y", "x"), {"method": "hemd", "model": "nuclei-fluo"}))
+    assert is_one_stack(layer(("z", "y", "x"), {"method": "hemd", "link": True}))
+    assert is_one_stack(layer(("-3", "-2", "-1"), {"method": "hemd", "planes": 3}))
+    assert is_one_stack(layer(("-3", "-2", "-1"), {"method": "hemd", "planes": 1}))
+    assert is_one_stack(layer(("z", "y", "x")))  # a file's stack
+    assert not is_one_stack(layer(("t", "y", "x")))
+    assert not is_one_stack(layer(("-3", "-2", "-1"), {"method": "hemd", "link": True}))

@@ -429,14 +429,21 @@ def show_index(viewer, layer, axis: int, index: int) -> None:
 def is_one_stack(layer) -> bool:
     """Whether a 3D labels layer is one stack of 3D objects rather than a movie of 2D frames.
 
-    Its first axis is named z, or Segment made it from a stack with a 3D model
-    (:func:`~napari_hemd.image_segmentation.one_stack`).
+    Segment made it from a stack with a 3D model
+    (:func:`~napari_hemd.image_segmentation.one_stack`), or its first axis is named z: a
+    file's stack, or Segment's run on one whose objects it linked across the slices. A run
+    that gave each slice its own ids (a 2D model, not linked) is slices, not 3D objects
+    (audit 22: Export measured ids of different slices as one object).
     """
     from napari_hemd.image_segmentation import one_stack
 
+    if getattr(layer, "ndim", 0) != 3:
+        return False
     first = str((getattr(layer, "axis_labels", None) or ("",))[0]).lower()
-    params = (getattr(layer, "metadata", None) or {}).get(PARAMS_KEY) or {}
-    return bool(getattr(layer, "ndim", 0) == 3 and (first == "z" or one_stack(params)))
+    params = (getattr(layer, "metadata", None) or {}).get(PARAMS_KEY)
+    if params:  # a run's labels: what the run made
+        return one_stack(params) or (first == "z" and bool(params.get("link")))
+    return first == "z"
 
 
 #: Names of the history steps that (re)made a layer's labels from a result.

@@ -294,8 +294,8 @@ def write_labels(
             else:  # frame by frame: a lazy stack is never all in memory
                 for t in range(arr_shape[0]):
                     z[t] = _checked(labels_arr[t], t)
-            if metadata:
-                z.attrs.update(metadata)
+            # opened as labels again, whatever the store's name (napari's reader)
+            z.attrs.update({**(metadata or {}), LABELS_TIFF_KEY: True})
         else:  # "ctc"
             from napari_hemd.io.ctc import write_ctc_result
 
