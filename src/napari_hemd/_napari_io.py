@@ -60,8 +60,9 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         seq = read_ctc_sequence(path, lazy=True)
         n = None if seq.raw is None else seq.raw.shape[0]
         layers: list[LayerData] = []
-        if seq.raw is not None:
-            layers.append((seq.raw, {"name": name, "colormap": "gray"}, "image"))
+        if seq.raw is not None:  # at the pixel size its frames record (Fiji's image sequence)
+            place = _calibration(path, seq.raw.ndim)
+            layers.append((seq.raw, {"name": name, "colormap": "gray", **place}, "image"))
         for key, frames in (("GT", seq.gt_seg), ("ST", seq.st_seg)):
             if frames:
                 layers.append((_stack_frames(frames, n), {"name": f"{name} {key}"}, "labels"))

@@ -357,3 +357,20 @@ def test_review_round_trips(tmp_path, capsys):
     assert main(["measure", str(out), "-o", str(tmp_path / "u.csv"), "--unit", "um"]) == 0
     row = _table(tmp_path / "u.csv")[0]
     assert float(row["area_um2"]) == pytest.approx(float(row["area"]) * 4)
+
+
+def test_a_folder_of_calibrated_frames_gives_their_pixel_size(tmp_path, capsys):
+    """Fiji's *Save As > Image Sequence* writes one calibrated TIFF a frame: the folder's pixel
+    size was dropped everywhere (segment, measure --image, napari; audit 22)."""
+    from napari_hemd._napari_io import get_reader
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t in range(3):
+        _fiji(folder / f"t{t:03d}.tif", np.full((16, 16), t, np.uint16), "YX", xy=0.645)
+    size = read_pixel_size(folder)
+    assert size is not None and size.sizes == {"y": 0.645, "x": 0.645} and size.unit == "um"
+    layers = get_reader(str(folder))(str(folder))
+    assert layers[0][1]["scale"] == [1.0, 0.645, 0.645]
+    _fiji(folder / "t003.tif", np.zeros((16, 16), np.uint16), "YX", xy=0.5)  # they disagree
+    assert read_pixel_size(folder) is None

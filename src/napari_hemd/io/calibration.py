@@ -189,7 +189,9 @@ PIXEL_SIZE_KEY = "napari_hemd_pixel_size"
 
 
 def read_pixel_size(path: str | os.PathLike) -> PixelSize | None:
-    """The pixel size a TIFF or OME-Zarr records (see the module notes); None: none recorded.
+    """The pixel size a TIFF, OME-Zarr or folder of TIFF frames records; None: none recorded.
+
+    A folder's is its frames' (the first and last agreeing); see the module notes.
 
     Never raises: an unreadable file or odd metadata records nothing.
     """
@@ -206,6 +208,13 @@ def read_pixel_size(path: str | os.PathLike) -> PixelSize | None:
 
             recorded = zarr.open(str(path), mode="r").attrs.get(PIXEL_SIZE_KEY)
             return None if recorded is None else PixelSize.from_json(recorded)
+        if path.is_dir():  # a folder of frames (Fiji's image sequence): theirs, if they agree
+            from napari_hemd.io.tiff import _folder_frames
+
+            frames = _folder_frames(path)
+            if frames:
+                first, last = _tiff_pixel_size(frames[0]), _tiff_pixel_size(frames[-1])
+                return first if first == last else None
     except Exception:  # metadata we cannot read: nothing recorded
         return None
     return None
