@@ -194,7 +194,7 @@ def size_advice(model, labels: np.ndarray, scale: float = 1.0, *, frames: int = 
         f"learned {learned_text} px{'' if scale == 1 else f'; zoom {scale:g}'}): if your cells "
         "are that size, "
     )
-    if model.kind != "unet":  # its offsets are in its training pixels: it takes no zoom
+    if getattr(model, "kind", "unet") != "unet":  # its offsets are in its training pixels
         return (
             f"{said}resize the image by {suggest:.2g} before this model (an affinity model takes "
             f"no zoom), or use a U-Net (nuclei-fluo) with --scale {suggest:.2g} (zoom for the "

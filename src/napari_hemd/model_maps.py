@@ -87,11 +87,12 @@ def model_maps_workflow(
     else:  # the affinities are the Mutex watershed's alone
         maps.pop("affinities", None), maps.pop("instances", None)
     for key, arr in maps.items():  # before any work: a wrong map was found after all frames
-        want = tuple(fg.shape)
+        want, what = tuple(fg.shape), "the foreground's shape"
         if key == "affinities":  # a channel per offset before each frame's (Y, X)
             want = (*fg.shape[:-2], len(mutex["offsets"]), *fg.shape[-2:])
+            what = "the shape (frames, offsets, Y, X)"
         if tuple(arr.shape) != want:
-            raise ValueError(f"maps[{key!r}] must have the shape {want}; got {tuple(arr.shape)}")
+            raise ValueError(f"maps[{key!r}] must have {what} {want}; got {tuple(arr.shape)}")
         if key == "background":  # the growth reads it as a probability
             from napari_hemd.core.validation import check_probability
 

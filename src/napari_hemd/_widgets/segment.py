@@ -314,7 +314,8 @@ class SegmentWidget(LayerWidget):
                 "(raw image: one frame's H-EMD, as the command line segments it)"
             )
             return None
-        if layer.rgb:  # (its colours looked like a probability map's channels: audit 20)
+        if layer.rgb and not is_probability_layer(layer):  # colours, not a map's classes (its
+            # colours were taken for an ilastik export's channels: audit 20)
             what = "the nuclear channel with a model" if with_model else "the foreground map"
             show_error(
                 f"Segment: {layer.name!r} is an RGB image: split the colours (right-click the "
