@@ -31,9 +31,10 @@ __all__ = [
 
 #: ``segment --model`` on a raw uint16 movie read from disk: the frames, two float32 maps, the
 #: method's labels and candidate forests, the whole-cell growth and the written labels. Measured
-#: 2026-12-06 (H-EMD, ``nuclei-fluo``, one view): 26.0 bytes per pixel between 64 and 128 frames
-#: of Fluo-N2DL-HeLa (700 x 1100); synthetic nuclei 31.8 (32 -> 64 frames of 512 x 512) and 17.1
-#: (24 -> 48 of 1024 x 1024): the peak is prediction's or H-EMD's, whichever is higher.
+#: 2026-12-07 (H-EMD, ``nuclei-fluo``, one view): 25.7-27.4 bytes per pixel between 64 and 128
+#: frames of Fluo-N2DL-HeLa (700 x 1100), 24.0 between 192 and 384 synthetic frames of 512 x 512
+#: (the same pixels): the peak is prediction's or H-EMD's, whichever is higher; shorter runs
+#: scatter with the heap (docs/benchmarks.md).
 MODEL_BYTES_PER_PIXEL = 26
 #: ``segment`` on a float32 probability stack read from disk: H-EMD 16.8 / 17.2 / 17.0 bytes per
 #: pixel on the same three movies, threshold and watershed 15.9-16.0; 4 of them are the stack.

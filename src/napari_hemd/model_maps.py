@@ -82,6 +82,11 @@ def model_maps_workflow(
     """
     fg = maps["foreground"]
     maps = dict(maps)
+    if method == "maxvalue" and "boundary" not in maps:  # (a bare KeyError: 'boundary')
+        raise ValueError(
+            "method 'maxvalue' needs the maps' boundary beside the foreground (predict with "
+            "outputs foreground,boundary)"
+        )
     if method == "mutex":
         mutex = _mutex_settings(maps, model, offsets, params)
     else:  # the affinities are the Mutex watershed's alone

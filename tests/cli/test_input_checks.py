@@ -582,3 +582,24 @@ def test_three_inputs_named_in_one_line(video, tmp_path, capsys):
     tifffile.imwrite(tmp_path / "neg.tif", labels)
     assert main(["link", str(tmp_path / "neg.tif"), "-o", str(tmp_path / "l")]) == 2
     assert "labels: expected ids >= 0; got -1 (frame 1)" in capsys.readouterr().err
+
+
+def test_maxvalue_on_a_models_maps_takes_their_boundary(video, tmp_path, capsys):
+    """``segment maps.zarr --method maxvalue`` failed with a bare ``error: boundary`` (a
+    KeyError) on maps without one: said; with predict's boundary, as ``segment --model``."""
+    tifffile.imwrite(tmp_path / "img.tif", video["image"].astype(np.float32))
+    quiet = ["--tta", "1", "--no-progress"]
+    predict = ["predict", str(tmp_path / "img.tif"), "--model", "nuclei-fluo", *quiet]
+    assert main([*predict, "-o", str(tmp_path / "fg.zarr")]) == 0
+    args = ["segment", str(tmp_path / "fg.zarr"), "--method", "maxvalue", "-o"]
+    assert main([*args, str(tmp_path / "x.tif")]) == 2
+    assert "needs the maps' boundary" in capsys.readouterr().err
+    outputs = ["--outputs", "foreground,boundary,background"]
+    assert main([*predict, *outputs, "-o", str(tmp_path / "all.zarr")]) == 0
+    assert main(["segment", str(tmp_path / "all.zarr"), "--method", "maxvalue", "-o",
+                 str(tmp_path / "m.tif"), "--no-progress"]) == 0  # fmt: skip
+    assert main(["segment", str(tmp_path / "img.tif"), "--model", "nuclei-fluo", "--method",
+                 "maxvalue", "-o", str(tmp_path / "d.tif"), *quiet]) == 0  # fmt: skip
+    want = tifffile.imread(tmp_path / "d.tif")
+    assert want.max() > 0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "m.tif"), want)

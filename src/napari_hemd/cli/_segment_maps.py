@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 #: The maps beside a model's foreground that segmenting it as the model does reads.
-EXTRA_MAPS = ("background", "affinities", "instances")
+EXTRA_MAPS = ("background", "boundary", "affinities", "instances")
 
 
 def model_maps_of(args: argparse.Namespace, prob) -> tuple[dict, dict] | None:
@@ -139,6 +139,8 @@ def run_on_model_maps(
     maps = {"foreground": prob}
     if args.method == "mutex":
         maps.update({k: others[k] for k in ("affinities", "instances") if k in others})
+    if args.method == "maxvalue" and "boundary" in others:
+        maps["boundary"] = others["boundary"]
     background = others.get("background")
     if whole_cell_growth(loaded, scale) and background is None:
         log.log(
