@@ -236,3 +236,23 @@ def test_a_plain_zarr_opens_as_labels_only_when_it_holds_labels(tmp_path, labels
     write_labels(labels, tmp_path / "day1.zarr")  # napari-hemd's labels, whatever the name
     ((_, _, kind),) = get_reader(str(tmp_path / "day1.zarr"))(str(tmp_path / "day1.zarr"))
     assert kind == "labels"
+
+
+def test_an_unnamed_4d_array_of_few_planes_opens_as_channels(tmp_path):
+    """A (T, C, Y, X) .npy opened as one layer, and the refusal's advice (napari's Split Stack)
+    split time, giving channels as frames (audit 22): a layer per channel; (T, 1, Y, X) squeezed."""
+    import zarr
+
+    rng = np.random.default_rng(1)
+    tcyx = (1000 + 50 * rng.standard_normal((3, 2, 64, 64))).astype(np.uint16)  # a raw movie
+    np.save(tmp_path / "tcyx.npy", tcyx)
+    ((data, meta, kind),) = get_reader(str(tmp_path / "tcyx.npy"))(str(tmp_path / "tcyx.npy"))
+    assert kind == "image" and meta["channel_axis"] == 1
+    assert meta["name"] == ["tcyx channel 0", "tcyx channel 1"]
+    zarr.save_array(str(tmp_path / "one.zarr"), tcyx[:, :1])
+    ((data, meta, kind),) = get_reader(str(tmp_path / "one.zarr"))(str(tmp_path / "one.zarr"))
+    assert data.shape == (3, 64, 64) and "channel_axis" not in meta
+    np.testing.assert_array_equal(np.asarray(data), tcyx[:, 0])
+    np.save(tmp_path / "stacks.npy", np.zeros((2, 6, 8, 8), np.uint16))  # 6 slices: stacks
+    ((data, meta, _),) = get_reader(str(tmp_path / "stacks.npy"))(str(tmp_path / "stacks.npy"))
+    assert data.shape == (2, 6, 8, 8) and "channel_axis" not in meta

@@ -61,8 +61,11 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         n = None if seq.raw is None else seq.raw.shape[0]
         layers: list[LayerData] = []
         if seq.raw is not None:  # at the pixel size its frames record (Fiji's image sequence)
-            place = _calibration(path, seq.raw.ndim)
-            layers.append((seq.raw, {"name": name, "colormap": "gray", **place}, "image"))
+            raw = seq.raw
+            split = _unnamed_channels(raw, {"colormap": "gray"}, name)
+            place = _calibration(path, raw.ndim - 1 if split else raw.ndim)
+            layers.append(split or (raw, {"name": name, "colormap": "gray"}, "image"))
+            layers[-1][1].update(place)
         for key, frames in (("GT", seq.gt_seg), ("ST", seq.st_seg)):
             if frames:
                 layers.append((_stack_frames(frames, n), {"name": f"{name} {key}"}, "labels"))
@@ -78,6 +81,14 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         data = lazy_tiff(path) if lazy else read_stack(path)
         meta = {"name": name, **_calibration(path, data.ndim), **_axis_names(path, data.ndim)}
         kind = _kind(path, data)
+        split = (
+            _unnamed_channels(data, {}, name)
+            if kind == "image" and "axis_labels" not in meta
+            else None
+        )
+        if split:
+            split[1].update(_calibration(path, data.ndim - 1))
+            return [split]
         return [(data, {**meta, **_first_frame(path, data, meta, kind)}, kind)]
     elif suffix == ".npy":  # too big: memory-mapped, read as shown
         data = read_stack(path, lazy=_too_big(path, np.load(path, mmap_mode="r").nbytes))
@@ -87,7 +98,33 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
             return group
         data = read_stack(path, lazy=suffix == ".zarr")
     kind = _kind(path, data)
+    split = _unnamed_channels(data, {}, name) if kind == "image" else None
+    if split:
+        return [split]
     return [(data, {"name": name, **_first_frame(path, data, {}, kind)}, kind)]
+
+
+def _unnamed_channels(data, meta: dict, name: str) -> LayerData | None:
+    """A 4D image whose axes no file names, with at most 4 planes on axis 1: channels.
+
+    The rule the command line and the widgets refuse such an input by
+    (:func:`napari_hemd.io.channels.looks_like_channels`): opened as one layer per channel
+    (napari's *Split Stack*, which the refusal pointed to, splits the first axis: time, audit
+    22), one plane (``(T, 1, Y, X)``) dropped. None for anything else.
+    """
+    from napari_hemd.io.channels import looks_like_channels
+
+    shape = tuple(data.shape)
+    if len(shape) != 4 or not looks_like_channels(shape):
+        return None
+    if shape[1] == 1:  # one plane: a (T, Y, X) movie
+        if not isinstance(data, np.ndarray):  # on disk: read as shown
+            import dask.array as da
+
+            data = da.from_array(data, chunks=(1, 1, *shape[2:]))
+        return (data[:, 0], {**meta, "name": name}, "image")
+    names = [f"{name} channel {i}" for i in range(shape[1])]
+    return (data, {**meta, "channel_axis": 1, "name": names}, "image")
 
 
 def _first_frame(path: Path, data, meta: dict, kind: str) -> dict:

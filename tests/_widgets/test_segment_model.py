@@ -551,7 +551,11 @@ def test_channels_in_one_layer_are_not_taken_for_stacks(viewer, errors):
     seg.model.value = "nuclei-fluo"
     assert seg.run() is None
     assert "channels rather than a time-lapse of 3D stacks" in errors[-1]
-    assert "Split Stack" in errors[-1]
+    # a way out that splits the channels (napari's Split Stack splits time: audit 22)
+    assert "viewer.add_image(viewer.layers['two channels'].data, channel_axis=1)" in errors[-1]
+    console = errors[-1].split("console: ")[1].split(");")[0] + ")"
+    added = eval(console, {"viewer": viewer})  # as typed into napari's console
+    assert [ly.data.shape for ly in added] == [movie.shape, movie.shape]
     from napari_hemd._widgets import PredictWidget
 
     pred = PredictWidget(viewer)

@@ -344,21 +344,29 @@ def channels_refusal(desc: str, layer, verb: str) -> str | None:
     from napari_hemd.io.channels import channels_last, looks_like_channels
 
     shape = tuple(layer.data.shape)
+    # napari's Split Stack splits the first axis (time): it led to channels taken as frames
+    # (audit 22). napari-hemd's reader opens a file's channels as layers; the console does too.
+    console = f"in napari's console: viewer.add_image(viewer.layers[{layer.name!r}].data"
     if channels_last(shape):  # napari shows such a layer as RGB(A) when C is 3 or 4
         return (
             f"{desc}: {layer.name!r} has shape {shape}: its last axis ({shape[-1]}) looks like "
-            "channels (an ilastik or multi-class export). Split them into one layer each "
-            f"(right-click the layer > Split Stack) and {verb} the "
-            f"{'foreground probability' if verb == 'segment' else 'nuclear channel'}"
+            "channels (an ilastik or multi-class export). Open the file with napari-hemd's "
+            f"reader, which opens a layer per channel, or {console}, channel_axis=-1); then "
+            f"{verb} the {'foreground probability' if verb == 'segment' else 'nuclear channel'}"
         )
     names = "".join(str(a) for a in layer.axis_labels)  # "tzyx" after an OME-Zarr
     if layer.ndim != 4 or not looks_like_channels(shape, names):
         return None
+    if shape[1] == 1:  # (T, 1, Y, X): no channels, an axis of one plane
+        return (
+            f"{desc}: {layer.name!r} has one plane on its second axis: open the file with "
+            f"napari-hemd's reader, which drops it, or {console}[:, 0])"
+        )
     return (
-        f"{desc}: {layer.name!r} has {layer.data.shape[1]} planes on its second axis: channels "
-        "rather than a time-lapse of 3D stacks? Split them into one layer each (right-click the "
-        f"layer > Split Stack, or open the file with napari-hemd's reader) and {verb} the "
-        "nuclear channel"
+        f"{desc}: {layer.name!r} has {shape[1]} planes on its second axis: channels rather than "
+        "a time-lapse of 3D stacks? Open the file with napari-hemd's reader, which opens a layer "
+        f"per channel, or {console}, channel_axis=1); then {verb} the nuclear channel (napari's "
+        "Split Stack splits the first axis, time)"
     )
 
 
