@@ -165,3 +165,26 @@ def test_frames_on_the_last_axis_are_not_taken_for_channels(tmp_path):
     out = tmp_path / "o.tif"
     assert main(["segment", str(tmp_path / "yxt.npy"), "--axis", "2", "-o", str(out)]) == 0
     np.testing.assert_array_equal(np.moveaxis(tifffile.imread(out), 2, 0), expected)
+
+
+def test_measure_refuses_a_colour_image_without_its_stain(tmp_path, capsys):
+    """``measure --image rgb.tif`` measured the mean of R, G and B, no one stain's (audit 22):
+    refused without --channel; with it, the stain's own intensities."""
+    import tifffile
+
+    from napari_hemd.cli import main
+
+    labels = np.zeros((32, 32), np.uint16)
+    labels[4:12, 4:12] = 1
+    rgb = np.zeros((32, 32, 3), np.uint8)
+    rgb[..., 1] = 200  # the green stain
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    args = ["measure", str(tmp_path / "labels.tif"), "--image", str(tmp_path / "rgb.tif")]
+    assert main([*args, "-o", str(tmp_path / "a.csv")]) == 2
+    assert "is a colour image" in capsys.readouterr().err
+    assert main([*args, "--channel", "1", "-o", str(tmp_path / "b.csv")]) == 0
+    import csv
+
+    with open(tmp_path / "b.csv", newline="") as f:
+        assert float(next(csv.DictReader(f))["mean_intensity"]) == 200.0

@@ -123,6 +123,14 @@ def run(args: argparse.Namespace) -> int:
     image = None
     numbers = _frame_numbers(path, int(labels.shape[0])) if frames else None
     if args.image is not None:
+        from napari_hemd.io.channels import input_axes
+
+        if args.channel is None and (input_axes(args.image) or "").endswith("S"):
+            raise ValueError(  # its grey mean is no stain's intensity (audit 22)
+                f"--image {args.image!r} is a colour image: its intensities would be the mean of "
+                "its colours, no one stain's; pick the stain with --channel N (0 red, 1 green, "
+                "2 blue)"
+            )
         image = channel_of(_lazy(read_stack), args.image, args, "--image")
         if tuple(image.shape) != tuple(labels.shape) and image.ndim == labels.ndim - 1:
             image = np.asarray(image)[None]  # one frame's image (a 2D image, or the one stack
