@@ -256,3 +256,21 @@ def test_an_unnamed_4d_array_of_few_planes_opens_as_channels(tmp_path):
     np.save(tmp_path / "stacks.npy", np.zeros((2, 6, 8, 8), np.uint16))  # 6 slices: stacks
     ((data, meta, _),) = get_reader(str(tmp_path / "stacks.npy"))(str(tmp_path / "stacks.npy"))
     assert data.shape == (2, 6, 8, 8) and "channel_axis" not in meta
+
+
+def test_channel_layers_take_the_names_the_file_gives(tmp_path):
+    """An OME-TIFF's channel names were dropped: layers 'channel 0/1' (audit 22)."""
+    import tifffile
+
+    path = tmp_path / "movie.ome.tif"
+    tifffile.imwrite(
+        path, np.zeros((2, 2, 16, 16), np.uint16),
+        metadata={"axes": "TCYX", "Channel": {"Name": ["GFP-actin", "H2B-mCherry"]}},
+    )  # fmt: skip
+    ((_, meta, _),) = get_reader(str(path))(str(path))
+    assert meta["name"] == ["movie.ome channel 0 (GFP-actin)", "movie.ome channel 1 (H2B-mCherry)"]
+    plain = tmp_path / "plain.tif"  # none given: numbered
+    tifffile.imwrite(plain, np.zeros((2, 2, 16, 16), np.uint16), imagej=True,
+                     metadata={"axes": "TCYX"})  # fmt: skip
+    ((_, meta, _),) = get_reader(str(plain))(str(plain))
+    assert meta["name"] == ["plain channel 0", "plain channel 1"]

@@ -288,7 +288,7 @@ def _tiff_channel_layers(path: Path, name: str, *, lazy: bool = False) -> list[L
     picks one with ``--channel``); colour samples get red, green and blue. Empty: not such a file.
     ``lazy``: read plane by plane as shown (:func:`napari_hemd.io.tiff.lazy_tiff`).
     """
-    from napari_hemd.io.channels import input_axes
+    from napari_hemd.io.channels import channel_names, input_axes
     from napari_hemd.io.tiff import lazy_tiff, read_tiff
 
     axes = input_axes(path) or ""
@@ -306,8 +306,16 @@ def _tiff_channel_layers(path: Path, name: str, *, lazy: bool = False) -> list[L
         n = min(n, 3)  # RGBA: the alpha sample is not a stain
         data = data[..., :n]
         meta["colormap"] = ["red", "green", "blue"][:n]
-    meta["name"] = [f"{name} channel {i}" for i in range(n)]
+    meta["name"] = _channel_layer_names(name, n, channel_names(path, n))
     return [(data, meta, "image")]
+
+
+def _channel_layer_names(name: str, n: int, names: list[str] | None) -> list[str]:
+    """``movie channel 1`` ..., with the name the file gives it (``... (H2B-mCherry)``).
+
+    The names were dropped (audit 22).
+    """
+    return [f"{name} channel {i}" + (f" ({names[i]})" if names else "") for i in range(n)]
 
 
 def _read_ctc_result(path: Path, name: str) -> LayerData:
@@ -357,6 +365,7 @@ def _ctc_tracks_layer(path: Path, labels: LayerData) -> list[LayerData]:
 def _read_ome_zarr(path: Path) -> list[LayerData]:
     """Layers of an OME-Zarr group, lazily: every resolution level stays on disk."""
     from napari_hemd.io.calibration import KNOWN_UNITS, node_pixel_size
+    from napari_hemd.io.channels import channel_names
     from napari_hemd.io.ome_zarr import read_ome_zarr
 
     layers: list[LayerData] = []
@@ -367,7 +376,10 @@ def _read_ome_zarr(path: Path) -> list[LayerData]:
         c = axes.find("c") if node.kind == "image" else -1
         if c >= 0 and node.levels[0].shape[c] > 1:  # one layer per channel, as for TIFFs
             meta["channel_axis"] = c
-            meta["name"] = [f"{node.name} channel {i}" for i in range(node.levels[0].shape[c])]
+            n = node.levels[0].shape[c]
+            meta["name"] = _channel_layer_names(
+                node.name, n, channel_names(path, n, attrs=dict(node.attrs))
+            )
             axes, meta["scale"] = axes.replace("c", ""), [v for i, v in enumerate(scale) if i != c]
         if axes:
             meta["axis_labels"] = tuple(axes)

@@ -284,3 +284,34 @@ def _file_shape(path, data) -> tuple[int, ...]:
         with tifffile.TiffFile(path) as tif:
             return tuple(tif.series[0].shape)
     return tuple(data.shape)
+
+
+def channel_names(path, n: int, attrs: dict | None = None) -> list[str] | None:
+    """The names a file gives its ``n`` channels, else None.
+
+    OME-TIFF ``Channel Name``, OME-Zarr's ``omero.channels[].label`` (``attrs``: the image's
+    attributes). Never raises: a file naming fewer or none gives None.
+    """
+    names: list[str] = []
+    try:
+        if attrs is not None:
+            names = [
+                str(c.get("label") or "") for c in (attrs.get("omero") or {}).get("channels", [])
+            ]
+        elif str(path).lower().endswith((".tif", ".tiff")):
+            import xml.etree.ElementTree as ET
+
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                xml = tif.ome_metadata if tif.is_ome else None
+            if xml:
+                root = ET.fromstring(xml)
+                pixels = next((e for e in root.iter() if e.tag.endswith("Pixels")), None)
+                if pixels is not None:
+                    names = [str(c.get("Name") or "") for c in pixels if c.tag.endswith("Channel")]
+    except Exception:  # metadata we cannot read: no names
+        return None
+    if len(names) != n or not all(names):
+        return None
+    return names
