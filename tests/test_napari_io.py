@@ -274,3 +274,21 @@ def test_channel_layers_take_the_names_the_file_gives(tmp_path):
                      metadata={"axes": "TCYX"})  # fmt: skip
     ((_, meta, _),) = get_reader(str(plain))(str(plain))
     assert meta["name"] == ["plain channel 0", "plain channel 1"]
+
+
+def test_stacks_a_file_names_are_not_split_as_channels(tmp_path):
+    """A (T, Z, Y, X) TIFF naming its axes, or maps predict made of stacks, opened as three
+    'channel' layers (review 29b): stacks."""
+    import tifffile
+    import zarr
+
+    rng = np.random.default_rng(2)
+    movie = (1000 + 50 * rng.standard_normal((2, 3, 32, 32))).astype(np.float32)
+    tifffile.imwrite(tmp_path / "shaped.tif", movie, metadata={"axes": "TZYX"})
+    ((data, meta, _),) = get_reader(str(tmp_path / "shaped.tif"))(str(tmp_path / "shaped.tif"))
+    assert data.shape == movie.shape and "channel_axis" not in meta
+    group = zarr.open_group(str(tmp_path / "prob.zarr"), mode="w")
+    group.create_array("foreground", shape=movie.shape, dtype=np.float32)[...] = movie / 2000
+    group.attrs.update(model="nuclei-3d", stacks=2, planes=3)
+    ((data, meta, _),) = get_reader(str(tmp_path / "prob.zarr"))(str(tmp_path / "prob.zarr"))
+    assert data.shape == movie.shape and "channel_axis" not in meta

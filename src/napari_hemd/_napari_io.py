@@ -60,15 +60,18 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         seq = read_ctc_sequence(path, lazy=True)
         n = None if seq.raw is None else seq.raw.shape[0]
         layers: list[LayerData] = []
+        place: dict = {}
         if seq.raw is not None:  # at the pixel size its frames record (Fiji's image sequence)
             raw = seq.raw
-            split = _unnamed_channels(raw, {"colormap": "gray"}, name)
+            split = _unnamed_channels(raw, {"colormap": "gray"}, name, path)
             place = _calibration(path, raw.ndim - 1 if split else raw.ndim)
             layers.append(split or (raw, {"name": name, "colormap": "gray"}, "image"))
             layers[-1][1].update(place)
         for key, frames in (("GT", seq.gt_seg), ("ST", seq.st_seg)):
-            if frames:
-                layers.append((_stack_frames(frames, n), {"name": f"{name} {key}"}, "labels"))
+            if frames:  # on the frames, at their pixel size (review 29b: the masks were not)
+                masks = _stack_frames(frames, n)
+                own = place if len(place.get("scale", ())) == masks.ndim else {}
+                layers.append((masks, {"name": f"{name} {key}", **own}, "labels"))
         return layers
     suffix = path.suffix.lower()
     if suffix in HDF5_SUFFIXES:
@@ -82,7 +85,7 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         meta = {"name": name, **_calibration(path, data.ndim), **_axis_names(path, data.ndim)}
         kind = _kind(path, data)
         split = (
-            _unnamed_channels(data, {}, name)
+            _unnamed_channels(data, {}, name, path)
             if kind == "image" and "axis_labels" not in meta
             else None
         )
@@ -98,13 +101,13 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
             return group
         data = read_stack(path, lazy=suffix == ".zarr")
     kind = _kind(path, data)
-    split = _unnamed_channels(data, {}, name) if kind == "image" else None
+    split = _unnamed_channels(data, {}, name, path) if kind == "image" else None
     if split:
         return [split]
     return [(data, {"name": name, **_first_frame(path, data, {}, kind)}, kind)]
 
 
-def _unnamed_channels(data, meta: dict, name: str) -> LayerData | None:
+def _unnamed_channels(data, meta: dict, name: str, path: Path) -> LayerData | None:
     """A 4D image whose axes no file names, with at most 4 planes on axis 1: channels.
 
     The rule the command line and the widgets refuse such an input by
@@ -112,10 +115,14 @@ def _unnamed_channels(data, meta: dict, name: str) -> LayerData | None:
     (napari's *Split Stack*, which the refusal pointed to, splits the first axis: time, audit
     22), one plane (``(T, 1, Y, X)``) dropped. None for anything else.
     """
-    from napari_hemd.io.channels import looks_like_channels
+    from napari_hemd.io.channels import input_axes, looks_like_channels
+    from napari_hemd.io.stacks import recorded_params
 
     shape = tuple(data.shape)
-    if len(shape) != 4 or not looks_like_channels(shape):
+    if len(shape) != 4 or not looks_like_channels(shape, input_axes(path)):
+        return None  # (a file naming its z axis, as a TZYX TIFF does, holds stacks)
+    recorded = recorded_params(path)
+    if recorded.get("stacks") or recorded.get("planes"):  # maps predict made of stacks
         return None
     if shape[1] == 1:  # one plane: a (T, Y, X) movie
         if not isinstance(data, np.ndarray):  # on disk: read as shown

@@ -70,3 +70,24 @@ def test_real_label_images_pass_and_real_frames_do_not(shared_data):
     c2c12 = np.load(shared_data / "c2c12" / "data_small.npz")
     assert not_instance_labels(c2c12["labels"]) is None
     assert not_instance_labels(c2c12["images"]) is not None
+
+
+def test_a_lazy_stack_is_judged_from_windows_not_whole_frames():
+    """Judging a zarr by its values read whole frames (a 12000 x 12000 plane: 1.2 GB) to look
+    at their centres (review 29b): only the windows are read."""
+    from napari_hemd.core.validation import not_instance_labels
+
+    class Counted:
+        def __init__(self, arr):
+            self.arr, self.shape, self.dtype, self.read = arr, arr.shape, arr.dtype, []
+
+        def __getitem__(self, key):
+            out = self.arr[key]
+            self.read.append(np.size(out))
+            return out
+
+    labels = np.zeros((3, 3000, 3000), np.uint16)
+    labels[:, 1400:1500, 1400:1500] = 7
+    lazy = Counted(labels)
+    assert not_instance_labels(lazy) is None
+    assert lazy.read and max(lazy.read) <= 1024 * 1024

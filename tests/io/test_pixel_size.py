@@ -372,5 +372,11 @@ def test_a_folder_of_calibrated_frames_gives_their_pixel_size(tmp_path, capsys):
     assert size is not None and size.sizes == {"y": 0.645, "x": 0.645} and size.unit == "um"
     layers = get_reader(str(folder))(str(folder))
     assert layers[0][1]["scale"] == [1.0, 0.645, 0.645]
+    # a CTC sequence's reference masks lie on its frames, at their pixel size (review 29b)
+    seg = tmp_path / "frames_GT" / "SEG"
+    seg.mkdir(parents=True)
+    tifffile.imwrite(seg / "man_seg001.tif", np.ones((16, 16), np.uint16))
+    layers = get_reader(str(folder))(str(folder))
+    assert [m.get("scale") for _, m, _ in layers] == [[1.0, 0.645, 0.645]] * 2
     _fiji(folder / "t003.tif", np.zeros((16, 16), np.uint16), "YX", xy=0.5)  # they disagree
     assert read_pixel_size(folder) is None

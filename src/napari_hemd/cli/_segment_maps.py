@@ -68,7 +68,8 @@ def tiff_model_maps(path) -> tuple[dict, dict] | None:
             if theirs.get("model") == recorded["model"] and theirs.get("output") == name:
                 from napari_hemd.io import read_stack
 
-                others[name] = read_stack(other)  # as segment reads the foreground TIFF
+                # lazily: read only where the method uses it (review 29b: every map was read)
+                others[name] = read_stack(other, lazy=True)
         if "affinities" in others:  # a movie's: (T * N, Y, X) pages, N channels a frame
             others["affinities"] = _frames_of_channels(others["affinities"], p)
     return recorded, others
@@ -84,10 +85,13 @@ def _frames_of_channels(affinities, foreground_path) -> object:
 
     with tifffile.TiffFile(foreground_path) as tif:
         fg = tuple(tif.series[0].shape)
-    arr = np.asarray(affinities)
-    if len(fg) == 3 and arr.ndim == 3 and arr.shape[0] % fg[0] == 0:
-        return arr.reshape(fg[0], arr.shape[0] // fg[0], *arr.shape[1:])
-    return arr
+    shape = tuple(affinities.shape)
+    if len(fg) == 3 and len(shape) == 3 and shape[0] % fg[0] == 0:
+        import dask.array as da
+
+        lazy = affinities if isinstance(affinities, da.Array) else da.from_array(affinities)
+        return lazy.reshape(fg[0], shape[0] // fg[0], *shape[1:])
+    return affinities
 
 
 def run_on_model_maps(

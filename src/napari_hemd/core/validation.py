@@ -127,14 +127,30 @@ _PIECE_PIXELS = 16.0
 
 
 def _label_sample(frame: np.ndarray, side: int = 1024) -> np.ndarray:
-    """One 2D plane of ``frame`` (the middle one of a volume), its centre cropped to ``side``."""
-    frame = np.asarray(frame)
-    while frame.ndim > 2:
-        frame = frame[frame.shape[0] // 2]
-    if frame.ndim < 2:
-        return frame.reshape(1, -1)
-    y0, x0 = (max(0, (n - side) // 2) for n in frame.shape)
-    return np.asarray(frame[y0 : y0 + side, x0 : x0 + side])
+    """One 2D plane of ``frame`` (the middle one of a volume), its centre cropped to ``side``.
+
+    A lazy array (zarr, dask) is indexed before it is read: only that window is (a whole
+    12000 x 12000 plane was read to look at its centre; review 29b).
+    """
+    shape = tuple(frame.shape)
+    if len(shape) < 2:
+        return np.asarray(frame).reshape(1, -1)
+    lead = tuple(n // 2 for n in shape[:-2])  # the middle plane of a volume
+    y0, x0 = (max(0, (n - side) // 2) for n in shape[-2:])
+    return np.asarray(frame[(*lead, slice(y0, y0 + side), slice(x0, x0 + side))])
+
+
+class _FrameOf:
+    """Frame ``t`` of a lazy stack, indexed together with the window :func:`_label_sample` wants."""
+
+    def __init__(self, arr, t: int) -> None:
+        self.arr, self.t, self.shape = arr, int(t), tuple(arr.shape)[1:]
+
+    def __getitem__(self, key):
+        return self.arr[(self.t, *(key if isinstance(key, tuple) else (key,)))]
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.arr[self.t], dtype=dtype)
 
 
 def not_instance_labels(arr, *, frames: int = 3) -> str | None:
@@ -168,9 +184,9 @@ def not_instance_labels(arr, *, frames: int = 3) -> str | None:
         picks = [arr[keys[i]] for i in sorted({0, len(keys) // 2, len(keys) - 1})[:frames]]
     elif len(arr.shape) <= 2:
         picks = [arr]
-    else:
+    else:  # each frame's window read alone (a zarr frame is read whole when indexed by t)
         n = arr.shape[0]
-        picks = [arr[i] for i in sorted({0, n // 2, n - 1})[:frames]] if n else []
+        picks = [_FrameOf(arr, i) for i in sorted({0, n // 2, n - 1})[:frames]] if n else []
     pieces = values = pixels = 0
     for frame in picks:
         plane = _label_sample(frame)
