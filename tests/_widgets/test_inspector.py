@@ -672,3 +672,21 @@ def test_a_click_on_an_objects_rim_shows_the_path_under_its_centre(viewer, qtbot
     assert insp.where.value.startswith(f"frame {t}, object {obj}: ")
     assert "you clicked its rim" in insp.where.value
     assert not errors
+
+
+def test_closed_docks_let_the_viewer_step_through_frames(make_napari_viewer, qtbot, errors):
+    """Proofread and the inspector follow the frame on screen: closed, they raise nothing as
+    the viewer (which outlives them) steps through frames."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((4, 16, 16), np.float32), name="movie")
+    viewer.add_labels(np.zeros((4, 16, 16), np.uint32), name="cells labels")
+    docks = [
+        viewer.window.add_plugin_dock_widget("napari-hemd", name)
+        for name in ("Proofread", "Candidate forest inspector")
+    ]
+    for dock, _ in docks:
+        viewer.window.remove_dock_widget(dock)
+    qtbot.wait(50)
+    for t in range(4):
+        viewer.dims.set_current_step(0, t)
+    assert not errors

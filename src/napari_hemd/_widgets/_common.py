@@ -71,6 +71,10 @@ class _LayerCombo(ComboBox):
         return True
 
 
+#: :meth:`LayerWidget._chosen_labels` of a closed widget.
+CLOSED = object()
+
+
 class LayerWidget(Container):
     """A container with a viewer and layer combo boxes that follow the layer list.
 
@@ -144,6 +148,18 @@ class LayerWidget(Container):
         log.info("docking the Project widget to restore the last session")
         project.confirmed_restore = str(last)  # answered: the Project widget does not ask again
         window.add_plugin_dock_widget("napari-hemd", PROJECT_WIDGET)
+
+    def _chosen_labels(self, handler):
+        """The labels layer chosen, or :data:`CLOSED` once the widget is closed.
+
+        Then ``handler`` is unhooked from the viewer's frame steps (the viewer outlives a
+        closed dock and still steps through frames).
+        """
+        try:
+            return self.labels.value
+        except RuntimeError:
+            self.viewer.dims.events.current_step.disconnect(handler)
+            return CLOSED
 
     def layer_combo(
         self,

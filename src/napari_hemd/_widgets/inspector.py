@@ -14,6 +14,7 @@ from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from napari_hemd._widgets._common import (
+    CLOSED,
     LayerWidget,
     add_or_update,
     ask_yes_no,
@@ -339,10 +340,8 @@ class InspectorWidget(StacksMixin, LayerWidget):
 
     def _show_where(self, _event=None) -> None:
         """Say when the viewer shows another frame than the one the table describes."""
-        try:
-            layer = self.labels.value
-        except RuntimeError:  # the widget was closed; the viewer still steps through frames
-            self.viewer.dims.events.current_step.disconnect(self._show_where)
+        layer = self._chosen_labels(self._show_where)
+        if layer is CLOSED:
             return
         text = self._where
         if self.frame is not None and isinstance(layer, Labels) and layer.ndim >= 3:

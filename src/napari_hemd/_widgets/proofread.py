@@ -17,7 +17,7 @@ from magicgui.widgets import CheckBox, ComboBox, Label, LineEdit, PushButton, Sp
 from napari.layers import Labels, Points
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from napari_hemd._widgets._common import LayerWidget
+from napari_hemd._widgets._common import CLOSED, LayerWidget
 from napari_hemd._widgets._layer_state import (
     apply_edit,
     checked_frames,
@@ -124,10 +124,8 @@ class ProofreadWidget(LayerWidget):
         return index_at(self.viewer, layer)  # its own frame (placed later, or scaled)
 
     def _show_checked(self, _event=None) -> None:
-        try:
-            layer = self.labels.value
-        except RuntimeError:  # the widget was closed; the viewer still steps through frames
-            self.viewer.dims.events.current_step.disconnect(self._show_checked)
+        layer = self._chosen_labels(self._show_checked)
+        if layer is CLOSED:
             return
         frames = checked_frames(layer) if isinstance(layer, Labels) else []
         with self.checked.changed.blocked():
