@@ -258,7 +258,7 @@ def test_an_unnamed_4d_array_of_few_planes_opens_as_channels(tmp_path):
     assert data.shape == (2, 6, 8, 8) and "channel_axis" not in meta
 
 
-def test_channel_layers_take_the_names_the_file_gives(tmp_path):
+def test_channel_layers_take_the_names_the_file_gives(tmp_path, capsys):
     """An OME-TIFF's channel names were dropped: layers 'channel 0/1' (audit 22)."""
     import tifffile
 
@@ -269,6 +269,12 @@ def test_channel_layers_take_the_names_the_file_gives(tmp_path):
     )  # fmt: skip
     ((_, meta, _),) = get_reader(str(path))(str(path))
     assert meta["name"] == ["movie.ome channel 0 (GFP-actin)", "movie.ome channel 1 (H2B-mCherry)"]
+    from napari_hemd.cli import main  # the command line's refusal names them too
+
+    assert (
+        main(["segment", str(path), "--model", "nuclei-fluo", "-o", str(tmp_path / "x.tif")]) == 2
+    )
+    assert ": 0 GFP-actin, 1 H2B-mCherry: choose one with --channel 0..1" in capsys.readouterr().err
     plain = tmp_path / "plain.tif"  # none given: numbered
     tifffile.imwrite(plain, np.zeros((2, 2, 16, 16), np.uint16), imagej=True,
                      metadata={"axes": "TCYX"})  # fmt: skip

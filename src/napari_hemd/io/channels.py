@@ -216,8 +216,10 @@ def select_channel(
         if axes and "C" in axes:
             n = _file_shape(path, data)[axes.index("C")]
             if n > 1:
+                names = channel_names(path, n)  # the ones an OME file gives
+                named = ": " + ", ".join(f"{i} {c}" for i, c in enumerate(names)) if names else ""
                 raise ValueError(
-                    f"{argument} {str(path)!r} has {n} channels{shown}: choose one with "
+                    f"{argument} {str(path)!r} has {n} channels{shown}{named}: choose one with "
                     f"--channel 0..{n - 1} (e.g. {what})"
                 )
         if maps and axes and axes.endswith("S"):
