@@ -367,7 +367,8 @@ def channels_refusal(desc: str, layer, verb: str) -> str | None:
         return (
             f"{desc}: {layer.name!r} has shape {shape}: its last axis ({shape[-1]}) looks like "
             "channels (an ilastik or multi-class export). Open the file with napari-hemd's "
-            f"reader, which opens a layer per channel, or {console}, channel_axis=-1); then "
+            f"reader (an HDF5 or TIFF export opens as a layer per channel), or {console}, "
+            "channel_axis=-1); then "
             f"{verb} the {'foreground probability' if verb == 'segment' else 'nuclear channel'}"
         )
     names = "".join(str(a) for a in layer.axis_labels)  # "tzyx" after an OME-Zarr
