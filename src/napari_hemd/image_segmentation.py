@@ -556,9 +556,8 @@ def segment_image_workflow(
     auto = isinstance(scale, str) and scale == "auto"
     asked_planes = planes
     planes = resolve_planes(loaded, planes, shape)
-    # one (Z, Y, X) stack of 3D objects: a 3D model's stack, seen on three planes or slice by
-    # slice (planes=1); its labels are written, measured and trimmed at its faces as one volume
-    stack = len(shape) == 3 and shape[0] >= 2 and (planes == 3 or "volume" in loaded.metadata)
+    # its labels are written, measured and trimmed at its faces as one volume
+    stack = is_model_stack(loaded, planes, shape)
     from napari_hemd._log import NOTE
 
     if asked_planes == 3 and "volume" not in loaded.metadata:  # time read as z finds nothing
@@ -756,6 +755,17 @@ def link_stacks_workflow(
     stacked, tracks = link_labels(stacked)
     yield (f"link {n} stacks over time", 1, 1)
     return stacked, tracks, {**run, "link_time": True}
+
+
+def is_model_stack(model, planes: int, shape: tuple) -> bool:
+    """Whether an input of ``shape`` is one ``(Z, Y, X)`` stack of 3D objects for ``model``.
+
+    A stack of two or more slices seen on three planes, or a 3D model's slice by slice
+    (``planes=1``). The rule :func:`segment_image` and the maps of a model
+    (:func:`napari_hemd.model_maps.model_maps_workflow`) share.
+    """
+    stack = len(shape) == 3 and shape[0] >= 2
+    return stack and (planes == 3 or "volume" in model.metadata)
 
 
 def one_stack(params) -> bool:

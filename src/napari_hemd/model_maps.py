@@ -20,6 +20,7 @@ import numpy as np
 from napari_hemd.image_segmentation import (
     ImageSegmentation,
     StackResults,
+    is_model_stack,
     labels_from_maps_workflow,
     link_stacks_workflow,
     scaled_defaults,
@@ -107,7 +108,7 @@ def model_maps_workflow(
     params = with_model_defaults(defaults, params)
     grow = whole_cell_growth(model, scale) if "background" in maps else 0
     # each stack one volume, as segment_image takes a 3D model's stack (three planes or one)
-    volume = fg.ndim >= 3 and (planes == 3 or "volume" in model.metadata)
+    volume = is_model_stack(model, planes, tuple(fg.shape)[-3:])
     run = {"method": method, "grow": int(grow), **params, "scale": float(scale)}
     if name is not None:
         run["model"] = name

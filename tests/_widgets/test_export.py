@@ -12,6 +12,18 @@ from napari_hemd._napari_io import get_reader
 from napari_hemd._widgets import ExportWidget
 
 
+def _segmented_linked(viewer, qtbot):
+    """The sample's probability segmented with *link across frames*: its labels layer."""
+    from napari_hemd._widgets import SegmentWidget
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.link.value = True
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    return viewer.layers["nuclei video labels"]
+
+
 def test_export_ome_zarr_standalone(viewer, tmp_path, errors):
     gt = viewer.layers["nuclei video ground truth"]
     gt.metadata["hemd_params"] = {"tau": 0.45, "hemd_model": "nuclei-fluo"}
@@ -63,15 +75,9 @@ def test_export_measurements_of_a_segmented_movie(viewer, qtbot, tmp_path, error
     row per object per frame, the same table as measure_objects, parents from the linking."""
     import csv
 
-    from napari_hemd._widgets import SegmentWidget
     from napari_hemd.core.measure import measure_objects
 
-    seg = SegmentWidget(viewer)
-    seg.prob.value = viewer.layers["nuclei video probability"]
-    seg.link.value = True
-    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
-        pass
-    labels = viewer.layers["nuclei video labels"]
+    labels = _segmented_linked(viewer, qtbot)
     labels.scale = (1.0, 0.2, 0.2)
     exp = ExportWidget(viewer)
     exp.labels.value = labels
@@ -291,15 +297,10 @@ def test_the_tracks_layer_follows_edits_and_comes_back_with_the_project(
     reopened project had none (audit 19). It is redrawn from the edited lineage (Export's)."""
     from napari.layers import Tracks
 
-    from napari_hemd._widgets import ProjectWidget, ProofreadWidget, SegmentWidget
+    from napari_hemd._widgets import ProjectWidget, ProofreadWidget
     from napari_hemd._widgets._tracks import lineage_of
 
-    seg = SegmentWidget(viewer)
-    seg.prob.value = viewer.layers["nuclei video probability"]
-    seg.link.value = True
-    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
-        pass
-    labels = viewer.layers["nuclei video labels"]
+    labels = _segmented_linked(viewer, qtbot)
     shown = viewer.layers["nuclei video labels tracks"]
     t = 3
     gone = int(np.unique(labels.data[t])[1])
