@@ -44,6 +44,10 @@ MARKER = ".napari-hemd-output"
 #: which zarr reports as "not recognized as a component of a Zarr hierarchy").
 MARKER_ATTR = "napari-hemd-output"
 
+#: Attribute (zarr) / JSON key (TIFF) marking a file napari-hemd wrote as instance labels: napari's
+#: reader opens it as labels whatever its name (``io.stacks.LABELS_TIFF_KEY``).
+LABELS_KEY = "napari_hemd_labels"
+
 #: Output suffixes that are single files (everything else is written as a folder).
 FILE_SUFFIXES = (".tif", ".tiff", ".npy", ".pt", ".json", ".csv")
 

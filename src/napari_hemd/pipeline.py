@@ -241,7 +241,9 @@ def stream_stacks(
                 ]  # fmt: skip
                 _gather_as_completed(client, futures, finished)
             params = dict(state.params)
-            attrs = {**params, "stack_by_stack": True}
+            from napari_hemd._atomic import LABELS_KEY
+
+            attrs = {**params, "stack_by_stack": True, LABELS_KEY: True}
             if isinstance(model, (str, os.PathLike)):
                 attrs["model"] = str(model)
             store = raw

@@ -397,6 +397,7 @@ def test_a_model_s_maps_of_stacks_over_time_are_segmented_stack_by_stack(tmp_pat
     assert main(["stream", str(maps), "-o", str(out), "--no-progress"]) == 0
     assert "2 stack(s) over time, stack by stack" in capsys.readouterr().err
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], want)
+    assert recorded_params(out)["napari_hemd_labels"]  # opened as labels by its mark
 
 
 def test_segment_with_an_affinity_model_gives_its_mutex_watershed(tmp_path, shared_data, capsys):

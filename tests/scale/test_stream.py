@@ -173,6 +173,24 @@ def test_follow_writes_a_growing_output(video, tmp_path):
     assert lab.attrs["frames_written"] == len(video)
     np.testing.assert_array_equal(lab[:], hemd(video, iterations=2).labels)
     assert seen and seen == sorted(seen) and seen[0] < len(video)
+    assert _opens_as_labels(out)
+
+
+def _opens_as_labels(store) -> bool:
+    """napari's reader opens a stream output as labels by its mark, whatever its values."""
+    from napari_hemd._napari_io import _named_or_marked, get_reader
+
+    ((_, _, kind),) = get_reader(str(store))(str(store))
+    return kind == "labels" and _named_or_marked(store)
+
+
+def test_stream_outputs_are_marked_as_labels(video, prob_zarr, tmp_path):
+    """``stream``'s zarr labels carried no labels mark (only write_labels' did): napari's reader
+    judged them by their values (session 29's note). Both stream modes now mark them."""
+    out = tmp_path / "day1.zarr"  # a name that says nothing
+    hemd_stream(prob_zarr, out, chunk=8, iterations=2)
+    assert zarr.open_array(str(out)).attrs["napari_hemd_labels"] is True
+    assert _opens_as_labels(out)
 
 
 def test_stream_recovers_from_a_crash_after_publishing(video, prob_zarr, tmp_path):

@@ -618,9 +618,12 @@ def _hemd_stream(
                 for w in todo
             ]
             _gather_as_completed(client, futures, finished)
+        from napari_hemd._atomic import LABELS_KEY
+
         z = zarr.open_array(str(store), mode="r+")
         z.attrs.update(
             {
+                LABELS_KEY: True,  # napari's reader opens it as labels, whatever its name
                 "method": "hemd",
                 "windowed": {"chunk": chunk, "halo": halo},
                 "grow": int(grow),
@@ -887,12 +890,13 @@ def hemd_follow(
             z = zarr.create_array(
                 str(output), shape=(0, *lab.shape), chunks=(1, *lab.shape), dtype=np.uint32
             )
-            from napari_hemd._atomic import marker_attrs
+            from napari_hemd._atomic import LABELS_KEY, marker_attrs
 
             extra = {"exclude_border": True} if exclude_border else {}
             # the mark goes in through ``z``: zarr rewrites the attributes from the copy it holds
             z.attrs.update(
                 {
+                    LABELS_KEY: True,
                     "method": "hemd",
                     "online": {"chunk": chunk},
                     **extra,

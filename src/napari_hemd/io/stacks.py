@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_hemd._atomic import atomic_path
+from napari_hemd._atomic import LABELS_KEY, atomic_path
 from napari_hemd.io.calibration import PIXEL_SIZE_KEY, PixelSize
 from napari_hemd.io.tiff import read_tiff, read_tiff_folder
 
@@ -122,8 +122,9 @@ def maps_group(arr):
 #: Label TIFFs from this size (decoded) on are BigTIFFs (not ImageJ's classic TIFF).
 IMAGEJ_MAX_BYTES = 2**31
 
-#: Key of the JSON description of the label TIFFs :func:`write_labels` writes.
-LABELS_TIFF_KEY = "napari_hemd_labels"
+#: Key of the JSON description of the label TIFFs :func:`write_labels` writes (and the attribute
+#: of its, and ``stream``'s, zarr labels).
+LABELS_TIFF_KEY = LABELS_KEY
 
 
 def recorded_first_frame(path: str | os.PathLike, n: int) -> int:
