@@ -104,6 +104,36 @@ def test_export_measurements_of_a_segmented_movie(viewer, qtbot, tmp_path, error
     assert exp.intensity.native.isHidden()
 
 
+def test_a_table_measures_every_chosen_channel(viewer, tmp_path, errors):
+    """Export's table measured one image layer: a second channel meant a second table (session
+    29's note). Every chosen layer now gives its own intensity columns, named after it."""
+    import csv
+
+    from napari_hemd.core.measure import measure_objects
+
+    raw = viewer.layers["nuclei video image"]
+    truth = np.asarray(viewer.layers["nuclei video ground truth"].data).astype(np.uint32)
+    labels = viewer.add_labels(truth, name="cells")
+    other = viewer.add_image(np.asarray(raw.data)[:, ::-1] * 2.0, name="reporter (GFP)")
+    exp = ExportWidget(viewer)
+    exp.labels.value = labels
+    exp.format.value = "Measurements (CSV)"
+    choices = [c[1] if isinstance(c, tuple) else c for c in exp.intensity.choices]
+    assert raw in choices and other in choices
+    exp.intensity.value = [raw, other]
+    out = exp.export(tmp_path / "two.csv")
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for layer, suffix in ((raw, "nuclei_video_image"), (other, "reporter_GFP")):
+        want = measure_objects(truth, np.asarray(layer.data))
+        got = [float(r[f"mean_intensity_{suffix}"]) for r in rows]
+        np.testing.assert_allclose(got, want["mean_intensity"], rtol=1e-5)
+    exp.intensity.value = []
+    with open(exp.export(tmp_path / "none.csv"), newline="") as f:
+        assert not any("intensity" in k for k in next(csv.DictReader(f)))
+    assert not errors
+
+
 def test_a_frame_ranges_table_takes_intensities_from_the_movie(viewer, tmp_path, errors):
     """Labels of frames 2-4 (Segment's frame range, placed at frame 2) could only be measured
     against a map of their own shape, not the raw movie (audit 17): the movie's frames under

@@ -310,3 +310,49 @@ def test_uint64_ids_keep_their_value():
     lab = np.zeros((1, 8, 8), np.int64)
     lab[0, :2, :2] = 2**62 + 1  # beyond float64's 53 bits
     assert measure_objects(lab)["label"].tolist() == [2**62 + 1]
+
+
+def test_several_channels_are_measured_in_one_table(tmp_path, capsys):
+    """The table measured one image: a second stain meant a second table joined by hand (session
+    29's note). A mapping of images (the API), ``--channel 0,1`` / ``all`` (the command line)
+    give a set of intensity columns each, named after the channel, equal to one at a time."""
+    rng = np.random.default_rng(3)
+    lab = np.zeros((3, 40, 40), np.uint16)
+    lab[:, 4:12, 4:12], lab[:, 20:32, 18:30], lab[1:, 34:38, 2:9] = 1, 2, 3
+    movie = rng.integers(0, 4000, (3, 2, 40, 40)).astype(np.uint16)  # (T, C, Y, X)
+    both = measure_objects(lab, {"GFP": movie[:, 0], "H2B mCherry": movie[:, 1]})
+    for c, name in enumerate(("GFP", "H2B_mCherry")):
+        alone = measure_objects(lab, movie[:, c])
+        for stat in ("mean", "min", "max", "integrated"):
+            np.testing.assert_array_equal(
+                both[f"{stat}_intensity_{name}"], alone[f"{stat}_intensity"]
+            )
+    assert "mean_intensity" not in both
+    with pytest.raises(ValueError, match="give the same column name 'a_b' twice"):
+        measure_objects(lab, {"a b": movie[:, 0], "a-b": movie[:, 0], "a/b": movie[:, 1]})
+    with pytest.raises(ValueError, match="image 'GFP' must have the labels' shape"):
+        measure_objects(lab, {"GFP": movie[:2, 0]})
+    tifffile.imwrite(tmp_path / "labels.tif", lab)
+    ome = tmp_path / "movie.ome.tif"
+    tifffile.imwrite(ome, movie, metadata={"axes": "TCYX", "Channel": {"Name": ["GFP", "RFP"]}})
+    np.save(tmp_path / "movie.npy", movie)
+    base = ["measure", str(tmp_path / "labels.tif"), "--image"]
+    assert main([*base, str(ome), "--channel", "all", "-o", str(tmp_path / "a.csv")]) == 0
+    assert "mean_intensity_c1_RFP" in capsys.readouterr().err
+    npy = [*base, str(tmp_path / "movie.npy"), "--channel-axis", "1"]
+    assert main([*npy, "--channel", "1,0", "-o", str(tmp_path / "b.csv")]) == 0
+    assert main([*npy, "--channel", "1", "-o", str(tmp_path / "c.csv")]) == 0
+    with open(tmp_path / "a.csv", newline="") as f:
+        a = list(csv.DictReader(f))
+    with open(tmp_path / "b.csv", newline="") as f:
+        b = list(csv.DictReader(f))
+    with open(tmp_path / "c.csv", newline="") as f:
+        c = list(csv.DictReader(f))
+    assert [r["mean_intensity_c1_RFP"] for r in a] == [r["mean_intensity_c1"] for r in b]
+    assert [r["mean_intensity_c1"] for r in b] == [r["mean_intensity"] for r in c]
+    assert [float(r["max_intensity_c0_GFP"]) for r in a] == both["max_intensity_GFP"].tolist()
+    capsys.readouterr()
+    assert main([*base, str(tmp_path / "movie.npy"), "--channel", "all", "-o", "x.csv"]) == 2
+    assert "does not name a channel axis" in capsys.readouterr().err
+    assert main([*base, str(ome), "--channel", "0,2", "-o", str(tmp_path / "x.csv")]) == 2
+    assert "2 channels" in capsys.readouterr().err

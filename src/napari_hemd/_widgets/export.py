@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, PushButton, Select
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info, show_warning
 
@@ -63,10 +63,14 @@ class ExportWidget(LayerWidget):
         super().__init__(napari_viewer, labels=True)
         self.labels = self.layer_combo(Labels, "labels")
         self.format = ComboBox(label="format", choices=list(FORMATS), value="CTC result folder")
-        # the table's options: intensities from an image of the labels' shape, 3D objects
-        self.intensity = ComboBox(
-            label="intensities from", choices=self._intensity_choices, nullable=True, value=None
+        # the table's options: intensities from images of the labels' shape (a channel each:
+        # several give a set of columns each, named after the layer), 3D objects
+        self.intensity = Select(label="intensities from", choices=self._intensity_choices)
+        self.intensity.tooltip = (
+            "the image layers (channels) whose intensities to measure in each object: none, one "
+            "(columns mean_intensity ...) or several (Ctrl-click; mean_intensity_<layer> ...)"
         )
+        self.intensity.native.setMaximumHeight(90)
         self.volume = CheckBox(text="one 3D stack (objects across slices), not a movie")
         self.path = FileEdit(label="save to", mode="w")
         self.export_button = PushButton(text="Export")
@@ -285,20 +289,26 @@ class ExportWidget(LayerWidget):
         """
         from napari_hemd.core.measure import measure_objects, write_table
 
-        image = self.intensity.value
-        img = None if image is None else (image.data[0] if image.multiscale else image.data)
-        under = None if image is None else _intensity_frames(image, layer)
-        if img is not None and under is None:
-            raise ValueError(
-                f"intensities from {image.name!r}: shape {tuple(img.shape)}, not the labels' "
-                f"{tuple(data.shape)}"
-            )
-        if img is not None and under != slice(None):  # a movie's frames under the labels
-            img = np.asarray(img[under])
+        chosen = self.intensity.value
+        if isinstance(chosen, Image):  # a script's one layer
+            chosen = [chosen]
+        images = {}
+        for image in chosen or ():
+            img = image.data[0] if image.multiscale else image.data
+            under = _intensity_frames(image, layer)
+            if under is None:
+                raise ValueError(
+                    f"intensities from {image.name!r}: shape {tuple(img.shape)}, not the labels' "
+                    f"{tuple(data.shape)}"
+                )
+            if under != slice(None):  # a movie's frames under the labels
+                img = np.asarray(img[under])
+            images[image.name] = np.asarray(img)[None] if data.ndim == 2 else img
+        # one image: columns mean_intensity ...; several: mean_intensity_<layer name> ...
+        img = None if not images else images if len(images) > 1 else next(iter(images.values()))
         frames = not (data.ndim == 3 and self.volume.value)
         if data.ndim == 2:
             data, frames = np.asarray(data)[None], True
-            img = None if img is None else np.asarray(img)[None]
         spatial = data.ndim - 1 if frames else data.ndim
         scale = [float(v) for v in layer.scale[-spatial:]]
         spacing = scale if any(v != 1.0 for v in scale) else None

@@ -7,10 +7,23 @@ import sys
 from pathlib import Path
 
 
+def _channels(text: str) -> list[int] | str:
+    """``--channel`` of ``measure``: ``N``, ``N,M,...`` or ``all``."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        found = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a channel number, a comma-separated list (0,2) or all; got {text!r}"
+        ) from None
+    if any(c < 0 for c in found) or len(set(found)) != len(found):
+        raise argparse.ArgumentTypeError(f"expected different channel numbers >= 0; got {text!r}")
+    return found
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``measure`` subcommand."""
-    from napari_hemd.cli._segment import add_channel_arguments
-
     p = sub.add_parser(
         "measure",
         help="a table of the objects: size, position, intensity, border, lineage (CSV)",
@@ -30,10 +43,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--image",
         default=None,
-        help="raw movie of the same shape: intensities inside each object (pick one channel of "
-        "a multi-channel movie with --channel)",
+        help="raw movie of the same shape: intensities inside each object (pick the channels "
+        "of a multi-channel movie with --channel)",
     )
-    add_channel_arguments(p)
+    p.add_argument(
+        "--channel",
+        type=_channels,
+        default=None,
+        help="the channel(s) of a multi-channel --image to measure: N, a list (0,2) or all; "
+        "several give a set of intensity columns each, suffixed with the channel "
+        "(mean_intensity_c1, or mean_intensity_c1_GFP where the file names it)",
+    )
+    p.add_argument(
+        "--channel-axis",
+        type=int,
+        default=None,
+        help="with --channel: the axis holding the channels, for an --image that does not name "
+        "its axes (.npy, plain zarr or TIFF); default: the one the file names",
+    )
     p.add_argument(
         "--volume",
         action="store_true",
@@ -129,29 +156,18 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(  # its grey mean is no stain's intensity (audit 22)
                 f"--image {args.image!r} is a colour image: its intensities would be the mean of "
                 "its colours, no one stain's; pick the stain with --channel N (0 red, 1 green, "
-                "2 blue)"
+                "2 blue), or each colour in its own columns with --channel all"
             )
-        image = channel_of(_lazy(read_stack), args.image, args, "--image")
-        if tuple(image.shape) != tuple(labels.shape) and image.ndim == labels.ndim - 1:
-            image = np.asarray(image)[None]  # one frame's image (a 2D image, or the one stack
-            # of a CTC folder, which holds it as its one (1, Z, Y, X) frame)
-        if (
-            tuple(image.shape) != tuple(labels.shape)
-            and numbers is not None
-            and tuple(image.shape[1:]) == tuple(labels.shape[1:])
-            and max(numbers) < image.shape[0]
-        ):  # a CTC folder of some frames (mask036 ...): the movie's frames of those numbers
-            image = np.stack([np.asarray(image[t]) for t in numbers])
-        if tuple(image.shape) != tuple(labels.shape):
-            raise ValueError(
-                f"--image must have the shape of LABELS {tuple(labels.shape)}; got "
-                f"{tuple(image.shape)}"
-                + (
-                    f" (the masks are the movie's frames {numbers[0]}-{numbers[-1]})"
-                    if numbers
-                    else ""
-                )
-            )
+        images = {}
+        for name, chosen in _chosen_channels(args):
+            image = channel_of(_lazy(read_stack), args.image, chosen, "--image")
+            images[name] = _under_labels(image, labels, numbers)
+        image = images.pop(None) if None in images else images
+        if isinstance(image, dict):
+            from napari_hemd.core.measure import column_suffix
+
+            named = ", ".join(f"mean_intensity_{column_suffix(c)} ..." for c in image)
+            print(f"measure: intensities of each channel of {args.image}: {named}", file=sys.stderr)
     elif args.channel is not None or args.channel_axis is not None:
         raise ValueError("--channel needs --image (the movie whose channel is measured)")
     table = measure_objects(
@@ -167,6 +183,75 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _chosen_channels(args: argparse.Namespace) -> list[tuple[str | None, argparse.Namespace]]:
+    """``[(column suffix, args with one --channel), ...]`` of ``--channel``.
+
+    One channel (or none): ``[(None, args)]``, the columns unsuffixed as before. Several, or
+    ``all``: ``c<N>``, with the name the file gives the channel (an OME-TIFF) after it.
+    """
+    from napari_hemd.io.channels import channel_names
+
+    chosen = args.channel
+    if chosen is None or (isinstance(chosen, list) and len(chosen) == 1):
+        one = argparse.Namespace(**{**vars(args), "channel": chosen and chosen[0]})
+        return [(None, one)]
+    if chosen == "all":
+        chosen = list(range(_channel_count(args)))
+    names = channel_names(args.image, max(chosen) + 1) or []
+    out = []
+    for c in chosen:
+        label = f"c{c}" + (f"_{names[c]}" if c < len(names) and names[c] else "")
+        out.append((label, argparse.Namespace(**{**vars(args), "channel": c})))
+    return out
+
+
+def _channel_count(args: argparse.Namespace) -> int:
+    """How many channels ``--image`` holds (``--channel all``), or a clear refusal."""
+    from napari_hemd.io import read_stack
+    from napari_hemd.io.channels import _file_shape, input_axes
+
+    axes = input_axes(args.image) or ""
+    shape = _file_shape(args.image, read_stack(args.image, lazy=True))
+    if args.channel_axis is not None:
+        if not -len(shape) <= args.channel_axis < len(shape):
+            raise ValueError(
+                f"--channel-axis must be an axis of --image (shape {shape}): 0..{len(shape) - 1}; "
+                f"got {args.channel_axis}"
+            )
+        return shape[args.channel_axis]
+    if "C" in axes:
+        return shape[axes.index("C")]
+    if axes.endswith("S"):
+        return shape[-1]
+    raise ValueError(
+        f"--channel all: --image {args.image!r} does not name a channel axis (shape {shape}); "
+        "give the axis holding the channels with --channel-axis (0 = the first)"
+    )
+
+
+def _under_labels(image, labels, numbers: list[int] | None):
+    """``image`` (one channel of --image) shaped as LABELS, or a refusal naming the shapes."""
+    import numpy as np
+
+    if tuple(image.shape) != tuple(labels.shape) and image.ndim == labels.ndim - 1:
+        image = np.asarray(image)[None]  # one frame's image (a 2D image, or the one stack
+        # of a CTC folder, which holds it as its one (1, Z, Y, X) frame)
+    if (
+        tuple(image.shape) != tuple(labels.shape)
+        and numbers is not None
+        and tuple(image.shape[1:]) == tuple(labels.shape[1:])
+        and max(numbers) < image.shape[0]
+    ):  # a CTC folder of some frames (mask036 ...): the movie's frames of those numbers
+        image = np.stack([np.asarray(image[t]) for t in numbers])
+    if tuple(image.shape) != tuple(labels.shape):
+        raise ValueError(
+            f"--image must have the shape of LABELS {tuple(labels.shape)}; got "
+            f"{tuple(image.shape)}"
+            + (f" (the masks are the movie's frames {numbers[0]}-{numbers[-1]})" if numbers else "")
+        )
+    return image
 
 
 def _frame_numbers(path: Path, n: int) -> list[int] | None:

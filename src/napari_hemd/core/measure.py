@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["measure_objects", "write_table"]
+__all__ = ["column_suffix", "measure_objects", "write_table"]
 
 #: The regionprops properties measured, for 2D and 3D objects (renamed in the columns).
 _SHAPE_2D = ("area", "centroid", "bbox", "equivalent_diameter_area", "eccentricity", "solidity")
@@ -44,9 +44,12 @@ def measure_objects(
     ----------
     labels : (T, Y, X) or (T, Z, Y, X) integer array-like (``frames=True``), or (Y, X) / (Z, Y, X)
         Instance labels (0 background); read one frame at a time.
-    image : array-like shaped like ``labels``, optional
+    image : array-like shaped like ``labels``, or a mapping of names to such arrays, optional
         Intensities to measure inside each object (mean, min, max and their sum, the integrated
-        intensity).
+        intensity). A mapping (``{"GFP": gfp, "mCherry": mcherry}``: the channels of a
+        multi-channel movie) measures each one, in columns suffixed with its name
+        (``mean_intensity_GFP``; characters other than letters, digits, ``.``, ``-`` and ``_``
+        become ``_``).
     frames : bool
         Axis 0 of ``labels`` is time (each frame measured on its own); False: one image or volume.
     spacing : sequence of float, optional
@@ -67,13 +70,14 @@ def measure_objects(
         ``centroid_x_<unit>``], ``bbox_*_min`` / ``bbox_*_max`` (max exclusive),
         ``equivalent_diameter`` (pixels), [``equivalent_diameter_<unit>``], ``eccentricity`` and
         ``solidity`` (2D), ``touches_border``,
-        [``mean_intensity``, ``min_intensity``, ``max_intensity``, ``integrated_intensity``],
-        [``parent``].
+        [``mean_intensity``, ``min_intensity``, ``max_intensity``, ``integrated_intensity``,
+        each suffixed ``_<name>`` for a mapping's images], [``parent``].
 
     Raises
     ------
     ValueError
-        ``labels`` of another shape than ``image``, not integers, or a ``spacing`` of the wrong
+        ``labels`` of another shape than ``image`` (any of its images), not integers, a
+        mapping's names empty or the same once made column names, or a ``spacing`` of the wrong
         length or not positive.
     """
     from skimage.measure import regionprops_table
@@ -85,8 +89,11 @@ def measure_objects(
         raise ValueError(f"labels must be {what}; got shape {shape}")
     if not np.issubdtype(np.dtype(labels.dtype), np.integer):
         raise ValueError(f"labels must be integers (instance ids); got dtype {labels.dtype}")
-    if image is not None and tuple(image.shape) != shape:
-        raise ValueError(f"image must have the labels' shape {shape}; got {tuple(image.shape)}")
+    images = _named_images(image)
+    for suffix, img in images:
+        if tuple(img.shape) != shape:
+            what = f"image {suffix[1:]!r}" if suffix else "image"
+            raise ValueError(f"{what} must have the labels' shape {shape}; got {tuple(img.shape)}")
     if spacing is not None:
         spacing = [float(s) for s in spacing]
         if len(spacing) != spatial or not all(s > 0 for s in spacing):
@@ -96,7 +103,7 @@ def measure_objects(
             )
     axes = "zyx"[-spatial:]
     props = ["label", *(_SHAPE_2D if spatial == 2 else _SHAPE_3D)]
-    if image is not None:
+    if images:
         props += _INTENSITY
     parents = {}
     if tracks is not None and len(tracks):
@@ -111,7 +118,9 @@ def measure_objects(
     parts: list[dict[str, np.ndarray]] = []
     for t in range(n_t):  # an empty frame gives empty columns: every column is always there
         lab = np.asarray(labels[t] if frames else labels)
-        img = None if image is None else np.asarray(image[t] if frames else image)
+        planes = [np.asarray(a[t] if frames else a) for _, a in images]
+        # several images: one regionprops pass over them as channels (columns "intensity_mean-c")
+        img = None if not planes else planes[0] if len(planes) == 1 else np.stack(planes, -1)
         ids = None
         if lab.size and int(lab.min()) < 0:
             where = f" (frame {t})" if frames else ""
@@ -154,15 +163,42 @@ def measure_objects(
         lo = np.stack([row[f"bbox_{a}_min"] for a in axes])
         hi = np.stack([row[f"bbox_{a}_max"] for a in axes])
         row["touches_border"] = (lo == 0).any(0) | (hi == np.array(lab.shape)[:, None]).any(0)
-        if img is not None:
-            row["mean_intensity"] = np.asarray(table["intensity_mean"], np.float64)
-            row["min_intensity"] = np.asarray(table["intensity_min"], np.float64)
-            row["max_intensity"] = np.asarray(table["intensity_max"], np.float64)
-            row["integrated_intensity"] = row["mean_intensity"] * row["area"]
+        for c, (suffix, _) in enumerate(images):
+            key = "" if len(images) == 1 else f"-{c}"
+            for stat in ("mean", "min", "max"):
+                column = np.asarray(table[f"intensity_{stat}{key}"], np.float64)
+                row[f"{stat}_intensity{suffix}"] = column
+            row[f"integrated_intensity{suffix}"] = row[f"mean_intensity{suffix}"] * row["area"]
         if parents:
             row["parent"] = np.array([parents.get(int(k), 0) for k in row["label"]], np.int64)
         parts.append(row)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def column_suffix(name) -> str:
+    """An image's name as :func:`measure_objects` suffixes its columns (``H2B mCherry``: ``H2B_mCherry``)."""
+    import re
+
+    return re.sub(r"[^0-9A-Za-z_.-]+", "_", str(name)).strip("_")
+
+
+def _named_images(image) -> list[tuple[str, object]]:
+    """``[(column suffix, array), ...]`` of ``image``: ``[("", image)]``, a mapping's by name."""
+    from collections.abc import Mapping
+
+    if image is None:
+        return []
+    if not isinstance(image, Mapping):
+        return [("", image)]
+    named: dict[str, object] = {}
+    for name, img in image.items():
+        safe = column_suffix(name)
+        if not safe:
+            raise ValueError(f"image: names must hold a letter or digit; got {name!r}")
+        if f"_{safe}" in named:
+            raise ValueError(f"image: names {list(image)} give the same column name {safe!r} twice")
+        named[f"_{safe}"] = img
+    return list(named.items())
 
 
 def write_table(
