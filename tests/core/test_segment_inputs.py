@@ -275,3 +275,69 @@ def test_a_typo_to_segment_image_lists_every_keyword_it_takes():
     assert set(own) <= set(taken) and "tau" in taken
     doc = nh.segment_image.__doc__
     assert all(f"``{n}``" in doc for n in own), [n for n in own if f"``{n}``" not in doc]
+
+
+@pytest.mark.parametrize("method", ["threshold", "watershed", "otsu", "nms", "hemd"])
+def test_every_method_refuses_parameters_out_of_range(video, method):
+    """The baselines took tau 1.5 (nothing), -0.2 (the frame as one object), min_size -5 or
+    2.5, and failed inside numpy on tau '0.5'; hemd refused them (audit 24)."""
+    prob = video["prob"][:2]
+    for kwargs, message in (
+        ({"tau": 1.5}, r"tau must be in \[0, 1\]; got 1.5"),
+        ({"tau": -0.2}, r"tau must be in \[0, 1\]; got -0.2"),
+        ({"tau": float("nan")}, r"tau must be in \[0, 1\]; got nan"),
+        ({"tau": "0.5"}, "tau must be a number; got '0.5'"),
+        ({"tau": None}, "tau must be given"),
+        ({"min_size": -5}, "min_size must be >= 0; got -5"),
+        ({"min_size": 2.5}, "min_size must be a whole number; got 2.5"),
+        ({"connectivity": 2.7}, "connectivity must be a whole number; got 2.7"),
+        ({"axis": 1.0}, "axis must be a whole number"),
+        ({"link": "no"}, "link must be True or False; got 'no'"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            nh.segment(prob, method, **kwargs)
+    if method == "hemd":
+        with pytest.raises(ValueError, match=r"locked must be a mapping \{frame"):
+            nh.segment(prob, locked=[0])
+
+
+def test_linking_and_selection_refuse_values_that_select_nothing(video):
+    """link_labels(min_iou=nan or 2) linked nothing, select_instances(seed_min_peak=5) seeded
+    nothing and took iterations=1.7 as 1, all without a word (audit 24)."""
+    labels = nh.segment(video["prob"][:3], "threshold")
+    for kwargs, message in (
+        ({"min_iou": float("nan")}, r"min_iou must be in \(0, 1\]; got nan"),
+        ({"min_iou": 2.0}, r"min_iou must be in \(0, 1\]; got 2.0"),
+        ({"division_cover": 5.0}, r"division_cover must be in \[0, 1\]; got 5.0"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            nh.link_labels(labels, **kwargs)
+    forests = [nh.build_candidate_forest(f) for f in video["prob"][:2]]
+    with pytest.raises(ValueError, match=r"seed_min_peak must be in \[0, 1\]; got 5"):
+        nh.select_instances(forests, seed_min_peak=5)
+    with pytest.raises(ValueError, match="iterations must be a whole number >= 0; got 1.7"):
+        nh.select_instances(forests, iterations=1.7)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_empty_and_sparse_integer_maps_are_segmented_not_refused(dtype):
+    """An all-zero uint8 / uint16 map (a field without cells) and one with a single small cell
+    were refused as 'a raw image' ('values 0-0'), where their float twins segment (audit 24)."""
+    top = np.iinfo(dtype).max
+    empty = np.zeros((3, 64, 64), dtype)
+    assert nh.segment(empty).max() == 0
+    sparse = np.zeros((3, 256, 256), dtype)
+    sparse[:, 100:106, 100:106] = top
+    np.testing.assert_array_equal(nh.segment(sparse), nh.segment(sparse / np.float32(top)))
+    assert nh.segment(sparse).max() == 1
+    raw = (1000 + 50 * np.random.default_rng(0).standard_normal((3, 64, 64))).astype(np.uint16)
+    with pytest.raises(ValueError, match="does not look like a probability map"):
+        nh.segment(raw)  # a raw movie is still refused
+
+
+def test_a_map_a_rounding_error_outside_0_1_says_so():
+    """1.0000001 (a float32 softmax) was refused as 'values in [0, 1]' with advice on logits."""
+    prob = np.zeros((2, 16, 16), np.float32)
+    prob[1, 3, 3] = np.nextafter(np.float32(1), np.float32(2))
+    with pytest.raises(ValueError, match=r"to 1.000000119.*a rounding error.*numpy.clip"):
+        nh.segment(prob)

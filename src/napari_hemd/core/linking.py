@@ -83,6 +83,10 @@ def link_labels(
         )
     if not float(delta) > 0:
         raise ValueError(f"delta must be > 0; got {delta!r}")
+    if not 0.0 < float(min_iou) <= 1.0:  # nan or 2 linked nothing, without a word (audit 24)
+        raise ValueError(f"min_iou must be in (0, 1]; got {min_iou!r}")
+    if not 0.0 <= float(division_cover) <= 1.0:
+        raise ValueError(f"division_cover must be in [0, 1]; got {division_cover!r}")
     if labels.size and int(labels.max()) > max(4 * labels[0].size, 2**20):
         # ids far beyond the objects (2**40 + k): the overlaps are counted per id, so the ids
         # are made consecutive first (the result's ids are the tracks' own anyway)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -163,11 +163,13 @@ def hemd(
         ``labels`` has frames on axis 0; use :func:`segment` for labels in the input's axis order.
     """
     # Checked before the forests are built, so a bad value fails at once.
+    _required(tau=tau, delta=delta, iterations=iterations, min_size=min_size, variant=variant,
+              split_size=split_size, time_limit=time_limit)  # fmt: skip
     check_params(
         tau=tau, delta=delta, iterations=iterations, connectivity=connectivity,
         min_size=min_size, variant=variant, seed_min_peak=seed_min_peak, lone_growth=lone_growth,
         split_coverage=split_coverage, split_size=split_size, max_candidates=max_candidates,
-        time_limit=time_limit,
+        time_limit=time_limit, link=link, axis=axis, locked=locked,
     )  # fmt: skip
     check_progress(progress)
     if not hasattr(prob, "shape") or not hasattr(prob, "ndim"):  # a list of frames
@@ -315,6 +317,9 @@ def segment(
     if not hasattr(prob, "shape") or not hasattr(prob, "ndim"):
         prob = np.asarray(prob)
     if method != "hemd":  # (hemd() judges it itself: the frames read once)
+        # the baselines took tau 1.5 (nothing), -0.2 (one object), min_size -5 (audit 24)
+        _required(tau=tau, min_size=min_size)
+        check_params(tau=tau, min_size=min_size, connectivity=connectivity, link=link, axis=axis)
         refuse_raw_image(prob)  # a raw movie: as the CLI and the widget refuse it
     given = [n for n, a in (("boundary", boundary), ("background", background)) if a is not None]
     if given and method != "maxvalue":  # was ignored, a wrong shape too
@@ -430,6 +435,9 @@ def check_params(
     split_size=None,
     max_candidates=None,
     time_limit=None,
+    link=None,
+    axis=None,
+    locked=None,
     **_other,
 ) -> None:
     """Refuse out-of-range H-EMD / baseline parameters (``None``: not given, not checked).
@@ -448,6 +456,16 @@ def check_params(
         )
     )  # fmt: skip
     min_size = _number("min_size", min_size, whole=True)
+    connectivity = _number("connectivity", connectivity, whole=True)  # 2.7 was taken as 2
+    if link is not None and not (isinstance(link, (bool, np.bool_, int)) and link in (0, 1)):
+        raise ValueError(f"link must be True or False; got {link!r}")  # "no" linked
+    if axis is not None and (isinstance(axis, bool) or not isinstance(axis, (int, np.integer))):
+        raise ValueError(f"axis must be a whole number (the axis frames run along); got {axis!r}")
+    if locked is not None and not isinstance(locked, Mapping):
+        raise ValueError(
+            "locked must be a mapping {frame: [candidate node, ...]}; got "
+            f"{type(locked).__name__} {locked!r}"
+        )
     max_candidates = _number("max_candidates", max_candidates, whole=True)
     time_limit = _number("time_limit", time_limit)
     if tau is not None and not 0.0 <= tau <= 1.0:
@@ -481,6 +499,13 @@ def check_params(
         raise ValueError(
             f"time_limit must be > 0 (seconds per integer program); got {time_limit!r}"
         )
+
+
+def _required(**values) -> None:
+    """Refuse ``None`` for parameters that have no 'not given' (``tau=None`` failed in float())."""
+    for name, value in values.items():
+        if value is None:
+            raise ValueError(f"{name} must be given (its default is a value, not None); got None")
 
 
 def check_progress(progress) -> None:

@@ -226,8 +226,10 @@ def select_instances(
         raise ValueError(f"split_size must be >= 0; got {split_size!r}")
     if not 0 < float(delta):
         raise ValueError(f"delta must be > 0; got {delta!r}")
-    if int(iterations) < 0:
-        raise ValueError(f"iterations must be >= 0; got {iterations!r}")
+    if isinstance(iterations, bool) or not float(iterations).is_integer() or iterations < 0:
+        raise ValueError(f"iterations must be a whole number >= 0; got {iterations!r}")
+    if not 0.0 <= float(seed_min_peak) <= 1.0:  # a peak above 1 seeded nothing (audit 24)
+        raise ValueError(f"seed_min_peak must be in [0, 1]; got {seed_min_peak!r}")
     shapes = {f.shape for f in forests}
     if len(shapes) > 1:
         raise ValueError(f"all frames must have the same shape; got {sorted(shapes)}")

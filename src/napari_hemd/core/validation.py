@@ -78,10 +78,16 @@ def not_a_probability_map(arr, *, frames: int = 3) -> str | None:
         return None
     n = arr.shape[0] if len(arr.shape) > 2 else 1
     idx = sorted({0, n // 2, n - 1})[:frames] if len(arr.shape) > 2 else [None]
-    sample = np.concatenate(
-        [np.asarray(arr if i is None else arr[i]).ravel()[::7] for i in idx]
-    ).astype(np.float64)
+    planes = [np.asarray(arr if i is None else arr[i]) for i in idx]
+    sample = np.concatenate([f.ravel()[::7] for f in planes]).astype(np.float64)
     top = float(np.iinfo(dtype).max)
+    peak = max(int(f.max()) for f in planes)
+    if peak == 0:  # an empty field of view's map: no cells, as its float twin says (audit 24)
+        return None
+    if peak >= 0.5 * top and np.mean(sample == 0) > 0.5:
+        # a sparse field: background exactly 0, a few confident objects (under the 99.9th
+        # percentile); a raw image's background is not exactly 0 over half of it
+        return None
     lo, hi = np.percentile(sample, [0.1, 99.9])
     if hi - lo < 0.25 * top or hi < 0.5 * top:
         return (
@@ -296,6 +302,12 @@ def check_probability(
                 f"(first at index {tuple(int(i) for i in np.argwhere(bad)[0])})"
             )
         lo, hi = float(arr.min()), float(arr.max())
+        if (lo < 0.0 or hi > 1.0) and lo > -1e-3 and hi < 1.0 + 1e-3:  # 1.0000001 read "[0, 1]"
+            raise ValueError(
+                f"{name} must hold probabilities in [0, 1]; got values from {lo!r} to {hi!r}, a "
+                "rounding error outside it (a float32 softmax can give 1.0000001): clip them "
+                "first, numpy.clip(prob, 0, 1)"
+            )
         if lo < 0.0 or hi > 1.0:
             raise ValueError(
                 f"{name} must hold probabilities in [0, 1]; got values in [{lo:.4g}, {hi:.4g}]. "
@@ -324,10 +336,21 @@ def check_label_ids(frame, t: int | None = None) -> None:
     They were wrapped silently: ids 5 and 2**32 + 5 both came back as 5, -1 as 65535.
     """
     arr = np.asarray(frame)
-    if not arr.size or arr.dtype.kind not in "iu":
-        return
-    lo, hi = int(arr.min()), int(arr.max())
     where = "" if t is None else f" (frame {t})"
+    if not arr.size or arr.dtype.kind == "b":
+        return
+    if arr.dtype.kind == "f":  # whole numbers are ids; -1.0 and 2.6 were wrapped or cut (audit 24)
+        bad = ~np.isfinite(arr) | (arr != np.floor(arr))
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"labels: expected whole-number instance ids; got {arr.dtype} value "
+                f"{float(arr[index]):.{7 if arr.itemsize <= 4 else 12}g} at {index}{where} (labels are integers: round or relabel them "
+                "first, e.g. skimage.measure.label of a mask)"
+            )
+    elif arr.dtype.kind not in "iu":
+        raise ValueError(f"labels: expected integer instance ids; got dtype {arr.dtype}{where}")
+    lo, hi = int(arr.min()), int(arr.max())
     if lo < 0:
         raise ValueError(f"labels: expected ids >= 0; got {lo}{where}")
     if hi >= 2**32:

@@ -224,7 +224,13 @@ def write_ctc_result(
     if first_frame < 0:
         raise ValueError(f"first_frame must be >= 0; got {first_frame}")
     digits = max(3, len(str(first_frame + n - 1)))
-    present = [np.unique(np.asarray(labels[t])) for t in range(n)]
+    from napari_hemd.core.validation import check_label_ids
+
+    present = []
+    for t in range(n):  # negative or fractional ids were wrapped by the uint16 cast (audit 24)
+        frame = np.asarray(labels[t])
+        check_label_ids(frame, t)
+        present.append(np.unique(frame))
     present = [p[p != 0].astype(np.int64) for p in present]
     remap: dict[int, dict[int, int]] = {}
     if tracks is None:
