@@ -315,7 +315,7 @@ def test_linking_and_selection_refuse_values_that_select_nothing(video):
     forests = [nh.build_candidate_forest(f) for f in video["prob"][:2]]
     with pytest.raises(ValueError, match=r"seed_min_peak must be in \[0, 1\]; got 5"):
         nh.select_instances(forests, seed_min_peak=5)
-    with pytest.raises(ValueError, match="iterations must be a whole number >= 0; got 1.7"):
+    with pytest.raises(ValueError, match=r"iterations must be a whole number >= 0; got 1\.7"):
         nh.select_instances(forests, iterations=1.7)
 
 
