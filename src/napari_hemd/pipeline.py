@@ -684,11 +684,12 @@ def _model_maps_group(data):
     None for anything else, or when that model cannot be loaded (said: plain maps then).
     """
     from napari_hemd.io.stacks import maps_group
-    from napari_hemd.models import load_model
 
     group = maps_group(data)
-    if group is None:
+    if group is None:  # plain maps: no model, no torch needed (an install without [torch])
         return None
+    from napari_hemd.models import load_model
+
     name = group.attrs["model"]
     try:
         return group, load_model(name)

@@ -38,6 +38,13 @@ _SUBCOMMANDS = (
 USER_ERRORS = (ValueError, TypeError, KeyError, OSError, MemoryError)
 
 
+#: Modules of the optional extras -> the extra that installs them (a missing one: one line).
+OPTIONAL_MODULES = {
+    "torch": "torch", "elf": "torch", "h5py": "torch", "distributed": "distributed",
+    "napari": "napari", "magicgui": "napari", "qtpy": "napari",
+}  # fmt: skip
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, as the commands' own are.
 
@@ -139,6 +146,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"napari-hemd {args.command}: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # an optional part not installed (audit 23: a traceback)
+        extra = OPTIONAL_MODULES.get((exc.name or "").split(".")[0])
+        if extra is None and "pip install" not in str(exc):  # not an extra's: our bug
+            raise
+        msg = (  # ours name the extra already ("napari-hemd models needs torch: pip ...")
+            str(exc)
+            if extra is None
+            else f"this needs the Python package {exc.name!r}, which is not installed: pip "
+            f"install 'napari-hemd[{extra}]' (or bash scripts/setup.sh in a clone)"
+        )
+        print(f"napari-hemd {args.command}: error: {msg}", file=sys.stderr)
+        return 2
     except Exception as exc:
         if type(exc).__name__ != "KilledWorker":  # distributed's, not imported unless used
             raise
