@@ -142,7 +142,7 @@ def take(out: Path) -> list[Path]:
     exp.path.value = Path("~/hemd-result").expanduser()
     shot("export")
     exp.format.value = "Measurements (CSV)"  # the objects' table, intensities from the raw movie
-    exp.intensity.value = viewer.layers["nuclei video image"]
+    exp.intensity.value = [viewer.layers["nuclei video image"]]
     exp.path.value = Path("~/hemd-cells.csv").expanduser()
     shot("export-table")
     viewer.window.remove_dock_widget(d)
