@@ -276,10 +276,14 @@ class ProjectWidget(LayerWidget):
         from napari.qt.threading import create_worker
 
         done = threading.Event()
+        # napari keeps a finished worker (and so this function) for its activity log: a closure
+        # over ``kwargs`` kept every autosave's copy of the labels, the movie's size per edit
+        # (audit 25). The function takes them out of the box and lets them go once written.
+        box = [kwargs]
 
         def write() -> Path:
             try:
-                return save_project(**kwargs)
+                return save_project(**box.pop())
             finally:  # set in the thread: the GUI thread may be waiting on it
                 done.set()
 
@@ -444,17 +448,21 @@ class ProjectWidget(LayerWidget):
         self._timer.stop()
         self.wait_for_autosave()  # one save at a time (an autosave's rest is written first)
 
+        written = [kwargs["labels"]]  # let go when it ends (a kept closure kept the copy)
+
         def saved(_out) -> None:
+            snapshot = written.pop() if written else None
             try:
                 self._follow(layer, out)
             except RuntimeError:  # the dock was closed meanwhile: the folder is written
                 return
             show_info(f"Project: saved {out}")
             self.autosaved.emit(out)
-            if layer in self.viewer.layers and not np.array_equal(layer.data, kwargs["labels"]):
+            if layer in self.viewer.layers and not np.array_equal(layer.data, snapshot):
                 self._schedule()  # edited while it was written
 
         def ended() -> None:
+            written.clear()
             self._autosave_ended()
             try:
                 self.save_button.enabled = True
