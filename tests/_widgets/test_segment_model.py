@@ -440,6 +440,10 @@ def test_segment_a_time_lapse_of_stacks(make_napari_viewer, qtbot, errors, tmp_p
     assert not needs_rebuild(labels)
     stacks = labels.metadata["hemd_result"]
     assert len(stacks.results) == 2 and stacks.tracks is not None
+    # their tracks drawn, in 3D (a run on stacks records planes, which was taken for one stack:
+    # no Tracks layer, audit 26)
+    tracks = viewer.layers["embryo labels tracks"]
+    assert tracks.data.shape[1] == 5 and set(tracks.data[:, 1]) == {0, 1}
     inspector = InspectorWidget(viewer)
     inspector.labels.value = labels
     z, y, x = (int(v) for v in np.argwhere(stacks.results[1].labels > 0)[0])

@@ -38,7 +38,6 @@ from napari_hemd._widgets._layer_state import (
 )
 from napari_hemd._widgets._tracks import show_tracks
 from napari_hemd.core.segment import HEMDResult, _restore_axis
-from napari_hemd.image_segmentation import one_stack
 from napari_hemd.workflows import locked_choices, selection_choices, stack_rebuild_params
 
 log = logging.getLogger(__name__)
@@ -125,7 +124,9 @@ def show_result(viewer, run: SegmentRun, result) -> None:
     tracks = getattr(result if run.model is not None or run.from_model else res, "tracks", None)
     if run.kept is not None and tracks is not None:  # in the kept labels' ids
         tracks = getattr(out.metadata.get(RESULT_KEY), "tracks", None)
-    shown = show_tracks(viewer, out, tracks, one_stack=one_stack(saved))
+    # one stack's slices are no time (a time-lapse of stacks records planes too: its tracks
+    # were never shown, audit 26)
+    shown = show_tracks(viewer, out, tracks, one_stack=is_one_stack(out))
     how += f"; their tracks in {shown.name!r}" if shown is not None else ""
     kept = getattr(run, "kept", None)
     if kept is not None:
@@ -288,7 +289,7 @@ def _count(out: Labels, saved: dict, res) -> str:
     if len(ids) > 1 and not linked:
         # ids are not the same object from frame to frame: the count a user checks
         per = max(len(i) - 1 for i in ids)
-        unit = "slice" if one_stack(saved) else "frame"
+        unit = "slice" if is_one_stack(out) else "time point" if shown.ndim == 4 else "frame"
         return f"up to {per} objects a {unit} ({n} ids)"
     if len(ids) > 1:
         return f"{n} objects (one id each throughout)"
