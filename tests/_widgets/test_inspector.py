@@ -690,3 +690,27 @@ def test_closed_docks_let_the_viewer_step_through_frames(make_napari_viewer, qtb
     for t in range(4):
         viewer.dims.set_current_step(0, t)
     assert not errors
+
+
+@pytest.mark.parametrize("docked", [False, True])
+def test_a_closed_labels_layer_is_let_go(viewer, qtbot, errors, docked):
+    """The inspector kept the labels layer it was pointed at, and its forests, after the layer
+    was closed (audit 25: 283 MB of labels and 560 MB of forests on a 92-frame movie)."""
+    import gc
+    import weakref
+
+    labels = _segmented(viewer, qtbot)
+    if docked:
+        _, insp = viewer.window.add_plugin_dock_widget("napari-hemd", "Candidate forest inspector")
+    else:
+        insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    t, y, x = (int(v) for v in np.argwhere(labels.data > 0)[0])
+    insp.inspect(t, (y, x))
+    gone = weakref.ref(labels)
+    forests = weakref.ref(labels.metadata["hemd_result"])
+    viewer.layers.remove(labels)
+    del labels
+    gc.collect()
+    assert gone() is None and forests() is None
+    assert not errors

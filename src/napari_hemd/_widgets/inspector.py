@@ -114,6 +114,9 @@ class InspectorWidget(StacksMixin, LayerWidget):
             lambda _v: self.frame is not None and self.inspect(self.frame, self.pixel)
         )
         self._hook(self.labels.value)
+        # a layer closed while chosen: let it go (kept, with its forests, until the dock
+        # closed: 283 MB of labels and 560 MB of forests on a 92-frame movie, audit 25)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
         #: the where-line of the table shown (``inspect``), before any "on screen" remark
         self._where = self.where.value
         self.viewer.dims.events.current_step.connect(self._show_where)
@@ -126,6 +129,11 @@ class InspectorWidget(StacksMixin, LayerWidget):
         self._hooked = layer
         if layer is not None:
             layer.mouse_drag_callbacks.append(self._on_click)
+
+    def _on_layer_removed(self, event) -> None:
+        hooked = getattr(self._hooked, "__wrapped__", self._hooked)
+        if hooked is not None and getattr(event.value, "__wrapped__", event.value) is hooked:
+            self._hook(None)
 
     def _on_click(self, layer: Labels, event) -> None:
         if layer.mode != "pan_zoom":
