@@ -48,13 +48,18 @@ def lineage_of(layer: Labels, data) -> tuple[object, np.ndarray | None]:
     in the copy returned). No linked run: ``(data, None)``. What Export writes and the Tracks
     layer shows.
     """
-    tracks, edited = _run_lineage(layer)
-    if tracks is None:
+    tracks, edited = run_lineage(layer)
+    return with_lineage(data, None if tracks is None else (tracks, edited))
+
+
+def with_lineage(data, lineage: tuple[np.ndarray, bool] | None) -> tuple[object, np.ndarray | None]:
+    """:func:`lineage_of` from what :func:`run_lineage` read (no napari: a worker runs it)."""
+    if lineage is None:
         return data, None
-    return _lineage(data, tracks, edited)
+    return _lineage(data, *lineage)
 
 
-def _run_lineage(layer: Labels) -> tuple[np.ndarray | None, bool]:
+def run_lineage(layer: Labels) -> tuple[np.ndarray | None, bool]:
     """``(the run's tracks or None, edited since)``: what :func:`lineage_of` reads of the layer."""
     res = layer.metadata.get(RESULT_KEY)
     tracks = getattr(res, "tracks", None)
@@ -147,7 +152,7 @@ def refresh_tracks(viewer, labels: Labels, *, create: bool = False):
     linked = (labels.metadata.get(PARAMS_KEY) or {}).get("link")
     if not _over_time(labels, one_stack) or not linked:
         return None
-    tracks, edited = _run_lineage(labels)
+    tracks, edited = run_lineage(labels)
     bare, data = _bare(labels), labels.data
     asked = _STAMP.get(bare, 0)
 

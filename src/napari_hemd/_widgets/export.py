@@ -23,7 +23,7 @@ from napari_hemd._widgets._layer_state import (
     first_frame,
     is_one_stack,
 )
-from napari_hemd._widgets._tracks import lineage_of
+from napari_hemd._widgets._tracks import run_lineage, with_lineage
 from napari_hemd.io import add_ome_zarr_labels, is_ome_zarr, write_labels, write_ome_zarr_labels
 from napari_hemd.io.ome_zarr import axes_from_names
 from napari_hemd.workflows import jsonable_locked
@@ -230,13 +230,17 @@ class ExportWidget(LayerWidget):
         data = level0 if lazy else np.array(level0)
         if fmt == "CTC result folder" and data.ndim == 2:
             data = data[None]
-        tracks = None  # a lineage: a CTC folder's res_track.txt, a table's parent column
+        # a lineage: a CTC folder's res_track.txt, a table's parent column. What it needs of
+        # the layer is read now; it is worked out in write() (seconds on a long movie, which
+        # blocked napari before the background write began, audit 25)
+        lineage = None
         one_stack = data.ndim == 3 and self.volume.value  # its slices' links are no lineage
         if fmt in ("CTC result folder", TABLE) and data.ndim >= 3 and not one_stack:
-            data, tracks = lineage_of(layer, data)
+            run_tracks, edited = run_lineage(layer)
+            lineage = None if run_tracks is None else (run_tracks, edited)
         if fmt == TABLE:
             try:
-                write = self._table_job(data, out, layer, overwrite, tracks)
+                write = self._table_job(data, out, layer, overwrite, lineage)
             except ValueError as e:  # intensities of another shape
                 self._failed(e)
                 return None
@@ -250,15 +254,16 @@ class ExportWidget(LayerWidget):
             size = _pixel_size(layer, spatial)
 
             def write() -> Path:
+                labels, tracks = with_lineage(data, lineage)
                 return write_labels(
-                    data, out, overwrite=overwrite, tracks=tracks, metadata=meta, axes=axes,
+                    labels, out, overwrite=overwrite, tracks=tracks, metadata=meta, axes=axes,
                     first_frame=first, pixel_size=size,
                 )  # fmt: skip
 
         params = layer.metadata.get(PARAMS_KEY) or {}
         unlinked = (
             fmt == "CTC result folder"
-            and tracks is None
+            and lineage is None
             and PARAMS_KEY in layer.metadata
             and not params.get("link")
             and data.ndim >= 3
@@ -279,7 +284,7 @@ class ExportWidget(LayerWidget):
 
         return write, done
 
-    def _table_job(self, data, out: Path, layer: Labels, overwrite: bool, tracks):
+    def _table_job(self, data, out: Path, layer: Labels, overwrite: bool, lineage):
         """A callable writing the objects' measurements (:func:`~napari_hemd.core.measure.measure_objects`).
 
         Frames on axis 0 (a 2D image: one frame) unless *one 3D stack* is ticked; the layer's
@@ -317,8 +322,9 @@ class ExportWidget(LayerWidget):
         first = max(0, first_frame(layer)) if frames and layer.ndim >= 3 else 0
 
         def write() -> Path:
+            labels, tracks = with_lineage(data, lineage)
             table = measure_objects(
-                data, img, frames=frames, spacing=spacing, unit=unit, tracks=tracks
+                labels, img, frames=frames, spacing=spacing, unit=unit, tracks=tracks
             )
             if first:
                 table["frame"] = np.asarray(table["frame"], np.int64) + first
