@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_hemd.core.linking import lineage_after_edits
 
@@ -165,3 +166,22 @@ def test_a_division_whose_daughter_kept_the_mothers_place_is_found():
     assert rows[mother][:2] == (0, 1)
     daughters = {int(out[2][30, 23]), int(out[2][30, 44])}
     assert len(daughters) == 2 and all(rows[d] == (2, 3, mother) for d in daughters)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.int32, np.int64, np.uint64])
+def test_frame_ids_are_the_ids_np_unique_finds(dtype):
+    """frame_ids counts a frame's ids in one pass (bincount) where they are small, as the
+    count and tracks of a result arriving in napari need (audit 25), else sorts."""
+    from napari_hemd.core.linking import frame_ids
+
+    rng = np.random.default_rng(4)
+    top = min(np.iinfo(dtype).max, 5000)
+    frame = rng.integers(0, top, (60, 70)).astype(dtype)
+    frame[:5] = 0
+    want = np.unique(frame)
+    np.testing.assert_array_equal(frame_ids(frame), want[want > 0])
+    assert frame_ids(frame).dtype == dtype
+    frame[0, 0] = np.iinfo(dtype).max  # far beyond the frame's size: sorted instead
+    want = np.unique(frame)
+    np.testing.assert_array_equal(frame_ids(frame), want[want > 0])
+    assert frame_ids(np.zeros((3, 3), dtype)).size == 0

@@ -37,6 +37,7 @@ from napari_hemd._widgets._layer_state import (
     with_tracks,
 )
 from napari_hemd._widgets._tracks import show_tracks
+from napari_hemd.core.linking import frame_ids
 from napari_hemd.core.segment import HEMDResult, _restore_axis
 from napari_hemd.workflows import locked_choices, selection_choices, stack_rebuild_params
 
@@ -283,12 +284,12 @@ def _count(out: Labels, saved: dict, res) -> str:
     """The objects of the labels, as a user checks them (per frame when ids are not tracks)."""
     shown = np.asarray(out.data)
     # ids per frame, once: the movie's ids are their union
-    ids = [np.unique(f) for f in shown] if shown.ndim >= 3 else [np.unique(shown)]
-    n = len(np.unique(np.concatenate(ids))) - 1
+    ids = [frame_ids(f) for f in shown] if shown.ndim >= 3 else [frame_ids(shown)]
+    n = len(np.unique(np.concatenate(ids)))
     linked = bool(saved.get("link")) or getattr(res, "tracks", None) is not None
     if len(ids) > 1 and not linked:
         # ids are not the same object from frame to frame: the count a user checks
-        per = max(len(i) - 1 for i in ids)
+        per = max(len(i) for i in ids)
         unit = "slice" if is_one_stack(out) else "time point" if shown.ndim == 4 else "frame"
         return f"up to {per} objects a {unit} ({n} ids)"
     if len(ids) > 1:
