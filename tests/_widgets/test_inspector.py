@@ -519,8 +519,13 @@ def test_a_time_lapse_of_stacks_segmented_without_a_model_is_inspected_in_3d(
     insp.preview_row(0)
     preview = viewer.layers["p labels preview"].data
     assert preview.shape == labels.data.shape
+    assert preview.dtype == np.uint8  # an outline: not a movie of int32 zeros (audit 25)
     np.testing.assert_array_equal(preview[t] > 0, res.forests[t].mask(rows[0].node))
     assert not preview[[0, 2]].any()
+    insp.preview_cut(0.3)  # a cut's ids: the type that holds them, the same layer's frame
+    cut = res.forests[t].cut(0.3)
+    np.testing.assert_array_equal(viewer.layers["p labels preview"].data[t], cut)
+    insp.preview_row(0)
     before = labels.data.copy()
     assert insp.use_candidate(0) is not None
     # the child's fill is the object's shape here: the object's own 3D candidate is locked
