@@ -200,6 +200,19 @@ def _calibration(path: Path, ndim: int) -> dict:
     return size.layer_kwargs(ndim, 3 if "z" in size.sizes and "Z" in axes and ndim >= 3 else 2)
 
 
+def _recorded_place(path: Path, ndim: int) -> dict:
+    """``scale`` and ``units`` of a layer of ``ndim`` axes from the pixel size ``path`` records.
+
+    For what names no axes (a zarr store ``stream`` or ``predict`` wrote, a CTC result folder):
+    its last 3 axes are space where a z size is recorded, else its last 2
+    (:meth:`napari_hemd.io.calibration.PixelSize.layer_kwargs`). Empty: none recorded.
+    """
+    from napari_hemd.io.calibration import read_pixel_size
+
+    size = read_pixel_size(path)
+    return {} if size is None else size.layer_kwargs(ndim)
+
+
 def _zarr_group_layers(path: Path, name: str) -> list[LayerData]:
     """A zarr group of several arrays and no array ``0`` as one layer per array; else empty.
 
@@ -337,7 +350,8 @@ def _read_ctc_result(path: Path, name: str) -> LayerData:
     frames = read_ctc_labels(path)
     first = min(frames)
     data = _stack_frames({t - first: m for t, m in frames.items()}, max(frames) - first + 1)
-    meta: dict = {"name": f"{name} labels"}
+    # at the pixel size its masks record (napari-hemd writes it into them, as Fiji does)
+    meta: dict = {"name": f"{name} labels", **_recorded_place(path, data.ndim)}
     if first:
         meta["translate"] = (first,) + (0,) * (data.ndim - 1)
     return (data, meta, "labels")
@@ -364,7 +378,7 @@ def _ctc_tracks_layer(path: Path, labels: LayerData) -> list[LayerData]:
     points, graph = track_points(data, tracks)
     if not len(points):
         return []
-    place = {"translate": meta["translate"]} if "translate" in meta else {}
+    place = {k: meta[k] for k in ("translate", "scale", "units") if k in meta}
     name = meta["name"].removesuffix(" labels") + " tracks"
     return [(points, {"name": name, "graph": graph, "tail_length": 10, **place}, "tracks")]
 

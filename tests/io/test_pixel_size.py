@@ -380,3 +380,55 @@ def test_a_folder_of_calibrated_frames_gives_their_pixel_size(tmp_path, capsys):
     assert [m.get("scale") for _, m, _ in layers] == [[1.0, 0.645, 0.645]] * 2
     _fiji(folder / "t003.tif", np.zeros((16, 16), np.uint16), "YX", xy=0.5)  # they disagree
     assert read_pixel_size(folder) is None
+
+
+def test_a_ctc_folder_keeps_the_voxel_size(tmp_path):
+    """A CTC result folder of a calibrated movie forgot its pixel size: napari opened it at
+    scale 1, off the image, and measure wrote no um columns (audit 26). Each mask records it
+    as Fiji does, and the folder stays a valid CTC result (uint16 LZW masks)."""
+    from napari_hemd._napari_io import get_reader
+
+    size = PixelSize({"z": 2.0, "y": 0.5, "x": 0.5}, "um")
+    lab = np.zeros((3, 4, 32, 32), np.uint16)  # (T, Z, Y, X), one cell dividing at t2
+    lab[:2, 1:3, 4:12, 4:10] = 3
+    lab[2, 1:3, 4:8, 4:10], lab[2, 1:3, 9:12, 4:10] = 5, 6
+    tracks = np.array([[3, 0, 1, 0], [5, 2, 2, 3], [6, 2, 2, 3]])
+    out = write_labels(lab, tmp_path / "res", tracks=tracks, pixel_size=size)
+    assert read_pixel_size(out) == size
+    plain = write_labels(lab, tmp_path / "plain", tracks=tracks)  # uncalibrated: as before
+    assert read_pixel_size(plain) is None
+    assert (out / "res_track.txt").read_text() == (plain / "res_track.txt").read_text()
+    for mask in sorted(out.glob("mask*.tif")):
+        with tifffile.TiffFile(mask) as tif:
+            assert tif.pages[0].compression == tifffile.COMPRESSION.LZW
+            assert tif.series[0].dtype == np.uint16 and tif.series[0].axes == "ZYX"
+    validate = pytest.importorskip("ctc_metrics.scripts.validate")
+    assert validate.validate_sequence(str(out), threads=1)["Valid"] == 1
+    # napari places the masks and their tracks at the voxel size, over the image
+    (data, meta, _), (_, tmeta, kind) = get_reader(str(out))(str(out))
+    assert kind == "tracks" and meta["scale"] == tmeta["scale"] == [1.0, 2.0, 0.5, 0.5]
+    assert meta["units"] == ("pixel", "um", "um", "um")
+    np.testing.assert_array_equal(data, lab)
+    assert main(["measure", str(out), "-o", str(tmp_path / "m.csv")]) == 0
+    row = _table(tmp_path / "m.csv")[0]
+    assert float(row["volume_um3"]) == pytest.approx(float(row["area"]) * 2 * 0.5 * 0.5)
+    # 2D frames: resolution and unit; a 3D mask of one slice, which ImageJ would read 2D
+    flat = write_labels(lab[:, 1], tmp_path / "flat", pixel_size=PixelSize({"y": 0.5, "x": 0.5}, "nm"))  # fmt: skip
+    assert read_pixel_size(flat) == PixelSize({"y": 0.5, "x": 0.5}, "nm")
+    thin = write_labels(lab[:, 1:2], tmp_path / "thin", pixel_size=size)
+    assert read_pixel_size(thin) == size
+    assert tifffile.imread(thin / "mask000.tif").shape == (1, 32, 32)
+
+
+def test_segment_to_a_ctc_folder_keeps_the_pixel_size(tmp_path):
+    """segment -o folder of a Fiji-calibrated movie: masks at the movie's pixel size."""
+    rng = np.random.default_rng(0)
+    prob = np.clip(_labels().astype(np.float32) / 7 + rng.normal(0, 0.02, (2, 32, 32)), 0, 1)
+    src = tmp_path / "prob.tif"
+    tifffile.imwrite(
+        src, prob.astype(np.float32), imagej=True, resolution=(1 / 0.8, 1 / 0.8),
+        metadata={"axes": "TYX", "unit": "micron"},
+    )  # fmt: skip
+    out = tmp_path / "res"
+    assert main(["segment", str(src), "-o", str(out), "--no-progress"]) == 0
+    assert read_pixel_size(out) == PixelSize({"y": 0.8, "x": 0.8}, "um")
