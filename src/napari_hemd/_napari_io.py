@@ -103,8 +103,10 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
     kind = _kind(path, data)
     split = _unnamed_channels(data, {}, name, path) if kind == "image" else None
     if split:
+        split[1].update(_recorded_place(path, data.ndim - 1))
         return [split]
-    return [(data, {"name": name, **_first_frame(path, data, {}, kind)}, kind)]
+    meta = {"name": name, **_recorded_place(path, data.ndim)}  # stream's, predict's zarr
+    return [(data, {**meta, **_first_frame(path, data, meta, kind)}, kind)]
 
 
 def _unnamed_channels(data, meta: dict, name: str, path: Path) -> LayerData | None:
@@ -216,7 +218,9 @@ def _recorded_place(path: Path, ndim: int) -> dict:
 def _zarr_group_layers(path: Path, name: str) -> list[LayerData]:
     """A zarr group of several arrays and no array ``0`` as one layer per array; else empty.
 
-    The maps ``predict`` and ``stream`` write (``foreground``, ``background`` ...), lazily. Integer arrays (``instances``) open as labels, the maps as images.
+    The maps ``predict`` and ``stream`` write (``foreground``, ``background`` ...), lazily,
+    at the pixel size they record. Integer arrays (``instances``) open as labels, the maps as
+    images.
     """
     import zarr
 
@@ -226,15 +230,34 @@ def _zarr_group_layers(path: Path, name: str) -> list[LayerData]:
     keys = sorted(k for k, _ in node.arrays())
     if len(keys) < 2 or "0" in keys:
         return []
+    ref = node["foreground"].ndim if "foreground" in keys else min(node[k].ndim for k in keys)
+    place = _recorded_place(path, ref)
     layers: list[LayerData] = []
     for key in keys:
         arr = node[key]
         labels = np.issubdtype(arr.dtype, np.integer)
-        meta = {"name": f"{name} {key}"}
+        meta = {"name": f"{name} {key}", **_with_channels(place, arr.ndim - ref, ref)}
         if not labels:
             meta["colormap"] = "gray"
         layers.append((arr, meta, "labels" if labels else "image"))
     return layers
+
+
+def _with_channels(place: dict, extra: int, ndim: int) -> dict:
+    """``place`` (of the foreground's ``ndim`` axes) for a map with ``extra`` channel axes.
+
+    Affinities and embeddings hold one channel axis after the frames (``(T, N, Y, X)``; one
+    image's ``(N, Y, X)``): it gets scale 1. Any other shape: not placed.
+    """
+    if not place or extra == 0:
+        return place if extra == 0 else {}
+    if extra != 1:
+        return {}
+    at = 1 if ndim >= 3 else 0
+    out = {"scale": [*place["scale"][:at], 1.0, *place["scale"][at:]]}
+    if "units" in place:
+        out["units"] = (*place["units"][:at], "pixel", *place["units"][at:])
+    return out
 
 
 def _hdf5_layers(path: Path, name: str) -> list[LayerData]:

@@ -432,3 +432,49 @@ def test_segment_to_a_ctc_folder_keeps_the_pixel_size(tmp_path):
     out = tmp_path / "res"
     assert main(["segment", str(src), "-o", str(out), "--no-progress"]) == 0
     assert read_pixel_size(out) == PixelSize({"y": 0.8, "x": 0.8}, "um")
+
+
+def test_zarr_outputs_keep_and_open_at_their_pixel_size(tmp_path):
+    """predict's and stream's zarr outputs record the pixel size, yet napari opened them at
+    scale 1; segment maps.zarr -o x.zarr and link -o x.tif dropped it (audit 26)."""
+    import zarr
+
+    from napari_hemd._napari_io import get_reader
+    from napari_hemd.io.calibration import PIXEL_SIZE_KEY
+
+    size = PixelSize({"y": 0.4, "x": 0.4}, "um")
+    rng = np.random.default_rng(1)
+    prob = np.clip(_labels((4, 32, 32)).astype(np.float32) / 7 + rng.normal(0, 0.02, (4, 32, 32)), 0, 1)  # fmt: skip
+    src = tmp_path / "prob.tif"
+    tifffile.imwrite(
+        src, prob.astype(np.float32), imagej=True, resolution=(1 / 0.4, 1 / 0.4),
+        metadata={"axes": "TYX", "unit": "micron"},
+    )  # fmt: skip
+    streamed = tmp_path / "s.zarr"
+    assert main(["stream", str(src), "-o", str(streamed), "--chunk", "2", "--no-progress"]) == 0
+    ((_, meta, kind),) = get_reader(str(streamed))(str(streamed))
+    assert kind == "labels" and meta["scale"] == [1.0, 0.4, 0.4]
+    assert meta["units"] == ("pixel", "um", "um")
+    for out in ("linked.tif", "linked", "linked.zarr"):  # link keeps the input's
+        args = ["link", str(streamed), "-o", str(tmp_path / out), "--no-progress"]
+        assert main(args) == 0
+        assert read_pixel_size(tmp_path / out) == size, out
+    # a maps group as predict writes it (the pixel size in its attributes)
+    maps = tmp_path / "maps.zarr"
+    group = zarr.open_group(str(maps), mode="w")
+    group.create_array("foreground", data=prob)
+    group.create_array("background", data=1 - prob)
+    group.create_array("affinities", data=np.stack([prob, prob], axis=1))  # (T, N, Y, X)
+    group.attrs[PIXEL_SIZE_KEY] = size.to_json()
+    layers = {m["name"]: m for _, m, _ in get_reader(str(maps))(str(maps))}
+    assert layers["maps foreground"]["scale"] == layers["maps background"]["scale"]
+    assert layers["maps foreground"]["scale"] == [1.0, 0.4, 0.4]
+    assert layers["maps affinities"]["scale"] == [1.0, 1.0, 0.4, 0.4]
+    seg = tmp_path / "seg.zarr"
+    assert main(["segment", str(maps), "-o", str(seg), "--no-progress"]) == 0
+    assert read_pixel_size(seg) == size
+    # a stack's voxel depth: (T, Z, Y, X) labels open with z scaled too
+    deep = PixelSize({"z": 2.0, "y": 0.5, "x": 0.5}, "um")
+    out = write_labels(np.zeros((2, 3, 8, 8), np.uint16), tmp_path / "deep.zarr", pixel_size=deep)
+    ((_, meta, _),) = get_reader(str(out))(str(out))
+    assert meta["scale"] == [1.0, 2.0, 0.5, 0.5] and meta["units"] == ("pixel", "um", "um", "um")

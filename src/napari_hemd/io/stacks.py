@@ -242,7 +242,8 @@ def write_labels(
         (:func:`recorded_first_frame`: napari places the frames there again).
     pixel_size : PixelSize, optional
         The pixels' physical size (:mod:`napari_hemd.io.calibration`), written into TIFFs and
-        a CTC folder's masks (as Fiji reads it) and OME-Zarr; not kept by plain zarr arrays.
+        a CTC folder's masks (as Fiji reads it), OME-Zarr (its axes) and plain zarr arrays (the
+        ``napari_hemd_pixel_size`` attribute ``stream`` and ``predict`` write).
 
     TIFFs of ids up to 65535 are ImageJ hyperstacks, LZW-compressed (Fiji opens them with their
     frames, slices and pixel size; ``metadata`` is their *Info*). Larger ids (32 bits), stacks
@@ -295,8 +296,12 @@ def write_labels(
             else:  # frame by frame: a lazy stack is never all in memory
                 for t in range(arr_shape[0]):
                     z[t] = _checked(labels_arr[t], t)
-            # opened as labels again, whatever the store's name (napari's reader)
-            z.attrs.update({**(metadata or {}), LABELS_TIFF_KEY: True})
+            # opened as labels again, whatever the store's name (napari's reader), at the pixel
+            # size recorded as stream's labels record it (read_pixel_size)
+            attrs = {**(metadata or {}), LABELS_TIFF_KEY: True}
+            if pixel_size is not None:
+                attrs[PIXEL_SIZE_KEY] = pixel_size.to_json()
+            z.attrs.update(attrs)
         else:  # "ctc"
             from napari_hemd.io.ctc import write_ctc_result
 
