@@ -478,3 +478,51 @@ def test_zarr_outputs_keep_and_open_at_their_pixel_size(tmp_path):
     out = write_labels(np.zeros((2, 3, 8, 8), np.uint16), tmp_path / "deep.zarr", pixel_size=deep)
     ((_, meta, _),) = get_reader(str(out))(str(out))
     assert meta["scale"] == [1.0, 2.0, 0.5, 0.5] and meta["units"] == ("pixel", "um", "um", "um")
+
+
+def _ome_zarr_movie(path, data, scale, units):
+    """An OME-Zarr 0.4 image as a converter writes a movie (axes with their units)."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root.create_array("0", data=data, chunk_key_encoding={"name": "v2", "separator": "/"})
+    types = {"t": "time", "z": "space", "y": "space", "x": "space"}
+    axes = [{"name": a, "type": types[a], **({"unit": u} if u else {})} for a, u in units.items()]
+    root.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": axes,
+            "datasets": [
+                {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+            ],
+        }
+    ]
+    return path
+
+
+def test_an_ome_zarr_movies_time_step_is_kept(tmp_path):
+    """segment movie.ome.zarr -o out.ome.zarr gave the labels' t axis scale 1 (the movie's 60
+    s a frame lost): in napari the labels covered t 0-3, the image 0-180 (audit 26)."""
+    from napari_hemd.io.ome_zarr import read_ome_zarr
+
+    rng = np.random.default_rng(2)
+    prob = np.clip(_labels((3, 32, 32)).astype(np.float32) / 7 + rng.normal(0, 0.02, (3, 32, 32)), 0, 1)  # fmt: skip
+    units = {"t": "second", "y": "micrometer", "x": "micrometer"}
+    src = _ome_zarr_movie(tmp_path / "movie.ome.zarr", prob, [60.0, 0.5, 0.5], units)
+    out = tmp_path / "out.ome.zarr"
+    assert main(["segment", str(src), "-o", str(out), "--no-progress"]) == 0
+    (node,) = read_ome_zarr(out)
+    assert node.axes == "tyx" and node.scale == [60.0, 0.5, 0.5]
+    axes = node.attrs["multiscales"][0]["axes"]
+    assert [a.get("unit") for a in axes] == ["second", "micrometer", "micrometer"]
+    assert read_pixel_size(out) == PixelSize({"y": 0.5, "x": 0.5}, "um")
+    from napari_hemd.io.ome_zarr import ome_zarr_time_step
+
+    assert ome_zarr_time_step(src) == (60.0, "second")
+    # nothing to carry: no t axis, or a step of 1 without a unit; other outputs untouched
+    plain = _ome_zarr_movie(tmp_path / "p.ome.zarr", prob, [1.0, 0.5, 0.5], {**units, "t": None})
+    assert ome_zarr_time_step(plain) is None
+    assert ome_zarr_time_step(tmp_path / "nothing.ome.zarr") is None
+    one = tmp_path / "one.ome.zarr"
+    write_labels(_labels((3, 8, 8)), one, axes="zyx", time_step=(60.0, "second"))
+    assert read_ome_zarr(one)[0].scale == [1.0, 1.0, 1.0]

@@ -216,6 +216,7 @@ def write_labels(
     axes: str | None = None,
     first_frame: int = 0,
     pixel_size: PixelSize | None = None,
+    time_step: tuple[float, str | None] | None = None,
 ) -> Path:
     """Write a label stack, chosen by extension, atomically.
 
@@ -244,6 +245,10 @@ def write_labels(
         The pixels' physical size (:mod:`napari_hemd.io.calibration`), written into TIFFs and
         a CTC folder's masks (as Fiji reads it), OME-Zarr (its axes) and plain zarr arrays (the
         ``napari_hemd_pixel_size`` attribute ``stream`` and ``predict`` write).
+    time_step : (float, str or None), optional
+        The frames' interval and its unit (an OME-Zarr movie's ``t`` scale:
+        :func:`napari_hemd.io.ome_zarr.ome_zarr_time_step`), written into an OME-Zarr's ``t``
+        axis; other formats do not keep it.
 
     TIFFs of ids up to 65535 are ImageJ hyperstacks, LZW-compressed (Fiji opens them with their
     frames, slices and pixel size; ``metadata`` is their *Info*). Larger ids (32 bits), stacks
@@ -264,7 +269,7 @@ def write_labels(
 
         return write_ome_zarr_labels(
             labels, path, overwrite=overwrite, metadata=metadata, axes=axes and axes.lower(),
-            pixel_size=pixel_size,
+            pixel_size=pixel_size, time_step=time_step,
         )  # fmt: skip
     labels_arr = labels
     shape = tuple(labels_arr.shape)
