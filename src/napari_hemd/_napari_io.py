@@ -103,8 +103,10 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
     kind = _kind(path, data)
     split = _unnamed_channels(data, {}, name, path) if kind == "image" else None
     if split:
+        split[1].update(_recorded_place(path, data.ndim - 1))
         return [split]
-    return [(data, {"name": name, **_first_frame(path, data, {}, kind)}, kind)]
+    meta = {"name": name, **_recorded_place(path, data.ndim)}  # stream's, predict's zarr
+    return [(data, {**meta, **_first_frame(path, data, meta, kind)}, kind)]
 
 
 def _unnamed_channels(data, meta: dict, name: str, path: Path) -> LayerData | None:
@@ -200,10 +202,25 @@ def _calibration(path: Path, ndim: int) -> dict:
     return size.layer_kwargs(ndim, 3 if "z" in size.sizes and "Z" in axes and ndim >= 3 else 2)
 
 
+def _recorded_place(path: Path, ndim: int) -> dict:
+    """``scale`` and ``units`` of a layer of ``ndim`` axes from the pixel size ``path`` records.
+
+    For what names no axes (a zarr store ``stream`` or ``predict`` wrote, a CTC result folder):
+    its last 3 axes are space where a z size is recorded, else its last 2
+    (:meth:`napari_hemd.io.calibration.PixelSize.layer_kwargs`). Empty: none recorded.
+    """
+    from napari_hemd.io.calibration import read_pixel_size
+
+    size = read_pixel_size(path)
+    return {} if size is None else size.layer_kwargs(ndim)
+
+
 def _zarr_group_layers(path: Path, name: str) -> list[LayerData]:
     """A zarr group of several arrays and no array ``0`` as one layer per array; else empty.
 
-    The maps ``predict`` and ``stream`` write (``foreground``, ``background`` ...), lazily. Integer arrays (``instances``) open as labels, the maps as images.
+    The maps ``predict`` and ``stream`` write (``foreground``, ``background`` ...), lazily,
+    at the pixel size they record. Integer arrays (``instances``) open as labels, the maps as
+    images.
     """
     import zarr
 
@@ -213,15 +230,34 @@ def _zarr_group_layers(path: Path, name: str) -> list[LayerData]:
     keys = sorted(k for k, _ in node.arrays())
     if len(keys) < 2 or "0" in keys:
         return []
+    ref = node["foreground"].ndim if "foreground" in keys else min(node[k].ndim for k in keys)
+    place = _recorded_place(path, ref)
     layers: list[LayerData] = []
     for key in keys:
         arr = node[key]
         labels = np.issubdtype(arr.dtype, np.integer)
-        meta = {"name": f"{name} {key}"}
+        meta = {"name": f"{name} {key}", **_with_channels(place, arr.ndim - ref, ref)}
         if not labels:
             meta["colormap"] = "gray"
         layers.append((arr, meta, "labels" if labels else "image"))
     return layers
+
+
+def _with_channels(place: dict, extra: int, ndim: int) -> dict:
+    """``place`` (of the foreground's ``ndim`` axes) for a map with ``extra`` channel axes.
+
+    Affinities and embeddings hold one channel axis after the frames (``(T, N, Y, X)``; one
+    image's ``(N, Y, X)``): it gets scale 1. Any other shape: not placed.
+    """
+    if not place or extra == 0:
+        return place if extra == 0 else {}
+    if extra != 1:
+        return {}
+    at = 1 if ndim >= 3 else 0
+    out = {"scale": [*place["scale"][:at], 1.0, *place["scale"][at:]]}
+    if "units" in place:
+        out["units"] = (*place["units"][:at], "pixel", *place["units"][at:])
+    return out
 
 
 def _hdf5_layers(path: Path, name: str) -> list[LayerData]:
@@ -337,7 +373,8 @@ def _read_ctc_result(path: Path, name: str) -> LayerData:
     frames = read_ctc_labels(path)
     first = min(frames)
     data = _stack_frames({t - first: m for t, m in frames.items()}, max(frames) - first + 1)
-    meta: dict = {"name": f"{name} labels"}
+    # at the pixel size its masks record (napari-hemd writes it into them, as Fiji does)
+    meta: dict = {"name": f"{name} labels", **_recorded_place(path, data.ndim)}
     if first:
         meta["translate"] = (first,) + (0,) * (data.ndim - 1)
     return (data, meta, "labels")
@@ -364,7 +401,7 @@ def _ctc_tracks_layer(path: Path, labels: LayerData) -> list[LayerData]:
     points, graph = track_points(data, tracks)
     if not len(points):
         return []
-    place = {"translate": meta["translate"]} if "translate" in meta else {}
+    place = {k: meta[k] for k in ("translate", "scale", "units") if k in meta}
     name = meta["name"].removesuffix(" labels") + " tracks"
     return [(points, {"name": name, "graph": graph, "tail_length": 10, **place}, "tracks")]
 

@@ -797,6 +797,7 @@ def link_stack_workflow(
     overwrite: bool = False,
     first_frame: int = 0,
     metadata: dict | None = None,
+    pixel_size=None,
 ) -> Generator[tuple[str, int, int], None, tuple[Path, np.ndarray]]:
     """Link a label movie over time, two frames in memory at a time, and write it with its tracks.
 
@@ -819,6 +820,8 @@ def link_stack_workflow(
         The movie's number of ``labels[0]`` (a CTC folder's masks are numbered from it).
     metadata : dict, optional
         Stored with the labels (as by ``write_labels``).
+    pixel_size : napari_hemd.io.calibration.PixelSize, optional
+        The labels' pixel size (the input's), written with them as ``write_labels`` does.
 
     Yields ``("link", t, n)`` after each frame; returns ``(output, tracks)``: the CTC lineage
     (``L B E P`` rows) written with it.
@@ -872,6 +875,6 @@ def link_stack_workflow(
             meta["tracks"] = tracks.tolist()
         out = write_labels(
             linked, output, overwrite=overwrite, tracks=tracks, metadata=meta,
-            first_frame=first_frame,
+            first_frame=first_frame, pixel_size=pixel_size,
         )  # fmt: skip
     return out, tracks

@@ -215,6 +215,27 @@ def test_a_stack_exports_as_one_3d_frame(make_napari_viewer, tmp_path, errors):
     assert not errors
 
 
+def test_a_ctc_export_keeps_the_layers_voxel_size(make_napari_viewer, tmp_path, errors):
+    """The CTC folder of a calibrated (T, Z, Y, X) layer reopened at scale 1, off the image
+    (audit 26): its masks record the voxel size, and napari places them there again."""
+    from napari_hemd.io.calibration import PixelSize, read_pixel_size
+
+    lab = np.zeros((2, 4, 24, 24), np.uint16)
+    lab[:, 1:3, 4:12, 4:10] = 1
+    viewer = make_napari_viewer()
+    scale, units = (1.0, 2.0, 0.5, 0.5), ("pixel", "um", "um", "um")
+    layer = viewer.add_labels(lab, name="cells", scale=scale, units=units)
+    exp = ExportWidget(viewer)
+    exp.labels.value = layer
+    exp.format.value = "CTC result folder"
+    out = exp.export(tmp_path / "res")
+    assert read_pixel_size(out) == PixelSize({"z": 2.0, "y": 0.5, "x": 0.5}, "um")
+    reopened = viewer.open(str(out), plugin="napari-hemd")[0]  # (no tracks: one cell)
+    assert tuple(reopened.scale) == scale
+    np.testing.assert_array_equal(reopened.data, lab)
+    assert not errors
+
+
 def test_a_re_run_keeps_its_lineage_an_edit_keeps_what_holds(viewer, qtbot, tmp_path, errors):
     """A linked Segment run again with another tau (no hand edit) exported no parents: the run
     is a step of the undo history and was taken for an edit. Any edit then dropped every

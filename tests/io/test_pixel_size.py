@@ -380,3 +380,149 @@ def test_a_folder_of_calibrated_frames_gives_their_pixel_size(tmp_path, capsys):
     assert [m.get("scale") for _, m, _ in layers] == [[1.0, 0.645, 0.645]] * 2
     _fiji(folder / "t003.tif", np.zeros((16, 16), np.uint16), "YX", xy=0.5)  # they disagree
     assert read_pixel_size(folder) is None
+
+
+def test_a_ctc_folder_keeps_the_voxel_size(tmp_path):
+    """A CTC result folder of a calibrated movie forgot its pixel size: napari opened it at
+    scale 1, off the image, and measure wrote no um columns (audit 26). Each mask records it
+    as Fiji does, and the folder stays a valid CTC result (uint16 LZW masks)."""
+    from napari_hemd._napari_io import get_reader
+
+    size = PixelSize({"z": 2.0, "y": 0.5, "x": 0.5}, "um")
+    lab = np.zeros((3, 4, 32, 32), np.uint16)  # (T, Z, Y, X), one cell dividing at t2
+    lab[:2, 1:3, 4:12, 4:10] = 3
+    lab[2, 1:3, 4:8, 4:10], lab[2, 1:3, 9:12, 4:10] = 5, 6
+    tracks = np.array([[3, 0, 1, 0], [5, 2, 2, 3], [6, 2, 2, 3]])
+    out = write_labels(lab, tmp_path / "res", tracks=tracks, pixel_size=size)
+    assert read_pixel_size(out) == size
+    plain = write_labels(lab, tmp_path / "plain", tracks=tracks)  # uncalibrated: as before
+    assert read_pixel_size(plain) is None
+    assert (out / "res_track.txt").read_text() == (plain / "res_track.txt").read_text()
+    for mask in sorted(out.glob("mask*.tif")):
+        with tifffile.TiffFile(mask) as tif:
+            assert tif.pages[0].compression == tifffile.COMPRESSION.LZW
+            assert tif.series[0].dtype == np.uint16 and tif.series[0].axes == "ZYX"
+    validate = pytest.importorskip("ctc_metrics.scripts.validate")
+    assert validate.validate_sequence(str(out), threads=1)["Valid"] == 1
+    # napari places the masks and their tracks at the voxel size, over the image
+    (data, meta, _), (_, tmeta, kind) = get_reader(str(out))(str(out))
+    assert kind == "tracks" and meta["scale"] == tmeta["scale"] == [1.0, 2.0, 0.5, 0.5]
+    assert meta["units"] == ("pixel", "um", "um", "um")
+    np.testing.assert_array_equal(data, lab)
+    assert main(["measure", str(out), "-o", str(tmp_path / "m.csv")]) == 0
+    row = _table(tmp_path / "m.csv")[0]
+    assert float(row["volume_um3"]) == pytest.approx(float(row["area"]) * 2 * 0.5 * 0.5)
+    # 2D frames: resolution and unit; a 3D mask of one slice, which ImageJ would read 2D
+    flat = write_labels(lab[:, 1], tmp_path / "flat", pixel_size=PixelSize({"y": 0.5, "x": 0.5}, "nm"))  # fmt: skip
+    assert read_pixel_size(flat) == PixelSize({"y": 0.5, "x": 0.5}, "nm")
+    thin = write_labels(lab[:, 1:2], tmp_path / "thin", pixel_size=size)
+    assert read_pixel_size(thin) == size
+    assert tifffile.imread(thin / "mask000.tif").shape == (1, 32, 32)
+
+
+def test_segment_to_a_ctc_folder_keeps_the_pixel_size(tmp_path):
+    """segment -o folder of a Fiji-calibrated movie: masks at the movie's pixel size."""
+    rng = np.random.default_rng(0)
+    prob = np.clip(_labels().astype(np.float32) / 7 + rng.normal(0, 0.02, (2, 32, 32)), 0, 1)
+    src = tmp_path / "prob.tif"
+    tifffile.imwrite(
+        src, prob.astype(np.float32), imagej=True, resolution=(1 / 0.8, 1 / 0.8),
+        metadata={"axes": "TYX", "unit": "micron"},
+    )  # fmt: skip
+    out = tmp_path / "res"
+    assert main(["segment", str(src), "-o", str(out), "--no-progress"]) == 0
+    assert read_pixel_size(out) == PixelSize({"y": 0.8, "x": 0.8}, "um")
+
+
+def test_zarr_outputs_keep_and_open_at_their_pixel_size(tmp_path):
+    """predict's and stream's zarr outputs record the pixel size, yet napari opened them at
+    scale 1; segment maps.zarr -o x.zarr and link -o x.tif dropped it (audit 26)."""
+    import zarr
+
+    from napari_hemd._napari_io import get_reader
+    from napari_hemd.io.calibration import PIXEL_SIZE_KEY
+
+    size = PixelSize({"y": 0.4, "x": 0.4}, "um")
+    rng = np.random.default_rng(1)
+    prob = np.clip(_labels((4, 32, 32)).astype(np.float32) / 7 + rng.normal(0, 0.02, (4, 32, 32)), 0, 1)  # fmt: skip
+    src = tmp_path / "prob.tif"
+    tifffile.imwrite(
+        src, prob.astype(np.float32), imagej=True, resolution=(1 / 0.4, 1 / 0.4),
+        metadata={"axes": "TYX", "unit": "micron"},
+    )  # fmt: skip
+    streamed = tmp_path / "s.zarr"
+    assert main(["stream", str(src), "-o", str(streamed), "--chunk", "2", "--no-progress"]) == 0
+    ((_, meta, kind),) = get_reader(str(streamed))(str(streamed))
+    assert kind == "labels" and meta["scale"] == [1.0, 0.4, 0.4]
+    assert meta["units"] == ("pixel", "um", "um")
+    for out in ("linked.tif", "linked", "linked.zarr"):  # link keeps the input's
+        args = ["link", str(streamed), "-o", str(tmp_path / out), "--no-progress"]
+        assert main(args) == 0
+        assert read_pixel_size(tmp_path / out) == size, out
+    # a maps group as predict writes it (the pixel size in its attributes)
+    maps = tmp_path / "maps.zarr"
+    group = zarr.open_group(str(maps), mode="w")
+    group.create_array("foreground", data=prob)
+    group.create_array("background", data=1 - prob)
+    group.create_array("affinities", data=np.stack([prob, prob], axis=1))  # (T, N, Y, X)
+    group.attrs[PIXEL_SIZE_KEY] = size.to_json()
+    layers = {m["name"]: m for _, m, _ in get_reader(str(maps))(str(maps))}
+    assert layers["maps foreground"]["scale"] == layers["maps background"]["scale"]
+    assert layers["maps foreground"]["scale"] == [1.0, 0.4, 0.4]
+    assert layers["maps affinities"]["scale"] == [1.0, 1.0, 0.4, 0.4]
+    seg = tmp_path / "seg.zarr"
+    assert main(["segment", str(maps), "-o", str(seg), "--no-progress"]) == 0
+    assert read_pixel_size(seg) == size
+    # a stack's voxel depth: (T, Z, Y, X) labels open with z scaled too
+    deep = PixelSize({"z": 2.0, "y": 0.5, "x": 0.5}, "um")
+    out = write_labels(np.zeros((2, 3, 8, 8), np.uint16), tmp_path / "deep.zarr", pixel_size=deep)
+    ((_, meta, _),) = get_reader(str(out))(str(out))
+    assert meta["scale"] == [1.0, 2.0, 0.5, 0.5] and meta["units"] == ("pixel", "um", "um", "um")
+
+
+def _ome_zarr_movie(path, data, scale, units):
+    """An OME-Zarr 0.4 image as a converter writes a movie (axes with their units)."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root.create_array("0", data=data, chunk_key_encoding={"name": "v2", "separator": "/"})
+    types = {"t": "time", "z": "space", "y": "space", "x": "space"}
+    axes = [{"name": a, "type": types[a], **({"unit": u} if u else {})} for a, u in units.items()]
+    root.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": axes,
+            "datasets": [
+                {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+            ],
+        }
+    ]
+    return path
+
+
+def test_an_ome_zarr_movies_time_step_is_kept(tmp_path):
+    """segment movie.ome.zarr -o out.ome.zarr gave the labels' t axis scale 1 (the movie's 60
+    s a frame lost): in napari the labels covered t 0-3, the image 0-180 (audit 26)."""
+    from napari_hemd.io.ome_zarr import read_ome_zarr
+
+    rng = np.random.default_rng(2)
+    prob = np.clip(_labels((3, 32, 32)).astype(np.float32) / 7 + rng.normal(0, 0.02, (3, 32, 32)), 0, 1)  # fmt: skip
+    units = {"t": "second", "y": "micrometer", "x": "micrometer"}
+    src = _ome_zarr_movie(tmp_path / "movie.ome.zarr", prob, [60.0, 0.5, 0.5], units)
+    out = tmp_path / "out.ome.zarr"
+    assert main(["segment", str(src), "-o", str(out), "--no-progress"]) == 0
+    (node,) = read_ome_zarr(out)
+    assert node.axes == "tyx" and node.scale == [60.0, 0.5, 0.5]
+    axes = node.attrs["multiscales"][0]["axes"]
+    assert [a.get("unit") for a in axes] == ["second", "micrometer", "micrometer"]
+    assert read_pixel_size(out) == PixelSize({"y": 0.5, "x": 0.5}, "um")
+    from napari_hemd.io.ome_zarr import ome_zarr_time_step
+
+    assert ome_zarr_time_step(src) == (60.0, "second")
+    # nothing to carry: no t axis, or a step of 1 without a unit; other outputs untouched
+    plain = _ome_zarr_movie(tmp_path / "p.ome.zarr", prob, [1.0, 0.5, 0.5], {**units, "t": None})
+    assert ome_zarr_time_step(plain) is None
+    assert ome_zarr_time_step(tmp_path / "nothing.ome.zarr") is None
+    one = tmp_path / "one.ome.zarr"
+    write_labels(_labels((3, 8, 8)), one, axes="zyx", time_step=(60.0, "second"))
+    assert read_ome_zarr(one)[0].scale == [1.0, 1.0, 1.0]

@@ -59,11 +59,14 @@ def run(args: argparse.Namespace) -> int:
             from napari_hemd.io.stacks import recorded_first_frame
 
             first = recorded_first_frame(args.labels, labels.shape[0])
+    from napari_hemd.io.calibration import read_pixel_size
+
     t0 = time.perf_counter()
     with Progress(disabled=args.no_progress) as bar:
         out, tracks = link_stack(
             labels, args.output, delta=args.delta, overwrite=args.overwrite, first_frame=first,
             metadata={"source": str(args.labels), "delta": args.delta}, progress=bar,
+            pixel_size=read_pixel_size(args.labels),  # the input's (stream's, Fiji's), kept
         )  # fmt: skip
     what = lineage_summary(tracks)
     print(

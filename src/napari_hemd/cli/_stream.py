@@ -317,6 +317,7 @@ def _link(args: argparse.Namespace, final: str, delta: float, n: int) -> None:
 
     from napari_hemd.cli._progress import Progress
     from napari_hemd.cli._segment import _first_frame, lineage_summary
+    from napari_hemd.io.calibration import read_pixel_size
     from napari_hemd.pipeline import link_stack
 
     labels = zarr.open_array(str(args.output), mode="r+")
@@ -328,6 +329,7 @@ def _link(args: argparse.Namespace, final: str, delta: float, n: int) -> None:
         out, tracks = link_stack(
             labels, final, delta=delta, overwrite=args.overwrite, first_frame=first,
             metadata={**dict(labels.attrs), "link": True}, progress=bar,
+            pixel_size=read_pixel_size(args.output),  # the movie's, recorded with the labels
         )  # fmt: skip
     shutil.rmtree(args.output)
     print(

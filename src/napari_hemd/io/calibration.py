@@ -22,7 +22,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["KNOWN_UNITS", "PixelSize", "convert", "normalise_unit", "read_pixel_size", "unit_name"]
+__all__ = [
+    "KNOWN_UNITS",
+    "PixelSize",
+    "convert",
+    "imagej_calibration",
+    "normalise_unit",
+    "read_pixel_size",
+    "unit_name",
+]
 
 #: Spellings of the common length units, to the short name napari and pint read.
 _UNITS = {
@@ -182,6 +190,23 @@ def convert(value: float, unit: str | None, to: str | None) -> float | None:
 def unit_name(u) -> str:
     """A pint unit (napari's ``layer.units``) or a string, as a short name (``µm``)."""
     return f"{u:~}" if hasattr(u, "dimensionality") else str(u)
+
+
+def imagej_calibration(pixel_size: PixelSize | None, axes: str) -> tuple[dict, dict]:
+    """``(tifffile arguments, ImageJ metadata)`` recording ``pixel_size`` as Fiji reads it.
+
+    The X/Y resolution tags (pixels per unit), the description's ``unit`` and, where ``axes``
+    (``"YX"``, ``"ZYX"``, ``"TZYX"`` ...) has a ``Z``, its ``spacing``: what
+    :func:`read_pixel_size` reads back. Both empty for None.
+    """
+    if pixel_size is None:
+        return {}, {}
+    kw = {"resolution": (1.0 / pixel_size.sizes["x"], 1.0 / pixel_size.sizes["y"])}
+    unit = pixel_size.unit or "pixel"  # ImageJ's description is ASCII: µ as \u00B5
+    ij: dict = {"unit": "".join(c if c.isascii() else f"\\u{ord(c):04X}" for c in unit)}
+    if "Z" in axes.upper() and "z" in pixel_size.sizes:
+        ij["spacing"] = pixel_size.sizes["z"]
+    return kw, ij
 
 
 #: The key under which a non-ImageJ TIFF napari-hemd wrote records its pixel size (JSON).

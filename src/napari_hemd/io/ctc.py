@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_hemd.core.linking import tracks_from_presence
+from napari_hemd.io.calibration import PIXEL_SIZE_KEY, PixelSize, imagej_calibration
 
 __all__ = [
     "CTCSequence",
@@ -187,7 +188,12 @@ def read_ctc_sequence(path: str | os.PathLike, *, lazy: bool = True) -> CTCSeque
 
 
 def write_ctc_result(
-    labels, folder: str | os.PathLike, *, tracks: np.ndarray | None = None, first_frame: int = 0
+    labels,
+    folder: str | os.PathLike,
+    *,
+    tracks: np.ndarray | None = None,
+    first_frame: int = 0,
+    pixel_size: PixelSize | None = None,
 ) -> Path:
     """Write a CTC result folder (``maskTTT.tif`` per frame, ``res_track.txt``).
 
@@ -210,14 +216,17 @@ def write_ctc_result(
         The movie's number of ``labels[0]`` (input frames ``t050``-``t059``: 50): masks are
         numbered from it (``mask050.tif`` ...), as are the tracks' begin and end, so the folder
         lines up with the challenge's reference of those frames.
+    pixel_size : PixelSize, optional
+        The pixels' physical size (:mod:`napari_hemd.io.calibration`): each mask records it as
+        Fiji does (ImageJ resolution tags and unit, ``spacing`` for a 3D mask), which
+        :func:`napari_hemd.io.calibration.read_pixel_size` reads back for the folder. The masks
+        stay uint16 LZW TIFFs, as the CTC tools read them.
 
     Returns
     -------
     Path
         ``folder``.
     """
-    import tifffile
-
     folder = Path(folder)
     n = labels.shape[0]
     first_frame = int(first_frame)
@@ -246,10 +255,30 @@ def write_ctc_result(
             lut = np.arange(2**16, dtype=np.uint16)
             lut[list(remap[t])] = list(remap[t].values())
             frame = lut[frame]
-        # LZW, as the challenge's own files
-        name = f"mask{first_frame + t:0{digits}d}.tif"
-        tifffile.imwrite(folder / name, frame, compression="lzw")
+        _write_mask(folder / f"mask{first_frame + t:0{digits}d}.tif", frame, pixel_size)
     tracks = tracks + np.array([0, first_frame, first_frame, 0])
     lines = "".join(f"{a} {b} {c} {d}\n" for a, b, c, d in tracks)
     (folder / "res_track.txt").write_text(lines)
     return folder
+
+
+def _write_mask(path: Path, frame: np.ndarray, pixel_size: PixelSize | None) -> None:
+    """One uint16 ``maskTTT.tif``, LZW as the challenge's own files, calibrated where known.
+
+    A calibrated mask is an ImageJ TIFF (``YX`` or ``ZYX``: its resolution, unit and z
+    ``spacing``, as Fiji writes them); one ImageJ cannot hold (a 3D mask of one slice, which it
+    reads back 2D) records the size in tifffile's JSON description instead.
+    """
+    import tifffile
+
+    if pixel_size is None:  # (minisblack: a mask of 3 or 4 slices is no RGB image)
+        tifffile.imwrite(path, frame, compression="lzw", photometric="minisblack")
+        return
+    axes = "ZYX" if frame.ndim == 3 else "YX"
+    if frame.ndim in (2, 3) and 1 not in frame.shape[:-2]:
+        kw, ij = imagej_calibration(pixel_size, axes)
+        ij["axes"] = axes
+        tifffile.imwrite(path, frame, imagej=True, metadata=ij, compression="lzw", **kw)
+        return
+    meta = {PIXEL_SIZE_KEY: pixel_size.to_json()}
+    tifffile.imwrite(path, frame, metadata=meta, compression="lzw", photometric="minisblack")

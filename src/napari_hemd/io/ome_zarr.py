@@ -37,6 +37,7 @@ __all__ = [
     "axes_from_names",
     "default_axes",
     "is_ome_zarr",
+    "ome_zarr_time_step",
     "read_ome_zarr",
     "write_ome_zarr_labels",
 ]
@@ -174,6 +175,7 @@ def write_ome_zarr_labels(
     overwrite: bool = False,
     metadata: dict | None = None,
     pixel_size=None,
+    time_step: tuple[float, str | None] | None = None,
 ) -> Path:
     """Write labels as a standalone OME-Zarr (NGFF 0.4) label image, atomically.
 
@@ -197,6 +199,9 @@ def write_ome_zarr_labels(
     pixel_size : napari_hemd.io.calibration.PixelSize, optional
         The space axes' sizes (where ``scale`` is not given) and their unit (written into the
         axes).
+    time_step : (float, str or None), optional
+        The ``t`` axis's step and unit (``(60.0, "second")``: the movie's, as
+        :func:`ome_zarr_time_step` reads it), where ``axes`` has a ``t``; replaces its scale.
 
     Returns
     -------
@@ -218,6 +223,9 @@ def write_ome_zarr_labels(
     scale = _check_scale(scale, len(axes))
     # the unit on the axes whose size is known (a z in pixels beside microns names none)
     units = {} if pixel_size is None else dict.fromkeys(pixel_size.sizes, pixel_size.unit)
+    if time_step is not None and "t" in axes:  # the movie's frame interval (audit 26)
+        scale[axes.index("t")] = _check_scale([time_step[0]], 1)[0]
+        units["t"] = time_step[1]
     path = Path(path)
     name = name or path.name.removesuffix(".zarr").removesuffix(".ome")
     with atomic_path(path, overwrite=overwrite) as tmp:
@@ -231,6 +239,32 @@ def _check_scale(scale, n: int) -> list[float]:
     if len(scale) != n or not all(s > 0 for s in scale):
         raise ValueError(f"scale: expected {n} positive pixel sizes; got {scale}")
     return scale
+
+
+def ome_zarr_time_step(path: str | os.PathLike) -> tuple[float, str | None] | None:
+    """An OME-Zarr image's ``t`` step and unit (level 0), e.g. ``(60.0, "second")``.
+
+    None where it has no ``t`` axis, or a step of 1 with no unit (nothing to carry), or
+    ``path`` is no OME-Zarr. Never raises: odd metadata records nothing.
+    """
+    import math
+
+    try:
+        if not is_ome_zarr(path):
+            return None
+        node = read_ome_zarr(path)[0]
+        if "t" not in node.axes:
+            return None
+        step = abs(float(node.scale[node.axes.index("t")]))
+        axes = _ngff_attrs(node.attrs)["multiscales"][0].get("axes", [])
+        unit = next(
+            (a.get("unit") for a in axes if isinstance(a, dict) and a.get("name") == "t"), None
+        )
+    except Exception:  # metadata we cannot read: nothing recorded
+        return None
+    if not (math.isfinite(step) and step > 0) or (step == 1.0 and not unit):
+        return None
+    return step, (str(unit) if unit else None)
 
 
 def _ngff_attrs(attrs: dict) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_hemd._atomic import LABELS_KEY, atomic_path
-from napari_hemd.io.calibration import PIXEL_SIZE_KEY, PixelSize
+from napari_hemd.io.calibration import PIXEL_SIZE_KEY, PixelSize, imagej_calibration
 from napari_hemd.io.tiff import read_tiff, read_tiff_folder
 
 __all__ = ["read_stack", "recorded_params", "write_labels"]
@@ -216,6 +216,7 @@ def write_labels(
     axes: str | None = None,
     first_frame: int = 0,
     pixel_size: PixelSize | None = None,
+    time_step: tuple[float, str | None] | None = None,
 ) -> Path:
     """Write a label stack, chosen by extension, atomically.
 
@@ -241,8 +242,13 @@ def write_labels(
         :func:`napari_hemd.io.ctc.write_ctc_result`); a TIFF or zarr records it
         (:func:`recorded_first_frame`: napari places the frames there again).
     pixel_size : PixelSize, optional
-        The pixels' physical size (:mod:`napari_hemd.io.calibration`), written into TIFFs (as
-        Fiji reads it) and OME-Zarr; not kept by plain zarr arrays and CTC folders.
+        The pixels' physical size (:mod:`napari_hemd.io.calibration`), written into TIFFs and
+        a CTC folder's masks (as Fiji reads it), OME-Zarr (its axes) and plain zarr arrays (the
+        ``napari_hemd_pixel_size`` attribute ``stream`` and ``predict`` write).
+    time_step : (float, str or None), optional
+        The frames' interval and its unit (an OME-Zarr movie's ``t`` scale:
+        :func:`napari_hemd.io.ome_zarr.ome_zarr_time_step`), written into an OME-Zarr's ``t``
+        axis; other formats do not keep it.
 
     TIFFs of ids up to 65535 are ImageJ hyperstacks, LZW-compressed (Fiji opens them with their
     frames, slices and pixel size; ``metadata`` is their *Info*). Larger ids (32 bits), stacks
@@ -263,7 +269,7 @@ def write_labels(
 
         return write_ome_zarr_labels(
             labels, path, overwrite=overwrite, metadata=metadata, axes=axes and axes.lower(),
-            pixel_size=pixel_size,
+            pixel_size=pixel_size, time_step=time_step,
         )  # fmt: skip
     labels_arr = labels
     shape = tuple(labels_arr.shape)
@@ -295,8 +301,12 @@ def write_labels(
             else:  # frame by frame: a lazy stack is never all in memory
                 for t in range(arr_shape[0]):
                     z[t] = _checked(labels_arr[t], t)
-            # opened as labels again, whatever the store's name (napari's reader)
-            z.attrs.update({**(metadata or {}), LABELS_TIFF_KEY: True})
+            # opened as labels again, whatever the store's name (napari's reader), at the pixel
+            # size recorded as stream's labels record it (read_pixel_size)
+            attrs = {**(metadata or {}), LABELS_TIFF_KEY: True}
+            if pixel_size is not None:
+                attrs[PIXEL_SIZE_KEY] = pixel_size.to_json()
+            z.attrs.update(attrs)
         else:  # "ctc"
             from napari_hemd.io.ctc import write_ctc_result
 
@@ -305,7 +315,9 @@ def write_labels(
             elif axes is not None and axes.lower() == "zyx":  # one stack: one 3D frame, whose
                 labels_arr = np.asarray(labels_arr)[None]  # slices' links are no lineage
                 tracks = None
-            write_ctc_result(labels_arr, tmp, tracks=tracks, first_frame=first_frame)
+            write_ctc_result(
+                labels_arr, tmp, tracks=tracks, first_frame=first_frame, pixel_size=pixel_size
+            )
             if metadata:
                 (tmp / "hemd-params.json").write_text(json.dumps(metadata, indent=2))
     return path
@@ -325,13 +337,9 @@ def _write_label_tiff(
     imagej = arr.dtype in (np.uint8, np.uint16) and axes in ("YX", "TYX", "ZYX", "TZYX")
     imagej = imagej and 1 not in arr.shape[:-2] and arr.nbytes < IMAGEJ_MAX_BYTES
     if imagej:
-        ij: dict = {"axes": axes, "Info": json.dumps(meta)}
-        if pixel_size is not None:
-            kw["resolution"] = (1.0 / pixel_size.sizes["x"], 1.0 / pixel_size.sizes["y"])
-            unit = pixel_size.unit or "pixel"  # ImageJ's description is ASCII: µ as \u00B5
-            ij["unit"] = "".join(c if c.isascii() else f"\\u{ord(c):04X}" for c in unit)
-            if "Z" in axes and "z" in pixel_size.sizes:
-                ij["spacing"] = pixel_size.sizes["z"]
+        calibration, ij = imagej_calibration(pixel_size, axes)
+        kw.update(calibration)
+        ij.update({"axes": axes, "Info": json.dumps(meta)})
         # LZW, as the Cell Tracking Challenge's TIFFs: ImageJ's own opener reads it (Fiji's
         # File > Open; its zlib needs Bio-Formats, tifffile says)
         tifffile.imwrite(path, arr, imagej=True, metadata=ij, compression="lzw", **kw)
