@@ -128,6 +128,14 @@ def test_a_table_measures_every_chosen_channel(viewer, tmp_path, errors):
         want = measure_objects(truth, np.asarray(layer.data))
         got = [float(r[f"mean_intensity_{suffix}"]) for r in rows]
         np.testing.assert_allclose(got, want["mean_intensity"], rtol=1e-5)
+    # names that make no column name, or the same one, numbered (review 30: refused)
+    alike = viewer.add_image(np.asarray(raw.data) + 1.0, name="reporter [GFP]")
+    blank = viewer.add_image(np.asarray(raw.data) + 2.0, name="(!)")
+    exp.intensity.value = [other, alike, blank]
+    with open(exp.export(tmp_path / "alike.csv"), newline="") as f:
+        header = next(csv.reader(f))
+    for suffix in ("reporter_GFP", "reporter_GFP_2", "image3"):
+        assert f"mean_intensity_{suffix}" in header
     exp.intensity.value = []
     with open(exp.export(tmp_path / "none.csv"), newline="") as f:
         assert not any("intensity" in k for k in next(csv.DictReader(f)))

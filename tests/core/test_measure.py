@@ -328,6 +328,8 @@ def test_several_channels_are_measured_in_one_table(tmp_path, capsys):
                 both[f"{stat}_intensity_{name}"], alone[f"{stat}_intensity"]
             )
     assert "mean_intensity" not in both
+    other = measure_objects(lab, {"核": movie[:, 0], "Ядро": movie[:, 1]})  # any script's letters
+    assert "mean_intensity_核" in other and "mean_intensity_Ядро" in other
     with pytest.raises(ValueError, match="give the same column name 'a_b' twice"):
         measure_objects(lab, {"a b": movie[:, 0], "a-b": movie[:, 0], "a/b": movie[:, 1]})
     with pytest.raises(ValueError, match="image 'GFP' must have the labels' shape"):

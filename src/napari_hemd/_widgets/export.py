@@ -297,8 +297,10 @@ class ExportWidget(LayerWidget):
         chosen = self.intensity.value
         if isinstance(chosen, Image):  # a script's one layer
             chosen = [chosen]
+        from napari_hemd.core.measure import column_suffix
+
         images = {}
-        for image in chosen or ():
+        for i, image in enumerate(chosen or ()):
             img = image.data[0] if image.multiscale else image.data
             under = _intensity_frames(image, layer)
             if under is None:
@@ -308,7 +310,13 @@ class ExportWidget(LayerWidget):
                 )
             if under != slice(None):  # a movie's frames under the labels
                 img = np.asarray(img[under])
-            images[image.name] = np.asarray(img)[None] if data.ndim == 2 else img
+            # each layer's own columns: names that give none, or the same (GFP (1), GFP [1]),
+            # numbered (they were refused once the job had started, review 30)
+            key = base = column_suffix(image.name) or f"image{i + 1}"
+            n = 2
+            while key in images:
+                key, n = f"{base}_{n}", n + 1
+            images[key] = np.asarray(img)[None] if data.ndim == 2 else img
         # one image: columns mean_intensity ...; several: mean_intensity_<layer name> ...
         img = None if not images else images if len(images) > 1 else next(iter(images.values()))
         frames = not (data.ndim == 3 and self.volume.value)

@@ -176,10 +176,14 @@ def measure_objects(
 
 
 def column_suffix(name) -> str:
-    """An image's name as :func:`measure_objects` suffixes its columns (``H2B mCherry``: ``H2B_mCherry``)."""
+    """An image's name as :func:`measure_objects` suffixes its columns (``H2B mCherry``: ``H2B_mCherry``).
+
+    Letters and digits of any script are kept (``核``: a name of Chinese characters was emptied,
+    review 30), runs of anything else but ``.`` and ``-`` become ``_``.
+    """
     import re
 
-    return re.sub(r"[^0-9A-Za-z_.-]+", "_", str(name)).strip("_")
+    return re.sub(r"[^\w.-]+", "_", str(name)).strip("_")
 
 
 def _named_images(image) -> list[tuple[str, object]]:
@@ -194,7 +198,7 @@ def _named_images(image) -> list[tuple[str, object]]:
     for name, img in image.items():
         safe = column_suffix(name)
         if not safe:
-            raise ValueError(f"image: names must hold a letter or digit; got {name!r}")
+            raise ValueError(f"image: names must hold a letter or a digit; got {name!r}")
         if f"_{safe}" in named:
             raise ValueError(f"image: names {list(image)} give the same column name {safe!r} twice")
         named[f"_{safe}"] = img

@@ -7,6 +7,7 @@ import logging
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from numbers import Real
 
 import numpy as np
 
@@ -457,11 +458,11 @@ def check_params(
     )  # fmt: skip
     min_size = _number("min_size", min_size, whole=True)
     connectivity = _number("connectivity", connectivity, whole=True)  # 2.7 was taken as 2
-    if link is not None and not (isinstance(link, (bool, np.bool_, int)) and link in (0, 1)):
+    if link is not None and not (isinstance(link, (bool, np.bool_, Real)) and link in (0, 1)):
         raise ValueError(f"link must be True or False; got {link!r}")  # "no" linked
     if axis is not None and (isinstance(axis, bool) or not isinstance(axis, (int, np.integer))):
         raise ValueError(f"axis must be a whole number (the axis frames run along); got {axis!r}")
-    if locked is not None and not isinstance(locked, Mapping):
+    if locked is not None and not isinstance(locked, Mapping) and not _empty_sequence(locked):
         raise ValueError(
             "locked must be a mapping {frame: [candidate node, ...]}; got "
             f"{type(locked).__name__} {locked!r}"
@@ -499,6 +500,11 @@ def check_params(
         raise ValueError(
             f"time_limit must be > 0 (seconds per integer program); got {time_limit!r}"
         )
+
+
+def _empty_sequence(value) -> bool:
+    """``[]`` or ``()``: no locked choices, as ``{}`` (accepted before the checks, review 30)."""
+    return isinstance(value, (list, tuple)) and not value
 
 
 def _required(**values) -> None:
