@@ -105,7 +105,9 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
     if split:
         split[1].update(_recorded_place(path, data.ndim - 1))
         return [split]
-    meta = {"name": name, **_recorded_place(path, data.ndim)}  # stream's, predict's zarr
+    # a group of one array: predict's affinities alone have a channel axis
+    channels = int(str(getattr(data, "path", "")).rsplit("/", 1)[-1] in CHANNEL_MAPS)
+    meta = {"name": name, **_recorded_place(path, data.ndim, channels)}  # stream's, predict's
     return [(data, {**meta, **_first_frame(path, data, meta, kind)}, kind)]
 
 
@@ -202,17 +204,27 @@ def _calibration(path: Path, ndim: int) -> dict:
     return size.layer_kwargs(ndim, 3 if "z" in size.sizes and "Z" in axes and ndim >= 3 else 2)
 
 
-def _recorded_place(path: Path, ndim: int) -> dict:
+#: Maps with a channel axis after the frames (``(T, N, Y, X)``, one image's ``(N, Y, X)``).
+CHANNEL_MAPS = ("affinities", "embeddings")
+
+
+def _recorded_place(path: Path, ndim: int, channels: int = 0) -> dict:
     """``scale`` and ``units`` of a layer of ``ndim`` axes from the pixel size ``path`` records.
 
     For what names no axes (a zarr store ``stream`` or ``predict`` wrote, a CTC result folder):
     its last 3 axes are space where a z size is recorded, else its last 2
-    (:meth:`napari_hemd.io.calibration.PixelSize.layer_kwargs`). Empty: none recorded.
+    (:meth:`napari_hemd.io.calibration.PixelSize.layer_kwargs`; a z size is recorded only for
+    an input with a z axis, :func:`~napari_hemd.io.calibration.read_pixel_size`).
+    ``channels`` (1: affinities, embeddings): a channel axis after the first, at scale 1 (the
+    z size took it, review 30b). Empty: none recorded.
     """
     from napari_hemd.io.calibration import read_pixel_size
 
     size = read_pixel_size(path)
-    return {} if size is None else size.layer_kwargs(ndim)
+    if size is None:
+        return {}
+    space = ndim - channels
+    return _with_channels(size.layer_kwargs(space), channels, space)
 
 
 def _zarr_group_layers(path: Path, name: str) -> list[LayerData]:
@@ -230,7 +242,8 @@ def _zarr_group_layers(path: Path, name: str) -> list[LayerData]:
     keys = sorted(k for k, _ in node.arrays())
     if len(keys) < 2 or "0" in keys:
         return []
-    ref = node["foreground"].ndim if "foreground" in keys else min(node[k].ndim for k in keys)
+    plain = [k for k in keys if k not in CHANNEL_MAPS]  # the maps without a channel axis
+    ref = node[plain[0]].ndim if plain else node[keys[0]].ndim - 1
     place = _recorded_place(path, ref)
     layers: list[LayerData] = []
     for key in keys:

@@ -526,3 +526,34 @@ def test_an_ome_zarr_movies_time_step_is_kept(tmp_path):
     one = tmp_path / "one.ome.zarr"
     write_labels(_labels((3, 8, 8)), one, axes="zyx", time_step=(60.0, "second"))
     assert read_ome_zarr(one)[0].scale == [1.0, 1.0, 1.0]
+
+
+def test_outputs_line_up_with_their_image_in_napari(tmp_path):
+    """Review 30b: a 2D movie's OME-TIFF that records a PhysicalSizeZ (microscopes write one)
+    gave its outputs' time axis the z size in napari; a z stack's affinities alone put it on
+    their channel axis. Every layer now lies over the image it came from."""
+    import zarr
+
+    from napari_hemd._napari_io import get_reader
+
+    def placed(path):
+        return [tuple(m.get("scale", ())) for _, m, _ in get_reader(str(path))(str(path))]
+
+    prob = np.zeros((4, 32, 32), np.float32)
+    prob[:, 10:20, 12:22] = 0.9
+    movie = tmp_path / "prob.ome.tif"
+    tifffile.imwrite(
+        movie, prob, ome=True, metadata={"axes": "TYX", "PhysicalSizeX": 0.4,
+                                         "PhysicalSizeY": 0.4, "PhysicalSizeZ": 2.0},
+    )  # fmt: skip
+    assert read_pixel_size(movie).sizes == {"y": 0.4, "x": 0.4}  # no z axis: no z size
+    for out in ("x.zarr", "x.tif", "ctc"):
+        assert main(["segment", str(movie), "-o", str(tmp_path / out), "--no-progress"]) == 0
+        assert set(placed(tmp_path / out)) == {(1.0, 0.4, 0.4)}, out
+    group = zarr.open_group(str(tmp_path / "maps.zarr"), mode="w")  # predict's, of a z stack
+    group.attrs["napari_hemd_pixel_size"] = {"sizes": {"z": 2.0, "y": 0.5, "x": 0.5}, "unit": "um"}
+    group.create_array("affinities", shape=(3, 10, 16, 16), dtype=np.float32)
+    group.create_array("embeddings", shape=(3, 16, 16, 16), dtype=np.float32)
+    assert placed(tmp_path / "maps.zarr") == [(2.0, 1.0, 0.5, 0.5)] * 2
+    del group["embeddings"]  # the affinities alone
+    assert placed(tmp_path / "maps.zarr") == [(2.0, 1.0, 0.5, 0.5)]

@@ -250,7 +250,12 @@ def _tiff_pixel_size(path: Path) -> PixelSize | None:
 
     with tifffile.TiffFile(path) as tif:
         if tif.is_ome:
-            return _ome_xml_pixel_size(tif.ome_metadata)
+            size = _ome_xml_pixel_size(tif.ome_metadata)
+            if size is not None and "z" in size.sizes and "Z" not in tif.series[0].axes:
+                # a 2D movie's PhysicalSizeZ (microscopes write one): no z axis to size; kept,
+                # the outputs' time axis took it in napari (review 30b)
+                size = PixelSize({a: v for a, v in size.sizes.items() if a != "z"}, size.unit)
+            return size
         if tif.is_imagej:
             md = tif.imagej_metadata or {}
             unit = normalise_unit(md.get("unit"))
