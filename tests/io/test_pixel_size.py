@@ -144,32 +144,36 @@ def test_measure_takes_the_recorded_pixel_size(tmp_path, capsys):
     assert float(rows[0]["area_um2"]) == pytest.approx(float(rows[0]["area"]) * 4)
 
 
-def test_segment_writes_the_images_pixel_size(tmp_path):
-    """A Fiji-calibrated movie's masks carry its calibration, with and without a model."""
-    rng = np.random.default_rng(0)
-    prob = np.clip(_labels().astype(np.float32) / 7 + rng.normal(0, 0.02, (2, 32, 32)), 0, 1)
+def _fiji_calibrated_map(tmp_path, shape, pixel: float, seed: int):
+    """``(prob.tif, prob)``: a noisy probability movie of ``_labels`` saved as Fiji does, in um."""
+    rng = np.random.default_rng(seed)
+    prob = np.clip(_labels(shape).astype(np.float32) / 7 + rng.normal(0, 0.02, shape), 0, 1)
     src = tmp_path / "prob.tif"
     tifffile.imwrite(
-        src, prob.astype(np.float32), imagej=True, resolution=(1 / 0.8, 1 / 0.8),
+        src, prob.astype(np.float32), imagej=True, resolution=(1 / pixel, 1 / pixel),
         metadata={"axes": "TYX", "unit": "micron"},
     )  # fmt: skip
+    return src, prob
+
+
+def test_segment_writes_the_images_pixel_size(tmp_path):
+    """A Fiji-calibrated movie's masks carry its calibration, with and without a model, in a
+    TIFF, an OME-Zarr and a CTC result folder (which had none, audit 26)."""
+    src, _ = _fiji_calibrated_map(tmp_path, (2, 32, 32), 0.8, seed=0)
     out = tmp_path / "masks.tif"
     assert main(["segment", str(src), "-o", str(out), "--no-progress"]) == 0
     assert read_pixel_size(out) == PixelSize({"y": 0.8, "x": 0.8}, "um")
     ome = tmp_path / "masks.ome.zarr"
     assert main(["segment", str(src), "-o", str(ome), "--no-progress"]) == 0
     assert read_pixel_size(ome) == PixelSize({"y": 0.8, "x": 0.8}, "um")
+    ctc = tmp_path / "res"
+    assert main(["segment", str(src), "-o", str(ctc), "--no-progress"]) == 0
+    assert read_pixel_size(ctc) == PixelSize({"y": 0.8, "x": 0.8}, "um")
 
 
 def test_stream_and_predict_carry_the_pixel_size(tmp_path):
     """stream's labels record the movie's pixel size; predict's maps hand it on to segment."""
-    rng = np.random.default_rng(1)
-    prob = np.clip(_labels((4, 32, 32)).astype(np.float32) / 7 + rng.normal(0, 0.02, (4, 32, 32)), 0, 1)  # fmt: skip
-    src = tmp_path / "prob.tif"
-    tifffile.imwrite(
-        src, prob.astype(np.float32), imagej=True, resolution=(1 / 0.4, 1 / 0.4),
-        metadata={"axes": "TYX", "unit": "micron"},
-    )  # fmt: skip
+    src, _ = _fiji_calibrated_map(tmp_path, (4, 32, 32), 0.4, seed=1)
     size = PixelSize({"y": 0.4, "x": 0.4}, "um")
     out = tmp_path / "labels.zarr"
     assert main(["stream", str(src), "-o", str(out), "--chunk", "2", "--no-progress"]) == 0
@@ -420,20 +424,6 @@ def test_a_ctc_folder_keeps_the_voxel_size(tmp_path):
     assert tifffile.imread(thin / "mask000.tif").shape == (1, 32, 32)
 
 
-def test_segment_to_a_ctc_folder_keeps_the_pixel_size(tmp_path):
-    """segment -o folder of a Fiji-calibrated movie: masks at the movie's pixel size."""
-    rng = np.random.default_rng(0)
-    prob = np.clip(_labels().astype(np.float32) / 7 + rng.normal(0, 0.02, (2, 32, 32)), 0, 1)
-    src = tmp_path / "prob.tif"
-    tifffile.imwrite(
-        src, prob.astype(np.float32), imagej=True, resolution=(1 / 0.8, 1 / 0.8),
-        metadata={"axes": "TYX", "unit": "micron"},
-    )  # fmt: skip
-    out = tmp_path / "res"
-    assert main(["segment", str(src), "-o", str(out), "--no-progress"]) == 0
-    assert read_pixel_size(out) == PixelSize({"y": 0.8, "x": 0.8}, "um")
-
-
 def test_zarr_outputs_keep_and_open_at_their_pixel_size(tmp_path):
     """predict's and stream's zarr outputs record the pixel size, yet napari opened them at
     scale 1; segment maps.zarr -o x.zarr and link -o x.tif dropped it (audit 26)."""
@@ -443,13 +433,7 @@ def test_zarr_outputs_keep_and_open_at_their_pixel_size(tmp_path):
     from napari_hemd.io.calibration import PIXEL_SIZE_KEY
 
     size = PixelSize({"y": 0.4, "x": 0.4}, "um")
-    rng = np.random.default_rng(1)
-    prob = np.clip(_labels((4, 32, 32)).astype(np.float32) / 7 + rng.normal(0, 0.02, (4, 32, 32)), 0, 1)  # fmt: skip
-    src = tmp_path / "prob.tif"
-    tifffile.imwrite(
-        src, prob.astype(np.float32), imagej=True, resolution=(1 / 0.4, 1 / 0.4),
-        metadata={"axes": "TYX", "unit": "micron"},
-    )  # fmt: skip
+    src, prob = _fiji_calibrated_map(tmp_path, (4, 32, 32), 0.4, seed=1)
     streamed = tmp_path / "s.zarr"
     assert main(["stream", str(src), "-o", str(streamed), "--chunk", "2", "--no-progress"]) == 0
     ((_, meta, kind),) = get_reader(str(streamed))(str(streamed))
