@@ -798,6 +798,7 @@ def link_stack_workflow(
     first_frame: int = 0,
     metadata: dict | None = None,
     pixel_size=None,
+    time_step: tuple[float, str | None] | None = None,
 ) -> Generator[tuple[str, int, int], None, tuple[Path, np.ndarray]]:
     """Link a label movie over time, two frames in memory at a time, and write it with its tracks.
 
@@ -822,6 +823,8 @@ def link_stack_workflow(
         Stored with the labels (as by ``write_labels``).
     pixel_size : napari_hemd.io.calibration.PixelSize, optional
         The labels' pixel size (the input's), written with them as ``write_labels`` does.
+    time_step : (float, str or None), optional
+        The frame interval and its unit, for an OME-Zarr ``output`` (``write_labels``).
 
     Yields ``("link", t, n)`` after each frame; returns ``(output, tracks)``: the CTC lineage
     (``L B E P`` rows) written with it.
@@ -875,6 +878,6 @@ def link_stack_workflow(
             meta["tracks"] = tracks.tolist()
         out = write_labels(
             linked, output, overwrite=overwrite, tracks=tracks, metadata=meta,
-            first_frame=first_frame, pixel_size=pixel_size,
+            first_frame=first_frame, pixel_size=pixel_size, time_step=time_step,
         )  # fmt: skip
     return out, tracks

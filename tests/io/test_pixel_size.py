@@ -500,6 +500,9 @@ def test_an_ome_zarr_movies_time_step_is_kept(tmp_path):
     axes = node.attrs["multiscales"][0]["axes"]
     assert [a.get("unit") for a in axes] == ["second", "micrometer", "micrometer"]
     assert read_pixel_size(out) == PixelSize({"y": 0.5, "x": 0.5}, "um")
+    linked = tmp_path / "linked.ome.zarr"  # link keeps it too (review 30b: it wrote 1)
+    assert main(["link", str(out), "-o", str(linked), "--no-progress"]) == 0
+    assert read_ome_zarr(linked)[0].scale == [60.0, 0.5, 0.5]
     from napari_hemd.io.ome_zarr import ome_zarr_time_step
 
     assert ome_zarr_time_step(src) == (60.0, "second")

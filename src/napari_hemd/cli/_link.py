@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             labels, args.output, delta=args.delta, overwrite=args.overwrite, first_frame=first,
             metadata={"source": str(args.labels), "delta": args.delta}, progress=bar,
             pixel_size=read_pixel_size(args.labels),  # the input's (stream's, Fiji's), kept
+            time_step=_time_step(args),  # an OME-Zarr's frame interval (review 30b: it was 1)
         )  # fmt: skip
     what = lineage_summary(tracks)
     print(
@@ -74,3 +75,13 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _time_step(args: argparse.Namespace) -> tuple[float, str | None] | None:
+    """LABELS' frame interval (an OME-Zarr's ``t`` scale and unit) for an OME-Zarr OUT."""
+    from napari_hemd.io.ome_zarr import ome_zarr_time_step
+    from napari_hemd.io.stacks import check_labels_path
+
+    if check_labels_path(args.output) != "ome.zarr":
+        return None
+    return ome_zarr_time_step(args.labels)
