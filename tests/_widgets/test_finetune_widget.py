@@ -417,3 +417,48 @@ def test_start_from_is_the_model_the_labels_came_from(make_napari_viewer):
     assert w.base.value != "cells-phc"
     w.labels.value = labels
     assert w.base.value == "cells-phc" and w.default_name() == "cells-phc-tuned"
+
+
+def test_corrections_made_while_or_after_resegmenting_are_kept(viewer, qtbot, errors):
+    """A frame corrected and checked while Re-segment ran was replaced by the model's labels
+    and stayed checked; Revert mixed a frame corrected after the re-segment with the old labels
+    (audit 27). Both now stay as the user left them."""
+    from napari_hemd._widgets import FineTuneWidget, ProofreadWidget, SegmentWidget
+    from napari_hemd._widgets._layer_state import checked_frames
+
+    truth = np.asarray(viewer.layers["nuclei video ground truth"].data).astype(np.uint32)
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video image"]
+    seg.model.value = "nuclei-fluo"
+    seg.tta.value = 1
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["nuclei video image labels"]
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = labels
+    proof.mark_checked(0)
+    viewer.dims.set_current_step(0, 2)
+    assert proof.delete([int(np.unique(labels.data[2])[1])])  # re-segmenting brings it back
+    first = labels.data.copy()
+    tune = FineTuneWidget(viewer)
+    tune.image.value, tune.labels.value = viewer.layers["nuclei video image"], labels
+    yy, xx = np.mgrid[: truth.shape[1], : truth.shape[2]]
+
+    def correct(t):  # napari's brush / fill path
+        at = (np.full(yy.size, t), yy.ravel(), xx.ravel())
+        labels.data_setitem(at, truth[t].ravel().astype(labels.data.dtype))
+
+    worker = tune.resegment(model="nuclei-fluo")
+    correct(3)  # the user goes on proofreading while it runs
+    proof.mark_checked(3)
+    _wait(qtbot, worker)
+    np.testing.assert_array_equal(labels.data[3], truth[3])
+    assert checked_frames(labels) == [0, 3]
+    assert not np.array_equal(labels.data[2], first[2])  # frame 2 re-segmented
+    correct(4)  # corrected after the re-segment (and checked), then Revert
+    proof.mark_checked(4)
+    assert tune.revert()
+    np.testing.assert_array_equal(labels.data[4], truth[4])
+    np.testing.assert_array_equal(labels.data[3], truth[3])
+    for t in (1, 2, 5):  # the frames nobody touched since: back to the first labels
+        np.testing.assert_array_equal(labels.data[t], first[t])
+    assert not errors

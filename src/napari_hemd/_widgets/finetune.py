@@ -47,6 +47,7 @@ from napari_hemd._widgets._layer_state import (
     apply_edit,
     checked_frames,
     edited_event,
+    frame_ranges,
     history_of,
     is_one_stack,
     keep_checked_frames,
@@ -391,6 +392,10 @@ class FineTuneWidget(LayerWidget):
         def done(seg) -> None:
             old = np.asarray(labels.data)
             new = seg.labels.astype(np.result_type(old.dtype, np.uint32), copy=True)
+            # the frames checked now: one corrected and checked while this ran is the user's
+            # too (it was replaced and stayed checked, audit 27)
+            checked = set(checked_frames(labels))
+            todo = [t for t in range(n) if t not in checked]
             tracks, linked = None, False
             if labels.ndim >= 3:  # the checked frames kept; linked: linked again with them
                 linked = bool(old_params.get("link") or seg.tracks is not None)
@@ -448,13 +453,29 @@ class FineTuneWidget(LayerWidget):
         if not any(e is edit for e in history_of(labels).undo_stack):  # undone (Proofread)
             show_info("Fine-tune: the re-segment is undone already (Redo brings it back)")
             return False
-        # the re-segment's pixels back to what they were, its parameters (model) too; one edit
-        old = np.array(labels.data, copy=True)
-        old.flat[edit.index] = edit.before
+        # the re-segment's pixels back to what they were, its parameters (model) too; one edit.
+        # Frames edited since, or checked since, stay as the user left them (a frame corrected
+        # after the re-segment became a mix of both, and stayed checked, audit 27)
+        current = np.asarray(labels.data)
+        old = np.array(current, copy=True)
+        index, before = np.asarray(edit.index), np.asarray(edit.before)
+        per_frame = int(np.prod(current.shape[1:])) if current.ndim >= 3 else current.size
+        frame = index // max(per_frame, 1)
+        edited = np.unique(frame[current.flat[index] != np.asarray(edit.after)])
+        kept = sorted(set(edited.tolist()) | set(checked_frames(labels)) & set(frame.tolist()))
+        back = ~np.isin(frame, kept)
+        old.flat[index[back]] = before[back]
         apply_edit(labels, "revert fine-tune", old, state=edit.state[0])
         if prob in self.viewer.layers:
             self.viewer.layers.remove(prob)
         self._undo = None
         self.revert_button.enabled = False
-        show_info("Fine-tune: reverted to the previous labels and model")
+        what = f"frames {frame_ranges(kept)}" if current.ndim >= 3 else "the image"
+        since = (
+            f"; {what}, edited or checked since, kept as you left them (Undo in Proofread "
+            "reverts them too)"
+            if kept
+            else ""
+        )
+        show_info(f"Fine-tune: reverted to the previous labels and model{since}")
         return True
