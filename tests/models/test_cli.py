@@ -718,3 +718,31 @@ def test_a_stack_with_a_single_plane_axis_is_told_how_to_drop_it(tmp_path, capsy
     assert main(["segment", str(tmp_path / "zc.tif"), "-o", str(out), *opts, *drop]) == 0
     assert main(["segment", str(tmp_path / "z.tif"), "-o", str(tmp_path / "w.tif"), *opts]) == 0
     np.testing.assert_array_equal(tifffile.imread(out), tifffile.imread(tmp_path / "w.tif"))
+
+
+def test_an_interrupted_training_says_how_to_resume_and_keeps_its_plan(folder, capsys, monkeypatch):
+    """After Ctrl-C / SIGTERM, train said only "interrupted"; a --resume without --steps
+    planned its steps anew (292 became 277: the schedule moved, audit 27)."""
+    from napari_hemd.cli import _train
+
+    model = folder / "m.pt"
+    args = ["train", "--data", str(folder / "data"), "-o", str(model), "--batch-size", "1",
+            "--patch-size", "32", "--base-channels", "4", "--depth", "2", "--no-progress",
+            "--val", "0.34", "--threads", "1", "--checkpoint-every", "2"]  # fmt: skip
+    assert main([*args, "--steps", "6", "--max-minutes", "0"]) == 0  # stopped at once
+    assert _train._planned_steps(model) == 6  # recorded in the checkpoint
+    model.unlink()  # (the run wrote the model of its one step too)
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("napari_hemd.models.train_model", interrupted)
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; no model written. The checkpoint" in err and "--resume continues" in err
+    monkeypatch.undo()
+    assert main([*args, "--resume"]) == 0  # the plan kept: steps 1 -> 6
+    from napari_hemd.models import load_model_file
+
+    assert load_model_file(model).metadata["training"]["steps_done"] == 6

@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _locked_output(args):
             return int(args.func(args) or 0)
     except Terminated:  # after the outputs' clean-up (temporary files, lock) as for Ctrl-C
-        print(f"napari-hemd {args.command}: terminated", file=sys.stderr)
+        print(f"napari-hemd {args.command}: terminated{_kept_checkpoint(args)}", file=sys.stderr)
         return 143
     except USER_ERRORS as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
@@ -143,9 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 msg = "out of memory (MemoryError): the input needs more memory than is free"
         print(f"napari-hemd {args.command}: error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"napari-hemd {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        stopped = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"napari-hemd {args.command}: {stopped}{_kept_checkpoint(args)}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except ModuleNotFoundError as exc:  # an optional part not installed (audit 23: a traceback)
         extra = OPTIONAL_MODULES.get((exc.name or "").split(".")[0])
         if extra is None and "pip install" not in str(exc):  # not an extra's: our bug
@@ -215,6 +216,22 @@ def _resumable_work(args: argparse.Namespace) -> str | None:
     stem = out.name.removesuffix(".zarr")
     found = sorted(out.parent.glob(f".{stem}.*partial")) if out.parent.is_dir() else []
     return str(found[0]) if found else None
+
+
+def _kept_checkpoint(args: argparse.Namespace) -> str:
+    """``train`` stopped: where its checkpoint is, that ``--resume`` continues (audit 27)."""
+    from pathlib import Path
+
+    out = getattr(args, "output", None)
+    if args.command != "train" or not out:
+        return ""
+    ckpt = Path(out).with_name(Path(out).name + ".ckpt")
+    if not ckpt.is_file():
+        return "; no checkpoint was written yet and no model (nothing to resume)"
+    return (
+        f"; no model written. The checkpoint {ckpt} is kept: the same command with --resume "
+        "continues from it"
+    )
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

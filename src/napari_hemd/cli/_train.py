@@ -326,6 +326,8 @@ def run(args: argparse.Namespace) -> int:
         at = "" if zoom == 1.0 else f", at zoom {zoom:g}"
         logger.log(NOTE, "%s: %d training, %d held-out samples%s", d, len(tr), len(va), at)
     steps = args.steps
+    if steps is None and args.resume:  # the interrupted run's plan (re-estimated, it moved the
+        steps = _planned_steps(out)  # schedule: 292 steps became 277, audit 27)
     if fine_tune and steps is None and args.max_minutes is not None:
         from dataclasses import replace
 
@@ -466,3 +468,15 @@ def _oversample_option(values: list[str] | None) -> float | dict:
     if list(per_folder) == ["*"]:
         return per_folder["*"]
     return per_folder
+
+
+def _planned_steps(out) -> int | None:
+    """The steps the run that wrote ``OUT.ckpt`` planned (None: none recorded, or no file)."""
+    import torch
+
+    ckpt = out.with_name(out.name + ".ckpt")
+    try:
+        planned = torch.load(ckpt, map_location="cpu", weights_only=True).get("steps")
+    except Exception:  # no checkpoint, or an unreadable one: training says so itself
+        return None
+    return int(planned) if planned else None

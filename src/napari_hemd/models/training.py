@@ -860,6 +860,7 @@ def train_model(
                         "optimizer": opt.state_dict(),
                         "scheduler": sched.state_dict(),
                         "step": step,
+                        "steps": cfg.steps,  # the plan: a --resume without --steps keeps it
                         "history": history,
                         "best_loss": best[0],
                         "best_state": best[1],
