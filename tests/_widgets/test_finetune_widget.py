@@ -17,6 +17,19 @@ def _wait(qtbot, worker, timeout=180_000):
         pass
 
 
+def _segmented_sample(viewer, qtbot, link: bool = False):
+    """The sample video segmented with nuclei-fluo (one view) by the Segment widget: its labels."""
+    from napari_hemd._widgets import SegmentWidget
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video image"]
+    seg.model.value = "nuclei-fluo"
+    seg.tta.value = 1
+    seg.link.value = link
+    _wait(qtbot, seg.run())
+    return viewer.layers["nuclei video image labels"]
+
+
 @pytest.fixture
 def hela(shared_data):
     """Six frames of Fluo-N2DL-HeLa 01 (a 256 x 256 crop) and their silver-truth masks."""
@@ -346,15 +359,9 @@ def test_resegmented_frames_keep_the_ids_of_the_checked_frames_cells(viewer, qtb
     """Re-segment on a linked layer gave the re-segmented frames ids above the checked frames'
     (an offset), so no cell kept its id across the boundary: every track was cut there. A cell
     continuing one of the checked frame before now takes its id."""
-    from napari_hemd._widgets import FineTuneWidget, ProofreadWidget, SegmentWidget
+    from napari_hemd._widgets import FineTuneWidget, ProofreadWidget
 
-    seg = SegmentWidget(viewer)
-    seg.prob.value = viewer.layers["nuclei video image"]
-    seg.model.value = "nuclei-fluo"
-    seg.tta.value = 1
-    seg.link.value = True
-    _wait(qtbot, seg.run())
-    labels = viewer.layers["nuclei video image labels"]
+    labels = _segmented_sample(viewer, qtbot, link=True)
     before = labels.data.copy()
     proof = ProofreadWidget(viewer)
     proof.labels.value = labels
@@ -423,16 +430,11 @@ def test_corrections_made_while_or_after_resegmenting_are_kept(viewer, qtbot, er
     """A frame corrected and checked while Re-segment ran was replaced by the model's labels
     and stayed checked; Revert mixed a frame corrected after the re-segment with the old labels
     (audit 27). Both now stay as the user left them."""
-    from napari_hemd._widgets import FineTuneWidget, ProofreadWidget, SegmentWidget
+    from napari_hemd._widgets import FineTuneWidget, ProofreadWidget
     from napari_hemd._widgets._layer_state import checked_frames
 
     truth = np.asarray(viewer.layers["nuclei video ground truth"].data).astype(np.uint32)
-    seg = SegmentWidget(viewer)
-    seg.prob.value = viewer.layers["nuclei video image"]
-    seg.model.value = "nuclei-fluo"
-    seg.tta.value = 1
-    _wait(qtbot, seg.run())
-    labels = viewer.layers["nuclei video image labels"]
+    labels = _segmented_sample(viewer, qtbot)
     proof = ProofreadWidget(viewer)
     proof.labels.value = labels
     proof.mark_checked(0)
