@@ -464,3 +464,67 @@ def test_corrections_made_while_or_after_resegmenting_are_kept(viewer, qtbot, er
     for t in (1, 2, 5):  # the frames nobody touched since: back to the first labels
         np.testing.assert_array_equal(labels.data[t], first[t])
     assert not errors
+
+
+def test_revert_and_resegment_edge_cases(make_napari_viewer, monkeypatch):
+    """Review 30c, with a stand-in segmentation: Revert kept frames checked before the
+    re-segment, whose ids it had relinked (id 1 then named another cell in the next frame); one
+    image checked while it ran was replaced; a stroke where the re-segment changed nothing left
+    that frame mixed."""
+    from types import SimpleNamespace
+
+    from napari_hemd import image_segmentation
+    from napari_hemd._widgets import FineTuneWidget
+    from napari_hemd._widgets._layer_state import PARAMS_KEY, set_checked, track_paint
+
+    viewer = make_napari_viewer()
+    monkeypatch.setattr(image_segmentation, "segment_image_workflow", lambda *a, **k: iter(()))
+
+    def widget(labels, params=None, checked=()):
+        viewer.layers.clear()
+        image = viewer.add_image(np.zeros(labels.shape, np.float32), name="img")
+        layer = viewer.add_labels(labels.copy(), name="lab", metadata={PARAMS_KEY: params or {}})
+        track_paint(layer)
+        for t in checked:
+            set_checked(layer, t)
+        tune = FineTuneWidget(viewer)
+        tune.image.value, tune.labels.value = image, layer
+        got = {}
+        tune.run_workflow = lambda gen, done, *a: got.setdefault("done", done)
+        tune.resegment(model="x")
+        return tune, layer, got["done"]
+
+    def result(new):
+        maps = {"foreground": np.zeros(new.shape, np.float32)}
+        return SimpleNamespace(labels=new, tracks=None, params={}, maps=maps, grow=0, defaults={},
+                               result=None)  # fmt: skip
+
+    old = np.zeros((3, 32, 32), np.uint32)  # linked labels, frames 0 and 2 checked
+    old[:, 5:10, 5:10] = [[[1]], [[5]], [[5]]]
+    old[1:, 20:25, 20:25] = 1
+    tune, layer, done = widget(old, {"link": True}, checked=(0, 2))
+    new = np.zeros_like(old)
+    new[1, 5:10, 5:10], new[1, 20:25, 20:25] = 1, 2
+    done(result(new))
+    assert tune.revert()
+    np.testing.assert_array_equal(layer.data, old)  # every frame back, with its ids
+    one = np.zeros((32, 32), np.uint32)  # one image, checked while it ran: kept
+    tune, layer, done = widget(one)
+    corrected = one.copy()
+    corrected[20:25, 20:25] = 2
+    layer.data = corrected.copy()
+    set_checked(layer, 0)
+    done(result(np.full((32, 32), 9, np.uint32)))
+    np.testing.assert_array_equal(layer.data, corrected)
+    old = np.zeros((3, 32, 32), np.uint32)  # a stroke where the re-segment changed nothing
+    old[:, 5:10, 5:10] = 1
+    tune, layer, done = widget(old)
+    new = np.zeros_like(old)
+    new[:, 5:12, 5:12], new[:, 20:26, 20:26] = 1, 2
+    done(result(new))
+    at = (np.full(4, 1), np.array([26, 26, 27, 27]), np.array([20, 21, 20, 21]))
+    layer.data_setitem(at, np.full(4, 2, layer.data.dtype))
+    stroked = np.asarray(layer.data[1]).copy()
+    assert tune.revert()
+    np.testing.assert_array_equal(layer.data[1], stroked)  # the frame as the user left it
+    np.testing.assert_array_equal(layer.data[[0, 2]], old[[0, 2]])

@@ -51,6 +51,7 @@ from napari_hemd._widgets._layer_state import (
     history_of,
     is_one_stack,
     keep_checked_frames,
+    track_paint,
     with_tracks,
 )
 from napari_hemd.workflows import selection_choices
@@ -396,6 +397,9 @@ class FineTuneWidget(LayerWidget):
             # too (it was replaced and stayed checked, audit 27)
             checked = set(checked_frames(labels))
             todo = [t for t in range(n) if t not in checked]
+            if not todo:  # (one image checked meanwhile: replaced before, review 30c)
+                show_info("Fine-tune: every frame is checked now; nothing was re-segmented")
+                return
             tracks, linked = None, False
             if labels.ndim >= 3:  # the checked frames kept; linked: linked again with them
                 linked = bool(old_params.get("link") or seg.tracks is not None)
@@ -431,7 +435,8 @@ class FineTuneWidget(LayerWidget):
             if labels.data.dtype != new.dtype:  # painted (uint8) labels: the new ids fit
                 labels.data = np.asarray(labels.data).astype(new.dtype)
             if apply_edit(labels, f"re-segment {len(todo)} frames with {name}", new, state=state):
-                self._undo = (labels, history_of(labels).undo_stack[-1], prob)
+                self._undo = (labels, history_of(labels).undo_stack[-1], prob, set(checked))
+                track_paint(labels)  # strokes from now on are steps Revert sees
                 self.revert_button.enabled = True
             ids = ", linked over time with the others" if tracks is not None else ""
             show_info(
@@ -446,7 +451,7 @@ class FineTuneWidget(LayerWidget):
         if self._undo is None:
             show_info("Fine-tune: nothing to revert")
             return False
-        labels, edit, prob = self._undo
+        labels, edit, prob, checked_then = self._undo
         if labels not in self.viewer.layers:
             show_error("Fine-tune: the labels layer is gone")
             return False
@@ -459,10 +464,19 @@ class FineTuneWidget(LayerWidget):
         current = np.asarray(labels.data)
         old = np.array(current, copy=True)
         index, before = np.asarray(edit.index), np.asarray(edit.before)
-        per_frame = int(np.prod(current.shape[1:])) if current.ndim >= 3 else current.size
-        frame = index // max(per_frame, 1)
-        edited = np.unique(frame[current.flat[index] != np.asarray(edit.after)])
-        kept = sorted(set(edited.tolist()) | set(checked_frames(labels)) & set(frame.tolist()))
+        per_frame = max(int(np.prod(current.shape[1:])) if current.ndim >= 3 else current.size, 1)
+        frame = index // per_frame
+        # edited since: the later steps of the undo history (a stroke anywhere in a frame),
+        # and any of the re-segment's pixels changed since
+        stack = history_of(labels).undo_stack
+        later = stack[next(i for i, e in enumerate(stack) if e is edit) + 1 :]
+        edited = set(np.unique(frame[current.flat[index] != np.asarray(edit.after)]).tolist())
+        for e in later:
+            edited.update((np.unique(np.asarray(e.index) // per_frame)).tolist())
+        # checked since (a frame checked before it was kept by it: its ids may have been
+        # relinked with the others, and go back with them, review 30c)
+        since = set(checked_frames(labels)) - set(checked_then)
+        kept = sorted((edited | since) & set(frame.tolist()))
         back = ~np.isin(frame, kept)
         old.flat[index[back]] = before[back]
         apply_edit(labels, "revert fine-tune", old, state=edit.state[0])
