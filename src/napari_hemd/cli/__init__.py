@@ -143,10 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 msg = "out of memory (MemoryError): the input needs more memory than is free"
         print(f"napari-hemd {args.command}: error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
-        stopped = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print(f"napari-hemd {args.command}: {stopped}{_kept_checkpoint(args)}", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+    except KeyboardInterrupt:
+        print(f"napari-hemd {args.command}: interrupted{_kept_checkpoint(args)}", file=sys.stderr)
+        return 130
     except ModuleNotFoundError as exc:  # an optional part not installed (audit 23: a traceback)
         extra = OPTIONAL_MODULES.get((exc.name or "").split(".")[0])
         if extra is None and "pip install" not in str(exc):  # not an extra's: our bug
