@@ -336,9 +336,10 @@ def resolve_connectivity(connectivity: int | None, ndim: int) -> int:
 
 
 def check_label_ids(frame, t: int | None = None) -> None:
-    """Refuse ids a uint32 label file cannot hold (negative, or 2**32 and more).
+    """Refuse ids a uint32 label file cannot hold (negative, or 2**32 and more, or not whole).
 
-    They were wrapped silently: ids 5 and 2**32 + 5 both came back as 5, -1 as 65535.
+    They were wrapped silently: ids 5 and 2**32 + 5 both came back as 5, -1 as 65535; float
+    labels were cut (2.6 as 2). Floats of whole numbers are ids; booleans are one object.
     """
     arr = np.asarray(frame)
     where = "" if t is None else f" (frame {t})"
@@ -348,10 +349,11 @@ def check_label_ids(frame, t: int | None = None) -> None:
         bad = ~np.isfinite(arr) | (arr != np.floor(arr))
         if bad.any():
             index = tuple(int(i) for i in np.argwhere(bad)[0])
+            value = f"{float(arr[index]):.{7 if arr.itemsize <= 4 else 12}g}"  # its digits
             raise ValueError(
-                f"labels: expected whole-number instance ids; got {arr.dtype} value "
-                f"{float(arr[index]):.{7 if arr.itemsize <= 4 else 12}g} at {index}{where} (labels are integers: round or relabel them "
-                "first, e.g. skimage.measure.label of a mask)"
+                f"labels: expected whole-number instance ids; got {arr.dtype} value {value} at "
+                f"{index}{where} (labels are integers: round or relabel them first, e.g. "
+                "skimage.measure.label of a mask)"
             )
     elif arr.dtype.kind not in "iu":
         raise ValueError(f"labels: expected integer instance ids; got dtype {arr.dtype}{where}")
