@@ -353,6 +353,9 @@ def test_a_model_name_another_project_lists_is_not_taken_again(
         "a model named 'nuclei-fluo-tuned' exists" in errors[-1] and "another project" in errors[-1]
     )
     assert _settings.user_models()["nuclei-fluo-tuned"]["path"] == str(other.resolve())
+    w.name.value = "cells-phc"  # a shipped model's name: listed beside it (audit 27)
+    assert w.run() is None
+    assert "'cells-phc' is a shipped model's name" in errors[-1]
 
 
 def test_resegmented_frames_keep_the_ids_of_the_checked_frames_cells(viewer, qtbot, errors):

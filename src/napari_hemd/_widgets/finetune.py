@@ -288,6 +288,14 @@ class FineTuneWidget(LayerWidget):
                 f"(at most 64, starting with a letter or digit); got {self.name.value!r}"
             )
             return None
+        from napari_hemd.models.registry import SHIPPED_MODELS
+
+        if name in SHIPPED_MODELS:  # listed as "cells-phc (fine-tuned)" beside it (audit 27)
+            show_error(
+                f"Fine-tune: {name!r} is a shipped model's name; choose another (empty: "
+                f"{_tuned_name(name)!r})"
+            )
+            return None
         folder = models_folder(labels)
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / f"{name}.pt"
