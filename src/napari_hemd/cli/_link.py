@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``link``."""
     from napari_hemd._atomic import check_output_path
     from napari_hemd.cli._progress import Progress
-    from napari_hemd.cli._segment import lineage_summary
+    from napari_hemd.cli._segment import input_time_step, lineage_summary
     from napari_hemd.io import read_stack
     from napari_hemd.io.stacks import check_labels_path
     from napari_hemd.io.tiff import first_frame_number
@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
             labels, args.output, delta=args.delta, overwrite=args.overwrite, first_frame=first,
             metadata={"source": str(args.labels), "delta": args.delta}, progress=bar,
             pixel_size=read_pixel_size(args.labels),  # the input's (stream's, Fiji's), kept
-            time_step=_time_step(args),  # an OME-Zarr's frame interval (review 30b: it was 1)
+            # an OME-Zarr's frame interval (review 30b: it was 1)
+            time_step=input_time_step(args.labels, args.output),
         )  # fmt: skip
     what = lineage_summary(tracks)
     print(
@@ -75,13 +76,3 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _time_step(args: argparse.Namespace) -> tuple[float, str | None] | None:
-    """LABELS' frame interval (an OME-Zarr's ``t`` scale and unit) for an OME-Zarr OUT."""
-    from napari_hemd.io.ome_zarr import ome_zarr_time_step
-    from napari_hemd.io.stacks import check_labels_path
-
-    if check_labels_path(args.output) != "ome.zarr":
-        return None
-    return ome_zarr_time_step(args.labels)

@@ -507,7 +507,9 @@ def _run_checked(args: argparse.Namespace) -> int:
         metadata=meta,
         first_frame=_first_frame(args, labels.shape[0]),
         pixel_size=read_pixel_size(args.prob),  # the input's, as Fiji or the microscope wrote it
-        time_step=None if flat or args.axis % labels.ndim else input_time_step(args),
+        time_step=None
+        if flat or args.axis % labels.ndim
+        else input_time_step(args.prob, args.output),
     )
     n_obj = int(labels.max()) if labels.size else 0
     if flat:
@@ -654,21 +656,21 @@ def write_segmentation(args: argparse.Namespace, seg, extra: dict | None = None)
         axes="ZYX" if labels.ndim == 3 and one_stack(seg.params) else None,
         first_frame=_first_frame(args, 1 if labels.ndim == 2 else labels.shape[0]),
         pixel_size=read_pixel_size(args.prob),  # the input's, as Fiji or the microscope wrote it
-        time_step=input_time_step(args),
+        time_step=input_time_step(args.prob, args.output),
     )
 
 
-def input_time_step(args: argparse.Namespace) -> tuple[float, str | None] | None:
-    """The frame interval of an OME-Zarr INPUT (its ``t`` scale and unit), for an OME-Zarr OUT.
+def input_time_step(source, output) -> tuple[float, str | None] | None:
+    """The frame interval of an OME-Zarr ``source`` (``t`` scale, unit) for an OME-Zarr ``output``.
 
-    None for other inputs or outputs (audit 26: a movie at 60 s a frame gave labels at 1).
+    ``segment``'s and ``link``'s. None for other inputs or outputs (audit 26: a movie at 60 s a frame gave labels at 1).
     """
     from napari_hemd.io.ome_zarr import ome_zarr_time_step
     from napari_hemd.io.stacks import check_labels_path
 
-    if check_labels_path(args.output) != "ome.zarr":
+    if check_labels_path(output) != "ome.zarr":
         return None
-    return ome_zarr_time_step(args.prob)
+    return ome_zarr_time_step(source)
 
 
 #: Objects smaller than this (pixels, or voxels of a 3D frame) are specks to a ``note``.
