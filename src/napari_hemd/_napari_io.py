@@ -103,11 +103,11 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
     kind = _kind(path, data)
     split = _unnamed_channels(data, {}, name, path) if kind == "image" else None
     if split:
-        split[1].update(_recorded_place(path, data.ndim - 1))
+        split[1].update(_calibration(path, data.ndim - 1))
         return [split]
     # a group of one array: predict's affinities alone have a channel axis
     channels = int(str(getattr(data, "path", "")).rsplit("/", 1)[-1] in CHANNEL_MAPS)
-    meta = {"name": name, **_recorded_place(path, data.ndim, channels)}  # stream's, predict's
+    meta = {"name": name, **_calibration(path, data.ndim, channels)}  # stream's, predict's
     return [(data, {**meta, **_first_frame(path, data, meta, kind)}, kind)]
 
 
@@ -189,10 +189,19 @@ def _axis_names(path: Path, ndim: int, drop: str = "") -> dict:
     return {"axis_labels": tuple(axes.lower())}
 
 
-def _calibration(path: Path, ndim: int) -> dict:
-    """The layer's ``scale`` and ``units`` from the pixel size ``path`` records (ImageJ, OME).
+#: Maps with a channel axis after the frames (``(T, N, Y, X)``, one image's ``(N, Y, X)``).
+CHANNEL_MAPS = ("affinities", "embeddings")
 
-    Empty where it records none. ``ndim``: the layer's axes (channels split off).
+
+def _calibration(path: Path, ndim: int, channels: int = 0) -> dict:
+    """The layer's ``scale`` and ``units`` from the pixel size ``path`` records; empty: none.
+
+    ``ndim``: the layer's axes (channels split off). Its last 3 axes are space where a z size
+    is recorded and the file names a z axis, or names none (a zarr store ``stream`` or
+    ``predict`` wrote, a CTC result folder: a z size is recorded only for an input with a z
+    axis, :func:`~napari_hemd.io.calibration.read_pixel_size`); else its last 2.
+    ``channels`` (1: affinities, embeddings): a channel axis after the first, at scale 1 (the
+    z size took it, review 30b).
     """
     from napari_hemd.io.calibration import read_pixel_size
     from napari_hemd.io.channels import input_axes
@@ -200,31 +209,10 @@ def _calibration(path: Path, ndim: int) -> dict:
     size = read_pixel_size(path)
     if size is None:
         return {}
-    axes = (input_axes(path) or "").upper()
-    return size.layer_kwargs(ndim, 3 if "z" in size.sizes and "Z" in axes and ndim >= 3 else 2)
-
-
-#: Maps with a channel axis after the frames (``(T, N, Y, X)``, one image's ``(N, Y, X)``).
-CHANNEL_MAPS = ("affinities", "embeddings")
-
-
-def _recorded_place(path: Path, ndim: int, channels: int = 0) -> dict:
-    """``scale`` and ``units`` of a layer of ``ndim`` axes from the pixel size ``path`` records.
-
-    For what names no axes (a zarr store ``stream`` or ``predict`` wrote, a CTC result folder):
-    its last 3 axes are space where a z size is recorded, else its last 2
-    (:meth:`napari_hemd.io.calibration.PixelSize.layer_kwargs`; a z size is recorded only for
-    an input with a z axis, :func:`~napari_hemd.io.calibration.read_pixel_size`).
-    ``channels`` (1: affinities, embeddings): a channel axis after the first, at scale 1 (the
-    z size took it, review 30b). Empty: none recorded.
-    """
-    from napari_hemd.io.calibration import read_pixel_size
-
-    size = read_pixel_size(path)
-    if size is None:
-        return {}
+    axes = (input_axes(path) or "Z").upper()  # (no names: as recorded)
     space = ndim - channels
-    return _with_channels(size.layer_kwargs(space), channels, space)
+    spatial = 3 if "z" in size.sizes and "Z" in axes and space >= 3 else 2
+    return _with_channels(size.layer_kwargs(space, spatial), channels, space)
 
 
 def _zarr_group_layers(path: Path, name: str) -> list[LayerData]:
@@ -244,7 +232,7 @@ def _zarr_group_layers(path: Path, name: str) -> list[LayerData]:
         return []
     plain = [k for k in keys if k not in CHANNEL_MAPS]  # the maps without a channel axis
     ref = node[plain[0]].ndim if plain else node[keys[0]].ndim - 1
-    place = _recorded_place(path, ref)
+    place = _calibration(path, ref)
     layers: list[LayerData] = []
     for key in keys:
         arr = node[key]
@@ -387,7 +375,7 @@ def _read_ctc_result(path: Path, name: str) -> LayerData:
     first = min(frames)
     data = _stack_frames({t - first: m for t, m in frames.items()}, max(frames) - first + 1)
     # at the pixel size its masks record (napari-hemd writes it into them, as Fiji does)
-    meta: dict = {"name": f"{name} labels", **_recorded_place(path, data.ndim)}
+    meta: dict = {"name": f"{name} labels", **_calibration(path, data.ndim)}
     if first:
         meta["translate"] = (first,) + (0,) * (data.ndim - 1)
     return (data, meta, "labels")
