@@ -233,8 +233,9 @@ def frame_ids(frame) -> np.ndarray:
     """The object ids (> 0) in ``frame``, sorted.
 
     Counted with ``np.bincount`` (one pass) where the ids are small for the frame's size, else
-    ``np.unique`` (a sort): 2.9 against 7.5 ms a 700 x 1100 HeLa frame, what a movie's count
-    and tracks took on napari's thread when a result arrived (audit 25).
+    ``np.unique`` (a sort): half its time on the HeLa silver truth's 700 x 1100 frames
+    (``benchmarks/bench_frame_ids.py``), what a movie's count and tracks take on napari's
+    thread when a result arrives (audit 25).
     """
     flat = np.asarray(frame).ravel()
     if flat.size and flat.dtype.kind in "iu":
