@@ -12,10 +12,10 @@ synthetic movie of its size); ratios below 1 are the gain.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
+from bench_hemd import best_of_pair  # the two run alternately: drift hits both alike
 
 from napari_hemd.core import linking
 
@@ -35,15 +35,6 @@ def labels_movie(data: Path | None) -> tuple[np.ndarray, str]:
     return lab, "synthetic"
 
 
-def best(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def sorted_ids(frame) -> np.ndarray:  # what the count and the tracks did before
     ids = np.unique(frame)
     return ids[ids > 0]
@@ -55,18 +46,22 @@ def main() -> None:
     args = ap.parse_args()
     lab, what = labels_movie(args.data)
     print(f"{what}: {lab.shape[0]} frames of {lab.shape[1]} x {lab.shape[2]}")
-    one = best(lambda: [linking.frame_ids(f) for f in lab])
-    old = best(lambda: [sorted_ids(f) for f in lab])
+    one, old = best_of_pair(
+        lambda: [linking.frame_ids(f) for f in lab], lambda: [sorted_ids(f) for f in lab], 3
+    )
     print(
         f"ids of every frame: frame_ids {one:.3f} s, np.unique {old:.3f} s, ratio {one / old:.2f}"
     )
-    new_tp = best(lambda: linking.track_points(lab), repeat=2)
     real = linking.frame_ids
-    linking.frame_ids = sorted_ids  # track_points as it was
-    try:
-        old_tp = best(lambda: linking.track_points(lab), repeat=2)
-    finally:
-        linking.frame_ids = real
+
+    def as_before():  # track_points as it was
+        linking.frame_ids = sorted_ids
+        try:
+            linking.track_points(lab)
+        finally:
+            linking.frame_ids = real
+
+    new_tp, old_tp = best_of_pair(lambda: linking.track_points(lab), as_before, 2)
     print(
         f"track_points: {new_tp:.3f} s, with np.unique {old_tp:.3f} s, ratio {new_tp / old_tp:.2f}"
     )
