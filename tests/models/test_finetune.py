@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 
 pytest.importorskip("torch")
 
@@ -81,6 +82,12 @@ def test_finetune_a_stack_scores_the_held_out_frame(video, tmp_path, monkeypatch
     out = capsys.readouterr().out
     assert "fine-tuned in the plugin" in out and str(res.path) in out
     assert "from (a loaded model) on checked frames [0, 1]" in out and "held-out frame 3" in out
+    # the name the plugin lists is not a file: the command line says which file to pass
+    tif = tmp_path / "one.tif"
+    tifffile.imwrite(tif, image[:1])
+    assert main(["segment", str(tif), "--model", "mine", "-o", str(tmp_path / "l.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "'mine' is a model you fine-tuned in the plugin" in err and str(res.path) in err
     with pytest.raises(FileExistsError, match="already exists"):
         finetune(image, labels, [0], base, output=res.path, minutes=0.05)
 

@@ -127,9 +127,17 @@ def load_model(
         return load_model_file(path, device=device, name=name)
     path = Path(name_or_path)
     if not path.exists():
+        from napari_hemd._settings import user_models
+
+        tuned = user_models().get(key)
+        hint = (
+            f" ({key!r} is a model you fine-tuned in the plugin: pass its file, {tuned['path']!r})"
+            if tuned
+            else ""
+        )
         raise FileNotFoundError(
             f"{name or 'model'} must be one of {sorted(SHIPPED_MODELS)} or an existing model "
-            f"file; got {key!r}"
+            f"file; got {key!r}{hint}"
         )
     return load_model_file(path, device=device, name=name)
 
