@@ -749,6 +749,20 @@ def test_a_wrong_training_layout_is_named(tmp_path):
         (png / sub / "a.png").write_bytes(b"\x89PNG")
     with pytest.raises(ValueError, match=r"found \.png files: only TIFFs are read"):
         load_samples(png)
+    # an empty folder (or one of other files) is told every layout, not CTC's alone
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    for folder, found in (("empty", ""), ("notes", r" \(found \.txt files")):
+        with pytest.raises(ValueError, match=r"images/ \+ labels/ folders .*\.h5 volume .*project"
+                           rf"; found no image/mask pairs{found}"):  # fmt: skip
+            load_samples(tmp_path / folder)
+    # TIFF frames without their masks: still told where the CTC masks were looked for
+    seq = tmp_path / "ctc" / "01"
+    seq.mkdir(parents=True)
+    tifffile.imwrite(seq / "t000.tif", np.zeros((16, 16), np.uint16))
+    with pytest.raises(FileNotFoundError, match=r"no mask folder .*01_ST.SEG"):
+        load_samples(seq)
 
 
 def test_val_zero_says_it_held_nothing_out(tmp_path, capsys):

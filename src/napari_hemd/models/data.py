@@ -145,22 +145,19 @@ def load_samples(
             "holds each image's instance labels under the same file name (TIFF) in labels/"
         )
     else:
-        mask_dir, source = _ctc_mask_dir(path, masks)
+        try:
+            mask_dir, source = _ctc_mask_dir(path, masks)
+        except FileNotFoundError:
+            if any(p.suffix.lower() in _TIF for p in path.iterdir()):
+                raise  # frames without their masks: a CTC sequence missing its ST/GT folder
+            raise ValueError(_no_pairs(path)) from None
         by_frame = {_frame_number(p): p for p in mask_dir.iterdir() if p.suffix.lower() in _TIF}
         for img in sorted(p for p in path.iterdir() if p.suffix.lower() in _TIF):
             t = _frame_number(img)
             if t in by_frame:
                 pairs.append((img, by_frame[t], f"{path.parent.name}/{path.name}/t{t:03d}", source))
     if not pairs:
-        import itertools
-
-        files = itertools.islice(path.rglob("*"), 5000)  # a look, not a walk of a whole drive
-        others = sorted({q.suffix.lower() for q in files if q.suffix} - set(_TIF))[:4]
-        kinds = f" (found {', '.join(others)} files: only TIFFs are read)" if others else ""
-        raise ValueError(
-            f"data {str(path)!r}: expected a CTC sequence folder with ST/GT masks or images/ + "
-            f"labels/ folders of TIFFs; found no image/mask pairs{kinds}"
-        )
+        raise ValueError(_no_pairs(path))
     samples = []
     for img_path, lab_path, name, source in pairs:
         img, lab = _read_tiff(img_path), _read_tiff(lab_path)
@@ -185,6 +182,20 @@ def load_samples(
         samples.append(Sample(image, lab.astype(np.int32), name, source))
     logger.info("loaded %d samples from %s", len(samples), path)
     return samples
+
+
+def _no_pairs(path: Path) -> str:
+    """What a training data folder holding no image/mask pairs was expected to be."""
+    import itertools
+
+    files = itertools.islice(path.rglob("*"), 5000)  # a look, not a walk of a whole drive
+    others = sorted({q.suffix.lower() for q in files if q.suffix} - set(_TIF))[:4]
+    kinds = f" (found {', '.join(others)} files: only TIFFs are read)" if others else ""
+    return (
+        f"data {str(path)!r}: expected a CTC sequence folder with ST/GT masks, images/ + "
+        "labels/ folders of TIFFs, an .h5 volume or a napari-hemd project; found no "
+        f"image/mask pairs{kinds}"
+    )
 
 
 def _read_tiff(path: Path) -> np.ndarray:
