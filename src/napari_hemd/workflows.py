@@ -842,14 +842,35 @@ class EditHistory:
         :class:`Edit`). Returns ``None`` when the labels did not change and no ``state`` is given.
         """
         local = np.flatnonzero(before.ravel() != after.ravel())
-        if local.size == 0 and state is None:
-            return None
-        edit = Edit(
-            name, local + offset, before.ravel()[local].copy(), after.ravel()[local].copy(), state
+        return self.record_pixels(
+            name, local + offset, before.ravel()[local], after.ravel()[local], state
         )
+
+    def record_pixels(
+        self,
+        name: str,
+        index: np.ndarray,
+        before: np.ndarray,
+        after: np.ndarray,
+        state: tuple[dict, dict] | None = None,
+    ) -> Edit | None:
+        """Store an edit given by the pixels it changes; clear redo.
+
+        ``index``: their flat indices, ``before`` / ``after``: their values. Returns ``None``
+        when it changes nothing and has no ``state``.
+        """
+        index, before, after = np.asarray(index), np.asarray(before), np.asarray(after)
+        if not (index.shape == before.shape == after.shape):
+            raise ValueError(
+                f"index, before and after must have one shape; got {index.shape}, "
+                f"{before.shape} and {after.shape}"
+            )
+        if index.size == 0 and state is None:
+            return None
+        edit = Edit(name, index.copy(), before.copy(), after.copy(), state)
         self.undo_stack.append(edit)
         self.redo_stack.clear()
-        log.debug("edit %s: %d pixels", name, local.size)
+        log.debug("edit %s: %d pixels", name, index.size)
         return edit
 
     def undo_edit(self, labels: np.ndarray) -> Edit | None:

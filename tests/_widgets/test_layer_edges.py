@@ -395,3 +395,45 @@ def test_one_stack_is_what_the_run_made_of_a_z_stack():
     assert is_one_stack(layer(("z", "y", "x")))  # a file's stack
     assert not is_one_stack(layer(("t", "y", "x")))
     assert not is_one_stack(layer(("-3", "-2", "-1"), {"method": "hemd", "link": True}))
+
+
+@pytest.mark.parametrize("scope", ["current frame", "all frames"])
+def test_merge_delete_relabel_touch_only_their_objects_pixels(make_napari_viewer, errors, scope):
+    """Merge, delete and relabel give what the pure functions give (one frame or all), undo and
+    redo restore them exactly, and the layer's array is edited in place: an "all frames" merge
+    copied, compared and rewrote the whole movie on napari's thread (audit 25)."""
+    from napari_hemd.workflows import delete_label, merge_labels, relabel
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 9, size=(4, 24, 24)).astype(np.uint16)  # many objects, many pieces
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(data.copy(), name="cells")
+    array = layer.data
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = layer
+    proof.scope.value = scope
+    viewer.dims.set_current_step(0, 2)
+    frame = 2 if scope == "current frame" else None
+    expected = data.copy()
+    steps = [
+        (lambda: proof.merge([3, 5, 8]), lambda a: merge_labels(a, [3, 5, 8], frame)),
+        (lambda: proof.delete([1, 7]), lambda a: delete_label(delete_label(a, 1, frame), 7, frame)),
+        (lambda: proof.relabel(3, 40), lambda a: relabel(a, 3, 40, frame)),
+    ]
+    states = [expected.copy()]
+    for act, pure in steps:
+        assert act()
+        expected = pure(expected)
+        states.append(expected.copy())
+        np.testing.assert_array_equal(layer.data, expected)
+        assert layer.data is array  # edited in place, not replaced by a copy
+    if frame is not None:  # the other frames are as they were
+        np.testing.assert_array_equal(np.delete(layer.data, 2, 0), np.delete(data, 2, 0))
+    assert not proof.merge([3, 5])  # neither is left: nothing to do, nothing recorded
+    for state in states[-2::-1]:
+        assert proof.undo()
+        np.testing.assert_array_equal(layer.data, state)
+    for state in states[1:]:
+        assert proof.redo()
+        np.testing.assert_array_equal(layer.data, state)
+    assert not errors

@@ -340,6 +340,41 @@ def apply_edit(
     return True
 
 
+def apply_id_map(
+    layer: Labels, name: str, mapping: dict[int, int], frame: int | None = None
+) -> bool:
+    """Give objects new ids, ``{old: new}`` (0: delete), recorded for undo; True if changed.
+
+    In one ``frame`` of ``layer`` or all (``None``).
+
+    What :func:`apply_edit` does for a merge, delete or relabel, without a copy of the whole
+    array: only the pixels of the ``old`` ids are read and written (an "all frames" merge on the
+    92-frame HeLa movie copied, compared and rewrote its 283 MB on napari's thread, audit 25).
+    """
+    data = layer.data
+    view = data if frame is None else data[int(frame)]
+    offset = 0 if frame is None else int(frame) * int(np.prod(data.shape[1:], dtype=np.int64))
+    mapping = {int(k): int(v) for k, v in mapping.items() if int(k) != int(v)}
+    if not mapping:
+        return False
+    olds = np.fromiter(mapping, dtype=np.int64)
+    hit = view == olds[0] if len(olds) == 1 else np.isin(view, olds)
+    local = np.flatnonzero(hit)
+    del hit
+    if local.size == 0:
+        return False
+    before = view.flat[local]
+    # the new id of each pixel: position of its old id among the sorted old ids
+    order = np.argsort(olds)
+    news = np.fromiter(mapping.values(), dtype=np.int64)[order]
+    after = news[np.searchsorted(olds[order], before)].astype(data.dtype)
+    history_of(layer).record_pixels(name, local + offset, before, after)
+    view.flat[local] = after
+    layer.refresh()
+    edited_event(layer)(name=name)
+    return True
+
+
 #: H-EMD results the undo history of a layer holds: its current one and the one before. Each
 #: is a movie's candidate forests (560 MB on the whole Fluo-N2DL-HeLa movie): kept for every
 #: re-run, memory grew by that much each time. Undoing further back rebuilds the forests.

@@ -20,6 +20,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from napari_hemd._widgets._common import CLOSED, LayerWidget
 from napari_hemd._widgets._layer_state import (
     apply_edit,
+    apply_id_map,
     checked_frames,
     first_frame,
     frame_ranges,
@@ -30,7 +31,7 @@ from napari_hemd._widgets._layer_state import (
     step_history,
     track_paint,
 )
-from napari_hemd.workflows import merge_labels, next_free_id, relabel, split_by_seeds
+from napari_hemd.workflows import next_free_id, split_by_seeds
 
 log = logging.getLogger(__name__)
 
@@ -270,17 +271,28 @@ class ProofreadWidget(LayerWidget):
             show_info(f"Proofread: nothing changed ({name})")
         return changed
 
+    def _map_ids(self, name: str, mapping: dict[int, int]) -> bool:
+        """Give objects new ids (``{old: new}``) in the scope, only their pixels touched."""
+        got = self._target()
+        if got is None:
+            return False
+        layer, frame = got
+        changed = apply_id_map(layer, name, mapping, frame)
+        if not changed:
+            show_info(f"Proofread: nothing changed ({name})")
+        return changed
+
     def merge(self, ids: list[int] | None = None) -> bool:
         """Give all ``ids`` the first id."""
         ids = self._ids(ids, 2)
-        return ids is not None and self._edit(f"merge {ids}", merge_labels, ids)
+        return ids is not None and self._map_ids(f"merge {ids}", {i: ids[0] for i in ids[1:]})
 
     def delete(self, ids: list[int] | None = None) -> bool:
         """Remove the objects ``ids``."""
         ids = self._ids(ids, 1)
         if ids is None:
             return False
-        return self._edit(f"delete {ids}", lambda a: merge_labels(a, [0, *ids]))
+        return self._map_ids(f"delete {ids}", dict.fromkeys(ids, 0))
 
     def delete_border(self) -> bool:
         """Remove the objects that touch the image's edge, in each frame of the scope.
@@ -320,7 +332,7 @@ class ProofreadWidget(LayerWidget):
             data = data[None]
         both = [t for t in range(data.shape[0]) if _holds(data[t], ids[0], new)]
         _make_room(layer, new)
-        changed = self._edit(f"relabel {ids[0]} -> {new}", relabel, ids[0], new)
+        changed = self._map_ids(f"relabel {ids[0]} -> {new}", {ids[0]: new})
         if changed and both:  # two objects of one id in a frame: one object now
             where = f"frame {both[0]}" if len(both) == 1 else f"{len(both)} frames"
             if frame is not None:
