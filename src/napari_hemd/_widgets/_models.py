@@ -47,9 +47,9 @@ events = _Events()
 
 def model_choices(kind: str | None = None) -> list[tuple[str, str]]:
     """``(label, value)`` pairs: shipped models (value: name), then fine-tuned (value: path)."""
-    try:
-        from napari_hemd.models.registry import SHIPPED_MODELS
-    except ImportError:  # torch missing: no models
+    from napari_hemd._shipped import SHIPPED_MODELS, torch_installed
+
+    if not torch_installed():  # no models without torch (not imported here: 2 s)
         return []
     out = [(n, n) for n, m in SHIPPED_MODELS.items() if kind is None or m.kind == kind]
     for name, info in _settings.user_models().items():
@@ -60,7 +60,7 @@ def model_choices(kind: str | None = None) -> list[tuple[str, str]]:
 
 def model_kind(value: str) -> str | None:
     """``"unet"`` / ``"affinity"`` of a choice's value (``None``: unknown)."""
-    from napari_hemd.models.registry import SHIPPED_MODELS
+    from napari_hemd._shipped import SHIPPED_MODELS
 
     if value in SHIPPED_MODELS:
         return SHIPPED_MODELS[value].kind
@@ -143,7 +143,7 @@ def read_model(value):
     Choosing a model updates several fields (zoom, planes, the summary); they share this read.
     Raises what :func:`napari_hemd.models.load_model` raises (OSError, ValueError ...).
     """
-    from napari_hemd.models.registry import SHIPPED_MODELS, model_path
+    from napari_hemd._shipped import SHIPPED_MODELS, model_path
 
     path = model_path(str(value)) if str(value) in SHIPPED_MODELS else Path(value)
     return _read_model(str(value), path.stat().st_mtime_ns)
