@@ -335,6 +335,43 @@ def test_segment_again_keeps_the_checked_frames(viewer, qtbot, errors, monkeypat
     assert not errors
 
 
+def test_a_linked_run_again_keeps_the_checked_frames_ids(viewer, qtbot, errors):
+    """Linked labels, a cell relabelled in one frame, two frames checked, Segment run again:
+    the other checked frame's cells were renamed to the first's ids (audit 29: its cell 1
+    became 7000, though never edited). Each checked frame keeps its ids; the track changes id
+    at the checked frame that says so, as a daughter of the id before."""
+    from napari_hemd._widgets import ProofreadWidget, SegmentWidget
+    from napari_hemd._widgets._tracks import lineage_of
+
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.link.value = True
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    data = labels.data
+    cell = next(int(i) for i in np.unique(data[1]) if i and (data[3] == i).any())
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = labels
+    viewer.dims.set_current_step(0, 1)
+    assert proof.scope.value == "current frame" and proof.relabel(cell, 7000)
+    proof.mark_checked(1)
+    proof.mark_checked(3)
+    corrected = labels.data.copy()
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    for t in (1, 3):
+        np.testing.assert_array_equal(labels.data[t], corrected[t])
+    assert (labels.data[2] == 7000).any()  # after frame 1, up to frame 3: frame 1's id
+    data, tracks = lineage_of(labels, labels.data)
+    rows = {int(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in tracks}
+    assert rows[cell][0] == 3 and rows[cell][2] == 7000 and rows[7000][1] == 2
+    for lab in set(np.unique(data)) - {0}:  # a valid lineage of these labels
+        frames = np.nonzero((data == lab).any(axis=(1, 2)))[0]
+        assert rows[int(lab)][:2] == (frames[0], frames[-1]), lab
+    assert not errors
+
+
 def test_a_stack_run_again_keeps_its_checked_slice_in_one_3d_object():
     """One stack with a checked slice, segmented again: the kept slice's nucleus and the new
     slices' were two ids (review); its slices are one 3D object: the kept id carries over.

@@ -64,7 +64,14 @@ def frame_ranges(frames: list[int]) -> str:
 
 
 def keep_checked_frames(
-    old, new: np.ndarray, keep, *, linked: bool, delta: float = 0.5, stack: bool = False
+    old,
+    new: np.ndarray,
+    keep,
+    *,
+    linked: bool,
+    delta: float = 0.5,
+    stack: bool = False,
+    tracked: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``new`` (freshly segmented) with the ``keep`` frames of ``old`` put back.
 
@@ -76,9 +83,10 @@ def keep_checked_frames(
     (:func:`napari_hemd.core.linking.carry_ids`; relinking the slices as a movie split a ball at
     its poles). ``linked`` (ids are tracks over time): the whole movie is linked again
     (:func:`napari_hemd.core.linking.link_labels`, ``delta``), the kept frames' objects among
-    the others (their ids may come from a run that was not linked: the same id, another cell in
-    the next frame), and each track takes the id its object has in the first kept frame it is
-    in, where no other track took that id first.
+    the others, and the kept frames' objects keep their ids there (:func:`_kept_ids`; unless
+    their ids come from a run that was not linked, ``tracked`` False: the same id, another cell
+    in the next frame. Then each track takes the id its object has in the first kept frame it
+    is in, where no other track took that id first).
 
     Returns
     -------
@@ -97,7 +105,7 @@ def keep_checked_frames(
         for t in keep:
             new[t] = old[t]
         labels, tracks = link_labels(new, delta=delta)
-        return _kept_ids(labels, tracks, old, keep)
+        return _kept_ids(labels, tracks, old, keep, tracked=tracked)
     offset = int(max(np.asarray(old[t]).max() for t in keep))
     todo = [t for t in range(n) if t not in keep]
     top = max((int(new[t].max()) for t in todo), default=0)
@@ -118,43 +126,112 @@ def keep_checked_frames(
     return new, None
 
 
-def _kept_ids(labels: np.ndarray, tracks: np.ndarray, old, keep) -> tuple[np.ndarray, np.ndarray]:
+def _kept_ids(
+    labels: np.ndarray, tracks: np.ndarray, old, keep, *, tracked: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Rename linked ``labels`` (and ``tracks``) so that kept frames keep their old ids.
 
-    A track takes the id its object has in ``old`` in the first kept frame it is in, unless
-    another track took that id already; every other track that would meet a kept id moves
-    above them.
+    Every object of a kept frame keeps its id there, unless another track took that id in an
+    earlier kept frame (one id never names two cells); then, like every track whose ids in the
+    kept frames come from a run that was not linked (``tracked`` False: ids per frame, the
+    same id another cell in the next frame), it takes the id its track has in the first kept
+    frame it is in. Where the kept frames give one track several ids (``tracked``: the user
+    relabelled a cell in one frame), the track changes id at the kept frame that says so: the
+    frames after a kept frame (up to the next kept one) take its id, those before the first
+    kept frame the first's. Such a stretch, and a track in no kept frame, moves above the kept
+    ids where its id would meet one in a frame. The lineage follows: a track that changes id
+    continues as a daughter of the id before (:func:`~napari_hemd.core.linking.
+    lineage_after_edits`).
     """
-    rename: dict[int, int] = {}
-    taken: set[int] = set()
+    from napari_hemd._log import NOTE
+    from napari_hemd.core.linking import frame_ids, lineage_after_edits
+
+    labels = np.asarray(labels)
+    n = labels.shape[0]
+    anchors: dict[int, dict[int, int]] = {}  # track -> {kept frame: its id there}
+    owner: dict[int, int] = {}  # a kept id -> the track it names
+    top = max([int(labels.max(initial=0))] + [int(np.asarray(old[t]).max()) for t in keep])
     for t in keep:
         frame, before = labels[t], np.asarray(old[t])
-        for lab in np.unique(frame[frame != 0]):
-            if int(lab) in rename:
-                continue
-            mine = int(before[frame == lab][0])  # the partition is the kept frame's own
-            if mine not in taken:
-                rename[int(lab)] = mine
-                taken.add(mine)
-    top = max(max(taken, default=0), int(labels.max(initial=0)))
-    for lab in np.unique(labels[labels != 0]):
-        lab = int(lab)
-        if lab not in rename:
-            if lab in taken:
+        inside = frame != 0
+        pairs = np.unique(
+            np.stack([frame[inside].astype(np.int64), before[inside].astype(np.int64)]), axis=1
+        )  # the partition is the kept frame's own: one id per track
+        for lab, mine in pairs.T.tolist():
+            had = list(anchors.get(lab, {}).values())
+            if had and (not tracked or owner.get(mine, lab) != lab):
+                mine = had[-1]  # ids per frame, or another track's id: the track's own
+            elif owner.get(mine, lab) != lab:  # another track's, and this one has none yet
                 top += 1
-                rename[lab] = top
-            else:
-                rename[lab] = lab
-    wide = max(rename.values(), default=0) > np.iinfo(np.uint32).max  # int64 labels' ids
-    lut = np.zeros(int(labels.max(initial=0)) + 1, np.uint64 if wide else np.uint32)
-    for lab, val in rename.items():  # link_labels numbers its tracks from 1: a short table
-        lut[lab] = val
-    out = lut[labels]
-    tracks = np.asarray(tracks, np.int64).reshape(-1, 4).copy()
-    if len(tracks):
-        tracks[:, 0] = [rename.get(int(i), int(i)) for i in tracks[:, 0]]
-        tracks[:, 3] = [rename.get(int(i), 0) if i else 0 for i in tracks[:, 3]]
-    return out, tracks
+                mine = top
+            owner.setdefault(mine, lab)
+            anchors.setdefault(lab, {})[t] = mine
+    frames_of: dict[int, list[int]] = {}
+    for t in range(n):
+        for lab in frame_ids(labels[t]).tolist():
+            frames_of.setdefault(int(lab), []).append(t)
+    final: dict[tuple[int, int], int] = {}  # (track, frame) -> id
+    used: dict[int, set[int]] = {}  # id -> frames it is in
+    stretches = []  # (order, track, frames, the id it would take)
+    for lab, frames in frames_of.items():
+        mine = anchors.get(lab)
+        if not mine:
+            stretches.append((2, 0, lab, frames, None if lab in owner else lab))
+            continue
+        kept = sorted(mine)
+        for i, k in enumerate(kept):
+            final[lab, k] = mine[k]
+            used.setdefault(mine[k], set()).add(k)
+            nxt = kept[i + 1] if i + 1 < len(kept) else n
+            after = [t for t in frames if k < t < nxt]
+            if after:  # the most recent kept frame's word first
+                stretches.append((0, -k, lab, after, mine[k]))
+        before = [t for t in frames if t < kept[0]]
+        if before:
+            stretches.append((1, kept[0], lab, before, mine[kept[0]]))
+    for _, _, lab, frames, want in sorted(stretches, key=lambda s: s[:2]):
+        if want is None or used.get(want, set()).intersection(frames):
+            top += 1
+            want = top
+        used.setdefault(want, set()).update(frames)
+        for t in frames:
+            final[lab, t] = want
+    wide = top > np.iinfo(np.uint32).max  # int64 labels' ids
+    out = np.zeros(labels.shape, np.uint64 if wide else np.uint32)
+    size = int(labels.max(initial=0)) + 1  # link_labels numbers its tracks from 1: short tables
+    by_frame: dict[int, dict[int, int]] = {}
+    for (lab, t), v in final.items():
+        by_frame.setdefault(t, {})[lab] = v
+    for t, names in by_frame.items():
+        lut = np.zeros(size, out.dtype)
+        lut[list(names)] = list(names.values())
+        out[t] = lut[labels[t]]
+    # the run's lineage in the new ids: a daughter's first id, her mother's last; a track that
+    # changes id continues as a daughter of the id before
+    ends = {int(r[0]): int(r[2]) for r in np.asarray(tracks, np.int64).reshape(-1, 4)}
+    parent_of = {int(r[0]): int(r[3]) for r in np.asarray(tracks, np.int64).reshape(-1, 4)}
+    hint: dict[int, tuple[int, int]] = {}  # id -> (begin, parent) of its first stretch
+    for lab, frames in frames_of.items():
+        p = parent_of.get(lab, 0)
+        prev = final.get((p, ends.get(p, -1)), 0) if p else 0
+        for t in frames:
+            v = final[lab, t]
+            if t == frames[0] or v != final.get((lab, t - 1)):
+                if v not in hint or t < hint[v][0]:
+                    hint[v] = (t, prev)
+            prev = v
+    rows = np.array([[v, b, 0, p] for v, (b, p) in hint.items()], np.int64).reshape(-1, 4)
+    relabelled, new_tracks = lineage_after_edits(out, rows)
+    if relabelled is not out and any(
+        not np.array_equal(relabelled[t], out[t]) for t in keep
+    ):  # an id of the kept frames back after a gap: no lineage rather than another id
+        log.log(
+            NOTE,
+            "the checked frames keep their ids; an id that comes back after a gap makes no "
+            "lineage (Export numbers it anew)",
+        )
+        return out, np.zeros((0, 4), np.int64)
+    return relabelled, new_tracks
 
 
 def with_tracks(result, tracks):

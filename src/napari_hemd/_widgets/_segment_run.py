@@ -261,9 +261,11 @@ def _write_labels(viewer, run: SegmentRun, labels: np.ndarray, meta: dict) -> La
             # marked checked: taught as truth); linked ids (or one stack's slices) carried
             params, stack = meta[PARAMS_KEY], is_one_stack(old)
             linked = bool(params.get("link"))
+            # the layer's ids are tracks already (a linked run's): the checked frames' stay
+            tracked = bool((old.metadata.get(PARAMS_KEY) or {}).get("link"))
             labels, tracks = keep_checked_frames(
                 old.data, labels.copy(), checked, linked=linked,
-                delta=params.get("delta", 0.5), stack=stack,
+                delta=params.get("delta", 0.5), stack=stack, tracked=tracked,
             )  # fmt: skip
             meta[RESULT_KEY] = with_tracks(meta[RESULT_KEY], tracks)
             run.kept = (checked, linked and not stack)

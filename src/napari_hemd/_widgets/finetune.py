@@ -288,7 +288,7 @@ class FineTuneWidget(LayerWidget):
                 f"(at most 64, starting with a letter or digit); got {self.name.value!r}"
             )
             return None
-        from napari_hemd.models.registry import SHIPPED_MODELS
+        from napari_hemd._shipped import SHIPPED_MODELS
 
         if name in SHIPPED_MODELS:  # listed as "cells-phc (fine-tuned)" beside it (audit 27)
             show_error(
@@ -413,7 +413,13 @@ class FineTuneWidget(LayerWidget):
                 linked = bool(old_params.get("link") or seg.tracks is not None)
                 delta = float(seg.params.get("delta", old_params.get("delta", 0.5)))
                 new, tracks = keep_checked_frames(
-                    old, new, checked, linked=linked, delta=delta, stack=is_one_stack(labels)
+                    old,
+                    new,
+                    checked,
+                    linked=linked,
+                    delta=delta,
+                    stack=is_one_stack(labels),
+                    tracked=bool(old_params.get("link")),
                 )  # a stack's slices: one 3D object across the kept ones
             prob_name = f"{base_name(image.name)} probability ({name})"
             prob = add_or_update(
