@@ -76,12 +76,43 @@ def test_write_splits_labels_that_come_back_after_a_gap(tmp_path):
     assert _validate(out) == 1
 
 
-def test_write_refuses_labels_beyond_uint16(tmp_path):
-    labels = np.zeros((1, 2, 2), np.int64)
-    labels[0, 0, 0] = 70000
-    with pytest.raises(ValueError, match="labels < 65536"):
-        write_ctc_result(labels, tmp_path / "res")
-    assert not (tmp_path / "res").exists()
+def test_write_renumbers_labels_beyond_uint16(tmp_path):
+    """A label of 65536 or more (Relabel allows up to 2**31 - 1) was refused (audit 29): the
+    folder's labels are renumbered 1..K, tracks and gaps alike; too many tracks are refused."""
+    labels = np.zeros((4, 6, 6), np.int64)
+    labels[:, :2, :2] = 70000
+    labels[1, :2, :2] = 0  # a gap: 70000 comes back as a track of its own
+    labels[:2, 4:, 4:] = 5
+    labels[2:, 4:, 4:] = 2**31 - 1  # 5's daughter
+    out = write_ctc_result(labels, tmp_path / "res")
+    back = read_ctc_labels(out)
+    for t in range(4):
+        assert back[t].dtype == np.uint16 and _same_partition(back[t], labels[t])
+    assert read_ctc_tracks(out / "res_track.txt").tolist() == [
+        [1, 0, 1, 0],
+        [2, 0, 0, 0],
+        [3, 2, 3, 0],
+        [4, 2, 3, 0],
+    ]  # 5, 70000 (frame 0), 2**31 - 1, 70000 again (a fresh label)
+    assert _validate(out) == 1
+    tracks = np.array([[5, 0, 1, 0], [70000, 0, 0, 0], [2**31 - 1, 2, 3, 5]])
+    tracks = np.vstack([tracks, [2**31, 2, 3, 0]])
+    linked = labels.copy()
+    linked[2:, :2, :2] = 2**31
+    out = write_ctc_result(linked, tmp_path / "linked", tracks=tracks)
+    assert read_ctc_tracks(out / "res_track.txt").tolist() == [
+        [1, 0, 1, 0],
+        [2, 0, 0, 0],
+        [3, 2, 3, 1],
+        [4, 2, 3, 0],
+    ]
+    assert _validate(out) == 1
+    with pytest.raises(ValueError, match="label 2147483648 has no row"):
+        write_ctc_result(linked, tmp_path / "short", tracks=tracks[:3])
+    many = np.arange(2**16, dtype=np.int64).reshape(1, 256, 256) + 1
+    with pytest.raises(ValueError, match="65536 tracks; CTC result files hold labels < 65536"):
+        write_ctc_result(many, tmp_path / "many")
+    assert not (tmp_path / "many").exists() and not (tmp_path / "short").exists()
 
 
 def test_write_keeps_given_tracks(tmp_path):

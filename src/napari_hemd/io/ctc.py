@@ -205,7 +205,8 @@ def write_ctc_result(
     labels : (T, Y, X) or (T, Z, Y, X) integer array
         Instance labels per frame (uint16 in the files, as the CTC tools expect).
     folder : path-like
-        Output folder (created).
+        Output folder (created). Labels of 65536 and above (the files are uint16) renumber
+        the folder's labels 1..K in the order of their ids, tracks alike.
     tracks : (K, 4) int array, optional
         Rows ``L B E P``, written as given. Without it, every maximal run of consecutive frames in
         which a label appears is one track with no parent; a label that comes back after a gap
@@ -246,15 +247,38 @@ def write_ctc_result(
         tracks, remap = tracks_from_presence(present)
     tracks = np.asarray(tracks, dtype=np.int64).reshape(-1, 4)
     top = max([int(p.max()) for p in present if p.size] + [int(tracks[:, 0].max(initial=0))])
+    ids = None  # labels renumbered 1..K (index + 1 here) where one is too large for the files
     if top >= 2**16:
-        raise ValueError(f"labels: needs label {top}; CTC result files hold labels < 65536")
+        ids = np.unique(tracks[:, 0])
+        if len(ids) >= 2**16:
+            raise ValueError(f"labels: {len(ids)} tracks; CTC result files hold labels < 65536")
+        named = [remap.get(t, {}).get(i, i) for t, p in enumerate(present) for i in p.tolist()]
+        lost = np.setdiff1d(np.concatenate([named, tracks[tracks[:, 3] > 0, 3]]), ids)
+        if lost.size:
+            raise ValueError(
+                f"tracks: label {int(lost[0])} has no row (tracks: rows L B E P for every label "
+                "of labels)"
+            )
+        logger.info("labels up to %d renumbered 1-%d for the CTC files", top, len(ids))
+        tracks = tracks.copy()
+        tracks[:, 0] = np.searchsorted(ids, tracks[:, 0]) + 1
+        parent = tracks[:, 3] > 0
+        tracks[parent, 3] = np.searchsorted(ids, tracks[parent, 3]) + 1
     folder.mkdir(parents=True, exist_ok=True)
     for t in range(n):
-        frame = np.asarray(labels[t]).astype(np.uint16)
-        if remap.get(t):
-            lut = np.arange(2**16, dtype=np.uint16)
-            lut[list(remap[t])] = list(remap[t].values())
-            frame = lut[frame]
+        if ids is None:
+            frame = np.asarray(labels[t]).astype(np.uint16)
+            if remap.get(t):
+                lut = np.arange(2**16, dtype=np.uint16)
+                lut[list(remap[t])] = list(remap[t].values())
+                frame = lut[frame]
+        else:  # each pixel's track label (a later run after a gap: its fresh one), renumbered
+            frame = np.asarray(labels[t]).astype(np.int64)
+            for old, fresh in remap.get(t, {}).items():
+                frame[frame == old] = fresh
+            inside = frame != 0
+            frame[inside] = np.searchsorted(ids, frame[inside]) + 1
+            frame = frame.astype(np.uint16)
         _write_mask(folder / f"mask{first_frame + t:0{digits}d}.tif", frame, pixel_size)
     tracks = tracks + np.array([0, first_frame, first_frame, 0])
     lines = "".join(f"{a} {b} {c} {d}\n" for a, b, c, d in tracks)
