@@ -129,16 +129,25 @@ def is_our_output(folder: str | os.PathLike) -> bool:
     folder = Path(folder)
     if has_marker(folder) or (folder / "hemd-params.json").is_file():
         return True
-    for attrs in ("zarr.json", ".zattrs"):
-        try:
-            text = (folder / attrs).read_text()[:100_000]
-        except OSError:
-            continue
-        if any(
-            k in text for k in ("napari-hemd", '"method": "hemd"', "hemd_params", '"predicted"')
-        ):
-            return True
-    return False
+    attrs_file = _zarr_attributes_file(folder)
+    if attrs_file is None:
+        return False
+    meta = _read_json(attrs_file)
+    attrs = meta.get("attributes", {}) if attrs_file.name == "zarr.json" else meta
+    if not isinstance(attrs, dict):
+        return False
+    # the root attributes those versions wrote, as keys and values (a text search took a
+    # user's store whose attributes held the word "predicted" or "napari-hemd", audit 28)
+    return (
+        any(k in attrs for k in _OUR_KEYS)
+        or attrs.get("method") == "hemd"
+        or str(attrs.get("format", "")).startswith("napari-hemd")
+    )
+
+
+#: Root attributes of the zarr outputs napari-hemd wrote before :data:`MARKER_ATTR`: labels'
+#: parameters, predictions' options, OME-Zarr labels' parameters, the labels mark.
+_OUR_KEYS = ("hemd_params", "predicted", "napari_hemd", LABELS_KEY)
 
 
 def _is_file_output(path: Path) -> bool:
@@ -396,4 +405,9 @@ def _atomic_path(path: Path) -> Iterator[Path]:
         else:
             os.replace(tmp, path)
     finally:
+        # interrupted between the two renames (Ctrl-C, SIGTERM): the old output back first, as
+        # the folder below is removed (it took the old output with it, audit 28)
+        old = Path(tmp_dir) / (path.name + ".old")
+        if old.exists() and not (path.exists() or path.is_symlink()):
+            os.replace(old, path)
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -170,9 +170,14 @@ def _unmark_zarr(store) -> None:
     """Remove the mark from a zarr store, as written before :data:`MARKER_ATTR` existed."""
     import json
 
-    meta = json.loads((store / "zarr.json").read_text())
-    del meta["attributes"][MARKER_ATTR]
-    (store / "zarr.json").write_text(json.dumps(meta))
+    if (store / "zarr.json").is_file():
+        meta = json.loads((store / "zarr.json").read_text())
+        del meta["attributes"][MARKER_ATTR]
+        (store / "zarr.json").write_text(json.dumps(meta))
+    else:  # zarr v2 (OME-Zarr 0.4)
+        meta = json.loads((store / ".zattrs").read_text())
+        del meta[MARKER_ATTR]
+        (store / ".zattrs").write_text(json.dumps(meta))
 
 
 def _zarr_outputs(tmp_path) -> dict:
@@ -238,3 +243,57 @@ def test_a_foreign_zarr_store_is_not_replaced(tmp_path):
     assert not has_marker(foreign) and not is_our_output(foreign)
     with pytest.raises(FileExistsError, match="napari-hemd did not write"):
         write_labels(np.ones((2, 8, 8), np.uint32), foreign, overwrite=True)
+
+
+def test_a_store_whose_attributes_only_mention_napari_hemd_is_not_ours(tmp_path):
+    """A text search of the attributes took a user's store holding the word "predicted" or
+    "napari-hemd" for an output of an earlier version, and ``--overwrite`` replaced it (audit
+    28). The attributes those versions wrote still count; every kind of output, unmarked."""
+    import zarr
+
+    for attrs in ({"stage": "predicted"}, {"notes": "to compare with napari-hemd later"},
+                  {"method": "hemd-like"}):  # fmt: skip
+        store = tmp_path / f"theirs{len(list(tmp_path.iterdir()))}.zarr"
+        group = zarr.open_group(str(store), mode="w")
+        group.attrs.update(attrs)
+        group.create_array("raw", shape=(4, 4), dtype=np.uint16)
+        assert not is_our_output(store), attrs
+        with pytest.raises(FileExistsError, match="napari-hemd did not write"):
+            write_labels(np.ones((2, 8, 8), np.uint32), store, overwrite=True)
+        assert "raw" in zarr.open_group(str(store), mode="r")
+    (tmp_path / "ours").mkdir()
+    stores = _zarr_outputs(tmp_path / "ours")
+    # OME-Zarr labels hold the run's parameters at their root (none in _zarr_outputs': then
+    # nothing but the mark says whose they are)
+    params = {"method": "hemd", "tau": 0.5}
+    stores["OME-Zarr labels"] = write_labels(
+        np.ones((2, 8, 8), np.uint32), tmp_path / "ours" / "m.ome.zarr", metadata=params
+    )
+    for what, store in stores.items():
+        _unmark_zarr(store)
+        assert not has_marker(store) and is_our_output(store), what
+
+
+def test_an_interrupt_between_the_renames_keeps_the_old_output(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM) after the old folder was moved aside and before the new one took its
+    place: the clean-up removed the folder holding both (audit 28). The old one is put back."""
+    import os
+
+    from napari_hemd import _atomic
+
+    out = write_labels(np.ones((2, 8, 8), np.uint32), tmp_path / "res")
+    real = os.replace
+    calls = []
+
+    def interrupted(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the new folder onto the output: the signal arrives first
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(_atomic.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_labels(np.full((2, 8, 8), 2, np.uint32), out, overwrite=True)
+    monkeypatch.setattr(_atomic.os, "replace", real)
+    assert read_stack(out).max() == 1 and has_marker(out)  # the old output, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]  # nothing left behind
