@@ -390,6 +390,38 @@ def recover_output(path: str | os.PathLike) -> str | None:
     return done
 
 
+def settle_writes(timeout: float = 10.0) -> None:
+    """Wait for the writes zarr still has in flight on its own IO thread (if zarr is in use).
+
+    When one chunk's write fails (a full disk) or the run is interrupted, zarr's other chunk
+    writes of that call go on in its event loop: a clean-up that removes the temporary output
+    at once saw them create it again (audit 28: a ``.NAME.*.tmp`` or ``.NAME.partial`` left,
+    and asyncio's "Task was destroyed but it is pending" on exit). Their exceptions are
+    retrieved here (a full disk is said once, by the run).
+    """
+    import sys
+
+    zsync = sys.modules.get("zarr.core.sync")
+    loop = getattr(zsync, "loop", [None])[0] if zsync is not None else None
+    if loop is None or not loop.is_running():
+        return
+    import asyncio
+
+    async def pending() -> None:
+        me = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not me]
+        if tasks:
+            done, _ = await asyncio.wait(tasks, timeout=timeout)
+            for t in done:
+                if not t.cancelled():
+                    t.exception()
+
+    try:
+        asyncio.run_coroutine_threadsafe(pending(), loop).result(timeout + 1)
+    except Exception:  # a clean-up: never worse than not waiting
+        pass
+
+
 def _atomic_path(path: Path) -> Iterator[Path]:
     tmp_dir = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_dir) / path.name
@@ -410,4 +442,5 @@ def _atomic_path(path: Path) -> Iterator[Path]:
         old = Path(tmp_dir) / (path.name + ".old")
         if old.exists() and not (path.exists() or path.is_symlink()):
             os.replace(old, path)
+        settle_writes()
         shutil.rmtree(tmp_dir, ignore_errors=True)

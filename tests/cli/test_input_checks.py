@@ -564,6 +564,41 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(video, tmp_path, capsys, monkeypatch
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is this run's only
 
 
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_signal_inside_a_compiled_kernel_stops_as_ctrl_c_does(
+    video, tmp_path, capsys, monkeypatch, signal_name
+):
+    """numba turns a signal arriving while it loads a cached kernel into ``SystemError: ...
+    returned a result with an exception set`` (audit 28: a traceback and exit 1)."""
+    import signal
+
+    import napari_hemd.core.segment as core
+
+    tifffile.imwrite(tmp_path / "p.tif", video["prob"])
+
+    def in_numba(*a, **k):
+        try:
+            os.kill(os.getpid(), getattr(signal, signal_name))
+        except KeyboardInterrupt as exc:  # what numba's dispatcher makes of it
+            raise SystemError("CPUDispatcher(<function kernel>) returned a result with an "
+                              "exception set") from exc  # fmt: skip
+        raise AssertionError("the signal did not arrive")
+
+    monkeypatch.setattr(core, "segment", in_numba)
+    args = ["segment", str(tmp_path / "p.tif"), "--method", "threshold", "--no-progress"]
+    code, word = (143, "terminated") if signal_name == "SIGTERM" else (130, "interrupted")
+    assert main([*args, "-o", str(tmp_path / "l.tif")]) == code
+    assert capsys.readouterr().err.strip() == f"napari-hemd segment: {word}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tif"]
+
+    def other(*a, **k):  # a SystemError of ours stays a bug: raised
+        raise SystemError("something else")
+
+    monkeypatch.setattr(core, "segment", other)
+    with pytest.raises(SystemError, match="something else"):
+        main([*args, "-o", str(tmp_path / "l.tif")])
+
+
 def test_three_inputs_named_in_one_line(video, tmp_path, capsys):
     """Audit 20: ``stream`` on one 2D image, ``predict`` on a truncated TIFF and ``link`` on
     labels with a negative id failed with numpy's or tifffile's words, naming nothing."""

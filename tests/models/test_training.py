@@ -815,3 +815,35 @@ def test_binary_masks_are_not_taken_for_instance_labels(tmp_path, capsys):
     )
     tifffile.imwrite(data / "labels" / "a.tif", label(mask).astype(np.uint16))
     assert len(load_samples(data)) == 1
+
+
+def test_a_full_disk_while_saving_a_model_is_one_line(tmp_path, monkeypatch, capsys):
+    """torch's writer reported a full disk as ``RuntimeError: ... unexpected pos`` (a traceback,
+    exit 1) and left ``.m.pt.tmp`` (audit 28): the file is written from memory, the disk's
+    error is an ``OSError`` the command line says in one line, and nothing is left."""
+    import errno
+
+    from napari_hemd.models import weights
+    from napari_hemd.models.unet import UNet2d
+
+    model = weights.HemdModel(UNet2d(base_channels=4, depth=2), metadata={})
+    real = open
+
+    class Full:
+        def __init__(self, path, mode):
+            self.f = real(path, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(bytes(data[:100]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(weights, "open", Full, raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        weights.save_model_file(model, tmp_path / "m.pt")
+    assert list(tmp_path.iterdir()) == []

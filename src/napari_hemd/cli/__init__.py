@@ -146,6 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"napari-hemd {args.command}: interrupted{_kept_checkpoint(args)}", file=sys.stderr)
         return 130
+    except SystemError as exc:  # numba wraps a signal that arrives inside a compiled call
+        stop = _interrupt_inside(exc)
+        if stop is None:
+            raise
+        how, code = ("terminated", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
+        print(f"napari-hemd {args.command}: {how}{_kept_checkpoint(args)}", file=sys.stderr)
+        return code
     except ModuleNotFoundError as exc:  # an optional part not installed (audit 23: a traceback)
         extra = OPTIONAL_MODULES.get((exc.name or "").split(".")[0])
         if extra is None and "pip install" not in str(exc):  # not an extra's: our bug
@@ -181,6 +188,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill``, a job scheduler's time limit) received: stop as on Ctrl-C."""
+
+
+def _interrupt_inside(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM (:class:`Terminated`) an exception was raised from, if any.
+
+    numba turns one that arrives while it loads a cached kernel into ``SystemError: ...
+    returned a result with an exception set`` (audit 28: a traceback and exit 1).
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _stop_on_sigterm():

@@ -271,6 +271,9 @@ def dropped_unless_begun(partial: Path, begun: Callable[[], bool]) -> Iterator[N
     try:
         yield
     except BaseException:
+        from napari_hemd._atomic import settle_writes
+
+        settle_writes()  # zarr's writes still in flight would make it again (audit 28)
         if not begun():
             shutil.rmtree(partial, ignore_errors=True)
         raise

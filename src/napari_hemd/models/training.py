@@ -593,12 +593,9 @@ def _architecture(model: HemdModel) -> dict:
 
 def _save_checkpoint(state: dict, ckpt: Path) -> None:
     """Write a checkpoint through a temporary file: a run killed while writing keeps the last one."""
-    tmp = ckpt.with_name(f".{ckpt.name}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, ckpt)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from napari_hemd.models.weights import save_atomically
+
+    save_atomically(state, ckpt)
 
 
 def _load_resumed_network(ckpt: Path, state: dict, model: HemdModel) -> None:

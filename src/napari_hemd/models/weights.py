@@ -151,10 +151,29 @@ def save_model_file(model: HemdModel, path: str | os.PathLike, *, half: bool = F
         "state_dict": state,
         "sha256": weights_sha256(state),
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    save_atomically(payload, path)
     return path
+
+
+def save_atomically(obj, path: Path) -> None:
+    """``torch.save`` ``obj`` to ``path`` through a hidden temporary, removed if it fails.
+
+    Serialised in memory first (model files and checkpoints are a few MB): torch's own writer
+    reported a full disk as ``RuntimeError: ... unexpected pos`` (a traceback, and its
+    temporary left behind, audit 28); a plain file write raises ``OSError`` (ENOSPC), which
+    the command line says in one line.
+    """
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def round_to_half(model: HemdModel) -> HemdModel:
