@@ -740,7 +740,13 @@ def test_an_interrupted_training_says_how_to_resume_and_keeps_its_plan(folder, c
     capsys.readouterr()
     assert main([*args, "--resume"]) == 130
     err = capsys.readouterr().err
-    assert "interrupted; no model written. The checkpoint" in err and "--resume continues" in err
+    assert (
+        "interrupted; no new model written. The checkpoint" in err and "--resume continues" in err
+    )
+    model.write_bytes(b"old")  # an output replaced with --overwrite: said to be as it was
+    assert main([*args, "--resume", "--overwrite"]) == 130
+    assert f"no new model written ({model} is as it was)" in capsys.readouterr().err
+    assert model.read_bytes() == b"old"
     monkeypatch.undo()
     assert main([*args, "--resume"]) == 0  # the plan kept: steps 1 -> 6
     from napari_hemd.models import load_model_file

@@ -247,11 +247,13 @@ def _kept_checkpoint(args: argparse.Namespace) -> str:
     if args.command != "train" or not out:
         return ""
     ckpt = Path(out).with_name(Path(out).name + ".ckpt")
+    # (an existing OUT, given --overwrite, is as it was: audit 28 read "no model" as lost)
+    kept = f" ({out} is as it was)" if Path(out).exists() else ""
     if not ckpt.is_file():
-        return "; no checkpoint was written yet and no model (nothing to resume)"
+        return f"; no checkpoint was written yet and no new model{kept} (nothing to resume)"
     return (
-        f"; no model written. The checkpoint {ckpt} is kept: the same command with --resume "
-        "continues from it"
+        f"; no new model written{kept}. The checkpoint {ckpt} is kept: the same command with "
+        "--resume continues from it"
     )
 
 
