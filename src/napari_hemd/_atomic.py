@@ -360,7 +360,8 @@ def recover_output(path: str | os.PathLike) -> str | None:
     A run killed in the middle of replacing a folder leaves the output missing and the complete
     new one (it carries the mark, :func:`has_marker`) or the old one inside a hidden ``.NAME.*.tmp`` folder:
     the swap is finished (new) or undone (old). Then every such leftover (half-written files
-    included) is removed.
+    included) is removed. A resumable run's old output moved into its ``.NAME.partial`` folder
+    is put back (the partial run itself is kept, to be resumed).
 
     Returns
     -------
@@ -371,6 +372,12 @@ def recover_output(path: str | os.PathLike) -> str | None:
 
     path = Path(path)
     done = None
+    # a resumable run (stream, predict) killed while publishing: the old output is in its
+    # partial folder, which a run with other settings removes (core.streaming.publish)
+    aside = path.parent / f".{path.name}.partial" / "old"
+    if aside.is_dir() and not (path.exists() or path.is_symlink()):
+        os.replace(aside, path)
+        done = "restored"
     for d in sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")):
         if not d.is_dir():
             continue

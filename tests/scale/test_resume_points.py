@@ -68,10 +68,19 @@ def test_killed_while_recording_progress(prob_zarr, tmp_path, expected, monkeypa
     assert again == [1, 2, 3, 4]
 
 
-def test_killed_while_publishing_over_an_old_output(prob_zarr, tmp_path, expected, monkeypatch):
-    """Old output moved aside, new one not yet renamed in: the rerun publishes without recomputing."""
+@pytest.mark.parametrize("killed", [False, True])
+def test_killed_while_publishing_over_an_old_output(
+    prob_zarr, tmp_path, expected, monkeypatch, killed
+):
+    """Old output moved aside, new one not yet renamed in. Stopped there (an exception, Ctrl-C)
+    the old output is put back at once; killed (SIGKILL: nothing runs), by the next run, even
+    one with other settings that does not resume (it was removed with the partial run, audit
+    28). The same run again publishes without recomputing."""
+    from napari_hemd import _atomic
+
     out = tmp_path / "lab.zarr"
     hemd_stream(prob_zarr, out, chunk=4, iterations=3)  # an old result, other parameters
+    old = zarr.open_array(str(out))[:]
     real = streaming.os.replace
 
     def die_before_the_new_store_moves_in(src, dst):
@@ -80,10 +89,16 @@ def test_killed_while_publishing_over_an_old_output(prob_zarr, tmp_path, expecte
         return real(src, dst)
 
     monkeypatch.setattr(streaming.os, "replace", die_before_the_new_store_moves_in)
+    if killed:  # nothing of the run's own clean-up happens
+        monkeypatch.setattr(_atomic, "recover_output", lambda path: None)
     with pytest.raises(Crash):
         hemd_stream(prob_zarr, out, chunk=4, iterations=2, overwrite=True)
-    monkeypatch.setattr(streaming.os, "replace", real)
-    assert not out.exists()
+    monkeypatch.undo()
+    if killed:
+        assert not out.exists() and (tmp_path / ".lab.zarr.partial" / "old").is_dir()
+        with pytest.raises(FileExistsError):  # other settings, no --overwrite: refused...
+            hemd_stream(prob_zarr, out, chunk=4, iterations=1, resume=False)
+    np.testing.assert_array_equal(zarr.open_array(str(out))[:], old)  # ...the old one back
     again = []
     _resume_and_check(prob_zarr, out, expected, overwrite=True, on_window=again.append)
     assert again == []  # every window was done; only the publish was missing

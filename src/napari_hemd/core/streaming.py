@@ -520,7 +520,7 @@ def _hemd_stream(
     """
     import zarr
 
-    from napari_hemd._atomic import check_output_path
+    from napari_hemd._atomic import check_output_path, recover_output
 
     if isinstance(prob, (str, os.PathLike)):
         raise TypeError(
@@ -534,6 +534,7 @@ def _hemd_stream(
             f"client must be a dask.distributed.Client; got {type(client).__name__} (for a "
             "scheduler's address use napari_hemd.pipeline.stream_segment(..., scheduler=ADDRESS))"
         )
+    recover_output(output)  # a run killed while publishing: its old output first
     output = check_output_path(output, overwrite=overwrite)
     n, halo = _check(prob, {**params, "halo": halo})
     if grow:
@@ -648,12 +649,15 @@ def publish(store: Path, output: Path, partial: Path) -> Path:
     The store is marked as ours, an older ``output`` moved into ``partial`` first, then
     ``partial`` removed.
     """
-    from napari_hemd._atomic import mark_output
+    from napari_hemd._atomic import mark_output, recover_output
 
     mark_output(store)
     if output.exists():
         os.replace(output, partial / "old")
-    os.replace(store, output)
+    try:
+        os.replace(store, output)
+    finally:  # interrupted between the renames: the old output back (audit 28)
+        recover_output(output)
     shutil.rmtree(partial, ignore_errors=True)
     return output
 
