@@ -167,8 +167,9 @@ def _kept_ids(
             owner.setdefault(mine, lab)
             anchors.setdefault(lab, {})[t] = mine
     frames_of: dict[int, list[int]] = {}
-    for t in range(n):
-        for lab in frame_ids(labels[t]).tolist():
+    ids_of = [frame_ids(labels[t]) for t in range(n)]
+    for t, ids in enumerate(ids_of):
+        for lab in ids.tolist():
             frames_of.setdefault(int(lab), []).append(t)
     final: dict[tuple[int, int], int] = {}  # (track, frame) -> id
     used: dict[int, set[int]] = {}  # id -> frames it is in
@@ -221,7 +222,8 @@ def _kept_ids(
                     hint[v] = (t, prev)
             prev = v
     rows = np.array([[v, b, 0, p] for v, (b, p) in hint.items()], np.int64).reshape(-1, 4)
-    relabelled, new_tracks = lineage_after_edits(out, rows)
+    present = [np.unique([final[lab, t] for lab in ids.tolist()]) for t, ids in enumerate(ids_of)]
+    relabelled, new_tracks = lineage_after_edits(out, rows, present)
     if relabelled is not out and any(
         not np.array_equal(relabelled[t], out[t]) for t in keep
     ):  # an id of the kept frames back after a gap: no lineage rather than another id

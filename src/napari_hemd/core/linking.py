@@ -505,7 +505,7 @@ def tracks_from_presence(
     return np.array(rows, dtype=np.int64).reshape(-1, 4), remap
 
 
-def lineage_after_edits(labels, tracks) -> tuple[np.ndarray, np.ndarray]:
+def lineage_after_edits(labels, tracks, present=None) -> tuple[np.ndarray, np.ndarray]:
     """The lineage of labels edited after linking: their tracks, with the run's divisions kept.
 
     ``tracks`` (``L B E P`` rows) are a linked run's; ``labels`` (frames first) that run's
@@ -516,6 +516,8 @@ def lineage_after_edits(labels, tracks) -> tuple[np.ndarray, np.ndarray]:
     (under its label or the fresh one of that stretch) is present in the frame before and ends
     there. Anything else gets no parent (a lineage is never invented).
 
+    ``present``: the labels of each frame (:func:`frame_ids`), where the caller knows them.
+
     Returns
     -------
     labels : ndarray
@@ -523,10 +525,9 @@ def lineage_after_edits(labels, tracks) -> tuple[np.ndarray, np.ndarray]:
     tracks : (K, 4) int64 ndarray
     """
     labels = np.asarray(labels)
-    present = []
-    for t in range(labels.shape[0]):
-        ids = np.unique(labels[t])
-        present.append(ids[ids != 0].astype(np.int64))
+    if present is None:
+        present = [frame_ids(labels[t]) for t in range(labels.shape[0])]
+    present = [np.asarray(p, np.int64) for p in present]
     new, remap = tracks_from_presence(present)
     if remap:  # a copy that holds the fresh labels (above every other)
         labels = labels.astype(np.result_type(labels.dtype, np.uint32))
