@@ -335,13 +335,26 @@ def test_segment_again_keeps_the_checked_frames(viewer, qtbot, errors, monkeypat
     assert not errors
 
 
-def test_a_linked_run_again_keeps_the_checked_frames_ids(viewer, qtbot, errors):
+def test_a_linked_run_again_keeps_the_checked_frames_ids(viewer, qtbot, errors, monkeypatch):
     """Linked labels, a cell relabelled in one frame, two frames checked, Segment run again:
     the other checked frame's cells were renamed to the first's ids (audit 29: its cell 1
     became 7000, though never edited). Each checked frame keeps its ids; the track changes id
-    at the checked frame that says so, as a daughter of the id before."""
-    from napari_hemd._widgets import ProofreadWidget, SegmentWidget
+    at the checked frame that says so, as a daughter of the id before. The movie is linked
+    again in the worker, not on napari's thread (5 s frozen on the HeLa movie), unless a
+    checked frame changed meanwhile."""
+    import threading
+
+    from napari_hemd._widgets import ProofreadWidget, SegmentWidget, _segment_run
     from napari_hemd._widgets._tracks import lineage_of
+
+    threads = []
+    real = _segment_run.keep_checked_frames
+
+    def recorded(*args, **kwargs):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_segment_run, "keep_checked_frames", recorded)
 
     seg = SegmentWidget(viewer)
     seg.prob.value = viewer.layers["nuclei video probability"]
@@ -360,6 +373,7 @@ def test_a_linked_run_again_keeps_the_checked_frames_ids(viewer, qtbot, errors):
     corrected = labels.data.copy()
     with qtbot.waitSignal(seg.run().finished, timeout=120_000):
         pass
+    assert threads == [False]  # in the worker
     for t in (1, 3):
         np.testing.assert_array_equal(labels.data[t], corrected[t])
     assert (labels.data[2] == 7000).any()  # after frame 1, up to frame 3: frame 1's id
@@ -369,6 +383,15 @@ def test_a_linked_run_again_keeps_the_checked_frames_ids(viewer, qtbot, errors):
     for lab in set(np.unique(data)) - {0}:  # a valid lineage of these labels
         frames = np.nonzero((data == lab).any(axis=(1, 2)))[0]
         assert rows[int(lab)][:2] == (frames[0], frames[-1]), lab
+    # a checked frame corrected while the run runs: kept as it is then, on napari's thread
+    worker = seg.run()
+    viewer.dims.set_current_step(0, 3)
+    proof.delete([int(np.unique(labels.data[3])[1])])
+    corrected = labels.data[3].copy()
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    assert threads[1:] == [False, True]  # the worker's made from the frame before: again
+    np.testing.assert_array_equal(labels.data[3], corrected)
     assert not errors
 
 

@@ -57,6 +57,7 @@ from napari_hemd._widgets._models import (
 )
 from napari_hemd._widgets._segment_run import (
     SegmentRun,
+    keep_checked_in_worker,
     map_run_workflow,
     show_result,
     stacks_maps_workflow,
@@ -368,6 +369,7 @@ class SegmentWidget(LayerWidget):
             gen = self._on_map(run, kwargs, span)
         if gen is None:
             return None
+        gen = keep_checked_in_worker(self.viewer, run, gen)  # not on napari's thread
         return self.run_workflow(
             gen, lambda result: show_result(self.viewer, run, result), self.run_button,
             self.cancel_button, "Segment",
