@@ -371,13 +371,7 @@ def recover_output(path: str | os.PathLike) -> str | None:
     import logging
 
     path = Path(path)
-    done = None
-    # a resumable run (stream, predict) killed while publishing: the old output is in its
-    # partial folder, which a run with other settings removes (core.streaming.publish)
-    aside = path.parent / f".{path.name}.partial" / "old"
-    if aside.is_dir() and not (path.exists() or path.is_symlink()):
-        os.replace(aside, path)
-        done = "restored"
+    done = "restored" if restore_published(path) else None
     for d in sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp")):
         if not d.is_dir():
             continue
@@ -397,21 +391,25 @@ def recover_output(path: str | os.PathLike) -> str | None:
     return done
 
 
-def settle_writes(timeout: float = 10.0) -> None:
+def settle_writes(timeout: float = 5.0) -> None:
     """Wait for the writes zarr still has in flight on its own IO thread (if zarr is in use).
 
     When one chunk's write fails (a full disk) or the run is interrupted, zarr's other chunk
     writes of that call go on in its event loop: a clean-up that removes the temporary output
     at once saw them create it again (audit 28: a ``.NAME.*.tmp`` or ``.NAME.partial`` left,
     and asyncio's "Task was destroyed but it is pending" on exit). Their exceptions are
-    retrieved here (a full disk is said once, by the run).
+    retrieved here (a full disk is said once, by the run). Called when a write failed (its
+    loop is shared: a successful write does not wait for others' reads).
     """
     import sys
+    import threading
 
     zsync = sys.modules.get("zarr.core.sync")
     loop = getattr(zsync, "loop", [None])[0] if zsync is not None else None
     if loop is None or not loop.is_running():
         return
+    if threading.current_thread() is getattr(zsync, "iothread", [None])[0]:
+        return  # called from zarr's own loop: it would wait for itself
     import asyncio
 
     async def pending() -> None:
@@ -429,6 +427,27 @@ def settle_writes(timeout: float = 10.0) -> None:
         pass
 
 
+def restore_published(path: str | os.PathLike) -> bool:
+    """Put back the old output a resumable run killed while publishing left aside; True if so.
+
+    ``stream`` and ``predict`` move an older output into their ``.NAME.partial`` folder before
+    the new one takes its place (:func:`napari_hemd.core.streaming.publish`); a run with other
+    settings removes that folder. Touches nothing else (a run writing ``path`` now keeps its
+    temporary files): safe before the output's lock is taken.
+    """
+    path = Path(path)
+    aside = path.parent / f".{path.name}.partial" / "old"
+    if not aside.is_dir() or path.exists() or path.is_symlink():
+        return False
+    os.replace(aside, path)
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "%s: a killed run had left it half replaced; the old output was put back", path
+    )
+    return True
+
+
 def _atomic_path(path: Path) -> Iterator[Path]:
     tmp_dir = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_dir) / path.name
@@ -443,11 +462,13 @@ def _atomic_path(path: Path) -> Iterator[Path]:
             os.replace(tmp, path)
         else:
             os.replace(tmp, path)
+    except BaseException:
+        settle_writes()  # zarr's writes still in flight would make the temporary again
+        raise
     finally:
         # interrupted between the two renames (Ctrl-C, SIGTERM): the old output back first, as
         # the folder below is removed (it took the old output with it, audit 28)
         old = Path(tmp_dir) / (path.name + ".old")
         if old.exists() and not (path.exists() or path.is_symlink()):
             os.replace(old, path)
-        settle_writes()
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -143,7 +143,7 @@ def stream_stacks(
     import numpy as np
     import zarr
 
-    from napari_hemd._atomic import check_output_path, output_lock, recover_output
+    from napari_hemd._atomic import check_output_path, output_lock, restore_published
     from napari_hemd.core.linking import FrameLinker
     from napari_hemd.core.segment import check_params
     from napari_hemd.core.streaming import (
@@ -160,7 +160,7 @@ def stream_stacks(
     check_params(**kwargs)  # before any prediction
     output = _check_zarr_path(output, "output")
     src_path = source if isinstance(source, (str, os.PathLike)) else None
-    recover_output(output)  # a run killed while publishing: its old output first
+    restore_published(output)  # a run killed while publishing: its old output first
     check_output_path(output, overwrite=overwrite, name="output", inputs=[src_path])
     with output_lock(output):
         data = open_input(source) if src_path is not None else source
@@ -479,7 +479,7 @@ def stream_segment(
     Path
         ``output``.
     """
-    from napari_hemd._atomic import check_output_path, recover_output
+    from napari_hemd._atomic import check_output_path, restore_published
     from napari_hemd.core.segment import check_params
     from napari_hemd.core.streaming import check_window_keywords, hemd_stream
     from napari_hemd.distributed import dask_client
@@ -491,7 +491,7 @@ def stream_segment(
     check_params(**params)  # before any prediction or window
     output = _check_zarr_path(output, "output")
     src_path = source if isinstance(source, (str, os.PathLike)) else None
-    recover_output(output)  # a run killed while publishing: its old output first
+    restore_published(output)  # a run killed while publishing: its old output first
     check_output_path(output, overwrite=overwrite, name="output", inputs=[src_path])
     prob_output_given = prob_output is not None
     if model is not None:

@@ -358,11 +358,26 @@ def test_a_model_name_another_project_lists_is_not_taken_again(
     assert "'cells-phc' is a shipped model's name" in errors[-1]
 
 
-def test_resegmented_frames_keep_the_ids_of_the_checked_frames_cells(viewer, qtbot, errors):
+def test_resegmented_frames_keep_the_ids_of_the_checked_frames_cells(
+    viewer, qtbot, errors, monkeypatch
+):
     """Re-segment on a linked layer gave the re-segmented frames ids above the checked frames'
     (an offset), so no cell kept its id across the boundary: every track was cut there. A cell
-    continuing one of the checked frame before now takes its id."""
-    from napari_hemd._widgets import FineTuneWidget, ProofreadWidget
+    continuing one of the checked frame before now takes its id. The movie is linked again in
+    the worker, not on napari's thread."""
+    import threading
+
+    from napari_hemd._widgets import FineTuneWidget, ProofreadWidget, _layer_state, finetune
+
+    threads = []
+    real = _layer_state.keep_checked_frames
+
+    def recorded(*args, **kwargs):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(*args, **kwargs)
+
+    for module in (_layer_state, finetune):
+        monkeypatch.setattr(module, "keep_checked_frames", recorded)
 
     labels = _segmented_sample(viewer, qtbot, link=True)
     before = labels.data.copy()
@@ -373,6 +388,7 @@ def test_resegmented_frames_keep_the_ids_of_the_checked_frames_cells(viewer, qtb
     tune = FineTuneWidget(viewer)
     tune.image.value, tune.labels.value = viewer.layers["nuclei video image"], labels
     _wait(qtbot, tune.resegment(model="nuclei-fluo"))  # the same model: the same cells
+    assert threads == [False]
     after = labels.data
     np.testing.assert_array_equal(after[:2], before[:2])
     shared = [int(i) for i in np.intersect1d(after[1], after[2]) if i]

@@ -344,17 +344,18 @@ def test_a_linked_run_again_keeps_the_checked_frames_ids(viewer, qtbot, errors, 
     checked frame changed meanwhile."""
     import threading
 
-    from napari_hemd._widgets import ProofreadWidget, SegmentWidget, _segment_run
+    from napari_hemd._widgets import ProofreadWidget, SegmentWidget, _layer_state, _segment_run
     from napari_hemd._widgets._tracks import lineage_of
 
     threads = []
-    real = _segment_run.keep_checked_frames
+    real = _layer_state.keep_checked_frames
 
     def recorded(*args, **kwargs):
         threads.append(threading.current_thread() is threading.main_thread())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_segment_run, "keep_checked_frames", recorded)
+    for module in (_layer_state, _segment_run):  # the worker's call and napari's thread's
+        monkeypatch.setattr(module, "keep_checked_frames", recorded)
 
     seg = SegmentWidget(viewer)
     seg.prob.value = viewer.layers["nuclei video probability"]
@@ -497,3 +498,83 @@ def test_merge_delete_relabel_touch_only_their_objects_pixels(make_napari_viewer
         assert proof.redo()
         np.testing.assert_array_equal(layer.data, state)
     assert not errors
+
+
+def test_checked_ids_are_kept_through_gaps_and_the_lineage_stays_valid():
+    """Review 31: a cell named alike in two checked frames, missed by the re-run in a frame
+    between, took a fresh id in the later checked frame; a cell relabelled in the middle one of
+    three checked frames dropped the whole movie's lineage (a division far away lost). Each
+    checked frame keeps its ids; the tracks span the gap as the labels do, and Export's
+    lineage renames the later stretch in its copy, divisions kept."""
+    from napari_hemd._widgets._layer_state import keep_checked_frames
+    from napari_hemd._widgets._tracks import with_lineage
+
+    T, S = 6, 48
+    old = np.zeros((T, S, S), np.uint32)
+    for t in range(T):
+        if t < 3:
+            old[t, 5:17, 5:17] = 1
+        else:  # 1 divides into 3 and 4
+            old[t, 3:11, 3:11], old[t, 12:20, 12:20] = 3, 4
+        old[t, 30:40, 30 + t : 40 + t] = 2
+    old[1][old[1] == 2] = 9  # relabelled in frame 1 only
+    new = np.zeros_like(old)
+    for t in range(T):  # the re-run: the same objects, ids per frame; cell 2 missed in frame 4
+        for k, i in enumerate(sorted(set(np.unique(old[t])) - {0} - ({2} if t == 4 else set()))):
+            new[t][old[t] == i] = k + 1
+    keep = [0, 1, 2, 3, 5]
+    labels, tracks = keep_checked_frames(old, new, keep, linked=True, tracked=True)
+    for t in keep:
+        np.testing.assert_array_equal(labels[t], old[t])
+    data, valid = with_lineage(labels, (tracks, False))  # what Export writes
+    rows = {int(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in valid}
+    for lab in set(np.unique(data)) - {0}:  # each label in exactly its frames B..E
+        frames = np.nonzero((data == lab).any(axis=(1, 2)))[0].tolist()
+        assert frames == list(range(rows[lab][0], rows[lab][1] + 1)), lab
+    assert rows[3][2] == rows[4][2] == 1  # the division, far from the edits, kept
+    np.testing.assert_array_equal(data[:2], labels[:2])  # renamed only after a gap
+
+
+def test_huge_ids_make_no_table_as_long_as_the_largest():
+    """Review 31: ids around 1e10 (int64 labels) coming back after a gap made a look-up table
+    of 75 GiB (MemoryError); the renaming goes frame by frame."""
+    from napari_hemd._widgets._layer_state import keep_checked_frames
+    from napari_hemd.core.linking import lineage_after_edits
+
+    big = 10**10
+    old = np.zeros((4, 16, 16), np.int64)
+    old[:, 2:6, 2:6] = big + 1
+    old[:, 10:14, 10:14] = big + 2
+    old[2][old[2] == big + 2] = 0  # a gap
+    labels, tracks = lineage_after_edits(old, np.array([[big + 1, 0, 3, 0], [big + 2, 0, 3, 0]]))
+    assert sorted(int(r[0]) for r in tracks) == [big + 1, big + 2, big + 3]
+    assert (labels[3] == big + 3).any() and (labels[1] == big + 2).any()
+    new = (old > 0).astype(np.uint32) * (1 + (old == big + 2))
+    got, _ = keep_checked_frames(old, new, [0, 3], linked=True, tracked=True)
+    for t in (0, 3):
+        np.testing.assert_array_equal(got[t], old[t])
+
+
+def test_merge_and_relabel_never_wrap_an_id(make_napari_viewer, errors):
+    """Review 31: merging ``300 5`` on a uint8 layer made cell 5 id 44 (another cell's); an id
+    past uint32 (the API's) was wrapped too. The layer grows to uint32 for what fits, the rest
+    is refused, the labels unchanged."""
+    from napari_hemd._widgets._layer_state import apply_id_map
+
+    viewer = make_napari_viewer()
+    data = np.zeros((2, 16, 16), np.uint8)
+    data[:, 2:6, 2:6], data[:, 10:14, 10:14] = 5, 44
+    layer = viewer.add_labels(data.copy(), name="cells")
+    proof = ProofreadWidget(viewer)
+    proof.labels.value = layer
+    proof.scope.value = "all frames"
+    assert proof.merge([300, 5]) and layer.data.dtype == np.uint32
+    assert sorted(set(np.unique(layer.data)) - {0}) == [44, 300]
+    before = layer.data.copy()
+    assert not proof.relabel(44, 5_000_000_000)
+    np.testing.assert_array_equal(layer.data, before)
+    assert layer.data.dtype == np.uint32
+    said = "Proofread: id 5000000000 does not fit the labels' uint32 (ids up to 4294967295)"
+    assert errors == [said]
+    with pytest.raises(ValueError, match="does not fit the labels' uint32"):
+        apply_id_map(layer, "relabel", {44: 2**32})

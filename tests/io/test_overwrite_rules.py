@@ -325,3 +325,40 @@ def test_settle_writes_waits_for_zarrs_writes_in_flight(tmp_path):
     asyncio.run_coroutine_threadsafe(failing(), loop)
     settle_writes()
     assert late.read_text() == "written"  # waited for it
+
+
+def test_a_second_run_leaves_the_first_runs_temporary_alone(tmp_path):
+    """Review 31: a stream run started on an output another run was writing removed that
+    run's temporary folder before the lock refused it (the first then published a broken
+    store). Before its lock a run only puts back an output a killed run left aside."""
+    import os
+    import socket
+
+    from napari_hemd._atomic import restore_published
+    from napari_hemd.pipeline import stream_segment
+
+    prob = nuclei_video(n_frames=4, shape=(32, 32), n_cells=2)["prob"].astype(np.float32)
+    out = tmp_path / "out.zarr"
+    busy = tmp_path / ".out.zarr.abcd.tmp"
+    (busy / "out.zarr").mkdir(parents=True)
+    host = socket.gethostname() or "localhost"
+    (tmp_path / ".out.zarr.lock").write_text(f"{os.getppid()} {host}\n")  # a live run's
+    with pytest.raises(FileExistsError, match="being written by another napari-hemd run"):
+        stream_segment(prob, out, chunk=2, iterations=2)
+    assert (busy / "out.zarr").is_dir()
+    assert not restore_published(out) and busy.is_dir()
+
+
+def test_a_successful_write_does_not_wait_for_zarrs_other_work(tmp_path, monkeypatch):
+    """Review 31: every atomic write waited for whatever zarr's shared IO loop was doing (a
+    napari layer's reads: up to 1.8 s for a tiny file); only a failed one waits, for its own
+    writes in flight."""
+    from napari_hemd import _atomic
+
+    waited = []
+    monkeypatch.setattr(_atomic, "settle_writes", lambda: waited.append(1))
+    write_labels(np.ones((2, 8, 8), np.uint32), tmp_path / "a.zarr")
+    assert waited == []
+    with pytest.raises(RuntimeError), _atomic.atomic_path(tmp_path / "b.zarr"):
+        raise RuntimeError("a failed write")
+    assert waited == [1]

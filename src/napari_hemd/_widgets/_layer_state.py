@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 from napari.layers import Labels
@@ -126,22 +127,96 @@ def keep_checked_frames(
     return new, None
 
 
+@dataclass
+class _Checked:
+    """What a run keeps of the labels layer it replaces: its checked frames, as they were."""
+
+    frames: list[int]
+    pixels: dict  #: {frame: its labels}
+    shape: tuple
+    tracked: bool  #: its ids are tracks (a linked run's)
+    stack: bool  #: one 3D stack
+
+    def holds(self, layer: Labels, keep: list[int]) -> bool:
+        """Whether ``layer`` still holds these checked frames, as they were."""
+        return (
+            sorted(keep) == self.frames
+            and tuple(layer.data.shape) == self.shape
+            and all(np.array_equal(layer.data[t], self.pixels[t]) for t in self.frames)
+        )
+
+
+def ids_are_tracks(layer: Labels) -> bool:
+    """Whether the layer's ids are tracks already (a linked run's): its checked frames' stay."""
+    return bool((layer.metadata.get(PARAMS_KEY) or {}).get("link"))
+
+
+def snapshot_checked(layer) -> _Checked | None:
+    """A copy of the checked frames of a labels layer a run will replace (None: none)."""
+    if not (isinstance(layer, Labels) and isinstance(layer.data, np.ndarray) and layer.ndim >= 3):
+        return None
+    n = layer.data.shape[0]
+    keep = sorted(t for t in checked_frames(layer) if 0 <= t < n)
+    if not keep:
+        return None
+    return _Checked(keep, {t: np.array(layer.data[t]) for t in keep}, tuple(layer.data.shape),
+                    ids_are_tracks(layer), is_one_stack(layer))  # fmt: skip
+
+
+def keep_checked_after(gen, snap: _Checked, how, holder):
+    """Run ``gen``; then keep ``snap``'s checked frames in its labels, in the worker.
+
+    ``how(result)`` gives ``(labels, dtype, linked, delta)``. The labels with the frames kept
+    (:func:`keep_checked_frames`) go to ``holder.prekept``; :func:`kept_earlier` hands them
+    out when the result arrives, if the layer still holds those frames as they were.
+    """
+    result = yield from gen
+    labels, dtype, linked, delta = how(result)
+    if tuple(np.shape(labels)) != snap.shape:
+        return result
+    yield ("keep the checked frames", 0, 1)
+    new = np.array(labels, dtype=dtype)  # a copy: the result's own labels stay as they are
+    kept = keep_checked_frames(
+        snap.pixels, new, snap.frames, linked=linked, delta=delta, stack=snap.stack,
+        tracked=snap.tracked,
+    )  # fmt: skip
+    holder.prekept = (snap, (linked, delta, snap.tracked, snap.stack), kept)
+    yield ("keep the checked frames", 1, 1)
+    return result
+
+
+def kept_earlier(holder, layer: Labels, checked, linked: bool, delta: float):
+    """The labels and tracks :func:`keep_checked_after` made, if they still hold (else None).
+
+    They hold when ``layer`` has the same checked frames, each as it was when the run began,
+    and the run keeps them alike (``linked``, ``delta``).
+    """
+    pre = getattr(holder, "prekept", None)
+    if pre is None:
+        return None
+    holder.prekept = None
+    key = (bool(linked), float(delta), ids_are_tracks(layer), is_one_stack(layer))
+    return pre[2] if pre[1] == key and pre[0].holds(layer, list(checked)) else None
+
+
 def _kept_ids(
     labels: np.ndarray, tracks: np.ndarray, old, keep, *, tracked: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rename linked ``labels`` (and ``tracks``) so that kept frames keep their old ids.
 
-    Every object of a kept frame keeps its id there, unless another track took that id in an
-    earlier kept frame (one id never names two cells); then, like every track whose ids in the
-    kept frames come from a run that was not linked (``tracked`` False: ids per frame, the
-    same id another cell in the next frame), it takes the id its track has in the first kept
-    frame it is in. Where the kept frames give one track several ids (``tracked``: the user
+    ``tracked`` (the kept frames' ids are tracks, a linked run's): every object of a kept
+    frame keeps its id there. Where the kept frames give one track several ids (the user
     relabelled a cell in one frame), the track changes id at the kept frame that says so: the
     frames after a kept frame (up to the next kept one) take its id, those before the first
-    kept frame the first's. Such a stretch, and a track in no kept frame, moves above the kept
-    ids where its id would meet one in a frame. The lineage follows: a track that changes id
-    continues as a daughter of the id before (:func:`~napari_hemd.core.linking.
-    lineage_after_edits`).
+    kept frame the first's. Not ``tracked`` (ids per frame, the same id another cell in the
+    next frame): each track takes the id its object has in the first kept frame it is in,
+    where no other track took that id first (else a fresh one). A stretch of unchecked frames,
+    and a track in no kept frame, moves above the kept ids where its id would meet one in a
+    frame. The lineage follows: a track that changes id continues as a daughter of the id
+    before (:func:`~napari_hemd.core.linking.lineage_after_edits`). Where a kept id comes back
+    after a gap (a cell the user named alike in two kept frames, not in one between) the
+    tracks span the gap, as the labels do; Export's lineage renames the later stretch in its
+    copy (``_tracks.lineage_of``).
     """
     from napari_hemd._log import NOTE
     from napari_hemd.core.linking import frame_ids, lineage_after_edits
@@ -158,12 +233,15 @@ def _kept_ids(
             np.stack([frame[inside].astype(np.int64), before[inside].astype(np.int64)]), axis=1
         )  # the partition is the kept frame's own: one id per track
         for lab, mine in pairs.T.tolist():
-            had = list(anchors.get(lab, {}).values())
-            if had and (not tracked or owner.get(mine, lab) != lab):
-                mine = had[-1]  # ids per frame, or another track's id: the track's own
-            elif owner.get(mine, lab) != lab:  # another track's, and this one has none yet
-                top += 1
-                mine = top
+            if not tracked:  # ids per frame: the track's first kept id (another's: fresh)
+                had = list(anchors.get(lab, {}).values())
+                if had:
+                    mine = had[0]
+                elif owner.get(mine, lab) != lab:
+                    top += 1
+                    mine = top
+            # tracked: each kept frame's own id, whatever the linking made of the cells (a
+            # cell missed once between two kept frames is two tracks of one id, review 31)
             owner.setdefault(mine, lab)
             anchors.setdefault(lab, {})[t] = mine
     frames_of: dict[int, list[int]] = {}
@@ -226,13 +304,23 @@ def _kept_ids(
     relabelled, new_tracks = lineage_after_edits(out, rows, present)
     if relabelled is not out and any(
         not np.array_equal(relabelled[t], out[t]) for t in keep
-    ):  # an id of the kept frames back after a gap: no lineage rather than another id
+    ):  # an id of the kept frames back after a gap: kept; its track spans the gap
         log.log(
             NOTE,
-            "the checked frames keep their ids; an id that comes back after a gap makes no "
-            "lineage (Export numbers it anew)",
+            "the checked frames keep their ids; an id that comes back after a gap is one track "
+            "across it here (Export numbers its later frames anew)",
         )
-        return out, np.zeros((0, 4), np.int64)
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for t, ids in enumerate(present):
+            for v in ids.tolist():
+                first.setdefault(v, t)
+                last[v] = t
+        spans = [
+            [v, b, last[v], hint[v][1] if v in hint and hint[v][0] == b else 0]
+            for v, b in sorted(first.items())
+        ]
+        return out, np.array(spans, np.int64).reshape(-1, 4)
     return relabelled, new_tracks
 
 
@@ -436,6 +524,13 @@ def apply_id_map(
     mapping = {int(k): int(v) for k, v in mapping.items() if int(k) != int(v)}
     if not mapping:
         return False
+    if np.issubdtype(data.dtype, np.integer):  # numpy would wrap them (review 31: 300 -> 44)
+        info = np.iinfo(data.dtype)
+        bad = [v for v in mapping.values() if not info.min <= v <= info.max]
+        if bad:
+            raise ValueError(
+                f"id {bad[0]} does not fit the labels' {data.dtype} (ids up to {info.max})"
+            )
     olds = np.fromiter(mapping, dtype=np.int64)
     hit = view == olds[0] if len(olds) == 1 else np.isin(view, olds)
     local = np.flatnonzero(hit)

@@ -31,8 +31,12 @@ from napari_hemd._widgets._layer_state import (
     apply_edit,
     checked_frames,
     frame_ranges,
+    ids_are_tracks,
     is_one_stack,
+    keep_checked_after,
     keep_checked_frames,
+    kept_earlier,
+    snapshot_checked,
     track_paint,
     with_tracks,
 )
@@ -251,30 +255,6 @@ def _record(run: SegmentRun, result, res) -> None:
         saved["locked"] = locked_choices(run.locked)
 
 
-@dataclass
-class _Checked:
-    """What a run keeps of the labels layer it replaces: its checked frames, as they were."""
-
-    frames: list[int]
-    pixels: dict  #: {frame: its labels}
-    shape: tuple
-    tracked: bool  #: its ids are tracks (a linked run's)
-    stack: bool  #: one 3D stack
-
-    def holds(self, layer: Labels, keep: list[int]) -> bool:
-        """Whether ``layer`` still holds these checked frames, as they were."""
-        return (
-            sorted(keep) == self.frames
-            and tuple(layer.data.shape) == self.shape
-            and all(np.array_equal(layer.data[t], self.pixels[t]) for t in self.frames)
-        )
-
-
-def _tracked(layer: Labels) -> bool:
-    """Whether the layer's ids are tracks already (a linked run's): its checked frames' stay."""
-    return bool((layer.metadata.get(PARAMS_KEY) or {}).get("link"))
-
-
 def _links(params: dict) -> tuple[bool, float]:
     """``(link, delta)`` of a run as it records them (a model's own where its fields gave way)."""
     return bool(params.get("link")), float(params.get("delta", 0.5))
@@ -285,40 +265,22 @@ def keep_checked_in_worker(viewer, run: SegmentRun, gen):
 
     What :func:`_write_labels` does on napari's thread (the movie linked again with them: 5 s
     frozen on the 92-frame HeLa movie), done where the run computes, on a copy of the checked
-    frames taken now. Used when they are still the same when the result arrives (else
-    :func:`_write_labels` keeps them itself). ``gen`` as it is where there is nothing to keep
-    or the labels are made on napari's thread (a locked run on a plain map).
+    frames taken now (:func:`keep_checked_after`). ``gen`` as it is where there is nothing to
+    keep or the labels are made on napari's thread (a locked run on a plain map).
     """
     old = viewer.layers[run.name] if run.name in viewer.layers else None
-    if not (isinstance(old, Labels) and isinstance(old.data, np.ndarray) and old.ndim >= 3):
+    snap = snapshot_checked(old)
+    if snap is None or (run.locked and not run.from_model and run.model is None):
         return gen
-    n = old.data.shape[0]
-    keep = sorted(t for t in checked_frames(old) if 0 <= t < n)
-    if not keep or (run.locked and not run.from_model and run.model is None):
-        return gen
-    snap = _Checked(keep, {t: np.array(old.data[t]) for t in keep}, tuple(old.data.shape),
-                    _tracked(old), is_one_stack(old))  # fmt: skip
-    return _kept_after(run, gen, snap)
 
+    def how(result):
+        if run.model is not None or run.from_model:
+            labels, params = result.labels, {**run.saved, **result.params}
+        else:
+            labels, params = result[1], run.saved
+        return (labels, np.uint32, *_links(params))
 
-def _kept_after(run: SegmentRun, gen, snap: _Checked):
-    result = yield from gen
-    if run.model is not None or run.from_model:
-        labels, params = result.labels, {**run.saved, **result.params}
-    else:
-        labels, params = result[1], run.saved
-    if tuple(np.shape(labels)) != snap.shape:
-        return result
-    linked, delta = _links(params)
-    yield ("keep the checked frames", 0, 1)
-    new = np.ascontiguousarray(labels, dtype=np.uint32).copy()
-    kept = keep_checked_frames(
-        snap.pixels, new, snap.frames, linked=linked, delta=delta, stack=snap.stack,
-        tracked=snap.tracked,
-    )  # fmt: skip
-    run.prekept = (snap, (linked, delta, snap.tracked, snap.stack), kept)
-    yield ("keep the checked frames", 1, 1)
-    return result
+    return keep_checked_after(gen, snap, how, run)
 
 
 def _write_labels(viewer, run: SegmentRun, labels: np.ndarray, meta: dict) -> Labels:
@@ -333,18 +295,13 @@ def _write_labels(viewer, run: SegmentRun, labels: np.ndarray, meta: dict) -> La
             # marked checked: taught as truth); linked ids (or one stack's slices) carried
             params, stack = meta[PARAMS_KEY], is_one_stack(old)
             linked, delta = _links(params)
-            # the layer's ids are tracks already (a linked run's): the checked frames' stay
-            tracked = _tracked(old)
-            pre = getattr(run, "prekept", None)
-            same = pre is not None and pre[1] == (linked, delta, tracked, stack)
-            if same and pre[0].holds(old, checked):
-                labels, tracks = pre[2]  # kept in the worker, from these very frames
-            else:  # checked or edited since the run began: kept here
-                labels, tracks = keep_checked_frames(
+            kept = kept_earlier(run, old, checked, linked, delta)  # in the worker, as they are
+            if kept is None:  # checked or edited since the run began: kept here
+                kept = keep_checked_frames(
                     old.data, labels.copy(), checked, linked=linked, delta=delta, stack=stack,
-                    tracked=tracked,
+                    tracked=ids_are_tracks(old),  # its ids are tracks: the checked frames' stay
                 )  # fmt: skip
-            run.prekept = None
+            labels, tracks = kept
             meta[RESULT_KEY] = with_tracks(meta[RESULT_KEY], tracks)
             run.kept = (checked, linked and not stack)
         # a re-run is one more edit: Undo brings the previous labels, parameters, locks and

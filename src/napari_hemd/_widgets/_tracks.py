@@ -77,7 +77,7 @@ def run_lineage(layer: Labels) -> tuple[np.ndarray | None, bool]:
 
 def _lineage(data, tracks: np.ndarray, edited: bool) -> tuple[object, np.ndarray]:
     """:func:`lineage_of` once the layer is read (no napari: runs in a thread)."""
-    if edited:
+    if edited or _spans_a_gap(data, tracks):
         from napari_hemd.core.linking import lineage_after_edits
 
         return lineage_after_edits(np.asarray(data), tracks)
@@ -88,6 +88,27 @@ def _lineage(data, tracks: np.ndarray, edited: bool) -> tuple[object, np.ndarray
     tracks = tracks[present].copy()
     tracks[~np.isin(tracks[:, 3], tracks[:, 0]), 3] = 0  # a dropped parent: no parent
     return data, tracks
+
+
+def _spans_a_gap(data, tracks: np.ndarray) -> bool:
+    """Whether a label is absent from a frame between its track's first and last.
+
+    A re-run keeps the ids of the checked frames as the user left them: a cell named alike in
+    two of them, not in one between, is one track across the gap (``_layer_state._kept_ids``),
+    which the Cell Tracking Challenge's format cannot hold: its later frames are renamed in
+    the lineage's copy, as after an edit.
+    """
+    from napari_hemd.core.linking import frame_ids
+
+    count: dict[int, int] = {}
+    for frame in np.asarray(data):
+        for v in frame_ids(frame).tolist():
+            count[v] = count.get(v, 0) + 1
+    for lab, begin, end, _ in tracks.tolist():
+        frames = count.get(int(lab))
+        if frames is not None and frames != end - begin + 1:
+            return True
+    return False
 
 
 def _over_time(labels: Labels, one_stack: bool = False) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from magicgui.widgets import (
@@ -50,7 +51,10 @@ from napari_hemd._widgets._layer_state import (
     frame_ranges,
     history_of,
     is_one_stack,
+    keep_checked_after,
     keep_checked_frames,
+    kept_earlier,
+    snapshot_checked,
     track_paint,
     with_tracks,
 )
@@ -397,6 +401,17 @@ class FineTuneWidget(LayerWidget):
         data = np.asarray(image.data[0] if image.multiscale else image.data)
         gen = segment_image_workflow(data, model, "hemd", cancel=self.cancel_flag(), **params)
         name = self.result.name if self.result is not None else Path(model).stem
+        dtype = np.result_type(labels.data.dtype, np.uint32)
+        snap = snapshot_checked(labels)  # kept in the worker (5 s on napari's thread, HeLa)
+        holder = SimpleNamespace(prekept=None)
+        if snap is not None:
+
+            def how(seg):
+                linked = bool(old_params.get("link") or seg.tracks is not None)
+                delta = float(seg.params.get("delta", old_params.get("delta", 0.5)))
+                return seg.labels, dtype, linked, delta
+
+            gen = keep_checked_after(gen, snap, how, holder)
 
         def done(seg) -> None:
             old = np.asarray(labels.data)
@@ -412,15 +427,18 @@ class FineTuneWidget(LayerWidget):
             if labels.ndim >= 3:  # the checked frames kept; linked: linked again with them
                 linked = bool(old_params.get("link") or seg.tracks is not None)
                 delta = float(seg.params.get("delta", old_params.get("delta", 0.5)))
-                new, tracks = keep_checked_frames(
-                    old,
-                    new,
-                    checked,
-                    linked=linked,
-                    delta=delta,
-                    stack=is_one_stack(labels),
-                    tracked=bool(old_params.get("link")),
-                )  # a stack's slices: one 3D object across the kept ones
+                kept = kept_earlier(holder, labels, checked, linked, delta)  # the worker's
+                if kept is None or kept[0].dtype != new.dtype:  # changed meanwhile: here
+                    kept = keep_checked_frames(
+                        old,
+                        new,
+                        checked,
+                        linked=linked,
+                        delta=delta,
+                        stack=is_one_stack(labels),
+                        tracked=bool(old_params.get("link")),
+                    )  # a stack's slices: one 3D object across the kept ones
+                new, tracks = kept
             prob_name = f"{base_name(image.name)} probability ({name})"
             prob = add_or_update(
                 self.viewer,

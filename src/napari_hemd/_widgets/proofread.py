@@ -277,7 +277,12 @@ class ProofreadWidget(LayerWidget):
         if got is None:
             return False
         layer, frame = got
-        changed = apply_id_map(layer, name, mapping, frame)
+        _make_room(layer, max(mapping.values()))  # a uint8 layer takes id 300 as uint32
+        try:
+            changed = apply_id_map(layer, name, mapping, frame)
+        except ValueError as exc:  # past uint32 (the API's ids): said, nothing changed
+            show_error(f"Proofread: {exc}")
+            return False
         if not changed:
             show_info(f"Proofread: nothing changed ({name})")
         return changed
@@ -432,6 +437,7 @@ def _make_room(layer: Labels, top: int) -> None:
     napari's new labels layers are uint8: id 256 and up did not fit (a traceback).
     """
     dtype = layer.data.dtype
-    if np.issubdtype(dtype, np.integer) and int(top) > np.iinfo(dtype).max:
+    # (an id past uint32 too: left as it is, the edit says so)
+    if np.issubdtype(dtype, np.integer) and np.iinfo(dtype).max < int(top) <= 2**32 - 1:
         layer.data = layer.data.astype(np.uint32)
         show_info(f"Proofread: {layer.name!r} converted from {dtype} to uint32 for id {top}")

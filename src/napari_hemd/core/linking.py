@@ -531,11 +531,10 @@ def lineage_after_edits(labels, tracks, present=None) -> tuple[np.ndarray, np.nd
     new, remap = tracks_from_presence(present)
     if remap:  # a copy that holds the fresh labels (above every other)
         labels = labels.astype(np.result_type(labels.dtype, np.uint32))
-        top = int(new[:, 0].max(initial=0))
-        for t, names in remap.items():
-            lut = np.arange(max(top, int(labels[t].max(initial=0))) + 1, dtype=labels.dtype)
-            lut[list(names)] = list(names.values())
-            labels[t] = lut[labels[t]]
+        for t, names in remap.items():  # a few labels per frame: no table as long as the ids
+            frame = labels[t]  # (a relabelled id of 2e9 made one of 8 GB, review 31)
+            for old, fresh in names.items():  # fresh labels are above every old one
+                frame[frame == old] = fresh
     run = {int(r[0]): (int(r[1]), int(r[3])) for r in np.asarray(tracks).reshape(-1, 4)}
     original = {int(r[0]): int(r[0]) for r in new}  # track label -> label it had
     for names in remap.values():

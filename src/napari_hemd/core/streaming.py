@@ -520,7 +520,7 @@ def _hemd_stream(
     """
     import zarr
 
-    from napari_hemd._atomic import check_output_path, recover_output
+    from napari_hemd._atomic import check_output_path, restore_published
 
     if isinstance(prob, (str, os.PathLike)):
         raise TypeError(
@@ -534,7 +534,7 @@ def _hemd_stream(
             f"client must be a dask.distributed.Client; got {type(client).__name__} (for a "
             "scheduler's address use napari_hemd.pipeline.stream_segment(..., scheduler=ADDRESS))"
         )
-    recover_output(output)  # a run killed while publishing: its old output first
+    restore_published(output)  # a run killed while publishing: its old output first
     output = check_output_path(output, overwrite=overwrite)
     n, halo = _check(prob, {**params, "halo": halo})
     if grow:

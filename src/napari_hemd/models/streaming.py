@@ -251,9 +251,9 @@ def predict_stream(
     """
     import zarr
 
-    from napari_hemd._atomic import check_output_path, recover_output
+    from napari_hemd._atomic import check_output_path, restore_published
 
-    recover_output(output)  # a run killed while publishing: its old output first
+    restore_published(output)  # a run killed while publishing: its old output first
     output = check_output_path(output, overwrite=overwrite)
     if not hasattr(image, "shape") or len(image.shape) != 3:
         raise ValueError(
