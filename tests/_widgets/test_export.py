@@ -451,7 +451,8 @@ def test_the_lineage_is_worked_out_in_the_background(viewer, qtbot, tmp_path, er
             pass
     finally:
         _tracks._lineage = work
-    assert len(threads) == 1 and threads[0] is not threading.main_thread()
+    # (the Tracks layer's redraw after the delete works it out in a thread of its own too)
+    assert threads and all(t is not threading.main_thread() for t in threads)
     written = exp.target()
     assert (written / "res_track.txt").is_file() if written.is_dir() else written.is_file()
     assert not errors
