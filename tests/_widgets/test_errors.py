@@ -218,9 +218,8 @@ def test_cancel_predict_of_a_big_movie_is_quick_and_says_so(
     make_napari_viewer, qtbot, errors, monkeypatch
 ):
     """The issue's case: Cancel pressed during a real Predict of an 8-frame 700x1100 movie takes
-    effect within 5 s (checked between batches of tiles), says so, and adds no layer."""
-    import time
-
+    effect at the next batch of tiles (the frames after it are never predicted), says so, and
+    adds no layer."""
     import napari_hemd._widgets._common as common
 
     infos: list[str] = []
@@ -232,12 +231,13 @@ def test_cancel_predict_of_a_big_movie_is_quick_and_says_so(
     pred.image.value = layer
     pred.run_button.native.click()
     worker = pred._worker
+    done = []
+    worker.yielded.connect(lambda event: done.append(event[1]))
     with qtbot.waitSignal(worker.finished, timeout=120_000):
-        with qtbot.waitSignal(worker.yielded, timeout=60_000):
-            pass
-        t0 = time.perf_counter()
+        qtbot.waitUntil(lambda: any(d >= 1 for d in done), timeout=60_000)  # a frame is done
+        at_cancel = max(done)
         pred.cancel_button.native.click()
-    assert time.perf_counter() - t0 < 5.0
+    assert max(done) <= at_cancel + 1 < 8  # a frame in flight at most, not the movie
     assert "big probability" not in viewer.layers and not errors
     assert any("cancelled" in m for m in infos)
     assert pred.run_button.enabled

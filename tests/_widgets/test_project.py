@@ -79,14 +79,17 @@ def test_the_save_button_writes_off_naparis_thread(viewer, qtbot, tmp_path, erro
     proj.path.value = tmp_path / "session.zarr"
     real = project_module.save_project
 
+    threads = []
+
     def slow_save(**kwargs):
+        import threading
+
+        threads.append(threading.current_thread() is threading.main_thread())
         time.sleep(1.0)  # a big session
         return real(**kwargs)
 
     monkeypatch.setattr(project_module, "save_project", slow_save)
-    t0 = time.perf_counter()
-    proj.save_button.clicked.emit()  # as a click does
-    assert time.perf_counter() - t0 < 0.5  # napari's thread is free at once
+    proj.save_button.clicked.emit()  # as a click does: back at once, the save still running
     assert not proj.save_button.enabled and "saving" in proj.status.value
     pr = ProofreadWidget(viewer)
     pr.labels.value = labels
@@ -99,6 +102,7 @@ def test_the_save_button_writes_off_naparis_thread(viewer, qtbot, tmp_path, erro
                     timeout=60_000)  # fmt: skip
     proj.flush()
     np.testing.assert_array_equal(load_project(tmp_path / "session.zarr")["labels"], edited)
+    assert threads and not any(threads)  # every save in a worker, none on napari's thread
     assert not errors
 
 
@@ -134,9 +138,7 @@ def test_the_open_button_reads_the_project_off_naparis_thread(
         return real(folder)
 
     monkeypatch.setattr(project_module, "load_project", slow_load)
-    t0 = time.perf_counter()
-    proj.open_button.clicked.emit()  # as a click does
-    assert time.perf_counter() - t0 < 0.5  # napari's thread is free at once
+    proj.open_button.clicked.emit()  # as a click does: back at once, the reading still running
     assert not proj.open_button.enabled and "nuclei video labels" not in viewer.layers
     qtbot.waitUntil(lambda: "nuclei video labels" in viewer.layers, timeout=60_000)
     import threading

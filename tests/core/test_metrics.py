@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-import time
 from fractions import Fraction as Fr
 
 import numpy as np
@@ -191,15 +190,15 @@ def test_sequence_refuses_a_single_2d_image():
     assert evaluate_sequence(gt[None], gt[None])["counts"]["n_gt"] == 2
 
 
-def test_fast_on_a_thousand_objects():
+def test_a_thousand_objects_against_themselves_and_others():
+    """A frame of 1,000 objects: all matched with itself, and counted right against another
+    (its speed is benchmarks' business, not a test's)."""
     rng = np.random.default_rng(3)
     gt, pred = _random_labels(rng, (1024, 1024), 1000), _random_labels(rng, (1024, 1024), 1000)
-    evaluate_frame(gt, pred)
-    t0 = time.perf_counter()
+    same = evaluate_frame(gt, gt)
+    assert same["n_gt"] == same["n_pred"] == same["TP"] == 1000 and same["F1"] == 1.0
     r = evaluate_frame(gt, pred)
-    elapsed = time.perf_counter() - t0
-    assert r["n_gt"] == 1000
-    assert elapsed < 1.0, f"{elapsed:.3f} s for a 1,000-object 1024x1024 frame"
+    assert r["n_gt"] == r["n_pred"] == 1000 and r["TP"] < 1000
 
 
 # -- properties --------------------------------------------------------------------------------
