@@ -82,3 +82,18 @@ def test_zoom_draws_the_same_scene_larger():
     assert nuclei_video_sample()[0][0].shape == big["image"].shape
     with pytest.raises(ValueError, match=r"zoom must be between 0\.25 and 8; got 0"):
         nuclei_video(zoom=0)
+
+
+def test_a_thin_synthetic_stack_is_made():
+    """``nuclei_volume`` of fewer than 17 slices failed inside numpy ("high - low < 0", audit
+    30: bench_stream_stacks --depth 8); its nuclei may be cut by the faces, its default stays
+    as it was."""
+    import pytest
+
+    from napari_hemd.data.synthetic import nuclei_volume
+
+    for shape in ((8, 96, 104), (1, 20, 20)):
+        vol = nuclei_volume(shape=shape, n_cells=5)
+        assert vol["labels"].shape == shape and vol["labels"].max() >= 1
+    with pytest.raises(ValueError, match=r"shape must be \(Z, Y, X\)"):
+        nuclei_volume(shape=(0, 20, 20))

@@ -233,8 +233,12 @@ def nuclei_volume(
     dict
         ``image`` (Z, Y, X) uint16, ``prob`` (Z, Y, X) float32, ``labels`` (Z, Y, X) uint16.
     """
+    if len(shape) != 3 or min(int(v) for v in shape) < 1:
+        raise ValueError(f"shape must be (Z, Y, X), each at least 1; got {tuple(shape)}")
     rng = np.random.default_rng(seed)
-    lo = np.array([8, 14, 14])
+    # centres a radius from the faces where the stack is deep enough; a thin one (a few
+    # slices) anywhere (its nuclei cut by the faces: "high - low < 0" from numpy, audit 30)
+    lo = np.minimum([8, 14, 14], np.array(shape) // 2)
     hi = np.array(shape) - lo
     centres = rng.uniform(lo, hi, size=(n_cells, 3))
     radii = rng.uniform(8, 12, size=n_cells)
