@@ -118,7 +118,8 @@ def main() -> None:
         bare = bare_steps(HemdModel.create(kind, **arch).network, args.train_steps)
         print(
             f"train {kind:9s}: {args.train_steps / dt:.2f} steps/s, bare network "
-            f"{args.train_steps / bare:.2f} steps/s, ratio {dt / bare:.2f} (batch 4, 128x128, "
+            f"{args.train_steps / bare:.2f} steps/s: a step takes {dt / bare:.2f}x the bare "
+            f"network's (batch 4, 128x128, "
             f"{arch or 'default'})"
         )
 
