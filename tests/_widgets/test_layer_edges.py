@@ -568,7 +568,8 @@ def test_merge_and_relabel_never_wrap_an_id(make_napari_viewer, errors):
     proof = ProofreadWidget(viewer)
     proof.labels.value = layer
     proof.scope.value = "all frames"
-    assert proof.merge([300, 5]) and layer.data.dtype == np.uint32
+    assert not proof.merge([300, 77]) and layer.data.dtype == np.uint8  # 77 is nowhere:
+    assert proof.merge([300, 5]) and layer.data.dtype == np.uint32  # converted only for this
     assert sorted(set(np.unique(layer.data)) - {0}) == [44, 300]
     before = layer.data.copy()
     assert not proof.relabel(44, 5_000_000_000)

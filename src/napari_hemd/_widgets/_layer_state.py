@@ -508,35 +508,46 @@ def apply_edit(
 
 
 def apply_id_map(
-    layer: Labels, name: str, mapping: dict[int, int], frame: int | None = None
+    layer: Labels,
+    name: str,
+    mapping: dict[int, int],
+    frame: int | None = None,
+    make_room=None,
 ) -> bool:
     """Give objects new ids, ``{old: new}`` (0: delete), recorded for undo; True if changed.
 
-    In one ``frame`` of ``layer`` or all (``None``).
+    In one ``frame`` of ``layer`` or all (``None``). ``make_room(layer, top)``: called when
+    an id the edit writes does not fit the labels' type (it may convert the layer); one that
+    still does not fit raises ``ValueError``, nothing changed.
 
     What :func:`apply_edit` does for a merge, delete or relabel, without a copy of the whole
     array: only the pixels of the ``old`` ids are read and written (an "all frames" merge on the
     92-frame HeLa movie copied, compared and rewrote its 283 MB on napari's thread, audit 25).
     """
-    data = layer.data
-    view = data if frame is None else data[int(frame)]
-    offset = 0 if frame is None else int(frame) * int(np.prod(data.shape[1:], dtype=np.int64))
     mapping = {int(k): int(v) for k, v in mapping.items() if int(k) != int(v)}
     if not mapping:
         return False
+    olds = np.fromiter(mapping, dtype=np.int64)
+    data = layer.data
+    view = data if frame is None else data[int(frame)]
+    hit = view == olds[0] if len(olds) == 1 else np.isin(view, olds)
+    local = np.flatnonzero(hit)
+    del hit
+    if local.size == 0:  # nothing to do: the layer as it was (its type too, review 31b)
+        return False
     if np.issubdtype(data.dtype, np.integer):  # numpy would wrap them (review 31: 300 -> 44)
+        top = max(mapping.values())
+        if top > np.iinfo(data.dtype).max and make_room is not None:
+            make_room(layer, top)
+            data = layer.data
+            view = data if frame is None else data[int(frame)]
         info = np.iinfo(data.dtype)
         bad = [v for v in mapping.values() if not info.min <= v <= info.max]
         if bad:
             raise ValueError(
                 f"id {bad[0]} does not fit the labels' {data.dtype} (ids up to {info.max})"
             )
-    olds = np.fromiter(mapping, dtype=np.int64)
-    hit = view == olds[0] if len(olds) == 1 else np.isin(view, olds)
-    local = np.flatnonzero(hit)
-    del hit
-    if local.size == 0:
-        return False
+    offset = 0 if frame is None else int(frame) * int(np.prod(data.shape[1:], dtype=np.int64))
     before = view.flat[local]
     # the new id of each pixel: position of its old id among the sorted old ids
     order = np.argsort(olds)

@@ -428,7 +428,7 @@ class FineTuneWidget(LayerWidget):
                 linked = bool(old_params.get("link") or seg.tracks is not None)
                 delta = float(seg.params.get("delta", old_params.get("delta", 0.5)))
                 kept = kept_earlier(holder, labels, checked, linked, delta)  # the worker's
-                if kept is None or kept[0].dtype != new.dtype:  # changed meanwhile: here
+                if kept is None:  # checked or edited meanwhile: kept here
                     kept = keep_checked_frames(
                         old,
                         new,

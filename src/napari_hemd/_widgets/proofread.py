@@ -277,9 +277,8 @@ class ProofreadWidget(LayerWidget):
         if got is None:
             return False
         layer, frame = got
-        _make_room(layer, max(mapping.values()))  # a uint8 layer takes id 300 as uint32
-        try:
-            changed = apply_id_map(layer, name, mapping, frame)
+        try:  # a uint8 layer takes id 300 as uint32 (converted only if the edit happens)
+            changed = apply_id_map(layer, name, mapping, frame, make_room=_make_room)
         except ValueError as exc:  # past uint32 (the API's ids): said, nothing changed
             show_error(f"Proofread: {exc}")
             return False
@@ -336,7 +335,6 @@ class ProofreadWidget(LayerWidget):
         if data.ndim == 2:
             data = data[None]
         both = [t for t in range(data.shape[0]) if _holds(data[t], ids[0], new)]
-        _make_room(layer, new)
         changed = self._map_ids(f"relabel {ids[0]} -> {new}", {ids[0]: new})
         if changed and both:  # two objects of one id in a frame: one object now
             where = f"frame {both[0]}" if len(both) == 1 else f"{len(both)} frames"
