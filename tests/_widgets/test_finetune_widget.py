@@ -380,7 +380,8 @@ def test_resegmented_frames_keep_the_ids_of_the_checked_frames_cells(
         monkeypatch.setattr(module, "keep_checked_frames", recorded)
 
     labels = _segmented_sample(viewer, qtbot, link=True)
-    before = labels.data.copy()
+    labels.data = labels.data.astype(np.int32)  # as an int32 TIFF reads (review 31b: the
+    before = labels.data.copy()  # worker's frames were thrown away for their type)
     proof = ProofreadWidget(viewer)
     proof.labels.value = labels
     proof.mark_checked(0)
