@@ -33,6 +33,28 @@ def test_local_cluster_equals_single_process(video, tmp_path, client):
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], zarr.open_array(str(single))[:])
 
 
+def test_a_relative_zarr_input_is_read_by_workers_elsewhere(video, tmp_path, client, monkeypatch):
+    """Audit 31: a zarr array opened by a relative path went to the workers as that path; in
+    their own working directory zarr found no chunks and gave zeros: empty labels, exit 0."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    zarr.create_array("prob.zarr", shape=video.shape, chunks=(1, 96, 96), dtype=np.float32)[:] = (
+        video
+    )
+    prob = zarr.open_array("prob.zarr", mode="r")  # relative, as a user's script opens it
+    here = client.run(os.getcwd)
+    client.run(os.chdir, "/")  # the workers elsewhere (another machine's directory)
+    try:
+        out = hemd_stream(prob, "lab.zarr", chunk=7, iterations=2, client=client)
+    finally:
+        for cwd in set(here.values()):
+            client.run(os.chdir, cwd)
+    labels = zarr.open_array(str(out))[:]
+    assert labels.max() > 0
+    np.testing.assert_array_equal(labels, hemd(video, iterations=2).labels)
+
+
 def test_local_cluster_numpy_input(video, tmp_path, client):
     out = hemd_stream(video, tmp_path / "lab.zarr", chunk=7, iterations=2, client=client)
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)

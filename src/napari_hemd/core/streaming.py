@@ -600,6 +600,10 @@ def _hemd_stream(
                     )
                 )
         else:
+            # a zarr array opened by a relative path is read by its path on the workers, from
+            # their own working directory: zarr found no chunks there and gave zeros (audit 31:
+            # empty labels, exit 0)
+            prob, background = absolute_zarr(prob), absolute_zarr(background)
             if isinstance(prob, np.ndarray):
                 # Send an in-memory array once to every worker, not once per task.
                 prob = client.scatter(prob, broadcast=True)
@@ -660,6 +664,20 @@ def publish(store: Path, output: Path, partial: Path) -> Path:
         recover_output(output)
     shutil.rmtree(partial, ignore_errors=True)
     return output
+
+
+def absolute_zarr(arr):
+    """``arr``, or the same zarr array opened by its absolute path where it was by a relative one.
+
+    What Dask workers get is the array's store path, which they open from their own working
+    directory.
+    """
+    root = getattr(getattr(arr, "store", None), "root", None)
+    if root is None or Path(str(root)).is_absolute():
+        return arr
+    import zarr
+
+    return zarr.open_array(store=str(Path(str(root)).absolute()), path=arr.path or None, mode="r")
 
 
 def _gather_as_completed(client, futures: list, finished: Callable[[object], None]) -> None:

@@ -35,6 +35,7 @@ from napari_hemd.core.streaming import (
     _partial_path,
     _Progress,
     _source_id,
+    absolute_zarr,
     announce_resume,
     dropped_unless_begun,
 )
@@ -339,6 +340,7 @@ def predict_stream(
                 task_model = client.scatter(model, broadcast=True)
             elif _model_key(model)[0] == "file":
                 task_model = str(Path(model).resolve())
+            image = absolute_zarr(image)  # the workers' working directory is not ours
             if isinstance(image, np.ndarray):
                 image = client.scatter(image, broadcast=True)
             futures = [
