@@ -185,7 +185,7 @@ def test_checkpoint_and_resume(blobs, tmp_path):
 def test_a_checkpoint_is_written_whole_or_not_at_all(blobs, tmp_path, monkeypatch):
     """Checkpoints were written in place: a run killed while writing lost the only one, and
     --resume printed PyTorch's "failed reading zip archive" traceback."""
-    from napari_hemd.models import Sample, training
+    from napari_hemd.models import Sample
 
     samples = [Sample(blobs[0] / 255, blobs[1], f"s/{i}", "labels") for i in range(2)]
     cfg = TrainConfig(
@@ -196,15 +196,25 @@ def test_a_checkpoint_is_written_whole_or_not_at_all(blobs, tmp_path, monkeypatc
     train_model(samples, samples[:1], out, cfg, progress=False)
     ckpt = tmp_path / "m.pt.ckpt"
     good = ckpt.read_bytes()
-    real_save = torch.save
+    from napari_hemd.models import weights
 
-    def killed(obj, f, *a, **k):  # half the file written, then the run dies
-        real_save(obj, f, *a, **k)
-        with open(f, "r+b") as fh:
-            fh.truncate(len(good) // 2)
-        raise KeyboardInterrupt
+    real_open = open
 
-    monkeypatch.setattr(training.torch, "save", killed)
+    class Killed:  # half the file written, then the run dies
+        def __init__(self, path, mode):
+            self.f = real_open(path, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(bytes(data[: len(good) // 2]))
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(weights, "open", Killed, raising=False)
     with pytest.raises(KeyboardInterrupt):
         train_model(samples, samples[:1], out, cfg, resume=True, progress=False)
     monkeypatch.undo()
