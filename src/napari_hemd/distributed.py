@@ -99,8 +99,17 @@ def _client(workers, scheduler, threads_per_worker) -> Iterator[object]:
 
     if scheduler is not None:
         _check_address(scheduler)  # a malformed one hung 60 s in Client's shutdown
+        _probe_scheduler(scheduler)  # another program's port hung Client for good (audit 31)
         with Client(scheduler, set_as_default=False) as client:
             log.info("connected to %s", scheduler)
+            if not client.scheduler_info().get("workers"):
+                try:
+                    client.wait_for_workers(1, timeout=WORKERS_WAIT_S)
+                except TimeoutError:
+                    raise OSError(
+                        f"scheduler {scheduler!r}: no Dask worker joined it in "
+                        f"{WORKERS_WAIT_S:g} s; start some (`dask worker {scheduler}`)"
+                    ) from None
             yield client
         return
     if int(workers) < 1:
@@ -139,6 +148,50 @@ def _client(workers, scheduler, threads_per_worker) -> Iterator[object]:
             nanny.setLevel(level)
 
 
+#: How long a run waits for a first worker of a scheduler that has none (seconds).
+WORKERS_WAIT_S = 60.0
+
+#: How long a scheduler has to greet a new connection (seconds): Dask's does at once.
+GREETING_S = 5.0
+
+
+def _probe_scheduler(scheduler: str) -> None:
+    """Refuse an address where no Dask scheduler answers, in a few seconds, not never.
+
+    A Dask scheduler greets each connection at once (its handshake); a dashboard's port or
+    another program's waits for the client to speak, and ``Client`` waited for good (audit 31:
+    a dashboard's port hung the run until it was killed). A refused connection is said at
+    once, not after the 30 s of Dask's retries. Only ``tcp://`` addresses are probed.
+    """
+    import socket
+
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    scheme, location = parse_address(str(scheduler))
+    if scheme != "tcp":
+        return
+    host, port = parse_host_port(location)
+    where = f"scheduler {scheduler!r}"
+    try:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.settimeout(GREETING_S)
+            try:
+                greeted = bool(sock.recv(1))
+            except TimeoutError:
+                greeted = False
+    except OSError as e:
+        raise OSError(
+            f"{where}: cannot connect ({e.strerror or e}); is the scheduler running there? "
+            "(`dask scheduler` prints its address)"
+        ) from None
+    if not greeted:
+        raise OSError(
+            f"{where}: something answers there, but no Dask scheduler (a dashboard's port? "
+            "the scheduler's is the tcp:// address `dask scheduler` prints, 8786 by default)"
+        )
+
+
 def _check_address(scheduler: str) -> None:
     """Refuse a scheduler address of the wrong form before a ``Client`` is made."""
     from distributed.comm import parse_address
@@ -153,6 +206,6 @@ def _check_address(scheduler: str) -> None:
         ok, why = False, str(e)
     if not ok:
         raise ValueError(
-            f"scheduler: expected an address like tcp://HOST:PORT (dask-scheduler prints it); "
+            f"scheduler: expected an address like tcp://HOST:PORT (`dask scheduler` prints it); "
             f"got {scheduler!r} ({why})"
         )

@@ -60,6 +60,34 @@ def test_local_cluster_numpy_input(video, tmp_path, client):
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)
 
 
+def test_a_scheduler_address_where_no_scheduler_answers_is_said(client):
+    """Audit 31: an address answered by another program (a dashboard's port) hung the run for
+    good, a closed port was said only after 30 s. Both are said in seconds; a scheduler's own
+    address connects."""
+    import socket
+    import threading
+    from http.server import HTTPServer, SimpleHTTPRequestHandler
+
+    from napari_hemd.distributed import dask_client
+
+    web = HTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(OSError, match="something answers there, but no Dask scheduler"):
+            with dask_client(scheduler=f"tcp://127.0.0.1:{web.server_address[1]}"):
+                pass
+    finally:
+        web.shutdown()
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    with pytest.raises(OSError, match=r"cannot connect .*is the scheduler running there"):
+        with dask_client(scheduler=f"tcp://127.0.0.1:{closed}"):
+            pass
+    with dask_client(scheduler=client.scheduler.address) as other:
+        assert len(other.scheduler_info()["workers"]) == 2
+
+
 def test_dask_client_arguments():
     from napari_hemd.distributed import dask_client
 

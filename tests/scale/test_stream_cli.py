@@ -142,7 +142,7 @@ def test_stream_exclude_border_equals_segment(video, tmp_path):
         assert got.attrs["exclude_border"] is True
 
 
-@pytest.mark.parametrize("failure", ["disk full", "workers died"])
+@pytest.mark.parametrize("failure", ["disk full", "workers died", "scheduler lost"])
 def test_a_stream_that_fails_mid_run_says_its_work_is_kept(
     video, tmp_path, capsys, monkeypatch, failure
 ):
@@ -163,11 +163,19 @@ def test_a_stream_that_fails_mid_run_says_its_work_is_kept(
     class KilledWorker(Exception):  # distributed.scheduler.KilledWorker, by name
         pass
 
+    class FutureCancelledError(Exception):  # distributed.client's, by name (audit 31)
+        pass
+
     def second_fails(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             if failure == "disk full":
                 raise OSError(errno.ENOSPC, "No space left on device")
+            if failure == "scheduler lost":
+                raise FutureCancelledError(
+                    "_write_window-39 cancelled for reason: scheduler-connection-lost.\nClient "
+                    "lost the connection to the scheduler."
+                )
             raise KilledWorker("Attempted to run task on 3 different workers, all died")
         return real(*args, **kwargs)
 
@@ -189,6 +197,8 @@ def test_a_stream_that_fails_mid_run_says_its_work_is_kept(
     assert "run the same command again to resume" in err[0] or "the same command resumes" in err[0]
     if failure == "workers died":
         assert "smaller --chunk" in err[0]
+    if failure == "scheduler lost":
+        assert "connection to the Dask scheduler was lost" in err[0]
     monkeypatch.setattr(streaming, "_write_window", real)
     assert main(args) == 0
     np.testing.assert_array_equal(zarr.open_array(str(out))[:], hemd(video, iterations=2).labels)

@@ -166,13 +166,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"napari-hemd {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except Exception as exc:
-        if type(exc).__name__ != "KilledWorker":  # distributed's, not imported unless used
+        # distributed's (not imported unless used)
+        if type(exc).__name__ == "KilledWorker":
+            why = (
+                "Dask workers died running the same task (the usual cause: a window needs more "
+                "memory than a worker has); a smaller --chunk (or workers with more memory) fits"
+            )
+        elif type(exc).__name__ in ("FutureCancelledError", "CommClosedError") and (
+            "connection" in str(exc).lower() or type(exc).__name__ == "CommClosedError"
+        ):  # the scheduler stopped (audit 31: 40 lines of traceback, exit 1)
+            why = "the connection to the Dask scheduler was lost (it stopped, or its machine)"
+        else:
             raise
         kept = _resumable_work(args)
         print(
-            f"napari-hemd {args.command}: error: Dask workers died running the same task "
-            "(the usual cause: a window needs more memory than a worker has); a smaller --chunk "
-            "(or workers with more memory) fits"
+            f"napari-hemd {args.command}: error: {why}"
             + (
                 f"; the work finished so far is kept in {kept}, and the same command resumes"
                 if kept
