@@ -198,23 +198,9 @@ def test_a_checkpoint_is_written_whole_or_not_at_all(blobs, tmp_path, monkeypatc
     good = ckpt.read_bytes()
     from napari_hemd.models import weights
 
-    real_open = open
-
-    class Killed:  # half the file written, then the run dies
-        def __init__(self, path, mode):
-            self.f = real_open(path, mode)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(bytes(data[: len(good) // 2]))
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(weights, "open", Killed, raising=False)
+    # half the file written, then the run dies
+    monkeypatch.setattr(weights, "open", _write_fails(len(good) // 2, KeyboardInterrupt),
+                        raising=False)  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
         train_model(samples, samples[:1], out, cfg, resume=True, progress=False)
     monkeypatch.undo()
@@ -837,9 +823,18 @@ def test_a_full_disk_while_saving_a_model_is_one_line(tmp_path, monkeypatch, cap
     from napari_hemd.models.unet import UNet2d
 
     model = weights.HemdModel(UNet2d(base_channels=4, depth=2), metadata={})
+    full = OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(weights, "open", _write_fails(100, full), raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        weights.save_model_file(model, tmp_path / "m.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _write_fails(written: int, error):
+    """An ``open`` for ``models.weights`` whose file takes ``written`` bytes, then ``error``."""
     real = open
 
-    class Full:
+    class Failing:
         def __init__(self, path, mode):
             self.f = real(path, mode)
 
@@ -850,10 +845,7 @@ def test_a_full_disk_while_saving_a_model_is_one_line(tmp_path, monkeypatch, cap
             self.f.close()
 
         def write(self, data):
-            self.f.write(bytes(data[:100]))
-            raise OSError(errno.ENOSPC, "No space left on device")
+            self.f.write(bytes(data[:written]))
+            raise error
 
-    monkeypatch.setattr(weights, "open", Full, raising=False)
-    with pytest.raises(OSError, match="No space left"):
-        weights.save_model_file(model, tmp_path / "m.pt")
-    assert list(tmp_path.iterdir()) == []
+    return Failing
