@@ -67,7 +67,8 @@ class SegmentRun:
     grow_threshold: float = 0.5
     from_model: bool = False  #: the result is an ImageSegmentation (a model's run or maps)
     kept: tuple | None = None  #: (checked frames kept, ids carried) once written
-    #: the checked frames kept in the worker: (what they were kept from, (labels, tracks))
+    #: the checked frames kept in the worker (``_layer_state.keep_checked_after``): (the
+    #: checked frames they were kept from, the settings they were kept with, (labels, tracks))
     prekept: tuple | None = None
 
     @property
