@@ -90,7 +90,7 @@ def test_killed_while_publishing_over_an_old_output(
 
     monkeypatch.setattr(streaming.os, "replace", die_before_the_new_store_moves_in)
     if killed:  # nothing of the run's own clean-up happens
-        monkeypatch.setattr(_atomic, "recover_output", lambda path: None)
+        monkeypatch.setattr(_atomic, "restore_published", lambda path: False)
     with pytest.raises(Crash):
         hemd_stream(prob_zarr, out, chunk=4, iterations=2, overwrite=True)
     monkeypatch.undo()

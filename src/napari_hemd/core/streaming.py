@@ -653,15 +653,15 @@ def publish(store: Path, output: Path, partial: Path) -> Path:
     The store is marked as ours, an older ``output`` moved into ``partial`` first, then
     ``partial`` removed.
     """
-    from napari_hemd._atomic import mark_output, recover_output
+    from napari_hemd._atomic import mark_output, restore_published
 
     mark_output(store)
     if output.exists():
         os.replace(output, partial / "old")
     try:
         os.replace(store, output)
-    finally:  # interrupted between the renames: the old output back (audit 28)
-        recover_output(output)
+    finally:  # interrupted between the renames: the old output back (audit 28; nothing
+        restore_published(output)  # else touched: another run's temporary is its own)
     shutil.rmtree(partial, ignore_errors=True)
     return output
 
