@@ -77,12 +77,13 @@ def run_lineage(layer: Labels) -> tuple[np.ndarray | None, bool]:
 
 def _lineage(data, tracks: np.ndarray, edited: bool) -> tuple[object, np.ndarray]:
     """:func:`lineage_of` once the layer is read (no napari: runs in a thread)."""
-    if edited or _spans_a_gap(data, tracks):
-        from napari_hemd.core.linking import lineage_after_edits
+    from napari_hemd.core.linking import frame_ids, lineage_after_edits
 
-        return lineage_after_edits(np.asarray(data), tracks)
+    ids = [frame_ids(frame) for frame in np.asarray(data)]  # each frame's, once
+    if edited or _spans_a_gap(ids, tracks):
+        return lineage_after_edits(np.asarray(data), tracks, ids)
     # objects the run dropped after linking (a 3D model's small fragments) leave the lineage
-    present = np.isin(tracks[:, 0], np.unique(np.asarray(data)))
+    present = np.isin(tracks[:, 0], np.concatenate([np.zeros(0, np.int64), *ids]))
     if present.all():
         return data, tracks
     tracks = tracks[present].copy()
@@ -90,19 +91,19 @@ def _lineage(data, tracks: np.ndarray, edited: bool) -> tuple[object, np.ndarray
     return data, tracks
 
 
-def _spans_a_gap(data, tracks: np.ndarray) -> bool:
+def _spans_a_gap(ids: list[np.ndarray], tracks: np.ndarray) -> bool:
     """Whether a label is absent from a frame between its track's first and last.
+
+    ``ids``: each frame's labels (:func:`napari_hemd.core.linking.frame_ids`).
 
     A re-run keeps the ids of the checked frames as the user left them: a cell named alike in
     two of them, not in one between, is one track across the gap (``_layer_state._kept_ids``),
     which the Cell Tracking Challenge's format cannot hold: its later frames are renamed in
     the lineage's copy, as after an edit.
     """
-    from napari_hemd.core.linking import frame_ids
-
     count: dict[int, int] = {}
-    for frame in np.asarray(data):
-        for v in frame_ids(frame).tolist():
+    for frame in ids:
+        for v in frame.tolist():
             count[v] = count.get(v, 0) + 1
     for lab, begin, end, _ in tracks.tolist():
         frames = count.get(int(lab))

@@ -266,16 +266,10 @@ def write_ctc_result(
         tracks[parent, 3] = np.searchsorted(ids, tracks[parent, 3]) + 1
     folder.mkdir(parents=True, exist_ok=True)
     for t in range(n):
-        if ids is None:
-            frame = np.asarray(labels[t]).astype(np.uint16)
-            if remap.get(t):
-                lut = np.arange(2**16, dtype=np.uint16)
-                lut[list(remap[t])] = list(remap[t].values())
-                frame = lut[frame]
-        else:  # each pixel's track label (a later run after a gap: its fresh one), renumbered
-            frame = np.asarray(labels[t]).astype(np.int64)
-            for old, fresh in remap.get(t, {}).items():
-                frame[frame == old] = fresh
+        frame = np.asarray(labels[t]).astype(np.uint16 if ids is None else np.int64)
+        for old, fresh in remap.get(t, {}).items():  # a later run after a gap: its fresh label
+            frame[frame == old] = fresh  # (above every label: never one renamed after)
+        if ids is not None:  # renumbered 1..K
             inside = frame != 0
             frame[inside] = np.searchsorted(ids, frame[inside]) + 1
             frame = frame.astype(np.uint16)
