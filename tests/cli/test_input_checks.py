@@ -564,6 +564,40 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(video, tmp_path, capsys, monkeypatch
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is this run's only
 
 
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, "Terminated"])
+def test_a_stopped_stream_says_where_its_work_is_kept(
+    video, tmp_path, capsys, caplog, monkeypatch, stop
+):
+    """Ctrl-C or SIGTERM of ``stream`` said only "interrupted" (audit 31), though its finished
+    windows are kept and the same command resumes: it says so, and a rerun does resume."""
+    import napari_hemd.cli as cli
+    import napari_hemd.core.streaming as streaming
+
+    stop = cli.Terminated if stop == "Terminated" else stop
+    np.save(tmp_path / "p.npy", video["prob"])
+    real = streaming._Progress.mark
+
+    def mark(self, index):
+        real(self, index)
+        if index == 1:  # after two windows
+            raise stop
+
+    monkeypatch.setattr(streaming._Progress, "mark", mark)
+    args = ["stream", str(tmp_path / "p.npy"), "--chunk", "2", "--halo", "1", "--no-progress"]
+    out = tmp_path / "l.zarr"
+    assert main([*args, "-o", str(out)]) == (143 if stop is cli.Terminated else 130)
+    word = "terminated" if stop is cli.Terminated else "interrupted"
+    kept = tmp_path / ".l.zarr.partial"
+    assert capsys.readouterr().err.strip().endswith(
+        f"napari-hemd stream: {word}; the work finished so far is kept in {kept}, and the same "
+        "command resumes"
+    )
+    assert kept.is_dir() and not out.exists()
+    monkeypatch.setattr(streaming._Progress, "mark", real)
+    assert main([*args, "-o", str(out)]) == 0
+    assert "resuming an interrupted run" in caplog.text and out.is_dir()
+
+
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
 def test_a_signal_inside_a_compiled_kernel_stops_as_ctrl_c_does(
     video, tmp_path, capsys, monkeypatch, signal_name

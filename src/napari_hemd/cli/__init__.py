@@ -248,12 +248,18 @@ def _resumable_work(args: argparse.Namespace) -> str | None:
 
 
 def _kept_checkpoint(args: argparse.Namespace) -> str:
-    """``train`` stopped: where its checkpoint is, that ``--resume`` continues (audit 27)."""
+    """A stopped run's kept work: ``train``'s checkpoint, that ``--resume`` continues (audit 27),
+    or a resumable run's partial folder."""
     from pathlib import Path
 
     out = getattr(args, "output", None)
     if args.command != "train" or not out:
-        return ""
+        kept = _resumable_work(args)  # stream, predict (audit 31: a bare "interrupted")
+        return (
+            f"; the work finished so far is kept in {kept}, and the same command resumes"
+            if kept
+            else ""
+        )
     ckpt = Path(out).with_name(Path(out).name + ".ckpt")
     # (an existing OUT, given --overwrite, is as it was: audit 28 read "no model" as lost)
     kept = f" ({out} is as it was)" if Path(out).exists() else ""
