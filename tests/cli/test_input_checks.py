@@ -588,9 +588,13 @@ def test_a_stopped_stream_says_where_its_work_is_kept(
     assert main([*args, "-o", str(out)]) == (143 if stop is cli.Terminated else 130)
     word = "terminated" if stop is cli.Terminated else "interrupted"
     kept = tmp_path / ".l.zarr.partial"
-    assert capsys.readouterr().err.strip().endswith(
-        f"napari-hemd stream: {word}; the work finished so far is kept in {kept}, and the same "
-        "command resumes"
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            f"napari-hemd stream: {word}; the work finished so far is kept in {kept}, and the same "
+            "command resumes"
+        )
     )
     assert kept.is_dir() and not out.exists()
     monkeypatch.setattr(streaming._Progress, "mark", real)

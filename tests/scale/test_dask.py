@@ -211,3 +211,52 @@ def test_finished_windows_are_let_go(client):
     while client.run_on_scheduler(held) and time.monotonic() < deadline:
         time.sleep(0.1)  # releases reach the scheduler asynchronously
     assert client.run_on_scheduler(held) == 0
+
+
+def test_a_run_whose_workers_all_left_stops(monkeypatch):
+    """Audit 31: when every worker died mid-run, Dask kept the tasks for workers that might
+    join and the run waited for good. With none for ``WORKERS_GONE_S`` it stops, saying so;
+    what finished is recorded."""
+    import re
+    import threading
+    import time
+
+    from dask.distributed import Client, LocalCluster
+
+    import napari_hemd.core.streaming as streaming
+
+    monkeypatch.setattr(streaming, "WORKERS_GONE_S", 1.0)
+
+    def slow(i):
+        time.sleep(0.2)
+        return i
+
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        futures = [client.submit(slow, i, pure=False) for i in range(20)]
+        seen: list[int] = []
+
+        def finished(i):
+            seen.append(i)
+            if len(seen) == 2:  # the only worker stops
+                client.sync(next(iter(cluster.workers.values())).close)
+
+        raised: list[BaseException] = []
+
+        def run():  # in a thread: the old code waited for good, which must fail, not hang
+            try:
+                streaming._gather_as_completed(client, futures, finished)
+            except BaseException as exc:
+                raised.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(60)
+        assert not thread.is_alive(), "the run still waits for a worker"
+        assert len(raised) == 1 and isinstance(raised[0], streaming.WorkersLost), raised
+        assert re.search(r"no worker for 1 s .* task\(s\) left", str(raised[0]))
+        assert 2 <= len(seen) < 20 and not futures

@@ -136,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else f"{exc.strerror} while writing; nothing was replaced and no partial file "
                 "is left"
             )
+        elif type(exc).__name__ == "WorkersLost" and _resumable_work(args):
+            msg = f"{msg} (the work finished so far is kept in {_resumable_work(args)})"
         msg = str(msg).replace("pass overwrite=True (--overwrite)", "pass --overwrite")
         if not msg.strip():  # a bare MemoryError() and the like: never an empty error line
             msg = f"{type(exc).__name__} (no message) in napari-hemd {args.command}"
@@ -248,8 +250,11 @@ def _resumable_work(args: argparse.Namespace) -> str | None:
 
 
 def _kept_checkpoint(args: argparse.Namespace) -> str:
-    """A stopped run's kept work: ``train``'s checkpoint, that ``--resume`` continues (audit 27),
-    or a resumable run's partial folder."""
+    """What a stopped run kept, said after "interrupted" / "terminated".
+
+    ``train``'s checkpoint, that ``--resume`` continues (audit 27), or a resumable run's (stream,
+    predict) partial folder, that the same command resumes.
+    """
     from pathlib import Path
 
     out = getattr(args, "output", None)

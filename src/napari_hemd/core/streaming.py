@@ -680,6 +680,15 @@ def absolute_zarr(arr):
     return zarr.open_array(store=str(Path(str(root)).absolute()), path=arr.path or None, mode="r")
 
 
+#: How long a cluster run waits when its scheduler has no worker left (seconds): Dask keeps the
+#: tasks for workers that may join, and the run waited for good (audit 31).
+WORKERS_GONE_S = 60.0
+
+
+class WorkersLost(ConnectionError):
+    """Every worker of the cluster left during a run, and none joined within ``WORKERS_GONE_S``."""
+
+
 def _gather_as_completed(client, futures: list, finished: Callable[[object], None]) -> None:
     """Call ``finished(result)`` as each task completes; on any error cancel the others.
 
@@ -687,20 +696,44 @@ def _gather_as_completed(client, futures: list, finished: Callable[[object], Non
     may still write its own frames, which a resumed run recomputes identically. A task once
     recorded is released (its frames are on disk): held until the end, the results of a worker
     that died (pre-empted, out of memory) were computed again, every window it had finished.
-    ``futures`` is emptied.
+    ``futures`` is emptied. When the scheduler has had no worker for ``WORKERS_GONE_S`` seconds
+    (all died, or were stopped) :class:`WorkersLost` is raised: the work finished so far is kept.
     """
+    import time
+
     from dask.distributed import as_completed
 
     pending = set(futures)
     futures.clear()  # the caller's list held every future until the end
+    checked = time.monotonic()
+    gone_since = None
     try:
         with client.as_current():  # the client need not be the process-wide default
             completed = as_completed(list(pending))
-        for fut in completed:
-            result = fut.result()
-            pending.discard(fut)
-            fut.release()
-            finished(result)
+        while pending:
+            batch = completed.next_batch(block=False)
+            for fut in batch:
+                result = fut.result()
+                pending.discard(fut)
+                fut.release()
+                finished(result)
+            now = time.monotonic()
+            if batch:
+                gone_since = None
+                continue
+            if now - checked >= 1.0:  # (a question to the scheduler: not on every poll)
+                checked = now
+                if client.nthreads():
+                    gone_since = None
+                elif gone_since is None:
+                    gone_since = now
+                elif now - gone_since >= WORKERS_GONE_S:
+                    raise WorkersLost(
+                        f"the Dask scheduler has had no worker for {WORKERS_GONE_S:g} s (they "
+                        f"died or were stopped) with {len(pending)} task(s) left; start workers "
+                        "and run the same command again"
+                    )
+            time.sleep(0.05)  # (as_completed's own iteration polls every 0.1 s)
     except BaseException:
         client.cancel(list(pending))
         raise
