@@ -218,6 +218,39 @@ def test_a_ctc_result_opens_with_its_tracks_and_divisions(tmp_path):
     assert [k for *_, k in get_reader(str(one))(str(one))] == ["labels"]
 
 
+def test_a_linked_zarr_keeps_and_opens_with_its_tracks(tmp_path, capsys):
+    """``segment --link -o X.zarr`` wrote no lineage into the store (audit 31; ``stream``'s
+    stores kept one): a plain zarr keeps its tracks as a CTC folder does, ``measure`` reads
+    them and napari opens them as a Tracks layer on the frames the store records."""
+    from napari_hemd.cli import main
+    from napari_hemd.io import read_ctc_tracks, write_labels
+
+    lab = np.zeros((4, 16, 16), np.uint16)
+    lab[0:2, 2:6, 2:6] = 1
+    lab[2:, 2:5, 1:4], lab[2:, 9:12, 9:12] = 2, 3
+    tracks = np.array([[1, 0, 1, 0], [2, 2, 3, 1], [3, 2, 3, 1]])
+    out = write_labels(lab, tmp_path / "linked.zarr", tracks=tracks, first_frame=5)
+    layers = get_reader(str(out))(str(out))
+    assert [k for *_, k in layers] == ["labels", "tracks"]
+    points, tmeta, _ = layers[1]
+    assert tmeta["graph"] == {2: [1], 3: [1]} and tmeta["translate"] == (5, 0, 0)
+    assert sorted({int(i) for i in points[:, 0]}) == [1, 2, 3]
+    # the command line: the same lineage in a zarr as in a CTC folder
+    from napari_hemd.data.synthetic import nuclei_video
+
+    prob = nuclei_video(n_frames=6, seed=3)["prob"]
+    np.save(tmp_path / "p.npy", prob)
+    for o in ("ctc", "l.zarr"):
+        args = ["segment", str(tmp_path / "p.npy"), "--link", "--no-progress"]
+        assert main([*args, "-o", str(tmp_path / o)]) == 0
+    import zarr
+
+    kept = np.asarray(zarr.open_array(str(tmp_path / "l.zarr"), mode="r").attrs["tracks"])
+    np.testing.assert_array_equal(kept, read_ctc_tracks(tmp_path / "ctc" / "res_track.txt"))
+    assert main(["measure", str(tmp_path / "l.zarr"), "-o", str(tmp_path / "m.csv")]) == 0
+    assert "parent" in (tmp_path / "m.csv").read_text().splitlines()[0]
+
+
 def test_a_plain_zarr_opens_as_labels_only_when_it_holds_labels(tmp_path, labels):
     """Every integer .zarr opened as labels: a raw uint16 movie too, which Predict and Segment
     then did not offer (audit 22). Labels (by their values, or written so) open as labels."""

@@ -108,7 +108,16 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
     # a group of one array: predict's affinities alone have a channel axis
     channels = int(str(getattr(data, "path", "")).rsplit("/", 1)[-1] in CHANNEL_MAPS)
     meta = {"name": name, **_calibration(path, data.ndim, channels)}  # stream's, predict's
-    return [(data, {**meta, **_first_frame(path, data, meta, kind)}, kind)]
+    layer = (data, {**meta, **_first_frame(path, data, meta, kind)}, kind)
+    recorded = getattr(data, "attrs", {}).get("tracks") if kind == "labels" else None
+    if recorded is None:
+        return [layer]
+    try:  # a linked store's lineage (stream --link, segment --link, link -o X.zarr)
+        tracks = np.asarray(recorded, np.int64).reshape(-1, 4)
+    except (TypeError, ValueError) as e:  # the labels open all the same
+        log.warning("%s: tracks not shown (its tracks attribute: %s)", path, e)
+        return [layer]
+    return [layer, *_tracks_layer(tracks, layer)]
 
 
 def _unnamed_channels(data, meta: dict, name: str, path: Path) -> LayerData | None:
@@ -382,22 +391,31 @@ def _read_ctc_result(path: Path, name: str) -> LayerData:
 
 
 def _ctc_tracks_layer(path: Path, labels: LayerData) -> list[LayerData]:
-    """The tracks of a CTC result folder's ``res_track.txt``, on its masks (none without it).
-
-    Each cell's centre in each frame under its track id, divisions drawn from the mother to her
-    daughters (:func:`napari_hemd.core.linking.track_points`).
-    """
-    from napari_hemd.core.linking import track_points
+    """The tracks of a CTC result folder's ``res_track.txt``, on its masks (none without it)."""
     from napari_hemd.io import read_ctc_tracks
 
     table = path / "res_track.txt"
-    data, meta, _ = labels
+    data = labels[0]
     if not table.is_file() or data.ndim < 3 or data.shape[0] < 2:
         return []
     try:
         tracks = read_ctc_tracks(table)
     except (OSError, ValueError) as e:  # the masks open all the same
         log.warning("%s: tracks not shown (%s)", table, e)
+        return []
+    return _tracks_layer(tracks, labels)
+
+
+def _tracks_layer(tracks: np.ndarray, labels: LayerData) -> list[LayerData]:
+    """A Tracks layer of a movie's lineage ``tracks`` (``L B E P``) on its ``labels`` layer.
+
+    Each cell's centre in each frame under its track id, divisions drawn from the mother to her
+    daughters (:func:`napari_hemd.core.linking.track_points`); none for one frame.
+    """
+    from napari_hemd.core.linking import track_points
+
+    data, meta, _ = labels
+    if data.ndim < 3 or data.shape[0] < 2:
         return []
     points, graph = track_points(data, tracks)
     if not len(points):

@@ -876,8 +876,6 @@ def link_stack_workflow(
             yield ("link", t + 1, shape[0])
         tracks = linker.tracks()
         meta = {**(metadata or {}), "link_time": True}
-        if check_labels_path(output) == "zarr":
-            meta["tracks"] = tracks.tolist()
         out = write_labels(
             linked, output, overwrite=overwrite, tracks=tracks, metadata=meta,
             first_frame=first_frame, pixel_size=pixel_size, time_step=time_step,
