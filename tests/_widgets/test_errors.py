@@ -184,6 +184,39 @@ def test_cancel_predict(viewer, qtbot, errors):
     assert not errors
 
 
+@pytest.mark.parametrize("which", ["Predict", "Segment"])
+def test_closing_the_dock_stops_its_run(viewer, qtbot, errors, monkeypatch, which):
+    """Audit 25: closing the Predict or Segment dock mid-run let the run go on (its Cancel
+    button gone with the dock) and add its layers. Closing stops it as Cancel does; hiding or
+    floating the dock does not."""
+    import napari_hemd._widgets._common as common
+    from napari_hemd._widgets import PredictWidget
+
+    infos: list[str] = []
+    monkeypatch.setattr(common, "show_info", infos.append)
+    source = "image" if which == "Predict" else "probability"
+    big = np.repeat(viewer.layers[f"nuclei video {source}"].data, 4, axis=0)
+    layer = viewer.add_image(big, name="long")
+    widget = PredictWidget(viewer) if which == "Predict" else SegmentWidget(viewer)
+    dock = viewer.window.add_dock_widget(widget, name=which)
+    dock.setFloating(True)  # floated and docked again, hidden and shown: still its dock
+    dock.setFloating(False)
+    dock.hide()
+    dock.show()
+    assert not infos
+    if which == "Predict":
+        widget.image.value = layer
+        worker = widget.run()
+    else:
+        worker = widget.run(prob_layer=layer)
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        with qtbot.waitSignal(worker.yielded, timeout=60_000):
+            pass
+        viewer.window.remove_dock_widget(dock)
+    assert f"{which}: stopping, its dock was closed" in infos
+    assert not [n for n in viewer.layers if n.name.startswith("long ")] and not errors
+
+
 def test_predict_affinity_outputs(viewer, qtbot, errors):
     from napari_hemd._widgets import PredictWidget
 

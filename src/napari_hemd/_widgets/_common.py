@@ -112,11 +112,19 @@ class LayerWidget(Container):
         from napari_hemd._widgets._models import events as model_events
 
         model_events.changed.connect(self._models_changed)  # a fine-tuned model joins the lists
+        # its dock closed (napari takes the widget out of it): the run it started stops, as
+        # Cancel would (audit 25: it went on, with no Cancel button left, and added its layers)
+        self._close_watch = _DockCloseWatch(self.native, self._dock_closed)
         if self.restores_session:
             from qtpy.QtCore import QTimer
 
             # after the dock that holds this widget exists
             QTimer.singleShot(0, self._restore_last_session)
+
+    def _dock_closed(self) -> None:
+        if self._worker is not None:
+            show_info(f"{self._worker_desc}: stopping, its dock was closed")
+            self.cancel()
 
     def _models_changed(self) -> None:
         from napari_hemd._widgets._models import events as model_events
@@ -262,7 +270,7 @@ class LayerWidget(Container):
         worker.aborted.connect(lambda: show_info(f"{desc}: cancelled; nothing was changed"))
         worker.finished.connect(on_finished)
         self._set_running(run_button, cancel_button, True)
-        self._worker = worker
+        self._worker, self._worker_desc = worker, desc
         # Started from the event loop, as superqt itself does whenever one runs (in napari):
         # whoever gets the worker back can connect to its signals before it can finish. Started
         # at once (superqt's choice without a running loop, as in tests), a quick job could
@@ -337,6 +345,34 @@ class LayerWidget(Container):
             event.set()
         if self._worker is not None:
             self._worker.quit()
+
+
+class _DockCloseWatch:
+    """Calls ``on_closed()`` when ``native``, once docked, is taken out of its dock.
+
+    napari's close button (``Window.remove_dock_widget``) sets the inner widget's parent to
+    None and deletes the dock; hiding or floating the dock keeps the parent.
+    """
+
+    def __init__(self, native, on_closed: Callable[[], None]) -> None:
+        from qtpy.QtCore import QEvent, QObject
+
+        parent_change = QEvent.Type.ParentChange
+
+        class Filter(QObject):
+            docked = False
+
+            def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
+                if event.type() == parent_change:
+                    if obj.parent() is not None:
+                        self.docked = True
+                    elif self.docked:
+                        self.docked = False
+                        on_closed()
+                return False
+
+        self.filter = Filter(native)  # lives as long as the widget
+        native.installEventFilter(self.filter)
 
 
 def _progress_text(desc: str, stage: str, done: int, total: int, clock: dict) -> str:
