@@ -42,6 +42,9 @@ def test_reader_ctc_sequence_with_gt(tmp_path, labels):
     for t in range(3):
         tifffile.imwrite(raw / f"t{t:03d}.tif", (labels[t] * 100).astype(np.uint16))
     tifffile.imwrite(tmp_path / "01_GT" / "SEG" / "man_seg001.tif", labels[1].astype(np.uint16))
+    (tmp_path / "01_GT" / "TRA").mkdir()  # tracking markers: not shown, so not read (audit 25:
+    for t in range(3):  # the reader decoded every frame's markers, 0.4 s of HeLa's 1.2 s)
+        (tmp_path / "01_GT" / "TRA" / f"man_track{t:03d}.tif").write_bytes(b"not a TIFF")
     layers = get_reader(str(raw))(str(raw))
     assert [k for _, _, k in layers] == ["image", "labels"]
     gt = layers[1][0]

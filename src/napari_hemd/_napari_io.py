@@ -57,7 +57,7 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         labels = _read_ctc_result(path, name)
         return [labels, *_ctc_tracks_layer(path, labels)]
     if path.is_dir() and not path.suffix:
-        seq = read_ctc_sequence(path, lazy=True)
+        seq = read_ctc_sequence(path, lazy=True, tracking=False)  # (markers not shown)
         n = None if seq.raw is None else seq.raw.shape[0]
         layers: list[LayerData] = []
         place: dict = {}

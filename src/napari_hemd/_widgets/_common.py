@@ -362,7 +362,7 @@ class _DockCloseWatch:
         class Filter(QObject):
             docked = False
 
-            def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt's name)
+            def eventFilter(self, obj, event) -> bool:  # (Qt names it)
                 if event.type() == parent_change:
                     if obj.parent() is not None:
                         self.docked = True

@@ -141,7 +141,9 @@ class CTCSequence:
     tracks: np.ndarray | None = None
 
 
-def read_ctc_sequence(path: str | os.PathLike, *, lazy: bool = True) -> CTCSequence:
+def read_ctc_sequence(
+    path: str | os.PathLike, *, lazy: bool = True, tracking: bool = True
+) -> CTCSequence:
     """Read a CTC sequence folder ``SEQ`` with its siblings ``SEQ_GT`` and ``SEQ_ST``.
 
     Parameters
@@ -151,6 +153,9 @@ def read_ctc_sequence(path: str | os.PathLike, *, lazy: bool = True) -> CTCSeque
         not exist when a reference folder does.
     lazy : bool
         Read raw frames lazily (dask); references are always read (they are small, compressed).
+    tracking : bool
+        Read the gold truth's tracking markers and lineage (``GT/TRA``); False leaves
+        ``gt_tra`` empty and ``tracks`` None (napari's reader, which shows the masks only).
 
     Returns
     -------
@@ -170,7 +175,7 @@ def read_ctc_sequence(path: str | os.PathLike, *, lazy: bool = True) -> CTCSeque
         seq.raw = read_tiff_folder(path, lazy=lazy)
     if (gt / "SEG").is_dir():
         seq.gt_seg = read_ctc_labels(gt / "SEG")
-    if (gt / "TRA").is_dir():
+    if tracking and (gt / "TRA").is_dir():
         seq.gt_tra = read_ctc_labels(gt / "TRA")
         if (gt / "TRA" / "man_track.txt").is_file():
             seq.tracks = read_ctc_tracks(gt / "TRA" / "man_track.txt")
