@@ -435,6 +435,8 @@ def _read_ome_zarr(path: Path) -> list[LayerData]:
     for node in read_ome_zarr(path):
         data = node.levels if len(node.levels) > 1 else node.levels[0]
         meta: dict = {"name": node.name, "scale": node.scale}
+        if node.translation is not None:  # frames 3-6 of a movie: at frame 3 again
+            meta["translate"] = node.translation
         axes, scale = node.axes, node.scale
         c = axes.find("c") if node.kind == "image" else -1
         if c >= 0 and node.levels[0].shape[c] > 1:  # one layer per channel, as for TIFFs
@@ -444,6 +446,8 @@ def _read_ome_zarr(path: Path) -> list[LayerData]:
                 node.name, n, channel_names(path, n, attrs=dict(node.attrs))
             )
             axes, meta["scale"] = axes.replace("c", ""), [v for i, v in enumerate(scale) if i != c]
+            if "translate" in meta:
+                meta["translate"] = [v for i, v in enumerate(meta["translate"]) if i != c]
         if axes:
             meta["axis_labels"] = tuple(axes)
         size = node_pixel_size(node)
@@ -514,9 +518,11 @@ def _write(path: str, data, meta: dict, suffix: str) -> list[str]:
     size = None if scale is None else PixelSize.from_layer(scale, meta.get("units"))
     axes = axes_from_names(meta.get("axis_labels"), arr.ndim)
     if suffix == ".zarr":
+        shift = meta.get("translate")
         write_ome_zarr_labels(
             arr, p, axes=axes, name=meta.get("name"), metadata=extra, pixel_size=size,
             scale=None if scale is None or len(scale) != arr.ndim else list(scale),
+            translation=None if shift is None or len(shift) != arr.ndim else list(shift),
         )  # fmt: skip
     else:  # a stack (its first axis named z) is written as one: a ZYX TIFF, one 3D CTC mask
         axes = "zyx" if axes == "zyx" else None

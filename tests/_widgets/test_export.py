@@ -509,6 +509,16 @@ def test_a_frame_range_exports_numbered_as_its_frames_and_reopens_as_labels(
     assert write_labels(part, tmp_path / "l.zarr", first_frame=2).is_dir()
     ((_, meta, _),) = get_reader(str(tmp_path / "l.zarr"))(str(tmp_path / "l.zarr"))
     assert meta["translate"] == (2.0, 0.0, 0.0)
+    # OME-Zarr: an NGFF translation on t (Export's opened at frame 0; noticed in session 31),
+    # in the t axis's own units (a frame interval of 60 s: frame 2 at 120 s)
+    exp.format.value = "OME-Zarr"
+    ome = exp.export(tmp_path / "cells.ome.zarr")
+    ((data, meta, kind),) = get_reader(str(ome))(str(ome))
+    assert kind == "labels" and list(meta["translate"]) == [2.0, 0.0, 0.0]
+    np.testing.assert_array_equal(np.asarray(data), part)
+    step = write_labels(part, tmp_path / "s.ome.zarr", first_frame=2, time_step=(60.0, "second"))
+    ((_, meta, _),) = get_reader(str(step))(str(step))
+    assert list(meta["translate"]) == [120.0, 0.0, 0.0] and meta["scale"][0] == 60.0
     # the table numbers them alike (it wrote frames 0-2), as measure on the CTC folder or the
     # TIFF does; link numbers the TIFF's masks so too
     import csv

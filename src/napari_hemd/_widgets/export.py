@@ -352,8 +352,10 @@ class ExportWidget(LayerWidget):
             axes = "zyx"  # (it was written as t, y, x and measured slice by slice)
         spatial = sum(a in "zyx" for a in axes) if axes else (3 if data.ndim == 4 else 2)
         scale, size = list(layer.scale), _pixel_size(layer, spatial)
+        shift = list(layer.translate)  # a frame range: opened at its frames again
         return lambda: write_ome_zarr_labels(
             data, out, axes=axes, scale=scale, overwrite=overwrite, metadata=meta, pixel_size=size,
+            translation=shift if len(shift) == data.ndim else None,
         )  # fmt: skip
 
 

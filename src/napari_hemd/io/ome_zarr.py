@@ -105,15 +105,22 @@ def _axes_meta(axes: str, units: dict | None) -> list[dict]:
     return out
 
 
-def _multiscales(axes: str, scale: list[float], name: str, units: dict | None = None) -> list[dict]:
+def _multiscales(
+    axes: str,
+    scale: list[float],
+    name: str,
+    units: dict | None = None,
+    translation: list[float] | None = None,
+) -> list[dict]:
+    transforms: list[dict] = [{"type": "scale", "scale": scale}]
+    if translation is not None and any(translation):  # (NGFF: after the scale)
+        transforms.append({"type": "translation", "translation": translation})
     return [
         {
             "version": NGFF_VERSION,
             "name": name,
             "axes": _axes_meta(axes, units),
-            "datasets": [
-                {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
-            ],
+            "datasets": [{"path": "0", "coordinateTransformations": transforms}],
         }
     ]
 
@@ -127,6 +134,7 @@ def _write_label_group(
     source: str | None,
     metadata: dict | None,
     units: dict | None = None,
+    translation: list[float] | None = None,
 ) -> None:
     """Write one label image group (array ``0`` + attributes) into the new ``folder``."""
     import zarr
@@ -153,7 +161,10 @@ def _write_label_group(
     label_meta: dict = {"version": NGFF_VERSION}
     if source is not None:
         label_meta["source"] = {"image": source}
-    attrs: dict = {"multiscales": _multiscales(axes, scale, name, units), "image-label": label_meta}
+    attrs: dict = {
+        "multiscales": _multiscales(axes, scale, name, units, translation),
+        "image-label": label_meta,
+    }
     if metadata:
         attrs.update(metadata)
     root.attrs.update(json.loads(json.dumps(attrs)))
@@ -176,6 +187,8 @@ def write_ome_zarr_labels(
     metadata: dict | None = None,
     pixel_size=None,
     time_step: tuple[float, str | None] | None = None,
+    translation: list[float] | None = None,
+    first_frame: int = 0,
 ) -> Path:
     """Write labels as a standalone OME-Zarr (NGFF 0.4) label image, atomically.
 
@@ -202,6 +215,13 @@ def write_ome_zarr_labels(
     time_step : (float, str or None), optional
         The ``t`` axis's step and unit (``(60.0, "second")``: the movie's, as
         :func:`ome_zarr_time_step` reads it), where ``axes`` has a ``t``; replaces its scale.
+    translation : list of float, optional
+        Where the labels start, per axis, in the units of ``scale`` (a napari layer's
+        ``translate``; NGFF's ``translation``): labels of frames 3-6 of a movie open there
+        again (:func:`read_ome_zarr`, napari-hemd's reader). Default: at the origin.
+    first_frame : int
+        The movie's number of the first frame, where ``translation`` is not given: the ``t``
+        axis's translation is ``first_frame`` steps.
 
     Returns
     -------
@@ -226,10 +246,20 @@ def write_ome_zarr_labels(
     if time_step is not None and "t" in axes:  # the movie's frame interval (audit 26)
         scale[axes.index("t")] = _check_scale([time_step[0]], 1)[0]
         units["t"] = time_step[1]
+    if translation is None and first_frame and "t" in axes:
+        translation = [0.0] * len(axes)
+        translation[axes.index("t")] = float(first_frame) * scale[axes.index("t")]
+    if translation is not None:
+        translation = [float(v) for v in translation]
+        if len(translation) != len(axes) or not all(np.isfinite(translation)):
+            raise ValueError(
+                f"translation: expected {len(axes)} finite numbers (axes {axes!r}); got "
+                f"{translation}"
+            )
     path = Path(path)
     name = name or path.name.removesuffix(".zarr").removesuffix(".ome")
     with atomic_path(path, overwrite=overwrite) as tmp:
-        _write_label_group(tmp, labels, axes, scale, name, None, metadata, units)
+        _write_label_group(tmp, labels, axes, scale, name, None, metadata, units, translation)
     log.info("wrote OME-Zarr labels %s %s", path, tuple(labels.shape))
     return path
 
@@ -401,6 +431,9 @@ class OmeZarrNode:
         Level-0 pixel size per axis.
     attrs : dict
         The group's attributes.
+    translation : list of float or None
+        Level 0's origin per axis (NGFF ``translation``, in the units of ``scale``); None: at
+        the origin.
     """
 
     name: str
@@ -409,6 +442,7 @@ class OmeZarrNode:
     axes: str
     scale: list[float]
     attrs: dict = field(default_factory=dict)
+    translation: list[float] | None = None
 
 
 def _node(group, name: str) -> OmeZarrNode:
@@ -419,16 +453,21 @@ def _node(group, name: str) -> OmeZarrNode:
     axes = "".join(a["name"] if isinstance(a, dict) else a for a in ms.get("axes", []))
     if len(axes) != levels[0].ndim:
         axes = default_axes(levels[0].ndim) if 2 <= levels[0].ndim <= 4 else ""
-    scale = next(
-        (
-            t["scale"]
-            for t in ms["datasets"][0].get("coordinateTransformations", [])
-            if t.get("type") == "scale"
-        ),
-        [1.0] * levels[0].ndim,
-    )
+    transforms = ms["datasets"][0].get("coordinateTransformations", [])
+    scale = next((t["scale"] for t in transforms if t.get("type") == "scale"), None)
+    if scale is None or len(scale) != levels[0].ndim:
+        scale = [1.0] * levels[0].ndim
+    shift = next((t.get("translation") for t in transforms if t.get("type") == "translation"), None)
+    try:  # (odd metadata: at the origin)
+        shift = [float(v) for v in shift] if shift is not None else None
+    except (TypeError, ValueError):
+        shift = None
+    if shift is not None and (len(shift) != levels[0].ndim or not any(shift)):
+        shift = None
     kind = "labels" if "image-label" in ngff else "image"
-    return OmeZarrNode(ms.get("name") or name, kind, levels, axes, [float(s) for s in scale], attrs)
+    return OmeZarrNode(
+        ms.get("name") or name, kind, levels, axes, [float(s) for s in scale], attrs, shift
+    )
 
 
 def read_ome_zarr(path: str | os.PathLike) -> list[OmeZarrNode]:

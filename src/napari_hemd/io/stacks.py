@@ -242,7 +242,8 @@ def write_labels(
     first_frame : int
         The movie's number of the first frame: a CTC folder's masks are numbered from it (see
         :func:`napari_hemd.io.ctc.write_ctc_result`); a TIFF or zarr records it
-        (:func:`recorded_first_frame`: napari places the frames there again).
+        (:func:`recorded_first_frame`), an OME-Zarr as its ``t`` axis's translation: napari
+        places the frames there again.
     pixel_size : PixelSize, optional
         The pixels' physical size (:mod:`napari_hemd.io.calibration`), written into TIFFs and
         a CTC folder's masks (as Fiji reads it), OME-Zarr (its axes) and plain zarr arrays (the
@@ -272,6 +273,7 @@ def write_labels(
         return write_ome_zarr_labels(
             labels, path, overwrite=overwrite, metadata=metadata, axes=axes and axes.lower(),
             pixel_size=pixel_size, time_step=time_step,
+            first_frame=first_frame if len(labels.shape) >= 3 else 0,
         )  # fmt: skip
     labels_arr = labels
     shape = tuple(labels_arr.shape)
