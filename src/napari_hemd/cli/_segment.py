@@ -48,7 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_hemd_arguments(p)
     p.add_argument("--axis", type=int, default=0, help="frame/slice axis of a 3D array (0)")
-    p.add_argument("--link", action="store_true", help="same id for the same object over time")
+    p.add_argument(
+        "--link",
+        action="store_true",
+        help="same id for the same object over time (a 3D model links a stack's slices itself)",
+    )
     p.add_argument(
         "--exclude-border",
         action="store_true",
@@ -84,7 +88,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument(
         "--batch-size", type=int, default=None, help="tiles per forward pass (default: ~1 Mpx)"
     )
-    m.add_argument("--device", default=None, help="cpu, cuda, mps (default: cpu)")
+    m.add_argument(
+        "--device", default=None, help="cpu, cuda[:N], mps, auto (CUDA, MPS or CPU) (default: cpu)"
+    )
     m.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
     add_volume_arguments(m)
     m.add_argument(
@@ -288,7 +294,12 @@ def recorded_z_scale(source) -> float | None:
 def add_hemd_arguments(p: argparse.ArgumentParser) -> None:
     """The H-EMD parameters shared by ``segment`` and ``stream``."""
     p.add_argument("--tau", type=float, default=0.5, help="lowest threshold (default 0.5)")
-    p.add_argument("--delta", type=float, default=0.35, help="size-change tolerance (0.35)")
+    p.add_argument(
+        "--delta",
+        type=float,
+        default=0.35,
+        help="size-change tolerance (0.35; with --model the model's own: nuclei-3d 2.0)",
+    )
     p.add_argument("--iterations", type=int, default=10, help="H-EMD iterations T (10)")
     p.add_argument("--connectivity", type=int, default=None, help="1 = faces (default)")
     p.add_argument(
