@@ -676,3 +676,19 @@ def test_maxvalue_on_a_models_maps_takes_their_boundary(video, tmp_path, capsys)
     want = tifffile.imread(tmp_path / "d.tif")
     assert want.max() > 0
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "m.tif"), want)
+
+
+def test_an_option_is_taken_only_as_spelled_out(video, tmp_path, capsys):
+    """argparse took ``--overwrit`` for ``--overwrite`` and replaced the output without a word
+    (audit 33): a prefix of an option is refused as unknown, and nothing is replaced."""
+    np.save(tmp_path / "p.npy", video["prob"])
+    out = tmp_path / "l.tif"
+    out.write_bytes(b"old")
+    argv = ["segment", str(tmp_path / "p.npy"), "-o", str(out), "--no-progress"]
+    for prefix in ("--overwrit", "--over", "--no-prog"):
+        with pytest.raises(SystemExit) as stop:
+            main([*argv, prefix])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert f"unrecognized arguments: {prefix} " in err and err.count("\n") == 1, err
+    assert out.read_bytes() == b"old"

@@ -50,7 +50,14 @@ class _Parser(argparse.ArgumentParser):
 
     argparse prints the whole usage (13-23 lines for ``segment``) before a mistyped value's
     message; the message names the option and the value, and ``--help`` lists the rest.
+    Options are taken only as spelled out: argparse's prefixes let ``--overwrit`` replace an
+    output as ``--overwrite`` does, silently (audit 33), and a script's prefix would change
+    meaning when an option joins.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # (the subcommands' parsers are of this class)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
