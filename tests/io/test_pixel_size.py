@@ -515,6 +515,46 @@ def test_an_ome_zarr_movies_time_step_is_kept(tmp_path):
     assert read_ome_zarr(one)[0].scale == [1.0, 1.0, 1.0]
 
 
+def test_a_tiff_movie_s_frame_interval_reaches_the_labels(tmp_path):
+    """Fiji's *Frame interval* (an ImageJ hyperstack's ``finterval`` / ``tunit``) and an
+    OME-TIFF's ``TimeIncrement`` were dropped: a movie at 5 minutes a frame gave labels at 1
+    (noticed in session 31). ``segment`` and ``link`` carry it into a TIFF's ``finterval`` and
+    an OME-Zarr's ``t`` axis; nothing is made up where the movie records none."""
+    from napari_hemd.io.calibration import read_time_step
+
+    prob = np.zeros((3, 32, 32), np.float32)
+    prob[:, 10:20, 12:22] = 0.9
+    fiji = tmp_path / "fiji.tif"
+    tifffile.imwrite(
+        fiji, prob, imagej=True, resolution=(2.0, 2.0),
+        metadata={"axes": "TYX", "unit": "micron", "finterval": 5.0, "tunit": "min"},
+    )  # fmt: skip
+    ome = tmp_path / "movie.ome.tif"
+    tifffile.imwrite(
+        ome, prob, ome=True,
+        metadata={"axes": "TYX", "TimeIncrement": 30.0, "TimeIncrementUnit": "s"},
+    )  # fmt: skip
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, prob)
+    assert read_time_step(fiji) == (5.0, "minute")
+    assert read_time_step(ome) == (30.0, "second")
+    assert read_time_step(plain) is None and read_time_step(tmp_path / "none.tif") is None
+    for src, step in ((fiji, (5.0, "minute")), (ome, (30.0, "second"))):
+        out, zout = tmp_path / f"{src.stem}-l.tif", tmp_path / f"{src.stem}-l.ome.zarr"
+        for o in (out, zout):
+            assert main(["segment", str(src), "-o", str(o), "--no-progress"]) == 0
+        with tifffile.TiffFile(out) as tif:  # what Fiji reads
+            md = tif.imagej_metadata
+        assert (md["finterval"], md["tunit"]) == (step[0], {"minute": "min"}.get(step[1], "sec"))
+        assert read_time_step(out) == step and read_time_step(zout) == step
+        linked = tmp_path / f"{src.stem}-linked.tif"
+        assert main(["link", str(out), "-o", str(linked), "--no-progress"]) == 0
+        assert read_time_step(linked) == step
+    assert main(["segment", str(plain), "-o", str(tmp_path / "p.tif"), "--no-progress"]) == 0
+    with tifffile.TiffFile(tmp_path / "p.tif") as tif:
+        assert "finterval" not in tif.imagej_metadata
+
+
 def test_outputs_line_up_with_their_image_in_napari(tmp_path):
     """Review 30b: a 2D movie's OME-TIFF that records a PhysicalSizeZ (microscopes write one)
     gave its outputs' time axis the z size in napari; a z stack's affinities alone put it on

@@ -672,16 +672,19 @@ def write_segmentation(args: argparse.Namespace, seg, extra: dict | None = None)
 
 
 def input_time_step(source, output) -> tuple[float, str | None] | None:
-    """The frame interval of an OME-Zarr ``source`` (``t`` scale, unit) for an OME-Zarr ``output``.
+    """The frame interval ``source`` records, for an output that keeps it.
 
-    ``segment``'s and ``link``'s. None for other inputs or outputs (audit 26: a movie at 60 s a frame gave labels at 1).
+    An ImageJ or OME-TIFF's, an OME-Zarr's ``t`` scale
+    (:func:`napari_hemd.io.calibration.read_time_step`), for ``segment``'s and ``link``'s
+    OME-Zarr or TIFF ``output`` (audit 26: a movie at 60 s a frame gave labels at 1). None for
+    other inputs or outputs.
     """
-    from napari_hemd.io.ome_zarr import ome_zarr_time_step
+    from napari_hemd.io.calibration import read_time_step
     from napari_hemd.io.stacks import check_labels_path
 
-    if check_labels_path(output) != "ome.zarr":
+    if check_labels_path(output) not in ("ome.zarr", "tif"):
         return None
-    return ome_zarr_time_step(source)
+    return read_time_step(source)
 
 
 #: Objects smaller than this (pixels, or voxels of a 3D frame) are specks to a ``note``.

@@ -29,6 +29,7 @@ __all__ = [
     "imagej_calibration",
     "normalise_unit",
     "read_pixel_size",
+    "read_time_step",
     "unit_name",
 ]
 
@@ -281,6 +282,74 @@ def _tiff_pixel_size(path: Path) -> PixelSize | None:
         described = _json_description(tif.pages[0].description)  # predict's maps
         if PIXEL_SIZE_KEY in described:
             return PixelSize.from_json(described[PIXEL_SIZE_KEY])
+    return None
+
+
+#: Spellings of time units (ImageJ's ``tunit``, OME-XML's ``TimeIncrementUnit``) -> NGFF's.
+_TIME_UNITS = {
+    "s": "second", "sec": "second", "secs": "second", "second": "second", "seconds": "second",
+    "ms": "millisecond", "msec": "millisecond", "millisecond": "millisecond",
+    "milliseconds": "millisecond", "us": "microsecond", "µs": "microsecond",
+    "microsecond": "microsecond", "microseconds": "microsecond", "min": "minute",
+    "mins": "minute", "minute": "minute", "minutes": "minute", "h": "hour", "hr": "hour",
+    "hrs": "hour", "hour": "hour", "hours": "hour", "d": "day", "day": "day", "days": "day",
+}  # fmt: skip
+#: NGFF's time units -> ImageJ's ``tunit`` (what Fiji's Image > Properties shows).
+IMAGEJ_TIME_UNITS = {
+    "second": "sec", "millisecond": "ms", "microsecond": "us", "minute": "min", "hour": "hour",
+    "day": "day",
+}  # fmt: skip
+
+
+def read_time_step(path: str | os.PathLike) -> tuple[float, str | None] | None:
+    """The frame interval a movie records, as ``(step, unit)``, e.g. ``(60.0, "second")``.
+
+    An ImageJ hyperstack's ``finterval`` and ``tunit`` (Fiji's *Frame interval*; ImageJ's unit
+    is seconds unless it says otherwise), an OME-TIFF's ``TimeIncrement`` and its unit, an
+    OME-Zarr's ``t`` scale (:func:`napari_hemd.io.ome_zarr.ome_zarr_time_step`). Units are
+    NGFF's names (``"second"``, ``"minute"`` ...); one not known is kept as written. None where
+    nothing (or a step of 0) is recorded. Never raises.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff") and path.is_file():
+            return _tiff_time_step(path)
+        from napari_hemd.io.ome_zarr import is_ome_zarr, ome_zarr_time_step
+
+        if is_ome_zarr(path):
+            return ome_zarr_time_step(path)
+    except Exception:  # odd metadata: nothing recorded
+        return None
+    return None
+
+
+def _time_step(step, unit, default: str | None) -> tuple[float, str | None] | None:
+    step = float(step)
+    if not (math.isfinite(step) and step > 0):
+        return None
+    u = str(unit).strip() if unit else ""
+    return step, (_TIME_UNITS.get(u.lower(), u) if u else default)
+
+
+def _tiff_time_step(path: Path) -> tuple[float, str | None] | None:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if tif.is_ome and tif.ome_metadata:
+            import xml.etree.ElementTree as ET
+
+            root = ET.fromstring(tif.ome_metadata)
+            pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+            if pixels is None or pixels.get("TimeIncrement") is None:
+                return None
+            return _time_step(
+                pixels.get("TimeIncrement"), pixels.get("TimeIncrementUnit", "s"), "second"
+            )
+        if tif.is_imagej:
+            md = tif.imagej_metadata or {}
+            if md.get("finterval") is None:
+                return None
+            return _time_step(md["finterval"], md.get("tunit"), "second")
     return None
 
 

@@ -249,9 +249,10 @@ def write_labels(
         a CTC folder's masks (as Fiji reads it), OME-Zarr (its axes) and plain zarr arrays (the
         ``napari_hemd_pixel_size`` attribute ``stream`` and ``predict`` write).
     time_step : (float, str or None), optional
-        The frames' interval and its unit (an OME-Zarr movie's ``t`` scale:
-        :func:`napari_hemd.io.ome_zarr.ome_zarr_time_step`), written into an OME-Zarr's ``t``
-        axis; other formats do not keep it.
+        The frames' interval and its unit (what the movie records:
+        :func:`napari_hemd.io.calibration.read_time_step`), written into an OME-Zarr's ``t``
+        axis and an ImageJ hyperstack TIFF's ``finterval`` / ``tunit``; other formats do not
+        keep it.
 
     TIFFs of ids up to 65535 are ImageJ hyperstacks, LZW-compressed (Fiji opens them with their
     frames, slices and pixel size; ``metadata`` is their *Info*). Larger ids (32 bits), stacks
@@ -293,7 +294,7 @@ def write_labels(
             axes = axes and axes.upper()
             meta = json.loads(json.dumps(metadata or {}, default=str))
             meta[LABELS_TIFF_KEY] = True  # opened as labels again, whatever the file's name
-            _write_label_tiff(tmp, arr.astype(_label_dtype(arr)), axes, meta, pixel_size)
+            _write_label_tiff(tmp, arr.astype(_label_dtype(arr)), axes, meta, pixel_size, time_step)
         elif kind == "zarr":
             import zarr
 
@@ -332,9 +333,17 @@ def write_labels(
 
 
 def _write_label_tiff(
-    path: Path, arr: np.ndarray, axes: str | None, meta: dict, pixel_size: PixelSize | None
+    path: Path,
+    arr: np.ndarray,
+    axes: str | None,
+    meta: dict,
+    pixel_size: PixelSize | None,
+    time_step: tuple[float, str | None] | None = None,
 ) -> None:
-    """One label TIFF: an ImageJ hyperstack where ImageJ can hold it, else tifffile's shaped."""
+    """One label TIFF: an ImageJ hyperstack where ImageJ can hold it, else tifffile's shaped.
+
+    A movie's frame interval ``time_step`` is the hyperstack's ``finterval`` / ``tunit``.
+    """
     import json
 
     import tifffile
@@ -348,6 +357,12 @@ def _write_label_tiff(
         calibration, ij = imagej_calibration(pixel_size, axes)
         kw.update(calibration)
         ij.update({"axes": axes, "Info": json.dumps(meta)})
+        if time_step is not None and "T" in axes:  # Fiji's Frame interval (and TrackMate's)
+            from napari_hemd.io.calibration import IMAGEJ_TIME_UNITS
+
+            ij["finterval"] = float(time_step[0])
+            if time_step[1]:
+                ij["tunit"] = IMAGEJ_TIME_UNITS.get(time_step[1], time_step[1])
         # LZW, as the Cell Tracking Challenge's TIFFs: ImageJ's own opener reads it (Fiji's
         # File > Open; its zlib needs Bio-Formats, tifffile says)
         tifffile.imwrite(path, arr, imagej=True, metadata=ij, compression="lzw", **kw)
