@@ -174,3 +174,27 @@ def test_forests_from_threads_and_alternating_shapes_equal_serial():
     for a, b in zip(serial, threaded, strict=True):
         assert (a.node_map == b.node_map).all() and (a.parent == b.parent).all()
         assert (a.area == b.area).all() and np.allclose(a.prob_sum, b.prob_sum)
+
+
+@pytest.mark.parametrize(("bridge", "tau"), [(0.50, 0.504), (0.48, 0.485), (0.60, 0.603)])
+def test_no_level_below_tau(bridge, tau):
+    """The paper's levels are those >= tau (eq. 1): a tau between two levels kept the one below
+    it (round, not up; audit 34), so a bridge below tau joined two cells the threshold at tau
+    keeps apart."""
+    import napari_hemd as nh
+
+    p = np.zeros((32, 32))
+    p[8:24, 4:14] = p[8:24, 18:28] = 0.9
+    p[14:18, 14:18] = bridge
+    forest = build_candidate_forest(p, tau=tau)
+    assert float(forest.level.min()) >= tau
+    video = np.stack([p, p, p])
+    for variant in ("paper", "refined"):
+        labels = nh.segment(video, "hemd", variant=variant, tau=tau)
+        assert [int(f.max()) for f in labels] == [2, 2, 2], variant
+    assert [int(f.max()) for f in nh.segment(video, "threshold", tau=tau)] == [2, 2, 2]
+    for exact in (0.29, 0.35, 0.5, 0.57):  # a level itself stays (float error: 28.999...)
+        assert (
+            round(float(build_candidate_forest(np.full((4, 4), exact), tau=exact).level.min()), 2)
+            == exact
+        )

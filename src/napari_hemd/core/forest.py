@@ -18,6 +18,7 @@ pixel (``-1`` for background). Then
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -256,7 +257,9 @@ def build_candidate_forest(
     if int(min_size) < 0:
         raise ValueError(f"min_size must be >= 0; got {min_size!r}")
     conn = resolve_connectivity(connectivity, prob.ndim)
-    tau_q = round(float(tau) * LEVELS_PER_UNIT)
+    # the lowest level >= tau (audit 34: round() kept 0.50 for a tau of 0.504, below it);
+    # the epsilon keeps 0.29 * 100 = 28.999999999999996 at level 29
+    tau_q = math.ceil(float(tau) * LEVELS_PER_UNIT - 1e-9)
     pad_z = prob.ndim == 3
     prob3 = prob if pad_z else prob[np.newaxis]
     padded_shape = tuple(s + 2 for s in prob.shape)
