@@ -150,6 +150,7 @@ def stream_stacks(
         _gather_as_completed,
         _partial_path,
         _source_id,
+        absolute_zarr,
         announce_resume,
         dropped_unless_begun,
         publish,
@@ -223,13 +224,16 @@ def stream_stacks(
                 for t in todo:
                     finished(task(loaded, task_data, t, str(raw), method, kwargs))
             else:
+                # a zarr array or group opened by a relative path: the workers opened it in their
+                # own working directory and read zeros (audit 32: empty labels, no error)
+                task_data = absolute_zarr(task_data)
                 task_model = model
                 if not isinstance(model, (str, os.PathLike)):
                     task_model = client.scatter(loaded, broadcast=True)
                 elif _model_key(model)[0] == "file":  # a remote worker's directory is not ours
                     task_model = str(Path(model).resolve())
-                if isinstance(data, np.ndarray):
-                    task_data = client.scatter(data, broadcast=True)
+                if isinstance(task_data, np.ndarray):  # (the stacks; a maps group is sent whole)
+                    task_data = client.scatter(task_data, broadcast=True)
                 task_kwargs = dict(kwargs)
                 if maps_group is None:
                     task_kwargs["threads"] = kwargs.get("threads") or 1

@@ -102,3 +102,36 @@ def test_stream_segment_and_the_cli_take_stacks(stacks, in_memory, tmp_path, cap
     assert main([*args, "-o", str(tmp_path / "e.zarr"), "--prob-output", "p.zarr"]) == 2
     assert "--prob-output: a (T, Z, Y, X) time-lapse of stacks" in capsys.readouterr().err
     assert not (tmp_path / "e.zarr").exists()
+
+
+def test_workers_elsewhere_read_a_relative_zarr_source(
+    stacks, in_memory, tmp_path, monkeypatch, dask_cluster_client
+):
+    """Audit 32: a zarr array (or maps group) opened by a relative path reached the Dask workers
+    as that path; in their own working directory zarr found no chunks and gave zeros: empty
+    labels and no error (a maps group: a bare KeyError). They get the absolute path."""
+    import os
+
+    client = dask_cluster_client
+    monkeypatch.chdir(tmp_path)
+    zarr.create_array("stacks.zarr", shape=stacks.shape, dtype=stacks.dtype)[:] = stacks
+    assert main(["predict", "stacks.zarr", "--model", "nuclei-3d", "--tta", "1", "--planes",
+                 "1", "--outputs", "foreground,background", "-o", "maps.zarr",
+                 "--no-progress"]) == 0  # fmt: skip
+    maps = zarr.open_group("maps.zarr", mode="r")  # relative, as a user's script opens them
+    alone = stream_stacks(maps["foreground"], "alone.zarr", "nuclei-3d", maps_group=maps)
+    here = client.run(os.getcwd)
+    client.run(os.chdir, "/")  # the workers elsewhere (another machine's directory)
+    try:
+        source = zarr.open_array("stacks.zarr", mode="r")
+        out = stream_stacks(source, "c.zarr", "nuclei-3d", tta=1, planes=1, client=client)
+        mapped = stream_stacks(
+            maps["foreground"], "m.zarr", "nuclei-3d", maps_group=maps, client=client
+        )
+    finally:
+        for cwd in set(here.values()):
+            client.run(os.chdir, cwd)
+    np.testing.assert_array_equal(zarr.open_array(str(out), mode="r")[:], in_memory.labels)
+    labels = zarr.open_array(str(mapped), mode="r")[:]
+    assert labels.max() > 0
+    np.testing.assert_array_equal(labels, zarr.open_array(str(alone), mode="r")[:])

@@ -667,7 +667,7 @@ def publish(store: Path, output: Path, partial: Path) -> Path:
 
 
 def absolute_zarr(arr):
-    """``arr``, or the same zarr array opened by its absolute path where it was by a relative one.
+    """``arr``, or the same zarr array or group opened by its absolute path if by a relative one.
 
     What Dask workers get is the array's store path, which they open from their own working
     directory.
@@ -677,7 +677,10 @@ def absolute_zarr(arr):
         return arr
     import zarr
 
-    return zarr.open_array(store=str(Path(str(root)).absolute()), path=arr.path or None, mode="r")
+    where = {"store": str(Path(str(root)).absolute()), "path": arr.path or None, "mode": "r"}
+    if isinstance(arr, zarr.Group):  # (stream_stacks' maps group; audit 32: a bare KeyError)
+        return zarr.open_group(**where)
+    return zarr.open_array(**where)
 
 
 #: How long a cluster run waits when its scheduler has no worker left (seconds): Dask keeps the
