@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-__all__ = ["dask_client"]
+__all__ = ["cluster_failure", "dask_client"]
 
 log = logging.getLogger(__name__)
 
@@ -76,22 +76,47 @@ def dask_client(
         yield from _client(workers, scheduler, threads_per_worker)
 
 
+def cluster_failure(exc: BaseException) -> str | None:
+    """Why a cluster run failed, in a user's words, for Dask's own errors; None for others.
+
+    The command line and the Large data widget say it (audit 31: 40 lines of traceback; audit
+    32: the widget showed "... cancelled for reason: scheduler-connection-lost ...").
+    """
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        return (
+            "Dask workers died running the same task (the usual cause: a window needs more "
+            "memory than a worker has); a smaller --chunk (or workers with more memory) fits"
+        )
+    text = str(exc).lower()
+    if name == "CommClosedError" or (
+        name in ("FutureCancelledError", "CancelledError")
+        and ("connection" in text or "scheduler" in text)
+    ):
+        return "the connection to the Dask scheduler was lost (it stopped, or its machine)"
+    return None
+
+
 @contextlib.contextmanager
 def _quiet_dask() -> Iterator[None]:
     """Show Dask's own INFO lines only when ours are shown too (``napari-hemd -v``).
 
-    They are 30 for one run (scheduler, nanny, workers coming and going).
+    They are 30 for one run (scheduler, nanny, workers coming and going). The client's error
+    when the scheduler goes (three chained tracebacks, 34 lines: audit 32) likewise: the run
+    then fails with :func:`cluster_failure`'s one line.
     """
     import distributed  # noqa: F401  (its import sets the level: first)
 
-    dist = logging.getLogger("distributed")
-    old = dist.level
+    dist, client = logging.getLogger("distributed"), logging.getLogger("distributed.client")
+    old = dist.level, client.level
     if not log.isEnabledFor(logging.INFO):
         dist.setLevel(logging.WARNING)
+        client.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        dist.setLevel(old)
+        dist.setLevel(old[0])
+        client.setLevel(old[1])
 
 
 def _client(workers, scheduler, threads_per_worker) -> Iterator[object]:

@@ -86,6 +86,10 @@ def _drive(fn: Callable, *args, **kwargs) -> Generator[Progress, None, object]:
     """Run ``fn(*args, progress=cb, **kwargs)`` in a thread and yield what ``cb`` reports.
 
     Closing the generator makes the next ``cb`` call raise :class:`Cancelled` in the thread.
+    Closed from a thread other than the main one (a widget's worker: ``run_workflow``), the
+    close waits for the thread to end: the widget's run is over only when its work is (audit
+    32: Large data's Run after Cancel started a second run beside the cancelled one, in the
+    same output). From the main thread (the command line's Ctrl-C) it does not wait.
     """
     events: queue.Queue = queue.Queue()
     cancel = threading.Event()
@@ -112,6 +116,8 @@ def _drive(fn: Callable, *args, **kwargs) -> Generator[Progress, None, object]:
             yield event
     finally:
         cancel.set()  # no-op when finished; stops the thread at its next report when closed early
+        if threading.current_thread() is not threading.main_thread():
+            thread.join()
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["result"]

@@ -43,13 +43,6 @@ def _widget(viewer, src, out):
     return w
 
 
-def _join_background_runs() -> None:
-    # A cancelled run stops in its own thread at the next finished window.
-    for t in threading.enumerate():
-        if t.name == "hemd-stream_segment":
-            t.join(timeout=120)
-
-
 def test_stream_widget_on_a_scheduler(
     make_napari_viewer, qtbot, dask_cluster_client, prob_zarr, tmp_path, shown
 ):
@@ -85,7 +78,9 @@ def test_stream_widget_cancel_then_resume(make_napari_viewer, qtbot, prob_zarr, 
     qtbot.waitUntil(lambda: len(w.events) >= 1, timeout=60_000)
     w.cancel_button.clicked()
     qtbot.waitUntil(lambda: w.run_button.enabled, timeout=60_000)
-    _join_background_runs()
+    # Run is back only when the cancelled run has stopped: a Run at once ran beside it, in the
+    # same output, and said "failed: '.lab.zarr.lock'" (audit 32)
+    assert not [t for t in threading.enumerate() if t.name == "hemd-stream_segment"]
     assert w.status.value.startswith("cancelled")
     assert not out.exists() and "lab labels" not in viewer.layers
     done_before = len(w.events)
@@ -354,3 +349,22 @@ def test_stream_widget_reads_a_dataset_of_an_hdf5_file(
         viewer.layers["lab labels"].data[:], hemd(prob, iterations=2).labels
     )
     assert shown == []
+
+
+def test_a_cluster_failure_is_said_in_a_user_s_words():
+    """Audit 32: a scheduler lost mid-run showed Dask's "... cancelled for reason:
+    scheduler-connection-lost ..." in the status; the widget says what the command line does."""
+    from napari_hemd._widgets.stream import _failed
+
+    class FutureCancelledError(Exception):  # distributed.client's, by name
+        pass
+
+    lost = FutureCancelledError(
+        "_write_window-638b cancelled for reason: scheduler-connection-lost. Client lost the "
+        "connection to the scheduler. Please check your connection and re-run your work."
+    )
+    assert _failed(lost) == (
+        "failed: the connection to the Dask scheduler was lost (it stopped, or its machine); "
+        "the finished work is kept, and Run with the same settings resumes"
+    )
+    assert _failed(ValueError("tau must be in [0, 1]")) == "failed: tau must be in [0, 1]"

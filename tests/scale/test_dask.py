@@ -260,3 +260,19 @@ def test_a_run_whose_workers_all_left_stops(monkeypatch):
         assert len(raised) == 1 and isinstance(raised[0], streaming.WorkersLost), raised
         assert re.search(r"no worker for 1 s .* task\(s\) left", str(raised[0]))
         assert 2 <= len(seen) < 20 and not futures
+
+
+def test_the_client_s_reconnect_traceback_is_not_printed():
+    """Audit 32: a scheduler killed mid-run printed the client's ERROR with three chained
+    tracebacks (34 lines) before the run's own one line; without -v the client's log is quiet
+    while a run holds it, and as it was afterwards."""
+    import logging
+
+    from napari_hemd.distributed import _quiet_dask
+
+    client_log = logging.getLogger("distributed.client")
+    before = client_log.level
+    with _quiet_dask():
+        assert not client_log.isEnabledFor(logging.ERROR)
+        assert logging.getLogger("distributed").isEnabledFor(logging.WARNING)
+    assert client_log.level == before

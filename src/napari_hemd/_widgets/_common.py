@@ -204,11 +204,14 @@ class LayerWidget(Container):
         run_button: PushButton | None,
         cancel_button: PushButton | None,
         desc: str,
+        cancelled: str = "nothing was changed",
     ):
         """Run ``gen`` in a thread; drive a napari progress bar; call ``on_result`` in the GUI.
 
         ``run_button`` is disabled and ``cancel_button`` enabled while it runs (either may be
-        ``None``).
+        ``None``), until the work has stopped: a cancelled run's generator is closed in the
+        worker's thread, which waits for work it drives in a thread of its own
+        (``workflows._drive``). ``cancelled`` is said after "cancelled; ".
         """
         pbr = progress(total=0, desc=desc)
         bar, status = self._dock_progress()
@@ -242,7 +245,9 @@ class LayerWidget(Container):
 
         def on_error(exc: Exception) -> None:
             log.exception("%s failed", desc, exc_info=exc)
-            show_error(f"{desc} failed: {exc}")
+            from napari_hemd.distributed import cluster_failure  # (Dask's: in a user's words)
+
+            show_error(f"{desc} failed: {cluster_failure(exc) or exc}")
 
         def on_finished() -> None:
             pbr.close()
@@ -266,8 +271,12 @@ class LayerWidget(Container):
                 log.info("%s finished after its widget was closed", desc)
 
         worker.returned.connect(returned)
-        worker.aborted.connect(gen.close)  # stops the computation at its next progress report
-        worker.aborted.connect(lambda: show_info(f"{desc}: cancelled; nothing was changed"))
+        from qtpy.QtCore import Qt
+
+        # closed in the worker's thread (a direct connection), which then waits for the work to
+        # stop at its next progress report before `finished` re-enables Run (audit 32)
+        worker.aborted.connect(gen.close, Qt.ConnectionType.DirectConnection)
+        worker.aborted.connect(lambda: show_info(f"{desc}: cancelled; {cancelled}"))
         worker.finished.connect(on_finished)
         self._set_running(run_button, cancel_button, True)
         self._worker, self._worker_desc = worker, desc

@@ -239,10 +239,13 @@ class StreamWidget(LayerWidget):
             self._open(Path(path), kwargs, self.advice, maps_of=Path(output))
             self.status.value = f"done: {path}" + ("; see the note" if self.advice else "")
 
-        worker = self.run_workflow(gen, done, self.run_button, self.cancel_button, "Large data")
+        worker = self.run_workflow(
+            gen, done, self.run_button, self.cancel_button, "Large data",
+            cancelled="the finished windows are kept, and Run with the same settings resumes",
+        )  # fmt: skip
         worker.yielded.connect(self._show_progress)
         worker.aborted.connect(lambda: setattr(self.status, "value", "cancelled (rerun resumes)"))
-        worker.errored.connect(lambda exc: setattr(self.status, "value", f"failed: {exc}"))
+        worker.errored.connect(lambda exc: setattr(self.status, "value", _failed(exc)))
         return worker
 
     @staticmethod
@@ -369,3 +372,13 @@ class StreamWidget(LayerWidget):
 def linked_path(output: Path) -> Path:
     """Where *link over time* writes a movie's linked labels: ``labels-linked.zarr`` beside it."""
     return output.with_name(f"{output.stem}-linked.zarr")
+
+
+def _failed(exc: BaseException) -> str:
+    """The status line of a failed run: a cluster's failure in a user's words (audit 32)."""
+    from napari_hemd.distributed import cluster_failure
+
+    why = cluster_failure(exc)
+    if why is None:
+        return f"failed: {exc}"
+    return f"failed: {why}; the finished work is kept, and Run with the same settings resumes"

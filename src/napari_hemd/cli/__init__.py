@@ -175,17 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"napari-hemd {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except Exception as exc:
-        # distributed's (not imported unless used)
-        if type(exc).__name__ == "KilledWorker":
-            why = (
-                "Dask workers died running the same task (the usual cause: a window needs more "
-                "memory than a worker has); a smaller --chunk (or workers with more memory) fits"
-            )
-        elif type(exc).__name__ in ("FutureCancelledError", "CommClosedError") and (
-            "connection" in str(exc).lower() or type(exc).__name__ == "CommClosedError"
-        ):  # the scheduler stopped (audit 31: 40 lines of traceback, exit 1)
-            why = "the connection to the Dask scheduler was lost (it stopped, or its machine)"
-        else:
+        from napari_hemd.distributed import cluster_failure  # (Dask's errors: one line)
+
+        why = cluster_failure(exc)
+        if why is None:
             raise
         kept = _resumable_work(args)
         print(
