@@ -718,6 +718,15 @@ def _as_model_maps(data, params: dict) -> tuple[dict, dict | None]:
         return params, None
     group, loaded = found
     name = group.attrs["model"]
+    if group.attrs.get("planes") == 3 and not group.attrs.get("stacks"):
+        # one stack's maps, from three planes: streamed as a movie of slices (audit 32: exit
+        # 0, 6 objects where segment finds 8), as the stack itself with the model is refused
+        raise ValueError(
+            f"source holds the maps {name}, a 3D model, predicted of one (Z, Y, X) stack from "
+            "three planes: napari-hemd segment (napari_hemd.segment) segments them as one "
+            "volume, linked across its slices; stream takes (T, Y, X) movies and (T, Z, Y, X) "
+            "time-lapses of stacks"
+        )
     params, grow = _stream_model_params(loaded, float(group.attrs.get("scale") or 1.0), params)
     if grow and "background" in group:
         params = {**params, "background": group["background"], "grow": grow}

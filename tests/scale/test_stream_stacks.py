@@ -135,3 +135,22 @@ def test_workers_elsewhere_read_a_relative_zarr_source(
     labels = zarr.open_array(str(mapped), mode="r")[:]
     assert labels.max() > 0
     np.testing.assert_array_equal(labels, zarr.open_array(str(alone), mode="r")[:])
+
+
+def test_one_stack_s_maps_of_a_3d_model_are_refused(stacks, tmp_path, capsys):
+    """Audit 32: ``stream`` of the maps a 3D model predicted of one (Z, Y, X) stack ran its
+    slices as a movie's frames (exit 0, fewer objects than ``segment``), though the stack
+    itself with ``--model`` is refused: its maps are refused the same way."""
+    zarr.create_array(str(tmp_path / "one.zarr"), shape=stacks[0].shape, dtype=stacks.dtype)[:] = (
+        stacks[0]
+    )
+    assert main(["predict", str(tmp_path / "one.zarr"), "--model", "nuclei-3d", "--tta", "1",
+                 "-o", str(tmp_path / "maps.zarr"), "--no-progress"]) == 0  # fmt: skip
+    capsys.readouterr()
+    out = tmp_path / "l.zarr"
+    assert main(["stream", str(tmp_path / "maps.zarr"), "-o", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "predicted of one (Z, Y, X) stack from three planes: napari-hemd segment" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps.zarr", "one.zarr"]
+    assert main(["segment", str(tmp_path / "maps.zarr"), "-o", str(tmp_path / "s.tif"),
+                 "--no-progress"]) == 0  # fmt: skip
