@@ -60,6 +60,7 @@ def test_equals_the_in_memory_run_and_resumes_after_a_kill(stacks, in_memory, tm
         )  # fmt: skip
     assert seen == [2]  # only the missing stack ran
     assert "resuming an interrupted run" in caplog.text
+    assert "2 of 3 stacks done, continuing from stack 2" in caplog.text  # (it said "frame 2")
     assert json.loads((partial / "progress.json").read_text())["linked"] == 2
     stages = []
     stream_stacks(

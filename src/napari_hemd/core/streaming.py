@@ -309,15 +309,19 @@ def _source_id(arr) -> str:
 
 
 def announce_resume(output, what: str, done: int, total: int, unit: str, frame: int) -> None:
-    """Say, always (a warning: stderr in the CLI), that a run resumes and from which frame."""
+    """Say, always (a warning: stderr in the CLI), that a run resumes and from which frame.
+
+    ``frame`` is a stack's index where ``unit`` is ``"stacks"`` (audit 32: "frame 2").
+    """
     log.warning(
         "%s: resuming an interrupted %s of the same input and parameters: %d of %d %s done, "
-        "continuing from frame %d",
+        "continuing from %s %d",
         output,
         what,
         done,
         total,
         unit,
+        "stack" if unit == "stacks" else "frame",
         frame,
     )
 
