@@ -193,8 +193,11 @@ def test_no_level_below_tau(bridge, tau):
         labels = nh.segment(video, "hemd", variant=variant, tau=tau)
         assert [int(f.max()) for f in labels] == [2, 2, 2], variant
     assert [int(f.max()) for f in nh.segment(video, "threshold", tau=tau)] == [2, 2, 2]
-    for exact in (0.29, 0.35, 0.5, 0.57):  # a level itself stays (float error: 28.999...)
-        assert (
-            round(float(build_candidate_forest(np.full((4, 4), exact), tau=exact).level.min()), 2)
-            == exact
-        )
+    for exact in (0.29, 0.35, 0.5, 0.57, np.float32(0.3), np.float32(0.57)):
+        # a level itself stays (float error: 0.29 * 100 = 28.999..., float32 0.3 * 100 = 30.0000012)
+        forest = build_candidate_forest(np.full((4, 4), exact), tau=exact)
+        assert round(float(forest.level.min()), 2) == round(float(exact), 2), exact
+        assert forest.cut(exact).max() == 1
+    # the inspector's cut at a level between two: the one above, as the forest's tau (review 32)
+    forest = build_candidate_forest(p, tau=0.3)
+    assert len(np.unique(forest.cut(tau))) - 1 == 2 and len(np.unique(forest.cut(bridge))) - 1 == 1

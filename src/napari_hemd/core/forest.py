@@ -194,7 +194,7 @@ class CandidateForest:
 
         Labels are ``1 + node id`` of the component's candidate, so they are stable across calls.
         """
-        t = round(float(threshold) * LEVELS_PER_UNIT)
+        t = level_at_or_above(threshold)  # as build_candidate_forest's tau (review 32)
         comp = _k.cut_kernel(self.parent, np.rint(self.level * LEVELS_PER_UNIT).astype(np.int16), t)
         lut = (comp + 1).astype(np.int32)
         out = np.zeros(self.shape, dtype=np.int32)
@@ -213,6 +213,16 @@ class CandidateForest:
             "n_leaves": self.n_leaves,
             "bbox": self.bbox,
         }
+
+
+def level_at_or_above(value: float) -> int:
+    """The lowest level (in hundredths) at or above ``value``: the paper's ``v >= tau`` (eq. 1).
+
+    ``round`` kept 0.50 for a tau of 0.504, below it (audit 34). Rounded to 4 decimals first, so
+    a level given with float error stays itself: 0.29 * 100 = 28.999999999999996, a float32
+    0.3 * 100 = 30.0000012 (review 32).
+    """
+    return math.ceil(round(float(value) * LEVELS_PER_UNIT, 4))
 
 
 def build_candidate_forest(
@@ -257,9 +267,7 @@ def build_candidate_forest(
     if int(min_size) < 0:
         raise ValueError(f"min_size must be >= 0; got {min_size!r}")
     conn = resolve_connectivity(connectivity, prob.ndim)
-    # the lowest level >= tau (audit 34: round() kept 0.50 for a tau of 0.504, below it);
-    # the epsilon keeps 0.29 * 100 = 28.999999999999996 at level 29
-    tau_q = math.ceil(float(tau) * LEVELS_PER_UNIT - 1e-9)
+    tau_q = level_at_or_above(tau)
     pad_z = prob.ndim == 3
     prob3 = prob if pad_z else prob[np.newaxis]
     padded_shape = tuple(s + 2 for s in prob.shape)
