@@ -276,3 +276,38 @@ def test_the_client_s_reconnect_traceback_is_not_printed():
         assert not client_log.isEnabledFor(logging.ERROR)
         assert logging.getLogger("distributed").isEnabledFor(logging.WARNING)
     assert client_log.level == before
+
+
+def test_a_run_waits_for_workers_that_have_not_joined_yet(monkeypatch):
+    """Review 32: a run on a cluster whose workers were still on their way (queued by a job
+    scheduler) stopped after ``WORKERS_GONE_S`` saying they "died or were stopped"; it waits
+    for them, and finishes once one joins."""
+    import threading
+    import time
+
+    from dask.distributed import Client, LocalCluster
+
+    import napari_hemd.core.streaming as streaming
+
+    monkeypatch.setattr(streaming, "WORKERS_GONE_S", 1.0)
+    with (
+        LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        futures = [client.submit(lambda i: i, i, pure=False) for i in range(4)]
+        seen: list[int] = []
+        raised: list[BaseException] = []
+
+        def run():
+            try:
+                streaming._gather_as_completed(client, futures, seen.append)
+            except BaseException as exc:
+                raised.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        time.sleep(3.5)  # three times the wait for workers that left
+        assert thread.is_alive() and not raised
+        cluster.scale(1)  # the worker arrives
+        thread.join(60)
+        assert not thread.is_alive() and not raised and sorted(seen) == [0, 1, 2, 3]

@@ -703,8 +703,9 @@ def _gather_as_completed(client, futures: list, finished: Callable[[object], Non
     may still write its own frames, which a resumed run recomputes identically. A task once
     recorded is released (its frames are on disk): held until the end, the results of a worker
     that died (pre-empted, out of memory) were computed again, every window it had finished.
-    ``futures`` is emptied. When the scheduler has had no worker for ``WORKERS_GONE_S`` seconds
-    (all died, or were stopped) :class:`WorkersLost` is raised: the work finished so far is kept.
+    ``futures`` is emptied. When the scheduler, which had workers during the run, has had none
+    for ``WORKERS_GONE_S`` seconds (all died, or were stopped) :class:`WorkersLost` is raised:
+    the work finished so far is kept. Before the first worker joins it waits, as Dask does.
     """
     import time
 
@@ -713,7 +714,7 @@ def _gather_as_completed(client, futures: list, finished: Callable[[object], Non
     pending = set(futures)
     futures.clear()  # the caller's list held every future until the end
     checked = time.monotonic()
-    gone_since = None
+    gone_since, seen = None, False  # (workers still on their way are not gone: review 32)
     try:
         with client.as_current():  # the client need not be the process-wide default
             completed = as_completed(list(pending))
@@ -725,13 +726,15 @@ def _gather_as_completed(client, futures: list, finished: Callable[[object], Non
                 fut.release()
                 finished(result)
             now = time.monotonic()
-            if batch:
-                gone_since = None
+            if batch:  # (a finished task had a worker)
+                gone_since, seen = None, True
                 continue
             if now - checked >= 1.0:  # (a question to the scheduler: not on every poll)
                 checked = now
                 if client.nthreads():
-                    gone_since = None
+                    gone_since, seen = None, True
+                elif not seen:
+                    pass  # none joined yet: Dask waits for them, and so does the run
                 elif gone_since is None:
                     gone_since = now
                 elif now - gone_since >= WORKERS_GONE_S:
