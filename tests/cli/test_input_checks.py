@@ -597,6 +597,11 @@ def test_a_stopped_stream_says_where_its_work_is_kept(
         )
     )
     assert kept.is_dir() and not out.exists()
+    # --no-resume starts over when run again, and another output's folder is not this run's
+    # (review 32: "kept in .l.v2.zarr.partial" for -o l.zarr)
+    (tmp_path / ".l.v2.zarr.partial").mkdir()
+    assert main([*args, "--no-resume", "-o", str(out)]) == (143 if stop is cli.Terminated else 130)
+    assert capsys.readouterr().err.strip().endswith(f"napari-hemd stream: {word}")
     monkeypatch.setattr(streaming._Progress, "mark", real)
     assert main([*args, "-o", str(out)]) == 0
     assert "resuming an interrupted run" in caplog.text and out.is_dir()

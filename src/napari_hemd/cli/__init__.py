@@ -237,16 +237,22 @@ def _stop_on_sigterm():
 
 
 def _resumable_work(args: argparse.Namespace) -> str | None:
-    """The hidden folder a resumable run (stream, predict) keeps its finished work in, if any."""
+    """The hidden folder a resumable run (stream, predict) keeps its finished work in, if any.
+
+    Only for a run the same command resumes: not ``--no-resume``, not ``segment`` or ``link``
+    (which start over), and only this run's folders, ``.OUT.partial`` and its maps' (review 32:
+    a pattern named ``.movie.v2.zarr.partial`` for ``-o movie.zarr``).
+    """
     from pathlib import Path
 
-    out = getattr(args, "output", None)
-    if not out:
+    if args.command not in ("stream", "predict") or getattr(args, "no_resume", False):
         return None
-    out = Path(out)
-    stem = out.name.removesuffix(".zarr")
-    found = sorted(out.parent.glob(f".{stem}.*partial")) if out.parent.is_dir() else []
-    return str(found[0]) if found else None
+    for out in (getattr(args, "output", None), getattr(args, "prob_output", None)):
+        if out:
+            partial = Path(out).with_name(f".{Path(out).name}.partial")
+            if partial.is_dir():
+                return str(partial)
+    return None
 
 
 def _kept_checkpoint(args: argparse.Namespace) -> str:
