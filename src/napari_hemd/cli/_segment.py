@@ -674,17 +674,21 @@ def write_segmentation(args: argparse.Namespace, seg, extra: dict | None = None)
 def input_time_step(source, output) -> tuple[float, str | None] | None:
     """The frame interval ``source`` records, for an output that keeps it.
 
-    An ImageJ or OME-TIFF's, an OME-Zarr's ``t`` scale
-    (:func:`napari_hemd.io.calibration.read_time_step`), for ``segment``'s and ``link``'s
-    OME-Zarr or TIFF ``output`` (audit 26: a movie at 60 s a frame gave labels at 1). None for
-    other inputs or outputs.
+    For ``segment``'s and ``link``'s TIFF ``output`` (Fiji's ``finterval``): an ImageJ or
+    OME-TIFF's interval, an OME-Zarr's ``t`` scale
+    (:func:`napari_hemd.io.calibration.read_time_step`). For an OME-Zarr ``output`` an OME-Zarr
+    ``source``'s (audit 26: a movie at 60 s a frame gave labels at 1): napari shows both at the
+    interval, where a TIFF movie stays at one per frame (review 32: the labels of a TIFF at 60 s
+    did not lie over it). None for other outputs.
     """
     from napari_hemd.io.calibration import read_time_step
+    from napari_hemd.io.ome_zarr import is_ome_zarr
     from napari_hemd.io.stacks import check_labels_path
 
-    if check_labels_path(output) not in ("ome.zarr", "tif"):
-        return None
-    return read_time_step(source)
+    kind = check_labels_path(output)
+    if kind == "tif" or (kind == "ome.zarr" and is_ome_zarr(source)):
+        return read_time_step(source)
+    return None
 
 
 #: Objects smaller than this (pixels, or voxels of a 3D frame) are specks to a ``note``.

@@ -289,15 +289,17 @@ def _tiff_pixel_size(path: Path) -> PixelSize | None:
 _TIME_UNITS = {
     "s": "second", "sec": "second", "secs": "second", "second": "second", "seconds": "second",
     "ms": "millisecond", "msec": "millisecond", "millisecond": "millisecond",
-    "milliseconds": "millisecond", "us": "microsecond", "µs": "microsecond",
-    "microsecond": "microsecond", "microseconds": "microsecond", "min": "minute",
+    "milliseconds": "millisecond", "us": "microsecond", "\u00b5s": "microsecond",
+    "\u03bcs": "microsecond", "\\u00b5s": "microsecond", "microsecond": "microsecond",
+    "microseconds": "microsecond", "ns": "nanosecond", "nanosecond": "nanosecond",
+    "nanoseconds": "nanosecond", "min": "minute",
     "mins": "minute", "minute": "minute", "minutes": "minute", "h": "hour", "hr": "hour",
     "hrs": "hour", "hour": "hour", "hours": "hour", "d": "day", "day": "day", "days": "day",
 }  # fmt: skip
 #: NGFF's time units -> ImageJ's ``tunit`` (what Fiji's Image > Properties shows).
 IMAGEJ_TIME_UNITS = {
-    "second": "sec", "millisecond": "ms", "microsecond": "us", "minute": "min", "hour": "hour",
-    "day": "day",
+    "second": "sec", "millisecond": "ms", "microsecond": "us", "nanosecond": "ns",
+    "minute": "min", "hour": "hour", "day": "day",
 }  # fmt: skip
 
 
@@ -307,8 +309,9 @@ def read_time_step(path: str | os.PathLike) -> tuple[float, str | None] | None:
     An ImageJ hyperstack's ``finterval`` and ``tunit`` (Fiji's *Frame interval*; ImageJ's unit
     is seconds unless it says otherwise), an OME-TIFF's ``TimeIncrement`` and its unit, an
     OME-Zarr's ``t`` scale (:func:`napari_hemd.io.ome_zarr.ome_zarr_time_step`). Units are
-    NGFF's names (``"second"``, ``"minute"`` ...); one not known is kept as written. None where
-    nothing (or a step of 0) is recorded. Never raises.
+    NGFF's names (``"second"``, ``"minute"`` ...). None where nothing (or a step of 0) is
+    recorded, or a unit that is no time (``"frame"``): a step in it means nothing to carry
+    (review 32). Never raises.
     """
     path = Path(path)
     try:
@@ -317,7 +320,8 @@ def read_time_step(path: str | os.PathLike) -> tuple[float, str | None] | None:
         from napari_hemd.io.ome_zarr import is_ome_zarr, ome_zarr_time_step
 
         if is_ome_zarr(path):
-            return ome_zarr_time_step(path)
+            found = ome_zarr_time_step(path)
+            return None if found is None else _time_step(*found, None)
     except Exception:  # odd metadata: nothing recorded
         return None
     return None
@@ -327,8 +331,10 @@ def _time_step(step, unit, default: str | None) -> tuple[float, str | None] | No
     step = float(step)
     if not (math.isfinite(step) and step > 0):
         return None
-    u = str(unit).strip() if unit else ""
-    return step, (_TIME_UNITS.get(u.lower(), u) if u else default)
+    u = str(unit).strip().lower() if unit else ""
+    if not u:
+        return step, default
+    return (step, _TIME_UNITS[u]) if u in _TIME_UNITS else None
 
 
 def _tiff_time_step(path: Path) -> tuple[float, str | None] | None:

@@ -361,8 +361,11 @@ def _write_label_tiff(
             from napari_hemd.io.calibration import IMAGEJ_TIME_UNITS
 
             ij["finterval"] = float(time_step[0])
-            if time_step[1]:
-                ij["tunit"] = IMAGEJ_TIME_UNITS.get(time_step[1], time_step[1])
+            unit = IMAGEJ_TIME_UNITS.get(time_step[1] or "second")
+            if unit is None:  # a unit ImageJ has no name for: no interval, not a wrong one
+                del ij["finterval"]
+            else:
+                ij["tunit"] = unit
         # LZW, as the Cell Tracking Challenge's TIFFs: ImageJ's own opener reads it (Fiji's
         # File > Open; its zlib needs Bio-Formats, tifffile says)
         tifffile.imwrite(path, arr, imagej=True, metadata=ij, compression="lzw", **kw)
