@@ -435,8 +435,13 @@ def _read_ome_zarr(path: Path) -> list[LayerData]:
     for node in read_ome_zarr(path):
         data = node.levels if len(node.levels) > 1 else node.levels[0]
         meta: dict = {"name": node.name, "scale": node.scale}
-        if node.translation is not None:  # frames 3-6 of a movie: at frame 3 again
-            meta["translate"] = node.translation
+        if node.translation is not None and "t" in node.axes:  # frames 3-6 of a movie: at
+            # frame 3 again. Only t: the outputs of other shifts would not lie over them (review
+            # 32: an image at y 100 over labels at 0); segment gives its labels the same first frame
+            shift = [0.0] * len(node.axes)
+            shift[node.axes.index("t")] = node.translation[node.axes.index("t")]
+            if any(shift):
+                meta["translate"] = shift
         axes, scale = node.axes, node.scale
         c = axes.find("c") if node.kind == "image" else -1
         if c >= 0 and node.levels[0].shape[c] > 1:  # one layer per channel, as for TIFFs

@@ -484,6 +484,37 @@ def _ome_zarr_movie(path, data, scale, units):
     return path
 
 
+def test_an_ome_zarr_movie_s_labels_lie_over_it(tmp_path):
+    """Review 32: napari's reader placed an OME-Zarr image at its translation, its labels from
+    segment at the origin. Only a whole number of frames on t is taken (frames 3-6 of a movie),
+    and segment's OME-Zarr labels start at the same frame; a spatial shift is left aside on
+    both, as before."""
+    from napari_hemd._napari_io import get_reader
+    from napari_hemd.io.ome_zarr import ome_zarr_first_frame
+
+    prob = np.zeros((3, 32, 32), np.float32)
+    prob[:, 8:20, 8:20] = 0.9
+    units = {"t": "second", "y": "micrometer", "x": "micrometer"}
+    src = _ome_zarr_movie(tmp_path / "m.ome.zarr", prob, [60.0, 0.5, 0.5], units)
+    import zarr
+
+    root = zarr.open_group(str(src), mode="r+")
+    ms = root.attrs["multiscales"]
+    ms[0]["datasets"][0]["coordinateTransformations"].append(
+        {"type": "translation", "translation": [180.0, 50.0, 100.0]}
+    )
+    root.attrs["multiscales"] = ms
+    assert ome_zarr_first_frame(src) == 3
+    ((_, image, _),) = get_reader(str(src))(str(src))
+    assert list(image["translate"]) == [180.0, 0.0, 0.0]
+    for out in ("l.ome.zarr", "ctc"):
+        assert main(["segment", str(src), "-o", str(tmp_path / out), "--no-progress"]) == 0
+    ((_, labels, _),) = get_reader(str(tmp_path / "l.ome.zarr"))(str(tmp_path / "l.ome.zarr"))
+    assert list(labels["translate"]) == list(image["translate"])
+    assert list(labels["scale"]) == list(image["scale"])
+    assert sorted(p.name for p in (tmp_path / "ctc").glob("mask*.tif"))[0] == "mask003.tif"
+
+
 def test_an_ome_zarr_movies_time_step_is_kept(tmp_path):
     """segment movie.ome.zarr -o out.ome.zarr gave the labels' t axis scale 1 (the movie's 60
     s a frame lost): in napari the labels covered t 0-3, the image 0-180 (audit 26)."""

@@ -767,18 +767,24 @@ def segmented(seg) -> str:
 
 
 def _first_frame(args: argparse.Namespace, n: int) -> int:
-    """The number of INPUT's first frame, for a CTC result folder (else 0).
+    """The number of INPUT's first frame, for a CTC result folder or an OME-Zarr (else 0).
 
     A folder of frames numbered in their names (``t050.tif`` ... ``t059.tif``) gives masks
     ``mask050.tif`` ..., lined up with the challenge's reference of those frames; so do maps
-    ``predict`` made of such a folder (it records the number: ``first_frame``).
+    ``predict`` made of such a folder (it records the number: ``first_frame``). An OME-Zarr
+    movie placed at frame 3 (its ``t`` translation) gives labels placed there too.
     """
     from napari_hemd.io.stacks import _is_zarr, check_labels_path, recorded_first_frame
     from napari_hemd.io.tiff import first_frame_number
 
-    if check_labels_path(args.output) != "ctc":
+    kind = check_labels_path(args.output)
+    if kind not in ("ctc", "ome.zarr"):
         return 0
     path = Path(args.prob)
+    if kind == "ome.zarr":
+        from napari_hemd.io.ome_zarr import is_ome_zarr, ome_zarr_first_frame
+
+        return ome_zarr_first_frame(path) if is_ome_zarr(path) else 0
     if path.is_dir() and not _is_zarr(path):
         first, note = first_frame_number(path, n)
         if note:

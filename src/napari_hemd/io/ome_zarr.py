@@ -297,6 +297,24 @@ def ome_zarr_time_step(path: str | os.PathLike) -> tuple[float, str | None] | No
     return step, (str(unit) if unit else None)
 
 
+def ome_zarr_first_frame(path: str | os.PathLike) -> int:
+    """The movie's number of an OME-Zarr's first frame: its ``t`` translation over its ``t`` step.
+
+    0 where it has no ``t`` axis or translation, or one that is no whole number of steps (what
+    :func:`write_ome_zarr_labels` writes for ``first_frame``). Never raises.
+    """
+    try:
+        node = read_ome_zarr(path)[0]
+        if node.translation is None or "t" not in node.axes:
+            return 0
+        i = node.axes.index("t")
+        steps = node.translation[i] / node.scale[i]
+    except Exception:  # metadata we cannot read: none recorded
+        return 0
+    first = round(steps)
+    return first if first >= 0 and abs(steps - first) < 1e-6 else 0
+
+
 def _ngff_attrs(attrs: dict) -> dict:
     """NGFF attributes: at the top level (0.4) or under ``"ome"`` (0.5)."""
     return dict(attrs.get("ome", attrs))

@@ -135,6 +135,10 @@ def recorded_first_frame(path: str | os.PathLike, n: int) -> int:
     folder written from them is numbered from it, napari places them at their frames.
     """
     path = Path(path)
+    from napari_hemd.io.ome_zarr import is_ome_zarr, ome_zarr_first_frame
+
+    if is_ome_zarr(path):  # its t axis's translation, in steps (labels of frames 3-6)
+        return ome_zarr_first_frame(path)
     recorded = recorded_params(path)
     if "first_frame" not in recorded and _is_zarr(path.parent):  # maps.zarr/foreground
         recorded = recorded_params(path.parent)
