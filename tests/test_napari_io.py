@@ -238,6 +238,11 @@ def test_a_linked_zarr_keeps_and_opens_with_its_tracks(tmp_path, capsys):
     points, tmeta, _ = layers[1]
     assert tmeta["graph"] == {2: [1], 3: [1]} and tmeta["translate"] == (5, 0, 0)
     assert sorted({int(i) for i in points[:, 0]}) == [1, 2, 3]
+    import napari_hemd._napari_io as nio
+
+    with pytest.MonkeyPatch.context() as mp:  # a store too large to read whole: labels only
+        mp.setattr(nio, "TRACKS_MAX_PIXELS", lab.size - 1)
+        assert [k for *_, k in get_reader(str(out))(str(out))] == ["labels"]
     # the command line: the same lineage in a zarr as in a CTC folder
     from napari_hemd.data.synthetic import nuclei_video
 
