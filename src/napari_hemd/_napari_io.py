@@ -441,19 +441,19 @@ def _read_ome_zarr(path: Path) -> list[LayerData]:
     """Layers of an OME-Zarr group, lazily: every resolution level stays on disk."""
     from napari_hemd.io.calibration import KNOWN_UNITS, node_pixel_size
     from napari_hemd.io.channels import channel_names
-    from napari_hemd.io.ome_zarr import read_ome_zarr
+    from napari_hemd.io.ome_zarr import ome_zarr_first_frame, read_ome_zarr
 
     layers: list[LayerData] = []
     for node in read_ome_zarr(path):
         data = node.levels if len(node.levels) > 1 else node.levels[0]
         meta: dict = {"name": node.name, "scale": node.scale}
-        if node.translation is not None and "t" in node.axes:  # frames 3-6 of a movie: at
-            # frame 3 again. Only t: the outputs of other shifts would not lie over them (review
-            # 32: an image at y 100 over labels at 0); segment gives its labels the same first frame
+        first = ome_zarr_first_frame(path, node) if "t" in node.axes else 0
+        if first:  # frames 3-6 of a movie: at frame 3 again. Only whole frames on t, as
+            # segment and link place their labels (review 32: an image at y 100 over labels at
+            # 0; review 32b: half a frame)
             shift = [0.0] * len(node.axes)
-            shift[node.axes.index("t")] = node.translation[node.axes.index("t")]
-            if any(shift):
-                meta["translate"] = shift
+            shift[node.axes.index("t")] = first * node.scale[node.axes.index("t")]
+            meta["translate"] = shift
         axes, scale = node.axes, node.scale
         c = axes.find("c") if node.kind == "image" else -1
         if c >= 0 and node.levels[0].shape[c] > 1:  # one layer per channel, as for TIFFs

@@ -697,3 +697,29 @@ def test_an_option_is_taken_only_as_spelled_out(video, tmp_path, capsys):
         err = capsys.readouterr().err
         assert f"unrecognized arguments: {prefix} " in err and err.count("\n") == 1, err
     assert out.read_bytes() == b"old"
+
+
+def test_the_kept_work_named_is_the_run_s_own(tmp_path):
+    """Which partial folder a stopped run names: its output's, its maps' (stream --model's
+    default OUT.prob.zarr: review 32b), none for runs that start over (review 32)."""
+    import argparse
+
+    from napari_hemd.cli import _resumable_work
+
+    def args(**kw):
+        base = {"command": "stream", "output": str(tmp_path / "lab.zarr"), "prob_output": None,
+                "model": None, "no_resume": False}  # fmt: skip
+        return argparse.Namespace(**{**base, **kw})
+
+    assert _resumable_work(args()) is None
+    maps = tmp_path / ".lab.prob.zarr.partial"
+    maps.mkdir()
+    assert _resumable_work(args()) is None  # no model: not this run's
+    assert _resumable_work(args(model="nuclei-fluo")) == str(maps)
+    own = tmp_path / ".lab.zarr.partial"
+    own.mkdir()
+    assert _resumable_work(args(model="nuclei-fluo")) == str(own)
+    assert _resumable_work(args(no_resume=True)) is None
+    assert _resumable_work(args(command="segment")) is None
+    (tmp_path / ".lab.v2.zarr.partial").mkdir()
+    assert _resumable_work(args(output=str(tmp_path / "lab.v3.zarr"))) is None

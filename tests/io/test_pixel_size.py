@@ -513,6 +513,18 @@ def test_an_ome_zarr_movie_s_labels_lie_over_it(tmp_path):
     assert list(labels["translate"]) == list(image["translate"])
     assert list(labels["scale"]) == list(image["scale"])
     assert sorted(p.name for p in (tmp_path / "ctc").glob("mask*.tif"))[0] == "mask003.tif"
+    # link keeps the placement (review 32b: back at frame 0)
+    linked = tmp_path / "linked.ome.zarr"
+    assert main(["link", str(tmp_path / "l.ome.zarr"), "-o", str(linked), "--no-progress"]) == 0
+    ((_, placed, _),) = get_reader(str(linked))(str(linked))
+    assert list(placed["translate"]) == list(image["translate"])
+    # half a frame or before the movie: no placement on either side (review 32b: the image
+    # moved by 30 s, its labels not)
+    for shift in (30.0, -120.0):
+        ms[0]["datasets"][0]["coordinateTransformations"][-1]["translation"] = [shift, 0.0, 0.0]
+        root.attrs["multiscales"] = ms
+        ((_, image, _),) = get_reader(str(src))(str(src))
+        assert "translate" not in image and ome_zarr_first_frame(src) == 0
 
 
 def test_an_ome_zarr_movies_time_step_is_kept(tmp_path):
@@ -603,6 +615,15 @@ def test_a_tiff_movie_s_frame_interval_reaches_the_labels(tmp_path):
         assert main(["segment", str(tmp_path / "u.tif"), "-o", str(out), "--no-progress",
                      "--overwrite"]) == 0  # fmt: skip
         assert read_time_step(out) == want, unit
+    # an API caller's units and NGFF's own (review 32b: "s", "min" and "decisecond" were dropped)
+    for unit, want in (("s", (60.0, "second")), ("min", (60.0, "minute")),
+                       ("decisecond", (60.0, "decisecond"))):  # fmt: skip
+        out = write_labels(_labels((3, 8, 8)), tmp_path / "w.tif", time_step=(60.0, unit),
+                           overwrite=True)  # fmt: skip
+        assert read_time_step(out) == (want if unit != "decisecond" else None), unit
+        zout = write_labels(_labels((3, 8, 8)), tmp_path / "w.ome.zarr", time_step=(60.0, unit),
+                            overwrite=True)  # fmt: skip
+        assert read_time_step(zout) == want, unit
 
 
 def test_outputs_line_up_with_their_image_in_napari(tmp_path):

@@ -311,3 +311,37 @@ def test_a_run_waits_for_workers_that_have_not_joined_yet(monkeypatch):
         cluster.scale(1)  # the worker arrives
         thread.join(60)
         assert not thread.is_alive() and not raised and sorted(seen) == [0, 1, 2, 3]
+
+
+def test_workers_that_leave_before_any_task_finished_stop_the_run(monkeypatch):
+    """Review 32b: workers there at the start that all left before a task finished counted as
+    "not joined yet", and the run waited for good."""
+    import threading
+    import time
+
+    from dask.distributed import Client, LocalCluster
+
+    import napari_hemd.core.streaming as streaming
+
+    monkeypatch.setattr(streaming, "WORKERS_GONE_S", 1.0)
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        futures = [client.submit(time.sleep, 30, pure=False) for _ in range(2)]
+        raised: list[BaseException] = []
+
+        def run():
+            try:
+                streaming._gather_as_completed(client, futures, lambda r: None)
+            except BaseException as exc:
+                raised.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        time.sleep(0.2)
+        cluster.scale(0)  # before the first look at the workers (1 s)
+        thread.join(30)
+        assert not thread.is_alive() and [type(e) for e in raised] == [streaming.WorkersLost]

@@ -51,7 +51,12 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.output, overwrite=args.overwrite, inputs=[args.labels])
     labels = read_stack(args.labels, lazy=True, array="instances")
     first = 0
-    if check_labels_path(args.output) == "ctc":
+    if check_labels_path(args.output) == "ome.zarr":  # placed where an OME-Zarr's labels were
+        from napari_hemd.io.ome_zarr import is_ome_zarr, ome_zarr_first_frame
+
+        if is_ome_zarr(args.labels):  # (review 32b: back at frame 0)
+            first = ome_zarr_first_frame(args.labels)
+    elif check_labels_path(args.output) == "ctc":
         first, note = first_frame_number(args.labels, labels.shape[0])
         if note:
             print(f"note: LABELS {note}", file=sys.stderr)

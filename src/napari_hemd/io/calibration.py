@@ -295,6 +295,11 @@ _TIME_UNITS = {
     "nanoseconds": "nanosecond", "min": "minute",
     "mins": "minute", "minute": "minute", "minutes": "minute", "h": "hour", "hr": "hour",
     "hrs": "hour", "hour": "hour", "hours": "hour", "d": "day", "day": "day", "days": "day",
+    # NGFF's own names (UDUNITS-2), each itself (review 32b: "decisecond" lost the interval)
+    **{f"{p}second": f"{p}second" for p in (
+        "atto", "centi", "deci", "exa", "femto", "giga", "hecto", "kilo", "mega", "micro",
+        "milli", "nano", "peta", "pico", "tera", "yocto", "yotta", "zepto", "zetta",
+    )},
 }  # fmt: skip
 #: NGFF's time units -> ImageJ's ``tunit`` (what Fiji's Image > Properties shows).
 IMAGEJ_TIME_UNITS = {
@@ -325,6 +330,15 @@ def read_time_step(path: str | os.PathLike) -> tuple[float, str | None] | None:
     except Exception:  # odd metadata: nothing recorded
         return None
     return None
+
+
+def time_unit_name(unit) -> str | None:
+    """NGFF's name of a time unit (``"s"``, ``"min"``, ImageJ's ``"sec"`` -> ``"second"`` ...).
+
+    None for none or a unit that is no time (``"frame"``).
+    """
+    u = str(unit).strip().lower() if unit else ""
+    return _TIME_UNITS.get(u)
 
 
 def _time_step(step, unit, default: str | None) -> tuple[float, str | None] | None:

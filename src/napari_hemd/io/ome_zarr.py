@@ -244,8 +244,11 @@ def write_ome_zarr_labels(
     # the unit on the axes whose size is known (a z in pixels beside microns names none)
     units = {} if pixel_size is None else dict.fromkeys(pixel_size.sizes, pixel_size.unit)
     if time_step is not None and "t" in axes:  # the movie's frame interval (audit 26)
+        from napari_hemd.io.calibration import time_unit_name
+
         scale[axes.index("t")] = _check_scale([time_step[0]], 1)[0]
-        units["t"] = time_step[1]
+        # NGFF's name ("s" -> "second"); a unit that is no time: none (review 32b)
+        units["t"] = time_unit_name(time_step[1])
     if translation is None and first_frame and "t" in axes:
         translation = [0.0] * len(axes)
         translation[axes.index("t")] = float(first_frame) * scale[axes.index("t")]
@@ -297,14 +300,15 @@ def ome_zarr_time_step(path: str | os.PathLike) -> tuple[float, str | None] | No
     return step, (str(unit) if unit else None)
 
 
-def ome_zarr_first_frame(path: str | os.PathLike) -> int:
+def ome_zarr_first_frame(path: str | os.PathLike, node: OmeZarrNode | None = None) -> int:
     """The movie's number of an OME-Zarr's first frame: its ``t`` translation over its ``t`` step.
 
     0 where it has no ``t`` axis or translation, or one that is no whole number of steps (what
-    :func:`write_ome_zarr_labels` writes for ``first_frame``). Never raises.
+    :func:`write_ome_zarr_labels` writes for ``first_frame``). ``node``: one of its images
+    (default the first). Never raises.
     """
     try:
-        node = read_ome_zarr(path)[0]
+        node = node if node is not None else read_ome_zarr(path)[0]
         if node.translation is None or "t" not in node.axes:
             return 0
         i = node.axes.index("t")

@@ -362,10 +362,11 @@ def _write_label_tiff(
         kw.update(calibration)
         ij.update({"axes": axes, "Info": json.dumps(meta)})
         if time_step is not None and "T" in axes:  # Fiji's Frame interval (and TrackMate's)
-            from napari_hemd.io.calibration import IMAGEJ_TIME_UNITS
+            from napari_hemd.io.calibration import IMAGEJ_TIME_UNITS, time_unit_name
 
             ij["finterval"] = float(time_step[0])
-            unit = IMAGEJ_TIME_UNITS.get(time_step[1] or "second")
+            # (an API caller's "s" or "min" too: review 32b)
+            unit = IMAGEJ_TIME_UNITS.get(time_unit_name(time_step[1] or "second") or "")
             if unit is None:  # a unit ImageJ has no name for: no interval, not a wrong one
                 del ij["finterval"]
             else:
