@@ -723,3 +723,10 @@ def test_the_kept_work_named_is_the_run_s_own(tmp_path):
     assert _resumable_work(args(command="segment")) is None
     (tmp_path / ".lab.v2.zarr.partial").mkdir()
     assert _resumable_work(args(output=str(tmp_path / "lab.v3.zarr"))) is None
+    # maps of its own (--prob-output) are not the default's; no name, no folder (review 32c)
+    other = str(tmp_path / "m.zarr")
+    assert (
+        _resumable_work(args(output=str(tmp_path / "x.zarr"), model="m", prob_output=other)) is None
+    )
+    assert _resumable_work(args(output=".", model="m")) is None
+    assert _resumable_work(args(output="/", model="m")) is None

@@ -520,7 +520,7 @@ def test_an_ome_zarr_movie_s_labels_lie_over_it(tmp_path):
     assert list(placed["translate"]) == list(image["translate"])
     # half a frame or before the movie: no placement on either side (review 32b: the image
     # moved by 30 s, its labels not)
-    for shift in (30.0, -120.0):
+    for shift in (30.0, -120.0, float("nan"), float("inf")):  # (NaN: it failed to open)
         ms[0]["datasets"][0]["coordinateTransformations"][-1]["translation"] = [shift, 0.0, 0.0]
         root.attrs["multiscales"] = ms
         ((_, image, _),) = get_reader(str(src))(str(src))
@@ -624,6 +624,12 @@ def test_a_tiff_movie_s_frame_interval_reaches_the_labels(tmp_path):
         zout = write_labels(_labels((3, 8, 8)), tmp_path / "w.ome.zarr", time_step=(60.0, unit),
                             overwrite=True)  # fmt: skip
         assert read_time_step(zout) == want, unit
+    # a step in no unit of time is carried by neither (review 32c: an OME-Zarr kept it, which a
+    # TIFF then read as seconds)
+    from napari_hemd.io.ome_zarr import read_ome_zarr
+
+    zout = write_labels(_labels((3, 8, 8)), tmp_path / "f.ome.zarr", time_step=(60.0, "frame"))
+    assert read_time_step(zout) is None and read_ome_zarr(zout)[0].scale[0] == 1.0
 
 
 def test_outputs_line_up_with_their_image_in_napari(tmp_path):

@@ -248,12 +248,13 @@ def _resumable_work(args: argparse.Namespace) -> str | None:
     if args.command not in ("stream", "predict") or getattr(args, "no_resume", False):
         return None
     outs = [getattr(args, "output", None), getattr(args, "prob_output", None)]
-    if args.command == "stream" and getattr(args, "model", None) and outs[0]:
+    named = bool(outs[0]) and bool(Path(outs[0]).name)
+    if args.command == "stream" and getattr(args, "model", None) and named and not outs[1]:
         from napari_hemd.pipeline import default_prob_output  # (its maps: review 32b)
 
         outs.append(str(default_prob_output(Path(outs[0]).with_suffix(".zarr"))))
     for out in outs:
-        if out:
+        if out and Path(out).name:  # (-o . or -o /: no name, no partial folder)
             partial = Path(out).with_name(f".{Path(out).name}.partial")
             if partial.is_dir():
                 return str(partial)

@@ -714,10 +714,11 @@ def _gather_as_completed(client, futures: list, finished: Callable[[object], Non
     pending = set(futures)
     futures.clear()  # the caller's list held every future until the end
     checked = time.monotonic()
-    # workers still on their way are not gone (review 32); those there at the start are
-    # (review 32b: all leaving in the first second waited for good)
-    gone_since, seen = None, bool(client.nthreads())
+    gone_since, seen = None, False
     try:
+        # workers still on their way are not gone (review 32); those there at the start are
+        # (review 32b: all leaving in the first second waited for good)
+        seen = bool(client.nthreads())
         with client.as_current():  # the client need not be the process-wide default
             completed = as_completed(list(pending))
         while pending:

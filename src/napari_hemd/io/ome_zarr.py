@@ -246,9 +246,12 @@ def write_ome_zarr_labels(
     if time_step is not None and "t" in axes:  # the movie's frame interval (audit 26)
         from napari_hemd.io.calibration import time_unit_name
 
-        scale[axes.index("t")] = _check_scale([time_step[0]], 1)[0]
-        # NGFF's name ("s" -> "second"); a unit that is no time: none (review 32b)
-        units["t"] = time_unit_name(time_step[1])
+        # NGFF's name ("s" -> "second"); a step in a unit that is no time ("frame"): not
+        # carried, as a TIFF's (review 32c: read back as seconds later)
+        unit = time_unit_name(time_step[1]) if time_step[1] else None
+        if unit is not None or not time_step[1]:
+            scale[axes.index("t")] = _check_scale([time_step[0]], 1)[0]
+            units["t"] = unit
     if translation is None and first_frame and "t" in axes:
         translation = [0.0] * len(axes)
         translation[axes.index("t")] = float(first_frame) * scale[axes.index("t")]
@@ -313,9 +316,9 @@ def ome_zarr_first_frame(path: str | os.PathLike, node: OmeZarrNode | None = Non
             return 0
         i = node.axes.index("t")
         steps = node.translation[i] / node.scale[i]
+        first = round(steps)  # (NaN, inf: review 32c)
     except Exception:  # metadata we cannot read: none recorded
         return 0
-    first = round(steps)
     return first if first >= 0 and abs(steps - first) < 1e-6 else 0
 
 
