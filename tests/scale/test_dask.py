@@ -268,14 +268,27 @@ def test_the_client_s_reconnect_traceback_is_not_printed():
     while a run holds it, and as it was afterwards."""
     import logging
 
+    import distributed  # noqa: F401  (its import sets its loggers' levels)
+
     from napari_hemd.distributed import _quiet_dask
 
-    client_log = logging.getLogger("distributed.client")
-    before = client_log.level
+    client_log, dist_log = logging.getLogger("distributed.client"), logging.getLogger("distributed")
+    before, dist_before = client_log.level, dist_log.level
     with _quiet_dask():
         assert not client_log.isEnabledFor(logging.ERROR)
         assert logging.getLogger("distributed").isEnabledFor(logging.WARNING)
     assert client_log.level == before
+    with pytest.raises(ValueError), _quiet_dask():  # an error: as it was
+        raise ValueError("x")
+    assert client_log.level == before
+    try:  # Ctrl-C: left quiet for the cluster closed at exit (its INFO lines followed
+        with _quiet_dask():  # "interrupted")
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        assert not logging.getLogger("distributed").isEnabledFor(logging.INFO)
+    finally:
+        client_log.setLevel(before)
+        dist_log.setLevel(dist_before)
 
 
 def test_a_run_waits_for_workers_that_have_not_joined_yet(monkeypatch):
@@ -345,3 +358,29 @@ def test_workers_that_leave_before_any_task_finished_stop_the_run(monkeypatch):
         cluster.scale(0)  # before the first look at the workers (1 s)
         thread.join(30)
         assert not thread.is_alive() and [type(e) for e in raised] == [streaming.WorkersLost]
+
+
+def test_a_cluster_interrupted_while_it_starts_is_not_closed_again_at_exit():
+    """Audit 32: Ctrl-C while ``--workers N`` started its cluster printed Dask's exit hook
+    failing to close it (``AssertionError: Status.init``, 29 lines after "interrupted"). The
+    cluster made in the interrupted start is left out of that hook; others are not touched."""
+    from distributed.deploy.spec import SpecCluster
+
+    from napari_hemd.distributed import _unstarted
+
+    class Half:  # a cluster as Dask registers it before it has started
+        shutdown_on_close = True
+
+    other, half = Half(), Half()
+    SpecCluster._instances.add(other)
+    try:
+        with pytest.raises(KeyboardInterrupt), _unstarted():
+            SpecCluster._instances.add(half)
+            raise KeyboardInterrupt
+        assert half.shutdown_on_close is False and other.shutdown_on_close is True
+        with _unstarted():  # started: nothing changed
+            SpecCluster._instances.add(Half())
+        assert all(c.shutdown_on_close for c in SpecCluster._instances if c is not half)
+    finally:
+        SpecCluster._instances.discard(other)
+        SpecCluster._instances.discard(half)
