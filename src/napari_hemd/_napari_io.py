@@ -402,8 +402,7 @@ def _ctc_tracks_layer(path: Path, labels: LayerData) -> list[LayerData]:
     from napari_hemd.io import read_ctc_tracks
 
     table = path / "res_track.txt"
-    data = labels[0]
-    if not table.is_file() or data.ndim < 3 or data.shape[0] < 2:
+    if not table.is_file():
         return []
     try:
         tracks = read_ctc_tracks(table)
@@ -447,7 +446,7 @@ def _read_ome_zarr(path: Path) -> list[LayerData]:
     for node in read_ome_zarr(path):
         data = node.levels if len(node.levels) > 1 else node.levels[0]
         meta: dict = {"name": node.name, "scale": node.scale}
-        first = ome_zarr_first_frame(path, node) if "t" in node.axes else 0
+        first = ome_zarr_first_frame(path, node)
         if first:  # frames 3-6 of a movie: at frame 3 again. Only whole frames on t, as
             # segment and link place their labels (review 32: an image at y 100 over labels at
             # 0; review 32b: half a frame)

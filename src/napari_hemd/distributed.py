@@ -112,18 +112,16 @@ def _quiet_dask() -> Iterator[None]:
     if not log.isEnabledFor(logging.INFO):
         dist.setLevel(logging.WARNING)
         client.setLevel(logging.CRITICAL)
+    interrupted = False
     try:
         yield
     except KeyboardInterrupt:  # (Ctrl-C, SIGTERM) left quiet: a cluster interrupted while it
-        # started is closed at exit, and its 15 INFO lines came after "interrupted"
-        raise
-    except BaseException:
-        dist.setLevel(old[0])
-        client.setLevel(old[1])
-        raise
-    else:
-        dist.setLevel(old[0])
-        client.setLevel(old[1])
+        interrupted = True  # started is closed at exit, and its 15 INFO lines came after
+        raise  # "interrupted"
+    finally:
+        if not interrupted:
+            dist.setLevel(old[0])
+            client.setLevel(old[1])
 
 
 def _client(workers, scheduler, threads_per_worker) -> Iterator[object]:

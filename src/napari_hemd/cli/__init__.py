@@ -143,8 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else f"{exc.strerror} while writing; nothing was replaced and no partial file "
                 "is left"
             )
-        elif type(exc).__name__ == "WorkersLost" and _resumable_work(args):
-            msg = f"{msg} (the work finished so far is kept in {_resumable_work(args)})"
+        elif type(exc).__name__ == "WorkersLost" and (kept := _resumable_work(args)):
+            msg = f"{msg} (the work finished so far is kept in {kept})"
         msg = str(msg).replace("pass overwrite=True (--overwrite)", "pass --overwrite")
         if not msg.strip():  # a bare MemoryError() and the like: never an empty error line
             msg = f"{type(exc).__name__} (no message) in napari-hemd {args.command}"

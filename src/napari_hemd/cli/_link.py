@@ -52,10 +52,9 @@ def run(args: argparse.Namespace) -> int:
     labels = read_stack(args.labels, lazy=True, array="instances")
     first = 0
     if check_labels_path(args.output) == "ome.zarr":  # placed where an OME-Zarr's labels were
-        from napari_hemd.io.ome_zarr import is_ome_zarr, ome_zarr_first_frame
+        from napari_hemd.io.ome_zarr import ome_zarr_first_frame  # (review 32b: back at 0)
 
-        if is_ome_zarr(args.labels):  # (review 32b: back at frame 0)
-            first = ome_zarr_first_frame(args.labels)
+        first = ome_zarr_first_frame(args.labels)  # (0 for an input of another format)
     elif check_labels_path(args.output) == "ctc":
         first, note = first_frame_number(args.labels, labels.shape[0])
         if note:

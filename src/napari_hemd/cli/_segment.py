@@ -781,10 +781,10 @@ def _first_frame(args: argparse.Namespace, n: int) -> int:
     if kind not in ("ctc", "ome.zarr"):
         return 0
     path = Path(args.prob)
-    if kind == "ome.zarr":
-        from napari_hemd.io.ome_zarr import is_ome_zarr, ome_zarr_first_frame
+    if kind == "ome.zarr":  # (0 for an input of another format)
+        from napari_hemd.io.ome_zarr import ome_zarr_first_frame
 
-        return ome_zarr_first_frame(path) if is_ome_zarr(path) else 0
+        return ome_zarr_first_frame(path)
     if path.is_dir() and not _is_zarr(path):
         first, note = first_frame_number(path, n)
         if note:

@@ -288,10 +288,9 @@ def _tiff_pixel_size(path: Path) -> PixelSize | None:
 #: Spellings of time units (ImageJ's ``tunit``, OME-XML's ``TimeIncrementUnit``) -> NGFF's.
 _TIME_UNITS = {
     "s": "second", "sec": "second", "secs": "second", "second": "second", "seconds": "second",
-    "ms": "millisecond", "msec": "millisecond", "millisecond": "millisecond",
-    "milliseconds": "millisecond", "us": "microsecond", "\u00b5s": "microsecond",
-    "\u03bcs": "microsecond", "\\u00b5s": "microsecond", "microsecond": "microsecond",
-    "microseconds": "microsecond", "ns": "nanosecond", "nanosecond": "nanosecond",
+    "ms": "millisecond", "msec": "millisecond", "milliseconds": "millisecond",
+    "us": "microsecond", "\u00b5s": "microsecond", "\u03bcs": "microsecond",
+    "\\u00b5s": "microsecond", "microseconds": "microsecond", "ns": "nanosecond",
     "nanoseconds": "nanosecond", "min": "minute",
     "mins": "minute", "minute": "minute", "minutes": "minute", "h": "hour", "hr": "hour",
     "hrs": "hour", "hour": "hour", "hours": "hour", "d": "day", "day": "day", "days": "day",
@@ -345,10 +344,10 @@ def _time_step(step, unit, default: str | None) -> tuple[float, str | None] | No
     step = float(step)
     if not (math.isfinite(step) and step > 0):
         return None
-    u = str(unit).strip().lower() if unit else ""
-    if not u:
+    if not (str(unit).strip() if unit else ""):
         return step, default
-    return (step, _TIME_UNITS[u]) if u in _TIME_UNITS else None
+    name = time_unit_name(unit)
+    return None if name is None else (step, name)
 
 
 def _tiff_time_step(path: Path) -> tuple[float, str | None] | None:

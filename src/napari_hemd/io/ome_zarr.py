@@ -248,7 +248,7 @@ def write_ome_zarr_labels(
 
         # NGFF's name ("s" -> "second"); a step in a unit that is no time ("frame"): not
         # carried, as a TIFF's (review 32c: read back as seconds later)
-        unit = time_unit_name(time_step[1]) if time_step[1] else None
+        unit = time_unit_name(time_step[1])
         if unit is not None or not time_step[1]:
             scale[axes.index("t")] = _check_scale([time_step[0]], 1)[0]
             units["t"] = unit

@@ -364,13 +364,11 @@ def _write_label_tiff(
         if time_step is not None and "T" in axes:  # Fiji's Frame interval (and TrackMate's)
             from napari_hemd.io.calibration import IMAGEJ_TIME_UNITS, time_unit_name
 
-            ij["finterval"] = float(time_step[0])
-            # (an API caller's "s" or "min" too: review 32b)
+            # (an API caller's "s" or "min" too: review 32b); a unit ImageJ has no name for:
+            # no interval rather than a wrong one
             unit = IMAGEJ_TIME_UNITS.get(time_unit_name(time_step[1] or "second") or "")
-            if unit is None:  # a unit ImageJ has no name for: no interval, not a wrong one
-                del ij["finterval"]
-            else:
-                ij["tunit"] = unit
+            if unit is not None:
+                ij.update(finterval=float(time_step[0]), tunit=unit)
         # LZW, as the Cell Tracking Challenge's TIFFs: ImageJ's own opener reads it (Fiji's
         # File > Open; its zlib needs Bio-Formats, tifffile says)
         tifffile.imwrite(path, arr, imagej=True, metadata=ij, compression="lzw", **kw)
