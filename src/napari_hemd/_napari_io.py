@@ -157,14 +157,16 @@ def _unnamed_channels(data, meta: dict, name: str, path: Path) -> LayerData | No
 def _first_frame(path: Path, data, meta: dict, kind: str) -> dict:
     """``translate`` placing labels of frames 3-6 of a movie (Export's TIFF of one) there.
 
-    Not maps: ``predict`` records the numbers of a folder's frames (``t050.tif`` ...), whose
-    image opens at frame 0 (review 29).
+    Maps only where their movie opens there too (``placed``: an OME-Zarr's frames 3-6):
+    ``predict`` records the numbers of a folder's frames (``t050.tif`` ...), whose image opens
+    at frame 0 (review 29).
     """
-    from napari_hemd.io.stacks import recorded_first_frame
+    from napari_hemd.io.stacks import placed_first_frame, recorded_first_frame
 
-    if data.ndim < 3 or kind != "labels":
+    if data.ndim < 3:
         return {}
-    first = recorded_first_frame(path, int(data.shape[0]))
+    n = int(data.shape[0])
+    first = recorded_first_frame(path, n) if kind == "labels" else placed_first_frame(path, n)
     if not first:
         return {}
     step = float((meta.get("scale") or (1.0,))[0])
@@ -249,11 +251,14 @@ def _zarr_group_layers(path: Path, name: str) -> list[LayerData]:
     plain = [k for k in keys if k not in CHANNEL_MAPS]  # the maps without a channel axis
     ref = node[plain[0]].ndim if plain else node[keys[0]].ndim - 1
     place = _calibration(path, ref)
+    first = _first_frame(path, node[plain[0] if plain else keys[0]], place, "image")
     layers: list[LayerData] = []
     for key in keys:
         arr = node[key]
         labels = np.issubdtype(arr.dtype, np.integer)
         meta = {"name": f"{name} {key}", **_with_channels(place, arr.ndim - ref, ref)}
+        if first and ref >= 3:  # maps of an OME-Zarr's frames 3-6: at frame 3
+            meta["translate"] = (first["translate"][0],) + (0.0,) * (arr.ndim - 1)
         if not labels:
             meta["colormap"] = "gray"
         layers.append((arr, meta, "labels" if labels else "image"))

@@ -527,6 +527,67 @@ def test_an_ome_zarr_movie_s_labels_lie_over_it(tmp_path):
         assert "translate" not in image and ome_zarr_first_frame(src) == 0
 
 
+def test_labels_and_maps_of_a_placed_ome_zarr_movie_lie_over_it(tmp_path):
+    """Session 33: segment placed an OME-Zarr movie's labels at its frame 3 only in an OME-Zarr
+    or a CTC folder; a TIFF or zarr of them opened at frame 0, as did predict's maps (and the
+    labels segment made of those maps, in every format). A numbered folder's maps are not
+    placed (its movie opens at frame 0)."""
+    from napari_hemd._napari_io import get_reader
+
+    rng = np.random.default_rng(0)
+    movie = rng.normal(20, 3, (3, 48, 48)).clip(0, 255).astype(np.uint8)
+    movie[:, 12:30, 12:30] = 200
+    src = _ome_zarr_movie(
+        tmp_path / "m.ome.zarr",
+        movie,
+        [1.0, 0.5, 0.5],
+        {"t": None, "y": "micrometer", "x": "micrometer"},
+    )
+    import zarr
+
+    root = zarr.open_group(str(src), mode="r+")
+    ms = root.attrs["multiscales"]
+    ms[0]["datasets"][0]["coordinateTransformations"].append(
+        {"type": "translation", "translation": [3.0, 0.0, 0.0]}
+    )
+    root.attrs["multiscales"] = ms
+    ((_, image, _),) = get_reader(str(src))(str(src))
+    assert image["translate"][0] == 3.0 and image["scale"][0] == 1.0
+
+    def placed(path):
+        layers = get_reader(str(path))(str(path))
+        return {(m.get("translate", (0.0,))[0], m.get("scale", (1.0,))[0]) for _, m, _ in layers}
+
+    model = ["--model", "nuclei-fluo", "--tta", "1", "--no-progress"]
+    for out in ("l.tif", "l.zarr", "l.ome.zarr"):  # the movie itself, with the model
+        assert main(["segment", str(src), "-o", str(tmp_path / out), *model]) == 0
+        assert placed(tmp_path / out) == {(3.0, 1.0)}, out
+    for maps in ("p.tif", "p.zarr"):  # predict's maps, then segment on them
+        args = ["predict", str(src), "-o", str(tmp_path / maps), *model]
+        assert main([*args, "--outputs", "foreground,background"]) == 0
+        fg = tmp_path / ("p_foreground.tif" if maps == "p.tif" else maps)
+        assert placed(fg) == {(3.0, 1.0)}, maps
+        for out in ("s.tif", "s.ome.zarr", "s"):
+            dest = tmp_path / f"{maps[2:]}-{out}"
+            assert main(["segment", str(fg), "-o", str(dest), "--no-progress"]) == 0
+            if out == "s":  # a CTC folder: numbered from the movie's frame
+                assert sorted(p.name for p in dest.glob("mask*.tif"))[0] == "mask003.tif"
+            else:
+                assert placed(dest) == {(3.0, 1.0)}, (maps, out)
+    # a numbered folder's frames open at 0: its maps, and their labels, too
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t in range(3):
+        tifffile.imwrite(folder / f"t{50 + t:03d}.tif", movie[t])
+    assert main(["predict", str(folder), "-o", str(tmp_path / "f.zarr"), *model]) == 0
+    assert placed(tmp_path / "f.zarr") == {(0.0, 1.0)}
+    assert (
+        main(["segment", str(tmp_path / "f.zarr"), "-o", str(tmp_path / "f.tif"), "--no-progress"])
+        == 0
+    )
+    assert placed(tmp_path / "f.tif") == {(0.0, 1.0)}
+
+
 def test_an_ome_zarr_movies_time_step_is_kept(tmp_path):
     """segment movie.ome.zarr -o out.ome.zarr gave the labels' t axis scale 1 (the movie's 60
     s a frame lost): in napari the labels covered t 0-3, the image 0-180 (audit 26)."""

@@ -767,24 +767,28 @@ def segmented(seg) -> str:
 
 
 def _first_frame(args: argparse.Namespace, n: int) -> int:
-    """The number of INPUT's first frame, for a CTC result folder or an OME-Zarr (else 0).
+    """The number of INPUT's first frame, for a CTC result folder or placed labels (else 0).
 
-    A folder of frames numbered in their names (``t050.tif`` ... ``t059.tif``) gives masks
-    ``mask050.tif`` ..., lined up with the challenge's reference of those frames; so do maps
-    ``predict`` made of such a folder (it records the number: ``first_frame``). An OME-Zarr
-    movie placed at frame 3 (its ``t`` translation) gives labels placed there too.
+    An OME-Zarr movie placed at frame 3 (its ``t`` translation), or maps ``predict`` made of
+    one, give labels placed there too, in every format (napari opens both at frame 3). A
+    folder of frames numbered in their names (``t050.tif`` ... ``t059.tif``) gives masks
+    ``mask050.tif`` ... in a CTC result folder, lined up with the challenge's reference of
+    those frames; so do maps ``predict`` made of such a folder (it records the number:
+    ``first_frame``). Such a movie opens at frame 0: its labels in other formats stay there.
     """
-    from napari_hemd.io.stacks import _is_zarr, check_labels_path, recorded_first_frame
+    from napari_hemd.io.stacks import (
+        _is_zarr,
+        check_labels_path,
+        placed_first_frame,
+        recorded_first_frame,
+    )
     from napari_hemd.io.tiff import first_frame_number
 
     kind = check_labels_path(args.output)
-    if kind not in ("ctc", "ome.zarr"):
-        return 0
     path = Path(args.prob)
-    if kind == "ome.zarr":  # (0 for an input of another format)
-        from napari_hemd.io.ome_zarr import ome_zarr_first_frame
-
-        return ome_zarr_first_frame(path)
+    placed = placed_first_frame(path, n)
+    if placed or kind != "ctc":
+        return placed
     if path.is_dir() and not _is_zarr(path):
         first, note = first_frame_number(path, n)
         if note:

@@ -148,6 +148,25 @@ def recorded_first_frame(path: str | os.PathLike, n: int) -> int:
     return 0
 
 
+def placed_first_frame(path: str | os.PathLike, n: int) -> int:
+    """The frame napari opens the movie ``path`` at (its first of ``n`` frames), else 0.
+
+    An OME-Zarr's ``t`` translation (a frame range of a longer movie), and the maps ``predict``
+    made of one, which record it as ``first_frame`` with ``placed``. Labels made of either are
+    placed there too, in every format. Not a folder's numbered frames (``t050.tif`` ...): such a
+    movie opens at frame 0 (only a CTC result folder takes the numbers, :func:`recorded_first_frame`).
+    """
+    from napari_hemd.io.ome_zarr import is_ome_zarr, ome_zarr_first_frame
+
+    path = Path(path)
+    if is_ome_zarr(path):
+        return ome_zarr_first_frame(path)
+    recorded = recorded_params(path)
+    if "placed" not in recorded and _is_zarr(path.parent):  # maps.zarr/foreground
+        recorded = recorded_params(path.parent)
+    return recorded_first_frame(path, n) if recorded.get("placed") is True else 0
+
+
 def recorded_params(path: str | os.PathLike) -> dict:
     """The run parameters :func:`write_labels` stored with a label file (empty: none).
 
