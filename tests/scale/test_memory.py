@@ -166,3 +166,31 @@ def test_stream_stacks_peak_memory_is_independent_of_time_points(tmp_path):
     stack = 12 * 64 * 64 * 4  # one stack's float32 map
     assert peaks["memory"]["8"] - peaks["memory"]["2"] > 6 * stack, peaks
     assert peaks["stream"]["8"] - peaks["stream"]["2"] < 1 * stack, peaks
+
+
+def test_predict_writes_maps_of_2_gib_or_more_as_a_bigtiff(tmp_path, monkeypatch):
+    """A classic TIFF ends at 4 GiB: predict's page-by-page maps of a long movie failed at the
+    end of the run ("'I' format requires 0 <= number <= 4294967295" at frame 71 of 4096 x 4096
+    float maps), their work lost. Maps that reach 2 GiB (the label TIFFs' limit) are BigTIFFs,
+    smaller ones stay classic; both read back the same (the limit lowered to test it)."""
+    import numpy as np
+    import tifffile
+
+    import napari_hemd.io.stacks as stacks
+    from napari_hemd.cli import main
+    from napari_hemd.data.synthetic import nuclei_video
+
+    movie = nuclei_video(n_frames=3, shape=(48, 48), n_cells=3, seed=1)["image"]
+    tifffile.imwrite(tmp_path / "movie.tif", movie, photometric="minisblack")
+    base = ["predict", str(tmp_path / "movie.tif"), "--model", "nuclei-fluo", "--tta", "1"]
+    base += ["--outputs", "foreground", "--no-progress"]
+    assert main([*base, "-o", str(tmp_path / "small.tif")]) == 0
+    monkeypatch.setattr(stacks, "IMAGEJ_MAX_BYTES", 3 * 48 * 48 * 4)  # three float32 frames
+    assert main([*base, "-o", str(tmp_path / "big.tif")]) == 0
+    got = {}
+    for name in ("small", "big"):
+        with tifffile.TiffFile(tmp_path / f"{name}.tif") as tif:
+            got[name] = (tif.is_bigtiff, tif.asarray())
+    assert not got["small"][0] and got["big"][0]
+    np.testing.assert_array_equal(got["small"][1], got["big"][1])
+    assert main(["segment", str(tmp_path / "big.tif"), "-o", str(tmp_path / "l.tif")]) == 0

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from contextlib import ExitStack
+
+    import numpy as np
 
 __all__ = ["register", "run"]
 
@@ -266,17 +272,12 @@ def run(args: argparse.Namespace) -> int:
                         )
                     arrays[name][t] = arr
         else:
-            import tifffile
-
             # one page per frame as it is predicted: the maps are never all in memory. Each
             # file is a temporary until the last frame is in (closed, then renamed: LIFO exit)
-            writers = {}
-            for name in outputs:
-                tmp = stack.enter_context(atomic_path(paths[name], overwrite=args.overwrite))
-                writers[name] = stack.enter_context(tifffile.TiffWriter(tmp))
+            writers = _TiffWriters(stack, paths, outputs, args.overwrite, n)
             for page, (_, res) in enumerate(counted(frames)):
                 for name, arr in res.items():
-                    writers[name].write(
+                    writers.get(name, arr).write(
                         arr,
                         compression="zlib",
                         # the run's parameters once, on the first page
@@ -287,6 +288,37 @@ def run(args: argparse.Namespace) -> int:
     for path in dict.fromkeys(paths.values()):
         print(f"wrote {path}")
     return 0
+
+
+class _TiffWriters:
+    """Page-by-page TIFF writers of the maps, one per output file, each into its temporary.
+
+    The temporaries are taken at once (an existing output is refused before any work); each
+    writer opens at its map's first frame, a BigTIFF where ``n`` frames of it reach 2 GiB: a
+    classic TIFF stops at 4 GiB, and a long movie's maps failed at the end of the run, their
+    work lost (session 33: 4096 x 4096 float maps failed at frame 71).
+    """
+
+    def __init__(self, stack: ExitStack, paths: dict, outputs, overwrite: bool, n: int) -> None:
+        from napari_hemd._atomic import atomic_path
+
+        self._stack, self._n, self._writers = stack, n, {}
+        self._tmp = {
+            name: stack.enter_context(atomic_path(paths[name], overwrite=overwrite))
+            for name in outputs
+        }
+
+    def get(self, name: str, arr: np.ndarray):
+        """The writer of output ``name`` (opened for ``n`` frames like ``arr``, the first)."""
+        if name not in self._writers:
+            import tifffile
+
+            from napari_hemd.io.stacks import IMAGEJ_MAX_BYTES
+
+            big = self._n * arr.nbytes >= IMAGEJ_MAX_BYTES
+            writer = tifffile.TiffWriter(self._tmp[name], bigtiff=big)
+            self._writers[name] = self._stack.enter_context(writer)
+        return self._writers[name]
 
 
 def _auto_scale(args, model, image) -> tuple[float, list[float]]:
@@ -367,12 +399,7 @@ def _run_stacks(args, model, image, outputs, paths, meta) -> int:
             group.attrs.update(meta)
             arrays = {}
         else:
-            import tifffile
-
-            writers = {}
-            for name in outputs:
-                tmp = stack.enter_context(atomic_path(paths[name], overwrite=args.overwrite))
-                writers[name] = stack.enter_context(tifffile.TiffWriter(tmp))
+            writers = _TiffWriters(stack, paths, outputs, args.overwrite, n)
         for t in range(n):
             maps = run_workflow(
                 predict_workflow(np.asarray(image[t]), model, **kwargs),
@@ -390,7 +417,7 @@ def _run_stacks(args, model, image, outputs, paths, meta) -> int:
                 # the series' shape and axes (and the run) on its first page, as tifffile writes
                 first = {"shape": [n, *arr.shape], "axes": "TZYX", **meta, "output": name}
                 for z, page in enumerate(arr):
-                    writers[name].write(
+                    writers.get(name, arr).write(
                         page,
                         compression="zlib",
                         description=json.dumps(first) if t == z == 0 else None,
