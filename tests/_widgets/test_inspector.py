@@ -719,3 +719,76 @@ def test_a_closed_labels_layer_is_let_go(viewer, qtbot, errors, docked):
     gc.collect()
     assert gone() is None and forests() is None
     assert not errors
+
+
+def test_a_table_of_an_earlier_result_is_not_used_on_a_new_one(viewer, qtbot, errors):
+    """Audit 36: after Segment ran again into the same layer (or the Inspector's labels box
+    chose another layer), the table kept the old rows, and *Use this candidate* looked the old
+    row's node up in the new forest: an unrelated region replaced the object, with "object N
+    is now candidate #M". The rows are refused (and the table cleared) once the layer holds
+    another result; choosing another layer clears them at once."""
+    labels = _segmented(viewer, qtbot)
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    res = labels.metadata["hemd_result"]
+    node = int(res.selections[2].nodes[0])
+    pix = tuple(int(v) for v in np.argwhere(res.forests[2].mask(node))[0])
+    assert insp.inspect(2, pix)
+    seg = SegmentWidget(viewer)  # again, into the same layer, with other parameters
+    seg.prob.value = viewer.layers["nuclei video probability"]
+    seg.tau.value = 0.3
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    assert viewer.layers["nuclei video labels"] is labels
+    assert labels.metadata["hemd_result"] is not res
+    before = labels.data.copy()
+    insp.preview_row(0)  # hovering: nothing drawn from the old row, the table emptied
+    assert "nuclei video labels preview" not in viewer.layers
+    assert insp.table.rowCount() == 0 and "segmented again" in insp.where.value
+    assert insp.inspect(2, pix)  # a fresh table is used
+    insp._table_of = (labels, res.forests[2])  # (as the old table was)
+    assert insp.use_candidate(0) is False
+    np.testing.assert_array_equal(labels.data, before)
+    assert errors and "click the object again" in errors[-1]
+    assert insp.table.rowCount() == 0
+    assert insp.inspect(2, pix)
+    other = viewer.add_labels(labels.data.copy(), name="copy", metadata=dict(labels.metadata))
+    insp.labels.value = other  # another layer: the table is cleared
+    assert insp.table.rowCount() == 0 and insp.rows == [] and insp.frame is None
+
+
+def test_a_click_in_3d_view_inspects_the_object_under_the_mouse(make_napari_viewer, qtbot, errors):
+    """Audit 36: in 3D view a click's position lies at the middle of the view's depth; taken as
+    a voxel it inspected whatever sat there ("no candidate here", or another object). The
+    first labelled voxel along the click's ray is inspected, as napari's status bar picks it."""
+    prob = np.zeros((24, 40, 40), np.float32)
+    prob[3:8, 10:20, 10:20] = 0.9  # near the viewer looking along +z
+    prob[15:21, 10:20, 10:20] = 0.8  # behind it, on the same line of sight
+    viewer = make_napari_viewer()
+    viewer.add_image(prob, name="p probability")
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["p probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["p labels"]
+    front, back = int(labels.data[5, 15, 15]), int(labels.data[18, 15, 15])
+    assert front and back and labels.data[12, 15, 15] == 0  # (one id, if linked over the gap)
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    viewer.dims.ndisplay = 3
+    for direction, obj, slices in (
+        ((1.0, 0, 0), front, range(3, 8)),
+        ((-1.0, 0, 0), back, range(15, 21)),
+    ):
+        click = SimpleNamespace(
+            position=(12.0, 15.0, 15.0), view_direction=direction, dims_displayed=[0, 1, 2]
+        )
+        insp._on_click(labels, click)
+        assert insp.frame in slices and insp.pixel == (15, 15), direction
+        assert f"object {obj}:" in insp.where.value and "on screen" not in insp.where.value
+    click = SimpleNamespace(
+        position=(12.0, 35.0, 35.0), view_direction=(1.0, 0, 0), dims_displayed=[0, 1, 2]
+    )
+    insp._on_click(labels, click)  # nothing along the ray
+    assert insp.where.value.startswith("3D view: no object under the mouse")
+    assert not errors

@@ -102,6 +102,9 @@ class InspectorWidget(StacksMixin, LayerWidget):
         #: (StackResults id, time point) of the forests being rebuilt
         self._rebuilding: tuple[int, int] | None = None
         self._hooked: Labels | None = None
+        #: (layer, forest) the table's rows were read from: a row's node means nothing in another
+        #: (a re-run or another layer: audit 36, Use this candidate edited an unrelated region)
+        self._table_of: tuple | None = None
         self.use_button.clicked.connect(lambda: self.use_candidate())
         self.lock_button.clicked.connect(lambda: self.lock_and_rerun())
         self.next_button.clicked.connect(lambda: self.next_uncertain())
@@ -110,6 +113,7 @@ class InspectorWidget(StacksMixin, LayerWidget):
         self.table.setMouseTracking(True)  # hovering a row previews its candidate
         self.table.cellEntered.connect(lambda row, _col: self.preview_row(row))
         self.labels.changed.connect(self._hook)
+        self.labels.changed.connect(lambda _v: self._clear_table())
         self.show_all.changed.connect(
             lambda _v: self.frame is not None and self.inspect(self.frame, self.pixel)
         )
@@ -130,15 +134,43 @@ class InspectorWidget(StacksMixin, LayerWidget):
         if layer is not None:
             layer.mouse_drag_callbacks.append(self._on_click)
 
+    def _clear_table(self, why: str | None = None) -> None:
+        """Empty the table (its rows describe a result the layer no longer holds)."""
+        self.rows, self.frame, self.pixel, self._table_of = [], None, None, None
+        self.table.setRowCount(0)
+        self._where = self.where.value = why or "click an object (or any pixel) in the labels layer"
+
+    def _table_current(self, layer: Labels, res: HEMDResult) -> bool:
+        """Whether the table's rows were read from ``layer``'s present ``res`` (else cleared)."""
+        if self._table_of is not None and self.frame is not None and self.frame < len(res.forests):
+            was, forest = self._table_of
+            if _unwrapped(was) is _unwrapped(layer) and forest is res.forests[self.frame]:
+                return True
+        self._clear_table(
+            "the labels were segmented again (or changed layer) since the table was filled: "
+            "click the object again"
+        )
+        return False
+
     def _on_layer_removed(self, event) -> None:
-        hooked = getattr(self._hooked, "__wrapped__", self._hooked)
-        if hooked is not None and getattr(event.value, "__wrapped__", event.value) is hooked:
+        gone = _unwrapped(event.value)
+        if self._table_of is not None and _unwrapped(self._table_of[0]) is gone:
+            self._clear_table()  # (the table held the layer and a forest of it)
+        if self._hooked is not None and _unwrapped(self._hooked) is gone:
             self._hook(None)
 
     def _on_click(self, layer: Labels, event) -> None:
         if layer.mode != "pan_zoom":
             return  # painting / picking: not an inspection click
-        coord = np.round(layer.world_to_data(event.position)).astype(int)
+        if len(getattr(event, "dims_displayed", ())) == 3:  # 3D view: the object under the mouse
+            coord = _voxel_on_ray(layer, event)
+            if coord is None:
+                self.where.value = self._where = (
+                    "3D view: no object under the mouse (click one, or inspect in 2D view)"
+                )
+                return
+        else:
+            coord = np.round(layer.world_to_data(event.position)).astype(int)
         if self._per_stack(layer):  # a time-lapse of stacks: (time, slice, y, x)
             self.inspect(int(coord[1]), tuple(coord[2:]), stack=int(coord[0]))
         elif layer.ndim >= 3:
@@ -275,6 +307,7 @@ class InspectorWidget(StacksMixin, LayerWidget):
         ):
             return []
         self.frame, self.pixel = frame, tuple(int(p) for p in pixel)
+        self._table_of = (layer, res.forests[frame])
         n = len(res.forests)
         left, right = (
             (res.forests[f], res.selections[f]) if 0 <= f < n else None
@@ -358,7 +391,8 @@ class InspectorWidget(StacksMixin, LayerWidget):
         if layer is CLOSED:
             return
         text = self._where
-        if self.frame is not None and isinstance(layer, Labels) and layer.ndim >= 3:
+        three_d = self.viewer.dims.ndisplay == 3  # every slice on screen: no "on screen" remark
+        if self.frame is not None and isinstance(layer, Labels) and layer.ndim >= 3 and not three_d:
             if self._per_stack(layer):
                 shown = (index_at(self.viewer, layer, 0), index_at(self.viewer, layer, 1))
                 if shown != (self.stack, self.frame):
@@ -385,6 +419,8 @@ class InspectorWidget(StacksMixin, LayerWidget):
         if got is None or self.frame is None:
             return
         layer, res = got
+        if not self._table_current(layer, res):
+            return
         node = self.rows[row].node
         self._preview(res.forests[self.frame].mask(node).astype(np.uint8), self.frame, layer)
 
@@ -418,6 +454,9 @@ class InspectorWidget(StacksMixin, LayerWidget):
                 return False
             row = sel[0].row()
         layer, res = got
+        if not self._table_current(layer, res):
+            show_error(f"Inspector: {self.where.value}")
+            return False
         node = self.rows[row].node
         stacks = self._stacks()
         where = (self.stack, self.frame) if stacks else self.frame
@@ -620,3 +659,29 @@ def _centre_pixel(mask: np.ndarray) -> tuple[int, ...] | None:
     box = np.pad(mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))], 1)
     far = np.unravel_index(int(np.argmax(distance_transform_edt(box))), box.shape)
     return tuple(int(a + i - 1) for a, i in zip(lo, far, strict=True))
+
+
+def _unwrapped(layer):
+    """A layer behind magicgui's / napari's proxy (compared by identity)."""
+    return getattr(layer, "__wrapped__", layer)
+
+
+def _voxel_on_ray(layer: Labels, event) -> np.ndarray | None:
+    """The first labelled voxel along a 3D view's click ray (as napari's status bar picks).
+
+    The click's world position lies at the middle of the view's depth: taken as a voxel, it
+    inspected whatever object happened to sit there (audit 36). ``None``: the ray meets none.
+    """
+    start, end = layer.get_ray_intersections(
+        event.position, event.view_direction, event.dims_displayed, world=True
+    )
+    if start is None or end is None:
+        return None
+    shape = np.asarray(layer.data.shape)
+    n = max(int(2 * np.linalg.norm(np.asarray(end) - np.asarray(start))), 2)
+    points = np.round(np.linspace(start, end, n)).astype(int)
+    points = points[np.all((points >= 0) & (points < shape), axis=1)]
+    for point in points:
+        if layer.data[tuple(point)]:
+            return point
+    return None
