@@ -166,7 +166,9 @@ class PredictWidget(LayerWidget):
         from napari_hemd.models.prediction import check_scale_planes, resolve_planes
 
         scale = scale_value(self.scale)  # a number, or "auto"
-        stack_shape = tuple(layer.data.shape)[layer.ndim == 4 :]  # each stack is predicted alone
+        # a pyramid's full resolution, as Segment takes it (audit 35: the list of levels failed)
+        data = layer.data[0] if layer.multiscale else layer.data
+        stack_shape = tuple(data.shape)[layer.ndim == 4 :]  # each stack is predicted alone
         if scale == "auto" and layer.ndim == 4:
             show_error(
                 "Predict: zoom 'auto' is not available for a (T, Z, Y, X) time-lapse of stacks: "
@@ -192,10 +194,10 @@ class PredictWidget(LayerWidget):
             zoom, tried = scale, None
             if zoom == "auto":  # found on a few frames, as Segment finds it
                 zoom, tried = yield from choose_scale_workflow(
-                    loaded, layer.data, tile=tile, device=device, cancel=cancel
+                    loaded, data, tile=tile, device=device, cancel=cancel
                 )
             maps = yield from predict_workflow(
-                layer.data,
+                data,
                 loaded,
                 outputs=outputs,
                 tile=tile,
@@ -291,6 +293,5 @@ def add_affinities(viewer, affinities: np.ndarray, name: str, like, model, meta:
     offsets = [list(o) for o in model_offsets(model)]
     return add_or_update(
         viewer, data, name, colormap="gray", contrast_limits=(0.0, 1.0), visible=False,
-        translate=(0.0, *tuple(like.translate)[-(data.ndim - 1) :]),
         metadata={**meta, "hemd_offsets": offsets}, **place,
     )  # fmt: skip
