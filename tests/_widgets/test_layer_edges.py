@@ -160,6 +160,34 @@ def test_lock_and_rerun_of_a_frame_range_stays_in_it(viewer, qtbot, errors):
     assert not errors
 
 
+def test_lock_and_rerun_writes_into_its_layer_renamed_meanwhile(viewer, qtbot, errors):
+    """Audit 36: the labels layer renamed while Lock choices and re-run ran: the result went
+    to a new layer of the old name (no undo history, the locked objects' pixels not kept), the
+    renamed layer left as it was. It goes into the layer the run was started on."""
+    from napari_hemd._widgets import InspectorWidget
+    from napari_hemd._widgets._layer_state import history_of
+
+    part = _range_layer(viewer, qtbot, 3, 5)
+    insp = InspectorWidget(viewer)
+    insp.labels.value = part
+    res = part.metadata["hemd_result"]
+    node = int(res.selections[1].nodes[0])
+    yx = np.argwhere(res.forests[1].mask(node))[0]
+    rows = insp.inspect(1, (int(yx[0]), int(yx[1])))
+    insp.use_candidate(next(i for i, r in enumerate(rows) if r.chosen))
+    n = len(history_of(part).undo_stack)
+    names = {ly.name for ly in viewer.layers}
+    worker = insp.lock_and_rerun()
+    part.name = "my version"  # while it runs
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    assert {ly.name for ly in viewer.layers} - names <= {"my version", "my version preview"}
+    assert part.metadata["hemd_result"] is not res  # the re-run's result, one more edit
+    assert len(history_of(part).undo_stack) == n + 1
+    assert node in part.metadata["hemd_result"].selections[1].nodes
+    assert not errors
+
+
 def test_relabel_onto_an_id_present_in_the_same_frame_says_it_merged(
     make_napari_viewer, monkeypatch, errors
 ):
@@ -421,7 +449,9 @@ def test_a_stack_run_again_keeps_its_checked_slice_in_one_3d_object():
     old = np.where(new > 0, new + 3, 0).astype(np.uint32)  # the user's ids: 4 and 5
     meta = {PARAMS_KEY: {"planes": 3}, CHECKED_KEY: [10]}
     viewer.add_labels(old, name="stack labels", metadata=meta)
-    run = SimpleNamespace(name="stack labels", translate=None, layer=None, method="hemd")
+    run = SimpleNamespace(
+        name="stack labels", translate=None, layer=None, method="hemd", target=None
+    )
     state = {PARAMS_KEY: {"planes": 3}, RESULT_KEY: None, LOCKED_KEY: {}}
     out = _write_labels(viewer, run, new.copy(), state)
     for i, mine in ((1, 4), (2, 5)):  # one 3D object each, the kept slice's id throughout

@@ -176,3 +176,70 @@ def test_a_slice_range_of_a_calibrated_stack_lies_at_its_slices(
     assert "axis_labels" not in placed_like(layer, 4)
     assert placed_like(layer, 3)["axis_labels"] == ["z", "y", "x"]
     assert not errors
+
+
+def test_layers_made_from_a_moved_image_lie_on_it(make_napari_viewer, qtbot, errors, tmp_path):
+    """Audit 35: Predict and Segment took a calibrated image's pixel size but not its place:
+    the maps and masks of a tile of a larger field (translate (100, 50) um) lay at the origin,
+    off their cells; a frame range of a movie placed at frame 5 started at frame 0 + its first.
+    Every layer they make now lies on its image; a frame range from the image's own place,
+    and its re-run (Lock choices and re-run, a rebuilt forest) reads the frames it holds."""
+    from napari_hemd._widgets import InspectorWidget, PredictWidget
+    from napari_hemd.data.synthetic import nuclei_video
+
+    video = nuclei_video(n_frames=4, shape=(64, 64), n_cells=4, seed=3)
+    viewer = make_napari_viewer()
+    place = dict(scale=(1.0, 0.5, 0.5), translate=(5.0, 100.0, 50.0))
+    raw = viewer.add_image(video["image"], name="tile", **place)
+    pred = PredictWidget(viewer)
+    pred.image.value = raw
+    pred.tta.value = 1
+    _wait(qtbot, pred.run())
+    maps = viewer.layers["tile probability"]
+    assert list(maps.translate) == [5.0, 100.0, 50.0] and list(maps.scale) == [1.0, 0.5, 0.5]
+    prob = viewer.add_image(video["prob"], name="p probability", **place)
+    seg = SegmentWidget(viewer)
+    seg.prob.value = prob
+    _wait(qtbot, seg.run())
+    labels = viewer.layers["p labels"]
+    assert list(labels.translate) == [5.0, 100.0, 50.0]
+    seg.frames.value = "range"
+    seg.first.value, seg.last.value = 1, 2
+    _wait(qtbot, seg.run())
+    part = viewer.layers["p labels (frames 1-2)"]
+    assert list(part.translate) == [6.0, 100.0, 50.0]  # the image's frames 1-2, where it lies
+    whole = labels.data[1:3]
+    np.testing.assert_array_equal(part.data > 0, whole > 0)
+    # a re-run of the range with a lock reads the image's frames 1-2 (it read 6-7: none)
+    insp = InspectorWidget(viewer)
+    insp.labels.value = part
+    res = part.metadata["hemd_result"]
+    node = int(res.selections[0].nodes[0])
+    pix = tuple(int(v) for v in np.argwhere(res.forests[0].mask(node))[0])
+    rows = insp.inspect(0, pix)
+    insp.use_candidate(next(i for i, r in enumerate(rows) if r.chosen))
+    before = part.data.copy()
+    _wait(qtbot, insp.lock_and_rerun())
+    np.testing.assert_array_equal(part.data, before)
+    assert not errors
+
+
+def test_predict_takes_a_pyramids_full_resolution(make_napari_viewer, qtbot, errors):
+    """Audit 35: Predict on a multiscale layer passed the list of its levels to the model and
+    failed ("frame 0 must be 2D (Y, X); got shape (3, 64, 64)"); Segment took level 0. Both
+    predict the full resolution now, the same maps as the plain layer's."""
+    from napari_hemd.data.synthetic import nuclei_video
+
+    movie = nuclei_video(n_frames=3, shape=(64, 64), n_cells=4, seed=3)["image"]
+    viewer = make_napari_viewer()
+    viewer.add_image([movie, movie[:, ::2, ::2]], name="ms", multiscale=True)
+    viewer.add_image(movie, name="plain")
+    pred = PredictWidget(viewer)
+    pred.tta.value = 1
+    for name in ("ms", "plain"):
+        pred.image.value = viewer.layers[name]
+        _wait(qtbot, pred.run())
+    np.testing.assert_array_equal(
+        viewer.layers["ms probability"].data, viewer.layers["plain probability"].data
+    )
+    assert not errors

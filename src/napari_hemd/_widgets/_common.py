@@ -331,8 +331,9 @@ class LayerWidget(Container):
 
         data = prob.data[0] if prob.multiscale else prob.data
         if layer.ndim == prob.ndim >= 3 and params.get("axis", 0) == 0:
-            first, n = first_frame(layer), int(layer.data.shape[0])
-            if (first, n) != (0, int(data.shape[0])):  # a frame range: the frames it holds
+            # a frame range: the frames it holds (placed from the map's own first frame)
+            first, n = first_frame(layer) - first_frame(prob), int(layer.data.shape[0])
+            if (first, n) != (0, int(data.shape[0])):
                 data = data[first : first + n]
         gen = rebuild_workflow(data, params, locked)
         desc = "Rebuild the candidate forest"
@@ -500,11 +501,12 @@ def add_or_update(
 
 
 def placed_like(layer: Layer, ndim: int) -> dict:
-    """``scale``, ``units`` and ``axis_labels`` for a layer of ``ndim`` axes made from ``layer``.
+    """``scale``, ``units``, ``translate``, ``axis_labels`` of a ``ndim``-axis layer from ``layer``.
 
-    ``layer``'s last ``ndim`` axes (1, pixel and napari's own names before its first); only
-    what ``layer`` sets: its pixel size where calibrated, its axes' names where named (``z, y,
-    x``: a stack, which Export and Proofread then take as one).
+    ``layer``'s last ``ndim`` axes (1, pixel, 0 and napari's own names before its first); only
+    what ``layer`` sets: its pixel size where calibrated, its place where moved (a tile of a
+    larger field, a frame range: the masks lie on their cells, audit 35), its axes' names where
+    named (``z, y, x``: a stack, which Export and Proofread then take as one).
     """
     from napari_hemd.io.calibration import normalise_unit, unit_name
 
@@ -515,6 +517,9 @@ def placed_like(layer: Layer, ndim: int) -> dict:
     if any(v != 1.0 for v in scale) or any(normalise_unit(u) for u in units):  # not pixels
         out["scale"] = ([1.0] * pad + scale)[-ndim:]
         out["units"] = (["pixel"] * pad + units)[-ndim:]
+    translate = [float(v) for v in layer.translate]
+    if any(translate):
+        out["translate"] = ([0.0] * pad + translate)[-ndim:]
     names = [str(a) for a in layer.axis_labels]
     # napari's own names ("-3", "-2", "-1") are none; a layer of more axes (affinities'
     # channels after time) cannot tell where they go

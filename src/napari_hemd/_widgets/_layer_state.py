@@ -624,8 +624,12 @@ def first_frame(layer) -> int:
 
 
 def frame_translate(layer, first: int) -> tuple:
-    """The ``translate`` of a layer made from ``layer``'s frames ``first`` on (a frame range)."""
-    return (first * float(layer.scale[0]), *([0.0] * (layer.ndim - 1)))
+    """The ``translate`` of a layer made from ``layer``'s frames ``first`` on (a frame range).
+
+    From where ``layer`` lies (a movie placed at frame 3, a tile of a larger field).
+    """
+    shift = [float(v) for v in layer.translate]
+    return (shift[0] + first * float(layer.scale[0]), *shift[1:])
 
 
 def index_at(viewer, layer, axis: int = 0) -> int:

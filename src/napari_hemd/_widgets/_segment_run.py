@@ -70,10 +70,23 @@ class SegmentRun:
     #: the checked frames kept in the worker (``_layer_state.keep_checked_after``): (the
     #: checked frames they were kept from, the settings they were kept with, (labels, tracks))
     prekept: tuple | None = None
+    #: the labels layer a re-run writes into (the inspector's): that layer, whatever its name
+    #: by the end (renamed meanwhile, the result went to a new layer of the old name: audit 36)
+    target: Labels | None = None
 
     @property
     def ndim(self) -> int:
         return self.layer.ndim
+
+
+def target_layer(viewer, run: SegmentRun):
+    """The layer ``run``'s labels go into: its ``target`` while open, else the layer named so."""
+    if run.target is not None:
+        target = getattr(run.target, "__wrapped__", run.target)
+        if any(getattr(ly, "__wrapped__", ly) is target for ly in viewer.layers):
+            run.name = target.name  # (messages and a new layer name it as it is now)
+            return run.target
+    return viewer.layers[run.name] if run.name in viewer.layers else None
 
 
 def stacks_maps_workflow(layer: Image, data, method: str, kwargs: dict, span):
@@ -218,7 +231,7 @@ def _map_labels(viewer, run: SegmentRun, result):
     """``(H-EMD result or None, labels)`` of a run on a plain map, the inspector's choices kept."""
     result, labels = result
     res = result if isinstance(result, HEMDResult) else None
-    prev = viewer.layers[run.name] if run.name in viewer.layers else None
+    prev = target_layer(viewer, run)
     if run.locked and res is not None and isinstance(prev, Labels) and run.ndim == 3:
         from napari_hemd.workflows import keep_locked_objects
 
@@ -269,7 +282,7 @@ def keep_checked_in_worker(viewer, run: SegmentRun, gen):
     frames taken now (:func:`keep_checked_after`). ``gen`` as it is where there is nothing to
     keep or the labels are made on napari's thread (a locked run on a plain map).
     """
-    old = viewer.layers[run.name] if run.name in viewer.layers else None
+    old = target_layer(viewer, run)
     snap = snapshot_checked(old)
     if snap is None or (run.locked and not run.from_model and run.model is None):
         return gen
@@ -286,7 +299,7 @@ def keep_checked_in_worker(viewer, run: SegmentRun, gen):
 
 def _write_labels(viewer, run: SegmentRun, labels: np.ndarray, meta: dict) -> Labels:
     """The labels into the layer of that name (one more edit), or a new layer beside it."""
-    old = viewer.layers[run.name] if run.name in viewer.layers else None
+    old = target_layer(viewer, run)
     editable = isinstance(old, Labels) and isinstance(old.data, np.ndarray)
     if editable and old.data.shape == labels.shape:
         if old.data.dtype != labels.dtype:  # painted (uint8) or read (int32): its labels

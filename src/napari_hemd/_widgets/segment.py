@@ -350,7 +350,7 @@ class SegmentWidget(LayerWidget):
         if prob_layer is None and ndim >= 3 and params["axis"] == 0:
             span = self.frame_range(int(data.shape[0]))
         elif target is not None and target.ndim == ndim >= 3 and params["axis"] == 0:
-            first, n = first_frame(target), int(target.data.shape[0])
+            first, n = first_frame(target) - first_frame(layer), int(target.data.shape[0])
             if (first, n) != (0, int(data.shape[0])):  # the frames the layer holds
                 span = (first, first + n)
         if span is not None:  # try settings on a few frames: a layer placed at those frames
@@ -362,6 +362,7 @@ class SegmentWidget(LayerWidget):
         saved = dict(params, method=method, **{SOURCE_KEY: layer.name})
         saved[MODEL_KEY] = layer.metadata.get(MODEL_KEY)
         run = SegmentRun(layer, data, method, params, name, saved, translate, locked=locked)
+        run.target = target
         if model != NO_MODEL:
             run.model, run.prob_name = model, f"{base_name(layer.name)} probability{suffix}"
             gen = self._with_model(run, kwargs)
