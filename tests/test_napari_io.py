@@ -179,6 +179,30 @@ def test_a_file_too_big_for_memory_opens_lazily(tmp_path, monkeypatch):
     assert isinstance(data, np.memmap) and np.array_equal(data, movie)
 
 
+def test_a_numbered_sequence_opens_at_its_frames_with_its_masks(tmp_path, labels):
+    """Audit 35: frames t050-t052 opened at frame 0 and the CTC result folder segment made of
+    them (mask050-052) at frame 50: the masks never lay on their image. Both lie at 50 now,
+    and the folder's own gold truth (man_seg051) on its frame (it was dropped: keyed 51 in a
+    movie of 3 frames)."""
+    import tifffile
+
+    from napari_hemd.io import write_labels
+
+    raw = tmp_path / "01"
+    (tmp_path / "01_GT" / "SEG").mkdir(parents=True)
+    raw.mkdir()
+    for t in range(3):
+        tifffile.imwrite(raw / f"t{50 + t:03d}.tif", (labels[t] * 100).astype(np.uint16))
+    tifffile.imwrite(tmp_path / "01_GT" / "SEG" / "man_seg051.tif", labels[1].astype(np.uint16))
+    (_, imeta, _), (gt, gmeta, gkind) = get_reader(str(raw))(str(raw))
+    assert imeta["translate"] == gmeta["translate"] == (50.0, 0.0, 0.0)
+    assert gkind == "labels" and gt.shape == (3, 16, 16)
+    assert gt[0].max() == 0 and gt[1].max() == 2 and gt[2].max() == 0
+    out = write_labels(labels, tmp_path / "res", first_frame=50)
+    (_, meta, _), *_ = get_reader(str(out))(str(out))
+    assert tuple(meta["translate"]) == (50, 0, 0)
+
+
 def test_ctc_result_frames_keep_their_numbers(tmp_path):
     """mask036-043 with mask039 missing: frames 36-43, 39 empty (the reader used to give
     frames 0-6, the later masks moved up a frame)."""

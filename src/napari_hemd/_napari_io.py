@@ -57,20 +57,30 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         labels = _read_ctc_result(path, name)
         return [labels, *_ctc_tracks_layer(path, labels)]
     if path.is_dir() and not path.suffix:
+        from napari_hemd.io.tiff import first_frame_number
+
         seq = read_ctc_sequence(path, lazy=True, tracking=False)  # (markers not shown)
         n = None if seq.raw is None else seq.raw.shape[0]
         layers: list[LayerData] = []
         place: dict = {}
+        # t050.tif ... at frame 50, with their masks (man_seg050.tif ...), as the CTC result
+        # folder of them (mask050.tif ...) opens (audit 35: 50 frames apart)
+        first = 0 if n is None else first_frame_number(path, n)[0]
         if seq.raw is not None:  # at the pixel size its frames record (Fiji's image sequence)
             raw = seq.raw
             split = _unnamed_channels(raw, {"colormap": "gray"}, name, path)
             place = _calibration(path, raw.ndim - 1 if split else raw.ndim)
+            if first:
+                step = float((place.get("scale") or (1.0,))[0])
+                ndim = raw.ndim - 1 if split else raw.ndim
+                place["translate"] = (first * step,) + (0.0,) * (ndim - 1)
             layers.append(split or (raw, {"name": name, "colormap": "gray"}, "image"))
             layers[-1][1].update(place)
         for key, frames in (("GT", seq.gt_seg), ("ST", seq.st_seg)):
+            frames = {t - first: m for t, m in frames.items() if t >= first}
             if frames:  # on the frames, at their pixel size (review 29b: the masks were not)
                 masks = _stack_frames(frames, n)
-                own = place if len(place.get("scale", ())) == masks.ndim else {}
+                own = place if all(len(v) == masks.ndim for v in place.values()) else {}
                 layers.append((masks, {"name": f"{name} {key}", **own}, "labels"))
         return layers
     suffix = path.suffix.lower()
@@ -157,9 +167,9 @@ def _unnamed_channels(data, meta: dict, name: str, path: Path) -> LayerData | No
 def _first_frame(path: Path, data, meta: dict, kind: str) -> dict:
     """``translate`` placing labels of frames 3-6 of a movie (Export's TIFF of one) there.
 
-    Maps only where their movie opens there too (``placed``: an OME-Zarr's frames 3-6):
-    ``predict`` records the numbers of a folder's frames (``t050.tif`` ...), whose image opens
-    at frame 0 (review 29).
+    Maps where their movie opens there too (``placed``: an OME-Zarr's frames 3-6, a folder's
+    ``t003.tif`` ...); maps an older ``predict`` made of a numbered folder record its first
+    frame without ``placed``, and open at frame 0 (review 29).
     """
     from napari_hemd.io.stacks import placed_first_frame, recorded_first_frame
 

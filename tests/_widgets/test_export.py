@@ -497,7 +497,8 @@ def test_a_frame_range_exports_numbered_as_its_frames_and_reopens_as_labels(
     assert kind == "labels"
     np.testing.assert_array_equal(data, part)
     assert meta["translate"] == (2.0, 0.0, 0.0)  # at its frames again (it opened at frame 0)
-    # maps recording a numbered folder's frames stay at frame 0, with that folder (review 29)
+    # maps an older predict made of a numbered folder (its first frame, not "placed") stay
+    # at frame 0, where that folder then opened (review 29)
     import tifffile
 
     from napari_hemd.io.stacks import write_labels

@@ -530,8 +530,8 @@ def test_an_ome_zarr_movie_s_labels_lie_over_it(tmp_path):
 def test_labels_and_maps_of_a_placed_ome_zarr_movie_lie_over_it(tmp_path):
     """Session 33: segment placed an OME-Zarr movie's labels at its frame 3 only in an OME-Zarr
     or a CTC folder; a TIFF or zarr of them opened at frame 0, as did predict's maps (and the
-    labels segment made of those maps, in every format). A numbered folder's maps are not
-    placed (its movie opens at frame 0)."""
+    labels segment made of those maps, in every format). A numbered folder (t050.tif ...) is
+    placed at its first number likewise, with all that is made of it."""
     from napari_hemd._napari_io import get_reader
 
     rng = np.random.default_rng(0)
@@ -574,18 +574,21 @@ def test_labels_and_maps_of_a_placed_ome_zarr_movie_lie_over_it(tmp_path):
                 assert sorted(p.name for p in dest.glob("mask*.tif"))[0] == "mask003.tif"
             else:
                 assert placed(dest) == {(3.0, 1.0)}, (maps, out)
-    # a numbered folder's frames open at 0: its maps, and their labels, too
+    # a numbered folder opens at its first number (audit 35: its CTC result folder opened at
+    # frame 50, the folder itself at 0): its maps and labels, in every format, lie there too
     folder = tmp_path / "frames"
     folder.mkdir()
     for t in range(3):
         tifffile.imwrite(folder / f"t{50 + t:03d}.tif", movie[t])
+    assert placed(folder) == {(50.0, 1.0)}
     assert main(["predict", str(folder), "-o", str(tmp_path / "f.zarr"), *model]) == 0
-    assert placed(tmp_path / "f.zarr") == {(0.0, 1.0)}
-    assert (
-        main(["segment", str(tmp_path / "f.zarr"), "-o", str(tmp_path / "f.tif"), "--no-progress"])
-        == 0
-    )
-    assert placed(tmp_path / "f.tif") == {(0.0, 1.0)}
+    assert placed(tmp_path / "f.zarr") == {(50.0, 1.0)}
+    for out in ("f.tif", "f.ome.zarr", "fres"):
+        dest = tmp_path / out
+        assert main(["segment", str(tmp_path / "f.zarr"), "-o", str(dest), "--no-progress"]) == 0
+        assert placed(dest) == {(50.0, 1.0)}, out
+    assert main(["segment", str(folder), "-o", str(tmp_path / "d.tif"), *model]) == 0
+    assert placed(tmp_path / "d.tif") == {(50.0, 1.0)}
 
 
 def test_an_ome_zarr_movies_time_step_is_kept(tmp_path):

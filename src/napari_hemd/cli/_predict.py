@@ -167,13 +167,10 @@ def run(args: argparse.Namespace) -> int:
     if size is not None:  # writes it with the masks
         meta[PIXEL_SIZE_KEY] = size.to_json()
     from napari_hemd.io.stacks import placed_first_frame
-    from napari_hemd.io.tiff import first_frame_number
 
-    first, _ = first_frame_number(args.image, image.shape[0])
-    if first:  # frames t050.tif ...: segment names the masks of a CTC result folder alike
-        meta.update(first_frame=first, frames=int(image.shape[0]))
-    elif not flat and (first := placed_first_frame(args.image, image.shape[0])):
-        # an OME-Zarr of frames 3-6 opens at frame 3: its maps, and segment's labels, too
+    # frames t050.tif ... or an OME-Zarr of frames 50-59 open at frame 50: so do the maps, and
+    # segment's labels of them (a CTC result folder: mask050.tif ...)
+    if not flat and (first := placed_first_frame(args.image, image.shape[0])):
         meta.update(first_frame=first, frames=int(image.shape[0]), placed=True)
     from napari_hemd.models.prediction import _check_tta, tta_recorded
 

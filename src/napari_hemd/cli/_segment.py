@@ -767,14 +767,13 @@ def segmented(seg) -> str:
 
 
 def _first_frame(args: argparse.Namespace, n: int) -> int:
-    """The number of INPUT's first frame, for a CTC result folder or placed labels (else 0).
+    """The movie's number of INPUT's first frame, where napari opens it (else 0).
 
-    An OME-Zarr movie placed at frame 3 (its ``t`` translation), or maps ``predict`` made of
-    one, give labels placed there too, in every format (napari opens both at frame 3). A
-    folder of frames numbered in their names (``t050.tif`` ... ``t059.tif``) gives masks
-    ``mask050.tif`` ... in a CTC result folder, lined up with the challenge's reference of
-    those frames; so do maps ``predict`` made of such a folder (it records the number:
-    ``first_frame``). Such a movie opens at frame 0: its labels in other formats stay there.
+    A folder of frames numbered in their names (``t050.tif`` ... ``t059.tif``), an OME-Zarr
+    movie placed at frame 50 (its ``t`` translation), or maps ``predict`` made of either: the
+    labels are placed there too, in every format (a CTC result folder: ``mask050.tif`` ...,
+    lined up with the challenge's reference of those frames). Maps of a numbered folder that
+    an older ``predict`` wrote (``first_frame`` without ``placed``) number a CTC folder alike.
     """
     from napari_hemd.io.stacks import (
         _is_zarr,
@@ -786,14 +785,14 @@ def _first_frame(args: argparse.Namespace, n: int) -> int:
 
     kind = check_labels_path(args.output)
     path = Path(args.prob)
+    if path.is_dir() and not _is_zarr(path):
+        first, note = first_frame_number(path, n)
+        if note and kind == "ctc":
+            print(f"note: INPUT {note}", file=sys.stderr)
+        return first
     placed = placed_first_frame(path, n)
     if placed or kind != "ctc":
         return placed
-    if path.is_dir() and not _is_zarr(path):
-        first, note = first_frame_number(path, n)
-        if note:
-            print(f"note: INPUT {note}", file=sys.stderr)
-        return first
     return recorded_first_frame(path, n)
 
 

@@ -151,16 +151,20 @@ def recorded_first_frame(path: str | os.PathLike, n: int) -> int:
 def placed_first_frame(path: str | os.PathLike, n: int) -> int:
     """The frame napari opens the movie ``path`` at (its first of ``n`` frames), else 0.
 
-    An OME-Zarr's ``t`` translation (a frame range of a longer movie), and the maps ``predict``
-    made of one, which record it as ``first_frame`` with ``placed``. Labels made of either are
-    placed there too, in every format. Not a folder's numbered frames (``t050.tif`` ...): such a
-    movie opens at frame 0 (only a CTC result folder takes the numbers, :func:`recorded_first_frame`).
+    An OME-Zarr's ``t`` translation (a frame range of a longer movie), a folder's first frame
+    number (``t050.tif`` ... in a row: 50, as the CTC result folder of its masks,
+    ``mask050.tif`` ..., opens there too), and the maps ``predict`` made of either, which record
+    it as ``first_frame`` with ``placed``. Labels made of any of them are placed there too, in
+    every format.
     """
     from napari_hemd.io.ome_zarr import is_ome_zarr, ome_zarr_first_frame
+    from napari_hemd.io.tiff import first_frame_number
 
     path = Path(path)
     if is_ome_zarr(path):
         return ome_zarr_first_frame(path)
+    if path.is_dir() and not _is_zarr(path):
+        return first_frame_number(path, n)[0]
     recorded = recorded_params(path)
     if "placed" not in recorded and _is_zarr(path.parent):  # maps.zarr/foreground
         recorded = recorded_params(path.parent)
