@@ -482,6 +482,15 @@ def segment_image_workflow(
             "image has; segment_image takes one grey value per pixel: pass one channel "
             "(image[..., c]) or a grey image (image.mean(axis=-1))"
         )
+    from napari_hemd.io.channels import looks_like_channels
+
+    if looks_like_channels(shape) and shape[1] > 0:  # the command line's and widgets' rule
+        raise ValueError(
+            f"image of shape {shape} has {shape[1]} plane(s) on axis 1: taken for channels "
+            "(T, C, Y, X), not a time-lapse of 3D stacks (T, Z, Y, X), which have more than 4 "
+            "slices; pass one channel, image[:, c] (audit 35: a two-colour movie was segmented "
+            "as stacks of 2 slices)"
+        )
     if len(shape) >= 3 and shape[0] == 0:
         raise ValueError("image has no frames (shape[0] == 0)")
     if 0 in shape:

@@ -295,6 +295,11 @@ def test_a_colour_image_is_refused_and_a_list_of_frames_taken(movie, monkeypatch
             segment_image(np.stack([frame] * 3, axis=-1), "nuclei-fluo")
         with pytest.raises(ValueError, match="RGB"):
             segment_image(np.stack([frame] * 4, axis=-1)[None], "nuclei-fluo")
+        # a (T, C, Y, X) two-colour movie was segmented as stacks of 2 slices, the second
+        # stain's objects given the nuclei's ids (audit 35); the command line refuses it
+        two = np.stack([movie["image"][:2]] * 2, axis=1)
+        with pytest.raises(ValueError, match=r"2 plane\(s\) on axis 1: taken for channels"):
+            segment_image(two, "nuclei-fluo")
     res = segment_image(list(movie["image"][:2]), "nuclei-fluo", "threshold")
     assert res.labels.shape == (2, 128, 128)
 
