@@ -730,3 +730,24 @@ def test_the_kept_work_named_is_the_run_s_own(tmp_path):
     )
     assert _resumable_work(args(output=".", model="m")) is None
     assert _resumable_work(args(output="/", model="m")) is None
+
+
+def test_a_raw_movie_scaled_to_0_1_given_as_a_map_is_noted(shared_data, tmp_path, capsys):
+    """Audit 35: a raw HeLa crop as float32 in [0, 1] (a Fiji 32-bit export) without --model was
+    segmented as a probability map: 12 labelled pixels of 196,608, exit 0, no word. It still
+    runs (a real map may be faint), with a note naming --model; a model's map gets none."""
+    raw = np.stack(
+        [
+            tifffile.imread(shared_data / "ctc" / "Fluo-N2DL-HeLa" / "01" / f"t{t:03d}.tif")
+            for t in range(2)
+        ]
+    ).astype(np.float32)[:, :256, :256]
+    raw = (raw - raw.min()) / (raw.max() - raw.min())
+    tifffile.imwrite(tmp_path / "raw01.tif", raw)
+    assert main(["segment", str(tmp_path / "raw01.tif"), "-o", str(tmp_path / "a.tif")]) == 0
+    err = capsys.readouterr().err
+    assert "note: INPUT is taken as a probability map, but 9" in err and "add --model" in err
+    prob = nuclei_video(n_frames=2, shape=(96, 96), n_cells=4, seed=1)["prob"]
+    tifffile.imwrite(tmp_path / "prob.tif", prob.astype(np.float32))
+    assert main(["segment", str(tmp_path / "prob.tif"), "-o", str(tmp_path / "b.tif")]) == 0
+    assert "taken as a probability map" not in capsys.readouterr().err

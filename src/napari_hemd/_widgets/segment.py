@@ -425,6 +425,15 @@ class SegmentWidget(LayerWidget):
                 "For a raw image choose a model above; it predicts the probabilities first"
             )
             return None
+        from napari_hemd.core.validation import faint_float_map
+
+        faint = None if layer.metadata.get(MODEL_KEY) else faint_float_map(run.data)
+        if faint:
+            show_info(
+                f"Segment: {layer.name!r} is taken as a probability map, but {faint}: a raw "
+                "image scaled to 0-1? If so, choose a model above: it predicts the probabilities "
+                "first"
+            )
         seg_defaults = layer.metadata.get(DEFAULTS_KEY) or {}
         run.grow_threshold = float(seg_defaults.get("grow_threshold", 0.5))
         # a model's (T, Z, Y, X) maps: each stack as the model's run segments it

@@ -443,6 +443,13 @@ def _run_checked(args: argparse.Namespace) -> int:
             "add --model NAME (napari-hemd models lists them); a real probability map can be "
             "given as floats in [0, 1]"
         )
+    from napari_hemd.core.validation import faint_float_map
+
+    faint = faint_float_map(prob) if made is None else None
+    if faint:
+        print(f"note: INPUT is taken as a probability map, but {faint}: a raw image scaled to "
+              "0-1? If so, add --model NAME (napari-hemd models lists them)",
+              file=sys.stderr)  # fmt: skip
     prob = inverted(prob, args)
     from napari_hemd.io.stacks import check_labels_path
     from napari_hemd.workflows import check_maps_fit
