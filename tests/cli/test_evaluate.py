@@ -248,3 +248,28 @@ def test_one_stack_recorded_as_such_is_scored_as_one_volume(stacks, capsys):
     want = _run(capsys, "--gt", d / "gt.tif", "--pred", d / "pred.tif", "--json", "--volume")[1]
     assert rc == 0 and "scored as one volume" in err
     assert json.loads(out) == json.loads(want) and len(json.loads(out)["frames"]) == 1
+
+
+def test_folders_numbered_without_leading_zeros_pair_their_frames(stacks, tmp_path, capsys):
+    """Audit 37: folders of img1, img2, img10 and img1_seg, img2_seg, img10_seg were read in
+    plain name order (img1, img10, img2 against img10_seg, img1_seg, img2_seg): identical labels
+    scored F1 0.33. Numbers sort as numbers; a result missing in the middle is named, not
+    paired with the wrong reference."""
+    _, gt, _ = stacks
+    frames = [np.asarray(f) for f in gt[:3]]
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "short").mkdir()
+    for n, frame in zip((1, 2, 10), frames, strict=True):
+        tifffile.imwrite(tmp_path / "gt" / f"img{n}.tif", frame)
+        tifffile.imwrite(tmp_path / "pred" / f"img{n}_seg.tif", frame)
+        if n != 2:
+            tifffile.imwrite(tmp_path / "short" / f"img{n}.tif", frame)
+    from napari_hemd.io import read_stack
+
+    np.testing.assert_array_equal(read_stack(tmp_path / "gt"), np.stack(frames))
+    args = ["evaluate", "--gt", str(tmp_path / "gt"), "--json"]
+    assert main([*args, "--pred", str(tmp_path / "pred")]) == 0
+    assert json.loads(capsys.readouterr().out)["F1"] == 1.0
+    assert main([*args, "--pred", str(tmp_path / "short")]) == 2
+    assert "--pred has no file numbered 2" in capsys.readouterr().err

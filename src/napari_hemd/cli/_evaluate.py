@@ -167,6 +167,33 @@ def check_looks_like_labels(labels, path, name: str) -> None:
         raise ValueError(f"{name}: {str(path)!r} {why}")
 
 
+def check_paired_folders(gt_path, pred_path) -> None:
+    """Refuse two folders of numbered frames where --pred lacks some of --gt's numbers.
+
+    Their frames are paired in name order (numbers as numbers): a result missing in the middle
+    paired every later frame with the wrong reference, and the error named the last frame
+    (audit 37).
+    """
+    from napari_hemd.io.tiff import folder_frame_numbers
+
+    paths = [Path(gt_path), Path(pred_path)]
+    if not all(p.is_dir() and not p.suffix for p in paths):
+        return
+    gt_n, pred_n = (folder_frame_numbers(p) for p in paths)
+    if gt_n is None or pred_n is None or len(gt_n) == len(pred_n):
+        return
+    missing = sorted(set(gt_n) - set(pred_n))
+    if len(set(gt_n)) != len(gt_n) or len(set(pred_n)) != len(pred_n) or not missing:
+        return
+    shown = ", ".join(str(t) for t in missing[:8]) + (" ..." if len(missing) > 8 else "")
+    raise ValueError(
+        f"--pred: folder {str(paths[1])!r} holds {len(pred_n)} frames and --gt {len(gt_n)}; "
+        f"--pred has no file numbered {shown} (by the numbers in the file names). The frames of "
+        "two folders are paired in name order: add the missing results (an empty mask where "
+        "nothing was found), or choose the frames to score with --frames"
+    )
+
+
 def _frame_range(text: str | None) -> tuple[int, int | None] | None:
     """``--frames START:STOP`` as ``(start, stop)`` (``stop`` None: to the end); None: all."""
     if text is None:
@@ -381,6 +408,8 @@ def run(args: argparse.Namespace) -> int:
     check_looks_like_labels(gt, args.gt, "--gt")
     pred = read_labels(args.pred, name="--pred", volume=volume)
     check_looks_like_labels(pred, args.pred, "--pred")
+    if args.frames is None and not isinstance(gt, Mapping) and not isinstance(pred, Mapping):
+        check_paired_folders(args.gt, args.pred)
     chosen, pred, note = select_frames(gt, pred, args.frames)
     frames = _frames_to_score(gt, pred, frames=chosen)
     if note:

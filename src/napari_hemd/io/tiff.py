@@ -107,7 +107,10 @@ def lazy_tiff(path: str | os.PathLike):
 
 
 def read_tiff_folder(path: str | os.PathLike, *, lazy: bool = False):
-    """A folder of ``*.tif`` frames sorted by name as one (T, ...) stack (dask when ``lazy``)."""
+    """A folder of ``*.tif`` frames in name order (numbers as numbers) as one (T, ...) stack.
+
+    Dask when ``lazy``.
+    """
     path = Path(path)
     frames = _folder_frames(path)
     if not frames:
@@ -147,9 +150,22 @@ def read_tiff_folder(path: str | os.PathLike, *, lazy: bool = False):
     return np.stack([tifffile.imread(f) for f in frames])
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key of a file name with its numbers compared as numbers (``img2`` before ``img10``).
+
+    By plain name, ``img1, img10, img2``: a movie saved without leading zeros was read out of
+    order, and two folders named differently were paired frame by frame wrongly (audit 37).
+    """
+    import re
+
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+
+
 def _folder_frames(path: Path) -> list[Path]:
-    """A folder's ``*.tif`` frames in reading order (by name)."""
-    return sorted(p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
+    """A folder's ``*.tif`` frames in reading order (by name, numbers as numbers)."""
+    frames = [p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff")]
+    return sorted(frames, key=lambda p: natural_key(p.name))
 
 
 def folder_frame_numbers(path: str | os.PathLike) -> list[int] | None:
