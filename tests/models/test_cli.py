@@ -748,6 +748,19 @@ def test_an_interrupted_training_says_how_to_resume_and_keeps_its_plan(folder, c
     assert f"no new model written ({model} is as it was)" in capsys.readouterr().err
     assert model.read_bytes() == b"old"
     monkeypatch.undo()
+    # the same command without --resume replaced the checkpoint, then removed it (audit 37)
+    model.unlink()
+    assert main(args) == 2
+    assert "holds an interrupted run" in capsys.readouterr().err
+    other = folder / "other"  # and --resume on other data: refused (the file named it alone)
+    (other / "images").mkdir(parents=True)
+    (other / "labels").mkdir()
+    for sub in ("images", "labels"):
+        for f in sorted((folder / "data" / sub).iterdir())[:2]:
+            (other / sub / f"x{f.name}").write_bytes(f.read_bytes())
+    moved = [a if a != str(folder / "data") else str(other) for a in args]
+    assert main([*moved, "--resume", "--val", "0.5"]) == 2
+    assert "was trained on other samples" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0  # the plan kept: steps 1 -> 6
     from napari_hemd.models import load_model_file
 

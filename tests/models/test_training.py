@@ -849,3 +849,52 @@ def _write_fails(written: int, error):
             raise error
 
     return Failing
+
+
+def test_own_data_layouts_pair_each_frame_and_take_stacks(tmp_path, caplog):
+    """Audit 37: frames named pos1_t003_c1.tif (their last number the channel) were all paired
+    with one mask and trained on without a word; binary masks after a real first one went
+    through; a 3D stack with its 3D mask in images/ + labels/ failed with "too many values to
+    unpack"; a (1, Y, X) image was refused; images/ was read in plain name order (im10 before
+    im2: the held-out block not the last images)."""
+    import logging
+
+    import tifffile
+
+    from napari_hemd.data.synthetic import nuclei_video
+    from napari_hemd.models.data import load_samples
+
+    v = nuclei_video(n_frames=3, shape=(48, 48), n_cells=3, seed=1)
+    seq = tmp_path / "ctc" / "01"
+    (tmp_path / "ctc" / "01_GT" / "SEG").mkdir(parents=True)
+    seq.mkdir()
+    for t in range(3):
+        tifffile.imwrite(seq / f"pos1_t{t:03d}_c1.tif", v["image"][t])
+        tifffile.imwrite(tmp_path / "ctc" / "01_GT" / "SEG" / f"man_seg{t:03d}.tif", v["labels"][t])
+    with pytest.raises(ValueError, match=r"pos1_t000_c1.tif and pos1_t001_c1.tif both end in the "
+                       r"number 1, which is taken as the frame"):  # fmt: skip
+        load_samples(seq)
+    own = tmp_path / "own"
+    for sub in ("images", "labels"):
+        (own / sub).mkdir(parents=True)
+    for i, n in enumerate((1, 2, 10)):
+        tifffile.imwrite(own / "images" / f"im{n}.tif", v["image"][i][None])  # (1, Y, X)
+        tifffile.imwrite(own / "labels" / f"im{n}.tif", v["labels"][i])
+    assert [s.name.split("/")[1] for s in load_samples(own)] == ["im1", "im2", "im10"]
+    binary = np.zeros((48, 48), np.uint8)
+    binary[2:46:8, 2:46:8] = 1  # 36 separate nuclei, one value
+    tifffile.imwrite(own / "labels" / "im10.tif", binary)
+    with pytest.raises(ValueError, match=r"im10\.tif'.*a binary mask"):
+        load_samples(own)
+    stack = tmp_path / "stack"
+    for sub in ("images", "labels"):
+        (stack / sub).mkdir(parents=True)
+    tifffile.imwrite(stack / "images" / "cells.tif", v["image"])  # (Z, Y, X) and its 3D mask
+    tifffile.imwrite(stack / "labels" / "cells.tif", v["labels"].astype(np.uint16))
+    tifffile.imwrite(stack / "images" / "rgb.tif", np.stack([v["image"][0]] * 3, axis=-1))
+    tifffile.imwrite(stack / "labels" / "rgb.tif", v["labels"][0].astype(np.uint16))
+    with caplog.at_level(logging.INFO):
+        samples = load_samples(stack)
+    assert [s.name for s in samples] == [*(f"stack/cells/z{z:03d}" for z in range(3)), "stack/rgb"]
+    np.testing.assert_array_equal(samples[1].labels, v["labels"][1])
+    assert "1 colour image(s) (rgb.tif) trained on as grey" in caplog.text

@@ -276,6 +276,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"-o/--output must be a model file ending in .pt; got {str(out)!r}")
     if out.exists() and not (args.overwrite or args.resume):
         raise FileExistsError(f"output {str(out)!r} already exists; pass --overwrite")
+    ckpt = out.with_name(out.name + ".ckpt")
+    if ckpt.exists() and not (args.overwrite or args.resume):  # (it was replaced, then
+        raise FileExistsError(  # removed: an interrupted run's steps lost, audit 37)
+            f"{str(ckpt)!r} holds an interrupted run of {str(out)!r}: --resume continues it; "
+            "--overwrite starts anew and discards it"
+        )
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder {str(out.parent)!r} does not exist")
     if args.threads:

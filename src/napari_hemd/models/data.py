@@ -121,7 +121,10 @@ def load_samples(
     pairs: list[tuple[Path, Path, str, str]] = []
     if (path / "images").is_dir() and (path / "labels").is_dir():
         unlabelled = []
-        for img in sorted(p for p in (path / "images").iterdir() if p.suffix.lower() in _TIF):
+        from napari_hemd.io.tiff import natural_key
+
+        listed = [p for p in (path / "images").iterdir() if p.suffix.lower() in _TIF]
+        for img in sorted(listed, key=lambda p: natural_key(p.name)):  # img2 before img10
             lab = path / "labels" / img.name
             if lab.exists():
                 pairs.append((img, lab, f"{path.name}/{img.stem}", "labels"))
@@ -151,14 +154,17 @@ def load_samples(
             if any(p.suffix.lower() in _TIF for p in path.iterdir()):
                 raise  # frames without their masks: a CTC sequence missing its ST/GT folder
             raise ValueError(_no_pairs(path)) from None
-        by_frame = {_frame_number(p): p for p in mask_dir.iterdir() if p.suffix.lower() in _TIF}
-        for img in sorted(p for p in path.iterdir() if p.suffix.lower() in _TIF):
-            t = _frame_number(img)
+        by_frame = _by_frame_number(p for p in mask_dir.iterdir() if p.suffix.lower() in _TIF)
+        images = _by_frame_number(p for p in path.iterdir() if p.suffix.lower() in _TIF)
+        for t, img in sorted(images.items()):
             if t in by_frame:
                 pairs.append((img, by_frame[t], f"{path.parent.name}/{path.name}/t{t:03d}", source))
     if not pairs:
         raise ValueError(_no_pairs(path))
-    samples = []
+    from napari_hemd.core.validation import binary_mask
+
+    samples: list[Sample] = []
+    colour = []
     for img_path, lab_path, name, source in pairs:
         img, lab = _read_tiff(img_path), _read_tiff(lab_path)
         if lab.size and (lab.min() < 0 or not np.array_equal(lab, np.round(lab))):
@@ -166,22 +172,70 @@ def load_samples(
                 f"data {str(lab_path)!r}: expected instance labels (whole numbers >= 0); got "
                 f"{lab.dtype} values from {lab.min()} to {lab.max()}"
             )
-        if not samples and lab.dtype.kind in "iub":  # the first: a folder of masks is one kind
-            from napari_hemd.core.validation import binary_mask
-
-            why = binary_mask(lab)  # trained as one cell of a hundred nuclei (audit 17)
-            if why:
-                raise ValueError(f"data {str(lab_path)!r}: {why}")
-        if img.ndim == 3 and img.shape[-1] in (3, 4):
+        # every mask: one real mask first let binary ones after it through (audit 37)
+        why = binary_mask(lab) if lab.dtype.kind in "iub" else None
+        if why:  # trained as one cell of a hundred nuclei (audit 17)
+            raise ValueError(f"data {str(lab_path)!r}: {why}")
+        while img.ndim > 2 and img.shape[0] == 1:  # a (1, Y, X) image (and mask): one plane
+            img = img[0]
+        while lab.ndim > 2 and lab.shape[0] == 1:
+            lab = lab[0]
+        if img.ndim == 3 and img.shape[-1] in (3, 4) and lab.ndim == 2:
             img = img[..., :3].mean(-1)
+            colour.append(img_path.name)
         if img.shape != lab.shape:
             raise ValueError(
                 f"{img_path.name}: image shape {img.shape} differs from mask shape {lab.shape}"
             )
+        if img.ndim == 3:  # a (Z, Y, X) stack and its 3D mask: a sample per slice, as a volume
+            samples.extend(
+                Sample(
+                    normalize_percentile(img[z], norm["low"], norm["high"]),
+                    lab[z].astype(np.int32),
+                    f"{name}/z{z:03d}",
+                    source,
+                )
+                for z in range(img.shape[0])
+            )
+            continue
+        if img.ndim != 2:  # (it failed later: "too many values to unpack", audit 37)
+            raise ValueError(
+                f"data {str(img_path)!r}: expected a 2D image (Y, X) or a 3D stack (Z, Y, X) "
+                f"with a mask of its shape; got shape {img.shape}"
+            )
         image = normalize_percentile(img, norm["low"], norm["high"])
         samples.append(Sample(image, lab.astype(np.int32), name, source))
+    if colour:
+        logger.log(
+            NOTE,
+            "data %s: %d colour image(s) (%s) trained on as grey, the mean of their red, green "
+            "and blue (the model takes one channel)",
+            path,
+            len(colour),
+            ", ".join(colour[:3]) + (" ..." if len(colour) > 3 else ""),
+        )
     logger.info("loaded %d samples from %s", len(samples), path)
     return samples
+
+
+def _by_frame_number(files) -> dict[int, Path]:
+    """CTC frames (``t003.tif``, ``man_seg003.tif``) by the last number in their names.
+
+    Names whose last number is not the frame (``pos1_t003_c1.tif``: the channel) repeat it:
+    every image was paired with one mask, and trained on without a word (audit 37).
+    """
+    found: dict[int, Path] = {}
+    for f in sorted(files):
+        t = _frame_number(f)
+        if t in found:
+            raise ValueError(
+                f"data {str(f.parent)!r}: {found[t].name} and {f.name} both end in the number "
+                f"{t}, which is taken as the frame: a CTC sequence names its frames tTTT.tif "
+                "(masks man_segTTT.tif in 01_GT/SEG or 01_ST/SEG); rename them, or use an "
+                "images/ + labels/ folder (masks under the images' names)"
+            )
+        found[t] = f
+    return found
 
 
 def _no_pairs(path: Path) -> str:

@@ -697,6 +697,14 @@ def train_model(
     output = Path(output)
     if not train:
         raise ValueError("train must hold at least one sample; got none")
+    if val and not any(s.labels.any() for s in val):  # its scores were "nan", unexplained
+        logger.log(
+            NOTE,
+            "the %d held-out sample(s) (%s ...) hold no objects: their scores are undefined "
+            "(nan). Hold out annotated frames (--val START:STOP) or none (--val 0)",
+            len(val),
+            val[0].name,
+        )
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
@@ -751,6 +759,15 @@ def train_model(
                 "it is damaged: remove it and train without --resume"
             ) from None
         _load_resumed_network(ckpt, state, model)
+        trained_on = state.get("train_samples")
+        if trained_on is not None and list(trained_on) != [s.name for s in train]:
+            # other data under the same steps: the file then named these alone (audit 37)
+            raise ValueError(
+                f"resume: {str(ckpt)!r} was trained on other samples ({len(trained_on)}, e.g. "
+                f"{trained_on[0] if trained_on else 'none'}) than these ({len(train)}, e.g. "
+                f"{train[0].name if train else 'none'}); resume with the same --data and --val, "
+                "or train anew without --resume"
+            )
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         if ema is not None:
@@ -863,6 +880,7 @@ def train_model(
                         "best_state": best[1],
                         "selection": "score" if score_samples else "loss",
                         "architecture": _architecture(model),
+                        "train_samples": [s.name for s in train],  # a resume on the same
                         **({"ema": ema.state_dict()} if ema is not None else {}),
                     },
                     ckpt,
