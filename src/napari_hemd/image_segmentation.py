@@ -381,6 +381,7 @@ def segment_image_workflow(
     z_scale: float | None = None,
     tta: int | None = None,
     scale: float | str | None = None,
+    axes: str | None = None,
     **params,
 ) -> Generator[Progress, None, ImageSegmentation]:
     """Predict maps with ``model``, segment them, grow instances to whole cells.
@@ -430,6 +431,11 @@ def segment_image_workflow(
         ``params["scale_tried"]``). Default (None): the model's own zoom, 1 but for a model
         trained or fine-tuned at another (:func:`napari_hemd.models.prediction.model_scale`);
         not other than 1 with 3 planes (there ``z_scale`` sets the shape).
+    axes : str, optional
+        The image's axes, e.g. ``"TZYX"``. Without a ``Z`` here, a 4D image of at most 4 planes
+        on axis 1 is taken for channels ``(T, C, Y, X)`` and refused, as the command line and
+        the widgets refuse an input whose file names no ``Z``: ``axes="TZYX"`` segments stacks
+        of 2-4 slices.
     **params
         Parameters of the method (``tau``, ``delta``, ``iterations``, ``min_size``, ``link``,
         ``variant`` ...), as for :func:`napari_hemd.workflows.segment_workflow`, and
@@ -484,12 +490,16 @@ def segment_image_workflow(
         )
     from napari_hemd.io.channels import looks_like_channels
 
-    if looks_like_channels(shape) and shape[1] > 0:  # the command line's and widgets' rule
+    if axes is not None and (not isinstance(axes, str) or len(axes) != len(shape)):
+        raise ValueError(
+            f"axes must name the image's {len(shape)} axes (e.g. 'TZYX'); got {axes!r}"
+        )
+    if looks_like_channels(shape, axes) and shape[1] > 0:  # the command line's, widgets' rule
         raise ValueError(
             f"image of shape {shape} has {shape[1]} plane(s) on axis 1: taken for channels "
             "(T, C, Y, X), not a time-lapse of 3D stacks (T, Z, Y, X), which have more than 4 "
-            "slices; pass one channel, image[:, c] (audit 35: a two-colour movie was segmented "
-            "as stacks of 2 slices)"
+            "slices; pass one channel, image[:, c], or axes='TZYX' for stacks of so few slices "
+            "(audit 35: a two-colour movie was segmented as stacks of 2 slices)"
         )
     if len(shape) >= 3 and shape[0] == 0:
         raise ValueError("image has no frames (shape[0] == 0)")

@@ -609,3 +609,49 @@ def test_merge_and_relabel_never_wrap_an_id(make_napari_viewer, errors):
     assert errors == [said]
     with pytest.raises(ValueError, match="does not fit the labels' uint32"):
         apply_id_map(layer, "relabel", {44: 2**32})
+
+
+def test_labels_that_lie_elsewhere_than_their_map_re_run_on_all_of_it(viewer, qtbot, errors):
+    """Review 33: labels at frame 0 over their map placed at frame 3 (a project saved before
+    the widgets placed labels where their image lies): Lock choices and re-run sliced the map
+    from frame -3 ("prob is empty"). Labels of as many frames as the map hold all of it."""
+    from napari_hemd._widgets import InspectorWidget
+
+    prob = viewer.layers["nuclei video probability"]
+    prob.translate = (3.0, 0.0, 0.0)
+    seg = SegmentWidget(viewer)
+    seg.prob.value = prob
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    labels = viewer.layers["nuclei video labels"]
+    assert labels.translate[0] == 3.0
+    labels.translate = (0.0, 0.0, 0.0)  # as the widgets made it before, and a project keeps it
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    res = labels.metadata["hemd_result"]
+    node = int(res.selections[1].nodes[0])
+    rows = insp.inspect(1, tuple(int(v) for v in np.argwhere(res.forests[1].mask(node))[0]))
+    insp.use_candidate(next(i for i, r in enumerate(rows) if r.chosen))
+    before = labels.data.copy()
+    with qtbot.waitSignal(insp.lock_and_rerun().finished, timeout=120_000):
+        pass
+    np.testing.assert_array_equal(labels.data, before)
+    assert node in labels.metadata["hemd_result"].selections[1].nodes and not errors
+
+
+def test_named_stacks_of_3_slices_are_segmented_with_a_model(make_napari_viewer, qtbot, errors):
+    """Review 33: a (T, Z, Y, X) layer of 3-slice stacks with its axes named t, z, y, x passed
+    the widget's check, then segment_image refused it as channels."""
+    from napari_hemd.data.synthetic import nuclei_video
+
+    img = nuclei_video(n_frames=6, shape=(64, 64), n_cells=4, seed=3)["image"]
+    viewer = make_napari_viewer()
+    stacks = np.stack([img[0:3], img[3:6]])
+    layer = viewer.add_image(stacks, name="tzyx", axis_labels=("t", "z", "y", "x"))
+    seg = SegmentWidget(viewer)
+    seg.prob.value = layer
+    seg.model.value = "nuclei-fluo"
+    seg.tta.value = 1
+    with qtbot.waitSignal(seg.run().finished, timeout=300_000):
+        pass
+    assert viewer.layers["tzyx labels"].data.shape == stacks.shape and not errors

@@ -751,3 +751,14 @@ def test_a_raw_movie_scaled_to_0_1_given_as_a_map_is_noted(shared_data, tmp_path
     tifffile.imwrite(tmp_path / "prob.tif", prob.astype(np.float32))
     assert main(["segment", str(tmp_path / "prob.tif"), "-o", str(tmp_path / "b.tif")]) == 0
     assert "taken as a probability map" not in capsys.readouterr().err
+
+
+def test_a_named_time_lapse_of_3_slice_stacks_is_segmented(tmp_path):
+    """Review 33: an ImageJ TZYX file of 3-slice stacks passed the command line's check (its
+    axes name Z) and was then refused by segment_image as channels."""
+    img = nuclei_video(n_frames=6, shape=(64, 64), n_cells=4, seed=3)["image"]
+    movie = np.stack([img[0:3], img[3:6]])  # (T=2, Z=3, Y, X)
+    tifffile.imwrite(tmp_path / "tzyx.tif", movie, imagej=True, metadata={"axes": "TZYX"})
+    args = ["segment", str(tmp_path / "tzyx.tif"), "-o", str(tmp_path / "out.tif")]
+    assert main([*args, "--model", "nuclei-fluo", "--tta", "1", "--no-progress"]) == 0
+    assert tifffile.imread(tmp_path / "out.tif").shape == movie.shape

@@ -23,7 +23,7 @@ from napari_hemd._widgets._layer_state import (
     PREVIEW_KEY,
     RESULT_KEY,
     SOURCE_KEY,
-    first_frame,
+    frames_held,
     layer_state,
     run_locks,
 )
@@ -330,13 +330,16 @@ class LayerWidget(Container):
                 log.info("discarded a rebuilt result: %s changed meanwhile", layer.name)
 
         data = prob.data[0] if prob.multiscale else prob.data
-        if layer.ndim == prob.ndim >= 3 and params.get("axis", 0) == 0:
-            # a frame range: the frames it holds (placed from the map's own first frame)
-            first, n = first_frame(layer) - first_frame(prob), int(layer.data.shape[0])
-            if (first, n) != (0, int(data.shape[0])):
-                data = data[first : first + n]
-        gen = rebuild_workflow(data, params, locked)
         desc = "Rebuild the candidate forest"
+        if layer.ndim == prob.ndim >= 3 and params.get("axis", 0) == 0:
+            try:  # a frame range: the frames it holds
+                held = frames_held(layer, prob, int(data.shape[0]))
+            except ValueError as e:
+                show_error(f"{desc}: {e}")
+                return None
+            if held is not None:
+                data = data[held[0] : held[1]]
+        gen = rebuild_workflow(data, params, locked)
         return self.run_workflow(gen, done, run_button, cancel_button, desc)
 
     def cancel_flag(self):

@@ -623,6 +623,34 @@ def first_frame(layer) -> int:
     return round(float(layer.translate[0]) / float(layer.scale[0]))
 
 
+def frames_held(labels, source, n_source: int) -> tuple[int, int] | None:
+    """The frames ``(start, stop)`` of ``source`` that ``labels`` made of it hold; None: all.
+
+    ``source`` holds ``n_source`` frames; a frame range lies at its frames, counted from where
+    ``source`` lies.
+
+    Labels of as many frames as their source hold all of it, wherever they lie: a project saved
+    before the widgets placed labels where their image lies keeps them at frame 0 over a movie
+    placed at frame 3 (review 33: a re-run sliced the movie from frame -3, and found nothing).
+
+    Raises
+    ------
+    ValueError
+        The frames the labels lie at are not all frames of ``source``.
+    """
+    n = int(labels.data.shape[0])
+    if n == int(n_source):
+        return None
+    start = first_frame(labels) - first_frame(source)
+    if start < 0 or start + n > n_source:
+        raise ValueError(
+            f"{labels.name!r} lies at frames {first_frame(labels)}-{first_frame(labels) + n - 1}, "
+            f"which {source.name!r} (frames {first_frame(source)}-"
+            f"{first_frame(source) + n_source - 1}) does not all hold"
+        )
+    return start, start + n
+
+
 def frame_translate(layer, first: int) -> tuple:
     """The ``translate`` of a layer made from ``layer``'s frames ``first`` on (a frame range).
 

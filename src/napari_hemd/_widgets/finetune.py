@@ -399,6 +399,8 @@ class FineTuneWidget(LayerWidget):
         tuned = self.result is not None and model == str(self.result.path)
         params["scale"] = self.result.scale if tuned else run_zoom(labels)
         data = np.asarray(image.data[0] if image.multiscale else image.data)
+        if data.ndim == 4:  # the stacks it was segmented as
+            params["axes"] = "TZYX"
         gen = segment_image_workflow(data, model, "hemd", cancel=self.cancel_flag(), **params)
         name = self.result.name if self.result is not None else Path(model).stem
         dtype = np.result_type(labels.data.dtype, np.uint32)

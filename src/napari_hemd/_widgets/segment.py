@@ -39,8 +39,8 @@ from napari_hemd._widgets._layer_state import (
     MODEL_KEY,
     PARAMS_KEY,
     SOURCE_KEY,
-    first_frame,
     frame_translate,
+    frames_held,
     index_at,
 )
 from napari_hemd._widgets._models import (
@@ -350,9 +350,11 @@ class SegmentWidget(LayerWidget):
         if prob_layer is None and ndim >= 3 and params["axis"] == 0:
             span = self.frame_range(int(data.shape[0]))
         elif target is not None and target.ndim == ndim >= 3 and params["axis"] == 0:
-            first, n = first_frame(target) - first_frame(layer), int(target.data.shape[0])
-            if (first, n) != (0, int(data.shape[0])):  # the frames the layer holds
-                span = (first, first + n)
+            try:  # the frames the layer holds
+                span = frames_held(target, layer, int(data.shape[0]))
+            except ValueError as e:
+                show_error(f"Segment: {e}")
+                return None
         if span is not None:  # try settings on a few frames: a layer placed at those frames
             data = data[span[0] : span[1]]
             a, b = span[0], span[1] - 1
@@ -409,6 +411,8 @@ class SegmentWidget(LayerWidget):
         run.from_model = True
         run.saved[SOURCE_KEY], run.saved[MODEL_KEY] = run.prob_name, model
         run.saved[IMAGE_KEY] = layer.name  # Restore parameters repeats the run on this image
+        if run.data.ndim == 4:  # stacks: checked above (channels_refusal), named or deep
+            kwargs["axes"] = "TZYX"
         return segment_image_workflow(
             run.data, model, run.method, cancel=self.cancel_flag(), **kwargs
         )

@@ -620,6 +620,8 @@ def _run_with_model(args: argparse.Namespace) -> int:
             link=args.link,
             min_volume=args.min_volume or 0,
             exclude_border=args.exclude_border,
+            # a 4D INPUT here is stacks: the file names its Z, or has more than 4 slices
+            axes="TZYX" if image.ndim == 4 else None,
             **volume_kwargs(args, args.prob, loaded, tuple(image.shape[-3:])),
             **({"grow_threshold": args.grow_threshold} if args.grow_threshold is not None else {}),
             **hp,
