@@ -201,6 +201,14 @@ def test_a_numbered_sequence_opens_at_its_frames_with_its_masks(tmp_path, labels
     out = write_labels(labels, tmp_path / "res", first_frame=50)
     (_, meta, _), *_ = get_reader(str(out))(str(out))
     assert tuple(meta["translate"]) == (50, 0, 0)
+    # frames with a gap (t050, t051, t053): at frame 0, each mask on its own frame (review 33:
+    # man_seg053 was dropped)
+    (raw / "t052.tif").rename(raw / "t053.tif")
+    (tmp_path / "01_GT" / "SEG" / "man_seg051.tif").rename(
+        tmp_path / "01_GT" / "SEG" / "man_seg053.tif"
+    )
+    (_, imeta, _), (gt, _, _) = get_reader(str(raw))(str(raw))
+    assert "translate" not in imeta and [int(f.max()) for f in gt] == [0, 0, 2]
 
 
 def test_ctc_result_frames_keep_their_numbers(tmp_path):

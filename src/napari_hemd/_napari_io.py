@@ -57,7 +57,7 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         labels = _read_ctc_result(path, name)
         return [labels, *_ctc_tracks_layer(path, labels)]
     if path.is_dir() and not path.suffix:
-        from napari_hemd.io.tiff import first_frame_number
+        from napari_hemd.io.tiff import first_frame_number, folder_frame_numbers
 
         seq = read_ctc_sequence(path, lazy=True, tracking=False)  # (markers not shown)
         n = None if seq.raw is None else seq.raw.shape[0]
@@ -76,8 +76,12 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
                 place["translate"] = (first * step,) + (0.0,) * (ndim - 1)
             layers.append(split or (raw, {"name": name, "colormap": "gray"}, "image"))
             layers[-1][1].update(place)
+        numbers = folder_frame_numbers(path) if n is not None else None
+        if numbers is None or len(set(numbers)) != len(numbers) or len(numbers) != n:
+            numbers = list(range(first, first + (n or 0)))  # (by position)
+        at = {t: i for i, t in enumerate(numbers)}  # man_seg053 on frame t053, gaps or not
         for key, frames in (("GT", seq.gt_seg), ("ST", seq.st_seg)):
-            frames = {t - first: m for t, m in frames.items() if t >= first}
+            frames = {at[t]: m for t, m in frames.items() if t in at} if n else frames
             if frames:  # on the frames, at their pixel size (review 29b: the masks were not)
                 masks = _stack_frames(frames, n)
                 own = place if all(len(v) == masks.ndim for v in place.values()) else {}

@@ -792,3 +792,18 @@ def test_a_click_in_3d_view_inspects_the_object_under_the_mouse(make_napari_view
     insp._on_click(labels, click)  # nothing along the ray
     assert insp.where.value.startswith("3D view: no object under the mouse")
     assert not errors
+
+
+def test_the_ray_of_a_3d_click_reads_a_pyramids_full_level(make_napari_viewer):
+    """Review 33: a 3D-view click on a multiscale labels layer indexed its list of levels."""
+    from napari_hemd._widgets.inspector import _voxel_on_ray
+
+    data = np.zeros((10, 16, 16), np.uint16)
+    data[2:5, 5:10, 5:10] = 7
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels([data, data[:, ::2, ::2]], multiscale=True)
+    viewer.dims.ndisplay = 3
+    click = SimpleNamespace(
+        position=(5.0, 7.0, 7.0), view_direction=(1.0, 0, 0), dims_displayed=[0, 1, 2]
+    )
+    assert tuple(_voxel_on_ray(layer, click)) == (2, 7, 7)

@@ -562,6 +562,12 @@ def test_labels_and_maps_of_a_placed_ome_zarr_movie_lie_over_it(tmp_path):
     for out in ("l.tif", "l.zarr", "l.ome.zarr"):  # the movie itself, with the model
         assert main(["segment", str(src), "-o", str(tmp_path / out), *model]) == 0
         assert placed(tmp_path / out) == {(3.0, 1.0)}, out
+    for out in ("k.tif", "k.zarr", "k.ome.zarr"):  # link keeps them there (review 33)
+        args = ["link", str(tmp_path / "l.tif"), "-o", str(tmp_path / out), "--no-progress"]
+        assert main(args) == 0
+        assert placed(tmp_path / out) == {(3.0, 1.0)}, out
+    assert main(["stream", str(src), "-o", str(tmp_path / "s.zarr"), *model]) == 0  # and stream
+    assert placed(tmp_path / "s.zarr") == {(3.0, 1.0)}
     for maps in ("p.tif", "p.zarr"):  # predict's maps, then segment on them
         args = ["predict", str(src), "-o", str(tmp_path / maps), *model]
         assert main([*args, "--outputs", "foreground,background"]) == 0

@@ -677,11 +677,12 @@ def _voxel_on_ray(layer: Labels, event) -> np.ndarray | None:
     )
     if start is None or end is None:
         return None
-    shape = np.asarray(layer.data.shape)
+    data = layer.data[0] if layer.multiscale else layer.data  # (a pyramid: its full level)
+    shape = np.asarray(data.shape)
     n = max(int(2 * np.linalg.norm(np.asarray(end) - np.asarray(start))), 2)
     points = np.round(np.linspace(start, end, n)).astype(int)
     points = points[np.all((points >= 0) & (points < shape), axis=1)]
     for point in points:
-        if layer.data[tuple(point)]:
+        if data[tuple(point)]:
             return point
     return None

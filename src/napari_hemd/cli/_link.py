@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,26 +44,22 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd.cli._progress import Progress
     from napari_hemd.cli._segment import input_time_step, lineage_summary
     from napari_hemd.io import read_stack
-    from napari_hemd.io.stacks import check_labels_path
+    from napari_hemd.io.stacks import _is_zarr, check_labels_path, recorded_first_frame
     from napari_hemd.io.tiff import first_frame_number
     from napari_hemd.pipeline import link_stack
 
     check_labels_path(args.output)
     check_output_path(args.output, overwrite=args.overwrite, inputs=[args.labels])
     labels = read_stack(args.labels, lazy=True, array="instances")
-    first = 0
-    if check_labels_path(args.output) == "ome.zarr":  # placed where an OME-Zarr's labels were
-        from napari_hemd.io.ome_zarr import ome_zarr_first_frame  # (review 32b: back at 0)
-
-        first = ome_zarr_first_frame(args.labels)  # (0 for an input of another format)
-    elif check_labels_path(args.output) == "ctc":
+    # placed where LABELS lie, in every format (review 33: segment's TIFF of an OME-Zarr's
+    # frames 3-6 linked to frame 0): a folder of numbered masks at its first number; a file
+    # at the frame it records (an OME-Zarr's translation, Export's TIFF of a frame range)
+    if Path(args.labels).is_dir() and not _is_zarr(Path(args.labels)):
         first, note = first_frame_number(args.labels, labels.shape[0])
-        if note:
+        if note and check_labels_path(args.output) == "ctc":
             print(f"note: LABELS {note}", file=sys.stderr)
-        if not first:  # labels of frames 3-6 of a movie (Export's TIFF of a frame range)
-            from napari_hemd.io.stacks import recorded_first_frame
-
-            first = recorded_first_frame(args.labels, labels.shape[0])
+    else:
+        first = recorded_first_frame(args.labels, labels.shape[0])
     from napari_hemd.io.calibration import read_pixel_size
 
     t0 = time.perf_counter()

@@ -238,6 +238,8 @@ def run(args: argparse.Namespace) -> int:
     from napari_hemd.pipeline import record_pixel_size
 
     record_pixel_size(args.output, args.prob)  # the movie's (Fiji's, the microscope's)
+    if not args.link:  # (linked: _link places the final labels)
+        _record_first_frame(args, prob.shape[0])
     import zarr
 
     if zarr.open_array(str(args.output), mode="r").attrs.get("stack_by_stack"):
@@ -307,6 +309,20 @@ def _unlinked_store(final: str, args: argparse.Namespace, prob) -> Path:
         if not same or args.no_resume:
             shutil.rmtree(store)
     return store
+
+
+def _record_first_frame(args: argparse.Namespace, n: int) -> None:
+    """Place the labels where INPUT opens (an OME-Zarr or a folder of frames t050 ...: at 50).
+
+    As ``segment`` records it with its labels (review 33: stream's opened at frame 0).
+    """
+    import zarr
+
+    from napari_hemd.cli._segment import _first_frame
+
+    first = _first_frame(args, n)
+    if first:
+        zarr.open_array(str(args.output), mode="r+").attrs.update(first_frame=first, frames=n)
 
 
 def _link(args: argparse.Namespace, final: str, delta: float, n: int) -> None:
@@ -415,6 +431,7 @@ def _run_stacks(args: argparse.Namespace, stacks, params: dict, loaded) -> int:
 
     record_pixel_size(args.output, args.prob)
     n, dt = int(stacks.shape[0]), time.perf_counter() - t0
+    _record_first_frame(args, n)
     linked = zarr.open_array(str(args.output), mode="r").attrs.get("link_time")
     how = ", objects linked over time" if linked else ""
     print(
