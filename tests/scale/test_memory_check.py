@@ -74,7 +74,7 @@ def test_segment_image_refuses_before_the_model_is_loaded(monkeypatch, free):
     assert "napari-hemd stream MOVIE --model NAME -o OUT.zarr" in msg
     # a time-lapse of stacks: stream segments it stack by stack
     with pytest.raises(NotEnoughMemory, match="stack by stack instead, one stack in memory"):
-        segment_image(np.zeros((3, 4, 300, 300), np.uint16), model="nuclei-3d")
+        segment_image(np.zeros((3, 4, 300, 300), np.uint16), model="nuclei-3d", axes="TZYX")
     # one frame: no stream to suggest (its windows are frames)
     with pytest.raises(NotEnoughMemory, match="in parts") as info:
         segment_image(movie[0], model="nuclei-fluo")
