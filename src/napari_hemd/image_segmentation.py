@@ -490,9 +490,10 @@ def segment_image_workflow(
         )
     from napari_hemd.io.channels import looks_like_channels
 
-    if axes is not None and (not isinstance(axes, str) or len(axes) != len(shape)):
-        raise ValueError(
-            f"axes must name the image's {len(shape)} axes (e.g. 'TZYX'); got {axes!r}"
+    named = {2: ("YX",), 3: ("TYX", "ZYX"), 4: ("TZYX",)}.get(len(shape), ())
+    if axes is not None and (not isinstance(axes, str) or axes.upper() not in named):
+        raise ValueError(  # (channels: one at a time, image[:, c])
+            f"axes must name the image's {len(shape)} axes, one of {list(named)}; got {axes!r}"
         )
     if looks_like_channels(shape, axes) and shape[1] > 0:  # the command line's, widgets' rule
         raise ValueError(

@@ -221,6 +221,13 @@ def test_layers_made_from_a_moved_image_lie_on_it(make_napari_viewer, qtbot, err
     before = part.data.copy()
     _wait(qtbot, insp.lock_and_rerun())
     np.testing.assert_array_equal(part.data, before)
+    # the image moved back to the origin: the labels updated in place go there too (review 33:
+    # a translate of 0 was not passed on, the old one kept)
+    prob.translate, prob.scale = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    seg.frames.value = "all"
+    _wait(qtbot, seg.run())
+    assert viewer.layers["p labels"] is labels
+    assert list(labels.translate) == [0.0, 0.0, 0.0] and list(labels.scale) == [1.0] * 3
     assert not errors
 
 

@@ -273,3 +273,12 @@ def test_folders_numbered_without_leading_zeros_pair_their_frames(stacks, tmp_pa
     assert json.loads(capsys.readouterr().out)["F1"] == 1.0
     assert main([*args, "--pred", str(tmp_path / "short")]) == 2
     assert "--pred has no file numbered 2" in capsys.readouterr().err
+    tifffile.imwrite(tmp_path / "short" / "img11.tif", frames[2])  # as many, out of step
+    assert main([*args, "--pred", str(tmp_path / "short")]) == 2
+    assert "--gt's file numbered 2 would be paired with --pred's numbered 10" in (
+        capsys.readouterr().err
+    )
+    (tmp_path / "from0").mkdir()  # numbered from another start, in step: paired
+    for n, frame in zip((0, 1, 9), frames, strict=True):
+        tifffile.imwrite(tmp_path / "from0" / f"m{n}.tif", frame)
+    assert main([*args, "--pred", str(tmp_path / "from0")]) == 0

@@ -761,7 +761,15 @@ def test_an_interrupted_training_says_how_to_resume_and_keeps_its_plan(folder, c
     moved = [a if a != str(folder / "data") else str(other) for a in args]
     assert main([*moved, "--resume", "--val", "0.5"]) == 2
     assert "was trained on other samples" in capsys.readouterr().err
+    (folder / "data").rename(folder / "moved")  # the same frames in a moved folder resume
+    args = [a if a != str(folder / "data") else str(folder / "moved") for a in args]
     assert main([*args, "--resume"]) == 0  # the plan kept: steps 1 -> 6
     from napari_hemd.models import load_model_file
 
     assert load_model_file(model).metadata["training"]["steps_done"] == 6
+    # --overwrite discards an old run's checkpoint (a new run that wrote none of its own left
+    # it, then offered to --resume it: review 33b)
+    ckpt = model.with_name(model.name + ".ckpt")
+    ckpt.write_bytes(b"an old run's")
+    assert main([*args, "--steps", "1", "--checkpoint-every", "0", "--overwrite"]) == 0
+    assert not ckpt.exists()

@@ -300,8 +300,9 @@ def test_a_colour_image_is_refused_and_a_list_of_frames_taken(movie, monkeypatch
         two = np.stack([movie["image"][:2]] * 2, axis=1)
         with pytest.raises(ValueError, match=r"2 plane\(s\) on axis 1: taken for channels"):
             segment_image(two, "nuclei-fluo")
-        with pytest.raises(ValueError, match=r"axes must name the image's 4 axes"):
-            segment_image(two, "nuclei-fluo", axes="ZYX")
+        for wrong in ("ZYX", "TCYX", "CZYX"):  # (any 4 letters were taken: review 33b)
+            with pytest.raises(ValueError, match=r"axes must name the image's 4 axes"):
+                segment_image(two, "nuclei-fluo", axes=wrong)
     # stacks of 2 slices, said so (review 33: the command line's and widgets' named TZYX
     # stacks of so few slices were refused here after their own checks let them through)
     res = segment_image(two, "nuclei-fluo", "threshold", axes="TZYX", tta=1)

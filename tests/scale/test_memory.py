@@ -194,3 +194,22 @@ def test_predict_writes_maps_of_2_gib_or_more_as_a_bigtiff(tmp_path, monkeypatch
     assert not got["small"][0] and got["big"][0]
     np.testing.assert_array_equal(got["small"][1], got["big"][1])
     assert main(["segment", str(tmp_path / "big.tif"), "-o", str(tmp_path / "l.tif")]) == 0
+
+
+def test_predict_keeps_a_one_frame_movies_frame_axis_in_a_tiff(tmp_path):
+    """Audit 35: predict -o maps.tif wrote a (1, Y, X) movie's maps as one 2D image (the .zarr
+    kept (1, Y, X)); segment of them then gave 2D labels. The first page records the shape."""
+    import tifffile
+
+    from napari_hemd.cli import main
+    from napari_hemd.data.synthetic import nuclei_video
+
+    movie = nuclei_video(n_frames=1, shape=(48, 48), n_cells=3, seed=1)["image"]
+    tifffile.imwrite(tmp_path / "one.tif", movie, photometric="minisblack")
+    assert tifffile.imread(tmp_path / "one.tif").shape == (1, 48, 48)
+    args = ["predict", str(tmp_path / "one.tif"), "--model", "nuclei-fluo", "--tta", "1"]
+    assert main([*args, "--no-progress", "-o", str(tmp_path / "maps.tif")]) == 0
+    assert tifffile.imread(tmp_path / "maps.tif").shape == (1, 48, 48)
+    out = tmp_path / "labels.tif"
+    assert main(["segment", str(tmp_path / "maps.tif"), "-o", str(out), "--no-progress"]) == 0
+    assert tifffile.imread(out).shape == (1, 48, 48)

@@ -481,8 +481,10 @@ def add_or_update(
     and ``units`` it takes, so that it lies on its image (a calibrated image: in microns).
     """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    if like is not None:
-        kwargs = {**placed_like(like, len(data.shape)), **kwargs}
+    if like is not None:  # (where ``like`` is at the origin now, a layer updated goes back there)
+        n = len(data.shape)
+        here = {"translate": (0.0,) * n, "scale": (1.0,) * n, "units": ("pixel",) * n}
+        kwargs = {**here, **placed_like(like, n), **kwargs}
     ours = name in viewer.layers and any(
         str(k).startswith("hemd_") for k in viewer.layers[name].metadata
     )

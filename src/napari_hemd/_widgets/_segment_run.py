@@ -15,7 +15,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 
-from napari_hemd._widgets._common import add_or_update
+from napari_hemd._widgets._common import add_or_update, placed_like
 from napari_hemd._widgets._layer_state import (
     BACKGROUND_KEY,
     DEFAULTS_KEY,
@@ -321,6 +321,15 @@ def _write_labels(viewer, run: SegmentRun, labels: np.ndarray, meta: dict) -> La
         # a re-run is one more edit: Undo brings the previous labels, parameters, locks and
         # H-EMD result back together
         apply_edit(old, f"segment ({run.method})", labels, state=meta)
+        # where its image lies now (moved since the last run: it kept the old place, review 33)
+        if run.layer is not None:
+            n = labels.ndim
+            place = {"translate": (0.0,) * n, "scale": (1.0,) * n, **placed_like(run.layer, n)}
+            if run.translate is not None:  # a frame range: at its frames
+                place["translate"] = tuple(run.translate)
+            for key in ("translate", "scale"):
+                if not np.allclose(np.asarray(getattr(old, key), float), place[key]):
+                    setattr(old, key, place[key])
         return old
     # a user's layer that cannot take it (another shape, on disk) is kept: the result goes
     # beside it (add_or_update)

@@ -180,17 +180,25 @@ def check_paired_folders(gt_path, pred_path) -> None:
     if not all(p.is_dir() and not p.suffix for p in paths):
         return
     gt_n, pred_n = (folder_frame_numbers(p) for p in paths)
-    if gt_n is None or pred_n is None or len(gt_n) == len(pred_n):
+    if gt_n is None or pred_n is None or not gt_n or not pred_n:
+        return
+    if len(set(gt_n)) != len(gt_n) or len(set(pred_n)) != len(pred_n):
+        return
+    shift = pred_n[0] - gt_n[0]  # numbered alike, or from another start (0 and 1): in step
+    if len(gt_n) == len(pred_n) and all(p - g == shift for g, p in zip(gt_n, pred_n, strict=True)):
         return
     missing = sorted(set(gt_n) - set(pred_n))
-    if len(set(gt_n)) != len(gt_n) or len(set(pred_n)) != len(pred_n) or not missing:
-        return
-    shown = ", ".join(str(t) for t in missing[:8]) + (" ..." if len(missing) > 8 else "")
+    if len(gt_n) != len(pred_n) and missing:
+        shown = ", ".join(str(t) for t in missing[:8]) + (" ..." if len(missing) > 8 else "")
+        lack = f"--pred has no file numbered {shown}"
+    else:  # as many, out of step (1-10 against 1-4, 6-11: review 33b)
+        g, p = next((g, p) for g, p in zip(gt_n, pred_n, strict=False) if p - g != shift)
+        lack = f"--gt's file numbered {g} would be paired with --pred's numbered {p}"
     raise ValueError(
         f"--pred: folder {str(paths[1])!r} holds {len(pred_n)} frames and --gt {len(gt_n)}; "
-        f"--pred has no file numbered {shown} (by the numbers in the file names). The frames of "
-        "two folders are paired in name order: add the missing results (an empty mask where "
-        "nothing was found), or choose the frames to score with --frames"
+        f"{lack} (by the numbers in the file names). The frames of two folders are paired in "
+        "name order: give a result for every reference frame (an empty mask where nothing was "
+        "found), or choose the frames to score with --frames"
     )
 
 

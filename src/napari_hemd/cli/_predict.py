@@ -274,11 +274,15 @@ def run(args: argparse.Namespace) -> int:
             writers = _TiffWriters(stack, paths, outputs, args.overwrite, n)
             for page, (_, res) in enumerate(counted(frames)):
                 for name, arr in res.items():
+                    # the run's parameters once, on the first page; a movie's shape and axes
+                    # too (a 1-frame movie's maps read back as one 2D image: audit 35)
+                    first = {**meta, "output": name}
+                    if not flat:  # (no axes named: frames of a movie or slices of a stack)
+                        first["shape"] = [n, *arr.shape]
                     writers.get(name, arr).write(
                         arr,
                         compression="zlib",
-                        # the run's parameters once, on the first page
-                        description=json.dumps({**meta, "output": name}) if page == 0 else None,
+                        description=json.dumps(first) if page == 0 else None,
                         metadata=None,
                         photometric="minisblack",
                     )

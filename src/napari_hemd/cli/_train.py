@@ -282,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
             f"{str(ckpt)!r} holds an interrupted run of {str(out)!r}: --resume continues it; "
             "--overwrite starts anew and discards it"
         )
+    discard = ckpt if ckpt.exists() and not args.resume else None  # once the data are read
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder {str(out.parent)!r} does not exist")
     if args.threads:
@@ -377,6 +378,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         amp=not args.no_amp,
     )
+    if discard is not None:  # --overwrite: the old run's checkpoint goes (it outlived a new
+        discard.unlink(missing_ok=True)  # run stopped before its own: review 33b)
     model, history = train_model(
         train,
         val,

@@ -760,7 +760,12 @@ def train_model(
             ) from None
         _load_resumed_network(ckpt, state, model)
         trained_on = state.get("train_samples")
-        if trained_on is not None and list(trained_on) != [s.name for s in train]:
+        # their frames' names (t003, im1, z012), not the folders as typed: the same data moved
+        # or given by another relative path resumes (review 33b)
+        frame = lambda name: str(name).rsplit("/", 1)[-1]  # noqa: E731
+        if trained_on is not None and [frame(n) for n in trained_on] != [
+            frame(s.name) for s in train
+        ]:
             # other data under the same steps: the file then named these alone (audit 37)
             raise ValueError(
                 f"resume: {str(ckpt)!r} was trained on other samples ({len(trained_on)}, e.g. "
