@@ -266,8 +266,11 @@ def test_folders_numbered_without_leading_zeros_pair_their_frames(stacks, tmp_pa
         if n != 2:
             tifffile.imwrite(tmp_path / "short" / f"img{n}.tif", frame)
     from napari_hemd.io import read_stack
+    from napari_hemd.io.tiff import natural_key
 
     np.testing.assert_array_equal(read_stack(tmp_path / "gt"), np.stack(frames))
+    for names in (["t1.tif", "t01.tif"], ["t01.tif", "t1.tif"]):  # ties: by name, not listing
+        assert sorted(names, key=natural_key) == ["t01.tif", "t1.tif"]
     args = ["evaluate", "--gt", str(tmp_path / "gt"), "--json"]
     assert main([*args, "--pred", str(tmp_path / "pred")]) == 0
     assert json.loads(capsys.readouterr().out)["F1"] == 1.0

@@ -159,7 +159,8 @@ def natural_key(name: str) -> tuple:
     import re
 
     parts = re.split(r"(\d+)", name)
-    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+    # the name itself breaks ties (t1 and t01: not the folder's listing order, review 33b)
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), name
 
 
 def _folder_frames(path: Path) -> list[Path]:
