@@ -22,6 +22,17 @@ def _segmented(viewer, qtbot):
     return viewer.layers["nuclei video labels"]
 
 
+def _segmented_map(make_napari_viewer, qtbot, prob):
+    """A viewer with ``prob`` segmented by the Segment widget: (viewer, its labels layer)."""
+    viewer = make_napari_viewer()
+    viewer.add_image(prob, name="p probability")
+    seg = SegmentWidget(viewer)
+    seg.prob.value = viewer.layers["p probability"]
+    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
+        pass
+    return viewer, viewer.layers["p labels"]
+
+
 def test_click_next_uncertain_and_shortcuts(viewer, qtbot, errors):
     labels = _segmented(viewer, qtbot)
     res = labels.metadata["hemd_result"]
@@ -497,13 +508,7 @@ def test_a_time_lapse_of_stacks_segmented_without_a_model_is_inspected_in_3d(
     video = nuclei_video(n_frames=3, shape=(64, 64), n_cells=5, seed=2)["prob"]
     depth = np.array([0.6, 0.9, 1, 1, 0.9, 0.6], np.float32)[:, None, None]
     prob = (video[:, None] * depth).astype(np.float32)  # (3, 6, 64, 64): nuclei as cylinders
-    viewer = make_napari_viewer()
-    viewer.add_image(prob, name="p probability")
-    seg = SegmentWidget(viewer)
-    seg.prob.value = viewer.layers["p probability"]
-    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
-        pass
-    labels = viewer.layers["p labels"]
+    viewer, labels = _segmented_map(make_napari_viewer, qtbot, prob)
     res = labels.metadata["hemd_result"]
     assert res.forests[1].shape == (6, 64, 64)  # a forest of 3D candidates per time point
     insp = InspectorWidget(viewer)
@@ -764,13 +769,7 @@ def test_a_click_in_3d_view_inspects_the_object_under_the_mouse(make_napari_view
     prob = np.zeros((24, 40, 40), np.float32)
     prob[3:8, 10:20, 10:20] = 0.9  # near the viewer looking along +z
     prob[15:21, 10:20, 10:20] = 0.8  # behind it, on the same line of sight
-    viewer = make_napari_viewer()
-    viewer.add_image(prob, name="p probability")
-    seg = SegmentWidget(viewer)
-    seg.prob.value = viewer.layers["p probability"]
-    with qtbot.waitSignal(seg.run().finished, timeout=120_000):
-        pass
-    labels = viewer.layers["p labels"]
+    viewer, labels = _segmented_map(make_napari_viewer, qtbot, prob)
     front, back = int(labels.data[5, 15, 15]), int(labels.data[18, 15, 15])
     assert front and back and labels.data[12, 15, 15] == 0  # (one id, if linked over the gap)
     insp = InspectorWidget(viewer)

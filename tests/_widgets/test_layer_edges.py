@@ -135,19 +135,26 @@ def test_a_frame_range_is_inspected_and_reopened_where_it_sits(viewer, qtbot, tm
     assert len(res.forests) == 3
 
 
+def _lock_one(viewer, labels, frame=1):
+    """An inspector on ``labels`` that used (locked) H-EMD's first object of ``frame``."""
+    from napari_hemd._widgets import InspectorWidget
+
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    res = labels.metadata["hemd_result"]
+    node = int(res.selections[frame].nodes[0])
+    pixel = tuple(int(v) for v in np.argwhere(res.forests[frame].mask(node))[0])
+    rows = insp.inspect(frame, pixel)
+    insp.use_candidate(next(i for i, r in enumerate(rows) if r.chosen))
+    return insp, node
+
+
 def test_lock_and_rerun_of_a_frame_range_stays_in_it(viewer, qtbot, errors):
     """Lock choices and re-run H-EMD on a frame-range layer ran on the whole movie into a new
     layer named after the map, the locks applied to the movie's first frames."""
-    from napari_hemd._widgets import InspectorWidget
 
     part = _range_layer(viewer, qtbot, 3, 5)
-    insp = InspectorWidget(viewer)
-    insp.labels.value = part
-    res = part.metadata["hemd_result"]
-    node = int(res.selections[1].nodes[0])
-    yx = np.argwhere(res.forests[1].mask(node))[0]
-    rows = insp.inspect(1, (int(yx[0]), int(yx[1])))
-    insp.use_candidate(next(i for i, r in enumerate(rows) if r.chosen))
+    insp, node = _lock_one(viewer, part)
     names = [ly.name for ly in viewer.layers]
     with qtbot.waitSignal(insp.lock_and_rerun().finished, timeout=120_000):
         pass
@@ -164,18 +171,11 @@ def test_lock_and_rerun_writes_into_its_layer_renamed_meanwhile(viewer, qtbot, e
     """Audit 36: the labels layer renamed while Lock choices and re-run ran: the result went
     to a new layer of the old name (no undo history, the locked objects' pixels not kept), the
     renamed layer left as it was. It goes into the layer the run was started on."""
-    from napari_hemd._widgets import InspectorWidget
     from napari_hemd._widgets._layer_state import history_of
 
     part = _range_layer(viewer, qtbot, 3, 5)
-    insp = InspectorWidget(viewer)
-    insp.labels.value = part
-    res = part.metadata["hemd_result"]
-    node = int(res.selections[1].nodes[0])
-    yx = np.argwhere(res.forests[1].mask(node))[0]
-    rows = insp.inspect(1, (int(yx[0]), int(yx[1])))
-    insp.use_candidate(next(i for i, r in enumerate(rows) if r.chosen))
-    n = len(history_of(part).undo_stack)
+    insp, node = _lock_one(viewer, part)
+    n, res = len(history_of(part).undo_stack), part.metadata["hemd_result"]
     names = {ly.name for ly in viewer.layers}
     worker = insp.lock_and_rerun()
     part.name = "my version"  # while it runs
@@ -615,7 +615,6 @@ def test_labels_that_lie_elsewhere_than_their_map_re_run_on_all_of_it(viewer, qt
     """Review 33: labels at frame 0 over their map placed at frame 3 (a project saved before
     the widgets placed labels where their image lies): Lock choices and re-run sliced the map
     from frame -3 ("prob is empty"). Labels of as many frames as the map hold all of it."""
-    from napari_hemd._widgets import InspectorWidget
 
     prob = viewer.layers["nuclei video probability"]
     prob.translate = (3.0, 0.0, 0.0)
@@ -626,12 +625,7 @@ def test_labels_that_lie_elsewhere_than_their_map_re_run_on_all_of_it(viewer, qt
     labels = viewer.layers["nuclei video labels"]
     assert labels.translate[0] == 3.0
     labels.translate = (0.0, 0.0, 0.0)  # as the widgets made it before, and a project keeps it
-    insp = InspectorWidget(viewer)
-    insp.labels.value = labels
-    res = labels.metadata["hemd_result"]
-    node = int(res.selections[1].nodes[0])
-    rows = insp.inspect(1, tuple(int(v) for v in np.argwhere(res.forests[1].mask(node))[0]))
-    insp.use_candidate(next(i for i, r in enumerate(rows) if r.chosen))
+    insp, node = _lock_one(viewer, labels)
     before = labels.data.copy()
     with qtbot.waitSignal(insp.lock_and_rerun().finished, timeout=120_000):
         pass
