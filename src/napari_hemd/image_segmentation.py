@@ -929,7 +929,8 @@ def segment_image(
         Called as ``progress(stage, done, total)``.
     **kwargs
         The prediction's (``tile``, ``halo``, ``batch_size``, ``device``, ``threads``, ``tta``,
-        ``scale``, ``planes``, ``z_scale``, ``cancel``), the whole-cell growth's (``grow``,
+        ``scale``, ``planes``, ``z_scale``, ``cancel``), ``axes`` (``"TZYX"``: a time-lapse of
+        stacks of 2-4 slices, which is otherwise taken for channels), the whole-cell growth's (``grow``,
         ``grow_threshold``), ``exclude_border``, ``min_volume`` and the method's parameters
         (``tau``, ``delta``, ``min_size``, ``link`` ... as :func:`napari_hemd.segment`): see
         :func:`segment_image_workflow`. A keyword none of these takes raises a TypeError.

@@ -228,6 +228,9 @@ def test_layers_made_from_a_moved_image_lie_on_it(make_napari_viewer, qtbot, err
     _wait(qtbot, seg.run())
     assert viewer.layers["p labels"] is labels
     assert list(labels.translate) == [0.0, 0.0, 0.0] and list(labels.scale) == [1.0] * 3
+    prob.scale, prob.units = (1.0, 0.5, 0.5), ("pixel", "um", "um")  # calibrated now: units too
+    _wait(qtbot, seg.run())
+    assert list(labels.scale) == [1.0, 0.5, 0.5] and _units(labels) == _units(prob)
     assert not errors
 
 

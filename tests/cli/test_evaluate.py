@@ -251,20 +251,22 @@ def test_one_stack_recorded_as_such_is_scored_as_one_volume(stacks, capsys):
 
 
 def test_folders_numbered_without_leading_zeros_pair_their_frames(stacks, tmp_path, capsys):
-    """Audit 37: folders of img1, img2, img10 and img1_seg, img2_seg, img10_seg were read in
-    plain name order (img1, img10, img2 against img10_seg, img1_seg, img2_seg): identical labels
-    scored F1 0.33. Numbers sort as numbers; a result missing in the middle is named, not
-    paired with the wrong reference."""
+    """Audit 37: folders of img8, img9, img10 and img8_seg ... were read in plain name order
+    (img10, img8, img9 against img10_seg, img8_seg, img9_seg): identical labels scored
+    wrongly. Numbers sort as numbers; a result missing in the middle is named, not paired with
+    the wrong reference; names that number no frames are paired as before (review 33c)."""
     _, gt, _ = stacks
     frames = [np.asarray(f) for f in gt[:3]]
-    (tmp_path / "gt").mkdir()
-    (tmp_path / "pred").mkdir()
-    (tmp_path / "short").mkdir()
-    for n, frame in zip((1, 2, 10), frames, strict=True):
+    for sub in ("gt", "pred", "short", "from0", "ids"):
+        (tmp_path / sub).mkdir()
+    for n, frame in zip((8, 9, 10), frames, strict=True):
         tifffile.imwrite(tmp_path / "gt" / f"img{n}.tif", frame)
         tifffile.imwrite(tmp_path / "pred" / f"img{n}_seg.tif", frame)
-        if n != 2:
+        if n != 9:
             tifffile.imwrite(tmp_path / "short" / f"img{n}.tif", frame)
+        tifffile.imwrite(tmp_path / "from0" / f"m{n - 8}.tif", frame)
+    for hexid, frame in zip(("1a2", "2b755527", "3c42"), frames, strict=True):
+        tifffile.imwrite(tmp_path / "ids" / f"img_{hexid}.tif", frame)  # ids, not frames
     from napari_hemd.io import read_stack
     from napari_hemd.io.tiff import natural_key
 
@@ -272,16 +274,16 @@ def test_folders_numbered_without_leading_zeros_pair_their_frames(stacks, tmp_pa
     for names in (["t1.tif", "t01.tif"], ["t01.tif", "t1.tif"]):  # ties: by name, not listing
         assert sorted(names, key=natural_key) == ["t01.tif", "t1.tif"]
     args = ["evaluate", "--gt", str(tmp_path / "gt"), "--json"]
-    assert main([*args, "--pred", str(tmp_path / "pred")]) == 0
-    assert json.loads(capsys.readouterr().out)["F1"] == 1.0
+    for pred in ("pred", "from0", "ids"):  # paired in order: identical labels score 1
+        assert main([*args, "--pred", str(tmp_path / pred)]) == 0, pred
+        assert json.loads(capsys.readouterr().out)["F1"] == 1.0, pred
     assert main([*args, "--pred", str(tmp_path / "short")]) == 2
-    assert "--pred has no file numbered 2" in capsys.readouterr().err
+    assert "--pred has no file numbered 9" in capsys.readouterr().err
     tifffile.imwrite(tmp_path / "short" / "img11.tif", frames[2])  # as many, out of step
     assert main([*args, "--pred", str(tmp_path / "short")]) == 2
-    assert "--gt's file numbered 2 would be paired with --pred's numbered 10" in (
-        capsys.readouterr().err
-    )
-    (tmp_path / "from0").mkdir()  # numbered from another start, in step: paired
-    for n, frame in zip((0, 1, 9), frames, strict=True):
-        tifffile.imwrite(tmp_path / "from0" / f"m{n}.tif", frame)
-    assert main([*args, "--pred", str(tmp_path / "from0")]) == 0
+    assert "--pred's files skip from number 8 to 10" in capsys.readouterr().err
+    (tmp_path / "short" / "img8.tif").unlink()  # one more than --gt, in a row: as before
+    tifffile.imwrite(tmp_path / "short" / "img9.tif", frames[1])
+    tifffile.imwrite(tmp_path / "short" / "img8.tif", frames[0])
+    assert main([*args, "--pred", str(tmp_path / "short")]) == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -761,8 +761,15 @@ def test_an_interrupted_training_says_how_to_resume_and_keeps_its_plan(folder, c
     moved = [a if a != str(folder / "data") else str(other) for a in args]
     assert main([*moved, "--resume", "--val", "0.5"]) == 2
     assert "was trained on other samples" in capsys.readouterr().err
-    (folder / "data").rename(folder / "moved")  # the same frames in a moved folder resume
-    args = [a if a != str(folder / "data") else str(folder / "moved") for a in args]
+    import shutil
+
+    shutil.copytree(folder / "data", folder / "twin")  # another folder of the same names: no
+    twin = [a if a != str(folder / "data") else str(folder / "twin") for a in args]
+    assert main([*twin, "--resume"]) == 2  # (its frames' names alone resumed: review 33c)
+    assert "was trained on other samples" in capsys.readouterr().err
+    (folder / "sub").mkdir()  # the same frames moved into another folder resume
+    (folder / "data").rename(folder / "sub" / "data")
+    args = [a if a != str(folder / "data") else str(folder / "sub" / "data") for a in args]
     assert main([*args, "--resume"]) == 0  # the plan kept: steps 1 -> 6
     from napari_hemd.models import load_model_file
 
@@ -771,5 +778,8 @@ def test_an_interrupted_training_says_how_to_resume_and_keeps_its_plan(folder, c
     # it, then offered to --resume it: review 33b)
     ckpt = model.with_name(model.name + ".ckpt")
     ckpt.write_bytes(b"an old run's")
+    # a run refused at its start keeps it (it was deleted before the run's checks: review 33c)
+    assert main([*args, "--steps", "1", "--overwrite", "--patch-size", "30"]) == 2
+    assert ckpt.read_bytes() == b"an old run's"
     assert main([*args, "--steps", "1", "--checkpoint-every", "0", "--overwrite"]) == 0
     assert not ckpt.exists()

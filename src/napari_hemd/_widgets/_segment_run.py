@@ -324,12 +324,15 @@ def _write_labels(viewer, run: SegmentRun, labels: np.ndarray, meta: dict) -> La
         # where its image lies now (moved since the last run: it kept the old place, review 33)
         if run.layer is not None:
             n = labels.ndim
-            place = {"translate": (0.0,) * n, "scale": (1.0,) * n, **placed_like(run.layer, n)}
+            place = {"translate": (0.0,) * n, "scale": (1.0,) * n, "units": ("pixel",) * n}
+            place.update(placed_like(run.layer, n))
             if run.translate is not None:  # a frame range: at its frames
                 place["translate"] = tuple(run.translate)
             for key in ("translate", "scale"):
                 if not np.allclose(np.asarray(getattr(old, key), float), place[key]):
                     setattr(old, key, place[key])
+            if [str(u) for u in old.units] != [str(u) for u in place["units"]]:  # (review 33c)
+                old.units = place["units"]
         return old
     # a user's layer that cannot take it (another shape, on disk) is kept: the result goes
     # beside it (add_or_update)

@@ -168,37 +168,41 @@ def check_looks_like_labels(labels, path, name: str) -> None:
 
 
 def check_paired_folders(gt_path, pred_path) -> None:
-    """Refuse two folders of numbered frames where --pred lacks some of --gt's numbers.
+    """Refuse a --pred folder numbered with gaps against a --gt folder of frames in a row.
 
     Their frames are paired in name order (numbers as numbers): a result missing in the middle
     paired every later frame with the wrong reference, and the error named the last frame
-    (audit 37).
+    (audit 37). Names whose numbers are no run of frames (BBBC039's image ids), a sparse
+    reference, or two runs of frames (from 0 and from 1) are left as they were (review 33c).
     """
+    import itertools
+
     from napari_hemd.io.tiff import folder_frame_numbers
 
     paths = [Path(gt_path), Path(pred_path)]
     if not all(p.is_dir() and not p.suffix for p in paths):
         return
     gt_n, pred_n = (folder_frame_numbers(p) for p in paths)
-    if gt_n is None or pred_n is None or not gt_n or not pred_n:
+    if not gt_n or not pred_n or len(set(pred_n)) != len(pred_n):
         return
-    if len(set(gt_n)) != len(gt_n) or len(set(pred_n)) != len(pred_n):
-        return
-    shift = pred_n[0] - gt_n[0]  # numbered alike, or from another start (0 and 1): in step
-    if len(gt_n) == len(pred_n) and all(p - g == shift for g, p in zip(gt_n, pred_n, strict=True)):
+    in_a_row = lambda ns: ns == list(range(ns[0], ns[0] + len(ns)))  # noqa: E731
+    if not in_a_row(gt_n) or in_a_row(pred_n):  # names that number no frames (BBBC039's ids),
+        return  # a sparse reference, or two runs of frames: as before
+    rising = all(b > a for a, b in itertools.pairwise(pred_n))
+    if not rising or pred_n[-1] - pred_n[0] > 2 * len(gt_n):  # ids, not a run with a gap
         return
     missing = sorted(set(gt_n) - set(pred_n))
-    if len(gt_n) != len(pred_n) and missing:
+    if len(pred_n) < len(gt_n) and missing:
         shown = ", ".join(str(t) for t in missing[:8]) + (" ..." if len(missing) > 8 else "")
         lack = f"--pred has no file numbered {shown}"
-    else:  # as many, out of step (1-10 against 1-4, 6-11: review 33b)
-        g, p = next((g, p) for g, p in zip(gt_n, pred_n, strict=False) if p - g != shift)
-        lack = f"--gt's file numbered {g} would be paired with --pred's numbered {p}"
+    else:  # numbered with a gap against frames in a row (1-10 against 1-4, 6-11: review 33b)
+        gap = next(a for a, b in itertools.pairwise(pred_n) if b != a + 1)
+        lack = f"--pred's files skip from number {gap} to {pred_n[pred_n.index(gap) + 1]}"
     raise ValueError(
-        f"--pred: folder {str(paths[1])!r} holds {len(pred_n)} frames and --gt {len(gt_n)}; "
-        f"{lack} (by the numbers in the file names). The frames of two folders are paired in "
-        "name order: give a result for every reference frame (an empty mask where nothing was "
-        "found), or choose the frames to score with --frames"
+        f"--pred: folder {str(paths[1])!r} holds {len(pred_n)} frames and --gt {len(gt_n)} "
+        f"(numbered {gt_n[0]}-{gt_n[-1]}); {lack}, by the numbers in the file names. The frames "
+        "of two folders are paired in name order: give a result for every reference frame (an "
+        "empty mask where nothing was found), or choose the frames to score with --frames"
     )
 
 

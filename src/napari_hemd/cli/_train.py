@@ -282,7 +282,10 @@ def run(args: argparse.Namespace) -> int:
             f"{str(ckpt)!r} holds an interrupted run of {str(out)!r}: --resume continues it; "
             "--overwrite starts anew and discards it"
         )
-    discard = ckpt if ckpt.exists() and not args.resume else None  # once the data are read
+    # --overwrite: the old run's checkpoint goes once this run has trained (it outlived a new
+    # run that wrote none of its own, which then offered it to --resume: review 33b; not
+    # before: a run refused at its start lost it for nothing, review 33c)
+    old_ckpt = _file_id(ckpt) if ckpt.exists() and not args.resume else None
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder {str(out.parent)!r} does not exist")
     if args.threads:
@@ -378,8 +381,6 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         amp=not args.no_amp,
     )
-    if discard is not None:  # --overwrite: the old run's checkpoint goes (it outlived a new
-        discard.unlink(missing_ok=True)  # run stopped before its own: review 33b)
     model, history = train_model(
         train,
         val,
@@ -392,6 +393,8 @@ def run(args: argparse.Namespace) -> int:
         scale=zooms.pop() if len(zooms) == 1 else 1.0,
         half=not args.float32,
     )
+    if old_ckpt is not None and ckpt.exists() and _file_id(ckpt) == old_ckpt:
+        ckpt.unlink()  # (not this run's own, which its first checkpoint replaced)
     last = history[-1] if history else {}
     val_loss = last.get("val_loss")
     held = (
@@ -489,3 +492,9 @@ def _planned_steps(out) -> int | None:
     except Exception:  # no checkpoint, or an unreadable one: training says so itself
         return None
     return int(planned) if planned else None
+
+
+def _file_id(path) -> tuple[int, int, int]:
+    """``path``'s inode, size and modification time: whether a file is still the same one."""
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns

@@ -119,6 +119,9 @@ def load_samples(
     if not path.is_dir():
         raise FileNotFoundError(f"data {str(path)!r} is not a folder (or an .h5 volume)")
     pairs: list[tuple[Path, Path, str, str]] = []
+    # samples are named by the folder itself, however it was given ("." or ../01: a resume
+    # compares the names, review 33c)
+    named = path.resolve()
     if (path / "images").is_dir() and (path / "labels").is_dir():
         unlabelled = []
         from napari_hemd.io.tiff import natural_key
@@ -127,7 +130,7 @@ def load_samples(
         for img in sorted(listed, key=lambda p: natural_key(p.name)):  # img2 before img10
             lab = path / "labels" / img.name
             if lab.exists():
-                pairs.append((img, lab, f"{path.name}/{img.stem}", "labels"))
+                pairs.append((img, lab, f"{named.name}/{img.stem}", "labels"))
             else:
                 unlabelled.append(img.name)
         if unlabelled:  # said: a misnamed label file would otherwise just shrink the data
@@ -149,7 +152,7 @@ def load_samples(
         )
     else:
         try:
-            mask_dir, source = _ctc_mask_dir(path, masks)
+            mask_dir, source = _ctc_mask_dir(named, masks)  # (its _ST beside it: "." too)
         except FileNotFoundError:
             if any(p.suffix.lower() in _TIF for p in path.iterdir()):
                 raise  # frames without their masks: a CTC sequence missing its ST/GT folder
@@ -158,7 +161,9 @@ def load_samples(
         images = _by_frame_number(p for p in path.iterdir() if p.suffix.lower() in _TIF)
         for t, img in sorted(images.items()):
             if t in by_frame:
-                pairs.append((img, by_frame[t], f"{path.parent.name}/{path.name}/t{t:03d}", source))
+                pairs.append(
+                    (img, by_frame[t], f"{named.parent.name}/{named.name}/t{t:03d}", source)
+                )
     if not pairs:
         raise ValueError(_no_pairs(path))
     from napari_hemd.core.validation import binary_mask

@@ -760,9 +760,10 @@ def train_model(
             ) from None
         _load_resumed_network(ckpt, state, model)
         trained_on = state.get("train_samples")
-        # their frames' names (t003, im1, z012), not the folders as typed: the same data moved
-        # or given by another relative path resumes (review 33b)
-        frame = lambda name: str(name).rsplit("/", 1)[-1]  # noqa: E731
+        # the frames and their folder (01/t003, images/im1, volume/z012), not the whole path:
+        # the same data in a moved parent folder resumes (review 33b), the sequence 02 of the
+        # same frames' names does not (review 33c)
+        frame = lambda name: "/".join(str(name).split("/")[-2:])  # noqa: E731
         if trained_on is not None and [frame(n) for n in trained_on] != [
             frame(s.name) for s in train
         ]:
