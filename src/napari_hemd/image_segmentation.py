@@ -495,12 +495,13 @@ def segment_image_workflow(
         raise ValueError(  # (channels: one at a time, image[:, c])
             f"axes must name the image's {len(shape)} axes, one of {list(named)}; got {axes!r}"
         )
-    if looks_like_channels(shape, axes) and shape[1] > 0:  # the command line's, widgets' rule
+    # the command line's and the widgets' rule (audit 35: a two-colour movie was segmented as
+    # stacks of 2 slices, the second stain given the nuclei's ids)
+    if looks_like_channels(shape, axes) and shape[1] > 0:
         raise ValueError(
             f"image of shape {shape} has {shape[1]} plane(s) on axis 1: taken for channels "
             "(T, C, Y, X), not a time-lapse of 3D stacks (T, Z, Y, X), which have more than 4 "
-            "slices; pass one channel, image[:, c], or axes='TZYX' for stacks of so few slices "
-            "(audit 35: a two-colour movie was segmented as stacks of 2 slices)"
+            "slices; pass one channel, image[:, c], or axes='TZYX' for stacks of so few slices"
         )
     if len(shape) >= 3 and shape[0] == 0:
         raise ValueError("image has no frames (shape[0] == 0)")
