@@ -59,6 +59,14 @@ def to_probability(arr: np.ndarray, *, name: str = "prob") -> np.ndarray:
     )
 
 
+def _map_sample(arr, frames: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """A few frames of a map (first, middle, last) and every 7th of their values, as floats."""
+    n = arr.shape[0] if len(arr.shape) > 2 else 1
+    idx = sorted({0, n // 2, n - 1})[:frames] if len(arr.shape) > 2 else [None]
+    planes = [np.asarray(arr if i is None else arr[i]) for i in idx]
+    return planes, np.concatenate([f.ravel()[::7] for f in planes]).astype(np.float64)
+
+
 def not_a_probability_map(arr, *, frames: int = 3) -> str | None:
     """Why an integer array looks like a raw image rather than a probability map, or ``None``.
 
@@ -76,10 +84,7 @@ def not_a_probability_map(arr, *, frames: int = 3) -> str | None:
     dtype = np.dtype(arr.dtype)
     if dtype not in (np.uint8, np.uint16) or 0 in tuple(arr.shape):
         return None
-    n = arr.shape[0] if len(arr.shape) > 2 else 1
-    idx = sorted({0, n // 2, n - 1})[:frames] if len(arr.shape) > 2 else [None]
-    planes = [np.asarray(arr if i is None else arr[i]) for i in idx]
-    sample = np.concatenate([f.ravel()[::7] for f in planes]).astype(np.float64)
+    planes, sample = _map_sample(arr, frames)
     top = float(np.iinfo(dtype).max)
     peak = max(int(f.max()) for f in planes)
     if peak == 0:  # an empty field of view's map: no cells, as its float twin says (audit 24)
@@ -121,10 +126,7 @@ def faint_float_map(arr, *, frames: int = 3) -> str | None:
     dtype = np.dtype(arr.dtype)
     if dtype.kind != "f" or 0 in tuple(arr.shape):
         return None
-    n = arr.shape[0] if len(arr.shape) > 2 else 1
-    idx = sorted({0, n // 2, n - 1})[:frames] if len(arr.shape) > 2 else [None]
-    planes = [np.asarray(arr if i is None else arr[i], dtype=np.float64) for i in idx]
-    sample = np.concatenate([f.ravel()[::7] for f in planes])
+    _, sample = _map_sample(arr, frames)
     sample = sample[np.isfinite(sample)]
     lit = sample[sample > 0.05]
     if not lit.size:
