@@ -482,9 +482,7 @@ def add_or_update(
     """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if like is not None:  # (where ``like`` is at the origin now, a layer updated goes back there)
-        n = len(data.shape)
-        here = {"translate": (0.0,) * n, "scale": (1.0,) * n, "units": ("pixel",) * n}
-        kwargs = {**here, **placed_like(like, n), **kwargs}
+        kwargs = {**placement(like, len(data.shape)), **kwargs}
     ours = name in viewer.layers and any(
         str(k).startswith("hemd_") for k in viewer.layers[name].metadata
     )
@@ -503,6 +501,21 @@ def add_or_update(
         viewer.layers.remove(layer)
     add = viewer.add_labels if kind == "labels" else viewer.add_image
     return add(data, name=name, **kwargs)
+
+
+def bare_layer(layer):
+    """Napari's own layer behind a docked widget's public-only proxy (compared by identity)."""
+    return getattr(layer, "__wrapped__", layer)
+
+
+def placement(layer: Layer, ndim: int) -> dict:
+    """:func:`placed_like` with the origin's ``translate``, ``scale`` and ``units`` where unset.
+
+    What a layer made from ``layer`` is set to: one updated in place goes back to the origin
+    when ``layer`` is there now (review 33).
+    """
+    here = {"translate": (0.0,) * ndim, "scale": (1.0,) * ndim, "units": ("pixel",) * ndim}
+    return {**here, **placed_like(layer, ndim)}
 
 
 def placed_like(layer: Layer, ndim: int) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info
 
-from napari_hemd._widgets._common import add_or_update, placed_like
+from napari_hemd._widgets._common import add_or_update, bare_layer, placement
 from napari_hemd._widgets._layer_state import (
     BACKGROUND_KEY,
     DEFAULTS_KEY,
@@ -82,8 +82,8 @@ class SegmentRun:
 def target_layer(viewer, run: SegmentRun):
     """The layer ``run``'s labels go into: its ``target`` while open, else the layer named so."""
     if run.target is not None:
-        target = getattr(run.target, "__wrapped__", run.target)
-        if any(getattr(ly, "__wrapped__", ly) is target for ly in viewer.layers):
+        target = bare_layer(run.target)
+        if any(bare_layer(ly) is target for ly in viewer.layers):
             run.name = target.name  # (messages and a new layer name it as it is now)
             return run.target
     return viewer.layers[run.name] if run.name in viewer.layers else None
@@ -323,9 +323,7 @@ def _write_labels(viewer, run: SegmentRun, labels: np.ndarray, meta: dict) -> La
         apply_edit(old, f"segment ({run.method})", labels, state=meta)
         # where its image lies now (moved since the last run: it kept the old place, review 33)
         if run.layer is not None:
-            n = labels.ndim
-            place = {"translate": (0.0,) * n, "scale": (1.0,) * n, "units": ("pixel",) * n}
-            place.update(placed_like(run.layer, n))
+            place = placement(run.layer, labels.ndim)
             if run.translate is not None:  # a frame range: at its frames
                 place["translate"] = tuple(run.translate)
             for key in ("translate", "scale"):

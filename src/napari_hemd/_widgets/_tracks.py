@@ -8,7 +8,7 @@ import weakref
 import numpy as np
 from napari.layers import Labels, Tracks
 
-from napari_hemd._widgets._common import placed_like
+from napari_hemd._widgets._common import bare_layer, placed_like
 from napari_hemd._widgets._layer_state import (
     HISTORY_KEY,
     PARAMS_KEY,
@@ -29,11 +29,6 @@ _TRACKS: weakref.WeakKeyDictionary[Labels, weakref.ref] = weakref.WeakKeyDiction
 _FOLLOWED: weakref.WeakSet[Labels] = weakref.WeakSet()
 #: Each followed labels layer's count of edits: a redraw started before the last one is stale.
 _STAMP: weakref.WeakKeyDictionary[Labels, int] = weakref.WeakKeyDictionary()
-
-
-def _bare(layer):
-    """Napari's own layer behind a docked widget's public-only proxy."""
-    return getattr(layer, "__wrapped__", layer)
 
 
 def lineage_of(layer: Labels, data) -> tuple[object, np.ndarray | None]:
@@ -146,16 +141,16 @@ def _add_layer(viewer, labels: Labels, points: np.ndarray, graph: dict) -> Track
     shown = viewer.add_tracks(
         points, graph=graph, name=name, tail_length=10, metadata={"hemd_tracks": True}, **place
     )
-    _TRACKS[_bare(labels)] = weakref.ref(_bare(shown))
+    _TRACKS[bare_layer(labels)] = weakref.ref(bare_layer(shown))
     follow_edits(viewer, labels)
     return shown
 
 
 def tracks_layer(viewer, labels: Labels) -> Tracks | None:
     """The Tracks layer :func:`show_tracks` made for ``labels``, if it is still in the viewer."""
-    ref = _TRACKS.get(_bare(labels))
+    ref = _TRACKS.get(bare_layer(labels))
     shown = ref() if ref is not None else None
-    inside = {id(_bare(ly)) for ly in viewer.layers}
+    inside = {id(bare_layer(ly)) for ly in viewer.layers}
     return shown if shown is not None and id(shown) in inside else None
 
 
@@ -175,7 +170,7 @@ def refresh_tracks(viewer, labels: Labels, *, create: bool = False):
     if not _over_time(labels, one_stack) or not linked:
         return None
     tracks, edited = run_lineage(labels)
-    bare, data = _bare(labels), labels.data
+    bare, data = bare_layer(labels), labels.data
     asked = _STAMP.get(bare, 0)
 
     def work():
@@ -218,7 +213,7 @@ def follow_edits(viewer, labels: Labels) -> None:
     Every recorded edit, undo and redo (Proofread, the inspector, a re-run) and every brush
     stroke. Idempotent.
     """
-    bare = _bare(labels)
+    bare = bare_layer(labels)
     if bare in _FOLLOWED:
         return
     _FOLLOWED.add(bare)

@@ -18,6 +18,7 @@ from napari_hemd._widgets._common import (
     LayerWidget,
     add_or_update,
     ask_yes_no,
+    bare_layer,
     full_width,
 )
 from napari_hemd._widgets._layer_state import (
@@ -144,7 +145,7 @@ class InspectorWidget(StacksMixin, LayerWidget):
         """Whether the table's rows were read from ``layer``'s present ``res`` (else cleared)."""
         if self._table_of is not None and self.frame is not None and self.frame < len(res.forests):
             was, forest = self._table_of
-            if _unwrapped(was) is _unwrapped(layer) and forest is res.forests[self.frame]:
+            if bare_layer(was) is bare_layer(layer) and forest is res.forests[self.frame]:
                 return True
         self._clear_table(
             "the labels were segmented again (or changed layer) since the table was filled: "
@@ -153,10 +154,10 @@ class InspectorWidget(StacksMixin, LayerWidget):
         return False
 
     def _on_layer_removed(self, event) -> None:
-        gone = _unwrapped(event.value)
-        if self._table_of is not None and _unwrapped(self._table_of[0]) is gone:
+        gone = bare_layer(event.value)
+        if self._table_of is not None and bare_layer(self._table_of[0]) is gone:
             self._clear_table()  # (the table held the layer and a forest of it)
-        if self._hooked is not None and _unwrapped(self._hooked) is gone:
+        if self._hooked is not None and bare_layer(self._hooked) is gone:
             self._hook(None)
 
     def _on_click(self, layer: Labels, event) -> None:
@@ -659,11 +660,6 @@ def _centre_pixel(mask: np.ndarray) -> tuple[int, ...] | None:
     box = np.pad(mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))], 1)
     far = np.unravel_index(int(np.argmax(distance_transform_edt(box))), box.shape)
     return tuple(int(a + i - 1) for a, i in zip(lo, far, strict=True))
-
-
-def _unwrapped(layer):
-    """A layer behind magicgui's / napari's proxy (compared by identity)."""
-    return getattr(layer, "__wrapped__", layer)
 
 
 def _voxel_on_ray(layer: Labels, event) -> np.ndarray | None:
