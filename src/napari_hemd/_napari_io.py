@@ -57,15 +57,20 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
         labels = _read_ctc_result(path, name)
         return [labels, *_ctc_tracks_layer(path, labels)]
     if path.is_dir() and not path.suffix:
-        from napari_hemd.io.tiff import first_frame_number, folder_frame_numbers
+        from napari_hemd.io.tiff import folder_frame_numbers
 
         seq = read_ctc_sequence(path, lazy=True, tracking=False)  # (markers not shown)
         n = None if seq.raw is None else seq.raw.shape[0]
         layers: list[LayerData] = []
         place: dict = {}
-        # t050.tif ... at frame 50, with their masks (man_seg050.tif ...), as the CTC result
-        # folder of them (mask050.tif ...) opens (audit 35: 50 frames apart)
-        first = 0 if n is None else first_frame_number(path, n)[0]
+        # the frames' numbers: man_seg053 goes on frame t053, gaps or not; t050.tif ... in a
+        # row open at frame 50, as the CTC result folder of their masks (mask050.tif ...) does
+        # (audit 35: 50 frames apart)
+        numbers = folder_frame_numbers(path) if n is not None else None
+        if numbers is None or len(numbers) != n or len(set(numbers)) != n:
+            numbers = list(range(n or 0))  # (by position)
+        in_a_row = bool(numbers) and numbers == list(range(numbers[0], numbers[0] + n))
+        first = numbers[0] if in_a_row else 0
         if seq.raw is not None:  # at the pixel size its frames record (Fiji's image sequence)
             raw = seq.raw
             split = _unnamed_channels(raw, {"colormap": "gray"}, name, path)
@@ -76,10 +81,7 @@ def _read(path: str | os.PathLike) -> list[LayerData]:
                 place["translate"] = (first * step,) + (0.0,) * (ndim - 1)
             layers.append(split or (raw, {"name": name, "colormap": "gray"}, "image"))
             layers[-1][1].update(place)
-        numbers = folder_frame_numbers(path) if n is not None else None
-        if numbers is None or len(set(numbers)) != len(numbers) or len(numbers) != n:
-            numbers = list(range(first, first + (n or 0)))  # (by position)
-        at = {t: i for i, t in enumerate(numbers)}  # man_seg053 on frame t053, gaps or not
+        at = {t: i for i, t in enumerate(numbers)}
         for key, frames in (("GT", seq.gt_seg), ("ST", seq.st_seg)):
             frames = {at[t]: m for t, m in frames.items() if t in at} if n else frames
             if frames:  # on the frames, at their pixel size (review 29b: the masks were not)
