@@ -33,6 +33,18 @@ def _segmented_map(make_napari_viewer, qtbot, prob):
     return viewer, viewer.layers["p labels"]
 
 
+def _inspector_on_an_object(viewer, qtbot, frame=2):
+    """The sample segmented, an inspector on it, and H-EMD's first object of ``frame``:
+    ``(labels, inspector, result, its node, a pixel of it)``."""
+    labels = _segmented(viewer, qtbot)
+    insp = InspectorWidget(viewer)
+    insp.labels.value = labels
+    res = labels.metadata["hemd_result"]
+    node = int(res.selections[frame].nodes[0])
+    pix = tuple(int(v) for v in np.argwhere(res.forests[frame].mask(node))[0])
+    return labels, insp, res, node, pix
+
+
 def test_click_next_uncertain_and_shortcuts(viewer, qtbot, errors):
     labels = _segmented(viewer, qtbot)
     res = labels.metadata["hemd_result"]
@@ -551,12 +563,7 @@ def test_using_the_chosen_candidate_locks_it_once_and_says_so(viewer, qtbot, err
 
     infos: list[str] = []
     monkeypatch.setattr(inspector_module, "show_info", infos.append)
-    labels = _segmented(viewer, qtbot)
-    insp = InspectorWidget(viewer)
-    insp.labels.value = labels
-    res = labels.metadata["hemd_result"]
-    node = int(res.selections[2].nodes[0])
-    pix = tuple(int(v) for v in np.argwhere(res.forests[2].mask(node))[0])
+    labels, insp, _, node, pix = _inspector_on_an_object(viewer, qtbot)
     rows = insp.inspect(2, pix)
     row = next(i for i, r in enumerate(rows) if r.chosen)
     before = labels.data.copy()
@@ -732,12 +739,7 @@ def test_a_table_of_an_earlier_result_is_not_used_on_a_new_one(viewer, qtbot, er
     row's node up in the new forest: an unrelated region replaced the object, with "object N
     is now candidate #M". The rows are refused (and the table cleared) once the layer holds
     another result; choosing another layer clears them at once."""
-    labels = _segmented(viewer, qtbot)
-    insp = InspectorWidget(viewer)
-    insp.labels.value = labels
-    res = labels.metadata["hemd_result"]
-    node = int(res.selections[2].nodes[0])
-    pix = tuple(int(v) for v in np.argwhere(res.forests[2].mask(node))[0])
+    labels, insp, res, _, pix = _inspector_on_an_object(viewer, qtbot)
     assert insp.inspect(2, pix)
     seg = SegmentWidget(viewer)  # again, into the same layer, with other parameters
     seg.prob.value = viewer.layers["nuclei video probability"]
